@@ -1,0 +1,26 @@
+// Small file helpers. Every write that must survive a crash is atomic: a
+// temp file in the same directory, fsync, rename, then fsync the directory.
+#ifndef TESSERA_CORE_FILE_UTIL_H_
+#define TESSERA_CORE_FILE_UTIL_H_
+
+#include <string>
+
+#include "core/status.h"
+
+namespace tessera {
+
+// NotFound when the file cannot be opened, DataLoss on a read error.
+StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Replaces `path` with `contents` atomically. Unavailable on any I/O error
+// (disk full included); the old file is then left untouched.
+Status WriteFileAtomic(const std::string& path, const std::string& contents);
+
+// mkdir -p. Unavailable naming the directory on failure.
+Status MakeDirs(const std::string& path);
+
+bool FileExists(const std::string& path);
+
+}  // namespace tessera
+
+#endif  // TESSERA_CORE_FILE_UTIL_H_

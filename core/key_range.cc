@@ -1,0 +1,47 @@
+#include "core/key_range.h"
+
+namespace tessera {
+
+std::vector<std::vector<KeyRange>> PartitionKeys(const std::vector<TensorInfo>& tensors, int servers) {
+  CHECK_GE(servers, 1);
+  std::vector<std::vector<KeyRange>> owned(servers);
+  for (const TensorInfo& t : tensors) {
+    for (int j = 0; j < servers; ++j) {
+      // 128-bit products are not needed: sizes stay far below 2^32 * servers.
+      const uint64_t begin = t.offset + t.size * j / servers;
+      const uint64_t end = t.offset + t.size * (j + 1) / servers;
+      if (end > begin) owned[j].push_back({begin, end});
+    }
+  }
+  return owned;
+}
+
+uint64_t CountKeys(const std::vector<KeyRange>& ranges) {
+  uint64_t n = 0;
+  for (const KeyRange& r : ranges) n += r.size();
+  return n;
+}
+
+Status ValidateRanges(const std::vector<KeyRange>& ranges, uint64_t num_keys) {
+  uint64_t previous_end = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const KeyRange& r = ranges[i];
+    if (r.empty()) return InvalidArgumentError("key range " + std::to_string(i) + " " + ToString(r) + " is empty");
+    if (r.end > num_keys) {
+      return InvalidArgumentError("key range " + std::to_string(i) + " " + ToString(r) + " ends past the model's " +
+                                  std::to_string(num_keys) + " keys");
+    }
+    if (i > 0 && r.begin < previous_end) {
+      return InvalidArgumentError("key range " + std::to_string(i) + " " + ToString(r) +
+                                  " overlaps or precedes the range before it");
+    }
+    previous_end = r.end;
+  }
+  return OkStatus();
+}
+
+std::string ToString(const KeyRange& range) {
+  return "[" + std::to_string(range.begin) + ", " + std::to_string(range.end) + ")";
+}
+
+}  // namespace tessera

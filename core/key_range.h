@@ -1,0 +1,51 @@
+// Keys and key ranges. A model's parameters live in one flat float32 key
+// space: tensor t occupies keys [offset, offset + size). Each tensor is cut
+// into one chunk per server, so every server owns a slice of every tensor and
+// bytes balance to within one element per tensor.
+#ifndef TESSERA_CORE_KEY_RANGE_H_
+#define TESSERA_CORE_KEY_RANGE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace tessera {
+
+// [begin, end) of keys. A value type.
+struct KeyRange {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  uint64_t size() const { return end - begin; }
+  bool empty() const { return end <= begin; }
+  bool operator==(const KeyRange&) const = default;
+};
+
+// One parameter tensor and where its keys start.
+struct TensorInfo {
+  std::string name;              // e.g. "layer0.linear.weight"
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;           // first key
+  uint64_t size = 0;             // number of keys (product of shape)
+  float init_bound = 0;          // initialized uniform in [-init_bound, init_bound]
+  KeyRange range() const { return {offset, offset + size}; }
+};
+
+// Returns, for each of `servers` servers, the key ranges it owns, in key
+// order. Chunk j of a tensor of n keys is [offset + n*j/S, offset + n*(j+1)/S);
+// empty chunks are left out. REQUIRES: servers >= 1.
+std::vector<std::vector<KeyRange>> PartitionKeys(const std::vector<TensorInfo>& tensors, int servers);
+
+// Total keys in `ranges`.
+uint64_t CountKeys(const std::vector<KeyRange>& ranges);
+
+// OK when `ranges` are non-empty, sorted, disjoint and inside [0, num_keys);
+// InvalidArgument naming the first bad range otherwise.
+Status ValidateRanges(const std::vector<KeyRange>& ranges, uint64_t num_keys);
+
+std::string ToString(const KeyRange& range);
+
+}  // namespace tessera
+
+#endif  // TESSERA_CORE_KEY_RANGE_H_

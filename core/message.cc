@@ -1,0 +1,77 @@
+#include "core/message.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace tessera {
+
+Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames) {
+  if (header.version() != proto::WIRE_VERSION_CURRENT) {
+    return InvalidArgumentError("wire version " + std::to_string(header.version()) + ", expected " +
+                                std::to_string(proto::WIRE_VERSION_CURRENT));
+  }
+  if (!proto::Op_IsValid(header.op()) || header.op() == proto::OP_UNSPECIFIED) {
+    return InvalidArgumentError("unknown op " + std::to_string(header.op()));
+  }
+  if (static_cast<size_t>(header.ranges_size()) != frames.size()) {
+    return DataLossError("header names " + std::to_string(header.ranges_size()) + " key ranges but " +
+                         std::to_string(frames.size()) + " tensor frames came");
+  }
+  uint64_t previous_end = 0;
+  for (int i = 0; i < header.ranges_size(); ++i) {
+    const proto::KeyRange& r = header.ranges(i);
+    if (r.end() <= r.begin()) return InvalidArgumentError("empty key range " + std::to_string(i));
+    if (i > 0 && r.begin() < previous_end) return InvalidArgumentError("key ranges out of order at " + std::to_string(i));
+    previous_end = r.end();
+    const uint64_t keys = r.end() - r.begin();
+    if (keys > (uint64_t{1} << 40)) return InvalidArgumentError("key range " + std::to_string(i) + " too large");
+    if (frames[i].size() != keys * sizeof(float)) {
+      return DataLossError("frame " + std::to_string(i + 1) + " holds " + std::to_string(frames[i].size()) +
+                           " bytes, expected " + std::to_string(keys * sizeof(float)) + " for " +
+                           std::to_string(keys) + " float32 keys");
+    }
+  }
+  return OkStatus();
+}
+
+StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_identity) {
+  const size_t header_index = has_identity ? 1 : 0;
+  if (parts.size() <= header_index) {
+    return DataLossError("message of " + std::to_string(parts.size()) + " frames has no header");
+  }
+  Message m;
+  if (has_identity) m.peer = parts[0].to_string();
+  const zmq::message_t& h = parts[header_index];
+  if (h.size() > (1u << 26) || !m.header.ParseFromArray(h.data(), static_cast<int>(h.size()))) {
+    return DataLossError("header frame of " + std::to_string(h.size()) + " bytes does not parse");
+  }
+  for (size_t i = header_index + 1; i < parts.size(); ++i) m.frames.push_back(std::move(parts[i]));
+  RETURN_IF_ERROR(ValidateMessage(m.header, m.frames));
+  return m;
+}
+
+const float* FrameFloats(const zmq::message_t& frame, std::vector<float>* scratch) {
+  const auto address = reinterpret_cast<uintptr_t>(frame.data());
+  if (address % alignof(float) == 0) return static_cast<const float*>(frame.data());
+  scratch->resize(frame.size() / sizeof(float));
+  std::memcpy(scratch->data(), frame.data(), scratch->size() * sizeof(float));
+  return scratch->data();
+}
+
+std::vector<KeyRange> RangesOf(const proto::Header& header) {
+  std::vector<KeyRange> ranges;
+  ranges.reserve(header.ranges_size());
+  for (const proto::KeyRange& r : header.ranges()) ranges.push_back({r.begin(), r.end()});
+  return ranges;
+}
+
+void SetRanges(const std::vector<KeyRange>& ranges, proto::Header* header) {
+  header->clear_ranges();
+  for (const KeyRange& r : ranges) {
+    proto::KeyRange* out = header->add_ranges();
+    out->set_begin(r.begin);
+    out->set_end(r.end);
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,55 @@
+// Messages on the wire: frame 0 a proto::Header, frames 1.. raw float32
+// tensor bytes, one frame per Header.ranges entry. Decoding validates the
+// header against the frames before any tensor byte is read.
+#ifndef TESSERA_CORE_MESSAGE_H_
+#define TESSERA_CORE_MESSAGE_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "core/key_range.h"
+#include "core/status.h"
+#include "proto/wire.pb.h"
+
+namespace tessera {
+
+// A tensor frame to send. When `owner` is set the bytes go out without a
+// copy and `owner` is kept alive until ZeroMQ has sent them; otherwise they
+// are copied at Send time.
+struct OutFrame {
+  const void* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> owner;
+};
+
+// A received message: the decoded header and its tensor frames.
+struct Message {
+  std::string peer;  // ROUTER sockets: the sender's identity; empty otherwise.
+  proto::Header header;
+  std::vector<zmq::message_t> frames;
+};
+
+// Validates a decoded header against its tensor frames: known op, wire
+// version, one frame per range, each frame (end-begin)*4 bytes, ranges
+// non-empty and sorted. Returns InvalidArgument/DataLoss naming the problem.
+Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames);
+
+// Decodes parts (identity first when `has_identity`) into a Message. Never
+// throws; returns DataLoss/InvalidArgument for malformed input.
+StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_identity);
+
+// A frame's bytes as floats. Frames may be unaligned (ZeroMQ can deliver
+// small messages inside a shared receive buffer), so this returns the frame's
+// own memory when it is aligned and copies into *scratch when it is not.
+const float* FrameFloats(const zmq::message_t& frame, std::vector<float>* scratch);
+
+std::vector<KeyRange> RangesOf(const proto::Header& header);
+void SetRanges(const std::vector<KeyRange>& ranges, proto::Header* header);
+
+}  // namespace tessera
+
+#endif  // TESSERA_CORE_MESSAGE_H_

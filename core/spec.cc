@@ -1,0 +1,120 @@
+#include "core/spec.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include "core/file_util.h"
+
+namespace tessera {
+namespace {
+
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  explicit FirstErrorCollector(std::string source) : source_(std::move(source)) {}
+  void AddError(int line, int column, const std::string& message) override {
+    if (first_.empty()) {
+      first_ = source_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    }
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string source_;
+  std::string first_;
+};
+
+Status Require(bool ok, const std::string& message) {
+  return ok ? OkStatus() : InvalidArgumentError(message);
+}
+
+std::string Got(double v) {
+  std::string s = std::to_string(v);
+  while (s.size() > 1 && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return ", got " + s;
+}
+
+}  // namespace
+
+StatusOr<proto::JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name) {
+  proto::JobSpec spec;
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors(source_name);
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &spec)) {
+    return InvalidArgumentError(errors.first().empty() ? source_name + ": does not parse" : errors.first());
+  }
+  return spec;
+}
+
+StatusOr<proto::JobSpec> LoadJobSpec(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseJobSpec(text, path);
+}
+
+Status ValidateJobSpec(const proto::JobSpec& spec) {
+  RETURN_IF_ERROR(Require(!spec.name().empty(), "name must not be empty"));
+  for (char c : spec.name()) {
+    RETURN_IF_ERROR(Require(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.',
+                            "name may hold only letters, digits, '-', '_' and '.', got '" + spec.name() + "'"));
+  }
+  RETURN_IF_ERROR(Require(spec.batch_size() >= 1, "batch_size must be >= 1" + Got(spec.batch_size())));
+  RETURN_IF_ERROR(Require(spec.batch_size() <= 65536, "batch_size must be <= 65536" + Got(spec.batch_size())));
+  RETURN_IF_ERROR(Require(spec.epochs() >= 1, "epochs must be >= 1" + Got(spec.epochs())));
+  RETURN_IF_ERROR(Require(spec.epochs() <= 100000, "epochs must be <= 100000" + Got(spec.epochs())));
+
+  const proto::ClusterSpec& c = spec.cluster();
+  RETURN_IF_ERROR(Require(c.servers() >= 1, "cluster.servers must be >= 1" + Got(c.servers())));
+  RETURN_IF_ERROR(Require(c.servers() <= 256, "cluster.servers must be <= 256" + Got(c.servers())));
+  RETURN_IF_ERROR(Require(c.workers() >= 1, "cluster.workers must be >= 1" + Got(c.workers())));
+  RETURN_IF_ERROR(Require(c.workers() <= 1024, "cluster.workers must be <= 1024" + Got(c.workers())));
+
+  const proto::DataSpec& d = spec.data();
+  RETURN_IF_ERROR(Require(!d.dir().empty(), "data.dir must not be empty"));
+  RETURN_IF_ERROR(Require(d.std() > 0, "data.std must be > 0" + Got(d.std())));
+  RETURN_IF_ERROR(Require(d.shards_per_worker() >= 1, "data.shards_per_worker must be >= 1" + Got(d.shards_per_worker())));
+  RETURN_IF_ERROR(Require(d.max_train_examples() >= 0, "data.max_train_examples must be >= 0" + Got(d.max_train_examples())));
+  RETURN_IF_ERROR(Require(d.max_test_examples() >= 0, "data.max_test_examples must be >= 0" + Got(d.max_test_examples())));
+
+  const proto::OptimizerSpec& o = spec.optimizer();
+  RETURN_IF_ERROR(Require(o.learning_rate() > 0, "optimizer.learning_rate must be > 0" + Got(o.learning_rate())));
+  RETURN_IF_ERROR(Require(o.momentum() >= 0 && o.momentum() < 1, "optimizer.momentum must be in [0, 1)" + Got(o.momentum())));
+  RETURN_IF_ERROR(Require(o.weight_decay() >= 0, "optimizer.weight_decay must be >= 0" + Got(o.weight_decay())));
+  RETURN_IF_ERROR(Require(o.beta1() >= 0 && o.beta1() < 1, "optimizer.beta1 must be in [0, 1)" + Got(o.beta1())));
+  RETURN_IF_ERROR(Require(o.beta2() >= 0 && o.beta2() < 1, "optimizer.beta2 must be in [0, 1)" + Got(o.beta2())));
+  RETURN_IF_ERROR(Require(o.epsilon() > 0, "optimizer.epsilon must be > 0" + Got(o.epsilon())));
+
+  const proto::ModelSpec& m = spec.model();
+  RETURN_IF_ERROR(Require(m.layer_size() >= 1, "model needs at least one layer"));
+  for (int i = 0; i < m.layer_size(); ++i) {
+    const proto::LayerSpec& l = m.layer(i);
+    const std::string where = "model.layer[" + std::to_string(i) + "]";
+    switch (l.kind_case()) {
+      case proto::LayerSpec::kLinear:
+        RETURN_IF_ERROR(Require(l.linear().out_features() >= 1,
+                                where + ".linear.out_features must be >= 1" + Got(l.linear().out_features())));
+        RETURN_IF_ERROR(Require(l.linear().out_features() <= (1 << 24),
+                                where + ".linear.out_features must be <= 16777216" + Got(l.linear().out_features())));
+        break;
+      case proto::LayerSpec::kRelu:
+        break;
+      case proto::LayerSpec::KIND_NOT_SET:
+        return InvalidArgumentError(where + " sets no layer kind (linear, relu)");
+    }
+  }
+  return OkStatus();
+}
+
+std::string JobSpecToText(const proto::JobSpec& spec) {
+  std::string text;
+  google::protobuf::TextFormat::Printer printer;
+  printer.PrintToString(spec, &text);
+  return text;
+}
+
+std::string DataPath(const proto::DataSpec& data, const std::string& name) {
+  if (!name.empty() && name[0] == '/') return name;
+  return data.dir() + "/" + name;
+}
+
+}  // namespace tessera

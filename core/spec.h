@@ -1,0 +1,32 @@
+// Loading and validating job specs (protobuf text format, strict: unknown
+// fields are errors).
+#ifndef TESSERA_CORE_SPEC_H_
+#define TESSERA_CORE_SPEC_H_
+
+#include <string>
+
+#include "core/status.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+// Parses `text`. InvalidArgument with "SOURCE:LINE:COL: problem" on a syntax
+// error or an unknown field.
+StatusOr<proto::JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name);
+
+// Reads and parses the file at `path`. NotFound when it cannot be read.
+StatusOr<proto::JobSpec> LoadJobSpec(const std::string& path);
+
+// Checks every value; returns InvalidArgument naming the first bad field,
+// e.g. "cluster.workers must be >= 1, got 0".
+Status ValidateJobSpec(const proto::JobSpec& spec);
+
+// The spec in text format, every default made explicit (for the run directory).
+std::string JobSpecToText(const proto::JobSpec& spec);
+
+// Path of the data file `name` under data.dir (absolute names stay as they are).
+std::string DataPath(const proto::DataSpec& data, const std::string& name);
+
+}  // namespace tessera
+
+#endif  // TESSERA_CORE_SPEC_H_

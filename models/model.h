@@ -1,0 +1,88 @@
+// A model: the layer stack a ModelSpec describes, its parameters in one flat
+// float32 buffer (the key space the servers shard), and forward/backward on
+// batches. Not thread-safe.
+#ifndef TESSERA_MODELS_MODEL_H_
+#define TESSERA_MODELS_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/key_range.h"
+#include "core/status.h"
+#include "models/layer.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+struct BatchStats {
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t examples = 0;
+};
+
+class Model {
+ public:
+  // InvalidArgument naming the layer when shapes do not fit, or when the
+  // last layer's outputs differ from num_classes.
+  static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, int64_t input_features,
+                                                  int num_classes);
+
+  // Parameter tensors in key order ("layer0.linear.weight", ...).
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  uint64_t num_keys() const { return num_keys_; }
+  int64_t input_features() const { return input_features_; }
+  int num_classes() const { return num_classes_; }
+
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+
+  // The gradient buffer. Pushes send it without copying and keep a reference
+  // until ZeroMQ is done; TrainBatch writes into a fresh buffer when the old
+  // one is still referenced.
+  const std::shared_ptr<std::vector<float>>& grads() const { return grads_; }
+
+  // Forward and backward on x[batch, input_features]; grads() becomes the
+  // gradient of the loss summed (not averaged) over the batch. batch may be 0
+  // (grads become zero).
+  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch);
+
+  // Forward only.
+  BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
+
+  // SHA-256 over the parameters as little-endian float32 in key order
+  // (docs/FORMATS.md: params_sha256).
+  std::string ParamsSha256() const;
+
+ private:
+  Model() = default;
+  void EnsureActivations(int64_t batch);
+  void EnsureExclusiveGrads();
+  void BindLayers();
+  const float* Forward(const float* x, int64_t batch);
+
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
+  std::vector<TensorInfo> tensors_;
+  uint64_t num_keys_ = 0;
+  int64_t input_features_ = 0;
+  int num_classes_ = 0;
+  std::vector<float> params_;
+  std::shared_ptr<std::vector<float>> grads_;
+  // acts_[i]: output of layer i; grad_acts_[i]: dL/d(output of layer i).
+  std::vector<std::vector<float>> acts_, grad_acts_;
+  int64_t activation_batch_ = 0;
+};
+
+// Fills params (num_keys floats) with each tensor's initial values: tensor t
+// uniform in +-init_bound from a generator seeded by (seed, t), so values do
+// not depend on how keys are split over servers.
+void InitializeParameters(const std::vector<TensorInfo>& tensors, uint64_t seed, float* params);
+
+// params_sha256 of a flat parameter buffer.
+std::string ParamsSha256(const float* params, uint64_t num_keys);
+
+}  // namespace tessera
+
+#endif  // TESSERA_MODELS_MODEL_H_

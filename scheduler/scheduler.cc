@@ -1,0 +1,408 @@
+#include "scheduler/scheduler.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+
+#include "core/dataset.h"
+#include "core/file_util.h"
+#include "core/idx_reader.h"
+#include "core/json.h"
+#include "core/spec.h"
+#include "models/model.h"
+
+namespace tessera {
+namespace {
+
+constexpr auto kMetricsInterval = std::chrono::milliseconds(500);
+constexpr int kNumClasses = 10;
+
+double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop)
+    : transport_(transport), options_(std::move(options)), stop_(stop) {}
+
+Scheduler::~Scheduler() {
+  if (metrics_ != nullptr) fclose(metrics_);
+}
+
+Status Scheduler::Prepare() {
+  RETURN_IF_ERROR(ValidateJobSpec(options_.spec));
+  const proto::DataSpec& data = options_.spec.data();
+  ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
+  ASSIGN_OR_RETURN(int64_t test, CountExamples(DataPath(data, data.test_images()), DataPath(data, data.test_labels())));
+  train_examples_ = data.max_train_examples() > 0 ? std::min(train, data.max_train_examples()) : train;
+  test_examples_ = data.max_test_examples() > 0 ? std::min(test, data.max_test_examples()) : test;
+  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(data, data.train_images())));
+  int64_t features = 1;
+  for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
+  ASSIGN_OR_RETURN(auto model, Model::Create(options_.spec.model(), features, kNumClasses));
+  for (const TensorInfo& t : model->tensors()) {
+    proto::TensorMeta meta;
+    meta.set_name(t.name);
+    for (int64_t d : t.shape) meta.add_shape(d);
+    meta.set_offset(t.offset);
+    meta.set_size(t.size);
+    meta.set_init_bound(t.init_bound);
+    tensors_.push_back(meta);
+  }
+  num_keys_ = model->num_keys();
+  server_ranges_ = PartitionKeys(model->tensors(), options_.spec.cluster().servers());
+  LOG(INFO) << "job " << options_.spec.name() << ": " << model->tensors().size() << " tensors, " << num_keys_
+            << " parameters, " << train_examples_ << " training and " << test_examples_ << " test examples";
+  return OkStatus();
+}
+
+Status Scheduler::Run() {
+  start_time_ = Clock::now();
+  std::random_device rd;
+  job_id_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "unassigned"
+  RETURN_IF_ERROR(Prepare());
+  ASSIGN_OR_RETURN(socket_, transport_->Bind(SocketKind::kRouter,
+                                             "tcp://" + options_.host + ":" + std::to_string(options_.port)));
+  const std::string endpoint = socket_->endpoint();
+  const std::string port = endpoint.substr(endpoint.rfind(':') + 1);
+  LOG(INFO) << "scheduler listening on " << endpoint;
+  if (!options_.run_dir.empty()) {
+    metrics_ = fopen((options_.run_dir + "/metrics.jsonl").c_str(), "a");
+    if (metrics_ == nullptr) return UnavailableError("cannot open " + options_.run_dir + "/metrics.jsonl");
+  }
+  if (!options_.port_file.empty()) RETURN_IF_ERROR(WriteFileAtomic(options_.port_file, port + "\n"));
+
+  const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
+  Status result;
+  while (!done_) {
+    if (stop_->load()) {
+      result = AbortedError("stopped by signal");
+      break;
+    }
+    if (!started_ && Clock::now() > register_deadline) {
+      result = DeadlineExceededError(
+          std::to_string(server_peers_.size()) + " of " + std::to_string(options_.spec.cluster().servers()) +
+          " servers and " + std::to_string(worker_peers_.size()) + " of " +
+          std::to_string(options_.spec.cluster().workers()) + " workers registered within " +
+          std::to_string(options_.register_timeout_s) + " s");
+      break;
+    }
+    auto m = socket_->Receive(200);
+    if (!m.ok()) {
+      if (m.status().code() != StatusCode::kDeadlineExceeded) {
+        LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
+      }
+      continue;
+    }
+    result = Handle(std::move(m).value());
+    if (!result.ok()) break;
+  }
+  if (!result.ok()) {
+    LOG(ERROR) << "job failed: " << result.ToString();
+    ShutdownAll(result.message());
+    return result;
+  }
+  ShutdownAll("");
+  return WriteSummary();
+}
+
+Status Scheduler::Handle(Message m) {
+  const proto::Header& h = m.header;
+  if (h.op() == proto::REGISTER) return HandleRegister(m);
+  auto it = nodes_.find(m.peer);
+  if (it == nodes_.end() || h.job_id() != job_id_) {
+    LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from an unregistered peer";
+    return OkStatus();
+  }
+  Node& node = it->second;
+  switch (h.op()) {
+    case proto::SERVER_READY:
+      if (node.role != proto::SERVER) break;
+      node.ready = true;
+      return MaybeStartJob();
+    case proto::LEASE_REQUEST: {
+      if (node.role != proto::WORKER || !started_) break;
+      proto::Header reply;
+      reply.set_op(proto::LEASE);
+      reply.set_job_id(job_id_);
+      reply.set_sender_role(proto::SCHEDULER);
+      *reply.mutable_lease() = leases_.Next(node.rank);
+      return socket_->Send(reply, {}, node.peer);
+    }
+    case proto::PROGRESS:
+      if (node.role != proto::WORKER) break;
+      HandleProgress(h.progress());
+      return OkStatus();
+    case proto::PHASE_DONE:
+      if (node.role != proto::WORKER) break;
+      return HandlePhaseDone(node, h.phase_done());
+    default:
+      break;
+  }
+  LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from " << proto::Role_Name(node.role) << " "
+               << node.rank;
+  return OkStatus();
+}
+
+Status Scheduler::HandleRegister(const Message& m) {
+  const proto::Register& r = m.header.register_();
+  if (nodes_.count(m.peer) > 0) {
+    LOG(WARNING) << "dropped a second REGISTER from one peer";
+    return OkStatus();
+  }
+  Node node;
+  node.peer = m.peer;
+  node.role = r.role();
+  const proto::ClusterSpec& c = options_.spec.cluster();
+  std::string refusal;
+  if (r.role() == proto::SERVER) {
+    if (static_cast<int>(server_peers_.size()) >= c.servers()) refusal = "the job has all its servers";
+    if (r.address().empty()) refusal = "a server must give its address";
+  } else if (r.role() == proto::WORKER) {
+    if (static_cast<int>(worker_peers_.size()) >= c.workers()) refusal = "the job has all its workers";
+  } else {
+    LOG(WARNING) << "dropped a REGISTER with role " << r.role();
+    return OkStatus();
+  }
+  if (!refusal.empty()) {
+    LOG(WARNING) << "refused a " << proto::Role_Name(r.role()) << ": " << refusal;
+    proto::Header h;
+    h.set_op(proto::SHUTDOWN);
+    h.mutable_shutdown()->set_reason(refusal);
+    socket_->Send(h, {}, m.peer).IgnoreError();  // it may already be gone
+    return OkStatus();
+  }
+  if (r.role() == proto::SERVER) {
+    node.rank = static_cast<int>(server_peers_.size());
+    node.address = r.address();
+    server_peers_.push_back(m.peer);
+  } else {
+    node.rank = static_cast<int>(worker_peers_.size());
+    worker_peers_.push_back(m.peer);
+  }
+  LOG(INFO) << proto::Role_Name(r.role()) << " " << node.rank << " registered (pid " << r.pid() << ")"
+            << (node.address.empty() ? "" : " at " + node.address);
+  nodes_[m.peer] = node;
+  if (r.role() == proto::SERVER && static_cast<int>(server_peers_.size()) == c.servers()) {
+    // Every server known: each can be told its ranges.
+    for (const std::string& peer : server_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
+  }
+  return MaybeStartJob();
+}
+
+Status Scheduler::SendMap(const Node& node) {
+  proto::Header h;
+  h.set_op(proto::CLUSTER_MAP);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SCHEDULER);
+  proto::ClusterMap* map = h.mutable_cluster_map();
+  map->set_rank(node.rank);
+  *map->mutable_spec() = options_.spec;
+  map->set_num_workers(options_.spec.cluster().workers());
+  map->set_num_keys(num_keys_);
+  map->set_train_examples(train_examples_);
+  map->set_test_examples(test_examples_);
+  for (const proto::TensorMeta& t : tensors_) *map->add_tensors() = t;
+  for (size_t s = 0; s < server_peers_.size(); ++s) {
+    proto::ServerInfo* info = map->add_servers();
+    info->set_rank(static_cast<int>(s));
+    info->set_address(nodes_[server_peers_[s]].address);
+    for (const KeyRange& r : server_ranges_[s]) {
+      proto::KeyRange* out = info->add_ranges();
+      out->set_begin(r.begin);
+      out->set_end(r.end);
+    }
+  }
+  return socket_->Send(h, {}, node.peer);
+}
+
+Status Scheduler::MaybeStartJob() {
+  const proto::ClusterSpec& c = options_.spec.cluster();
+  if (started_ || static_cast<int>(server_peers_.size()) < c.servers() ||
+      static_cast<int>(worker_peers_.size()) < c.workers()) {
+    return OkStatus();
+  }
+  for (const std::string& peer : server_peers_) {
+    if (!nodes_[peer].ready) return OkStatus();
+  }
+  started_ = true;
+  LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
+  for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
+  return StartTraining(0);
+}
+
+Status Scheduler::StartTraining(int epoch) {
+  const proto::JobSpec& spec = options_.spec;
+  const int workers = spec.cluster().workers();
+  const bool bsp = spec.consistency() == proto::BSP;
+  leases_.StartTraining(epoch, train_examples_, spec.data().shards_per_worker() * workers, workers, bsp);
+  epoch_ = epoch;
+  in_test_ = false;
+  phase_done_count_ = 0;
+  phase_loss_ = phase_correct_ = 0;
+  phase_examples_ = phase_worker_steps_ = 0;
+  phase_steps_ = bsp ? leases_.StepsPerWorker(spec.batch_size()) : 0;
+  phase_start_ = window_start_ = Clock::now();
+  epoch_examples_seen_ = 0;
+  proto::Header h;
+  h.set_op(proto::START_PHASE);
+  h.mutable_phase()->set_epoch(epoch);
+  h.mutable_phase()->set_steps(phase_steps_);
+  h.mutable_phase()->set_first_step(global_step_);
+  LOG(INFO) << "epoch " << epoch + 1 << "/" << spec.epochs() << " starts at step " << global_step_;
+  return SendToWorkers(h);
+}
+
+Status Scheduler::StartEvaluation(int epoch) {
+  const proto::JobSpec& spec = options_.spec;
+  const int workers = spec.cluster().workers();
+  leases_.StartTest(epoch, test_examples_, std::max(1, workers * spec.data().shards_per_worker()));
+  in_test_ = true;
+  phase_done_count_ = 0;
+  phase_loss_ = phase_correct_ = 0;
+  phase_examples_ = 0;
+  proto::Header h;
+  h.set_op(proto::START_PHASE);
+  h.mutable_phase()->set_epoch(epoch);
+  h.mutable_phase()->set_test(true);
+  h.mutable_phase()->set_final(epoch + 1 == spec.epochs());
+  return SendToWorkers(h);
+}
+
+void Scheduler::HandleProgress(const proto::Progress& p) {
+  if (in_test_ || p.epoch() != epoch_ || p.examples() < 0) return;
+  window_examples_ += p.examples();
+  window_loss_ += p.loss_sum();
+  epoch_examples_seen_ += p.examples();
+  latest_step_ = std::max(latest_step_, p.step());
+  const auto now = Clock::now();
+  if (now - window_start_ < kMetricsInterval) return;
+  const double window = Seconds(now - window_start_);
+  const int epochs = options_.spec.epochs();
+  const double done = (static_cast<double>(epoch_) + static_cast<double>(epoch_examples_seen_) / train_examples_) / epochs;
+  const double elapsed_training = train_seconds_ + Seconds(now - phase_start_);
+  JsonObject line;
+  line.Add("event", "progress")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", epochs)
+      .Add("step", latest_step_)
+      .Add("loss", window_examples_ > 0 ? window_loss_ / window_examples_ : 0.0)
+      .Add("samples_per_sec", window_examples_ / window)
+      .Add("fraction", done)
+      .Add("eta_seconds", done > 0 ? elapsed_training * (1 - done) / done : 0.0)
+      .Add("elapsed_seconds", Seconds(now - start_time_));
+  RecordMetrics(line.ToString());
+  window_examples_ = 0;
+  window_loss_ = 0;
+  window_start_ = now;
+}
+
+Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done) {
+  if (done.epoch() != epoch_ || done.test() != in_test_) {
+    LOG(WARNING) << "dropped a PHASE_DONE for another phase from worker " << node.rank;
+    return OkStatus();
+  }
+  phase_loss_ += done.loss_sum();
+  phase_correct_ += done.correct();
+  phase_examples_ += done.examples();
+  phase_worker_steps_ += done.steps();
+  if (node.rank == 0 && !done.params_sha256().empty()) params_sha256_ = done.params_sha256();
+  if (++phase_done_count_ < options_.spec.cluster().workers()) return OkStatus();
+
+  const proto::JobSpec& spec = options_.spec;
+  const bool last_epoch = epoch_ + 1 == spec.epochs();
+  if (!in_test_) {
+    const double seconds = Seconds(Clock::now() - phase_start_);
+    train_seconds_ += seconds;
+    trained_examples_ += phase_examples_;
+    global_step_ += spec.consistency() == proto::BSP ? phase_steps_ : phase_worker_steps_;
+    last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
+    if (phase_examples_ != train_examples_) {
+      return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(phase_examples_) +
+                           " examples, expected " + std::to_string(train_examples_));
+    }
+    JsonObject line;
+    line.Add("event", "epoch")
+        .Add("epoch", epoch_ + 1)
+        .Add("epochs", spec.epochs())
+        .Add("step", global_step_)
+        .Add("train_loss", last_train_loss_)
+        .Add("examples", phase_examples_)
+        .Add("samples_per_sec", phase_examples_ / seconds)
+        .Add("epoch_seconds", seconds);
+    RecordMetrics(line.ToString());
+    LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << last_train_loss_ << ", "
+              << phase_examples_ / seconds << " samples/s";
+    if (spec.eval_every_epoch() || last_epoch) return StartEvaluation(epoch_);
+    return StartTraining(epoch_ + 1);
+  }
+  test_accuracy_ = phase_examples_ > 0 ? phase_correct_ / phase_examples_ : 0;
+  test_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
+  JsonObject line;
+  line.Add("event", "eval")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", spec.epochs())
+      .Add("test_accuracy", test_accuracy_)
+      .Add("test_loss", test_loss_)
+      .Add("examples", phase_examples_);
+  RecordMetrics(line.ToString());
+  LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << test_accuracy_ << " (" << phase_examples_ << " examples)";
+  if (phase_examples_ != test_examples_) {
+    return InternalError("evaluation saw " + std::to_string(phase_examples_) + " examples, expected " +
+                         std::to_string(test_examples_));
+  }
+  if (last_epoch) {
+    done_ = true;
+    return OkStatus();
+  }
+  return StartTraining(epoch_ + 1);
+}
+
+Status Scheduler::SendToWorkers(const proto::Header& h) {
+  proto::Header out = h;
+  out.set_job_id(job_id_);
+  out.set_sender_role(proto::SCHEDULER);
+  for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(socket_->Send(out, {}, peer));
+  return OkStatus();
+}
+
+void Scheduler::ShutdownAll(const std::string& reason) {
+  if (socket_ == nullptr) return;
+  proto::Header h;
+  h.set_op(proto::SHUTDOWN);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SCHEDULER);
+  if (!reason.empty()) h.mutable_shutdown()->set_reason(reason);
+  for (const auto& [peer, node] : nodes_) socket_->Send(h, {}, peer).IgnoreError();  // gone nodes need no word
+}
+
+void Scheduler::RecordMetrics(const std::string& line) {
+  if (metrics_ == nullptr) return;
+  fputs((line + "\n").c_str(), metrics_);
+  fflush(metrics_);
+}
+
+Status Scheduler::WriteSummary() {
+  const proto::JobSpec& spec = options_.spec;
+  JsonObject s;
+  s.Add("name", spec.name())
+      .Add("test_accuracy", test_accuracy_)
+      .Add("test_loss", test_loss_)
+      .Add("train_loss", last_train_loss_)
+      .Add("steps", global_step_)
+      .Add("epochs", spec.epochs())
+      .Add("examples_per_epoch", train_examples_)
+      .Add("samples_per_sec", train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0)
+      .Add("train_seconds", train_seconds_)
+      .Add("wall_seconds", Seconds(Clock::now() - start_time_))
+      .Add("servers", spec.cluster().servers())
+      .Add("workers", spec.cluster().workers())
+      .Add("consistency", proto::Consistency_Name(spec.consistency()))
+      .Add("num_parameters", static_cast<int64_t>(num_keys_))
+      .Add("params_sha256", params_sha256_);
+  LOG(INFO) << "job done: test accuracy " << test_accuracy_ << ", params_sha256 " << params_sha256_;
+  if (options_.run_dir.empty()) return OkStatus();
+  return WriteFileAtomic(options_.run_dir + "/summary.json", s.ToPrettyString());
+}
+
+}  // namespace tessera

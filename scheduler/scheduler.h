@@ -1,0 +1,123 @@
+// The scheduler role: the one node that knows the whole job. It registers
+// servers and workers, computes the key-range map and sends every node the
+// cluster map, runs the phases (training epochs, evaluations) with their
+// barriers and shard leases, records progress, and shuts every node down at
+// the end.
+//
+// Single-threaded event loop; Run() blocks.
+#ifndef TESSERA_SCHEDULER_SCHEDULER_H_
+#define TESSERA_SCHEDULER_SCHEDULER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/key_range.h"
+#include "core/status.h"
+#include "core/transport.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+#include "scheduler/lease_book.h"
+
+namespace tessera {
+
+struct SchedulerOptions {
+  proto::JobSpec spec;
+  // Address to bind. Default 0.0.0.0.
+  std::string host = "0.0.0.0";
+  // Port to bind; 0 lets the OS pick. Default 7000.
+  int port = 7000;
+  // When set, the bound port is written here (atomically) once listening.
+  std::string port_file;
+  // When set, metrics.jsonl and summary.json are written here.
+  std::string run_dir;
+  // Give up when the cluster is not complete by then. Default 120 s.
+  int register_timeout_s = 120;
+};
+
+class Scheduler {
+ public:
+  // *transport and *stop must outlive this. Setting *stop aborts the job.
+  Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop);
+  ~Scheduler();
+
+  // OK when the job finished and summary.json is written. InvalidArgument /
+  // NotFound for a bad spec or data, DeadlineExceeded when nodes did not
+  // register in time, Aborted on a stop request. Every registered node is
+  // sent SHUTDOWN either way.
+  Status Run();
+
+ private:
+  struct Node {
+    std::string peer;
+    proto::Role role = proto::ROLE_UNSPECIFIED;
+    int rank = -1;
+    std::string address;
+    bool ready = false;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  Status Prepare();
+  Status Handle(Message m);
+  Status HandleRegister(const Message& m);
+  Status HandlePhaseDone(const Node& node, const proto::PhaseDone& done);
+  void HandleProgress(const proto::Progress& p);
+  Status MaybeStartJob();
+  Status StartTraining(int epoch);
+  Status StartEvaluation(int epoch);
+  Status SendMap(const Node& node);
+  Status SendToWorkers(const proto::Header& h);
+  void ShutdownAll(const std::string& reason);
+  void RecordMetrics(const std::string& line);
+  Status WriteSummary();
+
+  Transport* transport_;
+  SchedulerOptions options_;
+  const std::atomic<bool>* stop_;
+  std::unique_ptr<Socket> socket_;
+  uint64_t job_id_ = 0;
+  Clock::time_point start_time_;
+
+  // The job's shape, from Prepare().
+  int64_t train_examples_ = 0, test_examples_ = 0;
+  std::vector<proto::TensorMeta> tensors_;
+  uint64_t num_keys_ = 0;
+  std::vector<std::vector<KeyRange>> server_ranges_;
+
+  std::map<std::string, Node> nodes_;  // by peer identity
+  std::vector<std::string> server_peers_, worker_peers_;  // by rank
+  bool started_ = false, done_ = false;
+
+  // The current phase.
+  LeaseBook leases_;
+  int epoch_ = 0;
+  bool in_test_ = false;
+  int phase_done_count_ = 0;
+  int64_t global_step_ = 0;
+  int64_t phase_steps_ = 0;
+  double phase_loss_ = 0, phase_correct_ = 0;
+  int64_t phase_examples_ = 0, phase_worker_steps_ = 0;
+  Clock::time_point phase_start_;
+
+  // Results.
+  double train_seconds_ = 0;
+  int64_t trained_examples_ = 0;
+  double last_train_loss_ = 0, test_accuracy_ = 0, test_loss_ = 0;
+  std::string params_sha256_;
+
+  // Progress between metrics lines.
+  int64_t window_examples_ = 0;
+  double window_loss_ = 0;
+  int64_t epoch_examples_seen_ = 0;
+  int64_t latest_step_ = 0;
+  Clock::time_point window_start_;
+  FILE* metrics_ = nullptr;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_SCHEDULER_SCHEDULER_H_

@@ -1,0 +1,189 @@
+#include "server/server.h"
+
+#include <unistd.h>
+
+#include <chrono>
+
+#include "models/model.h"
+#include "core/spec.h"
+
+namespace tessera {
+
+Status Server::Run() {
+  ASSIGN_OR_RETURN(std::string scheduler_endpoint, NormalizeEndpoint(options_.scheduler));
+  ASSIGN_OR_RETURN(workers_, transport_->Bind(SocketKind::kRouter,
+                                              "tcp://" + options_.host + ":" + std::to_string(options_.port)));
+  ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, scheduler_endpoint));
+  LOG(INFO) << "server listening on " << workers_->endpoint() << ", scheduler " << scheduler_endpoint;
+
+  proto::Header reg;
+  reg.set_op(proto::REGISTER);
+  reg.set_sender_role(proto::SERVER);
+  reg.mutable_register_()->set_role(proto::SERVER);
+  reg.mutable_register_()->set_address(workers_->endpoint());
+  reg.mutable_register_()->set_pid(getpid());
+  RETURN_IF_ERROR(scheduler_->Send(reg));
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.register_timeout_s);
+  std::vector<Socket*> sockets = {scheduler_.get(), workers_.get()};
+  while (!shutdown_) {
+    if (stop_->load()) return AbortedError("stopped by signal");
+    if (shard_ == nullptr && std::chrono::steady_clock::now() > deadline) {
+      return UnavailableError("no cluster map from the scheduler at " + scheduler_endpoint + " within " +
+                              std::to_string(options_.register_timeout_s) + " s");
+    }
+    std::vector<bool> ready = PollReadable(sockets, 200);
+    if (ready[0]) {
+      auto m = scheduler_->Receive(0);
+      if (m.ok()) {
+        RETURN_IF_ERROR(HandleScheduler(std::move(m).value()));
+      } else if (m.status().code() != StatusCode::kDeadlineExceeded) {
+        LOG(WARNING) << "dropped a malformed message from the scheduler: " << m.status().ToString();
+      }
+    }
+    if (ready[1]) {
+      // Drain what is queued, so one busy socket does not starve the other.
+      for (int i = 0; i < 64; ++i) {
+        auto m = workers_->Receive(0);
+        if (!m.ok()) {
+          if (m.status().code() == StatusCode::kDeadlineExceeded) break;
+          LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
+          continue;
+        }
+        HandleWorker(std::move(m).value());
+      }
+    }
+  }
+  if (!shutdown_reason_.empty()) return AbortedError("scheduler ended the job: " + shutdown_reason_);
+  LOG(INFO) << "server " << rank_ << " shutting down at version " << (shard_ ? shard_->version() : 0);
+  return OkStatus();
+}
+
+Status Server::HandleScheduler(Message m) {
+  switch (m.header.op()) {
+    case proto::CLUSTER_MAP: {
+      if (shard_ != nullptr) {
+        LOG(WARNING) << "ignoring a second cluster map";
+        return OkStatus();
+      }
+      const proto::ClusterMap& map = m.header.cluster_map();
+      rank_ = map.rank();
+      job_id_ = m.header.job_id();
+      if (rank_ < 0 || rank_ >= map.servers_size()) {
+        return InvalidArgumentError("cluster map gives server rank " + std::to_string(rank_) + " of " +
+                                    std::to_string(map.servers_size()));
+      }
+      std::vector<KeyRange> ranges;
+      for (const proto::KeyRange& r : map.servers(rank_).ranges()) ranges.push_back({r.begin(), r.end()});
+      RETURN_IF_ERROR(ValidateRanges(ranges, map.num_keys()));
+      RETURN_IF_ERROR(ValidateJobSpec(map.spec()));
+      // The model's shapes give the tensors' initialization; the input size
+      // comes with the map implicitly through num_keys, so rebuild from the spec.
+      ASSIGN_OR_RETURN(optimizer_, CreateOptimizer(map.spec().optimizer()));
+      std::vector<TensorInfo> tensors;
+      for (const proto::TensorMeta& t : map.tensors()) {
+        TensorInfo info;
+        info.name = t.name();
+        info.offset = t.offset();
+        info.size = t.size();
+        info.init_bound = t.init_bound();
+        tensors.push_back(info);
+      }
+      shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
+                                         map.spec().consistency(), map.num_workers());
+      LOG(INFO) << "server rank " << rank_ << " owns " << shard_->ranges().size() << " key ranges, "
+                << shard_->num_keys() << " keys (" << shard_->num_keys() * 4 / 1024 << " KiB)";
+      proto::Header ready;
+      ready.set_op(proto::SERVER_READY);
+      ready.set_job_id(job_id_);
+      ready.set_sender_role(proto::SERVER);
+      ready.set_sender_rank(rank_);
+      return scheduler_->Send(ready);
+    }
+    case proto::SHUTDOWN:
+      shutdown_ = true;
+      shutdown_reason_ = m.header.shutdown().reason();
+      return OkStatus();
+    default:
+      LOG(WARNING) << "ignoring op " << proto::Op_Name(m.header.op()) << " from the scheduler";
+      return OkStatus();
+  }
+}
+
+void Server::HandleWorker(Message m) {
+  const proto::Header& h = m.header;
+  if (shard_ == nullptr) {
+    ReplyError(m.peer, "server not initialized yet");
+    return;
+  }
+  if (h.job_id() != job_id_) {
+    LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " for job " << h.job_id() << ", this job is " << job_id_;
+    return;
+  }
+  switch (h.op()) {
+    case proto::PUSH: {
+      auto done = shard_->AddPush(h.sender_rank(), h.step(), h.examples(), RangesOf(h), std::move(m.frames));
+      if (!done.ok()) {
+        LOG(WARNING) << "dropped a push: " << done.status().ToString();
+        ReplyError(m.peer, done.status().message());
+        return;
+      }
+      if (h.want_params()) {
+        waiting_.emplace_back(m.peer, h.step() + 1);
+      } else {
+        proto::Header ack;
+        ack.set_op(proto::PUSH_ACK);
+        ack.set_job_id(job_id_);
+        ack.set_step(shard_->version());
+        workers_->Send(ack, {}, m.peer).IgnoreError();  // a vanished worker is the scheduler's concern
+      }
+      if (*done) AnswerWaitingPulls();
+      return;
+    }
+    case proto::PULL:
+      if (h.step() <= shard_->version()) {
+        ReplyParams(m.peer, shard_->version());
+      } else {
+        waiting_.emplace_back(m.peer, h.step());
+      }
+      return;
+    default:
+      LOG(WARNING) << "dropped op " << proto::Op_Name(h.op()) << " on the data port";
+  }
+}
+
+void Server::AnswerWaitingPulls() {
+  std::vector<std::pair<std::string, int64_t>> still;
+  for (auto& [peer, step] : waiting_) {
+    if (step <= shard_->version()) {
+      ReplyParams(peer, shard_->version());
+    } else {
+      still.emplace_back(std::move(peer), step);
+    }
+  }
+  waiting_ = std::move(still);
+}
+
+void Server::ReplyParams(const std::string& peer, int64_t step) {
+  proto::Header h;
+  h.set_op(proto::PARAMS);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SERVER);
+  h.set_sender_rank(rank_);
+  h.set_step(step);
+  SetRanges(shard_->ranges(), &h);
+  Status s = workers_->Send(h, shard_->ParamFrames(), peer);
+  if (!s.ok()) LOG(WARNING) << "could not answer a worker: " << s.ToString();
+}
+
+void Server::ReplyError(const std::string& peer, const std::string& message) {
+  proto::Header h;
+  h.set_op(proto::ERROR);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SERVER);
+  h.set_sender_rank(rank_);
+  h.mutable_error()->set_message(message);
+  workers_->Send(h, {}, peer).IgnoreError();  // best effort: the peer may be a stray
+}
+
+}  // namespace tessera

@@ -1,0 +1,68 @@
+// The parameter server role: registers with the scheduler, receives the
+// cluster map (its key ranges), then serves workers' PUSH and PULL requests
+// on its own ROUTER socket until the scheduler says SHUTDOWN.
+//
+// Single-threaded event loop; Run() blocks.
+#ifndef TESSERA_SERVER_SERVER_H_
+#define TESSERA_SERVER_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "core/transport.h"
+#include "server/kv_shard.h"
+#include "server/optimizer.h"
+
+namespace tessera {
+
+struct ServerOptions {
+  // Scheduler address, "HOST:PORT". Required.
+  std::string scheduler;
+  // Address to bind and advertise to workers. Default 127.0.0.1.
+  std::string host = "127.0.0.1";
+  // Port to bind; 0 lets the OS pick. Default 0.
+  int port = 0;
+  // Give up when the scheduler has not sent the cluster map by then. Default 120 s.
+  int register_timeout_s = 120;
+};
+
+class Server {
+ public:
+  // *transport and *stop must outlive this. Setting *stop ends Run().
+  Server(Transport* transport, ServerOptions options, const std::atomic<bool>* stop)
+      : transport_(transport), options_(std::move(options)), stop_(stop) {}
+
+  // OK after a SHUTDOWN without reason. Unavailable when the scheduler cannot
+  // be reached, Aborted on a SHUTDOWN with a reason or a stop request.
+  Status Run();
+
+ private:
+  Status HandleScheduler(Message m);
+  void HandleWorker(Message m);
+  void ReplyParams(const std::string& peer, int64_t step);
+  void ReplyError(const std::string& peer, const std::string& message);
+  void AnswerWaitingPulls();
+
+  Transport* transport_;
+  ServerOptions options_;
+  const std::atomic<bool>* stop_;
+  std::unique_ptr<Socket> scheduler_;
+  std::unique_ptr<Socket> workers_;
+  int rank_ = -1;
+  uint64_t job_id_ = 0;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<KvShard> shard_;
+  // Under BSP, the workers whose push completed no step yet and who want the
+  // parameters after it; plus PULLs waiting for a version. (peer, step)
+  std::vector<std::pair<std::string, int64_t>> waiting_;
+  bool shutdown_ = false;
+  std::string shutdown_reason_;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_SERVER_H_

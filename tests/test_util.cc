@@ -1,0 +1,80 @@
+#include "tests/test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "core/file_util.h"
+
+namespace tessera {
+
+std::string MakeTempDir(const std::string& prefix) {
+  std::random_device rd;
+  std::string dir = ::testing::TempDir() + "/" + prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(rd());
+  CHECK(MakeDirs(dir).ok());
+  return dir;
+}
+
+CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s) {
+  const std::string out_path = MakeTempDir("cmd") + "/output.txt";
+  std::vector<std::string> full = {TesseraBinary()};
+  full.insert(full.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : full) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  CommandResult result;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      result.output = "(killed after timeout)\n";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  auto text = ReadFileToString(out_path);
+  if (text.ok()) result.output += *text;
+  return result;
+}
+
+std::vector<int> ProcessesMatching(const std::string& needle) {
+  std::vector<int> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* e = readdir(proc)) {
+    const int pid = atoi(e->d_name);
+    if (pid <= 0 || pid == getpid()) continue;
+    std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    std::string cmd = s.str();
+    for (char& c : cmd) {
+      if (c == '\0') c = ' ';
+    }
+    // A zombie has an empty cmdline; it is no longer running.
+    if (!cmd.empty() && cmd.find(needle) != std::string::npos) pids.push_back(pid);
+  }
+  closedir(proc);
+  return pids;
+}
+
+}  // namespace tessera

@@ -1,0 +1,45 @@
+// Helpers shared by the tests.
+#ifndef TESSERA_TESTS_TEST_UTIL_H_
+#define TESSERA_TESTS_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+#define ASSERT_OK(expr)                                          \
+  do {                                                           \
+    const ::tessera::Status assert_ok_status_ = (expr);          \
+    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_.ToString(); \
+  } while (0)
+#define EXPECT_OK(expr)                                          \
+  do {                                                           \
+    const ::tessera::Status expect_ok_status_ = (expr);          \
+    EXPECT_TRUE(expect_ok_status_.ok()) << expect_ok_status_.ToString(); \
+  } while (0)
+
+namespace tessera {
+
+// The tessera binary under test and the source tree.
+inline std::string TesseraBinary() { return TESSERA_BINARY; }
+inline std::string SourceDir() { return TESSERA_SOURCE_DIR; }
+
+// A fresh empty directory under the test temp dir.
+std::string MakeTempDir(const std::string& prefix);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `tessera ARGS...` to completion, with a timeout (killed after it).
+CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s = 600);
+
+// PIDs of running processes whose command line contains `needle`.
+std::vector<int> ProcessesMatching(const std::string& needle);
+
+}  // namespace tessera
+
+#endif  // TESSERA_TESTS_TEST_UTIL_H_

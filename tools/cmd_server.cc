@@ -1,0 +1,28 @@
+// `tessera server`: a parameter server role of a cluster.
+#include <iostream>
+
+#include "core/transport.h"
+#include "tools/command.h"
+#include "tools/role_flags.h"
+#include "tools/signals.h"
+#include "server/server.h"
+
+namespace tessera {
+
+int RunServer(const ParsedArgs& args) {
+  const Command& self = FindCommand("server");
+  if (!args.positional.empty()) return UsageError(self, "unexpected argument '" + args.positional[0] + "'");
+  if (FLAGS_scheduler.empty()) return UsageError(self, "--scheduler HOST:PORT is required");
+  if (auto e = NormalizeEndpoint(FLAGS_scheduler); !e.ok()) return UsageError(self, e.status().message());
+  ServerOptions options;
+  options.scheduler = FLAGS_scheduler;
+  options.host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
+  options.port = FLAGS_port < 0 ? 0 : FLAGS_port;
+  options.register_timeout_s = FLAGS_register_timeout;
+  const std::atomic<bool>* stop = InstallStopSignals();
+  Transport transport;
+  Server server(&transport, options, stop);
+  return FinishRole("server", server.Run());
+}
+
+}  // namespace tessera

@@ -1,0 +1,29 @@
+// `tessera worker`: a worker role of a cluster.
+#include <iostream>
+
+#include "core/transport.h"
+#include "tools/command.h"
+#include "tools/role_flags.h"
+#include "tools/signals.h"
+#include "worker/worker.h"
+
+namespace tessera {
+
+int RunWorker(const ParsedArgs& args) {
+  const Command& self = FindCommand("worker");
+  if (!args.positional.empty()) return UsageError(self, "unexpected argument '" + args.positional[0] + "'");
+  if (FLAGS_scheduler.empty()) return UsageError(self, "--scheduler HOST:PORT is required");
+  if (auto e = NormalizeEndpoint(FLAGS_scheduler); !e.ok()) return UsageError(self, e.status().message());
+  if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
+  WorkerOptions options;
+  options.scheduler = FLAGS_scheduler;
+  options.threads = FLAGS_threads;
+  options.register_timeout_s = FLAGS_register_timeout;
+  options.reply_timeout_s = FLAGS_reply_timeout;
+  const std::atomic<bool>* stop = InstallStopSignals();
+  Transport transport;
+  Worker worker(&transport, options, stop);
+  return FinishRole("worker", worker.Run());
+}
+
+}  // namespace tessera

@@ -1,0 +1,141 @@
+#include "tools/command.h"
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <iostream>
+
+namespace tessera {
+namespace {
+
+std::string Dashed(std::string name) {
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name;
+}
+
+bool IsBoolFlag(const std::string& name) {
+  gflags::CommandLineFlagInfo info;
+  return gflags::GetCommandLineFlagInfo(name.c_str(), &info) && info.type == "bool";
+}
+
+}  // namespace
+
+const std::vector<std::string>& CommonFlags() {
+  static const std::vector<std::string> kFlags = {"v", "minloglevel"};
+  return kFlags;
+}
+
+StatusOr<ParsedArgs> ParseArgs(const Command& command, int argc, char** argv) {
+  ParsedArgs parsed;
+  std::vector<std::string> allowed = command.flags;
+  allowed.insert(allowed.end(), CommonFlags().begin(), CommonFlags().end());
+  bool only_positional = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (only_positional || arg.size() < 2 || arg[0] != '-') {
+      parsed.positional.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      only_positional = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help" || arg == "-help") {
+      parsed.help = true;
+      continue;
+    }
+    std::string body = arg.substr(arg[1] == '-' ? 2 : 1);
+    std::string name = body, value;
+    bool has_value = false;
+    if (const size_t eq = body.find('='); eq != std::string::npos) {
+      name = body.substr(0, eq);
+      value = body.substr(eq + 1);
+      has_value = true;
+    }
+    std::replace(name.begin(), name.end(), '-', '_');
+    if (!has_value && name.rfind("no", 0) == 0 && IsBoolFlag(name.substr(2)) &&
+        std::count(allowed.begin(), allowed.end(), name.substr(2)) > 0) {
+      name = name.substr(2);
+      value = "false";
+      has_value = true;
+    }
+    if (std::count(allowed.begin(), allowed.end(), name) == 0) {
+      return InvalidArgumentError("unknown flag --" + Dashed(name) + " (see 'tessera " + command.name + " --help')");
+    }
+    if (!has_value) {
+      if (IsBoolFlag(name)) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return InvalidArgumentError("flag --" + Dashed(name) + " needs a value");
+      }
+    }
+    if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) {
+      gflags::CommandLineFlagInfo info;
+      gflags::GetCommandLineFlagInfo(name.c_str(), &info);
+      return InvalidArgumentError("flag --" + Dashed(name) + " wants a " + info.type + ", got '" + value + "'");
+    }
+    parsed.set_flags.insert(name);
+  }
+  return parsed;
+}
+
+std::string CommandHelp(const Command& command) {
+  std::string out = std::string("usage: ") + command.usage + "\n";
+  if (!command.flags.empty()) out += "\nflags:\n";
+  for (const std::string& name : command.flags) {
+    gflags::CommandLineFlagInfo info;
+    if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) continue;
+    out += "  --" + Dashed(name);
+    if (info.type != "bool") out += "=" + info.type;
+    out += "\n      " + info.description;
+    out += " (default: " + (info.default_value.empty() ? std::string("none") : info.default_value) + ")\n";
+  }
+  return out;
+}
+
+const Command& FindCommand(const char* name) {
+  for (const Command& c : Commands()) {
+    if (std::string(c.name) == name) return c;
+  }
+  LOG(FATAL) << "no command " << name;
+}
+
+int UsageError(const Command& command, const std::string& message) {
+  std::cerr << "tessera " << command.name << ": " << message << std::endl;
+  return kExitUsage;
+}
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"train", "run a job on a local cluster of processes on 127.0.0.1",
+       "tessera train SPEC.pbtxt [flags]\n\n"
+       "Starts 1 scheduler, the spec's servers and workers as child processes on 127.0.0.1,\n"
+       "streams progress, and prints the result. Flags override the spec's fields. Everything\n"
+       "lands in the run directory: the resolved spec, a log per role, metrics.jsonl, summary.json.",
+       {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
+        "data_dir", "max_train_examples", "max_test_examples", "threads", "progress"},
+       RunTrain},
+      {"scheduler", "run the scheduler of a cluster",
+       "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
+       "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.",
+       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "name", "servers", "workers", "epochs",
+        "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
+       RunScheduler},
+      {"server", "run a parameter server of a cluster",
+       "tessera server --scheduler HOST:PORT [flags]\n\n"
+       "Holds the key ranges the scheduler assigns, applies the optimizer, and serves workers.",
+       {"scheduler", "host", "port", "register_timeout"},
+       RunServer},
+      {"worker", "run a worker of a cluster",
+       "tessera worker --scheduler HOST:PORT [flags]\n\n"
+       "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from the servers.",
+       {"scheduler", "threads", "register_timeout", "reply_timeout"},
+       RunWorker},
+  };
+  return kCommands;
+}
+
+}  // namespace tessera

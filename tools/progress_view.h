@@ -1,0 +1,48 @@
+// ProgressView: follows a run's metrics.jsonl and shows progress. On a
+// terminal one live line is redrawn in place; otherwise plain lines are
+// printed (each epoch's result, and training progress every few seconds).
+// Not thread-safe.
+#ifndef TESSERA_TOOLS_PROGRESS_VIEW_H_
+#define TESSERA_TOOLS_PROGRESS_VIEW_H_
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace tessera {
+
+enum class ProgressMode { kLive, kPlain, kNone };
+
+class ProgressView {
+ public:
+  ProgressView(std::string metrics_path, ProgressMode mode, FILE* out)
+      : path_(std::move(metrics_path)), mode_(mode), out_(out) {}
+
+  // Reads new complete lines of the metrics file and shows them.
+  void Update();
+  // Ends a live line so that what follows starts on a fresh one.
+  void Finish();
+
+ private:
+  void Show(const std::string& line);
+
+  std::string path_;
+  ProgressMode mode_;
+  FILE* out_;
+  long offset_ = 0;
+  std::string partial_;
+  bool live_line_open_ = false;
+  std::chrono::steady_clock::time_point last_plain_{};
+};
+
+// A number field of a one-line JSON object, or `fallback` when absent.
+double JsonNumber(const std::string& line, const std::string& key, double fallback = 0);
+// A string field of a one-line JSON object, or "" when absent.
+std::string JsonString(const std::string& line, const std::string& key);
+
+// "1:02:03" or "2:03".
+std::string FormatDuration(double seconds);
+
+}  // namespace tessera
+
+#endif  // TESSERA_TOOLS_PROGRESS_VIEW_H_

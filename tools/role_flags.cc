@@ -1,0 +1,29 @@
+#include "tools/role_flags.h"
+
+#include <glog/logging.h>
+
+#include <iostream>
+
+#include "tools/command.h"
+
+DEFINE_string(spec, "", "job spec file (protobuf text format)");
+DEFINE_string(host, "", "address to bind (scheduler default 0.0.0.0; server default 127.0.0.1, also advertised to workers)");
+DEFINE_int32(port, -1, "port to bind; 0 lets the OS pick (scheduler default 7000, server default 0)");
+DEFINE_string(port_file, "", "scheduler: write the bound port to this file once listening");
+DEFINE_string(run_dir, "", "directory for logs, metrics.jsonl and summary.json (train default: runs/NAME-TIMESTAMP)");
+DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form before giving up");
+DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
+DEFINE_int32(threads, 0, "compute threads per worker (0: as many as the cores allow)");
+DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
+
+namespace tessera {
+
+int FinishRole(const char* role, const Status& status) {
+  if (status.ok()) return kExitOk;
+  LOG(ERROR) << role << " failed: " << status.ToString();
+  std::cerr << "tessera " << role << ": " << status.message() << std::endl;
+  const bool users_mistake = status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kNotFound;
+  return users_mistake ? kExitUsage : kExitFailure;
+}
+
+}  // namespace tessera

@@ -1,0 +1,28 @@
+// Flags shared by several commands (defined once in role_flags.cc).
+#ifndef TESSERA_TOOLS_ROLE_FLAGS_H_
+#define TESSERA_TOOLS_ROLE_FLAGS_H_
+
+#include <gflags/gflags.h>
+
+#include <string>
+
+#include "core/status.h"
+
+DECLARE_string(spec);
+DECLARE_string(host);
+DECLARE_int32(port);
+DECLARE_string(port_file);
+DECLARE_string(run_dir);
+DECLARE_int32(register_timeout);
+DECLARE_string(scheduler);
+DECLARE_int32(threads);
+DECLARE_int32(reply_timeout);
+
+namespace tessera {
+
+// Exit code for a role's final status, after logging it and printing one line.
+int FinishRole(const char* role, const Status& status);
+
+}  // namespace tessera
+
+#endif  // TESSERA_TOOLS_ROLE_FLAGS_H_

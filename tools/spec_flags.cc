@@ -1,0 +1,51 @@
+#include "tools/spec_flags.h"
+
+#include <gflags/gflags.h>
+
+#include "core/dataset.h"
+#include "core/spec.h"
+
+DEFINE_string(name, "", "job name; overrides the spec's name");
+DEFINE_int32(servers, 0, "parameter servers; overrides cluster.servers");
+DEFINE_int32(workers, 0, "workers; overrides cluster.workers");
+DEFINE_int32(epochs, 0, "passes over the training set; overrides epochs");
+DEFINE_uint64(seed, 0, "random seed; overrides seed");
+DEFINE_int32(batch_size, 0, "examples per worker per step; overrides batch_size");
+DEFINE_double(learning_rate, 0, "overrides optimizer.learning_rate");
+DEFINE_string(consistency, "", "bsp or asp; overrides consistency");
+DEFINE_string(data_dir, "", "directory of the IDX files; overrides data.dir");
+DEFINE_int64(max_train_examples, 0, "use only the first N training examples (0: all); overrides data.max_train_examples");
+DEFINE_int64(max_test_examples, 0, "use only the first N test examples (0: all); overrides data.max_test_examples");
+
+namespace tessera {
+
+StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const ParsedArgs& args) {
+  ASSIGN_OR_RETURN(proto::JobSpec spec, LoadJobSpec(path));
+  auto given = [&](const char* flag) { return args.set_flags.count(flag) > 0; };
+  if (given("name")) spec.set_name(FLAGS_name);
+  if (given("servers")) spec.mutable_cluster()->set_servers(FLAGS_servers);
+  if (given("workers")) spec.mutable_cluster()->set_workers(FLAGS_workers);
+  if (given("epochs")) spec.set_epochs(FLAGS_epochs);
+  if (given("seed")) spec.set_seed(FLAGS_seed);
+  if (given("batch_size")) spec.set_batch_size(FLAGS_batch_size);
+  if (given("learning_rate")) spec.mutable_optimizer()->set_learning_rate(static_cast<float>(FLAGS_learning_rate));
+  if (given("consistency")) {
+    if (FLAGS_consistency == "bsp" || FLAGS_consistency == "BSP") {
+      spec.set_consistency(proto::BSP);
+    } else if (FLAGS_consistency == "asp" || FLAGS_consistency == "ASP") {
+      spec.set_consistency(proto::ASP);
+    } else {
+      return InvalidArgumentError("--consistency must be bsp or asp, got '" + FLAGS_consistency + "'");
+    }
+  }
+  if (given("data_dir")) spec.mutable_data()->set_dir(FLAGS_data_dir);
+  if (given("max_train_examples")) spec.mutable_data()->set_max_train_examples(FLAGS_max_train_examples);
+  if (given("max_test_examples")) spec.mutable_data()->set_max_test_examples(FLAGS_max_test_examples);
+  RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(path));
+  const proto::DataSpec& d = spec.data();
+  RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
+  RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
+  return spec;
+}
+
+}  // namespace tessera

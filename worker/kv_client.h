@@ -1,0 +1,64 @@
+// KvClient: a worker's connection to every parameter server. Push sends each
+// server its slices of the gradient buffer without copying; Pull asks for the
+// parameters; WaitParams gathers one PARAMS reply from every server into the
+// flat parameter buffer.
+//
+// Not thread-safe. *transport must outlive this.
+#ifndef TESSERA_WORKER_KV_CLIENT_H_
+#define TESSERA_WORKER_KV_CLIENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/key_range.h"
+#include "core/status.h"
+#include "core/transport.h"
+
+namespace tessera {
+
+struct ServerEndpoint {
+  std::string address;
+  std::vector<KeyRange> ranges;
+};
+
+class KvClient {
+ public:
+  KvClient(Transport* transport, std::vector<ServerEndpoint> servers, int rank, uint64_t job_id)
+      : transport_(transport), servers_(std::move(servers)), rank_(rank), job_id_(job_id) {}
+
+  // Opens a DEALER to every server. InvalidArgument for a bad address.
+  Status Connect();
+
+  // Sends every server its ranges of `grads` (flat, key-indexed), the
+  // gradient summed over `examples` examples for global step `step`. With
+  // want_params each server answers PARAMS once the step is applied.
+  Status Push(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads, bool want_params);
+
+  // Asks every server for its parameters at version >= step.
+  Status Pull(int64_t step);
+
+  // Waits for one PARAMS from every server and writes them into params
+  // (flat, key-indexed). Returns the lowest version seen through *version
+  // when not null. DeadlineExceeded after timeout_ms without progress;
+  // Aborted when a server answers ERROR; malformed replies are dropped.
+  Status WaitParams(float* params, int timeout_ms, int64_t* version = nullptr);
+
+  // Waits for one PUSH_ACK from every server.
+  Status WaitAcks(int timeout_ms);
+
+  int num_servers() const { return static_cast<int>(servers_.size()); }
+
+ private:
+  Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version);
+
+  Transport* transport_;
+  std::vector<ServerEndpoint> servers_;
+  int rank_;
+  uint64_t job_id_;
+  std::vector<std::unique_ptr<Socket>> sockets_;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_KV_CLIENT_H_

@@ -1,0 +1,256 @@
+#include "worker/worker.h"
+
+#include <cblas.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "core/data_plan.h"
+#include "core/spec.h"
+#include "worker/batch_reader.h"
+
+namespace tessera {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often a worker reports training progress to the scheduler.
+constexpr auto kProgressInterval = std::chrono::milliseconds(500);
+
+}  // namespace
+
+Status Worker::Run() {
+  if (options_.threads > 0) openblas_set_num_threads(options_.threads);
+  ASSIGN_OR_RETURN(std::string endpoint, NormalizeEndpoint(options_.scheduler));
+  ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, endpoint));
+  proto::Header reg;
+  reg.set_op(proto::REGISTER);
+  reg.set_sender_role(proto::WORKER);
+  reg.mutable_register_()->set_role(proto::WORKER);
+  reg.mutable_register_()->set_pid(getpid());
+  RETURN_IF_ERROR(scheduler_->Send(reg));
+
+  auto map = WaitScheduler(proto::CLUSTER_MAP, options_.register_timeout_s * 1000);
+  if (!map.ok()) {
+    if (map.status().code() == StatusCode::kDeadlineExceeded) {
+      return UnavailableError("no cluster map from the scheduler at " + endpoint + " within " +
+                              std::to_string(options_.register_timeout_s) + " s");
+    }
+    return map.status();
+  }
+  RETURN_IF_ERROR(Setup(map->header));
+
+  while (true) {
+    auto m = WaitScheduler(proto::START_PHASE, -1);
+    if (!m.ok()) {
+      if (shutdown_received_ && shutdown_reason_.empty()) {
+        LOG(INFO) << "worker " << rank_ << " done";
+        return OkStatus();
+      }
+      return m.status();
+    }
+    const proto::Phase& phase = m->header.phase();
+    RETURN_IF_ERROR(phase.test() ? RunEvaluation(phase) : RunTraining(phase));
+  }
+}
+
+Status Worker::Setup(const proto::Header& map_message) {
+  map_ = map_message.cluster_map();
+  job_id_ = map_message.job_id();
+  rank_ = map_.rank();
+  RETURN_IF_ERROR(ValidateJobSpec(map_.spec()));
+  const proto::DataSpec& data = map_.spec().data();
+  const auto start = Clock::now();
+  ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(data, data.train_images()),
+                                                        DataPath(data, data.train_labels()), data.max_train_examples()));
+  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(data, data.test_images()),
+                                                       DataPath(data, data.test_labels()), data.max_test_examples()));
+  if (train.count != map_.train_examples() || test.count != map_.test_examples()) {
+    return FailedPreconditionError("this worker sees " + std::to_string(train.count) + "/" +
+                                   std::to_string(test.count) + " train/test examples, the scheduler " +
+                                   std::to_string(map_.train_examples()) + "/" + std::to_string(map_.test_examples()));
+  }
+  train_ = std::make_unique<ImageDataset>(std::move(train));
+  test_ = std::make_unique<ImageDataset>(std::move(test));
+  LOG(INFO) << "worker " << rank_ << " loaded " << train_->count << " training and " << test_->count
+            << " test examples in " << std::chrono::duration<double>(Clock::now() - start).count() << " s";
+
+  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_size(), train_->num_classes));
+  if (model_->num_keys() != map_.num_keys()) {
+    return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
+                                   std::to_string(map_.num_keys()));
+  }
+  std::vector<ServerEndpoint> servers;
+  for (const proto::ServerInfo& s : map_.servers()) {
+    ServerEndpoint e;
+    e.address = s.address();
+    for (const proto::KeyRange& r : s.ranges()) e.ranges.push_back({r.begin(), r.end()});
+    RETURN_IF_ERROR(ValidateRanges(e.ranges, map_.num_keys()));
+    servers.push_back(std::move(e));
+  }
+  kv_ = std::make_unique<KvClient>(transport_, std::move(servers), rank_, job_id_);
+  RETURN_IF_ERROR(kv_->Connect());
+  RETURN_IF_ERROR(kv_->Pull(0));
+  return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000);
+}
+
+Status Worker::RunTraining(const proto::Phase& phase) {
+  const proto::JobSpec& spec = map_.spec();
+  const int batch = spec.batch_size();
+  const bool bsp = spec.consistency() == proto::BSP;
+  const std::vector<int64_t> order = EpochOrder(spec.seed(), phase.epoch(), train_->count);
+  BatchReader reader(train_.get(), spec.data().mean(), spec.data().std());
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+
+  proto::Lease lease;
+  lease.set_shard(-2);  // none requested yet
+  int64_t position = 0;
+  bool data_left = true;
+  int64_t step = phase.first_step();
+  double loss_sum = 0, epoch_loss = 0;
+  int64_t examples = 0, epoch_examples = 0, steps_done = 0;
+  auto last_report = Clock::now();
+
+  auto report = [&](bool force) -> Status {
+    if (!force && Clock::now() - last_report < kProgressInterval) return OkStatus();
+    last_report = Clock::now();
+    proto::Header h;
+    h.set_op(proto::PROGRESS);
+    h.mutable_progress()->set_epoch(phase.epoch());
+    h.mutable_progress()->set_step(step);
+    h.mutable_progress()->set_loss_sum(loss_sum);
+    h.mutable_progress()->set_examples(examples);
+    loss_sum = 0;
+    examples = 0;
+    return SendToScheduler(h);
+  };
+
+  while (true) {
+    if (stop_->load()) return AbortedError("stopped by signal");
+    if (bsp && steps_done >= phase.steps()) break;
+    // Next batch: the rest of the current shard up to `batch` examples.
+    int64_t count = 0;
+    if (data_left && (lease.shard() < 0 || position >= lease.end())) {
+      RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
+      if (lease.shard() < 0) {
+        data_left = false;
+      } else {
+        position = lease.begin();
+        if (lease.begin() < 0 || lease.end() > train_->count || lease.end() < lease.begin()) {
+          return DataLossError("lease of positions [" + std::to_string(lease.begin()) + ", " +
+                               std::to_string(lease.end()) + ") outside the training set");
+        }
+      }
+    }
+    if (!data_left && !bsp) break;
+    if (data_left) {
+      count = std::min<int64_t>(batch, lease.end() - position);
+      reader.Read(order, position, count, &x, &labels);
+      position += count;
+    }
+    const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count);
+    RETURN_IF_ERROR(kv_->Push(step, count, model_->grads(), /*want_params=*/true));
+    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000));
+    ++step;
+    ++steps_done;
+    loss_sum += stats.loss_sum;
+    examples += count;
+    epoch_loss += stats.loss_sum;
+    epoch_examples += count;
+    RETURN_IF_ERROR(report(false));
+  }
+  RETURN_IF_ERROR(report(true));
+  proto::Header done;
+  done.set_op(proto::PHASE_DONE);
+  done.mutable_phase_done()->set_epoch(phase.epoch());
+  done.mutable_phase_done()->set_loss_sum(epoch_loss);
+  done.mutable_phase_done()->set_examples(epoch_examples);
+  done.mutable_phase_done()->set_steps(steps_done);
+  return SendToScheduler(done);
+}
+
+Status Worker::RunEvaluation(const proto::Phase& phase) {
+  // Every push has been applied by now (the scheduler starts evaluation only
+  // after all workers finished the epoch), so the current parameters are final.
+  RETURN_IF_ERROR(kv_->Pull(0));
+  RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000));
+  const int batch = std::max(map_.spec().batch_size(), 256);
+  BatchReader reader(test_.get(), map_.spec().data().mean(), map_.spec().data().std());
+  const std::vector<int64_t> natural_order;
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  BatchStats total;
+  while (true) {
+    if (stop_->load()) return AbortedError("stopped by signal");
+    proto::Lease lease;
+    RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
+    if (lease.shard() < 0) break;
+    if (!lease.test() || lease.begin() < 0 || lease.end() > test_->count || lease.end() < lease.begin()) {
+      return DataLossError("bad test lease [" + std::to_string(lease.begin()) + ", " + std::to_string(lease.end()) + ")");
+    }
+    for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
+      const int64_t count = std::min<int64_t>(batch, lease.end() - p);
+      reader.Read(natural_order, p, count, &x, &labels);
+      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count);
+      total.loss_sum += s.loss_sum;
+      total.correct += s.correct;
+      total.examples += s.examples;
+    }
+  }
+  proto::Header done;
+  done.set_op(proto::PHASE_DONE);
+  proto::PhaseDone* d = done.mutable_phase_done();
+  d->set_epoch(phase.epoch());
+  d->set_test(true);
+  d->set_loss_sum(total.loss_sum);
+  d->set_examples(total.examples);
+  d->set_correct(total.correct);
+  if (phase.final() && rank_ == 0) d->set_params_sha256(model_->ParamsSha256());
+  return SendToScheduler(done);
+}
+
+Status Worker::RequestLease(int epoch, proto::Lease* lease) {
+  proto::Header h;
+  h.set_op(proto::LEASE_REQUEST);
+  h.mutable_lease_request()->set_epoch(epoch);
+  RETURN_IF_ERROR(SendToScheduler(h));
+  ASSIGN_OR_RETURN(Message m, WaitScheduler(proto::LEASE, options_.reply_timeout_s * 1000));
+  *lease = m.header.lease();
+  return OkStatus();
+}
+
+StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
+  const auto deadline = timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    if (stop_->load()) return AbortedError("stopped by signal");
+    if (Clock::now() > deadline) {
+      return DeadlineExceededError("no " + proto::Op_Name(op) + " from the scheduler within " +
+                                   std::to_string(timeout_ms) + " ms");
+    }
+    auto m = scheduler_->Receive(200);
+    if (!m.ok()) {
+      if (m.status().code() != StatusCode::kDeadlineExceeded) {
+        LOG(WARNING) << "dropped a malformed message from the scheduler: " << m.status().ToString();
+      }
+      continue;
+    }
+    if (m->header.op() == proto::SHUTDOWN) {
+      shutdown_received_ = true;
+      shutdown_reason_ = m->header.shutdown().reason();
+      if (shutdown_reason_.empty()) return AbortedError("shutdown");
+      return AbortedError("scheduler ended the job: " + shutdown_reason_);
+    }
+    if (m->header.op() == op) return m;
+    LOG(WARNING) << "ignoring " << proto::Op_Name(m->header.op()) << " while waiting for " << proto::Op_Name(op);
+  }
+}
+
+Status Worker::SendToScheduler(proto::Header h) {
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::WORKER);
+  h.set_sender_rank(rank_);
+  return scheduler_->Send(h);
+}
+
+}  // namespace tessera

@@ -1,0 +1,69 @@
+// The worker role: registers with the scheduler, loads the data, then runs
+// the phases the scheduler starts — training epochs (forward and backward on
+// leased shards, push gradients, pull parameters) and evaluations — until
+// SHUTDOWN.
+//
+// Single-threaded; Run() blocks.
+#ifndef TESSERA_WORKER_WORKER_H_
+#define TESSERA_WORKER_WORKER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "core/dataset.h"
+#include "core/status.h"
+#include "core/transport.h"
+#include "models/model.h"
+#include "proto/wire.pb.h"
+#include "worker/kv_client.h"
+
+namespace tessera {
+
+struct WorkerOptions {
+  // Scheduler address, "HOST:PORT". Required.
+  std::string scheduler;
+  // OpenBLAS threads; 0 = what the cores allow. Default 0.
+  int threads = 0;
+  // Give up when the cluster map has not come by then. Default 120 s.
+  int register_timeout_s = 120;
+  // Give up on a server or the scheduler silent for this long. Default 120 s.
+  int reply_timeout_s = 120;
+};
+
+class Worker {
+ public:
+  // *transport and *stop must outlive this. Setting *stop ends Run().
+  Worker(Transport* transport, WorkerOptions options, const std::atomic<bool>* stop)
+      : transport_(transport), options_(std::move(options)), stop_(stop) {}
+
+  // OK after a SHUTDOWN without reason; the error that stopped it otherwise.
+  Status Run();
+
+ private:
+  Status Setup(const proto::Header& map_message);
+  Status RunTraining(const proto::Phase& phase);
+  Status RunEvaluation(const proto::Phase& phase);
+  // Asks the scheduler for a shard; *lease.shard() is -1 when none is left.
+  Status RequestLease(int epoch, proto::Lease* lease);
+  // Waits for the next message from the scheduler of op `op` (SHUTDOWN ends the wait with Aborted).
+  StatusOr<Message> WaitScheduler(proto::Op op, int timeout_ms);
+  Status SendToScheduler(proto::Header h);
+
+  Transport* transport_;
+  WorkerOptions options_;
+  const std::atomic<bool>* stop_;
+  std::unique_ptr<Socket> scheduler_;
+  std::unique_ptr<KvClient> kv_;
+  proto::ClusterMap map_;
+  uint64_t job_id_ = 0;
+  int rank_ = -1;
+  std::unique_ptr<ImageDataset> train_, test_;
+  std::unique_ptr<Model> model_;
+  bool shutdown_received_ = false;
+  std::string shutdown_reason_;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_WORKER_H_

@@ -41,7 +41,13 @@ Status ValidateRanges(const std::vector<KeyRange>& ranges, uint64_t num_keys) {
 }
 
 std::string ToString(const KeyRange& range) {
-  return "[" + std::to_string(range.begin) + ", " + std::to_string(range.end) + ")";
+  // Appends rather than "[" + ...: g++ 12 warns falsely (-Wrestrict) on that form.
+  std::string s = "[";
+  s += std::to_string(range.begin);
+  s += ", ";
+  s += std::to_string(range.end);
+  s += ")";
+  return s;
 }
 
 }  // namespace tessera

@@ -8,18 +8,38 @@
 namespace tessera {
 namespace {
 
+// Keeps the first error, with the offending line quoted: protobuf's own
+// message ("Expected integer, got: many") does not name the field.
 class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
  public:
-  explicit FirstErrorCollector(std::string source) : source_(std::move(source)) {}
+  FirstErrorCollector(std::string source, const std::string& text) : source_(std::move(source)), text_(text) {}
   void AddError(int line, int column, const std::string& message) override {
-    if (first_.empty()) {
-      first_ = source_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-    }
+    if (!first_.empty()) return;
+    first_ = source_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    const std::string quoted = Line(line);
+    if (!quoted.empty()) first_ += " (in '" + quoted + "')";
   }
   const std::string& first() const { return first_; }
 
  private:
+  std::string Line(int line) const {
+    size_t begin = 0;
+    for (int i = 0; i < line && begin != std::string::npos; ++i) {
+      begin = text_.find('\n', begin);
+      if (begin != std::string::npos) ++begin;
+    }
+    if (begin == std::string::npos || begin >= text_.size()) return "";
+    size_t end = text_.find('\n', begin);
+    std::string l = text_.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    const size_t first = l.find_first_not_of(" \t");
+    const size_t last = l.find_last_not_of(" \t\r");
+    if (first == std::string::npos) return "";
+    l = l.substr(first, last - first + 1);
+    return l.size() > 80 ? l.substr(0, 77) + "..." : l;
+  }
+
   std::string source_;
+  const std::string& text_;
   std::string first_;
 };
 
@@ -39,7 +59,7 @@ std::string Got(double v) {
 StatusOr<proto::JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name) {
   proto::JobSpec spec;
   google::protobuf::TextFormat::Parser parser;
-  FirstErrorCollector errors(source_name);
+  FirstErrorCollector errors(source_name, text);
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, &spec)) {
     return InvalidArgumentError(errors.first().empty() ? source_name + ": does not parse" : errors.first());

@@ -56,6 +56,59 @@ CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s) {
   return result;
 }
 
+namespace {
+
+// Fields of /proc/PID/stat after the command name: state, ppid, ...
+bool ReadStat(int pid, char* state, int* ppid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(text.substr(close + 1));
+  return static_cast<bool>(rest >> *state >> *ppid);
+}
+
+std::vector<int> AllPids() {
+  std::vector<int> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* e = readdir(proc)) {
+    const int pid = atoi(e->d_name);
+    if (pid > 0) pids.push_back(pid);
+  }
+  closedir(proc);
+  return pids;
+}
+
+}  // namespace
+
+std::vector<int> ChildrenOf(int parent) {
+  std::vector<int> children;
+  for (int pid : AllPids()) {
+    char state;
+    int ppid;
+    if (ReadStat(pid, &state, &ppid) && ppid == parent && state != 'Z') children.push_back(pid);
+  }
+  return children;
+}
+
+bool IsRunning(int pid) {
+  char state;
+  int ppid;
+  return ReadStat(pid, &state, &ppid) && state != 'Z';
+}
+
+std::string CommandLine(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string cmd = s.str();
+  for (char& c : cmd) {
+    if (c == '\0') c = ' ';
+  }
+  return cmd;
+}
+
 std::vector<int> ProcessesMatching(const std::string& needle) {
   std::vector<int> pids;
   DIR* proc = opendir("/proc");

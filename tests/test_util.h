@@ -37,6 +37,15 @@ struct CommandResult {
 // Runs `tessera ARGS...` to completion, with a timeout (killed after it).
 CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s = 600);
 
+// PIDs of the running children of `pid`.
+std::vector<int> ChildrenOf(int pid);
+
+// True while `pid` exists and is not a zombie.
+bool IsRunning(int pid);
+
+// The process's command line, arguments separated by spaces ("" when gone).
+std::string CommandLine(int pid);
+
 // PIDs of running processes whose command line contains `needle`.
 std::vector<int> ProcessesMatching(const std::string& needle);
 

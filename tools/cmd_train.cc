@@ -207,7 +207,8 @@ int RunTrain(const ParsedArgs& args) {
   }
   for (int i = 0; i < workers; ++i) {
     if (Status s = cluster.Start("worker-" + std::to_string(i), {*self_exe, "worker", "--scheduler", scheduler_address,
-                                                                 "--threads", std::to_string(threads)});
+                                                                 "--threads", std::to_string(threads),
+                                                                 "--params_out", run_dir + "/params.bin"});
         !s.ok()) {
       return fail(s.message());
     }

@@ -20,6 +20,7 @@ int RunWorker(const ParsedArgs& args) {
   options.threads = FLAGS_threads;
   options.register_timeout_s = FLAGS_register_timeout;
   options.reply_timeout_s = FLAGS_reply_timeout;
+  options.params_out = FLAGS_params_out;
   const std::atomic<bool>* stop = InstallStopSignals();
   Transport transport;
   Worker worker(&transport, options, stop);

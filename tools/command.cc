@@ -75,7 +75,7 @@ StatusOr<ParsedArgs> ParseArgs(const Command& command, int argc, char** argv) {
     if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) {
       gflags::CommandLineFlagInfo info;
       gflags::GetCommandLineFlagInfo(name.c_str(), &info);
-      return InvalidArgumentError("flag --" + Dashed(name) + " wants a " + info.type + ", got '" + value + "'");
+      return InvalidArgumentError("flag --" + Dashed(name) + " wants a value of type " + info.type + ", got '" + value + "'");
     }
     parsed.set_flags.insert(name);
   }
@@ -132,7 +132,7 @@ const std::vector<Command>& Commands() {
       {"worker", "run a worker of a cluster",
        "tessera worker --scheduler HOST:PORT [flags]\n\n"
        "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from the servers.",
-       {"scheduler", "threads", "register_timeout", "reply_timeout"},
+       {"scheduler", "threads", "register_timeout", "reply_timeout", "params_out"},
        RunWorker},
   };
   return kCommands;

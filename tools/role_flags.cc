@@ -14,6 +14,7 @@ DEFINE_string(run_dir, "", "directory for logs, metrics.jsonl and summary.json (
 DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form before giving up");
 DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
 DEFINE_int32(threads, 0, "compute threads per worker (0: as many as the cores allow)");
+DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (raw float32, key order)");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 
 namespace tessera {

@@ -16,6 +16,7 @@ DECLARE_string(run_dir);
 DECLARE_int32(register_timeout);
 DECLARE_string(scheduler);
 DECLARE_int32(threads);
+DECLARE_string(params_out);
 DECLARE_int32(reply_timeout);
 
 namespace tessera {

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "core/data_plan.h"
+#include "core/file_util.h"
 #include "core/spec.h"
 #include "worker/batch_reader.h"
 
@@ -206,7 +207,13 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_loss_sum(total.loss_sum);
   d->set_examples(total.examples);
   d->set_correct(total.correct);
-  if (phase.final() && rank_ == 0) d->set_params_sha256(model_->ParamsSha256());
+  if (phase.final() && rank_ == 0) {
+    d->set_params_sha256(model_->ParamsSha256());
+    if (!options_.params_out.empty()) {
+      const std::string bytes(reinterpret_cast<const char*>(model_->params()), model_->num_keys() * sizeof(float));
+      RETURN_IF_ERROR(WriteFileAtomic(options_.params_out, bytes));
+    }
+  }
   return SendToScheduler(done);
 }
 

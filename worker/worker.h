@@ -29,6 +29,9 @@ struct WorkerOptions {
   int register_timeout_s = 120;
   // Give up on a server or the scheduler silent for this long. Default 120 s.
   int reply_timeout_s = 120;
+  // When set, worker rank 0 writes the final parameters here at the end
+  // (raw little-endian float32 in key order; docs/FORMATS.md). Default none.
+  std::string params_out;
 };
 
 class Worker {

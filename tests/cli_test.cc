@@ -1,0 +1,129 @@
+// The CLI's contract with users: help for every command, and every mistake
+// ends in one line naming the problem, exit code 2, and no process left.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "core/file_util.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+std::string Example() { return SourceDir() + "/examples/fmnist-mlp.pbtxt"; }
+
+std::string WriteSpec(const std::string& dir, const std::string& text) {
+  const std::string path = dir + "/spec.pbtxt";
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Expects exit code 2 with a single line containing `needle`, and that no
+// process of the attempted run is left.
+void ExpectUsageError(const std::vector<std::string>& args, const std::string& needle) {
+  const std::string run_dir = MakeTempDir("cli-run");
+  std::vector<std::string> full = args;
+  if (!args.empty() && args[0] == "train") {
+    full.push_back("--run-dir");
+    full.push_back(run_dir + "/run");
+  }
+  CommandResult r = RunTessera(full, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(Lines(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.output;
+  EXPECT_TRUE(ProcessesMatching(run_dir).empty());
+  EXPECT_FALSE(FileExists(run_dir + "/run/spec.pbtxt")) << "nothing should be started for a bad command";
+}
+
+TEST(CliTest, TopLevelHelpListsEveryCommand) {
+  CommandResult r = RunTessera({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* c : {"train", "scheduler", "server", "worker"}) {
+    EXPECT_NE(r.output.find(std::string("  ") + c), std::string::npos) << c;
+  }
+}
+
+TEST(CliTest, EveryCommandHasHelp) {
+  for (const char* c : {"train", "scheduler", "server", "worker"}) {
+    CommandResult r = RunTessera({c, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << c;
+    EXPECT_NE(r.output.find(std::string("usage: tessera ") + c), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("(default: "), std::string::npos) << r.output;
+  }
+  CommandResult train = RunTessera({"train", "--help"});
+  for (const char* flag : {"--run-dir", "--servers", "--workers", "--epochs", "--seed", "--threads"}) {
+    EXPECT_NE(train.output.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(CliTest, UnknownCommand) {
+  CommandResult r = RunTessera({"trian"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(Lines(r.output), 1);
+  EXPECT_NE(r.output.find("unknown command 'trian'"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, UnknownFieldInSpec) {
+  const std::string dir = MakeTempDir("cli");
+  const std::string spec = WriteSpec(dir, "name: \"x\"\nepochs: 1\nlearning_rate: 0.1\n");
+  ExpectUsageError({"train", spec}, "learning_rate");
+  ExpectUsageError({"train", spec}, spec + ":3:");
+}
+
+TEST(CliTest, MalformedValueInSpec) {
+  const std::string dir = MakeTempDir("cli");
+  ExpectUsageError({"train", WriteSpec(dir, "epochs: many\n")}, "epochs");
+}
+
+TEST(CliTest, ImpossibleValueInSpec) {
+  const std::string dir = MakeTempDir("cli");
+  auto example = ReadFileToString(Example());
+  ASSERT_TRUE(example.ok());
+  std::string text = *example;
+  const size_t at = text.find("batch_size: 64");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 14, "batch_size: 0");
+  ExpectUsageError({"train", WriteSpec(dir, text)}, "batch_size must be >= 1, got 0");
+}
+
+TEST(CliTest, ZeroWorkers) { ExpectUsageError({"train", Example(), "--workers", "0"}, "cluster.workers must be >= 1, got 0"); }
+
+TEST(CliTest, MalformedFlagValue) { ExpectUsageError({"train", Example(), "--epochs=abc"}, "--epochs"); }
+
+TEST(CliTest, UnknownFlag) { ExpectUsageError({"train", Example(), "--epoch", "3"}, "unknown flag --epoch"); }
+
+TEST(CliTest, FlagOfAnotherCommand) { ExpectUsageError({"train", Example(), "--scheduler", "h:1"}, "unknown flag --scheduler"); }
+
+TEST(CliTest, MissingSpecFile) { ExpectUsageError({"train", "/nonexistent/job.pbtxt"}, "/nonexistent/job.pbtxt"); }
+
+TEST(CliTest, MissingSpecArgument) { ExpectUsageError({"train"}, "missing the job spec"); }
+
+TEST(CliTest, MissingDataFile) {
+  ExpectUsageError({"train", Example(), "--data-dir", "/nonexistent-data"}, "/nonexistent-data/train-images-idx3-ubyte.gz");
+}
+
+TEST(CliTest, BadConsistency) { ExpectUsageError({"train", Example(), "--consistency", "sync"}, "bsp or asp"); }
+
+TEST(CliTest, RoleCommandsCheckTheirFlags) {
+  ExpectUsageError({"server"}, "--scheduler HOST:PORT is required");
+  ExpectUsageError({"worker", "--scheduler", "localhost"}, "is not HOST:PORT");
+  ExpectUsageError({"worker", "--scheduler", "localhost:99999"}, "out of range");
+  ExpectUsageError({"scheduler"}, "--spec is required");
+}
+
+TEST(CliTest, RefusesToOverwriteARun) {
+  const std::string dir = MakeTempDir("cli");
+  std::ofstream(dir + "/summary.json") << "{}";
+  CommandResult r = RunTessera({"train", Example(), "--run-dir", dir});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("already holds a run"), std::string::npos) << r.output;
+  auto kept = ReadFileToString(dir + "/summary.json");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(*kept, "{}");
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,207 @@
+// Whole jobs on real processes over loopback: `tessera train` in local mode,
+// and the three role commands started by hand as in a multi-machine cluster.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "core/file_util.h"
+#include "core/sha256.h"
+#include "tests/test_util.h"
+#include "tools/child_process.h"
+#include "tools/progress_view.h"
+
+namespace tessera {
+namespace {
+
+const char kFashionMnist[] = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+std::string Example() { return SourceDir() + "/examples/fmnist-mlp.pbtxt"; }
+
+std::string Summary(const std::string& run_dir) {
+  auto text = ReadFileToString(run_dir + "/summary.json");
+  if (!text.ok()) return "";
+  std::string s = *text;
+  for (char& c : s) {
+    if (c == '\n') c = ' ';
+  }
+  return s;
+}
+
+// A short job: a slice of the data, a few epochs.
+std::vector<std::string> ShortJob(const std::string& run_dir, int servers, int workers) {
+  return {"train", Example(), "--run-dir", run_dir, "--servers", std::to_string(servers), "--workers",
+          std::to_string(workers), "--epochs", "2", "--max-train-examples", "3000", "--max-test-examples", "1000",
+          "--threads", "1"};
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!FileExists(kFashionMnist)) GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
+  }
+};
+
+TEST_F(ClusterTest, ShortJobRunsAndEveryProcessExits) {
+  const std::string run = MakeTempDir("cluster") + "/run";
+  CommandResult r = RunTessera(ShortJob(run, 2, 2));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string s = Summary(run);
+  EXPECT_GT(JsonNumber(s, "test_accuracy"), 0.6) << s;
+  EXPECT_EQ(JsonNumber(s, "epochs"), 2);
+  EXPECT_EQ(JsonNumber(s, "servers"), 2);
+  EXPECT_EQ(JsonNumber(s, "workers"), 2);
+  EXPECT_EQ(JsonNumber(s, "examples_per_epoch"), 3000);
+  EXPECT_GT(JsonNumber(s, "samples_per_sec"), 0);
+  // 3000 examples in 8 shards of 375, batch 64: 6 steps a shard, 4 shards a worker, 2 epochs.
+  EXPECT_EQ(JsonNumber(s, "steps"), 2 * 24);
+  EXPECT_NE(r.output.find("test accuracy"), std::string::npos);
+  // params.bin is the final parameters; its digest is params_sha256.
+  auto params = ReadFileToString(run + "/params.bin");
+  ASSERT_TRUE(params.ok());
+  EXPECT_EQ(params->size(), 235146u * 4);
+  EXPECT_EQ(Sha256Hex(params->data(), params->size()), JsonString(s, "params_sha256"));
+  for (const char* log : {"scheduler", "server-0", "server-1", "worker-0", "worker-1"}) {
+    EXPECT_TRUE(FileExists(run + "/logs/" + log + ".log")) << log;
+  }
+  EXPECT_TRUE(FileExists(run + "/spec.pbtxt"));
+  EXPECT_TRUE(ProcessesMatching(run).empty());
+}
+
+TEST_F(ClusterTest, BspIsBitwiseReproducibleWhateverTheServerCount) {
+  const std::string base = MakeTempDir("repro");
+  std::vector<std::string> digests;
+  for (int servers : {1, 2, 3}) {
+    const std::string run = base + "/s" + std::to_string(servers);
+    CommandResult r = RunTessera(ShortJob(run, servers, 2));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    digests.push_back(JsonString(Summary(run), "params_sha256"));
+    ASSERT_EQ(digests.back().size(), 64u);
+  }
+  const std::string again = base + "/again";
+  ASSERT_EQ(RunTessera(ShortJob(again, 2, 2)).exit_code, 0);
+  EXPECT_EQ(digests[0], digests[1]);
+  EXPECT_EQ(digests[1], digests[2]);
+  EXPECT_EQ(digests[1], JsonString(Summary(again), "params_sha256"));
+  // A different seed gives different parameters: the digest is not constant.
+  const std::string other = base + "/seed";
+  std::vector<std::string> args = ShortJob(other, 2, 2);
+  args.insert(args.end(), {"--seed", "7"});
+  ASSERT_EQ(RunTessera(args).exit_code, 0);
+  EXPECT_NE(digests[1], JsonString(Summary(other), "params_sha256"));
+}
+
+TEST_F(ClusterTest, AspJobTrains) {
+  const std::string run = MakeTempDir("asp") + "/run";
+  std::vector<std::string> args = ShortJob(run, 2, 2);
+  args.insert(args.end(), {"--consistency", "asp"});
+  CommandResult r = RunTessera(args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string s = Summary(run);
+  EXPECT_EQ(JsonString(s, "consistency"), "ASP");
+  EXPECT_GT(JsonNumber(s, "test_accuracy"), 0.6) << s;
+  EXPECT_EQ(JsonNumber(s, "examples_per_epoch"), 3000);
+}
+
+// The role commands, started by hand as a multi-machine cluster runs them.
+TEST_F(ClusterTest, RoleCommandsFormACluster) {
+  const std::string dir = MakeTempDir("roles");
+  const std::string port_file = dir + "/port";
+  auto start = [&](const std::string& label, std::vector<std::string> args) {
+    args.insert(args.begin(), TesseraBinary());
+    auto child = ChildProcess::Start(label, args, dir + "/" + label + ".log");
+    CHECK(child.ok()) << child.status().ToString();
+    return std::move(child).value();
+  };
+  auto scheduler = start("scheduler", {"scheduler", "--spec", Example(), "--port", "0", "--host", "127.0.0.1",
+                                       "--port-file", port_file, "--run-dir", dir, "--epochs", "1",
+                                       "--max-train-examples", "2000", "--max-test-examples", "500"});
+  std::string port;
+  for (int i = 0; i < 500 && port.empty(); ++i) {
+    auto text = ReadFileToString(port_file);
+    if (text.ok() && !text->empty() && text->back() == '\n') port = text->substr(0, text->size() - 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(port.empty()) << "scheduler did not write its port";
+  const std::string address = "127.0.0.1:" + port;
+  std::vector<std::unique_ptr<ChildProcess>> nodes;
+  for (int i = 0; i < 2; ++i) nodes.push_back(start("server" + std::to_string(i), {"server", "--scheduler", address}));
+  for (int i = 0; i < 2; ++i) {
+    nodes.push_back(start("worker" + std::to_string(i), {"worker", "--scheduler", address, "--threads", "1"}));
+  }
+  EXPECT_EQ(scheduler->Wait(120000), std::optional<int>(0));
+  for (auto& n : nodes) EXPECT_EQ(n->Wait(20000), std::optional<int>(0)) << n->label();
+  EXPECT_GT(JsonNumber(Summary(dir), "test_accuracy"), 0.5);
+  // A node beyond the job's size is refused with a clear reason, not left waiting.
+}
+
+bool TrainingUnderWay(const std::string& run) {
+  auto metrics = ReadFileToString(run + "/metrics.jsonl");
+  return metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos;
+}
+
+// Starts `tessera train` on a long job in the background and waits until
+// training is under way; returns the launcher and its children's pids.
+std::unique_ptr<ChildProcess> StartLongJob(const std::string& run, std::vector<int>* children) {
+  std::vector<std::string> args = {TesseraBinary(), "train", Example(), "--run-dir", run, "--threads", "1",
+                                   "--epochs", "50"};
+  auto launcher = ChildProcess::Start("train", args, run + ".log");
+  CHECK(launcher.ok());
+  for (int i = 0; i < 600 && !TrainingUnderWay(run); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  *children = ChildrenOf((*launcher)->pid());
+  return std::move(launcher).value();
+}
+
+bool AllGone(const std::vector<int>& pids, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 50) {
+    if (std::none_of(pids.begin(), pids.end(), IsRunning)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+TEST_F(ClusterTest, CtrlCStopsEveryProcess) {
+  std::vector<int> children;
+  auto launcher = StartLongJob(MakeTempDir("sigint") + "/run", &children);
+  ASSERT_EQ(children.size(), 5u);  // scheduler, 2 servers, 2 workers
+  kill(launcher->pid(), SIGINT);
+  EXPECT_EQ(launcher->Wait(20000), std::optional<int>(130));
+  EXPECT_TRUE(AllGone(children, 2000));
+}
+
+TEST_F(ClusterTest, KilledLauncherTakesItsChildrenAlong) {
+  std::vector<int> children;
+  auto launcher = StartLongJob(MakeTempDir("sigkill") + "/run", &children);
+  ASSERT_EQ(children.size(), 5u);
+  kill(launcher->pid(), SIGKILL);
+  launcher->Wait(5000);
+  EXPECT_TRUE(AllGone(children, 5000));
+}
+
+// Until failure recovery lands, a lost worker ends the job: one clear
+// message, exit code 1, and no process left behind.
+TEST_F(ClusterTest, LostWorkerEndsTheJobCleanly) {
+  std::vector<int> children;
+  const std::string run = MakeTempDir("lostworker") + "/run";
+  auto launcher = StartLongJob(run, &children);
+  int victim = -1;
+  for (int pid : children) {
+    if (CommandLine(pid).find(" worker ") != std::string::npos) victim = pid;
+  }
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGKILL);
+  EXPECT_EQ(launcher->Wait(20000), std::optional<int>(1));
+  EXPECT_TRUE(AllGone(children, 2000));
+  auto log = ReadFileToString(run + ".log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("exited with code 137"), std::string::npos) << *log;
+}
+
+}  // namespace
+}  // namespace tessera

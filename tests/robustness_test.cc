@@ -1,0 +1,150 @@
+// Bad bytes on the wire never crash a node or change a result: random bytes
+// and truncated or inconsistent multipart messages sent to the scheduler's
+// and a server's ports while a BSP job runs are logged and dropped, and the
+// job ends with the same parameters as an undisturbed run.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+#include <zmq.hpp>
+
+#include "core/file_util.h"
+#include "proto/wire.pb.h"
+#include "tests/test_util.h"
+#include "tools/child_process.h"
+#include "tools/progress_view.h"
+
+namespace tessera {
+namespace {
+
+std::vector<std::string> Job(const std::string& run) {
+  return {"train", SourceDir() + "/examples/fmnist-mlp.pbtxt", "--run-dir", run, "--epochs", "3",
+          "--max-train-examples", "12000", "--max-test-examples", "1000", "--threads", "1"};
+}
+
+std::string Digest(const std::string& run) {
+  auto text = ReadFileToString(run + "/summary.json");
+  if (!text.ok()) return "";
+  return JsonString(*text, "params_sha256");
+}
+
+// Waits for `pattern` in a file; returns the text after it up to the end of the line.
+std::string WaitForLine(const std::string& path, const std::string& pattern, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 20) {
+    auto text = ReadFileToString(path);
+    if (text.ok()) {
+      const size_t at = text->find(pattern);
+      if (at != std::string::npos) {
+        const size_t begin = at + pattern.size();
+        const size_t end = text->find('\n', begin);
+        if (end != std::string::npos) return text->substr(begin, end - begin);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return "";
+}
+
+// Raw TCP: random bytes straight at the port (not even a ZeroMQ greeting).
+void SendRawBytes(int port, std::mt19937* rng) {
+  for (int i = 0; i < 5; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      std::string junk(1 + (*rng)() % 4096, '\0');
+      for (char& c : junk) c = static_cast<char>((*rng)());
+      ssize_t ignored = write(fd, junk.data(), junk.size());
+      (void)ignored;
+    }
+    close(fd);
+  }
+}
+
+std::string HeaderBytes(proto::Op op, int ranges, uint64_t job_id) {
+  proto::Header h;
+  h.set_op(op);
+  h.set_version(proto::WIRE_VERSION_CURRENT);
+  h.set_job_id(job_id);
+  h.set_sender_rank(0);
+  for (int i = 0; i < ranges; ++i) {
+    proto::KeyRange* r = h.add_ranges();
+    r->set_begin(i * 100);
+    r->set_end(i * 100 + 10);
+  }
+  return h.SerializeAsString();
+}
+
+// ZeroMQ peers sending malformed multipart messages.
+void SendBadMessages(zmq::context_t* ctx, int port, std::mt19937* rng) {
+  zmq::socket_t s(*ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 1000);
+  s.connect("tcp://127.0.0.1:" + std::to_string(port));
+  auto send = [&](std::vector<std::string> parts) {
+    for (size_t i = 0; i < parts.size(); ++i) {
+      s.send(zmq::buffer(parts[i]), i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  };
+  for (int i = 0; i < 50; ++i) {
+    std::string junk(1 + (*rng)() % 512, '\0');
+    for (char& c : junk) c = static_cast<char>((*rng)());
+    send({junk});                      // a header that does not parse
+    send({junk, junk, junk});          // several random frames
+  }
+  send({""});                                                    // an empty header
+  send({HeaderBytes(proto::PUSH, 2, 0), std::string(40, 'x')});  // truncated: 2 ranges, 1 frame
+  send({HeaderBytes(proto::PUSH, 1, 0), std::string(7, 'x')});   // frame of the wrong size
+  send({HeaderBytes(proto::PUSH, 1, 12345), std::string(40, 'x')});  // well formed, unknown job
+  send({HeaderBytes(proto::PHASE_DONE, 0, 12345)});              // control op from a stranger
+  send({HeaderBytes(proto::LEASE_REQUEST, 0, 0)});
+  send({HeaderBytes(proto::REGISTER, 0, 0)});                    // REGISTER without a role
+  send({HeaderBytes(static_cast<proto::Op>(999), 0, 0)});        // unknown op
+}
+
+TEST(RobustnessTest, GarbageOnEveryPortIsDroppedAndTheResultHolds) {
+  if (!FileExists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "Fashion-MNIST not installed";
+  }
+  const std::string base = MakeTempDir("garbage");
+  CommandResult clean = RunTessera(Job(base + "/clean"));
+  ASSERT_EQ(clean.exit_code, 0) << clean.output;
+
+  const std::string run = base + "/attacked";
+  std::vector<std::string> args = Job(run);
+  args.insert(args.begin(), TesseraBinary());
+  auto launcher = ChildProcess::Start("train", args, base + "/attacked.log");
+  ASSERT_TRUE(launcher.ok());
+  const std::string scheduler_port = WaitForLine(run + "/scheduler.port", "", 30000);
+  const std::string server_endpoint = WaitForLine(run + "/logs/server-0.log", "server listening on tcp://127.0.0.1:", 30000);
+  ASSERT_FALSE(scheduler_port.empty());
+  ASSERT_FALSE(server_endpoint.empty());
+  const int server_port = std::stoi(server_endpoint.substr(0, server_endpoint.find(',')));
+  // Strike once training is under way, so the job is full and running.
+  ASSERT_FALSE(WaitForLine(run + "/metrics.jsonl", "\"event\": \"progress\"", 60000).empty());
+
+  std::mt19937 rng(42);
+  zmq::context_t ctx;
+  for (int port : {std::stoi(scheduler_port), server_port}) {
+    SendRawBytes(port, &rng);
+    SendBadMessages(&ctx, port, &rng);
+  }
+  EXPECT_EQ((*launcher)->Wait(120000), std::optional<int>(0));
+  EXPECT_EQ(Digest(run), Digest(base + "/clean"));
+  EXPECT_EQ(Digest(run).size(), 64u);
+  auto scheduler_log = ReadFileToString(run + "/logs/scheduler.log");
+  auto server_log = ReadFileToString(run + "/logs/server-0.log");
+  ASSERT_TRUE(scheduler_log.ok() && server_log.ok());
+  EXPECT_NE(scheduler_log->find("dropped a malformed message"), std::string::npos);
+  EXPECT_NE(server_log->find("dropped a malformed message"), std::string::npos);
+  EXPECT_NE(server_log->find("dropped PUSH for job 12345"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tessera

@@ -21,7 +21,7 @@ std::vector<TensorInfo> Tensors(const std::vector<uint64_t>& sizes) {
   uint64_t offset = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     TensorInfo t;
-    t.name = "t" + std::to_string(i);
+    t.name = std::string("t").append(std::to_string(i));
     t.shape = {static_cast<int64_t>(sizes[i])};
     t.offset = offset;
     t.size = sizes[i];

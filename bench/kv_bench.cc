@@ -138,18 +138,6 @@ StatusOr<double> TimeRoundTrips(Pipeline* p, double seconds, int64_t min_round_t
   return SecondsSince(start) / static_cast<double>(done);
 }
 
-// Warm-up, then the median of kRepetitions timed runs.
-StatusOr<double> MedianSecondsPerRoundTrip(Pipeline* p, const BenchOptions& options) {
-  ASSIGN_OR_RETURN(double ignored, TimeRoundTrips(p, options.warmup_seconds, 2 * p->window()));
-  (void)ignored;
-  std::vector<double> reps;
-  for (int r = 0; r < kRepetitions; ++r) {
-    ASSIGN_OR_RETURN(double s, TimeRoundTrips(p, options.seconds, options.min_round_trips));
-    reps.push_back(s);
-  }
-  return Median(reps);
-}
-
 // ---------------------------------------------------------------------------
 // Raw ZeroMQ: a ROUTER echo thread and a DEALER client, each with its own
 // context (own I/O thread), over loopback TCP.
@@ -543,19 +531,77 @@ Status ParseArgs(int argc, char** argv, BenchOptions* o) {
 
 // ---------------------------------------------------------------------------
 
-Status MeasureTessera(Transport* transport, const BenchOptions& options, size_t bytes, int servers, int window,
-                      Variant variant, proto::Consistency consistency, double* seconds_per_trip) {
+// One measured configuration: a pipeline (raw, or a KvClient set with its own
+// cluster) and its repetitions.
+struct Case {
+  Row row;
+  std::unique_ptr<BenchCluster> cluster;  // null for raw
+  std::unique_ptr<Pipeline> pipeline;
+  std::vector<double> reps;  // seconds per round trip
+};
+
+// Measures every case of one (size, window): warm-up each, then kRepetitions
+// rounds that run each case once in turn, so that drift in the machine's
+// load (a shared VM, other processes) hits raw and Tessera alike.
+Status RunCases(const BenchOptions& options, std::vector<Case>* cases) {
+  for (Case& c : *cases) {
+    ASSIGN_OR_RETURN(double ignored, TimeRoundTrips(c.pipeline.get(), options.warmup_seconds,
+                                                    2 * c.pipeline->window()));
+    (void)ignored;
+  }
+  for (int r = 0; r < kRepetitions; ++r) {
+    for (Case& c : *cases) {
+      ASSIGN_OR_RETURN(double s, TimeRoundTrips(c.pipeline.get(), options.seconds, options.min_round_trips));
+      c.reps.push_back(s);
+    }
+  }
+  return OkStatus();
+}
+
+// Builds the cases of one (size, window): raw first, then Tessera for each
+// server count (and, with one request in flight, each variant).
+Status BuildCases(Transport* transport, zmq::socket_t* raw_socket, const BenchOptions& options, size_t bytes,
+                  int window, std::vector<Case>* cases) {
+  Case raw;
+  raw.pipeline = std::make_unique<RawPipeline>(raw_socket, bytes, window);
+  cases->push_back(std::move(raw));
   const uint64_t keys = bytes / sizeof(float);
-  ASSIGN_OR_RETURN(auto cluster, BenchCluster::Start(transport, servers, keys, consistency));
-  Status status = [&]() -> Status {
-    ASSIGN_OR_RETURN(auto pipeline, TesseraPipeline::Create(transport, *cluster, keys, window, variant,
-                                                            consistency == proto::BSP));
-    ASSIGN_OR_RETURN(*seconds_per_trip, MedianSecondsPerRoundTrip(pipeline.get(), options));
-    return OkStatus();
-  }();
-  Status down = cluster->Shutdown();
-  RETURN_IF_ERROR(status);
-  return down.WithContext("server");
+  // One request in flight: BSP, as training runs. Several: ASP, since a BSP
+  // server refuses a second push for a step from the one worker.
+  const proto::Consistency consistency = window == 1 ? proto::BSP : proto::ASP;
+  std::vector<Variant> variants = {Variant::kPushParams};
+  if (window == 1) variants.push_back(Variant::kPushAckPull);
+  for (int servers : options.servers) {
+    for (Variant variant : variants) {
+      Case c;
+      c.row.bytes = bytes;
+      c.row.inflight = window;
+      c.row.servers = servers;
+      c.row.variant = VariantName(variant);
+      c.row.variant_key = VariantKey(variant);
+      c.row.consistency = proto::Consistency_Name(consistency);
+      ASSIGN_OR_RETURN(c.cluster, BenchCluster::Start(transport, servers, keys, consistency));
+      // Pushed before the pipeline is made, so a failure below still shuts the cluster down.
+      cases->push_back(std::move(c));
+      ASSIGN_OR_RETURN(cases->back().pipeline,
+                       TesseraPipeline::Create(transport, *cases->back().cluster, keys, window, variant,
+                                               consistency == proto::BSP));
+    }
+  }
+  return OkStatus();
+}
+
+// Closes the clients, then shuts the clusters down; the first error.
+Status TearDown(std::vector<Case>* cases) {
+  Status first;
+  for (Case& c : *cases) {
+    c.pipeline.reset();
+    if (c.cluster == nullptr) continue;
+    Status s = c.cluster->Shutdown();
+    if (first.ok() && !s.ok()) first = s.WithContext("server");
+  }
+  cases->clear();
+  return first;
 }
 
 Status RunBench(const BenchOptions& options) {
@@ -573,7 +619,7 @@ Status RunBench(const BenchOptions& options) {
   Reporter reporter(table, json);
   std::fprintf(table,
                "kv_bench: one worker, loopback TCP; GB/s = 2 x value size per round trip / time (1e9 B/s); "
-               "median of %d x %.2g s\n",
+               "median of %d x %.2g s, raw and Tessera interleaved\n",
                kRepetitions, options.seconds);
   reporter.Header();
 
@@ -584,37 +630,34 @@ Status RunBench(const BenchOptions& options) {
   raw_socket.connect(echo.endpoint());
 
   Transport transport;  // the worker's (and the fake scheduler's) ZeroMQ context
+  Status status;
   for (size_t bytes : options.sizes) {
     std::vector<int> windows = {1};
     if (options.inflight > 1) windows.push_back(options.inflight);
     for (int window : windows) {
-      RawPipeline raw(&raw_socket, bytes, window);
-      ASSIGN_OR_RETURN(const double raw_s, MedianSecondsPerRoundTrip(&raw, options));
-      for (int servers : options.servers) {
-        std::vector<Variant> variants = {Variant::kPushParams};
-        if (window == 1) variants.push_back(Variant::kPushAckPull);
-        for (Variant variant : variants) {
-          const proto::Consistency consistency = window == 1 ? proto::BSP : proto::ASP;
-          Row row;
-          row.bytes = bytes;
-          row.inflight = window;
-          row.servers = servers;
-          row.variant = VariantName(variant);
-          row.variant_key = VariantKey(variant);
-          row.consistency = proto::Consistency_Name(consistency);
-          row.raw_s = raw_s;
-          RETURN_IF_ERROR(MeasureTessera(&transport, options, bytes, servers, window, variant, consistency,
-                                         &row.tessera_s)
-                              .WithContext(SizeName(bytes) + ", " + std::to_string(servers) + " server(s), " +
-                                           row.variant));
-          reporter.Add(row);
+      std::vector<Case> cases;
+      status = BuildCases(&transport, &raw_socket, options, bytes, window, &cases);
+      if (status.ok()) status = RunCases(options, &cases);
+      if (status.ok()) {
+        const double raw_s = Median(cases[0].reps);
+        for (size_t i = 1; i < cases.size(); ++i) {
+          cases[i].row.raw_s = raw_s;
+          cases[i].row.tessera_s = Median(cases[i].reps);
+          reporter.Add(cases[i].row);
         }
       }
+      Status down = TearDown(&cases);
+      if (status.ok()) status = down;
+      if (!status.ok()) {
+        status = status.WithContext(SizeName(bytes) + ", " + std::to_string(window) + " in flight");
+        break;
+      }
     }
+    if (!status.ok()) break;
   }
   raw_socket.close();
   if (json != nullptr && json != stdout) std::fclose(json);
-  return OkStatus();
+  return status;
 }
 
 }  // namespace

@@ -306,6 +306,8 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
   phase_correct_ += done.correct();
   phase_examples_ += done.examples();
   phase_worker_steps_ += done.steps();
+  compute_seconds_ += done.compute_seconds();
+  communication_seconds_ += done.communication_seconds();
   if (node.rank == 0 && !done.params_sha256().empty()) params_sha256_ = done.params_sha256();
   if (++phase_done_count_ < options_.spec.cluster().workers()) return OkStatus();
 
@@ -395,6 +397,8 @@ Status Scheduler::WriteSummary() {
       .Add("samples_per_sec", train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0)
       .Add("train_seconds", train_seconds_)
       .Add("wall_seconds", Seconds(Clock::now() - start_time_))
+      .Add("worker_compute_seconds", compute_seconds_ / spec.cluster().workers())
+      .Add("worker_communication_seconds", communication_seconds_ / spec.cluster().workers())
       .Add("servers", spec.cluster().servers())
       .Add("workers", spec.cluster().workers())
       .Add("consistency", proto::Consistency_Name(spec.consistency()))

@@ -108,6 +108,8 @@ class Scheduler {
   int64_t trained_examples_ = 0;
   double last_train_loss_ = 0, test_accuracy_ = 0, test_loss_ = 0;
   std::string params_sha256_;
+  // Summed over workers and epochs.
+  double compute_seconds_ = 0, communication_seconds_ = 0;
 
   // Progress between metrics lines.
   int64_t window_examples_ = 0;

@@ -112,6 +112,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   double loss_sum = 0, epoch_loss = 0;
   int64_t examples = 0, epoch_examples = 0, steps_done = 0;
   auto last_report = Clock::now();
+  double compute_seconds = 0, communication_seconds = 0;
+  auto step_start = Clock::now();
 
   auto report = [&](bool force) -> Status {
     if (!force && Clock::now() - last_report < kProgressInterval) return OkStatus();
@@ -151,8 +153,13 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       position += count;
     }
     const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count);
+    const auto computed = Clock::now();
     RETURN_IF_ERROR(kv_->Push(step, count, model_->grads(), /*want_params=*/true));
     RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000));
+    const auto communicated = Clock::now();
+    compute_seconds += std::chrono::duration<double>(computed - step_start).count();
+    communication_seconds += std::chrono::duration<double>(communicated - computed).count();
+    step_start = communicated;
     ++step;
     ++steps_done;
     loss_sum += stats.loss_sum;
@@ -168,6 +175,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   done.mutable_phase_done()->set_loss_sum(epoch_loss);
   done.mutable_phase_done()->set_examples(epoch_examples);
   done.mutable_phase_done()->set_steps(steps_done);
+  done.mutable_phase_done()->set_compute_seconds(compute_seconds);
+  done.mutable_phase_done()->set_communication_seconds(communication_seconds);
   return SendToScheduler(done);
 }
 

@@ -1,6 +1,9 @@
 #include "core/spec.h"
 
+#include <cstdio>
+
 #include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/reflection.h>
 #include <google/protobuf/text_format.h>
 
 #include "core/file_util.h"
@@ -48,10 +51,9 @@ Status Require(bool ok, const std::string& message) {
 }
 
 std::string Got(double v) {
-  std::string s = std::to_string(v);
-  while (s.size() > 1 && s.back() == '0') s.pop_back();
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return ", got " + s;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.7g", v);
+  return std::string(", got ") + buf;
 }
 
 }  // namespace
@@ -96,13 +98,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(d.max_train_examples() >= 0, "data.max_train_examples must be >= 0" + Got(d.max_train_examples())));
   RETURN_IF_ERROR(Require(d.max_test_examples() >= 0, "data.max_test_examples must be >= 0" + Got(d.max_test_examples())));
 
-  const proto::OptimizerSpec& o = spec.optimizer();
-  RETURN_IF_ERROR(Require(o.learning_rate() > 0, "optimizer.learning_rate must be > 0" + Got(o.learning_rate())));
-  RETURN_IF_ERROR(Require(o.momentum() >= 0 && o.momentum() < 1, "optimizer.momentum must be in [0, 1)" + Got(o.momentum())));
-  RETURN_IF_ERROR(Require(o.weight_decay() >= 0, "optimizer.weight_decay must be >= 0" + Got(o.weight_decay())));
-  RETURN_IF_ERROR(Require(o.beta1() >= 0 && o.beta1() < 1, "optimizer.beta1 must be in [0, 1)" + Got(o.beta1())));
-  RETURN_IF_ERROR(Require(o.beta2() >= 0 && o.beta2() < 1, "optimizer.beta2 must be in [0, 1)" + Got(o.beta2())));
-  RETURN_IF_ERROR(Require(o.epsilon() > 0, "optimizer.epsilon must be > 0" + Got(o.epsilon())));
+  RETURN_IF_ERROR(ValidateOptimizerSpec(spec.optimizer()));
 
   const proto::ModelSpec& m = spec.model();
   RETURN_IF_ERROR(Require(m.layer_size() >= 1, "model needs at least one layer"));
@@ -125,10 +121,60 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   return OkStatus();
 }
 
+Status ValidateOptimizerSpec(const proto::OptimizerSpec& o) {
+  if (!proto::OptimizerSpec::Type_IsValid(o.type())) {
+    return InvalidArgumentError("optimizer.type " + std::to_string(o.type()) + " is unknown");
+  }
+  // Written so that NaN fails every check.
+  RETURN_IF_ERROR(Require(o.learning_rate() > 0, "optimizer.learning_rate must be > 0" + Got(o.learning_rate())));
+  RETURN_IF_ERROR(Require(o.momentum() >= 0 && o.momentum() < 1, "optimizer.momentum must be in [0, 1)" + Got(o.momentum())));
+  RETURN_IF_ERROR(Require(o.weight_decay() >= 0, "optimizer.weight_decay must be >= 0" + Got(o.weight_decay())));
+  RETURN_IF_ERROR(Require(o.beta1() >= 0 && o.beta1() < 1, "optimizer.beta1 must be in [0, 1)" + Got(o.beta1())));
+  RETURN_IF_ERROR(Require(o.beta2() >= 0 && o.beta2() < 1, "optimizer.beta2 must be in [0, 1)" + Got(o.beta2())));
+  RETURN_IF_ERROR(Require(o.epsilon() > 0, "optimizer.epsilon must be > 0" + Got(o.epsilon())));
+  return OkStatus();
+}
+
+namespace {
+
+// Sets every unset singular field to its default, recursing into messages
+// (an unset oneof member stays unset: setting it would change the choice).
+void FillDefaults(google::protobuf::Message* message) {
+  const google::protobuf::Descriptor* d = message->GetDescriptor();
+  const google::protobuf::Reflection* r = message->GetReflection();
+  using FD = google::protobuf::FieldDescriptor;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FD* f = d->field(i);
+    if (f->is_repeated()) {
+      if (f->cpp_type() == FD::CPPTYPE_MESSAGE) {
+        for (int k = 0; k < r->FieldSize(*message, f); ++k) FillDefaults(r->MutableRepeatedMessage(message, f, k));
+      }
+      continue;
+    }
+    if (f->containing_oneof() != nullptr && !r->HasField(*message, f)) continue;
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_MESSAGE: FillDefaults(r->MutableMessage(message, f)); break;
+      case FD::CPPTYPE_INT32: if (!r->HasField(*message, f)) r->SetInt32(message, f, f->default_value_int32()); break;
+      case FD::CPPTYPE_INT64: if (!r->HasField(*message, f)) r->SetInt64(message, f, f->default_value_int64()); break;
+      case FD::CPPTYPE_UINT32: if (!r->HasField(*message, f)) r->SetUInt32(message, f, f->default_value_uint32()); break;
+      case FD::CPPTYPE_UINT64: if (!r->HasField(*message, f)) r->SetUInt64(message, f, f->default_value_uint64()); break;
+      case FD::CPPTYPE_FLOAT: if (!r->HasField(*message, f)) r->SetFloat(message, f, f->default_value_float()); break;
+      case FD::CPPTYPE_DOUBLE: if (!r->HasField(*message, f)) r->SetDouble(message, f, f->default_value_double()); break;
+      case FD::CPPTYPE_BOOL: if (!r->HasField(*message, f)) r->SetBool(message, f, f->default_value_bool()); break;
+      case FD::CPPTYPE_ENUM: if (!r->HasField(*message, f)) r->SetEnum(message, f, f->default_value_enum()); break;
+      case FD::CPPTYPE_STRING: if (!r->HasField(*message, f)) r->SetString(message, f, f->default_value_string()); break;
+    }
+  }
+}
+
+}  // namespace
+
 std::string JobSpecToText(const proto::JobSpec& spec) {
+  proto::JobSpec full = spec;
+  FillDefaults(&full);
   std::string text;
   google::protobuf::TextFormat::Printer printer;
-  printer.PrintToString(spec, &text);
+  printer.PrintToString(full, &text);
   return text;
 }
 

@@ -21,6 +21,11 @@ StatusOr<proto::JobSpec> LoadJobSpec(const std::string& path);
 // e.g. "cluster.workers must be >= 1, got 0".
 Status ValidateJobSpec(const proto::JobSpec& spec);
 
+// Checks the optimizer's hyperparameters; InvalidArgument naming the field
+// ("optimizer.momentum must be in [0, 1), got 1"). Servers call it on the
+// spec they receive, too.
+Status ValidateOptimizerSpec(const proto::OptimizerSpec& spec);
+
 // The spec in text format, every default made explicit (for the run directory).
 std::string JobSpecToText(const proto::JobSpec& spec);
 

@@ -11,6 +11,7 @@ namespace tessera {
 
 StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, int64_t input_features,
                                                int num_classes) {
+  if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
   std::unique_ptr<Model> model(new Model());
   model->input_features_ = input_features;
   model->num_classes_ = num_classes;

@@ -10,14 +10,20 @@ void LeaseBook::StartTraining(int epoch, int64_t n, int num_shards, int workers,
   per_rank_ = per_rank;
   shards_ = CutShards(n, num_shards);
   queues_.clear();
+  assigned_.clear();
   if (per_rank) {
     for (int r = 0; r < workers; ++r) {
       std::vector<int> mine = ShardsOfRank(num_shards, workers, r);
       queues_.emplace_back(mine.begin(), mine.end());
+      assigned_.push_back(std::move(mine));
     }
   } else {
     queues_.emplace_back();
-    for (int s = 0; s < num_shards; ++s) queues_[0].push_back(s);
+    assigned_.emplace_back();
+    for (int s = 0; s < num_shards; ++s) {
+      queues_[0].push_back(s);
+      assigned_[0].push_back(s);
+    }
   }
 }
 
@@ -27,7 +33,11 @@ void LeaseBook::StartTest(int epoch, int64_t n, int num_shards) {
   per_rank_ = false;
   shards_ = CutShards(n, num_shards);
   queues_.assign(1, {});
-  for (int s = 0; s < num_shards; ++s) queues_[0].push_back(s);
+  assigned_.assign(1, {});
+  for (int s = 0; s < num_shards; ++s) {
+    queues_[0].push_back(s);
+    assigned_[0].push_back(s);
+  }
 }
 
 proto::Lease LeaseBook::Next(int rank) {
@@ -45,10 +55,9 @@ proto::Lease LeaseBook::Next(int rank) {
 }
 
 int64_t LeaseBook::StepsPerWorker(int batch) const {
+  // From the phase's whole assignment, not what is still queued.
   int64_t most = 0;
-  for (const std::deque<int>& q : queues_) {
-    most = std::max(most, StepsForShards(shards_, std::vector<int>(q.begin(), q.end()), batch));
-  }
+  for (const std::vector<int>& assigned : assigned_) most = std::max(most, StepsForShards(shards_, assigned, batch));
   return most;
 }
 

@@ -28,7 +28,8 @@ class LeaseBook {
   // The next lease for worker `rank`; shard -1 when none is left for it.
   proto::Lease Next(int rank);
 
-  // BSP: the steps every worker runs this epoch (the most any rank needs).
+  // BSP: the steps every worker runs this phase (the most any rank needs),
+  // however many leases have gone out.
   int64_t StepsPerWorker(int batch) const;
 
  private:
@@ -37,6 +38,7 @@ class LeaseBook {
   bool per_rank_ = false;
   std::vector<Shard> shards_;
   std::vector<std::deque<int>> queues_;  // per rank, or one shared queue
+  std::vector<std::vector<int>> assigned_;  // the phase's whole assignment, per queue
 };
 
 }  // namespace tessera

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "core/key_range.h"
@@ -53,8 +54,15 @@ class KvShard {
   const std::vector<float>& params() const { return *params_; }
 
  private:
-  void ApplyGradient(const float* mean_gradient);
+  // Floats per optimizer call: small enough for the chunk's mean gradient to stay in L1.
+  static constexpr uint64_t kApplyChunk = 2048;
+
+  // Frame pointers, aligned (copied into scratch slot `slot` when not).
+  std::vector<const float*> AlignedFrames(const std::vector<zmq::message_t>& frames, int slot);
   void ApplyBsp();
+  // Steps the optimizer with the sum of `contributions` (each: one pointer
+  // per owned range) divided by `examples`.
+  void ApplySummed(std::span<const std::vector<const float*>> contributions, int64_t examples);
 
   std::vector<KeyRange> ranges_;
   std::vector<uint64_t> local_offsets_;  // where each range starts in params_
@@ -64,12 +72,13 @@ class KvShard {
   int workers_;
   int64_t version_ = 0;
   std::shared_ptr<std::vector<float>> params_;
-  std::vector<float> state_;  // optimizer state, state_per_param() blocks of num_keys_
+  // Optimizer state: per chunk of kApplyChunk keys (of each range), state_per_param() blocks of the chunk's size.
+  std::vector<float> state_;
   // BSP: the current step's pushes by rank, and their example counts.
   std::vector<std::optional<std::vector<zmq::message_t>>> pending_;
   std::vector<int64_t> pending_examples_;
   int pending_count_ = 0;
-  std::vector<float> sum_, scratch_;
+  std::vector<std::vector<float>> scratch_;  // for unaligned frames
 };
 
 }  // namespace tessera

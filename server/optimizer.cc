@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/spec.h"
+
 namespace tessera {
 namespace {
 
@@ -55,7 +57,7 @@ class Adam : public Optimizer {
 }  // namespace
 
 StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const proto::OptimizerSpec& spec) {
-  if (!(spec.learning_rate() > 0)) return InvalidArgumentError("optimizer.learning_rate must be > 0");
+  RETURN_IF_ERROR(ValidateOptimizerSpec(spec));
   switch (spec.type()) {
     case proto::OptimizerSpec::SGD:
       return std::unique_ptr<Optimizer>(new Sgd(spec));

@@ -370,8 +370,6 @@ TEST(LayerTest, ModelCreateNamesTheBadLayer) {
 }
 
 TEST(LayerTest, ModelCreateRejectsSpecWithoutLayers) {
-  GTEST_SKIP() << "BUG: Model::Create (models/model.cc) accepts a spec with no layers when input_features == "
-                  "num_classes; TrainBatch then indexes grad_acts_[layers_.size() - 1] = grad_acts_[SIZE_MAX]";
   auto model = Model::Create(proto::ModelSpec(), 3, 3);
   EXPECT_EQ(model.status().code(), StatusCode::kInvalidArgument);
 }

@@ -235,8 +235,6 @@ TEST(OptimizerTest, CreateRejectsUnknownType) {
 #endif
 
 TEST(OptimizerTest, CreateRejectsBadHyperparameters) {
-  GTEST_SKIP() << "BUG: CreateOptimizer (server/optimizer.cc) checks only learning_rate, though optimizer.h "
-                  "promises InvalidArgument for a bad hyperparameter; beta1 = 1 makes Adam divide by zero";
   struct Case {
     const char* field;
     proto::OptimizerSpec spec;

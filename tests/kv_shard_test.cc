@@ -1,0 +1,343 @@
+#include "server/kv_shard.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/key_range.h"
+#include "models/model.h"
+#include "server/optimizer.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+constexpr uint64_t kSeed = 17;
+
+// Two tensors, 7 and 5 keys. Server 0 of 2 owns [0, 3) and [7, 9).
+std::vector<TensorInfo> Tensors() {
+  return {TensorInfo{.name = std::string("a"), .shape = {7}, .offset = 0, .size = 7, .init_bound = 0.5f},
+          TensorInfo{.name = std::string("b"), .shape = {5}, .offset = 7, .size = 5, .init_bound = 0.3f}};
+}
+
+const std::vector<KeyRange> kRanges = {{0, 3}, {7, 9}};
+constexpr size_t kLocalKeys = 5;
+
+std::vector<float> FullInit() {
+  std::vector<float> full(12);
+  InitializeParameters(Tensors(), kSeed, full.data());
+  return full;
+}
+
+// The owned slices of `full`, back to back.
+std::vector<float> Slice(const std::vector<float>& full, const std::vector<KeyRange>& ranges) {
+  std::vector<float> out;
+  for (const KeyRange& r : ranges) out.insert(out.end(), full.begin() + r.begin, full.begin() + r.end);
+  return out;
+}
+
+// One frame per range from values in local layout.
+std::vector<zmq::message_t> Frames(const std::vector<float>& local, const std::vector<KeyRange>& ranges = kRanges) {
+  std::vector<zmq::message_t> frames;
+  size_t at = 0;
+  for (const KeyRange& r : ranges) {
+    frames.emplace_back(local.data() + at, r.size() * sizeof(float));
+    at += r.size();
+  }
+  return frames;
+}
+
+std::vector<float> RandomGrad(uint32_t seed, size_t n = kLocalKeys) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> g(n);
+  for (float& x : g) x = normal(rng);
+  return g;
+}
+
+std::unique_ptr<Optimizer> Sgd(float lr) {
+  proto::OptimizerSpec spec;
+  spec.set_learning_rate(lr);
+  auto o = CreateOptimizer(spec);
+  EXPECT_TRUE(o.ok()) << o.status().ToString();
+  return std::move(o).value();
+}
+
+void ExpectParamsNear(const std::vector<float>& got, const std::vector<double>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::fabs(want[i]) + 1e-7) << "key " << i;
+}
+
+bool BitwiseEqual(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(KvShardTest, InitializesItsSlicesOfTheFullModel) {
+  auto sgd = Sgd(0.1f);
+  const std::vector<float> full = FullInit();
+  const auto owned = PartitionKeys(Tensors(), 2);
+  ASSERT_EQ(owned[0], kRanges);
+  KvShard s0(owned[0], Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  KvShard s1(owned[1], Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  EXPECT_EQ(s0.version(), 0);
+  EXPECT_EQ(s0.num_keys(), kLocalKeys);
+  EXPECT_EQ(s0.ranges(), kRanges);
+  EXPECT_EQ(s0.params(), Slice(full, owned[0]));
+  EXPECT_EQ(s1.num_keys(), 12 - kLocalKeys);
+  EXPECT_EQ(s1.params(), Slice(full, owned[1]));
+}
+
+TEST(KvShardTest, BspAppliesOnceEveryWorkerPushed) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> w0 = shard.params();
+  const std::vector<float> g0 = RandomGrad(1), g1 = RandomGrad(2);
+
+  auto first = shard.AddPush(0, 0, 3, kRanges, Frames(g0));
+  ASSERT_OK(first.status());
+  EXPECT_FALSE(*first);
+  EXPECT_EQ(shard.version(), 0);
+  EXPECT_EQ(shard.params(), w0);
+
+  auto second = shard.AddPush(1, 0, 5, kRanges, Frames(g1));
+  ASSERT_OK(second.status());
+  EXPECT_TRUE(*second);
+  EXPECT_EQ(shard.version(), 1);
+  // SGD on the mean gradient over the step's 3 + 5 examples.
+  std::vector<double> want(kLocalKeys);
+  for (size_t i = 0; i < kLocalKeys; ++i) want[i] = w0[i] - 0.1 * (double{g0[i]} + g1[i]) / 8.0;
+  ExpectParamsNear(shard.params(), want);
+
+  // The next step starts empty.
+  auto third = shard.AddPush(1, 1, 1, kRanges, Frames(g0));
+  ASSERT_OK(third.status());
+  EXPECT_FALSE(*third);
+  EXPECT_EQ(shard.version(), 1);
+}
+
+TEST(KvShardTest, BspSumsInRankOrderWhateverTheArrivalOrder) {
+  auto sgd = Sgd(0.5f);
+  KvShard forward(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 3);
+  KvShard backward(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 3);
+  const std::vector<float> w0 = forward.params();
+  std::vector<std::vector<float>> g = {RandomGrad(10), RandomGrad(11), RandomGrad(12)};
+  // Key 0 makes float addition order visible: rank order gives
+  // (1 + 1e8) - 1e8 == 0 in float, arrival order 2, 1, 0 would give 1.
+  g[0][0] = 1.0f;
+  g[1][0] = 1e8f;
+  g[2][0] = -1e8f;
+  for (int r : {0, 1, 2}) ASSERT_OK(forward.AddPush(r, 0, 1, kRanges, Frames(g[r])).status());
+  for (int r : {2, 1, 0}) ASSERT_OK(backward.AddPush(r, 0, 1, kRanges, Frames(g[r])).status());
+  ASSERT_EQ(forward.version(), 1);
+  ASSERT_EQ(backward.version(), 1);
+  EXPECT_TRUE(BitwiseEqual(forward.params(), backward.params()));
+  EXPECT_EQ(forward.params()[0], w0[0]) << "the rank-order float sum of key 0 is exactly 0";
+  for (size_t i = 1; i < kLocalKeys; ++i) {
+    const double want = w0[i] - 0.5 * (double{g[0][i]} + g[1][i] + g[2][i]) / 3.0;
+    EXPECT_NEAR(forward.params()[i], want, 1e-6) << "key " << i;
+  }
+}
+
+TEST(KvShardTest, BadPushesAreRejectedAndChangeNothing) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> w0 = shard.params();
+  const std::vector<float> g0 = RandomGrad(1), g1 = RandomGrad(2), other = RandomGrad(3);
+
+  auto expect_invalid = [&](StatusOr<bool> result, const std::string& what) {
+    EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument) << what << ": " << result.status().ToString();
+    EXPECT_EQ(shard.version(), 0) << what;
+    EXPECT_EQ(shard.params(), w0) << what;
+  };
+  expect_invalid(shard.AddPush(0, 1, 3, kRanges, Frames(g0)), "future step");
+  expect_invalid(shard.AddPush(-1, 0, 3, kRanges, Frames(g0)), "rank -1");
+  expect_invalid(shard.AddPush(2, 0, 3, kRanges, Frames(g0)), "rank 2 of 2");
+  const std::vector<KeyRange> shifted = {{0, 3}, {8, 10}};
+  expect_invalid(shard.AddPush(0, 0, 3, shifted, Frames(g0, shifted)), "ranges not owned");
+  const std::vector<KeyRange> fewer = {{0, 3}};
+  expect_invalid(shard.AddPush(0, 0, 3, fewer, Frames({1, 2, 3}, fewer)), "missing range");
+  expect_invalid(shard.AddPush(0, 0, -1, kRanges, Frames(g0)), "negative examples");
+  std::vector<zmq::message_t> one_frame = Frames(g0);
+  one_frame.pop_back();
+  expect_invalid(shard.AddPush(0, 0, 3, kRanges, std::move(one_frame)), "frame missing");
+
+  // None of those counted as rank 0's push: a real one still waits for rank 1.
+  auto first = shard.AddPush(0, 0, 3, kRanges, Frames(g0));
+  ASSERT_OK(first.status());
+  EXPECT_FALSE(*first);
+  expect_invalid(shard.AddPush(0, 0, 3, kRanges, Frames(other)), "second push from rank 0");
+  expect_invalid(shard.AddPush(1, 1, 5, kRanges, Frames(g1)), "rank 1 ahead");
+
+  auto second = shard.AddPush(1, 0, 5, kRanges, Frames(g1));
+  ASSERT_OK(second.status());
+  EXPECT_TRUE(*second);
+  EXPECT_EQ(shard.version(), 1);
+  std::vector<double> want(kLocalKeys);
+  for (size_t i = 0; i < kLocalKeys; ++i) want[i] = w0[i] - 0.1 * (double{g0[i]} + g1[i]) / 8.0;
+  ExpectParamsNear(shard.params(), want);
+
+  // A stale push for the step just applied.
+  const std::vector<float> w1 = shard.params();
+  auto stale = shard.AddPush(0, 0, 3, kRanges, Frames(g0));
+  EXPECT_EQ(stale.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(shard.version(), 1);
+  EXPECT_EQ(shard.params(), w1);
+}
+
+TEST(KvShardTest, BspEmptyContributionFromOneWorker) {
+  auto sgd = Sgd(0.2f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> w0 = shard.params();
+  const std::vector<float> g1 = RandomGrad(5);
+  ASSERT_OK(shard.AddPush(0, 0, 0, kRanges, Frames(std::vector<float>(kLocalKeys, 0.0f))).status());
+  auto done = shard.AddPush(1, 0, 4, kRanges, Frames(g1));
+  ASSERT_OK(done.status());
+  EXPECT_TRUE(*done);
+  std::vector<double> want(kLocalKeys);
+  // The mean is over worker 1's 4 examples only.
+  for (size_t i = 0; i < kLocalKeys; ++i) want[i] = w0[i] - 0.2 * g1[i] / 4.0;
+  ExpectParamsNear(shard.params(), want);
+}
+
+TEST(KvShardTest, BspAllEmptyContributionsStillAdvanceTheStep) {
+  auto sgd = Sgd(0.2f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> w0 = shard.params();
+  const std::vector<float> zeros(kLocalKeys, 0.0f);
+  ASSERT_OK(shard.AddPush(1, 0, 0, kRanges, Frames(zeros)).status());
+  auto done = shard.AddPush(0, 0, 0, kRanges, Frames(zeros));
+  ASSERT_OK(done.status());
+  EXPECT_TRUE(*done);
+  EXPECT_EQ(shard.version(), 1);
+  EXPECT_EQ(shard.params(), w0);
+  for (float w : shard.params()) EXPECT_FALSE(std::isnan(w));
+  // And the next step is accepted.
+  auto next = shard.AddPush(0, 1, 2, kRanges, Frames(RandomGrad(6)));
+  ASSERT_OK(next.status());
+  EXPECT_FALSE(*next);
+}
+
+TEST(KvShardTest, AspAppliesEveryPushAtOnce) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::ASP, 2);
+  const std::vector<float> w0 = shard.params();
+  const std::vector<float> g0 = RandomGrad(7), g1 = RandomGrad(8);
+
+  auto a = shard.AddPush(1, 0, 2, kRanges, Frames(g1));
+  ASSERT_OK(a.status());
+  EXPECT_TRUE(*a);
+  EXPECT_EQ(shard.version(), 1);
+  std::vector<double> want(kLocalKeys);
+  for (size_t i = 0; i < kLocalKeys; ++i) want[i] = w0[i] - 0.1 * g1[i] / 2.0;
+  ExpectParamsNear(shard.params(), want);
+
+  // The same worker again, with a step it computed on older parameters.
+  auto b = shard.AddPush(1, 0, 4, kRanges, Frames(g0));
+  ASSERT_OK(b.status());
+  EXPECT_TRUE(*b);
+  EXPECT_EQ(shard.version(), 2);
+  for (size_t i = 0; i < kLocalKeys; ++i) want[i] -= 0.1 * g0[i] / 4.0;
+  ExpectParamsNear(shard.params(), want);
+
+  // An empty contribution bumps the version only.
+  const std::vector<float> w2 = shard.params();
+  auto c = shard.AddPush(0, 2, 0, kRanges, Frames(std::vector<float>(kLocalKeys, 0.0f)));
+  ASSERT_OK(c.status());
+  EXPECT_TRUE(*c);
+  EXPECT_EQ(shard.version(), 3);
+  EXPECT_EQ(shard.params(), w2);
+
+  // Ranks and ranges are still checked.
+  EXPECT_EQ(shard.AddPush(2, 3, 1, kRanges, Frames(g0)).status().code(), StatusCode::kInvalidArgument);
+  const std::vector<KeyRange> fewer = {{0, 3}};
+  EXPECT_EQ(shard.AddPush(0, 3, 1, fewer, Frames({1, 2, 3}, fewer)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(shard.version(), 3);
+  EXPECT_EQ(shard.params(), w2);
+}
+
+TEST(KvShardTest, AdamStateIsKeptPerKeyAcrossRanges) {
+  proto::OptimizerSpec spec;
+  spec.set_type(proto::OptimizerSpec::ADAM);
+  spec.set_learning_rate(0.01f);
+  spec.set_epsilon(1e-3f);
+  auto adam = CreateOptimizer(spec);
+  ASSERT_OK(adam.status());
+  KvShard shard(kRanges, Tensors(), kSeed, adam->get(), proto::BSP, 1);
+  const std::vector<float> w0 = shard.params();
+  std::vector<double> w(w0.begin(), w0.end()), m(kLocalKeys, 0.0), v(kLocalKeys, 0.0);
+  const double b1 = spec.beta1(), b2 = spec.beta2(), eps = spec.epsilon(), lr = spec.learning_rate();
+  for (int step = 1; step <= 3; ++step) {
+    const std::vector<float> g = RandomGrad(20 + step);
+    ASSERT_OK(shard.AddPush(0, step - 1, 2, kRanges, Frames(g)).status());
+    const double c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
+    for (size_t i = 0; i < kLocalKeys; ++i) {
+      const double d = static_cast<double>(g[i] * 0.5f);
+      m[i] = b1 * m[i] + (1 - b1) * d;
+      v[i] = b2 * v[i] + (1 - b2) * d * d;
+      w[i] -= lr / c1 * m[i] / (std::sqrt(v[i]) / std::sqrt(c2) + eps);
+    }
+    SCOPED_TRACE("step " + std::to_string(step));
+    ExpectParamsNear(shard.params(), w);
+  }
+}
+
+TEST(KvShardTest, ResultsDoNotDependOnHowKeysAreSplit) {
+  auto sgd = Sgd(0.3f);
+  const std::vector<KeyRange> all = {{0, 7}, {7, 12}};
+  KvShard whole(all, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  KvShard part(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> g0 = RandomGrad(30, 12), g1 = RandomGrad(31, 12);
+  ASSERT_OK(whole.AddPush(0, 0, 3, all, Frames(g0, all)).status());
+  ASSERT_OK(whole.AddPush(1, 0, 2, all, Frames(g1, all)).status());
+  ASSERT_OK(part.AddPush(0, 0, 3, kRanges, Frames(Slice(g0, kRanges))).status());
+  ASSERT_OK(part.AddPush(1, 0, 2, kRanges, Frames(Slice(g1, kRanges))).status());
+  EXPECT_TRUE(BitwiseEqual(Slice(whole.params(), kRanges), part.params()));
+}
+
+TEST(KvShardTest, HeldParamFramesKeepTheirValues) {
+  auto sgd = Sgd(0.1f);
+  auto shard = std::make_unique<KvShard>(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 1);
+  const std::vector<float> w0 = shard->params();
+  const std::vector<OutFrame> held = shard->ParamFrames();
+  ASSERT_EQ(held.size(), 2u);
+  EXPECT_EQ(held[0].size, 3 * sizeof(float));
+  EXPECT_EQ(held[1].size, 2 * sizeof(float));
+  ASSERT_NE(held[0].owner, nullptr);
+  auto contents = [](const std::vector<OutFrame>& frames) {
+    std::vector<float> out;
+    for (const OutFrame& f : frames) {
+      const float* p = static_cast<const float*>(f.data);
+      out.insert(out.end(), p, p + f.size / sizeof(float));
+    }
+    return out;
+  };
+  EXPECT_EQ(contents(held), w0);
+
+  ASSERT_OK(shard->AddPush(0, 0, 1, kRanges, Frames(RandomGrad(40))).status());
+  ASSERT_EQ(shard->version(), 1);
+  EXPECT_NE(shard->params(), w0);
+  EXPECT_EQ(contents(held), w0) << "a step wrote into a buffer a PARAMS reply still holds";
+  EXPECT_EQ(contents(shard->ParamFrames()), shard->params());
+
+  // The frames keep their buffer alive on their own.
+  shard.reset();
+  EXPECT_EQ(contents(held), w0);
+}
+
+TEST(KvShardTest, RejectsFramesOfTheWrongSize) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::ASP, 1);
+  std::vector<zmq::message_t> frames;
+  frames.emplace_back(size_t{4});  // range [0, 3) needs 12 bytes
+  frames.emplace_back(size_t{8});
+  EXPECT_EQ(shard.AddPush(0, 0, 1, kRanges, std::move(frames)).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tessera

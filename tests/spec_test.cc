@@ -1,0 +1,193 @@
+#include "core/spec.h"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+
+std::string ExamplePath() { return SourceDir() + "/examples/fmnist-mlp.pbtxt"; }
+
+proto::JobSpec ValidSpec() {
+  auto spec = LoadJobSpec(ExamplePath());
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  return spec.ok() ? *spec : proto::JobSpec();
+}
+
+TEST(SpecTest, ExampleParsesAndValidates) {
+  auto spec = LoadJobSpec(ExamplePath());
+  ASSERT_OK(spec.status());
+  EXPECT_OK(ValidateJobSpec(*spec));
+  EXPECT_EQ(spec->name(), "fmnist-mlp");
+  ASSERT_EQ(spec->model().layer_size(), 5);
+  EXPECT_EQ(spec->model().layer(0).linear().out_features(), 256);
+  EXPECT_TRUE(spec->model().layer(1).has_relu());
+  EXPECT_EQ(spec->model().layer(4).linear().out_features(), 10);
+  EXPECT_EQ(spec->cluster().servers(), 2);
+  EXPECT_EQ(spec->cluster().workers(), 2);
+  EXPECT_EQ(spec->optimizer().type(), proto::OptimizerSpec::SGD);
+  EXPECT_FLOAT_EQ(spec->optimizer().learning_rate(), 0.02f);
+  EXPECT_FLOAT_EQ(spec->optimizer().momentum(), 0.9f);
+  EXPECT_EQ(spec->batch_size(), 64);
+  EXPECT_EQ(spec->epochs(), 10);
+  EXPECT_EQ(spec->consistency(), proto::BSP);
+}
+
+TEST(SpecTest, LoadReportsMissingFile) {
+  auto spec = LoadJobSpec(SourceDir() + "/examples/no-such-spec.pbtxt");
+  EXPECT_EQ(spec.status().code(), StatusCode::kNotFound) << spec.status().ToString();
+}
+
+TEST(SpecTest, UnknownFieldNamesFileLineColumnAndField) {
+  const std::string text = "name: \"x\"\nepochs: 2\n  bogus_field: 3\n";
+  auto spec = ParseJobSpec(text, "job.pbtxt");
+  ASSERT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << spec.status().ToString();
+  EXPECT_THAT(spec.status().message(), ContainsRegex("^job\\.pbtxt:3:[0-9]+: "));
+  EXPECT_THAT(spec.status().message(), HasSubstr("bogus_field"));
+}
+
+TEST(SpecTest, UnknownNestedFieldPointsAtItsLine) {
+  const std::string text = "model {\n  layer { linear { out_feature: 3 } }\n}\n";
+  auto spec = ParseJobSpec(text, "nested.pbtxt");
+  ASSERT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << spec.status().ToString();
+  EXPECT_THAT(spec.status().message(), ContainsRegex("^nested\\.pbtxt:2:[0-9]+: "));
+  EXPECT_THAT(spec.status().message(), HasSubstr("out_feature"));
+}
+
+TEST(SpecTest, SyntaxErrorNamesFileAndLine) {
+  auto spec = ParseJobSpec("cluster {\n  workers: 2\n", "broken.pbtxt");
+  ASSERT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << spec.status().ToString();
+  EXPECT_THAT(spec.status().message(), ContainsRegex("^broken\\.pbtxt:[0-9]+:[0-9]+: "));
+  auto bad_value = ParseJobSpec("epochs: many\n", "value.pbtxt");
+  ASSERT_EQ(bad_value.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_value.status().message(), ContainsRegex("^value\\.pbtxt:1:[0-9]+: "));
+}
+
+TEST(SpecTest, DefaultsAreValidGivenAModel) {
+  auto spec = ParseJobSpec("model { layer { linear { out_features: 10 } } }", "min.pbtxt");
+  ASSERT_OK(spec.status());
+  EXPECT_OK(ValidateJobSpec(*spec));
+  EXPECT_EQ(spec->name(), "job");
+  EXPECT_EQ(spec->batch_size(), 64);
+  EXPECT_EQ(spec->cluster().workers(), 1);
+}
+
+struct Rule {
+  std::string field;  // must appear in the message
+  std::function<void(proto::JobSpec*)> breaks;
+};
+
+TEST(SpecTest, EveryRuleNamesItsField) {
+  const std::vector<Rule> rules = {
+      {"cluster.workers", [](proto::JobSpec* s) { s->mutable_cluster()->set_workers(0); }},
+      {"cluster.workers", [](proto::JobSpec* s) { s->mutable_cluster()->set_workers(-3); }},
+      {"cluster.servers", [](proto::JobSpec* s) { s->mutable_cluster()->set_servers(0); }},
+      {"batch_size", [](proto::JobSpec* s) { s->set_batch_size(0); }},
+      {"epochs", [](proto::JobSpec* s) { s->set_epochs(0); }},
+      {"optimizer.learning_rate", [](proto::JobSpec* s) { s->mutable_optimizer()->set_learning_rate(0); }},
+      {"optimizer.learning_rate", [](proto::JobSpec* s) { s->mutable_optimizer()->set_learning_rate(-0.5f); }},
+      {"optimizer.momentum", [](proto::JobSpec* s) { s->mutable_optimizer()->set_momentum(1.0f); }},
+      {"optimizer.momentum", [](proto::JobSpec* s) { s->mutable_optimizer()->set_momentum(-0.1f); }},
+      {"optimizer.weight_decay", [](proto::JobSpec* s) { s->mutable_optimizer()->set_weight_decay(-1.0f); }},
+      {"optimizer.beta1", [](proto::JobSpec* s) { s->mutable_optimizer()->set_beta1(1.0f); }},
+      {"optimizer.beta2", [](proto::JobSpec* s) { s->mutable_optimizer()->set_beta2(1.5f); }},
+      {"optimizer.epsilon", [](proto::JobSpec* s) { s->mutable_optimizer()->set_epsilon(0.0f); }},
+      {"model.layer[2]", [](proto::JobSpec* s) { s->mutable_model()->mutable_layer(2)->clear_kind(); }},
+      {"model.layer[0].linear.out_features",
+       [](proto::JobSpec* s) { s->mutable_model()->mutable_layer(0)->mutable_linear()->set_out_features(0); }},
+      {"model", [](proto::JobSpec* s) { s->mutable_model()->clear_layer(); }},
+      {"data.std", [](proto::JobSpec* s) { s->mutable_data()->set_std(0.0f); }},
+      {"data.std", [](proto::JobSpec* s) { s->mutable_data()->set_std(-1.0f); }},
+      {"data.shards_per_worker", [](proto::JobSpec* s) { s->mutable_data()->set_shards_per_worker(0); }},
+      {"data.dir", [](proto::JobSpec* s) { s->mutable_data()->set_dir(""); }},
+      {"name", [](proto::JobSpec* s) { s->set_name("my job"); }},
+      {"name", [](proto::JobSpec* s) { s->set_name("../escape"); }},
+      {"name", [](proto::JobSpec* s) { s->set_name(""); }},
+  };
+  for (size_t i = 0; i < rules.size(); ++i) {
+    proto::JobSpec spec = ValidSpec();
+    rules[i].breaks(&spec);
+    const Status s = ValidateJobSpec(spec);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "rule " << i << " (" << rules[i].field << ")";
+    EXPECT_THAT(s.message(), HasSubstr(rules[i].field)) << "rule " << i;
+  }
+}
+
+TEST(SpecTest, MessagesSayWhatCame) {
+  proto::JobSpec spec = ValidSpec();
+  spec.mutable_cluster()->set_workers(0);
+  EXPECT_EQ(ValidateJobSpec(spec).message(), "cluster.workers must be >= 1, got 0");
+  spec = ValidSpec();
+  spec.mutable_optimizer()->set_momentum(1.0f);
+  EXPECT_THAT(ValidateJobSpec(spec).message(), HasSubstr("got 1"));
+  spec = ValidSpec();
+  spec.set_name("bad name");
+  EXPECT_THAT(ValidateJobSpec(spec).message(), HasSubstr("'bad name'"));
+}
+
+TEST(SpecTest, MessagesShowSmallValuesAsTheyCame) {
+  proto::JobSpec spec = ValidSpec();
+  spec.mutable_optimizer()->set_learning_rate(-1e-9f);
+  const Status s = ValidateJobSpec(spec);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), ::testing::Not(::testing::EndsWith("got -0")));
+  EXPECT_THAT(s.message(), ::testing::Not(::testing::EndsWith("got 0")));
+}
+
+TEST(SpecTest, AcceptsNameCharacters) {
+  proto::JobSpec spec = ValidSpec();
+  spec.set_name("Run_2.v-3");
+  EXPECT_OK(ValidateJobSpec(spec));
+}
+
+TEST(SpecTest, TextRoundTrips) {
+  const proto::JobSpec spec = ValidSpec();
+  const std::string text = JobSpecToText(spec);
+  auto again = ParseJobSpec(text, "roundtrip.pbtxt");
+  ASSERT_OK(again.status());
+  EXPECT_TRUE(MessageDifferencer::Equivalent(spec, *again)) << text;
+  EXPECT_OK(ValidateJobSpec(*again));
+
+  // A spec with every kind of field set survives too.
+  proto::JobSpec full = spec;
+  full.set_consistency(proto::ASP);
+  full.mutable_optimizer()->set_type(proto::OptimizerSpec::ADAM);
+  full.mutable_optimizer()->set_epsilon(1e-7f);
+  full.mutable_model()->mutable_layer(0)->mutable_linear()->set_bias(false);
+  full.mutable_data()->set_max_train_examples(1000);
+  full.set_eval_every_epoch(false);
+  auto full_again = ParseJobSpec(JobSpecToText(full), "full.pbtxt");
+  ASSERT_OK(full_again.status());
+  EXPECT_TRUE(MessageDifferencer::Equivalent(full, *full_again)) << JobSpecToText(full);
+}
+
+TEST(SpecTest, TextMakesDefaultsExplicit) {
+  auto spec = ParseJobSpec("model { layer { linear { out_features: 10 } } }", "min.pbtxt");
+  ASSERT_OK(spec.status());
+  const std::string text = JobSpecToText(*spec);
+  EXPECT_THAT(text, HasSubstr("batch_size: 64"));
+  EXPECT_THAT(text, HasSubstr("epochs: 1"));
+  EXPECT_THAT(text, HasSubstr("workers: 1"));
+  EXPECT_THAT(text, HasSubstr("learning_rate: 0.01"));
+}
+
+TEST(SpecTest, DataPathJoinsRelativeNames) {
+  proto::DataSpec data;
+  data.set_dir("/data/fm");
+  EXPECT_EQ(DataPath(data, "train.gz"), "/data/fm/train.gz");
+  EXPECT_EQ(DataPath(data, "/abs/test.gz"), "/abs/test.gz");
+}
+
+}  // namespace
+}  // namespace tessera

@@ -46,6 +46,12 @@ Status ValidateRanges(const std::vector<KeyRange>& ranges, uint64_t num_keys);
 
 std::string ToString(const KeyRange& range);
 
+// The largest tensor frame a socket accepts (ZeroMQ's maxmsgsize): 1 GiB.
+constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
+
+// OK when every range fits in one frame; InvalidArgument naming the largest otherwise.
+Status CheckFrameSizes(const std::vector<std::vector<KeyRange>>& ranges_by_server);
+
 }  // namespace tessera
 
 #endif  // TESSERA_CORE_KEY_RANGE_H_

@@ -1,5 +1,10 @@
 #include "core/transport.h"
 
+#include <unistd.h>
+
+#include <random>
+
+#include "core/key_range.h"
 #include <zmq_addon.hpp>
 
 namespace tessera {
@@ -15,7 +20,7 @@ void ConfigureSocket(zmq::socket_t& s, SocketKind kind) {
   // Give queued messages (SHUTDOWN, final reports) a moment to leave at close.
   s.set(zmq::sockopt::linger, 2000);
   // Bound what one peer can make us allocate (largest tensor frame: 1 GiB).
-  s.set(zmq::sockopt::maxmsgsize, int64_t{1} << 30);
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
   if (kind == SocketKind::kRouter) s.set(zmq::sockopt::router_mandatory, 1);
 }
 
@@ -71,7 +76,10 @@ StatusOr<Message> Socket::Receive(int timeout_ms) {
   }
 }
 
-Transport::Transport() : context_(1) {}
+Transport::Transport() : context_(1) {
+  std::random_device rd;
+  nonce_ = std::to_string(rd());
+}
 Transport::~Transport() = default;
 
 StatusOr<std::unique_ptr<Socket>> Transport::Bind(SocketKind kind, const std::string& endpoint) {
@@ -95,6 +103,10 @@ StatusOr<std::unique_ptr<Socket>> Transport::Connect(SocketKind kind, const std:
   try {
     zmq::socket_t s(context_, kind == SocketKind::kRouter ? zmq::socket_type::router : zmq::socket_type::dealer);
     ConfigureSocket(s, kind);
+    // A stable identity: after a TCP reconnect the peer's ROUTER still knows
+    // who this is (ZeroMQ would otherwise make up a new one).
+    s.set(zmq::sockopt::routing_id, "tessera-" + std::to_string(getpid()) + "-" +
+                                        std::to_string(next_socket_id_.fetch_add(1)) + "-" + nonce_);
     s.connect(endpoint);
     return std::make_unique<Socket>(std::move(s), kind, endpoint);
   } catch (const zmq::error_t& e) {

@@ -5,6 +5,8 @@
 #ifndef TESSERA_CORE_TRANSPORT_H_
 #define TESSERA_CORE_TRANSPORT_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +68,8 @@ class Transport {
 
  private:
   zmq::context_t context_;
+  std::atomic<uint64_t> next_socket_id_{0};
+  std::string nonce_;  // tells apart processes that reuse a pid
 };
 
 // Waits up to timeout_ms for any of `sockets` to be readable. Returns the

@@ -27,17 +27,9 @@ void LeaseBook::StartTraining(int epoch, int64_t n, int num_shards, int workers,
   }
 }
 
-void LeaseBook::StartTest(int epoch, int64_t n, int num_shards) {
-  epoch_ = epoch;
+void LeaseBook::StartTest(int epoch, int64_t n, int num_shards, int workers, bool per_rank) {
+  StartTraining(epoch, n, num_shards, workers, per_rank);
   test_ = true;
-  per_rank_ = false;
-  shards_ = CutShards(n, num_shards);
-  queues_.assign(1, {});
-  assigned_.assign(1, {});
-  for (int s = 0; s < num_shards; ++s) {
-    queues_[0].push_back(s);
-    assigned_[0].push_back(s);
-  }
 }
 
 proto::Lease LeaseBook::Next(int rank) {

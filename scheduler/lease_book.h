@@ -22,8 +22,9 @@ class LeaseBook {
  public:
   // Starts epoch `epoch`'s training over n examples cut into num_shards shards.
   void StartTraining(int epoch, int64_t n, int num_shards, int workers, bool per_rank);
-  // Starts an evaluation over n test examples cut into num_shards shards.
-  void StartTest(int epoch, int64_t n, int num_shards);
+  // Starts an evaluation over n test examples cut into num_shards shards,
+  // per rank as in training when per_rank, else first come first served.
+  void StartTest(int epoch, int64_t n, int num_shards, int workers, bool per_rank);
 
   // The next lease for worker `rank`; shard -1 when none is left for it.
   proto::Lease Next(int rank);

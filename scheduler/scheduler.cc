@@ -16,7 +16,7 @@ namespace tessera {
 namespace {
 
 constexpr auto kMetricsInterval = std::chrono::milliseconds(500);
-constexpr int kNumClasses = 10;
+constexpr int kNumClasses = kImageDatasetClasses;
 
 double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -51,6 +51,11 @@ Status Scheduler::Prepare() {
   }
   num_keys_ = model->num_keys();
   server_ranges_ = PartitionKeys(model->tensors(), options_.spec.cluster().servers());
+  RETURN_IF_ERROR(CheckFrameSizes(server_ranges_));
+  if (train_examples_ < 1 || test_examples_ < 1) {
+    return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(train_examples_) +
+                                " and " + std::to_string(test_examples_));
+  }
   LOG(INFO) << "job " << options_.spec.name() << ": " << model->tensors().size() << " tensors, " << num_keys_
             << " parameters, " << train_examples_ << " training and " << test_examples_ << " test examples";
   return OkStatus();
@@ -239,6 +244,7 @@ Status Scheduler::StartTraining(int epoch) {
   epoch_ = epoch;
   in_test_ = false;
   phase_done_count_ = 0;
+  phase_reports_.assign(workers, std::nullopt);
   phase_loss_ = phase_correct_ = 0;
   phase_examples_ = phase_worker_steps_ = 0;
   phase_steps_ = bsp ? leases_.StepsPerWorker(spec.batch_size()) : 0;
@@ -256,9 +262,12 @@ Status Scheduler::StartTraining(int epoch) {
 Status Scheduler::StartEvaluation(int epoch) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
-  leases_.StartTest(epoch, test_examples_, std::max(1, workers * spec.data().shards_per_worker()));
+  // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
+  leases_.StartTest(epoch, test_examples_, std::max(1, workers * spec.data().shards_per_worker()), workers,
+                    spec.consistency() == proto::BSP);
   in_test_ = true;
   phase_done_count_ = 0;
+  phase_reports_.assign(workers, std::nullopt);
   phase_loss_ = phase_correct_ = 0;
   phase_examples_ = 0;
   proto::Header h;
@@ -302,14 +311,22 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
     LOG(WARNING) << "dropped a PHASE_DONE for another phase from worker " << node.rank;
     return OkStatus();
   }
-  phase_loss_ += done.loss_sum();
-  phase_correct_ += done.correct();
-  phase_examples_ += done.examples();
-  phase_worker_steps_ += done.steps();
-  compute_seconds_ += done.compute_seconds();
-  communication_seconds_ += done.communication_seconds();
-  if (node.rank == 0 && !done.params_sha256().empty()) params_sha256_ = done.params_sha256();
+  if (phase_reports_[node.rank].has_value()) {
+    LOG(WARNING) << "dropped a second PHASE_DONE from worker " << node.rank;
+    return OkStatus();
+  }
+  phase_reports_[node.rank] = done;
   if (++phase_done_count_ < options_.spec.cluster().workers()) return OkStatus();
+  // Everyone is in: add the reports up in rank order, so the figures are the same in every run.
+  for (const std::optional<proto::PhaseDone>& report : phase_reports_) {
+    phase_loss_ += report->loss_sum();
+    phase_correct_ += report->correct();
+    phase_examples_ += report->examples();
+    phase_worker_steps_ += report->steps();
+    compute_seconds_ += report->compute_seconds();
+    communication_seconds_ += report->communication_seconds();
+  }
+  if (!phase_reports_[0]->params_sha256().empty()) params_sha256_ = phase_reports_[0]->params_sha256();
 
   const proto::JobSpec& spec = options_.spec;
   const bool last_epoch = epoch_ + 1 == spec.epochs();

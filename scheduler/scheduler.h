@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,7 @@ class Scheduler {
   int epoch_ = 0;
   bool in_test_ = false;
   int phase_done_count_ = 0;
+  std::vector<std::optional<proto::PhaseDone>> phase_reports_;  // by worker rank
   int64_t global_step_ = 0;
   int64_t phase_steps_ = 0;
   double phase_loss_ = 0, phase_correct_ = 0;

@@ -9,6 +9,30 @@
 
 namespace tessera {
 
+namespace {
+
+// The tensors must tile [0, num_keys) exactly, and the job must have workers:
+// the shard sizes its buffers from them.
+Status ValidateTensors(const proto::ClusterMap& map) {
+  if (map.num_workers() < 1) return InvalidArgumentError("cluster map has " + std::to_string(map.num_workers()) + " workers");
+  uint64_t next = 0;
+  for (const proto::TensorMeta& t : map.tensors()) {
+    uint64_t product = 1;
+    for (int64_t d : t.shape()) product *= static_cast<uint64_t>(d);
+    if (t.offset() != next || t.size() == 0 || product != t.size()) {
+      return InvalidArgumentError("cluster map tensor " + t.name() + " does not tile the key space");
+    }
+    next += t.size();
+  }
+  if (next != map.num_keys()) {
+    return InvalidArgumentError("cluster map tensors hold " + std::to_string(next) + " keys, num_keys says " +
+                                std::to_string(map.num_keys()));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status Server::Run() {
   ASSIGN_OR_RETURN(std::string scheduler_endpoint, NormalizeEndpoint(options_.scheduler));
   ASSIGN_OR_RETURN(workers_, transport_->Bind(SocketKind::kRouter,
@@ -76,6 +100,7 @@ Status Server::HandleScheduler(Message m) {
       std::vector<KeyRange> ranges;
       for (const proto::KeyRange& r : map.servers(rank_).ranges()) ranges.push_back({r.begin(), r.end()});
       RETURN_IF_ERROR(ValidateRanges(ranges, map.num_keys()));
+      RETURN_IF_ERROR(ValidateTensors(map));
       RETURN_IF_ERROR(ValidateJobSpec(map.spec()));
       // The model's shapes give the tensors' initialization; the input size
       // comes with the map implicitly through num_keys, so rebuild from the spec.

@@ -89,6 +89,12 @@ TEST(CliTest, ImpossibleValueInSpec) {
   ExpectUsageError({"train", WriteSpec(dir, text)}, "batch_size must be >= 1, got 0");
 }
 
+TEST(CliTest, ModelThatDoesNotFitTheData) {
+  const std::string dir = MakeTempDir("cli");
+  ExpectUsageError({"train", WriteSpec(dir, "model { layer { linear { out_features: 7 } } }\n")},
+                   "the last layer gives 7 outputs, expected 10");
+}
+
 TEST(CliTest, ZeroWorkers) { ExpectUsageError({"train", Example(), "--workers", "0"}, "cluster.workers must be >= 1, got 0"); }
 
 TEST(CliTest, MalformedFlagValue) { ExpectUsageError({"train", Example(), "--epochs=abc"}, "--epochs"); }

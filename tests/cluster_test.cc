@@ -95,6 +95,16 @@ TEST_F(ClusterTest, BspIsBitwiseReproducibleWhateverTheServerCount) {
   EXPECT_NE(digests[1], JsonString(Summary(other), "params_sha256"));
 }
 
+// More shards than examples: some shards are empty, and BSP still uses every
+// example exactly once per epoch (the scheduler checks the count).
+TEST_F(ClusterTest, TinyDatasetWithEmptyShards) {
+  const std::string run = MakeTempDir("tiny") + "/run";
+  CommandResult r = RunTessera({"train", Example(), "--run-dir", run, "--epochs", "2", "--max-train-examples", "5",
+                                "--max-test-examples", "3", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(JsonNumber(Summary(run), "examples_per_epoch"), 5);
+}
+
 TEST_F(ClusterTest, AspJobTrains) {
   const std::string run = MakeTempDir("asp") + "/run";
   std::vector<std::string> args = ShortJob(run, 2, 2);

@@ -190,11 +190,22 @@ TEST(LeaseBookTest, AspSharesOneQueue) {
   for (int rank : {0, 1, 2}) EXPECT_EQ(book.Next(rank).shard(), -1);
 }
 
+TEST(LeaseBookTest, TestPhasePerRankUnderBsp) {
+  LeaseBook book;
+  book.StartTest(/*epoch=*/2, /*n=*/40, /*num_shards=*/4, /*workers=*/2, /*per_rank=*/true);
+  EXPECT_EQ(book.Next(1).shard(), 1);
+  EXPECT_EQ(book.Next(1).shard(), 3);
+  EXPECT_EQ(book.Next(1).shard(), -1);
+  const proto::Lease lease = book.Next(0);
+  EXPECT_TRUE(lease.test());
+  EXPECT_EQ(lease.shard(), 0);
+}
+
 TEST(LeaseBookTest, TestPhaseIsFirstComeFirstServed) {
   LeaseBook book;
   book.StartTraining(0, kN, kShards, 3, true);
   book.Next(0);
-  book.StartTest(/*epoch=*/4, /*n=*/50, /*num_shards=*/4);
+  book.StartTest(/*epoch=*/4, /*n=*/50, /*num_shards=*/4, /*workers=*/3, /*per_rank=*/false);
   const std::vector<Shard> cut = CutShards(50, 4);
   std::vector<int> got;
   for (int rank : {2, 2, 1, 2}) {

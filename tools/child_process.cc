@@ -31,13 +31,16 @@ StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::string& l
     // In the child: only async-signal-safe calls until exec.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the parent died before prctl took hold
-    // Default signal handling; the launcher decides when children stop.
-    signal(SIGINT, SIG_IGN);  // a terminal's Ctrl-C goes to the launcher, which stops children in order
-    signal(SIGTERM, SIG_DFL);
+    // A process group of its own: a terminal's Ctrl-C reaches only the
+    // launcher, which then stops the children itself (SIGTERM).
+    setpgid(0, 0);
     dup2(log, STDOUT_FILENO);
     dup2(log, STDERR_FILENO);
     const int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    if (devnull >= 0) {
+      dup2(devnull, STDIN_FILENO);
+      close(devnull);
+    }
     execv(argv[0], argv.data());
     _exit(127);
   }

@@ -69,10 +69,12 @@ class LocalCluster {
     return OkStatus();
   }
 
-  // The first child that ended, or null.
-  ChildProcess* FirstEnded() {
+  // The first child that ended with a non-zero code, or null. (Servers and
+  // workers end with 0 once the scheduler has sent SHUTDOWN, which can be a
+  // moment before the scheduler itself exits.)
+  ChildProcess* FirstFailed() {
     for (auto& c : children_) {
-      if (c->Poll().has_value()) return c.get();
+      if (auto code = c->Poll(); code.has_value() && *code != 0) return c.get();
     }
     return nullptr;
   }
@@ -185,7 +187,10 @@ int RunTrain(const ParsedArgs& args) {
   std::string port;
   const auto port_deadline = Clock::now() + std::chrono::milliseconds(kPortFileTimeoutMs);
   while (port.empty()) {
-    if (stop->load()) return fail("interrupted");
+    if (stop->load()) {
+      fail("interrupted");
+      return kExitInterrupted;
+    }
     if (auto code = cluster.scheduler()->Poll(); code.has_value()) {
       return fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
                   LastLines(cluster.scheduler()->log_path(), 5));
@@ -223,14 +228,12 @@ int RunTrain(const ParsedArgs& args) {
       std::cerr << "tessera train: interrupted; every process stopped. Logs in " << run_dir << "/logs" << std::endl;
       return kExitInterrupted;
     }
-    ChildProcess* ended = cluster.FirstEnded();
-    if (ended != nullptr) {
-      const int code = *ended->Poll();
-      if (ended == cluster.scheduler() && code == 0) break;
+    if (ChildProcess* failed = cluster.FirstFailed(); failed != nullptr) {
       view.Finish();
-      return fail(ended->label() + " exited with code " + std::to_string(code) + "; the end of " +
-                  ended->log_path() + ":\n" + LastLines(ended->log_path(), 5));
+      return fail(failed->label() + " exited with code " + std::to_string(*failed->Poll()) + "; the end of " +
+                  failed->log_path() + ":\n" + LastLines(failed->log_path(), 5));
     }
+    if (cluster.scheduler()->Poll() == std::optional<int>(0)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   view.Update();

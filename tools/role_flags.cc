@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "tools/command.h"
+#include "tools/signals.h"
 
 DEFINE_string(spec, "", "job spec file (protobuf text format)");
 DEFINE_string(host, "", "address to bind (scheduler default 0.0.0.0; server default 127.0.0.1, also advertised to workers)");
@@ -21,6 +22,10 @@ namespace tessera {
 
 int FinishRole(const char* role, const Status& status) {
   if (status.ok()) return kExitOk;
+  if (StopSignal() != 0 && status.code() == StatusCode::kAborted) {
+    LOG(INFO) << role << " stopped by signal " << StopSignal();
+    return kExitInterrupted;
+  }
   LOG(ERROR) << role << " failed: " << status.ToString();
   std::cerr << "tessera " << role << ": " << status.message() << std::endl;
   const bool users_mistake = status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kNotFound;

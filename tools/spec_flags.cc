@@ -3,6 +3,9 @@
 #include <gflags/gflags.h>
 
 #include "core/dataset.h"
+#include "core/idx_reader.h"
+#include "core/key_range.h"
+#include "models/model.h"
 #include "core/spec.h"
 
 DEFINE_string(name, "", "job name; overrides the spec's name");
@@ -45,6 +48,13 @@ StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const Pa
   const proto::DataSpec& d = spec.data();
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
+  // The model must fit the data's shape; the scheduler checks again, but a
+  // mistake is cheaper to report here, before any process starts.
+  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(d, d.train_images())));
+  int64_t features = 1;
+  for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
+  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), features, kImageDatasetClasses));
+  RETURN_IF_ERROR(CheckFrameSizes(PartitionKeys(model->tensors(), spec.cluster().servers())));
   return spec;
 }
 

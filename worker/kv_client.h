@@ -7,6 +7,7 @@
 #ifndef TESSERA_WORKER_KV_CLIENT_H_
 #define TESSERA_WORKER_KV_CLIENT_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,9 @@ class KvClient {
   KvClient(Transport* transport, std::vector<ServerEndpoint> servers, int rank, uint64_t job_id)
       : transport_(transport), servers_(std::move(servers)), rank_(rank), job_id_(job_id) {}
 
+  // When set, waits end with Aborted once *stop is true. *stop must outlive this.
+  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+
   // Opens a DEALER to every server. InvalidArgument for a bad address.
   Status Connect();
 
@@ -38,11 +42,12 @@ class KvClient {
   // Asks every server for its parameters at version >= step.
   Status Pull(int64_t step);
 
-  // Waits for one PARAMS from every server and writes them into params
-  // (flat, key-indexed). Returns the lowest version seen through *version
-  // when not null. DeadlineExceeded after timeout_ms without progress;
-  // Aborted when a server answers ERROR; malformed replies are dropped.
-  Status WaitParams(float* params, int timeout_ms, int64_t* version = nullptr);
+  // Waits for one PARAMS of version >= min_version from every server and
+  // writes them into params (flat, key-indexed). Returns the lowest version
+  // seen through *version when not null. DeadlineExceeded after timeout_ms
+  // without progress; Aborted when a server answers ERROR or on stop;
+  // malformed, stale or foreign replies are logged and dropped.
+  Status WaitParams(float* params, int timeout_ms, int64_t* version = nullptr, int64_t min_version = 0);
 
   // Waits for one PUSH_ACK from every server.
   Status WaitAcks(int timeout_ms);
@@ -50,13 +55,14 @@ class KvClient {
   int num_servers() const { return static_cast<int>(servers_.size()); }
 
  private:
-  Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version);
+  Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version);
 
   Transport* transport_;
   std::vector<ServerEndpoint> servers_;
   int rank_;
   uint64_t job_id_;
   std::vector<std::unique_ptr<Socket>> sockets_;
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 }  // namespace tessera

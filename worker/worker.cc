@@ -90,6 +90,7 @@ Status Worker::Setup(const proto::Header& map_message) {
     servers.push_back(std::move(e));
   }
   kv_ = std::make_unique<KvClient>(transport_, std::move(servers), rank_, job_id_);
+  kv_->set_stop(stop_);
   RETURN_IF_ERROR(kv_->Connect());
   RETURN_IF_ERROR(kv_->Pull(0));
   return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000);
@@ -134,7 +135,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     if (bsp && steps_done >= phase.steps()) break;
     // Next batch: the rest of the current shard up to `batch` examples.
     int64_t count = 0;
-    if (data_left && (lease.shard() < 0 || position >= lease.end())) {
+    // An empty shard (more shards than examples) is skipped: it has no steps.
+    while (data_left && (lease.shard() < 0 || position >= lease.end())) {
       RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
       if (lease.shard() < 0) {
         data_left = false;
@@ -155,7 +157,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count);
     const auto computed = Clock::now();
     RETURN_IF_ERROR(kv_->Push(step, count, model_->grads(), /*want_params=*/true));
-    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000));
+    // BSP: the reply must be this step's parameters.
+    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, nullptr, bsp ? step + 1 : 0));
     const auto communicated = Clock::now();
     compute_seconds += std::chrono::duration<double>(computed - step_start).count();
     communication_seconds += std::chrono::duration<double>(communicated - computed).count();

@@ -275,7 +275,8 @@ class BenchCluster {
     tensor.offset = 0;
     tensor.size = keys;
     tensor.init_bound = 0.05f;
-    const std::vector<std::vector<KeyRange>> owned = PartitionKeys({tensor}, servers);
+    // Sliced as the scheduler slices a real job's keys.
+    const std::vector<std::vector<KeyRange>> owned = PlanServerSlices({tensor}, servers);
 
     proto::ClusterMap map;
     proto::JobSpec* spec = map.mutable_spec();

@@ -16,6 +16,25 @@ std::vector<std::vector<KeyRange>> PartitionKeys(const std::vector<TensorInfo>& 
   return owned;
 }
 
+std::vector<KeyRange> SplitLargeRanges(const std::vector<KeyRange>& ranges, uint64_t max_keys) {
+  CHECK_GE(max_keys, 1u);
+  std::vector<KeyRange> out;
+  for (const KeyRange& r : ranges) {
+    const uint64_t pieces = (r.size() + max_keys - 1) / max_keys;
+    for (uint64_t p = 0; p < pieces; ++p) {
+      out.push_back({r.begin + r.size() * p / pieces, r.begin + r.size() * (p + 1) / pieces});
+    }
+  }
+  return out;
+}
+
+std::vector<std::vector<KeyRange>> PlanServerSlices(const std::vector<TensorInfo>& tensors, int servers,
+                                                    uint64_t max_slice_keys) {
+  std::vector<std::vector<KeyRange>> slices = PartitionKeys(tensors, servers);
+  for (std::vector<KeyRange>& ranges : slices) ranges = SplitLargeRanges(ranges, max_slice_keys);
+  return slices;
+}
+
 uint64_t CountKeys(const std::vector<KeyRange>& ranges) {
   uint64_t n = 0;
   for (const KeyRange& r : ranges) n += r.size();

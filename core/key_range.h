@@ -37,6 +37,20 @@ struct TensorInfo {
 // empty chunks are left out. REQUIRES: servers >= 1.
 std::vector<std::vector<KeyRange>> PartitionKeys(const std::vector<TensorInfo>& tensors, int servers);
 
+// Keys per slice the scheduler cuts servers' ranges into (512 KiB of
+// float32): small enough that a server applies one slice while the next is
+// still on the wire, large enough that per-message costs stay small.
+constexpr uint64_t kSliceKeys = 512 * 256;
+
+// Cuts every range longer than max_keys into nearly equal pieces of at most
+// max_keys. REQUIRES: max_keys >= 1.
+std::vector<KeyRange> SplitLargeRanges(const std::vector<KeyRange>& ranges, uint64_t max_keys);
+
+// The slices each server owns in a job: PartitionKeys, then every range cut
+// into pieces of at most max_slice_keys.
+std::vector<std::vector<KeyRange>> PlanServerSlices(const std::vector<TensorInfo>& tensors, int servers,
+                                                    uint64_t max_slice_keys = kSliceKeys);
+
 // Total keys in `ranges`.
 uint64_t CountKeys(const std::vector<KeyRange>& ranges);
 

@@ -7,131 +7,180 @@
 
 namespace tessera {
 
-KvShard::KvShard(std::vector<KeyRange> ranges, const std::vector<TensorInfo>& tensors, uint64_t seed,
+KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& tensors, uint64_t seed,
                  const Optimizer* optimizer, proto::Consistency consistency, int workers)
-    : ranges_(std::move(ranges)), optimizer_(optimizer), consistency_(consistency), workers_(workers) {
+    : slices_(std::move(slices)), optimizer_(optimizer), consistency_(consistency), workers_(workers) {
+  CHECK_GE(workers_, 1);
   uint64_t total = 0;
   for (const TensorInfo& t : tensors) total = std::max(total, t.offset + t.size);
   // Initialize the whole model, keep our slices: values must not depend on
   // how the keys are split.
   std::vector<float> full(total);
   InitializeParameters(tensors, seed, full.data());
-  params_ = std::make_shared<std::vector<float>>();
-  for (const KeyRange& r : ranges_) {
-    local_offsets_.push_back(num_keys_);
-    num_keys_ += r.size();
-    params_->insert(params_->end(), full.begin() + r.begin, full.begin() + r.end);
+  state_.resize(slices_.size());
+  for (size_t i = 0; i < slices_.size(); ++i) {
+    Slice& s = state_[i];
+    s.range = slices_[i];
+    s.params = std::make_shared<std::vector<float>>(full.begin() + s.range.begin, full.begin() + s.range.end);
+    s.state.assign(s.range.size() * optimizer_->state_per_param(), 0.0f);
+    s.pending.resize(workers_);
+    s.pending_examples.assign(workers_, 0);
+    num_keys_ += s.range.size();
   }
-  state_.assign(num_keys_ * optimizer_->state_per_param(), 0.0f);
-  pending_.resize(workers_);
-  pending_examples_.assign(workers_, 0);
+}
+
+int64_t KvShard::version() const {
+  int64_t lowest = INT64_MAX;
+  for (const Slice& s : state_) lowest = std::min(lowest, s.version);
+  return state_.empty() ? 0 : lowest;
+}
+
+int64_t KvShard::MinVersion(const std::vector<int>& slices) const {
+  if (slices.empty()) return version();
+  int64_t lowest = INT64_MAX;
+  for (int i : slices) lowest = std::min(lowest, state_[i].version);
+  return lowest;
+}
+
+StatusOr<std::vector<int>> KvShard::FindSlices(const std::vector<KeyRange>& ranges) const {
+  std::vector<int> found;
+  found.reserve(ranges.size());
+  int previous = -1;
+  for (const KeyRange& r : ranges) {
+    auto it = std::lower_bound(slices_.begin(), slices_.end(), r.begin,
+                               [](const KeyRange& s, uint64_t begin) { return s.begin < begin; });
+    if (it == slices_.end() || *it != r) {
+      return InvalidArgumentError("key range " + ToString(r) + " is not a slice this server owns");
+    }
+    const int index = static_cast<int>(it - slices_.begin());
+    if (index <= previous) return InvalidArgumentError("key ranges repeat or are out of order");
+    previous = index;
+    found.push_back(index);
+  }
+  return found;
 }
 
 StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const std::vector<KeyRange>& ranges,
                                 std::vector<zmq::message_t>&& frames) {
+  // Check everything before changing anything.
   if (rank < 0 || rank >= workers_) {
     return InvalidArgumentError("push from worker rank " + std::to_string(rank) + ", expected 0.." +
                                 std::to_string(workers_ - 1));
   }
-  if (ranges != ranges_) return InvalidArgumentError("push names key ranges this server does not own exactly");
   if (examples < 0) return InvalidArgumentError("push of " + std::to_string(examples) + " examples");
-  if (frames.size() != ranges_.size()) return InvalidArgumentError("push frame count does not match its ranges");
+  if (ranges.empty()) return InvalidArgumentError("push names no key ranges");
+  if (frames.size() != ranges.size()) return InvalidArgumentError("push frame count does not match its ranges");
+  ASSIGN_OR_RETURN(std::vector<int> indices, FindSlices(ranges));
   for (size_t i = 0; i < frames.size(); ++i) {
-    if (frames[i].size() != ranges_[i].size() * sizeof(float)) {
+    if (frames[i].size() != ranges[i].size() * sizeof(float)) {
       return InvalidArgumentError("push frame " + std::to_string(i) + " holds " + std::to_string(frames[i].size()) +
-                                  " bytes, expected " + std::to_string(ranges_[i].size() * sizeof(float)));
+                                  " bytes, expected " + std::to_string(ranges[i].size() * sizeof(float)));
+    }
+  }
+  if (consistency_ == proto::BSP) {
+    for (int index : indices) {
+      const Slice& s = state_[index];
+      if (step != s.version) {
+        return InvalidArgumentError("push for step " + std::to_string(step) + " from worker " + std::to_string(rank) +
+                                    ", the server is at step " + std::to_string(s.version) + " for " +
+                                    ToString(s.range));
+      }
+      if (s.pending[rank].has_value()) {
+        return InvalidArgumentError("second push from worker " + std::to_string(rank) + " for step " +
+                                    std::to_string(step) + " of " + ToString(s.range));
+      }
     }
   }
 
-  if (consistency_ == proto::ASP) {
-    if (examples > 0) {
-      std::vector<const float*> gradient = AlignedFrames(frames, 0);
-      ApplySummed({&gradient, 1}, examples);
+  bool applied = false;
+  for (size_t i = 0; i < indices.size(); ++i) {
+    Slice& s = state_[indices[i]];
+    if (consistency_ == proto::ASP) {
+      if (examples > 0) {
+        const float* g = Aligned(frames[i], 0);
+        ApplySlice(&s, {&g, 1}, examples);
+      }
+      ++s.version;
+      applied = true;
+      continue;
     }
-    ++version_;
-    return true;
+    s.pending[rank] = std::move(frames[i]);
+    s.pending_examples[rank] = examples;
+    if (++s.pending_count == workers_) {
+      ApplyPending(&s);
+      applied = true;
+    }
   }
-
-  if (step != version_) {
-    return InvalidArgumentError("push for step " + std::to_string(step) + " from worker " + std::to_string(rank) +
-                                ", the server is at step " + std::to_string(version_));
-  }
-  if (pending_[rank].has_value()) {
-    return InvalidArgumentError("second push from worker " + std::to_string(rank) + " for step " +
-                                std::to_string(step));
-  }
-  pending_[rank] = std::move(frames);
-  pending_examples_[rank] = examples;
-  if (++pending_count_ < workers_) return false;
-  ApplyBsp();
-  return true;
+  return applied;
 }
 
-std::vector<const float*> KvShard::AlignedFrames(const std::vector<zmq::message_t>& frames, int slot) {
-  if (scratch_.size() < (static_cast<size_t>(slot) + 1) * frames.size()) {
-    scratch_.resize((static_cast<size_t>(slot) + 1) * frames.size());
-  }
-  std::vector<const float*> out(frames.size());
-  for (size_t i = 0; i < frames.size(); ++i) out[i] = FrameFloats(frames[i], &scratch_[slot * frames.size() + i]);
-  return out;
+const float* KvShard::Aligned(const zmq::message_t& frame, size_t scratch_slot) {
+  if (scratch_.size() <= scratch_slot) scratch_.resize(scratch_slot + 1);
+  return FrameFloats(frame, &scratch_[scratch_slot]);
 }
 
-void KvShard::ApplyBsp() {
+void KvShard::ApplyPending(Slice* slice) {
   int64_t examples = 0;
-  std::vector<std::vector<const float*>> contributions;
+  std::vector<const float*> gradients;
   // Rank order, so the float sum is the same in every run.
   for (int r = 0; r < workers_; ++r) {
-    if (pending_examples_[r] == 0) continue;
-    examples += pending_examples_[r];
-    contributions.push_back(AlignedFrames(*pending_[r], r));
+    if (slice->pending_examples[r] == 0) continue;
+    examples += slice->pending_examples[r];
+    gradients.push_back(Aligned(*slice->pending[r], gradients.size()));
   }
-  if (examples > 0) ApplySummed(contributions, examples);
+  if (examples > 0) ApplySlice(slice, gradients, examples);
   for (int r = 0; r < workers_; ++r) {
-    pending_[r].reset();
-    pending_examples_[r] = 0;
+    slice->pending[r].reset();
+    slice->pending_examples[r] = 0;
   }
-  pending_count_ = 0;
-  ++version_;
+  slice->pending_count = 0;
+  ++slice->version;
 }
 
-void KvShard::ApplySummed(std::span<const std::vector<const float*>> contributions, int64_t examples) {
-  // Copy on write: PARAMS replies still being sent hold the old buffer.
-  if (params_.use_count() > 1) params_ = std::make_shared<std::vector<float>>(*params_);
+void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, int64_t examples) {
+  // Copy on write: a PARAMS reply still being sent holds the old buffer.
+  if (slice->params.use_count() > 1) slice->params = std::make_shared<std::vector<float>>(*slice->params);
   const float scale = 1.0f / static_cast<float>(examples);
   const int per = optimizer_->state_per_param();
+  float* w = slice->params->data();
+  const uint64_t n = slice->range.size();
   // One pass over memory: sum, scale and step a chunk at a time, the chunk's
-  // mean gradient staying in L1 (the passes are memory-bound otherwise).
+  // mean gradient staying in L1 (separate passes are memory-bound).
   float mean[kApplyChunk];
-  for (size_t i = 0; i < ranges_.size(); ++i) {
-    const uint64_t off = local_offsets_[i];
-    const uint64_t n = ranges_[i].size();
-    for (uint64_t k0 = 0; k0 < n; k0 += kApplyChunk) {
-      const uint64_t m = std::min<uint64_t>(kApplyChunk, n - k0);
-      const float* first = contributions[0][i] + k0;
-      if (contributions.size() == 1) {
-        for (uint64_t k = 0; k < m; ++k) mean[k] = first[k] * scale;
-      } else {
-        std::memcpy(mean, first, m * sizeof(float));
-        for (size_t c = 1; c < contributions.size(); ++c) {
-          const float* g = contributions[c][i] + k0;
-          for (uint64_t k = 0; k < m; ++k) mean[k] += g[k];
-        }
-        for (uint64_t k = 0; k < m; ++k) mean[k] *= scale;
+  for (uint64_t k0 = 0; k0 < n; k0 += kApplyChunk) {
+    const uint64_t m = std::min<uint64_t>(kApplyChunk, n - k0);
+    const float* first = gradients[0] + k0;
+    if (gradients.size() == 1) {
+      for (uint64_t k = 0; k < m; ++k) mean[k] = first[k] * scale;
+    } else {
+      std::memcpy(mean, first, m * sizeof(float));
+      for (size_t c = 1; c < gradients.size(); ++c) {
+        const float* g = gradients[c] + k0;
+        for (uint64_t k = 0; k < m; ++k) mean[k] += g[k];
       }
-      // State is laid out chunk by chunk: state_per_param() blocks of m floats each.
-      float* state = per > 0 ? state_.data() + (off + k0) * per : nullptr;
-      optimizer_->Apply(version_ + 1, params_->data() + off + k0, mean, state, m);
+      for (uint64_t k = 0; k < m; ++k) mean[k] *= scale;
     }
+    float* state = per > 0 ? slice->state.data() + k0 * per : nullptr;
+    optimizer_->Apply(slice->version + 1, w + k0, mean, state, m);
   }
 }
 
-std::vector<OutFrame> KvShard::ParamFrames() const {
+std::vector<OutFrame> KvShard::ParamFrames(const std::vector<int>& slices) const {
   std::vector<OutFrame> frames;
-  frames.reserve(ranges_.size());
-  for (size_t i = 0; i < ranges_.size(); ++i) {
-    frames.push_back({params_->data() + local_offsets_[i], ranges_[i].size() * sizeof(float), params_});
+  auto add = [&](const Slice& s) { frames.push_back({s.params->data(), s.params->size() * sizeof(float), s.params}); };
+  if (slices.empty()) {
+    for (const Slice& s : state_) add(s);
+  } else {
+    for (int i : slices) add(state_[i]);
   }
   return frames;
+}
+
+std::vector<float> KvShard::params() const {
+  std::vector<float> all;
+  all.reserve(num_keys_);
+  for (const Slice& s : state_) all.insert(all.end(), s.params->begin(), s.params->end());
+  return all;
 }
 
 }  // namespace tessera

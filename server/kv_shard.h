@@ -1,10 +1,14 @@
-// KvShard: the key ranges one server owns — parameters, optimizer state,
-// version — and how pushes become optimizer steps. No sockets here, so the
-// aggregation rules are testable on their own.
+// KvShard: the key ranges ("slices") one server owns — parameters,
+// optimizer state, a version per slice — and how pushes become optimizer
+// steps. No sockets here, so the aggregation rules are testable on their own.
 //
-// BSP: pushes for the current version are held until every worker's has
-// come, summed in worker-rank order (never arrival order, so runs are
-// bitwise reproducible), divided by the step's example count, then applied
+// A push carries whole slices (any subset of the owned ones), so a worker can
+// send a large tensor in pieces and the server applies each piece as soon as
+// it is complete, overlapping its work with the transfer of the next piece.
+//
+// BSP: a slice's pushes for its current version are held until every
+// worker's has come, summed in worker-rank order (never arrival order, so runs
+// are bitwise reproducible), divided by the step's example count, and applied
 // once. ASP: each push is applied on arrival.
 //
 // Not thread-safe: the server's single event-loop thread owns it.
@@ -27,57 +31,69 @@ namespace tessera {
 
 class KvShard {
  public:
-  // Owns `ranges` of a model with `tensors`, initialized from `seed`.
-  // *optimizer must outlive this.
-  KvShard(std::vector<KeyRange> ranges, const std::vector<TensorInfo>& tensors, uint64_t seed,
+  // Owns `slices` (sorted, disjoint) of a model with `tensors`, initialized
+  // from `seed`. *optimizer must outlive this. REQUIRES: workers >= 1.
+  KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& tensors, uint64_t seed,
           const Optimizer* optimizer, proto::Consistency consistency, int workers);
 
-  const std::vector<KeyRange>& ranges() const { return ranges_; }
+  // The owned slices, in key order.
+  const std::vector<KeyRange>& ranges() const { return slices_; }
   uint64_t num_keys() const { return num_keys_; }
-  // Optimizer steps applied so far.
-  int64_t version() const { return version_; }
+  // Steps every slice has applied: the lowest slice version.
+  int64_t version() const;
+  // The lowest version among `slices` (indices into ranges()).
+  int64_t MinVersion(const std::vector<int>& slices) const;
 
-  // Takes worker `rank`'s gradient frames (one per owned range, summed over
-  // `examples` examples) for `step`. Returns true when the push completed a
-  // step (BSP: the last worker's; ASP: always) and the step was applied.
-  // InvalidArgument for wrong ranges, a rank out of range, a step other than
-  // version() under BSP, or a second push from one rank for one step.
+  // The indices of the owned slices `ranges` names. InvalidArgument unless
+  // each range is exactly one owned slice, in key order, without repeats.
+  StatusOr<std::vector<int>> FindSlices(const std::vector<KeyRange>& ranges) const;
+
+  // Takes worker `rank`'s gradient frames for `ranges` (one frame per range,
+  // each an owned slice; the gradient summed over `examples` examples) for
+  // `step`. Returns true when the push completed a step of at least one
+  // slice (BSP: it was the last worker's; ASP: always) and that step was
+  // applied. InvalidArgument, with nothing changed, for unknown ranges, wrong
+  // frame sizes, a rank out of range, or under BSP a step other than a
+  // slice's version or a second push from one rank for one slice and step.
   StatusOr<bool> AddPush(int rank, int64_t step, int64_t examples, const std::vector<KeyRange>& ranges,
                          std::vector<zmq::message_t>&& frames);
 
-  // The parameters as frames for a PARAMS reply, sent without copying: the
-  // frames share the buffer, and the next step writes into a copy if a
-  // reply still holds it.
-  std::vector<OutFrame> ParamFrames() const;
+  // The parameters of `slices` (all when empty) as frames for a PARAMS
+  // reply, sent without copying: the frames share each slice's buffer, and
+  // a later step writes into a copy if a reply still holds it.
+  std::vector<OutFrame> ParamFrames(const std::vector<int>& slices = {}) const;
 
-  // Copies of the current parameters (local layout: owned ranges back to back).
-  const std::vector<float>& params() const { return *params_; }
+  // A copy of the parameters, slices back to back.
+  std::vector<float> params() const;
 
  private:
+  struct Slice {
+    KeyRange range;
+    int64_t version = 0;
+    std::shared_ptr<std::vector<float>> params;
+    // Optimizer state: per chunk of kApplyChunk keys, state_per_param() blocks of the chunk's size.
+    std::vector<float> state;
+    // BSP: this version's pushes by rank, and their example counts.
+    std::vector<std::optional<zmq::message_t>> pending;
+    std::vector<int64_t> pending_examples;
+    int pending_count = 0;
+  };
+
   // Floats per optimizer call: small enough for the chunk's mean gradient to stay in L1.
   static constexpr uint64_t kApplyChunk = 2048;
 
-  // Frame pointers, aligned (copied into scratch slot `slot` when not).
-  std::vector<const float*> AlignedFrames(const std::vector<zmq::message_t>& frames, int slot);
-  void ApplyBsp();
-  // Steps the optimizer with the sum of `contributions` (each: one pointer
-  // per owned range) divided by `examples`.
-  void ApplySummed(std::span<const std::vector<const float*>> contributions, int64_t examples);
+  // Steps slice `s` with the sum of `gradients` (in the order given) divided by `examples`.
+  void ApplySlice(Slice* slice, std::span<const float* const> gradients, int64_t examples);
+  void ApplyPending(Slice* slice);
+  // The frame's floats, copied into a scratch buffer when unaligned.
+  const float* Aligned(const zmq::message_t& frame, size_t scratch_slot);
 
-  std::vector<KeyRange> ranges_;
-  std::vector<uint64_t> local_offsets_;  // where each range starts in params_
+  std::vector<KeyRange> slices_;
+  std::vector<Slice> state_;
   uint64_t num_keys_ = 0;
   const Optimizer* optimizer_;
   proto::Consistency consistency_;
   int workers_;
-  int64_t version_ = 0;
-  std::shared_ptr<std::vector<float>> params_;
-  // Optimizer state: per chunk of kApplyChunk keys (of each range), state_per_param() blocks of the chunk's size.
-  std::vector<float> state_;
-  // BSP: the current step's pushes by rank, and their example counts.
-  std::vector<std::optional<std::vector<zmq::message_t>>> pending_;
-  std::vector<int64_t> pending_examples_;
-  int pending_count_ = 0;
   std::vector<std::vector<float>> scratch_;  // for unaligned frames
 };
 

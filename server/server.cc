@@ -147,57 +147,73 @@ void Server::HandleWorker(Message m) {
   }
   switch (h.op()) {
     case proto::PUSH: {
-      auto done = shard_->AddPush(h.sender_rank(), h.step(), h.examples(), RangesOf(h), std::move(m.frames));
+      const std::vector<KeyRange> ranges = RangesOf(h);
+      auto done = shard_->AddPush(h.sender_rank(), h.step(), h.examples(), ranges, std::move(m.frames));
       if (!done.ok()) {
         LOG(WARNING) << "dropped a push: " << done.status().ToString();
         ReplyError(m.peer, done.status().message());
         return;
       }
       if (h.want_params()) {
-        waiting_.emplace_back(m.peer, h.step() + 1);
+        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), h.step() + 1});
       } else {
         proto::Header ack;
         ack.set_op(proto::PUSH_ACK);
         ack.set_job_id(job_id_);
+        ack.set_sender_role(proto::SERVER);
+        ack.set_sender_rank(rank_);
         ack.set_step(shard_->version());
         workers_->Send(ack, {}, m.peer).IgnoreError();  // a vanished worker is the scheduler's concern
       }
-      if (*done) AnswerWaitingPulls();
+      if (*done) AnswerWaiting();
       return;
     }
-    case proto::PULL:
-      if (h.step() <= shard_->version()) {
-        ReplyParams(m.peer, shard_->version());
-      } else {
-        waiting_.emplace_back(m.peer, h.step());
+    case proto::PULL: {
+      // No ranges: all of this server's slices.
+      auto slices = shard_->FindSlices(RangesOf(h));
+      if (!slices.ok() || !m.frames.empty()) {
+        LOG(WARNING) << "dropped a pull: " << (slices.ok() ? "it carries frames" : slices.status().ToString());
+        ReplyError(m.peer, slices.ok() ? "a pull carries no frames" : slices.status().message());
+        return;
       }
+      waiting_.push_back({m.peer, std::move(slices).value(), h.step()});
+      AnswerWaiting();
       return;
+    }
     default:
       LOG(WARNING) << "dropped op " << proto::Op_Name(h.op()) << " on the data port";
   }
 }
 
-void Server::AnswerWaitingPulls() {
-  std::vector<std::pair<std::string, int64_t>> still;
-  for (auto& [peer, step] : waiting_) {
-    if (step <= shard_->version()) {
-      ReplyParams(peer, shard_->version());
+void Server::AnswerWaiting() {
+  std::vector<Waiting> still;
+  for (Waiting& w : waiting_) {
+    if (shard_->MinVersion(w.slices) >= w.version) {
+      ReplyParams(w.peer, w.slices);
     } else {
-      still.emplace_back(std::move(peer), step);
+      still.push_back(std::move(w));
     }
   }
   waiting_ = std::move(still);
 }
 
-void Server::ReplyParams(const std::string& peer, int64_t step) {
+void Server::ReplyParams(const std::string& peer, const std::vector<int>& slices) {
   proto::Header h;
   h.set_op(proto::PARAMS);
   h.set_job_id(job_id_);
   h.set_sender_role(proto::SERVER);
   h.set_sender_rank(rank_);
-  h.set_step(step);
-  SetRanges(shard_->ranges(), &h);
-  Status s = workers_->Send(h, shard_->ParamFrames(), peer);
+  h.set_step(shard_->MinVersion(slices));
+  if (slices.empty()) {
+    SetRanges(shard_->ranges(), &h);
+  } else {
+    for (int i : slices) {
+      proto::KeyRange* r = h.add_ranges();
+      r->set_begin(shard_->ranges()[i].begin);
+      r->set_end(shard_->ranges()[i].end);
+    }
+  }
+  Status s = workers_->Send(h, shard_->ParamFrames(slices), peer);
   if (!s.ok()) LOG(WARNING) << "could not answer a worker: " << s.ToString();
 }
 

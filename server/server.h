@@ -43,9 +43,10 @@ class Server {
  private:
   Status HandleScheduler(Message m);
   void HandleWorker(Message m);
-  void ReplyParams(const std::string& peer, int64_t step);
+  // PARAMS of `slices` (all when empty).
+  void ReplyParams(const std::string& peer, const std::vector<int>& slices);
   void ReplyError(const std::string& peer, const std::string& message);
-  void AnswerWaitingPulls();
+  void AnswerWaiting();
 
   Transport* transport_;
   ServerOptions options_;
@@ -56,9 +57,14 @@ class Server {
   uint64_t job_id_ = 0;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<KvShard> shard_;
-  // Under BSP, the workers whose push completed no step yet and who want the
-  // parameters after it; plus PULLs waiting for a version. (peer, step)
-  std::vector<std::pair<std::string, int64_t>> waiting_;
+  // Requests waiting for slices to reach a version: pushes that want the
+  // parameters after their step, and PULLs for a version not reached yet.
+  struct Waiting {
+    std::string peer;
+    std::vector<int> slices;  // empty: all
+    int64_t version = 0;
+  };
+  std::vector<Waiting> waiting_;
   bool shutdown_ = false;
   std::string shutdown_reason_;
 };

@@ -160,8 +160,12 @@ TEST(KvShardTest, BadPushesAreRejectedAndChangeNothing) {
   expect_invalid(shard.AddPush(2, 0, 3, kRanges, Frames(g0)), "rank 2 of 2");
   const std::vector<KeyRange> shifted = {{0, 3}, {8, 10}};
   expect_invalid(shard.AddPush(0, 0, 3, shifted, Frames(g0, shifted)), "ranges not owned");
-  const std::vector<KeyRange> fewer = {{0, 3}};
-  expect_invalid(shard.AddPush(0, 0, 3, fewer, Frames({1, 2, 3}, fewer)), "missing range");
+  const std::vector<KeyRange> part_of_a_slice = {{0, 2}};
+  expect_invalid(shard.AddPush(0, 0, 3, part_of_a_slice, Frames({1, 2}, part_of_a_slice)), "part of a slice");
+  const std::vector<KeyRange> reversed = {{7, 9}, {0, 3}};
+  std::vector<zmq::message_t> reversed_frames = Frames({1, 2}, {{7, 9}});
+  reversed_frames.emplace_back(std::vector<float>{1, 2, 3}.data(), 12);
+  expect_invalid(shard.AddPush(0, 0, 3, reversed, std::move(reversed_frames)), "slices out of order");
   expect_invalid(shard.AddPush(0, 0, -1, kRanges, Frames(g0)), "negative examples");
   std::vector<zmq::message_t> one_frame = Frames(g0);
   one_frame.pop_back();
@@ -188,6 +192,39 @@ TEST(KvShardTest, BadPushesAreRejectedAndChangeNothing) {
   EXPECT_EQ(stale.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(shard.version(), 1);
   EXPECT_EQ(shard.params(), w1);
+}
+
+// A push may carry any subset of the slices: each slice steps when every
+// worker's push of it is in, whatever the parts each worker sent.
+TEST(KvShardTest, BspSlicesStepOnTheirOwn) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> w0 = shard.params();
+  const std::vector<float> g0 = RandomGrad(1), g1 = RandomGrad(2);
+  const std::vector<KeyRange> first = {kRanges[0]}, second = {kRanges[1]};
+  // Rank 0 in two parts, rank 1 whole.
+  auto a = shard.AddPush(0, 0, 3, first, Frames({g0[0], g0[1], g0[2]}, first));
+  ASSERT_OK(a.status());
+  EXPECT_FALSE(*a);
+  auto b = shard.AddPush(1, 0, 5, kRanges, Frames(g1));
+  ASSERT_OK(b.status());
+  EXPECT_TRUE(*b) << "slice 0 had both pushes";
+  EXPECT_EQ(shard.MinVersion({0}), 1);
+  EXPECT_EQ(shard.MinVersion({1}), 0);
+  EXPECT_EQ(shard.version(), 0);
+  // Slice 0 stepped, slice 1 did not yet.
+  std::vector<float> now = shard.params();
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(now[i], w0[i] - 0.1 * (double{g0[i]} + g1[i]) / 8.0, 1e-6);
+  for (size_t i = 3; i < kLocalKeys; ++i) EXPECT_EQ(now[i], w0[i]);
+  // Slice 0 is at step 1 now: a push of it for step 0 is refused.
+  EXPECT_EQ(shard.AddPush(0, 0, 3, kRanges, Frames(g0)).status().code(), StatusCode::kInvalidArgument);
+  auto c = shard.AddPush(0, 0, 3, second, Frames({g0[3], g0[4]}, second));
+  ASSERT_OK(c.status());
+  EXPECT_TRUE(*c);
+  EXPECT_EQ(shard.version(), 1);
+  std::vector<double> want(kLocalKeys);
+  for (size_t i = 0; i < kLocalKeys; ++i) want[i] = w0[i] - 0.1 * (double{g0[i]} + g1[i]) / 8.0;
+  ExpectParamsNear(shard.params(), want);
 }
 
 TEST(KvShardTest, BspEmptyContributionFromOneWorker) {
@@ -255,8 +292,9 @@ TEST(KvShardTest, AspAppliesEveryPushAtOnce) {
 
   // Ranks and ranges are still checked.
   EXPECT_EQ(shard.AddPush(2, 3, 1, kRanges, Frames(g0)).status().code(), StatusCode::kInvalidArgument);
-  const std::vector<KeyRange> fewer = {{0, 3}};
-  EXPECT_EQ(shard.AddPush(0, 3, 1, fewer, Frames({1, 2, 3}, fewer)).status().code(), StatusCode::kInvalidArgument);
+  const std::vector<KeyRange> part_of_a_slice = {{0, 2}};
+  EXPECT_EQ(shard.AddPush(0, 3, 1, part_of_a_slice, Frames({1, 2}, part_of_a_slice)).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(shard.version(), 3);
   EXPECT_EQ(shard.params(), w2);
 }

@@ -10,28 +10,50 @@ Status KvClient::Connect() {
   for (const ServerEndpoint& s : servers_) {
     ASSIGN_OR_RETURN(auto socket, transport_->Connect(SocketKind::kDealer, s.address));
     sockets_.push_back(std::move(socket));
+    // Consecutive slices grouped into parts of about kPartBytes: one message each.
+    std::vector<std::vector<int>> parts;
+    uint64_t bytes = kPartBytes;
+    for (size_t i = 0; i < s.ranges.size(); ++i) {
+      if (bytes >= kPartBytes) {
+        parts.emplace_back();
+        bytes = 0;
+      }
+      parts.back().push_back(static_cast<int>(i));
+      bytes += s.ranges[i].size() * sizeof(float);
+    }
+    parts_.push_back(std::move(parts));
   }
+  expected_acks_.assign(servers_.size(), 0);
   return OkStatus();
 }
 
 Status KvClient::Push(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
                       bool want_params) {
-  for (size_t s = 0; s < servers_.size(); ++s) {
-    proto::Header h;
-    h.set_op(proto::PUSH);
-    h.set_job_id(job_id_);
-    h.set_sender_role(proto::WORKER);
-    h.set_sender_rank(rank_);
-    h.set_step(step);
-    h.set_examples(examples);
-    h.set_want_params(want_params);
-    SetRanges(servers_[s].ranges, &h);
-    std::vector<OutFrame> frames;
-    frames.reserve(servers_[s].ranges.size());
-    for (const KeyRange& r : servers_[s].ranges) {
-      frames.push_back({grads->data() + r.begin, r.size() * sizeof(float), grads});
+  // Round-robin over servers, part by part, so every server starts applying early.
+  size_t most_parts = 0;
+  for (const auto& p : parts_) most_parts = std::max(most_parts, p.size());
+  for (size_t part = 0; part < most_parts; ++part) {
+    for (size_t s = 0; s < servers_.size(); ++s) {
+      if (part >= parts_[s].size()) continue;
+      proto::Header h;
+      h.set_op(proto::PUSH);
+      h.set_job_id(job_id_);
+      h.set_sender_role(proto::WORKER);
+      h.set_sender_rank(rank_);
+      h.set_step(step);
+      h.set_examples(examples);
+      h.set_want_params(want_params);
+      std::vector<OutFrame> frames;
+      for (int i : parts_[s][part]) {
+        const KeyRange& r = servers_[s].ranges[i];
+        proto::KeyRange* out = h.add_ranges();
+        out->set_begin(r.begin);
+        out->set_end(r.end);
+        frames.push_back({grads->data() + r.begin, r.size() * sizeof(float), grads});
+      }
+      RETURN_IF_ERROR(sockets_[s]->Send(h, frames));
+      if (!want_params) ++expected_acks_[s];
     }
-    RETURN_IF_ERROR(sockets_[s]->Send(h, frames));
   }
   return OkStatus();
 }
@@ -43,7 +65,7 @@ Status KvClient::Pull(int64_t step) {
     h.set_job_id(job_id_);
     h.set_sender_role(proto::WORKER);
     h.set_sender_rank(rank_);
-    h.set_step(step);
+    h.set_step(step);  // no ranges: all of the server's slices
     RETURN_IF_ERROR(sockets_[s]->Send(h));
   }
   return OkStatus();
@@ -55,16 +77,39 @@ Status KvClient::WaitParams(float* params, int timeout_ms, int64_t* version, int
 
 Status KvClient::WaitAcks(int timeout_ms) { return WaitAll(proto::PUSH_ACK, nullptr, timeout_ms, nullptr, 0); }
 
+int KvClient::FindSlice(int server, const proto::KeyRange& range) const {
+  const std::vector<KeyRange>& slices = servers_[server].ranges;
+  auto it = std::lower_bound(slices.begin(), slices.end(), range.begin(),
+                             [](const KeyRange& s, uint64_t begin) { return s.begin < begin; });
+  if (it == slices.end() || it->begin != range.begin() || it->end != range.end()) return -1;
+  return static_cast<int>(it - slices.begin());
+}
+
 Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version) {
-  std::vector<Socket*> pending;
-  for (auto& s : sockets_) pending.push_back(s.get());
-  std::vector<int> index(sockets_.size());
-  for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int>(i);
+  // What is still owed by each server: PARAMS for every slice, or acks.
+  std::vector<std::vector<bool>> received(servers_.size());
+  std::vector<size_t> owed(servers_.size());
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    if (op == proto::PARAMS) {
+      received[s].assign(servers_[s].ranges.size(), false);
+      owed[s] = servers_[s].ranges.size();
+    } else {
+      owed[s] = expected_acks_[s];
+    }
+  }
   int64_t lowest = INT64_MAX;
   // Poll in short slices so a stop request (or a signal's EINTR) is noticed.
   constexpr int kSliceMs = 200;
   auto last_progress = std::chrono::steady_clock::now();
-  while (!pending.empty()) {
+  while (true) {
+    std::vector<Socket*> pending;
+    std::vector<int> index;
+    for (size_t s = 0; s < servers_.size(); ++s) {
+      if (owed[s] == 0) continue;
+      pending.push_back(sockets_[s].get());
+      index.push_back(static_cast<int>(s));
+    }
+    if (pending.empty()) break;
     if (stop_ != nullptr && stop_->load()) return AbortedError("stopped by signal");
     std::vector<bool> ready = PollReadable(pending, std::min(kSliceMs, timeout_ms));
     if (std::none_of(ready.begin(), ready.end(), [](bool b) { return b; })) {
@@ -73,43 +118,61 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
                                    std::to_string(sockets_.size()) + " servers within " + std::to_string(timeout_ms) +
                                    " ms");
     }
-    for (size_t i = ready.size(); i-- > 0;) {
+    for (size_t i = 0; i < ready.size(); ++i) {
       if (!ready[i]) continue;
       const int s = index[i];
       last_progress = std::chrono::steady_clock::now();
-      auto m = pending[i]->Receive(0);
-      if (!m.ok()) {
-        LOG(WARNING) << "dropped a malformed reply from server " << s << ": " << m.status().ToString();
-        continue;
-      }
-      const proto::Header& h = m->header;
-      if (h.job_id() != job_id_) {
-        LOG(WARNING) << "dropped a reply for job " << h.job_id() << " from server " << s;
-        continue;
-      }
-      if (h.op() == proto::ERROR) return AbortedError("server " + std::to_string(s) + ": " + h.error().message());
-      if (h.op() != op) {
-        LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from server " << s << " while waiting for "
-                     << proto::Op_Name(op);
-        continue;
-      }
-      if (op == proto::PARAMS) {
+      // Drain what this server has queued.
+      while (owed[s] > 0) {
+        auto m = sockets_[s]->Receive(0);
+        if (!m.ok()) {
+          if (m.status().code() == StatusCode::kDeadlineExceeded) break;
+          LOG(WARNING) << "dropped a malformed reply from server " << s << ": " << m.status().ToString();
+          continue;
+        }
+        const proto::Header& h = m->header;
+        if (h.job_id() != job_id_) {
+          LOG(WARNING) << "dropped a reply for job " << h.job_id() << " from server " << s;
+          continue;
+        }
+        if (h.op() == proto::ERROR) return AbortedError("server " + std::to_string(s) + ": " + h.error().message());
+        if (h.op() != op) {
+          LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from server " << s << " while waiting for "
+                       << proto::Op_Name(op);
+          continue;
+        }
+        if (op == proto::PUSH_ACK) {
+          --owed[s];
+          --expected_acks_[s];
+          lowest = std::min<int64_t>(lowest, h.step());
+          continue;
+        }
         if (h.step() < min_version) {
           LOG(WARNING) << "dropped stale PARAMS of version " << h.step() << " from server " << s << ", expected >= "
                        << min_version;
           continue;
         }
-        if (RangesOf(h) != servers_[s].ranges) {
-          LOG(WARNING) << "dropped PARAMS from server " << s << " with ranges other than the cluster map's";
+        // Check every range before copying any.
+        std::vector<int> slices;
+        for (const proto::KeyRange& r : h.ranges()) {
+          const int slice = FindSlice(s, r);
+          if (slice < 0 || received[s][slice]) {
+            slices.clear();
+            break;
+          }
+          slices.push_back(slice);
+        }
+        if (slices.empty()) {
+          LOG(WARNING) << "dropped PARAMS from server " << s << " with ranges it does not own or sent twice";
           continue;
         }
-        for (int f = 0; f < h.ranges_size(); ++f) {
+        for (size_t f = 0; f < slices.size(); ++f) {
           std::memcpy(params + h.ranges(f).begin(), m->frames[f].data(), m->frames[f].size());
+          received[s][slices[f]] = true;
         }
+        owed[s] -= slices.size();
+        lowest = std::min<int64_t>(lowest, h.step());
       }
-      lowest = std::min<int64_t>(lowest, h.step());
-      pending.erase(pending.begin() + i);
-      index.erase(index.begin() + i);
     }
   }
   if (version != nullptr) *version = lowest;

@@ -1,7 +1,7 @@
 // KvClient: a worker's connection to every parameter server. Push sends each
-// server its slices of the gradient buffer without copying; Pull asks for the
-// parameters; WaitParams gathers one PARAMS reply from every server into the
-// flat parameter buffer.
+// server its slices of the gradient buffer without copying, in parts of about
+// 512 KiB; Pull asks for the parameters; WaitParams gathers PARAMS for every
+// slice of every server into the flat parameter buffer.
 //
 // Not thread-safe. *transport must outlive this.
 #ifndef TESSERA_WORKER_KV_CLIENT_H_
@@ -42,26 +42,34 @@ class KvClient {
   // Asks every server for its parameters at version >= step.
   Status Pull(int64_t step);
 
-  // Waits for one PARAMS of version >= min_version from every server and
+  // Waits for PARAMS of version >= min_version for every slice and
   // writes them into params (flat, key-indexed). Returns the lowest version
   // seen through *version when not null. DeadlineExceeded after timeout_ms
   // without progress; Aborted when a server answers ERROR or on stop;
   // malformed, stale or foreign replies are logged and dropped.
   Status WaitParams(float* params, int timeout_ms, int64_t* version = nullptr, int64_t min_version = 0);
 
-  // Waits for one PUSH_ACK from every server.
+  // Waits for the PUSH_ACKs of every part pushed without want_params.
   Status WaitAcks(int timeout_ms);
 
   int num_servers() const { return static_cast<int>(servers_.size()); }
 
  private:
   Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version);
+  // The index of `range` among server's slices, or -1.
+  int FindSlice(int server, const proto::KeyRange& range) const;
+
+  // A push goes out in messages of about this many bytes (whole slices), so
+  // a server applies the first while the next is still arriving.
+  static constexpr uint64_t kPartBytes = 512 * 1024;
 
   Transport* transport_;
   std::vector<ServerEndpoint> servers_;
   int rank_;
   uint64_t job_id_;
   std::vector<std::unique_ptr<Socket>> sockets_;
+  std::vector<std::vector<std::vector<int>>> parts_;  // per server: groups of slice indices
+  std::vector<size_t> expected_acks_;                 // per server: acks still owed
   const std::atomic<bool>* stop_ = nullptr;
 };
 

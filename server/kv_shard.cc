@@ -160,8 +160,9 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
       }
       for (uint64_t k = 0; k < m; ++k) mean[k] *= scale;
     }
-    float* state = per > 0 ? slice->state.data() + k0 * per : nullptr;
-    optimizer_->Apply(slice->version + 1, w + k0, mean, state, m);
+    // State blocks span the whole slice (block j at j * n), the layout checkpoints store.
+    float* state = per > 0 ? slice->state.data() + k0 : nullptr;
+    optimizer_->Apply(slice->version + 1, w + k0, mean, state, m, n);
   }
 }
 

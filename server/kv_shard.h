@@ -71,7 +71,7 @@ class KvShard {
     KeyRange range;
     int64_t version = 0;
     std::shared_ptr<std::vector<float>> params;
-    // Optimizer state: per chunk of kApplyChunk keys, state_per_param() blocks of the chunk's size.
+    // Optimizer state: state_per_param() blocks of range.size() floats.
     std::vector<float> state;
     // BSP: this version's pushes by rank, and their example counts.
     std::vector<std::optional<zmq::message_t>> pending;

@@ -12,7 +12,7 @@ class Sgd : public Optimizer {
  public:
   explicit Sgd(const proto::OptimizerSpec& s) : lr_(s.learning_rate()), momentum_(s.momentum()), wd_(s.weight_decay()) {}
   int state_per_param() const override { return momentum_ > 0 ? 1 : 0; }
-  void Apply(int64_t /*step*/, float* w, const float* g, float* state, size_t n) const override {
+  void Apply(int64_t /*step*/, float* w, const float* g, float* state, size_t n, size_t /*stride*/) const override {
     if (momentum_ > 0) {
       for (size_t i = 0; i < n; ++i) {
         const float d = g[i] + wd_ * w[i];
@@ -34,9 +34,9 @@ class Adam : public Optimizer {
   explicit Adam(const proto::OptimizerSpec& s)
       : lr_(s.learning_rate()), b1_(s.beta1()), b2_(s.beta2()), eps_(s.epsilon()), wd_(s.weight_decay()) {}
   int state_per_param() const override { return 2; }
-  void Apply(int64_t step, float* w, const float* g, float* state, size_t n) const override {
+  void Apply(int64_t step, float* w, const float* g, float* state, size_t n, size_t stride) const override {
     float* m = state;
-    float* v = state + n;
+    float* v = state + stride;
     const double c1 = 1.0 - std::pow(static_cast<double>(b1_), static_cast<double>(step));
     const double c2 = 1.0 - std::pow(static_cast<double>(b2_), static_cast<double>(step));
     const float step_size = static_cast<float>(lr_ / c1);

@@ -22,9 +22,16 @@ class Optimizer {
   virtual int state_per_param() const = 0;
 
   // One step on n parameters w with gradient g (already averaged over the
-  // step's examples). `state` holds n * state_per_param() floats, zero at the
-  // start, laid out as state_per_param() blocks of n. `step` counts from 1.
-  virtual void Apply(int64_t step, float* w, const float* g, float* state, size_t n) const = 0;
+  // step's examples). `state` holds state_per_param() blocks of n floats,
+  // zero at the start; block j starts at state + j * stride (stride >= n),
+  // so a caller can step a chunk of a larger slice in place. `step` counts
+  // from 1.
+  virtual void Apply(int64_t step, float* w, const float* g, float* state, size_t n, size_t stride) const = 0;
+
+  // Apply with the state blocks back to back (stride n).
+  void Apply(int64_t step, float* w, const float* g, float* state, size_t n) const {
+    Apply(step, w, g, state, n, n);
+  }
 };
 
 // InvalidArgument for an unknown type or a bad hyperparameter.

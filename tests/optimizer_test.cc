@@ -270,3 +270,34 @@ TEST(OptimizerTest, CreateRejectsBadHyperparameters) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// Stepping a slice chunk by chunk, with the state blocks spanning the whole
+// slice (stride), equals stepping it whole.
+TEST(OptimizerTest, ChunksWithStrideEqualTheWholeSlice) {
+  proto::OptimizerSpec spec;
+  spec.set_type(proto::OptimizerSpec::ADAM);
+  spec.set_learning_rate(0.01f);
+  spec.set_weight_decay(0.001f);
+  auto opt = CreateOptimizer(spec);
+  ASSERT_TRUE(opt.ok());
+  const size_t n = 10;
+  std::vector<float> whole(n), chunked(n), g(n);
+  for (size_t i = 0; i < n; ++i) {
+    whole[i] = chunked[i] = 0.1f * static_cast<float>(i) - 0.3f;
+    g[i] = 0.05f * static_cast<float>(i * i % 7) - 0.1f;
+  }
+  std::vector<float> state_whole(2 * n, 0.0f), state_chunked(2 * n, 0.0f);
+  for (int64_t step = 1; step <= 3; ++step) {
+    (*opt)->Apply(step, whole.data(), g.data(), state_whole.data(), n);
+    (*opt)->Apply(step, chunked.data(), g.data(), state_chunked.data(), 4, n);
+    (*opt)->Apply(step, chunked.data() + 4, g.data() + 4, state_chunked.data() + 4, 6, n);
+  }
+  EXPECT_EQ(whole, chunked);
+  EXPECT_EQ(state_whole, state_chunked);
+}
+
+}  // namespace
+}  // namespace tessera

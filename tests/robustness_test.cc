@@ -23,7 +23,8 @@ namespace tessera {
 namespace {
 
 std::vector<std::string> Job(const std::string& run) {
-  return {"train", SourceDir() + "/examples/fmnist-mlp.pbtxt", "--run-dir", run, "--epochs", "3",
+  // Long enough (several seconds) that the attack lands while training runs.
+  return {"train", SourceDir() + "/examples/fmnist-mlp.pbtxt", "--run-dir", run, "--epochs", "6",
           "--max-train-examples", "12000", "--max-test-examples", "1000", "--threads", "1"};
 }
 

@@ -6,8 +6,10 @@
 //   * Raw ZeroMQ baseline. A DEALER client sends one message of the value
 //     size to a ROUTER echo thread over tcp://127.0.0.1, which sends the very
 //     same message back (zero-copy, as a tuned raw program would). One round
-//     trip moves 2x the value size, like a push followed by a pull. This is
-//     the ceiling: loopback TCP plus ZeroMQ framing, no application work.
+//     trip moves 2x the value size, like a push followed by a pull: loopback
+//     TCP plus ZeroMQ framing, no application work. (Not a strict ceiling:
+//     Tessera sends large values in parts and pipelines them, one message
+//     here does not.)
 //
 //   * Tessera "push+params". KvClient::Push(step, examples=1, grads,
 //     want_params=true) then KvClient::WaitParams: the gradient goes to the
@@ -32,8 +34,8 @@
 // Transport each), so each side has its own I/O thread as separate processes
 // would. The benchmark plays the scheduler itself: it binds a ROUTER, starts
 // Server objects on their own threads, answers their REGISTER with a
-// CLUSTER_MAP (a one-tensor "model" of the value size, partitioned with
-// PartitionKeys), waits for SERVER_READY, and sends SHUTDOWN at the end.
+// CLUSTER_MAP (a one-tensor "model" of the value size, sliced with
+// PlanServerSlices as the scheduler slices a job), waits for SERVER_READY, and sends SHUTDOWN at the end.
 //
 // Every figure is the median of 3 repetitions, each running until both
 // --seconds have passed and a minimum number of round trips completed, after a

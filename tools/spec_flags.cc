@@ -54,7 +54,7 @@ StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const Pa
   int64_t features = 1;
   for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), features, kImageDatasetClasses));
-  RETURN_IF_ERROR(CheckFrameSizes(PartitionKeys(model->tensors(), spec.cluster().servers())));
+  RETURN_IF_ERROR(CheckFrameSizes(PlanServerSlices(model->tensors(), spec.cluster().servers())));
   return spec;
 }
 

@@ -74,6 +74,16 @@ Status MakeDirs(const std::string& path) {
   return OkStatus();
 }
 
+Status SyncDirectory(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return UnavailableError("cannot open directory " + dir + ": " + Errno());
+  const int rc = fsync(fd);
+  const std::string error = rc != 0 ? Errno() : "";
+  close(fd);
+  if (rc != 0) return UnavailableError("cannot sync directory " + dir + ": " + error);
+  return OkStatus();
+}
+
 bool FileExists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;

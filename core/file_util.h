@@ -21,6 +21,10 @@ Status MakeDirs(const std::string& path);
 
 bool FileExists(const std::string& path);
 
+// fsyncs a directory, so renames and new files in it survive a crash.
+// Unavailable on failure.
+Status SyncDirectory(const std::string& dir);
+
 }  // namespace tessera
 
 #endif  // TESSERA_CORE_FILE_UTIL_H_

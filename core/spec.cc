@@ -99,6 +99,9 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(d.max_test_examples() >= 0, "data.max_test_examples must be >= 0" + Got(d.max_test_examples())));
 
   RETURN_IF_ERROR(ValidateOptimizerSpec(spec.optimizer()));
+  const proto::CheckpointSpec& k = spec.checkpoint();
+  RETURN_IF_ERROR(Require(k.every_epochs() >= 0, "checkpoint.every_epochs must be >= 0" + Got(k.every_epochs())));
+  RETURN_IF_ERROR(Require(k.keep_last() >= 1, "checkpoint.keep_last must be >= 1" + Got(k.keep_last())));
 
   const proto::ModelSpec& m = spec.model();
   RETURN_IF_ERROR(Require(m.layer_size() >= 1, "model needs at least one layer"));

@@ -3,8 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <ctime>
+#include <filesystem>
 #include <random>
 
+#include "core/checkpoint_manifest.h"
 #include "core/dataset.h"
 #include "core/file_util.h"
 #include "core/idx_reader.h"
@@ -56,6 +59,7 @@ Status Scheduler::Prepare() {
     return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(train_examples_) +
                                 " and " + std::to_string(test_examples_));
   }
+  if (!options_.resume_from.empty()) RETURN_IF_ERROR(LoadResumePoint());
   LOG(INFO) << "job " << options_.spec.name() << ": " << model->tensors().size() << " tensors, " << num_keys_
             << " parameters, " << train_examples_ << " training and " << test_examples_ << " test examples";
   return OkStatus();
@@ -79,7 +83,7 @@ Status Scheduler::Run() {
 
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
   Status result;
-  while (!done_) {
+  while (!(finished_ && !checkpoint_.has_value())) {
     if (stop_->load()) {
       result = AbortedError("stopped by signal");
       break;
@@ -102,6 +106,7 @@ Status Scheduler::Run() {
     result = Handle(std::move(m).value());
     if (!result.ok()) break;
   }
+  if (result.ok() && !checkpoint_error_.empty()) result = UnavailableError(checkpoint_error_);
   if (!result.ok()) {
     LOG(ERROR) << "job failed: " << result.ToString();
     ShutdownAll(result.message());
@@ -141,6 +146,12 @@ Status Scheduler::Handle(Message m) {
     case proto::PHASE_DONE:
       if (node.role != proto::WORKER) break;
       return HandlePhaseDone(node, h.phase_done());
+    case proto::CHECKPOINT_SNAPSHOT:
+      if (node.role != proto::SERVER) break;
+      return HandleCheckpointSnapshot(node, h.checkpoint_done());
+    case proto::CHECKPOINT_DONE:
+      if (node.role != proto::SERVER) break;
+      return HandleCheckpointDone(node, h.checkpoint_done());
     default:
       break;
   }
@@ -207,6 +218,7 @@ Status Scheduler::SendMap(const Node& node) {
   map->set_num_keys(num_keys_);
   map->set_train_examples(train_examples_);
   map->set_test_examples(test_examples_);
+  if (node.role == proto::SERVER && restore_.has_value()) *map->mutable_restore() = *restore_;
   for (const proto::TensorMeta& t : tensors_) *map->add_tensors() = t;
   for (size_t s = 0; s < server_peers_.size(); ++s) {
     proto::ServerInfo* info = map->add_servers();
@@ -233,7 +245,185 @@ Status Scheduler::MaybeStartJob() {
   started_ = true;
   LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
   for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
-  return StartTraining(0);
+  return StartTraining(start_epoch_);
+}
+
+Status Scheduler::LoadResumePoint() {
+  const std::string& dir = options_.resume_from;
+  ASSIGN_OR_RETURN(proto::CheckpointManifest m, ReadManifest(dir));
+  RETURN_IF_ERROR(VerifyCheckpoint(dir, m));
+  // The model must be the one the checkpoint holds.
+  if (m.num_keys() != num_keys_ || m.tensors_size() != static_cast<int>(tensors_.size())) {
+    return InvalidArgumentError("checkpoint " + dir + " holds a model of " + std::to_string(m.tensors_size()) +
+                                " tensors and " + std::to_string(m.num_keys()) + " parameters; the spec's has " +
+                                std::to_string(tensors_.size()) + " and " + std::to_string(num_keys_));
+  }
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const proto::TensorMeta& a = m.tensors(static_cast<int>(i));
+    const proto::TensorMeta& b = tensors_[i];
+    if (a.name() != b.name() || a.offset() != b.offset() || a.size() != b.size() ||
+        !std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end())) {
+      return InvalidArgumentError("checkpoint " + dir + " holds tensor " + a.name() + " of another shape than the spec's " +
+                                  b.name());
+    }
+  }
+  if (m.spec().optimizer().type() != options_.spec.optimizer().type()) {
+    return InvalidArgumentError("checkpoint " + dir + " holds " + m.optimizer() + " state; the spec asks for " +
+                                proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
+  }
+  if (m.cursor().steps_into_epoch() != 0) {
+    return InvalidArgumentError("checkpoint " + dir + " was cut inside an epoch; this version resumes at epoch ends");
+  }
+  start_epoch_ = m.cursor().epoch();
+  if (start_epoch_ >= options_.spec.epochs()) {
+    return InvalidArgumentError("checkpoint " + dir + " is after epoch " + std::to_string(start_epoch_) +
+                                " of " + std::to_string(options_.spec.epochs()) + ": resume with --epochs > " +
+                                std::to_string(start_epoch_));
+  }
+  global_step_ = m.step();
+  resumed_from_step_ = m.step();
+  proto::Restore restore;
+  restore.set_dir(dir);
+  restore.set_step(m.step());
+  restore.set_state_per_param(m.state_per_param());
+  for (const proto::ServerPart& part : m.servers()) {
+    proto::RestorePart* out = restore.add_parts();
+    out->set_dir(part.dir());
+    *out->mutable_ranges() = part.ranges();
+  }
+  restore_ = std::move(restore);
+  LOG(INFO) << "resuming from " << dir << ": step " << m.step() << ", epoch " << start_epoch_ + 1;
+  return OkStatus();
+}
+
+bool Scheduler::CheckpointDue(int epochs_done) const {
+  const proto::CheckpointSpec& k = options_.spec.checkpoint();
+  if (!k.enabled() || options_.run_dir.empty()) return false;
+  if (epochs_done == options_.spec.epochs()) return true;
+  return k.every_epochs() > 0 && epochs_done % k.every_epochs() == 0;
+}
+
+Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then) {
+  if (checkpoint_.has_value()) {
+    // The previous one is still being written: skip this one rather than stall.
+    LOG(WARNING) << "skipping the checkpoint after epoch " << epochs_done << ": the one at step "
+                 << checkpoint_->step << " is still being written";
+    return then();
+  }
+  PendingCheckpoint p;
+  p.step = global_step_;
+  p.epochs_done = epochs_done;
+  p.name = CheckpointName(global_step_);
+  std::error_code ec;
+  const std::string run_dir = std::filesystem::absolute(options_.run_dir, ec).string();
+  p.dir = run_dir + "/checkpoints/" + p.name;
+  p.params_sha256 = options_.spec.consistency() == proto::BSP ? params_sha256_ : "";
+  p.then = std::move(then);
+  p.parts.assign(server_peers_.size(), std::nullopt);
+  p.start = Clock::now();
+  if (FileExists(p.dir)) {
+    // Left by an attempt that never committed (no MANIFEST): start it afresh.
+    std::filesystem::remove_all(p.dir, ec);
+  }
+  RETURN_IF_ERROR(MakeDirs(p.dir));
+  proto::Header h;
+  h.set_op(proto::CHECKPOINT);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SCHEDULER);
+  h.mutable_checkpoint()->set_dir(p.dir);
+  h.mutable_checkpoint()->set_step(p.step);
+  checkpoint_ = std::move(p);
+  for (const std::string& peer : server_peers_) RETURN_IF_ERROR(socket_->Send(h, {}, peer));
+  return OkStatus();
+}
+
+Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack) {
+  if (!checkpoint_.has_value() || ack.step() != checkpoint_->step || !checkpoint_->then) return OkStatus();
+  if (!ack.error().empty()) {
+    checkpoint_->error = "server " + std::to_string(node.rank) + ": " + ack.error();
+    // A refused snapshot writes nothing; count its part as done.
+    checkpoint_->parts[node.rank] = ack;
+    ++checkpoint_->parts_done;
+  }
+  if (++checkpoint_->snapshots < static_cast<int>(server_peers_.size())) return OkStatus();
+  std::function<Status()> then = std::move(checkpoint_->then);
+  checkpoint_->then = nullptr;
+  if (checkpoint_->parts_done == static_cast<int>(server_peers_.size())) RETURN_IF_ERROR(CommitCheckpoint());
+  return then();
+}
+
+Status Scheduler::HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done) {
+  if (!checkpoint_.has_value() || done.step() != checkpoint_->step || checkpoint_->parts[node.rank].has_value()) {
+    LOG(WARNING) << "dropped a CHECKPOINT_DONE for step " << done.step() << " from server " << node.rank;
+    return OkStatus();
+  }
+  if (!done.error().empty()) checkpoint_->error = "server " + std::to_string(node.rank) + ": " + done.error();
+  checkpoint_->parts[node.rank] = done;
+  if (++checkpoint_->parts_done < static_cast<int>(server_peers_.size()) || checkpoint_->then) return OkStatus();
+  return CommitCheckpoint();
+}
+
+Status Scheduler::CommitCheckpoint() {
+  PendingCheckpoint p = std::move(*checkpoint_);
+  checkpoint_.reset();
+  const bool final = p.epochs_done == options_.spec.epochs();
+  if (!p.error.empty()) {
+    // The checkpoint never gets a manifest, so it does not exist; the previous one stays.
+    LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << p.error;
+    if (final) checkpoint_error_ = "the final checkpoint failed: " + p.error;
+    return OkStatus();
+  }
+  proto::CheckpointManifest m;
+  *m.mutable_spec() = options_.spec;
+  m.set_step(p.step);
+  m.mutable_cursor()->set_seed(options_.spec.seed());
+  m.mutable_cursor()->set_epoch(p.epochs_done);
+  m.mutable_cursor()->set_steps_into_epoch(0);
+  for (const proto::TensorMeta& t : tensors_) *m.add_tensors() = t;
+  m.set_num_keys(num_keys_);
+  int64_t bytes = 0;
+  double slowest = 0;
+  for (size_t s = 0; s < p.parts.size(); ++s) {
+    const proto::CheckpointDone& done = *p.parts[s];
+    proto::ServerPart* part = m.add_servers();
+    part->set_rank(static_cast<int>(s));
+    part->set_dir(done.dir());
+    for (const KeyRange& r : server_ranges_[s]) {
+      proto::KeyRange* out = part->add_ranges();
+      out->set_begin(r.begin);
+      out->set_end(r.end);
+    }
+    *part->mutable_files() = done.files();
+    m.set_state_per_param(done.state_per_param());
+    bytes += done.bytes();
+    slowest = std::max(slowest, done.write_seconds());
+  }
+  m.set_params_sha256(p.params_sha256);
+  m.set_optimizer(proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
+  m.set_created_unix_seconds(static_cast<int64_t>(std::time(nullptr)));
+  m.set_examples_per_epoch(train_examples_);
+  Status written = WriteManifest(p.dir, m);
+  if (!written.ok()) {
+    LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();
+    if (final) checkpoint_error_ = "the final checkpoint failed: " + written.message();
+    return OkStatus();
+  }
+  const std::string checkpoints = p.dir.substr(0, p.dir.rfind('/'));
+  RETURN_IF_ERROR(UpdateLatest(checkpoints, p.name));
+  Status pruned = PruneCheckpoints(checkpoints, options_.spec.checkpoint().keep_last());
+  if (!pruned.ok()) LOG(WARNING) << "could not delete old checkpoints: " << pruned.ToString();
+  const double seconds = Seconds(Clock::now() - p.start);
+  JsonObject line;
+  line.Add("event", "checkpoint")
+      .Add("step", p.step)
+      .Add("epoch", p.epochs_done)
+      .Add("dir", p.dir)
+      .Add("bytes", bytes)
+      .Add("seconds", seconds)
+      .Add("server_write_seconds", slowest);
+  RecordMetrics(line.ToString());
+  LOG(INFO) << "checkpoint " << p.name << " committed: " << bytes << " bytes in " << seconds << " s";
+  return OkStatus();
 }
 
 Status Scheduler::StartTraining(int epoch) {
@@ -352,8 +542,13 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
     RecordMetrics(line.ToString());
     LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << last_train_loss_ << ", "
               << phase_examples_ / seconds << " samples/s";
-    if (spec.eval_every_epoch() || last_epoch) return StartEvaluation(epoch_);
-    return StartTraining(epoch_ + 1);
+    const int epoch = epoch_;
+    auto next = [this, epoch, last_epoch]() -> Status {
+      if (options_.spec.eval_every_epoch() || last_epoch) return StartEvaluation(epoch);
+      return StartTraining(epoch + 1);
+    };
+    if (CheckpointDue(epoch_ + 1)) return StartCheckpoint(epoch_ + 1, next);
+    return next();
   }
   test_accuracy_ = phase_examples_ > 0 ? phase_correct_ / phase_examples_ : 0;
   test_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
@@ -371,7 +566,7 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
                          std::to_string(test_examples_));
   }
   if (last_epoch) {
-    done_ = true;
+    finished_ = true;  // done once the final checkpoint, if any, has committed
     return OkStatus();
   }
   return StartTraining(epoch_ + 1);
@@ -420,7 +615,8 @@ Status Scheduler::WriteSummary() {
       .Add("workers", spec.cluster().workers())
       .Add("consistency", proto::Consistency_Name(spec.consistency()))
       .Add("num_parameters", static_cast<int64_t>(num_keys_))
-      .Add("params_sha256", params_sha256_);
+      .Add("params_sha256", params_sha256_)
+      .Add("resumed_from_step", resumed_from_step_);
   LOG(INFO) << "job done: test accuracy " << test_accuracy_ << ", params_sha256 " << params_sha256_;
   if (options_.run_dir.empty()) return OkStatus();
   return WriteFileAtomic(options_.run_dir + "/summary.json", s.ToPrettyString());

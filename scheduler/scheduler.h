@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,6 +39,8 @@ struct SchedulerOptions {
   std::string run_dir;
   // Give up when the cluster is not complete by then. Default 120 s.
   int register_timeout_s = 120;
+  // When set, the job continues from this checkpoint directory.
+  std::string resume_from;
 };
 
 class Scheduler {
@@ -73,6 +76,14 @@ class Scheduler {
   Status SendMap(const Node& node);
   Status SendToWorkers(const proto::Header& h);
   void ShutdownAll(const std::string& reason);
+  // Checkpoints: due after `epochs_done` epochs? Start one (servers snapshot,
+  // then write in the background); `then` runs once every snapshot is taken.
+  bool CheckpointDue(int epochs_done) const;
+  Status StartCheckpoint(int epochs_done, std::function<Status()> then);
+  Status HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack);
+  Status HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done);
+  Status CommitCheckpoint();
+  Status LoadResumePoint();
   void RecordMetrics(const std::string& line);
   Status WriteSummary();
 
@@ -91,7 +102,7 @@ class Scheduler {
 
   std::map<std::string, Node> nodes_;  // by peer identity
   std::vector<std::string> server_peers_, worker_peers_;  // by rank
-  bool started_ = false, done_ = false;
+  bool started_ = false;
 
   // The current phase.
   LeaseBook leases_;
@@ -104,6 +115,28 @@ class Scheduler {
   double phase_loss_ = 0, phase_correct_ = 0;
   int64_t phase_examples_ = 0, phase_worker_steps_ = 0;
   Clock::time_point phase_start_;
+
+  // The checkpoint being taken, if any.
+  struct PendingCheckpoint {
+    int64_t step = 0;
+    int epochs_done = 0;
+    std::string name, dir;
+    std::string params_sha256;
+    int snapshots = 0;
+    std::function<Status()> then;  // the next phase, started once every snapshot is taken
+    std::vector<std::optional<proto::CheckpointDone>> parts;  // by server rank
+    int parts_done = 0;
+    std::string error;
+    Clock::time_point start;
+  };
+  std::optional<PendingCheckpoint> checkpoint_;
+  std::string checkpoint_error_;  // of the final checkpoint, which fails the job
+  bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
+
+  // Resuming: where the job starts, and what servers load.
+  int start_epoch_ = 0;
+  std::optional<proto::Restore> restore_;
+  int64_t resumed_from_step_ = -1;
 
   // Results.
   double train_seconds_ = 0;

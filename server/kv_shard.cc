@@ -177,6 +177,73 @@ std::vector<OutFrame> KvShard::ParamFrames(const std::vector<int>& slices) const
   return frames;
 }
 
+std::vector<SliceSnapshot> KvShard::Snapshot() const {
+  std::vector<SliceSnapshot> out;
+  out.reserve(state_.size());
+  for (const Slice& s : state_) out.push_back({s.range, s.version, s.params, s.state});
+  return out;
+}
+
+Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
+  const int per = optimizer_->state_per_param();
+  std::vector<const SliceRecord*> sorted;
+  for (const SliceRecord& r : records) {
+    if (r.state_per_param != per) {
+      return DataLossError("checkpoint slice " + ToString(r.range) + " holds " + std::to_string(r.state_per_param) +
+                           " optimizer state floats per parameter, this optimizer needs " + std::to_string(per));
+    }
+    sorted.push_back(&r);
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const SliceRecord* a, const SliceRecord* b) { return a->range.begin < b->range.begin; });
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    if (sorted[i]->range.begin < sorted[i - 1]->range.end) {
+      return DataLossError("checkpoint slices " + ToString(sorted[i - 1]->range) + " and " +
+                           ToString(sorted[i]->range) + " overlap");
+    }
+  }
+  // Build every slice's new contents first, so a failure changes nothing.
+  std::vector<std::vector<float>> params(state_.size()), states(state_.size());
+  for (size_t i = 0; i < state_.size(); ++i) {
+    const KeyRange want = state_[i].range;
+    const uint64_t n = want.size();
+    params[i].resize(n);
+    states[i].resize(n * per);
+    // The first record that could overlap: the last one starting at or before want.begin.
+    auto it = std::upper_bound(sorted.begin(), sorted.end(), want.begin,
+                               [](uint64_t key, const SliceRecord* r) { return key < r->range.begin; });
+    if (it != sorted.begin()) --it;
+    uint64_t covered = 0;
+    for (; it != sorted.end() && (*it)->range.begin < want.end; ++it) {
+      const SliceRecord& r = **it;
+      const uint64_t from = std::max(want.begin, r.range.begin);
+      const uint64_t to = std::min(want.end, r.range.end);
+      if (from >= to) continue;
+      std::memcpy(params[i].data() + (from - want.begin), r.params.data() + (from - r.range.begin),
+                  (to - from) * sizeof(float));
+      for (int j = 0; j < per; ++j) {
+        std::memcpy(states[i].data() + j * n + (from - want.begin),
+                    r.state.data() + j * r.range.size() + (from - r.range.begin), (to - from) * sizeof(float));
+      }
+      covered += to - from;
+    }
+    if (covered != n) {
+      return DataLossError("the checkpoint covers " + std::to_string(covered) + " of the " + std::to_string(n) +
+                           " keys of slice " + ToString(want));
+    }
+  }
+  for (size_t i = 0; i < state_.size(); ++i) {
+    Slice& s = state_[i];
+    s.params = std::make_shared<std::vector<float>>(std::move(params[i]));
+    s.state = std::move(states[i]);
+    s.version = step;
+    for (auto& p : s.pending) p.reset();
+    std::fill(s.pending_examples.begin(), s.pending_examples.end(), 0);
+    s.pending_count = 0;
+  }
+  return OkStatus();
+}
+
 std::vector<float> KvShard::params() const {
   std::vector<float> all;
   all.reserve(num_keys_);

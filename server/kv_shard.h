@@ -26,6 +26,7 @@
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "server/optimizer.h"
+#include "server/slice_store.h"
 
 namespace tessera {
 
@@ -65,6 +66,16 @@ class KvShard {
 
   // A copy of the parameters, slices back to back.
   std::vector<float> params() const;
+
+  // Every slice as a checkpoint stores it. Parameters are shared, not copied:
+  // the next step writes into a copy while the snapshot holds them.
+  std::vector<SliceSnapshot> Snapshot() const;
+
+  // Loads every owned slice's parameters and optimizer state from `records`
+  // (a checkpoint's slices, however they were split) and sets every slice's
+  // version to `step`. DataLoss, with nothing changed, when the records
+  // overlap, miss some owned key, or hold another optimizer's state.
+  Status Restore(const std::vector<SliceRecord>& records, int64_t step);
 
  private:
   struct Slice {

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "models/model.h"
+#include "core/file_util.h"
 #include "core/spec.h"
 
 namespace tessera {
@@ -56,7 +57,8 @@ Status Server::Run() {
       return UnavailableError("no cluster map from the scheduler at " + scheduler_endpoint + " within " +
                               std::to_string(options_.register_timeout_s) + " s");
     }
-    std::vector<bool> ready = PollReadable(sockets, 200);
+    RETURN_IF_ERROR(FinishCheckpointIfDone(/*wait=*/false));
+    std::vector<bool> ready = PollReadable(sockets, checkpoint_.has_value() ? 5 : 200);
     if (ready[0]) {
       auto m = scheduler_->Receive(0);
       if (m.ok()) {
@@ -78,6 +80,8 @@ Status Server::Run() {
       }
     }
   }
+  // A checkpoint part still being written is finished, never left half done.
+  RETURN_IF_ERROR(FinishCheckpointIfDone(/*wait=*/true));
   if (!shutdown_reason_.empty()) return AbortedError("scheduler ended the job: " + shutdown_reason_);
   LOG(INFO) << "server " << rank_ << " shutting down at version " << (shard_ ? shard_->version() : 0);
   return OkStatus();
@@ -116,6 +120,7 @@ Status Server::HandleScheduler(Message m) {
       }
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
                                          map.spec().consistency(), map.num_workers());
+      if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       LOG(INFO) << "server rank " << rank_ << " owns " << shard_->ranges().size() << " key ranges, "
                 << shard_->num_keys() << " keys (" << shard_->num_keys() * 4 / 1024 << " KiB)";
       proto::Header ready;
@@ -125,6 +130,9 @@ Status Server::HandleScheduler(Message m) {
       ready.set_sender_rank(rank_);
       return scheduler_->Send(ready);
     }
+    case proto::CHECKPOINT:
+      StartCheckpoint(m.header.checkpoint());
+      return OkStatus();
     case proto::SHUTDOWN:
       shutdown_ = true;
       shutdown_reason_ = m.header.shutdown().reason();
@@ -183,6 +191,103 @@ void Server::HandleWorker(Message m) {
     default:
       LOG(WARNING) << "dropped op " << proto::Op_Name(h.op()) << " on the data port";
   }
+}
+
+Status Server::RestoreFrom(const proto::Restore& restore) {
+  std::vector<SliceRecord> records;
+  const std::vector<KeyRange>& mine = shard_->ranges();
+  for (const proto::RestorePart& part : restore.parts()) {
+    // Only the parts holding some of this server's keys are read.
+    bool overlaps = false;
+    for (const proto::KeyRange& r : part.ranges()) {
+      for (const KeyRange& m : mine) overlaps = overlaps || (r.begin() < m.end && m.begin < r.end());
+    }
+    if (!overlaps) continue;
+    const std::string dir = restore.dir() + "/" + part.dir();
+    ASSIGN_OR_RETURN(std::vector<SliceRecord> part_records, ReadSliceStore(dir));
+    for (SliceRecord& r : part_records) {
+      if (r.version != restore.step()) {
+        return DataLossError(dir + " holds a slice at step " + std::to_string(r.version) + ", the manifest says " +
+                             std::to_string(restore.step()));
+      }
+      records.push_back(std::move(r));
+    }
+  }
+  RETURN_IF_ERROR(shard_->Restore(records, restore.step()).WithContext("restoring from " + restore.dir()));
+  LOG(INFO) << "server " << rank_ << " restored " << shard_->num_keys() << " keys at step " << restore.step()
+            << " from " << restore.dir();
+  return OkStatus();
+}
+
+void Server::StartCheckpoint(const proto::Checkpoint& request) {
+  auto refuse = [&](const std::string& error) {
+    LOG(WARNING) << "refused checkpoint at step " << request.step() << ": " << error;
+    proto::Header h;
+    h.set_op(proto::CHECKPOINT_SNAPSHOT);
+    h.set_job_id(job_id_);
+    h.set_sender_role(proto::SERVER);
+    h.set_sender_rank(rank_);
+    h.mutable_checkpoint_done()->set_step(request.step());
+    h.mutable_checkpoint_done()->set_error(error);
+    scheduler_->Send(h).IgnoreError();  // the scheduler times the checkpoint out if this is lost
+  };
+  if (shard_ == nullptr) return refuse("not initialized");
+  if (checkpoint_.has_value()) return refuse("a checkpoint is already being written");
+  if (request.dir().empty()) return refuse("no checkpoint directory");
+  // Every slice must be at the cut's step: the scheduler asks at a barrier.
+  if (shard_->version() != request.step() || shard_->MinVersion({}) != request.step()) {
+    return refuse("the server is at step " + std::to_string(shard_->version()) + ", not " +
+                  std::to_string(request.step()));
+  }
+  PendingCheckpoint p;
+  p.step = request.step();
+  p.dir_name = "server-" + std::to_string(rank_);
+  p.start = std::chrono::steady_clock::now();
+  // The snapshot is taken now, on this thread; the write runs beside training.
+  std::vector<SliceSnapshot> snapshot = shard_->Snapshot();
+  const std::string dir = request.dir() + "/" + p.dir_name;
+  const int per = optimizer_->state_per_param();
+  p.result = std::async(std::launch::async, [dir, per, snapshot = std::move(snapshot)]() {
+    Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
+    if (!made.ok()) return StatusOr<StoreWriteResult>(made);
+    return WriteSliceStore(dir, snapshot, per);
+  });
+  checkpoint_ = std::move(p);
+  // The cut is taken: the scheduler may let training go on.
+  proto::Header h;
+  h.set_op(proto::CHECKPOINT_SNAPSHOT);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SERVER);
+  h.set_sender_rank(rank_);
+  h.mutable_checkpoint_done()->set_step(request.step());
+  scheduler_->Send(h).IgnoreError();  // the scheduler times the checkpoint out if this is lost
+}
+
+Status Server::FinishCheckpointIfDone(bool wait) {
+  if (!checkpoint_.has_value()) return OkStatus();
+  if (!wait && checkpoint_->result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return OkStatus();
+  StatusOr<StoreWriteResult> written = checkpoint_->result.get();
+  proto::Header h;
+  h.set_op(proto::CHECKPOINT_DONE);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SERVER);
+  h.set_sender_rank(rank_);
+  proto::CheckpointDone* done = h.mutable_checkpoint_done();
+  done->set_step(checkpoint_->step);
+  done->set_dir(checkpoint_->dir_name);
+  done->set_state_per_param(optimizer_->state_per_param());
+  done->set_write_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - checkpoint_->start).count());
+  if (written.ok()) {
+    for (const proto::FileChecksum& f : written->files) *done->add_files() = f;
+    done->set_bytes(written->bytes);
+    LOG(INFO) << "checkpoint part at step " << checkpoint_->step << " written: " << written->bytes << " bytes in "
+              << done->write_seconds() << " s";
+  } else {
+    done->set_error(written.status().ToString());
+    LOG(ERROR) << "checkpoint at step " << checkpoint_->step << " failed: " << written.status().ToString();
+  }
+  checkpoint_.reset();
+  return scheduler_->Send(h);
 }
 
 void Server::AnswerWaiting() {

@@ -7,6 +7,9 @@
 #define TESSERA_SERVER_SERVER_H_
 
 #include <atomic>
+#include <chrono>
+#include <future>
+#include <optional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,6 +19,7 @@
 #include "core/transport.h"
 #include "server/kv_shard.h"
 #include "server/optimizer.h"
+#include "server/slice_store.h"
 
 namespace tessera {
 
@@ -47,6 +51,12 @@ class Server {
   void ReplyParams(const std::string& peer, const std::vector<int>& slices);
   void ReplyError(const std::string& peer, const std::string& message);
   void AnswerWaiting();
+  // Loads the slices from the checkpoint the cluster map names.
+  Status RestoreFrom(const proto::Restore& restore);
+  // Starts writing a checkpoint part in the background.
+  void StartCheckpoint(const proto::Checkpoint& request);
+  // Sends CHECKPOINT_DONE once the background write has finished.
+  Status FinishCheckpointIfDone(bool wait);
 
   Transport* transport_;
   ServerOptions options_;
@@ -65,6 +75,14 @@ class Server {
     int64_t version = 0;
   };
   std::vector<Waiting> waiting_;
+  // The checkpoint part being written in the background, if any.
+  struct PendingCheckpoint {
+    int64_t step = 0;
+    std::string dir_name;  // relative to the checkpoint directory
+    std::chrono::steady_clock::time_point start;
+    std::future<StatusOr<StoreWriteResult>> result;
+  };
+  std::optional<PendingCheckpoint> checkpoint_;
   bool shutdown_ = false;
   std::string shutdown_reason_;
 };

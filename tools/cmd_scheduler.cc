@@ -24,6 +24,7 @@ int RunScheduler(const ParsedArgs& args) {
   options.port_file = FLAGS_port_file;
   options.run_dir = FLAGS_run_dir;
   options.register_timeout_s = FLAGS_register_timeout;
+  options.resume_from = FLAGS_resume_from;
   if (!options.run_dir.empty()) {
     if (Status s = MakeDirs(options.run_dir); !s.ok()) return UsageError(self, s.message());
   }

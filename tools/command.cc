@@ -118,10 +118,24 @@ const std::vector<Command>& Commands() {
        {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
         "data_dir", "max_train_examples", "max_test_examples", "threads", "progress"},
        RunTrain},
+      {"resume", "continue a job from its newest intact checkpoint (or a given one)",
+       "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
+       "Continues the job in local mode, in the same run directory, exactly where the checkpoint\n"
+       "left off. Given a run directory it takes the newest intact checkpoint and says which.\n"
+       "The cluster may change size (servers re-split the keys on load), and --epochs may grow.",
+       {"epochs", "servers", "workers", "threads", "progress"},
+       RunResume},
+      {"inspect", "show what a checkpoint holds, verifying every checksum",
+       "tessera inspect CHECKPOINT_OR_RUN_DIR [--json]\n\n"
+       "Verifies every file against the manifest, reads every slice back, and prints step, epoch,\n"
+       "optimizer, sizes, each tensor (name, shape, bytes, sha256) and params_sha256 (the digest\n"
+       "summary.json gives for the same parameters).",
+       {"json"},
+       RunInspect},
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.",
-       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "name", "servers", "workers", "epochs",
+       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "name", "servers", "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
        RunScheduler},
       {"server", "run a parameter server of a cluster",

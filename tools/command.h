@@ -58,6 +58,8 @@ int RunTrain(const ParsedArgs& args);
 int RunScheduler(const ParsedArgs& args);
 int RunServer(const ParsedArgs& args);
 int RunWorker(const ParsedArgs& args);
+int RunResume(const ParsedArgs& args);
+int RunInspect(const ParsedArgs& args);
 
 }  // namespace tessera
 

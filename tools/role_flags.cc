@@ -16,6 +16,9 @@ DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form bef
 DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
 DEFINE_int32(threads, 0, "compute threads per worker (0: as many as the cores allow)");
 DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (raw float32, key order)");
+DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");
+DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint directory");
+DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 
 namespace tessera {

@@ -17,6 +17,9 @@ DECLARE_int32(register_timeout);
 DECLARE_string(scheduler);
 DECLARE_int32(threads);
 DECLARE_string(params_out);
+DECLARE_string(progress);
+DECLARE_string(resume_from);
+DECLARE_bool(json);
 DECLARE_int32(reply_timeout);
 
 namespace tessera {

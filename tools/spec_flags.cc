@@ -24,6 +24,13 @@ namespace tessera {
 
 StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const ParsedArgs& args) {
   ASSIGN_OR_RETURN(proto::JobSpec spec, LoadJobSpec(path));
+  RETURN_IF_ERROR(ApplySpecOverrides(args, &spec));
+  RETURN_IF_ERROR(CheckSpecRunnable(spec, path));
+  return spec;
+}
+
+Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
+  proto::JobSpec& spec = *spec_out;
   auto given = [&](const char* flag) { return args.set_flags.count(flag) > 0; };
   if (given("name")) spec.set_name(FLAGS_name);
   if (given("servers")) spec.mutable_cluster()->set_servers(FLAGS_servers);
@@ -44,7 +51,11 @@ StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const Pa
   if (given("data_dir")) spec.mutable_data()->set_dir(FLAGS_data_dir);
   if (given("max_train_examples")) spec.mutable_data()->set_max_train_examples(FLAGS_max_train_examples);
   if (given("max_test_examples")) spec.mutable_data()->set_max_test_examples(FLAGS_max_test_examples);
-  RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(path));
+  return OkStatus();
+}
+
+Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) {
+  RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
@@ -54,8 +65,7 @@ StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const Pa
   int64_t features = 1;
   for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), features, kImageDatasetClasses));
-  RETURN_IF_ERROR(CheckFrameSizes(PlanServerSlices(model->tensors(), spec.cluster().servers())));
-  return spec;
+  return CheckFrameSizes(PlanServerSlices(model->tensors(), spec.cluster().servers()));
 }
 
 }  // namespace tessera

@@ -11,9 +11,16 @@
 namespace tessera {
 
 // Loads the spec at `path`, applies the override flags that were given,
-// validates, and checks the data files are readable IDX files.
-// InvalidArgument/NotFound/DataLoss naming the field or file.
+// and checks it can run (CheckSpecRunnable). InvalidArgument/NotFound/DataLoss
+// naming the field or file.
 StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const ParsedArgs& args);
+
+// Applies the override flags that were given. InvalidArgument for a bad value.
+Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec);
+
+// Validates the spec, checks the data files are readable IDX files and that
+// the model fits their shape. `source` prefixes spec errors.
+Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source);
 
 }  // namespace tessera
 

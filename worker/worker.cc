@@ -178,6 +178,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   done.mutable_phase_done()->set_loss_sum(epoch_loss);
   done.mutable_phase_done()->set_examples(epoch_examples);
   done.mutable_phase_done()->set_steps(steps_done);
+  // For the checkpoint manifest: under BSP these are the servers' parameters now.
+  if (rank_ == 0) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
   done.mutable_phase_done()->set_communication_seconds(communication_seconds);
   return SendToScheduler(done);

@@ -1,0 +1,175 @@
+#include "server/slice_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/options.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <filesystem>
+
+#include "core/file_util.h"
+#include "core/sha256.h"
+
+namespace tessera {
+namespace {
+
+constexpr char kMagic[4] = {'T', 'S', 'L', '1'};
+// magic, begin, end, version, state_per_param, param count
+constexpr size_t kHeaderBytes = 4 + 8 + 8 + 8 + 4 + 8;
+
+// RocksDB's own info log would add (and, on a read-only open, rotate) LOG
+// files inside a checkpoint; it goes nowhere instead.
+class SilentLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+};
+
+rocksdb::Options StoreOptions() {
+  rocksdb::Options options;
+  options.info_log = std::make_shared<SilentLogger>();
+  options.compression = rocksdb::kNoCompression;  // float32 parameters barely compress
+  options.write_buffer_size = 256 << 20;          // one flush for most checkpoints
+  options.paranoid_checks = true;
+  return options;
+}
+
+template <typename T>
+void Put(std::string* out, T v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+template <typename T>
+T Get(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what, StatusCode code = StatusCode::kUnavailable) {
+  if (s.ok()) return OkStatus();
+  if (s.IsCorruption()) return DataLossError(what + ": " + s.ToString());
+  return Status(code, what + ": " + s.ToString());
+}
+
+}  // namespace
+
+std::string SliceKey(uint64_t begin) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "slice/%016llx", static_cast<unsigned long long>(begin));
+  return buf;
+}
+
+std::string EncodeSliceRecord(const SliceSnapshot& slice, int state_per_param) {
+  static_assert(std::endian::native == std::endian::little, "records are little-endian");
+  std::string v;
+  const uint64_t n = slice.range.size();
+  v.reserve(kHeaderBytes + n * 4 * (1 + state_per_param));
+  v.append(kMagic, 4);
+  Put<uint64_t>(&v, slice.range.begin);
+  Put<uint64_t>(&v, slice.range.end);
+  Put<int64_t>(&v, slice.version);
+  Put<uint32_t>(&v, static_cast<uint32_t>(state_per_param));
+  Put<uint64_t>(&v, n);
+  v.append(reinterpret_cast<const char*>(slice.params->data()), n * sizeof(float));
+  v.append(reinterpret_cast<const char*>(slice.state.data()), slice.state.size() * sizeof(float));
+  return v;
+}
+
+StatusOr<SliceRecord> DecodeSliceRecord(const std::string& key, const std::string& value) {
+  if (value.size() < kHeaderBytes) {
+    return DataLossError("record " + key + " holds " + std::to_string(value.size()) + " bytes, less than its header");
+  }
+  if (std::memcmp(value.data(), kMagic, 4) != 0) return DataLossError("record " + key + " has a bad magic");
+  const char* p = value.data() + 4;
+  SliceRecord r;
+  r.range.begin = Get<uint64_t>(p);
+  r.range.end = Get<uint64_t>(p + 8);
+  r.version = Get<int64_t>(p + 16);
+  const uint32_t per = Get<uint32_t>(p + 24);
+  const uint64_t n = Get<uint64_t>(p + 28);
+  if (r.range.end <= r.range.begin || n != r.range.size() || per > 8) {
+    return DataLossError("record " + key + " has an impossible header");
+  }
+  if (key != SliceKey(r.range.begin)) return DataLossError("record " + key + " holds the slice of another key");
+  const uint64_t expected = kHeaderBytes + n * sizeof(float) * (1 + per);
+  if (value.size() != expected) {
+    return DataLossError("record " + key + " holds " + std::to_string(value.size()) + " bytes, expected " +
+                         std::to_string(expected));
+  }
+  r.state_per_param = static_cast<int>(per);
+  r.params.resize(n);
+  std::memcpy(r.params.data(), value.data() + kHeaderBytes, n * sizeof(float));
+  r.state.resize(n * per);
+  std::memcpy(r.state.data(), value.data() + kHeaderBytes + n * sizeof(float), r.state.size() * sizeof(float));
+  return r;
+}
+
+StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::vector<SliceSnapshot>& slices,
+                                           int state_per_param) {
+  if (FileExists(dir)) return FailedPreconditionError("checkpoint part " + dir + " already exists");
+  rocksdb::Options options = StoreOptions();
+  options.create_if_missing = true;
+  options.error_if_exists = true;
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &raw), "cannot create " + dir));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions write;
+  write.disableWAL = true;  // the flush below makes the data durable
+  StoreWriteResult result;
+  for (const SliceSnapshot& s : slices) {
+    const std::string value = EncodeSliceRecord(s, state_per_param);
+    result.bytes += static_cast<int64_t>(value.size());
+    RETURN_IF_ERROR(FromRocks(db->Put(write, SliceKey(s.range.begin), value), "cannot write " + dir));
+  }
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  RETURN_IF_ERROR(FromRocks(db->Flush(flush), "cannot flush " + dir));
+  RETURN_IF_ERROR(FromRocks(db->SyncWAL(), "cannot sync " + dir));
+  RETURN_IF_ERROR(FromRocks(db->Close(), "cannot close " + dir));
+  db.reset();
+
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "LOCK" || name.rfind("LOG", 0) == 0) continue;  // not part of the data
+    names.push_back(name);
+  }
+  if (ec) return UnavailableError("cannot list " + dir + ": " + ec.message());
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(dir + "/" + name));
+    proto::FileChecksum f;
+    f.set_name(name);
+    f.set_size(bytes.size());
+    f.set_sha256(Sha256Hex(bytes.data(), bytes.size()));
+    result.files.push_back(f);
+  }
+  RETURN_IF_ERROR(SyncDirectory(dir));
+  return result;
+}
+
+StatusOr<std::vector<SliceRecord>> ReadSliceStore(const std::string& dir) {
+  if (!FileExists(dir + "/CURRENT")) return NotFoundError("no checkpoint database in " + dir);
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(StoreOptions(), dir, &raw), "cannot open " + dir,
+                            StatusCode::kDataLoss));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::ReadOptions read;
+  read.verify_checksums = true;
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read));
+  std::vector<SliceRecord> records;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto record = DecodeSliceRecord(it->key().ToString(), it->value().ToString());
+    if (!record.ok()) return record.status().WithContext(dir);
+    records.push_back(std::move(record).value());
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "cannot read " + dir, StatusCode::kDataLoss));
+  return records;
+}
+
+}  // namespace tessera

@@ -1,0 +1,192 @@
+// Checkpoints and resume on real processes: exact resume, resume on a
+// cluster of another size, inspect, and corrupt checkpoints refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "core/checkpoint_manifest.h"
+#include "core/file_util.h"
+#include "tests/test_util.h"
+#include "tools/progress_view.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Example() { return SourceDir() + "/examples/fmnist-mlp.pbtxt"; }
+
+std::vector<std::string> Job(const std::string& run, int epochs) {
+  return {"train", Example(), "--run-dir", run, "--epochs", std::to_string(epochs), "--max-train-examples", "3000",
+          "--max-test-examples", "1000", "--threads", "1", "--progress", "none"};
+}
+
+std::string SummaryField(const std::string& run, const std::string& key) {
+  auto text = ReadFileToString(run + "/summary.json");
+  return text.ok() ? JsonString(*text, key) : "";
+}
+
+double SummaryNumber(const std::string& run, const std::string& key) {
+  auto text = ReadFileToString(run + "/summary.json");
+  return text.ok() ? JsonNumber(*text, key, -1) : -1;
+}
+
+std::string Latest(const std::string& run) {
+  auto name = ReadFileToString(run + "/checkpoints/latest");
+  if (!name.ok() || name->empty()) return "";
+  return run + "/checkpoints/" + name->substr(0, name->size() - 1);
+}
+
+// The first .sst file of a checkpoint's server-0 part.
+std::string SstOf(const std::string& checkpoint) {
+  for (const auto& e : fs::directory_iterator(checkpoint + "/server-0")) {
+    if (e.path().extension() == ".sst") return e.path().string();
+  }
+  return "";
+}
+
+void FlipByte(const std::string& path, size_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x5a));
+}
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!FileExists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) return;
+    base_ = new std::string(MakeTempDir("ckpt"));
+    // The reference: three epochs in one go.
+    CommandResult r = RunTessera(Job(*base_ + "/straight", 3));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    straight_sha_ = new std::string(SummaryField(*base_ + "/straight", "params_sha256"));
+  }
+  void SetUp() override {
+    if (base_ == nullptr) GTEST_SKIP() << "Fashion-MNIST not installed";
+  }
+  // A fresh run of one epoch, checkpointed at its end.
+  std::string OneEpochRun(const std::string& name) {
+    const std::string run = *base_ + "/" + name;
+    CommandResult r = RunTessera(Job(run, 1));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return run;
+  }
+  static std::string* base_;
+  static std::string* straight_sha_;
+};
+std::string* CheckpointTest::base_ = nullptr;
+std::string* CheckpointTest::straight_sha_ = nullptr;
+
+TEST_F(CheckpointTest, ResumeIsExact) {
+  const std::string run = OneEpochRun("exact");
+  ASSERT_FALSE(Latest(run).empty());
+  CommandResult r = RunTessera({"resume", run, "--epochs", "3", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from checkpoint"), std::string::npos) << r.output;
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *straight_sha_);
+  EXPECT_EQ(SummaryNumber(run, "steps"), SummaryNumber(*base_ + "/straight", "steps"));
+  EXPECT_EQ(SummaryNumber(run, "resumed_from_step"), 24);
+}
+
+// Servers re-split the keys on load: 2 servers saved, 3 load. BSP results do
+// not depend on the server count, so an exact load gives the same bits.
+TEST_F(CheckpointTest, ResumeOnMoreServersLoadsExactly) {
+  const std::string run = OneEpochRun("three-servers");
+  CommandResult r = RunTessera({"resume", run, "--epochs", "3", "--servers", "3", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(SummaryNumber(run, "servers"), 3);
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *straight_sha_);
+}
+
+TEST_F(CheckpointTest, ResumeWithFewerWorkersRuns) {
+  const std::string run = OneEpochRun("one-worker");
+  CommandResult r = RunTessera({"resume", run, "--epochs", "2", "--workers", "1", "--servers", "1", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(SummaryNumber(run, "workers"), 1);
+  EXPECT_EQ(SummaryNumber(run, "examples_per_epoch"), 3000);
+  // Epoch 1 was 24 steps of 2 workers; epoch 2 on one worker takes 12 shards... of 3000 examples: 47 steps.
+  EXPECT_GT(SummaryNumber(run, "steps"), 24);
+}
+
+TEST_F(CheckpointTest, InspectVerifiesAndPrintsTheSummaryDigest) {
+  const std::string run = *base_ + "/straight";
+  CommandResult r = RunTessera({"inspect", run});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("params_sha256 " + *straight_sha_), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("layer0.linear.weight"), std::string::npos);
+  EXPECT_NE(r.output.find("256x784"), std::string::npos);
+  CommandResult json = RunTessera({"inspect", Latest(run), "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_EQ(JsonString(json.output, "params_sha256"), *straight_sha_);
+  EXPECT_EQ(JsonNumber(json.output, "step"), SummaryNumber(run, "steps"));
+  // keep_last (default 3) holds after 3 epochs: 3 checkpoints.
+  int checkpoints = 0;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) checkpoints += e.is_directory();
+  EXPECT_EQ(checkpoints, 3);
+}
+
+TEST_F(CheckpointTest, CorruptCheckpointIsRefusedAndNothingIsTouched) {
+  const std::string run = OneEpochRun("corrupt");
+  const std::string checkpoint = Latest(run);
+  const std::string sst = SstOf(checkpoint);
+  ASSERT_FALSE(sst.empty());
+  FlipByte(sst, 100);
+  const auto spec_before = ReadFileToString(run + "/spec.pbtxt");
+  CommandResult r = RunTessera({"resume", checkpoint, "--epochs", "3"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find(sst), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("checksum"), std::string::npos) << r.output;
+  EXPECT_EQ(ReadFileToString(run + "/spec.pbtxt").value(), spec_before.value());
+  CommandResult inspect = RunTessera({"inspect", checkpoint});
+  EXPECT_EQ(inspect.exit_code, 2) << inspect.output;
+}
+
+TEST_F(CheckpointTest, TruncatedFileAndMissingManifestAreRefused) {
+  const std::string run = OneEpochRun("truncated");
+  const std::string checkpoint = Latest(run);
+  const std::string sst = SstOf(checkpoint);
+  fs::resize_file(sst, fs::file_size(sst) / 2);
+  CommandResult r = RunTessera({"resume", checkpoint, "--epochs", "3"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(sst), std::string::npos) << r.output;
+  fs::remove(checkpoint + "/MANIFEST");
+  CommandResult gone = RunTessera({"resume", checkpoint, "--epochs", "3"});
+  EXPECT_EQ(gone.exit_code, 2) << gone.output;
+  EXPECT_NE(gone.output.find("not a checkpoint"), std::string::npos) << gone.output;
+}
+
+// Given a run directory, resume takes the newest intact checkpoint and says which.
+TEST_F(CheckpointTest, RunDirectoryFallsBackToTheNewestIntactCheckpoint) {
+  const std::string run = *base_ + "/fallback";
+  fs::copy(*base_ + "/straight", run, fs::copy_options::recursive);
+  const std::string newest = Latest(run);
+  FlipByte(SstOf(newest), 64);
+  CommandResult r = RunTessera({"resume", run, "--epochs", "4", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step-000000000048"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("skipped " + fs::path(newest).filename().string()), std::string::npos) << r.output;
+}
+
+TEST_F(CheckpointTest, NothingLeftToTrainIsAUsageError) {
+  CommandResult r = RunTessera({"resume", *base_ + "/straight"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--epochs"), std::string::npos) << r.output;
+}
+
+TEST_F(CheckpointTest, SchedulerRefusesACheckpointOfAnotherModel) {
+  const std::string dir = MakeTempDir("other-model");
+  std::ofstream(dir + "/spec.pbtxt") << "model { layer { linear { out_features: 10 } } }\n";
+  CommandResult r = RunTessera({"scheduler", "--spec", dir + "/spec.pbtxt", "--port", "0", "--resume_from",
+                                Latest(*base_ + "/straight"), "--register_timeout", "5"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("holds a model of 6 tensors"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tessera

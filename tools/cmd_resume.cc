@@ -1,0 +1,57 @@
+// `tessera resume RUN_DIR_OR_CHECKPOINT`: continues a job from a checkpoint
+// in local mode, in the same run directory. Given a run directory it takes
+// the newest intact checkpoint and says which.
+#include <filesystem>
+#include <iostream>
+
+#include "core/checkpoint_manifest.h"
+#include "core/file_util.h"
+#include "core/spec.h"
+#include "tools/command.h"
+#include "tools/local_job.h"
+#include "tools/role_flags.h"
+#include "tools/spec_flags.h"
+
+namespace tessera {
+
+int RunResume(const ParsedArgs& args) {
+  const Command& self = FindCommand("resume");
+  if (args.positional.size() != 1) {
+    return UsageError(self, "expected one run directory or checkpoint (tessera resume RUN_DIR)");
+  }
+  std::string note;
+  auto checkpoint = ResolveCheckpoint(args.positional[0], &note);
+  if (!checkpoint.ok()) return UsageError(self, checkpoint.status().message());
+  auto manifest = ReadManifest(*checkpoint);
+  if (!manifest.ok()) return UsageError(self, manifest.status().message());
+
+  proto::JobSpec spec = manifest->spec();
+  if (Status s = ApplySpecOverrides(args, &spec); !s.ok()) return UsageError(self, s.message());
+  if (Status s = CheckSpecRunnable(spec, *checkpoint + "/MANIFEST"); !s.ok()) return UsageError(self, s.message());
+  if (manifest->cursor().epoch() >= spec.epochs()) {
+    return UsageError(self, "the checkpoint is after epoch " + std::to_string(manifest->cursor().epoch()) + " of " +
+                                std::to_string(spec.epochs()) + ": nothing left to train; pass --epochs N with N > " +
+                                std::to_string(manifest->cursor().epoch()));
+  }
+  if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
+  auto mode = ParseProgressMode(FLAGS_progress);
+  if (!mode.ok()) return UsageError(self, mode.status().message());
+
+  std::error_code ec;
+  const std::string absolute = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
+  const std::string run_dir = RunDirOf(absolute);
+  if (Status s = MakeDirs(run_dir + "/logs"); !s.ok()) return UsageError(self, s.message());
+  if (Status s = WriteFileAtomic(run_dir + "/spec.pbtxt", JobSpecToText(spec)); !s.ok()) {
+    return UsageError(self, s.message());
+  }
+  std::cout << "resuming from " << note << ": epoch " << manifest->cursor().epoch() + 1 << " of " << spec.epochs()
+            << std::endl;
+  LocalJobOptions options;
+  options.run_dir = run_dir;
+  options.resume_from = absolute;
+  options.threads = FLAGS_threads;
+  options.progress = *mode;
+  return RunLocalJob(self, spec, options);
+}
+
+}  // namespace tessera

@@ -1,0 +1,35 @@
+// Local mode: a job run as child processes on 127.0.0.1 — 1 scheduler, the
+// spec's servers and workers (this same binary, one role each) — with
+// progress shown, the result printed, and no child left behind on success,
+// failure or Ctrl-C. Used by `tessera train` and `tessera resume`.
+#ifndef TESSERA_TOOLS_LOCAL_JOB_H_
+#define TESSERA_TOOLS_LOCAL_JOB_H_
+
+#include <string>
+
+#include "proto/job.pb.h"
+#include "tools/command.h"
+#include "tools/progress_view.h"
+
+namespace tessera {
+
+struct LocalJobOptions {
+  // The run directory; it must exist and hold spec.pbtxt (the resolved spec).
+  std::string run_dir;
+  // A checkpoint directory to continue from; empty for a fresh job.
+  std::string resume_from;
+  // Compute threads per worker; 0: the cores divided among the workers.
+  int threads = 0;
+  ProgressMode progress = ProgressMode::kPlain;
+};
+
+// Runs the job and returns the command's exit code (0, 1 on a failed role,
+// 130 when interrupted). Messages are prefixed "tessera COMMAND:".
+int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options);
+
+// --progress: auto, live, plain or none. InvalidArgument otherwise.
+StatusOr<ProgressMode> ParseProgressMode(const std::string& flag);
+
+}  // namespace tessera
+
+#endif  // TESSERA_TOOLS_LOCAL_JOB_H_

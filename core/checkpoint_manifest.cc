@@ -92,6 +92,7 @@ Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name)
 }
 
 Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last) {
+  if (keep_last < 1) return InvalidArgumentError("keep_last must be >= 1, got " + std::to_string(keep_last));
   Status first;
   auto remove = [&](const std::string& name) {
     std::error_code ec;
@@ -127,6 +128,8 @@ StatusOr<std::string> ResolveCheckpoint(const std::string& path, std::string* no
   if (auto text = ReadFileToString(checkpoints + "/latest"); text.ok()) {
     latest = *text;
     while (!latest.empty() && (latest.back() == '\n' || latest.back() == ' ')) latest.pop_back();
+    // Only a plain checkpoint name: `latest` must not lead outside checkpoints/.
+    if (latest.rfind("step-", 0) != 0 || latest.find('/') != std::string::npos) latest.clear();
     if (!latest.empty()) candidates.push_back(latest);
   }
   const auto committed = ListCheckpoints(checkpoints, true);

@@ -102,6 +102,8 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   const proto::CheckpointSpec& k = spec.checkpoint();
   RETURN_IF_ERROR(Require(k.every_epochs() >= 0, "checkpoint.every_epochs must be >= 0" + Got(k.every_epochs())));
   RETURN_IF_ERROR(Require(k.keep_last() >= 1, "checkpoint.keep_last must be >= 1" + Got(k.keep_last())));
+  RETURN_IF_ERROR(Require(k.every_steps() >= 0, "checkpoint.every_steps must be >= 0" + Got(k.every_steps())));
+  RETURN_IF_ERROR(Require(k.every_seconds() >= 0, "checkpoint.every_seconds must be >= 0" + Got(k.every_seconds())));
 
   const proto::ModelSpec& m = spec.model();
   RETURN_IF_ERROR(Require(m.layer_size() >= 1, "model needs at least one layer"));

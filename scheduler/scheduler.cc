@@ -84,10 +84,16 @@ Status Scheduler::Run() {
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
   Status result;
   while (!(finished_ && !checkpoint_.has_value())) {
-    if (stop_->load()) {
-      result = AbortedError("stopped by signal");
+    if (stop_->load() && !stopping_) {
+      // A final checkpoint first (when training can be cut), then shutdown.
+      result = BeginStop();
+      if (!result.ok()) break;
+    }
+    if (stopping_ && Clock::now() > stop_deadline_) {
+      result = AbortedError("stopped by signal; the final checkpoint did not finish within 60 s");
       break;
     }
+    if (stopping_ && !checkpoint_.has_value()) finished_ = true;
     if (!started_ && Clock::now() > register_deadline) {
       result = DeadlineExceededError(
           std::to_string(server_peers_.size()) + " of " + std::to_string(options_.spec.cluster().servers()) +
@@ -98,7 +104,7 @@ Status Scheduler::Run() {
     }
     auto m = socket_->Receive(200);
     if (!m.ok()) {
-      if (m.status().code() != StatusCode::kDeadlineExceeded) {
+      if (m.status().code() != StatusCode::kDeadlineExceeded && m.status().code() != StatusCode::kAborted) {
         LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
       }
       continue;
@@ -107,6 +113,11 @@ Status Scheduler::Run() {
     if (!result.ok()) break;
   }
   if (result.ok() && !checkpoint_error_.empty()) result = UnavailableError(checkpoint_error_);
+  if (result.ok() && stopping_) {
+    // Stopped cleanly: every node gets an ordinary SHUTDOWN, the scheduler reports the stop.
+    ShutdownAll("");
+    return AbortedError("stopped by signal; " + (stop_note_.empty() ? std::string("no checkpoint taken") : stop_note_));
+  }
   if (!result.ok()) {
     LOG(ERROR) << "job failed: " << result.ToString();
     ShutdownAll(result.message());
@@ -141,8 +152,7 @@ Status Scheduler::Handle(Message m) {
     }
     case proto::PROGRESS:
       if (node.role != proto::WORKER) break;
-      HandleProgress(h.progress());
-      return OkStatus();
+      return HandleProgress(h.progress());
     case proto::PHASE_DONE:
       if (node.role != proto::WORKER) break;
       return HandlePhaseDone(node, h.phase_done());
@@ -245,7 +255,10 @@ Status Scheduler::MaybeStartJob() {
   started_ = true;
   LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
   for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
-  return StartTraining(start_epoch_);
+  last_checkpoint_time_ = Clock::now();
+  const int64_t every = options_.spec.checkpoint().every_steps();
+  if (every > 0) next_step_checkpoint_ = (global_step_ / every + 1) * every;
+  return StartTraining(start_epoch_, start_skip_steps_);
 }
 
 Status Scheduler::LoadResumePoint() {
@@ -271,10 +284,16 @@ Status Scheduler::LoadResumePoint() {
     return InvalidArgumentError("checkpoint " + dir + " holds " + m.optimizer() + " state; the spec asks for " +
                                 proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
   }
-  if (m.cursor().steps_into_epoch() != 0) {
-    return InvalidArgumentError("checkpoint " + dir + " was cut inside an epoch; this version resumes at epoch ends");
+  if (m.cursor().steps_into_epoch() != 0 &&
+      (options_.spec.consistency() != proto::BSP || m.spec().cluster().workers() != options_.spec.cluster().workers() ||
+       m.spec().batch_size() != options_.spec.batch_size())) {
+    // The rest of that epoch is defined by the BSP data plan of the same workers and batch.
+    return InvalidArgumentError("checkpoint " + dir + " was cut inside epoch " +
+                                std::to_string(m.cursor().epoch() + 1) + "; resume it with its " +
+                                std::to_string(m.spec().cluster().workers()) + " workers (or from an epoch-end checkpoint)");
   }
   start_epoch_ = m.cursor().epoch();
+  start_skip_steps_ = m.cursor().steps_into_epoch();
   if (start_epoch_ >= options_.spec.epochs()) {
     return InvalidArgumentError("checkpoint " + dir + " is after epoch " + std::to_string(start_epoch_) +
                                 " of " + std::to_string(options_.spec.epochs()) + ": resume with --epochs > " +
@@ -305,22 +324,44 @@ bool Scheduler::CheckpointDue(int epochs_done) const {
 
 Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then) {
   if (checkpoint_.has_value()) {
+    if (checkpoint_->step == global_step_ && checkpoint_->then == nullptr && stopping_) {
+      // The stop's cut landed on this epoch's end; it is this checkpoint.
+      return then();
+    }
     // The previous one is still being written: skip this one rather than stall.
     LOG(WARNING) << "skipping the checkpoint after epoch " << epochs_done << ": the one at step "
-                 << checkpoint_->step << " is still being written";
+                 << checkpoint_->step << " is still in progress";
     return then();
   }
+  return StartCut(global_step_, epochs_done, 0, std::move(then));
+}
+
+Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::function<Status()> then) {
+  CHECK(!checkpoint_.has_value());
   PendingCheckpoint p;
-  p.step = global_step_;
-  p.epochs_done = epochs_done;
-  p.name = CheckpointName(global_step_);
+  p.step = step;
+  p.epochs_done = cursor_epoch;
+  p.steps_into_epoch = steps_into_epoch;
+  p.params_sha256 = options_.spec.consistency() == proto::BSP && steps_into_epoch == 0 && step == global_step_
+                        ? params_sha256_
+                        : "";  // worker 0 reports the digest at epoch ends only
+  p.then = std::move(then);
+  p.start = Clock::now();
+  checkpoint_ = std::move(p);
+  last_checkpoint_time_ = Clock::now();
+  return SendCheckpointRequest();
+}
+
+Status Scheduler::SendCheckpointRequest() {
+  PendingCheckpoint& p = *checkpoint_;
+  p.name = CheckpointName(p.step);
   std::error_code ec;
   const std::string run_dir = std::filesystem::absolute(options_.run_dir, ec).string();
   p.dir = run_dir + "/checkpoints/" + p.name;
-  p.params_sha256 = options_.spec.consistency() == proto::BSP ? params_sha256_ : "";
-  p.then = std::move(then);
+  p.snapshots = 0;
   p.parts.assign(server_peers_.size(), std::nullopt);
-  p.start = Clock::now();
+  p.parts_done = 0;
+  p.error.clear();
   if (FileExists(p.dir)) {
     // Left by an attempt that never committed (no MANIFEST): start it afresh.
     std::filesystem::remove_all(p.dir, ec);
@@ -332,24 +373,100 @@ Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then)
   h.set_sender_role(proto::SCHEDULER);
   h.mutable_checkpoint()->set_dir(p.dir);
   h.mutable_checkpoint()->set_step(p.step);
-  checkpoint_ = std::move(p);
   for (const std::string& peer : server_peers_) RETURN_IF_ERROR(socket_->Send(h, {}, peer));
   return OkStatus();
 }
 
-Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack) {
-  if (!checkpoint_.has_value() || ack.step() != checkpoint_->step || !checkpoint_->then) return OkStatus();
-  if (!ack.error().empty()) {
-    checkpoint_->error = "server " + std::to_string(node.rank) + ": " + ack.error();
-    // A refused snapshot writes nothing; count its part as done.
-    checkpoint_->parts[node.rank] = ack;
-    ++checkpoint_->parts_done;
+int64_t Scheduler::CutLead() const {
+  // Progress reports come every 0.5 s; a cut 0.8 s of steps ahead of the
+  // latest one is ahead of every server, and a refusal moves it further.
+  return std::max<int64_t>(4, static_cast<int64_t>(steps_per_second_ * 0.8) + 2);
+}
+
+Status Scheduler::MaybeCheckpointMidEpoch() {
+  const proto::CheckpointSpec& k = options_.spec.checkpoint();
+  if (checkpoint_.has_value() || in_test_ || !k.enabled() || options_.run_dir.empty() ||
+      options_.spec.consistency() != proto::BSP) {
+    return OkStatus();
   }
-  if (++checkpoint_->snapshots < static_cast<int>(server_peers_.size())) return OkStatus();
-  std::function<Status()> then = std::move(checkpoint_->then);
-  checkpoint_->then = nullptr;
-  if (checkpoint_->parts_done == static_cast<int>(server_peers_.size())) RETURN_IF_ERROR(CommitCheckpoint());
-  return then();
+  const int64_t epoch_end = phase_first_step_ + phase_steps_;
+  int64_t step = -1;
+  if (k.every_steps() > 0 && latest_step_ + CutLead() >= next_step_checkpoint_) {
+    step = std::max(next_step_checkpoint_, latest_step_ + CutLead());
+    while (next_step_checkpoint_ <= step) next_step_checkpoint_ += k.every_steps();
+  } else if (k.every_seconds() > 0 &&
+             Seconds(Clock::now() - last_checkpoint_time_) >= k.every_seconds()) {
+    step = latest_step_ + CutLead();
+  }
+  if (step < 0) return OkStatus();
+  if (step >= epoch_end) {
+    last_checkpoint_time_ = Clock::now();
+    return OkStatus();  // too close to the epoch's end: the next cut comes later
+  }
+  LOG(INFO) << "checkpoint: cutting at step " << step << " (epoch " << epoch_ + 1 << ")";
+  return StartCut(step, epoch_, step - phase_first_step_, nullptr);
+}
+
+Status Scheduler::BeginStop() {
+  stopping_ = true;
+  stop_deadline_ = Clock::now() + std::chrono::seconds(60);
+  const proto::CheckpointSpec& k = options_.spec.checkpoint();
+  const bool can_cut = started_ && !in_test_ && k.enabled() && !options_.run_dir.empty() &&
+                       options_.spec.consistency() == proto::BSP;
+  if (checkpoint_.has_value()) {
+    LOG(INFO) << "stop requested: finishing the checkpoint at step " << checkpoint_->step;
+    return OkStatus();
+  }
+  if (!can_cut) {
+    finished_ = true;
+    return OkStatus();
+  }
+  // Cut a little ahead of the workers, at the latest at this epoch's end.
+  const int64_t epoch_end = phase_first_step_ + phase_steps_;
+  const int64_t step = std::min(latest_step_ + CutLead(), epoch_end);
+  LOG(INFO) << "stop requested: final checkpoint at step " << step;
+  if (step == epoch_end) return StartCut(step, epoch_ + 1, 0, nullptr);
+  return StartCut(step, epoch_, step - phase_first_step_, nullptr);
+}
+
+Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack) {
+  if (!checkpoint_.has_value() || ack.step() != checkpoint_->step) return OkStatus();  // an abandoned cut
+  PendingCheckpoint& p = *checkpoint_;
+  if (!ack.error().empty()) {
+    const int64_t epoch_end = phase_first_step_ + phase_steps_;
+    if (ack.current_version() >= p.step && p.steps_into_epoch > 0 && p.retries < 5) {
+      // A server was past the cut already: move it further ahead and ask again.
+      const int64_t step = ack.current_version() + CutLead() * (2 << p.retries);
+      ++p.retries;
+      if (step < epoch_end) {
+        LOG(INFO) << "checkpoint: moving the cut from step " << p.step << " to " << step;
+        p.steps_into_epoch += step - p.step;
+        p.step = step;
+        return SendCheckpointRequest();
+      }
+      // Past this epoch: the epoch-end checkpoint (or the stop at the epoch's end) takes over.
+      p.steps_into_epoch = 0;
+      p.epochs_done = epoch_ + 1;
+      p.step = epoch_end;
+      return SendCheckpointRequest();
+    }
+    p.error = "server " + std::to_string(node.rank) + ": " + ack.error();
+    // A refused snapshot writes nothing; count its part as done.
+    p.parts[node.rank] = ack;
+    ++p.parts_done;
+  }
+  if (++p.snapshots < static_cast<int>(server_peers_.size())) return OkStatus();
+  LOG(INFO) << "checkpoint at step " << p.step << ": every server has its snapshot";
+  if (stopping_) {
+    // The cut is taken: workers may go.
+    proto::Header h;
+    h.set_op(proto::SHUTDOWN);
+    RETURN_IF_ERROR(SendToWorkers(h));
+  }
+  std::function<Status()> then = std::move(p.then);
+  p.then = nullptr;
+  if (p.parts_done == static_cast<int>(server_peers_.size())) RETURN_IF_ERROR(CommitCheckpoint());
+  return then ? then() : OkStatus();
 }
 
 Status Scheduler::HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done) {
@@ -359,14 +476,17 @@ Status Scheduler::HandleCheckpointDone(const Node& node, const proto::Checkpoint
   }
   if (!done.error().empty()) checkpoint_->error = "server " + std::to_string(node.rank) + ": " + done.error();
   checkpoint_->parts[node.rank] = done;
-  if (++checkpoint_->parts_done < static_cast<int>(server_peers_.size()) || checkpoint_->then) return OkStatus();
+  if (++checkpoint_->parts_done < static_cast<int>(server_peers_.size()) ||
+      checkpoint_->snapshots < static_cast<int>(server_peers_.size())) {
+    return OkStatus();
+  }
   return CommitCheckpoint();
 }
 
 Status Scheduler::CommitCheckpoint() {
   PendingCheckpoint p = std::move(*checkpoint_);
   checkpoint_.reset();
-  const bool final = p.epochs_done == options_.spec.epochs();
+  const bool final = (p.epochs_done == options_.spec.epochs() && p.steps_into_epoch == 0) || stopping_;
   if (!p.error.empty()) {
     // The checkpoint never gets a manifest, so it does not exist; the previous one stays.
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << p.error;
@@ -378,7 +498,7 @@ Status Scheduler::CommitCheckpoint() {
   m.set_step(p.step);
   m.mutable_cursor()->set_seed(options_.spec.seed());
   m.mutable_cursor()->set_epoch(p.epochs_done);
-  m.mutable_cursor()->set_steps_into_epoch(0);
+  m.mutable_cursor()->set_steps_into_epoch(p.steps_into_epoch);
   for (const proto::TensorMeta& t : tensors_) *m.add_tensors() = t;
   m.set_num_keys(num_keys_);
   int64_t bytes = 0;
@@ -423,10 +543,11 @@ Status Scheduler::CommitCheckpoint() {
       .Add("server_write_seconds", slowest);
   RecordMetrics(line.ToString());
   LOG(INFO) << "checkpoint " << p.name << " committed: " << bytes << " bytes in " << seconds << " s";
+  if (stopping_) stop_note_ = "checkpoint " + p.dir + " committed";
   return OkStatus();
 }
 
-Status Scheduler::StartTraining(int epoch) {
+Status Scheduler::StartTraining(int epoch, int64_t skip_steps) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
   const bool bsp = spec.consistency() == proto::BSP;
@@ -438,13 +559,17 @@ Status Scheduler::StartTraining(int epoch) {
   phase_loss_ = phase_correct_ = 0;
   phase_examples_ = phase_worker_steps_ = 0;
   phase_steps_ = bsp ? leases_.StepsPerWorker(spec.batch_size()) : 0;
+  phase_skip_steps_ = skip_steps;
+  phase_first_step_ = global_step_ - skip_steps;
   phase_start_ = window_start_ = Clock::now();
   epoch_examples_seen_ = 0;
+  latest_step_ = global_step_;
   proto::Header h;
   h.set_op(proto::START_PHASE);
   h.mutable_phase()->set_epoch(epoch);
   h.mutable_phase()->set_steps(phase_steps_);
-  h.mutable_phase()->set_first_step(global_step_);
+  h.mutable_phase()->set_first_step(phase_first_step_);
+  h.mutable_phase()->set_skip_steps(skip_steps);
   LOG(INFO) << "epoch " << epoch + 1 << "/" << spec.epochs() << " starts at step " << global_step_;
   return SendToWorkers(h);
 }
@@ -468,14 +593,22 @@ Status Scheduler::StartEvaluation(int epoch) {
   return SendToWorkers(h);
 }
 
-void Scheduler::HandleProgress(const proto::Progress& p) {
-  if (in_test_ || p.epoch() != epoch_ || p.examples() < 0) return;
+Status Scheduler::HandleProgress(const proto::Progress& p) {
+  if (in_test_ || p.epoch() != epoch_ || p.examples() < 0) return OkStatus();
   window_examples_ += p.examples();
   window_loss_ += p.loss_sum();
   epoch_examples_seen_ += p.examples();
-  latest_step_ = std::max(latest_step_, p.step());
   const auto now = Clock::now();
-  if (now - window_start_ < kMetricsInterval) return;
+  if (p.step() > latest_step_) {
+    if (rate_step_ > 0 && now > rate_time_) {
+      steps_per_second_ = (p.step() - rate_step_) / Seconds(now - rate_time_);
+    }
+    rate_step_ = p.step();
+    rate_time_ = now;
+    latest_step_ = p.step();
+  }
+  if (!stopping_) RETURN_IF_ERROR(MaybeCheckpointMidEpoch());
+  if (now - window_start_ < kMetricsInterval) return OkStatus();
   const double window = Seconds(now - window_start_);
   const int epochs = options_.spec.epochs();
   const double done = (static_cast<double>(epoch_) + static_cast<double>(epoch_examples_seen_) / train_examples_) / epochs;
@@ -494,6 +627,7 @@ void Scheduler::HandleProgress(const proto::Progress& p) {
   window_examples_ = 0;
   window_loss_ = 0;
   window_start_ = now;
+  return OkStatus();
 }
 
 Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done) {
@@ -524,11 +658,14 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
     const double seconds = Seconds(Clock::now() - phase_start_);
     train_seconds_ += seconds;
     trained_examples_ += phase_examples_;
-    global_step_ += spec.consistency() == proto::BSP ? phase_steps_ : phase_worker_steps_;
+    global_step_ = spec.consistency() == proto::BSP ? phase_first_step_ + phase_steps_ : global_step_ + phase_worker_steps_;
     last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
-    if (phase_examples_ != train_examples_) {
+    int64_t skipped = 0;
+    for (const auto& report : phase_reports_) skipped += report->skipped_examples();
+    if (phase_examples_ + skipped != train_examples_) {
       return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(phase_examples_) +
-                           " examples, expected " + std::to_string(train_examples_));
+                           " examples (" + std::to_string(skipped) + " done before resuming), expected " +
+                           std::to_string(train_examples_));
     }
     JsonObject line;
     line.Add("event", "epoch")

@@ -69,9 +69,9 @@ class Scheduler {
   Status Handle(Message m);
   Status HandleRegister(const Message& m);
   Status HandlePhaseDone(const Node& node, const proto::PhaseDone& done);
-  void HandleProgress(const proto::Progress& p);
+  Status HandleProgress(const proto::Progress& p);
   Status MaybeStartJob();
-  Status StartTraining(int epoch);
+  Status StartTraining(int epoch, int64_t skip_steps = 0);
   Status StartEvaluation(int epoch);
   Status SendMap(const Node& node);
   Status SendToWorkers(const proto::Header& h);
@@ -80,6 +80,17 @@ class Scheduler {
   // then write in the background); `then` runs once every snapshot is taken.
   bool CheckpointDue(int epochs_done) const;
   Status StartCheckpoint(int epochs_done, std::function<Status()> then);
+  // Arms a cut at global step `step` inside the current training epoch (BSP):
+  // servers capture each slice as it reaches that step while training goes
+  // on. `then` runs once every snapshot is taken (may be empty).
+  Status StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::function<Status()> then);
+  Status SendCheckpointRequest();
+  // Mid-epoch triggers (every_steps, every_seconds) and the stop signal.
+  Status MaybeCheckpointMidEpoch();
+  Status BeginStop();
+  // Steps a cut must lie ahead of the latest reported step, so no server
+  // has passed it when the request arrives.
+  int64_t CutLead() const;
   Status HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack);
   Status HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done);
   Status CommitCheckpoint();
@@ -112,6 +123,8 @@ class Scheduler {
   std::vector<std::optional<proto::PhaseDone>> phase_reports_;  // by worker rank
   int64_t global_step_ = 0;
   int64_t phase_steps_ = 0;
+  int64_t phase_first_step_ = 0;  // global step at the start of the training phase
+  int64_t phase_skip_steps_ = 0;  // resumed mid-epoch: steps of this epoch done before
   double phase_loss_ = 0, phase_correct_ = 0;
   int64_t phase_examples_ = 0, phase_worker_steps_ = 0;
   Clock::time_point phase_start_;
@@ -119,8 +132,10 @@ class Scheduler {
   // The checkpoint being taken, if any.
   struct PendingCheckpoint {
     int64_t step = 0;
-    int epochs_done = 0;
+    int epochs_done = 0;             // the cursor: epoch to run next...
+    int64_t steps_into_epoch = 0;    // ...and steps of it already done
     std::string name, dir;
+    int retries = 0;
     std::string params_sha256;
     int snapshots = 0;
     std::function<Status()> then;  // the next phase, started once every snapshot is taken
@@ -132,9 +147,18 @@ class Scheduler {
   std::optional<PendingCheckpoint> checkpoint_;
   std::string checkpoint_error_;  // of the final checkpoint, which fails the job
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
+  bool stopping_ = false;         // a stop signal came: final checkpoint, then shutdown
+  Clock::time_point stop_deadline_;
+  std::string stop_note_;         // what the stop left behind
+  int64_t next_step_checkpoint_ = 0;       // every_steps: the next multiple to cut at
+  Clock::time_point last_checkpoint_time_;  // every_seconds
+  double steps_per_second_ = 0;             // from progress reports
+  int64_t rate_step_ = 0;
+  Clock::time_point rate_time_;
 
   // Resuming: where the job starts, and what servers load.
   int start_epoch_ = 0;
+  int64_t start_skip_steps_ = 0;
   std::optional<proto::Restore> restore_;
   int64_t resumed_from_step_ = -1;
 

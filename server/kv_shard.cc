@@ -101,6 +101,7 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
         ApplySlice(&s, {&g, 1}, examples);
       }
       ++s.version;
+      MaybeCapture(indices[i]);
       applied = true;
       continue;
     }
@@ -108,6 +109,7 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
     s.pending_examples[rank] = examples;
     if (++s.pending_count == workers_) {
       ApplyPending(&s);
+      MaybeCapture(indices[i]);
       applied = true;
     }
   }
@@ -188,6 +190,9 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
   const int per = optimizer_->state_per_param();
   std::vector<const SliceRecord*> sorted;
   for (const SliceRecord& r : records) {
+    if (r.range.empty() || r.params.size() != r.range.size() || r.state.size() != r.range.size() * r.state_per_param) {
+      return DataLossError("checkpoint slice " + ToString(r.range) + " holds inconsistent sizes");
+    }
     if (r.state_per_param != per) {
       return DataLossError("checkpoint slice " + ToString(r.range) + " holds " + std::to_string(r.state_per_param) +
                            " optimizer state floats per parameter, this optimizer needs " + std::to_string(per));
@@ -242,6 +247,45 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
     s.pending_count = 0;
   }
   return OkStatus();
+}
+
+Status KvShard::ArmSnapshot(int64_t step) {
+  if (MaxVersion() > step) {
+    return FailedPreconditionError("a slice is already at step " + std::to_string(MaxVersion()) + ", past " +
+                                   std::to_string(step));
+  }
+  armed_step_ = step;
+  captured_.assign(state_.size(), std::nullopt);
+  captured_count_ = 0;
+  for (size_t i = 0; i < state_.size(); ++i) MaybeCapture(i);
+  return OkStatus();
+}
+
+void KvShard::MaybeCapture(size_t index) {
+  if (!armed_step_.has_value() || captured_[index].has_value()) return;
+  const Slice& s = state_[index];
+  if (s.version != *armed_step_) return;
+  captured_[index] = SliceSnapshot{s.range, s.version, s.params, s.state};
+  ++captured_count_;
+}
+
+bool KvShard::SnapshotReady() const { return armed_step_.has_value() && captured_count_ == state_.size(); }
+
+std::vector<SliceSnapshot> KvShard::TakeSnapshot() {
+  CHECK(SnapshotReady());
+  std::vector<SliceSnapshot> out;
+  out.reserve(captured_.size());
+  for (auto& c : captured_) out.push_back(std::move(*c));
+  captured_.clear();
+  captured_count_ = 0;
+  armed_step_.reset();
+  return out;
+}
+
+int64_t KvShard::MaxVersion() const {
+  int64_t highest = 0;
+  for (const Slice& s : state_) highest = std::max(highest, s.version);
+  return highest;
 }
 
 std::vector<float> KvShard::params() const {

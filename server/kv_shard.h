@@ -71,6 +71,19 @@ class KvShard {
   // the next step writes into a copy while the snapshot holds them.
   std::vector<SliceSnapshot> Snapshot() const;
 
+  // Arms a consistent cut at `step`: each slice is captured the moment it
+  // reaches that version (at once if it is there already), so training goes
+  // on while the cut forms. Replaces an armed cut. FailedPrecondition when
+  // some slice is already past `step`.
+  Status ArmSnapshot(int64_t step);
+  // The armed step, if any, and whether every slice has been captured.
+  std::optional<int64_t> armed_step() const { return armed_step_; }
+  bool SnapshotReady() const;
+  // The captured cut; disarms. REQUIRES: SnapshotReady().
+  std::vector<SliceSnapshot> TakeSnapshot();
+  // The highest slice version.
+  int64_t MaxVersion() const;
+
   // Loads every owned slice's parameters and optimizer state from `records`
   // (a checkpoint's slices, however they were split) and sets every slice's
   // version to `step`. DataLoss, with nothing changed, when the records
@@ -106,6 +119,11 @@ class KvShard {
   proto::Consistency consistency_;
   int workers_;
   std::vector<std::vector<float>> scratch_;  // for unaligned frames
+  // The armed cut: its step and the slices captured so far.
+  std::optional<int64_t> armed_step_;
+  std::vector<std::optional<SliceSnapshot>> captured_;
+  size_t captured_count_ = 0;
+  void MaybeCapture(size_t index);
 };
 
 }  // namespace tessera

@@ -57,8 +57,8 @@ Status Server::Run() {
       return UnavailableError("no cluster map from the scheduler at " + scheduler_endpoint + " within " +
                               std::to_string(options_.register_timeout_s) + " s");
     }
-    RETURN_IF_ERROR(FinishCheckpointIfDone(/*wait=*/false));
-    std::vector<bool> ready = PollReadable(sockets, checkpoint_.has_value() ? 5 : 200);
+    RETURN_IF_ERROR(FinishWrites(/*wait=*/false));
+    std::vector<bool> ready = PollReadable(sockets, writes_.empty() ? 200 : 5);
     if (ready[0]) {
       auto m = scheduler_->Receive(0);
       if (m.ok()) {
@@ -81,7 +81,7 @@ Status Server::Run() {
     }
   }
   // A checkpoint part still being written is finished, never left half done.
-  RETURN_IF_ERROR(FinishCheckpointIfDone(/*wait=*/true));
+  RETURN_IF_ERROR(FinishWrites(/*wait=*/true));
   if (!shutdown_reason_.empty()) return AbortedError("scheduler ended the job: " + shutdown_reason_);
   LOG(INFO) << "server " << rank_ << " shutting down at version " << (shard_ ? shard_->version() : 0);
   return OkStatus();
@@ -173,7 +173,10 @@ void Server::HandleWorker(Message m) {
         ack.set_step(shard_->version());
         workers_->Send(ack, {}, m.peer).IgnoreError();  // a vanished worker is the scheduler's concern
       }
-      if (*done) AnswerWaiting();
+      if (*done) {
+        MaybeStartWrite();  // the push may have completed an armed cut
+        AnswerWaiting();
+      }
       return;
     }
     case proto::PULL: {
@@ -229,65 +232,74 @@ void Server::StartCheckpoint(const proto::Checkpoint& request) {
     h.set_sender_rank(rank_);
     h.mutable_checkpoint_done()->set_step(request.step());
     h.mutable_checkpoint_done()->set_error(error);
+    if (shard_ != nullptr) h.mutable_checkpoint_done()->set_current_version(shard_->MaxVersion());
     scheduler_->Send(h).IgnoreError();  // the scheduler times the checkpoint out if this is lost
   };
   if (shard_ == nullptr) return refuse("not initialized");
-  if (checkpoint_.has_value()) return refuse("a checkpoint is already being written");
-  if (request.dir().empty()) return refuse("no checkpoint directory");
-  // Every slice must be at the cut's step: the scheduler asks at a barrier.
-  if (shard_->version() != request.step() || shard_->MinVersion({}) != request.step()) {
-    return refuse("the server is at step " + std::to_string(shard_->version()) + ", not " +
-                  std::to_string(request.step()));
-  }
-  PendingCheckpoint p;
-  p.step = request.step();
-  p.dir_name = "server-" + std::to_string(rank_);
-  p.start = std::chrono::steady_clock::now();
-  // The snapshot is taken now, on this thread; the write runs beside training.
-  std::vector<SliceSnapshot> snapshot = shard_->Snapshot();
-  const std::string dir = request.dir() + "/" + p.dir_name;
+  if (request.dir().empty() || request.dir()[0] != '/') return refuse("the checkpoint directory must be absolute");
+  // Arming replaces a cut the scheduler gave up on (it moved the step).
+  if (Status armed = shard_->ArmSnapshot(request.step()); !armed.ok()) return refuse(armed.message());
+  armed_ = request;
+  MaybeStartWrite();
+}
+
+void Server::MaybeStartWrite() {
+  if (!armed_.has_value() || !shard_->SnapshotReady()) return;
+  PendingWrite w;
+  w.step = armed_->step();
+  w.dir_name = "server-" + std::to_string(rank_);
+  w.start = std::chrono::steady_clock::now();
+  const std::string dir = armed_->dir() + "/" + w.dir_name;
   const int per = optimizer_->state_per_param();
-  p.result = std::async(std::launch::async, [dir, per, snapshot = std::move(snapshot)]() {
+  // The parameters are shared with the shard (copy-on-write keeps them as
+  // they were); the write runs beside training.
+  w.result = std::async(std::launch::async, [dir, per, snapshot = shard_->TakeSnapshot()]() {
     Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
     if (!made.ok()) return StatusOr<StoreWriteResult>(made);
     return WriteSliceStore(dir, snapshot, per);
   });
-  checkpoint_ = std::move(p);
-  // The cut is taken: the scheduler may let training go on.
+  armed_.reset();
   proto::Header h;
   h.set_op(proto::CHECKPOINT_SNAPSHOT);
   h.set_job_id(job_id_);
   h.set_sender_role(proto::SERVER);
   h.set_sender_rank(rank_);
-  h.mutable_checkpoint_done()->set_step(request.step());
+  h.mutable_checkpoint_done()->set_step(w.step);
+  writes_.push_back(std::move(w));
   scheduler_->Send(h).IgnoreError();  // the scheduler times the checkpoint out if this is lost
 }
 
-Status Server::FinishCheckpointIfDone(bool wait) {
-  if (!checkpoint_.has_value()) return OkStatus();
-  if (!wait && checkpoint_->result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return OkStatus();
-  StatusOr<StoreWriteResult> written = checkpoint_->result.get();
-  proto::Header h;
-  h.set_op(proto::CHECKPOINT_DONE);
-  h.set_job_id(job_id_);
-  h.set_sender_role(proto::SERVER);
-  h.set_sender_rank(rank_);
-  proto::CheckpointDone* done = h.mutable_checkpoint_done();
-  done->set_step(checkpoint_->step);
-  done->set_dir(checkpoint_->dir_name);
-  done->set_state_per_param(optimizer_->state_per_param());
-  done->set_write_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - checkpoint_->start).count());
-  if (written.ok()) {
-    for (const proto::FileChecksum& f : written->files) *done->add_files() = f;
-    done->set_bytes(written->bytes);
-    LOG(INFO) << "checkpoint part at step " << checkpoint_->step << " written: " << written->bytes << " bytes in "
-              << done->write_seconds() << " s";
-  } else {
-    done->set_error(written.status().ToString());
-    LOG(ERROR) << "checkpoint at step " << checkpoint_->step << " failed: " << written.status().ToString();
+Status Server::FinishWrites(bool wait) {
+  std::vector<PendingWrite> still;
+  for (PendingWrite& w : writes_) {
+    if (!wait && w.result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      still.push_back(std::move(w));
+      continue;
+    }
+    StatusOr<StoreWriteResult> written = w.result.get();
+    proto::Header h;
+    h.set_op(proto::CHECKPOINT_DONE);
+    h.set_job_id(job_id_);
+    h.set_sender_role(proto::SERVER);
+    h.set_sender_rank(rank_);
+    proto::CheckpointDone* done = h.mutable_checkpoint_done();
+    done->set_step(w.step);
+    done->set_dir(w.dir_name);
+    done->set_state_per_param(optimizer_->state_per_param());
+    done->set_write_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count());
+    if (written.ok()) {
+      for (const proto::FileChecksum& f : written->files) *done->add_files() = f;
+      done->set_bytes(written->bytes);
+      LOG(INFO) << "checkpoint part at step " << w.step << " written: " << written->bytes << " bytes in "
+                << done->write_seconds() << " s";
+    } else {
+      done->set_error(written.status().ToString());
+      LOG(ERROR) << "checkpoint at step " << w.step << " failed: " << written.status().ToString();
+    }
+    RETURN_IF_ERROR(scheduler_->Send(h));
   }
-  checkpoint_.reset();
-  return scheduler_->Send(h);
+  writes_ = std::move(still);
+  return OkStatus();
 }
 
 void Server::AnswerWaiting() {

@@ -53,10 +53,14 @@ class Server {
   void AnswerWaiting();
   // Loads the slices from the checkpoint the cluster map names.
   Status RestoreFrom(const proto::Restore& restore);
-  // Starts writing a checkpoint part in the background.
+  // Arms a cut for a CHECKPOINT request (or refuses it).
   void StartCheckpoint(const proto::Checkpoint& request);
-  // Sends CHECKPOINT_DONE once the background write has finished.
-  Status FinishCheckpointIfDone(bool wait);
+  // Once the armed cut is complete: starts its write in the background and
+  // tells the scheduler the snapshot is taken.
+  void MaybeStartWrite();
+  // Sends CHECKPOINT_DONE for every background write that has finished
+  // (with `wait`, waits for all of them first).
+  Status FinishWrites(bool wait);
 
   Transport* transport_;
   ServerOptions options_;
@@ -75,14 +79,16 @@ class Server {
     int64_t version = 0;
   };
   std::vector<Waiting> waiting_;
-  // The checkpoint part being written in the background, if any.
-  struct PendingCheckpoint {
+  // The armed cut's request, until its snapshot is complete.
+  std::optional<proto::Checkpoint> armed_;
+  // Checkpoint parts being written in the background.
+  struct PendingWrite {
     int64_t step = 0;
     std::string dir_name;  // relative to the checkpoint directory
     std::chrono::steady_clock::time_point start;
     std::future<StatusOr<StoreWriteResult>> result;
   };
-  std::optional<PendingCheckpoint> checkpoint_;
+  std::vector<PendingWrite> writes_;
   bool shutdown_ = false;
   std::string shutdown_reason_;
 };

@@ -66,6 +66,8 @@ std::string EncodeSliceRecord(const SliceSnapshot& slice, int state_per_param) {
   static_assert(std::endian::native == std::endian::little, "records are little-endian");
   std::string v;
   const uint64_t n = slice.range.size();
+  CHECK_EQ(slice.params->size(), n);
+  CHECK_EQ(slice.state.size(), n * static_cast<uint64_t>(state_per_param));
   v.reserve(kHeaderBytes + n * 4 * (1 + state_per_param));
   v.append(kMagic, 4);
   Put<uint64_t>(&v, slice.range.begin);
@@ -94,6 +96,11 @@ StatusOr<SliceRecord> DecodeSliceRecord(const std::string& key, const std::strin
     return DataLossError("record " + key + " has an impossible header");
   }
   if (key != SliceKey(r.range.begin)) return DataLossError("record " + key + " holds the slice of another key");
+  // Compare counts, not byte sizes: n * 4 * (1 + per) can wrap for a forged n.
+  if (n > (value.size() - kHeaderBytes) / (sizeof(float) * (1 + per))) {
+    return DataLossError("record " + key + " claims " + std::to_string(n) + " keys but holds " +
+                         std::to_string(value.size()) + " bytes");
+  }
   const uint64_t expected = kHeaderBytes + n * sizeof(float) * (1 + per);
   if (value.size() != expected) {
     return DataLossError("record " + key + " holds " + std::to_string(value.size()) + " bytes, expected " +
@@ -116,6 +123,17 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &raw), "cannot create " + dir));
   std::unique_ptr<rocksdb::DB> db(raw);
+  // On failure the half-written part goes, so a retry starts clean.
+  struct RemoveUnlessKept {
+    std::string dir;
+    bool keep = false;
+    ~RemoveUnlessKept() {
+      if (!keep) {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    }
+  } cleanup{dir};
   rocksdb::WriteOptions write;
   write.disableWAL = true;  // the flush below makes the data durable
   StoreWriteResult result;
@@ -149,6 +167,7 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
     result.files.push_back(f);
   }
   RETURN_IF_ERROR(SyncDirectory(dir));
+  cleanup.keep = true;
   return result;
 }
 

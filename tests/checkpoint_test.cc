@@ -1,6 +1,10 @@
 // Checkpoints and resume on real processes: exact resume, resume on a
 // cluster of another size, inspect, and corrupt checkpoints refused.
 #include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
 
 #include <algorithm>
 #include <filesystem>
@@ -9,6 +13,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "tests/test_util.h"
+#include "tools/child_process.h"
 #include "tools/progress_view.h"
 
 namespace tessera {
@@ -186,6 +191,86 @@ TEST_F(CheckpointTest, SchedulerRefusesACheckpointOfAnotherModel) {
                                 Latest(*base_ + "/straight"), "--register_timeout", "5"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("holds a model of 6 tensors"), std::string::npos) << r.output;
+}
+
+// Long enough (full training set, 472 steps an epoch) for cuts inside epochs.
+class MidEpochTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!FileExists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) return;
+    dir_ = new std::string(MakeTempDir("midepoch"));
+    auto example = ReadFileToString(Example());
+    ASSERT_TRUE(example.ok());
+    std::string text = *example;
+    text.replace(text.find("epochs: 10"), 10, "epochs: 2\ncheckpoint { every_steps: 150 keep_last: 20 }");
+    std::ofstream(*dir_ + "/spec.pbtxt") << text;
+    CommandResult r = RunTessera({"train", *dir_ + "/spec.pbtxt", "--run-dir", *dir_ + "/run", "--max-test-examples",
+                                  "1000", "--threads", "1", "--progress", "none"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    sha_ = new std::string(SummaryField(*dir_ + "/run", "params_sha256"));
+  }
+  void SetUp() override {
+    if (dir_ == nullptr) GTEST_SKIP() << "Fashion-MNIST not installed";
+  }
+  // A committed checkpoint of the run cut inside an epoch.
+  static std::string MidEpochCheckpoint(const std::string& run) {
+    for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+      auto m = ReadManifest(e.path().string());
+      if (m.ok() && m->cursor().steps_into_epoch() > 0) return e.path().string();
+    }
+    return "";
+  }
+  static std::string* dir_;
+  static std::string* sha_;
+};
+std::string* MidEpochTest::dir_ = nullptr;
+std::string* MidEpochTest::sha_ = nullptr;
+
+TEST_F(MidEpochTest, ResumeFromACutInsideAnEpochIsExact) {
+  const std::string copy = *dir_ + "/copy";
+  fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
+  const std::string checkpoint = MidEpochCheckpoint(copy);
+  ASSERT_FALSE(checkpoint.empty()) << "no checkpoint was cut inside an epoch";
+  // Its cursor holds the steps done; the resumed workers pass over them.
+  CommandResult r = RunTessera({"resume", checkpoint, "--progress", "none", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(SummaryField(copy, "params_sha256"), *sha_);
+  EXPECT_EQ(SummaryNumber(copy, "examples_per_epoch"), 60000);
+}
+
+TEST_F(MidEpochTest, ACutInsideAnEpochNeedsItsWorkers) {
+  const std::string checkpoint = MidEpochCheckpoint(*dir_ + "/run");
+  ASSERT_FALSE(checkpoint.empty());
+  CommandResult r = RunTessera({"resume", checkpoint, "--workers", "1"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("resume it with that many"), std::string::npos) << r.output;
+}
+
+// Ctrl-C: a final checkpoint, a clean exit, and resume finishes the job
+// with the same parameters as an uninterrupted run.
+TEST_F(MidEpochTest, InterruptTakesAFinalCheckpointAndResumeFinishes) {
+  const std::string run = *dir_ + "/interrupted";
+  std::vector<std::string> args = {TesseraBinary(), "train", *dir_ + "/spec.pbtxt", "--run-dir", run,
+                                   "--max-test-examples", "1000", "--threads", "1", "--progress", "plain"};
+  auto launcher = ChildProcess::Start("train", args, run + ".log");
+  ASSERT_TRUE(launcher.ok());
+  for (int i = 0; i < 600; ++i) {
+    auto metrics = ReadFileToString(run + "/metrics.jsonl");
+    if (metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const std::vector<int> children = ChildrenOf((*launcher)->pid());
+  ASSERT_EQ(children.size(), 5u);
+  kill((*launcher)->pid(), SIGINT);
+  EXPECT_EQ((*launcher)->Wait(60000), std::optional<int>(130));
+  for (int pid : children) EXPECT_FALSE(IsRunning(pid)) << pid;
+  auto log = ReadFileToString(run + ".log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("committed"), std::string::npos) << *log;
+  EXPECT_FALSE(FileExists(run + "/summary.json"));
+  CommandResult r = RunTessera({"resume", run, "--progress", "none", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
 }
 
 }  // namespace

@@ -33,6 +33,14 @@ int RunResume(const ParsedArgs& args) {
                                 std::to_string(spec.epochs()) + ": nothing left to train; pass --epochs N with N > " +
                                 std::to_string(manifest->cursor().epoch()));
   }
+  const proto::JobSpec& saved = manifest->spec();
+  if (manifest->cursor().steps_into_epoch() > 0 &&
+      (spec.cluster().workers() != saved.cluster().workers() || spec.batch_size() != saved.batch_size())) {
+    return UsageError(self, "the checkpoint was cut inside epoch " + std::to_string(manifest->cursor().epoch() + 1) +
+                                ", whose remaining batches follow the data plan of " +
+                                std::to_string(saved.cluster().workers()) +
+                                " workers: resume it with that many (or from an epoch-end checkpoint)");
+  }
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
   auto mode = ParseProgressMode(FLAGS_progress);
   if (!mode.ok()) return UsageError(self, mode.status().message());

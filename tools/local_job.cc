@@ -182,14 +182,37 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
   }
 
   ProgressView view(run_dir + "/metrics.jsonl", mode, stdout);
+  bool stopping = false;
+  Clock::time_point stop_deadline;
   while (true) {
     view.Update();
-    if (stop->load()) {
+    if (stop->load() && !stopping) {
+      // First signal: the scheduler takes a final checkpoint and shuts the
+      // job down; a second signal (or 90 s) stops every process at once.
+      stopping = true;
+      stop_deadline = Clock::now() + std::chrono::seconds(90);
       view.Finish();
-      cluster.StopAll();
-      std::cerr << "tessera " << self.name << ": interrupted; every process stopped. Logs in " << run_dir << "/logs"
+      std::cerr << "tessera " << self.name << ": stopping after a final checkpoint (interrupt again to stop now)"
                 << std::endl;
-      return kExitInterrupted;
+      kill(cluster.scheduler()->pid(), SIGTERM);
+    }
+    if (stopping) {
+      const bool scheduler_done = cluster.scheduler()->Poll().has_value();
+      if (scheduler_done || StopSignalCount() > 1 || Clock::now() > stop_deadline) {
+        cluster.WaitAllClean(scheduler_done ? 5000 : 0);
+        cluster.StopAll();
+        std::string how = "every process stopped";
+        if (scheduler_done) {
+          const std::string tail = LastLines(cluster.scheduler()->log_path(), 1);
+          const size_t at = tail.find("stopped by signal; ");
+          if (at != std::string::npos) how = tail.substr(at + 19, tail.find('\n', at) - at - 19);
+        }
+        std::cerr << "tessera " << self.name << ": interrupted; " << how << ". Logs in " << run_dir << "/logs"
+                  << std::endl;
+        return kExitInterrupted;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
     }
     if (ChildProcess* failed = cluster.FirstFailed(); failed != nullptr) {
       view.Finish();

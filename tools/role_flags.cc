@@ -26,7 +26,7 @@ namespace tessera {
 int FinishRole(const char* role, const Status& status) {
   if (status.ok()) return kExitOk;
   if (StopSignal() != 0 && status.code() == StatusCode::kAborted) {
-    LOG(INFO) << role << " stopped by signal " << StopSignal();
+    LOG(INFO) << role << " stopped by signal " << StopSignal() << ": " << status.message();
     return kExitInterrupted;
   }
   LOG(ERROR) << role << " failed: " << status.ToString();

@@ -8,8 +8,11 @@ namespace {
 std::atomic<bool> stop_requested{false};
 std::atomic<int> stop_signal{0};
 
+std::atomic<int> stop_count{0};
+
 void OnSignal(int sig) {
   stop_signal.store(sig);
+  stop_count.fetch_add(1);
   stop_requested.store(true);
 }
 
@@ -26,5 +29,7 @@ const std::atomic<bool>* InstallStopSignals() {
 }
 
 int StopSignal() { return stop_signal.load(); }
+
+int StopSignalCount() { return stop_count.load(); }
 
 }  // namespace tessera

@@ -14,6 +14,9 @@ const std::atomic<bool>* InstallStopSignals();
 // The signal that set the flag, 0 if none.
 int StopSignal();
 
+// How many stop signals came (a second Ctrl-C means "now").
+int StopSignalCount();
+
 }  // namespace tessera
 
 #endif  // TESSERA_TOOLS_SIGNALS_H_

@@ -111,7 +111,13 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
     }
     if (pending.empty()) break;
     if (stop_ != nullptr && stop_->load()) return AbortedError("stopped by signal");
+    if (interrupt_ != nullptr) pending.push_back(interrupt_);
     std::vector<bool> ready = PollReadable(pending, std::min(kSliceMs, timeout_ms));
+    if (interrupt_ != nullptr) {
+      if (ready.back() && on_interrupt_()) return AbortedError("interrupted by the scheduler");
+      ready.pop_back();
+      pending.pop_back();
+    }
     if (std::none_of(ready.begin(), ready.end(), [](bool b) { return b; })) {
       if (std::chrono::steady_clock::now() - last_progress < std::chrono::milliseconds(timeout_ms)) continue;
       return DeadlineExceededError("no answer from " + std::to_string(pending.size()) + " of " +

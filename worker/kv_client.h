@@ -8,6 +8,7 @@
 #define TESSERA_WORKER_KV_CLIENT_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,14 @@ class KvClient {
 
   // When set, waits end with Aborted once *stop is true. *stop must outlive this.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+
+  // When set, a wait also watches *socket (a worker's scheduler connection)
+  // and calls on_message whenever it is readable; the wait ends with Aborted
+  // when on_message returns true (say, on SHUTDOWN). *socket must outlive this.
+  void set_interrupt(Socket* socket, std::function<bool()> on_message) {
+    interrupt_ = socket;
+    on_interrupt_ = std::move(on_message);
+  }
 
   // Opens a DEALER to every server. InvalidArgument for a bad address.
   Status Connect();
@@ -71,6 +80,8 @@ class KvClient {
   std::vector<std::vector<std::vector<int>>> parts_;  // per server: groups of slice indices
   std::vector<size_t> expected_acks_;                 // per server: acks still owed
   const std::atomic<bool>* stop_ = nullptr;
+  Socket* interrupt_ = nullptr;
+  std::function<bool()> on_interrupt_;
 };
 
 }  // namespace tessera

@@ -51,7 +51,12 @@ Status Worker::Run() {
       return m.status();
     }
     const proto::Phase& phase = m->header.phase();
-    RETURN_IF_ERROR(phase.test() ? RunEvaluation(phase) : RunTraining(phase));
+    Status ran = phase.test() ? RunEvaluation(phase) : RunTraining(phase);
+    if (shutdown_received_ && shutdown_reason_.empty()) {
+      LOG(INFO) << "worker " << rank_ << " stopped by the scheduler during a phase";
+      return OkStatus();
+    }
+    RETURN_IF_ERROR(ran);
   }
 }
 
@@ -91,6 +96,19 @@ Status Worker::Setup(const proto::Header& map_message) {
   }
   kv_ = std::make_unique<KvClient>(transport_, std::move(servers), rank_, job_id_);
   kv_->set_stop(stop_);
+  // A SHUTDOWN from the scheduler ends a wait for parameters; anything else
+  // it sends meanwhile waits in the inbox.
+  kv_->set_interrupt(scheduler_.get(), [this]() {
+    auto m = scheduler_->Receive(0);
+    if (!m.ok()) return false;
+    if (m->header.op() == proto::SHUTDOWN) {
+      shutdown_received_ = true;
+      shutdown_reason_ = m->header.shutdown().reason();
+      return true;
+    }
+    inbox_.push_back(std::move(m).value());
+    return false;
+  });
   RETURN_IF_ERROR(kv_->Connect());
   RETURN_IF_ERROR(kv_->Pull(0));
   return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000);
@@ -110,6 +128,9 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   int64_t position = 0;
   bool data_left = true;
   int64_t step = phase.first_step();
+  // Resumed inside this epoch: pass over the batches of the steps done before.
+  int64_t to_skip = bsp ? phase.skip_steps() : 0;
+  int64_t skipped_examples = 0;
   double loss_sum = 0, epoch_loss = 0;
   int64_t examples = 0, epoch_examples = 0, steps_done = 0;
   auto last_report = Clock::now();
@@ -149,6 +170,17 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       }
     }
     if (!data_left && !bsp) break;
+    if (to_skip > 0) {
+      if (data_left) {
+        const int64_t passed = std::min<int64_t>(batch, lease.end() - position);
+        position += passed;
+        skipped_examples += passed;
+      }
+      --to_skip;
+      ++step;
+      ++steps_done;
+      continue;
+    }
     if (data_left) {
       count = std::min<int64_t>(batch, lease.end() - position);
       reader.Read(order, position, count, &x, &labels);
@@ -178,6 +210,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   done.mutable_phase_done()->set_loss_sum(epoch_loss);
   done.mutable_phase_done()->set_examples(epoch_examples);
   done.mutable_phase_done()->set_steps(steps_done);
+  done.mutable_phase_done()->set_skipped_examples(skipped_examples);
   // For the checkpoint manifest: under BSP these are the servers' parameters now.
   if (rank_ == 0) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
@@ -248,6 +281,13 @@ StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
     if (Clock::now() > deadline) {
       return DeadlineExceededError("no " + proto::Op_Name(op) + " from the scheduler within " +
                                    std::to_string(timeout_ms) + " ms");
+    }
+    if (!inbox_.empty()) {
+      Message queued = std::move(inbox_.front());
+      inbox_.pop_front();
+      if (queued.header.op() == op) return queued;
+      LOG(WARNING) << "ignoring " << proto::Op_Name(queued.header.op()) << " while waiting for " << proto::Op_Name(op);
+      continue;
     }
     auto m = scheduler_->Receive(200);
     if (!m.ok()) {

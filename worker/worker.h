@@ -8,6 +8,7 @@
 #define TESSERA_WORKER_WORKER_H_
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -63,6 +64,8 @@ class Worker {
   int rank_ = -1;
   std::unique_ptr<ImageDataset> train_, test_;
   std::unique_ptr<Model> model_;
+  // Scheduler messages that came while waiting for parameters.
+  std::deque<Message> inbox_;
   bool shutdown_received_ = false;
   std::string shutdown_reason_;
 };

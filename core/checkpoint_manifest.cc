@@ -14,7 +14,8 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 
-// Committed checkpoints in `checkpoints_dir`, by step, oldest first.
+// Checkpoint directories in `checkpoints_dir` that are committed (have a
+// MANIFEST) or, with committed=false, that are not; by step, oldest first.
 std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& checkpoints_dir, bool committed) {
   std::vector<std::pair<int64_t, std::string>> found;
   std::error_code ec;

@@ -90,6 +90,10 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(c.servers() <= 256, "cluster.servers must be <= 256" + Got(c.servers())));
   RETURN_IF_ERROR(Require(c.workers() >= 1, "cluster.workers must be >= 1" + Got(c.workers())));
   RETURN_IF_ERROR(Require(c.workers() <= 1024, "cluster.workers must be <= 1024" + Got(c.workers())));
+  RETURN_IF_ERROR(Require(c.heartbeat_interval_ms() >= 10,
+                          "cluster.heartbeat_interval_ms must be >= 10" + Got(c.heartbeat_interval_ms())));
+  RETURN_IF_ERROR(Require(c.heartbeat_timeout_ms() > c.heartbeat_interval_ms(),
+                          "cluster.heartbeat_timeout_ms must be > heartbeat_interval_ms" + Got(c.heartbeat_timeout_ms())));
 
   const proto::DataSpec& d = spec.data();
   RETURN_IF_ERROR(Require(!d.dir().empty(), "data.dir must not be empty"));

@@ -94,6 +94,9 @@ Status Scheduler::Run() {
       break;
     }
     if (stopping_ && !checkpoint_.has_value()) finished_ = true;
+    result = CheckHeartbeats();
+    if (result.ok()) result = CheckCheckpointTimeout();
+    if (!result.ok()) break;
     if (!started_ && Clock::now() > register_deadline) {
       result = DeadlineExceededError(
           std::to_string(server_peers_.size()) + " of " + std::to_string(options_.spec.cluster().servers()) +
@@ -130,6 +133,7 @@ Status Scheduler::Run() {
 Status Scheduler::Handle(Message m) {
   const proto::Header& h = m.header;
   if (h.op() == proto::REGISTER) return HandleRegister(m);
+  if (h.op() == proto::HEARTBEAT) return HandleHeartbeat(m);
   auto it = nodes_.find(m.peer);
   if (it == nodes_.end() || h.job_id() != job_id_) {
     LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from an unregistered peer";
@@ -170,6 +174,39 @@ Status Scheduler::Handle(Message m) {
   return OkStatus();
 }
 
+Status Scheduler::HandleHeartbeat(const Message& m) {
+  const proto::Header& h = m.header;
+  const std::vector<std::string>* peers = h.sender_role() == proto::SERVER   ? &server_peers_
+                                          : h.sender_role() == proto::WORKER ? &worker_peers_
+                                                                             : nullptr;
+  if (h.job_id() != job_id_ || peers == nullptr || h.sender_rank() < 0 ||
+      h.sender_rank() >= static_cast<int>(peers->size())) {
+    LOG(WARNING) << "dropped a heartbeat from an unknown node";
+    return OkStatus();
+  }
+  nodes_[(*peers)[h.sender_rank()]].last_heartbeat = Clock::now();
+  proto::Header answer;
+  answer.set_op(proto::HEARTBEAT);
+  answer.set_job_id(job_id_);
+  answer.set_sender_role(proto::SCHEDULER);
+  socket_->Send(answer, {}, m.peer).IgnoreError();  // the node notices missing answers itself
+  return OkStatus();
+}
+
+Status Scheduler::CheckHeartbeats() {
+  if (!started_) return OkStatus();
+  const auto timeout = std::chrono::milliseconds(options_.spec.cluster().heartbeat_timeout_ms());
+  const auto now = Clock::now();
+  for (const auto& [peer, node] : nodes_) {
+    if (!node.released && now - node.last_heartbeat > timeout) {
+      return UnavailableError(proto::Role_Name(node.role) + " " + std::to_string(node.rank) + " (pid " +
+                              std::to_string(node.pid) + ") sent no heartbeat for " +
+                              std::to_string(Seconds(now - node.last_heartbeat)).substr(0, 4) + " s: it is lost");
+    }
+  }
+  return OkStatus();
+}
+
 Status Scheduler::HandleRegister(const Message& m) {
   const proto::Register& r = m.header.register_();
   if (nodes_.count(m.peer) > 0) {
@@ -179,6 +216,7 @@ Status Scheduler::HandleRegister(const Message& m) {
   Node node;
   node.peer = m.peer;
   node.role = r.role();
+  node.pid = r.pid();
   const proto::ClusterSpec& c = options_.spec.cluster();
   std::string refusal;
   if (r.role() == proto::SERVER) {
@@ -253,6 +291,8 @@ Status Scheduler::MaybeStartJob() {
     if (!nodes_[peer].ready) return OkStatus();
   }
   started_ = true;
+  // Heartbeats start with the cluster map: count silence from now.
+  for (auto& [peer, node] : nodes_) node.last_heartbeat = Clock::now();
   LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
   for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
   last_checkpoint_time_ = Clock::now();
@@ -262,7 +302,9 @@ Status Scheduler::MaybeStartJob() {
 }
 
 Status Scheduler::LoadResumePoint() {
-  const std::string& dir = options_.resume_from;
+  // Servers open the parts by this path: make it absolute, as their working directories may differ.
+  std::error_code ec;
+  const std::string dir = std::filesystem::absolute(options_.resume_from, ec).lexically_normal().string();
   ASSIGN_OR_RETURN(proto::CheckpointManifest m, ReadManifest(dir));
   RETURN_IF_ERROR(VerifyCheckpoint(dir, m));
   // The model must be the one the checkpoint holds.
@@ -280,6 +322,10 @@ Status Scheduler::LoadResumePoint() {
                                   b.name());
     }
   }
+  if (m.cursor().seed() != options_.spec.seed()) {
+    return InvalidArgumentError("checkpoint " + dir + " was trained with seed " + std::to_string(m.cursor().seed()) +
+                                "; the spec says " + std::to_string(options_.spec.seed()));
+  }
   if (m.spec().optimizer().type() != options_.spec.optimizer().type()) {
     return InvalidArgumentError("checkpoint " + dir + " holds " + m.optimizer() + " state; the spec asks for " +
                                 proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
@@ -289,8 +335,9 @@ Status Scheduler::LoadResumePoint() {
        m.spec().batch_size() != options_.spec.batch_size())) {
     // The rest of that epoch is defined by the BSP data plan of the same workers and batch.
     return InvalidArgumentError("checkpoint " + dir + " was cut inside epoch " +
-                                std::to_string(m.cursor().epoch() + 1) + "; resume it with its " +
-                                std::to_string(m.spec().cluster().workers()) + " workers (or from an epoch-end checkpoint)");
+                                std::to_string(m.cursor().epoch() + 1) + "; resume it under BSP with its " +
+                                std::to_string(m.spec().cluster().workers()) + " workers and batch size " +
+                                std::to_string(m.spec().batch_size()) + " (or from an epoch-end checkpoint)");
   }
   start_epoch_ = m.cursor().epoch();
   start_skip_steps_ = m.cursor().steps_into_epoch();
@@ -362,6 +409,7 @@ Status Scheduler::SendCheckpointRequest() {
   p.parts.assign(server_peers_.size(), std::nullopt);
   p.parts_done = 0;
   p.error.clear();
+  p.start = Clock::now();
   if (FileExists(p.dir)) {
     // Left by an attempt that never committed (no MANIFEST): start it afresh.
     std::filesystem::remove_all(p.dir, ec);
@@ -375,6 +423,21 @@ Status Scheduler::SendCheckpointRequest() {
   h.mutable_checkpoint()->set_step(p.step);
   for (const std::string& peer : server_peers_) RETURN_IF_ERROR(socket_->Send(h, {}, peer));
   return OkStatus();
+}
+
+Status Scheduler::CheckCheckpointTimeout() {
+  if (!checkpoint_.has_value()) return OkStatus();
+  const bool snapshotting = checkpoint_->snapshots < static_cast<int>(server_peers_.size());
+  const auto limit = snapshotting ? std::chrono::seconds(30) : std::chrono::seconds(600);
+  if (Clock::now() - checkpoint_->start < limit) return OkStatus();
+  LOG(ERROR) << "abandoning the checkpoint at step " << checkpoint_->step << ": "
+             << (snapshotting ? "snapshots" : "writes") << " overdue";
+  PendingCheckpoint p = std::move(*checkpoint_);
+  checkpoint_.reset();
+  if (p.epochs_done == options_.spec.epochs() && p.steps_into_epoch == 0) {
+    checkpoint_error_ = "the final checkpoint timed out";
+  }
+  return p.then ? p.then() : OkStatus();
 }
 
 int64_t Scheduler::CutLead() const {
@@ -462,6 +525,7 @@ Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::Checkp
     proto::Header h;
     h.set_op(proto::SHUTDOWN);
     RETURN_IF_ERROR(SendToWorkers(h));
+    for (const std::string& peer : worker_peers_) nodes_[peer].released = true;
   }
   std::function<Status()> then = std::move(p.then);
   p.then = nullptr;

@@ -62,12 +62,18 @@ class Scheduler {
     int rank = -1;
     std::string address;
     bool ready = false;
+    int pid = 0;
+    bool released = false;  // told to shut down: silence is expected
+    std::chrono::steady_clock::time_point last_heartbeat;
   };
   using Clock = std::chrono::steady_clock;
 
   Status Prepare();
   Status Handle(Message m);
   Status HandleRegister(const Message& m);
+  Status HandleHeartbeat(const Message& m);
+  // Unavailable naming the first node silent for longer than the heartbeat timeout.
+  Status CheckHeartbeats();
   Status HandlePhaseDone(const Node& node, const proto::PhaseDone& done);
   Status HandleProgress(const proto::Progress& p);
   Status MaybeStartJob();
@@ -95,6 +101,8 @@ class Scheduler {
   Status HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done);
   Status CommitCheckpoint();
   Status LoadResumePoint();
+  // Abandons a checkpoint whose snapshots (30 s) or writes (10 min) are overdue.
+  Status CheckCheckpointTimeout();
   void RecordMetrics(const std::string& line);
   Status WriteSummary();
 
@@ -142,7 +150,7 @@ class Scheduler {
     std::vector<std::optional<proto::CheckpointDone>> parts;  // by server rank
     int parts_done = 0;
     std::string error;
-    Clock::time_point start;
+    Clock::time_point start;        // of this request (moved cuts restart it)
   };
   std::optional<PendingCheckpoint> checkpoint_;
   std::string checkpoint_error_;  // of the final checkpoint, which fails the job

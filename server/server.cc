@@ -36,6 +36,7 @@ Status ValidateTensors(const proto::ClusterMap& map) {
 
 Status Server::Run() {
   ASSIGN_OR_RETURN(std::string scheduler_endpoint, NormalizeEndpoint(options_.scheduler));
+  scheduler_endpoint_ = scheduler_endpoint;
   ASSIGN_OR_RETURN(workers_, transport_->Bind(SocketKind::kRouter,
                                               "tcp://" + options_.host + ":" + std::to_string(options_.port)));
   ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, scheduler_endpoint));
@@ -53,6 +54,10 @@ Status Server::Run() {
   std::vector<Socket*> sockets = {scheduler_.get(), workers_.get()};
   while (!shutdown_) {
     if (stop_->load()) return AbortedError("stopped by signal");
+    if (heartbeat_ != nullptr && heartbeat_->lost()) {
+      RETURN_IF_ERROR(FinishWrites(/*wait=*/true).WithContext("finishing checkpoint writes"));
+      return UnavailableError("lost the scheduler at " + scheduler_endpoint_ + ": no answer to heartbeats");
+    }
     if (shard_ == nullptr && std::chrono::steady_clock::now() > deadline) {
       return UnavailableError("no cluster map from the scheduler at " + scheduler_endpoint + " within " +
                               std::to_string(options_.register_timeout_s) + " s");
@@ -123,6 +128,9 @@ Status Server::HandleScheduler(Message m) {
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       LOG(INFO) << "server rank " << rank_ << " owns " << shard_->ranges().size() << " key ranges, "
                 << shard_->num_keys() << " keys (" << shard_->num_keys() * 4 / 1024 << " KiB)";
+      heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::SERVER, rank_, job_id_,
+                                                     map.spec().cluster().heartbeat_interval_ms(),
+                                                     map.spec().cluster().heartbeat_timeout_ms());
       proto::Header ready;
       ready.set_op(proto::SERVER_READY);
       ready.set_job_id(job_id_);
@@ -233,7 +241,7 @@ void Server::StartCheckpoint(const proto::Checkpoint& request) {
     h.mutable_checkpoint_done()->set_step(request.step());
     h.mutable_checkpoint_done()->set_error(error);
     if (shard_ != nullptr) h.mutable_checkpoint_done()->set_current_version(shard_->MaxVersion());
-    scheduler_->Send(h).IgnoreError();  // the scheduler times the checkpoint out if this is lost
+    scheduler_->Send(h).IgnoreError();  // if this is lost, the scheduler abandons the checkpoint after a timeout
   };
   if (shard_ == nullptr) return refuse("not initialized");
   if (request.dir().empty() || request.dir()[0] != '/') return refuse("the checkpoint directory must be absolute");
@@ -266,7 +274,7 @@ void Server::MaybeStartWrite() {
   h.set_sender_rank(rank_);
   h.mutable_checkpoint_done()->set_step(w.step);
   writes_.push_back(std::move(w));
-  scheduler_->Send(h).IgnoreError();  // the scheduler times the checkpoint out if this is lost
+  scheduler_->Send(h).IgnoreError();  // if this is lost, the scheduler abandons the checkpoint after a timeout
 }
 
 Status Server::FinishWrites(bool wait) {

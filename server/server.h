@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/heartbeat.h"
 #include "core/status.h"
 #include "core/transport.h"
 #include "server/kv_shard.h"
@@ -65,6 +66,8 @@ class Server {
   Transport* transport_;
   ServerOptions options_;
   const std::atomic<bool>* stop_;
+  std::string scheduler_endpoint_;
+  std::unique_ptr<HeartbeatSender> heartbeat_;  // from the cluster map on
   std::unique_ptr<Socket> scheduler_;
   std::unique_ptr<Socket> workers_;
   int rank_ = -1;

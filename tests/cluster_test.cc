@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "core/file_util.h"
@@ -211,6 +212,75 @@ TEST_F(ClusterTest, LostWorkerEndsTheJobCleanly) {
   auto log = ReadFileToString(run + ".log");
   ASSERT_TRUE(log.ok());
   EXPECT_NE(log->find("exited with code 137"), std::string::npos) << *log;
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// A multi-machine cluster started by hand, with short heartbeats.
+class HeartbeatTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!FileExists(kFashionMnist)) GTEST_SKIP() << "Fashion-MNIST not installed";
+    dir_ = MakeTempDir("heartbeat");
+    auto example = ReadFileToString(Example());
+    ASSERT_TRUE(example.ok());
+    std::string text = *example;
+    text.replace(text.find("cluster {"), 9, "cluster {\n  heartbeat_interval_ms: 100\n  heartbeat_timeout_ms: 1500");
+    std::ofstream(dir_ + "/spec.pbtxt") << text;
+    scheduler_ = Start("scheduler", {"scheduler", "--spec", dir_ + "/spec.pbtxt", "--port", "0", "--host", "127.0.0.1",
+                                     "--port-file", dir_ + "/port", "--run-dir", dir_ + "/run", "--epochs", "50"});
+    std::string port;
+    for (int i = 0; i < 500 && port.empty(); ++i) {
+      auto p = ReadFileToString(dir_ + "/port");
+      if (p.ok() && !p->empty() && p->back() == '\n') port = p->substr(0, p->size() - 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_FALSE(port.empty());
+    for (int i = 0; i < 2; ++i) nodes_.push_back(Start("server" + std::to_string(i), {"server", "--scheduler", "127.0.0.1:" + port}));
+    for (int i = 0; i < 2; ++i) {
+      nodes_.push_back(Start("worker" + std::to_string(i), {"worker", "--scheduler", "127.0.0.1:" + port, "--threads", "1"}));
+    }
+    // Training under way.
+    for (int i = 0; i < 600; ++i) {
+      auto metrics = ReadFileToString(dir_ + "/run/metrics.jsonl");
+      if (metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  std::unique_ptr<ChildProcess> Start(const std::string& label, std::vector<std::string> args) {
+    args.insert(args.begin(), TesseraBinary());
+    auto child = ChildProcess::Start(label, args, dir_ + "/" + label + ".log");
+    CHECK(child.ok());
+    return std::move(child).value();
+  }
+  std::string dir_;
+  std::unique_ptr<ChildProcess> scheduler_;
+  std::vector<std::unique_ptr<ChildProcess>> nodes_;
+};
+
+TEST_F(HeartbeatTest, NodesStopWhenTheSchedulerDies) {
+  kill(scheduler_->pid(), SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  for (auto& n : nodes_) {
+    EXPECT_EQ(n->Wait(15000), std::optional<int>(1)) << n->label();
+    auto log = ReadFileToString(n->log_path());
+    EXPECT_NE(log->find("lost the scheduler"), std::string::npos) << n->label();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(10));
+}
+
+TEST_F(HeartbeatTest, TheSchedulerNoticesALostWorker) {
+  kill(nodes_[3]->pid(), SIGKILL);  // worker 1 (or 0: ranks follow registration)
+  EXPECT_EQ(scheduler_->Wait(15000), std::optional<int>(1));
+  auto log = ReadFileToString(scheduler_->log_path());
+  EXPECT_NE(log->find("sent no heartbeat for"), std::string::npos) << *log;
+  EXPECT_NE(log->find("it is lost"), std::string::npos);
+  // Every other node is told, and stops.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(nodes_[i]->Wait(15000).has_value()) << nodes_[i]->label();
 }
 
 }  // namespace

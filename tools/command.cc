@@ -122,7 +122,8 @@ const std::vector<Command>& Commands() {
        "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
        "Continues the job in local mode, in the same run directory, exactly where the checkpoint\n"
        "left off. Given a run directory it takes the newest intact checkpoint and says which.\n"
-       "The cluster may change size (servers re-split the keys on load), and --epochs may grow.",
+       "The servers may change in number (they re-split the keys on load), and so may the workers\n"
+       "when the checkpoint was cut at an epoch's end; --epochs may grow.",
        {"epochs", "servers", "workers", "threads", "progress"},
        RunResume},
       {"inspect", "show what a checkpoint holds, verifying every checksum",

@@ -29,8 +29,12 @@ class KvClient {
   KvClient(Transport* transport, std::vector<ServerEndpoint> servers, int rank, uint64_t job_id)
       : transport_(transport), servers_(std::move(servers)), rank_(rank), job_id_(job_id) {}
 
-  // When set, waits end with Aborted once *stop is true. *stop must outlive this.
-  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+  // When set, waits end with Aborted once *stop is true, and with Unavailable
+  // once *lost (the scheduler is gone) is. Both must outlive this.
+  void set_stop(const std::atomic<bool>* stop, const std::atomic<bool>* lost = nullptr) {
+    stop_ = stop;
+    lost_ = lost;
+  }
 
   // When set, a wait also watches *socket (a worker's scheduler connection)
   // and calls on_message whenever it is readable; the wait ends with Aborted
@@ -80,6 +84,7 @@ class KvClient {
   std::vector<std::vector<std::vector<int>>> parts_;  // per server: groups of slice indices
   std::vector<size_t> expected_acks_;                 // per server: acks still owed
   const std::atomic<bool>* stop_ = nullptr;
+  const std::atomic<bool>* lost_ = nullptr;
   Socket* interrupt_ = nullptr;
   std::function<bool()> on_interrupt_;
 };

@@ -23,6 +23,7 @@ constexpr auto kProgressInterval = std::chrono::milliseconds(500);
 Status Worker::Run() {
   if (options_.threads > 0) openblas_set_num_threads(options_.threads);
   ASSIGN_OR_RETURN(std::string endpoint, NormalizeEndpoint(options_.scheduler));
+  scheduler_endpoint_ = endpoint;
   ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, endpoint));
   proto::Header reg;
   reg.set_op(proto::REGISTER);
@@ -95,7 +96,10 @@ Status Worker::Setup(const proto::Header& map_message) {
     servers.push_back(std::move(e));
   }
   kv_ = std::make_unique<KvClient>(transport_, std::move(servers), rank_, job_id_);
-  kv_->set_stop(stop_);
+  heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::WORKER, rank_, job_id_,
+                                                 map_.spec().cluster().heartbeat_interval_ms(),
+                                                 map_.spec().cluster().heartbeat_timeout_ms());
+  kv_->set_stop(stop_, heartbeat_->lost_flag());
   // A SHUTDOWN from the scheduler ends a wait for parameters; anything else
   // it sends meanwhile waits in the inbox.
   kv_->set_interrupt(scheduler_.get(), [this]() {
@@ -152,7 +156,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   };
 
   while (true) {
-    if (stop_->load()) return AbortedError("stopped by signal");
+    RETURN_IF_ERROR(CheckStop());
     if (bsp && steps_done >= phase.steps()) break;
     // Next batch: the rest of the current shard up to `batch` examples.
     int64_t count = 0;
@@ -230,7 +234,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   std::vector<uint8_t> labels;
   BatchStats total;
   while (true) {
-    if (stop_->load()) return AbortedError("stopped by signal");
+    RETURN_IF_ERROR(CheckStop());
     proto::Lease lease;
     RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
     if (lease.shard() < 0) break;
@@ -277,7 +281,7 @@ Status Worker::RequestLease(int epoch, proto::Lease* lease) {
 StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
   const auto deadline = timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);
   while (true) {
-    if (stop_->load()) return AbortedError("stopped by signal");
+    RETURN_IF_ERROR(CheckStop());
     if (Clock::now() > deadline) {
       return DeadlineExceededError("no " + proto::Op_Name(op) + " from the scheduler within " +
                                    std::to_string(timeout_ms) + " ms");
@@ -305,6 +309,14 @@ StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
     if (m->header.op() == op) return m;
     LOG(WARNING) << "ignoring " << proto::Op_Name(m->header.op()) << " while waiting for " << proto::Op_Name(op);
   }
+}
+
+Status Worker::CheckStop() const {
+  if (stop_->load()) return AbortedError("stopped by signal");
+  if (heartbeat_ != nullptr && heartbeat_->lost()) {
+    return UnavailableError("lost the scheduler at " + scheduler_endpoint_ + ": no answer to heartbeats");
+  }
+  return OkStatus();
 }
 
 Status Worker::SendToScheduler(proto::Header h) {

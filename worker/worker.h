@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/dataset.h"
+#include "core/heartbeat.h"
 #include "core/status.h"
 #include "core/transport.h"
 #include "models/model.h"
@@ -53,10 +54,14 @@ class Worker {
   // Waits for the next message from the scheduler of op `op` (SHUTDOWN ends the wait with Aborted).
   StatusOr<Message> WaitScheduler(proto::Op op, int timeout_ms);
   Status SendToScheduler(proto::Header h);
+  // Aborted on a stop signal, Unavailable once the scheduler is lost.
+  Status CheckStop() const;
 
   Transport* transport_;
   WorkerOptions options_;
   const std::atomic<bool>* stop_;
+  std::string scheduler_endpoint_;
+  std::unique_ptr<HeartbeatSender> heartbeat_;  // from the cluster map on
   std::unique_ptr<Socket> scheduler_;
   std::unique_ptr<KvClient> kv_;
   proto::ClusterMap map_;

@@ -74,13 +74,14 @@ Status VerifyCheckpoint(const std::string& checkpoint_dir, const proto::Checkpoi
     for (const proto::FileChecksum& f : part.files()) {
       const std::string path = checkpoint_dir + "/" + part.dir() + "/" + f.name();
       if (f.name().find('/') != std::string::npos) return DataLossError(path + ": bad file name in the manifest");
-      auto bytes = ReadFileToString(path);
-      if (!bytes.ok()) return DataLossError(path + " is missing");
-      if (bytes->size() != f.size()) {
-        return DataLossError(path + " holds " + std::to_string(bytes->size()) + " bytes, the manifest says " +
+      uint64_t size = 0;
+      auto digest = Sha256OfFile(path, &size);
+      if (!digest.ok()) return DataLossError(path + " is missing");
+      if (size != f.size()) {
+        return DataLossError(path + " holds " + std::to_string(size) + " bytes, the manifest says " +
                              std::to_string(f.size()));
       }
-      if (Sha256Hex(bytes->data(), bytes->size()) != f.sha256()) {
+      if (*digest != f.sha256()) {
         return DataLossError(path + " does not match its checksum in the manifest (corrupt)");
       }
     }

@@ -7,8 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <vector>
+
+#include "core/sha256.h"
 
 namespace tessera {
 namespace {
@@ -25,12 +26,48 @@ std::string DirName(const std::string& path) {
 }  // namespace
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot open " + path + ": " + Errno());
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) return DataLossError("error reading " + path);
-  return s.str();
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFoundError("cannot open " + path + ": " + Errno());
+  struct stat st;
+  std::string out;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string error = Errno();
+      close(fd);
+      return DataLossError("error reading " + path + ": " + error);
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+StatusOr<std::string> Sha256OfFile(const std::string& path, uint64_t* size) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFoundError("cannot open " + path + ": " + Errno());
+  Sha256 sha;
+  std::vector<char> buf(1 << 20);
+  uint64_t total = 0;
+  while (true) {
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string error = Errno();
+      close(fd);
+      return DataLossError("error reading " + path + ": " + error);
+    }
+    sha.Update(buf.data(), static_cast<size_t>(n));
+    total += static_cast<uint64_t>(n);
+  }
+  close(fd);
+  if (size != nullptr) *size = total;
+  return sha.HexDigest();
 }
 
 Status WriteFileAtomic(const std::string& path, const std::string& contents) {

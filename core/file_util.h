@@ -12,6 +12,10 @@ namespace tessera {
 // NotFound when the file cannot be opened, DataLoss on a read error.
 StatusOr<std::string> ReadFileToString(const std::string& path);
 
+// SHA-256 of a file's bytes (lower-case hex), read in 1 MiB pieces; its size
+// through *size when not null. NotFound when it cannot be opened.
+StatusOr<std::string> Sha256OfFile(const std::string& path, uint64_t* size);
+
 // Replaces `path` with `contents` atomically. Unavailable on any I/O error
 // (disk full included); the old file is then left untouched.
 Status WriteFileAtomic(const std::string& path, const std::string& contents);

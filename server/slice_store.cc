@@ -159,11 +159,12 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   if (ec) return UnavailableError("cannot list " + dir + ": " + ec.message());
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
-    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(dir + "/" + name));
+    uint64_t size = 0;
+    ASSIGN_OR_RETURN(std::string digest, Sha256OfFile(dir + "/" + name, &size));
     proto::FileChecksum f;
     f.set_name(name);
-    f.set_size(bytes.size());
-    f.set_sha256(Sha256Hex(bytes.data(), bytes.size()));
+    f.set_size(size);
+    f.set_sha256(digest);
     result.files.push_back(f);
   }
   RETURN_IF_ERROR(SyncDirectory(dir));

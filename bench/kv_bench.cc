@@ -288,6 +288,8 @@ class BenchCluster {
     spec->mutable_optimizer()->set_learning_rate(0.01f);
     spec->mutable_cluster()->set_servers(servers);
     spec->mutable_cluster()->set_workers(1);
+    // This bench plays the scheduler but answers no heartbeats: never time out.
+    spec->mutable_cluster()->set_heartbeat_timeout_ms(24 * 3600 * 1000);
     spec->set_consistency(consistency);
     map.set_num_workers(1);
     map.set_num_keys(keys);

@@ -273,5 +273,31 @@ TEST_F(MidEpochTest, InterruptTakesAFinalCheckpointAndResumeFinishes) {
   EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
 }
 
+// A server killed mid-job: the launcher rolls the job back to the newest
+// checkpoint and goes on; under BSP the result equals an undisturbed run.
+TEST_F(MidEpochTest, LostServerRollsBackToTheLastCheckpoint) {
+  const std::string run = *dir_ + "/lost-server";
+  std::vector<std::string> args = {TesseraBinary(), "train", *dir_ + "/spec.pbtxt", "--run-dir", run,
+                                   "--max-test-examples", "1000", "--threads", "1", "--progress", "plain"};
+  auto launcher = ChildProcess::Start("train", args, run + ".log");
+  ASSERT_TRUE(launcher.ok());
+  for (int i = 0; i < 1200 && !FileExists(run + "/checkpoints/latest"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_TRUE(FileExists(run + "/checkpoints/latest"));
+  int victim = -1;
+  for (int pid : ChildrenOf((*launcher)->pid())) {
+    if (CommandLine(pid).find(" server ") != std::string::npos) victim = pid;
+  }
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGKILL);
+  EXPECT_EQ((*launcher)->Wait(120000), std::optional<int>(0));
+  auto log = ReadFileToString(run + ".log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("exited with code 137"), std::string::npos) << *log;
+  EXPECT_NE(log->find("restarting from checkpoint"), std::string::npos) << *log;
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
+}
+
 }  // namespace
 }  // namespace tessera

@@ -158,8 +158,9 @@ bool TrainingUnderWay(const std::string& run) {
 // Starts `tessera train` on a long job in the background and waits until
 // training is under way; returns the launcher and its children's pids.
 std::unique_ptr<ChildProcess> StartLongJob(const std::string& run, std::vector<int>* children) {
+  // No restarts: these tests see what a lost process does to the job itself.
   std::vector<std::string> args = {TesseraBinary(), "train", Example(), "--run-dir", run, "--threads", "1",
-                                   "--epochs", "50"};
+                                   "--epochs", "50", "--max-restarts", "0"};
   auto launcher = ChildProcess::Start("train", args, run + ".log");
   CHECK(launcher.ok());
   for (int i = 0; i < 600 && !TrainingUnderWay(run); ++i) {
@@ -195,8 +196,8 @@ TEST_F(ClusterTest, KilledLauncherTakesItsChildrenAlong) {
   EXPECT_TRUE(AllGone(children, 5000));
 }
 
-// Until failure recovery lands, a lost worker ends the job: one clear
-// message, exit code 1, and no process left behind.
+// Without restarts, a lost worker ends the job: one clear message, exit
+// code 1, and no process left behind.
 TEST_F(ClusterTest, LostWorkerEndsTheJobCleanly) {
   std::vector<int> children;
   const std::string run = MakeTempDir("lostworker") + "/run";

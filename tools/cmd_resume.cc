@@ -41,6 +41,9 @@ int RunResume(const ParsedArgs& args) {
                                 std::to_string(saved.cluster().workers()) +
                                 " workers: resume it with that many (or from an epoch-end checkpoint)");
   }
+  if (FLAGS_max_restarts < 0) {
+    return UsageError(self, "--max-restarts must be >= 0, got " + std::to_string(FLAGS_max_restarts));
+  }
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
   auto mode = ParseProgressMode(FLAGS_progress);
   if (!mode.ok()) return UsageError(self, mode.status().message());
@@ -58,6 +61,7 @@ int RunResume(const ParsedArgs& args) {
   options.run_dir = run_dir;
   options.resume_from = absolute;
   options.threads = FLAGS_threads;
+  options.max_restarts = FLAGS_max_restarts;
   options.progress = *mode;
   return RunLocalJob(self, spec, options);
 }

@@ -32,6 +32,9 @@ int RunTrain(const ParsedArgs& args) {
   }
   auto spec = LoadSpecWithOverrides(args.positional[0], args);
   if (!spec.ok()) return UsageError(self, spec.status().message());
+  if (FLAGS_max_restarts < 0) {
+    return UsageError(self, "--max-restarts must be >= 0, got " + std::to_string(FLAGS_max_restarts));
+  }
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
   auto mode = ParseProgressMode(FLAGS_progress);
   if (!mode.ok()) return UsageError(self, mode.status().message());
@@ -47,6 +50,7 @@ int RunTrain(const ParsedArgs& args) {
   LocalJobOptions options;
   options.run_dir = run_dir;
   options.threads = FLAGS_threads;
+  options.max_restarts = FLAGS_max_restarts;
   options.progress = *mode;
   return RunLocalJob(self, *spec, options);
 }

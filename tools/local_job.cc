@@ -5,11 +5,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "tools/child_process.h"
 #include "tools/signals.h"
@@ -114,7 +116,12 @@ StatusOr<ProgressMode> ParseProgressMode(const std::string& flag) {
   return InvalidArgumentError("--progress must be auto, live, plain or none, got '" + flag + "'");
 }
 
-int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
+namespace {
+
+// One launch of the cluster. On a role's failure (not a usage error) sets
+// *restartable, after stopping every process.
+int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options,
+               const std::string& resume_from, bool* restartable) {
   const std::string& run_dir = options.run_dir;
   const ProgressMode mode = options.progress;
   auto self_exe = SelfExecutable();
@@ -141,7 +148,7 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
   };
   if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
-                                             run_dir, "--resume_from", options.resume_from});
+                                             run_dir, "--resume_from", resume_from});
       !s.ok()) {
     return fail(s.message());
   }
@@ -216,6 +223,7 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
     }
     if (ChildProcess* failed = cluster.FirstFailed(); failed != nullptr) {
       view.Finish();
+      *restartable = *failed->Poll() != kExitUsage;
       return fail(failed->label() + " exited with code " + std::to_string(*failed->Poll()) + "; the end of " +
                   failed->log_path() + ":\n" + LastLines(failed->log_path(), 5));
     }
@@ -229,6 +237,33 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
   }
   PrintSummary(run_dir, std::chrono::duration<double>(Clock::now() - start).count());
   return kExitOk;
+}
+
+}  // namespace
+
+int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
+  std::string resume_from = options.resume_from;
+  for (int restarts = 0;; ++restarts) {
+    bool restartable = false;
+    const int code = RunAttempt(self, spec, options, resume_from, &restartable);
+    if (!restartable || restarts >= options.max_restarts || StopSignalCount() > 0) return code;
+    // A lost process: roll the whole job back to the newest intact checkpoint
+    // (or its start) and go on; under BSP the result is the same as without the loss.
+    std::string note;
+    auto checkpoint = ResolveCheckpoint(options.run_dir, &note);
+    if (checkpoint.ok()) {
+      std::error_code ec;
+      resume_from = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
+      std::cerr << "tessera " << self.name << ": restarting from " << note << " (restart " << restarts + 1 << " of "
+                << options.max_restarts << ")" << std::endl;
+    } else if (checkpoint.status().code() == StatusCode::kNotFound) {
+      std::cerr << "tessera " << self.name << ": restarting from the start, there is no checkpoint yet (restart "
+                << restarts + 1 << " of " << options.max_restarts << ")" << std::endl;
+    } else {
+      std::cerr << "tessera " << self.name << ": cannot restart: " << checkpoint.status().message() << std::endl;
+      return code;
+    }
+  }
 }
 
 }  // namespace tessera

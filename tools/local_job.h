@@ -21,6 +21,9 @@ struct LocalJobOptions {
   // Compute threads per worker; 0: the cores divided among the workers.
   int threads = 0;
   ProgressMode progress = ProgressMode::kPlain;
+  // When a process dies, restart the job from the newest intact checkpoint
+  // (or the start) up to this many times. Default 3.
+  int max_restarts = 3;
 };
 
 // Runs the job and returns the command's exit code (0, 1 on a failed role,

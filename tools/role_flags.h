@@ -20,6 +20,7 @@ DECLARE_string(params_out);
 DECLARE_string(progress);
 DECLARE_string(resume_from);
 DECLARE_bool(json);
+DECLARE_int32(max_restarts);
 DECLARE_int32(reply_timeout);
 
 namespace tessera {

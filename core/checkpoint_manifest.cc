@@ -111,6 +111,19 @@ Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last) {
   return first;
 }
 
+Status RemoveCheckpointsAfter(const std::string& checkpoints_dir, int64_t step, std::vector<std::string>* removed) {
+  for (bool committed : {true, false}) {
+    for (const auto& [s, name] : ListCheckpoints(checkpoints_dir, committed)) {
+      if (s <= step) continue;
+      std::error_code ec;
+      std::filesystem::remove_all(checkpoints_dir + "/" + name, ec);
+      if (ec) return UnavailableError("cannot delete " + checkpoints_dir + "/" + name + ": " + ec.message());
+      removed->push_back(name);
+    }
+  }
+  return OkStatus();
+}
+
 StatusOr<std::string> ResolveCheckpoint(const std::string& path, std::string* note) {
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();

@@ -35,10 +35,16 @@ Status VerifyCheckpoint(const std::string& checkpoint_dir, const proto::Checkpoi
 // Points RUN/checkpoints/latest at `name` (atomically).
 Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name);
 
-// Deletes the oldest committed checkpoints beyond keep_last, and uncommitted
-// leftovers older than the newest committed one. Best effort; returns the
+// Deletes the committed checkpoints of the lowest steps beyond keep_last, and
+// uncommitted leftovers below the newest committed one. (Resume removes the
+// checkpoints past its step first, so steps only grow within a run.) Best effort; returns the
 // first error.
 Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last);
+
+// Deletes every checkpoint (committed or not) in `checkpoints_dir` past
+// `step`: resuming from `step` abandons the timeline they belong to. Their
+// names go to *removed. Unavailable on the first failure.
+Status RemoveCheckpointsAfter(const std::string& checkpoints_dir, int64_t step, std::vector<std::string>* removed);
 
 // Resolves what `tessera resume` and `inspect` are given: a checkpoint
 // directory (holding MANIFEST) is taken as it is; a run directory (holding

@@ -82,9 +82,10 @@ Status Scheduler::Run() {
   if (!options_.port_file.empty()) RETURN_IF_ERROR(WriteFileAtomic(options_.port_file, port + "\n"));
 
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
+  auto previous_iteration = Clock::now();
   Status result;
   while (!(finished_ && !checkpoint_.has_value())) {
-    if (stop_->load() && !stopping_) {
+    if (stop_->load() && !stopping_ && !finished_) {
       // A final checkpoint first (when training can be cut), then shutdown.
       result = BeginStop();
       if (!result.ok()) break;
@@ -94,6 +95,13 @@ Status Scheduler::Run() {
       break;
     }
     if (stopping_ && !checkpoint_.has_value()) finished_ = true;
+    // A loop iteration that took long (a slow fsync in a manifest commit, say)
+    // left heartbeats waiting in the queue: that time is not the nodes' silence.
+    const auto iteration = Clock::now();
+    if (iteration - previous_iteration > std::chrono::seconds(1)) {
+      for (auto& [peer, node] : nodes_) node.last_heartbeat += iteration - previous_iteration;
+    }
+    previous_iteration = iteration;
     result = CheckHeartbeats();
     if (result.ok()) result = CheckCheckpointTimeout();
     if (!result.ok()) break;
@@ -358,6 +366,14 @@ Status Scheduler::LoadResumePoint() {
     *out->mutable_ranges() = part.ranges();
   }
   restore_ = std::move(restore);
+  if (!options_.run_dir.empty() &&
+      std::filesystem::absolute(options_.run_dir, ec).lexically_normal() == std::filesystem::path(RunDirOf(dir))) {
+    // Checkpoints past this one belong to the timeline being abandoned.
+    std::vector<std::string> removed;
+    RETURN_IF_ERROR(RemoveCheckpointsAfter(RunDirOf(dir) + "/checkpoints", m.step(), &removed));
+    for (const std::string& name : removed) LOG(INFO) << "removed checkpoint " << name << ", past the resume point";
+    RETURN_IF_ERROR(UpdateLatest(RunDirOf(dir) + "/checkpoints", CheckpointName(m.step())));
+  }
   LOG(INFO) << "resuming from " << dir << ": step " << m.step() << ", epoch " << start_epoch_ + 1;
   return OkStatus();
 }
@@ -394,6 +410,9 @@ Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_ep
                         : "";  // worker 0 reports the digest at epoch ends only
   p.then = std::move(then);
   p.start = Clock::now();
+  p.epoch = epoch_;
+  p.epoch_first_step = phase_first_step_;
+  p.epoch_end_step = phase_first_step_ + phase_steps_;
   checkpoint_ = std::move(p);
   last_checkpoint_time_ = Clock::now();
   return SendCheckpointRequest();
@@ -411,7 +430,8 @@ Status Scheduler::SendCheckpointRequest() {
   p.error.clear();
   p.start = Clock::now();
   if (FileExists(p.dir)) {
-    // Left by an attempt that never committed (no MANIFEST): start it afresh.
+    // Left by an attempt that never committed, or by a cut moved away from
+    // this step: start it afresh.
     std::filesystem::remove_all(p.dir, ec);
   }
   RETURN_IF_ERROR(MakeDirs(p.dir));
@@ -443,7 +463,7 @@ Status Scheduler::CheckCheckpointTimeout() {
 int64_t Scheduler::CutLead() const {
   // Progress reports come every 0.5 s; a cut 0.8 s of steps ahead of the
   // latest one is ahead of every server, and a refusal moves it further.
-  return std::max<int64_t>(4, static_cast<int64_t>(steps_per_second_ * 0.8) + 2);
+  return std::clamp<int64_t>(static_cast<int64_t>(steps_per_second_ * 0.8) + 2, 4, 100000);
 }
 
 Status Scheduler::MaybeCheckpointMidEpoch() {
@@ -496,21 +516,21 @@ Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::Checkp
   if (!checkpoint_.has_value() || ack.step() != checkpoint_->step) return OkStatus();  // an abandoned cut
   PendingCheckpoint& p = *checkpoint_;
   if (!ack.error().empty()) {
-    const int64_t epoch_end = phase_first_step_ + phase_steps_;
-    if (ack.current_version() >= p.step && p.steps_into_epoch > 0 && p.retries < 5) {
-      // A server was past the cut already: move it further ahead and ask again.
-      const int64_t step = ack.current_version() + CutLead() * (2 << p.retries);
+    if (ack.current_version() >= p.step && p.steps_into_epoch > 0 && p.retries < 5 &&
+        ack.current_version() < p.epoch_end_step) {
+      // A server was past the cut already: move it further ahead, within the
+      // epoch the cut was made in (the cursor is relative to it), and ask again.
+      const int64_t step = std::min(ack.current_version() + CutLead() * (2 << p.retries), p.epoch_end_step);
       ++p.retries;
-      if (step < epoch_end) {
-        LOG(INFO) << "checkpoint: moving the cut from step " << p.step << " to " << step;
-        p.steps_into_epoch += step - p.step;
-        p.step = step;
-        return SendCheckpointRequest();
+      LOG(INFO) << "checkpoint: moving the cut from step " << p.step << " to " << step;
+      p.step = step;
+      if (step == p.epoch_end_step) {
+        p.epochs_done = p.epoch + 1;
+        p.steps_into_epoch = 0;
+      } else {
+        p.epochs_done = p.epoch;
+        p.steps_into_epoch = step - p.epoch_first_step;
       }
-      // Past this epoch: the epoch-end checkpoint (or the stop at the epoch's end) takes over.
-      p.steps_into_epoch = 0;
-      p.epochs_done = epoch_ + 1;
-      p.step = epoch_end;
       return SendCheckpointRequest();
     }
     p.error = "server " + std::to_string(node.rank) + ": " + ack.error();
@@ -664,11 +684,16 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
   epoch_examples_seen_ += p.examples();
   const auto now = Clock::now();
   if (p.step() > latest_step_) {
-    if (rate_step_ > 0 && now > rate_time_) {
+    // The step rate over windows of at least a second: reports from different
+    // workers handled back to back would make a shorter window meaningless.
+    if (rate_step_ == 0) {
+      rate_step_ = p.step();
+      rate_time_ = now;
+    } else if (Seconds(now - rate_time_) >= 1.0) {
       steps_per_second_ = (p.step() - rate_step_) / Seconds(now - rate_time_);
+      rate_step_ = p.step();
+      rate_time_ = now;
     }
-    rate_step_ = p.step();
-    rate_time_ = now;
     latest_step_ = p.step();
   }
   if (!stopping_) RETURN_IF_ERROR(MaybeCheckpointMidEpoch());
@@ -718,6 +743,7 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
 
   const proto::JobSpec& spec = options_.spec;
   const bool last_epoch = epoch_ + 1 == spec.epochs();
+  if (stopping_) return OkStatus();  // no new phase: the job is stopping
   if (!in_test_) {
     const double seconds = Seconds(Clock::now() - phase_start_);
     train_seconds_ += seconds;

@@ -142,6 +142,9 @@ class Scheduler {
     int64_t step = 0;
     int epochs_done = 0;             // the cursor: epoch to run next...
     int64_t steps_into_epoch = 0;    // ...and steps of it already done
+    // The training epoch the cut was made in (moved cuts stay in it).
+    int epoch = 0;
+    int64_t epoch_first_step = 0, epoch_end_step = 0;
     std::string name, dir;
     int retries = 0;
     std::string params_sha256;

@@ -120,10 +120,8 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   rocksdb::Options options = StoreOptions();
   options.create_if_missing = true;
   options.error_if_exists = true;
-  rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &raw), "cannot create " + dir));
-  std::unique_ptr<rocksdb::DB> db(raw);
-  // On failure the half-written part goes, so a retry starts clean.
+  // On failure the half-written part goes, so a retry starts clean. Declared
+  // before the database, so the database is closed before its files go.
   struct RemoveUnlessKept {
     std::string dir;
     bool keep = false;
@@ -134,6 +132,9 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
       }
     }
   } cleanup{dir};
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &raw), "cannot create " + dir));
+  std::unique_ptr<rocksdb::DB> db(raw);
   rocksdb::WriteOptions write;
   write.disableWAL = true;  // the flush below makes the data durable
   StoreWriteResult result;

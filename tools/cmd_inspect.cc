@@ -31,6 +31,24 @@ Status Assemble(const std::string& dir, const proto::CheckpointManifest& m, std:
                 std::vector<float>* state, int64_t* slices) {
   const uint64_t n = m.num_keys();
   const int per = m.state_per_param();
+  // The manifest sizes what is allocated: check it against the files first.
+  uint64_t file_bytes = 0;
+  for (const proto::ServerPart& part : m.servers()) {
+    for (const proto::FileChecksum& f : part.files()) file_bytes += f.size();
+  }
+  if (per < 0 || per > 8 || n == 0 || n > file_bytes / sizeof(float)) {
+    return DataLossError(dir + "/MANIFEST: " + std::to_string(n) + " parameters with " + std::to_string(per) +
+                         " state floats each cannot be held in " + std::to_string(file_bytes) + " bytes of files");
+  }
+  uint64_t next = 0;
+  for (const proto::TensorMeta& t : m.tensors()) {
+    if (t.offset() != next || t.size() == 0 || t.offset() + t.size() > n) {
+      return DataLossError(dir + "/MANIFEST: tensor " + t.name() + " does not tile the parameters");
+    }
+    next += t.size();
+  }
+  if (next != n) return DataLossError(dir + "/MANIFEST: the tensors hold " + std::to_string(next) + " of " +
+                                      std::to_string(n) + " parameters");
   params->assign(n, 0.0f);
   state->assign(n * per, 0.0f);
   std::vector<bool> seen(n, false);

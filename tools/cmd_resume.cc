@@ -50,6 +50,10 @@ int RunResume(const ParsedArgs& args) {
 
   std::error_code ec;
   const std::string absolute = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
+  if (std::filesystem::path(absolute).parent_path().filename() != "checkpoints") {
+    return UsageError(self, *checkpoint + " is not inside a run directory's checkpoints/; resume the run directory "
+                                          "it belongs to");
+  }
   const std::string run_dir = RunDirOf(absolute);
   if (Status s = MakeDirs(run_dir + "/logs"); !s.ok()) return UsageError(self, s.message());
   if (Status s = WriteFileAtomic(run_dir + "/spec.pbtxt", JobSpecToText(spec)); !s.ok()) {

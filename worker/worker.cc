@@ -66,6 +66,11 @@ Status Worker::Setup(const proto::Header& map_message) {
   job_id_ = map_message.job_id();
   rank_ = map_.rank();
   RETURN_IF_ERROR(ValidateJobSpec(map_.spec()));
+  // Beat from now on: loading the data can take a while.
+  heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::WORKER, rank_, job_id_,
+                                                 map_.spec().cluster().heartbeat_interval_ms(),
+                                                 map_.spec().cluster().heartbeat_timeout_ms());
+
   const proto::DataSpec& data = map_.spec().data();
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(data, data.train_images()),
@@ -96,9 +101,6 @@ Status Worker::Setup(const proto::Header& map_message) {
     servers.push_back(std::move(e));
   }
   kv_ = std::make_unique<KvClient>(transport_, std::move(servers), rank_, job_id_);
-  heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::WORKER, rank_, job_id_,
-                                                 map_.spec().cluster().heartbeat_interval_ms(),
-                                                 map_.spec().cluster().heartbeat_timeout_ms());
   kv_->set_stop(stop_, heartbeat_->lost_flag());
   // A SHUTDOWN from the scheduler ends a wait for parameters; anything else
   // it sends meanwhile waits in the inbox.

@@ -387,11 +387,14 @@ bool Scheduler::CheckpointDue(int epochs_done) const {
 
 Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then) {
   if (checkpoint_.has_value()) {
-    if (checkpoint_->step == global_step_ && checkpoint_->then == nullptr && stopping_) {
-      // The stop's cut landed on this epoch's end; it is this checkpoint.
+    if (checkpoint_->step == global_step_) return then();  // a cut moved to this epoch's end: it is this checkpoint
+    if (epochs_done == options_.spec.epochs()) {
+      // The final one must not be lost: servers stay at this step through the
+      // final evaluation, so it is taken once the one in progress commits.
+      deferred_final_checkpoint_ = true;
       return then();
     }
-    // The previous one is still being written: skip this one rather than stall.
+    // The previous one is still being written: skip this one rather than stall training.
     LOG(WARNING) << "skipping the checkpoint after epoch " << epochs_done << ": the one at step "
                  << checkpoint_->step << " is still in progress";
     return then();
@@ -457,6 +460,7 @@ Status Scheduler::CheckCheckpointTimeout() {
   if (p.epochs_done == options_.spec.epochs() && p.steps_into_epoch == 0) {
     checkpoint_error_ = "the final checkpoint timed out";
   }
+  RETURN_IF_ERROR(StartDeferredCheckpoint());
   return p.then ? p.then() : OkStatus();
 }
 
@@ -567,7 +571,18 @@ Status Scheduler::HandleCheckpointDone(const Node& node, const proto::Checkpoint
   return CommitCheckpoint();
 }
 
+Status Scheduler::StartDeferredCheckpoint() {
+  if (!deferred_final_checkpoint_ || checkpoint_.has_value()) return OkStatus();
+  deferred_final_checkpoint_ = false;
+  return StartCut(global_step_, options_.spec.epochs(), 0, nullptr);
+}
+
 Status Scheduler::CommitCheckpoint() {
+  RETURN_IF_ERROR(CommitPendingCheckpoint());
+  return StartDeferredCheckpoint();
+}
+
+Status Scheduler::CommitPendingCheckpoint() {
   PendingCheckpoint p = std::move(*checkpoint_);
   checkpoint_.reset();
   const bool final = (p.epochs_done == options_.spec.epochs() && p.steps_into_epoch == 0) || stopping_;

@@ -99,7 +99,10 @@ class Scheduler {
   int64_t CutLead() const;
   Status HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack);
   Status HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done);
+  // Writes the manifest of the pending checkpoint (all parts in), then starts a deferred final one.
   Status CommitCheckpoint();
+  Status CommitPendingCheckpoint();
+  Status StartDeferredCheckpoint();
   Status LoadResumePoint();
   // Abandons a checkpoint whose snapshots (30 s) or writes (10 min) are overdue.
   Status CheckCheckpointTimeout();
@@ -157,6 +160,7 @@ class Scheduler {
   };
   std::optional<PendingCheckpoint> checkpoint_;
   std::string checkpoint_error_;  // of the final checkpoint, which fails the job
+  bool deferred_final_checkpoint_ = false;  // the final cut waits for the one in progress
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
   bool stopping_ = false;         // a stop signal came: final checkpoint, then shutdown
   Clock::time_point stop_deadline_;

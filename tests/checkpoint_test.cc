@@ -273,6 +273,33 @@ TEST_F(MidEpochTest, InterruptTakesAFinalCheckpointAndResumeFinishes) {
   EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
 }
 
+// Time-based cuts inside epochs, and the final checkpoint is never lost to
+// one still in progress (it is deferred, not skipped).
+TEST_F(MidEpochTest, EverySecondsCutsAndTheFinalCheckpointAlwaysExists) {
+  auto example = ReadFileToString(Example());
+  ASSERT_TRUE(example.ok());
+  std::string text = *example;
+  text.replace(text.find("epochs: 10"), 10, "epochs: 2\ncheckpoint { every_seconds: 0.3 keep_last: 100 }");
+  std::ofstream(*dir_ + "/seconds.pbtxt") << text;
+  const std::string run = *dir_ + "/seconds";
+  CommandResult r = RunTessera({"train", *dir_ + "/seconds.pbtxt", "--run-dir", run, "--max-test-examples", "1000",
+                                "--threads", "1", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);  // cuts never change training
+  int inside = 0;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+    auto m = ReadManifest(e.path().string());
+    if (m.ok() && m->cursor().steps_into_epoch() > 0) ++inside;
+  }
+  EXPECT_GE(inside, 1);
+  auto last = ReadManifest(Latest(run));
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->cursor().epoch(), 2);
+  EXPECT_EQ(last->cursor().steps_into_epoch(), 0);
+  EXPECT_EQ(last->step(), SummaryNumber(run, "steps"));
+  EXPECT_EQ(last->params_sha256(), *sha_);
+}
+
 // A server killed mid-job: the launcher rolls the job back to the newest
 // checkpoint and goes on; under BSP the result equals an undisturbed run.
 TEST_F(MidEpochTest, LostServerRollsBackToTheLastCheckpoint) {

@@ -306,6 +306,11 @@ Status Scheduler::MaybeStartJob() {
   last_checkpoint_time_ = Clock::now();
   const int64_t every = options_.spec.checkpoint().every_steps();
   if (every > 0) next_step_checkpoint_ = (global_step_ / every + 1) * every;
+  if (evaluate_only_) {
+    epoch_ = options_.spec.epochs() - 1;
+    LOG(INFO) << "training is complete at step " << global_step_ << "; running the final evaluation only";
+    return StartEvaluation(epoch_);
+  }
   return StartTraining(start_epoch_, start_skip_steps_);
 }
 
@@ -349,11 +354,15 @@ Status Scheduler::LoadResumePoint() {
   }
   start_epoch_ = m.cursor().epoch();
   start_skip_steps_ = m.cursor().steps_into_epoch();
-  if (start_epoch_ >= options_.spec.epochs()) {
+  if (start_epoch_ > options_.spec.epochs() ||
+      (start_epoch_ == options_.spec.epochs() && start_skip_steps_ > 0)) {
     return InvalidArgumentError("checkpoint " + dir + " is after epoch " + std::to_string(start_epoch_) +
                                 " of " + std::to_string(options_.spec.epochs()) + ": resume with --epochs > " +
                                 std::to_string(start_epoch_));
   }
+  // Training was complete (the job was lost during its final evaluation):
+  // the resumed job only evaluates.
+  evaluate_only_ = start_epoch_ == options_.spec.epochs();
   global_step_ = m.step();
   resumed_from_step_ = m.step();
   proto::Restore restore;

@@ -174,6 +174,7 @@ class Scheduler {
   // Resuming: where the job starts, and what servers load.
   int start_epoch_ = 0;
   int64_t start_skip_steps_ = 0;
+  bool evaluate_only_ = false;  // resumed from the final checkpoint
   std::optional<proto::Restore> restore_;
   int64_t resumed_from_step_ = -1;
 

@@ -178,6 +178,20 @@ TEST_F(CheckpointTest, RunDirectoryFallsBackToTheNewestIntactCheckpoint) {
   EXPECT_NE(r.output.find("skipped " + fs::path(newest).filename().string()), std::string::npos) << r.output;
 }
 
+// A job lost during its final evaluation: its final checkpoint resumes into
+// the evaluation alone, with the same parameters and accuracy.
+TEST_F(CheckpointTest, ResumeAfterTrainingEndedRunsTheFinalEvaluation) {
+  const std::string run = *base_ + "/final-eval";
+  fs::copy(*base_ + "/straight", run, fs::copy_options::recursive);
+  fs::remove(run + "/summary.json");
+  CommandResult r = RunTessera({"resume", run, "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("running the final evaluation"), std::string::npos) << r.output;
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *straight_sha_);
+  EXPECT_EQ(SummaryNumber(run, "test_accuracy"), SummaryNumber(*base_ + "/straight", "test_accuracy"));
+  EXPECT_EQ(SummaryNumber(run, "steps"), SummaryNumber(*base_ + "/straight", "steps"));
+}
+
 TEST_F(CheckpointTest, NothingLeftToTrainIsAUsageError) {
   CommandResult r = RunTessera({"resume", *base_ + "/straight"});
   EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -28,7 +28,8 @@ int RunResume(const ParsedArgs& args) {
   proto::JobSpec spec = manifest->spec();
   if (Status s = ApplySpecOverrides(args, &spec); !s.ok()) return UsageError(self, s.message());
   if (Status s = CheckSpecRunnable(spec, *checkpoint + "/MANIFEST"); !s.ok()) return UsageError(self, s.message());
-  if (manifest->cursor().epoch() >= spec.epochs()) {
+  const bool finished = FileExists(RunDirOf(*checkpoint) + "/summary.json");
+  if (manifest->cursor().epoch() > spec.epochs() || (manifest->cursor().epoch() == spec.epochs() && finished)) {
     return UsageError(self, "the checkpoint is after epoch " + std::to_string(manifest->cursor().epoch()) + " of " +
                                 std::to_string(spec.epochs()) + ": nothing left to train; pass --epochs N with N > " +
                                 std::to_string(manifest->cursor().epoch()));
@@ -59,8 +60,12 @@ int RunResume(const ParsedArgs& args) {
   if (Status s = WriteFileAtomic(run_dir + "/spec.pbtxt", JobSpecToText(spec)); !s.ok()) {
     return UsageError(self, s.message());
   }
-  std::cout << "resuming from " << note << ": epoch " << manifest->cursor().epoch() + 1 << " of " << spec.epochs()
-            << std::endl;
+  if (manifest->cursor().epoch() == spec.epochs()) {
+    std::cout << "resuming from " << note << ": training is complete, running the final evaluation" << std::endl;
+  } else {
+    std::cout << "resuming from " << note << ": epoch " << manifest->cursor().epoch() + 1 << " of " << spec.epochs()
+              << std::endl;
+  }
   LocalJobOptions options;
   options.run_dir = run_dir;
   options.resume_from = absolute;

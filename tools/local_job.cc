@@ -252,13 +252,6 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
     std::string note;
     auto checkpoint = ResolveCheckpoint(options.run_dir, &note);
     if (checkpoint.ok()) {
-      auto manifest = ReadManifest(*checkpoint);
-      if (manifest.ok() && manifest->cursor().epoch() >= spec.epochs()) {
-        std::cerr << "tessera " << self.name << ": training had finished (" << note
-                  << "); only the final evaluation was lost: tessera inspect it, or resume with more --epochs"
-                  << std::endl;
-        return code;
-      }
       std::error_code ec;
       resume_from = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
       std::cerr << "tessera " << self.name << ": restarting from " << note << " (restart " << restarts + 1 << " of "

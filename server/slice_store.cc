@@ -2,12 +2,14 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/file_checksum.h>
 #include <rocksdb/options.h>
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "core/file_util.h"
 #include "core/sha256.h"
@@ -16,6 +18,7 @@ namespace tessera {
 namespace {
 
 constexpr char kMagic[4] = {'T', 'S', 'L', '1'};
+constexpr char kSha256ChecksumName[] = "TesseraSha256";
 // magic, begin, end, version, state_per_param, param count
 constexpr size_t kHeaderBytes = 4 + 8 + 8 + 8 + 4 + 8;
 
@@ -27,9 +30,33 @@ class SilentLogger : public rocksdb::Logger {
   void Logv(const char* /*format*/, va_list /*ap*/) override {}
 };
 
+// SHA-256 of each SST file, computed by RocksDB as it writes the file, so a
+// checkpoint's large files need not be read back to be checksummed.
+class Sha256FileChecksum : public rocksdb::FileChecksumGenerator {
+ public:
+  void Update(const char* data, size_t n) override { sha_.Update(data, n); }
+  void Finalize() override { digest_ = sha_.HexDigest(); }
+  std::string GetChecksum() const override { return digest_; }
+  const char* Name() const override { return kSha256ChecksumName; }
+
+ private:
+  Sha256 sha_;
+  std::string digest_;
+};
+
+class Sha256FileChecksumFactory : public rocksdb::FileChecksumGenFactory {
+ public:
+  std::unique_ptr<rocksdb::FileChecksumGenerator> CreateFileChecksumGenerator(
+      const rocksdb::FileChecksumGenContext& /*context*/) override {
+    return std::make_unique<Sha256FileChecksum>();
+  }
+  const char* Name() const override { return "TesseraSha256Factory"; }
+};
+
 rocksdb::Options StoreOptions() {
   rocksdb::Options options;
   options.info_log = std::make_shared<SilentLogger>();
+  options.file_checksum_gen_factory = std::make_shared<Sha256FileChecksumFactory>();
   options.compression = rocksdb::kNoCompression;  // float32 parameters barely compress
   options.write_buffer_size = 256 << 20;          // one flush for most checkpoints
   options.paranoid_checks = true;
@@ -147,6 +174,22 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   flush.wait = true;
   RETURN_IF_ERROR(FromRocks(db->Flush(flush), "cannot flush " + dir));
   RETURN_IF_ERROR(FromRocks(db->SyncWAL(), "cannot sync " + dir));
+  // The SST files' digests, computed as they were written: "000008.sst" -> hex.
+  std::map<std::string, std::string> computed;
+  {
+    std::unique_ptr<rocksdb::FileChecksumList> list(rocksdb::NewFileChecksumList());
+    std::vector<uint64_t> numbers;
+    std::vector<std::string> checksums, functions;
+    if (db->GetLiveFilesChecksumInfo(list.get()).ok() &&
+        list->GetAllFileChecksums(&numbers, &checksums, &functions).ok()) {
+      for (size_t i = 0; i < numbers.size(); ++i) {
+        if (functions[i] != kSha256ChecksumName || checksums[i].size() != 64) continue;
+        char name[32];
+        std::snprintf(name, sizeof(name), "%06llu.sst", static_cast<unsigned long long>(numbers[i]));
+        computed[name] = checksums[i];
+      }
+    }
+  }
   RETURN_IF_ERROR(FromRocks(db->Close(), "cannot close " + dir));
   db.reset();
 
@@ -161,7 +204,15 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     uint64_t size = 0;
-    ASSIGN_OR_RETURN(std::string digest, Sha256OfFile(dir + "/" + name, &size));
+    std::string digest;
+    if (auto it = computed.find(name); it != computed.end()) {
+      std::error_code ec;
+      size = std::filesystem::file_size(dir + "/" + name, ec);
+      if (ec) return UnavailableError("cannot stat " + dir + "/" + name + ": " + ec.message());
+      digest = it->second;
+    } else {
+      ASSIGN_OR_RETURN(digest, Sha256OfFile(dir + "/" + name, &size));  // the small files
+    }
     proto::FileChecksum f;
     f.set_name(name);
     f.set_size(size);

@@ -25,34 +25,13 @@ std::string DirName(const std::string& path) {
 
 }  // namespace
 
-StatusOr<std::string> ReadFileToString(const std::string& path) {
+// Reads the file at `path` piece by piece into `consume`. NotFound when it
+// cannot be opened, DataLoss on a read error.
+template <typename Consume>
+Status ReadInPieces(const std::string& path, size_t piece, Consume consume) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return NotFoundError("cannot open " + path + ": " + Errno());
-  struct stat st;
-  std::string out;
-  if (fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
-  while (true) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string error = Errno();
-      close(fd);
-      return DataLossError("error reading " + path + ": " + error);
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
-StatusOr<std::string> Sha256OfFile(const std::string& path, uint64_t* size) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFoundError("cannot open " + path + ": " + Errno());
-  Sha256 sha;
-  std::vector<char> buf(1 << 20);
-  uint64_t total = 0;
+  std::vector<char> buf(piece);
   while (true) {
     const ssize_t n = read(fd, buf.data(), buf.size());
     if (n == 0) break;
@@ -62,10 +41,27 @@ StatusOr<std::string> Sha256OfFile(const std::string& path, uint64_t* size) {
       close(fd);
       return DataLossError("error reading " + path + ": " + error);
     }
-    sha.Update(buf.data(), static_cast<size_t>(n));
-    total += static_cast<uint64_t>(n);
+    consume(buf.data(), static_cast<size_t>(n));
   }
   close(fd);
+  return OkStatus();
+}
+
+StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::string out;
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  RETURN_IF_ERROR(ReadInPieces(path, 1 << 16, [&](const char* data, size_t n) { out.append(data, n); }));
+  return out;
+}
+
+StatusOr<std::string> Sha256OfFile(const std::string& path, uint64_t* size) {
+  Sha256 sha;
+  uint64_t total = 0;
+  RETURN_IF_ERROR(ReadInPieces(path, 1 << 20, [&](const char* data, size_t n) {
+    sha.Update(data, n);
+    total += n;
+  }));
   if (size != nullptr) *size = total;
   return sha.HexDigest();
 }

@@ -59,19 +59,6 @@ Status ValidateRanges(const std::vector<KeyRange>& ranges, uint64_t num_keys) {
   return OkStatus();
 }
 
-Status CheckFrameSizes(const std::vector<std::vector<KeyRange>>& ranges_by_server) {
-  for (size_t s = 0; s < ranges_by_server.size(); ++s) {
-    for (const KeyRange& r : ranges_by_server[s]) {
-      if (r.size() * sizeof(float) > kMaxFrameBytes) {
-        return InvalidArgumentError("server " + std::to_string(s) + " would hold a slice of " +
-                                    std::to_string(r.size() * sizeof(float) >> 20) +
-                                    " MiB in one frame, more than the 1024 MiB limit: use more servers");
-      }
-    }
-  }
-  return OkStatus();
-}
-
 std::string ToString(const KeyRange& range) {
   // Appends rather than "[" + ...: g++ 12 warns falsely (-Wrestrict) on that form.
   std::string s = "[";

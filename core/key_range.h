@@ -37,10 +37,15 @@ struct TensorInfo {
 // empty chunks are left out. REQUIRES: servers >= 1.
 std::vector<std::vector<KeyRange>> PartitionKeys(const std::vector<TensorInfo>& tensors, int servers);
 
+// The largest tensor frame a socket accepts (ZeroMQ's maxmsgsize): 1 GiB.
+constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
+
 // Keys per slice the scheduler cuts servers' ranges into (512 KiB of
 // float32): small enough that a server applies one slice while the next is
 // still on the wire, large enough that per-message costs stay small.
 constexpr uint64_t kSliceKeys = 512 * 256;
+// Every frame holds one slice, so no frame can pass the socket's limit.
+static_assert(kSliceKeys * sizeof(float) <= kMaxFrameBytes, "a slice must fit in one frame");
 
 // Cuts every range longer than max_keys into nearly equal pieces of at most
 // max_keys. REQUIRES: max_keys >= 1.
@@ -60,11 +65,6 @@ Status ValidateRanges(const std::vector<KeyRange>& ranges, uint64_t num_keys);
 
 std::string ToString(const KeyRange& range);
 
-// The largest tensor frame a socket accepts (ZeroMQ's maxmsgsize): 1 GiB.
-constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
-
-// OK when every range fits in one frame; InvalidArgument naming the largest otherwise.
-Status CheckFrameSizes(const std::vector<std::vector<KeyRange>>& ranges_by_server);
 
 }  // namespace tessera
 

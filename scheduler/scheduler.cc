@@ -54,7 +54,6 @@ Status Scheduler::Prepare() {
   }
   num_keys_ = model->num_keys();
   server_ranges_ = PlanServerSlices(model->tensors(), options_.spec.cluster().servers());
-  RETURN_IF_ERROR(CheckFrameSizes(server_ranges_));
   if (train_examples_ < 1 || test_examples_ < 1) {
     return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(train_examples_) +
                                 " and " + std::to_string(test_examples_));

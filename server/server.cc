@@ -111,8 +111,7 @@ Status Server::HandleScheduler(Message m) {
       RETURN_IF_ERROR(ValidateRanges(ranges, map.num_keys()));
       RETURN_IF_ERROR(ValidateTensors(map));
       RETURN_IF_ERROR(ValidateJobSpec(map.spec()));
-      // The model's shapes give the tensors' initialization; the input size
-      // comes with the map implicitly through num_keys, so rebuild from the spec.
+      // The tensors (offsets, sizes, init bounds) come with the map.
       ASSIGN_OR_RETURN(optimizer_, CreateOptimizer(map.spec().optimizer()));
       std::vector<TensorInfo> tensors;
       for (const proto::TensorMeta& t : map.tensors()) {

@@ -147,7 +147,6 @@ TEST_F(ClusterTest, RoleCommandsFormACluster) {
   EXPECT_EQ(scheduler->Wait(120000), std::optional<int>(0));
   for (auto& n : nodes) EXPECT_EQ(n->Wait(20000), std::optional<int>(0)) << n->label();
   EXPECT_GT(JsonNumber(Summary(dir), "test_accuracy"), 0.5);
-  // A node beyond the job's size is refused with a clear reason, not left waiting.
 }
 
 bool TrainingUnderWay(const std::string& run) {

@@ -4,7 +4,6 @@
 
 #include "core/dataset.h"
 #include "core/idx_reader.h"
-#include "core/key_range.h"
 #include "models/model.h"
 #include "core/spec.h"
 
@@ -64,8 +63,7 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(d, d.train_images())));
   int64_t features = 1;
   for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
-  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), features, kImageDatasetClasses));
-  return CheckFrameSizes(PlanServerSlices(model->tensors(), spec.cluster().servers()));
+  return Model::Create(spec.model(), features, kImageDatasetClasses).status();
 }
 
 }  // namespace tessera

@@ -28,7 +28,11 @@ struct TensorInfo {
   std::vector<int64_t> shape;
   uint64_t offset = 0;           // first key
   uint64_t size = 0;             // number of keys (product of shape)
-  float init_bound = 0;          // initialized uniform in [-init_bound, init_bound]
+  float init_bound = 0;          // initialized to init_value + uniform in [-init_bound, init_bound]
+  float init_value = 0;
+  // False for statistics workers compute (BatchNorm's running mean and
+  // variance): servers replace them with the mean of the pushed values.
+  bool trainable = true;
   KeyRange range() const { return {offset, offset + size}; }
 };
 

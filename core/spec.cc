@@ -121,10 +121,17 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
         RETURN_IF_ERROR(Require(l.linear().out_features() <= (1 << 24),
                                 where + ".linear.out_features must be <= 16777216" + Got(l.linear().out_features())));
         break;
+      // Their settings depend on the input shape; Model::Create checks them.
       case proto::LayerSpec::kRelu:
+      case proto::LayerSpec::kConv2D:
+      case proto::LayerSpec::kMaxPool2D:
+      case proto::LayerSpec::kFlatten:
+      case proto::LayerSpec::kDropout:
+      case proto::LayerSpec::kBatchNorm:
         break;
       case proto::LayerSpec::KIND_NOT_SET:
-        return InvalidArgumentError(where + " sets no layer kind (linear, relu)");
+        return InvalidArgumentError(where +
+                                    " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, batch_norm)");
     }
   }
   return OkStatus();

@@ -24,7 +24,7 @@ void Linear::Bind(const float* params, float* grads) {
   }
 }
 
-void Linear::Forward(const float* x, int64_t batch, float* y) {
+void Linear::Forward(const float* x, int64_t batch, float* y, const Pass& /*pass*/) {
   if (batch == 0) return;
   float beta = 0.0f;
   if (has_bias_) {

@@ -1,4 +1,5 @@
-// Linear: y = x W^T + b with W of shape [out, in], computed with OpenBLAS sgemm.
+// Linear: y = x W^T + b with W of shape [out, in], computed with OpenBLAS
+// sgemm. Any input shape; each example is used as a flat vector.
 #ifndef TESSERA_MODELS_LINEAR_H_
 #define TESSERA_MODELS_LINEAR_H_
 
@@ -8,15 +9,13 @@ namespace tessera {
 
 class Linear : public Layer {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias)
-      : in_(in_features), out_(out_features), has_bias_(bias) {}
+  Linear(const Shape& in_shape, int64_t out_features, bool bias)
+      : Layer(in_shape, {out_features}), in_(NumElements(in_shape)), out_(out_features), has_bias_(bias) {}
 
   std::string type() const override { return "linear"; }
-  int64_t in_features() const override { return in_; }
-  int64_t out_features() const override { return out_; }
   std::vector<ParamShape> param_shapes() const override;
   void Bind(const float* params, float* grads) override;
-  void Forward(const float* x, int64_t batch, float* y) override;
+  void Forward(const float* x, int64_t batch, float* y, const Pass& pass) override;
   void Backward(const float* x, const float* y, const float* dy, int64_t batch, float* dx) override;
 
  private:

@@ -9,16 +9,16 @@
 
 namespace tessera {
 
-StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, int64_t input_features,
+StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                int num_classes) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
   std::unique_ptr<Model> model(new Model());
-  model->input_features_ = input_features;
+  model->input_shape_ = input_shape;
   model->num_classes_ = num_classes;
-  int64_t features = input_features;
+  Shape shape = input_shape;
   uint64_t offset = 0;
   for (int i = 0; i < spec.layer_size(); ++i) {
-    auto layer = CreateLayer(spec.layer(i), features);
+    auto layer = CreateLayer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
     for (const ParamShape& p : (*layer)->param_shapes()) {
@@ -29,14 +29,16 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, int
       for (int64_t d : p.shape) t.size *= static_cast<uint64_t>(d);
       t.offset = offset;
       t.init_bound = p.init_bound;
+      t.init_value = p.init_value;
+      t.trainable = p.trainable;
       offset += t.size;
       model->tensors_.push_back(t);
     }
-    features = (*layer)->out_features();
+    shape = (*layer)->out_shape();
     model->layers_.push_back(std::move(layer).value());
   }
-  if (features != num_classes) {
-    return InvalidArgumentError("the last layer gives " + std::to_string(features) + " outputs, expected " +
+  if (shape.size() != 1 || shape[0] != num_classes) {
+    return InvalidArgumentError("the last layer gives " + ShapeText(shape) + " outputs, expected " +
                                 std::to_string(num_classes) + " (one per class)");
   }
   model->num_keys_ = offset;
@@ -70,17 +72,18 @@ void Model::EnsureActivations(int64_t batch) {
   activation_batch_ = batch;
 }
 
-const float* Model::Forward(const float* x, int64_t batch) {
+const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
   EnsureActivations(batch);
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i]->Forward(in, batch, acts_[i].data());
+    const Pass layer_pass{pass.training, MixSeed(pass.seed, 0x1a7e5ULL, i)};
+    layers_[i]->Forward(in, batch, acts_[i].data(), layer_pass);
     in = acts_[i].data();
   }
   return in;
 }
 
-BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch) {
+BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed) {
   EnsureExclusiveGrads();
   BatchStats stats;
   stats.examples = batch;
@@ -88,7 +91,7 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
     std::memset(grads_->data(), 0, num_keys_ * sizeof(float));
     return stats;
   }
-  const float* logits = Forward(x, batch);
+  const float* logits = Forward(x, batch, Pass{true, seed});
   const size_t last = layers_.size() - 1;
   LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, grad_acts_[last].data());
   stats.loss_sum = loss.loss_sum;
@@ -105,7 +108,7 @@ BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t b
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) return stats;
-  const float* logits = Forward(x, batch);
+  const float* logits = Forward(x, batch, Pass{false, 0});
   LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, nullptr);
   stats.loss_sum = loss.loss_sum;
   stats.correct = loss.correct;
@@ -118,9 +121,17 @@ void InitializeParameters(const std::vector<TensorInfo>& tensors, uint64_t seed,
   for (size_t t = 0; t < tensors.size(); ++t) {
     SplitMix64 rng(MixSeed(seed, 0x1a17ULL, t));
     const float bound = tensors[t].init_bound;
+    const float value = tensors[t].init_value;
     float* out = params + tensors[t].offset;
-    for (uint64_t i = 0; i < tensors[t].size; ++i) out[i] = (2.0f * rng.NextFloat() - 1.0f) * bound;
+    for (uint64_t i = 0; i < tensors[t].size; ++i) out[i] = value + (2.0f * rng.NextFloat() - 1.0f) * bound;
   }
+}
+
+Shape ExampleShape(const std::vector<uint32_t>& idx_dims) {
+  if (idx_dims.size() == 3) return {1, idx_dims[1], idx_dims[2]};
+  Shape shape;
+  for (size_t i = 1; i < idx_dims.size(); ++i) shape.push_back(idx_dims[i]);
+  return shape;
 }
 
 std::string ParamsSha256(const float* params, uint64_t num_keys) {

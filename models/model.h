@@ -25,14 +25,16 @@ struct BatchStats {
 class Model {
  public:
   // InvalidArgument naming the layer when shapes do not fit, or when the
-  // last layer's outputs differ from num_classes.
-  static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, int64_t input_features,
+  // last layer's outputs differ from num_classes. input_shape is one
+  // example's shape: [1, 28, 28] for Fashion-MNIST (ExampleShape gives it).
+  static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                   int num_classes);
 
   // Parameter tensors in key order ("layer0.linear.weight", ...).
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   uint64_t num_keys() const { return num_keys_; }
-  int64_t input_features() const { return input_features_; }
+  int64_t input_features() const { return NumElements(input_shape_); }
+  const Shape& input_shape() const { return input_shape_; }
   int num_classes() const { return num_classes_; }
 
   float* params() { return params_.data(); }
@@ -44,11 +46,12 @@ class Model {
   const std::shared_ptr<std::vector<float>>& grads() const { return grads_; }
 
   // Forward and backward on x[batch, input_features]; grads() becomes the
-  // gradient of the loss summed (not averaged) over the batch. batch may be 0
-  // (grads become zero).
-  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch);
+  // gradient of the loss summed (not averaged) over the batch (for
+  // non-trainable tensors: their new values times batch). batch may be 0
+  // (grads become zero). `seed` seeds the step's randomness (dropout).
+  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed = 0);
 
-  // Forward only.
+  // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
 
   // SHA-256 over the parameters as little-endian float32 in key order
@@ -60,13 +63,13 @@ class Model {
   void EnsureActivations(int64_t batch);
   void EnsureExclusiveGrads();
   void BindLayers();
-  const float* Forward(const float* x, int64_t batch);
+  const float* Forward(const float* x, int64_t batch, const Pass& pass);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
   std::vector<TensorInfo> tensors_;
   uint64_t num_keys_ = 0;
-  int64_t input_features_ = 0;
+  Shape input_shape_;
   int num_classes_ = 0;
   std::vector<float> params_;
   std::shared_ptr<std::vector<float>> grads_;
@@ -75,9 +78,13 @@ class Model {
   int64_t activation_batch_ = 0;
 };
 
+// One example's shape for a dataset whose IDX images file has `dims`
+// ([count, rows, cols] gives [1, rows, cols]; other ranks drop the count).
+Shape ExampleShape(const std::vector<uint32_t>& idx_dims);
+
 // Fills params (num_keys floats) with each tensor's initial values: tensor t
-// uniform in +-init_bound from a generator seeded by (seed, t), so values do
-// not depend on how keys are split over servers.
+// init_value + uniform in +-init_bound from a generator seeded by (seed, t),
+// so values do not depend on how keys are split over servers.
 void InitializeParameters(const std::vector<TensorInfo>& tensors, uint64_t seed, float* params);
 
 // params_sha256 of a flat parameter buffer.

@@ -40,9 +40,7 @@ Status Scheduler::Prepare() {
   train_examples_ = data.max_train_examples() > 0 ? std::min(train, data.max_train_examples()) : train;
   test_examples_ = data.max_test_examples() > 0 ? std::min(test, data.max_test_examples()) : test;
   ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(data, data.train_images())));
-  int64_t features = 1;
-  for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
-  ASSIGN_OR_RETURN(auto model, Model::Create(options_.spec.model(), features, kNumClasses));
+  ASSIGN_OR_RETURN(auto model, Model::Create(options_.spec.model(), ExampleShape(dims), kNumClasses));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
     meta.set_name(t.name);
@@ -50,6 +48,8 @@ Status Scheduler::Prepare() {
     meta.set_offset(t.offset);
     meta.set_size(t.size);
     meta.set_init_bound(t.init_bound);
+    meta.set_init_value(t.init_value);
+    meta.set_trainable(t.trainable);
     tensors_.push_back(meta);
   }
   num_keys_ = model->num_keys();

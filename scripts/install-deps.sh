@@ -9,7 +9,7 @@ PACKAGES=(
   librocksdb-dev
   libgoogle-glog-dev libgflags-dev
   googletest libgtest-dev
-  libopenblas-dev zlib1g-dev libssl-dev
+  libopenblas-dev libdnnl-dev zlib1g-dev libssl-dev
   dataset-fashion-mnist
 )
 

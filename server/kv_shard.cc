@@ -25,6 +25,9 @@ KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& te
     s.state.assign(s.range.size() * optimizer_->state_per_param(), 0.0f);
     s.pending.resize(workers_);
     s.pending_examples.assign(workers_, 0);
+    for (const TensorInfo& t : tensors) {
+      if (t.offset <= s.range.begin && s.range.begin < t.offset + t.size) s.trainable = t.trainable;
+    }
     num_keys_ += s.range.size();
   }
 }
@@ -161,6 +164,11 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
         for (uint64_t k = 0; k < m; ++k) mean[k] += g[k];
       }
       for (uint64_t k = 0; k < m; ++k) mean[k] *= scale;
+    }
+    if (!slice->trainable) {
+      // Workers push value * examples: the mean is the example-weighted mean value.
+      std::memcpy(w + k0, mean, m * sizeof(float));
+      continue;
     }
     // State blocks span the whole slice (block j at j * n), the layout checkpoints store.
     float* state = per > 0 ? slice->state.data() + k0 : nullptr;

@@ -101,6 +101,8 @@ class KvShard {
     std::vector<std::optional<zmq::message_t>> pending;
     std::vector<int64_t> pending_examples;
     int pending_count = 0;
+    // False inside a non-trainable tensor: pushes carry values, not gradients.
+    bool trainable = true;
   };
 
   // Floats per optimizer call: small enough for the chunk's mean gradient to stay in L1.

@@ -120,6 +120,8 @@ Status Server::HandleScheduler(Message m) {
         info.offset = t.offset();
         info.size = t.size();
         info.init_bound = t.init_bound();
+        info.init_value = t.init_value();
+        info.trainable = t.trainable();
         tensors.push_back(info);
       }
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),

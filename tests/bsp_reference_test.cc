@@ -43,7 +43,7 @@ data { max_train_examples: 1000 max_test_examples: 500 shards_per_worker: 3 }
 // Single-process SGD replaying the cluster's data plan: at each step the
 // global batch is worker 0's batch, then worker 1's, ... as BSP combines them.
 std::vector<float> ReferenceSgd(const proto::JobSpec& spec, const ImageDataset& data) {
-  auto model = Model::Create(spec.model(), data.example_size(), data.num_classes);
+  auto model = Model::Create(spec.model(), Shape{1, data.rows, data.cols}, data.num_classes);
   CHECK(model.ok());
   InitializeParameters((*model)->tensors(), spec.seed(), (*model)->params());
   auto optimizer = CreateOptimizer(spec.optimizer());
@@ -107,7 +107,7 @@ TEST(BspReferenceTest, ClusterEqualsSingleProcessSgdWithTheGlobalBatch) {
   ASSERT_EQ(bytes->size(), reference.size() * sizeof(float));
   const float* cluster = reinterpret_cast<const float*>(bytes->data());
 
-  auto model = Model::Create(spec->model(), data->example_size(), data->num_classes);
+  auto model = Model::Create(spec->model(), Shape{1, data->rows, data->cols}, data->num_classes);
   ASSERT_OK(model.status());
   std::vector<float> initial((*model)->num_keys());
   InitializeParameters((*model)->tensors(), spec->seed(), initial.data());

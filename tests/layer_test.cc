@@ -59,7 +59,7 @@ double Weighted(const std::vector<float>& y, const std::vector<float>& r) {
 void CheckLinear(bool bias) {
   const int64_t in = 5, out = 4, batch = 3;
   std::mt19937 rng(bias ? 11 : 12);
-  Linear layer(in, out, bias);
+  Linear layer({in}, out, bias);
   const std::vector<ParamShape> shapes = layer.param_shapes();
   ASSERT_EQ(shapes.size(), bias ? 2u : 1u);
   EXPECT_EQ(shapes[0].name, "weight");
@@ -78,7 +78,7 @@ void CheckLinear(bool bias) {
   const std::vector<float> r = RandomVector(rng, batch * out);
   std::vector<float> y(batch * out, -7.0f);
 
-  layer.Forward(x.data(), batch, y.data());
+  layer.Forward(x.data(), batch, y.data(), Pass{});
   // Forward against a direct computation.
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t o = 0; o < out; ++o) {
@@ -93,7 +93,7 @@ void CheckLinear(bool bias) {
 
   auto loss = [&] {
     std::vector<float> yy(batch * out);
-    layer.Forward(x.data(), batch, yy.data());
+    layer.Forward(x.data(), batch, yy.data(), Pass{});
     return Weighted(yy, r);
   };
   for (size_t k = 0; k < nparams; ++k) {
@@ -116,7 +116,7 @@ TEST(LayerTest, LinearGradientsWithBias) { CheckLinear(/*bias=*/true); }
 TEST(LayerTest, LinearGradientsWithoutBias) { CheckLinear(/*bias=*/false); }
 
 TEST(LayerTest, LinearBatchZeroZeroesGradients) {
-  Linear layer(3, 2, /*bias=*/true);
+  Linear layer({3}, 2, /*bias=*/true);
   std::vector<float> params(8, 0.5f), grads(8, 9.0f);
   layer.Bind(params.data(), grads.data());
   layer.Backward(nullptr, nullptr, nullptr, 0, nullptr);
@@ -132,19 +132,19 @@ TEST(LayerTest, ReluForwardAndGradient) {
     if (std::fabs(v) < 0.05f) v = v < 0 ? -0.05f - std::fabs(v) : 0.05f + v;
   }
   const std::vector<float> r = RandomVector(rng, batch * features);
-  Relu layer(features);
+  Relu layer({features});
   EXPECT_TRUE(layer.param_shapes().empty());
   EXPECT_EQ(layer.in_features(), features);
   EXPECT_EQ(layer.out_features(), features);
   std::vector<float> y(batch * features);
-  layer.Forward(x.data(), batch, y.data());
+  layer.Forward(x.data(), batch, y.data(), Pass{});
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(y[i], x[i] > 0 ? x[i] : 0.0f) << i;
 
   std::vector<float> dx(x.size(), 1e6f);
   layer.Backward(x.data(), y.data(), r.data(), batch, dx.data());
   auto loss = [&] {
     std::vector<float> yy(y.size());
-    layer.Forward(x.data(), batch, yy.data());
+    layer.Forward(x.data(), batch, yy.data(), Pass{});
     return Weighted(yy, r);
   };
   for (size_t k = 0; k < x.size(); ++k) {
@@ -218,7 +218,7 @@ proto::ModelSpec MlpSpec() {
 }
 
 std::unique_ptr<Model> MakeMlp(uint64_t seed) {
-  auto model = Model::Create(MlpSpec(), 7, 3);
+  auto model = Model::Create(MlpSpec(), Shape{7}, 3);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   if (!model.ok()) return nullptr;
   InitializeParameters((*model)->tensors(), seed, (*model)->params());
@@ -348,7 +348,7 @@ TEST(LayerTest, ModelTrainBatchLeavesHeldGradientsAlone) {
 }
 
 TEST(LayerTest, ModelCreateRejectsWrongClassCount) {
-  auto model = Model::Create(MlpSpec(), 7, 4);
+  auto model = Model::Create(MlpSpec(), Shape{7}, 4);
   EXPECT_EQ(model.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(model.status().message(), HasSubstr("3 outputs"));
   EXPECT_THAT(model.status().message(), HasSubstr("expected 4"));
@@ -357,20 +357,20 @@ TEST(LayerTest, ModelCreateRejectsWrongClassCount) {
 TEST(LayerTest, ModelCreateNamesTheBadLayer) {
   proto::ModelSpec spec = MlpSpec();
   spec.mutable_layer(2)->mutable_linear()->set_out_features(0);
-  auto model = Model::Create(spec, 7, 3);
+  auto model = Model::Create(spec, Shape{7}, 3);
   EXPECT_EQ(model.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(model.status().message(), HasSubstr("model.layer[2]"));
   EXPECT_THAT(model.status().message(), HasSubstr("out_features"));
 
   proto::ModelSpec no_kind = MlpSpec();
   no_kind.add_layer();
-  auto model2 = Model::Create(no_kind, 7, 3);
+  auto model2 = Model::Create(no_kind, Shape{7}, 3);
   EXPECT_EQ(model2.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(model2.status().message(), HasSubstr("model.layer[3]"));
 }
 
 TEST(LayerTest, ModelCreateRejectsSpecWithoutLayers) {
-  auto model = Model::Create(proto::ModelSpec(), 3, 3);
+  auto model = Model::Create(proto::ModelSpec(), Shape{3}, 3);
   EXPECT_EQ(model.status().code(), StatusCode::kInvalidArgument);
 }
 

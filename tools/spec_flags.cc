@@ -61,9 +61,7 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   // The model must fit the data's shape; the scheduler checks again, but a
   // mistake is cheaper to report here, before any process starts.
   ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(d, d.train_images())));
-  int64_t features = 1;
-  for (size_t i = 1; i < dims.size(); ++i) features *= dims[i];
-  return Model::Create(spec.model(), features, kImageDatasetClasses).status();
+  return Model::Create(spec.model(), ExampleShape(dims), kImageDatasetClasses).status();
 }
 
 }  // namespace tessera

@@ -1,12 +1,14 @@
 #include "worker/worker.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
 
 #include "core/data_plan.h"
 #include "core/file_util.h"
+#include "core/random.h"
 #include "core/spec.h"
 #include "worker/batch_reader.h"
 
@@ -21,7 +23,10 @@ constexpr auto kProgressInterval = std::chrono::milliseconds(500);
 }  // namespace
 
 Status Worker::Run() {
-  if (options_.threads > 0) openblas_set_num_threads(options_.threads);
+  if (options_.threads > 0) {
+    openblas_set_num_threads(options_.threads);
+    omp_set_num_threads(options_.threads);  // oneDNN's threads
+  }
   ASSIGN_OR_RETURN(std::string endpoint, NormalizeEndpoint(options_.scheduler));
   scheduler_endpoint_ = endpoint;
   ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, endpoint));
@@ -87,7 +92,7 @@ Status Worker::Setup(const proto::Header& map_message) {
   LOG(INFO) << "worker " << rank_ << " loaded " << train_->count << " training and " << test_->count
             << " test examples in " << std::chrono::duration<double>(Clock::now() - start).count() << " s";
 
-  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_size(), train_->num_classes));
+  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), Shape{1, train_->rows, train_->cols}, train_->num_classes));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));
@@ -192,7 +197,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       reader.Read(order, position, count, &x, &labels);
       position += count;
     }
-    const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count);
+    const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count, MixSeed(map_.spec().seed(), rank_, step));
     const auto computed = Clock::now();
     RETURN_IF_ERROR(kv_->Push(step, count, model_->grads(), /*want_params=*/true));
     // BSP: the reply must be this step's parameters.

@@ -11,6 +11,7 @@ KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& te
                  const Optimizer* optimizer, proto::Consistency consistency, int workers)
     : slices_(std::move(slices)), optimizer_(optimizer), consistency_(consistency), workers_(workers) {
   CHECK_GE(workers_, 1);
+  active_.assign(workers_, true);
   uint64_t total = 0;
   for (const TensorInfo& t : tensors) total = std::max(total, t.offset + t.size);
   // Initialize the whole model, keep our slices: values must not depend on
@@ -25,6 +26,7 @@ KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& te
     s.state.assign(s.range.size() * optimizer_->state_per_param(), 0.0f);
     s.pending.resize(workers_);
     s.pending_examples.assign(workers_, 0);
+    s.last_push.assign(workers_, -1);
     for (const TensorInfo& t : tensors) {
       if (t.offset <= s.range.begin && s.range.begin < t.offset + t.size) s.trainable = t.trainable;
     }
@@ -70,6 +72,9 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
     return InvalidArgumentError("push from worker rank " + std::to_string(rank) + ", expected 0.." +
                                 std::to_string(workers_ - 1));
   }
+  if (!active_[rank]) {
+    return InvalidArgumentError("push from worker rank " + std::to_string(rank) + ", which has left the job");
+  }
   if (examples < 0) return InvalidArgumentError("push of " + std::to_string(examples) + " examples");
   if (ranges.empty()) return InvalidArgumentError("push names no key ranges");
   if (frames.size() != ranges.size()) return InvalidArgumentError("push frame count does not match its ranges");
@@ -98,6 +103,7 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
   bool applied = false;
   for (size_t i = 0; i < indices.size(); ++i) {
     Slice& s = state_[indices[i]];
+    s.last_push[rank] = step;
     if (consistency_ == proto::ASP) {
       if (examples > 0) {
         const float* g = Aligned(frames[i], 0);
@@ -110,7 +116,8 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
     }
     s.pending[rank] = std::move(frames[i]);
     s.pending_examples[rank] = examples;
-    if (++s.pending_count == workers_) {
+    ++s.pending_count;
+    if (Complete(s)) {
       ApplyPending(&s);
       MaybeCapture(indices[i]);
       applied = true;
@@ -124,12 +131,52 @@ const float* KvShard::Aligned(const zmq::message_t& frame, size_t scratch_slot) 
   return FrameFloats(frame, &scratch_[scratch_slot]);
 }
 
+bool KvShard::Complete(const Slice& slice) const {
+  if (slice.pending_count == 0) return false;
+  for (int r = 0; r < workers_; ++r) {
+    if (active_[r] && !slice.pending[r].has_value()) return false;
+  }
+  return true;
+}
+
+StatusOr<bool> KvShard::SetActive(const std::vector<int>& ranks, std::vector<Reach>* left) {
+  std::vector<bool> active(workers_, false);
+  for (int r : ranks) {
+    if (r < 0 || r >= workers_) {
+      return InvalidArgumentError("membership names worker rank " + std::to_string(r) + ", expected 0.." +
+                                  std::to_string(workers_ - 1));
+    }
+    active[r] = true;
+  }
+  for (int r = 0; r < workers_; ++r) {
+    if (!active_[r] || active[r]) continue;
+    Reach reach;
+    reach.rank = r;
+    reach.min_step = state_.empty() ? -1 : INT64_MAX;
+    for (const Slice& s : state_) {
+      reach.min_step = std::min(reach.min_step, s.last_push[r]);
+      reach.max_step = std::max(reach.max_step, s.last_push[r]);
+    }
+    left->push_back(reach);
+  }
+  active_ = std::move(active);
+  bool applied = false;
+  if (consistency_ != proto::BSP) return applied;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (!Complete(state_[i])) continue;
+    ApplyPending(&state_[i]);
+    MaybeCapture(i);
+    applied = true;
+  }
+  return applied;
+}
+
 void KvShard::ApplyPending(Slice* slice) {
   int64_t examples = 0;
   std::vector<const float*> gradients;
   // Rank order, so the float sum is the same in every run.
   for (int r = 0; r < workers_; ++r) {
-    if (slice->pending_examples[r] == 0) continue;
+    if (!slice->pending[r].has_value() || slice->pending_examples[r] == 0) continue;
     examples += slice->pending_examples[r];
     gradients.push_back(Aligned(*slice->pending[r], gradients.size()));
   }
@@ -253,6 +300,7 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
     for (auto& p : s.pending) p.reset();
     std::fill(s.pending_examples.begin(), s.pending_examples.end(), 0);
     s.pending_count = 0;
+    std::fill(s.last_push.begin(), s.last_push.end(), -1);
   }
   return OkStatus();
 }

@@ -7,7 +7,7 @@
 // it is complete, overlapping its work with the transfer of the next piece.
 //
 // BSP: a slice's pushes for its current version are held until every
-// worker's has come, summed in worker-rank order (never arrival order, so runs
+// taking-part worker's has come (SetActive changes who takes part), summed in worker-rank order (never arrival order, so runs
 // are bitwise reproducible), divided by the step's example count, and applied
 // once. ASP: each push is applied on arrival.
 //
@@ -84,6 +84,21 @@ class KvShard {
   // The highest slice version.
   int64_t MaxVersion() const;
 
+  // The worker ranks taking part from now on (at first all of them). Pushes
+  // from other ranks are refused. A rank that leaves keeps the pushes that
+  // already arrived: they are applied with the step they belong to. Slices
+  // whose step waited only for ranks that left are applied now; returns
+  // whether any was. *left gets, per rank that was taking part and is not
+  // any more, the lowest and highest step of its last push over the slices
+  // (-1 where none came). InvalidArgument, nothing changed, for a rank
+  // outside [0, workers).
+  struct Reach {
+    int rank = -1;
+    int64_t min_step = -1, max_step = -1;
+  };
+  StatusOr<bool> SetActive(const std::vector<int>& ranks, std::vector<Reach>* left);
+  bool active(int rank) const { return rank >= 0 && rank < workers_ && active_[rank]; }
+
   // Loads every owned slice's parameters and optimizer state from `records`
   // (a checkpoint's slices, however they were split) and sets every slice's
   // version to `step`. DataLoss, with nothing changed, when the records
@@ -101,6 +116,8 @@ class KvShard {
     std::vector<std::optional<zmq::message_t>> pending;
     std::vector<int64_t> pending_examples;
     int pending_count = 0;
+    // Per rank: the step of its last push of this slice, -1 before any.
+    std::vector<int64_t> last_push;
     // False inside a non-trainable tensor: pushes carry values, not gradients.
     bool trainable = true;
   };
@@ -111,6 +128,8 @@ class KvShard {
   // Steps slice `s` with the sum of `gradients` (in the order given) divided by `examples`.
   void ApplySlice(Slice* slice, std::span<const float* const> gradients, int64_t examples);
   void ApplyPending(Slice* slice);
+  // BSP: some push is held and every taking-part rank's is in.
+  bool Complete(const Slice& slice) const;
   // The frame's floats, copied into a scratch buffer when unaligned.
   const float* Aligned(const zmq::message_t& frame, size_t scratch_slot);
 
@@ -120,6 +139,7 @@ class KvShard {
   const Optimizer* optimizer_;
   proto::Consistency consistency_;
   int workers_;
+  std::vector<bool> active_;  // by rank: taking part
   std::vector<std::vector<float>> scratch_;  // for unaligned frames
   // The armed cut: its step and the slices captured so far.
   std::optional<int64_t> armed_step_;

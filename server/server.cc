@@ -142,6 +142,8 @@ Status Server::HandleScheduler(Message m) {
     case proto::CHECKPOINT:
       StartCheckpoint(m.header.checkpoint());
       return OkStatus();
+    case proto::MEMBERSHIP:
+      return ChangeMembership(m.header.membership());
     case proto::SHUTDOWN:
       shutdown_ = true;
       shutdown_reason_ = m.header.shutdown().reason();
@@ -203,6 +205,41 @@ void Server::HandleWorker(Message m) {
     default:
       LOG(WARNING) << "dropped op " << proto::Op_Name(h.op()) << " on the data port";
   }
+}
+
+Status Server::ChangeMembership(const proto::Membership& membership) {
+  if (shard_ == nullptr) {
+    LOG(WARNING) << "ignoring a membership before the cluster map";
+    return OkStatus();
+  }
+  const std::vector<int> ranks(membership.active().begin(), membership.active().end());
+  std::vector<KvShard::Reach> left;
+  auto applied = shard_->SetActive(ranks, &left);
+  if (!applied.ok()) {
+    LOG(WARNING) << "ignoring a membership: " << applied.status().ToString();
+    return OkStatus();
+  }
+  proto::Header ack;
+  ack.set_op(proto::MEMBERSHIP_ACK);
+  ack.set_job_id(job_id_);
+  ack.set_sender_role(proto::SERVER);
+  ack.set_sender_rank(rank_);
+  ack.mutable_membership_ack()->set_seq(membership.seq());
+  for (const KvShard::Reach& r : left) {
+    proto::RankReach* out = ack.mutable_membership_ack()->add_left();
+    out->set_rank(r.rank);
+    out->set_min_step(r.min_step);
+    out->set_max_step(r.max_step);
+    out->set_has_slices(!shard_->ranges().empty());
+    LOG(INFO) << "worker " << r.rank << " left: its pushes reached steps " << r.min_step << " to " << r.max_step
+              << " of this server's slices";
+  }
+  LOG(INFO) << "membership " << membership.seq() << ": " << ranks.size() << " workers take part";
+  if (*applied) {
+    MaybeStartWrite();  // a step applied now may complete an armed cut
+    AnswerWaiting();
+  }
+  return scheduler_->Send(ack);
 }
 
 Status Server::RestoreFrom(const proto::Restore& restore) {

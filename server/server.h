@@ -52,6 +52,8 @@ class Server {
   void ReplyParams(const std::string& peer, const std::vector<int>& slices);
   void ReplyError(const std::string& peer, const std::string& message);
   void AnswerWaiting();
+  // MEMBERSHIP: the workers taking part change; answers MEMBERSHIP_ACK.
+  Status ChangeMembership(const proto::Membership& membership);
   // Loads the slices from the checkpoint the cluster map names.
   Status RestoreFrom(const proto::Restore& restore);
   // Arms a cut for a CHECKPOINT request (or refuses it).

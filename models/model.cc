@@ -1,6 +1,7 @@
 #include "models/model.h"
 
 #include <bit>
+#include <chrono>
 #include <cstring>
 
 #include "core/random.h"
@@ -72,12 +73,29 @@ void Model::EnsureActivations(int64_t batch) {
   activation_batch_ = batch;
 }
 
+namespace {
+
+using ProfileClock = std::chrono::steady_clock;
+
+double SecondsSince(ProfileClock::time_point start) {
+  return std::chrono::duration<double>(ProfileClock::now() - start).count();
+}
+
+}  // namespace
+
+void Model::EnableProfiling() {
+  profile_.clear();
+  for (size_t i = 0; i < layers_.size(); ++i) profile_.push_back({"layer" + std::to_string(i) + "." + layers_[i]->type()});
+}
+
 const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
   EnsureActivations(batch);
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Pass layer_pass{pass.training, MixSeed(pass.seed, 0x1a7e5ULL, i)};
+    const auto start = ProfileClock::now();
     layers_[i]->Forward(in, batch, acts_[i].data(), layer_pass);
+    if (!profile_.empty()) profile_[i].forward_seconds += SecondsSince(start);
     in = acts_[i].data();
   }
   return in;
@@ -99,7 +117,9 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
   for (size_t i = layers_.size(); i-- > 0;) {
     const float* in = i == 0 ? x : acts_[i - 1].data();
     float* dx = i == 0 ? nullptr : grad_acts_[i - 1].data();
+    const auto start = ProfileClock::now();
     layers_[i]->Backward(in, acts_[i].data(), grad_acts_[i].data(), batch, dx);
+    if (!profile_.empty()) profile_[i].backward_seconds += SecondsSince(start);
   }
   return stats;
 }

@@ -16,6 +16,13 @@
 
 namespace tessera {
 
+// Seconds spent in one layer since profiling was turned on.
+struct LayerProfile {
+  std::string layer;  // "layer3.conv2d"
+  double forward_seconds = 0;
+  double backward_seconds = 0;
+};
+
 struct BatchStats {
   double loss_sum = 0;
   int64_t correct = 0;
@@ -54,6 +61,11 @@ class Model {
   // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
 
+  // Per-layer timing of every pass from now on (a clock read per layer and
+  // pass); profile() holds the totals.
+  void EnableProfiling();
+  const std::vector<LayerProfile>& profile() const { return profile_; }
+
   // SHA-256 over the parameters as little-endian float32 in key order
   // (docs/FORMATS.md: params_sha256).
   std::string ParamsSha256() const;
@@ -76,6 +88,7 @@ class Model {
   // acts_[i]: output of layer i; grad_acts_[i]: dL/d(output of layer i).
   std::vector<std::vector<float>> acts_, grad_acts_;
   int64_t activation_batch_ = 0;
+  std::vector<LayerProfile> profile_;  // empty unless profiling
 };
 
 // One example's shape for a dataset whose IDX images file has `dims`

@@ -39,7 +39,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     model->layers_.push_back(std::move(layer).value());
   }
   if (shape.size() != 1 || shape[0] != num_classes) {
-    return InvalidArgumentError("the last layer gives " + ShapeText(shape) + " outputs, expected " +
+    const std::string gives = shape.size() == 1 ? std::to_string(shape[0]) + " outputs" : "outputs of shape " + ShapeText(shape);
+    return InvalidArgumentError("the last layer gives " + gives + ", expected " +
                                 std::to_string(num_classes) + " (one per class)");
   }
   model->num_keys_ = offset;

@@ -367,7 +367,7 @@ TEST(CnnLayersTest, ShapeMistakesAreNamed) {
 
   proto::ModelSpec ends_wide = SmallCnn(false);
   ends_wide.mutable_layer()->DeleteSubrange(3, 2);  // no flatten, no linear
-  EXPECT_THAT(Model::Create(ends_wide, Shape{1, 6, 6}, 3).status().message(), HasSubstr("the last layer gives [2, 3, 3]"));
+  EXPECT_THAT(Model::Create(ends_wide, Shape{1, 6, 6}, 3).status().message(), HasSubstr("the last layer gives outputs of shape [2, 3, 3]"));
 
   proto::ModelSpec dropout;
   dropout.add_layer()->mutable_dropout()->set_p(1.0f);

@@ -23,6 +23,9 @@ struct Conv2d::Primitives {
   memory::desc src_plain, dst_plain, weight_plain, bias_plain;
   // Scratch memories for layout conversions.
   memory src, weights, dst, diff_dst, diff_src, diff_weights, bwd_src, bwd_weights_in;
+  // What the last training Forward converted, for Backward to reuse.
+  memory forward_src, forward_weights;
+  const float* forward_x = nullptr;
 };
 
 Conv2d::Conv2d(const ConvGeometry& g)
@@ -92,6 +95,9 @@ void Conv2d::Forward(const float* x, int64_t batch, float* y, const Pass& /*pass
   p.fwd.execute(Stream(), args);
   CopyOut(dst, y_user);
   Stream().wait();
+  p.forward_src = src;
+  p.forward_weights = weights;
+  p.forward_x = x;
 }
 
 void Conv2d::Backward(const float* x, const float* /*y*/, const float* dy, int64_t batch, float* dx) {
@@ -102,7 +108,10 @@ void Conv2d::Backward(const float* x, const float* /*y*/, const float* dy, int64
   }
   Primitives& p = For(batch);
   memory diff_dst_w = InLayout(Wrap(p.dst_plain, dy), p.bwd_weights_pd.diff_dst_desc(), &p.diff_dst);
-  memory src = InLayout(Wrap(p.src_plain, x), p.bwd_weights_pd.src_desc(), &p.bwd_src);
+  // The input and weights as Forward converted them, when the layouts agree.
+  memory src = x == p.forward_x && p.forward_src.get_desc() == p.bwd_weights_pd.src_desc()
+                   ? p.forward_src
+                   : InLayout(Wrap(p.src_plain, x), p.bwd_weights_pd.src_desc(), &p.bwd_src);
   memory dw_user = Wrap(p.weight_plain, weight_grad_);
   memory dw = OutputFor(dw_user, p.bwd_weights_pd.diff_weights_desc(), &p.diff_weights);
   std::unordered_map<int, memory> args = {
@@ -114,7 +123,9 @@ void Conv2d::Backward(const float* x, const float* /*y*/, const float* dy, int64
     memory diff_dst = p.bwd_data_pd.diff_dst_desc() == diff_dst_w.get_desc()
                           ? diff_dst_w
                           : InLayout(Wrap(p.dst_plain, dy), p.bwd_data_pd.diff_dst_desc(), &p.diff_dst);
-    memory weights = InLayout(Wrap(p.weight_plain, weight_), p.bwd_data_pd.weights_desc(), &p.bwd_weights_in);
+    memory weights = p.forward_weights && p.forward_weights.get_desc() == p.bwd_data_pd.weights_desc()
+                         ? p.forward_weights
+                         : InLayout(Wrap(p.weight_plain, weight_), p.bwd_data_pd.weights_desc(), &p.bwd_weights_in);
     memory dx_user = Wrap(p.src_plain, dx);
     memory diff_src = OutputFor(dx_user, p.bwd_data_pd.diff_src_desc(), &p.diff_src);
     p.bwd_data.execute(Stream(), {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights},

@@ -1,11 +1,8 @@
 #include "models/max_pool2d.h"
 
-#include "models/dnnl_util.h"
+#include <cstring>
 
 namespace tessera {
-
-using dnnl::memory;
-using namespace dnnl_util;
 
 namespace {
 
@@ -15,57 +12,51 @@ Shape PooledShape(const Shape& in, int64_t kernel, int64_t stride) {
 
 }  // namespace
 
-// Pooling runs on the plain layout: the workspace (argmax positions) the
-// training forward writes is what the backward pass reads.
-struct MaxPool2d::Primitives {
-  dnnl::pooling_forward::primitive_desc fwd_pd;
-  dnnl::pooling_backward::primitive_desc bwd_pd;
-  dnnl::pooling_forward fwd;
-  dnnl::pooling_backward bwd;
-  memory::desc src_plain, dst_plain;
-  memory workspace;
-};
-
 MaxPool2d::MaxPool2d(const Shape& in_shape, int64_t kernel, int64_t stride)
     : Layer(in_shape, PooledShape(in_shape, kernel, stride)), kernel_(kernel), stride_(stride) {}
 
-MaxPool2d::~MaxPool2d() = default;
-
-MaxPool2d::Primitives& MaxPool2d::For(int64_t batch) {
-  auto it = primitives_.find(batch);
-  if (it != primitives_.end()) return *it->second;
-  auto p = std::make_unique<Primitives>();
-  p->src_plain = Plain({batch, in_shape()[0], in_shape()[1], in_shape()[2]});
-  p->dst_plain = Plain({batch, out_shape()[0], out_shape()[1], out_shape()[2]});
-  const memory::dims strides = {stride_, stride_}, kernel = {kernel_, kernel_}, pad = {0, 0};
-  dnnl::pooling_forward::desc fwd_desc(dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, p->src_plain,
-                                       p->dst_plain, strides, kernel, pad, pad);
-  p->fwd_pd = dnnl::pooling_forward::primitive_desc(fwd_desc, Engine());
-  dnnl::pooling_backward::desc bwd_desc(dnnl::algorithm::pooling_max, p->src_plain, p->dst_plain, strides, kernel, pad,
-                                        pad);
-  p->bwd_pd = dnnl::pooling_backward::primitive_desc(bwd_desc, Engine(), p->fwd_pd);
-  p->fwd = dnnl::pooling_forward(p->fwd_pd);
-  p->bwd = dnnl::pooling_backward(p->bwd_pd);
-  p->workspace = memory(p->fwd_pd.workspace_desc(), Engine());
-  return *primitives_.emplace(batch, std::move(p)).first->second;
-}
-
 void MaxPool2d::Forward(const float* x, int64_t batch, float* y, const Pass& /*pass*/) {
-  if (batch == 0) return;
-  Primitives& p = For(batch);
-  p.fwd.execute(Stream(), {{DNNL_ARG_SRC, Wrap(p.src_plain, x)},
-                           {DNNL_ARG_DST, Wrap(p.dst_plain, y)},
-                           {DNNL_ARG_WORKSPACE, p.workspace}});
-  Stream().wait();
+  const int64_t planes = batch * in_shape()[0];
+  const int64_t width = in_shape()[2], plane = in_shape()[1] * width;
+  const int64_t out_h = out_shape()[1], out_w = out_shape()[2];
+  argmax_.resize(planes * out_h * out_w);
+  int32_t* winner = argmax_.data();
+  for (int64_t p = 0; p < planes; ++p, x += plane) {
+    for (int64_t i = 0; i < out_h; ++i) {
+      for (int64_t j = 0; j < out_w; ++j) {
+        // The first maximum wins, as in PyTorch. Selects, not branches: which
+        // value wins is data, and a branch on it mispredicts.
+        int32_t best = static_cast<int32_t>(i * stride_ * width + j * stride_);
+        float best_value = x[best];
+        for (int64_t a = 0; a < kernel_; ++a) {
+          const int32_t row = static_cast<int32_t>((i * stride_ + a) * width + j * stride_);
+          for (int32_t b = 0; b < kernel_; ++b) {
+            const float v = x[row + b];
+            const bool wins = v > best_value;
+            best_value = wins ? v : best_value;
+            best = wins ? row + b : best;
+          }
+        }
+        *y++ = best_value;
+        *winner++ = best;
+      }
+    }
+  }
 }
 
 void MaxPool2d::Backward(const float* /*x*/, const float* /*y*/, const float* dy, int64_t batch, float* dx) {
-  if (dx == nullptr || batch == 0) return;
-  Primitives& p = For(batch);
-  p.bwd.execute(Stream(), {{DNNL_ARG_DIFF_DST, Wrap(p.dst_plain, dy)},
-                           {DNNL_ARG_DIFF_SRC, Wrap(p.src_plain, dx)},
-                           {DNNL_ARG_WORKSPACE, p.workspace}});
-  Stream().wait();
+  if (dx == nullptr) return;
+  const int64_t planes = batch * in_shape()[0];
+  const int64_t plane = in_shape()[1] * in_shape()[2];
+  const int64_t outputs = out_shape()[1] * out_shape()[2];
+  std::memset(dx, 0, planes * plane * sizeof(float));
+  const int32_t* winner = argmax_.data();
+  for (int64_t p = 0; p < planes; ++p, dx += plane) {
+    // += : overlapping windows (stride < kernel) may share a winner.
+    for (int64_t o = 0; o < outputs; ++o) dx[winner[o]] += dy[o];
+    dy += outputs;
+    winner += outputs;
+  }
 }
 
 }  // namespace tessera

@@ -70,6 +70,16 @@ JsonObject& JsonObject::Add(const std::string& key, bool value) {
   return *this;
 }
 
+JsonObject& JsonObject::Add(const std::string& key, const std::vector<int64_t>& values) {
+  Key(key);
+  std::string v = "[";
+  for (size_t i = 0; i < values.size(); ++i) v += (i > 0 ? ", " : "") + std::to_string(values[i]);
+  v += "]";
+  body_ += v;
+  pretty_ += v;
+  return *this;
+}
+
 std::string JsonObject::ToPrettyString() const { return "{\n" + pretty_ + "\n}\n"; }
 
 }  // namespace tessera

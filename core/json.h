@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace tessera {
 
@@ -16,6 +17,8 @@ class JsonObject {
   JsonObject& Add(const std::string& key, int64_t value);
   JsonObject& Add(const std::string& key, int value) { return Add(key, static_cast<int64_t>(value)); }
   JsonObject& Add(const std::string& key, bool value);
+  // An array of integers: "key": [1, 2, 3].
+  JsonObject& Add(const std::string& key, const std::vector<int64_t>& values);
 
   // One line: {"a": 1, "b": "x"}.
   std::string ToString() const { return "{" + body_ + "}"; }

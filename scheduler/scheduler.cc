@@ -104,6 +104,12 @@ Status Scheduler::Run() {
     result = CheckHeartbeats();
     if (result.ok()) result = CheckCheckpointTimeout();
     if (!result.ok()) break;
+    if (started_ && !finished_ && !stopping_ && LiveWorkers().empty() &&
+        Clock::now() - no_workers_since_ > std::chrono::seconds(options_.register_timeout_s)) {
+      result = UnavailableError("every worker was lost and none joined within " +
+                                std::to_string(options_.register_timeout_s) + " s");
+      break;
+    }
     if (!started_ && Clock::now() > register_deadline) {
       result = DeadlineExceededError(
           std::to_string(server_peers_.size()) + " of " + std::to_string(options_.spec.cluster().servers()) +
@@ -159,7 +165,7 @@ Status Scheduler::Handle(Message m) {
       reply.set_job_id(job_id_);
       reply.set_sender_role(proto::SCHEDULER);
       *reply.mutable_lease() = leases_.Next(node.rank);
-      return socket_->Send(reply, {}, node.peer);
+      return SendToWorker(node.peer, reply);
     }
     case proto::PROGRESS:
       if (node.role != proto::WORKER) break;
@@ -173,6 +179,9 @@ Status Scheduler::Handle(Message m) {
     case proto::CHECKPOINT_DONE:
       if (node.role != proto::SERVER) break;
       return HandleCheckpointDone(node, h.checkpoint_done());
+    case proto::MEMBERSHIP_ACK:
+      if (node.role != proto::SERVER) break;
+      return HandleMembershipAck(node, h.membership_ack());
     default:
       break;
   }
@@ -187,7 +196,7 @@ Status Scheduler::HandleHeartbeat(const Message& m) {
                                           : h.sender_role() == proto::WORKER ? &worker_peers_
                                                                              : nullptr;
   if (h.job_id() != job_id_ || peers == nullptr || h.sender_rank() < 0 ||
-      h.sender_rank() >= static_cast<int>(peers->size())) {
+      h.sender_rank() >= static_cast<int>(peers->size()) || (*peers)[h.sender_rank()].empty()) {
     LOG(WARNING) << "dropped a heartbeat from an unknown node";
     return OkStatus();
   }
@@ -204,14 +213,174 @@ Status Scheduler::CheckHeartbeats() {
   if (!started_) return OkStatus();
   const auto timeout = std::chrono::milliseconds(options_.spec.cluster().heartbeat_timeout_ms());
   const auto now = Clock::now();
+  std::vector<std::pair<std::string, std::string>> lost_workers;  // peer, why
   for (const auto& [peer, node] : nodes_) {
-    if (!node.released && now - node.last_heartbeat > timeout) {
-      return UnavailableError(proto::Role_Name(node.role) + " " + std::to_string(node.rank) + " (pid " +
-                              std::to_string(node.pid) + ") sent no heartbeat for " +
-                              std::to_string(Seconds(now - node.last_heartbeat)).substr(0, 4) + " s: it is lost");
+    if (node.released || node.standby || now - node.last_heartbeat <= timeout) continue;
+    const std::string why = "sent no heartbeat for " +
+                            std::to_string(Seconds(now - node.last_heartbeat)).substr(0, 4) + " s: it is lost";
+    if (node.role == proto::WORKER) {
+      lost_workers.emplace_back(peer, why);
+      continue;
+    }
+    return UnavailableError(proto::Role_Name(node.role) + " " + std::to_string(node.rank) + " (pid " +
+                            std::to_string(node.pid) + ") " + why);
+  }
+  for (const auto& [peer, why] : lost_workers) RETURN_IF_ERROR(LoseWorker(peer, why));
+  return OkStatus();
+}
+
+std::vector<int> Scheduler::LiveWorkers() const {
+  std::vector<int> ranks;
+  for (size_t r = 0; r < worker_peers_.size(); ++r) {
+    if (!worker_peers_[r].empty()) ranks.push_back(static_cast<int>(r));
+  }
+  return ranks;
+}
+
+Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
+  auto it = nodes_.find(peer);
+  if (it == nodes_.end()) return OkStatus();
+  const Node node = it->second;
+  nodes_.erase(it);
+  // Should it be alive after all, it must stop: its rank goes to another worker.
+  proto::Header bye;
+  bye.set_op(proto::SHUTDOWN);
+  bye.set_job_id(job_id_);
+  bye.set_sender_role(proto::SCHEDULER);
+  bye.mutable_shutdown()->set_reason("this worker was declared lost: " + why);
+  socket_->Send(bye, {}, peer).IgnoreError();
+  if (node.standby) {
+    standby_.erase(std::remove(standby_.begin(), standby_.end(), peer), standby_.end());
+    LOG(WARNING) << "standby worker (pid " << node.pid << ") " << why;
+    return OkStatus();
+  }
+  const int r = node.rank;
+  worker_peers_[r].clear();
+  ++workers_lost_;
+  const bool in_part = phase_running_ && participants_[r] && !phase_reports_[r].has_value();
+  LOG(WARNING) << "worker " << r << " (pid " << node.pid << ") " << why << "; the job goes on with "
+               << LiveWorkers().size() << " workers"
+               << (in_part ? ", and its positions of this phase not yet trained go to the others" : "");
+  JsonObject line;
+  line.Add("event", "worker_lost")
+      .Add("rank", r)
+      .Add("pid", node.pid)
+      .Add("epoch", epoch_ + 1)
+      .Add("step", latest_step_)
+      .Add("workers", static_cast<int64_t>(LiveWorkers().size()))
+      .Add("reason", why);
+  RecordMetrics(line.ToString());
+  if (LiveWorkers().empty()) no_workers_since_ = Clock::now();
+  if (in_part) {
+    lost_in_phase_[r] = true;
+    if (!in_test_) {
+      epoch_disturbed_ = true;
+      if (checkpoint_.has_value() && checkpoint_->steps_into_epoch > 0 && checkpoint_->error.empty()) {
+        // The cursor of a cut inside this epoch assumes the fixed data plan of all workers.
+        LOG(WARNING) << "giving up the checkpoint at step " << checkpoint_->step << ": a worker was lost inside its epoch";
+        checkpoint_->error = "worker " + std::to_string(r) + " was lost inside the epoch of the cut";
+      }
     }
   }
+  // The servers stop waiting for it.
+  std::vector<bool> active = server_active_;
+  active[r] = false;
+  RETURN_IF_ERROR(SendMembership(active));
+  if (in_part) {
+    if (in_test_) {
+      leases_.HandBack(r, 0, 1);  // its evaluation results are lost with it: all its test shards go back
+    } else {
+      LostWorker lost;
+      lost.rank = r;
+      lost.seq = membership_seq_;
+      lost_pending_.push_back(lost);  // the hand-back waits for how far its pushes reached
+    }
+  }
+  RETURN_IF_ERROR(AssignStandby());
+  RETURN_IF_ERROR(MaybeFinishPart());
+  return MaybeRunPendingStart();
+}
+
+Status Scheduler::SendMembership(const std::vector<bool>& active) {
+  server_active_ = active;
+  proto::Header h;
+  h.set_op(proto::MEMBERSHIP);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SCHEDULER);
+  h.mutable_membership()->set_seq(++membership_seq_);
+  for (size_t r = 0; r < active.size(); ++r) {
+    if (active[r]) h.mutable_membership()->add_active(static_cast<int>(r));
+  }
+  MembershipChange change;
+  change.seq = membership_seq_;
+  membership_changes_.push_back(change);
+  for (const std::string& peer : server_peers_) RETURN_IF_ERROR(socket_->Send(h, {}, peer));
   return OkStatus();
+}
+
+Status Scheduler::HandleMembershipAck(const Node& node, const proto::MembershipAck& ack) {
+  auto change = std::find_if(membership_changes_.begin(), membership_changes_.end(),
+                             [&](const MembershipChange& c) { return c.seq == ack.seq(); });
+  if (change == membership_changes_.end()) {
+    LOG(WARNING) << "dropped a MEMBERSHIP_ACK for change " << ack.seq() << " from server " << node.rank;
+    return OkStatus();
+  }
+  for (const proto::RankReach& reach : ack.left()) {
+    for (LostWorker& lost : lost_pending_) {
+      if (lost.rank != reach.rank() || lost.seq != ack.seq() || !reach.has_slices()) continue;
+      lost.min_step = std::min(lost.min_step, reach.min_step());
+      lost.max_step = std::max(lost.max_step, reach.max_step());
+    }
+  }
+  if (++change->acks < static_cast<int>(server_peers_.size())) return OkStatus();
+  membership_changes_.erase(change);
+  // Every server has it: the lost workers of this change hand their positions back.
+  const int batch = options_.spec.batch_size();
+  std::vector<LostWorker> still;
+  for (const LostWorker& lost : lost_pending_) {
+    if (lost.seq != ack.seq()) {
+      still.push_back(lost);
+      continue;
+    }
+    // Its steps of this part: those whose push reached every slice (from the
+    // part's first step on); a step that reached only some slices (it died
+    // between the parts of one push) is handed back too.
+    const int64_t reached = lost.min_step == INT64_MAX ? phase_first_step_ - 1 : lost.min_step;
+    const int64_t steps = std::max(phase_skip_steps_, std::max<int64_t>(0, reached - phase_first_step_ + 1));
+    const int64_t used = leases_.HandBack(lost.rank, steps, batch);
+    epoch_lost_examples_ += used;
+    part_worker_steps_ += std::max<int64_t>(0, reached - phase_first_step_ + 1);
+    LOG(INFO) << "worker " << lost.rank << " had done " << steps << " steps of this phase part (" << used
+              << " examples); " << leases_.returned_examples() << " examples go to the workers left";
+    if (lost.max_step > reached) {
+      LOG(WARNING) << "worker " << lost.rank << " was lost between the parts of its push for step " << reached + 1
+                   << ": the slices that got it applied it, the others did not; its examples are trained again";
+    }
+  }
+  lost_pending_ = std::move(still);
+  RETURN_IF_ERROR(MaybeFinishPart());
+  return MaybeRunPendingStart();
+}
+
+Status Scheduler::AssignStandby() {
+  while (!standby_.empty()) {
+    auto free = std::find(worker_peers_.begin(), worker_peers_.end(), std::string());
+    if (free == worker_peers_.end()) return OkStatus();
+    const std::string peer = standby_.front();
+    standby_.erase(standby_.begin());
+    Node& node = nodes_[peer];
+    node.standby = false;
+    node.rank = static_cast<int>(free - worker_peers_.begin());
+    node.last_heartbeat = Clock::now();  // it beats once it has the map
+    *free = peer;
+    ++workers_joined_;
+    LOG(INFO) << "worker (pid " << node.pid << ") joins as rank " << node.rank << "; it takes part from the next phase";
+    JsonObject line;
+    line.Add("event", "worker_joined").Add("rank", node.rank).Add("pid", node.pid).Add("epoch", epoch_ + 1);
+    RecordMetrics(line.ToString());
+    RETURN_IF_ERROR(SendMap(node));
+  }
+  return MaybeRunPendingStart();
 }
 
 Status Scheduler::HandleRegister(const Message& m) {
@@ -230,7 +399,15 @@ Status Scheduler::HandleRegister(const Message& m) {
     if (static_cast<int>(server_peers_.size()) >= c.servers()) refusal = "the job has all its servers";
     if (r.address().empty()) refusal = "a server must give its address";
   } else if (r.role() == proto::WORKER) {
-    if (static_cast<int>(worker_peers_.size()) >= c.workers()) refusal = "the job has all its workers";
+    if (static_cast<int>(worker_peers_.size()) >= c.workers()) {
+      // A worker beyond the job's count waits for the rank of one that is lost.
+      node.standby = true;
+      node.last_heartbeat = Clock::now();
+      nodes_[m.peer] = node;
+      standby_.push_back(m.peer);
+      LOG(INFO) << "worker (pid " << r.pid() << ") registered as a standby: the job has all its workers";
+      return AssignStandby();
+    }
   } else {
     LOG(WARNING) << "dropped a REGISTER with role " << r.role();
     return OkStatus();
@@ -285,6 +462,7 @@ Status Scheduler::SendMap(const Node& node) {
       out->set_end(r.end);
     }
   }
+  if (node.role == proto::WORKER) return SendToWorker(node.peer, h);
   return socket_->Send(h, {}, node.peer);
 }
 
@@ -298,10 +476,13 @@ Status Scheduler::MaybeStartJob() {
     if (!nodes_[peer].ready) return OkStatus();
   }
   started_ = true;
+  server_active_.assign(worker_peers_.size(), true);  // the servers start with every worker taking part
   // Heartbeats start with the cluster map: count silence from now.
   for (auto& [peer, node] : nodes_) node.last_heartbeat = Clock::now();
   LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
-  for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
+  for (const std::string& peer : std::vector<std::string>(worker_peers_)) {
+    if (nodes_.count(peer) > 0) RETURN_IF_ERROR(SendMap(nodes_.at(peer)));
+  }
   last_checkpoint_time_ = Clock::now();
   const int64_t every = options_.spec.checkpoint().every_steps();
   if (every > 0) next_step_checkpoint_ = (global_step_ / every + 1) * every;
@@ -480,7 +661,7 @@ int64_t Scheduler::CutLead() const {
 
 Status Scheduler::MaybeCheckpointMidEpoch() {
   const proto::CheckpointSpec& k = options_.spec.checkpoint();
-  if (checkpoint_.has_value() || in_test_ || !k.enabled() || options_.run_dir.empty() ||
+  if (checkpoint_.has_value() || in_test_ || epoch_disturbed_ || !k.enabled() || options_.run_dir.empty() ||
       options_.spec.consistency() != proto::BSP) {
     return OkStatus();
   }
@@ -506,7 +687,8 @@ Status Scheduler::BeginStop() {
   stopping_ = true;
   stop_deadline_ = Clock::now() + std::chrono::seconds(60);
   const proto::CheckpointSpec& k = options_.spec.checkpoint();
-  const bool can_cut = started_ && !in_test_ && k.enabled() && !options_.run_dir.empty() &&
+  // (Not in an epoch that lost a worker: its cursor would not resume.)
+  const bool can_cut = started_ && !in_test_ && !epoch_disturbed_ && k.enabled() && !options_.run_dir.empty() &&
                        options_.spec.consistency() == proto::BSP;
   if (checkpoint_.has_value()) {
     LOG(INFO) << "stop requested: finishing the checkpoint at step " << checkpoint_->step;
@@ -557,7 +739,9 @@ Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::Checkp
     proto::Header h;
     h.set_op(proto::SHUTDOWN);
     RETURN_IF_ERROR(SendToWorkers(h));
-    for (const std::string& peer : worker_peers_) nodes_[peer].released = true;
+    for (const std::string& peer : worker_peers_) {
+      if (!peer.empty()) nodes_[peer].released = true;
+    }
   }
   std::function<Status()> then = std::move(p.then);
   p.then = nullptr;
@@ -655,49 +839,229 @@ Status Scheduler::CommitPendingCheckpoint() {
 }
 
 Status Scheduler::StartTraining(int epoch, int64_t skip_steps) {
+  return WhenReady([this, epoch, skip_steps]() { return BeginTraining(epoch, skip_steps); });
+}
+
+Status Scheduler::WhenReady(std::function<Status()> start) {
+  pending_start_ = std::move(start);
+  return MaybeRunPendingStart();
+}
+
+Status Scheduler::MaybeRunPendingStart() {
+  if (!pending_start_ || stopping_) return OkStatus();
+  const std::vector<int> live = LiveWorkers();
+  if (live.empty()) return OkStatus();  // waits for a worker to join (or the no-worker deadline)
+  std::vector<bool> active(worker_peers_.size(), false);
+  for (int r : live) active[r] = true;
+  // Workers that joined take part from now on: the servers must know before any of them pushes.
+  if (active != server_active_) RETURN_IF_ERROR(SendMembership(active));
+  if (!membership_changes_.empty()) return OkStatus();  // until every server has acknowledged
+  std::function<Status()> start = std::move(pending_start_);
+  pending_start_ = nullptr;
+  return start();
+}
+
+Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
   const bool bsp = spec.consistency() == proto::BSP;
-  leases_.StartTraining(epoch, train_examples_, spec.data().shards_per_worker() * workers, workers, bsp);
+  const std::vector<int> live = LiveWorkers();
+  leases_.StartTraining(epoch, train_examples_, spec.data().shards_per_worker() * workers, live, bsp);
   epoch_ = epoch;
   in_test_ = false;
-  phase_done_count_ = 0;
-  phase_reports_.assign(workers, std::nullopt);
   phase_loss_ = phase_correct_ = 0;
-  phase_examples_ = phase_worker_steps_ = 0;
-  phase_steps_ = bsp ? leases_.StepsPerWorker(spec.batch_size()) : 0;
-  phase_skip_steps_ = skip_steps;
-  phase_first_step_ = global_step_ - skip_steps;
+  phase_examples_ = phase_skipped_ = epoch_lost_examples_ = 0;
+  // With a worker missing, the epoch's plan is not the fixed one of all workers.
+  epoch_disturbed_ = static_cast<int>(live.size()) != workers;
   phase_start_ = window_start_ = Clock::now();
   epoch_examples_seen_ = 0;
-  latest_step_ = global_step_;
+  LOG(INFO) << "epoch " << epoch + 1 << "/" << spec.epochs() << " starts at step " << global_step_ << " with "
+            << live.size() << " of " << workers << " workers";
+  return BeginPart(0, global_step_ - skip_steps, skip_steps);
+}
+
+Status Scheduler::BeginPart(int part, int64_t first_step, int64_t skip_steps) {
+  const proto::JobSpec& spec = options_.spec;
+  const int workers = spec.cluster().workers();
+  const std::vector<int> live = LiveWorkers();
+  phase_part_ = part;
+  phase_running_ = true;
+  phase_done_count_ = 0;
+  phase_reports_.assign(workers, std::nullopt);
+  participants_.assign(workers, false);
+  lost_in_phase_.assign(workers, false);
+  for (int r : live) participants_[r] = true;
+  reporter_rank_ = live.empty() ? 0 : live.front();
+  part_worker_steps_ = 0;
   proto::Header h;
   h.set_op(proto::START_PHASE);
-  h.mutable_phase()->set_epoch(epoch);
-  h.mutable_phase()->set_steps(phase_steps_);
-  h.mutable_phase()->set_first_step(phase_first_step_);
-  h.mutable_phase()->set_skip_steps(skip_steps);
-  LOG(INFO) << "epoch " << epoch + 1 << "/" << spec.epochs() << " starts at step " << global_step_;
+  h.mutable_phase()->set_epoch(epoch_);
+  h.mutable_phase()->set_part(part);
+  h.mutable_phase()->set_reporter_rank(reporter_rank_);
+  if (in_test_) {
+    h.mutable_phase()->set_test(true);
+    h.mutable_phase()->set_final(phase_final_);
+  } else {
+    phase_steps_ = spec.consistency() == proto::BSP ? leases_.StepsPerWorker(spec.batch_size()) : 0;
+    phase_skip_steps_ = skip_steps;
+    phase_first_step_ = first_step;
+    latest_step_ = global_step_;
+    h.mutable_phase()->set_steps(phase_steps_);
+    h.mutable_phase()->set_first_step(phase_first_step_);
+    h.mutable_phase()->set_skip_steps(skip_steps);
+  }
+  if (part > 0) {
+    LOG(INFO) << (in_test_ ? "evaluation" : "epoch") << " " << epoch_ + 1 << ", part " << part + 1 << ": "
+              << live.size() << " workers take the positions lost workers left"
+              << (in_test_ || spec.consistency() != proto::BSP
+                      ? ""
+                      : ", " + std::to_string(phase_steps_) + " steps from step " + std::to_string(first_step));
+  }
   return SendToWorkers(h);
 }
 
 Status Scheduler::StartEvaluation(int epoch) {
+  return WhenReady([this, epoch]() { return BeginEvaluation(epoch); });
+}
+
+Status Scheduler::BeginEvaluation(int epoch) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
   // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
-  leases_.StartTest(epoch, test_examples_, std::max(1, workers * spec.data().shards_per_worker()), workers,
+  leases_.StartTest(epoch, test_examples_, std::max(1, workers * spec.data().shards_per_worker()), LiveWorkers(),
                     spec.consistency() == proto::BSP);
+  epoch_ = epoch;
   in_test_ = true;
-  phase_done_count_ = 0;
-  phase_reports_.assign(workers, std::nullopt);
+  phase_final_ = epoch + 1 == spec.epochs();
   phase_loss_ = phase_correct_ = 0;
   phase_examples_ = 0;
-  proto::Header h;
-  h.set_op(proto::START_PHASE);
-  h.mutable_phase()->set_epoch(epoch);
-  h.mutable_phase()->set_test(true);
-  h.mutable_phase()->set_final(epoch + 1 == spec.epochs());
-  return SendToWorkers(h);
+  return BeginPart(0, global_step_, 0);
+}
+
+Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done) {
+  if (!phase_running_ || done.epoch() != epoch_ || done.test() != in_test_ || done.part() != phase_part_ ||
+      !participants_[node.rank]) {
+    LOG(WARNING) << "dropped a PHASE_DONE for another phase from worker " << node.rank;
+    return OkStatus();
+  }
+  if (phase_reports_[node.rank].has_value()) {
+    LOG(WARNING) << "dropped a second PHASE_DONE from worker " << node.rank;
+    return OkStatus();
+  }
+  phase_reports_[node.rank] = done;
+  ++phase_done_count_;
+  return MaybeFinishPart();
+}
+
+Status Scheduler::MaybeFinishPart() {
+  if (!phase_running_) return OkStatus();
+  for (size_t r = 0; r < participants_.size(); ++r) {
+    if (participants_[r] && !lost_in_phase_[r] && !phase_reports_[r].has_value()) return OkStatus();
+  }
+  for (const LostWorker& lost : lost_pending_) {
+    if (lost_in_phase_[lost.rank]) return OkStatus();  // how far it got is not known yet
+  }
+  phase_running_ = false;
+  return FinishPart();
+}
+
+Status Scheduler::FinishPart() {
+  // Add the reports up in rank order, so the figures are the same in every run.
+  for (const std::optional<proto::PhaseDone>& report : phase_reports_) {
+    if (!report.has_value()) continue;
+    phase_loss_ += report->loss_sum();
+    phase_correct_ += report->correct();
+    phase_examples_ += report->examples();
+    phase_skipped_ += report->skipped_examples();
+    part_worker_steps_ += report->steps();
+    compute_seconds_ += report->compute_seconds();
+    communication_seconds_ += report->communication_seconds();
+  }
+  // The reporter's digest; none when it was lost (a manifest then goes without one).
+  const std::optional<proto::PhaseDone>& reporter = phase_reports_[reporter_rank_];
+  const std::string digest = reporter.has_value() ? reporter->params_sha256() : "";
+  if (!in_test_ || !digest.empty()) params_sha256_ = digest;
+  if (!in_test_) {
+    const proto::JobSpec& spec = options_.spec;
+    global_step_ = spec.consistency() == proto::BSP ? phase_first_step_ + phase_steps_ : global_step_ + part_worker_steps_;
+  }
+  if (stopping_) return OkStatus();  // no new phase: the job is stopping
+  // Positions of lost workers left: a continuation over them (the final
+  // evaluation also when its reporter was lost, for the digest and params.bin).
+  const bool more = leases_.has_returned() || (in_test_ && phase_final_ && !reporter.has_value());
+  if (more) {
+    const int part = phase_part_ + 1;
+    return WhenReady([this, part]() {
+      leases_.StartContinuation(LiveWorkers());
+      return BeginPart(part, global_step_, 0);
+    });
+  }
+  return in_test_ ? FinishEvaluation() : FinishTrainingEpoch();
+}
+
+Status Scheduler::FinishTrainingEpoch() {
+  const proto::JobSpec& spec = options_.spec;
+  const bool last_epoch = epoch_ + 1 == spec.epochs();
+  const double seconds = Seconds(Clock::now() - phase_start_);
+  const int64_t trained = phase_examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
+  train_seconds_ += seconds;
+  trained_examples_ += trained;
+  last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
+  const int64_t counted = trained + phase_skipped_;
+  examples_by_epoch_.push_back(counted);
+  if (counted != train_examples_) {
+    return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(trained) +
+                         " examples (" + std::to_string(phase_skipped_) + " done before resuming), expected " +
+                         std::to_string(train_examples_));
+  }
+  JsonObject line;
+  line.Add("event", "epoch")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", spec.epochs())
+      .Add("step", global_step_)
+      .Add("train_loss", last_train_loss_)
+      .Add("examples", trained)
+      .Add("samples_per_sec", trained / seconds)
+      .Add("epoch_seconds", seconds);
+  if (epoch_disturbed_) line.Add("workers", static_cast<int64_t>(LiveWorkers().size()));
+  if (phase_part_ > 0 || epoch_lost_examples_ > 0) {
+    line.Add("parts", phase_part_ + 1).Add("examples_of_lost_workers", epoch_lost_examples_);
+  }
+  RecordMetrics(line.ToString());
+  LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << last_train_loss_ << ", " << trained / seconds
+            << " samples/s, " << counted << " examples";
+  const int epoch = epoch_;
+  auto next = [this, epoch, last_epoch]() -> Status {
+    if (options_.spec.eval_every_epoch() || last_epoch) return StartEvaluation(epoch);
+    return StartTraining(epoch + 1);
+  };
+  if (CheckpointDue(epoch_ + 1)) return StartCheckpoint(epoch_ + 1, next);
+  return next();
+}
+
+Status Scheduler::FinishEvaluation() {
+  const proto::JobSpec& spec = options_.spec;
+  const bool last_epoch = epoch_ + 1 == spec.epochs();
+  test_accuracy_ = phase_examples_ > 0 ? phase_correct_ / phase_examples_ : 0;
+  test_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
+  JsonObject line;
+  line.Add("event", "eval")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", spec.epochs())
+      .Add("test_accuracy", test_accuracy_)
+      .Add("test_loss", test_loss_)
+      .Add("examples", phase_examples_);
+  RecordMetrics(line.ToString());
+  LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << test_accuracy_ << " (" << phase_examples_ << " examples)";
+  if (phase_examples_ != test_examples_) {
+    return InternalError("evaluation saw " + std::to_string(phase_examples_) + " examples, expected " +
+                         std::to_string(test_examples_));
+  }
+  if (last_epoch) {
+    finished_ = true;  // done once the final checkpoint, if any, has committed
+    return OkStatus();
+  }
+  return StartTraining(epoch_ + 1);
 }
 
 Status Scheduler::HandleProgress(const proto::Progress& p) {
@@ -742,92 +1106,29 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
   return OkStatus();
 }
 
-Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done) {
-  if (done.epoch() != epoch_ || done.test() != in_test_) {
-    LOG(WARNING) << "dropped a PHASE_DONE for another phase from worker " << node.rank;
-    return OkStatus();
-  }
-  if (phase_reports_[node.rank].has_value()) {
-    LOG(WARNING) << "dropped a second PHASE_DONE from worker " << node.rank;
-    return OkStatus();
-  }
-  phase_reports_[node.rank] = done;
-  if (++phase_done_count_ < options_.spec.cluster().workers()) return OkStatus();
-  // Everyone is in: add the reports up in rank order, so the figures are the same in every run.
-  for (const std::optional<proto::PhaseDone>& report : phase_reports_) {
-    phase_loss_ += report->loss_sum();
-    phase_correct_ += report->correct();
-    phase_examples_ += report->examples();
-    phase_worker_steps_ += report->steps();
-    compute_seconds_ += report->compute_seconds();
-    communication_seconds_ += report->communication_seconds();
-  }
-  if (!phase_reports_[0]->params_sha256().empty()) params_sha256_ = phase_reports_[0]->params_sha256();
-
-  const proto::JobSpec& spec = options_.spec;
-  const bool last_epoch = epoch_ + 1 == spec.epochs();
-  if (stopping_) return OkStatus();  // no new phase: the job is stopping
-  if (!in_test_) {
-    const double seconds = Seconds(Clock::now() - phase_start_);
-    train_seconds_ += seconds;
-    trained_examples_ += phase_examples_;
-    global_step_ = spec.consistency() == proto::BSP ? phase_first_step_ + phase_steps_ : global_step_ + phase_worker_steps_;
-    last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
-    int64_t skipped = 0;
-    for (const auto& report : phase_reports_) skipped += report->skipped_examples();
-    if (phase_examples_ + skipped != train_examples_) {
-      return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(phase_examples_) +
-                           " examples (" + std::to_string(skipped) + " done before resuming), expected " +
-                           std::to_string(train_examples_));
-    }
-    JsonObject line;
-    line.Add("event", "epoch")
-        .Add("epoch", epoch_ + 1)
-        .Add("epochs", spec.epochs())
-        .Add("step", global_step_)
-        .Add("train_loss", last_train_loss_)
-        .Add("examples", phase_examples_)
-        .Add("samples_per_sec", phase_examples_ / seconds)
-        .Add("epoch_seconds", seconds);
-    RecordMetrics(line.ToString());
-    LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << last_train_loss_ << ", "
-              << phase_examples_ / seconds << " samples/s";
-    const int epoch = epoch_;
-    auto next = [this, epoch, last_epoch]() -> Status {
-      if (options_.spec.eval_every_epoch() || last_epoch) return StartEvaluation(epoch);
-      return StartTraining(epoch + 1);
-    };
-    if (CheckpointDue(epoch_ + 1)) return StartCheckpoint(epoch_ + 1, next);
-    return next();
-  }
-  test_accuracy_ = phase_examples_ > 0 ? phase_correct_ / phase_examples_ : 0;
-  test_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
-  JsonObject line;
-  line.Add("event", "eval")
-      .Add("epoch", epoch_ + 1)
-      .Add("epochs", spec.epochs())
-      .Add("test_accuracy", test_accuracy_)
-      .Add("test_loss", test_loss_)
-      .Add("examples", phase_examples_);
-  RecordMetrics(line.ToString());
-  LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << test_accuracy_ << " (" << phase_examples_ << " examples)";
-  if (phase_examples_ != test_examples_) {
-    return InternalError("evaluation saw " + std::to_string(phase_examples_) + " examples, expected " +
-                         std::to_string(test_examples_));
-  }
-  if (last_epoch) {
-    finished_ = true;  // done once the final checkpoint, if any, has committed
-    return OkStatus();
-  }
-  return StartTraining(epoch_ + 1);
-}
-
 Status Scheduler::SendToWorkers(const proto::Header& h) {
   proto::Header out = h;
   out.set_job_id(job_id_);
   out.set_sender_role(proto::SCHEDULER);
-  for (const std::string& peer : worker_peers_) RETURN_IF_ERROR(socket_->Send(out, {}, peer));
+  std::vector<std::string> gone;
+  for (const std::string& peer : worker_peers_) {
+    if (peer.empty()) continue;
+    Status sent = socket_->Send(out, {}, peer);
+    if (sent.code() == StatusCode::kUnavailable) {
+      gone.push_back(peer);
+    } else {
+      RETURN_IF_ERROR(sent);
+    }
+  }
+  for (const std::string& peer : gone) RETURN_IF_ERROR(LoseWorker(peer, "its connection is gone"));
   return OkStatus();
+}
+
+Status Scheduler::SendToWorker(const std::string& peer, const proto::Header& h) {
+  Status sent = socket_->Send(h, {}, peer);
+  if (sent.code() != StatusCode::kUnavailable) return sent;
+  const std::string gone = peer;  // LoseWorker drops the node that may hold `peer`
+  return LoseWorker(gone, "its connection is gone");
 }
 
 void Scheduler::ShutdownAll(const std::string& reason) {
@@ -856,6 +1157,7 @@ Status Scheduler::WriteSummary() {
       .Add("steps", global_step_)
       .Add("epochs", spec.epochs())
       .Add("examples_per_epoch", train_examples_)
+      .Add("examples_by_epoch", examples_by_epoch_)
       .Add("samples_per_sec", train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0)
       .Add("train_seconds", train_seconds_)
       .Add("wall_seconds", Seconds(Clock::now() - start_time_))
@@ -866,7 +1168,9 @@ Status Scheduler::WriteSummary() {
       .Add("consistency", proto::Consistency_Name(spec.consistency()))
       .Add("num_parameters", static_cast<int64_t>(num_keys_))
       .Add("params_sha256", params_sha256_)
-      .Add("resumed_from_step", resumed_from_step_);
+      .Add("resumed_from_step", resumed_from_step_)
+      .Add("workers_lost", workers_lost_)
+      .Add("workers_joined", workers_joined_);
   LOG(INFO) << "job done: test accuracy " << test_accuracy_ << ", params_sha256 " << params_sha256_;
   if (options_.run_dir.empty()) return OkStatus();
   return WriteFileAtomic(options_.run_dir + "/summary.json", s.ToPrettyString());

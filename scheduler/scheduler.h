@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -64,6 +65,7 @@ class Scheduler {
     bool ready = false;
     int pid = 0;
     bool released = false;  // told to shut down: silence is expected
+    bool standby = false;   // a worker waiting for a free rank (the job had all its workers)
     std::chrono::steady_clock::time_point last_heartbeat;
   };
   using Clock = std::chrono::steady_clock;
@@ -72,15 +74,43 @@ class Scheduler {
   Status Handle(Message m);
   Status HandleRegister(const Message& m);
   Status HandleHeartbeat(const Message& m);
-  // Unavailable naming the first node silent for longer than the heartbeat timeout.
+  // Unavailable naming the first server silent for longer than the heartbeat
+  // timeout; a silent worker is lost (LoseWorker) and the job goes on.
   Status CheckHeartbeats();
+  // A worker is gone: the servers stop waiting for it, its leases from the
+  // position it reached go back to the queue, a standby takes its rank.
+  Status LoseWorker(const std::string& peer, const std::string& why);
+  // Tells every server which worker ranks take part; returns the change's seq.
+  Status SendMembership(const std::vector<bool>& active);
+  Status HandleMembershipAck(const Node& node, const proto::MembershipAck& ack);
+  // Gives free ranks to standby workers (they get the cluster map now and
+  // take part from the next phase).
+  Status AssignStandby();
+  // The ranks with a worker, in order.
+  std::vector<int> LiveWorkers() const;
+  // Runs `start` (a phase start) once the servers know every live worker
+  // and at least one is there.
+  Status WhenReady(std::function<Status()> start);
+  Status MaybeRunPendingStart();
+  // When every participant of the phase part has reported or was lost (and
+  // its hand-back is known): finishes the part.
+  Status MaybeFinishPart();
+  Status FinishPart();
+  Status FinishTrainingEpoch();
+  Status FinishEvaluation();
+  Status BeginTraining(int epoch, int64_t skip_steps);
+  Status BeginEvaluation(int epoch);
+  // Starts phase part `part` over the leases dealt to the live workers.
+  Status BeginPart(int part, int64_t first_step, int64_t skip_steps);
   Status HandlePhaseDone(const Node& node, const proto::PhaseDone& done);
   Status HandleProgress(const proto::Progress& p);
   Status MaybeStartJob();
   Status StartTraining(int epoch, int64_t skip_steps = 0);
   Status StartEvaluation(int epoch);
   Status SendMap(const Node& node);
+  // Sends to every worker (to one); a worker whose connection is gone is lost.
   Status SendToWorkers(const proto::Header& h);
+  Status SendToWorker(const std::string& peer, const proto::Header& h);
   void ShutdownAll(const std::string& reason);
   // Checkpoints: due after `epochs_done` epochs? Start one (servers snapshot,
   // then write in the background); `then` runs once every snapshot is taken.
@@ -123,8 +153,29 @@ class Scheduler {
   std::vector<std::vector<KeyRange>> server_ranges_;
 
   std::map<std::string, Node> nodes_;  // by peer identity
-  std::vector<std::string> server_peers_, worker_peers_;  // by rank
+  std::vector<std::string> server_peers_, worker_peers_;  // by rank; a lost worker's rank is "" until taken again
+  std::vector<std::string> standby_;  // workers waiting for a free rank, in arrival order
   bool started_ = false;
+
+  // Membership: what the servers were last told takes part (by worker rank),
+  // and the changes not yet acknowledged by every server.
+  std::vector<bool> server_active_;
+  int64_t membership_seq_ = 0;
+  struct MembershipChange {
+    int64_t seq = 0;
+    int acks = 0;
+  };
+  std::vector<MembershipChange> membership_changes_;
+  // Workers lost inside a training part whose reach the servers have not all reported yet.
+  struct LostWorker {
+    int rank = -1;
+    int64_t seq = 0;
+    int64_t min_step = INT64_MAX, max_step = -1;
+  };
+  std::vector<LostWorker> lost_pending_;
+  std::function<Status()> pending_start_;  // a phase start waiting for the servers' acks or for a worker
+  Clock::time_point no_workers_since_;
+  int workers_lost_ = 0, workers_joined_ = 0;
 
   // The current phase.
   LeaseBook leases_;
@@ -132,12 +183,26 @@ class Scheduler {
   bool in_test_ = false;
   int phase_done_count_ = 0;
   std::vector<std::optional<proto::PhaseDone>> phase_reports_;  // by worker rank
+  // The phase part: 0 for an epoch's first pass, then continuations over lost workers' positions.
+  bool phase_running_ = false;
+  int phase_part_ = 0;
+  int reporter_rank_ = 0;
+  bool phase_final_ = false;
+  std::vector<bool> participants_, lost_in_phase_;  // by worker rank
+  int64_t part_worker_steps_ = 0;
+  // A worker was lost or missing in this epoch: its data plan is not the
+  // fixed one of all workers, so no cut inside it (it would not resume).
+  bool epoch_disturbed_ = false;
+  // Examples lost workers trained (or passed over) before they were lost, this epoch.
+  int64_t epoch_lost_examples_ = 0;
+  int64_t phase_skipped_ = 0;
+  std::vector<int64_t> examples_by_epoch_;  // counted, per training epoch run
   int64_t global_step_ = 0;
   int64_t phase_steps_ = 0;
   int64_t phase_first_step_ = 0;  // global step at the start of the training phase
   int64_t phase_skip_steps_ = 0;  // resumed mid-epoch: steps of this epoch done before
   double phase_loss_ = 0, phase_correct_ = 0;
-  int64_t phase_examples_ = 0, phase_worker_steps_ = 0;
+  int64_t phase_examples_ = 0;
   Clock::time_point phase_start_;
 
   // The checkpoint being taken, if any.

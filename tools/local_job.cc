@@ -45,29 +45,46 @@ class LocalCluster {
   explicit LocalCluster(std::string run_dir) : run_dir_(std::move(run_dir)) {}
   ~LocalCluster() { StopAll(); }
 
-  Status Start(const std::string& label, const std::vector<std::string>& args) {
+  Status Start(const std::string& label, const std::vector<std::string>& args, bool replacement = false) {
     ASSIGN_OR_RETURN(auto child, ChildProcess::Start(label, args, run_dir_ + "/logs/" + label + ".log"));
     children_.push_back(std::move(child));
+    replacement_.push_back(replacement);
+    lost_.push_back(false);
     return OkStatus();
   }
 
-  // The first child that ended with a non-zero code, or null. (Servers and
-  // workers end with 0 once the scheduler has sent SHUTDOWN, which can be a
-  // moment before the scheduler itself exits.)
+  // The first child that ended with a non-zero code and is not known to be
+  // lost, or null. (Servers and workers end with 0 once the scheduler has
+  // sent SHUTDOWN, which can be a moment before the scheduler itself exits.)
   ChildProcess* FirstFailed() {
-    for (auto& c : children_) {
-      if (auto code = c->Poll(); code.has_value() && *code != 0) return c.get();
+    for (size_t i = 0; i < children_.size(); ++i) {
+      if (lost_[i]) continue;
+      if (auto code = children_[i]->Poll(); code.has_value() && *code != 0) return children_[i].get();
     }
     return nullptr;
+  }
+
+  // A worker that died: the job goes on without it (FirstFailed skips it).
+  void MarkLost(const ChildProcess* child) {
+    for (size_t i = 0; i < children_.size(); ++i) {
+      if (children_[i].get() == child) lost_[i] = true;
+    }
   }
 
   ChildProcess* scheduler() { return children_.empty() ? nullptr : children_[0].get(); }
 
   // Waits for every child to exit on its own; false when one is still running after timeout_ms or failed.
+  // Lost workers do not count, nor does a replacement worker that is still
+  // running after 2 s (it came too late to join, and is stopped).
   bool WaitAllClean(int timeout_ms) {
     bool clean = true;
-    for (auto& c : children_) {
-      auto code = c->Wait(timeout_ms);
+    for (size_t i = 0; i < children_.size(); ++i) {
+      if (lost_[i]) continue;
+      auto code = children_[i]->Wait(replacement_[i] ? std::min(timeout_ms, 2000) : timeout_ms);
+      if (!code.has_value() && replacement_[i]) {
+        children_[i]->Stop(kStopGraceMs);
+        continue;
+      }
       if (!code.has_value() || *code != 0) clean = false;
     }
     return clean;
@@ -84,6 +101,7 @@ class LocalCluster {
  private:
   std::string run_dir_;
   std::vector<std::unique_ptr<ChildProcess>> children_;
+  std::vector<bool> replacement_, lost_;  // by child
 };
 
 void PrintSummary(const std::string& run_dir, double wall) {
@@ -179,14 +197,17 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       return fail(s.message());
     }
   }
+  int worker_labels = 0;
+  auto start_worker = [&](bool replacement) {
+    return cluster.Start("worker-" + std::to_string(worker_labels++),
+                         {*self_exe, "worker", "--scheduler", scheduler_address, "--threads", std::to_string(threads),
+                          "--params_out", run_dir + "/params.bin"},
+                         replacement);
+  };
   for (int i = 0; i < workers; ++i) {
-    if (Status s = cluster.Start("worker-" + std::to_string(i), {*self_exe, "worker", "--scheduler", scheduler_address,
-                                                                 "--threads", std::to_string(threads),
-                                                                 "--params_out", run_dir + "/params.bin"});
-        !s.ok()) {
-      return fail(s.message());
-    }
+    if (Status s = start_worker(false); !s.ok()) return fail(s.message());
   }
+  int replacements = 0;
 
   ProgressView view(run_dir + "/metrics.jsonl", mode, stdout);
   bool stopping = false;
@@ -222,6 +243,23 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       continue;
     }
     if (ChildProcess* failed = cluster.FirstFailed(); failed != nullptr) {
+      const int code = *failed->Poll();
+      if (failed->label().rfind("worker-", 0) == 0 && code != kExitUsage && !cluster.scheduler()->Poll().has_value()) {
+        // A lost worker does not stop the job: the scheduler hands its data
+        // to the others; a replacement joins at the next phase.
+        cluster.MarkLost(failed);
+        view.Finish();
+        std::cerr << "tessera " << self.name << ": " << failed->label() << " exited with code " << code
+                  << "; the job goes on without it";
+        if (replacements < options.max_restarts) {
+          ++replacements;
+          std::cerr << ", worker-" << worker_labels << " replaces it (" << replacements << " of "
+                    << options.max_restarts << ")";
+          if (Status s = start_worker(true); !s.ok()) return fail(s.message());
+        }
+        std::cerr << std::endl;
+        continue;
+      }
       view.Finish();
       *restartable = *failed->Poll() != kExitUsage;
       return fail(failed->label() + " exited with code " + std::to_string(*failed->Poll()) + "; the end of " +

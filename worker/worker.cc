@@ -39,6 +39,10 @@ Status Worker::Run() {
 
   auto map = WaitScheduler(proto::CLUSTER_MAP, options_.register_timeout_s * 1000);
   if (!map.ok()) {
+    if (shutdown_received_ && shutdown_reason_.empty()) {
+      LOG(INFO) << "the job ended before this worker joined it";
+      return OkStatus();
+    }
     if (map.status().code() == StatusCode::kDeadlineExceeded) {
       return UnavailableError("no cluster map from the scheduler at " + endpoint + " within " +
                               std::to_string(options_.register_timeout_s) + " s");
@@ -122,7 +126,7 @@ Status Worker::Setup(const proto::Header& map_message) {
   });
   RETURN_IF_ERROR(kv_->Connect());
   RETURN_IF_ERROR(kv_->Pull(0));
-  return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000);
+  return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_);
 }
 
 Status Worker::RunTraining(const proto::Phase& phase) {
@@ -141,6 +145,12 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   int64_t step = phase.first_step();
   // Resumed inside this epoch: pass over the batches of the steps done before.
   int64_t to_skip = bsp ? phase.skip_steps() : 0;
+  if (bsp && params_version_ != phase.first_step() + to_skip) {
+    // Joined the job after it started: the parameters as of this phase's first step.
+    RETURN_IF_ERROR(kv_->Pull(phase.first_step() + to_skip));
+    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_,
+                                    phase.first_step() + to_skip));
+  }
   int64_t skipped_examples = 0;
   double loss_sum = 0, epoch_loss = 0;
   int64_t examples = 0, epoch_examples = 0, steps_done = 0;
@@ -201,7 +211,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     const auto computed = Clock::now();
     RETURN_IF_ERROR(kv_->Push(step, count, model_->grads(), /*want_params=*/true));
     // BSP: the reply must be this step's parameters.
-    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, nullptr, bsp ? step + 1 : 0));
+    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_,
+                                    bsp ? step + 1 : 0));
     const auto communicated = Clock::now();
     compute_seconds += std::chrono::duration<double>(computed - step_start).count();
     communication_seconds += std::chrono::duration<double>(communicated - computed).count();
@@ -222,8 +233,9 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   done.mutable_phase_done()->set_examples(epoch_examples);
   done.mutable_phase_done()->set_steps(steps_done);
   done.mutable_phase_done()->set_skipped_examples(skipped_examples);
+  done.mutable_phase_done()->set_part(phase.part());
   // For the checkpoint manifest: under BSP these are the servers' parameters now.
-  if (rank_ == 0) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
+  if (rank_ == phase.reporter_rank()) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
   done.mutable_phase_done()->set_communication_seconds(communication_seconds);
   return SendToScheduler(done);
@@ -233,7 +245,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   // Every push has been applied by now (the scheduler starts evaluation only
   // after all workers finished the epoch), so the current parameters are final.
   RETURN_IF_ERROR(kv_->Pull(0));
-  RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000));
+  RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_));
   const int batch = std::max(map_.spec().batch_size(), 256);
   BatchReader reader(test_.get(), map_.spec().data().mean(), map_.spec().data().std());
   const std::vector<int64_t> natural_order;
@@ -265,7 +277,8 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_loss_sum(total.loss_sum);
   d->set_examples(total.examples);
   d->set_correct(total.correct);
-  if (phase.final() && rank_ == 0) {
+  d->set_part(phase.part());
+  if (phase.final() && rank_ == phase.reporter_rank()) {
     d->set_params_sha256(model_->ParamsSha256());
     if (!options_.params_out.empty()) {
       const std::string bytes(reinterpret_cast<const char*>(model_->params()), model_->num_keys() * sizeof(float));

@@ -69,6 +69,8 @@ class Worker {
   int rank_ = -1;
   std::unique_ptr<ImageDataset> train_, test_;
   std::unique_ptr<Model> model_;
+  // The version of the parameters in model_ (BSP: the global step they are at).
+  int64_t params_version_ = -1;
   // Scheduler messages that came while waiting for parameters.
   std::deque<Message> inbox_;
   bool shutdown_received_ = false;

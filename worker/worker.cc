@@ -10,7 +10,7 @@
 #include "core/file_util.h"
 #include "core/random.h"
 #include "core/spec.h"
-#include "worker/batch_reader.h"
+#include "worker/batch_prefetcher.h"
 
 namespace tessera {
 namespace {
@@ -134,7 +134,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   const int batch = spec.batch_size();
   const bool bsp = spec.consistency() == proto::BSP;
   const std::vector<int64_t> order = EpochOrder(spec.seed(), phase.epoch(), train_->count);
-  BatchReader reader(train_.get(), spec.data().mean(), spec.data().std());
+  BatchPrefetcher reader(train_.get(), spec.data().mean(), spec.data().std());
   std::vector<float> x;
   std::vector<uint8_t> labels;
 
@@ -204,7 +204,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     }
     if (data_left) {
       count = std::min<int64_t>(batch, lease.end() - position);
-      reader.Read(order, position, count, &x, &labels);
+      reader.Read(order, position, count, lease.end(), &x, &labels);
       position += count;
     }
     const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count, MixSeed(map_.spec().seed(), rank_, step));
@@ -247,7 +247,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   RETURN_IF_ERROR(kv_->Pull(0));
   RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_));
   const int batch = std::max(map_.spec().batch_size(), 256);
-  BatchReader reader(test_.get(), map_.spec().data().mean(), map_.spec().data().std());
+  BatchPrefetcher reader(test_.get(), map_.spec().data().mean(), map_.spec().data().std());
   const std::vector<int64_t> natural_order;
   std::vector<float> x;
   std::vector<uint8_t> labels;
@@ -262,7 +262,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     }
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
-      reader.Read(natural_order, p, count, &x, &labels);
+      reader.Read(natural_order, p, count, lease.end(), &x, &labels);
       const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count);
       total.loss_sum += s.loss_sum;
       total.correct += s.correct;

@@ -1,0 +1,62 @@
+// BatchPrefetcher: a BatchReader that reads the next batch on its own thread
+// while the current one trains, so the input pipeline stays off the step's
+// critical path.
+//
+// After serving order[begin, begin+count) it guesses that the next request is
+// the following batch of the same shard, order[begin+count, min(begin+2*count,
+// limit)), and reads it in the background. A request is served from the
+// prefetched batch only when it asks for exactly those examples (compared by
+// index, so a changed order can never serve stale data); anything else is
+// read on the spot. The prefetcher copies the indices it needs: `order` may
+// change as soon as Read returns.
+#ifndef TESSERA_WORKER_BATCH_PREFETCHER_H_
+#define TESSERA_WORKER_BATCH_PREFETCHER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "worker/batch_reader.h"
+
+namespace tessera {
+
+class BatchPrefetcher {
+ public:
+  // Borrows *dataset, which must outlive the prefetcher.
+  BatchPrefetcher(const ImageDataset* dataset, float mean, float std);
+  ~BatchPrefetcher();
+  BatchPrefetcher(const BatchPrefetcher&) = delete;
+  BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
+
+  // As BatchReader::Read (an empty order means positions are examples);
+  // `limit` is where the current shard ends, so the guess stays inside it.
+  void Read(const std::vector<int64_t>& order, int64_t begin, int64_t count, int64_t limit, std::vector<float>* x,
+            std::vector<uint8_t>* labels);
+
+  // Requests served from a prefetched batch, and read on the spot.
+  int64_t hits() const { return hits_; }
+  int64_t misses() const { return misses_; }
+
+ private:
+  struct Batch {
+    std::vector<int64_t> examples;
+    std::vector<float> x;
+    std::vector<uint8_t> labels;
+  };
+  void Loop();
+
+  BatchReader reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool pending_ = false;  // next_ is queued or being read
+  Batch next_;            // guarded by mu_ while pending_
+  int64_t hits_ = 0, misses_ = 0;
+  std::thread thread_;    // last: starts after everything it uses
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_BATCH_PREFETCHER_H_

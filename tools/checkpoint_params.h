@@ -1,0 +1,32 @@
+// Reading a checkpoint's parameters back, verified: what `tessera inspect`
+// and `tessera export` share.
+#ifndef TESSERA_TOOLS_CHECKPOINT_PARAMS_H_
+#define TESSERA_TOOLS_CHECKPOINT_PARAMS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "proto/checkpoint.pb.h"
+
+namespace tessera {
+
+// Every parameter and state float of the checkpoint at `dir` (whose manifest
+// is `m`) in key order, read from its server parts; *slices counts the
+// records read. Checks the manifest against its files before allocating, that
+// the tensors tile the keys, and that every key is stored exactly once at the
+// manifest's step. DataLoss naming the problem otherwise. Does not check the
+// files' checksums (VerifyCheckpoint, which ResolveCheckpoint runs) nor
+// params_sha256 (VerifyParamsDigest).
+Status AssembleCheckpoint(const std::string& dir, const proto::CheckpointManifest& m, std::vector<float>* params,
+                          std::vector<float>* state, int64_t* slices);
+
+// The parameters' digest (docs/FORMATS.md), compared with the manifest's
+// params_sha256 when it has one: DataLoss when they differ.
+StatusOr<std::string> VerifyParamsDigest(const std::string& dir, const proto::CheckpointManifest& m,
+                                         const std::vector<float>& params);
+
+}  // namespace tessera
+
+#endif  // TESSERA_TOOLS_CHECKPOINT_PARAMS_H_

@@ -10,6 +10,8 @@ PACKAGES=(
   libgoogle-glog-dev libgflags-dev
   googletest libgtest-dev
   libopenblas-dev libdnnl-dev zlib1g-dev libssl-dev
+  libonnx-dev
+  python3-onnx python3-numpy
   dataset-fashion-mnist
 )
 

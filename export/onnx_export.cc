@@ -1,0 +1,235 @@
+#include "export/onnx_export.h"
+
+#include <onnx/checker.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <bit>
+#include <exception>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+namespace tessera {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "ONNX raw_data is little-endian; this export copies floats as they are in memory");
+
+void AddIntAttribute(onnx::NodeProto* node, const std::string& name, int64_t value) {
+  onnx::AttributeProto* a = node->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(value);
+}
+
+void AddFloatAttribute(onnx::NodeProto* node, const std::string& name, float value) {
+  onnx::AttributeProto* a = node->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::FLOAT);
+  a->set_f(value);
+}
+
+void AddIntsAttribute(onnx::NodeProto* node, const std::string& name, const std::vector<int64_t>& values) {
+  onnx::AttributeProto* a = node->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t v : values) a->add_ints(v);
+}
+
+// A float tensor value [N, dims...] with the batch dimension named N.
+void SetBatchedFloatType(onnx::ValueInfoProto* value, const std::string& name, const Shape& dims) {
+  value->set_name(name);
+  onnx::TypeProto_Tensor* tensor = value->mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  onnx::TensorShapeProto* shape = tensor->mutable_shape();
+  shape->add_dim()->set_dim_param(kOnnxBatchDim);
+  for (int64_t d : dims) shape->add_dim()->set_dim_value(d);
+}
+
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(onnx::GraphProto* graph) : graph_(graph) {}
+
+  onnx::NodeProto* AddNode(const std::string& op, const std::string& name, const std::vector<std::string>& inputs) {
+    onnx::NodeProto* node = graph_->add_node();
+    node->set_op_type(op);
+    node->set_name(name);
+    for (const std::string& in : inputs) node->add_input(in);
+    node->add_output(name);
+    return node;
+  }
+
+  void AddInitializer(const std::string& name, const std::vector<int64_t>& dims, const float* values) {
+    onnx::TensorProto* t = graph_->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    int64_t n = 1;
+    for (int64_t d : dims) {
+      t->add_dims(d);
+      n *= d;
+    }
+    t->set_raw_data(reinterpret_cast<const char*>(values), static_cast<size_t>(n) * sizeof(float));
+  }
+
+ private:
+  onnx::GraphProto* graph_;
+};
+
+}  // namespace
+
+StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Shape& input_shape, int num_classes,
+                                          const float* params, uint64_t num_keys, const OnnxExportOptions& options) {
+  if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
+  onnx::ModelProto model;
+  model.set_ir_version(kOnnxIrVersion);
+  model.set_producer_name("tessera");
+  model.set_domain("org.tessera");
+  model.set_doc_string(options.doc_string);
+  onnx::OperatorSetIdProto* opset = model.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(kOnnxOpset);
+  for (const auto& [key, value] : options.metadata) {
+    onnx::StringStringEntryProto* entry = model.add_metadata_props();
+    entry->set_key(key);
+    entry->set_value(value);
+  }
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name(options.graph_name);
+  SetBatchedFloatType(graph->add_input(), kOnnxInputName, input_shape);
+  GraphBuilder builder(graph);
+
+  std::string current = kOnnxInputName;  // the value the next layer reads
+  Shape shape = input_shape;              // its per-example shape
+  uint64_t offset = 0;
+  for (int i = 0; i < spec.layer_size(); ++i) {
+    const std::string where = "model.layer[" + std::to_string(i) + "]";
+    auto created = CreateLayer(spec.layer(i), shape);
+    if (!created.ok()) return created.status().WithContext(where);
+    const Layer& layer = **created;
+    const std::string name = "layer" + std::to_string(i) + "." + layer.type();
+    // The layer's tensors, as Model::Create names and lays them out.
+    std::vector<std::string> tensor_names;
+    for (const ParamShape& p : layer.param_shapes()) {
+      uint64_t size = 1;
+      for (int64_t d : p.shape) size *= static_cast<uint64_t>(d);
+      if (offset + size > num_keys) {
+        return InvalidArgumentError(where + ": the model has more than the " + std::to_string(num_keys) +
+                                    " parameters given");
+      }
+      tensor_names.push_back(name + "." + p.name);
+      builder.AddInitializer(tensor_names.back(), p.shape, params + offset);
+      offset += size;
+    }
+    std::vector<std::string> inputs = {current};
+    inputs.insert(inputs.end(), tensor_names.begin(), tensor_names.end());
+    switch (spec.layer(i).kind_case()) {
+      case proto::LayerSpec::kLinear: {
+        if (shape.size() != 1) {
+          // Gemm wants [N, F]: flatten the example first, as Linear does.
+          onnx::NodeProto* flatten = builder.AddNode("Flatten", name + ".flatten_input", {current});
+          AddIntAttribute(flatten, "axis", 1);
+          inputs[0] = flatten->output(0);
+        }
+        onnx::NodeProto* gemm = builder.AddNode("Gemm", name, inputs);
+        AddFloatAttribute(gemm, "alpha", 1.0f);
+        AddFloatAttribute(gemm, "beta", 1.0f);
+        AddIntAttribute(gemm, "transA", 0);
+        AddIntAttribute(gemm, "transB", 1);
+        break;
+      }
+      case proto::LayerSpec::kRelu:
+        builder.AddNode("Relu", name, inputs);
+        break;
+      case proto::LayerSpec::kConv2D: {
+        const proto::Conv2dSpec& c = spec.layer(i).conv2d();
+        onnx::NodeProto* conv = builder.AddNode("Conv", name, inputs);
+        AddIntsAttribute(conv, "kernel_shape", {c.kernel_size(), c.kernel_size()});
+        AddIntsAttribute(conv, "strides", {c.stride(), c.stride()});
+        AddIntsAttribute(conv, "pads", {c.padding(), c.padding(), c.padding(), c.padding()});
+        AddIntsAttribute(conv, "dilations", {1, 1});
+        AddIntAttribute(conv, "group", 1);
+        break;
+      }
+      case proto::LayerSpec::kMaxPool2D: {
+        const proto::MaxPool2dSpec& p = spec.layer(i).max_pool2d();
+        const int64_t stride = p.stride() == 0 ? p.kernel_size() : p.stride();
+        onnx::NodeProto* pool = builder.AddNode("MaxPool", name, inputs);
+        AddIntsAttribute(pool, "kernel_shape", {p.kernel_size(), p.kernel_size()});
+        AddIntsAttribute(pool, "strides", {stride, stride});
+        AddIntsAttribute(pool, "pads", {0, 0, 0, 0});
+        AddIntAttribute(pool, "ceil_mode", 0);  // floor, as Tessera and PyTorch
+        break;
+      }
+      case proto::LayerSpec::kFlatten: {
+        onnx::NodeProto* flatten = builder.AddNode("Flatten", name, inputs);
+        AddIntAttribute(flatten, "axis", 1);
+        break;
+      }
+      case proto::LayerSpec::kDropout:
+        break;  // the identity at inference
+      case proto::LayerSpec::kBatchNorm: {
+        // Inputs X, scale, B, input_mean, input_var: Tessera's weight, bias,
+        // running_mean, running_var, in that order.
+        onnx::NodeProto* bn = builder.AddNode("BatchNormalization", name, inputs);
+        AddFloatAttribute(bn, "epsilon", spec.layer(i).batch_norm().epsilon());
+        break;
+      }
+      case proto::LayerSpec::KIND_NOT_SET:
+        return InvalidArgumentError(where + ": layer sets no kind");
+    }
+    if (graph->node_size() > 0 && graph->node(graph->node_size() - 1).name() == name) {
+      current = graph->node(graph->node_size() - 1).output(0);
+    }
+    shape = layer.out_shape();
+  }
+  if (shape.size() != 1 || shape[0] != num_classes) {
+    return InvalidArgumentError("the last layer gives outputs of shape " + ShapeText(shape) + ", expected " +
+                                std::to_string(num_classes) + " (one per class)");
+  }
+  if (offset != num_keys) {
+    return InvalidArgumentError("the model has " + std::to_string(offset) + " parameters, not the " +
+                                std::to_string(num_keys) + " given");
+  }
+  // The last value becomes "logits": the producing node's output renamed, or
+  // an Identity when there is none (a model of dropout layers only).
+  onnx::NodeProto* last = graph->node_size() > 0 ? graph->mutable_node(graph->node_size() - 1) : nullptr;
+  if (last != nullptr && last->output(0) == current) {
+    last->set_output(0, kOnnxLogitsName);
+  } else {
+    builder.AddNode("Identity", "logits_identity", {current})->set_output(0, kOnnxLogitsName);
+  }
+  SetBatchedFloatType(graph->add_output(), kOnnxLogitsName, {num_classes});
+  if (options.probabilities) {
+    onnx::NodeProto* softmax = builder.AddNode("Softmax", "softmax", {kOnnxLogitsName});
+    softmax->set_output(0, kOnnxProbabilitiesName);
+    AddIntAttribute(softmax, "axis", 1);
+    SetBatchedFloatType(graph->add_output(), kOnnxProbabilitiesName, {num_classes});
+  }
+  return model;
+}
+
+Status CheckOnnxModel(const onnx::ModelProto& model) {
+  try {
+    onnx::checker::check_model(model);
+    onnx::ModelProto inferred = model;
+    onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(),
+                                       onnx::ShapeInferenceOptions(/*check_type=*/true, /*strict_mode=*/1));
+  } catch (const std::exception& e) {
+    return InvalidArgumentError(std::string("the ONNX checker refuses the model: ") + e.what());
+  }
+  return OkStatus();
+}
+
+StatusOr<std::string> SerializeOnnxModel(const onnx::ModelProto& model) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    if (!model.SerializeToCodedStream(&coded) || coded.HadError()) {
+      return InternalError("the ONNX model cannot be serialized (over 2 GiB?)");
+    }
+  }
+  return bytes;
+}
+
+}  // namespace tessera

@@ -1,0 +1,68 @@
+// ONNX export of a Tessera model: the layer stack of a ModelSpec and its
+// parameters as an ONNX ModelProto, built with ONNX's own C++ library
+// (Debian's libonnx) and checked with its checker. fp32 only for now.
+//
+// The graph (docs/FORMATS.md, "Exported models"):
+//   input  "input"  float [N, C, H, W] (N dynamic), normalized as in training:
+//                   (pixel / 255 - mean) / std
+//   output "logits" float [N, num_classes]
+//   output "probabilities" float [N, num_classes] (Softmax over axis 1), optional
+// One node per layer, named after it ("layer3.conv2d"): Conv, Relu, MaxPool,
+// Flatten (axis 1), Gemm (transB = 1; a Flatten first when its input is not
+// [N, F]), BatchNormalization (inference form, running statistics); Dropout
+// is the identity at inference and is left out. Weights are initializers
+// named as the model's tensors ("layer0.conv2d.weight"), PyTorch layouts.
+#ifndef TESSERA_EXPORT_ONNX_EXPORT_H_
+#define TESSERA_EXPORT_ONNX_EXPORT_H_
+
+#include <onnx/onnx_pb.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "models/layer.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+inline constexpr char kOnnxInputName[] = "input";
+inline constexpr char kOnnxLogitsName[] = "logits";
+inline constexpr char kOnnxProbabilitiesName[] = "probabilities";
+inline constexpr char kOnnxBatchDim[] = "N";
+// ONNX opset and IR version of exported models (opset 13 came with IR 7, ONNX 1.8).
+inline constexpr int64_t kOnnxOpset = 13;
+inline constexpr int64_t kOnnxIrVersion = 7;
+
+struct OnnxExportOptions {
+  // Adds the "probabilities" output (Softmax of the logits).
+  bool probabilities = true;
+  std::string graph_name = "tessera";
+  std::string doc_string;
+  // Model metadata_props, in order (key, value).
+  std::vector<std::pair<std::string, std::string>> metadata;
+};
+
+// Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or
+// [F]) with num_classes outputs, its weights taken from `params` (num_keys
+// float32 in key order, as a checkpoint holds them). InvalidArgument naming
+// the problem when the spec does not build (Model::Create's checks) or
+// num_keys is not the model's.
+StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Shape& input_shape, int num_classes,
+                                          const float* params, uint64_t num_keys, const OnnxExportOptions& options);
+
+// onnx::checker::check_model, then ONNX's shape inference in strict mode
+// (every node's shapes must infer and agree with the declared outputs).
+// InvalidArgument with the checker's message when the model fails.
+Status CheckOnnxModel(const onnx::ModelProto& model);
+
+// The model's bytes (protobuf wire format, deterministic: the same model
+// always gives the same bytes). Internal when it cannot be serialized
+// (larger than protobuf's 2 GiB).
+StatusOr<std::string> SerializeOnnxModel(const onnx::ModelProto& model);
+
+}  // namespace tessera
+
+#endif  // TESSERA_EXPORT_ONNX_EXPORT_H_

@@ -133,6 +133,19 @@ const std::vector<Command>& Commands() {
        "summary.json gives for the same parameters).",
        {"json"},
        RunInspect},
+      {"export", "export a checkpoint's model as ONNX into a versioned model repository",
+       "tessera export CHECKPOINT_OR_RUN_DIR --out MODEL_REPO/NAME [flags]\n\n"
+       "Verifies the checkpoint (a run directory gives its newest intact one), evaluates the model on\n"
+       "the spec's test set, and writes MODEL_REPO/NAME/VERSION/model.onnx and manifest.json, VERSION\n"
+       "being the next free integer (1, 2, ...; the layout Triton reads), all at once or not at all.\n"
+       "The ONNX input 'input' [N, C, H, W] takes pixels normalized as in training,\n"
+       "(pixel / 255 - mean) / std: the manifest and the model's metadata give mean and std.\n"
+       "Output 'logits' [N, 10], and 'probabilities' (softmax). fp32 only for now: --quantize,\n"
+       "--prune-* and --fine-tune-epochs refuse anything but their defaults. docs/FORMATS.md\n"
+       "describes the files.",
+       {"out", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
+        "prune_mode", "fine_tune_epochs", "calibration_batches"},
+       RunExport},
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.",

@@ -60,6 +60,7 @@ int RunServer(const ParsedArgs& args);
 int RunWorker(const ParsedArgs& args);
 int RunResume(const ParsedArgs& args);
 int RunInspect(const ParsedArgs& args);
+int RunExport(const ParsedArgs& args);
 
 }  // namespace tessera
 

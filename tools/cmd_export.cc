@@ -1,0 +1,407 @@
+// `tessera export CHECKPOINT --out MODEL_REPO/NAME`: a checkpoint's model as
+// ONNX in a versioned model repository (the layout Triton reads):
+//
+//   MODEL_REPO/NAME/VERSION/model.onnx
+//   MODEL_REPO/NAME/VERSION/manifest.json
+//
+// VERSION is the next free integer (1, 2, ...). The version directory is
+// written under a temporary name and renamed into place, so readers see a
+// version whole or not at all. fp32 only so far; the pruning and
+// quantization flags are reserved and refuse anything but their defaults.
+#include <fcntl.h>
+#include <gflags/gflags.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <random>
+
+#include "core/checkpoint_manifest.h"
+#include "core/dataset.h"
+#include "core/file_util.h"
+#include "core/idx_reader.h"
+#include "core/json.h"
+#include "core/sha256.h"
+#include "core/spec.h"
+#include "export/onnx_export.h"
+#include "models/model.h"
+#include "tools/checkpoint_params.h"
+#include "tools/command.h"
+#include "tools/spec_flags.h"
+#include "worker/batch_reader.h"
+
+DEFINE_string(out, "", "export: MODEL_REPO/NAME, the model's directory in a model repository; the export becomes "
+                       "its next version, MODEL_REPO/NAME/VERSION/ (required)");
+DEFINE_string(quantize, "none", "export: none, fp16 or int8 (only none is implemented yet)");
+DEFINE_double(prune_sparsity, 0, "export: fraction of weights to prune, in [0, 1) (only 0 is implemented yet)");
+DEFINE_string(prune_mode, "unstructured", "export: unstructured or structured pruning (used with --prune-sparsity)");
+DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning after pruning (only 0 is implemented yet)");
+DEFINE_int32(calibration_batches, 0, "export: training batches that calibrate int8 activations (with --quantize "
+                                     "int8, not implemented yet; 0: its default)");
+DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits') to the ONNX graph");
+DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy on the spec's test set (needs the "
+                            "data; --noevaluate skips it)");
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A reserved flag given a value this version cannot do yet.
+Status UnimplementedOrUsage(const std::string& what) {
+  return InvalidArgumentError(what + ": not implemented yet (export writes fp32 models without pruning for now)");
+}
+
+// Shortest text that reads back as the same float ("0.286").
+std::string FloatText(float v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+}
+
+std::string DoubleText(double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+}
+
+// ["N", 1, 28, 28]
+std::string BatchedShapeJson(const Shape& shape) {
+  std::string s = "[\"" + std::string(kOnnxBatchDim) + "\"";
+  for (int64_t d : shape) s += ", " + std::to_string(d);
+  return s + "]";
+}
+
+struct Evaluation {
+  bool done = false;
+  double accuracy = 0, loss = 0;
+  int64_t examples = 0;
+};
+
+// The model's test accuracy and mean loss on the spec's test set, inputs
+// normalized as the workers do (BatchReader).
+StatusOr<Evaluation> Evaluate(const proto::JobSpec& spec, Model* model) {
+  const proto::DataSpec& d = spec.data();
+  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(d, d.test_images()), DataPath(d, d.test_labels()),
+                                                       d.max_test_examples()));
+  if (test.example_size() != model->input_features()) {
+    return InvalidArgumentError(DataPath(d, d.test_images()) + " has examples of " +
+                                std::to_string(test.example_size()) + " values; the model takes " +
+                                std::to_string(model->input_features()));
+  }
+  BatchReader reader(&test, d.mean(), d.std());
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  Evaluation e;
+  int64_t correct = 0;
+  double loss = 0;
+  constexpr int64_t kBatch = 256;
+  for (int64_t begin = 0; begin < test.count; begin += kBatch) {
+    const int64_t n = std::min(kBatch, test.count - begin);
+    reader.Read({}, begin, n, &x, &labels);
+    const BatchStats stats = model->EvaluateBatch(x.data(), labels.data(), n);
+    correct += stats.correct;
+    loss += stats.loss_sum;
+  }
+  e.done = true;
+  e.examples = test.count;
+  e.accuracy = test.count > 0 ? static_cast<double>(correct) / test.count : 0;
+  e.loss = test.count > 0 ? loss / test.count : 0;
+  return e;
+}
+
+// The highest version under model_dir: names of decimal digits only, without
+// a leading zero (as Triton counts them); 0 when there is none.
+int64_t HighestVersion(const std::string& model_dir) {
+  int64_t highest = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.size() > 18 || name[0] == '0' ||
+        name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    highest = std::max<int64_t>(highest, std::stoll(name));
+  }
+  return highest;
+}
+
+// The topmost directory of `path` that does not exist yet (what MakeDirs
+// would create first), or "" when `path` exists.
+std::string FirstMissing(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec).lexically_normal();
+  if (!p.empty() && !p.has_filename()) p = p.parent_path();
+  std::string missing;
+  // Only what surely is not there (ENOENT, ENOTDIR): never something we merely cannot see.
+  while (!p.empty() && fs::status(p, ec).type() == fs::file_type::not_found) {
+    missing = p.string();
+    if (p == p.parent_path()) break;
+    p = p.parent_path();
+  }
+  return missing;
+}
+
+struct ExportFiles {
+  std::string model_bytes;
+  // The manifest for a given version.
+  std::function<std::string(int64_t version)> manifest;
+};
+
+// Writes VERSION/model.onnx and VERSION/manifest.json into model_dir under a
+// temporary directory and renames it to the next free version (retrying when
+// another export took that number first). Leaves nothing behind on failure:
+// neither the temporary directory nor directories it created.
+StatusOr<int64_t> WriteVersion(const std::string& model_dir, const ExportFiles& files) {
+  const std::string created = FirstMissing(model_dir);
+  std::string tmp;
+  auto cleanup = [&](Status s) -> Status {
+    std::error_code ec;
+    if (!tmp.empty()) fs::remove_all(tmp, ec);
+    if (!created.empty()) fs::remove_all(created, ec);
+    return s;
+  };
+  if (Status s = MakeDirs(model_dir); !s.ok()) return cleanup(s);
+  if (!fs::is_directory(model_dir)) return cleanup(InvalidArgumentError(model_dir + " is not a directory"));
+  std::random_device rd;
+  char suffix[32];
+  std::snprintf(suffix, sizeof(suffix), "%d-%08x", static_cast<int>(getpid()), static_cast<unsigned>(rd()));
+  // A dot first: never taken for a version.
+  tmp = model_dir + "/.export-" + suffix;
+  std::error_code ec;
+  if (!fs::create_directory(tmp, ec) || ec) {
+    tmp.clear();
+    return cleanup(UnavailableError("cannot create a directory in " + model_dir + ": " +
+                                    (ec ? ec.message() : std::string("it exists"))));
+  }
+  if (Status s = WriteFileAtomic(tmp + "/model.onnx", files.model_bytes); !s.ok()) return cleanup(s);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int64_t version = HighestVersion(model_dir) + 1;
+    if (Status s = WriteFileAtomic(tmp + "/manifest.json", files.manifest(version)); !s.ok()) return cleanup(s);
+    if (Status s = SyncDirectory(tmp); !s.ok()) return cleanup(s);
+    const std::string final_dir = model_dir + "/" + std::to_string(version);
+    int rc = renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
+      // No RENAME_NOREPLACE on this file system: rename() still refuses a
+      // non-empty target (every version holds files).
+      rc = ::rename(tmp.c_str(), final_dir.c_str());
+    }
+    if (rc == 0) {
+      tmp.clear();
+      if (Status s = SyncDirectory(model_dir); !s.ok()) return s;  // the version is complete; only durability is in doubt
+      return version;
+    }
+    if (errno != EEXIST && errno != ENOTEMPTY) {
+      return cleanup(UnavailableError("cannot rename " + tmp + " to " + final_dir + ": " + std::strerror(errno)));
+    }
+  }
+  return cleanup(UnavailableError("no free version in " + model_dir + " after 100 attempts"));
+}
+
+Status CheckReservedFlags() {
+  if (FLAGS_quantize != "none") {
+    if (FLAGS_quantize != "fp16" && FLAGS_quantize != "int8") {
+      return InvalidArgumentError("--quantize must be none, fp16 or int8, got '" + FLAGS_quantize + "'");
+    }
+    return UnimplementedOrUsage("--quantize " + FLAGS_quantize);
+  }
+  if (FLAGS_prune_mode != "unstructured" && FLAGS_prune_mode != "structured") {
+    return InvalidArgumentError("--prune-mode must be unstructured or structured, got '" + FLAGS_prune_mode + "'");
+  }
+  if (!(FLAGS_prune_sparsity >= 0 && FLAGS_prune_sparsity < 1)) {
+    return InvalidArgumentError("--prune-sparsity must be in [0, 1), got " + DoubleText(FLAGS_prune_sparsity));
+  }
+  if (FLAGS_prune_sparsity != 0) return UnimplementedOrUsage("--prune-sparsity " + DoubleText(FLAGS_prune_sparsity));
+  if (FLAGS_fine_tune_epochs < 0) {
+    return InvalidArgumentError("--fine-tune-epochs must be >= 0, got " + std::to_string(FLAGS_fine_tune_epochs));
+  }
+  if (FLAGS_fine_tune_epochs != 0) {
+    return UnimplementedOrUsage("--fine-tune-epochs " + std::to_string(FLAGS_fine_tune_epochs));
+  }
+  if (FLAGS_calibration_batches < 0) {
+    return InvalidArgumentError("--calibration-batches must be >= 0, got " +
+                                std::to_string(FLAGS_calibration_batches));
+  }
+  if (FLAGS_calibration_batches != 0) {
+    return UnimplementedOrUsage("--calibration-batches (int8 quantization)");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+int RunExport(const ParsedArgs& args) {
+  const Command& self = FindCommand("export");
+  if (args.positional.size() != 1) {
+    return UsageError(self, "expected one checkpoint or run directory (tessera export CHECKPOINT --out MODEL_REPO/NAME)");
+  }
+  if (FLAGS_out.empty()) return UsageError(self, "--out MODEL_REPO/NAME is required");
+  if (Status s = CheckReservedFlags(); !s.ok()) return UsageError(self, s.message());
+  std::string model_dir = FLAGS_out;
+  while (model_dir.size() > 1 && model_dir.back() == '/') model_dir.pop_back();
+  const std::string name = fs::path(model_dir).filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    return UsageError(self, "--out must end in the model's name (MODEL_REPO/NAME), got '" + FLAGS_out + "'");
+  }
+
+  // The checkpoint, verified: every file's checksum, every key once, the digest.
+  std::string note;
+  auto dir = ResolveCheckpoint(args.positional[0], &note);
+  if (!dir.ok()) return UsageError(self, dir.status().message());
+  auto m = ReadManifest(*dir);
+  if (!m.ok()) return UsageError(self, m.status().message());
+  std::vector<float> params, state;
+  int64_t slices = 0;
+  if (Status s = AssembleCheckpoint(*dir, *m, &params, &state, &slices); !s.ok()) return UsageError(self, s.message());
+  auto digest = VerifyParamsDigest(*dir, *m, params);
+  if (!digest.ok()) return UsageError(self, digest.status().message());
+
+  proto::JobSpec spec = m->spec();
+  if (Status s = ApplySpecOverrides(args, &spec); !s.ok()) return UsageError(self, s.message());
+  const proto::DataSpec& data = spec.data();
+  // One example's shape comes from the data; without it (--noevaluate on a
+  // machine without the data set) Fashion-MNIST's.
+  Shape input_shape = {1, 28, 28};
+  if (auto dims = ReadIdxDims(DataPath(data, data.test_images())); dims.ok()) {
+    input_shape = ExampleShape(*dims);
+  } else if (FLAGS_evaluate) {
+    return UsageError(self, "cannot read the test set to evaluate the model: " + dims.status().message() +
+                                " (--data-dir DIR names another place, --noevaluate skips the evaluation)");
+  }
+  auto model = Model::Create(spec.model(), input_shape, kImageDatasetClasses);
+  if (!model.ok()) return UsageError(self, *dir + "/MANIFEST: " + model.status().message());
+  // The checkpoint must hold exactly the tensors its spec's model declares.
+  const std::vector<TensorInfo>& tensors = (*model)->tensors();
+  bool same = static_cast<int>(tensors.size()) == m->tensors_size() && (*model)->num_keys() == params.size();
+  for (size_t t = 0; same && t < tensors.size(); ++t) {
+    const proto::TensorMeta& meta = m->tensors(static_cast<int>(t));
+    same = meta.name() == tensors[t].name && meta.offset() == tensors[t].offset &&
+           std::vector<int64_t>(meta.shape().begin(), meta.shape().end()) == tensors[t].shape;
+  }
+  if (!same) {
+    return UsageError(self, *dir + ": the checkpoint's tensors are not those of its spec's model for examples of " +
+                                ShapeText(input_shape));
+  }
+  std::copy(params.begin(), params.end(), (*model)->params());
+
+  Evaluation eval;
+  if (FLAGS_evaluate) {
+    auto e = Evaluate(spec, model->get());
+    if (!e.ok()) return UsageError(self, "evaluating on the test set: " + e.status().message());
+    eval = *e;
+  }
+
+  // The ONNX model.
+  const float scale = 1.0f / 255.0f;
+  OnnxExportOptions options;
+  options.probabilities = FLAGS_probabilities;
+  options.graph_name = spec.name();
+  options.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + std::to_string(m->step()) +
+                       ". Input: images as float [N, " + std::to_string(input_shape[0]) +
+                       ", H, W], each pixel normalized as (pixel / 255 - mean) / std with the metadata's "
+                       "tessera.input_mean and tessera.input_std. Output: logits [N, classes].";
+  options.metadata = {
+      {"tessera.input_scale", FloatText(scale)},
+      {"tessera.input_mean", FloatText(data.mean())},
+      {"tessera.input_std", FloatText(data.std())},
+      {"tessera.input_normalization", "(pixel * input_scale - input_mean) / input_std"},
+      {"tessera.job_name", spec.name()},
+      {"tessera.source_step", std::to_string(m->step())},
+      {"tessera.params_sha256", *digest},
+      {"tessera.precision", "fp32"},
+  };
+  auto onnx_model = BuildOnnxModel(spec.model(), input_shape, kImageDatasetClasses, params.data(), params.size(),
+                                   options);
+  if (!onnx_model.ok()) return UsageError(self, onnx_model.status().message());
+  if (Status s = CheckOnnxModel(*onnx_model); !s.ok()) {
+    std::cerr << "tessera export: " << s.message() << std::endl;  // our bug, not the user's
+    return kExitFailure;
+  }
+  auto bytes = SerializeOnnxModel(*onnx_model);
+  if (!bytes.ok()) return UsageError(self, bytes.status().message());
+  const std::string model_sha256 = Sha256Hex(bytes->data(), bytes->size());
+
+  int64_t trainable = 0, zeros = 0, weights = 0;
+  for (const TensorInfo& t : tensors) {
+    if (!t.trainable) continue;
+    trainable += static_cast<int64_t>(t.size);
+    if (t.shape.size() < 2) continue;  // weights only: biases, scales are not pruned
+    weights += static_cast<int64_t>(t.size);
+    for (uint64_t k = t.offset; k < t.offset + t.size; ++k) zeros += params[k] == 0.0f;
+  }
+  std::error_code ec;
+  const std::string checkpoint_abs = fs::absolute(*dir, ec).lexically_normal().string();
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
+
+  ExportFiles files;
+  files.model_bytes = std::move(bytes).value();
+  files.manifest = [&](int64_t version) {
+    std::string j = "{\n";
+    auto field = [&](const std::string& key, const std::string& raw, bool last = false) {
+      j += "  " + JsonQuote(key) + ": " + raw + (last ? "\n" : ",\n");
+    };
+    field("format", JsonQuote("tessera-model"));
+    field("format_version", "1");
+    field("name", JsonQuote(name));
+    field("version", std::to_string(version));
+    field("created_unix_seconds", std::to_string(created));
+    field("file", JsonQuote("model.onnx"));
+    field("file_bytes", std::to_string(files.model_bytes.size()));
+    field("sha256", JsonQuote(model_sha256));
+    field("format_of_file", JsonQuote("onnx"));
+    field("onnx_opset", std::to_string(kOnnxOpset));
+    field("onnx_ir_version", std::to_string(kOnnxIrVersion));
+    field("precision", JsonQuote("fp32"));
+    field("quantization", JsonQuote("none"));
+    field("pruning", JsonQuote("none"));
+    field("sparsity", DoubleText(weights > 0 ? static_cast<double>(zeros) / weights : 0.0));
+    field("num_parameters", std::to_string(params.size()));
+    field("num_trainable_parameters", std::to_string(trainable));
+    field("params_sha256", JsonQuote(*digest));
+    field("input", "{\"name\": " + JsonQuote(kOnnxInputName) + ", \"dtype\": \"float32\", \"shape\": " +
+                       BatchedShapeJson(input_shape) + "}");
+    std::string outputs = "[{\"name\": " + JsonQuote(kOnnxLogitsName) + ", \"dtype\": \"float32\", \"shape\": " +
+                          BatchedShapeJson({kImageDatasetClasses}) + "}";
+    if (FLAGS_probabilities) {
+      outputs += ", {\"name\": " + JsonQuote(kOnnxProbabilitiesName) + ", \"dtype\": \"float32\", \"shape\": " +
+                 BatchedShapeJson({kImageDatasetClasses}) + "}";
+    }
+    field("outputs", outputs + "]");
+    field("normalization", "{\"formula\": \"(pixel * scale - mean) / std\", \"scale\": " + FloatText(scale) +
+                               ", \"mean\": " + FloatText(data.mean()) + ", \"std\": " + FloatText(data.std()) + "}");
+    field("source", "{\"checkpoint\": " + JsonQuote(checkpoint_abs) + ", \"step\": " + std::to_string(m->step()) +
+                        ", \"epochs_done\": " + std::to_string(m->cursor().epoch()) +
+                        ", \"job_name\": " + JsonQuote(spec.name()) + "}");
+    if (eval.done) {
+      field("test_accuracy", DoubleText(eval.accuracy));
+      field("test_loss", DoubleText(eval.loss));
+      field("test_examples", std::to_string(eval.examples), true);
+    } else {
+      field("test_accuracy", "null");
+      field("test_loss", "null");
+      field("test_examples", "0", true);
+    }
+    return j + "}\n";
+  };
+  auto version = WriteVersion(model_dir, files);
+  if (!version.ok()) return UsageError(self, version.status().message());
+
+  std::printf("%s\n", note.c_str());
+  std::string accuracy = eval.done ? ", test accuracy " + DoubleText(std::round(eval.accuracy * 1e4) / 1e4) + " (" +
+                                         std::to_string(eval.examples) + " examples)"
+                                   : "";
+  std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s), %zu parameters%s\n", model_dir.c_str(),
+              static_cast<long long>(*version), files.model_bytes.size() / 1e6, model_sha256.c_str(), params.size(),
+              accuracy.c_str());
+  return kExitOk;
+}
+
+}  // namespace tessera

@@ -260,7 +260,9 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
   const bool in_part = phase_running_ && participants_[r] && !phase_reports_[r].has_value();
   LOG(WARNING) << "worker " << r << " (pid " << node.pid << ") " << why << "; the job goes on with "
                << LiveWorkers().size() << " workers"
-               << (in_part ? ", and its positions of this phase not yet trained go to the others" : "");
+               << (!in_part ? ""
+                   : in_test_ ? ", and its test shards go to the others"
+                              : ", and its positions of this phase not yet trained go to the others");
   JsonObject line;
   line.Add("event", "worker_lost")
       .Add("rank", r)

@@ -102,12 +102,14 @@ const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
   return in;
 }
 
-BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed) {
+BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed,
+                             const GradsReady& on_grads_ready) {
   EnsureExclusiveGrads();
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) {
     std::memset(grads_->data(), 0, num_keys_ * sizeof(float));
+    if (on_grads_ready) on_grads_ready({0, num_keys_});
     return stats;
   }
   const float* logits = Forward(x, batch, Pass{true, seed});
@@ -121,6 +123,8 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
     const auto start = ProfileClock::now();
     layers_[i]->Backward(in, acts_[i].data(), grad_acts_[i].data(), batch, dx);
     if (!profile_.empty()) profile_[i].backward_seconds += SecondsSince(start);
+    const uint64_t end = i + 1 < layers_.size() ? layer_offsets_[i + 1] : num_keys_;
+    if (on_grads_ready && end > layer_offsets_[i]) on_grads_ready({layer_offsets_[i], end});
   }
   return stats;
 }

@@ -5,6 +5,7 @@
 #define TESSERA_MODELS_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,7 +57,14 @@ class Model {
   // gradient of the loss summed (not averaged) over the batch (for
   // non-trainable tensors: their new values times batch). batch may be 0
   // (grads become zero). `seed` seeds the step's randomness (dropout).
-  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed = 0);
+  // When on_grads_ready is set, it is called with each layer's key range as
+  // soon as backward has made that layer's gradients final (last layer
+  // first), so they can be sent while the layers before it compute; together
+  // the calls cover every key once (a device that computes all gradients at
+  // once reports them in one call).
+  using GradsReady = std::function<void(KeyRange keys)>;
+  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed = 0,
+                        const GradsReady& on_grads_ready = nullptr);
 
   // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);

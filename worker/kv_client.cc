@@ -29,12 +29,36 @@ Status KvClient::Connect() {
 
 Status KvClient::Push(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
                       bool want_params) {
+  return SendParts(step, examples, grads, parts_, want_params);
+}
+
+Status KvClient::PushKeys(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
+                          KeyRange keys, bool want_params) {
+  std::vector<std::vector<std::vector<int>>> parts(servers_.size());
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    const std::vector<KeyRange>& slices = servers_[s].ranges;
+    uint64_t bytes = kPartBytes;
+    for (size_t i = 0; i < slices.size(); ++i) {
+      if (slices[i].begin < keys.begin || slices[i].end > keys.end) continue;
+      if (bytes >= kPartBytes) {
+        parts[s].emplace_back();
+        bytes = 0;
+      }
+      parts[s].back().push_back(static_cast<int>(i));
+      bytes += slices[i].size() * sizeof(float);
+    }
+  }
+  return SendParts(step, examples, grads, parts, want_params);
+}
+
+Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
+                           const std::vector<std::vector<std::vector<int>>>& parts, bool want_params) {
   // Round-robin over servers, part by part, so every server starts applying early.
   size_t most_parts = 0;
-  for (const auto& p : parts_) most_parts = std::max(most_parts, p.size());
+  for (const auto& p : parts) most_parts = std::max(most_parts, p.size());
   for (size_t part = 0; part < most_parts; ++part) {
     for (size_t s = 0; s < servers_.size(); ++s) {
-      if (part >= parts_[s].size()) continue;
+      if (part >= parts[s].size()) continue;
       proto::Header h;
       h.set_op(proto::PUSH);
       h.set_job_id(job_id_);
@@ -44,7 +68,7 @@ Status KvClient::Push(int64_t step, int64_t examples, const std::shared_ptr<std:
       h.set_examples(examples);
       h.set_want_params(want_params);
       std::vector<OutFrame> frames;
-      for (int i : parts_[s][part]) {
+      for (int i : parts[s][part]) {
         const KeyRange& r = servers_[s].ranges[i];
         proto::KeyRange* out = h.add_ranges();
         out->set_begin(r.begin);

@@ -52,6 +52,13 @@ class KvClient {
   // want_params each server answers PARAMS once the step is applied.
   Status Push(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads, bool want_params);
 
+  // Push restricted to the slices that lie inside `keys` (a layer's tensors,
+  // which are whole slices), so a worker can send one layer's gradients while
+  // it still computes the layers before it. Pushing each key range of a
+  // tiling once is the same as one Push.
+  Status PushKeys(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads, KeyRange keys,
+                  bool want_params);
+
   // Asks every server for its parameters at version >= step.
   Status Pull(int64_t step);
 
@@ -68,6 +75,9 @@ class KvClient {
   int num_servers() const { return static_cast<int>(servers_.size()); }
 
  private:
+  // Sends parts[s] (groups of server s's slice indices) round-robin over servers.
+  Status SendParts(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
+                   const std::vector<std::vector<std::vector<int>>>& parts, bool want_params);
   Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version);
   // The index of `range` among server's slices, or -1.
   int FindSlice(int server, const proto::KeyRange& range) const;

@@ -207,9 +207,20 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       reader.Read(order, position, count, lease.end(), &x, &labels);
       position += count;
     }
-    const BatchStats stats = model_->TrainBatch(x.data(), labels.data(), count, MixSeed(map_.spec().seed(), rank_, step));
+    // Each layer's gradients go out as soon as backward has made them
+    // (overlapping the layers before it), or all at once after it.
+    Status pushed;
+    Model::GradsReady push_layer = nullptr;
+    if (options_.overlap_push) {
+      push_layer = [&](KeyRange keys) {
+        if (pushed.ok()) pushed = kv_->PushKeys(step, count, model_->grads(), keys, /*want_params=*/true);
+      };
+    }
+    const BatchStats stats =
+        model_->TrainBatch(x.data(), labels.data(), count, MixSeed(map_.spec().seed(), rank_, step), push_layer);
     const auto computed = Clock::now();
-    RETURN_IF_ERROR(kv_->Push(step, count, model_->grads(), /*want_params=*/true));
+    if (!options_.overlap_push) pushed = kv_->Push(step, count, model_->grads(), /*want_params=*/true);
+    RETURN_IF_ERROR(pushed);
     // BSP: the reply must be this step's parameters.
     RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_,
                                     bsp ? step + 1 : 0));

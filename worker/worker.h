@@ -27,6 +27,9 @@ struct WorkerOptions {
   std::string scheduler;
   // OpenBLAS threads; 0 = what the cores allow. Default 0.
   int threads = 0;
+  // Push each layer's gradients as soon as backward has produced them
+  // (true), or the whole gradient after backward (false). Default true.
+  bool overlap_push = true;
   // Give up when the cluster map has not come by then. Default 120 s.
   int register_timeout_s = 120;
   // Give up on a server or the scheduler silent for this long. Default 120 s.

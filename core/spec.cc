@@ -1,5 +1,6 @@
 #include "core/spec.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include <google/protobuf/io/tokenizer.h>
@@ -148,6 +149,21 @@ Status ValidateOptimizerSpec(const proto::OptimizerSpec& o) {
   RETURN_IF_ERROR(Require(o.beta1() >= 0 && o.beta1() < 1, "optimizer.beta1 must be in [0, 1)" + Got(o.beta1())));
   RETURN_IF_ERROR(Require(o.beta2() >= 0 && o.beta2() < 1, "optimizer.beta2 must be in [0, 1)" + Got(o.beta2())));
   RETURN_IF_ERROR(Require(o.epsilon() > 0, "optimizer.epsilon must be > 0" + Got(o.epsilon())));
+  if (!proto::OptimizerSpec::Schedule_IsValid(o.schedule())) {
+    return InvalidArgumentError("optimizer.schedule " + std::to_string(o.schedule()) + " is unknown");
+  }
+  RETURN_IF_ERROR(Require(o.warmup_epochs() >= 0 && std::isfinite(o.warmup_epochs()),
+                          "optimizer.warmup_epochs must be a finite number >= 0" + Got(o.warmup_epochs())));
+  if (o.schedule() == proto::OptimizerSpec::STEP) {
+    RETURN_IF_ERROR(
+        Require(o.step_epochs() >= 1, "optimizer.step_epochs must be >= 1 with schedule STEP" + Got(o.step_epochs())));
+  }
+  RETURN_IF_ERROR(Require(o.step_epochs() >= 0, "optimizer.step_epochs must be >= 0" + Got(o.step_epochs())));
+  RETURN_IF_ERROR(Require(o.gamma() > 0 && o.gamma() <= 1, "optimizer.gamma must be in (0, 1]" + Got(o.gamma())));
+  const std::string lr = Got(o.learning_rate()).substr(sizeof(", got ") - 1);  // the number alone
+  RETURN_IF_ERROR(Require(o.min_learning_rate() >= 0 && o.min_learning_rate() <= o.learning_rate(),
+                          "optimizer.min_learning_rate must be in [0, learning_rate = " + lr + "]" +
+                              Got(o.min_learning_rate())));
   return OkStatus();
 }
 

@@ -453,6 +453,13 @@ Status Scheduler::SendMap(const Node& node) {
   map->set_train_examples(train_examples_);
   map->set_test_examples(test_examples_);
   if (node.role == proto::SERVER && restore_.has_value()) *map->mutable_restore() = *restore_;
+  LeaseBook plan;  // servers' learning-rate schedules count epochs in these steps (ASP: pushes)
+  plan.StartTraining(0, train_examples_, options_.spec.data().shards_per_worker() * map->num_workers(),
+                     map->num_workers(), options_.spec.consistency() == proto::BSP);
+  map->set_steps_per_epoch(plan.StepsPerWorker(options_.spec.batch_size()));
+  // Resumed with other workers, the schedule goes on from the epoch, not the step.
+  const int64_t epoch_began = restore_.has_value() ? restore_->step() - start_skip_steps_ : 0;
+  map->set_schedule_step_offset(start_epoch_ * map->steps_per_epoch() - epoch_began);
   for (const proto::TensorMeta& t : tensors_) *map->add_tensors() = t;
   for (size_t s = 0; s < server_peers_.size(); ++s) {
     proto::ServerInfo* info = map->add_servers();

@@ -2,21 +2,29 @@
 // Each keeps its state (momentum, moments) in a buffer the caller owns, laid
 // out beside the parameters, so it can be checkpointed with them.
 // Elementwise only: splitting the keys differently gives bitwise-equal results.
+// The learning rate of each step comes from an LrSchedule.
 #ifndef TESSERA_SERVER_OPTIMIZER_H_
 #define TESSERA_SERVER_OPTIMIZER_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "core/status.h"
 #include "proto/job.pb.h"
+#include "server/lr_schedule.h"
 
 namespace tessera {
 
+// Immutable after construction; Apply may run on many threads at once (on
+// disjoint parameters and state).
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
+
+  // The learning rate of each step.
+  const LrSchedule& schedule() const { return schedule_; }
 
   // Floats of state per parameter.
   virtual int state_per_param() const = 0;
@@ -25,17 +33,25 @@ class Optimizer {
   // step's examples). `state` holds state_per_param() blocks of n floats,
   // zero at the start; block j starts at state + j * stride (stride >= n),
   // so a caller can step a chunk of a larger slice in place. `step` counts
-  // from 1.
+  // from 1 (a slice's version + 1) and picks the learning rate.
   virtual void Apply(int64_t step, float* w, const float* g, float* state, size_t n, size_t stride) const = 0;
 
   // Apply with the state blocks back to back (stride n).
   void Apply(int64_t step, float* w, const float* g, float* state, size_t n) const {
     Apply(step, w, g, state, n, n);
   }
+
+ protected:
+  explicit Optimizer(LrSchedule schedule) : schedule_(std::move(schedule)) {}
+
+  const LrSchedule schedule_;
 };
 
-// InvalidArgument for an unknown type or a bad hyperparameter.
-StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const proto::OptimizerSpec& spec);
+// InvalidArgument for an unknown type or a bad hyperparameter, or a schedule
+// that needs what `clock` lacks (see LrSchedule::Create). The default clock
+// serves a CONSTANT schedule without warm-up.
+StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const proto::OptimizerSpec& spec,
+                                                     const ScheduleClock& clock = {});
 
 }  // namespace tessera
 

@@ -112,7 +112,9 @@ Status Server::HandleScheduler(Message m) {
       RETURN_IF_ERROR(ValidateTensors(map));
       RETURN_IF_ERROR(ValidateJobSpec(map.spec()));
       // The tensors (offsets, sizes, init bounds) come with the map.
-      ASSIGN_OR_RETURN(optimizer_, CreateOptimizer(map.spec().optimizer()));
+      const ScheduleClock clock{map.steps_per_epoch(), map.spec().epochs(), map.schedule_step_offset()};
+      ASSIGN_OR_RETURN(optimizer_, CreateOptimizer(map.spec().optimizer(), clock));
+      LOG(INFO) << "learning rate: " << optimizer_->schedule().ToString();
       std::vector<TensorInfo> tensors;
       for (const proto::TensorMeta& t : map.tensors()) {
         TensorInfo info;

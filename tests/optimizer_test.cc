@@ -116,6 +116,101 @@ TEST(OptimizerTest, AdamWithWeightDecay) {
   }
 }
 
+TEST(OptimizerTest, SgdFollowsTheCosineSchedule) {
+  proto::OptimizerSpec spec;
+  spec.set_type(proto::OptimizerSpec::SGD);
+  spec.set_learning_rate(0.5f);
+  spec.set_schedule(proto::OptimizerSpec::COSINE);
+  // 2 steps an epoch, 2 epochs: updates t = 0..3 of T = 4.
+  auto o = CreateOptimizer(spec, {/*steps_per_epoch=*/2, /*epochs=*/2, /*step_offset=*/0});
+  ASSERT_OK(o.status());
+  const std::unique_ptr<Optimizer>& opt = *o;
+  // 0.5 * (1 + cos(pi * t / 4)) / 2.
+  const double lr[] = {0.5, 0.25 * (1 + 0.70710678118654752), 0.25, 0.25 * (1 - 0.70710678118654752)};
+  std::vector<float> w = kW0;
+  std::vector<double> want(kW0.begin(), kW0.end());
+  const std::vector<float> g = kG[0];
+  for (int step = 1; step <= 4; ++step) {
+    EXPECT_EQ(opt->schedule().At(step), static_cast<float>(lr[step - 1])) << "step " << step;
+    opt->Apply(step, w.data(), g.data(), nullptr, w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      want[i] -= lr[step - 1] * g[i];
+      ExpectClose(w[i], want[i], "step " + std::to_string(step) + " key " + std::to_string(i));
+    }
+  }
+}
+
+TEST(OptimizerTest, SgdWithScheduleIsBitwiseSgdAtTheScheduledRate) {
+  // The scheduled optimizer equals, bit for bit, one with a constant rate set
+  // to the schedule's float at each step: the rate is all that changes.
+  proto::OptimizerSpec spec;
+  spec.set_learning_rate(0.05f);
+  spec.set_momentum(0.9f);
+  spec.set_weight_decay(0.01f);
+  spec.set_schedule(proto::OptimizerSpec::STEP);
+  spec.set_step_epochs(1);
+  spec.set_gamma(0.3f);
+  spec.set_warmup_epochs(0.5f);
+  const ScheduleClock clock{/*steps_per_epoch=*/2, /*epochs=*/3, /*step_offset=*/0};
+  auto scheduled = CreateOptimizer(spec, clock);
+  ASSERT_OK(scheduled.status());
+  std::vector<float> w = kW0, w_ref = kW0, state(kW0.size(), 0.0f), state_ref(kW0.size(), 0.0f);
+  for (int step = 1; step <= 6; ++step) {
+    proto::OptimizerSpec fixed = spec;
+    fixed.set_schedule(proto::OptimizerSpec::CONSTANT);
+    fixed.set_warmup_epochs(0);
+    fixed.set_min_learning_rate(0);
+    fixed.set_learning_rate((*scheduled)->schedule().At(step));
+    auto reference = CreateOptimizer(fixed);
+    ASSERT_OK(reference.status());
+    const std::vector<float>& g = kG[(step - 1) % kG.size()];
+    (*scheduled)->Apply(step, w.data(), g.data(), state.data(), w.size());
+    (*reference)->Apply(step, w_ref.data(), g.data(), state_ref.data(), w_ref.size());
+    EXPECT_EQ(w, w_ref) << "step " << step;
+    EXPECT_EQ(state, state_ref) << "step " << step;
+  }
+  // Warm-up (1 step), then 0.05 in epoch 1, 0.015 in epoch 2...
+  EXPECT_EQ((*scheduled)->schedule().At(1), static_cast<float>(0.05 * 1 / 1));
+  EXPECT_EQ((*scheduled)->schedule().At(3), static_cast<float>(static_cast<double>(0.05f) * static_cast<double>(0.3f)));
+}
+
+TEST(OptimizerTest, AdamWithWarmup) {
+  proto::OptimizerSpec spec;
+  spec.set_type(proto::OptimizerSpec::ADAM);
+  spec.set_learning_rate(0.01f);
+  spec.set_beta1(0.8f);
+  spec.set_beta2(0.99f);
+  spec.set_epsilon(1e-3f);
+  spec.set_warmup_epochs(1);  // 3 steps an epoch: rates lr/3, 2lr/3, lr
+  auto o = CreateOptimizer(spec, {/*steps_per_epoch=*/3, /*epochs=*/2, /*step_offset=*/0});
+  ASSERT_OK(o.status());
+  const size_t n = kW0.size();
+  std::vector<float> w = kW0;
+  std::vector<float> state(2 * n, 0.0f);
+  const double b1 = spec.beta1(), b2 = spec.beta2(), eps = spec.epsilon();
+  std::vector<double> want(kW0.begin(), kW0.end()), m(n, 0.0), v(n, 0.0);
+  for (int step = 1; step <= 3; ++step) {
+    const double lr = static_cast<double>(spec.learning_rate()) * step / 3;
+    (*o)->Apply(step, w.data(), kG[step - 1].data(), state.data(), n);
+    const double c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
+    for (size_t i = 0; i < n; ++i) {
+      const double d = kG[step - 1][i];
+      m[i] = b1 * m[i] + (1 - b1) * d;
+      v[i] = b2 * v[i] + (1 - b2) * d * d;
+      want[i] -= lr / c1 * m[i] / (std::sqrt(v[i]) / std::sqrt(c2) + eps);
+      ExpectClose(w[i], want[i], "step " + std::to_string(step) + " key " + std::to_string(i));
+    }
+  }
+}
+
+TEST(OptimizerTest, ScheduleWithoutTheClockIsAnError) {
+  proto::OptimizerSpec spec;
+  spec.set_schedule(proto::OptimizerSpec::COSINE);
+  auto o = CreateOptimizer(spec);
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("optimizer.schedule COSINE"), std::string::npos) << o.status().ToString();
+}
+
 TEST(OptimizerTest, AdamDefaultsMatchPyTorch) {
   // With the proto's defaults (0.9, 0.999, 1e-8) the first step moves every
   // weight by almost exactly lr against the sign of its gradient.
@@ -261,6 +356,10 @@ TEST(OptimizerTest, CreateRejectsBadHyperparameters) {
     s.set_type(proto::OptimizerSpec::ADAM);
     s.set_epsilon(0.0f);
   });
+  add("step_epochs", [](proto::OptimizerSpec& s) { s.set_schedule(proto::OptimizerSpec::STEP); });
+  add("gamma", [](proto::OptimizerSpec& s) { s.set_gamma(0.0f); });
+  add("warmup_epochs", [](proto::OptimizerSpec& s) { s.set_warmup_epochs(-1.0f); });
+  add("min_learning_rate", [](proto::OptimizerSpec& s) { s.set_min_learning_rate(0.2f); });
   for (const Case& c : cases) {
     auto o = CreateOptimizer(c.spec);
     EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument) << c.spec.ShortDebugString();

@@ -1,6 +1,7 @@
 #include "core/spec.h"
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,16 @@ TEST(SpecTest, EveryRuleNamesItsField) {
       {"optimizer.beta1", [](proto::JobSpec* s) { s->mutable_optimizer()->set_beta1(1.0f); }},
       {"optimizer.beta2", [](proto::JobSpec* s) { s->mutable_optimizer()->set_beta2(1.5f); }},
       {"optimizer.epsilon", [](proto::JobSpec* s) { s->mutable_optimizer()->set_epsilon(0.0f); }},
+      {"optimizer.step_epochs",
+       [](proto::JobSpec* s) { s->mutable_optimizer()->set_schedule(proto::OptimizerSpec::STEP); }},
+      {"optimizer.step_epochs", [](proto::JobSpec* s) { s->mutable_optimizer()->set_step_epochs(-1); }},
+      {"optimizer.gamma", [](proto::JobSpec* s) { s->mutable_optimizer()->set_gamma(0.0f); }},
+      {"optimizer.gamma", [](proto::JobSpec* s) { s->mutable_optimizer()->set_gamma(1.5f); }},
+      {"optimizer.warmup_epochs", [](proto::JobSpec* s) { s->mutable_optimizer()->set_warmup_epochs(-0.5f); }},
+      {"optimizer.warmup_epochs",
+       [](proto::JobSpec* s) { s->mutable_optimizer()->set_warmup_epochs(std::numeric_limits<float>::infinity()); }},
+      {"optimizer.min_learning_rate", [](proto::JobSpec* s) { s->mutable_optimizer()->set_min_learning_rate(-1); }},
+      {"optimizer.min_learning_rate", [](proto::JobSpec* s) { s->mutable_optimizer()->set_min_learning_rate(1); }},
       {"model.layer[2]", [](proto::JobSpec* s) { s->mutable_model()->mutable_layer(2)->clear_kind(); }},
       {"model.layer[0].linear.out_features",
        [](proto::JobSpec* s) { s->mutable_model()->mutable_layer(0)->mutable_linear()->set_out_features(0); }},
@@ -136,6 +147,42 @@ TEST(SpecTest, MessagesSayWhatCame) {
   EXPECT_THAT(ValidateJobSpec(spec).message(), HasSubstr("'bad name'"));
 }
 
+TEST(SpecTest, ScheduleMessages) {
+  proto::JobSpec spec = ValidSpec();  // learning_rate 0.02
+  spec.mutable_optimizer()->set_schedule(proto::OptimizerSpec::COSINE);
+  spec.mutable_optimizer()->set_min_learning_rate(0.5f);
+  EXPECT_EQ(ValidateJobSpec(spec).message(),
+            "optimizer.min_learning_rate must be in [0, learning_rate = 0.02], got 0.5");
+  spec = ValidSpec();
+  spec.mutable_optimizer()->set_schedule(proto::OptimizerSpec::STEP);
+  EXPECT_EQ(ValidateJobSpec(spec).message(), "optimizer.step_epochs must be >= 1 with schedule STEP, got 0");
+}
+
+TEST(SpecTest, ParsesSchedules) {
+  auto spec = ParseJobSpec(
+      "model { layer { linear { out_features: 10 } } }\n"
+      "optimizer { learning_rate: 0.1 schedule: COSINE warmup_epochs: 0.5 min_learning_rate: 0.001 }\n",
+      "cosine.pbtxt");
+  ASSERT_OK(spec.status());
+  EXPECT_OK(ValidateJobSpec(*spec));
+  EXPECT_EQ(spec->optimizer().schedule(), proto::OptimizerSpec::COSINE);
+  EXPECT_FLOAT_EQ(spec->optimizer().warmup_epochs(), 0.5f);
+  EXPECT_FLOAT_EQ(spec->optimizer().min_learning_rate(), 0.001f);
+  spec = ParseJobSpec("optimizer { schedule: STEP step_epochs: 3 gamma: 0.5 }", "step.pbtxt");
+  ASSERT_OK(spec.status());
+  EXPECT_EQ(spec->optimizer().schedule(), proto::OptimizerSpec::STEP);
+  EXPECT_EQ(spec->optimizer().step_epochs(), 3);
+  // Defaults: no schedule, no warm-up.
+  proto::OptimizerSpec defaults;
+  EXPECT_EQ(defaults.schedule(), proto::OptimizerSpec::CONSTANT);
+  EXPECT_EQ(defaults.warmup_epochs(), 0);
+  EXPECT_EQ(defaults.step_epochs(), 0);
+  EXPECT_FLOAT_EQ(defaults.gamma(), 0.1f);
+  EXPECT_EQ(defaults.min_learning_rate(), 0);
+  auto bad = ParseJobSpec("optimizer { schedule: LINEAR }", "bad.pbtxt");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(SpecTest, MessagesShowSmallValuesAsTheyCame) {
   proto::JobSpec spec = ValidSpec();
   spec.mutable_optimizer()->set_learning_rate(-1e-9f);
@@ -164,6 +211,10 @@ TEST(SpecTest, TextRoundTrips) {
   full.set_consistency(proto::ASP);
   full.mutable_optimizer()->set_type(proto::OptimizerSpec::ADAM);
   full.mutable_optimizer()->set_epsilon(1e-7f);
+  full.mutable_optimizer()->set_schedule(proto::OptimizerSpec::STEP);
+  full.mutable_optimizer()->set_step_epochs(2);
+  full.mutable_optimizer()->set_gamma(0.5f);
+  full.mutable_optimizer()->set_warmup_epochs(0.25f);
   full.mutable_model()->mutable_layer(0)->mutable_linear()->set_bias(false);
   full.mutable_data()->set_max_train_examples(1000);
   full.set_eval_every_epoch(false);

@@ -1015,6 +1015,10 @@ Status Scheduler::FinishTrainingEpoch() {
   const int64_t trained = phase_examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
   train_seconds_ += seconds;
   trained_examples_ += trained;
+  if (epochs_timed_++ == 0) {
+    first_epoch_seconds_ = seconds;
+    first_epoch_examples_ = trained;
+  }
   last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
   const int64_t counted = trained + phase_skipped_;
   examples_by_epoch_.push_back(counted);
@@ -1156,6 +1160,14 @@ void Scheduler::RecordMetrics(const std::string& line) {
   fflush(metrics_);
 }
 
+double Scheduler::SteadySamplesPerSec() const {
+  // Past the first epoch when there is more than one; a one-epoch job has only its first.
+  if (epochs_timed_ > 1 && train_seconds_ > first_epoch_seconds_) {
+    return (trained_examples_ - first_epoch_examples_) / (train_seconds_ - first_epoch_seconds_);
+  }
+  return train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0;
+}
+
 Status Scheduler::WriteSummary() {
   const proto::JobSpec& spec = options_.spec;
   JsonObject s;
@@ -1167,7 +1179,9 @@ Status Scheduler::WriteSummary() {
       .Add("epochs", spec.epochs())
       .Add("examples_per_epoch", train_examples_)
       .Add("examples_by_epoch", examples_by_epoch_)
-      .Add("samples_per_sec", train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0)
+      .Add("samples_per_sec", SteadySamplesPerSec())
+      .Add("first_epoch_samples_per_sec", first_epoch_seconds_ > 0 ? first_epoch_examples_ / first_epoch_seconds_ : 0.0)
+      .Add("all_epochs_samples_per_sec", train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0)
       .Add("train_seconds", train_seconds_)
       .Add("wall_seconds", Seconds(Clock::now() - start_time_))
       .Add("worker_compute_seconds", compute_seconds_ / spec.cluster().workers())

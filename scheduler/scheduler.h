@@ -138,6 +138,8 @@ class Scheduler {
   Status CheckCheckpointTimeout();
   void RecordMetrics(const std::string& line);
   Status WriteSummary();
+  // Training examples per second, the first epoch left out when there are more.
+  double SteadySamplesPerSec() const;
 
   Transport* transport_;
   SchedulerOptions options_;
@@ -246,6 +248,11 @@ class Scheduler {
   // Results.
   double train_seconds_ = 0;
   int64_t trained_examples_ = 0;
+  // The first epoch this process trained (warm-up: allocation, first-touch
+  // page faults, primitive creation), reported apart from the steady rate.
+  int epochs_timed_ = 0;
+  double first_epoch_seconds_ = 0;
+  int64_t first_epoch_examples_ = 0;
   double last_train_loss_ = 0, test_accuracy_ = 0, test_loss_ = 0;
   std::string params_sha256_;
   // Summed over workers and epochs.

@@ -18,6 +18,7 @@ int RunWorker(const ParsedArgs& args) {
   WorkerOptions options;
   options.scheduler = FLAGS_scheduler;
   options.threads = FLAGS_threads;
+  options.overlap_push = FLAGS_overlap_push;
   options.register_timeout_s = FLAGS_register_timeout;
   options.reply_timeout_s = FLAGS_reply_timeout;
   options.params_out = FLAGS_params_out;

@@ -14,6 +14,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "tools/child_process.h"
+#include "tools/role_flags.h"
 #include "tools/signals.h"
 
 namespace tessera {
@@ -201,7 +202,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   auto start_worker = [&](bool replacement) {
     return cluster.Start("worker-" + std::to_string(worker_labels++),
                          {*self_exe, "worker", "--scheduler", scheduler_address, "--threads", std::to_string(threads),
-                          "--params_out", run_dir + "/params.bin"},
+                          "--params_out", run_dir + "/params.bin",
+                          std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false")},
                          replacement);
   };
   for (int i = 0; i < workers; ++i) {

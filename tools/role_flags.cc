@@ -15,6 +15,8 @@ DEFINE_string(run_dir, "", "directory for logs, metrics.jsonl and summary.json (
 DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form before giving up");
 DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
 DEFINE_int32(threads, 0, "compute threads per worker (0: as many as the cores allow)");
+DEFINE_bool(overlap_push, true,
+            "workers push each layer's gradients as soon as backward has made them (false: all after backward)");
 DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (raw float32, key order)");
 DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");
 DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint directory");

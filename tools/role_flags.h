@@ -16,6 +16,7 @@ DECLARE_string(run_dir);
 DECLARE_int32(register_timeout);
 DECLARE_string(scheduler);
 DECLARE_int32(threads);
+DECLARE_bool(overlap_push);
 DECLARE_string(params_out);
 DECLARE_string(progress);
 DECLARE_string(resume_from);

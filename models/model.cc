@@ -8,18 +8,51 @@
 #include "core/sha256.h"
 #include "models/softmax_cross_entropy.h"
 
+#ifdef TESSERA_WITH_CUDA
+#include "models/cuda/cuda_context.h"
+#include "models/cuda/cuda_layers.h"
+#include "models/cuda/cuda_model.h"
+#endif
+
 namespace tessera {
 
+void Model::CudaModelDeleter::operator()(cuda::CudaModel* cuda) const {
+#ifdef TESSERA_WITH_CUDA
+  delete cuda;
+#else
+  (void)cuda;  // never created without CUDA
+#endif
+}
+
+Model::~Model() = default;
+
 StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, const Shape& input_shape,
-                                               int num_classes) {
+                                               int num_classes, Device device) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
   std::unique_ptr<Model> model(new Model());
   model->input_shape_ = input_shape;
   model->num_classes_ = num_classes;
+  model->device_ = device;
+#ifdef TESSERA_WITH_CUDA
+  std::shared_ptr<cuda::CudaContext> context;
+  if (device == Device::kCuda) {
+    ASSIGN_OR_RETURN(context, cuda::CudaContext::Create());
+  }
+  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) {
+    return device == Device::kCuda ? cuda::CreateCudaLayer(layer_spec, in, context) : CreateLayer(layer_spec, in);
+  };
+#else
+  if (device == Device::kCuda) {
+    std::string why;
+    CudaAvailable(&why);
+    return FailedPreconditionError(why);
+  }
+  auto create_layer = [](const proto::LayerSpec& layer_spec, const Shape& in) { return CreateLayer(layer_spec, in); };
+#endif
   Shape shape = input_shape;
   uint64_t offset = 0;
   for (int i = 0; i < spec.layer_size(); ++i) {
-    auto layer = CreateLayer(spec.layer(i), shape);
+    auto layer = create_layer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
     for (const ParamShape& p : (*layer)->param_shapes()) {
@@ -46,6 +79,15 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   model->num_keys_ = offset;
   model->params_.assign(offset, 0.0f);
   model->grads_ = std::make_shared<std::vector<float>>(offset, 0.0f);
+#ifdef TESSERA_WITH_CUDA
+  if (device == Device::kCuda) {
+    std::vector<Layer*> layers;
+    for (auto& layer : model->layers_) layers.push_back(layer.get());
+    model->cuda_.reset(new cuda::CudaModel(context, std::move(layers), model->layer_offsets_, offset,
+                                           NumElements(input_shape), num_classes, model->params_.data()));
+    return model;
+  }
+#endif
   model->BindLayers();
   return model;
 }
@@ -59,7 +101,7 @@ void Model::BindLayers() {
 void Model::EnsureExclusiveGrads() {
   if (grads_.use_count() > 1) {
     grads_ = std::make_shared<std::vector<float>>(num_keys_, 0.0f);
-    BindLayers();
+    if (device_ == Device::kCpu) BindLayers();  // CUDA layers keep their device buffers
   }
 }
 
@@ -112,6 +154,12 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
     if (on_grads_ready) on_grads_ready({0, num_keys_});
     return stats;
   }
+#ifdef TESSERA_WITH_CUDA
+  if (cuda_ != nullptr) {
+    return cuda_->TrainBatch(x, labels, batch, seed, grads_->data(), on_grads_ready,
+                             profile_.empty() ? nullptr : &profile_);
+  }
+#endif
   const float* logits = Forward(x, batch, Pass{true, seed});
   const size_t last = layers_.size() - 1;
   LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, grad_acts_[last].data());
@@ -133,6 +181,9 @@ BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t b
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) return stats;
+#ifdef TESSERA_WITH_CUDA
+  if (cuda_ != nullptr) return cuda_->EvaluateBatch(x, labels, batch);
+#endif
   const float* logits = Forward(x, batch, Pass{false, 0});
   LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, nullptr);
   stats.loss_sum = loss.loss_sum;

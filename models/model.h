@@ -1,6 +1,8 @@
 // A model: the layer stack a ModelSpec describes, its parameters in one flat
 // float32 buffer (the key space the servers shard), and forward/backward on
-// batches. Not thread-safe.
+// batches, on the CPU or a CUDA GPU. The host API is the same on both: on
+// CUDA each pass uploads params() and the batch and downloads the gradients
+// into grads(). Not thread-safe.
 #ifndef TESSERA_MODELS_MODEL_H_
 #define TESSERA_MODELS_MODEL_H_
 
@@ -12,10 +14,15 @@
 
 #include "core/key_range.h"
 #include "core/status.h"
+#include "models/device.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 
 namespace tessera {
+
+namespace cuda {
+class CudaModel;
+}  // namespace cuda
 
 // Seconds spent in one layer since profiling was turned on.
 struct LayerProfile {
@@ -35,8 +42,13 @@ class Model {
   // InvalidArgument naming the layer when shapes do not fit, or when the
   // last layer's outputs differ from num_classes. input_shape is one
   // example's shape: [1, 28, 28] for Fashion-MNIST (ExampleShape gives it).
+  // On Device::kCuda: FailedPrecondition in a build without CUDA, Unavailable
+  // when no GPU can be used.
   static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
-                                                  int num_classes);
+                                                  int num_classes, Device device = Device::kCpu);
+  ~Model();
+
+  Device device() const { return device_; }
 
   // Parameter tensors in key order ("layer0.linear.weight", ...).
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
@@ -97,6 +109,12 @@ class Model {
   std::vector<std::vector<float>> acts_, grad_acts_;
   int64_t activation_batch_ = 0;
   std::vector<LayerProfile> profile_;  // empty unless profiling
+  Device device_ = Device::kCpu;
+  // On CUDA: the device buffers and passes; layers_ are then CUDA layers bound to device memory.
+  struct CudaModelDeleter {
+    void operator()(cuda::CudaModel* cuda) const;
+  };
+  std::unique_ptr<cuda::CudaModel, CudaModelDeleter> cuda_;
 };
 
 // One example's shape for a dataset whose IDX images file has `dims`

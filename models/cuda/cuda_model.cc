@@ -1,0 +1,174 @@
+#include "models/cuda/cuda_model.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "core/random.h"
+#include "models/cuda/cuda_context.h"
+#include "models/cuda/cuda_layers.h"
+
+namespace tessera::cuda {
+
+struct CudaModel::Buffers {
+  DeviceBuffer params, grads, x, labels, logp, losses, correct;
+  // acts[i]: output of layer i; grad_acts[i]: dL/d(output of layer i).
+  std::vector<DeviceBuffer> acts, grad_acts;
+  PinnedBuffer host_x, host_labels, host_grads, host_losses, host_correct;
+  // grads_done[i]: layer i's gradients are in host_grads.
+  std::vector<cudaEvent_t> grads_done;
+};
+
+CudaModel::CudaModel(std::shared_ptr<CudaContext> context, std::vector<Layer*> layers,
+                     std::vector<uint64_t> layer_offsets, uint64_t num_keys, int64_t input_features, int num_classes,
+                     float* host_params)
+    : context_(std::move(context)),
+      layers_(std::move(layers)),
+      num_keys_(num_keys),
+      input_features_(input_features),
+      num_classes_(num_classes),
+      host_params_(host_params),
+      b_(std::make_unique<Buffers>()) {
+  const size_t bytes = std::max<uint64_t>(num_keys_, 1) * sizeof(float);
+  b_->params.Reserve(bytes);
+  b_->grads.Reserve(bytes);
+  b_->host_grads.Reserve(bytes);
+  TESSERA_CUDA_CHECK(cudaMemset(b_->params.get(), 0, bytes));
+  TESSERA_CUDA_CHECK(cudaMemset(b_->grads.get(), 0, bytes));
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->Bind(b_->params.f() + layer_offsets[i], b_->grads.f() + layer_offsets[i]);
+    layer_keys_.push_back({layer_offsets[i], i + 1 < layers_.size() ? layer_offsets[i + 1] : num_keys_});
+    cudaEvent_t event;
+    TESSERA_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    b_->grads_done.push_back(event);
+  }
+  b_->acts.resize(layers_.size());
+  b_->grad_acts.resize(layers_.size());
+  // Uploads straight from the model's parameter buffer; a plain (slower) copy where pinning is refused.
+  if (num_keys_ > 0) {
+    params_registered_ =
+        cudaHostRegister(host_params_, num_keys_ * sizeof(float), cudaHostRegisterDefault) == cudaSuccess;
+    if (!params_registered_) cudaGetLastError();
+  }
+}
+
+CudaModel::~CudaModel() {
+  context_->Synchronize();
+  for (cudaEvent_t event : b_->grads_done) cudaEventDestroy(event);
+  if (params_registered_) cudaHostUnregister(host_params_);
+}
+
+void CudaModel::EnsureBatch(int64_t batch) {
+  if (batch <= batch_capacity_) return;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const size_t bytes = batch * layers_[i]->out_features() * sizeof(float);
+    b_->acts[i].Reserve(bytes);
+    b_->grad_acts[i].Reserve(bytes);
+  }
+  b_->x.Reserve(batch * input_features_ * sizeof(float));
+  b_->host_x.Reserve(batch * input_features_ * sizeof(float));
+  b_->labels.Reserve(batch);
+  b_->host_labels.Reserve(batch);
+  b_->logp.Reserve(batch * num_classes_ * sizeof(float));
+  b_->losses.Reserve(batch * sizeof(float));
+  b_->host_losses.Reserve(batch * sizeof(float));
+  b_->correct.Reserve(batch * sizeof(int32_t));
+  b_->host_correct.Reserve(batch * sizeof(int32_t));
+  batch_capacity_ = batch;
+}
+
+void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch) {
+  const cudaStream_t stream = context_->stream();
+  TESSERA_CUDA_CHECK(
+      cudaMemcpyAsync(b_->params.get(), host_params_, num_keys_ * sizeof(float), cudaMemcpyHostToDevice, stream));
+  const size_t x_bytes = batch * input_features_ * sizeof(float);
+  std::memcpy(b_->host_x.as<float>(), x, x_bytes);
+  TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->x.get(), b_->host_x.as<float>(), x_bytes, cudaMemcpyHostToDevice, stream));
+  std::memcpy(b_->host_labels.as<uint8_t>(), labels, batch);
+  TESSERA_CUDA_CHECK(
+      cudaMemcpyAsync(b_->labels.get(), b_->host_labels.as<uint8_t>(), batch, cudaMemcpyHostToDevice, stream));
+}
+
+void CudaModel::Forward(int64_t batch, const Pass& pass, std::vector<LayerProfile>* profile) {
+  const float* in = b_->x.f();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    // The same per-layer seeds as the CPU model (Model::Forward).
+    const Pass layer_pass{pass.training, MixSeed(pass.seed, 0x1a7e5ULL, i)};
+    if (profile != nullptr) context_->Synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    layers_[i]->Forward(in, batch, b_->acts[i].f(), layer_pass);
+    if (profile != nullptr) {
+      context_->Synchronize();
+      (*profile)[i].forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    in = b_->acts[i].f();
+  }
+}
+
+BatchStats CudaModel::Finish(int64_t batch) {
+  const cudaStream_t stream = context_->stream();
+  TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_losses.as<float>(), b_->losses.get(), batch * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream));
+  TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_correct.as<int32_t>(), b_->correct.get(), batch * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, stream));
+  context_->Synchronize();
+  BatchStats stats;
+  stats.examples = batch;
+  const float* losses = b_->host_losses.as<float>();
+  const int32_t* correct = b_->host_correct.as<int32_t>();
+  for (int64_t i = 0; i < batch; ++i) {
+    stats.loss_sum += static_cast<double>(losses[i]);
+    stats.correct += correct[i];
+  }
+  return stats;
+}
+
+BatchStats CudaModel::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed,
+                                 float* host_grads, const Model::GradsReady& on_grads_ready,
+                                 std::vector<LayerProfile>* profile) {
+  EnsureBatch(batch);
+  Upload(x, labels, batch);
+  Forward(batch, Pass{true, seed}, profile);
+  const size_t last = layers_.size() - 1;
+  const cudaStream_t stream = context_->stream();
+  SoftmaxCrossEntropy(*context_, b_->acts[last].f(), b_->labels.as<uint8_t>(), batch, num_classes_, b_->logp.f(),
+                      b_->losses.f(), b_->correct.as<int32_t>(), b_->grad_acts[last].f());
+  // Enqueue the whole backward pass, each layer followed by the copy of its gradients ...
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const float* in = i == 0 ? b_->x.f() : b_->acts[i - 1].f();
+    float* dx = i == 0 ? nullptr : b_->grad_acts[i - 1].f();
+    if (profile != nullptr) context_->Synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    layers_[i]->Backward(in, b_->acts[i].f(), b_->grad_acts[i].f(), batch, dx);
+    if (profile != nullptr) {
+      context_->Synchronize();
+      (*profile)[i].backward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    const KeyRange keys = layer_keys_[i];
+    if (!keys.empty()) {
+      TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_grads.as<float>() + keys.begin, b_->grads.f() + keys.begin,
+                                         keys.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      TESSERA_CUDA_CHECK(cudaEventRecord(b_->grads_done[i], stream));
+    }
+  }
+  // ... then hand each layer's gradients over as they arrive, while the device works on the layers before it.
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const KeyRange keys = layer_keys_[i];
+    if (keys.empty()) continue;
+    TESSERA_CUDA_CHECK(cudaEventSynchronize(b_->grads_done[i]));
+    std::memcpy(host_grads + keys.begin, b_->host_grads.as<float>() + keys.begin, keys.size() * sizeof(float));
+    if (on_grads_ready) on_grads_ready(keys);
+  }
+  return Finish(batch);
+}
+
+BatchStats CudaModel::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch) {
+  EnsureBatch(batch);
+  Upload(x, labels, batch);
+  Forward(batch, Pass{false, 0}, nullptr);
+  const size_t last = layers_.size() - 1;
+  SoftmaxCrossEntropy(*context_, b_->acts[last].f(), b_->labels.as<uint8_t>(), batch, num_classes_, b_->logp.f(),
+                      b_->losses.f(), b_->correct.as<int32_t>(), nullptr);
+  return Finish(batch);
+}
+
+}  // namespace tessera::cuda

@@ -1,0 +1,62 @@
+// The device half of a Model on CUDA (Model keeps its host API): parameters,
+// gradients and activations in device memory; each pass uploads the host
+// parameters (page-locked in place) and the batch (through pinned staging),
+// runs the CUDA layers and the loss on one stream, and copies each layer's
+// gradients back to the host (through a pinned buffer) as soon as its
+// backward pass is done, while the layers before it still compute.
+#ifndef TESSERA_MODELS_CUDA_CUDA_MODEL_H_
+#define TESSERA_MODELS_CUDA_CUDA_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "models/layer.h"
+#include "models/model.h"
+
+namespace tessera::cuda {
+
+class CudaContext;
+
+class CudaModel {
+ public:
+  // `layers`: the model's CUDA layers, created on `context` (borrowed; they
+  // must outlive this); layer i's parameters start at key layer_offsets[i].
+  // `host_params` (num_keys floats) must outlive this too; it is page-locked
+  // for fast uploads.
+  CudaModel(std::shared_ptr<CudaContext> context, std::vector<Layer*> layers, std::vector<uint64_t> layer_offsets,
+            uint64_t num_keys, int64_t input_features, int num_classes, float* host_params);
+  ~CudaModel();
+
+  // As Model::TrainBatch with batch > 0; writes the gradients into
+  // host_grads, calling on_grads_ready (when set) with each layer's keys once
+  // they are there, last layer first. With `profile` (one entry per layer)
+  // adds each layer's time, waiting for the device around every layer.
+  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed, float* host_grads,
+                        const Model::GradsReady& on_grads_ready, std::vector<LayerProfile>* profile);
+  // As Model::EvaluateBatch with batch > 0.
+  BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
+
+ private:
+  struct Buffers;
+  void EnsureBatch(int64_t batch);
+  void Upload(const float* x, const uint8_t* labels, int64_t batch);
+  void Forward(int64_t batch, const Pass& pass, std::vector<LayerProfile>* profile);
+  // Waits for the pass's losses and returns its statistics.
+  BatchStats Finish(int64_t batch);
+
+  std::shared_ptr<CudaContext> context_;
+  std::vector<Layer*> layers_;
+  std::vector<KeyRange> layer_keys_;  // each layer's parameters
+  uint64_t num_keys_;
+  int64_t input_features_;
+  int num_classes_;
+  float* host_params_;
+  bool params_registered_ = false;
+  int64_t batch_capacity_ = 0;
+  std::unique_ptr<Buffers> b_;
+};
+
+}  // namespace tessera::cuda
+
+#endif  // TESSERA_MODELS_CUDA_CUDA_MODEL_H_

@@ -1,0 +1,68 @@
+#include "models/cuda/kernels.h"
+
+#include <algorithm>
+
+
+namespace tessera::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int Blocks(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+
+__global__ void DropoutKernel(const float* x, float* y, int64_t n, uint64_t seed, float p, float keep) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    // SplitMix64::Next() for the (i+1)-th draw (core/random.cc).
+    uint64_t z = seed + static_cast<uint64_t>(i + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+    const float scale = u < p ? 0.0f : keep;
+    y[i] = x[i] * scale;
+  }
+}
+
+__global__ void SoftmaxCrossEntropyKernel(const float* logits, const float* logp, const uint8_t* labels, int64_t batch,
+                                          int classes, float* losses, int32_t* correct, float* dlogits) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= batch) return;
+  const float* z = logits + b * classes;
+  const float* lp = logp + b * classes;
+  int best = 0;
+  float max = z[0];
+  for (int c = 1; c < classes; ++c) {
+    if (z[c] > max) {
+      max = z[c];
+      best = c;
+    }
+  }
+  const int label = labels[b];
+  losses[b] = -lp[label];
+  correct[b] = best == label ? 1 : 0;
+  if (dlogits != nullptr) {
+    float* g = dlogits + b * classes;
+    for (int c = 0; c < classes; ++c) g[c] = expf(lp[c]);
+    g[label] -= 1.0f;
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchDropout(const float* x, float* y, int64_t n, uint64_t seed, float p, float keep, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  DropoutKernel<<<Blocks(n), kThreads, 0, stream>>>(x, y, n, seed, p, keep);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, const uint8_t* labels, int64_t batch,
+                                      int classes, float* losses, int32_t* correct, float* dlogits,
+                                      cudaStream_t stream) {
+  if (batch == 0) return cudaSuccess;
+  SoftmaxCrossEntropyKernel<<<static_cast<int>((batch + 127) / 128), 128, 0, stream>>>(logits, logp, labels, batch,
+                                                                                      classes, losses, correct, dlogits);
+  return cudaGetLastError();
+}
+
+}  // namespace tessera::cuda

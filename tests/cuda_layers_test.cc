@@ -1,0 +1,578 @@
+// The CUDA layers against their CPU twins: for every layer, outputs and
+// gradients on random inputs agree within float rounding (dropout's masks
+// bitwise), numerical gradient checks on the GPU, and a few training steps of
+// small CNNs from the same seed agree across devices. Tests that need a GPU
+// skip, saying why, in a build without CUDA or on a machine without a GPU.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "models/device.h"
+#include "models/layer.h"
+#include "models/model.h"
+#include "models/softmax_cross_entropy.h"
+#include "tests/test_util.h"
+
+#ifdef TESSERA_WITH_CUDA
+#include "models/cuda/cuda_context.h"
+#include "models/cuda/cuda_layers.h"
+#endif
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Skips the calling test where there is no GPU to run it on.
+#define REQUIRE_CUDA()                                              \
+  do {                                                              \
+    std::string why;                                                \
+    if (!CudaAvailable(&why)) GTEST_SKIP() << "needs a CUDA GPU: " << why; \
+  } while (0)
+
+TEST(CudaDeviceTest, ResolveDevice) {
+  EXPECT_EQ(*ResolveDevice("cpu"), Device::kCpu);
+  std::string why;
+  const bool available = CudaAvailable(&why);
+  EXPECT_EQ(why.empty(), available);
+  EXPECT_EQ(*ResolveDevice("auto"), available ? Device::kCuda : Device::kCpu);
+  auto cuda = ResolveDevice("cuda");
+  if (available) {
+    EXPECT_EQ(*cuda, Device::kCuda);
+  } else {
+    EXPECT_EQ(cuda.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(cuda.status().message(), HasSubstr("--device=cuda: " + why));
+  }
+  EXPECT_THAT(ResolveDevice("gpu").status().message(), HasSubstr("--device must be auto, cpu or cuda, got 'gpu'"));
+  if (!CudaBuilt()) {
+    EXPECT_THAT(why, HasSubstr("no CUDA support"));
+  }
+}
+
+proto::ModelSpec TinyMlp() {
+  proto::ModelSpec spec;
+  spec.add_layer()->mutable_linear()->set_out_features(4);
+  spec.add_layer()->mutable_relu();
+  spec.add_layer()->mutable_linear()->set_out_features(3);
+  return spec;
+}
+
+TEST(CudaDeviceTest, CudaModelWithoutGpuIsAnError) {
+  std::string why;
+  auto model = Model::Create(TinyMlp(), Shape{5}, 3, Device::kCuda);
+  if (CudaAvailable(&why)) {
+    ASSERT_OK(model.status());
+    EXPECT_EQ((*model)->device(), Device::kCuda);
+  } else {
+    ASSERT_FALSE(model.ok());
+    EXPECT_THAT(model.status().message(), HasSubstr(why));
+  }
+}
+
+#ifdef TESSERA_WITH_CUDA
+
+constexpr float kEps = 1e-3f;
+
+std::vector<float> RandomVector(std::mt19937& rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// Distinct values at least 0.01 apart, shuffled (no near ties in max pooling).
+std::vector<float> DistinctVector(std::mt19937& rng, size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = 0.01f * static_cast<float>(i) - 0.005f * static_cast<float>(n);
+  std::shuffle(v.begin(), v.end(), rng);
+  return v;
+}
+
+// |cuda - cpu| <= tol * (1 + |cpu|) everywhere; reports the worst element.
+void ExpectClose(const std::vector<float>& cpu, const std::vector<float>& cuda, double tol, const std::string& what) {
+  ASSERT_EQ(cpu.size(), cuda.size()) << what;
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(cuda[i]) - cpu[i]) / (1.0 + std::fabs(cpu[i]));
+    if (!(err <= worst)) {  // NaN counts as worst
+      worst = err;
+      at = i;
+    }
+  }
+  EXPECT_LE(worst, tol) << what << ": element " << at << " cpu " << cpu[at] << " cuda " << cuda[at];
+}
+
+int64_t ParamCount(const Layer& layer) {
+  int64_t n = 0;
+  for (const ParamShape& p : layer.param_shapes()) n += NumElements(p.shape);
+  return n;
+}
+
+// A CUDA layer driven with host vectors: every call uploads its inputs and
+// downloads its results.
+class CudaRunner {
+ public:
+  CudaRunner(const proto::LayerSpec& spec, const Shape& in_shape) {
+    auto context = cuda::CudaContext::Create();
+    EXPECT_TRUE(context.ok()) << context.status().ToString();
+    context_ = *context;
+    auto layer = cuda::CreateCudaLayer(spec, in_shape, context_);
+    EXPECT_TRUE(layer.ok()) << layer.status().ToString();
+    layer_ = std::move(layer).value();
+    nparams_ = ParamCount(*layer_);
+    params_.Reserve(std::max<int64_t>(nparams_, 1) * sizeof(float));
+    grads_.Reserve(std::max<int64_t>(nparams_, 1) * sizeof(float));
+    layer_->Bind(params_.f(), grads_.f());
+  }
+  Layer& layer() { return *layer_; }
+
+  std::vector<float> Forward(const std::vector<float>& params, const std::vector<float>& x, int64_t batch,
+                             const Pass& pass) {
+    batch_ = batch;
+    context_->Upload(params.data(), params.size(), params_.f());
+    x_.Reserve(std::max<size_t>(x.size(), 1) * sizeof(float));
+    context_->Upload(x.data(), x.size(), x_.f());
+    const size_t ny = batch * layer_->out_features();
+    y_.Reserve(std::max<size_t>(ny, 1) * sizeof(float));
+    layer_->Forward(x_.f(), batch, y_.f(), pass);
+    return context_->Download(y_.f(), ny);
+  }
+
+  // After Forward: *grads and, when dx is not null, *dx for dL/dy = dy.
+  void Backward(const std::vector<float>& dy, std::vector<float>* grads, std::vector<float>* dx) {
+    dy_.Reserve(std::max<size_t>(dy.size(), 1) * sizeof(float));
+    context_->Upload(dy.data(), dy.size(), dy_.f());
+    const size_t nx = batch_ * layer_->in_features();
+    dx_.Reserve(std::max<size_t>(nx, 1) * sizeof(float));
+    // Garbage in the gradients: Backward must overwrite them.
+    const std::vector<float> garbage(nparams_, 1e6f);
+    context_->Upload(garbage.data(), garbage.size(), grads_.f());
+    layer_->Backward(x_.f(), y_.f(), dy_.f(), batch_, dx != nullptr ? dx_.f() : nullptr);
+    *grads = context_->Download(grads_.f(), nparams_);
+    if (dx != nullptr) *dx = context_->Download(dx_.f(), nx);
+  }
+
+ private:
+  std::shared_ptr<cuda::CudaContext> context_;
+  std::unique_ptr<Layer> layer_;
+  int64_t nparams_ = 0, batch_ = 0;
+  cuda::DeviceBuffer params_, grads_, x_, y_, dy_, dx_;
+};
+
+struct LayerCase {
+  std::string name;
+  proto::LayerSpec spec;
+  Shape in_shape;
+  int64_t batch = 3;
+  bool distinct = false;  // inputs without near ties (max pooling)
+  float lo = -1.0f, hi = 1.0f;
+};
+
+LayerCase Linear(int64_t out, bool bias, Shape in) {
+  LayerCase c{"linear", {}, std::move(in)};
+  c.spec.mutable_linear()->set_out_features(out);
+  c.spec.mutable_linear()->set_bias(bias);
+  return c;
+}
+
+LayerCase Conv(Shape in, int64_t oc, int64_t k, int64_t stride, int64_t pad, bool bias) {
+  LayerCase c{"conv2d", {}, std::move(in)};
+  proto::Conv2dSpec* s = c.spec.mutable_conv2d();
+  s->set_out_channels(oc);
+  s->set_kernel_size(k);
+  s->set_stride(stride);
+  s->set_padding(pad);
+  s->set_bias(bias);
+  return c;
+}
+
+LayerCase Pool(Shape in, int64_t k, int64_t stride) {
+  LayerCase c{"max_pool2d", {}, std::move(in)};
+  c.spec.mutable_max_pool2d()->set_kernel_size(k);
+  c.spec.mutable_max_pool2d()->set_stride(stride);
+  c.distinct = true;
+  return c;
+}
+
+LayerCase BatchNorm(Shape in, int64_t batch) {
+  LayerCase c{"batch_norm", {}, std::move(in), batch};
+  c.spec.mutable_batch_norm()->set_momentum(0.25f);
+  c.lo = -2.0f;
+  c.hi = 2.0f;
+  return c;
+}
+
+std::vector<LayerCase> AllLayers() {
+  std::vector<LayerCase> cases;
+  cases.push_back(Linear(7, true, {3, 4, 5}));
+  cases.push_back(Linear(4, false, {6}));
+  cases.push_back(Conv({1, 28, 28}, 32, 5, 1, 2, true));
+  cases.push_back(Conv({3, 9, 7}, 4, 3, 2, 1, false));
+  cases.push_back(Conv({2, 5, 5}, 3, 5, 1, 0, true));
+  cases.push_back(Pool({2, 6, 7}, 2, 0));
+  cases.push_back(Pool({1, 5, 5}, 3, 1));
+  LayerCase relu{"relu", {}, {2, 3, 4}};
+  relu.spec.mutable_relu();
+  cases.push_back(relu);
+  LayerCase flatten{"flatten", {}, {2, 3, 4}};
+  flatten.spec.mutable_flatten();
+  cases.push_back(flatten);
+  LayerCase dropout{"dropout", {}, {5, 7}, 4};
+  dropout.spec.mutable_dropout()->set_p(0.3f);
+  cases.push_back(dropout);
+  cases.push_back(BatchNorm({3, 4, 5}, 4));
+  cases.push_back(BatchNorm({6}, 8));
+  return cases;
+}
+
+std::vector<float> Inputs(const LayerCase& c, std::mt19937& rng, int64_t features) {
+  return c.distinct ? DistinctVector(rng, c.batch * features) : RandomVector(rng, c.batch * features, c.lo, c.hi);
+}
+
+TEST(CudaLayersTest, OutputsAndGradientsMatchTheCpu) {
+  REQUIRE_CUDA();
+  for (const LayerCase& c : AllLayers()) {
+    SCOPED_TRACE(c.name + " on " + ShapeText(c.in_shape));
+    auto cpu_layer = CreateLayer(c.spec, c.in_shape);
+    ASSERT_OK(cpu_layer.status());
+    Layer& cpu = **cpu_layer;
+    CudaRunner gpu(c.spec, c.in_shape);
+    ASSERT_EQ(gpu.layer().type(), cpu.type());
+    ASSERT_EQ(gpu.layer().out_shape(), cpu.out_shape());
+    ASSERT_EQ(gpu.layer().param_shapes().size(), cpu.param_shapes().size());
+
+    std::mt19937 rng(17);
+    const int64_t nparams = ParamCount(cpu);
+    std::vector<float> params = RandomVector(rng, nparams, 0.5f, 1.5f);
+    std::vector<float> cpu_grads(nparams, 1e6f);
+    cpu.Bind(params.data(), cpu_grads.data());
+    const std::vector<float> x = Inputs(c, rng, cpu.in_features());
+    const std::vector<float> dy = RandomVector(rng, c.batch * cpu.out_features());
+    // Training pass.
+    const Pass pass{true, 1234};
+    std::vector<float> cpu_y(c.batch * cpu.out_features());
+    cpu.Forward(x.data(), c.batch, cpu_y.data(), pass);
+    const std::vector<float> gpu_y = gpu.Forward(params, x, c.batch, pass);
+    std::vector<float> cpu_dx(x.size());
+    cpu.Backward(x.data(), cpu_y.data(), dy.data(), c.batch, cpu_dx.data());
+    std::vector<float> gpu_grads, gpu_dx;
+    gpu.Backward(dy, &gpu_grads, &gpu_dx);
+    if (c.name == "dropout" || c.name == "flatten") {
+      EXPECT_EQ(gpu_y, cpu_y);  // the same mask, bitwise
+      EXPECT_EQ(gpu_dx, cpu_dx);
+    }
+    const double tol = c.name == "batch_norm" ? 1e-4 : 2e-5;
+    ExpectClose(cpu_y, gpu_y, tol, "y");
+    ExpectClose(cpu_grads, gpu_grads, tol, "parameter gradients");
+    ExpectClose(cpu_dx, gpu_dx, tol, "dx");
+    // Without dx (a first layer), the parameter gradients are the same.
+    std::vector<float> first_layer_grads;
+    gpu.Forward(params, x, c.batch, pass);
+    gpu.Backward(dy, &first_layer_grads, nullptr);
+    ExpectClose(cpu_grads, first_layer_grads, tol, "parameter gradients without dx");
+    // Evaluation pass (dropout off, batch norm on the running statistics).
+    cpu.Forward(x.data(), c.batch, cpu_y.data(), Pass{false, 0});
+    ExpectClose(cpu_y, gpu.Forward(params, x, c.batch, Pass{false, 0}), tol, "evaluation y");
+  }
+}
+
+TEST(CudaLayersTest, DropoutMasksFollowTheSeed) {
+  REQUIRE_CUDA();
+  proto::LayerSpec spec;
+  spec.mutable_dropout()->set_p(0.3f);
+  CudaRunner gpu(spec, {100, 100});
+  const std::vector<float> x(10000, 2.0f);
+  const std::vector<float> y5 = gpu.Forward({}, x, 1, Pass{true, 5});
+  const int64_t zeros = std::count(y5.begin(), y5.end(), 0.0f);
+  EXPECT_NEAR(static_cast<double>(zeros) / 10000, 0.3, 0.03);
+  EXPECT_EQ(gpu.Forward({}, x, 1, Pass{true, 5}), y5);
+  EXPECT_NE(gpu.Forward({}, x, 1, Pass{true, 6}), y5);
+  EXPECT_EQ(gpu.Forward({}, x, 1, Pass{false, 6}), x);
+}
+
+double Weighted(const std::vector<float>& y, const std::vector<float>& r) {
+  double s = 0;
+  for (size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * r[i];
+  return s;
+}
+
+double Numeric(float* x, const std::function<double()>& f) {
+  const float saved = *x;
+  *x = saved + kEps;
+  const double plus = f();
+  *x = saved - kEps;
+  const double minus = f();
+  *x = saved;
+  return (plus - minus) / (2.0 * static_cast<double>(kEps));
+}
+
+void ExpectGradNear(double analytic, double numeric, const std::string& what) {
+  EXPECT_NEAR(analytic, numeric, 1e-2 * std::max(std::fabs(analytic), std::fabs(numeric)) + 2e-3) << what;
+}
+
+// Small geometries: every parameter and input is perturbed.
+std::vector<LayerCase> GradientCases() {
+  std::vector<LayerCase> cases;
+  cases.push_back(Linear(4, true, {5}));
+  cases.push_back(Conv({2, 6, 5}, 3, 3, 1, 1, true));
+  cases.push_back(Conv({1, 7, 7}, 2, 3, 2, 0, false));
+  cases.push_back(Pool({2, 6, 7}, 2, 2));
+  cases.push_back(Pool({1, 5, 5}, 3, 1));
+  LayerCase relu{"relu", {}, {2, 3, 4}};
+  relu.spec.mutable_relu();
+  cases.push_back(relu);
+  LayerCase flatten{"flatten", {}, {2, 2, 2}};
+  flatten.spec.mutable_flatten();
+  cases.push_back(flatten);
+  LayerCase dropout{"dropout", {}, {6}, 2};
+  dropout.spec.mutable_dropout()->set_p(0.5f);
+  cases.push_back(dropout);
+  cases.push_back(BatchNorm({3, 4, 5}, 4));
+  cases.push_back(BatchNorm({6}, 8));
+  for (LayerCase& c : cases) c.batch = std::min<int64_t>(c.batch, c.name == "batch_norm" ? c.batch : 2);
+  return cases;
+}
+
+TEST(CudaLayersTest, NumericalGradients) {
+  REQUIRE_CUDA();
+  for (const LayerCase& c : GradientCases()) {
+    SCOPED_TRACE(c.name + " on " + ShapeText(c.in_shape));
+    CudaRunner gpu(c.spec, c.in_shape);
+    Layer& layer = gpu.layer();
+    std::mt19937 rng(23);
+    std::vector<std::pair<int64_t, int64_t>> trainable;
+    int64_t nparams = 0;
+    for (const ParamShape& p : layer.param_shapes()) {
+      if (p.trainable) trainable.push_back({nparams, nparams + NumElements(p.shape)});
+      nparams += NumElements(p.shape);
+    }
+    std::vector<float> params = RandomVector(rng, nparams, 0.5f, 1.5f);
+    std::vector<float> x = Inputs(c, rng, layer.in_features());
+    // Relu: keep inputs away from the kink.
+    if (c.name == "relu") {
+      for (float& v : x) v = v < 0 ? v - 0.1f : v + 0.1f;
+    }
+    const std::vector<float> r = RandomVector(rng, c.batch * layer.out_features());
+    const Pass pass{true, 42};
+    gpu.Forward(params, x, c.batch, pass);
+    std::vector<float> grads, dx;
+    gpu.Backward(r, &grads, &dx);
+    auto loss = [&] { return Weighted(gpu.Forward(params, x, c.batch, pass), r); };
+    for (const auto& [begin, end] : trainable) {
+      for (int64_t k = begin; k < end; ++k) {
+        ExpectGradNear(grads[k], Numeric(&params[k], loss), "param[" + std::to_string(k) + "]");
+      }
+    }
+    for (size_t k = 0; k < x.size(); ++k) ExpectGradNear(dx[k], Numeric(&x[k], loss), "dx[" + std::to_string(k) + "]");
+  }
+}
+
+TEST(CudaLayersTest, SoftmaxCrossEntropyMatchesTheCpu) {
+  REQUIRE_CUDA();
+  auto context = cuda::CudaContext::Create();
+  ASSERT_OK(context.status());
+  cuda::CudaContext& c = **context;
+  const int64_t batch = 6, classes = 10;
+  std::mt19937 rng(5);
+  std::vector<float> logits = RandomVector(rng, batch * classes, -5.0f, 5.0f);
+  logits[classes + 3] = 80.0f;  // large logits stay finite
+  const std::vector<uint8_t> labels = {0, 3, 9, 4, 4, 7};
+  std::vector<float> cpu_grad(batch * classes);
+  const LossResult cpu = SoftmaxCrossEntropy(logits.data(), labels.data(), batch, classes, cpu_grad.data());
+  cuda::DeviceBuffer d_logits(logits.size() * 4), d_labels(batch), logp(logits.size() * 4), losses(batch * 4),
+      correct(batch * 4), grad(logits.size() * 4);
+  c.Upload(logits.data(), logits.size(), d_logits.f());
+  ASSERT_EQ(cudaMemcpy(d_labels.get(), labels.data(), batch, cudaMemcpyHostToDevice), cudaSuccess);
+  cuda::SoftmaxCrossEntropy(c, d_logits.f(), d_labels.as<uint8_t>(), batch, classes, logp.f(), losses.f(),
+                            correct.as<int32_t>(), grad.f());
+  const std::vector<float> gpu_losses = c.Download(losses.f(), batch);
+  std::vector<int32_t> gpu_correct(batch);
+  ASSERT_EQ(cudaMemcpy(gpu_correct.data(), correct.get(), batch * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  double loss_sum = 0;
+  int64_t correct_sum = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    loss_sum += gpu_losses[b];
+    correct_sum += gpu_correct[b];
+  }
+  EXPECT_NEAR(loss_sum, cpu.loss_sum, 1e-5 * (1 + cpu.loss_sum));
+  EXPECT_EQ(correct_sum, cpu.correct);
+  ExpectClose(cpu_grad, c.Download(grad.f(), grad.bytes() / 4), 1e-6, "dlogits");
+}
+
+// conv -> (batch_norm) -> relu -> pool -> conv -> relu -> pool -> flatten -> (dropout) -> linear -> relu -> linear:
+// examples/fmnist-cnn.pbtxt's shape, narrower.
+proto::ModelSpec Cnn(int64_t c1, int64_t c2, int64_t hidden, bool batch_norm, bool dropout) {
+  proto::ModelSpec spec;
+  auto conv = [&](int64_t channels) {
+    proto::Conv2dSpec* s = spec.add_layer()->mutable_conv2d();
+    s->set_out_channels(channels);
+    s->set_kernel_size(5);
+    s->set_padding(2);
+    if (batch_norm) spec.add_layer()->mutable_batch_norm();
+    spec.add_layer()->mutable_relu();
+    spec.add_layer()->mutable_max_pool2d()->set_kernel_size(2);
+  };
+  conv(c1);
+  conv(c2);
+  spec.add_layer()->mutable_flatten();
+  if (dropout) spec.add_layer()->mutable_dropout()->set_p(0.25f);
+  spec.add_layer()->mutable_linear()->set_out_features(hidden);
+  spec.add_layer()->mutable_relu();
+  spec.add_layer()->mutable_linear()->set_out_features(10);
+  return spec;
+}
+
+// Per tensor, ||cuda - cpu|| <= tol * ||cpu|| + 1e-5 * sqrt(size) (the
+// floor for tensors whose gradient is zero up to rounding, as a conv bias
+// before batch norm). Whole models are compared by norm, not element by
+// element: a pre-activation within rounding of a ReLU's kink, or two
+// near-equal values in a max-pool window, can route one element's gradient
+// differently on each device (seen: 7e-4 relative in one of six steps; the
+// layers themselves agree element by element, above).
+void ExpectTensorsClose(const Model& model, const std::vector<float>& cpu, const std::vector<float>& cuda, double tol,
+                        const std::string& what) {
+  double largest = 0;  // of ||cuda - cpu|| / bound
+  for (const TensorInfo& t : model.tensors()) {
+    double diff = 0, norm = 0;
+    for (uint64_t k = t.offset; k < t.offset + t.size; ++k) {
+      const double d = static_cast<double>(cuda[k]) - cpu[k];
+      diff += d * d;
+      norm += static_cast<double>(cpu[k]) * cpu[k];
+    }
+    diff = std::sqrt(diff);
+    norm = std::sqrt(norm);
+    const double bound = tol * norm + 1e-5 * std::sqrt(static_cast<double>(t.size));
+    largest = std::max(largest, diff / bound);
+    EXPECT_LE(diff, bound) << what << " of " << t.name << ": ||cuda - cpu|| " << diff << ", ||cpu|| " << norm;
+  }
+  std::printf("  %s: the largest tensor difference is %.2g of its bound\n", what.c_str(), largest);
+}
+
+// What the servers do with a push of one worker: SGD on the mean gradient of
+// trainable tensors; non-trainable ones (running statistics) take value*batch / batch.
+void ApplyStep(const Model& model, const std::vector<float>& grads, int64_t batch, float lr, float* params) {
+  for (const TensorInfo& t : model.tensors()) {
+    for (uint64_t k = t.offset; k < t.offset + t.size; ++k) {
+      params[k] = t.trainable ? params[k] - lr * grads[k] / batch : grads[k] / batch;
+    }
+  }
+}
+
+void ExpectTrainingAgrees(const proto::ModelSpec& spec, int64_t batch, int steps) {
+  auto cpu = Model::Create(spec, Shape{1, 28, 28}, 10, Device::kCpu);
+  auto gpu = Model::Create(spec, Shape{1, 28, 28}, 10, Device::kCuda);
+  ASSERT_OK(cpu.status());
+  ASSERT_OK(gpu.status());
+  Model& c = **cpu;
+  Model& g = **gpu;
+  ASSERT_EQ(c.num_keys(), g.num_keys());
+  ASSERT_EQ(c.tensors().size(), g.tensors().size());
+  for (size_t t = 0; t < c.tensors().size(); ++t) EXPECT_EQ(c.tensors()[t].name, g.tensors()[t].name);
+  InitializeParameters(c.tensors(), 7, c.params());
+  InitializeParameters(g.tensors(), 7, g.params());
+  std::mt19937 rng(99);
+  for (int step = 0; step < steps; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    // Batches of varying size: 0..1 images, labels 0..9.
+    const int64_t n = batch - step;  // a different batch size each step
+    const std::vector<float> x = RandomVector(rng, n * 784, 0.0f, 1.0f);
+    std::vector<uint8_t> labels(n);
+    for (auto& l : labels) l = static_cast<uint8_t>(rng() % 10);
+    const BatchStats cs = c.TrainBatch(x.data(), labels.data(), n, 1000 + step);
+    const BatchStats gs = g.TrainBatch(x.data(), labels.data(), n, 1000 + step);
+    EXPECT_EQ(gs.examples, cs.examples);
+    EXPECT_NEAR(gs.loss_sum, cs.loss_sum, 1e-4 * (1 + cs.loss_sum));
+    EXPECT_EQ(gs.correct, cs.correct);
+    ExpectTensorsClose(c, *c.grads(), *g.grads(), 5e-3, "step " + std::to_string(step) + " gradients");
+    ApplyStep(c, *c.grads(), n, 0.05f, c.params());
+    ApplyStep(g, *g.grads(), n, 0.05f, g.params());
+    ExpectTensorsClose(c, std::vector<float>(c.params(), c.params() + c.num_keys()),
+                       std::vector<float>(g.params(), g.params() + g.num_keys()), 1e-4,
+                       "step " + std::to_string(step) + " parameters");
+  }
+  // Evaluation in larger batches than training.
+  const int64_t eval = 3 * batch;
+  const std::vector<float> x = RandomVector(rng, eval * 784, 0.0f, 1.0f);
+  std::vector<uint8_t> labels(eval);
+  for (auto& l : labels) l = static_cast<uint8_t>(rng() % 10);
+  const BatchStats ce = c.EvaluateBatch(x.data(), labels.data(), eval);
+  const BatchStats ge = g.EvaluateBatch(x.data(), labels.data(), eval);
+  EXPECT_NEAR(ge.loss_sum, ce.loss_sum, 1e-4 * (1 + ce.loss_sum));
+  EXPECT_EQ(ge.correct, ce.correct);
+}
+
+TEST(CudaModelTest, CnnTrainingStepsAgreeAcrossDevices) {
+  REQUIRE_CUDA();
+  ExpectTrainingAgrees(Cnn(32, 64, 128, /*batch_norm=*/false, /*dropout=*/false), 16, 3);
+}
+
+TEST(CudaModelTest, CnnWithBatchNormAndDropoutAgreesAcrossDevices) {
+  REQUIRE_CUDA();
+  ExpectTrainingAgrees(Cnn(8, 16, 32, /*batch_norm=*/true, /*dropout=*/true), 12, 3);
+}
+
+TEST(CudaModelTest, GradientsAreReadyLayerByLayer) {
+  REQUIRE_CUDA();
+  auto model = Model::Create(Cnn(4, 8, 16, /*batch_norm=*/true, /*dropout=*/false), Shape{1, 28, 28}, 10, Device::kCuda);
+  ASSERT_OK(model.status());
+  Model& m = **model;
+  InitializeParameters(m.tensors(), 3, m.params());
+  std::mt19937 rng(4);
+  const int64_t batch = 5;
+  const std::vector<float> x = RandomVector(rng, batch * 784, 0.0f, 1.0f);
+  const std::vector<uint8_t> labels = {1, 0, 9, 3, 3};
+  std::vector<KeyRange> ranges;
+  std::vector<std::vector<float>> when_ready;
+  m.TrainBatch(x.data(), labels.data(), batch, 1, [&](KeyRange keys) {
+    ranges.push_back(keys);
+    when_ready.emplace_back(m.grads()->begin() + keys.begin, m.grads()->begin() + keys.end);
+  });
+  // Every key once, the last layer's first; each range already final when reported.
+  uint64_t end = m.num_keys();
+  for (size_t r = 0; r < ranges.size(); ++r) {
+    EXPECT_EQ(ranges[r].end, end);
+    end = ranges[r].begin;
+    EXPECT_EQ(when_ready[r], std::vector<float>(m.grads()->begin() + ranges[r].begin, m.grads()->begin() + ranges[r].end));
+  }
+  EXPECT_EQ(end, 0u);
+  EXPECT_EQ(ranges.size(), 6u);  // conv, batch_norm, conv, batch_norm, linear, linear
+}
+
+TEST(CudaModelTest, EmptyBatchAndHeldGradients) {
+  REQUIRE_CUDA();
+  auto model = Model::Create(TinyMlp(), Shape{5}, 3, Device::kCuda);
+  ASSERT_OK(model.status());
+  Model& m = **model;
+  InitializeParameters(m.tensors(), 1, m.params());
+  const std::vector<float> x(10, 0.5f);
+  const std::vector<uint8_t> labels = {1, 2};
+  m.TrainBatch(x.data(), labels.data(), 2);
+  // A push still holding the gradients gets a fresh buffer, as on the CPU.
+  const std::shared_ptr<std::vector<float>> held = m.grads();
+  const std::vector<float> before = *held;
+  m.TrainBatch(x.data(), labels.data(), 0);
+  EXPECT_EQ(*held, before);
+  EXPECT_NE(m.grads(), held);
+  for (float v : *m.grads()) EXPECT_EQ(v, 0.0f);
+  m.TrainBatch(x.data(), labels.data(), 2);
+  EXPECT_EQ(*m.grads(), before);
+}
+
+#else  // !TESSERA_WITH_CUDA
+
+TEST(CudaLayersTest, OutputsAndGradientsMatchTheCpu) { REQUIRE_CUDA(); }
+
+#endif  // TESSERA_WITH_CUDA
+
+}  // namespace
+}  // namespace tessera

@@ -58,6 +58,21 @@ TEST(CudaDeviceTest, ResolveDevice) {
   }
 }
 
+TEST(CudaDeviceTest, DeviceFlag) {
+  CommandResult bad = RunTessera({"worker", "--scheduler", "127.0.0.1:1", "--device", "gpu"}, 60);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("tessera worker: --device must be auto, cpu or cuda, got 'gpu'"));
+  std::string why;
+  if (!CudaAvailable(&why)) {
+    // One line and exit 2, before any process starts.
+    CommandResult cuda = RunTessera({"train", TESSERA_SOURCE_DIR "/examples/fmnist-mlp.pbtxt", "--device", "cuda",
+                                     "--run_dir", MakeTempDir("device") + "/run"},
+                                    60);
+    EXPECT_EQ(cuda.exit_code, 2);
+    EXPECT_THAT(cuda.output, HasSubstr("tessera train: --device=cuda: " + why));
+  }
+}
+
 proto::ModelSpec TinyMlp() {
   proto::ModelSpec spec;
   spec.add_layer()->mutable_linear()->set_out_features(4);

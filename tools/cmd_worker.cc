@@ -1,7 +1,10 @@
 // `tessera worker`: a worker role of a cluster.
+#include <glog/logging.h>
+
 #include <iostream>
 
 #include "core/transport.h"
+#include "models/device.h"
 #include "tools/command.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
@@ -15,10 +18,14 @@ int RunWorker(const ParsedArgs& args) {
   if (FLAGS_scheduler.empty()) return UsageError(self, "--scheduler HOST:PORT is required");
   if (auto e = NormalizeEndpoint(FLAGS_scheduler); !e.ok()) return UsageError(self, e.status().message());
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
+  auto device = ResolveDevice(FLAGS_device);
+  if (!device.ok()) return UsageError(self, device.status().message());
+  LOG(INFO) << "computing on " << DeviceName(*device) << " (--device=" << FLAGS_device << ")";
   WorkerOptions options;
   options.scheduler = FLAGS_scheduler;
   options.threads = FLAGS_threads;
   options.overlap_push = FLAGS_overlap_push;
+  options.device = *device;
   options.register_timeout_s = FLAGS_register_timeout;
   options.reply_timeout_s = FLAGS_reply_timeout;
   options.params_out = FLAGS_params_out;

@@ -13,6 +13,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
+#include "models/device.h"
 #include "tools/child_process.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
@@ -203,7 +204,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     return cluster.Start("worker-" + std::to_string(worker_labels++),
                          {*self_exe, "worker", "--scheduler", scheduler_address, "--threads", std::to_string(threads),
                           "--params_out", run_dir + "/params.bin",
-                          std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false")},
+                          std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false"), "--device",
+                          FLAGS_device},
                          replacement);
   };
   for (int i = 0; i < workers; ++i) {
@@ -282,6 +284,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
 }  // namespace
 
 int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
+  // --device=cuda without a usable GPU fails here, before any process starts.
+  if (auto device = ResolveDevice(FLAGS_device); !device.ok()) return UsageError(self, device.status().message());
   std::string resume_from = options.resume_from;
   for (int restarts = 0;; ++restarts) {
     bool restartable = false;

@@ -96,7 +96,8 @@ Status Worker::Setup(const proto::Header& map_message) {
   LOG(INFO) << "worker " << rank_ << " loaded " << train_->count << " training and " << test_->count
             << " test examples in " << std::chrono::duration<double>(Clock::now() - start).count() << " s";
 
-  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), Shape{1, train_->rows, train_->cols}, train_->num_classes));
+  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), Shape{1, train_->rows, train_->cols}, train_->num_classes,
+                                                options_.device));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));

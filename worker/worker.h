@@ -27,6 +27,8 @@ struct WorkerOptions {
   std::string scheduler;
   // OpenBLAS threads; 0 = what the cores allow. Default 0.
   int threads = 0;
+  // Where the model computes (ResolveDevice gives it from --device). Default the CPU.
+  Device device = Device::kCpu;
   // Push each layer's gradients as soon as backward has produced them
   // (true), or the whole gradient after backward (false). Default true.
   bool overlap_push = true;

@@ -592,10 +592,12 @@ Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then)
       deferred_final_checkpoint_ = true;
       return then();
     }
-    // The previous one is still being written: skip this one rather than stall training.
-    LOG(WARNING) << "skipping the checkpoint after epoch " << epochs_done << ": the one at step "
-                 << checkpoint_->step << " is still in progress";
-    return then();
+    // The previous one is still being written: the job waits at this epoch's
+    // end (servers idle at this step) until it commits, then takes this one.
+    LOG(WARNING) << "the checkpoint after epoch " << epochs_done << " waits for the one at step "
+                 << checkpoint_->step << ", still being written";
+    deferred_epoch_cut_ = DeferredEpochCut{epochs_done, std::move(then)};
+    return OkStatus();
   }
   return StartCut(global_step_, epochs_done, 0, std::move(then));
 }
@@ -773,7 +775,13 @@ Status Scheduler::HandleCheckpointDone(const Node& node, const proto::Checkpoint
 }
 
 Status Scheduler::StartDeferredCheckpoint() {
-  if (!deferred_final_checkpoint_ || checkpoint_.has_value()) return OkStatus();
+  if (checkpoint_.has_value()) return OkStatus();
+  if (deferred_epoch_cut_.has_value()) {
+    DeferredEpochCut cut = std::move(*deferred_epoch_cut_);
+    deferred_epoch_cut_.reset();
+    return StartCut(global_step_, cut.epochs_done, 0, std::move(cut.then));
+  }
+  if (!deferred_final_checkpoint_) return OkStatus();
   deferred_final_checkpoint_ = false;
   return StartCut(global_step_, options_.spec.epochs(), 0, nullptr);
 }

@@ -228,6 +228,13 @@ class Scheduler {
   std::optional<PendingCheckpoint> checkpoint_;
   std::string checkpoint_error_;  // of the final checkpoint, which fails the job
   bool deferred_final_checkpoint_ = false;  // the final cut waits for the one in progress
+  // An epoch-end cut due while another is being written: the job waits at the
+  // epoch's end, then takes it and goes on with `then`.
+  struct DeferredEpochCut {
+    int epochs_done = 0;
+    std::function<Status()> then;
+  };
+  std::optional<DeferredEpochCut> deferred_epoch_cut_;
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
   bool stopping_ = false;         // a stop signal came: final checkpoint, then shutdown
   Clock::time_point stop_deadline_;

@@ -3,12 +3,26 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 
 #include "models/model.h"
 #include "core/file_util.h"
 #include "core/spec.h"
 
 namespace tessera {
+
+namespace {
+
+// Test hook: TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS holds every checkpoint
+// part this long after its files are written and before the server reports
+// it, so tests can catch a checkpoint in the middle of being written.
+std::chrono::milliseconds CheckpointWriteDelay() {
+  const char* value = std::getenv("TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS");
+  return std::chrono::milliseconds(value == nullptr ? 0 : std::max(0, std::atoi(value)));
+}
+
+}  // namespace
 
 namespace {
 
@@ -304,7 +318,9 @@ void Server::MaybeStartWrite() {
   w.result = std::async(std::launch::async, [dir, per, snapshot = shard_->TakeSnapshot()]() {
     Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
     if (!made.ok()) return StatusOr<StoreWriteResult>(made);
-    return WriteSliceStore(dir, snapshot, per);
+    StatusOr<StoreWriteResult> written = WriteSliceStore(dir, snapshot, per);
+    std::this_thread::sleep_for(CheckpointWriteDelay());
+    return written;
   });
   armed_.reset();
   proto::Header h;

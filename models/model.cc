@@ -191,6 +191,11 @@ BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t b
   return stats;
 }
 
+const float* Model::Infer(const float* x, int64_t batch) {
+  if (batch <= 0 || cuda_ != nullptr) return nullptr;
+  return Forward(x, batch, Pass{false, 0});
+}
+
 std::string Model::ParamsSha256() const { return tessera::ParamsSha256(params_.data(), num_keys_); }
 
 void InitializeParameters(const std::vector<TensorInfo>& tensors, uint64_t seed, float* params) {

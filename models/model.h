@@ -81,6 +81,11 @@ class Model {
   // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
 
+  // Forward only in evaluation mode, as EvaluateBatch: the logits
+  // [batch, num_classes], owned by the model and valid until its next pass.
+  // CPU only: nullptr on Device::kCuda, and for batch <= 0.
+  const float* Infer(const float* x, int64_t batch);
+
   // Per-layer timing of every pass from now on (a clock read per layer and
   // pass); profile() holds the totals.
   void EnableProfiling();

@@ -23,7 +23,7 @@ bool CudaAvailable(std::string* why) {
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     reason = std::string("no CUDA device: ") + cudaGetErrorString(e);
-    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    cudaGetLastError();  // clear it, so later CUDA calls do not report it again
   } else if (count == 0) {
     reason = "no CUDA device";
   }

@@ -1,0 +1,71 @@
+// ONNX import: an exported model.onnx back into a runnable Tessera model (the
+// inverse of onnx_export.h). The graph must be a chain of the ops Tessera
+// exports (Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, an
+// optional final Softmax, Identity) with the attributes Tessera's layers
+// support; anything else (another op, a branch, an attribute value Tessera
+// cannot compute, a missing or misshapen initializer, a truncated file) is
+// InvalidArgument naming the node or tensor. Never crashes on a bad file.
+//
+// The model repository (docs/FORMATS.md, "Model repository"):
+// MODEL_REPO/NAME/VERSION/{model.onnx,manifest.json}; ReadModelVersion reads
+// one version, checking the manifest's size and SHA-256 of model.onnx.
+#ifndef TESSERA_EXPORT_ONNX_IMPORT_H_
+#define TESSERA_EXPORT_ONNX_IMPORT_H_
+
+#include <onnx/onnx_pb.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "models/layer.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+struct ImportedModel {
+  proto::ModelSpec spec;      // the layer stack (Dropout where layer numbers skip one)
+  Shape input_shape;          // one example: [C, H, W] or [F]
+  int num_classes = 0;        // logits per example
+  std::vector<float> params;  // key order, as Model::Create lays them out
+  bool has_probabilities = false;  // the graph also outputs "probabilities"
+  std::string input_name;          // "input"
+  std::map<std::string, std::string> metadata;  // metadata_props
+};
+
+// Maps a parsed ModelProto to a ModelSpec and its parameters, checking it
+// with ONNX's checker first.
+StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model);
+
+// Parses the bytes of a model.onnx, then ImportOnnxModel.
+StatusOr<ImportedModel> ImportOnnxBytes(const std::string& bytes);
+
+// Input normalization: x = (pixel * scale - mean) / std.
+struct InputNormalization {
+  double scale = 1.0 / 255;
+  double mean = 0;
+  double std = 1;
+};
+
+// One version of a model in a model repository.
+struct ModelVersionFiles {
+  std::string name;
+  int64_t version = 0;
+  ImportedModel model;
+  InputNormalization normalization;
+  std::string sha256;  // of model.onnx
+  std::string manifest_json;
+};
+
+// Reads VERSION_DIR/manifest.json and VERSION_DIR/model.onnx: the manifest
+// must be a tessera-model JSON object whose file_bytes and sha256 match
+// model.onnx (so a version being copied in is refused until complete), and
+// whose normalization agrees with the model's metadata_props when the model
+// has them. NotFound when a file is missing, InvalidArgument otherwise.
+StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir);
+
+}  // namespace tessera
+
+#endif  // TESSERA_EXPORT_ONNX_IMPORT_H_

@@ -11,6 +11,7 @@ PACKAGES=(
   googletest libgtest-dev
   libopenblas-dev libdnnl-dev zlib1g-dev libssl-dev
   libonnx-dev
+  libcpp-httplib-dev nlohmann-json3-dev
   python3-onnx python3-numpy
   dataset-fashion-mnist
 )

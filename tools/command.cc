@@ -146,6 +146,20 @@ const std::vector<Command>& Commands() {
        {"out", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
         "prune_mode", "fine_tune_epochs", "calibration_batches"},
        RunExport},
+      {"serve", "serve a model repository over HTTP (KServe v2 REST protocol)",
+       "tessera serve --model-repo DIR [--port 8500] [--host 127.0.0.1] [flags]\n\n"
+       "Loads every version of every model in DIR (DIR/NAME/VERSION/model.onnx and manifest.json, as\n"
+       "tessera export writes them) and answers the KServe v2 REST protocol: GET /v2/health/live,\n"
+       "/v2/health/ready, /v2/models/NAME[/versions/V] (metadata), POST /v2/models/NAME[/versions/V]/infer\n"
+       "(the newest version unless V is given; input 'input' as FP32, normalized, or UINT8 pixels, which\n"
+       "the server normalizes with the manifest's mean and std), and GET /metrics (Prometheus). Concurrent\n"
+       "requests are batched. DIR is scanned every --poll-interval-ms: a new version is loaded completely,\n"
+       "then served; requests in flight finish on the version they started with. --port 0 takes a free\n"
+       "port; the chosen one is printed as 'serving on HOST:PORT'. Bad requests get a 4xx and one-line\n"
+       "JSON {\"error\": ...}. SIGINT/SIGTERM stop it (exit 130). Defaults here: --host 127.0.0.1,\n"
+       "--port 8500.",
+       {"model_repo", "host", "port", "max_batch_size", "max_batch_delay_ms", "poll_interval_ms", "http_threads"},
+       RunServe},
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.",

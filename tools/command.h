@@ -61,6 +61,7 @@ int RunWorker(const ParsedArgs& args);
 int RunResume(const ParsedArgs& args);
 int RunInspect(const ParsedArgs& args);
 int RunExport(const ParsedArgs& args);
+int RunServe(const ParsedArgs& args);
 
 }  // namespace tessera
 

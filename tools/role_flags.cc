@@ -8,8 +8,8 @@
 #include "tools/signals.h"
 
 DEFINE_string(spec, "", "job spec file (protobuf text format)");
-DEFINE_string(host, "", "address to bind (scheduler default 0.0.0.0; server default 127.0.0.1, also advertised to workers)");
-DEFINE_int32(port, -1, "port to bind; 0 lets the OS pick (scheduler default 7000, server default 0)");
+DEFINE_string(host, "", "address to bind (scheduler default 0.0.0.0; server default 127.0.0.1, also advertised to workers; serve default 127.0.0.1)");
+DEFINE_int32(port, -1, "port to bind; 0 lets the OS pick (scheduler default 7000, server default 0, serve default 8500)");
 DEFINE_string(port_file, "", "scheduler: write the bound port to this file once listening");
 DEFINE_string(run_dir, "", "directory for logs, metrics.jsonl and summary.json (train default: runs/NAME-TIMESTAMP)");
 DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form before giving up");

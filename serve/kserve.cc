@@ -1,0 +1,271 @@
+#include "serve/kserve.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include "core/json.h"
+#include "export/onnx_export.h"
+
+namespace tessera {
+namespace {
+
+using nlohmann::json;
+
+std::string ShapeJson(const std::vector<int64_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(dims[i]);
+  }
+  return s + "]";
+}
+
+void AppendFloat(std::string* out, float v) {
+  if (!std::isfinite(v)) {  // JSON has no NaN or infinity
+    *out += "null";
+    return;
+  }
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, end);
+}
+
+// A scalar's JSON text, or the type of anything else (never recursing).
+std::string ValueText(const json& v) {
+  if (v.is_structured()) return std::string("an ") + v.type_name();
+  return v.dump().substr(0, 40);
+}
+
+// Deepest nesting of [ and { outside strings (a cheap guard before parsing).
+int NestingDepth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// Appends the numbers of `data` (flat, or nested as `shape` from `depth` on)
+// to out, checking each value against the datatype.
+Status CollectData(const json& data, const std::vector<int64_t>& shape, size_t depth, bool uint8, std::vector<float>* out,
+                   const std::string& where) {
+  if (!data.is_array()) return InvalidArgumentError(where + " must be an array of numbers");
+  if (data.size() != static_cast<size_t>(shape[depth])) {
+    return InvalidArgumentError(where + " has " + std::to_string(data.size()) + " elements at depth " + std::to_string(depth) +
+                                ", the shape says " + std::to_string(shape[depth]));
+  }
+  for (const json& v : data) {
+    if (depth + 1 < shape.size()) {
+      RETURN_IF_ERROR(CollectData(v, shape, depth + 1, uint8, out, where));
+      continue;
+    }
+    if (uint8) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 255) {
+        return InvalidArgumentError(where + ": UINT8 data must be integers in [0, 255], got " + ValueText(v));
+      }
+      out->push_back(static_cast<float>(v.get<int64_t>()));
+    } else {
+      if (!v.is_number()) return InvalidArgumentError(where + ": FP32 data must be numbers, got " + ValueText(v));
+      const double d = v.get<double>();
+      if (!std::isfinite(d) || std::abs(d) > std::numeric_limits<float>::max()) {
+        return InvalidArgumentError(where + ": " + ValueText(v) + " is not a float32");
+      }
+      out->push_back(static_cast<float>(d));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedModel& model) {
+  if (NestingDepth(body) > 16) return InvalidArgumentError("the request's JSON is nested deeper than 16 levels");
+  json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) return InvalidArgumentError("malformed JSON in the request body");
+  if (!request.is_object()) return InvalidArgumentError("the request must be a JSON object");
+  InferRequest out;
+  for (const auto& [key, value] : request.items()) {
+    if (key != "id" && key != "inputs" && key != "outputs" && key != "parameters") {
+      return InvalidArgumentError("unknown request field '" + key + "'");
+    }
+  }
+  if (request.contains("id")) {
+    if (!request["id"].is_string()) return InvalidArgumentError("'id' must be a string");
+    out.has_id = true;
+    out.id = request["id"].get<std::string>();
+  }
+  if (request.contains("parameters") && !request["parameters"].is_object()) {
+    return InvalidArgumentError("'parameters' must be an object");
+  }
+  const json* inputs = request.contains("inputs") ? &request["inputs"] : nullptr;
+  if (inputs == nullptr || !inputs->is_array() || inputs->size() != 1) {
+    return InvalidArgumentError("'inputs' must be an array of exactly one tensor, '" + model.input_name() + "'");
+  }
+  const json& input = (*inputs)[0];
+  if (!input.is_object()) return InvalidArgumentError("inputs[0] must be an object");
+  for (const auto& [key, value] : input.items()) {
+    if (key != "name" && key != "shape" && key != "datatype" && key != "data" && key != "parameters") {
+      return InvalidArgumentError("unknown field '" + key + "' in inputs[0]");
+    }
+  }
+  if (!input.contains("name") || !input["name"].is_string()) return InvalidArgumentError("inputs[0].name must be a string");
+  const std::string name = input["name"].get<std::string>();
+  if (name != model.input_name()) {
+    return InvalidArgumentError("unknown input '" + name + "': the model's input is '" + model.input_name() + "'");
+  }
+  if (!input.contains("datatype") || !input["datatype"].is_string()) {
+    return InvalidArgumentError("inputs[0].datatype must be a string");
+  }
+  const std::string datatype = input["datatype"].get<std::string>();
+  if (datatype != "FP32" && datatype != "UINT8") {
+    return InvalidArgumentError("datatype " + datatype.substr(0, 40) + " is not supported: FP32 (normalized) or UINT8 (pixels)");
+  }
+  // Shape: [N] + the model's example shape.
+  std::vector<int64_t> wanted = {-1};
+  wanted.insert(wanted.end(), model.input_shape().begin(), model.input_shape().end());
+  std::string wanted_text = "[N";
+  for (int64_t d : model.input_shape()) wanted_text += "," + std::to_string(d);
+  wanted_text += "]";
+  if (!input.contains("shape") || !input["shape"].is_array()) return InvalidArgumentError("inputs[0].shape must be an array");
+  std::vector<int64_t> shape;
+  for (const json& d : input["shape"]) {
+    if (!d.is_number_integer()) return InvalidArgumentError("inputs[0].shape must hold integers");
+    shape.push_back(d.get<int64_t>());
+  }
+  bool shape_ok = shape.size() == wanted.size() && shape[0] >= 1;
+  for (size_t i = 1; shape_ok && i < shape.size(); ++i) shape_ok = shape[i] == wanted[i];
+  if (!shape_ok) {
+    return InvalidArgumentError("input '" + name + "' has shape " + ShapeJson(shape) + ", the model wants " + wanted_text +
+                                " with N >= 1");
+  }
+  out.batch = shape[0];
+  const int64_t features = model.input_features();
+  if (out.batch > (int64_t{1} << 40) / features) return InvalidArgumentError("the batch is too large");
+  if (!input.contains("data")) return InvalidArgumentError("inputs[0].data is missing");
+  const json& data = input["data"];
+  if (!data.is_array()) return InvalidArgumentError("inputs[0].data must be an array");
+  const bool uint8 = datatype == "UINT8";
+  // Flat (every element a number) or nested as the shape.
+  const bool flat = !data.empty() && !data[0].is_array();
+  out.x.reserve(out.batch * features);
+  if (flat) {
+    if (static_cast<int64_t>(data.size()) != out.batch * features) {
+      return InvalidArgumentError("inputs[0].data holds " + std::to_string(data.size()) + " values, the shape " +
+                                  ShapeJson(shape) + " needs " + std::to_string(out.batch * features));
+    }
+    RETURN_IF_ERROR(CollectData(data, {static_cast<int64_t>(data.size())}, 0, uint8, &out.x, "inputs[0].data"));
+  } else {
+    RETURN_IF_ERROR(CollectData(data, shape, 0, uint8, &out.x, "inputs[0].data"));
+  }
+  if (uint8) {
+    // As the workers normalize: one multiply-add per pixel.
+    const InputNormalization& n = model.normalization();
+    const float a = static_cast<float>(n.scale / n.std), b = static_cast<float>(-n.mean / n.std);
+    for (float& v : out.x) v = v * a + b;
+  }
+  if (request.contains("outputs")) {
+    const json& outputs = request["outputs"];
+    if (!outputs.is_array()) return InvalidArgumentError("'outputs' must be an array");
+    out.want_logits = out.want_probabilities = false;
+    for (const json& o : outputs) {
+      if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
+        return InvalidArgumentError("each of 'outputs' needs a name");
+      }
+      const std::string wanted_output = o["name"].get<std::string>();
+      if (wanted_output == kOnnxLogitsName) {
+        out.want_logits = true;
+      } else if (wanted_output == kOnnxProbabilitiesName && model.has_probabilities()) {
+        out.want_probabilities = true;
+      } else {
+        return InvalidArgumentError("unknown output '" + wanted_output.substr(0, 60) + "'");
+      }
+    }
+  }
+  if (!model.has_probabilities()) out.want_probabilities = false;
+  return out;
+}
+
+std::vector<float> Softmax(const std::vector<float>& logits, int64_t classes) {
+  std::vector<float> p(logits.size());
+  for (size_t row = 0; row + classes <= logits.size(); row += classes) {
+    const float top = *std::max_element(logits.begin() + row, logits.begin() + row + classes);
+    double sum = 0;
+    for (int64_t j = 0; j < classes; ++j) sum += std::exp(double(logits[row + j]) - top);
+    for (int64_t j = 0; j < classes; ++j) p[row + j] = static_cast<float>(std::exp(double(logits[row + j]) - top) / sum);
+  }
+  return p;
+}
+
+std::string InferResponseJson(const InferRequest& request, const ServedModel& model, const std::vector<float>& logits) {
+  std::string out = "{\"model_name\":" + JsonQuote(model.name()) + ",\"model_version\":\"" + std::to_string(model.version()) + "\"";
+  if (request.has_id) out += ",\"id\":" + JsonQuote(request.id);
+  out += ",\"outputs\":[";
+  const std::string shape = ShapeJson({request.batch, model.num_classes()});
+  auto tensor = [&](const char* name, const std::vector<float>& values, bool first) {
+    out += first ? "" : ",";
+    out += std::string("{\"name\":\"") + name + "\",\"datatype\":\"FP32\",\"shape\":" + shape + ",\"data\":[";
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i) out += ',';
+      AppendFloat(&out, values[i]);
+    }
+    out += "]}";
+  };
+  out.reserve(out.size() + logits.size() * 24);
+  if (request.want_logits) tensor(kOnnxLogitsName, logits, true);
+  if (request.want_probabilities) tensor(kOnnxProbabilitiesName, Softmax(logits, model.num_classes()), !request.want_logits);
+  return out + "]}";
+}
+
+std::string ModelMetadataJson(const ServedModel& served, const std::vector<int64_t>& versions) {
+  std::string out = "{\"name\":" + JsonQuote(served.name()) + ",\"versions\":[";
+  for (size_t i = 0; i < versions.size(); ++i) {
+    if (i) out += ',';
+    out.append(1, '"').append(std::to_string(versions[i])).append(1, '"');
+  }
+  std::vector<int64_t> in = {-1};
+  in.insert(in.end(), served.input_shape().begin(), served.input_shape().end());
+  out += "],\"platform\":\"onnx\",\"inputs\":[{\"name\":" + JsonQuote(served.input_name()) +
+         ",\"datatype\":\"FP32\",\"shape\":" + ShapeJson(in) + "}],\"outputs\":[";
+  const std::string out_shape = ShapeJson({-1, served.num_classes()});
+  out += std::string("{\"name\":\"") + kOnnxLogitsName + "\",\"datatype\":\"FP32\",\"shape\":" + out_shape + "}";
+  if (served.has_probabilities()) {
+    out += std::string(",{\"name\":\"") + kOnnxProbabilitiesName + "\",\"datatype\":\"FP32\",\"shape\":" + out_shape + "}";
+  }
+  const InputNormalization& n = served.normalization();
+  out += "],\"parameters\":{\"input_normalization\":\"(pixel * scale - mean) / std\",\"scale\":";
+  AppendFloat(&out, static_cast<float>(n.scale));
+  out += ",\"mean\":";
+  AppendFloat(&out, static_cast<float>(n.mean));
+  out += ",\"std\":";
+  AppendFloat(&out, static_cast<float>(n.std));
+  out += ",\"sha256\":\"" + served.files().sha256 + "\"}}";
+  return out;
+}
+
+std::string ErrorJson(const std::string& message) {
+  std::string one_line = message;
+  for (char& c : one_line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return "{\"error\":" + JsonQuote(one_line) + "}";
+}
+
+}  // namespace tessera

@@ -1,0 +1,49 @@
+// The KServe v2 REST protocol's JSON (the "Open Inference Protocol"): infer
+// requests parsed and checked against the model they address, responses,
+// model metadata and errors. Tensors travel as JSON: the input "input" as
+// FP32 (already normalized) or UINT8 (raw pixels, normalized here with the
+// model's (pixel * scale - mean) / std), data flat in row-major order or
+// nested as the shape; outputs "logits" and, when the model has them,
+// "probabilities" (softmax of the logits), FP32 [N, classes].
+#ifndef TESSERA_SERVE_KSERVE_H_
+#define TESSERA_SERVE_KSERVE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "serve/served_model.h"
+
+namespace tessera {
+
+struct InferRequest {
+  bool has_id = false;
+  std::string id;
+  int64_t batch = 0;
+  std::vector<float> x;  // batch * input_features, normalized
+  bool want_logits = true;
+  bool want_probabilities = true;  // only when the model has them
+};
+
+// InvalidArgument with a message for the client (malformed JSON, wrong
+// input name, datatype, shape, data) when the body is not a valid request
+// for `model`.
+StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedModel& model);
+
+// {"model_name", "model_version", "id", "outputs": [...]}.
+std::string InferResponseJson(const InferRequest& request, const ServedModel& model, const std::vector<float>& logits);
+
+// {"name", "versions", "platform": "onnx", "inputs", "outputs"} of the model
+// `served` is a version of; versions: the ones listed.
+std::string ModelMetadataJson(const ServedModel& served, const std::vector<int64_t>& versions);
+
+// {"error": "message"}: one line.
+std::string ErrorJson(const std::string& message);
+
+// Row-wise softmax of logits [n, classes] (as ONNX Softmax over axis 1).
+std::vector<float> Softmax(const std::vector<float>& logits, int64_t classes);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVE_KSERVE_H_

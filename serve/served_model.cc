@@ -1,0 +1,135 @@
+#include "serve/served_model.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <future>
+
+namespace tessera {
+
+struct ServedModel::Job {
+  const float* x = nullptr;
+  int64_t n = 0;
+  std::chrono::steady_clock::time_point queued;
+  std::vector<float> logits;
+  Status status;
+  std::promise<void> done;
+};
+
+StatusOr<std::shared_ptr<ServedModel>> ServedModel::Load(const std::string& version_dir, const std::string& name,
+                                                         int64_t version, const BatchOptions& options) {
+  std::shared_ptr<ServedModel> served(new ServedModel());
+  served->name_ = name;
+  served->version_ = version;
+  served->options_ = options;
+  served->options_.max_batch_size = std::max<int64_t>(1, options.max_batch_size);
+  ASSIGN_OR_RETURN(served->files_, ReadModelVersion(version_dir));
+  const ImportedModel& m = served->files_.model;
+  auto model = Model::Create(m.spec, m.input_shape, m.num_classes, Device::kCpu);
+  if (!model.ok()) return model.status().WithContext(version_dir);
+  if ((*model)->num_keys() != m.params.size()) {
+    return InvalidArgumentError(version_dir + ": the model has " + std::to_string((*model)->num_keys()) +
+                                " parameters, the file " + std::to_string(m.params.size()));
+  }
+  std::copy(m.params.begin(), m.params.end(), (*model)->params());
+  served->model_ = std::move(model).value();
+  // Warm up (oneDNN builds its primitives on the first pass of a batch size).
+  std::vector<float> zeros(served->input_features(), 0.0f);
+  if (served->model_->Infer(zeros.data(), 1) == nullptr) return InternalError(version_dir + ": the model gives no logits");
+  served->thread_ = std::thread([raw = served.get()] { raw->Loop(); });
+  return served;
+}
+
+ServedModel::~ServedModel() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+StatusOr<std::vector<float>> ServedModel::Infer(const float* x, int64_t n) {
+  if (n <= 0) return InvalidArgumentError("no examples");
+  Job job;
+  job.x = x;
+  job.n = n;
+  job.queued = std::chrono::steady_clock::now();
+  std::future<void> done = job.done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return UnavailableError("the model is being unloaded");
+    queue_.push_back(&job);
+    queued_examples_ += n;
+  }
+  cv_.notify_all();
+  done.wait();
+  if (!job.status.ok()) return job.status;
+  return std::move(job.logits);
+}
+
+void ServedModel::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    // Wait for a full batch, at most max_batch_delay after the first request came.
+    const auto deadline = queue_.front()->queued + options_.max_batch_delay;
+    while (!stop_ && queued_examples_ < options_.max_batch_size && std::chrono::steady_clock::now() < deadline) {
+      cv_.wait_until(lock, deadline);
+    }
+    std::vector<Job*> jobs;
+    int64_t total = 0;
+    while (!queue_.empty() && (jobs.empty() || total + queue_.front()->n <= options_.max_batch_size)) {
+      jobs.push_back(queue_.front());
+      total += queue_.front()->n;
+      queued_examples_ -= queue_.front()->n;
+      queue_.pop_front();
+    }
+    lock.unlock();
+    Run(jobs, total);
+    lock.lock();
+  }
+}
+
+void ServedModel::Run(const std::vector<Job*>& jobs, int64_t total) {
+  const int64_t features = input_features(), classes = num_classes();
+  Status status;
+  try {
+    const float* x = jobs[0]->x;
+    if (jobs.size() > 1) {
+      batch_x_.resize(total * features);
+      int64_t row = 0;
+      for (const Job* job : jobs) {
+        std::memcpy(batch_x_.data() + row * features, job->x, job->n * features * sizeof(float));
+        row += job->n;
+      }
+      x = batch_x_.data();
+    }
+    batch_logits_.resize(total * classes);
+    // A request larger than max_batch_size runs in pieces of it.
+    for (int64_t begin = 0; begin < total; begin += options_.max_batch_size) {
+      const int64_t n = std::min(options_.max_batch_size, total - begin);
+      const float* logits = model_->Infer(x + begin * features, n);
+      if (logits == nullptr) throw std::runtime_error("the model gave no logits");
+      std::memcpy(batch_logits_.data() + begin * classes, logits, n * classes * sizeof(float));
+      if (options_.on_batch) options_.on_batch(n);
+    }
+  } catch (const std::exception& e) {
+    status = InternalError(std::string("inference failed: ") + e.what());
+    LOG(ERROR) << name_ << " version " << version_ << ": " << status.message();
+  }
+  int64_t row = 0;
+  for (Job* job : jobs) {
+    job->status = status;
+    if (status.ok()) {
+      job->logits.assign(batch_logits_.begin() + row * classes, batch_logits_.begin() + (row + job->n) * classes);
+    }
+    row += job->n;
+    job->done.set_value();
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,89 @@
+// `tessera serve --model-repo DIR`: serves the models of a model repository
+// (what `tessera export` writes) over HTTP with the KServe v2 REST protocol,
+// batching concurrent requests and picking up new versions while serving.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "serve/http_server.h"
+#include "serve/metrics.h"
+#include "serve/model_repository.h"
+#include "tools/command.h"
+#include "tools/role_flags.h"
+#include "tools/signals.h"
+
+DEFINE_string(model_repo, "", "serve: the model repository, MODEL_REPO/NAME/VERSION/{model.onnx,manifest.json} as "
+                              "tessera export writes it (required)");
+DEFINE_int32(max_batch_size, 64, "serve: most examples the model runs in one pass; concurrent requests are batched "
+                                 "up to it (a larger request runs in pieces of it)");
+DEFINE_double(max_batch_delay_ms, 2, "serve: how long the first queued request waits for others to batch with "
+                                     "(milliseconds; 0: run whatever is queued at once)");
+DEFINE_int32(poll_interval_ms, 1000, "serve: how often the model repository is scanned for new and removed versions "
+                                     "(milliseconds)");
+DEFINE_int32(http_threads, 64, "serve: HTTP worker threads, the most connections served at once (keep-alive "
+                               "connections hold one each)");
+
+namespace tessera {
+
+int RunServe(const ParsedArgs& args) {
+  const Command& command = FindCommand("serve");
+  if (!args.positional.empty()) return UsageError(command, "unexpected argument '" + args.positional[0] + "'");
+  if (FLAGS_model_repo.empty()) return UsageError(command, "--model-repo DIR is required");
+  if (FLAGS_max_batch_size < 1) return UsageError(command, "--max-batch-size must be >= 1");
+  if (!(FLAGS_max_batch_delay_ms >= 0 && FLAGS_max_batch_delay_ms <= 10000)) {
+    return UsageError(command, "--max-batch-delay-ms must be in [0, 10000]");
+  }
+  if (FLAGS_poll_interval_ms < 10) return UsageError(command, "--poll-interval-ms must be >= 10");
+  if (FLAGS_http_threads < 1 || FLAGS_http_threads > 4096) return UsageError(command, "--http-threads must be in [1, 4096]");
+  const int port = args.set_flags.count("port") ? FLAGS_port : 8500;
+  if (port < 0 || port > 65535) return UsageError(command, "--port must be in [0, 65535] (0: any free port)");
+  const std::string host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
+
+  ServeMetrics metrics;
+  BatchOptions batching;
+  batching.max_batch_size = FLAGS_max_batch_size;
+  batching.max_batch_delay = std::chrono::microseconds(static_cast<int64_t>(FLAGS_max_batch_delay_ms * 1000));
+  batching.on_batch = [&metrics](int64_t examples) { metrics.Batch(examples); };
+  ModelRepository repository(FLAGS_model_repo, batching);
+  auto errors = repository.Poll();
+  if (!errors.ok()) return UsageError(command, errors.status().message());
+  if (repository.Newest().empty()) {
+    return UsageError(command, errors->empty() ? "no model in " + FLAGS_model_repo + " (it needs NAME/VERSION/model.onnx "
+                                                 "and manifest.json, as tessera export writes them)"
+                                               : "no model loads from " + FLAGS_model_repo + ": " + errors->front());
+  }
+  for (const auto& [name, version] : repository.Newest()) {
+    LOG(INFO) << "serving " << name << " version " << version << " (versions loaded: " << repository.Versions(name).size()
+              << ")";
+  }
+
+  const std::atomic<bool>* stop = InstallStopSignals();
+  KServeHttpServer server(&repository, &metrics, FLAGS_http_threads);
+  auto bound = server.Bind(host, port);
+  if (!bound.ok()) return UsageError(command, bound.status().message());
+  repository.StartPolling(std::chrono::milliseconds(FLAGS_poll_interval_ms));
+  std::atomic<bool> listening_ended{false};
+  std::thread watcher([&] {
+    while (!stop->load() && !listening_ended.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (stop->load()) {
+      LOG(INFO) << "stopping (signal " << StopSignal() << ")";
+      server.Stop();
+    }
+  });
+  std::cout << "serving on " << host << ":" << *bound << std::endl;
+  const bool listened = server.Listen();
+  listening_ended = true;
+  watcher.join();
+  repository.StopPolling();
+  if (!stop->load()) {
+    LOG(ERROR) << "the HTTP server stopped by itself" << (listened ? "" : " (listen failed)");
+    return kExitFailure;
+  }
+  return kExitInterrupted;
+}
+
+}  // namespace tessera

@@ -45,7 +45,7 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(kMaxRequestBytes);
   s.set_keep_alive_max_count(100000);
-  s.set_keep_alive_timeout(30);
+  s.set_keep_alive_timeout(5);
   s.set_read_timeout(30);
   s.set_write_timeout(30);
 

@@ -43,7 +43,7 @@ int64_t ParseVersion(const std::string& text) {
   return v;
 }
 
-StatusOr<std::vector<std::string>> ModelRepository::Poll() {
+StatusOr<std::vector<std::string>> ModelRepository::Poll(bool log) {
   std::lock_guard<std::mutex> poll_lock(poll_mu_);
   std::error_code ec;
   if (!fs::is_directory(root_, ec)) return NotFoundError("model repository " + root_ + " is not a directory");
@@ -74,7 +74,7 @@ StatusOr<std::vector<std::string>> ModelRepository::Poll() {
       auto served = ServedModel::Load(path.string(), name, version, options_);
       if (!served.ok()) {
         const std::string error = served.status().message();
-        if (failed == failures_.end() || failed->second.error != error) {
+        if (log && (failed == failures_.end() || failed->second.error != error)) {
           LOG(WARNING) << "cannot load " << key << " (retried when its files change): " << error;
         }
         failures_[key] = {stamp, error};

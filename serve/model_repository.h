@@ -31,8 +31,9 @@ class ModelRepository {
 
   // Scans the repository once, loading new versions and dropping removed
   // ones. Returns the errors of versions that failed to load this time
-  // ("NAME/VERSION: why"). NotFound when the root is not a directory.
-  StatusOr<std::vector<std::string>> Poll();
+  // ("NAME/VERSION: why"), logging each new one when `log`. NotFound when
+  // the root is not a directory.
+  StatusOr<std::vector<std::string>> Poll(bool log = true);
 
   // Poll() every interval on a thread of its own, until StopPolling.
   void StartPolling(std::chrono::milliseconds interval);

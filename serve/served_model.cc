@@ -35,10 +35,23 @@ StatusOr<std::shared_ptr<ServedModel>> ServedModel::Load(const std::string& vers
   }
   std::copy(m.params.begin(), m.params.end(), (*model)->params());
   served->model_ = std::move(model).value();
-  // Warm up (oneDNN builds its primitives on the first pass of a batch size).
-  std::vector<float> zeros(served->input_features(), 0.0f);
-  if (served->model_->Infer(zeros.data(), 1) == nullptr) return InternalError(version_dir + ": the model gives no logits");
-  served->thread_ = std::thread([raw = served.get()] { raw->Loop(); });
+  // The batching thread runs every pass (oneDNN's engine and stream are per
+  // thread, and so are the primitives a layer caches per batch size). It
+  // warms up first, so the version is fully ready when Load returns.
+  std::promise<bool> warm;
+  std::future<bool> warmed = warm.get_future();
+  served->thread_ = std::thread([raw = served.get(), &warm] {
+    std::vector<float> zeros(raw->input_features(), 0.0f);
+    bool ok = false;
+    try {
+      ok = raw->model_->Infer(zeros.data(), 1) != nullptr;
+    } catch (const std::exception& e) {
+      LOG(ERROR) << raw->name_ << " version " << raw->version_ << ": warm-up failed: " << e.what();
+    }
+    warm.set_value(ok);
+    raw->Loop();
+  });
+  if (!warmed.get()) return InternalError(version_dir + ": the model fails on a zero input");
   return served;
 }
 

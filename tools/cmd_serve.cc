@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -49,13 +50,14 @@ int RunServe(const ParsedArgs& args) {
   batching.max_batch_delay = std::chrono::microseconds(static_cast<int64_t>(FLAGS_max_batch_delay_ms * 1000));
   batching.on_batch = [&metrics](int64_t examples) { metrics.Batch(examples); };
   ModelRepository repository(FLAGS_model_repo, batching);
-  auto errors = repository.Poll();
+  auto errors = repository.Poll(/*log=*/false);
   if (!errors.ok()) return UsageError(command, errors.status().message());
   if (repository.Newest().empty()) {
     return UsageError(command, errors->empty() ? "no model in " + FLAGS_model_repo + " (it needs NAME/VERSION/model.onnx "
                                                  "and manifest.json, as tessera export writes them)"
                                                : "no model loads from " + FLAGS_model_repo + ": " + errors->front());
   }
+  for (const std::string& error : *errors) LOG(WARNING) << "cannot load " << error << " (retried when its files change)";
   for (const auto& [name, version] : repository.Newest()) {
     LOG(INFO) << "serving " << name << " version " << version << " (versions loaded: " << repository.Versions(name).size()
               << ")";
@@ -72,6 +74,14 @@ int RunServe(const ParsedArgs& args) {
     if (stop->load()) {
       LOG(INFO) << "stopping (signal " << StopSignal() << ")";
       server.Stop();
+      // Requests in flight get 2 s to finish; idle keep-alive connections
+      // would hold the HTTP threads for their whole timeout.
+      for (int i = 0; i < 20 && !listening_ended.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!listening_ended.load()) {
+        LOG(INFO) << "stopped";
+        std::cout.flush();
+        std::_Exit(kExitInterrupted);
+      }
     }
   });
   std::cout << "serving on " << host << ":" << *bound << std::endl;

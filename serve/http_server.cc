@@ -44,6 +44,7 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
   const size_t threads = static_cast<size_t>(std::max(1, http_threads));
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(kMaxRequestBytes);
+  s.set_tcp_nodelay(true);  // headers and body go out in separate writes: no Nagle delay
   s.set_keep_alive_max_count(100000);
   s.set_keep_alive_timeout(5);
   s.set_read_timeout(30);

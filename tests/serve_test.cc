@@ -214,6 +214,7 @@ std::unique_ptr<httplib::Client> Client(const Server& server) {
   auto client = std::make_unique<httplib::Client>("127.0.0.1", server.port);
   client->set_read_timeout(60, 0);
   client->set_keep_alive(true);
+  client->set_tcp_nodelay(true);
   return client;
 }
 

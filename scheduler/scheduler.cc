@@ -993,6 +993,7 @@ Status Scheduler::FinishPart() {
     part_worker_steps_ += report->steps();
     compute_seconds_ += report->compute_seconds();
     communication_seconds_ += report->communication_seconds();
+    push_seconds_ += report->push_seconds();
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).
   const std::optional<proto::PhaseDone>& reporter = phase_reports_[reporter_rank_];
@@ -1193,7 +1194,9 @@ Status Scheduler::WriteSummary() {
       .Add("train_seconds", train_seconds_)
       .Add("wall_seconds", Seconds(Clock::now() - start_time_))
       .Add("worker_compute_seconds", compute_seconds_ / spec.cluster().workers())
-      .Add("worker_communication_seconds", communication_seconds_ / spec.cluster().workers())
+      .Add("worker_communication_seconds", (push_seconds_ + communication_seconds_) / spec.cluster().workers())
+      .Add("worker_push_seconds", push_seconds_ / spec.cluster().workers())
+      .Add("worker_wait_seconds", communication_seconds_ / spec.cluster().workers())
       .Add("servers", spec.cluster().servers())
       .Add("workers", spec.cluster().workers())
       .Add("consistency", proto::Consistency_Name(spec.consistency()))

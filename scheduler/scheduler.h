@@ -263,7 +263,7 @@ class Scheduler {
   double last_train_loss_ = 0, test_accuracy_ = 0, test_loss_ = 0;
   std::string params_sha256_;
   // Summed over workers and epochs.
-  double compute_seconds_ = 0, communication_seconds_ = 0;
+  double compute_seconds_ = 0, communication_seconds_ = 0, push_seconds_ = 0;
 
   // Progress between metrics lines.
   int64_t window_examples_ = 0;

@@ -17,6 +17,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// With --overlap-push, gradients are sent once this much has gathered.
+constexpr uint64_t kMinOverlapPushBytes = 512 * 1024;
+
 // How often a worker reports training progress to the scheduler.
 constexpr auto kProgressInterval = std::chrono::milliseconds(500);
 
@@ -156,7 +159,9 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   double loss_sum = 0, epoch_loss = 0;
   int64_t examples = 0, epoch_examples = 0, steps_done = 0;
   auto last_report = Clock::now();
-  double compute_seconds = 0, communication_seconds = 0;
+  // Step time, split: reading + forward/backward; handing gradients to
+  // ZeroMQ (inside backward when overlapped); waiting for the parameters.
+  double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
   auto step_start = Clock::now();
 
   auto report = [&](bool force) -> Status {
@@ -208,26 +213,46 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       reader.Read(order, position, count, lease.end(), &x, &labels);
       position += count;
     }
-    // Each layer's gradients go out as soon as backward has made them
-    // (overlapping the layers before it), or all at once after it.
+    // Gradients go out as soon as backward has made them, overlapping the
+    // layers before them, or all at once after it. Layers come last first,
+    // so their key ranges join into one; it is sent once it holds
+    // kMinOverlapPushBytes (every message costs both sides, so small layers
+    // ride along with the next), and the rest after backward.
     Status pushed;
+    double step_push_seconds = 0;
+    KeyRange unsent{0, 0};
+    auto push_unsent = [&] {
+      const auto start = Clock::now();
+      if (pushed.ok() && !unsent.empty()) pushed = kv_->PushKeys(step, count, model_->grads(), unsent, true);
+      step_push_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+      unsent = {0, 0};
+    };
     Model::GradsReady push_layer = nullptr;
     if (options_.overlap_push) {
       push_layer = [&](KeyRange keys) {
-        if (pushed.ok()) pushed = kv_->PushKeys(step, count, model_->grads(), keys, /*want_params=*/true);
+        if (!unsent.empty() && keys.end != unsent.begin) push_unsent();  // not adjacent: cannot join
+        unsent = unsent.empty() ? keys : KeyRange{keys.begin, unsent.end};
+        if (unsent.size() * sizeof(float) >= kMinOverlapPushBytes) push_unsent();
       };
     }
     const BatchStats stats =
         model_->TrainBatch(x.data(), labels.data(), count, MixSeed(map_.spec().seed(), rank_, step), push_layer);
-    const auto computed = Clock::now();
-    if (!options_.overlap_push) pushed = kv_->Push(step, count, model_->grads(), /*want_params=*/true);
+    if (options_.overlap_push) push_unsent();
+    auto computed = Clock::now();
+    compute_seconds += std::chrono::duration<double>(computed - step_start).count() - step_push_seconds;
+    if (!options_.overlap_push) {
+      pushed = kv_->Push(step, count, model_->grads(), /*want_params=*/true);
+      const auto sent = Clock::now();
+      step_push_seconds += std::chrono::duration<double>(sent - computed).count();
+      computed = sent;
+    }
+    push_seconds += step_push_seconds;
     RETURN_IF_ERROR(pushed);
     // BSP: the reply must be this step's parameters.
     RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_,
                                     bsp ? step + 1 : 0));
     const auto communicated = Clock::now();
-    compute_seconds += std::chrono::duration<double>(computed - step_start).count();
-    communication_seconds += std::chrono::duration<double>(communicated - computed).count();
+    wait_seconds += std::chrono::duration<double>(communicated - computed).count();
     step_start = communicated;
     ++step;
     ++steps_done;
@@ -249,7 +274,8 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   // For the checkpoint manifest: under BSP these are the servers' parameters now.
   if (rank_ == phase.reporter_rank()) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
-  done.mutable_phase_done()->set_communication_seconds(communication_seconds);
+  done.mutable_phase_done()->set_push_seconds(push_seconds);
+  done.mutable_phase_done()->set_communication_seconds(wait_seconds);
   return SendToScheduler(done);
 }
 

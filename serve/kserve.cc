@@ -165,12 +165,12 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   const bool uint8 = datatype == "UINT8";
   // Flat (every element a number) or nested as the shape.
   const bool flat = !data.empty() && !data[0].is_array();
-  out.x.reserve(out.batch * features);
   if (flat) {
     if (static_cast<int64_t>(data.size()) != out.batch * features) {
       return InvalidArgumentError("inputs[0].data holds " + std::to_string(data.size()) + " values, the shape " +
                                   ShapeJson(shape) + " needs " + std::to_string(out.batch * features));
     }
+    out.x.reserve(data.size());  // only once the data has been seen to be that large
     RETURN_IF_ERROR(CollectData(data, {static_cast<int64_t>(data.size())}, 0, uint8, &out.x, "inputs[0].data"));
   } else {
     RETURN_IF_ERROR(CollectData(data, shape, 0, uint8, &out.x, "inputs[0].data"));

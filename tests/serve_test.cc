@@ -431,6 +431,10 @@ TEST_F(ServeTest, BadRequestsGet4xxAndTheServerStaysUp) {
   bad_output["outputs"] = {{{"name", "embeddings"}}};
   json bad_id = json::parse(good);
   bad_id["id"] = 5;
+  json huge_batch = json::parse(good);
+  huge_batch["inputs"][0]["shape"] = {100000000, 1, 28, 28};
+  json absurd_batch = json::parse(good);
+  absurd_batch["inputs"][0]["shape"] = {int64_t{1} << 50, 1, 28, 28};
   struct Case {
     std::string path, body;
     int status;
@@ -451,6 +455,8 @@ TEST_F(ServeTest, BadRequestsGet4xxAndTheServerStaysUp) {
       {"/v2/models/fmnist/infer", bad_nesting.dump(), 400, "the shape says 28"},
       {"/v2/models/fmnist/infer", bad_output.dump(), 400, "unknown output"},
       {"/v2/models/fmnist/infer", bad_id.dump(), 400, "'id'"},
+      {"/v2/models/fmnist/infer", huge_batch.dump(), 400, "needs 78400000000"},
+      {"/v2/models/fmnist/infer", absurd_batch.dump(), 400, "too large"},
       {"/v2/models/nosuch/infer", good, 404, "unknown model 'nosuch'"},
       {"/v2/models/fmnist/versions/9/infer", good, 404, "no version 9"},
       {"/v2/models/fmnist/versions/abc/infer", good, 404, "no version 'abc'"},

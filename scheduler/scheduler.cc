@@ -604,6 +604,16 @@ Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then)
 
 Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::function<Status()> then) {
   CHECK(!checkpoint_.has_value());
+  // A cut at a step already committed (say, a stop right after a checkpoint)
+  // is that checkpoint: writing it again would first remove the committed one.
+  std::error_code ec;
+  const std::string committed =
+      std::filesystem::absolute(options_.run_dir, ec).string() + "/checkpoints/" + CheckpointName(step);
+  if (FileExists(committed + "/MANIFEST")) {
+    LOG(INFO) << "checkpoint at step " << step << " is committed already";
+    if (stopping_) stop_note_ = "checkpoint " + committed + " committed";
+    return then ? then() : OkStatus();
+  }
   PendingCheckpoint p;
   p.step = step;
   p.epochs_done = cursor_epoch;

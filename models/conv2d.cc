@@ -28,6 +28,19 @@ struct Conv2d::Primitives {
   const float* forward_x = nullptr;
 };
 
+ConvGeometry ConvGeometryOf(const proto::Conv2dSpec& spec, const Shape& in_shape) {
+  ConvGeometry g;
+  g.in_channels = in_shape[0];
+  g.height = in_shape[1];
+  g.width = in_shape[2];
+  g.out_channels = spec.out_channels();
+  g.kernel = spec.kernel_size();
+  g.stride = spec.stride();
+  g.padding = spec.padding();
+  g.bias = spec.bias();
+  return g;
+}
+
 Conv2d::Conv2d(const ConvGeometry& g)
     : Layer({g.in_channels, g.height, g.width}, {g.out_channels, g.out_height(), g.out_width()}), g_(g) {}
 

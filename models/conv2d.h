@@ -18,6 +18,10 @@ struct ConvGeometry {
   int64_t out_width() const { return (width + 2 * padding - kernel) / stride + 1; }
 };
 
+// The geometry `spec` describes for inputs of shape [C, H, W] (unchecked:
+// CreateLayer checks it).
+ConvGeometry ConvGeometryOf(const proto::Conv2dSpec& spec, const Shape& in_shape);
+
 class Conv2d : public Layer {
  public:
   explicit Conv2d(const ConvGeometry& g);

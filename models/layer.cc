@@ -43,15 +43,7 @@ StatusOr<std::unique_ptr<Layer>> CreateConv2d(const proto::Conv2dSpec& s, const 
   if (s.padding() < 0 || s.padding() >= s.kernel_size()) {
     return InvalidArgumentError("conv2d.padding must be in [0, kernel_size), got " + std::to_string(s.padding()));
   }
-  ConvGeometry g;
-  g.in_channels = in[0];
-  g.height = in[1];
-  g.width = in[2];
-  g.out_channels = s.out_channels();
-  g.kernel = s.kernel_size();
-  g.stride = s.stride();
-  g.padding = s.padding();
-  g.bias = s.bias();
+  const ConvGeometry g = ConvGeometryOf(s, in);
   if (g.height + 2 * g.padding < g.kernel || g.width + 2 * g.padding < g.kernel) {
     return InvalidArgumentError("conv2d kernel " + std::to_string(g.kernel) + " is larger than its padded input " +
                                 ShapeText(in));

@@ -470,19 +470,6 @@ class CudaBatchNorm : public CudaLayer {
   float* grads_ = nullptr;
 };
 
-ConvGeometry GeometryOf(const proto::Conv2dSpec& s, const Shape& in) {
-  ConvGeometry g;
-  g.in_channels = in[0];
-  g.height = in[1];
-  g.width = in[2];
-  g.out_channels = s.out_channels();
-  g.kernel = s.kernel_size();
-  g.stride = s.stride();
-  g.padding = s.padding();
-  g.bias = s.bias();
-  return g;
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, const Shape& in_shape,
@@ -495,7 +482,7 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
     case proto::LayerSpec::kRelu:
       return std::unique_ptr<Layer>(new CudaRelu(*cpu, std::move(context)));
     case proto::LayerSpec::kConv2D:
-      return std::unique_ptr<Layer>(new CudaConv2d(*cpu, std::move(context), GeometryOf(spec.conv2d(), in_shape)));
+      return std::unique_ptr<Layer>(new CudaConv2d(*cpu, std::move(context), ConvGeometryOf(spec.conv2d(), in_shape)));
     case proto::LayerSpec::kMaxPool2D: {
       const int64_t kernel = spec.max_pool2d().kernel_size();
       const int64_t stride = spec.max_pool2d().stride() == 0 ? kernel : spec.max_pool2d().stride();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/checkpoint_manifest.h"
 #include "models/model.h"
 #include "server/slice_store.h"
 
@@ -65,6 +66,15 @@ StatusOr<std::string> VerifyParamsDigest(const std::string& dir, const proto::Ch
                          m.params_sha256());
   }
   return digest;
+}
+
+StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
+  LoadedCheckpoint c;
+  ASSIGN_OR_RETURN(c.dir, ResolveCheckpoint(path, &c.note));
+  ASSIGN_OR_RETURN(c.manifest, ReadManifest(c.dir));
+  RETURN_IF_ERROR(AssembleCheckpoint(c.dir, c.manifest, &c.params, &c.state, &c.slices));
+  ASSIGN_OR_RETURN(c.params_sha256, VerifyParamsDigest(c.dir, c.manifest, c.params));
+  return c;
 }
 
 }  // namespace tessera

@@ -27,6 +27,21 @@ Status AssembleCheckpoint(const std::string& dir, const proto::CheckpointManifes
 StatusOr<std::string> VerifyParamsDigest(const std::string& dir, const proto::CheckpointManifest& m,
                                          const std::vector<float>& params);
 
+// A checkpoint read back and verified end to end.
+struct LoadedCheckpoint {
+  std::string dir;   // the checkpoint directory
+  std::string note;  // which checkpoint ResolveCheckpoint took, and why
+  proto::CheckpointManifest manifest;
+  std::vector<float> params, state;  // key order
+  int64_t slices = 0;
+  std::string params_sha256;
+};
+
+// `path` (a checkpoint or a run directory) through ResolveCheckpoint (every
+// file's checksum), ReadManifest, AssembleCheckpoint and VerifyParamsDigest;
+// the first error, naming the file, otherwise.
+StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path);
+
 }  // namespace tessera
 
 #endif  // TESSERA_TOOLS_CHECKPOINT_PARAMS_H_

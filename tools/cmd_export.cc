@@ -252,16 +252,13 @@ int RunExport(const ParsedArgs& args) {
   }
 
   // The checkpoint, verified: every file's checksum, every key once, the digest.
-  std::string note;
-  auto dir = ResolveCheckpoint(args.positional[0], &note);
-  if (!dir.ok()) return UsageError(self, dir.status().message());
-  auto m = ReadManifest(*dir);
-  if (!m.ok()) return UsageError(self, m.status().message());
-  std::vector<float> params, state;
-  int64_t slices = 0;
-  if (Status s = AssembleCheckpoint(*dir, *m, &params, &state, &slices); !s.ok()) return UsageError(self, s.message());
-  auto digest = VerifyParamsDigest(*dir, *m, params);
-  if (!digest.ok()) return UsageError(self, digest.status().message());
+  auto loaded = LoadCheckpoint(args.positional[0]);
+  if (!loaded.ok()) return UsageError(self, loaded.status().message());
+  const std::string* dir = &loaded->dir;
+  const std::string& note = loaded->note;
+  const proto::CheckpointManifest* m = &loaded->manifest;
+  const std::vector<float>& params = loaded->params;
+  const std::string* digest = &loaded->params_sha256;
 
   proto::JobSpec spec = m->spec();
   if (Status s = ApplySpecOverrides(args, &spec); !s.ok()) return UsageError(self, s.message());

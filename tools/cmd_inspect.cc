@@ -30,17 +30,14 @@ std::string ShapeText(const proto::TensorMeta& t) {
 int RunInspect(const ParsedArgs& args) {
   const Command& self = FindCommand("inspect");
   if (args.positional.size() != 1) return UsageError(self, "expected one checkpoint or run directory");
-  std::string note;
-  auto dir = ResolveCheckpoint(args.positional[0], &note);
-  if (!dir.ok()) return UsageError(self, dir.status().message());
-  auto m = ReadManifest(*dir);
-  if (!m.ok()) return UsageError(self, m.status().message());
-  std::vector<float> params, state;
-  int64_t slices = 0;
-  if (Status s = AssembleCheckpoint(*dir, *m, &params, &state, &slices); !s.ok()) return UsageError(self, s.message());
-  auto verified = VerifyParamsDigest(*dir, *m, params);
-  if (!verified.ok()) return UsageError(self, verified.status().message());
-  const std::string& digest = *verified;
+  auto loaded = LoadCheckpoint(args.positional[0]);
+  if (!loaded.ok()) return UsageError(self, loaded.status().message());
+  const std::string* dir = &loaded->dir;
+  const proto::CheckpointManifest* m = &loaded->manifest;
+  const std::vector<float>& params = loaded->params;
+  const std::vector<float>& state = loaded->state;
+  const int64_t slices = loaded->slices;
+  const std::string& digest = loaded->params_sha256;
   int64_t file_bytes = 0, files = 0;
   for (const proto::ServerPart& part : m->servers()) {
     for (const proto::FileChecksum& f : part.files()) {

@@ -20,50 +20,13 @@
 #include "models/layer.h"
 #include "models/max_pool2d.h"
 #include "models/model.h"
+#include "tests/gradient_check.h"
 #include "tests/test_util.h"
 
 namespace tessera {
 namespace {
 
 using ::testing::HasSubstr;
-
-constexpr float kEps = 1e-3f;
-
-std::vector<float> RandomVector(std::mt19937& rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-// Distinct values at least 0.01 apart, shuffled: no max-pool window holds a
-// near tie, so central differences never cross an argmax change.
-std::vector<float> DistinctVector(std::mt19937& rng, size_t n) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = 0.01f * static_cast<float>(i) - 0.005f * static_cast<float>(n);
-  std::shuffle(v.begin(), v.end(), rng);
-  return v;
-}
-
-double Weighted(const std::vector<float>& y, const std::vector<float>& r) {
-  double s = 0;
-  for (size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * r[i];
-  return s;
-}
-
-double Numeric(float* x, const std::function<double()>& f) {
-  const float saved = *x;
-  *x = saved + kEps;
-  const double plus = f();
-  *x = saved - kEps;
-  const double minus = f();
-  *x = saved;
-  return (plus - minus) / (2.0 * static_cast<double>(kEps));
-}
-
-void ExpectGradNear(double analytic, double numeric, const std::string& what) {
-  EXPECT_NEAR(analytic, numeric, 1e-2 * std::max(std::fabs(analytic), std::fabs(numeric)) + 2e-3) << what;
-}
 
 // Checks every trainable parameter's gradient and dx of L = sum(y .* r)
 // against central differences, for a training pass with a fixed seed.

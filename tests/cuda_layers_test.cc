@@ -20,6 +20,7 @@
 #include "models/layer.h"
 #include "models/model.h"
 #include "models/softmax_cross_entropy.h"
+#include "tests/gradient_check.h"
 #include "tests/test_util.h"
 
 #ifdef TESSERA_WITH_CUDA
@@ -94,23 +95,6 @@ TEST(CudaDeviceTest, CudaModelWithoutGpuIsAnError) {
 }
 
 #ifdef TESSERA_WITH_CUDA
-
-constexpr float kEps = 1e-3f;
-
-std::vector<float> RandomVector(std::mt19937& rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-// Distinct values at least 0.01 apart, shuffled (no near ties in max pooling).
-std::vector<float> DistinctVector(std::mt19937& rng, size_t n) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = 0.01f * static_cast<float>(i) - 0.005f * static_cast<float>(n);
-  std::shuffle(v.begin(), v.end(), rng);
-  return v;
-}
 
 // |cuda - cpu| <= tol * (1 + |cpu|) everywhere; reports the worst element.
 void ExpectClose(const std::vector<float>& cpu, const std::vector<float>& cuda, double tol, const std::string& what) {
@@ -315,25 +299,6 @@ TEST(CudaLayersTest, DropoutMasksFollowTheSeed) {
   EXPECT_EQ(gpu.Forward({}, x, 1, Pass{false, 6}), x);
 }
 
-double Weighted(const std::vector<float>& y, const std::vector<float>& r) {
-  double s = 0;
-  for (size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * r[i];
-  return s;
-}
-
-double Numeric(float* x, const std::function<double()>& f) {
-  const float saved = *x;
-  *x = saved + kEps;
-  const double plus = f();
-  *x = saved - kEps;
-  const double minus = f();
-  *x = saved;
-  return (plus - minus) / (2.0 * static_cast<double>(kEps));
-}
-
-void ExpectGradNear(double analytic, double numeric, const std::string& what) {
-  EXPECT_NEAR(analytic, numeric, 1e-2 * std::max(std::fabs(analytic), std::fabs(numeric)) + 2e-3) << what;
-}
 
 // Small geometries: every parameter and input is perturbed.
 std::vector<LayerCase> GradientCases() {

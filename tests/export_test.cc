@@ -33,38 +33,6 @@ namespace fs = std::filesystem;
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
-// A small CNN with every kind of layer the export knows: conv (with and
-// without bias, padding, stride), batch norm 2-d and 1-d, max pooling,
-// dropout, flatten, linear.
-constexpr char kCnnModel[] = R"(
-  layer { conv2d { out_channels: 4 kernel_size: 3 padding: 1 } }
-  layer { batch_norm {} }
-  layer { relu {} }
-  layer { max_pool2d { kernel_size: 2 } }
-  layer { conv2d { out_channels: 6 kernel_size: 3 stride: 2 bias: false } }
-  layer { relu {} }
-  layer { dropout { p: 0.2 } }
-  layer { flatten {} }
-  layer { linear { out_features: 16 } }
-  layer { batch_norm { epsilon: 0.001 } }
-  layer { relu {} }
-  layer { linear { out_features: 10 } }
-)";
-
-// Linear straight on the image: the export must flatten first.
-constexpr char kMlpModel[] = R"(
-  layer { linear { out_features: 32 } }
-  layer { relu {} }
-  layer { dropout {} }
-  layer { linear { out_features: 10 bias: false } }
-)";
-
-proto::ModelSpec ParseModel(const std::string& text) {
-  auto spec = ParseJobSpec("model {" + text + "}", "test");
-  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-  return spec.ok() ? spec->model() : proto::ModelSpec();
-}
-
 // Tessera's own forward in evaluation mode, layer by layer (Model gives no
 // logits, only loss and accuracy).
 std::vector<float> TesseraLogits(const proto::ModelSpec& spec, const Shape& input_shape, const std::vector<float>& params,

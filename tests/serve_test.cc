@@ -36,35 +36,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Every layer kind the export knows, dropout included (it has no node).
-constexpr char kCnnModel[] = R"(
-  layer { conv2d { out_channels: 4 kernel_size: 3 padding: 1 } }
-  layer { batch_norm {} }
-  layer { relu {} }
-  layer { max_pool2d { kernel_size: 2 } }
-  layer { conv2d { out_channels: 6 kernel_size: 3 stride: 2 bias: false } }
-  layer { relu {} }
-  layer { dropout { p: 0.2 } }
-  layer { flatten {} }
-  layer { linear { out_features: 16 } }
-  layer { batch_norm { epsilon: 0.001 } }
-  layer { relu {} }
-  layer { linear { out_features: 10 } }
-)";
-
-constexpr char kMlpModel[] = R"(
-  layer { linear { out_features: 32 } }
-  layer { relu {} }
-  layer { dropout {} }
-  layer { linear { out_features: 10 bias: false } }
-)";
-
-proto::ModelSpec ParseModel(const std::string& text) {
-  auto spec = ParseJobSpec("model {" + text + "}", "test");
-  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-  return spec.ok() ? spec->model() : proto::ModelSpec();
-}
-
 std::vector<float> InitialParams(const proto::ModelSpec& spec) {
   auto model = Model::Create(spec, {1, 28, 28}, 10);
   EXPECT_TRUE(model.ok());

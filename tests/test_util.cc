@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/file_util.h"
+#include "core/spec.h"
 
 namespace tessera {
 
@@ -128,6 +129,34 @@ std::vector<int> ProcessesMatching(const std::string& needle) {
   }
   closedir(proc);
   return pids;
+}
+
+const char kCnnModel[] = R"(
+  layer { conv2d { out_channels: 4 kernel_size: 3 padding: 1 } }
+  layer { batch_norm {} }
+  layer { relu {} }
+  layer { max_pool2d { kernel_size: 2 } }
+  layer { conv2d { out_channels: 6 kernel_size: 3 stride: 2 bias: false } }
+  layer { relu {} }
+  layer { dropout { p: 0.2 } }
+  layer { flatten {} }
+  layer { linear { out_features: 16 } }
+  layer { batch_norm { epsilon: 0.001 } }
+  layer { relu {} }
+  layer { linear { out_features: 10 } }
+)";
+
+const char kMlpModel[] = R"(
+  layer { linear { out_features: 32 } }
+  layer { relu {} }
+  layer { dropout {} }
+  layer { linear { out_features: 10 bias: false } }
+)";
+
+proto::ModelSpec ParseModel(const std::string& layers) {
+  auto spec = ParseJobSpec("model {" + layers + "}", "test");
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  return spec.ok() ? spec->model() : proto::ModelSpec();
 }
 
 }  // namespace tessera

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "proto/job.pb.h"
 
 #define ASSERT_OK(expr)                                          \
   do {                                                           \
@@ -48,6 +49,17 @@ std::string CommandLine(int pid);
 
 // PIDs of running processes whose command line contains `needle`.
 std::vector<int> ProcessesMatching(const std::string& needle);
+
+// Model layers (the inside of `model { }`) for the export and serving tests:
+// a small CNN with every layer kind the export knows (conv with and without
+// bias, padding and stride; batch norm 2-d and 1-d; pooling; dropout, which
+// has no ONNX node; flatten; linear), and an MLP whose Linear reads the image
+// directly (the export must flatten first).
+extern const char kCnnModel[];
+extern const char kMlpModel[];
+
+// The ModelSpec of such layers; an empty one (and a test failure) when they do not parse.
+proto::ModelSpec ParseModel(const std::string& layers);
 
 }  // namespace tessera
 

@@ -115,6 +115,9 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   for (int i = 0; i < m.layer_size(); ++i) {
     const proto::LayerSpec& l = m.layer(i);
     const std::string where = "model.layer[" + std::to_string(i) + "]";
+    const bool int8 = (l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8());
+    RETURN_IF_ERROR(Require(!int8, where + " is an int8 layer: those are for inference only (tessera export "
+                                           "--quantize int8 makes them); a job trains float layers"));
     switch (l.kind_case()) {
       case proto::LayerSpec::kLinear:
         RETURN_IF_ERROR(Require(l.linear().out_features() >= 1,

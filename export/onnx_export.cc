@@ -3,7 +3,9 @@
 #include <onnx/checker.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <algorithm>
 #include <bit>
+#include <cmath>
 #include <exception>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -58,16 +60,37 @@ class GraphBuilder {
     return node;
   }
 
-  void AddInitializer(const std::string& name, const std::vector<int64_t>& dims, const float* values) {
+  // An initializer of `type` (FLOAT, FLOAT16, INT8 or UINT8) holding
+  // `values` converted: to the nearest float16, or rounded and clamped to
+  // the integer type's range.
+  void AddInitializer(const std::string& name, const std::vector<int64_t>& dims, const float* values,
+                      onnx::TensorProto::DataType type = onnx::TensorProto::FLOAT) {
     onnx::TensorProto* t = graph_->add_initializer();
     t->set_name(name);
-    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->set_data_type(type);
     int64_t n = 1;
     for (int64_t d : dims) {
       t->add_dims(d);
       n *= d;
     }
-    t->set_raw_data(reinterpret_cast<const char*>(values), static_cast<size_t>(n) * sizeof(float));
+    std::string raw;
+    switch (type) {
+      case onnx::TensorProto::FLOAT16:
+        for (int64_t i = 0; i < n; ++i) {
+          const _Float16 h = static_cast<_Float16>(values[i]);
+          raw.append(reinterpret_cast<const char*>(&h), sizeof(h));
+        }
+        break;
+      case onnx::TensorProto::INT8:
+        for (int64_t i = 0; i < n; ++i) raw.push_back(static_cast<char>(std::nearbyint(std::clamp(values[i], -128.0f, 127.0f))));
+        break;
+      case onnx::TensorProto::UINT8:
+        for (int64_t i = 0; i < n; ++i) raw.push_back(static_cast<char>(std::nearbyint(std::clamp(values[i], 0.0f, 255.0f))));
+        break;
+      default:
+        raw.assign(reinterpret_cast<const char*>(values), static_cast<size_t>(n) * sizeof(float));
+    }
+    t->set_raw_data(std::move(raw));
   }
 
  private:
@@ -107,25 +130,70 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
     const Layer& layer = **created;
     const std::string name = "layer" + std::to_string(i) + "." + layer.type();
     // The layer's tensors, as Model::Create names and lays them out.
-    std::vector<std::string> tensor_names;
-    for (const ParamShape& p : layer.param_shapes()) {
+    std::vector<const ParamShape*> tensor_shapes;
+    std::vector<const float*> tensor_values;
+    const std::vector<ParamShape> param_shapes = layer.param_shapes();
+    for (const ParamShape& p : param_shapes) {
       uint64_t size = 1;
       for (int64_t d : p.shape) size *= static_cast<uint64_t>(d);
       if (offset + size > num_keys) {
         return InvalidArgumentError(where + ": the model has more than the " + std::to_string(num_keys) +
                                     " parameters given");
       }
-      tensor_names.push_back(name + "." + p.name);
-      builder.AddInitializer(tensor_names.back(), p.shape, params + offset);
+      tensor_shapes.push_back(&p);
+      tensor_values.push_back(params + offset);
       offset += size;
     }
+    const proto::Int8Spec* int8 = spec.layer(i).has_conv2d() && spec.layer(i).conv2d().has_int8()
+                                      ? &spec.layer(i).conv2d().int8()
+                                  : spec.layer(i).has_linear() && spec.layer(i).linear().has_int8()
+                                      ? &spec.layer(i).linear().int8()
+                                      : nullptr;
     std::vector<std::string> inputs = {current};
-    inputs.insert(inputs.end(), tensor_names.begin(), tensor_names.end());
+    if (int8 != nullptr) {
+      // QDQ: weight (int8) -> DequantizeLinear; input -> QuantizeLinear -> DequantizeLinear.
+      const ParamShape& w = *tensor_shapes.front();
+      const int64_t out = w.shape[0];
+      const std::vector<float> zeros(out, 0.0f);
+      builder.AddInitializer(name + ".weight", w.shape, tensor_values.front(), onnx::TensorProto::INT8);
+      builder.AddInitializer(name + ".weight_scale", {out}, tensor_values.back());
+      builder.AddInitializer(name + ".weight_zero_point", {out}, zeros.data(), onnx::TensorProto::INT8);
+      onnx::NodeProto* dq_weight = builder.AddNode(
+          "DequantizeLinear", name + ".weight_dequantized",
+          {name + ".weight", name + ".weight_scale", name + ".weight_zero_point"});
+      AddIntAttribute(dq_weight, "axis", 0);
+      const float input_scale = int8->input_scale();
+      builder.AddInitializer(name + ".input_scale", {}, &input_scale);
+      builder.AddInitializer(name + ".input_zero_point", {}, zeros.data(),
+                             int8->input_unsigned() ? onnx::TensorProto::UINT8 : onnx::TensorProto::INT8);
+      const std::vector<std::string> qparams = {name + ".input_scale", name + ".input_zero_point"};
+      onnx::NodeProto* q = builder.AddNode("QuantizeLinear", name + ".input_quantized", {current, qparams[0], qparams[1]});
+      onnx::NodeProto* dq = builder.AddNode("DequantizeLinear", name + ".input_dequantized",
+                                            {q->output(0), qparams[0], qparams[1]});
+      inputs = {dq->output(0), dq_weight->output(0)};
+      if (tensor_shapes.size() == 3) {  // the bias stays float
+        builder.AddInitializer(name + ".bias", tensor_shapes[1]->shape, tensor_values[1]);
+        inputs.push_back(name + ".bias");
+      }
+    } else {
+      for (size_t k = 0; k < tensor_shapes.size(); ++k) {
+        const std::string tensor_name = name + "." + tensor_shapes[k]->name;
+        if (options.fp16_weights) {
+          builder.AddInitializer(tensor_name + "_fp16", tensor_shapes[k]->shape, tensor_values[k],
+                                 onnx::TensorProto::FLOAT16);
+          onnx::NodeProto* cast = builder.AddNode("Cast", tensor_name, {tensor_name + "_fp16"});
+          AddIntAttribute(cast, "to", onnx::TensorProto::FLOAT);
+        } else {
+          builder.AddInitializer(tensor_name, tensor_shapes[k]->shape, tensor_values[k]);
+        }
+        inputs.push_back(tensor_name);
+      }
+    }
     switch (spec.layer(i).kind_case()) {
       case proto::LayerSpec::kLinear: {
         if (shape.size() != 1) {
           // Gemm wants [N, F]: flatten the example first, as Linear does.
-          onnx::NodeProto* flatten = builder.AddNode("Flatten", name + ".flatten_input", {current});
+          onnx::NodeProto* flatten = builder.AddNode("Flatten", name + ".flatten_input", {inputs[0]});
           AddIntAttribute(flatten, "axis", 1);
           inputs[0] = flatten->output(0);
         }

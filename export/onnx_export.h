@@ -1,6 +1,7 @@
 // ONNX export of a Tessera model: the layer stack of a ModelSpec and its
 // parameters as an ONNX ModelProto, built with ONNX's own C++ library
-// (Debian's libonnx) and checked with its checker. fp32 only for now.
+// (Debian's libonnx) and checked with its checker: fp32, fp16 weights, or
+// int8 layers in QDQ form.
 //
 // The graph (docs/FORMATS.md, "Exported models"):
 //   input  "input"  float [N, C, H, W] (N dynamic), normalized as in training:
@@ -12,6 +13,13 @@
 // [N, F]), BatchNormalization (inference form, running statistics); Dropout
 // is the identity at inference and is left out. Weights are initializers
 // named as the model's tensors ("layer0.conv2d.weight"), PyTorch layouts.
+//
+// An int8 layer (Int8Spec) is written in ONNX's QDQ form: its input goes
+// through QuantizeLinear and DequantizeLinear (scale input_scale, zero point
+// 0, int8 or uint8), its weight is an int8 initializer read through
+// DequantizeLinear (axis 0, the weight_scale tensor, zero points 0), and the
+// Conv or Gemm itself stays float, as runtimes expect to find it.
+// fp16_weights stores float parameters as float16 behind Cast nodes.
 #ifndef TESSERA_EXPORT_ONNX_EXPORT_H_
 #define TESSERA_EXPORT_ONNX_EXPORT_H_
 
@@ -43,6 +51,9 @@ struct OnnxExportOptions {
   std::string doc_string;
   // Model metadata_props, in order (key, value).
   std::vector<std::pair<std::string, std::string>> metadata;
+  // Stores every float parameter as float16, each read through a Cast back
+  // to float32 (half the bytes; the graph still computes in float32).
+  bool fp16_weights = false;
 };
 
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or

@@ -2,10 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -86,11 +88,15 @@ StatusOr<int32_t> Square(const std::vector<int64_t>& v, size_t count, const std:
   return static_cast<int32_t>(v[0]);
 }
 
-// A float32 initializer's values (raw_data or float_data), checked against its dims.
-StatusOr<std::vector<float>> TensorFloats(const onnx::TensorProto& t) {
+// An initializer's values as floats, checked against its dims: float32
+// (raw_data or float_data), float16, int8 or uint8 (raw_data or int32_data).
+// `want` lists the element types the caller accepts.
+StatusOr<std::vector<float>> TensorFloats(const onnx::TensorProto& t,
+                                          std::initializer_list<int> want = {onnx::TensorProto::FLOAT}) {
   const std::string where = "initializer '" + t.name() + "'";
-  if (t.data_type() != onnx::TensorProto::FLOAT) {
-    return InvalidArgumentError(where + " is not float32 (data_type " + std::to_string(t.data_type()) + ")");
+  if (std::find(want.begin(), want.end(), t.data_type()) == want.end()) {
+    return InvalidArgumentError(where + " has element type " + std::to_string(t.data_type()) +
+                                ", not one this place takes");
   }
   if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0) {
     return InvalidArgumentError(where + " keeps its data in an external file (not supported)");
@@ -101,22 +107,113 @@ StatusOr<std::vector<float>> TensorFloats(const onnx::TensorProto& t) {
     if (d < 0 || (d > 0 && n > kMaxElements / d)) return InvalidArgumentError(where + " has impossible dims");
     n *= d;
   }
-  std::vector<float> values;
-  if (t.has_raw_data()) {
-    if (t.raw_data().size() != static_cast<uint64_t>(n) * sizeof(float)) {
-      return InvalidArgumentError(where + " holds " + std::to_string(t.raw_data().size()) + " bytes, its dims want " +
-                                  std::to_string(n * sizeof(float)));
+  const size_t element_bytes = t.data_type() == onnx::TensorProto::FLOAT     ? 4
+                               : t.data_type() == onnx::TensorProto::FLOAT16 ? 2
+                                                                              : 1;
+  std::vector<float> values(n);
+  auto from_bits = [&](int64_t i, uint32_t bits) {
+    switch (t.data_type()) {
+      case onnx::TensorProto::FLOAT16: {
+        const uint16_t half_bits = static_cast<uint16_t>(bits);
+        _Float16 h;
+        std::memcpy(&h, &half_bits, sizeof(h));
+        values[i] = static_cast<float>(h);
+        break;
+      }
+      case onnx::TensorProto::INT8:
+        values[i] = static_cast<float>(static_cast<int8_t>(static_cast<uint8_t>(bits)));
+        break;
+      default:  // UINT8
+        values[i] = static_cast<float>(static_cast<uint8_t>(bits));
     }
-    values.resize(n);
-    if (n > 0) std::memcpy(values.data(), t.raw_data().data(), t.raw_data().size());
-  } else {
+  };
+  if (t.has_raw_data()) {
+    if (t.raw_data().size() != static_cast<uint64_t>(n) * element_bytes) {
+      return InvalidArgumentError(where + " holds " + std::to_string(t.raw_data().size()) + " bytes, its dims want " +
+                                  std::to_string(n * element_bytes));
+    }
+    const char* raw = t.raw_data().data();
+    if (t.data_type() == onnx::TensorProto::FLOAT) {
+      if (n > 0) std::memcpy(values.data(), raw, n * sizeof(float));
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits = 0;
+        std::memcpy(&bits, raw + i * element_bytes, element_bytes);
+        from_bits(i, bits);
+      }
+    }
+  } else if (t.data_type() == onnx::TensorProto::FLOAT) {
     if (t.float_data_size() != n) {
       return InvalidArgumentError(where + " holds " + std::to_string(t.float_data_size()) + " floats, its dims want " +
                                   std::to_string(n));
     }
     values.assign(t.float_data().begin(), t.float_data().end());
+  } else {
+    if (t.int32_data_size() != n) {
+      return InvalidArgumentError(where + " holds " + std::to_string(t.int32_data_size()) + " values, its dims want " +
+                                  std::to_string(n));
+    }
+    for (int64_t i = 0; i < n; ++i) from_bits(i, static_cast<uint32_t>(t.int32_data(static_cast<int>(i))));
   }
   return values;
+}
+
+// A weight computed from initializers alone by a node outside the chain:
+// a float16 initializer Cast to float, or an int8 one through DequantizeLinear.
+struct DerivedWeight {
+  const onnx::TensorProto* values = nullptr;       // float16 or int8
+  const onnx::TensorProto* scale = nullptr;        // DequantizeLinear only: [out] float
+  const onnx::TensorProto* zero_point = nullptr;   // DequantizeLinear only, may be null
+};
+
+// The Cast or DequantizeLinear node `node` (reading initializer input 0) as a
+// DerivedWeight, checked: Cast float16 -> float; DequantizeLinear of an int8
+// tensor along axis 0 with float scales [out] and zero points 0.
+StatusOr<DerivedWeight> ReadDerivedWeight(const onnx::NodeProto& node, const std::string& where,
+                                          const std::map<std::string, const onnx::TensorProto*>& inits) {
+  DerivedWeight w;
+  if (node.output_size() != 1) return InvalidArgumentError(where + ": must have exactly one output");
+  std::vector<const onnx::TensorProto*> in;
+  for (const std::string& name : node.input()) {
+    auto it = inits.find(name);
+    if (it == inits.end()) return InvalidArgumentError(where + ": input '" + name + "' is not an initializer");
+    in.push_back(it->second);
+  }
+  w.values = in[0];
+  if (node.op_type() == "Cast") {
+    RETURN_IF_ERROR(OnlyAttributes(node, {"to"}, where));
+    ASSIGN_OR_RETURN(const int64_t to, IntAttr(node, "to", 0, where));
+    if (in.size() != 1 || to != onnx::TensorProto::FLOAT || w.values->data_type() != onnx::TensorProto::FLOAT16) {
+      return InvalidArgumentError(where + ": only a float16 initializer cast to float is supported");
+    }
+    return w;
+  }
+  RETURN_IF_ERROR(OnlyAttributes(node, {"axis"}, where));
+  ASSIGN_OR_RETURN(const int64_t axis, IntAttr(node, "axis", 1, where));
+  if (in.size() < 2 || w.values->data_type() != onnx::TensorProto::INT8 || w.values->dims_size() < 1) {
+    return InvalidArgumentError(where + ": a weight's DequantizeLinear must read an int8 tensor and its scales");
+  }
+  w.scale = in[1];
+  w.zero_point = in.size() > 2 ? in[2] : nullptr;
+  const int64_t out = w.values->dims(0);
+  if (axis != 0 || w.scale->dims_size() != 1 || w.scale->dims(0) != out) {
+    return InvalidArgumentError(where + ": weight scales must be per output channel (axis 0, [" + std::to_string(out) +
+                                "] values)");
+  }
+  ASSIGN_OR_RETURN(const std::vector<float> scales, TensorFloats(*w.scale));
+  for (float v : scales) {
+    if (!(v > 0.0f) || !std::isfinite(v)) return InvalidArgumentError(where + ": weight scales must be finite and > 0");
+  }
+  if (w.zero_point != nullptr) {
+    if (w.zero_point->data_type() != onnx::TensorProto::INT8) {
+      return InvalidArgumentError(where + ": the weight zero point must be int8");
+    }
+    ASSIGN_OR_RETURN(const std::vector<float> zeros, TensorFloats(*w.zero_point, {onnx::TensorProto::INT8}));
+    for (float v : zeros) {
+      if (v != 0.0f) return InvalidArgumentError(where + ": weight zero points must be 0 (symmetric quantization)");
+    }
+  }
+  return w;
 }
 
 // "layer7.linear" -> 7; -1 when the name is not Tessera's.
@@ -187,8 +284,29 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
   }
   out.input_name = input->name();
 
+  // Weights computed from initializers alone (fp16 Casts, int8
+  // DequantizeLinear): not part of the chain; a layer reads them as it reads
+  // an initializer.
+  std::map<std::string, DerivedWeight> derived;
+  std::vector<bool> weight_node(graph.node_size(), false);
+  for (int i = 0; i < graph.node_size(); ++i) {
+    const onnx::NodeProto& node = graph.node(i);
+    if ((node.op_type() != "Cast" && node.op_type() != "DequantizeLinear") || node.input_size() < 1 ||
+        !inits.count(node.input(0))) {
+      continue;
+    }
+    ASSIGN_OR_RETURN(DerivedWeight w, ReadDerivedWeight(node, NodeWhere(node, i), inits));
+    if (inits.count(node.output(0)) || !derived.emplace(node.output(0), w).second) {
+      return InvalidArgumentError(NodeWhere(node, i) + ": output '" + node.output(0) + "' is defined twice");
+    }
+    weight_node[i] = true;
+  }
+  bool any_int8 = false, any_fp16 = false;
+
   // Walk the chain.
   std::string current = input->name();
+  // The input quantization a QuantizeLinear/DequantizeLinear pair set for the next Conv or Gemm.
+  std::optional<proto::Int8Spec> pending_int8;
   Shape shape = out.input_shape;
   std::vector<std::vector<std::string>> layer_params;  // initializer names per layer, in param order
   bool softmax_seen = false;
@@ -197,6 +315,7 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
     const onnx::NodeProto& node = graph.node(i);
     const std::string where = NodeWhere(node, i);
     const std::string& op = node.op_type();
+    if (weight_node[i]) continue;
     if (!node.domain().empty() && node.domain() != "ai.onnx") {
       return InvalidArgumentError(where + ": domain '" + node.domain() + "' is not supported");
     }
@@ -211,14 +330,47 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
     for (int k = 1; k < node.input_size(); ++k) {
       const std::string& name = node.input(k);
       if (name.empty()) return InvalidArgumentError(where + ": optional inputs left empty are not supported");
-      if (!inits.count(name)) return InvalidArgumentError(where + ": input '" + name + "' is not an initializer");
+      auto d = derived.find(name);
+      if (!inits.count(name) && d == derived.end()) {
+        return InvalidArgumentError(where + ": input '" + name + "' is not an initializer");
+      }
       if (!used.insert(name).second) return InvalidArgumentError(where + ": initializer '" + name + "' is used twice");
+      if (d != derived.end()) {
+        for (const onnx::TensorProto* t : {d->second.values, d->second.scale, d->second.zero_point}) {
+          if (t != nullptr && !used.insert(t->name()).second) {
+            return InvalidArgumentError(where + ": initializer '" + t->name() + "' is used twice");
+          }
+        }
+      }
       params.push_back(name);
     }
     auto param_dims = [&](int k) -> std::vector<int64_t> {
-      const onnx::TensorProto* t = inits[params[k]];
+      auto d = derived.find(params[k]);
+      const onnx::TensorProto* t = d != derived.end() ? d->second.values : inits[params[k]];
       return std::vector<int64_t>(t->dims().begin(), t->dims().end());
     };
+    // An int8 weight (DequantizeLinear) needs its input quantized just
+    // before, and the reverse; then the layer computes in int8, and its
+    // weight_scale tensor comes after its other parameters.
+    auto take_int8 = [&](proto::Int8Spec* spec) -> Status {
+      auto d = derived.find(params[0]);
+      const bool int8_weight = d != derived.end() && d->second.scale != nullptr;
+      if (int8_weight != pending_int8.has_value()) {
+        return InvalidArgumentError(where + (int8_weight ? ": an int8 weight needs its input quantized just before "
+                                                           "(QuantizeLinear, DequantizeLinear)"
+                                                         : ": a quantized input needs an int8 weight"));
+      }
+      if (!int8_weight) return OkStatus();
+      *spec = *pending_int8;
+      pending_int8.reset();
+      params.push_back(d->second.scale->name());
+      any_int8 = true;
+      return OkStatus();
+    };
+    if (pending_int8.has_value() && op != "Conv" && op != "Gemm" &&
+        !(op == "Flatten" && i + 1 < graph.node_size() && graph.node(i + 1).op_type() == "Gemm")) {
+      return InvalidArgumentError(where + ": a quantized input must feed a Conv or Gemm");
+    }
     // A layer number in the node name ("layer4.relu"): fill Tessera's
     // dropout layers (no node) back in where numbers skip.
     auto add_layer = [&](proto::LayerSpec layer) -> Status {
@@ -277,6 +429,8 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       c->set_stride(stride);
       c->set_padding(pad);
       c->set_bias(params.size() == 2);
+      RETURN_IF_ERROR(take_int8(c->mutable_int8()));
+      if (!c->int8().has_input_scale()) c->clear_int8();
       RETURN_IF_ERROR(add_layer(layer));
     } else if (op == "MaxPool") {
       RETURN_IF_ERROR(OnlyAttributes(node, {"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"}, where));
@@ -329,6 +483,8 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       proto::LinearSpec* l = layer.mutable_linear();
       l->set_out_features(static_cast<int32_t>(w[0]));
       l->set_bias(params.size() == 2);
+      RETURN_IF_ERROR(take_int8(l->mutable_int8()));
+      if (!l->int8().has_input_scale()) l->clear_int8();
       RETURN_IF_ERROR(add_layer(layer));
     } else if (op == "BatchNormalization") {
       RETURN_IF_ERROR(OnlyAttributes(node, {"epsilon", "momentum", "training_mode"}, where));
@@ -338,6 +494,36 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       if (params.size() != 4) return InvalidArgumentError(where + ": needs inputs X, scale, B, mean, var");
       layer.mutable_batch_norm()->set_epsilon(epsilon);
       RETURN_IF_ERROR(add_layer(layer));
+    } else if (op == "QuantizeLinear") {
+      // With the DequantizeLinear right after it (same scale and zero point):
+      // the next layer's input quantization.
+      RETURN_IF_ERROR(OnlyAttributes(node, {"axis"}, where));
+      if (params.size() != 2) return InvalidArgumentError(where + ": needs inputs x, scale and zero point");
+      const onnx::TensorProto& scale = *inits[params[0]];
+      const onnx::TensorProto& zero_point = *inits[params[1]];
+      if (scale.dims_size() != 0 || zero_point.dims_size() != 0) {
+        return InvalidArgumentError(where + ": activations must be quantized per tensor (scalar scale and zero point)");
+      }
+      const bool is_unsigned = zero_point.data_type() == onnx::TensorProto::UINT8;
+      ASSIGN_OR_RETURN(const std::vector<float> s, TensorFloats(scale));
+      ASSIGN_OR_RETURN(const std::vector<float> z,
+                       TensorFloats(zero_point, {onnx::TensorProto::INT8, onnx::TensorProto::UINT8}));
+      if (!(s[0] > 0.0f) || !std::isfinite(s[0])) return InvalidArgumentError(where + ": the scale must be finite and > 0");
+      if (z[0] != 0.0f) return InvalidArgumentError(where + ": the zero point must be 0");
+      const onnx::NodeProto* dq = i + 1 < graph.node_size() ? &graph.node(i + 1) : nullptr;
+      if (dq == nullptr || dq->op_type() != "DequantizeLinear" || dq->input_size() != 3 ||
+          dq->input(0) != node.output(0) || dq->input(1) != params[0] || dq->input(2) != params[1] ||
+          dq->output_size() != 1 || dq->attribute_size() > 1 || (dq->attribute_size() == 1 && dq->attribute(0).name() != "axis")) {
+        return InvalidArgumentError(where + ": must be followed by a DequantizeLinear of its output with the same "
+                                    "scale and zero point");
+      }
+      proto::Int8Spec spec;
+      spec.set_input_scale(s[0]);
+      spec.set_input_unsigned(is_unsigned);
+      pending_int8 = spec;
+      current = dq->output(0);
+      ++i;
+      continue;
     } else if (op == "Identity") {
       if (!params.empty()) return InvalidArgumentError(where + ": takes one input");
       logits_value = node.output(0);
@@ -353,10 +539,12 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       continue;  // current stays the logits
     } else {
       return InvalidArgumentError(where + ": op " + op + " is not supported (Tessera reads Conv, Relu, MaxPool, Flatten, "
-                                  "Gemm, BatchNormalization, Softmax, Identity)");
+                                  "Gemm, BatchNormalization, Softmax, Identity, and QuantizeLinear, DequantizeLinear "
+                                  "and Cast in the forms it exports)");
     }
     current = node.output(0);
   }
+  if (pending_int8.has_value()) return InvalidArgumentError("the graph ends in a quantized value no layer reads");
   if (out.spec.layer_size() == 0) return InvalidArgumentError("the graph has no layer");
   if (current != kOnnxLogitsName || logits_value != kOnnxLogitsName) {
     return InvalidArgumentError("the last layer must output '" + std::string(kOnnxLogitsName) + "', it outputs '" + current + "'");
@@ -389,10 +577,15 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
   // Parameters in key order.
   for (const auto& names : layer_params) {
     for (const std::string& name : names) {
-      ASSIGN_OR_RETURN(std::vector<float> values, TensorFloats(*inits[name]));
+      auto d = derived.find(name);
+      const onnx::TensorProto& t = d != derived.end() ? *d->second.values : *inits[name];
+      any_fp16 |= t.data_type() == onnx::TensorProto::FLOAT16;
+      ASSIGN_OR_RETURN(std::vector<float> values,
+                       TensorFloats(t, {onnx::TensorProto::FLOAT, onnx::TensorProto::FLOAT16, onnx::TensorProto::INT8}));
       out.params.insert(out.params.end(), values.begin(), values.end());
     }
   }
+  out.precision = any_int8 ? "int8" : any_fp16 ? "fp16" : "fp32";
   return out;
 }
 

@@ -1,7 +1,9 @@
 // ONNX import: an exported model.onnx back into a runnable Tessera model (the
 // inverse of onnx_export.h). The graph must be a chain of the ops Tessera
 // exports (Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, an
-// optional final Softmax, Identity) with the attributes Tessera's layers
+// optional final Softmax, Identity; an int8 layer's QuantizeLinear and
+// DequantizeLinear pairs and weight DequantizeLinear; float16 weights' Casts)
+// with the attributes Tessera's layers
 // support; anything else (another op, a branch, an attribute value Tessera
 // cannot compute, a missing or misshapen initializer, a truncated file) is
 // InvalidArgument naming the node or tensor. Never crashes on a bad file.
@@ -33,6 +35,9 @@ struct ImportedModel {
   bool has_probabilities = false;  // the graph also outputs "probabilities"
   std::string input_name;          // "input"
   std::map<std::string, std::string> metadata;  // metadata_props
+  // "fp32"; "fp16" when parameters are stored as float16; "int8" when
+  // layers compute in int8 (Int8Spec, from QDQ nodes).
+  std::string precision = "fp32";
 };
 
 // Maps a parsed ModelProto to a ModelSpec and its parameters, checking it

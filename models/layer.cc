@@ -4,6 +4,7 @@
 #include "models/conv2d.h"
 #include "models/dropout.h"
 #include "models/flatten.h"
+#include "models/int8_layers.h"
 #include "models/linear.h"
 #include "models/max_pool2d.h"
 #include "models/relu.h"
@@ -52,6 +53,10 @@ StatusOr<std::unique_ptr<Layer>> CreateConv2d(const proto::Conv2dSpec& s, const 
       g.out_channels * g.out_height() * g.out_width() > kMaxTensorElements) {
     return InvalidArgumentError("conv2d of " + ShapeText(in) + " is too large");
   }
+  if (s.has_int8()) {
+    RETURN_IF_ERROR(ValidateInt8Spec(s.int8()).WithContext("conv2d"));
+    return std::unique_ptr<Layer>(new Int8Conv2d(g, s.int8()));
+  }
   return std::unique_ptr<Layer>(new Conv2d(g));
 }
 
@@ -78,6 +83,10 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
       if (in * out > kMaxTensorElements) {
         return InvalidArgumentError("linear layer of " + std::to_string(in) + "x" + std::to_string(out) +
                                     " weights is too large");
+      }
+      if (spec.linear().has_int8()) {
+        RETURN_IF_ERROR(ValidateInt8Spec(spec.linear().int8()).WithContext("linear"));
+        return std::unique_ptr<Layer>(new Int8Linear(in_shape, out, spec.linear().bias(), spec.linear().int8()));
       }
       return std::unique_ptr<Layer>(new Linear(in_shape, out, spec.linear().bias()));
     }

@@ -29,6 +29,14 @@ Model::~Model() = default;
 StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                int num_classes, Device device) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
+  if (device == Device::kCuda) {
+    for (int i = 0; i < spec.layer_size(); ++i) {
+      const proto::LayerSpec& l = spec.layer(i);
+      if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
+        return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
+      }
+    }
+  }
   std::unique_ptr<Model> model(new Model());
   model->input_shape_ = input_shape;
   model->num_classes_ = num_classes;
@@ -194,6 +202,11 @@ BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t b
 const float* Model::Infer(const float* x, int64_t batch) {
   if (batch <= 0 || cuda_ != nullptr) return nullptr;
   return Forward(x, batch, Pass{false, 0});
+}
+
+const float* Model::LayerOutput(int i) const {
+  if (cuda_ != nullptr || activation_batch_ == 0 || i < 0 || i >= num_layers()) return nullptr;
+  return acts_[i].data();
 }
 
 std::string Model::ParamsSha256() const { return tessera::ParamsSha256(params_.data(), num_keys_); }

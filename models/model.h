@@ -86,6 +86,13 @@ class Model {
   // CPU only: nullptr on Device::kCuda, and for batch <= 0.
   const float* Infer(const float* x, int64_t batch);
 
+  // The layers, and what layer i output in the last CPU pass (rows of its
+  // out_shape, as many as that pass's batch): what int8 calibration looks at.
+  // nullptr before a pass and on Device::kCuda.
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  const Layer& layer(int i) const { return *layers_[i]; }
+  const float* LayerOutput(int i) const;
+
   // Per-layer timing of every pass from now on (a clock read per layer and
   // pass); profile() holds the totals.
   void EnableProfiling();

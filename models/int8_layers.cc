@@ -1,0 +1,250 @@
+#include "models/int8_layers.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "models/dnnl_util.h"
+
+namespace tessera {
+
+using dnnl::memory;
+using namespace dnnl_util;
+
+namespace {
+
+memory::data_type InputType(bool input_unsigned) {
+  return input_unsigned ? memory::data_type::u8 : memory::data_type::s8;
+}
+
+// The float weights (integers in [-127, 127] as an export writes them) as
+// int8; anything else is rounded and clamped, never wrapped.
+std::vector<int8_t> WeightsAsInt8(const float* w, int64_t n) {
+  std::vector<int8_t> out(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::nearbyint(std::clamp(w[i], -127.0f, 127.0f));
+    out[i] = static_cast<int8_t>(std::isnan(v) ? 0.0f : v);
+  }
+  return out;
+}
+
+// oneDNN 2.x applies the output scale to the int32 sum *including* the bias
+// (dst = scale * (acc + bias)), so a float bias b must be handed over
+// divided by that scale.
+std::vector<float> ScaledBias(const float* bias, const std::vector<float>& scales) {
+  std::vector<float> out(scales.size(), 0.0f);
+  if (bias == nullptr) return out;
+  for (size_t o = 0; o < scales.size(); ++o) out[o] = bias[o] / scales[o];
+  return out;
+}
+
+// input_scale * weight_scale[o]: what turns an int32 sum back into a float.
+std::vector<float> OutputScales(float input_scale, const float* weight_scale, int64_t n) {
+  std::vector<float> out(n);
+  for (int64_t o = 0; o < n; ++o) out[o] = input_scale * weight_scale[o];
+  return out;
+}
+
+// A reorder that quantizes float x into `to`: q = saturate(round(x / scale)).
+dnnl::reorder QuantizingReorder(const memory::desc& from, const memory::desc& to, float scale) {
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(0, {1.0f / scale});
+  return dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to, attr));
+}
+
+[[noreturn]] void NoBackward(const char* layer) {
+  LOG(FATAL) << "int8 " << layer << " has no backward pass: int8 layers are for inference only";
+  std::abort();
+}
+
+}  // namespace
+
+Status ValidateInt8Spec(const proto::Int8Spec& int8) {
+  if (!(int8.input_scale() > 0.0f) || !std::isfinite(int8.input_scale())) {
+    return InvalidArgumentError("int8.input_scale must be a finite number > 0, got " +
+                                std::to_string(int8.input_scale()));
+  }
+  return OkStatus();
+}
+
+// ---- Int8Conv2d ----
+
+struct Int8Conv2d::Primitives {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward conv;
+  dnnl::reorder quantize;
+  memory::desc src_plain, dst_plain;
+  memory src, weights, bias, dst;  // src: quantized input in the primitive's layout
+};
+
+Int8Conv2d::Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8)
+    : Layer({g.in_channels, g.height, g.width}, {g.out_channels, g.out_height(), g.out_width()}),
+      g_(g),
+      input_scale_(int8.input_scale()),
+      input_unsigned_(int8.input_unsigned()) {}
+
+Int8Conv2d::~Int8Conv2d() = default;
+
+std::vector<ParamShape> Int8Conv2d::param_shapes() const {
+  std::vector<ParamShape> shapes = {{"weight", {g_.out_channels, g_.in_channels, g_.kernel, g_.kernel}}};
+  if (g_.bias) shapes.push_back({"bias", {g_.out_channels}});
+  shapes.push_back({"weight_scale", {g_.out_channels}, 0, 1.0f});
+  return shapes;
+}
+
+void Int8Conv2d::Bind(const float* params, float* /*grads*/) {
+  params_ = params;
+  primitives_.clear();  // the weights are read again on the next pass
+}
+
+Int8Conv2d::Primitives& Int8Conv2d::For(int64_t batch) {
+  auto it = primitives_.find(batch);
+  if (it != primitives_.end()) return *it->second;
+  auto p = std::make_unique<Primitives>();
+  using dt = memory::data_type;
+  using tag = memory::format_tag;
+  const memory::dims src = {batch, g_.in_channels, g_.height, g_.width};
+  const memory::dims dst = {batch, g_.out_channels, g_.out_height(), g_.out_width()};
+  const memory::dims w = {g_.out_channels, g_.in_channels, g_.kernel, g_.kernel};
+  const memory::dims b = {g_.out_channels};
+  const memory::dims strides = {g_.stride, g_.stride};
+  const memory::dims pad = {g_.padding, g_.padding};
+  p->src_plain = Plain(src);
+  p->dst_plain = Plain(dst);
+
+  const int64_t wsize = g_.out_channels * g_.in_channels * g_.kernel * g_.kernel;
+  const float* bias = g_.bias ? params_ + wsize : nullptr;
+  const float* weight_scale = params_ + wsize + (g_.bias ? g_.out_channels : 0);
+  const std::vector<float> scales = OutputScales(input_scale_, weight_scale, g_.out_channels);
+
+  const memory::desc bias_md(b, dt::f32, tag::x);
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                       memory::desc(src, InputType(input_unsigned_), tag::any),
+                                       memory::desc(w, dt::s8, tag::any), bias_md,
+                                       memory::desc(dst, dt::f32, tag::any), strides, pad, pad);
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(1 << 1, scales);  // per output channel: dimension 1 of dst
+  p->pd = dnnl::convolution_forward::primitive_desc(desc, attr, Engine());
+  p->conv = dnnl::convolution_forward(p->pd);
+  p->quantize = QuantizingReorder(p->src_plain, p->pd.src_desc(), input_scale_);
+  p->src = memory(p->pd.src_desc(), Engine());
+
+  // The weights in the primitive's layout (the reorder adds whatever
+  // compensation the kernel wants for int8 inputs), and the bias.
+  std::vector<int8_t> weights = WeightsAsInt8(params_, wsize);
+  memory plain_weights(memory::desc(w, dt::s8, tag::oihw), Engine(), weights.data());
+  p->weights = memory(p->pd.weights_desc(), Engine());
+  dnnl::reorder(plain_weights, p->weights).execute(Stream(), plain_weights, p->weights);
+  std::vector<float> scaled_bias = ScaledBias(bias, scales);
+  p->bias = memory(bias_md, Engine());
+  std::copy(scaled_bias.begin(), scaled_bias.end(), static_cast<float*>(p->bias.get_data_handle()));
+  Stream().wait();
+  return *primitives_.emplace(batch, std::move(p)).first->second;
+}
+
+void Int8Conv2d::Forward(const float* x, int64_t batch, float* y, const Pass& /*pass*/) {
+  if (batch == 0) return;
+  Primitives& p = For(batch);
+  memory x_user = Wrap(p.src_plain, x);
+  p.quantize.execute(Stream(), x_user, p.src);
+  memory y_user = Wrap(p.dst_plain, y);
+  memory dst = OutputFor(y_user, p.pd.dst_desc(), &p.dst);
+  p.conv.execute(Stream(), {{DNNL_ARG_SRC, p.src},
+                            {DNNL_ARG_WEIGHTS, p.weights},
+                            {DNNL_ARG_BIAS, p.bias},
+                            {DNNL_ARG_DST, dst}});
+  CopyOut(dst, y_user);
+  Stream().wait();
+}
+
+void Int8Conv2d::Backward(const float*, const float*, const float*, int64_t, float*) { NoBackward("conv2d"); }
+
+// ---- Int8Linear ----
+
+struct Int8Linear::Primitives {
+  dnnl::matmul matmul;
+  dnnl::reorder quantize;
+  memory::desc x_plain, y_plain;
+  memory src, weights, bias;
+};
+
+Int8Linear::Int8Linear(const Shape& in_shape, int64_t out_features, bool bias, const proto::Int8Spec& int8)
+    : Layer(in_shape, {out_features}),
+      in_(NumElements(in_shape)),
+      out_(out_features),
+      has_bias_(bias),
+      input_scale_(int8.input_scale()),
+      input_unsigned_(int8.input_unsigned()) {}
+
+Int8Linear::~Int8Linear() = default;
+
+std::vector<ParamShape> Int8Linear::param_shapes() const {
+  std::vector<ParamShape> shapes = {{"weight", {out_, in_}}};
+  if (has_bias_) shapes.push_back({"bias", {out_}});
+  shapes.push_back({"weight_scale", {out_}, 0, 1.0f});
+  return shapes;
+}
+
+void Int8Linear::Bind(const float* params, float* /*grads*/) {
+  params_ = params;
+  primitives_.clear();
+}
+
+Int8Linear::Primitives& Int8Linear::For(int64_t batch) {
+  auto it = primitives_.find(batch);
+  if (it != primitives_.end()) return *it->second;
+  auto p = std::make_unique<Primitives>();
+  using dt = memory::data_type;
+  using tag = memory::format_tag;
+  const float* bias = has_bias_ ? params_ + out_ * in_ : nullptr;
+  const float* weight_scale = params_ + out_ * in_ + (has_bias_ ? out_ : 0);
+  const std::vector<float> scales = OutputScales(input_scale_, weight_scale, out_);
+
+  p->x_plain = memory::desc({batch, in_}, dt::f32, tag::ab);
+  p->y_plain = memory::desc({batch, out_}, dt::f32, tag::ab);
+  const memory::desc src_md({batch, in_}, InputType(input_unsigned_), tag::ab);
+  const memory::desc bias_md({1, out_}, dt::f32, tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(1 << 1, scales);  // per output feature: dimension 1 of dst
+  // W [out, in] is the matmul's [in, out] right side; let oneDNN pick its
+  // layout, and fall back to reading W transposed where it cannot.
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc(
+        dnnl::matmul::desc(src_md, memory::desc({in_, out_}, dt::s8, tag::any), bias_md, p->y_plain), attr, Engine());
+  } catch (const dnnl::error&) {
+    pd = dnnl::matmul::primitive_desc(
+        dnnl::matmul::desc(src_md, memory::desc({in_, out_}, dt::s8, tag::ba), bias_md, p->y_plain), attr, Engine());
+  }
+  p->matmul = dnnl::matmul(pd);
+  p->quantize = QuantizingReorder(p->x_plain, src_md, input_scale_);
+  p->src = memory(src_md, Engine());
+
+  std::vector<int8_t> weights = WeightsAsInt8(params_, out_ * in_);
+  memory plain_weights(memory::desc({in_, out_}, dt::s8, tag::ba), Engine(), weights.data());
+  p->weights = memory(pd.weights_desc(), Engine());
+  dnnl::reorder(plain_weights, p->weights).execute(Stream(), plain_weights, p->weights);
+  std::vector<float> scaled_bias = ScaledBias(bias, scales);
+  p->bias = memory(bias_md, Engine());
+  std::copy(scaled_bias.begin(), scaled_bias.end(), static_cast<float*>(p->bias.get_data_handle()));
+  Stream().wait();
+  return *primitives_.emplace(batch, std::move(p)).first->second;
+}
+
+void Int8Linear::Forward(const float* x, int64_t batch, float* y, const Pass& /*pass*/) {
+  if (batch == 0) return;
+  Primitives& p = For(batch);
+  memory x_user = Wrap(p.x_plain, x);
+  p.quantize.execute(Stream(), x_user, p.src);
+  p.matmul.execute(Stream(), {{DNNL_ARG_SRC, p.src},
+                              {DNNL_ARG_WEIGHTS, p.weights},
+                              {DNNL_ARG_BIAS, p.bias},
+                              {DNNL_ARG_DST, Wrap(p.y_plain, y)}});
+  Stream().wait();
+}
+
+void Int8Linear::Backward(const float*, const float*, const float*, int64_t, float*) { NoBackward("linear"); }
+
+}  // namespace tessera

@@ -187,6 +187,8 @@ void FillDefaults(google::protobuf::Message* message) {
       continue;
     }
     if (f->containing_oneof() != nullptr && !r->HasField(*message, f)) continue;
+    // An int8 block's presence makes a layer int8 (inference only): never add one.
+    if (f->message_type() == proto::Int8Spec::descriptor() && !r->HasField(*message, f)) continue;
     switch (f->cpp_type()) {
       case FD::CPPTYPE_MESSAGE: FillDefaults(r->MutableMessage(message, f)); break;
       case FD::CPPTYPE_INT32: if (!r->HasField(*message, f)) r->SetInt32(message, f, f->default_value_int32()); break;

@@ -76,14 +76,32 @@ struct Int8Conv2d::Primitives {
   dnnl::convolution_forward conv;
   dnnl::reorder quantize;
   memory::desc src_plain, dst_plain;
-  memory src, weights, bias, dst;  // src: quantized input in the primitive's layout
+  // The quantized input: plain NCHW first (a fast reorder), then in the
+  // primitive's layout when it wants another (NHWC, usually): quantizing and
+  // transposing in one reorder is several times slower than the two.
+  dnnl::reorder to_layout;
+  memory quantized_plain, src, weights, bias, dst;
+  // Fused max pooling, on the convolution's output in its own layout.
+  dnnl::pooling_forward pool;
+  memory conv_out;
 };
 
-Int8Conv2d::Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8)
-    : Layer({g.in_channels, g.height, g.width}, {g.out_channels, g.out_height(), g.out_width()}),
+namespace {
+
+Shape FusedOutShape(const ConvGeometry& g, const Int8ConvFusion& fusion) {
+  if (fusion.pool_kernel == 0) return {g.out_channels, g.out_height(), g.out_width()};
+  return {g.out_channels, (g.out_height() - fusion.pool_kernel) / fusion.pool_stride + 1,
+          (g.out_width() - fusion.pool_kernel) / fusion.pool_stride + 1};
+}
+
+}  // namespace
+
+Int8Conv2d::Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8, const Int8ConvFusion& fusion)
+    : Layer({g.in_channels, g.height, g.width}, FusedOutShape(g, fusion)),
       g_(g),
       input_scale_(int8.input_scale()),
-      input_unsigned_(int8.input_unsigned()) {}
+      input_unsigned_(int8.input_unsigned()),
+      fusion_(fusion) {}
 
 Int8Conv2d::~Int8Conv2d() = default;
 
@@ -112,7 +130,8 @@ Int8Conv2d::Primitives& Int8Conv2d::For(int64_t batch) {
   const memory::dims strides = {g_.stride, g_.stride};
   const memory::dims pad = {g_.padding, g_.padding};
   p->src_plain = Plain(src);
-  p->dst_plain = Plain(dst);
+  Shape out = out_shape();
+  p->dst_plain = Plain({batch, out[0], out[1], out[2]});
 
   const int64_t wsize = g_.out_channels * g_.in_channels * g_.kernel * g_.kernel;
   const float* bias = g_.bias ? params_ + wsize : nullptr;
@@ -126,10 +145,33 @@ Int8Conv2d::Primitives& Int8Conv2d::For(int64_t batch) {
                                        memory::desc(dst, dt::f32, tag::any), strides, pad, pad);
   dnnl::primitive_attr attr;
   attr.set_output_scales(1 << 1, scales);  // per output channel: dimension 1 of dst
+  if (fusion_.relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
   p->pd = dnnl::convolution_forward::primitive_desc(desc, attr, Engine());
+  if (fusion_.pool_kernel > 0) {
+    const memory::dims kernel = {fusion_.pool_kernel, fusion_.pool_kernel};
+    const memory::dims pool_strides = {fusion_.pool_stride, fusion_.pool_stride};
+    const memory::dims no_pad = {0, 0};
+    dnnl::pooling_forward::desc pool_desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max,
+                                          p->pd.dst_desc(), memory::desc(p->dst_plain.dims(), dt::f32, tag::any),
+                                          pool_strides, kernel, no_pad, no_pad);
+    dnnl::pooling_forward::primitive_desc pool_pd(pool_desc, Engine());
+    p->pool = dnnl::pooling_forward(pool_pd);
+    p->conv_out = memory(p->pd.dst_desc(), Engine());
+    p->dst = memory(pool_pd.dst_desc(), Engine());
+  }
   p->conv = dnnl::convolution_forward(p->pd);
-  p->quantize = QuantizingReorder(p->src_plain, p->pd.src_desc(), input_scale_);
-  p->src = memory(p->pd.src_desc(), Engine());
+  const memory::desc quantized_plain(src, InputType(input_unsigned_), tag::nchw);
+  p->quantize = QuantizingReorder(p->src_plain, quantized_plain, input_scale_);
+  p->quantized_plain = memory(quantized_plain, Engine());
+  p->src = p->quantized_plain;
+  if (p->pd.src_desc() != quantized_plain) {
+    p->src = memory(p->pd.src_desc(), Engine());
+    p->to_layout = dnnl::reorder(p->quantized_plain, p->src);
+  }
 
   // The weights in the primitive's layout (the reorder adds whatever
   // compensation the kernel wants for int8 inputs), and the bias.
@@ -148,8 +190,20 @@ void Int8Conv2d::Forward(const float* x, int64_t batch, float* y, const Pass& /*
   if (batch == 0) return;
   Primitives& p = For(batch);
   memory x_user = Wrap(p.src_plain, x);
-  p.quantize.execute(Stream(), x_user, p.src);
+  p.quantize.execute(Stream(), x_user, p.quantized_plain);
+  if (p.src != p.quantized_plain) p.to_layout.execute(Stream(), p.quantized_plain, p.src);
   memory y_user = Wrap(p.dst_plain, y);
+  if (fusion_.pool_kernel > 0) {
+    p.conv.execute(Stream(), {{DNNL_ARG_SRC, p.src},
+                              {DNNL_ARG_WEIGHTS, p.weights},
+                              {DNNL_ARG_BIAS, p.bias},
+                              {DNNL_ARG_DST, p.conv_out}});
+    memory pooled = OutputFor(y_user, p.dst.get_desc(), &p.dst);
+    p.pool.execute(Stream(), {{DNNL_ARG_SRC, p.conv_out}, {DNNL_ARG_DST, pooled}});
+    CopyOut(pooled, y_user);
+    Stream().wait();
+    return;
+  }
   memory dst = OutputFor(y_user, p.pd.dst_desc(), &p.dst);
   p.conv.execute(Stream(), {{DNNL_ARG_SRC, p.src},
                             {DNNL_ARG_WEIGHTS, p.weights},

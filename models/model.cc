@@ -6,6 +6,7 @@
 
 #include "core/random.h"
 #include "core/sha256.h"
+#include "models/int8_layers.h"
 #include "models/softmax_cross_entropy.h"
 
 #ifdef TESSERA_WITH_CUDA
@@ -96,8 +97,27 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     return model;
   }
 #endif
+  model->FuseInt8Blocks(spec);
   model->BindLayers();
   return model;
+}
+
+void Model::FuseInt8Blocks(const proto::ModelSpec& spec) {
+  fused_away_.assign(layers_.size(), false);
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    const proto::LayerSpec& l = spec.layer(static_cast<int>(i));
+    if (!l.has_conv2d() || !l.conv2d().has_int8() || !spec.layer(static_cast<int>(i) + 1).has_relu()) continue;
+    Int8ConvFusion fusion;
+    fusion.relu = true;
+    fused_away_[i + 1] = true;
+    if (i + 2 < layers_.size() && spec.layer(static_cast<int>(i) + 2).has_max_pool2d()) {
+      const proto::MaxPool2dSpec& pool = spec.layer(static_cast<int>(i) + 2).max_pool2d();
+      fusion.pool_kernel = pool.kernel_size();
+      fusion.pool_stride = pool.stride() == 0 ? pool.kernel_size() : pool.stride();
+      fused_away_[i + 2] = true;
+    }
+    layers_[i].reset(new Int8Conv2d(ConvGeometryOf(l.conv2d(), layers_[i]->in_shape()), l.conv2d().int8(), fusion));
+  }
 }
 
 void Model::BindLayers() {
@@ -143,6 +163,7 @@ const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
   EnsureActivations(batch);
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    if (!fused_away_.empty() && fused_away_[i]) continue;  // computed by the layer before
     const Pass layer_pass{pass.training, MixSeed(pass.seed, 0x1a7e5ULL, i)};
     const auto start = ProfileClock::now();
     layers_[i]->Forward(in, batch, acts_[i].data(), layer_pass);
@@ -206,6 +227,7 @@ const float* Model::Infer(const float* x, int64_t batch) {
 
 const float* Model::LayerOutput(int i) const {
   if (cuda_ != nullptr || activation_batch_ == 0 || i < 0 || i >= num_layers()) return nullptr;
+  if (!fused_away_.empty() && (fused_away_[i] || (i + 1 < num_layers() && fused_away_[i + 1]))) return nullptr;
   return acts_[i].data();
 }
 

@@ -88,7 +88,8 @@ class Model {
 
   // The layers, and what layer i output in the last CPU pass (rows of its
   // out_shape, as many as that pass's batch): what int8 calibration looks at.
-  // nullptr before a pass and on Device::kCuda.
+  // nullptr before a pass, on Device::kCuda, and for layers fused into one
+  // pass (an int8 convolution computes the ReLU and max pooling after it).
   int num_layers() const { return static_cast<int>(layers_.size()); }
   const Layer& layer(int i) const { return *layers_[i]; }
   const float* LayerOutput(int i) const;
@@ -107,6 +108,9 @@ class Model {
   void EnsureActivations(int64_t batch);
   void EnsureExclusiveGrads();
   void BindLayers();
+  // Fuses each int8 Conv2d with the ReLU (and MaxPool2d) after it: inference
+  // only, so training and float models are never touched.
+  void FuseInt8Blocks(const proto::ModelSpec& spec);
   const float* Forward(const float* x, int64_t batch, const Pass& pass);
 
   std::vector<std::unique_ptr<Layer>> layers_;
@@ -121,6 +125,7 @@ class Model {
   std::vector<std::vector<float>> acts_, grad_acts_;
   int64_t activation_batch_ = 0;
   std::vector<LayerProfile> profile_;  // empty unless profiling
+  std::vector<bool> fused_away_;       // layer i is computed by the layer before it
   Device device_ = Device::kCpu;
   // On CUDA: the device buffers and passes; layers_ are then CUDA layers bound to device memory.
   struct CudaModelDeleter {

@@ -153,34 +153,62 @@ TEST(Int8LayersTest, SpecsAreChecked) {
   EXPECT_THAT(s.message(), HasSubstr("int8 layer"));
 }
 
-// A whole model of int8 layers runs through Model::Infer.
-TEST(Int8LayersTest, ModelInfersWithInt8Layers) {
+// A whole model of int8 layers runs through Model::Infer, which fuses each
+// int8 convolution with the ReLU and max pooling after it: the same logits
+// as the layers run one by one, unfused.
+TEST(Int8LayersTest, ModelFusesConvReluPoolAndComputesTheSame) {
   proto::ModelSpec spec;
   proto::Conv2dSpec* conv = spec.add_layer()->mutable_conv2d();
-  conv->set_out_channels(4);
+  conv->set_out_channels(8);
   conv->set_kernel_size(3);
   conv->set_padding(1);
   conv->mutable_int8()->set_input_scale(0.02f);
   spec.add_layer()->mutable_relu();
+  spec.add_layer()->mutable_max_pool2d()->set_kernel_size(2);
+  proto::Conv2dSpec* conv2 = spec.add_layer()->mutable_conv2d();
+  conv2->set_out_channels(4);
+  conv2->set_kernel_size(3);
+  conv2->mutable_int8()->set_input_scale(0.03f);
+  conv2->mutable_int8()->set_input_unsigned(true);
+  spec.add_layer()->mutable_relu();  // a ReLU without pooling after it
+  spec.add_layer()->mutable_flatten();
   proto::LinearSpec* fc = spec.add_layer()->mutable_linear();
   fc->set_out_features(10);
   fc->mutable_int8()->set_input_scale(0.05f);
   fc->mutable_int8()->set_input_unsigned(true);
-  auto model = Model::Create(spec, {1, 6, 6}, 10);
+  const Shape image = {1, 9, 10};
+  auto model = Model::Create(spec, image, 10);
   ASSERT_TRUE(model.ok()) << model.status().message();
   std::mt19937 rng(3);
+  std::uniform_int_distribution<int> q(-127, 127);
   for (const TensorInfo& t : (*model)->tensors()) {
     for (uint64_t k = 0; k < t.size; ++k) {
-      (*model)->params()[t.offset + k] = t.name.ends_with("weight") ? std::round(RandomVector(rng, 1, -127, 127)[0])
-                                         : t.name.ends_with("weight_scale") ? 0.01f
-                                                                            : 0.1f;
+      float& v = (*model)->params()[t.offset + k];
+      v = t.name.ends_with(".weight") ? static_cast<float>(q(rng)) : t.name.ends_with("weight_scale") ? 0.004f : 0.1f;
     }
   }
-  const std::vector<float> x = RandomVector(rng, 2 * 36);
-  const float* logits = (*model)->Infer(x.data(), 2);
-  ASSERT_NE(logits, nullptr);
-  for (int i = 0; i < 20; ++i) EXPECT_TRUE(std::isfinite(logits[i]));
-  EXPECT_FALSE(Model::Create(spec, {1, 6, 6}, 10, Device::kCuda).ok());
+  const int64_t batch = 3;
+  const std::vector<float> x = RandomVector(rng, batch * NumElements(image));
+  const float* fused = (*model)->Infer(x.data(), batch);
+  ASSERT_NE(fused, nullptr);
+  EXPECT_EQ((*model)->LayerOutput(0), nullptr);  // fused with the ReLU and pooling after it
+
+  // The same layers one by one.
+  std::vector<float> current = x;
+  Shape shape = image;
+  uint64_t offset = 0;
+  for (const proto::LayerSpec& l : spec.layer()) {
+    auto layer = CreateLayer(l, shape);
+    ASSERT_TRUE(layer.ok()) << layer.status().message();
+    (*layer)->Bind((*model)->params() + offset, nullptr);
+    for (const ParamShape& p : (*layer)->param_shapes()) offset += NumElements(p.shape);
+    std::vector<float> y(batch * (*layer)->out_features());
+    (*layer)->Forward(current.data(), batch, y.data(), Pass{false, 0});
+    current = std::move(y);
+    shape = (*layer)->out_shape();
+  }
+  ExpectClose(std::vector<float>(fused, fused + batch * 10), current, 1e-5f);
+  EXPECT_FALSE(Model::Create(spec, image, 10, Device::kCuda).ok());
 }
 
 }  // namespace

@@ -8,8 +8,12 @@
 namespace tessera {
 
 KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& tensors, uint64_t seed,
-                 const Optimizer* optimizer, proto::Consistency consistency, int workers)
-    : slices_(std::move(slices)), optimizer_(optimizer), consistency_(consistency), workers_(workers) {
+                 const Optimizer* optimizer, proto::Consistency consistency, int workers, bool freeze_zero_weights)
+    : slices_(std::move(slices)),
+      optimizer_(optimizer),
+      consistency_(consistency),
+      workers_(workers),
+      freeze_zero_weights_(freeze_zero_weights) {
   CHECK_GE(workers_, 1);
   active_.assign(workers_, true);
   uint64_t total = 0;
@@ -28,8 +32,12 @@ KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& te
     s.pending_examples.assign(workers_, 0);
     s.last_push.assign(workers_, -1);
     for (const TensorInfo& t : tensors) {
-      if (t.offset <= s.range.begin && s.range.begin < t.offset + t.size) s.trainable = t.trainable;
+      if (t.offset <= s.range.begin && s.range.begin < t.offset + t.size) {
+        s.trainable = t.trainable;
+        s.weight = t.trainable && t.shape.size() >= 2;
+      }
     }
+    FreezeZeros(&s);
     num_keys_ += s.range.size();
   }
 }
@@ -220,6 +228,26 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
     // State blocks span the whole slice (block j at j * n), the layout checkpoints store.
     float* state = per > 0 ? slice->state.data() + k0 : nullptr;
     optimizer_->Apply(slice->version + 1, w + k0, mean, state, m, n);
+    // Frozen weights: back to 0 whatever the optimizer did (weight decay,
+    // momentum, Adam's moments), state included.
+    auto it = std::lower_bound(slice->frozen.begin(), slice->frozen.end(), static_cast<uint32_t>(k0));
+    for (; it != slice->frozen.end() && *it < k0 + m; ++it) {
+      w[*it] = 0.0f;
+      for (int j = 0; j < per; ++j) slice->state[j * n + *it] = 0.0f;
+    }
+  }
+}
+
+void KvShard::FreezeZeros(Slice* slice) const {
+  slice->frozen.clear();
+  if (!freeze_zero_weights_ || !slice->weight) return;
+  const std::vector<float>& w = *slice->params;
+  const uint64_t n = slice->range.size();
+  const int per = optimizer_->state_per_param();
+  for (uint64_t k = 0; k < n; ++k) {
+    if (w[k] != 0.0f) continue;
+    slice->frozen.push_back(static_cast<uint32_t>(k));
+    for (int j = 0; j < per; ++j) slice->state[j * n + k] = 0.0f;
   }
 }
 
@@ -301,6 +329,7 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
     std::fill(s.pending_examples.begin(), s.pending_examples.end(), 0);
     s.pending_count = 0;
     std::fill(s.last_push.begin(), s.last_push.end(), -1);
+    FreezeZeros(&s);
   }
   return OkStatus();
 }

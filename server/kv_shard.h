@@ -33,9 +33,13 @@ namespace tessera {
 class KvShard {
  public:
   // Owns `slices` (sorted, disjoint) of a model with `tensors`, initialized
-  // from `seed`. *optimizer must outlive this. REQUIRES: workers >= 1.
+  // from `seed`. *optimizer must outlive this. With freeze_zero_weights,
+  // every weight (trainable, rank >= 2: tensors need their shapes) that is
+  // exactly 0 once the slices are loaded (here, and by Restore) stays 0: it
+  // and its optimizer state are reset after every update (fine-tuning a
+  // pruned model). REQUIRES: workers >= 1.
   KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& tensors, uint64_t seed,
-          const Optimizer* optimizer, proto::Consistency consistency, int workers);
+          const Optimizer* optimizer, proto::Consistency consistency, int workers, bool freeze_zero_weights = false);
 
   // The owned slices, in key order.
   const std::vector<KeyRange>& ranges() const { return slices_; }
@@ -120,6 +124,11 @@ class KvShard {
     std::vector<int64_t> last_push;
     // False inside a non-trainable tensor: pushes carry values, not gradients.
     bool trainable = true;
+    // Inside a weight tensor (trainable, rank >= 2).
+    bool weight = false;
+    // With freeze_zero_weights: the offsets in the slice of the weights held
+    // at 0, increasing.
+    std::vector<uint32_t> frozen;
   };
 
   // Floats per optimizer call: small enough for the chunk's mean gradient to stay in L1.
@@ -130,6 +139,8 @@ class KvShard {
   void ApplyPending(Slice* slice);
   // BSP: some push is held and every taking-part rank's is in.
   bool Complete(const Slice& slice) const;
+  // With freeze_zero_weights: finds the slice's zero weights and zeroes their state.
+  void FreezeZeros(Slice* slice) const;
   // The frame's floats, copied into a scratch buffer when unaligned.
   const float* Aligned(const zmq::message_t& frame, size_t scratch_slot);
 
@@ -139,6 +150,7 @@ class KvShard {
   const Optimizer* optimizer_;
   proto::Consistency consistency_;
   int workers_;
+  bool freeze_zero_weights_;
   std::vector<bool> active_;  // by rank: taking part
   std::vector<std::vector<float>> scratch_;  // for unaligned frames
   // The armed cut: its step and the slices captured so far.

@@ -133,6 +133,7 @@ Status Server::HandleScheduler(Message m) {
       for (const proto::TensorMeta& t : map.tensors()) {
         TensorInfo info;
         info.name = t.name();
+        info.shape.assign(t.shape().begin(), t.shape().end());
         info.offset = t.offset();
         info.size = t.size();
         info.init_bound = t.init_bound();
@@ -141,7 +142,8 @@ Status Server::HandleScheduler(Message m) {
         tensors.push_back(info);
       }
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
-                                         map.spec().consistency(), map.num_workers());
+                                         map.spec().consistency(), map.num_workers(),
+                                         map.spec().optimizer().freeze_zero_weights());
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       LOG(INFO) << "server rank " << rank_ << " owns " << shard_->ranges().size() << " key ranges, "
                 << shard_->num_keys() << " keys (" << shard_->num_keys() * 4 / 1024 << " KiB)";

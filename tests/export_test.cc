@@ -4,6 +4,8 @@
 // graph written here and by a NumPy one in Python; versions count up; bad
 // input ends in one line, exit 2, and nothing left behind.
 #include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -14,15 +16,20 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/checkpoint_manifest.h"
 #include "core/dataset.h"
 #include "core/file_util.h"
 #include "core/spec.h"
 #include "export/onnx_export.h"
+#include "export/onnx_import.h"
+#include "export/pruning.h"
 #include "models/layer.h"
 #include "models/model.h"
 #include "tests/test_util.h"
+#include "tools/child_process.h"
 #include "tools/progress_view.h"
 #include "worker/batch_reader.h"
 
@@ -551,8 +558,16 @@ TEST_F(ExportCommandTest, BadInputIsOneLineAndLeavesNothing) {
   ExpectRefused({"export", *run_, "--out", out, "--bogus", "1"}, "unknown flag --bogus", repo);
   ExpectRefused({"export", *run_, "--out", out, "--quantize", "int8"}, "not implemented yet", repo);
   ExpectRefused({"export", *run_, "--out", out, "--quantize", "int4"}, "--quantize must be none, fp16 or int8", repo);
-  ExpectRefused({"export", *run_, "--out", out, "--prune-sparsity", "0.9"}, "not implemented yet", repo);
-  ExpectRefused({"export", *run_, "--out", out, "--fine-tune-epochs", "2"}, "not implemented yet", repo);
+  ExpectRefused({"export", *run_, "--out", out, "--prune-sparsity", "1"}, "--prune-sparsity must be in [0, 1)", repo);
+  ExpectRefused({"export", *run_, "--out", out, "--prune-sparsity", "-0.1"}, "--prune-sparsity must be in [0, 1)",
+                repo);
+  ExpectRefused({"export", *run_, "--out", out, "--prune-sparsity", "0.5", "--prune-mode", "channels"},
+                "--prune-mode must be unstructured or structured", repo);
+  ExpectRefused({"export", *run_, "--out", out, "--prune-sparsity", "0.5", "--fine-tune-epochs", "-1"},
+                "--fine-tune-epochs must be >= 0", repo);
+  ExpectRefused({"export", *run_, "--out", out, "--fine-tune-epochs", "2"}, "needs --prune-sparsity > 0", repo);
+  ExpectRefused({"export", *run_, "--out", out, "--prune-sparsity", "0.5", "--fine-tune-epochs", "1", "--workers", "0"},
+                "workers", repo);
   ExpectRefused({"export", *run_, "--out", out, "--data-dir", repo + "/nowhere"}, "--noevaluate", repo);
 
   // --out where no directory can be made: under a regular file.
@@ -581,6 +596,228 @@ TEST_F(ExportCommandTest, BadInputIsOneLineAndLeavesNothing) {
   ExpectRefused({"export", copy, "--out", out}, "does not match its checksum", repo);
   EXPECT_TRUE(FileExists(out + "/1/model.onnx"));
   EXPECT_FALSE(FileExists(out + "/2"));
+}
+
+// --- pruning and fine-tuning (export/pruning.h, tools/fine_tune.h) ---
+
+using json = nlohmann::json;
+
+// The initializers of a version's model.onnx: name, dims, values.
+struct Initializer {
+  std::string name;
+  std::vector<int64_t> dims;
+  std::vector<float> values;
+};
+
+std::vector<Initializer> Initializers(const std::string& version_dir) {
+  onnx::ModelProto model;
+  EXPECT_TRUE(model.ParseFromString(ReadFileToString(version_dir + "/model.onnx").value()));
+  std::vector<Initializer> out;
+  for (const onnx::TensorProto& t : model.graph().initializer()) {
+    Initializer init{t.name(), {t.dims().begin(), t.dims().end()}, {}};
+    init.values.resize(t.raw_data().size() / sizeof(float));
+    std::memcpy(init.values.data(), t.raw_data().data(), t.raw_data().size());
+    out.push_back(std::move(init));
+  }
+  return out;
+}
+
+std::string FileText(const std::string& path) {
+  auto text = ReadFileToString(path);
+  return text.ok() ? *text : std::string();
+}
+
+json Manifest(const std::string& version_dir) { return json::parse(ReadFileToString(version_dir + "/manifest.json").value()); }
+
+// The fine-tuning job's temporary run directories go to $TMPDIR: a fresh one
+// per test, so that the test can see they are all removed.
+class TempDirEnv {
+ public:
+  TempDirEnv() : dir_(MakeTempDir("export-tmpdir")) { setenv("TMPDIR", dir_.c_str(), 1); }
+  ~TempDirEnv() { unsetenv("TMPDIR"); }
+  // The fine-tuning run directories in it (MakeTempDir makes its directories there too).
+  std::vector<std::string> Entries() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      if (e.path().filename().string().starts_with("tessera-fine-tune-")) names.push_back(e.path().string());
+    }
+    return names;
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+TEST_F(ExportCommandTest, UnstructuredPruningAndFineTuningKeepThePrunedWeightsExactlyZero) {
+  TempDirEnv tmp;
+  const std::string model_dir = MakeTempDir("export-unstructured") + "/m";
+  CommandResult pruned = RunTessera({"export", *run_, "--out", model_dir, "--prune-sparsity", "0.5"});
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.output;
+  CommandResult tuned = RunTessera({"export", *run_, "--out", model_dir, "--prune-sparsity", "0.5", "--fine-tune-epochs",
+                                    "1", "--max-train-examples", "320", "--threads", "1", "--progress", "plain"});
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
+  EXPECT_NE(tuned.output.find("training export-cnn"), std::string::npos) << tuned.output;  // the launcher's view
+  EXPECT_NE(tuned.output.find("done: test accuracy"), std::string::npos) << tuned.output;
+  EXPECT_TRUE(tmp.Entries().empty()) << "the fine-tuning run directory must be removed";
+
+  // The same weights are 0 in both versions, exactly half of them (rounded down).
+  const std::vector<Initializer> a = Initializers(model_dir + "/1"), b = Initializers(model_dir + "/2");
+  ASSERT_EQ(a.size(), b.size());
+  int64_t weights = 0, zeros = 0, moved = 0;
+  for (size_t t = 0; t < a.size(); ++t) {
+    ASSERT_EQ(a[t].dims, b[t].dims);
+    const bool weight = a[t].dims.size() >= 2;  // no BatchNorm tensor has rank 2
+    for (size_t k = 0; k < a[t].values.size(); ++k) {
+      if (weight) {
+        ++weights;
+        zeros += a[t].values[k] == 0.0f;
+        EXPECT_EQ(a[t].values[k] == 0.0f, b[t].values[k] == 0.0f) << a[t].name << "[" << k << "]";
+      }
+      moved += a[t].values[k] != b[t].values[k];
+    }
+  }
+  EXPECT_EQ(zeros, PruneCount(0.5, weights));
+  EXPECT_GT(moved, weights / 4) << "fine-tuning must change the weights it keeps";
+
+  const json m = Manifest(model_dir + "/2");
+  EXPECT_EQ(m["pruning"], "unstructured");
+  EXPECT_EQ(m["sparsity"].get<double>(), static_cast<double>(zeros) / weights);
+  const json& d = m["pruning_details"];
+  EXPECT_EQ(d["mode"], "unstructured");
+  EXPECT_EQ(d["requested_sparsity"].get<double>(), 0.5);
+  EXPECT_EQ(d["achieved_sparsity"].get<double>(), static_cast<double>(zeros) / weights);
+  EXPECT_EQ(d["weights_before"].get<int64_t>(), weights);
+  EXPECT_EQ(d["parameters_before"], d["parameters_after"]);
+  EXPECT_EQ(d["fine_tune_epochs"].get<int>(), 1);
+  ASSERT_EQ(m["steps"].size(), 3u) << m.dump();
+  EXPECT_EQ(m["steps"][0]["step"], "source");
+  EXPECT_EQ(m["steps"][1]["step"], "prune");
+  EXPECT_EQ(m["steps"][2]["step"], "fine_tune");
+  EXPECT_EQ(m["steps"][2]["epochs"].get<int>(), 1);
+  for (const json& step : m["steps"]) EXPECT_TRUE(step["test_accuracy"].is_number()) << step.dump();
+  EXPECT_EQ(m["steps"][2]["test_accuracy"], m["test_accuracy"]);  // the exported model's
+  const json m1 = Manifest(model_dir + "/1");
+  EXPECT_EQ(m1["steps"].size(), 2u);
+  EXPECT_EQ(m1["steps"][0]["test_accuracy"], m["steps"][0]["test_accuracy"]);
+  EXPECT_EQ(m1["steps"][1]["test_accuracy"], m["steps"][1]["test_accuracy"]);
+  EXPECT_EQ(m1["pruning_details"]["fine_tune_epochs"].get<int>(), 0);
+  // The digest is the exported parameters'.
+  std::vector<float> params;
+  for (const Initializer& init : b) params.insert(params.end(), init.values.begin(), init.values.end());
+  EXPECT_EQ(m["params_sha256"], ParamsSha256(params.data(), params.size()));
+  // An unpruned export says so.
+  CommandResult plain = RunTessera({"export", *run_, "--out", model_dir, "--noevaluate"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  const json m3 = Manifest(model_dir + "/3");
+  EXPECT_EQ(m3["pruning"], "none");
+  EXPECT_TRUE(m3["pruning_details"].is_null());
+  ASSERT_EQ(m3["steps"].size(), 1u);
+  EXPECT_TRUE(m3["steps"][0]["test_accuracy"].is_null());
+}
+
+TEST_F(ExportCommandTest, StructuredPruningExportsASmallerModelThatLoadsAndServes) {
+  TempDirEnv tmp;
+  const std::string repo = MakeTempDir("export-structured");
+  const std::string model_dir = repo + "/small";
+  CommandResult r = RunTessera({"export", *run_, "--out", model_dir, "--prune-sparsity", "0.5", "--prune-mode",
+                                "structured", "--fine-tune-epochs", "1", "--max-train-examples", "320", "--threads",
+                                "1", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("layer0 4 -> 2, layer4 6 -> 3, layer8 16 -> 8"), std::string::npos) << r.output;
+  EXPECT_TRUE(tmp.Entries().empty());
+
+  // Loaded as `tessera serve` loads it: half the channels and neurons, the classes kept.
+  auto version = ReadModelVersion(model_dir + "/1");
+  ASSERT_TRUE(version.ok()) << version.status().ToString();
+  const proto::ModelSpec& spec = version->model.spec;
+  ASSERT_EQ(spec.layer_size(), 12);
+  EXPECT_EQ(spec.layer(0).conv2d().out_channels(), 2);
+  EXPECT_EQ(spec.layer(4).conv2d().out_channels(), 3);
+  EXPECT_EQ(spec.layer(8).linear().out_features(), 8);
+  EXPECT_EQ(spec.layer(11).linear().out_features(), 10);
+  const json m = Manifest(model_dir + "/1");
+  EXPECT_EQ(m["pruning"], "structured");
+  EXPECT_EQ(m["num_parameters"].get<uint64_t>(), version->model.params.size());
+  EXPECT_EQ(m["pruning_details"]["parameters_after"].get<uint64_t>(), version->model.params.size());
+  EXPECT_LT(m["pruning_details"]["parameters_after"].get<uint64_t>(),
+            m["pruning_details"]["parameters_before"].get<uint64_t>() / 2);
+  EXPECT_GT(m["pruning_details"]["achieved_sparsity"].get<double>(), 0.5);
+  ASSERT_EQ(m["steps"].size(), 3u);
+
+  // Tessera's runtime and the reference evaluator agree on the smaller graph.
+  auto model = Model::Create(spec, version->model.input_shape, version->model.num_classes);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::copy(version->model.params.begin(), version->model.params.end(), (*model)->params());
+  constexpr int64_t kBatch = 3;
+  const std::vector<float> x = RandomImages(kBatch, 784);
+  const float* logits = (*model)->Infer(x.data(), kBatch);
+  const std::vector<float> ours(logits, logits + kBatch * 10);
+  onnx::ModelProto onnx_model;
+  ASSERT_TRUE(onnx_model.ParseFromString(ReadFileToString(model_dir + "/1/model.onnx").value()));
+  auto values = RunOnnx(onnx_model, Tensor{{kBatch, 1, 28, 28}, x});
+  EXPECT_LT(MaxRelativeDifference(values["logits"].data, ours), 1e-4);
+
+  // And served: the same logits over HTTP.
+  const std::string log = repo + "/serve.log";
+  auto server = ChildProcess::Start("serve", {TesseraBinary(), "serve", "--model-repo", repo, "--port", "0"}, log);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  int port = 0;
+  const std::string marker = "serving on 127.0.0.1:";
+  for (int i = 0; i < 600 && port == 0 && !(*server)->Poll().has_value(); ++i) {
+    const std::string text = FileText(log);
+    if (const size_t at = text.find(marker); at != std::string::npos) {
+      port = std::atoi(text.c_str() + at + marker.size());
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ASSERT_GT(port, 0) << FileText(log);
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(60, 0);
+  const json body = {{"inputs", {{{"name", "input"}, {"shape", {kBatch, 1, 28, 28}}, {"datatype", "FP32"}, {"data", x}}}}};
+  auto res = client.Post("/v2/models/small/infer", body.dump(), "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json answer = json::parse(res->body);
+  std::vector<float> served;
+  for (const json& out : answer["outputs"]) {
+    if (out["name"] == "logits") served = out["data"].get<std::vector<float>>();
+  }
+  EXPECT_LT(MaxRelativeDifference(served, ours), 1e-5);
+  kill((*server)->pid(), SIGTERM);
+  (*server)->Wait(10000);
+}
+
+TEST_F(ExportCommandTest, InterruptedFineTuningLeavesNothingBehind) {
+  TempDirEnv tmp;
+  const std::string repo = MakeTempDir("export-interrupted");
+  const std::string log = repo + "/export.log";
+  auto exporter = ChildProcess::Start(
+      "export",
+      {TesseraBinary(), "export", *run_, "--out", repo + "/m", "--prune-sparsity", "0.5", "--fine-tune-epochs", "20",
+       "--max-train-examples", "4000", "--threads", "1", "--progress", "plain"},
+      log);
+  ASSERT_TRUE(exporter.ok());
+  // Wait until the fine-tuning job trains.
+  std::string run;
+  for (int i = 0; i < 1200 && run.empty(); ++i) {
+    for (const std::string& entry : tmp.Entries()) {
+      auto metrics = ReadFileToString(entry + "/metrics.jsonl");
+      if (metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos) run = entry;
+    }
+    if ((*exporter)->Poll().has_value()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(run.empty()) << FileText(log);
+  const std::vector<int> children = ChildrenOf((*exporter)->pid());
+  EXPECT_GE(children.size(), 3u);  // scheduler, servers, worker
+  kill((*exporter)->pid(), SIGINT);
+  EXPECT_EQ((*exporter)->Wait(90000), std::optional<int>(130)) << FileText(log);
+  for (int pid : children) EXPECT_FALSE(IsRunning(pid)) << pid;
+  EXPECT_TRUE(ProcessesMatching(run).empty());
+  EXPECT_TRUE(tmp.Entries().empty()) << "the fine-tuning run directory must be removed";
+  EXPECT_FALSE(fs::exists(repo + "/m/1"));
 }
 
 TEST(ExportCliTest, HelpDocumentsEveryFlag) {

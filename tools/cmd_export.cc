@@ -6,8 +6,10 @@
 //
 // VERSION is the next free integer (1, 2, ...). The version directory is
 // written under a temporary name and renamed into place, so readers see a
-// version whole or not at all. fp32 only so far; the pruning and
-// quantization flags are reserved and refuse anything but their defaults.
+// version whole or not at all. fp32 only so far; the quantization flags are
+// reserved and refuse anything but their defaults. --prune-sparsity prunes
+// the model first (export/pruning.h), and --fine-tune-epochs then trains the
+// pruned model on the local training cluster (tools/fine_tune.h).
 #include <fcntl.h>
 #include <gflags/gflags.h>
 #include <stdio.h>
@@ -31,18 +33,25 @@
 #include "core/sha256.h"
 #include "core/spec.h"
 #include "export/onnx_export.h"
+#include "export/pruning.h"
 #include "models/model.h"
 #include "tools/checkpoint_params.h"
 #include "tools/command.h"
+#include "tools/fine_tune.h"
+#include "tools/local_job.h"
+#include "tools/role_flags.h"
 #include "tools/spec_flags.h"
 #include "worker/batch_reader.h"
 
 DEFINE_string(out, "", "export: MODEL_REPO/NAME, the model's directory in a model repository; the export becomes "
                        "its next version, MODEL_REPO/NAME/VERSION/ (required)");
 DEFINE_string(quantize, "none", "export: none, fp16 or int8 (only none is implemented yet)");
-DEFINE_double(prune_sparsity, 0, "export: fraction of weights to prune, in [0, 1) (only 0 is implemented yet)");
+DEFINE_double(prune_sparsity, 0, "export: fraction to prune, in [0, 1): of all Conv2d/Linear weights (unstructured, "
+                                 "the smallest |w| become 0), or of each layer's output channels and neurons "
+                                 "(structured, the layers shrink); 0: no pruning");
 DEFINE_string(prune_mode, "unstructured", "export: unstructured or structured pruning (used with --prune-sparsity)");
-DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning after pruning (only 0 is implemented yet)");
+DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning the pruned model on a local training cluster (as "
+                                  "tessera train; pruned weights stay 0); needs --prune-sparsity > 0");
 DEFINE_int32(calibration_batches, 0, "export: training batches that calibrate int8 activations (with --quantize "
                                      "int8, not implemented yet; 0: its default)");
 DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits') to the ONNX graph");
@@ -218,13 +227,17 @@ Status CheckReservedFlags() {
   if (!(FLAGS_prune_sparsity >= 0 && FLAGS_prune_sparsity < 1)) {
     return InvalidArgumentError("--prune-sparsity must be in [0, 1), got " + DoubleText(FLAGS_prune_sparsity));
   }
-  if (FLAGS_prune_sparsity != 0) return UnimplementedOrUsage("--prune-sparsity " + DoubleText(FLAGS_prune_sparsity));
   if (FLAGS_fine_tune_epochs < 0) {
     return InvalidArgumentError("--fine-tune-epochs must be >= 0, got " + std::to_string(FLAGS_fine_tune_epochs));
   }
-  if (FLAGS_fine_tune_epochs != 0) {
-    return UnimplementedOrUsage("--fine-tune-epochs " + std::to_string(FLAGS_fine_tune_epochs));
+  if (FLAGS_fine_tune_epochs > 0 && FLAGS_prune_sparsity == 0) {
+    return InvalidArgumentError("--fine-tune-epochs fine-tunes a pruned model: it needs --prune-sparsity > 0");
   }
+  if (FLAGS_threads < 0) return InvalidArgumentError("--threads must be >= 0, got " + std::to_string(FLAGS_threads));
+  if (FLAGS_max_restarts < 0) {
+    return InvalidArgumentError("--max-restarts must be >= 0, got " + std::to_string(FLAGS_max_restarts));
+  }
+  if (Status s = ParseProgressMode(FLAGS_progress).status(); !s.ok()) return s;
   if (FLAGS_calibration_batches < 0) {
     return InvalidArgumentError("--calibration-batches must be >= 0, got " +
                                 std::to_string(FLAGS_calibration_batches));
@@ -233,6 +246,139 @@ Status CheckReservedFlags() {
     return UnimplementedOrUsage("--calibration-batches (int8 quantization)");
   }
   return OkStatus();
+}
+
+// One step of the export (the source checkpoint, pruning, fine-tuning, ...)
+// and the model's test accuracy after it: an entry of the manifest's "steps".
+struct ExportStep {
+  std::string name;
+  Evaluation eval;
+  // More fields of the step's object: key and raw JSON value.
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+// [{"step": "source", "test_accuracy": 0.91}, {"step": "prune", ...}]
+std::string StepsJson(const std::vector<ExportStep>& steps) {
+  std::string j = "[";
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const ExportStep& step = steps[i];
+    j += std::string(i > 0 ? ", " : "") + "{\"step\": " + JsonQuote(step.name) +
+         ", \"test_accuracy\": " + (step.eval.done ? DoubleText(step.eval.accuracy) : "null");
+    for (const auto& [key, raw] : step.fields) j += ", " + JsonQuote(key) + ": " + raw;
+    j += "}";
+  }
+  return j + "]";
+}
+
+// The model of `spec` with `params`, evaluated as Evaluate does; not done with --noevaluate.
+StatusOr<Evaluation> EvaluateParams(const proto::JobSpec& spec, const Shape& input_shape,
+                                    const std::vector<float>& params) {
+  if (!FLAGS_evaluate) return Evaluation();
+  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), input_shape, kImageDatasetClasses));
+  std::copy(params.begin(), params.end(), model->params());
+  return Evaluate(spec, model.get());
+}
+
+int64_t CountWeights(const std::vector<TensorInfo>& tensors, const std::vector<float>& params, bool nonzero_only) {
+  int64_t n = 0;
+  for (const TensorInfo& t : tensors) {
+    if (!IsPrunableWeight(t)) continue;
+    for (uint64_t k = t.offset; k < t.offset + t.size; ++k) n += !nonzero_only || params[k] != 0.0f;
+  }
+  return n;
+}
+
+// What pruning did, for the manifest's "pruning_details".
+struct PruneSummary {
+  bool done = false;
+  std::string mode;
+  double requested = 0;
+  int64_t weights_before = 0, weights_after = 0, nonzero_after = 0;
+  uint64_t params_before = 0, params_after = 0;
+  int fine_tune_epochs = 0;
+
+  std::string Json() const {
+    // Of the source model's weights, the fraction the export no longer has
+    // (structured) or holds as 0 (unstructured).
+    const double achieved = weights_before > 0 ? 1.0 - static_cast<double>(nonzero_after) / weights_before : 0.0;
+    return "{\"mode\": " + JsonQuote(mode) + ", \"requested_sparsity\": " + DoubleText(requested) +
+           ", \"achieved_sparsity\": " + DoubleText(achieved) + ", \"weights_before\": " +
+           std::to_string(weights_before) + ", \"weights_after\": " + std::to_string(weights_after) +
+           ", \"nonzero_weights_after\": " + std::to_string(nonzero_after) + ", \"parameters_before\": " +
+           std::to_string(params_before) + ", \"parameters_after\": " + std::to_string(params_after) +
+           ", \"fine_tune_epochs\": " + std::to_string(fine_tune_epochs) + "}";
+  }
+};
+
+// Prunes, then fine-tunes, as the flags ask: *spec (its model), *params and
+// *tensors become the exported model's, each step is appended to *steps.
+// Returns kExitOk to go on, else the command's exit code.
+int PruneAndFineTune(const Command& self, const Shape& input_shape, proto::JobSpec* spec, std::vector<float>* params,
+                     std::vector<TensorInfo>* tensors, std::vector<ExportStep>* steps, PruneSummary* summary) {
+  if (FLAGS_fine_tune_epochs > 0) {
+    // A spec the fine-tuning job cannot run (--workers 0, ...) fails now, before anything is printed.
+    proto::JobSpec job = *spec;
+    job.set_epochs(FLAGS_fine_tune_epochs);
+    if (Status s = CheckSpecRunnable(job, "the fine-tuning job"); !s.ok()) return UsageError(self, s.message());
+  }
+  summary->done = true;
+  summary->mode = FLAGS_prune_mode;
+  summary->requested = FLAGS_prune_sparsity;
+  summary->params_before = params->size();
+  summary->weights_before = CountWeights(*tensors, *params, false);
+  std::vector<std::pair<std::string, std::string>> fields;
+  if (FLAGS_prune_mode == "unstructured") {
+    auto pruned = PruneUnstructured(*tensors, FLAGS_prune_sparsity, params);
+    if (!pruned.ok()) return UsageError(self, pruned.status().message());
+    std::printf("pruned %lld of %lld weights (unstructured: |w| <= %g became 0)\n",
+                static_cast<long long>(pruned->pruned), static_cast<long long>(pruned->weights), pruned->threshold);
+    fields.push_back({"pruned_weights", std::to_string(pruned->pruned)});
+  } else {
+    auto pruned = PruneStructured(spec->model(), input_shape, kImageDatasetClasses, *params, FLAGS_prune_sparsity);
+    if (!pruned.ok()) return UsageError(self, pruned.status().message());
+    std::string layers;
+    for (size_t i = 0; i < pruned->kept.size(); ++i) {
+      if (pruned->kept[i].empty()) continue;
+      const proto::LayerSpec& before = spec->model().layer(static_cast<int>(i));
+      const int units = before.has_conv2d() ? before.conv2d().out_channels() : before.linear().out_features();
+      layers += (layers.empty() ? "" : ", ") + std::string("layer") + std::to_string(i) + " " + std::to_string(units) +
+                " -> " + std::to_string(pruned->kept[i].size());
+    }
+    std::printf("pruned (structured): %s; %llu -> %llu parameters\n", layers.c_str(),
+                static_cast<unsigned long long>(pruned->params_before),
+                static_cast<unsigned long long>(pruned->params_after));
+    *spec->mutable_model() = pruned->spec;
+    *params = std::move(pruned->params);
+    auto model = Model::Create(spec->model(), input_shape, kImageDatasetClasses);
+    if (!model.ok()) return UsageError(self, model.status().message());
+    *tensors = (*model)->tensors();
+  }
+  std::fflush(stdout);
+  summary->params_after = params->size();
+  summary->weights_after = CountWeights(*tensors, *params, false);
+  auto eval = EvaluateParams(*spec, input_shape, *params);
+  if (!eval.ok()) return UsageError(self, "evaluating the pruned model: " + eval.status().message());
+  fields.push_back({"nonzero_weights", std::to_string(CountWeights(*tensors, *params, true))});
+  fields.push_back({"parameters", std::to_string(params->size())});
+  steps->push_back({"prune", *eval, fields});
+
+  if (FLAGS_fine_tune_epochs > 0) {
+    FineTuneOptions options;
+    options.epochs = FLAGS_fine_tune_epochs;
+    options.freeze_zero_weights = FLAGS_prune_mode == "unstructured";
+    options.threads = FLAGS_threads;
+    options.progress = ParseProgressMode(FLAGS_progress).value();
+    options.max_restarts = FLAGS_max_restarts;
+    std::vector<float> tuned;
+    if (int code = FineTune(self, *spec, *tensors, *params, options, &tuned); code != kExitOk) return code;
+    *params = std::move(tuned);
+    summary->fine_tune_epochs = FLAGS_fine_tune_epochs;
+    auto tuned_eval = EvaluateParams(*spec, input_shape, *params);
+    if (!tuned_eval.ok()) return UsageError(self, "evaluating the fine-tuned model: " + tuned_eval.status().message());
+    steps->push_back({"fine_tune", *tuned_eval, {{"epochs", std::to_string(FLAGS_fine_tune_epochs)}}});
+  }
+  summary->nonzero_after = CountWeights(*tensors, *params, true);
+  return kExitOk;
 }
 
 }  // namespace
@@ -257,7 +403,7 @@ int RunExport(const ParsedArgs& args) {
   const std::string* dir = &loaded->dir;
   const std::string& note = loaded->note;
   const proto::CheckpointManifest* m = &loaded->manifest;
-  const std::vector<float>& params = loaded->params;
+  std::vector<float>& params = loaded->params;  // pruning and fine-tuning replace them
   const std::string* digest = &loaded->params_sha256;
 
   proto::JobSpec spec = m->spec();
@@ -275,7 +421,7 @@ int RunExport(const ParsedArgs& args) {
   auto model = Model::Create(spec.model(), input_shape, kImageDatasetClasses);
   if (!model.ok()) return UsageError(self, *dir + "/MANIFEST: " + model.status().message());
   // The checkpoint must hold exactly the tensors its spec's model declares.
-  const std::vector<TensorInfo>& tensors = (*model)->tensors();
+  std::vector<TensorInfo> tensors = (*model)->tensors();  // the exported model's: pruning may shrink it
   bool same = static_cast<int>(tensors.size()) == m->tensors_size() && (*model)->num_keys() == params.size();
   for (size_t t = 0; same && t < tensors.size(); ++t) {
     const proto::TensorMeta& meta = m->tensors(static_cast<int>(t));
@@ -293,6 +439,17 @@ int RunExport(const ParsedArgs& args) {
     auto e = Evaluate(spec, model->get());
     if (!e.ok()) return UsageError(self, "evaluating on the test set: " + e.status().message());
     eval = *e;
+  }
+  std::vector<ExportStep> steps = {{"source", eval, {}}};
+  PruneSummary pruning;
+  std::string exported_digest;
+  if (FLAGS_prune_sparsity > 0) {
+    if (int code = PruneAndFineTune(self, input_shape, &spec, &params, &tensors, &steps, &pruning); code != kExitOk) {
+      return code;
+    }
+    eval = steps.back().eval;
+    exported_digest = ParamsSha256(params.data(), params.size());
+    digest = &exported_digest;
   }
 
   // The ONNX model.
@@ -358,8 +515,9 @@ int RunExport(const ParsedArgs& args) {
     field("onnx_ir_version", std::to_string(kOnnxIrVersion));
     field("precision", JsonQuote("fp32"));
     field("quantization", JsonQuote("none"));
-    field("pruning", JsonQuote("none"));
+    field("pruning", JsonQuote(pruning.done ? pruning.mode : "none"));
     field("sparsity", DoubleText(weights > 0 ? static_cast<double>(zeros) / weights : 0.0));
+    field("pruning_details", pruning.done ? pruning.Json() : "null");
     field("num_parameters", std::to_string(params.size()));
     field("num_trainable_parameters", std::to_string(trainable));
     field("params_sha256", JsonQuote(*digest));
@@ -377,6 +535,7 @@ int RunExport(const ParsedArgs& args) {
     field("source", "{\"checkpoint\": " + JsonQuote(checkpoint_abs) + ", \"step\": " + std::to_string(m->step()) +
                         ", \"epochs_done\": " + std::to_string(m->cursor().epoch()) +
                         ", \"job_name\": " + JsonQuote(spec.name()) + "}");
+    field("steps", StepsJson(steps));
     if (eval.done) {
       field("test_accuracy", DoubleText(eval.accuracy));
       field("test_loss", DoubleText(eval.loss));
@@ -398,6 +557,16 @@ int RunExport(const ParsedArgs& args) {
   std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s), %zu parameters%s\n", model_dir.c_str(),
               static_cast<long long>(*version), files.model_bytes.size() / 1e6, model_sha256.c_str(), params.size(),
               accuracy.c_str());
+  if (steps.size() > 1 && eval.done) {
+    std::string line;
+    for (const ExportStep& step : steps) {
+      if (!line.empty()) line += ", ";
+      line += step.name;
+      line += " ";
+      line += DoubleText(std::round(step.eval.accuracy * 1e4) / 1e4);
+    }
+    std::printf("test accuracy after each step: %s\n", line.c_str());
+  }
   return kExitOk;
 }
 

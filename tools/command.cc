@@ -140,11 +140,17 @@ const std::vector<Command>& Commands() {
        "being the next free integer (1, 2, ...; the layout Triton reads), all at once or not at all.\n"
        "The ONNX input 'input' [N, C, H, W] takes pixels normalized as in training,\n"
        "(pixel / 255 - mean) / std: the manifest and the model's metadata give mean and std.\n"
-       "Output 'logits' [N, 10], and 'probabilities' (softmax). fp32 only for now: --quantize,\n"
-       "--prune-* and --fine-tune-epochs refuse anything but their defaults. docs/FORMATS.md\n"
+       "Output 'logits' [N, 10], and 'probabilities' (softmax). fp32 only for now: --quantize refuses\n"
+       "anything but its default. --prune-sparsity S prunes first: unstructured (the fraction S of all\n"
+       "Conv2d/Linear weights of the smallest |w| become 0) or structured (each hidden layer loses the\n"
+       "fraction S of its output channels or neurons of the smallest L1 norm: a smaller model).\n"
+       "--fine-tune-epochs E then trains the pruned model E epochs on a local cluster, as 'tessera\n"
+       "train' would (--servers, --workers, --threads, ... apply; pruned weights stay 0), in a\n"
+       "temporary run directory. The manifest gives the test accuracy after each step. docs/FORMATS.md\n"
        "describes the files.",
        {"out", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
-        "prune_mode", "fine_tune_epochs", "calibration_batches"},
+        "prune_mode", "fine_tune_epochs", "calibration_batches", "servers", "workers", "batch_size",
+        "learning_rate", "max_train_examples", "threads", "device", "progress", "max_restarts"},
        RunExport},
       {"serve", "serve a model repository over HTTP (KServe v2 REST protocol)",
        "tessera serve --model-repo DIR [--port 8500] [--host 127.0.0.1] [flags]\n\n"

@@ -4,7 +4,7 @@
 // turns, round after round, so that a busy shared machine slows them alike;
 // each model's figure is its fastest round, and the ratio is against the first.
 //
-//   build/bench/inference_bench --spec examples/fmnist-cnn.pbtxt        fp32 vs int8
+//   build/bench/inference_bench --spec examples/fmnist-cnn.pbtxt        fp32 (unfused, fused) vs int8
 //   build/bench/inference_bench --models REPO/cnn/1,REPO/cnn/2         two exported versions
 #include <omp.h>
 
@@ -23,8 +23,9 @@
 #include "export/quantize.h"
 #include "models/model.h"
 
-DEFINE_string(spec, "", "job spec: time its model in fp32 (initial parameters) and int8 (calibrated on --calibration "
-                        "random examples)");
+DEFINE_string(spec, "", "job spec: time its model in fp32 (initial parameters; layer by layer, as training runs "
+                        "it, and fused as PrepareForInference makes it) and int8 (calibrated on --calibration random "
+                        "examples)");
 DEFINE_string(models, "", "comma-separated model version directories (MODEL_REPO/NAME/VERSION) to time");
 DEFINE_int32(batch, 64, "examples per inference");
 DEFINE_int32(rounds, 10, "rounds; each model runs --passes inferences per round");
@@ -65,9 +66,15 @@ std::vector<Candidate> FromSpec() {
   auto int8 = Model::Create(q->spec, image, 10);
   if (!int8.ok()) Fail(int8.status().ToString());
   std::copy(q->params.begin(), q->params.end(), (*int8)->params());
+  auto fused = Model::Create(spec->model(), image, 10);
+  if (!fused.ok()) Fail(fused.status().ToString());
+  std::copy(params.begin(), params.end(), (*fused)->params());
+  (*fused)->PrepareForInference();
+  (*int8)->PrepareForInference();
   std::vector<Candidate> out;
-  out.push_back({FLAGS_spec + " fp32", std::move(model).value()});
-  out.push_back({FLAGS_spec + " int8", std::move(int8).value()});
+  out.push_back({FLAGS_spec + " fp32, layer by layer", std::move(model).value()});
+  out.push_back({FLAGS_spec + " fp32, fused", std::move(fused).value()});
+  out.push_back({FLAGS_spec + " int8, fused", std::move(int8).value()});
   return out;
 }
 
@@ -85,6 +92,7 @@ std::vector<Candidate> FromModels() {
     auto model = Model::Create(files->model.spec, files->model.input_shape, files->model.num_classes);
     if (!model.ok()) Fail(dir + ": " + model.status().ToString());
     std::copy(files->model.params.begin(), files->model.params.end(), (*model)->params());
+    (*model)->PrepareForInference();  // as tessera serve and predict run it
     out.push_back({dir + " (" + files->model.precision + ", " + std::to_string(files->model.params.size()) +
                        " parameters)",
                    std::move(model).value()});

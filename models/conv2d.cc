@@ -41,6 +41,12 @@ ConvGeometry ConvGeometryOf(const proto::Conv2dSpec& spec, const Shape& in_shape
   return g;
 }
 
+Shape FusedConvOutShape(const ConvGeometry& g, const ConvFusion& fusion) {
+  if (fusion.pool_kernel == 0) return {g.out_channels, g.out_height(), g.out_width()};
+  return {g.out_channels, (g.out_height() - fusion.pool_kernel) / fusion.pool_stride + 1,
+          (g.out_width() - fusion.pool_kernel) / fusion.pool_stride + 1};
+}
+
 Conv2d::Conv2d(const ConvGeometry& g)
     : Layer({g.in_channels, g.height, g.width}, {g.out_channels, g.out_height(), g.out_width()}), g_(g) {}
 

@@ -22,6 +22,20 @@ struct ConvGeometry {
 // CreateLayer checks it).
 ConvGeometry ConvGeometryOf(const proto::Conv2dSpec& spec, const Shape& in_shape);
 
+// What an inference convolution may compute after the convolution in the
+// same pass (Model::PrepareForInference fuses a ReLU and a MaxPool2d that
+// follow it): the ReLU is free as a oneDNN post-op, and pooling in the
+// convolution's own blocked layout before the one reorder back to NCHW moves
+// a quarter of the data.
+struct ConvFusion {
+  bool relu = false;
+  int64_t pool_kernel = 0;  // 0: no pooling
+  int64_t pool_stride = 0;
+};
+
+// [C, H', W'] of the convolution, pooled when `fusion` pools.
+Shape FusedConvOutShape(const ConvGeometry& g, const ConvFusion& fusion);
+
 class Conv2d : public Layer {
  public:
   explicit Conv2d(const ConvGeometry& g);

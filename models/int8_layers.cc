@@ -86,18 +86,10 @@ struct Int8Conv2d::Primitives {
   memory conv_out;
 };
 
-namespace {
 
-Shape FusedOutShape(const ConvGeometry& g, const Int8ConvFusion& fusion) {
-  if (fusion.pool_kernel == 0) return {g.out_channels, g.out_height(), g.out_width()};
-  return {g.out_channels, (g.out_height() - fusion.pool_kernel) / fusion.pool_stride + 1,
-          (g.out_width() - fusion.pool_kernel) / fusion.pool_stride + 1};
-}
 
-}  // namespace
-
-Int8Conv2d::Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8, const Int8ConvFusion& fusion)
-    : Layer({g.in_channels, g.height, g.width}, FusedOutShape(g, fusion)),
+Int8Conv2d::Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8, const ConvFusion& fusion)
+    : Layer({g.in_channels, g.height, g.width}, FusedConvOutShape(g, fusion)),
       g_(g),
       input_scale_(int8.input_scale()),
       input_unsigned_(int8.input_unsigned()),

@@ -20,19 +20,9 @@
 
 namespace tessera {
 
-// What an Int8Conv2d may compute after the convolution, in the same pass
-// (Model fuses a ReLU and a MaxPool2d that follow it): oneDNN's int8
-// convolutions work in NHWC, so pooling there before the one transpose back
-// to NCHW moves a quarter of the data, and the ReLU is free as a post-op.
-struct Int8ConvFusion {
-  bool relu = false;
-  int64_t pool_kernel = 0;  // 0: no pooling
-  int64_t pool_stride = 0;
-};
-
 class Int8Conv2d : public Layer {
  public:
-  Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8, const Int8ConvFusion& fusion = {});
+  Int8Conv2d(const ConvGeometry& g, const proto::Int8Spec& int8, const ConvFusion& fusion = {});
   ~Int8Conv2d() override;
 
   std::string type() const override { return "conv2d"; }
@@ -48,7 +38,7 @@ class Int8Conv2d : public Layer {
   ConvGeometry g_;
   float input_scale_;
   bool input_unsigned_;
-  Int8ConvFusion fusion_;
+  ConvFusion fusion_;
   const float* params_ = nullptr;  // weight, bias, weight_scale
   std::map<int64_t, std::unique_ptr<Primitives>> primitives_;
 };

@@ -1,11 +1,14 @@
 #include "models/model.h"
 
+#include <glog/logging.h>
+
 #include <bit>
 #include <chrono>
 #include <cstring>
 
 #include "core/random.h"
 #include "core/sha256.h"
+#include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
 #include "models/softmax_cross_entropy.h"
 
@@ -39,6 +42,7 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     }
   }
   std::unique_ptr<Model> model(new Model());
+  model->spec_ = spec;
   model->input_shape_ = input_shape;
   model->num_classes_ = num_classes;
   model->device_ = device;
@@ -97,27 +101,42 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     return model;
   }
 #endif
-  model->FuseInt8Blocks(spec);
+  model->FuseConvBlocks(/*float_too=*/false);  // int8 layers are inference-only anyway
   model->BindLayers();
   return model;
 }
 
-void Model::FuseInt8Blocks(const proto::ModelSpec& spec) {
+void Model::FuseConvBlocks(bool float_too) {
   fused_away_.assign(layers_.size(), false);
   for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    const proto::LayerSpec& l = spec.layer(static_cast<int>(i));
-    if (!l.has_conv2d() || !l.conv2d().has_int8() || !spec.layer(static_cast<int>(i) + 1).has_relu()) continue;
-    Int8ConvFusion fusion;
+    const int index = static_cast<int>(i);
+    const proto::LayerSpec& l = spec_.layer(index);
+    if (!l.has_conv2d() || !(l.conv2d().has_int8() || float_too) || !spec_.layer(index + 1).has_relu()) continue;
+    if (fused_away_[i]) continue;
+    ConvFusion fusion;
     fusion.relu = true;
     fused_away_[i + 1] = true;
-    if (i + 2 < layers_.size() && spec.layer(static_cast<int>(i) + 2).has_max_pool2d()) {
-      const proto::MaxPool2dSpec& pool = spec.layer(static_cast<int>(i) + 2).max_pool2d();
+    if (i + 2 < layers_.size() && spec_.layer(index + 2).has_max_pool2d()) {
+      const proto::MaxPool2dSpec& pool = spec_.layer(index + 2).max_pool2d();
       fusion.pool_kernel = pool.kernel_size();
       fusion.pool_stride = pool.stride() == 0 ? pool.kernel_size() : pool.stride();
       fused_away_[i + 2] = true;
     }
-    layers_[i].reset(new Int8Conv2d(ConvGeometryOf(l.conv2d(), layers_[i]->in_shape()), l.conv2d().int8(), fusion));
+    const ConvGeometry g = ConvGeometryOf(l.conv2d(), layers_[i]->in_shape());
+    if (l.conv2d().has_int8()) {
+      layers_[i].reset(new Int8Conv2d(g, l.conv2d().int8(), fusion));
+    } else {
+      layers_[i].reset(new InferenceConv2d(g, fusion));
+    }
   }
+}
+
+void Model::PrepareForInference() {
+  if (device_ != Device::kCpu || inference_only_) return;
+  inference_only_ = true;
+  FuseConvBlocks(/*float_too=*/true);
+  BindLayers();
+  activation_batch_ = 0;  // the fused layers' outputs have other sizes
 }
 
 void Model::BindLayers() {
@@ -175,6 +194,7 @@ const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
 
 BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed,
                              const GradsReady& on_grads_ready) {
+  CHECK(!inference_only_) << "TrainBatch on a model prepared for inference";
   EnsureExclusiveGrads();
   BatchStats stats;
   stats.examples = batch;

@@ -94,6 +94,12 @@ class Model {
   const Layer& layer(int i) const { return *layers_[i]; }
   const float* LayerOutput(int i) const;
 
+  // Makes the model inference-only and faster on the CPU: each Conv2d with a
+  // ReLU (and a MaxPool2d) after it becomes one pass (ConvFusion), with its
+  // weights in oneDNN's layout read once. Call it after setting params();
+  // TrainBatch must not be called afterwards. Nothing happens on CUDA.
+  void PrepareForInference();
+
   // Per-layer timing of every pass from now on (a clock read per layer and
   // pass); profile() holds the totals.
   void EnableProfiling();
@@ -108,9 +114,10 @@ class Model {
   void EnsureActivations(int64_t batch);
   void EnsureExclusiveGrads();
   void BindLayers();
-  // Fuses each int8 Conv2d with the ReLU (and MaxPool2d) after it: inference
-  // only, so training and float models are never touched.
-  void FuseInt8Blocks(const proto::ModelSpec& spec);
+  // Fuses each Conv2d followed by a ReLU (and a MaxPool2d) into one layer
+  // that computes all three: int8 ones always (they only infer), float ones
+  // when float_too (PrepareForInference).
+  void FuseConvBlocks(bool float_too);
   const float* Forward(const float* x, int64_t batch, const Pass& pass);
 
   std::vector<std::unique_ptr<Layer>> layers_;
@@ -126,6 +133,8 @@ class Model {
   int64_t activation_batch_ = 0;
   std::vector<LayerProfile> profile_;  // empty unless profiling
   std::vector<bool> fused_away_;       // layer i is computed by the layer before it
+  proto::ModelSpec spec_;
+  bool inference_only_ = false;
   Device device_ = Device::kCpu;
   // On CUDA: the device buffers and passes; layers_ are then CUDA layers bound to device memory.
   struct CudaModelDeleter {

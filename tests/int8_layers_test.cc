@@ -2,7 +2,9 @@
 // dequantized: an input already on the int8 grid and integer weights give
 // sums that int8 and float compute exactly alike, so the two must agree to
 // float rounding. Also: inputs off the grid round to the nearest step and
-// saturate, and specs that make no sense are refused.
+// saturate, and specs that make no sense are refused. Also the fused
+// inference passes (a convolution with the ReLU and pooling after it, int8
+// or float) against the layers run one by one.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -209,6 +211,40 @@ TEST(Int8LayersTest, ModelFusesConvReluPoolAndComputesTheSame) {
   }
   ExpectClose(std::vector<float>(fused, fused + batch * 10), current, 1e-5f);
   EXPECT_FALSE(Model::Create(spec, image, 10, Device::kCuda).ok());
+}
+
+// PrepareForInference fuses float convolutions too: the same logits as
+// training's layer-by-layer forward, and TrainBatch refuses to run after it.
+TEST(Int8LayersTest, PrepareForInferenceFusesFloatConvsAndComputesTheSame) {
+  proto::ModelSpec spec;
+  for (int c : {6, 5}) {
+    proto::Conv2dSpec* conv = spec.add_layer()->mutable_conv2d();
+    conv->set_out_channels(c);
+    conv->set_kernel_size(3);
+    conv->set_padding(1);
+    conv->set_bias(c == 6);
+    spec.add_layer()->mutable_relu();
+    spec.add_layer()->mutable_max_pool2d()->set_kernel_size(2);
+  }
+  spec.add_layer()->mutable_linear()->set_out_features(10);
+  const Shape image = {2, 12, 12};
+  auto plain = Model::Create(spec, image, 10);
+  auto fused = Model::Create(spec, image, 10);
+  ASSERT_TRUE(plain.ok() && fused.ok());
+  InitializeParameters((*plain)->tensors(), 5, (*plain)->params());
+  std::copy((*plain)->params(), (*plain)->params() + (*plain)->num_keys(), (*fused)->params());
+  (*fused)->PrepareForInference();
+  std::mt19937 rng(4);
+  const int64_t batch = 5;
+  const std::vector<float> x = RandomVector(rng, batch * NumElements(image));
+  const float* want = (*plain)->Infer(x.data(), batch);
+  const std::vector<float> expected(want, want + batch * 10);
+  const float* got = (*fused)->Infer(x.data(), batch);
+  ASSERT_NE(got, nullptr);
+  ExpectClose(std::vector<float>(got, got + batch * 10), expected, 1e-5f);
+  EXPECT_EQ((*fused)->LayerOutput(0), nullptr);
+  std::vector<uint8_t> labels(batch, 1);
+  EXPECT_DEATH((*fused)->TrainBatch(x.data(), labels.data(), batch), "prepared for inference");
 }
 
 }  // namespace

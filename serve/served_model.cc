@@ -7,6 +7,8 @@
 #include <exception>
 #include <future>
 
+#include "export/runtime_model.h"
+
 namespace tessera {
 
 struct ServedModel::Job {
@@ -26,14 +28,8 @@ StatusOr<std::shared_ptr<ServedModel>> ServedModel::Load(const std::string& vers
   served->options_ = options;
   served->options_.max_batch_size = std::max<int64_t>(1, options.max_batch_size);
   ASSIGN_OR_RETURN(served->files_, ReadModelVersion(version_dir));
-  const ImportedModel& m = served->files_.model;
-  auto model = Model::Create(m.spec, m.input_shape, m.num_classes, Device::kCpu);
+  auto model = BuildRuntimeModel(served->files_.model);
   if (!model.ok()) return model.status().WithContext(version_dir);
-  if ((*model)->num_keys() != m.params.size()) {
-    return InvalidArgumentError(version_dir + ": the model has " + std::to_string((*model)->num_keys()) +
-                                " parameters, the file " + std::to_string(m.params.size()));
-  }
-  std::copy(m.params.begin(), m.params.end(), (*model)->params());
   served->model_ = std::move(model).value();
   // The batching thread runs every pass (oneDNN's engine and stream are per
   // thread, and so are the primitives a layer caches per batch size). It

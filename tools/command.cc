@@ -90,6 +90,10 @@ std::string CommandHelp(const Command& command) {
     if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) continue;
     out += "  --" + Dashed(name);
     if (info.type != "bool") out += "=" + info.type;
+    if (auto own = command.flag_help.find(name); own != command.flag_help.end()) {
+      out += "\n      " + own->second + "\n";
+      continue;
+    }
     out += "\n      " + info.description;
     out += " (default: " + (info.default_value.empty() ? std::string("none") : info.default_value) + ")\n";
   }
@@ -166,6 +170,34 @@ const std::vector<Command>& Commands() {
        "--port 8500.",
        {"model_repo", "host", "port", "max_batch_size", "max_batch_delay_ms", "poll_interval_ms", "http_threads"},
        RunServe},
+      {"predict", "classify an IDX file of images with an exported model, in parallel worker processes",
+       "tessera predict MODEL_DIR INPUT --out FILE [--workers N] [--labels LABELS] [flags]\n\n"
+       "Runs the model of MODEL_DIR (MODEL_REPO/NAME: its newest version that loads; or one version,\n"
+       "MODEL_REPO/NAME/VERSION, as tessera export writes them) on every image of INPUT (an IDX images\n"
+       "file, gzip or plain, such as t10k-images-idx3-ubyte.gz), normalized with the version's mean and std,\n"
+       "and writes FILE: CSV, a header row, then one row per image in INPUT's order,\n"
+       "'index,class,prob_0,...,prob_9' (the predicted class and the softmax probabilities). With\n"
+       "--workers N, N child processes each run a contiguous part of INPUT; the result is the same for\n"
+       "any N (at the same --batch-size and --threads). FILE appears complete or not at all; on any\n"
+       "failure an existing FILE is left as it was. --labels LABELS (an IDX labels file) adds the\n"
+       "accuracy to the summary line. docs/FORMATS.md describes the file.",
+       {"out", "workers", "batch_size", "threads", "labels", "progress"},
+       RunPredict,
+       {{"out", "the CSV file to write (required; its directory must exist)"},
+        {"workers", "worker processes, each running a contiguous part of INPUT (1: none, the command runs the "
+                    "model itself; default: 1)"},
+        {"batch_size", "images per model pass (default: 64)"},
+        {"threads", "compute threads per worker (0: the cores divided among the workers; default: 0)"},
+        {"progress", "progress on stderr: auto (a live line on a terminal, none otherwise), live, plain (a line "
+                     "every few seconds), none (default: auto)"}}},
+      {"predict-worker", "internal: one worker process of tessera predict",
+       "tessera predict-worker VERSION_DIR INPUT --out PART --range BEGIN:END [flags]\n\n"
+       "Internal (tessera predict starts it): writes the CSV rows of INPUT's images BEGIN..END-1, without\n"
+       "header, to PART.",
+       {"out", "range", "batch_size", "threads"},
+       RunPredictWorker,
+       {},
+       /*hidden=*/true},
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.",

@@ -5,6 +5,7 @@
 #ifndef TESSERA_TOOLS_COMMAND_H_
 #define TESSERA_TOOLS_COMMAND_H_
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,6 +32,13 @@ struct Command {
   const char* usage;    // "tessera train SPEC [flags]" plus a paragraph
   std::vector<std::string> flags;  // gflags names it accepts
   int (*run)(const ParsedArgs& args);
+  // Help for flags this command shares with others (a gflags name is
+  // defined once) whose own text would mislead here: the whole line after
+  // the flag's name, its default included.
+  std::map<std::string, std::string> flag_help = {};
+  // Internal commands (children the CLI starts itself) are left out of
+  // `tessera --help`.
+  bool hidden = false;
 };
 
 // All commands, in the order `tessera --help` lists them.
@@ -62,6 +70,8 @@ int RunResume(const ParsedArgs& args);
 int RunInspect(const ParsedArgs& args);
 int RunExport(const ParsedArgs& args);
 int RunServe(const ParsedArgs& args);
+int RunPredict(const ParsedArgs& args);
+int RunPredictWorker(const ParsedArgs& args);
 
 }  // namespace tessera
 

@@ -13,6 +13,7 @@ void PrintTopHelp() {
   std::cout << "usage: tessera COMMAND [args] [flags]\n\n"
                "Tessera: distributed training on a parameter server.\n\ncommands:\n";
   for (const tessera::Command& c : tessera::Commands()) {
+    if (c.hidden) continue;
     std::cout << "  " << c.name << std::string(12 - std::strlen(c.name), ' ') << c.summary << "\n";
   }
   std::cout << "\n'tessera COMMAND --help' explains a command and its flags.\n";

@@ -1,0 +1,19 @@
+#include "export/runtime_model.h"
+
+#include <algorithm>
+#include <string>
+
+namespace tessera {
+
+StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   Model::Create(imported.spec, imported.input_shape, imported.num_classes, Device::kCpu));
+  if (model->num_keys() != imported.params.size()) {
+    return InvalidArgumentError("the model has " + std::to_string(model->num_keys()) + " parameters, the file " +
+                                std::to_string(imported.params.size()));
+  }
+  std::copy(imported.params.begin(), imported.params.end(), model->params());
+  return model;
+}
+
+}  // namespace tessera

@@ -1,0 +1,219 @@
+#include "tools/predict_runner.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/file_util.h"
+#include "export/runtime_model.h"
+#include "serve/model_repository.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Version directories of a model directory, newest first.
+std::map<int64_t, std::string, std::greater<>> VersionDirs(const std::string& model_dir) {
+  std::map<int64_t, std::string, std::greater<>> versions;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
+    const int64_t version = ParseVersion(entry.path().filename().string());
+    if (version > 0 && entry.is_directory(ec)) versions[version] = entry.path().string();
+  }
+  return versions;
+}
+
+std::string ShapeOf(const std::vector<uint32_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+// Appends v as the shortest text that reads back as the same float.
+void AppendFloat(std::string* out, float v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, ec == std::errc() ? end : buf);
+}
+
+}  // namespace
+
+StatusOr<std::string> ResolveModelVersion(const std::string& model_dir, std::vector<std::string>* skipped) {
+  std::error_code ec;
+  if (!fs::is_directory(model_dir, ec)) {
+    return NotFoundError(model_dir + " is not a directory (MODEL_DIR is MODEL_REPO/NAME or MODEL_REPO/NAME/VERSION, "
+                                     "as tessera export writes them)");
+  }
+  const auto versions = VersionDirs(model_dir);
+  std::string name = fs::path(model_dir).lexically_normal().filename().string();
+  if (name.empty()) name = fs::path(model_dir).lexically_normal().parent_path().filename().string();
+  // A version directory: it holds the files, or it is named as a version
+  // and holds no versions itself (then ReadModelVersion says what is missing).
+  if (FileExists(model_dir + "/manifest.json") || FileExists(model_dir + "/model.onnx") ||
+      (versions.empty() && ParseVersion(name) > 0)) {
+    return model_dir;
+  }
+  if (versions.empty()) {
+    return NotFoundError(model_dir + " holds no model version (VERSION/model.onnx and VERSION/manifest.json, as "
+                                     "tessera export writes them)");
+  }
+  Status newest_error;
+  for (const auto& [version, dir] : versions) {
+    auto files = ReadModelVersion(dir);
+    if (files.ok()) return dir;
+    if (newest_error.ok()) newest_error = files.status();
+    if (skipped != nullptr) skipped->push_back(std::to_string(version) + ": " + files.status().message());
+  }
+  return newest_error;
+}
+
+StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir) {
+  PredictModel loaded;
+  ASSIGN_OR_RETURN(loaded.files, ReadModelVersion(version_dir));
+  auto model = BuildRuntimeModel(loaded.files.model);
+  if (!model.ok()) return model.status().WithContext(version_dir);
+  loaded.model = std::move(model).value();
+  return loaded;
+}
+
+StatusOr<PredictInput> LoadPredictInput(const std::string& path, const Shape& model_input) {
+  PredictInput input;
+  ASSIGN_OR_RETURN(input.images, ReadIdxFile(path));
+  const std::vector<uint32_t>& dims = input.images.dims;
+  if (dims.size() < 2) {
+    return InvalidArgumentError(path + " is not an images file: its IDX shape is " + ShapeOf(dims) +
+                                " (a labels file? images are [count, rows, cols])");
+  }
+  const Shape example = ExampleShape(dims);
+  if (example != model_input) {
+    return InvalidArgumentError(path + " holds images of " + ShapeText(example) + " (IDX shape " + ShapeOf(dims) +
+                                "); the model takes " + ShapeText(model_input));
+  }
+  input.count = dims[0];
+  input.example_size = NumElements(example);
+  if (input.count == 0) return InvalidArgumentError(path + " holds no images");
+  return input;
+}
+
+StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_t count, int num_classes) {
+  ASSIGN_OR_RETURN(IdxArray labels, ReadIdxFile(path));
+  if (labels.dims.size() != 1) {
+    return InvalidArgumentError(path + " is not a labels file: its IDX shape is " + ShapeOf(labels.dims) +
+                                " (labels are [count])");
+  }
+  if (static_cast<int64_t>(labels.dims[0]) != count) {
+    return InvalidArgumentError(path + " holds " + std::to_string(labels.dims[0]) + " labels for " +
+                                std::to_string(count) + " images");
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    if (labels.data[i] >= num_classes) {
+      return InvalidArgumentError(path + ": label " + std::to_string(labels.data[i]) + " of image " +
+                                  std::to_string(i) + " is not below the model's " + std::to_string(num_classes) +
+                                  " classes");
+    }
+  }
+  return std::move(labels.data);
+}
+
+std::string PredictCsvHeader(int num_classes) {
+  std::string header = "index,class";
+  for (int k = 0; k < num_classes; ++k) header += ",prob_" + std::to_string(k);
+  return header + "\n";
+}
+
+Status PredictRange(PredictModel* model, const PredictInput& input, const PredictRangeOptions& options, std::FILE* out,
+                    std::vector<int>* classes) {
+  const InputNormalization& n = model->files.normalization;
+  // The workers' arithmetic (BatchReader), so that predictions are those of
+  // the export's evaluation: in float, x = pixel * a + b with
+  // a = 1 / (255 * std) and b = -mean / std. The manifest gives scale as the
+  // float 1/255; its inverse is rounded back to the 255 it stands for.
+  const double inverse = 1.0 / n.scale;
+  const double levels = std::abs(inverse - std::round(inverse)) <= 1e-4 * inverse ? std::round(inverse) : inverse;
+  const float mean = static_cast<float>(n.mean), std = static_cast<float>(n.std);
+  const float a = 1.0f / (static_cast<float>(levels) * std);
+  const float b = -mean / std;
+  const int classes_per_row = model->model->num_classes();
+  const int64_t size = input.example_size;
+  const int64_t batch_size = std::max<int64_t>(1, options.batch_size);
+  std::vector<float> x;
+  std::vector<double> e(classes_per_row);
+  std::string text;
+  for (int64_t first = options.begin; first < options.end; first += batch_size) {
+    if (options.stop != nullptr && options.stop->load()) return AbortedError("stopped");
+    const int64_t count = std::min(batch_size, options.end - first);
+    x.resize(count * size);
+    const uint8_t* pixels = input.images.data.data() + first * size;
+    for (int64_t i = 0; i < count * size; ++i) x[i] = static_cast<float>(pixels[i]) * a + b;
+    const float* logits = model->model->Infer(x.data(), count);
+    if (logits == nullptr) return InternalError("the model gave no logits");
+    text.clear();
+    for (int64_t r = 0; r < count; ++r) {
+      const float* row = logits + r * classes_per_row;
+      const int best = static_cast<int>(std::max_element(row, row + classes_per_row) - row);
+      double sum = 0;
+      for (int k = 0; k < classes_per_row; ++k) sum += e[k] = std::exp(static_cast<double>(row[k]) - row[best]);
+      text += std::to_string(first + r);
+      text += ',';
+      text += std::to_string(best);
+      for (int k = 0; k < classes_per_row; ++k) {
+        text += ',';
+        AppendFloat(&text, static_cast<float>(e[k] / sum));
+      }
+      text += '\n';
+      if (classes != nullptr) classes->push_back(best);
+    }
+    if (std::fwrite(text.data(), 1, text.size(), out) != text.size()) {
+      return UnavailableError(std::string("cannot write the predictions: ") + std::strerror(errno));
+    }
+    if (options.on_batch) options.on_batch(first + count - options.begin);
+  }
+  return OkStatus();
+}
+
+Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, std::FILE* out, std::vector<int>* classes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return DataLossError("cannot read " + path);
+  int64_t expected = begin;
+  std::string line;
+  while (std::getline(in, line)) {
+    // A row without its newline was cut short.
+    if (in.eof()) return DataLossError(path + ": row " + std::to_string(expected) + " is incomplete");
+    char* rest = nullptr;
+    const long long index = std::strtoll(line.c_str(), &rest, 10);
+    if (expected >= end || index != expected || *rest != ',') {
+      return DataLossError(path + ": expected the row of image " + std::to_string(expected) + ", got '" +
+                           line.substr(0, 40) + "'");
+    }
+    if (classes != nullptr) classes->push_back(static_cast<int>(std::strtol(rest + 1, nullptr, 10)));
+    line += '\n';
+    if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {
+      return UnavailableError(std::string("cannot write the predictions: ") + std::strerror(errno));
+    }
+    ++expected;
+  }
+  if (in.bad()) return DataLossError("cannot read " + path);
+  if (expected != end) {
+    return DataLossError(path + " holds the rows of images " + std::to_string(begin) + ".." +
+                         std::to_string(expected - 1) + ", not up to " + std::to_string(end - 1));
+  }
+  return OkStatus();
+}
+
+void SetComputeThreads(int threads) {
+  if (threads <= 0) return;
+  openblas_set_num_threads(threads);
+  omp_set_num_threads(threads);  // oneDNN's threads
+}
+
+}  // namespace tessera

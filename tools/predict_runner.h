@@ -1,0 +1,86 @@
+// What one process of `tessera predict` does: find and load a model version
+// of a model repository, read an IDX images file checked against the
+// model's input, and write the CSV rows (docs/FORMATS.md, "Predictions") of
+// a range of its images. The parent runs it itself with --workers 1; with
+// more, each `tessera predict-worker` child runs one range.
+#ifndef TESSERA_TOOLS_PREDICT_RUNNER_H_
+#define TESSERA_TOOLS_PREDICT_RUNNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/idx_reader.h"
+#include "core/status.h"
+#include "export/onnx_import.h"
+#include "models/model.h"
+
+namespace tessera {
+
+// MODEL_DIR as the user gives it: a version directory (it holds
+// manifest.json) is taken as it is; a model directory MODEL_REPO/NAME gives
+// its newest version that reads completely (ReadModelVersion), as `tessera
+// serve` serves the newest version it could load. Newer versions passed over
+// are described in *skipped ("VERSION: why"). NotFound when there is no such
+// directory or it holds no version; the newest version's error when none reads.
+StatusOr<std::string> ResolveModelVersion(const std::string& model_dir, std::vector<std::string>* skipped);
+
+struct PredictModel {
+  ModelVersionFiles files;
+  std::unique_ptr<Model> model;  // BuildRuntimeModel of files.model
+};
+
+// Reads one version directory and builds its model; errors name the directory.
+StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir);
+
+struct PredictInput {
+  IdxArray images;     // [count, rows, cols] (or [count, C, H, W])
+  int64_t count = 0;
+  int64_t example_size = 0;  // values per image
+};
+
+// Reads an IDX images file whose images have the model's input shape.
+// InvalidArgument naming the file for another shape, no images or a file
+// that is not an images file; what ReadIdxFile returns for a missing,
+// unreadable or malformed file.
+StatusOr<PredictInput> LoadPredictInput(const std::string& path, const Shape& model_input);
+
+// Reads an IDX labels file of exactly `count` labels, each < num_classes.
+StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_t count, int num_classes);
+
+// "index,class,prob_0,...,prob_K-1\n".
+std::string PredictCsvHeader(int num_classes);
+
+struct PredictRangeOptions {
+  int64_t begin = 0, end = 0;  // images [begin, end) of the input
+  int64_t batch_size = 64;     // batches start at begin, begin + batch_size, ...
+  // Called after every batch with the images of the range done so far.
+  std::function<void(int64_t done)> on_batch;
+  // Checked between batches: Aborted once it is set.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Runs the images of the range through the model (normalized as the
+// workers normalize training data, with the version's scale, mean and std)
+// and writes one CSV row each to `out`, in order. Each row's class is also
+// appended to *classes when not null. Internal when the model gives no
+// logits; Unavailable when writing fails.
+Status PredictRange(PredictModel* model, const PredictInput& input, const PredictRangeOptions& options, std::FILE* out,
+                    std::vector<int>* classes);
+
+// Reads CSV rows of images [begin, end) written by PredictRange (no header)
+// from `path` and appends them to `out`, checking that they are exactly
+// those rows in order; each row's class is appended to *classes when not
+// null. DataLoss naming the file when they are not.
+Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, std::FILE* out, std::vector<int>* classes);
+
+// Sets the compute threads of this process (oneDNN's OpenMP, OpenBLAS).
+void SetComputeThreads(int threads);
+
+}  // namespace tessera
+
+#endif  // TESSERA_TOOLS_PREDICT_RUNNER_H_

@@ -6,10 +6,12 @@
 //
 // VERSION is the next free integer (1, 2, ...). The version directory is
 // written under a temporary name and renamed into place, so readers see a
-// version whole or not at all. fp32 only so far; the quantization flags are
-// reserved and refuse anything but their defaults. --prune-sparsity prunes
-// the model first (export/pruning.h), and --fine-tune-epochs then trains the
-// pruned model on the local training cluster (tools/fine_tune.h).
+// version whole or not at all. --prune-sparsity prunes the model first
+// (export/pruning.h), --fine-tune-epochs then trains the pruned model on the
+// local training cluster (tools/fine_tune.h), and --quantize last stores the
+// weights as float16 or makes every Conv2d and Linear an int8 layer,
+// calibrated on training examples (export/quantize.h). Every step's test
+// accuracy goes into the manifest.
 #include <fcntl.h>
 #include <gflags/gflags.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -34,6 +37,7 @@
 #include "core/spec.h"
 #include "export/onnx_export.h"
 #include "export/pruning.h"
+#include "export/quantize.h"
 #include "models/model.h"
 #include "tools/checkpoint_params.h"
 #include "tools/command.h"
@@ -45,15 +49,17 @@
 
 DEFINE_string(out, "", "export: MODEL_REPO/NAME, the model's directory in a model repository; the export becomes "
                        "its next version, MODEL_REPO/NAME/VERSION/ (required)");
-DEFINE_string(quantize, "none", "export: none, fp16 or int8 (only none is implemented yet)");
+DEFINE_string(quantize, "none", "export: none (fp32), fp16 (weights stored as float16) or int8 (Conv2d and Linear "
+                                "compute in int8: weights per output channel, activations calibrated on training "
+                                "examples; written as ONNX QuantizeLinear/DequantizeLinear)");
 DEFINE_double(prune_sparsity, 0, "export: fraction to prune, in [0, 1): of all Conv2d/Linear weights (unstructured, "
                                  "the smallest |w| become 0), or of each layer's output channels and neurons "
                                  "(structured, the layers shrink); 0: no pruning");
 DEFINE_string(prune_mode, "unstructured", "export: unstructured or structured pruning (used with --prune-sparsity)");
 DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning the pruned model on a local training cluster (as "
                                   "tessera train; pruned weights stay 0); needs --prune-sparsity > 0");
-DEFINE_int32(calibration_batches, 0, "export: training batches that calibrate int8 activations (with --quantize "
-                                     "int8, not implemented yet; 0: its default)");
+DEFINE_int32(calibration_batches, 0, "export: training batches (of the spec's batch size, drawn at random with "
+                                     "the spec's seed) that calibrate int8 activations; 0: 32 batches");
 DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits') to the ONNX graph");
 DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy on the spec's test set (needs the "
                             "data; --noevaluate skips it)");
@@ -63,10 +69,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A reserved flag given a value this version cannot do yet.
-Status UnimplementedOrUsage(const std::string& what) {
-  return InvalidArgumentError(what + ": not implemented yet (export writes fp32 models without pruning for now)");
-}
+constexpr int kDefaultCalibrationBatches = 32;
 
 // Shortest text that reads back as the same float ("0.286").
 std::string FloatText(float v) {
@@ -214,12 +217,9 @@ StatusOr<int64_t> WriteVersion(const std::string& model_dir, const ExportFiles& 
   return cleanup(UnavailableError("no free version in " + model_dir + " after 100 attempts"));
 }
 
-Status CheckReservedFlags() {
-  if (FLAGS_quantize != "none") {
-    if (FLAGS_quantize != "fp16" && FLAGS_quantize != "int8") {
-      return InvalidArgumentError("--quantize must be none, fp16 or int8, got '" + FLAGS_quantize + "'");
-    }
-    return UnimplementedOrUsage("--quantize " + FLAGS_quantize);
+Status CheckFlags() {
+  if (FLAGS_quantize != "none" && FLAGS_quantize != "fp16" && FLAGS_quantize != "int8") {
+    return InvalidArgumentError("--quantize must be none, fp16 or int8, got '" + FLAGS_quantize + "'");
   }
   if (FLAGS_prune_mode != "unstructured" && FLAGS_prune_mode != "structured") {
     return InvalidArgumentError("--prune-mode must be unstructured or structured, got '" + FLAGS_prune_mode + "'");
@@ -242,8 +242,8 @@ Status CheckReservedFlags() {
     return InvalidArgumentError("--calibration-batches must be >= 0, got " +
                                 std::to_string(FLAGS_calibration_batches));
   }
-  if (FLAGS_calibration_batches != 0) {
-    return UnimplementedOrUsage("--calibration-batches (int8 quantization)");
+  if (FLAGS_calibration_batches != 0 && FLAGS_quantize != "int8") {
+    return InvalidArgumentError("--calibration-batches calibrates int8 quantization: it needs --quantize int8");
   }
   return OkStatus();
 }
@@ -381,6 +381,77 @@ int PruneAndFineTune(const Command& self, const Shape& input_shape, proto::JobSp
   return kExitOk;
 }
 
+// How the exported model stores and computes its numbers, for the manifest.
+struct Precision {
+  std::string name = "fp32";      // fp32, fp16, int8
+  std::string details = "\"none\"";  // the manifest's "quantization": raw JSON
+};
+
+// `count` training examples for calibration, drawn at random (seeded by the
+// spec's seed) and normalized as the workers normalize them.
+StatusOr<std::vector<float>> CalibrationExamples(const proto::JobSpec& spec, int64_t* count) {
+  const proto::DataSpec& d = spec.data();
+  ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(d, d.train_images()), DataPath(d, d.train_labels()),
+                                                        d.max_train_examples()));
+  *count = std::min(*count, train.count);
+  std::vector<int64_t> order(train.count);
+  for (int64_t i = 0; i < train.count; ++i) order[i] = i;
+  std::mt19937_64 rng(spec.seed() ^ 0xca11b4a7e5ULL);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  BatchReader(&train, d.mean(), d.std()).Read(order, 0, *count, &x, &labels);
+  return x;
+}
+
+// Quantizes as --quantize asks: *spec (its model), *params and *tensors
+// become the exported model's; the step and its test accuracy are appended
+// to *steps. Returns kExitOk to go on, else the command's exit code.
+int Quantize(const Command& self, const Shape& input_shape, proto::JobSpec* spec, std::vector<float>* params,
+             std::vector<TensorInfo>* tensors, std::vector<ExportStep>* steps, Precision* precision) {
+  precision->name = FLAGS_quantize;
+  std::vector<std::pair<std::string, std::string>> fields = {{"precision", JsonQuote(FLAGS_quantize)}};
+  if (FLAGS_quantize == "fp16") {
+    // What the float16 initializers hold, and so what a runtime computes with.
+    for (float& v : *params) v = static_cast<float>(static_cast<_Float16>(v));
+    precision->details = "{\"method\": \"fp16 weights\", \"storage\": \"every parameter as float16, Cast to "
+                         "float32 in the graph\", \"compute\": \"float32\"}";
+  } else {
+    int64_t count = static_cast<int64_t>(FLAGS_calibration_batches > 0 ? FLAGS_calibration_batches
+                                                                       : kDefaultCalibrationBatches) *
+                    std::max(1, spec->batch_size());
+    auto x = CalibrationExamples(*spec, &count);
+    if (!x.ok()) return UsageError(self, "reading calibration examples: " + x.status().message());
+    auto quantized = QuantizeInt8(spec->model(), input_shape, kImageDatasetClasses, *params, *x, count);
+    if (!quantized.ok()) return UsageError(self, quantized.status().message());
+    *spec->mutable_model() = quantized->spec;
+    *params = std::move(quantized->params);
+    auto model = Model::Create(spec->model(), input_shape, kImageDatasetClasses);
+    if (!model.ok()) return UsageError(self, model.status().message());
+    *tensors = (*model)->tensors();
+    std::string layers;
+    for (const Int8LayerReport& r : quantized->layers) {
+      layers += std::string(layers.empty() ? "" : ", ") + "{\"layer\": " + JsonQuote(r.layer) +
+                ", \"input_scale\": " + FloatText(r.input_scale) + ", \"input_type\": " +
+                JsonQuote(r.input_unsigned ? "uint8" : "int8") + ", \"calibration_min\": " + FloatText(r.input_min) +
+                ", \"calibration_max_abs\": " + FloatText(r.input_max) + ", \"clipped_fraction\": " +
+                FloatText(r.clipped_fraction) + "}";
+    }
+    precision->details = "{\"method\": \"int8 QDQ\", \"weights\": \"int8, symmetric, a scale per output channel\", "
+                         "\"activations\": \"int8 or uint8 per tensor, zero point 0\", \"calibration_examples\": " +
+                         std::to_string(count) + ", \"calibration_percentile\": " + DoubleText(Int8Options().percentile) +
+                         ", \"layers\": [" + layers + "]}";
+    fields.push_back({"calibration_examples", std::to_string(count)});
+    std::printf("quantized %zu layers to int8, calibrated on %lld training examples\n", quantized->layers.size(),
+                static_cast<long long>(count));
+    std::fflush(stdout);
+  }
+  auto eval = EvaluateParams(*spec, input_shape, *params);
+  if (!eval.ok()) return UsageError(self, "evaluating the quantized model: " + eval.status().message());
+  steps->push_back({"quantize", *eval, fields});
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunExport(const ParsedArgs& args) {
@@ -389,7 +460,7 @@ int RunExport(const ParsedArgs& args) {
     return UsageError(self, "expected one checkpoint or run directory (tessera export CHECKPOINT --out MODEL_REPO/NAME)");
   }
   if (FLAGS_out.empty()) return UsageError(self, "--out MODEL_REPO/NAME is required");
-  if (Status s = CheckReservedFlags(); !s.ok()) return UsageError(self, s.message());
+  if (Status s = CheckFlags(); !s.ok()) return UsageError(self, s.message());
   std::string model_dir = FLAGS_out;
   while (model_dir.size() > 1 && model_dir.back() == '/') model_dir.pop_back();
   const std::string name = fs::path(model_dir).filename().string();
@@ -451,11 +522,21 @@ int RunExport(const ParsedArgs& args) {
     exported_digest = ParamsSha256(params.data(), params.size());
     digest = &exported_digest;
   }
+  Precision precision;
+  if (FLAGS_quantize != "none") {
+    if (int code = Quantize(self, input_shape, &spec, &params, &tensors, &steps, &precision); code != kExitOk) {
+      return code;
+    }
+    eval = steps.back().eval;
+    exported_digest = ParamsSha256(params.data(), params.size());
+    digest = &exported_digest;
+  }
 
   // The ONNX model.
   const float scale = 1.0f / 255.0f;
   OnnxExportOptions options;
   options.probabilities = FLAGS_probabilities;
+  options.fp16_weights = FLAGS_quantize == "fp16";
   options.graph_name = spec.name();
   options.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + std::to_string(m->step()) +
                        ". Input: images as float [N, " + std::to_string(input_shape[0]) +
@@ -469,7 +550,7 @@ int RunExport(const ParsedArgs& args) {
       {"tessera.job_name", spec.name()},
       {"tessera.source_step", std::to_string(m->step())},
       {"tessera.params_sha256", *digest},
-      {"tessera.precision", "fp32"},
+      {"tessera.precision", precision.name},
   };
   auto onnx_model = BuildOnnxModel(spec.model(), input_shape, kImageDatasetClasses, params.data(), params.size(),
                                    options);
@@ -513,8 +594,8 @@ int RunExport(const ParsedArgs& args) {
     field("format_of_file", JsonQuote("onnx"));
     field("onnx_opset", std::to_string(kOnnxOpset));
     field("onnx_ir_version", std::to_string(kOnnxIrVersion));
-    field("precision", JsonQuote("fp32"));
-    field("quantization", JsonQuote("none"));
+    field("precision", JsonQuote(precision.name));
+    field("quantization", precision.details);
     field("pruning", JsonQuote(pruning.done ? pruning.mode : "none"));
     field("sparsity", DoubleText(weights > 0 ? static_cast<double>(zeros) / weights : 0.0));
     field("pruning_details", pruning.done ? pruning.Json() : "null");

@@ -13,6 +13,7 @@ StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported
                                 std::to_string(imported.params.size()));
   }
   std::copy(imported.params.begin(), imported.params.end(), model->params());
+  model->PrepareForInference();  // fused convolutions; the model never trains
   return model;
 }
 

@@ -15,7 +15,8 @@
 namespace tessera {
 
 // A CPU Model (Model::Infer runs on the CPU only) of `imported`'s layers and
-// parameters. InvalidArgument when the layers do not fit the input shape or
+// parameters, prepared for inference (Model::PrepareForInference): int8
+// layers compute in int8, convolutions run fused with their ReLU and pooling. InvalidArgument when the layers do not fit the input shape or
 // the parameter count differs from what the layers take.
 StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported);
 

@@ -17,6 +17,7 @@ namespace {
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string ExamplePath() { return SourceDir() + "/examples/fmnist-mlp.pbtxt"; }
 
@@ -231,6 +232,24 @@ TEST(SpecTest, TextMakesDefaultsExplicit) {
   EXPECT_THAT(text, HasSubstr("epochs: 1"));
   EXPECT_THAT(text, HasSubstr("workers: 1"));
   EXPECT_THAT(text, HasSubstr("learning_rate: 0.01"));
+}
+
+// An int8 block makes a layer inference-only, so making defaults explicit
+// must never add one: the written spec.pbtxt of every job would be refused.
+TEST(SpecTest, TextNeverAddsAnInt8Block) {
+  auto spec = ParseJobSpec("model { layer { conv2d { out_channels: 2 kernel_size: 3 } } layer { flatten {} } "
+                           "layer { linear { out_features: 10 } } }",
+                           "layers.pbtxt");
+  ASSERT_OK(spec.status());
+  const std::string text = JobSpecToText(*spec);
+  EXPECT_THAT(text, Not(HasSubstr("int8")));
+  auto again = ParseJobSpec(text, "again.pbtxt");
+  ASSERT_OK(again.status());
+  EXPECT_OK(ValidateJobSpec(*again));
+  // One that has it keeps it (and is refused for training).
+  spec->mutable_model()->mutable_layer(2)->mutable_linear()->mutable_int8()->set_input_scale(0.5f);
+  EXPECT_THAT(JobSpecToText(*spec), HasSubstr("input_scale: 0.5"));
+  EXPECT_THAT(ValidateJobSpec(*spec).message(), HasSubstr("int8 layer"));
 }
 
 TEST(SpecTest, DataPathJoinsRelativeNames) {

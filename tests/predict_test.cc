@@ -167,6 +167,50 @@ TEST_F(PredictTest, RowsInInputOrderTheSameForAnyWorkersAndTesseraClasses) {
   }
 }
 
+// An int8 export (tessera export --quantize int8) predicts through the int8
+// runtime: the accuracy its manifest records, the same rows on any number of
+// workers, and the classes of the int8 model run in-process.
+TEST_F(PredictTest, Int8VersionsPredictWithTheirManifestsAccuracy) {
+  const std::string repo = MakeTempDir("predict-int8");
+  CommandResult e = RunTessera({"export", *dir_ + "/run", "--out", repo + "/fmnist", "--quantize", "int8",
+                                "--calibration-batches", "2", "--max-test-examples", std::to_string(kImages)});
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  auto files = ReadModelVersion(repo + "/fmnist/1");
+  ASSERT_TRUE(files.ok()) << files.status().ToString();
+  ASSERT_EQ(files->model.precision, "int8");
+  const nlohmann::json manifest = nlohmann::json::parse(files->manifest_json);
+  ASSERT_EQ(manifest["test_examples"].get<int64_t>(), kImages);
+  const int64_t correct = std::llround(manifest["test_accuracy"].get<double>() * kImages);
+
+  const std::string out = MakeTempDir("predict-int8-out");
+  std::map<int, std::string> csv;
+  for (int workers : {1, 2}) {
+    const std::string file = out + "/w" + std::to_string(workers) + ".csv";
+    CommandResult r = RunTessera({"predict", repo + "/fmnist", Images(), "--out", file, "--workers",
+                                  std::to_string(workers), "--batch-size", "16", "--labels", Labels()});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("(" + std::to_string(correct) + " of 200)"), std::string::npos) << r.output;
+    csv[workers] = ReadFileToString(file).value();
+  }
+  EXPECT_EQ(csv[1], csv[2]);
+
+  auto model = BuildRuntimeModel(files->model);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  BatchReader(test_, spec_->data().mean(), spec_->data().std()).Read({}, 0, kImages, &x, &labels);
+  const std::vector<std::string> rows = Split(csv[1], '\n');
+  ASSERT_EQ(rows.size(), static_cast<size_t>(kImages + 1));
+  for (int64_t first = 0; first < kImages; first += 16) {
+    const int64_t n = std::min<int64_t>(16, kImages - first);
+    const float* logits = (*model)->Infer(x.data() + first * 784, n);
+    for (int64_t r = 0; r < n; ++r) {
+      const int want = static_cast<int>(std::max_element(logits + r * 10, logits + r * 10 + 10) - (logits + r * 10));
+      EXPECT_EQ(std::stoi(Split(rows[first + r + 1], ',')[1]), want) << "image " << first + r;
+    }
+  }
+}
+
 TEST_F(PredictTest, AModelDirectoryGivesItsNewestVersionThatLoads) {
   const std::string repo = MakeTempDir("predict-repo");
   fs::copy(Model(), repo + "/fmnist", fs::copy_options::recursive);

@@ -96,7 +96,10 @@ TEST(BspReferenceTest, ClusterEqualsSingleProcessSgdWithTheGlobalBatch) {
 
   const std::string dir = MakeTempDir("bsp-ref");
   std::ofstream(dir + "/spec.pbtxt") << kSpec;
-  CommandResult r = RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--threads", "1"});
+  // On the CPU, as the reference below: on a GPU machine --device=auto would
+  // pick the GPU, whose sums are not bitwise the CPU's.
+  CommandResult r =
+      RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--threads", "1", "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto bytes = ReadFileToString(dir + "/run/params.bin");
   ASSERT_OK(bytes.status());

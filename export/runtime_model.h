@@ -10,15 +10,21 @@
 
 #include "core/status.h"
 #include "export/onnx_import.h"
+#include "models/device.h"
 #include "models/model.h"
 
 namespace tessera {
 
-// A CPU Model (Model::Infer runs on the CPU only) of `imported`'s layers and
-// parameters, prepared for inference (Model::PrepareForInference): int8
-// layers compute in int8, convolutions run fused with their ReLU and pooling. InvalidArgument when the layers do not fit the input shape or
-// the parameter count differs from what the layers take.
-StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported);
+// A Model of `imported`'s layers and parameters on `device`, prepared for
+// inference (Model::PrepareForInference): on the CPU, int8 layers compute in
+// int8 and convolutions run fused with their ReLU and pooling. int8 models
+// run on the CPU whatever `device` says (RuntimeDevice). InvalidArgument when
+// the layers do not fit the input shape or the parameter count differs from
+// what the layers take; Unavailable when the GPU cannot be used.
+StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported, Device device = Device::kCpu);
+
+// Where BuildRuntimeModel runs `imported` when asked for `wanted`.
+Device RuntimeDevice(const ImportedModel& imported, Device wanted);
 
 }  // namespace tessera
 

@@ -241,7 +241,10 @@ BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t b
 }
 
 const float* Model::Infer(const float* x, int64_t batch) {
-  if (batch <= 0 || cuda_ != nullptr) return nullptr;
+  if (batch <= 0) return nullptr;
+#ifdef TESSERA_WITH_CUDA
+  if (cuda_ != nullptr) return cuda_->Infer(x, batch);
+#endif
   return Forward(x, batch, Pass{false, 0});
 }
 

@@ -82,8 +82,8 @@ class Model {
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
 
   // Forward only in evaluation mode, as EvaluateBatch: the logits
-  // [batch, num_classes], owned by the model and valid until its next pass.
-  // CPU only: nullptr on Device::kCuda, and for batch <= 0.
+  // [batch, num_classes], owned by the model and valid until its next pass
+  // (on CUDA, copied back to the host). nullptr for batch <= 0.
   const float* Infer(const float* x, int64_t batch);
 
   // The layers, and what layer i output in the last CPU pass (rows of its

@@ -28,7 +28,7 @@ StatusOr<std::shared_ptr<ServedModel>> ServedModel::Load(const std::string& vers
   served->options_ = options;
   served->options_.max_batch_size = std::max<int64_t>(1, options.max_batch_size);
   ASSIGN_OR_RETURN(served->files_, ReadModelVersion(version_dir));
-  auto model = BuildRuntimeModel(served->files_.model);
+  auto model = BuildRuntimeModel(served->files_.model, options.device);
   if (!model.ok()) return model.status().WithContext(version_dir);
   served->model_ = std::move(model).value();
   // The batching thread runs every pass (oneDNN's engine and stream are per

@@ -25,6 +25,8 @@
 namespace tessera {
 
 struct BatchOptions {
+  // Where models run (int8 ones on the CPU whatever this says).
+  Device device = Device::kCpu;
   int64_t max_batch_size = 64;
   std::chrono::microseconds max_batch_delay{2000};
   // Called with the examples of every pass the batching thread runs.

@@ -548,6 +548,31 @@ TEST(CudaModelTest, EmptyBatchAndHeldGradients) {
   EXPECT_EQ(*m.grads(), before);
 }
 
+// Inference on the GPU (tessera serve and predict with --device cuda): the
+// CPU's logits, over batch sizes that grow and shrink.
+TEST(CudaModelTest, InferGivesTheCpuLogits) {
+  REQUIRE_CUDA();
+  const proto::ModelSpec spec = Cnn(8, 16, 32, /*batch_norm=*/true, /*dropout=*/true);
+  auto cpu = Model::Create(spec, Shape{1, 28, 28}, 10, Device::kCpu);
+  auto gpu = Model::Create(spec, Shape{1, 28, 28}, 10, Device::kCuda);
+  ASSERT_OK(cpu.status());
+  ASSERT_OK(gpu.status());
+  InitializeParameters((*cpu)->tensors(), 5, (*cpu)->params());
+  std::copy((*cpu)->params(), (*cpu)->params() + (*cpu)->num_keys(), (*gpu)->params());
+  (*cpu)->PrepareForInference();
+  (*gpu)->PrepareForInference();  // nothing to fuse on the GPU: still infers
+  std::mt19937 rng(6);
+  for (int64_t batch : {7, 33, 2}) {
+    SCOPED_TRACE(batch);
+    const std::vector<float> x = RandomVector(rng, batch * 784, 0.0f, 1.0f);
+    const float* c = (*cpu)->Infer(x.data(), batch);
+    const std::vector<float> want(c, c + batch * 10);
+    const float* g = (*gpu)->Infer(x.data(), batch);
+    ASSERT_NE(g, nullptr);
+    for (int64_t i = 0; i < batch * 10; ++i) EXPECT_NEAR(g[i], want[i], 1e-3f * (1 + std::fabs(want[i]))) << i;
+  }
+}
+
 #else  // !TESSERA_WITH_CUDA
 
 TEST(CudaLayersTest, OutputsAndGradientsMatchTheCpu) { REQUIRE_CUDA(); }

@@ -24,6 +24,7 @@
 #include "core/spec.h"
 #include "export/onnx_import.h"
 #include "export/runtime_model.h"
+#include "models/device.h"
 #include "tests/test_util.h"
 #include "tools/child_process.h"
 #include "tools/predict_pool.h"
@@ -243,7 +244,7 @@ TEST_F(PredictTest, UserMistakesAreOneLineAndExit2) {
     std::vector<std::string> args;
     std::string needle;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {{"predict"}, "expected a model and an input"},
       {{"predict", Model(), Images()}, "--out FILE is required"},
       {{"predict", dir + "/nothing", Images(), "--out", out}, "is not a directory"},
@@ -260,7 +261,9 @@ TEST_F(PredictTest, UserMistakesAreOneLineAndExit2) {
       {{"predict", Model(), Images(), "--out", dir + "/no/such/dir/out.csv"}, "does not exist"},
       {{"predict", Model(), Images(), "--out", dir}, "is a directory"},
       {{"predict", Model(), Images(), "--out", out, "--epochs", "3"}, "unknown flag --epochs"},
+      {{"predict", Model(), Images(), "--out", out, "--device", "tpu"}, "--device must be auto, cpu or cuda"},
   };
+  if (!CudaAvailable()) cases.push_back({{"predict", Model(), Images(), "--out", out, "--device", "cuda"}, "--device=cuda: "});
   for (const Case& c : cases) {
     std::vector<std::string> args = c.args;
     CommandResult r = RunTessera(args, 60);

@@ -25,6 +25,7 @@
 #include "core/spec.h"
 #include "export/onnx_export.h"
 #include "export/onnx_import.h"
+#include "models/device.h"
 #include "models/model.h"
 #include "tests/test_util.h"
 #include "tools/child_process.h"
@@ -607,8 +608,11 @@ TEST(ServeCommandTest, BadFlagsAndRepositoriesAreOneLineAndExit2) {
       {{"serve", "--model-repo", empty, "--port", "70000"}, "--port must be in"},
       {{"serve", "--model-repo", empty, "--bogus"}, "unknown flag --bogus"},
       {{"serve", "--model-repo", empty, "extra"}, "unexpected argument"},
+      {{"serve", "--model-repo", empty, "--device", "tpu"}, "--device must be auto, cpu or cuda"},
   };
-  for (const auto& [args, needle] : cases) {
+  std::vector<std::pair<std::vector<std::string>, std::string>> all = cases;
+  if (!CudaAvailable()) all.push_back({{"serve", "--model-repo", empty, "--device", "cuda"}, "--device=cuda: "});
+  for (const auto& [args, needle] : all) {
     CommandResult r = RunTessera(args, 60);
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
@@ -618,7 +622,7 @@ TEST(ServeCommandTest, BadFlagsAndRepositoriesAreOneLineAndExit2) {
   CommandResult help = RunTessera({"serve", "--help"}, 60);
   EXPECT_EQ(help.exit_code, 0);
   for (const char* flag : {"--model-repo", "--port", "--host", "--max-batch-size", "--max-batch-delay-ms",
-                           "--poll-interval-ms", "--http-threads"}) {
+                           "--poll-interval-ms", "--http-threads", "--device"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
 }

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "core/file_util.h"
+#include "models/device.h"
 #include "tools/child_process.h"
 #include "tools/command.h"
 #include "tools/predict_pool.h"
@@ -199,7 +200,9 @@ int RunPredict(const ParsedArgs& args) {
   auto version_dir = ResolveModelVersion(model_dir, &skipped);
   if (!version_dir.ok()) return UsageError(self, version_dir.status().message());
   for (const std::string& why : skipped) LOG(WARNING) << "passing over version " << why;
-  auto model = LoadPredictModel(*version_dir);
+  auto device = ResolveDevice(FLAGS_device);
+  if (!device.ok()) return UsageError(self, device.status().message());
+  auto model = LoadPredictModel(*version_dir, *device);
   if (!model.ok()) return UsageError(self, model.status().message());
   auto input = LoadPredictInput(input_path, model->files.model.input_shape);
   if (!input.ok()) return UsageError(self, input.status().message());
@@ -242,6 +245,7 @@ int RunPredict(const ParsedArgs& args) {
     options.version_dir = fs::absolute(*version_dir, ec).string();
     options.input = fs::absolute(input_path, ec).string();
     options.batch_size = batch_size;
+    options.device = DeviceName(*device);
     options.threads = FLAGS_threads > 0 ? FLAGS_threads
                                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / used);
     options.temp_dir = (*temp)->path();
@@ -296,7 +300,9 @@ int RunPredictWorker(const ParsedArgs& args) {
     std::cerr << "tessera " << self.name << ": " << s.message() << std::endl;
     return kExitFailure;
   };
-  auto model = LoadPredictModel(args.positional[0]);
+  auto device = ResolveDevice(FLAGS_device);
+  if (!device.ok()) return fail(device.status());
+  auto model = LoadPredictModel(args.positional[0], *device);
   if (!model.ok()) return fail(model.status());
   auto input = LoadPredictInput(args.positional[1], model->files.model.input_shape);
   if (!input.ok()) return fail(input.status());

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/file_util.h"
+#include "models/device.h"
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/model_repository.h"
@@ -79,9 +80,12 @@ int RunServe(const ParsedArgs& args) {
   if (port < 0 || port > 65535) return UsageError(command, "--port must be in [0, 65535] (0: any free port)");
   const std::string host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
   EnsurePassiveOpenMpWait();
+  auto device = ResolveDevice(FLAGS_device);
+  if (!device.ok()) return UsageError(command, device.status().message());
 
   ServeMetrics metrics;
   BatchOptions batching;
+  batching.device = *device;
   batching.max_batch_size = FLAGS_max_batch_size;
   batching.max_batch_delay = std::chrono::microseconds(static_cast<int64_t>(FLAGS_max_batch_delay_ms * 1000));
   batching.on_batch = [&metrics](int64_t examples) { metrics.Batch(examples); };
@@ -94,6 +98,7 @@ int RunServe(const ParsedArgs& args) {
                                                : "no model loads from " + FLAGS_model_repo + ": " + errors->front());
   }
   for (const std::string& error : *errors) LOG(WARNING) << "cannot load " << error << " (retried when its files change)";
+  LOG(INFO) << "models run on " << DeviceName(*device) << " (--device=" << FLAGS_device << "; int8 models on the cpu)";
   for (const auto& [name, version] : repository.Newest()) {
     LOG(INFO) << "serving " << name << " version " << version << " (versions loaded: " << repository.Versions(name).size()
               << ")";

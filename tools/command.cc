@@ -168,8 +168,11 @@ const std::vector<Command>& Commands() {
        "port; the chosen one is printed as 'serving on HOST:PORT'. Bad requests get a 4xx and one-line\n"
        "JSON {\"error\": ...}. SIGINT/SIGTERM stop it (exit 130). Defaults here: --host 127.0.0.1,\n"
        "--port 8500.",
-       {"model_repo", "host", "port", "max_batch_size", "max_batch_delay_ms", "poll_interval_ms", "http_threads"},
-       RunServe},
+       {"model_repo", "host", "port", "max_batch_size", "max_batch_delay_ms", "poll_interval_ms", "http_threads",
+        "device"},
+       RunServe,
+       {{"device", "where models run: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda; int8 models "
+                   "run on the CPU whatever this says (default: auto)"}}},
       {"predict", "classify an IDX file of images with an exported model, in parallel worker processes",
        "tessera predict MODEL_DIR INPUT --out FILE [--workers N] [--labels LABELS] [flags]\n\n"
        "Runs the model of MODEL_DIR (MODEL_REPO/NAME: its newest version that loads; or one version,\n"
@@ -181,7 +184,7 @@ const std::vector<Command>& Commands() {
        "any N (at the same --batch-size and --threads). FILE appears complete or not at all; on any\n"
        "failure an existing FILE is left as it was. --labels LABELS (an IDX labels file) adds the\n"
        "accuracy to the summary line. docs/FORMATS.md describes the file.",
-       {"out", "workers", "batch_size", "threads", "labels", "progress"},
+       {"out", "workers", "batch_size", "threads", "labels", "progress", "device"},
        RunPredict,
        {{"out", "the CSV file to write (required; its directory must exist)"},
         {"workers", "worker processes, each running a contiguous part of INPUT (1: none, the command runs the "
@@ -189,12 +192,14 @@ const std::vector<Command>& Commands() {
         {"batch_size", "images per model pass (default: 64)"},
         {"threads", "compute threads per worker (0: the cores divided among the workers; default: 0)"},
         {"progress", "progress on stderr: auto (a live line on a terminal, none otherwise), live, plain (a line "
-                     "every few seconds), none (default: auto)"}}},
+                     "every few seconds), none (default: auto)"},
+        {"device", "where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda; int8 "
+                   "models run on the CPU whatever this says (default: auto)"}}},
       {"predict-worker", "internal: one worker process of tessera predict",
        "tessera predict-worker VERSION_DIR INPUT --out PART --range BEGIN:END [flags]\n\n"
        "Internal (tessera predict starts it): writes the CSV rows of INPUT's images BEGIN..END-1, without\n"
        "header, to PART.",
-       {"out", "range", "batch_size", "threads"},
+       {"out", "range", "batch_size", "threads", "device"},
        RunPredictWorker,
        {},
        /*hidden=*/true},

@@ -84,7 +84,7 @@ StatusOr<std::vector<std::string>> RunPredictWorkers(const PredictPoolOptions& o
                                       parts.back(), "--range",
                                       std::to_string(ranges[k].begin) + ":" + std::to_string(ranges[k].end),
                                       "--batch-size", std::to_string(options.batch_size), "--threads",
-                                      std::to_string(options.threads)},
+                                      std::to_string(options.threads), "--device", options.device},
                                      options.temp_dir + "/" + label + ".log");
     if (!child.ok()) {
       stop_all();

@@ -32,6 +32,7 @@ struct PredictPoolOptions {
   std::string input;
   int64_t batch_size = 64;
   int threads = 1;  // compute threads of each worker
+  std::string device = "cpu";  // each worker's --device
   // part-K.csv and worker-K.log of worker K go here.
   std::string temp_dir;
   // Called about every 100 ms with the images all workers have done.

@@ -77,10 +77,10 @@ StatusOr<std::string> ResolveModelVersion(const std::string& model_dir, std::vec
   return newest_error;
 }
 
-StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir) {
+StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir, Device device) {
   PredictModel loaded;
   ASSIGN_OR_RETURN(loaded.files, ReadModelVersion(version_dir));
-  auto model = BuildRuntimeModel(loaded.files.model);
+  auto model = BuildRuntimeModel(loaded.files.model, device);
   if (!model.ok()) return model.status().WithContext(version_dir);
   loaded.model = std::move(model).value();
   return loaded;

@@ -35,7 +35,7 @@ struct PredictModel {
 };
 
 // Reads one version directory and builds its model; errors name the directory.
-StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir);
+StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir, Device device = Device::kCpu);
 
 struct PredictInput {
   IdxArray images;     // [count, rows, cols] (or [count, C, H, W])

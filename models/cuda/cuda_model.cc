@@ -13,7 +13,7 @@ struct CudaModel::Buffers {
   DeviceBuffer params, grads, x, labels, logp, losses, correct;
   // acts[i]: output of layer i; grad_acts[i]: dL/d(output of layer i).
   std::vector<DeviceBuffer> acts, grad_acts;
-  PinnedBuffer host_x, host_labels, host_grads, host_losses, host_correct;
+  PinnedBuffer host_x, host_labels, host_grads, host_losses, host_correct, host_logits;
   // grads_done[i]: layer i's gradients are in host_grads.
   std::vector<cudaEvent_t> grads_done;
 };
@@ -73,6 +73,7 @@ void CudaModel::EnsureBatch(int64_t batch) {
   b_->host_losses.Reserve(batch * sizeof(float));
   b_->correct.Reserve(batch * sizeof(int32_t));
   b_->host_correct.Reserve(batch * sizeof(int32_t));
+  b_->host_logits.Reserve(batch * num_classes_ * sizeof(float));
   batch_capacity_ = batch;
 }
 
@@ -83,6 +84,7 @@ void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch) {
   const size_t x_bytes = batch * input_features_ * sizeof(float);
   std::memcpy(b_->host_x.as<float>(), x, x_bytes);
   TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->x.get(), b_->host_x.as<float>(), x_bytes, cudaMemcpyHostToDevice, stream));
+  if (labels == nullptr) return;  // inference
   std::memcpy(b_->host_labels.as<uint8_t>(), labels, batch);
   TESSERA_CUDA_CHECK(
       cudaMemcpyAsync(b_->labels.get(), b_->host_labels.as<uint8_t>(), batch, cudaMemcpyHostToDevice, stream));
@@ -169,6 +171,17 @@ BatchStats CudaModel::EvaluateBatch(const float* x, const uint8_t* labels, int64
   SoftmaxCrossEntropy(*context_, b_->acts[last].f(), b_->labels.as<uint8_t>(), batch, num_classes_, b_->logp.f(),
                       b_->losses.f(), b_->correct.as<int32_t>(), nullptr);
   return Finish(batch);
+}
+
+const float* CudaModel::Infer(const float* x, int64_t batch) {
+  EnsureBatch(batch);
+  Upload(x, nullptr, batch);
+  Forward(batch, Pass{false, 0}, nullptr);
+  const cudaStream_t stream = context_->stream();
+  TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_logits.as<float>(), b_->acts[layers_.size() - 1].get(),
+                                     batch * num_classes_ * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  context_->Synchronize();
+  return b_->host_logits.as<float>();
 }
 
 }  // namespace tessera::cuda

@@ -36,6 +36,9 @@ class CudaModel {
                         const Model::GradsReady& on_grads_ready, std::vector<LayerProfile>* profile);
   // As Model::EvaluateBatch with batch > 0.
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
+  // As Model::Infer with batch > 0: the logits [batch, num_classes] in a
+  // host buffer owned by this, valid until the next pass.
+  const float* Infer(const float* x, int64_t batch);
 
  private:
   struct Buffers;

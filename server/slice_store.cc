@@ -4,11 +4,13 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_checksum.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 
 #include "core/file_util.h"
@@ -21,6 +23,11 @@ constexpr char kMagic[4] = {'T', 'S', 'L', '1'};
 constexpr char kSha256ChecksumName[] = "TesseraSha256";
 // magic, begin, end, version, state_per_param, param count
 constexpr size_t kHeaderBytes = 4 + 8 + 8 + 8 + 4 + 8;
+// A large part is written as this many SST files at once, one thread each:
+// SHA-256 and the block checksums are CPU work that one core does at about
+// the disk's speed. Each file holds at least kMinTableBytes.
+constexpr size_t kMaxTables = 2;
+constexpr uint64_t kMinTableBytes = 32 << 20;
 
 // RocksDB's own info log would add (and, on a read-only open, rotate) LOG
 // files inside a checkpoint; it goes nowhere instead.
@@ -58,8 +65,11 @@ rocksdb::Options StoreOptions() {
   options.info_log = std::make_shared<SilentLogger>();
   options.file_checksum_gen_factory = std::make_shared<Sha256FileChecksumFactory>();
   options.compression = rocksdb::kNoCompression;  // float32 parameters barely compress
-  options.write_buffer_size = 256 << 20;          // one flush for most checkpoints
   options.paranoid_checks = true;
+  // Start writing back every few MB as the SST file grows, so the disk works
+  // while the next records are encoded and hashed and the final sync has
+  // little left to do.
+  options.bytes_per_sync = 8 << 20;
   return options;
 }
 
@@ -89,21 +99,33 @@ std::string SliceKey(uint64_t begin) {
   return buf;
 }
 
-std::string EncodeSliceRecord(const SliceSnapshot& slice, int state_per_param) {
+namespace {
+
+// Encodes `slice` into *v, reusing its capacity (one buffer serves every
+// record of a write, so a write does not allocate and fault in 400 MB of
+// fresh pages).
+void EncodeSliceRecordInto(const SliceSnapshot& slice, int state_per_param, std::string* v) {
   static_assert(std::endian::native == std::endian::little, "records are little-endian");
-  std::string v;
   const uint64_t n = slice.range.size();
   CHECK_EQ(slice.params->size(), n);
   CHECK_EQ(slice.state.size(), n * static_cast<uint64_t>(state_per_param));
-  v.reserve(kHeaderBytes + n * 4 * (1 + state_per_param));
-  v.append(kMagic, 4);
-  Put<uint64_t>(&v, slice.range.begin);
-  Put<uint64_t>(&v, slice.range.end);
-  Put<int64_t>(&v, slice.version);
-  Put<uint32_t>(&v, static_cast<uint32_t>(state_per_param));
-  Put<uint64_t>(&v, n);
-  v.append(reinterpret_cast<const char*>(slice.params->data()), n * sizeof(float));
-  v.append(reinterpret_cast<const char*>(slice.state.data()), slice.state.size() * sizeof(float));
+  v->clear();
+  v->reserve(kHeaderBytes + n * 4 * (1 + state_per_param));
+  v->append(kMagic, 4);
+  Put<uint64_t>(v, slice.range.begin);
+  Put<uint64_t>(v, slice.range.end);
+  Put<int64_t>(v, slice.version);
+  Put<uint32_t>(v, static_cast<uint32_t>(state_per_param));
+  Put<uint64_t>(v, n);
+  v->append(reinterpret_cast<const char*>(slice.params->data()), n * sizeof(float));
+  v->append(reinterpret_cast<const char*>(slice.state.data()), slice.state.size() * sizeof(float));
+}
+
+}  // namespace
+
+std::string EncodeSliceRecord(const SliceSnapshot& slice, int state_per_param) {
+  std::string v;
+  EncodeSliceRecordInto(slice, state_per_param, &v);
   return v;
 }
 
@@ -141,9 +163,99 @@ StatusOr<SliceRecord> DecodeSliceRecord(const std::string& key, const std::strin
   return r;
 }
 
+namespace {
+
+// Writes the records of `slices` (in key order) into one SST file at `path`
+// with SstFileWriter: straight into the file, no memtable and no flush.
+// Finish syncs the file; the SHA-256 is computed as the bytes go out
+// (StoreOptions' checksum generator) and returned in the info.
+StatusOr<rocksdb::ExternalSstFileInfo> WriteTable(const std::string& path, const rocksdb::Options& options,
+                                                  const std::vector<const SliceSnapshot*>& slices, int state_per_param,
+                                                  int64_t* bytes) {
+  // Keep the pages cached: a restore or inspect soon after reads them.
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(options), options, /*column_family=*/nullptr,
+                                /*invalidate_page_cache=*/false);
+  RETURN_IF_ERROR(FromRocks(writer.Open(path), "cannot create " + path));
+  std::string value;
+  for (const SliceSnapshot* s : slices) {
+    EncodeSliceRecordInto(*s, state_per_param, &value);
+    *bytes += static_cast<int64_t>(value.size());
+    RETURN_IF_ERROR(FromRocks(writer.Put(SliceKey(s->range.begin), value), "cannot write " + path));
+  }
+  rocksdb::ExternalSstFileInfo info;
+  RETURN_IF_ERROR(FromRocks(writer.Finish(&info), "cannot finish " + path));
+  return info;
+}
+
+// `sorted` cut into at most kMaxTables runs of consecutive slices with about
+// the same bytes each, one per SST file (consecutive, so the files' key
+// ranges do not overlap).
+std::vector<std::vector<const SliceSnapshot*>> SplitIntoTables(const std::vector<const SliceSnapshot*>& sorted) {
+  uint64_t total = 0;
+  for (const SliceSnapshot* s : sorted) total += (s->params->size() + s->state.size()) * sizeof(float);
+  if (total == 0) return {sorted};
+  const size_t tables = std::clamp<size_t>(total / kMinTableBytes, 1, std::min(kMaxTables, sorted.size()));
+  std::vector<std::vector<const SliceSnapshot*>> out(tables);
+  uint64_t before = 0;
+  for (const SliceSnapshot* s : sorted) {
+    out[std::min<size_t>(before * tables / total, tables - 1)].push_back(s);
+    before += (s->params->size() + s->state.size()) * sizeof(float);
+  }
+  std::erase_if(out, [](const auto& run) { return run.empty(); });
+  return out;
+}
+
+// Writes one SST file per run of `runs` into `dir`, all at once (the first
+// on this thread). Adds the record bytes to *bytes.
+StatusOr<std::vector<rocksdb::ExternalSstFileInfo>> WriteTables(
+    const std::string& dir, const rocksdb::Options& options,
+    const std::vector<std::vector<const SliceSnapshot*>>& runs, int state_per_param, int64_t* bytes) {
+  std::vector<int64_t> run_bytes(runs.size(), 0);
+  auto write = [&](size_t i) {
+    return WriteTable(dir + "/records-" + std::to_string(i) + ".sst.tmp", options, runs[i], state_per_param,
+                      &run_bytes[i]);
+  };
+  std::vector<std::future<StatusOr<rocksdb::ExternalSstFileInfo>>> others;
+  for (size_t i = 1; i < runs.size(); ++i) others.push_back(std::async(std::launch::async, write, i));
+  std::vector<StatusOr<rocksdb::ExternalSstFileInfo>> written;
+  written.push_back(write(0));
+  for (auto& f : others) written.push_back(f.get());  // every thread joined before returning
+  std::vector<rocksdb::ExternalSstFileInfo> tables;
+  for (size_t i = 0; i < written.size(); ++i) {
+    if (!written[i].ok()) return written[i].status();
+    tables.push_back(std::move(written[i]).value());
+    *bytes += run_bytes[i];
+  }
+  return tables;
+}
+
+// Moves the SST files `tables` into the open database (hard links; the files
+// are not rewritten: write_global_seqno off), taking the SHA-256s computed
+// while they were written rather than reading them again.
+Status IngestTables(rocksdb::DB* db, const std::vector<rocksdb::ExternalSstFileInfo>& tables, const std::string& dir) {
+  rocksdb::IngestExternalFileArg arg;
+  arg.column_family = db->DefaultColumnFamily();
+  for (const rocksdb::ExternalSstFileInfo& t : tables) {
+    arg.external_files.push_back(t.file_path);
+    arg.files_checksums.push_back(t.file_checksum);
+    arg.files_checksum_func_names.push_back(t.file_checksum_func_name);
+  }
+  arg.options.move_files = true;
+  arg.options.write_global_seqno = false;
+  arg.options.verify_file_checksum = false;
+  return FromRocks(db->IngestExternalFiles({arg}), "cannot add the records to " + dir);
+}
+
+}  // namespace
+
 StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::vector<SliceSnapshot>& slices,
                                            int state_per_param) {
   if (FileExists(dir)) return FailedPreconditionError("checkpoint part " + dir + " already exists");
+  std::vector<const SliceSnapshot*> sorted;  // SST keys must come in order
+  sorted.reserve(slices.size());
+  for (const SliceSnapshot& s : slices) sorted.push_back(&s);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const SliceSnapshot* a, const SliceSnapshot* b) { return a->range.begin < b->range.begin; });
   rocksdb::Options options = StoreOptions();
   options.create_if_missing = true;
   options.error_if_exists = true;
@@ -162,18 +274,16 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir, &raw), "cannot create " + dir));
   std::unique_ptr<rocksdb::DB> db(raw);
-  rocksdb::WriteOptions write;
-  write.disableWAL = true;  // the flush below makes the data durable
   StoreWriteResult result;
-  for (const SliceSnapshot& s : slices) {
-    const std::string value = EncodeSliceRecord(s, state_per_param);
-    result.bytes += static_cast<int64_t>(value.size());
-    RETURN_IF_ERROR(FromRocks(db->Put(write, SliceKey(s.range.begin), value), "cannot write " + dir));
+  // The records go into SST files written and synced beside the database
+  // and then moved in (the memtable path would copy every record twice more
+  // and write it from a flush). No WAL is involved: the files are durable
+  // before they are ingested, and ingestion syncs the MANIFEST.
+  if (!sorted.empty()) {
+    ASSIGN_OR_RETURN(std::vector<rocksdb::ExternalSstFileInfo> tables,
+                     WriteTables(dir, options, SplitIntoTables(sorted), state_per_param, &result.bytes));
+    RETURN_IF_ERROR(IngestTables(db.get(), tables, dir));
   }
-  rocksdb::FlushOptions flush;
-  flush.wait = true;
-  RETURN_IF_ERROR(FromRocks(db->Flush(flush), "cannot flush " + dir));
-  RETURN_IF_ERROR(FromRocks(db->SyncWAL(), "cannot sync " + dir));
   // The SST files' digests, computed as they were written: "000008.sst" -> hex.
   std::map<std::string, std::string> computed;
   {

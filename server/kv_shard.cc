@@ -1,6 +1,7 @@
 #include "server/kv_shard.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "models/model.h"
@@ -27,7 +28,7 @@ KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& te
     Slice& s = state_[i];
     s.range = slices_[i];
     s.params = std::make_shared<std::vector<float>>(full.begin() + s.range.begin, full.begin() + s.range.end);
-    s.state.assign(s.range.size() * optimizer_->state_per_param(), 0.0f);
+    s.state = std::make_shared<std::vector<float>>(s.range.size() * optimizer_->state_per_param(), 0.0f);
     s.pending.resize(workers_);
     s.pending_examples.assign(workers_, 0);
     s.last_push.assign(workers_, -1);
@@ -198,12 +199,29 @@ void KvShard::ApplyPending(Slice* slice) {
 }
 
 void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, int64_t examples) {
-  // Copy on write: a PARAMS reply still being sent holds the old buffer.
-  if (slice->params.use_count() > 1) slice->params = std::make_shared<std::vector<float>>(*slice->params);
   const float scale = 1.0f / static_cast<float>(examples);
   const int per = optimizer_->state_per_param();
-  float* w = slice->params->data();
   const uint64_t n = slice->range.size();
+  // Out of place while a snapshot or a PARAMS reply still being sent holds a
+  // buffer: the step reads the old values from it and writes its results
+  // into other buffers (Optimizer::ApplyFrom). That costs about what
+  // stepping in place does; copying the buffers first (copy on write) cost
+  // an extra pass over memory, a large share of the step after every
+  // checkpoint.
+  const bool steps_state = slice->trainable && per > 0;
+  const bool in_place = slice->params.use_count() == 1 && (!steps_state || slice->state.use_count() == 1);
+  const float* w_in = slice->params->data();
+  const float* state_in = steps_state ? slice->state->data() : nullptr;
+  if (in_place) {
+    // Whoever else held them (a writer thread, ZeroMQ) has let go: their
+    // release pairs with this acquire, so their reads happen before our writes.
+    std::atomic_thread_fence(std::memory_order_acquire);
+  } else {
+    SwapInSpare(&slice->params, &slice->spare_params);
+    if (steps_state) SwapInSpare(&slice->state, &slice->spare_state);
+  }
+  float* w = slice->params->data();
+  float* state_out = steps_state ? slice->state->data() : nullptr;
   // One pass over memory: sum, scale and step a chunk at a time, the chunk's
   // mean gradient staying in L1 (separate passes are memory-bound).
   float mean[kApplyChunk];
@@ -226,16 +244,30 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
       continue;
     }
     // State blocks span the whole slice (block j at j * n), the layout checkpoints store.
-    float* state = per > 0 ? slice->state.data() + k0 : nullptr;
-    optimizer_->Apply(slice->version + 1, w + k0, mean, state, m, n);
+    float* state = per > 0 ? state_out + k0 : nullptr;
+    if (in_place) {
+      optimizer_->Apply(slice->version + 1, w + k0, mean, state, m, n);
+    } else {
+      optimizer_->ApplyFrom(slice->version + 1, w_in + k0, per > 0 ? state_in + k0 : nullptr, n, w + k0, mean, state,
+                            m, n);
+    }
     // Frozen weights: back to 0 whatever the optimizer did (weight decay,
     // momentum, Adam's moments), state included.
     auto it = std::lower_bound(slice->frozen.begin(), slice->frozen.end(), static_cast<uint32_t>(k0));
     for (; it != slice->frozen.end() && *it < k0 + m; ++it) {
       w[*it] = 0.0f;
-      for (int j = 0; j < per; ++j) slice->state[j * n + *it] = 0.0f;
+      for (int j = 0; j < per; ++j) state_out[j * n + *it] = 0.0f;
     }
   }
+}
+
+void KvShard::SwapInSpare(std::shared_ptr<std::vector<float>>* buffer, std::shared_ptr<std::vector<float>>* spare) {
+  if (*spare == nullptr || spare->use_count() > 1 || (*spare)->size() != (*buffer)->size()) {
+    *spare = std::make_shared<std::vector<float>>((*buffer)->size());
+  } else {
+    std::atomic_thread_fence(std::memory_order_acquire);  // as in ApplySlice, for the spare's last holder
+  }
+  std::swap(*buffer, *spare);
 }
 
 void KvShard::FreezeZeros(Slice* slice) const {
@@ -247,7 +279,7 @@ void KvShard::FreezeZeros(Slice* slice) const {
   for (uint64_t k = 0; k < n; ++k) {
     if (w[k] != 0.0f) continue;
     slice->frozen.push_back(static_cast<uint32_t>(k));
-    for (int j = 0; j < per; ++j) slice->state[j * n + k] = 0.0f;
+    for (int j = 0; j < per; ++j) (*slice->state)[j * n + k] = 0.0f;
   }
 }
 
@@ -265,7 +297,7 @@ std::vector<OutFrame> KvShard::ParamFrames(const std::vector<int>& slices) const
 std::vector<SliceSnapshot> KvShard::Snapshot() const {
   std::vector<SliceSnapshot> out;
   out.reserve(state_.size());
-  for (const Slice& s : state_) out.push_back({s.range, s.version, s.params, s.state});
+  for (const Slice& s : state_) out.push_back({s.range, s.version, s.params, SharedFloats(s.state)});
   return out;
 }
 
@@ -323,7 +355,9 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
   for (size_t i = 0; i < state_.size(); ++i) {
     Slice& s = state_[i];
     s.params = std::make_shared<std::vector<float>>(std::move(params[i]));
-    s.state = std::move(states[i]);
+    s.state = std::make_shared<std::vector<float>>(std::move(states[i]));
+    s.spare_params.reset();
+    s.spare_state.reset();
     s.version = step;
     for (auto& p : s.pending) p.reset();
     std::fill(s.pending_examples.begin(), s.pending_examples.end(), 0);
@@ -350,7 +384,7 @@ void KvShard::MaybeCapture(size_t index) {
   if (!armed_step_.has_value() || captured_[index].has_value()) return;
   const Slice& s = state_[index];
   if (s.version != *armed_step_) return;
-  captured_[index] = SliceSnapshot{s.range, s.version, s.params, s.state};
+  captured_[index] = SliceSnapshot{s.range, s.version, s.params, SharedFloats(s.state)};
   ++captured_count_;
 }
 

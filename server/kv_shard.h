@@ -71,8 +71,9 @@ class KvShard {
   // A copy of the parameters, slices back to back.
   std::vector<float> params() const;
 
-  // Every slice as a checkpoint stores it. Parameters are shared, not copied:
-  // the next step writes into a copy while the snapshot holds them.
+  // Every slice as a checkpoint stores it. Parameters and optimizer state are
+  // shared, not copied: while the snapshot holds them, the next step writes
+  // its results into other buffers (ApplySlice).
   std::vector<SliceSnapshot> Snapshot() const;
 
   // Arms a consistent cut at `step`: each slice is captured the moment it
@@ -115,7 +116,11 @@ class KvShard {
     int64_t version = 0;
     std::shared_ptr<std::vector<float>> params;
     // Optimizer state: state_per_param() blocks of range.size() floats.
-    std::vector<float> state;
+    std::shared_ptr<std::vector<float>> state;
+    // The buffers params and state last replaced because a snapshot or a
+    // PARAMS reply held them; reused once nothing else does, so a step after
+    // a snapshot writes into memory that is already mapped. Empty until then.
+    std::shared_ptr<std::vector<float>> spare_params, spare_state;
     // BSP: this version's pushes by rank, and their example counts.
     std::vector<std::optional<zmq::message_t>> pending;
     std::vector<int64_t> pending_examples;
@@ -136,6 +141,10 @@ class KvShard {
 
   // Steps slice `s` with the sum of `gradients` (in the order given) divided by `examples`.
   void ApplySlice(Slice* slice, std::span<const float* const> gradients, int64_t examples);
+  // Swaps *buffer, which a snapshot or a reply holds, for *spare (or, while
+  // that is held too or missing, a new buffer) without copying; the old one
+  // becomes the spare, and the step reads it.
+  static void SwapInSpare(std::shared_ptr<std::vector<float>>* buffer, std::shared_ptr<std::vector<float>>* spare);
   void ApplyPending(Slice* slice);
   // BSP: some push is held and every taking-part rank's is in.
   bool Complete(const Slice& slice) const;

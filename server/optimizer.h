@@ -34,7 +34,18 @@ class Optimizer {
   // zero at the start; block j starts at state + j * stride (stride >= n),
   // so a caller can step a chunk of a larger slice in place. `step` counts
   // from 1 (a slice's version + 1) and picks the learning rate.
-  virtual void Apply(int64_t step, float* w, const float* g, float* state, size_t n, size_t stride) const = 0;
+  void Apply(int64_t step, float* w, const float* g, float* state, size_t n, size_t stride) const {
+    ApplyFrom(step, w, state, stride, w, g, state, n, stride);
+  }
+
+  // Apply out of place: reads the parameters and state from w_old and
+  // state_old (blocks at old_stride) and writes the stepped ones to w and
+  // state, leaving the old ones as they were (a checkpoint's snapshot holds
+  // them). The same bits as Apply. In place when w_old == w and
+  // state_old == state; otherwise they must not overlap, and w and state may
+  // be written with streaming (non-temporal) stores, fenced before it returns.
+  virtual void ApplyFrom(int64_t step, const float* w_old, const float* state_old, size_t old_stride, float* w,
+                         const float* g, float* state, size_t n, size_t stride) const = 0;
 
   // Apply with the state blocks back to back (stride n).
   void Apply(int64_t step, float* w, const float* g, float* state, size_t n) const {

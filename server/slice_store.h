@@ -17,13 +17,39 @@
 
 namespace tessera {
 
-// One slice to write. `params` is shared with the server (copy-on-write
-// keeps it unchanged while the write runs); `state` is a copy.
+// Floats shared read-only, without a copy: a snapshot's optimizer state,
+// which the shard leaves untouched (its next step writes into another
+// buffer) while a snapshot holds it. Reads like the const std::vector<float>
+// it holds, and converts from one, so code that built a snapshot's state as a
+// vector still does.
+class SharedFloats {
+ public:
+  SharedFloats() : SharedFloats(std::vector<float>()) {}
+  SharedFloats(std::vector<float> values)  // NOLINT(google-explicit-constructor): stands in for a vector
+      : values_(std::make_shared<const std::vector<float>>(std::move(values))) {}
+  explicit SharedFloats(std::shared_ptr<const std::vector<float>> values) : values_(std::move(values)) {}
+
+  operator const std::vector<float>&() const { return *values_; }  // NOLINT(google-explicit-constructor)
+  const std::vector<float>& vector() const { return *values_; }
+  const float* data() const { return values_->data(); }
+  size_t size() const { return values_->size(); }
+  bool empty() const { return values_->empty(); }
+  const float& operator[](size_t i) const { return (*values_)[i]; }
+  std::vector<float>::const_iterator begin() const { return values_->begin(); }
+  std::vector<float>::const_iterator end() const { return values_->end(); }
+
+ private:
+  std::shared_ptr<const std::vector<float>> values_;  // never null
+};
+
+// One slice to write. `params` and `state` are shared with the server, not
+// copied: its next step writes into other buffers while a snapshot holds
+// these, so they keep the values of the cut while the write runs.
 struct SliceSnapshot {
   KeyRange range;
   int64_t version = 0;
   std::shared_ptr<const std::vector<float>> params;
-  std::vector<float> state;  // state_per_param blocks of range.size() floats
+  SharedFloats state;  // state_per_param blocks of range.size() floats
 };
 
 // One slice read back.

@@ -13,6 +13,7 @@ PACKAGES=(
   libonnx-dev
   libcpp-httplib-dev nlohmann-json3-dev
   python3-onnx python3-numpy
+  iproute2
   dataset-fashion-mnist
 )
 

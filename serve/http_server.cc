@@ -1,8 +1,12 @@
 #include "serve/http_server.h"
 
+#include <glog/logging.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <exception>
 
 #include "core/json.h"
@@ -49,6 +53,14 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
   s.set_keep_alive_timeout(5);
   s.set_read_timeout(30);
   s.set_write_timeout(30);
+  // httplib's own socket options set SO_REUSEPORT, which lets a second server
+  // bind the same port and silently take half the connections: SO_REUSEADDR
+  // only, so a taken port is an error. And the socket, to widen its backlog.
+  s.set_socket_options([this](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_socket_ = sock;
+  });
 
   // Infer requests count in the request metrics, everything else as "other".
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
@@ -135,15 +147,20 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
 KServeHttpServer::~KServeHttpServer() = default;
 
 StatusOr<int> KServeHttpServer::Bind(const std::string& host, int port) {
+  int bound = port;
   if (port == 0) {
-    const int bound = server_->bind_to_any_port(host);
+    bound = server_->bind_to_any_port(host);
     if (bound <= 0) return UnavailableError("cannot listen on " + host + " (any port)");
-    return bound;
-  }
-  if (!server_->bind_to_port(host, port)) {
+  } else if (!server_->bind_to_port(host, port)) {
     return UnavailableError("cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not an address here)");
   }
-  return port;
+  // httplib listens with a backlog of 5: a burst of new connections (32
+  // clients starting at once) overflows it, and the kernel then drops or
+  // resets some of them. listen() again on the bound socket widens it.
+  if (listen_socket_ >= 0 && ::listen(listen_socket_, kListenBacklog) != 0) {
+    LOG(WARNING) << "cannot widen the listen backlog: " << std::strerror(errno);
+  }
+  return bound;
 }
 
 bool KServeHttpServer::Listen() { return server_->listen_after_bind(); }

@@ -44,6 +44,8 @@ class KServeHttpServer {
   ModelRepository* repository_;
   ServeMetrics* metrics_;
   std::unique_ptr<httplib::Server> server_;
+  int listen_socket_ = -1;  // the listening socket, once bound
+  static constexpr int kListenBacklog = 1024;
 };
 
 }  // namespace tessera

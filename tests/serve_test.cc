@@ -15,7 +15,10 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "core/checkpoint_manifest.h"
@@ -590,6 +593,30 @@ TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndAllRight) {
   EXPECT_LT(passes, kThreads * kRequests) << metrics->body;
   EXPECT_LT(single, passes) << "no pass ran more than one example:\n" << metrics->body;
   EXPECT_EQ(value("tessera_serve_batch_size_bucket{le=\"16\"}"), passes) << "a pass above --max-batch-size";
+}
+
+// A port another server holds is refused (httplib's SO_REUSEPORT let a
+// second server share it behind the first one's back), and the listening
+// socket's backlog is widened from httplib's 5, which a burst of new
+// connections overflowed (ConcurrentRequestsAreBatchedAndAllRight lost some).
+TEST_F(ServeTest, ATakenPortIsRefusedAndTheBacklogIsWide) {
+  const std::string repo = NewRepo();
+  Server server = StartServer({"--model-repo", repo});
+  ASSERT_GT(server.port, 0);
+  CommandResult second = RunTessera({"serve", "--model-repo", repo, "--port", std::to_string(server.port)}, 60);
+  EXPECT_EQ(second.exit_code, 2) << second.output;
+  EXPECT_NE(second.output.find("cannot listen on 127.0.0.1:" + std::to_string(server.port)), std::string::npos)
+      << second.output;
+
+  // /proc/net/tcp has no backlog; ss (iproute2) shows it as a listener's Send-Q.
+  if (std::system("command -v ss > /dev/null 2>&1") != 0) GTEST_SKIP() << "ss (iproute2) is not installed";
+  const std::string out = MakeTempDir("serve-ss") + "/ss.txt";
+  ASSERT_EQ(std::system(("ss -ltnH 'sport = :" + std::to_string(server.port) + "' > " + out).c_str()), 0);
+  std::istringstream line(ReadFileToString(out).value());
+  std::string state, recv_q, send_q;
+  line >> state >> recv_q >> send_q;
+  EXPECT_EQ(state, "LISTEN");
+  EXPECT_GE(std::atoi(send_q.c_str()), 128) << ReadFileToString(out).value();
 }
 
 TEST(ServeCommandTest, BadFlagsAndRepositoriesAreOneLineAndExit2) {

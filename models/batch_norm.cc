@@ -1,21 +1,68 @@
 #include "models/batch_norm.h"
 
+#include <cmath>
 #include <cstring>
 
-#include "models/dnnl_util.h"
-
 namespace tessera {
+namespace {
 
-using dnnl::memory;
-using namespace dnnl_util;
+// Sums over one channel's plane of one example: eight running partial sums,
+// so the compiler keeps them in vector registers (a single accumulator
+// would serialize every add), then one double per channel across planes.
+constexpr int kLanes = 8;
 
-struct BatchNorm::Primitives {
-  dnnl::batch_normalization_forward::primitive_desc fwd_pd;
-  dnnl::batch_normalization_forward fwd;
-  dnnl::batch_normalization_backward::primitive_desc bwd_pd;  // training only
-  dnnl::batch_normalization_backward bwd;
-  memory::desc data, channel;
-};
+float Sum(const float* p, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j];
+  }
+  float s = 0;
+  for (; i < n; ++i) s += p[i];
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
+// Sum of (p - mean)^2.
+float SquaredDeviations(const float* p, int64_t n, float mean) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float d = p[i + j] - mean;
+      acc[j] += d * d;
+    }
+  }
+  float s = 0;
+  for (; i < n; ++i) s += (p[i] - mean) * (p[i] - mean);
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
+// Sum of dy and of dy * (x - mean).
+void GradientSums(const float* x, const float* dy, int64_t n, float mean, float* sum_dy, float* sum_dy_dev) {
+  float a[kLanes] = {}, b[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      a[j] += dy[i + j];
+      b[j] += dy[i + j] * (x[i + j] - mean);
+    }
+  }
+  float s = 0, t = 0;
+  for (; i < n; ++i) {
+    s += dy[i];
+    t += dy[i] * (x[i] - mean);
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    s += a[j];
+    t += b[j];
+  }
+  *sum_dy = s;
+  *sum_dy_dev = t;
+}
+
+}  // namespace
 
 BatchNorm::BatchNorm(const Shape& shape, float momentum, float epsilon)
     : Layer(shape, shape),
@@ -40,47 +87,40 @@ void BatchNorm::Bind(const float* params, float* grads) {
   grads_ = grads;
 }
 
-BatchNorm::Primitives& BatchNorm::For(int64_t batch, bool training) {
-  auto it = primitives_.find({batch, training});
-  if (it != primitives_.end()) return *it->second;
-  auto p = std::make_unique<Primitives>();
-  // Features are 1x1 images: the same kernels serve BatchNorm1d.
-  const int64_t side = spatial_ == 1 ? 1 : in_shape()[1];
-  const int64_t other = spatial_ == 1 ? 1 : in_shape()[2];
-  p->data = Plain({batch, channels_, side, other});
-  p->channel = Plain({channels_});
-  auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
-  if (!training) flags |= dnnl::normalization_flags::use_global_stats;
-  const auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
-  dnnl::batch_normalization_forward::desc fwd_desc(prop, p->data, epsilon_, flags);
-  p->fwd_pd = dnnl::batch_normalization_forward::primitive_desc(fwd_desc, Engine());
-  p->fwd = dnnl::batch_normalization_forward(p->fwd_pd);
-  if (training) {
-    dnnl::batch_normalization_backward::desc bwd_desc(dnnl::prop_kind::backward, p->data, p->data, epsilon_, flags);
-    p->bwd_pd = dnnl::batch_normalization_backward::primitive_desc(bwd_desc, Engine(), p->fwd_pd);
-    p->bwd = dnnl::batch_normalization_backward(p->bwd_pd);
-  }
-  return *primitives_.emplace(std::make_pair(batch, training), std::move(p)).first->second;
-}
-
 void BatchNorm::Forward(const float* x, int64_t batch, float* y, const Pass& pass) {
   if (batch == 0) return;
-  Primitives& p = For(batch, pass.training);
   const float* scale = params_;
   const float* shift = params_ + channels_;
-  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, Wrap(p.data, x)},
-                                          {DNNL_ARG_DST, Wrap(p.data, y)},
-                                          {DNNL_ARG_SCALE, Wrap(p.channel, scale)},
-                                          {DNNL_ARG_SHIFT, Wrap(p.channel, shift)}};
+  const int64_t planes = batch * channels_;  // plane (n, c) starts at ((n * C) + c) * spatial
+  const float* mean = params_ + 2 * channels_;
+  const float* variance = params_ + 3 * channels_;
   if (pass.training) {
-    args[DNNL_ARG_MEAN] = Wrap(p.channel, mean_.data());
-    args[DNNL_ARG_VARIANCE] = Wrap(p.channel, variance_.data());
-  } else {
-    args[DNNL_ARG_MEAN] = Wrap(p.channel, params_ + 2 * channels_);
-    args[DNNL_ARG_VARIANCE] = Wrap(p.channel, params_ + 3 * channels_);
+    // The batch's statistics, two passes (the mean first, then the squared
+    // deviations from it: no cancellation as in E[x^2] - E[x]^2).
+    const double count = static_cast<double>(batch * spatial_);
+    std::vector<double> sums(channels_, 0.0);
+    for (int64_t p = 0; p < planes; ++p) sums[p % channels_] += Sum(x + p * spatial_, spatial_);
+    for (int64_t c = 0; c < channels_; ++c) mean_[c] = static_cast<float>(sums[c] / count);
+    std::fill(sums.begin(), sums.end(), 0.0);
+    for (int64_t p = 0; p < planes; ++p) {
+      sums[p % channels_] += SquaredDeviations(x + p * spatial_, spatial_, mean_[p % channels_]);
+    }
+    for (int64_t c = 0; c < channels_; ++c) variance_[c] = static_cast<float>(sums[c] / count);  // biased
+    mean = mean_.data();
+    variance = variance_.data();
   }
-  p.fwd.execute(Stream(), args);
-  Stream().wait();
+  // y = x * a + b per channel: a = scale / sqrt(var + eps), b = shift - mean * a.
+  std::vector<float> a(channels_), b(channels_);
+  for (int64_t c = 0; c < channels_; ++c) {
+    a[c] = scale[c] / std::sqrt(variance[c] + epsilon_);
+    b[c] = shift[c] - mean[c] * a[c];
+  }
+  for (int64_t p = 0; p < planes; ++p) {
+    const float ac = a[p % channels_], bc = b[p % channels_];
+    const float* in = x + p * spatial_;
+    float* out = y + p * spatial_;
+    for (int64_t i = 0; i < spatial_; ++i) out[i] = in[i] * ac + bc;
+  }
 }
 
 void BatchNorm::Backward(const float* x, const float* /*y*/, const float* dy, int64_t batch, float* dx) {
@@ -89,29 +129,44 @@ void BatchNorm::Backward(const float* x, const float* /*y*/, const float* dy, in
     std::memset(grads_, 0, 4 * channels_ * sizeof(float));
     return;
   }
-  Primitives& p = For(batch, /*training=*/true);
-  // dx is needed for the parameter gradients too; a scratch buffer stands in for a first layer.
-  std::vector<float> unused;
-  float* diff_src = dx;
-  if (diff_src == nullptr) {
-    unused.resize(batch * in_features());
-    diff_src = unused.data();
+  const float* scale = params_;
+  const int64_t planes = batch * channels_;
+  std::vector<double> sum_dy(channels_, 0.0), sum_dy_dev(channels_, 0.0);
+  for (int64_t p = 0; p < planes; ++p) {
+    float s, t;
+    GradientSums(x + p * spatial_, dy + p * spatial_, spatial_, mean_[p % channels_], &s, &t);
+    sum_dy[p % channels_] += s;
+    sum_dy_dev[p % channels_] += t;
   }
-  p.bwd.execute(Stream(), {{DNNL_ARG_SRC, Wrap(p.data, x)},
-                           {DNNL_ARG_DIFF_DST, Wrap(p.data, dy)},
-                           {DNNL_ARG_MEAN, Wrap(p.channel, mean_.data())},
-                           {DNNL_ARG_VARIANCE, Wrap(p.channel, variance_.data())},
-                           {DNNL_ARG_SCALE, Wrap(p.channel, params_)},
-                           // oneDNN 2.6 refuses to run without the shift, though it does not read it.
-                           {DNNL_ARG_SHIFT, Wrap(p.channel, params_ + channels_)},
-                           {DNNL_ARG_DIFF_SRC, Wrap(p.data, diff_src)},
-                           {DNNL_ARG_DIFF_SCALE, Wrap(p.channel, grads_)},
-                           {DNNL_ARG_DIFF_SHIFT, Wrap(p.channel, grads_ + channels_)}});
-  Stream().wait();
+  // With xhat = (x - mean) * inv_std and M examples per channel:
+  //   dshift = sum dy, dscale = inv_std * sum dy (x - mean),
+  //   dx = scale * inv_std * (dy - sum dy / M - xhat * inv_std * sum dy (x - mean) / M),
+  // which is k1 * dy + k2 * x + k3 per channel.
+  const double count = static_cast<double>(batch * spatial_);
+  std::vector<float> k1(channels_), k2(channels_), k3(channels_);
+  for (int64_t c = 0; c < channels_; ++c) {
+    const double inv_std = 1.0 / std::sqrt(static_cast<double>(variance_[c]) + epsilon_);
+    grads_[c] = static_cast<float>(sum_dy_dev[c] * inv_std);
+    grads_[channels_ + c] = static_cast<float>(sum_dy[c]);
+    const double g = scale[c] * inv_std;
+    const double slope = -g * inv_std * inv_std * sum_dy_dev[c] / count;
+    k1[c] = static_cast<float>(g);
+    k2[c] = static_cast<float>(slope);
+    k3[c] = static_cast<float>(-g * sum_dy[c] / count - slope * mean_[c]);
+  }
+  if (dx != nullptr) {
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t c = p % channels_;
+      const float c1 = k1[c], c2 = k2[c], c3 = k3[c];
+      const float* in = x + p * spatial_;
+      const float* d = dy + p * spatial_;
+      float* out = dx + p * spatial_;
+      for (int64_t i = 0; i < spatial_; ++i) out[i] = c1 * d[i] + c2 * in[i] + c3;
+    }
+  }
   // The running statistics' new values, times the batch (the server divides
   // the sum over workers by their examples). PyTorch keeps the unbiased variance.
-  const double n = static_cast<double>(batch * spatial_);
-  const double unbias = n > 1 ? n / (n - 1) : 1.0;
+  const double unbias = count > 1 ? count / (count - 1) : 1.0;
   const float* running_mean = params_ + 2 * channels_;
   const float* running_var = params_ + 3 * channels_;
   for (int64_t c = 0; c < channels_; ++c) {

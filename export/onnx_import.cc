@@ -202,11 +202,19 @@ StatusOr<DerivedWeight> ReadDerivedWeight(const onnx::NodeProto& node, const std
   }
   ASSIGN_OR_RETURN(const std::vector<float> scales, TensorFloats(*w.scale));
   for (float v : scales) {
-    if (!(v > 0.0f) || !std::isfinite(v)) return InvalidArgumentError(where + ": weight scales must be finite and > 0");
+    if (!std::isnormal(v) || v < 0) return InvalidArgumentError(where + ": weight scales must be finite and > 0 (normal floats)");
+  }
+  // Symmetric int8 weights: -128 has no positive twin, and Tessera's int8
+  // kernels take [-127, 127].
+  ASSIGN_OR_RETURN(const std::vector<float> q, TensorFloats(*w.values, {onnx::TensorProto::INT8}));
+  if (std::find(q.begin(), q.end(), -128.0f) != q.end()) {
+    return InvalidArgumentError(where + ": int8 weights must be in [-127, 127] (symmetric), '" + w.values->name() +
+                                "' holds -128");
   }
   if (w.zero_point != nullptr) {
-    if (w.zero_point->data_type() != onnx::TensorProto::INT8) {
-      return InvalidArgumentError(where + ": the weight zero point must be int8");
+    if (w.zero_point->data_type() != onnx::TensorProto::INT8 || w.zero_point->dims_size() != 1 ||
+        w.zero_point->dims(0) != out) {
+      return InvalidArgumentError(where + ": the weight zero point must be int8 [" + std::to_string(out) + "]");
     }
     ASSIGN_OR_RETURN(const std::vector<float> zeros, TensorFloats(*w.zero_point, {onnx::TensorProto::INT8}));
     for (float v : zeros) {
@@ -336,6 +344,13 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       }
       if (!used.insert(name).second) return InvalidArgumentError(where + ": initializer '" + name + "' is used twice");
       if (d != derived.end()) {
+        // An int8 weight (DequantizeLinear) is only a Conv's or Gemm's weight: the
+        // layer reads its integers with the scales; anywhere else they would be
+        // taken as plain floats.
+        if (d->second.scale != nullptr && (k != 1 || (op != "Conv" && op != "Gemm"))) {
+          return InvalidArgumentError(where + ": the dequantized int8 tensor '" + name +
+                                      "' can only be a Conv's or Gemm's weight");
+        }
         for (const onnx::TensorProto* t : {d->second.values, d->second.scale, d->second.zero_point}) {
           if (t != nullptr && !used.insert(t->name()).second) {
             return InvalidArgumentError(where + ": initializer '" + t->name() + "' is used twice");
@@ -499,8 +514,11 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       // the next layer's input quantization.
       RETURN_IF_ERROR(OnlyAttributes(node, {"axis"}, where));
       if (params.size() != 2) return InvalidArgumentError(where + ": needs inputs x, scale and zero point");
-      const onnx::TensorProto& scale = *inits[params[0]];
-      const onnx::TensorProto& zero_point = *inits[params[1]];
+      if (!inits.count(params[0]) || !inits.count(params[1])) {
+        return InvalidArgumentError(where + ": the scale and zero point must be initializers");
+      }
+      const onnx::TensorProto& scale = *inits.at(params[0]);
+      const onnx::TensorProto& zero_point = *inits.at(params[1]);
       if (scale.dims_size() != 0 || zero_point.dims_size() != 0) {
         return InvalidArgumentError(where + ": activations must be quantized per tensor (scalar scale and zero point)");
       }
@@ -508,7 +526,9 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       ASSIGN_OR_RETURN(const std::vector<float> s, TensorFloats(scale));
       ASSIGN_OR_RETURN(const std::vector<float> z,
                        TensorFloats(zero_point, {onnx::TensorProto::INT8, onnx::TensorProto::UINT8}));
-      if (!(s[0] > 0.0f) || !std::isfinite(s[0])) return InvalidArgumentError(where + ": the scale must be finite and > 0");
+      if (!std::isnormal(s[0]) || s[0] < 0) {
+        return InvalidArgumentError(where + ": the scale must be finite and > 0 (a normal float)");
+      }
       if (z[0] != 0.0f) return InvalidArgumentError(where + ": the zero point must be 0");
       const onnx::NodeProto* dq = i + 1 < graph.node_size() ? &graph.node(i + 1) : nullptr;
       if (dq == nullptr || dq->op_type() != "DequantizeLinear" || dq->input_size() != 3 ||

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "models/model.h"
 
@@ -76,7 +77,7 @@ StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& spec, const Shape&
     for (InputRange& r : ranges) r.histogram.assign(kBins, 0);
     ForEachLayerInput(*model, spec, x, examples, options.batch_size, [&](int i, const float* in, int64_t n) {
       InputRange& r = ranges[i];
-      if (r.max_abs == 0) return;
+      if (!(r.max_abs >= std::numeric_limits<float>::min())) return;  // all (near) zero: kBins / max_abs overflows
       const float to_bin = kBins / r.max_abs;
       for (int64_t k = 0; k < n; ++k) {
         const int bin = std::min(kBins - 1, static_cast<int>(std::fabs(in[k]) * to_bin));
@@ -119,7 +120,8 @@ StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& spec, const Shape&
     report.input_min = r.min;
     report.input_max = r.max_abs;
     report.input_unsigned = r.min >= 0;
-    report.input_scale = top > 0 ? top / (report.input_unsigned ? 255.0f : 127.0f) : 1.0f;
+    report.input_scale = top / (report.input_unsigned ? 255.0f : 127.0f);
+    if (!std::isnormal(report.input_scale)) report.input_scale = 1.0f;  // an input that is (nearly) always 0
     if (r.count > 0 && options.percentile < 1) {
       int64_t beyond = 0;
       for (int b = kBins - 1; b >= 0 && r.max_abs * b / kBins >= top; --b) beyond += r.histogram[b];
@@ -140,7 +142,8 @@ StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& spec, const Shape&
       const float* row = params.data() + w.offset + o * per_channel;
       float max_abs = 0;
       for (int64_t k = 0; k < per_channel; ++k) max_abs = std::max(max_abs, std::fabs(row[k]));
-      scales[o] = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+      scales[o] = max_abs / 127.0f;
+      if (!std::isnormal(scales[o])) scales[o] = 1.0f;  // an all-zero (or denormal) channel
       for (int64_t k = 0; k < per_channel; ++k) {
         out.params.push_back(std::nearbyint(std::clamp(row[k] / scales[o], -127.0f, 127.0f)));
       }

@@ -62,7 +62,8 @@ dnnl::reorder QuantizingReorder(const memory::desc& from, const memory::desc& to
 }  // namespace
 
 Status ValidateInt8Spec(const proto::Int8Spec& int8) {
-  if (!(int8.input_scale() > 0.0f) || !std::isfinite(int8.input_scale())) {
+  // A normal float: 1 / scale must be finite too.
+  if (!std::isnormal(int8.input_scale()) || int8.input_scale() < 0) {
     return InvalidArgumentError("int8.input_scale must be a finite number > 0, got " +
                                 std::to_string(int8.input_scale()));
   }

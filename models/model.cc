@@ -2,6 +2,7 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstring>
@@ -132,8 +133,14 @@ void Model::FuseConvBlocks(bool float_too) {
 }
 
 void Model::PrepareForInference() {
-  if (device_ != Device::kCpu || inference_only_) return;
+  if (inference_only_) return;
   inference_only_ = true;
+#ifdef TESSERA_WITH_CUDA
+  if (cuda_ != nullptr) {
+    cuda_->UploadParamsOnce();  // they no longer change: not every pass
+    return;
+  }
+#endif
   FuseConvBlocks(/*float_too=*/true);
   BindLayers();
   activation_batch_ = 0;  // the fused layers' outputs have other sizes
@@ -194,7 +201,8 @@ const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
 
 BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed,
                              const GradsReady& on_grads_ready) {
-  CHECK(!inference_only_) << "TrainBatch on a model prepared for inference";
+  CHECK(!inference_only_ && std::find(fused_away_.begin(), fused_away_.end(), true) == fused_away_.end())
+      << "TrainBatch on a model prepared for inference (or with int8 layers)";
   EnsureExclusiveGrads();
   BatchStats stats;
   stats.examples = batch;

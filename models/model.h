@@ -97,7 +97,8 @@ class Model {
   // Makes the model inference-only and faster on the CPU: each Conv2d with a
   // ReLU (and a MaxPool2d) after it becomes one pass (ConvFusion), with its
   // weights in oneDNN's layout read once. Call it after setting params();
-  // TrainBatch must not be called afterwards. Nothing happens on CUDA.
+  // TrainBatch must not be called afterwards. On CUDA: the parameters are
+  // uploaded on the next pass only, not on every one.
   void PrepareForInference();
 
   // Per-layer timing of every pass from now on (a clock read per layer and

@@ -256,6 +256,74 @@ TEST(QuantizeTest, MalformedQdqGraphsAreRefused) {
          }
        },
        ""},  // the checker or the importer: either way refused
+      {"a weight of -128",
+       [&](onnx::ModelProto* m) {
+         onnx::TensorProto* t = find_init(m, "layer3.linear.weight");
+         std::string raw = t->raw_data();
+         raw[0] = static_cast<char>(-128);
+         t->set_raw_data(raw);
+       },
+       "must be in [-127, 127]"},
+      {"a scale that is a Cast of a float16 initializer (not an initializer)",
+       [&](onnx::ModelProto* m) {
+         // QuantizeLinear's scale read through a Cast: refused, never dereferenced as an initializer.
+         onnx::TensorProto* scale = find_init(m, "layer0.linear.input_scale");
+         scale->set_name("layer0.linear.input_scale_fp16");
+         scale->set_data_type(onnx::TensorProto::FLOAT16);
+         scale->set_raw_data(std::string("\x00\x3c", 2));  // 1.0
+         onnx::NodeProto* cast = m->mutable_graph()->add_node();
+         cast->set_op_type("Cast");
+         cast->set_name("layer0.linear.input_scale");
+         cast->add_input("layer0.linear.input_scale_fp16");
+         cast->add_output("layer0.linear.input_scale");
+         onnx::AttributeProto* to = cast->add_attribute();
+         to->set_name("to");
+         to->set_type(onnx::AttributeProto::INT);
+         to->set_i(onnx::TensorProto::FLOAT);
+         // Before its readers: the graph must stay topologically sorted.
+         auto* nodes = m->mutable_graph()->mutable_node();
+         for (int i = nodes->size() - 1; i > 0; --i) nodes->SwapElements(i, i - 1);
+       },
+       "must be initializers"},
+      {"a dequantized int8 tensor as a bias",
+       [&](onnx::ModelProto* m) {
+         // layer0's bias [32] becomes DequantizeLinear(int8 [32]): valid ONNX, but
+         // Tessera would read the integers as the float bias.
+         auto add = [&](const std::string& name, onnx::TensorProto::DataType type, const std::string& raw) {
+           onnx::TensorProto* t = m->mutable_graph()->add_initializer();
+           t->set_name(name);
+           t->set_data_type(type);
+           t->add_dims(32);
+           t->set_raw_data(raw);
+         };
+         const float one = 1.0f;
+         std::string ones;
+         for (int i = 0; i < 32; ++i) ones.append(reinterpret_cast<const char*>(&one), 4);
+         add("q_bias", onnx::TensorProto::INT8, std::string(32, '\1'));
+         add("q_bias_scale", onnx::TensorProto::FLOAT, ones);
+         add("q_bias_zero", onnx::TensorProto::INT8, std::string(32, '\0'));
+         onnx::NodeProto* dq = m->mutable_graph()->add_node();
+         dq->set_op_type("DequantizeLinear");
+         dq->set_name("q_bias_dq");
+         dq->add_input("q_bias");
+         dq->add_input("q_bias_scale");
+         dq->add_input("q_bias_zero");
+         dq->add_output("q_bias_dq");
+         onnx::AttributeProto* axis = dq->add_attribute();
+         axis->set_name("axis");
+         axis->set_type(onnx::AttributeProto::INT);
+         axis->set_i(0);
+         auto* nodes = m->mutable_graph()->mutable_node();
+         for (int i = nodes->size() - 1; i > 0; --i) nodes->SwapElements(i, i - 1);
+         for (onnx::NodeProto& n : *nodes) {
+           if (n.name() == "layer0.linear") n.set_input(2, "q_bias_dq");
+         }
+         auto* inits = m->mutable_graph()->mutable_initializer();
+         for (int i = inits->size() - 1; i >= 0; --i) {
+           if (inits->Get(i).name() == "layer0.linear.bias") inits->DeleteSubrange(i, 1);
+         }
+       },
+       "can only be a Conv's or Gemm's weight"},
       {"input quantization dropped",
        [&](onnx::ModelProto* m) {
          // Gemm reads the float input directly: an int8 weight without a quantized input.

@@ -389,10 +389,16 @@ struct Precision {
 
 // `count` training examples for calibration, drawn at random (seeded by the
 // spec's seed) and normalized as the workers normalize them.
-StatusOr<std::vector<float>> CalibrationExamples(const proto::JobSpec& spec, int64_t* count) {
+StatusOr<std::vector<float>> CalibrationExamples(const proto::JobSpec& spec, const Shape& input_shape,
+                                                int64_t* count) {
   const proto::DataSpec& d = spec.data();
   ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(d, d.train_images()), DataPath(d, d.train_labels()),
                                                         d.max_train_examples()));
+  if (train.example_size() != NumElements(input_shape)) {
+    return InvalidArgumentError(DataPath(d, d.train_images()) + " has examples of " +
+                                std::to_string(train.example_size()) + " values; the model takes " +
+                                std::to_string(NumElements(input_shape)));
+  }
   *count = std::min(*count, train.count);
   std::vector<int64_t> order(train.count);
   for (int64_t i = 0; i < train.count; ++i) order[i] = i;
@@ -412,6 +418,15 @@ int Quantize(const Command& self, const Shape& input_shape, proto::JobSpec* spec
   precision->name = FLAGS_quantize;
   std::vector<std::pair<std::string, std::string>> fields = {{"precision", JsonQuote(FLAGS_quantize)}};
   if (FLAGS_quantize == "fp16") {
+    // float16 reaches 65504: anything beyond would become infinite.
+    for (const TensorInfo& t : *tensors) {
+      for (uint64_t k = t.offset; k < t.offset + t.size; ++k) {
+        if (std::isfinite((*params)[k]) && std::fabs((*params)[k]) > 65504.0f) {
+          return UsageError(self, "--quantize fp16: " + t.name + " holds " + FloatText((*params)[k]) +
+                                      ", beyond float16's range (65504); export it as fp32 or int8");
+        }
+      }
+    }
     // What the float16 initializers hold, and so what a runtime computes with.
     for (float& v : *params) v = static_cast<float>(static_cast<_Float16>(v));
     precision->details = "{\"method\": \"fp16 weights\", \"storage\": \"every parameter as float16, Cast to "
@@ -420,7 +435,7 @@ int Quantize(const Command& self, const Shape& input_shape, proto::JobSpec* spec
     int64_t count = static_cast<int64_t>(FLAGS_calibration_batches > 0 ? FLAGS_calibration_batches
                                                                        : kDefaultCalibrationBatches) *
                     std::max(1, spec->batch_size());
-    auto x = CalibrationExamples(*spec, &count);
+    auto x = CalibrationExamples(*spec, input_shape, &count);
     if (!x.ok()) return UsageError(self, "reading calibration examples: " + x.status().message());
     auto quantized = QuantizeInt8(spec->model(), input_shape, kImageDatasetClasses, *params, *x, count);
     if (!quantized.ok()) return UsageError(self, quantized.status().message());

@@ -79,8 +79,11 @@ void CudaModel::EnsureBatch(int64_t batch) {
 
 void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch) {
   const cudaStream_t stream = context_->stream();
-  TESSERA_CUDA_CHECK(
-      cudaMemcpyAsync(b_->params.get(), host_params_, num_keys_ * sizeof(float), cudaMemcpyHostToDevice, stream));
+  if (!params_fixed_ || !params_uploaded_) {
+    TESSERA_CUDA_CHECK(
+        cudaMemcpyAsync(b_->params.get(), host_params_, num_keys_ * sizeof(float), cudaMemcpyHostToDevice, stream));
+    params_uploaded_ = true;
+  }
   const size_t x_bytes = batch * input_features_ * sizeof(float);
   std::memcpy(b_->host_x.as<float>(), x, x_bytes);
   TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->x.get(), b_->host_x.as<float>(), x_bytes, cudaMemcpyHostToDevice, stream));

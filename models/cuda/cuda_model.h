@@ -39,6 +39,9 @@ class CudaModel {
   // As Model::Infer with batch > 0: the logits [batch, num_classes] in a
   // host buffer owned by this, valid until the next pass.
   const float* Infer(const float* x, int64_t batch);
+  // From now on the host parameters are uploaded on the next pass only
+  // (inference: they no longer change).
+  void UploadParamsOnce() { params_fixed_ = true; }
 
  private:
   struct Buffers;
@@ -56,6 +59,7 @@ class CudaModel {
   int num_classes_;
   float* host_params_;
   bool params_registered_ = false;
+  bool params_fixed_ = false, params_uploaded_ = false;
   int64_t batch_capacity_ = 0;
   std::unique_ptr<Buffers> b_;
 };

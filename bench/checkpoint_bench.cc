@@ -61,6 +61,8 @@
 //   --steps      normal steps timed before the checkpoints (default 5).
 //   --json       JSON lines on stdout (the table then goes to stderr);
 //   --json=PATH  JSON lines into PATH.
+//   --stall_only section 3 without the background write: no write or restore
+//                (a few seconds; for comparing changes to the step).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,6 +112,7 @@ struct BenchOptions {
   std::string dir;  // empty: a new directory under /tmp
   bool json = false;
   std::string json_path;  // empty: stdout
+  bool stall_only = false;  // section 3 alone, without the background write
 };
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -628,6 +631,7 @@ Status Bench::MeasureStall() {
                                 {"first_stall_s", first_stall},
                                 {"first_share", first_stall / step}});
 
+  if (options_.stall_only) return OkStatus();
   // The write on a background thread (as Server::MaybeStartWrite runs it)
   // while steps go on: both want the cores and the memory bandwidth.
   RETURN_IF_ERROR(shard_->ArmSnapshot(shard_->version()));
@@ -671,8 +675,8 @@ Status Bench::MeasureStall() {
 
 Status Bench::Run() {
   Status s = Setup();
-  if (s.ok()) s = MeasureWrite();
-  if (s.ok()) s = MeasureRestore();
+  if (s.ok() && !options_.stall_only) s = MeasureWrite();
+  if (s.ok() && !options_.stall_only) s = MeasureRestore();
   if (s.ok()) s = MeasureStall();
   if (own_dir_) {
     RemoveAll(dir_);
@@ -692,7 +696,9 @@ Status ParseArgs(int argc, char** argv, BenchOptions* o) {
     auto value_of = [&](const std::string& name) -> const char* {
       return arg.rfind(name + "=", 0) == 0 ? arg.c_str() + name.size() + 1 : nullptr;
     };
-    if (arg == "--quick") {
+    if (arg == "--stall_only") {
+      o->stall_only = true;
+    } else if (arg == "--quick") {
       o->params_mb = 20;
     } else if (arg == "--json") {
       o->json = true;
@@ -713,7 +719,7 @@ Status ParseArgs(int argc, char** argv, BenchOptions* o) {
       if (o->dir.empty()) return InvalidArgumentError("--dir is empty");
     } else if (arg == "--help" || arg == "-h") {
       return InvalidArgumentError(
-          "usage: checkpoint_bench [--quick] [--params_mb=MB] [--reps=N] [--steps=N] [--dir=PATH] [--json[=PATH]]");
+          "usage: checkpoint_bench [--quick] [--params_mb=MB] [--reps=N] [--steps=N] [--dir=PATH] [--json[=PATH]] [--stall_only]");
     } else {
       return InvalidArgumentError("unknown argument '" + arg + "' (try --help)");
     }

@@ -204,7 +204,7 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
   const uint64_t n = slice->range.size();
   // Out of place while a snapshot or a PARAMS reply still being sent holds a
   // buffer: the step reads the old values from it and writes its results
-  // into other buffers (Optimizer::ApplyFrom). That costs about what
+  // into other buffers (Optimizer::ApplyMeanFrom). That costs about what
   // stepping in place does; copying the buffers first (copy on write) cost
   // an extra pass over memory, a large share of the step after every
   // checkpoint.
@@ -222,6 +222,19 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
   }
   float* w = slice->params->data();
   float* state_out = steps_state ? slice->state->data() : nullptr;
+  if (!in_place && slice->trainable) {
+    // The whole slice in one call, so the optimizer can fuse the mean into
+    // its pass (SGD momentum does); then the frozen weights, then one fence
+    // for the streaming stores, before the step is published (a PARAMS
+    // reply's frames, a later snapshot on the writer thread).
+    optimizer_->ApplyMeanFrom(slice->version + 1, w_in, state_in, gradients, scale, w, state_out, n);
+    for (uint32_t k : slice->frozen) {
+      w[k] = 0.0f;
+      for (int j = 0; j < per; ++j) state_out[j * n + k] = 0.0f;
+    }
+    Optimizer::FenceStores();
+    return;
+  }
   // One pass over memory: sum, scale and step a chunk at a time, the chunk's
   // mean gradient staying in L1 (separate passes are memory-bound).
   float mean[kApplyChunk];
@@ -245,12 +258,7 @@ void KvShard::ApplySlice(Slice* slice, std::span<const float* const> gradients, 
     }
     // State blocks span the whole slice (block j at j * n), the layout checkpoints store.
     float* state = per > 0 ? state_out + k0 : nullptr;
-    if (in_place) {
-      optimizer_->Apply(slice->version + 1, w + k0, mean, state, m, n);
-    } else {
-      optimizer_->ApplyFrom(slice->version + 1, w_in + k0, per > 0 ? state_in + k0 : nullptr, n, w + k0, mean, state,
-                            m, n);
-    }
+    optimizer_->Apply(slice->version + 1, w + k0, mean, state, m, n);
     // Frozen weights: back to 0 whatever the optimizer did (weight decay,
     // momentum, Adam's moments), state included.
     auto it = std::lower_bound(slice->frozen.begin(), slice->frozen.end(), static_cast<uint32_t>(k0));

@@ -1,6 +1,9 @@
 #include "server/optimizer.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "core/spec.h"
@@ -18,7 +21,7 @@ namespace {
 // make the step move a third more memory. The same operations in the same
 // order as the scalar loop (no fused multiply-add), so the same bits. Returns
 // how many parameters it stepped (0 without SSE2 or alignment); the caller
-// does the rest.
+// does the rest. Not fenced: see Optimizer::FenceStores.
 size_t StreamMomentum(float lr, float momentum, float wd, const float* w_old, const float* v_old, const float* g,
                       float* w, float* v, size_t n) {
 #if defined(__SSE2__)
@@ -32,7 +35,31 @@ size_t StreamMomentum(float lr, float momentum, float wd, const float* w_old, co
     _mm_stream_ps(v + i, vi);
     _mm_stream_ps(w + i, _mm_sub_ps(wi, _mm_mul_ps(lr4, vi)));
   }
-  _mm_sfence();  // streaming stores are weakly ordered: order them before whatever follows
+  return i;
+#else
+  return 0;
+#endif
+}
+
+// StreamMomentum with the gradient computed on the fly as KvShard's mean
+// is: (g[0] + g[1] + ...) * scale, in that order; same bits again.
+size_t StreamMomentumOfMean(float lr, float momentum, float wd, const float* w_old, const float* v_old,
+                            std::span<const float* const> g, float scale, float* w, float* v, size_t n) {
+#if defined(__SSE2__)
+  if (reinterpret_cast<uintptr_t>(w) % 16 != 0 || reinterpret_cast<uintptr_t>(v) % 16 != 0) return 0;
+  const __m128 lr4 = _mm_set1_ps(lr), momentum4 = _mm_set1_ps(momentum), wd4 = _mm_set1_ps(wd);
+  const __m128 scale4 = _mm_set1_ps(scale);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    __m128 mean = _mm_loadu_ps(g[0] + i);
+    for (size_t c = 1; c < g.size(); ++c) mean = _mm_add_ps(mean, _mm_loadu_ps(g[c] + i));
+    mean = _mm_mul_ps(mean, scale4);
+    const __m128 wi = _mm_loadu_ps(w_old + i);
+    const __m128 d = _mm_add_ps(mean, _mm_mul_ps(wd4, wi));
+    const __m128 vi = _mm_add_ps(_mm_mul_ps(momentum4, _mm_loadu_ps(v_old + i)), d);
+    _mm_stream_ps(v + i, vi);
+    _mm_stream_ps(w + i, _mm_sub_ps(wi, _mm_mul_ps(lr4, vi)));
+  }
   return i;
 #else
   return 0;
@@ -45,6 +72,28 @@ class Sgd : public Optimizer {
   Sgd(const proto::OptimizerSpec& s, LrSchedule schedule)
       : Optimizer(std::move(schedule)), momentum_(s.momentum()), wd_(s.weight_decay()) {}
   int state_per_param() const override { return momentum_ > 0 ? 1 : 0; }
+  void ApplyMeanFrom(int64_t step, const float* w_old, const float* state_old, std::span<const float* const> gradients,
+                     float scale, float* w, float* state, size_t n) const override {
+    if (momentum_ <= 0) {
+      Optimizer::ApplyMeanFrom(step, w_old, state_old, gradients, scale, w, state, n);
+      return;
+    }
+    const float lr = schedule_.At(step), momentum = momentum_, wd = wd_;  // locals: see ApplyFrom
+    size_t i = StreamMomentumOfMean(lr, momentum, wd, w_old, state_old, gradients, scale, w, state, n);
+    const float* __restrict wo = w_old;
+    const float* __restrict vo = state_old;
+    float* __restrict wn = w;
+    float* __restrict vn = state;
+    for (; i < n; ++i) {  // the rest, as ApplyFrom's scalar loop with KvShard's mean
+      float mean = gradients[0][i];
+      for (size_t c = 1; c < gradients.size(); ++c) mean += gradients[c][i];
+      mean *= scale;
+      const float d = mean + wd * wo[i];
+      const float v = momentum * vo[i] + d;
+      vn[i] = v;
+      wn[i] = wo[i] - lr * v;
+    }
+  }
   void ApplyFrom(int64_t step, const float* w_old, const float* state_old, size_t /*old_stride*/, float* w,
                  const float* g, float* state, size_t n, size_t /*stride*/) const override {
     // Locals, not members: a store through a float* could alias *this, which
@@ -124,6 +173,38 @@ class Adam : public Optimizer {
 };
 
 }  // namespace
+
+void Optimizer::ApplyMeanFrom(int64_t step, const float* w_old, const float* state_old,
+                              std::span<const float* const> gradients, float scale, float* w, float* state,
+                              size_t n) const {
+  // As KvShard::ApplySlice steps in place: the chunk's mean in L1, then the step.
+  constexpr size_t kChunk = 2048;
+  float mean[kChunk];
+  for (size_t k0 = 0; k0 < n; k0 += kChunk) {
+    const size_t m = std::min(kChunk, n - k0);
+    const float* first = gradients[0] + k0;
+    if (gradients.size() == 1) {
+      for (size_t k = 0; k < m; ++k) mean[k] = first[k] * scale;
+    } else {
+      std::memcpy(mean, first, m * sizeof(float));
+      for (size_t c = 1; c < gradients.size(); ++c) {
+        const float* g = gradients[c] + k0;
+        for (size_t k = 0; k < m; ++k) mean[k] += g[k];
+      }
+      for (size_t k = 0; k < m; ++k) mean[k] *= scale;
+    }
+    ApplyFrom(step, w_old + k0, state_old == nullptr ? nullptr : state_old + k0, n, w + k0, mean,
+              state == nullptr ? nullptr : state + k0, m, n);
+  }
+}
+
+void Optimizer::FenceStores() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
 
 StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const proto::OptimizerSpec& spec, const ScheduleClock& clock) {
   ASSIGN_OR_RETURN(LrSchedule schedule, LrSchedule::Create(spec, clock));  // validates the spec

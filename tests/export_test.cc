@@ -878,7 +878,9 @@ TEST_F(ExportCommandTest, InterruptedFineTuningLeavesNothingBehind) {
   const std::string log = repo + "/export.log";
   auto exporter = ChildProcess::Start(
       "export",
-      {TesseraBinary(), "export", *run_, "--out", repo + "/m", "--prune-sparsity", "0.5", "--fine-tune-epochs", "20",
+      // Far more epochs than it gets to run: on a quiet machine 20 of them
+      // ended before this test saw the job train.
+      {TesseraBinary(), "export", *run_, "--out", repo + "/m", "--prune-sparsity", "0.5", "--fine-tune-epochs", "1000",
        "--max-train-examples", "4000", "--threads", "1", "--progress", "plain"},
       log);
   ASSERT_TRUE(exporter.ok());
@@ -887,7 +889,10 @@ TEST_F(ExportCommandTest, InterruptedFineTuningLeavesNothingBehind) {
   for (int i = 0; i < 1200 && run.empty(); ++i) {
     for (const std::string& entry : tmp.Entries()) {
       auto metrics = ReadFileToString(entry + "/metrics.jsonl");
-      if (metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos) run = entry;
+      if (metrics.ok() && (metrics->find("\"event\": \"progress\"") != std::string::npos ||
+                           metrics->find("\"event\": \"epoch\"") != std::string::npos)) {
+        run = entry;
+      }
     }
     if ((*exporter)->Poll().has_value()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -310,6 +310,12 @@ Status Scheduler::SendMembership(const std::vector<bool>& active) {
   h.set_job_id(job_id_);
   h.set_sender_role(proto::SCHEDULER);
   h.mutable_membership()->set_seq(++membership_seq_);
+  if (wanted_schedule_offset_ != server_schedule_offset_) {
+    h.mutable_membership()->set_schedule_step_offset(wanted_schedule_offset_);
+    LOG(INFO) << "learning-rate schedule re-anchored: step offset " << wanted_schedule_offset_ << " from step "
+              << global_step_;
+    server_schedule_offset_ = wanted_schedule_offset_;
+  }
   for (size_t r = 0; r < active.size(); ++r) {
     if (active[r]) h.mutable_membership()->add_active(static_cast<int>(r));
   }
@@ -460,6 +466,8 @@ Status Scheduler::SendMap(const Node& node) {
   // Resumed with other workers, the schedule goes on from the epoch, not the step.
   const int64_t epoch_began = restore_.has_value() ? restore_->step() - start_skip_steps_ : 0;
   map->set_schedule_step_offset(start_epoch_ * map->steps_per_epoch() - epoch_began);
+  steps_per_epoch_ = map->steps_per_epoch();
+  server_schedule_offset_ = wanted_schedule_offset_ = map->schedule_step_offset();
   for (const proto::TensorMeta& t : tensors_) *map->add_tensors() = t;
   for (size_t s = 0; s < server_peers_.size(); ++s) {
     proto::ServerInfo* info = map->add_servers();
@@ -866,6 +874,12 @@ Status Scheduler::CommitPendingCheckpoint() {
 }
 
 Status Scheduler::StartTraining(int epoch, int64_t skip_steps) {
+  // Under BSP the schedule counts epochs in steps_per_epoch steps; an epoch
+  // a lost worker's continuation made longer would leave it running early,
+  // so each epoch re-anchors it at the step the epoch begins at.
+  if (options_.spec.consistency() == proto::BSP && steps_per_epoch_ > 0) {
+    wanted_schedule_offset_ = epoch * steps_per_epoch_ - (global_step_ - skip_steps);
+  }
   return WhenReady([this, epoch, skip_steps]() { return BeginTraining(epoch, skip_steps); });
 }
 
@@ -881,7 +895,9 @@ Status Scheduler::MaybeRunPendingStart() {
   std::vector<bool> active(worker_peers_.size(), false);
   for (int r : live) active[r] = true;
   // Workers that joined take part from now on: the servers must know before any of them pushes.
-  if (active != server_active_) RETURN_IF_ERROR(SendMembership(active));
+  if (active != server_active_ || wanted_schedule_offset_ != server_schedule_offset_) {
+    RETURN_IF_ERROR(SendMembership(active));
+  }
   if (!membership_changes_.empty()) return OkStatus();  // until every server has acknowledged
   std::function<Status()> start = std::move(pending_start_);
   pending_start_ = nullptr;

@@ -168,6 +168,12 @@ class Scheduler {
     int acks = 0;
   };
   std::vector<MembershipChange> membership_changes_;
+  // The learning-rate schedule's step offset the servers use (the cluster
+  // map's, then each re-anchoring), and the one the next training phase
+  // wants (BSP: epoch * steps_per_epoch - the step the epoch begins at).
+  int64_t steps_per_epoch_ = 0;
+  int64_t server_schedule_offset_ = 0;
+  int64_t wanted_schedule_offset_ = 0;
   // Workers lost inside a training part whose reach the servers have not all reported yet.
   struct LostWorker {
     int rank = -1;

@@ -42,6 +42,16 @@ class LrSchedule {
   // The same, before rounding to float.
   double AtDouble(int64_t step) const;
 
+  // The same schedule with another step offset (ScheduleClock::step_offset):
+  // the scheduler re-anchors it at an epoch start after a lost worker made
+  // an epoch longer than steps_per_epoch.
+  LrSchedule WithStepOffset(int64_t offset) const {
+    LrSchedule s = *this;
+    s.offset_ = offset;
+    return s;
+  }
+  int64_t step_offset() const { return offset_; }
+
   // True when every step gets learning_rate (CONSTANT, no warm-up).
   bool constant() const { return constant_; }
 

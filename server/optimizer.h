@@ -26,6 +26,8 @@ class Optimizer {
 
   // The learning rate of each step.
   const LrSchedule& schedule() const { return schedule_; }
+  // Re-anchors the schedule (LrSchedule::WithStepOffset) between steps.
+  void set_schedule_step_offset(int64_t offset) { schedule_ = schedule_.WithStepOffset(offset); }
 
   // Floats of state per parameter.
   virtual int state_per_param() const = 0;
@@ -77,7 +79,7 @@ class Optimizer {
  protected:
   explicit Optimizer(LrSchedule schedule) : schedule_(std::move(schedule)) {}
 
-  const LrSchedule schedule_;
+  LrSchedule schedule_;
 };
 
 // InvalidArgument for an unknown type or a bad hyperparameter, or a schedule

@@ -230,6 +230,11 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     LOG(WARNING) << "ignoring a membership before the cluster map";
     return OkStatus();
   }
+  if (membership.has_schedule_step_offset() && optimizer_ != nullptr) {
+    optimizer_->set_schedule_step_offset(membership.schedule_step_offset());
+    LOG(INFO) << "learning-rate schedule re-anchored at version " << shard_->version()
+              << ": step offset " << membership.schedule_step_offset();
+  }
   const std::vector<int> ranks(membership.active().begin(), membership.active().end());
   std::vector<KvShard::Reach> left;
   auto applied = shard_->SetActive(ranks, &left);

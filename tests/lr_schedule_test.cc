@@ -67,6 +67,22 @@ TEST(LrScheduleTest, StepDecaysAtEpochBoundaries) {
   ExpectRate(s, 30, 0.125);
 }
 
+// Re-anchored after a longer epoch (a lost worker's continuation: epoch 1
+// took 13 steps), the decay comes at epoch 2's first step, 14, not at 11.
+TEST(LrScheduleTest, WithStepOffsetReanchorsTheEpochs) {
+  proto::OptimizerSpec spec = Spec(proto::OptimizerSpec::STEP);
+  spec.set_step_epochs(1);
+  spec.set_gamma(0.5f);
+  const LrSchedule s = Make(spec);
+  const LrSchedule shifted = s.WithStepOffset(10 - 13);
+  EXPECT_EQ(shifted.step_offset(), -3);
+  ExpectRate(shifted, 13, 0.5);
+  ExpectRate(shifted, 14, 0.25);
+  ExpectRate(shifted, 23, 0.25);
+  ExpectRate(shifted, 24, 0.125);
+  ExpectRate(s, 11, 0.25);  // the original is unchanged
+}
+
 TEST(LrScheduleTest, StepEveryTwoEpochs) {
   proto::OptimizerSpec spec = Spec(proto::OptimizerSpec::STEP);
   spec.set_step_epochs(2);  // gamma 0.1 by default

@@ -150,6 +150,22 @@ TEST_F(WorkerLossTest, BspGoesOnWithoutAKilledWorkerAndUsesEveryExampleOncePerEp
   // The epoch with the loss has no checkpoint inside it, but its end does.
   for (const std::string& c : Events(run, "checkpoint")) EXPECT_GE(JsonNumber(c, "epoch"), 1) << c;
   EXPECT_EQ(Events(run, "checkpoint").size(), 3u);
+  // Its continuation made epoch 2 longer than 1000 steps (24000 examples, 3
+  // workers x 8): the learning-rate schedule is re-anchored where epoch 3
+  // begins (offset 2 * 1000 - that step), and every server has it before.
+  const std::string begins = "epoch 3/3 starts at step ";
+  const size_t at = scheduler->find(begins);
+  ASSERT_NE(at, std::string::npos) << *scheduler;
+  const int64_t step = std::atoll(scheduler->c_str() + at + begins.size());
+  EXPECT_GT(step, 2000);
+  for (int s = 0; s < 2; ++s) {
+    auto server = ReadFileToString(run + "/logs/server-" + std::to_string(s) + ".log");
+    ASSERT_TRUE(server.ok());
+    EXPECT_NE(server->find("learning-rate schedule re-anchored at version " + std::to_string(step) +
+                           ": step offset " + std::to_string(2000 - step)),
+              std::string::npos)
+        << "server " << s << ":\n" << *server;
+  }
 }
 
 // Without replacements the job finishes with the two workers left.

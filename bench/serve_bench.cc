@@ -10,6 +10,7 @@
 // bench/serve_bench.sh makes a repository (a short fmnist-cnn run, exported)
 // and runs this.
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -236,7 +237,16 @@ int main(int argc, char** argv) {
   noop.Post(R"(/v2/models/([^/]+)/infer)", [&canned](const httplib::Request&, httplib::Response& res) {
     res.set_content(canned, "application/json");
   });
+  // As tessera serve does (serve/http_server.cc): httplib's backlog of 5
+  // loses connections when 32 clients connect at once.
+  int noop_socket = -1;
+  noop.set_socket_options([&noop_socket](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    noop_socket = sock;
+  });
   const int noop_port = noop.bind_to_any_port("127.0.0.1");
+  if (noop_socket >= 0) ::listen(noop_socket, 1024);
   std::thread noop_thread([&] { noop.listen_after_bind(); });
 
   std::printf("serve_bench: model %s, %d clients, batch-1 requests of %zu bytes (responses %zu bytes), %.1f s each, "

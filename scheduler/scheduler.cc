@@ -466,8 +466,10 @@ Status Scheduler::SendMap(const Node& node) {
   // Resumed with other workers, the schedule goes on from the epoch, not the step.
   const int64_t epoch_began = restore_.has_value() ? restore_->step() - start_skip_steps_ : 0;
   map->set_schedule_step_offset(start_epoch_ * map->steps_per_epoch() - epoch_began);
-  steps_per_epoch_ = map->steps_per_epoch();
-  server_schedule_offset_ = wanted_schedule_offset_ = map->schedule_step_offset();
+  if (steps_per_epoch_ == 0) {  // the first map; a later one (a joining worker's) must not undo a re-anchoring
+    steps_per_epoch_ = map->steps_per_epoch();
+    server_schedule_offset_ = wanted_schedule_offset_ = map->schedule_step_offset();
+  }
   for (const proto::TensorMeta& t : tensors_) *map->add_tensors() = t;
   for (size_t s = 0; s < server_peers_.size(); ++s) {
     proto::ServerInfo* info = map->add_servers();

@@ -54,6 +54,26 @@ dnnl::reorder QuantizingReorder(const memory::desc& from, const memory::desc& to
   return dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to, attr));
 }
 
+// The float weights as int8 in the layout a primitive wants (the reorder
+// adds whatever compensation the kernel needs for int8 inputs); `plain`
+// describes them as the layer stores them.
+memory Int8Weights(const float* w, const memory::desc& plain, const memory::desc& want) {
+  std::vector<int8_t> weights = WeightsAsInt8(w, static_cast<int64_t>(plain.get_size()));
+  memory from(plain, Engine(), weights.data());
+  memory to(want, Engine());
+  dnnl::reorder(from, to).execute(Stream(), from, to);
+  Stream().wait();
+  return to;
+}
+
+// The bias as the primitive takes it (ScaledBias), in its own memory.
+memory BiasMemory(const float* bias, const std::vector<float>& scales, const memory::desc& desc) {
+  const std::vector<float> scaled = ScaledBias(bias, scales);
+  memory out(desc, Engine());
+  std::copy(scaled.begin(), scaled.end(), static_cast<float*>(out.get_data_handle()));
+  return out;
+}
+
 [[noreturn]] void NoBackward(const char* layer) {
   LOG(FATAL) << "int8 " << layer << " has no backward pass: int8 layers are for inference only";
   std::abort();
@@ -166,16 +186,8 @@ Int8Conv2d::Primitives& Int8Conv2d::For(int64_t batch) {
     p->to_layout = dnnl::reorder(p->quantized_plain, p->src);
   }
 
-  // The weights in the primitive's layout (the reorder adds whatever
-  // compensation the kernel wants for int8 inputs), and the bias.
-  std::vector<int8_t> weights = WeightsAsInt8(params_, wsize);
-  memory plain_weights(memory::desc(w, dt::s8, tag::oihw), Engine(), weights.data());
-  p->weights = memory(p->pd.weights_desc(), Engine());
-  dnnl::reorder(plain_weights, p->weights).execute(Stream(), plain_weights, p->weights);
-  std::vector<float> scaled_bias = ScaledBias(bias, scales);
-  p->bias = memory(bias_md, Engine());
-  std::copy(scaled_bias.begin(), scaled_bias.end(), static_cast<float*>(p->bias.get_data_handle()));
-  Stream().wait();
+  p->weights = Int8Weights(params_, memory::desc(w, dt::s8, tag::oihw), p->pd.weights_desc());
+  p->bias = BiasMemory(bias, scales, bias_md);
   return *primitives_.emplace(batch, std::move(p)).first->second;
 }
 
@@ -269,14 +281,8 @@ Int8Linear::Primitives& Int8Linear::For(int64_t batch) {
   p->quantize = QuantizingReorder(p->x_plain, src_md, input_scale_);
   p->src = memory(src_md, Engine());
 
-  std::vector<int8_t> weights = WeightsAsInt8(params_, out_ * in_);
-  memory plain_weights(memory::desc({in_, out_}, dt::s8, tag::ba), Engine(), weights.data());
-  p->weights = memory(pd.weights_desc(), Engine());
-  dnnl::reorder(plain_weights, p->weights).execute(Stream(), plain_weights, p->weights);
-  std::vector<float> scaled_bias = ScaledBias(bias, scales);
-  p->bias = memory(bias_md, Engine());
-  std::copy(scaled_bias.begin(), scaled_bias.end(), static_cast<float*>(p->bias.get_data_handle()));
-  Stream().wait();
+  p->weights = Int8Weights(params_, memory::desc({in_, out_}, dt::s8, tag::ba), pd.weights_desc());
+  p->bias = BiasMemory(bias, scales, bias_md);
   return *primitives_.emplace(batch, std::move(p)).first->second;
 }
 

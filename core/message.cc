@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/sparse_frame.h"
+
 namespace tessera {
 
 Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames) {
@@ -25,6 +27,11 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
     previous_end = r.end();
     const uint64_t keys = r.end() - r.begin();
     if (keys > (uint64_t{1} << 40)) return InvalidArgumentError("key range " + std::to_string(i) + " too large");
+    if (r.sparse()) {
+      // DecodeMessage checks the frame while it makes it dense.
+      if (header.op() != proto::PUSH) return InvalidArgumentError("sparse key range " + std::to_string(i) + " outside a PUSH");
+      continue;
+    }
     if (frames[i].size() != keys * sizeof(float)) {
       return DataLossError("frame " + std::to_string(i + 1) + " holds " + std::to_string(frames[i].size()) +
                            " bytes, expected " + std::to_string(keys * sizeof(float)) + " for " +
@@ -47,6 +54,14 @@ StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_id
   }
   for (size_t i = header_index + 1; i < parts.size(); ++i) m.frames.push_back(std::move(parts[i]));
   RETURN_IF_ERROR(ValidateMessage(m.header, m.frames));
+  for (int i = 0; i < m.header.ranges_size(); ++i) {
+    proto::KeyRange* r = m.header.mutable_ranges(i);
+    if (!r->sparse()) continue;
+    auto dense = DecodeSparseFrame(m.frames[i], r->end() - r->begin());
+    if (!dense.ok()) return dense.status().WithContext("frame " + std::to_string(i + 1));
+    m.frames[i] = std::move(dense).value();
+    r->clear_sparse();  // what the receiver sees is dense
+  }
   return m;
 }
 

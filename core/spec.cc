@@ -133,9 +133,13 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
       case proto::LayerSpec::kDropout:
       case proto::LayerSpec::kBatchNorm:
         break;
+      case proto::LayerSpec::kEmbedding:
+        RETURN_IF_ERROR(Require(i == 0, where + " is an embedding: it must be the first layer (its inputs are the "
+                                                "data's values, as ids)"));
+        break;
       case proto::LayerSpec::KIND_NOT_SET:
-        return InvalidArgumentError(where +
-                                    " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, batch_norm)");
+        return InvalidArgumentError(where + " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, "
+                                            "batch_norm, embedding)");
     }
   }
   return OkStatus();

@@ -241,6 +241,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         AddFloatAttribute(bn, "epsilon", spec.layer(i).batch_norm().epsilon());
         break;
       }
+      case proto::LayerSpec::kEmbedding:
+        return InvalidArgumentError(where + ": embedding layers cannot be exported to ONNX yet");
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + ": layer sets no kind");
     }

@@ -3,6 +3,7 @@
 #include "models/batch_norm.h"
 #include "models/conv2d.h"
 #include "models/dropout.h"
+#include "models/embedding.h"
 #include "models/flatten.h"
 #include "models/int8_layers.h"
 #include "models/linear.h"
@@ -114,6 +115,22 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
       }
       if (!(s.epsilon() > 0.0f)) return InvalidArgumentError("batch_norm.epsilon must be > 0, got " + std::to_string(s.epsilon()));
       return std::unique_ptr<Layer>(new BatchNorm(in_shape, s.momentum(), s.epsilon()));
+    }
+    case proto::LayerSpec::kEmbedding: {
+      const proto::EmbeddingSpec& s = spec.embedding();
+      if (s.num_embeddings() < 1) {
+        return InvalidArgumentError("embedding.num_embeddings must be >= 1, got " + std::to_string(s.num_embeddings()));
+      }
+      if (s.embedding_dim() < 1) {
+        return InvalidArgumentError("embedding.embedding_dim must be >= 1, got " + std::to_string(s.embedding_dim()));
+      }
+      if (int64_t{s.num_embeddings()} * s.embedding_dim() > kMaxTensorElements ||
+          NumElements(in_shape) * s.embedding_dim() > kMaxTensorElements) {
+        return InvalidArgumentError("embedding of " + std::to_string(s.num_embeddings()) + "x" +
+                                    std::to_string(s.embedding_dim()) + " for inputs " + ShapeText(in_shape) +
+                                    " is too large");
+      }
+      return std::unique_ptr<Layer>(new Embedding(in_shape, s.num_embeddings(), s.embedding_dim()));
     }
     case proto::LayerSpec::KIND_NOT_SET:
       break;

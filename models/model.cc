@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "core/random.h"
 #include "core/sha256.h"
+#include "models/embedding.h"
 #include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
 #include "models/softmax_cross_entropy.h"
@@ -81,6 +83,19 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
       t.trainable = p.trainable;
       offset += t.size;
       model->tensors_.push_back(t);
+    }
+    if (spec.layer(i).has_embedding()) {
+      if (i != 0) {
+        return InvalidArgumentError("model.layer[" + std::to_string(i) +
+                                    "] is an embedding: it must be the first layer (its inputs are the data's "
+                                    "values, as ids)");
+      }
+      model->embedding_rows_ = spec.layer(i).embedding().num_embeddings();
+      model->embedding_dim_ = spec.layer(i).embedding().embedding_dim();
+      if (spec.layer(i).embedding().sparse_gradients()) {
+        const TensorInfo& weight = model->tensors_.back();
+        model->sparse_tensors_.push_back({weight.offset, weight.offset + weight.size});
+      }
     }
     shape = (*layer)->out_shape();
     model->layers_.push_back(std::move(layer).value());
@@ -204,6 +219,7 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
   CHECK(!inference_only_ && std::find(fused_away_.begin(), fused_away_.end(), true) == fused_away_.end())
       << "TrainBatch on a model prepared for inference (or with int8 layers)";
   EnsureExclusiveGrads();
+  FindTouchedRuns(x, batch);
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) {
@@ -232,6 +248,34 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
     if (on_grads_ready && end > layer_offsets_[i]) on_grads_ready({layer_offsets_[i], end});
   }
   return stats;
+}
+
+void Model::FindTouchedRuns(const float* x, int64_t batch) {
+  touched_runs_.clear();
+  if (sparse_tensors_.empty() || batch <= 0) return;
+  const uint64_t base = sparse_tensors_[0].begin;
+  const uint64_t dim = static_cast<uint64_t>(embedding_dim_);
+  for (int64_t id : DistinctEmbeddingIds(x, batch * input_features(), embedding_rows_)) {
+    const KeyRange row{base + static_cast<uint64_t>(id) * dim, base + static_cast<uint64_t>(id + 1) * dim};
+    if (!touched_runs_.empty() && touched_runs_.back().end == row.begin) {
+      touched_runs_.back().end = row.end;
+    } else {
+      touched_runs_.push_back(row);
+    }
+  }
+}
+
+Status Model::ValidateInputValues(const float* values, int64_t n) const {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) return InvalidArgumentError("input value " + std::to_string(values[i]) + " is not finite");
+    if (embedding_rows_ > 0 && EmbeddingId(values[i], embedding_rows_) < 0) {
+      return InvalidArgumentError("input value " + std::to_string(values[i]) + " is not an id in [0, " +
+                                  std::to_string(embedding_rows_) +
+                                  ") for the embedding first layer (data.mean 0 and data.std 1/255 feed the raw "
+                                  "byte values)");
+    }
+  }
+  return OkStatus();
 }
 
 BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch) {

@@ -57,6 +57,19 @@ class Model {
   const Shape& input_shape() const { return input_shape_; }
   int num_classes() const { return num_classes_; }
 
+  // Checks n input values (e.g. every value the data can produce): an
+  // embedding first layer takes only ids in [0, num_embeddings); any other
+  // model takes every finite value. InvalidArgument naming the first bad one.
+  Status ValidateInputValues(const float* values, int64_t n) const;
+
+  // The tensors whose gradients are sparse (an embedding's weight with
+  // sparse_gradients), in key order; empty for most models.
+  const std::vector<KeyRange>& sparse_tensors() const { return sparse_tensors_; }
+  // After TrainBatch: the key runs inside sparse_tensors() that the batch
+  // touched (sorted, disjoint, adjacent rows merged). The rest of those
+  // tensors' gradients is zero, so a push may leave it out.
+  const std::vector<KeyRange>& touched_runs() const { return touched_runs_; }
+
   float* params() { return params_.data(); }
   const float* params() const { return params_.data(); }
 
@@ -120,10 +133,14 @@ class Model {
   // when float_too (PrepareForInference).
   void FuseConvBlocks(bool float_too);
   const float* Forward(const float* x, int64_t batch, const Pass& pass);
+  // touched_runs_ for a batch x of `batch` examples.
+  void FindTouchedRuns(const float* x, int64_t batch);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
   std::vector<TensorInfo> tensors_;
+  std::vector<KeyRange> sparse_tensors_, touched_runs_;
+  int64_t embedding_rows_ = 0, embedding_dim_ = 0;  // of an embedding first layer, else 0
   uint64_t num_keys_ = 0;
   Shape input_shape_;
   int num_classes_ = 0;

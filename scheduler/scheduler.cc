@@ -1022,6 +1022,10 @@ Status Scheduler::FinishPart() {
     compute_seconds_ += report->compute_seconds();
     communication_seconds_ += report->communication_seconds();
     push_seconds_ += report->push_seconds();
+    if (!in_test_) {
+      push_bytes_ += report->push_bytes();
+      pushing_steps_ += report->steps();
+    }
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).
   const std::optional<proto::PhaseDone>& reporter = phase_reports_[reporter_rank_];
@@ -1225,6 +1229,7 @@ Status Scheduler::WriteSummary() {
       .Add("worker_communication_seconds", (push_seconds_ + communication_seconds_) / spec.cluster().workers())
       .Add("worker_push_seconds", push_seconds_ / spec.cluster().workers())
       .Add("worker_wait_seconds", communication_seconds_ / spec.cluster().workers())
+      .Add("push_bytes_per_step", pushing_steps_ > 0 ? static_cast<double>(push_bytes_) / pushing_steps_ : 0.0)
       .Add("servers", spec.cluster().servers())
       .Add("workers", spec.cluster().workers())
       .Add("consistency", proto::Consistency_Name(spec.consistency()))

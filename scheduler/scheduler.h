@@ -270,6 +270,9 @@ class Scheduler {
   std::string params_sha256_;
   // Summed over workers and epochs.
   double compute_seconds_ = 0, communication_seconds_ = 0, push_seconds_ = 0;
+  // Training: gradient bytes all workers pushed, and the worker steps they took.
+  uint64_t push_bytes_ = 0;
+  int64_t pushing_steps_ = 0;
 
   // Progress between metrics lines.
   int64_t window_examples_ = 0;

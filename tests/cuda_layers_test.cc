@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "models/device.h"
+#include "models/embedding.h"
 #include "models/layer.h"
 #include "models/model.h"
 #include "models/softmax_cross_entropy.h"
@@ -91,6 +92,37 @@ TEST(CudaDeviceTest, CudaModelWithoutGpuIsAnError) {
   } else {
     ASSERT_FALSE(model.ok());
     EXPECT_THAT(model.status().message(), HasSubstr(why));
+  }
+}
+
+// embedding [rows, dim] -> flatten -> linear(3): ids in, as the first layer.
+proto::ModelSpec EmbeddingMlp(int rows, int dim, bool sparse_gradients) {
+  proto::ModelSpec spec;
+  proto::EmbeddingSpec* e = spec.add_layer()->mutable_embedding();
+  e->set_num_embeddings(rows);
+  e->set_embedding_dim(dim);
+  e->set_sparse_gradients(sparse_gradients);
+  spec.add_layer()->mutable_flatten();
+  spec.add_layer()->mutable_linear()->set_out_features(3);
+  return spec;
+}
+
+// An embedding first layer runs on CUDA too: where there is a GPU, the model
+// is created; without one, the error is the missing GPU, not the layer.
+TEST(CudaDeviceTest, CudaModelTakesAnEmbedding) {
+  std::string why;
+  for (bool sparse : {false, true}) {
+    auto model = Model::Create(EmbeddingMlp(10, 4, sparse), Shape{6}, 3, Device::kCuda);
+    if (CudaAvailable(&why)) {
+      ASSERT_OK(model.status());
+      EXPECT_EQ((*model)->device(), Device::kCuda);
+      EXPECT_EQ((*model)->num_keys(), 10u * 4 + 6 * 4 * 3 + 3);
+      EXPECT_EQ((*model)->sparse_tensors().size(), sparse ? 1u : 0u);
+    } else {
+      ASSERT_FALSE(model.ok());
+      EXPECT_THAT(model.status().message(), HasSubstr(why));
+      EXPECT_THAT(model.status().message(), ::testing::Not(HasSubstr("embedding")));
+    }
   }
 }
 
@@ -297,6 +329,123 @@ TEST(CudaLayersTest, DropoutMasksFollowTheSeed) {
   EXPECT_EQ(gpu.Forward({}, x, 1, Pass{true, 5}), y5);
   EXPECT_NE(gpu.Forward({}, x, 1, Pass{true, 6}), y5);
   EXPECT_EQ(gpu.Forward({}, x, 1, Pass{false, 6}), x);
+}
+
+// n embedding inputs for a table of `rows`: near-integer ids in [-1, rows]
+// (so repeats, rounding, and the invalid -1 and rows), led by `fixed`.
+std::vector<float> EmbeddingInputs(std::mt19937& rng, int64_t n, int rows, const std::vector<float>& fixed = {}) {
+  std::uniform_int_distribution<int> id(-1, rows);
+  std::uniform_real_distribution<float> jitter(-0.3f, 0.3f);
+  std::vector<float> x(n);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = i < static_cast<int64_t>(fixed.size()) ? fixed[i] : static_cast<float>(id(rng)) + jitter(rng);
+  }
+  return x;
+}
+
+// Gather and scatter are exact on both devices (and the scatter adds in the
+// same order), so the CUDA layer is bitwise the CPU's, over batches that
+// grow, shrink and are empty; the CPU layer's gradient buffer carries the
+// rows it zeroes from one step to the next, the CUDA one starts from garbage.
+TEST(CudaLayersTest, EmbeddingMatchesTheCpuBitwise) {
+  REQUIRE_CUDA();
+  const int rows = 7, dim = 5;
+  proto::LayerSpec spec;
+  spec.mutable_embedding()->set_num_embeddings(rows);
+  spec.mutable_embedding()->set_embedding_dim(dim);
+  const Shape in_shape{2, 3};
+  auto cpu_layer = CreateLayer(spec, in_shape);
+  ASSERT_OK(cpu_layer.status());
+  Layer& cpu = **cpu_layer;
+  CudaRunner gpu(spec, in_shape);
+  ASSERT_EQ(gpu.layer().type(), "embedding");
+  ASSERT_EQ(gpu.layer().out_shape(), (Shape{2, 3, dim}));
+  ASSERT_EQ(ParamCount(gpu.layer()), rows * dim);
+
+  std::mt19937 rng(31);
+  const std::vector<float> params = RandomVector(rng, rows * dim);
+  std::vector<float> cpu_grads(rows * dim, 1e6f);
+  cpu.Bind(params.data(), cpu_grads.data());
+  // The first batch (3 examples of 6 values) is every special case: repeats
+  // (3 three times, 0 twice), rounding (3.2 and 2.9 -> 3, -0.4 -> -0 -> 0,
+  // ties to even: 2.5 -> 2, 6.5 -> 6), and invalid ids (7, -1, 6.6 -> 7,
+  // -0.6 -> -1, NaN, infinity, 1e9).
+  const std::vector<float> special = {3.0f, 0.0f, 3.2f, 2.5f, 6.5f, -0.4f, 7.0f, -1.0f, 6.6f, -0.6f,
+                                      std::nanf(""), INFINITY, 1e9f, 2.9f, 1.0f, 4.0f, 5.0f, 4.4f};
+  int step = 0;
+  for (int64_t batch : {3, 5, 1, 0, 4, 2}) {
+    SCOPED_TRACE("step " + std::to_string(step) + ", batch " + std::to_string(batch));
+    const int64_t n = batch * cpu.in_features();
+    const std::vector<float> x = EmbeddingInputs(rng, n, rows, step == 0 ? special : std::vector<float>{});
+    const std::vector<float> dy = RandomVector(rng, n * dim);
+    const Pass pass{true, 77};
+    std::vector<float> cpu_y(n * dim, 1e6f);
+    cpu.Forward(x.data(), batch, cpu_y.data(), pass);
+    EXPECT_EQ(gpu.Forward(params, x, batch, pass), cpu_y);
+    std::vector<float> cpu_dx(n, 1e6f);
+    cpu.Backward(x.data(), cpu_y.data(), dy.data(), batch, cpu_dx.data());
+    std::vector<float> gpu_grads, gpu_dx;
+    gpu.Backward(dy, &gpu_grads, &gpu_dx);
+    EXPECT_EQ(gpu_grads, cpu_grads);
+    EXPECT_EQ(gpu_dx, std::vector<float>(n, 0.0f));
+    // Rows no valid id used have a zero gradient (not the runner's garbage).
+    const std::vector<int64_t> used = DistinctEmbeddingIds(x.data(), n, rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (std::find(used.begin(), used.end(), r) != used.end()) continue;
+      for (int64_t k = 0; k < dim; ++k) EXPECT_EQ(gpu_grads[r * dim + k], 0.0f) << "row " << r;
+    }
+    if (step == 0) {
+      // Independent of the CPU layer: row 3 is dy[0] + dy[2] + dy[13] (3.0, 3.2, 2.9), in that order;
+      // row 0 is dy[1] + dy[5]; the invalid ids' output rows are zero.
+      for (int64_t k = 0; k < dim; ++k) {
+        EXPECT_EQ(gpu_grads[3 * dim + k], (0.0f + dy[0 * dim + k] + dy[2 * dim + k]) + dy[13 * dim + k]);
+        EXPECT_EQ(gpu_grads[0 * dim + k], (0.0f + dy[1 * dim + k]) + dy[5 * dim + k]);
+        EXPECT_EQ(cpu_y[3 * dim + k], params[2 * dim + k]);
+        EXPECT_EQ(cpu_y[4 * dim + k], params[6 * dim + k]);
+        for (int64_t i = 6; i <= 12; ++i) EXPECT_EQ(cpu_y[i * dim + k], 0.0f) << "input " << i;
+      }
+    }
+    // As a first layer (no dx): the same gradients.
+    std::vector<float> first_layer_grads;
+    gpu.Forward(params, x, batch, pass);
+    gpu.Backward(dy, &first_layer_grads, nullptr);
+    EXPECT_EQ(first_layer_grads, cpu_grads);
+    // Evaluation pass: the same lookup.
+    EXPECT_EQ(gpu.Forward(params, x, batch, Pass{false, 0}), cpu_y);
+    ++step;
+  }
+}
+
+// Many uses of few rows in a larger batch (long position lists, a grid-stride
+// loop over more elements than one block has threads): still bitwise.
+TEST(CudaLayersTest, EmbeddingWithManyRepeatsMatchesTheCpuBitwise) {
+  REQUIRE_CUDA();
+  const int rows = 3, dim = 70;
+  proto::LayerSpec spec;
+  spec.mutable_embedding()->set_num_embeddings(rows);
+  spec.mutable_embedding()->set_embedding_dim(dim);
+  const Shape in_shape{50};
+  auto cpu_layer = CreateLayer(spec, in_shape);
+  ASSERT_OK(cpu_layer.status());
+  Layer& cpu = **cpu_layer;
+  CudaRunner gpu(spec, in_shape);
+  std::mt19937 rng(37);
+  const std::vector<float> params = RandomVector(rng, rows * dim);
+  std::vector<float> cpu_grads(rows * dim, 1e6f);
+  cpu.Bind(params.data(), cpu_grads.data());
+  for (int64_t batch : {64, 17}) {
+    SCOPED_TRACE(batch);
+    const int64_t n = batch * cpu.in_features();
+    const std::vector<float> x = EmbeddingInputs(rng, n, rows);
+    const std::vector<float> dy = RandomVector(rng, n * dim);
+    std::vector<float> cpu_y(n * dim);
+    cpu.Forward(x.data(), batch, cpu_y.data(), Pass{true, 1});
+    EXPECT_EQ(gpu.Forward(params, x, batch, Pass{true, 1}), cpu_y);
+    cpu.Backward(x.data(), cpu_y.data(), dy.data(), batch, nullptr);
+    std::vector<float> gpu_grads;
+    gpu.Backward(dy, &gpu_grads, nullptr);
+    EXPECT_EQ(gpu_grads, cpu_grads);
+  }
 }
 
 
@@ -546,6 +695,57 @@ TEST(CudaModelTest, EmptyBatchAndHeldGradients) {
   for (float v : *m.grads()) EXPECT_EQ(v, 0.0f);
   m.TrainBatch(x.data(), labels.data(), 2);
   EXPECT_EQ(*m.grads(), before);
+}
+
+// An embedding model trains alike on both devices, over batch sizes that
+// change: the same losses, gradients within rounding (the linear layer's dy
+// differs by rounding), and exact zeros in the rows a batch did not use.
+TEST(CudaModelTest, EmbeddingModelTrainsAsOnTheCpu) {
+  REQUIRE_CUDA();
+  const int rows = 12, dim = 4;
+  const proto::ModelSpec spec = EmbeddingMlp(rows, dim, /*sparse_gradients=*/true);
+  auto cpu = Model::Create(spec, Shape{6}, 3, Device::kCpu);
+  auto gpu = Model::Create(spec, Shape{6}, 3, Device::kCuda);
+  ASSERT_OK(cpu.status());
+  ASSERT_OK(gpu.status());
+  Model& c = **cpu;
+  Model& g = **gpu;
+  ASSERT_EQ(c.num_keys(), g.num_keys());
+  InitializeParameters(c.tensors(), 11, c.params());
+  InitializeParameters(g.tensors(), 11, g.params());
+  std::mt19937 rng(12);
+  std::uniform_int_distribution<int> id(0, rows - 1);
+  int step = 0;
+  for (int64_t batch : {8, 3, 5}) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    std::vector<float> x(batch * 6);
+    for (float& v : x) v = static_cast<float>(id(rng));
+    ASSERT_OK(g.ValidateInputValues(x.data(), x.size()));
+    std::vector<uint8_t> labels(batch);
+    for (auto& l : labels) l = static_cast<uint8_t>(rng() % 3);
+    const BatchStats cs = c.TrainBatch(x.data(), labels.data(), batch, 500 + step);
+    const BatchStats gs = g.TrainBatch(x.data(), labels.data(), batch, 500 + step);
+    EXPECT_EQ(gs.examples, cs.examples);
+    EXPECT_NEAR(gs.loss_sum, cs.loss_sum, 1e-5 * (1 + cs.loss_sum));
+    EXPECT_EQ(gs.correct, cs.correct);
+    ExpectTensorsClose(c, *c.grads(), *g.grads(), 1e-5, "step " + std::to_string(step) + " gradients");
+    EXPECT_EQ(g.touched_runs(), c.touched_runs());
+    const std::vector<int64_t> used = DistinctEmbeddingIds(x.data(), x.size(), rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (std::find(used.begin(), used.end(), r) != used.end()) continue;
+      for (int64_t k = 0; k < dim; ++k) EXPECT_EQ((*g.grads())[r * dim + k], 0.0f) << "row " << r;
+    }
+    ApplyStep(c, *c.grads(), batch, 0.1f, c.params());
+    ApplyStep(g, *g.grads(), batch, 0.1f, g.params());
+    ++step;
+  }
+  std::vector<float> x(9 * 6);
+  for (float& v : x) v = static_cast<float>(id(rng));
+  const float* cl = c.Infer(x.data(), 9);
+  const std::vector<float> want(cl, cl + 9 * 3);
+  const float* gl = g.Infer(x.data(), 9);
+  ASSERT_NE(gl, nullptr);
+  for (int64_t i = 0; i < 9 * 3; ++i) EXPECT_NEAR(gl[i], want[i], 1e-4f * (1 + std::fabs(want[i]))) << i;
 }
 
 // Inference on the GPU (tessera serve and predict with --device cuda): the

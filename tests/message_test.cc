@@ -170,12 +170,13 @@ TEST(MessageTest, RejectsHugeRangeBeforeTouchingFrames) {
 }
 
 TEST(MessageTest, RejectsBadWireVersion) {
-  for (int version : {0, 2}) {
+  // 0: unset; 1: before sparse pushes; 3: a newer peer.
+  for (int version : {0, 1, 3}) {
     proto::Header h = PushHeader(kRanges);
     h.clear_version();
     std::string bytes = h.SerializeAsString();
-    // A version from a newer peer is not storable in a proto2 enum field; write it on the wire.
-    if (version == 2) bytes += std::string("\x10\x02", 2);  // field 2 (version), varint 2
+    // A version other than ours is not storable in a proto2 enum field; write it on the wire.
+    if (version != 0) bytes += std::string("\x10", 1) + static_cast<char>(version);  // field 2 (version), varint
     std::vector<zmq::message_t> parts = Parts(h, false);
     parts[0] = StringFrame(bytes);
     auto m = DecodeMessage(std::move(parts), false);

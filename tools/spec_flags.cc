@@ -6,6 +6,7 @@
 #include "core/idx_reader.h"
 #include "models/model.h"
 #include "core/spec.h"
+#include "worker/batch_reader.h"
 
 DEFINE_string(name, "", "job name; overrides the spec's name");
 DEFINE_int32(servers, 0, "parameter servers; overrides cluster.servers");
@@ -61,7 +62,17 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   // The model must fit the data's shape; the scheduler checks again, but a
   // mistake is cheaper to report here, before any process starts.
   ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(d, d.train_images())));
-  return Model::Create(spec.model(), ExampleShape(dims), kImageDatasetClasses).status();
+  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), ExampleShape(dims), kImageDatasetClasses));
+  if (spec.model().layer(0).has_embedding()) {
+    // Ids must be valid for every example: worth reading the data for.
+    ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(d, d.train_images()), DataPath(d, d.train_labels()),
+                                                          d.max_train_examples()));
+    RETURN_IF_ERROR(CheckDatasetInputs(train, d.mean(), d.std(), *model, "training set"));
+    ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(d, d.test_images()), DataPath(d, d.test_labels()),
+                                                         d.max_test_examples()));
+    RETURN_IF_ERROR(CheckDatasetInputs(test, d.mean(), d.std(), *model, "test set"));
+  }
+  return OkStatus();
 }
 
 }  // namespace tessera

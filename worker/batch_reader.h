@@ -5,11 +5,19 @@
 #define TESSERA_WORKER_BATCH_READER_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/dataset.h"
+#include "core/status.h"
+#include "models/model.h"
 
 namespace tessera {
+
+// Checks that every value `data`'s pixels become under (mean, std) is an
+// input `model` takes (Model::ValidateInputValues: ids for an embedding
+// first layer). InvalidArgument naming `what`, the pixel byte and the value.
+Status CheckDatasetInputs(const ImageDataset& data, float mean, float std, const Model& model, const std::string& what);
 
 class BatchReader {
  public:

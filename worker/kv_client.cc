@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/sparse_frame.h"
+
 namespace tessera {
 
 Status KvClient::Connect() {
@@ -73,13 +75,36 @@ Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr
         proto::KeyRange* out = h.add_ranges();
         out->set_begin(r.begin);
         out->set_end(r.end);
-        frames.push_back({grads->data() + r.begin, r.size() * sizeof(float), grads});
+        bool sparse = false;
+        frames.push_back(GradientFrame(r, grads, &sparse));
+        if (sparse) out->set_sparse(true);
+        pushed_bytes_ += frames.back().size;
       }
       RETURN_IF_ERROR(sockets_[s]->Send(h, frames));
       if (!want_params) ++expected_acks_[s];
     }
   }
   return OkStatus();
+}
+
+OutFrame KvClient::GradientFrame(const KeyRange& r, const std::shared_ptr<std::vector<float>>& grads,
+                                 bool* sparse) const {
+  const OutFrame dense{grads->data() + r.begin, r.size() * sizeof(float), grads};
+  const bool in_sparse_tensor = std::any_of(sparse_tensors_.begin(), sparse_tensors_.end(), [&](const KeyRange& t) {
+    return t.begin <= r.begin && r.end <= t.end;
+  });
+  if (!in_sparse_tensor || touched_ == nullptr) return dense;
+  // The touched runs that overlap r, clipped to it, relative to its begin.
+  std::vector<KeyRange> runs;
+  auto it = std::lower_bound(touched_->begin(), touched_->end(), r.begin,
+                             [](const KeyRange& run, uint64_t key) { return run.end <= key; });
+  for (; it != touched_->end() && it->begin < r.end; ++it) {
+    runs.push_back({std::max(it->begin, r.begin) - r.begin, std::min(it->end, r.end) - r.begin});
+  }
+  if (SparseFrameBytes(runs) >= dense.size) return dense;
+  auto frame = std::make_shared<const std::string>(EncodeSparseFrame(grads->data() + r.begin, runs));
+  *sparse = true;
+  return {frame->data(), frame->size(), frame};
 }
 
 Status KvClient::Pull(int64_t step) {

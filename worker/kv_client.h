@@ -44,6 +44,19 @@ class KvClient {
     on_interrupt_ = std::move(on_message);
   }
 
+  // Sparse gradients: every slice inside one of `tensors` (the model's
+  // sparse_tensors()) is pushed as a sparse frame of only the runs of
+  // *touched (the model's touched_runs(), read at each push; the gradient is
+  // zero elsewhere) inside it, whenever that is smaller than the whole
+  // slice. *touched must outlive this.
+  void set_sparse(std::vector<KeyRange> tensors, const std::vector<KeyRange>* touched) {
+    sparse_tensors_ = std::move(tensors);
+    touched_ = touched;
+  }
+
+  // Bytes of tensor frames pushed so far (headers not counted).
+  uint64_t pushed_bytes() const { return pushed_bytes_; }
+
   // Opens a DEALER to every server. InvalidArgument for a bad address.
   Status Connect();
 
@@ -79,6 +92,8 @@ class KvClient {
   Status SendParts(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
                    const std::vector<std::vector<std::vector<int>>>& parts, bool want_params);
   Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version);
+  // The frame pushing slice `r` of grads: dense, or sparse (setting *sparse).
+  OutFrame GradientFrame(const KeyRange& r, const std::shared_ptr<std::vector<float>>& grads, bool* sparse) const;
   // The index of `range` among server's slices, or -1.
   int FindSlice(int server, const proto::KeyRange& range) const;
 
@@ -93,6 +108,9 @@ class KvClient {
   std::vector<std::unique_ptr<Socket>> sockets_;
   std::vector<std::vector<std::vector<int>>> parts_;  // per server: groups of slice indices
   std::vector<size_t> expected_acks_;                 // per server: acks still owed
+  std::vector<KeyRange> sparse_tensors_;
+  const std::vector<KeyRange>* touched_ = nullptr;
+  uint64_t pushed_bytes_ = 0;
   const std::atomic<bool>* stop_ = nullptr;
   const std::atomic<bool>* lost_ = nullptr;
   Socket* interrupt_ = nullptr;

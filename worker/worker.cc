@@ -105,6 +105,8 @@ Status Worker::Setup(const proto::Header& map_message) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));
   }
+  RETURN_IF_ERROR(CheckDatasetInputs(*train_, data.mean(), data.std(), *model_, "training set"));
+  RETURN_IF_ERROR(CheckDatasetInputs(*test_, data.mean(), data.std(), *model_, "test set"));
   std::vector<ServerEndpoint> servers;
   for (const proto::ServerInfo& s : map_.servers()) {
     ServerEndpoint e;
@@ -128,6 +130,7 @@ Status Worker::Setup(const proto::Header& map_message) {
     inbox_.push_back(std::move(m).value());
     return false;
   });
+  kv_->set_sparse(model_->sparse_tensors(), &model_->touched_runs());
   RETURN_IF_ERROR(kv_->Connect());
   RETURN_IF_ERROR(kv_->Pull(0));
   return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_);
@@ -162,6 +165,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   // Step time, split: reading + forward/backward; handing gradients to
   // ZeroMQ (inside backward when overlapped); waiting for the parameters.
   double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
+  const uint64_t pushed_bytes_at_start = kv_->pushed_bytes();
   auto step_start = Clock::now();
 
   auto report = [&](bool force) -> Status {
@@ -275,6 +279,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   if (rank_ == phase.reporter_rank()) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
   done.mutable_phase_done()->set_push_seconds(push_seconds);
+  done.mutable_phase_done()->set_push_bytes(kv_->pushed_bytes() - pushed_bytes_at_start);
   done.mutable_phase_done()->set_communication_seconds(wait_seconds);
   return SendToScheduler(done);
 }

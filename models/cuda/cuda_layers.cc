@@ -10,6 +10,7 @@
 
 #include "models/conv2d.h"
 #include "models/cuda/kernels.h"
+#include "models/embedding.h"
 
 namespace tessera::cuda {
 namespace {
@@ -470,6 +471,92 @@ class CudaBatchNorm : public CudaLayer {
   float* grads_ = nullptr;
 };
 
+// Embedding: a gather in an own kernel. Backward scatters without atomics
+// (whose order of additions varies from run to run): the input values, few
+// next to dy, are read back to the host and grouped there by row (CSR: the
+// distinct rows in increasing order, and for each the input positions that
+// use it in increasing order), then one kernel thread per (row, k) adds up its
+// dy elements in the CPU layer's order: only additions, in the same order, so
+// the gradient is bitwise the CPU's.
+class CudaEmbedding : public CudaLayer {
+ public:
+  CudaEmbedding(const Layer& cpu, std::shared_ptr<CudaContext> context, int64_t rows, int64_t dim)
+      : CudaLayer(cpu, std::move(context)), rows_(rows), dim_(dim) {}
+  // The host buffers may still be in an upload on the stream.
+  ~CudaEmbedding() override { cudaStreamSynchronize(stream()); }
+
+  void Bind(const float* params, float* grads) override {
+    weight_ = params;
+    weight_grad_ = grads;
+  }
+
+  void Forward(const float* x, int64_t batch, float* y, const Pass& /*pass*/) override {
+    TESSERA_CUDA_CHECK(LaunchEmbeddingForward(x, batch * in_features(), weight_, rows_, static_cast<float>(rows_),
+                                              dim_, y, stream()));
+  }
+
+  void Backward(const float* x, const float* /*y*/, const float* dy, int64_t batch, float* dx) override {
+    const int64_t n = batch * in_features();
+    // The whole table, where the CPU layer zeroes only the rows it last
+    // wrote: on the device that is one cheap memset (and the model copies
+    // the whole gradient back anyway).
+    Zero(weight_grad_, rows_ * dim_);
+    if (dx != nullptr) Zero(dx, n);  // ids have no gradient
+    if (n == 0) return;
+
+    // The ids, on the host. Waiting for the stream here also means the
+    // previous Backward's upload from host_csr_ is done before it is rewritten.
+    host_x_.Reserve(n * sizeof(float));
+    TESSERA_CUDA_CHECK(cudaMemcpyAsync(host_x_.as<float>(), x, n * sizeof(float), cudaMemcpyDeviceToHost, stream()));
+    ctx().Synchronize();
+    const float* values = host_x_.as<float>();
+    uses_.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = EmbeddingId(values[i], rows_);  // the CPU layer's ids, invalid ones left out
+      if (id >= 0) uses_.push_back({id, i});
+    }
+    if (uses_.empty()) return;
+    // By row, then by position: every pair is distinct, so the order is unique.
+    std::sort(uses_.begin(), uses_.end());
+
+    // One upload, laid out as rows [count], starts [count + 1], positions
+    // [uses]; count <= uses <= n, so 3n + 1 entries always suffice.
+    const int64_t used = static_cast<int64_t>(uses_.size());
+    int64_t count = 1;
+    for (int64_t u = 1; u < used; ++u) count += uses_[u].first != uses_[u - 1].first ? 1 : 0;
+    const size_t bytes = (2 * count + 1 + used) * sizeof(int64_t);
+    host_csr_.Reserve((3 * n + 1) * sizeof(int64_t));
+    csr_.Reserve((3 * n + 1) * sizeof(int64_t));
+    int64_t* rows = host_csr_.as<int64_t>();
+    int64_t* starts = rows + count;
+    int64_t* positions = starts + count + 1;
+    int64_t j = 0;
+    for (int64_t u = 0; u < used; ++u) {
+      if (u == 0 || uses_[u].first != uses_[u - 1].first) {
+        rows[j] = uses_[u].first;
+        starts[j] = u;
+        ++j;
+      }
+      positions[u] = uses_[u].second;
+    }
+    starts[count] = used;
+    TESSERA_CUDA_CHECK(cudaMemcpyAsync(csr_.get(), host_csr_.as<int64_t>(), bytes, cudaMemcpyHostToDevice, stream()));
+    const int64_t* device_rows = csr_.as<int64_t>();
+    TESSERA_CUDA_CHECK(LaunchEmbeddingBackward(dy, device_rows, device_rows + count, device_rows + 2 * count + 1, count,
+                                               dim_, weight_grad_, stream()));
+  }
+
+ private:
+  int64_t rows_, dim_;
+  const float* weight_ = nullptr;
+  float* weight_grad_ = nullptr;
+  // Backward's scratch, grown only: the ids on the host, (row, position)
+  // pairs, and the CSR lists on the host (pinned) and on the device.
+  PinnedBuffer host_x_, host_csr_;
+  std::vector<std::pair<int64_t, int64_t>> uses_;
+  DeviceBuffer csr_;
+};
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, const Shape& in_shape,
@@ -495,6 +582,9 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
     case proto::LayerSpec::kBatchNorm:
       return std::unique_ptr<Layer>(
           new CudaBatchNorm(*cpu, std::move(context), spec.batch_norm().momentum(), spec.batch_norm().epsilon()));
+    case proto::LayerSpec::kEmbedding:
+      return std::unique_ptr<Layer>(new CudaEmbedding(*cpu, std::move(context), spec.embedding().num_embeddings(),
+                                                      spec.embedding().embedding_dim()));
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

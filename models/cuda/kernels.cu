@@ -48,6 +48,43 @@ __global__ void SoftmaxCrossEntropyKernel(const float* logits, const float* logp
   }
 }
 
+// EmbeddingId (models/embedding.cc) on the device: rintf rounds to nearest,
+// ties to even, as std::nearbyint in the default rounding mode.
+__device__ int64_t DeviceEmbeddingId(float value, float rows_f) {
+  if (!isfinite(value)) return -1;
+  const float rounded = rintf(value);
+  if (rounded < 0.0f || rounded >= rows_f) return -1;
+  return static_cast<int64_t>(rounded);
+}
+
+// One thread per output element (the id is recomputed per element: cheaper
+// than a pass of its own).
+__global__ void EmbeddingForwardKernel(const float* x, int64_t n, const float* weight, int64_t rows, float rows_f,
+                                       int64_t dim, float* y) {
+  const int64_t total = n * dim;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = e / dim, k = e - i * dim;
+    const int64_t id = DeviceEmbeddingId(x[i], rows_f);
+    // id < rows whenever id >= 0 (as on the CPU); checked anyway, never to read past the table.
+    y[e] = id >= 0 && id < rows ? weight[id * dim + k] : 0.0f;
+  }
+}
+
+// One thread per (distinct row j, k): consecutive threads read consecutive k
+// of the same dy rows (coalesced), and no two threads write the same element.
+__global__ void EmbeddingBackwardKernel(const float* dy, const int64_t* rows, const int64_t* starts,
+                                        const int64_t* positions, int64_t count, int64_t dim, float* weight_grad) {
+  const int64_t total = count * dim;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = e / dim, k = e - j * dim;
+    float sum = 0.0f;  // the CPU starts from its zeroed gradient: 0 + d0 + d1 + ...
+    for (int64_t p = starts[j]; p < starts[j + 1]; ++p) sum += dy[positions[p] * dim + k];
+    weight_grad[rows[j] * dim + k] = sum;
+  }
+}
+
 }  // namespace
 
 cudaError_t LaunchDropout(const float* x, float* y, int64_t n, uint64_t seed, float p, float keep, cudaStream_t stream) {
@@ -62,6 +99,22 @@ cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, co
   if (batch == 0) return cudaSuccess;
   SoftmaxCrossEntropyKernel<<<static_cast<int>((batch + 127) / 128), 128, 0, stream>>>(logits, logp, labels, batch,
                                                                                       classes, losses, correct, dlogits);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchEmbeddingForward(const float* x, int64_t n, const float* weight, int64_t rows, float rows_f,
+                                   int64_t dim, float* y, cudaStream_t stream) {
+  if (n == 0 || dim == 0) return cudaSuccess;
+  EmbeddingForwardKernel<<<Blocks(n * dim), kThreads, 0, stream>>>(x, n, weight, rows, rows_f, dim, y);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchEmbeddingBackward(const float* dy, const int64_t* rows, const int64_t* starts,
+                                    const int64_t* positions, int64_t count, int64_t dim, float* weight_grad,
+                                    cudaStream_t stream) {
+  if (count == 0 || dim == 0) return cudaSuccess;
+  EmbeddingBackwardKernel<<<Blocks(count * dim), kThreads, 0, stream>>>(dy, rows, starts, positions, count, dim,
+                                                                       weight_grad);
   return cudaGetLastError();
 }
 

@@ -21,6 +21,23 @@ cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, co
                                       int classes, float* losses, int32_t* correct, float* dlogits,
                                       cudaStream_t stream);
 
+// Embedding lookup over n input values: y[i * dim + k] = weight[id * dim + k]
+// with id = EmbeddingId(x[i], rows) (models/embedding.h: the nearest integer,
+// ties to even), a row of zeros where that is -1. rows_f is
+// static_cast<float>(rows), computed on the host as the CPU layer does.
+cudaError_t LaunchEmbeddingForward(const float* x, int64_t n, const float* weight, int64_t rows, float rows_f,
+                                   int64_t dim, float* y, cudaStream_t stream);
+
+// The embedding's weight gradient in the rows a batch used, without atomics:
+// for j < count and k < dim, weight_grad[rows[j] * dim + k] = the sum of
+// dy[positions[p] * dim + k] for p in [starts[j], starts[j + 1]), added from
+// 0 in that order (one thread per output element, so with increasing
+// positions it is bitwise the CPU's loop). rows must be distinct; the other
+// rows of weight_grad are left as they are.
+cudaError_t LaunchEmbeddingBackward(const float* dy, const int64_t* rows, const int64_t* starts,
+                                    const int64_t* positions, int64_t count, int64_t dim, float* weight_grad,
+                                    cudaStream_t stream);
+
 }  // namespace tessera::cuda
 
 #endif  // TESSERA_MODELS_CUDA_KERNELS_H_

@@ -1,0 +1,238 @@
+// The Embedding layer, a model's touched rows, and sparse push frames.
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/message.h"
+#include "core/sparse_frame.h"
+#include "models/embedding.h"
+#include "models/model.h"
+#include "tests/gradient_check.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(EmbeddingTest, IdsAreRoundedAndCheckedAgainstTheTable) {
+  EXPECT_EQ(EmbeddingId(0.0f, 4), 0);
+  EXPECT_EQ(EmbeddingId(2.9999f, 4), 3);
+  EXPECT_EQ(EmbeddingId(1.0001f, 4), 1);
+  EXPECT_EQ(EmbeddingId(-0.4f, 4), 0);
+  EXPECT_EQ(EmbeddingId(-0.6f, 4), -1);
+  EXPECT_EQ(EmbeddingId(4.0f, 4), -1);
+  EXPECT_EQ(EmbeddingId(3.6f, 4), -1);
+  EXPECT_EQ(EmbeddingId(NAN, 4), -1);
+  EXPECT_EQ(EmbeddingId(INFINITY, 4), -1);
+  EXPECT_EQ(EmbeddingId(1e30f, 4), -1);
+  const std::vector<float> values = {3, 1, 3, 7, 0, 1};
+  EXPECT_EQ(DistinctEmbeddingIds(values.data(), values.size(), 5), (std::vector<int64_t>{0, 1, 3}));
+}
+
+TEST(EmbeddingTest, ForwardLooksUpRowsAndBackwardSumsIntoThem) {
+  const int64_t rows = 5, dim = 3, features = 4, batch = 2;
+  Embedding layer({features}, rows, dim);
+  EXPECT_EQ(layer.out_shape(), (Shape{features, dim}));
+  std::mt19937 rng(1);
+  std::vector<float> weight = RandomVector(rng, rows * dim);
+  std::vector<float> grad(rows * dim, 7.0f);  // not zero: the layer must clear it
+  layer.Bind(weight.data(), grad.data());
+  // Row 2 three times, row 4 once, an invalid id (9) once.
+  const std::vector<float> x = {2, 0, 2, 9, 4, 2, 0.2f, 1};
+  std::vector<float> y(batch * features * dim);
+  layer.Forward(x.data(), batch, y.data(), Pass{});
+  for (int64_t i = 0; i < batch * features; ++i) {
+    const int64_t id = EmbeddingId(x[i], rows);
+    for (int64_t k = 0; k < dim; ++k) {
+      EXPECT_EQ(y[i * dim + k], id < 0 ? 0.0f : weight[id * dim + k]) << i << "," << k;
+    }
+  }
+  const std::vector<float> dy = RandomVector(rng, y.size());
+  std::vector<float> dx(x.size(), 5.0f);
+  layer.Backward(x.data(), y.data(), dy.data(), batch, dx.data());
+  EXPECT_EQ(dx, std::vector<float>(x.size(), 0.0f)) << "ids have no gradient";
+  // The gradient of sum(y .* dy), numerically, for every weight.
+  auto loss = [&] {
+    std::vector<float> out(y.size());
+    layer.Forward(x.data(), batch, out.data(), Pass{});
+    return Weighted(out, dy);
+  };
+  for (int64_t j = 0; j < rows * dim; ++j) {
+    ExpectGradNear(grad[j], Numeric(&weight[j], loss), "weight " + std::to_string(j));
+  }
+  EXPECT_EQ(grad[3 * dim], 0.0f) << "row 3 is not used";
+
+  // A second batch into the same buffer: rows the first used and this one
+  // does not are cleared.
+  const std::vector<float> x2 = {3, 3, 3, 3, 3, 3, 3, 3};
+  layer.Backward(x2.data(), y.data(), dy.data(), batch, nullptr);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < dim; ++k) {
+      float expected = 0;
+      if (r == 3) {
+        for (int64_t i = 0; i < batch * features; ++i) expected += dy[i * dim + k];
+      }
+      EXPECT_FLOAT_EQ(grad[r * dim + k], expected) << r << "," << k;
+    }
+  }
+}
+
+proto::ModelSpec EmbeddingModel(bool sparse) {
+  return ParseModel(std::string("layer { embedding { num_embeddings: 10 embedding_dim: 2 sparse_gradients: ") +
+                    (sparse ? "true" : "false") + " } } layer { linear { out_features: 3 } }");
+}
+
+TEST(EmbeddingTest, ModelReportsTheRowsABatchTouched) {
+  auto model = Model::Create(EmbeddingModel(true), {3}, 3);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  ASSERT_EQ((*model)->sparse_tensors().size(), 1u);
+  EXPECT_EQ((*model)->sparse_tensors()[0], (KeyRange{0, 20}));
+  const std::vector<float> x = {4, 5, 9, 1, 4, 4};  // rows 1, 4, 5, 9
+  const std::vector<uint8_t> labels = {0, 2};
+  (*model)->TrainBatch(x.data(), labels.data(), 2);
+  EXPECT_EQ((*model)->touched_runs(), (std::vector<KeyRange>{{2, 4}, {8, 12}, {18, 20}}));
+  // Everything else of the table's gradient is zero.
+  const std::vector<float>& g = *(*model)->grads();
+  for (uint64_t k = 0; k < 20; ++k) {
+    const bool touched = (k >= 2 && k < 4) || (k >= 8 && k < 12) || k >= 18;
+    if (!touched) EXPECT_EQ(g[k], 0.0f) << k;
+  }
+  // A dense embedding reports nothing.
+  auto dense = Model::Create(EmbeddingModel(false), {3}, 3);
+  ASSERT_TRUE(dense.ok());
+  (*dense)->TrainBatch(x.data(), labels.data(), 2);
+  EXPECT_TRUE((*dense)->sparse_tensors().empty());
+  EXPECT_TRUE((*dense)->touched_runs().empty());
+  EXPECT_EQ(*(*dense)->grads(), g) << "sparse or not, the gradients are the same";
+}
+
+TEST(EmbeddingTest, ModelChecksItsInputsAndWhereTheEmbeddingSits) {
+  auto model = Model::Create(EmbeddingModel(true), {3}, 3);
+  ASSERT_TRUE(model.ok());
+  const std::vector<float> good = {0, 9, 3.0001f};
+  EXPECT_OK((*model)->ValidateInputValues(good.data(), good.size()));
+  const std::vector<float> bad = {0, 10};
+  const Status s = (*model)->ValidateInputValues(bad.data(), bad.size());
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("not an id in [0, 10)"));
+
+  auto second = Model::Create(ParseModel("layer { relu {} } layer { embedding { num_embeddings: 4 embedding_dim: 2 } } "
+                                         "layer { linear { out_features: 3 } }"),
+                              {3}, 3);
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("must be the first layer"));
+  auto empty = Model::Create(ParseModel("layer { embedding { num_embeddings: 0 embedding_dim: 2 } } "
+                                        "layer { linear { out_features: 3 } }"),
+                             {3}, 3);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_THAT(empty.status().message(), HasSubstr("num_embeddings must be >= 1"));
+}
+
+TEST(SparseFrameTest, RoundTripsToTheDenseFrame) {
+  std::vector<float> values(10);
+  for (int i = 0; i < 10; ++i) values[i] = static_cast<float>(i + 1);
+  const std::vector<KeyRange> runs = {{1, 3}, {7, 8}};
+  const std::string frame = EncodeSparseFrame(values.data(), runs);
+  EXPECT_EQ(frame.size(), SparseFrameBytes(runs));
+  EXPECT_EQ(frame.size(), 8u + 2 * 16 + 3 * 4);
+  zmq::message_t message(frame.data(), frame.size());
+  auto dense = DecodeSparseFrame(message, 10);
+  ASSERT_TRUE(dense.ok()) << dense.status().ToString();
+  ASSERT_EQ(dense->size(), 10 * sizeof(float));
+  std::vector<float> out(10);
+  std::memcpy(out.data(), dense->data(), dense->size());
+  EXPECT_EQ(out, (std::vector<float>{0, 2, 3, 0, 0, 0, 0, 8, 0, 0}));
+  // No runs at all: all zeros.
+  const std::string none = EncodeSparseFrame(values.data(), {});
+  zmq::message_t empty(none.data(), none.size());
+  auto zeros = DecodeSparseFrame(empty, 4);
+  ASSERT_TRUE(zeros.ok());
+  EXPECT_EQ(zeros->size(), 16u);
+}
+
+// A frame with these (offset, length) pairs, `floats` values and `extra` bytes more.
+std::string RawFrame(uint64_t count, const std::vector<std::pair<uint64_t, uint64_t>>& pairs, size_t floats,
+                     int extra = 0) {
+  std::string frame(sizeof(uint64_t) * (1 + 2 * pairs.size()) + floats * sizeof(float) + std::max(extra, 0), '\0');
+  std::memcpy(frame.data(), &count, sizeof(count));
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const uint64_t pair[2] = {pairs[i].first, pairs[i].second};
+    std::memcpy(frame.data() + 8 + 16 * i, pair, sizeof(pair));
+  }
+  if (extra < 0) frame.resize(frame.size() + extra);
+  return frame;
+}
+
+TEST(SparseFrameTest, MalformedFramesAreRefused) {
+  struct Case {
+    std::string name, frame, error;
+  };
+  const std::vector<Case> cases = {
+      {"too short", std::string(4, '\0'), "no run count"},
+      {"huge count", RawFrame(uint64_t{1} << 62, {}, 0), "runs, more than"},
+      {"empty run", RawFrame(1, {{2, 0}}, 0), "is empty, out of order or outside"},
+      {"past the end", RawFrame(1, {{8, 3}}, 3), "outside the range's 10 keys"},
+      {"overflowing", RawFrame(1, {{2, ~uint64_t{0}}}, 0), "outside"},
+      {"out of order", RawFrame(2, {{5, 1}, {2, 1}}, 2), "out of order"},
+      {"overlapping", RawFrame(2, {{2, 3}, {4, 1}}, 4), "out of order"},
+      {"short values", RawFrame(1, {{2, 3}}, 3, -4), "its runs need"},
+      {"long values", RawFrame(1, {{2, 3}}, 3, 4), "its runs need"},
+  };
+  for (const Case& c : cases) {
+    zmq::message_t message(c.frame.data(), c.frame.size());
+    auto dense = DecodeSparseFrame(message, 10);
+    ASSERT_FALSE(dense.ok()) << c.name;
+    EXPECT_EQ(dense.status().code(), StatusCode::kDataLoss) << c.name;
+    EXPECT_THAT(dense.status().message(), HasSubstr(c.error)) << c.name;
+  }
+}
+
+TEST(SparseFrameTest, DecodeMessageMakesSparsePushesDense) {
+  proto::Header h;
+  h.set_op(proto::PUSH);
+  h.set_version(proto::WIRE_VERSION_CURRENT);
+  proto::KeyRange* r = h.add_ranges();
+  r->set_begin(100);
+  r->set_end(104);
+  r->set_sparse(true);
+  proto::KeyRange* d = h.add_ranges();
+  d->set_begin(104);
+  d->set_end(106);
+  const std::vector<float> values = {1, 2, 3, 4};
+  const std::string sparse = EncodeSparseFrame(values.data(), {{3, 4}});
+  auto parts = [&](const std::string& first) {
+    std::vector<zmq::message_t> p;
+    const std::string header = h.SerializeAsString();
+    p.emplace_back(header.data(), header.size());
+    p.emplace_back(first.data(), first.size());
+    p.emplace_back(values.data(), 2 * sizeof(float));
+    return p;
+  };
+  auto m = DecodeMessage(parts(sparse), /*has_identity=*/false);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->header.ranges(0).sparse());
+  ASSERT_EQ(m->frames[0].size(), 16u);
+  std::vector<float> out(4);
+  std::memcpy(out.data(), m->frames[0].data(), 16);
+  EXPECT_EQ(out, (std::vector<float>{0, 0, 0, 4}));
+  EXPECT_EQ(m->frames[1].size(), 8u);
+
+  auto bad = DecodeMessage(parts(sparse.substr(0, sparse.size() - 1)), false);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("frame 1"));
+
+  h.set_op(proto::PARAMS);  // only pushes may be sparse
+  auto params = DecodeMessage(parts(sparse), false);
+  ASSERT_FALSE(params.ok());
+  EXPECT_THAT(params.status().message(), HasSubstr("outside a PUSH"));
+}
+
+}  // namespace
+}  // namespace tessera

@@ -25,8 +25,9 @@ double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::dura
 
 }  // namespace
 
-Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop)
-    : transport_(transport), options_(std::move(options)), stop_(stop) {}
+Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop,
+                     std::unique_ptr<Socket> socket)
+    : transport_(transport), options_(std::move(options)), stop_(stop), socket_(std::move(socket)) {}
 
 Scheduler::~Scheduler() {
   if (metrics_ != nullptr) fclose(metrics_);
@@ -69,8 +70,10 @@ Status Scheduler::Run() {
   std::random_device rd;
   job_id_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "unassigned"
   RETURN_IF_ERROR(Prepare());
-  ASSIGN_OR_RETURN(socket_, transport_->Bind(SocketKind::kRouter,
-                                             "tcp://" + options_.host + ":" + std::to_string(options_.port)));
+  if (socket_ == nullptr) {
+    ASSIGN_OR_RETURN(socket_, transport_->Bind(SocketKind::kRouter,
+                                               "tcp://" + options_.host + ":" + std::to_string(options_.port)));
+  }
   const std::string endpoint = socket_->endpoint();
   const std::string port = endpoint.substr(endpoint.rfind(':') + 1);
   LOG(INFO) << "scheduler listening on " << endpoint;
@@ -128,6 +131,7 @@ Status Scheduler::Run() {
     result = Handle(std::move(m).value());
     if (!result.ok()) break;
   }
+  if (rolled_back()) return OkStatus();  // the nodes register again with the next run
   if (result.ok() && !checkpoint_error_.empty()) result = UnavailableError(checkpoint_error_);
   if (result.ok() && stopping_) {
     // Stopped cleanly: every node gets an ordinary SHUTDOWN, the scheduler reports the stop.
@@ -222,8 +226,7 @@ Status Scheduler::CheckHeartbeats() {
       lost_workers.emplace_back(peer, why);
       continue;
     }
-    return UnavailableError(proto::Role_Name(node.role) + " " + std::to_string(node.rank) + " (pid " +
-                            std::to_string(node.pid) + ") " + why);
+    return LoseServer(node, why);
   }
   for (const auto& [peer, why] : lost_workers) RETURN_IF_ERROR(LoseWorker(peer, why));
   return OkStatus();
@@ -235,6 +238,27 @@ std::vector<int> Scheduler::LiveWorkers() const {
     if (!worker_peers_[r].empty()) ranks.push_back(static_cast<int>(r));
   }
   return ranks;
+}
+
+Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
+  const std::string what = "SERVER " + std::to_string(lost.rank) + " (pid " + std::to_string(lost.pid) + ") " + why;
+  if (options_.rollbacks_done >= options_.max_rollbacks || stopping_) {
+    return UnavailableError(what + (options_.max_rollbacks > 0 ? " (no rollbacks left)" : ""));
+  }
+  rollback_reason_ = what;
+  LOG(WARNING) << what << "; rolling the job back to its newest checkpoint: waiting for a replacement server";
+  JsonObject line;
+  line.Add("event", "rollback").Add("reason", what).Add("step", global_step_).Add("epoch", epoch_ + 1);
+  RecordMetrics(line.ToString());
+  proto::Header h;
+  h.set_op(proto::ROLLBACK);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::SCHEDULER);
+  h.mutable_rollback()->set_reason(what);
+  for (const auto& [peer, node] : nodes_) {
+    if (peer != lost.peer) socket_->Send(h, {}, peer).IgnoreError();  // a gone node needs no word
+  }
+  return AbortedError("rolling back: " + what);
 }
 
 Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
@@ -404,8 +428,17 @@ Status Scheduler::HandleRegister(const Message& m) {
   const proto::ClusterSpec& c = options_.spec.cluster();
   std::string refusal;
   if (r.role() == proto::SERVER) {
-    if (static_cast<int>(server_peers_.size()) >= c.servers()) refusal = "the job has all its servers";
-    if (r.address().empty()) refusal = "a server must give its address";
+    if (r.address().empty()) {
+      refusal = "a server must give its address";
+    } else if (static_cast<int>(server_peers_.size()) >= c.servers()) {
+      // A server beyond the job's count is a spare: it takes part after a
+      // rollback (a lost server's replacement may register before the loss is noticed).
+      node.standby = true;
+      node.address = r.address();
+      nodes_[m.peer] = node;
+      LOG(INFO) << "server (pid " << r.pid() << ") at " << r.address() << " registered as a spare: the job has all its servers";
+      return OkStatus();
+    }
   } else if (r.role() == proto::WORKER) {
     if (static_cast<int>(worker_peers_.size()) >= c.workers()) {
       // A worker beyond the job's count waits for the rank of one that is lost.
@@ -1237,7 +1270,8 @@ Status Scheduler::WriteSummary() {
       .Add("params_sha256", params_sha256_)
       .Add("resumed_from_step", resumed_from_step_)
       .Add("workers_lost", workers_lost_)
-      .Add("workers_joined", workers_joined_);
+      .Add("workers_joined", workers_joined_)
+      .Add("server_rollbacks", options_.rollbacks_done);
   LOG(INFO) << "job done: test accuracy " << test_accuracy_ << ", params_sha256 " << params_sha256_;
   if (options_.run_dir.empty()) return OkStatus();
   return WriteFileAtomic(options_.run_dir + "/summary.json", s.ToPrettyString());

@@ -42,19 +42,34 @@ struct SchedulerOptions {
   int register_timeout_s = 120;
   // When set, the job continues from this checkpoint directory.
   std::string resume_from;
+  // A lost server rolls the job back (Run() returns with rolled_back()) at
+  // most this many times; then, or at 0, it ends the job. Default 0.
+  int max_rollbacks = 0;
+  // Rollbacks before this run (summary.json's server_rollbacks).
+  int rollbacks_done = 0;
 };
 
 class Scheduler {
  public:
   // *transport and *stop must outlive this. Setting *stop aborts the job.
-  Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop);
+  // With `socket`, the scheduler goes on listening on it (a rollback's next
+  // run keeps the address every node knows) instead of binding its own.
+  Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop,
+            std::unique_ptr<Socket> socket = nullptr);
   ~Scheduler();
 
   // OK when the job finished and summary.json is written. InvalidArgument /
   // NotFound for a bad spec or data, DeadlineExceeded when nodes did not
   // register in time, Aborted on a stop request. Every registered node is
-  // sent SHUTDOWN either way.
+  // sent SHUTDOWN either way — except after a rollback: a server was lost
+  // and rollbacks were left, so every other node (standbys too) was sent
+  // ROLLBACK and will register again; Run() returns OK with rolled_back(),
+  // and the caller runs the job again from its newest checkpoint on
+  // TakeSocket().
   Status Run();
+  bool rolled_back() const { return !rollback_reason_.empty(); }
+  const std::string& rollback_reason() const { return rollback_reason_; }
+  std::unique_ptr<Socket> TakeSocket() { return std::move(socket_); }
 
  private:
   struct Node {
@@ -65,7 +80,9 @@ class Scheduler {
     bool ready = false;
     int pid = 0;
     bool released = false;  // told to shut down: silence is expected
-    bool standby = false;   // a worker waiting for a free rank (the job had all its workers)
+    // A worker waiting for a free rank (the job had all its workers), or a
+    // server waiting for a rollback to need it (the job had all its servers).
+    bool standby = false;
     std::chrono::steady_clock::time_point last_heartbeat;
   };
   using Clock = std::chrono::steady_clock;
@@ -80,6 +97,9 @@ class Scheduler {
   // A worker is gone: the servers stop waiting for it, its leases from the
   // position it reached go back to the queue, a standby takes its rank.
   Status LoseWorker(const std::string& peer, const std::string& why);
+  // A server is gone: with rollbacks left, tells every other node ROLLBACK
+  // and ends this run (Aborted, with rollback_reason_ set); else Unavailable.
+  Status LoseServer(const Node& node, const std::string& why);
   // Tells every server which worker ranks take part; returns the change's seq.
   Status SendMembership(const std::vector<bool>& active);
   Status HandleMembershipAck(const Node& node, const proto::MembershipAck& ack);
@@ -269,6 +289,7 @@ class Scheduler {
   double last_train_loss_ = 0, test_accuracy_ = 0, test_loss_ = 0;
   std::string params_sha256_;
   // Summed over workers and epochs.
+  std::string rollback_reason_;
   double compute_seconds_ = 0, communication_seconds_ = 0, push_seconds_ = 0;
   // Training: gradient bytes all workers pushed, and the worker steps they took.
   uint64_t push_bytes_ = 0;

@@ -56,15 +56,7 @@ Status Server::Run() {
   ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, scheduler_endpoint));
   LOG(INFO) << "server listening on " << workers_->endpoint() << ", scheduler " << scheduler_endpoint;
 
-  proto::Header reg;
-  reg.set_op(proto::REGISTER);
-  reg.set_sender_role(proto::SERVER);
-  reg.mutable_register_()->set_role(proto::SERVER);
-  reg.mutable_register_()->set_address(workers_->endpoint());
-  reg.mutable_register_()->set_pid(getpid());
-  RETURN_IF_ERROR(scheduler_->Send(reg));
-
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.register_timeout_s);
+  RETURN_IF_ERROR(Register());
   std::vector<Socket*> sockets = {scheduler_.get(), workers_.get()};
   while (!shutdown_) {
     if (stop_->load()) return AbortedError("stopped by signal");
@@ -72,7 +64,7 @@ Status Server::Run() {
       RETURN_IF_ERROR(FinishWrites(/*wait=*/true).WithContext("finishing checkpoint writes"));
       return UnavailableError("lost the scheduler at " + scheduler_endpoint_ + ": no answer to heartbeats");
     }
-    if (shard_ == nullptr && std::chrono::steady_clock::now() > deadline) {
+    if (shard_ == nullptr && std::chrono::steady_clock::now() > map_deadline_) {
       return UnavailableError("no cluster map from the scheduler at " + scheduler_endpoint + " within " +
                               std::to_string(options_.register_timeout_s) + " s");
     }
@@ -104,6 +96,33 @@ Status Server::Run() {
   if (!shutdown_reason_.empty()) return AbortedError("scheduler ended the job: " + shutdown_reason_);
   LOG(INFO) << "server " << rank_ << " shutting down at version " << (shard_ ? shard_->version() : 0);
   return OkStatus();
+}
+
+Status Server::Register() {
+  proto::Header reg;
+  reg.set_op(proto::REGISTER);
+  reg.set_sender_role(proto::SERVER);
+  reg.mutable_register_()->set_role(proto::SERVER);
+  reg.mutable_register_()->set_address(workers_->endpoint());
+  reg.mutable_register_()->set_pid(getpid());
+  map_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(options_.register_timeout_s);
+  return scheduler_->Send(reg);
+}
+
+Status Server::RollBack(const std::string& reason) {
+  LOG(WARNING) << "the job rolls back: " << reason << "; registering again";
+  // A part being written is finished first (the scheduler has given up on
+  // it), so no write of this cluster outlives it.
+  RETURN_IF_ERROR(FinishWrites(/*wait=*/true));
+  heartbeat_.reset();
+  shard_.reset();
+  optimizer_.reset();
+  waiting_.clear();
+  armed_.reset();
+  job_id_ = 0;
+  rank_ = -1;
+  rolled_back_ = true;
+  return Register();
 }
 
 Status Server::HandleScheduler(Message m) {
@@ -166,6 +185,8 @@ Status Server::HandleScheduler(Message m) {
       shutdown_ = true;
       shutdown_reason_ = m.header.shutdown().reason();
       return OkStatus();
+    case proto::ROLLBACK:
+      return RollBack(m.header.rollback().reason());
     default:
       LOG(WARNING) << "ignoring op " << proto::Op_Name(m.header.op()) << " from the scheduler";
       return OkStatus();
@@ -175,6 +196,9 @@ Status Server::HandleScheduler(Message m) {
 void Server::HandleWorker(Message m) {
   const proto::Header& h = m.header;
   if (shard_ == nullptr) {
+    // After a rollback, requests of the abandoned cluster are dropped: its
+    // workers are told to roll back by the scheduler, not failed by an error.
+    if (rolled_back_) return;
     ReplyError(m.peer, "server not initialized yet");
     return;
   }

@@ -46,6 +46,10 @@ class Server {
   Status Run();
 
  private:
+  // Sends REGISTER; the cluster map is due within register_timeout_s.
+  Status Register();
+  // ROLLBACK: finishes checkpoint writes, drops the cluster's state and registers again.
+  Status RollBack(const std::string& reason);
   Status HandleScheduler(Message m);
   void HandleWorker(Message m);
   // PARAMS of `slices` (all when empty).
@@ -96,6 +100,8 @@ class Server {
   std::vector<PendingWrite> writes_;
   bool shutdown_ = false;
   std::string shutdown_reason_;
+  std::chrono::steady_clock::time_point map_deadline_;
+  bool rolled_back_ = false;  // since a ROLLBACK: requests without a shard are dropped
 };
 
 }  // namespace tessera

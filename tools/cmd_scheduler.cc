@@ -1,10 +1,14 @@
 // `tessera scheduler`: the scheduler role of a cluster.
+#include <filesystem>
 #include <iostream>
+
+#include <glog/logging.h>
 
 #include "core/transport.h"
 #include "tools/command.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
+#include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "scheduler/scheduler.h"
 #include "tools/spec_flags.h"
@@ -28,10 +32,30 @@ int RunScheduler(const ParsedArgs& args) {
   if (!options.run_dir.empty()) {
     if (Status s = MakeDirs(options.run_dir); !s.ok()) return UsageError(self, s.message());
   }
+  options.max_rollbacks = FLAGS_max_restarts;
   const std::atomic<bool>* stop = InstallStopSignals();
   Transport transport;
-  Scheduler scheduler(&transport, options, stop);
-  return FinishRole("scheduler", scheduler.Run());
+  std::unique_ptr<Socket> socket;  // kept across rollbacks: the nodes know its address
+  while (true) {
+    Scheduler scheduler(&transport, options, stop, std::move(socket));
+    Status ran = scheduler.Run();
+    if (!scheduler.rolled_back()) return FinishRole("scheduler", ran);
+    socket = scheduler.TakeSocket();
+    ++options.rollbacks_done;
+    // The newest intact checkpoint, else where this run began (a checkpoint it resumed, or the start).
+    std::string note;
+    auto checkpoint = options.run_dir.empty() ? StatusOr<std::string>(NotFoundError("no run directory"))
+                                              : ResolveCheckpoint(options.run_dir, &note);
+    if (checkpoint.ok()) {
+      std::error_code ec;
+      options.resume_from = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
+    } else if (checkpoint.status().code() != StatusCode::kNotFound) {
+      return FinishRole("scheduler", checkpoint.status().WithContext("cannot roll back"));
+    }
+    LOG(WARNING) << "rollback " << options.rollbacks_done << " of " << options.max_rollbacks << ": "
+                 << scheduler.rollback_reason() << "; the job goes on from "
+                 << (options.resume_from.empty() ? std::string("its start") : options.resume_from);
+  }
 }
 
 }  // namespace tessera

@@ -205,8 +205,12 @@ const std::vector<Command>& Commands() {
        /*hidden=*/true},
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
-       "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.",
-       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "name", "servers", "workers", "epochs",
+       "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.\n"
+       "When a server is lost, the job rolls back to its newest checkpoint in --run_dir and goes on once a\n"
+       "replacement server registers (start one with `tessera server --scheduler HOST:PORT`), at most\n"
+       "--max_restarts times.",
+       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "max_restarts", "name", "servers",
+        "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
        RunScheduler},
       {"server", "run a parameter server of a cluster",

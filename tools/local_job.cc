@@ -168,7 +168,9 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   };
   if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
-                                             run_dir, "--resume_from", resume_from});
+                                             run_dir, "--resume_from", resume_from,
+                                             // This launcher restarts the cluster itself when a server dies.
+                                             "--max_restarts", "0"});
       !s.ok()) {
     return fail(s.message());
   }

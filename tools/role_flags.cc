@@ -21,7 +21,10 @@ DEFINE_string(device, "auto", "where workers compute: auto (a CUDA GPU when ther
 DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (raw float32, key order)");
 DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");
 DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint directory");
-DEFINE_int32(max_restarts, 3, "when a server or the scheduler dies, restart from the newest checkpoint this many times at most; when a worker dies, start this many replacement workers at most");
+DEFINE_int32(max_restarts, 3,
+             "train/resume: when a server or the scheduler dies, restart from the newest checkpoint this many times at "
+             "most, and when a worker dies, start this many replacement workers at most; scheduler: when a server is "
+             "lost, roll the job back to the newest checkpoint and wait for a replacement server this many times at most");
 DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 

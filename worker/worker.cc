@@ -33,6 +33,24 @@ Status Worker::Run() {
   ASSIGN_OR_RETURN(std::string endpoint, NormalizeEndpoint(options_.scheduler));
   scheduler_endpoint_ = endpoint;
   ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, endpoint));
+  // One pass per cluster the worker joins: the first, and one after each
+  // rollback (a server was lost; the job goes back to its newest checkpoint).
+  while (true) {
+    Status ran = JoinAndTrain();
+    if (!rollback_received_) return ran;
+    LOG(WARNING) << "the job rolls back: " << rollback_reason_ << "; registering again";
+    rollback_received_ = false;
+    kv_.reset();
+    heartbeat_.reset();
+    model_.reset();
+    inbox_.clear();
+    job_id_ = 0;
+    rank_ = -1;
+    params_version_ = -1;
+  }
+}
+
+Status Worker::JoinAndTrain() {
   proto::Header reg;
   reg.set_op(proto::REGISTER);
   reg.set_sender_role(proto::WORKER);
@@ -47,7 +65,7 @@ Status Worker::Run() {
       return OkStatus();
     }
     if (map.status().code() == StatusCode::kDeadlineExceeded) {
-      return UnavailableError("no cluster map from the scheduler at " + endpoint + " within " +
+      return UnavailableError("no cluster map from the scheduler at " + scheduler_endpoint_ + " within " +
                               std::to_string(options_.register_timeout_s) + " s");
     }
     return map.status();
@@ -73,6 +91,19 @@ Status Worker::Run() {
   }
 }
 
+Status Worker::LoadData(const proto::DataSpec& data) {
+  const auto start = Clock::now();
+  ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(data, data.train_images()),
+                                                        DataPath(data, data.train_labels()), data.max_train_examples()));
+  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(data, data.test_images()),
+                                                       DataPath(data, data.test_labels()), data.max_test_examples()));
+  train_ = std::make_unique<ImageDataset>(std::move(train));
+  test_ = std::make_unique<ImageDataset>(std::move(test));
+  LOG(INFO) << "worker loaded " << train_->count << " training and " << test_->count << " test examples in "
+            << std::chrono::duration<double>(Clock::now() - start).count() << " s";
+  return OkStatus();
+}
+
 Status Worker::Setup(const proto::Header& map_message) {
   map_ = map_message.cluster_map();
   job_id_ = map_message.job_id();
@@ -84,20 +115,12 @@ Status Worker::Setup(const proto::Header& map_message) {
                                                  map_.spec().cluster().heartbeat_timeout_ms());
 
   const proto::DataSpec& data = map_.spec().data();
-  const auto start = Clock::now();
-  ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(data, data.train_images()),
-                                                        DataPath(data, data.train_labels()), data.max_train_examples()));
-  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(data, data.test_images()),
-                                                       DataPath(data, data.test_labels()), data.max_test_examples()));
-  if (train.count != map_.train_examples() || test.count != map_.test_examples()) {
-    return FailedPreconditionError("this worker sees " + std::to_string(train.count) + "/" +
-                                   std::to_string(test.count) + " train/test examples, the scheduler " +
+  if (train_ == nullptr) RETURN_IF_ERROR(LoadData(data));
+  if (train_->count != map_.train_examples() || test_->count != map_.test_examples()) {
+    return FailedPreconditionError("this worker sees " + std::to_string(train_->count) + "/" +
+                                   std::to_string(test_->count) + " train/test examples, the scheduler " +
                                    std::to_string(map_.train_examples()) + "/" + std::to_string(map_.test_examples()));
   }
-  train_ = std::make_unique<ImageDataset>(std::move(train));
-  test_ = std::make_unique<ImageDataset>(std::move(test));
-  LOG(INFO) << "worker " << rank_ << " loaded " << train_->count << " training and " << test_->count
-            << " test examples in " << std::chrono::duration<double>(Clock::now() - start).count() << " s";
 
   ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), Shape{1, train_->rows, train_->cols}, train_->num_classes,
                                                 options_.device));
@@ -117,14 +140,19 @@ Status Worker::Setup(const proto::Header& map_message) {
   }
   kv_ = std::make_unique<KvClient>(transport_, std::move(servers), rank_, job_id_);
   kv_->set_stop(stop_, heartbeat_->lost_flag());
-  // A SHUTDOWN from the scheduler ends a wait for parameters; anything else
-  // it sends meanwhile waits in the inbox.
+  // A SHUTDOWN or ROLLBACK from the scheduler ends a wait for parameters;
+  // anything else it sends meanwhile waits in the inbox.
   kv_->set_interrupt(scheduler_.get(), [this]() {
     auto m = scheduler_->Receive(0);
     if (!m.ok()) return false;
     if (m->header.op() == proto::SHUTDOWN) {
       shutdown_received_ = true;
       shutdown_reason_ = m->header.shutdown().reason();
+      return true;
+    }
+    if (m->header.op() == proto::ROLLBACK) {
+      rollback_received_ = true;
+      rollback_reason_ = m->header.rollback().reason();
       return true;
     }
     inbox_.push_back(std::move(m).value());
@@ -368,6 +396,11 @@ StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
       shutdown_reason_ = m->header.shutdown().reason();
       if (shutdown_reason_.empty()) return AbortedError("shutdown");
       return AbortedError("scheduler ended the job: " + shutdown_reason_);
+    }
+    if (m->header.op() == proto::ROLLBACK) {
+      rollback_received_ = true;
+      rollback_reason_ = m->header.rollback().reason();
+      return AbortedError("the job rolls back: " + rollback_reason_);
     }
     if (m->header.op() == op) return m;
     LOG(WARNING) << "ignoring " << proto::Op_Name(m->header.op()) << " while waiting for " << proto::Op_Name(op);

@@ -51,12 +51,16 @@ class Worker {
   Status Run();
 
  private:
+  // Registers, waits for the cluster map and runs phases until SHUTDOWN (or
+  // a ROLLBACK, which Run() answers by joining again).
+  Status JoinAndTrain();
+  Status LoadData(const proto::DataSpec& data);
   Status Setup(const proto::Header& map_message);
   Status RunTraining(const proto::Phase& phase);
   Status RunEvaluation(const proto::Phase& phase);
   // Asks the scheduler for a shard; *lease.shard() is -1 when none is left.
   Status RequestLease(int epoch, proto::Lease* lease);
-  // Waits for the next message from the scheduler of op `op` (SHUTDOWN ends the wait with Aborted).
+  // Waits for the next message from the scheduler of op `op` (SHUTDOWN and ROLLBACK end the wait with Aborted).
   StatusOr<Message> WaitScheduler(proto::Op op, int timeout_ms);
   Status SendToScheduler(proto::Header h);
   // Aborted on a stop signal, Unavailable once the scheduler is lost.
@@ -80,6 +84,8 @@ class Worker {
   std::deque<Message> inbox_;
   bool shutdown_received_ = false;
   std::string shutdown_reason_;
+  bool rollback_received_ = false;
+  std::string rollback_reason_;
 };
 
 }  // namespace tessera

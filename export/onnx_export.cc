@@ -241,8 +241,21 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         AddFloatAttribute(bn, "epsilon", spec.layer(i).batch_norm().epsilon());
         break;
       }
-      case proto::LayerSpec::kEmbedding:
-        return InvalidArgumentError(where + ": embedding layers cannot be exported to ONNX yet");
+      case proto::LayerSpec::kEmbedding: {
+        // Tessera takes each input value as the id nearest to it (rounding
+        // half to even, as std::nearbyint does) and copies that row of the
+        // weight: Round (half to even in ONNX too), Cast to int64, Gather
+        // along axis 0, whose output [N, ...input dims, dim] is exactly the
+        // layer's. Ids outside [0, num_embeddings) are refused before a pass
+        // (serve, predict), so the graph is only ever asked for valid ids.
+        if (i != 0) return InvalidArgumentError(where + ": an embedding must be the first layer");
+        onnx::NodeProto* round = builder.AddNode("Round", name + ".round", {inputs[0]});
+        onnx::NodeProto* ids = builder.AddNode("Cast", name + ".ids", {round->output(0)});
+        AddIntAttribute(ids, "to", onnx::TensorProto::INT64);
+        onnx::NodeProto* gather = builder.AddNode("Gather", name, {inputs[1], ids->output(0)});
+        AddIntAttribute(gather, "axis", 0);
+        break;
+      }
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + ": layer sets no kind");
     }

@@ -10,8 +10,10 @@
 //   output "probabilities" float [N, num_classes] (Softmax over axis 1), optional
 // One node per layer, named after it ("layer3.conv2d"): Conv, Relu, MaxPool,
 // Flatten (axis 1), Gemm (transB = 1; a Flatten first when its input is not
-// [N, F]), BatchNormalization (inference form, running statistics); Dropout
-// is the identity at inference and is left out. Weights are initializers
+// [N, F]), BatchNormalization (inference form, running statistics), and for
+// an embedding (the first layer) Round, Cast to int64 and Gather (axis 0):
+// ids rounded half to even, as Tessera rounds them; Dropout is the identity
+// at inference and is left out. Weights are initializers
 // named as the model's tensors ("layer0.conv2d.weight"), PyTorch layouts.
 //
 // An int8 layer (Int8Spec) is written in ONNX's QDQ form: its input goes

@@ -319,6 +319,9 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
   std::vector<std::vector<std::string>> layer_params;  // initializer names per layer, in param order
   bool softmax_seen = false;
   std::string logits_value;  // the value the last layer produced
+  // An embedding's ids (the output of Round and Cast to int64), which the
+  // next node must Gather by.
+  std::optional<std::string> pending_ids;
   for (int i = 0; i < graph.node_size(); ++i) {
     const onnx::NodeProto& node = graph.node(i);
     const std::string where = NodeWhere(node, i);
@@ -328,14 +331,27 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       return InvalidArgumentError(where + ": domain '" + node.domain() + "' is not supported");
     }
     if (softmax_seen) return InvalidArgumentError(where + ": no node may follow the Softmax");
-    if (node.input_size() < 1 || node.input(0) != current) {
+    if (pending_ids.has_value() && op != "Gather") {
+      return InvalidArgumentError(where + ": the embedding ids '" + *pending_ids +
+                                  "' (Round, Cast to int64) must feed a Gather of the embedding weight");
+    }
+    // A Gather (an embedding) reads the chain as its indices, input 1; every
+    // other node as input 0.
+    const int data_input = op == "Gather" ? 1 : 0;
+    if (op == "Gather" && (node.input_size() != 2 || node.input(1) != current)) {
+      return InvalidArgumentError(where + ": a Gather must have two inputs, an embedding weight (an initializer) and "
+                                  "the ids '" + current + "' as its indices (Tessera's embedding: Round, Cast to "
+                                  "int64, Gather)");
+    }
+    if (node.input_size() <= data_input || node.input(data_input) != current) {
       return InvalidArgumentError(where + ": reads '" + (node.input_size() ? node.input(0) : std::string()) + "', not '" +
                                   current + "' (Tessera runs a chain of layers, each reading the one before)");
     }
     if (node.output_size() != 1) return InvalidArgumentError(where + ": must have exactly one output");
     // Parameter inputs: initializers, checked against the layer later.
     std::vector<std::string> params;
-    for (int k = 1; k < node.input_size(); ++k) {
+    for (int k = 0; k < node.input_size(); ++k) {
+      if (k == data_input) continue;
       const std::string& name = node.input(k);
       if (name.empty()) return InvalidArgumentError(where + ": optional inputs left empty are not supported");
       auto d = derived.find(name);
@@ -544,6 +560,58 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       current = dq->output(0);
       ++i;
       continue;
+    } else if (op == "Round") {
+      // Tessera's embedding, three nodes: Round (half to even, as Tessera
+      // rounds), Cast to int64, Gather(weight, ids, axis 0).
+      RETURN_IF_ERROR(OnlyAttributes(node, {}, where));
+      if (!params.empty()) return InvalidArgumentError(where + ": takes one input");
+      const onnx::NodeProto* cast = i + 1 < graph.node_size() ? &graph.node(i + 1) : nullptr;
+      if (cast == nullptr || cast->op_type() != "Cast" || cast->input_size() != 1 || cast->input(0) != node.output(0) ||
+          cast->output_size() != 1) {
+        return InvalidArgumentError(where + ": must be followed by a Cast of its output to int64 and a Gather by those "
+                                    "ids (Tessera reads Round only as an embedding's ids)");
+      }
+      const std::string cast_where = NodeWhere(*cast, i + 1);
+      RETURN_IF_ERROR(OnlyAttributes(*cast, {"to"}, cast_where));
+      ASSIGN_OR_RETURN(const int64_t to, IntAttr(*cast, "to", -1, cast_where));
+      if (to != onnx::TensorProto::INT64) {
+        return InvalidArgumentError(cast_where + ": an embedding's ids must be cast to int64 (to = " +
+                                    std::to_string(onnx::TensorProto::INT64) + "), got to = " + std::to_string(to));
+      }
+      pending_ids = cast->output(0);
+      current = cast->output(0);
+      ++i;
+      continue;
+    } else if (op == "Gather") {
+      if (!pending_ids.has_value()) {
+        return InvalidArgumentError(where + ": a Gather must read ids made by a Round and a Cast to int64 (Tessera's "
+                                    "embedding)");
+      }
+      RETURN_IF_ERROR(OnlyAttributes(node, {"axis"}, where));
+      ASSIGN_OR_RETURN(const int64_t axis, IntAttr(node, "axis", 0, where));
+      if (axis != 0) {
+        return InvalidArgumentError(where + ": axis " + std::to_string(axis) +
+                                    " is not supported (an embedding gathers rows: axis 0)");
+      }
+      const std::vector<int64_t> w = param_dims(0);
+      if (w.size() != 2 || w[0] < 1 || w[1] < 1 || w[0] > std::numeric_limits<int32_t>::max() ||
+          w[1] > std::numeric_limits<int32_t>::max()) {
+        return InvalidArgumentError(where + ": the embedding weight '" + params[0] + "' must be [num_embeddings, dim], got " +
+                                    ShapeText(w));
+      }
+      if (out.spec.layer_size() != 0 || LayerNumber(node.name()) > 0) {
+        return InvalidArgumentError(where + ": an embedding must be the first layer (its inputs are the model's input, "
+                                    "as ids)");
+      }
+      proto::EmbeddingSpec* e = layer.mutable_embedding();
+      e->set_num_embeddings(static_cast<int32_t>(w[0]));
+      e->set_embedding_dim(static_cast<int32_t>(w[1]));
+      pending_ids.reset();
+      RETURN_IF_ERROR(add_layer(layer));
+    } else if (op == "Cast") {
+      return InvalidArgumentError(where + ": a Cast in the chain is read only as an embedding's ids, right after a Round "
+                                  "(a Cast alone would truncate, not round); other Casts only turn float16 weights "
+                                  "into float");
     } else if (op == "Identity") {
       if (!params.empty()) return InvalidArgumentError(where + ": takes one input");
       logits_value = node.output(0);
@@ -559,12 +627,13 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
       continue;  // current stays the logits
     } else {
       return InvalidArgumentError(where + ": op " + op + " is not supported (Tessera reads Conv, Relu, MaxPool, Flatten, "
-                                  "Gemm, BatchNormalization, Softmax, Identity, and QuantizeLinear, DequantizeLinear "
-                                  "and Cast in the forms it exports)");
+                                  "Gemm, BatchNormalization, Softmax, Identity, and Round, Cast, Gather, QuantizeLinear "
+                                  "and DequantizeLinear in the forms it exports)");
     }
     current = node.output(0);
   }
   if (pending_int8.has_value()) return InvalidArgumentError("the graph ends in a quantized value no layer reads");
+  if (pending_ids.has_value()) return InvalidArgumentError("the graph ends in embedding ids no Gather reads");
   if (out.spec.layer_size() == 0) return InvalidArgumentError("the graph has no layer");
   if (current != kOnnxLogitsName || logits_value != kOnnxLogitsName) {
     return InvalidArgumentError("the last layer must output '" + std::string(kOnnxLogitsName) + "', it outputs '" + current + "'");

@@ -1,7 +1,8 @@
 // ONNX import: an exported model.onnx back into a runnable Tessera model (the
 // inverse of onnx_export.h). The graph must be a chain of the ops Tessera
 // exports (Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, an
-// optional final Softmax, Identity; an int8 layer's QuantizeLinear and
+// optional final Softmax, Identity; an embedding first layer's Round, Cast to
+// int64 and Gather(weight, ids, axis 0); an int8 layer's QuantizeLinear and
 // DequantizeLinear pairs and weight DequantizeLinear; float16 weights' Casts)
 // with the attributes Tessera's layers
 // support; anything else (another op, a branch, an attribute value Tessera

@@ -85,6 +85,10 @@ StatusOr<std::vector<LayerWalk>> Walk(const proto::ModelSpec& spec, const Shape&
         }
         break;
       }
+      case proto::LayerSpec::kEmbedding:
+        return InvalidArgumentError("model.layer[" + std::to_string(i) + "] is an embedding: structured pruning does "
+                                    "not support embedding models (use --prune-mode unstructured, which leaves the "
+                                    "embedding as it is)");
       default:
         return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: structured pruning does not know " +
                                     layer->type() + " layers");
@@ -119,7 +123,13 @@ int64_t CountPrunable(const std::vector<TensorInfo>& tensors) {
 
 }  // namespace
 
-bool IsPrunableWeight(const TensorInfo& tensor) { return tensor.trainable && tensor.shape.size() >= 2; }
+bool IsPrunableWeight(const TensorInfo& tensor) {
+  // An embedding's table ("layer0.embedding.weight") is a lookup, not a
+  // product: a zeroed entry changes what its id means, and the layer runs no
+  // faster. Tensors are named "layerI.TYPE.NAME" (Model::Create).
+  if (tensor.name.find(".embedding.") != std::string::npos) return false;
+  return tensor.trainable && tensor.shape.size() >= 2;
+}
 
 int64_t PruneCount(double sparsity, int64_t n) {
   if (!(sparsity > 0) || n <= 0) return 0;

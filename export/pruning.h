@@ -29,7 +29,7 @@
 namespace tessera {
 
 // A weight that pruning applies to: trainable, of rank >= 2 (Conv2d's and
-// Linear's weights).
+// Linear's weights), never an embedding's table.
 bool IsPrunableWeight(const TensorInfo& tensor);
 
 // floor(sparsity * n), with sparsity * n first rounded to 6 decimals so that
@@ -69,7 +69,8 @@ struct StructuredPruning {
 // (of the unit's whole weight row in the original model; equal norms: the
 // lower index goes first) are removed, keeping at least one. InvalidArgument
 // when the spec does not build, params has another size, sparsity is outside
-// [0, 1), or a layer kind is unknown to the remapping.
+// [0, 1), or a layer kind is unknown to the remapping (an embedding: such
+// models are refused).
 StatusOr<StructuredPruning> PruneStructured(const proto::ModelSpec& spec, const Shape& input_shape, int num_classes,
                                             const std::vector<float>& params, double sparsity);
 

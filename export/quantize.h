@@ -1,5 +1,6 @@
 // Post-training int8 quantization of a float model: every Conv2d and Linear
-// layer becomes an int8 layer (models/int8_layers.h).
+// layer becomes an int8 layer (models/int8_layers.h); the other layers (an
+// embedding's table included) stay float.
 //
 // - Weights: symmetric, per output channel: scale = max|w| / 127 over the
 //   channel, q = round(w / scale) in [-127, 127].

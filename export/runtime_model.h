@@ -18,7 +18,10 @@ namespace tessera {
 // A Model of `imported`'s layers and parameters on `device`, prepared for
 // inference (Model::PrepareForInference): on the CPU, int8 layers compute in
 // int8 and convolutions run fused with their ReLU and pooling. int8 models
-// run on the CPU whatever `device` says (RuntimeDevice). InvalidArgument when
+// run on the CPU whatever `device` says (RuntimeDevice).
+// Model::ValidateInputValues of the result says which inputs it takes (an
+// embedding model's: ids in [0, num_embeddings)); serve and predict check
+// every input with it before running it. InvalidArgument when
 // the layers do not fit the input shape or the parameter count differs from
 // what the layers take; Unavailable when the GPU cannot be used.
 StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported, Device device = Device::kCpu);

@@ -181,6 +181,11 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
     const float a = static_cast<float>(n.scale / n.std), b = static_cast<float>(-n.mean / n.std);
     for (float& v : out.x) v = v * a + b;
   }
+  // Values the model cannot take (an embedding's ids out of range) are the
+  // client's mistake, found before the request joins a batch.
+  if (Status valid = model.ValidateInput(out.x.data(), static_cast<int64_t>(out.x.size())); !valid.ok()) {
+    return InvalidArgumentError("input '" + name + "': " + valid.message());
+  }
   if (request.contains("outputs")) {
     const json& outputs = request["outputs"];
     if (!outputs.is_array()) return InvalidArgumentError("'outputs' must be an array");

@@ -27,8 +27,9 @@ struct InferRequest {
 };
 
 // InvalidArgument with a message for the client (malformed JSON, wrong
-// input name, datatype, shape, data) when the body is not a valid request
-// for `model`.
+// input name, datatype, shape, data, or a value the model does not take: an
+// id out of range for an embedding model) when the body is not a valid
+// request for `model`.
 StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedModel& model);
 
 // {"model_name", "model_version", "id", "outputs": [...]}.

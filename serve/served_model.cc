@@ -60,6 +60,8 @@ ServedModel::~ServedModel() {
   if (thread_.joinable()) thread_.join();
 }
 
+Status ServedModel::ValidateInput(const float* x, int64_t n) const { return model_->ValidateInputValues(x, n); }
+
 StatusOr<std::vector<float>> ServedModel::Infer(const float* x, int64_t n) {
   if (n <= 0) return InvalidArgumentError("no examples");
   Job job;

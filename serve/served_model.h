@@ -52,6 +52,12 @@ class ServedModel {
   const InputNormalization& normalization() const { return files_.normalization; }
   const ModelVersionFiles& files() const { return files_; }
 
+  // InvalidArgument naming the first of the n values of x (normalized) the
+  // model does not take: a value that is not an id in [0, num_embeddings)
+  // for a model whose first layer is an embedding (Model::ValidateInputValues).
+  // Safe from any thread: it reads only what the model fixed when it was built.
+  Status ValidateInput(const float* x, int64_t n) const;
+
   // Runs x (n examples of input_features, normalized) with whatever else is
   // queued, blocking until done: n * num_classes logits. Internal when the
   // model fails.

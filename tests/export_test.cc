@@ -190,6 +190,24 @@ std::map<std::string, Tensor> RunOnnx(const onnx::ModelProto& model, const Tenso
         for (int64_t j = 0; j < k; ++j) sum += std::exp(double(row[j]) - top);
         for (int64_t j = 0; j < k; ++j) y.data[e * k + j] = static_cast<float>(std::exp(double(row[j]) - top) / sum);
       }
+    } else if (op == "Round") {
+      for (float& f : y.data) f = std::nearbyint(f);  // half to even, as ONNX's Round
+    } else if (op == "Cast") {
+      // Only an embedding's ids (the values are whole already; kept as floats here).
+      EXPECT_EQ(Attr(node, "to", -1), onnx::TensorProto::INT64);
+    } else if (op == "Gather") {
+      EXPECT_EQ(Attr(node, "axis", 0), 0);
+      const Tensor& ids = *in[1];
+      const int64_t rows = x.dims[0], dim = x.dims[1];
+      y.dims = ids.dims;
+      y.dims.push_back(dim);
+      y.data.assign(ids.data.size() * dim, 0.0f);
+      for (size_t k = 0; k < ids.data.size(); ++k) {
+        const int64_t id = static_cast<int64_t>(ids.data[k]);
+        EXPECT_TRUE(id >= 0 && id < rows) << id;
+        if (id < 0 || id >= rows) return {};
+        std::copy(x.data.begin() + id * dim, x.data.begin() + (id + 1) * dim, y.data.begin() + k * dim);
+      }
     } else if (op != "Identity") {
       ADD_FAILURE() << "the reference evaluator does not know " << op;
       return {};
@@ -395,8 +413,15 @@ for n in m.graph.node:
     elif op == "Identity":
         y = i[0]
     elif op == "Cast":
-        assert attr(n, "to") == onnx.TensorProto.FLOAT
-        y = i[0].astype(np.float32)
+        to = attr(n, "to")
+        assert to in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64), to
+        y = i[0].astype(np.float32 if to == onnx.TensorProto.FLOAT else np.int64)
+    elif op == "Round":
+        y = np.round(i[0])  # half to even, as ONNX's Round
+    elif op == "Gather":
+        assert attr(n, "axis", 0) == 0
+        assert i[1].dtype == np.int64 and ((i[1] >= 0) & (i[1] < i[0].shape[0])).all()
+        y = np.take(i[0], i[1], axis=0)
     elif op == "QuantizeLinear":
         lo, hi = (0, 255) if i[2].dtype == np.uint8 else (-128, 127)
         y = np.clip(np.rint(i[0] / i[1]) + i[2].astype(np.float64), lo, hi).astype(i[2].dtype)
@@ -406,7 +431,7 @@ for n in m.graph.node:
         y = (i[0].astype(np.float32) - zero) * i[1].reshape(shape)
     else:
         sys.exit("unknown op " + op)
-    v[n.output[0]] = y if op == "QuantizeLinear" else y.astype(np.float32)
+    v[n.output[0]] = y if op == "QuantizeLinear" or y.dtype == np.int64 else y.astype(np.float32)
 v["logits"].astype(np.float32).tofile(out_path)
 try:
     import onnxruntime
@@ -418,6 +443,76 @@ else:
     print("onnxruntime: same logits")
 print("python3-onnx: ok")
 )PY";
+
+// An embedding first layer: Round, Cast to int64, Gather (axis 0), then the
+// Linear after its [1, 1, F, dim] output flattens it. ONNX's checkers (C++
+// and python3-onnx) pass the graph, and the reference evaluator and NumPy
+// compute Tessera's logits; ties round half to even everywhere (2.5 -> 2,
+// 3.5 -> 4), as Tessera's std::nearbyint does.
+TEST(OnnxExportTest, EmbeddingIsRoundCastGatherAndComputesTesseraLogits) {
+  const Shape input = {1, 1, 6};
+  const proto::ModelSpec spec = ParseModel(R"(
+    layer { embedding { num_embeddings: 16 embedding_dim: 4 } }
+    layer { dropout {} }
+    layer { linear { out_features: 12 } }
+    layer { relu {} }
+    layer { linear { out_features: 10 } }
+  )");
+  constexpr int64_t kBatch = 4;
+  const std::vector<float> x = {0, 15, 2.5f, 3.5f, 0.49f, 14.6f, 7.5f, 8.5f, 1.5f, 0.5f, 12.4999f, 9,
+                                -0.4f, 15.4f, 4, 5, 6, 11.5f, 10.5f, 13, 1, 2, 3, 3};
+  for (bool fp16 : {false, true}) {
+    SCOPED_TRACE(fp16 ? "fp16" : "fp32");
+    std::vector<float> params = RandomParams(spec, input);
+    OnnxExportOptions options;
+    options.fp16_weights = fp16;
+    options.metadata = {{"tessera.input_mean", "0"}, {"tessera.input_std", "0.003921569"}};
+    auto model = BuildOnnxModel(spec, input, 10, params.data(), params.size(), options);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    ASSERT_OK(CheckOnnxModel(*model));
+    if (fp16) {
+      for (float& v : params) v = static_cast<float>(static_cast<_Float16>(v));  // what the file holds
+    }
+    std::vector<std::string> ops;
+    for (const onnx::NodeProto& node : model->graph().node()) {
+      if (node.op_type() != "Cast" || !node.input(0).ends_with("_fp16")) ops.push_back(node.op_type());
+    }
+    EXPECT_EQ(ops, (std::vector<std::string>{"Round", "Cast", "Gather", "Flatten", "Gemm", "Relu", "Gemm", "Softmax"}));
+    const std::vector<float> expected = TesseraLogits(spec, input, params, x, kBatch);
+    if (!fp16) {
+      auto values = RunOnnx(*model, Tensor{{kBatch, 1, 1, 6}, x});
+      ASSERT_TRUE(values.count("layer0.embedding"));
+      const Tensor& rows = values["layer0.embedding"];
+      EXPECT_EQ(rows.dims, (std::vector<int64_t>{kBatch, 1, 1, 6, 4}));
+      // Row nearbyint(x) of the weight (the first tensor), exactly.
+      std::vector<float> want;
+      for (float v : x) {
+        const int64_t id = static_cast<int64_t>(std::nearbyint(v));
+        want.insert(want.end(), params.begin() + id * 4, params.begin() + (id + 1) * 4);
+      }
+      EXPECT_EQ(rows.data, want);
+      EXPECT_LT(MaxRelativeDifference(values["logits"].data, expected), 1e-5);
+    }
+    if (!PythonOnnxAvailable()) {
+      std::cout << "python3-onnx or numpy is not installed: the Python check is skipped\n";
+      continue;
+    }
+    const std::string dir = MakeTempDir("export-embedding");
+    std::ofstream(dir + "/model.onnx", std::ios::binary) << SerializeOnnxModel(*model).value();
+    std::ofstream(dir + "/manifest.json") << R"({"normalization": {"mean": 0, "std": 0.003921569}})";
+    std::ofstream(dir + "/check.py") << kPythonCheck;
+    std::ofstream(dir + "/x.bin", std::ios::binary).write(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float));
+    Shell py = RunShell("/usr/bin/python3 " + dir + "/check.py " + dir + "/model.onnx " + dir + "/manifest.json " + dir +
+                        "/x.bin " + std::to_string(kBatch) + " " + dir + "/logits.bin");
+    ASSERT_EQ(py.exit_code, 0) << py.output;
+    EXPECT_NE(py.output.find("python3-onnx: ok"), std::string::npos) << py.output;
+    const std::string bytes = ReadFileToString(dir + "/logits.bin").value();
+    ASSERT_EQ(bytes.size(), expected.size() * sizeof(float));
+    std::vector<float> numpy_logits(expected.size());
+    std::memcpy(numpy_logits.data(), bytes.data(), bytes.size());
+    EXPECT_LT(MaxRelativeDifference(numpy_logits, expected), 1e-5);
+  }
+}
 
 class ExportCommandTest : public ::testing::Test {
  protected:

@@ -206,6 +206,10 @@ int RunPredict(const ParsedArgs& args) {
   if (!model.ok()) return UsageError(self, model.status().message());
   auto input = LoadPredictInput(input_path, model->files.model.input_shape);
   if (!input.ok()) return UsageError(self, input.status().message());
+  // Values the model cannot take (an embedding's ids out of range): the user's mistake, before anything runs.
+  if (Status valid = ValidatePredictInput(*model, *input, input_path); !valid.ok()) {
+    return UsageError(self, valid.message());
+  }
   std::vector<uint8_t> labels;
   if (!FLAGS_labels.empty()) {
     auto read = LoadPredictLabels(FLAGS_labels, input->count, model->model->num_classes());
@@ -310,6 +314,8 @@ int RunPredictWorker(const ParsedArgs& args) {
     return fail(InvalidArgumentError("--range " + FLAGS_range + " is past the " + std::to_string(input->count) +
                                      " images of " + args.positional[1]));
   }
+  // The parent checked the whole input already; a worker never runs values its model cannot take.
+  if (Status valid = ValidatePredictInput(*model, *input, args.positional[1]); !valid.ok()) return fail(valid);
   MaybeInjectFault(begin, end);
   SetComputeThreads(FLAGS_threads);
   std::FILE* file = std::fopen(FLAGS_out.c_str(), "wb");

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -131,9 +132,7 @@ std::string PredictCsvHeader(int num_classes) {
   return header + "\n";
 }
 
-Status PredictRange(PredictModel* model, const PredictInput& input, const PredictRangeOptions& options, std::FILE* out,
-                    std::vector<int>* classes) {
-  const InputNormalization& n = model->files.normalization;
+PixelNormalization PredictPixelNormalization(const InputNormalization& n) {
   // The workers' arithmetic (BatchReader), so that predictions are those of
   // the export's evaluation: in float, x = pixel * a + b with
   // a = 1 / (255 * std) and b = -mean / std. The manifest gives scale as the
@@ -141,8 +140,35 @@ Status PredictRange(PredictModel* model, const PredictInput& input, const Predic
   const double inverse = 1.0 / n.scale;
   const double levels = std::abs(inverse - std::round(inverse)) <= 1e-4 * inverse ? std::round(inverse) : inverse;
   const float mean = static_cast<float>(n.mean), std = static_cast<float>(n.std);
-  const float a = 1.0f / (static_cast<float>(levels) * std);
-  const float b = -mean / std;
+  PixelNormalization out;
+  out.a = 1.0f / (static_cast<float>(levels) * std);
+  out.b = -mean / std;
+  return out;
+}
+
+Status ValidatePredictInput(const PredictModel& model, const PredictInput& input, const std::string& path) {
+  const PixelNormalization norm = PredictPixelNormalization(model.files.normalization);
+  // A byte has 256 values: each is checked once, where it first occurs.
+  std::array<bool, 256> checked{};
+  const std::vector<uint8_t>& pixels = input.images.data;
+  const int64_t n = std::min<int64_t>(static_cast<int64_t>(pixels.size()), input.count * input.example_size);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t pixel = pixels[i];
+    if (checked[pixel]) continue;
+    checked[pixel] = true;
+    const float x = static_cast<float>(pixel) * norm.a + norm.b;
+    if (Status s = model.model->ValidateInputValues(&x, 1); !s.ok()) {
+      return InvalidArgumentError(path + ": image " + std::to_string(i / input.example_size) + " holds the value " +
+                                  std::to_string(pixel) + ", which the model cannot take: " + s.message());
+    }
+  }
+  return OkStatus();
+}
+
+Status PredictRange(PredictModel* model, const PredictInput& input, const PredictRangeOptions& options, std::FILE* out,
+                    std::vector<int>* classes) {
+  const PixelNormalization norm = PredictPixelNormalization(model->files.normalization);
+  const float a = norm.a, b = norm.b;
   const int classes_per_row = model->model->num_classes();
   const int64_t size = input.example_size;
   const int64_t batch_size = std::max<int64_t>(1, options.batch_size);

@@ -49,6 +49,20 @@ struct PredictInput {
 // unreadable or malformed file.
 StatusOr<PredictInput> LoadPredictInput(const std::string& path, const Shape& model_input);
 
+// How a pixel (a byte of the input) becomes a model input, in float, as
+// the workers normalize training data (BatchReader): x = pixel * a + b, with
+// a = 1 / (255 * std) and b = -mean / std of the version's normalization.
+struct PixelNormalization {
+  float a = 1, b = 0;
+};
+PixelNormalization PredictPixelNormalization(const InputNormalization& normalization);
+
+// InvalidArgument naming `path`, the first image and the byte value when
+// some value of the input, normalized, is one the model does not take
+// (Model::ValidateInputValues: for an embedding first layer, an id outside
+// [0, num_embeddings)); checked before anything runs.
+Status ValidatePredictInput(const PredictModel& model, const PredictInput& input, const std::string& path);
+
 // Reads an IDX labels file of exactly `count` labels, each < num_classes.
 StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_t count, int num_classes);
 

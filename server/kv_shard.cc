@@ -278,6 +278,39 @@ void KvShard::SwapInSpare(std::shared_ptr<std::vector<float>>* buffer, std::shar
   std::swap(*buffer, *spare);
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> KvShard::SpareSizes() const {
+  const int per = optimizer_->state_per_param();
+  std::vector<std::pair<uint64_t, uint64_t>> sizes;
+  for (const Slice& s : state_) {
+    const bool steps_state = s.trainable && per > 0;
+    sizes.emplace_back(s.params->size(), steps_state ? s.state->size() : 0);
+  }
+  return sizes;
+}
+
+KvShard::Spares KvShard::MakeSpares(const std::vector<std::pair<uint64_t, uint64_t>>& sizes) {
+  Spares spares;
+  for (const auto& [params, state] : sizes) {
+    spares.params.push_back(params > 0 ? std::make_shared<std::vector<float>>(params) : nullptr);
+    spares.state.push_back(state > 0 ? std::make_shared<std::vector<float>>(state) : nullptr);
+  }
+  return spares;
+}
+
+void KvShard::AdoptSpares(Spares spares) {
+  auto adopt = [](std::shared_ptr<std::vector<float>>* spare, const std::vector<float>& own,
+                  std::shared_ptr<std::vector<float>>& offered) {
+    if (offered == nullptr || offered->size() != own.size()) return;
+    if (*spare != nullptr && (*spare)->size() == own.size()) return;
+    *spare = std::move(offered);
+  };
+  for (size_t i = 0; i < state_.size() && i < spares.params.size() && i < spares.state.size(); ++i) {
+    Slice& s = state_[i];
+    adopt(&s.spare_params, *s.params, spares.params[i]);
+    adopt(&s.spare_state, *s.state, spares.state[i]);
+  }
+}
+
 void KvShard::FreezeZeros(Slice* slice) const {
   slice->frozen.clear();
   if (!freeze_zero_weights_ || !slice->weight) return;

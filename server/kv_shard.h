@@ -89,6 +89,22 @@ class KvShard {
   // The highest slice version.
   int64_t MaxVersion() const;
 
+  // Spare buffers: what a step writes into while a snapshot (or a PARAMS
+  // reply) holds a slice's own buffers (ApplySlice). Made when first needed,
+  // they cost that step a page fault per 4 KiB — for the first snapshot more
+  // than the step itself. A server makes them ahead of time on another
+  // thread: SpareSizes() here, MakeSpares() anywhere, AdoptSpares() here.
+  struct Spares {
+    // Per slice; null where none is needed.
+    std::vector<std::shared_ptr<std::vector<float>>> params, state;
+  };
+  // Per slice: the floats of its parameter and optimizer-state spares (0: none needed).
+  std::vector<std::pair<uint64_t, uint64_t>> SpareSizes() const;
+  // New zeroed (so already faulted-in) buffers of those sizes. Thread-safe.
+  static Spares MakeSpares(const std::vector<std::pair<uint64_t, uint64_t>>& sizes);
+  // Takes each spare for a slice that has none of its size yet; drops the rest.
+  void AdoptSpares(Spares spares);
+
   // The worker ranks taking part from now on (at first all of them). Pushes
   // from other ranks are refused. A rank that leaves keeps the pushes that
   // already arrived: they are applied with the step they belong to. Slices

@@ -69,6 +69,9 @@ Status Server::Run() {
                               std::to_string(options_.register_timeout_s) + " s");
     }
     RETURN_IF_ERROR(FinishWrites(/*wait=*/false));
+    if (spares_.valid() && spares_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      shard_->AdoptSpares(spares_.get());
+    }
     std::vector<bool> ready = PollReadable(sockets, writes_.empty() ? 200 : 5);
     if (ready[0]) {
       auto m = scheduler_->Receive(0);
@@ -114,6 +117,7 @@ Status Server::RollBack(const std::string& reason) {
   // A part being written is finished first (the scheduler has given up on
   // it), so no write of this cluster outlives it.
   RETURN_IF_ERROR(FinishWrites(/*wait=*/true));
+  if (spares_.valid()) spares_.get();  // made for the shard about to go
   heartbeat_.reset();
   shard_.reset();
   optimizer_.reset();
@@ -164,6 +168,10 @@ Status Server::HandleScheduler(Message m) {
                                          map.spec().consistency(), map.num_workers(),
                                          map.spec().optimizer().freeze_zero_weights());
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
+      if (map.spec().checkpoint().enabled()) {
+        // The first step after the first snapshot would fault them in.
+        spares_ = std::async(std::launch::async, &KvShard::MakeSpares, shard_->SpareSizes());
+      }
       LOG(INFO) << "server rank " << rank_ << " owns " << shard_->ranges().size() << " key ranges, "
                 << shard_->num_keys() << " keys (" << shard_->num_keys() * 4 / 1024 << " KiB)";
       heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::SERVER, rank_, job_id_,

@@ -80,6 +80,9 @@ class Server {
   uint64_t job_id_ = 0;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<KvShard> shard_;
+  // Spare buffers being made on another thread for the steps after a
+  // snapshot (KvShard::MakeSpares), when the job checkpoints.
+  std::future<KvShard::Spares> spares_;
   // Requests waiting for slices to reach a version: pushes that want the
   // parameters after their step, and PULLs for a version not reached yet.
   struct Waiting {

@@ -379,3 +379,50 @@ TEST(KvShardTest, RejectsFramesOfTheWrongSize) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+TEST(KvShardTest, AStepAfterASnapshotWritesIntoTheSparesMadeAhead) {
+  proto::OptimizerSpec spec;
+  spec.set_learning_rate(0.1f);
+  spec.set_momentum(0.9f);
+  auto momentum = CreateOptimizer(spec);
+  ASSERT_TRUE(momentum.ok());
+  KvShard shard(kRanges, Tensors(), kSeed, momentum->get(), proto::BSP, 1);
+  const auto sizes = shard.SpareSizes();
+  ASSERT_EQ(sizes.size(), 2u);
+  EXPECT_EQ(sizes[0], (std::pair<uint64_t, uint64_t>{3, 3}));  // params, one momentum float each
+  EXPECT_EQ(sizes[1], (std::pair<uint64_t, uint64_t>{2, 2}));
+  KvShard::Spares spares = KvShard::MakeSpares(sizes);
+  const float* spare_params = spares.params[0]->data();
+  shard.AdoptSpares(std::move(spares));
+
+  // The reference: the same steps with no snapshot and no spares.
+  KvShard reference(kRanges, Tensors(), kSeed, momentum->get(), proto::BSP, 1);
+  const std::vector<float> g = RandomGrad(3);
+  ASSERT_OK(shard.AddPush(0, 0, 1, kRanges, Frames(g)).status());
+  ASSERT_OK(reference.AddPush(0, 0, 1, kRanges, Frames(g)).status());
+  ASSERT_OK(shard.ArmSnapshot(1));
+  ASSERT_TRUE(shard.SnapshotReady());
+  const std::vector<SliceSnapshot> held = shard.TakeSnapshot();
+  ASSERT_OK(shard.AddPush(0, 1, 1, kRanges, Frames(g)).status());
+  ASSERT_OK(reference.AddPush(0, 1, 1, kRanges, Frames(g)).status());
+  // The step went into the spare made ahead, not a new buffer, and is right.
+  EXPECT_EQ(shard.ParamFrames({0})[0].data, spare_params);
+  EXPECT_TRUE(BitwiseEqual(shard.params(), reference.params()));
+  EXPECT_NE(held[0].params->data(), spare_params) << "the snapshot keeps its own buffer";
+
+  // Spares of the wrong size are dropped, not adopted.
+  KvShard other(kRanges, Tensors(), kSeed, momentum->get(), proto::BSP, 1);
+  other.AdoptSpares(KvShard::MakeSpares({{4, 4}, {1, 1}}));
+  ASSERT_OK(other.AddPush(0, 0, 1, kRanges, Frames(g)).status());
+  ASSERT_OK(other.ArmSnapshot(1));
+  const std::vector<SliceSnapshot> held_too = other.TakeSnapshot();
+  ASSERT_OK(other.AddPush(0, 1, 1, kRanges, Frames(g)).status());
+  EXPECT_EQ(other.ParamFrames({0})[0].size, 3 * sizeof(float));
+  EXPECT_TRUE(BitwiseEqual(other.params(), reference.params()));
+}
+
+}  // namespace
+}  // namespace tessera

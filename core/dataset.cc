@@ -124,6 +124,9 @@ StatusOr<ImageDataset> LoadImageDataset(const std::string& images_path, const st
   ASSIGN_OR_RETURN(IdxArray images, ReadIdxFile(images_path));
   ASSIGN_OR_RETURN(const ImageShape shape, ValidateDims(images_path, images.dims, labels_path, labels.dims));
 
+  if (labels.type != kIdxUnsignedByte) {
+    return InvalidArgumentError("labels file " + labels_path + ": labels must be unsigned bytes (IDX type 0x08)");
+  }
   for (size_t i = 0; i < labels.data.size(); ++i) {
     if (labels.data[i] >= kImageDatasetClasses) {
       return InvalidArgumentError("labels file " + labels_path + ": label at index " + std::to_string(i) +
@@ -136,18 +139,30 @@ StatusOr<ImageDataset> LoadImageDataset(const std::string& images_path, const st
   dataset.rows = shape.rows;
   dataset.cols = shape.cols;
   dataset.count = max_examples > 0 ? std::min(shape.count, max_examples) : shape.count;
+  dataset.int32_values = images.type == kIdxInt32;
   dataset.pixels = std::move(images.data);
+  dataset.ids = std::move(images.ints);
   dataset.labels = std::move(labels.data);
   if (dataset.count < shape.count) {
-    dataset.pixels.resize(static_cast<size_t>(dataset.count * dataset.example_size()));
+    const size_t kept = static_cast<size_t>(dataset.count * dataset.example_size());
+    if (dataset.int32_values) {
+      dataset.ids.resize(kept);
+    } else {
+      dataset.pixels.resize(kept);
+    }
     dataset.pixels.shrink_to_fit();
+    dataset.ids.shrink_to_fit();
     dataset.labels.resize(static_cast<size_t>(dataset.count));
     dataset.labels.shrink_to_fit();
   }
   return dataset;
 }
 
-Status WriteIdxFile(const std::string& path, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+namespace {
+
+// Writes an IDX file of `elements` values of `type`, given as their big-endian bytes.
+Status WriteIdx(const std::string& path, const std::vector<uint32_t>& dims, uint8_t type, size_t elements,
+                const std::vector<uint8_t>& data) {
   if (dims.empty() || dims.size() > 4) {
     return InvalidArgumentError("WriteIdxFile " + path + ": expected 1 to 4 dimensions, got " +
                                 std::to_string(dims.size()));
@@ -155,13 +170,13 @@ Status WriteIdxFile(const std::string& path, const std::vector<uint32_t>& dims, 
   uint64_t product = 1;
   bool overflow = false;
   for (uint32_t dim : dims) overflow |= __builtin_mul_overflow(product, uint64_t{dim}, &product);
-  if (overflow || product != data.size()) {
+  if (overflow || product != elements) {
     return InvalidArgumentError("WriteIdxFile " + path + ": dims " + DimsToString(dims) + " need " +
                                 (overflow ? std::string("more than 2^64") : std::to_string(product)) +
-                                " bytes, got " + std::to_string(data.size()));
+                                " values, got " + std::to_string(elements));
   }
 
-  std::vector<uint8_t> header = {0, 0, 0x08, static_cast<uint8_t>(dims.size())};
+  std::vector<uint8_t> header = {0, 0, type, static_cast<uint8_t>(dims.size())};
   for (uint32_t dim : dims) {
     for (int shift = 24; shift >= 0; shift -= 8) header.push_back(static_cast<uint8_t>(dim >> shift));
   }
@@ -207,6 +222,22 @@ Status WriteIdxFile(const std::string& path, const std::vector<uint32_t>& dims, 
   }
   SyncParentDirectory(path);
   return OkStatus();
+}
+
+}  // namespace
+
+Status WriteIdxInt32File(const std::string& path, const std::vector<uint32_t>& dims, const std::vector<int32_t>& data) {
+  std::vector<uint8_t> bytes;
+  bytes.reserve(data.size() * 4);
+  for (int32_t v : data) {
+    const uint32_t u = static_cast<uint32_t>(v);
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<uint8_t>(u >> shift));
+  }
+  return WriteIdx(path, dims, kIdxInt32, data.size(), bytes);
+}
+
+Status WriteIdxFile(const std::string& path, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  return WriteIdx(path, dims, kIdxUnsignedByte, data.size(), data);
 }
 
 }  // namespace tessera

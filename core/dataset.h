@@ -17,13 +17,17 @@ struct ImageDataset {
   int64_t count = 0;
   int rows = 0, cols = 0;
   std::vector<uint8_t> pixels;  // count*rows*cols, row-major per example
+  // An int32 images file (IDX type 0x0C: ids beyond 255, for an embedding)
+  // fills `ids` instead of `pixels`.
+  bool int32_values = false;
+  std::vector<int32_t> ids;
   std::vector<uint8_t> labels;  // count, each < num_classes
   int num_classes = kImageDatasetClasses;
   int64_t example_size() const { return int64_t(rows) * cols; }
 };
 
-// Loads an images file (3-d IDX: count x rows x cols) and a labels file
-// (1-d IDX: count), gzip or plain. max_examples > 0 keeps only the first
+// Loads an images file (3-d IDX: count x rows x cols, unsigned bytes or
+// int32) and a labels file (1-d IDX: count, unsigned bytes), gzip or plain. max_examples > 0 keeps only the first
 // max_examples; max_examples <= 0 keeps all. On failure returns NotFound for a
 // missing file; InvalidArgument naming the file for wrong ndims, zero rows,
 // cols or count, mismatched counts, or a label >= 10; and whatever
@@ -43,6 +47,9 @@ StatusOr<int64_t> CountExamples(const std::string& images_path, const std::strin
 // removed and `path` is left untouched.
 Status WriteIdxFile(const std::string& path, const std::vector<uint32_t>& dims,
                     const std::vector<uint8_t>& data);
+// The same for int32 values (IDX type 0x0C, big-endian).
+Status WriteIdxInt32File(const std::string& path, const std::vector<uint32_t>& dims,
+                         const std::vector<int32_t>& data);
 
 }  // namespace tessera
 

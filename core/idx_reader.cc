@@ -93,7 +93,7 @@ class GzFile {
 };
 
 // Reads and validates the header; returns the dims.
-StatusOr<std::vector<uint32_t>> ReadHeader(GzFile& file, const std::string& path) {
+StatusOr<std::vector<uint32_t>> ReadHeader(GzFile& file, const std::string& path, uint8_t* type) {
   uint8_t magic[4];
   ASSIGN_OR_RETURN(const size_t got, file.Read(magic, sizeof(magic)));
   if (got != sizeof(magic)) {
@@ -104,10 +104,12 @@ StatusOr<std::vector<uint32_t>> ReadHeader(GzFile& file, const std::string& path
     return InvalidArgumentError("IDX file " + path + ": bad magic: expected 0x00 0x00, got " +
                                 Hex(magic[0]) + " " + Hex(magic[1]));
   }
-  if (magic[2] != kIdxUnsignedByte) {
+  if (magic[2] != kIdxUnsignedByte && magic[2] != kIdxInt32) {
     return InvalidArgumentError("IDX file " + path + ": unsupported data type: expected " +
-                                Hex(kIdxUnsignedByte) + " (unsigned byte), got " + Hex(magic[2]));
+                                Hex(kIdxUnsignedByte) + " (unsigned byte) or " + Hex(kIdxInt32) + " (int32), got " +
+                                Hex(magic[2]));
   }
+  *type = magic[2];
   const int ndims = magic[3];
   if (ndims < 1 || ndims > kIdxMaxDims) {
     return InvalidArgumentError("IDX file " + path + ": expected 1 to " + std::to_string(kIdxMaxDims) +
@@ -148,11 +150,13 @@ StatusOr<size_t> ElementCount(const std::vector<uint32_t>& dims, const std::stri
 
 }  // namespace
 
-StatusOr<std::vector<uint32_t>> ReadIdxDims(const std::string& path) {
+StatusOr<std::vector<uint32_t>> ReadIdxDims(const std::string& path, uint8_t* type) {
   GzFile file;
   RETURN_IF_ERROR(file.Open(path));
-  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadHeader(file, path));
+  uint8_t read_type = 0;
+  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadHeader(file, path, &read_type));
   RETURN_IF_ERROR(ElementCount(dims, path).status());
+  if (type != nullptr) *type = read_type;
   return dims;
 }
 
@@ -160,8 +164,13 @@ StatusOr<IdxArray> ReadIdxFile(const std::string& path) {
   GzFile file;
   RETURN_IF_ERROR(file.Open(path));
   IdxArray array;
-  ASSIGN_OR_RETURN(array.dims, ReadHeader(file, path));
-  ASSIGN_OR_RETURN(const size_t expected, ElementCount(array.dims, path));
+  ASSIGN_OR_RETURN(array.dims, ReadHeader(file, path, &array.type));
+  ASSIGN_OR_RETURN(const size_t elements, ElementCount(array.dims, path));
+  const size_t element_bytes = array.type == kIdxInt32 ? 4 : 1;
+  if (elements > SIZE_MAX / element_bytes) {
+    return InvalidArgumentError("IDX file " + path + ": dimensions too large");
+  }
+  const size_t expected = elements * element_bytes;
 
   // Grow the buffer as data arrives so that a corrupt header claiming
   // terabytes costs nothing until the bytes actually exist.
@@ -190,6 +199,15 @@ StatusOr<IdxArray> ReadIdxFile(const std::string& path) {
   if (trailing > 0) {
     return DataLossError("IDX file " + path + " has trailing bytes: expected " + std::to_string(expected) +
                          " bytes of data, got " + std::to_string(expected + trailing));
+  }
+  if (array.type == kIdxInt32) {
+    array.ints.resize(elements);
+    for (size_t i = 0; i < elements; ++i) {
+      const uint8_t* p = array.data.data() + 4 * i;
+      array.ints[i] = static_cast<int32_t>((uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) |
+                                           uint32_t{p[3]});
+    }
+    array.data = {};
   }
   return array;
 }

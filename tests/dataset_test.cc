@@ -1,4 +1,5 @@
 #include "core/dataset.h"
+#include "tests/test_util.h"
 
 #include <unistd.h>
 
@@ -112,6 +113,37 @@ TEST(DatasetTest, MaxExamplesKeepsThePrefix) {
     EXPECT_EQ(all->pixels.size(), 30u);
     EXPECT_EQ(all->labels.size(), 5u);
   }
+}
+
+TEST(DatasetTest, Int32ImagesLoadAsIds) {
+  ScratchDir dir;
+  for (const char* suffix : {".idx", ".idx.gz"}) {
+    const std::string images = dir.File(std::string("ids") + suffix), labels = dir.File(std::string("l") + suffix);
+    // Beyond a byte, negative, and the int32 extremes: all must come back as they were.
+    const std::vector<int32_t> ids = {0, 255, 256, 70000, -1, 2147483647, -2147483647 - 1, 12345};
+    ASSERT_OK(WriteIdxInt32File(images, {4, 1, 2}, ids));
+    ASSERT_OK(WriteIdxFile(labels, {4}, Bytes{1, 2, 3, 4}));
+    StatusOr<ImageDataset> dataset = LoadImageDataset(images, labels, 0);
+    ASSERT_TRUE(dataset.ok()) << dataset.status().ToString();
+    EXPECT_TRUE(dataset->int32_values);
+    EXPECT_EQ(dataset->ids, ids);
+    EXPECT_TRUE(dataset->pixels.empty());
+    EXPECT_EQ(dataset->example_size(), 2);
+    StatusOr<ImageDataset> two = LoadImageDataset(images, labels, 2);
+    ASSERT_TRUE(two.ok());
+    EXPECT_EQ(two->ids, std::vector<int32_t>(ids.begin(), ids.begin() + 4));
+    EXPECT_EQ(CountExamples(images, labels).value(), 4);
+    uint8_t type = 0;
+    ASSERT_TRUE(ReadIdxDims(images, &type).ok());
+    EXPECT_EQ(type, kIdxInt32);
+  }
+  // Labels must stay bytes.
+  const std::string images = dir.File("ids.idx"), labels = dir.File("int32-labels.idx");
+  ASSERT_OK(WriteIdxInt32File(labels, {4}, {1, 2, 3, 4}));
+  const Status status = LoadImageDataset(images, labels, 0).status();
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "labels must be unsigned bytes")) << status.message();
+  EXPECT_FALSE(WriteIdxInt32File(images, {3, 1, 2}, {1, 2}).ok()) << "dims need 6 values";
 }
 
 TEST(DatasetTest, LabelCountMismatchIsInvalidArgument) {

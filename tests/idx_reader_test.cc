@@ -252,6 +252,22 @@ TEST(IdxReaderTest, WrongDtypeIsInvalidArgument) {
   EXPECT_TRUE(Contains(array.status().message(), "0x0d")) << array.status().message();
 }
 
+TEST(IdxReaderTest, Int32ValuesAreReadBigEndian) {
+  ScratchDir dir;
+  const std::string path = dir.File("ints.idx");
+  WriteBytes(path, {0, 0, 0x0c, 1, 0, 0, 0, 2, 0x00, 0x01, 0x02, 0x03, 0xff, 0xff, 0xff, 0xfe});
+  StatusOr<IdxArray> array = ReadIdxFile(path);
+  ASSERT_TRUE(array.ok()) << array.status().ToString();
+  EXPECT_EQ(array->type, kIdxInt32);
+  EXPECT_EQ(array->ints, (std::vector<int32_t>{0x00010203, -2}));
+  EXPECT_TRUE(array->data.empty());
+  // Seven bytes for two int32 values: truncated.
+  WriteBytes(path, {0, 0, 0x0c, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0});
+  array = ReadIdxFile(path);
+  ASSERT_FALSE(array.ok());
+  EXPECT_EQ(array.status().code(), StatusCode::kDataLoss) << array.status().ToString();
+}
+
 TEST(IdxReaderTest, BadDimensionCountIsInvalidArgument) {
   ScratchDir dir;
   const std::string path = dir.File("ndims.idx");

@@ -93,6 +93,47 @@ TEST_F(SparsePushTest, SparsePushesTrainExactlyWhatDensePushesDoWithFewerBytes) 
   EXPECT_LT(sparse_bytes, linear + 0.35 * table) << "sparse " << sparse_bytes << " dense " << dense_bytes;
 }
 
+// Ids beyond a byte: int32 IDX images. 5 ids from the class's own 20, 3 from
+// 4,800 shared noise ids (200..4999).
+void WriteInt32IdsDataset(const std::string& dir, const std::string& prefix, int count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> labels;
+  for (int i = 0; i < count; ++i) {
+    const int label = static_cast<int>(rng() % 10);
+    labels.push_back(static_cast<uint8_t>(label));
+    for (int f = 0; f < kFeatures; ++f) {
+      ids.push_back(static_cast<int32_t>(f < 5 ? label * 20 + rng() % 20 : 200 + rng() % 4800));
+    }
+  }
+  ASSERT_OK(WriteIdxInt32File(dir + "/" + prefix + "-images.gz", {static_cast<uint32_t>(count), 1, kFeatures}, ids));
+  ASSERT_OK(WriteIdxFile(dir + "/" + prefix + "-labels.gz", {static_cast<uint32_t>(count)}, labels));
+}
+
+TEST_F(SparsePushTest, VocabulariesBeyondAByteComeAsInt32Ids) {
+  const std::string dir = dir_ + "/int32";
+  ASSERT_OK(MakeDirs(dir));
+  WriteInt32IdsDataset(dir, "train", 1200, 3);
+  WriteInt32IdsDataset(dir, "test", 300, 4);
+  // int32 values become (v - mean) / std: mean 0 and std 1 keep the ids.
+  std::string spec = Spec(dir, 5000, true);
+  spec.replace(spec.find("std: 0.003921569"), std::string("std: 0.003921569").size(), "std: 1");
+  const std::string summary = Train("int32", spec);
+  ASSERT_FALSE(summary.empty());
+  EXPECT_GT(JsonNumber(summary, "test_accuracy"), 0.7);  // 0.81 today; chance is 0.1
+  // The table is 5000 x 16 floats; a step of 8 examples touches at most 64 rows.
+  const double table = 5000 * 16 * 4, linear = (kFeatures * 16 * 10 + 10) * 4;
+  EXPECT_EQ(JsonNumber(summary, "num_parameters") * 4, table + linear);
+  EXPECT_LT(JsonNumber(summary, "push_bytes_per_step"), linear + 0.03 * table);
+
+  // The same data with the byte scaling: 1/255 makes the ids fractions, refused.
+  const std::string path = dir_ + "/int32-scaled.pbtxt";
+  std::ofstream(path) << Spec(dir, 5000, true);
+  CommandResult r = RunTessera({"train", path, "--run-dir", dir_ + "/int32-scaled"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("data.mean 0 and data.std 1 keep ids as they are"));
+}
+
 TEST_F(SparsePushTest, DataThatAreNotIdsAreRefusedBeforeAnythingStarts) {
   // Ids up to 255, a table of 100 rows.
   const std::string path = dir_ + "/small.pbtxt";

@@ -90,6 +90,10 @@ StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir, Device d
 StatusOr<PredictInput> LoadPredictInput(const std::string& path, const Shape& model_input) {
   PredictInput input;
   ASSIGN_OR_RETURN(input.images, ReadIdxFile(path));
+  if (input.images.type != kIdxUnsignedByte) {
+    return InvalidArgumentError(path + " holds int32 values: predict reads byte images (IDX type 0x08); send ids "
+                                "to `tessera serve` as FP32 instead");
+  }
   const std::vector<uint32_t>& dims = input.images.dims;
   if (dims.size() < 2) {
     return InvalidArgumentError(path + " is not an images file: its IDX shape is " + ShapeOf(dims) +
@@ -108,6 +112,7 @@ StatusOr<PredictInput> LoadPredictInput(const std::string& path, const Shape& mo
 
 StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_t count, int num_classes) {
   ASSIGN_OR_RETURN(IdxArray labels, ReadIdxFile(path));
+  if (labels.type != kIdxUnsignedByte) return InvalidArgumentError(path + ": labels must be unsigned bytes (IDX type 0x08)");
   if (labels.dims.size() != 1) {
     return InvalidArgumentError(path + " is not a labels file: its IDX shape is " + ShapeOf(labels.dims) +
                                 " (labels are [count])");

@@ -3,32 +3,35 @@
 # gradient bytes a worker pushes per step (summary.json push_bytes_per_step),
 # training samples/s, and whether the two trained the same parameters.
 #
-#   bash bench/sparse_push.sh [BUILD_DIR] [EPOCHS]
-#
 # The data is made here: 20,000 examples of 16 ids drawn from a Zipf-like
-# distribution over 256 ids (IDX byte images [count, 1, 16]); the label is a
-# function of the first id. The model is embedding 256 x 128 -> linear 10, on
-# 2 workers x 2 servers, 16 examples per worker per step.
+# distribution over VOCAB ids (default 100,000; int32 IDX images [count, 1,
+# 16]); the label is a function of the first id. The model is embedding
+# VOCAB x 32 -> linear 10, on 2 workers x 2 servers, 16 examples per worker
+# per step.
+#
+#   bash bench/sparse_push.sh [BUILD_DIR] [EPOCHS] [VOCAB]
 set -euo pipefail
 build=${1:-build}
 epochs=${2:-3}
+vocab=${3:-100000}
 tessera=$build/tessera
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work" <<'PY'
-import gzip, random, struct, sys
-out = sys.argv[1]
+python3 - "$work" "$vocab" <<'PY'
+import gzip, itertools, random, struct, sys
+out, vocab = sys.argv[1], int(sys.argv[2])
 rng = random.Random(1)
-weights = [1.0 / (i + 1) for i in range(256)]  # Zipf-like: a few ids are common, most rare
+# Zipf-like: a few ids are common, most rare.
+cumulative = list(itertools.accumulate(1.0 / (i + 1) for i in range(vocab)))
 def write(prefix, count):
-    ids, labels = bytearray(), bytearray()
+    ids, labels = [], bytearray()
     for _ in range(count):
-        row = rng.choices(range(256), weights, k=16)
-        ids += bytes(row)
+        row = rng.choices(range(vocab), cum_weights=cumulative, k=16)
+        ids += row
         labels.append(row[0] % 10)
     with gzip.open(f"{out}/{prefix}-images.gz", "wb") as f:
-        f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, count, 1, 16) + bytes(ids))
+        f.write(struct.pack(">BBBBIII", 0, 0, 0x0C, 3, count, 1, 16) + struct.pack(f">{len(ids)}i", *ids))
     with gzip.open(f"{out}/{prefix}-labels.gz", "wb") as f:
         f.write(struct.pack(">BBBBI", 0, 0, 8, 1, count) + bytes(labels))
 write("train", 20000)
@@ -39,11 +42,11 @@ for mode in true false; do
   cat > "$work/spec-$mode.pbtxt" <<SPEC
 name: "sparse-$mode"
 model {
-  layer { embedding { num_embeddings: 256 embedding_dim: 128 sparse_gradients: $mode } }
+  layer { embedding { num_embeddings: $vocab embedding_dim: 32 sparse_gradients: $mode } }
   layer { linear { out_features: 10 } }
 }
 data { dir: "$work" train_images: "train-images.gz" train_labels: "train-labels.gz"
-       test_images: "test-images.gz" test_labels: "test-labels.gz" mean: 0 std: 0.003921569 }
+       test_images: "test-images.gz" test_labels: "test-labels.gz" mean: 0 std: 1 }
 cluster { servers: 2 workers: 2 }
 optimizer { learning_rate: 0.05 momentum: 0.9 }
 checkpoint { enabled: false }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/key_range.h"
 #include "core/sparse_frame.h"
 
 namespace tessera {
@@ -20,6 +21,7 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
                          std::to_string(frames.size()) + " tensor frames came");
   }
   uint64_t previous_end = 0;
+  uint64_t expanded_bytes = 0;  // of the sparse ranges, once made dense
   for (int i = 0; i < header.ranges_size(); ++i) {
     const proto::KeyRange& r = header.ranges(i);
     if (r.end() <= r.begin()) return InvalidArgumentError("empty key range " + std::to_string(i));
@@ -28,8 +30,16 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
     const uint64_t keys = r.end() - r.begin();
     if (keys > (uint64_t{1} << 40)) return InvalidArgumentError("key range " + std::to_string(i) + " too large");
     if (r.sparse()) {
-      // DecodeMessage checks the frame while it makes it dense.
+      // DecodeMessage checks the frame while it makes it dense. What it
+      // makes may not exceed what a dense message could hold: a few bytes
+      // must not turn into a huge allocation.
       if (header.op() != proto::PUSH) return InvalidArgumentError("sparse key range " + std::to_string(i) + " outside a PUSH");
+      expanded_bytes += keys * sizeof(float);
+      if (expanded_bytes > kMaxFrameBytes) {
+        return InvalidArgumentError("sparse key ranges up to " + std::to_string(i) + " stand for " +
+                                    std::to_string(expanded_bytes) + " bytes, more than a message may hold (" +
+                                    std::to_string(kMaxFrameBytes) + ")");
+      }
       continue;
     }
     if (frames[i].size() != keys * sizeof(float)) {

@@ -124,6 +124,11 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
       if (s.embedding_dim() < 1) {
         return InvalidArgumentError("embedding.embedding_dim must be >= 1, got " + std::to_string(s.embedding_dim()));
       }
+      // Ids travel as float32, which holds every integer only up to 2^24.
+      if (s.num_embeddings() > (1 << 24)) {
+        return InvalidArgumentError("embedding.num_embeddings must be <= 16777216 (2^24: ids travel as float32), got " +
+                                    std::to_string(s.num_embeddings()));
+      }
       if (int64_t{s.num_embeddings()} * s.embedding_dim() > kMaxTensorElements ||
           NumElements(in_shape) * s.embedding_dim() > kMaxTensorElements) {
         return InvalidArgumentError("embedding of " + std::to_string(s.num_embeddings()) + "x" +

@@ -247,6 +247,12 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   }
   rollback_reason_ = what;
   LOG(WARNING) << what << "; rolling the job back to its newest checkpoint: waiting for a replacement server";
+  const int workers = static_cast<int>(LiveWorkers().size()), wanted = options_.spec.cluster().workers();
+  if (workers + static_cast<int>(standby_.size()) < wanted) {
+    // The next run starts with the job's full count, as a resume does.
+    LOG(WARNING) << "the job has " << workers << " of its " << wanted
+                 << " workers: the rolled-back job also waits for replacement workers (tessera worker --scheduler ...)";
+  }
   JsonObject line;
   line.Add("event", "rollback").Add("reason", what).Add("step", global_step_).Add("epoch", epoch_ + 1);
   RecordMetrics(line.ToString());
@@ -255,9 +261,9 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   h.set_job_id(job_id_);
   h.set_sender_role(proto::SCHEDULER);
   h.mutable_rollback()->set_reason(what);
-  for (const auto& [peer, node] : nodes_) {
-    if (peer != lost.peer) socket_->Send(h, {}, peer).IgnoreError();  // a gone node needs no word
-  }
+  // The lost server too: if it was only silent for a while, it registers
+  // again like the others (a gone one needs no word).
+  for (const auto& [peer, node] : nodes_) socket_->Send(h, {}, peer).IgnoreError();
   return AbortedError("rolling back: " + what);
 }
 
@@ -528,6 +534,7 @@ Status Scheduler::MaybeStartJob() {
     if (!nodes_[peer].ready) return OkStatus();
   }
   started_ = true;
+  RETURN_IF_ERROR(AbandonLaterCheckpoints());
   server_active_.assign(worker_peers_.size(), true);  // the servers start with every worker taking part
   // Heartbeats start with the cluster map: count silence from now.
   for (auto& [peer, node] : nodes_) node.last_heartbeat = Clock::now();
@@ -607,16 +614,24 @@ Status Scheduler::LoadResumePoint() {
     *out->mutable_ranges() = part.ranges();
   }
   restore_ = std::move(restore);
-  if (!options_.run_dir.empty() &&
-      std::filesystem::absolute(options_.run_dir, ec).lexically_normal() == std::filesystem::path(RunDirOf(dir))) {
-    // Checkpoints past this one belong to the timeline being abandoned.
-    std::vector<std::string> removed;
-    RETURN_IF_ERROR(RemoveCheckpointsAfter(RunDirOf(dir) + "/checkpoints", m.step(), &removed));
-    for (const std::string& name : removed) LOG(INFO) << "removed checkpoint " << name << ", past the resume point";
-    RETURN_IF_ERROR(UpdateLatest(RunDirOf(dir) + "/checkpoints", CheckpointName(m.step())));
-  }
   LOG(INFO) << "resuming from " << dir << ": step " << m.step() << ", epoch " << start_epoch_ + 1;
   return OkStatus();
+}
+
+Status Scheduler::AbandonLaterCheckpoints() {
+  if (!restore_.has_value() || options_.run_dir.empty()) return OkStatus();
+  const std::string& dir = restore_->dir();
+  std::error_code ec;
+  if (std::filesystem::absolute(options_.run_dir, ec).lexically_normal() != std::filesystem::path(RunDirOf(dir))) {
+    return OkStatus();  // resumed from another run's checkpoint: this run has none past it
+  }
+  // Checkpoints past this one belong to the timeline being abandoned. Only
+  // now: after a rollback, the servers of the last run finished their writes
+  // (some into those directories) before they registered again.
+  std::vector<std::string> removed;
+  RETURN_IF_ERROR(RemoveCheckpointsAfter(RunDirOf(dir) + "/checkpoints", restore_->step(), &removed));
+  for (const std::string& name : removed) LOG(INFO) << "removed checkpoint " << name << ", past the resume point";
+  return UpdateLatest(RunDirOf(dir) + "/checkpoints", CheckpointName(restore_->step()));
 }
 
 bool Scheduler::CheckpointDue(int epochs_done) const {
@@ -1057,7 +1072,7 @@ Status Scheduler::FinishPart() {
     push_seconds_ += report->push_seconds();
     if (!in_test_) {
       push_bytes_ += report->push_bytes();
-      pushing_steps_ += report->steps();
+      pushing_steps_ += report->pushed_steps();
     }
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).

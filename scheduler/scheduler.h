@@ -154,6 +154,10 @@ class Scheduler {
   Status CommitPendingCheckpoint();
   Status StartDeferredCheckpoint();
   Status LoadResumePoint();
+  // Resumed within its own run directory: deletes the checkpoints past the
+  // resume point and points `latest` at it. Runs when every server has
+  // registered (MaybeStartJob), so no write of a rolled-back run is still going.
+  Status AbandonLaterCheckpoints();
   // Abandons a checkpoint whose snapshots (30 s) or writes (10 min) are overdue.
   Status CheckCheckpointTimeout();
   void RecordMetrics(const std::string& line);

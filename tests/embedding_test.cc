@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/key_range.h"
 #include "core/message.h"
 #include "core/sparse_frame.h"
 #include "models/embedding.h"
@@ -232,6 +233,46 @@ TEST(SparseFrameTest, DecodeMessageMakesSparsePushesDense) {
   auto params = DecodeMessage(parts(sparse), false);
   ASSERT_FALSE(params.ok());
   EXPECT_THAT(params.status().message(), HasSubstr("outside a PUSH"));
+}
+
+// A sparse range stands for keys * 4 dense bytes, which DecodeMessage
+// allocates and zeroes from a frame of a few bytes. A dense frame can never
+// be larger than kMaxFrameBytes (the sockets' maxmsgsize), so a sparse range
+// that expands past it can only be malformed (or hostile: the range check
+// alone lets 2^40 keys, 4 TiB, through). It must be refused before anything
+// is allocated.
+TEST(SparseFrameTest, ASparseRangeThatExpandsPastTheFrameLimitIsRefused) {
+  const uint64_t keys = kMaxFrameBytes / sizeof(float) + 1;
+  proto::Header h;
+  h.set_op(proto::PUSH);
+  h.set_version(proto::WIRE_VERSION_CURRENT);
+  proto::KeyRange* r = h.add_ranges();
+  r->set_begin(0);
+  r->set_end(keys);
+  r->set_sparse(true);
+  const std::string frame = EncodeSparseFrame(nullptr, {});  // n = 0: 8 bytes
+  ASSERT_EQ(frame.size(), 8u);
+  std::vector<zmq::message_t> parts;
+  const std::string header = h.SerializeAsString();
+  parts.emplace_back(header.data(), header.size());
+  parts.emplace_back(frame.data(), frame.size());
+  auto m = DecodeMessage(std::move(parts), /*has_identity=*/false);
+  ASSERT_FALSE(m.ok()) << "an 8-byte frame became a dense frame of " << m->frames[0].size()
+                       << " bytes, more than any socket accepts (" << kMaxFrameBytes << ")";
+  EXPECT_THAT(m.status().message(), HasSubstr("more than a message may hold"));
+}
+
+TEST(EmbeddingTest, TablesBeyondWhatFloat32IdsReachAreRefused) {
+  // Ids travel as float32, exact only up to 2^24: id 2^24 + 1 would read as 2^24.
+  auto model = Model::Create(ParseModel("layer { embedding { num_embeddings: 16777217 embedding_dim: 1 } } "
+                                        "layer { linear { out_features: 10 } }"),
+                             Shape{1}, 10);
+  ASSERT_FALSE(model.ok());
+  EXPECT_THAT(model.status().message(), HasSubstr("num_embeddings must be <= 16777216"));
+  auto largest = Model::Create(ParseModel("layer { embedding { num_embeddings: 16777216 embedding_dim: 1 } } "
+                                          "layer { linear { out_features: 10 } }"),
+                               Shape{1}, 10);
+  EXPECT_TRUE(largest.ok()) << largest.status().ToString();
 }
 
 }  // namespace

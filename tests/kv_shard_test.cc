@@ -415,12 +415,15 @@ TEST(KvShardTest, AStepAfterASnapshotWritesIntoTheSparesMadeAhead) {
 
   // Spares of the wrong size are dropped, not adopted.
   KvShard other(kRanges, Tensors(), kSeed, momentum->get(), proto::BSP, 1);
-  other.AdoptSpares(KvShard::MakeSpares({{4, 4}, {1, 1}}));
+  KvShard::Spares wrong = KvShard::MakeSpares({{4, 4}, {1, 1}});
+  const std::shared_ptr<std::vector<float>> wrong_params = wrong.params[0];  // kept alive: its address stays taken
+  other.AdoptSpares(std::move(wrong));
   ASSERT_OK(other.AddPush(0, 0, 1, kRanges, Frames(g)).status());
   ASSERT_OK(other.ArmSnapshot(1));
   const std::vector<SliceSnapshot> held_too = other.TakeSnapshot();
   ASSERT_OK(other.AddPush(0, 1, 1, kRanges, Frames(g)).status());
   EXPECT_EQ(other.ParamFrames({0})[0].size, 3 * sizeof(float));
+  EXPECT_NE(other.ParamFrames({0})[0].data, wrong_params->data());
   EXPECT_TRUE(BitwiseEqual(other.params(), reference.params()));
 }
 

@@ -498,7 +498,8 @@ int RunExport(const ParsedArgs& args) {
   // One example's shape comes from the data; without it (--noevaluate on a
   // machine without the data set) Fashion-MNIST's.
   Shape input_shape = {1, 28, 28};
-  if (auto dims = ReadIdxDims(DataPath(data, data.test_images())); dims.ok()) {
+  uint8_t data_type = kIdxUnsignedByte;
+  if (auto dims = ReadIdxDims(DataPath(data, data.test_images()), &data_type); dims.ok()) {
     input_shape = ExampleShape(*dims);
   } else if (FLAGS_evaluate) {
     return UsageError(self, "cannot read the test set to evaluate the model: " + dims.status().message() +
@@ -548,15 +549,16 @@ int RunExport(const ParsedArgs& args) {
   }
 
   // The ONNX model.
-  const float scale = 1.0f / 255.0f;
+  // Training scaled byte pixels by 1/255 and int32 values (ids) not at all.
+  const float scale = data_type == kIdxInt32 ? 1.0f : 1.0f / 255.0f;
   OnnxExportOptions options;
   options.probabilities = FLAGS_probabilities;
   options.fp16_weights = FLAGS_quantize == "fp16";
   options.graph_name = spec.name();
   options.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + std::to_string(m->step()) +
                        ". Input: images as float [N, " + std::to_string(input_shape[0]) +
-                       ", H, W], each pixel normalized as (pixel / 255 - mean) / std with the metadata's "
-                       "tessera.input_mean and tessera.input_std. Output: logits [N, classes].";
+                       ", H, W], each value normalized as (value * scale - mean) / std with the metadata's "
+                       "tessera.input_scale, tessera.input_mean and tessera.input_std. Output: logits [N, classes].";
   options.metadata = {
       {"tessera.input_scale", FloatText(scale)},
       {"tessera.input_mean", FloatText(data.mean())},

@@ -194,6 +194,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   // ZeroMQ (inside backward when overlapped); waiting for the parameters.
   double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
   const uint64_t pushed_bytes_at_start = kv_->pushed_bytes();
+  int64_t pushed_steps = 0;
   auto step_start = Clock::now();
 
   auto report = [&](bool force) -> Status {
@@ -288,6 +289,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     step_start = communicated;
     ++step;
     ++steps_done;
+    ++pushed_steps;
     loss_sum += stats.loss_sum;
     examples += count;
     epoch_loss += stats.loss_sum;
@@ -308,6 +310,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
   done.mutable_phase_done()->set_push_seconds(push_seconds);
   done.mutable_phase_done()->set_push_bytes(kv_->pushed_bytes() - pushed_bytes_at_start);
+  done.mutable_phase_done()->set_pushed_steps(pushed_steps);
   done.mutable_phase_done()->set_communication_seconds(wait_seconds);
   return SendToScheduler(done);
 }

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
@@ -127,6 +129,17 @@ TEST_F(SparsePushTest, VocabulariesBeyondAByteComeAsInt32Ids) {
   const double table = 5000 * 16 * 4, linear = (kFeatures * 16 * 10 + 10) * 4;
   EXPECT_EQ(JsonNumber(summary, "num_parameters") * 4, table + linear);
   EXPECT_LT(JsonNumber(summary, "push_bytes_per_step"), linear + 0.03 * table);
+
+  // Exported, the model predicts int32 images as training evaluated them.
+  const std::string repo = dir_ + "/repo";
+  CommandResult exported = RunTessera({"export", dir_ + "/int32", "--out", repo + "/ids"});
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  CommandResult predicted = RunTessera({"predict", repo + "/ids", dir + "/test-images.gz", "--labels",
+                                        dir + "/test-labels.gz", "--out", dir_ + "/predictions.csv", "--workers", "2"});
+  ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
+  const std::string expected =
+      "(" + std::to_string(std::lround(JsonNumber(summary, "test_accuracy") * 300)) + " of 300)";
+  EXPECT_THAT(predicted.output, HasSubstr(expected));
 
   // The same data with the byte scaling: 1/255 makes the ids fractions, refused.
   const std::string path = dir_ + "/int32-scaled.pbtxt";

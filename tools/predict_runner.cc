@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <unordered_set>
 
 #include "core/file_util.h"
 #include "export/runtime_model.h"
@@ -90,10 +91,6 @@ StatusOr<PredictModel> LoadPredictModel(const std::string& version_dir, Device d
 StatusOr<PredictInput> LoadPredictInput(const std::string& path, const Shape& model_input) {
   PredictInput input;
   ASSIGN_OR_RETURN(input.images, ReadIdxFile(path));
-  if (input.images.type != kIdxUnsignedByte) {
-    return InvalidArgumentError(path + " holds int32 values: predict reads byte images (IDX type 0x08); send ids "
-                                "to `tessera serve` as FP32 instead");
-  }
   const std::vector<uint32_t>& dims = input.images.dims;
   if (dims.size() < 2) {
     return InvalidArgumentError(path + " is not an images file: its IDX shape is " + ShapeOf(dims) +
@@ -153,19 +150,31 @@ PixelNormalization PredictPixelNormalization(const InputNormalization& n) {
 
 Status ValidatePredictInput(const PredictModel& model, const PredictInput& input, const std::string& path) {
   const PixelNormalization norm = PredictPixelNormalization(model.files.normalization);
-  // A byte has 256 values: each is checked once, where it first occurs.
-  std::array<bool, 256> checked{};
-  const std::vector<uint8_t>& pixels = input.images.data;
-  const int64_t n = std::min<int64_t>(static_cast<int64_t>(pixels.size()), input.count * input.example_size);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t pixel = pixels[i];
-    if (checked[pixel]) continue;
-    checked[pixel] = true;
-    const float x = static_cast<float>(pixel) * norm.a + norm.b;
+  auto check = [&](int64_t i, int64_t value) -> Status {
+    const float x = static_cast<float>(value) * norm.a + norm.b;
     if (Status s = model.model->ValidateInputValues(&x, 1); !s.ok()) {
       return InvalidArgumentError(path + ": image " + std::to_string(i / input.example_size) + " holds the value " +
-                                  std::to_string(pixel) + ", which the model cannot take: " + s.message());
+                                  std::to_string(value) + ", which the model cannot take: " + s.message());
     }
+    return OkStatus();
+  };
+  const int64_t n = input.count * input.example_size;
+  if (input.images.type == kIdxInt32) {
+    // Each distinct value is checked once, where it first occurs.
+    std::unordered_set<int32_t> checked;
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t value = input.images.ints[i];
+      if (checked.insert(value).second) RETURN_IF_ERROR(check(i, value));
+    }
+    return OkStatus();
+  }
+  // A byte has 256 values: each is checked once, where it first occurs.
+  std::array<bool, 256> checked{};
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t pixel = input.images.data[i];
+    if (checked[pixel]) continue;
+    checked[pixel] = true;
+    RETURN_IF_ERROR(check(i, pixel));
   }
   return OkStatus();
 }
@@ -184,8 +193,13 @@ Status PredictRange(PredictModel* model, const PredictInput& input, const Predic
     if (options.stop != nullptr && options.stop->load()) return AbortedError("stopped");
     const int64_t count = std::min(batch_size, options.end - first);
     x.resize(count * size);
-    const uint8_t* pixels = input.images.data.data() + first * size;
-    for (int64_t i = 0; i < count * size; ++i) x[i] = static_cast<float>(pixels[i]) * a + b;
+    if (input.images.type == kIdxInt32) {
+      const int32_t* values = input.images.ints.data() + first * size;
+      for (int64_t i = 0; i < count * size; ++i) x[i] = static_cast<float>(values[i]) * a + b;
+    } else {
+      const uint8_t* pixels = input.images.data.data() + first * size;
+      for (int64_t i = 0; i < count * size; ++i) x[i] = static_cast<float>(pixels[i]) * a + b;
+    }
     const float* logits = model->model->Infer(x.data(), count);
     if (logits == nullptr) return InternalError("the model gave no logits");
     text.clear();

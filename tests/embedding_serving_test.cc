@@ -51,11 +51,6 @@ constexpr char kLayers[] = R"(
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
-std::string FileText(const std::string& path) {
-  auto text = ReadFileToString(path);
-  return text.ok() ? *text : std::string();
-}
-
 // count examples of kFeatures ids in [0, kRows); the label is the first id mod 10.
 void MakeIds(int count, uint32_t seed, std::vector<uint8_t>* ids, std::vector<uint8_t>* labels) {
   ids->clear();
@@ -346,20 +341,10 @@ TEST_F(EmbeddingServingTest, StructuredPruningRefusesAndUnstructuredLeavesTheEmb
 }
 
 TEST_F(EmbeddingServingTest, ServeRefusesAValueThatIsNotAnIdAndStaysUp) {
-  const std::string log = MakeTempDir("embedding-serve") + "/serve.log";
-  auto server = ChildProcess::Start("serve", {TesseraBinary(), "serve", "--model-repo", Repo(), "--port", "0"}, log);
-  ASSERT_TRUE(server.ok()) << server.status().ToString();
-  int port = 0;
-  const std::string marker = "serving on 127.0.0.1:";
-  for (int i = 0; i < 600 && port == 0 && !(*server)->Poll().has_value(); ++i) {
-    const std::string text = FileText(log);
-    if (const size_t at = text.find(marker); at != std::string::npos) {
-      port = std::atoi(text.c_str() + at + marker.size());
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ASSERT_GT(port, 0) << FileText(log);
+  ServeProcess serve = StartServe({"--model-repo", Repo()});
+  ASSERT_GT(serve.port, 0);
+  const int port = serve.port;
+  std::unique_ptr<ChildProcess>& server = serve.process;
   httplib::Client client("127.0.0.1", port);
   client.set_read_timeout(60, 0);
 
@@ -410,9 +395,9 @@ TEST_F(EmbeddingServingTest, ServeRefusesAValueThatIsNotAnIdAndStaysUp) {
   ASSERT_TRUE(again);
   ASSERT_EQ(again->status, 200) << again->body;
   EXPECT_LT(MaxAbsDifference(logits_of(again->body), expected), 1e-5);
-  EXPECT_FALSE((*server)->Poll().has_value());
-  kill((*server)->pid(), SIGTERM);
-  (*server)->Wait(10000);
+  EXPECT_FALSE(server->Poll().has_value());
+  kill(server->pid(), SIGTERM);
+  server->Wait(10000);
 }
 
 TEST_F(EmbeddingServingTest, PredictRefusesAValueThatIsNotAnIdWithNothingWritten) {

@@ -800,11 +800,6 @@ std::vector<Initializer> Initializers(const std::string& version_dir) {
   return out;
 }
 
-std::string FileText(const std::string& path) {
-  auto text = ReadFileToString(path);
-  return text.ok() ? *text : std::string();
-}
-
 json Manifest(const std::string& version_dir) { return json::parse(ReadFileToString(version_dir + "/manifest.json").value()); }
 
 // The fine-tuning job's temporary run directories go to $TMPDIR: a fresh one
@@ -937,20 +932,10 @@ TEST_F(ExportCommandTest, StructuredPruningExportsASmallerModelThatLoadsAndServe
   EXPECT_LT(MaxRelativeDifference(values["logits"].data, ours), 1e-4);
 
   // And served: the same logits over HTTP.
-  const std::string log = repo + "/serve.log";
-  auto server = ChildProcess::Start("serve", {TesseraBinary(), "serve", "--model-repo", repo, "--port", "0"}, log);
-  ASSERT_TRUE(server.ok()) << server.status().ToString();
-  int port = 0;
-  const std::string marker = "serving on 127.0.0.1:";
-  for (int i = 0; i < 600 && port == 0 && !(*server)->Poll().has_value(); ++i) {
-    const std::string text = FileText(log);
-    if (const size_t at = text.find(marker); at != std::string::npos) {
-      port = std::atoi(text.c_str() + at + marker.size());
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ASSERT_GT(port, 0) << FileText(log);
+  ServeProcess serve = StartServe({"--model-repo", repo});
+  ASSERT_GT(serve.port, 0);
+  const int port = serve.port;
+  std::unique_ptr<ChildProcess>& server = serve.process;
   httplib::Client client("127.0.0.1", port);
   client.set_read_timeout(60, 0);
   const json body = {{"inputs", {{{"name", "input"}, {"shape", {kBatch, 1, 28, 28}}, {"datatype", "FP32"}, {"data", x}}}}};
@@ -963,8 +948,8 @@ TEST_F(ExportCommandTest, StructuredPruningExportsASmallerModelThatLoadsAndServe
     if (out["name"] == "logits") served = out["data"].get<std::vector<float>>();
   }
   EXPECT_LT(MaxRelativeDifference(served, ours), 1e-5);
-  kill((*server)->pid(), SIGTERM);
-  (*server)->Wait(10000);
+  kill(server->pid(), SIGTERM);
+  server->Wait(10000);
 }
 
 TEST_F(ExportCommandTest, InterruptedFineTuningLeavesNothingBehind) {

@@ -155,35 +155,10 @@ std::string ReadLog(const std::string& path) {
   return text.ok() ? *text : std::string();
 }
 
-struct Server {
-  std::unique_ptr<ChildProcess> process;
-  int port = 0;
-  std::string log;
-};
+using Server = ServeProcess;
 
 // Starts `tessera serve --port 0 ARGS...` and waits for "serving on 127.0.0.1:PORT".
-Server StartServer(const std::vector<std::string>& args) {
-  Server server;
-  server.log = MakeTempDir("serve-log") + "/serve.log";
-  std::vector<std::string> full = {TesseraBinary(), "serve", "--port", "0"};
-  full.insert(full.end(), args.begin(), args.end());
-  auto child = ChildProcess::Start("serve", full, server.log);
-  EXPECT_TRUE(child.ok()) << child.status().ToString();
-  if (!child.ok()) return server;
-  server.process = std::move(child).value();
-  const std::string marker = "serving on 127.0.0.1:";
-  for (int i = 0; i < 600 && server.port == 0; ++i) {
-    const std::string text = ReadLog(server.log);
-    if (const size_t at = text.find(marker); at != std::string::npos) {
-      server.port = std::atoi(text.c_str() + at + marker.size());
-      break;
-    }
-    if (server.process->Poll().has_value()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_GT(server.port, 0) << ReadLog(server.log);
-  return server;
-}
+Server StartServer(const std::vector<std::string>& args) { return StartServe(args); }
 
 std::unique_ptr<httplib::Client> Client(const Server& server) {
   auto client = std::make_unique<httplib::Client>("127.0.0.1", server.port);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -157,6 +158,34 @@ proto::ModelSpec ParseModel(const std::string& layers) {
   auto spec = ParseJobSpec("model {" + layers + "}", "test");
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
   return spec.ok() ? spec->model() : proto::ModelSpec();
+}
+
+std::string FileText(const std::string& path) {
+  auto text = ReadFileToString(path);
+  return text.ok() ? *text : std::string();
+}
+
+ServeProcess StartServe(const std::vector<std::string>& args) {
+  ServeProcess serve;
+  serve.log = MakeTempDir("serve-log") + "/serve.log";
+  std::vector<std::string> full = {TesseraBinary(), "serve", "--port", "0"};
+  full.insert(full.end(), args.begin(), args.end());
+  auto child = ChildProcess::Start("serve", full, serve.log);
+  EXPECT_TRUE(child.ok()) << child.status().ToString();
+  if (!child.ok()) return serve;
+  serve.process = std::move(child).value();
+  const std::string marker = "serving on 127.0.0.1:";
+  for (int i = 0; i < 600; ++i) {
+    const std::string text = FileText(serve.log);
+    if (const size_t at = text.find(marker); at != std::string::npos) {
+      serve.port = std::atoi(text.c_str() + at + marker.size());
+      break;
+    }
+    if (serve.process->Poll().has_value()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(serve.port, 0) << FileText(serve.log);
+  return serve;
 }
 
 }  // namespace tessera

@@ -4,11 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
 #include "proto/job.pb.h"
+#include "tools/child_process.h"
 
 #define ASSERT_OK(expr)                                          \
   do {                                                           \
@@ -60,6 +62,20 @@ extern const char kMlpModel[];
 
 // The ModelSpec of such layers; an empty one (and a test failure) when they do not parse.
 proto::ModelSpec ParseModel(const std::string& layers);
+
+// A file's text; "" when it cannot be read.
+std::string FileText(const std::string& path);
+
+// A `tessera serve` child process and the port it listens on.
+struct ServeProcess {
+  std::unique_ptr<ChildProcess> process;
+  int port = 0;  // 0 (and a test failure) when it did not start serving
+  std::string log;
+};
+
+// Starts `tessera serve --port 0 ARGS...` with its log in a new temp
+// directory and waits (up to 60 s) for "serving on 127.0.0.1:PORT".
+ServeProcess StartServe(const std::vector<std::string>& args);
 
 }  // namespace tessera
 

@@ -74,4 +74,22 @@ if [ -d "$BIN/data" ]; then
     grep -h "computing on" /tmp/run-$device/logs/worker-0.log 2>/dev/null | head -1
   done
 fi
+if [ -f /tmp/run-cuda/summary.json ]; then
+  # GPU inference (--device cuda for predict; serve shares BuildRuntimeModel):
+  # the classes and probabilities must match the CPU's.
+  echo "== tessera export, then predict --device cuda against --device cpu"
+  rm -rf /tmp/gpu-repo
+  timeout 120 "$BIN/tessera" export /tmp/run-cuda --out /tmp/gpu-repo/cnn --data_dir "$BIN/data" 2>&1 | tail -1
+  for device in cuda cpu; do
+    timeout 120 "$BIN/tessera" predict /tmp/gpu-repo/cnn "$BIN/data/t10k-images-idx3-ubyte.gz" \
+      --labels "$BIN/data/t10k-labels-idx1-ubyte.gz" --out "$OUT_DIR/predict-$device.csv" --device "$device" 2>&1 | tail -1
+  done
+  python3 - "$OUT_DIR/predict-cuda.csv" "$OUT_DIR/predict-cpu.csv" <<'PY' 2>&1 || true
+import sys
+rows = [[line.split(",") for line in open(path).read().splitlines()[1:]] for path in sys.argv[1:3]]
+same = sum(a[1] == b[1] for a, b in zip(*rows))
+diff = max(abs(float(x) - float(y)) for a, b in zip(*rows) for x, y in zip(a[2:], b[2:]))
+print(f"predict cuda vs cpu: {same} of {len(rows[1])} classes equal, max probability difference {diff:.2e}")
+PY
+fi
 echo "== done"

@@ -275,5 +275,37 @@ TEST(EmbeddingTest, TablesBeyondWhatFloat32IdsReachAreRefused) {
   EXPECT_TRUE(largest.ok()) << largest.status().ToString();
 }
 
+TEST(SparseFrameTest, RandomFramesNeverCrashTheDecoder) {
+  std::mt19937 rng(7);
+  int accepted = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    const uint64_t keys = 1 + rng() % 64;
+    std::string frame;
+    if (trial % 2 == 0) {
+      // Plausible: a small run count and pairs, then values, with bytes flipped.
+      const uint64_t runs = rng() % 4;
+      frame.append(reinterpret_cast<const char*>(&runs), sizeof(runs));
+      for (uint64_t r = 0; r < runs; ++r) {
+        const uint64_t pair[2] = {rng() % (keys + 2), rng() % 5};
+        frame.append(reinterpret_cast<const char*>(pair), sizeof(pair));
+      }
+      frame.append(4 * (rng() % 12), '\x01');
+      if (!frame.empty() && rng() % 3 == 0) frame[rng() % frame.size()] ^= static_cast<char>(1 << (rng() % 8));
+    } else {
+      frame.resize(rng() % 96);
+      for (char& c : frame) c = static_cast<char>(rng());
+    }
+    zmq::message_t message(frame.data(), frame.size());
+    auto dense = DecodeSparseFrame(message, keys);
+    if (dense.ok()) {
+      ++accepted;
+      EXPECT_EQ(dense->size(), keys * sizeof(float));
+    } else {
+      EXPECT_EQ(dense.status().code(), StatusCode::kDataLoss);
+    }
+  }
+  EXPECT_GT(accepted, 100) << "the plausible frames should often be well formed";
+}
+
 }  // namespace
 }  // namespace tessera

@@ -202,7 +202,10 @@ int RunPredict(const ParsedArgs& args) {
   for (const std::string& why : skipped) LOG(WARNING) << "passing over version " << why;
   auto device = ResolveDevice(FLAGS_device);
   if (!device.ok()) return UsageError(self, device.status().message());
-  auto model = LoadPredictModel(*version_dir, *device);
+  // With worker processes this one only checks the model and the input, on
+  // the CPU: it must not hold a GPU the workers want.
+  const Device check_device = workers > 1 ? Device::kCpu : *device;
+  auto model = LoadPredictModel(*version_dir, check_device);
   if (!model.ok()) return UsageError(self, model.status().message());
   auto input = LoadPredictInput(input_path, model->files.model.input_shape);
   if (!input.ok()) return UsageError(self, input.status().message());
@@ -234,6 +237,11 @@ int RunPredict(const ParsedArgs& args) {
   std::vector<int> classes;
   Status status;
   if (used == 1) {
+    if (check_device != *device) {
+      // Too few images for several workers: this process predicts, on the device asked for.
+      model = LoadPredictModel(*version_dir, *device);
+      if (!model.ok()) status = model.status();
+    }
     SetComputeThreads(FLAGS_threads);
     PredictRangeOptions options;
     options.begin = 0;
@@ -241,7 +249,7 @@ int RunPredict(const ParsedArgs& args) {
     options.batch_size = batch_size;
     options.on_batch = [&](int64_t done) { progress.Update(done); };
     options.stop = stop;
-    status = PredictRange(&*model, *input, options, file, &classes);
+    if (status.ok()) status = PredictRange(&*model, *input, options, file, &classes);
   } else {
     PredictPoolOptions options;
     options.executable = *self_exe;

@@ -51,4 +51,13 @@ void CopyOut(const memory& produced, const memory& user) {
   dnnl::reorder(produced, user).execute(Stream(), const_cast<memory&>(produced), const_cast<memory&>(user));
 }
 
+ConvDims ConvDimsOf(const ConvGeometry& g, int64_t batch) {
+  return {{batch, g.in_channels, g.height, g.width},
+          {batch, g.out_channels, g.out_height(), g.out_width()},
+          {g.out_channels, g.in_channels, g.kernel, g.kernel},
+          {g.out_channels},
+          {g.stride, g.stride},
+          {g.padding, g.padding}};
+}
+
 }  // namespace tessera::dnnl_util

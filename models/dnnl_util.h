@@ -7,6 +7,8 @@
 
 #include <dnnl.hpp>
 
+#include "models/conv2d.h"
+
 namespace tessera::dnnl_util {
 
 dnnl::engine& Engine();
@@ -29,6 +31,13 @@ dnnl::memory InLayout(const dnnl::memory& user, const dnnl::memory::desc& want, 
 // the result to CopyOut afterwards.
 dnnl::memory OutputFor(const dnnl::memory& user, const dnnl::memory::desc& produced, dnnl::memory* scratch);
 void CopyOut(const dnnl::memory& produced, const dnnl::memory& user);
+
+// oneDNN's dims of convolution `g` over `batch` examples, in the order
+// `auto [src, dst, weight, bias, strides, padding] = ConvDimsOf(g, batch)`.
+struct ConvDims {
+  dnnl::memory::dims src, dst, weight, bias, strides, padding;
+};
+ConvDims ConvDimsOf(const ConvGeometry& g, int64_t batch);
 
 }  // namespace tessera::dnnl_util
 

@@ -136,12 +136,7 @@ Int8Conv2d::Primitives& Int8Conv2d::For(int64_t batch) {
   auto p = std::make_unique<Primitives>();
   using dt = memory::data_type;
   using tag = memory::format_tag;
-  const memory::dims src = {batch, g_.in_channels, g_.height, g_.width};
-  const memory::dims dst = {batch, g_.out_channels, g_.out_height(), g_.out_width()};
-  const memory::dims w = {g_.out_channels, g_.in_channels, g_.kernel, g_.kernel};
-  const memory::dims b = {g_.out_channels};
-  const memory::dims strides = {g_.stride, g_.stride};
-  const memory::dims pad = {g_.padding, g_.padding};
+  const auto [src, dst, w, b, strides, pad] = ConvDimsOf(g_, batch);
   p->src_plain = Plain(src);
   Shape out = out_shape();
   p->dst_plain = Plain({batch, out[0], out[1], out[2]});

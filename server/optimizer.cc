@@ -18,32 +18,13 @@ namespace {
 // SGD with momentum out of place, 4 floats at a time with streaming stores
 // when w and v are 16-byte aligned: the new buffers are only written, so
 // fetching their old contents into the cache (as ordinary stores do) would
-// make the step move a third more memory. The same operations in the same
-// order as the scalar loop (no fused multiply-add), so the same bits. Returns
-// how many parameters it stepped (0 without SSE2 or alignment); the caller
-// does the rest. Not fenced: see Optimizer::FenceStores.
-size_t StreamMomentum(float lr, float momentum, float wd, const float* w_old, const float* v_old, const float* g,
-                      float* w, float* v, size_t n) {
-#if defined(__SSE2__)
-  if (reinterpret_cast<uintptr_t>(w) % 16 != 0 || reinterpret_cast<uintptr_t>(v) % 16 != 0) return 0;
-  const __m128 lr4 = _mm_set1_ps(lr), momentum4 = _mm_set1_ps(momentum), wd4 = _mm_set1_ps(wd);
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const __m128 wi = _mm_loadu_ps(w_old + i);
-    const __m128 d = _mm_add_ps(_mm_loadu_ps(g + i), _mm_mul_ps(wd4, wi));
-    const __m128 vi = _mm_add_ps(_mm_mul_ps(momentum4, _mm_loadu_ps(v_old + i)), d);
-    _mm_stream_ps(v + i, vi);
-    _mm_stream_ps(w + i, _mm_sub_ps(wi, _mm_mul_ps(lr4, vi)));
-  }
-  return i;
-#else
-  return 0;
-#endif
-}
-
-// StreamMomentum with the gradient computed on the fly as KvShard's mean
-// is: (g[0] + g[1] + ...) * scale, in that order; same bits again.
-size_t StreamMomentumOfMean(float lr, float momentum, float wd, const float* w_old, const float* v_old,
+// make the step move a third more memory. The gradient is computed on the fly
+// as KvShard's mean is: (g[0] + g[1] + ...) * scale, in that order (one
+// gradient with scale 1 is that gradient exactly). The same operations in the
+// same order as the scalar loop (no fused multiply-add), so the same bits.
+// Returns how many parameters it stepped (0 without SSE2 or alignment); the
+// caller does the rest. Not fenced: see Optimizer::FenceStores.
+size_t StreamMomentum(float lr, float momentum, float wd, const float* w_old, const float* v_old,
                             std::span<const float* const> g, float scale, float* w, float* v, size_t n) {
 #if defined(__SSE2__)
   if (reinterpret_cast<uintptr_t>(w) % 16 != 0 || reinterpret_cast<uintptr_t>(v) % 16 != 0) return 0;
@@ -79,7 +60,7 @@ class Sgd : public Optimizer {
       return;
     }
     const float lr = schedule_.At(step), momentum = momentum_, wd = wd_;  // locals: see ApplyFrom
-    size_t i = StreamMomentumOfMean(lr, momentum, wd, w_old, state_old, gradients, scale, w, state, n);
+    size_t i = StreamMomentum(lr, momentum, wd, w_old, state_old, gradients, scale, w, state, n);
     const float* __restrict wo = w_old;
     const float* __restrict vo = state_old;
     float* __restrict wn = w;
@@ -110,7 +91,7 @@ class Sgd : public Optimizer {
     if (momentum > 0 && w_old == w && state_old == state) {
       for (size_t i = 0; i < n; ++i) one(g[i], w[i], state[i], &w[i], &state[i]);
     } else if (momentum > 0) {
-      size_t i = StreamMomentum(lr, momentum, wd, w_old, state_old, g, w, state, n);
+      size_t i = StreamMomentum(lr, momentum, wd, w_old, state_old, {&g, 1}, 1.0f, w, state, n);
       // No overlap (ApplyFrom's contract): tell the compiler, or it checks at run time.
       const float* __restrict wo = w_old;
       const float* __restrict vo = state_old;

@@ -99,6 +99,11 @@ TEST(CliTest, ZeroWorkers) { ExpectUsageError({"train", Example(), "--workers", 
 
 TEST(CliTest, MalformedFlagValue) { ExpectUsageError({"train", Example(), "--epochs=abc"}, "--epochs"); }
 
+TEST(CliTest, NegativeRestarts) {
+  ExpectUsageError({"train", Example(), "--max-restarts", "-1"}, "--max-restarts must be >= 0, got -1");
+  ExpectUsageError({"scheduler", "--spec", Example(), "--max-restarts", "-1"}, "--max-restarts must be >= 0, got -1");
+}
+
 TEST(CliTest, UnknownFlag) { ExpectUsageError({"train", Example(), "--epoch", "3"}, "unknown flag --epoch"); }
 
 TEST(CliTest, FlagOfAnotherCommand) { ExpectUsageError({"train", Example(), "--scheduler", "h:1"}, "unknown flag --scheduler"); }

@@ -103,7 +103,9 @@ TEST(EmbeddingTest, ModelReportsTheRowsABatchTouched) {
   const std::vector<float>& g = *(*model)->grads();
   for (uint64_t k = 0; k < 20; ++k) {
     const bool touched = (k >= 2 && k < 4) || (k >= 8 && k < 12) || k >= 18;
-    if (!touched) EXPECT_EQ(g[k], 0.0f) << k;
+    if (!touched) {
+      EXPECT_EQ(g[k], 0.0f) << k;
+    }
   }
   // A dense embedding reports nothing.
   auto dense = Model::Create(EmbeddingModel(false), {3}, 3);

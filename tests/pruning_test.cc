@@ -48,13 +48,7 @@ std::vector<TensorInfo> TensorsOf(const proto::ModelSpec& spec) {
 // Model::Infer's logits (evaluation mode) of `batch` images.
 std::vector<float> Logits(const proto::ModelSpec& spec, const std::vector<float>& params, const std::vector<float>& x,
                           int64_t batch) {
-  auto model = Model::Create(spec, kImage, 10);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  if (!model.ok()) return {};
-  EXPECT_EQ((*model)->num_keys(), params.size());
-  std::copy(params.begin(), params.end(), (*model)->params());
-  const float* logits = (*model)->Infer(x.data(), batch);
-  return std::vector<float>(logits, logits + batch * 10);
+  return InferLogits(spec, kImage, params, x, batch);
 }
 
 std::vector<float> Images(int64_t batch) {

@@ -51,13 +51,7 @@ std::vector<float> InitialParams(const proto::ModelSpec& spec) {
 // Tessera's logits for x[batch, 784] under `params`.
 std::vector<float> TesseraLogits(const proto::ModelSpec& spec, const std::vector<float>& params, const std::vector<float>& x,
                                  int64_t batch) {
-  auto model = Model::Create(spec, {1, 28, 28}, 10);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  if (!model.ok()) return {};
-  EXPECT_EQ((*model)->num_keys(), params.size());
-  std::copy(params.begin(), params.end(), (*model)->params());
-  const float* logits = (*model)->Infer(x.data(), batch);
-  return std::vector<float>(logits, logits + batch * 10);
+  return InferLogits(spec, {1, 28, 28}, params, x, batch);
 }
 
 double MaxAbsDifference(const std::vector<float>& a, const std::vector<float>& b) {

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include "core/file_util.h"
 #include "core/spec.h"
+#include "models/model.h"
 
 namespace tessera {
 
@@ -158,6 +160,17 @@ proto::ModelSpec ParseModel(const std::string& layers) {
   auto spec = ParseJobSpec("model {" + layers + "}", "test");
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
   return spec.ok() ? spec->model() : proto::ModelSpec();
+}
+
+std::vector<float> InferLogits(const proto::ModelSpec& spec, const std::vector<int64_t>& input_shape,
+                               const std::vector<float>& params, const std::vector<float>& x, int64_t batch) {
+  auto model = Model::Create(spec, input_shape, 10);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return {};
+  EXPECT_EQ((*model)->num_keys(), params.size());
+  std::copy(params.begin(), params.end(), (*model)->params());
+  const float* logits = (*model)->Infer(x.data(), batch);
+  return std::vector<float>(logits, logits + batch * 10);
 }
 
 std::string FileText(const std::string& path) {

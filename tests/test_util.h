@@ -63,6 +63,12 @@ extern const char kMlpModel[];
 // The ModelSpec of such layers; an empty one (and a test failure) when they do not parse.
 proto::ModelSpec ParseModel(const std::string& layers);
 
+// Model::Infer's logits (evaluation mode, 10 classes) of `batch` examples of
+// `input_shape` for a model of `spec` with `params`; {} (and a test failure)
+// when the model cannot be built.
+std::vector<float> InferLogits(const proto::ModelSpec& spec, const std::vector<int64_t>& input_shape,
+                               const std::vector<float>& params, const std::vector<float>& x, int64_t batch);
+
 // A file's text; "" when it cannot be read.
 std::string FileText(const std::string& path);
 

@@ -189,8 +189,8 @@ int RunPredict(const ParsedArgs& args) {
 
   // Where FILE goes: an existing directory, and FILE not a directory itself.
   const std::string out = FLAGS_out;
-  std::string out_dir = fs::path(out).parent_path().string();
-  if (out_dir.empty()) out_dir = ".";
+  const fs::path parent = fs::path(out).parent_path();
+  const std::string out_dir = parent.empty() ? std::string(".") : parent.string();
   std::error_code ec;
   if (!fs::is_directory(out_dir, ec)) return UsageError(self, "the directory of --out, " + out_dir + ", does not exist");
   if (fs::is_directory(out, ec)) return UsageError(self, "--out " + out + " is a directory; it must name a file");

@@ -32,6 +32,9 @@ int RunScheduler(const ParsedArgs& args) {
   if (!options.run_dir.empty()) {
     if (Status s = MakeDirs(options.run_dir); !s.ok()) return UsageError(self, s.message());
   }
+  if (FLAGS_max_restarts < 0) {
+    return UsageError(self, "--max-restarts must be >= 0, got " + std::to_string(FLAGS_max_restarts));
+  }
   options.max_rollbacks = FLAGS_max_restarts;
   const std::atomic<bool>* stop = InstallStopSignals();
   Transport transport;

@@ -314,29 +314,92 @@ TEST_F(MidEpochTest, EverySecondsCutsAndTheFinalCheckpointAlwaysExists) {
   EXPECT_EQ(last->params_sha256(), *sha_);
 }
 
-// A server killed mid-job: the launcher rolls the job back to the newest
-// checkpoint and goes on; under BSP the result equals an undisturbed run.
-TEST_F(MidEpochTest, LostServerRollsBackToTheLastCheckpoint) {
-  const std::string run = *dir_ + "/lost-server";
-  std::vector<std::string> args = {TesseraBinary(), "train", *dir_ + "/spec.pbtxt", "--run-dir", run,
-                                   "--max-test-examples", "1000", "--threads", "1", "--progress", "plain"};
+// Starts `tessera train` on the mid-epoch spec in the background (output to
+// RUN.log) and waits until its first checkpoint is committed.
+std::unique_ptr<ChildProcess> StartUntilFirstCheckpoint(const std::string& spec, const std::string& run) {
+  std::vector<std::string> args = {TesseraBinary(), "train", spec, "--run-dir", run, "--max-test-examples", "1000",
+                                   "--threads", "1", "--progress", "plain"};
   auto launcher = ChildProcess::Start("train", args, run + ".log");
-  ASSERT_TRUE(launcher.ok());
+  CHECK(launcher.ok());
   for (int i = 0; i < 1200 && !FileExists(run + "/checkpoints/latest"); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
+  return std::move(launcher).value();
+}
+
+// A server killed mid-job: the launcher starts a replacement server at once,
+// and the scheduler, which notices the loss by heartbeat, rolls the job back to
+// the newest checkpoint. The scheduler and the workers are not restarted (the
+// workers keep their loaded data); under BSP the result equals an undisturbed run.
+TEST_F(MidEpochTest, LostServerIsReplacedAndTheJobRollsBack) {
+  const std::string run = *dir_ + "/lost-server";
+  auto launcher = StartUntilFirstCheckpoint(*dir_ + "/spec.pbtxt", run);
   ASSERT_TRUE(FileExists(run + "/checkpoints/latest"));
+  const std::vector<int> children = ChildrenOf(launcher->pid());
+  ASSERT_EQ(children.size(), 5u);
   int victim = -1;
-  for (int pid : ChildrenOf((*launcher)->pid())) {
-    if (CommandLine(pid).find(" server ") != std::string::npos) victim = pid;
+  std::vector<int> others;
+  for (int pid : children) {
+    if (victim < 0 && CommandLine(pid).find(" server ") != std::string::npos) {
+      victim = pid;
+    } else {
+      others.push_back(pid);
+    }
   }
   ASSERT_GT(victim, 0);
   kill(victim, SIGKILL);
-  EXPECT_EQ((*launcher)->Wait(120000), std::optional<int>(0));
+  bool rolled_back = false;
+  for (int i = 0; i < 600 && !rolled_back; ++i) {  // the heartbeat timeout is 5 s
+    auto metrics = ReadFileToString(run + "/metrics.jsonl");
+    rolled_back = metrics.ok() && metrics->find("\"event\": \"rollback\"") != std::string::npos;
+    if (!rolled_back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(rolled_back) << "the scheduler did not roll the job back";
+  // The scheduler, the other server and both workers are the processes of before, and a new server joined them.
+  for (int pid : others) EXPECT_TRUE(IsRunning(pid)) << CommandLine(pid);
+  const std::vector<int> after = ChildrenOf(launcher->pid());
+  EXPECT_EQ(after.size(), 5u);
+  for (int pid : others) EXPECT_NE(std::find(after.begin(), after.end(), pid), after.end()) << pid;
+
+  EXPECT_EQ(launcher->Wait(120000), std::optional<int>(0));
   auto log = ReadFileToString(run + ".log");
   ASSERT_TRUE(log.ok());
-  EXPECT_NE(log->find("exited with code 137"), std::string::npos) << *log;
+  EXPECT_NE(log->find("exited with code 137; server-2 replaces it and the job rolls back to its newest checkpoint "
+                      "(restart 1 of 3)"),
+            std::string::npos)
+      << *log;
+  EXPECT_EQ(log->find("restarting"), std::string::npos) << *log;
+  // Both workers lived through the rollback (a restarted worker would never have heard of it).
+  for (const char* worker : {"worker-0", "worker-1"}) {
+    auto worker_log = ReadFileToString(run + "/logs/" + worker + ".log");
+    ASSERT_TRUE(worker_log.ok());
+    EXPECT_NE(worker_log->find("the job rolls back"), std::string::npos) << worker;
+  }
+  EXPECT_EQ(SummaryNumber(run, "server_rollbacks"), 1);
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
+}
+
+// A scheduler killed mid-job: no rollback in place is possible, so the
+// launcher stops every process and starts the cluster again from the newest
+// checkpoint; under BSP the result again equals an undisturbed run.
+TEST_F(MidEpochTest, LostSchedulerRestartsTheJobFromTheLastCheckpoint) {
+  const std::string run = *dir_ + "/lost-scheduler";
+  auto launcher = StartUntilFirstCheckpoint(*dir_ + "/spec.pbtxt", run);
+  ASSERT_TRUE(FileExists(run + "/checkpoints/latest"));
+  int victim = -1;
+  for (int pid : ChildrenOf(launcher->pid())) {
+    if (CommandLine(pid).find(" scheduler ") != std::string::npos) victim = pid;
+  }
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGKILL);
+  EXPECT_EQ(launcher->Wait(120000), std::optional<int>(0));
+  auto log = ReadFileToString(run + ".log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("scheduler exited with code 137"), std::string::npos) << *log;
   EXPECT_NE(log->find("restarting from checkpoint"), std::string::npos) << *log;
+  EXPECT_NE(log->find("(restart 1 of 3)"), std::string::npos) << *log;
+  EXPECT_EQ(log->find("replaces it"), std::string::npos) << *log;
+  EXPECT_EQ(SummaryNumber(run, "server_rollbacks"), 0);
   EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
 }
 

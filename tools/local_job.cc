@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -25,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kStopGraceMs = 3000;
 constexpr int kPortFileTimeoutMs = 30000;
+constexpr int kSchedulerExitGraceMs = 1000;
 
 std::string LastLines(const std::string& path, int lines) {
   auto text = ReadFileToString(path);
@@ -66,7 +68,7 @@ class LocalCluster {
     return nullptr;
   }
 
-  // A worker that died: the job goes on without it (FirstFailed skips it).
+  // A worker or server that died: the job goes on without it (FirstFailed skips it).
   void MarkLost(const ChildProcess* child) {
     for (size_t i = 0; i < children_.size(); ++i) {
       if (children_[i].get() == child) lost_[i] = true;
@@ -75,9 +77,18 @@ class LocalCluster {
 
   ChildProcess* scheduler() { return children_.empty() ? nullptr : children_[0].get(); }
 
+  // Children whose label starts with `prefix`, not lost and still running.
+  int Running(const std::string& prefix) {
+    int n = 0;
+    for (size_t i = 0; i < children_.size(); ++i) {
+      if (!lost_[i] && children_[i]->label().rfind(prefix, 0) == 0 && !children_[i]->Poll().has_value()) ++n;
+    }
+    return n;
+  }
+
   // Waits for every child to exit on its own; false when one is still running after timeout_ms or failed.
-  // Lost workers do not count, nor does a replacement worker that is still
-  // running after 2 s (it came too late to join, and is stopped).
+  // Lost workers and servers do not count, nor does a replacement that is
+  // still running after 2 s (it came too late to join, and is stopped).
   bool WaitAllClean(int timeout_ms) {
     bool clean = true;
     for (size_t i = 0; i < children_.size(); ++i) {
@@ -138,10 +149,13 @@ StatusOr<ProgressMode> ParseProgressMode(const std::string& flag) {
 
 namespace {
 
-// One launch of the cluster. On a role's failure (not a usage error) sets
-// *restartable, after stopping every process.
+// One launch of the cluster. A lost server is replaced in place (the
+// scheduler rolls the job back; the scheduler and the workers go on), each
+// replacement counting in *recoveries, the --max-restarts budget this launch
+// shares with whole-cluster restarts. On any other failure of a role (not a
+// usage error) sets *restartable, after stopping every process.
 int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options,
-               const std::string& resume_from, bool* restartable) {
+               const std::string& resume_from, int* recoveries, bool* restartable) {
   const std::string& run_dir = options.run_dir;
   const ProgressMode mode = options.progress;
   auto self_exe = SelfExecutable();
@@ -166,11 +180,13 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     std::cerr << "tessera " << self.name << ": " << message << std::endl;
     return kExitFailure;
   };
+  // The scheduler rolls the job back when a server is lost, as often as the
+  // budget left allows; this launcher starts the replacement servers.
+  const int restarts_left = std::max(0, options.max_restarts - *recoveries);
   if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
-                                             run_dir, "--resume_from", resume_from,
-                                             // This launcher restarts the cluster itself when a server dies.
-                                             "--max_restarts", "0"});
+                                             run_dir, "--resume_from", resume_from, "--max_restarts",
+                                             std::to_string(restarts_left)});
       !s.ok()) {
     return fail(s.message());
   }
@@ -194,12 +210,13 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     }
   }
   const std::string scheduler_address = "127.0.0.1:" + port;
+  int server_labels = 0;
+  auto start_server = [&](bool replacement) {
+    return cluster.Start("server-" + std::to_string(server_labels++),
+                         {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1"}, replacement);
+  };
   for (int i = 0; i < servers; ++i) {
-    if (Status s = cluster.Start("server-" + std::to_string(i),
-                                 {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1"});
-        !s.ok()) {
-      return fail(s.message());
-    }
+    if (Status s = start_server(false); !s.ok()) return fail(s.message());
   }
   int worker_labels = 0;
   auto start_worker = [&](bool replacement) {
@@ -249,8 +266,32 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       continue;
     }
     if (ChildProcess* failed = cluster.FirstFailed(); failed != nullptr) {
+      const bool is_server = failed->label().rfind("server-", 0) == 0;
+      // Servers also end (with 1) when the scheduler ends the job: give it a
+      // moment to exit first, so that its failure is not taken for a lost server's.
+      const bool scheduler_alive = !(is_server ? cluster.scheduler()->Wait(kSchedulerExitGraceMs)
+                                               : cluster.scheduler()->Poll())
+                                        .has_value();
+      if (!scheduler_alive) failed = cluster.FirstFailed();  // the scheduler, when it failed
       const int code = *failed->Poll();
-      if (failed->label().rfind("worker-", 0) == 0 && code != kExitUsage && !cluster.scheduler()->Poll().has_value()) {
+      // A rolled-back job waits for its full worker count (as a resume does):
+      // with a lost worker unreplaced, a rollback would wait in vain.
+      if (is_server && code != kExitUsage && scheduler_alive &&
+          *recoveries < options.max_restarts && cluster.Running("worker-") >= workers) {
+        // A lost server: the scheduler notices it (heartbeats), tells every
+        // node ROLLBACK and runs the job again from the newest checkpoint once
+        // the replacement registers (one that registers first waits as a
+        // spare). The scheduler and workers keep running, the workers their data.
+        cluster.MarkLost(failed);
+        ++*recoveries;
+        view.Finish();
+        std::cerr << "tessera " << self.name << ": " << failed->label() << " exited with code " << code << "; server-"
+                  << server_labels << " replaces it and the job rolls back to its newest checkpoint (restart "
+                  << *recoveries << " of " << options.max_restarts << ")" << std::endl;
+        if (Status s = start_server(true); !s.ok()) return fail(s.message());
+        continue;
+      }
+      if (failed->label().rfind("worker-", 0) == 0 && code != kExitUsage && scheduler_alive) {
         // A lost worker does not stop the job: the scheduler hands its data
         // to the others; a replacement joins at the next phase.
         cluster.MarkLost(failed);
@@ -289,22 +330,26 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
   // --device=cuda without a usable GPU fails here, before any process starts.
   if (auto device = ResolveDevice(FLAGS_device); !device.ok()) return UsageError(self, device.status().message());
   std::string resume_from = options.resume_from;
-  for (int restarts = 0;; ++restarts) {
+  // Server replacements and whole-cluster restarts so far: together at most options.max_restarts.
+  int recoveries = 0;
+  while (true) {
     bool restartable = false;
-    const int code = RunAttempt(self, spec, options, resume_from, &restartable);
-    if (!restartable || restarts >= options.max_restarts || StopSignalCount() > 0) return code;
-    // A lost process: roll the whole job back to the newest intact checkpoint
-    // (or its start) and go on; under BSP the result is the same as without the loss.
+    const int code = RunAttempt(self, spec, options, resume_from, &recoveries, &restartable);
+    if (!restartable || recoveries >= options.max_restarts || StopSignalCount() > 0) return code;
+    ++recoveries;
+    // A lost scheduler (or a server that could not be replaced in place):
+    // start every process again from the newest intact checkpoint (or the
+    // job's start) and go on; under BSP the result is the same as without the loss.
     std::string note;
     auto checkpoint = ResolveCheckpoint(options.run_dir, &note);
     if (checkpoint.ok()) {
       std::error_code ec;
       resume_from = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
-      std::cerr << "tessera " << self.name << ": restarting from " << note << " (restart " << restarts + 1 << " of "
+      std::cerr << "tessera " << self.name << ": restarting from " << note << " (restart " << recoveries << " of "
                 << options.max_restarts << ")" << std::endl;
     } else if (checkpoint.status().code() == StatusCode::kNotFound) {
       std::cerr << "tessera " << self.name << ": restarting from the start, there is no checkpoint yet (restart "
-                << restarts + 1 << " of " << options.max_restarts << ")" << std::endl;
+                << recoveries << " of " << options.max_restarts << ")" << std::endl;
     } else {
       std::cerr << "tessera " << self.name << ": cannot restart: " << checkpoint.status().message() << std::endl;
       return code;

@@ -21,8 +21,12 @@ struct LocalJobOptions {
   // Compute threads per worker; 0: the cores divided among the workers.
   int threads = 0;
   ProgressMode progress = ProgressMode::kPlain;
-  // When a process dies, restart the job from the newest intact checkpoint
-  // (or the start) up to this many times. Default 3.
+  // Recoveries, at most this many in all: a server that dies is replaced and
+  // the scheduler rolls the job back to the newest intact checkpoint (or the
+  // start), the scheduler and workers running on; a scheduler that dies takes
+  // every process down, and the job starts again from that checkpoint. Apart
+  // from these, each launch starts at most this many replacement workers.
+  // Default 3.
   int max_restarts = 3;
 };
 

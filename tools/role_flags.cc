@@ -22,9 +22,10 @@ DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (
 DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");
 DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint directory");
 DEFINE_int32(max_restarts, 3,
-             "train/resume: when a server or the scheduler dies, restart from the newest checkpoint this many times at "
-             "most, and when a worker dies, start this many replacement workers at most; scheduler: when a server is "
-             "lost, roll the job back to the newest checkpoint and wait for a replacement server this many times at most");
+             "train/resume: when a server dies, start a replacement server and roll the job back to the newest "
+             "checkpoint, and when the scheduler dies, restart every process from it, this many times at most in all; "
+             "when a worker dies, start a replacement worker, this many at most per launch of the cluster; scheduler: "
+             "when a server is lost, roll the job back to the newest checkpoint and wait for a replacement server this many times at most");
 DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 

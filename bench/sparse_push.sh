@@ -1,6 +1,7 @@
 #!/bin/bash
-# Sparse against dense pushes of an embedding model, in the same run:
-# gradient bytes a worker pushes per step (summary.json push_bytes_per_step),
+# Sparse against dense pushes and pulls of an embedding model, in the same run:
+# gradient bytes a worker pushes per step and parameter bytes it gets back
+# (summary.json push_bytes_per_step, pull_bytes_per_step),
 # training samples/s, and whether the two trained the same parameters.
 #
 # The data is made here: 20,000 examples of 16 ids drawn from a Zipf-like
@@ -62,7 +63,7 @@ work = sys.argv[1]
 s = json.load(open(f"{work}/run-true/summary.json"))
 d = json.load(open(f"{work}/run-false/summary.json"))
 print(f"{'':22}{'sparse':>14}{'dense':>14}{'ratio':>8}")
-for key in ("push_bytes_per_step", "samples_per_sec", "worker_push_seconds", "worker_wait_seconds", "test_accuracy"):
+for key in ("push_bytes_per_step", "pull_bytes_per_step", "samples_per_sec", "worker_push_seconds", "worker_wait_seconds", "test_accuracy"):
     ratio = s[key] / d[key] if d[key] else float("nan")
     print(f"{key:22}{s[key]:>14.4g}{d[key]:>14.4g}{ratio:>8.3f}")
 print("same parameters:", s["params_sha256"] == d["params_sha256"])

@@ -29,11 +29,17 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
     previous_end = r.end();
     const uint64_t keys = r.end() - r.begin();
     if (keys > (uint64_t{1} << 40)) return InvalidArgumentError("key range " + std::to_string(i) + " too large");
+    if (header.op() == proto::PULL && !r.sparse()) {
+      return InvalidArgumentError("key range " + std::to_string(i) + " of a PULL is not sparse (a run list)");
+    }
     if (r.sparse()) {
+      if (header.op() == proto::PULL || header.op() == proto::PARAMS) continue;  // DecodeMessage checks the frame
+      if (header.op() != proto::PUSH) {
+        return InvalidArgumentError("sparse key range " + std::to_string(i) + " in a " + proto::Op_Name(header.op()));
+      }
       // DecodeMessage checks the frame while it makes it dense. What it
       // makes may not exceed what a dense message could hold: a few bytes
       // must not turn into a huge allocation.
-      if (header.op() != proto::PUSH) return InvalidArgumentError("sparse key range " + std::to_string(i) + " outside a PUSH");
       expanded_bytes += keys * sizeof(float);
       if (expanded_bytes > kMaxFrameBytes) {
         return InvalidArgumentError("sparse key ranges up to " + std::to_string(i) + " stand for " +
@@ -67,7 +73,15 @@ StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_id
   for (int i = 0; i < m.header.ranges_size(); ++i) {
     proto::KeyRange* r = m.header.mutable_ranges(i);
     if (!r->sparse()) continue;
-    auto dense = DecodeSparseFrame(m.frames[i], r->end() - r->begin());
+    const uint64_t keys = r->end() - r->begin();
+    if (m.header.op() == proto::PULL || m.header.op() == proto::PARAMS) {
+      // Kept sparse: the receiver reads only the runs.
+      const Status checked = m.header.op() == proto::PULL ? ParseRunList(m.frames[i], keys).status()
+                                                          : ParseSparseFrame(m.frames[i], keys).status();
+      if (!checked.ok()) return checked.WithContext("frame " + std::to_string(i + 1));
+      continue;
+    }
+    auto dense = DecodeSparseFrame(m.frames[i], keys);
     if (!dense.ok()) return dense.status().WithContext("frame " + std::to_string(i + 1));
     m.frames[i] = std::move(dense).value();
     r->clear_sparse();  // what the receiver sees is dense

@@ -31,9 +31,11 @@ std::string EncodeSparseFrame(const float* range_values, const std::vector<KeyRa
   return frame;
 }
 
-StatusOr<zmq::message_t> DecodeSparseFrame(const zmq::message_t& frame, uint64_t keys) {
-  const char* in = static_cast<const char*>(frame.data());
-  const uint64_t size = frame.size();
+namespace {
+
+// Reads and checks the run count and runs at the start of a frame of `size`
+// bytes for a range of `keys` floats; sets *floats to the runs' total length.
+StatusOr<std::vector<KeyRange>> ParseRuns(const char* in, uint64_t size, uint64_t keys, uint64_t* floats) {
   uint64_t count = 0;
   if (size < sizeof(count)) return DataLossError("sparse frame of " + std::to_string(size) + " bytes has no run count");
   std::memcpy(&count, in, sizeof(count));
@@ -43,7 +45,10 @@ StatusOr<zmq::message_t> DecodeSparseFrame(const zmq::message_t& frame, uint64_t
                          std::to_string(size) + " bytes or the range's " + std::to_string(keys) + " keys allow");
   }
   const char* pairs = in + sizeof(count);
-  uint64_t floats = 0, previous_end = 0;
+  std::vector<KeyRange> runs;
+  runs.reserve(count);
+  *floats = 0;
+  uint64_t previous_end = 0;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t pair[2];
     std::memcpy(pair, pairs + i * sizeof(pair), sizeof(pair));
@@ -54,23 +59,65 @@ StatusOr<zmq::message_t> DecodeSparseFrame(const zmq::message_t& frame, uint64_t
                            std::to_string(keys) + " keys");
     }
     previous_end = offset + length;
-    floats += length;
+    *floats += length;
+    runs.push_back({offset, offset + length});
   }
-  const uint64_t expected = sizeof(count) + count * 2 * sizeof(uint64_t) + floats * sizeof(float);
-  if (size != expected) {
-    return DataLossError("sparse frame holds " + std::to_string(size) + " bytes, its runs need " +
+  return runs;
+}
+
+}  // namespace
+
+std::string EncodeRunList(const std::vector<KeyRange>& runs) {
+  std::string frame(sizeof(uint64_t) * (1 + 2 * runs.size()), '\0');
+  const uint64_t count = runs.size();
+  std::memcpy(frame.data(), &count, sizeof(count));
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const uint64_t pair[2] = {runs[i].begin, runs[i].size()};
+    std::memcpy(frame.data() + sizeof(count) + i * sizeof(pair), pair, sizeof(pair));
+  }
+  return frame;
+}
+
+StatusOr<SparseFrameView> ParseSparseFrame(const zmq::message_t& frame, uint64_t keys) {
+  const char* in = static_cast<const char*>(frame.data());
+  uint64_t floats = 0;
+  SparseFrameView view;
+  ASSIGN_OR_RETURN(view.runs, ParseRuns(in, frame.size(), keys, &floats));
+  const uint64_t header = sizeof(uint64_t) * (1 + 2 * view.runs.size());
+  const uint64_t expected = header + floats * sizeof(float);
+  if (frame.size() != expected) {
+    return DataLossError("sparse frame holds " + std::to_string(frame.size()) + " bytes, its runs need " +
                          std::to_string(expected));
   }
-  zmq::message_t dense(keys * sizeof(float));
-  char* out = static_cast<char*>(dense.data());
-  std::memset(out, 0, dense.size());
-  const char* values = pairs + count * 2 * sizeof(uint64_t);
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t pair[2];
-    std::memcpy(pair, pairs + i * sizeof(pair), sizeof(pair));
-    std::memcpy(out + pair[0] * sizeof(float), values, pair[1] * sizeof(float));
-    values += pair[1] * sizeof(float);
+  view.values = in + header;
+  return view;
+}
+
+StatusOr<std::vector<KeyRange>> ParseRunList(const zmq::message_t& frame, uint64_t keys) {
+  uint64_t floats = 0;
+  ASSIGN_OR_RETURN(std::vector<KeyRange> runs,
+                   ParseRuns(static_cast<const char*>(frame.data()), frame.size(), keys, &floats));
+  const uint64_t expected = sizeof(uint64_t) * (1 + 2 * runs.size());
+  if (frame.size() != expected) {
+    return DataLossError("run list holds " + std::to_string(frame.size()) + " bytes, its " +
+                         std::to_string(runs.size()) + " runs need " + std::to_string(expected));
   }
+  return runs;
+}
+
+void CopySparseValues(const SparseFrameView& view, float* range_values) {
+  const char* values = view.values;
+  for (const KeyRange& r : view.runs) {
+    std::memcpy(range_values + r.begin, values, r.size() * sizeof(float));
+    values += r.size() * sizeof(float);
+  }
+}
+
+StatusOr<zmq::message_t> DecodeSparseFrame(const zmq::message_t& frame, uint64_t keys) {
+  ASSIGN_OR_RETURN(SparseFrameView view, ParseSparseFrame(frame, keys));
+  zmq::message_t dense(keys * sizeof(float));
+  std::memset(dense.data(), 0, dense.size());
+  CopySparseValues(view, static_cast<float*>(dense.data()));
   return dense;
 }
 

@@ -1,13 +1,16 @@
-// Sparse frames: a PUSH may send a key range as only some runs of it (the
-// rows of an embedding a step touched) instead of every float. The receiver
-// turns such a frame back into the dense one it stands for, with zeros
-// outside the runs, as it decodes the message (DecodeMessage), so servers
-// aggregate sparse and dense pushes alike.
+// Sparse frames: a key range sent as only some runs of it (the rows of an
+// embedding a step touched, or the next step reads) instead of every float.
+// A sparse PUSH frame is turned back into the dense one it stands for, zeros
+// outside the runs, as the message is decoded (DecodeMessage), so servers
+// aggregate sparse and dense pushes alike. A sparse PULL range carries only
+// the run list (the rows wanted), and the PARAMS answering it a sparse frame
+// of those rows, which the worker copies into place (CopySparseValues).
 //
 // Layout (little-endian): uint64 run count n; n pairs of uint64 (offset,
 // length), counted in floats from the range's begin, each length >= 1, in
-// increasing order without overlap, inside the range; then the runs' float32
-// values back to back. See docs/PROTOCOL.md, "Sparse pushes".
+// increasing order without overlap, inside the range; then (not in a run
+// list) the runs' float32 values back to back. See docs/PROTOCOL.md,
+// "Sparse pushes and pulls".
 #ifndef TESSERA_CORE_SPARSE_FRAME_H_
 #define TESSERA_CORE_SPARSE_FRAME_H_
 
@@ -29,6 +32,26 @@ uint64_t SparseFrameBytes(const std::vector<KeyRange>& runs);
 // The sparse frame of `runs` (relative to the range, sorted, disjoint,
 // non-empty) of a range whose dense floats start at `range_values`.
 std::string EncodeSparseFrame(const float* range_values, const std::vector<KeyRange>& runs);
+
+// A run list: the layout's count and pairs without values.
+std::string EncodeRunList(const std::vector<KeyRange>& runs);
+
+// A checked sparse frame: its runs and where their values start (not
+// necessarily aligned for float).
+struct SparseFrameView {
+  std::vector<KeyRange> runs;
+  const char* values = nullptr;
+};
+
+// Checks a sparse frame for a range of `keys` floats: DataLoss naming the
+// problem when it is malformed. The view points into `frame`.
+StatusOr<SparseFrameView> ParseSparseFrame(const zmq::message_t& frame, uint64_t keys);
+
+// Checks a run list for a range of `keys` floats and returns its runs.
+StatusOr<std::vector<KeyRange>> ParseRunList(const zmq::message_t& frame, uint64_t keys);
+
+// Writes the view's values at their runs' offsets from range_values.
+void CopySparseValues(const SparseFrameView& view, float* range_values);
 
 // The dense frame (keys floats) a sparse frame for a range of `keys` floats
 // stands for. DataLoss naming the problem when the frame is malformed.

@@ -250,19 +250,22 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
   return stats;
 }
 
-void Model::FindTouchedRuns(const float* x, int64_t batch) {
-  touched_runs_.clear();
-  if (sparse_tensors_.empty() || batch <= 0) return;
+void Model::FindTouchedRuns(const float* x, int64_t batch) { touched_runs_ = SparseRowsOf(x, batch); }
+
+std::vector<KeyRange> Model::SparseRowsOf(const float* x, int64_t batch) const {
+  std::vector<KeyRange> runs;
+  if (sparse_tensors_.empty() || batch <= 0) return runs;
   const uint64_t base = sparse_tensors_[0].begin;
   const uint64_t dim = static_cast<uint64_t>(embedding_dim_);
   for (int64_t id : DistinctEmbeddingIds(x, batch * input_features(), embedding_rows_)) {
     const KeyRange row{base + static_cast<uint64_t>(id) * dim, base + static_cast<uint64_t>(id + 1) * dim};
-    if (!touched_runs_.empty() && touched_runs_.back().end == row.begin) {
-      touched_runs_.back().end = row.end;
+    if (!runs.empty() && runs.back().end == row.begin) {
+      runs.back().end = row.end;
     } else {
-      touched_runs_.push_back(row);
+      runs.push_back(row);
     }
   }
+  return runs;
 }
 
 Status Model::ValidateInputValues(const float* values, int64_t n) const {

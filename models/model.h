@@ -69,6 +69,9 @@ class Model {
   // touched (sorted, disjoint, adjacent rows merged). The rest of those
   // tensors' gradients is zero, so a push may leave it out.
   const std::vector<KeyRange>& touched_runs() const { return touched_runs_; }
+  // The key runs of sparse_tensors() a batch x of `batch` examples reads
+  // (and so a step on it touches), in touched_runs()'s form.
+  std::vector<KeyRange> SparseRowsOf(const float* x, int64_t batch) const;
 
   float* params() { return params_.data(); }
   const float* params() const { return params_.data(); }

@@ -352,8 +352,7 @@ Status Scheduler::SendMembership(const std::vector<bool>& active) {
   MembershipChange change;
   change.seq = membership_seq_;
   membership_changes_.push_back(change);
-  for (const std::string& peer : server_peers_) RETURN_IF_ERROR(socket_->Send(h, {}, peer));
-  return OkStatus();
+  return SendToServers(h);
 }
 
 Status Scheduler::HandleMembershipAck(const Node& node, const proto::MembershipAck& ack) {
@@ -712,8 +711,7 @@ Status Scheduler::SendCheckpointRequest() {
   h.set_sender_role(proto::SCHEDULER);
   h.mutable_checkpoint()->set_dir(p.dir);
   h.mutable_checkpoint()->set_step(p.step);
-  for (const std::string& peer : server_peers_) RETURN_IF_ERROR(socket_->Send(h, {}, peer));
-  return OkStatus();
+  return SendToServers(h);
 }
 
 Status Scheduler::CheckCheckpointTimeout() {
@@ -1072,6 +1070,7 @@ Status Scheduler::FinishPart() {
     push_seconds_ += report->push_seconds();
     if (!in_test_) {
       push_bytes_ += report->push_bytes();
+      pull_bytes_ += report->pull_bytes();
       pushing_steps_ += report->pushed_steps();
     }
   }
@@ -1226,6 +1225,21 @@ Status Scheduler::SendToWorkers(const proto::Header& h) {
   return OkStatus();
 }
 
+Status Scheduler::SendToServers(const proto::Header& h) {
+  for (const std::string& peer : server_peers_) {
+    Status sent = socket_->Send(h, {}, peer);
+    if (sent.code() != StatusCode::kUnavailable) {
+      RETURN_IF_ERROR(sent);
+      continue;
+    }
+    // Gone before its heartbeats stopped counting: lost all the same.
+    auto node = nodes_.find(peer);
+    if (node == nodes_.end()) return sent;
+    return LoseServer(node->second, "has no connection any more: it is lost");
+  }
+  return OkStatus();
+}
+
 Status Scheduler::SendToWorker(const std::string& peer, const proto::Header& h) {
   Status sent = socket_->Send(h, {}, peer);
   if (sent.code() != StatusCode::kUnavailable) return sent;
@@ -1278,6 +1292,7 @@ Status Scheduler::WriteSummary() {
       .Add("worker_push_seconds", push_seconds_ / spec.cluster().workers())
       .Add("worker_wait_seconds", communication_seconds_ / spec.cluster().workers())
       .Add("push_bytes_per_step", pushing_steps_ > 0 ? static_cast<double>(push_bytes_) / pushing_steps_ : 0.0)
+      .Add("pull_bytes_per_step", pushing_steps_ > 0 ? static_cast<double>(pull_bytes_) / pushing_steps_ : 0.0)
       .Add("servers", spec.cluster().servers())
       .Add("workers", spec.cluster().workers())
       .Add("consistency", proto::Consistency_Name(spec.consistency()))

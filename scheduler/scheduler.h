@@ -131,6 +131,8 @@ class Scheduler {
   // Sends to every worker (to one); a worker whose connection is gone is lost.
   Status SendToWorkers(const proto::Header& h);
   Status SendToWorker(const std::string& peer, const proto::Header& h);
+  // Sends h to every server; one whose connection is gone is lost (LoseServer).
+  Status SendToServers(const proto::Header& h);
   void ShutdownAll(const std::string& reason);
   // Checkpoints: due after `epochs_done` epochs? Start one (servers snapshot,
   // then write in the background); `then` runs once every snapshot is taken.
@@ -296,7 +298,7 @@ class Scheduler {
   std::string rollback_reason_;
   double compute_seconds_ = 0, communication_seconds_ = 0, push_seconds_ = 0;
   // Training: gradient bytes all workers pushed, and the worker steps they took.
-  uint64_t push_bytes_ = 0;
+  uint64_t push_bytes_ = 0, pull_bytes_ = 0;
   int64_t pushing_steps_ = 0;
 
   // Progress between metrics lines.

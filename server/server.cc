@@ -8,6 +8,7 @@
 
 #include "models/model.h"
 #include "core/file_util.h"
+#include "core/sparse_frame.h"
 #include "core/spec.h"
 
 namespace tessera {
@@ -224,7 +225,7 @@ void Server::HandleWorker(Message m) {
         return;
       }
       if (h.want_params()) {
-        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), h.step() + 1});
+        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), h.step() + 1, {}});
       } else {
         proto::Header ack;
         ack.set_op(proto::PUSH_ACK);
@@ -241,14 +242,24 @@ void Server::HandleWorker(Message m) {
       return;
     }
     case proto::PULL: {
-      // No ranges: all of this server's slices.
+      // No ranges: all of this server's slices. Otherwise sparse ranges
+      // (DecodeMessage checked their run lists): only those rows of them.
       auto slices = shard_->FindSlices(RangesOf(h));
-      if (!slices.ok() || !m.frames.empty()) {
-        LOG(WARNING) << "dropped a pull: " << (slices.ok() ? "it carries frames" : slices.status().ToString());
-        ReplyError(m.peer, slices.ok() ? "a pull carries no frames" : slices.status().message());
+      if (!slices.ok()) {
+        LOG(WARNING) << "dropped a pull: " << slices.status().ToString();
+        ReplyError(m.peer, slices.status().message());
         return;
       }
-      waiting_.push_back({m.peer, std::move(slices).value(), h.step()});
+      Waiting w{m.peer, std::move(slices).value(), h.step(), {}};
+      for (int i = 0; i < h.ranges_size(); ++i) {
+        auto runs = ParseRunList(m.frames[i], h.ranges(i).end() - h.ranges(i).begin());
+        if (!runs.ok()) {  // not reached: DecodeMessage checked them
+          ReplyError(m.peer, runs.status().message());
+          return;
+        }
+        w.runs.push_back(std::move(runs).value());
+      }
+      waiting_.push_back(std::move(w));
       AnswerWaiting();
       return;
     }
@@ -409,7 +420,7 @@ void Server::AnswerWaiting() {
   std::vector<Waiting> still;
   for (Waiting& w : waiting_) {
     if (shard_->MinVersion(w.slices) >= w.version) {
-      ReplyParams(w.peer, w.slices);
+      ReplyParams(w);
     } else {
       still.push_back(std::move(w));
     }
@@ -417,23 +428,31 @@ void Server::AnswerWaiting() {
   waiting_ = std::move(still);
 }
 
-void Server::ReplyParams(const std::string& peer, const std::vector<int>& slices) {
+void Server::ReplyParams(const Waiting& w) {
   proto::Header h;
   h.set_op(proto::PARAMS);
   h.set_job_id(job_id_);
   h.set_sender_role(proto::SERVER);
   h.set_sender_rank(rank_);
-  h.set_step(shard_->MinVersion(slices));
-  if (slices.empty()) {
+  h.set_step(shard_->MinVersion(w.slices));
+  if (w.slices.empty()) {
     SetRanges(shard_->ranges(), &h);
   } else {
-    for (int i : slices) {
+    for (int i : w.slices) {
       proto::KeyRange* r = h.add_ranges();
       r->set_begin(shard_->ranges()[i].begin);
       r->set_end(shard_->ranges()[i].end);
+      if (!w.runs.empty()) r->set_sparse(true);
     }
   }
-  Status s = workers_->Send(h, shard_->ParamFrames(slices), peer);
+  std::vector<OutFrame> frames = shard_->ParamFrames(w.slices);
+  // A sparse pull: only the rows asked for, copied out of the slices.
+  for (size_t i = 0; i < w.runs.size(); ++i) {
+    auto rows = std::make_shared<const std::string>(
+        EncodeSparseFrame(static_cast<const float*>(frames[i].data), w.runs[i]));
+    frames[i] = {rows->data(), rows->size(), rows};
+  }
+  Status s = workers_->Send(h, frames, w.peer);
   if (!s.ok()) LOG(WARNING) << "could not answer a worker: " << s.ToString();
 }
 

@@ -52,8 +52,9 @@ class Server {
   Status RollBack(const std::string& reason);
   Status HandleScheduler(Message m);
   void HandleWorker(Message m);
-  // PARAMS of `slices` (all when empty).
-  void ReplyParams(const std::string& peer, const std::vector<int>& slices);
+  struct Waiting;
+  // PARAMS for a request whose slices have reached its version.
+  void ReplyParams(const Waiting& w);
   void ReplyError(const std::string& peer, const std::string& message);
   void AnswerWaiting();
   // MEMBERSHIP: the workers taking part change; answers MEMBERSHIP_ACK.
@@ -89,6 +90,9 @@ class Server {
     std::string peer;
     std::vector<int> slices;  // empty: all
     int64_t version = 0;
+    // A sparse PULL: per slice, the runs (relative to it) to answer with;
+    // empty: the whole slices.
+    std::vector<std::vector<KeyRange>> runs;
   };
   std::vector<Waiting> waiting_;
   // The armed cut's request, until its snapshot is complete.

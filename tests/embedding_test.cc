@@ -231,10 +231,70 @@ TEST(SparseFrameTest, DecodeMessageMakesSparsePushesDense) {
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("frame 1"));
 
-  h.set_op(proto::PARAMS);  // only pushes may be sparse
-  auto params = DecodeMessage(parts(sparse), false);
-  ASSERT_FALSE(params.ok());
-  EXPECT_THAT(params.status().message(), HasSubstr("outside a PUSH"));
+  h.set_op(proto::PUSH_ACK);  // only pushes, pulls and their answers may be sparse
+  auto ack = DecodeMessage(parts(sparse), false);
+  ASSERT_FALSE(ack.ok());
+  EXPECT_THAT(ack.status().message(), HasSubstr("sparse key range 0 in a PUSH_ACK"));
+}
+
+TEST(SparseFrameTest, SparsePullsAndTheirParamsStaySparse) {
+  const std::vector<float> values = {1, 2, 3, 4};
+  auto message = [&](proto::Op op, bool sparse, const std::string& frame) {
+    proto::Header h;
+    h.set_op(op);
+    h.set_version(proto::WIRE_VERSION_CURRENT);
+    proto::KeyRange* r = h.add_ranges();
+    r->set_begin(100);
+    r->set_end(104);
+    r->set_sparse(sparse);
+    std::vector<zmq::message_t> p;
+    const std::string header = h.SerializeAsString();
+    p.emplace_back(header.data(), header.size());
+    p.emplace_back(frame.data(), frame.size());
+    return DecodeMessage(std::move(p), /*has_identity=*/false);
+  };
+  // PARAMS answering a sparse pull: the frame is checked, and kept as it came.
+  const std::string rows = EncodeSparseFrame(values.data(), {{0, 1}, {2, 4}});
+  auto params = message(proto::PARAMS, true, rows);
+  ASSERT_TRUE(params.ok()) << params.status().ToString();
+  EXPECT_TRUE(params->header.ranges(0).sparse());
+  ASSERT_EQ(params->frames[0].size(), rows.size());
+  auto view = ParseSparseFrame(params->frames[0], 4);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  std::vector<float> out(4, -1);
+  CopySparseValues(*view, out.data());
+  EXPECT_EQ(out, (std::vector<float>{1, -1, 3, 4})) << "only the runs are written";
+  auto short_params = message(proto::PARAMS, true, rows.substr(0, rows.size() - 4));
+  ASSERT_FALSE(short_params.ok());
+  EXPECT_THAT(short_params.status().message(), HasSubstr("frame 1"));
+
+  // A pull's run list: the rows wanted, no values.
+  const std::string list = EncodeRunList({{1, 3}});
+  auto pull = message(proto::PULL, true, list);
+  ASSERT_TRUE(pull.ok()) << pull.status().ToString();
+  auto runs = ParseRunList(pull->frames[0], 4);
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].begin, 1u);
+  EXPECT_EQ((*runs)[0].end, 3u);
+  struct Case {
+    const char* name;
+    bool sparse;
+    std::string frame;
+    const char* error;
+  };
+  const std::vector<Case> bad = {
+      {"dense range", false, std::string(16, '\0'), "is not sparse"},
+      {"values after the runs", true, list + std::string(8, '\0'), "run list holds"},
+      {"run past the range", true, EncodeRunList({{2, 5}}), "outside the range"},
+      {"runs out of order", true, EncodeRunList({{2, 3}, {0, 1}}), "out of order"},
+      {"no count", true, std::string(4, '\0'), "no run count"},
+  };
+  for (const Case& c : bad) {
+    auto m = message(proto::PULL, c.sparse, c.frame);
+    ASSERT_FALSE(m.ok()) << c.name;
+    EXPECT_THAT(m.status().message(), HasSubstr(c.error)) << c.name << ": " << m.status().ToString();
+  }
 }
 
 // A sparse range stands for keys * 4 dense bytes, which DecodeMessage
@@ -279,7 +339,7 @@ TEST(EmbeddingTest, TablesBeyondWhatFloat32IdsReachAreRefused) {
 
 TEST(SparseFrameTest, RandomFramesNeverCrashTheDecoder) {
   std::mt19937 rng(7);
-  int accepted = 0;
+  int accepted = 0, accepted_lists = 0;
   for (int trial = 0; trial < 20000; ++trial) {
     const uint64_t keys = 1 + rng() % 64;
     std::string frame;
@@ -305,8 +365,18 @@ TEST(SparseFrameTest, RandomFramesNeverCrashTheDecoder) {
     } else {
       EXPECT_EQ(dense.status().code(), StatusCode::kDataLoss);
     }
+    // The same bytes as a pull's run list: accepted only when they hold no values.
+    auto runs = ParseRunList(message, keys);
+    if (runs.ok()) {
+      ++accepted_lists;
+      EXPECT_EQ(frame.size(), 8 + 16 * runs->size());
+      for (const KeyRange& r : *runs) EXPECT_TRUE(r.begin < r.end && r.end <= keys);
+    } else {
+      EXPECT_EQ(runs.status().code(), StatusCode::kDataLoss);
+    }
   }
   EXPECT_GT(accepted, 100) << "the plausible frames should often be well formed";
+  EXPECT_GT(accepted_lists, 10);
 }
 
 }  // namespace

@@ -170,8 +170,8 @@ TEST(MessageTest, RejectsHugeRangeBeforeTouchingFrames) {
 }
 
 TEST(MessageTest, RejectsBadWireVersion) {
-  // 0: unset; 1: before sparse pushes; 3: a newer peer.
-  for (int version : {0, 1, 3}) {
+  // 0: unset; 1: before sparse pushes; 2: before sparse pulls; 4: a newer peer.
+  for (int version : {0, 1, 2, 4}) {
     proto::Header h = PushHeader(kRanges);
     h.clear_version();
     std::string bytes = h.SerializeAsString();

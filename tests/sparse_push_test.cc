@@ -95,6 +95,13 @@ TEST_F(SparsePushTest, SparsePushesTrainExactlyWhatDensePushesDoWithFewerBytes) 
   EXPECT_EQ(dense_bytes, table + linear);
   EXPECT_GT(sparse_bytes, linear);
   EXPECT_LT(sparse_bytes, linear + 0.35 * table) << "sparse " << sparse_bytes << " dense " << dense_bytes;
+  // Parameters come back as whole slices, except that a sparse pull asks for
+  // only the rows the next batch reads (and for every row once at the end of
+  // each of the 2 epochs of 75 steps).
+  const double sparse_pulled = JsonNumber(sparse, "pull_bytes_per_step");
+  EXPECT_EQ(JsonNumber(dense, "pull_bytes_per_step"), table + linear);
+  EXPECT_GT(sparse_pulled, linear + table / 75);
+  EXPECT_LT(sparse_pulled, linear + 0.4 * table) << "pulled per step: sparse " << sparse_pulled;
 }
 
 // Ids beyond a byte: int32 IDX images. 5 ids from the class's own 20, 3 from
@@ -129,6 +136,9 @@ TEST_F(SparsePushTest, VocabulariesBeyondAByteComeAsInt32Ids) {
   const double table = 5000 * 16 * 4, linear = (kFeatures * 16 * 10 + 10) * 4;
   EXPECT_EQ(JsonNumber(summary, "num_parameters") * 4, table + linear);
   EXPECT_LT(JsonNumber(summary, "push_bytes_per_step"), linear + 0.03 * table);
+  // Pulls: the next batch's rows, and every row at each epoch's end (1/75 of the table per step).
+  EXPECT_LT(JsonNumber(summary, "pull_bytes_per_step"), linear + 0.05 * table)
+      << "pulled per step: " << JsonNumber(summary, "pull_bytes_per_step");
 
   // Exported, the model predicts int32 images as training evaluated them.
   const std::string repo = dir_ + "/repo";

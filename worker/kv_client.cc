@@ -13,17 +13,7 @@ Status KvClient::Connect() {
     ASSIGN_OR_RETURN(auto socket, transport_->Connect(SocketKind::kDealer, s.address));
     sockets_.push_back(std::move(socket));
     // Consecutive slices grouped into parts of about kPartBytes: one message each.
-    std::vector<std::vector<int>> parts;
-    uint64_t bytes = kPartBytes;
-    for (size_t i = 0; i < s.ranges.size(); ++i) {
-      if (bytes >= kPartBytes) {
-        parts.emplace_back();
-        bytes = 0;
-      }
-      parts.back().push_back(static_cast<int>(i));
-      bytes += s.ranges[i].size() * sizeof(float);
-    }
-    parts_.push_back(std::move(parts));
+    parts_.push_back(GroupSlices(s.ranges, KeyRange{0, UINT64_MAX}));
   }
   expected_acks_.assign(servers_.size(), 0);
   return OkStatus();
@@ -36,21 +26,34 @@ Status KvClient::Push(int64_t step, int64_t examples, const std::shared_ptr<std:
 
 Status KvClient::PushKeys(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
                           KeyRange keys, bool want_params) {
-  std::vector<std::vector<std::vector<int>>> parts(servers_.size());
-  for (size_t s = 0; s < servers_.size(); ++s) {
-    const std::vector<KeyRange>& slices = servers_[s].ranges;
-    uint64_t bytes = kPartBytes;
-    for (size_t i = 0; i < slices.size(); ++i) {
-      if (slices[i].begin < keys.begin || slices[i].end > keys.end) continue;
-      if (bytes >= kPartBytes) {
-        parts[s].emplace_back();
-        bytes = 0;
-      }
-      parts[s].back().push_back(static_cast<int>(i));
-      bytes += slices[i].size() * sizeof(float);
-    }
-  }
+  std::vector<std::vector<std::vector<int>>> parts;
+  for (const ServerEndpoint& s : servers_) parts.push_back(GroupSlices(s.ranges, keys));
   return SendParts(step, examples, grads, parts, want_params);
+}
+
+std::vector<std::vector<int>> KvClient::GroupSlices(const std::vector<KeyRange>& slices, KeyRange keys) const {
+  std::vector<std::vector<int>> parts;
+  uint64_t bytes = kPartBytes;
+  bool part_sparse = false;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    if (slices[i].begin < keys.begin || slices[i].end > keys.end) continue;
+    // A part is all sparse-tensor slices or none, so that with sparse pulls
+    // it either wants its parameters back or not.
+    const bool sparse = InSparseTensor(slices[i]);
+    if (bytes >= kPartBytes || sparse != part_sparse) {
+      parts.emplace_back();
+      bytes = 0;
+      part_sparse = sparse;
+    }
+    parts.back().push_back(static_cast<int>(i));
+    bytes += slices[i].size() * sizeof(float);
+  }
+  return parts;
+}
+
+bool KvClient::InSparseTensor(const KeyRange& r) const {
+  return std::any_of(sparse_tensors_.begin(), sparse_tensors_.end(),
+                     [&](const KeyRange& t) { return t.begin <= r.begin && r.end <= t.end; });
 }
 
 Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
@@ -68,7 +71,10 @@ Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr
       h.set_sender_rank(rank_);
       h.set_step(step);
       h.set_examples(examples);
-      h.set_want_params(want_params);
+      // With sparse pulls a sparse tensor's rows come back through PullRows.
+      const bool part_wants_params =
+          want_params && !(sparse_pulls_ && InSparseTensor(servers_[s].ranges[parts[s][part].front()]));
+      h.set_want_params(part_wants_params);
       std::vector<OutFrame> frames;
       for (int i : parts[s][part]) {
         const KeyRange& r = servers_[s].ranges[i];
@@ -81,7 +87,7 @@ Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr
         pushed_bytes_ += frames.back().size;
       }
       RETURN_IF_ERROR(sockets_[s]->Send(h, frames));
-      if (!want_params) ++expected_acks_[s];
+      if (!part_wants_params) ++expected_acks_[s];
     }
   }
   return OkStatus();
@@ -90,17 +96,8 @@ Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr
 OutFrame KvClient::GradientFrame(const KeyRange& r, const std::shared_ptr<std::vector<float>>& grads,
                                  bool* sparse) const {
   const OutFrame dense{grads->data() + r.begin, r.size() * sizeof(float), grads};
-  const bool in_sparse_tensor = std::any_of(sparse_tensors_.begin(), sparse_tensors_.end(), [&](const KeyRange& t) {
-    return t.begin <= r.begin && r.end <= t.end;
-  });
-  if (!in_sparse_tensor || touched_ == nullptr) return dense;
-  // The touched runs that overlap r, clipped to it, relative to its begin.
-  std::vector<KeyRange> runs;
-  auto it = std::lower_bound(touched_->begin(), touched_->end(), r.begin,
-                             [](const KeyRange& run, uint64_t key) { return run.end <= key; });
-  for (; it != touched_->end() && it->begin < r.end; ++it) {
-    runs.push_back({std::max(it->begin, r.begin) - r.begin, std::min(it->end, r.end) - r.begin});
-  }
+  if (!InSparseTensor(r) || touched_ == nullptr) return dense;
+  const std::vector<KeyRange> runs = RunsInside(*touched_, r);
   if (SparseFrameBytes(runs) >= dense.size) return dense;
   auto frame = std::make_shared<const std::string>(EncodeSparseFrame(grads->data() + r.begin, runs));
   *sparse = true;
@@ -116,6 +113,40 @@ Status KvClient::Pull(int64_t step) {
     h.set_sender_rank(rank_);
     h.set_step(step);  // no ranges: all of the server's slices
     RETURN_IF_ERROR(sockets_[s]->Send(h));
+  }
+  return OkStatus();
+}
+
+std::vector<KeyRange> KvClient::RunsInside(const std::vector<KeyRange>& runs, const KeyRange& r) {
+  std::vector<KeyRange> inside;
+  auto it = std::lower_bound(runs.begin(), runs.end(), r.begin,
+                             [](const KeyRange& run, uint64_t key) { return run.end <= key; });
+  for (; it != runs.end() && it->begin < r.end; ++it) {
+    inside.push_back({std::max(it->begin, r.begin) - r.begin, std::min(it->end, r.end) - r.begin});
+  }
+  return inside;
+}
+
+Status KvClient::PullRows(int64_t version, const std::vector<KeyRange>& rows) {
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    proto::Header h;
+    h.set_op(proto::PULL);
+    h.set_job_id(job_id_);
+    h.set_sender_role(proto::WORKER);
+    h.set_sender_rank(rank_);
+    h.set_step(version);
+    std::vector<OutFrame> frames;
+    for (const KeyRange& slice : servers_[s].ranges) {
+      if (!InSparseTensor(slice)) continue;
+      proto::KeyRange* out = h.add_ranges();
+      out->set_begin(slice.begin);
+      out->set_end(slice.end);
+      out->set_sparse(true);
+      auto list = std::make_shared<const std::string>(EncodeRunList(RunsInside(rows, slice)));
+      frames.push_back({list->data(), list->size(), list});
+    }
+    if (frames.empty()) continue;  // no rows of a sparse tensor here
+    RETURN_IF_ERROR(sockets_[s]->Send(h, frames));
   }
   return OkStatus();
 }
@@ -192,6 +223,10 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
           continue;
         }
         if (h.op() == proto::ERROR) return AbortedError("server " + std::to_string(s) + ": " + h.error().message());
+        if (op == proto::PARAMS && h.op() == proto::PUSH_ACK && expected_acks_[s] > 0) {
+          --expected_acks_[s];  // a sparse part's push, whose rows come back through PullRows
+          continue;
+        }
         if (h.op() != op) {
           LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from server " << s << " while waiting for "
                        << proto::Op_Name(op);
@@ -223,7 +258,15 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
           continue;
         }
         for (size_t f = 0; f < slices.size(); ++f) {
-          std::memcpy(params + h.ranges(f).begin(), m->frames[f].data(), m->frames[f].size());
+          const proto::KeyRange& r = h.ranges(f);
+          if (r.sparse()) {
+            // Only the rows a sparse pull asked for (DecodeMessage checked the frame).
+            auto rows = ParseSparseFrame(m->frames[f], r.end() - r.begin());
+            if (rows.ok()) CopySparseValues(*rows, params + r.begin());
+          } else {
+            std::memcpy(params + r.begin(), m->frames[f].data(), m->frames[f].size());
+          }
+          pulled_bytes_ += m->frames[f].size();
           received[s][slices[f]] = true;
         }
         owed[s] -= slices.size();

@@ -54,8 +54,19 @@ class KvClient {
     touched_ = touched;
   }
 
+  // Sparse pulls: a push's slices inside the sparse tensors want no PARAMS
+  // (their PUSH_ACKs are consumed by the next wait); the worker asks for
+  // only the rows its next step reads with PullRows instead, before
+  // WaitParams. Exact, because a step reads no other rows of those tensors;
+  // the rest of them in the worker's parameters goes stale until a PullRows
+  // of every row (or a Pull).
+  void set_sparse_pulls(bool on) { sparse_pulls_ = on; }
+  bool sparse_pulls() const { return sparse_pulls_; }
+
   // Bytes of tensor frames pushed so far (headers not counted).
   uint64_t pushed_bytes() const { return pushed_bytes_; }
+  // Bytes of parameter frames received so far (headers not counted).
+  uint64_t pulled_bytes() const { return pulled_bytes_; }
 
   // Opens a DEALER to every server. InvalidArgument for a bad address.
   Status Connect();
@@ -74,6 +85,12 @@ class KvClient {
 
   // Asks every server for its parameters at version >= step.
   Status Pull(int64_t step);
+
+  // Asks every server holding slices of the sparse tensors for only `rows`
+  // (sorted, disjoint key runs inside those tensors) of them, at version >=
+  // `version`; PARAMS answer every such slice (with none of its rows when
+  // none is asked for) as a sparse frame.
+  Status PullRows(int64_t version, const std::vector<KeyRange>& rows);
 
   // Waits for PARAMS of version >= min_version for every slice and
   // writes them into params (flat, key-indexed). Returns the lowest version
@@ -94,6 +111,12 @@ class KvClient {
   Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version);
   // The frame pushing slice `r` of grads: dense, or sparse (setting *sparse).
   OutFrame GradientFrame(const KeyRange& r, const std::shared_ptr<std::vector<float>>& grads, bool* sparse) const;
+  // Groups consecutive slices inside `keys` into parts of about kPartBytes;
+  // slices of a sparse tensor never share a part with others.
+  std::vector<std::vector<int>> GroupSlices(const std::vector<KeyRange>& slices, KeyRange keys) const;
+  bool InSparseTensor(const KeyRange& r) const;
+  // The parts of `runs` (sorted, disjoint) inside r, relative to its begin.
+  static std::vector<KeyRange> RunsInside(const std::vector<KeyRange>& runs, const KeyRange& r);
   // The index of `range` among server's slices, or -1.
   int FindSlice(int server, const proto::KeyRange& range) const;
 
@@ -110,7 +133,8 @@ class KvClient {
   std::vector<size_t> expected_acks_;                 // per server: acks still owed
   std::vector<KeyRange> sparse_tensors_;
   const std::vector<KeyRange>* touched_ = nullptr;
-  uint64_t pushed_bytes_ = 0;
+  uint64_t pushed_bytes_ = 0, pulled_bytes_ = 0;
+  bool sparse_pulls_ = false;
   const std::atomic<bool>* stop_ = nullptr;
   const std::atomic<bool>* lost_ = nullptr;
   Socket* interrupt_ = nullptr;

@@ -159,6 +159,7 @@ Status Worker::Setup(const proto::Header& map_message) {
     return false;
   });
   kv_->set_sparse(model_->sparse_tensors(), &model_->touched_runs());
+  kv_->set_sparse_pulls(!model_->sparse_tensors().empty());
   RETURN_IF_ERROR(kv_->Connect());
   RETURN_IF_ERROR(kv_->Pull(0));
   return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_);
@@ -194,6 +195,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   // ZeroMQ (inside backward when overlapped); waiting for the parameters.
   double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
   const uint64_t pushed_bytes_at_start = kv_->pushed_bytes();
+  const uint64_t pulled_bytes_at_start = kv_->pulled_bytes();
   int64_t pushed_steps = 0;
   auto step_start = Clock::now();
 
@@ -211,9 +213,42 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     return SendToScheduler(h);
   };
 
+  // The step pushed last, while its parameters are due. The worker reads its
+  // next batch before it waits for them, so that with sparse pulls it asks
+  // only for the embedding rows that batch reads.
+  struct DueStep {
+    bool due = false;
+    int64_t count = 0;
+    BatchStats stats;
+    Clock::time_point pushed;
+  } pushed_step;
+  // Waits for the parameters after pushed_step; `next_rows`: the sparse rows
+  // the next step reads, nullptr when the phase ends (every row then, so that
+  // the worker's parameters are the servers'); `read_seconds`: time spent
+  // since the push reading the next batch.
+  auto await_params = [&](const std::vector<KeyRange>* next_rows, double read_seconds) -> Status {
+    const int64_t version = bsp ? step + 1 : 0;  // BSP: the reply must be this step's parameters
+    if (kv_->sparse_pulls()) RETURN_IF_ERROR(kv_->PullRows(version, next_rows ? *next_rows : model_->sparse_tensors()));
+    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version));
+    const auto communicated = Clock::now();
+    wait_seconds += std::chrono::duration<double>(communicated - pushed_step.pushed).count() - read_seconds;
+    compute_seconds += read_seconds;
+    step_start = communicated;
+    pushed_step.due = false;
+    ++step;
+    ++steps_done;
+    ++pushed_steps;
+    loss_sum += pushed_step.stats.loss_sum;
+    examples += pushed_step.count;
+    epoch_loss += pushed_step.stats.loss_sum;
+    epoch_examples += pushed_step.count;
+    return report(false);
+  };
+
   while (true) {
     RETURN_IF_ERROR(CheckStop());
-    if (bsp && steps_done >= phase.steps()) break;
+    const auto read_start = Clock::now();
+    if (bsp && steps_done + (pushed_step.due ? 1 : 0) >= phase.steps()) break;
     // Next batch: the rest of the current shard up to `batch` examples.
     int64_t count = 0;
     // An empty shard (more shards than examples) is skipped: it has no steps.
@@ -230,7 +265,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       }
     }
     if (!data_left && !bsp) break;
-    if (to_skip > 0) {
+    if (to_skip > 0) {  // only before the phase's first push
       if (data_left) {
         const int64_t passed = std::min<int64_t>(batch, lease.end() - position);
         position += passed;
@@ -245,6 +280,11 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       count = std::min<int64_t>(batch, lease.end() - position);
       reader.Read(order, position, count, lease.end(), &x, &labels);
       position += count;
+    }
+    if (pushed_step.due) {
+      const std::vector<KeyRange> rows =
+          kv_->sparse_pulls() ? model_->SparseRowsOf(x.data(), count) : std::vector<KeyRange>{};
+      RETURN_IF_ERROR(await_params(&rows, std::chrono::duration<double>(Clock::now() - read_start).count()));
     }
     // Gradients go out as soon as backward has made them, overlapping the
     // layers before them, or all at once after it. Layers come last first,
@@ -281,21 +321,9 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     }
     push_seconds += step_push_seconds;
     RETURN_IF_ERROR(pushed);
-    // BSP: the reply must be this step's parameters.
-    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_,
-                                    bsp ? step + 1 : 0));
-    const auto communicated = Clock::now();
-    wait_seconds += std::chrono::duration<double>(communicated - computed).count();
-    step_start = communicated;
-    ++step;
-    ++steps_done;
-    ++pushed_steps;
-    loss_sum += stats.loss_sum;
-    examples += count;
-    epoch_loss += stats.loss_sum;
-    epoch_examples += count;
-    RETURN_IF_ERROR(report(false));
+    pushed_step = {true, count, stats, computed};
   }
+  if (pushed_step.due) RETURN_IF_ERROR(await_params(nullptr, 0));
   RETURN_IF_ERROR(report(true));
   proto::Header done;
   done.set_op(proto::PHASE_DONE);
@@ -310,6 +338,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   done.mutable_phase_done()->set_compute_seconds(compute_seconds);
   done.mutable_phase_done()->set_push_seconds(push_seconds);
   done.mutable_phase_done()->set_push_bytes(kv_->pushed_bytes() - pushed_bytes_at_start);
+  done.mutable_phase_done()->set_pull_bytes(kv_->pulled_bytes() - pulled_bytes_at_start);
   done.mutable_phase_done()->set_pushed_steps(pushed_steps);
   done.mutable_phase_done()->set_communication_seconds(wait_seconds);
   return SendToScheduler(done);

@@ -254,7 +254,7 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
                  << " workers: the rolled-back job also waits for replacement workers (tessera worker --scheduler ...)";
   }
   JsonObject line;
-  line.Add("event", "rollback").Add("reason", what).Add("step", global_step_).Add("epoch", epoch_ + 1);
+  line.Add("event", "rollback").Add("reason", what).Add("step", latest_step_).Add("epoch", epoch_ + 1);
   RecordMetrics(line.ToString());
   proto::Header h;
   h.set_op(proto::ROLLBACK);

@@ -355,6 +355,22 @@ TEST_F(MidEpochTest, LostServerIsReplacedAndTheJobRollsBack) {
     if (!rolled_back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_TRUE(rolled_back) << "the scheduler did not roll the job back";
+  {
+    // The rollback line names the step the workers last reported (they report
+    // every 500 ms, so it may trail the checkpoint's), not the start of the epoch.
+    auto metrics = ReadFileToString(run + "/metrics.jsonl");
+    ASSERT_TRUE(metrics.ok());
+    auto line_with = [&](const std::string& event) {
+      const size_t at = metrics->find("\"event\": \"" + event + "\"");
+      if (at == std::string::npos) return std::string();
+      const size_t begin = metrics->rfind('\n', at) + 1;
+      return metrics->substr(begin, metrics->find('\n', at) - begin);
+    };
+    const std::string checkpoint = line_with("checkpoint"), rollback = line_with("rollback");
+    ASSERT_FALSE(checkpoint.empty());
+    EXPECT_GT(JsonNumber(checkpoint, "step"), 0);
+    EXPECT_GE(JsonNumber(rollback, "step"), JsonNumber(checkpoint, "step") / 2) << rollback;
+  }
   // The scheduler, the other server and both workers are the processes of before, and a new server joined them.
   for (int pid : others) EXPECT_TRUE(IsRunning(pid)) << CommandLine(pid);
   const std::vector<int> after = ChildrenOf(launcher->pid());

@@ -4,7 +4,7 @@
 // turns, round after round, so that a busy shared machine slows them alike;
 // each model's figure is its fastest round, and the ratio is against the first.
 //
-//   build/bench/inference_bench --spec examples/fmnist-cnn.pbtxt        fp32 (unfused, fused) vs int8
+//   build/bench/inference_bench --spec examples/fmnist-cnn.pbtxt        fp32 (unfused, fused[, folded]) vs int8
 //   build/bench/inference_bench --models REPO/cnn/1,REPO/cnn/2         two exported versions
 #include <omp.h>
 
@@ -19,8 +19,10 @@
 #include <gflags/gflags.h>
 
 #include "core/spec.h"
+#include "export/fold_batch_norm.h"
 #include "export/onnx_import.h"
 #include "export/quantize.h"
+#include "export/runtime_model.h"
 #include "models/model.h"
 
 DEFINE_string(spec, "", "job spec: time its model in fp32 (initial parameters; layer by layer, as training runs "
@@ -74,6 +76,16 @@ std::vector<Candidate> FromSpec() {
   std::vector<Candidate> out;
   out.push_back({FLAGS_spec + " fp32, layer by layer", std::move(model).value()});
   out.push_back({FLAGS_spec + " fp32, fused", std::move(fused).value()});
+  // As tessera serve and predict run it: batch norms folded, then fused.
+  auto folded = tessera::FoldBatchNorms(spec->model(), image, params);
+  if (!folded.ok()) Fail(folded.status().ToString());
+  if (folded->folded > 0) {
+    auto folded_model = Model::Create(folded->spec, image, 10);
+    if (!folded_model.ok()) Fail(folded_model.status().ToString());
+    std::copy(folded->params.begin(), folded->params.end(), (*folded_model)->params());
+    (*folded_model)->PrepareForInference();
+    out.push_back({FLAGS_spec + " fp32, batch norms folded, fused", std::move(folded_model).value()});
+  }
   out.push_back({FLAGS_spec + " int8, fused", std::move(int8).value()});
   return out;
 }
@@ -89,10 +101,8 @@ std::vector<Candidate> FromModels() {
     if (dir.empty()) continue;
     auto files = tessera::ReadModelVersion(dir);
     if (!files.ok()) Fail(files.status().ToString());
-    auto model = Model::Create(files->model.spec, files->model.input_shape, files->model.num_classes);
+    auto model = tessera::BuildRuntimeModel(files->model);  // as tessera serve and predict run it
     if (!model.ok()) Fail(dir + ": " + model.status().ToString());
-    std::copy(files->model.params.begin(), files->model.params.end(), (*model)->params());
-    (*model)->PrepareForInference();  // as tessera serve and predict run it
     out.push_back({dir + " (" + files->model.precision + ", " + std::to_string(files->model.params.size()) +
                        " parameters)",
                    std::move(model).value()});

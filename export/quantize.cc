@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "export/fold_batch_norm.h"
 #include "models/model.h"
 
 namespace tessera {
@@ -41,20 +42,26 @@ void ForEachLayerInput(Model& model, const proto::ModelSpec& spec, const std::ve
 
 }  // namespace
 
-StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& spec, const Shape& input_shape, int num_classes,
-                                      const std::vector<float>& params, const std::vector<float>& x,
-                                      int64_t examples, const Int8Options& options) {
-  for (int i = 0; i < spec.layer_size(); ++i) {
-    const proto::LayerSpec& l = spec.layer(i);
+StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& unfolded_spec, const Shape& input_shape,
+                                      int num_classes, const std::vector<float>& unfolded_params,
+                                      const std::vector<float>& x, int64_t examples, const Int8Options& options) {
+  for (int i = 0; i < unfolded_spec.layer_size(); ++i) {
+    const proto::LayerSpec& l = unfolded_spec.layer(i);
     if ((l.has_conv2d() && l.conv2d().has_int8()) || (l.has_linear() && l.linear().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "] is int8 already");
     }
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(spec, input_shape, num_classes));
-  if (params.size() != model->num_keys()) {
-    return InvalidArgumentError("the model has " + std::to_string(model->num_keys()) + " parameters, not the " +
-                                std::to_string(params.size()) + " given");
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> unfolded, Model::Create(unfolded_spec, input_shape, num_classes));
+  if (unfolded_params.size() != unfolded->num_keys()) {
+    return InvalidArgumentError("the model has " + std::to_string(unfolded->num_keys()) + " parameters, not the " +
+                                std::to_string(unfolded_params.size()) + " given");
   }
+  // Batch norms after a Conv2d or Linear go into its int8 weights and bias,
+  // so the int8 layer computes both (and fuses the ReLU and pooling after).
+  ASSIGN_OR_RETURN(FoldedModel folded, FoldBatchNorms(unfolded_spec, input_shape, unfolded_params));
+  const proto::ModelSpec& spec = folded.spec;
+  const std::vector<float>& params = folded.params;
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(spec, input_shape, num_classes));
   if (examples < 1 || x.size() < static_cast<size_t>(examples * model->input_features())) {
     return InvalidArgumentError("int8 calibration needs at least one example");
   }
@@ -88,6 +95,7 @@ StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& spec, const Shape&
 
   QuantizedModel out;
   out.spec = spec;
+  out.folded_batch_norms = folded.folded;
   const std::vector<TensorInfo>& tensors = model->tensors();
   size_t t = 0;  // the next float tensor
   for (int i = 0; i < spec.layer_size(); ++i) {

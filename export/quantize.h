@@ -2,6 +2,8 @@
 // layer becomes an int8 layer (models/int8_layers.h); the other layers (an
 // embedding's table included) stay float.
 //
+// - BatchNorms right after a Conv2d or Linear are first folded into it
+//   (export/fold_batch_norm.h): the int8 layer computes both.
 // - Weights: symmetric, per output channel: scale = max|w| / 127 over the
 //   channel, q = round(w / scale) in [-127, 127].
 // - Activations (each int8 layer's input): per tensor, zero point 0, the
@@ -40,9 +42,10 @@ struct Int8LayerReport {
 };
 
 struct QuantizedModel {
-  proto::ModelSpec spec;       // with Int8Spec on every Conv2d and Linear
+  proto::ModelSpec spec;       // with Int8Spec on every Conv2d and Linear, folded batch norms left out
   std::vector<float> params;   // in that spec's key order (weights as integers, weight_scale added)
   std::vector<Int8LayerReport> layers;
+  int folded_batch_norms = 0;
 };
 
 // Quantizes `spec` with float `params` (key order), calibrating on x

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "export/fold_batch_norm.h"
+
 namespace tessera {
 
 Device RuntimeDevice(const ImportedModel& imported, Device wanted) {
@@ -10,13 +12,16 @@ Device RuntimeDevice(const ImportedModel& imported, Device wanted) {
 }
 
 StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported, Device device) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(imported.spec, imported.input_shape,
+  // Batch norms after a convolution or linear layer become part of it: one
+  // pass less, and the convolution fuses the ReLU and pooling after it.
+  ASSIGN_OR_RETURN(FoldedModel folded, FoldBatchNorms(imported.spec, imported.input_shape, imported.params));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(folded.spec, imported.input_shape,
                                                                imported.num_classes, RuntimeDevice(imported, device)));
-  if (model->num_keys() != imported.params.size()) {
+  if (model->num_keys() != folded.params.size()) {
     return InvalidArgumentError("the model has " + std::to_string(model->num_keys()) + " parameters, the file " +
                                 std::to_string(imported.params.size()));
   }
-  std::copy(imported.params.begin(), imported.params.end(), model->params());
+  std::copy(folded.params.begin(), folded.params.end(), model->params());
   model->PrepareForInference();  // fused convolutions; the model never trains
   return model;
 }

@@ -16,8 +16,10 @@
 namespace tessera {
 
 // A Model of `imported`'s layers and parameters on `device`, prepared for
-// inference (Model::PrepareForInference): on the CPU, int8 layers compute in
-// int8 and convolutions run fused with their ReLU and pooling. int8 models
+// inference (Model::PrepareForInference): batch norms after a Conv2d or
+// Linear folded into it (export/fold_batch_norm.h), and on the CPU, int8
+// layers compute in int8 and convolutions run fused with their ReLU and
+// pooling. int8 models
 // run on the CPU whatever `device` says (RuntimeDevice).
 // Model::ValidateInputValues of the result says which inputs it takes (an
 // embedding model's: ids in [0, num_embeddings)); serve and predict check

@@ -665,7 +665,8 @@ TEST_F(ExportCommandTest, QuantizedExportsComputeWhatTheOnnxGraphSays) {
                                 std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "/fmnist";
   CommandResult int8 = RunTessera({"export", *run_, "--out", model_dir, "--quantize", "int8", "--calibration-batches", "4"});
   ASSERT_EQ(int8.exit_code, 0) << int8.output;
-  EXPECT_NE(int8.output.find("quantized 4 layers to int8, calibrated on 128 training examples"), std::string::npos)
+  EXPECT_NE(int8.output.find("quantized 4 layers to int8 (2 batch norms folded in), calibrated on 128 training examples"),
+            std::string::npos)
       << int8.output;
   CommandResult fp16 = RunTessera({"export", *run_, "--out", model_dir, "--quantize", "fp16"});
   ASSERT_EQ(fp16.exit_code, 0) << fp16.output;
@@ -697,6 +698,10 @@ TEST_F(ExportCommandTest, QuantizedExportsComputeWhatTheOnnxGraphSays) {
     ASSERT_TRUE(files.ok()) << files.status().ToString();
     EXPECT_EQ(files->model.precision, precision);
     EXPECT_EQ(files->model.metadata["tessera.precision"], precision);
+    // int8 folds the batch norms into the layers before them; fp16 keeps the graph as trained.
+    const auto norms = std::count_if(files->model.spec.layer().begin(), files->model.spec.layer().end(),
+                                     [](const proto::LayerSpec& l) { return l.has_batch_norm(); });
+    EXPECT_EQ(norms, precision == "int8" ? 0 : 2);
     auto model = Model::Create(files->model.spec, files->model.input_shape, files->model.num_classes);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     std::copy(files->model.params.begin(), files->model.params.end(), (*model)->params());

@@ -455,10 +455,14 @@ int Quantize(const Command& self, const Shape& input_shape, proto::JobSpec* spec
     precision->details = "{\"method\": \"int8 QDQ\", \"weights\": \"int8, symmetric, a scale per output channel\", "
                          "\"activations\": \"int8 or uint8 per tensor, zero point 0\", \"calibration_examples\": " +
                          std::to_string(count) + ", \"calibration_percentile\": " + DoubleText(Int8Options().percentile) +
+                         ", \"batch_norms_folded\": " + std::to_string(quantized->folded_batch_norms) +
                          ", \"layers\": [" + layers + "]}";
     fields.push_back({"calibration_examples", std::to_string(count)});
-    std::printf("quantized %zu layers to int8, calibrated on %lld training examples\n", quantized->layers.size(),
-                static_cast<long long>(count));
+    const std::string folded = quantized->folded_batch_norms == 0
+                                   ? ""
+                                   : " (" + std::to_string(quantized->folded_batch_norms) + " batch norms folded in)";
+    std::printf("quantized %zu layers to int8%s, calibrated on %lld training examples\n", quantized->layers.size(),
+                folded.c_str(), static_cast<long long>(count));
     std::fflush(stdout);
   }
   auto eval = EvaluateParams(*spec, input_shape, *params);

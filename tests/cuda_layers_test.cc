@@ -263,6 +263,14 @@ std::vector<LayerCase> AllLayers() {
   cases.push_back(dropout);
   cases.push_back(BatchNorm({3, 4, 5}, 4));
   cases.push_back(BatchNorm({6}, 8));
+  // One example of BatchNorm1d: one value per channel, whose unbiased
+  // variance (cuDNN's running-variance update) is 0/0; the CPU's running
+  // variance is (1 - momentum) * running_var. Small inputs: y = x * a + b
+  // with a = scale / sqrt(epsilon) on the CPU rounds by ulp(x * a).
+  LayerCase single = BatchNorm({6}, 1);
+  single.lo = -0.5f;
+  single.hi = 0.5f;
+  cases.push_back(single);
   return cases;
 }
 
@@ -758,10 +766,14 @@ TEST(CudaModelTest, InferGivesTheCpuLogits) {
   ASSERT_OK(cpu.status());
   ASSERT_OK(gpu.status());
   InitializeParameters((*cpu)->tensors(), 5, (*cpu)->params());
+  // A pass before the parameters are set (they are all 0 then): the pass
+  // after PrepareForInference must still upload the ones set since.
+  std::mt19937 rng(6);
+  const std::vector<float> first = RandomVector(rng, 784, 0.0f, 1.0f);
+  ASSERT_NE((*gpu)->Infer(first.data(), 1), nullptr);
   std::copy((*cpu)->params(), (*cpu)->params() + (*cpu)->num_keys(), (*gpu)->params());
   (*cpu)->PrepareForInference();
   (*gpu)->PrepareForInference();  // nothing to fuse on the GPU: still infers
-  std::mt19937 rng(6);
   for (int64_t batch : {7, 33, 2}) {
     SCOPED_TRACE(batch);
     const std::vector<float> x = RandomVector(rng, batch * 784, 0.0f, 1.0f);

@@ -437,6 +437,15 @@ class CudaBatchNorm : public CudaLayer {
         cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.x.get(), x, d.y.get(), y, channel_desc_, scale, shift,
         static_cast<double>(momentum_), stats + 2 * channels_, stats + 3 * channels_, static_cast<double>(epsilon_),
         stats, stats + channels_));
+    if (batch * (in_features() / channels_) == 1) {
+      // One value per channel (a BatchNorm1d batch of one example): cuDNN's
+      // unbiased variance 0 * 1 / (1 - 1) is not finite, where the CPU layer
+      // takes the biased 0 (unbias factor 1), so the running variance
+      // becomes (1 - momentum) * running_var. Overwrite cuDNN's.
+      const float keep = static_cast<float>(1.0 - static_cast<double>(momentum_));
+      Copy(stats + 3 * channels_, running_var, channels_);
+      TESSERA_CUBLAS_CHECK(cublasSscal(cublas(), static_cast<int>(channels_), &keep, stats + 3 * channels_, 1));
+    }
   }
 
   void Backward(const float* x, const float* /*y*/, const float* dy, int64_t batch, float* dx) override {

@@ -41,7 +41,12 @@ class CudaModel {
   const float* Infer(const float* x, int64_t batch);
   // From now on the host parameters are uploaded on the next pass only
   // (inference: they no longer change).
-  void UploadParamsOnce() { params_fixed_ = true; }
+  // (params_uploaded_ is reset: a pass before this call uploaded the
+  // parameters of then, and the caller may have set new ones since.)
+  void UploadParamsOnce() {
+    params_fixed_ = true;
+    params_uploaded_ = false;
+  }
 
  private:
   struct Buffers;

@@ -151,6 +151,7 @@ Status Scheduler::Handle(Message m) {
   const proto::Header& h = m.header;
   if (h.op() == proto::REGISTER) return HandleRegister(m);
   if (h.op() == proto::HEARTBEAT) return HandleHeartbeat(m);
+  if (h.op() == proto::NODE_EXITED) return HandleNodeExited(h.node_exited());
   auto it = nodes_.find(m.peer);
   if (it == nodes_.end() || h.job_id() != job_id_) {
     LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from an unregistered peer";
@@ -265,6 +266,28 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   // again like the others (a gone one needs no word).
   for (const auto& [peer, node] : nodes_) socket_->Send(h, {}, peer).IgnoreError();
   return AbortedError("rolling back: " + what);
+}
+
+Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
+  for (const auto& [peer, node] : nodes_) {
+    if (node.pid != exited.pid() || node.released) continue;
+    const std::string why = "exited with code " + std::to_string(exited.exit_code()) + ": it is lost";
+    if (node.role == proto::WORKER) {
+      const std::string lost = peer;  // LoseWorker drops the node that holds `peer`
+      return LoseWorker(lost, why);
+    }
+    if (node.standby) {  // a spare server: nothing depended on it
+      LOG(WARNING) << "spare server (pid " << node.pid << ") " << why;
+      nodes_.erase(peer);
+      return OkStatus();
+    }
+    // Before the job started, a server's loss is the formation's concern
+    // (its register timeout), as with heartbeats.
+    if (!started_) break;
+    return LoseServer(node, why);
+  }
+  LOG(INFO) << "process " << exited.pid() << " exited; it is no node taking part in this job";
+  return OkStatus();
 }
 
 Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {

@@ -131,6 +131,8 @@ class Scheduler {
   // Sends to every worker (to one); a worker whose connection is gone is lost.
   Status SendToWorkers(const proto::Header& h);
   Status SendToWorker(const std::string& peer, const proto::Header& h);
+  // NODE_EXITED from the local launcher: the node with that pid is lost now.
+  Status HandleNodeExited(const proto::NodeExited& exited);
   // Sends h to every server; one whose connection is gone is lost (LoseServer).
   Status SendToServers(const proto::Header& h);
   void ShutdownAll(const std::string& reason);

@@ -14,6 +14,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
+#include "core/transport.h"
 #include "models/device.h"
 #include "tools/child_process.h"
 #include "tools/role_flags.h"
@@ -27,6 +28,32 @@ using Clock = std::chrono::steady_clock;
 constexpr int kStopGraceMs = 3000;
 constexpr int kPortFileTimeoutMs = 30000;
 constexpr int kSchedulerExitGraceMs = 1000;
+
+// Tells the scheduler at once that a node process exited (NODE_EXITED), so
+// that it does not wait for the node's heartbeats to stop.
+class ExitNotifier {
+ public:
+  explicit ExitNotifier(const std::string& scheduler_address) {
+    auto endpoint = NormalizeEndpoint(scheduler_address);
+    if (endpoint.ok()) {
+      auto socket = transport_.Connect(SocketKind::kDealer, *endpoint);
+      if (socket.ok()) socket_ = std::move(socket).value();
+    }
+  }
+
+  void Notify(const ChildProcess& child, int exit_code) {
+    if (socket_ == nullptr) return;  // the heartbeats still tell it
+    proto::Header h;
+    h.set_op(proto::NODE_EXITED);
+    h.mutable_node_exited()->set_pid(child.pid());
+    h.mutable_node_exited()->set_exit_code(exit_code);
+    socket_->Send(h).IgnoreError();
+  }
+
+ private:
+  Transport transport_;
+  std::unique_ptr<Socket> socket_;
+};
 
 std::string LastLines(const std::string& path, int lines) {
   auto text = ReadFileToString(path);
@@ -210,6 +237,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     }
   }
   const std::string scheduler_address = "127.0.0.1:" + port;
+  ExitNotifier exits(scheduler_address);
   int server_labels = 0;
   auto start_server = [&](bool replacement) {
     return cluster.Start("server-" + std::to_string(server_labels++),
@@ -278,10 +306,11 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       // with a lost worker unreplaced, a rollback would wait in vain.
       if (is_server && code != kExitUsage && scheduler_alive &&
           *recoveries < options.max_restarts && cluster.Running("worker-") >= workers) {
-        // A lost server: the scheduler notices it (heartbeats), tells every
-        // node ROLLBACK and runs the job again from the newest checkpoint once
+        // A lost server: the scheduler, told at once (else by its missing
+        // heartbeats), tells every node ROLLBACK and runs the job again from the newest checkpoint once
         // the replacement registers (one that registers first waits as a
         // spare). The scheduler and workers keep running, the workers their data.
+        exits.Notify(*failed, code);
         cluster.MarkLost(failed);
         ++*recoveries;
         view.Finish();
@@ -294,6 +323,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       if (failed->label().rfind("worker-", 0) == 0 && code != kExitUsage && scheduler_alive) {
         // A lost worker does not stop the job: the scheduler hands its data
         // to the others; a replacement joins at the next phase.
+        exits.Notify(*failed, code);
         cluster.MarkLost(failed);
         view.Finish();
         std::cerr << "tessera " << self.name << ": " << failed->label() << " exited with code " << code

@@ -147,6 +147,21 @@ void Model::FuseConvBlocks(bool float_too) {
   }
 }
 
+void Model::ParamsArrived(KeyRange keys) {
+#ifdef TESSERA_WITH_CUDA
+  if (cuda_ != nullptr && !inference_only_) cuda_->UploadParams(keys);
+#else
+  (void)keys;
+#endif
+}
+
+int64_t Model::parameter_uploads() const {
+#ifdef TESSERA_WITH_CUDA
+  if (cuda_ != nullptr) return cuda_->parameter_uploads();
+#endif
+  return 0;
+}
+
 void Model::PrepareForInference() {
   if (inference_only_) return;
   inference_only_ = true;
@@ -223,6 +238,9 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) {
+#ifdef TESSERA_WITH_CUDA
+    if (cuda_ != nullptr) cuda_->ForgetEarlyUploads();
+#endif
     std::memset(grads_->data(), 0, num_keys_ * sizeof(float));
     if (on_grads_ready) on_grads_ready({0, num_keys_});
     return stats;

@@ -94,6 +94,16 @@ class Model {
   BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed = 0,
                         const GradsReady& on_grads_ready = nullptr);
 
+  // The parameters in `keys` are final for the next TrainBatch (their PARAMS
+  // came in). On CUDA each layer whose keys have all come so is copied to
+  // the device now, while the worker still waits for the rest; when every
+  // key has come so before the next TrainBatch, it skips its upload of all
+  // parameters. The parameters must not change between this call and that
+  // TrainBatch. No-op on the CPU.
+  void ParamsArrived(KeyRange keys);
+  // On CUDA: how many passes uploaded every parameter (0 on the CPU).
+  int64_t parameter_uploads() const;
+
   // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
 

@@ -116,7 +116,7 @@ timeout 90 "$BIN/tessera" train examples/fmnist-embedding.pbtxt --device cuda --
   --progress none --run_dir /tmp/run-emb 2>&1 | grep -E "done:|rror" | head -3 | tee -a "$S"
 
 note "== --overlap-push on vs off, cuda, 1 worker + 1 server, 2 epochs ($(elapsed))"
-for o in true false true false; do
+for o in true false true false true false; do
   rm -rf /tmp/run-o
   timeout 60 "$BIN/tessera" train examples/fmnist-cnn.pbtxt --device cuda --data_dir "$BIN/data" --epochs 2 \
     --workers 1 --servers 1 --progress none --overlap-push=$o --run_dir /tmp/run-o > /dev/null 2>&1

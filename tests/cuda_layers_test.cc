@@ -685,6 +685,52 @@ TEST(CudaModelTest, GradientsAreReadyLayerByLayer) {
   EXPECT_EQ(ranges.size(), 6u);  // conv, batch_norm, conv, batch_norm, linear, linear
 }
 
+// Model::ParamsArrived: slices copied up as their PARAMS come spare the
+// pass its upload of every parameter, and give the same step.
+TEST(CudaModelTest, ParametersUploadedAsTheyArriveGiveTheSameStep) {
+  REQUIRE_CUDA();
+  const proto::ModelSpec spec = Cnn(4, 8, 16, /*batch_norm=*/true, /*dropout=*/false);
+  auto early = Model::Create(spec, Shape{1, 28, 28}, 10, Device::kCuda);
+  auto plain = Model::Create(spec, Shape{1, 28, 28}, 10, Device::kCuda);
+  ASSERT_OK(early.status());
+  ASSERT_OK(plain.status());
+  Model& a = **early;
+  Model& b = **plain;
+  std::mt19937 rng(8);
+  const int64_t batch = 6;
+  const std::vector<float> x = RandomVector(rng, batch * 784, 0.0f, 1.0f);
+  const std::vector<uint8_t> labels = {1, 0, 9, 3, 3, 7};
+  for (int step = 0; step < 3; ++step) {
+    InitializeParameters(a.tensors(), 10 + step, a.params());
+    InitializeParameters(b.tensors(), 10 + step, b.params());
+    // In three pieces, the last first, as PARAMS of the last layers come first.
+    const uint64_t n = a.num_keys(), third = n / 3;
+    a.ParamsArrived({2 * third, n});
+    a.ParamsArrived({third, 2 * third});
+    a.ParamsArrived({0, third});
+    const BatchStats sa = a.TrainBatch(x.data(), labels.data(), batch, 5);
+    const BatchStats sb = b.TrainBatch(x.data(), labels.data(), batch, 5);
+    EXPECT_EQ(sa.loss_sum, sb.loss_sum) << "step " << step;
+    EXPECT_EQ(*a.grads(), *b.grads()) << "step " << step;
+  }
+  // Those passes sent no parameters of their own; b's sent them every time.
+  EXPECT_EQ(a.parameter_uploads(), 0);
+  EXPECT_EQ(b.parameter_uploads(), 3);
+  // Some keys only: the pass uploads every parameter as usual.
+  InitializeParameters(a.tensors(), 22, a.params());
+  InitializeParameters(b.tensors(), 22, b.params());
+  a.ParamsArrived({0, 10});
+  a.TrainBatch(x.data(), labels.data(), batch, 5);
+  b.TrainBatch(x.data(), labels.data(), batch, 5);
+  EXPECT_EQ(*a.grads(), *b.grads());
+  EXPECT_EQ(a.parameter_uploads(), 1);
+  // Early uploads before a pass without a batch do not carry over to the next.
+  a.ParamsArrived({0, a.num_keys()});
+  a.TrainBatch(x.data(), labels.data(), 0);
+  a.TrainBatch(x.data(), labels.data(), batch, 5);
+  EXPECT_EQ(a.parameter_uploads(), 2);
+}
+
 TEST(CudaModelTest, EmptyBatchAndHeldGradients) {
   REQUIRE_CUDA();
   auto model = Model::Create(TinyMlp(), Shape{5}, 3, Device::kCuda);

@@ -25,6 +25,7 @@ int RunWorker(const ParsedArgs& args) {
   options.scheduler = FLAGS_scheduler;
   options.threads = FLAGS_threads;
   options.overlap_push = FLAGS_overlap_push;
+  options.overlap_pull = FLAGS_overlap_pull;
   options.device = *device;
   options.register_timeout_s = FLAGS_register_timeout;
   options.reply_timeout_s = FLAGS_reply_timeout;

@@ -120,7 +120,7 @@ const std::vector<Command>& Commands() {
        "streams progress, and prints the result. Flags override the spec's fields. Everything\n"
        "lands in the run directory: the resolved spec, a log per role, metrics.jsonl, summary.json.",
        {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
-        "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "device", "progress", "max_restarts"},
+        "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
        RunTrain},
       {"resume", "continue a job from its newest intact checkpoint (or a given one)",
        "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
@@ -128,7 +128,7 @@ const std::vector<Command>& Commands() {
        "left off. Given a run directory it takes the newest intact checkpoint and says which.\n"
        "The servers may change in number (they re-split the keys on load), and so may the workers\n"
        "when the checkpoint was cut at an epoch's end; --epochs may grow.",
-       {"epochs", "servers", "workers", "threads", "overlap_push", "device", "progress", "max_restarts"},
+       {"epochs", "servers", "workers", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
        RunResume},
       {"inspect", "show what a checkpoint holds, verifying every checksum",
        "tessera inspect CHECKPOINT_OR_RUN_DIR [--json]\n\n"
@@ -221,7 +221,7 @@ const std::vector<Command>& Commands() {
       {"worker", "run a worker of a cluster",
        "tessera worker --scheduler HOST:PORT [flags]\n\n"
        "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from the servers.",
-       {"scheduler", "threads", "overlap_push", "device", "register_timeout", "reply_timeout", "params_out"},
+       {"scheduler", "threads", "overlap_push", "overlap_pull", "device", "register_timeout", "reply_timeout", "params_out"},
        RunWorker},
   };
   return kCommands;

@@ -251,7 +251,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     return cluster.Start("worker-" + std::to_string(worker_labels++),
                          {*self_exe, "worker", "--scheduler", scheduler_address, "--threads", std::to_string(threads),
                           "--params_out", run_dir + "/params.bin",
-                          std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false"), "--device",
+                          std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false"),
+                          std::string("--overlap_pull=") + (FLAGS_overlap_pull ? "true" : "false"), "--device",
                           FLAGS_device},
                          replacement);
   };

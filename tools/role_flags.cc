@@ -17,6 +17,9 @@ DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
 DEFINE_int32(threads, 0, "compute threads per worker (0: as many as the cores allow)");
 DEFINE_bool(overlap_push, true,
             "workers push each layer's gradients as soon as backward has made them (false: all after backward)");
+DEFINE_bool(overlap_pull, true,
+            "on a GPU, workers copy each layer's parameters to the device as soon as they have arrived "
+            "(false: all at the start of the next step)");
 DEFINE_string(device, "auto", "where workers compute: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda");
 DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (raw float32, key order)");
 DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");

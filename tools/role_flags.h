@@ -17,6 +17,7 @@ DECLARE_int32(register_timeout);
 DECLARE_string(scheduler);
 DECLARE_int32(threads);
 DECLARE_bool(overlap_push);
+DECLARE_bool(overlap_pull);
 DECLARE_string(device);
 DECLARE_string(params_out);
 DECLARE_string(progress);

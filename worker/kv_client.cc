@@ -151,11 +151,14 @@ Status KvClient::PullRows(int64_t version, const std::vector<KeyRange>& rows) {
   return OkStatus();
 }
 
-Status KvClient::WaitParams(float* params, int timeout_ms, int64_t* version, int64_t min_version) {
-  return WaitAll(proto::PARAMS, params, timeout_ms, version, min_version);
+Status KvClient::WaitParams(float* params, int timeout_ms, int64_t* version, int64_t min_version,
+                            const SliceWritten& on_slice) {
+  return WaitAll(proto::PARAMS, params, timeout_ms, version, min_version, on_slice);
 }
 
-Status KvClient::WaitAcks(int timeout_ms) { return WaitAll(proto::PUSH_ACK, nullptr, timeout_ms, nullptr, 0); }
+Status KvClient::WaitAcks(int timeout_ms) {
+  return WaitAll(proto::PUSH_ACK, nullptr, timeout_ms, nullptr, 0, nullptr);
+}
 
 int KvClient::FindSlice(int server, const proto::KeyRange& range) const {
   const std::vector<KeyRange>& slices = servers_[server].ranges;
@@ -165,7 +168,8 @@ int KvClient::FindSlice(int server, const proto::KeyRange& range) const {
   return static_cast<int>(it - slices.begin());
 }
 
-Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version) {
+Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version,
+                         const SliceWritten& on_slice) {
   // What is still owed by each server: PARAMS for every slice, or acks.
   std::vector<std::vector<bool>> received(servers_.size());
   std::vector<size_t> owed(servers_.size());
@@ -268,6 +272,7 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
           }
           pulled_bytes_ += m->frames[f].size();
           received[s][slices[f]] = true;
+          if (on_slice) on_slice({r.begin(), r.end()});
         }
         owed[s] -= slices.size();
         lowest = std::min<int64_t>(lowest, h.step());

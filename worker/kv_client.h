@@ -96,8 +96,12 @@ class KvClient {
   // writes them into params (flat, key-indexed). Returns the lowest version
   // seen through *version when not null. DeadlineExceeded after timeout_ms
   // without progress; Aborted when a server answers ERROR or on stop;
-  // malformed, stale or foreign replies are logged and dropped.
-  Status WaitParams(float* params, int timeout_ms, int64_t* version = nullptr, int64_t min_version = 0);
+  // malformed, stale or foreign replies are logged and dropped. When set,
+  // on_slice is called with each slice's keys once they are written (a
+  // sparse one's runs only, but with the whole slice's keys).
+  using SliceWritten = std::function<void(KeyRange keys)>;
+  Status WaitParams(float* params, int timeout_ms, int64_t* version = nullptr, int64_t min_version = 0,
+                    const SliceWritten& on_slice = nullptr);
 
   // Waits for the PUSH_ACKs of every part pushed without want_params.
   Status WaitAcks(int timeout_ms);
@@ -108,7 +112,8 @@ class KvClient {
   // Sends parts[s] (groups of server s's slice indices) round-robin over servers.
   Status SendParts(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
                    const std::vector<std::vector<std::vector<int>>>& parts, bool want_params);
-  Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version);
+  Status WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* version, int64_t min_version,
+                 const SliceWritten& on_slice);
   // The frame pushing slice `r` of grads: dense, or sparse (setting *sparse).
   OutFrame GradientFrame(const KeyRange& r, const std::shared_ptr<std::vector<float>>& grads, bool* sparse) const;
   // Groups consecutive slices inside `keys` into parts of about kPartBytes;

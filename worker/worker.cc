@@ -229,7 +229,14 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   auto await_params = [&](const std::vector<KeyRange>* next_rows, double read_seconds) -> Status {
     const int64_t version = bsp ? step + 1 : 0;  // BSP: the reply must be this step's parameters
     if (kv_->sparse_pulls()) RETURN_IF_ERROR(kv_->PullRows(version, next_rows ? *next_rows : model_->sparse_tensors()));
-    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version));
+    // Mid-phase, with --overlap-pull, each layer goes on to the device (CUDA)
+    // as soon as its slices are in, while the rest still comes; the next
+    // TrainBatch follows at once. At the phase's end the next pass may be an
+    // evaluation.
+    KvClient::SliceWritten on_slice = nullptr;
+    if (options_.overlap_pull && next_rows != nullptr) on_slice = [this](KeyRange keys) { model_->ParamsArrived(keys); };
+    RETURN_IF_ERROR(
+        kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version, on_slice));
     const auto communicated = Clock::now();
     wait_seconds += std::chrono::duration<double>(communicated - pushed_step.pushed).count() - read_seconds;
     compute_seconds += read_seconds;

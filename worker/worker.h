@@ -32,6 +32,10 @@ struct WorkerOptions {
   // Push each layer's gradients as soon as backward has produced them
   // (true), or the whole gradient after backward (false). Default true.
   bool overlap_push = true;
+  // On CUDA: copy each layer's parameters to the device as soon as their
+  // PARAMS are in (Model::ParamsArrived), while the rest still comes (true),
+  // or all of them at the start of the next step (false). Default true.
+  bool overlap_pull = true;
   // Give up when the cluster map has not come by then. Default 120 s.
   int register_timeout_s = 120;
   // Give up on a server or the scheduler silent for this long. Default 120 s.

@@ -1,5 +1,6 @@
 #include "models/cuda/cuda_model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -77,12 +78,40 @@ void CudaModel::EnsureBatch(int64_t batch) {
   batch_capacity_ = batch;
 }
 
-void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch) {
+void CudaModel::UploadParams(KeyRange keys) {
+  if (keys.empty() || keys.end > num_keys_) return;
+  // Slices are small (and a server's are not adjacent): a copy each would
+  // cost more in launches than it saves. A layer goes up in one copy once
+  // all of its keys are in.
+  arrived_.resize(layer_keys_.size(), 0);
+  for (size_t i = 0; i < layer_keys_.size(); ++i) {
+    const KeyRange layer = layer_keys_[i];
+    const uint64_t begin = std::max(layer.begin, keys.begin), end = std::min(layer.end, keys.end);
+    if (begin >= end) continue;
+    const bool was_complete = arrived_[i] >= layer.size();
+    arrived_[i] += end - begin;
+    if (was_complete || arrived_[i] < layer.size()) continue;
+    TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->params.f() + layer.begin, host_params_ + layer.begin,
+                                       layer.size() * sizeof(float), cudaMemcpyHostToDevice, context_->stream()));
+    keys_uploaded_early_ += layer.size();
+  }
+}
+
+void CudaModel::ForgetEarlyUploads() {
+  keys_uploaded_early_ = 0;
+  std::fill(arrived_.begin(), arrived_.end(), 0);
+}
+
+void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch, bool training) {
   const cudaStream_t stream = context_->stream();
-  if (!params_fixed_ || !params_uploaded_) {
+  // Training, with every key uploaded as its PARAMS came (UploadParams): nothing left to send.
+  const bool came_early = training && keys_uploaded_early_ >= num_keys_;
+  ForgetEarlyUploads();
+  if (!came_early && (!params_fixed_ || !params_uploaded_)) {
     TESSERA_CUDA_CHECK(
         cudaMemcpyAsync(b_->params.get(), host_params_, num_keys_ * sizeof(float), cudaMemcpyHostToDevice, stream));
     params_uploaded_ = true;
+    ++parameter_uploads_;
   }
   const size_t x_bytes = batch * input_features_ * sizeof(float);
   std::memcpy(b_->host_x.as<float>(), x, x_bytes);
@@ -131,7 +160,7 @@ BatchStats CudaModel::TrainBatch(const float* x, const uint8_t* labels, int64_t 
                                  float* host_grads, const Model::GradsReady& on_grads_ready,
                                  std::vector<LayerProfile>* profile) {
   EnsureBatch(batch);
-  Upload(x, labels, batch);
+  Upload(x, labels, batch, /*training=*/true);
   Forward(batch, Pass{true, seed}, profile);
   const size_t last = layers_.size() - 1;
   const cudaStream_t stream = context_->stream();
@@ -168,7 +197,7 @@ BatchStats CudaModel::TrainBatch(const float* x, const uint8_t* labels, int64_t 
 
 BatchStats CudaModel::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch) {
   EnsureBatch(batch);
-  Upload(x, labels, batch);
+  Upload(x, labels, batch, /*training=*/false);
   Forward(batch, Pass{false, 0}, nullptr);
   const size_t last = layers_.size() - 1;
   SoftmaxCrossEntropy(*context_, b_->acts[last].f(), b_->labels.as<uint8_t>(), batch, num_classes_, b_->logp.f(),
@@ -178,7 +207,7 @@ BatchStats CudaModel::EvaluateBatch(const float* x, const uint8_t* labels, int64
 
 const float* CudaModel::Infer(const float* x, int64_t batch) {
   EnsureBatch(batch);
-  Upload(x, nullptr, batch);
+  Upload(x, nullptr, batch, /*training=*/false);
   Forward(batch, Pass{false, 0}, nullptr);
   const cudaStream_t stream = context_->stream();
   TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_logits.as<float>(), b_->acts[layers_.size() - 1].get(),

@@ -34,6 +34,16 @@ class CudaModel {
   // adds each layer's time, waiting for the device around every layer.
   BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed, float* host_grads,
                         const Model::GradsReady& on_grads_ready, std::vector<LayerProfile>* profile);
+  // Model::ParamsArrived: once every key of a layer has come, copies the
+  // layer's host parameters to the device (on the model's stream);
+  // TrainBatch skips its upload of all parameters when every key came so
+  // since the last pass.
+  void UploadParams(KeyRange keys);
+  // The next pass uploads every parameter again (a pass without a batch
+  // came between the early uploads and it).
+  void ForgetEarlyUploads();
+  // Passes that uploaded every parameter.
+  int64_t parameter_uploads() const { return parameter_uploads_; }
   // As Model::EvaluateBatch with batch > 0.
   BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
   // As Model::Infer with batch > 0: the logits [batch, num_classes] in a
@@ -51,7 +61,9 @@ class CudaModel {
  private:
   struct Buffers;
   void EnsureBatch(int64_t batch);
-  void Upload(const float* x, const uint8_t* labels, int64_t batch);
+  // Copies the batch, and the parameters unless a training pass finds them
+  // all uploaded by UploadParams already (or inference has them for good).
+  void Upload(const float* x, const uint8_t* labels, int64_t batch, bool training);
   void Forward(int64_t batch, const Pass& pass, std::vector<LayerProfile>* profile);
   // Waits for the pass's losses and returns its statistics.
   BatchStats Finish(int64_t batch);
@@ -65,6 +77,9 @@ class CudaModel {
   float* host_params_;
   bool params_registered_ = false;
   bool params_fixed_ = false, params_uploaded_ = false;
+  uint64_t keys_uploaded_early_ = 0;  // by UploadParams since the last pass
+  std::vector<uint64_t> arrived_;     // per layer: keys UploadParams was told of since then
+  int64_t parameter_uploads_ = 0;
   int64_t batch_capacity_ = 0;
   std::unique_ptr<Buffers> b_;
 };

@@ -10,8 +10,9 @@
 # (cuda_model_bench) and, where PyTorch with CUDA is installed, PyTorch's
 # on the same GPU; a 1-epoch `tessera train --device cuda`, its export,
 # `predict --device cuda` against `--device cpu`, and `serve --device cuda`
-# against `--device cpu` (fp32 and int8 versions); the embedding example on
-# the GPU; --overlap-push on and off.
+# against `--device cpu` (fp32 and int8 versions); onnxruntime against
+# `tessera predict` (fp32, int8, fp16) where it is installed; the embedding
+# example on the GPU; --overlap-push and --overlap-pull on and off.
 set -u
 OUT=${1:?usage: gpu_session.sh OUT_DIR BIN_DIR}
 BIN=${2:?usage: gpu_session.sh OUT_DIR BIN_DIR}
@@ -110,17 +111,57 @@ PY
   pkill -f "tessera serve --model-repo /tmp/gpu-repo"
 fi
 
+note "== onnxruntime against tessera predict, fp32, fp16 and int8 versions ($(elapsed))"
+for py in /opt/torch/.venv/bin/python3 /usr/bin/python3 python3; do
+  "$py" -c "import onnxruntime, numpy" 2>/dev/null && { ORT_PY=$py; break; }
+done
+if [ -n "${ORT_PY:-}" ] && [ -f /tmp/run-cuda/summary.json ]; then
+  timeout 60 "$BIN/tessera" export /tmp/run-cuda --out /tmp/gpu-repo/cnn --data_dir "$BIN/data" --quantize fp16 2>&1 |
+    tail -1 | tee -a "$S"
+  for v in 1 2 3; do  # fp32, int8 (above), fp16
+    timeout 60 "$BIN/tessera" predict /tmp/gpu-repo/cnn/$v "$BIN/data/t10k-images-idx3-ubyte.gz" --out /tmp/ort-$v.csv \
+      --device cpu > /dev/null 2>&1
+    "$ORT_PY" - /tmp/gpu-repo/cnn/$v /tmp/ort-$v.csv "$BIN/data/t10k-images-idx3-ubyte.gz" <<'PY' 2>&1 | tee -a "$S"
+import gzip, sys
+import numpy as np, onnxruntime as ort
+version, csv, images = sys.argv[1:4]
+session = ort.InferenceSession(version + "/model.onnx", providers=["CPUExecutionProvider"])
+props = session.get_modelmeta().custom_metadata_map
+scale, mean, std = (np.float32(props["tessera.input_" + k]) for k in ("scale", "mean", "std"))
+raw = gzip.open(images).read()
+n = int.from_bytes(raw[4:8], "big")
+x = ((np.frombuffer(raw[16:], dtype=np.uint8).astype(np.float32) * scale - mean) / std).reshape(n, 1, 28, 28)
+logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+p = np.exp(logits - logits.max(1, keepdims=True))
+p /= p.sum(1, keepdims=True)
+rows = [line.split(",") for line in open(csv).read().splitlines()[1:]]
+classes = np.array([int(r[1]) for r in rows])
+probabilities = np.array([[float(v) for v in r[2:]] for r in rows])
+print(f"{version} ({props.get('tessera.precision')}): onnxruntime {ort.__version__} vs tessera predict: "
+      f"{(p.argmax(1) == classes).sum()} of {n} classes equal, max probability difference "
+      f"{np.abs(p - probabilities).max():.2e}")
+PY
+  done
+else
+  note "no onnxruntime (or no trained model): skipped"
+fi
+
 note "== examples/fmnist-embedding.pbtxt --device cuda, 1 epoch, 2 workers + 2 servers ($(elapsed))"
 rm -rf /tmp/run-emb
 timeout 90 "$BIN/tessera" train examples/fmnist-embedding.pbtxt --device cuda --data_dir "$BIN/data" --epochs 1 \
   --progress none --run_dir /tmp/run-emb 2>&1 | grep -E "done:|rror" | head -3 | tee -a "$S"
 
-note "== --overlap-push on vs off, cuda, 1 worker + 1 server, 2 epochs ($(elapsed))"
-for o in true false true false true false; do
-  rm -rf /tmp/run-o
-  timeout 60 "$BIN/tessera" train examples/fmnist-cnn.pbtxt --device cuda --data_dir "$BIN/data" --epochs 2 \
-    --workers 1 --servers 1 --progress none --overlap-push=$o --run_dir /tmp/run-o > /dev/null 2>&1
-  note "overlap $o: $(grep -hE '"samples_per_sec"|worker_compute|worker_push|worker_wait' /tmp/run-o/summary.json 2>/dev/null | tr -d '\n ')"
+note "== --overlap-push / --overlap-pull on and off, cuda, 2 epochs, two rounds ($(elapsed))"
+for shape in "1 1" "2 2"; do
+  for round in 1 2; do
+    for mode in "true true" "true false" "false true" "false false"; do
+      set -- $shape $mode
+      rm -rf /tmp/run-o
+      timeout 60 "$BIN/tessera" train examples/fmnist-cnn.pbtxt --device cuda --data_dir "$BIN/data" --epochs 2 \
+        --workers $1 --servers $2 --progress none --overlap-push=$3 --overlap-pull=$4 --run_dir /tmp/run-o > /dev/null 2>&1
+      note "$1+$2 round $round push $3 pull $4: $(grep -hE '"samples_per_sec"|worker_compute|worker_wait' /tmp/run-o/summary.json 2>/dev/null | tr -d '\n ')"
+    done
+  done
 done
 
 note "== tessera train --device cpu, 1 epoch of 10000, 16 threads ($(elapsed))"

@@ -29,7 +29,9 @@ StatusOr<FoldedModel> FoldBatchNorms(const proto::ModelSpec& spec, const Shape& 
   size_t offset = 0;  // of the current layer's parameters in params
   for (int i = 0; i < spec.layer_size(); ++i) {
     const std::string where = "model.layer[" + std::to_string(i) + "]";
-    ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(spec.layer(i), shape));
+    auto created = CreateLayer(spec.layer(i), shape);
+    if (!created.ok()) return created.status().WithContext(where);
+    std::unique_ptr<Layer> layer = std::move(created).value();
     const int64_t count = ParamCount(*layer);
     if (offset + count > params.size()) {
       return InvalidArgumentError(where + " needs parameters beyond the " + std::to_string(params.size()) + " given");
@@ -43,7 +45,11 @@ StatusOr<FoldedModel> FoldBatchNorms(const proto::ModelSpec& spec, const Shape& 
       shape = layer->out_shape();
       continue;
     }
-    ASSIGN_OR_RETURN(std::unique_ptr<Layer> norm, CreateLayer(spec.layer(i + 1), layer->out_shape()));
+    auto created_norm = CreateLayer(spec.layer(i + 1), layer->out_shape());
+    if (!created_norm.ok()) {
+      return created_norm.status().WithContext("model.layer[" + std::to_string(i + 1) + "]");
+    }
+    std::unique_ptr<Layer> norm = std::move(created_norm).value();
     const int64_t norm_count = ParamCount(*norm);
     const int64_t channels = layer->out_shape()[0];
     if (offset + count + norm_count > params.size() || norm_count != 4 * channels) {

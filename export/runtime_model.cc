@@ -17,9 +17,9 @@ StatusOr<std::unique_ptr<Model>> BuildRuntimeModel(const ImportedModel& imported
   ASSIGN_OR_RETURN(FoldedModel folded, FoldBatchNorms(imported.spec, imported.input_shape, imported.params));
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(folded.spec, imported.input_shape,
                                                                imported.num_classes, RuntimeDevice(imported, device)));
-  if (model->num_keys() != folded.params.size()) {
+  if (model->num_keys() != folded.params.size()) {  // FoldBatchNorms checked the count: not reached
     return InvalidArgumentError("the model has " + std::to_string(model->num_keys()) + " parameters, the file " +
-                                std::to_string(imported.params.size()));
+                                std::to_string(folded.params.size()) + " (batch norms folded)");
   }
   std::copy(folded.params.begin(), folded.params.end(), model->params());
   model->PrepareForInference();  // fused convolutions; the model never trains

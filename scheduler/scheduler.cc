@@ -272,18 +272,24 @@ Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
   for (const auto& [peer, node] : nodes_) {
     if (node.pid != exited.pid() || node.released) continue;
     const std::string why = "exited with code " + std::to_string(exited.exit_code()) + ": it is lost";
+    const std::string gone = peer;  // what follows may drop the node that holds `peer`
     if (node.role == proto::WORKER) {
-      const std::string lost = peer;  // LoseWorker drops the node that holds `peer`
-      return LoseWorker(lost, why);
+      // Before the start its rank is not yet in use: after the start its
+      // heartbeats (or the failed map) lose it, and a standby takes its rank.
+      if (!started_ && !node.standby) break;
+      return LoseWorker(gone, why);
     }
     if (node.standby) {  // a spare server: nothing depended on it
       LOG(WARNING) << "spare server (pid " << node.pid << ") " << why;
-      nodes_.erase(peer);
+      nodes_.erase(gone);
       return OkStatus();
     }
-    // Before the job started, a server's loss is the formation's concern
-    // (its register timeout), as with heartbeats.
-    if (!started_) break;
+    if (!started_) {
+      // The job cannot form without it (its slices wait for it): end now
+      // rather than at the register timeout.
+      return UnavailableError("SERVER " + std::to_string(node.rank) + " (pid " + std::to_string(node.pid) + ") " +
+                              why + " before the job started");
+    }
     return LoseServer(node, why);
   }
   LOG(INFO) << "process " << exited.pid() << " exited; it is no node taking part in this job";

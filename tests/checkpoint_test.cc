@@ -327,9 +327,9 @@ std::unique_ptr<ChildProcess> StartUntilFirstCheckpoint(const std::string& spec,
   return std::move(launcher).value();
 }
 
-// A server killed mid-job: the launcher starts a replacement server at once,
-// and the scheduler, which notices the loss by heartbeat, rolls the job back to
-// the newest checkpoint. The scheduler and the workers are not restarted (the
+// A server killed mid-job: the launcher starts a replacement server at once
+// and tells the scheduler (NODE_EXITED), which rolls the job back to the
+// newest checkpoint. The scheduler and the workers are not restarted (the
 // workers keep their loaded data); under BSP the result equals an undisturbed run.
 TEST_F(MidEpochTest, LostServerIsReplacedAndTheJobRollsBack) {
   const std::string run = *dir_ + "/lost-server";

@@ -14,6 +14,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
+#include "core/transport.h"
 #include "tests/test_util.h"
 #include "tools/child_process.h"
 #include "tools/progress_view.h"
@@ -148,8 +149,49 @@ TEST_F(ServerReplacementTest, WithoutRollbacksALostServerEndsTheJob) {
   auto log = ReadFileToString(dir_ + "/scheduler.log");
   ASSERT_TRUE(log.ok());
   // Noticed by its missing heartbeats, or by a message that finds no connection.
-  EXPECT_THAT(*log, HasSubstr("it is lost"));
+  EXPECT_THAT(*log, ::testing::ContainsRegex("SERVER [01] \\(pid [0-9]+\\) .*it is lost"));
   EXPECT_FALSE(FileExists(run + "/summary.json"));
+}
+
+// NODE_EXITED (what the local launcher sends when a child exits) before the
+// job has formed: a worker's is ignored (its rank is not in use yet), a
+// server's ends the formation at once instead of at the register timeout.
+TEST_F(ServerReplacementTest, ANodeThatExitsBeforeTheJobFormsIsHandledAtOnce) {
+  const std::string address = StartScheduler(dir_ + "/run", {});
+  // One server and one worker: the job (2 + 2) cannot start.
+  auto server = Start("server0", {"server", "--scheduler", address});
+  auto worker = Start("worker0", {"worker", "--scheduler", address, "--threads", "1"});
+  auto registered = [&](const std::string& what) {
+    for (int i = 0; i < 1000; ++i) {
+      if (FileText(dir_ + "/scheduler.log").find(what) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(registered("SERVER 0 registered"));
+  ASSERT_TRUE(registered("WORKER 0 registered"));
+  Transport transport;
+  auto endpoint = NormalizeEndpoint(address);
+  ASSERT_TRUE(endpoint.ok());
+  auto socket = transport.Connect(SocketKind::kDealer, *endpoint);
+  ASSERT_TRUE(socket.ok());
+  auto exited = [&](const ChildProcess& child) {
+    proto::Header h;
+    h.set_op(proto::NODE_EXITED);
+    h.mutable_node_exited()->set_pid(child.pid());
+    h.mutable_node_exited()->set_exit_code(137);
+    ASSERT_OK((*socket)->Send(h));
+  };
+  kill(worker->pid(), SIGKILL);
+  exited(*worker);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(scheduler_->Poll().has_value()) << "a worker's exit before the start ends nothing";
+  kill(server->pid(), SIGKILL);
+  exited(*server);
+  EXPECT_EQ(scheduler_->Wait(10000), std::optional<int>(1)) << "the register timeout is 120 s: it must not wait for it";
+  EXPECT_THAT(FileText(dir_ + "/scheduler.log"),
+              HasSubstr("SERVER 0 (pid " + std::to_string(server->pid()) + ") exited with code 137: it is lost before "
+                        "the job started"));
 }
 
 }  // namespace

@@ -64,12 +64,7 @@ Status KvClient::SendParts(int64_t step, int64_t examples, const std::shared_ptr
   for (size_t part = 0; part < most_parts; ++part) {
     for (size_t s = 0; s < servers_.size(); ++s) {
       if (part >= parts[s].size()) continue;
-      proto::Header h;
-      h.set_op(proto::PUSH);
-      h.set_job_id(job_id_);
-      h.set_sender_role(proto::WORKER);
-      h.set_sender_rank(rank_);
-      h.set_step(step);
+      proto::Header h = Request(proto::PUSH, step);
       h.set_examples(examples);
       // With sparse pulls a sparse tensor's rows come back through PullRows.
       const bool part_wants_params =
@@ -104,15 +99,19 @@ OutFrame KvClient::GradientFrame(const KeyRange& r, const std::shared_ptr<std::v
   return {frame->data(), frame->size(), frame};
 }
 
+proto::Header KvClient::Request(proto::Op op, int64_t step) const {
+  proto::Header h;
+  h.set_op(op);
+  h.set_job_id(job_id_);
+  h.set_sender_role(proto::WORKER);
+  h.set_sender_rank(rank_);
+  h.set_step(step);
+  return h;
+}
+
 Status KvClient::Pull(int64_t step) {
   for (size_t s = 0; s < servers_.size(); ++s) {
-    proto::Header h;
-    h.set_op(proto::PULL);
-    h.set_job_id(job_id_);
-    h.set_sender_role(proto::WORKER);
-    h.set_sender_rank(rank_);
-    h.set_step(step);  // no ranges: all of the server's slices
-    RETURN_IF_ERROR(sockets_[s]->Send(h));
+    RETURN_IF_ERROR(sockets_[s]->Send(Request(proto::PULL, step)));  // no ranges: all of the server's slices
   }
   return OkStatus();
 }
@@ -129,12 +128,7 @@ std::vector<KeyRange> KvClient::RunsInside(const std::vector<KeyRange>& runs, co
 
 Status KvClient::PullRows(int64_t version, const std::vector<KeyRange>& rows) {
   for (size_t s = 0; s < servers_.size(); ++s) {
-    proto::Header h;
-    h.set_op(proto::PULL);
-    h.set_job_id(job_id_);
-    h.set_sender_role(proto::WORKER);
-    h.set_sender_rank(rank_);
-    h.set_step(version);
+    proto::Header h = Request(proto::PULL, version);
     std::vector<OutFrame> frames;
     for (const KeyRange& slice : servers_[s].ranges) {
       if (!InSparseTensor(slice)) continue;

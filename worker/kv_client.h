@@ -109,6 +109,8 @@ class KvClient {
   int num_servers() const { return static_cast<int>(servers_.size()); }
 
  private:
+  // A header from this worker for `op` at `step`.
+  proto::Header Request(proto::Op op, int64_t step) const;
   // Sends parts[s] (groups of server s's slice indices) round-robin over servers.
   Status SendParts(int64_t step, int64_t examples, const std::shared_ptr<std::vector<float>>& grads,
                    const std::vector<std::vector<std::vector<int>>>& parts, bool want_params);

@@ -15,6 +15,19 @@ int64_t EmbeddingId(float value, int64_t num_embeddings) {
 
 std::vector<int64_t> DistinctEmbeddingIds(const float* values, int64_t n, int64_t num_embeddings) {
   std::vector<int64_t> ids;
+  if (num_embeddings <= 4 * n) {
+    // Many values over few rows (a batch of images of byte ids): mark the
+    // rows seen, O(n + rows), rather than sort every value.
+    std::vector<uint8_t> seen(num_embeddings, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = EmbeddingId(values[i], num_embeddings);
+      if (id >= 0) seen[id] = 1;
+    }
+    for (int64_t id = 0; id < num_embeddings; ++id) {
+      if (seen[id]) ids.push_back(id);
+    }
+    return ids;
+  }
   ids.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t id = EmbeddingId(values[i], num_embeddings);

@@ -1,4 +1,5 @@
 // The Embedding layer, a model's touched rows, and sparse push frames.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -35,6 +36,24 @@ TEST(EmbeddingTest, IdsAreRoundedAndCheckedAgainstTheTable) {
   EXPECT_EQ(EmbeddingId(1e30f, 4), -1);
   const std::vector<float> values = {3, 1, 3, 7, 0, 1};
   EXPECT_EQ(DistinctEmbeddingIds(values.data(), values.size(), 5), (std::vector<int64_t>{0, 1, 3}));
+  // Few values over many rows: sorted rather than marked, the same answer.
+  EXPECT_EQ(DistinctEmbeddingIds(values.data(), values.size(), 1000), (std::vector<int64_t>{0, 1, 3, 7}));
+  std::mt19937 rng(3);
+  std::vector<float> many(600);
+  for (float& v : many) v = static_cast<float>(rng() % 300) - 0.4f;
+  const std::vector<int64_t> marked = DistinctEmbeddingIds(many.data(), many.size(), 250);
+  const std::vector<int64_t> sorted = DistinctEmbeddingIds(many.data(), 1, 250);  // 250 > 4: sorts
+  EXPECT_TRUE(std::is_sorted(marked.begin(), marked.end()));
+  EXPECT_GT(marked.size(), 200u);
+  EXPECT_EQ(marked.back(), 249);
+  std::vector<int64_t> reference;
+  for (float v : many) {
+    const int64_t id = EmbeddingId(v, 250);
+    if (id >= 0 && std::find(reference.begin(), reference.end(), id) == reference.end()) reference.push_back(id);
+  }
+  std::sort(reference.begin(), reference.end());
+  EXPECT_EQ(marked, reference);
+  EXPECT_EQ(sorted.size(), EmbeddingId(many[0], 250) >= 0 ? 1u : 0u);
 }
 
 TEST(EmbeddingTest, ForwardLooksUpRowsAndBackwardSumsIntoThem) {

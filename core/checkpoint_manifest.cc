@@ -124,6 +124,25 @@ Status RemoveCheckpointsAfter(const std::string& checkpoints_dir, int64_t step, 
   return OkStatus();
 }
 
+namespace {
+
+// The checkpoints/ folder that `path` stands for, or "" when it stands for
+// none: a run directory, its checkpoints/ itself, or checkpoints/latest (the
+// file users see first, naming the newest checkpoint).
+std::string CheckpointsDirOf(const std::string& path) {
+  const std::filesystem::path p(path);
+  std::error_code ec;
+  if (std::filesystem::is_directory(p / "checkpoints", ec)) return (p / "checkpoints").string();
+  if (p.filename() == "checkpoints" && std::filesystem::is_directory(p, ec)) return path;
+  if (p.filename() == "latest" && p.parent_path().filename() == "checkpoints" &&
+      std::filesystem::is_regular_file(p, ec)) {
+    return p.parent_path().string();
+  }
+  return "";
+}
+
+}  // namespace
+
 StatusOr<std::string> ResolveCheckpoint(const std::string& path, std::string* note) {
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -133,10 +152,11 @@ StatusOr<std::string> ResolveCheckpoint(const std::string& path, std::string* no
     *note = "checkpoint " + p + " (step " + std::to_string(m.step()) + ")";
     return p;
   }
-  const std::string checkpoints = FileExists(p + "/checkpoints") ? p + "/checkpoints" : "";
+  const std::string checkpoints = CheckpointsDirOf(p);
   if (checkpoints.empty()) {
     if (!FileExists(p)) return NotFoundError(p + " does not exist");
-    return NotFoundError(p + " is not a checkpoint (it has no MANIFEST) and not a run directory (no checkpoints/)");
+    return NotFoundError(p + " is not a checkpoint (it has no MANIFEST), a run directory (no checkpoints/) or "
+                         "a run's checkpoints/latest");
   }
   std::vector<std::string> candidates;
   std::string latest;

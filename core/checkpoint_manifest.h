@@ -46,10 +46,11 @@ Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last);
 // names go to *removed. Unavailable on the first failure.
 Status RemoveCheckpointsAfter(const std::string& checkpoints_dir, int64_t step, std::vector<std::string>* removed);
 
-// Resolves what `tessera resume` and `inspect` are given: a checkpoint
-// directory (holding MANIFEST) is taken as it is; a run directory (holding
-// checkpoints/) gives its newest intact checkpoint — `latest` first, then
-// older ones, newest first. *note says which was taken and why. NotFound
+// Resolves what `tessera resume`, `inspect`, `export` and the scheduler's
+// --resume_from are given: a checkpoint directory (holding MANIFEST) is taken
+// as it is; a run directory (holding checkpoints/), its checkpoints/ or
+// checkpoints/latest gives the run's newest intact checkpoint — the one
+// `latest` names first, then older ones, newest first. *note says which was taken and why. NotFound
 // when there is none; DataLoss naming the file when a checkpoint named
 // directly is corrupt.
 StatusOr<std::string> ResolveCheckpoint(const std::string& path, std::string* note);

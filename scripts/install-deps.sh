@@ -8,8 +8,11 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   librocksdb-dev
   libgoogle-glog-dev libgflags-dev
-  googletest libgtest-dev
-  libopenblas-dev libdnnl-dev zlib1g-dev libssl-dev
+  googletest libgtest-dev libgmock-dev
+  libopenblas-dev zlib1g-dev libssl-dev
+  # Debian builds oneDNN with its OpenCL runtime, so dnnl-config.cmake calls
+  # find_package(OpenCL REQUIRED); libdnnl-dev only recommends the headers.
+  libdnnl-dev ocl-icd-opencl-dev
   libonnx-dev
   libcpp-httplib-dev nlohmann-json3-dev
   python3-onnx python3-numpy

@@ -374,6 +374,21 @@ TEST(CheckpointManifestTest, ResolveOfARunTakesLatest) {
   EXPECT_EQ(*slash, CkptDir(run, 100));
 }
 
+TEST(CheckpointManifestTest, ResolveOfCheckpointsOrLatestIsThatOfTheRun) {
+  const std::string run = MakeRun({9, 10, 100}, 10);
+  for (const std::string& path : {run + "/checkpoints", run + "/checkpoints/", run + "/checkpoints/latest"}) {
+    std::string note;
+    auto got = ResolveCheckpoint(path, &note);
+    ASSERT_OK(got.status());
+    EXPECT_EQ(*got, CkptDir(run, 10)) << path;
+  }
+  // Any other file is not a checkpoint, and neither is a `latest` outside checkpoints/.
+  WriteRaw(run + "/latest", "step-000000000010\n");
+  std::string note;
+  EXPECT_EQ(ResolveCheckpoint(run + "/latest", &note).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ResolveCheckpoint(CkptDir(run, 10) + "/MANIFEST", &note).status().code(), StatusCode::kNotFound);
+}
+
 TEST(CheckpointManifestTest, ResolveTriesLatestBeforeNewer) {
   // latest names step 10 although 100 exists: latest is taken first.
   const std::string run = MakeRun({9, 10, 100}, 10);

@@ -90,7 +90,8 @@ std::string* CheckpointTest::straight_sha_ = nullptr;
 TEST_F(CheckpointTest, ResumeIsExact) {
   const std::string run = OneEpochRun("exact");
   ASSERT_FALSE(Latest(run).empty());
-  CommandResult r = RunTessera({"resume", run, "--epochs", "3", "--progress", "none"});
+  // checkpoints/latest, the file users see first, stands for the run's newest checkpoint.
+  CommandResult r = RunTessera({"resume", run + "/checkpoints/latest", "--epochs", "3", "--progress", "none"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resuming from checkpoint"), std::string::npos) << r.output;
   EXPECT_EQ(SummaryField(run, "params_sha256"), *straight_sha_);
@@ -128,6 +129,11 @@ TEST_F(CheckpointTest, InspectVerifiesAndPrintsTheSummaryDigest) {
   CommandResult json = RunTessera({"inspect", Latest(run), "--json"});
   ASSERT_EQ(json.exit_code, 0) << json.output;
   EXPECT_EQ(JsonString(json.output, "params_sha256"), *straight_sha_);
+  for (const std::string& path : {run + "/checkpoints/latest", run + "/checkpoints"}) {
+    CommandResult same = RunTessera({"inspect", path, "--json"});
+    ASSERT_EQ(same.exit_code, 0) << path << ": " << same.output;
+    EXPECT_EQ(same.output, json.output) << path;
+  }
   EXPECT_EQ(JsonNumber(json.output, "step"), SummaryNumber(run, "steps"));
   // keep_last (default 3) holds after 3 epochs: 3 checkpoints.
   int checkpoints = 0;
@@ -201,10 +207,16 @@ TEST_F(CheckpointTest, NothingLeftToTrainIsAUsageError) {
 TEST_F(CheckpointTest, SchedulerRefusesACheckpointOfAnotherModel) {
   const std::string dir = MakeTempDir("other-model");
   std::ofstream(dir + "/spec.pbtxt") << "model { layer { linear { out_features: 10 } } }\n";
-  CommandResult r = RunTessera({"scheduler", "--spec", dir + "/spec.pbtxt", "--port", "0", "--resume_from",
-                                Latest(*base_ + "/straight"), "--register_timeout", "5"});
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("holds a model of 6 tensors"), std::string::npos) << r.output;
+  for (const std::string& from : {Latest(*base_ + "/straight"), *base_ + "/straight/checkpoints/latest"}) {
+    CommandResult r = RunTessera({"scheduler", "--spec", dir + "/spec.pbtxt", "--port", "0", "--resume_from", from,
+                                  "--register_timeout", "5"});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("holds a model of 6 tensors"), std::string::npos) << from << ": " << r.output;
+  }
+  CommandResult missing = RunTessera({"scheduler", "--spec", dir + "/spec.pbtxt", "--port", "0", "--resume_from",
+                                      dir + "/nothing-here", "--register_timeout", "5"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("nothing-here does not exist"), std::string::npos) << missing.output;
 }
 
 // Long enough (full training set, 472 steps an epoch) for cuts inside epochs.
@@ -348,13 +360,8 @@ TEST_F(MidEpochTest, LostServerIsReplacedAndTheJobRollsBack) {
   }
   ASSERT_GT(victim, 0);
   kill(victim, SIGKILL);
-  bool rolled_back = false;
-  for (int i = 0; i < 600 && !rolled_back; ++i) {  // the heartbeat timeout is 5 s
-    auto metrics = ReadFileToString(run + "/metrics.jsonl");
-    rolled_back = metrics.ok() && metrics->find("\"event\": \"rollback\"") != std::string::npos;
-    if (!rolled_back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(rolled_back) << "the scheduler did not roll the job back";
+  ASSERT_TRUE(WaitForText(run + "/metrics.jsonl", "\"event\": \"rollback\""))
+      << "the scheduler did not roll the job back";
   {
     // The rollback line names the step the workers last reported (they report
     // every 500 ms, so it may trail the checkpoint's), not the start of the epoch.
@@ -374,9 +381,13 @@ TEST_F(MidEpochTest, LostServerIsReplacedAndTheJobRollsBack) {
     EXPECT_NE(rollback.find("exited with code 137: it is lost"), std::string::npos) << rollback;
   }
   // The scheduler, the other server and both workers are the processes of before, and a new server joined them.
+  // (The launcher tells the scheduler before it starts the replacement: wait for it.)
   for (int pid : others) EXPECT_TRUE(IsRunning(pid)) << CommandLine(pid);
-  const std::vector<int> after = ChildrenOf(launcher->pid());
-  EXPECT_EQ(after.size(), 5u);
+  std::vector<int> after;
+  EXPECT_TRUE(WaitUntil([&] {
+    after = ChildrenOf(launcher->pid());
+    return after.size() == 5u;
+  })) << after.size() << " children";
   for (int pid : others) EXPECT_NE(std::find(after.begin(), after.end(), pid), after.end()) << pid;
 
   EXPECT_EQ(launcher->Wait(120000), std::optional<int>(0));

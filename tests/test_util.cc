@@ -178,6 +178,19 @@ std::string FileText(const std::string& path) {
   return text.ok() ? *text : std::string();
 }
 
+bool WaitUntil(const std::function<bool()>& done, int timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return done();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+bool WaitForText(const std::string& path, const std::string& text, int timeout_s) {
+  return WaitUntil([&] { return FileText(path).find(text) != std::string::npos; }, timeout_s);
+}
+
 ServeProcess StartServe(const std::vector<std::string>& args) {
   ServeProcess serve;
   serve.log = MakeTempDir("serve-log") + "/serve.log";

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,15 @@ std::vector<float> InferLogits(const proto::ModelSpec& spec, const std::vector<i
 
 // A file's text; "" when it cannot be read.
 std::string FileText(const std::string& path);
+
+// Waiting in tests is for events that must happen (a file, a line the code
+// always writes, a step count), never for time to pass: these poll `done`
+// until it holds and return true, or return false once `timeout_s` have gone
+// by (the deadline only bounds a failure; it is never the expected outcome).
+bool WaitUntil(const std::function<bool()>& done, int timeout_s = 120);
+
+// Waits until the file at `path` contains `text`.
+bool WaitForText(const std::string& path, const std::string& text, int timeout_s = 120);
 
 // A `tessera serve` child process and the port it listens on.
 struct ServeProcess {

@@ -29,6 +29,13 @@ int RunScheduler(const ParsedArgs& args) {
   options.run_dir = FLAGS_run_dir;
   options.register_timeout_s = FLAGS_register_timeout;
   options.resume_from = FLAGS_resume_from;
+  // A checkpoint directory is verified when the job loads it; anything else names one to resolve.
+  if (!FLAGS_resume_from.empty() && !FileExists(FLAGS_resume_from + "/MANIFEST")) {
+    std::string note;
+    auto checkpoint = ResolveCheckpoint(FLAGS_resume_from, &note);
+    if (!checkpoint.ok()) return UsageError(self, "--resume-from: " + checkpoint.status().message());
+    options.resume_from = *checkpoint;
+  }
   if (!options.run_dir.empty()) {
     if (Status s = MakeDirs(options.run_dir); !s.ok()) return UsageError(self, s.message());
   }

@@ -118,40 +118,52 @@ const std::vector<Command>& Commands() {
        "tessera train SPEC.pbtxt [flags]\n\n"
        "Starts 1 scheduler, the spec's servers and workers as child processes on 127.0.0.1,\n"
        "streams progress, and prints the result. Flags override the spec's fields. Everything\n"
-       "lands in the run directory: the resolved spec, a log per role, metrics.jsonl, summary.json.",
+       "lands in the run directory: the resolved spec, a log per role, metrics.jsonl, summary.json,\n"
+       "params.bin, checkpoints/. --threads 0 divides the cores among the workers. A lost worker is\n"
+       "replaced; a lost server or scheduler rolls the job back to its newest checkpoint (at most\n"
+       "--max-restarts times). Ctrl-C once: a final checkpoint (BSP), then exit 130; twice: stop now.",
        {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
         "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
        RunTrain},
       {"resume", "continue a job from its newest intact checkpoint (or a given one)",
        "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
        "Continues the job in local mode, in the same run directory, exactly where the checkpoint\n"
-       "left off. Given a run directory it takes the newest intact checkpoint and says which.\n"
+       "left off. Given a run directory (or its checkpoints/latest) it takes the newest intact\n"
+       "checkpoint and says which.\n"
        "The servers may change in number (they re-split the keys on load), and so may the workers\n"
-       "when the checkpoint was cut at an epoch's end; --epochs may grow.",
+       "when the checkpoint was cut at an epoch's end; --epochs may grow. Failures, Ctrl-C and\n"
+       "--threads 0 work as in 'tessera train'.",
        {"epochs", "servers", "workers", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
        RunResume},
       {"inspect", "show what a checkpoint holds, verifying every checksum",
        "tessera inspect CHECKPOINT_OR_RUN_DIR [--json]\n\n"
        "Verifies every file against the manifest, reads every slice back, and prints step, epoch,\n"
        "optimizer, sizes, each tensor (name, shape, bytes, sha256) and params_sha256 (the digest\n"
-       "summary.json gives for the same parameters).",
+       "summary.json gives for the same parameters). A run directory or its checkpoints/latest\n"
+       "stands for the newest intact checkpoint.",
        {"json"},
        RunInspect},
       {"export", "export a checkpoint's model as ONNX into a versioned model repository",
        "tessera export CHECKPOINT_OR_RUN_DIR --out MODEL_REPO/NAME [flags]\n\n"
-       "Verifies the checkpoint (a run directory gives its newest intact one), evaluates the model on\n"
-       "the spec's test set, and writes MODEL_REPO/NAME/VERSION/model.onnx and manifest.json, VERSION\n"
-       "being the next free integer (1, 2, ...; the layout Triton reads), all at once or not at all.\n"
-       "The ONNX input 'input' [N, C, H, W] takes pixels normalized as in training,\n"
-       "(pixel / 255 - mean) / std: the manifest and the model's metadata give mean and std.\n"
-       "Output 'logits' [N, 10], and 'probabilities' (softmax). fp32 only for now: --quantize refuses\n"
-       "anything but its default. --prune-sparsity S prunes first: unstructured (the fraction S of all\n"
-       "Conv2d/Linear weights of the smallest |w| become 0) or structured (each hidden layer loses the\n"
-       "fraction S of its output channels or neurons of the smallest L1 norm: a smaller model).\n"
-       "--fine-tune-epochs E then trains the pruned model E epochs on a local cluster, as 'tessera\n"
-       "train' would (--servers, --workers, --threads, ... apply; pruned weights stay 0), in a\n"
-       "temporary run directory. The manifest gives the test accuracy after each step. docs/FORMATS.md\n"
-       "describes the files.",
+       "Verifies the checkpoint (a run directory or its checkpoints/latest gives the newest intact\n"
+       "one), evaluates the model on the spec's test set, and writes MODEL_REPO/NAME/VERSION/model.onnx\n"
+       "and manifest.json, VERSION being the next free integer (1, 2, ...; the layout Triton reads),\n"
+       "all at once or not at all.\n"
+       "The ONNX input 'input' [N, C, H, W] takes values normalized as in training,\n"
+       "(pixel * scale - mean) / std, scale 1/255 for byte images (1 for int32 ones): the manifest\n"
+       "and the model's metadata give scale, mean and std. Output 'logits' [N, 10], and\n"
+       "'probabilities' (softmax; --noprobabilities leaves it out). Optional steps, in this order:\n"
+       "--prune-sparsity S prunes: unstructured (the fraction S of all Conv2d/Linear weights of the\n"
+       "smallest |w| become 0) or structured (each hidden layer loses the fraction S of its output\n"
+       "channels or neurons of the smallest L1 norm: a smaller model). --fine-tune-epochs E then\n"
+       "trains the pruned model E epochs on a local cluster, as 'tessera train' would (--servers,\n"
+       "--workers, --threads, ... apply; pruned weights stay 0), in a temporary run directory.\n"
+       "--quantize fp16 stores every parameter as float16 (the graph computes in float32); --quantize\n"
+       "int8 folds each BatchNorm after a Conv2d or Linear into it, then makes every Conv2d and Linear\n"
+       "an int8 layer: weights per output channel, inputs calibrated on --calibration-batches batches\n"
+       "of training examples, written as ONNX QuantizeLinear/DequantizeLinear, which tessera serve and\n"
+       "predict compute in int8 on the CPU. The manifest gives the test accuracy after each step.\n"
+       "docs/FORMATS.md describes the files.",
        {"out", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
         "prune_mode", "fine_tune_epochs", "calibration_batches", "servers", "workers", "batch_size",
         "learning_rate", "max_train_examples", "threads", "device", "progress", "max_restarts"},
@@ -206,21 +218,32 @@ const std::vector<Command>& Commands() {
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.\n"
-       "When a server is lost, the job rolls back to its newest checkpoint in --run_dir and goes on once a\n"
-       "replacement server registers (start one with `tessera server --scheduler HOST:PORT`), at most\n"
-       "--max_restarts times.",
+       "--run-dir gets metrics.jsonl, summary.json and the checkpoints (without it none are taken);\n"
+       "servers write their parts there, so on several machines it must be shared storage at the same\n"
+       "path. A server or worker beyond the job's count waits: a server as a spare for a rollback, a\n"
+       "worker as a standby for the rank of a lost one. A lost worker's data not yet trained goes to\n"
+       "the workers left. When a server is lost, the job rolls back to its newest checkpoint (or where\n"
+       "it began, when there is none) and goes on once a replacement server registers (start one with\n"
+       "`tessera server --scheduler HOST:PORT`) and the workers are back to their full count, at most\n"
+       "--max-restarts times; after that a lost server ends the job.",
        {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "max_restarts", "name", "servers",
         "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
        RunScheduler},
       {"server", "run a parameter server of a cluster",
        "tessera server --scheduler HOST:PORT [flags]\n\n"
-       "Holds the key ranges the scheduler assigns, applies the optimizer, and serves workers.",
+       "Holds the key ranges the scheduler assigns, applies the optimizer, serves workers, and writes its\n"
+       "part of every checkpoint. It tells workers to connect to --host (default 127.0.0.1: give an\n"
+       "address they can reach when they run on other machines). A server that registers when the job\n"
+       "has all its servers waits as a spare (up to --register-timeout) and may take part after a\n"
+       "rollback.",
        {"scheduler", "host", "port", "register_timeout"},
        RunServer},
       {"worker", "run a worker of a cluster",
        "tessera worker --scheduler HOST:PORT [flags]\n\n"
-       "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from the servers.",
+       "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from\n"
+       "the servers. A worker that registers when the job has all its workers waits as a standby (up\n"
+       "to --register-timeout) and takes the rank of a lost worker from the next phase on.",
        {"scheduler", "threads", "overlap_push", "overlap_pull", "device", "register_timeout", "reply_timeout", "params_out"},
        RunWorker},
   };

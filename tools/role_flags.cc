@@ -11,19 +11,19 @@ DEFINE_string(spec, "", "job spec file (protobuf text format)");
 DEFINE_string(host, "", "address to bind (scheduler default 0.0.0.0; server default 127.0.0.1, also advertised to workers; serve default 127.0.0.1)");
 DEFINE_int32(port, -1, "port to bind; 0 lets the OS pick (scheduler default 7000, server default 0, serve default 8500)");
 DEFINE_string(port_file, "", "scheduler: write the bound port to this file once listening");
-DEFINE_string(run_dir, "", "directory for logs, metrics.jsonl and summary.json (train default: runs/NAME-TIMESTAMP)");
-DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form before giving up");
+DEFINE_string(run_dir, "", "run directory: metrics.jsonl, summary.json and checkpoints/ (train/resume also logs/; train default: runs/NAME-TIMESTAMP; a scheduler without one takes no checkpoints)");
+DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form, for a spare server or standby worker to be given a place, and for a worker after every one was lost, before giving up");
 DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
-DEFINE_int32(threads, 0, "compute threads per worker (0: as many as the cores allow)");
+DEFINE_int32(threads, 0, "compute threads per worker (0: worker: as many as the cores allow; train/resume/export: the cores divided among the workers)");
 DEFINE_bool(overlap_push, true,
             "workers push each layer's gradients as soon as backward has made them (false: all after backward)");
 DEFINE_bool(overlap_pull, true,
             "on a GPU, workers copy each layer's parameters to the device as soon as they have arrived "
             "(false: all at the start of the next step)");
 DEFINE_string(device, "auto", "where workers compute: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda");
-DEFINE_string(params_out, "", "worker: rank 0 writes the final parameters here (raw float32, key order)");
+DEFINE_string(params_out, "", "worker: the reporting worker (the lowest rank still taking part) writes the final parameters here (raw float32, key order)");
 DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");
-DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint directory");
+DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint (a checkpoint directory, or a run directory or its checkpoints/latest for the newest intact one)");
 DEFINE_int32(max_restarts, 3,
              "train/resume: when a server dies, start a replacement server and roll the job back to the newest "
              "checkpoint, and when the scheduler dies, restart every process from it, this many times at most in all; "

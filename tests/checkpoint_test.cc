@@ -280,11 +280,7 @@ TEST_F(MidEpochTest, InterruptTakesAFinalCheckpointAndResumeFinishes) {
                                    "--max-test-examples", "1000", "--threads", "1", "--progress", "plain"};
   auto launcher = ChildProcess::Start("train", args, run + ".log");
   ASSERT_TRUE(launcher.ok());
-  for (int i = 0; i < 600; ++i) {
-    auto metrics = ReadFileToString(run + "/metrics.jsonl");
-    if (metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  ASSERT_TRUE(WaitForText(run + "/logs/scheduler.log", "epoch 1/2 starts")) << FileText(run + ".log");
   const std::vector<int> children = ChildrenOf((*launcher)->pid());
   ASSERT_EQ(children.size(), 5u);
   kill((*launcher)->pid(), SIGINT);
@@ -333,9 +329,7 @@ std::unique_ptr<ChildProcess> StartUntilFirstCheckpoint(const std::string& spec,
                                    "--threads", "1", "--progress", "plain"};
   auto launcher = ChildProcess::Start("train", args, run + ".log");
   CHECK(launcher.ok());
-  for (int i = 0; i < 1200 && !FileExists(run + "/checkpoints/latest"); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
+  WaitUntil([&] { return FileExists(run + "/checkpoints/latest"); });
   return std::move(launcher).value();
 }
 

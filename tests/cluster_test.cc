@@ -151,12 +151,7 @@ TEST_F(ClusterTest, RoleCommandsFormACluster) {
   auto scheduler = start("scheduler", {"scheduler", "--spec", Example(), "--port", "0", "--host", "127.0.0.1",
                                        "--port-file", port_file, "--run-dir", dir, "--epochs", "1",
                                        "--max-train-examples", "2000", "--max-test-examples", "500"});
-  std::string port;
-  for (int i = 0; i < 500 && port.empty(); ++i) {
-    auto text = ReadFileToString(port_file);
-    if (text.ok() && !text->empty() && text->back() == '\n') port = text->substr(0, text->size() - 1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  const std::string port = WaitForPortFile(port_file);
   ASSERT_FALSE(port.empty()) << "scheduler did not write its port";
   const std::string address = "127.0.0.1:" + port;
   std::vector<std::unique_ptr<ChildProcess>> nodes;
@@ -165,13 +160,8 @@ TEST_F(ClusterTest, RoleCommandsFormACluster) {
     nodes.push_back(start("worker" + std::to_string(i), {"worker", "--scheduler", address, "--threads", "1"}));
   }
   EXPECT_EQ(scheduler->Wait(120000), std::optional<int>(0));
-  for (auto& n : nodes) EXPECT_EQ(n->Wait(20000), std::optional<int>(0)) << n->label();
+  for (auto& n : nodes) EXPECT_EQ(n->Wait(60000), std::optional<int>(0)) << n->label();
   EXPECT_GT(JsonNumber(Summary(dir), "test_accuracy"), 0.5);
-}
-
-bool TrainingUnderWay(const std::string& run) {
-  auto metrics = ReadFileToString(run + "/metrics.jsonl");
-  return metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos;
 }
 
 // Starts `tessera train` on a long job in the background and waits until
@@ -182,19 +172,13 @@ std::unique_ptr<ChildProcess> StartLongJob(const std::string& run, std::vector<i
                                    "--epochs", "50", "--max-restarts", "0"};
   auto launcher = ChildProcess::Start("train", args, run + ".log");
   CHECK(launcher.ok());
-  for (int i = 0; i < 600 && !TrainingUnderWay(run); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", "epoch 1/50 starts")) << FileText(run + ".log");
   *children = ChildrenOf((*launcher)->pid());
   return std::move(launcher).value();
 }
 
-bool AllGone(const std::vector<int>& pids, int timeout_ms) {
-  for (int waited = 0; waited < timeout_ms; waited += 50) {
-    if (std::none_of(pids.begin(), pids.end(), IsRunning)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
+bool AllGone(const std::vector<int>& pids) {
+  return WaitUntil([&] { return std::none_of(pids.begin(), pids.end(), IsRunning); }, 30);
 }
 
 TEST_F(ClusterTest, CtrlCStopsEveryProcess) {
@@ -202,8 +186,8 @@ TEST_F(ClusterTest, CtrlCStopsEveryProcess) {
   auto launcher = StartLongJob(MakeTempDir("sigint") + "/run", &children);
   ASSERT_EQ(children.size(), 5u);  // scheduler, 2 servers, 2 workers
   kill(launcher->pid(), SIGINT);
-  EXPECT_EQ(launcher->Wait(20000), std::optional<int>(130));
-  EXPECT_TRUE(AllGone(children, 2000));
+  EXPECT_EQ(launcher->Wait(60000), std::optional<int>(130));
+  EXPECT_TRUE(AllGone(children));
 }
 
 TEST_F(ClusterTest, KilledLauncherTakesItsChildrenAlong) {
@@ -212,7 +196,7 @@ TEST_F(ClusterTest, KilledLauncherTakesItsChildrenAlong) {
   ASSERT_EQ(children.size(), 5u);
   kill(launcher->pid(), SIGKILL);
   launcher->Wait(5000);
-  EXPECT_TRUE(AllGone(children, 5000));
+  EXPECT_TRUE(AllGone(children));
 }
 
 // A lost worker does not end the job (nor roll it back): the scheduler
@@ -233,22 +217,16 @@ TEST_F(ClusterTest, LostWorkerDoesNotEndTheJob) {
     return text.ok() ? *text : std::string();
   };
   size_t lost_at = std::string::npos;
-  for (int i = 0; i < 400 && lost_at == std::string::npos; ++i) {
+  ASSERT_TRUE(WaitUntil([&] {
     lost_at = metrics().find("\"event\": \"worker_lost\"");
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_NE(lost_at, std::string::npos) << "the scheduler did not notice the lost worker";
-  // Training goes on after it.
-  bool progress_after = false;
-  for (int i = 0; i < 400 && !progress_after; ++i) {
-    progress_after = metrics().find("\"event\": \"progress\"", lost_at) != std::string::npos;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(progress_after);
+    return lost_at != std::string::npos;
+  })) << "the scheduler did not notice the lost worker";
+  // Training goes on after it (the job has 50 epochs: progress lines keep coming while it trains).
+  EXPECT_TRUE(WaitUntil([&] { return metrics().find("\"event\": \"progress\"", lost_at) != std::string::npos; }));
   EXPECT_FALSE(launcher->Poll().has_value()) << "the job ended";
   kill(launcher->pid(), SIGINT);
-  EXPECT_EQ(launcher->Wait(30000), std::optional<int>(130));
-  EXPECT_TRUE(AllGone(children, 2000));
+  EXPECT_EQ(launcher->Wait(60000), std::optional<int>(130));
+  EXPECT_TRUE(AllGone(children));
   auto log = ReadFileToString(run + ".log");
   ASSERT_TRUE(log.ok());
   EXPECT_NE(log->find("exited with code 137; the job goes on without it"), std::string::npos) << *log;
@@ -273,23 +251,14 @@ class HeartbeatTest : public ::testing::Test {
     std::ofstream(dir_ + "/spec.pbtxt") << text;
     scheduler_ = Start("scheduler", {"scheduler", "--spec", dir_ + "/spec.pbtxt", "--port", "0", "--host", "127.0.0.1",
                                      "--port-file", dir_ + "/port", "--run-dir", dir_ + "/run", "--epochs", "50"});
-    std::string port;
-    for (int i = 0; i < 500 && port.empty(); ++i) {
-      auto p = ReadFileToString(dir_ + "/port");
-      if (p.ok() && !p->empty() && p->back() == '\n') port = p->substr(0, p->size() - 1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    const std::string port = WaitForPortFile(dir_ + "/port");
     ASSERT_FALSE(port.empty());
     for (int i = 0; i < 2; ++i) nodes_.push_back(Start("server" + std::to_string(i), {"server", "--scheduler", "127.0.0.1:" + port}));
     for (int i = 0; i < 2; ++i) {
       nodes_.push_back(Start("worker" + std::to_string(i), {"worker", "--scheduler", "127.0.0.1:" + port, "--threads", "1"}));
     }
     // Training under way.
-    for (int i = 0; i < 600; ++i) {
-      auto metrics = ReadFileToString(dir_ + "/run/metrics.jsonl");
-      if (metrics.ok() && metrics->find("\"event\": \"progress\"") != std::string::npos) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    ASSERT_TRUE(WaitForText(scheduler_->log_path(), "epoch 1/50 starts"));
   }
   std::unique_ptr<ChildProcess> Start(const std::string& label, std::vector<std::string> args) {
     args.insert(args.begin(), TesseraBinary());
@@ -302,45 +271,32 @@ class HeartbeatTest : public ::testing::Test {
   std::vector<std::unique_ptr<ChildProcess>> nodes_;
 };
 
+// Each node notices by its heartbeats (the 1.5 s timeout; the other timeouts
+// a node could notice by are 120 s and name no heartbeat).
 TEST_F(HeartbeatTest, NodesStopWhenTheSchedulerDies) {
   kill(scheduler_->pid(), SIGKILL);
-  const auto killed = std::chrono::steady_clock::now();
   for (auto& n : nodes_) {
-    EXPECT_EQ(n->Wait(15000), std::optional<int>(1)) << n->label();
-    auto log = ReadFileToString(n->log_path());
-    EXPECT_NE(log->find("lost the scheduler"), std::string::npos) << n->label();
+    EXPECT_EQ(n->Wait(60000), std::optional<int>(1)) << n->label();
+    EXPECT_NE(FileText(n->log_path()).find("no answer to heartbeats"), std::string::npos) << n->label();
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(10));
 }
 
 // A lost worker is noticed within the timeout and the job goes on; a worker
 // started by hand takes its rank and joins.
 TEST_F(HeartbeatTest, TheSchedulerNoticesALostWorkerAndANewOneJoins) {
   kill(nodes_[3]->pid(), SIGKILL);  // worker 1 (or 0: ranks follow registration)
-  const auto killed = std::chrono::steady_clock::now();
-  auto log = [&]() {
-    auto text = ReadFileToString(scheduler_->log_path());
-    return text.ok() ? *text : std::string();
-  };
-  while (log().find("it is lost") == std::string::npos &&
-         std::chrono::steady_clock::now() - killed < std::chrono::seconds(15)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  auto log = [&]() { return FileText(scheduler_->log_path()); };
+  EXPECT_TRUE(WaitForText(scheduler_->log_path(), "it is lost")) << log();
+  // Noticed by its heartbeats (no launcher here tells the scheduler of an exit).
   EXPECT_NE(log().find("sent no heartbeat for"), std::string::npos) << log();
   EXPECT_NE(log().find("the job goes on with 1 workers"), std::string::npos) << log();
-  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(10));
   EXPECT_FALSE(scheduler_->Poll().has_value()) << "the job ended";
   auto port_text = ReadFileToString(dir_ + "/port");
   ASSERT_TRUE(port_text.ok() && !port_text->empty());
   std::string port = *port_text;
   port.pop_back();
   nodes_.push_back(Start("worker2", {"worker", "--scheduler", "127.0.0.1:" + port, "--threads", "1"}));
-  const auto started = std::chrono::steady_clock::now();
-  while (log().find("joins as rank") == std::string::npos &&
-         std::chrono::steady_clock::now() - started < std::chrono::seconds(15)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_NE(log().find("joins as rank"), std::string::npos) << log();
+  EXPECT_TRUE(WaitForText(scheduler_->log_path(), "joins as rank")) << log();
   for (int i = 0; i < 3; ++i) EXPECT_FALSE(nodes_[i]->Poll().has_value()) << nodes_[i]->label() << " stopped";
 }
 

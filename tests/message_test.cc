@@ -370,11 +370,7 @@ TEST(MessageTest, TransportLoopbackRoundTripReleasesOwner) {
   EXPECT_EQ(std::vector<float>(b, b + 2), (std::vector<float>{5, 6}));
 
   // Once ZeroMQ is done with the frames it drops its references to the owner.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (owner.use_count() > 1 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(owner.use_count(), 1);
+  EXPECT_TRUE(WaitUntil([&] { return owner.use_count() == 1; })) << owner.use_count();
 
   // And the router can answer the peer by its identity.
   proto::Header reply;

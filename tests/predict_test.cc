@@ -315,12 +315,9 @@ TEST_F(PredictTest, SigintStopsTheWorkersAndWritesNothing) {
   unsetenv("TESSERA_PREDICT_WORKER_FAULT");
   ASSERT_TRUE(child.ok()) << child.status().ToString();
   // Both workers hang; stop the parent once they run.
-  for (int i = 0; i < 300 && ChildrenOf((*child)->pid()).size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_EQ(ChildrenOf((*child)->pid()).size(), 2u);
+  ASSERT_TRUE(WaitUntil([&] { return ChildrenOf((*child)->pid()).size() == 2u; }));
   kill((*child)->pid(), SIGINT);
-  EXPECT_EQ((*child)->Wait(10000), std::optional<int>(130));
+  EXPECT_EQ((*child)->Wait(60000), std::optional<int>(130));
   const std::string log = ReadFileToString((*child)->log_path()).value();
   EXPECT_NE(log.find("tessera predict: stopped by signal 2; " + out + " not written"), std::string::npos) << log;
   EXPECT_EQ(Entries(dir), std::vector<std::string>{});

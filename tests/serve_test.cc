@@ -489,13 +489,13 @@ TEST_F(ServeTest, ANewVersionIsPickedUpWithoutAFailedRequest) {
   };
   std::vector<std::thread> clients;
   for (int i = 0; i < 2; ++i) clients.emplace_back(client_loop);
-  while (ok < 20) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const bool served = WaitUntil([&] { return ok >= 20; });
   // Copied in file by file, as cp -r would (the directory first, then its files).
-  fs::copy(staging, repo + "/fmnist/2", fs::copy_options::recursive);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (on_v2 < 20 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (served) fs::copy(staging, repo + "/fmnist/2", fs::copy_options::recursive);
+  WaitUntil([&] { return on_v2 >= 20 || !served; });
   stop = true;
   for (auto& t : clients) t.join();
+  ASSERT_TRUE(served) << failed << " requests failed, the first: " << first_failure;
   EXPECT_EQ(failed, 0) << first_failure;
   EXPECT_GE(on_v2, 20);
   EXPECT_EQ(wrong, 0);
@@ -509,12 +509,10 @@ TEST_F(ServeTest, ANewVersionIsPickedUpWithoutAFailedRequest) {
   ASSERT_TRUE(v1);
   EXPECT_EQ(v1->status, 200);
   fs::remove_all(repo + "/fmnist/1");
-  for (int i = 0; i < 100; ++i) {
+  WaitUntil([&] {
     auto gone = client->Post("/v2/models/fmnist/versions/1/infer", body, "application/json");
-    ASSERT_TRUE(gone);
-    if (gone->status == 404) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+    return !gone || gone->status == 404;
+  });
   auto after = client->Post("/v2/models/fmnist/versions/1/infer", body, "application/json");
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 404);
@@ -523,7 +521,9 @@ TEST_F(ServeTest, ANewVersionIsPickedUpWithoutAFailedRequest) {
 
 TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndAllRight) {
   const std::string repo = NewRepo();
-  Server server = StartServer({"--model-repo", repo, "--max-batch-delay-ms", "20", "--max-batch-size", "16"});
+  // A pass waits for a full batch (one request from each client) or 10 s: the
+  // clients' requests meet in a batch however slowly the machine runs them.
+  Server server = StartServer({"--model-repo", repo, "--max-batch-delay-ms", "10000", "--max-batch-size", "16"});
   ASSERT_GT(server.port, 0);
   constexpr int kThreads = 16, kRequests = 10, kImages = 32;
   std::vector<float> x, expected;

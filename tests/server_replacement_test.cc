@@ -65,12 +65,7 @@ class ServerReplacementTest : public ::testing::Test {
                                       "--port-file", port_file, "--run-dir", run};
     args.insert(args.end(), flags.begin(), flags.end());
     scheduler_ = Start("scheduler", args);
-    std::string port;
-    for (int i = 0; i < 1000 && port.empty(); ++i) {
-      auto text = ReadFileToString(port_file);
-      if (text.ok() && !text->empty() && text->back() == '\n') port = text->substr(0, text->size() - 1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    const std::string port = WaitForPortFile(port_file);
     CHECK(!port.empty()) << "the scheduler did not write its port";
     return "127.0.0.1:" + port;
   }
@@ -105,19 +100,18 @@ TEST_F(ServerReplacementTest, ALostServerIsReplacedAndTheJobEndsAsIfNothingHappe
   }
   // Lose a server once a checkpoint is in, well before the end (480 steps).
   int64_t committed = -1;
-  for (int i = 0; i < 6000 && committed < 20; ++i) {
+  ASSERT_TRUE(WaitUntil([&] {
     committed = LatestStep(run);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_GE(committed, 20) << "no checkpoint was committed";
+    return committed >= 20;
+  })) << "no checkpoint was committed";
   ASSERT_LT(committed, 400) << "the job was almost done before the loss";
   kill(servers[1]->pid(), SIGKILL);
   auto replacement = Start("server2", {"server", "--scheduler", address});
 
   EXPECT_EQ(scheduler_->Wait(240000), std::optional<int>(0));
-  EXPECT_EQ(servers[0]->Wait(20000), std::optional<int>(0));
-  EXPECT_EQ(replacement->Wait(20000), std::optional<int>(0));
-  for (auto& w : workers) EXPECT_EQ(w->Wait(20000), std::optional<int>(0)) << w->label();
+  EXPECT_EQ(servers[0]->Wait(60000), std::optional<int>(0));
+  EXPECT_EQ(replacement->Wait(60000), std::optional<int>(0));
+  for (auto& w : workers) EXPECT_EQ(w->Wait(60000), std::optional<int>(0)) << w->label();
 
   auto summary = ReadFileToString(run + "/summary.json");
   ASSERT_TRUE(summary.ok()) << "no summary.json";
@@ -142,10 +136,10 @@ TEST_F(ServerReplacementTest, WithoutRollbacksALostServerEndsTheJob) {
   for (int i = 0; i < 2; ++i) {
     nodes.push_back(Start("worker" + std::to_string(i), {"worker", "--scheduler", address, "--threads", "1"}));
   }
-  for (int i = 0; i < 6000 && LatestStep(run) < 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(WaitUntil([&] { return LatestStep(run) >= 0; })) << "no checkpoint was committed";
   kill(nodes[0]->pid(), SIGKILL);
   EXPECT_EQ(scheduler_->Wait(60000), std::optional<int>(1));
-  for (size_t i = 1; i < nodes.size(); ++i) EXPECT_TRUE(nodes[i]->Wait(20000).has_value()) << nodes[i]->label();
+  for (size_t i = 1; i < nodes.size(); ++i) EXPECT_TRUE(nodes[i]->Wait(60000).has_value()) << nodes[i]->label();
   auto log = ReadFileToString(dir_ + "/scheduler.log");
   ASSERT_TRUE(log.ok());
   // Noticed by its missing heartbeats, or by a message that finds no connection.
@@ -157,19 +151,13 @@ TEST_F(ServerReplacementTest, WithoutRollbacksALostServerEndsTheJob) {
 // job has formed: a worker's is ignored (its rank is not in use yet), a
 // server's ends the formation at once instead of at the register timeout.
 TEST_F(ServerReplacementTest, ANodeThatExitsBeforeTheJobFormsIsHandledAtOnce) {
-  const std::string address = StartScheduler(dir_ + "/run", {});
+  // A register timeout far beyond the waits below: only NODE_EXITED can end the formation.
+  const std::string address = StartScheduler(dir_ + "/run", {"--register-timeout", "3600"});
   // One server and one worker: the job (2 + 2) cannot start.
   auto server = Start("server0", {"server", "--scheduler", address});
   auto worker = Start("worker0", {"worker", "--scheduler", address, "--threads", "1"});
-  auto registered = [&](const std::string& what) {
-    for (int i = 0; i < 1000; ++i) {
-      if (FileText(dir_ + "/scheduler.log").find(what) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  };
-  ASSERT_TRUE(registered("SERVER 0 registered"));
-  ASSERT_TRUE(registered("WORKER 0 registered"));
+  ASSERT_TRUE(WaitForText(dir_ + "/scheduler.log", "SERVER 0 registered"));
+  ASSERT_TRUE(WaitForText(dir_ + "/scheduler.log", "WORKER 0 registered"));
   Transport transport;
   auto endpoint = NormalizeEndpoint(address);
   ASSERT_TRUE(endpoint.ok());
@@ -184,11 +172,13 @@ TEST_F(ServerReplacementTest, ANodeThatExitsBeforeTheJobFormsIsHandledAtOnce) {
   };
   kill(worker->pid(), SIGKILL);
   exited(*worker);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // The line it writes once it has handled the exit and carried on.
+  ASSERT_TRUE(WaitForText(dir_ + "/scheduler.log", "process " + std::to_string(worker->pid()) + " exited; it is no "
+                                                   "node taking part"));
   EXPECT_FALSE(scheduler_->Poll().has_value()) << "a worker's exit before the start ends nothing";
   kill(server->pid(), SIGKILL);
   exited(*server);
-  EXPECT_EQ(scheduler_->Wait(10000), std::optional<int>(1)) << "the register timeout is 120 s: it must not wait for it";
+  EXPECT_EQ(scheduler_->Wait(120000), std::optional<int>(1)) << "it must not wait for the register timeout";
   EXPECT_THAT(FileText(dir_ + "/scheduler.log"),
               HasSubstr("SERVER 0 (pid " + std::to_string(server->pid()) + ") exited with code 137: it is lost before "
                         "the job started"));

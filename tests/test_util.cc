@@ -191,6 +191,17 @@ bool WaitForText(const std::string& path, const std::string& text, int timeout_s
   return WaitUntil([&] { return FileText(path).find(text) != std::string::npos; }, timeout_s);
 }
 
+std::string WaitForPortFile(const std::string& path) {
+  std::string port;
+  WaitUntil([&] {
+    const std::string text = FileText(path);
+    if (text.empty() || text.back() != '\n') return false;
+    port = text.substr(0, text.size() - 1);
+    return true;
+  });
+  return port;
+}
+
 ServeProcess StartServe(const std::vector<std::string>& args) {
   ServeProcess serve;
   serve.log = MakeTempDir("serve-log") + "/serve.log";

@@ -82,6 +82,9 @@ bool WaitUntil(const std::function<bool()>& done, int timeout_s = 120);
 // Waits until the file at `path` contains `text`.
 bool WaitForText(const std::string& path, const std::string& text, int timeout_s = 120);
 
+// Waits for the port a scheduler writes to its --port-file (a line); "" when none came.
+std::string WaitForPortFile(const std::string& path);
+
 // A `tessera serve` child process and the port it listens on.
 struct ServeProcess {
   std::unique_ptr<ChildProcess> process;

@@ -62,34 +62,22 @@ class WorkerLossTest : public ::testing::Test {
   }
 
   // Starts `tessera train` with 3 workers, kills one worker once epoch
-  // `epoch` is under way, and waits for the job to end. Returns its exit code.
-  // With `or_at_its_start`, the end of the epoch before also counts: a fast
-  // job (ASP at batch 64 takes under a second an epoch on a quiet machine)
-  // may emit no progress line inside the epoch at all.
-  int RunAndKillAWorker(const std::string& run, const std::vector<std::string>& extra, int epoch, int* victim,
-                        bool or_at_its_start = false) {
+  // `epoch` has started, and waits for the job to end. Returns its exit code.
+  int RunAndKillAWorker(const std::string& run, const std::vector<std::string>& extra, int epoch, int* victim) {
     std::vector<std::string> args = {TesseraBinary(), "train", dir_ + "/spec.pbtxt", "--run-dir", run, "--workers", "3",
                                      "--epochs", "3", "--max-train-examples", std::to_string(kTrainExamples),
                                      "--max-test-examples", "2000", "--threads", "1", "--progress", "plain",
-                                     // Small batches: 1000 steps an epoch, so an epoch lasts well past the
-                                     // 0.5 s between progress lines that tell this test it is under way.
+                                     // Small batches: 1000 steps an epoch, far more than can pass
+                                     // between the epoch's start and the kill.
                                      "--batch-size", "8"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto launcher = ChildProcess::Start("train", args, run + ".log");
     EXPECT_TRUE(launcher.ok());
     if (!launcher.ok()) return -1;
-    // Mid-epoch: the first progress line of the epoch. Under BSP the epoch
+    // The line the scheduler writes as the epoch begins. Under BSP the epoch
     // cannot end before the loss is noticed (every step waits for the dead
     // worker's push until then), so the loss falls inside the epoch.
-    for (int i = 0; i < 2400; ++i) {
-      bool under_way = false;
-      for (const std::string& line : Events(run, "progress")) under_way |= JsonNumber(line, "epoch") == epoch;
-      if (or_at_its_start) {
-        for (const std::string& line : Events(run, "epoch")) under_way |= JsonNumber(line, "epoch") == epoch - 1;
-      }
-      if (under_way) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
+    EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", "epoch " + std::to_string(epoch) + "/3 starts"));
     *victim = -1;
     for (int pid : ChildrenOf((*launcher)->pid())) {
       if (*victim < 0 && CommandLine(pid).find(" worker ") != std::string::npos) *victim = pid;
@@ -195,8 +183,7 @@ TEST_F(WorkerLossTest, AspGoesOnWithoutAKilledWorker) {
   const std::string run = dir_ + "/asp";
   int victim = -1;
   // The spec's batch: ASP's stale gradients at batch 8 do not train at this learning rate.
-  EXPECT_EQ(RunAndKillAWorker(run, {"--consistency", "asp", "--batch-size", "64"}, 2, &victim, /*or_at_its_start=*/true),
-            0);
+  EXPECT_EQ(RunAndKillAWorker(run, {"--consistency", "asp", "--batch-size", "64"}, 2, &victim), 0);
   ExpectEveryExampleOncePerEpoch(run, /*inside=*/false);
 }
 

@@ -410,6 +410,18 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
 }
 
 Status KvShard::ArmSnapshot(int64_t step) {
+  if (consistency_ == proto::ASP) {
+    // ASP cuts come only between phases, with no push in flight: every slice
+    // is captured as it is. Its version counts the pushes it applied, and a
+    // worker lost in the middle of a push leaves the slices it reached one
+    // push ahead of the others (its gradient applied there); the cut labels
+    // them all with its step, as a resume from it sets them anyway.
+    armed_step_ = step;
+    captured_.clear();
+    for (const Slice& s : state_) captured_.push_back(SliceSnapshot{s.range, step, s.params, SharedFloats(s.state)});
+    captured_count_ = state_.size();
+    return OkStatus();
+  }
   if (MaxVersion() > step) {
     return FailedPreconditionError("a slice is already at step " + std::to_string(MaxVersion()) + ", past " +
                                    std::to_string(step));

@@ -79,7 +79,8 @@ class KvShard {
   // Arms a consistent cut at `step`: each slice is captured the moment it
   // reaches that version (at once if it is there already), so training goes
   // on while the cut forms. Replaces an armed cut. FailedPrecondition when
-  // some slice is already past `step`.
+  // some slice is already past `step`. Under ASP (whose cuts come between
+  // phases) every slice is captured at once as it is, labelled `step`.
   Status ArmSnapshot(int64_t step);
   // The armed step, if any, and whether every slice has been captured.
   std::optional<int64_t> armed_step() const { return armed_step_; }

@@ -299,6 +299,37 @@ TEST(KvShardTest, AspAppliesEveryPushAtOnce) {
   EXPECT_EQ(shard.params(), w2);
 }
 
+// A worker lost in the middle of an ASP push reached some slices only: they
+// are a push ahead of the others. A cut (between phases) takes every slice as
+// it is, labelled with the cut's step, instead of refusing or waiting.
+TEST(KvShardTest, AspCutTakesSlicesThatAPartialPushLeftAhead) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::ASP, 2);
+  const std::vector<KeyRange> first = {kRanges[0]};
+  ASSERT_OK(shard.AddPush(0, 0, 1, kRanges, Frames(RandomGrad(1))).status());
+  ASSERT_OK(shard.AddPush(1, 0, 1, first, Frames(RandomGrad(2, first[0].size()), first)).status());
+  EXPECT_EQ(shard.MaxVersion(), 2);
+  const std::vector<float> params = shard.params();
+  ASSERT_OK(shard.ArmSnapshot(1));
+  ASSERT_TRUE(shard.SnapshotReady());
+  const std::vector<SliceSnapshot> cut = shard.TakeSnapshot();
+  ASSERT_EQ(cut.size(), 2u);
+  std::vector<float> captured;
+  for (const SliceSnapshot& s : cut) {
+    EXPECT_EQ(s.version, 1);
+    captured.insert(captured.end(), s.params->begin(), s.params->end());
+  }
+  EXPECT_TRUE(BitwiseEqual(captured, params)) << "the partial push is part of the cut";
+}
+
+TEST(KvShardTest, BspCutRefusesASlicePastIt) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 1);
+  ASSERT_OK(shard.AddPush(0, 0, 1, kRanges, Frames(RandomGrad(1))).status());
+  ASSERT_OK(shard.AddPush(0, 1, 1, kRanges, Frames(RandomGrad(2))).status());
+  EXPECT_EQ(shard.ArmSnapshot(1).code(), StatusCode::kFailedPrecondition);
+}
+
 TEST(KvShardTest, AdamStateIsKeptPerKeyAcrossRanges) {
   proto::OptimizerSpec spec;
   spec.set_type(proto::OptimizerSpec::ADAM);

@@ -8,18 +8,15 @@
 #include <random>
 
 #include "core/checkpoint_manifest.h"
-#include "core/dataset.h"
 #include "core/file_util.h"
-#include "core/idx_reader.h"
 #include "core/json.h"
 #include "core/spec.h"
-#include "models/model.h"
+#include "scheduler/resume_point.h"
 
 namespace tessera {
 namespace {
 
 constexpr auto kMetricsInterval = std::chrono::milliseconds(500);
-constexpr int kNumClasses = kImageDatasetClasses;
 
 double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -34,34 +31,19 @@ Scheduler::~Scheduler() {
 }
 
 Status Scheduler::Prepare() {
-  RETURN_IF_ERROR(ValidateJobSpec(options_.spec));
-  const proto::DataSpec& data = options_.spec.data();
-  ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
-  ASSIGN_OR_RETURN(int64_t test, CountExamples(DataPath(data, data.test_images()), DataPath(data, data.test_labels())));
-  train_examples_ = data.max_train_examples() > 0 ? std::min(train, data.max_train_examples()) : train;
-  test_examples_ = data.max_test_examples() > 0 ? std::min(test, data.max_test_examples()) : test;
-  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(data, data.train_images())));
-  ASSIGN_OR_RETURN(auto model, Model::Create(options_.spec.model(), ExampleShape(dims), kNumClasses));
-  for (const TensorInfo& t : model->tensors()) {
-    proto::TensorMeta meta;
-    meta.set_name(t.name);
-    for (int64_t d : t.shape) meta.add_shape(d);
-    meta.set_offset(t.offset);
-    meta.set_size(t.size);
-    meta.set_init_bound(t.init_bound);
-    meta.set_init_value(t.init_value);
-    meta.set_trainable(t.trainable);
-    tensors_.push_back(meta);
+  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));
+  if (!options_.resume_from.empty()) {
+    ASSIGN_OR_RETURN(ResumePoint point, LoadResumePoint(options_.resume_from, options_.spec, shape_));
+    start_epoch_ = point.start_epoch;
+    start_skip_steps_ = point.skip_steps;
+    evaluate_only_ = point.evaluate_only;
+    global_step_ = resumed_from_step_ = point.step;
+    restore_ = std::move(point.restore);
+    LOG(INFO) << "resuming from " << restore_->dir() << ": step " << point.step << ", epoch " << start_epoch_ + 1;
   }
-  num_keys_ = model->num_keys();
-  server_ranges_ = PlanServerSlices(model->tensors(), options_.spec.cluster().servers());
-  if (train_examples_ < 1 || test_examples_ < 1) {
-    return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(train_examples_) +
-                                " and " + std::to_string(test_examples_));
-  }
-  if (!options_.resume_from.empty()) RETURN_IF_ERROR(LoadResumePoint());
-  LOG(INFO) << "job " << options_.spec.name() << ": " << model->tensors().size() << " tensors, " << num_keys_
-            << " parameters, " << train_examples_ << " training and " << test_examples_ << " test examples";
+  LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
+            << " parameters, " << shape_.train_examples << " training and " << shape_.test_examples
+            << " test examples";
   return OkStatus();
 }
 
@@ -522,12 +504,12 @@ Status Scheduler::SendMap(const Node& node) {
   map->set_rank(node.rank);
   *map->mutable_spec() = options_.spec;
   map->set_num_workers(options_.spec.cluster().workers());
-  map->set_num_keys(num_keys_);
-  map->set_train_examples(train_examples_);
-  map->set_test_examples(test_examples_);
+  map->set_num_keys(shape_.num_keys);
+  map->set_train_examples(shape_.train_examples);
+  map->set_test_examples(shape_.test_examples);
   if (node.role == proto::SERVER && restore_.has_value()) *map->mutable_restore() = *restore_;
   LeaseBook plan;  // servers' learning-rate schedules count epochs in these steps (ASP: pushes)
-  plan.StartTraining(0, train_examples_, options_.spec.data().shards_per_worker() * map->num_workers(),
+  plan.StartTraining(0, shape_.train_examples, options_.spec.data().shards_per_worker() * map->num_workers(),
                      map->num_workers(), options_.spec.consistency() == proto::BSP);
   map->set_steps_per_epoch(plan.StepsPerWorker(options_.spec.batch_size()));
   // Resumed with other workers, the schedule goes on from the epoch, not the step.
@@ -537,12 +519,12 @@ Status Scheduler::SendMap(const Node& node) {
     steps_per_epoch_ = map->steps_per_epoch();
     server_schedule_offset_ = wanted_schedule_offset_ = map->schedule_step_offset();
   }
-  for (const proto::TensorMeta& t : tensors_) *map->add_tensors() = t;
+  for (const proto::TensorMeta& t : shape_.tensors) *map->add_tensors() = t;
   for (size_t s = 0; s < server_peers_.size(); ++s) {
     proto::ServerInfo* info = map->add_servers();
     info->set_rank(static_cast<int>(s));
     info->set_address(nodes_[server_peers_[s]].address);
-    for (const KeyRange& r : server_ranges_[s]) {
+    for (const KeyRange& r : shape_.server_ranges[s]) {
       proto::KeyRange* out = info->add_ranges();
       out->set_begin(r.begin);
       out->set_end(r.end);
@@ -579,71 +561,6 @@ Status Scheduler::MaybeStartJob() {
     return StartEvaluation(epoch_);
   }
   return StartTraining(start_epoch_, start_skip_steps_);
-}
-
-Status Scheduler::LoadResumePoint() {
-  // Servers open the parts by this path: make it absolute, as their working directories may differ.
-  std::error_code ec;
-  const std::string dir = std::filesystem::absolute(options_.resume_from, ec).lexically_normal().string();
-  ASSIGN_OR_RETURN(proto::CheckpointManifest m, ReadManifest(dir));
-  RETURN_IF_ERROR(VerifyCheckpoint(dir, m));
-  // The model must be the one the checkpoint holds.
-  if (m.num_keys() != num_keys_ || m.tensors_size() != static_cast<int>(tensors_.size())) {
-    return InvalidArgumentError("checkpoint " + dir + " holds a model of " + std::to_string(m.tensors_size()) +
-                                " tensors and " + std::to_string(m.num_keys()) + " parameters; the spec's has " +
-                                std::to_string(tensors_.size()) + " and " + std::to_string(num_keys_));
-  }
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    const proto::TensorMeta& a = m.tensors(static_cast<int>(i));
-    const proto::TensorMeta& b = tensors_[i];
-    if (a.name() != b.name() || a.offset() != b.offset() || a.size() != b.size() ||
-        !std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end())) {
-      return InvalidArgumentError("checkpoint " + dir + " holds tensor " + a.name() + " of another shape than the spec's " +
-                                  b.name());
-    }
-  }
-  if (m.cursor().seed() != options_.spec.seed()) {
-    return InvalidArgumentError("checkpoint " + dir + " was trained with seed " + std::to_string(m.cursor().seed()) +
-                                "; the spec says " + std::to_string(options_.spec.seed()));
-  }
-  if (m.spec().optimizer().type() != options_.spec.optimizer().type()) {
-    return InvalidArgumentError("checkpoint " + dir + " holds " + m.optimizer() + " state; the spec asks for " +
-                                proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
-  }
-  if (m.cursor().steps_into_epoch() != 0 &&
-      (options_.spec.consistency() != proto::BSP || m.spec().cluster().workers() != options_.spec.cluster().workers() ||
-       m.spec().batch_size() != options_.spec.batch_size())) {
-    // The rest of that epoch is defined by the BSP data plan of the same workers and batch.
-    return InvalidArgumentError("checkpoint " + dir + " was cut inside epoch " +
-                                std::to_string(m.cursor().epoch() + 1) + "; resume it under BSP with its " +
-                                std::to_string(m.spec().cluster().workers()) + " workers and batch size " +
-                                std::to_string(m.spec().batch_size()) + " (or from an epoch-end checkpoint)");
-  }
-  start_epoch_ = m.cursor().epoch();
-  start_skip_steps_ = m.cursor().steps_into_epoch();
-  if (start_epoch_ > options_.spec.epochs() ||
-      (start_epoch_ == options_.spec.epochs() && start_skip_steps_ > 0)) {
-    return InvalidArgumentError("checkpoint " + dir + " is after epoch " + std::to_string(start_epoch_) +
-                                " of " + std::to_string(options_.spec.epochs()) + ": resume with --epochs > " +
-                                std::to_string(start_epoch_));
-  }
-  // Training was complete (the job was lost during its final evaluation):
-  // the resumed job only evaluates.
-  evaluate_only_ = start_epoch_ == options_.spec.epochs();
-  global_step_ = m.step();
-  resumed_from_step_ = m.step();
-  proto::Restore restore;
-  restore.set_dir(dir);
-  restore.set_step(m.step());
-  restore.set_state_per_param(m.state_per_param());
-  for (const proto::ServerPart& part : m.servers()) {
-    proto::RestorePart* out = restore.add_parts();
-    out->set_dir(part.dir());
-    *out->mutable_ranges() = part.ranges();
-  }
-  restore_ = std::move(restore);
-  LOG(INFO) << "resuming from " << dir << ": step " << m.step() << ", epoch " << start_epoch_ + 1;
-  return OkStatus();
 }
 
 Status Scheduler::AbandonLaterCheckpoints() {
@@ -902,8 +819,8 @@ Status Scheduler::CommitPendingCheckpoint() {
   m.mutable_cursor()->set_seed(options_.spec.seed());
   m.mutable_cursor()->set_epoch(p.epochs_done);
   m.mutable_cursor()->set_steps_into_epoch(p.steps_into_epoch);
-  for (const proto::TensorMeta& t : tensors_) *m.add_tensors() = t;
-  m.set_num_keys(num_keys_);
+  for (const proto::TensorMeta& t : shape_.tensors) *m.add_tensors() = t;
+  m.set_num_keys(shape_.num_keys);
   int64_t bytes = 0;
   double slowest = 0;
   for (size_t s = 0; s < p.parts.size(); ++s) {
@@ -911,7 +828,7 @@ Status Scheduler::CommitPendingCheckpoint() {
     proto::ServerPart* part = m.add_servers();
     part->set_rank(static_cast<int>(s));
     part->set_dir(done.dir());
-    for (const KeyRange& r : server_ranges_[s]) {
+    for (const KeyRange& r : shape_.server_ranges[s]) {
       proto::KeyRange* out = part->add_ranges();
       out->set_begin(r.begin);
       out->set_end(r.end);
@@ -924,7 +841,7 @@ Status Scheduler::CommitPendingCheckpoint() {
   m.set_params_sha256(p.params_sha256);
   m.set_optimizer(proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
   m.set_created_unix_seconds(static_cast<int64_t>(std::time(nullptr)));
-  m.set_examples_per_epoch(train_examples_);
+  m.set_examples_per_epoch(shape_.train_examples);
   Status written = WriteManifest(p.dir, m);
   if (!written.ok()) {
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();
@@ -986,7 +903,7 @@ Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
   const int workers = spec.cluster().workers();
   const bool bsp = spec.consistency() == proto::BSP;
   const std::vector<int> live = LiveWorkers();
-  leases_.StartTraining(epoch, train_examples_, spec.data().shards_per_worker() * workers, live, bsp);
+  leases_.StartTraining(epoch, shape_.train_examples, spec.data().shards_per_worker() * workers, live, bsp);
   epoch_ = epoch;
   in_test_ = false;
   phase_loss_ = phase_correct_ = 0;
@@ -1048,7 +965,7 @@ Status Scheduler::BeginEvaluation(int epoch) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
   // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
-  leases_.StartTest(epoch, test_examples_, std::max(1, workers * spec.data().shards_per_worker()), LiveWorkers(),
+  leases_.StartTest(epoch, shape_.test_examples, std::max(1, workers * spec.data().shards_per_worker()), LiveWorkers(),
                     spec.consistency() == proto::BSP);
   epoch_ = epoch;
   in_test_ = true;
@@ -1139,10 +1056,10 @@ Status Scheduler::FinishTrainingEpoch() {
   last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
   const int64_t counted = trained + phase_skipped_;
   examples_by_epoch_.push_back(counted);
-  if (counted != train_examples_) {
+  if (counted != shape_.train_examples) {
     return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(trained) +
                          " examples (" + std::to_string(phase_skipped_) + " done before resuming), expected " +
-                         std::to_string(train_examples_));
+                         std::to_string(shape_.train_examples));
   }
   JsonObject line;
   line.Add("event", "epoch")
@@ -1183,9 +1100,9 @@ Status Scheduler::FinishEvaluation() {
       .Add("examples", phase_examples_);
   RecordMetrics(line.ToString());
   LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << test_accuracy_ << " (" << phase_examples_ << " examples)";
-  if (phase_examples_ != test_examples_) {
+  if (phase_examples_ != shape_.test_examples) {
     return InternalError("evaluation saw " + std::to_string(phase_examples_) + " examples, expected " +
-                         std::to_string(test_examples_));
+                         std::to_string(shape_.test_examples));
   }
   if (last_epoch) {
     finished_ = true;  // done once the final checkpoint, if any, has committed
@@ -1217,7 +1134,7 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
   if (now - window_start_ < kMetricsInterval) return OkStatus();
   const double window = Seconds(now - window_start_);
   const int epochs = options_.spec.epochs();
-  const double done = (static_cast<double>(epoch_) + static_cast<double>(epoch_examples_seen_) / train_examples_) / epochs;
+  const double done = (static_cast<double>(epoch_) + static_cast<double>(epoch_examples_seen_) / shape_.train_examples) / epochs;
   const double elapsed_training = train_seconds_ + Seconds(now - phase_start_);
   JsonObject line;
   line.Add("event", "progress")
@@ -1309,7 +1226,7 @@ Status Scheduler::WriteSummary() {
       .Add("train_loss", last_train_loss_)
       .Add("steps", global_step_)
       .Add("epochs", spec.epochs())
-      .Add("examples_per_epoch", train_examples_)
+      .Add("examples_per_epoch", shape_.train_examples)
       .Add("examples_by_epoch", examples_by_epoch_)
       .Add("samples_per_sec", SteadySamplesPerSec())
       .Add("first_epoch_samples_per_sec", first_epoch_seconds_ > 0 ? first_epoch_examples_ / first_epoch_seconds_ : 0.0)
@@ -1325,7 +1242,7 @@ Status Scheduler::WriteSummary() {
       .Add("servers", spec.cluster().servers())
       .Add("workers", spec.cluster().workers())
       .Add("consistency", proto::Consistency_Name(spec.consistency()))
-      .Add("num_parameters", static_cast<int64_t>(num_keys_))
+      .Add("num_parameters", static_cast<int64_t>(shape_.num_keys))
       .Add("params_sha256", params_sha256_)
       .Add("resumed_from_step", resumed_from_step_)
       .Add("workers_lost", workers_lost_)

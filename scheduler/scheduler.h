@@ -24,6 +24,7 @@
 #include "core/transport.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/job_shape.h"
 #include "scheduler/lease_book.h"
 
 namespace tessera {
@@ -157,7 +158,6 @@ class Scheduler {
   Status CommitCheckpoint();
   Status CommitPendingCheckpoint();
   Status StartDeferredCheckpoint();
-  Status LoadResumePoint();
   // Resumed within its own run directory: deletes the checkpoints past the
   // resume point and points `latest` at it. Runs when every server has
   // registered (MaybeStartJob), so no write of a rolled-back run is still going.
@@ -176,11 +176,7 @@ class Scheduler {
   uint64_t job_id_ = 0;
   Clock::time_point start_time_;
 
-  // The job's shape, from Prepare().
-  int64_t train_examples_ = 0, test_examples_ = 0;
-  std::vector<proto::TensorMeta> tensors_;
-  uint64_t num_keys_ = 0;
-  std::vector<std::vector<KeyRange>> server_ranges_;
+  JobShape shape_;  // from Prepare()
 
   std::map<std::string, Node> nodes_;  // by peer identity
   std::vector<std::string> server_peers_, worker_peers_;  // by rank; a lost worker's rank is "" until taken again

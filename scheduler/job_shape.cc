@@ -1,0 +1,60 @@
+#include "scheduler/job_shape.h"
+
+#include <algorithm>
+
+#include "core/dataset.h"
+#include "core/idx_reader.h"
+#include "core/spec.h"
+#include "models/model.h"
+
+namespace tessera {
+
+StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  const proto::DataSpec& data = spec.data();
+  ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
+  ASSIGN_OR_RETURN(int64_t test, CountExamples(DataPath(data, data.test_images()), DataPath(data, data.test_labels())));
+  JobShape shape;
+  shape.train_examples = data.max_train_examples() > 0 ? std::min(train, data.max_train_examples()) : train;
+  shape.test_examples = data.max_test_examples() > 0 ? std::min(test, data.max_test_examples()) : test;
+  if (shape.train_examples < 1 || shape.test_examples < 1) {
+    return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(shape.train_examples) +
+                                " and " + std::to_string(shape.test_examples));
+  }
+  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(data, data.train_images())));
+  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), ExampleShape(dims), kImageDatasetClasses));
+  for (const TensorInfo& t : model->tensors()) {
+    proto::TensorMeta meta;
+    meta.set_name(t.name);
+    for (int64_t d : t.shape) meta.add_shape(d);
+    meta.set_offset(t.offset);
+    meta.set_size(t.size);
+    meta.set_init_bound(t.init_bound);
+    meta.set_init_value(t.init_value);
+    meta.set_trainable(t.trainable);
+    shape.tensors.push_back(meta);
+  }
+  shape.num_keys = model->num_keys();
+  shape.server_ranges = PlanServerSlices(model->tensors(), spec.cluster().servers());
+  return shape;
+}
+
+Status CheckSameModel(const JobShape& shape, const proto::CheckpointManifest& m, const std::string& dir) {
+  if (m.num_keys() != shape.num_keys || m.tensors_size() != static_cast<int>(shape.tensors.size())) {
+    return InvalidArgumentError("checkpoint " + dir + " holds a model of " + std::to_string(m.tensors_size()) +
+                                " tensors and " + std::to_string(m.num_keys()) + " parameters; the spec's has " +
+                                std::to_string(shape.tensors.size()) + " and " + std::to_string(shape.num_keys));
+  }
+  for (size_t i = 0; i < shape.tensors.size(); ++i) {
+    const proto::TensorMeta& a = m.tensors(static_cast<int>(i));
+    const proto::TensorMeta& b = shape.tensors[i];
+    if (a.name() != b.name() || a.offset() != b.offset() || a.size() != b.size() ||
+        !std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end())) {
+      return InvalidArgumentError("checkpoint " + dir + " holds tensor " + a.name() + " of another shape than the spec's " +
+                                  b.name());
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace tessera

@@ -1,0 +1,41 @@
+// The shape of a job: what the scheduler derives from the spec and the data
+// files' headers before any node registers — how many examples there are,
+// the model's tensors, and the key ranges each server holds. The cluster map
+// carries it to every node.
+#ifndef TESSERA_SCHEDULER_JOB_SHAPE_H_
+#define TESSERA_SCHEDULER_JOB_SHAPE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/key_range.h"
+#include "core/status.h"
+#include "proto/checkpoint.pb.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+
+namespace tessera {
+
+struct JobShape {
+  // After data.max_train_examples / max_test_examples; both >= 1.
+  int64_t train_examples = 0, test_examples = 0;
+  std::vector<proto::TensorMeta> tensors;  // in key order
+  uint64_t num_keys = 0;
+  std::vector<std::vector<KeyRange>> server_ranges;  // by server rank
+};
+
+// Validates `spec`, counts the examples in its data files and builds its
+// model (on no device) to learn the tensors. InvalidArgument for a bad spec
+// or a job without training or test examples; the data reader's error
+// (NotFound, DataLoss, ...) for a missing or damaged file.
+StatusOr<JobShape> PlanJob(const proto::JobSpec& spec);
+
+// OK when checkpoint `m` (read from `dir`) holds the model of `shape`: the
+// same tensors, shapes and key offsets. InvalidArgument naming the first
+// difference otherwise.
+Status CheckSameModel(const JobShape& shape, const proto::CheckpointManifest& m, const std::string& dir);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SCHEDULER_JOB_SHAPE_H_

@@ -1,0 +1,57 @@
+#include "scheduler/resume_point.h"
+
+#include <filesystem>
+
+#include "core/checkpoint_manifest.h"
+
+namespace tessera {
+
+StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto::JobSpec& spec,
+                                      const JobShape& shape) {
+  // Servers open the parts by this path: make it absolute, as their working directories may differ.
+  std::error_code ec;
+  const std::string dir = std::filesystem::absolute(checkpoint, ec).lexically_normal().string();
+  ASSIGN_OR_RETURN(proto::CheckpointManifest m, ReadManifest(dir));
+  RETURN_IF_ERROR(VerifyCheckpoint(dir, m));
+  RETURN_IF_ERROR(CheckSameModel(shape, m, dir));
+  if (m.cursor().seed() != spec.seed()) {
+    return InvalidArgumentError("checkpoint " + dir + " was trained with seed " + std::to_string(m.cursor().seed()) +
+                                "; the spec says " + std::to_string(spec.seed()));
+  }
+  if (m.spec().optimizer().type() != spec.optimizer().type()) {
+    return InvalidArgumentError("checkpoint " + dir + " holds " + m.optimizer() + " state; the spec asks for " +
+                                proto::OptimizerSpec::Type_Name(spec.optimizer().type()));
+  }
+  if (m.cursor().steps_into_epoch() != 0 &&
+      (spec.consistency() != proto::BSP || m.spec().cluster().workers() != spec.cluster().workers() ||
+       m.spec().batch_size() != spec.batch_size())) {
+    // The rest of that epoch is defined by the BSP data plan of the same workers and batch.
+    return InvalidArgumentError("checkpoint " + dir + " was cut inside epoch " +
+                                std::to_string(m.cursor().epoch() + 1) + "; resume it under BSP with its " +
+                                std::to_string(m.spec().cluster().workers()) + " workers and batch size " +
+                                std::to_string(m.spec().batch_size()) + " (or from an epoch-end checkpoint)");
+  }
+  ResumePoint point;
+  point.start_epoch = m.cursor().epoch();
+  point.skip_steps = m.cursor().steps_into_epoch();
+  if (point.start_epoch > spec.epochs() || (point.start_epoch == spec.epochs() && point.skip_steps > 0)) {
+    return InvalidArgumentError("checkpoint " + dir + " is after epoch " + std::to_string(point.start_epoch) + " of " +
+                                std::to_string(spec.epochs()) + ": resume with --epochs > " +
+                                std::to_string(point.start_epoch));
+  }
+  // Training was complete (the job was lost during its final evaluation):
+  // the resumed job only evaluates.
+  point.evaluate_only = point.start_epoch == spec.epochs();
+  point.step = m.step();
+  point.restore.set_dir(dir);
+  point.restore.set_step(m.step());
+  point.restore.set_state_per_param(m.state_per_param());
+  for (const proto::ServerPart& part : m.servers()) {
+    proto::RestorePart* out = point.restore.add_parts();
+    out->set_dir(part.dir());
+    *out->mutable_ranges() = part.ranges();
+  }
+  return point;
+}
+
+}  // namespace tessera

@@ -26,9 +26,7 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
                      std::unique_ptr<Socket> socket)
     : transport_(transport), options_(std::move(options)), stop_(stop), socket_(std::move(socket)) {}
 
-Scheduler::~Scheduler() {
-  if (metrics_ != nullptr) fclose(metrics_);
-}
+Scheduler::~Scheduler() = default;
 
 Status Scheduler::Prepare() {
   ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));
@@ -59,10 +57,7 @@ Status Scheduler::Run() {
   const std::string endpoint = socket_->endpoint();
   const std::string port = endpoint.substr(endpoint.rfind(':') + 1);
   LOG(INFO) << "scheduler listening on " << endpoint;
-  if (!options_.run_dir.empty()) {
-    metrics_ = fopen((options_.run_dir + "/metrics.jsonl").c_str(), "a");
-    if (metrics_ == nullptr) return UnavailableError("cannot open " + options_.run_dir + "/metrics.jsonl");
-  }
+  RETURN_IF_ERROR(metrics_.Open(options_.run_dir));
   if (!options_.port_file.empty()) RETURN_IF_ERROR(WriteFileAtomic(options_.port_file, port + "\n"));
 
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
@@ -238,7 +233,7 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   }
   JsonObject line;
   line.Add("event", "rollback").Add("reason", what).Add("step", latest_step_).Add("epoch", epoch_ + 1);
-  RecordMetrics(line.ToString());
+  metrics_.Record(line);
   proto::Header h;
   h.set_op(proto::ROLLBACK);
   h.set_job_id(job_id_);
@@ -297,7 +292,7 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
   }
   const int r = node.rank;
   worker_peers_[r].clear();
-  ++workers_lost_;
+  ++results_.workers_lost;
   const bool in_part = phase_running_ && participants_[r] && !phase_reports_[r].has_value();
   LOG(WARNING) << "worker " << r << " (pid " << node.pid << ") " << why << "; the job goes on with "
                << LiveWorkers().size() << " workers"
@@ -312,7 +307,7 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
       .Add("step", latest_step_)
       .Add("workers", static_cast<int64_t>(LiveWorkers().size()))
       .Add("reason", why);
-  RecordMetrics(line.ToString());
+  metrics_.Record(line);
   if (LiveWorkers().empty()) no_workers_since_ = Clock::now();
   if (in_part) {
     lost_in_phase_[r] = true;
@@ -421,11 +416,11 @@ Status Scheduler::AssignStandby() {
     node.rank = static_cast<int>(free - worker_peers_.begin());
     node.last_heartbeat = Clock::now();  // it beats once it has the map
     *free = peer;
-    ++workers_joined_;
+    ++results_.workers_joined;
     LOG(INFO) << "worker (pid " << node.pid << ") joins as rank " << node.rank << "; it takes part from the next phase";
     JsonObject line;
     line.Add("event", "worker_joined").Add("rank", node.rank).Add("pid", node.pid).Add("epoch", epoch_ + 1);
-    RecordMetrics(line.ToString());
+    metrics_.Record(line);
     RETURN_IF_ERROR(SendMap(node));
   }
   return MaybeRunPendingStart();
@@ -622,7 +617,7 @@ Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_ep
   p.epochs_done = cursor_epoch;
   p.steps_into_epoch = steps_into_epoch;
   p.params_sha256 = options_.spec.consistency() == proto::BSP && steps_into_epoch == 0 && step == global_step_
-                        ? params_sha256_
+                        ? results_.params_sha256
                         : "";  // worker 0 reports the digest at epoch ends only
   p.then = std::move(then);
   p.start = Clock::now();
@@ -861,7 +856,7 @@ Status Scheduler::CommitPendingCheckpoint() {
       .Add("bytes", bytes)
       .Add("seconds", seconds)
       .Add("server_write_seconds", slowest);
-  RecordMetrics(line.ToString());
+  metrics_.Record(line);
   LOG(INFO) << "checkpoint " << p.name << " committed: " << bytes << " bytes in " << seconds << " s";
   if (stopping_) stop_note_ = "checkpoint " + p.dir + " committed";
   return OkStatus();
@@ -1011,19 +1006,12 @@ Status Scheduler::FinishPart() {
     phase_examples_ += report->examples();
     phase_skipped_ += report->skipped_examples();
     part_worker_steps_ += report->steps();
-    compute_seconds_ += report->compute_seconds();
-    communication_seconds_ += report->communication_seconds();
-    push_seconds_ += report->push_seconds();
-    if (!in_test_) {
-      push_bytes_ += report->push_bytes();
-      pull_bytes_ += report->pull_bytes();
-      pushing_steps_ += report->pushed_steps();
-    }
+    results_.AddWorkerReport(*report, /*training=*/!in_test_);
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).
   const std::optional<proto::PhaseDone>& reporter = phase_reports_[reporter_rank_];
   const std::string digest = reporter.has_value() ? reporter->params_sha256() : "";
-  if (!in_test_ || !digest.empty()) params_sha256_ = digest;
+  if (!in_test_ || !digest.empty()) results_.params_sha256 = digest;
   if (!in_test_) {
     const proto::JobSpec& spec = options_.spec;
     global_step_ = spec.consistency() == proto::BSP ? phase_first_step_ + phase_steps_ : global_step_ + part_worker_steps_;
@@ -1047,15 +1035,10 @@ Status Scheduler::FinishTrainingEpoch() {
   const bool last_epoch = epoch_ + 1 == spec.epochs();
   const double seconds = Seconds(Clock::now() - phase_start_);
   const int64_t trained = phase_examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
-  train_seconds_ += seconds;
-  trained_examples_ += trained;
-  if (epochs_timed_++ == 0) {
-    first_epoch_seconds_ = seconds;
-    first_epoch_examples_ = trained;
-  }
-  last_train_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
+  results_.AddEpoch(seconds, trained);
+  results_.last_train_loss = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
   const int64_t counted = trained + phase_skipped_;
-  examples_by_epoch_.push_back(counted);
+  results_.examples_by_epoch.push_back(counted);
   if (counted != shape_.train_examples) {
     return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(trained) +
                          " examples (" + std::to_string(phase_skipped_) + " done before resuming), expected " +
@@ -1066,7 +1049,7 @@ Status Scheduler::FinishTrainingEpoch() {
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec.epochs())
       .Add("step", global_step_)
-      .Add("train_loss", last_train_loss_)
+      .Add("train_loss", results_.last_train_loss)
       .Add("examples", trained)
       .Add("samples_per_sec", trained / seconds)
       .Add("epoch_seconds", seconds);
@@ -1074,8 +1057,8 @@ Status Scheduler::FinishTrainingEpoch() {
   if (phase_part_ > 0 || epoch_lost_examples_ > 0) {
     line.Add("parts", phase_part_ + 1).Add("examples_of_lost_workers", epoch_lost_examples_);
   }
-  RecordMetrics(line.ToString());
-  LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << last_train_loss_ << ", " << trained / seconds
+  metrics_.Record(line);
+  LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << results_.last_train_loss << ", " << trained / seconds
             << " samples/s, " << counted << " examples";
   const int epoch = epoch_;
   auto next = [this, epoch, last_epoch]() -> Status {
@@ -1089,17 +1072,17 @@ Status Scheduler::FinishTrainingEpoch() {
 Status Scheduler::FinishEvaluation() {
   const proto::JobSpec& spec = options_.spec;
   const bool last_epoch = epoch_ + 1 == spec.epochs();
-  test_accuracy_ = phase_examples_ > 0 ? phase_correct_ / phase_examples_ : 0;
-  test_loss_ = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
+  results_.test_accuracy = phase_examples_ > 0 ? phase_correct_ / phase_examples_ : 0;
+  results_.test_loss = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
   JsonObject line;
   line.Add("event", "eval")
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec.epochs())
-      .Add("test_accuracy", test_accuracy_)
-      .Add("test_loss", test_loss_)
+      .Add("test_accuracy", results_.test_accuracy)
+      .Add("test_loss", results_.test_loss)
       .Add("examples", phase_examples_);
-  RecordMetrics(line.ToString());
-  LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << test_accuracy_ << " (" << phase_examples_ << " examples)";
+  metrics_.Record(line);
+  LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << results_.test_accuracy << " (" << phase_examples_ << " examples)";
   if (phase_examples_ != shape_.test_examples) {
     return InternalError("evaluation saw " + std::to_string(phase_examples_) + " examples, expected " +
                          std::to_string(shape_.test_examples));
@@ -1135,7 +1118,7 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
   const double window = Seconds(now - window_start_);
   const int epochs = options_.spec.epochs();
   const double done = (static_cast<double>(epoch_) + static_cast<double>(epoch_examples_seen_) / shape_.train_examples) / epochs;
-  const double elapsed_training = train_seconds_ + Seconds(now - phase_start_);
+  const double elapsed_training = results_.train_seconds + Seconds(now - phase_start_);
   JsonObject line;
   line.Add("event", "progress")
       .Add("epoch", epoch_ + 1)
@@ -1146,7 +1129,7 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
       .Add("fraction", done)
       .Add("eta_seconds", done > 0 ? elapsed_training * (1 - done) / done : 0.0)
       .Add("elapsed_seconds", Seconds(now - start_time_));
-  RecordMetrics(line.ToString());
+  metrics_.Record(line);
   window_examples_ = 0;
   window_loss_ = 0;
   window_start_ = now;
@@ -1203,54 +1186,15 @@ void Scheduler::ShutdownAll(const std::string& reason) {
   for (const auto& [peer, node] : nodes_) socket_->Send(h, {}, peer).IgnoreError();  // gone nodes need no word
 }
 
-void Scheduler::RecordMetrics(const std::string& line) {
-  if (metrics_ == nullptr) return;
-  fputs((line + "\n").c_str(), metrics_);
-  fflush(metrics_);
-}
-
-double Scheduler::SteadySamplesPerSec() const {
-  // Past the first epoch when there is more than one; a one-epoch job has only its first.
-  if (epochs_timed_ > 1 && train_seconds_ > first_epoch_seconds_) {
-    return (trained_examples_ - first_epoch_examples_) / (train_seconds_ - first_epoch_seconds_);
-  }
-  return train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0;
-}
-
 Status Scheduler::WriteSummary() {
-  const proto::JobSpec& spec = options_.spec;
-  JsonObject s;
-  s.Add("name", spec.name())
-      .Add("test_accuracy", test_accuracy_)
-      .Add("test_loss", test_loss_)
-      .Add("train_loss", last_train_loss_)
-      .Add("steps", global_step_)
-      .Add("epochs", spec.epochs())
-      .Add("examples_per_epoch", shape_.train_examples)
-      .Add("examples_by_epoch", examples_by_epoch_)
-      .Add("samples_per_sec", SteadySamplesPerSec())
-      .Add("first_epoch_samples_per_sec", first_epoch_seconds_ > 0 ? first_epoch_examples_ / first_epoch_seconds_ : 0.0)
-      .Add("all_epochs_samples_per_sec", train_seconds_ > 0 ? trained_examples_ / train_seconds_ : 0.0)
-      .Add("train_seconds", train_seconds_)
-      .Add("wall_seconds", Seconds(Clock::now() - start_time_))
-      .Add("worker_compute_seconds", compute_seconds_ / spec.cluster().workers())
-      .Add("worker_communication_seconds", (push_seconds_ + communication_seconds_) / spec.cluster().workers())
-      .Add("worker_push_seconds", push_seconds_ / spec.cluster().workers())
-      .Add("worker_wait_seconds", communication_seconds_ / spec.cluster().workers())
-      .Add("push_bytes_per_step", pushing_steps_ > 0 ? static_cast<double>(push_bytes_) / pushing_steps_ : 0.0)
-      .Add("pull_bytes_per_step", pushing_steps_ > 0 ? static_cast<double>(pull_bytes_) / pushing_steps_ : 0.0)
-      .Add("servers", spec.cluster().servers())
-      .Add("workers", spec.cluster().workers())
-      .Add("consistency", proto::Consistency_Name(spec.consistency()))
-      .Add("num_parameters", static_cast<int64_t>(shape_.num_keys))
-      .Add("params_sha256", params_sha256_)
-      .Add("resumed_from_step", resumed_from_step_)
-      .Add("workers_lost", workers_lost_)
-      .Add("workers_joined", workers_joined_)
-      .Add("server_rollbacks", options_.rollbacks_done);
-  LOG(INFO) << "job done: test accuracy " << test_accuracy_ << ", params_sha256 " << params_sha256_;
+  LOG(INFO) << "job done: test accuracy " << results_.test_accuracy << ", params_sha256 " << results_.params_sha256;
   if (options_.run_dir.empty()) return OkStatus();
-  return WriteFileAtomic(options_.run_dir + "/summary.json", s.ToPrettyString());
+  SummaryFacts facts;
+  facts.steps = global_step_;
+  facts.wall_seconds = Seconds(Clock::now() - start_time_);
+  facts.resumed_from_step = resumed_from_step_;
+  facts.server_rollbacks = options_.rollbacks_done;
+  return WriteFileAtomic(options_.run_dir + "/summary.json", SummaryJson(options_.spec, shape_, results_, facts));
 }
 
 }  // namespace tessera

@@ -24,6 +24,7 @@
 #include "core/transport.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/job_metrics.h"
 #include "scheduler/job_shape.h"
 #include "scheduler/lease_book.h"
 
@@ -164,10 +165,7 @@ class Scheduler {
   Status AbandonLaterCheckpoints();
   // Abandons a checkpoint whose snapshots (30 s) or writes (10 min) are overdue.
   Status CheckCheckpointTimeout();
-  void RecordMetrics(const std::string& line);
   Status WriteSummary();
-  // Training examples per second, the first epoch left out when there are more.
-  double SteadySamplesPerSec() const;
 
   Transport* transport_;
   SchedulerOptions options_;
@@ -207,7 +205,6 @@ class Scheduler {
   std::vector<LostWorker> lost_pending_;
   std::function<Status()> pending_start_;  // a phase start waiting for the servers' acks or for a worker
   Clock::time_point no_workers_since_;
-  int workers_lost_ = 0, workers_joined_ = 0;
 
   // The current phase.
   LeaseBook leases_;
@@ -228,7 +225,6 @@ class Scheduler {
   // Examples lost workers trained (or passed over) before they were lost, this epoch.
   int64_t epoch_lost_examples_ = 0;
   int64_t phase_skipped_ = 0;
-  std::vector<int64_t> examples_by_epoch_;  // counted, per training epoch run
   int64_t global_step_ = 0;
   int64_t phase_steps_ = 0;
   int64_t phase_first_step_ = 0;  // global step at the start of the training phase
@@ -282,22 +278,8 @@ class Scheduler {
   std::optional<proto::Restore> restore_;
   int64_t resumed_from_step_ = -1;
 
-  // Results.
-  double train_seconds_ = 0;
-  int64_t trained_examples_ = 0;
-  // The first epoch this process trained (warm-up: allocation, first-touch
-  // page faults, primitive creation), reported apart from the steady rate.
-  int epochs_timed_ = 0;
-  double first_epoch_seconds_ = 0;
-  int64_t first_epoch_examples_ = 0;
-  double last_train_loss_ = 0, test_accuracy_ = 0, test_loss_ = 0;
-  std::string params_sha256_;
-  // Summed over workers and epochs.
+  JobResults results_;
   std::string rollback_reason_;
-  double compute_seconds_ = 0, communication_seconds_ = 0, push_seconds_ = 0;
-  // Training: gradient bytes all workers pushed, and the worker steps they took.
-  uint64_t push_bytes_ = 0, pull_bytes_ = 0;
-  int64_t pushing_steps_ = 0;
 
   // Progress between metrics lines.
   int64_t window_examples_ = 0;
@@ -305,7 +287,7 @@ class Scheduler {
   int64_t epoch_examples_seen_ = 0;
   int64_t latest_step_ = 0;
   Clock::time_point window_start_;
-  FILE* metrics_ = nullptr;
+  MetricsLog metrics_;
 };
 
 }  // namespace tessera

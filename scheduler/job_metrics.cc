@@ -1,0 +1,86 @@
+#include "scheduler/job_metrics.h"
+
+namespace tessera {
+
+MetricsLog::~MetricsLog() {
+  if (file_ != nullptr) fclose(file_);
+}
+
+Status MetricsLog::Open(const std::string& run_dir) {
+  if (run_dir.empty()) return OkStatus();
+  const std::string path = run_dir + "/metrics.jsonl";
+  file_ = fopen(path.c_str(), "a");
+  if (file_ == nullptr) return UnavailableError("cannot open " + path);
+  return OkStatus();
+}
+
+void MetricsLog::Record(const JsonObject& line) {
+  if (file_ == nullptr) return;
+  fputs((line.ToString() + "\n").c_str(), file_);
+  fflush(file_);
+}
+
+void JobResults::AddEpoch(double seconds, int64_t examples) {
+  train_seconds += seconds;
+  trained_examples += examples;
+  if (epochs_timed++ == 0) {
+    first_epoch_seconds = seconds;
+    first_epoch_examples = examples;
+  }
+}
+
+void JobResults::AddWorkerReport(const proto::PhaseDone& report, bool training) {
+  compute_seconds += report.compute_seconds();
+  communication_seconds += report.communication_seconds();
+  push_seconds += report.push_seconds();
+  if (training) {
+    push_bytes += report.push_bytes();
+    pull_bytes += report.pull_bytes();
+    pushing_steps += report.pushed_steps();
+  }
+}
+
+double JobResults::SteadySamplesPerSec() const {
+  // Past the first epoch when there is more than one; a one-epoch job has only its first.
+  if (epochs_timed > 1 && train_seconds > first_epoch_seconds) {
+    return (trained_examples - first_epoch_examples) / (train_seconds - first_epoch_seconds);
+  }
+  return train_seconds > 0 ? trained_examples / train_seconds : 0.0;
+}
+
+std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const JobResults& r,
+                        const SummaryFacts& facts) {
+  const int workers = spec.cluster().workers();
+  JsonObject s;
+  s.Add("name", spec.name())
+      .Add("test_accuracy", r.test_accuracy)
+      .Add("test_loss", r.test_loss)
+      .Add("train_loss", r.last_train_loss)
+      .Add("steps", facts.steps)
+      .Add("epochs", spec.epochs())
+      .Add("examples_per_epoch", shape.train_examples)
+      .Add("examples_by_epoch", r.examples_by_epoch)
+      .Add("samples_per_sec", r.SteadySamplesPerSec())
+      .Add("first_epoch_samples_per_sec", r.first_epoch_seconds > 0 ? r.first_epoch_examples / r.first_epoch_seconds : 0.0)
+      .Add("all_epochs_samples_per_sec", r.train_seconds > 0 ? r.trained_examples / r.train_seconds : 0.0)
+      .Add("train_seconds", r.train_seconds)
+      .Add("wall_seconds", facts.wall_seconds)
+      .Add("worker_compute_seconds", r.compute_seconds / workers)
+      .Add("worker_communication_seconds", (r.push_seconds + r.communication_seconds) / workers)
+      .Add("worker_push_seconds", r.push_seconds / workers)
+      .Add("worker_wait_seconds", r.communication_seconds / workers)
+      .Add("push_bytes_per_step", r.pushing_steps > 0 ? static_cast<double>(r.push_bytes) / r.pushing_steps : 0.0)
+      .Add("pull_bytes_per_step", r.pushing_steps > 0 ? static_cast<double>(r.pull_bytes) / r.pushing_steps : 0.0)
+      .Add("servers", spec.cluster().servers())
+      .Add("workers", workers)
+      .Add("consistency", proto::Consistency_Name(spec.consistency()))
+      .Add("num_parameters", static_cast<int64_t>(shape.num_keys))
+      .Add("params_sha256", r.params_sha256)
+      .Add("resumed_from_step", facts.resumed_from_step)
+      .Add("workers_lost", r.workers_lost)
+      .Add("workers_joined", r.workers_joined)
+      .Add("server_rollbacks", facts.server_rollbacks);
+  return s.ToPrettyString();
+}
+
+}  // namespace tessera

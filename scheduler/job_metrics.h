@@ -1,0 +1,80 @@
+// What a job reports about itself: the lines of RUN_DIR/metrics.jsonl, one
+// per event as it happens (MetricsLog), and the figures summary.json gives
+// at the end (JobResults, SummaryJson). Not thread-safe: the scheduler's
+// event loop owns them.
+#ifndef TESSERA_SCHEDULER_JOB_METRICS_H_
+#define TESSERA_SCHEDULER_JOB_METRICS_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+#include "scheduler/job_shape.h"
+
+namespace tessera {
+
+// RUN_DIR/metrics.jsonl, appended to (a resumed run goes on in the same file).
+class MetricsLog {
+ public:
+  MetricsLog() = default;
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+
+  // Opens RUN_DIR/metrics.jsonl; with an empty `run_dir` nothing is written.
+  // Unavailable naming the file when it cannot be opened.
+  Status Open(const std::string& run_dir);
+  // Appends `line` and flushes it, so a reader sees every event at once.
+  void Record(const JsonObject& line);
+
+ private:
+  FILE* file_ = nullptr;
+};
+
+// The figures of a job, added up as its phases end.
+struct JobResults {
+  // Training epochs this process ran: their time and examples (a lost
+  // worker's before it was lost included), the first apart (warm-up:
+  // allocation, first-touch page faults, primitive creation).
+  double train_seconds = 0;
+  int64_t trained_examples = 0;
+  int epochs_timed = 0;
+  double first_epoch_seconds = 0;
+  int64_t first_epoch_examples = 0;
+  std::vector<int64_t> examples_by_epoch;  // counted (skipped ones too), per training epoch run
+  double last_train_loss = 0, test_accuracy = 0, test_loss = 0;
+  std::string params_sha256;  // the reporting worker's, of the newest parameters
+  // Summed over workers and phases: time split, and (training) bytes and the steps that pushed them.
+  double compute_seconds = 0, communication_seconds = 0, push_seconds = 0;
+  uint64_t push_bytes = 0, pull_bytes = 0;
+  int64_t pushing_steps = 0;
+  int workers_lost = 0, workers_joined = 0;
+
+  // One training epoch ended after `seconds`, having trained `examples`.
+  void AddEpoch(double seconds, int64_t examples);
+  // A worker's report of a phase part (`training`: not an evaluation).
+  void AddWorkerReport(const proto::PhaseDone& report, bool training);
+  // Training examples per second, the first epoch left out when there are more.
+  double SteadySamplesPerSec() const;
+};
+
+// What summary.json holds.
+struct SummaryFacts {
+  int64_t steps = 0;
+  double wall_seconds = 0;
+  int64_t resumed_from_step = -1;
+  int server_rollbacks = 0;
+};
+
+// summary.json's text for a finished job.
+std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const JobResults& results,
+                        const SummaryFacts& facts);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SCHEDULER_JOB_METRICS_H_

@@ -1,0 +1,124 @@
+// What a job reports about itself, in one process: metrics.jsonl lines and
+// the figures of summary.json.
+#include "scheduler/job_metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "core/file_util.h"
+#include "tests/test_util.h"
+#include "tools/progress_view.h"
+
+namespace tessera {
+namespace {
+
+TEST(JobMetricsTest, TheFirstEpochIsReportedApartFromTheSteadyRate) {
+  JobResults r;
+  EXPECT_EQ(r.SteadySamplesPerSec(), 0);
+  r.AddEpoch(4.0, 1000);  // warm-up: slow
+  EXPECT_DOUBLE_EQ(r.SteadySamplesPerSec(), 250);  // a one-epoch job has only its first
+  r.AddEpoch(1.0, 1000);
+  r.AddEpoch(1.0, 1000);
+  EXPECT_DOUBLE_EQ(r.SteadySamplesPerSec(), 1000);
+  EXPECT_EQ(r.epochs_timed, 3);
+  EXPECT_DOUBLE_EQ(r.first_epoch_seconds, 4.0);
+  EXPECT_EQ(r.trained_examples, 3000);
+  EXPECT_DOUBLE_EQ(r.train_seconds, 6.0);
+}
+
+TEST(JobMetricsTest, BytesCountOnlyForTraining) {
+  proto::PhaseDone report;
+  report.set_compute_seconds(1.5);
+  report.set_communication_seconds(0.5);
+  report.set_push_seconds(0.25);
+  report.set_push_bytes(4000);
+  report.set_pull_bytes(3000);
+  report.set_pushed_steps(10);
+  JobResults r;
+  r.AddWorkerReport(report, /*training=*/true);
+  r.AddWorkerReport(report, /*training=*/false);
+  EXPECT_DOUBLE_EQ(r.compute_seconds, 3.0);
+  EXPECT_DOUBLE_EQ(r.communication_seconds, 1.0);
+  EXPECT_DOUBLE_EQ(r.push_seconds, 0.5);
+  EXPECT_EQ(r.push_bytes, 4000u);
+  EXPECT_EQ(r.pull_bytes, 3000u);
+  EXPECT_EQ(r.pushing_steps, 10);
+}
+
+TEST(JobMetricsTest, TheSummaryGivesPerWorkerAndPerStepFigures) {
+  proto::JobSpec spec;
+  spec.set_name("summary");
+  spec.set_epochs(2);
+  spec.mutable_cluster()->set_servers(3);
+  spec.mutable_cluster()->set_workers(2);
+  JobShape shape;
+  shape.train_examples = 1000;
+  shape.num_keys = 77;
+  JobResults r;
+  r.AddEpoch(2.0, 1000);
+  r.AddEpoch(1.0, 1000);
+  r.examples_by_epoch = {1000, 1000};
+  r.test_accuracy = 0.875;
+  r.params_sha256 = std::string(64, 'c');
+  r.compute_seconds = 8;
+  r.push_bytes = 900;
+  r.pushing_steps = 3;
+  r.workers_lost = 1;
+  SummaryFacts facts;
+  facts.steps = 40;
+  facts.wall_seconds = 5;
+  facts.server_rollbacks = 2;
+  const std::string json = SummaryJson(spec, shape, r, facts);
+  EXPECT_EQ(JsonString(json, "name"), "summary");
+  EXPECT_EQ(JsonNumber(json, "test_accuracy"), 0.875);
+  EXPECT_EQ(JsonNumber(json, "steps"), 40);
+  EXPECT_EQ(JsonNumber(json, "examples_per_epoch"), 1000);
+  EXPECT_NE(json.find("\"examples_by_epoch\": [1000, 1000]"), std::string::npos) << json;
+  EXPECT_EQ(JsonNumber(json, "samples_per_sec"), 1000);
+  EXPECT_EQ(JsonNumber(json, "first_epoch_samples_per_sec"), 500);
+  EXPECT_EQ(JsonNumber(json, "worker_compute_seconds"), 4);  // per worker
+  EXPECT_EQ(JsonNumber(json, "push_bytes_per_step"), 300);
+  EXPECT_EQ(JsonNumber(json, "num_parameters"), 77);
+  EXPECT_EQ(JsonString(json, "params_sha256"), std::string(64, 'c'));
+  EXPECT_EQ(JsonNumber(json, "resumed_from_step"), -1);
+  EXPECT_EQ(JsonNumber(json, "workers_lost"), 1);
+  EXPECT_EQ(JsonNumber(json, "server_rollbacks"), 2);
+  EXPECT_EQ(JsonString(json, "consistency"), "BSP");
+}
+
+TEST(JobMetricsTest, TheLogAppendsOneLinePerEvent) {
+  const std::string dir = MakeTempDir("metrics");
+  {
+    MetricsLog log;
+    ASSERT_OK(log.Open(dir));
+    JsonObject a, b;
+    a.Add("event", "epoch").Add("epoch", 1);
+    b.Add("event", "eval").Add("test_accuracy", 0.5);
+    log.Record(a);
+    EXPECT_EQ(FileText(dir + "/metrics.jsonl"), "{\"event\": \"epoch\", \"epoch\": 1}\n");  // flushed at once
+    log.Record(b);
+  }
+  {
+    MetricsLog resumed;  // a resumed run goes on in the same file
+    ASSERT_OK(resumed.Open(dir));
+    JsonObject c;
+    c.Add("event", "rollback");
+    resumed.Record(c);
+  }
+  const std::string text = FileText(dir + "/metrics.jsonl");
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+  EXPECT_NE(text.find("\"event\": \"eval\""), std::string::npos) << text;
+
+  MetricsLog nowhere;
+  EXPECT_OK(nowhere.Open(""));
+  nowhere.Record(JsonObject());  // no run directory: nothing written, nothing fails
+  MetricsLog missing;
+  const Status s = missing.Open(dir + "/no/such/dir");
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("metrics.jsonl"), std::string::npos) << s.ToString();
+}
+
+}  // namespace
+}  // namespace tessera

@@ -46,7 +46,7 @@ Status Scheduler::Prepare() {
 }
 
 Status Scheduler::Run() {
-  start_time_ = Clock::now();
+  start_time_ = Now();
   std::random_device rd;
   job_id_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "unassigned"
   RETURN_IF_ERROR(Prepare());
@@ -61,7 +61,7 @@ Status Scheduler::Run() {
   if (!options_.port_file.empty()) RETURN_IF_ERROR(WriteFileAtomic(options_.port_file, port + "\n"));
 
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
-  auto previous_iteration = Clock::now();
+  auto work_started = std::chrono::steady_clock::now();
   Status result;
   while (!(finished_ && !checkpoint_.has_value())) {
     if (stop_->load() && !stopping_ && !finished_) {
@@ -69,28 +69,29 @@ Status Scheduler::Run() {
       result = BeginStop();
       if (!result.ok()) break;
     }
-    if (stopping_ && Clock::now() > stop_deadline_) {
+    if (stopping_ && Now() > stop_deadline_) {
       result = AbortedError("stopped by signal; the final checkpoint did not finish within 60 s");
       break;
     }
     if (stopping_ && !checkpoint_.has_value()) finished_ = true;
-    // A loop iteration that took long (a slow fsync in a manifest commit, say)
-    // left heartbeats waiting in the queue: that time is not the nodes' silence.
-    const auto iteration = Clock::now();
-    if (iteration - previous_iteration > std::chrono::seconds(1)) {
-      for (auto& [peer, node] : nodes_) node.last_heartbeat += iteration - previous_iteration;
+    // Handling that took long (a slow fsync in a manifest commit, say) left
+    // heartbeats waiting in the queue: that time is not the nodes' silence.
+    // It is this process's own time, so the system's clock measures it,
+    // whichever clock the deadlines follow.
+    const auto busy = std::chrono::steady_clock::now() - work_started;
+    if (busy > std::chrono::seconds(1)) {
+      for (auto& [peer, node] : nodes_) node.last_heartbeat += busy;
     }
-    previous_iteration = iteration;
     result = CheckHeartbeats();
     if (result.ok()) result = CheckCheckpointTimeout();
     if (!result.ok()) break;
     if (started_ && !finished_ && !stopping_ && LiveWorkers().empty() &&
-        Clock::now() - no_workers_since_ > std::chrono::seconds(options_.register_timeout_s)) {
+        Now() - no_workers_since_ > std::chrono::seconds(options_.register_timeout_s)) {
       result = UnavailableError("every worker was lost and none joined within " +
                                 std::to_string(options_.register_timeout_s) + " s");
       break;
     }
-    if (!started_ && Clock::now() > register_deadline) {
+    if (!started_ && Now() > register_deadline) {
       result = DeadlineExceededError(
           std::to_string(server_peers_.size()) + " of " + std::to_string(options_.spec.cluster().servers()) +
           " servers and " + std::to_string(worker_peers_.size()) + " of " +
@@ -99,6 +100,7 @@ Status Scheduler::Run() {
       break;
     }
     auto m = socket_->Receive(200);
+    work_started = std::chrono::steady_clock::now();
     if (!m.ok()) {
       if (m.status().code() != StatusCode::kDeadlineExceeded && m.status().code() != StatusCode::kAborted) {
         LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
@@ -182,7 +184,7 @@ Status Scheduler::HandleHeartbeat(const Message& m) {
     LOG(WARNING) << "dropped a heartbeat from an unknown node";
     return OkStatus();
   }
-  nodes_[(*peers)[h.sender_rank()]].last_heartbeat = Clock::now();
+  nodes_[(*peers)[h.sender_rank()]].last_heartbeat = Now();
   proto::Header answer;
   answer.set_op(proto::HEARTBEAT);
   answer.set_job_id(job_id_);
@@ -194,7 +196,7 @@ Status Scheduler::HandleHeartbeat(const Message& m) {
 Status Scheduler::CheckHeartbeats() {
   if (!started_) return OkStatus();
   const auto timeout = std::chrono::milliseconds(options_.spec.cluster().heartbeat_timeout_ms());
-  const auto now = Clock::now();
+  const auto now = Now();
   std::vector<std::pair<std::string, std::string>> lost_workers;  // peer, why
   for (const auto& [peer, node] : nodes_) {
     if (node.released || node.standby || now - node.last_heartbeat <= timeout) continue;
@@ -308,7 +310,7 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
       .Add("workers", static_cast<int64_t>(LiveWorkers().size()))
       .Add("reason", why);
   metrics_.Record(line);
-  if (LiveWorkers().empty()) no_workers_since_ = Clock::now();
+  if (LiveWorkers().empty()) no_workers_since_ = Now();
   if (in_part) {
     lost_in_phase_[r] = true;
     if (!in_test_) {
@@ -414,7 +416,7 @@ Status Scheduler::AssignStandby() {
     Node& node = nodes_[peer];
     node.standby = false;
     node.rank = static_cast<int>(free - worker_peers_.begin());
-    node.last_heartbeat = Clock::now();  // it beats once it has the map
+    node.last_heartbeat = Now();  // it beats once it has the map
     *free = peer;
     ++results_.workers_joined;
     LOG(INFO) << "worker (pid " << node.pid << ") joins as rank " << node.rank << "; it takes part from the next phase";
@@ -454,7 +456,7 @@ Status Scheduler::HandleRegister(const Message& m) {
     if (static_cast<int>(worker_peers_.size()) >= c.workers()) {
       // A worker beyond the job's count waits for the rank of one that is lost.
       node.standby = true;
-      node.last_heartbeat = Clock::now();
+      node.last_heartbeat = Now();
       nodes_[m.peer] = node;
       standby_.push_back(m.peer);
       LOG(INFO) << "worker (pid " << r.pid() << ") registered as a standby: the job has all its workers";
@@ -542,12 +544,12 @@ Status Scheduler::MaybeStartJob() {
   RETURN_IF_ERROR(AbandonLaterCheckpoints());
   server_active_.assign(worker_peers_.size(), true);  // the servers start with every worker taking part
   // Heartbeats start with the cluster map: count silence from now.
-  for (auto& [peer, node] : nodes_) node.last_heartbeat = Clock::now();
+  for (auto& [peer, node] : nodes_) node.last_heartbeat = Now();
   LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
   for (const std::string& peer : std::vector<std::string>(worker_peers_)) {
     if (nodes_.count(peer) > 0) RETURN_IF_ERROR(SendMap(nodes_.at(peer)));
   }
-  last_checkpoint_time_ = Clock::now();
+  last_checkpoint_time_ = Now();
   const int64_t every = options_.spec.checkpoint().every_steps();
   if (every > 0) next_step_checkpoint_ = (global_step_ / every + 1) * every;
   if (evaluate_only_) {
@@ -620,12 +622,12 @@ Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_ep
                         ? results_.params_sha256
                         : "";  // worker 0 reports the digest at epoch ends only
   p.then = std::move(then);
-  p.start = Clock::now();
+  p.start = Now();
   p.epoch = epoch_;
   p.epoch_first_step = phase_first_step_;
   p.epoch_end_step = phase_first_step_ + phase_steps_;
   checkpoint_ = std::move(p);
-  last_checkpoint_time_ = Clock::now();
+  last_checkpoint_time_ = Now();
   return SendCheckpointRequest();
 }
 
@@ -639,7 +641,7 @@ Status Scheduler::SendCheckpointRequest() {
   p.parts.assign(server_peers_.size(), std::nullopt);
   p.parts_done = 0;
   p.error.clear();
-  p.start = Clock::now();
+  p.start = Now();
   if (FileExists(p.dir)) {
     // Left by an attempt that never committed, or by a cut moved away from
     // this step: start it afresh.
@@ -659,7 +661,7 @@ Status Scheduler::CheckCheckpointTimeout() {
   if (!checkpoint_.has_value()) return OkStatus();
   const bool snapshotting = checkpoint_->snapshots < static_cast<int>(server_peers_.size());
   const auto limit = snapshotting ? std::chrono::seconds(30) : std::chrono::seconds(600);
-  if (Clock::now() - checkpoint_->start < limit) return OkStatus();
+  if (Now() - checkpoint_->start < limit) return OkStatus();
   LOG(ERROR) << "abandoning the checkpoint at step " << checkpoint_->step << ": "
              << (snapshotting ? "snapshots" : "writes") << " overdue";
   PendingCheckpoint p = std::move(*checkpoint_);
@@ -689,12 +691,12 @@ Status Scheduler::MaybeCheckpointMidEpoch() {
     step = std::max(next_step_checkpoint_, latest_step_ + CutLead());
     while (next_step_checkpoint_ <= step) next_step_checkpoint_ += k.every_steps();
   } else if (k.every_seconds() > 0 &&
-             Seconds(Clock::now() - last_checkpoint_time_) >= k.every_seconds()) {
+             Seconds(Now() - last_checkpoint_time_) >= k.every_seconds()) {
     step = latest_step_ + CutLead();
   }
   if (step < 0) return OkStatus();
   if (step >= epoch_end) {
-    last_checkpoint_time_ = Clock::now();
+    last_checkpoint_time_ = Now();
     return OkStatus();  // too close to the epoch's end: the next cut comes later
   }
   LOG(INFO) << "checkpoint: cutting at step " << step << " (epoch " << epoch_ + 1 << ")";
@@ -703,7 +705,7 @@ Status Scheduler::MaybeCheckpointMidEpoch() {
 
 Status Scheduler::BeginStop() {
   stopping_ = true;
-  stop_deadline_ = Clock::now() + std::chrono::seconds(60);
+  stop_deadline_ = Now() + std::chrono::seconds(60);
   const proto::CheckpointSpec& k = options_.spec.checkpoint();
   // (Not in an epoch that lost a worker: its cursor would not resume.)
   const bool can_cut = started_ && !in_test_ && !epoch_disturbed_ && k.enabled() && !options_.run_dir.empty() &&
@@ -847,7 +849,7 @@ Status Scheduler::CommitPendingCheckpoint() {
   RETURN_IF_ERROR(UpdateLatest(checkpoints, p.name));
   Status pruned = PruneCheckpoints(checkpoints, options_.spec.checkpoint().keep_last());
   if (!pruned.ok()) LOG(WARNING) << "could not delete old checkpoints: " << pruned.ToString();
-  const double seconds = Seconds(Clock::now() - p.start);
+  const double seconds = Seconds(Now() - p.start);
   JsonObject line;
   line.Add("event", "checkpoint")
       .Add("step", p.step)
@@ -905,7 +907,7 @@ Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
   phase_examples_ = phase_skipped_ = epoch_lost_examples_ = 0;
   // With a worker missing, the epoch's plan is not the fixed one of all workers.
   epoch_disturbed_ = static_cast<int>(live.size()) != workers;
-  phase_start_ = window_start_ = Clock::now();
+  phase_start_ = window_start_ = Now();
   epoch_examples_seen_ = 0;
   LOG(INFO) << "epoch " << epoch + 1 << "/" << spec.epochs() << " starts at step " << global_step_ << " with "
             << live.size() << " of " << workers << " workers";
@@ -1033,7 +1035,7 @@ Status Scheduler::FinishPart() {
 Status Scheduler::FinishTrainingEpoch() {
   const proto::JobSpec& spec = options_.spec;
   const bool last_epoch = epoch_ + 1 == spec.epochs();
-  const double seconds = Seconds(Clock::now() - phase_start_);
+  const double seconds = Seconds(Now() - phase_start_);
   const int64_t trained = phase_examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
   results_.AddEpoch(seconds, trained);
   results_.last_train_loss = phase_examples_ > 0 ? phase_loss_ / phase_examples_ : 0;
@@ -1099,7 +1101,7 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
   window_examples_ += p.examples();
   window_loss_ += p.loss_sum();
   epoch_examples_seen_ += p.examples();
-  const auto now = Clock::now();
+  const auto now = Now();
   if (p.step() > latest_step_) {
     // The step rate over windows of at least a second: reports from different
     // workers handled back to back would make a shorter window meaningless.
@@ -1191,7 +1193,7 @@ Status Scheduler::WriteSummary() {
   if (options_.run_dir.empty()) return OkStatus();
   SummaryFacts facts;
   facts.steps = global_step_;
-  facts.wall_seconds = Seconds(Clock::now() - start_time_);
+  facts.wall_seconds = Seconds(Now() - start_time_);
   facts.resumed_from_step = resumed_from_step_;
   facts.server_rollbacks = options_.rollbacks_done;
   return WriteFileAtomic(options_.run_dir + "/summary.json", SummaryJson(options_.spec, shape_, results_, facts));

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/key_range.h"
 #include "core/status.h"
 #include "core/transport.h"
@@ -49,6 +50,10 @@ struct SchedulerOptions {
   int max_rollbacks = 0;
   // Rollbacks before this run (summary.json's server_rollbacks).
   int rollbacks_done = 0;
+  // What the deadlines follow (heartbeat, register and checkpoint timeouts,
+  // every_seconds cuts, progress lines). Not owned; must outlive the
+  // scheduler. Default: the system's steady clock.
+  const Clock* clock = SystemClock();
 };
 
 class Scheduler {
@@ -85,10 +90,10 @@ class Scheduler {
     // A worker waiting for a free rank (the job had all its workers), or a
     // server waiting for a rollback to need it (the job had all its servers).
     bool standby = false;
-    std::chrono::steady_clock::time_point last_heartbeat;
+    Clock::TimePoint last_heartbeat;
   };
-  using Clock = std::chrono::steady_clock;
 
+  Clock::TimePoint Now() const { return options_.clock->Now(); }
   Status Prepare();
   Status Handle(Message m);
   Status HandleRegister(const Message& m);
@@ -172,7 +177,7 @@ class Scheduler {
   const std::atomic<bool>* stop_;
   std::unique_ptr<Socket> socket_;
   uint64_t job_id_ = 0;
-  Clock::time_point start_time_;
+  Clock::TimePoint start_time_;
 
   JobShape shape_;  // from Prepare()
 
@@ -204,7 +209,7 @@ class Scheduler {
   };
   std::vector<LostWorker> lost_pending_;
   std::function<Status()> pending_start_;  // a phase start waiting for the servers' acks or for a worker
-  Clock::time_point no_workers_since_;
+  Clock::TimePoint no_workers_since_;
 
   // The current phase.
   LeaseBook leases_;
@@ -231,7 +236,7 @@ class Scheduler {
   int64_t phase_skip_steps_ = 0;  // resumed mid-epoch: steps of this epoch done before
   double phase_loss_ = 0, phase_correct_ = 0;
   int64_t phase_examples_ = 0;
-  Clock::time_point phase_start_;
+  Clock::TimePoint phase_start_;
 
   // The checkpoint being taken, if any.
   struct PendingCheckpoint {
@@ -249,7 +254,7 @@ class Scheduler {
     std::vector<std::optional<proto::CheckpointDone>> parts;  // by server rank
     int parts_done = 0;
     std::string error;
-    Clock::time_point start;        // of this request (moved cuts restart it)
+    Clock::TimePoint start;        // of this request (moved cuts restart it)
   };
   std::optional<PendingCheckpoint> checkpoint_;
   std::string checkpoint_error_;  // of the final checkpoint, which fails the job
@@ -263,13 +268,13 @@ class Scheduler {
   std::optional<DeferredEpochCut> deferred_epoch_cut_;
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
   bool stopping_ = false;         // a stop signal came: final checkpoint, then shutdown
-  Clock::time_point stop_deadline_;
+  Clock::TimePoint stop_deadline_;
   std::string stop_note_;         // what the stop left behind
   int64_t next_step_checkpoint_ = 0;       // every_steps: the next multiple to cut at
-  Clock::time_point last_checkpoint_time_;  // every_seconds
+  Clock::TimePoint last_checkpoint_time_;  // every_seconds
   double steps_per_second_ = 0;             // from progress reports
   int64_t rate_step_ = 0;
-  Clock::time_point rate_time_;
+  Clock::TimePoint rate_time_;
 
   // Resuming: where the job starts, and what servers load.
   int start_epoch_ = 0;
@@ -286,7 +291,7 @@ class Scheduler {
   double window_loss_ = 0;
   int64_t epoch_examples_seen_ = 0;
   int64_t latest_step_ = 0;
-  Clock::time_point window_start_;
+  Clock::TimePoint window_start_;
   MetricsLog metrics_;
 };
 

@@ -21,17 +21,6 @@ namespace {
 
 bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// A data set of `train` and `test` 4x4 images in `dir`, under the spec's default file names.
-void WriteData(const std::string& dir, uint32_t train, uint32_t test) {
-  for (const auto& [prefix, n] : {std::pair<std::string, uint32_t>{"train", train}, {"t10k", test}}) {
-    std::vector<uint8_t> pixels(n * 16), labels(n);
-    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7);
-    for (uint32_t i = 0; i < n; ++i) labels[i] = static_cast<uint8_t>(i % 10);
-    ASSERT_OK(WriteIdxFile(dir + "/" + prefix + "-images-idx3-ubyte.gz", {n, 4, 4}, pixels));
-    ASSERT_OK(WriteIdxFile(dir + "/" + prefix + "-labels-idx1-ubyte.gz", {n}, labels));
-  }
-}
-
 // A spec of a 2-layer MLP over the data in `dir`.
 proto::JobSpec Spec(const std::string& dir) {
   auto spec = ParseJobSpec(R"pb(
@@ -53,7 +42,7 @@ class JobShapeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("shape");
-    WriteData(dir_, 100, 30);
+    WriteTinyImageData(dir_, 100, 30);
   }
   std::string dir_;
 };

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/dataset.h"
 #include "core/file_util.h"
 #include "core/spec.h"
 #include "models/model.h"
@@ -176,6 +177,16 @@ std::vector<float> InferLogits(const proto::ModelSpec& spec, const std::vector<i
 std::string FileText(const std::string& path) {
   auto text = ReadFileToString(path);
   return text.ok() ? *text : std::string();
+}
+
+void WriteTinyImageData(const std::string& dir, uint32_t train, uint32_t test) {
+  for (const auto& [prefix, n] : {std::pair<std::string, uint32_t>{"train", train}, {"t10k", test}}) {
+    std::vector<uint8_t> pixels(n * 16), labels(n);
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7);
+    for (uint32_t i = 0; i < n; ++i) labels[i] = static_cast<uint8_t>(i % 10);
+    EXPECT_OK(WriteIdxFile(dir + "/" + prefix + "-images-idx3-ubyte.gz", {n, 4, 4}, pixels));
+    EXPECT_OK(WriteIdxFile(dir + "/" + prefix + "-labels-idx1-ubyte.gz", {n}, labels));
+  }
 }
 
 bool WaitUntil(const std::function<bool()>& done, int timeout_s) {

@@ -70,6 +70,11 @@ proto::ModelSpec ParseModel(const std::string& layers);
 std::vector<float> InferLogits(const proto::ModelSpec& spec, const std::vector<int64_t>& input_shape,
                                const std::vector<float>& params, const std::vector<float>& x, int64_t batch);
 
+// Writes a data set of `train` and `test` 4x4 byte images (labels 0-9 in
+// turn) into `dir` under the spec's default file names, for jobs whose data
+// only has to exist.
+void WriteTinyImageData(const std::string& dir, uint32_t train, uint32_t test);
+
 // A file's text; "" when it cannot be read.
 std::string FileText(const std::string& path);
 

@@ -1,0 +1,227 @@
+// The scheduler in one process: its event loop runs on a thread over
+// in-memory (inproc) ZeroMQ sockets, the servers and workers are played by
+// the test, speaking the wire protocol by hand, and time is a ManualClock the
+// test moves. Deadlines (register, heartbeat) are reached when the test says,
+// not after real seconds, and nothing depends on how fast the machine is.
+#include "scheduler/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/spec.h"
+#include "core/transport.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+using std::chrono::seconds;
+
+// A server or worker played by the test.
+class FakeNode {
+ public:
+  FakeNode(Transport* transport, const std::string& scheduler, proto::Role role, int pid)
+      : role_(role), pid_(pid) {
+    auto socket = transport->Connect(SocketKind::kDealer, scheduler);
+    EXPECT_OK(socket.status());
+    if (socket.ok()) socket_ = std::move(socket).value();
+  }
+
+  void Register() {
+    proto::Header h;
+    h.set_op(proto::REGISTER);
+    h.mutable_register_()->set_role(role_);
+    h.mutable_register_()->set_pid(pid_);
+    if (role_ == proto::SERVER) h.mutable_register_()->set_address("inproc://server-" + std::to_string(pid_));
+    Send(h);
+  }
+
+  // The next message from the scheduler with `op` (others are skipped);
+  // nullopt when none comes within a minute. A CLUSTER_MAP teaches the node
+  // its rank and the job's id.
+  std::optional<Message> Await(proto::Op op) {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto m = socket_->Receive(100);
+      if (!m.ok() || m->header.op() != op) continue;
+      if (op == proto::CLUSTER_MAP) {
+        job_id_ = m->header.job_id();
+        rank_ = m->header.cluster_map().rank();
+      }
+      return std::move(m).value();
+    }
+    return std::nullopt;
+  }
+
+  // Sends `h` as this node (job id, role and rank filled in).
+  void Send(proto::Header h) {
+    h.set_job_id(job_id_);
+    h.set_sender_role(role_);
+    h.set_sender_rank(rank_);
+    EXPECT_OK(socket_->Send(h));
+  }
+
+  // A heartbeat, and its answer: once answered, the scheduler has counted it.
+  void Beat() {
+    proto::Header h;
+    h.set_op(proto::HEARTBEAT);
+    Send(h);
+    EXPECT_TRUE(Await(proto::HEARTBEAT).has_value()) << "no answer to a heartbeat";
+  }
+
+  int pid() const { return pid_; }
+
+ private:
+  proto::Role role_;
+  int pid_;
+  std::unique_ptr<Socket> socket_;
+  uint64_t job_id_ = 0;
+  int rank_ = -1;
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("scheduler");
+    WriteTinyImageData(dir_, 64, 16);
+    auto spec = ParseJobSpec(R"pb(
+      model { layer { linear { out_features: 10 } } }
+      cluster { servers: 1 workers: 1 heartbeat_interval_ms: 500 heartbeat_timeout_ms: 5000 }
+    )pb",
+                             "test spec");
+    ASSERT_OK(spec.status());
+    options_.spec = *spec;
+    options_.spec.mutable_data()->set_dir(dir_);
+    options_.clock = &clock_;
+    options_.register_timeout_s = 120;
+  }
+
+  void TearDown() override {
+    stop_ = true;  // a scheduler still running stops (Aborted)
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Runs the scheduler on a thread; returns its address.
+  std::string Start() {
+    static int schedulers = 0;
+    const std::string endpoint = "inproc://scheduler-" + std::to_string(++schedulers);
+    auto socket = transport_.Bind(SocketKind::kRouter, endpoint);
+    EXPECT_OK(socket.status());
+    scheduler_ = std::make_unique<Scheduler>(&transport_, options_, &stop_, std::move(socket).value());
+    thread_ = std::thread([this] {
+      result_ = scheduler_->Run();
+      done_ = true;
+    });
+    return endpoint;
+  }
+
+  // Waits for Run() to return; its status.
+  Status Result() {
+    EXPECT_TRUE(WaitUntil([this] { return done_.load(); }, 60)) << "the scheduler is still running";
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+  // One server and one worker register; the job starts (the worker gets its
+  // first phase).
+  void FormTheJob(FakeNode* server, FakeNode* worker) {
+    server->Register();
+    ASSERT_TRUE(server->Await(proto::CLUSTER_MAP).has_value());
+    proto::Header ready;
+    ready.set_op(proto::SERVER_READY);
+    server->Send(ready);
+    worker->Register();
+    ASSERT_TRUE(worker->Await(proto::CLUSTER_MAP).has_value());
+    ASSERT_TRUE(worker->Await(proto::START_PHASE).has_value());
+  }
+
+  std::string dir_;
+  SchedulerOptions options_;
+  ManualClock clock_;
+  Transport transport_;
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<Scheduler> scheduler_;
+  std::thread thread_;
+  std::atomic<bool> done_{false};
+  Status result_;
+};
+
+TEST_F(SchedulerTest, AJobThatDoesNotFormGivesUpAtTheRegisterTimeoutOfItsClock) {
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 101);
+  server.Register();
+  ASSERT_TRUE(server.Await(proto::CLUSTER_MAP).has_value());  // counted: the job has its one server
+  clock_.Advance(seconds(119));
+  clock_.Advance(seconds(2));
+  const Status s = Result();
+  EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+  EXPECT_EQ(s.message(), "1 of 1 servers and 0 of 1 workers registered within 120 s");
+}
+
+TEST_F(SchedulerTest, ASilentServerIsLostAtTheHeartbeatTimeout) {
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 201);
+  FakeNode worker(&transport_, address, proto::WORKER, 202);
+  FormTheJob(&server, &worker);
+  // 3 s in, the worker beats; the server does not. At 6 s only the server
+  // has been silent past the 5 s timeout.
+  clock_.Advance(seconds(3));
+  worker.Beat();
+  clock_.Advance(seconds(3));
+  const Status s = Result();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(s.message(), "SERVER 0 (pid 201) sent no heartbeat for 6.00 s: it is lost");
+  auto shutdown = worker.Await(proto::SHUTDOWN);
+  ASSERT_TRUE(shutdown.has_value());
+  EXPECT_EQ(shutdown->header.shutdown().reason(), s.message());
+}
+
+TEST_F(SchedulerTest, NodesThatBeatAreNeverLostHoweverLongTheJobRuns) {
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 301);
+  FakeNode worker(&transport_, address, proto::WORKER, 302);
+  FormTheJob(&server, &worker);
+  for (int i = 0; i < 20; ++i) {  // 80 s of the clock, a beat every 4 s
+    clock_.Advance(seconds(4));
+    server.Beat();
+    worker.Beat();
+  }
+  EXPECT_FALSE(done_.load()) << result_.ToString();
+  stop_ = true;
+  EXPECT_EQ(Result().code(), StatusCode::kAborted);
+}
+
+// A worker's exit before the start is ignored (its rank is not in use yet);
+// a server's ends the formation at once, long before the register timeout.
+TEST_F(SchedulerTest, ANodeThatExitsBeforeTheStartIsHandledAtOnce) {
+  options_.spec.mutable_cluster()->set_workers(2);
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 401);
+  FakeNode worker(&transport_, address, proto::WORKER, 402);
+  server.Register();
+  ASSERT_TRUE(server.Await(proto::CLUSTER_MAP).has_value());
+  worker.Register();
+  FakeNode launcher(&transport_, address, proto::ROLE_UNSPECIFIED, 400);
+  auto exited = [&](int pid) {
+    proto::Header h;
+    h.set_op(proto::NODE_EXITED);
+    h.mutable_node_exited()->set_pid(pid);
+    h.mutable_node_exited()->set_exit_code(137);
+    launcher.Send(h);
+  };
+  exited(worker.pid());
+  exited(server.pid());
+  const Status s = Result();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(s.message(), "SERVER 0 (pid 401) exited with code 137: it is lost before the job started");
+}
+
+}  // namespace
+}  // namespace tessera

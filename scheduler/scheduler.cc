@@ -24,7 +24,11 @@ double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::dura
 
 Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::atomic<bool>* stop,
                      std::unique_ptr<Socket> socket)
-    : transport_(transport), options_(std::move(options)), stop_(stop), socket_(std::move(socket)) {}
+    : transport_(transport),
+      options_(std::move(options)),
+      stop_(stop),
+      socket_(std::move(socket)),
+      members_(options_.spec.cluster().servers(), options_.spec.cluster().workers()) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -80,12 +84,12 @@ Status Scheduler::Run() {
     // whichever clock the deadlines follow.
     const auto busy = std::chrono::steady_clock::now() - work_started;
     if (busy > std::chrono::seconds(1)) {
-      for (auto& [peer, node] : nodes_) node.last_heartbeat += busy;
+      members_.Excuse(busy);
     }
     result = CheckHeartbeats();
     if (result.ok()) result = CheckCheckpointTimeout();
     if (!result.ok()) break;
-    if (started_ && !finished_ && !stopping_ && LiveWorkers().empty() &&
+    if (started_ && !finished_ && !stopping_ && members_.LiveWorkers().empty() &&
         Now() - no_workers_since_ > std::chrono::seconds(options_.register_timeout_s)) {
       result = UnavailableError("every worker was lost and none joined within " +
                                 std::to_string(options_.register_timeout_s) + " s");
@@ -93,8 +97,8 @@ Status Scheduler::Run() {
     }
     if (!started_ && Now() > register_deadline) {
       result = DeadlineExceededError(
-          std::to_string(server_peers_.size()) + " of " + std::to_string(options_.spec.cluster().servers()) +
-          " servers and " + std::to_string(worker_peers_.size()) + " of " +
+          std::to_string(members_.registered_servers()) + " of " + std::to_string(options_.spec.cluster().servers()) +
+          " servers and " + std::to_string(members_.registered_workers()) + " of " +
           std::to_string(options_.spec.cluster().workers()) + " workers registered within " +
           std::to_string(options_.register_timeout_s) + " s");
       break;
@@ -131,12 +135,12 @@ Status Scheduler::Handle(Message m) {
   if (h.op() == proto::REGISTER) return HandleRegister(m);
   if (h.op() == proto::HEARTBEAT) return HandleHeartbeat(m);
   if (h.op() == proto::NODE_EXITED) return HandleNodeExited(h.node_exited());
-  auto it = nodes_.find(m.peer);
-  if (it == nodes_.end() || h.job_id() != job_id_) {
+  Node* found = members_.Find(m.peer);
+  if (found == nullptr || h.job_id() != job_id_) {
     LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from an unregistered peer";
     return OkStatus();
   }
-  Node& node = it->second;
+  Node& node = *found;
   switch (h.op()) {
     case proto::SERVER_READY:
       if (node.role != proto::SERVER) break;
@@ -176,15 +180,10 @@ Status Scheduler::Handle(Message m) {
 
 Status Scheduler::HandleHeartbeat(const Message& m) {
   const proto::Header& h = m.header;
-  const std::vector<std::string>* peers = h.sender_role() == proto::SERVER   ? &server_peers_
-                                          : h.sender_role() == proto::WORKER ? &worker_peers_
-                                                                             : nullptr;
-  if (h.job_id() != job_id_ || peers == nullptr || h.sender_rank() < 0 ||
-      h.sender_rank() >= static_cast<int>(peers->size()) || (*peers)[h.sender_rank()].empty()) {
+  if (h.job_id() != job_id_ || !members_.Heartbeat(h.sender_role(), h.sender_rank(), Now())) {
     LOG(WARNING) << "dropped a heartbeat from an unknown node";
     return OkStatus();
   }
-  nodes_[(*peers)[h.sender_rank()]].last_heartbeat = Now();
   proto::Header answer;
   answer.set_op(proto::HEARTBEAT);
   answer.set_job_id(job_id_);
@@ -196,28 +195,12 @@ Status Scheduler::HandleHeartbeat(const Message& m) {
 Status Scheduler::CheckHeartbeats() {
   if (!started_) return OkStatus();
   const auto timeout = std::chrono::milliseconds(options_.spec.cluster().heartbeat_timeout_ms());
-  const auto now = Now();
-  std::vector<std::pair<std::string, std::string>> lost_workers;  // peer, why
-  for (const auto& [peer, node] : nodes_) {
-    if (node.released || node.standby || now - node.last_heartbeat <= timeout) continue;
-    const std::string why = "sent no heartbeat for " +
-                            std::to_string(Seconds(now - node.last_heartbeat)).substr(0, 4) + " s: it is lost";
-    if (node.role == proto::WORKER) {
-      lost_workers.emplace_back(peer, why);
-      continue;
-    }
-    return LoseServer(node, why);
+  const std::vector<Membership::Silent> silent = members_.SilentNodes(Now(), timeout);
+  for (const Membership::Silent& node : silent) {
+    if (node.role == proto::SERVER) return LoseServer(*members_.Find(node.peer), node.why);
   }
-  for (const auto& [peer, why] : lost_workers) RETURN_IF_ERROR(LoseWorker(peer, why));
+  for (const Membership::Silent& node : silent) RETURN_IF_ERROR(LoseWorker(node.peer, node.why));
   return OkStatus();
-}
-
-std::vector<int> Scheduler::LiveWorkers() const {
-  std::vector<int> ranks;
-  for (size_t r = 0; r < worker_peers_.size(); ++r) {
-    if (!worker_peers_[r].empty()) ranks.push_back(static_cast<int>(r));
-  }
-  return ranks;
 }
 
 Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
@@ -227,8 +210,8 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   }
   rollback_reason_ = what;
   LOG(WARNING) << what << "; rolling the job back to its newest checkpoint: waiting for a replacement server";
-  const int workers = static_cast<int>(LiveWorkers().size()), wanted = options_.spec.cluster().workers();
-  if (workers + static_cast<int>(standby_.size()) < wanted) {
+  const int workers = static_cast<int>(members_.LiveWorkers().size()), wanted = options_.spec.cluster().workers();
+  if (workers + members_.standby_workers() < wanted) {
     // The next run starts with the job's full count, as a resume does.
     LOG(WARNING) << "the job has " << workers << " of its " << wanted
                  << " workers: the rolled-back job also waits for replacement workers (tessera worker --scheduler ...)";
@@ -243,24 +226,24 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   h.mutable_rollback()->set_reason(what);
   // The lost server too: if it was only silent for a while, it registers
   // again like the others (a gone one needs no word).
-  for (const auto& [peer, node] : nodes_) socket_->Send(h, {}, peer).IgnoreError();
+  for (const auto& [peer, node] : members_.nodes()) socket_->Send(h, {}, peer).IgnoreError();
   return AbortedError("rolling back: " + what);
 }
 
 Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
-  for (const auto& [peer, node] : nodes_) {
-    if (node.pid != exited.pid() || node.released) continue;
+  if (const Node* found = members_.FindByPid(exited.pid()); found != nullptr) {
+    const Node node = *found;  // what follows may remove it
     const std::string why = "exited with code " + std::to_string(exited.exit_code()) + ": it is lost";
-    const std::string gone = peer;  // what follows may drop the node that holds `peer`
     if (node.role == proto::WORKER) {
       // Before the start its rank is not yet in use: after the start its
       // heartbeats (or the failed map) lose it, and a standby takes its rank.
-      if (!started_ && !node.standby) break;
-      return LoseWorker(gone, why);
+      if (started_ || node.standby) return LoseWorker(node.peer, why);
+      LOG(INFO) << "process " << exited.pid() << " exited; it is no node taking part in this job";
+      return OkStatus();
     }
     if (node.standby) {  // a spare server: nothing depended on it
       LOG(WARNING) << "spare server (pid " << node.pid << ") " << why;
-      nodes_.erase(gone);
+      members_.Remove(node.peer);
       return OkStatus();
     }
     if (!started_) {
@@ -276,10 +259,9 @@ Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
 }
 
 Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
-  auto it = nodes_.find(peer);
-  if (it == nodes_.end()) return OkStatus();
-  const Node node = it->second;
-  nodes_.erase(it);
+  const std::optional<Node> removed = members_.Remove(peer);
+  if (!removed.has_value()) return OkStatus();
+  const Node& node = *removed;
   // Should it be alive after all, it must stop: its rank goes to another worker.
   proto::Header bye;
   bye.set_op(proto::SHUTDOWN);
@@ -288,16 +270,14 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
   bye.mutable_shutdown()->set_reason("this worker was declared lost: " + why);
   socket_->Send(bye, {}, peer).IgnoreError();
   if (node.standby) {
-    standby_.erase(std::remove(standby_.begin(), standby_.end(), peer), standby_.end());
     LOG(WARNING) << "standby worker (pid " << node.pid << ") " << why;
     return OkStatus();
   }
   const int r = node.rank;
-  worker_peers_[r].clear();
   ++results_.workers_lost;
   const bool in_part = phase_running_ && participants_[r] && !phase_reports_[r].has_value();
   LOG(WARNING) << "worker " << r << " (pid " << node.pid << ") " << why << "; the job goes on with "
-               << LiveWorkers().size() << " workers"
+               << members_.LiveWorkers().size() << " workers"
                << (!in_part ? ""
                    : in_test_ ? ", and its test shards go to the others"
                               : ", and its positions of this phase not yet trained go to the others");
@@ -307,10 +287,10 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
       .Add("pid", node.pid)
       .Add("epoch", epoch_ + 1)
       .Add("step", latest_step_)
-      .Add("workers", static_cast<int64_t>(LiveWorkers().size()))
+      .Add("workers", static_cast<int64_t>(members_.LiveWorkers().size()))
       .Add("reason", why);
   metrics_.Record(line);
-  if (LiveWorkers().empty()) no_workers_since_ = Now();
+  if (members_.LiveWorkers().empty()) no_workers_since_ = Now();
   if (in_part) {
     lost_in_phase_[r] = true;
     if (!in_test_) {
@@ -377,7 +357,7 @@ Status Scheduler::HandleMembershipAck(const Node& node, const proto::MembershipA
       lost.max_step = std::max(lost.max_step, reach.max_step());
     }
   }
-  if (++change->acks < static_cast<int>(server_peers_.size())) return OkStatus();
+  if (++change->acks < members_.registered_servers()) return OkStatus();
   membership_changes_.erase(change);
   // Every server has it: the lost workers of this change hand their positions back.
   const int batch = options_.spec.batch_size();
@@ -408,86 +388,49 @@ Status Scheduler::HandleMembershipAck(const Node& node, const proto::MembershipA
 }
 
 Status Scheduler::AssignStandby() {
-  while (!standby_.empty()) {
-    auto free = std::find(worker_peers_.begin(), worker_peers_.end(), std::string());
-    if (free == worker_peers_.end()) return OkStatus();
-    const std::string peer = standby_.front();
-    standby_.erase(standby_.begin());
-    Node& node = nodes_[peer];
-    node.standby = false;
-    node.rank = static_cast<int>(free - worker_peers_.begin());
-    node.last_heartbeat = Now();  // it beats once it has the map
-    *free = peer;
+  while (std::optional<Node> node = members_.AssignStandby(Now())) {
     ++results_.workers_joined;
-    LOG(INFO) << "worker (pid " << node.pid << ") joins as rank " << node.rank << "; it takes part from the next phase";
+    LOG(INFO) << "worker (pid " << node->pid << ") joins as rank " << node->rank << "; it takes part from the next phase";
     JsonObject line;
-    line.Add("event", "worker_joined").Add("rank", node.rank).Add("pid", node.pid).Add("epoch", epoch_ + 1);
+    line.Add("event", "worker_joined").Add("rank", node->rank).Add("pid", node->pid).Add("epoch", epoch_ + 1);
     metrics_.Record(line);
-    RETURN_IF_ERROR(SendMap(node));
+    RETURN_IF_ERROR(SendMap(*node));
   }
   return MaybeRunPendingStart();
 }
 
 Status Scheduler::HandleRegister(const Message& m) {
   const proto::Register& r = m.header.register_();
-  if (nodes_.count(m.peer) > 0) {
-    LOG(WARNING) << "dropped a second REGISTER from one peer";
-    return OkStatus();
-  }
-  Node node;
-  node.peer = m.peer;
-  node.role = r.role();
-  node.pid = r.pid();
-  const proto::ClusterSpec& c = options_.spec.cluster();
   std::string refusal;
-  if (r.role() == proto::SERVER) {
-    if (r.address().empty()) {
-      refusal = "a server must give its address";
-    } else if (static_cast<int>(server_peers_.size()) >= c.servers()) {
-      // A server beyond the job's count is a spare: it takes part after a
-      // rollback (a lost server's replacement may register before the loss is noticed).
-      node.standby = true;
-      node.address = r.address();
-      nodes_[m.peer] = node;
-      LOG(INFO) << "server (pid " << r.pid() << ") at " << r.address() << " registered as a spare: the job has all its servers";
+  switch (members_.Register(m.peer, r, Now(), &refusal)) {
+    case Membership::Admission::kDropped:
+      LOG(WARNING) << "dropped a REGISTER with role " << proto::Role_Name(r.role()) << " (a second one from one peer, "
+                   << "or neither server nor worker)";
+      return OkStatus();
+    case Membership::Admission::kRefused: {
+      LOG(WARNING) << "refused a " << proto::Role_Name(r.role()) << ": " << refusal;
+      proto::Header h;
+      h.set_op(proto::SHUTDOWN);
+      h.mutable_shutdown()->set_reason(refusal);
+      socket_->Send(h, {}, m.peer).IgnoreError();  // it may already be gone
       return OkStatus();
     }
-  } else if (r.role() == proto::WORKER) {
-    if (static_cast<int>(worker_peers_.size()) >= c.workers()) {
-      // A worker beyond the job's count waits for the rank of one that is lost.
-      node.standby = true;
-      node.last_heartbeat = Now();
-      nodes_[m.peer] = node;
-      standby_.push_back(m.peer);
+    case Membership::Admission::kSpare:
+      // It takes part after a rollback (a lost server's replacement may register before the loss is noticed).
+      LOG(INFO) << "server (pid " << r.pid() << ") at " << r.address() << " registered as a spare: the job has all its servers";
+      return OkStatus();
+    case Membership::Admission::kStandby:
       LOG(INFO) << "worker (pid " << r.pid() << ") registered as a standby: the job has all its workers";
       return AssignStandby();
-    }
-  } else {
-    LOG(WARNING) << "dropped a REGISTER with role " << r.role();
-    return OkStatus();
+    case Membership::Admission::kRanked:
+      break;
   }
-  if (!refusal.empty()) {
-    LOG(WARNING) << "refused a " << proto::Role_Name(r.role()) << ": " << refusal;
-    proto::Header h;
-    h.set_op(proto::SHUTDOWN);
-    h.mutable_shutdown()->set_reason(refusal);
-    socket_->Send(h, {}, m.peer).IgnoreError();  // it may already be gone
-    return OkStatus();
-  }
-  if (r.role() == proto::SERVER) {
-    node.rank = static_cast<int>(server_peers_.size());
-    node.address = r.address();
-    server_peers_.push_back(m.peer);
-  } else {
-    node.rank = static_cast<int>(worker_peers_.size());
-    worker_peers_.push_back(m.peer);
-  }
+  const Node& node = *members_.Find(m.peer);
   LOG(INFO) << proto::Role_Name(r.role()) << " " << node.rank << " registered (pid " << r.pid() << ")"
             << (node.address.empty() ? "" : " at " + node.address);
-  nodes_[m.peer] = node;
-  if (r.role() == proto::SERVER && static_cast<int>(server_peers_.size()) == c.servers()) {
+  if (r.role() == proto::SERVER && members_.AllServersIn()) {
     // Every server known: each can be told its ranges.
-    for (const std::string& peer : server_peers_) RETURN_IF_ERROR(SendMap(nodes_[peer]));
+    for (const std::string& peer : members_.server_peers()) RETURN_IF_ERROR(SendMap(*members_.Find(peer)));
   }
   return MaybeStartJob();
 }
@@ -517,10 +460,10 @@ Status Scheduler::SendMap(const Node& node) {
     server_schedule_offset_ = wanted_schedule_offset_ = map->schedule_step_offset();
   }
   for (const proto::TensorMeta& t : shape_.tensors) *map->add_tensors() = t;
-  for (size_t s = 0; s < server_peers_.size(); ++s) {
+  for (size_t s = 0; s < members_.server_peers().size(); ++s) {
     proto::ServerInfo* info = map->add_servers();
     info->set_rank(static_cast<int>(s));
-    info->set_address(nodes_[server_peers_[s]].address);
+    info->set_address(members_.nodes().at(members_.server_peers()[s]).address);
     for (const KeyRange& r : shape_.server_ranges[s]) {
       proto::KeyRange* out = info->add_ranges();
       out->set_begin(r.begin);
@@ -533,21 +476,15 @@ Status Scheduler::SendMap(const Node& node) {
 
 Status Scheduler::MaybeStartJob() {
   const proto::ClusterSpec& c = options_.spec.cluster();
-  if (started_ || static_cast<int>(server_peers_.size()) < c.servers() ||
-      static_cast<int>(worker_peers_.size()) < c.workers()) {
-    return OkStatus();
-  }
-  for (const std::string& peer : server_peers_) {
-    if (!nodes_[peer].ready) return OkStatus();
-  }
+  if (started_ || !members_.Formed()) return OkStatus();
   started_ = true;
   RETURN_IF_ERROR(AbandonLaterCheckpoints());
-  server_active_.assign(worker_peers_.size(), true);  // the servers start with every worker taking part
+  server_active_.assign(members_.registered_workers(), true);  // the servers start with every worker taking part
   // Heartbeats start with the cluster map: count silence from now.
-  for (auto& [peer, node] : nodes_) node.last_heartbeat = Now();
+  members_.StartHeartbeats(Now());
   LOG(INFO) << "all " << c.servers() << " servers and " << c.workers() << " workers are in; starting";
-  for (const std::string& peer : std::vector<std::string>(worker_peers_)) {
-    if (nodes_.count(peer) > 0) RETURN_IF_ERROR(SendMap(nodes_.at(peer)));
+  for (const std::string& peer : std::vector<std::string>(members_.worker_peers())) {
+    if (const Node* node = members_.Find(peer); node != nullptr) RETURN_IF_ERROR(SendMap(*node));
   }
   last_checkpoint_time_ = Now();
   const int64_t every = options_.spec.checkpoint().every_steps();
@@ -638,7 +575,7 @@ Status Scheduler::SendCheckpointRequest() {
   const std::string run_dir = std::filesystem::absolute(options_.run_dir, ec).string();
   p.dir = run_dir + "/checkpoints/" + p.name;
   p.snapshots = 0;
-  p.parts.assign(server_peers_.size(), std::nullopt);
+  p.parts.assign(members_.registered_servers(), std::nullopt);
   p.parts_done = 0;
   p.error.clear();
   p.start = Now();
@@ -659,7 +596,7 @@ Status Scheduler::SendCheckpointRequest() {
 
 Status Scheduler::CheckCheckpointTimeout() {
   if (!checkpoint_.has_value()) return OkStatus();
-  const bool snapshotting = checkpoint_->snapshots < static_cast<int>(server_peers_.size());
+  const bool snapshotting = checkpoint_->snapshots < members_.registered_servers();
   const auto limit = snapshotting ? std::chrono::seconds(30) : std::chrono::seconds(600);
   if (Now() - checkpoint_->start < limit) return OkStatus();
   LOG(ERROR) << "abandoning the checkpoint at step " << checkpoint_->step << ": "
@@ -752,20 +689,18 @@ Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::Checkp
     p.parts[node.rank] = ack;
     ++p.parts_done;
   }
-  if (++p.snapshots < static_cast<int>(server_peers_.size())) return OkStatus();
+  if (++p.snapshots < members_.registered_servers()) return OkStatus();
   LOG(INFO) << "checkpoint at step " << p.step << ": every server has its snapshot";
   if (stopping_) {
     // The cut is taken: workers may go.
     proto::Header h;
     h.set_op(proto::SHUTDOWN);
     RETURN_IF_ERROR(SendToWorkers(h));
-    for (const std::string& peer : worker_peers_) {
-      if (!peer.empty()) nodes_[peer].released = true;
-    }
+    members_.ReleaseWorkers();
   }
   std::function<Status()> then = std::move(p.then);
   p.then = nullptr;
-  if (p.parts_done == static_cast<int>(server_peers_.size())) RETURN_IF_ERROR(CommitCheckpoint());
+  if (p.parts_done == members_.registered_servers()) RETURN_IF_ERROR(CommitCheckpoint());
   return then ? then() : OkStatus();
 }
 
@@ -776,8 +711,8 @@ Status Scheduler::HandleCheckpointDone(const Node& node, const proto::Checkpoint
   }
   if (!done.error().empty()) checkpoint_->error = "server " + std::to_string(node.rank) + ": " + done.error();
   checkpoint_->parts[node.rank] = done;
-  if (++checkpoint_->parts_done < static_cast<int>(server_peers_.size()) ||
-      checkpoint_->snapshots < static_cast<int>(server_peers_.size())) {
+  if (++checkpoint_->parts_done < members_.registered_servers() ||
+      checkpoint_->snapshots < members_.registered_servers()) {
     return OkStatus();
   }
   return CommitCheckpoint();
@@ -881,9 +816,9 @@ Status Scheduler::WhenReady(std::function<Status()> start) {
 
 Status Scheduler::MaybeRunPendingStart() {
   if (!pending_start_ || stopping_) return OkStatus();
-  const std::vector<int> live = LiveWorkers();
+  const std::vector<int> live = members_.LiveWorkers();
   if (live.empty()) return OkStatus();  // waits for a worker to join (or the no-worker deadline)
-  std::vector<bool> active(worker_peers_.size(), false);
+  std::vector<bool> active(members_.registered_workers(), false);
   for (int r : live) active[r] = true;
   // Workers that joined take part from now on: the servers must know before any of them pushes.
   if (active != server_active_ || wanted_schedule_offset_ != server_schedule_offset_) {
@@ -899,7 +834,7 @@ Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
   const bool bsp = spec.consistency() == proto::BSP;
-  const std::vector<int> live = LiveWorkers();
+  const std::vector<int> live = members_.LiveWorkers();
   leases_.StartTraining(epoch, shape_.train_examples, spec.data().shards_per_worker() * workers, live, bsp);
   epoch_ = epoch;
   in_test_ = false;
@@ -917,7 +852,7 @@ Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
 Status Scheduler::BeginPart(int part, int64_t first_step, int64_t skip_steps) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
-  const std::vector<int> live = LiveWorkers();
+  const std::vector<int> live = members_.LiveWorkers();
   phase_part_ = part;
   phase_running_ = true;
   phase_done_count_ = 0;
@@ -962,7 +897,7 @@ Status Scheduler::BeginEvaluation(int epoch) {
   const proto::JobSpec& spec = options_.spec;
   const int workers = spec.cluster().workers();
   // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
-  leases_.StartTest(epoch, shape_.test_examples, std::max(1, workers * spec.data().shards_per_worker()), LiveWorkers(),
+  leases_.StartTest(epoch, shape_.test_examples, std::max(1, workers * spec.data().shards_per_worker()), members_.LiveWorkers(),
                     spec.consistency() == proto::BSP);
   epoch_ = epoch;
   in_test_ = true;
@@ -1025,7 +960,7 @@ Status Scheduler::FinishPart() {
   if (more) {
     const int part = phase_part_ + 1;
     return WhenReady([this, part]() {
-      leases_.StartContinuation(LiveWorkers());
+      leases_.StartContinuation(members_.LiveWorkers());
       return BeginPart(part, global_step_, 0);
     });
   }
@@ -1055,7 +990,7 @@ Status Scheduler::FinishTrainingEpoch() {
       .Add("examples", trained)
       .Add("samples_per_sec", trained / seconds)
       .Add("epoch_seconds", seconds);
-  if (epoch_disturbed_) line.Add("workers", static_cast<int64_t>(LiveWorkers().size()));
+  if (epoch_disturbed_) line.Add("workers", static_cast<int64_t>(members_.LiveWorkers().size()));
   if (phase_part_ > 0 || epoch_lost_examples_ > 0) {
     line.Add("parts", phase_part_ + 1).Add("examples_of_lost_workers", epoch_lost_examples_);
   }
@@ -1143,7 +1078,7 @@ Status Scheduler::SendToWorkers(const proto::Header& h) {
   out.set_job_id(job_id_);
   out.set_sender_role(proto::SCHEDULER);
   std::vector<std::string> gone;
-  for (const std::string& peer : worker_peers_) {
+  for (const std::string& peer : members_.worker_peers()) {
     if (peer.empty()) continue;
     Status sent = socket_->Send(out, {}, peer);
     if (sent.code() == StatusCode::kUnavailable) {
@@ -1157,16 +1092,16 @@ Status Scheduler::SendToWorkers(const proto::Header& h) {
 }
 
 Status Scheduler::SendToServers(const proto::Header& h) {
-  for (const std::string& peer : server_peers_) {
+  for (const std::string& peer : members_.server_peers()) {
     Status sent = socket_->Send(h, {}, peer);
     if (sent.code() != StatusCode::kUnavailable) {
       RETURN_IF_ERROR(sent);
       continue;
     }
     // Gone before its heartbeats stopped counting: lost all the same.
-    auto node = nodes_.find(peer);
-    if (node == nodes_.end()) return sent;
-    return LoseServer(node->second, "has no connection any more: it is lost");
+    const Node* node = members_.Find(peer);
+    if (node == nullptr) return sent;
+    return LoseServer(*node, "has no connection any more: it is lost");
   }
   return OkStatus();
 }
@@ -1185,7 +1120,7 @@ void Scheduler::ShutdownAll(const std::string& reason) {
   h.set_job_id(job_id_);
   h.set_sender_role(proto::SCHEDULER);
   if (!reason.empty()) h.mutable_shutdown()->set_reason(reason);
-  for (const auto& [peer, node] : nodes_) socket_->Send(h, {}, peer).IgnoreError();  // gone nodes need no word
+  for (const auto& [peer, node] : members_.nodes()) socket_->Send(h, {}, peer).IgnoreError();  // gone nodes need no word
 }
 
 Status Scheduler::WriteSummary() {

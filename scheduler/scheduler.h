@@ -28,6 +28,7 @@
 #include "scheduler/job_metrics.h"
 #include "scheduler/job_shape.h"
 #include "scheduler/lease_book.h"
+#include "scheduler/membership.h"
 
 namespace tessera {
 
@@ -79,20 +80,7 @@ class Scheduler {
   std::unique_ptr<Socket> TakeSocket() { return std::move(socket_); }
 
  private:
-  struct Node {
-    std::string peer;
-    proto::Role role = proto::ROLE_UNSPECIFIED;
-    int rank = -1;
-    std::string address;
-    bool ready = false;
-    int pid = 0;
-    bool released = false;  // told to shut down: silence is expected
-    // A worker waiting for a free rank (the job had all its workers), or a
-    // server waiting for a rollback to need it (the job had all its servers).
-    bool standby = false;
-    Clock::TimePoint last_heartbeat;
-  };
-
+  using Node = Membership::Node;
   Clock::TimePoint Now() const { return options_.clock->Now(); }
   Status Prepare();
   Status Handle(Message m);
@@ -113,8 +101,6 @@ class Scheduler {
   // Gives free ranks to standby workers (they get the cluster map now and
   // take part from the next phase).
   Status AssignStandby();
-  // The ranks with a worker, in order.
-  std::vector<int> LiveWorkers() const;
   // Runs `start` (a phase start) once the servers know every live worker
   // and at least one is there.
   Status WhenReady(std::function<Status()> start);
@@ -181,9 +167,7 @@ class Scheduler {
 
   JobShape shape_;  // from Prepare()
 
-  std::map<std::string, Node> nodes_;  // by peer identity
-  std::vector<std::string> server_peers_, worker_peers_;  // by rank; a lost worker's rank is "" until taken again
-  std::vector<std::string> standby_;  // workers waiting for a free rank, in arrival order
+  Membership members_;  // who takes part
   bool started_ = false;
 
   // Membership: what the servers were last told takes part (by worker rank),

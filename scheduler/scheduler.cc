@@ -492,9 +492,9 @@ Status Scheduler::MaybeStartJob() {
   if (evaluate_only_) {
     epoch_ = options_.spec.epochs() - 1;
     LOG(INFO) << "training is complete at step " << global_step_ << "; running the final evaluation only";
-    return StartEvaluation(epoch_);
+    return Proceed(NextPhase::Evaluation(epoch_));
   }
-  return StartTraining(start_epoch_, start_skip_steps_);
+  return Proceed(NextPhase::Training(start_epoch_, start_skip_steps_));
 }
 
 Status Scheduler::AbandonLaterCheckpoints() {
@@ -520,26 +520,30 @@ bool Scheduler::CheckpointDue(int epochs_done) const {
   return k.every_epochs() > 0 && epochs_done % k.every_epochs() == 0;
 }
 
-Status Scheduler::StartCheckpoint(int epochs_done, std::function<Status()> then) {
+Status Scheduler::StartCheckpoint(int epochs_done, const NextPhase& then) {
   if (checkpoint_.has_value()) {
-    if (checkpoint_->step == global_step_) return then();  // a cut moved to this epoch's end: it is this checkpoint
+    if (checkpoint_->step == global_step_) return Proceed(then);  // a cut moved to this epoch's end: it is this checkpoint
     if (epochs_done == options_.spec.epochs()) {
       // The final one must not be lost: servers stay at this step through the
       // final evaluation, so it is taken once the one in progress commits.
       deferred_final_checkpoint_ = true;
-      return then();
+      return Proceed(then);
     }
     // The previous one is still being written: the job waits at this epoch's
     // end (servers idle at this step) until it commits, then takes this one.
     LOG(WARNING) << "the checkpoint after epoch " << epochs_done << " waits for the one at step "
                  << checkpoint_->step << ", still being written";
-    deferred_epoch_cut_ = DeferredEpochCut{epochs_done, std::move(then)};
+    deferred_epoch_cut_ = DeferredEpochCut{epochs_done, then};
     return OkStatus();
   }
-  return StartCut(global_step_, epochs_done, 0, std::move(then));
+  return StartCut(global_step_, epochs_done, 0, then);
 }
 
-Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::function<Status()> then) {
+Status Scheduler::ProceedIfAny(const std::optional<NextPhase>& then) {
+  return then.has_value() ? Proceed(*then) : OkStatus();
+}
+
+Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::optional<NextPhase> then) {
   CHECK(!checkpoint_.has_value());
   // A cut at a step already committed (say, a stop right after a checkpoint)
   // is that checkpoint: writing it again would first remove the committed one.
@@ -549,7 +553,7 @@ Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_ep
   if (FileExists(committed + "/MANIFEST")) {
     LOG(INFO) << "checkpoint at step " << step << " is committed already";
     if (stopping_) stop_note_ = "checkpoint " + committed + " committed";
-    return then ? then() : OkStatus();
+    return ProceedIfAny(then);
   }
   PendingCheckpoint p;
   p.step = step;
@@ -558,7 +562,7 @@ Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_ep
   p.params_sha256 = options_.spec.consistency() == proto::BSP && steps_into_epoch == 0 && step == global_step_
                         ? results_.params_sha256
                         : "";  // worker 0 reports the digest at epoch ends only
-  p.then = std::move(then);
+  p.then = then;
   p.start = Now();
   p.epoch = epoch_;
   p.epoch_first_step = phase_first_step_;
@@ -607,7 +611,7 @@ Status Scheduler::CheckCheckpointTimeout() {
     checkpoint_error_ = "the final checkpoint timed out";
   }
   RETURN_IF_ERROR(StartDeferredCheckpoint());
-  return p.then ? p.then() : OkStatus();
+  return ProceedIfAny(p.then);
 }
 
 int64_t Scheduler::CutLead() const {
@@ -637,7 +641,7 @@ Status Scheduler::MaybeCheckpointMidEpoch() {
     return OkStatus();  // too close to the epoch's end: the next cut comes later
   }
   LOG(INFO) << "checkpoint: cutting at step " << step << " (epoch " << epoch_ + 1 << ")";
-  return StartCut(step, epoch_, step - phase_first_step_, nullptr);
+  return StartCut(step, epoch_, step - phase_first_step_, std::nullopt);
 }
 
 Status Scheduler::BeginStop() {
@@ -659,8 +663,8 @@ Status Scheduler::BeginStop() {
   const int64_t epoch_end = phase_first_step_ + phase_steps_;
   const int64_t step = std::min(latest_step_ + CutLead(), epoch_end);
   LOG(INFO) << "stop requested: final checkpoint at step " << step;
-  if (step == epoch_end) return StartCut(step, epoch_ + 1, 0, nullptr);
-  return StartCut(step, epoch_, step - phase_first_step_, nullptr);
+  if (step == epoch_end) return StartCut(step, epoch_ + 1, 0, std::nullopt);
+  return StartCut(step, epoch_, step - phase_first_step_, std::nullopt);
 }
 
 Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack) {
@@ -698,10 +702,10 @@ Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::Checkp
     RETURN_IF_ERROR(SendToWorkers(h));
     members_.ReleaseWorkers();
   }
-  std::function<Status()> then = std::move(p.then);
-  p.then = nullptr;
+  const std::optional<NextPhase> then = p.then;
+  p.then.reset();
   if (p.parts_done == members_.registered_servers()) RETURN_IF_ERROR(CommitCheckpoint());
-  return then ? then() : OkStatus();
+  return ProceedIfAny(then);
 }
 
 Status Scheduler::HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done) {
@@ -723,11 +727,11 @@ Status Scheduler::StartDeferredCheckpoint() {
   if (deferred_epoch_cut_.has_value()) {
     DeferredEpochCut cut = std::move(*deferred_epoch_cut_);
     deferred_epoch_cut_.reset();
-    return StartCut(global_step_, cut.epochs_done, 0, std::move(cut.then));
+    return StartCut(global_step_, cut.epochs_done, 0, cut.then);
   }
   if (!deferred_final_checkpoint_) return OkStatus();
   deferred_final_checkpoint_ = false;
-  return StartCut(global_step_, options_.spec.epochs(), 0, nullptr);
+  return StartCut(global_step_, options_.spec.epochs(), 0, std::nullopt);
 }
 
 Status Scheduler::CommitCheckpoint() {
@@ -799,23 +803,19 @@ Status Scheduler::CommitPendingCheckpoint() {
   return OkStatus();
 }
 
-Status Scheduler::StartTraining(int epoch, int64_t skip_steps) {
-  // Under BSP the schedule counts epochs in steps_per_epoch steps; an epoch
-  // a lost worker's continuation made longer would leave it running early,
-  // so each epoch re-anchors it at the step the epoch begins at.
-  if (options_.spec.consistency() == proto::BSP && steps_per_epoch_ > 0) {
-    wanted_schedule_offset_ = epoch * steps_per_epoch_ - (global_step_ - skip_steps);
+Status Scheduler::Proceed(const NextPhase& next) {
+  if (next.kind == NextPhase::Kind::kTraining && options_.spec.consistency() == proto::BSP && steps_per_epoch_ > 0) {
+    // Under BSP the schedule counts epochs in steps_per_epoch steps; an epoch
+    // a lost worker's continuation made longer would leave it running early,
+    // so each epoch re-anchors it at the step the epoch begins at.
+    wanted_schedule_offset_ = next.epoch * steps_per_epoch_ - (global_step_ - next.skip_steps);
   }
-  return WhenReady([this, epoch, skip_steps]() { return BeginTraining(epoch, skip_steps); });
-}
-
-Status Scheduler::WhenReady(std::function<Status()> start) {
-  pending_start_ = std::move(start);
+  pending_start_ = next;
   return MaybeRunPendingStart();
 }
 
 Status Scheduler::MaybeRunPendingStart() {
-  if (!pending_start_ || stopping_) return OkStatus();
+  if (!pending_start_.has_value() || stopping_) return OkStatus();
   const std::vector<int> live = members_.LiveWorkers();
   if (live.empty()) return OkStatus();  // waits for a worker to join (or the no-worker deadline)
   std::vector<bool> active(members_.registered_workers(), false);
@@ -825,9 +825,22 @@ Status Scheduler::MaybeRunPendingStart() {
     RETURN_IF_ERROR(SendMembership(active));
   }
   if (!membership_changes_.empty()) return OkStatus();  // until every server has acknowledged
-  std::function<Status()> start = std::move(pending_start_);
-  pending_start_ = nullptr;
-  return start();
+  const NextPhase next = *pending_start_;
+  pending_start_.reset();
+  return Begin(next);
+}
+
+Status Scheduler::Begin(const NextPhase& next) {
+  switch (next.kind) {
+    case NextPhase::Kind::kTraining:
+      return BeginTraining(next.epoch, next.skip_steps);
+    case NextPhase::Kind::kEvaluation:
+      return BeginEvaluation(next.epoch);
+    case NextPhase::Kind::kContinuation:
+      leases_.StartContinuation(members_.LiveWorkers());
+      return BeginPart(next.part, global_step_, 0);
+  }
+  return InternalError("unknown phase kind");
 }
 
 Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
@@ -887,10 +900,6 @@ Status Scheduler::BeginPart(int part, int64_t first_step, int64_t skip_steps) {
                       : ", " + std::to_string(phase_steps_) + " steps from step " + std::to_string(first_step));
   }
   return SendToWorkers(h);
-}
-
-Status Scheduler::StartEvaluation(int epoch) {
-  return WhenReady([this, epoch]() { return BeginEvaluation(epoch); });
 }
 
 Status Scheduler::BeginEvaluation(int epoch) {
@@ -958,11 +967,7 @@ Status Scheduler::FinishPart() {
   // evaluation also when its reporter was lost, for the digest and params.bin).
   const bool more = leases_.has_returned() || (in_test_ && phase_final_ && !reporter.has_value());
   if (more) {
-    const int part = phase_part_ + 1;
-    return WhenReady([this, part]() {
-      leases_.StartContinuation(members_.LiveWorkers());
-      return BeginPart(part, global_step_, 0);
-    });
+    return Proceed(NextPhase::Continuation(phase_part_ + 1));
   }
   return in_test_ ? FinishEvaluation() : FinishTrainingEpoch();
 }
@@ -997,13 +1002,10 @@ Status Scheduler::FinishTrainingEpoch() {
   metrics_.Record(line);
   LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << results_.last_train_loss << ", " << trained / seconds
             << " samples/s, " << counted << " examples";
-  const int epoch = epoch_;
-  auto next = [this, epoch, last_epoch]() -> Status {
-    if (options_.spec.eval_every_epoch() || last_epoch) return StartEvaluation(epoch);
-    return StartTraining(epoch + 1);
-  };
+  const NextPhase next = spec.eval_every_epoch() || last_epoch ? NextPhase::Evaluation(epoch_)
+                                                               : NextPhase::Training(epoch_ + 1);
   if (CheckpointDue(epoch_ + 1)) return StartCheckpoint(epoch_ + 1, next);
-  return next();
+  return Proceed(next);
 }
 
 Status Scheduler::FinishEvaluation() {
@@ -1028,7 +1030,7 @@ Status Scheduler::FinishEvaluation() {
     finished_ = true;  // done once the final checkpoint, if any, has committed
     return OkStatus();
   }
-  return StartTraining(epoch_ + 1);
+  return Proceed(NextPhase::Training(epoch_ + 1));
 }
 
 Status Scheduler::HandleProgress(const proto::Progress& p) {

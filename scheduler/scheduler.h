@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -101,10 +100,26 @@ class Scheduler {
   // Gives free ranks to standby workers (they get the cluster map now and
   // take part from the next phase).
   Status AssignStandby();
-  // Runs `start` (a phase start) once the servers know every live worker
-  // and at least one is there.
-  Status WhenReady(std::function<Status()> start);
+  // The phase the job goes on with once nothing holds it back: the servers
+  // know every live worker, at least one is there, and the snapshots of a
+  // checkpoint due before it are taken. Held as data (pending_start_,
+  // PendingCheckpoint::then), not as a stored continuation.
+  struct NextPhase {
+    enum class Kind { kTraining, kEvaluation, kContinuation };
+    Kind kind = Kind::kTraining;
+    int epoch = 0;           // training, evaluation
+    int64_t skip_steps = 0;  // training resumed inside the epoch: its steps done before
+    int part = 0;            // a continuation over the positions lost workers left
+    static NextPhase Training(int epoch, int64_t skip_steps = 0) { return {Kind::kTraining, epoch, skip_steps, 0}; }
+    static NextPhase Evaluation(int epoch) { return {Kind::kEvaluation, epoch, 0, 0}; }
+    static NextPhase Continuation(int part) { return {Kind::kContinuation, 0, 0, part}; }
+  };
+  // Goes on with `next` (a training epoch first re-anchors the learning-rate
+  // schedule), as soon as the servers know every live worker and at least one is there.
+  Status Proceed(const NextPhase& next);
   Status MaybeRunPendingStart();
+  // Starts `next` now.
+  Status Begin(const NextPhase& next);
   // When every participant of the phase part has reported or was lost (and
   // its hand-back is known): finishes the part.
   Status MaybeFinishPart();
@@ -118,8 +133,6 @@ class Scheduler {
   Status HandlePhaseDone(const Node& node, const proto::PhaseDone& done);
   Status HandleProgress(const proto::Progress& p);
   Status MaybeStartJob();
-  Status StartTraining(int epoch, int64_t skip_steps = 0);
-  Status StartEvaluation(int epoch);
   Status SendMap(const Node& node);
   // Sends to every worker (to one); a worker whose connection is gone is lost.
   Status SendToWorkers(const proto::Header& h);
@@ -130,13 +143,16 @@ class Scheduler {
   Status SendToServers(const proto::Header& h);
   void ShutdownAll(const std::string& reason);
   // Checkpoints: due after `epochs_done` epochs? Start one (servers snapshot,
-  // then write in the background); `then` runs once every snapshot is taken.
+  // then write in the background); the job goes on with `then` once every snapshot is taken.
   bool CheckpointDue(int epochs_done) const;
-  Status StartCheckpoint(int epochs_done, std::function<Status()> then);
+  Status StartCheckpoint(int epochs_done, const NextPhase& then);
   // Arms a cut at global step `step` inside the current training epoch (BSP):
   // servers capture each slice as it reaches that step while training goes
-  // on. `then` runs once every snapshot is taken (may be empty).
-  Status StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::function<Status()> then);
+  // on. The job goes on with `then` once every snapshot is taken (none: it
+  // is going on already).
+  Status StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::optional<NextPhase> then);
+  // Goes on with `then`, if any.
+  Status ProceedIfAny(const std::optional<NextPhase>& then);
   Status SendCheckpointRequest();
   // Mid-epoch triggers (every_steps, every_seconds) and the stop signal.
   Status MaybeCheckpointMidEpoch();
@@ -192,7 +208,7 @@ class Scheduler {
     int64_t min_step = INT64_MAX, max_step = -1;
   };
   std::vector<LostWorker> lost_pending_;
-  std::function<Status()> pending_start_;  // a phase start waiting for the servers' acks or for a worker
+  std::optional<NextPhase> pending_start_;  // waiting for the servers' acks or for a worker
   Clock::TimePoint no_workers_since_;
 
   // The current phase.
@@ -234,7 +250,7 @@ class Scheduler {
     int retries = 0;
     std::string params_sha256;
     int snapshots = 0;
-    std::function<Status()> then;  // the next phase, started once every snapshot is taken
+    std::optional<NextPhase> then;  // the next phase, started once every snapshot is taken
     std::vector<std::optional<proto::CheckpointDone>> parts;  // by server rank
     int parts_done = 0;
     std::string error;
@@ -247,7 +263,7 @@ class Scheduler {
   // epoch's end, then takes it and goes on with `then`.
   struct DeferredEpochCut {
     int epochs_done = 0;
-    std::function<Status()> then;
+    NextPhase then;
   };
   std::optional<DeferredEpochCut> deferred_epoch_cut_;
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit

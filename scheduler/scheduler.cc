@@ -28,7 +28,8 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
       options_(std::move(options)),
       stop_(stop),
       socket_(std::move(socket)),
-      members_(options_.spec.cluster().servers(), options_.spec.cluster().workers()) {}
+      members_(options_.spec.cluster().servers(), options_.spec.cluster().workers()),
+      checkpoints_(options_.spec, options_.run_dir, &shape_) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -67,7 +68,7 @@ Status Scheduler::Run() {
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
   auto work_started = std::chrono::steady_clock::now();
   Status result;
-  while (!(finished_ && !checkpoint_.has_value())) {
+  while (!(finished_ && !checkpoints_.busy())) {
     if (stop_->load() && !stopping_ && !finished_) {
       // A final checkpoint first (when training can be cut), then shutdown.
       result = BeginStop();
@@ -77,7 +78,7 @@ Status Scheduler::Run() {
       result = AbortedError("stopped by signal; the final checkpoint did not finish within 60 s");
       break;
     }
-    if (stopping_ && !checkpoint_.has_value()) finished_ = true;
+    if (stopping_ && !checkpoints_.busy()) finished_ = true;
     // Handling that took long (a slow fsync in a manifest commit, say) left
     // heartbeats waiting in the queue: that time is not the nodes' silence.
     // It is this process's own time, so the system's clock measures it,
@@ -87,7 +88,7 @@ Status Scheduler::Run() {
       members_.Excuse(busy);
     }
     result = CheckHeartbeats();
-    if (result.ok()) result = CheckCheckpointTimeout();
+    if (result.ok()) result = Apply(checkpoints_.Tick(Here(), Now()));
     if (!result.ok()) break;
     if (started_ && !finished_ && !stopping_ && members_.LiveWorkers().empty() &&
         Now() - no_workers_since_ > std::chrono::seconds(options_.register_timeout_s)) {
@@ -115,11 +116,12 @@ Status Scheduler::Run() {
     if (!result.ok()) break;
   }
   if (rolled_back()) return OkStatus();  // the nodes register again with the next run
-  if (result.ok() && !checkpoint_error_.empty()) result = UnavailableError(checkpoint_error_);
+  if (result.ok() && !checkpoints_.error().empty()) result = UnavailableError(checkpoints_.error());
   if (result.ok() && stopping_) {
     // Stopped cleanly: every node gets an ordinary SHUTDOWN, the scheduler reports the stop.
     ShutdownAll("");
-    return AbortedError("stopped by signal; " + (stop_note_.empty() ? std::string("no checkpoint taken") : stop_note_));
+    const std::string& note = checkpoints_.stop_note();
+    return AbortedError("stopped by signal; " + (note.empty() ? std::string("no checkpoint taken") : note));
   }
   if (!result.ok()) {
     LOG(ERROR) << "job failed: " << result.ToString();
@@ -163,10 +165,10 @@ Status Scheduler::Handle(Message m) {
       return HandlePhaseDone(node, h.phase_done());
     case proto::CHECKPOINT_SNAPSHOT:
       if (node.role != proto::SERVER) break;
-      return HandleCheckpointSnapshot(node, h.checkpoint_done());
+      return Apply(checkpoints_.Snapshot(node.rank, h.checkpoint_done(), Here(), Now()));
     case proto::CHECKPOINT_DONE:
       if (node.role != proto::SERVER) break;
-      return HandleCheckpointDone(node, h.checkpoint_done());
+      return Apply(checkpoints_.PartWritten(node.rank, h.checkpoint_done(), Here(), Now()));
     case proto::MEMBERSHIP_ACK:
       if (node.role != proto::SERVER) break;
       return HandleMembershipAck(node, h.membership_ack());
@@ -295,11 +297,7 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
     lost_in_phase_[r] = true;
     if (!in_test_) {
       epoch_disturbed_ = true;
-      if (checkpoint_.has_value() && checkpoint_->steps_into_epoch > 0 && checkpoint_->error.empty()) {
-        // The cursor of a cut inside this epoch assumes the fixed data plan of all workers.
-        LOG(WARNING) << "giving up the checkpoint at step " << checkpoint_->step << ": a worker was lost inside its epoch";
-        checkpoint_->error = "worker " + std::to_string(r) + " was lost inside the epoch of the cut";
-      }
+      checkpoints_.WorkerLostInEpoch(r);
     }
   }
   // The servers stop waiting for it.
@@ -486,9 +484,7 @@ Status Scheduler::MaybeStartJob() {
   for (const std::string& peer : std::vector<std::string>(members_.worker_peers())) {
     if (const Node* node = members_.Find(peer); node != nullptr) RETURN_IF_ERROR(SendMap(*node));
   }
-  last_checkpoint_time_ = Now();
-  const int64_t every = options_.spec.checkpoint().every_steps();
-  if (every > 0) next_step_checkpoint_ = (global_step_ / every + 1) * every;
+  checkpoints_.Start(global_step_, Now());
   if (evaluate_only_) {
     epoch_ = options_.spec.epochs() - 1;
     LOG(INFO) << "training is complete at step " << global_step_ << "; running the final evaluation only";
@@ -513,294 +509,43 @@ Status Scheduler::AbandonLaterCheckpoints() {
   return UpdateLatest(RunDirOf(dir) + "/checkpoints", CheckpointName(restore_->step()));
 }
 
-bool Scheduler::CheckpointDue(int epochs_done) const {
-  const proto::CheckpointSpec& k = options_.spec.checkpoint();
-  if (!k.enabled() || options_.run_dir.empty()) return false;
-  if (epochs_done == options_.spec.epochs()) return true;
-  return k.every_epochs() > 0 && epochs_done % k.every_epochs() == 0;
-}
-
-Status Scheduler::StartCheckpoint(int epochs_done, const NextPhase& then) {
-  if (checkpoint_.has_value()) {
-    if (checkpoint_->step == global_step_) return Proceed(then);  // a cut moved to this epoch's end: it is this checkpoint
-    if (epochs_done == options_.spec.epochs()) {
-      // The final one must not be lost: servers stay at this step through the
-      // final evaluation, so it is taken once the one in progress commits.
-      deferred_final_checkpoint_ = true;
-      return Proceed(then);
-    }
-    // The previous one is still being written: the job waits at this epoch's
-    // end (servers idle at this step) until it commits, then takes this one.
-    LOG(WARNING) << "the checkpoint after epoch " << epochs_done << " waits for the one at step "
-                 << checkpoint_->step << ", still being written";
-    deferred_epoch_cut_ = DeferredEpochCut{epochs_done, then};
-    return OkStatus();
-  }
-  return StartCut(global_step_, epochs_done, 0, then);
-}
-
-Status Scheduler::ProceedIfAny(const std::optional<NextPhase>& then) {
-  return then.has_value() ? Proceed(*then) : OkStatus();
-}
-
-Status Scheduler::StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::optional<NextPhase> then) {
-  CHECK(!checkpoint_.has_value());
-  // A cut at a step already committed (say, a stop right after a checkpoint)
-  // is that checkpoint: writing it again would first remove the committed one.
-  std::error_code ec;
-  const std::string committed =
-      std::filesystem::absolute(options_.run_dir, ec).string() + "/checkpoints/" + CheckpointName(step);
-  if (FileExists(committed + "/MANIFEST")) {
-    LOG(INFO) << "checkpoint at step " << step << " is committed already";
-    if (stopping_) stop_note_ = "checkpoint " + committed + " committed";
-    return ProceedIfAny(then);
-  }
-  PendingCheckpoint p;
-  p.step = step;
-  p.epochs_done = cursor_epoch;
-  p.steps_into_epoch = steps_into_epoch;
-  p.params_sha256 = options_.spec.consistency() == proto::BSP && steps_into_epoch == 0 && step == global_step_
-                        ? results_.params_sha256
-                        : "";  // worker 0 reports the digest at epoch ends only
-  p.then = then;
-  p.start = Now();
-  p.epoch = epoch_;
-  p.epoch_first_step = phase_first_step_;
-  p.epoch_end_step = phase_first_step_ + phase_steps_;
-  checkpoint_ = std::move(p);
-  last_checkpoint_time_ = Now();
-  return SendCheckpointRequest();
-}
-
-Status Scheduler::SendCheckpointRequest() {
-  PendingCheckpoint& p = *checkpoint_;
-  p.name = CheckpointName(p.step);
-  std::error_code ec;
-  const std::string run_dir = std::filesystem::absolute(options_.run_dir, ec).string();
-  p.dir = run_dir + "/checkpoints/" + p.name;
-  p.snapshots = 0;
-  p.parts.assign(members_.registered_servers(), std::nullopt);
-  p.parts_done = 0;
-  p.error.clear();
-  p.start = Now();
-  if (FileExists(p.dir)) {
-    // Left by an attempt that never committed, or by a cut moved away from
-    // this step: start it afresh.
-    std::filesystem::remove_all(p.dir, ec);
-  }
-  RETURN_IF_ERROR(MakeDirs(p.dir));
-  proto::Header h;
-  h.set_op(proto::CHECKPOINT);
-  h.set_job_id(job_id_);
-  h.set_sender_role(proto::SCHEDULER);
-  h.mutable_checkpoint()->set_dir(p.dir);
-  h.mutable_checkpoint()->set_step(p.step);
-  return SendToServers(h);
-}
-
-Status Scheduler::CheckCheckpointTimeout() {
-  if (!checkpoint_.has_value()) return OkStatus();
-  const bool snapshotting = checkpoint_->snapshots < members_.registered_servers();
-  const auto limit = snapshotting ? std::chrono::seconds(30) : std::chrono::seconds(600);
-  if (Now() - checkpoint_->start < limit) return OkStatus();
-  LOG(ERROR) << "abandoning the checkpoint at step " << checkpoint_->step << ": "
-             << (snapshotting ? "snapshots" : "writes") << " overdue";
-  PendingCheckpoint p = std::move(*checkpoint_);
-  checkpoint_.reset();
-  if (p.epochs_done == options_.spec.epochs() && p.steps_into_epoch == 0) {
-    checkpoint_error_ = "the final checkpoint timed out";
-  }
-  RETURN_IF_ERROR(StartDeferredCheckpoint());
-  return ProceedIfAny(p.then);
-}
-
-int64_t Scheduler::CutLead() const {
-  // Progress reports come every 0.5 s; a cut 0.8 s of steps ahead of the
-  // latest one is ahead of every server, and a refusal moves it further.
-  return std::clamp<int64_t>(static_cast<int64_t>(steps_per_second_ * 0.8) + 2, 4, 100000);
-}
-
-Status Scheduler::MaybeCheckpointMidEpoch() {
-  const proto::CheckpointSpec& k = options_.spec.checkpoint();
-  if (checkpoint_.has_value() || in_test_ || epoch_disturbed_ || !k.enabled() || options_.run_dir.empty() ||
-      options_.spec.consistency() != proto::BSP) {
-    return OkStatus();
-  }
-  const int64_t epoch_end = phase_first_step_ + phase_steps_;
-  int64_t step = -1;
-  if (k.every_steps() > 0 && latest_step_ + CutLead() >= next_step_checkpoint_) {
-    step = std::max(next_step_checkpoint_, latest_step_ + CutLead());
-    while (next_step_checkpoint_ <= step) next_step_checkpoint_ += k.every_steps();
-  } else if (k.every_seconds() > 0 &&
-             Seconds(Now() - last_checkpoint_time_) >= k.every_seconds()) {
-    step = latest_step_ + CutLead();
-  }
-  if (step < 0) return OkStatus();
-  if (step >= epoch_end) {
-    last_checkpoint_time_ = Now();
-    return OkStatus();  // too close to the epoch's end: the next cut comes later
-  }
-  LOG(INFO) << "checkpoint: cutting at step " << step << " (epoch " << epoch_ + 1 << ")";
-  return StartCut(step, epoch_, step - phase_first_step_, std::nullopt);
-}
-
 Status Scheduler::BeginStop() {
   stopping_ = true;
   stop_deadline_ = Now() + std::chrono::seconds(60);
-  const proto::CheckpointSpec& k = options_.spec.checkpoint();
-  // (Not in an epoch that lost a worker: its cursor would not resume.)
-  const bool can_cut = started_ && !in_test_ && !epoch_disturbed_ && k.enabled() && !options_.run_dir.empty() &&
-                       options_.spec.consistency() == proto::BSP;
-  if (checkpoint_.has_value()) {
-    LOG(INFO) << "stop requested: finishing the checkpoint at step " << checkpoint_->step;
-    return OkStatus();
-  }
-  if (!can_cut) {
-    finished_ = true;
-    return OkStatus();
-  }
-  // Cut a little ahead of the workers, at the latest at this epoch's end.
-  const int64_t epoch_end = phase_first_step_ + phase_steps_;
-  const int64_t step = std::min(latest_step_ + CutLead(), epoch_end);
-  LOG(INFO) << "stop requested: final checkpoint at step " << step;
-  if (step == epoch_end) return StartCut(step, epoch_ + 1, 0, std::nullopt);
-  return StartCut(step, epoch_, step - phase_first_step_, std::nullopt);
+  return Apply(checkpoints_.Stop(Here(), /*can_cut=*/started_ && !in_test_ && !epoch_disturbed_, Now()));
 }
 
-Status Scheduler::HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack) {
-  if (!checkpoint_.has_value() || ack.step() != checkpoint_->step) return OkStatus();  // an abandoned cut
-  PendingCheckpoint& p = *checkpoint_;
-  if (!ack.error().empty()) {
-    if (ack.current_version() >= p.step && p.steps_into_epoch > 0 && p.retries < 5 &&
-        ack.current_version() < p.epoch_end_step) {
-      // A server was past the cut already: move it further ahead, within the
-      // epoch the cut was made in (the cursor is relative to it), and ask again.
-      const int64_t step = std::min(ack.current_version() + CutLead() * (2 << p.retries), p.epoch_end_step);
-      ++p.retries;
-      LOG(INFO) << "checkpoint: moving the cut from step " << p.step << " to " << step;
-      p.step = step;
-      if (step == p.epoch_end_step) {
-        p.epochs_done = p.epoch + 1;
-        p.steps_into_epoch = 0;
-      } else {
-        p.epochs_done = p.epoch;
-        p.steps_into_epoch = step - p.epoch_first_step;
-      }
-      return SendCheckpointRequest();
-    }
-    p.error = "server " + std::to_string(node.rank) + ": " + ack.error();
-    // A refused snapshot writes nothing; count its part as done.
-    p.parts[node.rank] = ack;
-    ++p.parts_done;
-  }
-  if (++p.snapshots < members_.registered_servers()) return OkStatus();
-  LOG(INFO) << "checkpoint at step " << p.step << ": every server has its snapshot";
-  if (stopping_) {
-    // The cut is taken: workers may go.
+CheckpointCoordinator::Position Scheduler::Here() const {
+  CheckpointCoordinator::Position at;
+  at.epoch = epoch_;
+  at.epoch_first_step = phase_first_step_;
+  at.epoch_end_step = phase_first_step_ + phase_steps_;
+  at.global_step = global_step_;
+  at.latest_step = latest_step_;
+  at.steps_per_second = steps_per_second_;
+  at.digest = results_.params_sha256;
+  return at;
+}
+
+Status Scheduler::Apply(StatusOr<CheckpointCoordinator::Actions> actions) {
+  RETURN_IF_ERROR(actions.status());
+  const CheckpointCoordinator::Actions& a = *actions;
+  if (a.release_workers) {
     proto::Header h;
     h.set_op(proto::SHUTDOWN);
     RETURN_IF_ERROR(SendToWorkers(h));
     members_.ReleaseWorkers();
   }
-  const std::optional<NextPhase> then = p.then;
-  p.then.reset();
-  if (p.parts_done == members_.registered_servers()) RETURN_IF_ERROR(CommitCheckpoint());
-  return ProceedIfAny(then);
-}
-
-Status Scheduler::HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done) {
-  if (!checkpoint_.has_value() || done.step() != checkpoint_->step || checkpoint_->parts[node.rank].has_value()) {
-    LOG(WARNING) << "dropped a CHECKPOINT_DONE for step " << done.step() << " from server " << node.rank;
-    return OkStatus();
+  if (a.request.has_value()) {
+    proto::Header h;
+    h.set_op(proto::CHECKPOINT);
+    h.set_job_id(job_id_);
+    h.set_sender_role(proto::SCHEDULER);
+    *h.mutable_checkpoint() = *a.request;
+    RETURN_IF_ERROR(SendToServers(h));
   }
-  if (!done.error().empty()) checkpoint_->error = "server " + std::to_string(node.rank) + ": " + done.error();
-  checkpoint_->parts[node.rank] = done;
-  if (++checkpoint_->parts_done < members_.registered_servers() ||
-      checkpoint_->snapshots < members_.registered_servers()) {
-    return OkStatus();
-  }
-  return CommitCheckpoint();
-}
-
-Status Scheduler::StartDeferredCheckpoint() {
-  if (checkpoint_.has_value()) return OkStatus();
-  if (deferred_epoch_cut_.has_value()) {
-    DeferredEpochCut cut = std::move(*deferred_epoch_cut_);
-    deferred_epoch_cut_.reset();
-    return StartCut(global_step_, cut.epochs_done, 0, cut.then);
-  }
-  if (!deferred_final_checkpoint_) return OkStatus();
-  deferred_final_checkpoint_ = false;
-  return StartCut(global_step_, options_.spec.epochs(), 0, std::nullopt);
-}
-
-Status Scheduler::CommitCheckpoint() {
-  RETURN_IF_ERROR(CommitPendingCheckpoint());
-  return StartDeferredCheckpoint();
-}
-
-Status Scheduler::CommitPendingCheckpoint() {
-  PendingCheckpoint p = std::move(*checkpoint_);
-  checkpoint_.reset();
-  const bool final = (p.epochs_done == options_.spec.epochs() && p.steps_into_epoch == 0) || stopping_;
-  if (!p.error.empty()) {
-    // The checkpoint never gets a manifest, so it does not exist; the previous one stays.
-    LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << p.error;
-    if (final) checkpoint_error_ = "the final checkpoint failed: " + p.error;
-    return OkStatus();
-  }
-  proto::CheckpointManifest m;
-  *m.mutable_spec() = options_.spec;
-  m.set_step(p.step);
-  m.mutable_cursor()->set_seed(options_.spec.seed());
-  m.mutable_cursor()->set_epoch(p.epochs_done);
-  m.mutable_cursor()->set_steps_into_epoch(p.steps_into_epoch);
-  for (const proto::TensorMeta& t : shape_.tensors) *m.add_tensors() = t;
-  m.set_num_keys(shape_.num_keys);
-  int64_t bytes = 0;
-  double slowest = 0;
-  for (size_t s = 0; s < p.parts.size(); ++s) {
-    const proto::CheckpointDone& done = *p.parts[s];
-    proto::ServerPart* part = m.add_servers();
-    part->set_rank(static_cast<int>(s));
-    part->set_dir(done.dir());
-    for (const KeyRange& r : shape_.server_ranges[s]) {
-      proto::KeyRange* out = part->add_ranges();
-      out->set_begin(r.begin);
-      out->set_end(r.end);
-    }
-    *part->mutable_files() = done.files();
-    m.set_state_per_param(done.state_per_param());
-    bytes += done.bytes();
-    slowest = std::max(slowest, done.write_seconds());
-  }
-  m.set_params_sha256(p.params_sha256);
-  m.set_optimizer(proto::OptimizerSpec::Type_Name(options_.spec.optimizer().type()));
-  m.set_created_unix_seconds(static_cast<int64_t>(std::time(nullptr)));
-  m.set_examples_per_epoch(shape_.train_examples);
-  Status written = WriteManifest(p.dir, m);
-  if (!written.ok()) {
-    LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();
-    if (final) checkpoint_error_ = "the final checkpoint failed: " + written.message();
-    return OkStatus();
-  }
-  const std::string checkpoints = p.dir.substr(0, p.dir.rfind('/'));
-  RETURN_IF_ERROR(UpdateLatest(checkpoints, p.name));
-  Status pruned = PruneCheckpoints(checkpoints, options_.spec.checkpoint().keep_last());
-  if (!pruned.ok()) LOG(WARNING) << "could not delete old checkpoints: " << pruned.ToString();
-  const double seconds = Seconds(Now() - p.start);
-  JsonObject line;
-  line.Add("event", "checkpoint")
-      .Add("step", p.step)
-      .Add("epoch", p.epochs_done)
-      .Add("dir", p.dir)
-      .Add("bytes", bytes)
-      .Add("seconds", seconds)
-      .Add("server_write_seconds", slowest);
-  metrics_.Record(line);
-  LOG(INFO) << "checkpoint " << p.name << " committed: " << bytes << " bytes in " << seconds << " s";
-  if (stopping_) stop_note_ = "checkpoint " + p.dir + " committed";
-  return OkStatus();
+  for (const JsonObject& line : a.lines) metrics_.Record(line);
+  return a.go_on.has_value() ? Proceed(*a.go_on) : OkStatus();
 }
 
 Status Scheduler::Proceed(const NextPhase& next) {
@@ -1004,7 +749,7 @@ Status Scheduler::FinishTrainingEpoch() {
             << " samples/s, " << counted << " examples";
   const NextPhase next = spec.eval_every_epoch() || last_epoch ? NextPhase::Evaluation(epoch_)
                                                                : NextPhase::Training(epoch_ + 1);
-  if (CheckpointDue(epoch_ + 1)) return StartCheckpoint(epoch_ + 1, next);
+  if (checkpoints_.Due(epoch_ + 1)) return Apply(checkpoints_.EpochEnded(epoch_ + 1, Here(), next, Now()));
   return Proceed(next);
 }
 
@@ -1052,7 +797,9 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
     }
     latest_step_ = p.step();
   }
-  if (!stopping_) RETURN_IF_ERROR(MaybeCheckpointMidEpoch());
+  if (!stopping_) {
+    RETURN_IF_ERROR(Apply(checkpoints_.Progressed(Here(), /*can_cut=*/!epoch_disturbed_, Now())));
+  }
   if (now - window_start_ < kMetricsInterval) return OkStatus();
   const double window = Seconds(now - window_start_);
   const int epochs = options_.spec.epochs();

@@ -24,10 +24,12 @@
 #include "core/transport.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/job_metrics.h"
 #include "scheduler/job_shape.h"
 #include "scheduler/lease_book.h"
 #include "scheduler/membership.h"
+#include "scheduler/next_phase.h"
 
 namespace tessera {
 
@@ -100,20 +102,6 @@ class Scheduler {
   // Gives free ranks to standby workers (they get the cluster map now and
   // take part from the next phase).
   Status AssignStandby();
-  // The phase the job goes on with once nothing holds it back: the servers
-  // know every live worker, at least one is there, and the snapshots of a
-  // checkpoint due before it are taken. Held as data (pending_start_,
-  // PendingCheckpoint::then), not as a stored continuation.
-  struct NextPhase {
-    enum class Kind { kTraining, kEvaluation, kContinuation };
-    Kind kind = Kind::kTraining;
-    int epoch = 0;           // training, evaluation
-    int64_t skip_steps = 0;  // training resumed inside the epoch: its steps done before
-    int part = 0;            // a continuation over the positions lost workers left
-    static NextPhase Training(int epoch, int64_t skip_steps = 0) { return {Kind::kTraining, epoch, skip_steps, 0}; }
-    static NextPhase Evaluation(int epoch) { return {Kind::kEvaluation, epoch, 0, 0}; }
-    static NextPhase Continuation(int part) { return {Kind::kContinuation, 0, 0, part}; }
-  };
   // Goes on with `next` (a training epoch first re-anchors the learning-rate
   // schedule), as soon as the servers know every live worker and at least one is there.
   Status Proceed(const NextPhase& next);
@@ -142,36 +130,15 @@ class Scheduler {
   // Sends h to every server; one whose connection is gone is lost (LoseServer).
   Status SendToServers(const proto::Header& h);
   void ShutdownAll(const std::string& reason);
-  // Checkpoints: due after `epochs_done` epochs? Start one (servers snapshot,
-  // then write in the background); the job goes on with `then` once every snapshot is taken.
-  bool CheckpointDue(int epochs_done) const;
-  Status StartCheckpoint(int epochs_done, const NextPhase& then);
-  // Arms a cut at global step `step` inside the current training epoch (BSP):
-  // servers capture each slice as it reaches that step while training goes
-  // on. The job goes on with `then` once every snapshot is taken (none: it
-  // is going on already).
-  Status StartCut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, std::optional<NextPhase> then);
-  // Goes on with `then`, if any.
-  Status ProceedIfAny(const std::optional<NextPhase>& then);
-  Status SendCheckpointRequest();
-  // Mid-epoch triggers (every_steps, every_seconds) and the stop signal.
-  Status MaybeCheckpointMidEpoch();
+  // Where the job is, for the checkpoint coordinator.
+  CheckpointCoordinator::Position Here() const;
+  // Carries out what the checkpoint coordinator asks after an event.
+  Status Apply(StatusOr<CheckpointCoordinator::Actions> actions);
   Status BeginStop();
-  // Steps a cut must lie ahead of the latest reported step, so no server
-  // has passed it when the request arrives.
-  int64_t CutLead() const;
-  Status HandleCheckpointSnapshot(const Node& node, const proto::CheckpointDone& ack);
-  Status HandleCheckpointDone(const Node& node, const proto::CheckpointDone& done);
-  // Writes the manifest of the pending checkpoint (all parts in), then starts a deferred final one.
-  Status CommitCheckpoint();
-  Status CommitPendingCheckpoint();
-  Status StartDeferredCheckpoint();
   // Resumed within its own run directory: deletes the checkpoints past the
   // resume point and points `latest` at it. Runs when every server has
   // registered (MaybeStartJob), so no write of a rolled-back run is still going.
   Status AbandonLaterCheckpoints();
-  // Abandons a checkpoint whose snapshots (30 s) or writes (10 min) are overdue.
-  Status CheckCheckpointTimeout();
   Status WriteSummary();
 
   Transport* transport_;
@@ -238,40 +205,10 @@ class Scheduler {
   int64_t phase_examples_ = 0;
   Clock::TimePoint phase_start_;
 
-  // The checkpoint being taken, if any.
-  struct PendingCheckpoint {
-    int64_t step = 0;
-    int epochs_done = 0;             // the cursor: epoch to run next...
-    int64_t steps_into_epoch = 0;    // ...and steps of it already done
-    // The training epoch the cut was made in (moved cuts stay in it).
-    int epoch = 0;
-    int64_t epoch_first_step = 0, epoch_end_step = 0;
-    std::string name, dir;
-    int retries = 0;
-    std::string params_sha256;
-    int snapshots = 0;
-    std::optional<NextPhase> then;  // the next phase, started once every snapshot is taken
-    std::vector<std::optional<proto::CheckpointDone>> parts;  // by server rank
-    int parts_done = 0;
-    std::string error;
-    Clock::TimePoint start;        // of this request (moved cuts restart it)
-  };
-  std::optional<PendingCheckpoint> checkpoint_;
-  std::string checkpoint_error_;  // of the final checkpoint, which fails the job
-  bool deferred_final_checkpoint_ = false;  // the final cut waits for the one in progress
-  // An epoch-end cut due while another is being written: the job waits at the
-  // epoch's end, then takes it and goes on with `then`.
-  struct DeferredEpochCut {
-    int epochs_done = 0;
-    NextPhase then;
-  };
-  std::optional<DeferredEpochCut> deferred_epoch_cut_;
+  CheckpointCoordinator checkpoints_;
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
   bool stopping_ = false;         // a stop signal came: final checkpoint, then shutdown
   Clock::TimePoint stop_deadline_;
-  std::string stop_note_;         // what the stop left behind
-  int64_t next_step_checkpoint_ = 0;       // every_steps: the next multiple to cut at
-  Clock::TimePoint last_checkpoint_time_;  // every_seconds
   double steps_per_second_ = 0;             // from progress reports
   int64_t rate_step_ = 0;
   Clock::TimePoint rate_time_;

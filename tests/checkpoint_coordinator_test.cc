@@ -1,0 +1,236 @@
+// The checkpoint coordinator (scheduler/checkpoint_coordinator.h) in one
+// process: events in (an epoch ended, snapshots, parts written, time, a
+// stop), actions out (requests to the servers, the phase to go on with,
+// metrics lines), and the manifest it commits, with a clock the test moves.
+#include "scheduler/checkpoint_coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/checkpoint_manifest.h"
+#include "core/file_util.h"
+#include "tests/test_util.h"
+#include "tools/progress_view.h"
+
+namespace tessera {
+namespace {
+
+using std::chrono::seconds;
+using Actions = CheckpointCoordinator::Actions;
+using Position = CheckpointCoordinator::Position;
+
+class CheckpointCoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    run_ = MakeTempDir("coordinator");
+    spec_.set_epochs(3);
+    spec_.mutable_cluster()->set_servers(2);
+    spec_.mutable_cluster()->set_workers(2);
+    proto::TensorMeta t;
+    t.set_name("w");
+    t.add_shape(10);
+    t.set_size(10);
+    shape_.tensors = {t};
+    shape_.num_keys = 10;
+    shape_.server_ranges = {{{0, 5}}, {{5, 10}}};
+    shape_.train_examples = 100;
+  }
+
+  std::unique_ptr<CheckpointCoordinator> Coordinator() {
+    auto c = std::make_unique<CheckpointCoordinator>(spec_, run_, &shape_);
+    c->Start(0, clock_.Now());
+    return c;
+  }
+
+  // At the end of training epoch `epoch` (0-based) of 10 steps each.
+  static Position EpochEnd(int epoch) {
+    Position at;
+    at.epoch = epoch;
+    at.epoch_first_step = epoch * 10;
+    at.epoch_end_step = at.global_step = at.latest_step = (epoch + 1) * 10;
+    at.digest = std::string(64, 'd');
+    return at;
+  }
+
+  static proto::CheckpointDone Ack(int64_t step, const std::string& error = "", int64_t current_version = 0) {
+    proto::CheckpointDone ack;
+    ack.set_step(step);
+    ack.set_error(error);
+    ack.set_current_version(current_version);
+    return ack;
+  }
+
+  static proto::CheckpointDone Part(int64_t step, int server) {
+    proto::CheckpointDone done = Ack(step);
+    done.set_dir("server-" + std::to_string(server));
+    done.set_bytes(1000);
+    done.set_state_per_param(1);
+    return done;
+  }
+
+  // Every server's snapshot, then its part; the actions of the last event of each.
+  void TakeAndWrite(CheckpointCoordinator* c, int64_t step, const Position& at, Actions* snapshots, Actions* parts) {
+    for (int s = 0; s < 2; ++s) {
+      auto a = c->Snapshot(s, Ack(step), at, clock_.Now());
+      ASSERT_OK(a.status());
+      if (s == 1) *snapshots = *a;
+    }
+    for (int s = 0; s < 2; ++s) {
+      auto a = c->PartWritten(s, Part(step, s), at, clock_.Now());
+      ASSERT_OK(a.status());
+      if (s == 1) *parts = *a;
+    }
+  }
+
+  std::string run_;
+  proto::JobSpec spec_;
+  JobShape shape_;
+  ManualClock clock_;
+};
+
+TEST_F(CheckpointCoordinatorTest, AnEpochEndCutGoesOnOnceSnapshotsAreTakenAndCommitsOnceWritten) {
+  auto c = Coordinator();
+  EXPECT_TRUE(c->Due(1));
+  const NextPhase next = NextPhase::Training(1);
+  auto started = c->EpochEnded(1, EpochEnd(0), next, clock_.Now());
+  ASSERT_OK(started.status());
+  ASSERT_TRUE(started->request.has_value());
+  EXPECT_EQ(started->request->step(), 10);
+  EXPECT_EQ(started->request->dir(), run_ + "/checkpoints/" + CheckpointName(10));
+  EXPECT_TRUE(FileExists(started->request->dir())) << "the servers write into it";
+  EXPECT_FALSE(started->go_on.has_value()) << "the job waits for the snapshots";
+  EXPECT_TRUE(c->busy());
+
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 10, EpochEnd(0), &snapshots, &parts);
+  ASSERT_TRUE(snapshots.go_on.has_value());
+  EXPECT_EQ(snapshots.go_on->kind, NextPhase::Kind::kTraining);
+  EXPECT_EQ(snapshots.go_on->epoch, 1);
+  EXPECT_FALSE(snapshots.release_workers);
+  ASSERT_EQ(parts.lines.size(), 1u);
+  EXPECT_EQ(JsonString(parts.lines[0].ToString(), "event"), "checkpoint");
+  EXPECT_EQ(JsonNumber(parts.lines[0].ToString(), "bytes"), 2000);
+  EXPECT_FALSE(c->busy());
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(10));
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(manifest->step(), 10);
+  EXPECT_EQ(manifest->cursor().epoch(), 1);
+  EXPECT_EQ(manifest->cursor().steps_into_epoch(), 0);
+  EXPECT_EQ(manifest->params_sha256(), std::string(64, 'd'));
+  ASSERT_EQ(manifest->servers_size(), 2);
+  EXPECT_EQ(manifest->servers(1).ranges(0).begin(), 5);
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
+  EXPECT_TRUE(c->error().empty());
+}
+
+TEST_F(CheckpointCoordinatorTest, AnEpochEndCutDueWhileOneIsWrittenWaitsAndSoDoesTheJob) {
+  auto c = Coordinator();
+  ASSERT_OK(c->EpochEnded(1, EpochEnd(0), NextPhase::Training(1), clock_.Now()).status());
+  for (int s = 0; s < 2; ++s) ASSERT_OK(c->Snapshot(s, Ack(10), EpochEnd(0), clock_.Now()).status());
+  // Epoch 2 ends while epoch 1's parts are still being written.
+  auto waiting = c->EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now());
+  ASSERT_OK(waiting.status());
+  EXPECT_FALSE(waiting->request.has_value());
+  EXPECT_FALSE(waiting->go_on.has_value()) << "the job waits at the epoch's end";
+  ASSERT_OK(c->PartWritten(0, Part(10, 0), EpochEnd(1), clock_.Now()).status());
+  auto committed = c->PartWritten(1, Part(10, 1), EpochEnd(1), clock_.Now());
+  ASSERT_OK(committed.status());
+  ASSERT_TRUE(committed->request.has_value()) << "the deferred cut follows the commit";
+  EXPECT_EQ(committed->request->step(), 20);
+  EXPECT_FALSE(committed->go_on.has_value());
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 20, EpochEnd(1), &snapshots, &parts);
+  ASSERT_TRUE(snapshots.go_on.has_value());
+  EXPECT_EQ(snapshots.go_on->epoch, 2);
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(20) + "\n");
+}
+
+TEST_F(CheckpointCoordinatorTest, ACutAServerHasPassedMovesAheadWithinItsEpoch) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);  // epoch 0: steps 0..10
+  at.global_step = at.latest_step = 1;
+  auto cut = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(cut.status());
+  ASSERT_TRUE(cut->request.has_value());
+  EXPECT_EQ(cut->request->step(), 5);  // the latest step plus the lead (4 steps at least)
+  ASSERT_OK(c->Snapshot(0, Ack(5), at, clock_.Now()).status());
+  auto moved = c->Snapshot(1, Ack(5, "a slice is already at step 6, past 5", 6), at, clock_.Now());
+  ASSERT_OK(moved.status());
+  ASSERT_TRUE(moved->request.has_value());
+  EXPECT_EQ(moved->request->step(), 10) << "6 + 4 * 2, at most the epoch's end";
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 10, at, &snapshots, &parts);
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(10));
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(manifest->cursor().epoch(), 1) << "moved to the epoch's end: the cursor is the next epoch";
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(5)));
+}
+
+TEST_F(CheckpointCoordinatorTest, ARefusedOrOverdueFinalCheckpointFailsTheJobAndTheJobGoesOn) {
+  auto c = Coordinator();
+  ASSERT_OK(c->EpochEnded(3, EpochEnd(2), NextPhase::Evaluation(2), clock_.Now()).status());
+  ASSERT_OK(c->Snapshot(0, Ack(30), EpochEnd(2), clock_.Now()).status());
+  clock_.Advance(seconds(29));
+  auto early = c->Tick(EpochEnd(2), clock_.Now());
+  ASSERT_OK(early.status());
+  EXPECT_TRUE(c->busy());
+  clock_.Advance(seconds(2));  // 31 s without server 1's snapshot
+  auto overdue = c->Tick(EpochEnd(2), clock_.Now());
+  ASSERT_OK(overdue.status());
+  EXPECT_FALSE(c->busy());
+  ASSERT_TRUE(overdue->go_on.has_value()) << "the final evaluation still runs";
+  EXPECT_EQ(overdue->go_on->kind, NextPhase::Kind::kEvaluation);
+  EXPECT_EQ(c->error(), "the final checkpoint timed out");
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/latest"));
+
+  auto refused = Coordinator();
+  ASSERT_OK(refused->EpochEnded(3, EpochEnd(2), NextPhase::Evaluation(2), clock_.Now()).status());
+  ASSERT_OK(refused->Snapshot(0, Ack(30, "disk full"), EpochEnd(2), clock_.Now()).status());
+  ASSERT_OK(refused->Snapshot(1, Ack(30), EpochEnd(2), clock_.Now()).status());
+  ASSERT_OK(refused->PartWritten(1, Part(30, 1), EpochEnd(2), clock_.Now()).status());
+  EXPECT_EQ(refused->error(), "the final checkpoint failed: server 0: disk full");
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(30) + "/MANIFEST"));
+}
+
+TEST_F(CheckpointCoordinatorTest, AStopCutsAheadOfTheWorkersAndLetsThemGoOnceTaken) {
+  auto c = Coordinator();
+  Position at = EpochEnd(1);  // epoch 1: steps 10..20
+  at.global_step = at.latest_step = 12;
+  auto stop = c->Stop(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(stop.status());
+  ASSERT_TRUE(stop->request.has_value());
+  EXPECT_EQ(stop->request->step(), 16);
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 16, at, &snapshots, &parts);
+  EXPECT_TRUE(snapshots.release_workers);
+  EXPECT_FALSE(snapshots.go_on.has_value());
+  EXPECT_EQ(c->stop_note(), "checkpoint " + run_ + "/checkpoints/" + CheckpointName(16) + " committed");
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(16));
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(manifest->cursor().epoch(), 1);
+  EXPECT_EQ(manifest->cursor().steps_into_epoch(), 6);
+  EXPECT_EQ(manifest->params_sha256(), "") << "a digest is known at epoch ends only";
+}
+
+TEST_F(CheckpointCoordinatorTest, ACutInsideAnEpochThatLostAWorkerIsGivenUp) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.global_step = at.latest_step = 1;
+  ASSERT_OK(c->Progressed(at, /*can_cut=*/true, clock_.Now()).status());
+  c->WorkerLostInEpoch(1);
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 5, at, &snapshots, &parts);
+  EXPECT_TRUE(parts.lines.empty());
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(5) + "/MANIFEST"));
+  EXPECT_TRUE(c->error().empty()) << "not the final one";
+  // And no new cut inside that epoch.
+  auto none = c->Progressed(at, /*can_cut=*/false, clock_.Now());
+  ASSERT_OK(none.status());
+  EXPECT_FALSE(none->request.has_value());
+}
+
+}  // namespace
+}  // namespace tessera

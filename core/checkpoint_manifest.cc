@@ -53,15 +53,15 @@ StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& checkpoint_d
   return manifest;
 }
 
-Status WriteManifest(const std::string& checkpoint_dir, const proto::CheckpointManifest& manifest) {
+Status WriteManifest(const std::string& checkpoint_dir, const proto::CheckpointManifest& manifest, FileSystem* fs) {
   proto::CheckpointManifest m = manifest;
   m.set_format_version(kFormatVersion);
   std::string text;
   google::protobuf::TextFormat::PrintToString(m, &text);
-  RETURN_IF_ERROR(WriteFileAtomic(checkpoint_dir + "/MANIFEST.txt", text));
+  RETURN_IF_ERROR(WriteFileAtomic(fs, checkpoint_dir + "/MANIFEST.txt", text));
   std::string bytes;
   if (!m.SerializeToString(&bytes)) return InternalError("manifest does not serialize");
-  return WriteFileAtomic(checkpoint_dir + "/MANIFEST", bytes);
+  return WriteFileAtomic(fs, checkpoint_dir + "/MANIFEST", bytes);
 }
 
 Status VerifyCheckpoint(const std::string& checkpoint_dir, const proto::CheckpointManifest& manifest) {
@@ -89,8 +89,8 @@ Status VerifyCheckpoint(const std::string& checkpoint_dir, const proto::Checkpoi
   return OkStatus();
 }
 
-Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name) {
-  return WriteFileAtomic(checkpoints_dir + "/latest", name + "\n");
+Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name, FileSystem* fs) {
+  return WriteFileAtomic(fs, checkpoints_dir + "/latest", name + "\n");
 }
 
 Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file_system.h"
 #include "core/status.h"
 #include "proto/checkpoint.pb.h"
 
@@ -26,14 +27,15 @@ StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& checkpoint_d
 
 // Writes MANIFEST.txt then MANIFEST, each atomically; the binary one last, as
 // its appearance commits the checkpoint. Unavailable on I/O errors.
-Status WriteManifest(const std::string& checkpoint_dir, const proto::CheckpointManifest& manifest);
+Status WriteManifest(const std::string& checkpoint_dir, const proto::CheckpointManifest& manifest,
+                     FileSystem* fs = LocalFileSystem());
 
 // Checks every file the manifest lists: present, of its size, of its SHA-256.
 // DataLoss naming the first bad file and what is wrong.
 Status VerifyCheckpoint(const std::string& checkpoint_dir, const proto::CheckpointManifest& manifest);
 
 // Points RUN/checkpoints/latest at `name` (atomically).
-Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name);
+Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name, FileSystem* fs = LocalFileSystem());
 
 // Deletes the committed checkpoints of the lowest steps beyond keep_last, and
 // uncommitted leftovers below the newest committed one. (Resume removes the

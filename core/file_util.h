@@ -16,8 +16,9 @@ StatusOr<std::string> ReadFileToString(const std::string& path);
 // through *size when not null. NotFound when it cannot be opened.
 StatusOr<std::string> Sha256OfFile(const std::string& path, uint64_t* size);
 
-// Replaces `path` with `contents` atomically. Unavailable on any I/O error
-// (disk full included); the old file is then left untouched.
+// Replaces `path` with `contents` atomically, on the local file system
+// (core/file_system.h has the seam). Unavailable on any I/O error (disk full
+// included); the old file is then left untouched.
 Status WriteFileAtomic(const std::string& path, const std::string& contents);
 
 // mkdir -p. Unavailable naming the directory on failure.

@@ -23,8 +23,8 @@ std::string Absolute(const std::string& dir) {
 }  // namespace
 
 CheckpointCoordinator::CheckpointCoordinator(const proto::JobSpec& spec, const std::string& run_dir,
-                                             const JobShape* shape)
-    : spec_(spec), run_dir_(Absolute(run_dir)), shape_(shape), servers_(spec.cluster().servers()) {}
+                                             const JobShape* shape, FileSystem* fs)
+    : spec_(spec), run_dir_(Absolute(run_dir)), shape_(shape), fs_(fs), servers_(spec.cluster().servers()) {}
 
 void CheckpointCoordinator::Start(int64_t global_step, Clock::TimePoint now) {
   last_cut_time_ = now;
@@ -162,7 +162,7 @@ Status CheckpointCoordinator::Request(Clock::TimePoint now, Actions* out) {
     std::error_code ec;
     std::filesystem::remove_all(p.dir, ec);
   }
-  RETURN_IF_ERROR(MakeDirs(p.dir));
+  RETURN_IF_ERROR(fs_->MakeDirs(p.dir));
   proto::Checkpoint request;
   request.set_dir(p.dir);
   request.set_step(p.step);
@@ -310,14 +310,14 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
   m.set_optimizer(proto::OptimizerSpec::Type_Name(spec_.optimizer().type()));
   m.set_created_unix_seconds(static_cast<int64_t>(std::time(nullptr)));
   m.set_examples_per_epoch(shape_->train_examples);
-  const Status written = WriteManifest(p.dir, m);
+  const Status written = WriteManifest(p.dir, m, fs_);
   if (!written.ok()) {
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();
     if (final) error_ = "the final checkpoint failed: " + written.message();
     return OkStatus();
   }
   const std::string checkpoints = p.dir.substr(0, p.dir.rfind('/'));
-  RETURN_IF_ERROR(UpdateLatest(checkpoints, p.name));
+  RETURN_IF_ERROR(UpdateLatest(checkpoints, p.name, fs_));
   const Status pruned = PruneCheckpoints(checkpoints, spec_.checkpoint().keep_last());
   if (!pruned.ok()) LOG(WARNING) << "could not delete old checkpoints: " << pruned.ToString();
   const double seconds = Seconds(now - p.start);

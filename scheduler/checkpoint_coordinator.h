@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/file_system.h"
 #include "core/json.h"
 #include "core/status.h"
 #include "proto/job.pb.h"
@@ -51,8 +52,11 @@ class CheckpointCoordinator {
     std::optional<NextPhase> go_on;            // the phase to go on with now
   };
 
-  // `run_dir`: where checkpoints go (none when empty); `*shape` must outlive this.
-  CheckpointCoordinator(const proto::JobSpec& spec, const std::string& run_dir, const JobShape* shape);
+  // `run_dir`: where checkpoints go (none when empty). The manifest, `latest`
+  // and the checkpoint directories are written through `*fs`. `*shape` and
+  // `*fs` must outlive this.
+  CheckpointCoordinator(const proto::JobSpec& spec, const std::string& run_dir, const JobShape* shape,
+                        FileSystem* fs = LocalFileSystem());
 
   // The job starts (or resumes) at `global_step`: every_seconds counts from `now`.
   void Start(int64_t global_step, Clock::TimePoint now);
@@ -121,6 +125,7 @@ class CheckpointCoordinator {
   const proto::JobSpec spec_;
   const std::string run_dir_;  // absolute
   const JobShape* shape_;
+  FileSystem* const fs_;
   const int servers_;
   std::optional<Pending> pending_;
   std::optional<DeferredEpochCut> deferred_epoch_cut_;

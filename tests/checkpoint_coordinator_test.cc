@@ -10,6 +10,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
+#include "tests/faulty_file_system.h"
 #include "tests/test_util.h"
 #include "tools/progress_view.h"
 
@@ -212,6 +213,37 @@ TEST_F(CheckpointCoordinatorTest, AStopCutsAheadOfTheWorkersAndLetsThemGoOnceTak
   EXPECT_EQ(manifest->cursor().epoch(), 1);
   EXPECT_EQ(manifest->cursor().steps_into_epoch(), 6);
   EXPECT_EQ(manifest->params_sha256(), "") << "a digest is known at epoch ends only";
+}
+
+// A full disk when the manifest is written: that checkpoint does not exist
+// (no MANIFEST), `latest` keeps naming the one before, and when it was the
+// final one the job fails with the cause.
+TEST_F(CheckpointCoordinatorTest, AManifestThatCannotBeWrittenLeavesTheCheckpointBefore) {
+  FaultyFileSystem fs;
+  CheckpointCoordinator c(spec_, run_, &shape_, &fs);
+  c.Start(0, clock_.Now());
+  Actions snapshots, parts;
+  ASSERT_OK(c.EpochEnded(1, EpochEnd(0), NextPhase::Training(1), clock_.Now()).status());
+  TakeAndWrite(&c, 10, EpochEnd(0), &snapshots, &parts);
+  ASSERT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
+
+  fs.FailNext(FaultyFileSystem::Fault::kDiskFull, CheckpointName(20) + "/MANIFEST");
+  ASSERT_OK(c.EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now()).status());
+  TakeAndWrite(&c, 20, EpochEnd(1), &snapshots, &parts);
+  EXPECT_EQ(fs.struck(), 1);
+  EXPECT_TRUE(parts.lines.empty()) << "no checkpoint line for a checkpoint that failed";
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST"));
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
+  EXPECT_TRUE(c.error().empty()) << "not the final one: the job goes on";
+
+  fs.FailNext(FaultyFileSystem::Fault::kSyncError, CheckpointName(30) + "/MANIFEST");
+  ASSERT_OK(c.EpochEnded(3, EpochEnd(2), NextPhase::Evaluation(2), clock_.Now()).status());
+  TakeAndWrite(&c, 30, EpochEnd(2), &snapshots, &parts);
+  EXPECT_EQ(c.error().rfind("the final checkpoint failed: cannot flush " + run_ + "/checkpoints/" + CheckpointName(30) +
+                                "/MANIFEST",
+                            0),
+            0u)
+      << c.error();
 }
 
 TEST_F(CheckpointCoordinatorTest, ACutInsideAnEpochThatLostAWorkerIsGivenUp) {

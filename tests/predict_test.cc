@@ -138,7 +138,7 @@ TEST_F(PredictTest, RowsInInputOrderTheSameForAnyWorkersAndTesseraClasses) {
     const nlohmann::json manifest = nlohmann::json::parse(ReadFileToString(Model() + "/1/manifest.json").value());
     ASSERT_EQ(manifest["test_examples"].get<int64_t>(), kImages);
     const int64_t correct = std::llround(manifest["test_accuracy"].get<double>() * kImages);
-    EXPECT_NE(r.output.find("(" + std::to_string(correct) + " of 200)"), std::string::npos)
+    EXPECT_NE(r.output.find(std::string("(") + std::to_string(correct) + " of 200)"), std::string::npos)
         << r.output << " manifest: " << manifest["test_accuracy"];
     csv[workers] = ReadFileToString(file).value();
   }
@@ -190,7 +190,7 @@ TEST_F(PredictTest, Int8VersionsPredictWithTheirManifestsAccuracy) {
     CommandResult r = RunTessera({"predict", repo + "/fmnist", Images(), "--out", file, "--workers",
                                   std::to_string(workers), "--batch-size", "16", "--labels", Labels()});
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("(" + std::to_string(correct) + " of 200)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(std::string("(") + std::to_string(correct) + " of 200)"), std::string::npos) << r.output;
     csv[workers] = ReadFileToString(file).value();
   }
   EXPECT_EQ(csv[1], csv[2]);

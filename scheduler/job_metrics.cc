@@ -20,6 +20,57 @@ void MetricsLog::Record(const JsonObject& line) {
   fflush(file_);
 }
 
+namespace {
+
+constexpr auto kProgressInterval = std::chrono::milliseconds(500);
+
+double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+void EpochProgress::EpochStarted(Clock::TimePoint now) {
+  window_start_ = now;
+  epoch_examples_ = 0;
+}
+
+std::optional<JsonObject> EpochProgress::Report(const proto::Progress& p, const Context& context,
+                                                Clock::TimePoint now) {
+  window_examples_ += p.examples();
+  window_loss_ += p.loss_sum();
+  epoch_examples_ += p.examples();
+  if (p.step() > latest_step_) {
+    if (rate_step_ == 0) {
+      rate_step_ = p.step();
+      rate_time_ = now;
+    } else if (Seconds(now - rate_time_) >= 1.0) {
+      steps_per_second_ = (p.step() - rate_step_) / Seconds(now - rate_time_);
+      rate_step_ = p.step();
+      rate_time_ = now;
+    }
+    latest_step_ = p.step();
+  }
+  if (now - window_start_ < kProgressInterval) return std::nullopt;
+  const double window = Seconds(now - window_start_);
+  const double done =
+      (static_cast<double>(context.epoch) + static_cast<double>(epoch_examples_) / context.train_examples) /
+      context.epochs;
+  const double elapsed_training = context.trained_seconds + Seconds(now - context.epoch_start);
+  JsonObject line;
+  line.Add("event", "progress")
+      .Add("epoch", context.epoch + 1)
+      .Add("epochs", context.epochs)
+      .Add("step", latest_step_)
+      .Add("loss", window_examples_ > 0 ? window_loss_ / window_examples_ : 0.0)
+      .Add("samples_per_sec", window_examples_ / window)
+      .Add("fraction", done)
+      .Add("eta_seconds", done > 0 ? elapsed_training * (1 - done) / done : 0.0)
+      .Add("elapsed_seconds", Seconds(now - context.job_start));
+  window_examples_ = 0;
+  window_loss_ = 0;
+  window_start_ = now;
+  return line;
+}
+
 void JobResults::AddEpoch(double seconds, int64_t examples) {
   train_seconds += seconds;
   trained_examples += examples;

@@ -7,9 +7,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/status.h"
 #include "proto/job.pb.h"
@@ -61,6 +63,40 @@ struct JobResults {
   void AddWorkerReport(const proto::PhaseDone& report, bool training);
   // Training examples per second, the first epoch left out when there are more.
   double SteadySamplesPerSec() const;
+};
+
+// The workers' progress reports inside a training epoch: the furthest step
+// reported, the step rate (over windows of at least a second: reports of
+// different workers handled back to back make shorter ones meaningless),
+// and a "progress" line for metrics.jsonl at most every half second.
+class EpochProgress {
+ public:
+  // What a progress line says beside the reports.
+  struct Context {
+    int epoch = 0, epochs = 1;        // the training epoch (0-based) and how many the job has
+    int64_t train_examples = 1;       // in an epoch
+    double trained_seconds = 0;       // in the epochs before this one
+    Clock::TimePoint epoch_start, job_start;
+  };
+  // A training epoch starts: its window and count begin at `now`.
+  void EpochStarted(Clock::TimePoint now);
+  // A phase part starts at global step `step`: the furthest step so far.
+  void PartStarted(int64_t step) { latest_step_ = step; }
+  // One worker's report; a progress line when half a second has gone by since the last.
+  std::optional<JsonObject> Report(const proto::Progress& p, const Context& context, Clock::TimePoint now);
+  int64_t latest_step() const { return latest_step_; }
+  double steps_per_second() const { return steps_per_second_; }
+
+ private:
+  int64_t latest_step_ = 0;
+  double steps_per_second_ = 0;
+  int64_t rate_step_ = 0;
+  Clock::TimePoint rate_time_;
+  // Since the last line.
+  int64_t window_examples_ = 0;
+  double window_loss_ = 0;
+  Clock::TimePoint window_start_;
+  int64_t epoch_examples_ = 0;  // reported in this epoch
 };
 
 // What summary.json holds.

@@ -16,7 +16,6 @@
 namespace tessera {
 namespace {
 
-constexpr auto kMetricsInterval = std::chrono::milliseconds(500);
 
 double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -219,7 +218,7 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
                  << " workers: the rolled-back job also waits for replacement workers (tessera worker --scheduler ...)";
   }
   JsonObject line;
-  line.Add("event", "rollback").Add("reason", what).Add("step", latest_step_).Add("epoch", epoch_ + 1);
+  line.Add("event", "rollback").Add("reason", what).Add("step", progress_.latest_step()).Add("epoch", epoch_ + 1);
   metrics_.Record(line);
   proto::Header h;
   h.set_op(proto::ROLLBACK);
@@ -288,7 +287,7 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
       .Add("rank", r)
       .Add("pid", node.pid)
       .Add("epoch", epoch_ + 1)
-      .Add("step", latest_step_)
+      .Add("step", progress_.latest_step())
       .Add("workers", static_cast<int64_t>(members_.LiveWorkers().size()))
       .Add("reason", why);
   metrics_.Record(line);
@@ -521,8 +520,8 @@ CheckpointCoordinator::Position Scheduler::Here() const {
   at.epoch_first_step = phase_first_step_;
   at.epoch_end_step = phase_first_step_ + phase_steps_;
   at.global_step = global_step_;
-  at.latest_step = latest_step_;
-  at.steps_per_second = steps_per_second_;
+  at.latest_step = progress_.latest_step();
+  at.steps_per_second = progress_.steps_per_second();
   at.digest = results_.params_sha256;
   return at;
 }
@@ -600,8 +599,8 @@ Status Scheduler::BeginTraining(int epoch, int64_t skip_steps) {
   phase_examples_ = phase_skipped_ = epoch_lost_examples_ = 0;
   // With a worker missing, the epoch's plan is not the fixed one of all workers.
   epoch_disturbed_ = static_cast<int>(live.size()) != workers;
-  phase_start_ = window_start_ = Now();
-  epoch_examples_seen_ = 0;
+  phase_start_ = Now();
+  progress_.EpochStarted(phase_start_);
   LOG(INFO) << "epoch " << epoch + 1 << "/" << spec.epochs() << " starts at step " << global_step_ << " with "
             << live.size() << " of " << workers << " workers";
   return BeginPart(0, global_step_ - skip_steps, skip_steps);
@@ -632,7 +631,7 @@ Status Scheduler::BeginPart(int part, int64_t first_step, int64_t skip_steps) {
     phase_steps_ = spec.consistency() == proto::BSP ? leases_.StepsPerWorker(spec.batch_size()) : 0;
     phase_skip_steps_ = skip_steps;
     phase_first_step_ = first_step;
-    latest_step_ = global_step_;
+    progress_.PartStarted(global_step_);
     h.mutable_phase()->set_steps(phase_steps_);
     h.mutable_phase()->set_first_step(phase_first_step_);
     h.mutable_phase()->set_skip_steps(skip_steps);
@@ -780,45 +779,18 @@ Status Scheduler::FinishEvaluation() {
 
 Status Scheduler::HandleProgress(const proto::Progress& p) {
   if (in_test_ || p.epoch() != epoch_ || p.examples() < 0) return OkStatus();
-  window_examples_ += p.examples();
-  window_loss_ += p.loss_sum();
-  epoch_examples_seen_ += p.examples();
-  const auto now = Now();
-  if (p.step() > latest_step_) {
-    // The step rate over windows of at least a second: reports from different
-    // workers handled back to back would make a shorter window meaningless.
-    if (rate_step_ == 0) {
-      rate_step_ = p.step();
-      rate_time_ = now;
-    } else if (Seconds(now - rate_time_) >= 1.0) {
-      steps_per_second_ = (p.step() - rate_step_) / Seconds(now - rate_time_);
-      rate_step_ = p.step();
-      rate_time_ = now;
-    }
-    latest_step_ = p.step();
-  }
+  EpochProgress::Context context;
+  context.epoch = epoch_;
+  context.epochs = options_.spec.epochs();
+  context.train_examples = shape_.train_examples;
+  context.trained_seconds = results_.train_seconds;
+  context.epoch_start = phase_start_;
+  context.job_start = start_time_;
+  const std::optional<JsonObject> line = progress_.Report(p, context, Now());
   if (!stopping_) {
     RETURN_IF_ERROR(Apply(checkpoints_.Progressed(Here(), /*can_cut=*/!epoch_disturbed_, Now())));
   }
-  if (now - window_start_ < kMetricsInterval) return OkStatus();
-  const double window = Seconds(now - window_start_);
-  const int epochs = options_.spec.epochs();
-  const double done = (static_cast<double>(epoch_) + static_cast<double>(epoch_examples_seen_) / shape_.train_examples) / epochs;
-  const double elapsed_training = results_.train_seconds + Seconds(now - phase_start_);
-  JsonObject line;
-  line.Add("event", "progress")
-      .Add("epoch", epoch_ + 1)
-      .Add("epochs", epochs)
-      .Add("step", latest_step_)
-      .Add("loss", window_examples_ > 0 ? window_loss_ / window_examples_ : 0.0)
-      .Add("samples_per_sec", window_examples_ / window)
-      .Add("fraction", done)
-      .Add("eta_seconds", done > 0 ? elapsed_training * (1 - done) / done : 0.0)
-      .Add("elapsed_seconds", Seconds(now - start_time_));
-  metrics_.Record(line);
-  window_examples_ = 0;
-  window_loss_ = 0;
-  window_start_ = now;
+  if (line.has_value()) metrics_.Record(*line);
   return OkStatus();
 }
 

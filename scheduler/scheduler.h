@@ -209,9 +209,6 @@ class Scheduler {
   bool finished_ = false;         // the last phase is done; waiting for a checkpoint to commit
   bool stopping_ = false;         // a stop signal came: final checkpoint, then shutdown
   Clock::TimePoint stop_deadline_;
-  double steps_per_second_ = 0;             // from progress reports
-  int64_t rate_step_ = 0;
-  Clock::TimePoint rate_time_;
 
   // Resuming: where the job starts, and what servers load.
   int start_epoch_ = 0;
@@ -223,12 +220,7 @@ class Scheduler {
   JobResults results_;
   std::string rollback_reason_;
 
-  // Progress between metrics lines.
-  int64_t window_examples_ = 0;
-  double window_loss_ = 0;
-  int64_t epoch_examples_seen_ = 0;
-  int64_t latest_step_ = 0;
-  Clock::TimePoint window_start_;
+  EpochProgress progress_;  // the workers' reports inside a training epoch
   MetricsLog metrics_;
 };
 

@@ -88,6 +88,47 @@ TEST(JobMetricsTest, TheSummaryGivesPerWorkerAndPerStepFigures) {
   EXPECT_EQ(JsonString(json, "consistency"), "BSP");
 }
 
+TEST(JobMetricsTest, ProgressLinesComeEveryHalfSecondWithTheRateOfTheWindow) {
+  ManualClock clock;
+  EpochProgress progress;
+  EpochProgress::Context context;
+  context.epoch = 1;
+  context.epochs = 4;
+  context.train_examples = 1000;
+  context.trained_seconds = 10;
+  context.job_start = clock.Now();
+  clock.Advance(std::chrono::seconds(12));
+  context.epoch_start = clock.Now();
+  progress.EpochStarted(clock.Now());
+  progress.PartStarted(100);
+  auto report = [](int64_t step, int64_t examples, double loss_sum) {
+    proto::Progress p;
+    p.set_step(step);
+    p.set_examples(examples);
+    p.set_loss_sum(loss_sum);
+    return p;
+  };
+  clock.Advance(std::chrono::milliseconds(200));
+  EXPECT_FALSE(progress.Report(report(110, 200, 100), context, clock.Now()).has_value()) << "too soon";
+  EXPECT_EQ(progress.latest_step(), 110);
+  clock.Advance(std::chrono::milliseconds(300));
+  const auto line = progress.Report(report(105, 300, 50), context, clock.Now());  // an older step: not the latest
+  ASSERT_TRUE(line.has_value());
+  const std::string text = line->ToString();
+  EXPECT_EQ(JsonString(text, "event"), "progress");
+  EXPECT_EQ(JsonNumber(text, "epoch"), 2);
+  EXPECT_EQ(JsonNumber(text, "step"), 110);
+  EXPECT_DOUBLE_EQ(JsonNumber(text, "loss"), 0.3);              // 150 over 500 examples
+  EXPECT_DOUBLE_EQ(JsonNumber(text, "samples_per_sec"), 1000);  // 500 in 0.5 s
+  EXPECT_DOUBLE_EQ(JsonNumber(text, "fraction"), 0.375);        // (1 + 500/1000) / 4
+  EXPECT_DOUBLE_EQ(JsonNumber(text, "elapsed_seconds"), 12.5);
+  // The step rate: over at least a second between the first report and a later one.
+  EXPECT_EQ(progress.steps_per_second(), 0);
+  clock.Advance(std::chrono::seconds(1));
+  progress.Report(report(130, 0, 0), context, clock.Now());
+  EXPECT_DOUBLE_EQ(progress.steps_per_second(), 20 / 1.3);
+}
+
 TEST(JobMetricsTest, TheLogAppendsOneLinePerEvent) {
   const std::string dir = MakeTempDir("metrics");
   {

@@ -1,10 +1,14 @@
-// The scheduler role: the one node that knows the whole job. It registers
-// servers and workers, computes the key-range map and sends every node the
-// cluster map, runs the phases (training epochs, evaluations) with their
-// barriers and shard leases, records progress, and shuts every node down at
-// the end.
+// The scheduler role: the one node that knows the whole job. Its parts live
+// in files of their own: the job's shape (job_shape.h), where a resumed job
+// starts (resume_point.h), who takes part (membership.h), shard leases
+// (lease_book.h), checkpoints (checkpoint_coordinator.h), metrics and the
+// summary (job_metrics.h). This class wires them to the socket: it sends
+// every node the cluster map, runs the phases (training epochs, their
+// continuations over lost workers' positions, evaluations) with their
+// barriers, and shuts every node down at the end.
 //
-// Single-threaded event loop; Run() blocks.
+// Single-threaded event loop; Run() blocks. Time comes from
+// SchedulerOptions::clock, so tests run it in one process (scheduler_test.cc).
 #ifndef TESSERA_SCHEDULER_SCHEDULER_H_
 #define TESSERA_SCHEDULER_SCHEDULER_H_
 

@@ -15,18 +15,6 @@ namespace tessera {
 
 namespace {
 
-// Test hook: TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS holds every checkpoint
-// part this long after its files are written and before the server reports
-// it, so tests can catch a checkpoint in the middle of being written.
-std::chrono::milliseconds CheckpointWriteDelay() {
-  const char* value = std::getenv("TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS");
-  return std::chrono::milliseconds(value == nullptr ? 0 : std::max(0, std::atoi(value)));
-}
-
-}  // namespace
-
-namespace {
-
 // The tensors must tile [0, num_keys) exactly, and the job must have workers:
 // the shard sizes its buffers from them.
 Status ValidateTensors(const proto::ClusterMap& map) {
@@ -365,11 +353,12 @@ void Server::MaybeStartWrite() {
   const int per = optimizer_->state_per_param();
   // The parameters are shared with the shard (copy-on-write keeps them as
   // they were); the write runs beside training.
-  w.result = std::async(std::launch::async, [dir, per, snapshot = shard_->TakeSnapshot()]() {
+  w.result = std::async(std::launch::async, [dir, per, delay = options_.checkpoint_report_delay,
+                                             snapshot = shard_->TakeSnapshot()]() {
     Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
     if (!made.ok()) return StatusOr<StoreWriteResult>(made);
     StatusOr<StoreWriteResult> written = WriteSliceStore(dir, snapshot, per);
-    std::this_thread::sleep_for(CheckpointWriteDelay());
+    std::this_thread::sleep_for(delay);
     return written;
   });
   armed_.reset();

@@ -33,6 +33,11 @@ struct ServerOptions {
   int port = 0;
   // Give up when the scheduler has not sent the cluster map by then. Default 120 s.
   int register_timeout_s = 120;
+  // Holds each checkpoint part this long after its files are written, before
+  // the server reports it, so a test can catch a checkpoint being written.
+  // `tessera server` sets it from TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS (a
+  // test override). Default 0.
+  std::chrono::milliseconds checkpoint_report_delay{0};
 };
 
 class Server {

@@ -44,17 +44,19 @@ class CheckpointCoordinator {
     std::string digest;           // params_sha256 the reporting worker gave at global_step ("": none)
   };
 
-  // What the scheduler does after an event, in this order.
+  // What the scheduler does after an event, in this order (a committed
+  // checkpoint's line is recorded before a request that may fail).
   struct Actions {
     bool release_workers = false;              // the stop's cut is taken: the workers may go
-    std::optional<proto::Checkpoint> request;  // send CHECKPOINT with this body to every server
     std::vector<JsonObject> lines;             // for metrics.jsonl
+    std::optional<proto::Checkpoint> request;  // send CHECKPOINT with this body to every server
     std::optional<NextPhase> go_on;            // the phase to go on with now
   };
 
-  // `run_dir`: where checkpoints go (none when empty). The manifest, `latest`
-  // and the checkpoint directories are written through `*fs`. `*shape` and
-  // `*fs` must outlive this.
+  // `run_dir`: where checkpoints go (none when empty). The checkpoint
+  // directories are made, and the manifest and `latest` written, through
+  // `*fs` (removing stale directories and pruning old checkpoints do not go
+  // through it yet). `*shape` and `*fs` must outlive this.
   CheckpointCoordinator(const proto::JobSpec& spec, const std::string& run_dir, const JobShape* shape,
                         FileSystem* fs = LocalFileSystem());
 
@@ -69,7 +71,7 @@ class CheckpointCoordinator {
   // that lost a worker): a cut every N steps or T seconds.
   StatusOr<Actions> Progressed(const Position& at, bool can_cut, Clock::TimePoint now);
   // A stop came: a final cut a little ahead of the workers (`can_cut`), or
-  // the one in progress finishes. done() tells when nothing is left.
+  // the one in progress finishes. busy() tells when nothing is left.
   StatusOr<Actions> Stop(const Position& at, bool can_cut, Clock::TimePoint now);
   // CHECKPOINT_SNAPSHOT and CHECKPOINT_DONE from server `server`.
   StatusOr<Actions> Snapshot(int server, const proto::CheckpointDone& ack, const Position& at, Clock::TimePoint now);

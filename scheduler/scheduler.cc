@@ -65,7 +65,9 @@ Status Scheduler::Run() {
   if (!options_.port_file.empty()) RETURN_IF_ERROR(WriteFileAtomic(options_.port_file, port + "\n"));
 
   const auto register_deadline = start_time_ + std::chrono::seconds(options_.register_timeout_s);
-  auto work_started = std::chrono::steady_clock::now();
+  // This process's own time outside the socket's wait, per loop iteration.
+  auto iteration_start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration waited{0};
   Status result;
   while (!(finished_ && !checkpoints_.busy())) {
     if (stop_->load() && !stopping_ && !finished_) {
@@ -78,14 +80,14 @@ Status Scheduler::Run() {
       break;
     }
     if (stopping_ && !checkpoints_.busy()) finished_ = true;
-    // Handling that took long (a slow fsync in a manifest commit, say) left
-    // heartbeats waiting in the queue: that time is not the nodes' silence.
-    // It is this process's own time, so the system's clock measures it,
-    // whichever clock the deadlines follow.
-    const auto busy = std::chrono::steady_clock::now() - work_started;
-    if (busy > std::chrono::seconds(1)) {
-      members_.Excuse(busy);
-    }
+    // An iteration that spent long outside the socket's wait (a slow fsync in
+    // a manifest commit, say) left heartbeats waiting in the queue: that time
+    // is not the nodes' silence. It is this process's own time, so the
+    // system's clock measures it, whichever clock the deadlines follow.
+    const auto now = std::chrono::steady_clock::now();
+    const auto busy = now - iteration_start - waited;
+    iteration_start = now;
+    if (busy > std::chrono::seconds(1)) members_.Excuse(busy);
     result = CheckHeartbeats();
     if (result.ok()) result = Apply(checkpoints_.Tick(Here(), Now()));
     if (!result.ok()) break;
@@ -103,8 +105,9 @@ Status Scheduler::Run() {
           std::to_string(options_.register_timeout_s) + " s");
       break;
     }
+    const auto wait_start = std::chrono::steady_clock::now();
     auto m = socket_->Receive(200);
-    work_started = std::chrono::steady_clock::now();
+    waited = std::chrono::steady_clock::now() - wait_start;
     if (!m.ok()) {
       if (m.status().code() != StatusCode::kDeadlineExceeded && m.status().code() != StatusCode::kAborted) {
         LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
@@ -535,6 +538,8 @@ Status Scheduler::Apply(StatusOr<CheckpointCoordinator::Actions> actions) {
     RETURN_IF_ERROR(SendToWorkers(h));
     members_.ReleaseWorkers();
   }
+  // A committed checkpoint's line first: a failed request must not lose it.
+  for (const JsonObject& line : a.lines) metrics_.Record(line);
   if (a.request.has_value()) {
     proto::Header h;
     h.set_op(proto::CHECKPOINT);
@@ -543,7 +548,6 @@ Status Scheduler::Apply(StatusOr<CheckpointCoordinator::Actions> actions) {
     *h.mutable_checkpoint() = *a.request;
     RETURN_IF_ERROR(SendToServers(h));
   }
-  for (const JsonObject& line : a.lines) metrics_.Record(line);
   return a.go_on.has_value() ? Proceed(*a.go_on) : OkStatus();
 }
 

@@ -7,8 +7,9 @@
 // continuations over lost workers' positions, evaluations) with their
 // barriers, and shuts every node down at the end.
 //
-// Single-threaded event loop; Run() blocks. Time comes from
-// SchedulerOptions::clock, so tests run it in one process (scheduler_test.cc).
+// Single-threaded event loop; Run() blocks. Its deadlines follow
+// SchedulerOptions::clock, so tests run it in one process with a clock they
+// move (scheduler_test.cc).
 #ifndef TESSERA_SCHEDULER_SCHEDULER_H_
 #define TESSERA_SCHEDULER_SCHEDULER_H_
 
@@ -100,7 +101,8 @@ class Scheduler {
   // A server is gone: with rollbacks left, tells every other node ROLLBACK
   // and ends this run (Aborted, with rollback_reason_ set); else Unavailable.
   Status LoseServer(const Node& node, const std::string& why);
-  // Tells every server which worker ranks take part; returns the change's seq.
+  // Tells every server which worker ranks take part (a membership change,
+  // numbered membership_seq_, acknowledged by each server).
   Status SendMembership(const std::vector<bool>& active);
   Status HandleMembershipAck(const Node& node, const proto::MembershipAck& ack);
   // Gives free ranks to standby workers (they get the cluster map now and

@@ -215,9 +215,10 @@ TEST_F(CheckpointCoordinatorTest, AStopCutsAheadOfTheWorkersAndLetsThemGoOnceTak
   EXPECT_EQ(manifest->params_sha256(), "") << "a digest is known at epoch ends only";
 }
 
-// A full disk when the manifest is written: that checkpoint does not exist
-// (no MANIFEST), `latest` keeps naming the one before, and when it was the
-// final one the job fails with the cause.
+// A full disk when the manifest is written (MANIFEST.txt, the copy for
+// people, is in; MANIFEST, the commit, is not): that checkpoint does not
+// exist, `latest` keeps naming the one before, and when it was the final one
+// the job fails with the cause.
 TEST_F(CheckpointCoordinatorTest, AManifestThatCannotBeWrittenLeavesTheCheckpointBefore) {
   FaultyFileSystem fs;
   CheckpointCoordinator c(spec_, run_, &shape_, &fs);
@@ -227,20 +228,21 @@ TEST_F(CheckpointCoordinatorTest, AManifestThatCannotBeWrittenLeavesTheCheckpoin
   TakeAndWrite(&c, 10, EpochEnd(0), &snapshots, &parts);
   ASSERT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
 
-  fs.FailNext(FaultyFileSystem::Fault::kDiskFull, CheckpointName(20) + "/MANIFEST");
+  fs.FailNext(FaultyFileSystem::Fault::kDiskFull, CheckpointName(20) + "/MANIFEST.tmp");
   ASSERT_OK(c.EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now()).status());
   TakeAndWrite(&c, 20, EpochEnd(1), &snapshots, &parts);
   EXPECT_EQ(fs.struck(), 1);
   EXPECT_TRUE(parts.lines.empty()) << "no checkpoint line for a checkpoint that failed";
+  EXPECT_TRUE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST.txt"));
   EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST"));
   EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
   EXPECT_TRUE(c.error().empty()) << "not the final one: the job goes on";
 
-  fs.FailNext(FaultyFileSystem::Fault::kSyncError, CheckpointName(30) + "/MANIFEST");
+  fs.FailNext(FaultyFileSystem::Fault::kSyncError, CheckpointName(30) + "/MANIFEST.tmp");
   ASSERT_OK(c.EpochEnded(3, EpochEnd(2), NextPhase::Evaluation(2), clock_.Now()).status());
   TakeAndWrite(&c, 30, EpochEnd(2), &snapshots, &parts);
   EXPECT_EQ(c.error().rfind("the final checkpoint failed: cannot flush " + run_ + "/checkpoints/" + CheckpointName(30) +
-                                "/MANIFEST",
+                                "/MANIFEST.tmp.",
                             0),
             0u)
       << c.error();

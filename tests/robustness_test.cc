@@ -147,7 +147,8 @@ TEST(RobustnessTest, GarbageOnEveryPortIsDroppedAndTheResultHolds) {
   ASSERT_EQ(workers.size(), 2u);
   for (int pid : workers) kill(pid, SIGSTOP);
   ASSERT_FALSE(FileExists(run + "/summary.json")) << "the job ended before its workers were stopped";
-  ASSERT_TRUE(WaitForText(run + "/logs/server-0.log", "server rank "));
+  // (Waits of 30 s at most: the stopped workers' heartbeat timeout is 60 s.)
+  ASSERT_TRUE(WaitForText(run + "/logs/server-0.log", "server rank ", 30));
   const std::string scheduler_port = WaitForLine(run + "/scheduler.port", "", 30000);
   const std::string server_endpoint = WaitForLine(run + "/logs/server-0.log", "server listening on tcp://127.0.0.1:", 30000);
   ASSERT_FALSE(scheduler_port.empty());
@@ -160,9 +161,9 @@ TEST(RobustnessTest, GarbageOnEveryPortIsDroppedAndTheResultHolds) {
     SendRawBytes(port, &rng);
     SendBadMessages(&ctx, port, &rng);
   }
-  EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", "dropped a malformed message"));
-  EXPECT_TRUE(WaitForText(run + "/logs/server-0.log", "dropped a malformed message"));
-  EXPECT_TRUE(WaitForText(run + "/logs/server-0.log", "dropped PUSH for job 12345"));
+  EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", "dropped a malformed message", 30));
+  EXPECT_TRUE(WaitForText(run + "/logs/server-0.log", "dropped a malformed message", 30));
+  EXPECT_TRUE(WaitForText(run + "/logs/server-0.log", "dropped PUSH for job 12345", 30));
   for (int pid : workers) kill(pid, SIGCONT);
 
   EXPECT_EQ((*launcher)->Wait(120000), std::optional<int>(0));

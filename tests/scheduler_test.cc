@@ -2,7 +2,7 @@
 // in-memory (inproc) ZeroMQ sockets, the servers and workers are played by
 // the test, speaking the wire protocol by hand, and time is a ManualClock the
 // test moves. Deadlines (register, heartbeat) are reached when the test says,
-// not after real seconds, and nothing depends on how fast the machine is.
+// not after real seconds.
 #include "scheduler/scheduler.h"
 
 #include <gtest/gtest.h>
@@ -208,13 +208,14 @@ TEST_F(SchedulerTest, ANodeThatExitsBeforeTheStartIsHandledAtOnce) {
   server.Register();
   ASSERT_TRUE(server.Await(proto::CLUSTER_MAP).has_value());
   worker.Register();
-  FakeNode launcher(&transport_, address, proto::ROLE_UNSPECIFIED, 400);
+  // Sent after the REGISTER on the same socket, so the scheduler knows the
+  // worker when it hears of its exit.
   auto exited = [&](int pid) {
     proto::Header h;
     h.set_op(proto::NODE_EXITED);
     h.mutable_node_exited()->set_pid(pid);
     h.mutable_node_exited()->set_exit_code(137);
-    launcher.Send(h);
+    worker.Send(h);
   };
   exited(worker.pid());
   exited(server.pid());

@@ -6,6 +6,7 @@
 #include "core/idx_reader.h"
 #include "core/spec.h"
 #include "models/model.h"
+#include "scheduler/lease_book.h"
 
 namespace tessera {
 
@@ -55,6 +56,34 @@ Status CheckSameModel(const JobShape& shape, const proto::CheckpointManifest& m,
     }
   }
   return OkStatus();
+}
+
+proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& shape,
+                                 const std::vector<std::string>& server_addresses, const JobStart& start) {
+  proto::ClusterMap map;
+  *map.mutable_spec() = spec;
+  map.set_num_workers(spec.cluster().workers());
+  map.set_num_keys(shape.num_keys);
+  map.set_train_examples(shape.train_examples);
+  map.set_test_examples(shape.test_examples);
+  LeaseBook plan;  // servers' learning-rate schedules count epochs in these steps (ASP: pushes)
+  plan.StartTraining(0, shape.train_examples, spec.data().shards_per_worker() * map.num_workers(), map.num_workers(),
+                     spec.consistency() == proto::BSP);
+  map.set_steps_per_epoch(plan.StepsPerWorker(spec.batch_size()));
+  const int64_t epoch_began = start.step - start.skip_steps;
+  map.set_schedule_step_offset(start.epoch * map.steps_per_epoch() - epoch_began);
+  for (const proto::TensorMeta& t : shape.tensors) *map.add_tensors() = t;
+  for (size_t s = 0; s < server_addresses.size(); ++s) {
+    proto::ServerInfo* info = map.add_servers();
+    info->set_rank(static_cast<int>(s));
+    info->set_address(server_addresses[s]);
+    for (const KeyRange& r : shape.server_ranges[s]) {
+      proto::KeyRange* out = info->add_ranges();
+      out->set_begin(r.begin);
+      out->set_end(r.end);
+    }
+  }
+  return map;
 }
 
 }  // namespace tessera

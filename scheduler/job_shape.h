@@ -36,6 +36,22 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec);
 // difference otherwise.
 Status CheckSameModel(const JobShape& shape, const proto::CheckpointManifest& m, const std::string& dir);
 
+// Where a job starts: at epoch `epoch`, of which `skip_steps` steps are done
+// (a resumed job), with the global step at `step`.
+struct JobStart {
+  int epoch = 0;
+  int64_t skip_steps = 0;
+  int64_t step = 0;
+};
+
+// The cluster map every node gets, but for its rank and (servers of a
+// resumed job) what to restore: the spec, the tensors, each server's address
+// and key ranges, and the learning-rate schedule's steps per epoch and step
+// offset (resumed with other workers, the schedule goes on from the epoch,
+// not the step).
+proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& shape,
+                                 const std::vector<std::string>& server_addresses, const JobStart& start);
+
 }  // namespace tessera
 
 #endif  // TESSERA_SCHEDULER_JOB_SHAPE_H_

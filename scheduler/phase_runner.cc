@@ -1,0 +1,281 @@
+#include "scheduler/phase_runner.h"
+
+#include <algorithm>
+
+#include <glog/logging.h>
+
+namespace tessera {
+namespace {
+
+double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+PhaseRunner::PhaseRunner(const proto::JobSpec& spec, const JobShape* shape, JobResults* results)
+    : spec_(spec), shape_(shape), results_(results) {}
+
+void PhaseRunner::Proceed(const NextPhase& next) {
+  if (stage_ == Stage::kStopping) return;
+  next_ = next;
+  stage_ = Stage::kWaiting;
+}
+
+PhaseRunner::Actions PhaseRunner::Begin(const std::vector<int>& live, Clock::TimePoint now) {
+  switch (next_.kind) {
+    case NextPhase::Kind::kTraining:
+      return BeginTraining(next_.epoch, next_.skip_steps, live, now);
+    case NextPhase::Kind::kEvaluation:
+      return BeginEvaluation(next_.epoch, live);
+    case NextPhase::Kind::kContinuation:
+      leases_.StartContinuation(live);
+      return BeginPart(next_.part, global_step_, 0, live);
+  }
+  LOG(FATAL) << "unknown phase kind";
+}
+
+PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, const std::vector<int>& live,
+                                                Clock::TimePoint now) {
+  const int workers = spec_.cluster().workers();
+  leases_.StartTraining(epoch, shape_->train_examples, spec_.data().shards_per_worker() * workers, live,
+                        spec_.consistency() == proto::BSP);
+  epoch_ = epoch;
+  test_ = false;
+  loss_ = correct_ = 0;
+  examples_ = skipped_ = epoch_lost_examples_ = 0;
+  // With a worker missing, the epoch's plan is not the fixed one of all workers.
+  epoch_disturbed_ = static_cast<int>(live.size()) != workers;
+  phase_start_ = now;
+  LOG(INFO) << "epoch " << epoch + 1 << "/" << spec_.epochs() << " starts at step " << global_step_ << " with "
+            << live.size() << " of " << workers << " workers";
+  return BeginPart(0, global_step_ - skip_steps, skip_steps, live);
+}
+
+PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<int>& live) {
+  const int workers = spec_.cluster().workers();
+  // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
+  leases_.StartTest(epoch, shape_->test_examples, std::max(1, workers * spec_.data().shards_per_worker()), live,
+                    spec_.consistency() == proto::BSP);
+  epoch_ = epoch;
+  test_ = true;
+  final_eval_ = epoch + 1 == spec_.epochs();
+  loss_ = correct_ = 0;
+  examples_ = 0;
+  return BeginPart(0, global_step_, 0, live);
+}
+
+PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64_t skip_steps,
+                                            const std::vector<int>& live) {
+  const int workers = spec_.cluster().workers();
+  stage_ = Stage::kRunning;
+  parts_ = index + 1;
+  Part part;
+  part.index = index;
+  part.reports.assign(workers, std::nullopt);
+  part.participants.assign(workers, false);
+  part.lost.assign(workers, false);
+  for (int r : live) part.participants[r] = true;
+  part.reporter_rank = live.empty() ? 0 : live.front();
+  part_worker_steps_ = 0;
+  proto::Phase phase;
+  phase.set_epoch(epoch_);
+  phase.set_part(index);
+  phase.set_reporter_rank(part.reporter_rank);
+  if (test_) {
+    phase.set_test(true);
+    phase.set_final(final_eval_);
+  } else {
+    steps_ = spec_.consistency() == proto::BSP ? leases_.StepsPerWorker(spec_.batch_size()) : 0;
+    skip_steps_ = skip_steps;
+    first_step_ = first_step;
+    phase.set_steps(steps_);
+    phase.set_first_step(first_step_);
+    phase.set_skip_steps(skip_steps);
+  }
+  if (index > 0) {
+    LOG(INFO) << (test_ ? "evaluation" : "epoch") << " " << epoch_ + 1 << ", part " << index + 1 << ": "
+              << live.size() << " workers take the positions lost workers left"
+              << (test_ || spec_.consistency() != proto::BSP
+                      ? ""
+                      : ", " + std::to_string(steps_) + " steps from step " + std::to_string(first_step));
+  }
+  part_ = std::move(part);
+  Actions actions;
+  actions.start = std::move(phase);
+  return actions;
+}
+
+StatusOr<PhaseRunner::Actions> PhaseRunner::PhaseDone(int rank, const proto::PhaseDone& done, int live_workers,
+                                                      Clock::TimePoint now) {
+  if (!part_.has_value() || done.epoch() != epoch_ || done.test() != test_ || done.part() != part_->index ||
+      !part_->participants[rank]) {
+    LOG(WARNING) << "dropped a PHASE_DONE for another phase from worker " << rank;
+    return Actions{};
+  }
+  if (part_->reports[rank].has_value()) {
+    LOG(WARNING) << "dropped a second PHASE_DONE from worker " << rank;
+    return Actions{};
+  }
+  part_->reports[rank] = done;
+  return FinishPartIfComplete(live_workers, now);
+}
+
+bool PhaseRunner::WorkerLost(int rank) {
+  if (!part_.has_value() || !part_->participants[rank] || part_->reports[rank].has_value()) return false;
+  part_->lost[rank] = true;
+  if (test_) {
+    leases_.HandBack(rank, 0, 1);  // its evaluation results are lost with it: all its test shards go back
+  } else {
+    epoch_disturbed_ = true;
+  }
+  return true;
+}
+
+void PhaseRunner::WaitForReach(int rank, int64_t change_seq) {
+  LostWorker lost;
+  lost.rank = rank;
+  lost.seq = change_seq;
+  lost_pending_.push_back(lost);  // the hand-back waits for how far its pushes reached
+}
+
+void PhaseRunner::ReachReported(int64_t seq, const proto::RankReach& reach) {
+  for (LostWorker& lost : lost_pending_) {
+    if (lost.rank != reach.rank() || lost.seq != seq || !reach.has_slices()) continue;
+    lost.min_step = std::min(lost.min_step, reach.min_step());
+    lost.max_step = std::max(lost.max_step, reach.max_step());
+  }
+}
+
+void PhaseRunner::ChangeAcknowledged(int64_t seq) {
+  std::vector<LostWorker> still;
+  for (const LostWorker& lost : lost_pending_) {
+    if (lost.seq == seq) {
+      HandBack(lost);
+    } else {
+      still.push_back(lost);
+    }
+  }
+  lost_pending_ = std::move(still);
+}
+
+void PhaseRunner::HandBack(const LostWorker& lost) {
+  // Its steps of this part: those whose push reached every slice (from the
+  // part's first step on); a step that reached only some slices (it died
+  // between the parts of one push) is handed back too.
+  const int64_t reached = lost.min_step == INT64_MAX ? first_step_ - 1 : lost.min_step;
+  const int64_t steps = std::max(skip_steps_, std::max<int64_t>(0, reached - first_step_ + 1));
+  const int64_t used = leases_.HandBack(lost.rank, steps, spec_.batch_size());
+  epoch_lost_examples_ += used;
+  part_worker_steps_ += std::max<int64_t>(0, reached - first_step_ + 1);
+  LOG(INFO) << "worker " << lost.rank << " had done " << steps << " steps of this phase part (" << used
+            << " examples); " << leases_.returned_examples() << " examples go to the workers left";
+  if (lost.max_step > reached) {
+    LOG(WARNING) << "worker " << lost.rank << " was lost between the parts of its push for step " << reached + 1
+                 << ": the slices that got it applied it, the others did not; its examples are trained again";
+  }
+}
+
+StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPartIfComplete(int live_workers, Clock::TimePoint now) {
+  if (!part_.has_value()) return Actions{};
+  for (size_t r = 0; r < part_->participants.size(); ++r) {
+    if (part_->participants[r] && !part_->lost[r] && !part_->reports[r].has_value()) return Actions{};
+  }
+  for (const LostWorker& lost : lost_pending_) {
+    if (part_->lost[lost.rank]) return Actions{};  // how far it got is not known yet
+  }
+  Part part = std::move(*part_);
+  part_.reset();
+  return FinishPart(std::move(part), live_workers, now);
+}
+
+StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_workers, Clock::TimePoint now) {
+  // Add the reports up in rank order, so the figures are the same in every run.
+  for (const std::optional<proto::PhaseDone>& report : part.reports) {
+    if (!report.has_value()) continue;
+    loss_ += report->loss_sum();
+    correct_ += report->correct();
+    examples_ += report->examples();
+    skipped_ += report->skipped_examples();
+    part_worker_steps_ += report->steps();
+    results_->AddWorkerReport(*report, /*training=*/!test_);
+  }
+  // The reporter's digest; none when it was lost (a manifest then goes without one).
+  const std::optional<proto::PhaseDone>& reporter = part.reports[part.reporter_rank];
+  const std::string digest = reporter.has_value() ? reporter->params_sha256() : "";
+  if (!test_ || !digest.empty()) results_->params_sha256 = digest;
+  if (!test_) {
+    global_step_ = spec_.consistency() == proto::BSP ? first_step_ + steps_ : global_step_ + part_worker_steps_;
+  }
+  if (stage_ == Stage::kStopping) return Actions{};  // no new phase: the job is stopping
+  // Positions of lost workers left: a continuation over them (the final
+  // evaluation also when its reporter was lost, for the digest and params.bin).
+  if (leases_.has_returned() || (test_ && final_eval_ && !reporter.has_value())) {
+    Proceed(NextPhase::Continuation(part.index + 1));
+    return Actions{};
+  }
+  if (test_) return FinishEvaluation();
+  return FinishTrainingEpoch(live_workers, now);
+}
+
+StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers, Clock::TimePoint now) {
+  const double seconds = Seconds(now - phase_start_);
+  const int64_t trained = examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
+  results_->AddEpoch(seconds, trained);
+  results_->last_train_loss = examples_ > 0 ? loss_ / examples_ : 0;
+  const int64_t counted = trained + skipped_;
+  results_->examples_by_epoch.push_back(counted);
+  if (counted != shape_->train_examples) {
+    return InternalError("epoch " + std::to_string(epoch_ + 1) + " trained on " + std::to_string(trained) +
+                         " examples (" + std::to_string(skipped_) + " done before resuming), expected " +
+                         std::to_string(shape_->train_examples));
+  }
+  JsonObject line;
+  line.Add("event", "epoch")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", spec_.epochs())
+      .Add("step", global_step_)
+      .Add("train_loss", results_->last_train_loss)
+      .Add("examples", trained)
+      .Add("samples_per_sec", trained / seconds)
+      .Add("epoch_seconds", seconds);
+  if (epoch_disturbed_) line.Add("workers", static_cast<int64_t>(live_workers));
+  if (parts_ > 1 || epoch_lost_examples_ > 0) {
+    line.Add("parts", parts_).Add("examples_of_lost_workers", epoch_lost_examples_);
+  }
+  LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << results_->last_train_loss << ", "
+            << trained / seconds << " samples/s, " << counted << " examples";
+  const bool last_epoch = epoch_ + 1 == spec_.epochs();
+  Actions actions;
+  actions.lines.push_back(std::move(line));
+  actions.epoch_ended = spec_.eval_every_epoch() || last_epoch ? NextPhase::Evaluation(epoch_)
+                                                               : NextPhase::Training(epoch_ + 1);
+  stage_ = Stage::kHeld;
+  return actions;
+}
+
+StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
+  if (examples_ != shape_->test_examples) {
+    return InternalError("evaluation saw " + std::to_string(examples_) + " examples, expected " +
+                         std::to_string(shape_->test_examples));
+  }
+  results_->test_accuracy = examples_ > 0 ? correct_ / examples_ : 0;
+  results_->test_loss = examples_ > 0 ? loss_ / examples_ : 0;
+  JsonObject line;
+  line.Add("event", "eval")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", spec_.epochs())
+      .Add("test_accuracy", results_->test_accuracy)
+      .Add("test_loss", results_->test_loss)
+      .Add("examples", examples_);
+  LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << results_->test_accuracy << " (" << examples_
+            << " examples)";
+  Actions actions;
+  actions.lines.push_back(std::move(line));
+  if (final_eval_) {
+    stage_ = Stage::kDone;  // the job ends once the final checkpoint, if any, has committed
+  } else {
+    Proceed(NextPhase::Training(epoch_ + 1));
+  }
+  return actions;
+}
+
+}  // namespace tessera

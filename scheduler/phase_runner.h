@@ -1,0 +1,170 @@
+// The phases of a job as a state machine: training epochs, their
+// continuations over the positions lost workers left, and evaluations. Events
+// come in (the job starts, a phase may begin, a worker reports its part or is
+// lost, the servers say how far a lost worker's pushes reached); what to do
+// comes out as Actions (START_PHASE for the workers, metrics lines, the phase
+// after an epoch). No sockets and no clock: times come with the events, so
+// phase_runner_test.cc drives it directly.
+//
+// The job's phase is one Stage:
+//
+//   kForming ─Proceed─> kWaiting ──Begin──> kRunning ──(part ends)──┐
+//                          ^                                        │
+//                          ├──── a continuation, the next epoch <───┤
+//                          └── Proceed ── kHeld <── an epoch ended ─┤
+//                                                                   └─> kDone (last evaluation)
+//   Stop (any stage) ──> kStopping: a running part is still summed, nothing follows it.
+//
+// A part: every live worker gets START_PHASE and reports PHASE_DONE; the
+// reports are summed in rank order so the figures are the same in every run.
+// A worker lost inside a training part hands its positions back from the
+// step its pushes reached every server (ReachReported, ChangeAcknowledged);
+// the part ends when every participant has reported or handed back, and a
+// continuation part over the handed-back positions follows.
+//
+// Not thread-safe.
+#ifndef TESSERA_SCHEDULER_PHASE_RUNNER_H_
+#define TESSERA_SCHEDULER_PHASE_RUNNER_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/status.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+#include "scheduler/job_metrics.h"
+#include "scheduler/job_shape.h"
+#include "scheduler/lease_book.h"
+#include "scheduler/next_phase.h"
+
+namespace tessera {
+
+class PhaseRunner {
+ public:
+  enum class Stage {
+    kForming,   // nodes register; no phase yet
+    kWaiting,   // next() begins once the servers know every live worker and one is there
+    kRunning,   // a part of a phase runs
+    kHeld,      // a training epoch ended; the caller Proceeds (a checkpoint may be taken first)
+    kStopping,  // a stop came: a running part is still summed, nothing follows
+    kDone,      // the last evaluation ended
+  };
+
+  struct Actions {
+    std::optional<proto::Phase> start;     // send START_PHASE with this to every worker
+    std::vector<JsonObject> lines;         // for metrics.jsonl
+    std::optional<NextPhase> epoch_ended;  // a training epoch ended (kHeld); this comes after it
+  };
+
+  // `shape` and `results` must outlive this; results gets the workers' reports,
+  // each epoch's time and loss, and the evaluations' figures.
+  PhaseRunner(const proto::JobSpec& spec, const JobShape* shape, JobResults* results);
+
+  // Resumed: training's global step starts at `step` (else at 0), and the
+  // job is in epoch `epoch` until its first phase begins.
+  void ResumeAt(int64_t step, int epoch) {
+    global_step_ = step;
+    epoch_ = epoch;
+  }
+
+  // Events.
+  // Goes on with `next`: the job's first phase (kForming -> kWaiting), or
+  // the one after an epoch (kHeld -> kWaiting). Ignored when stopping.
+  void Proceed(const NextPhase& next);
+  // kWaiting -> kRunning: the next phase begins over the workers `live`.
+  Actions Begin(const std::vector<int>& live, Clock::TimePoint now);
+  // Worker `rank` finished its part. A report for another part or a second
+  // one is dropped (logged).
+  StatusOr<Actions> PhaseDone(int rank, const proto::PhaseDone& done, int live_workers, Clock::TimePoint now);
+  // Worker `rank` is lost. True when it had a part running: in an evaluation
+  // its test shards go back at once; in training call WaitForReach with the
+  // membership change that tells the servers.
+  bool WorkerLost(int rank);
+  void WaitForReach(int rank, int64_t change_seq);
+  // A server says how far the pushes of a worker that left in change `seq` reached.
+  void ReachReported(int64_t seq, const proto::RankReach& reach);
+  // Every server has change `seq`: the workers lost in it hand their positions back.
+  void ChangeAcknowledged(int64_t seq);
+  // Ends the running part when every participant has reported or was lost
+  // (with its hand-back known). Call after WorkerLost and ChangeAcknowledged.
+  StatusOr<Actions> FinishPartIfComplete(int live_workers, Clock::TimePoint now);
+  // A stop came: no phase begins any more.
+  void Stop() { stage_ = Stage::kStopping; }
+
+  // The next lease for worker `rank` in the running phase.
+  proto::Lease Lease(int rank) { return leases_.Next(rank); }
+
+  Stage stage() const { return stage_; }
+  const NextPhase& next() const { return next_; }
+  int epoch() const { return epoch_; }
+  bool in_test() const { return test_; }
+  // A worker was lost or missing in this epoch: its data plan is not the
+  // fixed one of all workers, so no cut inside it (it would not resume).
+  bool epoch_disturbed() const { return epoch_disturbed_; }
+  // Training's global step: where the last part ended (BSP: its fixed end).
+  int64_t global_step() const { return global_step_; }
+  int64_t epoch_first_step() const { return first_step_; }
+  int64_t epoch_end_step() const { return first_step_ + steps_; }
+  Clock::TimePoint phase_start() const { return phase_start_; }
+  bool part_running() const { return part_.has_value(); }
+
+ private:
+  // A worker lost inside a training part whose reach the servers have not all reported yet.
+  struct LostWorker {
+    int rank = -1;
+    int64_t seq = 0;
+    int64_t min_step = INT64_MAX, max_step = -1;
+  };
+  // The running part of a phase.
+  struct Part {
+    int index = 0;  // 0 for a phase's first pass, then continuations
+    int reporter_rank = 0;
+    std::vector<bool> participants, lost;                 // by worker rank
+    std::vector<std::optional<proto::PhaseDone>> reports;  // by worker rank
+  };
+
+  Actions BeginTraining(int epoch, int64_t skip_steps, const std::vector<int>& live, Clock::TimePoint now);
+  Actions BeginEvaluation(int epoch, const std::vector<int>& live);
+  Actions BeginPart(int index, int64_t first_step, int64_t skip_steps, const std::vector<int>& live);
+  void HandBack(const LostWorker& lost);
+  StatusOr<Actions> FinishPart(Part part, int live_workers, Clock::TimePoint now);
+  StatusOr<Actions> FinishTrainingEpoch(int live_workers, Clock::TimePoint now);
+  StatusOr<Actions> FinishEvaluation();
+
+  const proto::JobSpec& spec_;
+  const JobShape* shape_;
+  JobResults* results_;
+
+  Stage stage_ = Stage::kForming;
+  NextPhase next_;  // kWaiting: what begins
+
+  // The phase.
+  LeaseBook leases_;
+  int epoch_ = 0;
+  bool test_ = false;        // an evaluation
+  bool final_eval_ = false;  // the last epoch's evaluation
+  int parts_ = 0;            // parts begun so far
+  Clock::TimePoint phase_start_;
+  double loss_ = 0, correct_ = 0;
+  int64_t examples_ = 0;
+  int64_t skipped_ = 0;              // examples done before resuming
+  bool epoch_disturbed_ = false;
+  int64_t epoch_lost_examples_ = 0;  // examples lost workers trained (or passed over) before they were lost
+  // Training: the global step, the part's first step, its steps (BSP), and
+  // the steps of the epoch done before resuming.
+  int64_t global_step_ = 0;
+  int64_t first_step_ = 0;
+  int64_t steps_ = 0;
+  int64_t skip_steps_ = 0;
+  int64_t part_worker_steps_ = 0;  // ASP: the steps the part's workers took
+
+  std::optional<Part> part_;
+  std::vector<LostWorker> lost_pending_;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_SCHEDULER_PHASE_RUNNER_H_

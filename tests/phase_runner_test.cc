@@ -1,0 +1,235 @@
+// PhaseRunner, the job's phases as a state machine, driven event by event in
+// one process: no sockets, no clock, no data files.
+#include "scheduler/phase_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+using Stage = PhaseRunner::Stage;
+
+constexpr int kBatch = 10;
+
+// 1000 training examples in 4 shards of 250 (2 workers, 2 shards each), 200
+// test examples; BSP, batches of 10: each worker runs 50 steps an epoch.
+class PhaseRunnerTest : public ::testing::Test {
+ protected:
+  PhaseRunnerTest() {
+    spec_.set_batch_size(kBatch);
+    spec_.set_epochs(2);
+    spec_.set_eval_every_epoch(false);
+    spec_.set_consistency(proto::BSP);
+    spec_.mutable_cluster()->set_workers(2);
+    spec_.mutable_cluster()->set_servers(1);
+    spec_.mutable_data()->set_shards_per_worker(2);
+    shape_.train_examples = 1000;
+    shape_.test_examples = 200;
+  }
+
+  // Worker `rank` takes every lease left for it; returns the examples.
+  int64_t LeaseAll(int rank) {
+    int64_t examples = 0;
+    for (proto::Lease lease = runner_.Lease(rank); lease.shard() >= 0; lease = runner_.Lease(rank)) {
+      examples += lease.end() - lease.begin();
+    }
+    return examples;
+  }
+
+  proto::PhaseDone Report(const proto::Phase& phase, int64_t examples, int64_t steps) {
+    proto::PhaseDone done;
+    done.set_epoch(phase.epoch());
+    done.set_test(phase.test());
+    done.set_part(phase.part());
+    done.set_examples(examples);
+    done.set_steps(steps);
+    done.set_loss_sum(0.5 * examples);
+    done.set_correct(examples / 2);
+    done.set_params_sha256("digest");
+    return done;
+  }
+
+  // Begins the waiting phase over `live`; returns its START_PHASE.
+  proto::Phase Begin(const std::vector<int>& live) {
+    EXPECT_EQ(runner_.stage(), Stage::kWaiting);
+    PhaseRunner::Actions a = runner_.Begin(live, now_);
+    EXPECT_TRUE(a.start.has_value());
+    EXPECT_EQ(runner_.stage(), Stage::kRunning);
+    return a.start.value_or(proto::Phase());
+  }
+
+  // Every worker of `live` leases all it gets and reports; returns the
+  // actions after the last report.
+  PhaseRunner::Actions RunPart(const proto::Phase& phase, const std::vector<int>& live) {
+    PhaseRunner::Actions last;
+    for (int rank : live) {
+      const int64_t examples = LeaseAll(rank);
+      StatusOr<PhaseRunner::Actions> a =
+          runner_.PhaseDone(rank, Report(phase, examples, phase.steps()), static_cast<int>(live.size()), now_);
+      EXPECT_OK(a.status());
+      if (a.ok()) last = *a;
+    }
+    return last;
+  }
+
+  proto::JobSpec spec_;
+  JobShape shape_;
+  JobResults results_;
+  PhaseRunner runner_{spec_, &shape_, &results_};
+  Clock::TimePoint now_{std::chrono::seconds(100)};
+};
+
+TEST_F(PhaseRunnerTest, AnEpochIsOnePartWhoseReportsAreSummedAndItsEndHoldsTheNextPhase) {
+  EXPECT_EQ(runner_.stage(), Stage::kForming);
+  runner_.Proceed(NextPhase::Training(0));
+  const proto::Phase phase = Begin({0, 1});
+  EXPECT_FALSE(phase.test());
+  EXPECT_EQ(phase.part(), 0);
+  EXPECT_EQ(phase.first_step(), 0);
+  EXPECT_EQ(phase.steps(), 50);
+
+  const int64_t first = LeaseAll(0);
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(0, Report(phase, first, 50), 2, now_);
+  ASSERT_OK(a.status());
+  EXPECT_FALSE(a->epoch_ended.has_value());  // worker 1 has not reported
+  EXPECT_EQ(runner_.stage(), Stage::kRunning);
+
+  now_ += std::chrono::seconds(4);
+  a = runner_.PhaseDone(1, Report(phase, LeaseAll(1), 50), 2, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kHeld);
+  ASSERT_TRUE(a->epoch_ended.has_value());
+  EXPECT_EQ(a->epoch_ended->kind, NextPhase::Kind::kTraining);
+  EXPECT_EQ(a->epoch_ended->epoch, 1);
+  EXPECT_EQ(runner_.global_step(), 50);
+  ASSERT_EQ(a->lines.size(), 1u);
+  const std::string line = a->lines[0].ToString();
+  EXPECT_NE(line.find("\"examples\": 1000"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"epoch_seconds\": 4"), std::string::npos) << line;
+  EXPECT_EQ(line.find("parts"), std::string::npos) << line;
+  EXPECT_DOUBLE_EQ(results_.last_train_loss, 0.5);
+  EXPECT_EQ(results_.params_sha256, "digest");
+}
+
+TEST_F(PhaseRunnerTest, AWorkerLostMidPartHandsBackFromWhereItsPushesReachedAndTheOthersTrainTheRest) {
+  runner_.Proceed(NextPhase::Training(0));
+  const proto::Phase phase = Begin({0, 1});
+  // Worker 1 takes its first shard and is lost after 7 steps (70 examples).
+  ASSERT_GE(runner_.Lease(1).shard(), 0);
+  EXPECT_TRUE(runner_.WorkerLost(1));
+  EXPECT_TRUE(runner_.epoch_disturbed());
+  runner_.WaitForReach(1, /*change_seq=*/4);
+  proto::RankReach reach;
+  reach.set_rank(1);
+  reach.set_min_step(6);
+  reach.set_max_step(6);
+  reach.set_has_slices(true);
+  runner_.ReachReported(4, reach);
+
+  // Worker 0 reports, but how far worker 1 got is not settled yet: the part goes on.
+  const int64_t examples0 = LeaseAll(0);
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(0, Report(phase, examples0, 50), 1, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kRunning);
+
+  // Every server has the change: its positions from step 7 on go back, a continuation takes them.
+  runner_.ChangeAcknowledged(4);
+  a = runner_.FinishPartIfComplete(1, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kWaiting);
+  EXPECT_EQ(runner_.next().kind, NextPhase::Kind::kContinuation);
+  EXPECT_EQ(runner_.global_step(), 50);
+
+  const proto::Phase continuation = Begin({0});
+  EXPECT_EQ(continuation.part(), 1);
+  EXPECT_EQ(continuation.first_step(), 50);
+  EXPECT_EQ(continuation.steps(), 43);  // 180 left of its first shard, its second shard's 250
+  const int64_t rest = LeaseAll(0);
+  EXPECT_EQ(rest, 430);
+  a = runner_.PhaseDone(0, Report(continuation, rest, 43), 1, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kHeld);
+  EXPECT_EQ(runner_.global_step(), 93);
+  ASSERT_EQ(a->lines.size(), 1u);
+  const std::string line = a->lines[0].ToString();
+  EXPECT_NE(line.find("\"examples\": 1000"), std::string::npos) << line;  // each position once
+  EXPECT_NE(line.find("\"parts\": 2"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"examples_of_lost_workers\": 70"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"workers\": 1"), std::string::npos) << line;
+}
+
+TEST_F(PhaseRunnerTest, AWorkerLostInAnEvaluationGivesItsTestShardsBackAtOnce) {
+  runner_.Proceed(NextPhase::Evaluation(1));
+  const proto::Phase phase = Begin({0, 1});
+  EXPECT_TRUE(phase.test());
+  EXPECT_TRUE(phase.final());
+  EXPECT_TRUE(runner_.WorkerLost(0));  // the reporter
+  EXPECT_FALSE(runner_.epoch_disturbed());
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(1, Report(phase, LeaseAll(1), 0), 1, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kWaiting);
+  EXPECT_EQ(runner_.next().kind, NextPhase::Kind::kContinuation);
+
+  const proto::Phase continuation = Begin({1});
+  EXPECT_EQ(continuation.reporter_rank(), 1);
+  const int64_t rest = LeaseAll(1);
+  EXPECT_EQ(rest, 100);
+  a = runner_.PhaseDone(1, Report(continuation, rest, 0), 1, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kDone);
+  EXPECT_DOUBLE_EQ(results_.test_accuracy, 0.5);
+}
+
+TEST_F(PhaseRunnerTest, ReportsForAnotherPartAndSecondReportsAreDropped) {
+  runner_.Proceed(NextPhase::Training(0));
+  const proto::Phase phase = Begin({0, 1});
+  proto::Phase other = phase;
+  other.set_part(3);
+  ASSERT_OK(runner_.PhaseDone(0, Report(other, 500, 50), 2, now_).status());
+  ASSERT_OK(runner_.PhaseDone(0, Report(phase, LeaseAll(0), 50), 2, now_).status());
+  ASSERT_OK(runner_.PhaseDone(0, Report(phase, 500, 50), 2, now_).status());
+  EXPECT_EQ(runner_.stage(), Stage::kRunning);  // worker 1 still owes its report
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(1, Report(phase, LeaseAll(1), 50), 2, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kHeld);
+}
+
+TEST_F(PhaseRunnerTest, AfterAStopTheRunningPartIsSummedAndNothingFollows) {
+  runner_.Proceed(NextPhase::Training(0));
+  const proto::Phase phase = Begin({0, 1});
+  runner_.Stop();
+  PhaseRunner::Actions a = RunPart(phase, {0, 1});
+  EXPECT_FALSE(a.epoch_ended.has_value());
+  EXPECT_TRUE(a.lines.empty());
+  EXPECT_EQ(runner_.stage(), Stage::kStopping);
+  EXPECT_EQ(runner_.global_step(), 50);
+  runner_.Proceed(NextPhase::Training(1));
+  EXPECT_EQ(runner_.stage(), Stage::kStopping);
+}
+
+TEST_F(PhaseRunnerTest, AnEpochThatDidNotCountEveryExampleFailsTheJob) {
+  runner_.Proceed(NextPhase::Training(0));
+  const proto::Phase phase = Begin({0, 1});
+  ASSERT_OK(runner_.PhaseDone(0, Report(phase, LeaseAll(0), 50), 2, now_).status());
+  LeaseAll(1);
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(1, Report(phase, 499, 50), 2, now_);
+  EXPECT_EQ(a.status().code(), StatusCode::kInternal);
+  EXPECT_NE(a.status().message().find("trained on 999 examples"), std::string::npos) << a.status().ToString();
+}
+
+TEST_F(PhaseRunnerTest, AResumedEpochStartsItsPartAtTheStepsItAlreadyHolds) {
+  runner_.ResumeAt(/*step=*/70, /*epoch=*/1);
+  runner_.Proceed(NextPhase::Training(1, /*skip_steps=*/20));
+  const proto::Phase phase = Begin({0, 1});
+  EXPECT_EQ(phase.first_step(), 50);
+  EXPECT_EQ(phase.skip_steps(), 20);
+  EXPECT_EQ(runner_.epoch_end_step(), 100);
+}
+
+}  // namespace
+}  // namespace tessera

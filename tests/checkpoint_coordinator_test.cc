@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include <glog/logging.h>
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
@@ -264,6 +267,136 @@ TEST_F(CheckpointCoordinatorTest, ACutInsideAnEpochThatLostAWorkerIsGivenUp) {
   auto none = c->Progressed(at, /*can_cut=*/false, clock_.Now());
   ASSERT_OK(none.status());
   EXPECT_FALSE(none->request.has_value());
+}
+
+// A cut inside an epoch that servers keep passing: each refusal moves it
+// ahead (from the step the refusing server is at); after five moves the
+// sixth refusal gives the cut up. It is not the final one: the job goes on,
+// with no checkpoint and `latest` untouched.
+TEST_F(CheckpointCoordinatorTest, ACutMovedFiveTimesIsGivenUpAtTheSixthRefusal) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.epoch_end_step = 100000;  // a long epoch: no move reaches its end
+  at.global_step = at.latest_step = 1;
+  auto cut = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(cut.status());
+  ASSERT_TRUE(cut->request.has_value());
+  int64_t step = cut->request->step();
+  std::vector<int64_t> moves;
+  for (int refusal = 1; refusal <= 6; ++refusal) {
+    ASSERT_OK(c->Snapshot(0, Ack(step), at, clock_.Now()).status());
+    auto a = c->Snapshot(1, Ack(step, "a slice is past the cut", step + 1), at, clock_.Now());
+    ASSERT_OK(a.status());
+    if (refusal == 6) {
+      EXPECT_FALSE(a->request.has_value()) << "no seventh try";
+      break;
+    }
+    ASSERT_TRUE(a->request.has_value()) << "refusal " << refusal;
+    EXPECT_GT(a->request->step(), step + 1);
+    step = a->request->step();
+    moves.push_back(step);
+  }
+  EXPECT_EQ(moves.size(), 5u);
+  // Server 0's part of the given-up cut comes; nothing commits.
+  auto parts = c->PartWritten(0, Part(step, 0), at, clock_.Now());
+  ASSERT_OK(parts.status());
+  EXPECT_TRUE(parts->lines.empty());
+  EXPECT_FALSE(c->busy());
+  EXPECT_TRUE(c->error().empty());
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/latest"));
+  for (int64_t moved : moves) EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(moved) + "/MANIFEST"));
+}
+
+// The last epoch ends while the checkpoint of the one before is still being
+// written: the final evaluation goes on at once (the servers stay at this
+// step through it), and the final cut is taken once the other commits.
+TEST_F(CheckpointCoordinatorTest, AFinalCutDueWhileOneIsWrittenIsTakenOnceThatCommits) {
+  auto c = Coordinator();
+  ASSERT_OK(c->EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now()).status());
+  for (int s = 0; s < 2; ++s) ASSERT_OK(c->Snapshot(s, Ack(20), EpochEnd(1), clock_.Now()).status());
+  auto final_cut = c->EpochEnded(3, EpochEnd(2), NextPhase::Evaluation(2), clock_.Now());
+  ASSERT_OK(final_cut.status());
+  EXPECT_FALSE(final_cut->request.has_value());
+  ASSERT_TRUE(final_cut->go_on.has_value()) << "the final evaluation does not wait";
+  EXPECT_EQ(final_cut->go_on->kind, NextPhase::Kind::kEvaluation);
+  ASSERT_OK(c->PartWritten(0, Part(20, 0), EpochEnd(2), clock_.Now()).status());
+  auto committed = c->PartWritten(1, Part(20, 1), EpochEnd(2), clock_.Now());
+  ASSERT_OK(committed.status());
+  ASSERT_TRUE(committed->request.has_value()) << "the deferred final cut follows the commit";
+  EXPECT_EQ(committed->request->step(), 30);
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(20) + "\n");
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 30, EpochEnd(2), &snapshots, &parts);
+  EXPECT_FALSE(snapshots.go_on.has_value()) << "the evaluation already went on";
+  EXPECT_FALSE(c->busy());
+  EXPECT_TRUE(c->error().empty());
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(30));
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(manifest->cursor().epoch(), 3);
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(30) + "\n");
+}
+
+// A server never takes its snapshot of an epoch-end cut: after 30 s the cut
+// is abandoned and the job goes on with the phase it held; the next cut is
+// taken as usual.
+TEST_F(CheckpointCoordinatorTest, ASnapshotThatTimesOutAbandonsTheCutAndTheJobGoesOn) {
+  auto c = Coordinator();
+  ASSERT_OK(c->EpochEnded(1, EpochEnd(0), NextPhase::Training(1), clock_.Now()).status());
+  ASSERT_OK(c->Snapshot(0, Ack(10), EpochEnd(0), clock_.Now()).status());
+  clock_.Advance(seconds(31));
+  auto overdue = c->Tick(EpochEnd(0), clock_.Now());
+  ASSERT_OK(overdue.status());
+  ASSERT_TRUE(overdue->go_on.has_value());
+  EXPECT_EQ(overdue->go_on->epoch, 1);
+  EXPECT_FALSE(c->busy());
+  EXPECT_TRUE(c->error().empty()) << "not the final one";
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(10) + "/MANIFEST"));
+  // A late snapshot of the abandoned cut changes nothing.
+  auto late = c->Snapshot(1, Ack(10), EpochEnd(0), clock_.Now());
+  ASSERT_OK(late.status());
+  EXPECT_FALSE(late->go_on.has_value());
+
+  ASSERT_OK(c->EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now()).status());
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 20, EpochEnd(1), &snapshots, &parts);
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(20) + "\n");
+}
+
+// Collects the ERROR lines glog writes while it exists.
+class ErrorLines : public google::LogSink {
+ public:
+  ErrorLines() { google::AddLogSink(this); }
+  ~ErrorLines() override { google::RemoveLogSink(this); }
+  void send(google::LogSeverity severity, const char*, const char*, int, const struct ::tm*, const char* message,
+            size_t length) override {
+    if (severity == google::GLOG_ERROR) lines.emplace_back(message, length);
+  }
+  std::vector<std::string> lines;
+};
+
+// A server's disk fills while it writes its part: the checkpoint gets no
+// manifest, the one before stays the newest intact one (and `latest`), and
+// one line names the step and the cause.
+TEST_F(CheckpointCoordinatorTest, ADiskThatFillsDuringAPartWriteLeavesTheCheckpointBeforeAndSaysSoInOneLine) {
+  auto c = Coordinator();
+  Actions snapshots, parts;
+  ASSERT_OK(c->EpochEnded(1, EpochEnd(0), NextPhase::Training(1), clock_.Now()).status());
+  TakeAndWrite(c.get(), 10, EpochEnd(0), &snapshots, &parts);
+  ASSERT_OK(c->EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now()).status());
+  for (int s = 0; s < 2; ++s) ASSERT_OK(c->Snapshot(s, Ack(20), EpochEnd(1), clock_.Now()).status());
+  ErrorLines errors;
+  ASSERT_OK(c->PartWritten(0, Part(20, 0), EpochEnd(1), clock_.Now()).status());
+  auto failed = c->PartWritten(1, Ack(20, "IO error: No space left on device"), EpochEnd(1), clock_.Now());
+  ASSERT_OK(failed.status());
+  EXPECT_TRUE(failed->lines.empty());
+  EXPECT_FALSE(c->busy());
+  EXPECT_TRUE(c->error().empty()) << "not the final one: the job goes on";
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST"));
+  EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
+  EXPECT_OK(ReadManifest(run_ + "/checkpoints/" + CheckpointName(10)).status());
+  ASSERT_EQ(errors.lines.size(), 1u);
+  EXPECT_EQ(errors.lines[0], "checkpoint at step 20 failed: server 1: IO error: No space left on device");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,10 @@
 #include "core/clock.h"
 #include "core/spec.h"
 #include "core/transport.h"
+#include "core/checkpoint_manifest.h"
+#include "core/file_util.h"
+#include "scheduler/job_shape.h"
+#include "tests/checkpoint_fixture.h"
 #include "tests/test_util.h"
 
 namespace tessera {
@@ -222,6 +227,79 @@ TEST_F(SchedulerTest, ANodeThatExitsBeforeTheStartIsHandledAtOnce) {
   const Status s = Result();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
   EXPECT_EQ(s.message(), "SERVER 0 (pid 401) exited with code 137: it is lost before the job started");
+}
+
+// The server dies while the epoch-end checkpoint is being taken: the job
+// rolls back (every other node is told ROLLBACK, Run() returns for the next
+// run), and the cut never commits: no manifest, no `latest`.
+TEST_F(SchedulerTest, AServerLostDuringACutRollsTheJobBackAndTheCutNeverCommits) {
+  options_.run_dir = dir_ + "/run";
+  ASSERT_OK(MakeDirs(options_.run_dir));
+  options_.max_rollbacks = 1;
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 501);
+  FakeNode worker(&transport_, address, proto::WORKER, 502);
+  FormTheJob(&server, &worker);
+  proto::Header done;
+  done.set_op(proto::PHASE_DONE);
+  done.mutable_phase_done()->set_epoch(0);
+  done.mutable_phase_done()->set_examples(64);  // the whole training set
+  worker.Send(done);
+  auto cut = server.Await(proto::CHECKPOINT);
+  ASSERT_TRUE(cut.has_value());
+  const std::string dir = cut->header.checkpoint().dir();
+  EXPECT_EQ(dir, options_.run_dir + "/checkpoints/" + CheckpointName(cut->header.checkpoint().step()));
+
+  proto::Header exited;
+  exited.set_op(proto::NODE_EXITED);
+  exited.mutable_node_exited()->set_pid(server.pid());
+  exited.mutable_node_exited()->set_exit_code(9);
+  worker.Send(exited);
+  ASSERT_TRUE(worker.Await(proto::ROLLBACK).has_value());
+  ASSERT_OK(Result());
+  EXPECT_TRUE(scheduler_->rolled_back());
+  EXPECT_EQ(scheduler_->rollback_reason(), "SERVER 0 (pid 501) exited with code 9: it is lost");
+  EXPECT_FALSE(FileExists(dir + "/MANIFEST"));
+  EXPECT_FALSE(FileExists(options_.run_dir + "/checkpoints/latest"));
+  EXPECT_NE(FileText(options_.run_dir + "/metrics.jsonl").find("\"event\": \"rollback\""), std::string::npos);
+}
+
+// Resumed (after a rollback, say) from a checkpoint of its own run directory
+// with a later one in it: that later one belongs to the abandoned timeline.
+// Once the job has formed it is gone and `latest` names the resume point.
+TEST_F(SchedulerTest, AResumeInItsOwnRunDirectoryPrunesTheAbandonedTimeline) {
+  options_.spec.set_epochs(3);
+  auto shape = PlanJob(options_.spec);
+  ASSERT_OK(shape.status());
+  const std::string run = dir_ + "/run";
+  const std::string resume_point = WriteCheckpoint(run, options_.spec, *shape, 4, 1, 0);
+  const std::string abandoned = WriteCheckpoint(run, options_.spec, *shape, 8, 2, 0);
+  ASSERT_OK(WriteFileAtomic(run + "/checkpoints/latest", CheckpointName(8) + "\n"));
+  options_.run_dir = run;
+  options_.resume_from = resume_point;
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 601);
+  FakeNode worker(&transport_, address, proto::WORKER, 602);
+  server.Register();
+  auto map = server.Await(proto::CLUSTER_MAP);
+  ASSERT_TRUE(map.has_value());
+  EXPECT_TRUE(std::filesystem::equivalent(map->header.cluster_map().restore().dir(), resume_point));
+  EXPECT_TRUE(FileExists(abandoned)) << "not before every server is in";
+  proto::Header ready;
+  ready.set_op(proto::SERVER_READY);
+  server.Send(ready);
+  worker.Register();
+  auto phase = worker.Await(proto::START_PHASE);
+  ASSERT_TRUE(phase.has_value());
+  EXPECT_EQ(phase->header.phase().epoch(), 1);
+  EXPECT_FALSE(FileExists(abandoned));
+  EXPECT_TRUE(FileExists(resume_point + "/MANIFEST"));
+  EXPECT_EQ(FileText(run + "/checkpoints/latest"), CheckpointName(4) + "\n");
+  proto::Header exited;  // the end: the server is gone, and no rollbacks are left
+  exited.set_op(proto::NODE_EXITED);
+  exited.mutable_node_exited()->set_pid(server.pid());
+  worker.Send(exited);
+  EXPECT_EQ(Result().code(), StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// The transport contract (core/transport.h), typed over its implementations:
-// ZeroMQ over loopback TCP.
+// The transport contract (core/transport.h): every case runs against both
+// implementations, ZeroMQ over loopback TCP and the in-memory one, so tests
+// that use the in-memory transport can trust it behaves as production does.
 #include "core/transport.h"
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/in_memory_transport.h"
 #include "core/zmq_transport.h"
 #include "tests/test_util.h"
 
@@ -54,10 +56,10 @@ class TransportContractTest : public ::testing::Test {
 struct TransportNames {
   template <typename T>
   static std::string GetName(int) {
-    return "Zmq";
+    return std::is_same_v<T, ZmqTransport> ? "Zmq" : "InMemory";
   }
 };
-using Implementations = ::testing::Types<ZmqTransport>;
+using Implementations = ::testing::Types<ZmqTransport, InMemoryTransport>;
 TYPED_TEST_SUITE(TransportContractTest, Implementations, TransportNames);
 
 TYPED_TEST(TransportContractTest, RouterAndDealerExchangeFramesAndTheOwnerIsReleased) {

@@ -26,7 +26,8 @@ enum class SocketKind {
 
 // One end of a connection. Not thread-safe: each socket belongs to the thread
 // that uses it. The Transport that made it must outlive it. Destroying a
-// socket closes it: a ROUTER's later sends to a closed DEALER are Unavailable.
+// socket closes it: a ROUTER's sends to a closed DEALER are Unavailable (with
+// ZeroMQ, once its I/O thread has seen the connection go).
 class Socket {
  public:
   virtual ~Socket() = default;

@@ -31,7 +31,7 @@
 //     push+params outstanding; together K.
 //
 // Processes are simulated by threads with their own ZeroMQ contexts (a
-// Transport each), so each side has its own I/O thread as separate processes
+// ZmqTransport each), so each side has its own I/O thread as separate processes
 // would. The benchmark plays the scheduler itself: it binds a ROUTER, starts
 // Server objects on their own threads, answers their REGISTER with a
 // CLUSTER_MAP (a one-tensor "model" of the value size, sliced with
@@ -65,7 +65,7 @@
 #include "core/key_range.h"
 #include "core/message.h"
 #include "core/status.h"
-#include "core/transport.h"
+#include "core/zmq_transport.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 #include "server/server.h"
@@ -223,7 +223,7 @@ class BenchCluster {
     c->results_.resize(servers);
     for (int i = 0; i < servers; ++i) {
       c->threads_.emplace_back([cluster = c.get(), i] {
-        Transport own;  // one ZeroMQ context (own I/O thread) per server, as in separate processes
+        ZmqTransport own;  // one ZeroMQ context (own I/O thread) per server, as in separate processes
         ServerOptions options;
         options.scheduler = cluster->scheduler_->endpoint();
         options.register_timeout_s = 30;
@@ -634,7 +634,7 @@ Status RunBench(const BenchOptions& options) {
   raw_socket.set(zmq::sockopt::linger, 0);
   raw_socket.connect(echo.endpoint());
 
-  Transport transport;  // the worker's (and the fake scheduler's) ZeroMQ context
+  ZmqTransport transport;  // the worker's (and the fake scheduler's) ZeroMQ context
   Status status;
   for (size_t bytes : options.sizes) {
     std::vector<int> windows = {1};

@@ -22,13 +22,13 @@ HeartbeatSender::~HeartbeatSender() {
 
 void HeartbeatSender::Run() {
   using Clock = std::chrono::steady_clock;
-  auto socket = transport_->Connect(SocketKind::kDealer, endpoint_);
+  // A beat left unsent at close is worthless: do not hold up the exit for it.
+  auto socket = transport_->Connect(SocketKind::kDealer, endpoint_, {.drop_unsent_at_close = true});
   if (!socket.ok()) {
     LOG(ERROR) << "heartbeat: " << socket.status().ToString();
     lost_.store(true);
     return;
   }
-  (*socket)->raw().set(zmq::sockopt::linger, 0);
   proto::Header beat;
   beat.set_op(proto::HEARTBEAT);
   beat.set_job_id(job_id_);

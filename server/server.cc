@@ -61,7 +61,7 @@ Status Server::Run() {
     if (spares_.valid() && spares_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
       shard_->AdoptSpares(spares_.get());
     }
-    std::vector<bool> ready = PollReadable(sockets, writes_.empty() ? 200 : 5);
+    std::vector<bool> ready = transport_->Poll(sockets, writes_.empty() ? 200 : 5);
     if (ready[0]) {
       auto m = scheduler_->Receive(0);
       if (m.ok()) {

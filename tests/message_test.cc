@@ -1,25 +1,21 @@
 #include "core/message.h"
 
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "core/transport.h"
 #include "tests/test_util.h"
 
 namespace tessera {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::StartsWith;
 
 zmq::message_t FloatFrame(const std::vector<float>& values) {
   return zmq::message_t(values.data(), values.size() * sizeof(float));
@@ -328,114 +324,6 @@ TEST(MessageTest, FrameFloatsCopiesUnalignedFrame) {
   EXPECT_NE(static_cast<const void*>(f), frame.data());
   ASSERT_EQ(reinterpret_cast<uintptr_t>(f) % alignof(float), 0u);
   for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(f[i], values[i]) << i;
-}
-
-TEST(MessageTest, TransportLoopbackRoundTripReleasesOwner) {
-  Transport transport;
-  auto router = transport.Bind(SocketKind::kRouter, "tcp://127.0.0.1:0");
-  ASSERT_OK(router.status());
-  const std::string endpoint = (*router)->endpoint();
-  EXPECT_THAT(endpoint, StartsWith("tcp://127.0.0.1:"));
-  EXPECT_THAT(endpoint, ::testing::Not(::testing::EndsWith(":0")));
-  EXPECT_THAT(endpoint, ::testing::Not(::testing::EndsWith("*")));
-  auto dealer = transport.Connect(SocketKind::kDealer, endpoint);
-  ASSERT_OK(dealer.status());
-
-  auto owner = std::make_shared<std::vector<float>>(std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f});
-  {
-    proto::Header h;
-    h.set_op(proto::PUSH);
-    h.set_sender_rank(2);
-    h.set_step(11);
-    SetRanges({{100, 104}, {200, 202}}, &h);
-    std::vector<OutFrame> frames = {{owner->data(), 4 * sizeof(float), owner},
-                                    {owner->data() + 4, 2 * sizeof(float), owner}};
-    ASSERT_OK((*dealer)->Send(h, frames));
-  }
-
-  auto m = (*router)->Receive(5000);
-  ASSERT_OK(m.status());
-  EXPECT_FALSE(m->peer.empty());
-  EXPECT_EQ(m->header.op(), proto::PUSH);
-  EXPECT_EQ(m->header.version(), proto::WIRE_VERSION_CURRENT);  // filled in by Send
-  EXPECT_EQ(m->header.sender_rank(), 2);
-  EXPECT_EQ(m->header.step(), 11);
-  ASSERT_EQ(m->frames.size(), 2u);
-  std::vector<float> scratch;
-  const float* a = FrameFloats(m->frames[0], &scratch);
-  ASSERT_EQ(m->frames[0].size(), 4 * sizeof(float));
-  EXPECT_EQ(std::vector<float>(a, a + 4), (std::vector<float>{1, 2, 3, 4}));
-  const float* b = FrameFloats(m->frames[1], &scratch);
-  ASSERT_EQ(m->frames[1].size(), 2 * sizeof(float));
-  EXPECT_EQ(std::vector<float>(b, b + 2), (std::vector<float>{5, 6}));
-
-  // Once ZeroMQ is done with the frames it drops its references to the owner.
-  EXPECT_TRUE(WaitUntil([&] { return owner.use_count() == 1; })) << owner.use_count();
-
-  // And the router can answer the peer by its identity.
-  proto::Header reply;
-  reply.set_op(proto::PUSH_ACK);
-  reply.set_step(11);
-  SetRanges({{100, 101}}, &reply);
-  std::vector<float> copied = {9.0f};
-  ASSERT_OK((*router)->Send(reply, {{copied.data(), sizeof(float), nullptr}}, m->peer));
-  copied[0] = -1.0f;  // copied at Send time: this must not reach the peer
-  auto r = (*dealer)->Receive(5000);
-  ASSERT_OK(r.status());
-  EXPECT_EQ(r->peer, "");
-  EXPECT_EQ(r->header.op(), proto::PUSH_ACK);
-  EXPECT_EQ(r->header.step(), 11);
-  ASSERT_EQ(r->frames.size(), 1u);
-  EXPECT_EQ(*FrameFloats(r->frames[0], &scratch), 9.0f);
-}
-
-TEST(MessageTest, RouterSendToUnknownPeerIsUnavailable) {
-  Transport transport;
-  auto router = transport.Bind(SocketKind::kRouter, "tcp://127.0.0.1:0");
-  ASSERT_OK(router.status());
-  proto::Header h;
-  h.set_op(proto::PUSH_ACK);
-  const Status s = (*router)->Send(h, {}, "nobody");
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
-}
-
-TEST(MessageTest, ReceiveTimesOut) {
-  Transport transport;
-  auto router = transport.Bind(SocketKind::kRouter, "tcp://127.0.0.1:0");
-  ASSERT_OK(router.status());
-  auto m = (*router)->Receive(20);
-  EXPECT_EQ(m.status().code(), StatusCode::kDeadlineExceeded) << m.status().ToString();
-}
-
-TEST(MessageTest, BindingATakenPortIsUnavailable) {
-  Transport transport;
-  auto first = transport.Bind(SocketKind::kRouter, "tcp://127.0.0.1:0");
-  ASSERT_OK(first.status());
-  auto second = transport.Bind(SocketKind::kRouter, (*first)->endpoint());
-  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable) << second.status().ToString();
-}
-
-TEST(MessageTest, NormalizeEndpointAcceptsHostPort) {
-  auto a = NormalizeEndpoint("127.0.0.1:5555");
-  ASSERT_OK(a.status());
-  EXPECT_EQ(*a, "tcp://127.0.0.1:5555");
-  auto b = NormalizeEndpoint("tcp://example.org:1");
-  ASSERT_OK(b.status());
-  EXPECT_EQ(*b, "tcp://example.org:1");
-  auto c = NormalizeEndpoint("localhost:65535");
-  ASSERT_OK(c.status());
-  EXPECT_EQ(*c, "tcp://localhost:65535");
-}
-
-TEST(MessageTest, NormalizeEndpointRejectsMalformedAddresses) {
-  for (const std::string bad : {"", "localhost", "localhost:", ":80", "tcp://", "tcp://:80", "host:abc", "host:8o",
-                                "host:-1", "host:65536", "host:123456", "host: 80", "ipc:///tmp/sock"}) {
-    auto e = NormalizeEndpoint(bad);
-    EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument) << "'" << bad << "' gave " << e.status().ToString();
-    if (!e.ok() && !bad.empty()) {
-      EXPECT_THAT(e.status().message(), HasSubstr(bad));
-    }
-  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// The scheduler in one process: its event loop runs on a thread over
-// in-memory (inproc) ZeroMQ sockets, the servers and workers are played by
+// The scheduler in one process: its event loop runs on a thread over the
+// in-memory transport (no ZeroMQ), the servers and workers are played by
 // the test, speaking the wire protocol by hand, and time is a ManualClock the
 // test moves. Deadlines (register, heartbeat) are reached when the test says,
 // not after real seconds.
@@ -15,11 +15,11 @@
 #include <string>
 #include <thread>
 
-#include "core/clock.h"
-#include "core/spec.h"
-#include "core/transport.h"
 #include "core/checkpoint_manifest.h"
+#include "core/clock.h"
 #include "core/file_util.h"
+#include "core/in_memory_transport.h"
+#include "core/spec.h"
 #include "scheduler/job_shape.h"
 #include "tests/checkpoint_fixture.h"
 #include "tests/test_util.h"
@@ -44,7 +44,7 @@ class FakeNode {
     h.set_op(proto::REGISTER);
     h.mutable_register_()->set_role(role_);
     h.mutable_register_()->set_pid(pid_);
-    if (role_ == proto::SERVER) h.mutable_register_()->set_address("inproc://server-" + std::to_string(pid_));
+    if (role_ == proto::SERVER) h.mutable_register_()->set_address("mem://server-" + std::to_string(pid_));
     Send(h);
   }
 
@@ -115,8 +115,7 @@ class SchedulerTest : public ::testing::Test {
 
   // Runs the scheduler on a thread; returns its address.
   std::string Start() {
-    static int schedulers = 0;
-    const std::string endpoint = "inproc://scheduler-" + std::to_string(++schedulers);
+    const std::string endpoint = "mem://scheduler";
     auto socket = transport_.Bind(SocketKind::kRouter, endpoint);
     EXPECT_OK(socket.status());
     scheduler_ = std::make_unique<Scheduler>(&transport_, options_, &stop_, std::move(socket).value());
@@ -150,7 +149,7 @@ class SchedulerTest : public ::testing::Test {
   std::string dir_;
   SchedulerOptions options_;
   ManualClock clock_;
-  Transport transport_;
+  InMemoryTransport transport_;  // declared before scheduler_: it outlives the socket
   std::atomic<bool> stop_{false};
   std::unique_ptr<Scheduler> scheduler_;
   std::thread thread_;

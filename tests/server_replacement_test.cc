@@ -14,7 +14,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
-#include "core/transport.h"
+#include "core/zmq_transport.h"
 #include "tests/test_util.h"
 #include "tools/child_process.h"
 #include "tools/progress_view.h"
@@ -158,7 +158,7 @@ TEST_F(ServerReplacementTest, ANodeThatExitsBeforeTheJobFormsIsHandledAtOnce) {
   auto worker = Start("worker0", {"worker", "--scheduler", address, "--threads", "1"});
   ASSERT_TRUE(WaitForText(dir_ + "/scheduler.log", "SERVER 0 registered"));
   ASSERT_TRUE(WaitForText(dir_ + "/scheduler.log", "WORKER 0 registered"));
-  Transport transport;
+  ZmqTransport transport;
   auto endpoint = NormalizeEndpoint(address);
   ASSERT_TRUE(endpoint.ok());
   auto socket = transport.Connect(SocketKind::kDealer, *endpoint);

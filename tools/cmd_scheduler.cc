@@ -4,7 +4,7 @@
 
 #include <glog/logging.h>
 
-#include "core/transport.h"
+#include "core/zmq_transport.h"
 #include "tools/command.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
@@ -44,7 +44,7 @@ int RunScheduler(const ParsedArgs& args) {
   }
   options.max_rollbacks = FLAGS_max_restarts;
   const std::atomic<bool>* stop = InstallStopSignals();
-  Transport transport;
+  ZmqTransport transport;
   std::unique_ptr<Socket> socket;  // kept across rollbacks: the nodes know its address
   while (true) {
     Scheduler scheduler(&transport, options, stop, std::move(socket));

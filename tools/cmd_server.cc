@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "core/transport.h"
+#include "core/zmq_transport.h"
 #include "tools/command.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
@@ -27,7 +27,7 @@ int RunServer(const ParsedArgs& args) {
     options.checkpoint_report_delay = std::chrono::milliseconds(std::max(0, std::atoi(delay)));
   }
   const std::atomic<bool>* stop = InstallStopSignals();
-  Transport transport;
+  ZmqTransport transport;
   Server server(&transport, options, stop);
   return FinishRole("server", server.Run());
 }

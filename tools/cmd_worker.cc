@@ -3,7 +3,7 @@
 
 #include <iostream>
 
-#include "core/transport.h"
+#include "core/zmq_transport.h"
 #include "models/device.h"
 #include "tools/command.h"
 #include "tools/role_flags.h"
@@ -31,7 +31,7 @@ int RunWorker(const ParsedArgs& args) {
   options.reply_timeout_s = FLAGS_reply_timeout;
   options.params_out = FLAGS_params_out;
   const std::atomic<bool>* stop = InstallStopSignals();
-  Transport transport;
+  ZmqTransport transport;
   Worker worker(&transport, options, stop);
   return FinishRole("worker", worker.Run());
 }

@@ -14,7 +14,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
-#include "core/transport.h"
+#include "core/zmq_transport.h"
 #include "models/device.h"
 #include "tools/child_process.h"
 #include "tools/role_flags.h"
@@ -51,7 +51,7 @@ class ExitNotifier {
   }
 
  private:
-  Transport transport_;
+  ZmqTransport transport_;
   std::unique_ptr<Socket> socket_;
 };
 

@@ -191,7 +191,7 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
     if (stop_ != nullptr && stop_->load()) return AbortedError("stopped by signal");
     if (lost_ != nullptr && lost_->load()) return UnavailableError("lost the scheduler: no answer to heartbeats");
     if (interrupt_ != nullptr) pending.push_back(interrupt_);
-    std::vector<bool> ready = PollReadable(pending, std::min(kSliceMs, timeout_ms));
+    std::vector<bool> ready = transport_->Poll(pending, std::min(kSliceMs, timeout_ms));
     if (interrupt_ != nullptr) {
       if (ready.back() && on_interrupt_()) return AbortedError("interrupted by the scheduler");
       ready.pop_back();

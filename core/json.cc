@@ -72,7 +72,9 @@ JsonObject& JsonObject::AddArray(const std::string& key, const std::vector<std::
   return AddText(key, Join(spaced, ", ", "[", "]"), Join(compact, ",", "[", "]"));
 }
 
-JsonObject& JsonObject::Add(const std::string& key, const std::string& value) { return AddScalar(key, JsonQuote(value)); }
+JsonObject& JsonObject::Add(const std::string& key, const std::string& value) {
+  return AddScalar(key, JsonQuote(value));
+}
 
 JsonObject& JsonObject::Add(const std::string& key, double value) { return AddScalar(key, DoubleText(value)); }
 

@@ -40,7 +40,8 @@ TEST(JsonObjectTest, NanAndInfinityAreNull) {
   const double inf = std::numeric_limits<double>::infinity();
   JsonObject o;
   o.Add("nan", std::nan("")).Add("inf", -inf).Add("list", std::vector<double>{1.5, inf});
-  o.AddFloat32("f", std::numeric_limits<float>::quiet_NaN()).AddFloat32s("fs", {std::numeric_limits<float>::infinity()});
+  o.AddFloat32("f", std::numeric_limits<float>::quiet_NaN())
+      .AddFloat32s("fs", {std::numeric_limits<float>::infinity()});
   EXPECT_EQ(o.ToString(), R"({"nan": null, "inf": null, "list": [1.5, null], "f": null, "fs": [null]})");
 }
 

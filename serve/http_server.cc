@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "core/json.h"
 #include "serve/kserve.h"
@@ -96,13 +98,17 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
     Reply(res, 500, ErrorJson(what));
   });
 
-  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { Reply(res, 200, "{\"live\":true}"); });
+  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+    Reply(res, 200, JsonObject().Add("live", true).ToCompactString());
+  });
   s.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
     const bool ready = !repository_->Newest().empty();
-    Reply(res, ready ? 200 : 503, ready ? "{\"ready\":true}" : "{\"ready\":false}");
+    Reply(res, ready ? 200 : 503, JsonObject().Add("ready", ready).ToCompactString());
   });
   s.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
-    Reply(res, 200, "{\"name\":\"tessera\",\"version\":\"1\",\"extensions\":[]}");
+    JsonObject server;
+    server.Add("name", "tessera").Add("version", "1").Add("extensions", std::vector<std::string>{});
+    Reply(res, 200, server.ToCompactString());
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.status = 200;
@@ -112,7 +118,7 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
     auto version = PathVersion(req, 2);
     auto served = version.ok() ? repository_->Find(req.matches[1].str(), *version) : StatusOr<std::shared_ptr<ServedModel>>(version.status());
     if (!served.ok()) return Reply(res, HttpStatus(served.status()), ErrorJson(served.status().message()));
-    Reply(res, 200, "{\"name\":" + JsonQuote((*served)->name()) + ",\"ready\":true}");
+    Reply(res, 200, JsonObject().Add("name", (*served)->name()).Add("ready", true).ToCompactString());
   });
   s.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [this](const httplib::Request& req, httplib::Response& res) {
     auto version = PathVersion(req, 2);

@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -15,7 +14,8 @@ namespace {
 
 using nlohmann::json;
 
-std::string ShapeJson(const std::vector<int64_t>& dims) {
+// A shape as a request writes it, for messages: [1,28,28].
+std::string RequestShapeText(const std::vector<int64_t>& dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i) {
     if (i) s += ',';
@@ -24,14 +24,12 @@ std::string ShapeJson(const std::vector<int64_t>& dims) {
   return s + "]";
 }
 
-void AppendFloat(std::string* out, float v) {
-  if (!std::isfinite(v)) {  // JSON has no NaN or infinity
-    *out += "null";
-    return;
-  }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-  out->append(buf, end);
+// An output tensor of a response, or its description in the metadata
+// (without data).
+JsonObject TensorJson(const char* name, const std::vector<int64_t>& shape) {
+  JsonObject tensor;
+  tensor.Add("name", name).Add("datatype", "FP32").Add("shape", shape);
+  return tensor;
 }
 
 // A scalar's JSON text, or the type of anything else (never recursing).
@@ -153,8 +151,8 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   bool shape_ok = shape.size() == wanted.size() && shape[0] >= 1;
   for (size_t i = 1; shape_ok && i < shape.size(); ++i) shape_ok = shape[i] == wanted[i];
   if (!shape_ok) {
-    return InvalidArgumentError("input '" + name + "' has shape " + ShapeJson(shape) + ", the model wants " + wanted_text +
-                                " with N >= 1");
+    return InvalidArgumentError("input '" + name + "' has shape " + RequestShapeText(shape) + ", the model wants " +
+                                wanted_text + " with N >= 1");
   }
   out.batch = shape[0];
   const int64_t features = model.input_features();
@@ -168,7 +166,7 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   if (flat) {
     if (static_cast<int64_t>(data.size()) != out.batch * features) {
       return InvalidArgumentError("inputs[0].data holds " + std::to_string(data.size()) + " values, the shape " +
-                                  ShapeJson(shape) + " needs " + std::to_string(out.batch * features));
+                                  RequestShapeText(shape) + " needs " + std::to_string(out.batch * features));
     }
     out.x.reserve(data.size());  // only once the data has been seen to be that large
     RETURN_IF_ERROR(CollectData(data, {static_cast<int64_t>(data.size())}, 0, uint8, &out.x, "inputs[0].data"));
@@ -220,49 +218,44 @@ std::vector<float> Softmax(const std::vector<float>& logits, int64_t classes) {
 }
 
 std::string InferResponseJson(const InferRequest& request, const ServedModel& model, const std::vector<float>& logits) {
-  std::string out = "{\"model_name\":" + JsonQuote(model.name()) + ",\"model_version\":\"" + std::to_string(model.version()) + "\"";
-  if (request.has_id) out += ",\"id\":" + JsonQuote(request.id);
-  out += ",\"outputs\":[";
-  const std::string shape = ShapeJson({request.batch, model.num_classes()});
-  auto tensor = [&](const char* name, const std::vector<float>& values, bool first) {
-    out += first ? "" : ",";
-    out += std::string("{\"name\":\"") + name + "\",\"datatype\":\"FP32\",\"shape\":" + shape + ",\"data\":[";
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (i) out += ',';
-      AppendFloat(&out, values[i]);
-    }
-    out += "]}";
-  };
-  out.reserve(out.size() + logits.size() * 24);
-  if (request.want_logits) tensor(kOnnxLogitsName, logits, true);
-  if (request.want_probabilities) tensor(kOnnxProbabilitiesName, Softmax(logits, model.num_classes()), !request.want_logits);
-  return out + "]}";
+  const std::vector<int64_t> shape = {request.batch, model.num_classes()};
+  std::vector<JsonObject> outputs;
+  if (request.want_logits) outputs.push_back(TensorJson(kOnnxLogitsName, shape).AddFloat32s("data", logits));
+  if (request.want_probabilities) {
+    outputs.push_back(
+        TensorJson(kOnnxProbabilitiesName, shape).AddFloat32s("data", Softmax(logits, model.num_classes())));
+  }
+  JsonObject response;
+  response.Add("model_name", model.name()).Add("model_version", std::to_string(model.version()));
+  if (request.has_id) response.Add("id", request.id);
+  return response.Add("outputs", outputs).ToCompactString();
 }
 
 std::string ModelMetadataJson(const ServedModel& served, const std::vector<int64_t>& versions) {
-  std::string out = "{\"name\":" + JsonQuote(served.name()) + ",\"versions\":[";
-  for (size_t i = 0; i < versions.size(); ++i) {
-    if (i) out += ',';
-    out.append(1, '"').append(std::to_string(versions[i])).append(1, '"');
-  }
+  std::vector<std::string> version_names;  // KServe's versions are strings
+  for (int64_t v : versions) version_names.push_back(std::to_string(v));
   std::vector<int64_t> in = {-1};
   in.insert(in.end(), served.input_shape().begin(), served.input_shape().end());
-  out += "],\"platform\":\"onnx\",\"inputs\":[{\"name\":" + JsonQuote(served.input_name()) +
-         ",\"datatype\":\"FP32\",\"shape\":" + ShapeJson(in) + "}],\"outputs\":[";
-  const std::string out_shape = ShapeJson({-1, served.num_classes()});
-  out += std::string("{\"name\":\"") + kOnnxLogitsName + "\",\"datatype\":\"FP32\",\"shape\":" + out_shape + "}";
-  if (served.has_probabilities()) {
-    out += std::string(",{\"name\":\"") + kOnnxProbabilitiesName + "\",\"datatype\":\"FP32\",\"shape\":" + out_shape + "}";
-  }
+  JsonObject input;
+  input.Add("name", served.input_name()).Add("datatype", "FP32").Add("shape", in);
+  const std::vector<int64_t> out_shape = {-1, served.num_classes()};
+  std::vector<JsonObject> outputs = {TensorJson(kOnnxLogitsName, out_shape)};
+  if (served.has_probabilities()) outputs.push_back(TensorJson(kOnnxProbabilitiesName, out_shape));
   const InputNormalization& n = served.normalization();
-  out += "],\"parameters\":{\"input_normalization\":\"(pixel * scale - mean) / std\",\"scale\":";
-  AppendFloat(&out, static_cast<float>(n.scale));
-  out += ",\"mean\":";
-  AppendFloat(&out, static_cast<float>(n.mean));
-  out += ",\"std\":";
-  AppendFloat(&out, static_cast<float>(n.std));
-  out += ",\"sha256\":\"" + served.files().sha256 + "\"}}";
-  return out;
+  JsonObject parameters;
+  parameters.Add("input_normalization", "(pixel * scale - mean) / std")
+      .AddFloat32("scale", static_cast<float>(n.scale))
+      .AddFloat32("mean", static_cast<float>(n.mean))
+      .AddFloat32("std", static_cast<float>(n.std))
+      .Add("sha256", served.files().sha256);
+  JsonObject metadata;
+  metadata.Add("name", served.name())
+      .Add("versions", version_names)
+      .Add("platform", "onnx")
+      .Add("inputs", std::vector<JsonObject>{input})
+      .Add("outputs", outputs)
+      .Add("parameters", parameters);
+  return metadata.ToCompactString();
 }
 
 std::string ErrorJson(const std::string& message) {
@@ -270,7 +263,7 @@ std::string ErrorJson(const std::string& message) {
   for (char& c : one_line) {
     if (c == '\n' || c == '\r') c = ' ';
   }
-  return "{\"error\":" + JsonQuote(one_line) + "}";
+  return JsonObject().Add("error", one_line).ToCompactString();
 }
 
 }  // namespace tessera

@@ -47,17 +47,15 @@ int RunInspect(const ParsedArgs& args) {
   }
 
   if (FLAGS_json) {
-    std::string tensors = "[";
-    for (int i = 0; i < m->tensors_size(); ++i) {
-      const proto::TensorMeta& t = m->tensors(i);
+    std::vector<JsonObject> tensors;
+    for (const proto::TensorMeta& t : m->tensors()) {
       JsonObject o;
       o.Add("name", t.name())
           .Add("shape", ShapeText(t))
           .Add("bytes", static_cast<int64_t>(t.size() * 4))
           .Add("sha256", Sha256Hex(params.data() + t.offset(), t.size() * sizeof(float)));
-      tensors += (i ? ", " : "") + o.ToString();
+      tensors.push_back(o);
     }
-    tensors += "]";
     JsonObject out;
     out.Add("checkpoint", *dir)
         .Add("verified", true)
@@ -71,10 +69,9 @@ int RunInspect(const ParsedArgs& args) {
         .Add("slices", slices)
         .Add("files", files)
         .Add("file_bytes", file_bytes)
-        .Add("params_sha256", digest);
-    std::string text = out.ToString();
-    text.insert(text.size() - 1, ", \"tensors\": " + tensors);
-    std::cout << text << std::endl;
+        .Add("params_sha256", digest)
+        .Add("tensors", tensors);
+    std::cout << out.ToString() << std::endl;
     return kExitOk;
   }
   std::printf("checkpoint %s\n", dir->c_str());

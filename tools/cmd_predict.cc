@@ -41,6 +41,10 @@ DECLARE_int32(workers);
 DECLARE_int32(batch_size);
 DEFINE_string(labels, "", "predict: an IDX labels file for INPUT; the summary line then gives the accuracy");
 DEFINE_string(range, "", "predict-worker: the images to run, BEGIN:END (END excluded)");
+DEFINE_string(test_worker_fault, "",
+              "predict, predict-worker: for tests only, left out of --help: crash:I or stall:I (several, "
+              "comma-separated) makes the worker whose range holds image I exit 1, or hang until it is killed, "
+              "before it runs anything; predict hands it to its workers");
 
 namespace tessera {
 namespace {
@@ -51,13 +55,11 @@ constexpr int kMaxWorkers = 256;
 constexpr int64_t kDefaultBatchSize = 64;
 constexpr int64_t kMaxBatchSize = 1 << 16;
 
-// Test hook: TESSERA_PREDICT_WORKER_FAULT=crash:I (or stall:I; several,
-// comma-separated) makes the worker whose range holds image I exit 1 (or
-// hang until it is killed) before it runs anything. Lets the tests fail one
-// worker while the others are still running.
-void MaybeInjectFault(int64_t begin, int64_t end) {
-  const char* spec = std::getenv("TESSERA_PREDICT_WORKER_FAULT");
-  if (spec == nullptr) return;
+// Test hook, --test-worker-fault: `spec` is crash:I (or stall:I; several,
+// comma-separated), and the worker whose range [begin, end) holds image I
+// exits 1 (or hangs until it is killed) before it runs anything. Lets the
+// tests fail one worker while the others are still running.
+void MaybeInjectFault(const std::string& spec, int64_t begin, int64_t end) {
   std::string rest = spec;
   while (!rest.empty()) {
     const size_t comma = rest.find(',');
@@ -68,7 +70,7 @@ void MaybeInjectFault(int64_t begin, int64_t end) {
     const int64_t image = std::atoll(item.c_str() + colon + 1);
     if (image < begin || image >= end) continue;
     if (item.compare(0, colon, "crash") == 0) {
-      std::cerr << "tessera predict-worker: injected crash (TESSERA_PREDICT_WORKER_FAULT)" << std::endl;
+      std::cerr << "tessera predict-worker: injected crash (--test-worker-fault)" << std::endl;
       std::_Exit(kExitFailure);
     }
     if (item.compare(0, colon, "stall") == 0) {
@@ -263,6 +265,7 @@ int RunPredict(const ParsedArgs& args) {
     options.temp_dir = (*temp)->path();
     options.on_progress = [&](int64_t done) { progress.Update(done); };
     options.stop = stop;
+    options.test_worker_fault = FLAGS_test_worker_fault;
     auto parts = RunPredictWorkers(options, ranges);
     status = parts.status();
     for (int k = 0; status.ok() && k < used; ++k) {
@@ -324,7 +327,7 @@ int RunPredictWorker(const ParsedArgs& args) {
   }
   // The parent checked the whole input already; a worker never runs values its model cannot take.
   if (Status valid = ValidatePredictInput(*model, *input, args.positional[1]); !valid.ok()) return fail(valid);
-  MaybeInjectFault(begin, end);
+  MaybeInjectFault(FLAGS_test_worker_fault, begin, end);
   SetComputeThreads(FLAGS_threads);
   std::FILE* file = std::fopen(FLAGS_out.c_str(), "wb");
   if (file == nullptr) return fail(UnavailableError("cannot create " + FLAGS_out + ": " + std::strerror(errno)));

@@ -29,6 +29,7 @@ const std::vector<std::string>& CommonFlags() {
 StatusOr<ParsedArgs> ParseArgs(const Command& command, int argc, char** argv) {
   ParsedArgs parsed;
   std::vector<std::string> allowed = command.flags;
+  allowed.insert(allowed.end(), command.hidden_flags.begin(), command.hidden_flags.end());
   allowed.insert(allowed.end(), CommonFlags().begin(), CommonFlags().end());
   bool only_positional = false;
   for (int i = 0; i < argc; ++i) {
@@ -206,7 +207,9 @@ const std::vector<Command>& Commands() {
         {"progress", "progress on stderr: auto (a live line on a terminal, none otherwise), live, plain (a line "
                      "every few seconds), none (default: auto)"},
         {"device", "where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda; int8 "
-                   "models run on the CPU whatever this says (default: auto)"}}},
+                   "models run on the CPU whatever this says (default: auto)"}},
+       /*hidden=*/false,
+       {"test_worker_fault"}},
       {"predict-worker", "internal: one worker process of tessera predict",
        "tessera predict-worker VERSION_DIR INPUT --out PART --range BEGIN:END [flags]\n\n"
        "Internal (tessera predict starts it): writes the CSV rows of INPUT's images BEGIN..END-1, without\n"
@@ -214,7 +217,8 @@ const std::vector<Command>& Commands() {
        {"out", "range", "batch_size", "threads", "device"},
        RunPredictWorker,
        {},
-       /*hidden=*/true},
+       /*hidden=*/true,
+       {"test_worker_fault"}},
       {"scheduler", "run the scheduler of a cluster",
        "tessera scheduler --spec SPEC.pbtxt [flags]\n\n"
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.\n"

@@ -39,6 +39,8 @@ struct Command {
   // Internal commands (children the CLI starts itself) are left out of
   // `tessera --help`.
   bool hidden = false;
+  // Flags it accepts that its help leaves out: hooks for tests only.
+  std::vector<std::string> hidden_flags = {};
 };
 
 // All commands, in the order `tessera --help` lists them.

@@ -79,13 +79,24 @@ StatusOr<std::vector<std::string>> RunPredictWorkers(const PredictPoolOptions& o
     const std::string label = "worker-" + std::to_string(k);
     parts.push_back(options.temp_dir + "/part-" + std::to_string(k) + ".csv");
     counters.emplace_back(parts.back());
-    auto child = ChildProcess::Start(label,
-                                     {options.executable, "predict-worker", options.version_dir, options.input, "--out",
-                                      parts.back(), "--range",
-                                      std::to_string(ranges[k].begin) + ":" + std::to_string(ranges[k].end),
-                                      "--batch-size", std::to_string(options.batch_size), "--threads",
-                                      std::to_string(options.threads), "--device", options.device},
-                                     options.temp_dir + "/" + label + ".log");
+    std::vector<std::string> argv = {options.executable,
+                                     "predict-worker",
+                                     options.version_dir,
+                                     options.input,
+                                     "--out",
+                                     parts.back(),
+                                     "--range",
+                                     std::to_string(ranges[k].begin) + ":" + std::to_string(ranges[k].end),
+                                     "--batch-size",
+                                     std::to_string(options.batch_size),
+                                     "--threads",
+                                     std::to_string(options.threads),
+                                     "--device",
+                                     options.device};
+    if (!options.test_worker_fault.empty()) {
+      argv.insert(argv.end(), {"--test-worker-fault", options.test_worker_fault});
+    }
+    auto child = ChildProcess::Start(label, argv, options.temp_dir + "/" + label + ".log");
     if (!child.ok()) {
       stop_all();
       return child.status();

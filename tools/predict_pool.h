@@ -38,6 +38,10 @@ struct PredictPoolOptions {
   // Called about every 100 ms with the images all workers have done.
   std::function<void(int64_t done)> on_progress;
   const std::atomic<bool>* stop = nullptr;  // SIGINT/SIGTERM
+  // Tests only: each worker's --test-worker-fault (cmd_predict.cc), which
+  // fails or stalls the worker whose range holds a given image. Default
+  // empty: none.
+  std::string test_worker_fault;
 };
 
 // Runs one worker per range and waits for all of them. Returns the part

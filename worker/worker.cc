@@ -165,53 +165,49 @@ Status Worker::Setup(const proto::Header& map_message) {
   return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_);
 }
 
-Status Worker::RunTraining(const proto::Phase& phase) {
-  const proto::JobSpec& spec = map_.spec();
-  const int batch = spec.batch_size();
-  const bool bsp = spec.consistency() == proto::BSP;
-  const std::vector<int64_t> order = EpochOrder(spec.seed(), phase.epoch(), train_->count);
-  BatchPrefetcher reader(train_.get(), spec.data().mean(), spec.data().std());
-  std::vector<float> x;
+// One training phase's state, shared by the steps of RunTraining.
+struct Worker::TrainingPhase {
+  TrainingPhase(const proto::Phase& phase, const proto::JobSpec& spec, const ImageDataset* train, const KvClient& kv)
+      : phase(phase),
+        batch(spec.batch_size()),
+        bsp(spec.consistency() == proto::BSP),
+        order(EpochOrder(spec.seed(), phase.epoch(), train->count)),
+        reader(train, spec.data().mean(), spec.data().std()),
+        step(phase.first_step()),
+        to_skip(bsp ? phase.skip_steps() : 0),
+        pushed_bytes_at_start(kv.pushed_bytes()),
+        pulled_bytes_at_start(kv.pulled_bytes()) {
+    lease.set_shard(-2);  // none requested yet
+  }
+
+  const proto::Phase& phase;
+  const int batch;
+  const bool bsp;
+  const std::vector<int64_t> order;  // the epoch's order of the training set
+  BatchPrefetcher reader;
+  std::vector<float> x;  // the batch read last
   std::vector<uint8_t> labels;
 
   proto::Lease lease;
-  lease.set_shard(-2);  // none requested yet
-  int64_t position = 0;
-  bool data_left = true;
-  int64_t step = phase.first_step();
-  // Resumed inside this epoch: pass over the batches of the steps done before.
-  int64_t to_skip = bsp ? phase.skip_steps() : 0;
-  if (bsp && params_version_ != phase.first_step() + to_skip) {
-    // Joined the job after it started: the parameters as of this phase's first step.
-    RETURN_IF_ERROR(kv_->Pull(phase.first_step() + to_skip));
-    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_,
-                                    phase.first_step() + to_skip));
-  }
+  int64_t position = 0;    // the next position of the lease to read
+  bool data_left = true;   // false once the scheduler has no shard left
+  int64_t step;            // the global step the next push is
+  int64_t to_skip;         // resumed inside this epoch: steps done before, passed over
   int64_t skipped_examples = 0;
-  double loss_sum = 0, epoch_loss = 0;
-  int64_t examples = 0, epoch_examples = 0, steps_done = 0;
-  auto last_report = Clock::now();
-  // Step time, split: reading + forward/backward; handing gradients to
-  // ZeroMQ (inside backward when overlapped); waiting for the parameters.
-  double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
-  const uint64_t pushed_bytes_at_start = kv_->pushed_bytes();
-  const uint64_t pulled_bytes_at_start = kv_->pulled_bytes();
-  int64_t pushed_steps = 0;
-  auto step_start = Clock::now();
 
-  auto report = [&](bool force) -> Status {
-    if (!force && Clock::now() - last_report < kProgressInterval) return OkStatus();
-    last_report = Clock::now();
-    proto::Header h;
-    h.set_op(proto::PROGRESS);
-    h.mutable_progress()->set_epoch(phase.epoch());
-    h.mutable_progress()->set_step(step);
-    h.mutable_progress()->set_loss_sum(loss_sum);
-    h.mutable_progress()->set_examples(examples);
-    loss_sum = 0;
-    examples = 0;
-    return SendToScheduler(h);
-  };
+  // Since the last PROGRESS.
+  double loss_sum = 0;
+  int64_t examples = 0;
+  Clock::time_point last_report = Clock::now();
+
+  // The whole phase, for PHASE_DONE. Step time, split: reading +
+  // forward/backward; handing gradients to ZeroMQ (inside backward when
+  // overlapped); waiting for the parameters.
+  double epoch_loss = 0;
+  int64_t epoch_examples = 0, steps_done = 0, pushed_steps = 0;
+  double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
+  const uint64_t pushed_bytes_at_start, pulled_bytes_at_start;
+  Clock::time_point step_start = Clock::now();
 
   // The step pushed last, while its parameters are due. The worker reads its
   // next batch before it waits for them, so that with sparse pulls it asks
@@ -222,132 +218,220 @@ Status Worker::RunTraining(const proto::Phase& phase) {
     BatchStats stats;
     Clock::time_point pushed;
   } pushed_step;
-  // Waits for the parameters after pushed_step; `next_rows`: the sparse rows
-  // the next step reads, nullptr when the phase ends (every row then, so that
-  // the worker's parameters are the servers'); `read_seconds`: time spent
-  // since the push reading the next batch.
-  auto await_params = [&](const std::vector<KeyRange>* next_rows, double read_seconds) -> Status {
-    const int64_t version = bsp ? step + 1 : 0;  // BSP: the reply must be this step's parameters
-    if (kv_->sparse_pulls()) RETURN_IF_ERROR(kv_->PullRows(version, next_rows ? *next_rows : model_->sparse_tensors()));
-    // Mid-phase, with --overlap-pull, each layer goes on to the device (CUDA)
-    // as soon as its slices are in, while the rest still comes; the next
-    // TrainBatch follows at once. At the phase's end the next pass may be an
-    // evaluation.
-    KvClient::SliceWritten on_slice = nullptr;
-    if (options_.overlap_pull && next_rows != nullptr) on_slice = [this](KeyRange keys) { model_->ParamsArrived(keys); };
-    RETURN_IF_ERROR(
-        kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version, on_slice));
-    const auto communicated = Clock::now();
-    wait_seconds += std::chrono::duration<double>(communicated - pushed_step.pushed).count() - read_seconds;
-    compute_seconds += read_seconds;
-    step_start = communicated;
-    pushed_step.due = false;
-    ++step;
-    ++steps_done;
-    ++pushed_steps;
-    loss_sum += pushed_step.stats.loss_sum;
-    examples += pushed_step.count;
-    epoch_loss += pushed_step.stats.loss_sum;
-    epoch_examples += pushed_step.count;
-    return report(false);
-  };
+};
 
+namespace {
+
+double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Pushes one step's gradients while backward makes them (--overlap-push).
+// Layers come last first, so their key ranges join into one; it is sent once
+// it holds kMinOverlapPushBytes (every message costs both sides, so small
+// layers ride along with the next), and the rest by Flush() after backward.
+class OverlapPusher {
+ public:
+  // Borrows *kv and *model; both must outlive this.
+  OverlapPusher(KvClient* kv, const Model* model, int64_t step, int64_t count)
+      : kv_(kv), model_(model), step_(step), count_(count) {}
+
+  // The gradients of `keys` are ready.
+  void LayerReady(KeyRange keys) {
+    if (!unsent_.empty() && keys.end != unsent_.begin) Flush();  // not adjacent: cannot join
+    unsent_ = unsent_.empty() ? keys : KeyRange{keys.begin, unsent_.end};
+    if (unsent_.size() * sizeof(float) >= kMinOverlapPushBytes) Flush();
+  }
+
+  // Sends what has gathered; after the first failed push it sends nothing more.
+  void Flush() {
+    const auto start = Clock::now();
+    // model_->grads() at each push, not kept: TrainBatch swaps in a new
+    // buffer while ZeroMQ still holds the last step's.
+    if (status_.ok() && !unsent_.empty()) {
+      status_ = kv_->PushKeys(step_, count_, model_->grads(), unsent_, /*want_params=*/true);
+    }
+    seconds_ += SecondsSince(start);
+    unsent_ = {0, 0};
+  }
+
+  // The first failed push's error, else OK.
+  const Status& status() const { return status_; }
+  // Time spent handing gradients to ZeroMQ.
+  double seconds() const { return seconds_; }
+
+ private:
+  KvClient* kv_;
+  const Model* model_;
+  const int64_t step_, count_;
+  KeyRange unsent_{0, 0};
+  Status status_;
+  double seconds_ = 0;
+};
+
+}  // namespace
+
+// A training phase in outline: each pass of the loop is one step: take a
+// lease when the shard is done, read a batch, wait for the parameters of the
+// step pushed before, compute and push. The phase ends when BSP's steps are
+// taken (or, under ASP, the data is), with its last parameters and a report.
+Status Worker::RunTraining(const proto::Phase& phase) {
+  RETURN_IF_ERROR(PullParamsForPhaseStart(phase));
+  TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     const auto read_start = Clock::now();
-    if (bsp && steps_done + (pushed_step.due ? 1 : 0) >= phase.steps()) break;
-    // Next batch: the rest of the current shard up to `batch` examples.
-    int64_t count = 0;
-    // An empty shard (more shards than examples) is skipped: it has no steps.
-    while (data_left && (lease.shard() < 0 || position >= lease.end())) {
-      RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
-      if (lease.shard() < 0) {
-        data_left = false;
-      } else {
-        position = lease.begin();
-        if (lease.begin() < 0 || lease.end() > train_->count || lease.end() < lease.begin()) {
-          return DataLossError("lease of positions [" + std::to_string(lease.begin()) + ", " +
-                               std::to_string(lease.end()) + ") outside the training set");
-        }
-      }
-    }
-    if (!data_left && !bsp) break;
-    if (to_skip > 0) {  // only before the phase's first push
-      if (data_left) {
-        const int64_t passed = std::min<int64_t>(batch, lease.end() - position);
-        position += passed;
-        skipped_examples += passed;
-      }
-      --to_skip;
-      ++step;
-      ++steps_done;
+    if (t.bsp && t.steps_done + (t.pushed_step.due ? 1 : 0) >= phase.steps()) break;
+    RETURN_IF_ERROR(LeaseShardIfDone(&t));
+    if (!t.data_left && !t.bsp) break;
+    if (t.to_skip > 0) {  // only before the phase's first push
+      SkipStep(&t);
       continue;
     }
-    if (data_left) {
-      count = std::min<int64_t>(batch, lease.end() - position);
-      reader.Read(order, position, count, lease.end(), &x, &labels);
-      position += count;
-    }
-    if (pushed_step.due) {
-      const std::vector<KeyRange> rows =
-          kv_->sparse_pulls() ? model_->SparseRowsOf(x.data(), count) : std::vector<KeyRange>{};
-      RETURN_IF_ERROR(await_params(&rows, std::chrono::duration<double>(Clock::now() - read_start).count()));
-    }
-    // Gradients go out as soon as backward has made them, overlapping the
-    // layers before them, or all at once after it. Layers come last first,
-    // so their key ranges join into one; it is sent once it holds
-    // kMinOverlapPushBytes (every message costs both sides, so small layers
-    // ride along with the next), and the rest after backward.
-    Status pushed;
-    double step_push_seconds = 0;
-    KeyRange unsent{0, 0};
-    auto push_unsent = [&] {
-      const auto start = Clock::now();
-      if (pushed.ok() && !unsent.empty()) pushed = kv_->PushKeys(step, count, model_->grads(), unsent, true);
-      step_push_seconds += std::chrono::duration<double>(Clock::now() - start).count();
-      unsent = {0, 0};
-    };
-    Model::GradsReady push_layer = nullptr;
-    if (options_.overlap_push) {
-      push_layer = [&](KeyRange keys) {
-        if (!unsent.empty() && keys.end != unsent.begin) push_unsent();  // not adjacent: cannot join
-        unsent = unsent.empty() ? keys : KeyRange{keys.begin, unsent.end};
-        if (unsent.size() * sizeof(float) >= kMinOverlapPushBytes) push_unsent();
-      };
-    }
-    const BatchStats stats =
-        model_->TrainBatch(x.data(), labels.data(), count, MixSeed(map_.spec().seed(), rank_, step), push_layer);
-    if (options_.overlap_push) push_unsent();
-    auto computed = Clock::now();
-    compute_seconds += std::chrono::duration<double>(computed - step_start).count() - step_push_seconds;
-    if (!options_.overlap_push) {
-      pushed = kv_->Push(step, count, model_->grads(), /*want_params=*/true);
-      const auto sent = Clock::now();
-      step_push_seconds += std::chrono::duration<double>(sent - computed).count();
-      computed = sent;
-    }
-    push_seconds += step_push_seconds;
-    RETURN_IF_ERROR(pushed);
-    pushed_step = {true, count, stats, computed};
+    const int64_t count = ReadBatch(&t);
+    if (t.pushed_step.due) RETURN_IF_ERROR(AwaitParamsForBatch(&t, count, read_start));
+    RETURN_IF_ERROR(ComputeAndPush(&t, count));
   }
-  if (pushed_step.due) RETURN_IF_ERROR(await_params(nullptr, 0));
-  RETURN_IF_ERROR(report(true));
+  if (t.pushed_step.due) RETURN_IF_ERROR(AwaitParams(&t, /*next_rows=*/nullptr, /*read_seconds=*/0));
+  RETURN_IF_ERROR(ReportProgress(&t, /*force=*/true));
+  return SendTrainingDone(t);
+}
+
+Status Worker::PullParamsForPhaseStart(const proto::Phase& phase) {
+  if (map_.spec().consistency() != proto::BSP) return OkStatus();
+  // Resumed inside this epoch, the phase starts after the steps done before.
+  const int64_t version = phase.first_step() + phase.skip_steps();
+  if (params_version_ == version) return OkStatus();
+  // Joined the job after it started: the parameters as of this phase's first step.
+  RETURN_IF_ERROR(kv_->Pull(version));
+  return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version);
+}
+
+Status Worker::LeaseShardIfDone(TrainingPhase* t) {
+  // An empty shard (more shards than examples) is skipped: it has no steps.
+  while (t->data_left && (t->lease.shard() < 0 || t->position >= t->lease.end())) {
+    RETURN_IF_ERROR(RequestLease(t->phase.epoch(), &t->lease));
+    if (t->lease.shard() < 0) {
+      t->data_left = false;
+      continue;
+    }
+    t->position = t->lease.begin();
+    if (t->lease.begin() < 0 || t->lease.end() > train_->count || t->lease.end() < t->lease.begin()) {
+      return DataLossError("lease of positions [" + std::to_string(t->lease.begin()) + ", " +
+                           std::to_string(t->lease.end()) + ") outside the training set");
+    }
+  }
+  return OkStatus();
+}
+
+void Worker::SkipStep(TrainingPhase* t) {
+  if (t->data_left) {
+    const int64_t passed = std::min<int64_t>(t->batch, t->lease.end() - t->position);
+    t->position += passed;
+    t->skipped_examples += passed;
+  }
+  --t->to_skip;
+  ++t->step;
+  ++t->steps_done;
+}
+
+int64_t Worker::ReadBatch(TrainingPhase* t) {
+  // Under BSP a worker without data still takes its steps, with no examples.
+  if (!t->data_left) return 0;
+  // The rest of the current shard up to a batch: a batch never spans two shards.
+  const int64_t count = std::min<int64_t>(t->batch, t->lease.end() - t->position);
+  t->reader.Read(t->order, t->position, count, t->lease.end(), &t->x, &t->labels);
+  t->position += count;
+  return count;
+}
+
+Status Worker::AwaitParamsForBatch(TrainingPhase* t, int64_t count, Clock::time_point read_start) {
+  const std::vector<KeyRange> rows =
+      kv_->sparse_pulls() ? model_->SparseRowsOf(t->x.data(), count) : std::vector<KeyRange>{};
+  return AwaitParams(t, &rows, SecondsSince(read_start));
+}
+
+Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_rows, double read_seconds) {
+  const int64_t version = t->bsp ? t->step + 1 : 0;  // BSP: the reply must be this step's parameters
+  if (kv_->sparse_pulls()) RETURN_IF_ERROR(kv_->PullRows(version, next_rows ? *next_rows : model_->sparse_tensors()));
+  // Mid-phase, with --overlap-pull, each layer goes on to the device (CUDA)
+  // as soon as its slices are in, while the rest still comes; the next
+  // TrainBatch follows at once. At the phase's end the next pass may be an
+  // evaluation.
+  KvClient::SliceWritten on_slice = nullptr;
+  if (options_.overlap_pull && next_rows != nullptr) on_slice = [this](KeyRange keys) { model_->ParamsArrived(keys); };
+  RETURN_IF_ERROR(
+      kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version, on_slice));
+  const auto communicated = Clock::now();
+  t->wait_seconds += std::chrono::duration<double>(communicated - t->pushed_step.pushed).count() - read_seconds;
+  t->compute_seconds += read_seconds;
+  t->step_start = communicated;
+  t->pushed_step.due = false;
+  ++t->step;
+  ++t->steps_done;
+  ++t->pushed_steps;
+  t->loss_sum += t->pushed_step.stats.loss_sum;
+  t->examples += t->pushed_step.count;
+  t->epoch_loss += t->pushed_step.stats.loss_sum;
+  t->epoch_examples += t->pushed_step.count;
+  return ReportProgress(t, /*force=*/false);
+}
+
+Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
+  // Gradients go out as soon as backward has made them, overlapping the
+  // layers before them (OverlapPusher), or all at once after it.
+  OverlapPusher pusher(kv_.get(), model_.get(), t->step, count);
+  Model::GradsReady push_layer = nullptr;
+  if (options_.overlap_push) push_layer = [&pusher](KeyRange keys) { pusher.LayerReady(keys); };
+  const BatchStats stats = model_->TrainBatch(t->x.data(), t->labels.data(), count,
+                                              MixSeed(map_.spec().seed(), rank_, t->step), push_layer);
+  if (options_.overlap_push) pusher.Flush();
+  Status pushed = pusher.status();
+  double step_push_seconds = pusher.seconds();
+  auto computed = Clock::now();
+  t->compute_seconds += std::chrono::duration<double>(computed - t->step_start).count() - step_push_seconds;
+  if (!options_.overlap_push) {
+    pushed = kv_->Push(t->step, count, model_->grads(), /*want_params=*/true);
+    const auto sent = Clock::now();
+    step_push_seconds += std::chrono::duration<double>(sent - computed).count();
+    computed = sent;
+  }
+  t->push_seconds += step_push_seconds;
+  RETURN_IF_ERROR(pushed);
+  t->pushed_step = {true, count, stats, computed};
+  return OkStatus();
+}
+
+Status Worker::ReportProgress(TrainingPhase* t, bool force) {
+  if (!force && Clock::now() - t->last_report < kProgressInterval) return OkStatus();
+  t->last_report = Clock::now();
+  proto::Header h;
+  h.set_op(proto::PROGRESS);
+  h.mutable_progress()->set_epoch(t->phase.epoch());
+  h.mutable_progress()->set_step(t->step);
+  h.mutable_progress()->set_loss_sum(t->loss_sum);
+  h.mutable_progress()->set_examples(t->examples);
+  t->loss_sum = 0;
+  t->examples = 0;
+  return SendToScheduler(h);
+}
+
+Status Worker::SendTrainingDone(const TrainingPhase& t) {
   proto::Header done;
   done.set_op(proto::PHASE_DONE);
-  done.mutable_phase_done()->set_epoch(phase.epoch());
-  done.mutable_phase_done()->set_loss_sum(epoch_loss);
-  done.mutable_phase_done()->set_examples(epoch_examples);
-  done.mutable_phase_done()->set_steps(steps_done);
-  done.mutable_phase_done()->set_skipped_examples(skipped_examples);
-  done.mutable_phase_done()->set_part(phase.part());
+  proto::PhaseDone* d = done.mutable_phase_done();
+  d->set_epoch(t.phase.epoch());
+  d->set_loss_sum(t.epoch_loss);
+  d->set_examples(t.epoch_examples);
+  d->set_steps(t.steps_done);
+  d->set_skipped_examples(t.skipped_examples);
+  d->set_part(t.phase.part());
   // For the checkpoint manifest: under BSP these are the servers' parameters now.
-  if (rank_ == phase.reporter_rank()) done.mutable_phase_done()->set_params_sha256(model_->ParamsSha256());
-  done.mutable_phase_done()->set_compute_seconds(compute_seconds);
-  done.mutable_phase_done()->set_push_seconds(push_seconds);
-  done.mutable_phase_done()->set_push_bytes(kv_->pushed_bytes() - pushed_bytes_at_start);
-  done.mutable_phase_done()->set_pull_bytes(kv_->pulled_bytes() - pulled_bytes_at_start);
-  done.mutable_phase_done()->set_pushed_steps(pushed_steps);
-  done.mutable_phase_done()->set_communication_seconds(wait_seconds);
+  if (rank_ == t.phase.reporter_rank()) d->set_params_sha256(model_->ParamsSha256());
+  d->set_compute_seconds(t.compute_seconds);
+  d->set_push_seconds(t.push_seconds);
+  d->set_push_bytes(kv_->pushed_bytes() - t.pushed_bytes_at_start);
+  d->set_pull_bytes(kv_->pulled_bytes() - t.pulled_bytes_at_start);
+  d->set_pushed_steps(t.pushed_steps);
+  d->set_communication_seconds(t.wait_seconds);
   return SendToScheduler(done);
 }
 

@@ -8,6 +8,7 @@
 #define TESSERA_WORKER_WORKER_H_
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -60,7 +61,33 @@ class Worker {
   Status JoinAndTrain();
   Status LoadData(const proto::DataSpec& data);
   Status Setup(const proto::Header& map_message);
+  // One training epoch (or the rest of it), its steps below.
   Status RunTraining(const proto::Phase& phase);
+  struct TrainingPhase;  // worker.cc
+  // BSP: pulls the parameters as of the phase's first step unless the model
+  // holds them already (this worker joined late, or the job resumed).
+  Status PullParamsForPhaseStart(const proto::Phase& phase);
+  // Asks for leases until one has positions left to read, or none is left
+  // (t->data_left false). DataLoss for a lease outside the training set.
+  Status LeaseShardIfDone(TrainingPhase* t);
+  // Passes over one step done before a resume, without computing it.
+  void SkipStep(TrainingPhase* t);
+  // Reads the next batch of the lease into t->x and t->labels; returns its
+  // count (0 without data).
+  int64_t ReadBatch(TrainingPhase* t);
+  // Waits for the parameters after the step pushed last, asking (with sparse
+  // pulls) for the rows the batch just read needs; read_start: when reading it began.
+  Status AwaitParamsForBatch(TrainingPhase* t, int64_t count, std::chrono::steady_clock::time_point read_start);
+  // As above; `next_rows` nullptr at the phase's end: every row then, so that
+  // the worker's parameters are the servers'. `read_seconds`: time spent since
+  // the push reading the next batch. Ends the pushed step's accounting.
+  Status AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_rows, double read_seconds);
+  // Forward, backward and the push of the step's gradients.
+  Status ComputeAndPush(TrainingPhase* t, int64_t count);
+  // PROGRESS to the scheduler, at most every kProgressInterval unless forced.
+  Status ReportProgress(TrainingPhase* t, bool force);
+  // PHASE_DONE with the phase's totals.
+  Status SendTrainingDone(const TrainingPhase& t);
   Status RunEvaluation(const proto::Phase& phase);
   // Asks the scheduler for a shard; *lease.shard() is -1 when none is left.
   Status RequestLease(int epoch, proto::Lease* lease);

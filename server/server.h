@@ -35,8 +35,8 @@ struct ServerOptions {
   int register_timeout_s = 120;
   // Holds each checkpoint part this long after its files are written, before
   // the server reports it, so a test can catch a checkpoint being written.
-  // `tessera server` sets it from TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS (a
-  // test override). Default 0.
+  // `tessera server` sets it from its hidden flag
+  // --test-checkpoint-write-delay-ms (tests only). Default 0.
   std::chrono::milliseconds checkpoint_report_delay{0};
 };
 

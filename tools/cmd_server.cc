@@ -22,10 +22,8 @@ int RunServer(const ParsedArgs& args) {
   options.host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
   options.port = FLAGS_port < 0 ? 0 : FLAGS_port;
   options.register_timeout_s = FLAGS_register_timeout;
-  // A test override (tests/checkpoint_write_test.cc): hold each checkpoint part before reporting it.
-  if (const char* delay = std::getenv("TESSERA_TEST_CHECKPOINT_WRITE_DELAY_MS"); delay != nullptr) {
-    options.checkpoint_report_delay = std::chrono::milliseconds(std::max(0, std::atoi(delay)));
-  }
+  // Tests only (tests/checkpoint_write_test.cc): hold each checkpoint part before reporting it.
+  options.checkpoint_report_delay = std::chrono::milliseconds(std::max(0, FLAGS_test_checkpoint_write_delay_ms));
   const std::atomic<bool>* stop = InstallStopSignals();
   ZmqTransport transport;
   Server server(&transport, options, stop);

@@ -125,7 +125,10 @@ const std::vector<Command>& Commands() {
        "--max-restarts times). Ctrl-C once: a final checkpoint (BSP), then exit 130; twice: stop now.",
        {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
         "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
-       RunTrain},
+       RunTrain,
+       {},
+       /*hidden=*/false,
+       {"test_checkpoint_write_delay_ms"}},
       {"resume", "continue a job from its newest intact checkpoint (or a given one)",
        "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
        "Continues the job in local mode, in the same run directory, exactly where the checkpoint\n"
@@ -242,7 +245,10 @@ const std::vector<Command>& Commands() {
        "has all its servers waits as a spare (up to --register-timeout) and may take part after a\n"
        "rollback.",
        {"scheduler", "host", "port", "register_timeout"},
-       RunServer},
+       RunServer,
+       {},
+       /*hidden=*/false,
+       {"test_checkpoint_write_delay_ms"}},
       {"worker", "run a worker of a cluster",
        "tessera worker --scheduler HOST:PORT [flags]\n\n"
        "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from\n"

@@ -240,8 +240,11 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   ExitNotifier exits(scheduler_address);
   int server_labels = 0;
   auto start_server = [&](bool replacement) {
-    return cluster.Start("server-" + std::to_string(server_labels++),
-                         {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1"}, replacement);
+    std::vector<std::string> args = {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1"};
+    if (FLAGS_test_checkpoint_write_delay_ms > 0) {
+      args.push_back("--test_checkpoint_write_delay_ms=" + std::to_string(FLAGS_test_checkpoint_write_delay_ms));
+    }
+    return cluster.Start("server-" + std::to_string(server_labels++), args, replacement);
   };
   for (int i = 0; i < servers; ++i) {
     if (Status s = start_server(false); !s.ok()) return fail(s.message());

@@ -29,6 +29,9 @@ DEFINE_int32(max_restarts, 3,
              "checkpoint, and when the scheduler dies, restart every process from it, this many times at most in all; "
              "when a worker dies, start a replacement worker, this many at most per launch of the cluster; scheduler: "
              "when a server is lost, roll the job back to the newest checkpoint and wait for a replacement server this many times at most");
+DEFINE_int32(test_checkpoint_write_delay_ms, 0,
+             "tests only (left out of the help): a server holds each checkpoint part this long after its files are "
+             "written before it reports it; train passes it to its servers");
 DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 

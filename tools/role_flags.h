@@ -9,6 +9,7 @@
 #include "core/status.h"
 
 DECLARE_string(spec);
+DECLARE_int32(test_checkpoint_write_delay_ms);
 DECLARE_string(host);
 DECLARE_int32(port);
 DECLARE_string(port_file);

@@ -363,6 +363,44 @@ TEST_F(CheckpointCoordinatorTest, ASnapshotThatTimesOutAbandonsTheCutAndTheJobGo
   EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(20) + "\n");
 }
 
+// every_seconds: a cut inside the epoch once that many seconds have passed
+// since the last one (on the clock the test moves), a little ahead of the
+// workers; none when it would land at or past the epoch's end.
+TEST_F(CheckpointCoordinatorTest, AnEverySecondsCutComesOnceItsSecondsHavePassed) {
+  spec_.mutable_checkpoint()->set_every_seconds(10);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.epoch_end_step = 1000;
+  at.global_step = at.latest_step = 3;
+  clock_.Advance(seconds(9));
+  auto early = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(early.status());
+  EXPECT_FALSE(early->request.has_value());
+  clock_.Advance(seconds(1));
+  auto due = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(due.status());
+  ASSERT_TRUE(due->request.has_value());
+  EXPECT_EQ(due->request->step(), 7);  // the latest step plus the lead (4 steps at least)
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 7, at, &snapshots, &parts);
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(7));
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(manifest->cursor().epoch(), 0);
+  EXPECT_EQ(manifest->cursor().steps_into_epoch(), 7);
+
+  // Counted from that cut: 10 s later the next one, unless the epoch's end is too close.
+  at.global_step = at.latest_step = 20;
+  clock_.Advance(seconds(9));
+  auto not_yet = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(not_yet.status());
+  EXPECT_FALSE(not_yet->request.has_value());
+  at.epoch_end_step = 22;
+  clock_.Advance(seconds(1));
+  auto too_close = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(too_close.status());
+  EXPECT_FALSE(too_close->request.has_value()) << "20 + 4 is past the epoch's end at 22";
+}
+
 // Collects the ERROR lines glog writes while it exists.
 class ErrorLines : public google::LogSink {
  public:

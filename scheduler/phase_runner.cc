@@ -76,6 +76,8 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
   for (int r : live) part.participants[r] = true;
   part.reporter_rank = live.empty() ? 0 : live.front();
   part_worker_steps_ = 0;
+  part_furthest_push_ = -1;
+  servers_must_advance_ = false;
   proto::Phase phase;
   phase.set_epoch(epoch_);
   phase.set_part(index);
@@ -166,6 +168,7 @@ void PhaseRunner::HandBack(const LostWorker& lost) {
   const int64_t used = leases_.HandBack(lost.rank, steps, spec_.batch_size());
   epoch_lost_examples_ += used;
   part_worker_steps_ += std::max<int64_t>(0, reached - first_step_ + 1);
+  part_furthest_push_ = std::max(part_furthest_push_, lost.max_step);
   LOG(INFO) << "worker " << lost.rank << " had done " << steps << " steps of this phase part (" << used
             << " examples); " << leases_.returned_examples() << " examples go to the workers left";
   if (lost.max_step > reached) {
@@ -202,9 +205,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_worke
   const std::optional<proto::PhaseDone>& reporter = part.reports[part.reporter_rank];
   const std::string digest = reporter.has_value() ? reporter->params_sha256() : "";
   if (!test_ || !digest.empty()) results_->params_sha256 = digest;
-  if (!test_) {
-    global_step_ = spec_.consistency() == proto::BSP ? first_step_ + steps_ : global_step_ + part_worker_steps_;
-  }
+  if (!test_) global_step_ = PartEndStep(part);
   if (stage_ == Stage::kStopping) return Actions{};  // no new phase: the job is stopping
   // Positions of lost workers left: a continuation over them (the final
   // evaluation also when its reporter was lost, for the digest and params.bin).
@@ -214,6 +215,18 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_worke
   }
   if (test_) return FinishEvaluation();
   return FinishTrainingEpoch(live_workers, now);
+}
+
+int64_t PhaseRunner::PartEndStep(const Part& part) {
+  if (spec_.consistency() != proto::BSP) return global_step_ + part_worker_steps_;
+  const bool anyone_reported =
+      std::any_of(part.reports.begin(), part.reports.end(), [](const auto& r) { return r.has_value(); });
+  if (anyone_reported) return first_step_ + steps_;  // the workers left ran every step
+  // Every worker was lost: each slice holds the steps their pushes reached,
+  // the furthest step on some slices, the one before on the others. The next
+  // part goes on from the furthest, every slice moved up to it.
+  servers_must_advance_ = true;
+  return std::max(first_step_, part_furthest_push_ + 1);
 }
 
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers, Clock::TimePoint now) {

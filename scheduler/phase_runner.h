@@ -110,6 +110,11 @@ class PhaseRunner {
   int64_t epoch_end_step() const { return first_step_ + steps_; }
   Clock::TimePoint phase_start() const { return phase_start_; }
   bool part_running() const { return part_.has_value(); }
+  // BSP: every worker of the last training part was lost, so the servers'
+  // slices are where their last pushes left them (one step apart at most):
+  // each must move up to global_step() before the next part begins
+  // (Membership.advance_to_step).
+  bool servers_must_advance() const { return servers_must_advance_; }
 
  private:
   // A worker lost inside a training part whose reach the servers have not all reported yet.
@@ -131,6 +136,8 @@ class PhaseRunner {
   Actions BeginPart(int index, int64_t first_step, int64_t skip_steps, const std::vector<int>& live);
   void HandBack(const LostWorker& lost);
   StatusOr<Actions> FinishPart(Part part, int live_workers, Clock::TimePoint now);
+  // Training: the global step after `part`.
+  int64_t PartEndStep(const Part& part);
   StatusOr<Actions> FinishTrainingEpoch(int live_workers, Clock::TimePoint now);
   StatusOr<Actions> FinishEvaluation();
 
@@ -160,6 +167,8 @@ class PhaseRunner {
   int64_t steps_ = 0;
   int64_t skip_steps_ = 0;
   int64_t part_worker_steps_ = 0;  // ASP: the steps the part's workers took
+  int64_t part_furthest_push_ = -1;  // the highest step a lost worker of the part pushed
+  bool servers_must_advance_ = false;
 
   std::optional<Part> part_;
   std::vector<LostWorker> lost_pending_;

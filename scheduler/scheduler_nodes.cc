@@ -135,6 +135,11 @@ Status Scheduler::SendMembership(const std::vector<bool>& active) {
   WantScheduleOffset();
   proto::Header h = Header(proto::MEMBERSHIP);
   *h.mutable_membership() = server_membership_.Change(active);
+  if (phases_.servers_must_advance()) {
+    h.mutable_membership()->set_advance_to_step(phases_.global_step());
+    LOG(INFO) << "every worker of the last part was lost: the servers' slices move up to step "
+              << phases_.global_step() << ", where the next part starts";
+  }
   if (h.membership().has_schedule_step_offset()) {
     LOG(INFO) << "learning-rate schedule re-anchored: step offset " << h.membership().schedule_step_offset()
               << " from step " << phases_.global_step();

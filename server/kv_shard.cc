@@ -180,6 +180,24 @@ StatusOr<bool> KvShard::SetActive(const std::vector<int>& ranks, std::vector<Rea
   return applied;
 }
 
+StatusOr<bool> KvShard::AdvanceTo(int64_t version) {
+  for (const Slice& s : state_) {
+    if (s.version < version && s.pending_count > 0) {
+      return FailedPreconditionError("slice [" + std::to_string(s.range.begin) + ", " + std::to_string(s.range.end) +
+                                     ") holds pushes of step " + std::to_string(s.version) +
+                                     ", below the version " + std::to_string(version) + " to advance to");
+    }
+  }
+  bool moved = false;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (state_[i].version >= version) continue;
+    state_[i].version = version;
+    MaybeCapture(i);
+    moved = true;
+  }
+  return moved;
+}
+
 void KvShard::ApplyPending(Slice* slice) {
   int64_t examples = 0;
   std::vector<const float*> gradients;

@@ -119,6 +119,11 @@ class KvShard {
     int64_t min_step = -1, max_step = -1;
   };
   StatusOr<bool> SetActive(const std::vector<int>& ranks, std::vector<Reach>* left);
+  // BSP: every slice below `version` moves up to it with its parameters
+  // unchanged (steps no push reached); returns whether any moved.
+  // FailedPrecondition, nothing changed, while a slice below it holds
+  // pushes: they belong to a step that is still to be applied.
+  StatusOr<bool> AdvanceTo(int64_t version);
   bool active(int rank) const { return rank >= 0 && rank < workers_ && active_[rank]; }
 
   // Loads every owned slice's parameters and optimizer state from `records`

@@ -289,6 +289,13 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
               << " of this server's slices";
   }
   LOG(INFO) << "membership " << membership.seq() << ": " << ranks.size() << " workers take part";
+  if (membership.has_advance_to_step()) {
+    // Every worker of the last part was lost: the next starts at this step on every slice.
+    auto moved = shard_->AdvanceTo(membership.advance_to_step());
+    if (!moved.ok()) return moved.status();
+    if (*moved) LOG(INFO) << "slices below version " << membership.advance_to_step() << " move up to it";
+    *applied = *applied || *moved;
+  }
   if (*applied) {
     MaybeStartWrite();  // a step applied now may complete an armed cut
     AnswerWaiting();

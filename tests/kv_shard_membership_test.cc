@@ -177,5 +177,44 @@ TEST(KvShardMembershipTest, AspTracksHowFarARankPushed) {
   EXPECT_EQ(shard.AddPush(1, 9, 2, kRanges, Grad(3)).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Every rank gone mid-step leaves the slices one step apart; AdvanceTo brings
+// the lagging ones up, parameters unchanged, so the next part's first step
+// is the same step on every slice.
+TEST(KvShardMembershipTest, AdvanceToMovesLaggingSlicesUpWithTheirParametersUnchanged) {
+  auto sgd = Sgd();
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  ASSERT_OK(shard.AddPush(1, 0, 2, kB, Grad(7, kB)).status());
+  std::vector<KvShard::Reach> left;
+  ASSERT_OK(shard.SetActive({}, &left).status());
+  ASSERT_EQ(shard.MinVersion({0}), 0);
+  const std::vector<float> before = shard.params();
+  auto moved = shard.AdvanceTo(1);
+  ASSERT_OK(moved.status());
+  EXPECT_TRUE(*moved);
+  EXPECT_EQ(shard.MinVersion({0}), 1);
+  EXPECT_EQ(shard.MinVersion({1}), 1);
+  EXPECT_TRUE(BitwiseEqual(shard.params(), before));
+  auto again = shard.AdvanceTo(1);
+  ASSERT_OK(again.status());
+  EXPECT_FALSE(*again) << "nothing below 1 any more";
+
+  // A new worker takes rank 0: step 1 completes on both slices with its push alone.
+  ASSERT_OK(shard.SetActive({0}, &left).status());
+  auto step = shard.AddPush(0, 1, 2, kRanges, Grad(8));
+  ASSERT_OK(step.status());
+  EXPECT_TRUE(*step);
+  EXPECT_EQ(shard.version(), 2);
+}
+
+TEST(KvShardMembershipTest, AdvanceToRefusesToPassAStepThatHoldsPushes) {
+  auto sgd = Sgd();
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  ASSERT_OK(shard.AddPush(0, 0, 2, kA, Grad(7, kA)).status());  // A waits for rank 1
+  auto refused = shard.AdvanceTo(1);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(shard.MinVersion({0}), 0);
+  EXPECT_EQ(shard.MinVersion({1}), 0) << "nothing changed";
+}
+
 }  // namespace
 }  // namespace tessera

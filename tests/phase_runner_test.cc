@@ -231,5 +231,40 @@ TEST_F(PhaseRunnerTest, AResumedEpochStartsItsPartAtTheStepsItAlreadyHolds) {
   EXPECT_EQ(runner_.epoch_end_step(), 100);
 }
 
+// Every worker of a BSP part lost: the part ends where their pushes reached
+// (step 12 was pushed to some slices), not at its planned end; the servers
+// must move every slice up to step 13 before the continuation begins there.
+TEST_F(PhaseRunnerTest, AllWorkersLostEndTheirPartWhereTheirPushesReached) {
+  runner_.Proceed(NextPhase::Training(0));
+  Begin({0, 1});
+  for (int rank : {0, 1}) {
+    ASSERT_GE(runner_.Lease(rank).shard(), 0);
+    EXPECT_TRUE(runner_.WorkerLost(rank));
+    runner_.WaitForReach(rank, 7);
+  }
+  proto::RankReach reach;
+  reach.set_has_slices(true);
+  reach.set_rank(0);
+  reach.set_min_step(11);
+  reach.set_max_step(12);  // lost between the parts of its push for step 12
+  runner_.ReachReported(7, reach);
+  reach.set_rank(1);
+  reach.set_min_step(11);
+  reach.set_max_step(11);
+  runner_.ReachReported(7, reach);
+  runner_.ChangeAcknowledged(7);
+  auto a = runner_.FinishPartIfComplete(0, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(runner_.stage(), Stage::kWaiting);
+  EXPECT_EQ(runner_.global_step(), 13);
+  EXPECT_TRUE(runner_.servers_must_advance());
+
+  const proto::Phase continuation = Begin({1});
+  EXPECT_EQ(continuation.first_step(), 13);
+  EXPECT_FALSE(runner_.servers_must_advance());
+  // Each lost worker used its first 12 steps (120 examples); the rest is the continuation's.
+  EXPECT_EQ(LeaseAll(1), 1000 - 240);
+}
+
 }  // namespace
 }  // namespace tessera

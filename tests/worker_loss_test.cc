@@ -64,7 +64,14 @@ class WorkerLossTest : public ::testing::Test {
   // Starts `tessera train` with 3 workers, kills one worker once epoch
   // `epoch` has started, and waits for the job to end. Returns its exit code.
   int RunAndKillAWorker(const std::string& run, const std::vector<std::string>& extra, int epoch, int* victim) {
-    std::vector<std::string> args = {TesseraBinary(), "train", dir_ + "/spec.pbtxt", "--run-dir", run, "--workers", "3",
+    return RunAndKillWorkers(run, extra, epoch, /*workers=*/3, /*kills=*/1, victim);
+  }
+
+  // The same with `workers` workers of which `kills` are killed (*victim: the first).
+  int RunAndKillWorkers(const std::string& run, const std::vector<std::string>& extra, int epoch, int workers,
+                        int kills, int* victim) {
+    std::vector<std::string> args = {TesseraBinary(), "train", dir_ + "/spec.pbtxt", "--run-dir", run, "--workers",
+                                     std::to_string(workers),
                                      "--epochs", "3", "--max-train-examples", std::to_string(kTrainExamples),
                                      "--max-test-examples", "2000", "--threads", "1", "--progress", "plain",
                                      // Small batches: 1000 steps an epoch, far more than can pass
@@ -78,25 +85,28 @@ class WorkerLossTest : public ::testing::Test {
     // cannot end before the loss is noticed (every step waits for the dead
     // worker's push until then), so the loss falls inside the epoch.
     EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", "epoch " + std::to_string(epoch) + "/3 starts"));
-    *victim = -1;
+    std::vector<int> victims;
     for (int pid : ChildrenOf((*launcher)->pid())) {
-      if (*victim < 0 && CommandLine(pid).find(" worker ") != std::string::npos) *victim = pid;
+      if (static_cast<int>(victims.size()) < kills && CommandLine(pid).find(" worker ") != std::string::npos) {
+        victims.push_back(pid);
+      }
     }
-    EXPECT_GT(*victim, 0);
-    if (*victim > 0) kill(*victim, SIGKILL);
+    EXPECT_EQ(static_cast<int>(victims.size()), kills);
+    *victim = victims.empty() ? -1 : victims[0];
+    for (int pid : victims) kill(pid, SIGKILL);
     return (*launcher)->Wait(240000).value_or(-1);
   }
 
   // What every such job must show: each epoch used every example exactly
-  // once, the loss was noticed (inside an epoch, whose rest was handed on,
-  // when `inside`), and the result is a trained model.
-  void ExpectEveryExampleOncePerEpoch(const std::string& run, bool inside = true) {
+  // once, the `lost` losses were noticed (inside an epoch, whose rest was
+  // handed on, when `inside`), and the result is a trained model.
+  void ExpectEveryExampleOncePerEpoch(const std::string& run, bool inside = true, int lost_workers = 1) {
     const std::string s = OneLine(run + "/summary.json");
     ASSERT_FALSE(s.empty()) << "no summary.json";
     EXPECT_EQ(JsonNumber(s, "examples_per_epoch"), kTrainExamples) << s;
     const std::string n = std::to_string(kTrainExamples);
     EXPECT_NE(s.find("\"examples_by_epoch\": [" + n + ", " + n + ", " + n + "]"), std::string::npos) << s;
-    EXPECT_EQ(JsonNumber(s, "workers_lost"), 1) << s;
+    EXPECT_EQ(JsonNumber(s, "workers_lost"), lost_workers) << s;
     EXPECT_GT(JsonNumber(s, "test_accuracy"), 0.75) << s;
     const std::vector<std::string> epochs = Events(run, "epoch");
     ASSERT_EQ(epochs.size(), 3u);
@@ -106,13 +116,16 @@ class WorkerLossTest : public ::testing::Test {
       if (e.find("examples_of_lost_workers") != std::string::npos) {
         ++disturbed;
         EXPECT_EQ(JsonNumber(e, "parts"), 2) << "one continuation: " << e;
-        // What the lost worker trained before it was lost (none when the
-        // kill came before its first step) counts once, as the scheduler said.
+        // What the lost workers trained before they were lost (none when the
+        // kill came before their first step) counts once, as the scheduler said.
         const std::string had_done = "steps of this phase part (";
         const std::string log = FileText(run + "/logs/scheduler.log");
-        const size_t at = log.find(had_done);
-        ASSERT_NE(at, std::string::npos) << log;
-        EXPECT_EQ(JsonNumber(e, "examples_of_lost_workers"), std::atoll(log.c_str() + at + had_done.size())) << e;
+        int64_t said = 0;
+        for (size_t at = log.find(had_done); at != std::string::npos; at = log.find(had_done, at + 1)) {
+          said += std::atoll(log.c_str() + at + had_done.size());
+        }
+        ASSERT_NE(log.find(had_done), std::string::npos) << log;
+        EXPECT_EQ(JsonNumber(e, "examples_of_lost_workers"), said) << e;
       }
     }
     if (inside) {
@@ -120,7 +133,7 @@ class WorkerLossTest : public ::testing::Test {
     }
     EXPECT_LE(disturbed, 1);
     const std::vector<std::string> lost = Events(run, "worker_lost");
-    ASSERT_EQ(lost.size(), 1u);
+    ASSERT_EQ(static_cast<int>(lost.size()), lost_workers);
     // params.bin is the final parameters, whichever worker wrote it.
     auto params = ReadFileToString(run + "/params.bin");
     ASSERT_TRUE(params.ok());
@@ -167,6 +180,24 @@ TEST_F(WorkerLossTest, BspGoesOnWithoutAKilledWorkerAndUsesEveryExampleOncePerEp
               std::string::npos)
         << "server " << s << ":\n" << *server;
   }
+}
+
+// Every worker killed inside an epoch: the part ends where their pushes
+// reached (every server's slices moved up to that step), the replacements the
+// launcher starts train the rest of the epoch from there, and the job ends
+// normally, within seconds, counting both losses.
+TEST_F(WorkerLossTest, BspGoesOnWhenEveryWorkerIsKilled) {
+  const std::string run = dir_ + "/all";
+  int victim = -1;
+  EXPECT_EQ(RunAndKillWorkers(run, {}, 2, /*workers=*/2, /*kills=*/2, &victim), 0);
+  auto log = ReadFileToString(run + ".log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->find("restarting"), std::string::npos) << "no restart for lost workers: " << *log;
+  ExpectEveryExampleOncePerEpoch(run, /*inside=*/true, /*lost_workers=*/2);
+  EXPECT_EQ(JsonNumber(OneLine(run + "/summary.json"), "workers_joined"), 2);
+  const std::string scheduler = FileText(run + "/logs/scheduler.log");
+  EXPECT_NE(scheduler.find("every worker of the last part was lost"), std::string::npos) << scheduler;
+  EXPECT_EQ(scheduler.find("every worker was lost and none joined"), std::string::npos) << scheduler;
 }
 
 // Without replacements the job finishes with the two workers left.

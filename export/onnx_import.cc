@@ -1,7 +1,5 @@
 #include "export/onnx_import.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <limits>
 #include <set>
@@ -289,52 +287,9 @@ StatusOr<ImportedModel> ImportOnnxBytes(const std::string& bytes) {
 
 namespace {
 
-StatusOr<double> JsonNumberField(const nlohmann::json& object, const std::string& key, const std::string& where) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_number()) return InvalidArgumentError(where + ": '" + key + "' must be a number");
-  return it->get<double>();
-}
-
-}  // namespace
-
-StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
-  const std::string manifest_path = version_dir + "/manifest.json", model_path = version_dir + "/model.onnx";
-  if (!FileExists(manifest_path)) return NotFoundError(manifest_path + " does not exist");
-  if (!FileExists(model_path)) return NotFoundError(model_path + " does not exist");
-  ModelVersionFiles files;
-  ASSIGN_OR_RETURN(files.manifest_json, ReadFileToString(manifest_path));
-  nlohmann::json manifest = nlohmann::json::parse(files.manifest_json, nullptr, /*allow_exceptions=*/false);
-  if (manifest.is_discarded() || !manifest.is_object()) return InvalidArgumentError(manifest_path + " is not a JSON object");
-  if (manifest.value("format", "") != "tessera-model") {
-    return InvalidArgumentError(manifest_path + ": format must be \"tessera-model\"");
-  }
-  if (manifest.value("format_of_file", "onnx") != "onnx") {
-    return InvalidArgumentError(manifest_path + ": format_of_file must be \"onnx\"");
-  }
-  ASSIGN_OR_RETURN(const double file_bytes, JsonNumberField(manifest, "file_bytes", manifest_path));
-  auto sha = manifest.find("sha256");
-  if (sha == manifest.end() || !sha->is_string()) return InvalidArgumentError(manifest_path + ": 'sha256' must be a string");
-  ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(model_path));
-  if (static_cast<double>(bytes.size()) != file_bytes) {
-    return InvalidArgumentError(model_path + " has " + std::to_string(bytes.size()) + " bytes, the manifest says " +
-                                std::to_string(static_cast<int64_t>(file_bytes)));
-  }
-  files.sha256 = Sha256Hex(bytes.data(), bytes.size());
-  if (files.sha256 != sha->get<std::string>()) return InvalidArgumentError(model_path + " does not match the manifest's sha256");
-  auto model = ImportOnnxBytes(bytes);
-  if (!model.ok()) return model.status().WithContext(model_path);
-  files.model = std::move(model).value();
-  auto norm = manifest.find("normalization");
-  if (norm == manifest.end() || !norm->is_object()) {
-    return InvalidArgumentError(manifest_path + ": 'normalization' must be an object");
-  }
-  ASSIGN_OR_RETURN(files.normalization.scale, JsonNumberField(*norm, "scale", manifest_path + " normalization"));
-  ASSIGN_OR_RETURN(files.normalization.mean, JsonNumberField(*norm, "mean", manifest_path + " normalization"));
-  ASSIGN_OR_RETURN(files.normalization.std, JsonNumberField(*norm, "std", manifest_path + " normalization"));
-  if (!(files.normalization.std > 0) || !std::isfinite(files.normalization.mean) || !std::isfinite(files.normalization.scale)) {
-    return InvalidArgumentError(manifest_path + ": normalization needs finite numbers and std > 0");
-  }
-  // The model's own copy must agree (as float32, how it was written).
+// The model's own copy of the normalization (metadata_props) must agree with
+// the manifest's, as float32: how it was written.
+Status CheckNormalizationMetadata(const ModelVersionFiles& files, const std::string& model_path) {
   for (const auto& [key, value] : {std::pair<std::string, double>{"tessera.input_scale", files.normalization.scale},
                                    {"tessera.input_mean", files.normalization.mean},
                                    {"tessera.input_std", files.normalization.std}}) {
@@ -346,8 +301,32 @@ StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
       return InvalidArgumentError(model_path + ": metadata " + key + " = " + it->second + " disagrees with the manifest");
     }
   }
-  if (manifest.contains("name") && manifest["name"].is_string()) files.name = manifest["name"].get<std::string>();
-  if (manifest.contains("version") && manifest["version"].is_number_integer()) files.version = manifest["version"].get<int64_t>();
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
+  const std::string manifest_path = ManifestPath(version_dir), model_path = ModelFilePath(version_dir);
+  if (!FileExists(manifest_path)) return NotFoundError(manifest_path + " does not exist");
+  if (!FileExists(model_path)) return NotFoundError(model_path + " does not exist");
+  ModelVersionFiles files;
+  ASSIGN_OR_RETURN(files.manifest_json, ReadFileToString(manifest_path));
+  ASSIGN_OR_RETURN(const ManifestFields manifest, ParseManifestFields(files.manifest_json, manifest_path));
+  ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(model_path));
+  if (static_cast<double>(bytes.size()) != manifest.file_bytes) {
+    return InvalidArgumentError(model_path + " has " + std::to_string(bytes.size()) + " bytes, the manifest says " +
+                                std::to_string(static_cast<int64_t>(manifest.file_bytes)));
+  }
+  files.sha256 = Sha256Hex(bytes.data(), bytes.size());
+  if (files.sha256 != manifest.sha256) return InvalidArgumentError(model_path + " does not match the manifest's sha256");
+  auto model = ImportOnnxBytes(bytes);
+  if (!model.ok()) return model.status().WithContext(model_path);
+  files.model = std::move(model).value();
+  ASSIGN_OR_RETURN(files.normalization, ParseManifestNormalization(files.manifest_json, manifest_path));
+  RETURN_IF_ERROR(CheckNormalizationMetadata(files, model_path));
+  files.name = manifest.name;
+  files.version = manifest.version;
   return files;
 }
 

@@ -12,7 +12,6 @@
 // weights as float16 or makes every Conv2d and Linear an int8 layer,
 // calibrated on training examples (export/quantize.h). Every step's test
 // accuracy goes into the manifest.
-#include <fcntl.h>
 #include <gflags/gflags.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -35,6 +34,7 @@
 #include "core/json.h"
 #include "core/sha256.h"
 #include "core/spec.h"
+#include "export/model_repository_layout.h"
 #include "export/onnx_export.h"
 #include "export/pruning.h"
 #include "export/quantize.h"
@@ -127,94 +127,6 @@ StatusOr<Evaluation> Evaluate(const proto::JobSpec& spec, Model* model) {
   e.accuracy = test.count > 0 ? static_cast<double>(correct) / test.count : 0;
   e.loss = test.count > 0 ? loss / test.count : 0;
   return e;
-}
-
-// The highest version under model_dir: names of decimal digits only, without
-// a leading zero (as Triton counts them); 0 when there is none.
-int64_t HighestVersion(const std::string& model_dir) {
-  int64_t highest = 0;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.size() > 18 || name[0] == '0' ||
-        name.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    highest = std::max<int64_t>(highest, std::stoll(name));
-  }
-  return highest;
-}
-
-// The topmost directory of `path` that does not exist yet (what MakeDirs
-// would create first), or "" when `path` exists.
-std::string FirstMissing(const std::string& path) {
-  std::error_code ec;
-  fs::path p = fs::absolute(path, ec).lexically_normal();
-  if (!p.empty() && !p.has_filename()) p = p.parent_path();
-  std::string missing;
-  // Only what surely is not there (ENOENT, ENOTDIR): never something we merely cannot see.
-  while (!p.empty() && fs::status(p, ec).type() == fs::file_type::not_found) {
-    missing = p.string();
-    if (p == p.parent_path()) break;
-    p = p.parent_path();
-  }
-  return missing;
-}
-
-struct ExportFiles {
-  std::string model_bytes;
-  // The manifest for a given version.
-  std::function<std::string(int64_t version)> manifest;
-};
-
-// Writes VERSION/model.onnx and VERSION/manifest.json into model_dir under a
-// temporary directory and renames it to the next free version (retrying when
-// another export took that number first). Leaves nothing behind on failure:
-// neither the temporary directory nor directories it created.
-StatusOr<int64_t> WriteVersion(const std::string& model_dir, const ExportFiles& files) {
-  const std::string created = FirstMissing(model_dir);
-  std::string tmp;
-  auto cleanup = [&](Status s) -> Status {
-    std::error_code ec;
-    if (!tmp.empty()) fs::remove_all(tmp, ec);
-    if (!created.empty()) fs::remove_all(created, ec);
-    return s;
-  };
-  if (Status s = MakeDirs(model_dir); !s.ok()) return cleanup(s);
-  if (!fs::is_directory(model_dir)) return cleanup(InvalidArgumentError(model_dir + " is not a directory"));
-  std::random_device rd;
-  char suffix[32];
-  std::snprintf(suffix, sizeof(suffix), "%d-%08x", static_cast<int>(getpid()), static_cast<unsigned>(rd()));
-  // A dot first: never taken for a version.
-  tmp = model_dir + "/.export-" + suffix;
-  std::error_code ec;
-  if (!fs::create_directory(tmp, ec) || ec) {
-    tmp.clear();
-    return cleanup(UnavailableError("cannot create a directory in " + model_dir + ": " +
-                                    (ec ? ec.message() : std::string("it exists"))));
-  }
-  if (Status s = WriteFileAtomic(tmp + "/model.onnx", files.model_bytes); !s.ok()) return cleanup(s);
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const int64_t version = HighestVersion(model_dir) + 1;
-    if (Status s = WriteFileAtomic(tmp + "/manifest.json", files.manifest(version)); !s.ok()) return cleanup(s);
-    if (Status s = SyncDirectory(tmp); !s.ok()) return cleanup(s);
-    const std::string final_dir = model_dir + "/" + std::to_string(version);
-    int rc = renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_NOREPLACE);
-    if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
-      // No RENAME_NOREPLACE on this file system: rename() still refuses a
-      // non-empty target (every version holds files).
-      rc = ::rename(tmp.c_str(), final_dir.c_str());
-    }
-    if (rc == 0) {
-      tmp.clear();
-      if (Status s = SyncDirectory(model_dir); !s.ok()) return s;  // the version is complete; only durability is in doubt
-      return version;
-    }
-    if (errno != EEXIST && errno != ENOTEMPTY) {
-      return cleanup(UnavailableError("cannot rename " + tmp + " to " + final_dir + ": " + std::strerror(errno)));
-    }
-  }
-  return cleanup(UnavailableError("no free version in " + model_dir + " after 100 attempts"));
 }
 
 Status CheckFlags() {
@@ -597,9 +509,8 @@ int RunExport(const ParsedArgs& args) {
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count();
 
-  ExportFiles files;
-  files.model_bytes = std::move(bytes).value();
-  files.manifest = [&](int64_t version) {
+  const std::string model_bytes = std::move(bytes).value();
+  auto manifest = [&](int64_t version) {
     std::string j = "{\n";
     auto field = [&](const std::string& key, const std::string& raw, bool last = false) {
       j += "  " + JsonQuote(key) + ": " + raw + (last ? "\n" : ",\n");
@@ -610,7 +521,7 @@ int RunExport(const ParsedArgs& args) {
     field("version", std::to_string(version));
     field("created_unix_seconds", std::to_string(created));
     field("file", JsonQuote("model.onnx"));
-    field("file_bytes", std::to_string(files.model_bytes.size()));
+    field("file_bytes", std::to_string(model_bytes.size()));
     field("sha256", JsonQuote(model_sha256));
     field("format_of_file", JsonQuote("onnx"));
     field("onnx_opset", std::to_string(kOnnxOpset));
@@ -649,7 +560,7 @@ int RunExport(const ParsedArgs& args) {
     }
     return j + "}\n";
   };
-  auto version = WriteVersion(model_dir, files);
+  auto version = WriteNextVersion(model_dir, model_bytes, manifest);
   if (!version.ok()) return UsageError(self, version.status().message());
 
   std::printf("%s\n", note.c_str());
@@ -657,7 +568,7 @@ int RunExport(const ParsedArgs& args) {
                                          std::to_string(eval.examples) + " examples)"
                                    : "";
   std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s), %zu parameters%s\n", model_dir.c_str(),
-              static_cast<long long>(*version), files.model_bytes.size() / 1e6, model_sha256.c_str(), params.size(),
+              static_cast<long long>(*version), model_bytes.size() / 1e6, model_sha256.c_str(), params.size(),
               accuracy.c_str());
   if (steps.size() > 1 && eval.done) {
     std::string line;

@@ -16,6 +16,7 @@
 #include <random>
 
 #include "core/file_util.h"
+#include "export/onnx_export.h"
 
 namespace tessera {
 namespace {
@@ -155,6 +156,64 @@ StatusOr<int64_t> WriteNextVersion(const std::string& model_dir, const std::stri
     }
   }
   return cleanup(UnavailableError("no free version in " + model_dir + " after 100 attempts"));
+}
+
+namespace {
+
+// {"name": "logits", "dtype": "float32", "shape": ["N", 10]}
+JsonObject TensorJson(const std::string& name, const std::vector<int64_t>& shape) {
+  JsonArray dims;
+  dims.Add(kOnnxBatchDim);
+  for (int64_t d : shape) dims.Add(d);
+  return JsonObject().Add("name", name).Add("dtype", "float32").Add("shape", dims);
+}
+
+}  // namespace
+
+std::string ManifestJson(const ModelManifest& m) {
+  JsonObject j;
+  j.Add("format", "tessera-model").Add("format_version", 1).Add("name", m.name).Add("version", m.version);
+  j.Add("created_unix_seconds", m.created_unix_seconds);
+  j.Add("file", kModelFileName).Add("file_bytes", static_cast<int64_t>(m.file_bytes)).Add("sha256", m.sha256);
+  j.Add("format_of_file", "onnx").Add("onnx_opset", kOnnxOpset).Add("onnx_ir_version", kOnnxIrVersion);
+  j.Add("precision", m.precision);
+  if (m.quantization.has_value()) {
+    j.Add("quantization", *m.quantization);
+  } else {
+    j.Add("quantization", "none");
+  }
+  j.Add("pruning", m.pruning).AddFloat64("sparsity", m.sparsity);
+  if (m.pruning_details.has_value()) {
+    j.Add("pruning_details", *m.pruning_details);
+  } else {
+    j.AddNull("pruning_details");
+  }
+  j.Add("num_parameters", static_cast<int64_t>(m.num_parameters));
+  j.Add("num_trainable_parameters", static_cast<int64_t>(m.num_trainable_parameters));
+  j.Add("params_sha256", m.params_sha256);
+  j.Add("input", TensorJson(kOnnxInputName, m.input_shape));
+  JsonArray outputs;
+  outputs.Add(TensorJson(kOnnxLogitsName, {m.num_classes}));
+  if (m.probabilities) outputs.Add(TensorJson(kOnnxProbabilitiesName, {m.num_classes}));
+  j.Add("outputs", outputs);
+  j.Add("normalization", JsonObject()
+                             .Add("formula", "(pixel * scale - mean) / std")
+                             .AddFloat32("scale", m.scale)
+                             .AddFloat32("mean", m.mean)
+                             .AddFloat32("std", m.std));
+  j.Add("source", JsonObject()
+                      .Add("checkpoint", m.checkpoint)
+                      .Add("step", m.step)
+                      .Add("epochs_done", m.epochs_done)
+                      .Add("job_name", m.job_name));
+  j.Add("steps", m.steps);
+  if (m.evaluated) {
+    j.AddFloat64("test_accuracy", m.test_accuracy).AddFloat64("test_loss", m.test_loss);
+    j.Add("test_examples", m.test_examples);
+  } else {
+    j.AddNull("test_accuracy").AddNull("test_loss").Add("test_examples", 0);
+  }
+  return j.ToPrettyString();
 }
 
 StatusOr<ManifestFields> ParseManifestFields(const std::string& json, const std::string& path) {

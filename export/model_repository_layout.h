@@ -6,7 +6,7 @@
 //
 // NAME is a model name (ValidModelName), VERSION a positive decimal without a
 // leading zero (ParseVersion). `tessera export` writes versions
-// (WriteNextVersion); `tessera serve` and `tessera predict` list them
+// (WriteNextVersion, ManifestJson); `tessera serve` and `tessera predict` list them
 // (ListVersions) and read them (ReadModelVersion in export/onnx_import.h,
 // through ParseManifestFields and ParseManifestNormalization here).
 // Functions only, no state: thread-safe.
@@ -16,8 +16,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "core/json.h"
 #include "core/status.h"
 
 namespace tessera {
@@ -60,6 +63,40 @@ int64_t HighestVersion(const std::string& model_dir);
 // WriteFileAtomic's errors.
 StatusOr<int64_t> WriteNextVersion(const std::string& model_dir, const std::string& model_bytes,
                                    const std::function<std::string(int64_t version)>& manifest);
+
+// What manifest.json says of a version (docs/FORMATS.md, "manifest.json"),
+// as `tessera export` writes it.
+struct ModelManifest {
+  std::string name;  // NAME
+  int64_t version = 0;
+  int64_t created_unix_seconds = 0;
+  uint64_t file_bytes = 0;  // of model.onnx
+  std::string sha256;       // of model.onnx, hex
+  std::string precision = "fp32";  // fp32, fp16, int8
+  std::optional<JsonObject> quantization;  // how it was quantized; none when not
+  std::string pruning = "none";            // none, unstructured, structured
+  double sparsity = 0;  // of the exported weights, the fraction that is exactly 0
+  std::optional<JsonObject> pruning_details;  // none when not pruned
+  uint64_t num_parameters = 0;
+  uint64_t num_trainable_parameters = 0;
+  std::string params_sha256;
+  std::vector<int64_t> input_shape;  // one example's, [C, H, W] or [F]
+  int64_t num_classes = 0;           // logits per example
+  bool probabilities = true;         // the graph outputs 'probabilities' too
+  // x = (pixel * scale - mean) / std, as float32 like the model's metadata.
+  float scale = 1.0f / 255, mean = 0, std = 1;
+  std::string checkpoint;  // the source checkpoint's absolute path
+  int64_t step = 0;        // the source checkpoint's
+  int64_t epochs_done = 0;
+  std::string job_name;
+  JsonArray steps;  // {"step": NAME, "test_accuracy": A, ...} per step of the export
+  bool evaluated = false;  // when false, the test figures are null (and 0 examples)
+  double test_accuracy = 0, test_loss = 0;
+  int64_t test_examples = 0;
+};
+
+// The manifest.json text of `manifest`: one JSON object, a key per line.
+std::string ManifestJson(const ModelManifest& manifest);
 
 // What a reader checks of a manifest.json before trusting model.onnx.
 struct ManifestFields {

@@ -113,6 +113,46 @@ TEST(ModelRepositoryLayoutTest, ParsesAManifest) {
   EXPECT_DOUBLE_EQ(norm->std, 0.353);
 }
 
+TEST(ModelRepositoryLayoutTest, AWrittenManifestReadsBack) {
+  ModelManifest m;
+  m.name = "mlp";
+  m.version = 7;
+  m.file_bytes = 4096;
+  m.sha256 = "00ff";
+  m.input_shape = {1, 28, 28};
+  m.num_classes = 10;
+  m.scale = 1.0f / 255;
+  m.mean = 0.286f;
+  m.std = 0.353f;
+  m.steps.Add(JsonObject().Add("step", "source").AddNull("test_accuracy"));
+  const std::string json = ManifestJson(m);
+  EXPECT_EQ(json.rfind("{\n  \"format\": \"tessera-model\",\n  \"format_version\": 1,\n  \"name\": \"mlp\",\n", 0), 0u)
+      << json;
+  EXPECT_NE(json.find("\n  \"quantization\": \"none\",\n"), std::string::npos) << json;
+  EXPECT_NE(json.find("\n  \"pruning_details\": null,\n"), std::string::npos) << json;
+  EXPECT_NE(json.find("\n  \"input\": {\"name\": \"input\", \"dtype\": \"float32\", \"shape\": [\"N\", 1, 28, 28]},\n"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"normalization\": {\"formula\": \"(pixel * scale - mean) / std\", \"scale\": 0.003921569, "
+                      "\"mean\": 0.286, \"std\": 0.353}"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\n  \"test_accuracy\": null,\n  \"test_loss\": null,\n  \"test_examples\": 0\n}\n"),
+            std::string::npos)
+      << json;
+  auto fields = ParseManifestFields(json, "m.json");
+  ASSERT_OK(fields.status());
+  EXPECT_EQ(fields->name, "mlp");
+  EXPECT_EQ(fields->version, 7);
+  EXPECT_EQ(fields->file_bytes, 4096);
+  EXPECT_EQ(fields->sha256, "00ff");
+  auto norm = ParseManifestNormalization(json, "m.json");
+  ASSERT_OK(norm.status());
+  EXPECT_EQ(static_cast<float>(norm->scale), m.scale);
+  EXPECT_EQ(static_cast<float>(norm->mean), m.mean);
+  EXPECT_EQ(static_cast<float>(norm->std), m.std);
+}
+
 TEST(ModelRepositoryLayoutTest, NameAndVersionAreOptional) {
   auto fields = ParseManifestFields(R"({"format": "tessera-model", "file_bytes": 1, "sha256": "x"})", "m.json");
   ASSERT_OK(fields.status());

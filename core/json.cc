@@ -21,6 +21,13 @@ std::string Float32Text(float value) {
   return std::string(buf, end);  // 32 bytes hold any float's shortest form
 }
 
+std::string Float64Text(double value) {
+  if (!std::isfinite(value)) return "null";
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
+  return std::string(buf, end);  // 32 bytes hold any double's shortest form
+}
+
 std::string Join(const std::vector<std::string>& items, const char* separator, const char* open, const char* close) {
   std::string out = open;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -84,6 +91,8 @@ JsonObject& JsonObject::Add(const std::string& key, bool value) { return AddScal
 
 JsonObject& JsonObject::AddFloat32(const std::string& key, float value) { return AddScalar(key, Float32Text(value)); }
 
+JsonObject& JsonObject::AddFloat64(const std::string& key, double value) { return AddScalar(key, Float64Text(value)); }
+
 JsonObject& JsonObject::AddNull(const std::string& key) { return AddScalar(key, "null"); }
 
 JsonObject& JsonObject::Add(const std::string& key, const JsonObject& value) {
@@ -110,6 +119,10 @@ JsonObject& JsonObject::Add(const std::string& key, const std::vector<JsonObject
                   Texts(values, [](const JsonObject& o) { return o.ToCompactString(); }));
 }
 
+JsonObject& JsonObject::Add(const std::string& key, const JsonArray& values) {
+  return AddText(key, values.ToString(), values.ToCompactString());
+}
+
 JsonObject& JsonObject::AddFloat32s(const std::string& key, const std::vector<float>& values) {
   const std::vector<std::string> texts = Texts(values, Float32Text);
   return AddArray(key, texts, texts);
@@ -132,5 +145,27 @@ std::string JsonObject::ToPrettyString() const {
   for (const Member& m : members_) lines.push_back("  " + m.key + ": " + m.spaced);
   return Join(lines, ",\n", "{\n", "\n}\n");
 }
+
+JsonArray& JsonArray::Add(const std::string& value) {
+  spaced_.push_back(JsonQuote(value));
+  compact_.push_back(spaced_.back());
+  return *this;
+}
+
+JsonArray& JsonArray::Add(int64_t value) {
+  spaced_.push_back(std::to_string(value));
+  compact_.push_back(spaced_.back());
+  return *this;
+}
+
+JsonArray& JsonArray::Add(const JsonObject& value) {
+  spaced_.push_back(value.ToString());
+  compact_.push_back(value.ToCompactString());
+  return *this;
+}
+
+std::string JsonArray::ToString() const { return Join(spaced_, ", ", "[", "]"); }
+
+std::string JsonArray::ToCompactString() const { return Join(compact_, ",", "[", "]"); }
 
 }  // namespace tessera

@@ -10,8 +10,10 @@
 //
 // Numbers: integers exactly; a double with 9 significant digits ("%.9g");
 // AddFloat32's values, FP32 tensor data, with the fewest digits that read
-// back as the same float. JSON has no NaN or infinity: they are written as
-// null. Keys are not checked for duplicates.
+// back as the same float, and AddFloat64's with the fewest that read back as
+// the same double. JSON has no NaN or infinity: they are written as null.
+// Keys are not checked for duplicates. An array whose elements differ in
+// type (["N", 1, 28, 28]) is a JsonArray.
 //
 // A value type; thread-compatible.
 #ifndef TESSERA_CORE_JSON_H_
@@ -22,6 +24,8 @@
 #include <vector>
 
 namespace tessera {
+
+class JsonArray;
 
 class JsonObject {
  public:
@@ -38,10 +42,14 @@ class JsonObject {
   JsonObject& Add(const std::string& key, const std::vector<double>& values);
   JsonObject& Add(const std::string& key, const std::vector<std::string>& values);
   JsonObject& Add(const std::string& key, const std::vector<JsonObject>& values);
+  JsonObject& Add(const std::string& key, const JsonArray& values);
   // Floats as float32 (shortest round trip), not widened to double's digits;
   // by name, so that a float argument to Add stays a double as before.
   JsonObject& AddFloat32(const std::string& key, float value);
   JsonObject& AddFloat32s(const std::string& key, const std::vector<float>& values);
+  // A double with the fewest digits that read back as the same double
+  // (0.9254321078392698, where Add writes 0.925432108).
+  JsonObject& AddFloat64(const std::string& key, double value);
   // "key": null.
   JsonObject& AddNull(const std::string& key);
 
@@ -63,6 +71,24 @@ class JsonObject {
                        const std::vector<std::string>& compact);
 
   std::vector<Member> members_;
+};
+
+// An array built element by element, of any element types; written in the
+// layout of the object that holds it. A value type; thread-compatible.
+class JsonArray {
+ public:
+  JsonArray& Add(const std::string& value);
+  JsonArray& Add(const char* value) { return Add(std::string(value)); }
+  JsonArray& Add(int64_t value);
+  JsonArray& Add(int value) { return Add(static_cast<int64_t>(value)); }
+  JsonArray& Add(const JsonObject& value);
+
+  std::string ToString() const;         // ["N", 1, 28]
+  std::string ToCompactString() const;  // ["N",1,28]
+
+ private:
+  std::vector<std::string> spaced_;   // each element as ToString writes it
+  std::vector<std::string> compact_;  // and as ToCompactString does
 };
 
 // `s` as a JSON string literal, quotes included ("\u00XX" for control bytes;

@@ -9,9 +9,9 @@
 // cannot compute, a missing or misshapen initializer, a truncated file) is
 // InvalidArgument naming the node or tensor. Never crashes on a bad file.
 //
-// The model repository (docs/FORMATS.md, "Model repository"):
-// MODEL_REPO/NAME/VERSION/{model.onnx,manifest.json}; ReadModelVersion reads
-// one version, checking the manifest's size and SHA-256 of model.onnx.
+// The model repository (docs/FORMATS.md, "Model repository"; its layout is
+// export/model_repository_layout.h): ReadModelVersion reads one version,
+// checking the manifest's size and SHA-256 of model.onnx.
 #ifndef TESSERA_EXPORT_ONNX_IMPORT_H_
 #define TESSERA_EXPORT_ONNX_IMPORT_H_
 
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "export/model_repository_layout.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 
@@ -47,13 +48,6 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model);
 
 // Parses the bytes of a model.onnx, then ImportOnnxModel.
 StatusOr<ImportedModel> ImportOnnxBytes(const std::string& bytes);
-
-// Input normalization: x = (pixel * scale - mean) / std.
-struct InputNormalization {
-  double scale = 1.0 / 255;
-  double mean = 0;
-  double std = 1;
-};
 
 // One version of a model in a model repository.
 struct ModelVersionFiles {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "export/model_repository_layout.h"
 #include "serve/kserve.h"
 
 namespace tessera {

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "export/model_repository_layout.h"
+
 namespace tessera {
 namespace {
 
@@ -13,7 +15,7 @@ namespace fs = std::filesystem;
 std::string Stamp(const fs::path& dir) {
   std::string stamp;
   std::error_code ec;
-  for (const char* file : {"model.onnx", "manifest.json"}) {
+  for (const char* file : {kModelFileName, kManifestFileName}) {
     const fs::path p = dir / file;
     const auto size = fs::file_size(p, ec);
     stamp.append(ec ? std::string("-") : std::to_string(size));
@@ -25,24 +27,6 @@ std::string Stamp(const fs::path& dir) {
 
 }  // namespace
 
-bool ValidModelName(const std::string& name) {
-  if (name.empty() || name.size() > 200 || name[0] == '.') return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return false;
-  }
-  return true;
-}
-
-int64_t ParseVersion(const std::string& text) {
-  if (text.empty() || text.size() > 18 || text[0] == '0') return -1;
-  int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return -1;
-    v = v * 10 + (c - '0');
-  }
-  return v;
-}
-
 StatusOr<std::vector<std::string>> ModelRepository::Poll(bool log) {
   std::lock_guard<std::mutex> poll_lock(poll_mu_);
   std::error_code ec;
@@ -52,9 +36,8 @@ StatusOr<std::vector<std::string>> ModelRepository::Poll(bool log) {
   for (const auto& model_dir : fs::directory_iterator(root_, ec)) {
     const std::string name = model_dir.path().filename().string();
     if (!ValidModelName(name) || !model_dir.is_directory(ec)) continue;
-    for (const auto& version_dir : fs::directory_iterator(model_dir.path(), ec)) {
-      const int64_t version = ParseVersion(version_dir.path().filename().string());
-      if (version > 0 && version_dir.is_directory(ec)) found[name][version] = version_dir.path();
+    for (const auto& [version, version_dir] : ListVersions(model_dir.path().string())) {
+      found[name][version] = version_dir;
     }
   }
   std::vector<std::string> errors;

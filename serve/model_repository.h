@@ -1,5 +1,6 @@
 // The model repository a server serves: MODEL_REPO/NAME/VERSION/ directories
-// as `tessera export` writes them (docs/FORMATS.md). Every version found is
+// as `tessera export` writes them (docs/FORMATS.md; the layout and its names
+// are export/model_repository_layout.h). Every version found is
 // loaded (a ServedModel each); a request without a version gets the newest.
 // Poll() looks again: a new version is loaded completely before it becomes
 // visible (one pointer swap under a lock), versions whose directory is gone
@@ -64,13 +65,6 @@ class ModelRepository {
   bool stop_ = false;
   std::thread poller_;
 };
-
-// True for a model name the repository accepts: [A-Za-z0-9_.-]+, not
-// starting with '.'.
-bool ValidModelName(const std::string& name);
-
-// Parses a version ("1", "42": digits, no leading zero, >= 1); -1 otherwise.
-int64_t ParseVersion(const std::string& text);
 
 }  // namespace tessera
 

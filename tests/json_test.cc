@@ -60,6 +60,29 @@ TEST(JsonObjectTest, Arrays) {
   EXPECT_EQ(o.ToCompactString(), R"({"ints":[1,2,3],"strings":["1","b"],"empty":[],"doubles":[0.25]})");
 }
 
+TEST(JsonObjectTest, Float64sAreShortestRoundTrip) {
+  JsonObject o;
+  o.AddFloat64("loss", 0.9254321078392698).AddFloat64("tenth", 0.1).AddFloat64("two", 2.0).AddFloat64("small", 1e-7);
+  o.Add("nine_digits", 0.9254321078392698);
+  EXPECT_EQ(o.ToString(), R"({"loss": 0.9254321078392698, "tenth": 0.1, "two": 2, "small": 1e-07, )"
+                          R"("nine_digits": 0.925432108})");
+  JsonObject special;
+  special.AddFloat64("nan", std::nan("")).AddFloat64("inf", -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(special.ToString(), R"({"nan": null, "inf": null})");
+}
+
+TEST(JsonObjectTest, ArraysOfMixedElementsTakeTheLayoutOfTheirParent) {
+  JsonArray shape;
+  shape.Add("N").Add(1).Add(int64_t{28});
+  JsonArray mixed;
+  mixed.Add(JsonObject().Add("a", 1)).Add("b");
+  JsonObject o;
+  o.Add("shape", shape).Add("mixed", mixed).Add("empty", JsonArray());
+  EXPECT_EQ(o.ToString(), R"({"shape": ["N", 1, 28], "mixed": [{"a": 1}, "b"], "empty": []})");
+  EXPECT_EQ(o.ToCompactString(), R"({"shape":["N",1,28],"mixed":[{"a":1},"b"],"empty":[]})");
+  EXPECT_EQ(o.ToPrettyString(), "{\n  \"shape\": [\"N\", 1, 28],\n  \"mixed\": [{\"a\": 1}, \"b\"],\n  \"empty\": []\n}\n");
+}
+
 TEST(JsonObjectTest, NestedObjectsTakeTheLayoutOfTheirParent) {
   JsonObject inner;
   inner.Add("name", "a").Add("shape", std::vector<int64_t>{-1, 10});

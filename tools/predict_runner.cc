@@ -16,8 +16,8 @@
 #include <unordered_set>
 
 #include "core/file_util.h"
+#include "export/model_repository_layout.h"
 #include "export/runtime_model.h"
-#include "serve/model_repository.h"
 
 namespace tessera {
 namespace {

@@ -1,0 +1,189 @@
+#include "export/export_pipeline.h"
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+
+#include "core/dataset.h"
+#include "core/idx_reader.h"
+#include "core/sha256.h"
+#include "core/spec.h"
+#include "export/export_steps.h"
+#include "export/model_repository_layout.h"
+#include "export/onnx_export.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What the test set says of the model's input: one example's shape, and the
+// scale training applied to its values.
+struct InputFormat {
+  // Without the test set (not evaluating, on a machine without the data)
+  // Fashion-MNIST's.
+  Shape shape = {1, 28, 28};
+  // Training scaled byte pixels by 1/255 and int32 values (ids) not at all.
+  float scale = 1.0f / 255.0f;
+};
+
+StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto::DataSpec& data) {
+  InputFormat format;
+  uint8_t data_type = kIdxUnsignedByte;
+  if (auto dims = ReadIdxDims(DataPath(data, data.test_images()), &data_type); dims.ok()) {
+    format.shape = ExampleShape(*dims);
+  } else if (options.evaluate) {
+    return InvalidArgumentError("cannot read the test set to evaluate the model: " + dims.status().message() +
+                                " (--data-dir DIR names another place, --noevaluate skips the evaluation)");
+  }
+  if (data_type == kIdxInt32) format.scale = 1.0f;
+  return format;
+}
+
+// The source model: the checkpoint must hold exactly the tensors its spec's
+// model declares. Evaluates it and records the "source" step.
+Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedModel* model) {
+  auto created = Model::Create(model->spec.model(), model->input_shape, kImageDatasetClasses);
+  if (!created.ok()) return created.status().WithContext(source->dir + "/MANIFEST");
+  std::unique_ptr<Model> built = std::move(created).value();
+  model->tensors = built->tensors();
+  const proto::CheckpointManifest& m = source->manifest;
+  bool same = static_cast<int>(model->tensors.size()) == m.tensors_size() &&
+              built->num_keys() == source->params.size();
+  for (size_t t = 0; same && t < model->tensors.size(); ++t) {
+    const proto::TensorMeta& meta = m.tensors(static_cast<int>(t));
+    same = meta.name() == model->tensors[t].name && meta.offset() == model->tensors[t].offset &&
+           std::vector<int64_t>(meta.shape().begin(), meta.shape().end()) == model->tensors[t].shape;
+  }
+  if (!same) {
+    return InvalidArgumentError(source->dir + ": the checkpoint's tensors are not those of its spec's model for " +
+                                "examples of " + ShapeText(model->input_shape));
+  }
+  std::copy(source->params.begin(), source->params.end(), built->params());
+  Evaluation eval;
+  if (options.evaluate) {
+    auto e = EvaluateModel(model->spec, built.get());
+    if (!e.ok()) return e.status().WithContext("evaluating on the test set");
+    eval = *e;
+  }
+  model->params = std::move(source->params);
+  RecordStep("source", eval, model);
+  return OkStatus();
+}
+
+// The exported model as ONNX, its weights and metadata (docs/FORMATS.md).
+StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportSource& source,
+                                     const ExportedModel& model, const InputFormat& input,
+                                     const std::string& params_sha256) {
+  const proto::JobSpec& spec = model.spec;
+  const proto::DataSpec& data = spec.data();
+  const std::string step = std::to_string(source.manifest.step());
+  OnnxExportOptions onnx;
+  onnx.probabilities = options.probabilities;
+  onnx.fp16_weights = options.quantize == Quantization::kFp16;
+  onnx.graph_name = spec.name();
+  onnx.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + step +
+                    ". Input: images as float [N, " + std::to_string(model.input_shape[0]) +
+                    ", H, W], each value normalized as (value * scale - mean) / std with the metadata's "
+                    "tessera.input_scale, tessera.input_mean and tessera.input_std. Output: logits [N, classes].";
+  onnx.metadata = {
+      {"tessera.input_scale", FloatText(input.scale)},
+      {"tessera.input_mean", FloatText(data.mean())},
+      {"tessera.input_std", FloatText(data.std())},
+      {"tessera.input_normalization", "(pixel * input_scale - input_mean) / input_std"},
+      {"tessera.job_name", spec.name()},
+      {"tessera.source_step", step},
+      {"tessera.params_sha256", params_sha256},
+      {"tessera.precision", model.precision},
+  };
+  return BuildOnnxModel(spec.model(), model.input_shape, kImageDatasetClasses, model.params.data(),
+                        model.params.size(), onnx);
+}
+
+// The manifest of the exported model, all but its version.
+ModelManifest MakeManifest(const ExportOptions& options, const ExportSource& source, const ExportedModel& model,
+                           const InputFormat& input, const std::string& params_sha256) {
+  ModelManifest m;
+  m.name = fs::path(options.model_dir).filename().string();
+  m.created_unix_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  m.precision = model.precision;
+  m.quantization = model.quantization;
+  m.pruning = options.prune_sparsity > 0 ? (options.prune_mode == PruneMode::kUnstructured ? "unstructured"
+                                                                                            : "structured")
+                                         : "none";
+  m.pruning_details = model.pruning;
+  int64_t zeros = 0, weights = 0;
+  for (const TensorInfo& t : model.tensors) {
+    if (!t.trainable) continue;
+    m.num_trainable_parameters += t.size;
+    if (t.shape.size() < 2) continue;  // weights only: biases, scales are not pruned
+    weights += static_cast<int64_t>(t.size);
+    for (uint64_t k = t.offset; k < t.offset + t.size; ++k) zeros += model.params[k] == 0.0f;
+  }
+  m.sparsity = weights > 0 ? static_cast<double>(zeros) / weights : 0.0;
+  m.num_parameters = model.params.size();
+  m.params_sha256 = params_sha256;
+  m.input_shape = model.input_shape;
+  m.num_classes = kImageDatasetClasses;
+  m.probabilities = options.probabilities;
+  m.scale = input.scale;
+  m.mean = model.spec.data().mean();
+  m.std = model.spec.data().std();
+  std::error_code ec;
+  m.checkpoint = fs::absolute(source.dir, ec).lexically_normal().string();
+  m.step = source.manifest.step();
+  m.epochs_done = source.manifest.cursor().epoch();
+  m.job_name = model.spec.name();
+  for (const JsonObject& step : model.steps_json) m.steps.Add(step);
+  const Evaluation& eval = model.steps.back().eval;
+  m.evaluated = eval.done;
+  m.test_accuracy = eval.accuracy;
+  m.test_loss = eval.loss;
+  m.test_examples = eval.examples;
+  return m;
+}
+
+}  // namespace
+
+Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineTuner* fine_tuner,
+                        const ExportProgress& progress, ExportResult* result) {
+  *result = ExportResult();
+  ExportedModel model;
+  model.spec = source.spec;
+  ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, model.spec.data()));
+  model.input_shape = input.shape;
+  RETURN_IF_ERROR(LoadSource(options, &source, &model));
+  // The exported parameters' digest: the checkpoint's until a step changes them.
+  std::string params_sha256 = source.params_sha256;
+  if (options.prune_sparsity > 0) {
+    RETURN_IF_ERROR(PruneAndFineTune(options, fine_tuner, progress, &model));
+    params_sha256 = ParamsSha256(model.params.data(), model.params.size());
+  }
+  if (options.quantize != Quantization::kNone) {
+    RETURN_IF_ERROR(QuantizeModel(options, progress, &model));
+    params_sha256 = ParamsSha256(model.params.data(), model.params.size());
+  }
+
+  ASSIGN_OR_RETURN(const onnx::ModelProto onnx, BuildOnnx(options, source, model, input, params_sha256));
+  if (Status s = CheckOnnxModel(onnx); !s.ok()) {
+    result->onnx_check_failed = true;
+    return s;
+  }
+  ASSIGN_OR_RETURN(const std::string bytes, SerializeOnnxModel(onnx));
+  ModelManifest manifest = MakeManifest(options, source, model, input, params_sha256);
+  manifest.file_bytes = bytes.size();
+  manifest.sha256 = Sha256Hex(bytes.data(), bytes.size());
+  ASSIGN_OR_RETURN(result->version, WriteNextVersion(options.model_dir, bytes, [&](int64_t version) {
+                     manifest.version = version;
+                     return ManifestJson(manifest);
+                   }));
+  result->model_bytes = bytes.size();
+  result->model_sha256 = manifest.sha256;
+  result->num_parameters = model.params.size();
+  result->eval = model.steps.back().eval;
+  result->steps = model.steps;
+  return OkStatus();
+}
+
+}  // namespace tessera

@@ -1,0 +1,121 @@
+// The export pipeline behind `tessera export`: a verified checkpoint's model
+// into the next version of a model repository (export/model_repository_layout.h).
+// In order: check the checkpoint holds its spec's model, evaluate it on the
+// test set, prune (export/pruning.h), fine-tune the pruned model (through a
+// FineTuner the caller gives), quantize to fp16 or int8 (export/quantize.h),
+// build the ONNX model (export/onnx_export.h), and write model.onnx with its
+// manifest, every step's test accuracy included. tools/cmd_export.cc parses
+// the flags into ExportOptions and prints the result.
+#ifndef TESSERA_EXPORT_EXPORT_PIPELINE_H_
+#define TESSERA_EXPORT_EXPORT_PIPELINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "models/model.h"
+#include "proto/checkpoint.pb.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+enum class Quantization { kNone, kFp16, kInt8 };
+enum class PruneMode { kUnstructured, kStructured };
+
+// What the export does. The caller checks the values (tools/cmd_export.cc
+// names the flags in its messages).
+struct ExportOptions {
+  // MODEL_REPO/NAME, without a trailing '/': the export becomes its next
+  // version. Required.
+  std::string model_dir;
+  // none (default): fp32; fp16: weights stored as float16; int8: Conv2d and
+  // Linear compute in int8, activations calibrated on training examples.
+  Quantization quantize = Quantization::kNone;
+  // Fraction of the weights to prune, in [0, 1); default 0: no pruning.
+  double prune_sparsity = 0;
+  PruneMode prune_mode = PruneMode::kUnstructured;  // default unstructured
+  // Epochs of fine-tuning after pruning; default 0: none. Needs
+  // prune_sparsity > 0 and a FineTuner.
+  int fine_tune_epochs = 0;
+  // Training batches (of the spec's batch size) that calibrate int8
+  // activations; default 0: 32.
+  int calibration_batches = 0;
+  // Add the output 'probabilities' (softmax of 'logits'); default true.
+  bool probabilities = true;
+  // Measure the test accuracy after every step; default true (needs the
+  // test set).
+  bool evaluate = true;
+};
+
+// The checkpoint being exported, read and verified by the caller
+// (tools/checkpoint_params.h's LoadCheckpoint).
+struct ExportSource {
+  std::string dir;  // the checkpoint directory
+  proto::CheckpointManifest manifest;
+  proto::JobSpec spec;  // the manifest's, with the caller's overrides applied
+  std::vector<float> params;  // key order
+  std::string params_sha256;
+};
+
+// Fine-tuning trains on a cluster, which the export library cannot start:
+// `tessera export` gives one that runs the local training cluster
+// (tools/fine_tune.h). Called from the exporting thread only.
+class FineTuner {
+ public:
+  virtual ~FineTuner() = default;
+  // OK when a fine-tuning job of `spec` can run; called before pruning, so
+  // that a spec that cannot run fails before any work is done. The error
+  // otherwise.
+  virtual Status CheckRunnable(const proto::JobSpec& spec) = 0;
+  // `params` (of spec.model(), whose tensors are `tensors`) trained for
+  // `epochs` epochs; weights that are 0 stay 0 when `freeze_zero_weights`.
+  // The error when the training fails.
+  virtual StatusOr<std::vector<float>> Train(const proto::JobSpec& spec, const std::vector<TensorInfo>& tensors,
+                                             const std::vector<float>& params, int epochs,
+                                             bool freeze_zero_weights) = 0;
+};
+
+// A model's test accuracy and mean loss on the spec's test set.
+struct Evaluation {
+  bool done = false;  // false when not evaluated (ExportOptions::evaluate)
+  double accuracy = 0, loss = 0;
+  int64_t examples = 0;
+};
+
+// One step of the export ("source", "prune", "fine_tune", "quantize") and
+// the model's test accuracy after it.
+struct ExportStepResult {
+  std::string name;
+  Evaluation eval;
+};
+
+struct ExportResult {
+  int64_t version = 0;      // the version written
+  uint64_t model_bytes = 0;  // of model.onnx
+  std::string model_sha256;
+  uint64_t num_parameters = 0;
+  Evaluation eval;  // the exported model's
+  std::vector<ExportStepResult> steps;
+  // Set on failure when the ONNX model the export built fails ONNX's
+  // checker: Tessera's own bug, not the input's.
+  bool onnx_check_failed = false;
+};
+
+// Called with a line for the user as a step ends ("pruned 117376 of 234752
+// weights ...").
+using ExportProgress = std::function<void(const std::string& line)>;
+
+// Exports `source` as options say, writing the next version of
+// options.model_dir. `fine_tuner` may be null when options.fine_tune_epochs
+// is 0. Fills *result and returns OK, or returns the first error (a bad
+// checkpoint or spec, data that cannot be read, a step that fails, a write
+// that fails; result->onnx_check_failed tells the checker's refusal apart);
+// nothing is written then.
+Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineTuner* fine_tuner,
+                        const ExportProgress& progress, ExportResult* result);
+
+}  // namespace tessera
+
+#endif  // TESSERA_EXPORT_EXPORT_PIPELINE_H_

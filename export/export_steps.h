@@ -1,0 +1,63 @@
+// The optional steps of the export pipeline (export/export_pipeline.h):
+// pruning with fine-tuning, and quantization, each measuring the model's test
+// accuracy after it. Each step changes the model being exported (its spec,
+// parameters and tensors) and records itself for the manifest. Not part of
+// the export library's interface: only export_pipeline.cc includes it.
+#ifndef TESSERA_EXPORT_EXPORT_STEPS_H_
+#define TESSERA_EXPORT_EXPORT_STEPS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "export/export_pipeline.h"
+#include "models/model.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+// The model on its way through the steps.
+struct ExportedModel {
+  proto::JobSpec spec;  // its model() is the exported model's
+  Shape input_shape;    // one example's
+  std::vector<float> params;
+  std::vector<TensorInfo> tensors;
+  std::vector<ExportStepResult> steps;
+  std::vector<JsonObject> steps_json;  // the manifest's "steps", one object per step
+  std::string precision = "fp32";         // fp32, fp16, int8
+  std::optional<JsonObject> quantization;  // the manifest's "quantization" when quantized
+  std::optional<JsonObject> pruning;       // the manifest's "pruning_details" when pruned
+};
+
+// Shortest text that reads back as the same float ("0.286").
+std::string FloatText(float v);
+
+// The model of `spec` with `params` evaluated on the spec's test set, inputs
+// normalized as the workers do (BatchReader); not done (done = false) when
+// !options.evaluate. The data's errors otherwise.
+StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const proto::JobSpec& spec, const Shape& input_shape,
+                                    const std::vector<float>& params);
+StatusOr<Evaluation> EvaluateModel(const proto::JobSpec& spec, Model* model);
+
+// Appends the step `name` and its evaluation to model->steps, and its
+// manifest object ({"step": NAME, "test_accuracy": A or null}) to
+// model->steps_json. Returns that object, for the step's own fields.
+JsonObject& RecordStep(const std::string& name, const Evaluation& eval, ExportedModel* model);
+
+// Prunes as options say (REQUIRES: options.prune_sparsity > 0), then
+// fine-tunes through *fine_tuner when options.fine_tune_epochs > 0. Reports
+// what was pruned through `progress`. The first error: a spec the fine-tuner
+// cannot run, a pruning or evaluation error, the fine-tuning's.
+Status PruneAndFineTune(const ExportOptions& options, FineTuner* fine_tuner, const ExportProgress& progress,
+                        ExportedModel* model);
+
+// Quantizes as options say (REQUIRES: options.quantize is not kNone), int8
+// calibrated on training examples. InvalidArgument for fp16 weights beyond
+// float16's range; the calibration's, quantization's or evaluation's error.
+Status QuantizeModel(const ExportOptions& options, const ExportProgress& progress, ExportedModel* model);
+
+}  // namespace tessera
+
+#endif  // TESSERA_EXPORT_EXPORT_STEPS_H_

@@ -24,17 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Version directories of a model directory, newest first.
-std::map<int64_t, std::string, std::greater<>> VersionDirs(const std::string& model_dir) {
-  std::map<int64_t, std::string, std::greater<>> versions;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
-    const int64_t version = ParseVersion(entry.path().filename().string());
-    if (version > 0 && entry.is_directory(ec)) versions[version] = entry.path().string();
-  }
-  return versions;
-}
-
 std::string ShapeOf(const std::vector<uint32_t>& dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
@@ -56,12 +45,12 @@ StatusOr<std::string> ResolveModelVersion(const std::string& model_dir, std::vec
     return NotFoundError(model_dir + " is not a directory (MODEL_DIR is MODEL_REPO/NAME or MODEL_REPO/NAME/VERSION, "
                                      "as tessera export writes them)");
   }
-  const auto versions = VersionDirs(model_dir);
+  const std::map<int64_t, std::string> versions = ListVersions(model_dir);
   std::string name = fs::path(model_dir).lexically_normal().filename().string();
   if (name.empty()) name = fs::path(model_dir).lexically_normal().parent_path().filename().string();
   // A version directory: it holds the files, or it is named as a version
   // and holds no versions itself (then ReadModelVersion says what is missing).
-  if (FileExists(model_dir + "/manifest.json") || FileExists(model_dir + "/model.onnx") ||
+  if (FileExists(ManifestPath(model_dir)) || FileExists(ModelFilePath(model_dir)) ||
       (versions.empty() && ParseVersion(name) > 0)) {
     return model_dir;
   }
@@ -70,7 +59,8 @@ StatusOr<std::string> ResolveModelVersion(const std::string& model_dir, std::vec
                                      "tessera export writes them)");
   }
   Status newest_error;
-  for (const auto& [version, dir] : versions) {
+  for (auto newest = versions.rbegin(); newest != versions.rend(); ++newest) {
+    const auto& [version, dir] = *newest;
     auto files = ReadModelVersion(dir);
     if (files.ok()) return dir;
     if (newest_error.ok()) newest_error = files.status();

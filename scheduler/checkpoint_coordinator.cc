@@ -180,6 +180,9 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Tick(const Posit
              << (snapshotting ? "snapshots" : "writes") << " overdue";
   const Pending p = std::move(*pending_);
   pending_.reset();
+  // Its directory stays while a server may still write into it; the next
+  // commit prunes it with every uncommitted one before it.
+  out.lines.push_back(FailedLine(p, std::string(snapshotting ? "snapshots" : "writes") + " overdue"));
   if (p.epochs_done == spec_.epochs() && p.steps_into_epoch == 0) error_ = "the final checkpoint timed out";
   RETURN_IF_ERROR(TakeDeferred(at, now, &out));
   if (p.then.has_value()) {
@@ -266,6 +269,21 @@ Status CheckpointCoordinator::TakeDeferred(const Position& at, Clock::TimePoint 
   return Cut(at.global_step, spec_.epochs(), 0, std::nullopt, at, now, out);
 }
 
+JsonObject CheckpointCoordinator::FailedLine(const Pending& p, const std::string& reason) {
+  JsonObject line;
+  line.Add("event", "checkpoint_failed").Add("step", p.step).Add("epoch", p.epochs_done).Add("reason", reason);
+  return line;
+}
+
+void CheckpointCoordinator::Discard(const Pending& p, const std::string& reason, Actions* out) {
+  // Every server has answered, so nothing writes into the parts any more:
+  // they go (the parts that were written would keep the disk full).
+  std::error_code ec;
+  std::filesystem::remove_all(p.dir, ec);
+  if (ec) LOG(WARNING) << "could not delete the failed checkpoint " << p.dir << ": " << ec.message();
+  out->lines.push_back(FailedLine(p, reason));
+}
+
 Status CheckpointCoordinator::Commit(const Position& at, Clock::TimePoint now, Actions* out) {
   RETURN_IF_ERROR(CommitPending(now, out));
   return TakeDeferred(at, now, out);
@@ -279,6 +297,7 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
     // The checkpoint never gets a manifest, so it does not exist; the previous one stays.
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << p.error;
     if (final) error_ = "the final checkpoint failed: " + p.error;
+    Discard(p, p.error, out);
     return OkStatus();
   }
   proto::CheckpointManifest m;
@@ -314,6 +333,7 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
   if (!written.ok()) {
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();
     if (final) error_ = "the final checkpoint failed: " + written.message();
+    Discard(p, written.message(), out);
     return OkStatus();
   }
   const std::string checkpoints = p.dir.substr(0, p.dir.rfind('/'));

@@ -119,6 +119,11 @@ class CheckpointCoordinator {
   // Steps a cut must lie ahead of the latest reported step, so no server
   // has passed it when the request arrives.
   static int64_t CutLead(const Position& at);
+  // The metrics line of a checkpoint that failed.
+  static JsonObject FailedLine(const Pending& p, const std::string& reason);
+  // A checkpoint failed after every server answered: removes its directory
+  // and records the line.
+  void Discard(const Pending& p, const std::string& reason, Actions* out);
   // Commits the pending checkpoint (every part in), then takes a deferred one.
   Status Commit(const Position& at, Clock::TimePoint now, Actions* out);
   Status CommitPending(Clock::TimePoint now, Actions* out);

@@ -220,8 +220,9 @@ TEST_F(CheckpointCoordinatorTest, AStopCutsAheadOfTheWorkersAndLetsThemGoOnceTak
 
 // A full disk when the manifest is written (MANIFEST.txt, the copy for
 // people, is in; MANIFEST, the commit, is not): that checkpoint does not
-// exist, `latest` keeps naming the one before, and when it was the final one
-// the job fails with the cause.
+// exist (its directory goes, a checkpoint_failed line says why), `latest`
+// keeps naming the one before, and when it was the final one the job fails
+// with the cause.
 TEST_F(CheckpointCoordinatorTest, AManifestThatCannotBeWrittenLeavesTheCheckpointBefore) {
   FaultyFileSystem fs;
   CheckpointCoordinator c(spec_, run_, &shape_, &fs);
@@ -235,8 +236,10 @@ TEST_F(CheckpointCoordinatorTest, AManifestThatCannotBeWrittenLeavesTheCheckpoin
   ASSERT_OK(c.EpochEnded(2, EpochEnd(1), NextPhase::Training(2), clock_.Now()).status());
   TakeAndWrite(&c, 20, EpochEnd(1), &snapshots, &parts);
   EXPECT_EQ(fs.struck(), 1);
-  EXPECT_TRUE(parts.lines.empty()) << "no checkpoint line for a checkpoint that failed";
-  EXPECT_TRUE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST.txt"));
+  ASSERT_EQ(parts.lines.size(), 1u);
+  EXPECT_EQ(JsonString(parts.lines[0].ToString(), "event"), "checkpoint_failed");
+  EXPECT_EQ(JsonNumber(parts.lines[0].ToString(), "step"), 20);
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20))) << "the failed cut's files go";
   EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST"));
   EXPECT_EQ(FileText(run_ + "/checkpoints/latest"), CheckpointName(10) + "\n");
   EXPECT_TRUE(c.error().empty()) << "not the final one: the job goes on";
@@ -260,8 +263,9 @@ TEST_F(CheckpointCoordinatorTest, ACutInsideAnEpochThatLostAWorkerIsGivenUp) {
   c->WorkerLostInEpoch(1);
   Actions snapshots, parts;
   TakeAndWrite(c.get(), 5, at, &snapshots, &parts);
-  EXPECT_TRUE(parts.lines.empty());
-  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(5) + "/MANIFEST"));
+  ASSERT_EQ(parts.lines.size(), 1u);
+  EXPECT_EQ(JsonString(parts.lines[0].ToString(), "event"), "checkpoint_failed");
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(5)));
   EXPECT_TRUE(c->error().empty()) << "not the final one";
   // And no new cut inside that epoch.
   auto none = c->Progressed(at, /*can_cut=*/false, clock_.Now());
@@ -301,7 +305,8 @@ TEST_F(CheckpointCoordinatorTest, ACutMovedFiveTimesIsGivenUpAtTheSixthRefusal) 
   // Server 0's part of the given-up cut comes; nothing commits.
   auto parts = c->PartWritten(0, Part(step, 0), at, clock_.Now());
   ASSERT_OK(parts.status());
-  EXPECT_TRUE(parts->lines.empty());
+  ASSERT_EQ(parts->lines.size(), 1u);
+  EXPECT_EQ(JsonString(parts->lines[0].ToString(), "event"), "checkpoint_failed");
   EXPECT_FALSE(c->busy());
   EXPECT_TRUE(c->error().empty());
   EXPECT_FALSE(FileExists(run_ + "/checkpoints/latest"));
@@ -349,6 +354,8 @@ TEST_F(CheckpointCoordinatorTest, ASnapshotThatTimesOutAbandonsTheCutAndTheJobGo
   ASSERT_OK(overdue.status());
   ASSERT_TRUE(overdue->go_on.has_value());
   EXPECT_EQ(overdue->go_on->epoch, 1);
+  ASSERT_EQ(overdue->lines.size(), 1u);
+  EXPECT_EQ(JsonString(overdue->lines[0].ToString(), "reason"), "snapshots overdue");
   EXPECT_FALSE(c->busy());
   EXPECT_TRUE(c->error().empty()) << "not the final one";
   EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(10) + "/MANIFEST"));
@@ -427,7 +434,11 @@ TEST_F(CheckpointCoordinatorTest, ADiskThatFillsDuringAPartWriteLeavesTheCheckpo
   ASSERT_OK(c->PartWritten(0, Part(20, 0), EpochEnd(1), clock_.Now()).status());
   auto failed = c->PartWritten(1, Ack(20, "IO error: No space left on device"), EpochEnd(1), clock_.Now());
   ASSERT_OK(failed.status());
-  EXPECT_TRUE(failed->lines.empty());
+  ASSERT_EQ(failed->lines.size(), 1u);
+  EXPECT_EQ(JsonString(failed->lines[0].ToString(), "event"), "checkpoint_failed");
+  EXPECT_EQ(JsonString(failed->lines[0].ToString(), "reason"), "server 1: IO error: No space left on device");
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20)))
+      << "server 0's part goes: it would keep the disk full";
   EXPECT_FALSE(c->busy());
   EXPECT_TRUE(c->error().empty()) << "not the final one: the job goes on";
   EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(20) + "/MANIFEST"));

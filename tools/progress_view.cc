@@ -83,6 +83,11 @@ void ProgressView::Show(const std::string& line) {
                   JsonNumber(line, "epoch_seconds"));
     Finish();
     std::fprintf(out_, "%s\n", text);
+  } else if (event == "checkpoint_failed") {
+    std::snprintf(text, sizeof(text), "checkpoint at step %lld failed: %s",
+                  static_cast<long long>(JsonNumber(line, "step")), JsonString(line, "reason").c_str());
+    Finish();
+    std::fprintf(out_, "%s\n", text);
   } else if (event == "eval") {
     std::snprintf(text, sizeof(text), "epoch %d/%d test accuracy %.4f, test loss %.4f", epoch, epochs,
                   JsonNumber(line, "test_accuracy"), JsonNumber(line, "test_loss"));

@@ -12,6 +12,14 @@ namespace {
 
 std::string Errno() { return std::strerror(errno); }
 
+// `what` failed with errno: ResourceExhausted for a full disk or quota (no
+// retry can help), else Unavailable.
+Status ErrnoError(const std::string& what) {
+  const bool full = errno == ENOSPC || errno == EDQUOT;
+  const std::string message = what + ": " + Errno();
+  return full ? ResourceExhaustedError(message) : UnavailableError(message);
+}
+
 std::string DirName(const std::string& path) {
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -32,7 +40,7 @@ class PosixWritableFile : public FileSystem::WritableFile {
       const ssize_t n = write(fd_, data.data() + written, data.size() - written);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return UnavailableError("cannot write " + path_ + ": " + Errno());
+        return ErrnoError("cannot write " + path_);
       }
       written += static_cast<size_t>(n);
     }
@@ -40,14 +48,14 @@ class PosixWritableFile : public FileSystem::WritableFile {
   }
 
   Status Sync() override {
-    if (fsync(fd_) != 0) return UnavailableError("cannot flush " + path_ + ": " + Errno());
+    if (fsync(fd_) != 0) return ErrnoError("cannot flush " + path_);
     return OkStatus();
   }
 
   Status Close() override {
     const int fd = fd_;
     fd_ = -1;
-    if (close(fd) != 0) return UnavailableError("cannot close " + path_ + ": " + Errno());
+    if (close(fd) != 0) return ErrnoError("cannot close " + path_);
     return OkStatus();
   }
 
@@ -60,7 +68,7 @@ class PosixFileSystem : public FileSystem {
  public:
   StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return UnavailableError("cannot create " + path + ": " + Errno());
+    if (fd < 0) return ErrnoError("cannot create " + path);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
   }
 

@@ -36,6 +36,7 @@ enum class StatusCode {
   kAborted,
   kDeadlineExceeded,
   kInternal,
+  kResourceExhausted,  // out of disk space (or another resource a retry cannot make)
 };
 
 // Returns a short name such as "INVALID_ARGUMENT".
@@ -74,6 +75,7 @@ inline Status UnavailableError(std::string m) { return {StatusCode::kUnavailable
 inline Status AbortedError(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 inline Status DeadlineExceededError(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status ResourceExhaustedError(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>

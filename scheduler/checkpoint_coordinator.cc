@@ -250,7 +250,12 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::PartWritten(int 
     return out;
   }
   Pending& p = *pending_;
-  if (!done.error().empty()) p.error = "server " + std::to_string(server) + ": " + done.error();
+  if (!done.error().empty() && p.error.empty()) {
+    p.error = "server " + std::to_string(server) + ": " + done.error();
+    if (done.error_code() == static_cast<int>(StatusCode::kResourceExhausted)) {
+      p.error_code = StatusCode::kResourceExhausted;
+    }
+  }
   p.parts[server] = done;
   if (++p.parts_done < servers_ || p.snapshots < servers_) return out;
   RETURN_IF_ERROR(Commit(at, now, &out));
@@ -296,7 +301,10 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
   if (!p.error.empty()) {
     // The checkpoint never gets a manifest, so it does not exist; the previous one stays.
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << p.error;
-    if (final) error_ = "the final checkpoint failed: " + p.error;
+    if (final) {
+      error_ = "the final checkpoint failed: " + p.error;
+      error_code_ = p.error_code;
+    }
     Discard(p, p.error, out);
     return OkStatus();
   }
@@ -332,7 +340,10 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
   const Status written = WriteManifest(p.dir, m, fs_);
   if (!written.ok()) {
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();
-    if (final) error_ = "the final checkpoint failed: " + written.message();
+    if (final) {
+      error_ = "the final checkpoint failed: " + written.message();
+      if (written.code() == StatusCode::kResourceExhausted) error_code_ = written.code();
+    }
     Discard(p, written.message(), out);
     return OkStatus();
   }

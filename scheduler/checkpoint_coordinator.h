@@ -86,6 +86,9 @@ class CheckpointCoordinator {
   bool busy() const { return pending_.has_value(); }
   // Why the job's final checkpoint failed; "" when it did not.
   const std::string& error() const { return error_; }
+  // Its kind: RESOURCE_EXHAUSTED when a server's disk was full (no restart
+  // can fix that), else UNAVAILABLE.
+  StatusCode error_code() const { return error_code_; }
   // What a stop left behind ("checkpoint DIR committed"; "" for nothing).
   const std::string& stop_note() const { return stop_note_; }
 
@@ -105,6 +108,7 @@ class CheckpointCoordinator {
     std::vector<std::optional<proto::CheckpointDone>> parts;  // by server rank
     int parts_done = 0;
     std::string error;
+    StatusCode error_code = StatusCode::kUnavailable;  // a server's, with its error
     Clock::TimePoint start;  // of this request (moved cuts restart it)
   };
   // An epoch-end cut due while another is being written.
@@ -139,6 +143,7 @@ class CheckpointCoordinator {
   bool deferred_final_ = false;  // the final cut waits for the one in progress
   bool stopping_ = false;
   std::string error_, stop_note_;
+  StatusCode error_code_ = StatusCode::kUnavailable;
   int64_t next_step_cut_ = 0;              // every_steps: the next multiple to cut at
   Clock::TimePoint last_cut_time_;         // every_seconds
 };

@@ -92,7 +92,7 @@ Status Scheduler::Run() {
     if (!result.ok()) break;
   }
   if (rolled_back()) return OkStatus();  // the nodes register again with the next run
-  if (result.ok() && !checkpoints_.error().empty()) result = UnavailableError(checkpoints_.error());
+  if (result.ok() && !checkpoints_.error().empty()) result = Status(checkpoints_.error_code(), checkpoints_.error());
   if (result.ok() && phases_.stage() == Stage::kStopping) {
     // Stopped cleanly: every node gets an ordinary SHUTDOWN, the scheduler reports the stop.
     ShutdownAll("");

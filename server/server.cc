@@ -404,6 +404,7 @@ Status Server::FinishWrites(bool wait) {
                 << done->write_seconds() << " s";
     } else {
       done->set_error(written.status().ToString());
+      done->set_error_code(static_cast<int>(written.status().code()));
       LOG(ERROR) << "checkpoint at step " << w.step << " failed: " << written.status().ToString();
     }
     RETURN_IF_ERROR(scheduler_->Send(h));

@@ -28,6 +28,8 @@ constexpr size_t kHeaderBytes = 4 + 8 + 8 + 8 + 4 + 8;
 // the disk's speed. Each file holds at least kMinTableBytes.
 constexpr size_t kMaxTables = 2;
 constexpr uint64_t kMinTableBytes = 32 << 20;
+// What a part's database holds besides its records (MANIFEST, OPTIONS, CURRENT, a log): well under this.
+constexpr uint64_t kStoreOverheadBytes = 1 << 20;
 
 // RocksDB's own info log would add (and, on a read-only open, rotate) LOG
 // files inside a checkpoint; it goes nowhere instead.
@@ -88,6 +90,7 @@ T Get(const char* p) {
 Status FromRocks(const rocksdb::Status& s, const std::string& what, StatusCode code = StatusCode::kUnavailable) {
   if (s.ok()) return OkStatus();
   if (s.IsCorruption()) return DataLossError(what + ": " + s.ToString());
+  if (s.IsNoSpace()) return ResourceExhaustedError(what + ": " + s.ToString());
   return Status(code, what + ": " + s.ToString());
 }
 
@@ -246,6 +249,21 @@ Status IngestTables(rocksdb::DB* db, const std::vector<rocksdb::ExternalSstFileI
   return FromRocks(db->IngestExternalFiles({arg}), "cannot add the records to " + dir);
 }
 
+// ResourceExhausted, before anything is written, when the disk under `dir`
+// lacks the room the part takes: its records plus RocksDB's own small files
+// (kStoreOverheadBytes). The records are written once, straight into their
+// SST files, so that is all a part needs while it is written.
+Status CheckFreeSpace(const std::string& dir, const std::vector<const SliceSnapshot*>& slices) {
+  uint64_t need = kStoreOverheadBytes;
+  for (const SliceSnapshot* s : slices) need += (s->params->size() + s->state.size()) * sizeof(float) + kHeaderBytes;
+  std::error_code ec;
+  const std::filesystem::space_info space =
+      std::filesystem::space(std::filesystem::path(dir).parent_path(), ec);
+  if (ec || space.available >= need) return OkStatus();  // unknown: the write itself will tell
+  return ResourceExhaustedError("checkpoint part " + dir + " needs about " + std::to_string(need >> 20) +
+                                " MiB, and " + std::to_string(space.available >> 20) + " MiB are free");
+}
+
 }  // namespace
 
 StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::vector<SliceSnapshot>& slices,
@@ -256,6 +274,7 @@ StatusOr<StoreWriteResult> WriteSliceStore(const std::string& dir, const std::ve
   for (const SliceSnapshot& s : slices) sorted.push_back(&s);
   std::sort(sorted.begin(), sorted.end(),
             [](const SliceSnapshot* a, const SliceSnapshot* b) { return a->range.begin < b->range.begin; });
+  RETURN_IF_ERROR(CheckFreeSpace(dir, sorted));
   rocksdb::Options options = StoreOptions();
   options.create_if_missing = true;
   options.error_if_exists = true;

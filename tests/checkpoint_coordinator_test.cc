@@ -408,6 +408,22 @@ TEST_F(CheckpointCoordinatorTest, AnEverySecondsCutComesOnceItsSecondsHavePassed
   EXPECT_FALSE(too_close->request.has_value()) << "20 + 4 is past the epoch's end at 22";
 }
 
+// The final checkpoint fails on a full disk: the job's error says so and has
+// the kind no restart can fix, so the launcher ends the job instead of
+// restarting it into the same full disk.
+TEST_F(CheckpointCoordinatorTest, AFinalCheckpointOnAFullDiskFailsTheJobAsPermanent) {
+  auto c = Coordinator();
+  ASSERT_OK(c->EpochEnded(3, EpochEnd(2), NextPhase::Evaluation(2), clock_.Now()).status());
+  for (int s = 0; s < 2; ++s) ASSERT_OK(c->Snapshot(s, Ack(30), EpochEnd(2), clock_.Now()).status());
+  ASSERT_OK(c->PartWritten(0, Part(30, 0), EpochEnd(2), clock_.Now()).status());
+  proto::CheckpointDone full = Ack(30, "IO error: No space left on device");
+  full.set_error_code(static_cast<int>(StatusCode::kResourceExhausted));
+  ASSERT_OK(c->PartWritten(1, full, EpochEnd(2), clock_.Now()).status());
+  EXPECT_EQ(c->error(), "the final checkpoint failed: server 1: IO error: No space left on device");
+  EXPECT_EQ(c->error_code(), StatusCode::kResourceExhausted);
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(30)));
+}
+
 // Collects the ERROR lines glog writes while it exists.
 class ErrorLines : public google::LogSink {
  public:

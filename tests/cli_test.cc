@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "core/file_util.h"
@@ -134,6 +135,27 @@ TEST(CliTest, RefusesToOverwriteARun) {
   auto kept = ReadFileToString(dir + "/summary.json");
   ASSERT_TRUE(kept.ok());
   EXPECT_EQ(*kept, "{}");
+}
+
+// A damaged data file (a truncated download) is one line and exit 2 before
+// any process starts, not every worker failing the same way once training
+// has begun (issue 19 #3).
+TEST(CliTest, ADamagedDataFileIsRefusedBeforeAnythingStarts) {
+  const std::string fmnist = "/usr/share/datasets/fashion-mnist";
+  if (!FileExists(fmnist + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const std::string dir = MakeTempDir("damaged");
+  for (const char* name : {"train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}) {
+    std::filesystem::copy_file(fmnist + "/" + name, dir + "/" + name);
+  }
+  auto images = ReadFileToString(fmnist + "/train-images-idx3-ubyte.gz");
+  ASSERT_TRUE(images.ok());
+  std::ofstream(dir + "/train-images-idx3-ubyte.gz", std::ios::binary) << images->substr(0, 13000000);
+  CommandResult r = RunTessera({"train", SourceDir() + "/examples/fmnist-mlp.pbtxt", "--data-dir", dir, "--run-dir",
+                                dir + "/run", "--progress", "none"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("train-images-idx3-ubyte.gz: compressed stream is truncated"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(FileExists(dir + "/run/logs")) << "no process was started";
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ namespace tessera {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;  // the job or role failed at run time
 constexpr int kExitUsage = 2;    // the user's mistake: bad flag, spec, path
+constexpr int kExitPermanent = 3;  // a role failed in a way no restart can fix: a full disk, corrupt data
 constexpr int kExitInterrupted = 130;
 
 struct ParsedArgs {

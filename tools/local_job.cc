@@ -308,7 +308,9 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       const int code = *failed->Poll();
       // A rolled-back job waits for its full worker count (as a resume does):
       // with a lost worker unreplaced, a rollback would wait in vain.
-      if (is_server && code != kExitUsage && scheduler_alive &&
+      // A bad spec or data, a full disk: a replacement or restart would fail the same way.
+      const bool permanent = code == kExitUsage || code == kExitPermanent;
+      if (is_server && !permanent && scheduler_alive &&
           *recoveries < options.max_restarts && cluster.Running("worker-") >= workers) {
         // A lost server: the scheduler, told at once (else by its missing
         // heartbeats), tells every node ROLLBACK and runs the job again from the newest checkpoint once
@@ -324,7 +326,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
         if (Status s = start_server(true); !s.ok()) return fail(s.message());
         continue;
       }
-      if (failed->label().rfind("worker-", 0) == 0 && code != kExitUsage && scheduler_alive) {
+      if (failed->label().rfind("worker-", 0) == 0 && !permanent && scheduler_alive) {
         // A lost worker does not stop the job: the scheduler hands its data
         // to the others; a replacement joins at the next phase.
         exits.Notify(*failed, code);
@@ -342,7 +344,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
         continue;
       }
       view.Finish();
-      *restartable = *failed->Poll() != kExitUsage;
+      *restartable = !permanent;
       return fail(failed->label() + " exited with code " + std::to_string(*failed->Poll()) + "; the end of " +
                   failed->log_path() + ":\n" + LastLines(failed->log_path(), 5));
     }

@@ -46,7 +46,9 @@ int FinishRole(const char* role, const Status& status) {
   LOG(ERROR) << role << " failed: " << status.ToString();
   std::cerr << "tessera " << role << ": " << status.message() << std::endl;
   const bool users_mistake = status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kNotFound;
-  return users_mistake ? kExitUsage : kExitFailure;
+  if (users_mistake) return kExitUsage;
+  const bool permanent = status.code() == StatusCode::kResourceExhausted || status.code() == StatusCode::kDataLoss;
+  return permanent ? kExitPermanent : kExitFailure;
 }
 
 }  // namespace tessera

@@ -63,13 +63,16 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   // mistake is cheaper to report here, before any process starts.
   ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(d, d.train_images())));
   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), ExampleShape(dims), kImageDatasetClasses));
+  // Every byte the workers will read is read once here: a damaged file (a
+  // truncated download, say) is one line now rather than every worker
+  // failing the same way once training has started.
+  ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(d, d.train_images()), DataPath(d, d.train_labels()),
+                                                        d.max_train_examples()));
+  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(d, d.test_images()), DataPath(d, d.test_labels()),
+                                                       d.max_test_examples()));
   if (spec.model().layer(0).has_embedding()) {
-    // Ids must be valid for every example: worth reading the data for.
-    ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(d, d.train_images()), DataPath(d, d.train_labels()),
-                                                          d.max_train_examples()));
+    // Ids must be valid for every example.
     RETURN_IF_ERROR(CheckDatasetInputs(train, d.mean(), d.std(), *model, "training set"));
-    ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(d, d.test_images()), DataPath(d, d.test_labels()),
-                                                         d.max_test_examples()));
     RETURN_IF_ERROR(CheckDatasetInputs(test, d.mean(), d.std(), *model, "test set"));
   }
   return OkStatus();

@@ -206,7 +206,10 @@ void Server::HandleWorker(Message m) {
   switch (h.op()) {
     case proto::PUSH: {
       const std::vector<KeyRange> ranges = RangesOf(h);
-      auto done = shard_->AddPush(h.sender_rank(), h.step(), h.examples(), ranges, std::move(m.frames));
+      // Sparse frames stay sparse until the shard has checked the rank and
+      // the ranges: it makes them dense into the slices' own memory.
+      auto done =
+          shard_->AddPush(h.sender_rank(), h.step(), h.examples(), ranges, std::move(m.frames), SparseRangesOf(h));
       if (!done.ok()) {
         LOG(WARNING) << "dropped a push: " << done.status().ToString();
         ReplyError(m.peer, done.status().message());

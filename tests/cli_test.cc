@@ -125,6 +125,20 @@ TEST(CliTest, RoleCommandsCheckTheirFlags) {
   ExpectUsageError({"scheduler"}, "--spec is required");
 }
 
+// Issue 19, item 14: --port was taken modulo 65536 (65537 bound port 1) and
+// a negative one meant the default. Every command that binds a port, and a
+// worker's or server's scheduler address, refuses what is not a port.
+TEST(CliTest, PortsOutsideTheirRangeAreRefused) {
+  for (const std::string port : {"65537", "70000", "-7"}) {
+    const std::string said = "--port must be in [0, 65535] (0: any free port), got " + port;
+    ExpectUsageError({"scheduler", "--spec", Example(), "--port", port}, said);
+    ExpectUsageError({"server", "--scheduler", "127.0.0.1:7000", "--port", port}, said);
+    ExpectUsageError({"serve", "--model-repo", "/nonexistent", "--port", port}, said);
+  }
+  ExpectUsageError({"server", "--scheduler", "127.0.0.1:65536"}, "out of range");
+  ExpectUsageError({"worker", "--scheduler", "127.0.0.1:65536"}, "out of range");
+}
+
 TEST(CliTest, RefusesToOverwriteARun) {
   const std::string dir = MakeTempDir("cli");
   std::ofstream(dir + "/summary.json") << "{}";

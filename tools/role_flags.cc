@@ -49,4 +49,12 @@ int FinishRole(const char* role, const Status& status) {
   return users_mistake ? kExitUsage : kExitFailure;
 }
 
+StatusOr<int> PortFlag(const ParsedArgs& args, int default_port) {
+  if (args.set_flags.count("port") == 0) return default_port;
+  if (FLAGS_port < 0 || FLAGS_port > 65535) {
+    return InvalidArgumentError("--port must be in [0, 65535] (0: any free port), got " + std::to_string(FLAGS_port));
+  }
+  return FLAGS_port;
+}
+
 }  // namespace tessera

@@ -139,6 +139,27 @@ TEST(CliTest, PortsOutsideTheirRangeAreRefused) {
   ExpectUsageError({"worker", "--scheduler", "127.0.0.1:65536"}, "out of range");
 }
 
+// Issue 19, item 13: --workers 500 forked 500 processes, each loading the
+// data set, on a 2-core machine. More workers than the machine can run are
+// refused before anything starts (1024, the spec's limit, is more than 4
+// per core on any machine under 256 cores).
+TEST(CliTest, MoreWorkersThanTheMachineCanRunAreRefused) {
+  ExpectUsageError({"train", Example(), "--workers", "1024"},
+                   "1024 workers are more than this machine can run: at most ");
+  ExpectUsageError({"train", Example(), "--workers", "1024"}, "use fewer, or --force to start them anyway");
+}
+
+// With --force the limit is not applied: the command goes on to its next
+// check (here a run directory that already holds a run, so nothing starts).
+TEST(CliTest, ForceStartsMoreWorkersThanTheMachineCanRun) {
+  const std::string dir = MakeTempDir("cli");
+  std::ofstream(dir + "/summary.json") << "{}";
+  CommandResult r = RunTessera({"train", Example(), "--workers", "1024", "--force", "--run-dir", dir}, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("already holds a run"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("more than this machine can run"), std::string::npos) << r.output;
+}
+
 TEST(CliTest, RefusesToOverwriteARun) {
   const std::string dir = MakeTempDir("cli");
   std::ofstream(dir + "/summary.json") << "{}";

@@ -320,6 +320,9 @@ int PruneAndFineTune(const Command& self, const Shape& input_shape, proto::JobSp
     proto::JobSpec job = *spec;
     job.set_epochs(FLAGS_fine_tune_epochs);
     if (Status s = CheckSpecRunnable(job, "the fine-tuning job"); !s.ok()) return UsageError(self, s.message());
+    if (!FLAGS_force) {
+      if (Status fits = CheckLocalWorkersFit(job); !fits.ok()) return UsageError(self, fits.message());
+    }
   }
   summary->done = true;
   summary->mode = FLAGS_prune_mode;

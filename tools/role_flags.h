@@ -27,6 +27,7 @@ DECLARE_string(resume_from);
 DECLARE_bool(json);
 DECLARE_int32(max_restarts);
 DECLARE_int32(reply_timeout);
+DECLARE_bool(force);
 
 namespace tessera {
 

@@ -21,7 +21,6 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
                          std::to_string(frames.size()) + " tensor frames came");
   }
   uint64_t previous_end = 0;
-  uint64_t expanded_bytes = 0;  // of the sparse ranges, once made dense
   for (int i = 0; i < header.ranges_size(); ++i) {
     const proto::KeyRange& r = header.ranges(i);
     if (r.end() <= r.begin()) return InvalidArgumentError("empty key range " + std::to_string(i));
@@ -33,20 +32,17 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
       return InvalidArgumentError("key range " + std::to_string(i) + " of a PULL is not sparse (a run list)");
     }
     if (r.sparse()) {
-      if (header.op() == proto::PULL || header.op() == proto::PARAMS) continue;  // DecodeMessage checks the frame
-      if (header.op() != proto::PUSH) {
+      if (header.op() != proto::PUSH && header.op() != proto::PULL && header.op() != proto::PARAMS) {
         return InvalidArgumentError("sparse key range " + std::to_string(i) + " in a " + proto::Op_Name(header.op()));
       }
-      // DecodeMessage checks the frame while it makes it dense. What it
-      // makes may not exceed what a dense message could hold: a few bytes
-      // must not turn into a huge allocation.
-      expanded_bytes += keys * sizeof(float);
-      if (expanded_bytes > kMaxFrameBytes) {
-        return InvalidArgumentError("sparse key ranges up to " + std::to_string(i) + " stand for " +
-                                    std::to_string(expanded_bytes) + " bytes, more than a message may hold (" +
+      // No slice is larger than a frame may be (kSliceKeys), so a larger
+      // sparse range is malformed, whatever its few bytes say.
+      if (keys * sizeof(float) > kMaxFrameBytes) {
+        return InvalidArgumentError("sparse key range " + std::to_string(i) + " stands for " +
+                                    std::to_string(keys * sizeof(float)) + " bytes, more than a message may hold (" +
                                     std::to_string(kMaxFrameBytes) + ")");
       }
-      continue;
+      continue;  // DecodeMessage checks the frame
     }
     if (frames[i].size() != keys * sizeof(float)) {
       return DataLossError("frame " + std::to_string(i + 1) + " holds " + std::to_string(frames[i].size()) +
@@ -70,21 +66,16 @@ StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_id
   }
   for (size_t i = header_index + 1; i < parts.size(); ++i) m.frames.push_back(std::move(parts[i]));
   RETURN_IF_ERROR(ValidateMessage(m.header, m.frames));
+  // Sparse frames are checked and kept as they came: what one stands for is
+  // made dense (CopySparseValues) only by a receiver that knows the range,
+  // into memory of its own, never into a buffer sized by the message.
   for (int i = 0; i < m.header.ranges_size(); ++i) {
-    proto::KeyRange* r = m.header.mutable_ranges(i);
-    if (!r->sparse()) continue;
-    const uint64_t keys = r->end() - r->begin();
-    if (m.header.op() == proto::PULL || m.header.op() == proto::PARAMS) {
-      // Kept sparse: the receiver reads only the runs.
-      const Status checked = m.header.op() == proto::PULL ? ParseRunList(m.frames[i], keys).status()
-                                                          : ParseSparseFrame(m.frames[i], keys).status();
-      if (!checked.ok()) return checked.WithContext("frame " + std::to_string(i + 1));
-      continue;
-    }
-    auto dense = DecodeSparseFrame(m.frames[i], keys);
-    if (!dense.ok()) return dense.status().WithContext("frame " + std::to_string(i + 1));
-    m.frames[i] = std::move(dense).value();
-    r->clear_sparse();  // what the receiver sees is dense
+    const proto::KeyRange& r = m.header.ranges(i);
+    if (!r.sparse()) continue;
+    const uint64_t keys = r.end() - r.begin();
+    const Status checked = m.header.op() == proto::PULL ? ParseRunList(m.frames[i], keys).status()
+                                                        : ParseSparseFrame(m.frames[i], keys).status();
+    if (!checked.ok()) return checked.WithContext("frame " + std::to_string(i + 1));
   }
   return m;
 }
@@ -102,6 +93,13 @@ std::vector<KeyRange> RangesOf(const proto::Header& header) {
   ranges.reserve(header.ranges_size());
   for (const proto::KeyRange& r : header.ranges()) ranges.push_back({r.begin(), r.end()});
   return ranges;
+}
+
+std::vector<bool> SparseRangesOf(const proto::Header& header) {
+  std::vector<bool> sparse;
+  sparse.reserve(header.ranges_size());
+  for (const proto::KeyRange& r : header.ranges()) sparse.push_back(r.sparse());
+  return sparse;
 }
 
 void SetRanges(const std::vector<KeyRange>& ranges, proto::Header* header) {

@@ -34,12 +34,16 @@ struct Message {
 };
 
 // Validates a decoded header against its tensor frames: known op, wire
-// version, one frame per range, each frame (end-begin)*4 bytes, ranges
-// non-empty and sorted. Returns InvalidArgument/DataLoss naming the problem.
+// version, one frame per range, each frame (end-begin)*4 bytes (or, for a
+// sparse range of a PUSH, PULL or PARAMS, no larger than a frame may be),
+// ranges non-empty and sorted. Returns InvalidArgument/DataLoss naming the
+// problem.
 Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames);
 
 // Decodes parts (identity first when `has_identity`) into a Message. Never
-// throws; returns DataLoss/InvalidArgument for malformed input.
+// throws; returns DataLoss/InvalidArgument for malformed input. Sparse
+// frames (core/sparse_frame.h) are checked and kept sparse: nothing here
+// allocates more than the bytes that came.
 StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_identity);
 
 // A frame's bytes as floats. Frames may be unaligned (ZeroMQ can deliver
@@ -48,6 +52,8 @@ StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_id
 const float* FrameFloats(const zmq::message_t& frame, std::vector<float>* scratch);
 
 std::vector<KeyRange> RangesOf(const proto::Header& header);
+// Per range of the header: whether it is marked sparse.
+std::vector<bool> SparseRangesOf(const proto::Header& header);
 void SetRanges(const std::vector<KeyRange>& ranges, proto::Header* header);
 
 }  // namespace tessera

@@ -113,12 +113,4 @@ void CopySparseValues(const SparseFrameView& view, float* range_values) {
   }
 }
 
-StatusOr<zmq::message_t> DecodeSparseFrame(const zmq::message_t& frame, uint64_t keys) {
-  ASSIGN_OR_RETURN(SparseFrameView view, ParseSparseFrame(frame, keys));
-  zmq::message_t dense(keys * sizeof(float));
-  std::memset(dense.data(), 0, dense.size());
-  CopySparseValues(view, static_cast<float*>(dense.data()));
-  return dense;
-}
-
 }  // namespace tessera

@@ -1,10 +1,13 @@
 // Sparse frames: a key range sent as only some runs of it (the rows of an
 // embedding a step touched, or the next step reads) instead of every float.
-// A sparse PUSH frame is turned back into the dense one it stands for, zeros
-// outside the runs, as the message is decoded (DecodeMessage), so servers
-// aggregate sparse and dense pushes alike. A sparse PULL range carries only
-// the run list (the rows wanted), and the PARAMS answering it a sparse frame
-// of those rows, which the worker copies into place (CopySparseValues).
+// DecodeMessage checks sparse frames and keeps them sparse. A server makes a
+// sparse PUSH frame dense, zeros outside the runs, only once it has checked
+// the sender and that the range is one of its slices, in memory of its own
+// sized by the slice (KvShard::AddPush), so it aggregates sparse and dense
+// pushes alike and a few bytes never claim a large buffer. A sparse PULL
+// range carries only the run list (the rows wanted), and the PARAMS
+// answering it a sparse frame of those rows, which the worker copies into
+// place (CopySparseValues).
 //
 // Layout (little-endian): uint64 run count n; n pairs of uint64 (offset,
 // length), counted in floats from the range's begin, each length >= 1, in
@@ -50,12 +53,10 @@ StatusOr<SparseFrameView> ParseSparseFrame(const zmq::message_t& frame, uint64_t
 // Checks a run list for a range of `keys` floats and returns its runs.
 StatusOr<std::vector<KeyRange>> ParseRunList(const zmq::message_t& frame, uint64_t keys);
 
-// Writes the view's values at their runs' offsets from range_values.
+// Writes the view's values at their runs' offsets from range_values (and
+// nothing else there). REQUIRES: range_values holds the `keys` floats the
+// view was parsed for.
 void CopySparseValues(const SparseFrameView& view, float* range_values);
-
-// The dense frame (keys floats) a sparse frame for a range of `keys` floats
-// stands for. DataLoss naming the problem when the frame is malformed.
-StatusOr<zmq::message_t> DecodeSparseFrame(const zmq::message_t& frame, uint64_t keys);
 
 }  // namespace tessera
 

@@ -84,7 +84,7 @@ Status Scheduler::Run() {
     waited = std::chrono::steady_clock::now() - wait_start;
     if (!m.ok()) {
       if (m.status().code() != StatusCode::kDeadlineExceeded && m.status().code() != StatusCode::kAborted) {
-        LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
+        drops_.Drop("dropped a malformed message: " + m.status().ToString());
       }
       continue;
     }
@@ -136,7 +136,7 @@ Status Scheduler::Handle(Message m) {
   if (h.op() == proto::NODE_EXITED) return HandleNodeExited(h.node_exited());
   Node* found = members_.Find(m.peer);
   if (found == nullptr || h.job_id() != job_id_) {
-    LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from an unregistered peer";
+    drops_.Drop("dropped " + proto::Op_Name(h.op()) + " from an unregistered peer");
     return OkStatus();
   }
   Node& node = *found;
@@ -169,8 +169,8 @@ Status Scheduler::Handle(Message m) {
     default:
       break;
   }
-  LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from " << proto::Role_Name(node.role) << " "
-               << node.rank;
+  drops_.Drop("dropped " + proto::Op_Name(h.op()) + " from " + proto::Role_Name(node.role) + " " +
+              std::to_string(node.rank));
   return OkStatus();
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/drop_log.h"
 #include "core/status.h"
 #include "core/transport.h"
 #include "proto/job.pb.h"
@@ -169,6 +170,8 @@ class Scheduler {
   std::string rollback_reason_;
   EpochProgress progress_;  // the workers' reports inside a training epoch
   MetricsLog metrics_;
+  // The lines of dropped messages: junk from anyone must not fill the disk.
+  DropLog drops_{options_.clock};
 };
 
 }  // namespace tessera

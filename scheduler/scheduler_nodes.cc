@@ -14,7 +14,7 @@ namespace tessera {
 Status Scheduler::HandleHeartbeat(const Message& m) {
   const proto::Header& h = m.header;
   if (h.job_id() != job_id_ || !members_.Heartbeat(h.sender_role(), h.sender_rank(), Now())) {
-    LOG(WARNING) << "dropped a heartbeat from an unknown node";
+    drops_.Drop("dropped a heartbeat from an unknown node");
     return OkStatus();
   }
   proto::Header answer;
@@ -150,7 +150,8 @@ Status Scheduler::SendMembership(const std::vector<bool>& active) {
 Status Scheduler::HandleMembershipAck(const Node& node, const proto::MembershipAck& ack) {
   bool settled = false;
   if (!server_membership_.Acknowledge(ack.seq(), members_.registered_servers(), &settled)) {
-    LOG(WARNING) << "dropped a MEMBERSHIP_ACK for change " << ack.seq() << " from server " << node.rank;
+    drops_.Drop("dropped a MEMBERSHIP_ACK for change " + std::to_string(ack.seq()) + " from server " +
+                std::to_string(node.rank));
     return OkStatus();
   }
   for (const proto::RankReach& reach : ack.left()) phases_.ReachReported(ack.seq(), reach);
@@ -177,8 +178,8 @@ Status Scheduler::HandleRegister(const Message& m) {
   std::string refusal;
   switch (members_.Register(m.peer, r, Now(), &refusal)) {
     case Membership::Admission::kDropped:
-      LOG(WARNING) << "dropped a REGISTER with role " << proto::Role_Name(r.role()) << " (a second one from one peer, "
-                   << "or neither server nor worker)";
+      drops_.Drop("dropped a REGISTER with role " + proto::Role_Name(r.role()) +
+                  " (a second one from one peer, or neither server nor worker)");
       return OkStatus();
     case Membership::Admission::kRefused: {
       LOG(WARNING) << "refused a " << proto::Role_Name(r.role()) << ": " << refusal;

@@ -75,7 +75,7 @@ StatusOr<std::vector<int>> KvShard::FindSlices(const std::vector<KeyRange>& rang
 }
 
 StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const std::vector<KeyRange>& ranges,
-                                std::vector<zmq::message_t>&& frames) {
+                                std::vector<zmq::message_t>&& frames, const std::vector<bool>& sparse) {
   // Check everything before changing anything.
   if (rank < 0 || rank >= workers_) {
     return InvalidArgumentError("push from worker rank " + std::to_string(rank) + ", expected 0.." +
@@ -87,8 +87,23 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
   if (examples < 0) return InvalidArgumentError("push of " + std::to_string(examples) + " examples");
   if (ranges.empty()) return InvalidArgumentError("push names no key ranges");
   if (frames.size() != ranges.size()) return InvalidArgumentError("push frame count does not match its ranges");
+  if (!sparse.empty() && sparse.size() != ranges.size()) {
+    return InvalidArgumentError("push marks " + std::to_string(sparse.size()) + " ranges sparse or not, it has " +
+                                std::to_string(ranges.size()));
+  }
+  // The ranges must be owned slices before any frame is read: a sparse
+  // frame is made dense at the slice's size, never at what the message says.
   ASSIGN_OR_RETURN(std::vector<int> indices, FindSlices(ranges));
+  std::vector<std::optional<SparseFrameView>> views(frames.size());
   for (size_t i = 0; i < frames.size(); ++i) {
+    if (!sparse.empty() && sparse[i]) {
+      auto view = ParseSparseFrame(frames[i], ranges[i].size());
+      if (!view.ok()) {
+        return InvalidArgumentError("push frame " + std::to_string(i) + ": " + view.status().message());
+      }
+      views[i] = std::move(view).value();
+      continue;
+    }
     if (frames[i].size() != ranges[i].size() * sizeof(float)) {
       return InvalidArgumentError("push frame " + std::to_string(i) + " holds " + std::to_string(frames[i].size()) +
                                   " bytes, expected " + std::to_string(ranges[i].size() * sizeof(float)));
@@ -113,17 +128,21 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
   for (size_t i = 0; i < indices.size(); ++i) {
     Slice& s = state_[indices[i]];
     s.last_push[rank] = step;
+    const SparseFrameView* view = views[i].has_value() ? &*views[i] : nullptr;
     if (consistency_ == proto::ASP) {
       if (examples > 0) {
-        const float* g = Aligned(frames[i], 0);
+        // Held only for this call: ASP applies each push at once.
+        Hold(s, std::move(frames[i]), view, &s.pending[rank]);
+        const float* g = Gradient(s.pending[rank], 0);
         ApplySlice(&s, {&g, 1}, examples);
+        s.pending[rank].reset();
       }
       ++s.version;
       MaybeCapture(indices[i]);
       applied = true;
       continue;
     }
-    s.pending[rank] = std::move(frames[i]);
+    Hold(s, std::move(frames[i]), view, &s.pending[rank]);
     s.pending_examples[rank] = examples;
     ++s.pending_count;
     if (Complete(s)) {
@@ -138,6 +157,21 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
 const float* KvShard::Aligned(const zmq::message_t& frame, size_t scratch_slot) {
   if (scratch_.size() <= scratch_slot) scratch_.resize(scratch_slot + 1);
   return FrameFloats(frame, &scratch_[scratch_slot]);
+}
+
+const float* KvShard::Gradient(const Held& held, size_t scratch_slot) {
+  return held.is_expanded ? held.expanded.data() : Aligned(*held.frame, scratch_slot);
+}
+
+void KvShard::Hold(const Slice& slice, zmq::message_t&& frame, const SparseFrameView* view, Held* held) {
+  if (view == nullptr) {
+    held->frame = std::move(frame);
+    return;
+  }
+  // Zeros outside the runs, exactly as the dense frame would hold them.
+  held->expanded.assign(slice.range.size(), 0.0f);
+  CopySparseValues(*view, held->expanded.data());
+  held->is_expanded = true;
 }
 
 bool KvShard::Complete(const Slice& slice) const {
@@ -205,7 +239,7 @@ void KvShard::ApplyPending(Slice* slice) {
   for (int r = 0; r < workers_; ++r) {
     if (!slice->pending[r].has_value() || slice->pending_examples[r] == 0) continue;
     examples += slice->pending_examples[r];
-    gradients.push_back(Aligned(*slice->pending[r], gradients.size()));
+    gradients.push_back(Gradient(slice->pending[r], gradients.size()));
   }
   if (examples > 0) ApplySlice(slice, gradients, examples);
   for (int r = 0; r < workers_; ++r) {

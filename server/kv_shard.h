@@ -23,6 +23,7 @@
 
 #include "core/key_range.h"
 #include "core/message.h"
+#include "core/sparse_frame.h"
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "server/optimizer.h"
@@ -55,13 +56,16 @@ class KvShard {
 
   // Takes worker `rank`'s gradient frames for `ranges` (one frame per range,
   // each an owned slice; the gradient summed over `examples` examples) for
-  // `step`. Returns true when the push completed a step of at least one
-  // slice (BSP: it was the last worker's; ASP: always) and that step was
-  // applied. InvalidArgument, with nothing changed, for unknown ranges, wrong
-  // frame sizes, a rank out of range, or under BSP a step other than a
-  // slice's version or a second push from one rank for one slice and step.
+  // `step`. A range marked in `sparse` (empty: none) has a sparse frame
+  // (core/sparse_frame.h), made dense into the slice's own buffer once
+  // everything is checked. Returns true when the push completed a step of at
+  // least one slice (BSP: it was the last worker's; ASP: always) and that
+  // step was applied. InvalidArgument, with nothing changed, for unknown
+  // ranges, wrong frame sizes, malformed sparse frames, a rank out of range,
+  // or under BSP a step other than a slice's version or a second push from
+  // one rank for one slice and step.
   StatusOr<bool> AddPush(int rank, int64_t step, int64_t examples, const std::vector<KeyRange>& ranges,
-                         std::vector<zmq::message_t>&& frames);
+                         std::vector<zmq::message_t>&& frames, const std::vector<bool>& sparse = {});
 
   // The parameters of `slices` (all when empty) as frames for a PARAMS
   // reply, sent without copying: the frames share each slice's buffer, and
@@ -133,6 +137,20 @@ class KvShard {
   Status Restore(const std::vector<SliceRecord>& records, int64_t step);
 
  private:
+  // A rank's push of a slice: a dense frame as it came, or a sparse one made
+  // dense in `expanded`, which is the slice's size (never the message's) and
+  // kept for the rank's next sparse push.
+  struct Held {
+    std::optional<zmq::message_t> frame;
+    bool is_expanded = false;
+    std::vector<float> expanded;
+    bool has_value() const { return frame.has_value() || is_expanded; }
+    void reset() {
+      frame.reset();
+      is_expanded = false;
+    }
+  };
+
   struct Slice {
     KeyRange range;
     int64_t version = 0;
@@ -144,7 +162,7 @@ class KvShard {
     // a snapshot writes into memory that is already mapped. Empty until then.
     std::shared_ptr<std::vector<float>> spare_params, spare_state;
     // BSP: this version's pushes by rank, and their example counts.
-    std::vector<std::optional<zmq::message_t>> pending;
+    std::vector<Held> pending;
     std::vector<int64_t> pending_examples;
     int pending_count = 0;
     // Per rank: the step of its last push of this slice, -1 before any.
@@ -174,6 +192,11 @@ class KvShard {
   void FreezeZeros(Slice* slice) const;
   // The frame's floats, copied into a scratch buffer when unaligned.
   const float* Aligned(const zmq::message_t& frame, size_t scratch_slot);
+  // A held push's gradient: its expanded floats, or its frame's (Aligned).
+  const float* Gradient(const Held& held, size_t scratch_slot);
+  // Keeps a push of `slice` in *held: a dense frame as it is, a sparse one
+  // (`view`, checked against the slice) made dense in held->expanded.
+  static void Hold(const Slice& slice, zmq::message_t&& frame, const SparseFrameView* view, Held* held);
 
   std::vector<KeyRange> slices_;
   std::vector<Slice> state_;

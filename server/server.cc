@@ -67,7 +67,7 @@ Status Server::Run() {
       if (m.ok()) {
         RETURN_IF_ERROR(HandleScheduler(std::move(m).value()));
       } else if (m.status().code() != StatusCode::kDeadlineExceeded) {
-        LOG(WARNING) << "dropped a malformed message from the scheduler: " << m.status().ToString();
+        drops_.Drop("dropped a malformed message from the scheduler: " + m.status().ToString());
       }
     }
     if (ready[1]) {
@@ -76,7 +76,7 @@ Status Server::Run() {
         auto m = workers_->Receive(0);
         if (!m.ok()) {
           if (m.status().code() == StatusCode::kDeadlineExceeded) break;
-          LOG(WARNING) << "dropped a malformed message: " << m.status().ToString();
+          drops_.Drop("dropped a malformed message: " + m.status().ToString());
           continue;
         }
         HandleWorker(std::move(m).value());
@@ -200,15 +200,19 @@ void Server::HandleWorker(Message m) {
     return;
   }
   if (h.job_id() != job_id_) {
-    LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " for job " << h.job_id() << ", this job is " << job_id_;
+    drops_.Drop("dropped " + proto::Op_Name(h.op()) + " for job " + std::to_string(h.job_id()) + ", this job is " +
+                std::to_string(job_id_));
     return;
   }
   switch (h.op()) {
     case proto::PUSH: {
       const std::vector<KeyRange> ranges = RangesOf(h);
-      auto done = shard_->AddPush(h.sender_rank(), h.step(), h.examples(), ranges, std::move(m.frames));
+      // Sparse frames stay sparse until the shard has checked the rank and
+      // the ranges: it makes them dense into the slices' own memory.
+      auto done =
+          shard_->AddPush(h.sender_rank(), h.step(), h.examples(), ranges, std::move(m.frames), SparseRangesOf(h));
       if (!done.ok()) {
-        LOG(WARNING) << "dropped a push: " << done.status().ToString();
+        drops_.Drop("dropped a push: " + done.status().ToString());
         ReplyError(m.peer, done.status().message());
         return;
       }
@@ -234,7 +238,7 @@ void Server::HandleWorker(Message m) {
       // (DecodeMessage checked their run lists): only those rows of them.
       auto slices = shard_->FindSlices(RangesOf(h));
       if (!slices.ok()) {
-        LOG(WARNING) << "dropped a pull: " << slices.status().ToString();
+        drops_.Drop("dropped a pull: " + slices.status().ToString());
         ReplyError(m.peer, slices.status().message());
         return;
       }
@@ -252,7 +256,7 @@ void Server::HandleWorker(Message m) {
       return;
     }
     default:
-      LOG(WARNING) << "dropped op " << proto::Op_Name(h.op()) << " on the data port";
+      drops_.Drop("dropped op " + proto::Op_Name(h.op()) + " on the data port");
   }
 }
 

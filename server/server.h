@@ -17,6 +17,7 @@
 
 #include "core/heartbeat.h"
 #include "core/status.h"
+#include "core/drop_log.h"
 #include "core/transport.h"
 #include "server/kv_shard.h"
 #include "server/optimizer.h"
@@ -114,6 +115,8 @@ class Server {
   std::string shutdown_reason_;
   std::chrono::steady_clock::time_point map_deadline_;
   bool rolled_back_ = false;  // since a ROLLBACK: requests without a shard are dropped
+  // The lines of dropped messages: junk from anyone must not fill the disk.
+  DropLog drops_{SystemClock()};
 };
 
 }  // namespace tessera

@@ -126,6 +126,41 @@ TEST(CliTest, RoleCommandsCheckTheirFlags) {
   ExpectUsageError({"scheduler"}, "--spec is required");
 }
 
+// Issue 19, item 14: --port was taken modulo 65536 (65537 bound port 1) and
+// a negative one meant the default. Every command that binds a port, and a
+// worker's or server's scheduler address, refuses what is not a port.
+TEST(CliTest, PortsOutsideTheirRangeAreRefused) {
+  for (const std::string port : {"65537", "70000", "-7"}) {
+    const std::string said = "--port must be in [0, 65535] (0: any free port), got " + port;
+    ExpectUsageError({"scheduler", "--spec", Example(), "--port", port}, said);
+    ExpectUsageError({"server", "--scheduler", "127.0.0.1:7000", "--port", port}, said);
+    ExpectUsageError({"serve", "--model-repo", "/nonexistent", "--port", port}, said);
+  }
+  ExpectUsageError({"server", "--scheduler", "127.0.0.1:65536"}, "out of range");
+  ExpectUsageError({"worker", "--scheduler", "127.0.0.1:65536"}, "out of range");
+}
+
+// Issue 19, item 13: --workers 500 forked 500 processes, each loading the
+// data set, on a 2-core machine. More workers than the machine can run are
+// refused before anything starts (1024, the spec's limit, is more than 4
+// per core on any machine under 256 cores).
+TEST(CliTest, MoreWorkersThanTheMachineCanRunAreRefused) {
+  ExpectUsageError({"train", Example(), "--workers", "1024"},
+                   "1024 workers are more than this machine can run: at most ");
+  ExpectUsageError({"train", Example(), "--workers", "1024"}, "use fewer, or --force to start them anyway");
+}
+
+// With --force the limit is not applied: the command goes on to its next
+// check (here a run directory that already holds a run, so nothing starts).
+TEST(CliTest, ForceStartsMoreWorkersThanTheMachineCanRun) {
+  const std::string dir = MakeTempDir("cli");
+  std::ofstream(dir + "/summary.json") << "{}";
+  CommandResult r = RunTessera({"train", Example(), "--workers", "1024", "--force", "--run-dir", dir}, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("already holds a run"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("more than this machine can run"), std::string::npos) << r.output;
+}
+
 TEST(CliTest, RefusesToOverwriteARun) {
   const std::string dir = MakeTempDir("cli");
   std::ofstream(dir + "/summary.json") << "{}";

@@ -157,6 +157,15 @@ TEST(EmbeddingTest, ModelChecksItsInputsAndWhereTheEmbeddingSits) {
   EXPECT_THAT(empty.status().message(), HasSubstr("num_embeddings must be >= 1"));
 }
 
+// The dense floats a sparse frame for a range of `keys` floats stands for,
+// as a server makes them (KvShard::AddPush): zeros outside the runs.
+StatusOr<std::vector<float>> Dense(const zmq::message_t& frame, uint64_t keys) {
+  ASSIGN_OR_RETURN(SparseFrameView view, ParseSparseFrame(frame, keys));
+  std::vector<float> dense(keys, 0.0f);
+  CopySparseValues(view, dense.data());
+  return dense;
+}
+
 TEST(SparseFrameTest, RoundTripsToTheDenseFrame) {
   std::vector<float> values(10);
   for (int i = 0; i < 10; ++i) values[i] = static_cast<float>(i + 1);
@@ -165,18 +174,15 @@ TEST(SparseFrameTest, RoundTripsToTheDenseFrame) {
   EXPECT_EQ(frame.size(), SparseFrameBytes(runs));
   EXPECT_EQ(frame.size(), 8u + 2 * 16 + 3 * 4);
   zmq::message_t message(frame.data(), frame.size());
-  auto dense = DecodeSparseFrame(message, 10);
+  auto dense = Dense(message, 10);
   ASSERT_TRUE(dense.ok()) << dense.status().ToString();
-  ASSERT_EQ(dense->size(), 10 * sizeof(float));
-  std::vector<float> out(10);
-  std::memcpy(out.data(), dense->data(), dense->size());
-  EXPECT_EQ(out, (std::vector<float>{0, 2, 3, 0, 0, 0, 0, 8, 0, 0}));
+  EXPECT_EQ(*dense, (std::vector<float>{0, 2, 3, 0, 0, 0, 0, 8, 0, 0}));
   // No runs at all: all zeros.
   const std::string none = EncodeSparseFrame(values.data(), {});
   zmq::message_t empty(none.data(), none.size());
-  auto zeros = DecodeSparseFrame(empty, 4);
+  auto zeros = Dense(empty, 4);
   ASSERT_TRUE(zeros.ok());
-  EXPECT_EQ(zeros->size(), 16u);
+  EXPECT_EQ(*zeros, (std::vector<float>{0, 0, 0, 0}));
 }
 
 // A frame with these (offset, length) pairs, `floats` values and `extra` bytes more.
@@ -209,14 +215,16 @@ TEST(SparseFrameTest, MalformedFramesAreRefused) {
   };
   for (const Case& c : cases) {
     zmq::message_t message(c.frame.data(), c.frame.size());
-    auto dense = DecodeSparseFrame(message, 10);
+    auto dense = ParseSparseFrame(message, 10);
     ASSERT_FALSE(dense.ok()) << c.name;
     EXPECT_EQ(dense.status().code(), StatusCode::kDataLoss) << c.name;
     EXPECT_THAT(dense.status().message(), HasSubstr(c.error)) << c.name;
   }
 }
 
-TEST(SparseFrameTest, DecodeMessageMakesSparsePushesDense) {
+// A sparse push is checked and kept as it came: only a server that has
+// checked the range against its slices makes it dense (KvShard::AddPush).
+TEST(SparseFrameTest, DecodeMessageChecksSparsePushesAndKeepsThemSparse) {
   proto::Header h;
   h.set_op(proto::PUSH);
   h.set_version(proto::WIRE_VERSION_CURRENT);
@@ -239,11 +247,12 @@ TEST(SparseFrameTest, DecodeMessageMakesSparsePushesDense) {
   };
   auto m = DecodeMessage(parts(sparse), /*has_identity=*/false);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_FALSE(m->header.ranges(0).sparse());
-  ASSERT_EQ(m->frames[0].size(), 16u);
-  std::vector<float> out(4);
-  std::memcpy(out.data(), m->frames[0].data(), 16);
-  EXPECT_EQ(out, (std::vector<float>{0, 0, 0, 4}));
+  EXPECT_TRUE(m->header.ranges(0).sparse());
+  EXPECT_EQ(SparseRangesOf(m->header), (std::vector<bool>{true, false}));
+  ASSERT_EQ(m->frames[0].size(), sparse.size());
+  auto dense = Dense(m->frames[0], 4);
+  ASSERT_TRUE(dense.ok());
+  EXPECT_EQ(*dense, (std::vector<float>{0, 0, 0, 4}));
   EXPECT_EQ(m->frames[1].size(), 8u);
 
   auto bad = DecodeMessage(parts(sparse.substr(0, sparse.size() - 1)), false);
@@ -316,12 +325,10 @@ TEST(SparseFrameTest, SparsePullsAndTheirParamsStaySparse) {
   }
 }
 
-// A sparse range stands for keys * 4 dense bytes, which DecodeMessage
-// allocates and zeroes from a frame of a few bytes. A dense frame can never
-// be larger than kMaxFrameBytes (the sockets' maxmsgsize), so a sparse range
-// that expands past it can only be malformed (or hostile: the range check
-// alone lets 2^40 keys, 4 TiB, through). It must be refused before anything
-// is allocated.
+// A sparse range stands for keys * 4 dense bytes. No slice is larger than a
+// frame may be (kMaxFrameBytes, the sockets' maxmsgsize), so a sparse range
+// larger than that can only be malformed (or hostile: the range check alone
+// lets 2^40 keys, 4 TiB, through), and is refused.
 TEST(SparseFrameTest, ASparseRangeThatExpandsPastTheFrameLimitIsRefused) {
   const uint64_t keys = kMaxFrameBytes / sizeof(float) + 1;
   proto::Header h;
@@ -377,10 +384,10 @@ TEST(SparseFrameTest, RandomFramesNeverCrashTheDecoder) {
       for (char& c : frame) c = static_cast<char>(rng());
     }
     zmq::message_t message(frame.data(), frame.size());
-    auto dense = DecodeSparseFrame(message, keys);
+    auto dense = Dense(message, keys);
     if (dense.ok()) {
       ++accepted;
-      EXPECT_EQ(dense->size(), keys * sizeof(float));
+      EXPECT_EQ(dense->size(), keys);
     } else {
       EXPECT_EQ(dense.status().code(), StatusCode::kDataLoss);
     }

@@ -8,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "core/key_range.h"
+#include "core/sparse_frame.h"
 #include "models/model.h"
 #include "server/optimizer.h"
 #include "tests/test_util.h"
@@ -456,6 +458,87 @@ TEST(KvShardTest, AStepAfterASnapshotWritesIntoTheSparesMadeAhead) {
   EXPECT_EQ(other.ParamFrames({0})[0].size, 3 * sizeof(float));
   EXPECT_NE(other.ParamFrames({0})[0].data, wrong_params->data());
   EXPECT_TRUE(BitwiseEqual(other.params(), reference.params()));
+}
+
+// One sparse frame per range of the values in local layout, holding `runs`
+// (per range, relative to it).
+std::vector<zmq::message_t> SparseFrames(const std::vector<float>& local,
+                                         const std::vector<std::vector<KeyRange>>& runs) {
+  std::vector<zmq::message_t> frames;
+  size_t at = 0;
+  for (size_t i = 0; i < kRanges.size(); ++i) {
+    const std::string frame = EncodeSparseFrame(local.data() + at, runs[i]);
+    frames.emplace_back(frame.data(), frame.size());
+    at += kRanges[i].size();
+  }
+  return frames;
+}
+
+// A sparse push is made dense (zeros outside its runs) by the shard itself:
+// the step is bitwise the one the dense push would have made, under BSP
+// (mixed with a dense push) and ASP.
+TEST(KvShardTest, SparsePushesStepExactlyAsTheirDenseFrames) {
+  const std::vector<std::vector<KeyRange>> runs = {{{1, 3}}, {}};
+  const std::vector<bool> sparse = {true, true};
+  for (proto::Consistency consistency : {proto::BSP, proto::ASP}) {
+    auto sgd = Sgd(0.25f);
+    KvShard dense(kRanges, Tensors(), kSeed, sgd.get(), consistency, 2);
+    KvShard mixed(kRanges, Tensors(), kSeed, sgd.get(), consistency, 2);
+    for (int64_t step = 0; step < 3; ++step) {
+      std::vector<float> g0 = RandomGrad(20 + step), g1 = RandomGrad(30 + step);
+      g0[0] = 0.0f;  // outside the runs: [0, 1) and all of [7, 9)
+      g0[3] = g0[4] = 0.0f;
+      const int64_t version = consistency == proto::BSP ? step : 2 * step;
+      ASSERT_OK(dense.AddPush(0, version, 2, kRanges, Frames(g0)).status());
+      ASSERT_OK(mixed.AddPush(0, version, 2, kRanges, SparseFrames(g0, runs), sparse).status());
+      const int64_t next = consistency == proto::BSP ? step : 2 * step + 1;
+      ASSERT_OK(dense.AddPush(1, next, 3, kRanges, Frames(g1)).status());
+      ASSERT_OK(mixed.AddPush(1, next, 3, kRanges, Frames(g1), {false, false}).status());
+      ASSERT_TRUE(BitwiseEqual(dense.params(), mixed.params())) << "step " << step;
+    }
+    EXPECT_EQ(mixed.version(), dense.version());
+    EXPECT_GT(mixed.version(), 0);
+  }
+}
+
+// The hostile tester's PUSH (issue 19, item 7): one sparse range claiming
+// 2^28 floats (1 GiB dense) with an 8-byte frame. The shard checks the
+// sender and the range against its slices first and refuses it: nothing is
+// made dense at the size a message claims. A malformed sparse frame for a
+// real slice is refused too, with nothing held.
+TEST(KvShardTest, AForgedSparsePushIsRefusedBeforeAnythingIsMadeDense) {
+  auto sgd = Sgd(0.1f);
+  KvShard shard(kRanges, Tensors(), kSeed, sgd.get(), proto::BSP, 2);
+  const std::vector<float> w0 = shard.params();
+  const uint64_t no_runs = 0;
+  auto forged = [&] {
+    std::vector<zmq::message_t> frames;
+    frames.emplace_back(&no_runs, sizeof(no_runs));
+    return frames;
+  };
+  auto huge = shard.AddPush(0, 0, 1, {{0, uint64_t{1} << 28}}, forged(), {true});
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(huge.status().message(), ::testing::HasSubstr("is not a slice this server owns"));
+
+  const std::vector<std::vector<KeyRange>> runs = {{{0, 3}}, {{0, 2}}};
+  auto stranger = shard.AddPush(7, 0, 1, kRanges, SparseFrames(RandomGrad(3), runs), {true, true});
+  ASSERT_FALSE(stranger.ok());
+  EXPECT_THAT(stranger.status().message(), ::testing::HasSubstr("worker rank 7"));
+
+  std::vector<zmq::message_t> past_the_slice = SparseFrames(RandomGrad(3), runs);
+  const std::string bad = EncodeSparseFrame(RandomGrad(4).data(), {{1, 4}});  // 4 > the slice's 3 keys
+  past_the_slice[0] = zmq::message_t(bad.data(), bad.size());
+  auto malformed = shard.AddPush(0, 0, 1, kRanges, std::move(past_the_slice), {true, true});
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_THAT(malformed.status().message(), ::testing::HasSubstr("push frame 0"));
+
+  // Nothing was held: both ranks' pushes of step 0 are still welcome.
+  ASSERT_OK(shard.AddPush(0, 0, 1, kRanges, SparseFrames(RandomGrad(5), runs), {true, true}).status());
+  EXPECT_EQ(shard.params(), w0);
+  auto last = shard.AddPush(1, 0, 1, kRanges, Frames(RandomGrad(6)));
+  ASSERT_OK(last.status());
+  EXPECT_TRUE(*last);
 }
 
 }  // namespace

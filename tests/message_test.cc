@@ -54,6 +54,30 @@ bool IsDecodeError(const Status& s) {
 
 const std::vector<KeyRange> kRanges = {{0, 3}, {10, 12}, {12, 13}};
 
+// The hostile tester's message (issue 19, item 7): a PUSH of one sparse range
+// claiming 2^28 floats (1 GiB dense), with an 8-byte frame of no runs, 31
+// bytes in all. Decoding must not make it dense: only a server that has
+// checked the range against its slices may, into memory of the slice's size.
+TEST(MessageTest, AForgedSparsePushIsNotExpandedByTheDecoder) {
+  proto::Header h;
+  h.set_op(proto::PUSH);
+  h.set_version(proto::WIRE_VERSION_CURRENT);
+  proto::KeyRange* r = h.add_ranges();
+  r->set_begin(0);
+  r->set_end(uint64_t{1} << 28);
+  r->set_sparse(true);
+  const uint64_t no_runs = 0;
+  std::vector<zmq::message_t> parts;
+  parts.push_back(StringFrame(h.SerializeAsString()));
+  parts.emplace_back(&no_runs, sizeof(no_runs));
+  EXPECT_LE(parts[0].size() + parts[1].size(), 31u);
+  auto m = DecodeMessage(std::move(parts), /*has_identity=*/false);
+  ASSERT_OK(m.status());
+  ASSERT_EQ(m->frames.size(), 1u);
+  EXPECT_EQ(m->frames[0].size(), 8u) << "the decoder allocated what the header claims";
+  EXPECT_TRUE(m->header.ranges(0).sparse());
+}
+
 TEST(MessageTest, DecodesWellFormedMessageWithoutIdentity) {
   auto m = DecodeMessage(Parts(PushHeader(kRanges), /*identity=*/false), /*has_identity=*/false);
   ASSERT_OK(m.status());

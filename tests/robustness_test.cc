@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <thread>
 #include <zmq.hpp>
@@ -96,30 +97,65 @@ std::string HeaderBytes(proto::Op op, int ranges, uint64_t job_id) {
   return h.SerializeAsString();
 }
 
+// The hostile tester's PUSH (issue 19, item 7), 31 bytes: a header naming one
+// sparse range of 2^28 keys (1 GiB as float32) and a sparse frame of no runs.
+std::vector<std::string> ForgedSparsePush() {
+  proto::Header h;
+  h.set_op(proto::PUSH);
+  h.set_version(proto::WIRE_VERSION_CURRENT);
+  proto::KeyRange* r = h.add_ranges();
+  r->set_begin(0);
+  r->set_end(uint64_t{1} << 28);
+  r->set_sparse(true);
+  return {h.SerializeAsString(), std::string(8, '\0')};
+}
+
+// The peak resident set (VmHWM in /proc/PID/status) of a process, in MiB; -1
+// when it cannot be read.
+int64_t PeakRssMib(int pid) {
+  const std::string status = FileText("/proc/" + std::to_string(pid) + "/status");
+  const size_t at = status.find("VmHWM:");
+  if (at == std::string::npos) return -1;
+  return std::stoll(status.substr(at + 6)) / 1024;  // the file gives kB
+}
+
+// Sends multipart messages from one DEALER, which a ROUTER receives in order.
+class Peer {
+ public:
+  Peer(zmq::context_t* ctx, int port) : socket_(*ctx, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 1000);
+    socket_.connect("tcp://127.0.0.1:" + std::to_string(port));
+  }
+  void Send(const std::vector<std::string>& parts) {
+    for (size_t i = 0; i < parts.size(); ++i) {
+      socket_.send(zmq::buffer(parts[i]), i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+
+ private:
+  zmq::socket_t socket_;
+};
+
 // ZeroMQ peers sending malformed multipart messages.
 void SendBadMessages(zmq::context_t* ctx, int port, std::mt19937* rng) {
-  zmq::socket_t s(*ctx, zmq::socket_type::dealer);
-  s.set(zmq::sockopt::linger, 1000);
-  s.connect("tcp://127.0.0.1:" + std::to_string(port));
-  auto send = [&](std::vector<std::string> parts) {
-    for (size_t i = 0; i < parts.size(); ++i) {
-      s.send(zmq::buffer(parts[i]), i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    }
-  };
+  Peer peer(ctx, port);
+  // The messages the test looks for in the logs come first: a role logs only
+  // the first drops of a burst in full (core/drop_log.h), then counts them.
+  peer.Send({HeaderBytes(proto::PUSH, 1, 12345), std::string(40, 'x')});  // well formed, unknown job
+  peer.Send({""});                                                    // an empty header
+  peer.Send({HeaderBytes(proto::PUSH, 2, 0), std::string(40, 'x')});  // truncated: 2 ranges, 1 frame
+  peer.Send({HeaderBytes(proto::PUSH, 1, 0), std::string(7, 'x')});   // frame of the wrong size
+  peer.Send({HeaderBytes(proto::PHASE_DONE, 0, 12345)});              // control op from a stranger
+  peer.Send({HeaderBytes(proto::LEASE_REQUEST, 0, 0)});
+  peer.Send({HeaderBytes(proto::REGISTER, 0, 0)});                    // REGISTER without a role
+  peer.Send({HeaderBytes(static_cast<proto::Op>(999), 0, 0)});        // unknown op
+  for (int i = 0; i < 5; ++i) peer.Send(ForgedSparsePush());         // claims 1 GiB each
   for (int i = 0; i < 50; ++i) {
     std::string junk(1 + (*rng)() % 512, '\0');
     for (char& c : junk) c = static_cast<char>((*rng)());
-    send({junk});                      // a header that does not parse
-    send({junk, junk, junk});          // several random frames
+    peer.Send({junk});              // a header that does not parse
+    peer.Send({junk, junk, junk});  // several random frames
   }
-  send({""});                                                    // an empty header
-  send({HeaderBytes(proto::PUSH, 2, 0), std::string(40, 'x')});  // truncated: 2 ranges, 1 frame
-  send({HeaderBytes(proto::PUSH, 1, 0), std::string(7, 'x')});   // frame of the wrong size
-  send({HeaderBytes(proto::PUSH, 1, 12345), std::string(40, 'x')});  // well formed, unknown job
-  send({HeaderBytes(proto::PHASE_DONE, 0, 12345)});              // control op from a stranger
-  send({HeaderBytes(proto::LEASE_REQUEST, 0, 0)});
-  send({HeaderBytes(proto::REGISTER, 0, 0)});                    // REGISTER without a role
-  send({HeaderBytes(static_cast<proto::Op>(999), 0, 0)});        // unknown op
 }
 
 TEST(RobustnessTest, GarbageOnEveryPortIsDroppedAndTheResultHolds) {
@@ -157,18 +193,80 @@ TEST(RobustnessTest, GarbageOnEveryPortIsDroppedAndTheResultHolds) {
 
   std::mt19937 rng(42);
   zmq::context_t ctx;
-  for (int port : {std::stoi(scheduler_port), server_port}) {
-    SendRawBytes(port, &rng);
-    SendBadMessages(&ctx, port, &rng);
-  }
+  // The lines looked for below are among the first drops (a role logs only
+  // the first of a burst in full): raw bytes, which ZeroMQ may take for
+  // messages too, come once they are in.
+  for (int port : {std::stoi(scheduler_port), server_port}) SendBadMessages(&ctx, port, &rng);
   EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", "dropped a malformed message", 30));
   EXPECT_TRUE(WaitForText(run + "/logs/server-0.log", "dropped a malformed message", 30));
   EXPECT_TRUE(WaitForText(run + "/logs/server-0.log", "dropped PUSH for job 12345", 30));
+  for (int port : {std::stoi(scheduler_port), server_port}) SendRawBytes(port, &rng);
+  // The forged pushes (1 GiB each, as claimed) made nothing of that size.
+  for (int pid : ChildrenOf((*launcher)->pid())) {
+    if (CommandLine(pid).find(" worker ") != std::string::npos) continue;
+    EXPECT_LT(PeakRssMib(pid), 512) << CommandLine(pid);
+  }
   for (int pid : workers) kill(pid, SIGCONT);
 
   EXPECT_EQ((*launcher)->Wait(120000), std::optional<int>(0));
   EXPECT_EQ(Digest(run), Digest(base + "/clean"));
   EXPECT_EQ(Digest(run).size(), 64u);
+}
+
+// Issue 19, item 7: five 31-byte PUSHes claiming 1 GiB each made a receiver
+// allocate (and zero) 1 GiB per message, before anything checked the sender
+// or the range. A scheduler with no job yet and a server still waiting for
+// its cluster map must keep their peak memory where it was.
+TEST(RobustnessTest, ForgedSparsePushesDoNotGrowASchedulerOrAServer) {
+  const std::string dir = MakeTempDir("forged");
+  WriteTinyImageData(dir, 64, 16);
+  const std::string spec = dir + "/spec.pbtxt";
+  std::ofstream(spec) << "name: \"forged\"\ndata { dir: \"" << dir
+                      << "\" }\nmodel { layer { linear { out_features: 10 } } }\ncluster { servers: 1 workers: 1 }\n";
+  // The job never forms (no worker comes): the scheduler waits for one, the
+  // server for its cluster map.
+  auto scheduler = ChildProcess::Start("scheduler",
+                                       {TesseraBinary(), "scheduler", "--spec", spec, "--host", "127.0.0.1", "--port",
+                                        "0", "--port-file", dir + "/scheduler.port"},
+                                       dir + "/scheduler.log");
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status().ToString();
+  const std::string scheduler_port = WaitForPortFile(dir + "/scheduler.port");
+  ASSERT_FALSE(scheduler_port.empty()) << FileText(dir + "/scheduler.log");
+  auto server = ChildProcess::Start(
+      "server", {TesseraBinary(), "server", "--scheduler", "127.0.0.1:" + scheduler_port, "--host", "127.0.0.1"},
+      dir + "/server.log");
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  const std::string server_endpoint = WaitForLine(dir + "/server.log", "server listening on tcp://127.0.0.1:", 60000);
+  ASSERT_FALSE(server_endpoint.empty()) << FileText(dir + "/server.log");
+  const int server_port = std::stoi(server_endpoint.substr(0, server_endpoint.find(',')));
+
+  struct Target {
+    std::string name, log;
+    int pid, port;
+    int64_t peak_before_mib = -1;
+  };
+  std::vector<Target> targets = {{"scheduler", dir + "/scheduler.log", (*scheduler)->pid(), std::stoi(scheduler_port)},
+                                 {"server", dir + "/server.log", (*server)->pid(), server_port}};
+  zmq::context_t ctx;
+  for (Target& t : targets) {
+    t.peak_before_mib = PeakRssMib(t.pid);
+    ASSERT_GT(t.peak_before_mib, 0) << t.name;
+    Peer peer(&ctx, t.port);
+    for (int i = 0; i < 5; ++i) peer.Send(ForgedSparsePush());
+    // Messages of one peer arrive in order: once this one is logged, the
+    // forged ones have been received and handled.
+    peer.Send({"not a header"});
+    ASSERT_TRUE(WaitForText(t.log, "dropped a malformed message", 60)) << t.name << ": " << FileText(t.log);
+  }
+  for (const Target& t : targets) {
+    const int64_t peak = PeakRssMib(t.pid);
+    std::cout << t.name << ": peak resident set " << t.peak_before_mib << " MiB before 5 forged pushes, " << peak
+              << " MiB after" << std::endl;
+    EXPECT_LT(peak, t.peak_before_mib + 64) << t.name << " allocated what a forged push claims (1 GiB each)";
+    EXPECT_TRUE(IsRunning(t.pid)) << t.name;
+  }
+  (*server)->Stop(3000);
+  (*scheduler)->Stop(3000);
 }
 
 }  // namespace

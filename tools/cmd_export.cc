@@ -108,7 +108,10 @@ class LocalFineTuner : public FineTuner {
   // `self` must outlive this.
   explicit LocalFineTuner(const Command& self) : self_(self) {}
 
-  Status CheckRunnable(const proto::JobSpec& spec) override { return CheckSpecRunnable(spec, "the fine-tuning job"); }
+  Status CheckRunnable(const proto::JobSpec& spec) override {
+    RETURN_IF_ERROR(CheckSpecRunnable(spec, "the fine-tuning job"));
+    return FLAGS_force ? OkStatus() : CheckLocalWorkersFit(spec);
+  }
 
   StatusOr<std::vector<float>> Train(const proto::JobSpec& spec, const std::vector<TensorInfo>& tensors,
                                      const std::vector<float>& params, int epochs, bool freeze_zero_weights) override {

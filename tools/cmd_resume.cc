@@ -48,6 +48,9 @@ int RunResume(const ParsedArgs& args) {
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
   auto mode = ParseProgressMode(FLAGS_progress);
   if (!mode.ok()) return UsageError(self, mode.status().message());
+  if (!FLAGS_force) {
+    if (Status fits = CheckLocalWorkersFit(spec); !fits.ok()) return UsageError(self, fits.message());
+  }
 
   std::error_code ec;
   const std::string absolute = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();

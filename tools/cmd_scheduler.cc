@@ -24,7 +24,9 @@ int RunScheduler(const ParsedArgs& args) {
   SchedulerOptions options;
   options.spec = *spec;
   options.host = FLAGS_host.empty() ? "0.0.0.0" : FLAGS_host;
-  options.port = FLAGS_port < 0 ? 7000 : FLAGS_port;
+  auto port = PortFlag(args, /*default_port=*/7000);
+  if (!port.ok()) return UsageError(self, port.status().message());
+  options.port = *port;
   options.port_file = FLAGS_port_file;
   options.run_dir = FLAGS_run_dir;
   options.register_timeout_s = FLAGS_register_timeout;

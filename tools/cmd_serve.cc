@@ -76,8 +76,9 @@ int RunServe(const ParsedArgs& args) {
   }
   if (FLAGS_poll_interval_ms < 10) return UsageError(command, "--poll-interval-ms must be >= 10");
   if (FLAGS_http_threads < 1 || FLAGS_http_threads > 4096) return UsageError(command, "--http-threads must be in [1, 4096]");
-  const int port = args.set_flags.count("port") ? FLAGS_port : 8500;
-  if (port < 0 || port > 65535) return UsageError(command, "--port must be in [0, 65535] (0: any free port)");
+  auto port_flag = PortFlag(args, /*default_port=*/8500);
+  if (!port_flag.ok()) return UsageError(command, port_flag.status().message());
+  const int port = *port_flag;
   const std::string host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
   EnsurePassiveOpenMpWait();
   auto device = ResolveDevice(FLAGS_device);

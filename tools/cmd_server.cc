@@ -20,7 +20,9 @@ int RunServer(const ParsedArgs& args) {
   ServerOptions options;
   options.scheduler = FLAGS_scheduler;
   options.host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
-  options.port = FLAGS_port < 0 ? 0 : FLAGS_port;
+  auto port = PortFlag(args, /*default_port=*/0);
+  if (!port.ok()) return UsageError(self, port.status().message());
+  options.port = *port;
   options.register_timeout_s = FLAGS_register_timeout;
   // Tests only (tests/checkpoint_write_test.cc): hold each checkpoint part before reporting it.
   options.checkpoint_report_delay = std::chrono::milliseconds(std::max(0, FLAGS_test_checkpoint_write_delay_ms));

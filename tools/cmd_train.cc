@@ -38,6 +38,9 @@ int RunTrain(const ParsedArgs& args) {
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
   auto mode = ParseProgressMode(FLAGS_progress);
   if (!mode.ok()) return UsageError(self, mode.status().message());
+  if (!FLAGS_force) {
+    if (Status fits = CheckLocalWorkersFit(*spec); !fits.ok()) return UsageError(self, fits.message());
+  }
 
   const std::string run_dir = FLAGS_run_dir.empty() ? DefaultRunDir(spec->name()) : FLAGS_run_dir;
   if (FileExists(run_dir + "/summary.json") || FileExists(run_dir + "/spec.pbtxt")) {

@@ -120,11 +120,14 @@ const std::vector<Command>& Commands() {
        "Starts 1 scheduler, the spec's servers and workers as child processes on 127.0.0.1,\n"
        "streams progress, and prints the result. Flags override the spec's fields. Everything\n"
        "lands in the run directory: the resolved spec, a log per role, metrics.jsonl, summary.json,\n"
-       "params.bin, checkpoints/. --threads 0 divides the cores among the workers. A lost worker is\n"
+       "params.bin, checkpoints/. --threads 0 divides the cores among the workers. Each worker is a\n"
+       "process that loads the data set: more than 4 per core, or more than the available memory\n"
+       "holds, are refused (exit 2) unless --force is given. A lost worker is\n"
        "replaced; a lost server or scheduler rolls the job back to its newest checkpoint (at most\n"
        "--max-restarts times). Ctrl-C once: a final checkpoint (BSP), then exit 130; twice: stop now.",
        {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
-        "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
+        "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts",
+        "force"},
        RunTrain,
        {},
        /*hidden=*/false,
@@ -135,9 +138,10 @@ const std::vector<Command>& Commands() {
        "left off. Given a run directory (or its checkpoints/latest) it takes the newest intact\n"
        "checkpoint and says which.\n"
        "The servers may change in number (they re-split the keys on load), and so may the workers\n"
-       "when the checkpoint was cut at an epoch's end; --epochs may grow. Failures, Ctrl-C and\n"
-       "--threads 0 work as in 'tessera train'.",
-       {"epochs", "servers", "workers", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts"},
+       "when the checkpoint was cut at an epoch's end; --epochs may grow. Failures, Ctrl-C,\n"
+       "--threads 0 and the limit on workers (--force) work as in 'tessera train'.",
+       {"epochs", "servers", "workers", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts",
+        "force"},
        RunResume},
       {"inspect", "show what a checkpoint holds, verifying every checksum",
        "tessera inspect CHECKPOINT_OR_RUN_DIR [--json]\n\n"
@@ -170,7 +174,7 @@ const std::vector<Command>& Commands() {
        "docs/FORMATS.md describes the files.",
        {"out", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
         "prune_mode", "fine_tune_epochs", "calibration_batches", "servers", "workers", "batch_size",
-        "learning_rate", "max_train_examples", "threads", "device", "progress", "max_restarts"},
+        "learning_rate", "max_train_examples", "threads", "device", "progress", "max_restarts", "force"},
        RunExport},
       {"serve", "serve a model repository over HTTP (KServe v2 REST protocol)",
        "tessera serve --model-repo DIR [--port 8500] [--host 127.0.0.1] [flags]\n\n"

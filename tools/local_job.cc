@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -14,6 +15,8 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
+#include "core/idx_reader.h"
+#include "core/spec.h"
 #include "core/zmq_transport.h"
 #include "models/device.h"
 #include "tools/child_process.h"
@@ -165,6 +168,60 @@ void PrintSummary(const std::string& run_dir, double wall) {
 }
 
 }  // namespace
+
+MachineResources ThisMachine() {
+  MachineResources machine;
+  machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  auto meminfo = ReadFileToString("/proc/meminfo");
+  if (meminfo.ok()) {
+    const size_t at = meminfo->find("MemAvailable:");
+    if (at != std::string::npos) {
+      machine.available_memory_bytes = std::strtoull(meminfo->c_str() + at + 13, nullptr, 10) * 1024;  // in kB
+    }
+  }
+  return machine;
+}
+
+StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec) {
+  constexpr uint64_t kWorkerBaseBytes = uint64_t{64} << 20;
+  const proto::DataSpec& d = spec.data();
+  uint64_t bytes = kWorkerBaseBytes;
+  for (const auto& [images, max_examples] : {std::pair{d.train_images(), d.max_train_examples()},
+                                             std::pair{d.test_images(), d.max_test_examples()}}) {
+    uint8_t type = 0;
+    ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(d, images), &type));
+    if (dims.empty()) continue;
+    uint64_t examples = dims[0];
+    if (max_examples > 0) examples = std::min<uint64_t>(examples, max_examples);
+    uint64_t values = 1;
+    for (size_t i = 1; i < dims.size(); ++i) values *= dims[i];
+    const uint64_t value_bytes = type == 0x0C ? 4 : 1;  // int32 ids, else unsigned bytes
+    bytes += examples * (values * value_bytes + 1);     // + its label
+  }
+  return bytes;
+}
+
+Status CheckLocalWorkers(int workers, uint64_t bytes_per_worker, const MachineResources& machine) {
+  const int by_cores = kLocalWorkersPerCore * machine.cores;
+  const uint64_t by_memory = machine.available_memory_bytes == 0 || bytes_per_worker == 0
+                                 ? UINT64_MAX
+                                 : machine.available_memory_bytes / bytes_per_worker;
+  if (workers <= by_cores && static_cast<uint64_t>(workers) <= by_memory) return OkStatus();
+  const uint64_t most = std::min<uint64_t>(by_cores, by_memory);
+  std::string why = std::to_string(kLocalWorkersPerCore) + " per core, " + std::to_string(machine.cores) + " cores";
+  if (by_memory != UINT64_MAX) {
+    why += "; the " + std::to_string(machine.available_memory_bytes >> 20) + " MiB of available memory hold " +
+           std::to_string(by_memory) + ", each worker loading the data set, about " +
+           std::to_string(bytes_per_worker >> 20) + " MiB";
+  }
+  return InvalidArgumentError(std::to_string(workers) + " workers are more than this machine can run: at most " +
+                              std::to_string(most) + " (" + why + "); use fewer, or --force to start them anyway");
+}
+
+Status CheckLocalWorkersFit(const proto::JobSpec& spec) {
+  ASSIGN_OR_RETURN(uint64_t bytes_per_worker, WorkerMemoryBytes(spec));
+  return CheckLocalWorkers(spec.cluster().workers(), bytes_per_worker, ThisMachine());
+}
 
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag) {
   if (flag == "auto") return isatty(STDOUT_FILENO) ? ProgressMode::kLive : ProgressMode::kPlain;

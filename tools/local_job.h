@@ -34,6 +34,33 @@ struct LocalJobOptions {
 // 130 when interrupted). Messages are prefixed "tessera COMMAND:".
 int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options);
 
+// What this machine offers the workers of a local job.
+struct MachineResources {
+  int cores = 1;
+  uint64_t available_memory_bytes = 0;  // 0: unknown (not a limit then)
+};
+
+// This machine: its cores, and the memory /proc/meminfo says is available.
+MachineResources ThisMachine();
+
+// Workers per core a local job may have without --force: each is a process
+// with at least one compute thread, and a BSP step waits for the slowest.
+constexpr int kLocalWorkersPerCore = 4;
+
+// The memory one worker of `spec` needs: its own copy of the training and
+// test sets (the examples it will load) plus 64 MiB for the process and the
+// model. NotFound/DataLoss when a data file cannot be read.
+StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec);
+
+// OK when `workers` workers of `bytes_per_worker` each fit on `machine`: at
+// most kLocalWorkersPerCore per core, and (when known) the available memory
+// holds them. Otherwise InvalidArgument, one line saying why and naming
+// --force.
+Status CheckLocalWorkers(int workers, uint64_t bytes_per_worker, const MachineResources& machine);
+
+// CheckLocalWorkers for spec's workers on this machine.
+Status CheckLocalWorkersFit(const proto::JobSpec& spec);
+
 // --progress: auto, live, plain or none. InvalidArgument otherwise.
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag);
 

@@ -34,6 +34,9 @@ DEFINE_int32(test_checkpoint_write_delay_ms, 0,
              "written before it reports it; train passes it to its servers");
 DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
+DEFINE_bool(force, false,
+            "start the workers even when they are more than this machine can run (without it, a local job may have "
+            "at most 4 workers per core, and only as many as the available memory holds, each loading the data set)");
 
 namespace tessera {
 
@@ -49,6 +52,14 @@ int FinishRole(const char* role, const Status& status) {
   if (users_mistake) return kExitUsage;
   const bool permanent = status.code() == StatusCode::kResourceExhausted || status.code() == StatusCode::kDataLoss;
   return permanent ? kExitPermanent : kExitFailure;
+}
+
+StatusOr<int> PortFlag(const ParsedArgs& args, int default_port) {
+  if (args.set_flags.count("port") == 0) return default_port;
+  if (FLAGS_port < 0 || FLAGS_port > 65535) {
+    return InvalidArgumentError("--port must be in [0, 65535] (0: any free port), got " + std::to_string(FLAGS_port));
+  }
+  return FLAGS_port;
 }
 
 }  // namespace tessera

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "tools/command.h"
 
 DECLARE_string(spec);
 DECLARE_int32(test_checkpoint_write_delay_ms);
@@ -26,11 +27,18 @@ DECLARE_string(resume_from);
 DECLARE_bool(json);
 DECLARE_int32(max_restarts);
 DECLARE_int32(reply_timeout);
+DECLARE_bool(force);
 
 namespace tessera {
 
 // Exit code for a role's final status, after logging it and printing one line.
 int FinishRole(const char* role, const Status& status);
+
+// The port --port gives, or `default_port` when the flag was not given.
+// InvalidArgument unless it is in [0, 65535] (0: the OS picks a free one):
+// a larger value would wrap around to another port, a negative one to the
+// default.
+StatusOr<int> PortFlag(const ParsedArgs& args, int default_port);
 
 }  // namespace tessera
 

@@ -212,12 +212,12 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
         auto m = sockets_[s]->Receive(0);
         if (!m.ok()) {
           if (m.status().code() == StatusCode::kDeadlineExceeded) break;
-          LOG(WARNING) << "dropped a malformed reply from server " << s << ": " << m.status().ToString();
+          drops_.Drop("dropped a malformed reply from server " + std::to_string(s) + ": " + m.status().ToString());
           continue;
         }
         const proto::Header& h = m->header;
         if (h.job_id() != job_id_) {
-          LOG(WARNING) << "dropped a reply for job " << h.job_id() << " from server " << s;
+          drops_.Drop("dropped a reply for job " + std::to_string(h.job_id()) + " from server " + std::to_string(s));
           continue;
         }
         if (h.op() == proto::ERROR) return AbortedError("server " + std::to_string(s) + ": " + h.error().message());
@@ -226,8 +226,8 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
           continue;
         }
         if (h.op() != op) {
-          LOG(WARNING) << "dropped " << proto::Op_Name(h.op()) << " from server " << s << " while waiting for "
-                       << proto::Op_Name(op);
+          drops_.Drop("dropped " + proto::Op_Name(h.op()) + " from server " + std::to_string(s) +
+                      " while waiting for " + proto::Op_Name(op));
           continue;
         }
         if (op == proto::PUSH_ACK) {
@@ -237,8 +237,8 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
           continue;
         }
         if (h.step() < min_version) {
-          LOG(WARNING) << "dropped stale PARAMS of version " << h.step() << " from server " << s << ", expected >= "
-                       << min_version;
+          drops_.Drop("dropped stale PARAMS of version " + std::to_string(h.step()) + " from server " +
+                      std::to_string(s) + ", expected >= " + std::to_string(min_version));
           continue;
         }
         // Check every range before copying any.
@@ -252,7 +252,7 @@ Status KvClient::WaitAll(proto::Op op, float* params, int timeout_ms, int64_t* v
           slices.push_back(slice);
         }
         if (slices.empty()) {
-          LOG(WARNING) << "dropped PARAMS from server " << s << " with ranges it does not own or sent twice";
+          drops_.Drop("dropped PARAMS from server " + std::to_string(s) + " with ranges it does not own or sent twice");
           continue;
         }
         for (size_t f = 0; f < slices.size(); ++f) {

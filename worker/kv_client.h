@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/drop_log.h"
 #include "core/key_range.h"
 #include "core/status.h"
 #include "core/transport.h"
@@ -146,6 +147,8 @@ class KvClient {
   const std::atomic<bool>* lost_ = nullptr;
   Socket* interrupt_ = nullptr;
   std::function<bool()> on_interrupt_;
+  // The lines of dropped replies, rate-limited.
+  DropLog drops_{SystemClock()};
 };
 
 }  // namespace tessera

@@ -15,7 +15,7 @@
 namespace tessera {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;  // not tessera::Clock (core/clock.h)
 
 // With --overlap-push, gradients are sent once this much has gathered.
 constexpr uint64_t kMinOverlapPushBytes = 512 * 1024;
@@ -92,7 +92,7 @@ Status Worker::JoinAndTrain() {
 }
 
 Status Worker::LoadData(const proto::DataSpec& data) {
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(data, data.train_images()),
                                                         DataPath(data, data.train_labels()), data.max_train_examples()));
   ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(data, data.test_images()),
@@ -100,7 +100,7 @@ Status Worker::LoadData(const proto::DataSpec& data) {
   train_ = std::make_unique<ImageDataset>(std::move(train));
   test_ = std::make_unique<ImageDataset>(std::move(test));
   LOG(INFO) << "worker loaded " << train_->count << " training and " << test_->count << " test examples in "
-            << std::chrono::duration<double>(Clock::now() - start).count() << " s";
+            << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
   return OkStatus();
 }
 
@@ -198,7 +198,7 @@ struct Worker::TrainingPhase {
   // Since the last PROGRESS.
   double loss_sum = 0;
   int64_t examples = 0;
-  Clock::time_point last_report = Clock::now();
+  SteadyClock::time_point last_report = SteadyClock::now();
 
   // The whole phase, for PHASE_DONE. Step time, split: reading +
   // forward/backward; handing gradients to ZeroMQ (inside backward when
@@ -207,7 +207,7 @@ struct Worker::TrainingPhase {
   int64_t epoch_examples = 0, steps_done = 0, pushed_steps = 0;
   double compute_seconds = 0, push_seconds = 0, wait_seconds = 0;
   const uint64_t pushed_bytes_at_start, pulled_bytes_at_start;
-  Clock::time_point step_start = Clock::now();
+  SteadyClock::time_point step_start = SteadyClock::now();
 
   // The step pushed last, while its parameters are due. The worker reads its
   // next batch before it waits for them, so that with sparse pulls it asks
@@ -216,13 +216,13 @@ struct Worker::TrainingPhase {
     bool due = false;
     int64_t count = 0;
     BatchStats stats;
-    Clock::time_point pushed;
+    SteadyClock::time_point pushed;
   } pushed_step;
 };
 
 namespace {
 
-double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double SecondsSince(SteadyClock::time_point start) { return std::chrono::duration<double>(SteadyClock::now() - start).count(); }
 
 // Pushes one step's gradients while backward makes them (--overlap-push).
 // Layers come last first, so their key ranges join into one; it is sent once
@@ -243,7 +243,7 @@ class OverlapPusher {
 
   // Sends what has gathered; after the first failed push it sends nothing more.
   void Flush() {
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     // model_->grads() at each push, not kept: TrainBatch swaps in a new
     // buffer while ZeroMQ still holds the last step's.
     if (status_.ok() && !unsent_.empty()) {
@@ -278,7 +278,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
   while (true) {
     RETURN_IF_ERROR(CheckStop());
-    const auto read_start = Clock::now();
+    const auto read_start = SteadyClock::now();
     if (t.bsp && t.steps_done + (t.pushed_step.due ? 1 : 0) >= phase.steps()) break;
     RETURN_IF_ERROR(LeaseShardIfDone(&t));
     if (!t.data_left && !t.bsp) break;
@@ -343,7 +343,7 @@ int64_t Worker::ReadBatch(TrainingPhase* t) {
   return count;
 }
 
-Status Worker::AwaitParamsForBatch(TrainingPhase* t, int64_t count, Clock::time_point read_start) {
+Status Worker::AwaitParamsForBatch(TrainingPhase* t, int64_t count, SteadyClock::time_point read_start) {
   const std::vector<KeyRange> rows =
       kv_->sparse_pulls() ? model_->SparseRowsOf(t->x.data(), count) : std::vector<KeyRange>{};
   return AwaitParams(t, &rows, SecondsSince(read_start));
@@ -360,7 +360,7 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
   if (options_.overlap_pull && next_rows != nullptr) on_slice = [this](KeyRange keys) { model_->ParamsArrived(keys); };
   RETURN_IF_ERROR(
       kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version, on_slice));
-  const auto communicated = Clock::now();
+  const auto communicated = SteadyClock::now();
   t->wait_seconds += std::chrono::duration<double>(communicated - t->pushed_step.pushed).count() - read_seconds;
   t->compute_seconds += read_seconds;
   t->step_start = communicated;
@@ -386,11 +386,11 @@ Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
   if (options_.overlap_push) pusher.Flush();
   Status pushed = pusher.status();
   double step_push_seconds = pusher.seconds();
-  auto computed = Clock::now();
+  auto computed = SteadyClock::now();
   t->compute_seconds += std::chrono::duration<double>(computed - t->step_start).count() - step_push_seconds;
   if (!options_.overlap_push) {
     pushed = kv_->Push(t->step, count, model_->grads(), /*want_params=*/true);
-    const auto sent = Clock::now();
+    const auto sent = SteadyClock::now();
     step_push_seconds += std::chrono::duration<double>(sent - computed).count();
     computed = sent;
   }
@@ -401,8 +401,8 @@ Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
 }
 
 Status Worker::ReportProgress(TrainingPhase* t, bool force) {
-  if (!force && Clock::now() - t->last_report < kProgressInterval) return OkStatus();
-  t->last_report = Clock::now();
+  if (!force && SteadyClock::now() - t->last_report < kProgressInterval) return OkStatus();
+  t->last_report = SteadyClock::now();
   proto::Header h;
   h.set_op(proto::PROGRESS);
   h.mutable_progress()->set_epoch(t->phase.epoch());
@@ -493,10 +493,10 @@ Status Worker::RequestLease(int epoch, proto::Lease* lease) {
 }
 
 StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
-  const auto deadline = timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);
+  const auto deadline = timeout_ms < 0 ? SteadyClock::time_point::max() : SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
   while (true) {
     RETURN_IF_ERROR(CheckStop());
-    if (Clock::now() > deadline) {
+    if (SteadyClock::now() > deadline) {
       return DeadlineExceededError("no " + proto::Op_Name(op) + " from the scheduler within " +
                                    std::to_string(timeout_ms) + " ms");
     }
@@ -510,7 +510,7 @@ StatusOr<Message> Worker::WaitScheduler(proto::Op op, int timeout_ms) {
     auto m = scheduler_->Receive(200);
     if (!m.ok()) {
       if (m.status().code() != StatusCode::kDeadlineExceeded) {
-        LOG(WARNING) << "dropped a malformed message from the scheduler: " << m.status().ToString();
+        drops_.Drop("dropped a malformed message from the scheduler: " + m.status().ToString());
       }
       continue;
     }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/dataset.h"
+#include "core/drop_log.h"
 #include "core/heartbeat.h"
 #include "core/status.h"
 #include "core/transport.h"
@@ -117,6 +118,8 @@ class Worker {
   std::string shutdown_reason_;
   bool rollback_received_ = false;
   std::string rollback_reason_;
+  // The lines of dropped scheduler messages, rate-limited.
+  DropLog drops_{SystemClock()};
 };
 
 }  // namespace tessera

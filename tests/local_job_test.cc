@@ -1,0 +1,63 @@
+// The limit on a local job's workers (tools/local_job.h): what fits a
+// machine, given its cores and available memory, without starting anything.
+#include "tools/local_job.h"
+
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/spec.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+TEST(LocalWorkersTest, AtMostFourPerCore) {
+  const MachineResources two_cores{.cores = 2, .available_memory_bytes = 0};
+  EXPECT_OK(CheckLocalWorkers(8, 100 * kMiB, two_cores));
+  const Status refused = CheckLocalWorkers(9, 100 * kMiB, two_cores);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.message(),
+            "9 workers are more than this machine can run: at most 8 (4 per core, 2 cores); use fewer, or --force to "
+            "start them anyway");
+}
+
+TEST(LocalWorkersTest, AsManyAsTheAvailableMemoryHolds) {
+  const MachineResources small{.cores = 64, .available_memory_bytes = 1024 * kMiB};
+  EXPECT_OK(CheckLocalWorkers(3, 300 * kMiB, small));
+  const Status refused = CheckLocalWorkers(4, 300 * kMiB, small);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("at most 3 (4 per core, 64 cores; the 1024 MiB of available memory hold 3, "
+                                           "each worker loading the data set, about 300 MiB)"));
+}
+
+TEST(LocalWorkersTest, AWorkerNeedsItsDataSetAndABase) {
+  const std::string dir = MakeTempDir("local-job");
+  WriteTinyImageData(dir, 64, 16);  // 4x4 unsigned-byte images
+  auto spec = ParseJobSpec("model { layer { linear { out_features: 10 } } }", "test spec");
+  ASSERT_OK(spec.status());
+  spec->mutable_data()->set_dir(dir);
+  auto bytes = WorkerMemoryBytes(*spec);
+  ASSERT_OK(bytes.status());
+  EXPECT_EQ(*bytes, 64 * kMiB + 64 * 17 + 16 * 17);
+  spec->mutable_data()->set_max_train_examples(10);
+  bytes = WorkerMemoryBytes(*spec);
+  ASSERT_OK(bytes.status());
+  EXPECT_EQ(*bytes, 64 * kMiB + 10 * 17 + 16 * 17);
+  spec->mutable_data()->set_dir(dir + "/missing");
+  EXPECT_FALSE(WorkerMemoryBytes(*spec).ok());
+}
+
+TEST(LocalWorkersTest, ThisMachineHasCoresAndMemory) {
+  const MachineResources machine = ThisMachine();
+  EXPECT_GE(machine.cores, 1);
+  EXPECT_GT(machine.available_memory_bytes, 0u) << "/proc/meminfo has MemAvailable on Linux";
+}
+
+}  // namespace
+}  // namespace tessera

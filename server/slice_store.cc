@@ -72,6 +72,10 @@ rocksdb::Options StoreOptions() {
   // while the next records are encoded and hashed and the final sync has
   // little left to do.
   options.bytes_per_sync = 8 << 20;
+  // No preallocation: RocksDB would reserve tens of MB per SST file (its
+  // target file size), so a part needed far more free space while written
+  // than it keeps, and failed on a nearly full disk that holds it easily.
+  options.allow_fallocate = false;
   return options;
 }
 

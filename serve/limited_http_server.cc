@@ -141,7 +141,8 @@ void LimitedHttpServer::ServeConnection(DeadlineStream& stream, bool over_cap) {
                                                          std::to_string(kMaxHeadBytes) + " bytes"));
       return;
     }
-    if (refused) return Linger(stream, Clock::now() + limits_.body_timeout);
+    // A spare thread drains no longer than it waited for the head.
+    if (refused) return Linger(stream, Clock::now() + (over_cap ? head_timeout : limits_.body_timeout));
     if (!answered || client_closes) return;
   }
 }

@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/json.h"
 #include "export/model_repository_layout.h"
 #include "serve/kserve.h"
+#include "serve/limited_http_server.h"
 
 namespace tessera {
 namespace {
@@ -45,17 +47,13 @@ StatusOr<int64_t> PathVersion(const httplib::Request& req, size_t index) {
 
 }  // namespace
 
-KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* metrics, int http_threads)
-    : repository_(repository), metrics_(metrics), server_(std::make_unique<httplib::Server>()) {
+KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* metrics, const HttpLimits& limits)
+    : repository_(repository),
+      metrics_(metrics),
+      // The health endpoints stay answered however many connections are open.
+      server_(std::make_unique<LimitedHttpServer>(limits, std::set<std::string>{"/v2/health/live", "/v2/health/ready"})) {
   httplib::Server& s = *server_;
-  const size_t threads = static_cast<size_t>(std::max(1, http_threads));
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.set_payload_max_length(kMaxRequestBytes);
   s.set_tcp_nodelay(true);  // headers and body go out in separate writes: no Nagle delay
-  s.set_keep_alive_max_count(100000);
-  s.set_keep_alive_timeout(5);
-  s.set_read_timeout(30);
-  s.set_write_timeout(30);
   // httplib's own socket options set SO_REUSEPORT, which lets a second server
   // bind the same port and silently take half the connections: SO_REUSEADDR
   // only, so a taken port is an error. And the socket, to widen its backlog.
@@ -74,13 +72,13 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
       metrics_->Request(res.status, -1);  // refused before its handler ran (e.g. 413)
     }
   });
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  s.set_error_handler([max_request_bytes = limits.max_request_bytes](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // our own JSON error
     std::string message;
     if (res.status == 404) {
       message = "no such endpoint: " + req.method + " " + req.path.substr(0, 200);
     } else if (res.status == 413) {
-      message = "request body larger than " + std::to_string(kMaxRequestBytes) + " bytes";
+      message = "request body larger than " + std::to_string(max_request_bytes) + " bytes (--max-request-bytes)";
     } else if (res.status == 400) {
       message = "bad HTTP request";
     } else {

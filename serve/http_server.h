@@ -7,7 +7,8 @@
 //   GET  /v2/models/NAME[/versions/V]/ready  200 when loaded
 //   POST /v2/models/NAME[/versions/V]/infer  inference (kserve.h)
 //   GET  /metrics                            Prometheus text
-// Every error is a 4xx/5xx with a one-line {"error": "..."}.
+// Every error is a 4xx/5xx with a one-line {"error": "..."}. Slow, large and
+// lying requests meet the limits of LimitedHttpServer (http_limits.h).
 #ifndef TESSERA_SERVE_HTTP_SERVER_H_
 #define TESSERA_SERVE_HTTP_SERVER_H_
 
@@ -16,6 +17,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "serve/http_limits.h"
 #include "serve/metrics.h"
 #include "serve/model_repository.h"
 
@@ -25,12 +27,10 @@ class Server;
 
 namespace tessera {
 
-// Requests with a larger body get 413.
-inline constexpr size_t kMaxRequestBytes = size_t{64} << 20;
-
 class KServeHttpServer {
  public:
-  KServeHttpServer(ModelRepository* repository, ServeMetrics* metrics, int http_threads);
+  // *repository and *metrics must outlive this.
+  KServeHttpServer(ModelRepository* repository, ServeMetrics* metrics, const HttpLimits& limits);
   ~KServeHttpServer();
 
   // Binds host:port (0: any free port) and returns the port. Unavailable when it cannot.

@@ -424,7 +424,8 @@ TEST_F(ServeTest, BadRequestsGet4xxAndTheServerStaysUp) {
     EXPECT_EQ(res->status, 404) << path;
     EXPECT_TRUE(json::parse(res->body, nullptr, false).contains("error")) << res->body;
   }
-  // A body over 64 MiB: 413.
+  // A body over 64 MiB (--max-request-bytes' default): 413, and the client,
+  // which sends all of it before reading, still reads the answer.
   {
     auto res = client->Post("/v2/models/fmnist/infer", std::string((size_t{64} << 20) + 1, ' '), "application/json");
     ASSERT_TRUE(res) << httplib::to_string(res.error());
@@ -605,6 +606,10 @@ TEST(ServeCommandTest, BadFlagsAndRepositoriesAreOneLineAndExit2) {
       {{"serve", "--model-repo", empty, "--bogus"}, "unknown flag --bogus"},
       {{"serve", "--model-repo", empty, "extra"}, "unexpected argument"},
       {{"serve", "--model-repo", empty, "--device", "tpu"}, "--device must be auto, cpu or cuda"},
+      {{"serve", "--model-repo", empty, "--max-request-bytes", "0"}, "--max-request-bytes must be >= 1"},
+      {{"serve", "--model-repo", empty, "--max-request-bytes", "100", "--max-inflight-bytes", "99"},
+       "--max-inflight-bytes must be >= --max-request-bytes (100), got 99"},
+      {{"serve", "--model-repo", empty, "--header-timeout-ms", "0"}, "--header-timeout-ms must be >= 1"},
   };
   std::vector<std::pair<std::vector<std::string>, std::string>> all = cases;
   if (!CudaAvailable()) all.push_back({{"serve", "--model-repo", empty, "--device", "cuda"}, "--device=cuda: "});
@@ -618,7 +623,8 @@ TEST(ServeCommandTest, BadFlagsAndRepositoriesAreOneLineAndExit2) {
   CommandResult help = RunTessera({"serve", "--help"}, 60);
   EXPECT_EQ(help.exit_code, 0);
   for (const char* flag : {"--model-repo", "--port", "--host", "--max-batch-size", "--max-batch-delay-ms",
-                           "--poll-interval-ms", "--http-threads", "--device"}) {
+                           "--poll-interval-ms", "--http-threads", "--max-request-bytes", "--max-inflight-bytes",
+                           "--header-timeout-ms", "--body-timeout-ms", "--device"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
 }

@@ -33,7 +33,17 @@ DEFINE_double(max_batch_delay_ms, 2, "serve: how long the first queued request w
 DEFINE_int32(poll_interval_ms, 1000, "serve: how often the model repository is scanned for new and removed versions "
                                      "(milliseconds)");
 DEFINE_int32(http_threads, 64, "serve: HTTP worker threads, the most connections served at once (keep-alive "
-                               "connections hold one each)");
+                               "connections hold one each); beyond them a connection gets only /v2/health/* "
+                               "answered, anything else 503, from 8 spare threads");
+DEFINE_int64(max_request_bytes, int64_t{64} << 20, "serve: the largest request body in bytes; larger gets 413 from "
+                                                   "its Content-Length, before the body is read");
+DEFINE_int64(max_inflight_bytes, int64_t{128} << 20, "serve: the most request-body bytes handled at once, all "
+                                                     "requests together (a JSON body costs 3 (FP32) to 12 (UINT8) "
+                                                     "times its size while parsed); a request beyond gets 503");
+DEFINE_int32(header_timeout_ms, 10000, "serve: a request's line and headers must arrive within this from its first "
+                                       "byte, else 408 (milliseconds)");
+DEFINE_int32(body_timeout_ms, 30000, "serve: a request's body must arrive within this after its headers, else 408 "
+                                     "(milliseconds)");
 
 namespace tessera {
 namespace {
@@ -76,6 +86,14 @@ int RunServe(const ParsedArgs& args) {
   }
   if (FLAGS_poll_interval_ms < 10) return UsageError(command, "--poll-interval-ms must be >= 10");
   if (FLAGS_http_threads < 1 || FLAGS_http_threads > 4096) return UsageError(command, "--http-threads must be in [1, 4096]");
+  if (FLAGS_max_request_bytes < 1) return UsageError(command, "--max-request-bytes must be >= 1");
+  if (FLAGS_max_inflight_bytes < FLAGS_max_request_bytes) {
+    return UsageError(command, "--max-inflight-bytes must be >= --max-request-bytes (" +
+                                   std::to_string(FLAGS_max_request_bytes) + "), got " +
+                                   std::to_string(FLAGS_max_inflight_bytes));
+  }
+  if (FLAGS_header_timeout_ms < 1) return UsageError(command, "--header-timeout-ms must be >= 1");
+  if (FLAGS_body_timeout_ms < 1) return UsageError(command, "--body-timeout-ms must be >= 1");
   auto port_flag = PortFlag(args, /*default_port=*/8500);
   if (!port_flag.ok()) return UsageError(command, port_flag.status().message());
   const int port = *port_flag;
@@ -106,7 +124,13 @@ int RunServe(const ParsedArgs& args) {
   }
 
   const std::atomic<bool>* stop = InstallStopSignals();
-  KServeHttpServer server(&repository, &metrics, FLAGS_http_threads);
+  HttpLimits limits;
+  limits.max_connections = FLAGS_http_threads;
+  limits.max_request_bytes = static_cast<uint64_t>(FLAGS_max_request_bytes);
+  limits.max_inflight_bytes = static_cast<uint64_t>(FLAGS_max_inflight_bytes);
+  limits.header_timeout = std::chrono::milliseconds(FLAGS_header_timeout_ms);
+  limits.body_timeout = std::chrono::milliseconds(FLAGS_body_timeout_ms);
+  KServeHttpServer server(&repository, &metrics, limits);
   auto bound = server.Bind(host, port);
   if (!bound.ok()) return UsageError(command, bound.status().message());
   repository.StartPolling(std::chrono::milliseconds(FLAGS_poll_interval_ms));

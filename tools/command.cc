@@ -187,9 +187,13 @@ const std::vector<Command>& Commands() {
        "then served; requests in flight finish on the version they started with. --port 0 takes a free\n"
        "port; the chosen one is printed as 'serving on HOST:PORT'. Bad requests get a 4xx and one-line\n"
        "JSON {\"error\": ...}. SIGINT/SIGTERM stop it (exit 130). Defaults here: --host 127.0.0.1,\n"
-       "--port 8500.",
+       "--port 8500.\n"
+       "Limits per client: a body over --max-request-bytes gets 413 before it is sent; a bad or\n"
+       "conflicting Content-Length 400; a request whose head or body is slower than\n"
+       "--header-timeout-ms / --body-timeout-ms 408; past --max-inflight-bytes of bodies, or beyond\n"
+       "--http-threads connections, 503 (the health endpoints are answered all the same).",
        {"model_repo", "host", "port", "max_batch_size", "max_batch_delay_ms", "poll_interval_ms", "http_threads",
-        "device"},
+        "max_request_bytes", "max_inflight_bytes", "header_timeout_ms", "body_timeout_ms", "device"},
        RunServe,
        {{"device", "where models run: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda; int8 models "
                    "run on the CPU whatever this says (default: auto)"}}},

@@ -79,8 +79,11 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Progressed(const
   if (pending_.has_value() || !can_cut || !k.enabled() || run_dir_.empty() || spec_.consistency() != proto::BSP) {
     return out;
   }
-  int64_t step = -1;
+  int64_t step = -1, due = -1;
   if (k.every_steps() > 0 && at.latest_step + CutLead(at) >= next_step_cut_) {
+    // A cut must be ahead of every server: when the workers are past the
+    // step it is due at, it lands later, and the due steps it passes fall into it.
+    due = next_step_cut_;
     step = std::max(next_step_cut_, at.latest_step + CutLead(at));
     while (next_step_cut_ <= step) next_step_cut_ += k.every_steps();
   } else if (k.every_seconds() > 0 && Seconds(now - last_cut_time_) >= k.every_seconds()) {
@@ -89,7 +92,14 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Progressed(const
   if (step < 0) return out;
   if (step >= at.epoch_end_step) {
     last_cut_time_ = now;
-    return out;  // too close to the epoch's end: the next cut comes later
+    // Too close to the epoch's end: the next cut comes later.
+    if (due >= 0) out.lines.push_back(SkippedLine(due, at, "the epoch ends at step " +
+                                                               std::to_string(at.epoch_end_step) + " first"));
+    return out;
+  }
+  if (due >= 0 && step > due) {
+    LOG(INFO) << "checkpoint: the cut due at step " << due << " (every " << k.every_steps() << " steps) lands at step "
+              << step << ": the workers are at step " << at.latest_step << " already";
   }
   LOG(INFO) << "checkpoint: cutting at step " << step << " (epoch " << at.epoch + 1 << ")";
   RETURN_IF_ERROR(Cut(step, at.epoch, step - at.epoch_first_step, std::nullopt, at, now, &out));
@@ -272,6 +282,14 @@ Status CheckpointCoordinator::TakeDeferred(const Position& at, Clock::TimePoint 
   if (!deferred_final_) return OkStatus();
   deferred_final_ = false;
   return Cut(at.global_step, spec_.epochs(), 0, std::nullopt, at, now, out);
+}
+
+JsonObject CheckpointCoordinator::SkippedLine(int64_t due, const Position& at, const std::string& reason) {
+  LOG(WARNING) << "checkpoint: the cut due at step " << due << " (every " << spec_.checkpoint().every_steps()
+               << " steps) is skipped: " << reason;
+  JsonObject line;
+  line.Add("event", "checkpoint_skipped").Add("step", due).Add("epoch", at.epoch + 1).Add("reason", reason);
+  return line;
 }
 
 JsonObject CheckpointCoordinator::FailedLine(const Pending& p, const std::string& reason) {

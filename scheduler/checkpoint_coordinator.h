@@ -123,6 +123,8 @@ class CheckpointCoordinator {
   // Steps a cut must lie ahead of the latest reported step, so no server
   // has passed it when the request arrives.
   static int64_t CutLead(const Position& at);
+  // The line (logged too) of an every_steps cut due at `due` and not taken.
+  JsonObject SkippedLine(int64_t due, const Position& at, const std::string& reason);
   // The metrics line of a checkpoint that failed.
   static JsonObject FailedLine(const Pending& p, const std::string& reason);
   // A checkpoint failed after every server answered: removes its directory

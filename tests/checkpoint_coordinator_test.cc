@@ -424,6 +424,34 @@ TEST_F(CheckpointCoordinatorTest, AFinalCheckpointOnAFullDiskFailsTheJobAsPerman
   EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(30)));
 }
 
+// every_steps: a cut due at a step the workers are past lands a little ahead
+// of them; one that would land at or past the epoch's end is skipped, and a
+// checkpoint_skipped line says so (issue 19 #6: skips were silent).
+TEST_F(CheckpointCoordinatorTest, AnEveryStepsCutThatCannotBeTakenSaysWhy) {
+  spec_.mutable_checkpoint()->set_every_steps(10);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.epoch_end_step = 21;
+  at.global_step = 0;
+  at.latest_step = 8;  // + a lead of 4: past the step 10 the cut is due at
+  auto late = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(late.status());
+  ASSERT_TRUE(late->request.has_value());
+  EXPECT_EQ(late->request->step(), 12);
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 12, at, &snapshots, &parts);
+
+  at.latest_step = 18;  // the cut due at 20 would land at 22, past the epoch's end at 21
+  auto skipped = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(skipped.status());
+  EXPECT_FALSE(skipped->request.has_value());
+  ASSERT_EQ(skipped->lines.size(), 1u);
+  const std::string line = skipped->lines[0].ToString();
+  EXPECT_EQ(JsonString(line, "event"), "checkpoint_skipped");
+  EXPECT_EQ(JsonNumber(line, "step"), 20);
+  EXPECT_EQ(JsonString(line, "reason"), "the epoch ends at step 21 first");
+}
+
 // Collects the ERROR lines glog writes while it exists.
 class ErrorLines : public google::LogSink {
  public:

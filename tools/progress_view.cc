@@ -83,6 +83,11 @@ void ProgressView::Show(const std::string& line) {
                   JsonNumber(line, "epoch_seconds"));
     Finish();
     std::fprintf(out_, "%s\n", text);
+  } else if (event == "checkpoint_skipped") {
+    std::snprintf(text, sizeof(text), "checkpoint due at step %lld skipped: %s",
+                  static_cast<long long>(JsonNumber(line, "step")), JsonString(line, "reason").c_str());
+    Finish();
+    std::fprintf(out_, "%s\n", text);
   } else if (event == "checkpoint_failed") {
     std::snprintf(text, sizeof(text), "checkpoint at step %lld failed: %s",
                   static_cast<long long>(JsonNumber(line, "step")), JsonString(line, "reason").c_str());

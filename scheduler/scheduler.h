@@ -58,6 +58,9 @@ struct SchedulerOptions {
   int max_rollbacks = 0;
   // Rollbacks before this run (summary.json's server_rollbacks).
   int rollbacks_done = 0;
+  // The secret a NODE_EXITED must carry (the local launcher's); when empty,
+  // every NODE_EXITED is dropped (a hand-started cluster has no launcher).
+  std::string launcher_token;
   // What the deadlines follow (heartbeat, register and checkpoint timeouts,
   // every_seconds cuts, progress lines). Not owned; must outlive the
   // scheduler. Default: the system's steady clock.

@@ -61,6 +61,10 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
 }
 
 Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
+  if (options_.launcher_token.empty() || exited.token() != options_.launcher_token) {
+    LOG(WARNING) << "dropped a NODE_EXITED without the launcher's token (for pid " << exited.pid() << ")";
+    return OkStatus();
+  }
   if (const Node* found = members_.FindByPid(exited.pid()); found != nullptr) {
     const Node node = *found;  // what follows may remove it
     const std::string why = "exited with code " + std::to_string(exited.exit_code()) + ": it is lost";

@@ -31,6 +31,8 @@ namespace {
 
 using std::chrono::seconds;
 
+constexpr char kToken[] = "the launcher's secret";
+
 // A server or worker played by the test.
 class FakeNode {
  public:
@@ -108,6 +110,7 @@ class SchedulerTest : public ::testing::Test {
     options_.spec.mutable_data()->set_dir(dir_);
     options_.clock = &clock_;
     options_.register_timeout_s = 120;
+    options_.launcher_token = kToken;
   }
 
   void TearDown() override {
@@ -267,6 +270,7 @@ TEST_F(SchedulerTest, ANodeThatExitsBeforeTheStartIsHandledAtOnce) {
     proto::Header h;
     h.set_op(proto::NODE_EXITED);
     h.mutable_node_exited()->set_pid(pid);
+    h.mutable_node_exited()->set_token(kToken);
     h.mutable_node_exited()->set_exit_code(137);
     worker.Send(h);
   };
@@ -301,6 +305,7 @@ TEST_F(SchedulerTest, AServerLostDuringACutRollsTheJobBackAndTheCutNeverCommits)
   proto::Header exited;
   exited.set_op(proto::NODE_EXITED);
   exited.mutable_node_exited()->set_pid(server.pid());
+  exited.mutable_node_exited()->set_token(kToken);
   exited.mutable_node_exited()->set_exit_code(9);
   worker.Send(exited);
   ASSERT_TRUE(worker.Await(proto::ROLLBACK).has_value());
@@ -346,8 +351,37 @@ TEST_F(SchedulerTest, AResumeInItsOwnRunDirectoryPrunesTheAbandonedTimeline) {
   proto::Header exited;  // the end: the server is gone, and no rollbacks are left
   exited.set_op(proto::NODE_EXITED);
   exited.mutable_node_exited()->set_pid(server.pid());
+  exited.mutable_node_exited()->set_token(kToken);
   worker.Send(exited);
   EXPECT_EQ(Result().code(), StatusCode::kUnavailable);
+}
+
+// Only the launcher may say a node exited (issue 19 #8): a NODE_EXITED
+// without its token, or with another, is dropped, and the job goes on.
+TEST_F(SchedulerTest, ANodeExitedWithoutTheLaunchersTokenIsDropped) {
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 701);
+  FakeNode worker(&transport_, address, proto::WORKER, 702);
+  FormTheJob(&server, &worker);
+  for (const std::string& token : {std::string(), std::string("a guess")}) {
+    proto::Header forged;
+    forged.set_op(proto::NODE_EXITED);
+    forged.mutable_node_exited()->set_pid(server.pid());
+    forged.mutable_node_exited()->set_exit_code(9);
+    forged.mutable_node_exited()->set_token(token);
+    worker.Send(forged);
+  }
+  worker.Beat();  // answered after the forged messages on the same socket: they were handled
+  EXPECT_FALSE(done_.load()) << result_.ToString();
+  proto::Header real;
+  real.set_op(proto::NODE_EXITED);
+  real.mutable_node_exited()->set_pid(server.pid());
+  real.mutable_node_exited()->set_exit_code(9);
+  real.mutable_node_exited()->set_token(kToken);
+  worker.Send(real);
+  const Status s = Result();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(s.message(), "SERVER 0 (pid 701) exited with code 9: it is lost");
 }
 
 }  // namespace

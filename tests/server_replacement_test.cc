@@ -152,7 +152,10 @@ TEST_F(ServerReplacementTest, WithoutRollbacksALostServerEndsTheJob) {
 // server's ends the formation at once instead of at the register timeout.
 TEST_F(ServerReplacementTest, ANodeThatExitsBeforeTheJobFormsIsHandledAtOnce) {
   // A register timeout far beyond the waits below: only NODE_EXITED can end the formation.
-  const std::string address = StartScheduler(dir_ + "/run", {"--register-timeout", "3600"});
+  const std::string token_file = dir_ + "/launcher.token";
+  ASSERT_OK(WriteFileAtomic(token_file, "the launcher's secret"));
+  const std::string address =
+      StartScheduler(dir_ + "/run", {"--register-timeout", "3600", "--launcher-token-file", token_file});
   // One server and one worker: the job (2 + 2) cannot start.
   auto server = Start("server0", {"server", "--scheduler", address});
   auto worker = Start("worker0", {"worker", "--scheduler", address, "--threads", "1"});
@@ -168,6 +171,7 @@ TEST_F(ServerReplacementTest, ANodeThatExitsBeforeTheJobFormsIsHandledAtOnce) {
     h.set_op(proto::NODE_EXITED);
     h.mutable_node_exited()->set_pid(child.pid());
     h.mutable_node_exited()->set_exit_code(137);
+    h.mutable_node_exited()->set_token("the launcher's secret");
     ASSERT_OK((*socket)->Send(h));
   };
   kill(worker->pid(), SIGKILL);

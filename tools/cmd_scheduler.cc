@@ -31,6 +31,13 @@ int RunScheduler(const ParsedArgs& args) {
   options.run_dir = FLAGS_run_dir;
   options.register_timeout_s = FLAGS_register_timeout;
   options.resume_from = FLAGS_resume_from;
+  if (!FLAGS_launcher_token_file.empty()) {
+    auto token = ReadFileToString(FLAGS_launcher_token_file);
+    if (!token.ok() || token->empty()) {
+      return UsageError(self, "--launcher-token-file: cannot read a token from " + FLAGS_launcher_token_file);
+    }
+    options.launcher_token = *token;
+  }
   // A checkpoint directory is verified when the job loads it; anything else names one to resolve.
   if (!FLAGS_resume_from.empty() && !FileExists(FLAGS_resume_from + "/MANIFEST")) {
     std::string note;

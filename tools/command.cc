@@ -241,7 +241,8 @@ const std::vector<Command>& Commands() {
        "it began, when there is none) and goes on once a replacement server registers (start one with\n"
        "`tessera server --scheduler HOST:PORT`) and the workers are back to their full count, at most\n"
        "--max-restarts times; after that a lost server ends the job.",
-       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "max_restarts", "name", "servers",
+       {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "max_restarts",
+        "launcher_token_file", "name", "servers",
         "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
        RunScheduler},

@@ -1,15 +1,20 @@
 #include "tools/local_job.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -34,9 +39,29 @@ constexpr int kSchedulerExitGraceMs = 1000;
 
 // Tells the scheduler at once that a node process exited (NODE_EXITED), so
 // that it does not wait for the node's heartbeats to stop.
+// 128 random bits as hex.
+std::string RandomToken() {
+  std::random_device rd;
+  char hex[33];
+  for (int i = 0; i < 4; ++i) std::snprintf(hex + 8 * i, 9, "%08x", static_cast<unsigned>(rd()));
+  return std::string(hex, 32);
+}
+
+// Writes `contents` to `path` readable by this user only (mode 0600).
+Status WritePrivateFile(const std::string& path, const std::string& contents) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return UnavailableError("cannot create " + path + ": " + std::strerror(errno));
+  fchmod(fd, 0600);  // an existing file (a resumed run's) keeps no wider mode
+  const bool written = write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size());
+  close(fd);
+  if (!written) return UnavailableError("cannot write " + path);
+  return OkStatus();
+}
+
 class ExitNotifier {
  public:
-  explicit ExitNotifier(const std::string& scheduler_address) {
+  // `token`: the secret the scheduler was given (--launcher_token_file).
+  ExitNotifier(const std::string& scheduler_address, std::string token) : token_(std::move(token)) {
     auto endpoint = NormalizeEndpoint(scheduler_address);
     if (endpoint.ok()) {
       auto socket = transport_.Connect(SocketKind::kDealer, *endpoint);
@@ -50,10 +75,12 @@ class ExitNotifier {
     h.set_op(proto::NODE_EXITED);
     h.mutable_node_exited()->set_pid(child.pid());
     h.mutable_node_exited()->set_exit_code(exit_code);
+    h.mutable_node_exited()->set_token(token_);
     socket_->Send(h).IgnoreError();
   }
 
  private:
+  std::string token_;
   ZmqTransport transport_;
   std::unique_ptr<Socket> socket_;
 };
@@ -264,13 +291,18 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     std::cerr << "tessera " << self.name << ": " << message << std::endl;
     return kExitFailure;
   };
+  // Only this launcher may tell the scheduler that a node exited: the
+  // secret it shares with it lives in a file only this user can read.
+  const std::string token_file = run_dir + "/launcher.token";
+  const std::string token = RandomToken();
+  if (Status s = WritePrivateFile(token_file, token); !s.ok()) return fail(s.message());
   // The scheduler rolls the job back when a server is lost, as often as the
   // budget left allows; this launcher starts the replacement servers.
   const int restarts_left = std::max(0, options.max_restarts - *recoveries);
   if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
                                              run_dir, "--resume_from", resume_from, "--max_restarts",
-                                             std::to_string(restarts_left)});
+                                             std::to_string(restarts_left), "--launcher_token_file", token_file});
       !s.ok()) {
     return fail(s.message());
   }
@@ -294,7 +326,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     }
   }
   const std::string scheduler_address = "127.0.0.1:" + port;
-  ExitNotifier exits(scheduler_address);
+  ExitNotifier exits(scheduler_address, token);
   int server_labels = 0;
   auto start_server = [&](bool replacement) {
     std::vector<std::string> args = {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1"};

@@ -23,6 +23,9 @@ DEFINE_bool(overlap_pull, true,
 DEFINE_string(device, "auto", "where workers compute: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda");
 DEFINE_string(params_out, "", "worker: the reporting worker (the lowest rank still taking part) writes the final parameters here (raw float32, key order)");
 DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal, plain lines otherwise), live, plain, none");
+DEFINE_string(launcher_token_file, "",
+              "scheduler: a file holding the secret the local launcher's NODE_EXITED messages carry (tessera "
+              "train writes one, mode 0600); without it the scheduler takes no word of exits, only missed heartbeats");
 DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint (a checkpoint directory, or a run directory or its checkpoints/latest for the newest intact one)");
 DEFINE_int32(max_restarts, 3,
              "train/resume: when a server dies, start a replacement server and roll the job back to the newest "

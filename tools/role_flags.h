@@ -10,6 +10,7 @@
 #include "tools/command.h"
 
 DECLARE_string(spec);
+DECLARE_string(launcher_token_file);
 DECLARE_int32(test_checkpoint_write_delay_ms);
 DECLARE_string(host);
 DECLARE_int32(port);

@@ -1,6 +1,31 @@
 #include "scheduler/job_metrics.h"
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 namespace tessera {
+
+JobHistory ReadJobHistory(const std::string& metrics_path, int epochs_done) {
+  JobHistory history;
+  history.examples_by_epoch.assign(std::max(0, epochs_done), 0);
+  std::ifstream in(metrics_path);
+  std::string text;
+  while (std::getline(in, text)) {
+    const nlohmann::json line = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!line.is_object() || !line.contains("event") || !line["event"].is_string()) continue;
+    const std::string event = line["event"];
+    if (event == "worker_lost") ++history.workers_lost;
+    if (event == "worker_joined") ++history.workers_joined;
+    if (event == "rollback") ++history.server_rollbacks;
+    if (event != "epoch" || !line.contains("epoch") || !line.contains("examples")) continue;
+    if (!line["epoch"].is_number_integer() || !line["examples"].is_number_integer()) continue;
+    const int64_t epoch = line["epoch"];
+    if (epoch >= 1 && epoch <= epochs_done) history.examples_by_epoch[epoch - 1] = line["examples"];
+  }
+  return history;
+}
+
 
 MetricsLog::~MetricsLog() {
   if (file_ != nullptr) fclose(file_);

@@ -107,6 +107,18 @@ struct SummaryFacts {
   int server_rollbacks = 0;
 };
 
+// What a run directory's metrics.jsonl says happened before a resume: the
+// workers lost and joined and the servers' rollbacks, in every earlier run
+// of the job (a rollback's, a restart's, an earlier session's), and the
+// example count of each of the first `epochs_done` epochs (the last line of
+// each: an epoch run again after a rollback counts once). Lines it cannot
+// read are skipped; a missing file is an empty history.
+struct JobHistory {
+  int workers_lost = 0, workers_joined = 0, server_rollbacks = 0;
+  std::vector<int64_t> examples_by_epoch;
+};
+JobHistory ReadJobHistory(const std::string& metrics_path, int epochs_done);
+
 // summary.json's text for a finished job.
 std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const JobResults& results,
                         const SummaryFacts& facts);

@@ -31,6 +31,14 @@ Status Scheduler::Prepare() {
     phases_.ResumeAt(resume_->step, resume_->evaluate_only ? options_.spec.epochs() - 1 : 0);
     LOG(INFO) << "resuming from " << resume_->restore.dir() << ": step " << resume_->step << ", epoch "
               << resume_->start_epoch + 1;
+    if (ResumedInOwnRunDir()) {
+      // summary.json describes the whole job, the runs before this one included.
+      const JobHistory history = ReadJobHistory(options_.run_dir + "/metrics.jsonl", resume_->start_epoch);
+      results_.workers_lost = history.workers_lost;
+      results_.workers_joined = history.workers_joined;
+      results_.examples_by_epoch = history.examples_by_epoch;
+      rollbacks_before_ = history.server_rollbacks;
+    }
   }
   LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
             << " parameters, " << shape_.train_examples << " training and " << shape_.test_examples
@@ -194,13 +202,17 @@ Status Scheduler::MaybeStartJob() {
                                      : NextPhase::Training(0));
 }
 
-Status Scheduler::AbandonLaterCheckpoints() {
-  if (!resume_.has_value() || options_.run_dir.empty()) return OkStatus();
-  const std::string& dir = resume_->restore.dir();
+bool Scheduler::ResumedInOwnRunDir() const {
+  if (!resume_.has_value() || options_.run_dir.empty()) return false;
   std::error_code ec;
-  if (std::filesystem::absolute(options_.run_dir, ec).lexically_normal() != std::filesystem::path(RunDirOf(dir))) {
-    return OkStatus();  // resumed from another run's checkpoint: this run has none past it
-  }
+  return std::filesystem::absolute(options_.run_dir, ec).lexically_normal() ==
+         std::filesystem::path(RunDirOf(resume_->restore.dir()));
+}
+
+Status Scheduler::AbandonLaterCheckpoints() {
+  // Resumed from another run's checkpoint: this run has none past it.
+  if (!ResumedInOwnRunDir()) return OkStatus();
+  const std::string& dir = resume_->restore.dir();
   // Checkpoints past this one belong to the timeline being abandoned. Only
   // now: after a rollback, the servers of the last run finished their writes
   // (some into those directories) before they registered again.
@@ -328,7 +340,7 @@ Status Scheduler::WriteSummary() {
   facts.steps = phases_.global_step();
   facts.wall_seconds = std::chrono::duration<double>(Now() - start_time_).count();
   facts.resumed_from_step = resume_.has_value() ? resume_->step : -1;
-  facts.server_rollbacks = options_.rollbacks_done;
+  facts.server_rollbacks = std::max(options_.rollbacks_done, rollbacks_before_);
   return WriteFileAtomic(options_.run_dir + "/summary.json", SummaryJson(options_.spec, shape_, results_, facts));
 }
 

@@ -120,6 +120,9 @@ class Scheduler {
   // resume point and points `latest` at it. Runs when every server has
   // registered (MaybeStartJob), so no write of a rolled-back run is still going.
   Status AbandonLaterCheckpoints();
+  // Resumed from a checkpoint of its own run directory (a rollback, a
+  // restart, `tessera resume`).
+  bool ResumedInOwnRunDir() const;
   Status WriteSummary();
 
   // Nodes coming and going (scheduler_nodes.cc).
@@ -162,6 +165,7 @@ class Scheduler {
   JobShape shape_;                     // from Prepare()
   std::optional<ResumePoint> resume_;  // from Prepare(), when resuming
   JobResults results_;
+  int rollbacks_before_ = 0;  // the servers' rollbacks metrics.jsonl holds from earlier runs
 
   Membership members_;                    // who takes part
   MembershipChanges server_membership_;  // what the servers were told about it

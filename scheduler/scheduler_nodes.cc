@@ -50,7 +50,11 @@ Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
                  << " workers: the rolled-back job also waits for replacement workers (tessera worker --scheduler ...)";
   }
   JsonObject line;
-  line.Add("event", "rollback").Add("reason", what).Add("step", progress_.latest_step()).Add("epoch", phases_.epoch() + 1);
+  line.Add("event", "rollback")
+      .Add("reason", what)
+      .Add("pid", lost.pid)
+      .Add("step", progress_.latest_step())
+      .Add("epoch", phases_.epoch() + 1);
   metrics_.Record(line);
   proto::Header h = Header(proto::ROLLBACK);
   h.mutable_rollback()->set_reason(what);

@@ -398,6 +398,31 @@ TEST_F(MidEpochTest, LostServerIsReplacedAndTheJobRollsBack) {
   EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
 }
 
+// A frozen server (SIGSTOP) sends no heartbeats: the scheduler loses it and
+// rolls back, and the launcher kills it (it is lost anyway) and replaces it
+// like a dead one, instead of the job waiting 120 s and restarting every
+// process (issue 19 #2).
+TEST_F(MidEpochTest, AFrozenServerIsKilledAndReplaced) {
+  const std::string run = *dir_ + "/frozen-server";
+  auto launcher = StartUntilFirstCheckpoint(*dir_ + "/spec.pbtxt", run);
+  int victim = -1;
+  for (int pid : ChildrenOf(launcher->pid())) {
+    if (victim < 0 && CommandLine(pid).find(" server ") != std::string::npos) victim = pid;
+  }
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGSTOP);
+  EXPECT_EQ(launcher->Wait(300000), std::optional<int>(0));
+  const std::string log = FileText(run + ".log");
+  EXPECT_NE(log.find("the scheduler lost the server with pid " + std::to_string(victim) +
+                     " (it stopped answering); it is killed and replaced"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("restarting"), std::string::npos) << "no restart of every process: " << log;
+  EXPECT_FALSE(IsRunning(victim));
+  EXPECT_EQ(SummaryNumber(run, "server_rollbacks"), 1);
+  EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_) << "under BSP the result is an undisturbed run's";
+}
+
 // A scheduler killed mid-job: no rollback in place is possible, so the
 // launcher stops every process and starts the cluster again from the newest
 // checkpoint; under BSP the result again equals an undisturbed run.
@@ -420,6 +445,12 @@ TEST_F(MidEpochTest, LostSchedulerRestartsTheJobFromTheLastCheckpoint) {
   EXPECT_EQ(log->find("replaces it"), std::string::npos) << *log;
   EXPECT_EQ(SummaryNumber(run, "server_rollbacks"), 0);
   EXPECT_EQ(SummaryField(run, "params_sha256"), *sha_);
+  // summary.json describes the whole job, the epochs before the restart too (issue 19 #5).
+  const std::string summary = FileText(run + "/summary.json");
+  const std::string per_epoch = std::to_string(static_cast<int64_t>(SummaryNumber(run, "examples_per_epoch")));
+  std::string all = "\"examples_by_epoch\": [";
+  for (int e = 0; e < SummaryNumber(run, "epochs"); ++e) all += (e > 0 ? ", " : "") + per_epoch;
+  EXPECT_NE(summary.find(all + "]"), std::string::npos) << summary;
 }
 
 }  // namespace

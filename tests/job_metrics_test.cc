@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/file_util.h"
 #include "tests/test_util.h"
@@ -159,6 +161,30 @@ TEST(JobMetricsTest, TheLogAppendsOneLinePerEvent) {
   const Status s = missing.Open(dir + "/no/such/dir");
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_NE(s.message().find("metrics.jsonl"), std::string::npos) << s.ToString();
+}
+
+// A resumed job's history from metrics.jsonl (issue 19 #5): every earlier
+// run's losses, joins and rollbacks, and the last count of each epoch done.
+TEST(JobHistoryTest, ReadsWhatEarlierRunsOfTheJobRecorded) {
+  const std::string dir = MakeTempDir("history");
+  std::ofstream(dir + "/metrics.jsonl") << R"({"event": "epoch", "epoch": 1, "examples": 1000}
+{"event": "worker_lost", "rank": 1}
+{"event": "worker_joined", "rank": 1}
+{"event": "epoch", "epoch": 2, "examples": 990}
+{"event": "rollback", "reason": "SERVER 0 (pid 7) exited"}
+not json at all
+{"event": "epoch", "epoch": 2, "examples": 1000}
+{"event": "epoch", "epoch": 3, "examples": 1000}
+{"event": "worker_lost", "rank": 0}
+)";
+  const JobHistory history = ReadJobHistory(dir + "/metrics.jsonl", /*epochs_done=*/2);
+  EXPECT_EQ(history.workers_lost, 2);
+  EXPECT_EQ(history.workers_joined, 1);
+  EXPECT_EQ(history.server_rollbacks, 1);
+  EXPECT_EQ(history.examples_by_epoch, (std::vector<int64_t>{1000, 1000})) << "epoch 2's last line; epoch 3 is not done";
+  const JobHistory none = ReadJobHistory(dir + "/missing.jsonl", 1);
+  EXPECT_EQ(none.workers_lost, 0);
+  EXPECT_EQ(none.examples_by_epoch, (std::vector<int64_t>{0}));
 }
 
 }  // namespace

@@ -134,6 +134,19 @@ class LocalCluster {
 
   ChildProcess* scheduler() { return children_.empty() ? nullptr : children_[0].get(); }
 
+  // SIGKILLs the child with `pid` when its label starts with `prefix` and it
+  // is still running (not yet reaped, so the pid is still its own); whether
+  // it did.
+  bool KillIfRunning(const std::string& prefix, int pid) {
+    for (size_t i = 0; i < children_.size(); ++i) {
+      const ChildProcess& c = *children_[i];
+      if (lost_[i] || c.pid() != pid || c.label().rfind(prefix, 0) != 0 || children_[i]->Poll().has_value()) continue;
+      kill(pid, SIGKILL);
+      return true;
+    }
+    return false;
+  }
+
   // Children whose label starts with `prefix`, not lost and still running.
   int Running(const std::string& prefix) {
     int n = 0;
@@ -354,10 +367,26 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   int replacements = 0;
 
   ProgressView view(run_dir + "/metrics.jsonl", mode, stdout);
+  // A server the scheduler lost to silence (frozen, say) is lost for good:
+  // it is killed, so that it exits and is replaced like a dead one.
+  std::vector<int> lost_servers;
+  view.set_on_line([&](const std::string& line) {
+    if (JsonString(line, "event") == "rollback" && JsonNumber(line, "pid") > 0) {
+      lost_servers.push_back(static_cast<int>(JsonNumber(line, "pid")));
+    }
+  });
   bool stopping = false;
   Clock::time_point stop_deadline;
   while (true) {
     view.Update();
+    for (int pid : lost_servers) {
+      if (cluster.KillIfRunning("server-", pid)) {
+        view.Finish();
+        std::cerr << "tessera " << self.name << ": the scheduler lost the server with pid " << pid
+                  << " (it stopped answering); it is killed and replaced" << std::endl;
+      }
+    }
+    lost_servers.clear();
     if (stop->load() && !stopping) {
       // First signal: the scheduler takes a final checkpoint and shuts the
       // job down; a second signal (or 90 s) stops every process at once.

@@ -42,7 +42,7 @@ std::string FormatDuration(double seconds) {
 }
 
 void ProgressView::Update() {
-  if (mode_ == ProgressMode::kNone) return;
+  if (mode_ == ProgressMode::kNone && !on_line_) return;
   FILE* f = std::fopen(path_.c_str(), "r");
   if (f == nullptr) return;  // the scheduler has not created it yet
   std::fseek(f, offset_, SEEK_SET);
@@ -55,8 +55,10 @@ void ProgressView::Update() {
   std::fclose(f);
   size_t newline;
   while ((newline = partial_.find('\n')) != std::string::npos) {
-    Show(partial_.substr(0, newline));
+    const std::string line = partial_.substr(0, newline);
     partial_.erase(0, newline + 1);
+    if (mode_ != ProgressMode::kNone) Show(line);
+    if (on_line_) on_line_(line);
   }
 }
 

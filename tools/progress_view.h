@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 namespace tessera {
@@ -18,8 +19,10 @@ class ProgressView {
   ProgressView(std::string metrics_path, ProgressMode mode, FILE* out)
       : path_(std::move(metrics_path)), mode_(mode), out_(out) {}
 
-  // Reads new complete lines of the metrics file and shows them.
+  // Reads new complete lines of the metrics file and shows them (none in
+  // ProgressMode::kNone), handing each to the callback, if any.
   void Update();
+  void set_on_line(std::function<void(const std::string& line)> on_line) { on_line_ = std::move(on_line); }
   // Ends a live line so that what follows starts on a fresh one.
   void Finish();
 
@@ -32,6 +35,7 @@ class ProgressView {
   long offset_ = 0;
   std::string partial_;
   bool live_line_open_ = false;
+  std::function<void(const std::string& line)> on_line_;
   std::chrono::steady_clock::time_point last_plain_{};
 };
 

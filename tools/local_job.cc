@@ -296,6 +296,10 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
             << spec.epochs() << " epochs; run directory " << run_dir << std::endl;
 
   LocalCluster cluster(run_dir);
+  // Before the scheduler starts: a restart's or resume's run directory holds
+  // the lines of earlier runs, and only this run's are shown (and acted on).
+  ProgressView view(run_dir + "/metrics.jsonl", mode, stdout);
+  view.SkipExistingLines();
   const std::string port_file = run_dir + "/scheduler.port";
   // A port file left by an earlier run (resume reuses the directory) must not be read as this one's.
   std::remove(port_file.c_str());
@@ -366,7 +370,6 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   }
   int replacements = 0;
 
-  ProgressView view(run_dir + "/metrics.jsonl", mode, stdout);
   // A server the scheduler lost to silence (frozen, say) is lost for good:
   // it is killed, so that it exits and is replaced like a dead one.
   std::vector<int> lost_servers;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 
 namespace tessera {
 namespace {
@@ -39,6 +40,13 @@ std::string FormatDuration(double seconds) {
     std::snprintf(buf, sizeof(buf), "%ld:%02ld", s / 60, s % 60);
   }
   return buf;
+}
+
+void ProgressView::SkipExistingLines() {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path_, ec);
+  offset_ = ec ? 0 : static_cast<long>(size);
+  partial_.clear();
 }
 
 void ProgressView::Update() {

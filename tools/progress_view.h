@@ -23,6 +23,10 @@ class ProgressView {
   // ProgressMode::kNone), handing each to the callback, if any.
   void Update();
   void set_on_line(std::function<void(const std::string& line)> on_line) { on_line_ = std::move(on_line); }
+  // From now on only lines written after this call: the lines an earlier
+  // run of the job left (a restart's, a resume's) are neither shown again
+  // nor handed to the callback.
+  void SkipExistingLines();
   // Ends a live line so that what follows starts on a fresh one.
   void Finish();
 

@@ -216,14 +216,23 @@ std::string ManifestJson(const ModelManifest& m) {
   return j.ToPrettyString();
 }
 
+// The string field `key` of `object`; `fallback` when it is absent.
+// InvalidArgument when it is there but not a string (nlohmann's value()
+// would throw).
+StatusOr<std::string> StringFieldOr(const nlohmann::json& object, const std::string& key, const std::string& fallback,
+                                    const std::string& path) {
+  auto field = object.find(key);
+  if (field == object.end()) return fallback;
+  if (!field->is_string()) return InvalidArgumentError(path + ": '" + key + "' must be a string");
+  return field->get<std::string>();
+}
+
 StatusOr<ManifestFields> ParseManifestFields(const std::string& json, const std::string& path) {
   ASSIGN_OR_RETURN(const nlohmann::json manifest, ParseManifestObject(json, path));
-  if (manifest.value("format", "") != "tessera-model") {
-    return InvalidArgumentError(path + ": format must be \"tessera-model\"");
-  }
-  if (manifest.value("format_of_file", "onnx") != "onnx") {
-    return InvalidArgumentError(path + ": format_of_file must be \"onnx\"");
-  }
+  ASSIGN_OR_RETURN(const std::string format, StringFieldOr(manifest, "format", "", path));
+  if (format != "tessera-model") return InvalidArgumentError(path + ": format must be \"tessera-model\"");
+  ASSIGN_OR_RETURN(const std::string format_of_file, StringFieldOr(manifest, "format_of_file", "onnx", path));
+  if (format_of_file != "onnx") return InvalidArgumentError(path + ": format_of_file must be \"onnx\"");
   ManifestFields fields;
   ASSIGN_OR_RETURN(fields.file_bytes, JsonNumberField(manifest, "file_bytes", path));
   auto sha = manifest.find("sha256");

@@ -169,6 +169,10 @@ TEST(ModelRepositoryLayoutTest, BadManifestsAreRefusedNamingTheFile) {
        "m.json: format_of_file must be \"onnx\""},
       {R"({"format": "tessera-model", "file_bytes": "1", "sha256": "x"})", "m.json: 'file_bytes' must be a number"},
       {R"({"format": "tessera-model", "file_bytes": 1, "sha256": 5})", "m.json: 'sha256' must be a string"},
+      // Not strings where strings belong: refused, never thrown (it crashed serve and predict).
+      {R"({"format": 7, "file_bytes": 1, "sha256": "x"})", "m.json: 'format' must be a string"},
+      {R"({"format": "tessera-model", "format_of_file": ["onnx"], "file_bytes": 1, "sha256": "x"})",
+       "m.json: 'format_of_file' must be a string"},
   };
   for (const auto& [json, message] : cases) {
     auto fields = ParseManifestFields(json, "m.json");

@@ -290,7 +290,29 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
   return model;
 }
 
+namespace {
+
+// ONNX's shape inference divides by these without checking them.
+Status CheckPositiveSizes(const onnx::GraphProto& graph) {
+  for (int i = 0; i < graph.node_size(); ++i) {
+    const onnx::NodeProto& node = graph.node(i);
+    for (const onnx::AttributeProto& a : node.attribute()) {
+      if (a.name() != "strides" && a.name() != "dilations" && a.name() != "kernel_shape") continue;
+      for (int64_t v : a.ints()) {
+        if (v <= 0) {
+          return InvalidArgumentError("node " + std::to_string(i) + " (" + node.op_type() + "): " + a.name() +
+                                      " must be positive, got " + std::to_string(v));
+        }
+      }
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status CheckOnnxModel(const onnx::ModelProto& model) {
+  RETURN_IF_ERROR(CheckPositiveSizes(model.graph()));
   try {
     onnx::checker::check_model(model);
     onnx::ModelProto inferred = model;

@@ -140,6 +140,25 @@ TEST(OnnxImportTest, BadModelsAreRefusedWithAMessage) {
     }
     refused(ImportOnnxModel(m), "ceil_mode");
   }
+  for (const char* attribute : {"strides", "dilations", "kernel_shape"}) {
+    // A zero made ONNX's own shape inference divide by zero (SIGFPE).
+    onnx::ModelProto m = good;
+    onnx::NodeProto* conv = m.mutable_graph()->mutable_node(0);
+    bool found = false;
+    for (auto& a : *conv->mutable_attribute()) {
+      if (a.name() != attribute) continue;
+      for (int i = 0; i < a.ints_size(); ++i) a.set_ints(i, 0);
+      found = true;
+    }
+    if (!found) {
+      onnx::AttributeProto* a = conv->add_attribute();
+      a->set_name(attribute);
+      a->set_type(onnx::AttributeProto::INTS);
+      a->add_ints(0);
+      a->add_ints(0);
+    }
+    refused(ImportOnnxModel(m), std::string(attribute) + " must be positive");
+  }
 }
 
 // --- the server ---

@@ -154,7 +154,7 @@ Status Scheduler::Handle(Message m) {
       node.ready = true;
       return MaybeStartJob();
     case proto::LEASE_REQUEST: {
-      if (node.role != proto::WORKER || phases_.stage() == PhaseRunner::Stage::kForming) break;
+      if (node.role != proto::WORKER || phases_.stage() == Stage::kForming) break;
       proto::Header reply = Header(proto::LEASE);
       *reply.mutable_lease() = phases_.Lease(node.rank);
       return SendToWorker(node.peer, reply);
@@ -288,7 +288,7 @@ Status Scheduler::HandleProgress(const proto::Progress& p) {
   context.epoch_start = phases_.phase_start();
   context.job_start = start_time_;
   const std::optional<JsonObject> line = progress_.Report(p, context, Now());
-  if (phases_.stage() != PhaseRunner::Stage::kStopping) {
+  if (phases_.stage() != Stage::kStopping) {
     RETURN_IF_ERROR(Apply(checkpoints_.Progressed(Here(), /*can_cut=*/!phases_.epoch_disturbed(), Now())));
   }
   if (line.has_value()) metrics_.Record(*line);

@@ -11,6 +11,8 @@
 
 namespace tessera {
 
+using Stage = PhaseRunner::Stage;
+
 Status Scheduler::HandleHeartbeat(const Message& m) {
   const proto::Header& h = m.header;
   if (h.job_id() != job_id_ || !members_.Heartbeat(h.sender_role(), h.sender_rank(), Now())) {
@@ -26,7 +28,7 @@ Status Scheduler::HandleHeartbeat(const Message& m) {
 }
 
 Status Scheduler::CheckHeartbeats() {
-  if (phases_.stage() == PhaseRunner::Stage::kForming) return OkStatus();
+  if (phases_.stage() == Stage::kForming) return OkStatus();
   const auto timeout = std::chrono::milliseconds(options_.spec.cluster().heartbeat_timeout_ms());
   const std::vector<Membership::Silent> silent = members_.SilentNodes(Now(), timeout);
   for (const Membership::Silent& node : silent) {
@@ -38,7 +40,7 @@ Status Scheduler::CheckHeartbeats() {
 
 Status Scheduler::LoseServer(const Node& lost, const std::string& why) {
   const std::string what = "SERVER " + std::to_string(lost.rank) + " (pid " + std::to_string(lost.pid) + ") " + why;
-  if (options_.rollbacks_done >= options_.max_rollbacks || phases_.stage() == PhaseRunner::Stage::kStopping) {
+  if (options_.rollbacks_done >= options_.max_rollbacks || phases_.stage() == Stage::kStopping) {
     return UnavailableError(what + (options_.max_rollbacks > 0 ? " (no rollbacks left)" : ""));
   }
   rollback_reason_ = what;
@@ -75,7 +77,7 @@ Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
     if (node.role == proto::WORKER) {
       // Before the start its rank is not yet in use: after the start its
       // heartbeats (or the failed map) lose it, and a standby takes its rank.
-      if (phases_.stage() != PhaseRunner::Stage::kForming || node.standby) return LoseWorker(node.peer, why);
+      if (phases_.stage() != Stage::kForming || node.standby) return LoseWorker(node.peer, why);
       LOG(INFO) << "process " << exited.pid() << " exited; it is no node taking part in this job";
       return OkStatus();
     }
@@ -84,7 +86,7 @@ Status Scheduler::HandleNodeExited(const proto::NodeExited& exited) {
       members_.Remove(node.peer);
       return OkStatus();
     }
-    if (phases_.stage() == PhaseRunner::Stage::kForming) {
+    if (phases_.stage() == Stage::kForming) {
       // The job cannot form without it (its slices wait for it): end now
       // rather than at the register timeout.
       return UnavailableError("SERVER " + std::to_string(node.rank) + " (pid " + std::to_string(node.pid) + ") " +

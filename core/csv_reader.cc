@@ -33,7 +33,18 @@ std::string Describe(int byte) {
 std::string Quoted(std::string_view field) {
   // Appended piece by piece: "\"" + std::string trips GCC 12's -Wrestrict.
   std::string quoted = "\"";
-  quoted += field.substr(0, kMaxQuotedChars);
+  for (char c : field.substr(0, kMaxQuotedChars)) {
+    // Control characters are escaped so that a message stays one line.
+    if (c == '\n') {
+      quoted += "\\n";
+    } else if (c == '\r') {
+      quoted += "\\r";
+    } else if (c == '\t') {
+      quoted += "\\t";
+    } else {
+      quoted += c;
+    }
+  }
   if (field.size() > kMaxQuotedChars) quoted += "...";
   quoted += '"';
   return quoted;
@@ -138,7 +149,8 @@ class CsvReader::Source {
   Status StreamError() const {
     int code = Z_OK;
     const char* message = gzerror(file_, &code);
-    const std::string detail = message != nullptr && *message != '\0' ? message : "unknown error";
+    std::string detail = message != nullptr && *message != '\0' ? message : "unknown error";
+    if (detail.rfind(path_ + ": ", 0) == 0) detail.erase(0, path_.size() + 2);  // zlib names the file too
     const std::string after = " after " + std::to_string(offset_ + (end_ - next_)) + " bytes (" + detail + ")";
     if (code == Z_ERRNO) return UnavailableError("error reading CSV file " + path_ + ": " + std::strerror(errno));
     if (code == Z_BUF_ERROR) return DataLossError(path_ + ": compressed stream is truncated" + after);

@@ -273,7 +273,10 @@ StatusOr<bool> CsvReader::ReadRecord(CsvRecord* record) {
       ASSIGN_OR_RETURN(end_of_record, ReadUnquotedField(byte, record));
     }
     field_ends_.push_back(record->text.size());
-    if (!end_of_record) byte = source_->Get();
+    if (!end_of_record) {
+      RETURN_IF_ERROR(CheckRecordSize(*record));  // a line of commas is all fields, no text
+      byte = source_->Get();
+    }
   }
   // A record cut short by a read error is the error, not a record.
   RETURN_IF_ERROR(source_->status());
@@ -342,13 +345,19 @@ StatusOr<bool> CsvReader::ReadQuotedField(CsvRecord* record) {
 }
 
 Status CsvReader::Append(char byte, CsvRecord* record) {
-  if (record->text.size() >= options_.max_record_bytes) {
-    return InvalidArgumentError(Where(record->line) + ": record longer than " +
+  RETURN_IF_ERROR(CheckRecordSize(*record));
+  record->text.push_back(byte);
+  return OkStatus();
+}
+
+Status CsvReader::CheckRecordSize(const CsvRecord& record) const {
+  // Each field counts one byte besides its text: field_ends_ grows with it.
+  if (record.text.size() + field_ends_.size() >= options_.max_record_bytes) {
+    return InvalidArgumentError(Where(record.line) + ": record longer than " +
                                 std::to_string(options_.max_record_bytes) +
                                 " bytes (CsvOptions.max_record_bytes): expected a shorter record, "
                                 "or a missing closing quote");
   }
-  record->text.push_back(byte);
   return OkStatus();
 }
 

@@ -38,9 +38,9 @@ struct CsvOptions {
   char delimiter = ',';
   // Bytes read from the file at a time. Default 1 MiB; at least 4.
   size_t buffer_bytes = size_t{1} << 20;
-  // The most bytes of field text one record may hold; a longer record is
-  // InvalidArgument, so that a stray quote cannot swallow the file into
-  // memory. Default 64 MiB.
+  // The most bytes one record may hold (its field text plus one per field);
+  // a longer record is InvalidArgument, so that a stray quote cannot swallow
+  // the file into memory. Default 64 MiB.
   size_t max_record_bytes = size_t{64} << 20;
   // Byte offset of a plain (not gzip'd) file: reading starts at the first
   // record that begins at or after it (0, the default: the first record after
@@ -115,6 +115,7 @@ class CsvReader {
   StatusOr<bool> ReadQuotedField(CsvRecord* record);
   StatusOr<bool> ReadUnquotedField(int first, CsvRecord* record);
   Status Append(char byte, CsvRecord* record);
+  Status CheckRecordSize(const CsvRecord& record) const;
 
   // "FILE:LINE" for the record being read ("FILE:LINE:COLUMN" with a column),
   // or "FILE: record at byte N" when lines are unknown.

@@ -15,9 +15,9 @@ std::string Errno() { return std::strerror(errno); }
 // `what` failed with errno: ResourceExhausted for a full disk or quota (no
 // retry can help), else Unavailable.
 Status ErrnoError(const std::string& what) {
-  const bool full = errno == ENOSPC || errno == EDQUOT;
-  const std::string message = what + ": " + Errno();
-  return full ? ResourceExhaustedError(message) : UnavailableError(message);
+  const int error = errno;  // before anything below can change it
+  const std::string message = what + ": " + std::strerror(error);
+  return error == ENOSPC || error == EDQUOT ? ResourceExhaustedError(message) : UnavailableError(message);
 }
 
 std::string DirName(const std::string& path) {

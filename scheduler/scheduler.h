@@ -61,6 +61,9 @@ struct SchedulerOptions {
   // The secret a NODE_EXITED must carry (the local launcher's); when empty,
   // every NODE_EXITED is dropped (a hand-started cluster has no launcher).
   std::string launcher_token;
+  // The secret every REGISTER must carry (Register.token); when empty, any
+  // REGISTER is taken (a hand-started cluster without --cluster_token_file).
+  std::string cluster_token;
   // What the deadlines follow (heartbeat, register and checkpoint timeouts,
   // every_seconds cuts, progress lines). Not owned; must outlive the
   // scheduler. Default: the system's steady clock.

@@ -185,6 +185,11 @@ Status Scheduler::AssignStandby() {
 
 Status Scheduler::HandleRegister(const Message& m) {
   const proto::Register& r = m.header.register_();
+  if (!options_.cluster_token.empty() && r.token() != options_.cluster_token) {
+    drops_.Drop("dropped a REGISTER without the cluster's token (claiming role " + proto::Role_Name(r.role()) +
+                ", pid " + std::to_string(r.pid()) + ")");
+    return OkStatus();
+  }
   std::string refusal;
   switch (members_.Register(m.peer, r, Now(), &refusal)) {
     case Membership::Admission::kDropped:

@@ -97,6 +97,7 @@ Status Server::Register() {
   reg.mutable_register_()->set_role(proto::SERVER);
   reg.mutable_register_()->set_address(workers_->endpoint());
   reg.mutable_register_()->set_pid(getpid());
+  if (!options_.cluster_token.empty()) reg.mutable_register_()->set_token(options_.cluster_token);
   map_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(options_.register_timeout_s);
   return scheduler_->Send(reg);
 }

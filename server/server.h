@@ -28,6 +28,8 @@ namespace tessera {
 struct ServerOptions {
   // Scheduler address, "HOST:PORT". Required.
   std::string scheduler;
+  // The cluster's secret, sent in REGISTER (the scheduler's --cluster_token_file). Default none.
+  std::string cluster_token;
   // Address to bind and advertise to workers. Default 127.0.0.1.
   std::string host = "127.0.0.1";
   // Port to bind; 0 lets the OS pick. Default 0.

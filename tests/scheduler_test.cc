@@ -43,11 +43,13 @@ class FakeNode {
     if (socket.ok()) socket_ = std::move(socket).value();
   }
 
-  void Register() {
+  // `token`: the cluster's secret, when the node knows one.
+  void Register(const std::string& token = "") {
     proto::Header h;
     h.set_op(proto::REGISTER);
     h.mutable_register_()->set_role(role_);
     h.mutable_register_()->set_pid(pid_);
+    if (!token.empty()) h.mutable_register_()->set_token(token);
     if (role_ == proto::SERVER) h.mutable_register_()->set_address("mem://server-" + std::to_string(pid_));
     Send(h);
   }
@@ -382,6 +384,43 @@ TEST_F(SchedulerTest, ANodeExitedWithoutTheLaunchersTokenIsDropped) {
   const Status s = Result();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
   EXPECT_EQ(s.message(), "SERVER 0 (pid 701) exited with code 9: it is lost");
+}
+
+// Only the nodes the launcher started may join its cluster (issue 19 #8): a
+// REGISTER without the cluster's token, or with another, is dropped, so
+// forged nodes that come first take neither a rank nor a spare's place.
+TEST_F(SchedulerTest, ARegisterWithoutTheClustersTokenIsDropped) {
+  constexpr char kClusterToken[] = "the cluster's secret";
+  options_.cluster_token = kClusterToken;
+  const std::string address = Start();
+  WarningLines warnings;
+  FakeNode forged_server(&transport_, address, proto::SERVER, 801);
+  FakeNode forged_worker(&transport_, address, proto::WORKER, 802);
+  FakeNode guessing_worker(&transport_, address, proto::WORKER, 803);
+  forged_server.Register();
+  forged_worker.Register();
+  guessing_worker.Register("a guess");
+  FakeNode server(&transport_, address, proto::SERVER, 804);
+  FakeNode worker(&transport_, address, proto::WORKER, 805);
+  server.Register(kClusterToken);
+  auto server_map = server.Await(proto::CLUSTER_MAP);
+  ASSERT_TRUE(server_map.has_value()) << "the real server must get the map";
+  ASSERT_EQ(server_map->header.cluster_map().servers_size(), 1);
+  EXPECT_EQ(server_map->header.cluster_map().servers(0).address(), "mem://server-804");
+  proto::Header ready;
+  ready.set_op(proto::SERVER_READY);
+  server.Send(ready);
+  worker.Register(kClusterToken);
+  auto worker_map = worker.Await(proto::CLUSTER_MAP);
+  ASSERT_TRUE(worker_map.has_value()) << "the real worker must get a rank, not wait as a standby";
+  EXPECT_EQ(worker_map->header.cluster_map().rank(), 0);
+  ASSERT_TRUE(worker.Await(proto::START_PHASE).has_value());
+  EXPECT_TRUE(WaitUntil([&] { return warnings.Count("dropped a REGISTER without the cluster's token") == 3; }, 60));
+  // A forged worker stays outside: its messages are dropped as an unregistered peer's.
+  proto::Header lease;
+  lease.set_op(proto::LEASE_REQUEST);
+  forged_worker.Send(lease);
+  EXPECT_TRUE(WaitUntil([&] { return warnings.Count("LEASE_REQUEST from an unregistered peer") == 1; }, 60));
 }
 
 }  // namespace

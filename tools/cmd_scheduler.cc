@@ -31,13 +31,12 @@ int RunScheduler(const ParsedArgs& args) {
   options.run_dir = FLAGS_run_dir;
   options.register_timeout_s = FLAGS_register_timeout;
   options.resume_from = FLAGS_resume_from;
-  if (!FLAGS_launcher_token_file.empty()) {
-    auto token = ReadFileToString(FLAGS_launcher_token_file);
-    if (!token.ok() || token->empty()) {
-      return UsageError(self, "--launcher-token-file: cannot read a token from " + FLAGS_launcher_token_file);
-    }
-    options.launcher_token = *token;
-  }
+  auto launcher_token = ReadTokenFlag("--launcher-token-file", FLAGS_launcher_token_file);
+  if (!launcher_token.ok()) return UsageError(self, launcher_token.status().message());
+  options.launcher_token = *launcher_token;
+  auto cluster_token = ReadTokenFlag("--cluster-token-file", FLAGS_cluster_token_file);
+  if (!cluster_token.ok()) return UsageError(self, cluster_token.status().message());
+  options.cluster_token = *cluster_token;
   // A checkpoint directory is verified when the job loads it; anything else names one to resolve.
   if (!FLAGS_resume_from.empty() && !FileExists(FLAGS_resume_from + "/MANIFEST")) {
     std::string note;

@@ -24,6 +24,9 @@ int RunServer(const ParsedArgs& args) {
   if (!port.ok()) return UsageError(self, port.status().message());
   options.port = *port;
   options.register_timeout_s = FLAGS_register_timeout;
+  auto cluster_token = ReadTokenFlag("--cluster-token-file", FLAGS_cluster_token_file);
+  if (!cluster_token.ok()) return UsageError(self, cluster_token.status().message());
+  options.cluster_token = *cluster_token;
   // Tests only (tests/checkpoint_write_test.cc): hold each checkpoint part before reporting it.
   options.checkpoint_report_delay = std::chrono::milliseconds(std::max(0, FLAGS_test_checkpoint_write_delay_ms));
   const std::atomic<bool>* stop = InstallStopSignals();

@@ -28,6 +28,9 @@ int RunWorker(const ParsedArgs& args) {
   options.overlap_pull = FLAGS_overlap_pull;
   options.device = *device;
   options.register_timeout_s = FLAGS_register_timeout;
+  auto cluster_token = ReadTokenFlag("--cluster-token-file", FLAGS_cluster_token_file);
+  if (!cluster_token.ok()) return UsageError(self, cluster_token.status().message());
+  options.cluster_token = *cluster_token;
   options.reply_timeout_s = FLAGS_reply_timeout;
   options.params_out = FLAGS_params_out;
   const std::atomic<bool>* stop = InstallStopSignals();

@@ -242,7 +242,7 @@ const std::vector<Command>& Commands() {
        "`tessera server --scheduler HOST:PORT`) and the workers are back to their full count, at most\n"
        "--max-restarts times; after that a lost server ends the job.",
        {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "max_restarts",
-        "launcher_token_file", "name", "servers",
+        "launcher_token_file", "cluster_token_file", "name", "servers",
         "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
        RunScheduler},
@@ -253,7 +253,7 @@ const std::vector<Command>& Commands() {
        "address they can reach when they run on other machines). A server that registers when the job\n"
        "has all its servers waits as a spare (up to --register-timeout) and may take part after a\n"
        "rollback.",
-       {"scheduler", "host", "port", "register_timeout"},
+       {"scheduler", "host", "port", "register_timeout", "cluster_token_file"},
        RunServer,
        {},
        /*hidden=*/false,
@@ -263,7 +263,8 @@ const std::vector<Command>& Commands() {
        "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from\n"
        "the servers. A worker that registers when the job has all its workers waits as a standby (up\n"
        "to --register-timeout) and takes the rank of a lost worker from the next phase on.",
-       {"scheduler", "threads", "overlap_push", "overlap_pull", "device", "register_timeout", "reply_timeout", "params_out"},
+       {"scheduler", "threads", "overlap_push", "overlap_pull", "device", "register_timeout", "reply_timeout", "params_out",
+        "cluster_token_file"},
        RunWorker},
   };
   return kCommands;

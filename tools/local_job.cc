@@ -308,18 +308,22 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     std::cerr << "tessera " << self.name << ": " << message << std::endl;
     return kExitFailure;
   };
-  // Only this launcher may tell the scheduler that a node exited: the
-  // secret it shares with it lives in a file only this user can read.
+  // Only this launcher may tell the scheduler that a node exited, and only
+  // the nodes it starts may join: the two secrets it shares with them live
+  // in files only this user can read.
   const std::string token_file = run_dir + "/launcher.token";
   const std::string token = RandomToken();
   if (Status s = WritePrivateFile(token_file, token); !s.ok()) return fail(s.message());
+  const std::string cluster_token_file = run_dir + "/cluster.token";
+  if (Status s = WritePrivateFile(cluster_token_file, RandomToken()); !s.ok()) return fail(s.message());
   // The scheduler rolls the job back when a server is lost, as often as the
   // budget left allows; this launcher starts the replacement servers.
   const int restarts_left = std::max(0, options.max_restarts - *recoveries);
   if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
                                              run_dir, "--resume_from", resume_from, "--max_restarts",
-                                             std::to_string(restarts_left), "--launcher_token_file", token_file});
+                                             std::to_string(restarts_left), "--launcher_token_file", token_file,
+                                             "--cluster_token_file", cluster_token_file});
       !s.ok()) {
     return fail(s.message());
   }
@@ -346,7 +350,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   ExitNotifier exits(scheduler_address, token);
   int server_labels = 0;
   auto start_server = [&](bool replacement) {
-    std::vector<std::string> args = {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1"};
+    std::vector<std::string> args = {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1",
+                                     "--cluster_token_file", cluster_token_file};
     if (FLAGS_test_checkpoint_write_delay_ms > 0) {
       args.push_back("--test_checkpoint_write_delay_ms=" + std::to_string(FLAGS_test_checkpoint_write_delay_ms));
     }
@@ -358,7 +363,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   int worker_labels = 0;
   auto start_worker = [&](bool replacement) {
     return cluster.Start("worker-" + std::to_string(worker_labels++),
-                         {*self_exe, "worker", "--scheduler", scheduler_address, "--threads", std::to_string(threads),
+                         {*self_exe, "worker", "--scheduler", scheduler_address, "--cluster_token_file",
+                          cluster_token_file, "--threads", std::to_string(threads),
                           "--params_out", run_dir + "/params.bin",
                           std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false"),
                           std::string("--overlap_pull=") + (FLAGS_overlap_pull ? "true" : "false"), "--device",

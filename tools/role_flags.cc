@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "core/file_util.h"
 #include "tools/command.h"
 #include "tools/signals.h"
 
@@ -26,6 +27,10 @@ DEFINE_string(progress, "auto", "progress display: auto (live line on a terminal
 DEFINE_string(launcher_token_file, "",
               "scheduler: a file holding the secret the local launcher's NODE_EXITED messages carry (tessera "
               "train writes one, mode 0600); without it the scheduler takes no word of exits, only missed heartbeats");
+DEFINE_string(cluster_token_file, "",
+              "scheduler: admit only servers and workers whose REGISTER carries the secret in this file; server, "
+              "worker: send it (tessera train gives its cluster one, mode 0600; without it any process that reaches "
+              "the scheduler's port may join)");
 DEFINE_string(resume_from, "", "scheduler: continue the job from this checkpoint (a checkpoint directory, or a run directory or its checkpoints/latest for the newest intact one)");
 DEFINE_int32(max_restarts, 3,
              "train/resume: when a server dies, start a replacement server and roll the job back to the newest "
@@ -55,6 +60,13 @@ int FinishRole(const char* role, const Status& status) {
   if (users_mistake) return kExitUsage;
   const bool permanent = status.code() == StatusCode::kResourceExhausted || status.code() == StatusCode::kDataLoss;
   return permanent ? kExitPermanent : kExitFailure;
+}
+
+StatusOr<std::string> ReadTokenFlag(const std::string& flag, const std::string& path) {
+  if (path.empty()) return std::string();
+  auto token = ReadFileToString(path);
+  if (!token.ok() || token->empty()) return InvalidArgumentError(flag + ": cannot read a token from " + path);
+  return *token;
 }
 
 StatusOr<int> PortFlag(const ParsedArgs& args, int default_port) {

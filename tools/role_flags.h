@@ -11,6 +11,7 @@
 
 DECLARE_string(spec);
 DECLARE_string(launcher_token_file);
+DECLARE_string(cluster_token_file);
 DECLARE_int32(test_checkpoint_write_delay_ms);
 DECLARE_string(host);
 DECLARE_int32(port);
@@ -40,6 +41,11 @@ int FinishRole(const char* role, const Status& status);
 // a larger value would wrap around to another port, a negative one to the
 // default.
 StatusOr<int> PortFlag(const ParsedArgs& args, int default_port);
+
+// The secret in the file a token flag names (`flag`, e.g. "--cluster-token-file"),
+// or "" when `path` is empty. InvalidArgument naming the flag when the file
+// cannot be read or is empty.
+StatusOr<std::string> ReadTokenFlag(const std::string& flag, const std::string& path);
 
 }  // namespace tessera
 

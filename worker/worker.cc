@@ -56,6 +56,7 @@ Status Worker::JoinAndTrain() {
   reg.set_sender_role(proto::WORKER);
   reg.mutable_register_()->set_role(proto::WORKER);
   reg.mutable_register_()->set_pid(getpid());
+  if (!options_.cluster_token.empty()) reg.mutable_register_()->set_token(options_.cluster_token);
   RETURN_IF_ERROR(scheduler_->Send(reg));
 
   auto map = WaitScheduler(proto::CLUSTER_MAP, options_.register_timeout_s * 1000);

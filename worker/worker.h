@@ -27,6 +27,8 @@ namespace tessera {
 struct WorkerOptions {
   // Scheduler address, "HOST:PORT". Required.
   std::string scheduler;
+  // The cluster's secret, sent in REGISTER (the scheduler's --cluster_token_file). Default none.
+  std::string cluster_token;
   // OpenBLAS threads; 0 = what the cores allow. Default 0.
   int threads = 0;
   // Where the model computes (ResolveDevice gives it from --device). Default the CPU.

@@ -196,6 +196,8 @@ CsvReader::CsvReader(std::string path, const CsvOptions& options, std::unique_pt
 
 CsvReader::~CsvReader() = default;
 
+bool CsvReader::compressed() const { return source_->compressed(); }
+
 Status CsvReader::ReadHeader() {
   source_->SkipByteOrderMark();
   CsvRecord header;
@@ -376,8 +378,12 @@ std::string CsvReader::Where(int64_t line, int64_t column) const {
 StatusOr<std::optional<float>> CsvReader::ParseFloat(const CsvRecord& record, int column) const {
   StatusOr<std::optional<float>> value = ParseFloatField(record.fields[column]);
   if (value.ok()) return value;
-  const std::string where = lines_known_ ? Where(record.line) : path_ + ": record at byte " + std::to_string(record.offset);
-  return value.status().WithContext(where + ": column " + Quoted(columns_[column]));
+  return value.status().WithContext(Place(record) + ": column " + Quoted(columns_[column]));
+}
+
+std::string CsvReader::Place(const CsvRecord& record) const {
+  if (!lines_known_) return path_ + ": record at byte " + std::to_string(record.offset);
+  return path_ + ":" + std::to_string(record.line);
 }
 
 StatusOr<std::optional<float>> ParseFloatField(std::string_view field) {

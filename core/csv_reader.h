@@ -79,6 +79,9 @@ class CsvReader {
 
   const std::string& path() const { return path_; }
 
+  // True for a gzip'd file (which cannot start at a byte offset).
+  bool compressed() const;
+
   // The header's column names, in file order.
   const std::vector<std::string>& Columns() const { return columns_; }
 
@@ -103,6 +106,10 @@ class CsvReader {
   // the file, the line and the column: "FILE:LINE: column 'x': ...".
   // REQUIRES: 0 <= column < Columns().size() == record.fields.size().
   StatusOr<std::optional<float>> ParseFloat(const CsvRecord& record, int column) const;
+
+  // Where `record` is, for a message: "FILE:LINE", or "FILE: record at byte
+  // N" when lines are unknown (after a start_offset).
+  std::string Place(const CsvRecord& record) const;
 
  private:
   class Source;

@@ -2,12 +2,41 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+
 #include "core/random.h"
 
 namespace tessera {
 
 std::vector<int64_t> EpochOrder(uint64_t seed, int epoch, int64_t n) {
   return Permutation(n, MixSeed(seed, 0x5eed0f0da7aULL, static_cast<uint64_t>(epoch)));
+}
+
+BlockedOrder::BlockedOrder(uint64_t seed, int epoch, const std::vector<int64_t>& block_sizes)
+    : epoch_seed_(MixSeed(seed, 0xb10c0da7aULL, static_cast<uint64_t>(epoch))) {
+  const int64_t blocks = static_cast<int64_t>(block_sizes.size());
+  int64_t first = 0;
+  for (int64_t size : block_sizes) {
+    CHECK_GE(size, 1);
+    block_first_.push_back(first);
+    first += size;
+  }
+  block_first_.push_back(first);
+  slot_block_ = Permutation(blocks, epoch_seed_);
+  slot_start_.push_back(0);
+  for (int64_t block : slot_block_) slot_start_.push_back(slot_start_.back() + block_sizes[block]);
+}
+
+int64_t BlockedOrder::RecordAt(int64_t position) const {
+  CHECK(position >= 0 && position < size()) << position;
+  const int64_t slot = std::upper_bound(slot_start_.begin(), slot_start_.end(), position) - slot_start_.begin() - 1;
+  const int64_t block = slot_block_[slot];
+  if (block != cached_block_) {
+    cached_permutation_ = Permutation(block_first_[block + 1] - block_first_[block],
+                                      MixSeed(epoch_seed_, static_cast<uint64_t>(block)));
+    cached_block_ = block;
+  }
+  return block_first_[block] + cached_permutation_[position - slot_start_[slot]];
 }
 
 std::vector<Shard> CutShards(int64_t n, int num_shards) {

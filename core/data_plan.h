@@ -22,6 +22,32 @@ struct Shard {
 // a permutation seeded by (seed, epoch).
 std::vector<int64_t> EpochOrder(uint64_t seed, int epoch, int64_t n);
 
+// The order of an epoch of a streamed data set (CSV/TSV tables): its blocks
+// (runs of consecutive records, in file order) in a permutation seeded by
+// (seed, epoch), and each block's records in a permutation seeded by (seed,
+// epoch, block). Consecutive positions thus lie in few blocks, so a worker
+// reads only the blocks of its shards, one at a time. Holds O(blocks)
+// numbers, plus one block's permutation.
+class BlockedOrder {
+ public:
+  // block_sizes: records per block, in file order; each >= 1.
+  BlockedOrder(uint64_t seed, int epoch, const std::vector<int64_t>& block_sizes);
+
+  int64_t size() const { return slot_start_.back(); }
+
+  // The record (its index in file order) at `position` in [0, size()).
+  // Not thread-safe: it keeps the permutation of the last block it used.
+  int64_t RecordAt(int64_t position) const;
+
+ private:
+  uint64_t epoch_seed_;
+  std::vector<int64_t> block_first_;  // by block: its first record
+  std::vector<int64_t> slot_block_;   // by slot of the epoch: the block there
+  std::vector<int64_t> slot_start_;   // by slot: its first position; then size()
+  mutable int64_t cached_block_ = -1;
+  mutable std::vector<int64_t> cached_permutation_;
+};
+
 // Cuts n positions into `num_shards` contiguous shards whose sizes differ by
 // at most one. REQUIRES: num_shards >= 1.
 std::vector<Shard> CutShards(int64_t n, int num_shards);

@@ -75,6 +75,35 @@ StatusOr<proto::JobSpec> LoadJobSpec(const std::string& path) {
   return ParseJobSpec(text, path);
 }
 
+// The fields of data.format: tables name their files and label column, IDX
+// data uses none of the table fields.
+Status ValidateDataFormat(const proto::JobSpec& spec) {
+  const proto::DataSpec& d = spec.data();
+  const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV;
+  if (!table) {
+    // (The table block itself may be there: a spec written back makes every default explicit.)
+    return Require(d.train_files_size() == 0 && d.test_files_size() == 0 && d.table().label_column().empty() &&
+                       d.table().feature_columns_size() == 0,
+                   "data.train_files, data.test_files and data.table's columns are for data.format CSV or TSV; "
+                   "this spec's format is IDX (set data.format)");
+  }
+  const std::string format = d.format() == proto::DataSpec::CSV ? "CSV" : "TSV";
+  RETURN_IF_ERROR(Require(d.train_files_size() >= 1 && d.test_files_size() >= 1,
+                          "data.format " + format + " needs data.train_files and data.test_files (one or more each)"));
+  RETURN_IF_ERROR(Require(!d.table().label_column().empty(), "data.format " + format +
+                                                                  " needs data.table.label_column: the column of "
+                                                                  "each record's class"));
+  const int classes = d.table().num_classes();
+  RETURN_IF_ERROR(Require(classes >= 0 && classes <= 256, "data.table.num_classes must be in [0, 256]" + Got(classes)));
+  RETURN_IF_ERROR(Require(std::isfinite(d.table().fill_value()), "data.table.fill_value must be a finite number"));
+  for (const std::string& name : d.table().feature_columns()) {
+    RETURN_IF_ERROR(Require(!name.empty(), "data.table.feature_columns must not hold an empty name"));
+  }
+  return Require(spec.model().layer_size() == 0 || !spec.model().layer(0).has_embedding(),
+                 "an Embedding first layer takes ids, and data.format " + format +
+                     " gives scaled numbers: use IDX data for ids (categorical columns are not supported yet)");
+}
+
 Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(!spec.name().empty(), "name must not be empty"));
   for (char c : spec.name()) {
@@ -102,6 +131,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(d.shards_per_worker() >= 1, "data.shards_per_worker must be >= 1" + Got(d.shards_per_worker())));
   RETURN_IF_ERROR(Require(d.max_train_examples() >= 0, "data.max_train_examples must be >= 0" + Got(d.max_train_examples())));
   RETURN_IF_ERROR(Require(d.max_test_examples() >= 0, "data.max_test_examples must be >= 0" + Got(d.max_test_examples())));
+  RETURN_IF_ERROR(ValidateDataFormat(spec));
 
   RETURN_IF_ERROR(ValidateOptimizerSpec(spec.optimizer()));
   const proto::CheckpointSpec& k = spec.checkpoint();

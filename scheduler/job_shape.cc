@@ -5,25 +5,44 @@
 #include "core/dataset.h"
 #include "core/idx_reader.h"
 #include "core/spec.h"
+#include "core/table_data.h"
 #include "models/model.h"
 #include "scheduler/lease_book.h"
 
 namespace tessera {
 
-StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
-  RETURN_IF_ERROR(ValidateJobSpec(spec));
-  const proto::DataSpec& data = spec.data();
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
+  DataShape shape;
+  if (IsTableFormat(data)) {
+    ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data));
+    for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
+    for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
+    shape.example_shape = {table.feature_columns_size()};
+    shape.num_classes = table.num_classes();
+    if (table_data != nullptr) *table_data = std::move(table);
+    return shape;
+  }
   ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
   ASSIGN_OR_RETURN(int64_t test, CountExamples(DataPath(data, data.test_images()), DataPath(data, data.test_labels())));
-  JobShape shape;
   shape.train_examples = data.max_train_examples() > 0 ? std::min(train, data.max_train_examples()) : train;
   shape.test_examples = data.max_test_examples() > 0 ? std::min(test, data.max_test_examples()) : test;
+  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(data, data.train_images())));
+  shape.example_shape = ExampleShape(dims);
+  shape.num_classes = kImageDatasetClasses;
+  return shape;
+}
+
+StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  JobShape shape;
+  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.table_data));
+  shape.train_examples = data.train_examples;
+  shape.test_examples = data.test_examples;
   if (shape.train_examples < 1 || shape.test_examples < 1) {
     return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(shape.train_examples) +
                                 " and " + std::to_string(shape.test_examples));
   }
-  ASSIGN_OR_RETURN(std::vector<uint32_t> dims, ReadIdxDims(DataPath(data, data.train_images())));
-  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), ExampleShape(dims), kImageDatasetClasses));
+  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), data.example_shape, data.num_classes));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
     meta.set_name(t.name);
@@ -73,6 +92,7 @@ proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& sha
   const int64_t epoch_began = start.step - start.skip_steps;
   map.set_schedule_step_offset(start.epoch * map.steps_per_epoch() - epoch_began);
   for (const proto::TensorMeta& t : shape.tensors) *map.add_tensors() = t;
+  if (shape.table_data.has_value()) *map.mutable_table_data() = *shape.table_data;
   for (size_t s = 0; s < server_addresses.size(); ++s) {
     proto::ServerInfo* info = map.add_servers();
     info->set_rank(static_cast<int>(s));

@@ -6,6 +6,7 @@
 #define TESSERA_SCHEDULER_JOB_SHAPE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,27 @@ struct JobShape {
   std::vector<proto::TensorMeta> tensors;  // in key order
   uint64_t num_keys = 0;
   std::vector<std::vector<KeyRange>> server_ranges;  // by server rank
+  // CSV/TSV data: its blocks, classes and scaling (DescribeTable).
+  std::optional<proto::TableData> table_data;
 };
 
-// Validates `spec`, counts the examples in its data files and builds its
-// model (on no device) to learn the tensors. InvalidArgument for a bad spec
+// What a job's data set is: examples per split (after max_*_examples), one
+// example's shape and the classes.
+struct DataShape {
+  int64_t train_examples = 0, test_examples = 0;
+  std::vector<int64_t> example_shape;
+  int num_classes = 0;
+};
+
+// The shape of `data`: IDX from the files' headers; a table by reading every
+// record (DescribeTable), which *table_data (when not null) then holds.
+// Errors as the readers give them (InvalidArgument for a mistake in the
+// data, NotFound, DataLoss, ...).
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data);
+
+// Validates `spec`, counts the examples in its data files (IDX: from the
+// headers; tables: reading every record, DescribeTable) and builds its model
+// (on no device) to learn the tensors. InvalidArgument for a bad spec
 // or a job without training or test examples; the data reader's error
 // (NotFound, DataLoss, ...) for a missing or damaged file.
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec);

@@ -1,5 +1,6 @@
 // BatchPrefetcher serves exactly what BatchReader reads, whatever the order of
-// requests, and serves a shard's batches in sequence from its thread.
+// requests, and serves a shard's batches in sequence from its thread. (Table
+// readers under it: table_data_test.)
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -31,7 +32,7 @@ void ExpectSameAsReader(const ImageDataset& d, BatchPrefetcher& prefetcher, cons
   std::vector<float> want_x, x;
   std::vector<uint8_t> want_labels, labels;
   reader.Read(order, begin, count, &want_x, &want_labels);
-  prefetcher.Read(order, begin, count, limit, &x, &labels);
+  ASSERT_TRUE(prefetcher.Read(ExampleOrder::Shuffled(order), begin, count, limit, &x, &labels).ok());
   EXPECT_EQ(x, want_x) << "begin " << begin << " count " << count;
   EXPECT_EQ(labels, want_labels) << "begin " << begin << " count " << count;
 }
@@ -41,7 +42,8 @@ TEST(BatchPrefetcherTest, ShardInSequenceIsServedFromPrefetchedBatches) {
   std::vector<int64_t> order(100);
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), std::mt19937(1));
-  BatchPrefetcher prefetcher(&d, 0.25f, 0.5f);
+  ImageExampleReader examples(d, 0.25f, 0.5f);
+  BatchPrefetcher prefetcher(&examples);
   // Shard [10, 47) in batches of 8: the last one is 5 long.
   for (int64_t p = 10; p < 47; p += 8) ExpectSameAsReader(d, prefetcher, order, p, std::min<int64_t>(8, 47 - p), 47);
   EXPECT_EQ(prefetcher.misses(), 1);  // only the first
@@ -52,7 +54,8 @@ TEST(BatchPrefetcherTest, AnyOtherRequestIsReadOnTheSpot) {
   const ImageDataset d = SmallDataset(60);
   std::vector<int64_t> order(60);
   std::iota(order.begin(), order.end(), 0);
-  BatchPrefetcher prefetcher(&d, 0.25f, 0.5f);
+  ImageExampleReader examples(d, 0.25f, 0.5f);
+  BatchPrefetcher prefetcher(&examples);
   ExpectSameAsReader(d, prefetcher, order, 0, 10, 60);
   // A new epoch's order in the same vector: the guess (positions 10..19 of
   // the old order) must not be served for positions 10..19 of the new one.
@@ -73,7 +76,8 @@ TEST(BatchPrefetcherTest, RandomRequestsMatchTheReader) {
   std::iota(order.begin(), order.end(), 0);
   std::mt19937 rng(5);
   std::shuffle(order.begin(), order.end(), rng);
-  BatchPrefetcher prefetcher(&d, 0.25f, 0.5f);
+  ImageExampleReader examples(d, 0.25f, 0.5f);
+  BatchPrefetcher prefetcher(&examples);
   int64_t position = 0, count = 4;
   for (int i = 0; i < 300; ++i) {
     if (rng() % 4 == 0) {  // mostly sequential, sometimes a jump to another batch size

@@ -22,6 +22,7 @@
 #include "core/file_util.h"
 #include "core/idx_reader.h"
 #include "core/spec.h"
+#include "core/table_data.h"
 #include "core/zmq_transport.h"
 #include "models/device.h"
 #include "tools/child_process.h"
@@ -226,6 +227,8 @@ StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec) {
   constexpr uint64_t kWorkerBaseBytes = uint64_t{64} << 20;
   const proto::DataSpec& d = spec.data();
   uint64_t bytes = kWorkerBaseBytes;
+  // A table's worker holds two blocks at most, whatever the data's size.
+  if (IsTableFormat(d)) return bytes + 2 * kTableBlockValues * sizeof(float);
   for (const auto& [images, max_examples] : {std::pair{d.train_images(), d.max_train_examples()},
                                              std::pair{d.test_images(), d.max_test_examples()}}) {
     uint8_t type = 0;

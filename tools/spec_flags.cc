@@ -6,6 +6,8 @@
 #include "core/idx_reader.h"
 #include "models/model.h"
 #include "core/spec.h"
+#include "core/table_data.h"
+#include "scheduler/job_shape.h"
 #include "worker/batch_reader.h"
 
 DEFINE_string(name, "", "job name; overrides the spec's name");
@@ -57,6 +59,11 @@ Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
 Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) {
   RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
+  if (IsTableFormat(d)) {
+    // Reads and checks every record, as the scheduler will again to plan the job.
+    ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(d, nullptr));
+    return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
+  }
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
   // The model must fit the data's shape; the scheduler checks again, but a

@@ -4,8 +4,7 @@
 
 namespace tessera {
 
-BatchPrefetcher::BatchPrefetcher(const ImageDataset* dataset, float mean, float std)
-    : reader_(dataset, mean, std), thread_([this] { Loop(); }) {}
+BatchPrefetcher::BatchPrefetcher(ExampleReader* reader) : reader_(reader), thread_([this] { Loop(); }) {}
 
 BatchPrefetcher::~BatchPrefetcher() {
   {
@@ -19,35 +18,39 @@ BatchPrefetcher::~BatchPrefetcher() {
 void BatchPrefetcher::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || (pending_ && next_.x.empty()); });
+    cv_.wait(lock, [&] { return stop_ || (pending_ && !next_.read); });
     if (stop_) return;
     // Read outside the lock; Read() waits for pending_ to clear before touching next_.
     std::vector<int64_t> examples = next_.examples;
     lock.unlock();
-    std::vector<float> x;
-    std::vector<uint8_t> labels;
-    reader_.Read(examples, 0, static_cast<int64_t>(examples.size()), &x, &labels);
+    Batch batch;
+    batch.status = reader_->Read(examples, &batch.x, &batch.labels);
     lock.lock();
-    next_.x = std::move(x);
-    next_.labels = std::move(labels);
+    next_.x = std::move(batch.x);
+    next_.labels = std::move(batch.labels);
+    next_.status = std::move(batch.status);
+    next_.read = true;
     pending_ = false;
     cv_.notify_all();
   }
 }
 
-void BatchPrefetcher::Read(const std::vector<int64_t>& order, int64_t begin, int64_t count, int64_t limit,
-                           std::vector<float>* x, std::vector<uint8_t>* labels) {
-  auto example = [&](int64_t position) { return order.empty() ? position : order[position]; };
+Status BatchPrefetcher::Read(const ExampleOrder& order, int64_t begin, int64_t count, int64_t limit,
+                             std::vector<float>* x, std::vector<uint8_t>* labels) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !pending_; });
-  bool hit = static_cast<int64_t>(next_.examples.size()) == count && !next_.x.empty();
-  for (int64_t i = 0; hit && i < count; ++i) hit = next_.examples[i] == example(begin + i);
+  bool hit = next_.read && static_cast<int64_t>(next_.examples.size()) == count;
+  for (int64_t i = 0; hit && i < count; ++i) hit = next_.examples[i] == order.At(begin + i);
+  Status status;
   if (hit) {
     x->swap(next_.x);
     labels->swap(next_.labels);
+    status = next_.status;
     ++hits_;
   } else {
-    reader_.Read(order, begin, count, x, labels);
+    std::vector<int64_t> examples(count);
+    for (int64_t i = 0; i < count; ++i) examples[i] = order.At(begin + i);
+    status = reader_->Read(examples, x, labels);
     ++misses_;
   }
   // Guess the next batch of this shard.
@@ -56,11 +59,13 @@ void BatchPrefetcher::Read(const std::vector<int64_t>& order, int64_t begin, int
   next_.examples.clear();
   next_.x.clear();
   next_.labels.clear();
-  if (count > 0 && next_end > next_begin) {
-    for (int64_t p = next_begin; p < next_end; ++p) next_.examples.push_back(example(p));
+  next_.read = false;
+  if (status.ok() && count > 0 && next_end > next_begin) {
+    for (int64_t p = next_begin; p < next_end; ++p) next_.examples.push_back(order.At(p));
     pending_ = true;
     cv_.notify_all();
   }
+  return status;
 }
 
 }  // namespace tessera

@@ -1,14 +1,13 @@
-// BatchPrefetcher: a BatchReader that reads the next batch on its own thread
-// while the current one trains, so the input pipeline stays off the step's
-// critical path.
+// BatchPrefetcher: reads the next batch on its own thread while the current
+// one trains, so the input pipeline stays off the step's critical path.
 //
-// After serving order[begin, begin+count) it guesses that the next request is
-// the following batch of the same shard, order[begin+count, min(begin+2*count,
-// limit)), and reads it in the background. A request is served from the
-// prefetched batch only when it asks for exactly those examples (compared by
-// index, so a changed order can never serve stale data); anything else is
-// read on the spot. The prefetcher copies the indices it needs: `order` may
-// change as soon as Read returns.
+// After serving positions [begin, begin+count) of an order it guesses that
+// the next request is the following batch of the same shard, [begin+count,
+// min(begin+2*count, limit)), and reads those examples in the background. A
+// request is served from the prefetched batch only when it asks for exactly
+// those examples (compared by example index, so a changed order can never
+// serve stale data); anything else is read on the spot. Reads never overlap:
+// the reader is used by one thread at a time.
 #ifndef TESSERA_WORKER_BATCH_PREFETCHER_H_
 #define TESSERA_WORKER_BATCH_PREFETCHER_H_
 
@@ -18,22 +17,24 @@
 #include <thread>
 #include <vector>
 
-#include "worker/batch_reader.h"
+#include "core/status.h"
+#include "worker/example_reader.h"
 
 namespace tessera {
 
 class BatchPrefetcher {
  public:
-  // Borrows *dataset, which must outlive the prefetcher.
-  BatchPrefetcher(const ImageDataset* dataset, float mean, float std);
+  // Borrows *reader, which must outlive the prefetcher.
+  explicit BatchPrefetcher(ExampleReader* reader);
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
 
-  // As BatchReader::Read (an empty order means positions are examples);
-  // `limit` is where the current shard ends, so the guess stays inside it.
-  void Read(const std::vector<int64_t>& order, int64_t begin, int64_t count, int64_t limit, std::vector<float>* x,
-            std::vector<uint8_t>* labels);
+  // Fills x and labels with the examples at positions [begin, begin+count)
+  // of `order`; `limit` is where the current shard ends, so the guess stays
+  // inside it. The reader's error, if reading them failed.
+  Status Read(const ExampleOrder& order, int64_t begin, int64_t count, int64_t limit, std::vector<float>* x,
+              std::vector<uint8_t>* labels);
 
   // Requests served from a prefetched batch, and read on the spot.
   int64_t hits() const { return hits_; }
@@ -44,10 +45,12 @@ class BatchPrefetcher {
     std::vector<int64_t> examples;
     std::vector<float> x;
     std::vector<uint8_t> labels;
+    Status status;
+    bool read = false;
   };
   void Loop();
 
-  BatchReader reader_;
+  ExampleReader* reader_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -94,13 +94,9 @@ Status Worker::JoinAndTrain() {
 
 Status Worker::LoadData(const proto::DataSpec& data) {
   const auto start = SteadyClock::now();
-  ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(data, data.train_images()),
-                                                        DataPath(data, data.train_labels()), data.max_train_examples()));
-  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(data, data.test_images()),
-                                                       DataPath(data, data.test_labels()), data.max_test_examples()));
-  train_ = std::make_unique<ImageDataset>(std::move(train));
-  test_ = std::make_unique<ImageDataset>(std::move(test));
-  LOG(INFO) << "worker loaded " << train_->count << " training and " << test_->count << " test examples in "
+  ASSIGN_OR_RETURN(train_, OpenExampleReader(data, map_, /*test=*/false));
+  ASSIGN_OR_RETURN(test_, OpenExampleReader(data, map_, /*test=*/true));
+  LOG(INFO) << "worker opened " << train_->count() << " training and " << test_->count() << " test examples in "
             << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
   return OkStatus();
 }
@@ -117,20 +113,24 @@ Status Worker::Setup(const proto::Header& map_message) {
 
   const proto::DataSpec& data = map_.spec().data();
   if (train_ == nullptr) RETURN_IF_ERROR(LoadData(data));
-  if (train_->count != map_.train_examples() || test_->count != map_.test_examples()) {
-    return FailedPreconditionError("this worker sees " + std::to_string(train_->count) + "/" +
-                                   std::to_string(test_->count) + " train/test examples, the scheduler " +
+  if (train_->count() != map_.train_examples() || test_->count() != map_.test_examples()) {
+    return FailedPreconditionError("this worker sees " + std::to_string(train_->count()) + "/" +
+                                   std::to_string(test_->count()) + " train/test examples, the scheduler " +
                                    std::to_string(map_.train_examples()) + "/" + std::to_string(map_.test_examples()));
   }
 
-  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), Shape{1, train_->rows, train_->cols}, train_->num_classes,
-                                                options_.device));
+  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(),
+                                         options_.device));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));
   }
-  RETURN_IF_ERROR(CheckDatasetInputs(*train_, data.mean(), data.std(), *model_, "training set"));
-  RETURN_IF_ERROR(CheckDatasetInputs(*test_, data.mean(), data.std(), *model_, "test set"));
+  const auto* train_images = dynamic_cast<const ImageExampleReader*>(train_.get());
+  const auto* test_images = dynamic_cast<const ImageExampleReader*>(test_.get());
+  if (train_images != nullptr && test_images != nullptr) {  // tables are checked when their blocks are read
+    RETURN_IF_ERROR(CheckDatasetInputs(train_images->dataset(), data.mean(), data.std(), *model_, "training set"));
+    RETURN_IF_ERROR(CheckDatasetInputs(test_images->dataset(), data.mean(), data.std(), *model_, "test set"));
+  }
   std::vector<ServerEndpoint> servers;
   for (const proto::ServerInfo& s : map_.servers()) {
     ServerEndpoint e;
@@ -168,12 +168,12 @@ Status Worker::Setup(const proto::Header& map_message) {
 
 // One training phase's state, shared by the steps of RunTraining.
 struct Worker::TrainingPhase {
-  TrainingPhase(const proto::Phase& phase, const proto::JobSpec& spec, const ImageDataset* train, const KvClient& kv)
+  TrainingPhase(const proto::Phase& phase, const proto::JobSpec& spec, ExampleReader* train, const KvClient& kv)
       : phase(phase),
         batch(spec.batch_size()),
         bsp(spec.consistency() == proto::BSP),
-        order(EpochOrder(spec.seed(), phase.epoch(), train->count)),
-        reader(train, spec.data().mean(), spec.data().std()),
+        order(TrainingOrder(spec.seed(), phase.epoch(), *train)),
+        reader(train),
         step(phase.first_step()),
         to_skip(bsp ? phase.skip_steps() : 0),
         pushed_bytes_at_start(kv.pushed_bytes()),
@@ -184,7 +184,7 @@ struct Worker::TrainingPhase {
   const proto::Phase& phase;
   const int batch;
   const bool bsp;
-  const std::vector<int64_t> order;  // the epoch's order of the training set
+  const ExampleOrder order;  // the epoch's order of the training set
   BatchPrefetcher reader;
   std::vector<float> x;  // the batch read last
   std::vector<uint8_t> labels;
@@ -287,7 +287,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
       SkipStep(&t);
       continue;
     }
-    const int64_t count = ReadBatch(&t);
+    ASSIGN_OR_RETURN(const int64_t count, ReadBatch(&t));
     if (t.pushed_step.due) RETURN_IF_ERROR(AwaitParamsForBatch(&t, count, read_start));
     RETURN_IF_ERROR(ComputeAndPush(&t, count));
   }
@@ -315,7 +315,7 @@ Status Worker::LeaseShardIfDone(TrainingPhase* t) {
       continue;
     }
     t->position = t->lease.begin();
-    if (t->lease.begin() < 0 || t->lease.end() > train_->count || t->lease.end() < t->lease.begin()) {
+    if (t->lease.begin() < 0 || t->lease.end() > train_->count() || t->lease.end() < t->lease.begin()) {
       return DataLossError("lease of positions [" + std::to_string(t->lease.begin()) + ", " +
                            std::to_string(t->lease.end()) + ") outside the training set");
     }
@@ -334,12 +334,12 @@ void Worker::SkipStep(TrainingPhase* t) {
   ++t->steps_done;
 }
 
-int64_t Worker::ReadBatch(TrainingPhase* t) {
+StatusOr<int64_t> Worker::ReadBatch(TrainingPhase* t) {
   // Under BSP a worker without data still takes its steps, with no examples.
   if (!t->data_left) return 0;
   // The rest of the current shard up to a batch: a batch never spans two shards.
   const int64_t count = std::min<int64_t>(t->batch, t->lease.end() - t->position);
-  t->reader.Read(t->order, t->position, count, t->lease.end(), &t->x, &t->labels);
+  RETURN_IF_ERROR(t->reader.Read(t->order, t->position, count, t->lease.end(), &t->x, &t->labels));
   t->position += count;
   return count;
 }
@@ -442,8 +442,8 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   RETURN_IF_ERROR(kv_->Pull(0));
   RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_));
   const int batch = std::max(map_.spec().batch_size(), 256);
-  BatchPrefetcher reader(test_.get(), map_.spec().data().mean(), map_.spec().data().std());
-  const std::vector<int64_t> natural_order;
+  BatchPrefetcher reader(test_.get());
+  const ExampleOrder natural_order;
   std::vector<float> x;
   std::vector<uint8_t> labels;
   BatchStats total;
@@ -452,12 +452,12 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     proto::Lease lease;
     RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
     if (lease.shard() < 0) break;
-    if (!lease.test() || lease.begin() < 0 || lease.end() > test_->count || lease.end() < lease.begin()) {
+    if (!lease.test() || lease.begin() < 0 || lease.end() > test_->count() || lease.end() < lease.begin()) {
       return DataLossError("bad test lease [" + std::to_string(lease.begin()) + ", " + std::to_string(lease.end()) + ")");
     }
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
-      reader.Read(natural_order, p, count, lease.end(), &x, &labels);
+      RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels));
       const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count);
       total.loss_sum += s.loss_sum;
       total.correct += s.correct;

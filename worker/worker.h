@@ -20,6 +20,7 @@
 #include "core/transport.h"
 #include "models/model.h"
 #include "proto/wire.pb.h"
+#include "worker/example_reader.h"
 #include "worker/kv_client.h"
 
 namespace tessera {
@@ -77,7 +78,7 @@ class Worker {
   void SkipStep(TrainingPhase* t);
   // Reads the next batch of the lease into t->x and t->labels; returns its
   // count (0 without data).
-  int64_t ReadBatch(TrainingPhase* t);
+  StatusOr<int64_t> ReadBatch(TrainingPhase* t);
   // Waits for the parameters after the step pushed last, asking (with sparse
   // pulls) for the rows the batch just read needs; read_start: when reading it began.
   Status AwaitParamsForBatch(TrainingPhase* t, int64_t count, std::chrono::steady_clock::time_point read_start);
@@ -110,7 +111,7 @@ class Worker {
   proto::ClusterMap map_;
   uint64_t job_id_ = 0;
   int rank_ = -1;
-  std::unique_ptr<ImageDataset> train_, test_;
+  std::unique_ptr<ExampleReader> train_, test_;
   std::unique_ptr<Model> model_;
   // The version of the parameters in model_ (BSP: the global step they are at).
   int64_t params_version_ = -1;

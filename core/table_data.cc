@@ -1,0 +1,297 @@
+#include "core/table_data.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <memory>
+
+#include "core/spec.h"
+
+namespace tessera {
+namespace {
+
+// "a, b, c" (at most 20 names), for a message.
+std::string ListNames(const std::vector<std::string>& names) {
+  std::string list;
+  for (size_t i = 0; i < names.size() && i < 20; ++i) list += (i > 0 ? ", " : "") + names[i];
+  if (names.size() > 20) list += ", ... (" + std::to_string(names.size()) + " columns)";
+  return list;
+}
+
+// The header indexes of the label and of each feature, from data.table.
+StatusOr<std::vector<int>> ResolveColumns(const proto::DataSpec& data, const CsvReader& reader) {
+  const proto::TableSpec& table = data.table();
+  const auto missing = [&](const std::string& name, const std::string& field) {
+    return InvalidArgumentError(reader.path() + ": no column '" + name + "' (" + field + "); the header has " +
+                                ListNames(reader.Columns()));
+  };
+  auto label = reader.ColumnIndex(table.label_column());
+  if (!label.ok()) return missing(table.label_column(), "data.table.label_column");
+  std::vector<int> columns = {*label};
+  if (table.feature_columns_size() == 0) {
+    for (int c = 0; c < static_cast<int>(reader.Columns().size()); ++c) {
+      if (c != *label) columns.push_back(c);
+    }
+  } else {
+    for (const std::string& name : table.feature_columns()) {
+      auto index = reader.ColumnIndex(name);
+      if (!index.ok()) return missing(name, "data.table.feature_columns");
+      if (*index == *label) {
+        return InvalidArgumentError("data.table.feature_columns names the label column '" + name + "'");
+      }
+      columns.push_back(*index);
+    }
+  }
+  if (columns.size() < 2) return InvalidArgumentError(reader.path() + ": no feature column besides the label");
+  return columns;
+}
+
+// The class of `field`: an integer in [0, kMaxTableClasses).
+StatusOr<int> ParseLabel(std::string_view field) {
+  int value = -1;
+  const char* end = field.data() + field.size();
+  auto [ptr, ec] = std::from_chars(field.data(), end, value);
+  if (field.empty() || ec != std::errc() || ptr != end || value < 0 || value >= kMaxTableClasses) {
+    std::string shown(field.substr(0, 64));
+    return InvalidArgumentError("expected a class id, an integer in [0, " + std::to_string(kMaxTableClasses) +
+                                "), got \"" + shown + "\"");
+  }
+  return value;
+}
+
+// One record's label and raw feature values (empty fields filled).
+struct ParsedRecord {
+  int label = 0;
+  std::vector<float> values;
+  std::vector<bool> present;
+};
+
+Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::vector<int>& columns, float fill,
+                   ParsedRecord* out) {
+  const int label_column = columns[0];
+  auto label = ParseLabel(record.fields[label_column]);
+  if (!label.ok()) {
+    return label.status().WithContext(reader.Place(record) + ": column '" + reader.Columns()[label_column] + "'");
+  }
+  out->label = *label;
+  const size_t features = columns.size() - 1;
+  out->values.resize(features);
+  out->present.resize(features);
+  for (size_t f = 0; f < features; ++f) {
+    ASSIGN_OR_RETURN(std::optional<float> v, reader.ParseFloat(record, columns[f + 1]));
+    out->present[f] = v.has_value();
+    out->values[f] = v.value_or(fill);
+  }
+  return OkStatus();
+}
+
+// Opens a split's file, checking its header against the first file's.
+StatusOr<std::unique_ptr<CsvReader>> OpenTableFile(const proto::DataSpec& data, const std::string& path,
+                                                   uint64_t start_offset,
+                                                   const std::vector<std::string>* first_header) {
+  CsvOptions options = TableCsvOptions(data);
+  options.start_offset = start_offset;
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, CsvReader::Open(path, options));
+  if (first_header != nullptr && reader->Columns() != *first_header) {
+    return InvalidArgumentError(path + ": its header (" + ListNames(reader->Columns()) +
+                                ") differs from the first file's (" + ListNames(*first_header) + ")");
+  }
+  return reader;
+}
+
+// Adds one record to the scan: the label, Welford's update of each present feature.
+void Count(const ParsedRecord& record, TableScan* scan) {
+  scan->max_label = std::max(scan->max_label, record.label);
+  for (size_t f = 0; f < record.values.size(); ++f) {
+    if (!record.present[f]) continue;
+    const int64_t n = ++scan->present[f];
+    const double v = record.values[f];
+    const double delta = v - scan->mean[f];
+    scan->mean[f] += delta / static_cast<double>(n);
+    scan->squares[f] += delta * (v - scan->mean[f]);
+  }
+}
+
+Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
+                TableScan* scan, std::vector<std::string>* header) {
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader,
+                   OpenTableFile(data, path, 0, header->empty() ? nullptr : header));
+  if (header->empty()) {
+    *header = reader->Columns();
+    ASSIGN_OR_RETURN(scan->columns, ResolveColumns(data, *reader));
+    const size_t features = scan->columns.size() - 1;
+    for (size_t f = 0; f < features; ++f) scan->feature_names.push_back(reader->Columns()[scan->columns[f + 1]]);
+    scan->present.assign(features, 0);
+    scan->mean.assign(features, 0);
+    scan->squares.assign(features, 0);
+  }
+  const int64_t block_records = TableBlockRecords(static_cast<int>(scan->columns.size()) - 1);
+  const int num_classes = data.table().num_classes();
+  CsvRecord record;
+  ParsedRecord parsed;
+  int64_t in_file = 0;
+  while (max_records <= 0 || scan->records < max_records) {
+    ASSIGN_OR_RETURN(bool more, reader->Next(&record));
+    if (!more) break;
+    RETURN_IF_ERROR(ParseRecord(*reader, record, scan->columns, data.table().fill_value(), &parsed));
+    if (num_classes > 0 && parsed.label >= num_classes) {
+      return InvalidArgumentError(reader->Place(record) + ": column '" + data.table().label_column() +
+                                  "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
+                                  ", got " + std::to_string(parsed.label));
+    }
+    if (in_file % block_records == 0) {
+      proto::TableBlock& block = scan->blocks.emplace_back();
+      block.set_file(file_index);
+      block.set_offset(reader->compressed() ? 0 : record.offset);
+      block.set_first_record(in_file);
+      block.set_records(0);
+    }
+    scan->blocks.back().set_records(scan->blocks.back().records() + 1);
+    Count(parsed, scan);
+    ++in_file;
+    ++scan->records;
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+bool IsTableFormat(const proto::DataSpec& data) {
+  return data.format() == proto::DataSpec::CSV || data.format() == proto::DataSpec::TSV;
+}
+
+CsvOptions TableCsvOptions(const proto::DataSpec& data) {
+  CsvOptions options;
+  options.delimiter = data.format() == proto::DataSpec::TSV ? '\t' : ',';
+  return options;
+}
+
+std::vector<std::string> TableFiles(const proto::DataSpec& data, bool test) {
+  std::vector<std::string> paths;
+  for (const std::string& name : test ? data.test_files() : data.train_files()) paths.push_back(DataPath(data, name));
+  return paths;
+}
+
+int64_t TableBlockRecords(int features) {
+  return std::clamp<int64_t>(kTableBlockValues / std::max(1, features), 1, kTableBlockRecords);
+}
+
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, bool test, int64_t max_records) {
+  TableScan scan;
+  std::vector<std::string> header;
+  const std::vector<std::string> files = TableFiles(data, test);
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (max_records > 0 && scan.records >= max_records) break;
+    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, &scan, &header));
+  }
+  return scan;
+}
+
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
+  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, /*test=*/false, data.max_train_examples()));
+  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, /*test=*/true, data.max_test_examples()));
+  if (test.columns != train.columns) {
+    return InvalidArgumentError("the test files' columns differ from the training files': label and features at " +
+                                std::to_string(test.columns.size()) + " header positions, not where the training "
+                                "files have them");
+  }
+  proto::TableData table;
+  const int found = train.max_label + 1;
+  const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;
+  if (test.max_label >= classes) {
+    return InvalidArgumentError("the test files hold class " + std::to_string(test.max_label) + ", and the training "
+                                "files only classes below " + std::to_string(classes) +
+                                " (set data.table.num_classes)");
+  }
+  table.set_num_classes(std::max(classes, 1));
+  for (const proto::TableBlock& b : train.blocks) *table.add_train_blocks() = b;
+  for (const proto::TableBlock& b : test.blocks) *table.add_test_blocks() = b;
+  table.set_label_column(train.columns[0]);
+  const bool standardize = data.table().scaling() == proto::TableSpec::STANDARDIZE;
+  for (size_t f = 0; f + 1 < train.columns.size(); ++f) {
+    table.add_feature_columns(train.columns[f + 1]);
+    const double variance = train.present[f] > 0 ? train.squares[f] / static_cast<double>(train.present[f]) : 0;
+    const double std = std::sqrt(variance);
+    table.add_shift(standardize ? static_cast<float>(train.mean[f]) : 0.0f);
+    table.add_scale(standardize && std > 0 ? static_cast<float>(1.0 / std) : 1.0f);
+  }
+  return table;
+}
+
+Status ReadTableBlock(const proto::DataSpec& data, bool test, const proto::TableData& table,
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels) {
+  const std::vector<std::string> files = TableFiles(data, test);
+  const std::string& path = files[block.file()];
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, path, block.offset(), nullptr));
+  std::vector<int> columns = {table.label_column()};
+  columns.insert(columns.end(), table.feature_columns().begin(), table.feature_columns().end());
+  const int columns_in_file = static_cast<int>(reader->Columns().size());
+  if (*std::max_element(columns.begin(), columns.end()) >= columns_in_file) {
+    return DataLossError(path + " has " + std::to_string(columns_in_file) +
+                         " columns now, fewer than when the job was planned");
+  }
+  CsvRecord record;
+  auto next = [&]() -> Status {
+    ASSIGN_OR_RETURN(bool more, reader->Next(&record));
+    if (!more) return DataLossError(path + " ends before record " + std::to_string(block.first_record() + block.records()) +
+                                    ", which it held when the job was planned");
+    return OkStatus();
+  };
+  // A plain file starts at the block's offset; a gzip'd one is read from its start up to the block.
+  const int64_t skip = reader->compressed() || block.offset() == 0 ? block.first_record() : 0;
+  for (int64_t i = 0; i < skip; ++i) RETURN_IF_ERROR(next());
+  const size_t features = table.feature_columns_size();
+  x->resize(block.records() * features);
+  labels->resize(block.records());
+  ParsedRecord parsed;
+  for (int64_t r = 0; r < block.records(); ++r) {
+    RETURN_IF_ERROR(next());
+    RETURN_IF_ERROR(ParseRecord(*reader, record, columns, data.table().fill_value(), &parsed));
+    if (parsed.label >= table.num_classes()) {
+      return DataLossError(reader->Place(record) + ": class " + std::to_string(parsed.label) +
+                           ", beyond the job's " + std::to_string(table.num_classes()));
+    }
+    (*labels)[r] = static_cast<uint8_t>(parsed.label);
+    float* out = x->data() + r * features;
+    for (size_t f = 0; f < features; ++f) out[f] = (parsed.values[f] - table.shift(f)) * table.scale(f);
+  }
+  return OkStatus();
+}
+
+Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_examples,
+                         int64_t test_examples) {
+  const int features = table.feature_columns_size();
+  if (features < 1 || table.shift_size() != features || table.scale_size() != features) {
+    return DataLossError("table data: " + std::to_string(features) + " features with " +
+                         std::to_string(table.shift_size()) + " shifts and " + std::to_string(table.scale_size()) +
+                         " scales");
+  }
+  if (table.num_classes() < 1 || table.num_classes() > kMaxTableClasses || table.label_column() < 0) {
+    return DataLossError("table data: " + std::to_string(table.num_classes()) + " classes, label column " +
+                         std::to_string(table.label_column()));
+  }
+  for (int f = 0; f < features; ++f) {
+    if (table.feature_columns(f) < 0 || !std::isfinite(table.shift(f)) || !std::isfinite(table.scale(f))) {
+      return DataLossError("table data: feature " + std::to_string(f) + " has a bad column or scaling");
+    }
+  }
+  const auto check_blocks = [&](const auto& blocks, int files, int64_t examples, const char* split) -> Status {
+    int64_t total = 0;
+    for (const proto::TableBlock& b : blocks) {
+      if (b.file() < 0 || b.file() >= files || b.records() < 1 || b.records() > kTableBlockRecords ||
+          b.first_record() < 0) {
+        return DataLossError(std::string("table data: a bad ") + split + " block");
+      }
+      total += b.records();
+    }
+    if (total != examples) {
+      return DataLossError(std::string("table data: the ") + split + " blocks hold " + std::to_string(total) +
+                           " records, the job " + std::to_string(examples));
+    }
+    return OkStatus();
+  };
+  RETURN_IF_ERROR(check_blocks(table.train_blocks(), data.train_files_size(), train_examples, "training"));
+  return check_blocks(table.test_blocks(), data.test_files_size(), test_examples, "test");
+}
+
+}  // namespace tessera

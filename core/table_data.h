@@ -1,0 +1,91 @@
+// CSV and TSV data sets (DataSpec format CSV or TSV): which columns are the
+// label and the features, one pass over a split that checks every record and
+// cuts the split into blocks, and reading one block back.
+//
+// A table's examples are its records: the feature columns as numbers, in
+// the spec's order, scaled by x = (v - shift) * scale, and a class id. The
+// scheduler describes the table once (DescribeTable: blocks, classes,
+// scaling) and sends it in the cluster map; each worker then reads only the
+// blocks of its shards (ReadTableBlock), a block at a time, so its memory
+// does not grow with the data set.
+//
+// Blocks hold consecutive records of one file, at most kTableBlockRecords
+// and at most kTableBlockValues feature values; a plain file's block starts
+// at its byte offset, a gzip'd file's is reached by reading the file from its
+// start (so large data sets are better plain, or cut into many files).
+#ifndef TESSERA_CORE_TABLE_DATA_H_
+#define TESSERA_CORE_TABLE_DATA_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/csv_reader.h"
+#include "core/status.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+
+namespace tessera {
+
+inline constexpr int64_t kTableBlockRecords = 4096;
+inline constexpr int64_t kTableBlockValues = int64_t{4} << 20;  // 16 MiB of floats
+inline constexpr int kMaxTableClasses = 256;
+
+// True for the CSV and TSV formats.
+bool IsTableFormat(const proto::DataSpec& data);
+
+// The reader options of data.format: ',' or '\t' between fields.
+CsvOptions TableCsvOptions(const proto::DataSpec& data);
+
+// The paths of a split's files (data.train_files or data.test_files under data.dir).
+std::vector<std::string> TableFiles(const proto::DataSpec& data, bool test);
+
+// The records of one block a file of `features` feature columns has.
+int64_t TableBlockRecords(int features);
+
+// One pass over a split's files: each record checked, the blocks cut, and
+// what the scheduler needs to describe the table.
+struct TableScan {
+  std::vector<int> columns;  // header indexes: the label, then each feature
+  std::vector<std::string> feature_names;
+  std::vector<proto::TableBlock> blocks;
+  int64_t records = 0;
+  int max_label = -1;
+  // Per feature, over the present (non-empty) values: count, mean and the
+  // sum of squared deviations (Welford's running update, in file order).
+  std::vector<int64_t> present;
+  std::vector<double> mean, squares;
+};
+
+// Reads every record of the split `test` of `data` (at most max_records when
+// > 0), checking each: as many fields as the header, the label an integer in
+// [0, 256) (and below data.table.num_classes when that is set), every
+// feature a number or empty. Every file's header must name the same columns
+// as the first's. Errors are one line naming the file, the line and the
+// column, what was expected and what was found; InvalidArgument for a
+// mistake in the data, NotFound for a missing file, DataLoss for a damaged
+// gzip stream.
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, bool test, int64_t max_records);
+
+// Scans both splits (after max_train_examples / max_test_examples) and
+// returns what every worker needs: the blocks, the classes (given or found:
+// one more than the largest training label; a test label beyond them is
+// InvalidArgument) and each feature's shift and scale.
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data);
+
+// Reads block `block` of split `test`: x[records * features] (scaled) and
+// labels[records]. DataLoss when the file no longer holds what the scheduler
+// found there (fewer records, another header); the record's errors as in
+// ScanTable otherwise. REQUIRES: `table` passed ValidateTableData.
+Status ReadTableBlock(const proto::DataSpec& data, bool test, const proto::TableData& table,
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels);
+
+// Checks a TableData from the wire against the spec and the example counts:
+// the blocks cover each split in order, columns and scales fit. DataLoss
+// naming the first problem.
+Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_examples,
+                         int64_t test_examples);
+
+}  // namespace tessera
+
+#endif  // TESSERA_CORE_TABLE_DATA_H_

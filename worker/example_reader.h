@@ -1,0 +1,118 @@
+// Where a worker's examples come from, whatever the data's format: an
+// ExampleReader gives the examples of one split (training or test) by their
+// index in file order, and an ExampleOrder says which example each position
+// of a phase is. The IDX reader holds its split in memory; the table reader
+// (CSV/TSV) holds one block or two and reads the rest from the files as
+// positions reach them, so a worker's memory does not grow with the data.
+#ifndef TESSERA_WORKER_EXAMPLE_READER_H_
+#define TESSERA_WORKER_EXAMPLE_READER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/data_plan.h"
+#include "core/dataset.h"
+#include "core/status.h"
+#include "models/layer.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+#include "worker/batch_reader.h"
+
+namespace tessera {
+
+// Which example (index in file order) each position of a phase is.
+class ExampleOrder {
+ public:
+  // Position p is example p (evaluation).
+  ExampleOrder() = default;
+  // Position p is permutation[p] (IDX training: EpochOrder).
+  static ExampleOrder Shuffled(std::vector<int64_t> permutation);
+  // Blocks shuffled, then records within each (tables: BlockedOrder).
+  static ExampleOrder Blocked(BlockedOrder order);
+
+  // Not thread-safe (a blocked order keeps its last block's permutation).
+  int64_t At(int64_t position) const;
+
+ private:
+  std::vector<int64_t> permutation_;
+  std::optional<BlockedOrder> blocked_;
+};
+
+// One split of a data set. Read is called from one thread at a time.
+class ExampleReader {
+ public:
+  virtual ~ExampleReader() = default;
+  virtual int64_t count() const = 0;
+  // One example's shape: [1, rows, cols] for images, [features] for tables.
+  virtual Shape example_shape() const = 0;
+  virtual int num_classes() const = 0;
+  // Fills x[examples.size() * example size] and labels[examples.size()]
+  // with `examples` (indexes in [0, count())), normalized for the model.
+  virtual Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) = 0;
+};
+
+// An IDX split in memory, read through BatchReader.
+class ImageExampleReader : public ExampleReader {
+ public:
+  ImageExampleReader(ImageDataset dataset, float mean, float std);
+  ImageExampleReader(const ImageExampleReader&) = delete;  // reader_ points into dataset_
+  ImageExampleReader& operator=(const ImageExampleReader&) = delete;
+  int64_t count() const override { return dataset_.count; }
+  Shape example_shape() const override { return Shape{1, dataset_.rows, dataset_.cols}; }
+  int num_classes() const override { return dataset_.num_classes; }
+  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
+  const ImageDataset& dataset() const { return dataset_; }
+
+ private:
+  ImageDataset dataset_;
+  BatchReader reader_;
+};
+
+// A CSV/TSV split, read a block at a time (ReadTableBlock), keeping the last
+// two blocks read (a batch may span the end of one and the start of the next).
+class TableExampleReader : public ExampleReader {
+ public:
+  // REQUIRES: `table` passed ValidateTableData for this data spec.
+  TableExampleReader(proto::DataSpec data, proto::TableData table, bool test);
+  int64_t count() const override { return block_first_.back(); }
+  Shape example_shape() const override { return Shape{table_.feature_columns_size()}; }
+  int num_classes() const override { return table_.num_classes(); }
+  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
+
+  // Each block's records, in file order (for BlockedOrder).
+  std::vector<int64_t> BlockSizes() const;
+  // Blocks read from the files so far.
+  int64_t blocks_read() const { return blocks_read_; }
+
+ private:
+  struct Block {
+    int64_t index = -1;
+    std::vector<float> x;
+    std::vector<uint8_t> labels;
+  };
+  // The cached block holding `example`, read when neither cached one does.
+  StatusOr<const Block*> BlockOf(int64_t example);
+
+  const proto::DataSpec data_;
+  const proto::TableData table_;
+  const bool test_;
+  std::vector<int64_t> block_first_;  // by block: its first example; then count()
+  Block cache_[2];
+  int next_slot_ = 0;  // the cache slot the next read replaces
+  int64_t blocks_read_ = 0;
+};
+
+// The examples of split `test` as the cluster map describes them: the IDX
+// files loaded (after max_*_examples), or a table reader over the map's blocks.
+StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
+                                                           bool test);
+
+// The order of training epoch `epoch` over `reader`: EpochOrder for IDX
+// data, BlockedOrder over the table's blocks for tables.
+ExampleOrder TrainingOrder(uint64_t seed, int epoch, const ExampleReader& reader);
+
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_EXAMPLE_READER_H_

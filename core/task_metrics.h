@@ -12,6 +12,7 @@
 // worker sends to the scheduler. Parse treats its bytes as untrusted: it
 // checks every count against the bytes present before allocating, checks
 // every value as Add does, and returns InvalidArgument for anything else.
+// Serialize writes examples in the order they were added.
 //
 // Merge order does not matter: Result() is a function of the multiset of
 // examples added, whatever the order of the Add and Merge calls, bit for
@@ -27,7 +28,7 @@
 //
 // AddJsonFields writes a result as members of a JsonObject (a metrics line,
 // summary.json), per-class figures and the confusion matrix keyed by class
-// names.
+// names; figures with JsonObject's 9 significant digits.
 //
 // Example (a worker, then the scheduler):
 //   ClassificationMetrics metrics(10);
@@ -193,8 +194,9 @@ struct RegressionResult {
   double rmse = 0;
   double mae = 0;
   // 1 - sum((target - prediction)^2) / sum((target - mean target)^2).
-  // Undefined when the targets have zero variance (every target equal, or
-  // fewer than two examples): then r2_defined is false and r2 is 0.
+  // Undefined when the targets have zero variance (every target equal,
+  // fewer than two examples, or a spread so small that its squares are 0
+  // in double): then r2_defined is false and r2 is 0.
   bool r2_defined = false;
   double r2 = 0;
 };

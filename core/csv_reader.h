@@ -33,6 +33,8 @@
 
 namespace tessera {
 
+class ByteSource;
+
 struct CsvOptions {
   // The field separator: ',' for CSV (the default), '\t' for TSV.
   char delimiter = ',';
@@ -112,9 +114,7 @@ class CsvReader {
   std::string Place(const CsvRecord& record) const;
 
  private:
-  class Source;
-
-  CsvReader(std::string path, const CsvOptions& options, std::unique_ptr<Source> source);
+  CsvReader(std::string path, const CsvOptions& options, std::unique_ptr<ByteSource> source);
 
   Status ReadHeader();
   Status SkipToStartOffset();
@@ -130,7 +130,7 @@ class CsvReader {
 
   const std::string path_;
   const CsvOptions options_;
-  std::unique_ptr<Source> source_;
+  std::unique_ptr<ByteSource> source_;
   std::vector<std::string> columns_;
   std::vector<size_t> field_ends_;  // reused: the end of each field in CsvRecord::text
   bool lines_known_ = true;         // false after a start inside the data

@@ -8,6 +8,7 @@
 #include "core/idx_reader.h"
 #include "core/sha256.h"
 #include "core/spec.h"
+#include "core/table_data.h"
 #include "export/export_steps.h"
 #include "export/model_repository_layout.h"
 #include "export/onnx_export.h"
@@ -28,6 +29,11 @@ struct InputFormat {
 };
 
 StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto::DataSpec& data) {
+  if (IsTableFormat(data)) {
+    // Serving it would need the columns and their scaling in the export, which it does not hold yet.
+    return InvalidArgumentError("this model was trained on CSV/TSV data (data.format), and exporting such a model "
+                                "is not supported yet: the export would not record its columns and scaling");
+  }
   InputFormat format;
   uint8_t data_type = kIdxUnsignedByte;
   if (auto dims = ReadIdxDims(DataPath(data, data.test_images()), &data_type); dims.ok()) {

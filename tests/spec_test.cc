@@ -7,6 +7,8 @@
 
 #include <gmock/gmock.h>
 #include <google/protobuf/util/message_differencer.h>
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "tests/test_util.h"
@@ -257,6 +259,19 @@ TEST(SpecTest, DataPathJoinsRelativeNames) {
   data.set_dir("/data/fm");
   EXPECT_EQ(DataPath(data, "train.gz"), "/data/fm/train.gz");
   EXPECT_EQ(DataPath(data, "/abs/test.gz"), "/abs/test.gz");
+}
+
+// Every example a README or a comment points users to parses and passes validation.
+TEST(SpecTest, EveryExampleSpecIsValid) {
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(SourceDir() + "/examples")) {
+    if (entry.path().extension() != ".pbtxt") continue;
+    auto spec = LoadJobSpec(entry.path().string());
+    ASSERT_TRUE(spec.ok()) << entry.path() << ": " << spec.status().ToString();
+    EXPECT_OK(ValidateJobSpec(*spec));
+    ++checked;
+  }
+  EXPECT_GE(checked, 5);
 }
 
 }  // namespace

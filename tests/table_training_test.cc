@@ -130,6 +130,15 @@ TEST_F(TableTrainingTest, ResumeFromACutInsideAnEpochIsExact) {
   EXPECT_EQ(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
+// Until the export records a table's columns and scaling, it refuses such a
+// model rather than write one that would read its inputs wrongly.
+TEST_F(TableTrainingTest, ExportRefusesATableModelItCannotDescribe) {
+  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/table", "--noevaluate"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("exporting such a model is not supported yet"), std::string::npos) << r.output;
+  EXPECT_FALSE(FileExists(*dir_ + "/models/table/1/model.onnx"));
+}
+
 // The data is read whole before any process starts: a bad field is one line
 // naming the file, the line and the column, exit 2, and no node ran.
 TEST(TableSpecErrorTest, ABadFieldIsOneLineBeforeAnyProcessStarts) {

@@ -156,6 +156,12 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_lost", r.workers_lost)
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
+  if (r.classification.has_value()) {
+    JsonObject classes;
+    // The names were checked against the classes when the job was planned.
+    AddJsonFields(*r.classification, shape.class_names, &classes).IgnoreError();
+    s.Add("classification", classes);
+  }
   return s.ToPrettyString();
 }
 

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/status.h"
+#include "core/task_metrics.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 #include "scheduler/job_shape.h"
@@ -56,6 +57,8 @@ struct JobResults {
   uint64_t push_bytes = 0, pull_bytes = 0;
   int64_t pushing_steps = 0;
   int workers_lost = 0, workers_joined = 0;
+  // The newest evaluation's figures per class, when every worker sent its counts.
+  std::optional<ClassificationResult> classification;
 
   // One training epoch ended after `seconds`, having trained `examples`.
   void AddEpoch(double seconds, int64_t examples);

@@ -60,6 +60,8 @@ PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<i
   final_eval_ = epoch + 1 == spec_.epochs();
   loss_ = correct_ = 0;
   examples_ = 0;
+  classes_.reset();
+  if (shape_->num_classes >= 1) classes_.emplace(shape_->num_classes);
   return BeginPart(0, global_step_, 0, live);
 }
 
@@ -200,6 +202,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_worke
     skipped_ += report->skipped_examples();
     part_worker_steps_ += report->steps();
     results_->AddWorkerReport(*report, /*training=*/!test_);
+    if (test_) MergeClassMetrics(*report);
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).
   const std::optional<proto::PhaseDone>& reporter = part.reports[part.reporter_rank];
@@ -265,6 +268,21 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
   return actions;
 }
 
+void PhaseRunner::MergeClassMetrics(const proto::PhaseDone& report) {
+  if (!classes_.has_value()) return;
+  StatusOr<ClassificationMetrics> counts = ClassificationMetrics::Parse(report.class_metrics());
+  Status merged = counts.ok() ? classes_->Merge(*counts) : counts.status();
+  if (merged.ok() && counts->examples() != report.examples()) {
+    merged = InvalidArgumentError("counts of " + std::to_string(counts->examples()) + " examples for a report of " +
+                                  std::to_string(report.examples()));
+  }
+  if (!merged.ok()) {
+    LOG(WARNING) << "evaluation " << epoch_ + 1 << ": a worker's class counts are unusable (" << merged.message()
+                 << "); this evaluation goes without figures per class";
+    classes_.reset();
+  }
+}
+
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
   if (examples_ != shape_->test_examples) {
     return InternalError("evaluation saw " + std::to_string(examples_) + " examples, expected " +
@@ -279,6 +297,13 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
       .Add("test_accuracy", results_->test_accuracy)
       .Add("test_loss", results_->test_loss)
       .Add("examples", examples_);
+  results_->classification.reset();
+  if (classes_.has_value() && classes_->examples() == examples_) {
+    results_->classification = classes_->Result();
+    JsonObject classes;
+    AddJsonFields(*results_->classification, shape_->class_names, &classes).IgnoreError();  // names checked in PlanJob
+    line.Add("classification", classes);
+  }
   LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << results_->test_accuracy << " (" << examples_
             << " examples)";
   Actions actions;

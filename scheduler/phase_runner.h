@@ -140,6 +140,8 @@ class PhaseRunner {
   int64_t PartEndStep(const Part& part);
   StatusOr<Actions> FinishTrainingEpoch(int live_workers, Clock::TimePoint now);
   StatusOr<Actions> FinishEvaluation();
+  // Merges a worker's class counts into classes_ (or drops them all, saying why).
+  void MergeClassMetrics(const proto::PhaseDone& report);
 
   const proto::JobSpec& spec_;
   const JobShape* shape_;
@@ -157,6 +159,9 @@ class PhaseRunner {
   Clock::TimePoint phase_start_;
   double loss_ = 0, correct_ = 0;
   int64_t examples_ = 0;
+  // An evaluation's counts per (true, predicted) class, merged from the
+  // reports; none once a report lacked them or held bad ones.
+  std::optional<ClassificationMetrics> classes_;
   int64_t skipped_ = 0;              // examples done before resuming
   bool epoch_disturbed_ = false;
   int64_t epoch_lost_examples_ = 0;  // examples lost workers trained (or passed over) before they were lost

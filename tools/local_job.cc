@@ -26,6 +26,7 @@
 #include "core/zmq_transport.h"
 #include "models/device.h"
 #include "tools/child_process.h"
+#include "tools/class_table.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
 
@@ -205,7 +206,7 @@ void PrintSummary(const std::string& run_dir, double wall) {
                 JsonNumber(one_line, "test_accuracy"), JsonNumber(one_line, "train_loss"),
                 static_cast<long long>(JsonNumber(one_line, "steps")), JsonNumber(one_line, "samples_per_sec"),
                 FormatDuration(wall).c_str(), JsonString(one_line, "params_sha256").c_str(), run_dir.c_str());
-  std::cout << text << std::flush;
+  std::cout << ClassTable(*summary) << text << std::flush;
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "core/file_util.h"
 #include "core/random.h"
 #include "core/spec.h"
+#include "core/task_metrics.h"
 #include "worker/batch_prefetcher.h"
 
 namespace tessera {
@@ -447,6 +448,8 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   std::vector<float> x;
   std::vector<uint8_t> labels;
   BatchStats total;
+  ClassificationMetrics classes(model_->num_classes());
+  std::vector<int32_t> predicted;
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     proto::Lease lease;
@@ -458,7 +461,9 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
       RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels));
-      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count);
+      predicted.resize(count);
+      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count, predicted.data());
+      for (int64_t i = 0; i < count; ++i) RETURN_IF_ERROR(classes.Add(labels[i], predicted[i]));
       total.loss_sum += s.loss_sum;
       total.correct += s.correct;
       total.examples += s.examples;
@@ -473,6 +478,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_examples(total.examples);
   d->set_correct(total.correct);
   d->set_part(phase.part());
+  d->set_class_metrics(classes.Serialize());
   if (phase.final() && rank_ == phase.reporter_rank()) {
     d->set_params_sha256(model_->ParamsSha256());
     if (!options_.params_out.empty()) {

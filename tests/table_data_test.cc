@@ -575,6 +575,21 @@ TEST(TableDataErrorTest, LabelsMustBeIntegersBelow256) {
   }
 }
 
+TEST(TableDataErrorTest, ALabelErrorIsOneLine) {
+  TempDir dir;
+  // A quoted label may hold a line end, or be long: the message stays one line, and short.
+  WriteText(dir.File("train.csv"), "x,label\n1,\"1\r\n2\"\n");
+  const proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"train.csv"});
+  Status status = DescribeError(data);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), dir.File("train.csv") +
+                                  ":2: column 'label': expected a class id, an integer in [0, 256), got \"1\\r\\n2\"");
+  WriteText(dir.File("train.csv"), "x,label\n1," + std::string(100, '7') + "\n");
+  status = DescribeError(data);
+  EXPECT_EQ(status.message(), dir.File("train.csv") + ":2: column 'label': expected a class id, an integer in [0, "
+                                                      "256), got \"" + std::string(64, '7') + "...\"");
+}
+
 TEST(TableDataErrorTest, LabelAtOrAboveTheGivenNumClasses) {
   TempDir dir;
   WriteText(dir.File("train.csv"), "label,x\n0,1\n2,1\n3,1\n");

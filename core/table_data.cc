@@ -232,8 +232,12 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
     table.add_feature_columns(train.columns[f + 1]);
     const double variance = train.present[f] > 0 ? train.squares[f] / static_cast<double>(train.present[f]) : 0;
     const double std = std::sqrt(variance);
+    // 1/std overflows a float when std is below about 3e-39 (subnormal
+    // values): such a column is constant to float arithmetic, and scaled by
+    // 1 like a constant one (ValidateTableData refuses an infinite scale).
+    const float scale = std > 0 ? static_cast<float>(1.0 / std) : 1.0f;
     table.add_shift(standardize ? static_cast<float>(train.mean[f]) : 0.0f);
-    table.add_scale(standardize && std > 0 ? static_cast<float>(1.0 / std) : 1.0f);
+    table.add_scale(standardize && std::isfinite(scale) ? scale : 1.0f);
   }
   return table;
 }

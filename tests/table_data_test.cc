@@ -428,6 +428,27 @@ TEST(TableDataTest, ScalingNoneUsesTheValuesAsTheyAre) {
   EXPECT_EQ(x, (std::vector<float>{1, 2, 7, 2, -1.5f, 7, 4, 6, 7, 5, 10, 7}));
 }
 
+TEST(TableDataTest, AColumnTooNarrowForAFloatScaleIsScaledLikeAConstantOne) {
+  TempDir dir;
+  // Column a: subnormal values, std 7e-46, whose 1/std is no float; b: narrow
+  // (std 5e-31) but its 1/std is one.
+  WriteText(dir.File("train.csv"), "label,a,b\n0,0,0\n1,1e-45,1e-30\n0,0,0\n1,1e-45,1e-30\n");
+  const proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"train.csv"});
+  StatusOr<proto::TableData> table = Describe(data);
+  ASSERT_OK(table.status());
+  EXPECT_EQ(table->scale(0), 1.0f);
+  EXPECT_FLOAT_EQ(table->scale(1), 2e30f);
+  EXPECT_FLOAT_EQ(table->shift(1), 5e-31f);
+  // What DescribeTable returns passes the workers' check, and reads back finite.
+  ASSERT_OK(ValidateTableData(data, *table, 4, 4));
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(std::isfinite(x[i])) << "value " << i << ": " << x[i];
+  EXPECT_NEAR(x[1], -1, 1e-5);  // b standardized: -1, 1, -1, 1
+  EXPECT_NEAR(x[3], 1, 1e-5);
+}
+
 TEST(TableDataTest, ScalingOfAGeneratedTableMatchesTwoPassMoments) {
   TempDir dir;
   TableOptions options;

@@ -215,6 +215,12 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
                                 std::to_string(test.columns.size()) + " header positions, not where the training "
                                 "files have them");
   }
+  // At the same positions, other names (no feature_columns, and another
+  // header): the workers would evaluate on columns the model never saw.
+  if (test.feature_names != train.feature_names) {
+    return InvalidArgumentError("the test files' features (" + ListNames(test.feature_names) +
+                                ") differ from the training files' (" + ListNames(train.feature_names) + ")");
+  }
   proto::TableData table;
   const int found = train.max_label + 1;
   const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;

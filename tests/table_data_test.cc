@@ -691,7 +691,7 @@ TEST(TableDataErrorTest, ASecondFileWhoseHeaderDiffers) {
             dir.File("c.csv") + ": its header (label, b, a) differs from the first file's (label, a, b)");
 }
 
-TEST(TableDataErrorTest, TestColumnsElsewhereThanTheTrainingColumns) {
+TEST(TableDataErrorTest, TestFilesWhoseColumnsAreNotTheTrainingFiles) {
   TempDir dir;
   WriteText(dir.File("train.csv"), "label,a,b\n0,1,2\n");
   WriteText(dir.File("test.csv"), "a,label,b\n1,0,2\n");
@@ -700,6 +700,19 @@ TEST(TableDataErrorTest, TestColumnsElsewhereThanTheTrainingColumns) {
   EXPECT_EQ(status.message(),
             "the test files' columns differ from the training files': label and features at 3 header positions, not "
             "where the training files have them");
+  // The same positions, other names: the test files hold other features.
+  WriteText(dir.File("test.csv"), "label,c,d\n0,1,2\n");
+  const proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"test.csv"});
+  EXPECT_EQ(DescribeError(data).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(DescribeError(data).message(), "the test files' features (c, d) differ from the training files' (a, b)");
+  WriteText(dir.File("test.csv"), "label,a,d\n0,1,2\n");
+  EXPECT_EQ(DescribeError(data).message(), "the test files' features (a, d) differ from the training files' (a, b)");
+  // Named in the spec, the features are found by name: an extra column in the test files is no matter.
+  WriteText(dir.File("test.csv"), "label,a,b,note\n0,1,2,x\n");
+  proto::DataSpec chosen = data;
+  chosen.mutable_table()->add_feature_columns("a");
+  chosen.mutable_table()->add_feature_columns("b");
+  EXPECT_OK(DescribeError(chosen));
 }
 
 TEST(TableDataErrorTest, AMissingFileIsNotFound) {

@@ -1223,6 +1223,40 @@ TEST(TableExampleReaderTest, ASequentialPassReadsEachBlockOnce) {
   EXPECT_EQ(dynamic_cast<TableExampleReader*>(test->get())->blocks_read(), 2);
 }
 
+TEST(TableExampleReaderTest, KeepsTheLastTwoBlocksRead) {
+  ReaderFixture fixture;
+  ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
+  std::vector<float> want_x;
+  std::vector<uint8_t> want_labels;
+  ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &want_x, &want_labels));
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, false);
+  ASSERT_OK(reader.status());
+  auto* table_reader = dynamic_cast<TableExampleReader*>(reader->get());
+  ASSERT_NE(table_reader, nullptr);
+  // Block 0 is records 0..4095, block 1 4096..4999, block 2 5000..5006.
+  const auto read = [&](const std::vector<int64_t>& examples) {
+    std::vector<float> x;
+    std::vector<uint8_t> labels;
+    ASSERT_OK((*reader)->Read(examples, &x, &labels));
+    ASSERT_EQ(labels.size(), examples.size());
+    for (size_t i = 0; i < examples.size(); ++i) {
+      EXPECT_EQ(labels[i], want_labels[examples[i]]) << "example " << examples[i];
+      EXPECT_EQ(x[2 * i], want_x[2 * examples[i]]) << "example " << examples[i];
+      EXPECT_EQ(x[2 * i + 1], want_x[2 * examples[i] + 1]) << "example " << examples[i];
+    }
+  };
+  read({0, 4096, 1, 4097, 4095, 4999});  // back and forth between two blocks: each read once
+  EXPECT_EQ(table_reader->blocks_read(), 2);
+  read({5000, 4098});  // block 2 replaces the older of the two (block 0); block 1 stays
+  EXPECT_EQ(table_reader->blocks_read(), 3);
+  read({5006, 4500});
+  EXPECT_EQ(table_reader->blocks_read(), 3);
+  read({7});  // block 0 again, in place of block 1
+  EXPECT_EQ(table_reader->blocks_read(), 4);
+  read({5001, 8});
+  EXPECT_EQ(table_reader->blocks_read(), 4);
+}
+
 TEST(TableExampleReaderTest, AFileThatShrankIsTheReadsError) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());

@@ -266,7 +266,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec_.epochs())
       .Add("step", global_step_)
-      .Add("train_loss", results_->last_train_loss)
+      .AddFloat64("train_loss", results_->last_train_loss)
       .Add("examples", trained)
       .Add("samples_per_sec", trained / seconds)
       .Add("epoch_seconds", seconds);

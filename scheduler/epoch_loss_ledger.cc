@@ -24,8 +24,8 @@ void EpochLossLedger::Report(int rank, const proto::Progress& progress) {
   const int n = progress.step_loss_sums_size();
   const int64_t reached = from_step_ + static_cast<int64_t>(r.after.size()) - 1;
   if (progress.step_examples_size() != n || progress.step() - n != reached) {
-    LOG(WARNING) << "worker " << rank << "'s PROGRESS reports steps [" << progress.step() - n << ", "
-                 << progress.step() << ") with " << n << " loss sums and " << progress.step_examples_size()
+    LOG(WARNING) << "worker " << rank << "'s PROGRESS reports steps [" << progress.step() - n << ", " << progress.step()
+                 << ") with " << n << " loss sums and " << progress.step_examples_size()
                  << " example counts; its reports so far reach step " << reached
                  << ": its loss sums in this epoch are unknown from here on, a cut inside it keeps none";
     r.broken = true;

@@ -64,7 +64,8 @@ StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto
   ASSIGN_OR_RETURN(point.loss_before_cut, LossBeforeCut(m, dir));
   if (point.skip_steps > 0 && point.loss_before_cut.empty()) {
     LOG(WARNING) << "checkpoint " << dir << " keeps no loss sums of epoch " << point.start_epoch + 1
-                 << " before its cut (written before they were kept): that epoch's train_loss covers the steps after it only";
+                 << " before its cut (written before they were kept): that epoch's train_loss covers the steps "
+                    "after it only";
   }
   point.restore.set_dir(dir);
   point.restore.set_step(m.step());

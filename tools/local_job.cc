@@ -510,7 +510,9 @@ int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobO
   std::string resume_from = options.resume_from;
   // Server replacements and whole-cluster restarts so far: together at most options.max_restarts.
   int recoveries = 0;
-  auto print = [&](const std::string& message) { std::cerr << "tessera " << self.name << ": " << message << std::endl; };
+  auto print = [&](const std::string& message) {
+    std::cerr << "tessera " << self.name << ": " << message << std::endl;
+  };
   while (true) {
     bool restartable = false;
     std::optional<RoleFailure> failure;

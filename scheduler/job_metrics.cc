@@ -131,7 +131,7 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
   s.Add("name", spec.name())
       .Add("test_accuracy", r.test_accuracy)
       .Add("test_loss", r.test_loss)
-      .Add("train_loss", r.last_train_loss)
+      .AddFloat64("train_loss", r.last_train_loss)
       .Add("steps", facts.steps)
       .Add("epochs", spec.epochs())
       .Add("examples_per_epoch", shape.train_examples)

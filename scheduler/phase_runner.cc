@@ -41,13 +41,26 @@ PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, c
   epoch_ = epoch;
   test_ = false;
   loss_ = correct_ = 0;
-  examples_ = skipped_ = epoch_lost_examples_ = 0;
+  examples_ = skipped_ = epoch_lost_examples_ = resumed_examples_ = 0;
   // With a worker missing, the epoch's plan is not the fixed one of all workers.
   epoch_disturbed_ = static_cast<int>(live.size()) != workers;
   phase_start_ = now;
   LOG(INFO) << "epoch " << epoch + 1 << "/" << spec_.epochs() << " starts at step " << global_step_ << " with "
             << live.size() << " of " << workers << " workers";
-  return BeginPart(0, global_step_ - skip_steps, skip_steps, live);
+  // Resumed inside this epoch: each worker goes on from its sums before the cut.
+  epoch_resumed_loss_.clear();
+  if (skip_steps > 0 && static_cast<int>(resumed_loss_.size()) == workers) epoch_resumed_loss_ = resumed_loss_;
+  resumed_loss_.clear();
+  std::vector<LossSums> start = epoch_resumed_loss_;
+  start.resize(workers);
+  if (spec_.consistency() == proto::BSP) {
+    losses_.Begin(epoch, global_step_, std::move(start));
+  } else {
+    losses_.Stop();  // no cut inside an ASP epoch
+  }
+  Actions actions = BeginPart(0, global_step_ - skip_steps, skip_steps, live);
+  for (const LossSums& sums : epoch_resumed_loss_) actions.start->add_resumed_loss_sums(sums.loss_sum);
+  return actions;
 }
 
 PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<int>& live) {
@@ -62,6 +75,7 @@ PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<i
   examples_ = 0;
   classes_.reset();
   if (shape_->num_classes >= 1) classes_.emplace(shape_->num_classes);
+  losses_.Stop();
   return BeginPart(0, global_step_, 0, live);
 }
 
@@ -96,6 +110,7 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
     phase.set_skip_steps(skip_steps);
   }
   if (index > 0) {
+    losses_.Stop();  // the epoch lost a worker: no cut comes inside it
     LOG(INFO) << (test_ ? "evaluation" : "epoch") << " " << epoch_ + 1 << ", part " << index + 1 << ": "
               << live.size() << " workers take the positions lost workers left"
               << (test_ || spec_.consistency() != proto::BSP
@@ -194,8 +209,13 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPartIfComplete(int live_worker
 
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_workers, Clock::TimePoint now) {
   // Add the reports up in rank order, so the figures are the same in every run.
-  for (const std::optional<proto::PhaseDone>& report : part.reports) {
+  for (size_t rank = 0; rank < part.reports.size(); ++rank) {
+    const std::optional<proto::PhaseDone>& report = part.reports[rank];
     if (!report.has_value()) continue;
+    // A resumed epoch's first part: this worker's loss_sum went on from its sums before the cut.
+    if (!test_ && part.index == 0 && rank < epoch_resumed_loss_.size()) {
+      resumed_examples_ += epoch_resumed_loss_[rank].examples;
+    }
     loss_ += report->loss_sum();
     correct_ += report->correct();
     examples_ += report->examples();
@@ -236,7 +256,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
   const double seconds = Seconds(now - phase_start_);
   const int64_t trained = examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
   results_->AddEpoch(seconds, trained);
-  results_->last_train_loss = examples_ > 0 ? loss_ / examples_ : 0;
+  results_->last_train_loss = TrainLoss();
   const int64_t counted = trained + skipped_;
   results_->examples_by_epoch.push_back(counted);
   if (counted != shape_->train_examples) {
@@ -249,7 +269,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec_.epochs())
       .Add("step", global_step_)
-      .Add("train_loss", results_->last_train_loss)
+      .AddFloat64("train_loss", results_->last_train_loss)
       .Add("examples", trained)
       .Add("samples_per_sec", trained / seconds)
       .Add("epoch_seconds", seconds);
@@ -281,6 +301,13 @@ void PhaseRunner::MergeClassMetrics(const proto::PhaseDone& report) {
                  << "); this evaluation goes without figures per class";
     classes_.reset();
   }
+}
+
+double PhaseRunner::TrainLoss() const {
+  // A lost worker's loss is lost with it: the mean is over the examples
+  // whose workers reported, their steps before a resume included.
+  const int64_t examples = examples_ + resumed_examples_;
+  return examples > 0 ? loss_ / examples : 0;
 }
 
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {

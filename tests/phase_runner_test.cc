@@ -286,6 +286,53 @@ TEST_F(PhaseRunnerTest, AResumedEpochStartsItsPartAtTheStepsItAlreadyHolds) {
   EXPECT_EQ(runner_.epoch_end_step(), 100);
 }
 
+// Resumed from a cut inside epoch 2 (20 of its 50 steps done) whose
+// manifest kept the workers' loss sums: each worker goes on from its own
+// (START_PHASE carries them by rank), so its report covers the whole epoch,
+// and train_loss is over every example of it, those before the cut included.
+TEST_F(PhaseRunnerTest, AResumedEpochsWorkersGoOnFromTheirLossSumsAndItsTrainLossCoversItAll) {
+  runner_.ResumeAt(/*step=*/70, /*epoch=*/0, {LossSums{60.5, 200}, LossSums{70.25, 200}});
+  runner_.Proceed(NextPhase::Training(1, /*skip_steps=*/20));
+  const proto::Phase phase = Begin({0, 1});
+  ASSERT_EQ(phase.resumed_loss_sums_size(), 2);
+  EXPECT_EQ(phase.resumed_loss_sums(0), 60.5);
+  EXPECT_EQ(phase.resumed_loss_sums(1), 70.25);
+  // The loss sums of the epoch go on from the cut's, for the next cut inside it.
+  const EpochLossLedger::SumsAt start = runner_.losses().At(1, 70);
+  ASSERT_EQ(start.state, EpochLossLedger::State::kKnown);
+  EXPECT_EQ(start.ranks[1], (LossSums{70.25, 200}));
+
+  for (int rank : {0, 1}) {
+    LeaseAll(rank);
+    proto::PhaseDone done = Report(phase, /*examples=*/300, /*steps=*/50);
+    done.set_skipped_examples(200);
+    done.set_loss_sum(phase.resumed_loss_sums(rank) + 100 * (rank + 1));  // the worker's sum from its start
+    ASSERT_OK(runner_.PhaseDone(rank, done, 2, now_).status());
+  }
+  EXPECT_EQ(runner_.stage(), Stage::kHeld);
+  EXPECT_EQ(results_.last_train_loss, (160.5 + 270.25) / 1000);
+
+  // The next epoch starts afresh.
+  runner_.Proceed(NextPhase::Training(2));
+  EXPECT_EQ(Begin({0, 1}).resumed_loss_sums_size(), 0);
+}
+
+// A manifest written before the sums were kept: the resumed epoch's
+// train_loss is over the examples trained after the cut.
+TEST_F(PhaseRunnerTest, AResumedEpochWithoutLossSumsReportsTheStepsAfterTheCut) {
+  runner_.ResumeAt(/*step=*/70, /*epoch=*/0);
+  runner_.Proceed(NextPhase::Training(1, /*skip_steps=*/20));
+  const proto::Phase phase = Begin({0, 1});
+  EXPECT_EQ(phase.resumed_loss_sums_size(), 0);
+  for (int rank : {0, 1}) {
+    LeaseAll(rank);
+    proto::PhaseDone done = Report(phase, 300, 50);
+    done.set_skipped_examples(200);
+    ASSERT_OK(runner_.PhaseDone(rank, done, 2, now_).status());
+  }
+  EXPECT_EQ(results_.last_train_loss, 0.5);
+}
+
 // Every worker of a BSP part lost: the part ends where their pushes reached
 // (step 12 was pushed to some slices), not at its planned end; the servers
 // must move every slice up to step 13 before the continuation begins there.

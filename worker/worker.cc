@@ -197,9 +197,12 @@ struct Worker::TrainingPhase {
   int64_t to_skip;         // resumed inside this epoch: steps done before, passed over
   int64_t skipped_examples = 0;
 
-  // Since the last PROGRESS.
+  // Since the last PROGRESS; under BSP also step by step, for a checkpoint
+  // cut inside the epoch (the scheduler keeps the sums up to it).
   double loss_sum = 0;
   int64_t examples = 0;
+  std::vector<double> step_loss_sums;
+  std::vector<int64_t> step_examples;
   SteadyClock::time_point last_report = SteadyClock::now();
 
   // The whole phase, for PHASE_DONE. Step time, split: reading +
@@ -278,6 +281,9 @@ class OverlapPusher {
 Status Worker::RunTraining(const proto::Phase& phase) {
   RETURN_IF_ERROR(PullParamsForPhaseStart(phase));
   TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
+  // Resumed inside the epoch: this worker's loss sum goes on from its sum
+  // before the cut, so it adds up as in a run that never stopped.
+  if (rank_ < phase.resumed_loss_sums_size()) t.epoch_loss = phase.resumed_loss_sums(rank_);
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     const auto read_start = SteadyClock::now();
@@ -374,6 +380,10 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
   t->examples += t->pushed_step.count;
   t->epoch_loss += t->pushed_step.stats.loss_sum;
   t->epoch_examples += t->pushed_step.count;
+  if (t->bsp) {
+    t->step_loss_sums.push_back(t->pushed_step.stats.loss_sum);
+    t->step_examples.push_back(t->pushed_step.count);
+  }
   return ReportProgress(t, /*force=*/false);
 }
 
@@ -411,8 +421,12 @@ Status Worker::ReportProgress(TrainingPhase* t, bool force) {
   h.mutable_progress()->set_step(t->step);
   h.mutable_progress()->set_loss_sum(t->loss_sum);
   h.mutable_progress()->set_examples(t->examples);
+  h.mutable_progress()->mutable_step_loss_sums()->Add(t->step_loss_sums.begin(), t->step_loss_sums.end());
+  h.mutable_progress()->mutable_step_examples()->Add(t->step_examples.begin(), t->step_examples.end());
   t->loss_sum = 0;
   t->examples = 0;
+  t->step_loss_sums.clear();
+  t->step_examples.clear();
   return SendToScheduler(h);
 }
 

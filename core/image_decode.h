@@ -43,6 +43,7 @@
 //      IDX data are.
 // Each step is deterministic: the same bytes and seed give the same input on
 // every machine (training, `tessera predict` and `tessera serve` alike).
+// Every function is thread-safe: no state is shared between calls.
 #ifndef TESSERA_CORE_IMAGE_DECODE_H_
 #define TESSERA_CORE_IMAGE_DECODE_H_
 

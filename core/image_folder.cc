@@ -189,7 +189,8 @@ StatusOr<ImageFolderListing> ListImageFolder(const std::string& dir, const Image
   while (listing.dir.size() > 1 && listing.dir.back() == '/') listing.dir.pop_back();
   std::error_code error;
   const fs::file_status status = fs::status(listing.dir, error);
-  if (!fs::exists(status)) return NotFoundError(listing.dir + ": no such directory");
+  if (status.type() == fs::file_type::not_found) return NotFoundError(listing.dir + ": no such directory");
+  if (error) return FailedPreconditionError("cannot read " + listing.dir + ": " + error.message());
   if (!fs::is_directory(status)) return InvalidArgumentError(listing.dir + ": not a directory");
 
   ASSIGN_OR_RETURN(const std::vector<std::string> folders, FindClassFolders(&listing));

@@ -140,6 +140,8 @@ TEST(ImageFolderTest, EachListingErrorIsOneLineNamingTheFolder) {
   status = ListImageFolder(dir.File("plain-file")).status();
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), dir.File("plain-file") + ": not a directory");
+  EXPECT_EQ(ListImageFolder(dir.File("plain-file/below")).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ListImageFolder("").status().message(), "image folder: the path is empty");
 
   dir.MakeDir("empty");
   dir.Write("empty/loose.png");

@@ -115,6 +115,36 @@ Status ValidateDataFormat(const proto::JobSpec& spec) {
                      " gives scaled numbers: use IDX data for ids (categorical columns are not supported yet)");
 }
 
+// The validation split (data.validation_*) and early stopping.
+Status ValidateValidation(const proto::JobSpec& spec) {
+  const proto::DataSpec& d = spec.data();
+  const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV;
+  const float fraction = d.validation_fraction();
+  RETURN_IF_ERROR(Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
+  RETURN_IF_ERROR(Require(table || d.validation_files_size() == 0,
+                          "data.validation_files are for data.format CSV or TSV; IDX data holds out "
+                          "data.validation_fraction of its training examples"));
+  RETURN_IF_ERROR(Require(fraction == 0 || d.validation_files_size() == 0,
+                          "data.validation_fraction and data.validation_files both give a validation set: set one"));
+  RETURN_IF_ERROR(Require(d.max_validation_examples() >= 0,
+                          "data.max_validation_examples must be >= 0" + Got(d.max_validation_examples())));
+  RETURN_IF_ERROR(Require(d.max_validation_examples() == 0 || d.validation_files_size() > 0,
+                          "data.max_validation_examples limits data.validation_files (data.validation_fraction "
+                          "holds out a fraction of what data.max_train_examples leaves)"));
+  const proto::EarlyStoppingSpec& e = spec.early_stopping();
+  if (!proto::EarlyStoppingSpec::Metric_IsValid(e.metric())) {
+    return InvalidArgumentError("early_stopping.metric " + std::to_string(e.metric()) + " is unknown");
+  }
+  RETURN_IF_ERROR(Require(e.patience() >= 0, "early_stopping.patience must be >= 0" + Got(e.patience())));
+  RETURN_IF_ERROR(Require(e.min_delta() >= 0 && std::isfinite(e.min_delta()),
+                          "early_stopping.min_delta must be a finite number >= 0" + Got(e.min_delta())));
+  if (e.patience() == 0) return OkStatus();
+  RETURN_IF_ERROR(Require(HasValidationSplit(d), "early_stopping.patience needs a validation split: set "
+                                                 "data.validation_fraction (or data.validation_files for CSV/TSV)"));
+  return Require(spec.eval_every_epoch(), "early_stopping.patience needs eval_every_epoch: true (it reads the "
+                                          "validation metric after every epoch)");
+}
+
 Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(!spec.name().empty(), "name must not be empty"));
   for (char c : spec.name()) {
@@ -144,6 +174,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(d.max_test_examples() >= 0, "data.max_test_examples must be >= 0" + Got(d.max_test_examples())));
   RETURN_IF_ERROR(ValidateDataFormat(spec));
   RETURN_IF_ERROR(ValidateClassNames(d));
+  RETURN_IF_ERROR(ValidateValidation(spec));
 
   RETURN_IF_ERROR(ValidateOptimizerSpec(spec.optimizer()));
   const proto::CheckpointSpec& k = spec.checkpoint();
@@ -259,6 +290,10 @@ std::string JobSpecToText(const proto::JobSpec& spec) {
   google::protobuf::TextFormat::Printer printer;
   printer.PrintToString(full, &text);
   return text;
+}
+
+bool HasValidationSplit(const proto::DataSpec& data) {
+  return data.validation_fraction() > 0 || data.validation_files_size() > 0;
 }
 
 std::string DataPath(const proto::DataSpec& data, const std::string& name) {

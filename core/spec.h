@@ -29,6 +29,10 @@ Status ValidateOptimizerSpec(const proto::OptimizerSpec& spec);
 // The spec in text format, every default made explicit (for the run directory).
 std::string JobSpecToText(const proto::JobSpec& spec);
 
+// True when `data` asks for a validation split (a validation_fraction or
+// validation_files).
+bool HasValidationSplit(const proto::DataSpec& data);
+
 // Path of the data file `name` under data.dir (absolute names stay as they are).
 std::string DataPath(const proto::DataSpec& data, const std::string& name);
 

@@ -138,6 +138,91 @@ TEST(SpecTest, EveryRuleNamesItsField) {
   }
 }
 
+// The validation split and early stopping: each mistake is one line saying what to do.
+TEST(SpecTest, ValidationSplitAndEarlyStoppingMistakes) {
+  const auto message = [](const std::function<void(proto::JobSpec*)>& change) {
+    proto::JobSpec spec = ValidSpec();  // IDX data
+    change(&spec);
+    const Status s = ValidateJobSpec(spec);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    return s.message();
+  };
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_data()->set_validation_fraction(0.5f); }),
+            "data.validation_fraction must be in [0, 0.5), got 0.5");
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_data()->set_validation_fraction(-0.1f); }),
+            "data.validation_fraction must be in [0, 0.5), got -0.1");
+  EXPECT_THAT(message([](proto::JobSpec* s) {
+                s->mutable_data()->set_validation_fraction(std::numeric_limits<float>::quiet_NaN());
+              }),
+              HasSubstr("data.validation_fraction must be in [0, 0.5)"));
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_data()->add_validation_files("valid.csv"); }),
+            "data.validation_files are for data.format CSV or TSV; IDX data holds out data.validation_fraction of "
+            "its training examples");
+  const auto table = [](proto::JobSpec* s) {
+    proto::DataSpec* d = s->mutable_data();
+    d->set_format(proto::DataSpec::CSV);
+    d->add_train_files("train.csv");
+    d->add_test_files("test.csv");
+    d->mutable_table()->set_label_column("label");
+  };
+  EXPECT_EQ(message([&](proto::JobSpec* s) {
+              table(s);
+              s->mutable_data()->add_validation_files("valid.csv");
+              s->mutable_data()->set_validation_fraction(0.1f);
+            }),
+            "data.validation_fraction and data.validation_files both give a validation set: set one");
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_data()->set_max_validation_examples(-1); }),
+            "data.max_validation_examples must be >= 0, got -1");
+  EXPECT_THAT(message([](proto::JobSpec* s) {
+                s->mutable_data()->set_validation_fraction(0.1f);
+                s->mutable_data()->set_max_validation_examples(100);
+              }),
+              HasSubstr("data.max_validation_examples limits data.validation_files"));
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_early_stopping()->set_patience(2); }),
+            "early_stopping.patience needs a validation split: set data.validation_fraction (or "
+            "data.validation_files for CSV/TSV)");
+  EXPECT_EQ(message([](proto::JobSpec* s) {
+              s->mutable_data()->set_validation_fraction(0.1f);
+              s->mutable_early_stopping()->set_patience(2);
+              s->set_eval_every_epoch(false);
+            }),
+            "early_stopping.patience needs eval_every_epoch: true (it reads the validation metric after every "
+            "epoch)");
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_early_stopping()->set_patience(-1); }),
+            "early_stopping.patience must be >= 0, got -1");
+  EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_early_stopping()->set_min_delta(-0.5f); }),
+            "early_stopping.min_delta must be a finite number >= 0, got -0.5");
+  EXPECT_EQ(message([](proto::JobSpec* s) {
+              s->mutable_early_stopping()->set_metric(static_cast<proto::EarlyStoppingSpec::Metric>(7));
+            }),
+            "early_stopping.metric 7 is unknown");
+
+  // What is right passes: a fraction of IDX data with early stopping; table files; the spec written back.
+  proto::JobSpec spec = ValidSpec();
+  spec.mutable_data()->set_validation_fraction(0.1f);
+  spec.mutable_early_stopping()->set_metric(proto::EarlyStoppingSpec::VALIDATION_ACCURACY);
+  spec.mutable_early_stopping()->set_patience(3);
+  spec.mutable_early_stopping()->set_min_delta(0.001f);
+  EXPECT_OK(ValidateJobSpec(spec));
+  EXPECT_TRUE(HasValidationSplit(spec.data()));
+  auto written = ParseJobSpec(JobSpecToText(spec), "written");
+  ASSERT_OK(written.status());
+  EXPECT_OK(ValidateJobSpec(*written));
+  EXPECT_EQ(written->early_stopping().patience(), 3);
+  proto::JobSpec files = ValidSpec();
+  table(&files);
+  files.mutable_data()->add_validation_files("valid.csv");
+  files.mutable_data()->set_max_validation_examples(500);
+  EXPECT_OK(ValidateJobSpec(files));
+  EXPECT_TRUE(HasValidationSplit(files.data()));
+  EXPECT_FALSE(HasValidationSplit(ValidSpec().data()));
+  // A spec written back holds an early_stopping block with patience 0: no early stopping, no split needed.
+  auto plain = ParseJobSpec(JobSpecToText(ValidSpec()), "plain");
+  ASSERT_OK(plain.status());
+  EXPECT_TRUE(plain->has_early_stopping());
+  EXPECT_OK(ValidateJobSpec(*plain));
+}
+
 TEST(SpecTest, MessagesSayWhatCame) {
   proto::JobSpec spec = ValidSpec();
   spec.mutable_cluster()->set_workers(0);

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/random.h"
 
@@ -37,6 +38,20 @@ int64_t BlockedOrder::RecordAt(int64_t position) const {
     cached_block_ = block;
   }
   return block_first_[block] + cached_permutation_[position - slot_start_[slot]];
+}
+
+int64_t ValidationCount(double fraction, int64_t n) { return std::llround(fraction * static_cast<double>(n)); }
+
+HeldOutSplit HoldOut(uint64_t seed, int64_t n, int64_t held_out) {
+  CHECK(held_out >= 0 && held_out <= n) << held_out << " of " << n;
+  std::vector<bool> validation(n, false);
+  const std::vector<int64_t> order = Permutation(n, MixSeed(seed, 0x5a11da7e0ULL));
+  for (int64_t i = 0; i < held_out; ++i) validation[order[i]] = true;
+  HeldOutSplit split;
+  split.training.reserve(n - held_out);
+  split.validation.reserve(held_out);
+  for (int64_t e = 0; e < n; ++e) (validation[e] ? split.validation : split.training).push_back(e);
+  return split;
 }
 
 std::vector<Shard> CutShards(int64_t n, int num_shards) {

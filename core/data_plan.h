@@ -48,6 +48,22 @@ class BlockedOrder {
   mutable std::vector<int64_t> cached_permutation_;
 };
 
+// The validation split (data.validation_fraction) of n training examples:
+// how many it holds out, round(fraction * n).
+int64_t ValidationCount(double fraction, int64_t n);
+
+// The examples (indexes in file order, each list ascending) of the training
+// and the validation set when `held_out` of n examples are held out by
+// `seed` (IDX data): the first `held_out` of a permutation seeded by the job
+// seed alone, so the choice is the same in every epoch and after a resume.
+// The training set's epochs then shuffle positions 0..training.size()-1
+// (EpochOrder), each standing for training[position].
+// REQUIRES: 0 <= held_out <= n.
+struct HeldOutSplit {
+  std::vector<int64_t> training, validation;
+};
+HeldOutSplit HoldOut(uint64_t seed, int64_t n, int64_t held_out);
+
 // Cuts n positions into `num_shards` contiguous shards whose sizes differ by
 // at most one. REQUIRES: num_shards >= 1.
 std::vector<Shard> CutShards(int64_t n, int num_shards);

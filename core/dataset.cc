@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <glog/logging.h>
+
 #include "core/idx_reader.h"
 
 namespace tessera {
@@ -155,6 +157,35 @@ StatusOr<ImageDataset> LoadImageDataset(const std::string& images_path, const st
     dataset.labels.resize(static_cast<size_t>(dataset.count));
     dataset.labels.shrink_to_fit();
   }
+  return dataset;
+}
+
+namespace {
+
+// Keeps the runs of `size` values of each of `examples` (ascending), in place.
+template <typename T>
+void KeepRuns(const std::vector<int64_t>& examples, int64_t size, std::vector<T>* values) {
+  for (size_t i = 0; i < examples.size(); ++i) {
+    // examples[i] >= i: a run moves down or stays, never over one still to move.
+    std::copy_n(values->begin() + examples[i] * size, size, values->begin() + static_cast<int64_t>(i) * size);
+  }
+  values->resize(examples.size() * size);
+  values->shrink_to_fit();
+}
+
+}  // namespace
+
+ImageDataset SelectExamples(ImageDataset dataset, const std::vector<int64_t>& examples) {
+  for (size_t i = 0; i < examples.size(); ++i) {
+    CHECK(examples[i] < dataset.count && (i == 0 || examples[i] > examples[i - 1])) << "bad example " << examples[i];
+  }
+  if (dataset.int32_values) {
+    KeepRuns(examples, dataset.example_size(), &dataset.ids);
+  } else {
+    KeepRuns(examples, dataset.example_size(), &dataset.pixels);
+  }
+  KeepRuns(examples, 1, &dataset.labels);
+  dataset.count = static_cast<int64_t>(examples.size());
   return dataset;
 }
 

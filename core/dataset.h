@@ -35,6 +35,12 @@ struct ImageDataset {
 StatusOr<ImageDataset> LoadImageDataset(const std::string& images_path, const std::string& labels_path,
                                         int64_t max_examples);
 
+// `dataset` with only the examples `examples` (indexes, strictly
+// ascending, each < count), in that order: the training or validation set
+// of a split (HoldOut). Moves them down in place, so it needs no memory
+// beyond the dataset's own.
+ImageDataset SelectExamples(ImageDataset dataset, const std::vector<int64_t>& examples);
+
 // The number of examples, reading only the two headers. Fails as
 // LoadImageDataset does for header problems; labels are not checked.
 StatusOr<int64_t> CountExamples(const std::string& images_path, const std::string& labels_path);

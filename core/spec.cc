@@ -292,6 +292,15 @@ std::string JobSpecToText(const proto::JobSpec& spec) {
   return text;
 }
 
+const char* SplitName(Split split) {
+  switch (split) {
+    case Split::kTraining: return "training";
+    case Split::kValidation: return "validation";
+    case Split::kTest: return "test";
+  }
+  return "unknown";
+}
+
 bool HasValidationSplit(const proto::DataSpec& data) {
   return data.validation_fraction() > 0 || data.validation_files_size() > 0;
 }

@@ -29,6 +29,14 @@ Status ValidateOptimizerSpec(const proto::OptimizerSpec& spec);
 // The spec in text format, every default made explicit (for the run directory).
 std::string JobSpecToText(const proto::JobSpec& spec);
 
+// The splits of a data set. The validation split is held out of the
+// training files (data.validation_fraction) or read from files of its own
+// (data.validation_files).
+enum class Split { kTraining, kValidation, kTest };
+
+// "training", "validation", "test".
+const char* SplitName(Split split);
+
 // True when `data` asks for a validation split (a validation_fraction or
 // validation_files).
 bool HasValidationSplit(const proto::DataSpec& data);

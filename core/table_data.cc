@@ -186,9 +186,12 @@ CsvOptions TableCsvOptions(const proto::DataSpec& data) {
   return options;
 }
 
-std::vector<std::string> TableFiles(const proto::DataSpec& data, bool test) {
+std::vector<std::string> TableFiles(const proto::DataSpec& data, Split split) {
+  const auto& names = split == Split::kTraining     ? data.train_files()
+                      : split == Split::kValidation ? data.validation_files()
+                                                    : data.test_files();
   std::vector<std::string> paths;
-  for (const std::string& name : test ? data.test_files() : data.train_files()) paths.push_back(DataPath(data, name));
+  for (const std::string& name : names) paths.push_back(DataPath(data, name));
   return paths;
 }
 
@@ -196,10 +199,10 @@ int64_t TableBlockRecords(int features) {
   return std::clamp<int64_t>(kTableBlockValues / std::max(1, features), 1, kTableBlockRecords);
 }
 
-StatusOr<TableScan> ScanTable(const proto::DataSpec& data, bool test, int64_t max_records) {
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records) {
   TableScan scan;
   std::vector<std::string> header;
-  const std::vector<std::string> files = TableFiles(data, test);
+  const std::vector<std::string> files = TableFiles(data, split);
   for (size_t i = 0; i < files.size(); ++i) {
     if (max_records > 0 && scan.records >= max_records) break;
     RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, &scan, &header));
@@ -207,27 +210,43 @@ StatusOr<TableScan> ScanTable(const proto::DataSpec& data, bool test, int64_t ma
   return scan;
 }
 
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
-  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, /*test=*/false, data.max_train_examples()));
-  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, /*test=*/true, data.max_test_examples()));
-  if (test.columns != train.columns) {
-    return InvalidArgumentError("the test files' columns differ from the training files': label and features at " +
-                                std::to_string(test.columns.size()) + " header positions, not where the training "
+namespace {
+
+// The test or validation files (`other`) must have the training files'
+// columns, and classes below `classes`.
+Status CheckLikeTraining(const TableScan& train, const TableScan& other, const std::string& name, int classes) {
+  if (other.columns != train.columns) {
+    return InvalidArgumentError("the " + name + " files' columns differ from the training files': label and features at " +
+                                std::to_string(other.columns.size()) + " header positions, not where the training "
                                 "files have them");
   }
   // At the same positions, other names (no feature_columns, and another
   // header): the workers would evaluate on columns the model never saw.
-  if (test.feature_names != train.feature_names) {
-    return InvalidArgumentError("the test files' features (" + ListNames(test.feature_names) +
+  if (other.feature_names != train.feature_names) {
+    return InvalidArgumentError("the " + name + " files' features (" + ListNames(other.feature_names) +
                                 ") differ from the training files' (" + ListNames(train.feature_names) + ")");
   }
-  proto::TableData table;
+  if (other.max_label >= classes) {
+    return InvalidArgumentError("the " + name + " files hold class " + std::to_string(other.max_label) +
+                                ", and the training files only classes below " + std::to_string(classes) +
+                                " (set data.table.num_classes)");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
+  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples()));
+  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples()));
   const int found = train.max_label + 1;
   const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;
-  if (test.max_label >= classes) {
-    return InvalidArgumentError("the test files hold class " + std::to_string(test.max_label) + ", and the training "
-                                "files only classes below " + std::to_string(classes) +
-                                " (set data.table.num_classes)");
+  RETURN_IF_ERROR(CheckLikeTraining(train, test, "test", classes));
+  proto::TableData table;
+  if (data.validation_files_size() > 0) {
+    ASSIGN_OR_RETURN(TableScan validation, ScanTable(data, Split::kValidation, data.max_validation_examples()));
+    RETURN_IF_ERROR(CheckLikeTraining(train, validation, "validation", classes));
+    for (const proto::TableBlock& b : validation.blocks) *table.add_validation_blocks() = b;
   }
   table.set_num_classes(std::max(classes, 1));
   for (const proto::TableBlock& b : train.blocks) *table.add_train_blocks() = b;
@@ -248,9 +267,9 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
   return table;
 }
 
-Status ReadTableBlock(const proto::DataSpec& data, bool test, const proto::TableData& table,
+Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels) {
-  const std::vector<std::string> files = TableFiles(data, test);
+  const std::vector<std::string> files = TableFiles(data, split);
   const std::string& path = files[block.file()];
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, path, block.offset(), nullptr));
   std::vector<int> columns = {table.label_column()};
@@ -288,8 +307,8 @@ Status ReadTableBlock(const proto::DataSpec& data, bool test, const proto::Table
   return OkStatus();
 }
 
-Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_examples,
-                         int64_t test_examples) {
+Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_records,
+                         int64_t test_records, int64_t validation_file_records) {
   const int features = table.feature_columns_size();
   if (features < 1 || table.shift_size() != features || table.scale_size() != features) {
     return DataLossError("table data: " + std::to_string(features) + " features with " +
@@ -320,8 +339,10 @@ Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& ta
     }
     return OkStatus();
   };
-  RETURN_IF_ERROR(check_blocks(table.train_blocks(), data.train_files_size(), train_examples, "training"));
-  return check_blocks(table.test_blocks(), data.test_files_size(), test_examples, "test");
+  RETURN_IF_ERROR(check_blocks(table.train_blocks(), data.train_files_size(), train_records, "training"));
+  RETURN_IF_ERROR(check_blocks(table.validation_blocks(), data.validation_files_size(), validation_file_records,
+                               "validation"));
+  return check_blocks(table.test_blocks(), data.test_files_size(), test_records, "test");
 }
 
 }  // namespace tessera

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/csv_reader.h"
+#include "core/spec.h"
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
@@ -37,8 +38,9 @@ bool IsTableFormat(const proto::DataSpec& data);
 // The reader options of data.format: ',' or '\t' between fields.
 CsvOptions TableCsvOptions(const proto::DataSpec& data);
 
-// The paths of a split's files (data.train_files or data.test_files under data.dir).
-std::vector<std::string> TableFiles(const proto::DataSpec& data, bool test);
+// The paths of a split's files (data.train_files, data.validation_files or
+// data.test_files under data.dir).
+std::vector<std::string> TableFiles(const proto::DataSpec& data, Split split);
 
 // The records of one block a file of `features` feature columns has.
 int64_t TableBlockRecords(int features);
@@ -57,7 +59,7 @@ struct TableScan {
   std::vector<double> mean, squares;
 };
 
-// Reads every record of the split `test` of `data` (at most max_records when
+// Reads every record of the split `split` of `data` (at most max_records when
 // > 0), checking each: as many fields as the header, the label an integer in
 // [0, 256) (and below data.table.num_classes when that is set), every
 // feature a number or empty. Every file's header must name the same columns
@@ -65,30 +67,32 @@ struct TableScan {
 // column, what was expected and what was found; InvalidArgument for a
 // mistake in the data, NotFound for a missing file, DataLoss for a damaged
 // gzip stream.
-StatusOr<TableScan> ScanTable(const proto::DataSpec& data, bool test, int64_t max_records);
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records);
 
-// Scans both splits (after max_train_examples / max_test_examples), whose
-// label and features must be the same named columns at the same header
-// positions (InvalidArgument otherwise), and returns what every worker
-// needs: the blocks, the classes (given or found: one more than the largest
-// training label; a test label beyond them is InvalidArgument) and each
+// Scans every split with files (after max_train_examples / max_test_examples
+// / max_validation_examples), whose label and features must be the same
+// named columns at the same header positions (InvalidArgument otherwise),
+// and returns what every worker needs: the blocks, the classes (given or
+// found: one more than the largest training label; a test or validation
+// label beyond them is InvalidArgument) and each
 // feature's shift and scale (STANDARDIZE: the mean and 1/std of its present
 // training values; scale 1 for a constant column, and for one whose std is
 // too small for 1/std to be a float).
 StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data);
 
-// Reads block `block` of split `test`: x[records * features] (scaled) and
+// Reads block `block` of split `split`'s files: x[records * features] (scaled) and
 // labels[records]. DataLoss when the file no longer holds what the scheduler
 // found there (fewer records, another header); the record's errors as in
 // ScanTable otherwise. REQUIRES: `table` passed ValidateTableData.
-Status ReadTableBlock(const proto::DataSpec& data, bool test, const proto::TableData& table,
+Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels);
 
-// Checks a TableData from the wire against the spec and the example counts:
-// the blocks cover each split in order, columns and scales fit. DataLoss
-// naming the first problem.
-Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_examples,
-                         int64_t test_examples);
+// Checks a TableData from the wire against the spec and the records of
+// each split's files (training: those a validation_fraction holds out
+// included; validation: of data.validation_files): the blocks cover each
+// split in order, columns and scales fit. DataLoss naming the first problem.
+Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_records,
+                         int64_t test_records, int64_t validation_file_records = 0);
 
 }  // namespace tessera
 

@@ -1,7 +1,9 @@
 #include "scheduler/job_shape.h"
 
 #include <algorithm>
+#include <cstdio>
 
+#include "core/data_plan.h"
 #include "core/dataset.h"
 #include "core/idx_reader.h"
 #include "core/spec.h"
@@ -12,6 +14,13 @@
 namespace tessera {
 
 namespace {
+
+// The fraction as a person wrote it: 0.1, not 0.100000001.
+std::string FloatText(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
 
 Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
   if (data.class_names_size() == 0 || data.class_names_size() == num_classes) return OkStatus();
@@ -24,6 +33,7 @@ StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, std::optional<pro
   if (IsTableFormat(data)) {
     ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data));
     for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
+    for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
     for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
     shape.example_shape = {table.feature_columns_size()};
     shape.num_classes = table.num_classes();
@@ -40,6 +50,22 @@ StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, std::optional<pro
   return shape;
 }
 
+// A validation_fraction holds out examples of the training set (IDX: chosen
+// by the seed; tables: the last records). InvalidArgument when a split
+// asked for holds no example.
+Status HoldOutValidation(const proto::DataSpec& data, DataShape* shape) {
+  if (data.validation_fraction() > 0) {
+    shape->validation_examples = ValidationCount(data.validation_fraction(), shape->train_examples);
+    shape->train_examples -= shape->validation_examples;
+  }
+  if (!HasValidationSplit(data) || shape->validation_examples >= 1) return OkStatus();
+  if (data.validation_fraction() > 0) {
+    return InvalidArgumentError("data.validation_fraction " + FloatText(data.validation_fraction()) + " of " +
+                                std::to_string(shape->train_examples) + " training examples holds out none: raise it");
+  }
+  return InvalidArgumentError("data.validation_files hold no examples");
+}
+
 }  // namespace
 
 std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes) {
@@ -52,6 +78,7 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes
 StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
   ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, table_data));
   RETURN_IF_ERROR(CheckClassNamesCount(data, shape.num_classes));
+  RETURN_IF_ERROR(HoldOutValidation(data, &shape));
   return shape;
 }
 
@@ -61,10 +88,12 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
   ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.table_data));
   shape.train_examples = data.train_examples;
   shape.test_examples = data.test_examples;
+  shape.validation_examples = data.validation_examples;
   if (shape.train_examples < 1 || shape.test_examples < 1) {
     return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(shape.train_examples) +
                                 " and " + std::to_string(shape.test_examples));
   }
+
   shape.num_classes = data.num_classes;
   shape.class_names = ClassNames(spec.data(), data.num_classes);
   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), data.example_shape, data.num_classes));
@@ -110,6 +139,7 @@ proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& sha
   map.set_num_keys(shape.num_keys);
   map.set_train_examples(shape.train_examples);
   map.set_test_examples(shape.test_examples);
+  map.set_validation_examples(shape.validation_examples);
   LeaseBook plan;  // servers' learning-rate schedules count epochs in these steps (ASP: pushes)
   plan.StartTraining(0, shape.train_examples, spec.data().shards_per_worker() * map.num_workers(), map.num_workers(),
                      spec.consistency() == proto::BSP);

@@ -19,8 +19,11 @@
 namespace tessera {
 
 struct JobShape {
-  // After data.max_train_examples / max_test_examples; both >= 1.
+  // After data.max_train_examples / max_test_examples; both >= 1. Training
+  // examples are those left after a validation_fraction held some out.
   int64_t train_examples = 0, test_examples = 0;
+  // The validation split's (>= 1 when the spec asks for one; else 0).
+  int64_t validation_examples = 0;
   std::vector<proto::TensorMeta> tensors;  // in key order
   uint64_t num_keys = 0;
   std::vector<std::vector<KeyRange>> server_ranges;  // by server rank
@@ -31,10 +34,11 @@ struct JobShape {
   int num_classes = 0;
 };
 
-// What a job's data set is: examples per split (after max_*_examples), one
-// example's shape and the classes.
+// What a job's data set is: examples per split (after max_*_examples; a
+// validation_fraction's held out of the training examples), one example's
+// shape and the classes.
 struct DataShape {
-  int64_t train_examples = 0, test_examples = 0;
+  int64_t train_examples = 0, test_examples = 0, validation_examples = 0;
   std::vector<int64_t> example_shape;
   int num_classes = 0;
 };
@@ -51,7 +55,8 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes
 // Validates `spec`, counts the examples in its data files (IDX: from the
 // headers; tables: reading every record, DescribeTable) and builds its model
 // (on no device) to learn the tensors. InvalidArgument for a bad spec
-// or a job without training or test examples; the data reader's error
+// or a job without training or test examples, or whose validation split
+// holds none; the data reader's error
 // (NotFound, DataLoss, ...) for a missing or damaged file.
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec);
 

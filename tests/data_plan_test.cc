@@ -50,6 +50,38 @@ TEST(DataPlanTest, EpochOrderDiffersAcrossEpochsAndSeeds) {
   EXPECT_LT(fixed, 20) << "a random permutation fixes about one point";
 }
 
+TEST(DataPlanTest, ValidationCountRoundsTheFractionOfTheExamples) {
+  EXPECT_EQ(ValidationCount(0.0, 1000), 0);
+  EXPECT_EQ(ValidationCount(0.1f, 3000), 300);  // the float 0.1 is a hair above 0.1: still 300
+  EXPECT_EQ(ValidationCount(0.1f, 45), 5);      // 4.5 rounds up
+  EXPECT_EQ(ValidationCount(0.1f, 44), 4);
+  EXPECT_EQ(ValidationCount(0.25, 1), 0);
+}
+
+TEST(DataPlanTest, HoldOutSplitsTheExamplesInTwoDisjointAscendingSetsByTheSeed) {
+  const HeldOutSplit split = HoldOut(7, 1000, 100);
+  ASSERT_EQ(split.validation.size(), 100u);
+  ASSERT_EQ(split.training.size(), 900u);
+  EXPECT_TRUE(std::is_sorted(split.training.begin(), split.training.end()));
+  EXPECT_TRUE(std::is_sorted(split.validation.begin(), split.validation.end()));
+  std::vector<int64_t> all = split.training;
+  all.insert(all.end(), split.validation.begin(), split.validation.end());
+  EXPECT_TRUE(IsPermutation(all, 1000)) << "every example in exactly one set";
+  // Spread over the file, not a block of it.
+  EXPECT_LT(split.validation.front(), 100);
+  EXPECT_GT(split.validation.back(), 900);
+
+  // The same seed gives the same split (there is no epoch to it); another seed another one.
+  const HeldOutSplit again = HoldOut(7, 1000, 100);
+  EXPECT_EQ(again.validation, split.validation);
+  EXPECT_EQ(again.training, split.training);
+  EXPECT_NE(HoldOut(8, 1000, 100).validation, split.validation);
+  // Nothing held out, or everything.
+  EXPECT_TRUE(HoldOut(7, 5, 0).validation.empty());
+  EXPECT_EQ(HoldOut(7, 5, 0).training.size(), 5u);
+  EXPECT_EQ(HoldOut(7, 5, 5).validation.size(), 5u);
+}
+
 TEST(DataPlanTest, CutShardsCoversEverythingEvenly) {
   for (int64_t n : {0, 1, 5, 7, 100, 60000, 60001}) {
     for (int shards : {1, 2, 3, 8, 13, 200}) {

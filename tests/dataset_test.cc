@@ -115,6 +115,36 @@ TEST(DatasetTest, MaxExamplesKeepsThePrefix) {
   }
 }
 
+TEST(DatasetTest, SelectExamplesKeepsThoseExamplesInOrder) {
+  ScratchDir dir;
+  const SmallFiles files = WriteSmallFiles(dir, ".idx");
+  StatusOr<ImageDataset> all = LoadImageDataset(files.images, files.labels, 0);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  const ImageDataset picked = SelectExamples(*all, {1, 3, 4});
+  EXPECT_EQ(picked.count, 3);
+  EXPECT_EQ(picked.rows, 3);
+  Bytes expected;
+  for (int example : {1, 3, 4}) {
+    for (int i = 0; i < 6; ++i) expected.push_back(static_cast<uint8_t>(example * 10 + i));
+  }
+  EXPECT_EQ(picked.pixels, expected);
+  EXPECT_EQ(picked.labels, (Bytes{0, 4, 1}));
+  EXPECT_EQ(SelectExamples(*all, {0, 1, 2, 3, 4}).pixels, files.pixels) << "all of them: unchanged";
+  EXPECT_EQ(SelectExamples(*all, {}).count, 0);
+
+  // Int32 images move their ids.
+  ImageDataset ids;
+  ids.count = 3;
+  ids.rows = 1;
+  ids.cols = 2;
+  ids.int32_values = true;
+  ids.ids = {10, 11, 20, 21, 30, 31};
+  ids.labels = {1, 2, 3};
+  const ImageDataset last = SelectExamples(ids, {2});
+  EXPECT_EQ(last.ids, (std::vector<int32_t>{30, 31}));
+  EXPECT_EQ(last.labels, (Bytes{3}));
+}
+
 TEST(DatasetTest, Int32ImagesLoadAsIds) {
   ScratchDir dir;
   for (const char* suffix : {".idx", ".idx.gz"}) {

@@ -95,6 +95,31 @@ TEST_F(JobShapeTest, ABadSpecOrMissingDataIsRefused) {
   EXPECT_TRUE(Contains(missing.message(), "t10k-labels-idx1-ubyte.gz")) << missing.ToString();
 }
 
+TEST_F(JobShapeTest, AValidationFractionHoldsOutItsShareOfTheTrainingExamples) {
+  proto::JobSpec spec = Spec(dir_);
+  spec.mutable_data()->set_validation_fraction(0.1f);
+  auto shape = PlanJob(spec);
+  ASSERT_OK(shape.status());
+  EXPECT_EQ(shape->train_examples, 90);
+  EXPECT_EQ(shape->validation_examples, 10);
+  EXPECT_EQ(shape->test_examples, 30);
+  const proto::ClusterMap map = MakeClusterMap(spec, *shape, {"a", "b"}, JobStart());
+  EXPECT_EQ(map.train_examples(), 90);
+  EXPECT_EQ(map.validation_examples(), 10);
+  // Of what max_train_examples leaves.
+  spec.mutable_data()->set_max_train_examples(40);
+  shape = PlanJob(spec);
+  ASSERT_OK(shape.status());
+  EXPECT_EQ(shape->train_examples, 36);
+  EXPECT_EQ(shape->validation_examples, 4);
+  // A fraction that holds out no example is a mistake, said in one line.
+  spec.mutable_data()->set_validation_fraction(0.01f);
+  const Status none = PlanJob(spec).status();
+  EXPECT_EQ(none.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(none.message(), "data.validation_fraction 0.01 of 40 training examples holds out none: raise it");
+  EXPECT_EQ(PlanJob(Spec(dir_))->validation_examples, 0) << "no split asked for";
+}
+
 // ------------------------------------------------------------ resume point
 
 class ResumePointTest : public JobShapeTest {

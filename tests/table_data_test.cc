@@ -202,7 +202,7 @@ TEST(TableDataTest, ScanCutsAFileIntoBlocksAtItsRecordsOffsets) {
   const TableFile t = MakeTable(10000);
   WriteText(dir.File("train.csv"), t.text);
   const proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"train.csv"});
-  StatusOr<TableScan> scan = ScanTable(data, /*test=*/false, 0);
+  StatusOr<TableScan> scan = ScanTable(data, Split::kTraining, 0);
   ASSERT_OK(scan.status());
   EXPECT_EQ(scan->records, 10000);
   EXPECT_EQ(scan->columns, (std::vector<int>{0, 1}));
@@ -214,7 +214,7 @@ TEST(TableDataTest, ScanCutsAFileIntoBlocksAtItsRecordsOffsets) {
                                                              {0, t.offsets[8192], 8192, 1808}}));
   EXPECT_EQ(t.offsets[0], std::string("label,f0\n").size());
   // max_records cuts the scan short, inside a block.
-  scan = ScanTable(data, false, 4100);
+  scan = ScanTable(data, Split::kTraining, 4100);
   ASSERT_OK(scan.status());
   EXPECT_EQ(scan->records, 4100);
   EXPECT_EQ(BlocksOf(scan->blocks), (std::vector<BlockTuple>{{0, t.offsets[0], 0, 4096}, {0, t.offsets[4096], 4096, 4}}));
@@ -238,7 +238,7 @@ TEST(TableDataTest, OffsetsCountAByteOrderMarkAndCrlfLineEnds) {
   // The middle block, read from its offset, is records 4096...
   std::vector<float> x, want_x;
   std::vector<uint8_t> labels, want_labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(1), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(1), &x, &labels));
   ExpectedRows(t, *table, 0, 4096, 4096, &want_x, &want_labels);
   EXPECT_EQ(x, want_x);
   EXPECT_EQ(labels, want_labels);
@@ -262,7 +262,7 @@ TEST(TableDataTest, QuotedLineEndsInAnotherColumnDoNotMoveTheBlocks) {
             (std::vector<BlockTuple>{{0, offsets[0], 0, 4096}, {0, offsets[4096], 4096, 904}}));
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(1), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(1), &x, &labels));
   ASSERT_EQ(x.size(), 904u);
   for (int i = 0; i < 904; ++i) {
     ASSERT_EQ(x[i], 4096 + i) << "record " << 4096 + i;
@@ -380,7 +380,7 @@ TEST(TableDataTest, StandardizeShiftsByTheMeanAndScalesByOneOverThePopulationStd
   WriteText(dir.File("train.csv"), kTiny);
   proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"train.csv"});
   data.mutable_table()->set_fill_value(100);
-  StatusOr<TableScan> scan = ScanTable(data, false, 0);
+  StatusOr<TableScan> scan = ScanTable(data, Split::kTraining, 0);
   ASSERT_OK(scan.status());
   EXPECT_EQ(scan->present, (std::vector<int64_t>{4, 3, 4}));
   EXPECT_DOUBLE_EQ(scan->mean[1], 6.0);
@@ -400,7 +400,7 @@ TEST(TableDataTest, StandardizeShiftsByTheMeanAndScalesByOneOverThePopulationStd
 
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(labels, (std::vector<uint8_t>{0, 1, 0, 1}));
   const float sa = table->scale(0), sb = table->scale(1);
   const std::vector<float> want = {(1 - 3.0f) * sa, (2 - 6.0f) * sb,   0,  //
@@ -424,7 +424,7 @@ TEST(TableDataTest, ScalingNoneUsesTheValuesAsTheyAre) {
   EXPECT_EQ(std::vector<float>(table->scale().begin(), table->scale().end()), (std::vector<float>{1, 1, 1}));
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{1, 2, 7, 2, -1.5f, 7, 4, 6, 7, 5, 10, 7}));
 }
 
@@ -443,7 +443,7 @@ TEST(TableDataTest, AColumnTooNarrowForAFloatScaleIsScaledLikeAConstantOne) {
   ASSERT_OK(ValidateTableData(data, *table, 4, 4));
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(std::isfinite(x[i])) << "value " << i << ": " << x[i];
   EXPECT_NEAR(x[1], -1, 1e-5);  // b standardized: -1, 1, -1, 1
   EXPECT_NEAR(x[3], 1, 1e-5);
@@ -479,7 +479,7 @@ TEST(TableDataTest, FeatureColumnsAreChosenAndOrderedByTheSpec) {
   data.mutable_table()->set_scaling(proto::TableSpec::NONE);
   data.mutable_table()->add_feature_columns("c");
   data.mutable_table()->add_feature_columns("a");
-  StatusOr<TableScan> scan = ScanTable(data, false, 0);
+  StatusOr<TableScan> scan = ScanTable(data, Split::kTraining, 0);
   ASSERT_OK(scan.status());
   EXPECT_EQ(scan->columns, (std::vector<int>{1, 3, 0}));
   EXPECT_EQ(scan->feature_names, (std::vector<std::string>{"c", "a"}));
@@ -490,7 +490,7 @@ TEST(TableDataTest, FeatureColumnsAreChosenAndOrderedByTheSpec) {
             (std::vector<int>{3, 0}));
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{3, 1, 6, 4}));
   EXPECT_EQ(labels, (std::vector<uint8_t>{0, 1}));
 
@@ -500,7 +500,7 @@ TEST(TableDataTest, FeatureColumnsAreChosenAndOrderedByTheSpec) {
   ASSERT_OK(table.status());
   EXPECT_EQ(std::vector<int>(table->feature_columns().begin(), table->feature_columns().end()),
             (std::vector<int>{0, 2, 3}));
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{1, 2, 3, 4, 5, 6}));
 }
 
@@ -517,7 +517,7 @@ TEST(TableDataTest, TsvIsTabSeparated) {
   ASSERT_OK(table.status());
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{0.5f, -2, 1.5f, 3}));
   EXPECT_EQ(labels, (std::vector<uint8_t>{1, 0}));
   // Read as CSV, the header is one column named "label\tx\ty".
@@ -775,7 +775,7 @@ void ExpectEveryBlockReadsBack(bool gzip) {
       const TableFile& file = test ? files.t : (block.file() == 0 ? files.a : files.b);
       std::vector<float> x, want_x;
       std::vector<uint8_t> labels, want_labels;
-      ASSERT_OK(ReadTableBlock(data, test, *table, block, &x, &labels));
+      ASSERT_OK(ReadTableBlock(data, test ? Split::kTest : Split::kTraining, *table, block, &x, &labels));
       ExpectedRows(file, *table, 0.75f, block.first_record(), block.records(), &want_x, &want_labels);
       ASSERT_EQ(x.size(), static_cast<size_t>(block.records() * 3));
       EXPECT_EQ(x, want_x);
@@ -785,8 +785,8 @@ void ExpectEveryBlockReadsBack(bool gzip) {
   // Reading again into used vectors gives the same (they are resized, not appended to).
   std::vector<float> x(7, 1.0f), again;
   std::vector<uint8_t> labels(99, 1), again_labels;
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(3), &x, &labels));
-  ASSERT_OK(ReadTableBlock(data, false, *table, table->train_blocks(3), &again, &again_labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &x, &labels));
+  ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &again, &again_labels));
   EXPECT_EQ(x, again);
   EXPECT_EQ(labels, again_labels);
   EXPECT_EQ(labels.size(), 104u);
@@ -808,19 +808,19 @@ void ExpectShortenedFileIsDataLoss(bool gzip) {
   write(b, files.b.text.substr(0, files.b.offsets[4150]));
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  Status status = ReadTableBlock(data, false, *table, table->train_blocks(3), &x, &labels);
+  Status status = ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_EQ(status.message(), b + " ends before record 4200, which it held when the job was planned");
   // The first block is all there still.
-  EXPECT_OK(ReadTableBlock(data, false, *table, table->train_blocks(2), &x, &labels));
+  EXPECT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(2), &x, &labels));
   // Cut before the second block starts.
   write(b, files.b.text.substr(0, files.b.offsets[1000]));
-  status = ReadTableBlock(data, false, *table, table->train_blocks(3), &x, &labels);
+  status = ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_EQ(status.message(), b + " ends before record 4200, which it held when the job was planned");
   // A header of fewer columns.
   write(b, "label,f0\n1,2\n");
-  status = ReadTableBlock(data, false, *table, table->train_blocks(2), &x, &labels);
+  status = ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(2), &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_EQ(status.message(), b + " has 2 columns now, fewer than when the job was planned");
 }
@@ -838,7 +838,7 @@ TEST(ReadTableBlockTest, AClassBeyondTheTablesIsDataLoss) {
   WriteText(dir.File("train.csv"), "label,x\n0,1\n2,2\n");
   std::vector<float> x;
   std::vector<uint8_t> labels;
-  const Status status = ReadTableBlock(data, false, *table, table->train_blocks(0), &x, &labels);
+  const Status status = ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_EQ(status.message(), dir.File("train.csv") + ":3: class 2, beyond the job's 2");
 }
@@ -1068,7 +1068,7 @@ struct ReaderFixture {
     for (const proto::TableBlock& block : test_split ? table.test_blocks() : table.train_blocks()) {
       std::vector<float> bx;
       std::vector<uint8_t> bl;
-      ASSERT_OK(ReadTableBlock(data, test_split, table, block, &bx, &bl));
+      ASSERT_OK(ReadTableBlock(data, test_split ? Split::kTest : Split::kTraining, table, block, &bx, &bl));
       x->insert(x->end(), bx.begin(), bx.end());
       labels->insert(labels->end(), bl.begin(), bl.end());
     }
@@ -1115,7 +1115,7 @@ void ExpectShard(BatchPrefetcher& prefetcher, const ExampleOrder& order, const B
 TEST(TableExampleReaderTest, OpenExampleReaderDescribesTheSplit) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
-  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, /*test=*/false);
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
   EXPECT_EQ((*reader)->count(), fixture.train);
   EXPECT_EQ((*reader)->example_shape(), (Shape{2}));
@@ -1124,14 +1124,14 @@ TEST(TableExampleReaderTest, OpenExampleReaderDescribesTheSplit) {
   ASSERT_NE(table_reader, nullptr);
   EXPECT_EQ(table_reader->BlockSizes(), (std::vector<int64_t>{4096, 904, 7, 300, 1, 4096, 104, 64}));
   EXPECT_EQ(table_reader->blocks_read(), 0);
-  StatusOr<std::unique_ptr<ExampleReader>> test = OpenExampleReader(fixture.data, fixture.map, /*test=*/true);
+  StatusOr<std::unique_ptr<ExampleReader>> test = OpenExampleReader(fixture.data, fixture.map, Split::kTest);
   ASSERT_OK(test.status());
   EXPECT_EQ((*test)->count(), 5000);
 
   // The map's table data is checked against its counts.
   proto::ClusterMap bad = fixture.map;
   bad.set_train_examples(fixture.train - 1);
-  reader = OpenExampleReader(fixture.data, bad, false);
+  reader = OpenExampleReader(fixture.data, bad, Split::kTraining);
   EXPECT_EQ(reader.status().code(), StatusCode::kDataLoss);
   EXPECT_EQ(reader.status().message(), "table data: the training blocks hold 9572 records, the job 9571");
 }
@@ -1139,7 +1139,7 @@ TEST(TableExampleReaderTest, OpenExampleReaderDescribesTheSplit) {
 TEST(TableExampleReaderTest, TrainingOrderIsTheBlockedOrderOfTheTablesBlocks) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
-  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, false);
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
   const ExampleOrder order = TrainingOrder(/*seed=*/7, /*epoch=*/2, **reader);
   const BlockedOrder reference(7, 2, fixture.BlockSizes());
@@ -1164,7 +1164,7 @@ TEST(TableExampleReaderTest, ARanksShardsThroughThePrefetcherAreTheBlocksRows) {
 
   for (const int epoch : {0, 1}) {
     SCOPED_TRACE("epoch " + std::to_string(epoch));
-    StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, false);
+    StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
     ASSERT_OK(reader.status());
     auto* table_reader = dynamic_cast<TableExampleReader*>(reader->get());
     ASSERT_NE(table_reader, nullptr);
@@ -1196,7 +1196,7 @@ TEST(TableExampleReaderTest, ASequentialPassReadsEachBlockOnce) {
   std::vector<float> want_x;
   std::vector<uint8_t> want_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &want_x, &want_labels));
-  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, false);
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
   auto* table_reader = dynamic_cast<TableExampleReader*>(reader->get());
   ASSERT_NE(table_reader, nullptr);
@@ -1214,7 +1214,7 @@ TEST(TableExampleReaderTest, ASequentialPassReadsEachBlockOnce) {
   std::vector<float> test_x;
   std::vector<uint8_t> test_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(true, &test_x, &test_labels));
-  StatusOr<std::unique_ptr<ExampleReader>> test = OpenExampleReader(fixture.data, fixture.map, true);
+  StatusOr<std::unique_ptr<ExampleReader>> test = OpenExampleReader(fixture.data, fixture.map, Split::kTest);
   ASSERT_OK(test.status());
   BatchPrefetcher test_prefetcher(test->get());
   for (const Shard& shard : CutShards(fixture.test, 3)) {
@@ -1229,7 +1229,7 @@ TEST(TableExampleReaderTest, KeepsTheLastTwoBlocksRead) {
   std::vector<float> want_x;
   std::vector<uint8_t> want_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &want_x, &want_labels));
-  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, false);
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
   auto* table_reader = dynamic_cast<TableExampleReader*>(reader->get());
   ASSERT_NE(table_reader, nullptr);
@@ -1261,7 +1261,7 @@ TEST(TableExampleReaderTest, AFileThatShrankIsTheReadsError) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
   WriteText(fixture.dir.File("part2.csv"), "label,f0,f1\n1,2,3\n");  // 300 records planned
-  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, false);
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
   std::vector<float> x;
   std::vector<uint8_t> labels;
@@ -1275,6 +1275,103 @@ TEST(TableExampleReaderTest, AFileThatShrankIsTheReadsError) {
   EXPECT_EQ(labels.size(), 3u);
 }
 
+
+// A validation_fraction holds out the training files' last records: the
+// training reader ends where the validation reader begins, and the
+// training epochs' order never reaches a held-out record.
+TEST(TableExampleReaderTest, AValidationFractionHoldsOutTheTrainingFilesLastRecords) {
+  ReaderFixture fixture;
+  ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
+  std::vector<float> all_x;
+  std::vector<uint8_t> all_labels;
+  ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &all_x, &all_labels));
+  fixture.data.set_validation_fraction(0.1f);
+  const int64_t held_out = 957;  // round(0.1 * 9572)
+  fixture.map.set_train_examples(fixture.train - held_out);
+  fixture.map.set_validation_examples(held_out);
+
+  StatusOr<std::unique_ptr<ExampleReader>> training = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
+  ASSERT_OK(training.status());
+  EXPECT_EQ((*training)->count(), fixture.train - held_out);
+  auto* table_reader = dynamic_cast<TableExampleReader*>(training->get());
+  ASSERT_NE(table_reader, nullptr);
+  // The last training block is cut where the held-out records begin (4096 + 104 + 64 - 957 = 3307 left of it).
+  EXPECT_EQ(table_reader->BlockSizes(), (std::vector<int64_t>{4096, 904, 7, 300, 1, 3307}));
+  const ExampleOrder order = TrainingOrder(/*seed=*/7, /*epoch=*/1, **training);
+  std::vector<bool> seen(fixture.train - held_out, false);
+  for (int64_t p = 0; p < fixture.train - held_out; ++p) {
+    const int64_t record = order.At(p);
+    ASSERT_TRUE(record >= 0 && record < fixture.train - held_out) << "position " << p << " is record " << record;
+    ASSERT_FALSE(seen[record]);
+    seen[record] = true;
+  }
+
+  StatusOr<std::unique_ptr<ExampleReader>> validation =
+      OpenExampleReader(fixture.data, fixture.map, Split::kValidation);
+  ASSERT_OK(validation.status());
+  ASSERT_EQ((*validation)->count(), held_out);
+  std::vector<int64_t> examples(held_out);
+  for (int64_t i = 0; i < held_out; ++i) examples[i] = i;
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  ASSERT_OK((*validation)->Read(examples, &x, &labels));
+  const int64_t first = fixture.train - held_out;
+  EXPECT_EQ(labels, std::vector<uint8_t>(all_labels.begin() + first, all_labels.end()));
+  EXPECT_EQ(x, std::vector<float>(all_x.begin() + 2 * first, all_x.end()));
+
+  // The map's counts are checked against the training blocks, held-out records included.
+  proto::ClusterMap bad = fixture.map;
+  bad.set_validation_examples(held_out - 1);
+  EXPECT_EQ(OpenExampleReader(fixture.data, bad, Split::kValidation).status().code(), StatusCode::kDataLoss);
+  // A job without a validation split has no validation reader.
+  fixture.data.set_validation_fraction(0);
+  EXPECT_EQ(OpenExampleReader(fixture.data, fixture.map, Split::kValidation).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST(TableExampleReaderTest, ValidationFilesAreDescribedCheckedAndReadLikeTheTestFiles) {
+  TempDir dir;
+  TableOptions options;
+  options.features = 2;
+  WriteText(dir.File("train.csv"), MakeTable(100, options).text);
+  WriteText(dir.File("test.csv"), MakeTable(30, options).text);
+  options.seed = 3;
+  const TableFile valid = MakeTable(40, options);
+  WriteText(dir.File("valid.csv"), valid.text);
+  proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"test.csv"});
+  data.add_validation_files("valid.csv");
+  data.set_max_validation_examples(25);
+  StatusOr<proto::TableData> table = DescribeTable(data);
+  ASSERT_OK(table.status());
+  ASSERT_EQ(table->validation_blocks_size(), 1);
+  EXPECT_EQ(table->validation_blocks(0).records(), 25) << "max_validation_examples";
+  EXPECT_EQ(table->train_blocks(0).records(), 100);
+
+  proto::ClusterMap map;
+  map.set_train_examples(100);
+  map.set_test_examples(30);
+  map.set_validation_examples(25);
+  *map.mutable_table_data() = *table;
+  StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(data, map, Split::kValidation);
+  ASSERT_OK(reader.status());
+  ASSERT_EQ((*reader)->count(), 25);
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  ASSERT_OK((*reader)->Read({0, 24}, &x, &labels));
+  EXPECT_EQ(labels, (std::vector<uint8_t>{static_cast<uint8_t>(valid.labels[0]), static_cast<uint8_t>(valid.labels[24])}));
+  const float want = (*valid.values[24][1] - table->shift(1)) * table->scale(1);
+  EXPECT_EQ(x[3], want) << "scaled as the training features are";
+  EXPECT_EQ(OpenExampleReader(data, map, Split::kTraining).value()->count(), 100) << "all the training records";
+
+  // A validation file must have the training files' columns and classes.
+  WriteText(dir.File("valid.csv"), "label,f1,f0\n1,2,3\n");
+  EXPECT_EQ(DescribeTable(data).status().message(),
+            "the validation files' features (f1, f0) differ from the training files' (f0, f1)");
+  WriteText(dir.File("valid.csv"), "label,f0,f1\n7,2,3\n");
+  EXPECT_EQ(DescribeTable(data).status().message(),
+            "the validation files hold class 7, and the training files only classes below 5 (set "
+            "data.table.num_classes)");
+}
 
 }  // namespace
 }  // namespace tessera

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <glog/logging.h>
+
 #include "core/spec.h"
 #include "core/table_data.h"
 
@@ -33,30 +35,41 @@ Status ImageExampleReader::Read(const std::vector<int64_t>& examples, std::vecto
   return OkStatus();
 }
 
-TableExampleReader::TableExampleReader(proto::DataSpec data, proto::TableData table, bool test)
-    : data_(std::move(data)), table_(std::move(table)), test_(test) {
+TableExampleReader::TableExampleReader(proto::DataSpec data, proto::TableData table, Split files, int64_t first,
+                                       int64_t end)
+    : data_(std::move(data)), table_(std::move(table)), files_(files), first_(first), end_(end) {
   block_first_.push_back(0);
-  for (const proto::TableBlock& b : test_ ? table_.test_blocks() : table_.train_blocks()) {
-    block_first_.push_back(block_first_.back() + b.records());
+  for (const proto::TableBlock& b : blocks()) block_first_.push_back(block_first_.back() + b.records());
+  CHECK(0 <= first_ && first_ <= end_ && end_ <= block_first_.back()) << first_ << ", " << end_;
+}
+
+const google::protobuf::RepeatedPtrField<proto::TableBlock>& TableExampleReader::blocks() const {
+  switch (files_) {
+    case Split::kTraining: return table_.train_blocks();
+    case Split::kValidation: return table_.validation_blocks();
+    case Split::kTest: break;
   }
+  return table_.test_blocks();
 }
 
 std::vector<int64_t> TableExampleReader::BlockSizes() const {
   std::vector<int64_t> sizes;
-  for (size_t b = 0; b + 1 < block_first_.size(); ++b) sizes.push_back(block_first_[b + 1] - block_first_[b]);
+  for (size_t b = 0; b + 1 < block_first_.size(); ++b) {
+    const int64_t size = std::min(block_first_[b + 1], end_) - std::max(block_first_[b], first_);
+    if (size > 0) sizes.push_back(size);
+  }
   return sizes;
 }
 
-StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t example) {
-  const int64_t index = std::upper_bound(block_first_.begin(), block_first_.end(), example) - block_first_.begin() - 1;
+StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t record) {
+  const int64_t index = std::upper_bound(block_first_.begin(), block_first_.end(), record) - block_first_.begin() - 1;
   for (const Block& cached : cache_) {
     if (cached.index == index) return &cached;
   }
   Block& slot = cache_[next_slot_];
   next_slot_ = 1 - next_slot_;
   slot.index = -1;  // until read whole
-  const proto::TableBlock& block = test_ ? table_.test_blocks(index) : table_.train_blocks(index);
-  RETURN_IF_ERROR(ReadTableBlock(data_, test_, table_, block, &slot.x, &slot.labels));
+  RETURN_IF_ERROR(ReadTableBlock(data_, files_, table_, blocks().Get(static_cast<int>(index)), &slot.x, &slot.labels));
   slot.index = index;
   ++blocks_read_;
   return &slot;
@@ -68,26 +81,63 @@ Status TableExampleReader::Read(const std::vector<int64_t>& examples, std::vecto
   x->resize(examples.size() * features);
   labels->resize(examples.size());
   for (size_t i = 0; i < examples.size(); ++i) {
-    ASSIGN_OR_RETURN(const Block* block, BlockOf(examples[i]));
-    const int64_t row = examples[i] - block_first_[block->index];
+    const int64_t record = first_ + examples[i];
+    ASSIGN_OR_RETURN(const Block* block, BlockOf(record));
+    const int64_t row = record - block_first_[block->index];
     std::copy_n(block->x.data() + row * features, features, x->data() + i * features);
     (*labels)[i] = block->labels[row];
   }
   return OkStatus();
 }
 
-StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
-                                                           bool test) {
-  if (IsTableFormat(data)) {
-    RETURN_IF_ERROR(ValidateTableData(data, map.table_data(), map.train_examples(), map.test_examples()));
-    return std::unique_ptr<ExampleReader>(new TableExampleReader(data, map.table_data(), test));
+namespace {
+
+StatusOr<std::unique_ptr<ExampleReader>> OpenTableReader(const proto::DataSpec& data, const proto::ClusterMap& map,
+                                                         Split split) {
+  // A validation_fraction holds out the training files' last records.
+  const bool held_out = data.validation_fraction() > 0;
+  const int64_t train_records = map.train_examples() + (held_out ? map.validation_examples() : 0);
+  RETURN_IF_ERROR(ValidateTableData(data, map.table_data(), train_records, map.test_examples(),
+                                    held_out ? 0 : map.validation_examples()));
+  const auto reader = [&](Split files, int64_t first, int64_t end) {
+    return std::unique_ptr<ExampleReader>(new TableExampleReader(data, map.table_data(), files, first, end));
+  };
+  switch (split) {
+    case Split::kTraining: return reader(Split::kTraining, 0, map.train_examples());
+    case Split::kValidation:
+      if (held_out) return reader(Split::kTraining, map.train_examples(), train_records);
+      return reader(Split::kValidation, 0, map.validation_examples());
+    case Split::kTest: break;
   }
-  ASSIGN_OR_RETURN(ImageDataset images,
-                   test ? LoadImageDataset(DataPath(data, data.test_images()), DataPath(data, data.test_labels()),
-                                           data.max_test_examples())
-                        : LoadImageDataset(DataPath(data, data.train_images()), DataPath(data, data.train_labels()),
-                                           data.max_train_examples()));
-  return std::unique_ptr<ExampleReader>(new ImageExampleReader(std::move(images), data.mean(), data.std()));
+  return reader(Split::kTest, 0, map.test_examples());
+}
+
+StatusOr<std::unique_ptr<ExampleReader>> OpenImageReader(const proto::DataSpec& data, const proto::ClusterMap& map,
+                                                         Split split) {
+  if (split == Split::kTest) {
+    ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(data, data.test_images()),
+                                                         DataPath(data, data.test_labels()), data.max_test_examples()));
+    return std::unique_ptr<ExampleReader>(new ImageExampleReader(std::move(test), data.mean(), data.std()));
+  }
+  ASSIGN_OR_RETURN(ImageDataset all, LoadImageDataset(DataPath(data, data.train_images()),
+                                                      DataPath(data, data.train_labels()), data.max_train_examples()));
+  if (data.validation_fraction() > 0) {
+    const HeldOutSplit held_out =
+        HoldOut(map.spec().seed(), all.count, ValidationCount(data.validation_fraction(), all.count));
+    all = SelectExamples(std::move(all), split == Split::kTraining ? held_out.training : held_out.validation);
+  }
+  return std::unique_ptr<ExampleReader>(new ImageExampleReader(std::move(all), data.mean(), data.std()));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
+                                                           Split split) {
+  if (split == Split::kValidation && !HasValidationSplit(data)) {
+    return FailedPreconditionError("the job has no validation split (data.validation_fraction, "
+                                   "data.validation_files)");
+  }
+  return IsTableFormat(data) ? OpenTableReader(data, map, split) : OpenImageReader(data, map, split);
 }
 
 ExampleOrder TrainingOrder(uint64_t seed, int epoch, const ExampleReader& reader) {

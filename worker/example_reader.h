@@ -14,6 +14,7 @@
 
 #include "core/data_plan.h"
 #include "core/dataset.h"
+#include "core/spec.h"
 #include "core/status.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
@@ -40,7 +41,8 @@ class ExampleOrder {
   std::optional<BlockedOrder> blocked_;
 };
 
-// One split of a data set. Read is called from one thread at a time.
+// One split of a data set (training, validation or test). Read is called
+// from one thread at a time.
 class ExampleReader {
  public:
   virtual ~ExampleReader() = default;
@@ -72,16 +74,20 @@ class ImageExampleReader : public ExampleReader {
 
 // A CSV/TSV split, read a block at a time (ReadTableBlock), keeping the last
 // two blocks read (a batch may span the end of one and the start of the next).
+// Its examples are the records [first, end) of the files of split `files`
+// (in file order): all of them, or the training files' records before or
+// after those a validation_fraction holds out.
 class TableExampleReader : public ExampleReader {
  public:
-  // REQUIRES: `table` passed ValidateTableData for this data spec.
-  TableExampleReader(proto::DataSpec data, proto::TableData table, bool test);
-  int64_t count() const override { return block_first_.back(); }
+  // REQUIRES: `table` passed ValidateTableData for this data spec, and
+  // 0 <= first <= end <= the records of the split's blocks.
+  TableExampleReader(proto::DataSpec data, proto::TableData table, Split files, int64_t first, int64_t end);
+  int64_t count() const override { return end_ - first_; }
   Shape example_shape() const override { return Shape{table_.feature_columns_size()}; }
   int num_classes() const override { return table_.num_classes(); }
   Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
 
-  // Each block's records, in file order (for BlockedOrder).
+  // Each block's records among [first, end), in file order (for BlockedOrder).
   std::vector<int64_t> BlockSizes() const;
   // Blocks read from the files so far.
   int64_t blocks_read() const { return blocks_read_; }
@@ -92,22 +98,27 @@ class TableExampleReader : public ExampleReader {
     std::vector<float> x;
     std::vector<uint8_t> labels;
   };
-  // The cached block holding `example`, read when neither cached one does.
-  StatusOr<const Block*> BlockOf(int64_t example);
+  const google::protobuf::RepeatedPtrField<proto::TableBlock>& blocks() const;
+  // The cached block holding `record`, read when neither cached one does.
+  StatusOr<const Block*> BlockOf(int64_t record);
 
   const proto::DataSpec data_;
   const proto::TableData table_;
-  const bool test_;
-  std::vector<int64_t> block_first_;  // by block: its first example; then count()
+  const Split files_;
+  const int64_t first_, end_;         // the records of the split that are this reader's examples
+  std::vector<int64_t> block_first_;  // by block: its first record; then the split's records
   Block cache_[2];
   int next_slot_ = 0;  // the cache slot the next read replaces
   int64_t blocks_read_ = 0;
 };
 
-// The examples of split `test` as the cluster map describes them: the IDX
-// files loaded (after max_*_examples), or a table reader over the map's blocks.
+// The examples of split `split` as the cluster map describes them: the IDX
+// files loaded (after max_*_examples; the training and validation sets then
+// split by HoldOut with the job seed), or a table reader over the map's
+// blocks (a validation_fraction holds out the training files' last records).
+// FailedPrecondition for the validation split of a job without one.
 StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
-                                                           bool test);
+                                                           Split split);
 
 // The order of training epoch `epoch` over `reader`: EpochOrder for IDX
 // data, BlockedOrder over the table's blocks for tables.

@@ -95,9 +95,13 @@ Status Worker::JoinAndTrain() {
 
 Status Worker::LoadData(const proto::DataSpec& data) {
   const auto start = SteadyClock::now();
-  ASSIGN_OR_RETURN(train_, OpenExampleReader(data, map_, /*test=*/false));
-  ASSIGN_OR_RETURN(test_, OpenExampleReader(data, map_, /*test=*/true));
-  LOG(INFO) << "worker opened " << train_->count() << " training and " << test_->count() << " test examples in "
+  ASSIGN_OR_RETURN(train_, OpenExampleReader(data, map_, Split::kTraining));
+  if (HasValidationSplit(data)) {
+    ASSIGN_OR_RETURN(validation_, OpenExampleReader(data, map_, Split::kValidation));
+  }
+  ASSIGN_OR_RETURN(test_, OpenExampleReader(data, map_, Split::kTest));
+  LOG(INFO) << "worker opened " << train_->count() << " training, " << validation_count() << " validation and "
+            << test_->count() << " test examples in "
             << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
   return OkStatus();
 }
@@ -114,10 +118,14 @@ Status Worker::Setup(const proto::Header& map_message) {
 
   const proto::DataSpec& data = map_.spec().data();
   if (train_ == nullptr) RETURN_IF_ERROR(LoadData(data));
-  if (train_->count() != map_.train_examples() || test_->count() != map_.test_examples()) {
+  if (train_->count() != map_.train_examples() || validation_count() != map_.validation_examples() ||
+      test_->count() != map_.test_examples()) {
     return FailedPreconditionError("this worker sees " + std::to_string(train_->count()) + "/" +
-                                   std::to_string(test_->count()) + " train/test examples, the scheduler " +
-                                   std::to_string(map_.train_examples()) + "/" + std::to_string(map_.test_examples()));
+                                   std::to_string(validation_count()) + "/" + std::to_string(test_->count()) +
+                                   " training/validation/test examples, the scheduler " +
+                                   std::to_string(map_.train_examples()) + "/" +
+                                   std::to_string(map_.validation_examples()) + "/" +
+                                   std::to_string(map_.test_examples()));
   }
 
   ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(),
@@ -126,11 +134,12 @@ Status Worker::Setup(const proto::Header& map_message) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));
   }
-  const auto* train_images = dynamic_cast<const ImageExampleReader*>(train_.get());
-  const auto* test_images = dynamic_cast<const ImageExampleReader*>(test_.get());
-  if (train_images != nullptr && test_images != nullptr) {  // tables are checked when their blocks are read
-    RETURN_IF_ERROR(CheckDatasetInputs(train_images->dataset(), data.mean(), data.std(), *model_, "training set"));
-    RETURN_IF_ERROR(CheckDatasetInputs(test_images->dataset(), data.mean(), data.std(), *model_, "test set"));
+  // Tables are checked when their blocks are read.
+  for (const auto& [reader, name] : {std::pair{train_.get(), "training set"}, std::pair{validation_.get(), "validation set"},
+                                     std::pair{test_.get(), "test set"}}) {
+    if (const auto* images = dynamic_cast<const ImageExampleReader*>(reader); images != nullptr) {
+      RETURN_IF_ERROR(CheckDatasetInputs(images->dataset(), data.mean(), data.std(), *model_, name));
+    }
   }
   std::vector<ServerEndpoint> servers;
   for (const proto::ServerInfo& s : map_.servers()) {
@@ -457,7 +466,9 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   RETURN_IF_ERROR(kv_->Pull(0));
   RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_));
   const int batch = std::max(map_.spec().batch_size(), 256);
-  BatchPrefetcher reader(test_.get());
+  ExampleReader* examples = phase.validation() ? validation_.get() : test_.get();
+  if (examples == nullptr) return FailedPreconditionError("an evaluation of the validation set, and no validation split");
+  BatchPrefetcher reader(examples);
   const ExampleOrder natural_order;
   std::vector<float> x;
   std::vector<uint8_t> labels;
@@ -469,8 +480,9 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     proto::Lease lease;
     RETURN_IF_ERROR(RequestLease(phase.epoch(), &lease));
     if (lease.shard() < 0) break;
-    if (!lease.test() || lease.begin() < 0 || lease.end() > test_->count() || lease.end() < lease.begin()) {
-      return DataLossError("bad test lease [" + std::to_string(lease.begin()) + ", " + std::to_string(lease.end()) + ")");
+    if (!lease.test() || lease.begin() < 0 || lease.end() > examples->count() || lease.end() < lease.begin()) {
+      return DataLossError(std::string("bad ") + (phase.validation() ? "validation" : "test") + " lease [" +
+                           std::to_string(lease.begin()) + ", " + std::to_string(lease.end()) + ")");
     }
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
@@ -488,6 +500,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   proto::PhaseDone* d = done.mutable_phase_done();
   d->set_epoch(phase.epoch());
   d->set_test(true);
+  d->set_validation(phase.validation());
   d->set_loss_sum(total.loss_sum);
   d->set_examples(total.examples);
   d->set_correct(total.correct);

@@ -111,7 +111,8 @@ class Worker {
   proto::ClusterMap map_;
   uint64_t job_id_ = 0;
   int rank_ = -1;
-  std::unique_ptr<ExampleReader> train_, test_;
+  std::unique_ptr<ExampleReader> train_, validation_, test_;  // validation_: null without a validation split
+  int64_t validation_count() const { return validation_ == nullptr ? 0 : validation_->count(); }
   std::unique_ptr<Model> model_;
   // The version of the parameters in model_ (BSP: the global step they are at).
   int64_t params_version_ = -1;

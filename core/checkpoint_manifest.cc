@@ -93,7 +93,7 @@ Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name,
   return WriteFileAtomic(fs, checkpoints_dir + "/latest", name + "\n");
 }
 
-Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last) {
+Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last, int64_t keep_step) {
   if (keep_last < 1) return InvalidArgumentError("keep_last must be >= 1, got " + std::to_string(keep_last));
   Status first;
   auto remove = [&](const std::string& name) {
@@ -102,7 +102,9 @@ Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last) {
     if (ec && first.ok()) first = UnavailableError("cannot delete " + checkpoints_dir + "/" + name + ": " + ec.message());
   };
   const auto committed = ListCheckpoints(checkpoints_dir, true);
-  for (size_t i = 0; i + keep_last < committed.size(); ++i) remove(committed[i].second);
+  for (size_t i = 0; i + keep_last < committed.size(); ++i) {
+    if (committed[i].first != keep_step) remove(committed[i].second);
+  }
   if (!committed.empty()) {
     for (const auto& [step, name] : ListCheckpoints(checkpoints_dir, false)) {
       if (step < committed.back().first) remove(name);

@@ -39,9 +39,11 @@ Status UpdateLatest(const std::string& checkpoints_dir, const std::string& name,
 
 // Deletes the committed checkpoints of the lowest steps beyond keep_last, and
 // uncommitted leftovers below the newest committed one. (Resume removes the
-// checkpoints past its step first, so steps only grow within a run.) Best effort; returns the
-// first error.
-Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last);
+// checkpoints past its step first, so steps only grow within a run.) The
+// checkpoint at step `keep_step` (the job's best epoch's; -1: none) stays
+// too, whatever its age: the newest keep_last and it. Best effort; returns
+// the first error.
+Status PruneCheckpoints(const std::string& checkpoints_dir, int keep_last, int64_t keep_step = -1);
 
 // Deletes every checkpoint (committed or not) in `checkpoints_dir` past
 // `step`: resuming from `step` abandons the timeline they belong to. Their

@@ -507,6 +507,22 @@ TEST(CheckpointManifestTest, PruneWithPaddedNamesAndRoomToSpareDeletesNoCommitte
   EXPECT_EQ(*got, CkptDir(run, 100));
 }
 
+// The best epoch's checkpoint stays whatever its age, beside the newest keep_last.
+TEST(CheckpointManifestTest, PruneKeepsTheBestCheckpointBesideTheNewest) {
+  const std::string run = MakeRun({9, 10, 100, 110}, 110);
+  const std::string checkpoints = run + "/checkpoints";
+  ASSERT_OK(MakeDirs(checkpoints + "/" + CheckpointName(105)));  // uncommitted leftover below the newest
+  ASSERT_OK(PruneCheckpoints(checkpoints, 1, /*keep_step=*/10));
+  EXPECT_EQ(Entries(checkpoints), (std::set<std::string>{CheckpointName(10), CheckpointName(110), "latest"}));
+  // The best is among the newest keep_last: nothing more is kept.
+  ASSERT_OK(PruneCheckpoints(checkpoints, 1, /*keep_step=*/110));
+  EXPECT_EQ(Entries(checkpoints), (std::set<std::string>{CheckpointName(110), "latest"}));
+  // Without one (-1), keep_last alone decides, as before.
+  const std::string other = MakeRun({9, 10}, 10) + "/checkpoints";
+  ASSERT_OK(PruneCheckpoints(other, 1, -1));
+  EXPECT_EQ(Entries(other), (std::set<std::string>{CheckpointName(10), "latest"}));
+}
+
 TEST(CheckpointManifestTest, PruneWithoutCommittedCheckpointsKeepsUncommittedOnes) {
   const std::string checkpoints = MakeTempDir("prune") + "/checkpoints";
   ASSERT_OK(MakeDirs(checkpoints + "/" + CheckpointName(3) + "/server-0"));

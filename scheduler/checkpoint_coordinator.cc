@@ -423,7 +423,7 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
   }
   const std::string checkpoints = p.dir.substr(0, p.dir.rfind('/'));
   RETURN_IF_ERROR(UpdateLatest(checkpoints, p.name, fs_));
-  const Status pruned = PruneCheckpoints(checkpoints, spec_.checkpoint().keep_last());
+  const Status pruned = PruneCheckpoints(checkpoints, spec_.checkpoint().keep_last(), keep_step_);
   if (!pruned.ok()) LOG(WARNING) << "could not delete old checkpoints: " << pruned.ToString();
   const double seconds = Seconds(now - p.start);
   JsonObject line;

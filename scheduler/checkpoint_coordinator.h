@@ -92,6 +92,10 @@ class CheckpointCoordinator {
   // given up (once every server has answered, its parts go).
   StatusOr<Actions> WorkerLostInEpoch(int rank, const Position& at, Clock::TimePoint now);
 
+  // The job's best epoch (by the validation metric) ended at `step`: its
+  // checkpoint is kept whatever keep_last says (PruneCheckpoints).
+  void KeepStep(int64_t step) { keep_step_ = step; }
+
   // A checkpoint is being taken.
   bool busy() const { return pending_.has_value(); }
   // Why the job's final checkpoint failed; "" when it did not.
@@ -171,6 +175,7 @@ class CheckpointCoordinator {
   std::string error_, stop_note_;
   StatusCode error_code_ = StatusCode::kUnavailable;
   int64_t next_step_cut_ = 0;              // every_steps: the next multiple to cut at
+  int64_t keep_step_ = -1;                 // the best epoch's checkpoint step (-1: none)
   Clock::TimePoint last_cut_time_;         // every_seconds
 };
 

@@ -6,6 +6,30 @@
 
 namespace tessera {
 
+namespace {
+
+bool IsInteger(const nlohmann::json& line, const char* key) {
+  return line.contains(key) && line[key].is_number_integer();
+}
+
+// The best epoch and early-stopping state a validation line records (FinishValidation).
+std::optional<BestSoFar> BestOfLine(const nlohmann::json& line) {
+  if (!IsInteger(line, "evaluations_without_improvement")) return std::nullopt;
+  BestSoFar best;
+  best.evaluations_without_improvement = line["evaluations_without_improvement"];
+  if (!line.contains("best_epoch")) return best;  // no best yet
+  if (!IsInteger(line, "best_epoch") || !IsInteger(line, "best_step") || !line.contains("best_value") ||
+      !line["best_value"].is_number()) {
+    return std::nullopt;
+  }
+  best.epoch = static_cast<int>(line["best_epoch"].get<int64_t>()) - 1;
+  best.step = line["best_step"];
+  best.value = line["best_value"];
+  return best;
+}
+
+}  // namespace
+
 JobHistory ReadJobHistory(const std::string& metrics_path, int epochs_done) {
   JobHistory history;
   history.examples_by_epoch.assign(std::max(0, epochs_done), 0);
@@ -18,6 +42,15 @@ JobHistory ReadJobHistory(const std::string& metrics_path, int epochs_done) {
     if (event == "worker_lost") ++history.workers_lost;
     if (event == "worker_joined") ++history.workers_joined;
     if (event == "rollback") ++history.server_rollbacks;
+    if (event == "eval" && line.value("set", "") == "validation" && IsInteger(line, "epoch")) {
+      const int64_t epoch = line["epoch"];
+      const std::optional<BestSoFar> best = BestOfLine(line);
+      // The latest line of the latest epoch wins: an epoch validated again after a rollback recorded it anew.
+      if (epoch >= std::max(1, history.validated_epochs) && epoch <= epochs_done && best.has_value()) {
+        history.validated_epochs = static_cast<int>(epoch);
+        history.best = best;
+      }
+    }
     if (event != "epoch" || !line.contains("epoch") || !line.contains("examples")) continue;
     if (!line["epoch"].is_number_integer() || !line["examples"].is_number_integer()) continue;
     const int64_t epoch = line["epoch"];
@@ -124,6 +157,33 @@ double JobResults::SteadySamplesPerSec() const {
   return train_seconds > 0 ? trained_examples / train_seconds : 0.0;
 }
 
+namespace {
+
+// With a validation split: its size, the best epoch and whether early stopping ended training.
+void AddBestEpoch(const JobShape& shape, const JobResults& r, const SummaryFacts& facts, JsonObject* s) {
+  s->Add("validation_examples", shape.validation_examples);
+  if (r.best.has_value() && r.best->epoch >= 0) {
+    JsonObject metric;
+    metric.Add("name", r.best_metric).AddFloat64("value", r.best->value);
+    s->Add("best_epoch", r.best->epoch + 1).Add("best_step", r.best->step).Add("best_metric", metric);
+  } else {
+    s->AddNull("best_epoch").AddNull("best_step").AddNull("best_metric");
+  }
+  if (facts.best_checkpoint.empty()) {
+    s->AddNull("best_checkpoint");
+  } else {
+    s->Add("best_checkpoint", facts.best_checkpoint);
+  }
+  s->Add("stopped_early", r.stopped_early_after_epoch > 0);
+  if (r.stopped_early_after_epoch > 0) {
+    s->Add("stopped_at_epoch", r.stopped_early_after_epoch);
+  } else {
+    s->AddNull("stopped_at_epoch");
+  }
+}
+
+}  // namespace
+
 std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const JobResults& r,
                         const SummaryFacts& facts) {
   const int workers = spec.cluster().workers();
@@ -156,6 +216,7 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_lost", r.workers_lost)
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
+  if (shape.validation_examples > 0) AddBestEpoch(shape, r, facts, &s);
   if (r.classification.has_value()) {
     JsonObject classes;
     // The names were checked against the classes when the job was planned.

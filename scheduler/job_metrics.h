@@ -17,6 +17,7 @@
 #include "core/task_metrics.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/early_stopping.h"
 #include "scheduler/job_shape.h"
 
 namespace tessera {
@@ -59,6 +60,13 @@ struct JobResults {
   int workers_lost = 0, workers_joined = 0;
   // The newest evaluation's figures per class, when every worker sent its counts.
   std::optional<ClassificationResult> classification;
+  // With a validation split: the best epoch so far by the validation metric
+  // (none before the first validation that is not NaN), the metric's name,
+  // and the epoch (1-based) after which early stopping ended training (0:
+  // training ran every epoch).
+  std::optional<BestSoFar> best;
+  std::string best_metric;
+  int stopped_early_after_epoch = 0;
 
   // One training epoch ended after `seconds`, having trained `examples`.
   void AddEpoch(double seconds, int64_t examples);
@@ -108,17 +116,23 @@ struct SummaryFacts {
   double wall_seconds = 0;
   int64_t resumed_from_step = -1;
   int server_rollbacks = 0;
+  // The committed checkpoint cut at the end of the best epoch ("": none).
+  std::string best_checkpoint;
 };
 
 // What a run directory's metrics.jsonl says happened before a resume: the
 // workers lost and joined and the servers' rollbacks, in every earlier run
-// of the job (a rollback's, a restart's, an earlier session's), and the
+// of the job (a rollback's, a restart's, an earlier session's), the
 // example count of each of the first `epochs_done` epochs (the last line of
-// each: an epoch run again after a rollback counts once). Lines it cannot
-// read are skipped; a missing file is an empty history.
+// each: an epoch run again after a rollback counts once), and the state of
+// the best epoch and early stopping that the last evaluation of the
+// validation set among those epochs recorded. Lines it cannot read are
+// skipped; a missing file is an empty history.
 struct JobHistory {
   int workers_lost = 0, workers_joined = 0, server_rollbacks = 0;
   std::vector<int64_t> examples_by_epoch;
+  int validated_epochs = 0;       // the last of those epochs (1-based) whose validation it holds; 0: none
+  std::optional<BestSoFar> best;  // that validation's state; none without one
 };
 JobHistory ReadJobHistory(const std::string& metrics_path, int epochs_done);
 

@@ -4,6 +4,8 @@
 
 #include <glog/logging.h>
 
+#include "core/spec.h"
+
 namespace tessera {
 namespace {
 
@@ -12,7 +14,18 @@ double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 PhaseRunner::PhaseRunner(const proto::JobSpec& spec, const JobShape* shape, JobResults* results)
-    : spec_(spec), shape_(shape), results_(results) {}
+    : spec_(spec),
+      shape_(shape),
+      results_(results),
+      has_validation_(HasValidationSplit(spec.data())),
+      early_stopping_(spec.early_stopping()) {
+  if (has_validation_) results_->best_metric = early_stopping_.metric_name();
+}
+
+void PhaseRunner::RestoreBest(const BestSoFar& best) {
+  early_stopping_.Restore(best);
+  if (early_stopping_.has_best()) results_->best = best;
+}
 
 void PhaseRunner::Proceed(const NextPhase& next) {
   if (stage_ == Stage::kStopping) return;
@@ -25,7 +38,7 @@ PhaseRunner::Actions PhaseRunner::Begin(const std::vector<int>& live, Clock::Tim
     case NextPhase::Kind::kTraining:
       return BeginTraining(next_.epoch, next_.skip_steps, live, now);
     case NextPhase::Kind::kEvaluation:
-      return BeginEvaluation(next_.epoch, live);
+      return BeginEvaluation(next_.epoch, next_.validation, live);
     case NextPhase::Kind::kContinuation:
       leases_.StartContinuation(live);
       return BeginPart(next_.part, global_step_, 0, live);
@@ -39,7 +52,7 @@ PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, c
   leases_.StartTraining(epoch, shape_->train_examples, spec_.data().shards_per_worker() * workers, live,
                         spec_.consistency() == proto::BSP);
   epoch_ = epoch;
-  test_ = false;
+  test_ = validation_ = false;
   loss_ = correct_ = 0;
   examples_ = skipped_ = epoch_lost_examples_ = resumed_examples_ = 0;
   // With a worker missing, the epoch's plan is not the fixed one of all workers.
@@ -63,14 +76,16 @@ PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, c
   return actions;
 }
 
-PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<int>& live) {
+PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, bool validation, const std::vector<int>& live) {
   const int workers = spec_.cluster().workers();
   // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
-  leases_.StartTest(epoch, shape_->test_examples, std::max(1, workers * spec_.data().shards_per_worker()), live,
-                    spec_.consistency() == proto::BSP);
+  leases_.StartTest(epoch, validation ? shape_->validation_examples : shape_->test_examples,
+                    std::max(1, workers * spec_.data().shards_per_worker()), live, spec_.consistency() == proto::BSP);
   epoch_ = epoch;
   test_ = true;
-  final_eval_ = epoch + 1 == spec_.epochs();
+  validation_ = validation;
+  // With a validation split the test set is evaluated once, at the end (after early stopping too).
+  final_eval_ = has_validation_ ? !validation : epoch + 1 == spec_.epochs();
   loss_ = correct_ = 0;
   examples_ = 0;
   classes_.reset();
@@ -100,6 +115,7 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
   phase.set_reporter_rank(part.reporter_rank);
   if (test_) {
     phase.set_test(true);
+    phase.set_validation(validation_);
     phase.set_final(final_eval_);
   } else {
     steps_ = spec_.consistency() == proto::BSP ? leases_.StepsPerWorker(spec_.batch_size()) : 0;
@@ -111,7 +127,7 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
   }
   if (index > 0) {
     losses_.Stop();  // the epoch lost a worker: no cut comes inside it
-    LOG(INFO) << (test_ ? "evaluation" : "epoch") << " " << epoch_ + 1 << ", part " << index + 1 << ": "
+    LOG(INFO) << (test_ ? (validation_ ? "validation" : "evaluation") : "epoch") << " " << epoch_ + 1 << ", part " << index + 1 << ": "
               << live.size() << " workers take the positions lost workers left"
               << (test_ || spec_.consistency() != proto::BSP
                       ? ""
@@ -125,8 +141,8 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
 
 StatusOr<PhaseRunner::Actions> PhaseRunner::PhaseDone(int rank, const proto::PhaseDone& done, int live_workers,
                                                       Clock::TimePoint now) {
-  if (!part_.has_value() || done.epoch() != epoch_ || done.test() != test_ || done.part() != part_->index ||
-      !part_->participants[rank]) {
+  if (!part_.has_value() || done.epoch() != epoch_ || done.test() != test_ || done.validation() != validation_ ||
+      done.part() != part_->index || !part_->participants[rank]) {
     LOG(WARNING) << "dropped a PHASE_DONE for another phase from worker " << rank;
     return Actions{};
   }
@@ -279,13 +295,17 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
   }
   LOG(INFO) << "epoch " << epoch_ + 1 << " done: train loss " << results_->last_train_loss << ", "
             << trained / seconds << " samples/s, " << counted << " examples";
-  const bool last_epoch = epoch_ + 1 == spec_.epochs();
   Actions actions;
   actions.lines.push_back(std::move(line));
-  actions.epoch_ended = spec_.eval_every_epoch() || last_epoch ? NextPhase::Evaluation(epoch_)
-                                                               : NextPhase::Training(epoch_ + 1);
+  actions.epoch_ended = AfterEpoch();
   stage_ = Stage::kHeld;
   return actions;
+}
+
+NextPhase PhaseRunner::AfterEpoch() const {
+  const bool last_epoch = epoch_ + 1 == spec_.epochs();
+  if (!spec_.eval_every_epoch() && !last_epoch) return NextPhase::Training(epoch_ + 1);
+  return has_validation_ ? NextPhase::Validation(epoch_) : NextPhase::Evaluation(epoch_);
 }
 
 void PhaseRunner::MergeClassMetrics(const proto::PhaseDone& report) {
@@ -311,14 +331,19 @@ double PhaseRunner::TrainLoss() const {
 }
 
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
-  if (examples_ != shape_->test_examples) {
-    return InternalError("evaluation saw " + std::to_string(examples_) + " examples, expected " +
-                         std::to_string(shape_->test_examples));
+  const int64_t expected = validation_ ? shape_->validation_examples : shape_->test_examples;
+  if (examples_ != expected) {
+    return InternalError(std::string(validation_ ? "validation" : "evaluation") + " saw " + std::to_string(examples_) +
+                         " examples, expected " + std::to_string(expected));
   }
+  if (validation_) return FinishValidation();
   results_->test_accuracy = examples_ > 0 ? correct_ / examples_ : 0;
   results_->test_loss = examples_ > 0 ? loss_ / examples_ : 0;
+  // The job's test evaluation came before its last epoch: early stopping ended training.
+  if (final_eval_ && epoch_ + 1 < spec_.epochs()) results_->stopped_early_after_epoch = epoch_ + 1;
   JsonObject line;
   line.Add("event", "eval")
+      .Add("set", "test")
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec_.epochs())
       .Add("test_accuracy", results_->test_accuracy)
@@ -340,6 +365,47 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
   } else {
     Proceed(NextPhase::Training(epoch_ + 1));
   }
+  return actions;
+}
+
+PhaseRunner::Actions PhaseRunner::FinishValidation() {
+  const double accuracy = examples_ > 0 ? correct_ / examples_ : 0;
+  const double loss = examples_ > 0 ? loss_ / examples_ : 0;
+  std::optional<ClassificationResult> classes;
+  if (classes_.has_value() && classes_->examples() == examples_) classes = classes_->Result();
+  const double value = early_stopping_.MetricOf(
+      loss, accuracy, classes.has_value() ? std::optional<double>(classes->macro_f1) : std::nullopt);
+  const bool improved = early_stopping_.Observe(epoch_, global_step_, value);
+  const BestSoFar& best = early_stopping_.best();
+  if (early_stopping_.has_best()) results_->best = best;
+  const bool last_epoch = epoch_ + 1 == spec_.epochs();
+  const bool stop = early_stopping_.ShouldStop() && !last_epoch;
+  JsonObject line;
+  line.Add("event", "eval")
+      .Add("set", "validation")
+      .Add("epoch", epoch_ + 1)
+      .Add("epochs", spec_.epochs())
+      .Add("validation_accuracy", accuracy)
+      .Add("validation_loss", loss)
+      .Add("examples", examples_);
+  if (classes.has_value()) {
+    JsonObject figures;
+    AddJsonFields(*classes, shape_->class_names, &figures).IgnoreError();  // names checked in PlanJob
+    line.Add("classification", figures);
+  }
+  // The state of the best epoch and early stopping, as a resumed job restores it (ReadJobHistory).
+  line.Add("metric", early_stopping_.metric_name()).Add("improved", improved);
+  if (early_stopping_.has_best()) {
+    line.Add("best_epoch", best.epoch + 1).Add("best_step", best.step).AddFloat64("best_value", best.value);
+  }
+  line.Add("evaluations_without_improvement", best.evaluations_without_improvement).Add("stop", stop);
+  LOG(INFO) << "epoch " << epoch_ + 1 << " validation " << early_stopping_.metric_name() << " " << value
+            << (improved ? " (the best so far)" : "") << (stop ? ": stopping early" : "");
+  Actions actions;
+  actions.lines.push_back(std::move(line));
+  if (improved) actions.new_best_step = global_step_;
+  // The test set once, at the end: after the last epoch, or now that early stopping ends training.
+  Proceed(last_epoch || stop ? NextPhase::Evaluation(epoch_) : NextPhase::Training(epoch_ + 1));
   return actions;
 }
 

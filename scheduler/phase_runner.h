@@ -15,6 +15,13 @@
 //                                                                   └─> kDone (last evaluation)
 //   Stop (any stage) ──> kStopping: a running part is still summed, nothing follows it.
 //
+// Evaluations: without a validation split, each (every epoch with
+// eval_every_epoch, else after the last) evaluates the test set, and the
+// last one ends the job. With one, each evaluates the validation set and
+// feeds the best epoch and the early-stopping rule (early_stopping.h); after
+// the last epoch's, or once the rule says stop, one evaluation of the test
+// set ends the job, on the last parameters.
+//
 // A part: every live worker gets START_PHASE and reports PHASE_DONE; the
 // reports are summed in rank order so the figures are the same in every run.
 // A worker lost inside a training part hands its positions back from the
@@ -35,6 +42,7 @@
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/early_stopping.h"
 #include "scheduler/job_metrics.h"
 #include "scheduler/epoch_loss_ledger.h"
 #include "scheduler/job_shape.h"
@@ -58,6 +66,7 @@ class PhaseRunner {
     std::optional<proto::Phase> start;     // send START_PHASE with this to every worker
     std::vector<JsonObject> lines;         // for metrics.jsonl
     std::optional<NextPhase> epoch_ended;  // a training epoch ended (kHeld); this comes after it
+    std::optional<int64_t> new_best_step;  // a validation found a new best epoch, which ended at this step
   };
 
   // `shape` and `results` must outlive this; results gets the workers' reports,
@@ -75,6 +84,9 @@ class PhaseRunner {
     epoch_ = epoch;
     resumed_loss_ = std::move(loss_before_cut);
   }
+  // Resumed: the best epoch and early-stopping state an earlier run of the
+  // job recorded (ReadJobHistory).
+  void RestoreBest(const BestSoFar& best);
 
   // Events.
   // Goes on with `next`: the job's first phase (kForming -> kWaiting), or
@@ -109,7 +121,10 @@ class PhaseRunner {
   Stage stage() const { return stage_; }
   const NextPhase& next() const { return next_; }
   int epoch() const { return epoch_; }
+  // An evaluation runs (of the test or the validation set).
   bool in_test() const { return test_; }
+  // The best epoch and the early-stopping rule (with a validation split).
+  const EarlyStopping& early_stopping() const { return early_stopping_; }
   // A worker was lost or missing in this epoch: its data plan is not the
   // fixed one of all workers, so no cut inside it (it would not resume).
   bool epoch_disturbed() const { return epoch_disturbed_; }
@@ -143,7 +158,7 @@ class PhaseRunner {
   };
 
   Actions BeginTraining(int epoch, int64_t skip_steps, const std::vector<int>& live, Clock::TimePoint now);
-  Actions BeginEvaluation(int epoch, const std::vector<int>& live);
+  Actions BeginEvaluation(int epoch, bool validation, const std::vector<int>& live);
   Actions BeginPart(int index, int64_t first_step, int64_t skip_steps, const std::vector<int>& live);
   void HandBack(const LostWorker& lost);
   StatusOr<Actions> FinishPart(Part part, int live_workers, Clock::TimePoint now);
@@ -151,6 +166,12 @@ class PhaseRunner {
   int64_t PartEndStep(const Part& part);
   StatusOr<Actions> FinishTrainingEpoch(int live_workers, Clock::TimePoint now);
   StatusOr<Actions> FinishEvaluation();
+  // An evaluation of the validation set ended: the best epoch and early
+  // stopping decide what follows.
+  Actions FinishValidation();
+  // What follows a training epoch (with a validation split, its evaluation
+  // is of the validation set).
+  NextPhase AfterEpoch() const;
   // Merges a worker's class counts into classes_ (or drops them all, saying why).
   void MergeClassMetrics(const proto::PhaseDone& report);
   // The running training epoch's mean loss (its steps before a resume included when known).
@@ -167,7 +188,8 @@ class PhaseRunner {
   LeaseBook leases_;
   int epoch_ = 0;
   bool test_ = false;        // an evaluation
-  bool final_eval_ = false;  // the last epoch's evaluation
+  bool validation_ = false;  // the evaluation is of the validation set
+  bool final_eval_ = false;  // the job's last evaluation (of the test set)
   int parts_ = 0;            // parts begun so far
   Clock::TimePoint phase_start_;
   double loss_ = 0, correct_ = 0;
@@ -199,6 +221,8 @@ class PhaseRunner {
 
   std::optional<Part> part_;
   std::vector<LostWorker> lost_pending_;
+  const bool has_validation_;  // the data has a validation split
+  EarlyStopping early_stopping_;
 };
 
 }  // namespace tessera

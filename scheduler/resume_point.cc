@@ -1,10 +1,12 @@
 #include "scheduler/resume_point.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <glog/logging.h>
 
 #include "core/checkpoint_manifest.h"
+#include "core/spec.h"
 
 namespace tessera {
 namespace {
@@ -39,6 +41,14 @@ StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto
   if (m.spec().optimizer().type() != spec.optimizer().type()) {
     return InvalidArgumentError("checkpoint " + dir + " holds " + m.optimizer() + " state; the spec asks for " +
                                 proto::OptimizerSpec::Type_Name(spec.optimizer().type()));
+  }
+  const proto::DataSpec& was = m.spec().data();
+  if (was.validation_fraction() != spec.data().validation_fraction() ||
+      !std::equal(was.validation_files().begin(), was.validation_files().end(),
+                  spec.data().validation_files().begin(), spec.data().validation_files().end())) {
+    // Another split trains on other examples.
+    return InvalidArgumentError("checkpoint " + dir + " was trained with another validation split "
+                                "(data.validation_fraction, data.validation_files) than the spec's");
   }
   if (m.cursor().steps_into_epoch() != 0 &&
       (spec.consistency() != proto::BSP || m.spec().cluster().workers() != spec.cluster().workers() ||
@@ -76,6 +86,20 @@ StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto
     *out->mutable_ranges() = part.ranges();
   }
   return point;
+}
+
+NextPhase FirstPhaseOfResume(const ResumePoint& point, const proto::JobSpec& spec, std::optional<int> validated_epochs,
+                             bool should_stop) {
+  const int trained = point.start_epoch;  // epochs done
+  if (HasValidationSplit(spec.data()) && point.skip_steps == 0 && trained >= 1) {
+    const bool validation_due = spec.eval_every_epoch() || trained == spec.epochs();
+    if (validation_due && validated_epochs.has_value() && *validated_epochs < trained) {
+      return NextPhase::Validation(trained - 1);
+    }
+    if (should_stop) return NextPhase::Evaluation(trained - 1);
+  }
+  if (point.evaluate_only) return NextPhase::Evaluation(spec.epochs() - 1);
+  return NextPhase::Training(point.start_epoch, point.skip_steps);
 }
 
 }  // namespace tessera

@@ -4,6 +4,7 @@
 #define TESSERA_SCHEDULER_RESUME_POINT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "proto/wire.pb.h"
 #include "scheduler/epoch_loss_ledger.h"
 #include "scheduler/job_shape.h"
+#include "scheduler/next_phase.h"
 
 namespace tessera {
 
@@ -36,6 +38,19 @@ struct ResumePoint {
 // DataLoss for loss sums of another number of workers than it was cut with.
 StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto::JobSpec& spec,
                                       const JobShape& shape);
+
+// The phase a job resumed from `point` begins with. Training from the
+// checkpoint's cursor (or, training complete, the final evaluation), but
+// with a validation split, after a checkpoint at an epoch's end:
+//   - when that epoch's validation is due and missing from the run's
+//     history (`validated_epochs`: the last epoch, 1-based, whose
+//     validation metrics.jsonl holds; nullopt when the history is not known,
+//     as for a checkpoint of another run directory): that validation first,
+//     so the best epoch and early stopping see every epoch;
+//   - when the restored early-stopping state says stop (`should_stop`): the
+//     final evaluation of the test set, as the job would have gone on.
+NextPhase FirstPhaseOfResume(const ResumePoint& point, const proto::JobSpec& spec, std::optional<int> validated_epochs,
+                             bool should_stop);
 
 }  // namespace tessera
 

@@ -39,6 +39,12 @@ Status Scheduler::Prepare() {
       results_.workers_joined = history.workers_joined;
       results_.examples_by_epoch = history.examples_by_epoch;
       rollbacks_before_ = history.server_rollbacks;
+      // The best epoch so far and early stopping go on where the earlier runs left them.
+      validated_epochs_ = history.validated_epochs;
+      if (history.best.has_value()) {
+        phases_.RestoreBest(*history.best);
+        if (history.best->epoch >= 0) checkpoints_.KeepStep(history.best->step);
+      }
     }
   }
   LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
@@ -195,12 +201,15 @@ Status Scheduler::MaybeStartJob() {
     if (const Node* node = members_.Find(peer); node != nullptr) RETURN_IF_ERROR(SendMap(*node));
   }
   checkpoints_.Start(phases_.global_step(), Now());
-  if (resume_.has_value() && resume_->evaluate_only) {
-    LOG(INFO) << "training is complete at step " << phases_.global_step() << "; running the final evaluation only";
-    return Proceed(NextPhase::Evaluation(options_.spec.epochs() - 1));
+  if (!resume_.has_value()) return Proceed(NextPhase::Training(0));
+  const NextPhase first =
+      FirstPhaseOfResume(*resume_, options_.spec, validated_epochs_, phases_.early_stopping().ShouldStop());
+  if (first.kind == NextPhase::Kind::kEvaluation) {
+    LOG(INFO) << "training is " << (first.epoch + 1 < options_.spec.epochs() ? "stopped early" : "complete")
+              << " at step " << phases_.global_step() << "; going on with the "
+              << (first.validation ? "validation of epoch " + std::to_string(first.epoch + 1) : "final evaluation");
   }
-  return Proceed(resume_.has_value() ? NextPhase::Training(resume_->start_epoch, resume_->skip_steps)
-                                     : NextPhase::Training(0));
+  return Proceed(first);
 }
 
 bool Scheduler::ResumedInOwnRunDir() const {
@@ -258,6 +267,7 @@ Status Scheduler::Apply(StatusOr<PhaseRunner::Actions> actions) {
   RETURN_IF_ERROR(actions.status());
   const PhaseRunner::Actions& a = *actions;
   for (const JsonObject& line : a.lines) metrics_.Record(line);
+  if (a.new_best_step.has_value()) checkpoints_.KeepStep(*a.new_best_step);
   if (a.start.has_value()) {
     if (!a.start->test()) {
       if (a.start->part() == 0) progress_.EpochStarted(phases_.phase_start());
@@ -345,7 +355,18 @@ Status Scheduler::WriteSummary() {
   facts.wall_seconds = std::chrono::duration<double>(Now() - start_time_).count();
   facts.resumed_from_step = resume_.has_value() ? resume_->step : -1;
   facts.server_rollbacks = std::max(options_.rollbacks_done, rollbacks_before_);
+  facts.best_checkpoint = BestCheckpoint();
   return WriteFileAtomic(options_.run_dir + "/summary.json", SummaryJson(options_.spec, shape_, results_, facts));
+}
+
+std::string Scheduler::BestCheckpoint() const {
+  if (!results_.best.has_value() || results_.best->epoch < 0) return "";
+  std::error_code ec;
+  const std::string dir = (std::filesystem::absolute(options_.run_dir, ec).lexically_normal() / "checkpoints" /
+                           CheckpointName(results_.best->step))
+                              .string();
+  // None when that epoch had no checkpoint cut (every_epochs > 1, checkpoints off) or it failed.
+  return FileExists(dir + "/MANIFEST") ? dir : "";
 }
 
 }  // namespace tessera

@@ -127,6 +127,8 @@ class Scheduler {
   // restart, `tessera resume`).
   bool ResumedInOwnRunDir() const;
   Status WriteSummary();
+  // The committed checkpoint cut at the end of the best epoch; "" for none.
+  std::string BestCheckpoint() const;
 
   // Nodes coming and going (scheduler_nodes.cc).
   Status HandleRegister(const Message& m);
@@ -167,6 +169,9 @@ class Scheduler {
 
   JobShape shape_;                     // from Prepare()
   std::optional<ResumePoint> resume_;  // from Prepare(), when resuming
+  // Resumed in its own run directory: the last epoch whose validation its
+  // metrics.jsonl holds (FirstPhaseOfResume); nullopt otherwise.
+  std::optional<int> validated_epochs_;
   JobResults results_;
   int rollbacks_before_ = 0;  // the servers' rollbacks metrics.jsonl holds from earlier runs
 

@@ -187,5 +187,80 @@ not json at all
   EXPECT_EQ(none.examples_by_epoch, (std::vector<int64_t>{0}));
 }
 
+// The best epoch and early-stopping state: the last validation line among
+// the epochs done, its numbers exactly as the scheduler had them.
+TEST(JobHistoryTest, RestoresTheBestEpochFromTheLastValidationOfTheEpochsDone) {
+  const std::string dir = MakeTempDir("history");
+  const double best = 0.30000000000000004;  // every digit matters
+  JsonObject epoch2;
+  epoch2.Add("event", "eval").Add("set", "validation").Add("epoch", 2).Add("best_epoch", 2).Add("best_step", 20);
+  epoch2.AddFloat64("best_value", best).Add("evaluations_without_improvement", 0);
+  std::ofstream(dir + "/metrics.jsonl")
+      << R"({"event": "eval", "set": "validation", "epoch": 1, "best_epoch": 1, "best_step": 10, "best_value": 0.5, "evaluations_without_improvement": 0}
+{"event": "eval", "set": "validation", "epoch": 2, "best_epoch": 1, "best_step": 10, "best_value": 0.5, "evaluations_without_improvement": 1}
+{"event": "rollback", "reason": "a server was lost"}
+)" << epoch2.ToString() << "\n"
+      << R"({"event": "eval", "set": "test", "epoch": 2, "test_accuracy": 0.5}
+{"event": "eval", "set": "validation", "epoch": 3, "best_epoch": 2, "best_step": 20, "best_value": 0.25, "evaluations_without_improvement": 0}
+)";
+  // Epoch 2 was validated twice (again after the rollback): the last line counts; epoch 3 is not done.
+  JobHistory history = ReadJobHistory(dir + "/metrics.jsonl", /*epochs_done=*/2);
+  EXPECT_EQ(history.validated_epochs, 2);
+  ASSERT_TRUE(history.best.has_value());
+  EXPECT_EQ(history.best->epoch, 1);
+  EXPECT_EQ(history.best->step, 20);
+  EXPECT_EQ(history.best->value, best);
+  EXPECT_EQ(history.best->evaluations_without_improvement, 0);
+  history = ReadJobHistory(dir + "/metrics.jsonl", 1);
+  EXPECT_EQ(history.validated_epochs, 1);
+  EXPECT_EQ(history.best->value, 0.5);
+  history = ReadJobHistory(dir + "/metrics.jsonl", 0);
+  EXPECT_EQ(history.validated_epochs, 0);
+  EXPECT_FALSE(history.best.has_value());
+
+  // Validations that scored no number yet (NaN): no best, but the count goes on.
+  std::ofstream(dir + "/nan.jsonl")
+      << R"({"event": "eval", "set": "validation", "epoch": 1, "evaluations_without_improvement": 1})" << "\n";
+  history = ReadJobHistory(dir + "/nan.jsonl", 1);
+  ASSERT_TRUE(history.best.has_value());
+  EXPECT_EQ(history.best->epoch, -1);
+  EXPECT_EQ(history.best->evaluations_without_improvement, 1);
+}
+
+TEST(JobMetricsTest, WithAValidationSplitTheSummaryNamesTheBestEpochAndItsCheckpoint) {
+  proto::JobSpec spec;
+  spec.set_epochs(10);
+  JobShape shape;
+  shape.train_examples = 900;
+  shape.validation_examples = 100;
+  JobResults r;
+  r.best = BestSoFar{2, 30, 0.4125, 2};
+  r.best_metric = "validation_loss";
+  r.stopped_early_after_epoch = 5;
+  SummaryFacts facts;
+  facts.best_checkpoint = "/runs/r/checkpoints/step-000000000030";
+  std::string json = SummaryJson(spec, shape, r, facts);
+  EXPECT_EQ(JsonNumber(json, "validation_examples"), 100);
+  EXPECT_EQ(JsonNumber(json, "best_epoch"), 3);
+  EXPECT_EQ(JsonNumber(json, "best_step"), 30);
+  EXPECT_NE(json.find("\"best_metric\": {\"name\": \"validation_loss\", \"value\": 0.4125}"), std::string::npos)
+      << json;
+  EXPECT_EQ(JsonString(json, "best_checkpoint"), facts.best_checkpoint);
+  EXPECT_NE(json.find("\"stopped_early\": true"), std::string::npos) << json;
+  EXPECT_EQ(JsonNumber(json, "stopped_at_epoch"), 5);
+
+  // No checkpoint of the best epoch, no early stop: nulls and false.
+  r.stopped_early_after_epoch = 0;
+  json = SummaryJson(spec, shape, r, SummaryFacts());
+  EXPECT_NE(json.find("\"best_checkpoint\": null"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"stopped_early\": false"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"stopped_at_epoch\": null"), std::string::npos) << json;
+  // Without a split none of it is there.
+  shape.validation_examples = 0;
+  json = SummaryJson(spec, shape, JobResults(), SummaryFacts());
+  EXPECT_EQ(json.find("best_epoch"), std::string::npos) << json;
+  EXPECT_EQ(json.find("stopped_early"), std::string::npos) << json;
+}
+
 }  // namespace
 }  // namespace tessera

@@ -237,5 +237,69 @@ TEST_F(ResumePointTest, AMissingOrDamagedCheckpointIsNotResumed) {
   EXPECT_EQ(damaged.status().code(), StatusCode::kDataLoss) << damaged.status().ToString();
 }
 
+TEST_F(ResumePointTest, AnotherValidationSplitIsRefused) {
+  const std::string checkpoint = WriteCheckpoint(dir_ + "/run", spec_, shape_, 50, 2, 0);
+  proto::JobSpec split = spec_;
+  split.mutable_data()->set_validation_fraction(0.2f);
+  auto point = LoadResumePoint(checkpoint, split, shape_);
+  EXPECT_EQ(point.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(point.status().message(), "another validation split")) << point.status().ToString();
+}
+
+// A resumed job with a validation split begins with what an uninterrupted
+// one would have done next: the validation of the epoch the checkpoint ended
+// when the run's history lacks it, the test set when early stopping had
+// ended training, else training from the cursor.
+TEST(FirstPhaseOfResumeTest, ValidationsMissingFromTheHistoryComeFirst) {
+  proto::JobSpec spec;
+  spec.set_epochs(5);
+  spec.mutable_data()->set_validation_fraction(0.1f);
+  ResumePoint point;
+  point.start_epoch = 2;  // epochs 1 and 2 trained
+  const auto first = [&](std::optional<int> validated, bool stop) {
+    return FirstPhaseOfResume(point, spec, validated, stop);
+  };
+  NextPhase next = first(1, false);  // lost during epoch 2's validation
+  EXPECT_EQ(next.kind, NextPhase::Kind::kEvaluation);
+  EXPECT_TRUE(next.validation);
+  EXPECT_EQ(next.epoch, 1);
+  next = first(2, false);
+  EXPECT_EQ(next.kind, NextPhase::Kind::kTraining);
+  EXPECT_EQ(next.epoch, 2);
+  next = first(2, true);  // early stopping had ended training: the test set
+  EXPECT_EQ(next.kind, NextPhase::Kind::kEvaluation);
+  EXPECT_FALSE(next.validation);
+  EXPECT_EQ(next.epoch, 1);
+  EXPECT_EQ(first(std::nullopt, false).kind, NextPhase::Kind::kTraining) << "no history: nothing to catch up";
+
+  // Inside an epoch: its validation came before it.
+  point.skip_steps = 7;
+  next = first(1, false);
+  EXPECT_EQ(next.kind, NextPhase::Kind::kTraining);
+  EXPECT_EQ(next.skip_steps, 7);
+  point.skip_steps = 0;
+
+  // Training complete: the last epoch's validation if missing, then the test set.
+  point.start_epoch = 5;
+  point.evaluate_only = true;
+  next = first(4, false);
+  EXPECT_TRUE(next.validation);
+  EXPECT_EQ(next.epoch, 4);
+  next = first(5, false);
+  EXPECT_EQ(next.kind, NextPhase::Kind::kEvaluation);
+  EXPECT_FALSE(next.validation);
+  EXPECT_EQ(next.epoch, 4);
+
+  // Validations only after the last epoch: none is missing before it.
+  spec.set_eval_every_epoch(false);
+  point.start_epoch = 2;
+  point.evaluate_only = false;
+  EXPECT_EQ(first(0, false).kind, NextPhase::Kind::kTraining);
+  // Without a split, as before.
+  spec.set_eval_every_epoch(true);
+  spec.mutable_data()->set_validation_fraction(0);
+  EXPECT_EQ(first(0, false).kind, NextPhase::Kind::kTraining);
+}
+
 }  // namespace
 }  // namespace tessera

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -366,6 +367,173 @@ TEST_F(PhaseRunnerTest, AllWorkersLostEndTheirPartWhereTheirPushesReached) {
   EXPECT_FALSE(runner_.servers_must_advance());
   // Each lost worker used its first 12 steps (120 examples); the rest is the continuation's.
   EXPECT_EQ(LeaseAll(1), 1000 - 240);
+}
+
+
+// With a validation split: 1000 training and 100 validation examples, 200
+// test examples, 2 workers; 5 epochs with early stopping after 2
+// validations without a lower loss.
+class ValidationPhaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_.set_batch_size(kBatch);
+    spec_.set_epochs(5);
+    spec_.set_consistency(proto::BSP);
+    spec_.mutable_cluster()->set_workers(2);
+    spec_.mutable_data()->set_shards_per_worker(2);
+    spec_.mutable_data()->set_validation_fraction(0.1f);
+    spec_.mutable_early_stopping()->set_patience(2);
+    shape_.train_examples = 1000;
+    shape_.validation_examples = 100;
+    shape_.test_examples = 200;
+    runner_ = std::make_unique<PhaseRunner>(spec_, &shape_, &results_);
+  }
+
+  // Begins the waiting phase over both workers; each leases all it gets and
+  // reports, every example at `loss`. Returns the actions after the last
+  // report, and the phase in *phase.
+  PhaseRunner::Actions RunPhase(double loss, proto::Phase* phase) {
+    EXPECT_EQ(runner_->stage(), Stage::kWaiting);
+    *phase = runner_->Begin({0, 1}, now_).start.value_or(proto::Phase());
+    PhaseRunner::Actions last;
+    for (int rank : {0, 1}) {
+      proto::PhaseDone done;
+      done.set_epoch(phase->epoch());
+      done.set_test(phase->test());
+      done.set_validation(phase->validation());
+      done.set_part(phase->part());
+      for (proto::Lease l = runner_->Lease(rank); l.shard() >= 0; l = runner_->Lease(rank)) {
+        done.set_examples(done.examples() + l.end() - l.begin());
+      }
+      done.set_loss_sum(loss * done.examples());
+      done.set_correct(done.examples() / 2);
+      done.set_steps(phase->steps());
+      StatusOr<PhaseRunner::Actions> a = runner_->PhaseDone(rank, done, 2, now_);
+      EXPECT_OK(a.status());
+      if (a.ok()) last = *a;
+    }
+    return last;
+  }
+
+  // Trains epoch `epoch`, then evaluates the validation set at `loss`;
+  // returns the validation's actions.
+  PhaseRunner::Actions EpochThenValidation(int epoch, double loss) {
+    proto::Phase phase;
+    const PhaseRunner::Actions trained = RunPhase(0.5, &phase);
+    EXPECT_EQ(phase.epoch(), epoch);
+    EXPECT_FALSE(phase.test());
+    EXPECT_TRUE(trained.epoch_ended.has_value());
+    if (!trained.epoch_ended.has_value()) return {};
+    EXPECT_EQ(trained.epoch_ended->kind, NextPhase::Kind::kEvaluation);
+    EXPECT_TRUE(trained.epoch_ended->validation) << "each epoch's evaluation is of the validation set";
+    runner_->Proceed(*trained.epoch_ended);
+    const PhaseRunner::Actions validated = RunPhase(loss, &phase);
+    EXPECT_TRUE(phase.test());
+    EXPECT_TRUE(phase.validation());
+    EXPECT_FALSE(phase.final());
+    return validated;
+  }
+
+  proto::JobSpec spec_;
+  JobShape shape_;
+  JobResults results_;
+  std::unique_ptr<PhaseRunner> runner_;
+  Clock::TimePoint now_{std::chrono::seconds(100)};
+};
+
+TEST_F(ValidationPhaseTest, EpochsAreValidatedAndTheTestSetOnlyAfterEarlyStoppingEndsTraining) {
+  runner_->Proceed(NextPhase::Training(0));
+  PhaseRunner::Actions a = EpochThenValidation(0, 0.8);
+  ASSERT_EQ(a.lines.size(), 1u);
+  std::string line = a.lines[0].ToString();
+  EXPECT_NE(line.find("\"set\": \"validation\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"examples\": 100"), std::string::npos) << "every validation example, once: " << line;
+  EXPECT_NE(line.find("\"improved\": true"), std::string::npos) << line;
+  EXPECT_EQ(line.find("test_accuracy"), std::string::npos) << "the test set is not touched: " << line;
+  EXPECT_EQ(a.new_best_step, 50);
+  EXPECT_EQ(runner_->next().kind, NextPhase::Kind::kTraining);
+  EXPECT_EQ(runner_->next().epoch, 1);
+
+  a = EpochThenValidation(1, 0.6);  // the best: epoch 2, step 100
+  EXPECT_EQ(a.new_best_step, 100);
+  a = EpochThenValidation(2, 0.7);
+  EXPECT_FALSE(a.new_best_step.has_value());
+  EXPECT_EQ(runner_->next().kind, NextPhase::Kind::kTraining) << "one validation without improvement, patience 2";
+  a = EpochThenValidation(3, 0.6);  // equal to the best: no improvement
+  line = a.lines[0].ToString();
+  EXPECT_NE(line.find("\"stop\": true"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"best_epoch\": 2"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"evaluations_without_improvement\": 2"), std::string::npos) << line;
+
+  // Early stopping: the test set now, on the last parameters, and the job ends.
+  ASSERT_EQ(runner_->next().kind, NextPhase::Kind::kEvaluation);
+  EXPECT_FALSE(runner_->next().validation);
+  EXPECT_EQ(runner_->next().epoch, 3);
+  proto::Phase phase;
+  a = RunPhase(0.4, &phase);
+  EXPECT_TRUE(phase.test());
+  EXPECT_FALSE(phase.validation());
+  EXPECT_TRUE(phase.final());
+  EXPECT_EQ(runner_->stage(), Stage::kDone);
+  line = a.lines[0].ToString();
+  EXPECT_NE(line.find("\"set\": \"test\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"examples\": 200"), std::string::npos) << line;
+  EXPECT_DOUBLE_EQ(results_.test_loss, 0.4);
+  EXPECT_EQ(results_.stopped_early_after_epoch, 4);
+  ASSERT_TRUE(results_.best.has_value());
+  EXPECT_EQ(results_.best->epoch, 1);
+  EXPECT_EQ(results_.best->step, 100);
+  EXPECT_EQ(results_.best->value, 0.6);
+  EXPECT_EQ(results_.best_metric, "validation_loss");
+}
+
+TEST_F(ValidationPhaseTest, WithoutEarlyStoppingTheLastEpochIsValidatedThenTested) {
+  spec_.mutable_early_stopping()->set_patience(0);
+  spec_.set_epochs(2);
+  runner_ = std::make_unique<PhaseRunner>(spec_, &shape_, &results_);
+  runner_->Proceed(NextPhase::Training(0));
+  EpochThenValidation(0, 0.5);
+  const PhaseRunner::Actions last = EpochThenValidation(1, 0.9);
+  EXPECT_NE(last.lines[0].ToString().find("\"stop\": false"), std::string::npos) << last.lines[0].ToString();
+  ASSERT_EQ(runner_->next().kind, NextPhase::Kind::kEvaluation);
+  EXPECT_FALSE(runner_->next().validation);
+  proto::Phase phase;
+  RunPhase(0.7, &phase);
+  EXPECT_TRUE(phase.final());
+  EXPECT_EQ(runner_->stage(), Stage::kDone);
+  EXPECT_EQ(results_.stopped_early_after_epoch, 0);
+  EXPECT_EQ(results_.best->epoch, 0);
+}
+
+TEST_F(ValidationPhaseTest, AValidationReportForTheTestSetIsDropped) {
+  runner_->Proceed(NextPhase::Validation(0));
+  const proto::Phase phase = runner_->Begin({0, 1}, now_).start.value_or(proto::Phase());
+  ASSERT_TRUE(phase.validation());
+  proto::PhaseDone done;
+  done.set_epoch(0);
+  done.set_test(true);  // but not of the validation set
+  done.set_examples(50);
+  StatusOr<PhaseRunner::Actions> a = runner_->PhaseDone(0, done, 2, now_);
+  ASSERT_OK(a.status());
+  EXPECT_TRUE(a->lines.empty());
+  done.set_validation(true);
+  EXPECT_OK(runner_->PhaseDone(0, done, 2, now_).status());
+  EXPECT_EQ(runner_->stage(), Stage::kRunning) << "worker 1 has not reported";
+}
+
+TEST_F(ValidationPhaseTest, ARestoredStateGoesOnCountingFromWhereItWas) {
+  BestSoFar restored;
+  restored.epoch = 1;
+  restored.step = 100;
+  restored.value = 0.6;
+  restored.evaluations_without_improvement = 1;
+  runner_->RestoreBest(restored);
+  runner_->ResumeAt(150, 3);
+  runner_->Proceed(NextPhase::Training(3));
+  const PhaseRunner::Actions a = EpochThenValidation(3, 0.65);
+  EXPECT_NE(a.lines[0].ToString().find("\"stop\": true"), std::string::npos) << a.lines[0].ToString();
+  EXPECT_EQ(runner_->next().kind, NextPhase::Kind::kEvaluation);
+  EXPECT_EQ(results_.best->step, 100);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -536,6 +537,119 @@ TEST_F(SchedulerTest, AnEpochResumedFromACutInsideItReportsTheTrainLossOfTheWhol
   }
   ASSERT_OK(Result());
   EXPECT_EQ(JsonNumber(FileText(run + "/summary.json"), "train_loss", -1), uninterrupted);
+}
+
+// A resumed job with a validation split (64 examples: 48 trained, 16
+// validation; 3 epochs, patience 1) goes on from the state its run's
+// metrics.jsonl recorded.
+class ValidationResumeTest : public SchedulerTest {
+ protected:
+  void SetUp() override {
+    SchedulerTest::SetUp();
+    options_.spec.set_epochs(3);
+    options_.spec.mutable_data()->set_validation_fraction(0.25f);
+    options_.spec.mutable_early_stopping()->set_patience(1);
+    auto shape = PlanJob(options_.spec);
+    ASSERT_OK(shape.status());
+    shape_ = *shape;
+    ASSERT_EQ(shape_.validation_examples, 16);
+    run_ = dir_ + "/run";
+    options_.run_dir = run_;
+  }
+
+  // Server and worker register; the worker's first phase.
+  std::optional<proto::Phase> FirstPhase(FakeNode* server, FakeNode* worker) {
+    server->Register();
+    if (!server->Await(proto::CLUSTER_MAP).has_value()) return std::nullopt;
+    proto::Header ready;
+    ready.set_op(proto::SERVER_READY);
+    server->Send(ready);
+    worker->Register();
+    auto map = worker->Await(proto::CLUSTER_MAP);
+    EXPECT_TRUE(map.has_value());
+    if (map.has_value()) EXPECT_EQ(map->header.cluster_map().validation_examples(), 16);
+    auto phase = worker->Await(proto::START_PHASE);
+    if (!phase.has_value()) return std::nullopt;
+    return phase->header.phase();
+  }
+
+  // The worker's report on an evaluation `phase` of `examples` examples at loss 0.5 each.
+  static void Evaluated(FakeNode* worker, const proto::Phase& phase, int64_t examples) {
+    proto::Header done;
+    done.set_op(proto::PHASE_DONE);
+    proto::PhaseDone* d = done.mutable_phase_done();
+    d->set_epoch(phase.epoch());
+    d->set_test(true);
+    d->set_validation(phase.validation());
+    d->set_examples(examples);
+    d->set_loss_sum(0.5 * examples);
+    d->set_correct(examples / 2);
+    worker->Send(done);
+  }
+
+  JobShape shape_;
+  std::string run_;
+};
+
+// The job was lost during the validation after epoch 1 (its checkpoint
+// committed, its line never written): the resumed job validates epoch 1
+// before it trains epoch 2, as an uninterrupted one did.
+TEST_F(ValidationResumeTest, AValidationTheRunDidNotRecordComesFirst) {
+  options_.resume_from = WriteCheckpoint(run_, options_.spec, shape_, 12, 1, 0);
+  std::ofstream(run_ + "/metrics.jsonl") << R"({"event": "epoch", "epoch": 1, "examples": 48})" << "\n";
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 1001);
+  FakeNode worker(&transport_, address, proto::WORKER, 1002);
+  const std::optional<proto::Phase> first = FirstPhase(&server, &worker);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->test());
+  EXPECT_TRUE(first->validation());
+  EXPECT_FALSE(first->final());
+  EXPECT_EQ(first->epoch(), 0);
+  Evaluated(&worker, *first, 16);
+  auto next = worker.Await(proto::START_PHASE);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_FALSE(next->header.phase().test()) << "then epoch 2's training";
+  EXPECT_EQ(next->header.phase().epoch(), 1);
+  EXPECT_EQ(next->header.phase().first_step(), 12);
+  EXPECT_EQ(LastMetric(run_, "eval", "best_step"), 12);
+  EXPECT_EQ(LastMetric(run_, "eval", "best_epoch"), 1);
+  proto::Header exited;  // the end: the server is gone, and no rollbacks are left
+  exited.set_op(proto::NODE_EXITED);
+  exited.mutable_node_exited()->set_pid(server.pid());
+  exited.mutable_node_exited()->set_token(kToken);
+  worker.Send(exited);
+  EXPECT_EQ(Result().code(), StatusCode::kUnavailable);
+}
+
+// Early stopping had ended training after epoch 2 (lost during the test
+// evaluation): the resumed job evaluates the test set and ends, and its
+// summary names the best epoch's checkpoint, which stays.
+TEST_F(ValidationResumeTest, AJobThatHadStoppedEarlyOnlyEvaluatesTheTestSet) {
+  const std::string best = WriteCheckpoint(run_, options_.spec, shape_, 12, 1, 0);
+  options_.resume_from = WriteCheckpoint(run_, options_.spec, shape_, 24, 2, 0);
+  std::ofstream(run_ + "/metrics.jsonl")
+      << R"({"event": "eval", "set": "validation", "epoch": 1, "best_epoch": 1, "best_step": 12, "best_value": 0.25, "evaluations_without_improvement": 0, "stop": false}
+{"event": "eval", "set": "validation", "epoch": 2, "best_epoch": 1, "best_step": 12, "best_value": 0.25, "evaluations_without_improvement": 1, "stop": true}
+)";
+  const std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 1101);
+  FakeNode worker(&transport_, address, proto::WORKER, 1102);
+  const std::optional<proto::Phase> first = FirstPhase(&server, &worker);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->test());
+  EXPECT_FALSE(first->validation());
+  EXPECT_TRUE(first->final());
+  EXPECT_EQ(first->epoch(), 1);
+  Evaluated(&worker, *first, 16);
+  ASSERT_OK(Result());
+  const std::string summary = FileText(run_ + "/summary.json");
+  EXPECT_EQ(JsonNumber(summary, "best_epoch"), 1) << summary;
+  EXPECT_EQ(JsonNumber(summary, "best_step"), 12);
+  EXPECT_TRUE(std::filesystem::equivalent(JsonString(summary, "best_checkpoint"), best)) << summary;
+  EXPECT_NE(summary.find("\"stopped_early\": true"), std::string::npos) << summary;
+  EXPECT_EQ(JsonNumber(summary, "stopped_at_epoch"), 2);
+  EXPECT_EQ(JsonNumber(summary, "test_accuracy"), 0.5);
 }
 
 // Only the launcher may say a node exited (issue 19 #8): a NODE_EXITED

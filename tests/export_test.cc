@@ -29,6 +29,7 @@
 #include "models/layer.h"
 #include "models/model.h"
 #include "tests/test_util.h"
+#include "tools/checkpoint_params.h"
 #include "tools/child_process.h"
 #include "tools/progress_view.h"
 #include "worker/batch_reader.h"
@@ -993,11 +994,43 @@ TEST_F(ExportCommandTest, InterruptedFineTuningLeavesNothingBehind) {
   EXPECT_FALSE(fs::exists(repo + "/m/1"));
 }
 
+// `tessera export RUN --best` takes summary.json's best_checkpoint, or says
+// in one line why the run has none.
+TEST(BestCheckpointTest, TheRunsSummaryNamesItOrSaysWhyNot) {
+  const std::string run = MakeTempDir("best");
+  std::string note;
+  StatusOr<std::string> best = BestCheckpointOfRun(run, &note);
+  EXPECT_EQ(best.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(best.status().message(),
+            run + "/summary.json is missing: --best exports the best checkpoint a finished run recorded");
+
+  const auto summary = [&](const std::string& json) { std::ofstream(run + "/summary.json") << json; };
+  summary(R"({"name": "job", "test_accuracy": 0.5})");
+  EXPECT_EQ(BestCheckpointOfRun(run, &note).status().message(),
+            run + " has no best checkpoint: its job had no validation split (data.validation_fraction or "
+                  "data.validation_files)");
+  summary(R"({"validation_examples": 10, "best_epoch": 3, "best_checkpoint": null})");
+  EXPECT_EQ(BestCheckpointOfRun(run, &note).status().message(),
+            run + " has no best checkpoint: no checkpoint was committed at the end of its best epoch, 3 "
+                  "(checkpoint.every_epochs)");
+  summary(R"({"validation_examples": 10, "best_epoch": null, "best_checkpoint": null})");
+  EXPECT_EQ(BestCheckpointOfRun(run, &note).status().message(),
+            run + " has no best checkpoint: no validation scored a metric");
+  summary("{not json");
+  EXPECT_EQ(BestCheckpointOfRun(run, &note).status().message(), run + "/summary.json does not parse");
+
+  summary(R"({"validation_examples": 10, "best_epoch": 2, "best_checkpoint": "/r/checkpoints/step-000000000020"})");
+  best = BestCheckpointOfRun(run, &note);
+  ASSERT_OK(best.status());
+  EXPECT_EQ(*best, "/r/checkpoints/step-000000000020");
+  EXPECT_NE(note.find("(epoch 2)"), std::string::npos) << note;
+}
+
 TEST(ExportCliTest, HelpDocumentsEveryFlag) {
   CommandResult r = RunTessera({"export", "--help"});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("usage: tessera export"), std::string::npos) << r.output;
-  for (const char* flag : {"--out=", "--probabilities", "--evaluate", "--data-dir=", "--max-test-examples=",
+  for (const char* flag : {"--out=", "--best", "--probabilities", "--evaluate", "--data-dir=", "--max-test-examples=",
                            "--quantize=", "--prune-sparsity=", "--prune-mode=", "--fine-tune-epochs=",
                            "--calibration-batches="}) {
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag;

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "core/checkpoint_manifest.h"
+#include "core/file_util.h"
 #include "models/model.h"
 #include "server/slice_store.h"
 
@@ -75,6 +78,35 @@ StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
   RETURN_IF_ERROR(AssembleCheckpoint(c.dir, c.manifest, &c.params, &c.state, &c.slices));
   ASSIGN_OR_RETURN(c.params_sha256, VerifyParamsDigest(c.dir, c.manifest, c.params));
   return c;
+}
+
+StatusOr<std::string> BestCheckpointOfRun(const std::string& run_dir, std::string* note) {
+  const std::string path = run_dir + "/summary.json";
+  StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return InvalidArgumentError(path + " is missing: --best exports the best checkpoint a finished run recorded");
+  }
+  const nlohmann::json summary = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!summary.is_object()) return InvalidArgumentError(path + " does not parse");
+  if (!summary.contains("validation_examples")) {
+    return InvalidArgumentError(run_dir + " has no best checkpoint: its job had no validation split "
+                                "(data.validation_fraction or data.validation_files)");
+  }
+  const nlohmann::json& best = summary.value("best_checkpoint", nlohmann::json());
+  const nlohmann::json& epoch = summary.value("best_epoch", nlohmann::json());
+  if (!best.is_string() || best.get<std::string>().empty()) {
+    return InvalidArgumentError(
+        run_dir + " has no best checkpoint: " +
+        (epoch.is_number_integer() ? "no checkpoint was committed at the end of its best epoch, " +
+                                         std::to_string(epoch.get<int64_t>()) + " (checkpoint.every_epochs)"
+                                   : std::string("no validation scored a metric")));
+  }
+  if (note != nullptr) {
+    *note = "the best checkpoint of " + run_dir + " (epoch " +
+            (epoch.is_number_integer() ? std::to_string(epoch.get<int64_t>()) : std::string("?")) +
+            "): " + best.get<std::string>();
+  }
+  return best.get<std::string>();
 }
 
 }  // namespace tessera

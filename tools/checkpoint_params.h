@@ -42,6 +42,14 @@ struct LoadedCheckpoint {
 // the first error, naming the file, otherwise.
 StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path);
 
+// The checkpoint `tessera export RUN_DIR --best` takes: the best_checkpoint
+// that RUN_DIR/summary.json records (the checkpoint cut at the end of the
+// best epoch by the validation metric). *note says which epoch it is.
+// InvalidArgument, one line saying why, when the run has none: no
+// summary.json (the run did not finish), no validation split, or no
+// checkpoint cut at that epoch's end.
+StatusOr<std::string> BestCheckpointOfRun(const std::string& run_dir, std::string* note);
+
 }  // namespace tessera
 
 #endif  // TESSERA_TOOLS_CHECKPOINT_PARAMS_H_

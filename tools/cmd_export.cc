@@ -41,6 +41,9 @@ DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning the pruned mode
 DEFINE_int32(calibration_batches, 0, "export: training batches (of the spec's batch size, drawn at random with "
                                      "the spec's seed) that calibrate int8 activations; 0: 32 batches");
 DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits') to the ONNX graph");
+DEFINE_bool(best, false, "export: the run's best checkpoint instead of its newest: the one summary.json names as "
+                         "best_checkpoint (cut at the end of the epoch with the best validation metric); the "
+                         "argument must be a finished run's directory");
 DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy on the spec's test set (needs the "
                             "data; --noevaluate skips it)");
 
@@ -179,8 +182,15 @@ int RunExport(const ParsedArgs& args) {
   }
 
   // The checkpoint, verified: every file's checksum, every key once, the digest.
-  auto loaded = LoadCheckpoint(args.positional[0]);
+  std::string checkpoint = args.positional[0], best_note;
+  if (FLAGS_best) {
+    StatusOr<std::string> best = BestCheckpointOfRun(checkpoint, &best_note);
+    if (!best.ok()) return UsageError(self, best.status().message());
+    checkpoint = *best;
+  }
+  auto loaded = LoadCheckpoint(checkpoint);
   if (!loaded.ok()) return UsageError(self, loaded.status().message());
+  if (FLAGS_best) loaded->note = best_note;
   ExportSource source;
   source.dir = loaded->dir;
   source.manifest = loaded->manifest;

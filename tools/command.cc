@@ -154,7 +154,9 @@ const std::vector<Command>& Commands() {
       {"export", "export a checkpoint's model as ONNX into a versioned model repository",
        "tessera export CHECKPOINT_OR_RUN_DIR --out MODEL_REPO/NAME [flags]\n\n"
        "Verifies the checkpoint (a run directory or its checkpoints/latest gives the newest intact\n"
-       "one), evaluates the model on the spec's test set, and writes MODEL_REPO/NAME/VERSION/model.onnx\n"
+       "one; with --best, a run directory gives the checkpoint of its best epoch by the validation\n"
+       "metric, summary.json's best_checkpoint), evaluates the model on the spec's test set, and\n"
+       "writes MODEL_REPO/NAME/VERSION/model.onnx\n"
        "and manifest.json, VERSION being the next free integer (1, 2, ...; the layout Triton reads),\n"
        "all at once or not at all.\n"
        "The ONNX input 'input' [N, C, H, W] takes values normalized as in training,\n"
@@ -172,7 +174,7 @@ const std::vector<Command>& Commands() {
        "of training examples, written as ONNX QuantizeLinear/DequantizeLinear, which tessera serve and\n"
        "predict compute in int8 on the CPU. The manifest gives the test accuracy after each step.\n"
        "docs/FORMATS.md describes the files.",
-       {"out", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
+       {"out", "best", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
         "prune_mode", "fine_tune_epochs", "calibration_batches", "servers", "workers", "batch_size",
         "learning_rate", "max_train_examples", "threads", "device", "progress", "max_restarts", "force"},
        RunExport},

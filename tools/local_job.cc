@@ -192,6 +192,18 @@ class LocalCluster {
   std::vector<bool> replacement_, lost_;  // by child
 };
 
+// With a validation split: the best epoch, its checkpoint, and whether training stopped early.
+std::string BestEpochText(const std::string& summary_line) {
+  const int best = static_cast<int>(JsonNumber(summary_line, "best_epoch", -1));
+  if (best < 0) return "";
+  std::string text = "best epoch " + std::to_string(best) + " by the validation metric";
+  const std::string checkpoint = JsonString(summary_line, "best_checkpoint");
+  text += checkpoint.empty() ? " (no checkpoint of it)" : ": checkpoint " + checkpoint + " (export --best)";
+  const int stopped = static_cast<int>(JsonNumber(summary_line, "stopped_at_epoch", 0));
+  if (stopped > 0) text += "; stopped early after epoch " + std::to_string(stopped);
+  return text + "\n";
+}
+
 void PrintSummary(const std::string& run_dir, double wall) {
   auto summary = ReadFileToString(run_dir + "/summary.json");
   if (!summary.ok()) {
@@ -209,7 +221,7 @@ void PrintSummary(const std::string& run_dir, double wall) {
                 JsonNumber(one_line, "test_accuracy"), JsonNumber(one_line, "train_loss"),
                 static_cast<long long>(JsonNumber(one_line, "steps")), JsonNumber(one_line, "samples_per_sec"),
                 FormatDuration(wall).c_str(), JsonString(one_line, "params_sha256").c_str(), run_dir.c_str());
-  std::cout << ClassTable(*summary) << text << std::flush;
+  std::cout << ClassTable(*summary) << BestEpochText(one_line) << text << std::flush;
 }
 
 }  // namespace

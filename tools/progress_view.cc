@@ -103,6 +103,18 @@ void ProgressView::Show(const std::string& line) {
                   static_cast<long long>(JsonNumber(line, "step")), JsonString(line, "reason").c_str());
     Finish();
     std::fprintf(out_, "%s\n", text);
+  } else if (event == "eval" && JsonString(line, "set") == "validation") {
+    const bool improved = line.find("\"improved\": true") != std::string::npos;
+    const bool stop = line.find("\"stop\": true") != std::string::npos;
+    std::snprintf(text, sizeof(text), "epoch %d/%d validation accuracy %.4f, validation loss %.4f%s%s", epoch, epochs,
+                  JsonNumber(line, "validation_accuracy"), JsonNumber(line, "validation_loss"),
+                  improved ? " (best so far)" : "",
+                  stop ? ("; stopping early: the best " + JsonString(line, "metric") + " was epoch " +
+                          std::to_string(static_cast<int>(JsonNumber(line, "best_epoch"))) + "'s")
+                             .c_str()
+                       : "");
+    Finish();
+    std::fprintf(out_, "%s\n", text);
   } else if (event == "eval") {
     std::snprintf(text, sizeof(text), "epoch %d/%d test accuracy %.4f, test loss %.4f", epoch, epochs,
                   JsonNumber(line, "test_accuracy"), JsonNumber(line, "test_loss"));

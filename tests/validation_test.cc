@@ -61,7 +61,9 @@ std::vector<nlohmann::json> EvalLines(const std::string& run, const std::string&
 class ValidationJobTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!FileExists(kFashionMnist)) GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
+    if (!FileExists(kFashionMnist)) {
+      GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
+    }
     dir_ = MakeTempDir("validation");
     spec_ = dir_ + "/early-stop.pbtxt";
     std::ofstream(spec_) << kSpec;
@@ -143,6 +145,11 @@ TEST_F(ValidationJobTest, AJobWhoseValidationLossRisesStopsEarlyAndExportsItsBes
   const CommandResult newest = RunTessera({"export", run, "--noevaluate", "--out", repo + "/m"});
   ASSERT_EQ(newest.exit_code, 0) << newest.output;
   EXPECT_GT(ReadJson(repo + "/m/2/manifest.json")["source"]["step"].get<int64_t>(), best_step);
+  // Fine-tuning the best checkpoint runs the epochs asked for, without early stopping.
+  const CommandResult tuned = RunTessera({"export", run, "--best", "--noevaluate", "--prune-sparsity", "0.5",
+                                          "--fine-tune-epochs", "1", "--threads", "1", "--out", repo + "/m"});
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
+  EXPECT_EQ(ReadJson(repo + "/m/3/manifest.json")["source"]["step"], best_step);
 }
 
 // Exact resume: a job stopped after 2 epochs and resumed for the rest

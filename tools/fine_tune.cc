@@ -110,6 +110,9 @@ int FineTune(const Command& self, proto::JobSpec spec, const std::vector<TensorI
   spec.set_epochs(options.epochs);
   spec.mutable_optimizer()->set_freeze_zero_weights(options.freeze_zero_weights);
   spec.set_eval_every_epoch(false);  // the export evaluates the result itself
+  // Exactly the epochs asked for, exported from the last: no early stopping
+  // (which needs a validation after every epoch).
+  spec.mutable_early_stopping()->set_patience(0);
   proto::CheckpointSpec* k = spec.mutable_checkpoint();
   k->set_enabled(true);
   k->set_every_epochs(0);  // at the end, the parameters to export (and inside epochs as the spec says)

@@ -170,7 +170,8 @@ void KeepRuns(const std::vector<int64_t>& examples, int64_t size, std::vector<T>
     std::copy_n(values->begin() + examples[i] * size, size, values->begin() + static_cast<int64_t>(i) * size);
   }
   values->resize(examples.size() * size);
-  values->shrink_to_fit();
+  // Giving memory back copies what is kept: only when that is less than half.
+  if (values->size() < values->capacity() / 2) values->shrink_to_fit();
 }
 
 }  // namespace

@@ -37,8 +37,9 @@ StatusOr<ImageDataset> LoadImageDataset(const std::string& images_path, const st
 
 // `dataset` with only the examples `examples` (indexes, strictly
 // ascending, each < count), in that order: the training or validation set
-// of a split (HoldOut). Moves them down in place, so it needs no memory
-// beyond the dataset's own.
+// of a split (HoldOut). Moves them down in place, and gives the rest of the
+// memory back only when less than half is kept (by a copy of that), so the
+// memory it adds for a moment is below half the dataset's.
 ImageDataset SelectExamples(ImageDataset dataset, const std::vector<int64_t>& examples);
 
 // The number of examples, reading only the two headers. Fails as

@@ -120,7 +120,8 @@ Status ValidateValidation(const proto::JobSpec& spec) {
   const proto::DataSpec& d = spec.data();
   const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV;
   const float fraction = d.validation_fraction();
-  RETURN_IF_ERROR(Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
+  RETURN_IF_ERROR(
+      Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
   RETURN_IF_ERROR(Require(table || d.validation_files_size() == 0,
                           "data.validation_files are for data.format CSV or TSV; IDX data holds out "
                           "data.validation_fraction of its training examples"));

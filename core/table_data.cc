@@ -216,9 +216,9 @@ namespace {
 // columns, and classes below `classes`.
 Status CheckLikeTraining(const TableScan& train, const TableScan& other, const std::string& name, int classes) {
   if (other.columns != train.columns) {
-    return InvalidArgumentError("the " + name + " files' columns differ from the training files': label and features at " +
-                                std::to_string(other.columns.size()) + " header positions, not where the training "
-                                "files have them");
+    return InvalidArgumentError("the " + name + " files' columns differ from the training files': label and "
+                                "features at " + std::to_string(other.columns.size()) +
+                                " header positions, not where the training files have them");
   }
   // At the same positions, other names (no feature_columns, and another
   // header): the workers would evaluate on columns the model never saw.

@@ -127,7 +127,8 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
   }
   if (index > 0) {
     losses_.Stop();  // the epoch lost a worker: no cut comes inside it
-    LOG(INFO) << (test_ ? (validation_ ? "validation" : "evaluation") : "epoch") << " " << epoch_ + 1 << ", part " << index + 1 << ": "
+    const char* what = test_ ? (validation_ ? "validation" : "evaluation") : "epoch";
+    LOG(INFO) << what << " " << epoch_ + 1 << ", part " << index + 1 << ": "
               << live.size() << " workers take the positions lost workers left"
               << (test_ || spec_.consistency() != proto::BSP
                       ? ""
@@ -376,10 +377,21 @@ PhaseRunner::Actions PhaseRunner::FinishValidation() {
   const double value = early_stopping_.MetricOf(
       loss, accuracy, classes.has_value() ? std::optional<double>(classes->macro_f1) : std::nullopt);
   const bool improved = early_stopping_.Observe(epoch_, global_step_, value);
-  const BestSoFar& best = early_stopping_.best();
-  if (early_stopping_.has_best()) results_->best = best;
+  if (early_stopping_.has_best()) results_->best = early_stopping_.best();
   const bool last_epoch = epoch_ + 1 == spec_.epochs();
   const bool stop = early_stopping_.ShouldStop() && !last_epoch;
+  LOG(INFO) << "epoch " << epoch_ + 1 << " validation " << early_stopping_.metric_name() << " " << value
+            << (improved ? " (the best so far)" : "") << (stop ? ": stopping early" : "");
+  Actions actions;
+  actions.lines.push_back(ValidationLine(accuracy, loss, classes, improved, stop));
+  if (improved) actions.new_best_step = global_step_;
+  // The test set once, at the end: after the last epoch, or now that early stopping ends training.
+  Proceed(last_epoch || stop ? NextPhase::Evaluation(epoch_) : NextPhase::Training(epoch_ + 1));
+  return actions;
+}
+
+JsonObject PhaseRunner::ValidationLine(double accuracy, double loss, const std::optional<ClassificationResult>& classes,
+                                       bool improved, bool stop) const {
   JsonObject line;
   line.Add("event", "eval")
       .Add("set", "validation")
@@ -394,19 +406,13 @@ PhaseRunner::Actions PhaseRunner::FinishValidation() {
     line.Add("classification", figures);
   }
   // The state of the best epoch and early stopping, as a resumed job restores it (ReadJobHistory).
+  const BestSoFar& best = early_stopping_.best();
   line.Add("metric", early_stopping_.metric_name()).Add("improved", improved);
   if (early_stopping_.has_best()) {
     line.Add("best_epoch", best.epoch + 1).Add("best_step", best.step).AddFloat64("best_value", best.value);
   }
   line.Add("evaluations_without_improvement", best.evaluations_without_improvement).Add("stop", stop);
-  LOG(INFO) << "epoch " << epoch_ + 1 << " validation " << early_stopping_.metric_name() << " " << value
-            << (improved ? " (the best so far)" : "") << (stop ? ": stopping early" : "");
-  Actions actions;
-  actions.lines.push_back(std::move(line));
-  if (improved) actions.new_best_step = global_step_;
-  // The test set once, at the end: after the last epoch, or now that early stopping ends training.
-  Proceed(last_epoch || stop ? NextPhase::Evaluation(epoch_) : NextPhase::Training(epoch_ + 1));
-  return actions;
+  return line;
 }
 
 }  // namespace tessera

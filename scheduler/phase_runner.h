@@ -169,6 +169,9 @@ class PhaseRunner {
   // An evaluation of the validation set ended: the best epoch and early
   // stopping decide what follows.
   Actions FinishValidation();
+  // Its metrics.jsonl line: the figures, and the best epoch and early-stopping state after it.
+  JsonObject ValidationLine(double accuracy, double loss, const std::optional<ClassificationResult>& classes,
+                            bool improved, bool stop) const;
   // What follows a training epoch (with a validation split, its evaluation
   // is of the validation set).
   NextPhase AfterEpoch() const;

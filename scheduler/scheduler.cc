@@ -48,8 +48,8 @@ Status Scheduler::Prepare() {
     }
   }
   LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
-            << " parameters, " << shape_.train_examples << " training and " << shape_.test_examples
-            << " test examples";
+            << " parameters, " << shape_.train_examples << " training, " << shape_.validation_examples
+            << " validation and " << shape_.test_examples << " test examples";
   return OkStatus();
 }
 
@@ -205,9 +205,9 @@ Status Scheduler::MaybeStartJob() {
   const NextPhase first =
       FirstPhaseOfResume(*resume_, options_.spec, validated_epochs_, phases_.early_stopping().ShouldStop());
   if (first.kind == NextPhase::Kind::kEvaluation) {
-    LOG(INFO) << "training is " << (first.epoch + 1 < options_.spec.epochs() ? "stopped early" : "complete")
-              << " at step " << phases_.global_step() << "; going on with the "
-              << (first.validation ? "validation of epoch " + std::to_string(first.epoch + 1) : "final evaluation");
+    LOG(INFO) << "resuming at step " << phases_.global_step() << " with "
+              << (first.validation ? "the validation of epoch " + std::to_string(first.epoch + 1)
+                                   : std::string("the final evaluation only (training is done)"));
   }
   return Proceed(first);
 }

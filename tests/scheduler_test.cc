@@ -567,7 +567,9 @@ class ValidationResumeTest : public SchedulerTest {
     worker->Register();
     auto map = worker->Await(proto::CLUSTER_MAP);
     EXPECT_TRUE(map.has_value());
-    if (map.has_value()) EXPECT_EQ(map->header.cluster_map().validation_examples(), 16);
+    if (map.has_value()) {
+      EXPECT_EQ(map->header.cluster_map().validation_examples(), 16);
+    }
     auto phase = worker->Await(proto::START_PHASE);
     if (!phase.has_value()) return std::nullopt;
     return phase->header.phase();

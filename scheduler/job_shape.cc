@@ -22,7 +22,7 @@ Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
 StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
   DataShape shape;
   if (IsTableFormat(data)) {
-    ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data));
+    ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records));
     for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
     for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
     shape.example_shape = {table.feature_columns_size()};

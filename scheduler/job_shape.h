@@ -12,6 +12,7 @@
 
 #include "core/key_range.h"
 #include "core/status.h"
+#include "core/table_data.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
@@ -37,6 +38,7 @@ struct DataShape {
   int64_t train_examples = 0, test_examples = 0;
   std::vector<int64_t> example_shape;
   int num_classes = 0;
+  BadRecords bad_records;  // a table's, passed over (data.table.skip_bad_records)
 };
 
 // The shape of `data`: IDX from the files' headers; a table by reading every

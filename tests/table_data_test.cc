@@ -1278,3 +1278,83 @@ TEST(TableExampleReaderTest, AFileThatShrankIsTheReadsError) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// 10,000 records of "label,x" where every 7th line (from the 3rd) is bad in
+// one of four ways; the good ones hold x = their index among the good.
+struct TableWithBadRecords {
+  std::string text = "label,x\n";
+  int64_t good = 0, bad = 0;
+  TableWithBadRecords() {
+    const char* kBad[] = {"1,2,3\n", "cat,1\n", "1,one\n", "7,1\n"};  // fields, label, number, class >= 5
+    for (int line = 0; line < 10000; ++line) {
+      if (line % 7 == 2) {
+        text += kBad[bad++ % 4];
+      } else {
+        text += std::to_string(good % 5) + "," + std::to_string(good) + "\n";
+        ++good;
+      }
+    }
+  }
+};
+
+TEST(TableBadRecordsTest, SkippedRecordsAreCountedNamedAndPassedOverWhenBlocksAreRead) {
+  for (bool gzipped : {false, true}) {
+    TempDir dir;
+    const TableWithBadRecords table;
+    const std::string name = gzipped ? "train.csv.gz" : "train.csv";
+    if (gzipped) {
+      WriteGzText(dir.File(name), table.text);
+    } else {
+      WriteText(dir.File(name), table.text);
+    }
+    WriteText(dir.File("test.csv"), "label,x\n0,1\n");
+    proto::DataSpec data = CsvData(dir.path(), {name}, {"test.csv"});
+    data.mutable_table()->set_num_classes(5);
+    data.mutable_table()->set_scaling(proto::TableSpec::NONE);
+    EXPECT_FALSE(DescribeTable(data).ok()) << "without skip_bad_records the first bad record stops it";
+    data.mutable_table()->set_skip_bad_records(true);
+    BadRecords bad;
+    StatusOr<proto::TableData> described = DescribeTable(data, &bad);
+    ASSERT_OK(described.status());
+    EXPECT_EQ(described->train_bad_records(), table.bad);
+    EXPECT_EQ(described->test_bad_records(), 0);
+    EXPECT_EQ(bad.count, table.bad);
+    ASSERT_EQ(bad.first.size(), BadRecords::kNamed);
+    const std::string file = dir.File(name);
+    EXPECT_EQ(bad.first[0], file + ":4: 3 fields, expected 2 (the header's)");
+    EXPECT_EQ(bad.first[1], file + ":11: column 'label': expected a class id, an integer in [0, 256), got \"cat\"");
+    EXPECT_EQ(bad.first[2], file + ":18: column \"x\": expected a finite number, got \"one\"");
+    EXPECT_EQ(bad.first[3], file + ":25: column 'label': expected a class id below data.table.num_classes 5, got 7");
+    // Blocks hold good records only, and reading one passes over the bad ones again.
+    int64_t total = 0;
+    std::vector<float> x;
+    std::vector<uint8_t> labels;
+    for (const proto::TableBlock& block : described->train_blocks()) {
+      ASSERT_OK(ReadTableBlock(data, /*test=*/false, *described, block, &x, &labels));
+      ASSERT_EQ(static_cast<int64_t>(x.size()), block.records());
+      for (int64_t r = 0; r < block.records(); ++r) {
+        ASSERT_EQ(x[r], static_cast<float>(block.first_record() + r)) << "block at record " << block.first_record();
+        ASSERT_EQ(labels[r], (block.first_record() + r) % 5);
+      }
+      total += block.records();
+    }
+    EXPECT_EQ(total, table.good);
+  }
+}
+
+TEST(TableBadRecordsTest, AnUnterminatedQuoteStopsTheScanEvenWhenSkipping) {
+  TempDir dir;
+  WriteText(dir.File("train.csv"), "label,x\n1,2\n1,\"3\n1,4\n");
+  WriteText(dir.File("test.csv"), "label,x\n0,1\n");
+  proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"test.csv"});
+  data.mutable_table()->set_skip_bad_records(true);
+  StatusOr<proto::TableData> described = DescribeTable(data);
+  ASSERT_FALSE(described.ok());
+  EXPECT_NE(described.status().message().find("quote"), std::string::npos) << described.status().message();
+}
+
+}  // namespace
+}  // namespace tessera

@@ -2,6 +2,8 @@
 
 #include <gflags/gflags.h>
 
+#include <iostream>
+
 #include "core/dataset.h"
 #include "core/idx_reader.h"
 #include "models/model.h"
@@ -56,11 +58,26 @@ Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
   return OkStatus();
 }
 
+namespace {
+
+// The records data.table.skip_bad_records passes over: how many, and the first ones.
+void PrintBadRecords(const BadRecords& bad) {
+  if (bad.count == 0) return;
+  std::cerr << "passing over " << bad.count << " bad record" << (bad.count == 1 ? "" : "s")
+            << " (data.table.skip_bad_records)" << (bad.count > static_cast<int64_t>(bad.first.size()) ? "; the first:" : ":")
+            << "\n";
+  for (const std::string& message : bad.first) std::cerr << "  " << message << "\n";
+  std::cerr << std::flush;
+}
+
+}  // namespace
+
 Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) {
   RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
   // A table's every record is read and checked here, as the scheduler will again to plan the job.
   ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(d, nullptr));
+  PrintBadRecords(data.bad_records);
   if (IsTableFormat(d)) return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());

@@ -61,7 +61,7 @@ void WriteFolder(const ImageDataset& data, int per_class, const std::string& dir
     ++written[label];
     const std::string folder = dir + "/" + kClassNames[label];
     fs::create_directories(folder);
-    char name[16];
+    char name[32];
     std::snprintf(name, sizeof(name), "/%05lld.png", static_cast<long long>(i));
     testing_images::WriteBytes(folder + name, testing_images::EncodePng(DatasetImage(data, i)));
   }

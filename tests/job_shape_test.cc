@@ -103,7 +103,7 @@ TEST_F(JobShapeTest, ABadSpecOrMissingDataIsRefused) {
 TEST(ImageFolderJobShapeTest, TheClassesAreTheFoldersAndTheMapCarriesTheDigests) {
   const std::string dir = MakeTempDir("shape-images");
   const Image gray = testing_images::MakeImage(5, 7, 1, [](int y, int x, int) { return y * 30 + x; });
-  for (const std::string& name : {"train/shirt/1.png", "train/bag/1.png", "train/bag/2.png", "test/bag/3.png"}) {
+  for (const std::string name : {"train/shirt/1.png", "train/bag/1.png", "train/bag/2.png", "test/bag/3.png"}) {
     std::filesystem::create_directories(std::filesystem::path(dir + "/" + name).parent_path());
     testing_images::WriteBytes(dir + "/" + name, testing_images::EncodePng(gray));
   }

@@ -156,9 +156,9 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_lost", r.workers_lost)
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
-  if (spec.data().table().skip_bad_records() && shape.table_data.has_value()) {
+  if (spec.data().table().skip_bad_records() && shape.layout.table.has_value()) {
     JsonObject bad;
-    bad.Add("train", shape.table_data->train_bad_records()).Add("test", shape.table_data->test_bad_records());
+    bad.Add("train", shape.layout.table->train_bad_records()).Add("test", shape.layout.table->test_bad_records());
     s.Add("bad_records_skipped", bad);
   }
   if (r.classification.has_value()) {

@@ -44,9 +44,9 @@ Status Scheduler::Prepare() {
   LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
             << " parameters, " << shape_.train_examples << " training and " << shape_.test_examples
             << " test examples";
-  if (shape_.table_data.has_value() && shape_.table_data->train_bad_records() + shape_.table_data->test_bad_records() > 0) {
-    LOG(WARNING) << "passing over " << shape_.table_data->train_bad_records() << " bad training and "
-                 << shape_.table_data->test_bad_records() << " bad test records (data.table.skip_bad_records)";
+  if (shape_.layout.table.has_value() && shape_.layout.table->train_bad_records() + shape_.layout.table->test_bad_records() > 0) {
+    LOG(WARNING) << "passing over " << shape_.layout.table->train_bad_records() << " bad training and "
+                 << shape_.layout.table->test_bad_records() << " bad test records (data.table.skip_bad_records)";
   }
   return OkStatus();
 }

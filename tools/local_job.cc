@@ -24,6 +24,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "core/idx_reader.h"
+#include "core/image_folder_data.h"
 #include "core/spec.h"
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
@@ -32,6 +33,7 @@
 #include "tools/class_table.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
+#include "worker/worker.h"
 
 namespace tessera {
 namespace {
@@ -233,6 +235,13 @@ StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec) {
   uint64_t bytes = kWorkerBaseBytes;
   // A table's worker holds two blocks at most, whatever the data's size.
   if (IsTableFormat(d)) return bytes + 2 * kTableBlockValues * sizeof(float);
+  // An image folder's worker decodes each image as a batch reads it: it holds
+  // a batch and the one read ahead (evaluation's batches of at least 256
+  // being the larger), whatever the data's size.
+  if (IsImageFolderFormat(d)) {
+    const uint64_t batch = std::max(spec.batch_size(), kMinEvalBatch);
+    return bytes + 2 * batch * static_cast<uint64_t>(ImageExampleSize(d.image())) * sizeof(float);
+  }
   for (const auto& [images, max_examples] : {std::pair{d.train_images(), d.max_train_examples()},
                                              std::pair{d.test_images(), d.max_test_examples()}}) {
     uint8_t type = 0;

@@ -47,9 +47,11 @@ MachineResources ThisMachine();
 // with at least one compute thread, and a BSP step waits for the slowest.
 constexpr int kLocalWorkersPerCore = 4;
 
-// The memory one worker of `spec` needs: its own copy of the training and
-// test sets (the examples it will load) plus 64 MiB for the process and the
-// model. NotFound/DataLoss when a data file cannot be read.
+// The memory one worker of `spec` needs: 64 MiB for the process and the
+// model, plus for IDX data its own copy of the training and test sets (the
+// examples it will load), for a table two blocks, for image folders two
+// batches (the one it trains on and the one read ahead). NotFound/DataLoss
+// when an IDX file cannot be read.
 StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec);
 
 // OK when `workers` workers of `bytes_per_worker` each fit on `machine`: at

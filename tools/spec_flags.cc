@@ -9,6 +9,7 @@
 
 #include "core/dataset.h"
 #include "core/idx_reader.h"
+#include "core/image_folder_data.h"
 #include "models/model.h"
 #include "core/spec.h"
 #include "core/table_data.h"
@@ -103,11 +104,24 @@ StatusOr<DataShape> CheckTable(const proto::DataSpec& data) {
   return shape;
 }
 
+// Both folders listed, and every image in them decoded once, so that a bad
+// file (a truncated or corrupt PNG, say) is one line naming it now rather
+// than a worker failing once training has started; then the model must fit
+// the images' shape and classes.
+Status CheckImageFolderRunnable(const proto::JobSpec& spec) {
+  ASSIGN_OR_RETURN(const ImageFolderSplits splits, ListImageFolders(spec.data()));
+  RETURN_IF_ERROR(CheckImageFolder(splits.train).status());
+  RETURN_IF_ERROR(CheckImageFolder(splits.test).status());
+  const int classes = static_cast<int>(splits.train.class_names.size());
+  return Model::Create(spec.model(), ImageExampleShape(spec.data().image()), classes).status();
+}
+
 }  // namespace
 
 Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) {
   RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
+  if (IsImageFolderFormat(d)) return CheckImageFolderRunnable(spec);
   if (IsTableFormat(d)) {
     // Every record is read and checked here, as the scheduler will again to plan the job.
     ASSIGN_OR_RETURN(const DataShape data, CheckTable(d));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/random.h"
 #include "core/spec.h"
 #include "core/table_data.h"
 
@@ -76,11 +77,40 @@ Status TableExampleReader::Read(const std::vector<int64_t>& examples, std::vecto
   return OkStatus();
 }
 
+ImageFolderExampleReader::ImageFolderExampleReader(proto::ImageSpec image, ImageFolderListing listing,
+                                                   std::optional<uint64_t> augment_seed)
+    : image_(std::move(image)),
+      listing_(std::move(listing)),
+      augment_seed_(ImageAugments(image_) ? augment_seed : std::nullopt) {}
+
+std::optional<uint64_t> ImageFolderExampleReader::AugmentSeed(int64_t example) const {
+  if (!augment_seed_.has_value()) return std::nullopt;
+  return MixSeed(*augment_seed_, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(example));
+}
+
+Status ImageFolderExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
+                                      std::vector<uint8_t>* labels) {
+  const int64_t size = ImageExampleSize(image_);
+  x->resize(examples.size() * size);
+  labels->resize(examples.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
+    ASSIGN_OR_RETURN(const Image image, ReadFolderImage(listing_, examples[i]));
+    WriteImageExample(image, image_, AugmentSeed(examples[i]), x->data() + i * size);
+    (*labels)[i] = static_cast<uint8_t>(listing_.images[examples[i]].label);
+  }
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
                                                            bool test) {
   if (IsTableFormat(data)) {
     RETURN_IF_ERROR(ValidateTableData(data, map.table_data(), map.train_examples(), map.test_examples()));
     return std::unique_ptr<ExampleReader>(new TableExampleReader(data, map.table_data(), test));
+  }
+  if (IsImageFolderFormat(data)) {
+    ASSIGN_OR_RETURN(ImageFolderListing listing, ListImageFolderAsPlanned(data, map.image_folder(), test));
+    const std::optional<uint64_t> augment_seed = test ? std::nullopt : std::optional<uint64_t>(map.spec().seed());
+    return std::unique_ptr<ExampleReader>(new ImageFolderExampleReader(data.image(), std::move(listing), augment_seed));
   }
   ASSIGN_OR_RETURN(ImageDataset images,
                    test ? LoadImageDataset(DataPath(data, data.test_images()), DataPath(data, data.test_labels()),

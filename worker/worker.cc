@@ -280,6 +280,9 @@ class OverlapPusher {
 // taken (or, under ASP, the data is), with its last parameters and a report.
 Status Worker::RunTraining(const proto::Phase& phase) {
   RETURN_IF_ERROR(PullParamsForPhaseStart(phase));
+  // Before the phase's prefetch thread starts: the reader augments each
+  // example from (seed, epoch, index).
+  train_->set_epoch(phase.epoch());
   TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
   // Resumed inside the epoch: this worker's loss sum goes on from its sum
   // before the cut, so it adds up as in a run that never stopped.
@@ -456,7 +459,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   // after all workers finished the epoch), so the current parameters are final.
   RETURN_IF_ERROR(kv_->Pull(0));
   RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_));
-  const int batch = std::max(map_.spec().batch_size(), 256);
+  const int batch = std::max(map_.spec().batch_size(), kMinEvalBatch);
   BatchPrefetcher reader(test_.get());
   const ExampleOrder natural_order;
   std::vector<float> x;

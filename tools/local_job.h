@@ -5,6 +5,7 @@
 #ifndef TESSERA_TOOLS_LOCAL_JOB_H_
 #define TESSERA_TOOLS_LOCAL_JOB_H_
 
+#include <cstdint>
 #include <string>
 
 #include "proto/job.pb.h"
@@ -60,6 +61,12 @@ Status CheckLocalWorkers(int workers, uint64_t bytes_per_worker, const MachineRe
 
 // CheckLocalWorkers for spec's workers on this machine.
 Status CheckLocalWorkersFit(const proto::JobSpec& spec);
+
+// How long the launcher waits for its scheduler to listen: 30 s, plus for a
+// CSV/TSV table the time to read its files at 5 MB/s (the scheduler reads
+// every record before it listens; the reader is some 20 times faster, so a
+// loaded machine still makes it). A file that cannot be sized adds nothing.
+int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data);
 
 // --progress: auto, live, plain or none. InvalidArgument otherwise.
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag);

@@ -90,7 +90,7 @@ TEST(TableMemoryTest, WorkerPeakMemoryDoesNotGrowWithTheTable) {
   // rows x 64 features x 4 bytes = 20.5 MB (its CSV text is about 34 MB
   // more). A worker holding every record it read (about half the table
   // each) would grow by 10 MB or more; holding the whole table, by 20 MB or
-  // more. A streaming worker holds two blocks of 4,096 records (2 MiB each)
+  // more. A streaming worker holds two blocks of 4,096 records (1 MiB each)
   // whatever the table's size, so its peak moves only by what the longer run
   // adds elsewhere: the cluster map's blocks (25 against 5, a few hundred
   // bytes), allocator and ZeroMQ buffers: on the 2-core VM the two peaks

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/reflection.h>
@@ -75,6 +76,16 @@ StatusOr<proto::JobSpec> LoadJobSpec(const std::string& path) {
   return ParseJobSpec(text, path);
 }
 
+// One distinct, non-empty name per class (their count is checked against the data).
+Status ValidateClassNames(const proto::DataSpec& d) {
+  std::set<std::string> seen;
+  for (const std::string& name : d.class_names()) {
+    RETURN_IF_ERROR(Require(!name.empty(), "data.class_names must not hold an empty name"));
+    RETURN_IF_ERROR(Require(seen.insert(name).second, "data.class_names holds '" + name + "' twice"));
+  }
+  return OkStatus();
+}
+
 // The fields of data.format: tables name their files and label column, IDX
 // data uses none of the table fields.
 Status ValidateDataFormat(const proto::JobSpec& spec) {
@@ -132,6 +143,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(d.max_train_examples() >= 0, "data.max_train_examples must be >= 0" + Got(d.max_train_examples())));
   RETURN_IF_ERROR(Require(d.max_test_examples() >= 0, "data.max_test_examples must be >= 0" + Got(d.max_test_examples())));
   RETURN_IF_ERROR(ValidateDataFormat(spec));
+  RETURN_IF_ERROR(ValidateClassNames(d));
 
   RETURN_IF_ERROR(ValidateOptimizerSpec(spec.optimizer()));
   const proto::CheckpointSpec& k = spec.checkpoint();

@@ -46,15 +46,35 @@ StatusOr<std::vector<int>> ResolveColumns(const proto::DataSpec& data, const Csv
   return columns;
 }
 
+// `field` in quotes for a one-line message, as the CSV reader shows fields:
+// line ends and tabs escaped, at most 64 characters (then "...").
+std::string QuotedField(std::string_view field) {
+  constexpr size_t kShown = 64;
+  std::string quoted = "\"";
+  for (char c : field.substr(0, kShown)) {
+    if (c == '\n') {
+      quoted += "\\n";
+    } else if (c == '\r') {
+      quoted += "\\r";
+    } else if (c == '\t') {
+      quoted += "\\t";
+    } else {
+      quoted += c;
+    }
+  }
+  if (field.size() > kShown) quoted += "...";
+  quoted += '"';
+  return quoted;
+}
+
 // The class of `field`: an integer in [0, kMaxTableClasses).
 StatusOr<int> ParseLabel(std::string_view field) {
   int value = -1;
   const char* end = field.data() + field.size();
   auto [ptr, ec] = std::from_chars(field.data(), end, value);
   if (field.empty() || ec != std::errc() || ptr != end || value < 0 || value >= kMaxTableClasses) {
-    std::string shown(field.substr(0, 64));
     return InvalidArgumentError("expected a class id, an integer in [0, " + std::to_string(kMaxTableClasses) +
-                                "), got \"" + shown + "\"");
+                                "), got " + QuotedField(field));
   }
   return value;
 }
@@ -199,6 +219,12 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
                                 std::to_string(test.columns.size()) + " header positions, not where the training "
                                 "files have them");
   }
+  // At the same positions, other names (no feature_columns, and another
+  // header): the workers would evaluate on columns the model never saw.
+  if (test.feature_names != train.feature_names) {
+    return InvalidArgumentError("the test files' features (" + ListNames(test.feature_names) +
+                                ") differ from the training files' (" + ListNames(train.feature_names) + ")");
+  }
   proto::TableData table;
   const int found = train.max_label + 1;
   const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;
@@ -216,8 +242,12 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
     table.add_feature_columns(train.columns[f + 1]);
     const double variance = train.present[f] > 0 ? train.squares[f] / static_cast<double>(train.present[f]) : 0;
     const double std = std::sqrt(variance);
+    // 1/std overflows a float when std is below about 3e-39 (subnormal
+    // values): such a column is constant to float arithmetic, and scaled by
+    // 1 like a constant one (ValidateTableData refuses an infinite scale).
+    const float scale = std > 0 ? static_cast<float>(1.0 / std) : 1.0f;
     table.add_shift(standardize ? static_cast<float>(train.mean[f]) : 0.0f);
-    table.add_scale(standardize && std > 0 ? static_cast<float>(1.0 / std) : 1.0f);
+    table.add_scale(standardize && std::isfinite(scale) ? scale : 1.0f);
   }
   return table;
 }

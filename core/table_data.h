@@ -67,10 +67,14 @@ struct TableScan {
 // gzip stream.
 StatusOr<TableScan> ScanTable(const proto::DataSpec& data, bool test, int64_t max_records);
 
-// Scans both splits (after max_train_examples / max_test_examples) and
-// returns what every worker needs: the blocks, the classes (given or found:
-// one more than the largest training label; a test label beyond them is
-// InvalidArgument) and each feature's shift and scale.
+// Scans both splits (after max_train_examples / max_test_examples), whose
+// label and features must be the same named columns at the same header
+// positions (InvalidArgument otherwise), and returns what every worker
+// needs: the blocks, the classes (given or found: one more than the largest
+// training label; a test label beyond them is InvalidArgument) and each
+// feature's shift and scale (STANDARDIZE: the mean and 1/std of its present
+// training values; scale 1 for a constant column, and for one whose std is
+// too small for 1/std to be a float).
 StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data);
 
 // Reads block `block` of split `test`: x[records * features] (scaled) and

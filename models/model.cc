@@ -7,9 +7,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <span>
 
 #include "core/random.h"
 #include "core/sha256.h"
+#include "core/task_metrics.h"
 #include "models/embedding.h"
 #include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
@@ -299,17 +301,29 @@ Status Model::ValidateInputValues(const float* values, int64_t n) const {
   return OkStatus();
 }
 
-BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch) {
+BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch, int32_t* predicted) {
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) return stats;
+  const float* logits = nullptr;
 #ifdef TESSERA_WITH_CUDA
-  if (cuda_ != nullptr) return cuda_->EvaluateBatch(x, labels, batch);
+  if (cuda_ != nullptr) {
+    stats = cuda_->EvaluateBatch(x, labels, batch);
+    if (predicted != nullptr) logits = cuda_->CopyLogitsToHost(batch);
+  }
 #endif
-  const float* logits = Forward(x, batch, Pass{false, 0});
-  LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, nullptr);
-  stats.loss_sum = loss.loss_sum;
-  stats.correct = loss.correct;
+  if (logits == nullptr && cuda_ == nullptr) {
+    logits = Forward(x, batch, Pass{false, 0});
+    LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, nullptr);
+    stats.loss_sum = loss.loss_sum;
+    stats.correct = loss.correct;
+  }
+  if (predicted != nullptr) {
+    for (int64_t i = 0; i < batch; ++i) {
+      predicted[i] = static_cast<int32_t>(
+          PredictedClass(std::span<const float>(logits + i * num_classes_, static_cast<size_t>(num_classes_))));
+    }
+  }
   return stats;
 }
 

@@ -105,7 +105,9 @@ class Model {
   int64_t parameter_uploads() const;
 
   // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
-  BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
+  // With `predicted` (batch values), also each example's predicted class:
+  // the largest logit, ties to the lowest class (PredictedClass).
+  BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch, int32_t* predicted = nullptr);
 
   // Forward only in evaluation mode, as EvaluateBatch: the logits
   // [batch, num_classes], owned by the model and valid until its next pass

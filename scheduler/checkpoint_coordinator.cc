@@ -23,8 +23,14 @@ std::string Absolute(const std::string& dir) {
 }  // namespace
 
 CheckpointCoordinator::CheckpointCoordinator(const proto::JobSpec& spec, const std::string& run_dir,
-                                             const JobShape* shape, FileSystem* fs)
-    : spec_(spec), run_dir_(Absolute(run_dir)), shape_(shape), fs_(fs), servers_(spec.cluster().servers()) {}
+                                             const JobShape* shape, const EpochLossLedger* losses,
+                                             FileSystem* fs)
+    : spec_(spec),
+      run_dir_(Absolute(run_dir)),
+      shape_(shape),
+      losses_(losses),
+      fs_(fs),
+      servers_(spec.cluster().servers()) {}
 
 void CheckpointCoordinator::Start(int64_t global_step, Clock::TimePoint now) {
   last_cut_time_ = now;
@@ -166,6 +172,8 @@ Status CheckpointCoordinator::Request(Clock::TimePoint now, Actions* out) {
   p.parts_done = 0;
   p.error.clear();
   p.start = now;
+  p.loss_settled = p.taken = false;  // a moved cut needs the sums up to its new step
+  p.loss_before_cut.reset();
   if (FileExists(p.dir)) {
     // Left by an attempt that never committed, or by a cut moved away from
     // this step: start it afresh.
@@ -202,11 +210,53 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Tick(const Posit
   return out;
 }
 
-void CheckpointCoordinator::WorkerLostInEpoch(int rank) {
-  if (!pending_.has_value() || pending_->steps_into_epoch == 0 || !pending_->error.empty()) return;
+StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::WorkerLostInEpoch(int rank, const Position& at,
+                                                                                  Clock::TimePoint now) {
+  Actions out;
+  if (!pending_.has_value() || pending_->steps_into_epoch == 0 || !pending_->error.empty()) return out;
   // The cursor of a cut inside this epoch assumes the fixed data plan of all workers.
   LOG(WARNING) << "giving up the checkpoint at step " << pending_->step << ": a worker was lost inside its epoch";
   pending_->error = "worker " + std::to_string(rank) + " was lost inside the epoch of the cut";
+  // It may have been waiting for that worker's loss sums only.
+  RETURN_IF_ERROR(Advance(at, now, &out));
+  return out;
+}
+
+StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::WorkersReported(const Position& at,
+                                                                               Clock::TimePoint now) {
+  Actions out;
+  if (pending_.has_value()) RETURN_IF_ERROR(Advance(at, now, &out));
+  return out;
+}
+
+bool CheckpointCoordinator::LossSettled() {
+  Pending& p = *pending_;
+  if (p.steps_into_epoch == 0 || !p.error.empty() || p.loss_settled) return true;
+  // Taken as soon as they are known: the ledger moves on to the next epoch
+  // when this one ends, which may come before the last server's answer.
+  const EpochLossLedger::SumsAt sums = losses_->At(p.epoch, p.step);
+  if (sums.state == EpochLossLedger::State::kPending) return false;
+  if (sums.state == EpochLossLedger::State::kKnown) {
+    p.loss_before_cut = sums.ranks;
+  } else {
+    LOG(WARNING) << "checkpoint at step " << p.step << ": the workers' loss sums up to it are unknown; a job "
+                 << "resumed from it reports the train_loss of epoch " << p.epoch + 1
+                 << " over the steps after it only";
+  }
+  p.loss_settled = true;
+  return true;
+}
+
+Status CheckpointCoordinator::Advance(const Position& at, Clock::TimePoint now, Actions* out) {
+  Pending& p = *pending_;
+  const bool settled = LossSettled();  // first: the sums are taken even while snapshots are missing
+  if (p.snapshots < servers_ || !settled) return OkStatus();
+  if (!p.taken) {
+    p.taken = true;
+    out->release_workers = stopping_;  // the stop's cut is taken: the workers may go
+  }
+  if (p.parts_done < servers_) return OkStatus();
+  return Commit(at, now, out);
 }
 
 StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Snapshot(int server, const proto::CheckpointDone& ack,
@@ -240,10 +290,9 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Snapshot(int ser
   }
   if (++p.snapshots < servers_) return out;
   LOG(INFO) << "checkpoint at step " << p.step << ": every server has its snapshot";
-  out.release_workers = stopping_;  // the stop's cut is taken: the workers may go
   const std::optional<NextPhase> then = p.then;
   p.then.reset();
-  if (p.parts_done == servers_) RETURN_IF_ERROR(Commit(at, now, &out));
+  RETURN_IF_ERROR(Advance(at, now, &out));
   if (then.has_value()) {
     CHECK(!out.go_on.has_value()) << "two phases to go on with";
     out.go_on = then;
@@ -267,8 +316,8 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::PartWritten(int 
     }
   }
   p.parts[server] = done;
-  if (++p.parts_done < servers_ || p.snapshots < servers_) return out;
-  RETURN_IF_ERROR(Commit(at, now, &out));
+  ++p.parts_done;
+  RETURN_IF_ERROR(Advance(at, now, &out));
   return out;
 }
 
@@ -355,6 +404,13 @@ Status CheckpointCoordinator::CommitPending(Clock::TimePoint now, Actions* out) 
   m.set_optimizer(proto::OptimizerSpec::Type_Name(spec_.optimizer().type()));
   m.set_created_unix_seconds(static_cast<int64_t>(std::time(nullptr)));
   m.set_examples_per_epoch(shape_->train_examples);
+  if (p.steps_into_epoch > 0 && p.loss_before_cut.has_value()) {
+    for (const LossSums& sums : *p.loss_before_cut) {
+      proto::RankLoss* rank = m.mutable_partial_epoch_loss()->add_by_rank();
+      rank->set_loss_sum(sums.loss_sum);
+      rank->set_examples(sums.examples);
+    }
+  }
   const Status written = WriteManifest(p.dir, m, fs_);
   if (!written.ok()) {
     LOG(ERROR) << "checkpoint at step " << p.step << " failed: " << written.ToString();

@@ -9,7 +9,9 @@
 // One checkpoint at a time. An epoch-end cut due while one is still being
 // written waits for it (so does the job, at that epoch's end); the final
 // cut waits too, while the job goes on with its final evaluation. A cut
-// inside an epoch that a server has passed already moves further ahead. A
+// inside an epoch that a server has passed already moves further ahead, and
+// keeps the workers' loss sums up to it (EpochLossLedger): it commits, and at
+// a stop lets the workers go, only once every worker has reported past it. A
 // cut whose snapshots (30 s) or writes (10 min) are overdue is abandoned.
 // A failed or abandoned final checkpoint fails the job (error()).
 // Not thread-safe: the scheduler's event loop owns it.
@@ -27,6 +29,7 @@
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/epoch_loss_ledger.h"
 #include "scheduler/job_shape.h"
 #include "scheduler/next_phase.h"
 
@@ -56,9 +59,11 @@ class CheckpointCoordinator {
   // `run_dir`: where checkpoints go (none when empty). The checkpoint
   // directories are made, and the manifest and `latest` written, through
   // `*fs` (removing stale directories and pruning old checkpoints do not go
-  // through it yet). `*shape` and `*fs` must outlive this.
+  // through it yet). `*losses`: the running training epoch's loss sums, by
+  // step and worker, that a cut inside it records. `*shape`, `*losses` and
+  // `*fs` must outlive this.
   CheckpointCoordinator(const proto::JobSpec& spec, const std::string& run_dir, const JobShape* shape,
-                        FileSystem* fs = LocalFileSystem());
+                        const EpochLossLedger* losses, FileSystem* fs = LocalFileSystem());
 
   // The job starts (or resumes) at `global_step`: every_seconds counts from `now`.
   void Start(int64_t global_step, Clock::TimePoint now);
@@ -77,10 +82,15 @@ class CheckpointCoordinator {
   StatusOr<Actions> Snapshot(int server, const proto::CheckpointDone& ack, const Position& at, Clock::TimePoint now);
   StatusOr<Actions> PartWritten(int server, const proto::CheckpointDone& done, const Position& at,
                                 Clock::TimePoint now);
+  // The workers reported progress (now in *losses): a cut inside the epoch
+  // that waited for their loss sums up to it may let the workers go (at a
+  // stop) and commit.
+  StatusOr<Actions> WorkersReported(const Position& at, Clock::TimePoint now);
   // Time passed: an overdue checkpoint is abandoned.
   StatusOr<Actions> Tick(const Position& at, Clock::TimePoint now);
-  // Worker `rank` was lost inside the training epoch: a cut inside it is given up.
-  void WorkerLostInEpoch(int rank);
+  // Worker `rank` was lost inside the training epoch: a cut inside it is
+  // given up (once every server has answered, its parts go).
+  StatusOr<Actions> WorkerLostInEpoch(int rank, const Position& at, Clock::TimePoint now);
 
   // A checkpoint is being taken.
   bool busy() const { return pending_.has_value(); }
@@ -110,6 +120,11 @@ class CheckpointCoordinator {
     std::string error;
     StatusCode error_code = StatusCode::kUnavailable;  // a server's, with its error
     Clock::TimePoint start;  // of this request (moved cuts restart it)
+    // A cut inside an epoch: the workers' loss sums up to it, once every
+    // worker has reported past it (none when they can never be known).
+    bool loss_settled = false;
+    std::optional<std::vector<LossSums>> loss_before_cut;
+    bool taken = false;  // every snapshot is in, and so are the loss sums
   };
   // An epoch-end cut due while another is being written.
   struct DeferredEpochCut {
@@ -120,6 +135,14 @@ class CheckpointCoordinator {
   Status Cut(int64_t step, int cursor_epoch, int64_t steps_into_epoch, const std::optional<NextPhase>& then,
              const Position& at, Clock::TimePoint now, Actions* out);
   Status Request(Clock::TimePoint now, Actions* out);
+  // Whether the pending cut has what it needs from the workers: nothing at
+  // an epoch's end or once it failed; inside an epoch, their loss sums up to
+  // it (taken from *losses_ as soon as every worker has reported past it).
+  bool LossSettled();
+  // Goes as far as the pending cut allows: once every snapshot is taken and
+  // the loss sums are settled, the workers may go at a stop; once every part
+  // is written too, it commits.
+  Status Advance(const Position& at, Clock::TimePoint now, Actions* out);
   // Steps a cut must lie ahead of the latest reported step, so no server
   // has passed it when the request arrives.
   static int64_t CutLead(const Position& at);
@@ -138,6 +161,7 @@ class CheckpointCoordinator {
   const proto::JobSpec spec_;
   const std::string run_dir_;  // absolute
   const JobShape* shape_;
+  const EpochLossLedger* losses_;
   FileSystem* const fs_;
   const int servers_;
   std::optional<Pending> pending_;

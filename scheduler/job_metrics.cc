@@ -133,7 +133,7 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
   s.Add("name", spec.name())
       .Add("test_accuracy", r.test_accuracy)
       .Add("test_loss", r.test_loss)
-      .Add("train_loss", r.last_train_loss)
+      .AddFloat64("train_loss", r.last_train_loss)
       .Add("steps", facts.steps)
       .Add("epochs", spec.epochs())
       .Add("examples_per_epoch", shape.train_examples)
@@ -159,6 +159,12 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_lost", r.workers_lost)
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
+  if (r.classification.has_value()) {
+    JsonObject classes;
+    // The names were checked against the classes when the job was planned.
+    AddJsonFields(*r.classification, shape.class_names, &classes).IgnoreError();
+    s.Add("classification", classes);
+  }
   return s.ToPrettyString();
 }
 

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/status.h"
+#include "core/task_metrics.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 #include "scheduler/job_shape.h"
@@ -59,6 +60,8 @@ struct JobResults {
   // evaluation), in bytes; 0 when none did.
   uint64_t worker_peak_rss_bytes = 0;
   int workers_lost = 0, workers_joined = 0;
+  // The newest evaluation's figures per class, when every worker sent its counts.
+  std::optional<ClassificationResult> classification;
 
   // One training epoch ended after `seconds`, having trained `examples`.
   void AddEpoch(double seconds, int64_t examples);

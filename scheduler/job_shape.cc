@@ -11,7 +11,15 @@
 
 namespace tessera {
 
-StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
+namespace {
+
+Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
+  if (data.class_names_size() == 0 || data.class_names_size() == num_classes) return OkStatus();
+  return InvalidArgumentError("data.class_names has " + std::to_string(data.class_names_size()) +
+                              " names, and the data " + std::to_string(num_classes) + " classes");
+}
+
+StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
   DataShape shape;
   if (IsTableFormat(data)) {
     ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data));
@@ -32,6 +40,21 @@ StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto
   return shape;
 }
 
+}  // namespace
+
+std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes) {
+  if (data.class_names_size() == num_classes) return {data.class_names().begin(), data.class_names().end()};
+  std::vector<std::string> names;
+  for (int c = 0; c < num_classes; ++c) names.push_back(std::to_string(c));
+  return names;
+}
+
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
+  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, table_data));
+  RETURN_IF_ERROR(CheckClassNamesCount(data, shape.num_classes));
+  return shape;
+}
+
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   JobShape shape;
@@ -42,6 +65,8 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
     return InvalidArgumentError("the job needs training and test examples, got " + std::to_string(shape.train_examples) +
                                 " and " + std::to_string(shape.test_examples));
   }
+  shape.num_classes = data.num_classes;
+  shape.class_names = ClassNames(spec.data(), data.num_classes);
   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), data.example_shape, data.num_classes));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;

@@ -26,6 +26,9 @@ struct JobShape {
   std::vector<std::vector<KeyRange>> server_ranges;  // by server rank
   // CSV/TSV data: its blocks, classes and scaling (DescribeTable).
   std::optional<proto::TableData> table_data;
+  // The classes' names (data.class_names, or "0", "1", ...), one per class.
+  std::vector<std::string> class_names;
+  int num_classes = 0;
 };
 
 // What a job's data set is: examples per split (after max_*_examples), one
@@ -38,9 +41,12 @@ struct DataShape {
 
 // The shape of `data`: IDX from the files' headers; a table by reading every
 // record (DescribeTable), which *table_data (when not null) then holds.
+// InvalidArgument too when data.class_names does not name every class.
 // Errors as the readers give them (InvalidArgument for a mistake in the
 // data, NotFound, DataLoss, ...).
 StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data);
+// data.class_names when it names `num_classes` classes; else "0", "1", ...
+std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes);
 
 // Validates `spec`, counts the examples in its data files (IDX: from the
 // headers; tables: reading every record, DescribeTable) and builds its model

@@ -41,13 +41,26 @@ PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, c
   epoch_ = epoch;
   test_ = false;
   loss_ = correct_ = 0;
-  examples_ = skipped_ = epoch_lost_examples_ = 0;
+  examples_ = skipped_ = epoch_lost_examples_ = resumed_examples_ = 0;
   // With a worker missing, the epoch's plan is not the fixed one of all workers.
   epoch_disturbed_ = static_cast<int>(live.size()) != workers;
   phase_start_ = now;
   LOG(INFO) << "epoch " << epoch + 1 << "/" << spec_.epochs() << " starts at step " << global_step_ << " with "
             << live.size() << " of " << workers << " workers";
-  return BeginPart(0, global_step_ - skip_steps, skip_steps, live);
+  // Resumed inside this epoch: each worker goes on from its sums before the cut.
+  epoch_resumed_loss_.clear();
+  if (skip_steps > 0 && static_cast<int>(resumed_loss_.size()) == workers) epoch_resumed_loss_ = resumed_loss_;
+  resumed_loss_.clear();
+  std::vector<LossSums> start = epoch_resumed_loss_;
+  start.resize(workers);
+  if (spec_.consistency() == proto::BSP) {
+    losses_.Begin(epoch, global_step_, std::move(start));
+  } else {
+    losses_.Stop();  // no cut inside an ASP epoch
+  }
+  Actions actions = BeginPart(0, global_step_ - skip_steps, skip_steps, live);
+  for (const LossSums& sums : epoch_resumed_loss_) actions.start->add_resumed_loss_sums(sums.loss_sum);
+  return actions;
 }
 
 PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<int>& live) {
@@ -60,6 +73,9 @@ PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, const std::vector<i
   final_eval_ = epoch + 1 == spec_.epochs();
   loss_ = correct_ = 0;
   examples_ = 0;
+  classes_.reset();
+  if (shape_->num_classes >= 1) classes_.emplace(shape_->num_classes);
+  losses_.Stop();
   return BeginPart(0, global_step_, 0, live);
 }
 
@@ -94,6 +110,7 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
     phase.set_skip_steps(skip_steps);
   }
   if (index > 0) {
+    losses_.Stop();  // the epoch lost a worker: no cut comes inside it
     LOG(INFO) << (test_ ? "evaluation" : "epoch") << " " << epoch_ + 1 << ", part " << index + 1 << ": "
               << live.size() << " workers take the positions lost workers left"
               << (test_ || spec_.consistency() != proto::BSP
@@ -192,14 +209,20 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPartIfComplete(int live_worker
 
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_workers, Clock::TimePoint now) {
   // Add the reports up in rank order, so the figures are the same in every run.
-  for (const std::optional<proto::PhaseDone>& report : part.reports) {
+  for (size_t rank = 0; rank < part.reports.size(); ++rank) {
+    const std::optional<proto::PhaseDone>& report = part.reports[rank];
     if (!report.has_value()) continue;
+    // A resumed epoch's first part: this worker's loss_sum went on from its sums before the cut.
+    if (!test_ && part.index == 0 && rank < epoch_resumed_loss_.size()) {
+      resumed_examples_ += epoch_resumed_loss_[rank].examples;
+    }
     loss_ += report->loss_sum();
     correct_ += report->correct();
     examples_ += report->examples();
     skipped_ += report->skipped_examples();
     part_worker_steps_ += report->steps();
     results_->AddWorkerReport(*report, /*training=*/!test_);
+    if (test_) MergeClassMetrics(*report);
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).
   const std::optional<proto::PhaseDone>& reporter = part.reports[part.reporter_rank];
@@ -233,7 +256,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
   const double seconds = Seconds(now - phase_start_);
   const int64_t trained = examples_ + epoch_lost_examples_;  // lost workers' examples before they were lost included
   results_->AddEpoch(seconds, trained);
-  results_->last_train_loss = examples_ > 0 ? loss_ / examples_ : 0;
+  results_->last_train_loss = TrainLoss();
   const int64_t counted = trained + skipped_;
   results_->examples_by_epoch.push_back(counted);
   if (counted != shape_->train_examples) {
@@ -246,7 +269,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec_.epochs())
       .Add("step", global_step_)
-      .Add("train_loss", results_->last_train_loss)
+      .AddFloat64("train_loss", results_->last_train_loss)
       .Add("examples", trained)
       .Add("samples_per_sec", trained / seconds)
       .Add("epoch_seconds", seconds);
@@ -265,6 +288,28 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishTrainingEpoch(int live_workers
   return actions;
 }
 
+void PhaseRunner::MergeClassMetrics(const proto::PhaseDone& report) {
+  if (!classes_.has_value()) return;
+  StatusOr<ClassificationMetrics> counts = ClassificationMetrics::Parse(report.class_metrics());
+  Status merged = counts.ok() ? classes_->Merge(*counts) : counts.status();
+  if (merged.ok() && counts->examples() != report.examples()) {
+    merged = InvalidArgumentError("counts of " + std::to_string(counts->examples()) + " examples for a report of " +
+                                  std::to_string(report.examples()));
+  }
+  if (!merged.ok()) {
+    LOG(WARNING) << "evaluation " << epoch_ + 1 << ": a worker's class counts are unusable (" << merged.message()
+                 << "); this evaluation goes without figures per class";
+    classes_.reset();
+  }
+}
+
+double PhaseRunner::TrainLoss() const {
+  // A lost worker's loss is lost with it: the mean is over the examples
+  // whose workers reported, their steps before a resume included.
+  const int64_t examples = examples_ + resumed_examples_;
+  return examples > 0 ? loss_ / examples : 0;
+}
+
 StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
   if (examples_ != shape_->test_examples) {
     return InternalError("evaluation saw " + std::to_string(examples_) + " examples, expected " +
@@ -279,6 +324,13 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
       .Add("test_accuracy", results_->test_accuracy)
       .Add("test_loss", results_->test_loss)
       .Add("examples", examples_);
+  results_->classification.reset();
+  if (classes_.has_value() && classes_->examples() == examples_) {
+    results_->classification = classes_->Result();
+    JsonObject classes;
+    AddJsonFields(*results_->classification, shape_->class_names, &classes).IgnoreError();  // names checked in PlanJob
+    line.Add("classification", classes);
+  }
   LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << results_->test_accuracy << " (" << examples_
             << " examples)";
   Actions actions;

@@ -36,6 +36,7 @@
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 #include "scheduler/job_metrics.h"
+#include "scheduler/epoch_loss_ledger.h"
 #include "scheduler/job_shape.h"
 #include "scheduler/lease_book.h"
 #include "scheduler/next_phase.h"
@@ -64,10 +65,15 @@ class PhaseRunner {
   PhaseRunner(const proto::JobSpec& spec, const JobShape* shape, JobResults* results);
 
   // Resumed: training's global step starts at `step` (else at 0), and the
-  // job is in epoch `epoch` until its first phase begins.
-  void ResumeAt(int64_t step, int epoch) {
+  // job is in epoch `epoch` until its first phase begins. `loss_before_cut`:
+  // a checkpoint cut inside an epoch kept each worker rank's loss sums over
+  // that epoch's steps before the cut; the resumed epoch's workers go on
+  // from them, so its train_loss covers the whole epoch (empty: none kept,
+  // or the cut was at an epoch's end).
+  void ResumeAt(int64_t step, int epoch, std::vector<LossSums> loss_before_cut = {}) {
     global_step_ = step;
     epoch_ = epoch;
+    resumed_loss_ = std::move(loss_before_cut);
   }
 
   // Events.
@@ -93,6 +99,9 @@ class PhaseRunner {
   StatusOr<Actions> FinishPartIfComplete(int live_workers, Clock::TimePoint now);
   // A stop came: no phase begins any more.
   void Stop() { stage_ = Stage::kStopping; }
+  // Worker `rank`'s PROGRESS in the running training phase: its steps' losses
+  // go into losses().
+  void Progress(int rank, const proto::Progress& progress) { losses_.Report(rank, progress); }
 
   // The next lease for worker `rank` in the running phase.
   proto::Lease Lease(int rank) { return leases_.Next(rank); }
@@ -115,6 +124,8 @@ class PhaseRunner {
   // each must move up to global_step() before the next part begins
   // (Membership.advance_to_step).
   bool servers_must_advance() const { return servers_must_advance_; }
+  // BSP: the running epoch's loss sums by step and worker (for a cut inside it).
+  const EpochLossLedger& losses() const { return losses_; }
 
  private:
   // A worker lost inside a training part whose reach the servers have not all reported yet.
@@ -140,6 +151,10 @@ class PhaseRunner {
   int64_t PartEndStep(const Part& part);
   StatusOr<Actions> FinishTrainingEpoch(int live_workers, Clock::TimePoint now);
   StatusOr<Actions> FinishEvaluation();
+  // Merges a worker's class counts into classes_ (or drops them all, saying why).
+  void MergeClassMetrics(const proto::PhaseDone& report);
+  // The running training epoch's mean loss (its steps before a resume included when known).
+  double TrainLoss() const;
 
   const proto::JobSpec& spec_;
   const JobShape* shape_;
@@ -157,7 +172,19 @@ class PhaseRunner {
   Clock::TimePoint phase_start_;
   double loss_ = 0, correct_ = 0;
   int64_t examples_ = 0;
+  // An evaluation's counts per (true, predicted) class, merged from the
+  // reports; none once a report lacked them or held bad ones.
+  std::optional<ClassificationMetrics> classes_;
   int64_t skipped_ = 0;              // examples done before resuming
+  // Resumed inside an epoch: each worker rank's loss sums before the cut,
+  // until the first epoch begins (ResumeAt)...
+  std::vector<LossSums> resumed_loss_;
+  // ...then the running epoch's (empty for one not resumed): its first
+  // part's workers go on from them, and the examples of those that reported
+  // count in its train_loss.
+  std::vector<LossSums> epoch_resumed_loss_;
+  int64_t resumed_examples_ = 0;
+  EpochLossLedger losses_;  // BSP training: the running epoch's loss sums by step and worker
   bool epoch_disturbed_ = false;
   int64_t epoch_lost_examples_ = 0;  // examples lost workers trained (or passed over) before they were lost
   // Training: the global step, the part's first step, its steps (BSP), and

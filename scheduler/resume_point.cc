@@ -2,9 +2,27 @@
 
 #include <filesystem>
 
+#include <glog/logging.h>
+
 #include "core/checkpoint_manifest.h"
 
 namespace tessera {
+namespace {
+
+// The loss sums a cut inside an epoch kept, one per worker it was cut with.
+StatusOr<std::vector<LossSums>> LossBeforeCut(const proto::CheckpointManifest& m, const std::string& dir) {
+  std::vector<LossSums> sums;
+  if (m.cursor().steps_into_epoch() == 0 || !m.has_partial_epoch_loss()) return sums;
+  const proto::PartialEpochLoss& partial = m.partial_epoch_loss();
+  if (partial.by_rank_size() != m.spec().cluster().workers()) {
+    return DataLossError("checkpoint " + dir + " holds the loss sums of " + std::to_string(partial.by_rank_size()) +
+                         " workers; it was cut with " + std::to_string(m.spec().cluster().workers()));
+  }
+  for (const proto::RankLoss& rank : partial.by_rank()) sums.push_back({rank.loss_sum(), rank.examples()});
+  return sums;
+}
+
+}  // namespace
 
 StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto::JobSpec& spec,
                                       const JobShape& shape) {
@@ -43,6 +61,12 @@ StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto
   // the resumed job only evaluates.
   point.evaluate_only = point.start_epoch == spec.epochs();
   point.step = m.step();
+  ASSIGN_OR_RETURN(point.loss_before_cut, LossBeforeCut(m, dir));
+  if (point.skip_steps > 0 && point.loss_before_cut.empty()) {
+    LOG(WARNING) << "checkpoint " << dir << " keeps no loss sums of epoch " << point.start_epoch + 1
+                 << " before its cut (written before they were kept): that epoch's train_loss covers the steps "
+                    "after it only";
+  }
   point.restore.set_dir(dir);
   point.restore.set_step(m.step());
   point.restore.set_state_per_param(m.state_per_param());

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/epoch_loss_ledger.h"
 #include "scheduler/job_shape.h"
 
 namespace tessera {
@@ -19,6 +21,10 @@ struct ResumePoint {
   bool evaluate_only = false;  // training was complete: only the final evaluation is left
   int64_t step = 0;            // the checkpoint's global step
   proto::Restore restore;      // what the servers load; its dir is absolute
+  // A cut inside an epoch: each worker rank's loss sums over that epoch's
+  // steps before it (empty at an epoch's end, and for a manifest written
+  // before they were kept).
+  std::vector<LossSums> loss_before_cut;
 };
 
 // Reads and verifies the checkpoint directory `checkpoint` and checks that
@@ -26,7 +32,8 @@ struct ResumePoint {
 // model, seed and optimizer; a cut inside an epoch needs BSP with the
 // workers and batch size it was cut with; epochs left to run (or the final
 // evaluation). InvalidArgument naming what differs; the manifest reader's
-// error (NotFound, DataLoss) for a missing or damaged checkpoint.
+// error (NotFound, DataLoss) for a missing or damaged checkpoint, and
+// DataLoss for loss sums of another number of workers than it was cut with.
 StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto::JobSpec& spec,
                                       const JobShape& shape);
 

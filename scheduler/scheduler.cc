@@ -20,7 +20,7 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
       socket_(std::move(socket)),
       members_(options_.spec.cluster().servers(), options_.spec.cluster().workers()),
       phases_(options_.spec, &shape_, &results_),
-      checkpoints_(options_.spec, options_.run_dir, &shape_) {}
+      checkpoints_(options_.spec, options_.run_dir, &shape_, &phases_.losses()) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -30,7 +30,8 @@ Status Scheduler::Prepare() {
   const double planning_seconds = std::chrono::duration<double>(Now() - planning).count();
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(resume_, LoadResumePoint(options_.resume_from, options_.spec, shape_));
-    phases_.ResumeAt(resume_->step, resume_->evaluate_only ? options_.spec.epochs() - 1 : 0);
+    phases_.ResumeAt(resume_->step, resume_->evaluate_only ? options_.spec.epochs() - 1 : 0,
+                     resume_->loss_before_cut);
     LOG(INFO) << "resuming from " << resume_->restore.dir() << ": step " << resume_->step << ", epoch "
               << resume_->start_epoch + 1;
     if (ResumedInOwnRunDir()) {
@@ -163,7 +164,7 @@ Status Scheduler::Handle(Message m) {
     }
     case proto::PROGRESS:
       if (node.role != proto::WORKER) break;
-      return HandleProgress(h.progress());
+      return HandleProgress(node, h.progress());
     case proto::PHASE_DONE:
       if (node.role != proto::WORKER) break;
       return HandlePhaseDone(node, h.phase_done());
@@ -280,8 +281,11 @@ Status Scheduler::HandlePhaseDone(const Node& node, const proto::PhaseDone& done
   return Apply(phases_.PhaseDone(node.rank, done, static_cast<int>(members_.LiveWorkers().size()), Now()));
 }
 
-Status Scheduler::HandleProgress(const proto::Progress& p) {
+Status Scheduler::HandleProgress(const Node& node, const proto::Progress& p) {
   if (phases_.in_test() || p.epoch() != phases_.epoch() || p.examples() < 0) return OkStatus();
+  // Its steps' losses first: a cut inside the epoch may be waiting for them (at a stop too).
+  phases_.Progress(node.rank, p);
+  RETURN_IF_ERROR(Apply(checkpoints_.WorkersReported(Here(), Now())));
   EpochProgress::Context context;
   context.epoch = phases_.epoch();
   context.epochs = options_.spec.epochs();

@@ -102,7 +102,7 @@ class Scheduler {
   Status CheckDeadlines();
   Status Handle(Message m);
   Status HandlePhaseDone(const Node& node, const proto::PhaseDone& done);
-  Status HandleProgress(const proto::Progress& p);
+  Status HandleProgress(const Node& node, const proto::Progress& p);
   Status MaybeStartJob();
   Status SendMap(const Node& node);
   // Carries out what the phase runner asks after an event.

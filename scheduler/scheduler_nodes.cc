@@ -130,7 +130,7 @@ Status Scheduler::LoseWorker(const std::string& peer, const std::string& why) {
       .Add("reason", why);
   metrics_.Record(line);
   if (members_.LiveWorkers().empty()) no_workers_since_ = Now();
-  if (in_part && !in_test) checkpoints_.WorkerLostInEpoch(r);
+  if (in_part && !in_test) RETURN_IF_ERROR(Apply(checkpoints_.WorkerLostInEpoch(r, Here(), Now())));
   // The servers stop waiting for it.
   std::vector<bool> active = server_membership_.active();
   active[r] = false;

@@ -29,7 +29,7 @@ for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9; do
   [ -n "$path" ] && LIBS="${LIBS:-}:$(dirname "$path")"
 done
 echo "== Debian packages the full build needs"
-for lib in libprotobuf libzmq librocksdb libdnnl libopenblas libglog libgflags; do
+for lib in libprotobuf libzmq librocksdb libdnnl libopenblas libglog libgflags libpng16 libjpeg; do
   echo "$lib: $(ldconfig -p | grep -c "$lib")"
 done
 

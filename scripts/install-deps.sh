@@ -10,6 +10,7 @@ PACKAGES=(
   libgoogle-glog-dev libgflags-dev
   googletest libgtest-dev libgmock-dev
   libopenblas-dev zlib1g-dev libssl-dev
+  libpng-dev libjpeg62-turbo-dev
   # Debian builds oneDNN with its OpenCL runtime, so dnnl-config.cmake calls
   # find_package(OpenCL REQUIRED); libdnnl-dev only recommends the headers.
   libdnnl-dev ocl-icd-opencl-dev

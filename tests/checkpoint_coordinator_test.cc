@@ -42,7 +42,7 @@ class CheckpointCoordinatorTest : public ::testing::Test {
   }
 
   std::unique_ptr<CheckpointCoordinator> Coordinator() {
-    auto c = std::make_unique<CheckpointCoordinator>(spec_, run_, &shape_);
+    auto c = std::make_unique<CheckpointCoordinator>(spec_, run_, &shape_, &losses_);
     c->Start(0, clock_.Now());
     return c;
   }
@@ -90,6 +90,7 @@ class CheckpointCoordinatorTest : public ::testing::Test {
   std::string run_;
   proto::JobSpec spec_;
   JobShape shape_;
+  EpochLossLedger losses_;  // the workers' loss sums, by step (the tests that need them report some)
   ManualClock clock_;
 };
 
@@ -225,7 +226,7 @@ TEST_F(CheckpointCoordinatorTest, AStopCutsAheadOfTheWorkersAndLetsThemGoOnceTak
 // with the cause.
 TEST_F(CheckpointCoordinatorTest, AManifestThatCannotBeWrittenLeavesTheCheckpointBefore) {
   FaultyFileSystem fs;
-  CheckpointCoordinator c(spec_, run_, &shape_, &fs);
+  CheckpointCoordinator c(spec_, run_, &shape_, &losses_, &fs);
   c.Start(0, clock_.Now());
   Actions snapshots, parts;
   ASSERT_OK(c.EpochEnded(1, EpochEnd(0), NextPhase::Training(1), clock_.Now()).status());
@@ -260,7 +261,7 @@ TEST_F(CheckpointCoordinatorTest, ACutInsideAnEpochThatLostAWorkerIsGivenUp) {
   Position at = EpochEnd(0);
   at.global_step = at.latest_step = 1;
   ASSERT_OK(c->Progressed(at, /*can_cut=*/true, clock_.Now()).status());
-  c->WorkerLostInEpoch(1);
+  ASSERT_OK(c->WorkerLostInEpoch(1, at, clock_.Now()).status());
   Actions snapshots, parts;
   TakeAndWrite(c.get(), 5, at, &snapshots, &parts);
   ASSERT_EQ(parts.lines.size(), 1u);
@@ -450,6 +451,156 @@ TEST_F(CheckpointCoordinatorTest, AnEveryStepsCutThatCannotBeTakenSaysWhy) {
   EXPECT_EQ(JsonString(line, "event"), "checkpoint_skipped");
   EXPECT_EQ(JsonNumber(line, "step"), 20);
   EXPECT_EQ(JsonString(line, "reason"), "the epoch ends at step 21 first");
+}
+
+// Worker `rank`'s PROGRESS for steps [first, end) of epoch `epoch`: step s
+// has the loss sum (rank + 1) / (s + 3) over 5 examples.
+proto::Progress StepsDone(int epoch, int rank, int64_t first, int64_t end) {
+  proto::Progress p;
+  p.set_epoch(epoch);
+  p.set_step(end);
+  for (int64_t s = first; s < end; ++s) {
+    p.add_step_loss_sums((rank + 1.0) / (s + 3.0));
+    p.add_step_examples(5);
+  }
+  return p;
+}
+
+// What worker `rank` has summed over steps [first, end), as it adds them up.
+double WorkerSum(int rank, int64_t first, int64_t end) {
+  double sum = 0;
+  for (int64_t s = first; s < end; ++s) sum += (rank + 1.0) / (s + 3.0);
+  return sum;
+}
+
+// A cut inside an epoch keeps every worker's loss sums over the epoch's
+// steps before it, so that a resumed epoch's train_loss covers the whole
+// epoch: it commits only once every worker has reported past it, even with
+// every part written.
+TEST_F(CheckpointCoordinatorTest, ACutInsideAnEpochCommitsWithEveryWorkersLossSumsUpToIt) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(1);  // epoch 1: steps 10..20
+  at.global_step = 10;
+  at.latest_step = 12;
+  losses_.Begin(1, 10, {LossSums{}, LossSums{}});
+  losses_.Report(0, StepsDone(1, 0, 10, 12));
+  auto cut = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(cut.status());
+  ASSERT_TRUE(cut->request.has_value());
+  ASSERT_EQ(cut->request->step(), 16);
+  const std::string dir = run_ + "/checkpoints/" + CheckpointName(16);
+  losses_.Report(0, StepsDone(1, 0, 12, 18));  // past the cut
+  losses_.Report(1, StepsDone(1, 1, 10, 15));  // not yet
+  ASSERT_OK(c->WorkersReported(at, clock_.Now()).status());
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 16, at, &snapshots, &parts);
+  EXPECT_TRUE(parts.lines.empty());
+  EXPECT_TRUE(c->busy()) << "waiting for worker 1's steps 15 and 16";
+  EXPECT_FALSE(FileExists(dir + "/MANIFEST"));
+
+  losses_.Report(1, StepsDone(1, 1, 15, 17));
+  auto reported = c->WorkersReported(at, clock_.Now());
+  ASSERT_OK(reported.status());
+  ASSERT_EQ(reported->lines.size(), 1u);
+  EXPECT_EQ(JsonString(reported->lines[0].ToString(), "event"), "checkpoint");
+  EXPECT_FALSE(c->busy());
+  auto manifest = ReadManifest(dir);
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(manifest->cursor().steps_into_epoch(), 6);
+  ASSERT_EQ(manifest->partial_epoch_loss().by_rank_size(), 2);
+  for (int rank = 0; rank < 2; ++rank) {
+    const proto::RankLoss& kept = manifest->partial_epoch_loss().by_rank(rank);
+    EXPECT_EQ(kept.loss_sum(), WorkerSum(rank, 10, 16)) << "steps 10..15 of worker " << rank << ", bit for bit";
+    EXPECT_EQ(kept.examples(), 30);
+  }
+}
+
+// A stop's cut inside an epoch lets the workers go only once their loss
+// sums up to it are in: a released worker reports nothing more.
+TEST_F(CheckpointCoordinatorTest, AStopsCutInsideAnEpochLetsTheWorkersGoOnceTheirLossSumsAreIn) {
+  auto c = Coordinator();
+  Position at = EpochEnd(1);
+  at.global_step = at.latest_step = 12;
+  losses_.Begin(1, 10, {LossSums{}, LossSums{}});
+  ASSERT_OK(c->Stop(at, /*can_cut=*/true, clock_.Now()).status());
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 16, at, &snapshots, &parts);
+  EXPECT_FALSE(snapshots.release_workers);
+  EXPECT_FALSE(parts.release_workers);
+  EXPECT_TRUE(c->busy());
+  losses_.Report(0, StepsDone(1, 0, 10, 17));
+  losses_.Report(1, StepsDone(1, 1, 10, 16));
+  auto reported = c->WorkersReported(at, clock_.Now());
+  ASSERT_OK(reported.status());
+  EXPECT_TRUE(reported->release_workers);
+  EXPECT_FALSE(c->busy());
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(16));
+  ASSERT_OK(manifest.status());
+  ASSERT_EQ(manifest->partial_epoch_loss().by_rank_size(), 2);
+  EXPECT_EQ(manifest->partial_epoch_loss().by_rank(1).loss_sum(), WorkerSum(1, 10, 16));
+  EXPECT_EQ(c->stop_note(), "checkpoint " + run_ + "/checkpoints/" + CheckpointName(16) + " committed");
+}
+
+// The sums are taken as soon as every worker is past the cut: the epoch may
+// end (and the ledger go on to the next) before the last server's part is in.
+TEST_F(CheckpointCoordinatorTest, TheLossSumsAreKeptWhenTheyComeThoughTheEpochEndsBeforeTheCommit) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.global_step = at.latest_step = 1;
+  losses_.Begin(0, 0, {LossSums{}, LossSums{}});
+  auto cut = c->Progressed(at, /*can_cut=*/true, clock_.Now());
+  ASSERT_OK(cut.status());
+  ASSERT_EQ(cut->request->step(), 5);
+  for (int rank = 0; rank < 2; ++rank) losses_.Report(rank, StepsDone(0, rank, 0, 10));
+  ASSERT_OK(c->WorkersReported(at, clock_.Now()).status());
+  losses_.Begin(1, 10, {LossSums{}, LossSums{}});  // the next epoch
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 5, EpochEnd(1), &snapshots, &parts);
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(5));
+  ASSERT_OK(manifest.status());
+  ASSERT_EQ(manifest->partial_epoch_loss().by_rank_size(), 2);
+  EXPECT_EQ(manifest->partial_epoch_loss().by_rank(0).loss_sum(), WorkerSum(0, 0, 5));
+}
+
+// Sums that can never come (a worker's reports broke off) do not hold the
+// cut up: it commits without them, as a manifest written before they were kept.
+TEST_F(CheckpointCoordinatorTest, ACutWhoseLossSumsCannotComeCommitsWithoutThem) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.global_step = at.latest_step = 1;
+  losses_.Begin(0, 0, {LossSums{}, LossSums{}});
+  ASSERT_OK(c->Progressed(at, /*can_cut=*/true, clock_.Now()).status());
+  losses_.Report(1, StepsDone(0, 1, 3, 6));  // steps 0..2 never came
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 5, at, &snapshots, &parts);
+  EXPECT_FALSE(c->busy());
+  auto manifest = ReadManifest(run_ + "/checkpoints/" + CheckpointName(5));
+  ASSERT_OK(manifest.status());
+  EXPECT_FALSE(manifest->has_partial_epoch_loss());
+}
+
+// A cut waiting for the loss sums of a worker that is then lost is given
+// up at once, not after the write timeout.
+TEST_F(CheckpointCoordinatorTest, ACutWaitingForALostWorkersLossSumsFailsAtOnce) {
+  spec_.mutable_checkpoint()->set_every_steps(4);
+  auto c = Coordinator();
+  Position at = EpochEnd(0);
+  at.global_step = at.latest_step = 1;
+  losses_.Begin(0, 0, {LossSums{}, LossSums{}});
+  ASSERT_OK(c->Progressed(at, /*can_cut=*/true, clock_.Now()).status());
+  Actions snapshots, parts;
+  TakeAndWrite(c.get(), 5, at, &snapshots, &parts);
+  ASSERT_TRUE(c->busy()) << "waiting for the workers' steps up to 5";
+  auto lost = c->WorkerLostInEpoch(1, at, clock_.Now());
+  ASSERT_OK(lost.status());
+  ASSERT_EQ(lost->lines.size(), 1u);
+  EXPECT_EQ(JsonString(lost->lines[0].ToString(), "event"), "checkpoint_failed");
+  EXPECT_FALSE(c->busy());
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/" + CheckpointName(5)));
+  EXPECT_FALSE(FileExists(run_ + "/checkpoints/latest"));
 }
 
 // Collects the ERROR lines glog writes while it exists.

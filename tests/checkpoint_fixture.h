@@ -4,20 +4,23 @@
 #define TESSERA_TESTS_CHECKPOINT_FIXTURE_H_
 
 #include <string>
+#include <vector>
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "core/sha256.h"
 #include "proto/job.pb.h"
+#include "scheduler/epoch_loss_ledger.h"
 #include "scheduler/job_shape.h"
 #include "tests/test_util.h"
 
 namespace tessera {
 
 // A committed checkpoint of the job of `spec` in RUN/checkpoints, cut at
-// `step` with cursor (`epoch`, `steps_into_epoch`). Returns its directory.
+// `step` with cursor (`epoch`, `steps_into_epoch`), keeping
+// `loss_before_cut` (by worker rank) when given. Returns its directory.
 inline std::string WriteCheckpoint(const std::string& run, const proto::JobSpec& spec, const JobShape& shape, int64_t step,
-                            int epoch, int64_t steps_into_epoch) {
+                            int epoch, int64_t steps_into_epoch, const std::vector<LossSums>& loss_before_cut = {}) {
   const std::string dir = run + "/checkpoints/" + CheckpointName(step);
   EXPECT_OK(MakeDirs(dir + "/server-0"));
   const std::string bytes = "the part's bytes";
@@ -42,6 +45,11 @@ inline std::string WriteCheckpoint(const std::string& run, const proto::JobSpec&
   file->set_sha256(Sha256Hex(bytes.data(), bytes.size()));
   m.set_optimizer("sgd");
   m.set_state_per_param(1);
+  for (const LossSums& sums : loss_before_cut) {
+    proto::RankLoss* rank = m.mutable_partial_epoch_loss()->add_by_rank();
+    rank->set_loss_sum(sums.loss_sum);
+    rank->set_examples(sums.examples);
+  }
   EXPECT_OK(WriteManifest(dir, m));
   return dir;
 }

@@ -232,6 +232,32 @@ TEST_F(ClusterTest, LostWorkerDoesNotEndTheJob) {
   EXPECT_NE(log->find("exited with code 137; the job goes on without it"), std::string::npos) << *log;
 }
 
+// With no restart left, a lost scheduler ends the job, and the console shows
+// the end of its log (the one place a role's log lines reach the console).
+TEST_F(ClusterTest, ALostSchedulerWithNoRestartLeftFailsTheJobWithTheEndOfItsLog) {
+  std::vector<int> children;
+  const std::string run = MakeTempDir("lostscheduler") + "/run";
+  auto launcher = StartLongJob(run, &children);
+  int victim = -1;
+  for (int pid : children) {
+    if (CommandLine(pid).find(" scheduler ") != std::string::npos) victim = pid;
+  }
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGKILL);
+  EXPECT_EQ(launcher->Wait(60000), std::optional<int>(1));
+  EXPECT_TRUE(AllGone(children));
+  const std::string log = FileText(run + ".log");
+  const size_t at = log.find("scheduler exited with code 137; the end of ");
+  ASSERT_NE(at, std::string::npos) << log;
+  // Its last lines follow, glog's ("I1207 ...", "W1207 ...").
+  const size_t tail = log.find("/logs/scheduler.log:\n", at);
+  ASSERT_NE(tail, std::string::npos) << log;
+  const size_t first = tail + std::string("/logs/scheduler.log:\n").size();
+  ASSERT_LT(first, log.size()) << log;
+  EXPECT_NE(std::string("IWEF").find(log[first]), std::string::npos) << log;
+  EXPECT_EQ(log.find("restarting"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace tessera
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <random>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -109,6 +111,128 @@ TEST(DataPlanTest, StepsForShardsNeverSpansTwoShards) {
   EXPECT_EQ(StepsForShards(shards, {0}, 1), 10);
   EXPECT_EQ(StepsForShards(shards, {0}, 10), 1);
   EXPECT_EQ(StepsForShards(shards, {0}, 64), 1);
+}
+
+// Block-size lists for BlockedOrder: empty, single records, one block, equal
+// and unequal sizes, a table's 4096/4096/1808, and many blocks of mixed sizes.
+std::vector<std::vector<int64_t>> BlockSizeLists() {
+  std::vector<std::vector<int64_t>> lists = {
+      {}, {1}, {7}, {1, 1, 1, 1, 1}, {3, 1, 4, 1, 5, 9, 2, 6}, {1, 100, 1, 37}, {4096, 4096, 1808}, {10, 10, 10, 10},
+  };
+  std::vector<int64_t> mixed;
+  for (int b = 0; b < 60; ++b) mixed.push_back(1 + (b * 37) % 23);
+  lists.push_back(mixed);
+  return lists;
+}
+
+std::string Describe(const std::vector<int64_t>& sizes) {
+  std::string text = "block sizes {";
+  for (size_t i = 0; i < sizes.size() && i < 12; ++i) text += (i > 0 ? ", " : "") + std::to_string(sizes[i]);
+  return text + (sizes.size() > 12 ? ", ...}" : "}");
+}
+
+// Every position's record, in position order.
+std::vector<int64_t> RecordsOf(const BlockedOrder& order) {
+  std::vector<int64_t> records;
+  for (int64_t p = 0; p < order.size(); ++p) records.push_back(order.RecordAt(p));
+  return records;
+}
+
+// The block (index in file order) holding `record`.
+int64_t BlockOf(const std::vector<int64_t>& sizes, int64_t record) {
+  for (size_t b = 0; b < sizes.size(); ++b) {
+    if (record < sizes[b]) return static_cast<int64_t>(b);
+    record -= sizes[b];
+  }
+  return -1;
+}
+
+TEST(BlockedOrderTest, IsAPermutationOfTheRecords) {
+  for (const std::vector<int64_t>& sizes : BlockSizeLists()) {
+    SCOPED_TRACE(Describe(sizes));
+    const int64_t n = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
+    for (const auto& [seed, epoch] : std::vector<std::pair<uint64_t, int>>{{1, 0}, {1, 3}, {42, 0}, {7, 100}}) {
+      const BlockedOrder order(seed, epoch, sizes);
+      EXPECT_EQ(order.size(), n);
+      EXPECT_TRUE(IsPermutation(RecordsOf(order), n)) << "seed " << seed << " epoch " << epoch;
+    }
+  }
+}
+
+TEST(BlockedOrderTest, IsDeterministicWhateverTheOrderOfLookups) {
+  for (const std::vector<int64_t>& sizes : BlockSizeLists()) {
+    SCOPED_TRACE(Describe(sizes));
+    const BlockedOrder a(5, 2, sizes), b(5, 2, sizes);
+    const std::vector<int64_t> forward = RecordsOf(a);
+    EXPECT_EQ(forward, RecordsOf(b));
+    EXPECT_EQ(forward, RecordsOf(a)) << "asked again";
+    // Backwards and at random positions (each a different block from the last
+    // one, mostly): the same records.
+    for (int64_t p = a.size() - 1; p >= 0; --p) ASSERT_EQ(b.RecordAt(p), forward[p]) << "position " << p;
+    std::mt19937_64 rng(9);
+    for (int i = 0; i < 500 && a.size() > 0; ++i) {
+      const int64_t p = static_cast<int64_t>(rng() % static_cast<uint64_t>(a.size()));
+      ASSERT_EQ(a.RecordAt(p), forward[p]) << "position " << p;
+    }
+  }
+}
+
+TEST(BlockedOrderTest, DiffersAcrossEpochsAndSeeds) {
+  std::vector<int64_t> sizes;
+  for (int b = 0; b < 40; ++b) sizes.push_back(20 + b % 7);
+  const std::vector<int64_t> base = RecordsOf(BlockedOrder(1, 0, sizes));
+  EXPECT_NE(base, RecordsOf(BlockedOrder(1, 1, sizes)));
+  EXPECT_NE(base, RecordsOf(BlockedOrder(2, 0, sizes)));
+  EXPECT_NE(RecordsOf(BlockedOrder(1, 1, sizes)), RecordsOf(BlockedOrder(2, 0, sizes)));
+  // Both levels shuffle: the blocks' order, and the records inside one block.
+  const std::vector<int64_t> one_block = {1000};
+  const std::vector<int64_t> inside = RecordsOf(BlockedOrder(1, 0, one_block));
+  int fixed = 0;
+  for (int64_t i = 0; i < 1000; ++i) fixed += inside[i] == i;
+  EXPECT_LT(fixed, 20) << "a random permutation fixes about one point";
+  EXPECT_NE(inside, RecordsOf(BlockedOrder(1, 1, one_block)));
+  EXPECT_NE(inside, RecordsOf(BlockedOrder(2, 0, one_block)));
+  std::vector<int64_t> first_blocks;  // the block at each slot, from the first position of each run
+  for (int64_t p = 0; p < static_cast<int64_t>(base.size()); ++p) {
+    const int64_t block = BlockOf(sizes, base[p]);
+    if (first_blocks.empty() || first_blocks.back() != block) first_blocks.push_back(block);
+  }
+  ASSERT_EQ(first_blocks.size(), sizes.size());
+  std::vector<int64_t> file_order(sizes.size());
+  std::iota(file_order.begin(), file_order.end(), 0);
+  EXPECT_NE(first_blocks, file_order);
+  // The same block sizes under another seed visit the blocks in another order.
+  std::vector<int64_t> other_blocks;
+  for (int64_t record : RecordsOf(BlockedOrder(2, 0, sizes))) {
+    const int64_t block = BlockOf(sizes, record);
+    if (other_blocks.empty() || other_blocks.back() != block) other_blocks.push_back(block);
+  }
+  EXPECT_NE(first_blocks, other_blocks);
+}
+
+TEST(BlockedOrderTest, EachBlockIsOneRunOfConsecutivePositions) {
+  for (const std::vector<int64_t>& sizes : BlockSizeLists()) {
+    SCOPED_TRACE(Describe(sizes));
+    for (int epoch : {0, 1, 2}) {
+      const std::vector<int64_t> records = RecordsOf(BlockedOrder(3, epoch, sizes));
+      // Cut the positions into runs of one block; each run must be a whole block.
+      std::vector<int> runs_of_block(sizes.size(), 0);
+      int64_t p = 0;
+      while (p < static_cast<int64_t>(records.size())) {
+        const int64_t block = BlockOf(sizes, records[p]);
+        ASSERT_GE(block, 0);
+        int64_t end = p;
+        while (end < static_cast<int64_t>(records.size()) && BlockOf(sizes, records[end]) == block) ++end;
+        EXPECT_EQ(end - p, sizes[block]) << "epoch " << epoch << ": the run at position " << p << " of block "
+                                         << block;
+        ++runs_of_block[block];
+        p = end;
+      }
+      for (size_t b = 0; b < sizes.size(); ++b) {
+        EXPECT_EQ(runs_of_block[b], 1) << "epoch " << epoch << ", block " << b;
+      }
+    }
+  }
 }
 
 // 100 examples in 8 shards: positions 0, 12, 25, 37, 50, 62, 75, 87, 100.

@@ -184,6 +184,26 @@ TEST_F(ResumePointTest, ACutInsideAnEpochNeedsItsWorkersAndBatchUnderBsp) {
   }
 }
 
+// A cut inside an epoch keeps each worker's loss sums before it; a manifest
+// written before they were kept still resumes, without them.
+TEST_F(ResumePointTest, ACutInsideAnEpochGivesTheWorkersLossSumsBeforeItWhenItKeptThem) {
+  const std::vector<LossSums> kept = {{12.5, 40}, {0.1 + 0.2, 40}};
+  auto point = LoadResumePoint(WriteCheckpoint(dir_ + "/run", spec_, shape_, 30, 1, 5, kept), spec_, shape_);
+  ASSERT_OK(point.status());
+  EXPECT_EQ(point->skip_steps, 5);
+  EXPECT_EQ(point->loss_before_cut, kept);
+
+  auto old = LoadResumePoint(WriteCheckpoint(dir_ + "/old", spec_, shape_, 30, 1, 5), spec_, shape_);
+  ASSERT_OK(old.status());
+  EXPECT_EQ(old->skip_steps, 5);
+  EXPECT_TRUE(old->loss_before_cut.empty());
+
+  auto wrong = LoadResumePoint(WriteCheckpoint(dir_ + "/wrong", spec_, shape_, 30, 1, 5, {{1, 8}}), spec_, shape_);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(wrong.status().message(), "holds the loss sums of 1 workers; it was cut with 2"))
+      << wrong.status().ToString();
+}
+
 TEST_F(ResumePointTest, AMissingOrDamagedCheckpointIsNotResumed) {
   EXPECT_FALSE(LoadResumePoint(dir_ + "/nowhere", spec_, shape_).ok());
   const std::string checkpoint = WriteCheckpoint(dir_ + "/run", spec_, shape_, 50, 2, 0);

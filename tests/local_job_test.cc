@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/file_util.h"
 #include "core/spec.h"
 #include "tests/test_util.h"
 
@@ -81,6 +82,31 @@ TEST(LocalWorkersTest, ThisMachineHasCoresAndMemory) {
   const MachineResources machine = ThisMachine();
   EXPECT_GE(machine.cores, 1);
   EXPECT_GT(machine.available_memory_bytes, 0u) << "/proc/meminfo has MemAvailable on Linux";
+}
+
+// Issue 19 #5: a recovery that went on to succeed showed the lost
+// scheduler's log tail (ERROR lines and all) as if the job had failed. A
+// recovery says one line, with where the log is; the tail is for a job that
+// fails for good.
+TEST(LocalJobMessagesTest, ARecoveryIsOneLineThatNamesTheLogAndWhereTheJobRestarts) {
+  const std::string dir = MakeTempDir("local-job");
+  const RoleFailure lost{"scheduler", 137, dir + "/logs/scheduler.log"};
+  EXPECT_EQ(RestartLine(lost, "checkpoint /run/checkpoints/step-000000000300 (step 300)", 1, 3),
+            "the scheduler was lost (exited with code 137; log: " + dir +
+                "/logs/scheduler.log); restarting from checkpoint /run/checkpoints/step-000000000300 (step 300) "
+                "(restart 1 of 3)");
+  EXPECT_EQ(RestartLine(RoleFailure{"server-1", 1, "s.log"}, "the start, there is no checkpoint yet", 2, 3),
+            "server-1 was lost (exited with code 1; log: s.log); restarting from the start, there is no checkpoint "
+            "yet (restart 2 of 3)");
+}
+
+TEST(LocalJobMessagesTest, AJobThatFailsForGoodShowsTheEndOfTheFailedRolesLog) {
+  const std::string dir = MakeTempDir("local-job");
+  const std::string log = dir + "/scheduler.log";
+  ASSERT_OK(WriteFileAtomic(log, "I0101 first\nI0101 second\nI0101 third\nE0101 job failed: every worker was lost\n"));
+  EXPECT_EQ(FailureMessage(RoleFailure{"scheduler", 1, log}, 2),
+            "scheduler exited with code 1; the end of " + log +
+                ":\nI0101 third\nE0101 job failed: every worker was lost");
 }
 
 }  // namespace

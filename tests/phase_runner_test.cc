@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/task_metrics.h"
 #include "tests/test_util.h"
 
 namespace tessera {
@@ -185,6 +186,60 @@ TEST_F(PhaseRunnerTest, AWorkerLostInAnEvaluationGivesItsTestShardsBackAtOnce) {
   EXPECT_DOUBLE_EQ(results_.test_accuracy, 0.5);
 }
 
+// Each worker's counts per (true, predicted) class are merged into the
+// evaluation's figures per class, named by the job's class names.
+TEST_F(PhaseRunnerTest, AnEvaluationMergesTheWorkersClassCountsIntoFiguresPerClass) {
+  shape_.num_classes = 2;
+  shape_.class_names = {"cat", "dog"};
+  runner_.Proceed(NextPhase::Evaluation(1));
+  const proto::Phase phase = Begin({0, 1});
+  // Worker 0: 100 cats, 80 called cats; worker 1: 100 dogs, 90 called dogs.
+  const auto counts = [](int64_t true_class, int64_t right, int64_t wrong) {
+    ClassificationMetrics m(2);
+    for (int64_t i = 0; i < right; ++i) EXPECT_OK(m.Add(true_class, true_class));
+    for (int64_t i = 0; i < wrong; ++i) EXPECT_OK(m.Add(true_class, 1 - true_class));
+    return m.Serialize();
+  };
+  proto::PhaseDone done0 = Report(phase, LeaseAll(0), 0);
+  ASSERT_EQ(done0.examples(), 100);
+  done0.set_class_metrics(counts(0, 80, 20));
+  ASSERT_OK(runner_.PhaseDone(0, done0, 2, now_).status());
+  proto::PhaseDone done1 = Report(phase, LeaseAll(1), 0);
+  done1.set_class_metrics(counts(1, 90, 10));
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(1, done1, 2, now_);
+  ASSERT_OK(a.status());
+  ASSERT_EQ(a->lines.size(), 1u);
+  const std::string line = a->lines[0].ToString();
+  // cat: precision 80/(80+10), recall 80/100; dog: precision 90/(90+20), recall 90/100.
+  EXPECT_NE(line.find("\"confusion\": {\"cat\": {\"cat\": 80, \"dog\": 20}, \"dog\": {\"cat\": 10, \"dog\": 90}}"),
+            std::string::npos)
+      << line;
+  ASSERT_TRUE(results_.classification.has_value());
+  EXPECT_DOUBLE_EQ(results_.classification->precision[0], 80.0 / 90.0);
+  EXPECT_DOUBLE_EQ(results_.classification->recall[1], 0.9);
+  EXPECT_EQ(results_.classification->examples, 200);
+}
+
+// Counts that do not parse, or that do not add up to the report's examples,
+// leave the evaluation without figures per class; nothing else changes.
+TEST_F(PhaseRunnerTest, UnusableClassCountsLeaveTheEvaluationWithoutFiguresPerClass) {
+  shape_.num_classes = 2;
+  shape_.class_names = {"0", "1"};
+  for (const std::string& bad : {std::string("junk"), ClassificationMetrics(2).Serialize()}) {
+    runner_.Proceed(NextPhase::Evaluation(0));
+    const proto::Phase phase = Begin({0, 1});
+    proto::PhaseDone done0 = Report(phase, LeaseAll(0), 0);
+    done0.set_class_metrics(bad);  // junk, or counts of 0 examples for a report of 100
+    ASSERT_OK(runner_.PhaseDone(0, done0, 2, now_).status());
+    StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(1, Report(phase, LeaseAll(1), 0), 2, now_);
+    ASSERT_OK(a.status());
+    ASSERT_EQ(a->lines.size(), 1u);
+    EXPECT_EQ(a->lines[0].ToString().find("classification"), std::string::npos) << a->lines[0].ToString();
+    EXPECT_FALSE(results_.classification.has_value());
+    EXPECT_DOUBLE_EQ(results_.test_accuracy, 0.5);
+  }
+}
+
 TEST_F(PhaseRunnerTest, ReportsForAnotherPartAndSecondReportsAreDropped) {
   runner_.Proceed(NextPhase::Training(0));
   const proto::Phase phase = Begin({0, 1});
@@ -229,6 +284,53 @@ TEST_F(PhaseRunnerTest, AResumedEpochStartsItsPartAtTheStepsItAlreadyHolds) {
   EXPECT_EQ(phase.first_step(), 50);
   EXPECT_EQ(phase.skip_steps(), 20);
   EXPECT_EQ(runner_.epoch_end_step(), 100);
+}
+
+// Resumed from a cut inside epoch 2 (20 of its 50 steps done) whose
+// manifest kept the workers' loss sums: each worker goes on from its own
+// (START_PHASE carries them by rank), so its report covers the whole epoch,
+// and train_loss is over every example of it, those before the cut included.
+TEST_F(PhaseRunnerTest, AResumedEpochsWorkersGoOnFromTheirLossSumsAndItsTrainLossCoversItAll) {
+  runner_.ResumeAt(/*step=*/70, /*epoch=*/0, {LossSums{60.5, 200}, LossSums{70.25, 200}});
+  runner_.Proceed(NextPhase::Training(1, /*skip_steps=*/20));
+  const proto::Phase phase = Begin({0, 1});
+  ASSERT_EQ(phase.resumed_loss_sums_size(), 2);
+  EXPECT_EQ(phase.resumed_loss_sums(0), 60.5);
+  EXPECT_EQ(phase.resumed_loss_sums(1), 70.25);
+  // The loss sums of the epoch go on from the cut's, for the next cut inside it.
+  const EpochLossLedger::SumsAt start = runner_.losses().At(1, 70);
+  ASSERT_EQ(start.state, EpochLossLedger::State::kKnown);
+  EXPECT_EQ(start.ranks[1], (LossSums{70.25, 200}));
+
+  for (int rank : {0, 1}) {
+    LeaseAll(rank);
+    proto::PhaseDone done = Report(phase, /*examples=*/300, /*steps=*/50);
+    done.set_skipped_examples(200);
+    done.set_loss_sum(phase.resumed_loss_sums(rank) + 100 * (rank + 1));  // the worker's sum from its start
+    ASSERT_OK(runner_.PhaseDone(rank, done, 2, now_).status());
+  }
+  EXPECT_EQ(runner_.stage(), Stage::kHeld);
+  EXPECT_EQ(results_.last_train_loss, (160.5 + 270.25) / 1000);
+
+  // The next epoch starts afresh.
+  runner_.Proceed(NextPhase::Training(2));
+  EXPECT_EQ(Begin({0, 1}).resumed_loss_sums_size(), 0);
+}
+
+// A manifest written before the sums were kept: the resumed epoch's
+// train_loss is over the examples trained after the cut.
+TEST_F(PhaseRunnerTest, AResumedEpochWithoutLossSumsReportsTheStepsAfterTheCut) {
+  runner_.ResumeAt(/*step=*/70, /*epoch=*/0);
+  runner_.Proceed(NextPhase::Training(1, /*skip_steps=*/20));
+  const proto::Phase phase = Begin({0, 1});
+  EXPECT_EQ(phase.resumed_loss_sums_size(), 0);
+  for (int rank : {0, 1}) {
+    LeaseAll(rank);
+    proto::PhaseDone done = Report(phase, 300, 50);
+    done.set_skipped_examples(200);
+    ASSERT_OK(runner_.PhaseDone(rank, done, 2, now_).status());
+  }
+  EXPECT_EQ(results_.last_train_loss, 0.5);
 }
 
 // Every worker of a BSP part lost: the part ends where their pushes reached

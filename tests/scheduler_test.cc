@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -21,10 +22,12 @@
 #include "core/clock.h"
 #include "core/file_util.h"
 #include "core/in_memory_transport.h"
+#include "core/sha256.h"
 #include "core/spec.h"
 #include "scheduler/job_shape.h"
 #include "tests/checkpoint_fixture.h"
 #include "tests/test_util.h"
+#include "tools/progress_view.h"
 
 namespace tessera {
 namespace {
@@ -88,6 +91,7 @@ class FakeNode {
   }
 
   int pid() const { return pid_; }
+  int rank() const { return rank_; }
 
  private:
   proto::Role role_;
@@ -120,11 +124,12 @@ class SchedulerTest : public ::testing::Test {
     if (thread_.joinable()) thread_.join();
   }
 
-  // Runs the scheduler on a thread; returns its address.
-  std::string Start() {
-    const std::string endpoint = "mem://scheduler";
+  // Runs the scheduler on a thread; returns its address. A test may run one
+  // after another (after Result()), each at an address of its own.
+  std::string Start(const std::string& endpoint = "mem://scheduler") {
     auto socket = transport_.Bind(SocketKind::kRouter, endpoint);
     EXPECT_OK(socket.status());
+    done_ = false;
     scheduler_ = std::make_unique<Scheduler>(&transport_, options_, &stop_, std::move(socket).value());
     thread_ = std::thread([this] {
       result_ = scheduler_->Run();
@@ -356,6 +361,181 @@ TEST_F(SchedulerTest, AResumeInItsOwnRunDirectoryPrunesTheAbandonedTimeline) {
   exited.mutable_node_exited()->set_token(kToken);
   worker.Send(exited);
   EXPECT_EQ(Result().code(), StatusCode::kUnavailable);
+}
+
+// The fake server's answer to CHECKPOINT: it snapshots and writes a part
+// (one small file, with its checksum) into the cut's directory.
+void AnswerCut(FakeNode* server, const proto::Checkpoint& cut) {
+  const std::string bytes = "the part of step " + std::to_string(cut.step());
+  ASSERT_OK(MakeDirs(cut.dir() + "/server-0"));
+  ASSERT_OK(WriteFileAtomic(cut.dir() + "/server-0/000001.sst", bytes));
+  proto::Header snapshot;
+  snapshot.set_op(proto::CHECKPOINT_SNAPSHOT);
+  snapshot.mutable_checkpoint_done()->set_step(cut.step());
+  server->Send(snapshot);
+  proto::Header done;
+  done.set_op(proto::CHECKPOINT_DONE);
+  proto::CheckpointDone* d = done.mutable_checkpoint_done();
+  d->set_step(cut.step());
+  d->set_dir("server-0");
+  d->set_bytes(static_cast<int64_t>(bytes.size()));
+  proto::FileChecksum* file = d->add_files();
+  file->set_name("000001.sst");
+  file->set_size(bytes.size());
+  file->set_sha256(Sha256Hex(bytes.data(), bytes.size()));
+  server->Send(done);
+}
+
+// Worker `rank`'s loss sum at `step`: magnitudes from 2^-20 to 2^19, so that
+// adding the same losses in another order changes the last bits.
+double StepLoss(int rank, int64_t step) {
+  return std::ldexp(1.0 + 0.37 * static_cast<double>((rank * 31 + step * 17) % 11),
+                    static_cast<int>((step * 7 + rank * 5) % 40) - 20);
+}
+
+// What worker `rank` sums over steps [first, end), from `start`, as a worker adds them up.
+double WorkerSum(int rank, int64_t first, int64_t end, double start = 0) {
+  for (int64_t s = first; s < end; ++s) start += StepLoss(rank, s);
+  return start;
+}
+
+// Worker `rank`'s PROGRESS in epoch 0 after steps [first, end), 4 examples each.
+proto::Header StepsDone(int rank, int64_t first, int64_t end) {
+  proto::Header h;
+  h.set_op(proto::PROGRESS);
+  proto::Progress* p = h.mutable_progress();
+  p->set_epoch(0);
+  p->set_step(end);
+  p->set_loss_sum(WorkerSum(rank, first, end));
+  p->set_examples(4 * (end - first));
+  for (int64_t s = first; s < end; ++s) {
+    p->add_step_loss_sums(StepLoss(rank, s));
+    p->add_step_examples(4);
+  }
+  return h;
+}
+
+// The value of `key` in the last line of RUN/metrics.jsonl with `event`; NaN when there is none.
+double LastMetric(const std::string& run, const std::string& event, const std::string& key) {
+  const std::string text = FileText(run + "/metrics.jsonl");
+  const size_t at = text.rfind("\"event\": \"" + event + "\"");
+  if (at == std::string::npos) return std::nan("");
+  const size_t begin = text.rfind('\n', at) + 1;
+  return JsonNumber(text.substr(begin, text.find('\n', at) - begin), key, std::nan(""));
+}
+
+// Issue 19 #5: a job resumed from a cut inside an epoch reported that
+// epoch's train_loss over the steps after the cut only. The cut now keeps
+// every worker's loss sums up to it (it commits once every worker has
+// reported past it), and the resumed workers go on from their own, so the
+// epoch's train_loss is, bit for bit, what a job that never stopped
+// reports: the workers' sums over all 8 steps, added in rank order, over
+// the epoch's 64 examples.
+TEST_F(SchedulerTest, AnEpochResumedFromACutInsideItReportsTheTrainLossOfTheWholeEpoch) {
+  const std::string run = dir_ + "/run";
+  ASSERT_OK(MakeDirs(run));
+  options_.run_dir = run;
+  options_.spec.mutable_cluster()->set_workers(2);
+  options_.spec.set_batch_size(4);  // 64 examples, 8 shards of 8: 8 steps of 4 examples per worker
+  options_.spec.mutable_checkpoint()->set_every_steps(4);
+  options_.spec.mutable_checkpoint()->set_keep_last(10);
+  const double uninterrupted = (WorkerSum(0, 0, 8) + WorkerSum(1, 0, 8)) / 64;
+
+  // The first run: a cut inside the epoch, then the job stops.
+  std::string address = Start();
+  FakeNode server(&transport_, address, proto::SERVER, 801);
+  FakeNode first(&transport_, address, proto::WORKER, 802), second(&transport_, address, proto::WORKER, 803);
+  server.Register();
+  ASSERT_TRUE(server.Await(proto::CLUSTER_MAP).has_value());
+  proto::Header ready;
+  ready.set_op(proto::SERVER_READY);
+  server.Send(ready);
+  first.Register();
+  second.Register();
+  for (FakeNode* worker : {&first, &second}) ASSERT_TRUE(worker->Await(proto::CLUSTER_MAP).has_value());
+  FakeNode* workers[2] = {first.rank() == 0 ? &first : &second, first.rank() == 0 ? &second : &first};
+  auto phase = workers[0]->Await(proto::START_PHASE);
+  ASSERT_TRUE(phase.has_value());
+  ASSERT_EQ(phase->header.phase().steps(), 8);
+  workers[0]->Send(StepsDone(0, 0, 2));
+  auto cut = server.Await(proto::CHECKPOINT);  // 4 steps ahead of the workers' step 2
+  ASSERT_TRUE(cut.has_value());
+  const int64_t cut_step = cut->header.checkpoint().step();
+  ASSERT_GT(cut_step, 2);
+  ASSERT_LT(cut_step, 8);
+  AnswerCut(&server, cut->header.checkpoint());
+  server.Beat();  // its answers are handled: every part is in
+  EXPECT_FALSE(FileExists(cut->header.checkpoint().dir() + "/MANIFEST")) << "the workers' loss sums are not";
+  workers[0]->Send(StepsDone(0, 2, 8));
+  workers[1]->Send(StepsDone(1, 0, 8));
+  ASSERT_TRUE(WaitUntil([&] { return FileExists(cut->header.checkpoint().dir() + "/MANIFEST"); }, 60));
+  auto manifest = ReadManifest(cut->header.checkpoint().dir());
+  ASSERT_OK(manifest.status());
+  ASSERT_EQ(manifest->partial_epoch_loss().by_rank_size(), 2);
+  for (int rank = 0; rank < 2; ++rank) {
+    EXPECT_EQ(manifest->partial_epoch_loss().by_rank(rank).loss_sum(), WorkerSum(rank, 0, cut_step));
+    EXPECT_EQ(manifest->partial_epoch_loss().by_rank(rank).examples(), 4 * cut_step);
+  }
+  // The test tells a sum in the workers' order from one split at the cut.
+  ASSERT_NE(WorkerSum(0, 0, cut_step) + WorkerSum(0, cut_step, 8), WorkerSum(0, 0, 8));
+  stop_ = true;  // its stop cut lands at the epoch's end; resumed below from the one inside
+  auto stop_cut = server.Await(proto::CHECKPOINT);
+  ASSERT_TRUE(stop_cut.has_value());
+  AnswerCut(&server, stop_cut->header.checkpoint());
+  EXPECT_EQ(Result().code(), StatusCode::kAborted);
+
+  // The second run resumes from the cut inside the epoch.
+  stop_ = false;
+  options_.resume_from = cut->header.checkpoint().dir();
+  address = Start("mem://scheduler-resumed");
+  FakeNode server2(&transport_, address, proto::SERVER, 901);
+  FakeNode third(&transport_, address, proto::WORKER, 902), fourth(&transport_, address, proto::WORKER, 903);
+  server2.Register();
+  ASSERT_TRUE(server2.Await(proto::CLUSTER_MAP).has_value());
+  server2.Send(ready);
+  third.Register();
+  fourth.Register();
+  for (FakeNode* worker : {&third, &fourth}) {
+    ASSERT_TRUE(worker->Await(proto::CLUSTER_MAP).has_value());
+    auto resumed = worker->Await(proto::START_PHASE);
+    ASSERT_TRUE(resumed.has_value());
+    const proto::Phase& p = resumed->header.phase();
+    EXPECT_EQ(p.skip_steps(), cut_step);
+    ASSERT_EQ(p.resumed_loss_sums_size(), 2);
+    const int rank = worker->rank();
+    EXPECT_EQ(p.resumed_loss_sums(rank), WorkerSum(rank, 0, cut_step));
+    // The worker trains the steps after the cut, going on from its sum before it.
+    proto::Header done;
+    done.set_op(proto::PHASE_DONE);
+    proto::PhaseDone* d = done.mutable_phase_done();
+    d->set_epoch(0);
+    d->set_loss_sum(WorkerSum(rank, cut_step, 8, p.resumed_loss_sums(rank)));
+    d->set_examples(4 * (8 - cut_step));
+    d->set_skipped_examples(4 * cut_step);
+    d->set_steps(8);
+    worker->Send(done);
+  }
+  ASSERT_TRUE(WaitForText(run + "/metrics.jsonl", "\"event\": \"epoch\"", 60));
+  EXPECT_EQ(LastMetric(run, "epoch", "train_loss"), uninterrupted) << "bit for bit";
+  EXPECT_EQ(LastMetric(run, "epoch", "examples"), 4 * (8 - cut_step) * 2) << "those trained after the resume";
+
+  // The job ends: the final checkpoint, the final evaluation, summary.json.
+  auto final_cut = server2.Await(proto::CHECKPOINT);
+  ASSERT_TRUE(final_cut.has_value());
+  AnswerCut(&server2, final_cut->header.checkpoint());
+  for (FakeNode* worker : {&third, &fourth}) {
+    auto eval = worker->Await(proto::START_PHASE);
+    ASSERT_TRUE(eval.has_value());
+    ASSERT_TRUE(eval->header.phase().test());
+    proto::Header done;
+    done.set_op(proto::PHASE_DONE);
+    done.mutable_phase_done()->set_epoch(0);
+    done.mutable_phase_done()->set_test(true);
+    done.mutable_phase_done()->set_examples(8);
+    worker->Send(done);
+  }
+  ASSERT_OK(Result());
+  EXPECT_EQ(JsonNumber(FileText(run + "/summary.json"), "train_loss", -1), uninterrupted);
 }
 
 // Only the launcher may say a node exited (issue 19 #8): a NODE_EXITED

@@ -14,9 +14,12 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
+
+#include <glog/logging.h>
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
@@ -26,6 +29,7 @@
 #include "core/zmq_transport.h"
 #include "models/device.h"
 #include "tools/child_process.h"
+#include "tools/class_table.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
 
@@ -206,7 +210,7 @@ void PrintSummary(const std::string& run_dir, double wall) {
                 JsonNumber(one_line, "test_accuracy"), JsonNumber(one_line, "train_loss"),
                 static_cast<long long>(JsonNumber(one_line, "steps")), JsonNumber(one_line, "samples_per_sec"),
                 FormatDuration(wall).c_str(), JsonString(one_line, "params_sha256").c_str(), run_dir.c_str());
-  std::cout << text << std::flush;
+  std::cout << ClassTable(*summary) << text << std::flush;
 }
 
 }  // namespace
@@ -294,10 +298,13 @@ namespace {
 // One launch of the cluster. A lost server is replaced in place (the
 // scheduler rolls the job back; the scheduler and the workers go on), each
 // replacement counting in *recoveries, the --max-restarts budget this launch
-// shares with whole-cluster restarts. On any other failure of a role (not a
-// usage error) sets *restartable, after stopping every process.
+// shares with whole-cluster restarts. When a role fails otherwise, every
+// process is stopped and *failure says which role; nothing is printed about
+// it (the caller says whether the job restarts or fails), and *restartable
+// is set (only then) unless no restart can help (a usage error, a permanent one).
 int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options,
-               const std::string& resume_from, int* recoveries, bool* restartable) {
+               const std::string& resume_from, int* recoveries, bool* restartable,
+               std::optional<RoleFailure>* failure) {
   const std::string& run_dir = options.run_dir;
   const ProgressMode mode = options.progress;
   auto self_exe = SelfExecutable();
@@ -492,9 +499,10 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
         continue;
       }
       view.Finish();
+      cluster.StopAll();
       *restartable = !permanent;
-      return fail(failed->label() + " exited with code " + std::to_string(*failed->Poll()) + "; the end of " +
-                  failed->log_path() + ":\n" + LastLines(failed->log_path(), 5));
+      *failure = RoleFailure{failed->label(), code, failed->log_path()};
+      return kExitFailure;
     }
     if (cluster.scheduler()->Poll() == std::optional<int>(0)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -510,34 +518,58 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
 
 }  // namespace
 
+std::string RestartLine(const RoleFailure& failure, const std::string& from, int restart, int max_restarts) {
+  const std::string role = failure.label == "scheduler" ? "the scheduler" : failure.label;
+  return role + " was lost (exited with code " + std::to_string(failure.exit_code) + "; log: " + failure.log_path +
+         "); restarting from " + from + " (restart " + std::to_string(restart) + " of " +
+         std::to_string(max_restarts) + ")";
+}
+
+std::string FailureMessage(const RoleFailure& failure, int tail_lines) {
+  std::string tail = LastLines(failure.log_path, tail_lines);
+  if (!tail.empty() && tail.back() == '\n') tail.pop_back();  // the message is printed as a line
+  return failure.label + " exited with code " + std::to_string(failure.exit_code) + "; the end of " +
+         failure.log_path + ":\n" + tail;
+}
+
 int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
   // --device=cuda without a usable GPU fails here, before any process starts.
   if (auto device = ResolveDevice(FLAGS_device); !device.ok()) return UsageError(self, device.status().message());
   std::string resume_from = options.resume_from;
   // Server replacements and whole-cluster restarts so far: together at most options.max_restarts.
   int recoveries = 0;
+  auto print = [&](const std::string& message) {
+    std::cerr << "tessera " << self.name << ": " << message << std::endl;
+  };
   while (true) {
     bool restartable = false;
-    const int code = RunAttempt(self, spec, options, resume_from, &recoveries, &restartable);
-    if (!restartable || recoveries >= options.max_restarts || StopSignalCount() > 0) return code;
+    std::optional<RoleFailure> failure;
+    const int code = RunAttempt(self, spec, options, resume_from, &recoveries, &restartable, &failure);
+    if (!restartable || recoveries >= options.max_restarts || StopSignalCount() > 0) {
+      // The job ends here: the failed role's log tail says why.
+      if (failure.has_value()) print(FailureMessage(*failure));
+      return code;
+    }
     ++recoveries;
     // A lost scheduler (or a server that could not be replaced in place):
     // start every process again from the newest intact checkpoint (or the
-    // job's start) and go on; under BSP the result is the same as without the loss.
+    // job's start) and go on; under BSP the result is the same as without
+    // the loss. Only a line says so: the lost role's log, with its ERROR
+    // lines, is no failure of the job (it stays in its file).
     std::string note;
     auto checkpoint = ResolveCheckpoint(options.run_dir, &note);
     if (checkpoint.ok()) {
       std::error_code ec;
       resume_from = std::filesystem::absolute(*checkpoint, ec).lexically_normal().string();
-      std::cerr << "tessera " << self.name << ": restarting from " << note << " (restart " << recoveries << " of "
-                << options.max_restarts << ")" << std::endl;
     } else if (checkpoint.status().code() == StatusCode::kNotFound) {
-      std::cerr << "tessera " << self.name << ": restarting from the start, there is no checkpoint yet (restart "
-                << recoveries << " of " << options.max_restarts << ")" << std::endl;
+      note = "the start, there is no checkpoint yet";
     } else {
-      std::cerr << "tessera " << self.name << ": cannot restart: " << checkpoint.status().message() << std::endl;
+      if (failure.has_value()) print(FailureMessage(*failure));
+      print("cannot restart: " + checkpoint.status().message());
       return code;
     }
+    CHECK(failure.has_value()) << "a restartable attempt names the role that failed";
+    print(RestartLine(*failure, note, recoveries, options.max_restarts));
   }
 }
 

@@ -72,6 +72,22 @@ int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data);
 // --progress: auto, live, plain or none. InvalidArgument otherwise.
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag);
 
+// A role of a local job that exited with an error.
+struct RoleFailure {
+  std::string label;     // "scheduler", "server-1", "worker-0"
+  int exit_code = 0;
+  std::string log_path;  // its log (a restarted role appends to the same file)
+};
+
+// The one line a recovery prints for the role it lost: the job goes on, so
+// none of that role's log is shown, only where it is. `from` says where the
+// job restarts ("checkpoint DIR (step N)"); restart `restart` of `max_restarts`.
+std::string RestartLine(const RoleFailure& failure, const std::string& from, int restart, int max_restarts);
+
+// The message of a job that fails for good because of `failure`: which role,
+// its exit code, and the last `tail_lines` lines of its log.
+std::string FailureMessage(const RoleFailure& failure, int tail_lines = 5);
+
 }  // namespace tessera
 
 #endif  // TESSERA_TOOLS_LOCAL_JOB_H_

@@ -59,11 +59,9 @@ Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
 Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) {
   RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
-  if (IsTableFormat(d)) {
-    // Reads and checks every record, as the scheduler will again to plan the job.
-    ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(d, nullptr));
-    return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
-  }
+  // A table's every record is read and checked here, as the scheduler will again to plan the job.
+  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(d, nullptr));
+  if (IsTableFormat(d)) return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
   // The model must fit the data's shape; the scheduler checks again, but a

@@ -11,6 +11,7 @@
 #include "core/process_memory.h"
 #include "core/random.h"
 #include "core/spec.h"
+#include "core/task_metrics.h"
 #include "worker/batch_prefetcher.h"
 
 namespace tessera {
@@ -203,9 +204,12 @@ struct Worker::TrainingPhase {
   int64_t to_skip;         // resumed inside this epoch: steps done before, passed over
   int64_t skipped_examples = 0;
 
-  // Since the last PROGRESS.
+  // Since the last PROGRESS; under BSP also step by step, for a checkpoint
+  // cut inside the epoch (the scheduler keeps the sums up to it).
   double loss_sum = 0;
   int64_t examples = 0;
+  std::vector<double> step_loss_sums;
+  std::vector<int64_t> step_examples;
   SteadyClock::time_point last_report = SteadyClock::now();
 
   // The whole phase, for PHASE_DONE. Step time, split: reading +
@@ -284,6 +288,9 @@ class OverlapPusher {
 Status Worker::RunTraining(const proto::Phase& phase) {
   RETURN_IF_ERROR(PullParamsForPhaseStart(phase));
   TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
+  // Resumed inside the epoch: this worker's loss sum goes on from its sum
+  // before the cut, so it adds up as in a run that never stopped.
+  if (rank_ < phase.resumed_loss_sums_size()) t.epoch_loss = phase.resumed_loss_sums(rank_);
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     const auto read_start = SteadyClock::now();
@@ -380,6 +387,10 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
   t->examples += t->pushed_step.count;
   t->epoch_loss += t->pushed_step.stats.loss_sum;
   t->epoch_examples += t->pushed_step.count;
+  if (t->bsp) {
+    t->step_loss_sums.push_back(t->pushed_step.stats.loss_sum);
+    t->step_examples.push_back(t->pushed_step.count);
+  }
   return ReportProgress(t, /*force=*/false);
 }
 
@@ -417,8 +428,12 @@ Status Worker::ReportProgress(TrainingPhase* t, bool force) {
   h.mutable_progress()->set_step(t->step);
   h.mutable_progress()->set_loss_sum(t->loss_sum);
   h.mutable_progress()->set_examples(t->examples);
+  h.mutable_progress()->mutable_step_loss_sums()->Add(t->step_loss_sums.begin(), t->step_loss_sums.end());
+  h.mutable_progress()->mutable_step_examples()->Add(t->step_examples.begin(), t->step_examples.end());
   t->loss_sum = 0;
   t->examples = 0;
+  t->step_loss_sums.clear();
+  t->step_examples.clear();
   return SendToScheduler(h);
 }
 
@@ -455,6 +470,8 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   std::vector<float> x;
   std::vector<uint8_t> labels;
   BatchStats total;
+  ClassificationMetrics classes(model_->num_classes());
+  std::vector<int32_t> predicted;
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     proto::Lease lease;
@@ -466,7 +483,9 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
       RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels));
-      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count);
+      predicted.resize(count);
+      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count, predicted.data());
+      for (int64_t i = 0; i < count; ++i) RETURN_IF_ERROR(classes.Add(labels[i], predicted[i]));
       total.loss_sum += s.loss_sum;
       total.correct += s.correct;
       total.examples += s.examples;
@@ -481,6 +500,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_examples(total.examples);
   d->set_correct(total.correct);
   d->set_part(phase.part());
+  d->set_class_metrics(classes.Serialize());
   AddPeakMemory(d);
   if (phase.final() && rank_ == phase.reporter_rank()) {
     d->set_params_sha256(model_->ParamsSha256());

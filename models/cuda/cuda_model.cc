@@ -209,6 +209,10 @@ const float* CudaModel::Infer(const float* x, int64_t batch) {
   EnsureBatch(batch);
   Upload(x, nullptr, batch, /*training=*/false);
   Forward(batch, Pass{false, 0}, nullptr);
+  return CopyLogitsToHost(batch);
+}
+
+const float* CudaModel::CopyLogitsToHost(int64_t batch) {
   const cudaStream_t stream = context_->stream();
   TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_logits.as<float>(), b_->acts[layers_.size() - 1].get(),
                                      batch * num_classes_ * sizeof(float), cudaMemcpyDeviceToHost, stream));

@@ -49,6 +49,9 @@ class CudaModel {
   // As Model::Infer with batch > 0: the logits [batch, num_classes] in a
   // host buffer owned by this, valid until the next pass.
   const float* Infer(const float* x, int64_t batch);
+  // The logits of the last pass of `batch` examples, copied to the host
+  // (valid until the next pass).
+  const float* CopyLogitsToHost(int64_t batch);
   // From now on the host parameters are uploaded on the next pass only
   // (inference: they no longer change).
   // (params_uploaded_ is reset: a pass before this call uploaded the

@@ -98,9 +98,13 @@ Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::
   out->values.resize(features);
   out->present.resize(features);
   for (size_t f = 0; f < features; ++f) {
-    ASSIGN_OR_RETURN(std::optional<float> v, reader.ParseFloat(record, columns[f + 1]));
-    out->present[f] = v.has_value();
-    out->values[f] = v.value_or(fill);
+    // ParseFloatField parses as reader.ParseFloat does, without its result's
+    // copy for every field; a field it refuses is parsed again by
+    // reader.ParseFloat for the message that names the line and column.
+    const StatusOr<std::optional<float>> v = ParseFloatField(record.fields[columns[f + 1]]);
+    if (!v.ok()) return reader.ParseFloat(record, columns[f + 1]).status();
+    out->present[f] = v->has_value();
+    out->values[f] = v->value_or(fill);
   }
   return OkStatus();
 }

@@ -1,5 +1,6 @@
 #include "scheduler/job_metrics.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -109,6 +110,7 @@ void JobResults::AddWorkerReport(const proto::PhaseDone& report, bool training) 
   compute_seconds += report.compute_seconds();
   communication_seconds += report.communication_seconds();
   push_seconds += report.push_seconds();
+  worker_peak_rss_bytes = std::max(worker_peak_rss_bytes, report.peak_rss_bytes());
   if (training) {
     push_bytes += report.push_bytes();
     pull_bytes += report.pull_bytes();
@@ -147,6 +149,7 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("worker_wait_seconds", r.communication_seconds / workers)
       .Add("push_bytes_per_step", r.pushing_steps > 0 ? static_cast<double>(r.push_bytes) / r.pushing_steps : 0.0)
       .Add("pull_bytes_per_step", r.pushing_steps > 0 ? static_cast<double>(r.pull_bytes) / r.pushing_steps : 0.0)
+      .Add("worker_peak_rss_bytes", static_cast<int64_t>(r.worker_peak_rss_bytes))
       .Add("servers", spec.cluster().servers())
       .Add("workers", workers)
       .Add("consistency", proto::Consistency_Name(spec.consistency()))

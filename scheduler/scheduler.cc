@@ -25,7 +25,9 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
 Scheduler::~Scheduler() = default;
 
 Status Scheduler::Prepare() {
-  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));
+  const Clock::TimePoint planning = Now();
+  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));  // a table's every record read
+  const double planning_seconds = std::chrono::duration<double>(Now() - planning).count();
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(resume_, LoadResumePoint(options_.resume_from, options_.spec, shape_));
     phases_.ResumeAt(resume_->step, resume_->evaluate_only ? options_.spec.epochs() - 1 : 0,
@@ -43,7 +45,7 @@ Status Scheduler::Prepare() {
   }
   LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
             << " parameters, " << shape_.train_examples << " training and " << shape_.test_examples
-            << " test examples";
+            << " test examples (planned in " << planning_seconds << " s)";
   if (shape_.layout.table.has_value() && shape_.layout.table->train_bad_records() + shape_.layout.table->test_bad_records() > 0) {
     LOG(WARNING) << "passing over " << shape_.layout.table->train_bad_records() << " bad training and "
                  << shape_.layout.table->test_bad_records() << " bad test records (data.table.skip_bad_records)";

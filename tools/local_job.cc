@@ -42,6 +42,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kStopGraceMs = 3000;
 constexpr int kPortFileTimeoutMs = 30000;
+constexpr int64_t kSlowestTableScanBytesPerMs = 5000;  // 5 MB/s
 constexpr int kSchedulerExitGraceMs = 1000;
 
 // Tells the scheduler at once that a node process exited (NODE_EXITED), so
@@ -279,6 +280,20 @@ Status CheckLocalWorkersFit(const proto::JobSpec& spec) {
   return CheckLocalWorkers(spec.cluster().workers(), bytes_per_worker, ThisMachine());
 }
 
+int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data) {
+  int64_t bytes = 0;
+  if (IsTableFormat(data)) {
+    for (const bool test : {false, true}) {
+      for (const std::string& path : TableFiles(data, test)) {
+        std::error_code error;
+        const uintmax_t size = std::filesystem::file_size(path, error);
+        if (!error) bytes += static_cast<int64_t>(size);
+      }
+    }
+  }
+  return kPortFileTimeoutMs + bytes / kSlowestTableScanBytesPerMs;
+}
+
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag) {
   if (flag == "auto") return isatty(STDOUT_FILENO) ? ProgressMode::kLive : ProgressMode::kPlain;
   if (flag == "live") return ProgressMode::kLive;
@@ -348,7 +363,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   }
   // The scheduler writes its OS-chosen port once it listens.
   std::string port;
-  const auto port_deadline = Clock::now() + std::chrono::milliseconds(kPortFileTimeoutMs);
+  const int64_t port_timeout_ms = SchedulerListenTimeoutMs(spec.data());
+  const auto port_deadline = Clock::now() + std::chrono::milliseconds(port_timeout_ms);
   while (port.empty()) {
     if (stop->load()) {
       fail("interrupted");
@@ -358,7 +374,9 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       return fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
                   LastLines(cluster.scheduler()->log_path(), 5));
     }
-    if (Clock::now() > port_deadline) return fail("the scheduler did not start listening within 30 s");
+    if (Clock::now() > port_deadline) {
+      return fail("the scheduler did not start listening within " + std::to_string(port_timeout_ms / 1000) + " s");
+    }
     if (auto text = ReadFileToString(port_file); text.ok() && !text->empty() && text->back() == '\n') {
       port = text->substr(0, text->size() - 1);
     } else {

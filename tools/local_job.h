@@ -5,6 +5,7 @@
 #ifndef TESSERA_TOOLS_LOCAL_JOB_H_
 #define TESSERA_TOOLS_LOCAL_JOB_H_
 
+#include <cstdint>
 #include <string>
 
 #include "proto/job.pb.h"
@@ -62,6 +63,13 @@ Status CheckLocalWorkers(int workers, uint64_t bytes_per_worker, const MachineRe
 
 // CheckLocalWorkers for spec's workers on this machine.
 Status CheckLocalWorkersFit(const proto::JobSpec& spec);
+
+// How long the launcher waits for its scheduler to listen: 30 s, plus for a
+// CSV/TSV table the time to read its files at 5 MB/s. The scheduler reads
+// every record twice before it listens (its check of the spec, then its
+// plan), at about 100 MB/s a pass on one core: a machine ten times slower
+// still makes it. A file that cannot be sized adds nothing.
+int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data);
 
 // --progress: auto, live, plain or none. InvalidArgument otherwise.
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag);

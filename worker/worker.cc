@@ -8,6 +8,7 @@
 
 #include "core/data_plan.h"
 #include "core/file_util.h"
+#include "core/process_memory.h"
 #include "core/random.h"
 #include "core/spec.h"
 #include "core/task_metrics.h"
@@ -23,6 +24,12 @@ constexpr uint64_t kMinOverlapPushBytes = 512 * 1024;
 
 // How often a worker reports training progress to the scheduler.
 constexpr auto kProgressInterval = std::chrono::milliseconds(500);
+
+// Adds this process's peak resident memory to a report, where the system says it.
+void AddPeakMemory(proto::PhaseDone* done) {
+  StatusOr<uint64_t> peak = PeakResidentBytes();
+  if (peak.ok()) done->set_peak_rss_bytes(*peak);
+}
 
 }  // namespace
 
@@ -451,6 +458,7 @@ Status Worker::SendTrainingDone(const TrainingPhase& t) {
   d->set_pull_bytes(kv_->pulled_bytes() - t.pulled_bytes_at_start);
   d->set_pushed_steps(t.pushed_steps);
   d->set_communication_seconds(t.wait_seconds);
+  AddPeakMemory(d);
   return SendToScheduler(done);
 }
 
@@ -496,6 +504,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_correct(total.correct);
   d->set_part(phase.part());
   d->set_class_metrics(classes.Serialize());
+  AddPeakMemory(d);
   if (phase.final() && rank_ == phase.reporter_rank()) {
     d->set_params_sha256(model_->ParamsSha256());
     if (!options_.params_out.empty()) {

@@ -104,6 +104,9 @@ class CsvReader {
   // After any error but the field count, every later call returns it again.
   StatusOr<bool> Next(CsvRecord* record);
 
+  // True after an error Next cannot read past (any but a wrong field count).
+  bool failed() const { return !sticky_error_.ok(); }
+
   // The value of record.fields[column] (ParseFloatField), its errors naming
   // the file, the line and the column: "FILE:LINE: column 'x': ...".
   // REQUIRES: 0 <= column < Columns().size() == record.fields.size().

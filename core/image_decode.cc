@@ -567,10 +567,15 @@ Image AugmentAndResize(const Image& image, int width, int height, int channels, 
 }
 
 void WriteChwFloats(const Image& image, float mean, float std, float* out) {
-  CHECK_GT(std, 0.0f);
-  const float a = 1.0f / (255.0f * std), b = -mean / std;
+  const float means[3] = {mean, mean, mean}, stds[3] = {std, std, std};
+  WriteChwFloats(image, means, stds, out);
+}
+
+void WriteChwFloats(const Image& image, const float* mean, const float* std, float* out) {
   const size_t plane = static_cast<size_t>(image.width) * image.height;
   for (int c = 0; c < image.channels; ++c) {
+    CHECK_GT(std[c], 0.0f);
+    const float a = 1.0f / (255.0f * std[c]), b = -mean[c] / std[c];
     for (size_t i = 0; i < plane; ++i) out[c * plane + i] = static_cast<float>(image.pixels[i * image.channels + c]) * a + b;
   }
 }

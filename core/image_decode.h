@@ -180,6 +180,10 @@ Image AugmentAndResize(const Image& image, int width, int height, int channels, 
 // REQUIRES: std > 0.
 void WriteChwFloats(const Image& image, float mean, float std, float* out);
 
+// The same with each channel's own mean[c] and std[c]: one value each per
+// channel of the image. REQUIRES: every std > 0.
+void WriteChwFloats(const Image& image, const float* mean, const float* std, float* out);
+
 }  // namespace tessera
 
 #endif  // TESSERA_CORE_IMAGE_DECODE_H_

@@ -1,6 +1,7 @@
 // Image folders: a data set laid out as DIR/CLASS_NAME/IMAGE, one folder per
-// class, the images PNG or JPEG files (core/image_decode.h). Not yet used by
-// training.
+// class, the images PNG or JPEG files (core/image_decode.h). A job's two
+// folders (DataSpec format IMAGE_FOLDER) are listed and checked through
+// core/image_folder_data.h.
 //
 // ListImageFolder reads the layout once (the scheduler's job): the class
 // names are the class folders' names sorted bytewise, a class's label is its

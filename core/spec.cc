@@ -9,6 +9,7 @@
 #include <google/protobuf/text_format.h>
 
 #include "core/file_util.h"
+#include "core/image_folder_data.h"
 
 namespace tessera {
 namespace {
@@ -86,19 +87,32 @@ Status ValidateClassNames(const proto::DataSpec& d) {
   return OkStatus();
 }
 
-// The fields of data.format: tables name their files and label column, IDX
-// data uses none of the table fields.
-Status ValidateDataFormat(const proto::JobSpec& spec) {
+// Whether a spec sets fields of another format than its own. (The table
+// and image blocks themselves may be there: a spec written back makes every
+// default explicit.)
+bool HasTableFields(const proto::DataSpec& d) {
+  return d.train_files_size() > 0 || d.test_files_size() > 0 || !d.table().label_column().empty() ||
+         d.table().feature_columns_size() > 0;
+}
+
+bool HasImageFields(const proto::DataSpec& d) {
+  const proto::ImageSpec& i = d.image();
+  return !d.train_dir().empty() || !d.test_dir().empty() || i.width() != 0 || i.height() != 0 || i.mean_size() > 0 ||
+         i.std_size() > 0 || i.random_crop() || i.horizontal_flip();
+}
+
+Status RequireNoEmbedding(const proto::JobSpec& spec, const std::string& format) {
+  return Require(spec.model().layer_size() == 0 || !spec.model().layer(0).has_embedding(),
+                 "an Embedding first layer takes ids, and data.format " + format +
+                     " gives scaled numbers: use IDX data for ids (categorical columns are not supported yet)");
+}
+
+// A table names its files and label column.
+Status ValidateTableFormat(const proto::JobSpec& spec) {
   const proto::DataSpec& d = spec.data();
-  const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV;
-  if (!table) {
-    // (The table block itself may be there: a spec written back makes every default explicit.)
-    return Require(d.train_files_size() == 0 && d.test_files_size() == 0 && d.table().label_column().empty() &&
-                       d.table().feature_columns_size() == 0,
-                   "data.train_files, data.test_files and data.table's columns are for data.format CSV or TSV; "
-                   "this spec's format is IDX (set data.format)");
-  }
   const std::string format = d.format() == proto::DataSpec::CSV ? "CSV" : "TSV";
+  RETURN_IF_ERROR(Require(!HasImageFields(d), "data.train_dir, data.test_dir and data.image are for data.format "
+                                              "IMAGE_FOLDER; this spec's format is " + format));
   RETURN_IF_ERROR(Require(d.train_files_size() >= 1 && d.test_files_size() >= 1,
                           "data.format " + format + " needs data.train_files and data.test_files (one or more each)"));
   RETURN_IF_ERROR(Require(!d.table().label_column().empty(), "data.format " + format +
@@ -110,9 +124,69 @@ Status ValidateDataFormat(const proto::JobSpec& spec) {
   for (const std::string& name : d.table().feature_columns()) {
     RETURN_IF_ERROR(Require(!name.empty(), "data.table.feature_columns must not hold an empty name"));
   }
-  return Require(spec.model().layer_size() == 0 || !spec.model().layer(0).has_embedding(),
-                 "an Embedding first layer takes ids, and data.format " + format +
-                     " gives scaled numbers: use IDX data for ids (categorical columns are not supported yet)");
+  return RequireNoEmbedding(spec, format);
+}
+
+// image.mean or image.std: none, one, or one per channel, each finite (std > 0).
+Status ValidateChannelValues(const google::protobuf::RepeatedField<float>& values, int channels, const std::string& name,
+                             bool positive) {
+  RETURN_IF_ERROR(Require(values.size() <= 1 || values.size() == channels,
+                          "data.image." + name + " must hold one value or one per channel (" +
+                              std::to_string(channels) + "), got " + std::to_string(values.size())));
+  for (const float v : values) {
+    RETURN_IF_ERROR(Require(std::isfinite(v) && (!positive || v > 0),
+                            "data.image." + name + (positive ? " must be > 0" : " must be a finite number") + Got(v)));
+  }
+  return OkStatus();
+}
+
+Status ValidateImageSpec(const proto::ImageSpec& i) {
+  for (const auto& [name, side] : {std::pair{"width", i.width()}, std::pair{"height", i.height()}}) {
+    RETURN_IF_ERROR(Require(side >= 1 && side <= kMaxImageSide,
+                            std::string("data.format IMAGE_FOLDER needs data.image.") + name + " in [1, " +
+                                std::to_string(kMaxImageSide) + "]: the size every image is resized to" + Got(side)));
+  }
+  RETURN_IF_ERROR(Require(i.channels() == 1 || i.channels() == 3,
+                          "data.image.channels must be 1 (gray) or 3 (RGB)" + Got(i.channels())));
+  RETURN_IF_ERROR(ValidateChannelValues(i.mean(), i.channels(), "mean", /*positive=*/false));
+  RETURN_IF_ERROR(ValidateChannelValues(i.std(), i.channels(), "std", /*positive=*/true));
+  return Require(i.min_crop_scale() > 0 && i.min_crop_scale() <= 1,
+                 "data.image.min_crop_scale must be in (0, 1]" + Got(i.min_crop_scale()));
+}
+
+// Image folders name their two folders and the images' size.
+Status ValidateImageFolderFormat(const proto::JobSpec& spec) {
+  const proto::DataSpec& d = spec.data();
+  RETURN_IF_ERROR(Require(!HasTableFields(d), "data.train_files, data.test_files and data.table's columns are for "
+                                              "data.format CSV or TSV; this spec's format is IMAGE_FOLDER"));
+  RETURN_IF_ERROR(Require(!d.train_dir().empty() && !d.test_dir().empty(),
+                          "data.format IMAGE_FOLDER needs data.train_dir and data.test_dir: folders of class folders "
+                          "of .png, .jpg or .jpeg files"));
+  RETURN_IF_ERROR(Require(d.max_train_examples() == 0 && d.max_test_examples() == 0,
+                          "data.max_train_examples and data.max_test_examples are not for data.format IMAGE_FOLDER "
+                          "(its images are listed class by class, so the first N would be the first classes): use "
+                          "smaller folders"));
+  RETURN_IF_ERROR(ValidateImageSpec(d.image()));
+  return RequireNoEmbedding(spec, "IMAGE_FOLDER");
+}
+
+// The fields of data.format: tables name their files and label column, image
+// folders their folders and the images' size, IDX data uses none of them.
+Status ValidateDataFormat(const proto::JobSpec& spec) {
+  const proto::DataSpec& d = spec.data();
+  switch (d.format()) {
+    case proto::DataSpec::IDX:
+      RETURN_IF_ERROR(Require(!HasTableFields(d), "data.train_files, data.test_files and data.table's columns are for "
+                                                  "data.format CSV or TSV; this spec's format is IDX (set data.format)"));
+      return Require(!HasImageFields(d), "data.train_dir, data.test_dir and data.image are for data.format "
+                                         "IMAGE_FOLDER; this spec's format is IDX (set data.format)");
+    case proto::DataSpec::CSV:
+    case proto::DataSpec::TSV:
+      return ValidateTableFormat(spec);
+    case proto::DataSpec::IMAGE_FOLDER:
+      return ValidateImageFolderFormat(spec);
+  }
+  return InvalidArgumentError("data.format " + std::to_string(d.format()) + " is unknown");
 }
 
 // The validation split (data.validation_*) and early stopping.
@@ -123,7 +197,7 @@ Status ValidateValidation(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(
       Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
   RETURN_IF_ERROR(Require(table || d.validation_files_size() == 0,
-                          "data.validation_files are for data.format CSV or TSV; IDX data holds out "
+                          "data.validation_files are for data.format CSV or TSV; IDX and IMAGE_FOLDER data hold out "
                           "data.validation_fraction of its training examples"));
   RETURN_IF_ERROR(Require(fraction == 0 || d.validation_files_size() == 0,
                           "data.validation_fraction and data.validation_files both give a validation set: set one"));

@@ -98,12 +98,54 @@ Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::
   out->values.resize(features);
   out->present.resize(features);
   for (size_t f = 0; f < features; ++f) {
-    ASSIGN_OR_RETURN(std::optional<float> v, reader.ParseFloat(record, columns[f + 1]));
-    out->present[f] = v.has_value();
-    out->values[f] = v.value_or(fill);
+    // ParseFloatField parses as reader.ParseFloat does, without its result's
+    // copy for every field; a field it refuses is parsed again by
+    // reader.ParseFloat for the message that names the line and column.
+    const StatusOr<std::optional<float>> v = ParseFloatField(record.fields[columns[f + 1]]);
+    if (!v.ok()) return reader.ParseFloat(record, columns[f + 1]).status();
+    out->present[f] = v->has_value();
+    out->values[f] = v->value_or(fill);
   }
   return OkStatus();
 }
+
+// A file's records one at a time, each checked by the spec's rules: a bad
+// one is an error, or with data.table.skip_bad_records is counted in *bad
+// and passed over.
+class GoodRecords {
+ public:
+  GoodRecords(const proto::DataSpec& data, CsvReader* reader, const std::vector<int>& columns, BadRecords* bad)
+      : data_(data), reader_(reader), columns_(columns), bad_(bad) {}
+
+  // The next good record into *record and *parsed; false at the end.
+  StatusOr<bool> Next(CsvRecord* record, ParsedRecord* parsed) {
+    while (true) {
+      StatusOr<bool> more = reader_->Next(record);
+      Status checked = more.ok() && *more ? Check(*record, parsed) : more.status();
+      if (checked.ok()) return more;
+      if (!data_.table().skip_bad_records() || reader_->failed()) return checked;
+      ++bad_->count;
+      if (bad_->first.size() < BadRecords::kNamed) bad_->first.push_back(checked.message());
+    }
+  }
+
+ private:
+  Status Check(const CsvRecord& record, ParsedRecord* parsed) {
+    RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, data_.table().fill_value(), parsed));
+    const int num_classes = data_.table().num_classes();
+    if (num_classes > 0 && parsed->label >= num_classes) {
+      return InvalidArgumentError(reader_->Place(record) + ": column '" + reader_->Columns()[columns_[0]] +
+                                  "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
+                                  ", got " + std::to_string(parsed->label));
+    }
+    return OkStatus();
+  }
+
+  const proto::DataSpec& data_;
+  CsvReader* reader_;
+  const std::vector<int>& columns_;
+  BadRecords* bad_;
+};
 
 // Opens a split's file, checking its header against the first file's.
 StatusOr<std::unique_ptr<CsvReader>> OpenTableFile(const proto::DataSpec& data, const std::string& path,
@@ -146,19 +188,13 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     scan->squares.assign(features, 0);
   }
   const int64_t block_records = TableBlockRecords(static_cast<int>(scan->columns.size()) - 1);
-  const int num_classes = data.table().num_classes();
+  GoodRecords records(data, reader.get(), scan->columns, &scan->bad);
   CsvRecord record;
   ParsedRecord parsed;
   int64_t in_file = 0;
   while (max_records <= 0 || scan->records < max_records) {
-    ASSIGN_OR_RETURN(bool more, reader->Next(&record));
+    ASSIGN_OR_RETURN(bool more, records.Next(&record, &parsed));
     if (!more) break;
-    RETURN_IF_ERROR(ParseRecord(*reader, record, scan->columns, data.table().fill_value(), &parsed));
-    if (num_classes > 0 && parsed.label >= num_classes) {
-      return InvalidArgumentError(reader->Place(record) + ": column '" + data.table().label_column() +
-                                  "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
-                                  ", got " + std::to_string(parsed.label));
-    }
     if (in_file % block_records == 0) {
       proto::TableBlock& block = scan->blocks.emplace_back();
       block.set_file(file_index);
@@ -236,17 +272,20 @@ Status CheckLikeTraining(const TableScan& train, const TableScan& other, const s
 
 }  // namespace
 
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad) {
   ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples()));
   ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples()));
   const int found = train.max_label + 1;
   const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;
   RETURN_IF_ERROR(CheckLikeTraining(train, test, "test", classes));
   proto::TableData table;
+  BadRecords validation_bad;
   if (data.validation_files_size() > 0) {
     ASSIGN_OR_RETURN(TableScan validation, ScanTable(data, Split::kValidation, data.max_validation_examples()));
     RETURN_IF_ERROR(CheckLikeTraining(train, validation, "validation", classes));
     for (const proto::TableBlock& b : validation.blocks) *table.add_validation_blocks() = b;
+    validation_bad = std::move(validation.bad);
+    table.set_validation_bad_records(validation_bad.count);
   }
   table.set_num_classes(std::max(classes, 1));
   for (const proto::TableBlock& b : train.blocks) *table.add_train_blocks() = b;
@@ -264,6 +303,17 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data) {
     table.add_shift(standardize ? static_cast<float>(train.mean[f]) : 0.0f);
     table.add_scale(standardize && std::isfinite(scale) ? scale : 1.0f);
   }
+  table.set_train_bad_records(train.bad.count);
+  table.set_test_bad_records(test.bad.count);
+  if (bad != nullptr) {
+    bad->count = train.bad.count + validation_bad.count + test.bad.count;
+    bad->first = train.bad.first;
+    for (const BadRecords* other : {&validation_bad, &test.bad}) {
+      for (const std::string& m : other->first) {
+        if (bad->first.size() < BadRecords::kNamed) bad->first.push_back(m);
+      }
+    }
+  }
   return table;
 }
 
@@ -279,9 +329,13 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
     return DataLossError(path + " has " + std::to_string(columns_in_file) +
                          " columns now, fewer than when the job was planned");
   }
+  // The bad records the scheduler counted are passed over again, uncounted.
+  BadRecords passed_over;
+  GoodRecords records(data, reader.get(), columns, &passed_over);
   CsvRecord record;
+  ParsedRecord parsed;
   auto next = [&]() -> Status {
-    ASSIGN_OR_RETURN(bool more, reader->Next(&record));
+    ASSIGN_OR_RETURN(bool more, records.Next(&record, &parsed));
     if (!more) return DataLossError(path + " ends before record " + std::to_string(block.first_record() + block.records()) +
                                     ", which it held when the job was planned");
     return OkStatus();
@@ -292,10 +346,8 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   const size_t features = table.feature_columns_size();
   x->resize(block.records() * features);
   labels->resize(block.records());
-  ParsedRecord parsed;
   for (int64_t r = 0; r < block.records(); ++r) {
     RETURN_IF_ERROR(next());
-    RETURN_IF_ERROR(ParseRecord(*reader, record, columns, data.table().fill_value(), &parsed));
     if (parsed.label >= table.num_classes()) {
       return DataLossError(reader->Place(record) + ": class " + std::to_string(parsed.label) +
                            ", beyond the job's " + std::to_string(table.num_classes()));

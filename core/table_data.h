@@ -45,6 +45,13 @@ std::vector<std::string> TableFiles(const proto::DataSpec& data, Split split);
 // The records of one block a file of `features` feature columns has.
 int64_t TableBlockRecords(int features);
 
+// Records passed over as bad (data.table.skip_bad_records).
+struct BadRecords {
+  static constexpr size_t kNamed = 5;
+  int64_t count = 0;
+  std::vector<std::string> first;  // the messages of the first kNamed
+};
+
 // One pass over a split's files: each record checked, the blocks cut, and
 // what the scheduler needs to describe the table.
 struct TableScan {
@@ -57,6 +64,7 @@ struct TableScan {
   // sum of squared deviations (Welford's running update, in file order).
   std::vector<int64_t> present;
   std::vector<double> mean, squares;
+  BadRecords bad;
 };
 
 // Reads every record of the split `split` of `data` (at most max_records when
@@ -64,8 +72,9 @@ struct TableScan {
 // [0, 256) (and below data.table.num_classes when that is set), every
 // feature a number or empty. Every file's header must name the same columns
 // as the first's. Errors are one line naming the file, the line and the
-// column, what was expected and what was found; InvalidArgument for a
-// mistake in the data, NotFound for a missing file, DataLoss for a damaged
+// column, what was expected and what was found (with
+// data.table.skip_bad_records, such a record is counted in `bad` and passed
+// over instead); InvalidArgument for a mistake in the data, NotFound for a missing file, DataLoss for a damaged
 // gzip stream.
 StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records);
 
@@ -77,8 +86,10 @@ StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t 
 // label beyond them is InvalidArgument) and each
 // feature's shift and scale (STANDARDIZE: the mean and 1/std of its present
 // training values; scale 1 for a constant column, and for one whose std is
-// too small for 1/std to be a float).
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data);
+// too small for 1/std to be a float), and how many records of each split
+// were passed over as bad. `bad`, when not null, gets the skipped records of
+// every split (training, validation, test).
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad = nullptr);
 
 // Reads block `block` of split `split`'s files: x[records * features] (scaled) and
 // labels[records]. DataLoss when the file no longer holds what the scheduler

@@ -6,6 +6,7 @@
 
 #include "core/dataset.h"
 #include "core/idx_reader.h"
+#include "core/image_folder_data.h"
 #include "core/sha256.h"
 #include "core/spec.h"
 #include "core/table_data.h"
@@ -33,6 +34,12 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto:
     // Serving it would need the columns and their scaling in the export, which it does not hold yet.
     return InvalidArgumentError("this model was trained on CSV/TSV data (data.format), and exporting such a model "
                                 "is not supported yet: the export would not record its columns and scaling");
+  }
+  if (IsImageFolderFormat(data)) {
+    // Serving it would need the image size, channels and normalization in the export.
+    return InvalidArgumentError("this model was trained on image folders (data.format IMAGE_FOLDER), and exporting "
+                                "such a model is not supported yet: the export would not record its image size, "
+                                "channels and normalization");
   }
   InputFormat format;
   uint8_t data_type = kIdxUnsignedByte;

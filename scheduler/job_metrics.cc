@@ -1,5 +1,6 @@
 #include "scheduler/job_metrics.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -142,6 +143,7 @@ void JobResults::AddWorkerReport(const proto::PhaseDone& report, bool training) 
   compute_seconds += report.compute_seconds();
   communication_seconds += report.communication_seconds();
   push_seconds += report.push_seconds();
+  worker_peak_rss_bytes = std::max(worker_peak_rss_bytes, report.peak_rss_bytes());
   if (training) {
     push_bytes += report.push_bytes();
     pull_bytes += report.pull_bytes();
@@ -207,6 +209,7 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("worker_wait_seconds", r.communication_seconds / workers)
       .Add("push_bytes_per_step", r.pushing_steps > 0 ? static_cast<double>(r.push_bytes) / r.pushing_steps : 0.0)
       .Add("pull_bytes_per_step", r.pushing_steps > 0 ? static_cast<double>(r.pull_bytes) / r.pushing_steps : 0.0)
+      .Add("worker_peak_rss_bytes", static_cast<int64_t>(r.worker_peak_rss_bytes))
       .Add("servers", spec.cluster().servers())
       .Add("workers", workers)
       .Add("consistency", proto::Consistency_Name(spec.consistency()))
@@ -217,6 +220,13 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
   if (shape.validation_examples > 0) AddBestEpoch(shape, r, facts, &s);
+  if (spec.data().table().skip_bad_records() && shape.layout.table.has_value()) {
+    JsonObject bad;
+    bad.Add("train", shape.layout.table->train_bad_records());
+    if (spec.data().validation_files_size() > 0) bad.Add("validation", shape.layout.table->validation_bad_records());
+    bad.Add("test", shape.layout.table->test_bad_records());
+    s.Add("bad_records_skipped", bad);
+  }
   if (r.classification.has_value()) {
     JsonObject classes;
     // The names were checked against the classes when the job was planned.

@@ -57,6 +57,9 @@ struct JobResults {
   double compute_seconds = 0, communication_seconds = 0, push_seconds = 0;
   uint64_t push_bytes = 0, pull_bytes = 0;
   int64_t pushing_steps = 0;
+  // The largest peak resident set size any worker reported (training and
+  // evaluation), in bytes; 0 when none did.
+  uint64_t worker_peak_rss_bytes = 0;
   int workers_lost = 0, workers_joined = 0;
   // The newest evaluation's figures per class, when every worker sent its counts.
   std::optional<ClassificationResult> classification;

@@ -6,6 +6,7 @@
 #include "core/data_plan.h"
 #include "core/dataset.h"
 #include "core/idx_reader.h"
+#include "core/image_folder_data.h"
 #include "core/spec.h"
 #include "core/table_data.h"
 #include "models/model.h"
@@ -28,18 +29,34 @@ Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
                               " names, and the data " + std::to_string(num_classes) + " classes");
 }
 
-StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
+StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout) {
   DataShape shape;
-  if (IsTableFormat(data)) {
-    ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data));
-    for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
-    for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
-    for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
-    shape.example_shape = {table.feature_columns_size()};
-    shape.num_classes = table.num_classes();
-    if (table_data != nullptr) *table_data = std::move(table);
-    return shape;
-  }
+  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records));
+  for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
+  for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
+  for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
+  shape.example_shape = {table.feature_columns_size()};
+  shape.num_classes = table.num_classes();
+  if (layout != nullptr) layout->table = std::move(table);
+  return shape;
+}
+
+StatusOr<DataShape> ReadImageFolderShape(const proto::DataSpec& data, DataLayout* layout) {
+  ASSIGN_OR_RETURN(const ImageFolderSplits splits, ListImageFolders(data));
+  DataShape shape;
+  shape.train_examples = static_cast<int64_t>(splits.train.images.size());
+  shape.test_examples = static_cast<int64_t>(splits.test.images.size());
+  shape.example_shape = ImageExampleShape(data.image());
+  shape.num_classes = static_cast<int>(splits.train.class_names.size());
+  shape.class_names = splits.train.class_names;
+  if (layout != nullptr) layout->image_folder = DescribeImageFolders(splits);
+  return shape;
+}
+
+StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout) {
+  if (IsTableFormat(data)) return ReadTableShape(data, layout);
+  if (IsImageFolderFormat(data)) return ReadImageFolderShape(data, layout);
+  DataShape shape;
   ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
   ASSIGN_OR_RETURN(int64_t test, CountExamples(DataPath(data, data.test_images()), DataPath(data, data.test_labels())));
   shape.train_examples = data.max_train_examples() > 0 ? std::min(train, data.max_train_examples()) : train;
@@ -68,15 +85,16 @@ Status HoldOutValidation(const proto::DataSpec& data, DataShape* shape) {
 
 }  // namespace
 
-std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes) {
-  if (data.class_names_size() == num_classes) return {data.class_names().begin(), data.class_names().end()};
+std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape& shape) {
+  if (data.class_names_size() == shape.num_classes) return {data.class_names().begin(), data.class_names().end()};
+  if (static_cast<int>(shape.class_names.size()) == shape.num_classes) return shape.class_names;
   std::vector<std::string> names;
-  for (int c = 0; c < num_classes; ++c) names.push_back(std::to_string(c));
+  for (int c = 0; c < shape.num_classes; ++c) names.push_back(std::to_string(c));
   return names;
 }
 
-StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data) {
-  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, table_data));
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout) {
+  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout));
   RETURN_IF_ERROR(CheckClassNamesCount(data, shape.num_classes));
   RETURN_IF_ERROR(HoldOutValidation(data, &shape));
   return shape;
@@ -85,7 +103,7 @@ StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   JobShape shape;
-  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.table_data));
+  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.layout));
   shape.train_examples = data.train_examples;
   shape.test_examples = data.test_examples;
   shape.validation_examples = data.validation_examples;
@@ -95,7 +113,7 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
   }
 
   shape.num_classes = data.num_classes;
-  shape.class_names = ClassNames(spec.data(), data.num_classes);
+  shape.class_names = ClassNames(spec.data(), data);
   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), data.example_shape, data.num_classes));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
@@ -147,7 +165,8 @@ proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& sha
   const int64_t epoch_began = start.step - start.skip_steps;
   map.set_schedule_step_offset(start.epoch * map.steps_per_epoch() - epoch_began);
   for (const proto::TensorMeta& t : shape.tensors) *map.add_tensors() = t;
-  if (shape.table_data.has_value()) *map.mutable_table_data() = *shape.table_data;
+  if (shape.layout.table.has_value()) *map.mutable_table_data() = *shape.layout.table;
+  if (shape.layout.image_folder.has_value()) *map.mutable_image_folder() = *shape.layout.image_folder;
   for (size_t s = 0; s < server_addresses.size(); ++s) {
     proto::ServerInfo* info = map.add_servers();
     info->set_rank(static_cast<int>(s));

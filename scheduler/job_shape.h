@@ -12,11 +12,19 @@
 
 #include "core/key_range.h"
 #include "core/status.h"
+#include "core/table_data.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 
 namespace tessera {
+
+// What the scheduler found in the data that the workers need too; the
+// cluster map carries it.
+struct DataLayout {
+  std::optional<proto::TableData> table;               // CSV/TSV: DescribeTable
+  std::optional<proto::ImageFolderData> image_folder;  // IMAGE_FOLDER: DescribeImageFolders
+};
 
 struct JobShape {
   // After data.max_train_examples / max_test_examples; both >= 1. Training
@@ -27,9 +35,11 @@ struct JobShape {
   std::vector<proto::TensorMeta> tensors;  // in key order
   uint64_t num_keys = 0;
   std::vector<std::vector<KeyRange>> server_ranges;  // by server rank
-  // CSV/TSV data: its blocks, classes and scaling (DescribeTable).
-  std::optional<proto::TableData> table_data;
-  // The classes' names (data.class_names, or "0", "1", ...), one per class.
+  // CSV/TSV data: its blocks, classes and scaling; image folders: their
+  // classes and listings' digests.
+  DataLayout layout;
+  // The classes' names (data.class_names, an image folder's class folders,
+  // or "0", "1", ...), one per class.
   std::vector<std::string> class_names;
   int num_classes = 0;
 };
@@ -41,19 +51,26 @@ struct DataShape {
   int64_t train_examples = 0, test_examples = 0, validation_examples = 0;
   std::vector<int64_t> example_shape;
   int num_classes = 0;
+  BadRecords bad_records;  // a table's, passed over (data.table.skip_bad_records)
+  // The names the data gives its classes (an image folder's class folders,
+  // sorted); empty when it gives none.
+  std::vector<std::string> class_names;
 };
 
 // The shape of `data`: IDX from the files' headers; a table by reading every
-// record (DescribeTable), which *table_data (when not null) then holds.
+// record (DescribeTable); image folders by listing both (ListImageFolders,
+// no image read). *layout (when not null) then holds what the workers need.
 // InvalidArgument too when data.class_names does not name every class.
 // Errors as the readers give them (InvalidArgument for a mistake in the
 // data, NotFound, DataLoss, ...).
-StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, std::optional<proto::TableData>* table_data);
-// data.class_names when it names `num_classes` classes; else "0", "1", ...
-std::vector<std::string> ClassNames(const proto::DataSpec& data, int num_classes);
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout);
+// data.class_names when it names `shape`'s classes; else the data's own
+// names (shape.class_names); else "0", "1", ...
+std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape& shape);
 
 // Validates `spec`, counts the examples in its data files (IDX: from the
-// headers; tables: reading every record, DescribeTable) and builds its model
+// headers; tables: reading every record, DescribeTable; image folders:
+// listing them) and builds its model
 // (on no device) to learn the tensors. InvalidArgument for a bad spec
 // or a job without training or test examples, or whose validation split
 // holds none; the data reader's error

@@ -25,7 +25,9 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
 Scheduler::~Scheduler() = default;
 
 Status Scheduler::Prepare() {
-  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));
+  const Clock::TimePoint planning = Now();
+  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));  // a table's every record read
+  const double planning_seconds = std::chrono::duration<double>(Now() - planning).count();
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(resume_, LoadResumePoint(options_.resume_from, options_.spec, shape_));
     phases_.ResumeAt(resume_->step, resume_->evaluate_only ? options_.spec.epochs() - 1 : 0,
@@ -49,7 +51,16 @@ Status Scheduler::Prepare() {
   }
   LOG(INFO) << "job " << options_.spec.name() << ": " << shape_.tensors.size() << " tensors, " << shape_.num_keys
             << " parameters, " << shape_.train_examples << " training, " << shape_.validation_examples
-            << " validation and " << shape_.test_examples << " test examples";
+            << " validation and " << shape_.test_examples
+            << " test examples (planned in " << planning_seconds << " s)";
+  if (shape_.layout.table.has_value()) {
+    const proto::TableData& table = *shape_.layout.table;
+    if (table.train_bad_records() + table.validation_bad_records() + table.test_bad_records() > 0) {
+      LOG(WARNING) << "passing over " << table.train_bad_records() << " bad training, " << table.validation_bad_records()
+                   << " bad validation and " << table.test_bad_records()
+                   << " bad test records (data.table.skip_bad_records)";
+    }
+  }
   return OkStatus();
 }
 

@@ -3,6 +3,8 @@
 
     python3 scripts/make_fmnist_images.py OUT_DIR [--per-class N]
 
+examples/fmnist-images.pbtxt trains on the folders written to data/fmnist-images.
+
 OUT_DIR gets train/ (from the 60,000 training images) and test/ (from the
 10,000 test images), each with one folder per class named as Fashion-MNIST
 names them (T-shirt_top, Trouser, Pullover, Dress, Coat, Sandal, Shirt,

@@ -49,6 +49,18 @@ TEST(JobMetricsTest, BytesCountOnlyForTraining) {
   EXPECT_EQ(r.pushing_steps, 10);
 }
 
+TEST(JobMetricsTest, TheWorkersPeakMemoryIsTheLargestReported) {
+  JobResults r;
+  proto::PhaseDone report;
+  r.AddWorkerReport(report, /*training=*/true);  // a worker that could not say
+  EXPECT_EQ(r.worker_peak_rss_bytes, 0u);
+  for (const uint64_t peak : {300u, 500u, 400u}) {
+    report.set_peak_rss_bytes(peak);
+    r.AddWorkerReport(report, /*training=*/peak != 500);  // evaluation's reports count too
+  }
+  EXPECT_EQ(r.worker_peak_rss_bytes, 500u);
+}
+
 TEST(JobMetricsTest, TheSummaryGivesPerWorkerAndPerStepFigures) {
   proto::JobSpec spec;
   spec.set_name("summary");
@@ -68,6 +80,7 @@ TEST(JobMetricsTest, TheSummaryGivesPerWorkerAndPerStepFigures) {
   r.push_bytes = 900;
   r.pushing_steps = 3;
   r.workers_lost = 1;
+  r.worker_peak_rss_bytes = uint64_t{3} << 30;
   SummaryFacts facts;
   facts.steps = 40;
   facts.wall_seconds = 5;
@@ -82,6 +95,7 @@ TEST(JobMetricsTest, TheSummaryGivesPerWorkerAndPerStepFigures) {
   EXPECT_EQ(JsonNumber(json, "first_epoch_samples_per_sec"), 500);
   EXPECT_EQ(JsonNumber(json, "worker_compute_seconds"), 4);  // per worker
   EXPECT_EQ(JsonNumber(json, "push_bytes_per_step"), 300);
+  EXPECT_EQ(JsonNumber(json, "worker_peak_rss_bytes"), 3221225472.0);
   EXPECT_EQ(JsonNumber(json, "num_parameters"), 77);
   EXPECT_EQ(JsonString(json, "params_sha256"), std::string(64, 'c'));
   EXPECT_EQ(JsonNumber(json, "resumed_from_step"), -1);

@@ -10,11 +10,13 @@
 #include "core/checkpoint_manifest.h"
 #include "core/dataset.h"
 #include "core/file_util.h"
+#include "core/image_folder_data.h"
 #include "core/sha256.h"
 #include "core/spec.h"
 #include "scheduler/job_shape.h"
 #include "scheduler/resume_point.h"
 #include "tests/checkpoint_fixture.h"
+#include "tests/image_files.h"
 #include "tests/test_util.h"
 
 namespace tessera {
@@ -118,6 +120,59 @@ TEST_F(JobShapeTest, AValidationFractionHoldsOutItsShareOfTheTrainingExamples) {
   EXPECT_EQ(none.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(none.message(), "data.validation_fraction 0.01 of 40 training examples holds out none: raise it");
   EXPECT_EQ(PlanJob(Spec(dir_))->validation_examples, 0) << "no split asked for";
+}
+
+// An image folder job: the classes are the training folder's class folders,
+// named so in the metrics, and the cluster map carries the listings' digests
+// (not the listings) for the workers to compare theirs with.
+TEST(ImageFolderJobShapeTest, TheClassesAreTheFoldersAndTheMapCarriesTheDigests) {
+  const std::string dir = MakeTempDir("shape-images");
+  const Image gray = testing_images::MakeImage(5, 7, 1, [](int y, int x, int) { return y * 30 + x; });
+  for (const std::string name : {"train/shirt/1.png", "train/bag/1.png", "train/bag/2.png", "test/bag/3.png"}) {
+    std::filesystem::create_directories(std::filesystem::path(dir + "/" + name).parent_path());
+    testing_images::WriteBytes(dir + "/" + name, testing_images::EncodePng(gray));
+  }
+  proto::JobSpec spec = Spec(dir);
+  spec.mutable_data()->set_format(proto::DataSpec::IMAGE_FOLDER);
+  spec.mutable_data()->set_train_dir("train");
+  spec.mutable_data()->set_test_dir(dir + "/test");  // absolute works too
+  spec.mutable_data()->mutable_image()->set_width(4);
+  spec.mutable_data()->mutable_image()->set_height(3);
+  spec.mutable_data()->mutable_image()->set_channels(3);
+  spec.mutable_model()->mutable_layer(2)->mutable_linear()->set_out_features(2);
+  auto shape = PlanJob(spec);
+  ASSERT_OK(shape.status());
+  EXPECT_EQ(shape->train_examples, 3);
+  EXPECT_EQ(shape->test_examples, 1);
+  EXPECT_EQ(shape->num_classes, 2);
+  EXPECT_EQ(shape->class_names, (std::vector<std::string>{"bag", "shirt"}));
+  EXPECT_EQ(shape->tensors[0].shape(1), 3 * 3 * 4) << "examples of [channels, height, width]";
+  const proto::ClusterMap map = MakeClusterMap(spec, *shape, {"tcp://a:1", "tcp://b:2"}, {});
+  ASSERT_TRUE(map.has_image_folder());
+  EXPECT_FALSE(map.has_table_data());
+  EXPECT_EQ(map.image_folder().class_names_size(), 2);
+  auto splits = ListImageFolders(spec.data());
+  ASSERT_OK(splits.status());
+  EXPECT_EQ(map.image_folder().train_digest(), ImageFolderDigest(splits->train));
+  EXPECT_EQ(map.image_folder().test_digest(), ImageFolderDigest(splits->test));
+  // A validation fraction holds out its share of the training folder's images.
+  spec.mutable_data()->set_validation_fraction(0.4f);
+  auto held_out = PlanJob(spec);
+  ASSERT_OK(held_out.status());
+  EXPECT_EQ(held_out->train_examples, 2);
+  EXPECT_EQ(held_out->validation_examples, 1);
+  spec.mutable_data()->set_validation_fraction(0);
+
+  spec.mutable_data()->add_class_names("bag");
+  spec.mutable_data()->add_class_names("shirt");
+  ASSERT_OK(PlanJob(spec).status());
+  spec.mutable_data()->set_class_names(1, "top");
+  const Status other = PlanJob(spec).status();
+  EXPECT_EQ(other.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(other.message(), "data.class_names (bag, top) must be the class folders of")) << other.ToString();
+  spec.mutable_data()->clear_class_names();
+  spec.mutable_model()->mutable_layer(2)->mutable_linear()->set_out_features(10);
+  EXPECT_EQ(PlanJob(spec).status().code(), StatusCode::kInvalidArgument) << "10 outputs for 2 classes";
 }
 
 // ------------------------------------------------------------ resume point

@@ -2,6 +2,8 @@
 // machine, given its cores and available memory, without starting anything.
 #include "tools/local_job.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -52,6 +54,28 @@ TEST(LocalWorkersTest, AWorkerNeedsItsDataSetAndABase) {
   EXPECT_EQ(*bytes, 64 * kMiB + 10 * 17 + 16 * 17);
   spec->mutable_data()->set_dir(dir + "/missing");
   EXPECT_FALSE(WorkerMemoryBytes(*spec).ok());
+}
+
+// The scheduler reads a table whole before it listens: the launcher waits
+// longer the larger the table's files (sparse files: only their size counts).
+TEST(SchedulerListenTimeoutTest, ThirtySecondsPlusATablesFilesAtFiveMegabytesASecond) {
+  auto spec = ParseJobSpec("model { layer { linear { out_features: 10 } } }", "test spec");
+  ASSERT_OK(spec.status());
+  EXPECT_EQ(SchedulerListenTimeoutMs(spec->data()), 30000);  // IDX files
+  const std::string dir = MakeTempDir("listen-timeout");
+  proto::DataSpec& data = *spec->mutable_data();
+  data.set_format(proto::DataSpec::CSV);
+  data.set_dir(dir);
+  data.add_train_files("a.csv");
+  data.add_train_files("b.csv");
+  data.add_test_files("test.csv");
+  for (const auto& [name, size] : {std::pair{"a.csv", 100'000'000}, {"b.csv", 50'000'000}, {"test.csv", 5'000'000}}) {
+    std::ofstream(dir + "/" + name).close();
+    std::filesystem::resize_file(dir + "/" + name, size);
+  }
+  EXPECT_EQ(SchedulerListenTimeoutMs(data), 30000 + 31000);  // 155 MB at 5 MB/s
+  data.add_test_files("missing.csv");  // sized as nothing: the scheduler will say what is wrong
+  EXPECT_EQ(SchedulerListenTimeoutMs(data), 30000 + 31000);
 }
 
 TEST(LocalWorkersTest, ThisMachineHasCoresAndMemory) {

@@ -156,8 +156,8 @@ TEST(SpecTest, ValidationSplitAndEarlyStoppingMistakes) {
               }),
               HasSubstr("data.validation_fraction must be in [0, 0.5)"));
   EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_data()->add_validation_files("valid.csv"); }),
-            "data.validation_files are for data.format CSV or TSV; IDX data holds out data.validation_fraction of "
-            "its training examples");
+            "data.validation_files are for data.format CSV or TSV; IDX and IMAGE_FOLDER data hold out "
+            "data.validation_fraction of its training examples");
   const auto table = [](proto::JobSpec* s) {
     proto::DataSpec* d = s->mutable_data();
     d->set_format(proto::DataSpec::CSV);
@@ -344,6 +344,136 @@ TEST(SpecTest, DataPathJoinsRelativeNames) {
   data.set_dir("/data/fm");
   EXPECT_EQ(DataPath(data, "train.gz"), "/data/fm/train.gz");
   EXPECT_EQ(DataPath(data, "/abs/test.gz"), "/abs/test.gz");
+}
+
+// ------------------------------------------------------------------ image folders
+
+proto::JobSpec ImageFolderSpec() {
+  auto spec = ParseJobSpec(R"pb(
+    model { layer { linear { out_features: 3 } } }
+    data {
+      format: IMAGE_FOLDER
+      dir: "/data/pets"
+      train_dir: "train"
+      test_dir: "test"
+      image { width: 32 height: 24 channels: 3 }
+    }
+  )pb", "images.pbtxt");
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  return spec.ok() ? *spec : proto::JobSpec();
+}
+
+void ExpectRefused(const proto::JobSpec& spec, const std::string& message) {
+  const Status status = ValidateJobSpec(spec);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << message;
+  EXPECT_EQ(status.message(), message);
+}
+
+TEST(ImageFolderSpecTest, AValidSpecAndItsDefaults) {
+  const proto::JobSpec spec = ImageFolderSpec();
+  EXPECT_OK(ValidateJobSpec(spec));
+  const proto::ImageSpec& image = spec.data().image();
+  EXPECT_FALSE(image.random_crop());
+  EXPECT_FALSE(image.horizontal_flip());
+  EXPECT_FLOAT_EQ(image.min_crop_scale(), 0.8f);
+  EXPECT_EQ(ParseJobSpec("data { image {} }", "x").value().data().image().channels(), 1);
+  // Written back with every default explicit, it is still valid, and so is
+  // an IDX spec, whose written-back image block holds only defaults.
+  for (const proto::JobSpec& written : {spec, ValidSpec()}) {
+    auto again = ParseJobSpec(JobSpecToText(written), "spec.pbtxt");
+    ASSERT_OK(again.status());
+    EXPECT_TRUE(MessageDifferencer::Equivalent(written, *again)) << JobSpecToText(written);
+    EXPECT_OK(ValidateJobSpec(*again));
+  }
+  proto::JobSpec augmented = spec;
+  augmented.mutable_data()->mutable_image()->set_random_crop(true);
+  augmented.mutable_data()->mutable_image()->set_min_crop_scale(1.0f);
+  augmented.mutable_data()->mutable_image()->set_horizontal_flip(true);
+  augmented.mutable_data()->mutable_image()->add_mean(0.485f);
+  augmented.mutable_data()->mutable_image()->add_mean(0.456f);
+  augmented.mutable_data()->mutable_image()->add_mean(0.406f);
+  augmented.mutable_data()->mutable_image()->add_std(0.25f);
+  EXPECT_OK(ValidateJobSpec(augmented));
+}
+
+TEST(ImageFolderSpecTest, EachImageRuleIsOneLineNamingItsField) {
+  using Break = std::function<void(proto::DataSpec*)>;
+  const std::vector<std::pair<Break, std::string>> cases = {
+      {[](proto::DataSpec* d) { d->clear_train_dir(); },
+       "data.format IMAGE_FOLDER needs data.train_dir and data.test_dir: folders of class folders of .png, .jpg or "
+       ".jpeg files"},
+      {[](proto::DataSpec* d) { d->clear_test_dir(); },
+       "data.format IMAGE_FOLDER needs data.train_dir and data.test_dir: folders of class folders of .png, .jpg or "
+       ".jpeg files"},
+      {[](proto::DataSpec* d) { d->mutable_image()->clear_width(); },
+       "data.format IMAGE_FOLDER needs data.image.width in [1, 4096]: the size every image is resized to, got 0"},
+      {[](proto::DataSpec* d) { d->clear_image(); },
+       "data.format IMAGE_FOLDER needs data.image.width in [1, 4096]: the size every image is resized to, got 0"},
+      {[](proto::DataSpec* d) { d->mutable_image()->set_height(4097); },
+       "data.format IMAGE_FOLDER needs data.image.height in [1, 4096]: the size every image is resized to, got 4097"},
+      {[](proto::DataSpec* d) { d->mutable_image()->set_channels(2); },
+       "data.image.channels must be 1 (gray) or 3 (RGB), got 2"},
+      {[](proto::DataSpec* d) {
+         d->mutable_image()->add_mean(0.5f);
+         d->mutable_image()->add_mean(0.5f);
+       },
+       "data.image.mean must hold one value or one per channel (3), got 2"},
+      {[](proto::DataSpec* d) { d->mutable_image()->add_mean(std::numeric_limits<float>::infinity()); },
+       "data.image.mean must be a finite number, got inf"},
+      {[](proto::DataSpec* d) { d->mutable_image()->add_std(0.0f); }, "data.image.std must be > 0, got 0"},
+      {[](proto::DataSpec* d) {
+         for (float v : {0.5f, -0.5f, 0.5f}) d->mutable_image()->add_std(v);
+       },
+       "data.image.std must be > 0, got -0.5"},
+      {[](proto::DataSpec* d) { d->mutable_image()->set_min_crop_scale(0.0f); },
+       "data.image.min_crop_scale must be in (0, 1], got 0"},
+      {[](proto::DataSpec* d) { d->mutable_image()->set_min_crop_scale(1.5f); },
+       "data.image.min_crop_scale must be in (0, 1], got 1.5"},
+      {[](proto::DataSpec* d) { d->set_max_train_examples(100); },
+       "data.max_train_examples and data.max_test_examples are not for data.format IMAGE_FOLDER (its images are "
+       "listed class by class, so the first N would be the first classes): use smaller folders"},
+      {[](proto::DataSpec* d) { d->add_train_files("train.csv"); },
+       "data.train_files, data.test_files and data.table's columns are for data.format CSV or TSV; this spec's "
+       "format is IMAGE_FOLDER"},
+      {[](proto::DataSpec* d) { d->mutable_table()->set_label_column("label"); },
+       "data.train_files, data.test_files and data.table's columns are for data.format CSV or TSV; this spec's "
+       "format is IMAGE_FOLDER"},
+  };
+  for (const auto& [breaks, message] : cases) {
+    proto::JobSpec spec = ImageFolderSpec();
+    breaks(spec.mutable_data());
+    ExpectRefused(spec, message);
+  }
+  proto::JobSpec embedding = ImageFolderSpec();
+  embedding.mutable_model()->mutable_layer(0)->mutable_embedding()->set_num_embeddings(256);
+  embedding.mutable_model()->mutable_layer(0)->mutable_embedding()->set_embedding_dim(4);
+  ExpectRefused(embedding, "an Embedding first layer takes ids, and data.format IMAGE_FOLDER gives scaled numbers: "
+                           "use IDX data for ids (categorical columns are not supported yet)");
+}
+
+TEST(ImageFolderSpecTest, OtherFormatsRefuseTheImageFields) {
+  const std::vector<std::function<void(proto::DataSpec*)>> image_fields = {
+      [](proto::DataSpec* d) { d->set_train_dir("train"); },
+      [](proto::DataSpec* d) { d->set_test_dir("test"); },
+      [](proto::DataSpec* d) { d->mutable_image()->set_width(28); },
+      [](proto::DataSpec* d) { d->mutable_image()->add_std(0.5f); },
+      [](proto::DataSpec* d) { d->mutable_image()->set_horizontal_flip(true); },
+  };
+  for (const auto& set : image_fields) {
+    proto::JobSpec idx = ValidSpec();
+    set(idx.mutable_data());
+    ExpectRefused(idx, "data.train_dir, data.test_dir and data.image are for data.format IMAGE_FOLDER; this spec's "
+                       "format is IDX (set data.format)");
+    proto::JobSpec csv = ValidSpec();
+    csv.mutable_data()->set_format(proto::DataSpec::TSV);
+    csv.mutable_data()->add_train_files("train.tsv");
+    csv.mutable_data()->add_test_files("test.tsv");
+    csv.mutable_data()->mutable_table()->set_label_column("y");
+    ASSERT_OK(ValidateJobSpec(csv));
+    set(csv.mutable_data());
+    ExpectRefused(csv, "data.train_dir, data.test_dir and data.image are for data.format IMAGE_FOLDER; this spec's "
+                       "format is TSV");
+  }
 }
 
 // Every example a README or a comment points users to parses and passes validation.

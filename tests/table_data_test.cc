@@ -1375,3 +1375,137 @@ TEST(TableExampleReaderTest, ValidationFilesAreDescribedCheckedAndReadLikeTheTes
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// 10,000 records of "label,x" where every 7th line (from the 3rd) is bad in
+// one of four ways; the good ones hold x = their index among the good.
+struct TableWithBadRecords {
+  std::string text = "label,x\n";
+  int64_t good = 0, bad = 0;
+  TableWithBadRecords() {
+    const char* kBad[] = {"1,2,3\n", "cat,1\n", "1,one\n", "7,1\n"};  // fields, label, number, class >= 5
+    for (int line = 0; line < 10000; ++line) {
+      if (line % 7 == 2) {
+        text += kBad[bad++ % 4];
+      } else {
+        text += std::to_string(good % 5) + "," + std::to_string(good) + "\n";
+        ++good;
+      }
+    }
+  }
+};
+
+TEST(TableBadRecordsTest, SkippedRecordsAreCountedNamedAndPassedOverWhenBlocksAreRead) {
+  for (bool gzipped : {false, true}) {
+    TempDir dir;
+    const TableWithBadRecords table;
+    const std::string name = gzipped ? "train.csv.gz" : "train.csv";
+    if (gzipped) {
+      WriteGzText(dir.File(name), table.text);
+    } else {
+      WriteText(dir.File(name), table.text);
+    }
+    WriteText(dir.File("test.csv"), "label,x\n0,1\n");
+    proto::DataSpec data = CsvData(dir.path(), {name}, {"test.csv"});
+    data.mutable_table()->set_num_classes(5);
+    data.mutable_table()->set_scaling(proto::TableSpec::NONE);
+    EXPECT_FALSE(DescribeTable(data).ok()) << "without skip_bad_records the first bad record stops it";
+    data.mutable_table()->set_skip_bad_records(true);
+    BadRecords bad;
+    StatusOr<proto::TableData> described = DescribeTable(data, &bad);
+    ASSERT_OK(described.status());
+    EXPECT_EQ(described->train_bad_records(), table.bad);
+    EXPECT_EQ(described->test_bad_records(), 0);
+    EXPECT_EQ(bad.count, table.bad);
+    ASSERT_EQ(bad.first.size(), BadRecords::kNamed);
+    const std::string file = dir.File(name);
+    EXPECT_EQ(bad.first[0], file + ":4: 3 fields, expected 2 (the header's)");
+    EXPECT_EQ(bad.first[1], file + ":11: column 'label': expected a class id, an integer in [0, 256), got \"cat\"");
+    EXPECT_EQ(bad.first[2], file + ":18: column \"x\": expected a finite number, got \"one\"");
+    EXPECT_EQ(bad.first[3], file + ":25: column 'label': expected a class id below data.table.num_classes 5, got 7");
+    // Blocks hold good records only, and reading one passes over the bad ones again.
+    int64_t total = 0;
+    std::vector<float> x;
+    std::vector<uint8_t> labels;
+    for (const proto::TableBlock& block : described->train_blocks()) {
+      ASSERT_OK(ReadTableBlock(data, Split::kTraining, *described, block, &x, &labels));
+      ASSERT_EQ(static_cast<int64_t>(x.size()), block.records());
+      for (int64_t r = 0; r < block.records(); ++r) {
+        ASSERT_EQ(x[r], static_cast<float>(block.first_record() + r)) << "block at record " << block.first_record();
+        ASSERT_EQ(labels[r], (block.first_record() + r) % 5);
+      }
+      total += block.records();
+    }
+    EXPECT_EQ(total, table.good);
+  }
+}
+
+// skip_bad_records with a validation split: validation_files count their
+// own bad records and their readers pass over them; a validation_fraction
+// holds out the training files' last good records.
+TEST(TableBadRecordsTest, AValidationSplitPassesOverTheSameBadRecords) {
+  TempDir dir;
+  const TableWithBadRecords table;
+  WriteText(dir.File("train.csv"), table.text);
+  WriteText(dir.File("valid.csv"), table.text);
+  WriteText(dir.File("test.csv"), "label,x\n0,1\n");
+  proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"test.csv"});
+  data.mutable_table()->set_num_classes(5);
+  data.mutable_table()->set_scaling(proto::TableSpec::NONE);
+  data.mutable_table()->set_skip_bad_records(true);
+  data.add_validation_files("valid.csv");
+  BadRecords bad;
+  StatusOr<proto::TableData> described = DescribeTable(data, &bad);
+  ASSERT_OK(described.status());
+  EXPECT_EQ(described->train_bad_records(), table.bad);
+  EXPECT_EQ(described->validation_bad_records(), table.bad);
+  EXPECT_EQ(described->test_bad_records(), 0);
+  EXPECT_EQ(bad.count, 2 * table.bad);
+  proto::ClusterMap map;
+  map.set_train_examples(table.good);
+  map.set_validation_examples(table.good);
+  map.set_test_examples(1);
+  *map.mutable_table_data() = *described;
+  StatusOr<std::unique_ptr<ExampleReader>> validation = OpenExampleReader(data, map, Split::kValidation);
+  ASSERT_OK(validation.status());
+  ASSERT_EQ((*validation)->count(), table.good);
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  ASSERT_OK((*validation)->Read({0, 4999, table.good - 1}, &x, &labels));
+  EXPECT_EQ(x, (std::vector<float>{0, 4999, static_cast<float>(table.good - 1)})) << "good records only";
+
+  // A fraction: the last round(0.1 * good) good training records.
+  data.clear_validation_files();
+  data.set_validation_fraction(0.1f);
+  described = DescribeTable(data);
+  ASSERT_OK(described.status());
+  EXPECT_EQ(described->validation_bad_records(), 0);
+  const int64_t held_out = ValidationCount(0.1, table.good);
+  map.set_train_examples(table.good - held_out);
+  map.set_validation_examples(held_out);
+  *map.mutable_table_data() = *described;
+  validation = OpenExampleReader(data, map, Split::kValidation);
+  ASSERT_OK(validation.status());
+  ASSERT_EQ((*validation)->count(), held_out);
+  ASSERT_OK((*validation)->Read({0, held_out - 1}, &x, &labels));
+  EXPECT_EQ(x, (std::vector<float>{static_cast<float>(table.good - held_out), static_cast<float>(table.good - 1)}));
+  StatusOr<std::unique_ptr<ExampleReader>> training = OpenExampleReader(data, map, Split::kTraining);
+  ASSERT_OK(training.status());
+  EXPECT_EQ((*training)->count(), table.good - held_out);
+}
+
+TEST(TableBadRecordsTest, AnUnterminatedQuoteStopsTheScanEvenWhenSkipping) {
+  TempDir dir;
+  WriteText(dir.File("train.csv"), "label,x\n1,2\n1,\"3\n1,4\n");
+  WriteText(dir.File("test.csv"), "label,x\n0,1\n");
+  proto::DataSpec data = CsvData(dir.path(), {"train.csv"}, {"test.csv"});
+  data.mutable_table()->set_skip_bad_records(true);
+  StatusOr<proto::TableData> described = DescribeTable(data);
+  ASSERT_FALSE(described.ok());
+  EXPECT_NE(described.status().message().find("quote"), std::string::npos) << described.status().message();
+}
+
+}  // namespace
+}  // namespace tessera

@@ -163,5 +163,31 @@ TEST(TableSpecErrorTest, ABadFieldIsOneLineBeforeAnyProcessStarts) {
       << r.output;
 }
 
+// With skip_bad_records the job trains on the good records, says on the
+// console which it passed over, and counts them in summary.json.
+TEST(TableSpecErrorTest, SkippedBadRecordsAreNamedAndCounted) {
+  const std::string dir = MakeTempDir("table-skip");
+  std::string train = "label,a,b\n";
+  for (int i = 0; i < 200; ++i) train += std::to_string(i % 2) + "," + std::to_string(i % 7) + ",1\n";
+  train += "1,0.5\n0,x,2\n";  // a record short of a field, and one with a word for a number
+  std::ofstream(dir + "/train.csv") << train;
+  std::ofstream(dir + "/test.csv") << "label,a,b\n1,0.5,2\n0,1,1\n";
+  std::ofstream(dir + "/spec.pbtxt") << R"pb(
+    model { layer { linear { out_features: 2 } } }
+    data { format: CSV dir: ")pb" + dir + R"pb(" train_files: "train.csv" test_files: "test.csv"
+           table { label_column: "label" skip_bad_records: true } }
+    epochs: 1 batch_size: 16)pb";
+  CommandResult r = RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("passing over 2 bad records (data.table.skip_bad_records):\n  " + dir +
+                          "/train.csv:202: 2 fields, expected 3 (the header's)\n  " + dir +
+                          "/train.csv:203: column \"a\": expected a finite number, got \"x\""),
+            std::string::npos)
+      << r.output;
+  const std::string summary = Summary(dir + "/run");
+  EXPECT_NE(summary.find("\"bad_records_skipped\": {\"train\": 2, \"test\": 0}"), std::string::npos) << summary;
+  EXPECT_EQ(JsonNumber(summary, "examples_per_epoch"), 200) << summary;
+}
+
 }  // namespace
 }  // namespace tessera

@@ -24,6 +24,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "core/idx_reader.h"
+#include "core/image_folder_data.h"
 #include "core/spec.h"
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
@@ -32,6 +33,7 @@
 #include "tools/class_table.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
+#include "worker/worker.h"
 
 namespace tessera {
 namespace {
@@ -40,6 +42,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kStopGraceMs = 3000;
 constexpr int kPortFileTimeoutMs = 30000;
+constexpr int64_t kSlowestTableScanBytesPerMs = 5000;  // 5 MB/s
 constexpr int kSchedulerExitGraceMs = 1000;
 
 // Tells the scheduler at once that a node process exited (NODE_EXITED), so
@@ -245,6 +248,13 @@ StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec) {
   uint64_t bytes = kWorkerBaseBytes;
   // A table's worker holds two blocks at most, whatever the data's size.
   if (IsTableFormat(d)) return bytes + 2 * kTableBlockValues * sizeof(float);
+  // An image folder's worker decodes each image as a batch reads it: it holds
+  // a batch and the one read ahead (evaluation's batches of at least 256
+  // being the larger), whatever the data's size.
+  if (IsImageFolderFormat(d)) {
+    const uint64_t batch = std::max(spec.batch_size(), kMinEvalBatch);
+    return bytes + 2 * batch * static_cast<uint64_t>(ImageExampleSize(d.image())) * sizeof(float);
+  }
   for (const auto& [images, max_examples] : {std::pair{d.train_images(), d.max_train_examples()},
                                              std::pair{d.test_images(), d.max_test_examples()}}) {
     uint8_t type = 0;
@@ -280,6 +290,20 @@ Status CheckLocalWorkers(int workers, uint64_t bytes_per_worker, const MachineRe
 Status CheckLocalWorkersFit(const proto::JobSpec& spec) {
   ASSIGN_OR_RETURN(uint64_t bytes_per_worker, WorkerMemoryBytes(spec));
   return CheckLocalWorkers(spec.cluster().workers(), bytes_per_worker, ThisMachine());
+}
+
+int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data) {
+  int64_t bytes = 0;
+  if (IsTableFormat(data)) {
+    for (const Split split : {Split::kTraining, Split::kValidation, Split::kTest}) {
+      for (const std::string& path : TableFiles(data, split)) {
+        std::error_code error;
+        const uintmax_t size = std::filesystem::file_size(path, error);
+        if (!error) bytes += static_cast<int64_t>(size);
+      }
+    }
+  }
+  return kPortFileTimeoutMs + bytes / kSlowestTableScanBytesPerMs;
 }
 
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag) {
@@ -351,7 +375,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   }
   // The scheduler writes its OS-chosen port once it listens.
   std::string port;
-  const auto port_deadline = Clock::now() + std::chrono::milliseconds(kPortFileTimeoutMs);
+  const int64_t port_timeout_ms = SchedulerListenTimeoutMs(spec.data());
+  const auto port_deadline = Clock::now() + std::chrono::milliseconds(port_timeout_ms);
   while (port.empty()) {
     if (stop->load()) {
       fail("interrupted");
@@ -361,7 +386,9 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       return fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
                   LastLines(cluster.scheduler()->log_path(), 5));
     }
-    if (Clock::now() > port_deadline) return fail("the scheduler did not start listening within 30 s");
+    if (Clock::now() > port_deadline) {
+      return fail("the scheduler did not start listening within " + std::to_string(port_timeout_ms / 1000) + " s");
+    }
     if (auto text = ReadFileToString(port_file); text.ok() && !text->empty() && text->back() == '\n') {
       port = text->substr(0, text->size() - 1);
     } else {

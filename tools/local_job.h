@@ -5,6 +5,7 @@
 #ifndef TESSERA_TOOLS_LOCAL_JOB_H_
 #define TESSERA_TOOLS_LOCAL_JOB_H_
 
+#include <cstdint>
 #include <string>
 
 #include "proto/job.pb.h"
@@ -47,9 +48,11 @@ MachineResources ThisMachine();
 // with at least one compute thread, and a BSP step waits for the slowest.
 constexpr int kLocalWorkersPerCore = 4;
 
-// The memory one worker of `spec` needs: its own copy of the training and
-// test sets (the examples it will load) plus 64 MiB for the process and the
-// model. NotFound/DataLoss when a data file cannot be read.
+// The memory one worker of `spec` needs: 64 MiB for the process and the
+// model, plus for IDX data its own copy of the training and test sets (the
+// examples it will load), for a table two blocks, for image folders two
+// batches (the one it trains on and the one read ahead). NotFound/DataLoss
+// when an IDX file cannot be read.
 StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec);
 
 // OK when `workers` workers of `bytes_per_worker` each fit on `machine`: at
@@ -60,6 +63,13 @@ Status CheckLocalWorkers(int workers, uint64_t bytes_per_worker, const MachineRe
 
 // CheckLocalWorkers for spec's workers on this machine.
 Status CheckLocalWorkersFit(const proto::JobSpec& spec);
+
+// How long the launcher waits for its scheduler to listen: 30 s, plus for a
+// CSV/TSV table the time to read its files at 5 MB/s. The scheduler reads
+// every record twice before it listens (its check of the spec, then its
+// plan), at about 100 MB/s a pass on one core: a machine ten times slower
+// still makes it. A file that cannot be sized adds nothing.
+int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data);
 
 // --progress: auto, live, plain or none. InvalidArgument otherwise.
 StatusOr<ProgressMode> ParseProgressMode(const std::string& flag);

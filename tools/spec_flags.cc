@@ -2,8 +2,14 @@
 
 #include <gflags/gflags.h>
 
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
 #include "core/dataset.h"
 #include "core/idx_reader.h"
+#include "core/image_folder_data.h"
 #include "models/model.h"
 #include "core/spec.h"
 #include "core/table_data.h"
@@ -56,12 +62,73 @@ Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
   return OkStatus();
 }
 
+namespace {
+
+// The records data.table.skip_bad_records passes over: how many, and the first ones.
+void PrintBadRecords(const BadRecords& bad) {
+  if (bad.count == 0) return;
+  std::cerr << "passing over " << bad.count << " bad record" << (bad.count == 1 ? "" : "s")
+            << " (data.table.skip_bad_records)" << (bad.count > static_cast<int64_t>(bad.first.size()) ? "; the first:" : ":")
+            << "\n";
+  for (const std::string& message : bad.first) std::cerr << "  " << message << "\n";
+  std::cerr << std::flush;
+}
+
+// The bytes of a table's files (those that exist; the scan reports the others).
+uint64_t TableBytes(const proto::DataSpec& data) {
+  uint64_t bytes = 0;
+  for (const Split split : {Split::kTraining, Split::kValidation, Split::kTest}) {
+    for (const std::string& path : TableFiles(data, split)) {
+      std::error_code error;
+      const uintmax_t size = std::filesystem::file_size(path, error);
+      if (!error) bytes += size;
+    }
+  }
+  return bytes;
+}
+
+// Reads and checks every record of a table: a line before when it will take
+// a while, and one after with what was found.
+StatusOr<DataShape> CheckTable(const proto::DataSpec& data) {
+  const uint64_t megabytes = TableBytes(data) >> 20;
+  if (megabytes >= 256) std::cerr << "checking every record of " << megabytes << " MiB of data files..." << std::endl;
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(DataShape shape, ShapeOfData(data, nullptr));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char line[256];
+  std::snprintf(line, sizeof(line), "checked %lld training, %lld validation and %lld test records (%llu MiB) in %.1f s",
+                static_cast<long long>(shape.train_examples), static_cast<long long>(shape.validation_examples),
+                static_cast<long long>(shape.test_examples),
+                static_cast<unsigned long long>(megabytes), seconds);
+  std::cerr << line << std::endl;
+  PrintBadRecords(shape.bad_records);
+  return shape;
+}
+
+// Both folders listed, and every image in them decoded once, so that a bad
+// file (a truncated or corrupt PNG, say) is one line naming it now rather
+// than a worker failing once training has started; then the model must fit
+// the images' shape and classes.
+Status CheckImageFolderRunnable(const proto::JobSpec& spec) {
+  ASSIGN_OR_RETURN(const ImageFolderSplits splits, ListImageFolders(spec.data()));
+  RETURN_IF_ERROR(CheckImageFolder(splits.train).status());
+  RETURN_IF_ERROR(CheckImageFolder(splits.test).status());
+  const int classes = static_cast<int>(splits.train.class_names.size());
+  return Model::Create(spec.model(), ImageExampleShape(spec.data().image()), classes).status();
+}
+
+}  // namespace
+
 Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) {
   RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
-  // A table's every record is read and checked here, as the scheduler will again to plan the job.
-  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(d, nullptr));
-  if (IsTableFormat(d)) return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
+  if (IsImageFolderFormat(d)) return CheckImageFolderRunnable(spec);
+  if (IsTableFormat(d)) {
+    // Every record is read and checked here, as the scheduler will again to plan the job.
+    ASSIGN_OR_RETURN(const DataShape data, CheckTable(d));
+    return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
+  }
+  RETURN_IF_ERROR(ShapeOfData(d, nullptr).status());  // data.class_names against the classes
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
   // The model must fit the data's shape; the scheduler checks again, but a

@@ -18,8 +18,9 @@ StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const Pa
 // Applies the override flags that were given. InvalidArgument for a bad value.
 Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec);
 
-// Validates the spec, checks the data files are readable IDX files and that
-// the model fits their shape. `source` prefixes spec errors.
+// Validates the spec, reads every byte of the data (IDX files, every record
+// of a table, every image of an image folder decoded) and checks that the
+// model fits its shape. `source` prefixes spec errors.
 Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source);
 
 }  // namespace tessera

@@ -4,6 +4,7 @@
 
 #include <glog/logging.h>
 
+#include "core/random.h"
 #include "core/spec.h"
 #include "core/table_data.h"
 
@@ -90,6 +91,30 @@ Status TableExampleReader::Read(const std::vector<int64_t>& examples, std::vecto
   return OkStatus();
 }
 
+ImageFolderExampleReader::ImageFolderExampleReader(proto::ImageSpec image, ImageFolderListing listing,
+                                                   std::optional<uint64_t> augment_seed)
+    : image_(std::move(image)),
+      listing_(std::move(listing)),
+      augment_seed_(ImageAugments(image_) ? augment_seed : std::nullopt) {}
+
+std::optional<uint64_t> ImageFolderExampleReader::AugmentSeed(int64_t example) const {
+  if (!augment_seed_.has_value()) return std::nullopt;
+  return MixSeed(*augment_seed_, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(example));
+}
+
+Status ImageFolderExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
+                                      std::vector<uint8_t>* labels) {
+  const int64_t size = ImageExampleSize(image_);
+  x->resize(examples.size() * size);
+  labels->resize(examples.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
+    ASSIGN_OR_RETURN(const Image image, ReadFolderImage(listing_, examples[i]));
+    WriteImageExample(image, image_, AugmentSeed(examples[i]), x->data() + i * size);
+    (*labels)[i] = static_cast<uint8_t>(listing_.images[examples[i]].label);
+  }
+  return OkStatus();
+}
+
 namespace {
 
 StatusOr<std::unique_ptr<ExampleReader>> OpenTableReader(const proto::DataSpec& data, const proto::ClusterMap& map,
@@ -129,6 +154,27 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenImageReader(const proto::DataSpec& 
   return std::unique_ptr<ExampleReader>(new ImageExampleReader(std::move(all), data.mean(), data.std()));
 }
 
+// An image folder's training folder listed again; a validation_fraction
+// holds out its images by the job seed as for IDX (HoldOut). Only the
+// training split augments.
+StatusOr<std::unique_ptr<ExampleReader>> OpenImageFolderReader(const proto::DataSpec& data,
+                                                               const proto::ClusterMap& map, Split split) {
+  const bool test = split == Split::kTest;
+  ASSIGN_OR_RETURN(ImageFolderListing listing, ListImageFolderAsPlanned(data, map.image_folder(), test));
+  if (!test && data.validation_fraction() > 0) {
+    const int64_t n = static_cast<int64_t>(listing.images.size());
+    const HeldOutSplit held_out = HoldOut(map.spec().seed(), n, ValidationCount(data.validation_fraction(), n));
+    std::vector<ImageFolderEntry> kept;
+    const std::vector<int64_t>& examples = split == Split::kTraining ? held_out.training : held_out.validation;
+    kept.reserve(examples.size());
+    for (const int64_t i : examples) kept.push_back(std::move(listing.images[i]));
+    listing.images = std::move(kept);
+  }
+  const std::optional<uint64_t> augment_seed =
+      split == Split::kTraining ? std::optional<uint64_t>(map.spec().seed()) : std::nullopt;
+  return std::unique_ptr<ExampleReader>(new ImageFolderExampleReader(data.image(), std::move(listing), augment_seed));
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
@@ -137,7 +183,9 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec
     return FailedPreconditionError("the job has no validation split (data.validation_fraction, "
                                    "data.validation_files)");
   }
-  return IsTableFormat(data) ? OpenTableReader(data, map, split) : OpenImageReader(data, map, split);
+  if (IsTableFormat(data)) return OpenTableReader(data, map, split);
+  if (IsImageFolderFormat(data)) return OpenImageFolderReader(data, map, split);
+  return OpenImageReader(data, map, split);
 }
 
 ExampleOrder TrainingOrder(uint64_t seed, int epoch, const ExampleReader& reader) {

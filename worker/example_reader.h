@@ -3,7 +3,8 @@
 // index in file order, and an ExampleOrder says which example each position
 // of a phase is. The IDX reader holds its split in memory; the table reader
 // (CSV/TSV) holds one block or two and reads the rest from the files as
-// positions reach them, so a worker's memory does not grow with the data.
+// positions reach them, and the image folder reader decodes each image when
+// a batch reads it, so a worker's memory does not grow with the data.
 #ifndef TESSERA_WORKER_EXAMPLE_READER_H_
 #define TESSERA_WORKER_EXAMPLE_READER_H_
 
@@ -15,6 +16,8 @@
 #include "core/data_plan.h"
 #include "core/dataset.h"
 #include "core/spec.h"
+#include "core/image_folder.h"
+#include "core/image_folder_data.h"
 #include "core/status.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
@@ -53,6 +56,13 @@ class ExampleReader {
   // Fills x[examples.size() * example size] and labels[examples.size()]
   // with `examples` (indexes in [0, count())), normalized for the model.
   virtual Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) = 0;
+  // The training epoch the next reads belong to. A reader that augments its
+  // examples (image folders) draws each one's augmentation from the job's
+  // seed, the epoch and the example's index, so it does not depend on which
+  // worker reads it; the others ignore it. Call it between reads, never
+  // while one is in flight (the worker sets it before a training phase's
+  // BatchPrefetcher starts).
+  virtual void set_epoch(int /*epoch*/) {}
 };
 
 // An IDX split in memory, read through BatchReader.
@@ -112,16 +122,49 @@ class TableExampleReader : public ExampleReader {
   int64_t blocks_read_ = 0;
 };
 
+// An image folder split (DataSpec format IMAGE_FOLDER): example i is image i
+// of the listing, decoded when read and made into [channels, height, width]
+// floats by WriteImageExample; its label is its class folder's. A training
+// reader augments (when the spec asks) with the seed MixSeed(seed, epoch,
+// i); a test reader never does.
+class ImageFolderExampleReader : public ExampleReader {
+ public:
+  // `augment_seed`: the job's seed for a training split, nullopt for a test split.
+  ImageFolderExampleReader(proto::ImageSpec image, ImageFolderListing listing, std::optional<uint64_t> augment_seed);
+  int64_t count() const override { return static_cast<int64_t>(listing_.images.size()); }
+  Shape example_shape() const override { return ImageExampleShape(image_); }
+  int num_classes() const override { return static_cast<int>(listing_.class_names.size()); }
+  // A file that no longer decodes is its error (InvalidArgument naming it).
+  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
+  void set_epoch(int epoch) override { epoch_ = epoch; }
+
+  const ImageFolderListing& listing() const { return listing_; }
+  // The augmentation seed of `example` in the current epoch; nullopt when
+  // this reader does not augment.
+  std::optional<uint64_t> AugmentSeed(int64_t example) const;
+
+ private:
+  const proto::ImageSpec image_;
+  const ImageFolderListing listing_;
+  const std::optional<uint64_t> augment_seed_;  // set only when the spec augments
+  int epoch_ = 0;
+};
+
 // The examples of split `split` as the cluster map describes them: the IDX
 // files loaded (after max_*_examples; the training and validation sets then
-// split by HoldOut with the job seed), or a table reader over the map's
-// blocks (a validation_fraction holds out the training files' last records).
-// FailedPrecondition for the validation split of a job without one.
+// split by HoldOut with the job seed), a table reader over the map's blocks
+// (a validation_fraction holds out the training files' last records), or an
+// image folder reader over the folder listed again (which must list what the
+// scheduler listed: ListImageFolderAsPlanned; a validation_fraction holds
+// out the training folder's images by HoldOut with the job seed, and only
+// the training split augments). FailedPrecondition for the validation split
+// of a job without one.
 StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
                                                            Split split);
 
 // The order of training epoch `epoch` over `reader`: EpochOrder for IDX
-// data, BlockedOrder over the table's blocks for tables.
+// data and image folders (each image is a file of its own: no blocks to
+// keep together), BlockedOrder over the table's blocks for tables.
 ExampleOrder TrainingOrder(uint64_t seed, int epoch, const ExampleReader& reader);
 
 }  // namespace tessera

@@ -8,6 +8,7 @@
 
 #include "core/data_plan.h"
 #include "core/file_util.h"
+#include "core/process_memory.h"
 #include "core/random.h"
 #include "core/spec.h"
 #include "core/task_metrics.h"
@@ -23,6 +24,12 @@ constexpr uint64_t kMinOverlapPushBytes = 512 * 1024;
 
 // How often a worker reports training progress to the scheduler.
 constexpr auto kProgressInterval = std::chrono::milliseconds(500);
+
+// Adds this process's peak resident memory to a report, where the system says it.
+void AddPeakMemory(proto::PhaseDone* done) {
+  StatusOr<uint64_t> peak = PeakResidentBytes();
+  if (peak.ok()) done->set_peak_rss_bytes(*peak);
+}
 
 }  // namespace
 
@@ -289,6 +296,9 @@ class OverlapPusher {
 // taken (or, under ASP, the data is), with its last parameters and a report.
 Status Worker::RunTraining(const proto::Phase& phase) {
   RETURN_IF_ERROR(PullParamsForPhaseStart(phase));
+  // Before the phase's prefetch thread starts: the reader augments each
+  // example from (seed, epoch, index).
+  train_->set_epoch(phase.epoch());
   TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
   // Resumed inside the epoch: this worker's loss sum goes on from its sum
   // before the cut, so it adds up as in a run that never stopped.
@@ -457,6 +467,7 @@ Status Worker::SendTrainingDone(const TrainingPhase& t) {
   d->set_pull_bytes(kv_->pulled_bytes() - t.pulled_bytes_at_start);
   d->set_pushed_steps(t.pushed_steps);
   d->set_communication_seconds(t.wait_seconds);
+  AddPeakMemory(d);
   return SendToScheduler(done);
 }
 
@@ -465,7 +476,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   // after all workers finished the epoch), so the current parameters are final.
   RETURN_IF_ERROR(kv_->Pull(0));
   RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_));
-  const int batch = std::max(map_.spec().batch_size(), 256);
+  const int batch = std::max(map_.spec().batch_size(), kMinEvalBatch);
   ExampleReader* examples = phase.validation() ? validation_.get() : test_.get();
   if (examples == nullptr) return FailedPreconditionError("an evaluation of the validation set, and no validation split");
   BatchPrefetcher reader(examples);
@@ -506,6 +517,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_correct(total.correct);
   d->set_part(phase.part());
   d->set_class_metrics(classes.Serialize());
+  AddPeakMemory(d);
   if (phase.final() && rank_ == phase.reporter_rank()) {
     d->set_params_sha256(model_->ParamsSha256());
     if (!options_.params_out.empty()) {

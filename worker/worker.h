@@ -25,6 +25,9 @@
 
 namespace tessera {
 
+// Evaluation reads batches of max(batch_size, kMinEvalBatch) examples.
+inline constexpr int kMinEvalBatch = 256;
+
 struct WorkerOptions {
   // Scheduler address, "HOST:PORT". Required.
   std::string scheduler;

@@ -42,13 +42,6 @@ std::string KaggleCsv(const ImageDataset& data) {
   return text;
 }
 
-void WriteGzip(const std::string& path, const std::string& text) {
-  gzFile file = gzopen(path.c_str(), "wb");
-  ASSERT_NE(file, nullptr);
-  ASSERT_EQ(gzwrite(file, text.data(), static_cast<unsigned>(text.size())), static_cast<int>(text.size()));
-  ASSERT_EQ(gzclose(file), Z_OK);
-}
-
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
 // examples/fmnist-mlp.pbtxt's model and cluster, cuts every 150 steps.
@@ -81,7 +74,7 @@ class TableTrainingTest : public ::testing::Test {
                                  std::string(kFashionMnist) + "t10k-labels-idx1-ubyte.gz", kTestExamples);
     ASSERT_TRUE(train.ok() && test.ok());
     std::ofstream(*dir_ + "/fashion-mnist_train.csv") << KaggleCsv(*train);
-    WriteGzip(*dir_ + "/fashion-mnist_test.csv.gz", KaggleCsv(*test));  // gzip'd files read the same
+    WriteGzText(*dir_ + "/fashion-mnist_test.csv.gz", KaggleCsv(*test));  // gzip'd files read the same
     std::ofstream(*dir_ + "/csv.pbtxt") << Spec(R"pb(
       data {
         format: CSV

@@ -5,10 +5,12 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -26,6 +28,29 @@ std::string MakeTempDir(const std::string& prefix) {
   std::string dir = ::testing::TempDir() + "/" + prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(rd());
   CHECK(MakeDirs(dir).ok());
   return dir;
+}
+
+ScopedTestDir::ScopedTestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  path_ = MakeTempDir(std::string(info->test_suite_name()) + "_" + info->name());
+}
+
+ScopedTestDir::~ScopedTestDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+void WriteGzText(const std::string& path, const std::string& text) {
+  gzFile file = gzopen(path.c_str(), "wb");
+  ASSERT_NE(file, nullptr) << path;
+  ASSERT_EQ(gzwrite(file, text.data(), static_cast<unsigned>(text.size())), static_cast<int>(text.size()));
+  ASSERT_EQ(gzclose(file), Z_OK);
 }
 
 CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s) {

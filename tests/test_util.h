@@ -33,6 +33,24 @@ inline std::string SourceDir() { return TESSERA_SOURCE_DIR; }
 // A fresh empty directory under the test temp dir.
 std::string MakeTempDir(const std::string& prefix);
 
+// A fresh directory named after the current test, removed with everything in it on destruction.
+class ScopedTestDir {
+ public:
+  ScopedTestDir();
+  ~ScopedTestDir();
+  ScopedTestDir(const ScopedTestDir&) = delete;
+  ScopedTestDir& operator=(const ScopedTestDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Writes `text` to `path` as it is, or gzip-compressed; a test failure when it cannot.
+void WriteText(const std::string& path, const std::string& text);
+void WriteGzText(const std::string& path, const std::string& text);
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together

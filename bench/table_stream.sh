@@ -11,8 +11,8 @@
 # trains 1 epoch of a small MLP (FEATURES -> 64 -> 10) on 2 workers and 2
 # servers, then prints the file's size, the scheduler's planning scan (its
 # log's "planned in" figure: every record read once), the time from the
-# launch until training starts (the launcher's and the scheduler's checks of
-# the spec read every record too: three scans in all), the training rate,
+# launch until training starts (the launcher's check of the spec reads
+# every record too: two scans in all), the training rate,
 # the wall time, the workers' peak memory, and PASS or FAIL against LIMIT_MB (1e6 bytes; exit 1 on FAIL). The
 # file is read from the page cache (it was just written), so the scans time
 # the parsing, not the disk. The data is deleted at the end (WORK_DIR,
@@ -67,9 +67,9 @@ def log_times(path):
             yield t.timestamp() + float(s), text
 
 # The scheduler's "job NAME: ... (planned in S s)" line: its planning read
-# every record once in S s. Before it, the launcher's check of the spec and
-# the scheduler's own read every record too: from the launch to the "all ...
-# are in; starting" line, three scans and the processes' starts.
+# every record once in S s. Before it, the launcher's check of the spec read
+# every record too: from the launch to the "all ... are in; starting" line,
+# two scans and the processes' starts.
 lines = list(log_times(f"{work}/run/logs/scheduler.log"))
 planned = next(text for t, text in lines if text.startswith("job table-stream:"))
 started_at = next(t for t, text in lines if text.startswith("all ") and text.endswith("starting"))
@@ -78,8 +78,8 @@ mb = size / 1e6
 scanned_mb = (size + os.path.getsize(f"{work}/test.csv")) / 1e6  # a scan reads the test file too
 print(f"file            {size:,} bytes ({mb:.0f} MB), {rows:,} rows")
 print(f"planning scan   {planning_scan:.1f} s ({scanned_mb / planning_scan:.0f} MB/s), the scheduler's")
-print(f"before training {started_at - launched:.1f} s from the launch (three scans: the launcher's and the "
-      f"scheduler's spec checks, then the planning)")
+print(f"before training {started_at - launched:.1f} s from the launch (two scans: the launcher's spec check, "
+      f"then the scheduler's planning)")
 print(f"training        {summary['train_seconds']:.1f} s, {summary['samples_per_sec']:,.0f} samples/s, "
       f"test accuracy {summary['test_accuracy']:.4f}")
 print(f"wall            {ended - launched:.1f} s (launch to exit); summary.json wall_seconds {summary['wall_seconds']:.1f}")

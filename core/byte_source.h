@@ -6,6 +6,7 @@
 
 #include <zlib.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -63,6 +64,12 @@ class ByteSource {
     return static_cast<unsigned char>(buffer_[next_]);
   }
 
+  // The fast path of a text reader: moves past the bytes before the next
+  // '\n', '\r', '"' or `delimiter` (or the end of the data), at most `limit`
+  // of them, appending them to *out, and returns how many. Reads buffer by
+  // buffer instead of byte by byte; the stop byte itself is left for Get.
+  size_t AppendPlainRun(char delimiter, size_t limit, std::string* out);
+
   // Moves past a UTF-8 byte-order mark at the very start, if there is one.
   void SkipByteOrderMark();
 
@@ -74,6 +81,7 @@ class ByteSource {
 
  private:
   Status SeekTo(uint64_t offset);
+  void SetPlainRunStops(char delimiter);
   // Fills the buffer; false at the end of the data or on an error (status_).
   bool Refill();
   Status StreamError() const;
@@ -88,6 +96,9 @@ class ByteSource {
   int64_t line_ = 1;
   int64_t column_ = 0;
   Status status_;
+  // AppendPlainRun's stop bytes, built for plain_run_delimiter_ (-1: not yet).
+  std::array<bool, 256> plain_run_stops_{};
+  int plain_run_delimiter_ = -1;
 };
 
 // A byte for a message: 'x', or a name for what does not print ("a tab",

@@ -148,6 +148,11 @@ StatusOr<bool> CsvReader::ReadUnquotedField(int first, CsvRecord* record) {
                                   "with each quote inside it doubled");
     }
     RETURN_IF_ERROR(Append(static_cast<char>(byte), record));
+    // The plain bytes after it in bulk, as many as the record may still
+    // hold: Append's check then fails on the next one, as byte by byte.
+    const size_t used = record->text.size() + field_ends_.size();
+    const size_t room = used < options_.max_record_bytes ? options_.max_record_bytes - used : 0;
+    source_->AppendPlainRun(options_.delimiter, room, &record->text);
   }
 }
 
@@ -186,21 +191,11 @@ StatusOr<bool> CsvReader::ReadQuotedField(CsvRecord* record) {
   }
 }
 
-Status CsvReader::Append(char byte, CsvRecord* record) {
-  RETURN_IF_ERROR(CheckRecordSize(*record));
-  record->text.push_back(byte);
-  return OkStatus();
-}
-
-Status CsvReader::CheckRecordSize(const CsvRecord& record) const {
-  // Each field counts one byte besides its text: field_ends_ grows with it.
-  if (record.text.size() + field_ends_.size() >= options_.max_record_bytes) {
-    return InvalidArgumentError(Where(record.line) + ": record longer than " +
-                                std::to_string(options_.max_record_bytes) +
-                                " bytes (CsvOptions.max_record_bytes): expected a shorter record, "
-                                "or a missing closing quote");
-  }
-  return OkStatus();
+Status CsvReader::RecordTooLong(const CsvRecord& record) const {
+  return InvalidArgumentError(Where(record.line) + ": record longer than " +
+                              std::to_string(options_.max_record_bytes) +
+                              " bytes (CsvOptions.max_record_bytes): expected a shorter record, "
+                              "or a missing closing quote");
 }
 
 std::string CsvReader::Where(int64_t line, int64_t column) const {

@@ -124,8 +124,18 @@ class CsvReader {
   StatusOr<bool> ReadRecord(CsvRecord* record);
   StatusOr<bool> ReadQuotedField(CsvRecord* record);
   StatusOr<bool> ReadUnquotedField(int first, CsvRecord* record);
-  Status Append(char byte, CsvRecord* record);
-  Status CheckRecordSize(const CsvRecord& record) const;
+  Status Append(char byte, CsvRecord* record) {
+    RETURN_IF_ERROR(CheckRecordSize(*record));
+    record->text.push_back(byte);
+    return OkStatus();
+  }
+  // Inline: it runs for every field. Each field counts one byte besides its
+  // text: field_ends_ grows with it.
+  Status CheckRecordSize(const CsvRecord& record) const {
+    if (record.text.size() + field_ends_.size() < options_.max_record_bytes) return OkStatus();
+    return RecordTooLong(record);
+  }
+  Status RecordTooLong(const CsvRecord& record) const;
 
   // "FILE:LINE" for the record being read ("FILE:LINE:COLUMN" with a column),
   // or "FILE: record at byte N" when lines are unknown.

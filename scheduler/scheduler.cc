@@ -25,9 +25,14 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
 Scheduler::~Scheduler() = default;
 
 Status Scheduler::Prepare() {
-  const Clock::TimePoint planning = Now();
-  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));  // a table's every record read
-  const double planning_seconds = std::chrono::duration<double>(Now() - planning).count();
+  double planning_seconds = options_.planning_seconds;
+  if (options_.shape.has_value()) {
+    shape_ = *options_.shape;
+  } else {
+    const Clock::TimePoint planning = Now();
+    ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));  // a table's every record read
+    planning_seconds = std::chrono::duration<double>(Now() - planning).count();
+  }
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(resume_, LoadResumePoint(options_.resume_from, options_.spec, shape_));
     phases_.ResumeAt(resume_->step, resume_->evaluate_only ? options_.spec.epochs() - 1 : 0,

@@ -68,6 +68,12 @@ struct SchedulerOptions {
   // every_seconds cuts, progress lines). Not owned; must outlive the
   // scheduler. Default: the system's steady clock.
   const Clock* clock = SystemClock();
+  // The job's plan, PlanJob(spec), when the caller made it: `tessera
+  // scheduler` plans once before it binds (a table's every record read) and
+  // keeps the plan across rollbacks. Default empty: Run plans the job.
+  std::optional<JobShape> shape;
+  // How long the caller's planning took, for the log; with `shape` only.
+  double planning_seconds = 0;
 };
 
 class Scheduler {

@@ -207,6 +207,16 @@ TEST(CsvReaderTest, RefusesBadFilesHeadersAndOptions) {
                      "or a missing closing quote");
   }
 
+  // Plain runs are read in bulk, across buffer refills: the limit falls on
+  // the same byte as when they were read one at a time.
+  small.buffer_bytes = 4;
+  EXPECT_OK(ErrorOf(path, "a\n12345678\n", small));
+  EXPECT_EQ(ErrorOf(path, "a\n123456789\n", small).message(),
+            path + ":2: record longer than 8 bytes (CsvOptions.max_record_bytes): expected a shorter record, "
+                   "or a missing closing quote");
+  EXPECT_OK(ErrorOf(path, "a,b\n1234,567\n", small));
+  EXPECT_EQ(ErrorOf(path, "a,b\n1234,5678\n", small).code(), StatusCode::kInvalidArgument);
+
   const std::string missing = dir.File("missing.csv");
   StatusOr<std::unique_ptr<CsvReader>> reader = CsvReader::Open(missing);
   EXPECT_EQ(reader.status().code(), StatusCode::kNotFound);

@@ -1,4 +1,5 @@
 // `tessera scheduler`: the scheduler role of a cluster.
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 
@@ -10,19 +11,43 @@
 #include "tools/signals.h"
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
+#include "core/spec.h"
+#include "core/table_data.h"
 #include "scheduler/scheduler.h"
 #include "tools/spec_flags.h"
 
 namespace tessera {
+namespace {
+
+// Checks options->spec can run and plans the job once, before the socket
+// binds; every rollback reuses the plan. A table's plan reads and checks
+// every record as CheckSpecRunnable does (the same one-line errors), so a
+// table is read once here, not twice; other data is checked whole first
+// (image folders: every image decoded), which planning alone does not do.
+Status PlanBeforeBinding(const std::string& spec_path, SchedulerOptions* options) {
+  const proto::JobSpec& spec = options->spec;
+  if (IsTableFormat(spec.data())) {
+    RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(spec_path));
+  } else {
+    RETURN_IF_ERROR(CheckSpecRunnable(spec, spec_path));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(options->shape, PlanJob(spec));
+  options->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return OkStatus();
+}
+
+}  // namespace
 
 int RunScheduler(const ParsedArgs& args) {
   const Command& self = FindCommand("scheduler");
   if (!args.positional.empty()) return UsageError(self, "unexpected argument '" + args.positional[0] + "'");
   if (FLAGS_spec.empty()) return UsageError(self, "--spec is required");
-  auto spec = LoadSpecWithOverrides(FLAGS_spec, args);
+  auto spec = LoadSpecWithOverrides(FLAGS_spec, args, /*check_data=*/false);
   if (!spec.ok()) return UsageError(self, spec.status().message());
   SchedulerOptions options;
   options.spec = *spec;
+  if (Status s = PlanBeforeBinding(FLAGS_spec, &options); !s.ok()) return UsageError(self, s.message());
   options.host = FLAGS_host.empty() ? "0.0.0.0" : FLAGS_host;
   auto port = PortFlag(args, /*default_port=*/7000);
   if (!port.ok()) return UsageError(self, port.status().message());

@@ -11,9 +11,10 @@
 namespace tessera {
 
 // Loads the spec at `path`, applies the override flags that were given,
-// and checks it can run (CheckSpecRunnable). InvalidArgument/NotFound/DataLoss
-// naming the field or file.
-StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const ParsedArgs& args);
+// and, with check_data (the default), checks it can run (CheckSpecRunnable).
+// InvalidArgument/NotFound/DataLoss naming the field or file.
+StatusOr<proto::JobSpec> LoadSpecWithOverrides(const std::string& path, const ParsedArgs& args,
+                                               bool check_data = true);
 
 // Applies the override flags that were given. InvalidArgument for a bad value.
 Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec);

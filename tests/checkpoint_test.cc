@@ -286,8 +286,24 @@ TEST_F(MidEpochTest, ResumeFromACutInsideAnEpochIsExact) {
   auto manifest = ReadManifest(checkpoint);
   ASSERT_TRUE(manifest.ok());
   const int resumed_epoch = manifest->cursor().epoch() + 1;
-  // It keeps each worker's loss sums up to the cut (issue 19 #5).
+  // It keeps each worker's loss sums up to the cut (issue 19 #5), and
+  // inspect shows them.
   EXPECT_EQ(manifest->partial_epoch_loss().by_rank_size(), 2);
+  CommandResult inspect = RunTessera({"inspect", checkpoint});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("cut inside epoch " + std::to_string(resumed_epoch) + ": " +
+                                std::to_string(manifest->cursor().steps_into_epoch()) + " steps into it, train loss so far"),
+            std::string::npos)
+      << inspect.output;
+  CommandResult json = RunTessera({"inspect", checkpoint, "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_EQ(JsonNumber(json.output, "steps_into_epoch"), manifest->cursor().steps_into_epoch());
+  int64_t examples = 0;
+  for (const proto::RankLoss& rank : manifest->partial_epoch_loss().by_rank()) examples += rank.examples();
+  EXPECT_GT(examples, 0);
+  EXPECT_NE(json.output.find("\"partial_epoch_loss\": {\"examples\": " + std::to_string(examples) + ","),
+            std::string::npos)
+      << json.output;
   CommandResult r = RunTessera({"resume", checkpoint, "--progress", "none", "--threads", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(SummaryField(copy, "params_sha256"), *sha_);

@@ -25,6 +25,37 @@ std::string ShapeText(const proto::TensorMeta& t) {
   return s;
 }
 
+// The training loss of a cut's epoch before the cut, from the workers' sums
+// (added in rank order, as the scheduler adds them).
+struct PartialLoss {
+  int64_t examples = 0;
+  double mean = 0;  // 0 for no examples
+};
+
+PartialLoss SumPartialLoss(const proto::PartialEpochLoss& partial) {
+  double sum = 0;
+  PartialLoss loss;
+  for (const proto::RankLoss& rank : partial.by_rank()) {
+    sum += rank.loss_sum();
+    loss.examples += rank.examples();
+  }
+  if (loss.examples > 0) loss.mean = sum / static_cast<double>(loss.examples);
+  return loss;
+}
+
+// For a cut inside an epoch: how far into it, and the loss so far.
+void PrintCutInsideEpoch(const proto::CheckpointManifest& m) {
+  if (m.cursor().steps_into_epoch() == 0) return;
+  std::printf("cut inside epoch %d: %lld steps into it", m.cursor().epoch() + 1,
+              static_cast<long long>(m.cursor().steps_into_epoch()));
+  if (m.has_partial_epoch_loss()) {
+    const PartialLoss partial = SumPartialLoss(m.partial_epoch_loss());
+    std::printf(", train loss so far %.6g over %lld examples (each worker's sums kept for the resumed epoch)",
+                partial.mean, static_cast<long long>(partial.examples));
+  }
+  std::printf("\n");
+}
+
 }  // namespace
 
 int RunInspect(const ParsedArgs& args) {
@@ -57,11 +88,18 @@ int RunInspect(const ParsedArgs& args) {
       tensors.push_back(o);
     }
     JsonObject out;
+    if (m->cursor().steps_into_epoch() > 0 && m->has_partial_epoch_loss()) {
+      const PartialLoss partial = SumPartialLoss(m->partial_epoch_loss());
+      JsonObject loss;
+      loss.Add("examples", partial.examples).Add("train_loss", partial.mean);
+      out.Add("partial_epoch_loss", loss);
+    }
     out.Add("checkpoint", *dir)
         .Add("verified", true)
         .Add("step", m->step())
         .Add("epochs_done", m->cursor().epoch())
         .Add("epochs", m->spec().epochs())
+        .Add("steps_into_epoch", m->cursor().steps_into_epoch())
         .Add("optimizer", m->optimizer())
         .Add("state_per_param", m->state_per_param())
         .Add("num_parameters", static_cast<int64_t>(m->num_keys()))
@@ -79,6 +117,7 @@ int RunInspect(const ParsedArgs& args) {
               file_bytes / 1e6, m->servers_size(), static_cast<long long>(slices));
   std::printf("step %lld, %d of %d epochs done\n", static_cast<long long>(m->step()), m->cursor().epoch(),
               m->spec().epochs());
+  PrintCutInsideEpoch(*m);
   std::printf("optimizer %s, %d state floats per parameter (%.1f MB)\n", m->optimizer().c_str(), m->state_per_param(),
               state.size() * 4 / 1e6);
   std::printf("parameters %llu (%.1f MB)\n", static_cast<unsigned long long>(m->num_keys()), params.size() * 4 / 1e6);

@@ -45,6 +45,7 @@ bool CsvReader::compressed() const { return source_->compressed(); }
 
 Status CsvReader::ReadHeader() {
   source_->SkipByteOrderMark();
+  if (!options_.column_names.empty()) return TakeColumnNames();
   CsvRecord header;
   ASSIGN_OR_RETURN(const bool found, ReadRecord(&header));
   if (!found) return InvalidArgumentError(path_ + ": empty file: expected a header row naming the columns");
@@ -57,6 +58,20 @@ Status CsvReader::ReadHeader() {
     }
   }
   columns_.assign(header.fields.begin(), header.fields.end());
+  return OkStatus();
+}
+
+Status CsvReader::TakeColumnNames() {
+  std::map<std::string_view, size_t> seen;
+  for (size_t i = 0; i < options_.column_names.size(); ++i) {
+    const auto [it, added] = seen.emplace(options_.column_names[i], i);
+    if (!added) {
+      return InvalidArgumentError("CsvOptions.column_names: columns " + std::to_string(it->second + 1) + " and " +
+                                  std::to_string(i + 1) + " are both named " +
+                                  QuoteForMessage(options_.column_names[i]));
+    }
+  }
+  columns_ = options_.column_names;
   return OkStatus();
 }
 
@@ -84,7 +99,8 @@ StatusOr<bool> CsvReader::Next(CsvRecord* record) {
   }
   if (*found && record->fields.size() != columns_.size()) {
     return InvalidArgumentError(Where(record->line) + ": " + std::to_string(record->fields.size()) +
-                                " fields, expected " + std::to_string(columns_.size()) + " (the header's)");
+                                " fields, expected " + std::to_string(columns_.size()) +
+                                (options_.column_names.empty() ? " (the header's)" : " (one per column)"));
   }
   return found;
 }
@@ -109,7 +125,7 @@ StatusOr<bool> CsvReader::ReadRecord(CsvRecord* record) {
 
   bool end_of_record = false;
   while (!end_of_record) {
-    if (byte == '"') {
+    if (byte == '"' && options_.quoting) {
       ASSIGN_OR_RETURN(end_of_record, ReadQuotedField(record));
     } else {
       ASSIGN_OR_RETURN(end_of_record, ReadUnquotedField(byte, record));
@@ -142,7 +158,7 @@ StatusOr<bool> CsvReader::ReadUnquotedField(int first, CsvRecord* record) {
       source_->Get();
       return true;
     }
-    if (byte == '"') {
+    if (byte == '"' && options_.quoting) {
       return InvalidArgumentError(Where(source_->line(), source_->column()) +
                                   ": quote inside an unquoted field: expected the whole field in quotes, "
                                   "with each quote inside it doubled");

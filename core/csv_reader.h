@@ -1,7 +1,7 @@
 // A streaming reader of CSV and TSV files (RFC 4180), plain or gzip'd.
 //
 // The first row is the header: it names the columns, and every later record
-// must have as many fields. Fields may be quoted ("a,b", "say ""hi""", a
+// must have as many fields (a file without one: CsvOptions.column_names). Fields may be quoted ("a,b", "say ""hi""", a
 // newline inside quotes); lines end in LF or CRLF; the last one may lack its
 // newline; a UTF-8 byte-order mark at the start is skipped; empty lines are
 // skipped (so a one-column file writes an empty value as "").
@@ -52,6 +52,13 @@ struct CsvOptions {
   // Line numbers are unknown after such a start: CsvRecord::line is 0 and
   // errors name the record's byte offset instead.
   uint64_t start_offset = 0;
+  // A file without a header row (Criteo's click logs): its column names.
+  // Empty (the default): the first row names the columns. Given: every row
+  // is a record, and the names must be distinct.
+  std::vector<std::string> column_names;
+  // True (the default): '"' quotes a field (RFC 4180). False: a quote is a
+  // byte like any other, as in files that never quote (tab-separated logs).
+  bool quoting = true;
 };
 
 // One record. The fields point into `text`, which is reused from record to
@@ -120,6 +127,7 @@ class CsvReader {
   CsvReader(std::string path, const CsvOptions& options, std::unique_ptr<ByteSource> source);
 
   Status ReadHeader();
+  Status TakeColumnNames();
   Status SkipToStartOffset();
   StatusOr<bool> ReadRecord(CsvRecord* record);
   StatusOr<bool> ReadQuotedField(CsvRecord* record);

@@ -189,6 +189,36 @@ TEST(CsvReaderTest, QuoteErrorsNameLineAndColumnAndStick) {
   EXPECT_EQ((*reader)->Next(&record).status().message(), first.message());  // no guessing where to go on
 }
 
+// CsvOptions.column_names: a file without a header; quoting off: a quote
+// is a plain byte.
+TEST(CsvReaderTest, ReadsAFileWithoutAHeaderOrQuoting) {
+  TempDir dir;
+  const std::string path = dir.File("a.tsv");
+  CsvOptions options;
+  options.delimiter = '\t';
+  options.column_names = {"x", "y"};
+  options.quoting = false;
+  WriteText(path, "1\t\"a\n2\tb\"c\"\n");
+  StatusOr<std::unique_ptr<CsvReader>> reader = CsvReader::Open(path, options);
+  ASSERT_OK(reader.status());
+  EXPECT_EQ((*reader)->Columns(), (std::vector<std::string>{"x", "y"}));
+  std::vector<int64_t> lines;
+  StatusOr<Rows> rows = ReadAll(**reader, &lines);
+  ASSERT_OK(rows.status());
+  EXPECT_EQ(*rows, (Rows{{"1", "\"a"}, {"2", "b\"c\""}}));
+  EXPECT_EQ(lines, (std::vector<int64_t>{1, 2}));
+
+  WriteText(path, "1\t2\t3\n");
+  reader = CsvReader::Open(path, options);
+  ASSERT_OK(reader.status());
+  CsvRecord record;
+  EXPECT_EQ((*reader)->Next(&record).status().message(), path + ":1: 3 fields, expected 2 (one per column)");
+
+  options.column_names = {"x", "y", "x"};
+  EXPECT_EQ(CsvReader::Open(path, options).status().message(),
+            "CsvOptions.column_names: columns 1 and 3 are both named \"x\"");
+}
+
 TEST(CsvReaderTest, RefusesBadFilesHeadersAndOptions) {
   TempDir dir;
   const std::string path = dir.File("a.csv");

@@ -1,0 +1,224 @@
+#include "server/sparse_row_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstring>
+#include <filesystem>
+
+#include "core/random.h"
+
+namespace tessera {
+namespace {
+
+// Separates a row's generator from every other use of the seed.
+constexpr uint64_t kRowInitDomain = 0x5e0a75;
+
+// The spill database's own info log would only fill its directory.
+class SilentLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+};
+
+// Big-endian, so the keys sort by id.
+std::string IdKey(uint64_t id) {
+  std::string key(8, '\0');
+  for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(id >> (56 - 8 * i));
+  return key;
+}
+
+uint64_t KeyId(const rocksdb::Slice& key) {
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i) id = (id << 8) | static_cast<unsigned char>(key[i]);
+  return id;
+}
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return OkStatus();
+  if (s.IsCorruption()) return DataLossError(what + ": " + s.ToString());
+  if (s.IsNoSpace()) return ResourceExhaustedError(what + ": " + s.ToString());
+  return UnavailableError(what + ": " + s.ToString());
+}
+
+rocksdb::Options SpillOptions() {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.error_if_exists = true;
+  options.info_log = std::make_shared<SilentLogger>();
+  options.compression = rocksdb::kNoCompression;  // float rows barely compress
+  // Most lookups of an id not in memory are of one never seen (a new row):
+  // a Bloom filter answers those without reading a block.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return options;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<SparseRowStore>> SparseRowStore::Open(SparseRowStoreOptions options) {
+  if (options.dim < 1 || options.dim > 65536) {
+    return InvalidArgumentError("sparse table: dim must be in [1, 65536], got " + std::to_string(options.dim));
+  }
+  if (options.state_floats < 0) {
+    return InvalidArgumentError("sparse table: state_floats must be >= 0, got " + std::to_string(options.state_floats));
+  }
+  const int64_t row_bytes = int64_t{4} * (options.dim + options.state_floats) + kRowOverheadBytes;
+  int64_t capacity = 0;
+  if (options.memory_budget_bytes < 0) return InvalidArgumentError("sparse table: the memory budget must be >= 0");
+  if (options.memory_budget_bytes > 0) {
+    capacity = options.memory_budget_bytes / row_bytes;
+    if (capacity < 1) {
+      return InvalidArgumentError("sparse table: a memory budget of " + std::to_string(options.memory_budget_bytes) +
+                                  " bytes holds no row of " + std::to_string(row_bytes) + " bytes");
+    }
+    if (options.spill_dir.empty()) {
+      return InvalidArgumentError("sparse table: a memory budget needs a directory for the rows beyond it");
+    }
+  }
+  std::unique_ptr<SparseRowStore> store(new SparseRowStore(std::move(options), capacity));
+  if (capacity > 0) RETURN_IF_ERROR(store->OpenSpill());
+  return store;
+}
+
+SparseRowStore::SparseRowStore(SparseRowStoreOptions options, int64_t capacity)
+    : options_(std::move(options)), row_floats_(options_.dim + options_.state_floats), capacity_(capacity) {}
+
+SparseRowStore::~SparseRowStore() = default;
+
+Status SparseRowStore::OpenSpill() {
+  const rocksdb::Options options = SpillOptions();
+  // Rows left by an earlier run are stale: this run starts from its checkpoint.
+  std::error_code error;
+  if (std::filesystem::exists(options_.spill_dir, error)) {
+    RETURN_IF_ERROR(FromRocks(rocksdb::DestroyDB(options_.spill_dir, options), "cannot clear " + options_.spill_dir));
+  }
+  rocksdb::DB* db = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, options_.spill_dir, &db), "cannot open " + options_.spill_dir));
+  spill_.reset(db);
+  return OkStatus();
+}
+
+void SparseRowStore::InitRow(uint64_t id, float* row) const {
+  SplitMix64 rng(MixSeed(options_.seed, MixSeed(kRowInitDomain, options_.table), id));
+  const float bound = options_.init_bound;
+  for (int i = 0; i < options_.dim; ++i) row[i] = (2.0f * rng.NextFloat() - 1.0f) * bound;
+  float* state = row + options_.dim;
+  if (options_.init_state) {
+    options_.init_state(state);
+  } else {
+    std::memset(state, 0, sizeof(float) * options_.state_floats);
+  }
+}
+
+StatusOr<float*> SparseRowStore::Row(uint64_t id) {
+  ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id));
+  changed_[slot] = true;  // the caller may write it
+  return SlotRow(slot);
+}
+
+StatusOr<const float*> SparseRowStore::ReadRow(uint64_t id) {
+  ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id));
+  return SlotRow(slot);
+}
+
+StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id) {
+  if (const auto it = slot_of_.find(id); it != slot_of_.end()) {
+    used_since_hand_[it->second] = true;
+    return it->second;
+  }
+  ASSIGN_OR_RETURN(const int64_t slot, TakeSlot());
+  float* row = SlotRow(slot);
+  bool on_disk = false;
+  if (spill_ != nullptr) {
+    ASSIGN_OR_RETURN(on_disk, ReadBack(id, row));
+  }
+  if (on_disk) {
+    ++counts_.reloads;
+  } else {
+    InitRow(id, row);
+    ++counts_.rows;
+  }
+  changed_[slot] = !on_disk;  // a new row is on disk nowhere
+  used_since_hand_[slot] = true;
+  slot_id_[slot] = id;
+  slot_of_.emplace(id, slot);
+  ++counts_.rows_in_memory;
+  return slot;
+}
+
+StatusOr<int64_t> SparseRowStore::TakeSlot() {
+  const int64_t slots = static_cast<int64_t>(slot_id_.size());
+  if (capacity_ == 0 || slots < capacity_) {
+    if (slots % kSlotsPerChunk == 0) {
+      const int64_t chunk = capacity_ == 0 ? kSlotsPerChunk : std::min(kSlotsPerChunk, capacity_ - slots);
+      arena_.emplace_back(static_cast<size_t>(chunk) * row_floats_);
+    }
+    slot_id_.push_back(0);
+    used_since_hand_.push_back(false);
+    changed_.push_back(false);
+    return slots;
+  }
+  // CLOCK: pass over rows used since the hand last came by, clearing their
+  // bits; the first one not used since is the victim.
+  while (used_since_hand_[hand_]) {
+    used_since_hand_[hand_] = false;
+    hand_ = (hand_ + 1) % slots;
+  }
+  const int64_t victim = hand_;
+  hand_ = (hand_ + 1) % slots;
+  RETURN_IF_ERROR(Evict(victim));
+  return victim;
+}
+
+Status SparseRowStore::Evict(int64_t slot) {
+  const uint64_t id = slot_id_[slot];
+  if (changed_[slot]) {
+    rocksdb::WriteOptions write;
+    write.disableWAL = true;  // a cache of this run: a crash resumes from a checkpoint
+    const rocksdb::Slice bytes(reinterpret_cast<const char*>(SlotRow(slot)), sizeof(float) * row_floats_);
+    RETURN_IF_ERROR(FromRocks(spill_->Put(write, IdKey(id), bytes), "cannot move a row to " + options_.spill_dir));
+    ++counts_.spill_writes;
+  }
+  slot_of_.erase(id);
+  ++counts_.evictions;
+  --counts_.rows_in_memory;
+  return OkStatus();
+}
+
+StatusOr<bool> SparseRowStore::ReadBack(uint64_t id, float* row) const {
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = spill_->Get(rocksdb::ReadOptions(), spill_->DefaultColumnFamily(), IdKey(id), &value);
+  if (s.IsNotFound()) return false;
+  RETURN_IF_ERROR(FromRocks(s, "cannot read a row back from " + options_.spill_dir));
+  if (value.size() != sizeof(float) * row_floats_) {
+    return DataLossError(options_.spill_dir + ": row " + std::to_string(id) + " holds " + std::to_string(value.size()) +
+                         " bytes, expected " + std::to_string(sizeof(float) * row_floats_));
+  }
+  std::memcpy(row, value.data(), value.size());
+  return true;
+}
+
+Status SparseRowStore::ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const {
+  for (const auto& [id, slot] : slot_of_) RETURN_IF_ERROR(visit(id, SlotRow(slot)));
+  if (spill_ == nullptr) return OkStatus();
+  std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(rocksdb::ReadOptions()));
+  std::vector<float> row(row_floats_);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 8 || it->value().size() != sizeof(float) * row_floats_) {
+      return DataLossError(options_.spill_dir + ": a row of the wrong size");
+    }
+    const uint64_t id = KeyId(it->key());
+    if (slot_of_.count(id) > 0) continue;  // in memory, newer than its copy here
+    std::memcpy(row.data(), it->value().data(), it->value().size());
+    RETURN_IF_ERROR(visit(id, row.data()));
+  }
+  return FromRocks(it->status(), "cannot read the rows of " + options_.spill_dir);
+}
+
+}  // namespace tessera

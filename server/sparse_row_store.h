@@ -1,0 +1,139 @@
+// The rows of one sparse table on one server (issue 16): 64-bit ids to rows
+// of `dim` values followed by their optimizer state, created when an id is
+// first touched, with values drawn from (seed, table, id) alone — so a row
+// starts the same whichever server holds it and whenever it is first seen —
+// and kept in memory up to a byte budget. Beyond the budget, the rows used
+// least recently (CLOCK: a second chance for a row used since the hand last
+// passed) go to the server's own RocksDB, which is a cache of this run, not
+// a checkpoint (no write-ahead log, deleted on open), and come back when
+// touched again. Rows travel as their exact float bits, so a table of any
+// size trains to the same bits under any budget.
+//
+// Example (a server's step over the rows a push touched):
+//   ASSIGN_OR_RETURN(auto store, SparseRowStore::Open(options));
+//   for (uint64_t id : touched) {
+//     ASSIGN_OR_RETURN(float* row, store->Row(id));  // values, then state
+//     optimizer.ApplyRow(step, lr, row, grad_of(id), row + dim, dim);
+//   }
+//
+// Not thread-safe: one thread (a server's step) at a time. Owns its RocksDB.
+#ifndef TESSERA_SERVER_SPARSE_ROW_STORE_H_
+#define TESSERA_SERVER_SPARSE_ROW_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+
+namespace rocksdb {
+class DB;
+}  // namespace rocksdb
+
+namespace tessera {
+
+struct SparseRowStoreOptions {
+  // Values per row. Required, in [1, 65536].
+  int dim = 0;
+  // Optimizer state floats after the values (SparseOptimizer::
+  // state_per_value() * dim); they start at 0 unless init_state is set.
+  int state_floats = 0;
+  // A new row's values: uniform in +-init_bound from a generator seeded by
+  // (seed, table, id). Default 0: zeros.
+  uint64_t seed = 0;
+  uint64_t table = 0;
+  float init_bound = 0;
+  // Fills a new row's state_floats (e.g. SparseOptimizer::InitState); empty:
+  // zeros.
+  std::function<void(float* state)> init_state;
+  // Bytes of rows held in memory (each row counts its floats plus
+  // kRowOverheadBytes); 0 (the default): no limit, nothing goes to disk.
+  // With a limit, at least one row must fit.
+  int64_t memory_budget_bytes = 0;
+  // The directory of the RocksDB for rows beyond the budget; required with a
+  // budget. Whatever it holds is deleted when the store opens.
+  std::string spill_dir;
+};
+
+// What the store has done, for summary.json and the benchmarks.
+struct SparseRowStoreCounts {
+  int64_t rows = 0;            // distinct ids created
+  int64_t rows_in_memory = 0;  // of them, in memory now
+  int64_t evictions = 0;       // rows moved out of memory
+  int64_t spill_writes = 0;    // of them, written (changed since they were last read back or made)
+  int64_t reloads = 0;         // rows read back from disk
+};
+
+class SparseRowStore {
+ public:
+  // What the budget counts per row besides its floats: the index entry and
+  // the slot's bookkeeping, about what they take.
+  static constexpr int64_t kRowOverheadBytes = 48;
+
+  // InvalidArgument for bad options (a budget without spill_dir, or too
+  // small for one row); Unavailable when the spill database cannot be made.
+  static StatusOr<std::unique_ptr<SparseRowStore>> Open(SparseRowStoreOptions options);
+  ~SparseRowStore();
+  SparseRowStore(const SparseRowStore&) = delete;
+  SparseRowStore& operator=(const SparseRowStore&) = delete;
+
+  // The row of `id` to change: dim values then state_floats of state;
+  // created when new, read back from disk when it was moved there (which
+  // may move another row out). Valid until the next call of Row or
+  // ReadRow. DataLoss for a spilled row that does not read back whole;
+  // Unavailable (or ResourceExhausted, disk full) when a row cannot be
+  // moved to disk.
+  StatusOr<float*> Row(uint64_t id);
+
+  // Row, to read only (a pull): a row read back from disk and only read
+  // need not be written again when it leaves memory.
+  StatusOr<const float*> ReadRow(uint64_t id);
+
+  // Calls visit(id, row) for every row, in memory or on disk, once each, in
+  // no particular order; stops at the first error visit returns (or a read
+  // error: DataLoss, Unavailable). The rows must not change meanwhile.
+  Status ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const;
+
+  const SparseRowStoreCounts& counts() const { return counts_; }
+  int row_floats() const { return row_floats_; }
+
+ private:
+  SparseRowStore(SparseRowStoreOptions options, int64_t capacity);
+  Status OpenSpill();
+  void InitRow(uint64_t id, float* row) const;
+  // The slot of `id` in memory, made or read back when needed.
+  StatusOr<int64_t> SlotOf(uint64_t id);
+  // A slot for a row coming into memory: a free one, or the CLOCK's victim
+  // moved to disk first.
+  StatusOr<int64_t> TakeSlot();
+  Status Evict(int64_t slot);
+  // The row of a spilled id read into `row`; false when disk has none.
+  StatusOr<bool> ReadBack(uint64_t id, float* row) const;
+  float* SlotRow(int64_t slot) { return arena_[slot / kSlotsPerChunk].data() + (slot % kSlotsPerChunk) * row_floats_; }
+  const float* SlotRow(int64_t slot) const {
+    return arena_[slot / kSlotsPerChunk].data() + (slot % kSlotsPerChunk) * row_floats_;
+  }
+
+  static constexpr int64_t kSlotsPerChunk = 4096;
+
+  SparseRowStoreOptions options_;
+  int row_floats_ = 0;
+  int64_t capacity_ = 0;  // slots the budget allows; 0: no limit
+  // Rows in memory live in slots of chunks (so slots never move as the
+  // table grows); slot_id_[s] is the id in slot s.
+  std::vector<std::vector<float>> arena_;
+  std::vector<uint64_t> slot_id_;
+  std::vector<bool> used_since_hand_;  // CLOCK's reference bits
+  std::vector<bool> changed_;          // not on disk as it is in memory
+  int64_t hand_ = 0;
+  std::unordered_map<uint64_t, int64_t> slot_of_;  // the ids in memory
+  std::unique_ptr<rocksdb::DB> spill_;
+  SparseRowStoreCounts counts_;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_SPARSE_ROW_STORE_H_

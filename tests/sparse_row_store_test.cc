@@ -1,0 +1,183 @@
+// A sparse table's rows (server/sparse_row_store.h): rows made from (seed,
+// table, id) alone, and a memory budget that moves rows to disk and back
+// without changing a bit of what training computes.
+#include "server/sparse_row_store.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <vector>
+
+#include "core/random.h"
+#include "server/sparse_optimizer.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+constexpr int kDim = 4;
+
+SparseRowStoreOptions Options(int state_floats = 0) {
+  SparseRowStoreOptions options;
+  options.dim = kDim;
+  options.state_floats = state_floats;
+  options.seed = 7;
+  options.table = 1;
+  options.init_bound = 0.5f;
+  return options;
+}
+
+std::unique_ptr<SparseRowStore> OpenStore(SparseRowStoreOptions options) {
+  auto store = SparseRowStore::Open(std::move(options));
+  EXPECT_OK(store.status());
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
+std::vector<float> RowOf(SparseRowStore& store, uint64_t id) {
+  auto row = store.Row(id);
+  EXPECT_OK(row.status());
+  return row.ok() ? std::vector<float>(*row, *row + store.row_floats()) : std::vector<float>();
+}
+
+// Every row the store holds, by id.
+std::map<uint64_t, std::vector<float>> AllRows(const SparseRowStore& store) {
+  std::map<uint64_t, std::vector<float>> rows;
+  EXPECT_OK(store.ForEachRow([&](uint64_t id, const float* row) {
+    EXPECT_TRUE(rows.emplace(id, std::vector<float>(row, row + store.row_floats())).second) << "twice: " << id;
+    return OkStatus();
+  }));
+  return rows;
+}
+
+TEST(SparseRowStoreTest, ARowStartsFromTheSeedTheTableAndTheIdAlone) {
+  auto a = OpenStore(Options());
+  auto b = OpenStore(Options());
+  const uint64_t big = uint64_t{1} << 63;
+  const std::vector<float> first = RowOf(*a, big);
+  RowOf(*b, 3);  // another order of first touches
+  RowOf(*b, 12345);
+  EXPECT_EQ(RowOf(*b, big), first);
+  EXPECT_EQ(RowOf(*a, big), first);  // and touching it again changes nothing
+  for (float v : first) EXPECT_LE(std::abs(v), 0.5f);
+  EXPECT_NE(RowOf(*a, big + 1), first);
+  SparseRowStoreOptions other_table = Options();
+  other_table.table = 2;
+  EXPECT_NE(RowOf(*OpenStore(other_table), big), first);
+  EXPECT_EQ(a->counts().rows, 2);
+}
+
+TEST(SparseRowStoreTest, StateStartsAsTheOptimizerSays) {
+  SparseRowStoreOptions options = Options(kDim);
+  EXPECT_EQ(RowOf(*OpenStore(options), 9).back(), 0.0f);
+  options.init_state = [](float* state) {
+    for (int i = 0; i < kDim; ++i) state[i] = 0.1f;
+  };
+  const std::vector<float> row = RowOf(*OpenStore(options), 9);
+  EXPECT_EQ(std::vector<float>(row.begin() + kDim, row.end()), std::vector<float>(kDim, 0.1f));
+}
+
+// Runs `steps` AdaGrad steps of rows drawn from a skewed distribution over
+// `ids` ids (a few hot, most cold) through `store`.
+void Train(SparseRowStore& store, const SparseOptimizer& optimizer, int ids, int steps) {
+  SplitMix64 rng(99);
+  std::vector<float> g(kDim);
+  for (int step = 1; step <= steps; ++step) {
+    for (int k = 0; k < 8; ++k) {
+      const uint64_t u = rng.NextBelow(ids);
+      const uint64_t id = (u * u / ids) * 0x9E3779B97F4A7C15ULL;  // skewed to small u, spread over 64 bits
+      for (float& x : g) x = 2.0f * rng.NextFloat() - 1.0f;
+      auto row = store.Row(id);
+      ASSERT_OK(row.status());
+      optimizer.ApplyRow(step, 0.1f, *row, g.data(), *row + kDim, kDim);
+    }
+  }
+}
+
+// The promise: a table many times the budget trains to the same
+// bits as with no budget.
+TEST(SparseRowStoreTest, ABudgetFarBelowTheTableChangesNoBit) {
+  SparseOptimizerOptions adagrad;
+  adagrad.type = SparseOptimizerType::kAdagrad;
+  adagrad.initial_accumulator = 0.1f;
+  auto optimizer = SparseOptimizer::Create(adagrad);
+  ASSERT_OK(optimizer.status());
+  SparseRowStoreOptions options = Options((*optimizer)->state_per_value() * kDim);
+  options.init_state = [&](float* state) { (*optimizer)->InitState(state, kDim); };
+  auto unlimited = OpenStore(options);
+  ScopedTestDir dir;
+  options.memory_budget_bytes = 50 * (4 * 2 * kDim + SparseRowStore::kRowOverheadBytes);  // 50 rows
+  options.spill_dir = dir.File("spill");
+  auto limited = OpenStore(options);
+  Train(*unlimited, **optimizer, 2000, 400);
+  Train(*limited, **optimizer, 2000, 400);
+
+  const SparseRowStoreCounts& counts = limited->counts();
+  EXPECT_EQ(counts.rows, unlimited->counts().rows);
+  EXPECT_GT(counts.rows, 4 * 50);  // the table is more than 4 times the budget
+  EXPECT_EQ(counts.rows_in_memory, 50);
+  EXPECT_GT(counts.evictions, 0);
+  EXPECT_GT(counts.reloads, 0);
+  EXPECT_LE(counts.spill_writes, counts.evictions);
+  EXPECT_EQ(unlimited->counts().evictions, 0);
+  const auto expected = AllRows(*unlimited);
+  const auto got = AllRows(*limited);
+  EXPECT_EQ(got.size(), static_cast<size_t>(counts.rows));
+  EXPECT_TRUE(got == expected) << "the rows differ";
+}
+
+// A row read back and only read (a pull) is not written again; one read
+// back to change is.
+TEST(SparseRowStoreTest, ARowReadBackIsWrittenAgainOnlyWhenItMayHaveChanged) {
+  ScopedTestDir dir;
+  SparseRowStoreOptions options = Options();
+  options.memory_budget_bytes = 2 * (4 * kDim + SparseRowStore::kRowOverheadBytes);
+  options.spill_dir = dir.File("spill");
+  auto store = OpenStore(options);
+  for (uint64_t id : {1, 2, 3, 1, 2, 3}) ASSERT_OK(store->ReadRow(id).status());
+  EXPECT_EQ(store->counts().rows, 3);
+  EXPECT_EQ(store->counts().reloads, 3);
+  EXPECT_EQ(store->counts().evictions, 4);
+  EXPECT_EQ(store->counts().spill_writes, 3);  // each new row once; rows read back stay clean
+  ASSERT_OK(store->Row(1).status());           // read back to change: 2 goes out, clean
+  ASSERT_OK(store->ReadRow(2).status());       // 3 goes out, clean
+  ASSERT_OK(store->ReadRow(4).status());       // 1 goes out, changed
+  EXPECT_EQ(store->counts().evictions, 7);
+  EXPECT_EQ(store->counts().spill_writes, 4);
+}
+
+TEST(SparseRowStoreTest, AnEarlierRunsSpilledRowsAreNotReadBack) {
+  ScopedTestDir dir;
+  SparseRowStoreOptions options = Options();
+  options.memory_budget_bytes = 1 * (4 * kDim + SparseRowStore::kRowOverheadBytes);
+  options.spill_dir = dir.File("spill");
+  std::vector<float> fresh;
+  {
+    auto store = OpenStore(options);
+    fresh = RowOf(*store, 5);
+    auto row = store->Row(5);
+    ASSERT_OK(row.status());
+    (*row)[0] = 1000;  // trained
+    RowOf(*store, 6);  // 5 goes to disk, changed
+  }
+  auto again = OpenStore(options);
+  EXPECT_EQ(RowOf(*again, 5), fresh);
+  EXPECT_EQ(again->counts().reloads, 0);
+}
+
+TEST(SparseRowStoreTest, BadOptionsAreNamed) {
+  SparseRowStoreOptions options = Options();
+  options.dim = 0;
+  EXPECT_EQ(SparseRowStore::Open(options).status().message(), "sparse table: dim must be in [1, 65536], got 0");
+  options = Options();
+  options.memory_budget_bytes = 10;
+  options.spill_dir = "/tmp/x";
+  EXPECT_EQ(SparseRowStore::Open(options).status().message(),
+            "sparse table: a memory budget of 10 bytes holds no row of 64 bytes");
+  options.memory_budget_bytes = 1 << 20;
+  options.spill_dir.clear();
+  EXPECT_EQ(SparseRowStore::Open(options).status().message(),
+            "sparse table: a memory budget needs a directory for the rows beyond it");
+}
+
+}  // namespace
+}  // namespace tessera

@@ -4,6 +4,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <cstdarg>
@@ -81,13 +82,28 @@ StatusOr<std::unique_ptr<SparseRowStore>> SparseRowStore::Open(SparseRowStoreOpt
       return InvalidArgumentError("sparse table: a memory budget needs a directory for the rows beyond it");
     }
   }
+  if (options.admit_after < 1) return InvalidArgumentError("sparse table: admit_after must be >= 1, got 0");
+  if (options.admission_log2_width < 4 || options.admission_log2_width > 30) {
+    return InvalidArgumentError("sparse table: admission_log2_width must be in [4, 30], got " +
+                                std::to_string(options.admission_log2_width));
+  }
+  if (options.expire_after_steps < 0) {
+    return InvalidArgumentError("sparse table: expire_after_steps must be >= 0, got " +
+                                std::to_string(options.expire_after_steps));
+  }
   std::unique_ptr<SparseRowStore> store(new SparseRowStore(std::move(options), capacity));
   if (capacity > 0) RETURN_IF_ERROR(store->OpenSpill());
   return store;
 }
 
 SparseRowStore::SparseRowStore(SparseRowStoreOptions options, int64_t capacity)
-    : options_(std::move(options)), row_floats_(options_.dim + options_.state_floats), capacity_(capacity) {}
+    : options_(std::move(options)),
+      row_floats_(options_.dim + options_.state_floats),
+      capacity_(capacity),
+      zeros_(row_floats_, 0.0f),
+      read_buffer_(row_floats_) {
+  if (options_.admit_after > 1) admission_ = std::make_unique<AdmissionFilter>(options_.admission_log2_width);
+}
 
 SparseRowStore::~SparseRowStore() = default;
 
@@ -116,35 +132,52 @@ void SparseRowStore::InitRow(uint64_t id, float* row) const {
   }
 }
 
-StatusOr<float*> SparseRowStore::Row(uint64_t id) {
-  ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id));
+StatusOr<float*> SparseRowStore::Row(uint64_t id, int64_t step) {
+  latest_step_ = std::max(latest_step_, step);
+  ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id, /*sighting=*/true));
+  if (slot < 0) return nullptr;
   changed_[slot] = true;  // the caller may write it
+  last_step_[slot] = step;
   return SlotRow(slot);
 }
 
 StatusOr<const float*> SparseRowStore::ReadRow(uint64_t id) {
-  ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id));
+  ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id, /*sighting=*/false));
+  if (slot < 0) return zeros_.data();
   return SlotRow(slot);
 }
 
-StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id) {
+StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id, bool sighting) {
   if (const auto it = slot_of_.find(id); it != slot_of_.end()) {
     used_since_hand_[it->second] = true;
     return it->second;
   }
+  // Read back before taking a slot: an id without a row must not push
+  // another row out.
+  bool on_disk = false;
+  int64_t last_step = latest_step_;
+  if (spill_ != nullptr) {
+    ASSIGN_OR_RETURN(on_disk, ReadBack(id, &read_buffer_, &last_step));
+  }
+  if (!on_disk && admission_ != nullptr) {
+    if (!sighting) return -1;
+    if (admission_->See(id) < options_.admit_after) {
+      ++counts_.sightings_filtered;
+      return -1;
+    }
+  }
   ASSIGN_OR_RETURN(const int64_t slot, TakeSlot());
   float* row = SlotRow(slot);
-  bool on_disk = false;
-  if (spill_ != nullptr) {
-    ASSIGN_OR_RETURN(on_disk, ReadBack(id, row));
-  }
   if (on_disk) {
+    std::memcpy(row, read_buffer_.data(), sizeof(float) * row_floats_);
     ++counts_.reloads;
   } else {
     InitRow(id, row);
+    ++counts_.rows_created;
     ++counts_.rows;
   }
   changed_[slot] = !on_disk;  // a new row is on disk nowhere
+  last_step_[slot] = last_step;
   used_since_hand_[slot] = true;
   slot_id_[slot] = id;
   slot_of_.emplace(id, slot);
@@ -152,7 +185,68 @@ StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id) {
   return slot;
 }
 
+bool SparseRowStore::Expired(int64_t last_step, int64_t now) const {
+  return options_.expire_after_steps > 0 && now - last_step > options_.expire_after_steps;
+}
+
+StatusOr<int64_t> SparseRowStore::ExpireRows(int64_t step) {
+  if (options_.expire_after_steps <= 0) return 0;
+  int64_t expired = 0;
+  std::vector<uint64_t> gone;
+  for (const auto& [id, slot] : slot_of_) {
+    if (Expired(last_step_[slot], step)) gone.push_back(id);
+  }
+  for (const uint64_t id : gone) {
+    const int64_t slot = slot_of_[id];
+    RETURN_IF_ERROR(DropSlot(slot));
+    ++expired;
+  }
+  if (spill_ != nullptr) {
+    // Rows on disk only; a row in memory is newer than its copy there, whose
+    // key goes too when that row expires.
+    std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(rocksdb::ReadOptions()));
+    rocksdb::WriteBatch batch;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const uint64_t id = KeyId(it->key());
+      if (slot_of_.count(id) > 0) continue;
+      int64_t last_step = 0;
+      std::memcpy(&last_step, it->value().data() + sizeof(float) * row_floats_, sizeof(last_step));
+      if (!Expired(last_step, step)) continue;
+      batch.Delete(it->key());
+      ++expired;
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the rows of " + options_.spill_dir));
+    rocksdb::WriteOptions write;
+    write.disableWAL = true;
+    RETURN_IF_ERROR(FromRocks(spill_->Write(write, &batch), "cannot drop expired rows from " + options_.spill_dir));
+  }
+  counts_.rows -= expired;
+  counts_.rows_expired += expired;
+  return expired;
+}
+
+// An expired row's slot made free, and its copy on disk, if any, deleted.
+Status SparseRowStore::DropSlot(int64_t slot) {
+  const uint64_t id = slot_id_[slot];
+  if (spill_ != nullptr) {
+    rocksdb::WriteOptions write;
+    write.disableWAL = true;
+    RETURN_IF_ERROR(FromRocks(spill_->Delete(write, IdKey(id)), "cannot drop a row from " + options_.spill_dir));
+  }
+  slot_of_.erase(id);
+  used_since_hand_[slot] = false;
+  changed_[slot] = false;
+  free_slots_.push_back(slot);
+  --counts_.rows_in_memory;
+  return OkStatus();
+}
+
 StatusOr<int64_t> SparseRowStore::TakeSlot() {
+  if (!free_slots_.empty()) {
+    const int64_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    return slot;
+  }
   const int64_t slots = static_cast<int64_t>(slot_id_.size());
   if (capacity_ == 0 || slots < capacity_) {
     if (slots % kSlotsPerChunk == 0) {
@@ -162,6 +256,7 @@ StatusOr<int64_t> SparseRowStore::TakeSlot() {
     slot_id_.push_back(0);
     used_since_hand_.push_back(false);
     changed_.push_back(false);
+    last_step_.push_back(0);
     return slots;
   }
   // CLOCK: pass over rows used since the hand last came by, clearing their
@@ -181,7 +276,8 @@ Status SparseRowStore::Evict(int64_t slot) {
   if (changed_[slot]) {
     rocksdb::WriteOptions write;
     write.disableWAL = true;  // a cache of this run: a crash resumes from a checkpoint
-    const rocksdb::Slice bytes(reinterpret_cast<const char*>(SlotRow(slot)), sizeof(float) * row_floats_);
+    std::string bytes(reinterpret_cast<const char*>(SlotRow(slot)), sizeof(float) * row_floats_);
+    bytes.append(reinterpret_cast<const char*>(&last_step_[slot]), sizeof(int64_t));
     RETURN_IF_ERROR(FromRocks(spill_->Put(write, IdKey(id), bytes), "cannot move a row to " + options_.spill_dir));
     ++counts_.spill_writes;
   }
@@ -191,16 +287,19 @@ Status SparseRowStore::Evict(int64_t slot) {
   return OkStatus();
 }
 
-StatusOr<bool> SparseRowStore::ReadBack(uint64_t id, float* row) const {
+StatusOr<bool> SparseRowStore::ReadBack(uint64_t id, std::vector<float>* row, int64_t* last_step) const {
   rocksdb::PinnableSlice value;
   const rocksdb::Status s = spill_->Get(rocksdb::ReadOptions(), spill_->DefaultColumnFamily(), IdKey(id), &value);
   if (s.IsNotFound()) return false;
   RETURN_IF_ERROR(FromRocks(s, "cannot read a row back from " + options_.spill_dir));
-  if (value.size() != sizeof(float) * row_floats_) {
+  const size_t floats = sizeof(float) * row_floats_;
+  if (value.size() != floats + sizeof(int64_t)) {
     return DataLossError(options_.spill_dir + ": row " + std::to_string(id) + " holds " + std::to_string(value.size()) +
-                         " bytes, expected " + std::to_string(sizeof(float) * row_floats_));
+                         " bytes, expected " + std::to_string(floats + sizeof(int64_t)));
   }
-  std::memcpy(row, value.data(), value.size());
+  row->resize(row_floats_);
+  std::memcpy(row->data(), value.data(), floats);
+  std::memcpy(last_step, value.data() + floats, sizeof(int64_t));
   return true;
 }
 
@@ -210,7 +309,7 @@ Status SparseRowStore::ForEachRow(const std::function<Status(uint64_t id, const 
   std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(rocksdb::ReadOptions()));
   std::vector<float> row(row_floats_);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (it->key().size() != 8 || it->value().size() != sizeof(float) * row_floats_) {
+    if (it->key().size() != 8 || it->value().size() != sizeof(float) * row_floats_ + sizeof(int64_t)) {
       return DataLossError(options_.spill_dir + ": a row of the wrong size");
     }
     const uint64_t id = KeyId(it->key());

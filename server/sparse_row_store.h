@@ -7,12 +7,15 @@
 // passed) go to the server's own RocksDB, which is a cache of this run, not
 // a checkpoint (no write-ahead log, deleted on open), and come back when
 // touched again. Rows travel as their exact float bits, so a table of any
-// size trains to the same bits under any budget.
+// size trains to the same bits under any budget. As Monolith does, a table
+// may admit an id only at its Nth update (AdmissionFilter) and drop rows
+// not updated for T steps (ExpireRows).
 //
 // Example (a server's step over the rows a push touched):
 //   ASSIGN_OR_RETURN(auto store, SparseRowStore::Open(options));
 //   for (uint64_t id : touched) {
-//     ASSIGN_OR_RETURN(float* row, store->Row(id));  // values, then state
+//     ASSIGN_OR_RETURN(float* row, store->Row(id, step));  // values, then state
+//     if (row == nullptr) continue;                        // not admitted yet
 //     optimizer.ApplyRow(step, lr, row, grad_of(id), row + dim, dim);
 //   }
 //
@@ -28,6 +31,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "server/admission_filter.h"
 
 namespace rocksdb {
 class DB;
@@ -56,12 +60,27 @@ struct SparseRowStoreOptions {
   // The directory of the RocksDB for rows beyond the budget; required with a
   // budget. Whatever it holds is deleted when the store opens.
   std::string spill_dir;
+  // Admission: an id gets its row only at the admit_after-th step that
+  // updates it (Row); before that, Row returns nullptr (the step's gradient
+  // for it is dropped) and ReadRow a row of zeros. Default 1: every id at
+  // once. Sightings are counted by an AdmissionFilter of
+  // 2^admission_log2_width counters a row (default 2^20: 8 MiB), never
+  // below the truth, so an id may be admitted early, never late.
+  uint32_t admit_after = 1;
+  int admission_log2_width = 20;
+  // Expiry: ExpireRows(step) drops the rows whose last update (Row's step)
+  // is more than this many steps before `step`; an id seen again starts
+  // afresh. Default 0: rows never expire.
+  int64_t expire_after_steps = 0;
 };
 
 // What the store has done, for summary.json and the benchmarks.
 struct SparseRowStoreCounts {
-  int64_t rows = 0;            // distinct ids created
-  int64_t rows_in_memory = 0;  // of them, in memory now
+  int64_t rows = 0;            // rows held now (created less expired)
+  int64_t rows_created = 0;    // rows made for ids (again after expiring)
+  int64_t rows_expired = 0;    // rows dropped by ExpireRows
+  int64_t sightings_filtered = 0;  // Row calls for ids not yet admitted
+  int64_t rows_in_memory = 0;  // rows in memory now
   int64_t evictions = 0;       // rows moved out of memory
   int64_t spill_writes = 0;    // of them, written (changed since they were last read back or made)
   int64_t reloads = 0;         // rows read back from disk
@@ -80,17 +99,28 @@ class SparseRowStore {
   SparseRowStore(const SparseRowStore&) = delete;
   SparseRowStore& operator=(const SparseRowStore&) = delete;
 
-  // The row of `id` to change: dim values then state_floats of state;
-  // created when new, read back from disk when it was moved there (which
-  // may move another row out). Valid until the next call of Row or
-  // ReadRow. DataLoss for a spilled row that does not read back whole;
-  // Unavailable (or ResourceExhausted, disk full) when a row cannot be
-  // moved to disk.
-  StatusOr<float*> Row(uint64_t id);
+  // The row of `id`, to change at job step `step`: dim values then
+  // state_floats of state; created when new (nullptr while the id is not
+  // admitted: admit_after), read back from disk when it was moved there
+  // (which may move another row out). Valid until the next call of Row,
+  // ReadRow or ExpireRows. DataLoss for a spilled row that does not read
+  // back whole; Unavailable (or ResourceExhausted, disk full) when a row
+  // cannot be moved to disk.
+  StatusOr<float*> Row(uint64_t id, int64_t step);
 
-  // Row, to read only (a pull): a row read back from disk and only read
-  // need not be written again when it leaves memory.
+  // Row, to read only (a pull): it neither counts a sighting nor makes the
+  // row of an id not admitted yet (a row of zeros then); a row read back
+  // from disk and only read is not written again when it leaves memory.
   StatusOr<const float*> ReadRow(uint64_t id);
+
+  // Drops every row, in memory or on disk, whose last update was more than
+  // expire_after_steps before `step` (none when that is 0); returns how
+  // many. Reads the whole spill database: call it when a checkpoint does.
+  StatusOr<int64_t> ExpireRows(int64_t step);
+
+  // The sightings counted (to checkpoint with the rows); nullptr without
+  // admission.
+  const AdmissionFilter* admission() const { return admission_.get(); }
 
   // Calls visit(id, row) for every row, in memory or on disk, once each, in
   // no particular order; stops at the first error visit returns (or a read
@@ -104,14 +134,18 @@ class SparseRowStore {
   SparseRowStore(SparseRowStoreOptions options, int64_t capacity);
   Status OpenSpill();
   void InitRow(uint64_t id, float* row) const;
-  // The slot of `id` in memory, made or read back when needed.
-  StatusOr<int64_t> SlotOf(uint64_t id);
+  // The slot of `id` in memory, read back when needed; made when `sighting`
+  // admits it (or admission is off). -1 when the id has no row.
+  StatusOr<int64_t> SlotOf(uint64_t id, bool sighting);
+  bool Expired(int64_t last_step, int64_t now) const;
   // A slot for a row coming into memory: a free one, or the CLOCK's victim
   // moved to disk first.
   StatusOr<int64_t> TakeSlot();
   Status Evict(int64_t slot);
-  // The row of a spilled id read into `row`; false when disk has none.
-  StatusOr<bool> ReadBack(uint64_t id, float* row) const;
+  // The row of a spilled id read into `row` (row_floats_ floats, then its
+  // last update's step); false when disk has none.
+  StatusOr<bool> ReadBack(uint64_t id, std::vector<float>* row, int64_t* last_step) const;
+  Status DropSlot(int64_t slot);
   float* SlotRow(int64_t slot) { return arena_[slot / kSlotsPerChunk].data() + (slot % kSlotsPerChunk) * row_floats_; }
   const float* SlotRow(int64_t slot) const {
     return arena_[slot / kSlotsPerChunk].data() + (slot % kSlotsPerChunk) * row_floats_;
@@ -128,6 +162,12 @@ class SparseRowStore {
   std::vector<uint64_t> slot_id_;
   std::vector<bool> used_since_hand_;  // CLOCK's reference bits
   std::vector<bool> changed_;          // not on disk as it is in memory
+  std::vector<int64_t> last_step_;     // the step of the row's last update
+  std::vector<int64_t> free_slots_;    // slots of expired rows
+  std::vector<float> zeros_;           // what ReadRow gives for an id not admitted
+  std::vector<float> read_buffer_;     // a spilled row read back, before it has a slot
+  int64_t latest_step_ = 0;            // the largest step Row was given
+  std::unique_ptr<AdmissionFilter> admission_;
   int64_t hand_ = 0;
   std::unordered_map<uint64_t, int64_t> slot_of_;  // the ids in memory
   std::unique_ptr<rocksdb::DB> spill_;

@@ -34,7 +34,7 @@ std::unique_ptr<SparseRowStore> OpenStore(SparseRowStoreOptions options) {
 }
 
 std::vector<float> RowOf(SparseRowStore& store, uint64_t id) {
-  auto row = store.Row(id);
+  auto row = store.Row(id, /*step=*/0);
   EXPECT_OK(row.status());
   return row.ok() ? std::vector<float>(*row, *row + store.row_floats()) : std::vector<float>();
 }
@@ -86,7 +86,7 @@ void Train(SparseRowStore& store, const SparseOptimizer& optimizer, int ids, int
       const uint64_t u = rng.NextBelow(ids);
       const uint64_t id = (u * u / ids) * 0x9E3779B97F4A7C15ULL;  // skewed to small u, spread over 64 bits
       for (float& x : g) x = 2.0f * rng.NextFloat() - 1.0f;
-      auto row = store.Row(id);
+      auto row = store.Row(id, step);
       ASSERT_OK(row.status());
       optimizer.ApplyRow(step, 0.1f, *row, g.data(), *row + kDim, kDim);
     }
@@ -138,7 +138,7 @@ TEST(SparseRowStoreTest, ARowReadBackIsWrittenAgainOnlyWhenItMayHaveChanged) {
   EXPECT_EQ(store->counts().reloads, 3);
   EXPECT_EQ(store->counts().evictions, 4);
   EXPECT_EQ(store->counts().spill_writes, 3);  // each new row once; rows read back stay clean
-  ASSERT_OK(store->Row(1).status());           // read back to change: 2 goes out, clean
+  ASSERT_OK(store->Row(1, 0).status());           // read back to change: 2 goes out, clean
   ASSERT_OK(store->ReadRow(2).status());       // 3 goes out, clean
   ASSERT_OK(store->ReadRow(4).status());       // 1 goes out, changed
   EXPECT_EQ(store->counts().evictions, 7);
@@ -154,7 +154,7 @@ TEST(SparseRowStoreTest, AnEarlierRunsSpilledRowsAreNotReadBack) {
   {
     auto store = OpenStore(options);
     fresh = RowOf(*store, 5);
-    auto row = store->Row(5);
+    auto row = store->Row(5, 0);
     ASSERT_OK(row.status());
     (*row)[0] = 1000;  // trained
     RowOf(*store, 6);  // 5 goes to disk, changed
@@ -162,6 +162,84 @@ TEST(SparseRowStoreTest, AnEarlierRunsSpilledRowsAreNotReadBack) {
   auto again = OpenStore(options);
   EXPECT_EQ(RowOf(*again, 5), fresh);
   EXPECT_EQ(again->counts().reloads, 0);
+}
+
+// admit_after 3: the first two updates of an id find no row (their
+// gradients dropped), the third makes it; pulls before that read zeros and
+// count nothing.
+TEST(SparseRowStoreTest, AnIdGetsItsRowAtItsAdmitAfterThUpdate) {
+  ScopedTestDir dir;
+  for (const bool spill : {false, true}) {
+    SparseRowStoreOptions options = Options();
+    options.admit_after = 3;
+    options.admission_log2_width = 8;
+    if (spill) {
+      options.memory_budget_bytes = 2 * (4 * kDim + SparseRowStore::kRowOverheadBytes);
+      options.spill_dir = dir.File("spill");
+    }
+    auto store = OpenStore(options);
+    auto pulled = store->ReadRow(11);
+    ASSERT_OK(pulled.status());
+    EXPECT_EQ(std::vector<float>(*pulled, *pulled + kDim), std::vector<float>(kDim, 0.0f));
+    for (int step = 1; step <= 2; ++step) {
+      auto row = store->Row(11, step);
+      ASSERT_OK(row.status());
+      EXPECT_EQ(*row, nullptr) << step;
+    }
+    ASSERT_OK(store->ReadRow(11).status());  // still not a sighting
+    EXPECT_EQ(store->counts().sightings_filtered, 2);
+    EXPECT_EQ(store->counts().rows, 0);
+    auto row = store->Row(11, 3);
+    ASSERT_OK(row.status());
+    ASSERT_NE(*row, nullptr);
+    EXPECT_EQ(store->counts().rows_created, 1);
+    // Its values are the id's own, whenever it was admitted.
+    EXPECT_EQ(std::vector<float>(*row, *row + kDim), RowOf(*OpenStore(Options()), 11));
+    // Once made, a row needs no more sightings, also after a trip to disk.
+    for (uint64_t other : {12, 13, 14}) {
+      for (int k = 0; k < 3; ++k) ASSERT_OK(store->Row(other, 4).status());
+    }
+    auto again = store->Row(11, 5);
+    ASSERT_OK(again.status());
+    EXPECT_NE(*again, nullptr) << spill;
+    ASSERT_NE(store->admission(), nullptr);
+    EXPECT_GE(store->admission()->Count(12), 3u);
+  }
+}
+
+// expire_after_steps 10: a row last updated more than 10 steps ago goes, in
+// memory or on disk; its id seen again starts afresh.
+TEST(SparseRowStoreTest, RowsUntouchedForTheirStepsExpire) {
+  ScopedTestDir dir;
+  for (const bool spill : {false, true}) {
+    SparseRowStoreOptions options = Options();
+    options.expire_after_steps = 10;
+    if (spill) {
+      options.memory_budget_bytes = 1 * (4 * kDim + SparseRowStore::kRowOverheadBytes);
+      options.spill_dir = dir.File("spill");
+    }
+    auto store = OpenStore(options);
+    const std::vector<float> fresh = RowOf(*OpenStore(Options()), 1);
+    auto old_row = store->Row(1, 1);
+    ASSERT_OK(old_row.status());
+    (*old_row)[0] = 99;  // trained
+    ASSERT_OK(store->Row(2, 5).status());   // with spill: 1 goes to disk
+    ASSERT_OK(store->Row(3, 20).status());  // with spill: 2 goes to disk
+    auto expired = store->ExpireRows(16);   // 1 (15 steps) goes; 2 (11 steps) too; 3 stays
+    ASSERT_OK(expired.status());
+    EXPECT_EQ(*expired, 2) << spill;
+    EXPECT_EQ(store->counts().rows, 1);
+    EXPECT_EQ(store->counts().rows_expired, 2);
+    EXPECT_EQ(AllRows(*store).size(), 1u) << spill;
+    EXPECT_EQ(AllRows(*store).count(3), 1u) << spill;
+    auto back = store->Row(1, 21);
+    ASSERT_OK(back.status());
+    EXPECT_EQ(std::vector<float>(*back, *back + kDim), fresh) << spill;
+    EXPECT_EQ(store->counts().rows_created, 4);
+    auto none = store->ExpireRows(25);  // 3 at 20 and 1 at 21: within 10 steps
+    ASSERT_OK(none.status());
+    EXPECT_EQ(*none, 0);
+  }
 }
 
 TEST(SparseRowStoreTest, BadOptionsAreNamed) {

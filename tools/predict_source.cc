@@ -1,0 +1,219 @@
+#include "tools/predict_source.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+
+#include "core/byte_source.h"
+#include "core/csv_reader.h"
+#include "core/file_util.h"
+#include "core/image_folder.h"
+#include "core/image_folder_data.h"
+#include "export/input_transform.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool EndsWith(const std::string& s, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+// An IDX images file, normalized as PredictRange always did.
+class IdxSource : public PredictSource {
+ public:
+  IdxSource(PredictInput input, PixelNormalization norm) : input_(std::move(input)), norm_(norm) {}
+  int64_t count() const override { return input_.count; }
+  Status Read(int64_t first, int64_t n, std::vector<float>* x) override {
+    const int64_t size = input_.example_size;
+    x->resize(n * size);
+    if (input_.images.type == kIdxInt32) {
+      const int32_t* values = input_.images.ints.data() + first * size;
+      for (int64_t i = 0; i < n * size; ++i) (*x)[i] = static_cast<float>(values[i]) * norm_.a + norm_.b;
+    } else {
+      const uint8_t* pixels = input_.images.data.data() + first * size;
+      for (int64_t i = 0; i < n * size; ++i) (*x)[i] = static_cast<float>(pixels[i]) * norm_.a + norm_.b;
+    }
+    return OkStatus();
+  }
+
+ private:
+  const PredictInput input_;
+  const PixelNormalization norm_;
+};
+
+// A whole CSV/TSV file, made into model inputs when opened.
+class TableSource : public PredictSource {
+ public:
+  static StatusOr<std::unique_ptr<PredictSource>> Open(const std::string& path, const PredictModel& model);
+  int64_t count() const override { return count_; }
+  Status Read(int64_t first, int64_t n, std::vector<float>* x) override {
+    x->assign(x_.begin() + first * features_, x_.begin() + (first + n) * features_);
+    return OkStatus();
+  }
+
+ private:
+  std::vector<float> x_;
+  int64_t count_ = 0, features_ = 0;
+};
+
+// The class in `field` of the label column: an integer in [0, classes).
+StatusOr<int> ParseClass(std::string_view field, int classes) {
+  int value = -1;
+  const char* end = field.data() + field.size();
+  auto [ptr, ec] = std::from_chars(field.data(), end, value);
+  if (field.empty() || ec != std::errc() || ptr != end || value < 0 || value >= classes) {
+    return InvalidArgumentError("expected a class id, an integer in [0, " + std::to_string(classes) + "), got " +
+                                QuoteForMessage(field));
+  }
+  return value;
+}
+
+CsvOptions TableInputOptions(const std::string& path, const TablePreprocessing& table) {
+  CsvOptions options;
+  const bool tsv = EndsWith(path, ".tsv") || EndsWith(path, ".tsv.gz");
+  const bool csv = EndsWith(path, ".csv") || EndsWith(path, ".csv.gz");
+  options.delimiter = tsv || (!csv && table.format == "tsv") ? '\t' : ',';
+  return options;
+}
+
+StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& path, const PredictModel& model) {
+  const ModelPreprocessing& p = model.files.preprocessing;
+  const TablePreprocessing& table = p.table;
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, CsvReader::Open(path, TableInputOptions(path, table)));
+  ASSIGN_OR_RETURN(const TableHeaderMap map, MapTableHeader(table, reader->Columns(), path));
+  auto source = std::make_unique<TableSource>();
+  source->features_ = static_cast<int64_t>(table.columns.size());
+  CsvRecord record;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool more, reader->Next(&record));
+    if (!more) break;
+    for (size_t f = 0; f < table.columns.size(); ++f) {
+      ASSIGN_OR_RETURN(const std::optional<float> v, reader->ParseFloat(record, map.features[f]));
+      source->x_.push_back(TableFeature(table.columns[f], v));
+    }
+    if (map.label >= 0) {
+      auto label = ParseClass(record.fields[map.label], model.model->num_classes());
+      if (!label.ok()) {
+        return label.status().WithContext(reader->Place(record) + ": column " +
+                                          QuoteForMessage(table.label_column) + " (the label)");
+      }
+      source->labels_.push_back(*label);
+    }
+    ++source->count_;
+  }
+  if (source->count_ == 0) return InvalidArgumentError(path + " holds no rows after its header");
+  return std::unique_ptr<PredictSource>(std::move(source));
+}
+
+// Image files, decoded when read.
+class ImageSource : public PredictSource {
+ public:
+  ImageSource(ImagePreprocessing image, std::string dir, std::vector<std::string> names, std::vector<int> labels)
+      : image_(std::move(image)), dir_(std::move(dir)), names_(std::move(names)) {
+    labels_ = std::move(labels);
+  }
+  int64_t count() const override { return static_cast<int64_t>(names_.size()); }
+  Status Read(int64_t first, int64_t n, std::vector<float>* x) override {
+    const int64_t size = ImageExampleValues(image_);
+    x->resize(n * size);
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string path = Path(first + i);
+      ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(path));
+      RETURN_IF_ERROR(ImageBytesToExample(image_, path, bytes, x->data() + i * size));
+    }
+    return OkStatus();
+  }
+  std::string Name(int64_t i) const override { return names_[i]; }
+  bool has_names() const override { return true; }
+
+ private:
+  std::string Path(int64_t i) const { return dir_.empty() ? names_[i] : dir_ + "/" + names_[i]; }
+
+  const ImagePreprocessing image_;
+  const std::string dir_;
+  const std::vector<std::string> names_;
+};
+
+bool HasImageExtension(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return EndsWith(lower, ".png") || EndsWith(lower, ".jpg") || EndsWith(lower, ".jpeg");
+}
+
+// True when `dir` holds a folder whose name does not start with '.'.
+bool HoldsClassFolders(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.empty() && name[0] != '.' && entry.is_directory(ec)) return true;
+  }
+  return false;
+}
+
+// The images directly in `dir`, sorted bytewise.
+StatusOr<std::vector<std::string>> ListLooseImages(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.' || !HasImageExtension(name)) continue;
+    if (!entry.is_regular_file(ec)) return InvalidArgumentError(dir + "/" + name + ": expected an image file, found "
+                                                                "something else (a broken link?)");
+    names.push_back(name);
+  }
+  if (ec) return FailedPreconditionError("cannot read the folder " + dir + ": " + ec.message());
+  if (names.empty()) {
+    return InvalidArgumentError(dir + ": expected images (.png, .jpg, .jpeg) or class folders of them, found none");
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+StatusOr<std::unique_ptr<PredictSource>> OpenImageSource(const std::string& path, const PredictModel& model) {
+  const ModelPreprocessing& p = model.files.preprocessing;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFoundError(path + " does not exist");
+  if (!fs::is_directory(path, ec)) {
+    return std::unique_ptr<PredictSource>(new ImageSource(p.image, "", {path}, {}));
+  }
+  std::string dir = path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (!HoldsClassFolders(dir)) {
+    ASSIGN_OR_RETURN(std::vector<std::string> names, ListLooseImages(dir));
+    return std::unique_ptr<PredictSource>(new ImageSource(p.image, dir, std::move(names), {}));
+  }
+  ImageFolderOptions options;
+  options.class_names = p.class_names;
+  if (options.class_names.empty()) {
+    for (int c = 0; c < model.model->num_classes(); ++c) options.class_names.push_back(std::to_string(c));
+  }
+  ASSIGN_OR_RETURN(ImageFolderListing listing, ListImageFolder(dir, options));
+  std::vector<std::string> names;
+  std::vector<int> labels;
+  for (const ImageFolderEntry& e : listing.images) {
+    names.push_back(e.name);
+    labels.push_back(e.label);
+  }
+  if (names.empty()) return InvalidArgumentError(dir + ": expected images in its class folders, found none");
+  return std::unique_ptr<PredictSource>(new ImageSource(p.image, dir, std::move(names), std::move(labels)));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& path, const PredictModel& model) {
+  switch (model.files.preprocessing.kind) {
+    case InputKind::kTable: return TableSource::Open(path, model);
+    case InputKind::kImage: return OpenImageSource(path, model);
+    case InputKind::kIdx: break;
+  }
+  ASSIGN_OR_RETURN(PredictInput input, LoadPredictInput(path, model.files.model.input_shape));
+  RETURN_IF_ERROR(ValidatePredictInput(model, input, path));
+  return std::unique_ptr<PredictSource>(
+      new IdxSource(std::move(input), PredictPixelNormalization(model.files.normalization)));
+}
+
+}  // namespace tessera

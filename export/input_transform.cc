@@ -3,6 +3,8 @@
 #include "core/image_decode.h"
 #include "core/image_folder_data.h"
 
+static_assert(tessera::kDefaultMaxImagePixels == (int64_t{1} << 26), "input_transform.h's default limit");
+
 namespace tessera {
 namespace {
 
@@ -42,9 +44,11 @@ int64_t ImageExampleValues(const ImagePreprocessing& image) {
   return static_cast<int64_t>(image.channels) * image.height * image.width;
 }
 
-Status ImageBytesToExample(const ImagePreprocessing& image, std::string_view name, std::string_view bytes,
-                           float* out) {
-  ASSIGN_OR_RETURN(const Image decoded, DecodeImage(name, bytes));
+Status ImageBytesToExample(const ImagePreprocessing& image, std::string_view name, std::string_view bytes, float* out,
+                           int64_t max_pixels) {
+  DecodeOptions options;  // full size, as training decodes
+  options.max_pixels = max_pixels;
+  ASSIGN_OR_RETURN(const Image decoded, DecodeImage(name, bytes, options));
   WriteImageExample(decoded, image.ToImageSpec(), std::nullopt, out);
   return OkStatus();
 }

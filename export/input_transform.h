@@ -42,10 +42,14 @@ StatusOr<TableHeaderMap> MapTableHeader(const TablePreprocessing& table, const s
                                         const std::string& path);
 
 // Decodes `bytes` (a PNG or JPEG file; `name` starts every error message)
-// and writes ImageExampleSize floats of the model's input at `out`.
+// and writes ImageExampleValues floats of the model's input at `out`.
 // InvalidArgument for bytes that are not a whole PNG or JPEG (DecodeImage's
-// one line), or an image of more than kDefaultMaxImagePixels pixels.
-Status ImageBytesToExample(const ImagePreprocessing& image, std::string_view name, std::string_view bytes, float* out);
+// one line), or an image of more than `max_pixels` pixels (checked from the
+// header, before any pixel is decoded; default: training's limit,
+// kDefaultMaxImagePixels). The limit only refuses: an image within it
+// decodes to the same bits whatever the limit.
+Status ImageBytesToExample(const ImagePreprocessing& image, std::string_view name, std::string_view bytes, float* out,
+                           int64_t max_pixels = int64_t{1} << 26);
 
 // The values of one example: channels * height * width.
 int64_t ImageExampleValues(const ImagePreprocessing& image);

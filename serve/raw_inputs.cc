@@ -157,7 +157,7 @@ Status ParseImageInputs(const json& inputs, const ImagePreprocessing& image, std
     if (!v.is_string()) return InvalidArgumentError(where + ": expected a base64 string, found " + Shown(v));
     auto bytes = DecodeBase64(v.get_ref<const std::string&>());
     if (!bytes.ok()) return bytes.status().WithContext(where);
-    RETURN_IF_ERROR(ImageBytesToExample(image, where, *bytes, x->data() + r * size));
+    RETURN_IF_ERROR(ImageBytesToExample(image, where, *bytes, x->data() + r * size, kServeMaxImagePixels));
   }
   return OkStatus();
 }

@@ -10,7 +10,7 @@
 //     each once, all with the same N;
 //   - an image model: one input "image", datatype BYTES, shape [N] or
 //     [N, 1], each element an encoded PNG or JPEG file as base64
-//     (serve/base64.h).
+//     (serve/base64.h), of at most kServeMaxImagePixels pixels.
 // Also the metadata's list of these inputs. Functions only: thread-safe.
 #ifndef TESSERA_SERVE_RAW_INPUTS_H_
 #define TESSERA_SERVE_RAW_INPUTS_H_
@@ -28,6 +28,12 @@ namespace tessera {
 
 // The name of an image model's BYTES input.
 inline constexpr char kImageInputName[] = "image";
+
+// The most pixels an image sent to serve may have (4096 x 4096: 48 MiB as
+// RGB bytes while decoded), checked from its header before decoding, so that
+// a small compressed file cannot make an HTTP thread hold training's limit
+// (64 Mi pixels, 192 MiB).
+inline constexpr int64_t kServeMaxImagePixels = int64_t{1} << 24;
 
 // True when `inputs` (a request's "inputs" array) addresses the raw inputs
 // of a model preprocessed as `p`, rather than its own tensor named

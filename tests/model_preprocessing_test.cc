@@ -4,6 +4,7 @@
 // trip, old manifests still load as IDX, every bad field and every bad input
 // is one line naming it, and random or truncated bytes never crash.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <nlohmann/json.hpp>
 
@@ -286,6 +287,22 @@ TEST(RawInputsTest, ImagesAreDecodedAsPredictDecodesThem) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad.dump();
     EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
   }
+}
+
+// A small file whose header claims more pixels than serve decodes is refused
+// from the header, before a pixel buffer is allocated.
+TEST(RawInputsTest, AnImageOverServesPixelLimitIsRefusedFromItsHeader) {
+  std::string png = testing_images::EncodePng(testing_images::MakeImage(10, 10, 1, [](int, int, int) { return 7; }));
+  ASSERT_GT(png.size(), 33u);
+  for (int i = 0; i < 4; ++i) png[16 + i] = png[20 + i] = static_cast<char>(i == 2 ? 0x10 : i == 3 ? 0x01 : 0);
+  const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17);  // IHDR type and data
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<char>((crc >> (24 - 8 * i)) & 0xff);
+  const json inputs = {{{"name", "image"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {EncodeBase64(png)}}}};
+  std::vector<float> x;
+  int64_t batch = 0;
+  const Status s = ParseRawInputs(inputs, ImagePreprocessingExample(), &x, &batch);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("image of 4097x4097 pixels, more than 16777216"), std::string::npos) << s.message();
 }
 
 TEST(RawInputsTest, TheMetadataListsTheRawInputs) {

@@ -50,8 +50,8 @@ std::string TableCsv(int rows, int offset) {
   for (int r = 0; r < rows; ++r) {
     const int i = r + offset, c = i % kTableClasses;
     text += std::to_string(i);
-    for (int f = 0; f < 4; ++f) text += "," + FeatureText(i, c, f);
-    text += "," + std::to_string(c) + "\n";
+    for (int f = 0; f < 4; ++f) text.append(",").append(FeatureText(i, c, f));
+    text.append(",").append(std::to_string(c)).append("\n");
   }
   return text;
 }
@@ -62,8 +62,10 @@ std::string PredictRowsCsv() {
   std::string text = "extra,f3,label,f2,f1,f0\n";
   for (int i = 0; i < kRows; ++i) {
     const int c = i % kTableClasses;
-    text += "x" + std::to_string(i) + "," + FeatureText(i, c, 3) + "," + std::to_string(c) + "," +
-            FeatureText(i, c, 2) + "," + FeatureText(i, c, 1) + "," + FeatureText(i, c, 0) + "\n";
+    text.append("x").append(std::to_string(i)).append(",").append(FeatureText(i, c, 3));
+    text.append(",").append(std::to_string(c));
+    for (int f : {2, 1, 0}) text.append(",").append(FeatureText(i, c, f));
+    text.append("\n");
   }
   return text;
 }
@@ -275,7 +277,8 @@ TEST_F(RawInputSkewTest, TableRowsGiveTheSameOutputsThroughPredictAndServe) {
       if (f == 3) v = 5;  // INT64
       data.push_back(f == 2 ? json::array({v}) : v);
     }
-    json input = {{"name", "f" + std::to_string(f)}, {"datatype", f == 3 ? "INT64" : f == 0 ? "FP64" : "FP32"},
+    const char* const names[] = {"f0", "f1", "f2", "f3"};
+    json input = {{"name", names[f]}, {"datatype", f == 3 ? "INT64" : f == 0 ? "FP64" : "FP32"},
                   {"data", data}};
     input["shape"] = f == 2 ? json::array({kRows, 1}) : json::array({kRows});
     inputs.push_back(input);

@@ -296,6 +296,12 @@ TEST_F(RawInputSkewTest, TableRowsGiveTheSameOutputsThroughPredictAndServe) {
   EXPECT_EQ(metadata["inputs"][2]["name"], "f2");
   EXPECT_EQ(metadata["inputs"][2]["datatype"], "FP32");
   EXPECT_NE(meta->body.find("\"class_name\""), std::string::npos) << meta->body;
+  // UINT8 pixels are an IDX model's: refused, naming what this model takes.
+  const json uint8 = {{"inputs", {{{"name", "input"}, {"datatype", "UINT8"}, {"shape", {1, 4}}, {"data", {1, 2, 3, 4}}}}}};
+  auto refused = client.Post("/v2/models/table/infer", uint8.dump(), "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_NE(refused->body.find("one input per column"), std::string::npos) << refused->body;
   // A missing column is the client's mistake: 400, naming it.
   inputs.erase(1);
   auto bad = client.Post("/v2/models/table/infer", json({{"inputs", inputs}}).dump(), "application/json");
@@ -330,6 +336,23 @@ TEST_F(RawInputSkewTest, ImagesGiveTheSameOutputsThroughPredictAndServe) {
                   "--workers", "2", "--threads", "1", "--progress", "none"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(ReadCsv(parts).size(), rows.size());
+}
+
+// int8 calibration reads the table's training records through training's
+// reader; the quantized model predicts the raw rows as well.
+TEST_F(RawInputSkewTest, AnInt8TableModelIsCalibratedOnTheTable) {
+  CommandResult r = RunTessera({"export", *dir_ + "/run-table", "--out", *dir_ + "/repo/table-int8", "--quantize",
+                                "int8", "--calibration-batches", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("calibrated on 64 training examples"), std::string::npos) << r.output;
+  const json manifest = json::parse(FileText(*dir_ + "/repo/table-int8/1/manifest.json"));
+  EXPECT_EQ(manifest["precision"], "int8");
+  EXPECT_EQ(manifest["preprocessing"]["kind"], "table");
+  EXPECT_GT(manifest["test_accuracy"].get<double>(), 0.9) << manifest.dump();
+  r = RunTessera({"predict", *dir_ + "/repo/table-int8", *dir_ + "/rows.csv", "--out", *dir_ + "/int8.csv",
+                  "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(ReadCsv(*dir_ + "/int8.csv").size(), static_cast<size_t>(kRows + 1));
 }
 
 TEST_F(RawInputSkewTest, ASingleImageFileIsPredicted) {

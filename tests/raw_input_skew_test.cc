@@ -173,8 +173,8 @@ float ParseFloat(const std::string& text) {
 class RawInputSkewTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    // Both the predict and the serve process compute on one thread, so the
-    // sums go the same way.
+    // Both the predict and the serve process compute on one thread of the
+    // CPU, so the sums go the same way.
     setenv("OMP_NUM_THREADS", "1", 1);
     dir_ = new std::string(MakeTempDir("raw-input-skew"));
     WriteText(*dir_ + "/train.csv", TableCsv(300, 0));
@@ -260,7 +260,7 @@ TEST_F(RawInputSkewTest, TheManifestsRecordThePreprocessing) {
 TEST_F(RawInputSkewTest, TableRowsGiveTheSameOutputsThroughPredictAndServe) {
   const std::string out = *dir_ + "/table-predictions.csv";
   CommandResult r = RunTessera({"predict", *dir_ + "/repo/table", *dir_ + "/rows.csv", "--out", out, "--batch-size",
-                                std::to_string(kRows), "--threads", "1", "--progress", "none"});
+                                std::to_string(kRows), "--threads", "1", "--progress", "none", "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("accuracy"), std::string::npos) << r.output;  // the label column was there
   const auto rows = ReadCsv(out);
@@ -283,7 +283,7 @@ TEST_F(RawInputSkewTest, TableRowsGiveTheSameOutputsThroughPredictAndServe) {
     input["shape"] = f == 2 ? json::array({kRows, 1}) : json::array({kRows});
     inputs.push_back(input);
   }
-  ServeProcess serve = StartServe({"--model-repo", *dir_ + "/repo"});
+  ServeProcess serve = StartServe({"--model-repo", *dir_ + "/repo", "--device", "cpu"});
   ASSERT_GT(serve.port, 0);
   const json response = Infer(serve, "table", {{"inputs", inputs}});
   ExpectSameAsPredict(response, rows, kTableClasses);
@@ -313,7 +313,7 @@ TEST_F(RawInputSkewTest, TableRowsGiveTheSameOutputsThroughPredictAndServe) {
 TEST_F(RawInputSkewTest, ImagesGiveTheSameOutputsThroughPredictAndServe) {
   const std::string out = *dir_ + "/image-predictions.csv";
   CommandResult r = RunTessera({"predict", *dir_ + "/repo/images", *dir_ + "/test", "--out", out, "--batch-size",
-                                "12", "--threads", "1", "--progress", "none"});
+                                "12", "--threads", "1", "--progress", "none", "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("accuracy"), std::string::npos) << r.output;  // class folders give the labels
   const auto rows = ReadCsv(out);
@@ -325,7 +325,7 @@ TEST_F(RawInputSkewTest, ImagesGiveTheSameOutputsThroughPredictAndServe) {
   for (size_t r = 1; r < rows.size(); ++r) {
     data.push_back(EncodeBase64(FileText(*dir_ + "/test/" + rows[r][5])));
   }
-  ServeProcess serve = StartServe({"--model-repo", *dir_ + "/repo"});
+  ServeProcess serve = StartServe({"--model-repo", *dir_ + "/repo", "--device", "cpu"});
   ASSERT_GT(serve.port, 0);
   const json body = {{"inputs", {{{"name", "image"}, {"datatype", "BYTES"}, {"shape", {12}}, {"data", data}}}}};
   ExpectSameAsPredict(Infer(serve, "images", body), rows, 2);
@@ -405,6 +405,13 @@ TEST_F(RawInputErrorTest, ACorruptImageIsNamed) {
   testing_images::WriteBytes(dir + "/a.png", testing_images::EncodePng(ClassImage(0, 1)));
   testing_images::WriteBytes(dir + "/b.png", "GIF89a not a png");
   ExpectRefused("images", dir, dir + "/b.png: not a PNG or JPEG file");
+}
+
+TEST_F(RawInputErrorTest, AFileNameWithALineEndIsRefused) {
+  const std::string dir = *dir_ + "/line-end";
+  fs::create_directories(dir);
+  testing_images::WriteBytes(dir + "/a\nb.png", testing_images::EncodePng(ClassImage(0, 1)));
+  ExpectRefused("images", dir, "holds a control character");
 }
 
 TEST_F(RawInputErrorTest, AnUnknownClassFolderIsNamed) {

@@ -42,7 +42,7 @@ DECLARE_string(out);
 DECLARE_int32(workers);
 DECLARE_int32(batch_size);
 DEFINE_string(labels, "", "predict: an IDX labels file for INPUT; the summary line then gives the accuracy");
-DEFINE_string(range, "", "predict-worker: the images to run, BEGIN:END (END excluded)");
+DEFINE_string(range, "", "predict-worker: the examples to run, BEGIN:END (END excluded)");
 DEFINE_string(test_worker_fault, "",
               "predict, predict-worker: for tests only, left out of --help: crash:I or stall:I (several, "
               "comma-separated) makes the worker whose range holds image I exit 1, or hang until it is killed, "
@@ -104,7 +104,7 @@ class PredictProgress {
   static constexpr auto kLiveEvery = std::chrono::milliseconds(200);
   static constexpr auto kPlainEvery = std::chrono::seconds(5);
   void Print(int64_t done) {
-    std::fprintf(stderr, "%spredicted %lld of %lld images (%d%%)%s", mode_ == ProgressMode::kLive ? "\r" : "",
+    std::fprintf(stderr, "%spredicted %lld of %lld examples (%d%%)%s", mode_ == ProgressMode::kLive ? "\r" : "",
                  static_cast<long long>(done), static_cast<long long>(total_),
                  static_cast<int>(100 * done / std::max<int64_t>(1, total_)), mode_ == ProgressMode::kLive ? "" : "\n");
     std::fflush(stderr);

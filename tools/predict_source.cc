@@ -138,6 +138,17 @@ class ImageSource : public PredictSource {
   const std::vector<std::string> names_;
 };
 
+// A file name the CSV's file column can hold on one line.
+Status CheckPrintableName(const std::string& dir, const std::string& name) {
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      return InvalidArgumentError(dir + ": the name of " + QuoteForMessage(name) +
+                                  " holds a control character; expected a name the predictions' file column can hold");
+    }
+  }
+  return OkStatus();
+}
+
 bool HasImageExtension(const std::string& name) {
   std::string lower = name;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -163,6 +174,7 @@ StatusOr<std::vector<std::string>> ListLooseImages(const std::string& dir) {
     if (name.empty() || name[0] == '.' || !HasImageExtension(name)) continue;
     if (!entry.is_regular_file(ec)) return InvalidArgumentError(dir + "/" + name + ": expected an image file, found "
                                                                 "something else (a broken link?)");
+    RETURN_IF_ERROR(CheckPrintableName(dir, name));
     names.push_back(name);
   }
   if (ec) return FailedPreconditionError("cannot read the folder " + dir + ": " + ec.message());
@@ -195,6 +207,7 @@ StatusOr<std::unique_ptr<PredictSource>> OpenImageSource(const std::string& path
   std::vector<std::string> names;
   std::vector<int> labels;
   for (const ImageFolderEntry& e : listing.images) {
+    RETURN_IF_ERROR(CheckPrintableName(dir, e.name));
     names.push_back(e.name);
     labels.push_back(e.label);
   }

@@ -296,6 +296,11 @@ TEST_F(RawInputSkewTest, TableRowsGiveTheSameOutputsThroughPredictAndServe) {
   EXPECT_EQ(metadata["inputs"][2]["name"], "f2");
   EXPECT_EQ(metadata["inputs"][2]["datatype"], "FP32");
   EXPECT_NE(meta->body.find("\"class_name\""), std::string::npos) << meta->body;
+  // The model's own tensor, already preprocessed, still works.
+  const json own = {{"inputs", {{{"name", "input"}, {"datatype", "FP32"}, {"shape", {1, 4}}, {"data", {0, 1, 2, 3}}}}}};
+  auto preprocessed = client.Post("/v2/models/table/infer", own.dump(), "application/json");
+  ASSERT_TRUE(preprocessed);
+  EXPECT_EQ(preprocessed->status, 200) << preprocessed->body;
   // UINT8 pixels are an IDX model's: refused, naming what this model takes.
   const json uint8 = {{"inputs", {{{"name", "input"}, {"datatype", "UINT8"}, {"shape", {1, 4}}, {"data", {1, 2, 3, 4}}}}}};
   auto refused = client.Post("/v2/models/table/infer", uint8.dump(), "application/json");

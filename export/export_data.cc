@@ -47,10 +47,16 @@ ImagePreprocessing DescribeImagePreprocessing(const proto::ImageSpec& image) {
 
 bool IsExportDataFormat(const proto::DataSpec& data) { return IsTableFormat(data) || IsImageFolderFormat(data); }
 
-StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec) {
+StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples) {
   auto shape = PlanJob(spec);
   if (!shape.ok()) {
     return shape.status().WithContext("reading the job's data for its preprocessing");
+  }
+  if (trained_examples > 0 && shape->train_examples != trained_examples) {
+    return InvalidArgumentError("the training data holds " + std::to_string(shape->train_examples) +
+                                " training examples now, and the checkpoint's job trained on " +
+                                std::to_string(trained_examples) +
+                                ": it changed since, and the preprocessing read from it now would not be training's");
   }
   ExportData out;
   out.map = MakeClusterMap(spec, *shape, /*server_addresses=*/{}, JobStart());

@@ -36,11 +36,15 @@ struct ExportData {
 bool IsExportDataFormat(const proto::DataSpec& data);
 
 // Plans `spec`'s data as the scheduler does and describes its preprocessing.
+// `trained_examples`, when > 0, is the training examples the checkpoint's
+// job had (its manifest's examples_per_epoch): the training files must still
+// hold as many, or the scaling read from them now would not be training's.
 // REQUIRES: IsExportDataFormat(spec.data()). InvalidArgument (naming the
-// file, line and column for a bad record) or NotFound when the data cannot
-// be read: the export needs the training data of such a job even without
-// evaluating, since its scaling and classes come from it.
-StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec);
+// file, line and column for a bad record; or the counts, for training files
+// that changed) or NotFound when the data cannot be read: the export needs
+// the training data of such a job even without evaluating, since its
+// scaling and classes come from it.
+StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples);
 
 // A reader of `split` over data planned by PlanExportData: the test split
 // for evaluation, the training split for int8 calibration.

@@ -49,15 +49,20 @@ StatusOr<InputFormat> ReadIdxInputFormat(const ExportOptions& options, const pro
 }
 
 // The model's input, classes and (tables, image folders) the data as the
-// workers read it, into *model.
-StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, ExportedModel* model) {
+// workers read it, into *model. The training records are those the
+// checkpoint's job trained on (an override of max_train_examples, for
+// fine-tuning, does not change the scaling recorded), in the files the
+// overridden spec names (--data-dir).
+StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const ExportSource& source, ExportedModel* model) {
   const proto::DataSpec& data = model->spec.data();
   if (!IsExportDataFormat(data)) {
     ASSIGN_OR_RETURN(const InputFormat format, ReadIdxInputFormat(options, data));
     model->input_shape = format.shape;
     return format;
   }
-  ASSIGN_OR_RETURN(ExportData planned, PlanExportData(model->spec));
+  proto::JobSpec as_trained = model->spec;
+  as_trained.mutable_data()->set_max_train_examples(source.manifest.spec().data().max_train_examples());
+  ASSIGN_OR_RETURN(ExportData planned, PlanExportData(as_trained, source.manifest.examples_per_epoch()));
   InputFormat format;
   format.shape = planned.input_shape;
   format.scale = 1.0f;
@@ -183,7 +188,7 @@ Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineT
   *result = ExportResult();
   ExportedModel model;
   model.spec = source.spec;
-  ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, &model));
+  ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, source, &model));
   RETURN_IF_ERROR(LoadSource(options, &source, &model));
   // The exported parameters' digest: the checkpoint's until a step changes them.
   std::string params_sha256 = source.params_sha256;

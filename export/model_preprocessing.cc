@@ -31,6 +31,7 @@ JsonObject TableJson(const TablePreprocessing& t) {
       .Add("header", true)
       .Add("label_column", t.label_column)
       .Add("scaling", t.scaling)
+      .Add("scaling_computed_from", "the training records, read again at export as the scheduler read them")
       .Add("formula", "x = (v - shift) * scale in float32, v the field parsed as a float32 or fill_value when empty")
       .Add("columns", columns);
 }

@@ -360,6 +360,23 @@ TEST_F(RawInputSkewTest, AnInt8TableModelIsCalibratedOnTheTable) {
   EXPECT_EQ(ReadCsv(*dir_ + "/int8.csv").size(), static_cast<size_t>(kRows + 1));
 }
 
+// The checkpoint does not hold the scaling: the export reads it again from
+// the training files, and refuses files that changed since training.
+TEST_F(RawInputSkewTest, TheExportRefusesTrainingFilesThatChangedSinceTraining) {
+  const std::string changed = *dir_ + "/changed";
+  fs::create_directories(changed);
+  WriteText(changed + "/train.csv", TableCsv(301, 0));
+  WriteText(changed + "/test.csv", TableCsv(60, 1000));
+  CommandResult r = RunTessera({"export", *dir_ + "/run-table", "--out", *dir_ + "/repo/changed", "--data-dir",
+                                changed});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the training data holds 301 training examples now, and the checkpoint's job trained on "
+                          "300: it changed since"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(*dir_ + "/repo/changed"));
+}
+
 TEST_F(RawInputSkewTest, ASingleImageFileIsPredicted) {
   const std::string out = *dir_ + "/one.csv";
   CommandResult r = RunTessera({"predict", *dir_ + "/repo/images", *dir_ + "/test/left side/001.png", "--out", out,

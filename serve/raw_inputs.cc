@@ -135,7 +135,8 @@ Status ParseTableInputs(const json& inputs, const TablePreprocessing& t, std::ve
   return OkStatus();
 }
 
-Status ParseImageInputs(const json& inputs, const ImagePreprocessing& image, std::vector<float>* x, int64_t* batch) {
+Status ParseImageInputs(const json& inputs, const ImagePreprocessing& image, int64_t max_bytes, std::vector<float>* x,
+                        int64_t* batch) {
   if (inputs.size() != 1) {
     return InvalidArgumentError("expected exactly one input, '" + std::string(kImageInputName) +
                                 "' (BYTES: base64 PNG or JPEG files), found " + std::to_string(inputs.size()));
@@ -150,6 +151,14 @@ Status ParseImageInputs(const json& inputs, const ImagePreprocessing& image, std
   }
   *batch = in.rows;
   const int64_t size = ImageExampleValues(image);
+  const int64_t bytes_per_image = size * static_cast<int64_t>(sizeof(float));
+  if (*batch > max_bytes / bytes_per_image) {
+    return InvalidArgumentError("input 'image': " + std::to_string(*batch) + " images make " +
+                                std::to_string(*batch) + " x " + std::to_string(bytes_per_image) +
+                                " bytes of model input, more than the " + std::to_string(max_bytes) +
+                                " a request may: send at most " + std::to_string(max_bytes / bytes_per_image) +
+                                " per request");
+  }
   x->resize(static_cast<size_t>(*batch) * size);
   for (int64_t r = 0; r < *batch; ++r) {
     const json& v = Element(in, r);
@@ -175,9 +184,10 @@ bool UsesRawInputs(const json& inputs, const ModelPreprocessing& p, const std::s
   return !own_tensor;
 }
 
-Status ParseRawInputs(const json& inputs, const ModelPreprocessing& p, std::vector<float>* x, int64_t* batch) {
+Status ParseRawInputs(const json& inputs, const ModelPreprocessing& p, std::vector<float>* x, int64_t* batch,
+                      int64_t max_image_input_bytes) {
   if (p.kind == InputKind::kTable) return ParseTableInputs(inputs, p.table, x, batch);
-  return ParseImageInputs(inputs, p.image, x, batch);
+  return ParseImageInputs(inputs, p.image, max_image_input_bytes, x, batch);
 }
 
 std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p) {

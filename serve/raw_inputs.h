@@ -35,6 +35,12 @@ inline constexpr char kImageInputName[] = "image";
 // (64 Mi pixels, 192 MiB).
 inline constexpr int64_t kServeMaxImagePixels = int64_t{1} << 24;
 
+// The most bytes of model input (float32) one request's images may make: a
+// small file decodes to a whole example (a 1x1 PNG of 70 bytes to
+// 3 x 224 x 224 floats), so the count of images is bounded by what they
+// make, not by the body's size. Default 256 MiB.
+inline constexpr int64_t kServeMaxImageInputBytes = int64_t{256} << 20;
+
 // True when `inputs` (a request's "inputs" array) addresses the raw inputs
 // of a model preprocessed as `p`, rather than its own tensor named
 // `model_input`: p is a table or image and the inputs are not exactly one
@@ -45,10 +51,11 @@ bool UsesRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, co
 // *x (batch * features, the model's inputs) and *batch. InvalidArgument,
 // one line for the client naming the input (and element), for an unknown,
 // repeated or missing input, a wrong datatype or shape, an element that is
-// not a number of its datatype, bad base64 or an image that does not
-// decode. REQUIRES: p.kind is kTable or kImage.
+// not a number of its datatype, bad base64, an image that does not
+// decode, or images that would make more than `max_image_input_bytes` of
+// model input. REQUIRES: p.kind is kTable or kImage.
 Status ParseRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, std::vector<float>* x,
-                      int64_t* batch);
+                      int64_t* batch, int64_t max_image_input_bytes = kServeMaxImageInputBytes);
 
 // The metadata's "inputs" for the raw inputs of `p` (table or image).
 std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p);

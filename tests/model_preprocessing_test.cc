@@ -305,6 +305,19 @@ TEST(RawInputsTest, AnImageOverServesPixelLimitIsRefusedFromItsHeader) {
   EXPECT_NE(s.message().find("image of 4097x4097 pixels, more than 16777216"), std::string::npos) << s.message();
 }
 
+// Tiny files decode to whole examples: the images of a request are bounded
+// by the model input they make, before any is decoded.
+TEST(RawInputsTest, TooManyImagesForTheInputLimitAreRefusedBeforeDecoding) {
+  const ModelPreprocessing p = ImagePreprocessingExample();  // 3 x 6 x 8 floats: 576 bytes an image
+  const json inputs = {
+      {{"name", "image"}, {"datatype", "BYTES"}, {"shape", {3}}, {"data", {"not", "even", "base64"}}}};
+  std::vector<float> x;
+  int64_t batch = 0;
+  const Status s = ParseRawInputs(inputs, p, &x, &batch, /*max_image_input_bytes=*/1000);
+  EXPECT_EQ(s.message(), "input 'image': 3 images make 3 x 576 bytes of model input, more than the 1000 a request may: send at most 1 "
+            "per request");
+}
+
 TEST(RawInputsTest, TheMetadataListsTheRawInputs) {
   const std::vector<JsonObject> table = RawInputsMetadata(TablePreprocessingExample());
   ASSERT_EQ(table.size(), 2u);

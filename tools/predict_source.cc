@@ -45,21 +45,6 @@ class IdxSource : public PredictSource {
   const PixelNormalization norm_;
 };
 
-// A whole CSV/TSV file, made into model inputs when opened.
-class TableSource : public PredictSource {
- public:
-  static StatusOr<std::unique_ptr<PredictSource>> Open(const std::string& path, const PredictModel& model);
-  int64_t count() const override { return count_; }
-  Status Read(int64_t first, int64_t n, std::vector<float>* x) override {
-    x->assign(x_.begin() + first * features_, x_.begin() + (first + n) * features_);
-    return OkStatus();
-  }
-
- private:
-  std::vector<float> x_;
-  int64_t count_ = 0, features_ = 0;
-};
-
 // The class in `field` of the label column: an integer in [0, classes).
 StatusOr<int> ParseClass(std::string_view field, int classes) {
   int value = -1;
@@ -80,32 +65,93 @@ CsvOptions TableInputOptions(const std::string& path, const TablePreprocessing& 
   return options;
 }
 
+// A CSV/TSV file, checked whole when opened (every record's features and
+// label), then read again record by record as batches ask for them, so
+// memory holds one batch, not the file.
+class TableSource : public PredictSource {
+ public:
+  static StatusOr<std::unique_ptr<PredictSource>> Open(const std::string& path, const PredictModel& model);
+  int64_t count() const override { return count_; }
+  Status Read(int64_t first, int64_t n, std::vector<float>* x) override;
+
+ private:
+  TableSource(std::string path, TablePreprocessing table, int classes)
+      : path_(std::move(path)), table_(std::move(table)), classes_(classes) {}
+  // Opens the file from its start; the header must map as when checked.
+  Status Rewind();
+  // The next record's features into out[features] and, when the file has
+  // the label column, its label into *label; false at the end of the file.
+  StatusOr<bool> ParseNext(float* out, int* label);
+  // ParseNext for a record the check found: DataLoss when the file ends first.
+  Status ParseKnown(float* out);
+
+  const std::string path_;
+  const TablePreprocessing table_;
+  const int classes_;
+  std::unique_ptr<CsvReader> reader_;
+  TableHeaderMap map_;
+  CsvRecord record_;
+  int64_t next_ = 0;  // the record reader_ reads next
+  int64_t count_ = 0;
+};
+
+Status TableSource::Rewind() {
+  ASSIGN_OR_RETURN(reader_, CsvReader::Open(path_, TableInputOptions(path_, table_)));
+  ASSIGN_OR_RETURN(map_, MapTableHeader(table_, reader_->Columns(), path_));
+  next_ = 0;
+  return OkStatus();
+}
+
+StatusOr<bool> TableSource::ParseNext(float* out, int* label) {
+  ASSIGN_OR_RETURN(const bool more, reader_->Next(&record_));
+  if (!more) return false;
+  for (size_t f = 0; f < table_.columns.size(); ++f) {
+    ASSIGN_OR_RETURN(const std::optional<float> v, reader_->ParseFloat(record_, map_.features[f]));
+    out[f] = TableFeature(table_.columns[f], v);
+  }
+  if (map_.label >= 0) {
+    auto parsed = ParseClass(record_.fields[map_.label], classes_);
+    if (!parsed.ok()) {
+      return parsed.status().WithContext(reader_->Place(record_) + ": column " + QuoteForMessage(table_.label_column) +
+                                         " (the label)");
+    }
+    *label = *parsed;
+  }
+  ++next_;
+  return true;
+}
+
+Status TableSource::ParseKnown(float* out) {
+  int label = 0;
+  ASSIGN_OR_RETURN(const bool more, ParseNext(out, &label));
+  if (!more) return DataLossError(path_ + " ends before row " + std::to_string(next_) + ", which it held when checked");
+  return OkStatus();
+}
+
+Status TableSource::Read(int64_t first, int64_t n, std::vector<float>* x) {
+  const size_t features = table_.columns.size();
+  if (first < next_) RETURN_IF_ERROR(Rewind());  // batches go forward; anything else starts again
+  std::vector<float> skipped(features);
+  while (next_ < first) RETURN_IF_ERROR(ParseKnown(skipped.data()));
+  x->resize(static_cast<size_t>(n) * features);
+  for (int64_t r = 0; r < n; ++r) RETURN_IF_ERROR(ParseKnown(x->data() + r * features));
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& path, const PredictModel& model) {
-  const ModelPreprocessing& p = model.files.preprocessing;
-  const TablePreprocessing& table = p.table;
-  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, CsvReader::Open(path, TableInputOptions(path, table)));
-  ASSIGN_OR_RETURN(const TableHeaderMap map, MapTableHeader(table, reader->Columns(), path));
-  auto source = std::make_unique<TableSource>();
-  source->features_ = static_cast<int64_t>(table.columns.size());
-  CsvRecord record;
+  std::unique_ptr<TableSource> source(
+      new TableSource(path, model.files.preprocessing.table, model.model->num_classes()));
+  RETURN_IF_ERROR(source->Rewind());
+  std::vector<float> features(source->table_.columns.size());
+  int label = 0;
   while (true) {
-    ASSIGN_OR_RETURN(const bool more, reader->Next(&record));
+    ASSIGN_OR_RETURN(const bool more, source->ParseNext(features.data(), &label));
     if (!more) break;
-    for (size_t f = 0; f < table.columns.size(); ++f) {
-      ASSIGN_OR_RETURN(const std::optional<float> v, reader->ParseFloat(record, map.features[f]));
-      source->x_.push_back(TableFeature(table.columns[f], v));
-    }
-    if (map.label >= 0) {
-      auto label = ParseClass(record.fields[map.label], model.model->num_classes());
-      if (!label.ok()) {
-        return label.status().WithContext(reader->Place(record) + ": column " +
-                                          QuoteForMessage(table.label_column) + " (the label)");
-      }
-      source->labels_.push_back(*label);
-    }
+    if (source->map_.label >= 0) source->labels_.push_back(label);
     ++source->count_;
   }
   if (source->count_ == 0) return InvalidArgumentError(path + " holds no rows after its header");
+  RETURN_IF_ERROR(source->Rewind());
   return std::unique_ptr<PredictSource>(std::move(source));
 }
 

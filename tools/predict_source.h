@@ -7,8 +7,9 @@
 //     then the recorded scaling; the label column, when the file has it,
 //     gives each row's class (for the accuracy). The delimiter is a tab for
 //     a name ending in .tsv or .tsv.gz, a comma for .csv or .csv.gz, and
-//     otherwise the model's training format's. Read whole when opened, so
-//     every mistake is found before anything runs;
+//     otherwise the model's training format's. Checked whole when opened,
+//     so every mistake is found before anything runs, then read again a
+//     batch at a time (memory holds a batch, not the file);
 //   - for an image model, one PNG or JPEG file, or a folder: DIR/CLASS/IMAGE
 //     when DIR holds folders (as training's image folders; each CLASS must
 //     be one of the model's classes, and gives the images' class), else the

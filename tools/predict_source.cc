@@ -1,6 +1,7 @@
 #include "tools/predict_source.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -214,11 +215,11 @@ bool HoldsClassFolders(const std::string& dir) {
 // The images directly in `dir`, sorted bytewise.
 StatusOr<std::vector<std::string>> ListLooseImages(const std::string& dir) {
   std::vector<std::string> names;
-  std::error_code ec;
+  std::error_code ec, entry_ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name[0] == '.' || !HasImageExtension(name)) continue;
-    if (!entry.is_regular_file(ec)) return InvalidArgumentError(dir + "/" + name + ": expected an image file, found "
+    if (!entry.is_regular_file(entry_ec)) return InvalidArgumentError(dir + "/" + name + ": expected an image file, found "
                                                                 "something else (a broken link?)");
     RETURN_IF_ERROR(CheckPrintableName(dir, name));
     names.push_back(name);
@@ -236,6 +237,7 @@ StatusOr<std::unique_ptr<PredictSource>> OpenImageSource(const std::string& path
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFoundError(path + " does not exist");
   if (!fs::is_directory(path, ec)) {
+    RETURN_IF_ERROR(CheckPrintableName(fs::path(path).parent_path().string(), path));
     return std::unique_ptr<PredictSource>(new ImageSource(p.image, "", {path}, {}));
   }
   std::string dir = path;

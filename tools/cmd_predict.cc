@@ -326,8 +326,9 @@ int RunPredictWorker(const ParsedArgs& args) {
   if (!device.ok()) return fail(device.status());
   auto model = LoadPredictModel(args.positional[0], *device);
   if (!model.ok()) return fail(model.status());
-  // Checked whole as the parent checked it: a worker never runs values its model cannot take.
-  auto input = OpenPredictSource(args.positional[1], *model);
+  // The parent checked the whole input: a table is not checked again (its rows up to END are
+  // taken as there); IDX values are, so a worker never runs values its model cannot take.
+  auto input = OpenPredictSource(args.positional[1], *model, /*checked_rows=*/end);
   if (!input.ok()) return fail(input.status());
   if (end > (*input)->count()) {
     return fail(InvalidArgumentError("--range " + FLAGS_range + " is past the " + std::to_string((*input)->count()) +

@@ -71,7 +71,8 @@ CsvOptions TableInputOptions(const std::string& path, const TablePreprocessing& 
 // memory holds one batch, not the file.
 class TableSource : public PredictSource {
  public:
-  static StatusOr<std::unique_ptr<PredictSource>> Open(const std::string& path, const PredictModel& model);
+  static StatusOr<std::unique_ptr<PredictSource>> Open(const std::string& path, const PredictModel& model,
+                                                       int64_t checked_rows);
   int64_t count() const override { return count_; }
   Status Read(int64_t first, int64_t n, std::vector<float>* x) override;
 
@@ -132,17 +133,26 @@ Status TableSource::ParseKnown(float* out) {
 Status TableSource::Read(int64_t first, int64_t n, std::vector<float>* x) {
   const size_t features = table_.columns.size();
   if (first < next_) RETURN_IF_ERROR(Rewind());  // batches go forward; anything else starts again
-  std::vector<float> skipped(features);
-  while (next_ < first) RETURN_IF_ERROR(ParseKnown(skipped.data()));
+  // Records before `first` are passed over unparsed (they were checked when opened).
+  while (next_ < first) {
+    ASSIGN_OR_RETURN(const bool more, reader_->Next(&record_));
+    if (!more) return DataLossError(path_ + " ends before row " + std::to_string(next_) + ", which it held when checked");
+    ++next_;
+  }
   x->resize(static_cast<size_t>(n) * features);
   for (int64_t r = 0; r < n; ++r) RETURN_IF_ERROR(ParseKnown(x->data() + r * features));
   return OkStatus();
 }
 
-StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& path, const PredictModel& model) {
+StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& path, const PredictModel& model,
+                                                           int64_t checked_rows) {
   std::unique_ptr<TableSource> source(
       new TableSource(path, model.files.preprocessing.table, model.model->num_classes()));
   RETURN_IF_ERROR(source->Rewind());
+  if (checked_rows > 0) {
+    source->count_ = checked_rows;
+    return std::unique_ptr<PredictSource>(std::move(source));
+  }
   std::vector<float> features(source->table_.columns.size());
   int label = 0;
   while (true) {
@@ -265,9 +275,10 @@ StatusOr<std::unique_ptr<PredictSource>> OpenImageSource(const std::string& path
 
 }  // namespace
 
-StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& path, const PredictModel& model) {
+StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& path, const PredictModel& model,
+                                                           int64_t checked_rows) {
   switch (model.files.preprocessing.kind) {
-    case InputKind::kTable: return TableSource::Open(path, model);
+    case InputKind::kTable: return TableSource::Open(path, model, checked_rows);
     case InputKind::kImage: return OpenImageSource(path, model);
     case InputKind::kIdx: break;
   }

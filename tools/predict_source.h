@@ -52,12 +52,17 @@ class PredictSource {
 };
 
 // Opens `path` as the input of `model`, by the model's preprocessing kind.
+// `checked_rows` > 0 (a --workers child, whose parent checked the input
+// whole): a table is not checked again, and is taken to hold that many rows
+// (a file that turns out shorter is DataLoss when read; its labels are then
+// not known); other inputs ignore it.
 // InvalidArgument, one line naming the file (and line and column) with what
 // was expected and what was found, for an input the model cannot take: a
 // missing column, a field that is not a number, a label that is not one of
 // the model's classes, a folder without images or a class folder the model
 // does not know; NotFound for a missing file.
-StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& path, const PredictModel& model);
+StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& path, const PredictModel& model,
+                                                           int64_t checked_rows = 0);
 
 }  // namespace tessera
 

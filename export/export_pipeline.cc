@@ -10,6 +10,7 @@
 #include "core/sha256.h"
 #include "core/spec.h"
 #include "core/table_data.h"
+#include "export/export_data.h"
 #include "export/export_steps.h"
 #include "export/model_repository_layout.h"
 #include "export/onnx_export.h"
@@ -19,29 +20,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// What the test set says of the model's input: one example's shape, and the
-// scale training applied to its values.
+// What the test set says of an IDX model's input: one example's shape, and
+// the scale training applied to its values. Tables and image folders are
+// preprocessed before the model (ExportData): their input is taken as it
+// is (scale 1, mean 0, std 1).
 struct InputFormat {
   // Without the test set (not evaluating, on a machine without the data)
   // Fashion-MNIST's.
   Shape shape = {1, 28, 28};
   // Training scaled byte pixels by 1/255 and int32 values (ids) not at all.
   float scale = 1.0f / 255.0f;
+  float mean = 0, std = 1;
 };
 
-StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto::DataSpec& data) {
-  if (IsTableFormat(data)) {
-    // Serving it would need the columns and their scaling in the export, which it does not hold yet.
-    return InvalidArgumentError("this model was trained on CSV/TSV data (data.format), and exporting such a model "
-                                "is not supported yet: the export would not record its columns and scaling");
-  }
-  if (IsImageFolderFormat(data)) {
-    // Serving it would need the image size, channels and normalization in the export.
-    return InvalidArgumentError("this model was trained on image folders (data.format IMAGE_FOLDER), and exporting "
-                                "such a model is not supported yet: the export would not record its image size, "
-                                "channels and normalization");
-  }
+StatusOr<InputFormat> ReadIdxInputFormat(const ExportOptions& options, const proto::DataSpec& data) {
   InputFormat format;
+  format.mean = data.mean();
+  format.std = data.std();
   uint8_t data_type = kIdxUnsignedByte;
   if (auto dims = ReadIdxDims(DataPath(data, data.test_images()), &data_type); dims.ok()) {
     format.shape = ExampleShape(*dims);
@@ -53,10 +48,34 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto:
   return format;
 }
 
+// The model's input, classes and (tables, image folders) the data as the
+// workers read it, into *model. The training records are those the
+// checkpoint's job trained on (an override of max_train_examples, for
+// fine-tuning, does not change the scaling recorded), in the files the
+// overridden spec names (--data-dir).
+StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const ExportSource& source, ExportedModel* model) {
+  const proto::DataSpec& data = model->spec.data();
+  if (!IsExportDataFormat(data)) {
+    ASSIGN_OR_RETURN(const InputFormat format, ReadIdxInputFormat(options, data));
+    model->input_shape = format.shape;
+    return format;
+  }
+  proto::JobSpec as_trained = model->spec;
+  as_trained.mutable_data()->set_max_train_examples(source.manifest.spec().data().max_train_examples());
+  ASSIGN_OR_RETURN(ExportData planned, PlanExportData(as_trained, source.manifest.examples_per_epoch()));
+  InputFormat format;
+  format.shape = planned.input_shape;
+  format.scale = 1.0f;
+  model->input_shape = planned.input_shape;
+  model->num_classes = planned.num_classes;
+  model->data = std::make_shared<const ExportData>(std::move(planned));
+  return format;
+}
+
 // The source model: the checkpoint must hold exactly the tensors its spec's
 // model declares. Evaluates it and records the "source" step.
 Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedModel* model) {
-  auto created = Model::Create(model->spec.model(), model->input_shape, kImageDatasetClasses);
+  auto created = Model::Create(model->spec.model(), model->input_shape, model->num_classes);
   if (!created.ok()) return created.status().WithContext(source->dir + "/MANIFEST");
   std::unique_ptr<Model> built = std::move(created).value();
   model->tensors = built->tensors();
@@ -75,7 +94,7 @@ Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedMo
   std::copy(source->params.begin(), source->params.end(), built->params());
   Evaluation eval;
   if (options.evaluate) {
-    auto e = EvaluateModel(model->spec, built.get());
+    auto e = EvaluateModel(*model, built.get());
     if (!e.ok()) return e.status().WithContext("evaluating on the test set");
     eval = *e;
   }
@@ -89,27 +108,31 @@ StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportS
                                      const ExportedModel& model, const InputFormat& input,
                                      const std::string& params_sha256) {
   const proto::JobSpec& spec = model.spec;
-  const proto::DataSpec& data = spec.data();
   const std::string step = std::to_string(source.manifest.step());
   OnnxExportOptions onnx;
   onnx.probabilities = options.probabilities;
   onnx.fp16_weights = options.quantize == Quantization::kFp16;
   onnx.graph_name = spec.name();
-  onnx.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + step +
-                    ". Input: images as float [N, " + std::to_string(model.input_shape[0]) +
-                    ", H, W], each value normalized as (value * scale - mean) / std with the metadata's "
-                    "tessera.input_scale, tessera.input_mean and tessera.input_std. Output: logits [N, classes].";
+  const std::string input_text =
+      model.data == nullptr
+          ? "images as float [N, " + std::to_string(model.input_shape[0]) +
+                ", H, W], each value normalized as (value * scale - mean) / std with the metadata's "
+                "tessera.input_scale, tessera.input_mean and tessera.input_std"
+          : "float examples of shape " + ShapeText(model.input_shape) +
+                " (batched), preprocessed as manifest.json's \"preprocessing\" says";
+  onnx.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + step + ". Input: " + input_text +
+                    ". Output: logits [N, classes].";
   onnx.metadata = {
       {"tessera.input_scale", FloatText(input.scale)},
-      {"tessera.input_mean", FloatText(data.mean())},
-      {"tessera.input_std", FloatText(data.std())},
+      {"tessera.input_mean", FloatText(input.mean)},
+      {"tessera.input_std", FloatText(input.std)},
       {"tessera.input_normalization", "(pixel * input_scale - input_mean) / input_std"},
       {"tessera.job_name", spec.name()},
       {"tessera.source_step", step},
       {"tessera.params_sha256", params_sha256},
       {"tessera.precision", model.precision},
   };
-  return BuildOnnxModel(spec.model(), model.input_shape, kImageDatasetClasses, model.params.data(),
+  return BuildOnnxModel(spec.model(), model.input_shape, model.num_classes, model.params.data(),
                         model.params.size(), onnx);
 }
 
@@ -138,11 +161,12 @@ ModelManifest MakeManifest(const ExportOptions& options, const ExportSource& sou
   m.num_parameters = model.params.size();
   m.params_sha256 = params_sha256;
   m.input_shape = model.input_shape;
-  m.num_classes = kImageDatasetClasses;
+  m.num_classes = model.num_classes;
   m.probabilities = options.probabilities;
   m.scale = input.scale;
-  m.mean = model.spec.data().mean();
-  m.std = model.spec.data().std();
+  m.mean = input.mean;
+  m.std = input.std;
+  if (model.data != nullptr) m.preprocessing = model.data->preprocessing;
   std::error_code ec;
   m.checkpoint = fs::absolute(source.dir, ec).lexically_normal().string();
   m.step = source.manifest.step();
@@ -164,8 +188,7 @@ Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineT
   *result = ExportResult();
   ExportedModel model;
   model.spec = source.spec;
-  ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, model.spec.data()));
-  model.input_shape = input.shape;
+  ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, source, &model));
   RETURN_IF_ERROR(LoadSource(options, &source, &model));
   // The exported parameters' digest: the checkpoint's until a step changes them.
   std::string params_sha256 = source.params_sha256;

@@ -1,11 +1,15 @@
 // The export pipeline behind `tessera export`: a verified checkpoint's model
 // into the next version of a model repository (export/model_repository_layout.h).
-// In order: check the checkpoint holds its spec's model, evaluate it on the
-// test set, prune (export/pruning.h), fine-tune the pruned model (through a
-// FineTuner the caller gives), quantize to fp16 or int8 (export/quantize.h),
-// build the ONNX model (export/onnx_export.h), and write model.onnx with its
-// manifest, every step's test accuracy included. tools/cmd_export.cc parses
-// the flags into ExportOptions and prints the result.
+// In order: for a table or image-folder job, plan its data again as the
+// scheduler did (export/export_data.h: its classes and preprocessing, and
+// training's readers for evaluation and calibration); check the checkpoint
+// holds its spec's model, evaluate it on the test set, prune
+// (export/pruning.h), fine-tune the pruned model (through a FineTuner the
+// caller gives), quantize to fp16 or int8 (export/quantize.h), build the
+// ONNX model (export/onnx_export.h), and write model.onnx with its manifest,
+// every step's test accuracy and the preprocessing included
+// (export/model_preprocessing.h). tools/cmd_export.cc parses the flags into
+// ExportOptions and prints the result.
 #ifndef TESSERA_EXPORT_EXPORT_PIPELINE_H_
 #define TESSERA_EXPORT_EXPORT_PIPELINE_H_
 

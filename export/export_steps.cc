@@ -32,7 +32,7 @@ int64_t CountWeights(const std::vector<TensorInfo>& tensors, const std::vector<f
 
 // model->tensors from its spec, after a step changed the model's shape.
 Status RebuildTensors(ExportedModel* model) {
-  ASSIGN_OR_RETURN(auto built, Model::Create(model->spec.model(), model->input_shape, kImageDatasetClasses));
+  ASSIGN_OR_RETURN(auto built, Model::Create(model->spec.model(), model->input_shape, model->num_classes));
   model->tensors = built->tensors();
   return OkStatus();
 }
@@ -51,7 +51,7 @@ StatusOr<std::optional<int64_t>> Prune(const ExportOptions& options, const Expor
     return std::optional<int64_t>(pruned.pruned);
   }
   ASSIGN_OR_RETURN(StructuredPruning pruned, PruneStructured(model->spec.model(), model->input_shape,
-                                                             kImageDatasetClasses, model->params,
+                                                             model->num_classes, model->params,
                                                              options.prune_sparsity));
   std::string layers;
   for (size_t i = 0; i < pruned.kept.size(); ++i) {
@@ -69,24 +69,44 @@ StatusOr<std::optional<int64_t>> Prune(const ExportOptions& options, const Expor
   return std::optional<int64_t>();
 }
 
+// The order calibration draws training examples in: seeded by the spec's seed.
+std::vector<int64_t> CalibrationOrder(uint64_t seed, int64_t examples) {
+  std::vector<int64_t> order(examples);
+  for (int64_t i = 0; i < examples; ++i) order[i] = i;
+  std::mt19937_64 rng(seed ^ 0xca11b4a7e5ULL);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+// `count` training examples of a table or image-folder job, through
+// training's reader (epoch 0's augmentation, when the spec augments).
+StatusOr<std::vector<float>> ReaderCalibrationExamples(const ExportedModel& model, int64_t* count) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> train, OpenExportReader(*model.data, Split::kTraining));
+  *count = std::min(*count, train->count());
+  std::vector<int64_t> order = CalibrationOrder(model.spec.seed(), train->count());
+  order.resize(*count);
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  train->set_epoch(0);
+  RETURN_IF_ERROR(train->Read(order, &x, &labels));
+  return x;
+}
+
 // `count` training examples for calibration, drawn at random (seeded by the
 // spec's seed) and normalized as the workers normalize them; *count is
 // lowered to the examples there are.
-StatusOr<std::vector<float>> CalibrationExamples(const proto::JobSpec& spec, const Shape& input_shape,
-                                                int64_t* count) {
-  const proto::DataSpec& d = spec.data();
+StatusOr<std::vector<float>> CalibrationExamples(const ExportedModel& model, int64_t* count) {
+  if (model.data != nullptr) return ReaderCalibrationExamples(model, count);
+  const proto::DataSpec& d = model.spec.data();
   ASSIGN_OR_RETURN(ImageDataset train, LoadImageDataset(DataPath(d, d.train_images()), DataPath(d, d.train_labels()),
                                                         d.max_train_examples()));
-  if (train.example_size() != NumElements(input_shape)) {
+  if (train.example_size() != NumElements(model.input_shape)) {
     return InvalidArgumentError(DataPath(d, d.train_images()) + " has examples of " +
                                 std::to_string(train.example_size()) + " values; the model takes " +
-                                std::to_string(NumElements(input_shape)));
+                                std::to_string(NumElements(model.input_shape)));
   }
   *count = std::min(*count, train.count);
-  std::vector<int64_t> order(train.count);
-  for (int64_t i = 0; i < train.count; ++i) order[i] = i;
-  std::mt19937_64 rng(spec.seed() ^ 0xca11b4a7e5ULL);
-  std::shuffle(order.begin(), order.end(), rng);
+  const std::vector<int64_t> order = CalibrationOrder(model.spec.seed(), train.count);
   std::vector<float> x;
   std::vector<uint8_t> labels;
   BatchReader(&train, d.mean(), d.std()).Read(order, 0, *count, &x, &labels);
@@ -131,10 +151,10 @@ StatusOr<int64_t> QuantizeInt8Layers(const ExportOptions& options, const ExportP
                                      ExportedModel* model) {
   const int batches = options.calibration_batches > 0 ? options.calibration_batches : kDefaultCalibrationBatches;
   int64_t count = static_cast<int64_t>(batches) * std::max(1, model->spec.batch_size());
-  auto x = CalibrationExamples(model->spec, model->input_shape, &count);
+  auto x = CalibrationExamples(*model, &count);
   if (!x.ok()) return x.status().WithContext("reading calibration examples");
   ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizeInt8(model->spec.model(), model->input_shape,
-                                                          kImageDatasetClasses, model->params, *x, count));
+                                                          model->num_classes, model->params, *x, count));
   *model->spec.mutable_model() = quantized.spec;
   model->params = std::move(quantized.params);
   RETURN_IF_ERROR(RebuildTensors(model));
@@ -164,42 +184,50 @@ std::string FloatText(float v) {
   return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
-StatusOr<Evaluation> EvaluateModel(const proto::JobSpec& spec, Model* model) {
-  const proto::DataSpec& d = spec.data();
-  ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(d, d.test_images()), DataPath(d, d.test_labels()),
-                                                       d.max_test_examples()));
-  if (test.example_size() != model->input_features()) {
-    return InvalidArgumentError(DataPath(d, d.test_images()) + " has examples of " +
-                                std::to_string(test.example_size()) + " values; the model takes " +
-                                std::to_string(model->input_features()));
+StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model) {
+  std::unique_ptr<ExampleReader> reader;
+  if (exported.data != nullptr) {
+    ASSIGN_OR_RETURN(reader, OpenExportReader(*exported.data, Split::kTest));
+  } else {
+    const proto::DataSpec& d = exported.spec.data();
+    ASSIGN_OR_RETURN(ImageDataset test, LoadImageDataset(DataPath(d, d.test_images()), DataPath(d, d.test_labels()),
+                                                         d.max_test_examples()));
+    if (test.example_size() != model->input_features()) {
+      return InvalidArgumentError(DataPath(d, d.test_images()) + " has examples of " +
+                                  std::to_string(test.example_size()) + " values; the model takes " +
+                                  std::to_string(model->input_features()));
+    }
+    reader = std::make_unique<ImageExampleReader>(std::move(test), d.mean(), d.std());
   }
-  BatchReader reader(&test, d.mean(), d.std());
   std::vector<float> x;
   std::vector<uint8_t> labels;
+  std::vector<int64_t> batch;
   int64_t correct = 0;
   double loss = 0;
   constexpr int64_t kBatch = 256;
-  for (int64_t begin = 0; begin < test.count; begin += kBatch) {
-    const int64_t n = std::min(kBatch, test.count - begin);
-    reader.Read({}, begin, n, &x, &labels);
+  const int64_t count = reader->count();
+  for (int64_t begin = 0; begin < count; begin += kBatch) {
+    const int64_t n = std::min(kBatch, count - begin);
+    batch.resize(n);
+    for (int64_t i = 0; i < n; ++i) batch[i] = begin + i;
+    RETURN_IF_ERROR(reader->Read(batch, &x, &labels));
     const BatchStats stats = model->EvaluateBatch(x.data(), labels.data(), n);
     correct += stats.correct;
     loss += stats.loss_sum;
   }
   Evaluation e;
   e.done = true;
-  e.examples = test.count;
-  e.accuracy = test.count > 0 ? static_cast<double>(correct) / test.count : 0;
-  e.loss = test.count > 0 ? loss / test.count : 0;
+  e.examples = count;
+  e.accuracy = count > 0 ? static_cast<double>(correct) / count : 0;
+  e.loss = count > 0 ? loss / count : 0;
   return e;
 }
 
-StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const proto::JobSpec& spec, const Shape& input_shape,
-                                    const std::vector<float>& params) {
+StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const ExportedModel& exported) {
   if (!options.evaluate) return Evaluation();
-  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), input_shape, kImageDatasetClasses));
-  std::copy(params.begin(), params.end(), model->params());
-  return EvaluateModel(spec, model.get());
+  ASSIGN_OR_RETURN(auto model, Model::Create(exported.spec.model(), exported.input_shape, exported.num_classes));
+  std::copy(exported.params.begin(), exported.params.end(), model->params());
+  return EvaluateModel(exported, model.get());
 }
 
 JsonObject& RecordStep(const std::string& name, const Evaluation& eval, ExportedModel* model) {
@@ -226,7 +254,7 @@ Status PruneAndFineTune(const ExportOptions& options, FineTuner* fine_tuner, con
   const int64_t weights_before = CountWeights(model->tensors, model->params, false);
   ASSIGN_OR_RETURN(const std::optional<int64_t> pruned_weights, Prune(options, progress, model));
   const int64_t weights_after = CountWeights(model->tensors, model->params, false);
-  auto eval = EvaluateParams(options, model->spec, model->input_shape, model->params);
+  auto eval = EvaluateParams(options, *model);
   if (!eval.ok()) return eval.status().WithContext("evaluating the pruned model");
   JsonObject& step = RecordStep("prune", *eval, model);
   if (pruned_weights.has_value()) step.Add("pruned_weights", *pruned_weights);
@@ -237,7 +265,7 @@ Status PruneAndFineTune(const ExportOptions& options, FineTuner* fine_tuner, con
     ASSIGN_OR_RETURN(model->params, fine_tuner->Train(model->spec, model->tensors, model->params,
                                                       options.fine_tune_epochs,
                                                       options.prune_mode == PruneMode::kUnstructured));
-    auto tuned = EvaluateParams(options, model->spec, model->input_shape, model->params);
+    auto tuned = EvaluateParams(options, *model);
     if (!tuned.ok()) return tuned.status().WithContext("evaluating the fine-tuned model");
     RecordStep("fine_tune", *tuned, model).Add("epochs", options.fine_tune_epochs);
   }
@@ -267,7 +295,7 @@ Status QuantizeModel(const ExportOptions& options, const ExportProgress& progres
     model->precision = "int8";
     ASSIGN_OR_RETURN(calibration_examples, QuantizeInt8Layers(options, progress, model));
   }
-  auto eval = EvaluateParams(options, model->spec, model->input_shape, model->params);
+  auto eval = EvaluateParams(options, *model);
   if (!eval.ok()) return eval.status().WithContext("evaluating the quantized model");
   JsonObject& step = RecordStep("quantize", *eval, model);
   step.Add("precision", model->precision);

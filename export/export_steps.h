@@ -6,12 +6,15 @@
 #ifndef TESSERA_EXPORT_EXPORT_STEPS_H_
 #define TESSERA_EXPORT_EXPORT_STEPS_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/dataset.h"
 #include "core/json.h"
 #include "core/status.h"
+#include "export/export_data.h"
 #include "export/export_pipeline.h"
 #include "models/model.h"
 #include "proto/job.pb.h"
@@ -22,6 +25,10 @@ namespace tessera {
 struct ExportedModel {
   proto::JobSpec spec;  // its model() is the exported model's
   Shape input_shape;    // one example's
+  int num_classes = kImageDatasetClasses;
+  // A table or image-folder job's data, read through training's readers;
+  // null for IDX data, read through core/dataset.h.
+  std::shared_ptr<const ExportData> data;
   std::vector<float> params;
   std::vector<TensorInfo> tensors;
   std::vector<ExportStepResult> steps;
@@ -34,12 +41,13 @@ struct ExportedModel {
 // Shortest text that reads back as the same float ("0.286").
 std::string FloatText(float v);
 
-// The model of `spec` with `params` evaluated on the spec's test set, inputs
-// normalized as the workers do (BatchReader); not done (done = false) when
-// !options.evaluate. The data's errors otherwise.
-StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const proto::JobSpec& spec, const Shape& input_shape,
-                                    const std::vector<float>& params);
-StatusOr<Evaluation> EvaluateModel(const proto::JobSpec& spec, Model* model);
+// The model of `exported` (its spec's layers, its params) evaluated on the
+// spec's test set, inputs made as the workers make them (IDX: BatchReader;
+// tables and image folders: OpenExampleReader's test reader); not done
+// (done = false) when !options.evaluate. The data's errors otherwise.
+StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const ExportedModel& exported);
+// `model` (built for `exported`'s spec) evaluated the same way.
+StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model);
 
 // Appends the step `name` and its evaluation to model->steps, and its
 // manifest object ({"step": NAME, "test_accuracy": A or null}) to

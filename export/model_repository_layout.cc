@@ -191,6 +191,9 @@ std::string ManifestJson(const ModelManifest& m) {
   j.Add("num_parameters", static_cast<int64_t>(m.num_parameters));
   j.Add("num_trainable_parameters", static_cast<int64_t>(m.num_trainable_parameters));
   j.Add("params_sha256", m.params_sha256);
+  j.Add("task", m.preprocessing.task);
+  if (!m.preprocessing.class_names.empty()) j.Add("class_names", m.preprocessing.class_names);
+  j.Add("preprocessing", PreprocessingJson(m.preprocessing));
   j.Add("input", TensorJson(kOnnxInputName, m.input_shape));
   JsonArray outputs;
   outputs.Add(TensorJson(kOnnxLogitsName, {m.num_classes}));

@@ -22,6 +22,7 @@
 
 #include "core/json.h"
 #include "core/status.h"
+#include "export/model_preprocessing.h"
 
 namespace tessera {
 
@@ -93,6 +94,9 @@ struct ModelManifest {
   bool evaluated = false;  // when false, the test figures are null (and 0 examples)
   double test_accuracy = 0, test_loss = 0;
   int64_t test_examples = 0;
+  // "task", "class_names" (when not empty) and "preprocessing": how raw
+  // data becomes the model's input (export/model_preprocessing.h).
+  ModelPreprocessing preprocessing;
 };
 
 // The manifest.json text of `manifest`: one JSON object, a key per line.

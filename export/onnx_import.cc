@@ -325,6 +325,9 @@ StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
   files.model = std::move(model).value();
   ASSIGN_OR_RETURN(files.normalization, ParseManifestNormalization(files.manifest_json, manifest_path));
   RETURN_IF_ERROR(CheckNormalizationMetadata(files, model_path));
+  ASSIGN_OR_RETURN(files.preprocessing, ParseManifestPreprocessing(files.manifest_json, manifest_path));
+  RETURN_IF_ERROR(CheckPreprocessingFitsModel(files.preprocessing, files.model.input_shape, files.model.num_classes,
+                                              manifest_path));
   files.name = manifest.name;
   files.version = manifest.version;
   return files;

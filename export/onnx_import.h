@@ -55,6 +55,9 @@ struct ModelVersionFiles {
   int64_t version = 0;
   ImportedModel model;
   InputNormalization normalization;
+  // The manifest's task, class names and preprocessing (IDX for a manifest
+  // written before they were recorded).
+  ModelPreprocessing preprocessing;
   std::string sha256;  // of model.onnx
   std::string manifest_json;
 };
@@ -63,7 +66,8 @@ struct ModelVersionFiles {
 // must be a tessera-model JSON object whose file_bytes and sha256 match
 // model.onnx (so a version being copied in is refused until complete), and
 // whose normalization agrees with the model's metadata_props when the model
-// has them. NotFound when a file is missing, InvalidArgument otherwise.
+// has them, and whose preprocessing (when there) fits the model's input and
+// classes. NotFound when a file is missing, InvalidArgument otherwise.
 StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir);
 
 }  // namespace tessera

@@ -8,6 +8,7 @@
 
 #include "core/json.h"
 #include "export/onnx_export.h"
+#include "serve/raw_inputs.h"
 
 namespace tessera {
 namespace {
@@ -92,32 +93,9 @@ Status CollectData(const json& data, const std::vector<int64_t>& shape, size_t d
   return OkStatus();
 }
 
-}  // namespace
-
-StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedModel& model) {
-  if (NestingDepth(body) > 16) return InvalidArgumentError("the request's JSON is nested deeper than 16 levels");
-  json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (request.is_discarded()) return InvalidArgumentError("malformed JSON in the request body");
-  if (!request.is_object()) return InvalidArgumentError("the request must be a JSON object");
-  InferRequest out;
-  for (const auto& [key, value] : request.items()) {
-    if (key != "id" && key != "inputs" && key != "outputs" && key != "parameters") {
-      return InvalidArgumentError("unknown request field '" + key + "'");
-    }
-  }
-  if (request.contains("id")) {
-    if (!request["id"].is_string()) return InvalidArgumentError("'id' must be a string");
-    out.has_id = true;
-    out.id = request["id"].get<std::string>();
-  }
-  if (request.contains("parameters") && !request["parameters"].is_object()) {
-    return InvalidArgumentError("'parameters' must be an object");
-  }
-  const json* inputs = request.contains("inputs") ? &request["inputs"] : nullptr;
-  if (inputs == nullptr || !inputs->is_array() || inputs->size() != 1) {
-    return InvalidArgumentError("'inputs' must be an array of exactly one tensor, '" + model.input_name() + "'");
-  }
-  const json& input = (*inputs)[0];
+// The model's own input tensor (already preprocessed, or IDX pixels) into out->x and out->batch.
+Status ParseModelInput(const json& input, const ServedModel& model, InferRequest* out_request) {
+  InferRequest& out = *out_request;
   if (!input.is_object()) return InvalidArgumentError("inputs[0] must be an object");
   for (const auto& [key, value] : input.items()) {
     if (key != "name" && key != "shape" && key != "datatype" && key != "data" && key != "parameters") {
@@ -135,6 +113,13 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   const std::string datatype = input["datatype"].get<std::string>();
   if (datatype != "FP32" && datatype != "UINT8") {
     return InvalidArgumentError("datatype " + datatype.substr(0, 40) + " is not supported: FP32 (normalized) or UINT8 (pixels)");
+  }
+  if (datatype == "UINT8" && model.files().preprocessing.kind != InputKind::kIdx) {
+    return InvalidArgumentError(std::string("datatype UINT8 is for IDX models' pixels; this model takes FP32 (already "
+                                            "preprocessed) or its raw inputs: ") +
+                                (model.files().preprocessing.kind == InputKind::kImage
+                                     ? "'image' (BYTES, base64 PNG or JPEG)"
+                                     : "one input per column"));
   }
   // Shape: [N] + the model's example shape.
   std::vector<int64_t> wanted = {-1};
@@ -184,10 +169,51 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   if (Status valid = model.ValidateInput(out.x.data(), static_cast<int64_t>(out.x.size())); !valid.ok()) {
     return InvalidArgumentError("input '" + name + "': " + valid.message());
   }
+  return OkStatus();
+}
+
+bool HasClassNames(const ServedModel& model) {
+  return static_cast<int>(model.files().preprocessing.class_names.size()) == model.num_classes();
+}
+
+}  // namespace
+
+StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedModel& model) {
+  if (NestingDepth(body) > 16) return InvalidArgumentError("the request's JSON is nested deeper than 16 levels");
+  json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) return InvalidArgumentError("malformed JSON in the request body");
+  if (!request.is_object()) return InvalidArgumentError("the request must be a JSON object");
+  InferRequest out;
+  for (const auto& [key, value] : request.items()) {
+    if (key != "id" && key != "inputs" && key != "outputs" && key != "parameters") {
+      return InvalidArgumentError("unknown request field '" + key + "'");
+    }
+  }
+  if (request.contains("id")) {
+    if (!request["id"].is_string()) return InvalidArgumentError("'id' must be a string");
+    out.has_id = true;
+    out.id = request["id"].get<std::string>();
+  }
+  if (request.contains("parameters") && !request["parameters"].is_object()) {
+    return InvalidArgumentError("'parameters' must be an object");
+  }
+  const json* inputs = request.contains("inputs") ? &request["inputs"] : nullptr;
+  const ModelPreprocessing& preprocessing = model.files().preprocessing;
+  if (inputs != nullptr && UsesRawInputs(*inputs, preprocessing, model.input_name())) {
+    RETURN_IF_ERROR(ParseRawInputs(*inputs, preprocessing, &out.x, &out.batch));
+    if (Status valid = model.ValidateInput(out.x.data(), static_cast<int64_t>(out.x.size())); !valid.ok()) {
+      return InvalidArgumentError(valid.message());
+    }
+  } else {
+    if (inputs == nullptr || !inputs->is_array() || inputs->size() != 1) {
+      return InvalidArgumentError("'inputs' must be an array of exactly one tensor, '" + model.input_name() + "'");
+    }
+    RETURN_IF_ERROR(ParseModelInput((*inputs)[0], model, &out));
+  }
   if (request.contains("outputs")) {
     const json& outputs = request["outputs"];
     if (!outputs.is_array()) return InvalidArgumentError("'outputs' must be an array");
-    out.want_logits = out.want_probabilities = false;
+    out.want_logits = out.want_probabilities = out.want_class_name = false;
     for (const json& o : outputs) {
       if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
         return InvalidArgumentError("each of 'outputs' needs a name");
@@ -197,12 +223,15 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
         out.want_logits = true;
       } else if (wanted_output == kOnnxProbabilitiesName && model.has_probabilities()) {
         out.want_probabilities = true;
+      } else if (wanted_output == kClassNameOutput && HasClassNames(model)) {
+        out.want_class_name = true;
       } else {
         return InvalidArgumentError("unknown output '" + wanted_output.substr(0, 60) + "'");
       }
     }
   }
   if (!model.has_probabilities()) out.want_probabilities = false;
+  if (!HasClassNames(model)) out.want_class_name = false;
   return out;
 }
 
@@ -225,6 +254,19 @@ std::string InferResponseJson(const InferRequest& request, const ServedModel& mo
     outputs.push_back(
         TensorJson(kOnnxProbabilitiesName, shape).AddFloat32s("data", Softmax(logits, model.num_classes())));
   }
+  if (request.want_class_name) {
+    std::vector<std::string> names;
+    const std::vector<std::string>& class_names = model.files().preprocessing.class_names;
+    for (int64_t r = 0; r < request.batch; ++r) {
+      const auto row = logits.begin() + r * model.num_classes();
+      names.push_back(class_names[std::max_element(row, row + model.num_classes()) - row]);
+    }
+    outputs.push_back(JsonObject()
+                          .Add("name", kClassNameOutput)
+                          .Add("datatype", "BYTES")
+                          .Add("shape", std::vector<int64_t>{request.batch})
+                          .Add("data", names));
+  }
   JsonObject response;
   response.Add("model_name", model.name()).Add("model_version", std::to_string(model.version()));
   if (request.has_id) response.Add("id", request.id);
@@ -238,21 +280,33 @@ std::string ModelMetadataJson(const ServedModel& served, const std::vector<int64
   in.insert(in.end(), served.input_shape().begin(), served.input_shape().end());
   JsonObject input;
   input.Add("name", served.input_name()).Add("datatype", "FP32").Add("shape", in);
+  const ModelPreprocessing& preprocessing = served.files().preprocessing;
+  std::vector<JsonObject> inputs = {input};
+  if (preprocessing.kind != InputKind::kIdx) inputs = RawInputsMetadata(preprocessing);
   const std::vector<int64_t> out_shape = {-1, served.num_classes()};
   std::vector<JsonObject> outputs = {TensorJson(kOnnxLogitsName, out_shape)};
   if (served.has_probabilities()) outputs.push_back(TensorJson(kOnnxProbabilitiesName, out_shape));
+  if (HasClassNames(served)) {
+    outputs.push_back(JsonObject().Add("name", kClassNameOutput).Add("datatype", "BYTES").Add(
+        "shape", std::vector<int64_t>{-1}));
+  }
   const InputNormalization& n = served.normalization();
   JsonObject parameters;
   parameters.Add("input_normalization", "(pixel * scale - mean) / std")
       .AddFloat32("scale", static_cast<float>(n.scale))
       .AddFloat32("mean", static_cast<float>(n.mean))
       .AddFloat32("std", static_cast<float>(n.std))
-      .Add("sha256", served.files().sha256);
+      .Add("sha256", served.files().sha256)
+      .Add("preprocessing", InputKindName(preprocessing.kind));
+  if (preprocessing.kind != InputKind::kIdx) {
+    // The model's own tensor, already preprocessed, is still taken in place of the raw inputs.
+    parameters.Add("preprocessed_input", input);
+  }
   JsonObject metadata;
   metadata.Add("name", served.name())
       .Add("versions", version_names)
       .Add("platform", "onnx")
-      .Add("inputs", std::vector<JsonObject>{input})
+      .Add("inputs", inputs)
       .Add("outputs", outputs)
       .Add("parameters", parameters);
   return metadata.ToCompactString();

@@ -1,10 +1,13 @@
 // The KServe v2 REST protocol's JSON (the "Open Inference Protocol"): infer
 // requests parsed and checked against the model they address, responses,
 // model metadata and errors. Tensors travel as JSON: the input "input" as
-// FP32 (already normalized) or UINT8 (raw pixels, normalized here with the
-// model's (pixel * scale - mean) / std), data flat in row-major order or
-// nested as the shape; outputs "logits" and, when the model has them,
-// "probabilities" (softmax of the logits), FP32 [N, classes].
+// FP32 (already normalized) or UINT8 (an IDX model's raw pixels, normalized
+// here with the model's (pixel * scale - mean) / std), data flat in
+// row-major order or nested as the shape; or, for a table or image model,
+// its raw inputs (one per column, or "image" as BYTES: serve/raw_inputs.h)
+// preprocessed here as the manifest says; outputs "logits" and, when the
+// model has them, "probabilities" (softmax of the logits), FP32 [N,
+// classes], and "class_name" (BYTES [N]) when the manifest names the classes.
 #ifndef TESSERA_SERVE_KSERVE_H_
 #define TESSERA_SERVE_KSERVE_H_
 
@@ -24,7 +27,12 @@ struct InferRequest {
   std::vector<float> x;  // batch * input_features, normalized
   bool want_logits = true;
   bool want_probabilities = true;  // only when the model has them
+  bool want_class_name = true;     // only when the manifest names the classes
 };
+
+// The BYTES output [N] of each row's predicted class name (the largest
+// logit's, the first on a tie), for models whose manifest names the classes.
+inline constexpr char kClassNameOutput[] = "class_name";
 
 // InvalidArgument with a message for the client (malformed JSON, wrong
 // input name, datatype, shape, data, or a value the model does not take: an

@@ -2,8 +2,8 @@
 // Fashion-MNIST written here as PNG folders named by class trains well above
 // chance, its metrics name the classes by their folders, a run with
 // augmentation computes exactly what single-process SGD over the same
-// augmented examples does and resumes exactly, the export refuses the
-// model, and a bad folder or image is one line and exit 2 before any
+// augmented examples does and resumes exactly, the export records its
+// preprocessing and predict applies it, and a bad folder or image is one line and exit 2 before any
 // process starts.
 #include <algorithm>
 #include <cmath>
@@ -244,16 +244,27 @@ TEST_F(ImageTrainingTest, ResumeFromTheFirstEpochsEndIsExact) {
   EXPECT_EQ(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
-// Until the export records the image size, channels and normalization, it
-// refuses such a model rather than write one that would read its inputs wrongly.
-TEST_F(ImageTrainingTest, ExportRefusesAnImageFolderModel) {
-  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/images", "--noevaluate"});
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("trained on image folders (data.format IMAGE_FOLDER), and exporting such a model is not "
-                          "supported yet"),
+// The export records the image size, channels and normalization, and
+// `tessera predict` over the test folder (class folders: the labels) applies
+// them: the same accuracy as the export's evaluation through training's reader.
+TEST_F(ImageTrainingTest, ExportRecordsTheImageAndPredictGetsItsAccuracy) {
+  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/images"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string manifest = FileText(*dir_ + "/models/images/1/manifest.json");
+  const nlohmann::json m = nlohmann::json::parse(manifest);
+  EXPECT_EQ(m["preprocessing"]["kind"], "image") << manifest;
+  EXPECT_EQ(m["preprocessing"]["width"], 28);
+  EXPECT_EQ(m["class_names"][0], "Ankle_boot");  // the class folders, sorted
+  const double accuracy = m["test_accuracy"].get<double>();
+  const int examples = kTestPerClass * kClasses;
+  EXPECT_EQ(m["test_examples"], examples);
+  r = RunTessera({"predict", *dir_ + "/models/images", *dir_ + "/test", "--out", *dir_ + "/predictions.csv",
+                  "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const long correct = std::lround(accuracy * examples);
+  EXPECT_NE(r.output.find("(" + std::to_string(correct) + " of " + std::to_string(examples) + ")"),
             std::string::npos)
-      << r.output;
-  EXPECT_FALSE(FileExists(*dir_ + "/models/images/1/model.onnx"));
+      << r.output << " export: " << accuracy;
 }
 
 // ------------------------------------------------------------------ mistakes

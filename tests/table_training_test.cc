@@ -5,6 +5,7 @@
 // process starts.
 #include <zlib.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -123,13 +124,24 @@ TEST_F(TableTrainingTest, ResumeFromACutInsideAnEpochIsExact) {
   EXPECT_EQ(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
-// Until the export records a table's columns and scaling, it refuses such a
-// model rather than write one that would read its inputs wrongly.
-TEST_F(TableTrainingTest, ExportRefusesATableModelItCannotDescribe) {
-  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/table", "--noevaluate"});
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("exporting such a model is not supported yet"), std::string::npos) << r.output;
-  EXPECT_FALSE(FileExists(*dir_ + "/models/table/1/model.onnx"));
+// The export records the columns and their scaling, and `tessera predict`
+// over the test file (gzip'd, with its label column) applies them: the
+// same accuracy as the export's evaluation through training's reader.
+TEST_F(TableTrainingTest, ExportRecordsTheColumnsAndPredictGetsItsAccuracy) {
+  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/table"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string manifest = FileText(*dir_ + "/models/table/1/manifest.json");
+  EXPECT_NE(manifest.find("\"kind\": \"table\""), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"name\": \"pixel784\""), std::string::npos) << manifest;
+  const double accuracy = JsonNumber(manifest, "test_accuracy");
+  EXPECT_EQ(JsonNumber(manifest, "test_examples"), kTestExamples);
+  r = RunTessera({"predict", *dir_ + "/models/table", *dir_ + "/fashion-mnist_test.csv.gz", "--out",
+                  *dir_ + "/predictions.csv", "--workers", "2", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const long correct = std::lround(accuracy * kTestExamples);
+  EXPECT_NE(r.output.find("(" + std::to_string(correct) + " of " + std::to_string(kTestExamples) + ")"),
+            std::string::npos)
+      << r.output << " export: " << accuracy;
 }
 
 // The data is read whole before any process starts: a bad field is one line

@@ -45,7 +45,8 @@ DEFINE_bool(best, false, "export: the run's best checkpoint instead of its newes
                          "best_checkpoint (cut at the end of the epoch with the best validation metric); the "
                          "argument must be a finished run's directory");
 DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy on the spec's test set (needs the "
-                            "data; --noevaluate skips it)");
+                            "data; --noevaluate skips it; a table or image-folder model needs its training data "
+                            "either way, for its scaling and classes)");
 
 namespace tessera {
 namespace {

@@ -1,6 +1,7 @@
 // `tessera predict MODEL_DIR INPUT --out FILE [--workers N]`: batch
-// inference of an exported model over an IDX images file, the predictions
-// as CSV in the input's order (docs/FORMATS.md, "Predictions").
+// inference of an exported model over an IDX images file, a CSV/TSV file (a
+// table model) or image files (an image model; tools/predict_source.h), the
+// predictions as CSV in the input's order (docs/FORMATS.md, "Predictions").
 //
 // With --workers 1 the command runs the model itself; with N > 1 it starts N
 // `tessera predict-worker` children (hidden from `tessera --help`), each
@@ -32,6 +33,7 @@
 #include "tools/command.h"
 #include "tools/predict_pool.h"
 #include "tools/predict_runner.h"
+#include "tools/predict_source.h"
 #include "tools/progress_view.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
@@ -40,7 +42,7 @@ DECLARE_string(out);
 DECLARE_int32(workers);
 DECLARE_int32(batch_size);
 DEFINE_string(labels, "", "predict: an IDX labels file for INPUT; the summary line then gives the accuracy");
-DEFINE_string(range, "", "predict-worker: the images to run, BEGIN:END (END excluded)");
+DEFINE_string(range, "", "predict-worker: the examples to run, BEGIN:END (END excluded)");
 DEFINE_string(test_worker_fault, "",
               "predict, predict-worker: for tests only, left out of --help: crash:I or stall:I (several, "
               "comma-separated) makes the worker whose range holds image I exit 1, or hang until it is killed, "
@@ -102,7 +104,7 @@ class PredictProgress {
   static constexpr auto kLiveEvery = std::chrono::milliseconds(200);
   static constexpr auto kPlainEvery = std::chrono::seconds(5);
   void Print(int64_t done) {
-    std::fprintf(stderr, "%spredicted %lld of %lld images (%d%%)%s", mode_ == ProgressMode::kLive ? "\r" : "",
+    std::fprintf(stderr, "%spredicted %lld of %lld examples (%d%%)%s", mode_ == ProgressMode::kLive ? "\r" : "",
                  static_cast<long long>(done), static_cast<long long>(total_),
                  static_cast<int>(100 * done / std::max<int64_t>(1, total_)), mode_ == ProgressMode::kLive ? "" : "\n");
     std::fflush(stderr);
@@ -209,17 +211,18 @@ int RunPredict(const ParsedArgs& args) {
   const Device check_device = workers > 1 ? Device::kCpu : *device;
   auto model = LoadPredictModel(*version_dir, check_device);
   if (!model.ok()) return UsageError(self, model.status().message());
-  auto input = LoadPredictInput(input_path, model->files.model.input_shape);
+  auto input = OpenPredictSource(input_path, *model);
   if (!input.ok()) return UsageError(self, input.status().message());
-  // Values the model cannot take (an embedding's ids out of range): the user's mistake, before anything runs.
-  if (Status valid = ValidatePredictInput(*model, *input, input_path); !valid.ok()) {
-    return UsageError(self, valid.message());
-  }
-  std::vector<uint8_t> labels;
+  const int64_t count = (*input)->count();
+  std::vector<int> labels = (*input)->labels();
   if (!FLAGS_labels.empty()) {
-    auto read = LoadPredictLabels(FLAGS_labels, input->count, model->model->num_classes());
+    if (model->files.preprocessing.kind != InputKind::kIdx) {
+      return UsageError(self, "--labels names an IDX labels file, for IDX models; this model's input gives its own "
+                              "labels (a table's label column, image class folders)");
+    }
+    auto read = LoadPredictLabels(FLAGS_labels, count, model->model->num_classes());
     if (!read.ok()) return UsageError(self, read.status().message());
-    labels = std::move(read).value();
+    labels.assign(read->begin(), read->end());
   }
   auto self_exe = SelfExecutable();
   if (!self_exe.ok()) return UsageError(self, self_exe.status().message());
@@ -228,13 +231,16 @@ int RunPredict(const ParsedArgs& args) {
 
   const std::atomic<bool>* stop = InstallStopSignals();
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<PredictWorkerRange> ranges = SplitPredictRanges(input->count, batch_size, workers);
+  const std::vector<PredictWorkerRange> ranges = SplitPredictRanges(count, batch_size, workers);
   const int used = static_cast<int>(ranges.size());
-  PredictProgress progress(*mode, input->count);
+  PredictProgress progress(*mode, count);
   const std::string joined = (*temp)->path() + "/predictions.csv";
   std::FILE* file = std::fopen(joined.c_str(), "wb");
   if (file == nullptr) return UsageError(self, "cannot create " + joined + ": " + std::strerror(errno));
-  const std::string header = PredictCsvHeader(model->model->num_classes());
+  const int num_classes = model->model->num_classes();
+  const std::string header =
+      PredictCsvHeader(num_classes, static_cast<int>(model->files.preprocessing.class_names.size()) == num_classes,
+                       (*input)->has_names());
   std::fwrite(header.data(), 1, header.size(), file);
   std::vector<int> classes;
   Status status;
@@ -247,11 +253,11 @@ int RunPredict(const ParsedArgs& args) {
     SetComputeThreads(FLAGS_threads);
     PredictRangeOptions options;
     options.begin = 0;
-    options.end = input->count;
+    options.end = count;
     options.batch_size = batch_size;
     options.on_batch = [&](int64_t done) { progress.Update(done); };
     options.stop = stop;
-    if (status.ok()) status = PredictRange(&*model, *input, options, file, &classes);
+    if (status.ok()) status = PredictRange(&*model, input->get(), options, file, &classes);
   } else {
     PredictPoolOptions options;
     options.executable = *self_exe;
@@ -284,20 +290,21 @@ int RunPredict(const ParsedArgs& args) {
       return kExitInterrupted;
     }
     std::cerr << "tessera predict: " << status.message() << "; " << out << " not written" << std::endl;
-    return kExitFailure;
+    // An input that turns out bad while running (an image that does not decode) is the user's mistake.
+    return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   SyncDirectory(out_dir).IgnoreError();  // the rename is visible; only its durability is in doubt
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  std::string summary = "wrote " + out + ": " + std::to_string(input->count) + " predictions of " +
+  std::string summary = "wrote " + out + ": " + std::to_string(count) + " predictions of " +
                         model->files.name + " version " + std::to_string(model->files.version) + " (" +
                         std::to_string(used) + (used == 1 ? " process" : " workers") + ", " +
                         DoubleText(std::round(seconds * 100) / 100) + " s)";
   if (!labels.empty()) {
     int64_t correct = 0;
-    for (int64_t i = 0; i < input->count; ++i) correct += classes[i] == labels[i];
-    summary += ", accuracy " + DoubleText(static_cast<double>(correct) / input->count) + " (" + std::to_string(correct) +
-               " of " + std::to_string(input->count) + ")";
+    for (int64_t i = 0; i < count; ++i) correct += classes[i] == labels[i];
+    summary += ", accuracy " + DoubleText(static_cast<double>(correct) / count) + " (" + std::to_string(correct) +
+               " of " + std::to_string(count) + ")";
   }
   std::cout << summary << std::endl;
   return kExitOk;
@@ -319,14 +326,14 @@ int RunPredictWorker(const ParsedArgs& args) {
   if (!device.ok()) return fail(device.status());
   auto model = LoadPredictModel(args.positional[0], *device);
   if (!model.ok()) return fail(model.status());
-  auto input = LoadPredictInput(args.positional[1], model->files.model.input_shape);
+  // The parent checked the whole input: a table is not checked again (its rows up to END are
+  // taken as there); IDX values are, so a worker never runs values its model cannot take.
+  auto input = OpenPredictSource(args.positional[1], *model, /*checked_rows=*/end);
   if (!input.ok()) return fail(input.status());
-  if (end > input->count) {
-    return fail(InvalidArgumentError("--range " + FLAGS_range + " is past the " + std::to_string(input->count) +
-                                     " images of " + args.positional[1]));
+  if (end > (*input)->count()) {
+    return fail(InvalidArgumentError("--range " + FLAGS_range + " is past the " + std::to_string((*input)->count()) +
+                                     " examples of " + args.positional[1]));
   }
-  // The parent checked the whole input already; a worker never runs values its model cannot take.
-  if (Status valid = ValidatePredictInput(*model, *input, args.positional[1]); !valid.ok()) return fail(valid);
   MaybeInjectFault(FLAGS_test_worker_fault, begin, end);
   SetComputeThreads(FLAGS_threads);
   std::FILE* file = std::fopen(FLAGS_out.c_str(), "wb");
@@ -337,14 +344,18 @@ int RunPredictWorker(const ParsedArgs& args) {
   options.batch_size = FLAGS_batch_size > 0 ? FLAGS_batch_size : kDefaultBatchSize;
   // Each batch reaches the file at once, so the parent can count the rows.
   options.on_batch = [file](int64_t) { std::fflush(file); };
-  Status status = PredictRange(&*model, *input, options, file, nullptr);
+  Status status = PredictRange(&*model, input->get(), options, file, nullptr);
   // The parent reads the part after this process has exited: no fsync needed.
   const bool flushed = std::fflush(file) == 0 && std::ferror(file) == 0;
   const int flush_errno = errno;
   if (std::fclose(file) != 0 || !flushed) {
     if (status.ok()) status = UnavailableError("cannot write " + FLAGS_out + ": " + std::strerror(flushed ? errno : flush_errno));
   }
-  if (!status.ok()) return fail(status);
+  if (!status.ok()) {
+    fail(status);
+    // The parent tells the user's mistake (an image that does not decode) by this code.
+    return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  }
   return kExitOk;
 }
 

@@ -161,7 +161,10 @@ const std::vector<Command>& Commands() {
        "all at once or not at all.\n"
        "The ONNX input 'input' [N, C, H, W] takes values normalized as in training,\n"
        "(pixel * scale - mean) / std, scale 1/255 for byte images (1 for int32 ones): the manifest\n"
-       "and the model's metadata give scale, mean and std. Output 'logits' [N, 10], and\n"
+       "and the model's metadata give scale, mean and std. A CSV/TSV or image-folder model's input is\n"
+       "preprocessed as its manifest records (the columns with their fill values and scaling, read\n"
+       "again from the training files; the image size, channels, mean and std; the class names), which\n"
+       "tessera predict and tessera serve apply to raw rows and images. Output 'logits' [N, classes], and\n"
        "'probabilities' (softmax; --noprobabilities leaves it out). Optional steps, in this order:\n"
        "--prune-sparsity S prunes: unstructured (the fraction S of all Conv2d/Linear weights of the\n"
        "smallest |w| become 0) or structured (each hidden layer loses the fraction S of its output\n"
@@ -184,7 +187,9 @@ const std::vector<Command>& Commands() {
        "tessera export writes them) and answers the KServe v2 REST protocol: GET /v2/health/live,\n"
        "/v2/health/ready, /v2/models/NAME[/versions/V] (metadata), POST /v2/models/NAME[/versions/V]/infer\n"
        "(the newest version unless V is given; input 'input' as FP32, normalized, or UINT8 pixels, which\n"
-       "the server normalizes with the manifest's mean and std), and GET /metrics (Prometheus). Concurrent\n"
+       "the server normalizes with the manifest's mean and std; a table model also takes one input per\n"
+       "column, FP32/FP64/INT32/INT64, and an image model 'image', BYTES of base64 PNG or JPEG files, both\n"
+       "preprocessed as the manifest says, as tessera predict does), and GET /metrics (Prometheus). Concurrent\n"
        "requests are batched. DIR is scanned every --poll-interval-ms: a new version is loaded completely,\n"
        "then served; requests in flight finish on the version they started with. --port 0 takes a free\n"
        "port; the chosen one is printed as 'serving on HOST:PORT'. Bad requests get a 4xx and one-line\n"
@@ -199,17 +204,23 @@ const std::vector<Command>& Commands() {
        RunServe,
        {{"device", "where models run: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda; int8 models "
                    "run on the CPU whatever this says (default: auto)"}}},
-      {"predict", "classify an IDX file of images with an exported model, in parallel worker processes",
+      {"predict", "classify an IDX file, a CSV/TSV table or image files with an exported model, in parallel",
        "tessera predict MODEL_DIR INPUT --out FILE [--workers N] [--labels LABELS] [flags]\n\n"
        "Runs the model of MODEL_DIR (MODEL_REPO/NAME: its newest version that loads; or one version,\n"
-       "MODEL_REPO/NAME/VERSION, as tessera export writes them) on every image of INPUT (an IDX images\n"
-       "file, gzip or plain, such as t10k-images-idx3-ubyte.gz), normalized with the version's mean and std,\n"
-       "and writes FILE: CSV, a header row, then one row per image in INPUT's order,\n"
-       "'index,class,prob_0,...,prob_9' (the predicted class and the softmax probabilities). With\n"
-       "--workers N, N child processes each run a contiguous part of INPUT; the result is the same for\n"
-       "any N (at the same --batch-size and --threads). FILE appears complete or not at all; on any\n"
-       "failure an existing FILE is left as it was. --labels LABELS (an IDX labels file) adds the\n"
-       "accuracy to the summary line. docs/FORMATS.md describes the file.",
+       "MODEL_REPO/NAME/VERSION, as tessera export writes them) on every example of INPUT, made into\n"
+       "the model's input as training made it (the version's manifest.json says how): for an IDX model\n"
+       "an IDX images file (gzip or plain, such as t10k-images-idx3-ubyte.gz); for a table model a\n"
+       "CSV or TSV file with a header (columns found by name, extra ones ignored; its label column, when\n"
+       "there, gives the accuracy); for an image model a PNG or JPEG file, or a folder: DIR/CLASS/IMAGE\n"
+       "when it holds folders (the classes give the accuracy), else DIR/IMAGE. Writes FILE: CSV, a\n"
+       "header row, then one row per example in INPUT's order, 'index,class,prob_0,...' (the predicted\n"
+       "class and the softmax probabilities), then class_name when the model names its classes and file\n"
+       "for images. With --workers N, N child processes each run a contiguous part of INPUT; the result\n"
+       "is the same for any N (at the same --batch-size and --threads). FILE appears complete or not at\n"
+       "all; on any failure an existing FILE is left as it was. A bad input (a missing column, a field\n"
+       "that is not a number, an image that does not decode) is one line naming it, exit 2.\n"
+       "--labels LABELS (an IDX labels file, IDX models) adds the accuracy to the summary line.\n"
+       "docs/FORMATS.md describes the file.",
        {"out", "workers", "batch_size", "threads", "labels", "progress", "device"},
        RunPredict,
        {{"out", "the CSV file to write (required; its directory must exist)"},

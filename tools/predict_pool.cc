@@ -15,6 +15,9 @@
 namespace tessera {
 namespace {
 
+// A worker's exit code for an input it cannot take (kExitUsage).
+constexpr int kWorkerInputError = 2;
+
 // The last non-empty line of a worker's log (its error), or "".
 std::string LastLine(const std::string& path) {
   auto text = ReadFileToString(path);
@@ -112,6 +115,11 @@ StatusOr<std::vector<std::string>> RunPredictWorkers(const PredictPoolOptions& o
       if (*code != 0) {
         stop_all();
         const std::string last = LastLine(children[k]->log_path());
+        if (*code == kWorkerInputError) {
+          // The worker's one line names the bad input (an image that does not decode).
+          const std::string prefix = "tessera predict-worker: ";
+          return InvalidArgumentError(last.compare(0, prefix.size(), prefix) == 0 ? last.substr(prefix.size()) : last);
+        }
         return InternalError("worker " + std::to_string(k + 1) + " of " + std::to_string(n) + " (images " +
                              std::to_string(ranges[k].begin) + ".." + std::to_string(ranges[k].end - 1) + ") " +
                              (*code > 128 ? "was killed by signal " + std::to_string(*code - 128)

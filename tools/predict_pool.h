@@ -48,7 +48,9 @@ struct PredictPoolOptions {
 // files in range order once every worker has exited 0. When one fails (exit
 // code other than 0, or killed), the others are stopped (SIGTERM, SIGKILL
 // after a second) and reaped before it returns Internal: "worker K of N
-// (images B..E) exited with code C: LAST LINE OF ITS LOG". Aborted, with
+// (images B..E) exited with code C: LAST LINE OF ITS LOG", or
+// InvalidArgument with that line when the worker exited 2 (an input it
+// could not take, an image that does not decode). Aborted, with
 // every worker stopped, once *stop is set.
 StatusOr<std::vector<std::string>> RunPredictWorkers(const PredictPoolOptions& options,
                                                      const std::vector<PredictWorkerRange>& ranges);

@@ -18,6 +18,7 @@
 #include "core/file_util.h"
 #include "export/model_repository_layout.h"
 #include "export/runtime_model.h"
+#include "tools/predict_source.h"
 
 namespace tessera {
 namespace {
@@ -118,10 +119,22 @@ StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_
   return std::move(labels.data);
 }
 
-std::string PredictCsvHeader(int num_classes) {
+std::string PredictCsvHeader(int num_classes, bool class_name, bool file) {
   std::string header = "index,class";
   for (int k = 0; k < num_classes; ++k) header += ",prob_" + std::to_string(k);
+  if (class_name) header += ",class_name";
+  if (file) header += ",file";
   return header + "\n";
+}
+
+std::string CsvField(const std::string& field) {
+  if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
+  std::string quoted = "\"";
+  for (char c : field) {
+    quoted += c;
+    if (c == '"') quoted += '"';
+  }
+  return quoted + "\"";
 }
 
 PixelNormalization PredictPixelNormalization(const InputNormalization& n) {
@@ -169,12 +182,11 @@ Status ValidatePredictInput(const PredictModel& model, const PredictInput& input
   return OkStatus();
 }
 
-Status PredictRange(PredictModel* model, const PredictInput& input, const PredictRangeOptions& options, std::FILE* out,
+Status PredictRange(PredictModel* model, PredictSource* source, const PredictRangeOptions& options, std::FILE* out,
                     std::vector<int>* classes) {
-  const PixelNormalization norm = PredictPixelNormalization(model->files.normalization);
-  const float a = norm.a, b = norm.b;
   const int classes_per_row = model->model->num_classes();
-  const int64_t size = input.example_size;
+  const std::vector<std::string>& names = model->files.preprocessing.class_names;
+  const bool class_name = static_cast<int>(names.size()) == classes_per_row;
   const int64_t batch_size = std::max<int64_t>(1, options.batch_size);
   std::vector<float> x;
   std::vector<double> e(classes_per_row);
@@ -182,14 +194,7 @@ Status PredictRange(PredictModel* model, const PredictInput& input, const Predic
   for (int64_t first = options.begin; first < options.end; first += batch_size) {
     if (options.stop != nullptr && options.stop->load()) return AbortedError("stopped");
     const int64_t count = std::min(batch_size, options.end - first);
-    x.resize(count * size);
-    if (input.images.type == kIdxInt32) {
-      const int32_t* values = input.images.ints.data() + first * size;
-      for (int64_t i = 0; i < count * size; ++i) x[i] = static_cast<float>(values[i]) * a + b;
-    } else {
-      const uint8_t* pixels = input.images.data.data() + first * size;
-      for (int64_t i = 0; i < count * size; ++i) x[i] = static_cast<float>(pixels[i]) * a + b;
-    }
+    RETURN_IF_ERROR(source->Read(first, count, &x));
     const float* logits = model->model->Infer(x.data(), count);
     if (logits == nullptr) return InternalError("the model gave no logits");
     text.clear();
@@ -205,6 +210,8 @@ Status PredictRange(PredictModel* model, const PredictInput& input, const Predic
         text += ',';
         AppendFloat(&text, static_cast<float>(e[k] / sum));
       }
+      if (class_name) text += ',' + CsvField(names[best]);
+      if (source->has_names()) text += ',' + CsvField(source->Name(first + r));
       text += '\n';
       if (classes != nullptr) classes->push_back(best);
     }

@@ -21,6 +21,8 @@
 
 namespace tessera {
 
+class PredictSource;  // tools/predict_source.h
+
 // MODEL_DIR as the user gives it: a version directory (it holds
 // manifest.json) is taken as it is; a model directory MODEL_REPO/NAME gives
 // its newest version that reads completely (ReadModelVersion), as `tessera
@@ -66,8 +68,13 @@ Status ValidatePredictInput(const PredictModel& model, const PredictInput& input
 // Reads an IDX labels file of exactly `count` labels, each < num_classes.
 StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_t count, int num_classes);
 
-// "index,class,prob_0,...,prob_K-1\n".
-std::string PredictCsvHeader(int num_classes);
+// "index,class,prob_0,...,prob_K-1\n", then ",class_name" when the model
+// names its classes and ",file" when the input's examples are files.
+std::string PredictCsvHeader(int num_classes, bool class_name = false, bool file = false);
+
+// `field` as a CSV field: as it is, or in double quotes (quotes doubled)
+// when it holds a comma, a quote or a line end (RFC 4180).
+std::string CsvField(const std::string& field);
 
 struct PredictRangeOptions {
   int64_t begin = 0, end = 0;  // images [begin, end) of the input
@@ -78,12 +85,14 @@ struct PredictRangeOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
-// Runs the images of the range through the model (normalized as the
-// workers normalize training data, with the version's scale, mean and std)
-// and writes one CSV row each to `out`, in order. Each row's class is also
-// appended to *classes when not null. Internal when the model gives no
-// logits; Unavailable when writing fails.
-Status PredictRange(PredictModel* model, const PredictInput& input, const PredictRangeOptions& options, std::FILE* out,
+// Runs the examples of the range through the model (made into inputs as
+// training made them: predict_source.h) and writes one CSV row each to
+// `out`, in order, with the class name when the model's manifest names its
+// classes and the file when the source's examples are files. Each row's
+// class is also appended to *classes when not null. The source's error (an
+// image that does not decode: InvalidArgument); Internal when the model
+// gives no logits; Unavailable when writing fails.
+Status PredictRange(PredictModel* model, PredictSource* source, const PredictRangeOptions& options, std::FILE* out,
                     std::vector<int>* classes);
 
 // Reads CSV rows of images [begin, end) written by PredictRange (no header)

@@ -1,0 +1,82 @@
+#include "export/export_data.h"
+
+#include "core/csv_reader.h"
+#include "core/image_folder_data.h"
+#include "core/table_data.h"
+#include "scheduler/job_shape.h"
+
+namespace tessera {
+namespace {
+
+// The header names of the training files' label and feature columns, in the
+// order the table's TableData gives them.
+StatusOr<TablePreprocessing> DescribeTablePreprocessing(const proto::DataSpec& data, const proto::TableData& table) {
+  const std::vector<std::string> files = TableFiles(data, Split::kTraining);
+  if (files.empty()) return InvalidArgumentError("data.train_files is empty");
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, CsvReader::Open(files[0], TableCsvOptions(data)));
+  const std::vector<std::string>& header = reader->Columns();
+  TablePreprocessing t;
+  t.format = data.format() == proto::DataSpec::TSV ? "tsv" : "csv";
+  t.label_column = data.table().label_column();
+  t.scaling = data.table().scaling() == proto::TableSpec::STANDARDIZE ? "standardize" : "none";
+  for (int f = 0; f < table.feature_columns_size(); ++f) {
+    const int index = table.feature_columns(f);
+    if (index < 0 || index >= static_cast<int>(header.size())) {
+      return DataLossError(files[0] + ": its header changed while the export read it");
+    }
+    TableColumn& c = t.columns.emplace_back();
+    c.name = header[index];
+    c.fill_value = data.table().fill_value();
+    c.shift = table.shift(f);
+    c.scale = table.scale(f);
+  }
+  return t;
+}
+
+ImagePreprocessing DescribeImagePreprocessing(const proto::ImageSpec& image) {
+  ImagePreprocessing i;
+  i.width = image.width();
+  i.height = image.height();
+  i.channels = image.channels();
+  i.mean = ImageChannelMeans(image);
+  i.std = ImageChannelStds(image);
+  return i;
+}
+
+}  // namespace
+
+bool IsExportDataFormat(const proto::DataSpec& data) { return IsTableFormat(data) || IsImageFolderFormat(data); }
+
+StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples) {
+  auto shape = PlanJob(spec);
+  if (!shape.ok()) {
+    return shape.status().WithContext("reading the job's data for its preprocessing");
+  }
+  if (trained_examples > 0 && shape->train_examples != trained_examples) {
+    return InvalidArgumentError("the training data holds " + std::to_string(shape->train_examples) +
+                                " training examples now, and the checkpoint's job trained on " +
+                                std::to_string(trained_examples) +
+                                ": it changed since, and the preprocessing read from it now would not be training's");
+  }
+  ExportData out;
+  out.map = MakeClusterMap(spec, *shape, /*server_addresses=*/{}, JobStart());
+  out.num_classes = shape->num_classes;
+  out.preprocessing.class_names = shape->class_names;
+  const proto::DataSpec& data = spec.data();
+  if (IsTableFormat(data)) {
+    out.preprocessing.kind = InputKind::kTable;
+    ASSIGN_OR_RETURN(out.preprocessing.table, DescribeTablePreprocessing(data, out.map.table_data()));
+    out.input_shape = {static_cast<int64_t>(out.preprocessing.table.columns.size())};
+  } else {
+    out.preprocessing.kind = InputKind::kImage;
+    out.preprocessing.image = DescribeImagePreprocessing(data.image());
+    out.input_shape = ImageExampleShape(data.image());
+  }
+  return out;
+}
+
+StatusOr<std::unique_ptr<ExampleReader>> OpenExportReader(const ExportData& data, Split split) {
+  return OpenExampleReader(data.map.spec().data(), data.map, split);
+}
+
+}  // namespace tessera

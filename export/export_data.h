@@ -1,0 +1,55 @@
+// The data of a table (CSV/TSV) or image-folder job being exported, as its
+// workers saw it: the job planned again from its spec exactly as the
+// scheduler plans it (scheduler/job_shape.h's PlanJob: the table read whole
+// for its blocks, classes and each feature's scaling, which the checkpoint
+// does not carry; the image folders listed for their classes), the readers
+// training uses over it (worker/example_reader.h's OpenExampleReader), and
+// the preprocessing the export records in its manifest
+// (export/model_preprocessing.h). IDX jobs do not come here: the export
+// reads their files through core/dataset.h as before.
+// Functions and values: thread-compatible.
+#ifndef TESSERA_EXPORT_EXPORT_DATA_H_
+#define TESSERA_EXPORT_EXPORT_DATA_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/spec.h"
+#include "core/status.h"
+#include "export/model_preprocessing.h"
+#include "models/layer.h"
+#include "proto/job.pb.h"
+#include "proto/wire.pb.h"
+#include "worker/example_reader.h"
+
+namespace tessera {
+
+struct ExportData {
+  proto::ClusterMap map;  // what a worker gets: the spec, counts, table blocks or folder digests
+  Shape input_shape;      // one example's
+  int num_classes = 0;
+  ModelPreprocessing preprocessing;  // kind kTable or kImage, with the class names
+};
+
+// True for the formats PlanExportData handles (CSV, TSV, IMAGE_FOLDER).
+bool IsExportDataFormat(const proto::DataSpec& data);
+
+// Plans `spec`'s data as the scheduler does and describes its preprocessing.
+// `trained_examples`, when > 0, is the training examples the checkpoint's
+// job had (its manifest's examples_per_epoch): the training files must still
+// hold as many, or the scaling read from them now would not be training's.
+// REQUIRES: IsExportDataFormat(spec.data()). InvalidArgument (naming the
+// file, line and column for a bad record; or the counts, for training files
+// that changed) or NotFound when the data cannot be read: the export needs
+// the training data of such a job even without evaluating, since its
+// scaling and classes come from it.
+StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples);
+
+// A reader of `split` over data planned by PlanExportData: the test split
+// for evaluation, the training split for int8 calibration.
+StatusOr<std::unique_ptr<ExampleReader>> OpenExportReader(const ExportData& data, Split split);
+
+}  // namespace tessera
+
+#endif  // TESSERA_EXPORT_EXPORT_DATA_H_

@@ -1,0 +1,253 @@
+#include "export/model_preprocessing.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+namespace tessera {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kMaxImageSidePixels = 4096;
+constexpr size_t kMaxColumns = 1 << 20;
+constexpr size_t kMaxClasses = 1 << 16;
+
+JsonObject TableJson(const TablePreprocessing& t) {
+  JsonArray columns;
+  for (const TableColumn& c : t.columns) {
+    columns.Add(JsonObject()
+                    .Add("name", c.name)
+                    .Add("kind", c.kind)
+                    .AddFloat32("fill_value", c.fill_value)
+                    .AddFloat32("shift", c.shift)
+                    .AddFloat32("scale", c.scale));
+  }
+  return JsonObject()
+      .Add("kind", "table")
+      .Add("format", t.format)
+      .Add("header", true)
+      .Add("label_column", t.label_column)
+      .Add("scaling", t.scaling)
+      .Add("scaling_computed_from", "the training records, read again at export as the scheduler read them")
+      .Add("formula", "x = (v - shift) * scale in float32, v the field parsed as a float32 or fill_value when empty")
+      .Add("columns", columns);
+}
+
+JsonObject ImageJson(const ImagePreprocessing& i) {
+  return JsonObject()
+      .Add("kind", "image")
+      .Add("width", i.width)
+      .Add("height", i.height)
+      .Add("channels", i.channels)
+      .Add("channel_order", i.channels == 3 ? "RGB" : "gray")
+      .Add("layout", "CHW")
+      .Add("resize", "center_crop_then_resize")
+      .Add("resize_rule", "the largest centered box of width:height, resized by area averaging to shrink and "
+                          "bilinear to enlarge, exact integer arithmetic (docs/FORMATS.md, Image folders)")
+      .Add("formula", "x = (sample / 255 - mean[c]) / std[c]")
+      .AddFloat32s("mean", i.mean)
+      .AddFloat32s("std", i.std);
+}
+
+// The field `key` of `object` as the type `check` accepts; InvalidArgument
+// naming it otherwise.
+StatusOr<const json*> Field(const json& object, const std::string& key, bool (json::*check)() const,
+                            const char* type, const std::string& where) {
+  auto it = object.find(key);
+  if (it == object.end() || !((*it).*check)()) {
+    return InvalidArgumentError(where + ": '" + key + "' must be " + type);
+  }
+  return &*it;
+}
+
+StatusOr<std::string> StringField(const json& object, const std::string& key, const std::string& where) {
+  ASSIGN_OR_RETURN(const json* v, Field(object, key, &json::is_string, "a string", where));
+  return v->get<std::string>();
+}
+
+// A finite number that is a float32.
+StatusOr<float> FloatField(const json& object, const std::string& key, const std::string& where) {
+  ASSIGN_OR_RETURN(const json* v, Field(object, key, &json::is_number, "a number", where));
+  const double d = v->get<double>();
+  if (!std::isfinite(d) || std::fabs(d) > std::numeric_limits<float>::max()) {
+    return InvalidArgumentError(where + ": '" + key + "' must be a finite float32, got " + v->dump());
+  }
+  return static_cast<float>(d);
+}
+
+StatusOr<int> IntField(const json& object, const std::string& key, int low, int high, const std::string& where) {
+  ASSIGN_OR_RETURN(const json* v, Field(object, key, &json::is_number_integer, "an integer", where));
+  const int64_t i = v->get<int64_t>();
+  if (i < low || i > high) {
+    return InvalidArgumentError(where + ": '" + key + "' must be in [" + std::to_string(low) + ", " +
+                                std::to_string(high) + "], got " + std::to_string(i));
+  }
+  return static_cast<int>(i);
+}
+
+StatusOr<std::vector<float>> FloatArray(const json& object, const std::string& key, const std::string& where) {
+  ASSIGN_OR_RETURN(const json* v, Field(object, key, &json::is_array, "an array", where));
+  std::vector<float> out;
+  for (size_t i = 0; i < v->size(); ++i) {
+    json item = json::object({{"v", (*v)[i]}});
+    ASSIGN_OR_RETURN(const float f, FloatField(item, "v", where + " " + key + "[" + std::to_string(i) + "]"));
+    out.push_back(f);
+  }
+  return out;
+}
+
+StatusOr<TableColumn> ParseColumn(const json& c, const std::string& where) {
+  if (!c.is_object()) return InvalidArgumentError(where + " must be an object");
+  TableColumn column;
+  ASSIGN_OR_RETURN(column.name, StringField(c, "name", where));
+  if (column.name.empty()) return InvalidArgumentError(where + ": 'name' must not be empty");
+  ASSIGN_OR_RETURN(column.kind, StringField(c, "kind", where));
+  if (column.kind != "numeric") {
+    return InvalidArgumentError(where + ": kind \"" + column.kind.substr(0, 40) +
+                                "\" is not supported by this version of Tessera (numeric only)");
+  }
+  ASSIGN_OR_RETURN(column.fill_value, FloatField(c, "fill_value", where));
+  ASSIGN_OR_RETURN(column.shift, FloatField(c, "shift", where));
+  ASSIGN_OR_RETURN(column.scale, FloatField(c, "scale", where));
+  return column;
+}
+
+StatusOr<TablePreprocessing> ParseTable(const json& p, const std::string& where) {
+  TablePreprocessing t;
+  ASSIGN_OR_RETURN(t.format, StringField(p, "format", where));
+  if (t.format != "csv" && t.format != "tsv") {
+    return InvalidArgumentError(where + ": 'format' must be \"csv\" or \"tsv\", got \"" + t.format.substr(0, 40) + "\"");
+  }
+  ASSIGN_OR_RETURN(t.label_column, StringField(p, "label_column", where));
+  ASSIGN_OR_RETURN(t.scaling, StringField(p, "scaling", where));
+  ASSIGN_OR_RETURN(const json* columns, Field(p, "columns", &json::is_array, "an array", where));
+  if (columns->empty() || columns->size() > kMaxColumns) {
+    return InvalidArgumentError(where + ": 'columns' must hold 1 to " + std::to_string(kMaxColumns) + " columns");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < columns->size(); ++i) {
+    ASSIGN_OR_RETURN(TableColumn c, ParseColumn((*columns)[i], where + " columns[" + std::to_string(i) + "]"));
+    if (!names.insert(c.name).second || c.name == t.label_column) {
+      return InvalidArgumentError(where + ": column '" + c.name.substr(0, 60) +
+                                  "' is named twice, or is the label column");
+    }
+    t.columns.push_back(std::move(c));
+  }
+  return t;
+}
+
+StatusOr<ImagePreprocessing> ParseImage(const json& p, const std::string& where) {
+  ImagePreprocessing i;
+  ASSIGN_OR_RETURN(i.width, IntField(p, "width", 1, kMaxImageSidePixels, where));
+  ASSIGN_OR_RETURN(i.height, IntField(p, "height", 1, kMaxImageSidePixels, where));
+  ASSIGN_OR_RETURN(i.channels, IntField(p, "channels", 1, 3, where));
+  if (i.channels == 2) return InvalidArgumentError(where + ": 'channels' must be 1 or 3, got 2");
+  ASSIGN_OR_RETURN(i.mean, FloatArray(p, "mean", where));
+  ASSIGN_OR_RETURN(i.std, FloatArray(p, "std", where));
+  if (static_cast<int>(i.mean.size()) != i.channels || static_cast<int>(i.std.size()) != i.channels) {
+    return InvalidArgumentError(where + ": 'mean' and 'std' must hold one value per channel (" +
+                                std::to_string(i.channels) + "), got " + std::to_string(i.mean.size()) + " and " +
+                                std::to_string(i.std.size()));
+  }
+  for (float s : i.std) {
+    if (!(s > 0)) return InvalidArgumentError(where + ": every 'std' must be > 0");
+  }
+  return i;
+}
+
+StatusOr<std::vector<std::string>> ParseClassNames(const json& manifest, const std::string& path) {
+  std::vector<std::string> names;
+  auto it = manifest.find("class_names");
+  if (it == manifest.end()) return names;
+  if (!it->is_array() || it->size() > kMaxClasses) {
+    return InvalidArgumentError(path + ": 'class_names' must be an array of at most " + std::to_string(kMaxClasses) +
+                                " strings");
+  }
+  for (const json& name : *it) {
+    if (!name.is_string()) return InvalidArgumentError(path + ": 'class_names' must hold strings");
+    names.push_back(name.get<std::string>());
+  }
+  return names;
+}
+
+}  // namespace
+
+proto::ImageSpec ImagePreprocessing::ToImageSpec() const {
+  proto::ImageSpec spec;
+  spec.set_width(width);
+  spec.set_height(height);
+  spec.set_channels(channels);
+  for (float m : mean) spec.add_mean(m);
+  for (float s : std) spec.add_std(s);
+  return spec;
+}
+
+const char* InputKindName(InputKind kind) {
+  switch (kind) {
+    case InputKind::kTable: return "table";
+    case InputKind::kImage: return "image";
+    case InputKind::kIdx: break;
+  }
+  return "idx";
+}
+
+JsonObject PreprocessingJson(const ModelPreprocessing& p) {
+  if (p.kind == InputKind::kTable) return TableJson(p.table);
+  if (p.kind == InputKind::kImage) return ImageJson(p.image);
+  return JsonObject().Add("kind", "idx").Add("formula", "x = (pixel * scale - mean) / std, the manifest's normalization");
+}
+
+StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text, const std::string& path) {
+  const json manifest = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (manifest.is_discarded() || !manifest.is_object()) return InvalidArgumentError(path + " is not a JSON object");
+  ModelPreprocessing p;
+  if (manifest.contains("task")) {
+    ASSIGN_OR_RETURN(p.task, StringField(manifest, "task", path));
+    if (p.task != "classification") {
+      return InvalidArgumentError(path + ": task \"" + p.task.substr(0, 40) +
+                                  "\" is not supported by this version of Tessera (classification only)");
+    }
+  }
+  ASSIGN_OR_RETURN(p.class_names, ParseClassNames(manifest, path));
+  auto pre = manifest.find("preprocessing");
+  if (pre == manifest.end()) return p;  // written before preprocessing was recorded: IDX
+  const std::string where = path + " preprocessing";
+  if (!pre->is_object()) return InvalidArgumentError(where + " must be an object");
+  ASSIGN_OR_RETURN(const std::string kind, StringField(*pre, "kind", where));
+  if (kind == "table") {
+    p.kind = InputKind::kTable;
+    ASSIGN_OR_RETURN(p.table, ParseTable(*pre, where));
+  } else if (kind == "image") {
+    p.kind = InputKind::kImage;
+    ASSIGN_OR_RETURN(p.image, ParseImage(*pre, where));
+  } else if (kind != "idx") {
+    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\" or \"image\", got \"" + kind.substr(0, 40) +
+                                "\"");
+  }
+  return p;
+}
+
+Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
+                                   int num_classes, const std::string& path) {
+  if (!p.class_names.empty() && static_cast<int>(p.class_names.size()) != num_classes) {
+    return InvalidArgumentError(path + ": 'class_names' names " + std::to_string(p.class_names.size()) +
+                                " classes, the model has " + std::to_string(num_classes));
+  }
+  if (p.kind == InputKind::kTable &&
+      (input_shape.size() != 1 || input_shape[0] != static_cast<int64_t>(p.table.columns.size()))) {
+    return InvalidArgumentError(path + ": preprocessing lists " + std::to_string(p.table.columns.size()) +
+                                " columns, the model does not take that many features");
+  }
+  if (p.kind == InputKind::kImage &&
+      input_shape != std::vector<int64_t>{p.image.channels, p.image.height, p.image.width}) {
+    return InvalidArgumentError(path + ": preprocessing makes images of " + std::to_string(p.image.channels) + "x" +
+                                std::to_string(p.image.height) + "x" + std::to_string(p.image.width) +
+                                ", not the model's input shape");
+  }
+  return OkStatus();
+}
+
+}  // namespace tessera

@@ -1,0 +1,93 @@
+// What an exported model's inputs were before the model saw them: the
+// manifest's "task", "class_names" and "preprocessing" (docs/FORMATS.md,
+// "manifest.json"), so that `tessera predict` and `tessera serve` turn raw
+// data into model inputs exactly as training did.
+//
+//   - IDX (and every manifest written before these fields): the input is
+//     the model's own tensor; bytes are normalized with the manifest's
+//     top-level "normalization" (export/model_repository_layout.h).
+//   - table (CSV/TSV): the feature columns in the model's input order, each
+//     with its kind (only "numeric" so far), its fill value (what an empty
+//     field becomes) and its scaling x = (v - shift) * scale, float32
+//     arithmetic as training's ReadTableBlock does it.
+//   - image (image folders): width, height, channels (1: gray, 3: RGB in
+//     channel order R, G, B), each channel's mean and std, and the resize
+//     rule (the centered crop of the target's aspect ratio, resized:
+//     core/image_decode.h's ResizeTo), as training's evaluation does it.
+//
+// This file owns the fields and their JSON (written and parsed, every value
+// of an untrusted file checked); export/input_transform.h applies them.
+// Plain values and functions without state: thread-safe.
+#ifndef TESSERA_EXPORT_MODEL_PREPROCESSING_H_
+#define TESSERA_EXPORT_MODEL_PREPROCESSING_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+enum class InputKind { kIdx, kTable, kImage };
+
+// One feature column of a table model, in the model's input order.
+struct TableColumn {
+  std::string name;               // the header's name; unique, not empty
+  std::string kind = "numeric";   // the only kind so far; room for "categorical"
+  float fill_value = 0;           // an empty field's value, before scaling
+  float shift = 0, scale = 1;     // x = (v - shift) * scale; finite
+};
+
+struct TablePreprocessing {
+  std::string format = "csv";  // "csv" or "tsv": the training files' delimiter
+  std::string label_column;    // the training files' label column
+  std::string scaling = "standardize";  // "standardize" or "none", how shift/scale were found
+  std::vector<TableColumn> columns;
+};
+
+struct ImagePreprocessing {
+  int width = 0, height = 0;  // in [1, 4096]
+  int channels = 1;           // 1 (gray) or 3 (RGB)
+  std::vector<float> mean, std;  // one per channel; each std > 0
+
+  // The ImageSpec that training's WriteImageExample takes (no augmentation).
+  proto::ImageSpec ToImageSpec() const;
+};
+
+struct ModelPreprocessing {
+  InputKind kind = InputKind::kIdx;
+  // "classification" (softmax over the classes) is the only task so far.
+  std::string task = "classification";
+  // One per class; empty when the manifest names none (old manifests, IDX).
+  std::vector<std::string> class_names;
+  TablePreprocessing table;  // kind kTable only
+  ImagePreprocessing image;  // kind kImage only
+};
+
+// "idx", "table" or "image".
+const char* InputKindName(InputKind kind);
+
+// The manifest's "preprocessing" object of `p`.
+JsonObject PreprocessingJson(const ModelPreprocessing& p);
+
+// Reads "task", "class_names" and "preprocessing" of a manifest.json (read
+// from `path`, which errors name). A manifest without "preprocessing" (one
+// written before it existed) is an IDX model's, task classification, no
+// class names. InvalidArgument, naming the field, for a value of the wrong
+// type or out of range: an unknown task or kind, a column without a name or
+// named twice, a non-finite fill, shift or scale, an image size outside
+// [1, 4096], channels not 1 or 3, mean/std not one per channel or std <= 0.
+StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& json, const std::string& path);
+
+// OK when `p` fits a model of `input_shape` with `num_classes` outputs: a
+// table's columns are its [F] features, an image's [C, H, W] its shape, the
+// class names (when given) one per class. InvalidArgument naming `path`.
+Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
+                                   int num_classes, const std::string& path);
+
+}  // namespace tessera
+
+#endif  // TESSERA_EXPORT_MODEL_PREPROCESSING_H_

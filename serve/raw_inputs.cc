@@ -1,0 +1,203 @@
+#include "serve/raw_inputs.h"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "export/input_transform.h"
+#include "serve/base64.h"
+
+namespace tessera {
+namespace {
+
+using nlohmann::json;
+
+// A JSON value for a message: its text (at most 40 characters) or its type.
+std::string Shown(const json& v) {
+  if (v.is_structured()) return std::string("an ") + v.type_name();
+  return v.dump().substr(0, 40);
+}
+
+// One input's header: its name, datatype and N of shape [N] or [N, 1].
+struct RawInput {
+  std::string name, datatype;
+  int64_t rows = 0;
+  const json* data = nullptr;
+};
+
+StatusOr<RawInput> ParseRawInput(const json& input, size_t index) {
+  const std::string where = "inputs[" + std::to_string(index) + "]";
+  if (!input.is_object()) return InvalidArgumentError(where + " must be an object");
+  for (const auto& [key, value] : input.items()) {
+    if (key != "name" && key != "shape" && key != "datatype" && key != "data" && key != "parameters") {
+      return InvalidArgumentError("unknown field '" + key.substr(0, 40) + "' in " + where);
+    }
+  }
+  RawInput out;
+  if (!input.contains("name") || !input["name"].is_string()) return InvalidArgumentError(where + ".name must be a string");
+  out.name = input["name"].get<std::string>();
+  if (!input.contains("datatype") || !input["datatype"].is_string()) {
+    return InvalidArgumentError("input '" + out.name + "': datatype must be a string");
+  }
+  out.datatype = input["datatype"].get<std::string>();
+  std::vector<int64_t> shape;
+  if (input.contains("shape") && input["shape"].is_array()) {
+    for (const json& d : input["shape"]) shape.push_back(d.is_number_integer() ? d.get<int64_t>() : -1);
+  }
+  if (shape.empty() || shape.size() > 2 || shape[0] < 1 || (shape.size() == 2 && shape[1] != 1)) {
+    return InvalidArgumentError("input '" + out.name + "': expected shape [N] or [N,1] with N >= 1, found " +
+                                (input.contains("shape") ? input["shape"].dump().substr(0, 40) : std::string("none")));
+  }
+  out.rows = shape[0];
+  if (!input.contains("data") || !input["data"].is_array()) {
+    return InvalidArgumentError("input '" + out.name + "': data must be an array");
+  }
+  out.data = &input["data"];
+  if (static_cast<int64_t>(out.data->size()) != out.rows) {
+    return InvalidArgumentError("input '" + out.name + "': data holds " + std::to_string(out.data->size()) +
+                                " elements, the shape says " + std::to_string(out.rows));
+  }
+  return out;
+}
+
+// Element `row` of `in` ([N] flat, or [N, 1] nested one deep).
+const json& Element(const RawInput& in, int64_t row) {
+  const json& v = (*in.data)[row];
+  return v.is_array() && v.size() == 1 ? v[0] : v;
+}
+
+// One table value: nullopt for null (a missing value), else the number as a float32.
+StatusOr<std::optional<float>> TableValue(const RawInput& in, int64_t row) {
+  const json& v = Element(in, row);
+  if (v.is_null()) return std::optional<float>();
+  const std::string where = "input '" + in.name + "' element " + std::to_string(row);
+  const bool integer = in.datatype == "INT32" || in.datatype == "INT64";
+  if (integer ? !v.is_number_integer() : !v.is_number()) {
+    return InvalidArgumentError(where + ": expected " + (integer ? "an integer" : "a number") + " (" + in.datatype +
+                                ") or null, found " + Shown(v));
+  }
+  if (in.datatype == "INT32" && (v.get<int64_t>() < std::numeric_limits<int32_t>::min() ||
+                                 v.get<int64_t>() > std::numeric_limits<int32_t>::max())) {
+    return InvalidArgumentError(where + ": " + Shown(v) + " is not an INT32");
+  }
+  const double d = integer ? static_cast<double>(v.get<int64_t>()) : v.get<double>();
+  if (!std::isfinite(d) || std::fabs(d) > std::numeric_limits<float>::max()) {
+    return InvalidArgumentError(where + ": " + Shown(v) + " is not within float32's range");
+  }
+  return std::optional<float>(static_cast<float>(d));
+}
+
+std::string ColumnList(const TablePreprocessing& t) {
+  std::string list;
+  for (size_t i = 0; i < t.columns.size() && i < 10; ++i) list += (i ? ", " : "") + t.columns[i].name;
+  if (t.columns.size() > 10) list += ", ... (" + std::to_string(t.columns.size()) + " columns)";
+  return list;
+}
+
+Status ParseTableInputs(const json& inputs, const TablePreprocessing& t, std::vector<float>* x, int64_t* batch) {
+  std::map<std::string, size_t> column_of;
+  for (size_t c = 0; c < t.columns.size(); ++c) column_of[t.columns[c].name] = c;
+  std::vector<std::optional<RawInput>> by_column(t.columns.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSIGN_OR_RETURN(RawInput in, ParseRawInput(inputs[i], i));
+    auto it = column_of.find(in.name);
+    if (it == column_of.end()) {
+      return InvalidArgumentError("unknown input '" + in.name.substr(0, 60) + "': the model's inputs are its columns " +
+                                  ColumnList(t) + " (or its preprocessed tensor 'input')");
+    }
+    if (by_column[it->second].has_value()) return InvalidArgumentError("input '" + in.name + "' is given twice");
+    if (in.datatype != "FP32" && in.datatype != "FP64" && in.datatype != "INT32" && in.datatype != "INT64") {
+      return InvalidArgumentError("input '" + in.name + "': expected datatype FP32, FP64, INT32 or INT64, found " +
+                                  in.datatype.substr(0, 40));
+    }
+    by_column[it->second] = std::move(in);
+  }
+  for (size_t c = 0; c < t.columns.size(); ++c) {
+    if (!by_column[c].has_value()) {
+      return InvalidArgumentError("missing input '" + t.columns[c].name + "' (column " + std::to_string(c) +
+                                  " of the model's " + std::to_string(t.columns.size()) + ")");
+    }
+    if (by_column[c]->rows != by_column[0]->rows) {
+      return InvalidArgumentError("input '" + t.columns[c].name + "' has " + std::to_string(by_column[c]->rows) +
+                                  " rows, input '" + t.columns[0].name + "' " + std::to_string(by_column[0]->rows));
+    }
+  }
+  *batch = by_column[0]->rows;
+  const size_t features = t.columns.size();
+  x->assign(static_cast<size_t>(*batch) * features, 0.0f);
+  for (size_t c = 0; c < features; ++c) {
+    for (int64_t r = 0; r < *batch; ++r) {
+      ASSIGN_OR_RETURN(const std::optional<float> v, TableValue(*by_column[c], r));
+      (*x)[r * features + c] = TableFeature(t.columns[c], v);
+    }
+  }
+  return OkStatus();
+}
+
+Status ParseImageInputs(const json& inputs, const ImagePreprocessing& image, int64_t max_bytes, std::vector<float>* x,
+                        int64_t* batch) {
+  if (inputs.size() != 1) {
+    return InvalidArgumentError("expected exactly one input, '" + std::string(kImageInputName) +
+                                "' (BYTES: base64 PNG or JPEG files), found " + std::to_string(inputs.size()));
+  }
+  ASSIGN_OR_RETURN(const RawInput in, ParseRawInput(inputs[0], 0));
+  if (in.name != kImageInputName) {
+    return InvalidArgumentError("unknown input '" + in.name.substr(0, 60) + "': the model's inputs are '" +
+                                kImageInputName + "' (BYTES) or its preprocessed tensor 'input'");
+  }
+  if (in.datatype != "BYTES") {
+    return InvalidArgumentError("input 'image': expected datatype BYTES, found " + in.datatype.substr(0, 40));
+  }
+  *batch = in.rows;
+  const int64_t size = ImageExampleValues(image);
+  const int64_t bytes_per_image = size * static_cast<int64_t>(sizeof(float));
+  if (*batch > max_bytes / bytes_per_image) {
+    return InvalidArgumentError("input 'image': " + std::to_string(*batch) + " images make " +
+                                std::to_string(*batch) + " x " + std::to_string(bytes_per_image) +
+                                " bytes of model input, more than the " + std::to_string(max_bytes) +
+                                " a request may: send at most " + std::to_string(max_bytes / bytes_per_image) +
+                                " per request");
+  }
+  x->resize(static_cast<size_t>(*batch) * size);
+  for (int64_t r = 0; r < *batch; ++r) {
+    const json& v = Element(in, r);
+    const std::string where = "input 'image' element " + std::to_string(r);
+    if (!v.is_string()) return InvalidArgumentError(where + ": expected a base64 string, found " + Shown(v));
+    auto bytes = DecodeBase64(v.get_ref<const std::string&>());
+    if (!bytes.ok()) return bytes.status().WithContext(where);
+    RETURN_IF_ERROR(ImageBytesToExample(image, where, *bytes, x->data() + r * size, kServeMaxImagePixels));
+  }
+  return OkStatus();
+}
+
+JsonObject InputJson(const std::string& name, const char* datatype) {
+  return JsonObject().Add("name", name).Add("datatype", datatype).Add("shape", std::vector<int64_t>{-1});
+}
+
+}  // namespace
+
+bool UsesRawInputs(const json& inputs, const ModelPreprocessing& p, const std::string& model_input) {
+  if (p.kind == InputKind::kIdx || !inputs.is_array()) return false;
+  const bool own_tensor = inputs.size() == 1 && inputs[0].is_object() && inputs[0].contains("name") &&
+                          inputs[0]["name"].is_string() && inputs[0]["name"].get<std::string>() == model_input;
+  return !own_tensor;
+}
+
+Status ParseRawInputs(const json& inputs, const ModelPreprocessing& p, std::vector<float>* x, int64_t* batch,
+                      int64_t max_image_input_bytes) {
+  if (p.kind == InputKind::kTable) return ParseTableInputs(inputs, p.table, x, batch);
+  return ParseImageInputs(inputs, p.image, max_image_input_bytes, x, batch);
+}
+
+std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p) {
+  std::vector<JsonObject> inputs;
+  if (p.kind == InputKind::kImage) {
+    inputs.push_back(InputJson(kImageInputName, "BYTES"));
+    return inputs;
+  }
+  for (const TableColumn& c : p.table.columns) inputs.push_back(InputJson(c.name, "FP32"));
+  return inputs;
+}
+
+}  // namespace tessera

@@ -1,0 +1,65 @@
+// The raw inputs of a table or image model in KServe v2 JSON requests: what
+// a client sends instead of the model's own preprocessed "input" tensor,
+// made into model inputs by the manifest's preprocessing exactly as
+// `tessera predict` does (export/input_transform.h):
+//   - a table model: one input per feature column, named by the column,
+//     shape [N] or [N, 1], datatype FP32, FP64, INT32 or INT64 (converted to
+//     float32; FP64 and JSON numbers are rounded once from the double the
+//     JSON parser gives), data flat or nested as the shape; a null element
+//     is a missing value (the column's fill value). Every column must come,
+//     each once, all with the same N;
+//   - an image model: one input "image", datatype BYTES, shape [N] or
+//     [N, 1], each element an encoded PNG or JPEG file as base64
+//     (serve/base64.h), of at most kServeMaxImagePixels pixels.
+// Also the metadata's list of these inputs. Functions only: thread-safe.
+#ifndef TESSERA_SERVE_RAW_INPUTS_H_
+#define TESSERA_SERVE_RAW_INPUTS_H_
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "export/model_preprocessing.h"
+
+namespace tessera {
+
+// The name of an image model's BYTES input.
+inline constexpr char kImageInputName[] = "image";
+
+// The most pixels an image sent to serve may have (4096 x 4096: 48 MiB as
+// RGB bytes while decoded), checked from its header before decoding, so that
+// a small compressed file cannot make an HTTP thread hold training's limit
+// (64 Mi pixels, 192 MiB).
+inline constexpr int64_t kServeMaxImagePixels = int64_t{1} << 24;
+
+// The most bytes of model input (float32) one request's images may make: a
+// small file decodes to a whole example (a 1x1 PNG of 70 bytes to
+// 3 x 224 x 224 floats), so the count of images is bounded by what they
+// make, not by the body's size. Default 256 MiB.
+inline constexpr int64_t kServeMaxImageInputBytes = int64_t{256} << 20;
+
+// True when `inputs` (a request's "inputs" array) addresses the raw inputs
+// of a model preprocessed as `p`, rather than its own tensor named
+// `model_input`: p is a table or image and the inputs are not exactly one
+// tensor named model_input.
+bool UsesRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, const std::string& model_input);
+
+// Parses `inputs` as the raw inputs of a model preprocessed as `p` into
+// *x (batch * features, the model's inputs) and *batch. InvalidArgument,
+// one line for the client naming the input (and element), for an unknown,
+// repeated or missing input, a wrong datatype or shape, an element that is
+// not a number of its datatype, bad base64, an image that does not
+// decode, or images that would make more than `max_image_input_bytes` of
+// model input. REQUIRES: p.kind is kTable or kImage.
+Status ParseRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, std::vector<float>* x,
+                      int64_t* batch, int64_t max_image_input_bytes = kServeMaxImageInputBytes);
+
+// The metadata's "inputs" for the raw inputs of `p` (table or image).
+std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVE_RAW_INPUTS_H_

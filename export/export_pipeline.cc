@@ -30,6 +30,12 @@ struct InputFormat {
 };
 
 StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto::DataSpec& data) {
+  if (IsTableFormat(data) && data.table().categorical_columns_size() > 0) {
+    // Serving it would need each column's hashing or vocabulary in the export.
+    return InvalidArgumentError("this model reads categorical columns (data.table.categorical_columns), and "
+                                "exporting such a model is not supported yet: the export would not record their "
+                                "hashing or vocabularies");
+  }
   if (IsTableFormat(data)) {
     // Serving it would need the columns and their scaling in the export, which it does not hold yet.
     return InvalidArgumentError("this model was trained on CSV/TSV data (data.format), and exporting such a model "

@@ -7,6 +7,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "core/json.h"
+#include "scheduler/table_vocabulary.h"
 
 namespace tessera {
 
@@ -26,7 +27,15 @@ Scheduler::~Scheduler() = default;
 
 Status Scheduler::Prepare() {
   const Clock::TimePoint planning = Now();
-  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));  // a table's every record read
+  // A resumed job's vocabularies are those it started with, never rebuilt.
+  std::optional<proto::TableVocabularies> stored;
+  if (!options_.resume_from.empty() && HasVocabularyColumns(options_.spec.data())) {
+    ASSIGN_OR_RETURN(stored, ReadTableVocabularies(RunDirOf(options_.resume_from)));
+  }
+  ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec, stored ? &*stored : nullptr));  // a table's every record read
+  if (!options_.run_dir.empty() && HasVocabularyColumns(options_.spec.data())) {
+    RETURN_IF_ERROR(WriteTableVocabularies(options_.run_dir, *shape_.layout.table));
+  }
   const double planning_seconds = std::chrono::duration<double>(Now() - planning).count();
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(resume_, LoadResumePoint(options_.resume_from, options_.spec, shape_));

@@ -19,6 +19,7 @@
 #include "core/image_folder.h"
 #include "core/image_folder_data.h"
 #include "core/status.h"
+#include "core/table_data.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
@@ -52,6 +53,9 @@ class ExampleReader {
   virtual int64_t count() const = 0;
   // One example's shape: [1, rows, cols] for images, [features] for tables.
   virtual Shape example_shape() const = 0;
+  // A table's categorical columns' numbers of ids, for Model::Create (their
+  // ids are an example's last values); empty for other data.
+  virtual std::vector<int64_t> categorical_rows() const { return {}; }
   virtual int num_classes() const = 0;
   // Fills x[examples.size() * example size] and labels[examples.size()]
   // with `examples` (indexes in [0, count())), normalized for the model.
@@ -93,7 +97,8 @@ class TableExampleReader : public ExampleReader {
   // 0 <= first <= end <= the records of the split's blocks.
   TableExampleReader(proto::DataSpec data, proto::TableData table, Split files, int64_t first, int64_t end);
   int64_t count() const override { return end_ - first_; }
-  Shape example_shape() const override { return Shape{table_.feature_columns_size()}; }
+  Shape example_shape() const override { return Shape{TableExampleValues(table_)}; }
+  std::vector<int64_t> categorical_rows() const override;
   int num_classes() const override { return table_.num_classes(); }
   Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
 
@@ -114,6 +119,7 @@ class TableExampleReader : public ExampleReader {
 
   const proto::DataSpec data_;
   const proto::TableData table_;
+  const std::vector<CategoricalIds> ids_;  // MakeCategoricalIds(table_)
   const Split files_;
   const int64_t first_, end_;         // the records of the split that are this reader's examples
   std::vector<int64_t> block_first_;  // by block: its first record; then the split's records

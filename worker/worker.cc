@@ -136,7 +136,7 @@ Status Worker::Setup(const proto::Header& map_message) {
   }
 
   ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(),
-                                         options_.device));
+                                         options_.device, train_->categorical_rows()));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));

@@ -105,7 +105,8 @@ bool HasImageFields(const proto::DataSpec& d) {
 Status RequireNoEmbedding(const proto::JobSpec& spec, const std::string& format) {
   return Require(spec.model().layer_size() == 0 || !spec.model().layer(0).has_embedding(),
                  "an Embedding first layer takes ids, and data.format " + format +
-                     " gives scaled numbers: use IDX data for ids (categorical columns are not supported yet)");
+                     " gives scaled numbers: use IDX data for ids, or a table's data.table.categorical_columns with a "
+                         "column_embedding first layer");
 }
 
 // One categorical column: named, neither the label nor a numeric feature,
@@ -127,14 +128,14 @@ Status ValidateCategoricalColumnSpec(const proto::TableSpec& t, int c) {
   switch (column.ids_case()) {
     case proto::CategoricalColumnSpec::kHashBuckets:
       return Require(column.hash_buckets() >= 1 && column.hash_buckets() <= max_ids,
-                     named + ": hash_buckets must be in [1, " + std::to_string(max_ids) + "] (ids travel as float32)" +
-                         Got(column.hash_buckets()));
+                     named + ": hash_buckets must be in [1, " + std::to_string(max_ids) + "] (ids travel as float32), got " +
+                         std::to_string(column.hash_buckets()));
     case proto::CategoricalColumnSpec::kVocabulary:
       RETURN_IF_ERROR(Require(column.vocabulary().max_size() >= 0 && column.vocabulary().max_size() <= max_ids,
                               named + ": vocabulary.max_size must be in [0, " + std::to_string(max_ids) +
-                                  "] (ids travel as float32)" + Got(column.vocabulary().max_size())));
+                                  "] (ids travel as float32), got " + std::to_string(column.vocabulary().max_size())));
       return Require(column.vocabulary().min_count() >= 1,
-                     named + ": vocabulary.min_count must be >= 1" + Got(column.vocabulary().min_count()));
+                     named + ": vocabulary.min_count must be >= 1, got " + std::to_string(column.vocabulary().min_count()));
     case proto::CategoricalColumnSpec::IDS_NOT_SET:
       break;
   }

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "core/file_util.h"
+#include "core/spec.h"
 #include "core/table_data.h"
 #include "scheduler/table_vocabulary.h"
 #include "tests/test_util.h"
@@ -269,6 +270,61 @@ TEST(TableVocabularyFileTest, RoundTripsAndRefusesDamage) {
   other.set_format_version(2);
   WriteText(path, other.SerializeAsString());
   EXPECT_THAT(ReadTableVocabularies(dir.path()).status().message(), HasSubstr("format_version 2, expected 1"));
+}
+
+// ---------------------------------------------------------------- the spec
+
+proto::JobSpec CategoricalJob(const std::string& columns, const std::string& first_layer) {
+  StatusOr<proto::JobSpec> spec = ParseJobSpec(
+      "model { layer { " + first_layer + " } layer { linear { out_features: 3 } } }\n"
+      "data { format: CSV train_files: \"train.csv\" test_files: \"test.csv\"\n"
+      "       table { label_column: \"y\" " + columns + " } }\n",
+      "csv.pbtxt");
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  return spec.ok() ? *spec : proto::JobSpec();
+}
+
+TEST(CategoricalSpecTest, ValidateJobSpecRefusesEachMistakeInOneLine) {
+  const std::string embed = "column_embedding { embedding_dim: 4 }";
+  EXPECT_OK(ValidateJobSpec(CategoricalJob("categorical_columns { name: \"c\" hash_buckets: 16777215 }", embed)));
+  EXPECT_OK(ValidateJobSpec(
+      CategoricalJob("categorical_columns { name: \"c\" vocabulary { max_size: 100 min_count: 2 } }", embed)));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"categorical_columns { name: \"y\" hash_buckets: 8 }", "data.table.categorical_columns[0] 'y' is the label column"},
+      {"feature_columns: \"a\" categorical_columns { name: \"a\" hash_buckets: 8 }",
+       "data.table.categorical_columns[0] 'a' is also in data.table.feature_columns (a column is numeric or "
+       "categorical, not both)"},
+      {"categorical_columns { name: \"c\" hash_buckets: 0 }",
+       "data.table.categorical_columns[0] 'c': hash_buckets must be in [1, 16777215] (ids travel as float32), got 0"},
+      {"categorical_columns { name: \"c\" hash_buckets: 16777216 }",
+       "data.table.categorical_columns[0] 'c': hash_buckets must be in [1, 16777215] (ids travel as float32), got "
+       "16777216"},
+      {"categorical_columns { name: \"c\" vocabulary { max_size: 16777216 } }",
+       "data.table.categorical_columns[0] 'c': vocabulary.max_size must be in [0, 16777215] (ids travel as float32), "
+       "got 16777216"},
+      {"categorical_columns { name: \"c\" vocabulary { min_count: 0 } }",
+       "data.table.categorical_columns[0] 'c': vocabulary.min_count must be >= 1, got 0"},
+      {"categorical_columns { name: \"c\" }", "data.table.categorical_columns[0] 'c' needs hash_buckets or a vocabulary"},
+      {"categorical_columns { hash_buckets: 3 }", "data.table.categorical_columns[0].name must name a column"},
+      {"categorical_columns { name: \"c\" hash_buckets: 3 } categorical_columns { name: \"c\" hash_buckets: 3 }",
+       "data.table.categorical_columns[1] 'c' is listed twice"},
+  };
+  for (const auto& [columns, message] : cases) {
+    const Status s = ValidateJobSpec(CategoricalJob(columns, embed));
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << columns;
+    EXPECT_EQ(s.message(), message);
+  }
+  // The model and the columns go together.
+  EXPECT_EQ(ValidateJobSpec(CategoricalJob("categorical_columns { name: \"c\" hash_buckets: 3 }",
+                                           "linear { out_features: 5 }"))
+                .message(),
+            "data.table.categorical_columns give ids: the model's first layer must be a column_embedding");
+  EXPECT_EQ(ValidateJobSpec(CategoricalJob("", embed)).message(),
+            "model.layer[0] is a column_embedding: it needs a CSV or TSV table with data.table.categorical_columns");
+  proto::JobSpec second = CategoricalJob("categorical_columns { name: \"c\" hash_buckets: 3 }", embed);
+  *second.mutable_model()->add_layer() = second.model().layer(0);
+  EXPECT_EQ(ValidateJobSpec(second).message(),
+            "model.layer[2] is a column_embedding: it must be the first layer (its inputs are the table's examples)");
 }
 
 }  // namespace

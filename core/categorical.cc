@@ -16,7 +16,7 @@ uint64_t Fnv1a64(std::string_view bytes) {
 
 void VocabularyCounter::Add(std::string_view field) {
   if (field.empty()) return;
-  auto it = counts_.find(std::string(field));
+  auto it = counts_.find(field);
   if (it == counts_.end()) {
     counts_.emplace(std::string(field), 1);
   } else {
@@ -57,7 +57,7 @@ CategoricalIds::CategoricalIds(const proto::CategoricalColumn& column)
 int64_t CategoricalIds::Id(std::string_view field) const {
   if (field.empty()) return 0;
   if (buckets_ > 0) return 1 + static_cast<int64_t>(Fnv1a64(field) % static_cast<uint64_t>(buckets_));
-  const auto it = ids_.find(std::string(field));
+  const auto it = ids_.find(field);
   return it == ids_.end() ? 0 : it->second;
 }
 

@@ -13,7 +13,9 @@
 #ifndef TESSERA_CORE_CATEGORICAL_H_
 #define TESSERA_CORE_CATEGORICAL_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +26,14 @@
 #include "proto/wire.pb.h"
 
 namespace tessera {
+
+// Hashes std::string and std::string_view alike, so a map keyed by strings
+// is searched with a field's view without copying it.
+struct StringViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using StringMap = std::unordered_map<std::string, int64_t, StringViewHash, std::equal_to<>>;
 
 // The most ids a categorical column can have (its table's rows): 2^24, as
 // ids travel as float32. So hash_buckets and a vocabulary's size are at most
@@ -49,7 +59,7 @@ class VocabularyCounter {
   StatusOr<std::vector<std::string>> Build(const proto::VocabularySpec& spec, const std::string& column) const;
 
  private:
-  std::unordered_map<std::string, int64_t> counts_;
+  StringMap counts_;
 };
 
 // One column's field -> id mapping, from its TableData entry.
@@ -66,7 +76,7 @@ class CategoricalIds {
  private:
   int64_t buckets_;  // 0 with a vocabulary
   int64_t rows_;
-  std::unordered_map<std::string, int64_t> ids_;  // value -> id (vocabulary)
+  StringMap ids_;  // value -> id (vocabulary)
 };
 
 // The number of ids of `column` (hash_buckets + 1, or the vocabulary's size + 1).

@@ -1,11 +1,11 @@
 #include "core/table_data.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <memory>
 
 #include "core/spec.h"
+#include "core/table_records.h"
 
 namespace tessera {
 namespace {
@@ -56,113 +56,6 @@ StatusOr<std::vector<int>> ResolveColumns(const proto::DataSpec& data, const Csv
   if (columns.size() < 2) return InvalidArgumentError(reader.path() + ": no feature column besides the label");
   return columns;
 }
-
-// `field` in quotes for a one-line message, as the CSV reader shows fields:
-// line ends and tabs escaped, at most 64 characters (then "...").
-std::string QuotedField(std::string_view field) {
-  constexpr size_t kShown = 64;
-  std::string quoted = "\"";
-  for (char c : field.substr(0, kShown)) {
-    if (c == '\n') {
-      quoted += "\\n";
-    } else if (c == '\r') {
-      quoted += "\\r";
-    } else if (c == '\t') {
-      quoted += "\\t";
-    } else {
-      quoted += c;
-    }
-  }
-  if (field.size() > kShown) quoted += "...";
-  quoted += '"';
-  return quoted;
-}
-
-// The class of `field`: an integer in [0, kMaxTableClasses).
-StatusOr<int> ParseLabel(std::string_view field) {
-  int value = -1;
-  const char* end = field.data() + field.size();
-  auto [ptr, ec] = std::from_chars(field.data(), end, value);
-  if (field.empty() || ec != std::errc() || ptr != end || value < 0 || value >= kMaxTableClasses) {
-    return InvalidArgumentError("expected a class id, an integer in [0, " + std::to_string(kMaxTableClasses) +
-                                "), got " + QuotedField(field));
-  }
-  return value;
-}
-
-// One record's label and raw feature values (empty fields filled).
-struct ParsedRecord {
-  int label = 0;
-  std::vector<float> values;
-  std::vector<bool> present;
-};
-
-// Parses the label and the `features` numeric features after it in
-// `columns`; the categorical columns after them are any bytes.
-Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::vector<int>& columns, size_t features,
-                   float fill, ParsedRecord* out) {
-  const int label_column = columns[0];
-  auto label = ParseLabel(record.fields[label_column]);
-  if (!label.ok()) {
-    return label.status().WithContext(reader.Place(record) + ": column '" + reader.Columns()[label_column] + "'");
-  }
-  out->label = *label;
-  out->values.resize(features);
-  out->present.resize(features);
-  for (size_t f = 0; f < features; ++f) {
-    // ParseFloatField parses as reader.ParseFloat does, without its result's
-    // copy for every field; a field it refuses is parsed again by
-    // reader.ParseFloat for the message that names the line and column.
-    const StatusOr<std::optional<float>> v = ParseFloatField(record.fields[columns[f + 1]]);
-    if (!v.ok()) return reader.ParseFloat(record, columns[f + 1]).status();
-    out->present[f] = v->has_value();
-    out->values[f] = v->value_or(fill);
-  }
-  return OkStatus();
-}
-
-// A file's records one at a time, each checked by the spec's rules: a bad
-// one is an error, or with data.table.skip_bad_records is counted in *bad
-// and passed over.
-class GoodRecords {
- public:
-  GoodRecords(const proto::DataSpec& data, CsvReader* reader, const std::vector<int>& columns, BadRecords* bad)
-      : data_(data),
-        reader_(reader),
-        columns_(columns),
-        numeric_(columns.size() - 1 - data.table().categorical_columns_size()),
-        bad_(bad) {}
-
-  // The next good record into *record and *parsed; false at the end.
-  StatusOr<bool> Next(CsvRecord* record, ParsedRecord* parsed) {
-    while (true) {
-      StatusOr<bool> more = reader_->Next(record);
-      Status checked = more.ok() && *more ? Check(*record, parsed) : more.status();
-      if (checked.ok()) return more;
-      if (!data_.table().skip_bad_records() || reader_->failed()) return checked;
-      ++bad_->count;
-      if (bad_->first.size() < BadRecords::kNamed) bad_->first.push_back(checked.message());
-    }
-  }
-
- private:
-  Status Check(const CsvRecord& record, ParsedRecord* parsed) {
-    RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, numeric_, data_.table().fill_value(), parsed));
-    const int num_classes = data_.table().num_classes();
-    if (num_classes > 0 && parsed->label >= num_classes) {
-      return InvalidArgumentError(reader_->Place(record) + ": column '" + reader_->Columns()[columns_[0]] +
-                                  "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
-                                  ", got " + std::to_string(parsed->label));
-    }
-    return OkStatus();
-  }
-
-  const proto::DataSpec& data_;
-  CsvReader* reader_;
-  const std::vector<int>& columns_;
-  const size_t numeric_;  // numeric features; the categorical columns follow them in columns_
-  BadRecords* bad_;
-};
 
 // Opens a split's file, checking its header against the first file's.
 StatusOr<std::unique_ptr<CsvReader>> OpenTableFile(const proto::DataSpec& data, const std::string& path,

@@ -36,10 +36,8 @@ void Model::CudaModelDeleter::operator()(cuda::CudaModel* cuda) const {
 
 Model::~Model() = default;
 
-namespace {
-
-// Layers the CUDA build has no twin of: InvalidArgument naming the first.
-Status CheckCudaLayers(const proto::ModelSpec& spec) {
+Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
+  if (device != Device::kCuda) return OkStatus();
   for (int i = 0; i < spec.layer_size(); ++i) {
     const proto::LayerSpec& l = spec.layer(i);
     if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
@@ -52,6 +50,8 @@ Status CheckCudaLayers(const proto::ModelSpec& spec) {
   }
   return OkStatus();
 }
+
+namespace {
 
 // Where an embedding or column_embedding must be: first.
 Status CheckIdLayerFirst(const proto::LayerSpec& spec, int i) {
@@ -67,7 +67,7 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
                                                int num_classes, Device device,
                                                const std::vector<int64_t>& categorical_rows) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
-  if (device == Device::kCuda) RETURN_IF_ERROR(CheckCudaLayers(spec));
+  RETURN_IF_ERROR(CheckDeviceLayers(spec, device));
   std::unique_ptr<Model> model(new Model());
   model->spec_ = spec;
   model->input_shape_ = input_shape;

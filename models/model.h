@@ -188,6 +188,10 @@ class Model {
   std::unique_ptr<cuda::CudaModel, CudaModelDeleter> cuda_;
 };
 
+// OK when every layer of `spec` runs on `device`: on CUDA, int8 layers and
+// column_embedding run on the CPU only (InvalidArgument naming the first).
+Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device);
+
 // One example's shape for a dataset whose IDX images file has `dims`
 // ([count, rows, cols] gives [1, rows, cols]; other ranks drop the count).
 Shape ExampleShape(const std::vector<uint32_t>& idx_dims);

@@ -149,6 +149,11 @@ TEST(ColumnEmbeddingTest, CreateRefusesWhatCannotWork) {
   // CPU only for now: a CUDA model refuses it whether or not this build has CUDA.
   auto cuda = Model::Create(ColumnModel(true), {3}, 3, Device::kCuda, {4, 6});
   EXPECT_THAT(cuda.status().message(), HasSubstr("column_embedding runs on the CPU only"));
+  // What `tessera train --device cuda` checks before any process starts (auto falls back to the CPU).
+  EXPECT_EQ(CheckDeviceLayers(ColumnModel(true), Device::kCuda).message(),
+            "model.layer[0]: column_embedding runs on the CPU only for now (use --device cpu)");
+  EXPECT_OK(CheckDeviceLayers(ColumnModel(true), Device::kCpu));
+  EXPECT_OK(CheckDeviceLayers(ParseModel("layer { linear { out_features: 3 } }"), Device::kCuda));
 }
 
 }  // namespace

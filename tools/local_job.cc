@@ -29,6 +29,7 @@
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
 #include "models/device.h"
+#include "models/model.h"
 #include "tools/child_process.h"
 #include "tools/class_table.h"
 #include "tools/role_flags.h"
@@ -555,7 +556,12 @@ std::string FailureMessage(const RoleFailure& failure, int tail_lines) {
 
 int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
   // --device=cuda without a usable GPU fails here, before any process starts.
-  if (auto device = ResolveDevice(FLAGS_device); !device.ok()) return UsageError(self, device.status().message());
+  auto device = ResolveDevice(FLAGS_device);
+  if (!device.ok()) return UsageError(self, device.status().message());
+  // And --device cuda with a layer CUDA cannot run (column_embedding); auto then uses the CPU.
+  if (Status s = CheckDeviceLayers(spec.model(), *device); !s.ok() && FLAGS_device != "auto") {
+    return UsageError(self, s.message());
+  }
   std::string resume_from = options.resume_from;
   // Server replacements and whole-cluster restarts so far: together at most options.max_restarts.
   int recoveries = 0;

@@ -76,6 +76,20 @@ constexpr char kColumnEmbedding[] = "layer { column_embedding { embedding_dim: 4
 
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
+// The run's earliest checkpoint after its first epoch ("" when none).
+std::string FirstCheckpointAfterEpochOne(const std::string& run) {
+  std::string checkpoint;
+  int64_t earliest = -1;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+    auto m = ReadManifest(e.path().string());
+    if (m.ok() && m->cursor().epoch() >= 1 && (earliest < 0 || m->step() < earliest)) {
+      earliest = m->step();
+      checkpoint = e.path().string();
+    }
+  }
+  return checkpoint;
+}
+
 class CategoricalTrainingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -127,15 +141,7 @@ TEST_F(CategoricalTrainingTest, TheVocabularyIsStoredByDescendingCount) {
 TEST_F(CategoricalTrainingTest, ResumeIsBitwiseExactAndNeedsTheStoredVocabulary) {
   const std::string copy = *dir_ + "/copy";
   fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
-  std::string checkpoint;
-  int64_t earliest = -1;
-  for (const auto& e : fs::directory_iterator(copy + "/checkpoints")) {
-    auto m = ReadManifest(e.path().string());
-    if (m.ok() && m->cursor().epoch() >= 1 && (earliest < 0 || m->step() < earliest)) {
-      earliest = m->step();
-      checkpoint = e.path().string();
-    }
-  }
+  const std::string checkpoint = FirstCheckpointAfterEpochOne(copy);
   ASSERT_FALSE(checkpoint.empty()) << "no checkpoint after the first epoch";
 
   // Without the stored vocabulary a resume would guess the ids: refused before any process starts.
@@ -148,6 +154,24 @@ TEST_F(CategoricalTrainingTest, ResumeIsBitwiseExactAndNeedsTheStoredVocabulary)
   r = RunTessera({"resume", checkpoint, "--progress", "none", "--threads", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
+}
+
+// The resumed scheduler takes its ids from the stored file, not from a new
+// count: with two cities' ids swapped there, the same resume ends elsewhere.
+TEST_F(CategoricalTrainingTest, AResumeUsesTheStoredIdsNotANewCount) {
+  const std::string copy = *dir_ + "/swapped";
+  fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
+  auto bytes = ReadFileToString(copy + "/table_vocabulary.pb");
+  ASSERT_TRUE(bytes.ok());
+  proto::TableVocabularies stored;
+  ASSERT_TRUE(stored.ParseFromString(*bytes));
+  stored.mutable_columns(0)->mutable_vocabulary()->SwapElements(0, 1);
+  WriteText(copy + "/table_vocabulary.pb", stored.SerializeAsString());
+  const std::string checkpoint = FirstCheckpointAfterEpochOne(copy);
+  ASSERT_FALSE(checkpoint.empty()) << "no checkpoint after the first epoch";
+  const CommandResult r = RunTessera({"resume", checkpoint, "--progress", "none", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
 TEST_F(CategoricalTrainingTest, ExportRefusesCategoricalColumns) {

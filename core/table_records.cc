@@ -5,29 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/byte_source.h"
+
 namespace tessera {
 namespace {
-
-// `field` in quotes for a one-line message, as the CSV reader shows fields:
-// line ends and tabs escaped, at most 64 characters (then "...").
-std::string QuotedField(std::string_view field) {
-  constexpr size_t kShown = 64;
-  std::string quoted = "\"";
-  for (char c : field.substr(0, kShown)) {
-    if (c == '\n') {
-      quoted += "\\n";
-    } else if (c == '\r') {
-      quoted += "\\r";
-    } else if (c == '\t') {
-      quoted += "\\t";
-    } else {
-      quoted += c;
-    }
-  }
-  if (field.size() > kShown) quoted += "...";
-  quoted += '"';
-  return quoted;
-}
 
 // The class of `field`: an integer in [0, kMaxTableClasses).
 StatusOr<int> ParseLabel(std::string_view field) {
@@ -36,7 +17,7 @@ StatusOr<int> ParseLabel(std::string_view field) {
   auto [ptr, ec] = std::from_chars(field.data(), end, value);
   if (field.empty() || ec != std::errc() || ptr != end || value < 0 || value >= kMaxTableClasses) {
     return InvalidArgumentError("expected a class id, an integer in [0, " + std::to_string(kMaxTableClasses) +
-                                "), got " + QuotedField(field));
+                                "), got " + QuoteForMessage(field));
   }
   return value;
 }

@@ -59,7 +59,7 @@ std::string Spec(const std::string& dir, const std::string& table, const std::st
       layer { relu {} }
       layer { linear { out_features: 4 } }
     }
-    data { format: CSV dir: ")pb" + dir + R"pb(" train_files: "train.csv" test_files: "test.csv"
+    data { format: CSV dir: ")pb" + dir + R"pb(" train_files: "train.csv" test_files: "test.csv.gz"
            table { label_column: "label" )pb" + table + R"pb( } }
     cluster { servers: 2 workers: 2 }
     optimizer { type: SGD learning_rate: 0.05 momentum: 0.9 }
@@ -96,7 +96,7 @@ class CategoricalTrainingTest : public ::testing::Test {
     dir_ = new std::string(MakeTempDir("categorical-training"));
     counts_ = new std::map<std::string, int>();
     WriteText(*dir_ + "/train.csv", CityCsv(1, 2000, counts_));
-    WriteText(*dir_ + "/test.csv", CityCsv(2, 500, nullptr));
+    WriteGzText(*dir_ + "/test.csv.gz", CityCsv(2, 500, nullptr));  // categorical fields read the same gzip'd
     WriteText(*dir_ + "/spec.pbtxt", Spec(*dir_, kCategorical, kColumnEmbedding));
     const CommandResult r = RunTessera({"train", *dir_ + "/spec.pbtxt", "--run-dir", *dir_ + "/run", "--threads",
                                         "1", "--progress", "none"});
@@ -188,7 +188,7 @@ TEST_F(CategoricalTrainingTest, ExportRefusesCategoricalColumns) {
 TEST(CategoricalSpecErrorTest, AnUnknownColumnIsOneLineBeforeAnyProcessStarts) {
   const std::string dir = MakeTempDir("categorical-errors");
   WriteText(dir + "/train.csv", CityCsv(3, 50, nullptr));
-  WriteText(dir + "/test.csv", CityCsv(4, 10, nullptr));
+  WriteGzText(dir + "/test.csv.gz", CityCsv(4, 10, nullptr));
   WriteText(dir + "/spec.pbtxt",
             Spec(dir, R"pb(categorical_columns { name: "town" hash_buckets: 8 })pb", kColumnEmbedding));
   const CommandResult r = RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--progress", "none"});

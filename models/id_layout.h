@@ -32,6 +32,8 @@ class IdLayout {
   int64_t features() const { return features_; }  // values per example
   int64_t numeric() const { return numeric_; }    // of them, not ids (first)
   int64_t total_rows() const { return offsets_.back(); }
+  // Each table's first row in the whole table, then total_rows().
+  const std::vector<int64_t>& offsets() const { return offsets_; }
 
   // The row of the whole table that value `i` of an example (i >= numeric())
   // reads when it holds `value`; -1 when value is not an id of its table

@@ -19,6 +19,7 @@
 #include "models/softmax_cross_entropy.h"
 
 #ifdef TESSERA_WITH_CUDA
+#include "models/cuda/cuda_column_embedding.h"
 #include "models/cuda/cuda_context.h"
 #include "models/cuda/cuda_layers.h"
 #include "models/cuda/cuda_model.h"
@@ -36,6 +37,9 @@ void Model::CudaModelDeleter::operator()(cuda::CudaModel* cuda) const {
 
 Model::~Model() = default;
 
+namespace {
+
+// Layers CUDA has no twin of (int8: inference only, on the CPU): InvalidArgument naming the first.
 Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
   if (device != Device::kCuda) return OkStatus();
   for (int i = 0; i < spec.layer_size(); ++i) {
@@ -43,15 +47,9 @@ Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
     if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
     }
-    if (l.has_column_embedding()) {
-      return InvalidArgumentError("model.layer[" + std::to_string(i) +
-                                  "]: column_embedding runs on the CPU only for now (use --device cpu)");
-    }
   }
   return OkStatus();
 }
-
-namespace {
 
 // Where an embedding or column_embedding must be: first.
 Status CheckIdLayerFirst(const proto::LayerSpec& spec, int i) {
@@ -78,7 +76,14 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   if (device == Device::kCuda) {
     ASSIGN_OR_RETURN(context, cuda::CudaContext::Create());
   }
-  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) {
+  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) -> StatusOr<std::unique_ptr<Layer>> {
+    if (layer_spec.has_column_embedding()) {
+      // It needs the table's categorical columns, which CreateLayer does not know.
+      ASSIGN_OR_RETURN(std::unique_ptr<Layer> cpu,
+                       CreateColumnEmbedding(layer_spec.column_embedding(), in, categorical_rows));
+      if (device != Device::kCuda) return cpu;
+      return cuda::CreateCudaColumnEmbedding(static_cast<const ColumnEmbedding&>(*cpu), context);
+    }
     return device == Device::kCuda ? cuda::CreateCudaLayer(layer_spec, in, context) : CreateLayer(layer_spec, in);
   };
 #else
@@ -87,15 +92,18 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     CudaAvailable(&why);
     return FailedPreconditionError(why);
   }
-  auto create_layer = [](const proto::LayerSpec& layer_spec, const Shape& in) { return CreateLayer(layer_spec, in); };
+  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) {
+    // A column_embedding needs the table's categorical columns, which CreateLayer does not know.
+    return layer_spec.has_column_embedding()
+               ? CreateColumnEmbedding(layer_spec.column_embedding(), in, categorical_rows)
+               : CreateLayer(layer_spec, in);
+  };
 #endif
   Shape shape = input_shape;
   uint64_t offset = 0;
   for (int i = 0; i < spec.layer_size(); ++i) {
     RETURN_IF_ERROR(CheckIdLayerFirst(spec.layer(i), i));
-    auto layer = spec.layer(i).has_column_embedding()
-                     ? CreateColumnEmbedding(spec.layer(i).column_embedding(), shape, categorical_rows)
-                     : create_layer(spec.layer(i), shape);
+    auto layer = create_layer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
     for (const ParamShape& p : (*layer)->param_shapes()) {
@@ -118,7 +126,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
       model->id_row_size_ = e.embedding_dim();
       sparse = e.sparse_gradients();
     } else if (spec.layer(i).has_column_embedding()) {
-      model->ids_ = static_cast<const ColumnEmbedding&>(**layer).layout();
+      // The layer's own layout (on CUDA the layer is its twin).
+      model->ids_ = IdLayout::Columns(NumElements(shape) - static_cast<int64_t>(categorical_rows.size()),
+                                      categorical_rows);
       model->id_row_size_ = spec.layer(i).column_embedding().embedding_dim();
       sparse = spec.layer(i).column_embedding().sparse_gradients();
     }

@@ -45,8 +45,8 @@ class Model {
   // last layer's outputs differ from num_classes. input_shape is one
   // example's shape: [1, 28, 28] for Fashion-MNIST (ExampleShape gives it).
   // On Device::kCuda: FailedPrecondition in a build without CUDA, Unavailable
-  // when no GPU can be used (and InvalidArgument for a CPU-only layer:
-  // int8, column_embedding). categorical_rows: for a table with categorical
+  // when no GPU can be used (and InvalidArgument for int8 layers, which run
+  // on the CPU only). categorical_rows: for a table with categorical
   // columns, each column's number of ids (its ids are an example's last
   // values, one per column, after the numeric features; TableData gives
   // them), which a column_embedding first layer needs; empty for other data.
@@ -187,10 +187,6 @@ class Model {
   };
   std::unique_ptr<cuda::CudaModel, CudaModelDeleter> cuda_;
 };
-
-// OK when every layer of `spec` runs on `device`: on CUDA, int8 layers and
-// column_embedding run on the CPU only (InvalidArgument naming the first).
-Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device);
 
 // One example's shape for a dataset whose IDX images file has `dims`
 // ([count, rows, cols] gives [1, rows, cols]; other ranks drop the count).

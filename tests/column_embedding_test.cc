@@ -146,14 +146,6 @@ TEST(ColumnEmbeddingTest, CreateRefusesWhatCannotWork) {
   EXPECT_THAT(huge.status().message(), HasSubstr("outside [1, 2^24]"));
   auto few = Model::Create(ColumnModel(true), {1}, 3, Device::kCpu, {4, 4});
   EXPECT_THAT(few.status().message(), HasSubstr("holding the 2 categorical ids, got [1]"));
-  // CPU only for now: a CUDA model refuses it whether or not this build has CUDA.
-  auto cuda = Model::Create(ColumnModel(true), {3}, 3, Device::kCuda, {4, 6});
-  EXPECT_THAT(cuda.status().message(), HasSubstr("column_embedding runs on the CPU only"));
-  // What `tessera train --device cuda` checks before any process starts (auto falls back to the CPU).
-  EXPECT_EQ(CheckDeviceLayers(ColumnModel(true), Device::kCuda).message(),
-            "model.layer[0]: column_embedding runs on the CPU only for now (use --device cpu)");
-  EXPECT_OK(CheckDeviceLayers(ColumnModel(true), Device::kCpu));
-  EXPECT_OK(CheckDeviceLayers(ParseModel("layer { linear { out_features: 3 } }"), Device::kCuda));
 }
 
 }  // namespace

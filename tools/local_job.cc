@@ -29,7 +29,6 @@
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
 #include "models/device.h"
-#include "models/model.h"
 #include "tools/child_process.h"
 #include "tools/class_table.h"
 #include "tools/role_flags.h"
@@ -556,12 +555,7 @@ std::string FailureMessage(const RoleFailure& failure, int tail_lines) {
 
 int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
   // --device=cuda without a usable GPU fails here, before any process starts.
-  auto device = ResolveDevice(FLAGS_device);
-  if (!device.ok()) return UsageError(self, device.status().message());
-  // And --device cuda with a layer CUDA cannot run (column_embedding); auto then uses the CPU.
-  if (Status s = CheckDeviceLayers(spec.model(), *device); !s.ok() && FLAGS_device != "auto") {
-    return UsageError(self, s.message());
-  }
+  if (auto device = ResolveDevice(FLAGS_device); !device.ok()) return UsageError(self, device.status().message());
   std::string resume_from = options.resume_from;
   // Server replacements and whole-cluster restarts so far: together at most options.max_restarts.
   int recoveries = 0;

@@ -141,13 +141,8 @@ Status Worker::Setup(const proto::Header& map_message) {
                                    std::to_string(map_.test_examples()));
   }
 
-  Device device = options_.device;
-  if (options_.device_auto && !CheckDeviceLayers(map_.spec().model(), device).ok()) {
-    LOG(INFO) << "computing on the CPU: " << CheckDeviceLayers(map_.spec().model(), device).message();
-    device = Device::kCpu;
-  }
-  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(), device,
-                                         train_->categorical_rows()));
+  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(),
+                                         options_.device, train_->categorical_rows()));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));

@@ -16,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "models/column_embedding.h"
 #include "models/device.h"
 #include "models/embedding.h"
 #include "models/layer.h"
@@ -25,6 +26,7 @@
 #include "tests/test_util.h"
 
 #ifdef TESSERA_WITH_CUDA
+#include "models/cuda/cuda_column_embedding.h"
 #include "models/cuda/cuda_context.h"
 #include "models/cuda/cuda_layers.h"
 #endif
@@ -153,13 +155,19 @@ int64_t ParamCount(const Layer& layer) {
 // downloads its results.
 class CudaRunner {
  public:
-  CudaRunner(const proto::LayerSpec& spec, const Shape& in_shape) {
+  using MakeLayer = std::function<std::unique_ptr<Layer>(std::shared_ptr<cuda::CudaContext>)>;
+  CudaRunner(const proto::LayerSpec& spec, const Shape& in_shape)
+      : CudaRunner([&](std::shared_ptr<cuda::CudaContext> context) -> std::unique_ptr<Layer> {
+          auto layer = cuda::CreateCudaLayer(spec, in_shape, std::move(context));
+          EXPECT_TRUE(layer.ok()) << layer.status().ToString();
+          return layer.ok() ? std::move(layer).value() : nullptr;
+        }) {}
+  // A layer CreateCudaLayer does not make (a column_embedding needs the table's columns).
+  explicit CudaRunner(const MakeLayer& make) {
     auto context = cuda::CudaContext::Create();
     EXPECT_TRUE(context.ok()) << context.status().ToString();
     context_ = *context;
-    auto layer = cuda::CreateCudaLayer(spec, in_shape, context_);
-    EXPECT_TRUE(layer.ok()) << layer.status().ToString();
-    layer_ = std::move(layer).value();
+    layer_ = make(context_);
     nparams_ = ParamCount(*layer_);
     params_.Reserve(std::max<int64_t>(nparams_, 1) * sizeof(float));
     grads_.Reserve(std::max<int64_t>(nparams_, 1) * sizeof(float));
@@ -421,6 +429,54 @@ TEST(CudaLayersTest, EmbeddingMatchesTheCpuBitwise) {
     // Evaluation pass: the same lookup.
     EXPECT_EQ(gpu.Forward(params, x, batch, Pass{false, 0}), cpu_y);
     ++step;
+  }
+}
+
+// ColumnEmbedding's twin: copies and gathers are exact, and its scatter adds
+// each row's dy in the CPU layer's order, so outputs, gradients and dx
+// (numbers: dy passed through; ids: zero) are bitwise the CPU's, invalid ids
+// (out of their column's range, NaN) included.
+TEST(CudaLayersTest, ColumnEmbeddingMatchesTheCpuBitwise) {
+  REQUIRE_CUDA();
+  const std::vector<int64_t> rows = {4, 7, 3};
+  const int64_t dim = 5, numeric = 2, features = numeric + 3;
+  proto::ColumnEmbeddingSpec spec;
+  spec.set_embedding_dim(dim);
+  auto cpu_layer = CreateColumnEmbedding(spec, Shape{features}, rows);
+  ASSERT_OK(cpu_layer.status());
+  const auto& cpu = static_cast<const ColumnEmbedding&>(**cpu_layer);
+  CudaRunner gpu([&](std::shared_ptr<cuda::CudaContext> context) {
+    return cuda::CreateCudaColumnEmbedding(cpu, std::move(context));
+  });
+  ASSERT_EQ(gpu.layer().type(), "column_embedding");
+  ASSERT_EQ(gpu.layer().out_shape(), (Shape{numeric + 3 * dim}));
+  const int64_t total_rows = 4 + 7 + 3;
+  std::mt19937 rng(41);
+  const std::vector<float> params = RandomVector(rng, total_rows * dim);
+  std::vector<float> cpu_grads(total_rows * dim, 1e6f);
+  (*cpu_layer)->Bind(params.data(), cpu_grads.data());
+  for (int64_t batch : {6, 1, 0, 9}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    std::vector<float> x = RandomVector(rng, batch * features);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t c = 0; c < 3; ++c) {
+        // Ids in [-1, rows] with jitter: repeats, rounding and invalid ones.
+        x[b * features + numeric + c] = static_cast<float>(static_cast<int64_t>(rng() % (rows[c] + 2)) - 1) +
+                                        0.3f * (RandomVector(rng, 1)[0]);
+      }
+    }
+    if (batch > 0) x[numeric] = std::nanf("");
+    const int64_t ny = batch * (numeric + 3 * dim);
+    const std::vector<float> dy = RandomVector(rng, ny);
+    std::vector<float> cpu_y(ny, 1e6f);
+    (*cpu_layer)->Forward(x.data(), batch, cpu_y.data(), Pass{});
+    EXPECT_EQ(gpu.Forward(params, x, batch, Pass{}), cpu_y);
+    std::vector<float> cpu_dx(batch * features, 1e6f);
+    (*cpu_layer)->Backward(x.data(), cpu_y.data(), dy.data(), batch, cpu_dx.data());
+    std::vector<float> gpu_grads, gpu_dx;
+    gpu.Backward(dy, &gpu_grads, &gpu_dx);
+    EXPECT_EQ(gpu_grads, cpu_grads);
+    EXPECT_EQ(gpu_dx, cpu_dx);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <google/protobuf/reflection.h>
 #include <google/protobuf/text_format.h>
 
+#include "core/categorical.h"
 #include "core/file_util.h"
 #include "core/image_folder_data.h"
 
@@ -92,7 +93,7 @@ Status ValidateClassNames(const proto::DataSpec& d) {
 // default explicit.)
 bool HasTableFields(const proto::DataSpec& d) {
   return d.train_files_size() > 0 || d.test_files_size() > 0 || !d.table().label_column().empty() ||
-         d.table().feature_columns_size() > 0;
+         d.table().feature_columns_size() > 0 || d.table().categorical_columns_size() > 0;
 }
 
 bool HasImageFields(const proto::DataSpec& d) {
@@ -104,7 +105,53 @@ bool HasImageFields(const proto::DataSpec& d) {
 Status RequireNoEmbedding(const proto::JobSpec& spec, const std::string& format) {
   return Require(spec.model().layer_size() == 0 || !spec.model().layer(0).has_embedding(),
                  "an Embedding first layer takes ids, and data.format " + format +
-                     " gives scaled numbers: use IDX data for ids (categorical columns are not supported yet)");
+                     " gives scaled numbers: use IDX data for ids, or a table's data.table.categorical_columns with a "
+                         "column_embedding first layer");
+}
+
+// One categorical column: named, neither the label nor a numeric feature,
+// hashed into [1, 2^24 - 1] buckets or with a vocabulary of at most that.
+Status ValidateCategoricalColumnSpec(const proto::TableSpec& t, int c) {
+  const proto::CategoricalColumnSpec& column = t.categorical_columns(c);
+  const std::string where = "data.table.categorical_columns[" + std::to_string(c) + "]";
+  const std::string named = where + " '" + column.name() + "'";
+  const int64_t max_ids = kMaxCategoricalIds - 1;
+  RETURN_IF_ERROR(Require(!column.name().empty(), where + ".name must name a column"));
+  RETURN_IF_ERROR(Require(column.name() != t.label_column(), named + " is the label column"));
+  for (const std::string& feature : t.feature_columns()) {
+    RETURN_IF_ERROR(Require(feature != column.name(), named + " is also in data.table.feature_columns (a "
+                                                              "column is numeric or categorical, not both)"));
+  }
+  for (int other = 0; other < c; ++other) {
+    RETURN_IF_ERROR(Require(t.categorical_columns(other).name() != column.name(), named + " is listed twice"));
+  }
+  switch (column.ids_case()) {
+    case proto::CategoricalColumnSpec::kHashBuckets:
+      return Require(column.hash_buckets() >= 1 && column.hash_buckets() <= max_ids,
+                     named + ": hash_buckets must be in [1, " + std::to_string(max_ids) + "] (ids travel as float32), got " +
+                         std::to_string(column.hash_buckets()));
+    case proto::CategoricalColumnSpec::kVocabulary:
+      RETURN_IF_ERROR(Require(column.vocabulary().max_size() >= 0 && column.vocabulary().max_size() <= max_ids,
+                              named + ": vocabulary.max_size must be in [0, " + std::to_string(max_ids) +
+                                  "] (ids travel as float32), got " + std::to_string(column.vocabulary().max_size())));
+      return Require(column.vocabulary().min_count() >= 1,
+                     named + ": vocabulary.min_count must be >= 1, got " + std::to_string(column.vocabulary().min_count()));
+    case proto::CategoricalColumnSpec::IDS_NOT_SET:
+      break;
+  }
+  return InvalidArgumentError(named + " needs hash_buckets or a vocabulary");
+}
+
+// Categorical columns need a column_embedding first layer, which turns their ids into vectors.
+Status ValidateCategoricalColumns(const proto::JobSpec& spec) {
+  const proto::TableSpec& t = spec.data().table();
+  for (int c = 0; c < t.categorical_columns_size(); ++c) RETURN_IF_ERROR(ValidateCategoricalColumnSpec(t, c));
+  const bool column_embedding = spec.model().layer_size() > 0 && spec.model().layer(0).has_column_embedding();
+  if (t.categorical_columns_size() > 0) {
+    return Require(column_embedding, "data.table.categorical_columns give ids: the model's first layer must be a "
+                                     "column_embedding");
+  }
+  return OkStatus();
 }
 
 // A table names its files and label column.
@@ -124,6 +171,7 @@ Status ValidateTableFormat(const proto::JobSpec& spec) {
   for (const std::string& name : d.table().feature_columns()) {
     RETURN_IF_ERROR(Require(!name.empty(), "data.table.feature_columns must not hold an empty name"));
   }
+  RETURN_IF_ERROR(ValidateCategoricalColumns(spec));
   return RequireNoEmbedding(spec, format);
 }
 
@@ -285,9 +333,21 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
         RETURN_IF_ERROR(Require(i == 0, where + " is an embedding: it must be the first layer (its inputs are the "
                                                 "data's values, as ids)"));
         break;
+      case proto::LayerSpec::kColumnEmbedding:
+        RETURN_IF_ERROR(Require(i == 0, where + " is a column_embedding: it must be the first layer (its inputs "
+                                                "are the table's examples)"));
+        RETURN_IF_ERROR(Require(spec.data().table().categorical_columns_size() > 0 &&
+                                    (spec.data().format() == proto::DataSpec::CSV ||
+                                     spec.data().format() == proto::DataSpec::TSV),
+                                where + " is a column_embedding: it needs a CSV or TSV table with "
+                                        "data.table.categorical_columns"));
+        RETURN_IF_ERROR(Require(l.column_embedding().embedding_dim() >= 1,
+                                where + ".column_embedding.embedding_dim must be >= 1" +
+                                    Got(l.column_embedding().embedding_dim())));
+        break;
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, "
-                                            "batch_norm, embedding)");
+                                            "batch_norm, embedding, column_embedding)");
     }
   }
   return OkStatus();

@@ -1,11 +1,11 @@
 #include "core/table_data.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <memory>
 
 #include "core/spec.h"
+#include "core/table_records.h"
 
 namespace tessera {
 namespace {
@@ -18,7 +18,8 @@ std::string ListNames(const std::vector<std::string>& names) {
   return list;
 }
 
-// The header indexes of the label and of each feature, from data.table.
+// The header indexes of the label, of each numeric feature, then of each
+// categorical column, from data.table.
 StatusOr<std::vector<int>> ResolveColumns(const proto::DataSpec& data, const CsvReader& reader) {
   const proto::TableSpec& table = data.table();
   const auto missing = [&](const std::string& name, const std::string& field) {
@@ -27,10 +28,19 @@ StatusOr<std::vector<int>> ResolveColumns(const proto::DataSpec& data, const Csv
   };
   auto label = reader.ColumnIndex(table.label_column());
   if (!label.ok()) return missing(table.label_column(), "data.table.label_column");
+  std::vector<int> categorical;
+  for (const proto::CategoricalColumnSpec& c : table.categorical_columns()) {
+    auto index = reader.ColumnIndex(c.name());
+    if (!index.ok()) return missing(c.name(), "data.table.categorical_columns");
+    categorical.push_back(*index);
+  }
+  const auto is_categorical = [&](int c) {
+    return std::find(categorical.begin(), categorical.end(), c) != categorical.end();
+  };
   std::vector<int> columns = {*label};
   if (table.feature_columns_size() == 0) {
     for (int c = 0; c < static_cast<int>(reader.Columns().size()); ++c) {
-      if (c != *label) columns.push_back(c);
+      if (c != *label && !is_categorical(c)) columns.push_back(c);
     }
   } else {
     for (const std::string& name : table.feature_columns()) {
@@ -42,110 +52,10 @@ StatusOr<std::vector<int>> ResolveColumns(const proto::DataSpec& data, const Csv
       columns.push_back(*index);
     }
   }
+  columns.insert(columns.end(), categorical.begin(), categorical.end());
   if (columns.size() < 2) return InvalidArgumentError(reader.path() + ": no feature column besides the label");
   return columns;
 }
-
-// `field` in quotes for a one-line message, as the CSV reader shows fields:
-// line ends and tabs escaped, at most 64 characters (then "...").
-std::string QuotedField(std::string_view field) {
-  constexpr size_t kShown = 64;
-  std::string quoted = "\"";
-  for (char c : field.substr(0, kShown)) {
-    if (c == '\n') {
-      quoted += "\\n";
-    } else if (c == '\r') {
-      quoted += "\\r";
-    } else if (c == '\t') {
-      quoted += "\\t";
-    } else {
-      quoted += c;
-    }
-  }
-  if (field.size() > kShown) quoted += "...";
-  quoted += '"';
-  return quoted;
-}
-
-// The class of `field`: an integer in [0, kMaxTableClasses).
-StatusOr<int> ParseLabel(std::string_view field) {
-  int value = -1;
-  const char* end = field.data() + field.size();
-  auto [ptr, ec] = std::from_chars(field.data(), end, value);
-  if (field.empty() || ec != std::errc() || ptr != end || value < 0 || value >= kMaxTableClasses) {
-    return InvalidArgumentError("expected a class id, an integer in [0, " + std::to_string(kMaxTableClasses) +
-                                "), got " + QuotedField(field));
-  }
-  return value;
-}
-
-// One record's label and raw feature values (empty fields filled).
-struct ParsedRecord {
-  int label = 0;
-  std::vector<float> values;
-  std::vector<bool> present;
-};
-
-Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::vector<int>& columns, float fill,
-                   ParsedRecord* out) {
-  const int label_column = columns[0];
-  auto label = ParseLabel(record.fields[label_column]);
-  if (!label.ok()) {
-    return label.status().WithContext(reader.Place(record) + ": column '" + reader.Columns()[label_column] + "'");
-  }
-  out->label = *label;
-  const size_t features = columns.size() - 1;
-  out->values.resize(features);
-  out->present.resize(features);
-  for (size_t f = 0; f < features; ++f) {
-    // ParseFloatField parses as reader.ParseFloat does, without its result's
-    // copy for every field; a field it refuses is parsed again by
-    // reader.ParseFloat for the message that names the line and column.
-    const StatusOr<std::optional<float>> v = ParseFloatField(record.fields[columns[f + 1]]);
-    if (!v.ok()) return reader.ParseFloat(record, columns[f + 1]).status();
-    out->present[f] = v->has_value();
-    out->values[f] = v->value_or(fill);
-  }
-  return OkStatus();
-}
-
-// A file's records one at a time, each checked by the spec's rules: a bad
-// one is an error, or with data.table.skip_bad_records is counted in *bad
-// and passed over.
-class GoodRecords {
- public:
-  GoodRecords(const proto::DataSpec& data, CsvReader* reader, const std::vector<int>& columns, BadRecords* bad)
-      : data_(data), reader_(reader), columns_(columns), bad_(bad) {}
-
-  // The next good record into *record and *parsed; false at the end.
-  StatusOr<bool> Next(CsvRecord* record, ParsedRecord* parsed) {
-    while (true) {
-      StatusOr<bool> more = reader_->Next(record);
-      Status checked = more.ok() && *more ? Check(*record, parsed) : more.status();
-      if (checked.ok()) return more;
-      if (!data_.table().skip_bad_records() || reader_->failed()) return checked;
-      ++bad_->count;
-      if (bad_->first.size() < BadRecords::kNamed) bad_->first.push_back(checked.message());
-    }
-  }
-
- private:
-  Status Check(const CsvRecord& record, ParsedRecord* parsed) {
-    RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, data_.table().fill_value(), parsed));
-    const int num_classes = data_.table().num_classes();
-    if (num_classes > 0 && parsed->label >= num_classes) {
-      return InvalidArgumentError(reader_->Place(record) + ": column '" + reader_->Columns()[columns_[0]] +
-                                  "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
-                                  ", got " + std::to_string(parsed->label));
-    }
-    return OkStatus();
-  }
-
-  const proto::DataSpec& data_;
-  CsvReader* reader_;
-  const std::vector<int>& columns_;
-  BadRecords* bad_;
-};
 
 // Opens a split's file, checking its header against the first file's.
 StatusOr<std::unique_ptr<CsvReader>> OpenTableFile(const proto::DataSpec& data, const std::string& path,
@@ -174,15 +84,25 @@ void Count(const ParsedRecord& record, TableScan* scan) {
   }
 }
 
+// Counts the values of every vocabulary column (training records only).
+void CountValues(const proto::TableSpec& table, const CsvRecord& record, TableScan* scan) {
+  const size_t first = scan->columns.size() - scan->vocabulary_counts.size();
+  for (int c = 0; c < table.categorical_columns_size(); ++c) {
+    if (!table.categorical_columns(c).has_vocabulary()) continue;
+    scan->vocabulary_counts[c].Add(record.fields[scan->columns[first + c]]);
+  }
+}
+
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
-                TableScan* scan, std::vector<std::string>* header) {
+                bool count_values, TableScan* scan, std::vector<std::string>* header) {
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader,
                    OpenTableFile(data, path, 0, header->empty() ? nullptr : header));
   if (header->empty()) {
     *header = reader->Columns();
     ASSIGN_OR_RETURN(scan->columns, ResolveColumns(data, *reader));
-    const size_t features = scan->columns.size() - 1;
-    for (size_t f = 0; f < features; ++f) scan->feature_names.push_back(reader->Columns()[scan->columns[f + 1]]);
+    for (size_t f = 1; f < scan->columns.size(); ++f) scan->feature_names.push_back(reader->Columns()[scan->columns[f]]);
+    const size_t features = scan->columns.size() - 1 - data.table().categorical_columns_size();
+    scan->vocabulary_counts.resize(data.table().categorical_columns_size());
     scan->present.assign(features, 0);
     scan->mean.assign(features, 0);
     scan->squares.assign(features, 0);
@@ -204,6 +124,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     }
     scan->blocks.back().set_records(scan->blocks.back().records() + 1);
     Count(parsed, scan);
+    if (count_values) CountValues(data.table(), record, scan);
     ++in_file;
     ++scan->records;
   }
@@ -241,7 +162,7 @@ StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t 
   const std::vector<std::string> files = TableFiles(data, split);
   for (size_t i = 0; i < files.size(); ++i) {
     if (max_records > 0 && scan.records >= max_records) break;
-    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, &scan, &header));
+    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, split == Split::kTraining, &scan, &header));
   }
   return scan;
 }
@@ -272,7 +193,42 @@ Status CheckLikeTraining(const TableScan& train, const TableScan& other, const s
 
 }  // namespace
 
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad) {
+namespace {
+
+// The categorical columns of the job: hashed, or with the vocabulary built
+// from the training scan, or as `stored` holds them (checked against the spec).
+Status DescribeCategorical(const proto::TableSpec& spec, const TableScan& train, const proto::TableVocabularies* stored,
+                           proto::TableData* table) {
+  const int categorical = spec.categorical_columns_size();
+  const size_t first = train.columns.size() - categorical;
+  if (stored != nullptr && stored->columns_size() != categorical) {
+    return InvalidArgumentError("the stored vocabularies hold " + std::to_string(stored->columns_size()) +
+                                " categorical columns, the spec " + std::to_string(categorical));
+  }
+  for (int c = 0; c < categorical; ++c) {
+    const proto::CategoricalColumnSpec& column_spec = spec.categorical_columns(c);
+    proto::CategoricalColumn* column = table->add_categorical_columns();
+    if (stored != nullptr) {
+      *column = stored->columns(c);
+      RETURN_IF_ERROR(ValidateCategoricalColumn(*column).WithContext("the stored vocabularies"));
+      RETURN_IF_ERROR(CheckColumnMatchesSpec(column_spec, *column).WithContext("the stored vocabularies"));
+    } else if (column_spec.has_hash_buckets()) {
+      column->set_hash_buckets(column_spec.hash_buckets());
+    } else {
+      ASSIGN_OR_RETURN(std::vector<std::string> vocabulary,
+                       train.vocabulary_counts[c].Build(column_spec.vocabulary(), column_spec.name()));
+      for (std::string& value : vocabulary) column->add_vocabulary(std::move(value));
+    }
+    column->set_name(column_spec.name());
+    column->set_column(train.columns[first + c]);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad,
+                                         const proto::TableVocabularies* stored) {
   ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples()));
   ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples()));
   const int found = train.max_label + 1;
@@ -292,7 +248,7 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords
   for (const proto::TableBlock& b : test.blocks) *table.add_test_blocks() = b;
   table.set_label_column(train.columns[0]);
   const bool standardize = data.table().scaling() == proto::TableSpec::STANDARDIZE;
-  for (size_t f = 0; f + 1 < train.columns.size(); ++f) {
+  for (size_t f = 0; f < train.present.size(); ++f) {
     table.add_feature_columns(train.columns[f + 1]);
     const double variance = train.present[f] > 0 ? train.squares[f] / static_cast<double>(train.present[f]) : 0;
     const double std = std::sqrt(variance);
@@ -303,6 +259,7 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords
     table.add_shift(standardize ? static_cast<float>(train.mean[f]) : 0.0f);
     table.add_scale(standardize && std::isfinite(scale) ? scale : 1.0f);
   }
+  RETURN_IF_ERROR(DescribeCategorical(data.table(), train, stored, &table));
   table.set_train_bad_records(train.bad.count);
   table.set_test_bad_records(test.bad.count);
   if (bad != nullptr) {
@@ -317,13 +274,30 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords
   return table;
 }
 
+int64_t TableExampleValues(const proto::TableData& table) {
+  return table.feature_columns_size() + table.categorical_columns_size();
+}
+
+std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table) {
+  std::vector<CategoricalIds> ids;
+  for (const proto::CategoricalColumn& column : table.categorical_columns()) ids.emplace_back(column);
+  return ids;
+}
+
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels) {
+  return ReadTableBlock(data, split, table, MakeCategoricalIds(table), block, x, labels);
+}
+
+Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
+                      const std::vector<CategoricalIds>& ids, const proto::TableBlock& block, std::vector<float>* x,
+                      std::vector<uint8_t>* labels) {
   const std::vector<std::string> files = TableFiles(data, split);
   const std::string& path = files[block.file()];
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, path, block.offset(), nullptr));
   std::vector<int> columns = {table.label_column()};
   columns.insert(columns.end(), table.feature_columns().begin(), table.feature_columns().end());
+  for (const proto::CategoricalColumn& c : table.categorical_columns()) columns.push_back(c.column());
   const int columns_in_file = static_cast<int>(reader->Columns().size());
   if (*std::max_element(columns.begin(), columns.end()) >= columns_in_file) {
     return DataLossError(path + " has " + std::to_string(columns_in_file) +
@@ -344,7 +318,8 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   const int64_t skip = reader->compressed() || block.offset() == 0 ? block.first_record() : 0;
   for (int64_t i = 0; i < skip; ++i) RETURN_IF_ERROR(next());
   const size_t features = table.feature_columns_size();
-  x->resize(block.records() * features);
+  const size_t values = TableExampleValues(table);
+  x->resize(block.records() * values);
   labels->resize(block.records());
   for (int64_t r = 0; r < block.records(); ++r) {
     RETURN_IF_ERROR(next());
@@ -353,8 +328,12 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
                            ", beyond the job's " + std::to_string(table.num_classes()));
     }
     (*labels)[r] = static_cast<uint8_t>(parsed.label);
-    float* out = x->data() + r * features;
+    float* out = x->data() + r * values;
     for (size_t f = 0; f < features; ++f) out[f] = (parsed.values[f] - table.shift(f)) * table.scale(f);
+    // Ids are below 2^24, so exact as floats.
+    for (size_t c = 0; c < ids.size(); ++c) {
+      out[features + c] = static_cast<float>(ids[c].Id(record.fields[columns[1 + features + c]]));
+    }
   }
   return OkStatus();
 }
@@ -362,7 +341,8 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
 Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_records,
                          int64_t test_records, int64_t validation_file_records) {
   const int features = table.feature_columns_size();
-  if (features < 1 || table.shift_size() != features || table.scale_size() != features) {
+  if (features + table.categorical_columns_size() < 1 || table.shift_size() != features ||
+      table.scale_size() != features) {
     return DataLossError("table data: " + std::to_string(features) + " features with " +
                          std::to_string(table.shift_size()) + " shifts and " + std::to_string(table.scale_size()) +
                          " scales");
@@ -375,6 +355,13 @@ Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& ta
     if (table.feature_columns(f) < 0 || !std::isfinite(table.shift(f)) || !std::isfinite(table.scale(f))) {
       return DataLossError("table data: feature " + std::to_string(f) + " has a bad column or scaling");
     }
+  }
+  if (table.categorical_columns_size() != data.table().categorical_columns_size()) {
+    return DataLossError("table data: " + std::to_string(table.categorical_columns_size()) +
+                         " categorical columns, the spec " + std::to_string(data.table().categorical_columns_size()));
+  }
+  for (const proto::CategoricalColumn& column : table.categorical_columns()) {
+    RETURN_IF_ERROR(ValidateCategoricalColumn(column).WithContext("table data"));
   }
   const auto check_blocks = [&](const auto& blocks, int files, int64_t examples, const char* split) -> Status {
     int64_t total = 0;

@@ -20,9 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "core/categorical.h"
 #include "core/csv_reader.h"
 #include "core/spec.h"
 #include "core/status.h"
+#include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 
@@ -55,8 +57,10 @@ struct BadRecords {
 // One pass over a split's files: each record checked, the blocks cut, and
 // what the scheduler needs to describe the table.
 struct TableScan {
-  std::vector<int> columns;  // header indexes: the label, then each feature
-  std::vector<std::string> feature_names;
+  // Header indexes: the label, then each numeric feature, then each
+  // categorical column (data.table.categorical_columns' order).
+  std::vector<int> columns;
+  std::vector<std::string> feature_names;  // of columns[1...]
   std::vector<proto::TableBlock> blocks;
   int64_t records = 0;
   int max_label = -1;
@@ -64,6 +68,9 @@ struct TableScan {
   // sum of squared deviations (Welford's running update, in file order).
   std::vector<int64_t> present;
   std::vector<double> mean, squares;
+  // Per categorical column: its values' counts (vocabulary columns of the
+  // training split only; empty otherwise).
+  std::vector<VocabularyCounter> vocabulary_counts;
   BadRecords bad;
 };
 
@@ -87,21 +94,40 @@ StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t 
 // feature's shift and scale (STANDARDIZE: the mean and 1/std of its present
 // training values; scale 1 for a constant column, and for one whose std is
 // too small for 1/std to be a float), and how many records of each split
-// were passed over as bad. `bad`, when not null, gets the skipped records of
-// every split (training, validation, test).
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad = nullptr);
+// were passed over as bad, and each categorical column: hashed, or its
+// vocabulary built from the training records (VocabularyCounter) — or, when
+// `stored` is not null (a resumed job), the stored columns, which must match
+// the spec's (InvalidArgument otherwise). `bad`, when not null, gets the
+// skipped records of every split (training, validation, test).
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad = nullptr,
+                                         const proto::TableVocabularies* stored = nullptr);
 
-// Reads block `block` of split `split`'s files: x[records * features] (scaled) and
-// labels[records]. DataLoss when the file no longer holds what the scheduler
-// found there (fewer records, another header); the record's errors as in
-// ScanTable otherwise. REQUIRES: `table` passed ValidateTableData.
+// The values of one example of `table`: its numeric features, then one id
+// per categorical column.
+int64_t TableExampleValues(const proto::TableData& table);
+
+// Each categorical column's ids (data.table.categorical_columns' order), for ReadTableBlock.
+std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table);
+
+// Reads block `block` of split `split`'s files: x[records * values]
+// (TableExampleValues: the numeric features scaled, then each categorical
+// column's id as a float) and labels[records]. DataLoss when the file no
+// longer holds what the scheduler found there (fewer records, another
+// header); the record's errors as in ScanTable otherwise. REQUIRES: `table`
+// passed ValidateTableData; `ids` is MakeCategoricalIds(table).
+Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
+                      const std::vector<CategoricalIds>& ids, const proto::TableBlock& block, std::vector<float>* x,
+                      std::vector<uint8_t>* labels);
+// The same, making the ids for this one call.
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels);
 
 // Checks a TableData from the wire against the spec and the records of
 // each split's files (training: those a validation_fraction holds out
 // included; validation: of data.validation_files): the blocks cover each
-// split in order, columns and scales fit. DataLoss naming the first problem.
+// split in order, columns and scales fit, one categorical column per
+// data.table.categorical_columns, each valid (ValidateCategoricalColumn).
+// DataLoss naming the first problem.
 Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_records,
                          int64_t test_records, int64_t validation_file_records = 0);
 

@@ -55,6 +55,12 @@ StatusOr<InputFormat> ReadIdxInputFormat(const ExportOptions& options, const pro
 // overridden spec names (--data-dir).
 StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const ExportSource& source, ExportedModel* model) {
   const proto::DataSpec& data = model->spec.data();
+  if (IsTableFormat(data) && data.table().categorical_columns_size() > 0) {
+    // Serving it would need each column's hashing or vocabulary in the export.
+    return InvalidArgumentError("this model reads categorical columns (data.table.categorical_columns), and "
+                                "exporting such a model is not supported yet: the export would not record their "
+                                "hashing or vocabularies");
+  }
   if (!IsExportDataFormat(data)) {
     ASSIGN_OR_RETURN(const InputFormat format, ReadIdxInputFormat(options, data));
     model->input_shape = format.shape;

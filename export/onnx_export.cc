@@ -256,6 +256,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         AddIntAttribute(gather, "axis", 0);
         break;
       }
+      case proto::LayerSpec::kColumnEmbedding:
+        return InvalidArgumentError(where + ": a column_embedding (categorical columns) cannot be exported yet");
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + ": layer sets no kind");
     }

@@ -137,6 +137,10 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
       }
       return std::unique_ptr<Layer>(new Embedding(in_shape, s.num_embeddings(), s.embedding_dim()));
     }
+    case proto::LayerSpec::kColumnEmbedding:
+      // It needs the table's categorical columns, which Model::Create gives CreateColumnEmbedding.
+      return InvalidArgumentError("column_embedding must be the first layer of a model over a table with "
+                                  "categorical columns");
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

@@ -12,12 +12,14 @@
 #include "core/random.h"
 #include "core/sha256.h"
 #include "core/task_metrics.h"
+#include "models/column_embedding.h"
 #include "models/embedding.h"
 #include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
 #include "models/softmax_cross_entropy.h"
 
 #ifdef TESSERA_WITH_CUDA
+#include "models/cuda/cuda_column_embedding.h"
 #include "models/cuda/cuda_context.h"
 #include "models/cuda/cuda_layers.h"
 #include "models/cuda/cuda_model.h"
@@ -35,17 +37,35 @@ void Model::CudaModelDeleter::operator()(cuda::CudaModel* cuda) const {
 
 Model::~Model() = default;
 
-StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, const Shape& input_shape,
-                                               int num_classes, Device device) {
-  if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
-  if (device == Device::kCuda) {
-    for (int i = 0; i < spec.layer_size(); ++i) {
-      const proto::LayerSpec& l = spec.layer(i);
-      if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
-        return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
-      }
+namespace {
+
+// Layers CUDA has no twin of (int8: inference only, on the CPU): InvalidArgument naming the first.
+Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
+  if (device != Device::kCuda) return OkStatus();
+  for (int i = 0; i < spec.layer_size(); ++i) {
+    const proto::LayerSpec& l = spec.layer(i);
+    if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
+      return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
     }
   }
+  return OkStatus();
+}
+
+// Where an embedding or column_embedding must be: first.
+Status CheckIdLayerFirst(const proto::LayerSpec& spec, int i) {
+  if (i == 0 || (!spec.has_embedding() && !spec.has_column_embedding())) return OkStatus();
+  return InvalidArgumentError("model.layer[" + std::to_string(i) + "] is " +
+                              (spec.has_embedding() ? "an embedding" : "a column_embedding") +
+                              ": it must be the first layer (its inputs are the data's values, as ids)");
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, const Shape& input_shape,
+                                               int num_classes, Device device,
+                                               const std::vector<int64_t>& categorical_rows) {
+  if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
+  RETURN_IF_ERROR(CheckDeviceLayers(spec, device));
   std::unique_ptr<Model> model(new Model());
   model->spec_ = spec;
   model->input_shape_ = input_shape;
@@ -56,7 +76,14 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   if (device == Device::kCuda) {
     ASSIGN_OR_RETURN(context, cuda::CudaContext::Create());
   }
-  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) {
+  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) -> StatusOr<std::unique_ptr<Layer>> {
+    if (layer_spec.has_column_embedding()) {
+      // It needs the table's categorical columns, which CreateLayer does not know.
+      ASSIGN_OR_RETURN(std::unique_ptr<Layer> cpu,
+                       CreateColumnEmbedding(layer_spec.column_embedding(), in, categorical_rows));
+      if (device != Device::kCuda) return cpu;
+      return cuda::CreateCudaColumnEmbedding(static_cast<const ColumnEmbedding&>(*cpu), context);
+    }
     return device == Device::kCuda ? cuda::CreateCudaLayer(layer_spec, in, context) : CreateLayer(layer_spec, in);
   };
 #else
@@ -65,11 +92,17 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     CudaAvailable(&why);
     return FailedPreconditionError(why);
   }
-  auto create_layer = [](const proto::LayerSpec& layer_spec, const Shape& in) { return CreateLayer(layer_spec, in); };
+  auto create_layer = [&](const proto::LayerSpec& layer_spec, const Shape& in) {
+    // A column_embedding needs the table's categorical columns, which CreateLayer does not know.
+    return layer_spec.has_column_embedding()
+               ? CreateColumnEmbedding(layer_spec.column_embedding(), in, categorical_rows)
+               : CreateLayer(layer_spec, in);
+  };
 #endif
   Shape shape = input_shape;
   uint64_t offset = 0;
   for (int i = 0; i < spec.layer_size(); ++i) {
+    RETURN_IF_ERROR(CheckIdLayerFirst(spec.layer(i), i));
     auto layer = create_layer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
@@ -86,18 +119,22 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
       offset += t.size;
       model->tensors_.push_back(t);
     }
+    bool sparse = false;
     if (spec.layer(i).has_embedding()) {
-      if (i != 0) {
-        return InvalidArgumentError("model.layer[" + std::to_string(i) +
-                                    "] is an embedding: it must be the first layer (its inputs are the data's "
-                                    "values, as ids)");
-      }
-      model->embedding_rows_ = spec.layer(i).embedding().num_embeddings();
-      model->embedding_dim_ = spec.layer(i).embedding().embedding_dim();
-      if (spec.layer(i).embedding().sparse_gradients()) {
-        const TensorInfo& weight = model->tensors_.back();
-        model->sparse_tensors_.push_back({weight.offset, weight.offset + weight.size});
-      }
+      const proto::EmbeddingSpec& e = spec.layer(i).embedding();
+      model->ids_ = IdLayout::Shared(NumElements(shape), e.num_embeddings());
+      model->id_row_size_ = e.embedding_dim();
+      sparse = e.sparse_gradients();
+    } else if (spec.layer(i).has_column_embedding()) {
+      // The layer's own layout (on CUDA the layer is its twin).
+      model->ids_ = IdLayout::Columns(NumElements(shape) - static_cast<int64_t>(categorical_rows.size()),
+                                      categorical_rows);
+      model->id_row_size_ = spec.layer(i).column_embedding().embedding_dim();
+      sparse = spec.layer(i).column_embedding().sparse_gradients();
+    }
+    if (sparse) {
+      const TensorInfo& weight = model->tensors_.back();
+      model->sparse_tensors_.push_back({weight.offset, weight.offset + weight.size});
     }
     shape = (*layer)->out_shape();
     model->layers_.push_back(std::move(layer).value());
@@ -276,8 +313,8 @@ std::vector<KeyRange> Model::SparseRowsOf(const float* x, int64_t batch) const {
   std::vector<KeyRange> runs;
   if (sparse_tensors_.empty() || batch <= 0) return runs;
   const uint64_t base = sparse_tensors_[0].begin;
-  const uint64_t dim = static_cast<uint64_t>(embedding_dim_);
-  for (int64_t id : DistinctEmbeddingIds(x, batch * input_features(), embedding_rows_)) {
+  const uint64_t dim = static_cast<uint64_t>(id_row_size_);
+  for (int64_t id : ids_->RowsOf(x, batch)) {
     const KeyRange row{base + static_cast<uint64_t>(id) * dim, base + static_cast<uint64_t>(id + 1) * dim};
     if (!runs.empty() && runs.back().end == row.begin) {
       runs.back().end = row.end;
@@ -289,14 +326,9 @@ std::vector<KeyRange> Model::SparseRowsOf(const float* x, int64_t batch) const {
 }
 
 Status Model::ValidateInputValues(const float* values, int64_t n) const {
+  if (ids_.has_value()) return ids_->Validate(values, n);
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(values[i])) return InvalidArgumentError("input value " + std::to_string(values[i]) + " is not finite");
-    if (embedding_rows_ > 0 && EmbeddingId(values[i], embedding_rows_) < 0) {
-      return InvalidArgumentError("input value " + std::to_string(values[i]) + " is not an id in [0, " +
-                                  std::to_string(embedding_rows_) +
-                                  ") for the embedding first layer (data.mean 0 and data.std 1/255 feed the raw "
-                                  "byte values)");
-    }
   }
   return OkStatus();
 }

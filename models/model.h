@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/key_range.h"
 #include "core/status.h"
 #include "models/device.h"
+#include "models/id_layout.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 
@@ -43,9 +45,14 @@ class Model {
   // last layer's outputs differ from num_classes. input_shape is one
   // example's shape: [1, 28, 28] for Fashion-MNIST (ExampleShape gives it).
   // On Device::kCuda: FailedPrecondition in a build without CUDA, Unavailable
-  // when no GPU can be used.
+  // when no GPU can be used (and InvalidArgument for int8 layers, which run
+  // on the CPU only). categorical_rows: for a table with categorical
+  // columns, each column's number of ids (its ids are an example's last
+  // values, one per column, after the numeric features; TableData gives
+  // them), which a column_embedding first layer needs; empty for other data.
   static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
-                                                  int num_classes, Device device = Device::kCpu);
+                                                  int num_classes, Device device = Device::kCpu,
+                                                  const std::vector<int64_t>& categorical_rows = {});
   ~Model();
 
   Device device() const { return device_; }
@@ -58,12 +65,14 @@ class Model {
   int num_classes() const { return num_classes_; }
 
   // Checks n input values (e.g. every value the data can produce): an
-  // embedding first layer takes only ids in [0, num_embeddings); any other
-  // model takes every finite value. InvalidArgument naming the first bad one.
+  // embedding first layer takes only ids in [0, num_embeddings), a
+  // column_embedding only ids of each column's table in the ids' places;
+  // every value must be finite. InvalidArgument naming the first bad one.
   Status ValidateInputValues(const float* values, int64_t n) const;
 
-  // The tensors whose gradients are sparse (an embedding's weight with
-  // sparse_gradients), in key order; empty for most models.
+  // The tensors whose gradients are sparse (an embedding's or a
+  // column_embedding's weight with sparse_gradients), in key order; empty
+  // for most models.
   const std::vector<KeyRange>& sparse_tensors() const { return sparse_tensors_; }
   // After TrainBatch: the key runs inside sparse_tensors() that the batch
   // touched (sorted, disjoint, adjacent rows merged). The rest of those
@@ -155,7 +164,10 @@ class Model {
   std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
   std::vector<TensorInfo> tensors_;
   std::vector<KeyRange> sparse_tensors_, touched_runs_;
-  int64_t embedding_rows_ = 0, embedding_dim_ = 0;  // of an embedding first layer, else 0
+  // Of an embedding or column_embedding first layer: which inputs are ids
+  // of which rows of its weight, and the floats in a row.
+  std::optional<IdLayout> ids_;
+  int64_t id_row_size_ = 0;
   uint64_t num_keys_ = 0;
   Shape input_shape_;
   int num_classes_ = 0;

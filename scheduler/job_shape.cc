@@ -29,13 +29,15 @@ Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
                               " names, and the data " + std::to_string(num_classes) + " classes");
 }
 
-StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout) {
+StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout,
+                                   const proto::TableVocabularies* stored) {
   DataShape shape;
-  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records));
+  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records, stored));
   for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
   for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
   for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
-  shape.example_shape = {table.feature_columns_size()};
+  shape.example_shape = {TableExampleValues(table)};
+  for (const proto::CategoricalColumn& c : table.categorical_columns()) shape.categorical_rows.push_back(CategoricalRows(c));
   shape.num_classes = table.num_classes();
   if (layout != nullptr) layout->table = std::move(table);
   return shape;
@@ -53,8 +55,9 @@ StatusOr<DataShape> ReadImageFolderShape(const proto::DataSpec& data, DataLayout
   return shape;
 }
 
-StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout) {
-  if (IsTableFormat(data)) return ReadTableShape(data, layout);
+StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout,
+                                  const proto::TableVocabularies* stored) {
+  if (IsTableFormat(data)) return ReadTableShape(data, layout, stored);
   if (IsImageFolderFormat(data)) return ReadImageFolderShape(data, layout);
   DataShape shape;
   ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
@@ -93,17 +96,18 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape
   return names;
 }
 
-StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout) {
-  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout));
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout,
+                                const proto::TableVocabularies* stored) {
+  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout, stored));
   RETURN_IF_ERROR(CheckClassNamesCount(data, shape.num_classes));
   RETURN_IF_ERROR(HoldOutValidation(data, &shape));
   return shape;
 }
 
-StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
+StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabularies* stored) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   JobShape shape;
-  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.layout));
+  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.layout, stored));
   shape.train_examples = data.train_examples;
   shape.test_examples = data.test_examples;
   shape.validation_examples = data.validation_examples;
@@ -114,7 +118,8 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
 
   shape.num_classes = data.num_classes;
   shape.class_names = ClassNames(spec.data(), data);
-  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), data.example_shape, data.num_classes));
+  ASSIGN_OR_RETURN(auto model,
+                   Model::Create(spec.model(), data.example_shape, data.num_classes, Device::kCpu, data.categorical_rows));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
     meta.set_name(t.name);

@@ -50,6 +50,9 @@ struct JobShape {
 struct DataShape {
   int64_t train_examples = 0, test_examples = 0, validation_examples = 0;
   std::vector<int64_t> example_shape;
+  // A table's categorical columns' numbers of ids (Model::Create's
+  // categorical_rows); empty for other data.
+  std::vector<int64_t> categorical_rows;
   int num_classes = 0;
   BadRecords bad_records;  // a table's, passed over (data.table.skip_bad_records)
   // The names the data gives its classes (an image folder's class folders,
@@ -62,8 +65,11 @@ struct DataShape {
 // no image read). *layout (when not null) then holds what the workers need.
 // InvalidArgument too when data.class_names does not name every class.
 // Errors as the readers give them (InvalidArgument for a mistake in the
-// data, NotFound, DataLoss, ...).
-StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout);
+// data, NotFound, DataLoss, ...). A table's categorical columns are built
+// from the training records, or taken from `stored` when it is not null
+// (DescribeTable).
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout,
+                                const proto::TableVocabularies* stored = nullptr);
 // data.class_names when it names `shape`'s classes; else the data's own
 // names (shape.class_names); else "0", "1", ...
 std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape& shape);
@@ -74,8 +80,9 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape
 // (on no device) to learn the tensors. InvalidArgument for a bad spec
 // or a job without training or test examples, or whose validation split
 // holds none; the data reader's error
-// (NotFound, DataLoss, ...) for a missing or damaged file.
-StatusOr<JobShape> PlanJob(const proto::JobSpec& spec);
+// (NotFound, DataLoss, ...) for a missing or damaged file. A table's
+// categorical columns come from `stored` when it is not null (a resumed job).
+StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabularies* stored = nullptr);
 
 // OK when checkpoint `m` (read from `dir`) holds the model of `shape`: the
 // same tensors, shapes and key offsets. InvalidArgument naming the first

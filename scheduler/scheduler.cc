@@ -7,6 +7,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "core/json.h"
+#include "scheduler/table_vocabulary.h"
 
 namespace tessera {
 
@@ -24,14 +25,26 @@ Scheduler::Scheduler(Transport* transport, SchedulerOptions options, const std::
 
 Scheduler::~Scheduler() = default;
 
+StatusOr<JobShape> PlanSchedulerJob(const SchedulerOptions& options) {
+  // A resumed job's vocabularies are those it started with, never rebuilt.
+  std::optional<proto::TableVocabularies> stored;
+  if (!options.resume_from.empty() && HasVocabularyColumns(options.spec.data())) {
+    ASSIGN_OR_RETURN(stored, ReadTableVocabularies(RunDirOf(options.resume_from)));
+  }
+  return PlanJob(options.spec, stored ? &*stored : nullptr);
+}
+
 Status Scheduler::Prepare() {
   double planning_seconds = options_.planning_seconds;
   if (options_.shape.has_value()) {
     shape_ = *options_.shape;
   } else {
     const Clock::TimePoint planning = Now();
-    ASSIGN_OR_RETURN(shape_, PlanJob(options_.spec));  // a table's every record read
+    ASSIGN_OR_RETURN(shape_, PlanSchedulerJob(options_));  // a table's every record read
     planning_seconds = std::chrono::duration<double>(Now() - planning).count();
+  }
+  if (!options_.run_dir.empty() && HasVocabularyColumns(options_.spec.data())) {
+    RETURN_IF_ERROR(WriteTableVocabularies(options_.run_dir, *shape_.layout.table));
   }
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(resume_, LoadResumePoint(options_.resume_from, options_.spec, shape_));

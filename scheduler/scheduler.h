@@ -76,6 +76,11 @@ struct SchedulerOptions {
   double planning_seconds = 0;
 };
 
+// PlanJob for a scheduler with `options`: a job resumed from a checkpoint
+// takes the table vocabularies its run stored (never counted again). The
+// errors of PlanJob and ReadTableVocabularies.
+StatusOr<JobShape> PlanSchedulerJob(const SchedulerOptions& options);
+
 class Scheduler {
  public:
   // *transport and *stop must outlive this. Setting *stop aborts the job.

@@ -16,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "models/column_embedding.h"
 #include "models/device.h"
 #include "models/embedding.h"
 #include "models/layer.h"
@@ -25,6 +26,7 @@
 #include "tests/test_util.h"
 
 #ifdef TESSERA_WITH_CUDA
+#include "models/cuda/cuda_column_embedding.h"
 #include "models/cuda/cuda_context.h"
 #include "models/cuda/cuda_layers.h"
 #endif
@@ -153,13 +155,19 @@ int64_t ParamCount(const Layer& layer) {
 // downloads its results.
 class CudaRunner {
  public:
-  CudaRunner(const proto::LayerSpec& spec, const Shape& in_shape) {
+  using MakeLayer = std::function<std::unique_ptr<Layer>(std::shared_ptr<cuda::CudaContext>)>;
+  CudaRunner(const proto::LayerSpec& spec, const Shape& in_shape)
+      : CudaRunner([&](std::shared_ptr<cuda::CudaContext> context) -> std::unique_ptr<Layer> {
+          auto layer = cuda::CreateCudaLayer(spec, in_shape, std::move(context));
+          EXPECT_TRUE(layer.ok()) << layer.status().ToString();
+          return layer.ok() ? std::move(layer).value() : nullptr;
+        }) {}
+  // A layer CreateCudaLayer does not make (a column_embedding needs the table's columns).
+  explicit CudaRunner(const MakeLayer& make) {
     auto context = cuda::CudaContext::Create();
     EXPECT_TRUE(context.ok()) << context.status().ToString();
     context_ = *context;
-    auto layer = cuda::CreateCudaLayer(spec, in_shape, context_);
-    EXPECT_TRUE(layer.ok()) << layer.status().ToString();
-    layer_ = std::move(layer).value();
+    layer_ = make(context_);
     nparams_ = ParamCount(*layer_);
     params_.Reserve(std::max<int64_t>(nparams_, 1) * sizeof(float));
     grads_.Reserve(std::max<int64_t>(nparams_, 1) * sizeof(float));
@@ -421,6 +429,54 @@ TEST(CudaLayersTest, EmbeddingMatchesTheCpuBitwise) {
     // Evaluation pass: the same lookup.
     EXPECT_EQ(gpu.Forward(params, x, batch, Pass{false, 0}), cpu_y);
     ++step;
+  }
+}
+
+// ColumnEmbedding's twin: copies and gathers are exact, and its scatter adds
+// each row's dy in the CPU layer's order, so outputs, gradients and dx
+// (numbers: dy passed through; ids: zero) are bitwise the CPU's, invalid ids
+// (out of their column's range, NaN) included.
+TEST(CudaLayersTest, ColumnEmbeddingMatchesTheCpuBitwise) {
+  REQUIRE_CUDA();
+  const std::vector<int64_t> rows = {4, 7, 3};
+  const int64_t dim = 5, numeric = 2, features = numeric + 3;
+  proto::ColumnEmbeddingSpec spec;
+  spec.set_embedding_dim(dim);
+  auto cpu_layer = CreateColumnEmbedding(spec, Shape{features}, rows);
+  ASSERT_OK(cpu_layer.status());
+  const auto& cpu = static_cast<const ColumnEmbedding&>(**cpu_layer);
+  CudaRunner gpu([&](std::shared_ptr<cuda::CudaContext> context) {
+    return cuda::CreateCudaColumnEmbedding(cpu, std::move(context));
+  });
+  ASSERT_EQ(gpu.layer().type(), "column_embedding");
+  ASSERT_EQ(gpu.layer().out_shape(), (Shape{numeric + 3 * dim}));
+  const int64_t total_rows = 4 + 7 + 3;
+  std::mt19937 rng(41);
+  const std::vector<float> params = RandomVector(rng, total_rows * dim);
+  std::vector<float> cpu_grads(total_rows * dim, 1e6f);
+  (*cpu_layer)->Bind(params.data(), cpu_grads.data());
+  for (int64_t batch : {6, 1, 0, 9}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    std::vector<float> x = RandomVector(rng, batch * features);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t c = 0; c < 3; ++c) {
+        // Ids in [-1, rows] with jitter: repeats, rounding and invalid ones.
+        x[b * features + numeric + c] = static_cast<float>(static_cast<int64_t>(rng() % (rows[c] + 2)) - 1) +
+                                        0.3f * (RandomVector(rng, 1)[0]);
+      }
+    }
+    if (batch > 0) x[numeric] = std::nanf("");
+    const int64_t ny = batch * (numeric + 3 * dim);
+    const std::vector<float> dy = RandomVector(rng, ny);
+    std::vector<float> cpu_y(ny, 1e6f);
+    (*cpu_layer)->Forward(x.data(), batch, cpu_y.data(), Pass{});
+    EXPECT_EQ(gpu.Forward(params, x, batch, Pass{}), cpu_y);
+    std::vector<float> cpu_dx(batch * features, 1e6f);
+    (*cpu_layer)->Backward(x.data(), cpu_y.data(), dy.data(), batch, cpu_dx.data());
+    std::vector<float> gpu_grads, gpu_dx;
+    gpu.Backward(dy, &gpu_grads, &gpu_dx);
+    EXPECT_EQ(gpu_grads, cpu_grads);
+    EXPECT_EQ(gpu_dx, cpu_dx);
   }
 }
 
@@ -795,6 +851,71 @@ TEST(CudaModelTest, EmbeddingModelTrainsAsOnTheCpu) {
   }
   std::vector<float> x(9 * 6);
   for (float& v : x) v = static_cast<float>(id(rng));
+  const float* cl = c.Infer(x.data(), 9);
+  const std::vector<float> want(cl, cl + 9 * 3);
+  const float* gl = g.Infer(x.data(), 9);
+  ASSERT_NE(gl, nullptr);
+  for (int64_t i = 0; i < 9 * 3; ++i) EXPECT_NEAR(gl[i], want[i], 1e-4f * (1 + std::fabs(want[i]))) << i;
+}
+
+// A column_embedding model (two numeric features, then columns of 5 and 9
+// ids) trains alike on both devices: the same losses, gradients within
+// rounding, the same touched rows and exact zeros in the table's rows a
+// batch did not use; inference gives the CPU's logits.
+TEST(CudaModelTest, ColumnEmbeddingModelTrainsAsOnTheCpu) {
+  REQUIRE_CUDA();
+  const std::vector<int64_t> rows = {5, 9};
+  const int64_t dim = 3, features = 4;
+  const proto::ModelSpec spec =
+      ParseModel("layer { column_embedding { embedding_dim: 3 } } layer { linear { out_features: 3 } }");
+  auto cpu = Model::Create(spec, Shape{features}, 3, Device::kCpu, rows);
+  auto gpu = Model::Create(spec, Shape{features}, 3, Device::kCuda, rows);
+  ASSERT_OK(cpu.status());
+  ASSERT_OK(gpu.status());
+  Model& c = **cpu;
+  Model& g = **gpu;
+  ASSERT_EQ(c.num_keys(), g.num_keys());
+  InitializeParameters(c.tensors(), 13, c.params());
+  InitializeParameters(g.tensors(), 13, g.params());
+  std::mt19937 rng(14);
+  std::normal_distribution<float> number(0.0f, 1.0f);
+  const auto examples = [&](int64_t batch) {
+    std::vector<float> x(batch * features);
+    for (int64_t b = 0; b < batch; ++b) {
+      x[b * features] = number(rng);
+      x[b * features + 1] = number(rng);
+      x[b * features + 2] = static_cast<float>(rng() % rows[0]);
+      x[b * features + 3] = static_cast<float>(rng() % rows[1]);
+    }
+    return x;
+  };
+  int step = 0;
+  for (int64_t batch : {8, 3, 5}) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const std::vector<float> x = examples(batch);
+    ASSERT_OK(g.ValidateInputValues(x.data(), x.size()));
+    std::vector<uint8_t> labels(batch);
+    for (auto& l : labels) l = static_cast<uint8_t>(rng() % 3);
+    const BatchStats cs = c.TrainBatch(x.data(), labels.data(), batch, 600 + step);
+    const BatchStats gs = g.TrainBatch(x.data(), labels.data(), batch, 600 + step);
+    EXPECT_NEAR(gs.loss_sum, cs.loss_sum, 1e-5 * (1 + cs.loss_sum));
+    EXPECT_EQ(gs.correct, cs.correct);
+    ExpectTensorsClose(c, *c.grads(), *g.grads(), 1e-5, "step " + std::to_string(step) + " gradients");
+    EXPECT_EQ(g.touched_runs(), c.touched_runs());
+    std::vector<bool> used(rows[0] + rows[1], false);
+    for (int64_t b = 0; b < batch; ++b) {
+      used[static_cast<int64_t>(x[b * features + 2])] = true;
+      used[rows[0] + static_cast<int64_t>(x[b * features + 3])] = true;
+    }
+    for (int64_t r = 0; r < rows[0] + rows[1]; ++r) {
+      if (used[r]) continue;
+      for (int64_t k = 0; k < dim; ++k) EXPECT_EQ((*g.grads())[r * dim + k], 0.0f) << "row " << r;
+    }
+    ApplyStep(c, *c.grads(), batch, 0.1f, c.params());
+    ApplyStep(g, *g.grads(), batch, 0.1f, g.params());
+    ++step;
+  }
+  const std::vector<float> x = examples(9);
   const float* cl = c.Infer(x.data(), 9);
   const std::vector<float> want(cl, cl + 9 * 3);
   const float* gl = g.Infer(x.data(), 9);

@@ -448,7 +448,8 @@ TEST(ImageFolderSpecTest, EachImageRuleIsOneLineNamingItsField) {
   embedding.mutable_model()->mutable_layer(0)->mutable_embedding()->set_num_embeddings(256);
   embedding.mutable_model()->mutable_layer(0)->mutable_embedding()->set_embedding_dim(4);
   ExpectRefused(embedding, "an Embedding first layer takes ids, and data.format IMAGE_FOLDER gives scaled numbers: "
-                           "use IDX data for ids (categorical columns are not supported yet)");
+                           "use IDX data for ids, or a table's data.table.categorical_columns with a "
+                           "column_embedding first layer");
 }
 
 TEST(ImageFolderSpecTest, OtherFormatsRefuseTheImageFields) {

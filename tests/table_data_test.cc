@@ -948,7 +948,7 @@ TEST(TableSpecTest, ValidateJobSpecChecksTheTableFields) {
   model->add_layer()->mutable_flatten();
   model->add_layer()->mutable_linear()->set_out_features(3);
   ExpectInvalid(spec, "an Embedding first layer takes ids, and data.format CSV gives scaled numbers: use IDX data for "
-                      "ids (categorical columns are not supported yet)");
+                      "ids, or a table's data.table.categorical_columns with a column_embedding first layer");
   spec.mutable_data()->set_format(proto::DataSpec::IDX);
   spec.mutable_data()->clear_train_files();
   spec.mutable_data()->clear_test_files();

@@ -7,6 +7,7 @@
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
 #include "core/spec.h"
+#include "scheduler/table_vocabulary.h"
 #include "tools/command.h"
 #include "tools/local_job.h"
 #include "tools/role_flags.h"
@@ -59,6 +60,10 @@ int RunResume(const ParsedArgs& args) {
                                           "it belongs to");
   }
   const std::string run_dir = RunDirOf(absolute);
+  if (HasVocabularyColumns(spec.data())) {
+    // The scheduler reads them again; a missing or damaged file is one line now, before any process starts.
+    if (Status s = ReadTableVocabularies(run_dir).status(); !s.ok()) return UsageError(self, s.message());
+  }
   if (Status s = MakeDirs(run_dir + "/logs"); !s.ok()) return UsageError(self, s.message());
   if (Status s = WriteFileAtomic(run_dir + "/spec.pbtxt", JobSpecToText(spec)); !s.ok()) {
     return UsageError(self, s.message());

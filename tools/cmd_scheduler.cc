@@ -20,7 +20,8 @@ namespace tessera {
 namespace {
 
 // Checks options->spec can run and plans the job once, before the socket
-// binds; every rollback reuses the plan. A table's plan reads and checks
+// binds (a resumed job with the vocabularies its run stored); every rollback
+// reuses the plan, vocabularies included. A table's plan reads and checks
 // every record as CheckSpecRunnable does (the same one-line errors), so a
 // table is read once here, not twice; other data is checked whole first
 // (image folders: every image decoded), which planning alone does not do.
@@ -32,7 +33,7 @@ Status PlanBeforeBinding(const std::string& spec_path, SchedulerOptions* options
     RETURN_IF_ERROR(CheckSpecRunnable(spec, spec_path));
   }
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(options->shape, PlanJob(spec));
+  ASSIGN_OR_RETURN(options->shape, PlanSchedulerJob(*options));
   options->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return OkStatus();
 }
@@ -47,7 +48,6 @@ int RunScheduler(const ParsedArgs& args) {
   if (!spec.ok()) return UsageError(self, spec.status().message());
   SchedulerOptions options;
   options.spec = *spec;
-  if (Status s = PlanBeforeBinding(FLAGS_spec, &options); !s.ok()) return UsageError(self, s.message());
   options.host = FLAGS_host.empty() ? "0.0.0.0" : FLAGS_host;
   auto port = PortFlag(args, /*default_port=*/7000);
   if (!port.ok()) return UsageError(self, port.status().message());
@@ -76,6 +76,7 @@ int RunScheduler(const ParsedArgs& args) {
     return UsageError(self, "--max-restarts must be >= 0, got " + std::to_string(FLAGS_max_restarts));
   }
   options.max_rollbacks = FLAGS_max_restarts;
+  if (Status s = PlanBeforeBinding(FLAGS_spec, &options); !s.ok()) return UsageError(self, s.message());
   const std::atomic<bool>* stop = InstallStopSignals();
   ZmqTransport transport;
   std::unique_ptr<Socket> socket;  // kept across rollbacks: the nodes know its address

@@ -126,7 +126,8 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   if (IsTableFormat(d)) {
     // Every record is read and checked here, as the scheduler will again to plan the job.
     ASSIGN_OR_RETURN(const DataShape data, CheckTable(d));
-    return Model::Create(spec.model(), data.example_shape, data.num_classes).status();
+    return Model::Create(spec.model(), data.example_shape, data.num_classes, Device::kCpu, data.categorical_rows)
+        .status();
   }
   RETURN_IF_ERROR(ShapeOfData(d, nullptr).status());  // data.class_names against the classes
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());

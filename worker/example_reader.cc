@@ -37,11 +37,22 @@ Status ImageExampleReader::Read(const std::vector<int64_t>& examples, std::vecto
 }
 
 TableExampleReader::TableExampleReader(proto::DataSpec data, proto::TableData table, Split files, int64_t first,
-                                       int64_t end)
-    : data_(std::move(data)), table_(std::move(table)), files_(files), first_(first), end_(end) {
+                                       int64_t end, std::shared_ptr<const std::vector<CategoricalIds>> ids)
+    : data_(std::move(data)),
+      table_(std::move(table)),
+      ids_(ids != nullptr ? std::move(ids) : std::make_shared<const std::vector<CategoricalIds>>(MakeCategoricalIds(table_))),
+      files_(files),
+      first_(first),
+      end_(end) {
   block_first_.push_back(0);
   for (const proto::TableBlock& b : blocks()) block_first_.push_back(block_first_.back() + b.records());
   CHECK(0 <= first_ && first_ <= end_ && end_ <= block_first_.back()) << first_ << ", " << end_;
+}
+
+std::vector<int64_t> TableExampleReader::categorical_rows() const {
+  std::vector<int64_t> rows;
+  for (const proto::CategoricalColumn& c : table_.categorical_columns()) rows.push_back(CategoricalRows(c));
+  return rows;
 }
 
 const google::protobuf::RepeatedPtrField<proto::TableBlock>& TableExampleReader::blocks() const {
@@ -70,7 +81,8 @@ StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t r
   Block& slot = cache_[next_slot_];
   next_slot_ = 1 - next_slot_;
   slot.index = -1;  // until read whole
-  RETURN_IF_ERROR(ReadTableBlock(data_, files_, table_, blocks().Get(static_cast<int>(index)), &slot.x, &slot.labels));
+  RETURN_IF_ERROR(
+      ReadTableBlock(data_, files_, table_, *ids_, blocks().Get(static_cast<int>(index)), &slot.x, &slot.labels));
   slot.index = index;
   ++blocks_read_;
   return &slot;
@@ -78,7 +90,7 @@ StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t r
 
 Status TableExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
                                 std::vector<uint8_t>* labels) {
-  const int64_t features = table_.feature_columns_size();
+  const int64_t features = TableExampleValues(table_);
   x->resize(examples.size() * features);
   labels->resize(examples.size());
   for (size_t i = 0; i < examples.size(); ++i) {
@@ -118,14 +130,15 @@ Status ImageFolderExampleReader::Read(const std::vector<int64_t>& examples, std:
 namespace {
 
 StatusOr<std::unique_ptr<ExampleReader>> OpenTableReader(const proto::DataSpec& data, const proto::ClusterMap& map,
-                                                         Split split) {
+                                                         Split split, SharedCategoricalIds ids) {
   // A validation_fraction holds out the training files' last records.
   const bool held_out = data.validation_fraction() > 0;
   const int64_t train_records = map.train_examples() + (held_out ? map.validation_examples() : 0);
   RETURN_IF_ERROR(ValidateTableData(data, map.table_data(), train_records, map.test_examples(),
                                     held_out ? 0 : map.validation_examples()));
+  if (ids == nullptr) ids = std::make_shared<const std::vector<CategoricalIds>>(MakeCategoricalIds(map.table_data()));
   const auto reader = [&](Split files, int64_t first, int64_t end) {
-    return std::unique_ptr<ExampleReader>(new TableExampleReader(data, map.table_data(), files, first, end));
+    return std::unique_ptr<ExampleReader>(new TableExampleReader(data, map.table_data(), files, first, end, ids));
   };
   switch (split) {
     case Split::kTraining: return reader(Split::kTraining, 0, map.train_examples());
@@ -178,12 +191,12 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenImageFolderReader(const proto::Data
 }  // namespace
 
 StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
-                                                           Split split) {
+                                                           Split split, SharedCategoricalIds table_ids) {
   if (split == Split::kValidation && !HasValidationSplit(data)) {
     return FailedPreconditionError("the job has no validation split (data.validation_fraction, "
                                    "data.validation_files)");
   }
-  if (IsTableFormat(data)) return OpenTableReader(data, map, split);
+  if (IsTableFormat(data)) return OpenTableReader(data, map, split, std::move(table_ids));
   if (IsImageFolderFormat(data)) return OpenImageFolderReader(data, map, split);
   return OpenImageReader(data, map, split);
 }

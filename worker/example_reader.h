@@ -19,6 +19,7 @@
 #include "core/image_folder.h"
 #include "core/image_folder_data.h"
 #include "core/status.h"
+#include "core/table_data.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
@@ -52,6 +53,9 @@ class ExampleReader {
   virtual int64_t count() const = 0;
   // One example's shape: [1, rows, cols] for images, [features] for tables.
   virtual Shape example_shape() const = 0;
+  // A table's categorical columns' numbers of ids, for Model::Create (their
+  // ids are an example's last values); empty for other data.
+  virtual std::vector<int64_t> categorical_rows() const { return {}; }
   virtual int num_classes() const = 0;
   // Fills x[examples.size() * example size] and labels[examples.size()]
   // with `examples` (indexes in [0, count())), normalized for the model.
@@ -90,10 +94,16 @@ class ImageExampleReader : public ExampleReader {
 class TableExampleReader : public ExampleReader {
  public:
   // REQUIRES: `table` passed ValidateTableData for this data spec, and
-  // 0 <= first <= end <= the records of the split's blocks.
-  TableExampleReader(proto::DataSpec data, proto::TableData table, Split files, int64_t first, int64_t end);
+  // 0 <= first <= end <= the records of the split's blocks; `ids` is
+  // MakeCategoricalIds(table) (built here when null), shared with the other
+  // readers of the job.
+  TableExampleReader(proto::DataSpec data, proto::TableData table, Split files, int64_t first, int64_t end,
+                     std::shared_ptr<const std::vector<CategoricalIds>> ids = nullptr);
   int64_t count() const override { return end_ - first_; }
-  Shape example_shape() const override { return Shape{table_.feature_columns_size()}; }
+  Shape example_shape() const override { return Shape{TableExampleValues(table_)}; }
+  std::vector<int64_t> categorical_rows() const override;
+  // The categorical columns' ids, for the job's other readers.
+  const std::shared_ptr<const std::vector<CategoricalIds>>& ids() const { return ids_; }
   int num_classes() const override { return table_.num_classes(); }
   Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
 
@@ -114,6 +124,7 @@ class TableExampleReader : public ExampleReader {
 
   const proto::DataSpec data_;
   const proto::TableData table_;
+  const std::shared_ptr<const std::vector<CategoricalIds>> ids_;  // MakeCategoricalIds(table_)
   const Split files_;
   const int64_t first_, end_;         // the records of the split that are this reader's examples
   std::vector<int64_t> block_first_;  // by block: its first record; then the split's records
@@ -158,9 +169,13 @@ class ImageFolderExampleReader : public ExampleReader {
 // scheduler listed: ListImageFolderAsPlanned; a validation_fraction holds
 // out the training folder's images by HoldOut with the job seed, and only
 // the training split augments). FailedPrecondition for the validation split
-// of a job without one.
+// of a job without one. A table's readers map categorical fields with
+// `table_ids` (MakeCategoricalIds(map.table_data()), built here when null;
+// the worker builds it once for all its splits, as a vocabulary's map may be
+// large).
+using SharedCategoricalIds = std::shared_ptr<const std::vector<CategoricalIds>>;
 StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec& data, const proto::ClusterMap& map,
-                                                           Split split);
+                                                           Split split, SharedCategoricalIds table_ids = nullptr);
 
 // The order of training epoch `epoch` over `reader`: EpochOrder for IDX
 // data and image folders (each image is a file of its own: no blocks to

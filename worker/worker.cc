@@ -103,10 +103,16 @@ Status Worker::JoinAndTrain() {
 Status Worker::LoadData(const proto::DataSpec& data) {
   const auto start = SteadyClock::now();
   ASSIGN_OR_RETURN(train_, OpenExampleReader(data, map_, Split::kTraining));
-  if (HasValidationSplit(data)) {
-    ASSIGN_OR_RETURN(validation_, OpenExampleReader(data, map_, Split::kValidation));
+  // A table's categorical ids (a vocabulary's map), checked and built by the
+  // training reader, serve the other splits too.
+  SharedCategoricalIds table_ids;
+  if (const auto* table = dynamic_cast<const TableExampleReader*>(train_.get()); table != nullptr) {
+    table_ids = table->ids();
   }
-  ASSIGN_OR_RETURN(test_, OpenExampleReader(data, map_, Split::kTest));
+  if (HasValidationSplit(data)) {
+    ASSIGN_OR_RETURN(validation_, OpenExampleReader(data, map_, Split::kValidation, table_ids));
+  }
+  ASSIGN_OR_RETURN(test_, OpenExampleReader(data, map_, Split::kTest, table_ids));
   LOG(INFO) << "worker opened " << train_->count() << " training, " << validation_count() << " validation and "
             << test_->count() << " test examples in "
             << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
@@ -136,7 +142,7 @@ Status Worker::Setup(const proto::Header& map_message) {
   }
 
   ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(),
-                                         options_.device));
+                                         options_.device, train_->categorical_rows()));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));

@@ -546,7 +546,7 @@ class CudaEmbedding : public CudaLayer {
         starts[j] = u;
         ++j;
       }
-      positions[u] = uses_[u].second;
+      positions[u] = uses_[u].second * dim_;  // input i's dy floats start there
     }
     starts[count] = used;
     TESSERA_CUDA_CHECK(cudaMemcpyAsync(csr_.get(), host_csr_.as<int64_t>(), bytes, cudaMemcpyHostToDevice, stream()));
@@ -594,6 +594,7 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
     case proto::LayerSpec::kEmbedding:
       return std::unique_ptr<Layer>(new CudaEmbedding(*cpu, std::move(context), spec.embedding().num_embeddings(),
                                                       spec.embedding().embedding_dim()));
+    case proto::LayerSpec::kColumnEmbedding:  // CreateLayer refused it: CreateCudaColumnEmbedding makes it
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

@@ -1,7 +1,8 @@
 // The CUDA twins of the layers (models/*.h): Linear on cuBLAS; Conv2d,
 // MaxPool2d, ReLU, BatchNorm and the softmax on cuDNN; Dropout's mask and
 // Embedding's gather and (atomic-free) gradient scatter in own kernels
-// (kernels.cu), the same mask and the same sums as the CPU's. All plain FP32
+// (kernels.cu; ColumnEmbedding's twin is in cuda_column_embedding.h), the
+// same mask and the same sums as the CPU's. All plain FP32
 // (no TF32), deterministic algorithms only.
 //
 // A CUDA layer has the CPU layer's interface, shapes and param_shapes(), but

@@ -80,8 +80,27 @@ __global__ void EmbeddingBackwardKernel(const float* dy, const int64_t* rows, co
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t j = e / dim, k = e - j * dim;
     float sum = 0.0f;  // the CPU starts from its zeroed gradient: 0 + d0 + d1 + ...
-    for (int64_t p = starts[j]; p < starts[j + 1]; ++p) sum += dy[positions[p] * dim + k];
+    for (int64_t p = starts[j]; p < starts[j + 1]; ++p) sum += dy[positions[p] + k];
     weight_grad[rows[j] * dim + k] = sum;
+  }
+}
+
+// One thread per output element, as EmbeddingForwardKernel.
+__global__ void ColumnEmbeddingForwardKernel(const float* x, int64_t batch, int64_t in, int64_t numeric,
+                                             const int64_t* offsets, const float* weight, int64_t dim, float* y) {
+  const int64_t out = numeric + (in - numeric) * dim;
+  const int64_t total = batch * out;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = e / out, o = e - b * out;
+    if (o < numeric) {
+      y[e] = x[b * in + o];
+      continue;
+    }
+    const int64_t c = (o - numeric) / dim, k = (o - numeric) - c * dim;
+    const int64_t rows = offsets[c + 1] - offsets[c];
+    const int64_t id = DeviceEmbeddingId(x[b * in + numeric + c], static_cast<float>(rows));
+    y[e] = id >= 0 && id < rows ? weight[(offsets[c] + id) * dim + k] : 0.0f;
   }
 }
 
@@ -115,6 +134,15 @@ cudaError_t LaunchEmbeddingBackward(const float* dy, const int64_t* rows, const 
   if (count == 0 || dim == 0) return cudaSuccess;
   EmbeddingBackwardKernel<<<Blocks(count * dim), kThreads, 0, stream>>>(dy, rows, starts, positions, count, dim,
                                                                        weight_grad);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchColumnEmbeddingForward(const float* x, int64_t batch, int64_t in, int64_t numeric,
+                                         const int64_t* offsets, const float* weight, int64_t dim, float* y,
+                                         cudaStream_t stream) {
+  const int64_t total = batch * (numeric + (in - numeric) * dim);
+  if (total == 0) return cudaSuccess;
+  ColumnEmbeddingForwardKernel<<<Blocks(total), kThreads, 0, stream>>>(x, batch, in, numeric, offsets, weight, dim, y);
   return cudaGetLastError();
 }
 

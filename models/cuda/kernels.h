@@ -30,13 +30,24 @@ cudaError_t LaunchEmbeddingForward(const float* x, int64_t n, const float* weigh
 
 // The embedding's weight gradient in the rows a batch used, without atomics:
 // for j < count and k < dim, weight_grad[rows[j] * dim + k] = the sum of
-// dy[positions[p] * dim + k] for p in [starts[j], starts[j + 1]), added from
-// 0 in that order (one thread per output element, so with increasing
-// positions it is bitwise the CPU's loop). rows must be distinct; the other
-// rows of weight_grad are left as they are.
+// dy[positions[p] + k] for p in [starts[j], starts[j + 1]), added from 0 in
+// that order (one thread per output element, so with increasing positions it
+// is bitwise the CPU's loop). A position is the offset in dy of the dim
+// floats one use of the row received (Embedding: input i's at i * dim;
+// ColumnEmbedding: example b's column c at b * out + numeric + c * dim).
+// rows must be distinct; the other rows of weight_grad are left as they are.
 cudaError_t LaunchEmbeddingBackward(const float* dy, const int64_t* rows, const int64_t* starts,
                                     const int64_t* positions, int64_t count, int64_t dim, float* weight_grad,
                                     cudaStream_t stream);
+
+// ColumnEmbedding lookup (models/column_embedding.h) over x[batch, in]: y[b]
+// is x[b]'s first `numeric` values, then for each column c < in - numeric
+// the dim floats of weight row offsets[c] + id, id = EmbeddingId(x[b,
+// numeric + c], offsets[c + 1] - offsets[c]) (zeros where that is -1).
+// offsets (device memory, in - numeric + 1 values) are the columns' first rows.
+cudaError_t LaunchColumnEmbeddingForward(const float* x, int64_t batch, int64_t in, int64_t numeric,
+                                         const int64_t* offsets, const float* weight, int64_t dim, float* y,
+                                         cudaStream_t stream);
 
 }  // namespace tessera::cuda
 

@@ -68,7 +68,7 @@ std::string QuotedField(std::string_view field) {
 }
 
 // The class of `field`: an integer in [0, kMaxTableClasses).
-StatusOr<int> ParseLabel(std::string_view field) {
+StatusOr<int> ParseClassId(std::string_view field) {
   int value = -1;
   const char* end = field.data() + field.size();
   auto [ptr, ec] = std::from_chars(field.data(), end, value);
@@ -79,17 +79,36 @@ StatusOr<int> ParseLabel(std::string_view field) {
   return value;
 }
 
+// The label of `field` by the rule `kind`: a class id, 0 or 1, or any finite
+// number (an empty field is not one: a label cannot be missing).
+StatusOr<float> ParseLabel(std::string_view field, proto::TableLabels::Kind kind) {
+  if (kind == proto::TableLabels::CLASS_ID) {
+    ASSIGN_OR_RETURN(const int id, ParseClassId(field));
+    return static_cast<float>(id);  // exact: ids are below 256
+  }
+  const StatusOr<std::optional<float>> value = ParseFloatField(field);
+  if (!value.ok() || !value->has_value()) {
+    return InvalidArgumentError(std::string(kind == proto::TableLabels::BINARY ? "expected a label 0 or 1"
+                                                                                : "expected a finite number") +
+                                ", got " + QuotedField(field));
+  }
+  if (kind == proto::TableLabels::BINARY && **value != 0.0f && **value != 1.0f) {
+    return InvalidArgumentError("expected a label 0 or 1, got " + QuotedField(field));
+  }
+  return **value;
+}
+
 // One record's label and raw feature values (empty fields filled).
 struct ParsedRecord {
-  int label = 0;
+  float label = 0;
   std::vector<float> values;
   std::vector<bool> present;
 };
 
 Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::vector<int>& columns, float fill,
-                   ParsedRecord* out) {
+                   proto::TableLabels::Kind kind, ParsedRecord* out) {
   const int label_column = columns[0];
-  auto label = ParseLabel(record.fields[label_column]);
+  auto label = ParseLabel(record.fields[label_column], kind);
   if (!label.ok()) {
     return label.status().WithContext(reader.Place(record) + ": column '" + reader.Columns()[label_column] + "'");
   }
@@ -114,8 +133,9 @@ Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::
 // and passed over.
 class GoodRecords {
  public:
-  GoodRecords(const proto::DataSpec& data, CsvReader* reader, const std::vector<int>& columns, BadRecords* bad)
-      : data_(data), reader_(reader), columns_(columns), bad_(bad) {}
+  GoodRecords(const proto::DataSpec& data, CsvReader* reader, const std::vector<int>& columns,
+              proto::TableLabels::Kind kind, BadRecords* bad)
+      : data_(data), reader_(reader), columns_(columns), kind_(kind), bad_(bad) {}
 
   // The next good record into *record and *parsed; false at the end.
   StatusOr<bool> Next(CsvRecord* record, ParsedRecord* parsed) {
@@ -131,12 +151,12 @@ class GoodRecords {
 
  private:
   Status Check(const CsvRecord& record, ParsedRecord* parsed) {
-    RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, data_.table().fill_value(), parsed));
+    RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, data_.table().fill_value(), kind_, parsed));
     const int num_classes = data_.table().num_classes();
-    if (num_classes > 0 && parsed->label >= num_classes) {
+    if (kind_ == proto::TableLabels::CLASS_ID && num_classes > 0 && parsed->label >= num_classes) {
       return InvalidArgumentError(reader_->Place(record) + ": column '" + reader_->Columns()[columns_[0]] +
                                   "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
-                                  ", got " + std::to_string(parsed->label));
+                                  ", got " + std::to_string(static_cast<int>(parsed->label)));
     }
     return OkStatus();
   }
@@ -144,6 +164,7 @@ class GoodRecords {
   const proto::DataSpec& data_;
   CsvReader* reader_;
   const std::vector<int>& columns_;
+  const proto::TableLabels::Kind kind_;
   BadRecords* bad_;
 };
 
@@ -163,7 +184,14 @@ StatusOr<std::unique_ptr<CsvReader>> OpenTableFile(const proto::DataSpec& data, 
 
 // Adds one record to the scan: the label, Welford's update of each present feature.
 void Count(const ParsedRecord& record, TableScan* scan) {
-  scan->max_label = std::max(scan->max_label, record.label);
+  const float y = record.label;
+  if (scan->records == 0) scan->min_label_value = scan->max_label_value = y;
+  scan->min_label_value = std::min(scan->min_label_value, y);
+  scan->max_label_value = std::max(scan->max_label_value, y);
+  if (y != std::nearbyint(y)) scan->all_integers = false;
+  if (y != 0.0f && y != 1.0f) scan->all_binary = false;
+  // Class ids only (NUMBER labels may be anything; their classes are unused).
+  if (y >= 0 && y < kMaxTableClasses) scan->max_label = std::max(scan->max_label, static_cast<int>(y));
   for (size_t f = 0; f < record.values.size(); ++f) {
     if (!record.present[f]) continue;
     const int64_t n = ++scan->present[f];
@@ -175,7 +203,7 @@ void Count(const ParsedRecord& record, TableScan* scan) {
 }
 
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
-                TableScan* scan, std::vector<std::string>* header) {
+                proto::TableLabels::Kind kind, TableScan* scan, std::vector<std::string>* header) {
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader,
                    OpenTableFile(data, path, 0, header->empty() ? nullptr : header));
   if (header->empty()) {
@@ -188,7 +216,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     scan->squares.assign(features, 0);
   }
   const int64_t block_records = TableBlockRecords(static_cast<int>(scan->columns.size()) - 1);
-  GoodRecords records(data, reader.get(), scan->columns, &scan->bad);
+  GoodRecords records(data, reader.get(), scan->columns, kind, &scan->bad);
   CsvRecord record;
   ParsedRecord parsed;
   int64_t in_file = 0;
@@ -235,13 +263,22 @@ int64_t TableBlockRecords(int features) {
   return std::clamp<int64_t>(kTableBlockValues / std::max(1, features), 1, kTableBlockRecords);
 }
 
-StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records) {
+StatusOr<int> TableFeatureCount(const proto::DataSpec& data) {
+  const std::vector<std::string> files = TableFiles(data, Split::kTraining);
+  if (files.empty()) return InvalidArgumentError("data.train_files is empty");
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, files[0], 0, nullptr));
+  ASSIGN_OR_RETURN(const std::vector<int> columns, ResolveColumns(data, *reader));
+  return static_cast<int>(columns.size()) - 1;
+}
+
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records,
+                              proto::TableLabels::Kind kind) {
   TableScan scan;
   std::vector<std::string> header;
   const std::vector<std::string> files = TableFiles(data, split);
   for (size_t i = 0; i < files.size(); ++i) {
     if (max_records > 0 && scan.records >= max_records) break;
-    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, &scan, &header));
+    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, kind, &scan, &header));
   }
   return scan;
 }
@@ -250,7 +287,8 @@ namespace {
 
 // The test or validation files (`other`) must have the training files'
 // columns, and classes below `classes`.
-Status CheckLikeTraining(const TableScan& train, const TableScan& other, const std::string& name, int classes) {
+Status CheckLikeTraining(const TableScan& train, const TableScan& other, const std::string& name, int classes,
+                         proto::TableLabels::Kind kind) {
   if (other.columns != train.columns) {
     return InvalidArgumentError("the " + name + " files' columns differ from the training files': label and "
                                 "features at " + std::to_string(other.columns.size()) +
@@ -262,7 +300,7 @@ Status CheckLikeTraining(const TableScan& train, const TableScan& other, const s
     return InvalidArgumentError("the " + name + " files' features (" + ListNames(other.feature_names) +
                                 ") differ from the training files' (" + ListNames(train.feature_names) + ")");
   }
-  if (other.max_label >= classes) {
+  if (kind == proto::TableLabels::CLASS_ID && other.max_label >= classes) {
     return InvalidArgumentError("the " + name + " files hold class " + std::to_string(other.max_label) +
                                 ", and the training files only classes below " + std::to_string(classes) +
                                 " (set data.table.num_classes)");
@@ -270,19 +308,36 @@ Status CheckLikeTraining(const TableScan& train, const TableScan& other, const s
   return OkStatus();
 }
 
+// The label column's rule and what the training files' labels were.
+proto::TableLabels DescribeLabels(const TableScan& train, proto::TableLabels::Kind kind) {
+  proto::TableLabels labels;
+  labels.set_kind(kind);
+  labels.set_all_integers(train.all_integers);
+  labels.set_all_binary(train.all_binary);
+  labels.set_min(train.min_label_value);
+  labels.set_max(train.max_label_value);
+  return labels;
+}
+
 }  // namespace
 
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad) {
-  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples()));
-  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples()));
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad,
+                                         proto::TableLabels::Kind kind) {
+  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples(), kind));
+  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples(), kind));
   const int found = train.max_label + 1;
-  const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;
-  RETURN_IF_ERROR(CheckLikeTraining(train, test, "test", classes));
+  const int classes = kind == proto::TableLabels::BINARY ? 2
+                      : kind == proto::TableLabels::NUMBER ? std::max(found, 1)
+                      : data.table().num_classes() > 0     ? data.table().num_classes()
+                                                           : found;
+  RETURN_IF_ERROR(CheckLikeTraining(train, test, "test", classes, kind));
   proto::TableData table;
+  *table.mutable_labels() = DescribeLabels(train, kind);
   BadRecords validation_bad;
   if (data.validation_files_size() > 0) {
-    ASSIGN_OR_RETURN(TableScan validation, ScanTable(data, Split::kValidation, data.max_validation_examples()));
-    RETURN_IF_ERROR(CheckLikeTraining(train, validation, "validation", classes));
+    ASSIGN_OR_RETURN(TableScan validation,
+                     ScanTable(data, Split::kValidation, data.max_validation_examples(), kind));
+    RETURN_IF_ERROR(CheckLikeTraining(train, validation, "validation", classes, kind));
     for (const proto::TableBlock& b : validation.blocks) *table.add_validation_blocks() = b;
     validation_bad = std::move(validation.bad);
     table.set_validation_bad_records(validation_bad.count);
@@ -318,7 +373,7 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords
 }
 
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
-                      const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels) {
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels) {
   const std::vector<std::string> files = TableFiles(data, split);
   const std::string& path = files[block.file()];
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, path, block.offset(), nullptr));
@@ -331,7 +386,8 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   }
   // The bad records the scheduler counted are passed over again, uncounted.
   BadRecords passed_over;
-  GoodRecords records(data, reader.get(), columns, &passed_over);
+  const proto::TableLabels::Kind kind = table.labels().kind();
+  GoodRecords records(data, reader.get(), columns, kind, &passed_over);
   CsvRecord record;
   ParsedRecord parsed;
   auto next = [&]() -> Status {
@@ -348,11 +404,11 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   labels->resize(block.records());
   for (int64_t r = 0; r < block.records(); ++r) {
     RETURN_IF_ERROR(next());
-    if (parsed.label >= table.num_classes()) {
-      return DataLossError(reader->Place(record) + ": class " + std::to_string(parsed.label) +
+    if (kind == proto::TableLabels::CLASS_ID && parsed.label >= table.num_classes()) {
+      return DataLossError(reader->Place(record) + ": class " + std::to_string(static_cast<int>(parsed.label)) +
                            ", beyond the job's " + std::to_string(table.num_classes()));
     }
-    (*labels)[r] = static_cast<uint8_t>(parsed.label);
+    (*labels)[r] = parsed.label;
     float* out = x->data() + r * features;
     for (size_t f = 0; f < features; ++f) out[f] = (parsed.values[f] - table.shift(f)) * table.scale(f);
   }

@@ -88,7 +88,7 @@ StatusOr<std::vector<float>> CalibrationExamples(const proto::JobSpec& spec, con
   std::mt19937_64 rng(spec.seed() ^ 0xca11b4a7e5ULL);
   std::shuffle(order.begin(), order.end(), rng);
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   BatchReader(&train, d.mean(), d.std()).Read(order, 0, *count, &x, &labels);
   return x;
 }
@@ -175,7 +175,7 @@ StatusOr<Evaluation> EvaluateModel(const proto::JobSpec& spec, Model* model) {
   }
   BatchReader reader(&test, d.mean(), d.std());
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   int64_t correct = 0;
   double loss = 0;
   constexpr int64_t kBatch = 256;

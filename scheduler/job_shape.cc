@@ -29,9 +29,9 @@ Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
                               " names, and the data " + std::to_string(num_classes) + " classes");
 }
 
-StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout) {
+StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout, proto::TableLabels::Kind labels) {
   DataShape shape;
-  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records));
+  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records, labels));
   for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
   for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
   for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
@@ -53,8 +53,8 @@ StatusOr<DataShape> ReadImageFolderShape(const proto::DataSpec& data, DataLayout
   return shape;
 }
 
-StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout) {
-  if (IsTableFormat(data)) return ReadTableShape(data, layout);
+StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout, proto::TableLabels::Kind labels) {
+  if (IsTableFormat(data)) return ReadTableShape(data, layout, labels);
   if (IsImageFolderFormat(data)) return ReadImageFolderShape(data, layout);
   DataShape shape;
   ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
@@ -93,17 +93,31 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape
   return names;
 }
 
-StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout) {
-  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout));
+StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout, proto::TableLabels::Kind labels) {
+  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout, labels));
   RETURN_IF_ERROR(CheckClassNamesCount(data, shape.num_classes));
   RETURN_IF_ERROR(HoldOutValidation(data, &shape));
   return shape;
 }
 
+StatusOr<DataAndTask> ShapeOfJobData(const proto::JobSpec& spec, DataLayout* layout) {
+  proto::TableLabels::Kind labels = proto::TableLabels::CLASS_ID;
+  if (IsTableFormat(spec.data())) {
+    ASSIGN_OR_RETURN(labels, TableLabelKind(spec));
+  }
+  DataAndTask out;
+  ASSIGN_OR_RETURN(out.data, ShapeOfData(spec.data(), layout, labels));
+  const proto::TableData* table = layout->table.has_value() ? &*layout->table : nullptr;
+  ASSIGN_OR_RETURN(out.task, ChooseTask(spec, table, out.data.num_classes));
+  return out;
+}
+
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   JobShape shape;
-  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.layout));
+  ASSIGN_OR_RETURN(const DataAndTask data_and_task, ShapeOfJobData(spec, &shape.layout));
+  const DataShape& data = data_and_task.data;
+  shape.task = data_and_task.task;
   shape.train_examples = data.train_examples;
   shape.test_examples = data.test_examples;
   shape.validation_examples = data.validation_examples;
@@ -114,7 +128,7 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec) {
 
   shape.num_classes = data.num_classes;
   shape.class_names = ClassNames(spec.data(), data);
-  ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), data.example_shape, data.num_classes));
+  ASSIGN_OR_RETURN(auto model, Model::Create(WithTask(spec, shape.task).model(), data.example_shape, data.num_classes));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
     meta.set_name(t.name);
@@ -152,7 +166,7 @@ Status CheckSameModel(const JobShape& shape, const proto::CheckpointManifest& m,
 proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& shape,
                                  const std::vector<std::string>& server_addresses, const JobStart& start) {
   proto::ClusterMap map;
-  *map.mutable_spec() = spec;
+  *map.mutable_spec() = WithTask(spec, shape.task);
   map.set_num_workers(spec.cluster().workers());
   map.set_num_keys(shape.num_keys);
   map.set_train_examples(shape.train_examples);

@@ -109,7 +109,7 @@ void CheckGradients(proto::Loss loss, const std::vector<float>& labels) {
     const double minus = loss_now();
     *p = saved;
     const double numeric = (plus - minus) / (2.0 * kEps);
-    EXPECT_NEAR(grads[k], numeric, 1e-2 * std::max(std::fabs(numeric), std::fabs(grads[k])) + 2e-3) << "param " << k;
+    EXPECT_NEAR(grads[k], numeric, 1e-2 * std::max(std::fabs(numeric), std::fabs(static_cast<double>(grads[k]))) + 2e-3) << "param " << k;
     if (std::fabs(grads[k]) > 1e-3) ++nonzero;
   }
   EXPECT_GT(nonzero, 8) << "the gradients are mostly zero; the check proves little";

@@ -161,7 +161,8 @@ TEST(EvalMetricsTest, BinaryOutputsBecomeProbabilities) {
   EvalMetrics metrics(Task::kBinary, 2);
   const std::vector<float> labels = {1, 0, 1, 0};
   const std::vector<float> logits = {2, -1, 0.5f, 1};  // positives score 2, 0.5; negatives -1, 1: 3 of 4 pairs
-  ASSERT_OK(metrics.AddBatch(labels.data(), logits.data(), 4));
+  metrics.AddBatch(labels.data(), logits.data(), 4);
+  ASSERT_OK(metrics.problem());
   proto::PhaseDone done;
   metrics.Fill(&done);
   EXPECT_FALSE(done.has_class_metrics());
@@ -177,7 +178,8 @@ TEST(EvalMetricsTest, RegressionKeepsTargetsAndPredictions) {
   EvalMetrics metrics(Task::kRegression, 0);
   const std::vector<float> targets = {1, 2, 3};
   const std::vector<float> predictions = {1, 2, 5};
-  ASSERT_OK(metrics.AddBatch(targets.data(), predictions.data(), 3));
+  metrics.AddBatch(targets.data(), predictions.data(), 3);
+  ASSERT_OK(metrics.problem());
   proto::PhaseDone done;
   metrics.Fill(&done);
   auto parsed = RegressionMetrics::Parse(done.regression_metrics());
@@ -188,11 +190,15 @@ TEST(EvalMetricsTest, RegressionKeepsTargetsAndPredictions) {
   EXPECT_DOUBLE_EQ(r.r2, 1 - 4.0 / 2);
 }
 
-TEST(EvalMetricsTest, ANaNPredictionIsRefused) {
+TEST(EvalMetricsTest, ANaNPredictionMakesTheMetricsUnusableNotTheEvaluation) {
   EvalMetrics metrics(Task::kRegression, 0);
-  const std::vector<float> targets = {1};
-  const std::vector<float> predictions = {std::nanf("")};
-  EXPECT_FALSE(metrics.AddBatch(targets.data(), predictions.data(), 1).ok());
+  const std::vector<float> targets = {1, 2};
+  const std::vector<float> predictions = {std::nanf(""), 2};
+  metrics.AddBatch(targets.data(), predictions.data(), 2);
+  EXPECT_FALSE(metrics.problem().ok());
+  proto::PhaseDone done;
+  metrics.Fill(&done);
+  EXPECT_FALSE(done.has_regression_metrics()) << "the scheduler drops the evaluation's metrics, saying why";
 }
 
 }  // namespace

@@ -23,20 +23,30 @@ class EvalMetrics {
   EvalMetrics(Task task, int64_t num_classes);
 
   // One batch: labels[count] and the model's outputs[count * outputs per
-  // example] (EvaluateBatch's). InvalidArgument for a label the task cannot
-  // take or an output it cannot score (a NaN prediction); OutOfRange when full.
-  Status AddBatch(const float* labels, const float* outputs, int64_t count);
+  // example] (EvaluateBatch's). An example the metrics cannot take (a NaN or
+  // infinite prediction of a model that diverged; a full accumulator) makes
+  // them unusable: problem() says why, and no more are added. The
+  // evaluation's loss still counts; only its metrics are lost.
+  void AddBatch(const float* labels, const float* outputs, int64_t count);
+
+  // OK, or why the metrics are unusable.
+  const Status& problem() const { return problem_; }
 
   // Sets the task's field of *done (class_metrics, binary_metrics or
-  // regression_metrics).
+  // regression_metrics); leaves it unset when the metrics are unusable (the
+  // scheduler then drops the evaluation's metrics, saying so).
   void Fill(proto::PhaseDone* done) const;
 
  private:
+  // One example: its label and its outputs (num_classes_ of them, or one).
+  Status Add(float label, const float* outputs);
+
   Task task_;
   int64_t num_classes_;
   std::optional<ClassificationMetrics> classes_;
   BinaryMetrics binary_;
   RegressionMetrics regression_;
+  Status problem_;
 };
 
 }  // namespace tessera

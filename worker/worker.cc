@@ -501,7 +501,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
       RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels));
       outputs.resize(count * model_->num_outputs());
       const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count, /*predicted=*/nullptr, outputs.data());
-      RETURN_IF_ERROR(metrics.AddBatch(labels.data(), outputs.data(), count));
+      metrics.AddBatch(labels.data(), outputs.data(), count);
       total.loss_sum += s.loss_sum;
       total.correct += s.correct;
       total.examples += s.examples;
@@ -517,6 +517,10 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_examples(total.examples);
   d->set_correct(total.correct);
   d->set_part(phase.part());
+  if (!metrics.problem().ok()) {
+    LOG(WARNING) << "evaluation " << phase.epoch() + 1 << ": this worker's metrics are unusable ("
+                 << metrics.problem().message() << "); the loss is still reported";
+  }
   metrics.Fill(d);
   AddPeakMemory(d);
   if (phase.final() && rank_ == phase.reporter_rank()) {

@@ -2,14 +2,15 @@
 // table's label column and the last layer's outputs, said in one line; a
 // table read by the rule the task needs (bad labels counted by
 // skip_bad_records); and the mistakes that are one clear error.
-#include <string>
+#include "scheduler/job_task.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "core/table_data.h"
 #include "scheduler/job_shape.h"
-#include "scheduler/job_task.h"
 #include "tests/test_util.h"
 
 namespace tessera {
@@ -123,8 +124,7 @@ TEST_F(JobTaskTest, WorkersReadRegressionLabelsAsTheSchedulerDid) {
   auto r = Resolve(spec);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   std::vector<float> x, labels;
-  ASSERT_OK(ReadTableBlock(spec.data(), Split::kTraining, *layout_.table, layout_.table->train_blocks(0), &x,
-                           &labels));
+  ASSERT_OK(ReadTableBlock(spec.data(), Split::kTraining, *layout_.table, layout_.table->train_blocks(0), &x, &labels));
   EXPECT_EQ(labels, (std::vector<float>{0.5f, -7.25f}));
 }
 

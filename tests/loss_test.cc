@@ -2,14 +2,14 @@
 // and gradients computed by hand, the stable form for large logits, a
 // model's gradients against numerical ones through each loss, and what a
 // worker's evaluation makes of its outputs (worker/eval_metrics.h).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <functional>
 #include <memory>
 #include <random>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "core/task_metrics.h"
 #include "models/model.h"
@@ -109,7 +109,8 @@ void CheckGradients(proto::Loss loss, const std::vector<float>& labels) {
     const double minus = loss_now();
     *p = saved;
     const double numeric = (plus - minus) / (2.0 * kEps);
-    EXPECT_NEAR(grads[k], numeric, 1e-2 * std::max(std::fabs(numeric), std::fabs(static_cast<double>(grads[k]))) + 2e-3) << "param " << k;
+    EXPECT_NEAR(grads[k], numeric, 1e-2 * std::max(std::fabs(numeric), std::fabs(static_cast<double>(grads[k]))) + 2e-3)
+        << "param " << k;
     if (std::fabs(grads[k]) > 1e-3) ++nonzero;
   }
   EXPECT_GT(nonzero, 8) << "the gradients are mostly zero; the check proves little";

@@ -1,8 +1,7 @@
 #include "tools/task_table.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace tessera {
 namespace {
@@ -21,9 +20,7 @@ long long Count(const Json& object, const char* key) {
   return object.contains(key) && object[key].is_number_integer() ? object[key].get<long long>() : 0;
 }
 
-Json Parse(const std::string& summary_json) {
-  return Json::parse(summary_json, nullptr, /*allow_exceptions=*/false);
-}
+Json Parse(const std::string& summary_json) { return Json::parse(summary_json, nullptr, /*allow_exceptions=*/false); }
 
 }  // namespace
 

@@ -1,7 +1,8 @@
 #include "tools/task_table.h"
 
-#include <cstdio>
 #include <nlohmann/json.hpp>
+
+#include <cstdio>
 
 namespace tessera {
 namespace {

@@ -128,6 +128,25 @@ TEST_F(JobTaskTest, WorkersReadRegressionLabelsAsTheSchedulerDid) {
   EXPECT_EQ(labels, (std::vector<float>{0.5f, -7.25f}));
 }
 
+TEST_F(JobTaskTest, TableDataRecordsWhatTheTrainingLabelsWere) {
+  proto::JobSpec spec = Spec("1,1,2\n-2.5,3,4\n4,5,6\n", "100.5,1,1\n", 1);
+  auto r = Resolve(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const proto::TableLabels& labels = layout_.table->labels();
+  EXPECT_EQ(labels.kind(), proto::TableLabels::NUMBER);
+  EXPECT_FALSE(labels.all_integers());
+  EXPECT_FALSE(labels.all_binary());
+  EXPECT_EQ(labels.min(), -2.5);
+  EXPECT_EQ(labels.max(), 4) << "the training files' only: the test label 100.5 is not counted";
+  // Class ids stay exact through the float labels.
+  spec = Spec("0,1,2\n255,3,4\n", "7,1,1\n", 256);
+  ASSERT_TRUE(Resolve(spec).ok());
+  std::vector<float> x, read;
+  ASSERT_OK(ReadTableBlock(spec.data(), Split::kTraining, *layout_.table, layout_.table->train_blocks(0), &x, &read));
+  EXPECT_EQ(read, (std::vector<float>{0, 255}));
+  EXPECT_TRUE(layout_.table->labels().all_integers());
+}
+
 TEST_F(JobTaskTest, IdxDataIsMultiClassAndRefusesTheOthers) {
   proto::JobSpec spec;
   auto task = ChooseTask(spec, nullptr, 10);

@@ -44,6 +44,15 @@ Status CheckEarlyStoppingMetric(const proto::JobSpec& spec, Task task) {
                               " does not fit the job's task, " + TaskName(task));
 }
 
+// data.table.num_classes counts a multi-class task's classes: a binary task
+// has 2, a regression none.
+Status CheckNumClasses(const proto::JobSpec& spec, Task task) {
+  const int classes = spec.data().table().num_classes();
+  if (classes == 0 || task == Task::kMultiClass || (task == Task::kBinary && classes == 2)) return OkStatus();
+  return InvalidArgumentError("data.table.num_classes " + std::to_string(classes) + " is for multi-class tasks; this "
+                              "job's task is " + TaskName(task) + ": leave it unset");
+}
+
 // AUTO on a table: the task from its labels and the model's outputs.
 StatusOr<JobTask> InferTableTask(const proto::JobSpec& spec, const proto::TableLabels& labels, int num_classes) {
   const std::string column = "the label column '" + spec.data().table().label_column() + "'";
@@ -106,6 +115,7 @@ StatusOr<proto::TableLabels::Kind> TableLabelKind(const proto::JobSpec& spec) {
 StatusOr<JobTask> ChooseTask(const proto::JobSpec& spec, const proto::TableData* table, int num_classes) {
   ASSIGN_OR_RETURN(JobTask task, ResolveTask(spec, table, num_classes));
   RETURN_IF_ERROR(CheckEarlyStoppingMetric(spec, TaskOfLoss(task.loss)));
+  RETURN_IF_ERROR(CheckNumClasses(spec, TaskOfLoss(task.loss)));
   return task;
 }
 

@@ -42,8 +42,9 @@ StatusOr<proto::TableLabels::Kind> TableLabelKind(const proto::JobSpec& spec);
 // TableData of a CSV/TSV data set (nullptr for IDX and image folders),
 // `num_classes` the data's. InvalidArgument, one line, when AUTO cannot
 // tell (saying to set model.loss), when binary or regression is asked of
-// IDX or image-folder data, or when early_stopping.metric does not belong
-// to the task.
+// IDX or image-folder data, when early_stopping.metric does not belong to
+// the task, or when data.table.num_classes is set for a regression (or to
+// other than 2 for a binary task).
 StatusOr<JobTask> ChooseTask(const proto::JobSpec& spec, const proto::TableData* table, int num_classes);
 
 // `spec` with model.loss set to `task.loss`.

@@ -168,6 +168,18 @@ TEST_F(JobTaskTest, EarlyStoppingMetricMustFitTheTask) {
   EXPECT_TRUE(Resolve(spec).ok());
 }
 
+TEST_F(JobTaskTest, NumClassesIsForMultiClassTasks) {
+  proto::JobSpec spec = Spec("0.5,1,2\n-3,3,4\n", "7.25,1,1\n", 1);
+  spec.mutable_data()->mutable_table()->set_num_classes(3);
+  auto r = Resolve(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "data.table.num_classes 3 is for multi-class tasks; this job's task is regression: leave it unset");
+  spec = Spec("0,1,2\n1,3,4\n", "1,1,1\n", 1);
+  spec.mutable_data()->mutable_table()->set_num_classes(2);
+  EXPECT_TRUE(Resolve(spec).ok()) << "2 classes for a binary task is true, if needless";
+}
+
 TEST_F(JobTaskTest, TheClusterMapCarriesTheResolvedLoss) {
   proto::JobSpec spec = Spec("0,1,2\n1,3,4\n", "0,1,1\n", 1);
   auto shape = PlanJob(spec);

@@ -4,14 +4,14 @@
 // metrics.jsonl and in summary.json, the table at the end of `tessera
 // train`, a model that learns, early stopping by a regression metric, and
 // an exact resume.
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+
+#include <gtest/gtest.h>
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
@@ -50,17 +50,15 @@ std::string PlantedCsv(int records, uint32_t seed, bool binary) {
 // `data_extra` goes inside the data block, `extra` after the spec.
 std::string Spec(const std::string& dir, const std::string& data_extra, const std::string& extra) {
   return R"pb(
-           name: "task"
-           model {
-             layer { linear { out_features: 16 } }
-             layer { relu {} }
-             layer { linear { out_features: 1 } }
-           }
-           data { format: CSV dir: ")pb" +
-         dir + R"pb(" train_files: " train.csv " test_files: " test.csv "
-                    table { label_column: "target" })pb" +
-         data_extra + R"pb(}
-                           cluster { servers: 1 workers: 2 }
+    name: "task"
+    model {
+      layer { linear { out_features: 16 } }
+      layer { relu {} }
+      layer { linear { out_features: 1 } }
+    }
+    data { format: CSV dir: ")pb" + dir + R"pb(" train_files: "train.csv" test_files: "test.csv"
+           table { label_column: "target" } )pb" + data_extra + R"pb( }
+    cluster { servers: 1 workers: 2 }
     optimizer { type: ADAM learning_rate: 0.01 }
     batch_size: 32
     epochs: 3
@@ -82,8 +80,8 @@ TEST(TaskTrainingTest, BinaryTaskIsInferredLearnsAndReportsAuc) {
   WriteText(dir + "/train.csv", PlantedCsv(4000, 1, /*binary=*/true));
   WriteText(dir + "/test.csv", PlantedCsv(1000, 2, /*binary=*/true));
   WriteText(dir + "/spec.pbtxt", Spec(dir, "", ""));
-  CommandResult r =
-      RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--threads", "1", "--progress", "plain"});
+  CommandResult r = RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--threads", "1",
+                                "--progress", "plain"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("task: binary classification (inferred from the label column 'target': values 0 and 1, "
                           "and one output)"),
@@ -100,8 +98,7 @@ TEST(TaskTrainingTest, BinaryTaskIsInferredLearnsAndReportsAuc) {
   EXPECT_EQ(summary.find("\"classification\""), std::string::npos) << summary;
   const std::vector<std::string> evals = EvalLines(dir + "/run");
   ASSERT_EQ(evals.size(), 3u);
-  for (const std::string& line : evals)
-    EXPECT_NE(line.find("\"binary\": {\"examples\": 1000"), std::string::npos) << line;
+  for (const std::string& line : evals) EXPECT_NE(line.find("\"binary\": {\"examples\": 1000"), std::string::npos) << line;
   const std::string scheduler_log = FileText(dir + "/run/logs/scheduler.log");
   EXPECT_NE(scheduler_log.find("task: binary classification"), std::string::npos);
 
@@ -130,8 +127,8 @@ TEST(TaskTrainingTest, RegressionIsInferredLearnsAndStopsByRmse) {
   WriteText(dir + "/train.csv", PlantedCsv(4000, 3, /*binary=*/false));
   WriteText(dir + "/test.csv", PlantedCsv(1000, 4, /*binary=*/false));
   WriteText(dir + "/spec.pbtxt", Spec(dir, "validation_fraction: 0.1", "early_stopping { metric: VALIDATION_RMSE }"));
-  CommandResult r =
-      RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--threads", "1", "--progress", "plain"});
+  CommandResult r = RunTessera({"train", dir + "/spec.pbtxt", "--run-dir", dir + "/run", "--threads", "1",
+                                "--progress", "plain"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("task: regression (inferred from the label column 'target'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("R²             0.9"), std::string::npos) << r.output;

@@ -37,7 +37,7 @@ struct Result {
   double samples_per_sec = 0;
 };
 
-Result Time(tessera::Model& m, const std::vector<float>& x, const std::vector<uint8_t>& labels, int64_t batch,
+Result Time(tessera::Model& m, const std::vector<float>& x, const std::vector<float>& labels, int64_t batch,
             int steps) {
   for (int i = 0; i < 10; ++i) m.TrainBatch(x.data(), labels.data(), batch, i);
   const auto start = std::chrono::steady_clock::now();
@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal;
   std::vector<float> x(batch * 784);
   for (float& v : x) v = normal(rng);
-  std::vector<uint8_t> labels(batch);
-  for (uint8_t& l : labels) l = rng() % 10;
+  std::vector<float> labels(batch);
+  for (float& l : labels) l = static_cast<float>(rng() % 10);
 
   std::printf("%s: batch %lld, %d timed steps, TrainBatch (host API: upload, forward, backward, download)\n",
               FLAGS_spec.c_str(), static_cast<long long>(batch), FLAGS_steps);

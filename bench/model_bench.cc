@@ -44,8 +44,8 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal;
   std::vector<float> x(batch * m.input_features());
   for (float& v : x) v = normal(rng);
-  std::vector<uint8_t> labels(batch);
-  for (uint8_t& l : labels) l = rng() % 10;
+  std::vector<float> labels(batch);
+  for (float& l : labels) l = static_cast<float>(rng() % 10);
 
   for (int i = 0; i < 5; ++i) m.TrainBatch(x.data(), labels.data(), batch, i);
   // Rounds of 5 steps; each layer's figure is its fastest round, which is

@@ -73,7 +73,14 @@ StatusOr<std::unique_ptr<CsvReader>> OpenTableFile(const proto::DataSpec& data, 
 
 // Adds one record to the scan: the label, Welford's update of each present feature.
 void Count(const ParsedRecord& record, TableScan* scan) {
-  scan->max_label = std::max(scan->max_label, record.label);
+  const float y = record.label;
+  if (scan->records == 0) scan->min_label_value = scan->max_label_value = y;
+  scan->min_label_value = std::min(scan->min_label_value, y);
+  scan->max_label_value = std::max(scan->max_label_value, y);
+  if (y != std::nearbyint(y)) scan->all_integers = false;
+  if (y != 0.0f && y != 1.0f) scan->all_binary = false;
+  // Class ids only (NUMBER labels may be anything; their classes are unused).
+  if (y >= 0 && y < kMaxTableClasses) scan->max_label = std::max(scan->max_label, static_cast<int>(y));
   for (size_t f = 0; f < record.values.size(); ++f) {
     if (!record.present[f]) continue;
     const int64_t n = ++scan->present[f];
@@ -94,7 +101,8 @@ void CountValues(const proto::TableSpec& table, const CsvRecord& record, TableSc
 }
 
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
-                bool count_values, TableScan* scan, std::vector<std::string>* header) {
+                bool count_values, proto::TableLabels::Kind kind, TableScan* scan,
+                std::vector<std::string>* header) {
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader,
                    OpenTableFile(data, path, 0, header->empty() ? nullptr : header));
   if (header->empty()) {
@@ -108,7 +116,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     scan->squares.assign(features, 0);
   }
   const int64_t block_records = TableBlockRecords(static_cast<int>(scan->columns.size()) - 1);
-  GoodRecords records(data, reader.get(), scan->columns, &scan->bad);
+  GoodRecords records(data, reader.get(), scan->columns, kind, &scan->bad);
   CsvRecord record;
   ParsedRecord parsed;
   int64_t in_file = 0;
@@ -156,13 +164,23 @@ int64_t TableBlockRecords(int features) {
   return std::clamp<int64_t>(kTableBlockValues / std::max(1, features), 1, kTableBlockRecords);
 }
 
-StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records) {
+StatusOr<int> TableFeatureCount(const proto::DataSpec& data) {
+  const std::vector<std::string> files = TableFiles(data, Split::kTraining);
+  if (files.empty()) return InvalidArgumentError("data.train_files is empty");
+  ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, files[0], 0, nullptr));
+  ASSIGN_OR_RETURN(const std::vector<int> columns, ResolveColumns(data, *reader));
+  return static_cast<int>(columns.size()) - 1;
+}
+
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records,
+                              proto::TableLabels::Kind kind) {
   TableScan scan;
   std::vector<std::string> header;
   const std::vector<std::string> files = TableFiles(data, split);
   for (size_t i = 0; i < files.size(); ++i) {
     if (max_records > 0 && scan.records >= max_records) break;
-    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, split == Split::kTraining, &scan, &header));
+    RETURN_IF_ERROR(ScanFile(data, files[i], static_cast<int>(i), max_records, split == Split::kTraining, kind, &scan,
+                             &header));
   }
   return scan;
 }
@@ -171,7 +189,8 @@ namespace {
 
 // The test or validation files (`other`) must have the training files'
 // columns, and classes below `classes`.
-Status CheckLikeTraining(const TableScan& train, const TableScan& other, const std::string& name, int classes) {
+Status CheckLikeTraining(const TableScan& train, const TableScan& other, const std::string& name, int classes,
+                         proto::TableLabels::Kind kind) {
   if (other.columns != train.columns) {
     return InvalidArgumentError("the " + name + " files' columns differ from the training files': label and "
                                 "features at " + std::to_string(other.columns.size()) +
@@ -183,12 +202,23 @@ Status CheckLikeTraining(const TableScan& train, const TableScan& other, const s
     return InvalidArgumentError("the " + name + " files' features (" + ListNames(other.feature_names) +
                                 ") differ from the training files' (" + ListNames(train.feature_names) + ")");
   }
-  if (other.max_label >= classes) {
+  if (kind == proto::TableLabels::CLASS_ID && other.max_label >= classes) {
     return InvalidArgumentError("the " + name + " files hold class " + std::to_string(other.max_label) +
                                 ", and the training files only classes below " + std::to_string(classes) +
                                 " (set data.table.num_classes)");
   }
   return OkStatus();
+}
+
+// The label column's rule and what the training files' labels were.
+proto::TableLabels DescribeLabels(const TableScan& train, proto::TableLabels::Kind kind) {
+  proto::TableLabels labels;
+  labels.set_kind(kind);
+  labels.set_all_integers(train.all_integers);
+  labels.set_all_binary(train.all_binary);
+  labels.set_min(train.min_label_value);
+  labels.set_max(train.max_label_value);
+  return labels;
 }
 
 }  // namespace
@@ -228,17 +258,22 @@ Status DescribeCategorical(const proto::TableSpec& spec, const TableScan& train,
 }  // namespace
 
 StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad,
-                                         const proto::TableVocabularies* stored) {
-  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples()));
-  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples()));
+                                         const proto::TableVocabularies* stored, proto::TableLabels::Kind kind) {
+  ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples(), kind));
+  ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples(), kind));
   const int found = train.max_label + 1;
-  const int classes = data.table().num_classes() > 0 ? data.table().num_classes() : found;
-  RETURN_IF_ERROR(CheckLikeTraining(train, test, "test", classes));
+  const int classes = kind == proto::TableLabels::BINARY ? 2
+                      : kind == proto::TableLabels::NUMBER ? std::max(found, 1)
+                      : data.table().num_classes() > 0     ? data.table().num_classes()
+                                                           : found;
+  RETURN_IF_ERROR(CheckLikeTraining(train, test, "test", classes, kind));
   proto::TableData table;
+  *table.mutable_labels() = DescribeLabels(train, kind);
   BadRecords validation_bad;
   if (data.validation_files_size() > 0) {
-    ASSIGN_OR_RETURN(TableScan validation, ScanTable(data, Split::kValidation, data.max_validation_examples()));
-    RETURN_IF_ERROR(CheckLikeTraining(train, validation, "validation", classes));
+    ASSIGN_OR_RETURN(TableScan validation,
+                     ScanTable(data, Split::kValidation, data.max_validation_examples(), kind));
+    RETURN_IF_ERROR(CheckLikeTraining(train, validation, "validation", classes, kind));
     for (const proto::TableBlock& b : validation.blocks) *table.add_validation_blocks() = b;
     validation_bad = std::move(validation.bad);
     table.set_validation_bad_records(validation_bad.count);
@@ -285,13 +320,13 @@ std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table) {
 }
 
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
-                      const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels) {
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels) {
   return ReadTableBlock(data, split, table, MakeCategoricalIds(table), block, x, labels);
 }
 
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const std::vector<CategoricalIds>& ids, const proto::TableBlock& block, std::vector<float>* x,
-                      std::vector<uint8_t>* labels) {
+                      std::vector<float>* labels) {
   const std::vector<std::string> files = TableFiles(data, split);
   const std::string& path = files[block.file()];
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, path, block.offset(), nullptr));
@@ -305,7 +340,8 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   }
   // The bad records the scheduler counted are passed over again, uncounted.
   BadRecords passed_over;
-  GoodRecords records(data, reader.get(), columns, &passed_over);
+  const proto::TableLabels::Kind kind = table.labels().kind();
+  GoodRecords records(data, reader.get(), columns, kind, &passed_over);
   CsvRecord record;
   ParsedRecord parsed;
   auto next = [&]() -> Status {
@@ -323,11 +359,11 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   labels->resize(block.records());
   for (int64_t r = 0; r < block.records(); ++r) {
     RETURN_IF_ERROR(next());
-    if (parsed.label >= table.num_classes()) {
-      return DataLossError(reader->Place(record) + ": class " + std::to_string(parsed.label) +
+    if (kind == proto::TableLabels::CLASS_ID && parsed.label >= table.num_classes()) {
+      return DataLossError(reader->Place(record) + ": class " + std::to_string(static_cast<int>(parsed.label)) +
                            ", beyond the job's " + std::to_string(table.num_classes()));
     }
-    (*labels)[r] = static_cast<uint8_t>(parsed.label);
+    (*labels)[r] = parsed.label;
     float* out = x->data() + r * values;
     for (size_t f = 0; f < features; ++f) out[f] = (parsed.values[f] - table.shift(f)) * table.scale(f);
     // Ids are below 2^24, so exact as floats.

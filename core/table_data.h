@@ -3,7 +3,8 @@
 // cuts the split into blocks, and reading one block back.
 //
 // A table's examples are its records: the feature columns as numbers, in
-// the spec's order, scaled by x = (v - shift) * scale, and a class id. The
+// the spec's order, scaled by x = (v - shift) * scale, and a label: a class
+// id, 0 or 1, or a number, by the task (core/task.h). The
 // scheduler describes the table once (DescribeTable: blocks, classes,
 // scaling) and sends it in the cluster map; each worker then reads only the
 // blocks of its shards (ReadTableBlock), a block at a time, so its memory
@@ -63,7 +64,10 @@ struct TableScan {
   std::vector<std::string> feature_names;  // of columns[1...]
   std::vector<proto::TableBlock> blocks;
   int64_t records = 0;
-  int max_label = -1;
+  int max_label = -1;  // the largest class id (of labels in [0, 256))
+  // Over every label: each an integer, each 0 or 1, the smallest and largest.
+  bool all_integers = true, all_binary = true;
+  float min_label_value = 0, max_label_value = 0;
   // Per feature, over the present (non-empty) values: count, mean and the
   // sum of squared deviations (Welford's running update, in file order).
   std::vector<int64_t> present;
@@ -75,15 +79,21 @@ struct TableScan {
 };
 
 // Reads every record of the split `split` of `data` (at most max_records when
-// > 0), checking each: as many fields as the header, the label an integer in
-// [0, 256) (and below data.table.num_classes when that is set), every
+// > 0), checking each: as many fields as the header, the label by the rule
+// `kind` (CLASS_ID: an integer in [0, 256), and below data.table.num_classes
+// when that is set; BINARY: 0 or 1; NUMBER: any finite float), every
 // feature a number or empty. Every file's header must name the same columns
 // as the first's. Errors are one line naming the file, the line and the
 // column, what was expected and what was found (with
 // data.table.skip_bad_records, such a record is counted in `bad` and passed
 // over instead); InvalidArgument for a mistake in the data, NotFound for a missing file, DataLoss for a damaged
 // gzip stream.
-StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records);
+StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records,
+                              proto::TableLabels::Kind kind = proto::TableLabels::CLASS_ID);
+
+// The number of feature columns of the table `data` describes, from the
+// first training file's header (no record read). Errors as ScanTable's.
+StatusOr<int> TableFeatureCount(const proto::DataSpec& data);
 
 // Scans every split with files (after max_train_examples / max_test_examples
 // / max_validation_examples), whose label and features must be the same
@@ -98,9 +108,14 @@ StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t 
 // vocabulary built from the training records (VocabularyCounter) — or, when
 // `stored` is not null (a resumed job), the stored columns, which must match
 // the spec's (InvalidArgument otherwise). `bad`, when not null, gets the
-// skipped records of every split (training, validation, test).
+// skipped records of every split (training, validation, test). Labels are
+// read by the rule `kind` (ScanTable), which TableData.labels records with
+// what the training labels were; num_classes is 2 for BINARY, and for
+// NUMBER one more than the largest label in [0, 256) (unused: a regression
+// has none).
 StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad = nullptr,
-                                         const proto::TableVocabularies* stored = nullptr);
+                                         const proto::TableVocabularies* stored = nullptr,
+                                         proto::TableLabels::Kind kind = proto::TableLabels::CLASS_ID);
 
 // The values of one example of `table`: its numeric features, then one id
 // per categorical column.
@@ -111,16 +126,17 @@ std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table);
 
 // Reads block `block` of split `split`'s files: x[records * values]
 // (TableExampleValues: the numeric features scaled, then each categorical
-// column's id as a float) and labels[records]. DataLoss when the file no
+// column's id as a float) and labels[records] (by the rule
+// table.labels().kind; class ids exact as floats). DataLoss when the file no
 // longer holds what the scheduler found there (fewer records, another
 // header); the record's errors as in ScanTable otherwise. REQUIRES: `table`
 // passed ValidateTableData; `ids` is MakeCategoricalIds(table).
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const std::vector<CategoricalIds>& ids, const proto::TableBlock& block, std::vector<float>* x,
-                      std::vector<uint8_t>* labels);
+                      std::vector<float>* labels);
 // The same, making the ids for this one call.
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
-                      const proto::TableBlock& block, std::vector<float>* x, std::vector<uint8_t>* labels);
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels);
 
 // Checks a TableData from the wire against the spec and the records of
 // each split's files (training: those a validation_fraction holds out

@@ -11,7 +11,7 @@ namespace tessera {
 namespace {
 
 // The class of `field`: an integer in [0, kMaxTableClasses).
-StatusOr<int> ParseLabel(std::string_view field) {
+StatusOr<int> ParseClassId(std::string_view field) {
   int value = -1;
   const char* end = field.data() + field.size();
   auto [ptr, ec] = std::from_chars(field.data(), end, value);
@@ -22,12 +22,31 @@ StatusOr<int> ParseLabel(std::string_view field) {
   return value;
 }
 
+// The label of `field` by the rule `kind`: a class id, 0 or 1, or any finite
+// number (an empty field is not one: a label cannot be missing).
+StatusOr<float> ParseLabel(std::string_view field, proto::TableLabels::Kind kind) {
+  if (kind == proto::TableLabels::CLASS_ID) {
+    ASSIGN_OR_RETURN(const int id, ParseClassId(field));
+    return static_cast<float>(id);  // exact: ids are below 256
+  }
+  const StatusOr<std::optional<float>> value = ParseFloatField(field);
+  if (!value.ok() || !value->has_value()) {
+    return InvalidArgumentError(std::string(kind == proto::TableLabels::BINARY ? "expected a label 0 or 1"
+                                                                                : "expected a finite number") +
+                                ", got " + QuoteForMessage(field));
+  }
+  if (kind == proto::TableLabels::BINARY && **value != 0.0f && **value != 1.0f) {
+    return InvalidArgumentError("expected a label 0 or 1, got " + QuoteForMessage(field));
+  }
+  return **value;
+}
+
 }  // namespace
 
 Status ParseRecord(const CsvReader& reader, const CsvRecord& record, const std::vector<int>& columns, size_t features,
-                   float fill, ParsedRecord* out) {
+                   float fill, proto::TableLabels::Kind kind, ParsedRecord* out) {
   const int label_column = columns[0];
-  auto label = ParseLabel(record.fields[label_column]);
+  auto label = ParseLabel(record.fields[label_column], kind);
   if (!label.ok()) {
     return label.status().WithContext(reader.Place(record) + ": column '" + reader.Columns()[label_column] + "'");
   }
@@ -58,12 +77,12 @@ StatusOr<bool> GoodRecords::Next(CsvRecord* record, ParsedRecord* parsed) {
 }
 
 Status GoodRecords::Check(const CsvRecord& record, ParsedRecord* parsed) {
-  RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, numeric_, data_.table().fill_value(), parsed));
+  RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, numeric_, data_.table().fill_value(), kind_, parsed));
   const int num_classes = data_.table().num_classes();
-  if (num_classes > 0 && parsed->label >= num_classes) {
+  if (kind_ == proto::TableLabels::CLASS_ID && num_classes > 0 && parsed->label >= num_classes) {
     return InvalidArgumentError(reader_->Place(record) + ": column '" + reader_->Columns()[columns_[0]] +
                                 "': expected a class id below data.table.num_classes " + std::to_string(num_classes) +
-                                ", got " + std::to_string(parsed->label));
+                                ", got " + std::to_string(static_cast<int>(parsed->label)));
   }
   return OkStatus();
 }

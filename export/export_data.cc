@@ -3,6 +3,7 @@
 #include "core/csv_reader.h"
 #include "core/image_folder_data.h"
 #include "core/table_data.h"
+#include "core/task.h"
 #include "scheduler/job_shape.h"
 
 namespace tessera {
@@ -51,6 +52,13 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
   auto shape = PlanJob(spec);
   if (!shape.ok()) {
     return shape.status().WithContext("reading the job's data for its preprocessing");
+  }
+  if (shape->task.loss != proto::SOFTMAX_CROSS_ENTROPY) {
+    // The export writes softmax probabilities and class names; a sigmoid or
+    // a value needs its own outputs, which it does not make yet.
+    return InvalidArgumentError("this model learns a " + std::string(TaskName(TaskOfLoss(shape->task.loss))) +
+                                " task (" + shape->task.description +
+                                "), and exporting such a model is not supported yet: only multi-class models export");
   }
   if (trained_examples > 0 && shape->train_examples != trained_examples) {
     return InvalidArgumentError("the training data holds " + std::to_string(shape->train_examples) +

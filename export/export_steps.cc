@@ -86,7 +86,7 @@ StatusOr<std::vector<float>> ReaderCalibrationExamples(const ExportedModel& mode
   std::vector<int64_t> order = CalibrationOrder(model.spec.seed(), train->count());
   order.resize(*count);
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   train->set_epoch(0);
   RETURN_IF_ERROR(train->Read(order, &x, &labels));
   return x;
@@ -108,7 +108,7 @@ StatusOr<std::vector<float>> CalibrationExamples(const ExportedModel& model, int
   *count = std::min(*count, train.count);
   const std::vector<int64_t> order = CalibrationOrder(model.spec.seed(), train.count);
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   BatchReader(&train, d.mean(), d.std()).Read(order, 0, *count, &x, &labels);
   return x;
 }
@@ -200,7 +200,7 @@ StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model) 
     reader = std::make_unique<ImageExampleReader>(std::move(test), d.mean(), d.std());
   }
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   std::vector<int64_t> batch;
   int64_t correct = 0;
   double loss = 0;

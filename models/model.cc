@@ -70,6 +70,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   model->spec_ = spec;
   model->input_shape_ = input_shape;
   model->num_classes_ = num_classes;
+  model->loss_ = spec.loss() == proto::AUTO ? proto::SOFTMAX_CROSS_ENTROPY : spec.loss();
+  model->num_outputs_ = TaskOutputs(TaskOfLoss(model->loss_), num_classes);
   model->device_ = device;
 #ifdef TESSERA_WITH_CUDA
   std::shared_ptr<cuda::CudaContext> context;
@@ -139,10 +141,13 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     shape = (*layer)->out_shape();
     model->layers_.push_back(std::move(layer).value());
   }
-  if (shape.size() != 1 || shape[0] != num_classes) {
+  if (shape.size() != 1 || shape[0] != model->num_outputs_) {
     const std::string gives = shape.size() == 1 ? std::to_string(shape[0]) + " outputs" : "outputs of shape " + ShapeText(shape);
-    return InvalidArgumentError("the last layer gives " + gives + ", expected " +
-                                std::to_string(num_classes) + " (one per class)");
+    const std::string expected = model->task() == Task::kMultiClass
+                                     ? std::to_string(num_classes) + " (one per class)"
+                                     : std::string("1 (") + TaskName(model->task()) + ": one " +
+                                           (model->task() == Task::kBinary ? "logit" : "value") + " per example)";
+    return InvalidArgumentError("the last layer gives " + gives + ", expected " + expected);
   }
   model->num_keys_ = offset;
   model->params_.assign(offset, 0.0f);
@@ -152,13 +157,25 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     std::vector<Layer*> layers;
     for (auto& layer : model->layers_) layers.push_back(layer.get());
     model->cuda_.reset(new cuda::CudaModel(context, std::move(layers), model->layer_offsets_, offset,
-                                           NumElements(input_shape), num_classes, model->params_.data()));
+                                           NumElements(input_shape), num_classes, model->loss_,
+                                           model->params_.data()));
     return model;
   }
 #endif
   model->FuseConvBlocks(/*float_too=*/false);  // int8 layers are inference-only anyway
   model->BindLayers();
   return model;
+}
+
+StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape) {
+  if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
+  Shape shape = input_shape;
+  for (int i = 0; i < spec.layer_size(); ++i) {
+    auto layer = CreateLayer(spec.layer(i), shape);
+    if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
+    shape = (*layer)->out_shape();
+  }
+  return shape;
 }
 
 void Model::FuseConvBlocks(bool float_too) {
@@ -268,7 +285,15 @@ const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
   return in;
 }
 
-BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed,
+LossResult Model::ComputeLoss(const float* logits, const float* labels, int64_t batch, float* dlogits) const {
+  switch (loss_) {
+    case proto::SIGMOID_BINARY_CROSS_ENTROPY: return SigmoidBinaryCrossEntropy(logits, labels, batch, dlogits);
+    case proto::MEAN_SQUARED_ERROR: return MeanSquaredError(logits, labels, batch, dlogits);
+    default: return SoftmaxCrossEntropy(logits, labels, batch, num_classes_, dlogits);
+  }
+}
+
+BatchStats Model::TrainBatch(const float* x, const float* labels, int64_t batch, uint64_t seed,
                              const GradsReady& on_grads_ready) {
   CHECK(!inference_only_ && std::find(fused_away_.begin(), fused_away_.end(), true) == fused_away_.end())
       << "TrainBatch on a model prepared for inference (or with int8 layers)";
@@ -292,7 +317,7 @@ BatchStats Model::TrainBatch(const float* x, const uint8_t* labels, int64_t batc
 #endif
   const float* logits = Forward(x, batch, Pass{true, seed});
   const size_t last = layers_.size() - 1;
-  LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, grad_acts_[last].data());
+  LossResult loss = ComputeLoss(logits, labels, batch, grad_acts_[last].data());
   stats.loss_sum = loss.loss_sum;
   stats.correct = loss.correct;
   for (size_t i = layers_.size(); i-- > 0;) {
@@ -333,7 +358,8 @@ Status Model::ValidateInputValues(const float* values, int64_t n) const {
   return OkStatus();
 }
 
-BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch, int32_t* predicted) {
+BatchStats Model::EvaluateBatch(const float* x, const float* labels, int64_t batch, int32_t* predicted,
+                                 float* outputs) {
   BatchStats stats;
   stats.examples = batch;
   if (batch == 0) return stats;
@@ -341,21 +367,22 @@ BatchStats Model::EvaluateBatch(const float* x, const uint8_t* labels, int64_t b
 #ifdef TESSERA_WITH_CUDA
   if (cuda_ != nullptr) {
     stats = cuda_->EvaluateBatch(x, labels, batch);
-    if (predicted != nullptr) logits = cuda_->CopyLogitsToHost(batch);
+    if (predicted != nullptr || outputs != nullptr) logits = cuda_->CopyLogitsToHost(batch);
   }
 #endif
   if (logits == nullptr && cuda_ == nullptr) {
     logits = Forward(x, batch, Pass{false, 0});
-    LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, nullptr);
+    LossResult loss = ComputeLoss(logits, labels, batch, nullptr);
     stats.loss_sum = loss.loss_sum;
     stats.correct = loss.correct;
   }
   if (predicted != nullptr) {
     for (int64_t i = 0; i < batch; ++i) {
       predicted[i] = static_cast<int32_t>(
-          PredictedClass(std::span<const float>(logits + i * num_classes_, static_cast<size_t>(num_classes_))));
+          PredictedClass(std::span<const float>(logits + i * num_outputs_, static_cast<size_t>(num_outputs_))));
     }
   }
+  if (outputs != nullptr) std::memcpy(outputs, logits, batch * num_outputs_ * sizeof(float));
   return stats;
 }
 

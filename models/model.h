@@ -15,9 +15,11 @@
 
 #include "core/key_range.h"
 #include "core/status.h"
+#include "core/task.h"
 #include "models/device.h"
 #include "models/id_layout.h"
 #include "models/layer.h"
+#include "models/softmax_cross_entropy.h"
 #include "proto/job.pb.h"
 
 namespace tessera {
@@ -42,7 +44,9 @@ struct BatchStats {
 class Model {
  public:
   // InvalidArgument naming the layer when shapes do not fit, or when the
-  // last layer's outputs differ from num_classes. input_shape is one
+  // last layer's outputs differ from what spec.loss needs (core/task.h:
+  // num_classes for softmax cross-entropy and AUTO, 1 for binary
+  // cross-entropy and squared error; num_classes is unused then). input_shape is one
   // example's shape: [1, 28, 28] for Fashion-MNIST (ExampleShape gives it).
   // On Device::kCuda: FailedPrecondition in a build without CUDA, Unavailable
   // when no GPU can be used (and InvalidArgument for int8 layers, which run
@@ -63,6 +67,11 @@ class Model {
   int64_t input_features() const { return NumElements(input_shape_); }
   const Shape& input_shape() const { return input_shape_; }
   int num_classes() const { return num_classes_; }
+  // The loss (never AUTO: that is softmax cross-entropy here) and its task.
+  proto::Loss loss() const { return loss_; }
+  Task task() const { return TaskOfLoss(loss_); }
+  // The last layer's outputs per example: num_classes, or 1.
+  int64_t num_outputs() const { return num_outputs_; }
 
   // Checks n input values (e.g. every value the data can produce): an
   // embedding first layer takes only ids in [0, num_embeddings), a
@@ -90,7 +99,8 @@ class Model {
   // one is still referenced.
   const std::shared_ptr<std::vector<float>>& grads() const { return grads_; }
 
-  // Forward and backward on x[batch, input_features]; grads() becomes the
+  // Forward and backward on x[batch, input_features] with labels[batch]
+  // (class ids as floats, 0 or 1, or targets: by task()); grads() becomes the
   // gradient of the loss summed (not averaged) over the batch (for
   // non-trainable tensors: their new values times batch). batch may be 0
   // (grads become zero). `seed` seeds the step's randomness (dropout).
@@ -100,7 +110,7 @@ class Model {
   // the calls cover every key once (a device that computes all gradients at
   // once reports them in one call).
   using GradsReady = std::function<void(KeyRange keys)>;
-  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed = 0,
+  BatchStats TrainBatch(const float* x, const float* labels, int64_t batch, uint64_t seed = 0,
                         const GradsReady& on_grads_ready = nullptr);
 
   // The parameters in `keys` are final for the next TrainBatch (their PARAMS
@@ -115,11 +125,14 @@ class Model {
 
   // Forward only, in evaluation mode (no dropout; batch norm's running statistics).
   // With `predicted` (batch values), also each example's predicted class:
-  // the largest logit, ties to the lowest class (PredictedClass).
-  BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch, int32_t* predicted = nullptr);
+  // the largest logit, ties to the lowest class (PredictedClass). With
+  // `outputs` (batch * num_outputs() values), also the last layer's outputs:
+  // the logits, or the predictions of a regression.
+  BatchStats EvaluateBatch(const float* x, const float* labels, int64_t batch, int32_t* predicted = nullptr,
+                           float* outputs = nullptr);
 
-  // Forward only in evaluation mode, as EvaluateBatch: the logits
-  // [batch, num_classes], owned by the model and valid until its next pass
+  // Forward only in evaluation mode, as EvaluateBatch: the last layer's
+  // outputs [batch, num_outputs()], owned by the model and valid until its next pass
   // (on CUDA, copied back to the host). nullptr for batch <= 0.
   const float* Infer(const float* x, int64_t batch);
 
@@ -152,6 +165,9 @@ class Model {
   void EnsureActivations(int64_t batch);
   void EnsureExclusiveGrads();
   void BindLayers();
+  // The loss of the last layer's outputs against labels (and its gradient
+  // into dlogits when not null).
+  LossResult ComputeLoss(const float* logits, const float* labels, int64_t batch, float* dlogits) const;
   // Fuses each Conv2d followed by a ReLU (and a MaxPool2d) into one layer
   // that computes all three: int8 ones always (they only infer), float ones
   // when float_too (PrepareForInference).
@@ -171,6 +187,8 @@ class Model {
   uint64_t num_keys_ = 0;
   Shape input_shape_;
   int num_classes_ = 0;
+  int64_t num_outputs_ = 0;
+  proto::Loss loss_ = proto::SOFTMAX_CROSS_ENTROPY;
   std::vector<float> params_;
   std::shared_ptr<std::vector<float>> grads_;
   // acts_[i]: output of layer i; grad_acts_[i]: dL/d(output of layer i).
@@ -187,6 +205,12 @@ class Model {
   };
   std::unique_ptr<cuda::CudaModel, CudaModelDeleter> cuda_;
 };
+
+// The last layer's output shape (per example) of the layers of `spec` on
+// inputs of `input_shape`, without building a Model: how many outputs the
+// model gives, to infer its task (scheduler/job_task.h). InvalidArgument
+// naming the layer when shapes do not fit.
+StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape);
 
 // One example's shape for a dataset whose IDX images file has `dims`
 // ([count, rows, cols] gives [1, rows, cols]; other ranks drop the count).

@@ -1,8 +1,8 @@
 // The best epoch by a validation metric, and the early-stopping rule
 // (JobSpec.early_stopping). Every evaluation of the validation set is one
 // Observe: the first value (not NaN), and after it any value that beats the
-// best by more than min_delta in the metric's direction (loss: lower;
-// accuracy, macro F1: higher), makes its epoch the best; any other adds one
+// best by more than min_delta in the metric's direction (loss, log loss,
+// RMSE, MAE: lower; accuracy, macro F1, AUC: higher), makes its epoch the best; any other adds one
 // to the evaluations without improvement. With patience >= 1 the job stops
 // once that count reaches patience. A NaN never improves.
 //
@@ -18,6 +18,7 @@
 #include <string>
 
 #include "proto/job.pb.h"
+#include "scheduler/eval_figures.h"
 
 namespace tessera {
 
@@ -33,11 +34,18 @@ class EarlyStopping {
  public:
   explicit EarlyStopping(const proto::EarlyStoppingSpec& spec);
 
-  // "validation_loss", "validation_accuracy" or "validation_macro_f1".
+  // "validation_loss", "validation_accuracy", "validation_macro_f1",
+  // "validation_auc", "validation_log_loss", "validation_rmse" or
+  // "validation_mae".
   std::string metric_name() const;
+  // Lower values are better (loss, log loss, RMSE, MAE).
+  bool lower_is_better() const;
   // The metric's value among an evaluation's figures (NaN for a macro F1
   // that is unknown: some worker's class counts were unusable).
   double MetricOf(double loss, double accuracy, std::optional<double> macro_f1) const;
+  // The same of all an evaluation's figures: NaN for a task metric that is
+  // unknown (some worker's part was unusable, an AUC of one class only).
+  double MetricOf(const EvalFigures& figures) const;
 
   // The evaluation after epoch `epoch` (0-based), at global step `step`,
   // scored `value`. True when it is the new best.

@@ -213,6 +213,8 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("servers", spec.cluster().servers())
       .Add("workers", workers)
       .Add("consistency", proto::Consistency_Name(spec.consistency()))
+      .Add("loss", proto::Loss_Name(shape.task.loss))
+      .Add("task", TaskName(TaskOfLoss(shape.task.loss)))
       .Add("num_parameters", static_cast<int64_t>(shape.num_keys))
       .Add("params_sha256", r.params_sha256)
       .Add("resumed_from_step", facts.resumed_from_step)
@@ -227,12 +229,11 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
     bad.Add("test", shape.layout.table->test_bad_records());
     s.Add("bad_records_skipped", bad);
   }
-  if (r.classification.has_value()) {
-    JsonObject classes;
-    // The names were checked against the classes when the job was planned.
-    AddJsonFields(*r.classification, shape.class_names, &classes).IgnoreError();
-    s.Add("classification", classes);
-  }
+  EvalFigures last;  // the test evaluation's task metrics
+  last.classification = r.classification;
+  last.binary = r.binary;
+  last.regression = r.regression;
+  AddTaskMetricsJson(last, shape.class_names, &s);
   return s.ToPrettyString();
 }
 

@@ -61,8 +61,11 @@ struct JobResults {
   // evaluation), in bytes; 0 when none did.
   uint64_t worker_peak_rss_bytes = 0;
   int workers_lost = 0, workers_joined = 0;
-  // The newest evaluation's figures per class, when every worker sent its counts.
+  // The newest evaluation's figures per class, when every worker sent its
+  // counts (multi-class), or its binary or regression metrics likewise.
   std::optional<ClassificationResult> classification;
+  std::optional<BinaryResult> binary;
+  std::optional<RegressionResult> regression;
   // With a validation split: the best epoch so far by the validation metric
   // (none before the first validation that is not NaN), the metric's name,
   // and the epoch (1-based) after which early stopping ended training (0:

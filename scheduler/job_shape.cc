@@ -30,9 +30,9 @@ Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
 }
 
 StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout,
-                                   const proto::TableVocabularies* stored) {
+                                   const proto::TableVocabularies* stored, proto::TableLabels::Kind labels) {
   DataShape shape;
-  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records, stored));
+  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records, stored, labels));
   for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
   for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
   for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
@@ -56,8 +56,8 @@ StatusOr<DataShape> ReadImageFolderShape(const proto::DataSpec& data, DataLayout
 }
 
 StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout,
-                                  const proto::TableVocabularies* stored) {
-  if (IsTableFormat(data)) return ReadTableShape(data, layout, stored);
+                                  const proto::TableVocabularies* stored, proto::TableLabels::Kind labels) {
+  if (IsTableFormat(data)) return ReadTableShape(data, layout, stored, labels);
   if (IsImageFolderFormat(data)) return ReadImageFolderShape(data, layout);
   DataShape shape;
   ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
@@ -97,17 +97,32 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape
 }
 
 StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout,
-                                const proto::TableVocabularies* stored) {
-  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout, stored));
+                                const proto::TableVocabularies* stored, proto::TableLabels::Kind labels) {
+  ASSIGN_OR_RETURN(DataShape shape, ReadDataShape(data, layout, stored, labels));
   RETURN_IF_ERROR(CheckClassNamesCount(data, shape.num_classes));
   RETURN_IF_ERROR(HoldOutValidation(data, &shape));
   return shape;
 }
 
+StatusOr<DataAndTask> ShapeOfJobData(const proto::JobSpec& spec, DataLayout* layout,
+                                     const proto::TableVocabularies* stored) {
+  proto::TableLabels::Kind labels = proto::TableLabels::CLASS_ID;
+  if (IsTableFormat(spec.data())) {
+    ASSIGN_OR_RETURN(labels, TableLabelKind(spec));
+  }
+  DataAndTask out;
+  ASSIGN_OR_RETURN(out.data, ShapeOfData(spec.data(), layout, stored, labels));
+  const proto::TableData* table = layout->table.has_value() ? &*layout->table : nullptr;
+  ASSIGN_OR_RETURN(out.task, ChooseTask(spec, table, out.data.num_classes));
+  return out;
+}
+
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabularies* stored) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   JobShape shape;
-  ASSIGN_OR_RETURN(const DataShape data, ShapeOfData(spec.data(), &shape.layout, stored));
+  ASSIGN_OR_RETURN(const DataAndTask data_and_task, ShapeOfJobData(spec, &shape.layout, stored));
+  const DataShape& data = data_and_task.data;
+  shape.task = data_and_task.task;
   shape.train_examples = data.train_examples;
   shape.test_examples = data.test_examples;
   shape.validation_examples = data.validation_examples;
@@ -118,8 +133,8 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabul
 
   shape.num_classes = data.num_classes;
   shape.class_names = ClassNames(spec.data(), data);
-  ASSIGN_OR_RETURN(auto model,
-                   Model::Create(spec.model(), data.example_shape, data.num_classes, Device::kCpu, data.categorical_rows));
+  ASSIGN_OR_RETURN(auto model, Model::Create(WithTask(spec, shape.task).model(), data.example_shape, data.num_classes,
+                                             Device::kCpu, data.categorical_rows));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
     meta.set_name(t.name);
@@ -157,7 +172,7 @@ Status CheckSameModel(const JobShape& shape, const proto::CheckpointManifest& m,
 proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& shape,
                                  const std::vector<std::string>& server_addresses, const JobStart& start) {
   proto::ClusterMap map;
-  *map.mutable_spec() = spec;
+  *map.mutable_spec() = WithTask(spec, shape.task);
   map.set_num_workers(spec.cluster().workers());
   map.set_num_keys(shape.num_keys);
   map.set_train_examples(shape.train_examples);

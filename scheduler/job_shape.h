@@ -16,6 +16,7 @@
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
+#include "scheduler/job_task.h"
 
 namespace tessera {
 
@@ -42,6 +43,9 @@ struct JobShape {
   // or "0", "1", ...), one per class.
   std::vector<std::string> class_names;
   int num_classes = 0;
+  // The loss the job trains with (model.loss, or what AUTO resolved to) and
+  // the line that says so.
+  JobTask task;
 };
 
 // What a job's data set is: examples per split (after max_*_examples; a
@@ -63,13 +67,27 @@ struct DataShape {
 // The shape of `data`: IDX from the files' headers; a table by reading every
 // record (DescribeTable); image folders by listing both (ListImageFolders,
 // no image read). *layout (when not null) then holds what the workers need.
+// A table's labels are read by the rule `labels` (TableLabelKind).
 // InvalidArgument too when data.class_names does not name every class.
 // Errors as the readers give them (InvalidArgument for a mistake in the
 // data, NotFound, DataLoss, ...). A table's categorical columns are built
 // from the training records, or taken from `stored` when it is not null
 // (DescribeTable).
 StatusOr<DataShape> ShapeOfData(const proto::DataSpec& data, DataLayout* layout,
-                                const proto::TableVocabularies* stored = nullptr);
+                                const proto::TableVocabularies* stored = nullptr,
+                                proto::TableLabels::Kind labels = proto::TableLabels::CLASS_ID);
+
+// The job's data shape and task, as PlanJob finds them: a table's labels
+// read by the rule the spec needs (TableLabelKind), then the task chosen
+// (ChooseTask). Errors as those functions give them. `stored` as for
+// ShapeOfData.
+struct DataAndTask {
+  DataShape data;
+  JobTask task;
+};
+// REQUIRES: layout != nullptr.
+StatusOr<DataAndTask> ShapeOfJobData(const proto::JobSpec& spec, DataLayout* layout,
+                                     const proto::TableVocabularies* stored = nullptr);
 // data.class_names when it names `shape`'s classes; else the data's own
 // names (shape.class_names); else "0", "1", ...
 std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape& shape);
@@ -98,7 +116,8 @@ struct JobStart {
 };
 
 // The cluster map every node gets, but for its rank and (servers of a
-// resumed job) what to restore: the spec, the tensors, each server's address
+// resumed job) what to restore: the spec (its model.loss the job's task's,
+// never AUTO), the tensors, each server's address
 // and key ranges, and the learning-rate schedule's steps per epoch and step
 // offset (resumed with other workers, the schedule goes on from the epoch,
 // not the step).

@@ -89,7 +89,15 @@ PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, bool validation, co
   loss_ = correct_ = 0;
   examples_ = 0;
   classes_.reset();
-  if (shape_->num_classes >= 1) classes_.emplace(shape_->num_classes);
+  binary_.reset();
+  regression_.reset();
+  switch (TaskOfLoss(shape_->task.loss)) {
+    case Task::kMultiClass:
+      if (shape_->num_classes >= 1) classes_.emplace(shape_->num_classes);
+      break;
+    case Task::kBinary: binary_.emplace(); break;
+    case Task::kRegression: regression_.emplace(); break;
+  }
   losses_.Stop();
   return BeginPart(0, global_step_, 0, live);
 }
@@ -239,7 +247,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_worke
     skipped_ += report->skipped_examples();
     part_worker_steps_ += report->steps();
     results_->AddWorkerReport(*report, /*training=*/!test_);
-    if (test_) MergeClassMetrics(*report);
+    if (test_) MergeTaskMetrics(*report);
   }
   // The reporter's digest; none when it was lost (a manifest then goes without one).
   const std::optional<proto::PhaseDone>& reporter = part.reports[part.reporter_rank];
@@ -309,19 +317,44 @@ NextPhase PhaseRunner::AfterEpoch() const {
   return has_validation_ ? NextPhase::Validation(epoch_) : NextPhase::Evaluation(epoch_);
 }
 
-void PhaseRunner::MergeClassMetrics(const proto::PhaseDone& report) {
-  if (!classes_.has_value()) return;
-  StatusOr<ClassificationMetrics> counts = ClassificationMetrics::Parse(report.class_metrics());
-  Status merged = counts.ok() ? classes_->Merge(*counts) : counts.status();
-  if (merged.ok() && counts->examples() != report.examples()) {
-    merged = InvalidArgumentError("counts of " + std::to_string(counts->examples()) + " examples for a report of " +
-                                  std::to_string(report.examples()));
+namespace {
+
+// Merges one report's part (`bytes`, as Metrics::Serialize wrote it, of
+// the report's `examples`) into *total; on any problem drops *total, saying
+// why, so that an evaluation never shows metrics of part of its examples.
+template <typename Metrics>
+void MergePart(const std::string& bytes, int64_t examples, int epoch, const char* what,
+               std::optional<Metrics>* total) {
+  if (!total->has_value()) return;
+  StatusOr<Metrics> part = Metrics::Parse(bytes);
+  Status merged = part.ok() ? (*total)->Merge(*part) : part.status();
+  if (merged.ok() && part->examples() != examples) {
+    merged = InvalidArgumentError(std::string(what) + " of " + std::to_string(part->examples()) +
+                                  " examples for a report of " + std::to_string(examples));
   }
   if (!merged.ok()) {
-    LOG(WARNING) << "evaluation " << epoch_ + 1 << ": a worker's class counts are unusable (" << merged.message()
-                 << "); this evaluation goes without figures per class";
-    classes_.reset();
+    LOG(WARNING) << "evaluation " << epoch + 1 << ": a worker's " << what << " are unusable (" << merged.message()
+                 << "); this evaluation goes without them";
+    total->reset();
   }
+}
+
+}  // namespace
+
+void PhaseRunner::MergeTaskMetrics(const proto::PhaseDone& report) {
+  MergePart(report.class_metrics(), report.examples(), epoch_, "class counts", &classes_);
+  MergePart(report.binary_metrics(), report.examples(), epoch_, "binary metrics", &binary_);
+  MergePart(report.regression_metrics(), report.examples(), epoch_, "regression metrics", &regression_);
+}
+
+EvalFigures PhaseRunner::Figures() const {
+  EvalFigures f;
+  f.accuracy = examples_ > 0 ? correct_ / examples_ : 0;
+  f.loss = examples_ > 0 ? loss_ / examples_ : 0;
+  if (classes_.has_value() && classes_->examples() == examples_) f.classification = classes_->Result();
+  if (binary_.has_value() && binary_->examples() == examples_) f.binary = binary_->Result();
+  if (regression_.has_value() && regression_->examples() == examples_) f.regression = regression_->Result();
+  return f;
 }
 
 double PhaseRunner::TrainLoss() const {
@@ -338,8 +371,9 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
                          " examples, expected " + std::to_string(expected));
   }
   if (validation_) return FinishValidation();
-  results_->test_accuracy = examples_ > 0 ? correct_ / examples_ : 0;
-  results_->test_loss = examples_ > 0 ? loss_ / examples_ : 0;
+  const EvalFigures figures = Figures();
+  results_->test_accuracy = figures.accuracy;
+  results_->test_loss = figures.loss;
   // The job's test evaluation came before its last epoch: early stopping ended training.
   if (final_eval_ && epoch_ + 1 < spec_.epochs()) results_->stopped_early_after_epoch = epoch_ + 1;
   JsonObject line;
@@ -350,13 +384,10 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
       .Add("test_accuracy", results_->test_accuracy)
       .Add("test_loss", results_->test_loss)
       .Add("examples", examples_);
-  results_->classification.reset();
-  if (classes_.has_value() && classes_->examples() == examples_) {
-    results_->classification = classes_->Result();
-    JsonObject classes;
-    AddJsonFields(*results_->classification, shape_->class_names, &classes).IgnoreError();  // names checked in PlanJob
-    line.Add("classification", classes);
-  }
+  results_->classification = figures.classification;
+  results_->binary = figures.binary;
+  results_->regression = figures.regression;
+  AddTaskMetricsJson(figures, shape_->class_names, &line);
   LOG(INFO) << "epoch " << epoch_ + 1 << " test accuracy " << results_->test_accuracy << " (" << examples_
             << " examples)";
   Actions actions;
@@ -370,12 +401,8 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishEvaluation() {
 }
 
 PhaseRunner::Actions PhaseRunner::FinishValidation() {
-  const double accuracy = examples_ > 0 ? correct_ / examples_ : 0;
-  const double loss = examples_ > 0 ? loss_ / examples_ : 0;
-  std::optional<ClassificationResult> classes;
-  if (classes_.has_value() && classes_->examples() == examples_) classes = classes_->Result();
-  const double value = early_stopping_.MetricOf(
-      loss, accuracy, classes.has_value() ? std::optional<double>(classes->macro_f1) : std::nullopt);
+  const EvalFigures figures = Figures();
+  const double value = early_stopping_.MetricOf(figures);
   const bool improved = early_stopping_.Observe(epoch_, global_step_, value);
   if (early_stopping_.has_best()) results_->best = early_stopping_.best();
   const bool last_epoch = epoch_ + 1 == spec_.epochs();
@@ -383,28 +410,23 @@ PhaseRunner::Actions PhaseRunner::FinishValidation() {
   LOG(INFO) << "epoch " << epoch_ + 1 << " validation " << early_stopping_.metric_name() << " " << value
             << (improved ? " (the best so far)" : "") << (stop ? ": stopping early" : "");
   Actions actions;
-  actions.lines.push_back(ValidationLine(accuracy, loss, classes, improved, stop));
+  actions.lines.push_back(ValidationLine(figures, improved, stop));
   if (improved) actions.new_best_step = global_step_;
   // The test set once, at the end: after the last epoch, or now that early stopping ends training.
   Proceed(last_epoch || stop ? NextPhase::Evaluation(epoch_) : NextPhase::Training(epoch_ + 1));
   return actions;
 }
 
-JsonObject PhaseRunner::ValidationLine(double accuracy, double loss, const std::optional<ClassificationResult>& classes,
-                                       bool improved, bool stop) const {
+JsonObject PhaseRunner::ValidationLine(const EvalFigures& figures, bool improved, bool stop) const {
   JsonObject line;
   line.Add("event", "eval")
       .Add("set", "validation")
       .Add("epoch", epoch_ + 1)
       .Add("epochs", spec_.epochs())
-      .Add("validation_accuracy", accuracy)
-      .Add("validation_loss", loss)
+      .Add("validation_accuracy", figures.accuracy)
+      .Add("validation_loss", figures.loss)
       .Add("examples", examples_);
-  if (classes.has_value()) {
-    JsonObject figures;
-    AddJsonFields(*classes, shape_->class_names, &figures).IgnoreError();  // names checked in PlanJob
-    line.Add("classification", figures);
-  }
+  AddTaskMetricsJson(figures, shape_->class_names, &line);
   // The state of the best epoch and early stopping, as a resumed job restores it (ReadJobHistory).
   const BestSoFar& best = early_stopping_.best();
   line.Add("metric", early_stopping_.metric_name()).Add("improved", improved);

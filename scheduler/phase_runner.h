@@ -170,13 +170,16 @@ class PhaseRunner {
   // stopping decide what follows.
   Actions FinishValidation();
   // Its metrics.jsonl line: the figures, and the best epoch and early-stopping state after it.
-  JsonObject ValidationLine(double accuracy, double loss, const std::optional<ClassificationResult>& classes,
-                            bool improved, bool stop) const;
+  JsonObject ValidationLine(const EvalFigures& figures, bool improved, bool stop) const;
+  // The evaluation's figures: its means and the task's merged metrics (when
+  // every report's part of them was usable).
+  EvalFigures Figures() const;
   // What follows a training epoch (with a validation split, its evaluation
   // is of the validation set).
   NextPhase AfterEpoch() const;
-  // Merges a worker's class counts into classes_ (or drops them all, saying why).
-  void MergeClassMetrics(const proto::PhaseDone& report);
+  // Merges a worker's metrics of the task into classes_, binary_ or
+  // regression_ (or drops them all, saying why).
+  void MergeTaskMetrics(const proto::PhaseDone& report);
   // The running training epoch's mean loss (its steps before a resume included when known).
   double TrainLoss() const;
 
@@ -200,6 +203,10 @@ class PhaseRunner {
   // An evaluation's counts per (true, predicted) class, merged from the
   // reports; none once a report lacked them or held bad ones.
   std::optional<ClassificationMetrics> classes_;
+  // The same of a binary task's (label, probability) pairs and a
+  // regression's (target, prediction) pairs.
+  std::optional<BinaryMetrics> binary_;
+  std::optional<RegressionMetrics> regression_;
   int64_t skipped_ = 0;              // examples done before resuming
   // Resumed inside an epoch: each worker rank's loss sums before the cut,
   // until the first epoch begins (ResumeAt)...

@@ -71,6 +71,7 @@ Status Scheduler::Prepare() {
             << " parameters, " << shape_.train_examples << " training, " << shape_.validation_examples
             << " validation and " << shape_.test_examples
             << " test examples (planned in " << planning_seconds << " s)";
+  LOG(INFO) << shape_.task.description;
   if (shape_.layout.table.has_value()) {
     const proto::TableData& table = *shape_.layout.table;
     if (table.train_bad_records() + table.validation_bad_records() + table.test_bad_records() > 0) {

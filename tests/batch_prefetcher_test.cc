@@ -30,7 +30,7 @@ void ExpectSameAsReader(const ImageDataset& d, BatchPrefetcher& prefetcher, cons
                         int64_t begin, int64_t count, int64_t limit) {
   BatchReader reader(&d, 0.25f, 0.5f);
   std::vector<float> want_x, x;
-  std::vector<uint8_t> want_labels, labels;
+  std::vector<float> want_labels, labels;
   reader.Read(order, begin, count, &want_x, &want_labels);
   ASSERT_TRUE(prefetcher.Read(ExampleOrder::Shuffled(order), begin, count, limit, &x, &labels).ok());
   EXPECT_EQ(x, want_x) << "begin " << begin << " count " << count;

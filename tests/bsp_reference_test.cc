@@ -67,7 +67,7 @@ std::vector<float> ReferenceSgd(const proto::JobSpec& spec, const ImageDataset& 
     const size_t steps = std::max(batches[0].size(), batches[1].size());
     for (size_t t = 0; t < steps; ++t) {
       std::vector<float> x, part_x;
-      std::vector<uint8_t> labels, part_labels;
+      std::vector<float> labels, part_labels;
       for (int r = 0; r < kWorkers; ++r) {
         if (t >= batches[r].size()) continue;
         reader.Read(order, batches[r][t].begin, batches[r][t].size(), &part_x, &part_labels);

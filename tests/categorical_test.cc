@@ -161,7 +161,7 @@ TEST(CategoricalTableTest, IdsFollowTheNumericFeatures) {
   EXPECT_EQ(TableExampleValues(*table), 3);
   ASSERT_OK(ValidateTableData(data, *table, 6, 2));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   ASSERT_EQ(x.size(), 18u);
   // Per record: x (standardized, not checked here), city id, code id.
@@ -188,7 +188,7 @@ TEST(CategoricalTableTest, StoredVocabulariesReplaceTheBuiltOnes) {
   ASSERT_OK(table.status());
   EXPECT_THAT(table->categorical_columns(0).vocabulary(), ElementsAre("Lima", "Oslo"));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTest, *table, table->test_blocks(0), &x, &labels));
   EXPECT_EQ(x[1], 1);
 

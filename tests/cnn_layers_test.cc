@@ -279,7 +279,7 @@ TEST(CnnLayersTest, SmallCnnModelGradients) {
   const int64_t batch = 3;
   std::vector<float> x = DistinctVector(rng, batch * 36);
   for (float& v : x) v *= 5.0f;
-  const std::vector<uint8_t> labels = {0, 2, 1};
+  const std::vector<float> labels = {0, 2, 1};
   m.TrainBatch(x.data(), labels.data(), batch);
   const std::vector<float> analytic = *m.grads();
   auto loss = [&] { return m.EvaluateBatch(x.data(), labels.data(), batch).loss_sum; };

@@ -109,7 +109,7 @@ TEST(ColumnEmbeddingTest, ModelPushesOnlyTheRowsABatchTouched) {
   ASSERT_EQ((*model)->sparse_tensors().size(), 1u);
   EXPECT_EQ((*model)->sparse_tensors()[0], (KeyRange{0, 20}));
   const std::vector<float> x = {0.3f, 1, 0, -2, 3, 5};  // rows 1 and 4; rows 3 and 9
-  const std::vector<uint8_t> labels = {0, 2};
+  const std::vector<float> labels = {0, 2};
   EXPECT_EQ((*model)->SparseRowsOf(x.data(), 2), (std::vector<KeyRange>{{2, 4}, {6, 10}, {18, 20}}));
   (*model)->TrainBatch(x.data(), labels.data(), 2);
   EXPECT_EQ((*model)->touched_runs(), (std::vector<KeyRange>{{2, 4}, {6, 10}, {18, 20}}));

@@ -579,14 +579,14 @@ TEST(CudaLayersTest, SoftmaxCrossEntropyMatchesTheCpu) {
   std::mt19937 rng(5);
   std::vector<float> logits = RandomVector(rng, batch * classes, -5.0f, 5.0f);
   logits[classes + 3] = 80.0f;  // large logits stay finite
-  const std::vector<uint8_t> labels = {0, 3, 9, 4, 4, 7};
+  const std::vector<float> labels = {0, 3, 9, 4, 4, 7};
   std::vector<float> cpu_grad(batch * classes);
   const LossResult cpu = SoftmaxCrossEntropy(logits.data(), labels.data(), batch, classes, cpu_grad.data());
-  cuda::DeviceBuffer d_logits(logits.size() * 4), d_labels(batch), logp(logits.size() * 4), losses(batch * 4),
+  cuda::DeviceBuffer d_logits(logits.size() * 4), d_labels(batch * 4), logp(logits.size() * 4), losses(batch * 4),
       correct(batch * 4), grad(logits.size() * 4);
   c.Upload(logits.data(), logits.size(), d_logits.f());
-  ASSERT_EQ(cudaMemcpy(d_labels.get(), labels.data(), batch, cudaMemcpyHostToDevice), cudaSuccess);
-  cuda::SoftmaxCrossEntropy(c, d_logits.f(), d_labels.as<uint8_t>(), batch, classes, logp.f(), losses.f(),
+  c.Upload(labels.data(), labels.size(), d_labels.f());
+  cuda::SoftmaxCrossEntropy(c, d_logits.f(), d_labels.f(), batch, classes, logp.f(), losses.f(),
                             correct.as<int32_t>(), grad.f());
   const std::vector<float> gpu_losses = c.Download(losses.f(), batch);
   std::vector<int32_t> gpu_correct(batch);
@@ -600,6 +600,54 @@ TEST(CudaLayersTest, SoftmaxCrossEntropyMatchesTheCpu) {
   EXPECT_NEAR(loss_sum, cpu.loss_sum, 1e-5 * (1 + cpu.loss_sum));
   EXPECT_EQ(correct_sum, cpu.correct);
   ExpectClose(cpu_grad, c.Download(grad.f(), grad.bytes() / 4), 1e-6, "dlogits");
+}
+
+// The binary and regression losses on the device against the CPU's: per
+// example in double, so the sums agree to float rounding of each example's
+// loss and the gradients to a float's rounding.
+void ExpectOneOutputLossMatchesTheCpu(proto::Loss loss, const std::vector<float>& z, const std::vector<float>& y) {
+  auto context = cuda::CudaContext::Create();
+  ASSERT_OK(context.status());
+  cuda::CudaContext& c = **context;
+  const int64_t batch = static_cast<int64_t>(z.size());
+  std::vector<float> cpu_grad(batch);
+  const LossResult cpu = loss == proto::MEAN_SQUARED_ERROR
+                             ? MeanSquaredError(z.data(), y.data(), batch, cpu_grad.data())
+                             : SigmoidBinaryCrossEntropy(z.data(), y.data(), batch, cpu_grad.data());
+  cuda::DeviceBuffer d_z(batch * 4), d_y(batch * 4), logp(batch * 4), losses(batch * 4), correct(batch * 4),
+      grad(batch * 4);
+  c.Upload(z.data(), z.size(), d_z.f());
+  c.Upload(y.data(), y.size(), d_y.f());
+  cuda::ComputeLoss(c, loss, d_z.f(), d_y.f(), batch, 1, logp.f(), losses.f(), correct.as<int32_t>(), grad.f());
+  const std::vector<float> gpu_losses = c.Download(losses.f(), batch);
+  std::vector<int32_t> gpu_correct(batch);
+  ASSERT_EQ(cudaMemcpy(gpu_correct.data(), correct.get(), batch * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  double loss_sum = 0;
+  int64_t correct_sum = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    loss_sum += gpu_losses[b];
+    correct_sum += gpu_correct[b];
+  }
+  EXPECT_NEAR(loss_sum, cpu.loss_sum, 1e-6 * (1 + cpu.loss_sum));
+  EXPECT_EQ(correct_sum, cpu.correct);
+  ExpectClose(cpu_grad, c.Download(grad.f(), batch), 1e-6, "dlogits");
+}
+
+TEST(CudaLayersTest, SigmoidBinaryCrossEntropyMatchesTheCpu) {
+  REQUIRE_CUDA();
+  std::mt19937 rng(6);
+  std::vector<float> z = RandomVector(rng, 64, -6.0f, 6.0f);
+  z[0] = 0, z[1] = 90, z[2] = -90;  // p = 0.5 predicts 0; large logits stay finite
+  std::vector<float> y(64);
+  for (float& l : y) l = static_cast<float>(rng() % 2);
+  ExpectOneOutputLossMatchesTheCpu(proto::SIGMOID_BINARY_CROSS_ENTROPY, z, y);
+}
+
+TEST(CudaLayersTest, MeanSquaredErrorMatchesTheCpu) {
+  REQUIRE_CUDA();
+  std::mt19937 rng(7);
+  ExpectOneOutputLossMatchesTheCpu(proto::MEAN_SQUARED_ERROR, RandomVector(rng, 64, -10.0f, 10.0f),
+                                   RandomVector(rng, 64, -10.0f, 10.0f));
 }
 
 // conv -> (batch_norm) -> relu -> pool -> conv -> relu -> pool -> flatten -> (dropout) -> linear -> relu -> linear:
@@ -679,8 +727,8 @@ void ExpectTrainingAgrees(const proto::ModelSpec& spec, int64_t batch, int steps
     // Batches of varying size: 0..1 images, labels 0..9.
     const int64_t n = batch - step;  // a different batch size each step
     const std::vector<float> x = RandomVector(rng, n * 784, 0.0f, 1.0f);
-    std::vector<uint8_t> labels(n);
-    for (auto& l : labels) l = static_cast<uint8_t>(rng() % 10);
+    std::vector<float> labels(n);
+    for (auto& l : labels) l = static_cast<float>(rng() % 10);
     const BatchStats cs = c.TrainBatch(x.data(), labels.data(), n, 1000 + step);
     const BatchStats gs = g.TrainBatch(x.data(), labels.data(), n, 1000 + step);
     EXPECT_EQ(gs.examples, cs.examples);
@@ -696,12 +744,56 @@ void ExpectTrainingAgrees(const proto::ModelSpec& spec, int64_t batch, int steps
   // Evaluation in larger batches than training.
   const int64_t eval = 3 * batch;
   const std::vector<float> x = RandomVector(rng, eval * 784, 0.0f, 1.0f);
-  std::vector<uint8_t> labels(eval);
-  for (auto& l : labels) l = static_cast<uint8_t>(rng() % 10);
+  std::vector<float> labels(eval);
+  for (auto& l : labels) l = static_cast<float>(rng() % 10);
   const BatchStats ce = c.EvaluateBatch(x.data(), labels.data(), eval);
   const BatchStats ge = g.EvaluateBatch(x.data(), labels.data(), eval);
   EXPECT_NEAR(ge.loss_sum, ce.loss_sum, 1e-4 * (1 + ce.loss_sum));
   EXPECT_EQ(ge.correct, ce.correct);
+}
+
+// A one-output model trains the same on both devices with each loss.
+void ExpectOneOutputTrainingAgrees(proto::Loss loss) {
+  proto::ModelSpec spec;
+  spec.add_layer()->mutable_linear()->set_out_features(32);
+  spec.add_layer()->mutable_relu();
+  spec.add_layer()->mutable_linear()->set_out_features(1);
+  spec.set_loss(loss);
+  auto cpu = Model::Create(spec, Shape{20}, 2, Device::kCpu);
+  auto gpu = Model::Create(spec, Shape{20}, 2, Device::kCuda);
+  ASSERT_OK(cpu.status());
+  ASSERT_OK(gpu.status());
+  Model& c = **cpu;
+  Model& g = **gpu;
+  InitializeParameters(c.tensors(), 7, c.params());
+  InitializeParameters(g.tensors(), 7, g.params());
+  std::mt19937 rng(17);
+  const int64_t n = 24;
+  const std::vector<float> x = RandomVector(rng, n * 20, -1.0f, 1.0f);
+  std::vector<float> y = RandomVector(rng, n, -3.0f, 3.0f);
+  if (loss == proto::SIGMOID_BINARY_CROSS_ENTROPY) {
+    for (float& l : y) l = l > 0 ? 1.0f : 0.0f;
+  }
+  const BatchStats cs = c.TrainBatch(x.data(), y.data(), n, 3);
+  const BatchStats gs = g.TrainBatch(x.data(), y.data(), n, 3);
+  EXPECT_NEAR(gs.loss_sum, cs.loss_sum, 1e-4 * (1 + cs.loss_sum));
+  EXPECT_EQ(gs.correct, cs.correct);
+  ExpectTensorsClose(c, *c.grads(), *g.grads(), 5e-3, "gradients");
+  std::vector<float> c_out(n), g_out(n);
+  const BatchStats ce = c.EvaluateBatch(x.data(), y.data(), n, nullptr, c_out.data());
+  const BatchStats ge = g.EvaluateBatch(x.data(), y.data(), n, nullptr, g_out.data());
+  EXPECT_NEAR(ge.loss_sum, ce.loss_sum, 1e-4 * (1 + ce.loss_sum));
+  ExpectClose(c_out, g_out, 1e-4, "outputs");
+}
+
+TEST(CudaModelTest, BinaryTrainingStepAgreesAcrossDevices) {
+  REQUIRE_CUDA();
+  ExpectOneOutputTrainingAgrees(proto::SIGMOID_BINARY_CROSS_ENTROPY);
+}
+
+TEST(CudaModelTest, RegressionTrainingStepAgreesAcrossDevices) {
+  REQUIRE_CUDA();
+  ExpectOneOutputTrainingAgrees(proto::MEAN_SQUARED_ERROR);
 }
 
 TEST(CudaModelTest, CnnTrainingStepsAgreeAcrossDevices) {
@@ -723,7 +815,7 @@ TEST(CudaModelTest, GradientsAreReadyLayerByLayer) {
   std::mt19937 rng(4);
   const int64_t batch = 5;
   const std::vector<float> x = RandomVector(rng, batch * 784, 0.0f, 1.0f);
-  const std::vector<uint8_t> labels = {1, 0, 9, 3, 3};
+  const std::vector<float> labels = {1, 0, 9, 3, 3};
   std::vector<KeyRange> ranges;
   std::vector<std::vector<float>> when_ready;
   m.TrainBatch(x.data(), labels.data(), batch, 1, [&](KeyRange keys) {
@@ -755,7 +847,7 @@ TEST(CudaModelTest, ParametersUploadedAsTheyArriveGiveTheSameStep) {
   std::mt19937 rng(8);
   const int64_t batch = 6;
   const std::vector<float> x = RandomVector(rng, batch * 784, 0.0f, 1.0f);
-  const std::vector<uint8_t> labels = {1, 0, 9, 3, 3, 7};
+  const std::vector<float> labels = {1, 0, 9, 3, 3, 7};
   for (int step = 0; step < 3; ++step) {
     InitializeParameters(a.tensors(), 10 + step, a.params());
     InitializeParameters(b.tensors(), 10 + step, b.params());
@@ -794,7 +886,7 @@ TEST(CudaModelTest, EmptyBatchAndHeldGradients) {
   Model& m = **model;
   InitializeParameters(m.tensors(), 1, m.params());
   const std::vector<float> x(10, 0.5f);
-  const std::vector<uint8_t> labels = {1, 2};
+  const std::vector<float> labels = {1, 2};
   m.TrainBatch(x.data(), labels.data(), 2);
   // A push still holding the gradients gets a fresh buffer, as on the CPU.
   const std::shared_ptr<std::vector<float>> held = m.grads();
@@ -831,8 +923,8 @@ TEST(CudaModelTest, EmbeddingModelTrainsAsOnTheCpu) {
     std::vector<float> x(batch * 6);
     for (float& v : x) v = static_cast<float>(id(rng));
     ASSERT_OK(g.ValidateInputValues(x.data(), x.size()));
-    std::vector<uint8_t> labels(batch);
-    for (auto& l : labels) l = static_cast<uint8_t>(rng() % 3);
+    std::vector<float> labels(batch);
+    for (auto& l : labels) l = static_cast<float>(rng() % 3);
     const BatchStats cs = c.TrainBatch(x.data(), labels.data(), batch, 500 + step);
     const BatchStats gs = g.TrainBatch(x.data(), labels.data(), batch, 500 + step);
     EXPECT_EQ(gs.examples, cs.examples);
@@ -894,8 +986,8 @@ TEST(CudaModelTest, ColumnEmbeddingModelTrainsAsOnTheCpu) {
     SCOPED_TRACE("step " + std::to_string(step));
     const std::vector<float> x = examples(batch);
     ASSERT_OK(g.ValidateInputValues(x.data(), x.size()));
-    std::vector<uint8_t> labels(batch);
-    for (auto& l : labels) l = static_cast<uint8_t>(rng() % 3);
+    std::vector<float> labels(batch);
+    for (auto& l : labels) l = static_cast<float>(rng() % 3);
     const BatchStats cs = c.TrainBatch(x.data(), labels.data(), batch, 600 + step);
     const BatchStats gs = g.TrainBatch(x.data(), labels.data(), batch, 600 + step);
     EXPECT_NEAR(gs.loss_sum, cs.loss_sum, 1e-5 * (1 + cs.loss_sum));

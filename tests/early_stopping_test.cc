@@ -88,6 +88,47 @@ TEST(EarlyStoppingTest, AccuracyAndMacroF1AreBetterHigher) {
   EXPECT_EQ(f1.best().epoch, 3);
 }
 
+TEST(EarlyStoppingTest, AucIsBetterHigherAndTheErrorsLower) {
+  EvalFigures figures;
+  figures.loss = 0.4;
+  figures.binary = BinaryResult{};
+  figures.binary->auc_defined = true;
+  figures.binary->auc = 0.93;
+  figures.binary->log_loss = 0.31;
+
+  EarlyStopping auc(Spec(Metric::VALIDATION_AUC, 1));
+  EXPECT_EQ(auc.metric_name(), "validation_auc");
+  EXPECT_FALSE(auc.lower_is_better());
+  EXPECT_DOUBLE_EQ(auc.MetricOf(figures), 0.93);
+  EXPECT_TRUE(auc.Observe(0, 1, 0.93));
+  EXPECT_FALSE(auc.Observe(1, 2, 0.92));
+  EXPECT_TRUE(auc.ShouldStop());
+  figures.binary->auc_defined = false;
+  EXPECT_TRUE(std::isnan(auc.MetricOf(figures))) << "an AUC of one class only";
+
+  EarlyStopping log_loss(Spec(Metric::VALIDATION_LOG_LOSS, 0));
+  EXPECT_EQ(log_loss.metric_name(), "validation_log_loss");
+  EXPECT_DOUBLE_EQ(log_loss.MetricOf(figures), 0.31);
+  EXPECT_TRUE(log_loss.Observe(0, 1, 0.31));
+  EXPECT_TRUE(log_loss.Observe(1, 2, 0.30));
+
+  figures.binary.reset();
+  figures.regression = RegressionResult{};
+  figures.regression->rmse = 1.5;
+  figures.regression->mae = 1.25;
+  EarlyStopping rmse(Spec(Metric::VALIDATION_RMSE, 2, 0.1f));
+  EXPECT_EQ(rmse.metric_name(), "validation_rmse");
+  EXPECT_TRUE(rmse.lower_is_better());
+  EXPECT_DOUBLE_EQ(rmse.MetricOf(figures), 1.5);
+  EXPECT_EQ(EpochsUntilStop(&rmse, {2.0, 1.5, 1.45, 1.3, 1.25, 1.22}), 6);
+  EXPECT_EQ(rmse.best().epoch, 3) << "1.45 and 1.25 do not beat the best by more than 0.1";
+  EarlyStopping mae(Spec(Metric::VALIDATION_MAE, 0));
+  EXPECT_EQ(mae.metric_name(), "validation_mae");
+  EXPECT_DOUBLE_EQ(mae.MetricOf(figures), 1.25);
+  figures.regression.reset();
+  EXPECT_TRUE(std::isnan(mae.MetricOf(figures))) << "no regression figures";
+}
+
 TEST(EarlyStoppingTest, ANaNNeverImproves) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EarlyStopping rule(Spec(Metric::VALIDATION_LOSS, 2));

@@ -115,7 +115,7 @@ TEST(EmbeddingTest, ModelReportsTheRowsABatchTouched) {
   ASSERT_EQ((*model)->sparse_tensors().size(), 1u);
   EXPECT_EQ((*model)->sparse_tensors()[0], (KeyRange{0, 20}));
   const std::vector<float> x = {4, 5, 9, 1, 4, 4};  // rows 1, 4, 5, 9
-  const std::vector<uint8_t> labels = {0, 2};
+  const std::vector<float> labels = {0, 2};
   (*model)->TrainBatch(x.data(), labels.data(), 2);
   EXPECT_EQ((*model)->touched_runs(), (std::vector<KeyRange>{{2, 4}, {8, 12}, {18, 20}}));
   // Everything else of the table's gradient is zero.

@@ -42,7 +42,7 @@ class ImageSplitTest : public ::testing::Test {
 
   // Every example of `split` as the reader gives it: its pixels (as read,
   // normalized) and its label, by example.
-  std::vector<std::vector<float>> ReadAll(Split split, std::vector<uint8_t>* labels) {
+  std::vector<std::vector<float>> ReadAll(Split split, std::vector<float>* labels) {
     StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(map_.spec().data(), map_, split);
     EXPECT_OK(reader.status());
     if (!reader.ok()) return {};
@@ -60,7 +60,7 @@ class ImageSplitTest : public ::testing::Test {
 };
 
 TEST_F(ImageSplitTest, AValidationFractionSplitsTheTrainingFileByTheSeed) {
-  std::vector<uint8_t> all_labels, train_labels, validation_labels;
+  std::vector<float> all_labels, train_labels, validation_labels;
   map_.mutable_spec()->mutable_data()->set_validation_fraction(0);
   const std::vector<std::vector<float>> all = ReadAll(Split::kTraining, &all_labels);
   ASSERT_EQ(all.size(), 64u);
@@ -86,13 +86,13 @@ TEST_F(ImageSplitTest, AValidationFractionSplitsTheTrainingFileByTheSeed) {
   for (const std::vector<float>& example : validation) EXPECT_EQ(trained.count(example), 0u) << "disjoint";
 
   // The same seed, the same split (a resumed job's workers read the same); another seed, another one.
-  std::vector<uint8_t> again_labels;
+  std::vector<float> again_labels;
   EXPECT_EQ(ReadAll(Split::kValidation, &again_labels), validation);
   map_.mutable_spec()->set_seed(6);
   EXPECT_NE(ReadAll(Split::kValidation, &again_labels), validation);
 
   // The test set is not touched by the split.
-  std::vector<uint8_t> test_labels;
+  std::vector<float> test_labels;
   EXPECT_EQ(ReadAll(Split::kTest, &test_labels).size(), 16u);
 }
 

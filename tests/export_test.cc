@@ -610,7 +610,7 @@ TEST_F(ExportCommandTest, WritesVersionedModelsThatComputeTesseraLogits) {
                                DataPath(spec.data(), spec.data().test_labels()), 8);
   ASSERT_TRUE(test.ok());
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   BatchReader(&*test, spec.data().mean(), spec.data().std()).Read({}, 0, 8, &x, &labels);
   std::vector<float> params;
   for (const onnx::TensorProto& t : model.graph().initializer()) {
@@ -679,7 +679,7 @@ TEST_F(ExportCommandTest, QuantizedExportsComputeWhatTheOnnxGraphSays) {
                                DataPath(spec.data(), spec.data().test_labels()), 16);
   ASSERT_TRUE(test.ok());
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   BatchReader(&*test, spec.data().mean(), spec.data().std()).Read({}, 0, 16, &x, &labels);
 
   for (const auto& [version, precision] : {std::pair<std::string, std::string>{"1", "int8"}, {"2", "fp16"}}) {

@@ -81,7 +81,7 @@ std::unique_ptr<ExampleReader> Open(const proto::DataSpec& data, const proto::Cl
 // One example's floats, read alone.
 std::vector<float> ReadOne(ExampleReader& reader, int64_t example) {
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   EXPECT_OK(reader.Read({example}, &x, &labels));
   return x;
 }
@@ -103,7 +103,7 @@ TEST(ImageFolderReaderTest, AGrayImageGivesTheHandComputedFloats) {
   ASSERT_NE(train, nullptr);
   EXPECT_EQ(train->example_shape(), (Shape{1, 1, 2}));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(train->Read({0}, &x, &labels));
   // (p / 255 - 0.5) / 0.5 as p * (1 / 127.5) - 1 in float.
   const float a = 1.0f / 127.5f;
@@ -163,7 +163,7 @@ TEST(ImageFolderReaderTest, LabelsFollowTheSortedClassFolders) {
   EXPECT_EQ(train->num_classes(), 2);
   EXPECT_EQ(test->num_classes(), 2);  // the training classes, though the test folder has one
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(train->Read({2, 0, 1}, &x, &labels));
   EXPECT_THAT(labels, ElementsAre(1, 0, 1));  // cat/2.png, ant/9.png, cat/1.png
   EXPECT_EQ(x.size(), 3u * 4 * 3);
@@ -206,7 +206,7 @@ class AugmentationTest : public ::testing::Test {
     if (reader == nullptr) return {};
     reader->set_epoch(epoch);
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     EXPECT_OK(reader->Read(batch, &x, &labels));
     const int64_t size = ImageExampleSize(data_.image());
     const auto at = std::find(batch.begin(), batch.end(), example) - batch.begin();

@@ -178,7 +178,7 @@ std::vector<float> ReferenceSgd(const proto::JobSpec& spec) {
     const size_t steps = std::max(batches[0].size(), batches[1].size());
     for (size_t t = 0; t < steps; ++t) {
       std::vector<float> x, part_x;
-      std::vector<uint8_t> labels, part_labels;
+      std::vector<float> labels, part_labels;
       for (int r = 0; r < kWorkers; ++r) {
         if (t >= batches[r].size()) continue;
         CHECK(reader.Read(batches[r][t], &part_x, &part_labels).ok());

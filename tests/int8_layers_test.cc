@@ -243,7 +243,7 @@ TEST(Int8LayersTest, PrepareForInferenceFusesFloatConvsAndComputesTheSame) {
   ASSERT_NE(got, nullptr);
   ExpectClose(std::vector<float>(got, got + batch * 10), expected, 1e-5f);
   EXPECT_EQ((*fused)->LayerOutput(0), nullptr);
-  std::vector<uint8_t> labels(batch, 1);
+  std::vector<float> labels(batch, 1);
   EXPECT_DEATH((*fused)->TrainBatch(x.data(), labels.data(), batch), "prepared for inference");
 }
 

@@ -157,14 +157,14 @@ TEST(LayerTest, ReluForwardAndGradient) {
 }
 
 // The summed softmax cross-entropy, directly in double.
-double DirectCrossEntropy(const std::vector<float>& logits, const std::vector<uint8_t>& labels, int64_t classes) {
+double DirectCrossEntropy(const std::vector<float>& logits, const std::vector<float>& labels, int64_t classes) {
   double total = 0;
   for (size_t b = 0; b < labels.size(); ++b) {
     double max = -INFINITY;
     for (int64_t c = 0; c < classes; ++c) max = std::max(max, static_cast<double>(logits[b * classes + c]));
     double sum = 0;
     for (int64_t c = 0; c < classes; ++c) sum += std::exp(logits[b * classes + c] - max);
-    total += std::log(sum) + max - logits[b * classes + labels[b]];
+    total += std::log(sum) + max - logits[b * classes + static_cast<int64_t>(labels[b])];
   }
   return total;
 }
@@ -173,7 +173,7 @@ TEST(LayerTest, SoftmaxCrossEntropyLossAndGradient) {
   const int64_t batch = 5, classes = 4;
   std::mt19937 rng(5);
   std::vector<float> logits = RandomVector(rng, batch * classes, -3.0f, 3.0f);
-  const std::vector<uint8_t> labels = {0, 3, 1, 1, 2};
+  const std::vector<float> labels = {0, 3, 1, 1, 2};
   std::vector<float> dlogits(logits.size(), 1e6f);
   const LossResult result = SoftmaxCrossEntropy(logits.data(), labels.data(), batch, classes, dlogits.data());
   EXPECT_NEAR(result.loss_sum, DirectCrossEntropy(logits, labels, classes), 1e-6);
@@ -199,7 +199,7 @@ TEST(LayerTest, SoftmaxCrossEntropyLossAndGradient) {
 
 TEST(LayerTest, SoftmaxCrossEntropyIsStableForLargeLogits) {
   const std::vector<float> logits = {1000.0f, 1001.0f, -1000.0f, 88.0f, 89.0f, 90.0f};
-  const std::vector<uint8_t> labels = {0, 2};
+  const std::vector<float> labels = {0, 2};
   std::vector<float> dlogits(6);
   const LossResult result = SoftmaxCrossEntropy(logits.data(), labels.data(), 2, 3, dlogits.data());
   ASSERT_TRUE(std::isfinite(result.loss_sum));
@@ -276,7 +276,7 @@ TEST(LayerTest, ModelGradientsMatchNumericalGradients) {
     if (!NearKink(*model, x, batch, 0.05)) break;
   }
   ASSERT_FALSE(NearKink(*model, x, batch, 0.05));
-  const std::vector<uint8_t> labels = {2, 0, 1, 2};
+  const std::vector<float> labels = {2, 0, 1, 2};
 
   const BatchStats train = model->TrainBatch(x.data(), labels.data(), batch);
   EXPECT_EQ(train.examples, batch);
@@ -303,7 +303,7 @@ TEST(LayerTest, ModelGradientIsSumNotMean) {
   const std::vector<float> one = RandomVector(rng, 7);
   std::vector<float> twice = one;
   twice.insert(twice.end(), one.begin(), one.end());
-  const std::vector<uint8_t> labels = {1, 1};
+  const std::vector<float> labels = {1, 1};
   const BatchStats s1 = model->TrainBatch(one.data(), labels.data(), 1);
   const std::vector<float> g1 = *model->grads();
   const BatchStats s2 = model->TrainBatch(twice.data(), labels.data(), 2);
@@ -317,7 +317,7 @@ TEST(LayerTest, ModelTrainBatchZeroGivesZeroGradients) {
   ASSERT_NE(model, nullptr);
   std::mt19937 rng(4);
   const std::vector<float> x = RandomVector(rng, 2 * 7);
-  const std::vector<uint8_t> labels = {0, 1};
+  const std::vector<float> labels = {0, 1};
   model->TrainBatch(x.data(), labels.data(), 2);
   ASSERT_NE(*model->grads(), std::vector<float>(model->num_keys(), 0.0f));
   const BatchStats s = model->TrainBatch(nullptr, nullptr, 0);
@@ -334,7 +334,7 @@ TEST(LayerTest, ModelTrainBatchLeavesHeldGradientsAlone) {
   ASSERT_NE(reference, nullptr);
   std::mt19937 rng(5);
   const std::vector<float> x1 = RandomVector(rng, 3 * 7), x2 = RandomVector(rng, 3 * 7);
-  const std::vector<uint8_t> labels = {0, 1, 2};
+  const std::vector<float> labels = {0, 1, 2};
   model->TrainBatch(x1.data(), labels.data(), 3);
   // A push still in flight holds the buffer.
   const std::shared_ptr<std::vector<float>> held = model->grads();

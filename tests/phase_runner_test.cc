@@ -241,6 +241,64 @@ TEST_F(PhaseRunnerTest, UnusableClassCountsLeaveTheEvaluationWithoutFiguresPerCl
   }
 }
 
+// A binary job's workers send (label, probability) pairs and a regression's
+// (target, prediction) pairs; the evaluation's figures are those of all of
+// them, in the eval line and the results; a part missing drops them.
+TEST_F(PhaseRunnerTest, AnEvaluationMergesBinaryAndRegressionMetrics) {
+  shape_.task.loss = proto::SIGMOID_BINARY_CROSS_ENTROPY;
+  runner_.Proceed(NextPhase::Evaluation(1));
+  proto::Phase phase = Begin({0, 1});
+  // Worker 0: 100 positives at 0.9; worker 1: 100 negatives, 50 at 0.95 and 50 at 0.1.
+  BinaryMetrics positives, negatives;
+  for (int i = 0; i < 100; ++i) EXPECT_OK(positives.Add(1, 0.9));
+  for (int i = 0; i < 100; ++i) EXPECT_OK(negatives.Add(0, i < 50 ? 0.95 : 0.1));
+  proto::PhaseDone done0 = Report(phase, LeaseAll(0), 0);
+  done0.set_binary_metrics(positives.Serialize());
+  ASSERT_OK(runner_.PhaseDone(0, done0, 2, now_).status());
+  proto::PhaseDone done1 = Report(phase, LeaseAll(1), 0);
+  done1.set_binary_metrics(negatives.Serialize());
+  StatusOr<PhaseRunner::Actions> a = runner_.PhaseDone(1, done1, 2, now_);
+  ASSERT_OK(a.status());
+  ASSERT_EQ(a->lines.size(), 1u);
+  EXPECT_NE(a->lines[0].ToString().find("\"binary\": {\"examples\": 200, \"positives\": 100, \"negatives\": 100, "
+                                        "\"auc\": 0.5,"),
+            std::string::npos)
+      << a->lines[0].ToString();
+  ASSERT_TRUE(results_.binary.has_value());
+  EXPECT_DOUBLE_EQ(results_.binary->auc, 0.5);  // each positive beats half the negatives
+  EXPECT_DOUBLE_EQ(results_.binary->accuracy, 150.0 / 200);
+  EXPECT_FALSE(results_.classification.has_value());
+
+  shape_.task.loss = proto::MEAN_SQUARED_ERROR;
+  runner_.Proceed(NextPhase::Evaluation(1));
+  phase = Begin({0, 1});
+  RegressionMetrics low, high;
+  for (int i = 0; i < 100; ++i) EXPECT_OK(low.Add(0, 1));
+  for (int i = 0; i < 100; ++i) EXPECT_OK(high.Add(4, 3));
+  done0 = Report(phase, LeaseAll(0), 0);
+  done0.set_regression_metrics(low.Serialize());
+  ASSERT_OK(runner_.PhaseDone(0, done0, 2, now_).status());
+  done1 = Report(phase, LeaseAll(1), 0);
+  done1.set_regression_metrics(high.Serialize());
+  a = runner_.PhaseDone(1, done1, 2, now_);
+  ASSERT_OK(a.status());
+  ASSERT_TRUE(results_.regression.has_value());
+  EXPECT_DOUBLE_EQ(results_.regression->rmse, 1);
+  EXPECT_DOUBLE_EQ(results_.regression->r2, 1 - 200.0 / 800);  // targets 0 and 4 about their mean 2
+  EXPECT_FALSE(results_.binary.has_value());
+
+  // A worker without its part (its metrics were unusable): no figures, the loss still counts.
+  runner_.Proceed(NextPhase::Evaluation(1));
+  phase = Begin({0, 1});
+  done0 = Report(phase, LeaseAll(0), 0);
+  done0.set_regression_metrics(low.Serialize());
+  ASSERT_OK(runner_.PhaseDone(0, done0, 2, now_).status());
+  a = runner_.PhaseDone(1, Report(phase, LeaseAll(1), 0), 2, now_);
+  ASSERT_OK(a.status());
+  EXPECT_EQ(a->lines[0].ToString().find("regression"), std::string::npos) << a->lines[0].ToString();
+  EXPECT_FALSE(results_.regression.has_value());
+}
+
 TEST_F(PhaseRunnerTest, ReportsForAnotherPartAndSecondReportsAreDropped) {
   runner_.Proceed(NextPhase::Training(0));
   const proto::Phase phase = Begin({0, 1});

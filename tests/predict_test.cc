@@ -102,7 +102,7 @@ class PredictTest : public ::testing::Test {
     EXPECT_TRUE(model.ok()) << model.status().ToString();
     if (!model.ok()) return {};
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     BatchReader(test_, spec_->data().mean(), spec_->data().std()).Read({}, 0, kImages, &x, &labels);
     std::vector<int> classes;
     for (int64_t first = 0; first < kImages; first += batch) {
@@ -198,7 +198,7 @@ TEST_F(PredictTest, Int8VersionsPredictWithTheirManifestsAccuracy) {
   auto model = BuildRuntimeModel(files->model);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   BatchReader(test_, spec_->data().mean(), spec_->data().std()).Read({}, 0, kImages, &x, &labels);
   const std::vector<std::string> rows = Split(csv[1], '\n');
   ASSERT_EQ(rows.size(), static_cast<size_t>(kImages + 1));

@@ -272,7 +272,7 @@ class ServeTest : public ::testing::Test {
     auto test = LoadImageDataset(DataPath(spec_->data(), spec_->data().test_images()),
                                  DataPath(spec_->data(), spec_->data().test_labels()), n);
     ASSERT_TRUE(test.ok());
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     BatchReader(&*test, spec_->data().mean(), spec_->data().std()).Read({}, 0, n, x, &labels);
     if (pixels != nullptr) pixels->assign(test->pixels.begin(), test->pixels.begin() + n * 784);
     auto files = ReadModelVersion(*dir_ + "/exported/fmnist/1");

@@ -113,10 +113,10 @@ TableFile MakeTable(int64_t records, const TableOptions& o = {}) {
 // What ReadTableBlock must give for records [first, first + count) of `t`
 // (whose features are the table's, in file order).
 void ExpectedRows(const TableFile& t, const proto::TableData& table, float fill, int64_t first, int64_t count,
-                  std::vector<float>* x, std::vector<uint8_t>* labels) {
+                  std::vector<float>* x, std::vector<float>* labels) {
   const int features = table.feature_columns_size();
   for (int64_t r = first; r < first + count; ++r) {
-    labels->push_back(static_cast<uint8_t>(t.labels[r]));
+    labels->push_back(static_cast<float>(t.labels[r]));
     for (int f = 0; f < features; ++f) {
       const float v = t.values[r][f].value_or(fill);
       x->push_back((v - table.shift(f)) * table.scale(f));
@@ -208,7 +208,7 @@ TEST(TableDataTest, OffsetsCountAByteOrderMarkAndCrlfLineEnds) {
                                                                       {0, t.offsets[8192], 8192, 808}}));
   // The middle block, read from its offset, is records 4096...
   std::vector<float> x, want_x;
-  std::vector<uint8_t> labels, want_labels;
+  std::vector<float> labels, want_labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(1), &x, &labels));
   ExpectedRows(t, *table, 0, 4096, 4096, &want_x, &want_labels);
   EXPECT_EQ(x, want_x);
@@ -232,7 +232,7 @@ TEST(TableDataTest, QuotedLineEndsInAnotherColumnDoNotMoveTheBlocks) {
   EXPECT_EQ(BlocksOf(table->train_blocks()),
             (std::vector<BlockTuple>{{0, offsets[0], 0, 4096}, {0, offsets[4096], 4096, 904}}));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(1), &x, &labels));
   ASSERT_EQ(x.size(), 904u);
   for (int i = 0; i < 904; ++i) {
@@ -370,9 +370,9 @@ TEST(TableDataTest, StandardizeShiftsByTheMeanAndScalesByOneOverThePopulationStd
   EXPECT_EQ(table->num_classes(), 2);
 
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
-  EXPECT_EQ(labels, (std::vector<uint8_t>{0, 1, 0, 1}));
+  EXPECT_EQ(labels, (std::vector<float>{0, 1, 0, 1}));
   const float sa = table->scale(0), sb = table->scale(1);
   const std::vector<float> want = {(1 - 3.0f) * sa, (2 - 6.0f) * sb,   0,  //
                                    (2 - 3.0f) * sa, (100 - 6.0f) * sb, 0,  // b filled, then scaled
@@ -394,7 +394,7 @@ TEST(TableDataTest, ScalingNoneUsesTheValuesAsTheyAre) {
   EXPECT_EQ(std::vector<float>(table->shift().begin(), table->shift().end()), (std::vector<float>{0, 0, 0}));
   EXPECT_EQ(std::vector<float>(table->scale().begin(), table->scale().end()), (std::vector<float>{1, 1, 1}));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{1, 2, 7, 2, -1.5f, 7, 4, 6, 7, 5, 10, 7}));
 }
@@ -413,7 +413,7 @@ TEST(TableDataTest, AColumnTooNarrowForAFloatScaleIsScaledLikeAConstantOne) {
   // What DescribeTable returns passes the workers' check, and reads back finite.
   ASSERT_OK(ValidateTableData(data, *table, 4, 4));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(std::isfinite(x[i])) << "value " << i << ": " << x[i];
   EXPECT_NEAR(x[1], -1, 1e-5);  // b standardized: -1, 1, -1, 1
@@ -460,10 +460,10 @@ TEST(TableDataTest, FeatureColumnsAreChosenAndOrderedByTheSpec) {
   EXPECT_EQ(std::vector<int>(table->feature_columns().begin(), table->feature_columns().end()),
             (std::vector<int>{3, 0}));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{3, 1, 6, 4}));
-  EXPECT_EQ(labels, (std::vector<uint8_t>{0, 1}));
+  EXPECT_EQ(labels, (std::vector<float>{0, 1}));
 
   // Without feature_columns: every column but the label, in file order.
   data.mutable_table()->clear_feature_columns();
@@ -487,10 +487,10 @@ TEST(TableDataTest, TsvIsTabSeparated) {
   StatusOr<proto::TableData> table = Describe(data);
   ASSERT_OK(table.status());
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{0.5f, -2, 1.5f, 3}));
-  EXPECT_EQ(labels, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(labels, (std::vector<float>{1, 0}));
   // Read as CSV, the header is one column named "label\tx\ty".
   data.set_format(proto::DataSpec::CSV);
   EXPECT_EQ(DescribeError(data).message(),
@@ -745,7 +745,7 @@ void ExpectEveryBlockReadsBack(bool gzip) {
       const proto::TableBlock& block = blocks[i];
       const TableFile& file = test ? files.t : (block.file() == 0 ? files.a : files.b);
       std::vector<float> x, want_x;
-      std::vector<uint8_t> labels, want_labels;
+      std::vector<float> labels, want_labels;
       ASSERT_OK(ReadTableBlock(data, test ? Split::kTest : Split::kTraining, *table, block, &x, &labels));
       ExpectedRows(file, *table, 0.75f, block.first_record(), block.records(), &want_x, &want_labels);
       ASSERT_EQ(x.size(), static_cast<size_t>(block.records() * 3));
@@ -755,7 +755,7 @@ void ExpectEveryBlockReadsBack(bool gzip) {
   }
   // Reading again into used vectors gives the same (they are resized, not appended to).
   std::vector<float> x(7, 1.0f), again;
-  std::vector<uint8_t> labels(99, 1), again_labels;
+  std::vector<float> labels(99, 1), again_labels;
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &x, &labels));
   ASSERT_OK(ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &again, &again_labels));
   EXPECT_EQ(x, again);
@@ -778,7 +778,7 @@ void ExpectShortenedFileIsDataLoss(bool gzip) {
   const auto write = gzip ? WriteGzText : WriteText;
   write(b, files.b.text.substr(0, files.b.offsets[4150]));
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   Status status = ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(3), &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_EQ(status.message(), b + " ends before record 4200, which it held when the job was planned");
@@ -808,7 +808,7 @@ TEST(ReadTableBlockTest, AClassBeyondTheTablesIsDataLoss) {
   ASSERT_OK(table.status());
   WriteText(dir.File("train.csv"), "label,x\n0,1\n2,2\n");
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   const Status status = ReadTableBlock(data, Split::kTraining, *table, table->train_blocks(0), &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_EQ(status.message(), dir.File("train.csv") + ":3: class 2, beyond the job's 2");
@@ -1035,10 +1035,10 @@ struct ReaderFixture {
   }
 
   // Every record of a split in file order, read block by block.
-  void AllRows(bool test_split, std::vector<float>* x, std::vector<uint8_t>* labels) {
+  void AllRows(bool test_split, std::vector<float>* x, std::vector<float>* labels) {
     for (const proto::TableBlock& block : test_split ? table.test_blocks() : table.train_blocks()) {
       std::vector<float> bx;
-      std::vector<uint8_t> bl;
+      std::vector<float> bl;
       ASSERT_OK(ReadTableBlock(data, test_split ? Split::kTest : Split::kTraining, table, block, &bx, &bl));
       x->insert(x->end(), bx.begin(), bx.end());
       labels->insert(labels->end(), bl.begin(), bl.end());
@@ -1064,12 +1064,12 @@ int64_t BlockOfRecord(const std::vector<int64_t>& sizes, int64_t record) {
 // Reads positions [shard.begin, shard.end) of `order` through `prefetcher` in
 // batches of `batch`, checking each against `want` at `reference`'s records.
 void ExpectShard(BatchPrefetcher& prefetcher, const ExampleOrder& order, const BlockedOrder* reference, Shard shard,
-                 int64_t batch, const std::vector<float>& want_x, const std::vector<uint8_t>& want_labels) {
+                 int64_t batch, const std::vector<float>& want_x, const std::vector<float>& want_labels) {
   constexpr int64_t kFeatures = 2;
   for (int64_t p = shard.begin; p < shard.end; p += batch) {
     const int64_t count = std::min(batch, shard.end - p);
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     ASSERT_OK(prefetcher.Read(order, p, count, shard.end, &x, &labels));
     ASSERT_EQ(x.size(), static_cast<size_t>(count * kFeatures));
     ASSERT_EQ(labels.size(), static_cast<size_t>(count));
@@ -1128,7 +1128,7 @@ TEST(TableExampleReaderTest, ARanksShardsThroughThePrefetcherAreTheBlocksRows) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
   std::vector<float> want_x;
-  std::vector<uint8_t> want_labels;
+  std::vector<float> want_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &want_x, &want_labels));
   ASSERT_EQ(want_labels.size(), static_cast<size_t>(fixture.train));
   const std::vector<int64_t> sizes = fixture.BlockSizes();
@@ -1165,7 +1165,7 @@ TEST(TableExampleReaderTest, ASequentialPassReadsEachBlockOnce) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
   std::vector<float> want_x;
-  std::vector<uint8_t> want_labels;
+  std::vector<float> want_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &want_x, &want_labels));
   StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
@@ -1183,7 +1183,7 @@ TEST(TableExampleReaderTest, ASequentialPassReadsEachBlockOnce) {
 
   // The test split, in file order (ExampleOrder's default), block by block too.
   std::vector<float> test_x;
-  std::vector<uint8_t> test_labels;
+  std::vector<float> test_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(true, &test_x, &test_labels));
   StatusOr<std::unique_ptr<ExampleReader>> test = OpenExampleReader(fixture.data, fixture.map, Split::kTest);
   ASSERT_OK(test.status());
@@ -1198,7 +1198,7 @@ TEST(TableExampleReaderTest, KeepsTheLastTwoBlocksRead) {
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
   std::vector<float> want_x;
-  std::vector<uint8_t> want_labels;
+  std::vector<float> want_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &want_x, &want_labels));
   StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
@@ -1207,7 +1207,7 @@ TEST(TableExampleReaderTest, KeepsTheLastTwoBlocksRead) {
   // Block 0 is records 0..4095, block 1 4096..4999, block 2 5000..5006.
   const auto read = [&](const std::vector<int64_t>& examples) {
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     ASSERT_OK((*reader)->Read(examples, &x, &labels));
     ASSERT_EQ(labels.size(), examples.size());
     for (size_t i = 0; i < examples.size(); ++i) {
@@ -1235,7 +1235,7 @@ TEST(TableExampleReaderTest, AFileThatShrankIsTheReadsError) {
   StatusOr<std::unique_ptr<ExampleReader>> reader = OpenExampleReader(fixture.data, fixture.map, Split::kTraining);
   ASSERT_OK(reader.status());
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   // Records 5007... are part2's (after 5000 + 7).
   Status status = (*reader)->Read({0, 5007, 1}, &x, &labels);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
@@ -1254,7 +1254,7 @@ TEST(TableExampleReaderTest, AValidationFractionHoldsOutTheTrainingFilesLastReco
   ReaderFixture fixture;
   ASSERT_NO_FATAL_FAILURE(fixture.SetUp());
   std::vector<float> all_x;
-  std::vector<uint8_t> all_labels;
+  std::vector<float> all_labels;
   ASSERT_NO_FATAL_FAILURE(fixture.AllRows(false, &all_x, &all_labels));
   fixture.data.set_validation_fraction(0.1f);
   const int64_t held_out = 957;  // round(0.1 * 9572)
@@ -1284,10 +1284,10 @@ TEST(TableExampleReaderTest, AValidationFractionHoldsOutTheTrainingFilesLastReco
   std::vector<int64_t> examples(held_out);
   for (int64_t i = 0; i < held_out; ++i) examples[i] = i;
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK((*validation)->Read(examples, &x, &labels));
   const int64_t first = fixture.train - held_out;
-  EXPECT_EQ(labels, std::vector<uint8_t>(all_labels.begin() + first, all_labels.end()));
+  EXPECT_EQ(labels, std::vector<float>(all_labels.begin() + first, all_labels.end()));
   EXPECT_EQ(x, std::vector<float>(all_x.begin() + 2 * first, all_x.end()));
 
   // The map's counts are checked against the training blocks, held-out records included.
@@ -1327,9 +1327,9 @@ TEST(TableExampleReaderTest, ValidationFilesAreDescribedCheckedAndReadLikeTheTes
   ASSERT_OK(reader.status());
   ASSERT_EQ((*reader)->count(), 25);
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK((*reader)->Read({0, 24}, &x, &labels));
-  EXPECT_EQ(labels, (std::vector<uint8_t>{static_cast<uint8_t>(valid.labels[0]), static_cast<uint8_t>(valid.labels[24])}));
+  EXPECT_EQ(labels, (std::vector<float>{static_cast<float>(valid.labels[0]), static_cast<float>(valid.labels[24])}));
   const float want = (*valid.values[24][1] - table->shift(1)) * table->scale(1);
   EXPECT_EQ(x[3], want) << "scaled as the training features are";
   EXPECT_EQ(OpenExampleReader(data, map, Split::kTraining).value()->count(), 100) << "all the training records";
@@ -1399,7 +1399,7 @@ TEST(TableBadRecordsTest, SkippedRecordsAreCountedNamedAndPassedOverWhenBlocksAr
     // Blocks hold good records only, and reading one passes over the bad ones again.
     int64_t total = 0;
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     for (const proto::TableBlock& block : described->train_blocks()) {
       ASSERT_OK(ReadTableBlock(data, Split::kTraining, *described, block, &x, &labels));
       ASSERT_EQ(static_cast<int64_t>(x.size()), block.records());
@@ -1443,7 +1443,7 @@ TEST(TableBadRecordsTest, AValidationSplitPassesOverTheSameBadRecords) {
   ASSERT_OK(validation.status());
   ASSERT_EQ((*validation)->count(), table.good);
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   ASSERT_OK((*validation)->Read({0, 4999, table.good - 1}, &x, &labels));
   EXPECT_EQ(x, (std::vector<float>{0, 4999, static_cast<float>(table.good - 1)})) << "good records only";
 

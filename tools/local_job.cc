@@ -31,6 +31,7 @@
 #include "models/device.h"
 #include "tools/child_process.h"
 #include "tools/class_table.h"
+#include "tools/task_table.h"
 #include "tools/role_flags.h"
 #include "tools/signals.h"
 #include "worker/worker.h"
@@ -219,12 +220,12 @@ void PrintSummary(const std::string& run_dir, double wall) {
   }
   char text[512];
   std::snprintf(text, sizeof(text),
-                "done: test accuracy %.4f, train loss %.4f, %lld steps, %.0f samples/s, %s wall\n"
+                "done: %s, train loss %.4f, %lld steps, %.0f samples/s, %s wall\n"
                 "params_sha256 %s\nrun directory %s\n",
-                JsonNumber(one_line, "test_accuracy"), JsonNumber(one_line, "train_loss"),
+                TestFiguresText(*summary).c_str(), JsonNumber(one_line, "train_loss"),
                 static_cast<long long>(JsonNumber(one_line, "steps")), JsonNumber(one_line, "samples_per_sec"),
                 FormatDuration(wall).c_str(), JsonString(one_line, "params_sha256").c_str(), run_dir.c_str());
-  std::cout << ClassTable(*summary) << BestEpochText(one_line) << text << std::flush;
+  std::cout << ClassTable(*summary) << TaskTable(*summary) << BestEpochText(one_line) << text << std::flush;
 }
 
 }  // namespace

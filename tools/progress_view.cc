@@ -21,6 +21,28 @@ double JsonNumber(const std::string& line, const std::string& key, double fallba
   return end == start ? fallback : v;
 }
 
+namespace {
+
+// An eval line's figures of its task: "accuracy 0.8812" (multi-class, from
+// `accuracy_key`), "AUC 0.9712, accuracy 0.9134" (binary), "RMSE 0.5123,
+// R² 0.9321" (regression); an undefined AUC or R² (null) shows as "-".
+std::string TaskFigures(const std::string& line, const std::string& accuracy_key) {
+  const auto figure = [&](const char* key) {
+    const double v = JsonNumber(line, key, std::nan(""));
+    if (std::isnan(v)) return std::string("-");
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.4f", v);
+    return std::string(text);
+  };
+  if (line.find("\"binary\": {") != std::string::npos) {
+    return "AUC " + figure("auc") + ", accuracy " + figure("accuracy");
+  }
+  if (line.find("\"regression\": {") != std::string::npos) return "RMSE " + figure("rmse") + ", R² " + figure("r2");
+  return "accuracy " + figure(accuracy_key.c_str());
+}
+
+}  // namespace
+
 std::string JsonString(const std::string& line, const std::string& key) {
   const std::string needle = "\"" + key + "\": \"";
   const size_t at = line.find(needle);
@@ -106,8 +128,8 @@ void ProgressView::Show(const std::string& line) {
   } else if (event == "eval" && JsonString(line, "set") == "validation") {
     const bool improved = line.find("\"improved\": true") != std::string::npos;
     const bool stop = line.find("\"stop\": true") != std::string::npos;
-    std::snprintf(text, sizeof(text), "epoch %d/%d validation accuracy %.4f, validation loss %.4f%s%s", epoch, epochs,
-                  JsonNumber(line, "validation_accuracy"), JsonNumber(line, "validation_loss"),
+    std::snprintf(text, sizeof(text), "epoch %d/%d validation %s, validation loss %.4f%s%s", epoch, epochs,
+                  TaskFigures(line, "validation_accuracy").c_str(), JsonNumber(line, "validation_loss"),
                   improved ? " (best so far)" : "",
                   stop ? ("; stopping early: the best " + JsonString(line, "metric") + " was epoch " +
                           std::to_string(static_cast<int>(JsonNumber(line, "best_epoch"))) + "'s")
@@ -116,8 +138,8 @@ void ProgressView::Show(const std::string& line) {
     Finish();
     std::fprintf(out_, "%s\n", text);
   } else if (event == "eval") {
-    std::snprintf(text, sizeof(text), "epoch %d/%d test accuracy %.4f, test loss %.4f", epoch, epochs,
-                  JsonNumber(line, "test_accuracy"), JsonNumber(line, "test_loss"));
+    std::snprintf(text, sizeof(text), "epoch %d/%d test %s, test loss %.4f", epoch, epochs,
+                  TaskFigures(line, "test_accuracy").c_str(), JsonNumber(line, "test_loss"));
     Finish();
     std::fprintf(out_, "%s\n", text);
   }

@@ -88,12 +88,15 @@ uint64_t TableBytes(const proto::DataSpec& data) {
 }
 
 // Reads and checks every record of a table: a line before when it will take
-// a while, and one after with what was found.
-StatusOr<DataShape> CheckTable(const proto::DataSpec& data) {
+// a while, and one after with what was found; then the task, in one line.
+StatusOr<DataAndTask> CheckTable(const proto::JobSpec& spec) {
+  const proto::DataSpec& data = spec.data();
   const uint64_t megabytes = TableBytes(data) >> 20;
   if (megabytes >= 256) std::cerr << "checking every record of " << megabytes << " MiB of data files..." << std::endl;
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(DataShape shape, ShapeOfData(data, nullptr));
+  DataLayout layout;
+  ASSIGN_OR_RETURN(DataAndTask checked, ShapeOfJobData(spec, &layout));
+  const DataShape& shape = checked.data;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char line[256];
   std::snprintf(line, sizeof(line), "checked %lld training, %lld validation and %lld test records (%llu MiB) in %.1f s",
@@ -102,7 +105,8 @@ StatusOr<DataShape> CheckTable(const proto::DataSpec& data) {
                 static_cast<unsigned long long>(megabytes), seconds);
   std::cerr << line << std::endl;
   PrintBadRecords(shape.bad_records);
-  return shape;
+  std::cerr << checked.task.description << std::endl;
+  return checked;
 }
 
 // Both folders listed, and every image in them decoded once, so that a bad
@@ -114,6 +118,7 @@ Status CheckImageFolderRunnable(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(CheckImageFolder(splits.train).status());
   RETURN_IF_ERROR(CheckImageFolder(splits.test).status());
   const int classes = static_cast<int>(splits.train.class_names.size());
+  RETURN_IF_ERROR(ChooseTask(spec, nullptr, classes).status());  // image labels are classes
   return Model::Create(spec.model(), ImageExampleShape(spec.data().image()), classes).status();
 }
 
@@ -125,11 +130,14 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   if (IsImageFolderFormat(d)) return CheckImageFolderRunnable(spec);
   if (IsTableFormat(d)) {
     // Every record is read and checked here, as the scheduler will again to plan the job.
-    ASSIGN_OR_RETURN(const DataShape data, CheckTable(d));
-    return Model::Create(spec.model(), data.example_shape, data.num_classes, Device::kCpu, data.categorical_rows)
+    ASSIGN_OR_RETURN(const DataAndTask checked, CheckTable(spec));
+    return Model::Create(WithTask(spec, checked.task).model(), checked.data.example_shape, checked.data.num_classes,
+                         Device::kCpu, checked.data.categorical_rows)
         .status();
   }
-  RETURN_IF_ERROR(ShapeOfData(d, nullptr).status());  // data.class_names against the classes
+  // data.class_names against the classes, and a loss the data can take (IDX labels are classes).
+  DataLayout layout;
+  RETURN_IF_ERROR(ShapeOfJobData(spec, &layout).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.train_images()), DataPath(d, d.train_labels())).status());
   RETURN_IF_ERROR(CountExamples(DataPath(d, d.test_images()), DataPath(d, d.test_labels())).status());
   // The model must fit the data's shape; the scheduler checks again, but a

@@ -36,7 +36,7 @@ void BatchPrefetcher::Loop() {
 }
 
 Status BatchPrefetcher::Read(const ExampleOrder& order, int64_t begin, int64_t count, int64_t limit,
-                             std::vector<float>* x, std::vector<uint8_t>* labels) {
+                             std::vector<float>* x, std::vector<float>* labels) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !pending_; });
   bool hit = next_.read && static_cast<int64_t>(next_.examples.size()) == count;

@@ -34,7 +34,7 @@ class BatchPrefetcher {
   // of `order`; `limit` is where the current shard ends, so the guess stays
   // inside it. The reader's error, if reading them failed.
   Status Read(const ExampleOrder& order, int64_t begin, int64_t count, int64_t limit, std::vector<float>* x,
-              std::vector<uint8_t>* labels);
+              std::vector<float>* labels);
 
   // Requests served from a prefetched batch, and read on the spot.
   int64_t hits() const { return hits_; }
@@ -44,7 +44,7 @@ class BatchPrefetcher {
   struct Batch {
     std::vector<int64_t> examples;
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
     Status status;
     bool read = false;
   };

@@ -45,7 +45,7 @@ Status CheckDatasetInputs(const ImageDataset& data, float mean, float std, const
 }
 
 void BatchReader::Read(const std::vector<int64_t>& order, int64_t begin, int64_t count, std::vector<float>* x,
-                       std::vector<uint8_t>* labels) const {
+                       std::vector<float>* labels) const {
   const int64_t size = dataset_->example_size();
   x->resize(count * size);
   labels->resize(count);
@@ -60,7 +60,7 @@ void BatchReader::Read(const std::vector<int64_t>& order, int64_t begin, int64_t
       const uint8_t* pixels = dataset_->pixels.data() + example * size;
       for (int64_t p = 0; p < size; ++p) out[p] = scale(pixels[p]);
     }
-    (*labels)[i] = dataset_->labels[example];
+    (*labels)[i] = static_cast<float>(dataset_->labels[example]);  // a class id, exact
   }
 }
 

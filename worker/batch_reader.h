@@ -23,10 +23,10 @@ class BatchReader {
  public:
   BatchReader(const ImageDataset* dataset, float mean, float std) : dataset_(dataset), mean_(mean), std_(std) {}
 
-  // Fills x[count, example_size] and labels[count] with examples
+  // Fills x[count, example_size] and labels[count] (the class ids as floats) with examples
   // order[begin .. begin+count) (or begin .. begin+count when order is empty).
   void Read(const std::vector<int64_t>& order, int64_t begin, int64_t count, std::vector<float>* x,
-            std::vector<uint8_t>* labels) const;
+            std::vector<float>* labels) const;
 
  private:
   const ImageDataset* dataset_;

@@ -31,7 +31,7 @@ ImageExampleReader::ImageExampleReader(ImageDataset dataset, float mean, float s
     : dataset_(std::move(dataset)), reader_(&dataset_, mean, std) {}
 
 Status ImageExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
-                                std::vector<uint8_t>* labels) {
+                                std::vector<float>* labels) {
   reader_.Read(examples, 0, static_cast<int64_t>(examples.size()), x, labels);
   return OkStatus();
 }
@@ -89,7 +89,7 @@ StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t r
 }
 
 Status TableExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
-                                std::vector<uint8_t>* labels) {
+                                std::vector<float>* labels) {
   const int64_t features = TableExampleValues(table_);
   x->resize(examples.size() * features);
   labels->resize(examples.size());
@@ -115,14 +115,14 @@ std::optional<uint64_t> ImageFolderExampleReader::AugmentSeed(int64_t example) c
 }
 
 Status ImageFolderExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
-                                      std::vector<uint8_t>* labels) {
+                                      std::vector<float>* labels) {
   const int64_t size = ImageExampleSize(image_);
   x->resize(examples.size() * size);
   labels->resize(examples.size());
   for (size_t i = 0; i < examples.size(); ++i) {
     ASSIGN_OR_RETURN(const Image image, ReadFolderImage(listing_, examples[i]));
     WriteImageExample(image, image_, AugmentSeed(examples[i]), x->data() + i * size);
-    (*labels)[i] = static_cast<uint8_t>(listing_.images[examples[i]].label);
+    (*labels)[i] = static_cast<float>(listing_.images[examples[i]].label);
   }
   return OkStatus();
 }

@@ -59,7 +59,8 @@ class ExampleReader {
   virtual int num_classes() const = 0;
   // Fills x[examples.size() * example size] and labels[examples.size()]
   // with `examples` (indexes in [0, count())), normalized for the model.
-  virtual Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) = 0;
+  // Labels are floats: class ids (exact), 0 or 1, or a regression's targets.
+  virtual Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels) = 0;
   // The training epoch the next reads belong to. A reader that augments its
   // examples (image folders) draws each one's augmentation from the job's
   // seed, the epoch and the example's index, so it does not depend on which
@@ -78,7 +79,7 @@ class ImageExampleReader : public ExampleReader {
   int64_t count() const override { return dataset_.count; }
   Shape example_shape() const override { return Shape{1, dataset_.rows, dataset_.cols}; }
   int num_classes() const override { return dataset_.num_classes; }
-  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
+  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels) override;
   const ImageDataset& dataset() const { return dataset_; }
 
  private:
@@ -105,7 +106,7 @@ class TableExampleReader : public ExampleReader {
   // The categorical columns' ids, for the job's other readers.
   const std::shared_ptr<const std::vector<CategoricalIds>>& ids() const { return ids_; }
   int num_classes() const override { return table_.num_classes(); }
-  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
+  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels) override;
 
   // Each block's records among [first, end), in file order (for BlockedOrder).
   std::vector<int64_t> BlockSizes() const;
@@ -116,7 +117,7 @@ class TableExampleReader : public ExampleReader {
   struct Block {
     int64_t index = -1;
     std::vector<float> x;
-    std::vector<uint8_t> labels;
+    std::vector<float> labels;
   };
   const google::protobuf::RepeatedPtrField<proto::TableBlock>& blocks() const;
   // The cached block holding `record`, read when neither cached one does.
@@ -146,7 +147,7 @@ class ImageFolderExampleReader : public ExampleReader {
   Shape example_shape() const override { return ImageExampleShape(image_); }
   int num_classes() const override { return static_cast<int>(listing_.class_names.size()); }
   // A file that no longer decodes is its error (InvalidArgument naming it).
-  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<uint8_t>* labels) override;
+  Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels) override;
   void set_epoch(int epoch) override { epoch_ = epoch; }
 
   const ImageFolderListing& listing() const { return listing_; }

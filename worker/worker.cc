@@ -13,6 +13,7 @@
 #include "core/spec.h"
 #include "core/task_metrics.h"
 #include "worker/batch_prefetcher.h"
+#include "worker/eval_metrics.h"
 
 namespace tessera {
 namespace {
@@ -210,7 +211,7 @@ struct Worker::TrainingPhase {
   const ExampleOrder order;  // the epoch's order of the training set
   BatchPrefetcher reader;
   std::vector<float> x;  // the batch read last
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
 
   proto::Lease lease;
   int64_t position = 0;    // the next position of the lease to read
@@ -488,10 +489,10 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   BatchPrefetcher reader(examples);
   const ExampleOrder natural_order;
   std::vector<float> x;
-  std::vector<uint8_t> labels;
+  std::vector<float> labels;
   BatchStats total;
-  ClassificationMetrics classes(model_->num_classes());
-  std::vector<int32_t> predicted;
+  EvalMetrics metrics(model_->task(), model_->num_classes());
+  std::vector<float> outputs;
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     proto::Lease lease;
@@ -504,9 +505,9 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
       RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels));
-      predicted.resize(count);
-      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count, predicted.data());
-      for (int64_t i = 0; i < count; ++i) RETURN_IF_ERROR(classes.Add(labels[i], predicted[i]));
+      outputs.resize(count * model_->num_outputs());
+      const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count, /*predicted=*/nullptr, outputs.data());
+      metrics.AddBatch(labels.data(), outputs.data(), count);
       total.loss_sum += s.loss_sum;
       total.correct += s.correct;
       total.examples += s.examples;
@@ -522,7 +523,11 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   d->set_examples(total.examples);
   d->set_correct(total.correct);
   d->set_part(phase.part());
-  d->set_class_metrics(classes.Serialize());
+  if (!metrics.problem().ok()) {
+    LOG(WARNING) << "evaluation " << phase.epoch() + 1 << ": this worker's metrics are unusable ("
+                 << metrics.problem().message() << "); the loss is still reported";
+  }
+  metrics.Fill(d);
   AddPeakMemory(d);
   if (phase.final() && rank_ == phase.reporter_rank()) {
     d->set_params_sha256(model_->ParamsSha256());

@@ -601,7 +601,7 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
   return InternalError("no CUDA twin for layer " + cpu->type());
 }
 
-void SoftmaxCrossEntropy(CudaContext& context, const float* logits, const uint8_t* labels, int64_t batch,
+void SoftmaxCrossEntropy(CudaContext& context, const float* logits, const float* labels, int64_t batch,
                          int64_t classes, float* logp, float* losses, int32_t* correct, float* dlogits) {
   if (batch == 0) return;
   TensorDesc d;
@@ -610,6 +610,21 @@ void SoftmaxCrossEntropy(CudaContext& context, const float* logits, const uint8_
                                           logits, &kZero, d.get(), logp));
   TESSERA_CUDA_CHECK(LaunchSoftmaxCrossEntropy(logits, logp, labels, batch, static_cast<int>(classes), losses, correct,
                                                dlogits, context.stream()));
+}
+
+void ComputeLoss(CudaContext& context, proto::Loss loss, const float* logits, const float* labels, int64_t batch,
+                 int64_t outputs, float* logp, float* losses, int32_t* correct, float* dlogits) {
+  switch (loss) {
+    case proto::SIGMOID_BINARY_CROSS_ENTROPY:
+      TESSERA_CUDA_CHECK(
+          LaunchSigmoidBinaryCrossEntropy(logits, labels, batch, losses, correct, dlogits, context.stream()));
+      return;
+    case proto::MEAN_SQUARED_ERROR:
+      TESSERA_CUDA_CHECK(LaunchMeanSquaredError(logits, labels, batch, losses, correct, dlogits, context.stream()));
+      return;
+    default:
+      SoftmaxCrossEntropy(context, logits, labels, batch, outputs, logp, losses, correct, dlogits);
+  }
 }
 
 }  // namespace tessera::cuda

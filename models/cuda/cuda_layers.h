@@ -28,8 +28,16 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
 // SoftmaxCrossEntropy: per example losses[b] and correct[b] (0 or 1), and
 // when dlogits is not null the gradient of the summed loss. logp: scratch of
 // batch * classes floats. Enqueued on the context's stream.
-void SoftmaxCrossEntropy(CudaContext& context, const float* logits, const uint8_t* labels, int64_t batch,
+void SoftmaxCrossEntropy(CudaContext& context, const float* logits, const float* labels, int64_t batch,
                          int64_t classes, float* logp, float* losses, int32_t* correct, float* dlogits);
+
+// The loss `loss` (never AUTO) of the last layer's outputs [batch,
+// outputs] against labels (device), per example, as the CPU's loss of the
+// same name (models/softmax_cross_entropy.h): losses[b], correct[b], and
+// when dlogits is not null the gradient of the summed loss. logp: scratch
+// of batch * outputs floats (softmax only). Enqueued on the context's stream.
+void ComputeLoss(CudaContext& context, proto::Loss loss, const float* logits, const float* labels, int64_t batch,
+                 int64_t outputs, float* logp, float* losses, int32_t* correct, float* dlogits);
 
 }  // namespace tessera::cuda
 

@@ -21,12 +21,14 @@ struct CudaModel::Buffers {
 
 CudaModel::CudaModel(std::shared_ptr<CudaContext> context, std::vector<Layer*> layers,
                      std::vector<uint64_t> layer_offsets, uint64_t num_keys, int64_t input_features, int num_classes,
-                     float* host_params)
+                     proto::Loss loss, float* host_params)
     : context_(std::move(context)),
       layers_(std::move(layers)),
       num_keys_(num_keys),
       input_features_(input_features),
       num_classes_(num_classes),
+      loss_(loss),
+      num_outputs_(TaskOutputs(TaskOfLoss(loss), num_classes)),
       host_params_(host_params),
       b_(std::make_unique<Buffers>()) {
   const size_t bytes = std::max<uint64_t>(num_keys_, 1) * sizeof(float);
@@ -67,14 +69,14 @@ void CudaModel::EnsureBatch(int64_t batch) {
   }
   b_->x.Reserve(batch * input_features_ * sizeof(float));
   b_->host_x.Reserve(batch * input_features_ * sizeof(float));
-  b_->labels.Reserve(batch);
-  b_->host_labels.Reserve(batch);
-  b_->logp.Reserve(batch * num_classes_ * sizeof(float));
+  b_->labels.Reserve(batch * sizeof(float));
+  b_->host_labels.Reserve(batch * sizeof(float));
+  b_->logp.Reserve(batch * num_outputs_ * sizeof(float));
   b_->losses.Reserve(batch * sizeof(float));
   b_->host_losses.Reserve(batch * sizeof(float));
   b_->correct.Reserve(batch * sizeof(int32_t));
   b_->host_correct.Reserve(batch * sizeof(int32_t));
-  b_->host_logits.Reserve(batch * num_classes_ * sizeof(float));
+  b_->host_logits.Reserve(batch * num_outputs_ * sizeof(float));
   batch_capacity_ = batch;
 }
 
@@ -102,7 +104,7 @@ void CudaModel::ForgetEarlyUploads() {
   std::fill(arrived_.begin(), arrived_.end(), 0);
 }
 
-void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch, bool training) {
+void CudaModel::Upload(const float* x, const float* labels, int64_t batch, bool training) {
   const cudaStream_t stream = context_->stream();
   // Training, with every key uploaded as its PARAMS came (UploadParams): nothing left to send.
   const bool came_early = training && keys_uploaded_early_ >= num_keys_;
@@ -117,9 +119,9 @@ void CudaModel::Upload(const float* x, const uint8_t* labels, int64_t batch, boo
   std::memcpy(b_->host_x.as<float>(), x, x_bytes);
   TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->x.get(), b_->host_x.as<float>(), x_bytes, cudaMemcpyHostToDevice, stream));
   if (labels == nullptr) return;  // inference
-  std::memcpy(b_->host_labels.as<uint8_t>(), labels, batch);
-  TESSERA_CUDA_CHECK(
-      cudaMemcpyAsync(b_->labels.get(), b_->host_labels.as<uint8_t>(), batch, cudaMemcpyHostToDevice, stream));
+  std::memcpy(b_->host_labels.as<float>(), labels, batch * sizeof(float));
+  TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->labels.get(), b_->host_labels.as<float>(), batch * sizeof(float),
+                                     cudaMemcpyHostToDevice, stream));
 }
 
 void CudaModel::Forward(int64_t batch, const Pass& pass, std::vector<LayerProfile>* profile) {
@@ -156,7 +158,7 @@ BatchStats CudaModel::Finish(int64_t batch) {
   return stats;
 }
 
-BatchStats CudaModel::TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed,
+BatchStats CudaModel::TrainBatch(const float* x, const float* labels, int64_t batch, uint64_t seed,
                                  float* host_grads, const Model::GradsReady& on_grads_ready,
                                  std::vector<LayerProfile>* profile) {
   EnsureBatch(batch);
@@ -164,8 +166,8 @@ BatchStats CudaModel::TrainBatch(const float* x, const uint8_t* labels, int64_t 
   Forward(batch, Pass{true, seed}, profile);
   const size_t last = layers_.size() - 1;
   const cudaStream_t stream = context_->stream();
-  SoftmaxCrossEntropy(*context_, b_->acts[last].f(), b_->labels.as<uint8_t>(), batch, num_classes_, b_->logp.f(),
-                      b_->losses.f(), b_->correct.as<int32_t>(), b_->grad_acts[last].f());
+  ComputeLoss(*context_, loss_, b_->acts[last].f(), b_->labels.f(), batch, num_outputs_, b_->logp.f(), b_->losses.f(),
+              b_->correct.as<int32_t>(), b_->grad_acts[last].f());
   // Enqueue the whole backward pass, each layer followed by the copy of its gradients ...
   for (size_t i = layers_.size(); i-- > 0;) {
     const float* in = i == 0 ? b_->x.f() : b_->acts[i - 1].f();
@@ -195,13 +197,13 @@ BatchStats CudaModel::TrainBatch(const float* x, const uint8_t* labels, int64_t 
   return Finish(batch);
 }
 
-BatchStats CudaModel::EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch) {
+BatchStats CudaModel::EvaluateBatch(const float* x, const float* labels, int64_t batch) {
   EnsureBatch(batch);
   Upload(x, labels, batch, /*training=*/false);
   Forward(batch, Pass{false, 0}, nullptr);
   const size_t last = layers_.size() - 1;
-  SoftmaxCrossEntropy(*context_, b_->acts[last].f(), b_->labels.as<uint8_t>(), batch, num_classes_, b_->logp.f(),
-                      b_->losses.f(), b_->correct.as<int32_t>(), nullptr);
+  ComputeLoss(*context_, loss_, b_->acts[last].f(), b_->labels.f(), batch, num_outputs_, b_->logp.f(), b_->losses.f(),
+              b_->correct.as<int32_t>(), nullptr);
   return Finish(batch);
 }
 
@@ -215,7 +217,7 @@ const float* CudaModel::Infer(const float* x, int64_t batch) {
 const float* CudaModel::CopyLogitsToHost(int64_t batch) {
   const cudaStream_t stream = context_->stream();
   TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_->host_logits.as<float>(), b_->acts[layers_.size() - 1].get(),
-                                     batch * num_classes_ * sizeof(float), cudaMemcpyDeviceToHost, stream));
+                                     batch * num_outputs_ * sizeof(float), cudaMemcpyDeviceToHost, stream));
   context_->Synchronize();
   return b_->host_logits.as<float>();
 }

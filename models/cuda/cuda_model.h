@@ -25,14 +25,14 @@ class CudaModel {
   // `host_params` (num_keys floats) must outlive this too; it is page-locked
   // for fast uploads.
   CudaModel(std::shared_ptr<CudaContext> context, std::vector<Layer*> layers, std::vector<uint64_t> layer_offsets,
-            uint64_t num_keys, int64_t input_features, int num_classes, float* host_params);
+            uint64_t num_keys, int64_t input_features, int num_classes, proto::Loss loss, float* host_params);
   ~CudaModel();
 
   // As Model::TrainBatch with batch > 0; writes the gradients into
   // host_grads, calling on_grads_ready (when set) with each layer's keys once
   // they are there, last layer first. With `profile` (one entry per layer)
   // adds each layer's time, waiting for the device around every layer.
-  BatchStats TrainBatch(const float* x, const uint8_t* labels, int64_t batch, uint64_t seed, float* host_grads,
+  BatchStats TrainBatch(const float* x, const float* labels, int64_t batch, uint64_t seed, float* host_grads,
                         const Model::GradsReady& on_grads_ready, std::vector<LayerProfile>* profile);
   // Model::ParamsArrived: once every key of a layer has come, copies the
   // layer's host parameters to the device (on the model's stream);
@@ -45,8 +45,8 @@ class CudaModel {
   // Passes that uploaded every parameter.
   int64_t parameter_uploads() const { return parameter_uploads_; }
   // As Model::EvaluateBatch with batch > 0.
-  BatchStats EvaluateBatch(const float* x, const uint8_t* labels, int64_t batch);
-  // As Model::Infer with batch > 0: the logits [batch, num_classes] in a
+  BatchStats EvaluateBatch(const float* x, const float* labels, int64_t batch);
+  // As Model::Infer with batch > 0: the outputs [batch, num_outputs] in a
   // host buffer owned by this, valid until the next pass.
   const float* Infer(const float* x, int64_t batch);
   // The logits of the last pass of `batch` examples, copied to the host
@@ -66,7 +66,7 @@ class CudaModel {
   void EnsureBatch(int64_t batch);
   // Copies the batch, and the parameters unless a training pass finds them
   // all uploaded by UploadParams already (or inference has them for good).
-  void Upload(const float* x, const uint8_t* labels, int64_t batch, bool training);
+  void Upload(const float* x, const float* labels, int64_t batch, bool training);
   void Forward(int64_t batch, const Pass& pass, std::vector<LayerProfile>* profile);
   // Waits for the pass's losses and returns its statistics.
   BatchStats Finish(int64_t batch);
@@ -77,6 +77,8 @@ class CudaModel {
   uint64_t num_keys_;
   int64_t input_features_;
   int num_classes_;
+  proto::Loss loss_;     // never AUTO
+  int64_t num_outputs_;  // of the last layer: num_classes_, or 1
   float* host_params_;
   bool params_registered_ = false;
   bool params_fixed_ = false, params_uploaded_ = false;

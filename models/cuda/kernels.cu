@@ -24,7 +24,7 @@ __global__ void DropoutKernel(const float* x, float* y, int64_t n, uint64_t seed
   }
 }
 
-__global__ void SoftmaxCrossEntropyKernel(const float* logits, const float* logp, const uint8_t* labels, int64_t batch,
+__global__ void SoftmaxCrossEntropyKernel(const float* logits, const float* logp, const float* labels, int64_t batch,
                                           int classes, float* losses, int32_t* correct, float* dlogits) {
   const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (b >= batch) return;
@@ -38,7 +38,7 @@ __global__ void SoftmaxCrossEntropyKernel(const float* logits, const float* logp
       best = c;
     }
   }
-  const int label = labels[b];
+  const int label = static_cast<int>(labels[b]);  // a class id, exact as a float
   losses[b] = -lp[label];
   correct[b] = best == label ? 1 : 0;
   if (dlogits != nullptr) {
@@ -46,6 +46,33 @@ __global__ void SoftmaxCrossEntropyKernel(const float* logits, const float* logp
     for (int c = 0; c < classes; ++c) g[c] = expf(lp[c]);
     g[label] -= 1.0f;
   }
+}
+
+__device__ double DeviceSigmoid(double z) {
+  if (z >= 0) return 1.0 / (1.0 + exp(-z));
+  const double e = exp(z);
+  return e / (1.0 + e);
+}
+
+__global__ void SigmoidBinaryCrossEntropyKernel(const float* logits, const float* labels, int64_t batch,
+                                                float* losses, int32_t* correct, float* dlogits) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= batch) return;
+  const double z = logits[b];
+  const double y = labels[b];
+  losses[b] = static_cast<float>(fmax(z, 0.0) - z * y + log1p(exp(-fabs(z))));
+  correct[b] = (z > 0) == (y == 1.0) ? 1 : 0;
+  if (dlogits != nullptr) dlogits[b] = static_cast<float>(DeviceSigmoid(z) - y);
+}
+
+__global__ void MeanSquaredErrorKernel(const float* outputs, const float* labels, int64_t batch, float* losses,
+                                       int32_t* correct, float* doutputs) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= batch) return;
+  const double d = static_cast<double>(outputs[b]) - static_cast<double>(labels[b]);
+  losses[b] = static_cast<float>(d * d);
+  correct[b] = 0;
+  if (doutputs != nullptr) doutputs[b] = static_cast<float>(2.0 * d);
 }
 
 // EmbeddingId (models/embedding.cc) on the device: rintf rounds to nearest,
@@ -112,12 +139,28 @@ cudaError_t LaunchDropout(const float* x, float* y, int64_t n, uint64_t seed, fl
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, const uint8_t* labels, int64_t batch,
+cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, const float* labels, int64_t batch,
                                       int classes, float* losses, int32_t* correct, float* dlogits,
                                       cudaStream_t stream) {
   if (batch == 0) return cudaSuccess;
   SoftmaxCrossEntropyKernel<<<static_cast<int>((batch + 127) / 128), 128, 0, stream>>>(logits, logp, labels, batch,
                                                                                       classes, losses, correct, dlogits);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSigmoidBinaryCrossEntropy(const float* logits, const float* labels, int64_t batch, float* losses,
+                                            int32_t* correct, float* dlogits, cudaStream_t stream) {
+  if (batch == 0) return cudaSuccess;
+  SigmoidBinaryCrossEntropyKernel<<<static_cast<int>((batch + 127) / 128), 128, 0, stream>>>(logits, labels, batch,
+                                                                                            losses, correct, dlogits);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchMeanSquaredError(const float* outputs, const float* labels, int64_t batch, float* losses,
+                                   int32_t* correct, float* doutputs, cudaStream_t stream) {
+  if (batch == 0) return cudaSuccess;
+  MeanSquaredErrorKernel<<<static_cast<int>((batch + 127) / 128), 128, 0, stream>>>(outputs, labels, batch, losses,
+                                                                                   correct, doutputs);
   return cudaGetLastError();
 }
 

@@ -17,9 +17,21 @@ cudaError_t LaunchDropout(const float* x, float* y, int64_t n, uint64_t seed, fl
 // From logits and their log-softmax logp (both [batch, classes]): losses[b] =
 // -logp[b, label], correct[b] = (first argmax of logits == label), and when
 // dlogits is not null, dlogits = exp(logp) - onehot(label).
-cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, const uint8_t* labels, int64_t batch,
+cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const float* logp, const float* labels, int64_t batch,
                                       int classes, float* losses, int32_t* correct, float* dlogits,
                                       cudaStream_t stream);
+
+// Per example b of logits z[batch] and labels y[batch] (0 or 1), in double
+// as the CPU's SigmoidBinaryCrossEntropy: losses[b] = max(z, 0) - z y +
+// log1p(exp(-|z|)), correct[b] = ((z > 0) == (y == 1)), and when dlogits is
+// not null dlogits[b] = sigmoid(z) - y.
+cudaError_t LaunchSigmoidBinaryCrossEntropy(const float* logits, const float* labels, int64_t batch, float* losses,
+                                            int32_t* correct, float* dlogits, cudaStream_t stream);
+
+// Per example, as the CPU's MeanSquaredError: losses[b] = (z - y)^2,
+// correct[b] = 0, and when doutputs is not null doutputs[b] = 2 (z - y).
+cudaError_t LaunchMeanSquaredError(const float* outputs, const float* labels, int64_t batch, float* losses,
+                                   int32_t* correct, float* doutputs, cudaStream_t stream);
 
 // Embedding lookup over n input values: y[i * dim + k] = weight[id * dim + k]
 // with id = EmbeddingId(x[i], rows) (models/embedding.h: the nearest integer,

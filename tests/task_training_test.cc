@@ -120,6 +120,14 @@ TEST(TaskTrainingTest, BinaryTaskIsInferredLearnsAndReportsAuc) {
   const std::string resumed = FileText(copy + "/summary.json");
   EXPECT_EQ(JsonString(resumed, "params_sha256"), JsonString(summary, "params_sha256"));
   EXPECT_EQ(JsonNumber(resumed, "auc"), JsonNumber(summary, "auc"));
+
+  // The export writes softmax probabilities: until it makes a sigmoid's, it
+  // refuses a binary model in one line, and writes nothing.
+  r = RunTessera({"export", dir + "/run", "--out", dir + "/models/clicks", "--noevaluate"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("learns a binary classification task"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("only multi-class models export"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/models/clicks/1"));
 }
 
 TEST(TaskTrainingTest, RegressionIsInferredLearnsAndStopsByRmse) {

@@ -50,9 +50,14 @@ class Model {
   // columns, each column's number of ids (its ids are an example's last
   // values, one per column, after the numeric features; TableData gives
   // them), which a column_embedding first layer needs; empty for other data.
+  // sparse_features: for libsvm data, its number of features (LibsvmData),
+  // which a sparse_linear first layer needs (and such data needs one:
+  // InvalidArgument otherwise); 0 for other data. On CUDA, sparse_linear is
+  // refused too (CPU only for now).
   static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                   int num_classes, Device device = Device::kCpu,
-                                                  const std::vector<int64_t>& categorical_rows = {});
+                                                  const std::vector<int64_t>& categorical_rows = {},
+                                                  int64_t sparse_features = 0);
   ~Model();
 
   Device device() const { return device_; }
@@ -70,8 +75,8 @@ class Model {
   // every value must be finite. InvalidArgument naming the first bad one.
   Status ValidateInputValues(const float* values, int64_t n) const;
 
-  // The tensors whose gradients are sparse (an embedding's or a
-  // column_embedding's weight with sparse_gradients), in key order; empty
+  // The tensors whose gradients are sparse (an embedding's,
+  // column_embedding's or sparse_linear's weight with sparse_gradients), in key order; empty
   // for most models.
   const std::vector<KeyRange>& sparse_tensors() const { return sparse_tensors_; }
   // After TrainBatch: the key runs inside sparse_tensors() that the batch
@@ -164,7 +169,7 @@ class Model {
   std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
   std::vector<TensorInfo> tensors_;
   std::vector<KeyRange> sparse_tensors_, touched_runs_;
-  // Of an embedding or column_embedding first layer: which inputs are ids
+  // Of an embedding, column_embedding or sparse_linear first layer: which inputs are ids
   // of which rows of its weight, and the floats in a row.
   std::optional<IdLayout> ids_;
   int64_t id_row_size_ = 0;
@@ -189,7 +194,8 @@ class Model {
 };
 
 // OK when every layer of `spec` runs on `device`: on CUDA, int8 layers and
-// column_embedding run on the CPU only (InvalidArgument naming the first).
+// column_embedding and sparse_linear run on the CPU only (InvalidArgument
+// naming the first).
 Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device);
 
 // One example's shape for a dataset whose IDX images file has `dims`

@@ -9,6 +9,7 @@
 #include "core/image_folder_data.h"
 #include "core/sha256.h"
 #include "core/spec.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "export/export_steps.h"
 #include "export/model_repository_layout.h"
@@ -40,6 +41,12 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const proto:
     // Serving it would need the columns and their scaling in the export, which it does not hold yet.
     return InvalidArgumentError("this model was trained on CSV/TSV data (data.format), and exporting such a model "
                                 "is not supported yet: the export would not record its columns and scaling");
+  }
+  if (IsLibsvmFormat(data)) {
+    // Serving it would need sparse inputs ((feature, value) pairs), which the ONNX graph and serve do not take yet.
+    return InvalidArgumentError("this model was trained on libsvm data (data.format LIBSVM, a sparse_linear first "
+                                "layer), and exporting such a model is not supported yet: serving would need "
+                                "sparse (feature, value) inputs");
   }
   if (IsImageFolderFormat(data)) {
     // Serving it would need the image size, channels and normalization in the export.

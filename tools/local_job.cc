@@ -26,6 +26,7 @@
 #include "core/idx_reader.h"
 #include "core/image_folder_data.h"
 #include "core/spec.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
 #include "models/device.h"
@@ -249,6 +250,8 @@ StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec) {
   uint64_t bytes = kWorkerBaseBytes;
   // A table's worker holds two blocks at most, whatever the data's size.
   if (IsTableFormat(d)) return bytes + 2 * kTableBlockValues * sizeof(float);
+  // A libsvm worker holds two compact blocks of (feature, value) pairs at most.
+  if (IsLibsvmFormat(d)) return bytes + 2 * kLibsvmBlockPairs * 2 * sizeof(float);
   // An image folder's worker decodes each image as a batch reads it: it holds
   // a batch and the one read ahead (evaluation's batches of at least 256
   // being the larger), whatever the data's size.
@@ -295,7 +298,7 @@ Status CheckLocalWorkersFit(const proto::JobSpec& spec) {
 
 int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data) {
   int64_t bytes = 0;
-  if (IsTableFormat(data)) {
+  if (IsTableFormat(data) || IsLibsvmFormat(data)) {
     for (const Split split : {Split::kTraining, Split::kValidation, Split::kTest}) {
       for (const std::string& path : TableFiles(data, split)) {
         std::error_code error;

@@ -28,6 +28,13 @@ int64_t IdLayout::RowOf(int64_t i, float value) const {
 std::vector<int64_t> IdLayout::RowsOf(const float* x, int64_t batch) const {
   // One table: the embedding's own search, which marks rows when there are few.
   if (kind_ == Kind::kShared) return DistinctEmbeddingIds(x, batch * features_, total_rows());
+  if (kind_ == Kind::kPairs) {
+    // The indexes alone, then the embedding's search (marks rows when there
+    // are few, as Fashion-MNIST's 784 pixels; sorts when there are millions).
+    std::vector<float> indexes(batch * features_ / 2);
+    for (size_t k = 0; k < indexes.size(); ++k) indexes[k] = x[2 * k];
+    return DistinctEmbeddingIds(indexes.data(), static_cast<int64_t>(indexes.size()), total_rows());
+  }
   std::vector<int64_t> rows;
   rows.reserve(batch * (features_ - numeric_));
   const int64_t step = kind_ == Kind::kPairs ? 2 : 1;  // pairs: only the indexes

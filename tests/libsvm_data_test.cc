@@ -120,6 +120,38 @@ TEST(LibsvmDataTest, ATestClassBeyondTheTrainingOnesIsRefused) {
             "the test files hold class 3, and the training files only classes below 2 (set data.libsvm.num_classes)");
 }
 
+// validation_files are scanned and read as the test files are, their
+// classes bounded by the training ones.
+TEST(LibsvmDataTest, ValidationFilesAreDescribedAndReadLikeTheTestFiles) {
+  ScopedTestDir dir;
+  WriteText(dir.File("train.svm"), "0 1:1\n1 2:1\n");
+  WriteText(dir.File("test.svm"), "1 1:1\n");
+  WriteText(dir.File("valid.svm"), "1 3:0.5\n0 1:2 2:4\n");
+  proto::DataSpec data = LibsvmDataSpec(dir.path(), {"train.svm"}, {"test.svm"});
+  data.add_validation_files("valid.svm");
+  auto libsvm = DescribeLibsvm(data);
+  ASSERT_OK(libsvm.status());
+  EXPECT_EQ(libsvm->num_features(), 3) << "every split's features count";
+  EXPECT_EQ(libsvm->max_nonzeros(), 2);
+  ASSERT_EQ(libsvm->validation_blocks_size(), 1);
+  proto::ClusterMap map;
+  *map.mutable_libsvm_data() = *libsvm;
+  map.set_train_examples(2);
+  map.set_validation_examples(2);
+  map.set_test_examples(1);
+  auto validation = OpenLibsvmReader(data, map, Split::kValidation);
+  ASSERT_OK(validation.status());
+  std::vector<float> x;
+  std::vector<uint8_t> labels;
+  ASSERT_OK((*validation)->Read({1, 0}, &x, &labels));
+  EXPECT_EQ(x, (std::vector<float>{0, 2, 1, 4, 2, 0.5f, -1, 0}));
+  EXPECT_EQ(labels, (std::vector<uint8_t>{0, 1}));
+  WriteText(dir.File("valid.svm"), "2 3:0.5\n");
+  EXPECT_EQ(DescribeLibsvm(data).status().message(),
+            "the validation files hold class 2, and the training files only classes below 2 (set "
+            "data.libsvm.num_classes)");
+}
+
 // Many lines: blocks of at most kTableBlockRecords, each read back from its
 // byte offset; a validation_fraction's lines are the training files' last.
 TEST(LibsvmDataTest, BlocksReadBackFromTheirOffsetsAndValidationIsTheLastLines) {

@@ -93,6 +93,8 @@ LibsvmReader::LibsvmReader(std::string path, const LibsvmOptions& options, std::
 
 LibsvmReader::~LibsvmReader() = default;
 
+bool LibsvmReader::compressed() const { return source_->compressed(); }
+
 StatusOr<bool> LibsvmReader::Next(LibsvmRecord* record) {
   if (!sticky_error_.ok()) return sticky_error_;
   while (true) {

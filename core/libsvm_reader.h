@@ -105,6 +105,12 @@ class LibsvmReader {
   ~LibsvmReader();
 
   const std::string& path() const { return path_; }
+  // Whether the file is gzip'd (its offsets cannot serve as a start_offset).
+  bool compressed() const;
+  // "FILE:LINE" of a record this reader returned, or "FILE: record at byte
+  // N" when lines are unknown (after a start_offset): for a caller's own
+  // messages about the record.
+  std::string Where(const LibsvmRecord& record) const;
 
   // Reads the next record into *record, skipping blank and comment lines.
   // Returns true for a record and false at the end of the file. On failure
@@ -127,9 +133,6 @@ class LibsvmReader {
   Status ParseLabel(std::string_view token, LibsvmRecord* record) const;
   Status ParseQid(std::string_view token, LibsvmRecord* record) const;
   Status ParseFeature(std::string_view token, LibsvmRecord* record) const;
-
-  // "FILE:LINE" for the record, or "FILE: record at byte N" when lines are unknown.
-  std::string Where(const LibsvmRecord& record) const;
 
   const std::string path_;
   const LibsvmOptions options_;

@@ -202,6 +202,44 @@ Status ValidateImageSpec(const proto::ImageSpec& i) {
                  "data.image.min_crop_scale must be in (0, 1]" + Got(i.min_crop_scale()));
 }
 
+// The model a libsvm data set needs: a sparse_linear first layer.
+Status RequireSparseLinearFirst(const proto::JobSpec& spec) {
+  return Require(spec.model().layer_size() > 0 && spec.model().layer(0).has_sparse_linear(),
+                 "data.format LIBSVM gives each example as (feature, value) pairs: the model's first layer must be "
+                 "a sparse_linear (e.g. layer { sparse_linear { out_features: 256 } })");
+}
+
+// libsvm files: the split files, and data.libsvm's numbers in range.
+Status ValidateLibsvmFormat(const proto::JobSpec& spec) {
+  const proto::DataSpec& d = spec.data();
+  const proto::LibsvmSpec& l = d.libsvm();
+  RETURN_IF_ERROR(Require(!HasImageFields(d), "data.train_dir, data.test_dir and data.image are for data.format "
+                                              "IMAGE_FOLDER; this spec's format is LIBSVM"));
+  RETURN_IF_ERROR(Require(d.table().label_column().empty() && d.table().feature_columns_size() == 0 &&
+                              d.table().categorical_columns_size() == 0,
+                          "data.table's columns are for data.format CSV or TSV; this spec's format is LIBSVM (its "
+                          "settings are data.libsvm)"));
+  RETURN_IF_ERROR(Require(d.train_files_size() >= 1 && d.test_files_size() >= 1,
+                          "data.format LIBSVM needs data.train_files and data.test_files (one or more each)"));
+  RETURN_IF_ERROR(Require(l.index_base() == 0 || l.index_base() == 1,
+                          "data.libsvm.index_base must be 0 or 1" + Got(l.index_base())));
+  RETURN_IF_ERROR(Require(l.num_features() >= 0 && l.num_features() <= (int64_t{1} << 24),
+                          "data.libsvm.num_features must be in [0, 16777216] (2^24: features travel as float32)" +
+                              Got(static_cast<double>(l.num_features()))));
+  RETURN_IF_ERROR(Require(l.max_nonzeros() >= 0 && l.max_nonzeros() <= (1 << 20),
+                          "data.libsvm.max_nonzeros must be in [0, 1048576]" + Got(l.max_nonzeros())));
+  if (!proto::LibsvmSpec::Labels_IsValid(l.labels())) {
+    return InvalidArgumentError("data.libsvm.labels " + std::to_string(l.labels()) + " is unknown");
+  }
+  RETURN_IF_ERROR(Require(l.num_classes() >= 0 && l.num_classes() <= 256,
+                          "data.libsvm.num_classes must be in [0, 256]" + Got(l.num_classes())));
+  RETURN_IF_ERROR(Require(l.labels() != proto::LibsvmSpec::SIGNED_BINARY || l.num_classes() == 0 ||
+                              l.num_classes() == 2,
+                          "data.libsvm.labels SIGNED_BINARY gives 2 classes; data.libsvm.num_classes is " +
+                              std::to_string(l.num_classes())));
+  return RequireSparseLinearFirst(spec);
+}
+
 // Image folders name their two folders and the images' size.
 Status ValidateImageFolderFormat(const proto::JobSpec& spec) {
   const proto::DataSpec& d = spec.data();
@@ -233,6 +271,8 @@ Status ValidateDataFormat(const proto::JobSpec& spec) {
       return ValidateTableFormat(spec);
     case proto::DataSpec::IMAGE_FOLDER:
       return ValidateImageFolderFormat(spec);
+    case proto::DataSpec::LIBSVM:
+      return ValidateLibsvmFormat(spec);
   }
   return InvalidArgumentError("data.format " + std::to_string(d.format()) + " is unknown");
 }
@@ -240,12 +280,13 @@ Status ValidateDataFormat(const proto::JobSpec& spec) {
 // The validation split (data.validation_*) and early stopping.
 Status ValidateValidation(const proto::JobSpec& spec) {
   const proto::DataSpec& d = spec.data();
-  const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV;
+  const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV ||
+                     d.format() == proto::DataSpec::LIBSVM;
   const float fraction = d.validation_fraction();
   RETURN_IF_ERROR(
       Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
   RETURN_IF_ERROR(Require(table || d.validation_files_size() == 0,
-                          "data.validation_files are for data.format CSV or TSV; IDX and IMAGE_FOLDER data hold out "
+                          "data.validation_files are for data.format CSV, TSV or LIBSVM; IDX and IMAGE_FOLDER data hold out "
                           "data.validation_fraction of its training examples"));
   RETURN_IF_ERROR(Require(fraction == 0 || d.validation_files_size() == 0,
                           "data.validation_fraction and data.validation_files both give a validation set: set one"));
@@ -345,9 +386,18 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
                                 where + ".column_embedding.embedding_dim must be >= 1" +
                                     Got(l.column_embedding().embedding_dim())));
         break;
+      case proto::LayerSpec::kSparseLinear:
+        RETURN_IF_ERROR(Require(i == 0, where + " is a sparse_linear: it must be the first layer (its inputs are "
+                                                "the libsvm data's (feature, value) pairs)"));
+        RETURN_IF_ERROR(Require(spec.data().format() == proto::DataSpec::LIBSVM,
+                                where + " is a sparse_linear: it needs libsvm data (data.format LIBSVM)"));
+        RETURN_IF_ERROR(Require(l.sparse_linear().out_features() >= 1 && l.sparse_linear().out_features() <= (1 << 24),
+                                where + ".sparse_linear.out_features must be in [1, 16777216]" +
+                                    Got(l.sparse_linear().out_features())));
+        break;
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, "
-                                            "batch_norm, embedding, column_embedding)");
+                                            "batch_norm, embedding, column_embedding, sparse_linear)");
     }
   }
   return OkStatus();

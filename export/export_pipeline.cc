@@ -9,6 +9,7 @@
 #include "core/image_folder_data.h"
 #include "core/sha256.h"
 #include "core/spec.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "export/export_data.h"
 #include "export/export_steps.h"
@@ -60,6 +61,12 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const Export
     return InvalidArgumentError("this model reads categorical columns (data.table.categorical_columns), and "
                                 "exporting such a model is not supported yet: the export would not record their "
                                 "hashing or vocabularies");
+  }
+  if (IsLibsvmFormat(data)) {
+    // Serving it would need sparse inputs ((feature, value) pairs), which the ONNX graph and serve do not take yet.
+    return InvalidArgumentError("this model was trained on libsvm data (data.format LIBSVM, a sparse_linear first "
+                                "layer), and exporting such a model is not supported yet: serving would need "
+                                "sparse (feature, value) inputs");
   }
   if (!IsExportDataFormat(data)) {
     ASSIGN_OR_RETURN(const InputFormat format, ReadIdxInputFormat(options, data));

@@ -258,6 +258,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
       }
       case proto::LayerSpec::kColumnEmbedding:
         return InvalidArgumentError(where + ": a column_embedding (categorical columns) cannot be exported yet");
+      case proto::LayerSpec::kSparseLinear:
+        return InvalidArgumentError(where + ": a sparse_linear (libsvm data) cannot be exported yet");
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + ": layer sets no kind");
     }

@@ -141,6 +141,9 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
       // It needs the table's categorical columns, which Model::Create gives CreateColumnEmbedding.
       return InvalidArgumentError("column_embedding must be the first layer of a model over a table with "
                                   "categorical columns");
+    case proto::LayerSpec::kSparseLinear:
+      // It needs the data's number of features, which Model::Create gives CreateSparseLinear.
+      return InvalidArgumentError("sparse_linear must be the first layer of a model over libsvm data");
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

@@ -17,6 +17,7 @@
 #include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
 #include "models/softmax_cross_entropy.h"
+#include "models/sparse_linear.h"
 
 #ifdef TESSERA_WITH_CUDA
 #include "models/cuda/cuda_column_embedding.h"
@@ -37,8 +38,6 @@ void Model::CudaModelDeleter::operator()(cuda::CudaModel* cuda) const {
 
 Model::~Model() = default;
 
-namespace {
-
 // Layers CUDA has no twin of (int8: inference only, on the CPU): InvalidArgument naming the first.
 Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
   if (device != Device::kCuda) return OkStatus();
@@ -47,25 +46,43 @@ Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
     if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
     }
+    if (l.has_sparse_linear()) {
+      return InvalidArgumentError("model.layer[" + std::to_string(i) +
+                                  "]: sparse_linear runs on the CPU only for now (use --device cpu)");
+    }
   }
   return OkStatus();
 }
 
-// Where an embedding or column_embedding must be: first.
+namespace {
+
+// Where an embedding, column_embedding or sparse_linear must be: first.
 Status CheckIdLayerFirst(const proto::LayerSpec& spec, int i) {
-  if (i == 0 || (!spec.has_embedding() && !spec.has_column_embedding())) return OkStatus();
+  if (i == 0 || (!spec.has_embedding() && !spec.has_column_embedding() && !spec.has_sparse_linear())) {
+    return OkStatus();
+  }
   return InvalidArgumentError("model.layer[" + std::to_string(i) + "] is " +
-                              (spec.has_embedding() ? "an embedding" : "a column_embedding") +
+                              (spec.has_embedding()          ? "an embedding"
+                               : spec.has_column_embedding() ? "a column_embedding"
+                                                             : "a sparse_linear") +
                               ": it must be the first layer (its inputs are the data's values, as ids)");
+}
+
+// A libsvm data set's examples are pairs that only a sparse_linear first layer reads.
+Status CheckSparseInput(const proto::ModelSpec& spec, int64_t sparse_features) {
+  if (sparse_features <= 0 || spec.layer(0).has_sparse_linear()) return OkStatus();
+  return InvalidArgumentError("libsvm data (data.format LIBSVM) needs a sparse_linear first layer: its examples "
+                              "are (feature, value) pairs, not a dense input");
 }
 
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                int num_classes, Device device,
-                                               const std::vector<int64_t>& categorical_rows) {
+                                               const std::vector<int64_t>& categorical_rows, int64_t sparse_features) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
   RETURN_IF_ERROR(CheckDeviceLayers(spec, device));
+  RETURN_IF_ERROR(CheckSparseInput(spec, sparse_features));
   std::unique_ptr<Model> model(new Model());
   model->spec_ = spec;
   model->input_shape_ = input_shape;
@@ -105,9 +122,12 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   uint64_t offset = 0;
   for (int i = 0; i < spec.layer_size(); ++i) {
     RETURN_IF_ERROR(CheckIdLayerFirst(spec.layer(i), i));
-    auto layer = create_layer(spec.layer(i), shape);
+    auto layer = spec.layer(i).has_sparse_linear()
+                     ? CreateSparseLinear(spec.layer(i).sparse_linear(), shape, sparse_features)
+                     : create_layer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
+    const size_t first_tensor = model->tensors_.size();
     for (const ParamShape& p : (*layer)->param_shapes()) {
       TensorInfo t;
       t.name = "layer" + std::to_string(i) + "." + (*layer)->type() + "." + p.name;
@@ -133,9 +153,13 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
                                       categorical_rows);
       model->id_row_size_ = spec.layer(i).column_embedding().embedding_dim();
       sparse = spec.layer(i).column_embedding().sparse_gradients();
+    } else if (spec.layer(i).has_sparse_linear()) {
+      model->ids_ = static_cast<const SparseLinear&>(**layer).layout();
+      model->id_row_size_ = spec.layer(i).sparse_linear().out_features();
+      sparse = spec.layer(i).sparse_linear().sparse_gradients();
     }
-    if (sparse) {
-      const TensorInfo& weight = model->tensors_.back();
+    if (sparse) {  // the id layer's first tensor: its weight, one row per id
+      const TensorInfo& weight = model->tensors_[first_tensor];
       model->sparse_tensors_.push_back({weight.offset, weight.offset + weight.size});
     }
     shape = (*layer)->out_shape();
@@ -167,11 +191,15 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   return model;
 }
 
-StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape) {
+StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape,
+                                 const std::vector<int64_t>& categorical_rows, int64_t sparse_features) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");
   Shape shape = input_shape;
   for (int i = 0; i < spec.layer_size(); ++i) {
-    auto layer = CreateLayer(spec.layer(i), shape);
+    const proto::LayerSpec& l = spec.layer(i);
+    auto layer = l.has_column_embedding() ? CreateColumnEmbedding(l.column_embedding(), shape, categorical_rows)
+                 : l.has_sparse_linear()  ? CreateSparseLinear(l.sparse_linear(), shape, sparse_features)
+                                          : CreateLayer(l, shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     shape = (*layer)->out_shape();
   }

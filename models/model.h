@@ -54,9 +54,14 @@ class Model {
   // columns, each column's number of ids (its ids are an example's last
   // values, one per column, after the numeric features; TableData gives
   // them), which a column_embedding first layer needs; empty for other data.
+  // sparse_features: for libsvm data, its number of features (LibsvmData),
+  // which a sparse_linear first layer needs (and such data needs one:
+  // InvalidArgument otherwise); 0 for other data. On CUDA, sparse_linear is
+  // refused too (CPU only for now).
   static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                   int num_classes, Device device = Device::kCpu,
-                                                  const std::vector<int64_t>& categorical_rows = {});
+                                                  const std::vector<int64_t>& categorical_rows = {},
+                                                  int64_t sparse_features = 0);
   ~Model();
 
   Device device() const { return device_; }
@@ -79,8 +84,8 @@ class Model {
   // every value must be finite. InvalidArgument naming the first bad one.
   Status ValidateInputValues(const float* values, int64_t n) const;
 
-  // The tensors whose gradients are sparse (an embedding's or a
-  // column_embedding's weight with sparse_gradients), in key order; empty
+  // The tensors whose gradients are sparse (an embedding's,
+  // column_embedding's or sparse_linear's weight with sparse_gradients), in key order; empty
   // for most models.
   const std::vector<KeyRange>& sparse_tensors() const { return sparse_tensors_; }
   // After TrainBatch: the key runs inside sparse_tensors() that the batch
@@ -180,7 +185,7 @@ class Model {
   std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
   std::vector<TensorInfo> tensors_;
   std::vector<KeyRange> sparse_tensors_, touched_runs_;
-  // Of an embedding or column_embedding first layer: which inputs are ids
+  // Of an embedding, column_embedding or sparse_linear first layer: which inputs are ids
   // of which rows of its weight, and the floats in a row.
   std::optional<IdLayout> ids_;
   int64_t id_row_size_ = 0;
@@ -209,8 +214,16 @@ class Model {
 // The last layer's output shape (per example) of the layers of `spec` on
 // inputs of `input_shape`, without building a Model: how many outputs the
 // model gives, to infer its task (scheduler/job_task.h). InvalidArgument
-// naming the layer when shapes do not fit.
-StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape);
+// naming the layer when shapes do not fit. `categorical_rows` and
+// `sparse_features` as Model::Create takes them (a column_embedding's and a
+// sparse_linear's inputs; their sizes do not change the output's shape).
+StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape,
+                                 const std::vector<int64_t>& categorical_rows = {}, int64_t sparse_features = 0);
+
+// OK when every layer of `spec` runs on `device`: on CUDA, int8 layers and
+// sparse_linear run on the CPU only (InvalidArgument
+// naming the first).
+Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device);
 
 // One example's shape for a dataset whose IDX images file has `dims`
 // ([count, rows, cols] gives [1, rows, cols]; other ranks drop the count).

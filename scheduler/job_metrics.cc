@@ -229,6 +229,13 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
     bad.Add("test", shape.layout.table->test_bad_records());
     s.Add("bad_records_skipped", bad);
   }
+  if (spec.data().libsvm().skip_bad_records() && shape.layout.libsvm.has_value()) {
+    JsonObject bad;
+    bad.Add("train", shape.layout.libsvm->train_bad_records());
+    if (spec.data().validation_files_size() > 0) bad.Add("validation", shape.layout.libsvm->validation_bad_records());
+    bad.Add("test", shape.layout.libsvm->test_bad_records());
+    s.Add("bad_records_skipped", bad);
+  }
   EvalFigures last;  // the test evaluation's task metrics
   last.classification = r.classification;
   last.binary = r.binary;

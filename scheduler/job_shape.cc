@@ -43,6 +43,19 @@ StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layo
   return shape;
 }
 
+StatusOr<DataShape> ReadLibsvmShape(const proto::DataSpec& data, DataLayout* layout) {
+  DataShape shape;
+  ASSIGN_OR_RETURN(proto::LibsvmData libsvm, DescribeLibsvm(data, &shape.bad_records));
+  for (const proto::TableBlock& b : libsvm.train_blocks()) shape.train_examples += b.records();
+  for (const proto::TableBlock& b : libsvm.validation_blocks()) shape.validation_examples += b.records();
+  for (const proto::TableBlock& b : libsvm.test_blocks()) shape.test_examples += b.records();
+  shape.example_shape = LibsvmExampleShape(libsvm);
+  shape.sparse_features = libsvm.num_features();
+  shape.num_classes = libsvm.num_classes();
+  if (layout != nullptr) layout->libsvm = std::move(libsvm);
+  return shape;
+}
+
 StatusOr<DataShape> ReadImageFolderShape(const proto::DataSpec& data, DataLayout* layout) {
   ASSIGN_OR_RETURN(const ImageFolderSplits splits, ListImageFolders(data));
   DataShape shape;
@@ -58,6 +71,7 @@ StatusOr<DataShape> ReadImageFolderShape(const proto::DataSpec& data, DataLayout
 StatusOr<DataShape> ReadDataShape(const proto::DataSpec& data, DataLayout* layout,
                                   const proto::TableVocabularies* stored, proto::TableLabels::Kind labels) {
   if (IsTableFormat(data)) return ReadTableShape(data, layout, stored, labels);
+  if (IsLibsvmFormat(data)) return ReadLibsvmShape(data, layout);
   if (IsImageFolderFormat(data)) return ReadImageFolderShape(data, layout);
   DataShape shape;
   ASSIGN_OR_RETURN(int64_t train, CountExamples(DataPath(data, data.train_images()), DataPath(data, data.train_labels())));
@@ -134,7 +148,7 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabul
   shape.num_classes = data.num_classes;
   shape.class_names = ClassNames(spec.data(), data);
   ASSIGN_OR_RETURN(auto model, Model::Create(WithTask(spec, shape.task).model(), data.example_shape, data.num_classes,
-                                             Device::kCpu, data.categorical_rows));
+                                             Device::kCpu, data.categorical_rows, data.sparse_features));
   for (const TensorInfo& t : model->tensors()) {
     proto::TensorMeta meta;
     meta.set_name(t.name);
@@ -187,6 +201,7 @@ proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& sha
   for (const proto::TensorMeta& t : shape.tensors) *map.add_tensors() = t;
   if (shape.layout.table.has_value()) *map.mutable_table_data() = *shape.layout.table;
   if (shape.layout.image_folder.has_value()) *map.mutable_image_folder() = *shape.layout.image_folder;
+  if (shape.layout.libsvm.has_value()) *map.mutable_libsvm_data() = *shape.layout.libsvm;
   for (size_t s = 0; s < server_addresses.size(); ++s) {
     proto::ServerInfo* info = map.add_servers();
     info->set_rank(static_cast<int>(s));

@@ -12,6 +12,7 @@
 
 #include "core/key_range.h"
 #include "core/status.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
@@ -25,6 +26,7 @@ namespace tessera {
 struct DataLayout {
   std::optional<proto::TableData> table;               // CSV/TSV: DescribeTable
   std::optional<proto::ImageFolderData> image_folder;  // IMAGE_FOLDER: DescribeImageFolders
+  std::optional<proto::LibsvmData> libsvm;             // LIBSVM: DescribeLibsvm
 };
 
 struct JobShape {
@@ -57,8 +59,10 @@ struct DataShape {
   // A table's categorical columns' numbers of ids (Model::Create's
   // categorical_rows); empty for other data.
   std::vector<int64_t> categorical_rows;
+  // libsvm data's number of features (Model::Create's sparse_features); 0 for other data.
+  int64_t sparse_features = 0;
   int num_classes = 0;
-  BadRecords bad_records;  // a table's, passed over (data.table.skip_bad_records)
+  BadRecords bad_records;  // a table's or libsvm data's, passed over (skip_bad_records)
   // The names the data gives its classes (an image folder's class folders,
   // sorted); empty when it gives none.
   std::vector<std::string> class_names;

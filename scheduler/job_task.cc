@@ -107,7 +107,10 @@ StatusOr<proto::TableLabels::Kind> TableLabelKind(const proto::JobSpec& spec) {
   const proto::Loss loss = spec.model().loss();
   if (loss != proto::AUTO) return KindOfLoss(loss);
   ASSIGN_OR_RETURN(const int features, TableFeatureCount(spec.data()));
-  ASSIGN_OR_RETURN(const Shape out, ModelOutputShape(spec.model(), Shape{features}));
+  // Before the scan, the categorical columns' sizes are unknown; they do not
+  // change the output's shape, so one row each stands in for them.
+  const std::vector<int64_t> categorical_rows(spec.data().table().categorical_columns_size(), 1);
+  ASSIGN_OR_RETURN(const Shape out, ModelOutputShape(spec.model(), Shape{features}, categorical_rows));
   const bool one_output = out.size() == 1 && out[0] == 1;
   return one_output ? proto::TableLabels::NUMBER : proto::TableLabels::CLASS_ID;
 }

@@ -27,6 +27,7 @@ int RunWorker(const ParsedArgs& args) {
   options.overlap_push = FLAGS_overlap_push;
   options.overlap_pull = FLAGS_overlap_pull;
   options.device = *device;
+  options.device_auto = FLAGS_device == "auto";
   options.register_timeout_s = FLAGS_register_timeout;
   auto cluster_token = ReadTokenFlag("--cluster-token-file", FLAGS_cluster_token_file);
   if (!cluster_token.ok()) return UsageError(self, cluster_token.status().message());

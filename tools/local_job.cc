@@ -26,9 +26,11 @@
 #include "core/idx_reader.h"
 #include "core/image_folder_data.h"
 #include "core/spec.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
 #include "models/device.h"
+#include "models/model.h"
 #include "tools/child_process.h"
 #include "tools/class_table.h"
 #include "tools/task_table.h"
@@ -249,6 +251,8 @@ StatusOr<uint64_t> WorkerMemoryBytes(const proto::JobSpec& spec) {
   uint64_t bytes = kWorkerBaseBytes;
   // A table's worker holds two blocks at most, whatever the data's size.
   if (IsTableFormat(d)) return bytes + 2 * kTableBlockValues * sizeof(float);
+  // A libsvm worker holds two compact blocks of (feature, value) pairs at most.
+  if (IsLibsvmFormat(d)) return bytes + 2 * kLibsvmBlockPairs * 2 * sizeof(float);
   // An image folder's worker decodes each image as a batch reads it: it holds
   // a batch and the one read ahead (evaluation's batches of at least 256
   // being the larger), whatever the data's size.
@@ -295,7 +299,7 @@ Status CheckLocalWorkersFit(const proto::JobSpec& spec) {
 
 int64_t SchedulerListenTimeoutMs(const proto::DataSpec& data) {
   int64_t bytes = 0;
-  if (IsTableFormat(data)) {
+  if (IsTableFormat(data) || IsLibsvmFormat(data)) {
     for (const Split split : {Split::kTraining, Split::kValidation, Split::kTest}) {
       for (const std::string& path : TableFiles(data, split)) {
         std::error_code error;
@@ -556,7 +560,12 @@ std::string FailureMessage(const RoleFailure& failure, int tail_lines) {
 
 int RunLocalJob(const Command& self, const proto::JobSpec& spec, const LocalJobOptions& options) {
   // --device=cuda without a usable GPU fails here, before any process starts.
-  if (auto device = ResolveDevice(FLAGS_device); !device.ok()) return UsageError(self, device.status().message());
+  auto device = ResolveDevice(FLAGS_device);
+  if (!device.ok()) return UsageError(self, device.status().message());
+  // And --device cuda with a layer CUDA cannot run (sparse_linear); auto then uses the CPU.
+  if (Status s = CheckDeviceLayers(spec.model(), *device); !s.ok() && FLAGS_device != "auto") {
+    return UsageError(self, s.message());
+  }
   std::string resume_from = options.resume_from;
   // Server replacements and whole-cluster restarts so far: together at most options.max_restarts.
   int recoveries = 0;

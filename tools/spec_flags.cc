@@ -12,6 +12,7 @@
 #include "core/image_folder_data.h"
 #include "models/model.h"
 #include "core/spec.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "scheduler/job_shape.h"
 #include "worker/batch_reader.h"
@@ -64,11 +65,11 @@ Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
 
 namespace {
 
-// The records data.table.skip_bad_records passes over: how many, and the first ones.
-void PrintBadRecords(const BadRecords& bad) {
+// The records data.table.skip_bad_records (or data.libsvm's) passes over: how many, and the first ones.
+void PrintBadRecords(const BadRecords& bad, const char* field) {
   if (bad.count == 0) return;
   std::cerr << "passing over " << bad.count << " bad record" << (bad.count == 1 ? "" : "s")
-            << " (data.table.skip_bad_records)" << (bad.count > static_cast<int64_t>(bad.first.size()) ? "; the first:" : ":")
+            << " (" << field << ")" << (bad.count > static_cast<int64_t>(bad.first.size()) ? "; the first:" : ":")
             << "\n";
   for (const std::string& message : bad.first) std::cerr << "  " << message << "\n";
   std::cerr << std::flush;
@@ -104,7 +105,8 @@ StatusOr<DataAndTask> CheckTable(const proto::JobSpec& spec) {
                 static_cast<long long>(shape.test_examples),
                 static_cast<unsigned long long>(megabytes), seconds);
   std::cerr << line << std::endl;
-  PrintBadRecords(shape.bad_records);
+  PrintBadRecords(shape.bad_records,
+                  IsLibsvmFormat(data) ? "data.libsvm.skip_bad_records" : "data.table.skip_bad_records");
   std::cerr << checked.task.description << std::endl;
   return checked;
 }
@@ -128,11 +130,11 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   RETURN_IF_ERROR(ValidateJobSpec(spec).WithContext(source));
   const proto::DataSpec& d = spec.data();
   if (IsImageFolderFormat(d)) return CheckImageFolderRunnable(spec);
-  if (IsTableFormat(d)) {
+  if (IsTableFormat(d) || IsLibsvmFormat(d)) {
     // Every record is read and checked here, as the scheduler will again to plan the job.
     ASSIGN_OR_RETURN(const DataAndTask checked, CheckTable(spec));
     return Model::Create(WithTask(spec, checked.task).model(), checked.data.example_shape, checked.data.num_classes,
-                         Device::kCpu, checked.data.categorical_rows)
+                         Device::kCpu, checked.data.categorical_rows, checked.data.sparse_features)
         .status();
   }
   // data.class_names against the classes, and a loss the data can take (IDX labels are classes).

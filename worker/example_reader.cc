@@ -7,6 +7,7 @@
 #include "core/random.h"
 #include "core/spec.h"
 #include "core/table_data.h"
+#include "worker/libsvm_example_reader.h"
 
 namespace tessera {
 
@@ -197,6 +198,7 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec
                                    "data.validation_files)");
   }
   if (IsTableFormat(data)) return OpenTableReader(data, map, split, std::move(table_ids));
+  if (IsLibsvmFormat(data)) return OpenLibsvmReader(data, map, split);
   if (IsImageFolderFormat(data)) return OpenImageFolderReader(data, map, split);
   return OpenImageReader(data, map, split);
 }
@@ -204,6 +206,9 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec
 ExampleOrder TrainingOrder(uint64_t seed, int epoch, const ExampleReader& reader) {
   if (const auto* table = dynamic_cast<const TableExampleReader*>(&reader); table != nullptr) {
     return ExampleOrder::Blocked(BlockedOrder(seed, epoch, table->BlockSizes()));
+  }
+  if (const auto* libsvm = dynamic_cast<const LibsvmExampleReader*>(&reader); libsvm != nullptr) {
+    return ExampleOrder::Blocked(BlockedOrder(seed, epoch, libsvm->BlockSizes()));
   }
   return ExampleOrder::Shuffled(EpochOrder(seed, epoch, reader.count()));
 }

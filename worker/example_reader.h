@@ -56,6 +56,9 @@ class ExampleReader {
   // A table's categorical columns' numbers of ids, for Model::Create (their
   // ids are an example's last values); empty for other data.
   virtual std::vector<int64_t> categorical_rows() const { return {}; }
+  // libsvm data's number of features, for Model::Create (its examples are
+  // (feature, value) pairs); 0 for other data.
+  virtual int64_t sparse_features() const { return 0; }
   virtual int num_classes() const = 0;
   // Fills x[examples.size() * example size] and labels[examples.size()]
   // with `examples` (indexes in [0, count())), normalized for the model.
@@ -170,7 +173,8 @@ class ImageFolderExampleReader : public ExampleReader {
 // scheduler listed: ListImageFolderAsPlanned; a validation_fraction holds
 // out the training folder's images by HoldOut with the job seed, and only
 // the training split augments). FailedPrecondition for the validation split
-// of a job without one. A table's readers map categorical fields with
+// of a job without one. libsvm data reads as a table does
+// (OpenLibsvmReader). A table's readers map categorical fields with
 // `table_ids` (MakeCategoricalIds(map.table_data()), built here when null;
 // the worker builds it once for all its splits, as a vocabulary's map may be
 // large).
@@ -180,7 +184,7 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenExampleReader(const proto::DataSpec
 
 // The order of training epoch `epoch` over `reader`: EpochOrder for IDX
 // data and image folders (each image is a file of its own: no blocks to
-// keep together), BlockedOrder over the table's blocks for tables.
+// keep together), BlockedOrder over the blocks for tables and libsvm data.
 ExampleOrder TrainingOrder(uint64_t seed, int epoch, const ExampleReader& reader);
 
 }  // namespace tessera

@@ -142,13 +142,20 @@ Status Worker::Setup(const proto::Header& map_message) {
                                    std::to_string(map_.test_examples()));
   }
 
-  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(),
-                                         options_.device, train_->categorical_rows()));
+  Device device = options_.device;
+  if (options_.device_auto && !CheckDeviceLayers(map_.spec().model(), device).ok()) {
+    LOG(INFO) << "computing on the CPU: " << CheckDeviceLayers(map_.spec().model(), device).message();
+    device = Device::kCpu;
+  }
+  ASSIGN_OR_RETURN(model_, Model::Create(map_.spec().model(), train_->example_shape(), train_->num_classes(), device,
+                                         train_->categorical_rows(), train_->sparse_features()));
   if (model_->num_keys() != map_.num_keys()) {
     return FailedPreconditionError("model has " + std::to_string(model_->num_keys()) + " keys, the cluster map " +
                                    std::to_string(map_.num_keys()));
   }
-  // Tables are checked when their blocks are read.
+  LOG(INFO) << "model of " << model_->num_keys() << " parameters on examples of input "
+            << ShapeText(train_->example_shape());
+  // Tables and libsvm data are checked when their blocks are read.
   for (const auto& [reader, name] : {std::pair{train_.get(), "training set"}, std::pair{validation_.get(), "validation set"},
                                      std::pair{test_.get(), "test set"}}) {
     if (const auto* images = dynamic_cast<const ImageExampleReader*>(reader); images != nullptr) {

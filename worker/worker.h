@@ -37,6 +37,10 @@ struct WorkerOptions {
   int threads = 0;
   // Where the model computes (ResolveDevice gives it from --device). Default the CPU.
   Device device = Device::kCpu;
+  // The device was chosen by --device auto: a model with a layer `device`
+  // cannot run (CheckDeviceLayers: sparse_linear on CUDA) then runs on the
+  // CPU instead of failing. Default false.
+  bool device_auto = false;
   // Push each layer's gradients as soon as backward has produced them
   // (true), or the whole gradient after backward (false). Default true.
   bool overlap_push = true;

@@ -595,6 +595,7 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
       return std::unique_ptr<Layer>(new CudaEmbedding(*cpu, std::move(context), spec.embedding().num_embeddings(),
                                                       spec.embedding().embedding_dim()));
     case proto::LayerSpec::kColumnEmbedding:  // CreateLayer refused it: CreateCudaColumnEmbedding makes it
+    case proto::LayerSpec::kSparseLinear:     // CPU only: Model::Create refuses it on CUDA
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

@@ -148,11 +148,12 @@ std::string AccuracyText(double accuracy) { return DoubleText(std::round(accurac
 
 void PrintResult(const std::string& note, const std::string& model_dir, const ExportResult& result) {
   std::printf("%s\n", note.c_str());
+  const bool multi_class = result.eval.task == Task::kMultiClass;
   const std::string accuracy =
-      result.eval.done
-          ? ", test accuracy " + AccuracyText(result.eval.accuracy) + " (" + std::to_string(result.eval.examples) +
-                " examples)"
-          : "";
+      !result.eval.done ? ""
+      : multi_class     ? ", test accuracy " + AccuracyText(result.eval.accuracy) + " (" +
+                          std::to_string(result.eval.examples) + " examples)"
+                        : ", " + EvaluationText(result.eval) + " (" + std::to_string(result.eval.examples) + " examples)";
   std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s), %zu parameters%s\n", model_dir.c_str(),
               static_cast<long long>(result.version), result.model_bytes / 1e6, result.model_sha256.c_str(),
               static_cast<size_t>(result.num_parameters), accuracy.c_str());
@@ -160,9 +161,9 @@ void PrintResult(const std::string& note, const std::string& model_dir, const Ex
     std::string line;
     for (const ExportStepResult& step : result.steps) {
       if (!line.empty()) line += ", ";
-      line += step.name + " " + AccuracyText(step.eval.accuracy);
+      line += step.name + " " + (multi_class ? AccuracyText(step.eval.accuracy) : EvaluationText(step.eval));
     }
-    std::printf("test accuracy after each step: %s\n", line.c_str());
+    std::printf("%s after each step: %s\n", multi_class ? "test accuracy" : "evaluation", line.c_str());
   }
 }
 

@@ -153,12 +153,13 @@ class TaskExportSkewTest : public ::testing::Test {
     ASSERT_EQ(*regression_error_, "");
   }
 
-  // Runs predict over NAME-rows.csv; its rows (header first) and its output.
-  static std::vector<std::vector<std::string>> Predict(const std::string& name, std::string* output) {
-    const std::string out = *dir_ + "/" + name + "-predictions.csv";
+  // Runs predict over NAME-rows.csv in one batch (or, with workers > 1,
+  // in batches of 4 over the workers); its rows (header first) and its output.
+  static std::vector<std::vector<std::string>> Predict(const std::string& name, std::string* output, int workers = 1) {
+    const std::string out = *dir_ + "/" + name + "-predictions-" + std::to_string(workers) + ".csv";
     CommandResult r = RunTessera({"predict", *dir_ + "/repo/" + name, *dir_ + "/" + name + "-rows.csv", "--out", out,
-                                  "--batch-size", std::to_string(kRows), "--threads", "1", "--progress", "none",
-                                  "--device", "cpu"});
+                                  "--batch-size", std::to_string(workers > 1 ? 4 : kRows), "--workers",
+                                  std::to_string(workers), "--threads", "1", "--progress", "none", "--device", "cpu"});
     EXPECT_EQ(r.exit_code, 0) << r.output;
     *output = r.output;
     return ReadCsv(out);
@@ -264,6 +265,12 @@ TEST_F(TaskExportSkewTest, BinaryRowsGiveTheSameOutputsThroughPredictAndServe) {
   std::vector<std::string> outputs;
   for (const json& o : metadata["outputs"]) outputs.push_back(o["name"]);
   EXPECT_EQ(outputs, (std::vector<std::string>{"logits", "probability", "class", "class_name"})) << metadata.dump();
+
+  // Worker processes give the same AUC and log loss, read back from their rows.
+  std::string workers_output;
+  Predict("binary", &workers_output, /*workers=*/3);
+  ASSERT_NE(workers_output.find(", AUC "), std::string::npos) << workers_output;
+  EXPECT_EQ(workers_output.substr(workers_output.find(", AUC ")), output.substr(output.find(", AUC ")));
 }
 
 TEST_F(TaskExportSkewTest, RegressionRowsGiveTheSameValuesThroughPredictAndServe) {
@@ -295,6 +302,11 @@ TEST_F(TaskExportSkewTest, RegressionRowsGiveTheSameValuesThroughPredictAndServe
   const json metadata = Metadata(serve, "regression");
   ASSERT_EQ(metadata["outputs"].size(), 1u) << metadata.dump();
   EXPECT_EQ(metadata["outputs"][0]["name"], "value");
+
+  std::string workers_output;
+  Predict("regression", &workers_output, /*workers=*/3);
+  ASSERT_NE(workers_output.find(", RMSE "), std::string::npos) << workers_output;
+  EXPECT_EQ(workers_output.substr(workers_output.find(", RMSE ")), output.substr(output.find(", RMSE ")));
 }
 
 }  // namespace

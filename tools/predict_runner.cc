@@ -277,7 +277,8 @@ Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, st
       return DataLossError(path + ": expected the row of image " + std::to_string(expected) + ", got '" +
                            line.substr(0, 40) + "'");
     }
-    if (firsts != nullptr) firsts->push_back(std::strtod(rest + 1, nullptr));
+    // As a float, as PredictRange gave it: its shortest decimal reads back as that float.
+    if (firsts != nullptr) firsts->push_back(std::strtof(rest + 1, nullptr));
     line += '\n';
     if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {
       return UnavailableError(std::string("cannot write the predictions: ") + std::strerror(errno));

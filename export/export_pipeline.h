@@ -7,7 +7,8 @@
 // (export/pruning.h), fine-tune the pruned model (through a FineTuner the
 // caller gives), quantize to fp16 or int8 (export/quantize.h), build the
 // ONNX model (export/onnx_export.h), and write model.onnx with its manifest,
-// every step's test accuracy and the preprocessing included
+// every step's test accuracy (a binary model's AUC and log loss, a
+// regression's RMSE and R²) and the preprocessing included
 // (export/model_preprocessing.h). tools/cmd_export.cc parses the flags into
 // ExportOptions and prints the result.
 #ifndef TESSERA_EXPORT_EXPORT_PIPELINE_H_

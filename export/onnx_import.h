@@ -71,8 +71,10 @@ struct ModelVersionFiles {
 // must be a tessera-model JSON object whose file_bytes and sha256 match
 // model.onnx (so a version being copied in is refused until complete), and
 // whose normalization agrees with the model's metadata_props when the model
-// has them, and whose preprocessing (when there) fits the model's input and
-// classes. NotFound when a file is missing, InvalidArgument otherwise.
+// has them, whose task is the one the model's outputs make (a Sigmoid head:
+// binary, a "value" output: regression), and whose preprocessing (when
+// there) fits the model's input and classes. NotFound when a file is
+// missing, InvalidArgument otherwise.
 StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir);
 
 }  // namespace tessera

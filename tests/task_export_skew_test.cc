@@ -5,7 +5,8 @@
 // rows go through `tessera predict` (the columns in another order, the
 // label included) and a real `tessera serve` (one KServe v2 input per
 // column): the probabilities or values are the same floats, bit for bit,
-// and so are the classes and their names.
+// and so are the classes and their names; predict --workers gives the same
+// summary. A manifest whose task is not its model's is refused in one line.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -14,6 +15,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -307,6 +309,25 @@ TEST_F(TaskExportSkewTest, RegressionRowsGiveTheSameValuesThroughPredictAndServe
   Predict("regression", &workers_output, /*workers=*/3);
   ASSERT_NE(workers_output.find(", RMSE "), std::string::npos) << workers_output;
   EXPECT_EQ(workers_output.substr(workers_output.find(", RMSE ")), output.substr(output.find(", RMSE ")));
+}
+
+// A manifest whose task is not its model.onnx's (edited by hand, or copied
+// from another version) is refused in one line: its outputs would be read
+// by the wrong rule.
+TEST_F(TaskExportSkewTest, AManifestWhoseTaskIsNotTheModelsIsRefused) {
+  const std::string version = *dir_ + "/wrong-task/binary/1";
+  std::filesystem::create_directories(version);
+  std::filesystem::copy_file(*dir_ + "/repo/binary/1/model.onnx", version + "/model.onnx");
+  json manifest = json::parse(FileText(*dir_ + "/repo/binary/1/manifest.json"));
+  manifest["task"] = "regression";
+  manifest.erase("class_names");
+  WriteText(version + "/manifest.json", manifest.dump(2));
+  CommandResult r = RunTessera({"predict", version, *dir_ + "/binary-rows.csv", "--out", *dir_ + "/wrong.csv",
+                                "--progress", "none", "--device", "cpu"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("task \"regression\", and model.onnx's outputs are a binary model's"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(*dir_ + "/wrong.csv"));
 }
 
 }  // namespace

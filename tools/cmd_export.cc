@@ -40,11 +40,13 @@ DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning the pruned mode
                                   "tessera train; pruned weights stay 0); needs --prune-sparsity > 0");
 DEFINE_int32(calibration_batches, 0, "export: training batches (of the spec's batch size, drawn at random with "
                                      "the spec's seed) that calibrate int8 activations; 0: 32 batches");
-DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits') to the ONNX graph");
+DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits'; a binary model's "
+                          "'probability', their sigmoid; a regression has none) to the ONNX graph");
 DEFINE_bool(best, false, "export: the run's best checkpoint instead of its newest: the one summary.json names as "
                          "best_checkpoint (cut at the end of the epoch with the best validation metric); the "
                          "argument must be a finished run's directory");
-DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy on the spec's test set (needs the "
+DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy (binary: AUC and log loss; "
+                            "regression: RMSE and R²) on the spec's test set (needs the "
                             "data; --noevaluate skips it; a table or image-folder model needs its training data "
                             "either way, for its scaling and classes)");
 

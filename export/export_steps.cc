@@ -284,7 +284,7 @@ JsonObject& RecordStep(const std::string& name, const Evaluation& eval, Exported
   model->steps.push_back({name, eval});
   JsonObject& step = model->steps_json.emplace_back();
   step.Add("step", name);
-  if (eval.task != Task::kMultiClass || model->task != Task::kMultiClass) {
+  if (model->task != Task::kMultiClass) {
     for (const auto& [key, value] : TestMetricFields(eval, model->task)) {
       value.has_value() ? step.AddFloat64(key, *value) : step.AddNull(key);
     }

@@ -196,6 +196,12 @@ const char* InputKindName(InputKind kind) {
   return "idx";
 }
 
+bool NamesClasses(const ModelPreprocessing& p, int num_outputs) {
+  if (p.task == Task::kRegression) return false;
+  const int classes = p.task == Task::kBinary ? 2 : num_outputs;
+  return static_cast<int>(p.class_names.size()) == classes;
+}
+
 JsonObject PreprocessingJson(const ModelPreprocessing& p) {
   if (p.kind == InputKind::kTable) return TableJson(p.table);
   if (p.kind == InputKind::kImage) return ImageJson(p.image);

@@ -71,6 +71,12 @@ struct ModelPreprocessing {
   ImagePreprocessing image;  // kind kImage only
 };
 
+// True when p.class_names names the classes of a model of `num_outputs`
+// outputs per example: one name per output (multi-class), two (binary: for
+// its one logit); never for a regression. What predict's class_name column
+// and serve's class_name output need.
+bool NamesClasses(const ModelPreprocessing& p, int num_outputs);
+
 // "idx", "table" or "image".
 const char* InputKindName(InputKind kind);
 

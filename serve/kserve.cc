@@ -175,11 +175,7 @@ Status ParseModelInput(const json& input, const ServedModel& model, InferRequest
 
 Task TaskOf(const ServedModel& model) { return model.files().preprocessing.task; }
 
-bool HasClassNames(const ServedModel& model) {
-  const Task task = TaskOf(model);
-  const int classes = task == Task::kBinary ? 2 : task == Task::kRegression ? -1 : model.num_classes();
-  return static_cast<int>(model.files().preprocessing.class_names.size()) == classes;
-}
+bool HasClassNames(const ServedModel& model) { return NamesClasses(model.files().preprocessing, model.num_classes()); }
 
 // The class of each row: the largest logit's (the first on a tie), or a
 // binary model's probability > 0.5.
@@ -281,7 +277,9 @@ std::string InferResponseJson(const InferRequest& request, const ServedModel& mo
     std::transform(logits.begin(), logits.end(), p.begin(), SigmoidProbability);
     outputs.push_back(TensorJson(kOnnxProbabilityName, shape).AddFloat32s("data", p));
   }
-  const std::vector<int64_t> classes = RowClasses(logits, request.batch, k, task);
+  const std::vector<int64_t> classes = request.want_class || request.want_class_name
+                                           ? RowClasses(logits, request.batch, k, task)
+                                           : std::vector<int64_t>();
   if (request.want_class) {
     outputs.push_back(JsonObject()
                           .Add("name", kClassOutput)

@@ -110,6 +110,7 @@ TEST(ModelPreprocessingTest, BinaryAndRegressionTasksRoundTripAndFitOneOutput) {
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->task, Task::kBinary);
   EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json"));  // one logit, two classes
+  EXPECT_TRUE(NamesClasses(*read, 1));
   EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 2, "manifest.json").ok());
   p.class_names = {"a", "b", "c"};
   read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
@@ -122,6 +123,8 @@ TEST(ModelPreprocessingTest, BinaryAndRegressionTasksRoundTripAndFitOneOutput) {
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->task, Task::kRegression);
   EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json"));
+  p.class_names = {"x"};  // a regression has no classes, whatever a manifest says
+  EXPECT_FALSE(NamesClasses(p, 1));
 }
 
 // Each bad field of a manifest: InvalidArgument, one line naming it.

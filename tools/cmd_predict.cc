@@ -265,9 +265,8 @@ int RunPredict(const ParsedArgs& args) {
   if (file == nullptr) return UsageError(self, "cannot create " + joined + ": " + std::strerror(errno));
   const int num_classes = model->model->num_classes();
   const Task task = model->files.preprocessing.task;
-  const int named = task == Task::kBinary ? 2 : task == Task::kRegression ? -1 : num_classes;
-  const std::string header = PredictCsvHeader(
-      task, num_classes, static_cast<int>(model->files.preprocessing.class_names.size()) == named, (*input)->has_names());
+  const std::string header = PredictCsvHeader(task, num_classes, NamesClasses(model->files.preprocessing, num_classes),
+                                              (*input)->has_names());
   std::fwrite(header.data(), 1, header.size(), file);
   std::vector<double> firsts;  // each row's class, probability or value
   Status status;

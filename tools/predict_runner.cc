@@ -224,9 +224,8 @@ Status PredictRange(PredictModel* model, PredictSource* source, const PredictRan
   const Task task = model->files.preprocessing.task;
   const int outputs_per_row = model->model->num_classes();
   const std::vector<std::string>& names = model->files.preprocessing.class_names;
-  const int named_classes = task == Task::kMultiClass ? outputs_per_row : 2;
   const std::vector<std::string>* class_names =
-      task != Task::kRegression && static_cast<int>(names.size()) == named_classes ? &names : nullptr;
+      NamesClasses(model->files.preprocessing, outputs_per_row) ? &names : nullptr;
   const int64_t batch_size = std::max<int64_t>(1, options.batch_size);
   std::vector<float> x;
   std::vector<double> e(outputs_per_row);

@@ -53,13 +53,6 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
   if (!shape.ok()) {
     return shape.status().WithContext("reading the job's data for its preprocessing");
   }
-  if (shape->task.loss != proto::SOFTMAX_CROSS_ENTROPY) {
-    // The export writes softmax probabilities and class names; a sigmoid or
-    // a value needs its own outputs, which it does not make yet.
-    return InvalidArgumentError("this model learns a " + std::string(TaskName(TaskOfLoss(shape->task.loss))) +
-                                " task (" + shape->task.description +
-                                "), and exporting such a model is not supported yet: only multi-class models export");
-  }
   if (trained_examples > 0 && shape->train_examples != trained_examples) {
     return InvalidArgumentError("the training data holds " + std::to_string(shape->train_examples) +
                                 " training examples now, and the checkpoint's job trained on " +
@@ -69,7 +62,10 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
   ExportData out;
   out.map = MakeClusterMap(spec, *shape, /*server_addresses=*/{}, JobStart());
   out.num_classes = shape->num_classes;
-  out.preprocessing.class_names = shape->class_names;
+  out.loss = shape->task.loss;
+  out.preprocessing.task = TaskOfLoss(shape->task.loss);
+  // A regression's labels are values: it has no classes to name.
+  if (out.preprocessing.task != Task::kRegression) out.preprocessing.class_names = shape->class_names;
   const proto::DataSpec& data = spec.data();
   if (IsTableFormat(data)) {
     out.preprocessing.kind = InputKind::kTable;

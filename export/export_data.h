@@ -28,8 +28,10 @@ namespace tessera {
 struct ExportData {
   proto::ClusterMap map;  // what a worker gets: the spec, counts, table blocks or folder digests
   Shape input_shape;      // one example's
-  int num_classes = 0;
-  ModelPreprocessing preprocessing;  // kind kTable or kImage, with the class names
+  int num_classes = 0;    // the data's classes (2 for a binary task)
+  // The job's loss as the scheduler resolved it (never AUTO): its task.
+  proto::Loss loss = proto::SOFTMAX_CROSS_ENTROPY;
+  ModelPreprocessing preprocessing;  // kind kTable or kImage, with the task and class names
 };
 
 // True for the formats PlanExportData handles (CSV, TSV, IMAGE_FOLDER).

@@ -1,6 +1,7 @@
 #include "export/export_pipeline.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 
@@ -81,6 +82,10 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const Export
   format.scale = 1.0f;
   model->input_shape = planned.input_shape;
   model->num_classes = planned.num_classes;
+  model->task = TaskOfLoss(planned.loss);
+  // Every later step builds the model from this spec: with the loss training
+  // resolved, so a binary or regression model has its one output.
+  model->spec.mutable_model()->set_loss(planned.loss);
   model->data = std::make_shared<const ExportData>(std::move(planned));
   return format;
 }
@@ -133,8 +138,11 @@ StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportS
                 "tessera.input_scale, tessera.input_mean and tessera.input_std"
           : "float examples of shape " + ShapeText(model.input_shape) +
                 " (batched), preprocessed as manifest.json's \"preprocessing\" says";
+  const std::string output_text = model.task == Task::kBinary       ? "logits [N, 1] and probability [N, 1] of class 1"
+                                  : model.task == Task::kRegression ? "value [N, 1]"
+                                                                    : "logits [N, classes]";
   onnx.doc_string = "Tessera model '" + spec.name() + "' from checkpoint step " + step + ". Input: " + input_text +
-                    ". Output: logits [N, classes].";
+                    ". Output: " + output_text + ".";
   onnx.metadata = {
       {"tessera.input_scale", FloatText(input.scale)},
       {"tessera.input_mean", FloatText(input.mean)},
@@ -174,8 +182,8 @@ ModelManifest MakeManifest(const ExportOptions& options, const ExportSource& sou
   m.num_parameters = model.params.size();
   m.params_sha256 = params_sha256;
   m.input_shape = model.input_shape;
-  m.num_classes = model.num_classes;
-  m.probabilities = options.probabilities;
+  m.num_classes = TaskOutputs(model.task, model.num_classes);
+  m.probabilities = options.probabilities && model.task != Task::kRegression;
   m.scale = input.scale;
   m.mean = input.mean;
   m.std = input.std;
@@ -191,10 +199,30 @@ ModelManifest MakeManifest(const ExportOptions& options, const ExportSource& sou
   m.test_accuracy = eval.accuracy;
   m.test_loss = eval.loss;
   m.test_examples = eval.examples;
+  if (model.task != Task::kMultiClass) m.test_metrics = TestMetricFields(eval, model.task);
   return m;
 }
 
+// x rounded to 4 decimals, as the summary lines show figures.
+std::string FigureText(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4f", x);
+  return buf;
+}
+
 }  // namespace
+
+std::string EvaluationText(const Evaluation& eval) {
+  if (eval.task == Task::kBinary) {
+    return std::string("test AUC ") + (eval.binary.auc_defined ? FigureText(eval.binary.auc) : "undefined") +
+           ", log loss " + FigureText(eval.binary.log_loss);
+  }
+  if (eval.task == Task::kRegression) {
+    return "test RMSE " + FigureText(eval.regression.rmse) + ", R\u00b2 " +
+           (eval.regression.r2_defined ? FigureText(eval.regression.r2) : "undefined");
+  }
+  return "test accuracy " + FigureText(eval.accuracy);
+}
 
 Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineTuner* fine_tuner,
                         const ExportProgress& progress, ExportResult* result) {

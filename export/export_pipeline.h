@@ -7,7 +7,8 @@
 // (export/pruning.h), fine-tune the pruned model (through a FineTuner the
 // caller gives), quantize to fp16 or int8 (export/quantize.h), build the
 // ONNX model (export/onnx_export.h), and write model.onnx with its manifest,
-// every step's test accuracy and the preprocessing included
+// every step's test accuracy (a binary model's AUC and log loss, a
+// regression's RMSE and R²) and the preprocessing included
 // (export/model_preprocessing.h). tools/cmd_export.cc parses the flags into
 // ExportOptions and prints the result.
 #ifndef TESSERA_EXPORT_EXPORT_PIPELINE_H_
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/task.h"
+#include "core/task_metrics.h"
 #include "models/model.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
@@ -81,12 +84,23 @@ class FineTuner {
                                              bool freeze_zero_weights) = 0;
 };
 
-// A model's test accuracy and mean loss on the spec's test set.
+// A model's test accuracy and mean loss on the spec's test set, and for a
+// binary or regression model its task's figures (core/task_metrics.h).
 struct Evaluation {
   bool done = false;  // false when not evaluated (ExportOptions::evaluate)
-  double accuracy = 0, loss = 0;
+  double accuracy = 0, loss = 0;  // accuracy: multi-class and binary (p > 0.5)
   int64_t examples = 0;
+  Task task = Task::kMultiClass;
+  BinaryResult binary;          // task kBinary only
+  RegressionResult regression;  // task kRegression only
 };
+
+// "test accuracy 0.9333" (multi-class), "test AUC 0.97, log loss 0.1234"
+// (binary; "AUC undefined" with one class only), "test RMSE 0.31, R² 0.88"
+// (regression), figures rounded to 4 decimals, for the export's lines.
+// (Multi-class lines are printed as before, by tools/cmd_export.cc.)
+std::string EvaluationText(const Evaluation& eval);
+
 
 // One step of the export ("source", "prune", "fine_tune", "quantize") and
 // the model's test accuracy after it.

@@ -10,6 +10,7 @@
 #include "core/spec.h"
 #include "export/pruning.h"
 #include "export/quantize.h"
+#include "export/task_outputs.h"
 #include "worker/batch_reader.h"
 
 namespace tessera {
@@ -184,6 +185,60 @@ std::string FloatText(float v) {
   return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
+namespace {
+
+// Adds a binary or regression batch's outputs (the logits or values) to
+// the task's metrics. InvalidArgument for a label the task does not take.
+Status AddTaskExamples(Task task, const float* labels, const float* outputs, int64_t n, BinaryMetrics* binary,
+                       RegressionMetrics* regression) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (task == Task::kBinary) {
+      RETURN_IF_ERROR(binary->Add(static_cast<int64_t>(labels[i]), SigmoidProbability(outputs[i])));
+    } else {
+      RETURN_IF_ERROR(regression->Add(labels[i], outputs[i]));
+    }
+  }
+  return OkStatus();
+}
+
+// `model` over every example of `reader`, in batches of 256.
+StatusOr<Evaluation> EvaluateReader(ExampleReader* reader, Model* model) {
+  std::vector<float> x, labels, outputs;
+  std::vector<int64_t> batch;
+  int64_t correct = 0;
+  double loss = 0;
+  const Task task = model->task();
+  BinaryMetrics binary;
+  RegressionMetrics regression;
+  constexpr int64_t kBatch = 256;
+  const int64_t count = reader->count();
+  for (int64_t begin = 0; begin < count; begin += kBatch) {
+    const int64_t n = std::min(kBatch, count - begin);
+    batch.resize(n);
+    for (int64_t i = 0; i < n; ++i) batch[i] = begin + i;
+    RETURN_IF_ERROR(reader->Read(batch, &x, &labels));
+    outputs.resize(n * model->num_outputs());
+    const BatchStats stats = model->EvaluateBatch(x.data(), labels.data(), n, /*predicted=*/nullptr,
+                                                  task == Task::kMultiClass ? nullptr : outputs.data());
+    correct += stats.correct;
+    loss += stats.loss_sum;
+    if (task != Task::kMultiClass) {
+      RETURN_IF_ERROR(AddTaskExamples(task, labels.data(), outputs.data(), n, &binary, &regression));
+    }
+  }
+  Evaluation e;
+  e.done = true;
+  e.task = task;
+  e.examples = count;
+  e.accuracy = count > 0 ? static_cast<double>(correct) / count : 0;
+  e.loss = count > 0 ? loss / count : 0;
+  if (task == Task::kBinary) e.binary = binary.Result();
+  if (task == Task::kRegression) e.regression = regression.Result();
+  return e;
+}
+
+}  // namespace
+
 StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model) {
   std::unique_ptr<ExampleReader> reader;
   if (exported.data != nullptr) {
@@ -199,28 +254,23 @@ StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model) 
     }
     reader = std::make_unique<ImageExampleReader>(std::move(test), d.mean(), d.std());
   }
-  std::vector<float> x;
-  std::vector<float> labels;
-  std::vector<int64_t> batch;
-  int64_t correct = 0;
-  double loss = 0;
-  constexpr int64_t kBatch = 256;
-  const int64_t count = reader->count();
-  for (int64_t begin = 0; begin < count; begin += kBatch) {
-    const int64_t n = std::min(kBatch, count - begin);
-    batch.resize(n);
-    for (int64_t i = 0; i < n; ++i) batch[i] = begin + i;
-    RETURN_IF_ERROR(reader->Read(batch, &x, &labels));
-    const BatchStats stats = model->EvaluateBatch(x.data(), labels.data(), n);
-    correct += stats.correct;
-    loss += stats.loss_sum;
+  return EvaluateReader(reader.get(), model);
+}
+
+std::vector<std::pair<std::string, std::optional<double>>> TestMetricFields(const Evaluation& eval, Task task) {
+  const bool done = eval.done;
+  auto figure = [done](bool defined, double v) { return done && defined ? std::optional<double>(v) : std::nullopt; };
+  if (task == Task::kBinary) {
+    return {{"test_auc", figure(eval.binary.auc_defined, eval.binary.auc)},
+            {"test_log_loss", figure(true, eval.binary.log_loss)},
+            {"test_accuracy", figure(true, eval.binary.accuracy)}};
   }
-  Evaluation e;
-  e.done = true;
-  e.examples = count;
-  e.accuracy = count > 0 ? static_cast<double>(correct) / count : 0;
-  e.loss = count > 0 ? loss / count : 0;
-  return e;
+  if (task == Task::kRegression) {
+    return {{"test_rmse", figure(true, eval.regression.rmse)},
+            {"test_mae", figure(true, eval.regression.mae)},
+            {"test_r2", figure(eval.regression.r2_defined, eval.regression.r2)}};
+  }
+  return {{"test_accuracy", figure(true, eval.accuracy)}};
 }
 
 StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const ExportedModel& exported) {
@@ -234,7 +284,11 @@ JsonObject& RecordStep(const std::string& name, const Evaluation& eval, Exported
   model->steps.push_back({name, eval});
   JsonObject& step = model->steps_json.emplace_back();
   step.Add("step", name);
-  if (eval.done) {
+  if (model->task != Task::kMultiClass) {
+    for (const auto& [key, value] : TestMetricFields(eval, model->task)) {
+      value.has_value() ? step.AddFloat64(key, *value) : step.AddNull(key);
+    }
+  } else if (eval.done) {
     step.AddFloat64("test_accuracy", eval.accuracy);
   } else {
     step.AddNull("test_accuracy");

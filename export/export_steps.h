@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dataset.h"
@@ -26,6 +27,7 @@ struct ExportedModel {
   proto::JobSpec spec;  // its model() is the exported model's
   Shape input_shape;    // one example's
   int num_classes = kImageDatasetClasses;
+  Task task = Task::kMultiClass;  // its spec's model.loss's (set from the planned data)
   // A table or image-folder job's data, read through training's readers;
   // null for IDX data, read through core/dataset.h.
   std::shared_ptr<const ExportData> data;
@@ -49,9 +51,16 @@ StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const Exported
 // `model` (built for `exported`'s spec) evaluated the same way.
 StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model);
 
+// The manifest's test figures of `eval` for a model of `task`, in order,
+// each null (nullopt) when not evaluated or undefined: multi-class
+// test_accuracy; binary test_auc, test_log_loss, test_accuracy; regression
+// test_rmse, test_mae, test_r2.
+std::vector<std::pair<std::string, std::optional<double>>> TestMetricFields(const Evaluation& eval, Task task);
+
 // Appends the step `name` and its evaluation to model->steps, and its
-// manifest object ({"step": NAME, "test_accuracy": A or null}) to
-// model->steps_json. Returns that object, for the step's own fields.
+// manifest object ({"step": NAME, "test_accuracy": A or null}; the task's
+// TestMetricFields for binary and regression) to model->steps_json.
+// Returns that object, for the step's own fields.
 JsonObject& RecordStep(const std::string& name, const Evaluation& eval, ExportedModel* model);
 
 // Prunes as options say (REQUIRES: options.prune_sparsity > 0), then

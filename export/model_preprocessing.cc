@@ -6,6 +6,8 @@
 #include <limits>
 #include <set>
 
+#include "export/task_outputs.h"
+
 namespace tessera {
 namespace {
 
@@ -194,6 +196,12 @@ const char* InputKindName(InputKind kind) {
   return "idx";
 }
 
+bool NamesClasses(const ModelPreprocessing& p, int num_outputs) {
+  if (p.task == Task::kRegression) return false;
+  const int classes = p.task == Task::kBinary ? 2 : num_outputs;
+  return static_cast<int>(p.class_names.size()) == classes;
+}
+
 JsonObject PreprocessingJson(const ModelPreprocessing& p) {
   if (p.kind == InputKind::kTable) return TableJson(p.table);
   if (p.kind == InputKind::kImage) return ImageJson(p.image);
@@ -205,11 +213,8 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text,
   if (manifest.is_discarded() || !manifest.is_object()) return InvalidArgumentError(path + " is not a JSON object");
   ModelPreprocessing p;
   if (manifest.contains("task")) {
-    ASSIGN_OR_RETURN(p.task, StringField(manifest, "task", path));
-    if (p.task != "classification") {
-      return InvalidArgumentError(path + ": task \"" + p.task.substr(0, 40) +
-                                  "\" is not supported by this version of Tessera (classification only)");
-    }
+    ASSIGN_OR_RETURN(const std::string task, StringField(manifest, "task", path));
+    ASSIGN_OR_RETURN(p.task, ParseManifestTask(task, path));
   }
   ASSIGN_OR_RETURN(p.class_names, ParseClassNames(manifest, path));
   auto pre = manifest.find("preprocessing");
@@ -232,9 +237,14 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text,
 
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
                                    int num_classes, const std::string& path) {
-  if (!p.class_names.empty() && static_cast<int>(p.class_names.size()) != num_classes) {
+  if (p.task != Task::kMultiClass && num_classes != 1) {
+    return InvalidArgumentError(path + ": a " + ManifestTaskName(p.task) + " model has one output per example, " +
+                                "this one has " + std::to_string(num_classes));
+  }
+  const int classes = p.task == Task::kBinary ? 2 : p.task == Task::kRegression ? 0 : num_classes;
+  if (!p.class_names.empty() && static_cast<int>(p.class_names.size()) != classes) {
     return InvalidArgumentError(path + ": 'class_names' names " + std::to_string(p.class_names.size()) +
-                                " classes, the model has " + std::to_string(num_classes));
+                                " classes, the model has " + std::to_string(classes));
   }
   if (p.kind == InputKind::kTable &&
       (input_shape.size() != 1 || input_shape[0] != static_cast<int64_t>(p.table.columns.size()))) {

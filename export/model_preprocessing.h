@@ -27,6 +27,7 @@
 
 #include "core/json.h"
 #include "core/status.h"
+#include "core/task.h"
 #include "proto/job.pb.h"
 
 namespace tessera {
@@ -59,13 +60,22 @@ struct ImagePreprocessing {
 
 struct ModelPreprocessing {
   InputKind kind = InputKind::kIdx;
-  // "classification" (softmax over the classes) is the only task so far.
-  std::string task = "classification";
-  // One per class; empty when the manifest names none (old manifests, IDX).
+  // The manifest's "task" (export/task_outputs.h names it): multi-class
+  // ("classification", softmax over the classes; what a manifest without
+  // it means), binary (one logit, sigmoid) or regression (one value).
+  Task task = Task::kMultiClass;
+  // One per class (two for a binary model: labels 0 and 1); empty when the
+  // manifest names none (old manifests, IDX, regression).
   std::vector<std::string> class_names;
   TablePreprocessing table;  // kind kTable only
   ImagePreprocessing image;  // kind kImage only
 };
+
+// True when p.class_names names the classes of a model of `num_outputs`
+// outputs per example: one name per output (multi-class), two (binary: for
+// its one logit); never for a regression. What predict's class_name column
+// and serve's class_name output need.
+bool NamesClasses(const ModelPreprocessing& p, int num_outputs);
 
 // "idx", "table" or "image".
 const char* InputKindName(InputKind kind);
@@ -82,9 +92,11 @@ JsonObject PreprocessingJson(const ModelPreprocessing& p);
 // [1, 4096], channels not 1 or 3, mean/std not one per channel or std <= 0.
 StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& json, const std::string& path);
 
-// OK when `p` fits a model of `input_shape` with `num_classes` outputs: a
-// table's columns are its [F] features, an image's [C, H, W] its shape, the
-// class names (when given) one per class. InvalidArgument naming `path`.
+// OK when `p` fits a model of `input_shape` with `num_classes` outputs (its
+// logits or value per example): a table's columns are its [F] features, an
+// image's [C, H, W] its shape, the class names (when given) one per class
+// (a binary model: two, for its one logit; a regression: none).
+// InvalidArgument naming `path`.
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
                                    int num_classes, const std::string& path);
 

@@ -17,6 +17,7 @@
 
 #include "core/file_util.h"
 #include "export/onnx_export.h"
+#include "export/task_outputs.h"
 
 namespace tessera {
 namespace {
@@ -191,13 +192,16 @@ std::string ManifestJson(const ModelManifest& m) {
   j.Add("num_parameters", static_cast<int64_t>(m.num_parameters));
   j.Add("num_trainable_parameters", static_cast<int64_t>(m.num_trainable_parameters));
   j.Add("params_sha256", m.params_sha256);
-  j.Add("task", m.preprocessing.task);
+  j.Add("task", ManifestTaskName(m.preprocessing.task));
   if (!m.preprocessing.class_names.empty()) j.Add("class_names", m.preprocessing.class_names);
   j.Add("preprocessing", PreprocessingJson(m.preprocessing));
   j.Add("input", TensorJson(kOnnxInputName, m.input_shape));
   JsonArray outputs;
-  outputs.Add(TensorJson(kOnnxLogitsName, {m.num_classes}));
-  if (m.probabilities) outputs.Add(TensorJson(kOnnxProbabilitiesName, {m.num_classes}));
+  const Task task = m.preprocessing.task;
+  outputs.Add(TensorJson(TaskOutputName(task), {m.num_classes}));
+  if (m.probabilities && task != Task::kRegression) {
+    outputs.Add(TensorJson(task == Task::kBinary ? kOnnxProbabilityName : kOnnxProbabilitiesName, {m.num_classes}));
+  }
   j.Add("outputs", outputs);
   j.Add("normalization", JsonObject()
                              .Add("formula", "(pixel * scale - mean) / std")
@@ -210,7 +214,11 @@ std::string ManifestJson(const ModelManifest& m) {
                       .Add("epochs_done", m.epochs_done)
                       .Add("job_name", m.job_name));
   j.Add("steps", m.steps);
-  if (m.evaluated) {
+  if (!m.test_metrics.empty()) {
+    for (const auto& [key, value] : m.test_metrics) value.has_value() ? j.AddFloat64(key, *value) : j.AddNull(key);
+    m.evaluated ? j.AddFloat64("test_loss", m.test_loss) : j.AddNull("test_loss");
+    j.Add("test_examples", m.evaluated ? m.test_examples : 0);
+  } else if (m.evaluated) {
     j.AddFloat64("test_accuracy", m.test_accuracy).AddFloat64("test_loss", m.test_loss);
     j.Add("test_examples", m.test_examples);
   } else {

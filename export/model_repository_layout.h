@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/json.h"
@@ -82,8 +83,9 @@ struct ModelManifest {
   uint64_t num_trainable_parameters = 0;
   std::string params_sha256;
   std::vector<int64_t> input_shape;  // one example's, [C, H, W] or [F]
-  int64_t num_classes = 0;           // logits per example
-  bool probabilities = true;         // the graph outputs 'probabilities' too
+  int64_t num_classes = 0;           // logits per example (1 for binary; regression: values, 1)
+  // The graph outputs 'probabilities' (binary: 'probability') too; never for a regression.
+  bool probabilities = true;
   // x = (pixel * scale - mean) / std, as float32 like the model's metadata.
   float scale = 1.0f / 255, mean = 0, std = 1;
   std::string checkpoint;  // the source checkpoint's absolute path
@@ -94,6 +96,10 @@ struct ModelManifest {
   bool evaluated = false;  // when false, the test figures are null (and 0 examples)
   double test_accuracy = 0, test_loss = 0;
   int64_t test_examples = 0;
+  // A binary or regression model's test figures in place of test_accuracy
+  // (export_steps.h's TestMetricFields: null when undefined or not
+  // evaluated); empty for a multi-class model.
+  std::vector<std::pair<std::string, std::optional<double>>> test_metrics;
   // "task", "class_names" (when not empty) and "preprocessing": how raw
   // data becomes the model's input (export/model_preprocessing.h).
   ModelPreprocessing preprocessing;

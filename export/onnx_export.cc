@@ -10,6 +10,9 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include "core/task.h"
+#include "export/task_outputs.h"
+
 namespace tessera {
 namespace {
 
@@ -268,28 +271,37 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
     }
     shape = layer.out_shape();
   }
-  if (shape.size() != 1 || shape[0] != num_classes) {
+  const Task task = TaskOfLoss(spec.loss());
+  const int64_t outputs = TaskOutputs(task, num_classes);
+  if (shape.size() != 1 || shape[0] != outputs) {
     return InvalidArgumentError("the last layer gives outputs of shape " + ShapeText(shape) + ", expected " +
-                                std::to_string(num_classes) + " (one per class)");
+                                std::to_string(outputs) +
+                                (task == Task::kMultiClass ? " (one per class)" : " (one per example)"));
   }
   if (offset != num_keys) {
     return InvalidArgumentError("the model has " + std::to_string(offset) + " parameters, not the " +
                                 std::to_string(num_keys) + " given");
   }
-  // The last value becomes "logits": the producing node's output renamed, or
-  // an Identity when there is none (a model of dropout layers only).
+  // The last value becomes "logits" ("value" for a regression): the
+  // producing node's output renamed, or an Identity when there is none (a
+  // model of dropout layers only).
+  const char* output_name = TaskOutputName(task);
   onnx::NodeProto* last = graph->node_size() > 0 ? graph->mutable_node(graph->node_size() - 1) : nullptr;
   if (last != nullptr && last->output(0) == current) {
-    last->set_output(0, kOnnxLogitsName);
+    last->set_output(0, output_name);
   } else {
-    builder.AddNode("Identity", "logits_identity", {current})->set_output(0, kOnnxLogitsName);
+    builder.AddNode("Identity", "logits_identity", {current})->set_output(0, output_name);
   }
-  SetBatchedFloatType(graph->add_output(), kOnnxLogitsName, {num_classes});
-  if (options.probabilities) {
+  SetBatchedFloatType(graph->add_output(), output_name, {outputs});
+  if (options.probabilities && task == Task::kMultiClass) {
     onnx::NodeProto* softmax = builder.AddNode("Softmax", "softmax", {kOnnxLogitsName});
     softmax->set_output(0, kOnnxProbabilitiesName);
     AddIntAttribute(softmax, "axis", 1);
     SetBatchedFloatType(graph->add_output(), kOnnxProbabilitiesName, {num_classes});
+  }
+  if (options.probabilities && task == Task::kBinary) {
+    builder.AddNode("Sigmoid", "sigmoid", {kOnnxLogitsName})->set_output(0, kOnnxProbabilityName);
+    SetBatchedFloatType(graph->add_output(), kOnnxProbabilityName, {1});
   }
   return model;
 }

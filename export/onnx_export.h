@@ -8,6 +8,9 @@
 //                   (pixel / 255 - mean) / std
 //   output "logits" float [N, num_classes]
 //   output "probabilities" float [N, num_classes] (Softmax over axis 1), optional
+// A binary model (spec.loss SIGMOID_BINARY_CROSS_ENTROPY) outputs "logits"
+// [N, 1] and, optional, "probability" [N, 1] (Sigmoid); a regression
+// (MEAN_SQUARED_ERROR) only "value" [N, 1] (export/task_outputs.h).
 // One node per layer, named after it ("layer3.conv2d"): Conv, Relu, MaxPool,
 // Flatten (axis 1), Gemm (transB = 1; a Flatten first when its input is not
 // [N, F]), BatchNormalization (inference form, running statistics), and for
@@ -47,7 +50,8 @@ inline constexpr int64_t kOnnxOpset = 13;
 inline constexpr int64_t kOnnxIrVersion = 7;
 
 struct OnnxExportOptions {
-  // Adds the "probabilities" output (Softmax of the logits).
+  // Adds the "probabilities" output (Softmax of the logits; a binary
+  // model's "probability", their Sigmoid; nothing for a regression).
   bool probabilities = true;
   std::string graph_name = "tessera";
   std::string doc_string;
@@ -59,7 +63,7 @@ struct OnnxExportOptions {
 };
 
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or
-// [F]) with num_classes outputs, its weights taken from `params` (num_keys
+// [F]) with num_classes outputs (one for spec.loss binary or regression), its weights taken from `params` (num_keys
 // float32 in key order, as a checkpoint holds them). InvalidArgument naming
 // the problem when the spec does not build (Model::Create's checks) or
 // num_keys is not the model's.

@@ -9,6 +9,7 @@
 #include "export/onnx_export.h"
 #include "export/onnx_import_util.h"
 #include "export/onnx_op_readers.h"
+#include "export/task_outputs.h"
 
 namespace tessera {
 namespace {
@@ -141,7 +142,7 @@ Status CheckChainNode(ChainState* state, ChainNode* node) {
   if (!n.domain().empty() && n.domain() != "ai.onnx") {
     return InvalidArgumentError(where + ": domain '" + n.domain() + "' is not supported");
   }
-  if (state->softmax_seen) return InvalidArgumentError(where + ": no node may follow the Softmax");
+  if (state->softmax_seen) return InvalidArgumentError(where + ": no node may follow the Softmax or Sigmoid");
   if (state->pending_ids.has_value() && op != "Gather") {
     return InvalidArgumentError(where + ": the embedding ids '" + *state->pending_ids +
                                 "' (Round, Cast to int64) must feed a Gather of the embedding weight");
@@ -189,14 +190,19 @@ Status ReadChain(const std::vector<bool>& weight_node, ChainState* state) {
   return OkStatus();
 }
 
-// The chain must end in the logits [N, classes], with nothing left pending.
+// The chain must end in the logits [N, classes] (a regression: the value
+// [N, 1]), with nothing left pending.
 Status CheckChainEnd(const ChainState& state) {
   if (state.pending_int8.has_value()) return InvalidArgumentError("the graph ends in a quantized value no layer reads");
   if (state.pending_ids.has_value()) return InvalidArgumentError("the graph ends in embedding ids no Gather reads");
   if (state.out->spec.layer_size() == 0) return InvalidArgumentError("the graph has no layer");
-  if (state.current != kOnnxLogitsName || state.logits_value != kOnnxLogitsName) {
-    return InvalidArgumentError("the last layer must output '" + std::string(kOnnxLogitsName) + "', it outputs '" +
-                                state.current + "'");
+  const bool value = state.logits_value == kOnnxValueName && !state.softmax_seen;
+  if (state.current != state.logits_value || (state.logits_value != kOnnxLogitsName && !value)) {
+    return InvalidArgumentError("the last layer must output '" + std::string(kOnnxLogitsName) + "' (a regression: '" +
+                                kOnnxValueName + "'), it outputs '" + state.current + "'");
+  }
+  if (value && state.shape != Shape{1}) {
+    return InvalidArgumentError("a regression's value must be [N, 1], the last layer gives " + ShapeText(state.shape));
   }
   if (state.shape.size() != 1 || state.shape[0] > std::numeric_limits<int>::max()) {
     return InvalidArgumentError("the logits must be [N, classes], the last layer gives " + ShapeText(state.shape));
@@ -204,12 +210,16 @@ Status CheckChainEnd(const ChainState& state) {
   return OkStatus();
 }
 
-// Graph outputs: logits, and probabilities when there is the Softmax.
+// Graph outputs: logits (a regression: value), and probabilities when there
+// is the Softmax (a binary model's probability when there is the Sigmoid).
 Status CheckGraphOutputs(const onnx::GraphProto& graph, const ImportedModel& out) {
+  const std::string raw = TaskOutputName(out.task);
+  const std::string head = out.task == Task::kBinary ? kOnnxProbabilityName : kOnnxProbabilitiesName;
   std::set<std::string> outputs;
   for (const onnx::ValueInfoProto& v : graph.output()) {
-    if (v.name() != kOnnxLogitsName && !(out.has_probabilities && v.name() == kOnnxProbabilitiesName)) {
-      return InvalidArgumentError("graph output '" + v.name() + "' is not supported (only logits and probabilities)");
+    if (v.name() != raw && !(out.has_probabilities && v.name() == head)) {
+      return InvalidArgumentError("graph output '" + v.name() + "' is not supported (only " + raw +
+                                  (out.task == Task::kRegression ? "" : " and " + head) + ")");
     }
     ASSIGN_OR_RETURN(const Shape dims, BatchedShape(v));
     if (dims != Shape{out.num_classes}) {
@@ -218,9 +228,9 @@ Status CheckGraphOutputs(const onnx::GraphProto& graph, const ImportedModel& out
     }
     outputs.insert(v.name());
   }
-  if (!outputs.count(kOnnxLogitsName)) return InvalidArgumentError("the graph does not output 'logits'");
-  if (out.has_probabilities && !outputs.count(kOnnxProbabilitiesName)) {
-    return InvalidArgumentError("the graph computes 'probabilities' but does not output it");
+  if (!outputs.count(raw)) return InvalidArgumentError("the graph does not output '" + raw + "'");
+  if (out.has_probabilities && !outputs.count(head)) {
+    return InvalidArgumentError("the graph computes '" + head + "' but does not output it");
   }
   return OkStatus();
 }
@@ -271,6 +281,11 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
   RETURN_IF_ERROR(CheckChainEnd(state));
   out.num_classes = static_cast<int>(state.shape[0]);
   out.has_probabilities = state.softmax_seen;
+  out.task = state.sigmoid_seen                      ? Task::kBinary
+             : state.logits_value == kOnnxValueName ? Task::kRegression
+                                                     : Task::kMultiClass;
+  if (out.task == Task::kBinary) out.spec.set_loss(proto::SIGMOID_BINARY_CROSS_ENTROPY);
+  if (out.task == Task::kRegression) out.spec.set_loss(proto::MEAN_SQUARED_ERROR);
   for (const auto& [name, t] : constants.initializers) {
     if (!constants.used.count(name)) return InvalidArgumentError("initializer '" + name + "' is not used by any node");
   }
@@ -326,6 +341,11 @@ StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
   ASSIGN_OR_RETURN(files.normalization, ParseManifestNormalization(files.manifest_json, manifest_path));
   RETURN_IF_ERROR(CheckNormalizationMetadata(files, model_path));
   ASSIGN_OR_RETURN(files.preprocessing, ParseManifestPreprocessing(files.manifest_json, manifest_path));
+  if (files.preprocessing.task != files.model.task) {
+    return InvalidArgumentError(manifest_path + ": task \"" + ManifestTaskName(files.preprocessing.task) +
+                                "\", and model.onnx's outputs are a " + ManifestTaskName(files.model.task) +
+                                " model's");
+  }
   RETURN_IF_ERROR(CheckPreprocessingFitsModel(files.preprocessing, files.model.input_shape, files.model.num_classes,
                                               manifest_path));
   files.name = manifest.name;

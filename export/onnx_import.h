@@ -1,7 +1,7 @@
 // ONNX import: an exported model.onnx back into a runnable Tessera model (the
 // inverse of onnx_export.h). The graph must be a chain of the ops Tessera
 // exports (Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, an
-// optional final Softmax, Identity; an embedding first layer's Round, Cast to
+// optional final Softmax or, for a binary model, Sigmoid, Identity; an embedding first layer's Round, Cast to
 // int64 and Gather(weight, ids, axis 0); an int8 layer's QuantizeLinear and
 // DequantizeLinear pairs and weight DequantizeLinear; float16 weights' Casts)
 // with the attributes Tessera's layers
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/task.h"
 #include "export/model_repository_layout.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
@@ -32,9 +33,13 @@ namespace tessera {
 struct ImportedModel {
   proto::ModelSpec spec;      // the layer stack (Dropout where layer numbers skip one)
   Shape input_shape;          // one example: [C, H, W] or [F]
-  int num_classes = 0;        // logits per example
+  int num_classes = 0;        // logits per example (a regression: 1 value)
   std::vector<float> params;  // key order, as Model::Create lays them out
-  bool has_probabilities = false;  // the graph also outputs "probabilities"
+  // The graph also outputs "probabilities" (binary: "probability").
+  bool has_probabilities = false;
+  // By the graph's head: a Sigmoid is binary, a "value" output regression
+  // (spec.loss says so too, so Model::Create makes one output).
+  Task task = Task::kMultiClass;
   std::string input_name;          // "input"
   std::map<std::string, std::string> metadata;  // metadata_props
   // "fp32"; "fp16" when parameters are stored as float16; "int8" when
@@ -66,8 +71,10 @@ struct ModelVersionFiles {
 // must be a tessera-model JSON object whose file_bytes and sha256 match
 // model.onnx (so a version being copied in is refused until complete), and
 // whose normalization agrees with the model's metadata_props when the model
-// has them, and whose preprocessing (when there) fits the model's input and
-// classes. NotFound when a file is missing, InvalidArgument otherwise.
+// has them, whose task is the one the model's outputs make (a Sigmoid head:
+// binary, a "value" output: regression), and whose preprocessing (when
+// there) fits the model's input and classes. NotFound when a file is
+// missing, InvalidArgument otherwise.
 StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir);
 
 }  // namespace tessera

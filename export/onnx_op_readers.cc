@@ -6,6 +6,8 @@
 
 #include "export/onnx_export.h"
 
+#include "export/task_outputs.h"
+
 namespace tessera {
 namespace onnx_import {
 namespace {
@@ -333,6 +335,24 @@ Status ReadSoftmax(ChainNode* node, ChainState* state) {
   return OkStatus();
 }
 
+// The optional last node of a binary model: the probability of class 1 from
+// its one logit, which stays the chain's current value.
+Status ReadSigmoid(ChainNode* node, ChainState* state) {
+  const onnx::NodeProto& n = *node->node;
+  RETURN_IF_ERROR(OnlyAttributes(n, {}, node->where));
+  RETURN_IF_ERROR(NoParams(*node));
+  if (n.output(0) != kOnnxProbabilityName) {
+    return InvalidArgumentError(node->where + ": the Sigmoid must output '" + std::string(kOnnxProbabilityName) + "'");
+  }
+  if (state->shape != Shape{1}) {
+    return InvalidArgumentError(node->where + ": the Sigmoid must read one logit per example, not " +
+                                ShapeText(state->shape));
+  }
+  state->softmax_seen = true;
+  state->sigmoid_seen = true;
+  return OkStatus();
+}
+
 }  // namespace
 
 OpReader FindOpReader(const std::string& op) {
@@ -349,6 +369,7 @@ OpReader FindOpReader(const std::string& op) {
       {"Cast", ReadCast},
       {"Identity", ReadIdentity},
       {"Softmax", ReadSoftmax},
+      {"Sigmoid", ReadSigmoid},
   };
   auto it = kReaders.find(op);
   return it == kReaders.end() ? nullptr : it->second;

@@ -40,7 +40,8 @@ struct ChainState {
   // An embedding's ids (the output of Round and Cast to int64), which the
   // next node must Gather by.
   std::optional<std::string> pending_ids;
-  bool softmax_seen = false;
+  bool softmax_seen = false;  // the head (a Softmax or a Sigmoid), after which nothing may come
+  bool sigmoid_seen = false;  // the head is a binary model's Sigmoid
   bool any_int8 = false;
 };
 

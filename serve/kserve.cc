@@ -8,6 +8,7 @@
 
 #include "core/json.h"
 #include "export/onnx_export.h"
+#include "export/task_outputs.h"
 #include "serve/raw_inputs.h"
 
 namespace tessera {
@@ -172,8 +173,20 @@ Status ParseModelInput(const json& input, const ServedModel& model, InferRequest
   return OkStatus();
 }
 
-bool HasClassNames(const ServedModel& model) {
-  return static_cast<int>(model.files().preprocessing.class_names.size()) == model.num_classes();
+Task TaskOf(const ServedModel& model) { return model.files().preprocessing.task; }
+
+bool HasClassNames(const ServedModel& model) { return NamesClasses(model.files().preprocessing, model.num_classes()); }
+
+// The class of each row: the largest logit's (the first on a tie), or a
+// binary model's probability > 0.5.
+std::vector<int64_t> RowClasses(const std::vector<float>& logits, int64_t batch, int64_t k, Task task) {
+  std::vector<int64_t> classes;
+  for (int64_t r = 0; r < batch; ++r) {
+    const auto row = logits.begin() + r * k;
+    classes.push_back(task == Task::kBinary ? BinaryClass(SigmoidProbability(*row))
+                                            : std::max_element(row, row + k) - row);
+  }
+  return classes;
 }
 
 }  // namespace
@@ -213,16 +226,19 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   if (request.contains("outputs")) {
     const json& outputs = request["outputs"];
     if (!outputs.is_array()) return InvalidArgumentError("'outputs' must be an array");
-    out.want_logits = out.want_probabilities = out.want_class_name = false;
+    out.want_logits = out.want_probabilities = out.want_class = out.want_class_name = false;
+    const Task task = TaskOf(model);
     for (const json& o : outputs) {
       if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
         return InvalidArgumentError("each of 'outputs' needs a name");
       }
       const std::string wanted_output = o["name"].get<std::string>();
-      if (wanted_output == kOnnxLogitsName) {
+      if (wanted_output == TaskOutputName(task)) {
         out.want_logits = true;
-      } else if (wanted_output == kOnnxProbabilitiesName && model.has_probabilities()) {
+      } else if (wanted_output == TaskProbabilityName(task) && model.has_probabilities()) {
         out.want_probabilities = true;
+      } else if (wanted_output == kClassOutput && task == Task::kBinary) {
+        out.want_class = true;
       } else if (wanted_output == kClassNameOutput && HasClassNames(model)) {
         out.want_class_name = true;
       } else {
@@ -231,6 +247,7 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
     }
   }
   if (!model.has_probabilities()) out.want_probabilities = false;
+  if (TaskOf(model) != Task::kBinary) out.want_class = false;
   if (!HasClassNames(model)) out.want_class_name = false;
   return out;
 }
@@ -247,20 +264,33 @@ std::vector<float> Softmax(const std::vector<float>& logits, int64_t classes) {
 }
 
 std::string InferResponseJson(const InferRequest& request, const ServedModel& model, const std::vector<float>& logits) {
-  const std::vector<int64_t> shape = {request.batch, model.num_classes()};
+  const Task task = TaskOf(model);
+  const int64_t k = model.num_classes();
+  const std::vector<int64_t> shape = {request.batch, k};
   std::vector<JsonObject> outputs;
-  if (request.want_logits) outputs.push_back(TensorJson(kOnnxLogitsName, shape).AddFloat32s("data", logits));
-  if (request.want_probabilities) {
-    outputs.push_back(
-        TensorJson(kOnnxProbabilitiesName, shape).AddFloat32s("data", Softmax(logits, model.num_classes())));
+  if (request.want_logits) outputs.push_back(TensorJson(TaskOutputName(task), shape).AddFloat32s("data", logits));
+  if (request.want_probabilities && task == Task::kMultiClass) {
+    outputs.push_back(TensorJson(kOnnxProbabilitiesName, shape).AddFloat32s("data", Softmax(logits, k)));
+  }
+  if (request.want_probabilities && task == Task::kBinary) {
+    std::vector<float> p(logits.size());
+    std::transform(logits.begin(), logits.end(), p.begin(), SigmoidProbability);
+    outputs.push_back(TensorJson(kOnnxProbabilityName, shape).AddFloat32s("data", p));
+  }
+  const std::vector<int64_t> classes = request.want_class || request.want_class_name
+                                           ? RowClasses(logits, request.batch, k, task)
+                                           : std::vector<int64_t>();
+  if (request.want_class) {
+    outputs.push_back(JsonObject()
+                          .Add("name", kClassOutput)
+                          .Add("datatype", "INT64")
+                          .Add("shape", std::vector<int64_t>{request.batch})
+                          .Add("data", classes));
   }
   if (request.want_class_name) {
     std::vector<std::string> names;
     const std::vector<std::string>& class_names = model.files().preprocessing.class_names;
-    for (int64_t r = 0; r < request.batch; ++r) {
-      const auto row = logits.begin() + r * model.num_classes();
-      names.push_back(class_names[std::max_element(row, row + model.num_classes()) - row]);
-    }
+    for (int64_t c : classes) names.push_back(class_names[c]);
     outputs.push_back(JsonObject()
                           .Add("name", kClassNameOutput)
                           .Add("datatype", "BYTES")
@@ -284,8 +314,13 @@ std::string ModelMetadataJson(const ServedModel& served, const std::vector<int64
   std::vector<JsonObject> inputs = {input};
   if (preprocessing.kind != InputKind::kIdx) inputs = RawInputsMetadata(preprocessing);
   const std::vector<int64_t> out_shape = {-1, served.num_classes()};
-  std::vector<JsonObject> outputs = {TensorJson(kOnnxLogitsName, out_shape)};
-  if (served.has_probabilities()) outputs.push_back(TensorJson(kOnnxProbabilitiesName, out_shape));
+  const Task task = TaskOf(served);
+  std::vector<JsonObject> outputs = {TensorJson(TaskOutputName(task), out_shape)};
+  if (served.has_probabilities()) outputs.push_back(TensorJson(TaskProbabilityName(task), out_shape));
+  if (task == Task::kBinary) {
+    outputs.push_back(
+        JsonObject().Add("name", kClassOutput).Add("datatype", "INT64").Add("shape", std::vector<int64_t>{-1}));
+  }
   if (HasClassNames(served)) {
     outputs.push_back(JsonObject().Add("name", kClassNameOutput).Add("datatype", "BYTES").Add(
         "shape", std::vector<int64_t>{-1}));

@@ -8,6 +8,10 @@
 // preprocessed here as the manifest says; outputs "logits" and, when the
 // model has them, "probabilities" (softmax of the logits), FP32 [N,
 // classes], and "class_name" (BYTES [N]) when the manifest names the classes.
+// A binary model's outputs are "logits" and "probability" (its sigmoid,
+// computed as predict does: export/task_outputs.h), FP32 [N, 1], "class"
+// (INT64 [N]: probability > 0.5) and "class_name"; a regression's only
+// "value", FP32 [N, 1].
 #ifndef TESSERA_SERVE_KSERVE_H_
 #define TESSERA_SERVE_KSERVE_H_
 
@@ -25,10 +29,15 @@ struct InferRequest {
   std::string id;
   int64_t batch = 0;
   std::vector<float> x;  // batch * input_features, normalized
-  bool want_logits = true;
-  bool want_probabilities = true;  // only when the model has them
+  bool want_logits = true;         // "logits" (a regression: "value")
+  bool want_probabilities = true;  // "probabilities" (binary: "probability"), only when the model has them
+  bool want_class = true;          // binary models only: "class"
   bool want_class_name = true;     // only when the manifest names the classes
 };
+
+// A binary model's INT64 output [N] of each row's class, 1 when its
+// probability is above 0.5.
+inline constexpr char kClassOutput[] = "class";
 
 // The BYTES output [N] of each row's predicted class name (the largest
 // logit's, the first on a tie), for models whose manifest names the classes.

@@ -61,7 +61,7 @@ TEST(ModelPreprocessingTest, ATableManifestRoundTrips) {
   auto read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->kind, InputKind::kTable);
-  EXPECT_EQ(read->task, "classification");
+  EXPECT_EQ(read->task, Task::kMultiClass);
   EXPECT_EQ(read->class_names, p.class_names);
   EXPECT_EQ(read->table.format, "tsv");
   EXPECT_EQ(read->table.label_column, "label");
@@ -102,6 +102,31 @@ TEST(ModelPreprocessingTest, AManifestWithoutPreprocessingIsAnIdxModels) {
   EXPECT_OK(CheckPreprocessingFitsModel(*read, {1, 28, 28}, 10, "manifest.json"));
 }
 
+TEST(ModelPreprocessingTest, BinaryAndRegressionTasksRoundTripAndFitOneOutput) {
+  ModelPreprocessing p = TablePreprocessingExample();
+  p.task = Task::kBinary;
+  p.class_names = {"no", "yes"};
+  auto read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->task, Task::kBinary);
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json"));  // one logit, two classes
+  EXPECT_TRUE(NamesClasses(*read, 1));
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 2, "manifest.json").ok());
+  p.class_names = {"a", "b", "c"};
+  read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json").ok());  // a binary model has two
+
+  p.task = Task::kRegression;
+  p.class_names.clear();
+  read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->task, Task::kRegression);
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json"));
+  p.class_names = {"x"};  // a regression has no classes, whatever a manifest says
+  EXPECT_FALSE(NamesClasses(p, 1));
+}
+
 // Each bad field of a manifest: InvalidArgument, one line naming it.
 TEST(ModelPreprocessingTest, EachBadFieldIsNamed) {
   struct Case {
@@ -109,7 +134,7 @@ TEST(ModelPreprocessingTest, EachBadFieldIsNamed) {
     std::string needle;
   };
   const std::vector<Case> table_cases = {
-      {[](json* m) { (*m)["task"] = "regression"; }, "task \"regression\" is not supported"},
+      {[](json* m) { (*m)["task"] = "ranking"; }, "task \"ranking\" is not supported"},
       {[](json* m) { (*m)["preprocessing"]["kind"] = "audio"; }, "kind must be \"idx\", \"table\" or \"image\""},
       {[](json* m) { (*m)["preprocessing"]["format"] = "xlsx"; }, "'format' must be \"csv\" or \"tsv\""},
       {[](json* m) { (*m)["preprocessing"]["columns"] = json::array(); }, "'columns' must hold 1 to"},

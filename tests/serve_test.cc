@@ -92,6 +92,47 @@ TEST(OnnxImportTest, ExportedModelsReadBackAsTheSameSpecAndParameters) {
   }
 }
 
+// A binary model's head (logits [N, 1], Sigmoid to "probability") and a
+// regression's ("value" [N, 1]) read back as their task, with the loss that
+// gives the model its one output.
+TEST(OnnxImportTest, BinaryAndRegressionHeadsReadBackAsTheirTask) {
+  for (const proto::Loss loss : {proto::SIGMOID_BINARY_CROSS_ENTROPY, proto::MEAN_SQUARED_ERROR}) {
+    SCOPED_TRACE(proto::Loss_Name(loss));
+    proto::ModelSpec spec = ParseModel("layer { linear { out_features: 4 } } layer { relu {} } "
+                                       "layer { linear { out_features: 1 } }");
+    spec.set_loss(loss);
+    auto model = Model::Create(spec, {3}, 2);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    std::vector<float> params((*model)->num_keys());
+    InitializeParameters((*model)->tensors(), 3, params.data());
+    auto onnx = BuildOnnxModel(spec, {3}, 2, params.data(), params.size(), OnnxExportOptions());
+    ASSERT_TRUE(onnx.ok()) << onnx.status().ToString();
+    ASSERT_OK(CheckOnnxModel(*onnx));
+    std::vector<std::string> outputs;
+    for (const onnx::ValueInfoProto& v : onnx->graph().output()) outputs.push_back(v.name());
+    const bool binary = loss == proto::SIGMOID_BINARY_CROSS_ENTROPY;
+    const std::vector<std::string> expected =
+        binary ? std::vector<std::string>{"logits", "probability"} : std::vector<std::string>{"value"};
+    EXPECT_EQ(outputs, expected);
+    auto imported = ImportOnnxModel(*onnx);
+    ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+    EXPECT_EQ(imported->task, binary ? Task::kBinary : Task::kRegression);
+    EXPECT_EQ(imported->spec.loss(), loss);
+    EXPECT_EQ(imported->num_classes, 1);
+    EXPECT_EQ(imported->has_probabilities, binary);
+    EXPECT_EQ(imported->params, params);
+    if (binary) {
+      onnx::ModelProto m = *onnx;
+      m.mutable_graph()->mutable_node(m.graph().node_size() - 1)->set_output(0, "probabilities");
+      m.mutable_graph()->mutable_output(1)->set_name("probabilities");
+      auto r = ImportOnnxModel(m);
+      ASSERT_FALSE(r.ok());
+      EXPECT_NE(r.status().message().find("the Sigmoid must output 'probability'"), std::string::npos)
+          << r.status().message();
+    }
+  }
+}
+
 TEST(OnnxImportTest, BadModelsAreRefusedWithAMessage) {
   const proto::ModelSpec spec = ParseModel(kCnnModel);
   const std::vector<float> params = InitialParams(spec);
@@ -111,8 +152,13 @@ TEST(OnnxImportTest, BadModelsAreRefusedWithAMessage) {
   }
   {
     onnx::ModelProto m = good;
-    m.mutable_graph()->mutable_node(2)->set_op_type("Sigmoid");  // the Relu
-    refused(ImportOnnxModel(m), "op Sigmoid is not supported");
+    m.mutable_graph()->mutable_node(2)->set_op_type("Tanh");  // the Relu
+    refused(ImportOnnxModel(m), "op Tanh is not supported");
+  }
+  {
+    onnx::ModelProto m = good;
+    m.mutable_graph()->mutable_node(2)->set_op_type("Sigmoid");  // only a binary model's head may be one
+    refused(ImportOnnxModel(m), "the Sigmoid must output 'probability'");
   }
   {
     onnx::ModelProto m = good;

@@ -40,11 +40,13 @@ DEFINE_int32(fine_tune_epochs, 0, "export: epochs of fine-tuning the pruned mode
                                   "tessera train; pruned weights stay 0); needs --prune-sparsity > 0");
 DEFINE_int32(calibration_batches, 0, "export: training batches (of the spec's batch size, drawn at random with "
                                      "the spec's seed) that calibrate int8 activations; 0: 32 batches");
-DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits') to the ONNX graph");
+DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softmax of 'logits'; a binary model's "
+                          "'probability', their sigmoid; a regression has none) to the ONNX graph");
 DEFINE_bool(best, false, "export: the run's best checkpoint instead of its newest: the one summary.json names as "
                          "best_checkpoint (cut at the end of the epoch with the best validation metric); the "
                          "argument must be a finished run's directory");
-DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy on the spec's test set (needs the "
+DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy (binary: AUC and log loss; "
+                            "regression: RMSE and R²) on the spec's test set (needs the "
                             "data; --noevaluate skips it; a table or image-folder model needs its training data "
                             "either way, for its scaling and classes)");
 
@@ -148,11 +150,12 @@ std::string AccuracyText(double accuracy) { return DoubleText(std::round(accurac
 
 void PrintResult(const std::string& note, const std::string& model_dir, const ExportResult& result) {
   std::printf("%s\n", note.c_str());
+  const bool multi_class = result.eval.task == Task::kMultiClass;
   const std::string accuracy =
-      result.eval.done
-          ? ", test accuracy " + AccuracyText(result.eval.accuracy) + " (" + std::to_string(result.eval.examples) +
-                " examples)"
-          : "";
+      !result.eval.done ? ""
+      : multi_class     ? ", test accuracy " + AccuracyText(result.eval.accuracy) + " (" +
+                          std::to_string(result.eval.examples) + " examples)"
+                        : ", " + EvaluationText(result.eval) + " (" + std::to_string(result.eval.examples) + " examples)";
   std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s), %zu parameters%s\n", model_dir.c_str(),
               static_cast<long long>(result.version), result.model_bytes / 1e6, result.model_sha256.c_str(),
               static_cast<size_t>(result.num_parameters), accuracy.c_str());
@@ -160,9 +163,9 @@ void PrintResult(const std::string& note, const std::string& model_dir, const Ex
     std::string line;
     for (const ExportStepResult& step : result.steps) {
       if (!line.empty()) line += ", ";
-      line += step.name + " " + AccuracyText(step.eval.accuracy);
+      line += step.name + " " + (multi_class ? AccuracyText(step.eval.accuracy) : EvaluationText(step.eval));
     }
-    std::printf("test accuracy after each step: %s\n", line.c_str());
+    std::printf("%s after each step: %s\n", multi_class ? "test accuracy" : "evaluation", line.c_str());
   }
 }
 

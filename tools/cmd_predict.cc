@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "core/file_util.h"
+#include "core/task_metrics.h"
 #include "models/device.h"
 #include "tools/child_process.h"
 #include "tools/command.h"
@@ -167,6 +168,31 @@ Status CloseDurably(std::FILE* file, const std::string& path) {
   return OkStatus();
 }
 
+// The summary's figures against the input's labels, by the model's task:
+// ", accuracy A (C of N)" from each row's class; ", AUC A, log loss L"
+// from the binary probabilities; ", RMSE E, R\u00b2 R" from the values.
+// `firsts` holds each row's second field (PredictRange).
+std::string LabelSummary(Task task, const std::vector<double>& firsts, const std::vector<float>& labels) {
+  const int64_t count = static_cast<int64_t>(labels.size());
+  if (task == Task::kBinary) {
+    BinaryMetrics metrics;
+    for (int64_t i = 0; i < count; ++i) metrics.Add(static_cast<int64_t>(labels[i]), firsts[i]).IgnoreError();
+    const BinaryResult r = metrics.Result();
+    return ", AUC " + (r.auc_defined ? DoubleText(r.auc) : std::string("undefined (one class only)")) +
+           ", log loss " + DoubleText(r.log_loss);
+  }
+  if (task == Task::kRegression) {
+    RegressionMetrics metrics;
+    for (int64_t i = 0; i < count; ++i) metrics.Add(labels[i], firsts[i]).IgnoreError();
+    const RegressionResult r = metrics.Result();
+    return ", RMSE " + DoubleText(r.rmse) + ", R\u00b2 " + (r.r2_defined ? DoubleText(r.r2) : std::string("undefined"));
+  }
+  int64_t correct = 0;
+  for (int64_t i = 0; i < count; ++i) correct += firsts[i] == labels[i];
+  return ", accuracy " + DoubleText(static_cast<double>(correct) / count) + " (" + std::to_string(correct) + " of " +
+         std::to_string(count) + ")";
+}
+
 }  // namespace
 
 int RunPredict(const ParsedArgs& args) {
@@ -214,7 +240,7 @@ int RunPredict(const ParsedArgs& args) {
   auto input = OpenPredictSource(input_path, *model);
   if (!input.ok()) return UsageError(self, input.status().message());
   const int64_t count = (*input)->count();
-  std::vector<int> labels = (*input)->labels();
+  std::vector<float> labels = (*input)->labels();
   if (!FLAGS_labels.empty()) {
     if (model->files.preprocessing.kind != InputKind::kIdx) {
       return UsageError(self, "--labels names an IDX labels file, for IDX models; this model's input gives its own "
@@ -238,11 +264,11 @@ int RunPredict(const ParsedArgs& args) {
   std::FILE* file = std::fopen(joined.c_str(), "wb");
   if (file == nullptr) return UsageError(self, "cannot create " + joined + ": " + std::strerror(errno));
   const int num_classes = model->model->num_classes();
-  const std::string header =
-      PredictCsvHeader(num_classes, static_cast<int>(model->files.preprocessing.class_names.size()) == num_classes,
-                       (*input)->has_names());
+  const Task task = model->files.preprocessing.task;
+  const std::string header = PredictCsvHeader(task, num_classes, NamesClasses(model->files.preprocessing, num_classes),
+                                              (*input)->has_names());
   std::fwrite(header.data(), 1, header.size(), file);
-  std::vector<int> classes;
+  std::vector<double> firsts;  // each row's class, probability or value
   Status status;
   if (used == 1) {
     if (check_device != *device) {
@@ -257,7 +283,7 @@ int RunPredict(const ParsedArgs& args) {
     options.batch_size = batch_size;
     options.on_batch = [&](int64_t done) { progress.Update(done); };
     options.stop = stop;
-    if (status.ok()) status = PredictRange(&*model, input->get(), options, file, &classes);
+    if (status.ok()) status = PredictRange(&*model, input->get(), options, file, &firsts);
   } else {
     PredictPoolOptions options;
     options.executable = *self_exe;
@@ -275,7 +301,7 @@ int RunPredict(const ParsedArgs& args) {
     auto parts = RunPredictWorkers(options, ranges);
     status = parts.status();
     for (int k = 0; status.ok() && k < used; ++k) {
-      status = AppendPredictRows((*parts)[k], ranges[k].begin, ranges[k].end, file, &classes);
+      status = AppendPredictRows((*parts)[k], ranges[k].begin, ranges[k].end, file, &firsts);
     }
   }
   const Status closed = CloseDurably(file, joined);
@@ -283,7 +309,7 @@ int RunPredict(const ParsedArgs& args) {
   if (status.ok() && std::rename(joined.c_str(), out.c_str()) != 0) {
     status = UnavailableError("cannot rename " + joined + " to " + out + ": " + std::strerror(errno));
   }
-  progress.Finish(static_cast<int64_t>(classes.size()));
+  progress.Finish(static_cast<int64_t>(firsts.size()));
   if (!status.ok()) {
     if (status.code() == StatusCode::kAborted && stop->load()) {
       std::cerr << "tessera predict: stopped by signal " << StopSignal() << "; " << out << " not written" << std::endl;
@@ -300,12 +326,7 @@ int RunPredict(const ParsedArgs& args) {
                         model->files.name + " version " + std::to_string(model->files.version) + " (" +
                         std::to_string(used) + (used == 1 ? " process" : " workers") + ", " +
                         DoubleText(std::round(seconds * 100) / 100) + " s)";
-  if (!labels.empty()) {
-    int64_t correct = 0;
-    for (int64_t i = 0; i < count; ++i) correct += classes[i] == labels[i];
-    summary += ", accuracy " + DoubleText(static_cast<double>(correct) / count) + " (" + std::to_string(correct) +
-               " of " + std::to_string(count) + ")";
-  }
+  if (!labels.empty()) summary += LabelSummary(task, firsts, labels);
   std::cout << summary << std::endl;
   return kExitOk;
 }

@@ -18,6 +18,7 @@
 #include "core/file_util.h"
 #include "export/model_repository_layout.h"
 #include "export/runtime_model.h"
+#include "export/task_outputs.h"
 #include "tools/predict_source.h"
 
 namespace tessera {
@@ -119,9 +120,10 @@ StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_
   return std::move(labels.data);
 }
 
-std::string PredictCsvHeader(int num_classes, bool class_name, bool file) {
-  std::string header = "index,class";
-  for (int k = 0; k < num_classes; ++k) header += ",prob_" + std::to_string(k);
+std::string PredictCsvHeader(Task task, int num_classes, bool class_name, bool file) {
+  std::string header = task == Task::kBinary ? "index,probability,class" : task == Task::kRegression ? "index,value"
+                                                                                                      : "index,class";
+  for (int k = 0; task == Task::kMultiClass && k < num_classes; ++k) header += ",prob_" + std::to_string(k);
   if (class_name) header += ",class_name";
   if (file) header += ",file";
   return header + "\n";
@@ -182,14 +184,51 @@ Status ValidatePredictInput(const PredictModel& model, const PredictInput& input
   return OkStatus();
 }
 
+namespace {
+
+// Appends one multi-class row's fields after its index: class, the
+// probabilities (softmax in double), the class name when `names` is not
+// null. Returns the class.
+int AppendClassRow(const float* row, int classes, const std::vector<std::string>* names, std::vector<double>* e,
+                   std::string* text) {
+  const int best = static_cast<int>(std::max_element(row, row + classes) - row);
+  double sum = 0;
+  for (int k = 0; k < classes; ++k) sum += (*e)[k] = std::exp(static_cast<double>(row[k]) - row[best]);
+  *text += ',';
+  *text += std::to_string(best);
+  for (int k = 0; k < classes; ++k) {
+    *text += ',';
+    AppendFloat(text, static_cast<float>((*e)[k] / sum));
+  }
+  if (names != nullptr) *text += ',' + CsvField((*names)[best]);
+  return best;
+}
+
+// Appends one binary row's fields after its index: probability, class, the
+// class name when `names` is not null. Returns the probability.
+float AppendBinaryRow(float logit, const std::vector<std::string>* names, std::string* text) {
+  const float p = SigmoidProbability(logit);
+  const int64_t c = BinaryClass(p);
+  *text += ',';
+  AppendFloat(text, p);
+  *text += ',';
+  *text += std::to_string(c);
+  if (names != nullptr) *text += ',' + CsvField((*names)[c]);
+  return p;
+}
+
+}  // namespace
+
 Status PredictRange(PredictModel* model, PredictSource* source, const PredictRangeOptions& options, std::FILE* out,
-                    std::vector<int>* classes) {
-  const int classes_per_row = model->model->num_classes();
+                    std::vector<double>* firsts) {
+  const Task task = model->files.preprocessing.task;
+  const int outputs_per_row = model->model->num_classes();
   const std::vector<std::string>& names = model->files.preprocessing.class_names;
-  const bool class_name = static_cast<int>(names.size()) == classes_per_row;
+  const std::vector<std::string>* class_names =
+      NamesClasses(model->files.preprocessing, outputs_per_row) ? &names : nullptr;
   const int64_t batch_size = std::max<int64_t>(1, options.batch_size);
   std::vector<float> x;
-  std::vector<double> e(classes_per_row);
+  std::vector<double> e(outputs_per_row);
   std::string text;
   for (int64_t first = options.begin; first < options.end; first += batch_size) {
     if (options.stop != nullptr && options.stop->load()) return AbortedError("stopped");
@@ -199,21 +238,20 @@ Status PredictRange(PredictModel* model, PredictSource* source, const PredictRan
     if (logits == nullptr) return InternalError("the model gave no logits");
     text.clear();
     for (int64_t r = 0; r < count; ++r) {
-      const float* row = logits + r * classes_per_row;
-      const int best = static_cast<int>(std::max_element(row, row + classes_per_row) - row);
-      double sum = 0;
-      for (int k = 0; k < classes_per_row; ++k) sum += e[k] = std::exp(static_cast<double>(row[k]) - row[best]);
+      const float* row = logits + r * outputs_per_row;
       text += std::to_string(first + r);
-      text += ',';
-      text += std::to_string(best);
-      for (int k = 0; k < classes_per_row; ++k) {
+      double headline = row[0];  // a regression's value
+      if (task == Task::kMultiClass) {
+        headline = AppendClassRow(row, outputs_per_row, class_names, &e, &text);
+      } else if (task == Task::kBinary) {
+        headline = AppendBinaryRow(row[0], class_names, &text);
+      } else {
         text += ',';
-        AppendFloat(&text, static_cast<float>(e[k] / sum));
+        AppendFloat(&text, row[0]);
       }
-      if (class_name) text += ',' + CsvField(names[best]);
       if (source->has_names()) text += ',' + CsvField(source->Name(first + r));
       text += '\n';
-      if (classes != nullptr) classes->push_back(best);
+      if (firsts != nullptr) firsts->push_back(headline);
     }
     if (std::fwrite(text.data(), 1, text.size(), out) != text.size()) {
       return UnavailableError(std::string("cannot write the predictions: ") + std::strerror(errno));
@@ -223,7 +261,8 @@ Status PredictRange(PredictModel* model, PredictSource* source, const PredictRan
   return OkStatus();
 }
 
-Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, std::FILE* out, std::vector<int>* classes) {
+Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, std::FILE* out,
+                         std::vector<double>* firsts) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return DataLossError("cannot read " + path);
   int64_t expected = begin;
@@ -237,7 +276,8 @@ Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, st
       return DataLossError(path + ": expected the row of image " + std::to_string(expected) + ", got '" +
                            line.substr(0, 40) + "'");
     }
-    if (classes != nullptr) classes->push_back(static_cast<int>(std::strtol(rest + 1, nullptr, 10)));
+    // As a float, as PredictRange gave it: its shortest decimal reads back as that float.
+    if (firsts != nullptr) firsts->push_back(std::strtof(rest + 1, nullptr));
     line += '\n';
     if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {
       return UnavailableError(std::string("cannot write the predictions: ") + std::strerror(errno));

@@ -16,6 +16,7 @@
 
 #include "core/idx_reader.h"
 #include "core/status.h"
+#include "core/task.h"
 #include "export/onnx_import.h"
 #include "models/model.h"
 
@@ -68,9 +69,12 @@ Status ValidatePredictInput(const PredictModel& model, const PredictInput& input
 // Reads an IDX labels file of exactly `count` labels, each < num_classes.
 StatusOr<std::vector<uint8_t>> LoadPredictLabels(const std::string& path, int64_t count, int num_classes);
 
-// "index,class,prob_0,...,prob_K-1\n", then ",class_name" when the model
-// names its classes and ",file" when the input's examples are files.
-std::string PredictCsvHeader(int num_classes, bool class_name = false, bool file = false);
+// The predictions' header for a model of `task` (export/task_outputs.h):
+// "index,class,prob_0,...,prob_K-1" (multi-class), "index,probability,class"
+// (binary) or "index,value" (regression), then ",class_name" when the model
+// names its classes (not for a regression) and ",file" when the input's
+// examples are files; a line end.
+std::string PredictCsvHeader(Task task, int num_classes, bool class_name = false, bool file = false);
 
 // `field` as a CSV field: as it is, or in double quotes (quotes doubled)
 // when it holds a comma, a quote or a line end (RFC 4180).
@@ -88,18 +92,22 @@ struct PredictRangeOptions {
 // Runs the examples of the range through the model (made into inputs as
 // training made them: predict_source.h) and writes one CSV row each to
 // `out`, in order, with the class name when the model's manifest names its
-// classes and the file when the source's examples are files. Each row's
-// class is also appended to *classes when not null. The source's error (an
+// classes and the file when the source's examples are files; the columns
+// are the task's (PredictCsvHeader). Each row's second field (its class,
+// binary probability or regression value) is also appended to *firsts when
+// not null. The source's error (an
 // image that does not decode: InvalidArgument); Internal when the model
 // gives no logits; Unavailable when writing fails.
 Status PredictRange(PredictModel* model, PredictSource* source, const PredictRangeOptions& options, std::FILE* out,
-                    std::vector<int>* classes);
+                    std::vector<double>* firsts);
 
 // Reads CSV rows of images [begin, end) written by PredictRange (no header)
 // from `path` and appends them to `out`, checking that they are exactly
-// those rows in order; each row's class is appended to *classes when not
-// null. DataLoss naming the file when they are not.
-Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, std::FILE* out, std::vector<int>* classes);
+// those rows in order; each row's second field (as PredictRange) is
+// appended to *firsts when not null. DataLoss naming the file when they
+// are not.
+Status AppendPredictRows(const std::string& path, int64_t begin, int64_t end, std::FILE* out,
+                         std::vector<double>* firsts);
 
 // Sets the compute threads of this process (oneDNN's OpenMP, OpenBLAS).
 void SetComputeThreads(int threads);

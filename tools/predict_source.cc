@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -58,6 +59,22 @@ StatusOr<int> ParseClass(std::string_view field, int classes) {
   return value;
 }
 
+// The label in `field` of the label column as `task` reads it: a class id
+// in [0, classes) (binary: 0 or 1), or a regression's finite number.
+StatusOr<float> ParseLabel(std::string_view field, Task task, int classes) {
+  if (task != Task::kRegression) {
+    ASSIGN_OR_RETURN(const int c, ParseClass(field, task == Task::kBinary ? 2 : classes));
+    return static_cast<float>(c);
+  }
+  float value = 0;
+  const char* end = field.data() + field.size();
+  auto [ptr, ec] = std::from_chars(field.data(), end, value);
+  if (field.empty() || ec != std::errc() || ptr != end || !std::isfinite(value)) {
+    return InvalidArgumentError("expected a number, got " + QuoteForMessage(field));
+  }
+  return value;
+}
+
 CsvOptions TableInputOptions(const std::string& path, const TablePreprocessing& table) {
   CsvOptions options;
   const bool tsv = EndsWith(path, ".tsv") || EndsWith(path, ".tsv.gz");
@@ -77,18 +94,19 @@ class TableSource : public PredictSource {
   Status Read(int64_t first, int64_t n, std::vector<float>* x) override;
 
  private:
-  TableSource(std::string path, TablePreprocessing table, int classes)
-      : path_(std::move(path)), table_(std::move(table)), classes_(classes) {}
+  TableSource(std::string path, TablePreprocessing table, Task task, int classes)
+      : path_(std::move(path)), table_(std::move(table)), task_(task), classes_(classes) {}
   // Opens the file from its start; the header must map as when checked.
   Status Rewind();
   // The next record's features into out[features] and, when the file has
   // the label column, its label into *label; false at the end of the file.
-  StatusOr<bool> ParseNext(float* out, int* label);
+  StatusOr<bool> ParseNext(float* out, float* label);
   // ParseNext for a record the check found: DataLoss when the file ends first.
   Status ParseKnown(float* out);
 
   const std::string path_;
   const TablePreprocessing table_;
+  const Task task_;  // how the label column is read
   const int classes_;
   std::unique_ptr<CsvReader> reader_;
   TableHeaderMap map_;
@@ -104,7 +122,7 @@ Status TableSource::Rewind() {
   return OkStatus();
 }
 
-StatusOr<bool> TableSource::ParseNext(float* out, int* label) {
+StatusOr<bool> TableSource::ParseNext(float* out, float* label) {
   ASSIGN_OR_RETURN(const bool more, reader_->Next(&record_));
   if (!more) return false;
   for (size_t f = 0; f < table_.columns.size(); ++f) {
@@ -112,7 +130,7 @@ StatusOr<bool> TableSource::ParseNext(float* out, int* label) {
     out[f] = TableFeature(table_.columns[f], v);
   }
   if (map_.label >= 0) {
-    auto parsed = ParseClass(record_.fields[map_.label], classes_);
+    auto parsed = ParseLabel(record_.fields[map_.label], task_, classes_);
     if (!parsed.ok()) {
       return parsed.status().WithContext(reader_->Place(record_) + ": column " + QuoteForMessage(table_.label_column) +
                                          " (the label)");
@@ -124,7 +142,7 @@ StatusOr<bool> TableSource::ParseNext(float* out, int* label) {
 }
 
 Status TableSource::ParseKnown(float* out) {
-  int label = 0;
+  float label = 0;
   ASSIGN_OR_RETURN(const bool more, ParseNext(out, &label));
   if (!more) return DataLossError(path_ + " ends before row " + std::to_string(next_) + ", which it held when checked");
   return OkStatus();
@@ -147,14 +165,15 @@ Status TableSource::Read(int64_t first, int64_t n, std::vector<float>* x) {
 StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& path, const PredictModel& model,
                                                            int64_t checked_rows) {
   std::unique_ptr<TableSource> source(
-      new TableSource(path, model.files.preprocessing.table, model.model->num_classes()));
+      new TableSource(path, model.files.preprocessing.table, model.files.preprocessing.task,
+                      model.model->num_classes()));
   RETURN_IF_ERROR(source->Rewind());
   if (checked_rows > 0) {
     source->count_ = checked_rows;
     return std::unique_ptr<PredictSource>(std::move(source));
   }
   std::vector<float> features(source->table_.columns.size());
-  int label = 0;
+  float label = 0;
   while (true) {
     ASSIGN_OR_RETURN(const bool more, source->ParseNext(features.data(), &label));
     if (!more) break;
@@ -169,7 +188,7 @@ StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& pa
 // Image files, decoded when read.
 class ImageSource : public PredictSource {
  public:
-  ImageSource(ImagePreprocessing image, std::string dir, std::vector<std::string> names, std::vector<int> labels)
+  ImageSource(ImagePreprocessing image, std::string dir, std::vector<std::string> names, std::vector<float> labels)
       : image_(std::move(image)), dir_(std::move(dir)), names_(std::move(names)) {
     labels_ = std::move(labels);
   }
@@ -263,7 +282,7 @@ StatusOr<std::unique_ptr<PredictSource>> OpenImageSource(const std::string& path
   }
   ASSIGN_OR_RETURN(ImageFolderListing listing, ListImageFolder(dir, options));
   std::vector<std::string> names;
-  std::vector<int> labels;
+  std::vector<float> labels;
   for (const ImageFolderEntry& e : listing.images) {
     RETURN_IF_ERROR(CheckPrintableName(dir, e.name));
     names.push_back(e.name);

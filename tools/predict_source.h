@@ -5,9 +5,10 @@
 //   - a CSV or TSV file with a header for a table model: its columns found
 //     by name (extra ones ignored), an empty field the column's fill value,
 //     then the recorded scaling; the label column, when the file has it,
-//     gives each row's class (for the accuracy). The delimiter is a tab for
-//     a name ending in .tsv or .tsv.gz, a comma for .csv or .csv.gz, and
-//     otherwise the model's training format's. Checked whole when opened,
+//     gives each row's label (for the summary's accuracy, AUC or RMSE).
+//     The delimiter is a tab for a name ending in .tsv or .tsv.gz, a comma
+//     for .csv or .csv.gz, and otherwise the model's training format's.
+//     Checked whole when opened,
 //     so every mistake is found before anything runs, then read again a
 //     batch at a time (memory holds a batch, not the file);
 //   - for an image model, one PNG or JPEG file, or a folder: DIR/CLASS/IMAGE
@@ -39,16 +40,17 @@ class PredictSource {
   // Writes the model inputs of examples [first, first + n) into *x.
   // InvalidArgument naming the file for an image that does not decode.
   virtual Status Read(int64_t first, int64_t n, std::vector<float>* x) = 0;
-  // The examples' own classes (a table's label column, class folders), one
-  // per example; empty when the input gives none.
-  const std::vector<int>& labels() const { return labels_; }
+  // The examples' own labels (a table's label column: class ids, 0 or 1 for
+  // a binary model, a regression's values; class folders), one per
+  // example; empty when the input gives none.
+  const std::vector<float>& labels() const { return labels_; }
   // Example i's file, relative to the input (image folders); "" otherwise.
   virtual std::string Name(int64_t /*i*/) const { return ""; }
   // True when Name gives the examples' files (the CSV gets a "file" column).
   virtual bool has_names() const { return false; }
 
  protected:
-  std::vector<int> labels_;
+  std::vector<float> labels_;
 };
 
 // Opens `path` as the input of `model`, by the model's preprocessing kind.

@@ -23,6 +23,7 @@
 #include "core/file_util.h"
 #include "serve/base64.h"
 #include "tests/image_files.h"
+#include "tests/skew_test_util.h"
 #include "tests/test_util.h"
 
 namespace tessera {
@@ -127,49 +128,6 @@ std::string ImageSpec(const std::string& dir) {
   )pb";
 }
 
-// Trains `spec` and exports its run into REPO/NAME; "" on success, else the output.
-std::string TrainAndExport(const std::string& dir, const std::string& spec, const std::string& name) {
-  std::ofstream(dir + "/" + name + ".pbtxt") << spec;
-  const std::string run = dir + "/run-" + name;
-  CommandResult r = RunTessera({"train", dir + "/" + name + ".pbtxt", "--run-dir", run, "--threads", "1",
-                                "--progress", "none", "--device", "cpu"});
-  if (r.exit_code != 0) return r.output;
-  r = RunTessera({"export", run, "--out", dir + "/repo/" + name});
-  return r.exit_code == 0 ? "" : r.output;
-}
-
-// The rows of a predictions CSV: its fields (quoted fields unquoted).
-std::vector<std::vector<std::string>> ReadCsv(const std::string& path) {
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(FileText(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> fields(1);
-    bool quoted = false;
-    for (size_t i = 0; i < line.size(); ++i) {
-      const char c = line[i];
-      if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        fields.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = !quoted;
-      } else if (c == ',' && !quoted) {
-        fields.emplace_back();
-      } else {
-        fields.back() += c;
-      }
-    }
-    rows.push_back(fields);
-  }
-  return rows;
-}
-
-float ParseFloat(const std::string& text) {
-  float v = 0;
-  std::from_chars(text.data(), text.data() + text.size(), v);
-  return v;
-}
-
 class RawInputSkewTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -188,17 +146,6 @@ class RawInputSkewTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(*table_error_, "");
     ASSERT_EQ(*image_error_, "");
-  }
-
-  // Posts `body` to the model's infer endpoint; the parsed response (null on failure).
-  static json Infer(const ServeProcess& serve, const std::string& model, const json& body) {
-    httplib::Client client("127.0.0.1", serve.port);
-    client.set_read_timeout(60, 0);
-    auto res = client.Post("/v2/models/" + model + "/infer", body.dump(), "application/json");
-    EXPECT_TRUE(res) << httplib::to_string(res.error());
-    if (!res) return json();
-    EXPECT_EQ(res->status, 200) << res->body;
-    return json::parse(res->body, nullptr, false);
   }
 
   // Expects the served outputs to equal predict's rows bit for bit.

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/file_util.h"
+#include "tests/skew_test_util.h"
 #include "tests/test_util.h"
 
 namespace tessera {
@@ -97,41 +98,6 @@ std::string Spec(const std::string& dir, const std::string& name, const std::str
   )pb";
 }
 
-// Trains `spec` and exports its run into REPO/NAME; "" on success, else the output.
-std::string TrainAndExport(const std::string& dir, const std::string& spec, const std::string& name) {
-  std::ofstream(dir + "/" + name + ".pbtxt") << spec;
-  const std::string run = dir + "/run-" + name;
-  CommandResult r = RunTessera({"train", dir + "/" + name + ".pbtxt", "--run-dir", run, "--threads", "1",
-                                "--progress", "none", "--device", "cpu"});
-  if (r.exit_code != 0) return r.output;
-  r = RunTessera({"export", run, "--out", dir + "/repo/" + name});
-  return r.exit_code == 0 ? "" : r.output;
-}
-
-// The rows of a predictions CSV (no quoted fields here).
-std::vector<std::vector<std::string>> ReadCsv(const std::string& path) {
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(FileText(path));
-  for (std::string line; std::getline(in, line);) {
-    std::vector<std::string> fields(1);
-    for (char c : line) {
-      if (c == ',') {
-        fields.emplace_back();
-      } else {
-        fields.back().push_back(c);
-      }
-    }
-    rows.push_back(fields);
-  }
-  return rows;
-}
-
-float ParseFloat(const std::string& text) {
-  float v = 0;
-  std::from_chars(text.data(), text.data() + text.size(), v);
-  return v;
-}
-
 class TaskExportSkewTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -185,16 +151,6 @@ class TaskExportSkewTest : public ::testing::Test {
       if (o["name"] == name) return o;
     }
     return json();
-  }
-
-  static json Infer(const ServeProcess& serve, const std::string& model, const json& body) {
-    httplib::Client client("127.0.0.1", serve.port);
-    client.set_read_timeout(60, 0);
-    auto res = client.Post("/v2/models/" + model + "/infer", body.dump(), "application/json");
-    EXPECT_TRUE(res) << httplib::to_string(res.error());
-    if (!res) return json();
-    EXPECT_EQ(res->status, 200) << res->body;
-    return json::parse(res->body, nullptr, false);
   }
 
   static json Metadata(const ServeProcess& serve, const std::string& model) {

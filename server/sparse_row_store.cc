@@ -181,7 +181,6 @@ StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id, bool sighting) {
   used_since_hand_[slot] = true;
   slot_id_[slot] = id;
   slot_of_.emplace(id, slot);
-  ++counts_.rows_in_memory;
   return slot;
 }
 
@@ -237,7 +236,6 @@ Status SparseRowStore::DropSlot(int64_t slot) {
   used_since_hand_[slot] = false;
   changed_[slot] = false;
   free_slots_.push_back(slot);
-  --counts_.rows_in_memory;
   return OkStatus();
 }
 
@@ -283,7 +281,6 @@ Status SparseRowStore::Evict(int64_t slot) {
   }
   slot_of_.erase(id);
   ++counts_.evictions;
-  --counts_.rows_in_memory;
   return OkStatus();
 }
 

@@ -80,7 +80,7 @@ struct SparseRowStoreCounts {
   int64_t rows_created = 0;    // rows made for ids (again after expiring)
   int64_t rows_expired = 0;    // rows dropped by ExpireRows
   int64_t sightings_filtered = 0;  // Row calls for ids not yet admitted
-  int64_t rows_in_memory = 0;  // rows in memory now
+  int64_t rows_in_memory = 0;  // rows in memory now (the ids indexed)
   int64_t evictions = 0;       // rows moved out of memory
   int64_t spill_writes = 0;    // of them, written (changed since they were last read back or made)
   int64_t reloads = 0;         // rows read back from disk
@@ -127,7 +127,11 @@ class SparseRowStore {
   // error: DataLoss, Unavailable). The rows must not change meanwhile.
   Status ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const;
 
-  const SparseRowStoreCounts& counts() const { return counts_; }
+  SparseRowStoreCounts counts() const {
+    SparseRowStoreCounts counts = counts_;
+    counts.rows_in_memory = static_cast<int64_t>(slot_of_.size());
+    return counts;
+  }
   int row_floats() const { return row_floats_; }
 
  private:

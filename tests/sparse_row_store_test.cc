@@ -111,7 +111,7 @@ TEST(SparseRowStoreTest, ABudgetFarBelowTheTableChangesNoBit) {
   Train(*unlimited, **optimizer, 2000, 400);
   Train(*limited, **optimizer, 2000, 400);
 
-  const SparseRowStoreCounts& counts = limited->counts();
+  const SparseRowStoreCounts counts = limited->counts();
   EXPECT_EQ(counts.rows, unlimited->counts().rows);
   EXPECT_GT(counts.rows, 4 * 50);  // the table is more than 4 times the budget
   EXPECT_EQ(counts.rows_in_memory, 50);

@@ -49,6 +49,10 @@ Status Server::Run() {
   std::vector<Socket*> sockets = {scheduler_.get(), workers_.get()};
   while (!shutdown_) {
     if (stop_->load()) return AbortedError("stopped by signal");
+    if (!fatal_.ok()) {
+      RETURN_IF_ERROR(FinishWrites(/*wait=*/true));
+      return fatal_;
+    }
     if (heartbeat_ != nullptr && heartbeat_->lost()) {
       RETURN_IF_ERROR(FinishWrites(/*wait=*/true).WithContext("finishing checkpoint writes"));
       return UnavailableError("lost the scheduler at " + scheduler_endpoint_ + ": no answer to heartbeats");
@@ -110,6 +114,7 @@ Status Server::RollBack(const std::string& reason) {
   if (spares_.valid()) spares_.get();  // made for the shard about to go
   heartbeat_.reset();
   shard_.reset();
+  tables_.reset();
   optimizer_.reset();
   waiting_.clear();
   armed_.reset();
@@ -158,6 +163,11 @@ Status Server::HandleScheduler(Message m) {
                                          map.spec().consistency(), map.num_workers(),
                                          map.spec().optimizer().freeze_zero_weights());
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
+      ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
+                                                     options_.spill_dir));
+      if (!tables_->empty() && map.has_restore()) {
+        return FailedPreconditionError("this job's sparse tables cannot be restored from a checkpoint yet");
+      }
       if (map.spec().checkpoint().enabled()) {
         // The first step after the first snapshot would fault them in.
         spares_ = std::async(std::launch::async, &KvShard::MakeSpares, shard_->SpareSizes());
@@ -256,9 +266,45 @@ void Server::HandleWorker(Message m) {
       AnswerWaiting();
       return;
     }
+    case proto::SPARSE_PUSH:
+    case proto::SPARSE_PULL:
+      HandleSparse(std::move(m));
+      return;
     default:
       drops_.Drop("dropped op " + proto::Op_Name(h.op()) + " on the data port");
   }
+}
+
+void Server::HandleSparse(Message m) {
+  const std::string peer = m.peer;
+  const proto::Op op = m.header.op();
+  auto reply = [this](const std::string& to, const proto::Header& header, std::vector<OutFrame> frames) {
+    SendToWorker(to, header, std::move(frames));
+  };
+  Status done = OkStatus();
+  bool applied = false;
+  if (op == proto::SPARSE_PUSH) {
+    auto pushed = tables_->Push(m);
+    done = pushed.status();
+    applied = pushed.ok() && *pushed;
+  } else {
+    done = tables_->Pull(std::move(m), reply);
+  }
+  if (done.code() == StatusCode::kInvalidArgument) {
+    drops_.Drop("dropped a " + proto::Op_Name(op) + ": " + done.ToString());
+    ReplyError(peer, done.message());
+    return;
+  }
+  if (done.ok() && applied) done = tables_->AnswerWaiting(reply);
+  if (!done.ok()) fatal_ = done.WithContext("sparse tables");
+}
+
+void Server::SendToWorker(const std::string& peer, proto::Header header, std::vector<OutFrame> frames) {
+  header.set_job_id(job_id_);
+  header.set_sender_role(proto::SERVER);
+  header.set_sender_rank(rank_);
+  Status s = workers_->Send(header, frames, peer);
+  if (!s.ok()) LOG(WARNING) << "could not answer a worker: " << s.ToString();
 }
 
 Status Server::ChangeMembership(const proto::Membership& membership) {
@@ -278,6 +324,7 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     LOG(WARNING) << "ignoring a membership: " << applied.status().ToString();
     return OkStatus();
   }
+  ASSIGN_OR_RETURN(const bool sparse_applied, tables_->SetActive(ranks));
   proto::Header ack;
   ack.set_op(proto::MEMBERSHIP_ACK);
   ack.set_job_id(job_id_);
@@ -299,11 +346,18 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     auto moved = shard_->AdvanceTo(membership.advance_to_step());
     if (!moved.ok()) return moved.status();
     if (*moved) LOG(INFO) << "slices below version " << membership.advance_to_step() << " move up to it";
+    RETURN_IF_ERROR(tables_->AdvanceTo(membership.advance_to_step()));
     *applied = *applied || *moved;
   }
   if (*applied) {
     MaybeStartWrite();  // a step applied now may complete an armed cut
     AnswerWaiting();
+  }
+  if (*applied || sparse_applied || membership.has_advance_to_step()) {
+    RETURN_IF_ERROR(tables_->AnswerWaiting([this](const std::string& to, const proto::Header& header,
+                                                  std::vector<OutFrame> frames) {
+      SendToWorker(to, header, std::move(frames));
+    }));
   }
   return scheduler_->Send(ack);
 }

@@ -1,0 +1,139 @@
+#include "server/sparse_tables.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include <glog/logging.h>
+
+namespace tessera {
+
+namespace {
+
+// A new directory under $TMPDIR (or /tmp) for the spill databases.
+StatusOr<std::string> MakeSpillDir() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/tessera-spill-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return UnavailableError("cannot make a spill directory " + pattern + ": " + std::strerror(errno));
+  }
+  return pattern;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::ClusterMap& map, int server_rank,
+                                                             int64_t first_version, const std::string& spill_dir) {
+  std::unique_ptr<SparseTables> tables(new SparseTables());
+  tables->server_rank_ = server_rank;
+  const auto& specs = map.spec().model().sparse_table();
+  std::string dir = spill_dir;
+  for (const proto::SparseTableSpec& spec : specs) {
+    if (spec.memory_budget_mb() > 0 && dir.empty()) {
+      ASSIGN_OR_RETURN(dir, MakeSpillDir());
+      tables->made_spill_dir_ = dir;
+    }
+  }
+  for (int t = 0; t < specs.size(); ++t) {
+    SparseTableShardOptions o;
+    o.spec = specs[t];
+    o.table = t;
+    o.seed = map.spec().seed();
+    o.server_rank = server_rank;
+    o.servers = map.servers_size();
+    o.consistency = map.spec().consistency();
+    o.workers = map.num_workers();
+    if (specs[t].memory_budget_mb() > 0) {
+      o.spill_dir = dir + "/server-" + std::to_string(server_rank) + "-" + specs[t].name();
+    }
+    o.first_version = first_version;
+    ASSIGN_OR_RETURN(std::unique_ptr<SparseTableShard> shard, SparseTableShard::Create(o));
+    tables->tables_.push_back(std::move(shard));
+  }
+  return tables;
+}
+
+SparseTables::~SparseTables() {
+  tables_.clear();  // closes the spill databases first
+  if (!made_spill_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(made_spill_dir_, ignored);
+  }
+}
+
+StatusOr<int> SparseTables::TableOf(const proto::Header& h) const {
+  const proto::SparseRows& rows = h.sparse_rows();
+  if (rows.table() >= size()) {
+    return InvalidArgumentError("sparse table " + std::to_string(rows.table()) + " of " + std::to_string(size()));
+  }
+  if (rows.dim() != tables_[rows.table()]->dim()) {
+    return InvalidArgumentError("rows of " + std::to_string(rows.dim()) + " floats for sparse table '" +
+                                tables_[rows.table()]->name() + "' of dim " +
+                                std::to_string(tables_[rows.table()]->dim()));
+  }
+  return rows.table();
+}
+
+StatusOr<bool> SparseTables::Push(const Message& m) {
+  ASSIGN_OR_RETURN(const int t, TableOf(m.header));
+  const std::vector<uint64_t> ids = FrameIds(m.frames[0]);
+  std::vector<float> scratch;
+  const float* grads = FrameFloats(m.frames[1], &scratch);
+  return tables_[t]->AddPush(m.header.sender_rank(), m.header.step(), m.header.examples(), ids,
+                             std::span<const float>(grads, m.frames[1].size() / sizeof(float)));
+}
+
+Status SparseTables::Pull(Message m, const Reply& reply) {
+  ASSIGN_OR_RETURN(const int t, TableOf(m.header));
+  Waiting w{std::move(m.peer), t, m.header.step(), FrameIds(m.frames[0])};
+  RETURN_IF_ERROR(tables_[t]->CheckIds(w.ids));  // so that answering it later can only fail in the store
+  if (tables_[t]->version() >= w.step) return Answer(w, reply);
+  waiting_.push_back(std::move(w));
+  return OkStatus();
+}
+
+Status SparseTables::AnswerWaiting(const Reply& reply) {
+  std::vector<Waiting> still;
+  Status first = OkStatus();
+  for (Waiting& w : waiting_) {
+    if (tables_[w.table]->version() < w.step) {
+      still.push_back(std::move(w));
+      continue;
+    }
+    Status answered = Answer(w, reply);
+    if (first.ok() && !answered.ok()) first = answered;
+  }
+  waiting_ = std::move(still);
+  return first;
+}
+
+Status SparseTables::Answer(const Waiting& w, const Reply& reply) {
+  SparseTableShard& table = *tables_[w.table];
+  ASSIGN_OR_RETURN(std::vector<float> rows, table.ReadRows(w.ids));
+  proto::Header h;
+  h.set_op(proto::SPARSE_ROWS);
+  h.set_step(table.version());
+  h.mutable_sparse_rows()->set_table(w.table);
+  h.mutable_sparse_rows()->set_count(w.ids.size());
+  h.mutable_sparse_rows()->set_dim(table.dim());
+  auto owned = std::make_shared<const std::vector<float>>(std::move(rows));
+  reply(w.peer, h, {OutFrame{owned->data(), owned->size() * sizeof(float), owned}});
+  return OkStatus();
+}
+
+StatusOr<bool> SparseTables::SetActive(const std::vector<int>& ranks) {
+  bool applied = false;
+  for (auto& table : tables_) {
+    ASSIGN_OR_RETURN(const bool a, table->SetActive(ranks));
+    applied = applied || a;
+  }
+  return applied;
+}
+
+Status SparseTables::AdvanceTo(int64_t version) {
+  for (auto& table : tables_) RETURN_IF_ERROR(table->AdvanceTo(version));
+  return OkStatus();
+}
+
+}  // namespace tessera

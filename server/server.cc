@@ -35,6 +35,26 @@ Status ValidateTensors(const proto::ClusterMap& map) {
   return OkStatus();
 }
 
+// Writes each table's snapshot into the part's directory `dir` (beside its
+// RocksDB) and lists the files, with their checksums, in *result.
+Status WriteTableFiles(const std::string& dir, const std::vector<SparseTableSnapshot>& tables,
+                       StoreWriteResult* result) {
+  for (const SparseTableSnapshot& table : tables) {
+    const std::string name = SparseTableFileName(table.table);
+    RETURN_IF_ERROR(WriteSparseTableFile(dir + "/" + name, table));
+    uint64_t size = 0;
+    ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(dir + "/" + name, &size));
+    proto::FileChecksum file;
+    file.set_name(name);
+    file.set_size(size);
+    file.set_sha256(sha256);
+    result->files.push_back(file);
+    result->bytes += static_cast<int64_t>(size);
+  }
+  if (!tables.empty()) RETURN_IF_ERROR(SyncDirectory(dir));
+  return OkStatus();
+}
+
 }  // namespace
 
 Status Server::Run() {
@@ -162,12 +182,10 @@ Status Server::HandleScheduler(Message m) {
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
                                          map.spec().consistency(), map.num_workers(),
                                          map.spec().optimizer().freeze_zero_weights());
-      if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
                                                      options_.spill_dir));
-      if (!tables_->empty() && map.has_restore()) {
-        return FailedPreconditionError("this job's sparse tables cannot be restored from a checkpoint yet");
-      }
+      asp_ = map.spec().consistency() != proto::BSP;
+      if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       if (map.spec().checkpoint().enabled()) {
         // The first step after the first snapshot would fault them in.
         spares_ = std::async(std::launch::async, &KvShard::MakeSpares, shard_->SpareSizes());
@@ -295,7 +313,11 @@ void Server::HandleSparse(Message m) {
     ReplyError(peer, done.message());
     return;
   }
-  if (done.ok() && applied) done = tables_->AnswerWaiting(reply);
+  if (done.ok() && applied) {
+    done = tables_->Capture();  // the step may have brought a table to an armed cut
+    if (done.ok()) MaybeStartWrite();
+    if (done.ok()) done = tables_->AnswerWaiting(reply);
+  }
   if (!done.ok()) fatal_ = done.WithContext("sparse tables");
 }
 
@@ -325,6 +347,7 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     return OkStatus();
   }
   ASSIGN_OR_RETURN(const bool sparse_applied, tables_->SetActive(ranks));
+  RETURN_IF_ERROR(tables_->Capture());
   proto::Header ack;
   ack.set_op(proto::MEMBERSHIP_ACK);
   ack.set_job_id(job_id_);
@@ -349,7 +372,7 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     RETURN_IF_ERROR(tables_->AdvanceTo(membership.advance_to_step()));
     *applied = *applied || *moved;
   }
-  if (*applied) {
+  if (*applied || sparse_applied) {
     MaybeStartWrite();  // a step applied now may complete an armed cut
     AnswerWaiting();
   }
@@ -383,6 +406,7 @@ Status Server::RestoreFrom(const proto::Restore& restore) {
     }
   }
   RETURN_IF_ERROR(shard_->Restore(records, restore.step()).WithContext("restoring from " + restore.dir()));
+  RETURN_IF_ERROR(tables_->Restore(restore).WithContext("restoring the sparse tables from " + restore.dir()));
   LOG(INFO) << "server " << rank_ << " restored " << shard_->num_keys() << " keys at step " << restore.step()
             << " from " << restore.dir();
   return OkStatus();
@@ -405,12 +429,16 @@ void Server::StartCheckpoint(const proto::Checkpoint& request) {
   if (request.dir().empty() || request.dir()[0] != '/') return refuse("the checkpoint directory must be absolute");
   // Arming replaces a cut the scheduler gave up on (it moved the step).
   if (Status armed = shard_->ArmSnapshot(request.step()); !armed.ok()) return refuse(armed.message());
+  if (Status armed = tables_->ArmCut(request.step(), asp_); !armed.ok()) {
+    if (armed.code() != StatusCode::kFailedPrecondition) fatal_ = armed;  // a row store failed
+    return refuse(armed.message());
+  }
   armed_ = request;
   MaybeStartWrite();
 }
 
 void Server::MaybeStartWrite() {
-  if (!armed_.has_value() || !shard_->SnapshotReady()) return;
+  if (!armed_.has_value() || !shard_->SnapshotReady() || !tables_->CutReady()) return;
   PendingWrite w;
   w.step = armed_->step();
   w.dir_name = "server-" + std::to_string(rank_);
@@ -420,10 +448,14 @@ void Server::MaybeStartWrite() {
   // The parameters are shared with the shard (copy-on-write keeps them as
   // they were); the write runs beside training.
   w.result = std::async(std::launch::async, [dir, per, delay = options_.checkpoint_report_delay,
-                                             snapshot = shard_->TakeSnapshot()]() {
+                                             snapshot = shard_->TakeSnapshot(), tables = tables_->TakeCut()]() {
     Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
     if (!made.ok()) return StatusOr<StoreWriteResult>(made);
     StatusOr<StoreWriteResult> written = WriteSliceStore(dir, snapshot, per);
+    if (written.ok()) {
+      Status tables_written = WriteTableFiles(dir, tables, &*written);
+      if (!tables_written.ok()) written = tables_written;
+    }
     std::this_thread::sleep_for(delay);
     return written;
   });

@@ -300,8 +300,8 @@ StatusOr<bool> SparseRowStore::ReadBack(uint64_t id, std::vector<float>* row, in
   return true;
 }
 
-Status SparseRowStore::ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const {
-  for (const auto& [id, slot] : slot_of_) RETURN_IF_ERROR(visit(id, SlotRow(slot)));
+Status SparseRowStore::ForEachRow(const RowVisitor& visit) const {
+  for (const auto& [id, slot] : slot_of_) RETURN_IF_ERROR(visit(id, SlotRow(slot), last_step_[slot]));
   if (spill_ == nullptr) return OkStatus();
   std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(rocksdb::ReadOptions()));
   std::vector<float> row(row_floats_);
@@ -311,10 +311,38 @@ Status SparseRowStore::ForEachRow(const std::function<Status(uint64_t id, const 
     }
     const uint64_t id = KeyId(it->key());
     if (slot_of_.count(id) > 0) continue;  // in memory, newer than its copy here
-    std::memcpy(row.data(), it->value().data(), it->value().size());
-    RETURN_IF_ERROR(visit(id, row.data()));
+    std::memcpy(row.data(), it->value().data(), sizeof(float) * row_floats_);
+    int64_t last_step = 0;
+    std::memcpy(&last_step, it->value().data() + sizeof(float) * row_floats_, sizeof(last_step));
+    RETURN_IF_ERROR(visit(id, row.data(), last_step));
   }
   return FromRocks(it->status(), "cannot read the rows of " + options_.spill_dir);
+}
+
+Status SparseRowStore::PutRow(uint64_t id, const float* row, int64_t last_step) {
+  // (A row already moved to disk is not looked for: a checkpoint's rows are
+  // read once each, in increasing order within a file, and each id is in
+  // one file.)
+  if (slot_of_.count(id) > 0) return InvalidArgumentError("row " + std::to_string(id) + " restored twice");
+  ASSIGN_OR_RETURN(const int64_t slot, TakeSlot());
+  std::memcpy(SlotRow(slot), row, sizeof(float) * row_floats_);
+  changed_[slot] = true;
+  last_step_[slot] = last_step;
+  latest_step_ = std::max(latest_step_, last_step);
+  used_since_hand_[slot] = true;
+  slot_id_[slot] = id;
+  slot_of_.emplace(id, slot);
+  ++counts_.rows_created;
+  ++counts_.rows;
+  return OkStatus();
+}
+
+Status SparseRowStore::RestoreAdmission(AdmissionFilter filter) {
+  if (admission_ == nullptr || filter.log2_width() != admission_->log2_width()) {
+    return InvalidArgumentError("the admission filter restored does not fit this table's");
+  }
+  *admission_ = std::move(filter);
+  return OkStatus();
 }
 
 }  // namespace tessera

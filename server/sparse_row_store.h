@@ -122,10 +122,21 @@ class SparseRowStore {
   // admission.
   const AdmissionFilter* admission() const { return admission_.get(); }
 
-  // Calls visit(id, row) for every row, in memory or on disk, once each, in
-  // no particular order; stops at the first error visit returns (or a read
-  // error: DataLoss, Unavailable). The rows must not change meanwhile.
-  Status ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const;
+  // Calls visit(id, row, last_step) for every row, in memory or on disk,
+  // once each, in no particular order (last_step: the step of its last
+  // update); stops at the first error visit returns (or a read error:
+  // DataLoss, Unavailable). The rows must not change meanwhile.
+  using RowVisitor = std::function<Status(uint64_t id, const float* row, int64_t last_step)>;
+  Status ForEachRow(const RowVisitor& visit) const;
+
+  // Restoring a checkpoint: the row of `id` becomes row[row_floats()], last
+  // updated at `last_step`, as if it had always been here (counted as made,
+  // no sighting counted). InvalidArgument when `id` has a row in memory
+  // (one moved to disk is not looked for).
+  Status PutRow(uint64_t id, const float* row, int64_t last_step);
+  // Restoring a checkpoint: the sightings counted so far. InvalidArgument
+  // without admission or for a filter of another width.
+  Status RestoreAdmission(AdmissionFilter filter);
 
   SparseRowStoreCounts counts() const {
     SparseRowStoreCounts counts = counts_;

@@ -1,9 +1,12 @@
 #include "server/sparse_table_shard.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "core/id_partition.h"
+#include "server/admission_filter.h"
 
 namespace tessera {
 
@@ -234,6 +237,53 @@ Status SparseTableShard::AdvanceTo(int64_t version) {
   }
   if (version > version_) version_ = version;
   return OkStatus();
+}
+
+StatusOr<SparseTableSnapshot> SparseTableShard::Snapshot(int64_t step) {
+  RETURN_IF_ERROR(store_->ExpireRows(version_).status());
+  struct Entry {
+    uint64_t id;
+    int64_t last_step;
+    size_t at;  // in `unsorted`
+  };
+  const size_t row_floats = static_cast<size_t>(store_->row_floats());
+  std::vector<Entry> entries;
+  std::vector<float> unsorted;
+  RETURN_IF_ERROR(store_->ForEachRow([&](uint64_t id, const float* row, int64_t last_step) {
+    entries.push_back({id, last_step, unsorted.size()});
+    unsorted.insert(unsorted.end(), row, row + row_floats);
+    return OkStatus();
+  }));
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.id < b.id; });
+  SparseTableSnapshot snapshot;
+  snapshot.table = options_.table;
+  snapshot.name = name();
+  snapshot.dim = dim();
+  snapshot.state_floats = state_floats();
+  snapshot.optimizer_type = optimizer_type();
+  snapshot.step = step;
+  if (store_->admission() != nullptr) snapshot.admission = store_->admission()->Serialize();
+  snapshot.ids.reserve(entries.size());
+  snapshot.last_steps.reserve(entries.size());
+  snapshot.rows.resize(unsorted.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    snapshot.ids.push_back(entries[i].id);
+    snapshot.last_steps.push_back(entries[i].last_step);
+    std::memcpy(snapshot.rows.data() + i * row_floats, unsorted.data() + entries[i].at, row_floats * sizeof(float));
+  }
+  return snapshot;
+}
+
+StatusOr<bool> SparseTableShard::RestoreRow(uint64_t id, const float* row, int64_t last_step) {
+  if (ServerOfId(static_cast<uint64_t>(options_.table), id, options_.servers) != options_.server_rank) return false;
+  RETURN_IF_ERROR(store_->PutRow(id, row, last_step));
+  return true;
+}
+
+Status SparseTableShard::RestoreAdmission(const std::string& bytes) {
+  if (bytes.empty()) return OkStatus();
+  ASSIGN_OR_RETURN(AdmissionFilter filter, AdmissionFilter::Parse(bytes));
+  return store_->RestoreAdmission(std::move(filter));
 }
 
 }  // namespace tessera

@@ -33,6 +33,7 @@
 #include "core/status.h"
 #include "proto/job.pb.h"
 #include "server/sparse_optimizer.h"
+#include "server/sparse_table_file.h"
 #include "server/sparse_row_store.h"
 
 namespace tessera {
@@ -97,6 +98,19 @@ class SparseTableShard {
   // BSP: the version moves up to `version` without a step (steps no push
   // reached). FailedPrecondition while pushes are held.
   Status AdvanceTo(int64_t version);
+
+  // Checkpoints. Snapshot: every row (expired ones dropped first), sorted by
+  // id, labelled `step` (the cut's; the table's version, or under ASP the
+  // cut it is taken for), with the admission sightings. Copies the rows:
+  // memory for the whole table while the cut is written.
+  StatusOr<SparseTableSnapshot> Snapshot(int64_t step);
+  // Restoring: one row of a checkpoint's file, kept when this server holds
+  // its id (returns whether it did); and the sightings.
+  StatusOr<bool> RestoreRow(uint64_t id, const float* row, int64_t last_step);
+  Status RestoreAdmission(const std::string& bytes);
+  int state_floats() const { return optimizer_->state_per_value() * dim(); }
+  int optimizer_type() const { return static_cast<int>(options_.spec.optimizer().type()); }
+  int table_index() const { return options_.table; }
 
   SparseRowStoreCounts counts() const { return store_->counts(); }
   const SparseRowStore& store() const { return *store_; }

@@ -7,6 +7,8 @@
 
 #include <glog/logging.h>
 
+#include "server/admission_filter.h"
+
 namespace tessera {
 
 namespace {
@@ -27,6 +29,7 @@ StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::Cluste
                                                              int64_t first_version, const std::string& spill_dir) {
   std::unique_ptr<SparseTables> tables(new SparseTables());
   tables->server_rank_ = server_rank;
+  tables->servers_ = map.servers_size();
   const auto& specs = map.spec().model().sparse_table();
   std::string dir = spill_dir;
   for (const proto::SparseTableSpec& spec : specs) {
@@ -132,7 +135,104 @@ StatusOr<bool> SparseTables::SetActive(const std::vector<int>& ranks) {
 }
 
 Status SparseTables::AdvanceTo(int64_t version) {
+  // An armed cut inside the steps skipped is the table as it is now.
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    if (armed_step_.has_value() && !cut_[t].has_value() && tables_[t]->version() < *armed_step_ &&
+        *armed_step_ <= version) {
+      ASSIGN_OR_RETURN(cut_[t], tables_[t]->Snapshot(*armed_step_));
+    }
+  }
   for (auto& table : tables_) RETURN_IF_ERROR(table->AdvanceTo(version));
+  return Capture();
+}
+
+Status SparseTables::ArmCut(int64_t step, bool asp) {
+  for (const auto& table : tables_) {
+    if (!asp && table->version() > step) {
+      return FailedPreconditionError("sparse table '" + table->name() + "' is at step " +
+                                     std::to_string(table->version()) + ", past the cut's " + std::to_string(step));
+    }
+  }
+  armed_step_ = step;
+  cut_.assign(tables_.size(), std::nullopt);
+  if (asp) {
+    for (size_t t = 0; t < tables_.size(); ++t) {
+      ASSIGN_OR_RETURN(cut_[t], tables_[t]->Snapshot(step));
+    }
+  }
+  return Capture();
+}
+
+Status SparseTables::Capture() {
+  if (!armed_step_.has_value()) return OkStatus();
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    if (cut_[t].has_value() || tables_[t]->version() != *armed_step_) continue;
+    ASSIGN_OR_RETURN(cut_[t], tables_[t]->Snapshot(*armed_step_));
+  }
+  return OkStatus();
+}
+
+bool SparseTables::CutReady() const {
+  if (!armed_step_.has_value()) return tables_.empty();
+  for (const auto& c : cut_) {
+    if (!c.has_value()) return false;
+  }
+  return true;
+}
+
+std::vector<SparseTableSnapshot> SparseTables::TakeCut() {
+  std::vector<SparseTableSnapshot> cut;
+  for (auto& c : cut_) cut.push_back(std::move(*c));
+  cut_.clear();
+  armed_step_.reset();
+  return cut;
+}
+
+Status SparseTables::Restore(const proto::Restore& restore) {
+  const std::string mine = "server-" + std::to_string(server_rank_);
+  const bool same_servers = restore.parts_size() == servers_;
+  for (auto& table : tables_) {
+    std::optional<AdmissionFilter> merged;
+    int64_t kept = 0;
+    for (const proto::RestorePart& part : restore.parts()) {
+      const std::string path = restore.dir() + "/" + part.dir() + "/" + SparseTableFileName(table->table_index());
+      auto header = ReadSparseTableFile(path, [&](uint64_t id, const float* row, int64_t last_step) -> Status {
+        ASSIGN_OR_RETURN(const bool held, table->RestoreRow(id, row, last_step));
+        kept += held ? 1 : 0;
+        return OkStatus();
+      });
+      if (!header.ok()) {
+        if (header.status().code() == StatusCode::kNotFound) {
+          return DataLossError(path + ": the checkpoint has no rows of sparse table '" + table->name() + "'");
+        }
+        return header.status();
+      }
+      if (header->name != table->name() || header->dim != table->dim() ||
+          header->state_floats != table->state_floats() || header->optimizer_type != table->optimizer_type() ||
+          header->step != restore.step()) {
+        return DataLossError(path + ": holds table '" + header->name + "' of dim " + std::to_string(header->dim) +
+                             " at step " + std::to_string(header->step) + " with another optimizer or shape, not '" +
+                             table->name() + "' of dim " + std::to_string(table->dim()) + " at step " +
+                             std::to_string(restore.step()));
+      }
+      if (header->admission.empty()) continue;
+      if (same_servers) {
+        if (part.dir() == mine) RETURN_IF_ERROR(table->RestoreAdmission(header->admission).WithContext(path));
+        continue;
+      }
+      auto filter = AdmissionFilter::Parse(header->admission);
+      if (!filter.ok()) return DataLossError(path + ": " + filter.status().message());
+      if (!merged.has_value()) {
+        merged = std::move(filter).value();
+      } else if (merged->log2_width() == filter->log2_width()) {
+        merged->MergeMax(*filter);
+      } else {
+        return DataLossError(path + ": an admission filter of another width than the other parts'");
+      }
+    }
+    if (merged.has_value()) RETURN_IF_ERROR(table->RestoreAdmission(merged->Serialize()));
+    LOG(INFO) << "sparse table '" << table->name() << "': " << kept << " rows restored at step " << restore.step();
+  }
   return OkStatus();
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,25 @@ class SparseTables {
   StatusOr<bool> SetActive(const std::vector<int>& ranks);
   Status AdvanceTo(int64_t version);
 
+  // Checkpoints, as KvShard's cuts: ArmCut(step) arms a cut (replacing an
+  // armed one; FailedPrecondition when a table is past `step`); each table
+  // is captured the moment it reaches `step` (call Capture after every
+  // applied step; under ASP every table is captured at once); CutReady once
+  // all are; TakeCut hands the snapshots over and disarms.
+  Status ArmCut(int64_t step, bool asp);
+  Status Capture();
+  bool CutReady() const;
+  std::vector<SparseTableSnapshot> TakeCut();
+
+  // Loads every table's rows from the checkpoint `restore` names: each
+  // part's file of each table is read, and the rows whose ids this server
+  // holds (of `servers` now: the parts may be of another number) are kept.
+  // The admission sightings: this server's part's when the checkpoint had as
+  // many servers, else the larger count of every part's. DataLoss naming the
+  // file for a missing or bad file, or one of another table shape,
+  // optimizer or step.
+  Status Restore(const proto::Restore& restore);
+
  private:
   struct Waiting {
     std::string peer;
@@ -69,7 +89,10 @@ class SparseTables {
 
   std::vector<std::unique_ptr<SparseTableShard>> tables_;
   std::vector<Waiting> waiting_;
+  std::optional<int64_t> armed_step_;
+  std::vector<std::optional<SparseTableSnapshot>> cut_;  // by table, while armed
   int server_rank_ = 0;
+  int servers_ = 1;
   std::string made_spill_dir_;  // removed when this goes; empty when given
 };
 

@@ -42,7 +42,7 @@ std::vector<float> RowOf(SparseRowStore& store, uint64_t id) {
 // Every row the store holds, by id.
 std::map<uint64_t, std::vector<float>> AllRows(const SparseRowStore& store) {
   std::map<uint64_t, std::vector<float>> rows;
-  EXPECT_OK(store.ForEachRow([&](uint64_t id, const float* row) {
+  EXPECT_OK(store.ForEachRow([&](uint64_t id, const float* row, int64_t) {
     EXPECT_TRUE(rows.emplace(id, std::vector<float>(row, row + store.row_floats())).second) << "twice: " << id;
     return OkStatus();
   }));

@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/file_util.h"
 #include "core/in_memory_transport.h"
+#include "core/sha256.h"
 #include "core/spec.h"
 #include "server/server.h"
 #include "server/sparse_table_shard.h"
@@ -44,12 +46,18 @@ proto::JobSpec SpecWithTable() {
 // `servers` Server event loops and the scheduler's side of their start.
 class SparseTablesOnServersTest : public ::testing::Test {
  protected:
-  void Start(int servers, int workers) {
+  // Starts `servers` servers for `workers` workers over `keys` dense keys
+  // (the first servers - 1 hold one key each, the last the rest), restored
+  // from `restore` when given.
+  void Start(int servers, int workers, int keys = 3, const proto::Restore* restore = nullptr) {
     spec_ = SpecWithTable();
     workers_ = workers;
-    auto scheduler = transport_.Bind(SocketKind::kRouter, "tcp://127.0.0.1:0");
-    ASSERT_TRUE(scheduler.ok());
-    scheduler_ = std::move(scheduler).value();
+    if (scheduler_ == nullptr) {
+      auto scheduler = transport_.Bind(SocketKind::kRouter, "tcp://127.0.0.1:0");
+      ASSERT_TRUE(scheduler.ok());
+      scheduler_ = std::move(scheduler).value();
+    }
+    results_.assign(servers, OkStatus());
     for (int i = 0; i < servers; ++i) {
       ServerOptions options;
       options.scheduler = scheduler_->endpoint();
@@ -57,30 +65,31 @@ class SparseTablesOnServersTest : public ::testing::Test {
       threads_.emplace_back([this, i] { results_[i] = servers_[i]->Run(); });
     }
     std::vector<std::string> peers(servers);
+    addresses_.assign(servers, "");
     for (int i = 0; i < servers; ++i) {
       Message m = Await(proto::REGISTER);
       peers[i] = m.peer;
-      addresses_.push_back(m.header.register_().address());
+      addresses_[i] = m.header.register_().address();
     }
     proto::ClusterMap map;
     *map.mutable_spec() = spec_;
     map.set_num_workers(workers);
-    // One dense tensor of `servers` keys, a key per server: the sparse
-    // table is what the test is about.
-    map.set_num_keys(servers);
+    // One dense tensor: the sparse table is what the test is about.
+    map.set_num_keys(keys);
     proto::TensorMeta* tensor = map.add_tensors();
     tensor->set_name("bias");
     tensor->set_offset(0);
-    tensor->set_size(servers);
-    tensor->add_shape(servers);
+    tensor->set_size(keys);
+    tensor->add_shape(keys);
     for (int i = 0; i < servers; ++i) {
       proto::ServerInfo* info = map.add_servers();
       info->set_rank(i);
       info->set_address(addresses_[i]);
       proto::KeyRange* r = info->add_ranges();
       r->set_begin(i);
-      r->set_end(i + 1);
+      r->set_end(i + 1 < servers ? i + 1 : keys);
     }
+    if (restore != nullptr) *map.mutable_restore() = *restore;
     for (int i = 0; i < servers; ++i) {
       map.set_rank(i);
       proto::Header h;
@@ -93,7 +102,8 @@ class SparseTablesOnServersTest : public ::testing::Test {
     peers_ = peers;
   }
 
-  void TearDown() override {
+  // Shuts the servers down and waits for them; each must end well.
+  void Stop() {
     for (const std::string& peer : peers_) {
       proto::Header h;
       h.set_op(proto::SHUTDOWN);
@@ -102,6 +112,43 @@ class SparseTablesOnServersTest : public ::testing::Test {
     if (peers_.empty()) stop_ = true;  // the start failed: end the loops another way
     for (std::thread& t : threads_) t.join();
     for (size_t i = 0; i < peers_.size(); ++i) EXPECT_TRUE(results_[i].ok()) << results_[i].ToString();
+    threads_.clear();
+    servers_.clear();
+    peers_.clear();
+  }
+
+  void TearDown() override { Stop(); }
+
+  // Every server writes its part of a checkpoint at `step` into `dir`; the
+  // CHECKPOINT_DONE of each, by rank.
+  std::vector<proto::CheckpointDone> Checkpoint(const std::string& dir, int64_t step) {
+    // The dense slices, which no worker pushes here, move up to the cut's step.
+    for (const std::string& peer : peers_) {
+      proto::Header h;
+      h.set_op(proto::MEMBERSHIP);
+      h.set_job_id(5);
+      h.mutable_membership()->set_seq(++membership_seq_);
+      for (int r = 0; r < workers_; ++r) h.mutable_membership()->add_active(r);
+      h.mutable_membership()->set_advance_to_step(step);
+      EXPECT_TRUE(scheduler_->Send(h, {}, peer).ok());
+    }
+    for (size_t i = 0; i < peers_.size(); ++i) Await(proto::MEMBERSHIP_ACK);
+    for (const std::string& peer : peers_) {
+      proto::Header h;
+      h.set_op(proto::CHECKPOINT);
+      h.set_job_id(5);
+      h.mutable_checkpoint()->set_dir(dir);
+      h.mutable_checkpoint()->set_step(step);
+      EXPECT_TRUE(scheduler_->Send(h, {}, peer).ok());
+    }
+    std::vector<proto::CheckpointDone> done(peers_.size());
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      Message m = Await(proto::CHECKPOINT_DONE);
+      if (m.header.sender_rank() >= 0 && m.header.sender_rank() < static_cast<int>(done.size())) {
+        done[m.header.sender_rank()] = m.header.checkpoint_done();
+      }
+    }
+    return done;
   }
 
   // The next message to the scheduler with `op` (heartbeats skipped).
@@ -137,10 +184,11 @@ class SparseTablesOnServersTest : public ::testing::Test {
   std::atomic<bool> stop_{false};
   std::vector<std::unique_ptr<Server>> servers_;
   std::vector<std::thread> threads_;
-  Status results_[4];
+  std::vector<Status> results_;
   std::vector<std::string> peers_, addresses_;
   proto::JobSpec spec_;
   int workers_ = 1;
+  int64_t membership_seq_ = 0;
 };
 
 std::vector<float> Grads(size_t rows, float base) {
@@ -197,6 +245,115 @@ TEST_F(SparseTablesOnServersTest, RefusedRequestsAnswerAnErrorAndChangeNothing) 
   ASSERT_TRUE(expected.ok());
   EXPECT_EQ(std::memcmp(rows.data(), expected->data(), rows.size() * sizeof(float)), 0);
   EXPECT_FALSE(w->PullRows(1, 0, ids, rows.data(), 60000).ok());  // no table 1
+}
+
+// A cut at step 2 of three servers, restored onto two: each server keeps
+// the rows its ids now map to, and training goes on with the bits of the
+// one whole table.
+TEST_F(SparseTablesOnServersTest, ACheckpointRestoredOntoAnotherNumberOfServersGoesOnExactly) {
+  Start(/*servers=*/3, /*workers=*/2);
+  auto reference = Reference();
+  std::vector<uint64_t> ids;
+  for (uint64_t k = 0; k < 40; ++k) ids.push_back(k * k * 7919 + 3);
+  auto train = [&](SparseTableClient* w0, SparseTableClient* w1, int step) {
+    std::vector<uint64_t> mine0, mine1;
+    for (size_t i = 0; i < ids.size(); ++i) (i % 3 == static_cast<size_t>(step % 3) ? mine1 : mine0).push_back(ids[i]);
+    const std::vector<float> g0 = Grads(mine0.size(), 0.5f + step), g1 = Grads(mine1.size(), -1.0f);
+    ASSERT_TRUE(w0->PushRows(0, step, 5, mine0, g0.data()).ok());
+    ASSERT_TRUE(w1->PushRows(0, step, 6, mine1, g1.data()).ok());
+    ASSERT_TRUE(reference->AddPush(0, step, 5, mine0, g0).ok());
+    ASSERT_TRUE(reference->AddPush(1, step, 6, mine1, g1).ok());
+  };
+  auto expect_rows = [&](SparseTableClient* w, int64_t version) {
+    std::vector<float> rows(ids.size() * kDim);
+    ASSERT_TRUE(w->PullRows(0, version, ids, rows.data(), 60000).ok());
+    auto expected = reference->ReadRows(ids);
+    ASSERT_TRUE(expected.ok());
+    EXPECT_EQ(std::memcmp(rows.data(), expected->data(), rows.size() * sizeof(float)), 0) << "version " << version;
+  };
+  {
+    auto w0 = Client(0), w1 = Client(1);
+    train(w0.get(), w1.get(), 0);
+    train(w0.get(), w1.get(), 1);
+    expect_rows(w0.get(), 2);
+  }
+  const std::string dir = MakeTempDir("sparse_table_checkpoint");
+  const std::vector<proto::CheckpointDone> done = Checkpoint(dir, 2);
+  proto::Restore restore;
+  restore.set_dir(dir);
+  restore.set_step(2);
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(done[r].error().empty()) << done[r].error();
+    bool listed = false;
+    for (const proto::FileChecksum& f : done[r].files()) {
+      if (f.name() != "sparse-0.rows") continue;
+      uint64_t size = 0;
+      auto sha = Sha256OfFile(dir + "/" + done[r].dir() + "/" + f.name(), &size);
+      ASSERT_TRUE(sha.ok());
+      EXPECT_EQ(*sha, f.sha256());
+      EXPECT_EQ(size, f.size());
+      listed = true;
+    }
+    EXPECT_TRUE(listed) << "server " << r << " lists no sparse-0.rows";
+    proto::RestorePart* part = restore.add_parts();
+    part->set_dir(done[r].dir());
+    proto::KeyRange* range = part->add_ranges();
+    range->set_begin(r);
+    range->set_end(r + 1);
+    restore.set_state_per_param(done[r].state_per_param());
+  }
+  Stop();
+
+  Start(/*servers=*/2, /*workers=*/2, /*keys=*/3, &restore);
+  auto w0 = Client(0), w1 = Client(1);
+  expect_rows(w1.get(), 2);
+  train(w0.get(), w1.get(), 2);
+  expect_rows(w0.get(), 3);
+}
+
+// A checkpoint without a table's rows is refused by name: the server does
+// not start from it.
+TEST_F(SparseTablesOnServersTest, ACheckpointWithoutTheTablesRowsIsRefused) {
+  Start(/*servers=*/1, /*workers=*/1);
+  const std::string dir = MakeTempDir("sparse_table_missing");
+  const std::vector<proto::CheckpointDone> done = Checkpoint(dir, 0);
+  ASSERT_TRUE(done[0].error().empty()) << done[0].error();
+  Stop();
+  ASSERT_EQ(std::remove((dir + "/server-0/sparse-0.rows").c_str()), 0);
+  proto::Restore restore;
+  restore.set_dir(dir);
+  restore.set_step(0);
+  restore.set_state_per_param(done[0].state_per_param());
+  proto::RestorePart* part = restore.add_parts();
+  part->set_dir("server-0");
+  part->add_ranges()->set_end(3);
+  // The server ends its Run with the error instead of becoming ready.
+  ServerOptions options;
+  options.scheduler = scheduler_->endpoint();
+  Server server(&transport_, options, &stop_);
+  Status result;
+  std::thread thread([&] { result = server.Run(); });
+  Message reg = Await(proto::REGISTER);
+  proto::ClusterMap map;
+  *map.mutable_spec() = SpecWithTable();
+  map.set_num_workers(1);
+  map.set_num_keys(3);
+  proto::TensorMeta* tensor = map.add_tensors();
+  tensor->set_name("bias");
+  tensor->set_size(3);
+  tensor->add_shape(3);
+  proto::ServerInfo* info = map.add_servers();
+  info->set_address(reg.header.register_().address());
+  info->add_ranges()->set_end(3);
+  *map.mutable_restore() = restore;
+  proto::Header h;
+  h.set_op(proto::CLUSTER_MAP);
+  h.set_job_id(5);
+  *h.mutable_cluster_map() = map;
+  ASSERT_TRUE(scheduler_->Send(h, {}, reg.peer).ok());
+  thread.join();
+  EXPECT_EQ(result.code(), StatusCode::kDataLoss) << result.ToString();
+  EXPECT_NE(result.message().find("no rows of sparse table 'items'"), std::string::npos) << result.ToString();
 }
 
 }  // namespace

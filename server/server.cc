@@ -41,7 +41,7 @@ Status WriteTableFiles(const std::string& dir, const std::vector<SparseTableSnap
                        StoreWriteResult* result) {
   for (const SparseTableSnapshot& table : tables) {
     const std::string name = SparseTableFileName(table.table);
-    RETURN_IF_ERROR(WriteSparseTableFile(dir + "/" + name, table));
+    RETURN_IF_ERROR(WriteSparseTableFile(dir + "/" + name, table).status());
     uint64_t size = 0;
     ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(dir + "/" + name, &size));
     proto::FileChecksum file;

@@ -116,7 +116,7 @@ Status SparseRowStore::OpenSpill() {
   }
   rocksdb::DB* db = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, options_.spill_dir, &db), "cannot open " + options_.spill_dir));
-  spill_.reset(db);
+  spill_ = std::shared_ptr<rocksdb::DB>(db);
   return OkStatus();
 }
 
@@ -343,6 +343,65 @@ Status SparseRowStore::RestoreAdmission(AdmissionFilter filter) {
   }
   *admission_ = std::move(filter);
   return OkStatus();
+}
+
+std::shared_ptr<const SparseRowSnapshot> SparseRowStore::Snapshot() const {
+  std::shared_ptr<SparseRowSnapshot> snapshot(new SparseRowSnapshot());
+  snapshot->row_floats_ = row_floats_;
+  std::vector<std::pair<uint64_t, int64_t>> in_memory(slot_of_.begin(), slot_of_.end());
+  std::sort(in_memory.begin(), in_memory.end());
+  snapshot->ids_.reserve(in_memory.size());
+  snapshot->last_steps_.reserve(in_memory.size());
+  snapshot->rows_.resize(in_memory.size() * static_cast<size_t>(row_floats_));
+  for (size_t i = 0; i < in_memory.size(); ++i) {
+    const int64_t slot = in_memory[i].second;
+    snapshot->ids_.push_back(in_memory[i].first);
+    snapshot->last_steps_.push_back(last_step_[slot]);
+    std::memcpy(snapshot->rows_.data() + i * row_floats_, SlotRow(slot), sizeof(float) * row_floats_);
+  }
+  if (spill_ != nullptr) {
+    snapshot->spill_ = spill_;
+    snapshot->spill_snapshot_ = spill_->GetSnapshot();
+    snapshot->spill_dir_ = options_.spill_dir;
+  }
+  return snapshot;
+}
+
+SparseRowSnapshot::~SparseRowSnapshot() {
+  if (spill_ != nullptr && spill_snapshot_ != nullptr) spill_->ReleaseSnapshot(spill_snapshot_);
+}
+
+Status SparseRowSnapshot::ForEachRow(
+    const std::function<Status(uint64_t id, const float* row, int64_t last_step)>& visit) const {
+  // A merge of the rows in memory and those on disk, both by id; an id in
+  // memory is newer than its copy on disk, which is skipped.
+  size_t next = 0;
+  auto visit_memory_below = [&](uint64_t bound, bool all) -> Status {
+    for (; next < ids_.size() && (all || ids_[next] < bound); ++next) {
+      RETURN_IF_ERROR(visit(ids_[next], rows_.data() + next * row_floats_, last_steps_[next]));
+    }
+    return OkStatus();
+  };
+  if (spill_ != nullptr) {
+    rocksdb::ReadOptions read;
+    read.snapshot = spill_snapshot_;
+    std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(read));
+    std::vector<float> row(row_floats_);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() != 8 || it->value().size() != sizeof(float) * row_floats_ + sizeof(int64_t)) {
+        return DataLossError(spill_dir_ + ": a row of the wrong size");
+      }
+      const uint64_t id = KeyId(it->key());
+      RETURN_IF_ERROR(visit_memory_below(id, false));
+      if (next < ids_.size() && ids_[next] == id) continue;  // in memory: visited next
+      std::memcpy(row.data(), it->value().data(), sizeof(float) * row_floats_);
+      int64_t last_step = 0;
+      std::memcpy(&last_step, it->value().data() + sizeof(float) * row_floats_, sizeof(last_step));
+      RETURN_IF_ERROR(visit(id, row.data(), last_step));
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the rows of " + spill_dir_));
+  }
+  return visit_memory_below(0, true);
 }
 
 }  // namespace tessera

@@ -49,7 +49,7 @@ bool ReadValue(std::FILE* f, T* value) {
 
 std::string SparseTableFileName(int table) { return "sparse-" + std::to_string(table) + ".rows"; }
 
-Status WriteSparseTableFile(const std::string& path, const SparseTableSnapshot& s) {
+StatusOr<int64_t> WriteSparseTableFile(const std::string& path, const SparseTableSnapshot& s) {
   const size_t row_floats = static_cast<size_t>(s.dim + s.state_floats);
   std::string header(kMagic, sizeof(kMagic));
   Append(&header, kVersion);
@@ -61,23 +61,33 @@ Status WriteSparseTableFile(const std::string& path, const SparseTableSnapshot& 
   Append(&header, static_cast<int64_t>(s.step));
   Append(&header, static_cast<uint32_t>(s.admission.size()));
   header += s.admission;
-  Append(&header, static_cast<uint64_t>(s.ids.size()));
+  const long count_offset = static_cast<long>(header.size());
+  Append(&header, uint64_t{0});  // the count, written once the rows are
   File f(std::fopen(path.c_str(), "wbx"));
   if (f == nullptr) return UnavailableError("cannot create " + path + ": " + std::strerror(errno));
   RETURN_IF_ERROR(WriteAll(f.get(), header.data(), header.size(), path));
+  uint64_t count = 0;
+  bool first = true;
+  uint64_t previous = 0;
   std::string record;
-  for (size_t i = 0; i < s.ids.size(); ++i) {
+  RETURN_IF_ERROR(s.for_each_row([&](uint64_t id, const float* row, int64_t last_step) -> Status {
+    if (!first && id <= previous) return InvalidArgumentError(path + ": rows not in increasing id order");
+    first = false;
+    previous = id;
     record.clear();
-    Append(&record, s.ids[i]);
-    Append(&record, s.last_steps[i]);
-    record.append(reinterpret_cast<const char*>(s.rows.data() + i * row_floats), row_floats * sizeof(float));
-    RETURN_IF_ERROR(WriteAll(f.get(), record.data(), record.size(), path));
-  }
+    Append(&record, id);
+    Append(&record, last_step);
+    record.append(reinterpret_cast<const char*>(row), row_floats * sizeof(float));
+    ++count;
+    return WriteAll(f.get(), record.data(), record.size(), path);
+  }));
+  if (std::fseek(f.get(), count_offset, SEEK_SET) != 0) return UnavailableError("cannot seek in " + path);
+  RETURN_IF_ERROR(WriteAll(f.get(), &count, sizeof(count), path));
   if (std::fflush(f.get()) != 0 || fsync(fileno(f.get())) != 0) {
     return UnavailableError("cannot sync " + path + ": " + std::strerror(errno));
   }
   if (std::fclose(f.release()) != 0) return UnavailableError("cannot close " + path + ": " + std::strerror(errno));
-  return OkStatus();
+  return static_cast<int64_t>(count);
 }
 
 StatusOr<SparseTableFileHeader> ReadSparseTableFile(const std::string& path, const SparseRowVisitor& visit) {

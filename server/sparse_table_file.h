@@ -28,7 +28,10 @@
 
 namespace tessera {
 
-// A table's rows on one server at a cut, sorted by id.
+// Visits rows: (id, values then state, the step of the row's last update).
+using SparseRowVisitor = std::function<Status(uint64_t id, const float* row, int64_t last_step)>;
+
+// A table's rows on one server at a cut.
 struct SparseTableSnapshot {
   int table = 0;  // index in model.sparse_table
   std::string name;
@@ -37,17 +40,19 @@ struct SparseTableSnapshot {
   int optimizer_type = 0;
   int64_t step = 0;
   std::string admission;  // AdmissionFilter::Serialize(), or empty
-  std::vector<uint64_t> ids;
-  std::vector<int64_t> last_steps;
-  std::vector<float> rows;  // ids.size() * (dim + state_floats)
+  // Calls its visitor for every row in increasing id order (e.g. a
+  // SparseRowSnapshot's ForEachRow), on the writer's thread.
+  std::function<Status(const SparseRowVisitor&)> for_each_row;
 };
 
 // The file name of table `table` in a part: "sparse-T.rows".
 std::string SparseTableFileName(int table);
 
-// Writes `snapshot` to `path` (a new file), synced. Unavailable on an I/O
-// error (disk full included).
-Status WriteSparseTableFile(const std::string& path, const SparseTableSnapshot& snapshot);
+// Writes `snapshot` to `path` (a new file), its rows streamed (memory holds
+// one), synced; returns the rows written. Unavailable on an I/O error (disk
+// full included); InvalidArgument when the rows do not come in increasing id
+// order.
+StatusOr<int64_t> WriteSparseTableFile(const std::string& path, const SparseTableSnapshot& snapshot);
 
 // The header of a table file, and each row in order through `visit`
 // (id, values and state, last step), stopping at the first error visit
@@ -62,7 +67,6 @@ struct SparseTableFileHeader {
   std::string admission;
   uint64_t count = 0;
 };
-using SparseRowVisitor = std::function<Status(uint64_t id, const float* row, int64_t last_step)>;
 StatusOr<SparseTableFileHeader> ReadSparseTableFile(const std::string& path, const SparseRowVisitor& visit);
 
 }  // namespace tessera

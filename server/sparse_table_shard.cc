@@ -241,20 +241,6 @@ Status SparseTableShard::AdvanceTo(int64_t version) {
 
 StatusOr<SparseTableSnapshot> SparseTableShard::Snapshot(int64_t step) {
   RETURN_IF_ERROR(store_->ExpireRows(version_).status());
-  struct Entry {
-    uint64_t id;
-    int64_t last_step;
-    size_t at;  // in `unsorted`
-  };
-  const size_t row_floats = static_cast<size_t>(store_->row_floats());
-  std::vector<Entry> entries;
-  std::vector<float> unsorted;
-  RETURN_IF_ERROR(store_->ForEachRow([&](uint64_t id, const float* row, int64_t last_step) {
-    entries.push_back({id, last_step, unsorted.size()});
-    unsorted.insert(unsorted.end(), row, row + row_floats);
-    return OkStatus();
-  }));
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.id < b.id; });
   SparseTableSnapshot snapshot;
   snapshot.table = options_.table;
   snapshot.name = name();
@@ -263,14 +249,8 @@ StatusOr<SparseTableSnapshot> SparseTableShard::Snapshot(int64_t step) {
   snapshot.optimizer_type = optimizer_type();
   snapshot.step = step;
   if (store_->admission() != nullptr) snapshot.admission = store_->admission()->Serialize();
-  snapshot.ids.reserve(entries.size());
-  snapshot.last_steps.reserve(entries.size());
-  snapshot.rows.resize(unsorted.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    snapshot.ids.push_back(entries[i].id);
-    snapshot.last_steps.push_back(entries[i].last_step);
-    std::memcpy(snapshot.rows.data() + i * row_floats, unsorted.data() + entries[i].at, row_floats * sizeof(float));
-  }
+  std::shared_ptr<const SparseRowSnapshot> rows = store_->Snapshot();
+  snapshot.for_each_row = [rows](const SparseRowVisitor& visit) { return rows->ForEachRow(visit); };
   return snapshot;
 }
 

@@ -99,10 +99,11 @@ class SparseTableShard {
   // reached). FailedPrecondition while pushes are held.
   Status AdvanceTo(int64_t version);
 
-  // Checkpoints. Snapshot: every row (expired ones dropped first), sorted by
-  // id, labelled `step` (the cut's; the table's version, or under ASP the
-  // cut it is taken for), with the admission sightings. Copies the rows:
-  // memory for the whole table while the cut is written.
+  // Checkpoints. Snapshot: every row (expired ones dropped first), to write
+  // on another thread while training goes on, labelled `step` (the cut's:
+  // the table's version, or under ASP the cut it is taken for), with the
+  // admission sightings. Copies the rows in memory (at most the budget); the
+  // rest are read from disk as they were (SparseRowStore::Snapshot).
   StatusOr<SparseTableSnapshot> Snapshot(int64_t step);
   // Restoring: one row of a checkpoint's file, kept when this server holds
   // its id (returns whether it did); and the sightings.

@@ -16,7 +16,17 @@
 namespace tessera {
 namespace {
 
-SparseTableSnapshot Example() {
+const std::vector<uint64_t> kIds = {3, 17, uint64_t{1} << 63};
+const std::vector<int64_t> kLastSteps = {39, 12, 0};
+
+std::vector<float> Rows() {
+  std::vector<float> rows;
+  for (int i = 0; i < 18; ++i) rows.push_back(0.25f * static_cast<float>(i) - 1.0f);
+  return rows;
+}
+
+// Rows of 3 values and 3 state floats, from kIds, kLastSteps and `rows`.
+SparseTableSnapshot Example(std::vector<uint64_t> ids = kIds) {
   SparseTableSnapshot s;
   s.table = 2;
   s.name = "ads";
@@ -25,9 +35,11 @@ SparseTableSnapshot Example() {
   s.optimizer_type = 1;
   s.step = 40;
   s.admission = std::string("A\x01\x04", 3) + std::string(4 * 16 * 2, '\0');
-  s.ids = {3, 17, uint64_t{1} << 63};
-  s.last_steps = {39, 12, 0};
-  for (int i = 0; i < 18; ++i) s.rows.push_back(0.25f * static_cast<float>(i) - 1.0f);
+  s.for_each_row = [ids](const SparseRowVisitor& visit) -> Status {
+    const std::vector<float> rows = Rows();
+    for (size_t i = 0; i < ids.size(); ++i) RETURN_IF_ERROR(visit(ids[i], rows.data() + i * 6, kLastSteps[i]));
+    return OkStatus();
+  };
   return s;
 }
 
@@ -57,7 +69,9 @@ class SparseTableFileTest : public ::testing::Test {
   void SetUp() override {
     dir_ = MakeTempDir("sparse_table_file");
     path_ = dir_ + "/" + SparseTableFileName(2);
-    ASSERT_TRUE(WriteSparseTableFile(path_, Example()).ok());
+    auto written = WriteSparseTableFile(path_, Example());
+    ASSERT_TRUE(written.ok());
+    ASSERT_EQ(*written, 3);
     auto bytes = ReadFileToString(path_);
     ASSERT_TRUE(bytes.ok());
     bytes_ = *bytes;
@@ -85,12 +99,15 @@ TEST_F(SparseTableFileTest, RowsReadBackExactlyInIdOrder) {
   EXPECT_EQ(r.header.step, 40);
   EXPECT_EQ(r.header.admission, s.admission);
   EXPECT_EQ(r.header.count, 3u);
-  EXPECT_EQ(r.ids, s.ids);
-  EXPECT_EQ(r.last_steps, s.last_steps);
-  EXPECT_EQ(r.rows, s.rows);
+  EXPECT_EQ(r.ids, kIds);
+  EXPECT_EQ(r.last_steps, kLastSteps);
+  EXPECT_EQ(r.rows, Rows());
   // A second write to the same path is refused: a part is written once.
   EXPECT_FALSE(WriteSparseTableFile(path_, s).ok());
   EXPECT_EQ(Read(dir_ + "/none").status.code(), StatusCode::kNotFound);
+  // Rows out of order are refused as they are written.
+  EXPECT_EQ(WriteSparseTableFile(dir_ + "/unordered", Example({3, 3, 4})).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(SparseTableFileTest, BadFilesAreDataLossAndHandOutNoRowWhenTheirSizesAreWrong) {

@@ -6,9 +6,7 @@
 namespace tessera {
 namespace {
 
-Status Require(bool ok, const std::string& message) {
-  return ok ? OkStatus() : InvalidArgumentError(message);
-}
+Status Require(bool ok, const std::string& message) { return ok ? OkStatus() : InvalidArgumentError(message); }
 
 std::string Got(double v) {
   char buf[32];
@@ -22,8 +20,8 @@ Status ValidateTableName(const proto::ModelSpec& model, int t) {
   const std::string& name = model.sparse_table(t).name();
   const std::string where = "model.sparse_table[" + std::to_string(t) + "].name";
   RETURN_IF_ERROR(Require(!name.empty() && name.size() <= kMaxSparseTableNameLength,
-                          where + " must hold 1 to " + std::to_string(kMaxSparseTableNameLength) +
-                              " characters, got " + std::to_string(name.size())));
+                          where + " must hold 1 to " + std::to_string(kMaxSparseTableNameLength) + " characters, got " +
+                              std::to_string(name.size())));
   for (const char c : name) {
     RETURN_IF_ERROR(Require(IsTableNameChar(c), where + " may hold only a-z, 0-9 and '_', got '" + name + "'"));
   }
@@ -58,12 +56,13 @@ Status ValidateSparseTable(const proto::ModelSpec& model, int t) {
   RETURN_IF_ERROR(ValidateTableName(model, t));
   const proto::SparseTableSpec& table = model.sparse_table(t);
   const std::string where = "model.sparse_table[" + std::to_string(t) + "] '" + table.name() + "'";
-  RETURN_IF_ERROR(Require(table.dim() >= 1 && table.dim() <= kMaxSparseTableDim,
-                          where + ": dim must be in [1, " + std::to_string(kMaxSparseTableDim) + "]" + Got(table.dim())));
+  RETURN_IF_ERROR(
+      Require(table.dim() >= 1 && table.dim() <= kMaxSparseTableDim,
+              where + ": dim must be in [1, " + std::to_string(kMaxSparseTableDim) + "]" + Got(table.dim())));
   RETURN_IF_ERROR(Require(table.init_bound() >= 0 && std::isfinite(table.init_bound()),
                           where + ": init_bound must be a finite number >= 0" + Got(table.init_bound())));
-  RETURN_IF_ERROR(Require(table.memory_budget_mb() >= 0,
-                          where + ": memory_budget_mb must be >= 0" + Got(static_cast<double>(table.memory_budget_mb()))));
+  RETURN_IF_ERROR(Require(table.memory_budget_mb() >= 0, where + ": memory_budget_mb must be >= 0" +
+                                                             Got(static_cast<double>(table.memory_budget_mb()))));
   RETURN_IF_ERROR(Require(table.admit_after() >= 1 && table.admit_after() <= 255,
                           where + ": admit_after must be in [1, 255]" + Got(table.admit_after())));
   RETURN_IF_ERROR(Require(table.expire_after_steps() >= 0, where + ": expire_after_steps must be >= 0" +

@@ -36,8 +36,8 @@ Status SparseEmbedding::ValidateInput(const float* values, int64_t n) const {
     const int64_t place = i % features;
     const std::string where = "example " + std::to_string(i / features) + ", value " + std::to_string(place);
     if (place < numeric_) {
-      if (!std::isfinite(v)) return InvalidArgumentError(where + ": a numeric feature, " + std::to_string(v) + ", is not finite");
-      continue;
+      if (std::isfinite(v)) continue;
+      return InvalidArgumentError(where + ": a numeric feature, " + std::to_string(v) + ", is not finite");
     }
     if (v != -1.0f && RowOf(v) < 0) {
       return InvalidArgumentError(where + ": an id slot holds " + std::to_string(v) +
@@ -129,8 +129,8 @@ StatusOr<std::unique_ptr<Layer>> CreateSparseEmbedding(const proto::ModelSpec& m
                                 std::to_string(spec.values_per_field()) + " ids needs examples of [numeric + " +
                                 std::to_string(slots) + "] values, got " + ShapeText(in_shape));
   }
-  return std::unique_ptr<Layer>(new SparseEmbedding(in_shape[0] - slots, spec.fields(), spec.values_per_field(),
-                                                    table->dim(), spec.combiner()));
+  return std::unique_ptr<Layer>(
+      new SparseEmbedding(in_shape[0] - slots, spec.fields(), spec.values_per_field(), table->dim(), spec.combiner()));
 }
 
 }  // namespace tessera

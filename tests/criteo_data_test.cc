@@ -31,7 +31,9 @@ using ::testing::HasSubstr;
 std::string Line(const std::string& label, const std::vector<std::string>& integers,
                  const std::vector<std::string>& categorical) {
   std::string line = label;
-  for (int i = 0; i < kCriteoIntegerFields; ++i) line += "\t" + (i < static_cast<int>(integers.size()) ? integers[i] : "");
+  for (int i = 0; i < kCriteoIntegerFields; ++i) {
+    line += "\t" + (i < static_cast<int>(integers.size()) ? integers[i] : "");
+  }
   for (int c = 0; c < kCriteoCategoricalFields; ++c) {
     line += "\t" + (c < static_cast<int>(categorical.size()) ? categorical[c] : "");
   }
@@ -48,7 +50,8 @@ std::string NumberedLine(int r) {
 
 proto::JobSpec CriteoSpec(const std::string& dir, const std::string& extra_data = "") {
   StatusOr<proto::JobSpec> spec = ParseJobSpec(R"(name: "criteo"
-      data { format: CRITEO dir: ")" + dir + R"(" train_files: "train.tsv" test_files: "test.tsv" )" + extra_data + R"( }
+      data { format: CRITEO dir: ")" + dir + R"(" train_files: "train.tsv" test_files: "test.tsv" )" +
+                                                   extra_data + R"( }
       model {
         sparse_table { name: "ids" dim: 4 }
         layer { sparse_embedding { table: "ids" fields: 26 } }
@@ -166,8 +169,9 @@ TEST(CriteoDataTest, AMalformedLineIsOneLineNamingFileLineAndFieldOrIsSkipped) {
   WriteText(dir.File("train.tsv"), NumberedLine(1) + Line("0", {"1", "2", "3.5"}, {}) + NumberedLine(2));
   WriteText(dir.File("test.tsv"), NumberedLine(0));
   const proto::JobSpec strict = CriteoSpec(dir.path());
-  EXPECT_EQ(DescribeTable(strict.data()).status().message(),
-            dir.File("train.tsv") + ":2: column \"I3\": expected an integer (or nothing, for a missing value), got \"3.5\"");
+  EXPECT_EQ(
+      DescribeTable(strict.data()).status().message(),
+      dir.File("train.tsv") + ":2: column \"I3\": expected an integer (or nothing, for a missing value), got \"3.5\"");
   EXPECT_EQ(CheckSpecRunnable(strict, "spec.pbtxt").code(), StatusCode::kInvalidArgument);
   WriteText(dir.File("train.tsv"), NumberedLine(1) + "1\t2\n");
   EXPECT_THAT(DescribeTable(strict.data()).status().message(),

@@ -35,18 +35,19 @@ std::vector<uint32_t> Bits(const std::vector<float>& values) {
 
 // 1 numeric feature, 2 bags of 2 slots, rows of 2: x = [n, a0, a1, b0, b1].
 struct SmallCase {
-  std::vector<float> rows = {1, 2,     // row 0
-                             10, 20,   // row 1
+  std::vector<float> rows = {1,   2,     // row 0
+                             10,  20,    // row 1
                              100, 200};  // row 2
   // Example 0: bag a = {row 0, row 2}, bag b = {row 1, none}.
   // Example 1: bag a = {none, none} (empty), bag b = {row 1, row 1}.
-  std::vector<float> x = {0.5f, 0, 2, 1, -1,  //
+  std::vector<float> x = {0.5f,  0,  2,  1, -1,  //
                           -3.0f, -1, -1, 1, 1};
 };
 
 TEST(SparseEmbeddingTest, SumForwardAndBackwardAsComputedByHand) {
   SmallCase c;
-  SparseEmbedding layer(/*numeric=*/1, /*fields=*/2, /*values_per_field=*/2, /*dim=*/2, proto::SparseEmbeddingSpec::SUM);
+  SparseEmbedding layer(/*numeric=*/1, /*fields=*/2, /*values_per_field=*/2, /*dim=*/2,
+                        proto::SparseEmbeddingSpec::SUM);
   EXPECT_EQ(layer.in_shape(), Shape({5}));
   EXPECT_EQ(layer.out_shape(), Shape({5}));  // 1 + 2 bags * 2
   EXPECT_TRUE(layer.param_shapes().empty());
@@ -56,7 +57,7 @@ TEST(SparseEmbeddingTest, SumForwardAndBackwardAsComputedByHand) {
   layer.Forward(c.x.data(), 2, y.data(), Pass{});
   EXPECT_EQ(y, std::vector<float>({0.5f, 101, 202, 10, 20,  //
                                    -3.0f, 0, 0, 20, 40}));
-  const std::vector<float> dy = {7, 1, 2, 3, 4,  //
+  const std::vector<float> dy = {7, 1, 2, 3,    4,  //
                                  8, 5, 6, 0.5f, 0.25f};
   std::vector<float> dx(10, 99.0f);
   layer.Backward(c.x.data(), y.data(), dy.data(), 2, dx.data());
@@ -74,7 +75,7 @@ TEST(SparseEmbeddingTest, MeanDividesEachBagByItsIdsAndEmptyBagsAreZeros) {
   layer.Forward(c.x.data(), 2, y.data(), Pass{});
   EXPECT_EQ(y, std::vector<float>({0.5f, 101.0f / 2, 202.0f / 2, 10, 20,  //
                                    -3.0f, 0, 0, 20.0f / 2, 40.0f / 2}));
-  const std::vector<float> dy = {0, 1, 2, 3, 4,  //
+  const std::vector<float> dy = {0, 1, 2, 3,    4,  //
                                  0, 5, 6, 0.5f, 0.25f};
   layer.Backward(c.x.data(), y.data(), dy.data(), 2, nullptr);
   EXPECT_EQ(row_grads, std::vector<float>({1.0f / 2, 2.0f / 2, 3 + 0.5f / 2 + 0.5f / 2, 4 + 0.25f / 2 + 0.25f / 2,
@@ -116,8 +117,8 @@ TEST(SparseEmbeddingTest, OneIdPerBagSumIsADenseEmbeddingBitForBit) {
 TEST(SparseBatchTest, DistinctSortedIdsAndEachSlotsRow) {
   const uint64_t big = uint64_t{1} << 60;  // far beyond float32's exact integers
   // 2 examples of 1 numeric feature and 3 slots.
-  const std::vector<uint64_t> slot_ids = {big + 1, 5, kNoSparseId,  //
-                                          5, big, big + 1};
+  const std::vector<uint64_t> slot_ids = {big + 1, 5,   kNoSparseId,  //
+                                          5,       big, big + 1};
   std::vector<float> x = {0.25f, 9, 9, 9,  //
                           -4.0f, 9, 9, 9};
   StatusOr<SparseBatch> sparse = MakeSparseBatch(slot_ids, /*batch=*/2, /*numeric=*/1, /*slots=*/3, x.data());
@@ -168,7 +169,7 @@ TEST(SparseEmbeddingModelTest, TrainsOnBoundRowsAndFillsTheirGradients) {
   std::vector<float> rows = {0.1f, 0.2f, 0.3f, 0.4f, -0.5f, 0.6f, -0.7f, 0.8f};
   std::vector<float> row_grads(8, 0.0f);
   (*model)->BindSparseRows(rows.data(), row_grads.data(), 2);
-  const std::vector<float> x = {1.0f, 2.0f, 0, 1, -1,  //
+  const std::vector<float> x = {1.0f,  2.0f, 0, 1, -1,  //
                                 -1.0f, 0.5f, 1, 1, 0};
   ASSERT_OK((*model)->ValidateInputValues(x.data(), x.size()));
   const std::vector<float> labels = {1, 0};
@@ -227,9 +228,7 @@ TEST(SparseEmbeddingModelTest, CreateRefusesAMissingTableALaterLayerAndCuda) {
 }
 
 TEST(SparseTableSpecTest, NamesDimsAndOptimizerRangesAreChecked) {
-  const auto error = [](const std::string& tables) {
-    return ValidateSparseTables(ParseModel(tables)).message();
-  };
+  const auto error = [](const std::string& tables) { return ValidateSparseTables(ParseModel(tables)).message(); };
   EXPECT_EQ(error(R"(sparse_table { name: "ids_1" dim: 16 } sparse_table { name: "b" dim: 1024 })"), "");
   EXPECT_EQ(error(R"(sparse_table { name: "" dim: 4 })"),
             "model.sparse_table[0].name must hold 1 to 64 characters, got 0");

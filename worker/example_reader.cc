@@ -82,8 +82,8 @@ StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t r
   Block& slot = cache_[next_slot_];
   next_slot_ = 1 - next_slot_;
   slot.index = -1;  // until read whole
-  RETURN_IF_ERROR(
-      ReadTableBlock(data_, files_, table_, *ids_, blocks().Get(static_cast<int>(index)), &slot.x, &slot.labels, &slot.ids));
+  RETURN_IF_ERROR(ReadTableBlock(data_, files_, table_, *ids_, blocks().Get(static_cast<int>(index)), &slot.x,
+                                 &slot.labels, &slot.ids));
   slot.index = index;
   ++blocks_read_;
   return &slot;

@@ -25,9 +25,9 @@ std::vector<uint64_t> DistinctIds(const std::vector<uint64_t>& slot_ids) {
 StatusOr<SparseBatch> MakeSparseBatch(const std::vector<uint64_t>& slot_ids, int64_t batch, int64_t numeric,
                                       int64_t slots, float* x) {
   if (batch < 0 || numeric < 0 || slots < 0 || static_cast<int64_t>(slot_ids.size()) != batch * slots) {
-    return InvalidArgumentError("a sparse batch of " + std::to_string(batch) + " examples of " +
-                                std::to_string(slots) + " id slots needs " + std::to_string(batch * slots) +
-                                " ids, got " + std::to_string(slot_ids.size()));
+    return InvalidArgumentError("a sparse batch of " + std::to_string(batch) + " examples of " + std::to_string(slots) +
+                                " id slots needs " + std::to_string(batch * slots) + " ids, got " +
+                                std::to_string(slot_ids.size()));
   }
   SparseBatch sparse;
   sparse.ids = DistinctIds(slot_ids);

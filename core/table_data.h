@@ -1,6 +1,7 @@
-// CSV and TSV data sets (DataSpec format CSV or TSV): which columns are the
-// label and the features, one pass over a split that checks every record and
-// cuts the split into blocks, and reading one block back.
+// CSV and TSV data sets (DataSpec format CSV or TSV), and Criteo click logs
+// (CRITEO) read as such a table: which columns are the label and the
+// features, one pass over a split that checks every record and cuts the
+// split into blocks, and reading one block back.
 //
 // A table's examples are its records: the feature columns as numbers, in
 // the spec's order, scaled by x = (v - shift) * scale, and a label: a class

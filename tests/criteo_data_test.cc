@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -184,6 +185,32 @@ TEST(CriteoDataTest, AMalformedLineIsOneLineNamingFileLineAndFieldOrIsSkipped) {
   EXPECT_EQ(bad.count, 1);
   EXPECT_EQ(bad.first.at(0), dir.File("train.tsv") + ":2: column \"label\": expected 0 or 1, got \"2\"");
   EXPECT_EQ(table->train_blocks(0).records(), 2);
+}
+
+// Untrusted bytes: random lines and a file cut short, plain or gzip'd, are
+// an error or records, never a crash.
+TEST(CriteoDataTest, RandomAndTruncatedFilesAreErrorsNotCrashes) {
+  ScopedTestDir dir;
+  WriteText(dir.File("test.tsv"), NumberedLine(0));
+  std::mt19937 rng(11);
+  const std::string alphabet = "01\t\t\t\n-9ax\"\r ";
+  for (int round = 0; round < 50; ++round) {
+    std::string text;
+    const int size = static_cast<int>(rng() % 400);
+    for (int i = 0; i < size; ++i) text += alphabet[rng() % alphabet.size()];
+    WriteText(dir.File("train.tsv"), text);
+    (void)DescribeTable(CriteoSpec(dir.path()).data()).status();
+  }
+  std::string lines;
+  for (int r = 0; r < 50; ++r) lines += NumberedLine(r);
+  // The second line cut 20 bytes in: fewer than 40 fields.
+  WriteText(dir.File("train.tsv"), lines.substr(0, NumberedLine(0).size() + 20));
+  EXPECT_THAT(DescribeTable(CriteoSpec(dir.path()).data()).status().message(),
+              HasSubstr(dir.File("train.tsv") + ":2: "));
+  WriteGzText(dir.File("train.tsv"), lines);
+  const std::string gz = FileText(dir.File("train.tsv"));
+  WriteText(dir.File("train.tsv"), gz.substr(0, gz.size() / 2));
+  EXPECT_FALSE(DescribeTable(CriteoSpec(dir.path()).data()).ok());
 }
 
 TEST(CriteoDataTest, TheSpecNeedsASparseEmbeddingOf26BagsOfOneId) {

@@ -248,6 +248,7 @@ TEST(CriteoDataTest, ThePlanInfersABinaryTaskAndRefusesToTrainForNow) {
   StatusOr<DataAndTask> shape = ShapeOfJobData(spec, &layout);
   ASSERT_OK(shape.status());
   EXPECT_EQ(shape->task.loss, proto::SIGMOID_BINARY_CROSS_ENTROPY);
+  EXPECT_THAT(shape->task.description, HasSubstr("binary classification (inferred from the label column 'label'"));
   EXPECT_EQ(shape->data.train_examples, 3);
   EXPECT_EQ(shape->data.test_examples, 1);
   EXPECT_EQ(shape->data.example_shape, Shape({13 + 26}));

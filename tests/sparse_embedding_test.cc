@@ -18,6 +18,7 @@
 #include "core/sparse_table_spec.h"
 #include "models/embedding.h"
 #include "models/model.h"
+#include "tests/gradient_check.h"
 #include "tests/test_util.h"
 #include "worker/sparse_batch.h"
 
@@ -80,6 +81,43 @@ TEST(SparseEmbeddingTest, MeanDividesEachBagByItsIdsAndEmptyBagsAreZeros) {
   layer.Backward(c.x.data(), y.data(), dy.data(), 2, nullptr);
   EXPECT_EQ(row_grads, std::vector<float>({1.0f / 2, 2.0f / 2, 3 + 0.5f / 2 + 0.5f / 2, 4 + 0.25f / 2 + 0.25f / 2,
                                            1.0f / 2, 2.0f / 2}));
+}
+
+// Row gradients and the numeric features' dx against central differences,
+// for bags of several ids (repeats, empty slots and empty bags included).
+TEST(SparseEmbeddingTest, GradientsMatchCentralDifferences) {
+  for (const auto combiner : {proto::SparseEmbeddingSpec::SUM, proto::SparseEmbeddingSpec::MEAN}) {
+    const int64_t numeric = 2, fields = 3, per_field = 3, dim = 4, n_rows = 5, batch = 4;
+    std::mt19937 rng(5);
+    std::vector<float> rows = RandomVector(rng, n_rows * dim);
+    std::vector<float> x(batch * (numeric + fields * per_field));
+    for (int64_t e = 0; e < batch; ++e) {
+      float* example = x.data() + e * (numeric + fields * per_field);
+      for (int64_t i = 0; i < numeric; ++i) example[i] = RandomVector(rng, 1)[0];
+      for (int64_t s = 0; s < fields * per_field; ++s)
+        example[numeric + s] = static_cast<float>(rng() % (n_rows + 1)) - 1;
+    }
+    x[numeric + 3] = x[numeric + 4] = x[numeric + 5] = -1;  // example 0's second bag: empty
+    const std::vector<float> r = RandomVector(rng, batch * (numeric + fields * dim));
+    SparseEmbedding layer(numeric, fields, per_field, dim, combiner);
+    std::vector<float> row_grads(rows.size()), y(r.size()), dx(x.size());
+    const auto loss = [&]() {
+      layer.Forward(x.data(), batch, y.data(), Pass{});
+      return Weighted(y, r);
+    };
+    layer.BindRows(rows.data(), row_grads.data(), n_rows);
+    loss();
+    layer.Backward(x.data(), y.data(), r.data(), batch, dx.data());
+    for (size_t k = 0; k < rows.size(); ++k) {
+      ExpectGradNear(row_grads[k], Numeric(&rows[k], loss), "row value " + std::to_string(k));
+    }
+    for (int64_t e = 0; e < batch; ++e) {
+      for (int64_t i = 0; i < numeric; ++i) {
+        const int64_t at = e * (numeric + fields * per_field) + i;
+        ExpectGradNear(dx[at], Numeric(&x[at], loss), "numeric " + std::to_string(at));
+      }
+    }
+  }
 }
 
 // With one id per bag and SUM, the layer is a dense Embedding over the

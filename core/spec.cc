@@ -313,8 +313,8 @@ Status ValidateValidation(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(
       Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
   RETURN_IF_ERROR(Require(table || d.validation_files_size() == 0,
-                          "data.validation_files are for data.format CSV, TSV, LIBSVM or CRITEO; IDX and IMAGE_FOLDER data hold out "
-                          "data.validation_fraction of its training examples"));
+                          "data.validation_files are for data.format CSV, TSV, LIBSVM or CRITEO; IDX and "
+                          "IMAGE_FOLDER data hold out data.validation_fraction of its training examples"));
   RETURN_IF_ERROR(Require(fraction == 0 || d.validation_files_size() == 0,
                           "data.validation_fraction and data.validation_files both give a validation set: set one"));
   RETURN_IF_ERROR(Require(d.max_validation_examples() >= 0,

@@ -144,6 +144,9 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
     case proto::LayerSpec::kSparseLinear:
       // It needs the data's number of features, which Model::Create gives CreateSparseLinear.
       return InvalidArgumentError("sparse_linear must be the first layer of a model over libsvm data");
+    case proto::LayerSpec::kSparseEmbedding:
+      // It needs the job's sparse table, which Model::Create gives it.
+      return InvalidArgumentError("sparse_embedding must be the first layer of a model over a sparse table");
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

@@ -104,7 +104,13 @@ Status SparseTableClient::PullRows(int table, int64_t version, std::span<const u
     }
     if (pending.empty()) return OkStatus();
     if (stop_ != nullptr && stop_->load()) return AbortedError("stopped by signal");
-    const std::vector<bool> ready = transport_->Poll(pending, std::min(kSliceMs, timeout_ms));
+    if (interrupt_ != nullptr) pending.push_back(interrupt_);
+    std::vector<bool> ready = transport_->Poll(pending, std::min(kSliceMs, timeout_ms));
+    if (interrupt_ != nullptr) {
+      if (ready.back() && on_interrupt_()) return AbortedError("interrupted by the scheduler");
+      ready.pop_back();
+      pending.pop_back();
+    }
     bool any = false;
     for (size_t i = 0; i < ready.size(); ++i) {
       if (!ready[i]) continue;

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -38,6 +39,14 @@ class SparseTableClient {
 
   // When set, waits end with Aborted once *stop is true. It must outlive this.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+
+  // When set, a wait also watches *socket (a worker's scheduler connection)
+  // and calls on_message whenever it is readable; the wait ends with Aborted
+  // when on_message returns true (a SHUTDOWN or ROLLBACK), as KvClient's.
+  void set_interrupt(Socket* socket, std::function<bool()> on_message) {
+    interrupt_ = socket;
+    on_interrupt_ = std::move(on_message);
+  }
 
   // Opens a DEALER to every server. InvalidArgument for a bad address.
   Status Connect();
@@ -69,6 +78,8 @@ class SparseTableClient {
   std::vector<std::unique_ptr<Socket>> sockets_;
   uint64_t pushed_bytes_ = 0, pulled_bytes_ = 0;
   const std::atomic<bool>* stop_ = nullptr;
+  Socket* interrupt_ = nullptr;
+  std::function<bool()> on_interrupt_;
   DropLog drops_{SystemClock()};
 };
 

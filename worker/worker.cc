@@ -50,6 +50,7 @@ Status Worker::Run() {
     LOG(WARNING) << "the job rolls back: " << rollback_reason_ << "; registering again";
     rollback_received_ = false;
     kv_.reset();
+    sparse_.reset();
     heartbeat_.reset();
     model_.reset();
     inbox_.clear();
@@ -174,22 +175,15 @@ Status Worker::Setup(const proto::Header& map_message) {
   kv_->set_stop(stop_, heartbeat_->lost_flag());
   // A SHUTDOWN or ROLLBACK from the scheduler ends a wait for parameters;
   // anything else it sends meanwhile waits in the inbox.
-  kv_->set_interrupt(scheduler_.get(), [this]() {
-    auto m = scheduler_->Receive(0);
-    if (!m.ok()) return false;
-    if (m->header.op() == proto::SHUTDOWN) {
-      shutdown_received_ = true;
-      shutdown_reason_ = m->header.shutdown().reason();
-      return true;
-    }
-    if (m->header.op() == proto::ROLLBACK) {
-      rollback_received_ = true;
-      rollback_reason_ = m->header.rollback().reason();
-      return true;
-    }
-    inbox_.push_back(std::move(m).value());
-    return false;
-  });
+  kv_->set_interrupt(scheduler_.get(), [this]() { return OnSchedulerMessage(); });
+  ASSIGN_OR_RETURN(sparse_, WorkerSparseTable::Create(transport_, map_, job_id_, *model_,
+                                                      NumElements(train_->example_shape()),
+                                                      train_->ids_per_example()));
+  if (sparse_ != nullptr) {
+    sparse_->set_stop(stop_);
+    sparse_->set_interrupt(scheduler_.get(), [this]() { return OnSchedulerMessage(); });
+    RETURN_IF_ERROR(sparse_->Connect());
+  }
   kv_->set_sparse(model_->sparse_tensors(), &model_->touched_runs());
   kv_->set_sparse_pulls(!model_->sparse_tensors().empty());
   RETURN_IF_ERROR(kv_->Connect());
@@ -197,9 +191,30 @@ Status Worker::Setup(const proto::Header& map_message) {
   return kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_);
 }
 
+bool Worker::OnSchedulerMessage() {
+  auto m = scheduler_->Receive(0);
+  if (!m.ok()) return false;
+  if (m->header.op() == proto::SHUTDOWN) {
+    shutdown_received_ = true;
+    shutdown_reason_ = m->header.shutdown().reason();
+    return true;
+  }
+  if (m->header.op() == proto::ROLLBACK) {
+    rollback_received_ = true;
+    rollback_reason_ = m->header.rollback().reason();
+    return true;
+  }
+  inbox_.push_back(std::move(m).value());
+  return false;
+}
+
+uint64_t Worker::PushedBytes() const { return kv_->pushed_bytes() + (sparse_ ? sparse_->pushed_bytes() : 0); }
+uint64_t Worker::PulledBytes() const { return kv_->pulled_bytes() + (sparse_ ? sparse_->pulled_bytes() : 0); }
+
 // One training phase's state, shared by the steps of RunTraining.
 struct Worker::TrainingPhase {
-  TrainingPhase(const proto::Phase& phase, const proto::JobSpec& spec, ExampleReader* train, const KvClient& kv)
+  TrainingPhase(const proto::Phase& phase, const proto::JobSpec& spec, ExampleReader* train, uint64_t pushed_bytes,
+                uint64_t pulled_bytes)
       : phase(phase),
         batch(spec.batch_size()),
         bsp(spec.consistency() == proto::BSP),
@@ -207,8 +222,8 @@ struct Worker::TrainingPhase {
         reader(train),
         step(phase.first_step()),
         to_skip(bsp ? phase.skip_steps() : 0),
-        pushed_bytes_at_start(kv.pushed_bytes()),
-        pulled_bytes_at_start(kv.pulled_bytes()) {
+        pushed_bytes_at_start(pushed_bytes),
+        pulled_bytes_at_start(pulled_bytes) {
     lease.set_shard(-2);  // none requested yet
   }
 
@@ -219,6 +234,7 @@ struct Worker::TrainingPhase {
   BatchPrefetcher reader;
   std::vector<float> x;  // the batch read last
   std::vector<float> labels;
+  std::vector<uint64_t> ids;  // its 64-bit ids (a sparse table's data)
 
   proto::Lease lease;
   int64_t position = 0;    // the next position of the lease to read
@@ -313,7 +329,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   // Before the phase's prefetch thread starts: the reader augments each
   // example from (seed, epoch, index).
   train_->set_epoch(phase.epoch());
-  TrainingPhase t(phase, map_.spec(), train_.get(), *kv_);
+  TrainingPhase t(phase, map_.spec(), train_.get(), PushedBytes(), PulledBytes());
   // Resumed inside the epoch: this worker's loss sum goes on from its sum
   // before the cut, so it adds up as in a run that never stopped.
   if (rank_ < phase.resumed_loss_sums_size()) t.epoch_loss = phase.resumed_loss_sums(rank_);
@@ -376,10 +392,15 @@ void Worker::SkipStep(TrainingPhase* t) {
 
 StatusOr<int64_t> Worker::ReadBatch(TrainingPhase* t) {
   // Under BSP a worker without data still takes its steps, with no examples.
-  if (!t->data_left) return 0;
+  if (!t->data_left) {
+    if (sparse_ != nullptr) RETURN_IF_ERROR(sparse_->Prepare({}, 0, nullptr));
+    return 0;
+  }
   // The rest of the current shard up to a batch: a batch never spans two shards.
   const int64_t count = std::min<int64_t>(t->batch, t->lease.end() - t->position);
-  RETURN_IF_ERROR(t->reader.Read(t->order, t->position, count, t->lease.end(), &t->x, &t->labels));
+  RETURN_IF_ERROR(t->reader.Read(t->order, t->position, count, t->lease.end(), &t->x, &t->labels,
+                                 sparse_ != nullptr ? &t->ids : nullptr));
+  if (sparse_ != nullptr) RETURN_IF_ERROR(sparse_->Prepare(t->ids, count, t->x.data()));
   t->position += count;
   return count;
 }
@@ -423,6 +444,15 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
 Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
   // Gradients go out as soon as backward has made them, overlapping the
   // layers before them (OverlapPusher), or all at once after it.
+  if (sparse_ != nullptr) {
+    // The batch's rows of the sparse table as of this step (BSP: once every
+    // worker's push of the step before is applied).
+    const auto asked = SteadyClock::now();
+    RETURN_IF_ERROR(sparse_->PullAndBind(t->bsp ? t->step : 0, model_.get(), options_.reply_timeout_s * 1000));
+    const double waited = SecondsSince(asked);
+    t->wait_seconds += waited;
+    t->compute_seconds -= waited;
+  }
   OverlapPusher pusher(kv_.get(), model_.get(), t->step, count);
   Model::GradsReady push_layer = nullptr;
   if (options_.overlap_push) push_layer = [&pusher](KeyRange keys) { pusher.LayerReady(keys); };
@@ -430,6 +460,7 @@ Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
                                               MixSeed(map_.spec().seed(), rank_, t->step), push_layer);
   if (options_.overlap_push) pusher.Flush();
   Status pushed = pusher.status();
+  if (sparse_ != nullptr && pushed.ok()) pushed = sparse_->Push(t->step, count);
   double step_push_seconds = pusher.seconds();
   auto computed = SteadyClock::now();
   t->compute_seconds += std::chrono::duration<double>(computed - t->step_start).count() - step_push_seconds;
@@ -477,8 +508,8 @@ Status Worker::SendTrainingDone(const TrainingPhase& t) {
   if (rank_ == t.phase.reporter_rank()) d->set_params_sha256(model_->ParamsSha256());
   d->set_compute_seconds(t.compute_seconds);
   d->set_push_seconds(t.push_seconds);
-  d->set_push_bytes(kv_->pushed_bytes() - t.pushed_bytes_at_start);
-  d->set_pull_bytes(kv_->pulled_bytes() - t.pulled_bytes_at_start);
+  d->set_push_bytes(PushedBytes() - t.pushed_bytes_at_start);
+  d->set_pull_bytes(PulledBytes() - t.pulled_bytes_at_start);
   d->set_pushed_steps(t.pushed_steps);
   d->set_communication_seconds(t.wait_seconds);
   AddPeakMemory(d);
@@ -497,6 +528,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
   const ExampleOrder natural_order;
   std::vector<float> x;
   std::vector<float> labels;
+  std::vector<uint64_t> ids;
   BatchStats total;
   EvalMetrics metrics(model_->task(), model_->num_classes());
   std::vector<float> outputs;
@@ -511,7 +543,13 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
     }
     for (int64_t p = lease.begin(); p < lease.end(); p += batch) {
       const int64_t count = std::min<int64_t>(batch, lease.end() - p);
-      RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels));
+      RETURN_IF_ERROR(reader.Read(natural_order, p, count, lease.end(), &x, &labels, sparse_ ? &ids : nullptr));
+      if (sparse_ != nullptr) {
+        // The table as of the parameters pulled above: every step of the epoch applied.
+        RETURN_IF_ERROR(sparse_->Prepare(ids, count, x.data()));
+        const int64_t version = map_.spec().consistency() == proto::BSP ? params_version_ : 0;
+        RETURN_IF_ERROR(sparse_->PullAndBind(version, model_.get(), options_.reply_timeout_s * 1000));
+      }
       outputs.resize(count * model_->num_outputs());
       const BatchStats s = model_->EvaluateBatch(x.data(), labels.data(), count, /*predicted=*/nullptr, outputs.data());
       metrics.AddBatch(labels.data(), outputs.data(), count);

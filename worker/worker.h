@@ -22,6 +22,7 @@
 #include "proto/wire.pb.h"
 #include "worker/example_reader.h"
 #include "worker/kv_client.h"
+#include "worker/worker_sparse_table.h"
 
 namespace tessera {
 
@@ -100,6 +101,12 @@ class Worker {
   // PHASE_DONE with the phase's totals.
   Status SendTrainingDone(const TrainingPhase& t);
   Status RunEvaluation(const proto::Phase& phase);
+  // Bytes of tensor frames pushed and pulled so far, dense and sparse.
+  uint64_t PushedBytes() const;
+  uint64_t PulledBytes() const;
+  // Reads a SHUTDOWN or ROLLBACK from the scheduler during a wait for the
+  // servers (true: the wait ends); keeps anything else for later.
+  bool OnSchedulerMessage();
   // Asks the scheduler for a shard; *lease.shard() is -1 when none is left.
   Status RequestLease(int epoch, proto::Lease* lease);
   // Waits for the next message from the scheduler of op `op` (SHUTDOWN and ROLLBACK end the wait with Aborted).
@@ -115,6 +122,8 @@ class Worker {
   std::unique_ptr<HeartbeatSender> heartbeat_;  // from the cluster map on
   std::unique_ptr<Socket> scheduler_;
   std::unique_ptr<KvClient> kv_;
+  // The model's sparse table (a sparse_embedding first layer); null without.
+  std::unique_ptr<WorkerSparseTable> sparse_;
   proto::ClusterMap map_;
   uint64_t job_id_ = 0;
   int rank_ = -1;

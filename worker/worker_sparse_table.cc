@@ -1,0 +1,53 @@
+#include "worker/worker_sparse_table.h"
+
+#include <string>
+
+namespace tessera {
+
+StatusOr<std::unique_ptr<WorkerSparseTable>> WorkerSparseTable::Create(Transport* transport,
+                                                                       const proto::ClusterMap& map, uint64_t job_id,
+                                                                       const Model& model, int64_t values_per_example,
+                                                                       int64_t ids_per_example) {
+  if (model.sparse_row_dim() == 0) return std::unique_ptr<WorkerSparseTable>();
+  const proto::ModelSpec& spec = map.spec().model();
+  // Model::Create accepts a sparse_embedding only as the first layer.
+  const std::string& name = spec.layer(0).sparse_embedding().table();
+  int table = -1;
+  std::vector<int> dims;
+  for (int t = 0; t < spec.sparse_table_size(); ++t) {
+    dims.push_back(spec.sparse_table(t).dim());
+    if (spec.sparse_table(t).name() == name) table = t;
+  }
+  if (table < 0) return InvalidArgumentError("the sparse_embedding reads table '" + name + "', which the job lacks");
+  if (ids_per_example < 1 || ids_per_example > values_per_example) {
+    return InvalidArgumentError("examples of " + std::to_string(values_per_example) + " values with " +
+                                std::to_string(ids_per_example) + " id slots");
+  }
+  std::vector<std::string> addresses;
+  for (const proto::ServerInfo& s : map.servers()) addresses.push_back(s.address());
+  auto client = std::make_unique<SparseTableClient>(transport, std::move(addresses), std::move(dims), map.rank(),
+                                                    job_id);
+  return std::unique_ptr<WorkerSparseTable>(new WorkerSparseTable(
+      std::move(client), table, static_cast<int>(model.sparse_row_dim()), values_per_example - ids_per_example,
+      ids_per_example));
+}
+
+Status WorkerSparseTable::Prepare(const std::vector<uint64_t>& slot_ids, int64_t count, float* x) {
+  ASSIGN_OR_RETURN(batch_, MakeSparseBatch(slot_ids, count, numeric_, slots_, x));
+  return OkStatus();
+}
+
+Status WorkerSparseTable::PullAndBind(int64_t version, Model* model, int timeout_ms) {
+  const size_t floats = batch_.ids.size() * static_cast<size_t>(dim_);
+  rows_.resize(floats);
+  row_grads_.resize(floats);
+  RETURN_IF_ERROR(client_->PullRows(table_, version, batch_.ids, rows_.data(), timeout_ms));
+  model->BindSparseRows(rows_.data(), row_grads_.data(), rows());
+  return OkStatus();
+}
+
+Status WorkerSparseTable::Push(int64_t step, int64_t examples) {
+  return client_->PushRows(table_, step, examples, batch_.ids, row_grads_.data());
+}
+
+}  // namespace tessera

@@ -31,6 +31,9 @@ struct ExportedModel {
   // A table or image-folder job's data, read through training's readers;
   // null for IDX data, read through core/dataset.h.
   std::shared_ptr<const ExportData> data;
+  // A table's categorical columns' numbers of ids (Model::Create's
+  // categorical_rows, for a column_embedding); empty for other data.
+  std::vector<int64_t> categorical_rows;
   std::vector<float> params;
   std::vector<TensorInfo> tensors;
   std::vector<ExportStepResult> steps;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cmath>
 #include <exception>
 #include <google/protobuf/io/coded_stream.h>
@@ -369,6 +370,20 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
 
 namespace {
 
+// `text` with each run of whitespace (the checker's messages span lines) one space, trimmed.
+std::string OneLine(const std::string& text) {
+  std::string line;
+  for (const char c : text) {
+    if (!std::isspace(static_cast<unsigned char>(c))) {
+      line += c;
+    } else if (!line.empty() && line.back() != ' ') {
+      line += ' ';
+    }
+  }
+  if (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
 // ONNX's shape inference divides by these without checking them.
 Status CheckPositiveSizes(const onnx::GraphProto& graph) {
   for (int i = 0; i < graph.node_size(); ++i) {
@@ -396,7 +411,7 @@ Status CheckOnnxModel(const onnx::ModelProto& model) {
     onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(),
                                        onnx::ShapeInferenceOptions(/*check_type=*/true, /*strict_mode=*/1));
   } catch (const std::exception& e) {
-    return InvalidArgumentError(std::string("the ONNX checker refuses the model: ") + e.what());
+    return InvalidArgumentError("the ONNX checker refuses the model: " + OneLine(e.what()));
   }
   return OkStatus();
 }

@@ -80,7 +80,7 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
 
 // onnx::checker::check_model, then ONNX's shape inference in strict mode
 // (every node's shapes must infer and agree with the declared outputs).
-// InvalidArgument with the checker's message when the model fails.
+// InvalidArgument with the checker's message, on one line, when the model fails.
 Status CheckOnnxModel(const onnx::ModelProto& model);
 
 // The model's bytes (protobuf wire format, deterministic: the same model

@@ -8,7 +8,7 @@
 // integers): the probabilities are the same floats, bit for bit. Predict
 // over the test file counts as many right as training's final evaluation.
 // An int8 export (the Linear layers after the float embedding) loads and
-// predicts too.
+// predicts too; pruning is refused in one line.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -242,6 +243,19 @@ TEST_F(CategoricalExportSkewTest, AnInt8ExportLoadsAndPredicts) {
   int same = 0;
   for (size_t i = 1; i < int8_rows.size(); ++i) same += int8_rows[i][1] == fp32_rows[i][1];
   EXPECT_GE(same, static_cast<int>(int8_rows.size() - 1) - 2);
+}
+
+// Pruning walks the layers without the table's columns: refused in one line,
+// nothing written.
+TEST_F(CategoricalExportSkewTest, PruningIsRefusedInOneLine) {
+  CommandResult r =
+      RunTessera({"export", Run(), "--out", *dir_ + "/repo/colors-pruned", "--prune-sparsity", "0.5", "--noevaluate"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--prune-sparsity: pruning a model with categorical columns (a column_embedding first "
+                          "layer) is not supported yet"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(*dir_ + "/repo/colors-pruned/1"));
 }
 
 }  // namespace

@@ -83,7 +83,9 @@ StatusOr<std::pair<int64_t, int64_t>> SliceRange(const ChainNode& node, const st
   ASSIGN_OR_RETURN(const int64_t begin, ScalarInt64(params[0], node.where, state));
   ASSIGN_OR_RETURN(const int64_t end, ScalarInt64(params[1], node.where, state));
   ASSIGN_OR_RETURN(const int64_t axis, ScalarInt64(params[2], node.where, state));
-  if (axis != 1) return InvalidArgumentError(node.where + ": must slice axis 1 (the features), not " + std::to_string(axis));
+  if (axis != 1) {
+    return InvalidArgumentError(node.where + ": must slice axis 1 (the features), not " + std::to_string(axis));
+  }
   if (begin < 0 || end <= begin || end > features) {
     return InvalidArgumentError(node.where + ": slices [" + std::to_string(begin) + ", " + std::to_string(end) +
                                 "), not a part of the " + std::to_string(features) + " features");

@@ -99,7 +99,7 @@ class GraphBuilder {
     t->set_raw_data(std::move(raw));
   }
 
- // An INT64 initializer holding `values`, of dims [values.size()].
+  // An INT64 initializer holding `values`, of dims [values.size()].
   void AddInt64Initializer(const std::string& name, const std::vector<int64_t>& values) {
     onnx::TensorProto* t = graph_->add_initializer();
     t->set_name(name);

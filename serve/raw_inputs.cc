@@ -235,7 +235,9 @@ std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p) {
     inputs.push_back(InputJson(kImageInputName, "BYTES"));
     return inputs;
   }
-  for (const TableColumn& c : p.table.columns) inputs.push_back(InputJson(c.name, c.is_categorical() ? "BYTES" : "FP32"));
+  for (const TableColumn& c : p.table.columns) {
+    inputs.push_back(InputJson(c.name, c.is_categorical() ? "BYTES" : "FP32"));
+  }
   return inputs;
 }
 

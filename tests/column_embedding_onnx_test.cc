@@ -72,7 +72,8 @@ onnx::ModelProto Exported(int numeric, const std::vector<float>& params, bool fp
   OnnxExportOptions options;
   options.fp16_weights = fp16;
   options.categorical_rows = kRows;
-  auto model = BuildOnnxModel(ParseModel(kLayers), InputShape(numeric), kClasses, params.data(), params.size(), options);
+  auto model =
+      BuildOnnxModel(ParseModel(kLayers), InputShape(numeric), kClasses, params.data(), params.size(), options);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   return model.ok() ? *model : onnx::ModelProto();
 }
@@ -173,7 +174,8 @@ TEST(ColumnEmbeddingOnnxTest, MalformedPatternsAreRefusedNamingTheNode) {
     EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
     EXPECT_EQ(r.status().message().find('\n'), std::string::npos) << r.status().message();
   };
-  const std::string add_where = "node " + std::to_string(NodeIndex(good, name + ".rows")) + " (Add '" + name + ".rows')";
+  const std::string add_where =
+      "node " + std::to_string(NodeIndex(good, name + ".rows")) + " (Add '" + name + ".rows')";
   {  // the second column's table starts inside the first's
     onnx::ModelProto m = good;
     SetInt64s(&m, name + ".row_offsets", {0, 4, 13});

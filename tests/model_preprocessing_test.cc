@@ -147,7 +147,8 @@ TEST(ModelPreprocessingTest, CategoricalColumnsRoundTripWithTrainingsIds) {
   const json written = json::parse(ManifestWith(p));
   const json& columns = written["preprocessing"]["columns"];
   EXPECT_EQ(columns[2], json::parse(R"({"name": "code", "kind": "categorical", "hash_buckets": 8})"));
-  EXPECT_EQ(columns[3], json::parse(R"({"name": "city", "kind": "categorical", "vocabulary": ["Oslo", "Lima", "Z\u00fcrich"]})"));
+  EXPECT_EQ(columns[3],
+            json::parse(R"({"name": "city", "kind": "categorical", "vocabulary": ["Oslo", "Lima", "Z\u00fcrich"]})"));
   auto read = ParseManifestPreprocessing(written.dump(), "manifest.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   ASSERT_EQ(read->table.columns.size(), 4u);
@@ -182,8 +183,10 @@ TEST(ModelPreprocessingTest, EachBadCategoricalFieldIsNamed) {
       {[](json* c) { (*c)[2]["hash_buckets"] = "8"; }, "columns[2]: 'hash_buckets' must be an integer"},
       {[](json* c) { (*c)[2]["vocabulary"] = json::array({"a"}); },
        "columns[2]: needs exactly one of 'hash_buckets' and 'vocabulary'"},
-      {[](json* c) { (*c)[3].erase("vocabulary"); }, "columns[3]: needs exactly one of 'hash_buckets' and 'vocabulary'"},
-      {[](json* c) { (*c)[3]["vocabulary"] = json::array(); }, "columns[3]: 'vocabulary' must hold 1 to 16777215 values"},
+      {[](json* c) { (*c)[3].erase("vocabulary"); },
+       "columns[3]: needs exactly one of 'hash_buckets' and 'vocabulary'"},
+      {[](json* c) { (*c)[3]["vocabulary"] = json::array(); },
+       "columns[3]: 'vocabulary' must hold 1 to 16777215 values"},
       {[](json* c) { (*c)[3]["vocabulary"][1] = 5; }, "columns[3]: vocabulary[1] must be a string"},
       {[](json* c) { (*c)[3]["vocabulary"][1] = "Oslo"; }, "columns[3]: categorical column 'city': its vocabulary "
                                                           "holds an empty or a repeated value"},

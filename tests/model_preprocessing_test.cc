@@ -26,13 +26,22 @@ namespace {
 
 using nlohmann::json;
 
+TableColumn NumericColumn(const std::string& name, float fill_value, float shift, float scale) {
+  TableColumn c;
+  c.name = name;
+  c.fill_value = fill_value;
+  c.shift = shift;
+  c.scale = scale;
+  return c;
+}
+
 ModelPreprocessing TablePreprocessingExample() {
   ModelPreprocessing p;
   p.kind = InputKind::kTable;
   p.class_names = {"cat", "dog, big", "bird"};
   p.table.format = "tsv";
   p.table.label_column = "label";
-  p.table.columns = {{"a", "numeric", 0.5f, 1.25f, 0.1f}, {"b c", "numeric", -1.0f, 0.0f, 3.0f}};
+  p.table.columns = {NumericColumn("a", 0.5f, 1.25f, 0.1f), NumericColumn("b c", -1.0f, 0.0f, 3.0f)};
   return p;
 }
 
@@ -254,7 +263,7 @@ TEST(ModelPreprocessingTest, EachBadFieldIsNamed) {
 // ------------------------------------------------------------ applying it
 
 TEST(InputTransformTest, TableFeaturesAreFilledThenScaledInFloat) {
-  const TableColumn c{"a", "numeric", 0.5f, 1.25f, 0.1f};
+  const TableColumn c = NumericColumn("a", 0.5f, 1.25f, 0.1f);
   EXPECT_EQ(TableFeature(c, 3.0f), (3.0f - 1.25f) * 0.1f);
   EXPECT_EQ(TableFeature(c, std::nullopt), (0.5f - 1.25f) * 0.1f);
 }

@@ -8,7 +8,8 @@
 // integers): the probabilities are the same floats, bit for bit. Predict
 // over the test file counts as many right as training's final evaluation.
 // An int8 export (the Linear layers after the float embedding) loads and
-// predicts too; pruning is refused in one line.
+// predicts too; pruning is refused in one line. With onnxruntime at hand
+// (NODE_PATH), the graph it runs gives predict's probabilities.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -243,6 +244,24 @@ TEST_F(CategoricalExportSkewTest, AnInt8ExportLoadsAndPredicts) {
   int same = 0;
   for (size_t i = 1; i < int8_rows.size(); ++i) same += int8_rows[i][1] == fp32_rows[i][1];
   EXPECT_GE(same, static_cast<int>(int8_rows.size() - 1) - 2);
+}
+
+// onnxruntime (Node's onnxruntime-node, found through NODE_PATH) runs the
+// exported graph on inputs made from manifest.json alone and gives predict's
+// probabilities (scripts/onnxruntime_table_check.js). Skipped without it.
+TEST_F(CategoricalExportSkewTest, OnnxruntimeComputesPredictsProbabilities) {
+  const char* node_path = std::getenv("NODE_PATH");
+  const std::string probe = "node -e \"require('onnxruntime-node')\" > /dev/null 2>&1";
+  if (node_path == nullptr || std::system(probe.c_str()) != 0) {
+    GTEST_SKIP() << "node with onnxruntime-node on NODE_PATH is not available";
+  }
+  std::string output;
+  Predict("colors", *dir_ + "/test.csv", "ort-predictions", &output);
+  const std::string check = "node " + std::string(TESSERA_SOURCE_DIR) + "/scripts/onnxruntime_table_check.js " +
+                            *dir_ + "/repo/colors/1 " + *dir_ + "/test.csv " + *dir_ + "/ort-predictions.csv > " +
+                            *dir_ + "/ort.txt 2>&1";
+  EXPECT_EQ(std::system(check.c_str()), 0) << FileText(*dir_ + "/ort.txt");
+  EXPECT_NE(FileText(*dir_ + "/ort.txt").find("300 rows: "), std::string::npos) << FileText(*dir_ + "/ort.txt");
 }
 
 // Pruning walks the layers without the table's columns: refused in one line,

@@ -8,7 +8,8 @@
 // integers): the probabilities are the same floats, bit for bit. Predict
 // over the test file counts as many right as training's final evaluation.
 // An int8 export (the Linear layers after the float embedding) loads and
-// predicts too; pruning is refused in one line. With onnxruntime at hand
+// predicts too; pruning, and a manifest whose vocabulary is not the model's,
+// are refused in one line. With onnxruntime at hand
 // (NODE_PATH), the graph it runs gives predict's probabilities.
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -262,6 +263,24 @@ TEST_F(CategoricalExportSkewTest, OnnxruntimeComputesPredictsProbabilities) {
                             *dir_ + "/ort.txt 2>&1";
   EXPECT_EQ(std::system(check.c_str()), 0) << FileText(*dir_ + "/ort.txt");
   EXPECT_NE(FileText(*dir_ + "/ort.txt").find("300 rows: "), std::string::npos) << FileText(*dir_ + "/ort.txt");
+}
+
+// A manifest whose vocabulary is not the model's tables (edited, or copied
+// from another version) is refused in one line: its ids would read other rows.
+TEST_F(CategoricalExportSkewTest, AManifestWhoseVocabularyIsNotTheModelsIsRefused) {
+  const std::string version = *dir_ + "/wrong-vocabulary/colors/1";
+  std::filesystem::create_directories(version);
+  std::filesystem::copy_file(*dir_ + "/repo/colors/1/model.onnx", version + "/model.onnx");
+  json manifest = json::parse(FileText(*dir_ + "/repo/colors/1/manifest.json"));
+  manifest["preprocessing"]["columns"][2]["vocabulary"].erase(0);
+  WriteText(version + "/manifest.json", manifest.dump(2));
+  CommandResult r = RunTessera({"predict", version, *dir_ + "/rows.csv", "--out", *dir_ + "/wrong.csv", "--progress",
+                                "none", "--device", "cpu"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("categorical column 'color' makes 7 ids, the model's table for it has 8 rows"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(*dir_ + "/wrong.csv"));
 }
 
 // Pruning walks the layers without the table's columns: refused in one line,

@@ -251,5 +251,21 @@ TEST(ColumnEmbeddingOnnxTest, MalformedPatternsAreRefusedNamingTheNode) {
   }
 }
 
+// The importer is a decoder of untrusted bytes: a truncated model or one
+// with bytes changed at random is refused (or, when it still reads as this
+// very pattern, imported), never a crash.
+TEST(ColumnEmbeddingOnnxTest, RandomAndTruncatedBytesNeverCrash) {
+  const std::string bytes = SerializeOnnxModel(Exported(2, InitialParams(2))).value();
+  for (size_t cut = 0; cut < bytes.size(); cut += 7) (void)ImportOnnxBytes(bytes.substr(0, cut));
+  std::mt19937 rng(17);
+  int refused = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string spoiled = bytes;
+    for (int k = 0; k < 3; ++k) spoiled[rng() % spoiled.size()] = static_cast<char>(rng());
+    refused += !ImportOnnxBytes(spoiled).ok();
+  }
+  EXPECT_GT(refused, 0);
+}
+
 }  // namespace
 }  // namespace tessera

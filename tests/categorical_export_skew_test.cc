@@ -127,12 +127,15 @@ class CategoricalExportSkewTest : public ::testing::Test {
 
   static std::string Run() { return *dir_ + "/run-colors"; }
 
-  // Predict over `input` with model `model`; its rows (header first), and its summary line in *output.
+  // Predict over `input` with model `model` (in `workers` processes, in
+  // batches of `batch`); its rows (header first), and its summary line in *output.
   static std::vector<std::vector<std::string>> Predict(const std::string& model, const std::string& input,
-                                                       const std::string& name, std::string* output) {
+                                                       const std::string& name, std::string* output,
+                                                       int workers = 1, int batch = 64) {
     const std::string out = *dir_ + "/" + name + ".csv";
-    CommandResult r = RunTessera({"predict", *dir_ + "/repo/" + model, input, "--out", out, "--batch-size", "64",
-                                  "--threads", "1", "--progress", "none", "--device", "cpu"});
+    CommandResult r = RunTessera({"predict", *dir_ + "/repo/" + model, input, "--out", out, "--batch-size",
+                                  std::to_string(batch), "--workers", std::to_string(workers), "--threads", "1",
+                                  "--progress", "none", "--device", "cpu"});
     EXPECT_EQ(r.exit_code, 0) << r.output;
     *output = r.output;
     return ReadCsv(out);
@@ -218,6 +221,11 @@ TEST_F(CategoricalExportSkewTest, TheSameRowsGiveTheSameProbabilitiesThroughPred
       EXPECT_EQ(served, ParseFloat(rows[r + 1][2 + k])) << "row " << r << " class " << k;
     }
   }
+  // Worker processes, each reading its part of the file, give the rows one process gives at the same batch size.
+  std::string workers_output;
+  EXPECT_EQ(Predict("colors", *dir_ + "/rows.csv", "rows-predictions-3", &workers_output, /*workers=*/3, /*batch=*/4),
+            Predict("colors", *dir_ + "/rows.csv", "rows-predictions-1", &workers_output, /*workers=*/1, /*batch=*/4));
+
   // The metadata lists the categorical columns as BYTES inputs.
   httplib::Client client("127.0.0.1", serve.port);
   auto meta = client.Get("/v2/models/colors");

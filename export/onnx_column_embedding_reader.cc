@@ -106,13 +106,14 @@ StatusOr<std::vector<int64_t>> RowsOfOffsets(const std::vector<int64_t>& offsets
   std::vector<int64_t> rows;
   for (size_t c = 0; c < offsets.size(); ++c) {
     const int64_t next = c + 1 < offsets.size() ? offsets[c + 1] : total_rows;
-    const int64_t r = next - offsets[c];  // offsets[c] >= 0 here, next <= 2^34 or refused: no overflow
-    if (next > total_rows || r < 1 || r > kMaxCategoricalIds) {
-      return InvalidArgumentError(where + ": row offset " + std::to_string(c) + " (" + std::to_string(offsets[c]) +
-                                  ") leaves its column a table of " + std::to_string(r) + " rows of the weight's " +
-                                  std::to_string(total_rows) + " (each must hold 1 to 2^24, in order)");
+    // offsets[c] is in [0, total_rows) here (the check before), so once next
+    // is in (offsets[c], total_rows] the difference cannot overflow.
+    if (next > total_rows || next <= offsets[c] || next - offsets[c] > kMaxCategoricalIds) {
+      return InvalidArgumentError(where + ": column " + std::to_string(c) + "'s table, rows [" +
+                                  std::to_string(offsets[c]) + ", " + std::to_string(next) + ") of the weight's " +
+                                  std::to_string(total_rows) + ", must hold 1 to 2^24 rows (offsets rising from 0)");
     }
-    rows.push_back(r);
+    rows.push_back(next - offsets[c]);
   }
   return rows;
 }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -191,12 +192,17 @@ TEST(ColumnEmbeddingOnnxTest, MalformedPatternsAreRefusedNamingTheNode) {
   {  // offsets that fall
     onnx::ModelProto m = good;
     SetInt64s(&m, name + ".row_offsets", {0, 13, 5});
-    refused(m, add_where + ": row offset 1 (13) leaves its column a table of -8 rows of the weight's 16");
+    refused(m, add_where + ": column 1's table, rows [13, 5) of the weight's 16, must hold 1 to 2^24 rows");
+  }
+  {  // an offset far below: no overflow, refused
+    onnx::ModelProto m = good;
+    SetInt64s(&m, name + ".row_offsets", {0, 5, std::numeric_limits<int64_t>::min()});
+    refused(m, add_where + ": column 1's table, rows [5, -9223372036854775808)");
   }
   {  // an offset past the weight's rows
     onnx::ModelProto m = good;
     SetInt64s(&m, name + ".row_offsets", {0, 5, 16});
-    refused(m, add_where + ": row offset 2 (16) leaves its column a table of 0 rows");
+    refused(m, add_where + ": column 2's table, rows [16, 16) of the weight's 16");
   }
   {  // the offsets as floats: Add would then mix types (the checker), or be no offset at all
     onnx::ModelProto m = good;

@@ -1,7 +1,12 @@
 #include "export/export_data.h"
 
+#include <nlohmann/json.hpp>
+
+#include "core/byte_source.h"
+#include "core/categorical.h"
 #include "core/csv_reader.h"
 #include "core/image_folder_data.h"
+#include "core/json.h"
 #include "core/table_data.h"
 #include "core/task.h"
 #include "scheduler/job_shape.h"
@@ -9,8 +14,22 @@
 namespace tessera {
 namespace {
 
+// The manifest is JSON, whose strings are UTF-8: a vocabulary value of
+// other bytes (a Latin-1 file, say) could be written but not read back.
+Status CheckVocabularyIsUtf8(const proto::CategoricalColumn& column) {
+  for (int k = 0; k < column.vocabulary_size(); ++k) {
+    if (nlohmann::json::parse(JsonQuote(column.vocabulary(k)), nullptr, /*allow_exceptions=*/false).is_discarded()) {
+      return InvalidArgumentError("data.table.categorical_columns '" + column.name() + "': vocabulary value " +
+                                  std::to_string(k) + " " + QuoteForMessage(column.vocabulary(k)) +
+                                  " is not UTF-8, which the model's manifest (JSON) cannot hold");
+    }
+  }
+  return OkStatus();
+}
+
 // The header names of the training files' label and feature columns, in the
-// order the table's TableData gives them.
+// order the table's TableData gives them: the numeric ones, then the
+// categorical ones with their hashing or vocabulary.
 StatusOr<TablePreprocessing> DescribeTablePreprocessing(const proto::DataSpec& data, const proto::TableData& table) {
   const std::vector<std::string> files = TableFiles(data, Split::kTraining);
   if (files.empty()) return InvalidArgumentError("data.train_files is empty");
@@ -31,6 +50,12 @@ StatusOr<TablePreprocessing> DescribeTablePreprocessing(const proto::DataSpec& d
     c.shift = table.shift(f);
     c.scale = table.scale(f);
   }
+  for (const proto::CategoricalColumn& column : table.categorical_columns()) {
+    RETURN_IF_ERROR(CheckVocabularyIsUtf8(column));
+    auto c = MakeCategoricalTableColumn(column.name(), column);
+    if (!c.ok()) return c.status().WithContext("the job's categorical columns");
+    t.columns.push_back(*std::move(c));
+  }
   return t;
 }
 
@@ -48,8 +73,9 @@ ImagePreprocessing DescribeImagePreprocessing(const proto::ImageSpec& image) {
 
 bool IsExportDataFormat(const proto::DataSpec& data) { return IsTableFormat(data) || IsImageFolderFormat(data); }
 
-StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples) {
-  auto shape = PlanJob(spec);
+StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples,
+                                    const proto::TableVocabularies* stored) {
+  auto shape = PlanJob(spec, stored);
   if (!shape.ok()) {
     return shape.status().WithContext("reading the job's data for its preprocessing");
   }
@@ -71,6 +97,9 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
     out.preprocessing.kind = InputKind::kTable;
     ASSIGN_OR_RETURN(out.preprocessing.table, DescribeTablePreprocessing(data, out.map.table_data()));
     out.input_shape = {static_cast<int64_t>(out.preprocessing.table.columns.size())};
+    for (const proto::CategoricalColumn& c : out.map.table_data().categorical_columns()) {
+      out.categorical_rows.push_back(CategoricalRows(c));
+    }
   } else {
     out.preprocessing.kind = InputKind::kImage;
     out.preprocessing.image = DescribeImagePreprocessing(data.image());

@@ -19,6 +19,7 @@
 #include "core/status.h"
 #include "export/model_preprocessing.h"
 #include "models/layer.h"
+#include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"
 #include "worker/example_reader.h"
@@ -28,6 +29,9 @@ namespace tessera {
 struct ExportData {
   proto::ClusterMap map;  // what a worker gets: the spec, counts, table blocks or folder digests
   Shape input_shape;      // one example's
+  // A table's categorical columns' numbers of ids (Model::Create's
+  // categorical_rows); empty for other data.
+  std::vector<int64_t> categorical_rows;
   int num_classes = 0;    // the data's classes (2 for a binary task)
   // The job's loss as the scheduler resolved it (never AUTO): its task.
   proto::Loss loss = proto::SOFTMAX_CROSS_ENTROPY;
@@ -41,12 +45,19 @@ bool IsExportDataFormat(const proto::DataSpec& data);
 // `trained_examples`, when > 0, is the training examples the checkpoint's
 // job had (its manifest's examples_per_epoch): the training files must still
 // hold as many, or the scaling read from them now would not be training's.
+// A table's categorical columns with a vocabulary take it from `stored`
+// (the run's RUN/table_vocabulary.pb, ReadTableVocabularies), as a resumed
+// job does, so ids are those the parameters were trained with; hashed
+// columns need only the spec (`stored` may be null when no column has a
+// vocabulary).
 // REQUIRES: IsExportDataFormat(spec.data()). InvalidArgument (naming the
 // file, line and column for a bad record; or the counts, for training files
-// that changed) or NotFound when the data cannot be read: the export needs
-// the training data of such a job even without evaluating, since its
-// scaling and classes come from it.
-StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples);
+// that changed; or a vocabulary value that is not UTF-8, which the JSON
+// manifest cannot hold) or NotFound when the data cannot be read: the
+// export needs the training data of such a job even without evaluating,
+// since its scaling and classes come from it.
+StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples,
+                                    const proto::TableVocabularies* stored = nullptr);
 
 // A reader of `split` over data planned by PlanExportData: the test split
 // for evaluation, the training split for int8 calibration.

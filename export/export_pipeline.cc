@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
+#include "core/checkpoint_manifest.h"
 #include "core/dataset.h"
 #include "core/idx_reader.h"
 #include "core/image_folder_data.h"
@@ -16,6 +18,7 @@
 #include "export/export_steps.h"
 #include "export/model_repository_layout.h"
 #include "export/onnx_export.h"
+#include "scheduler/table_vocabulary.h"
 
 namespace tessera {
 namespace {
@@ -57,12 +60,6 @@ StatusOr<InputFormat> ReadIdxInputFormat(const ExportOptions& options, const pro
 // overridden spec names (--data-dir).
 StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const ExportSource& source, ExportedModel* model) {
   const proto::DataSpec& data = model->spec.data();
-  if (IsTableFormat(data) && data.table().categorical_columns_size() > 0) {
-    // Serving it would need each column's hashing or vocabulary in the export.
-    return InvalidArgumentError("this model reads categorical columns (data.table.categorical_columns), and "
-                                "exporting such a model is not supported yet: the export would not record their "
-                                "hashing or vocabularies");
-  }
   if (IsLibsvmFormat(data)) {
     // Serving it would need sparse inputs ((feature, value) pairs), which the ONNX graph and serve do not take yet.
     return InvalidArgumentError("this model was trained on libsvm data (data.format LIBSVM, a sparse_linear first "
@@ -76,12 +73,21 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const Export
   }
   proto::JobSpec as_trained = model->spec;
   as_trained.mutable_data()->set_max_train_examples(source.manifest.spec().data().max_train_examples());
-  ASSIGN_OR_RETURN(ExportData planned, PlanExportData(as_trained, source.manifest.examples_per_epoch()));
+  // Vocabulary columns take the vocabularies the run stored when it started: the ids it trained with.
+  std::optional<proto::TableVocabularies> stored;
+  if (HasVocabularyColumns(data)) {
+    auto read = ReadTableVocabularies(RunDirOf(source.dir));
+    if (!read.ok()) return read.status().WithContext("reading the categorical columns' vocabularies");
+    stored = *std::move(read);
+  }
+  ASSIGN_OR_RETURN(ExportData planned, PlanExportData(as_trained, source.manifest.examples_per_epoch(),
+                                                      stored ? &*stored : nullptr));
   InputFormat format;
   format.shape = planned.input_shape;
   format.scale = 1.0f;
   model->input_shape = planned.input_shape;
   model->num_classes = planned.num_classes;
+  model->categorical_rows = planned.categorical_rows;
   model->task = TaskOfLoss(planned.loss);
   // Every later step builds the model from this spec: with the loss training
   // resolved, so a binary or regression model has its one output.
@@ -93,7 +99,8 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const Export
 // The source model: the checkpoint must hold exactly the tensors its spec's
 // model declares. Evaluates it and records the "source" step.
 Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedModel* model) {
-  auto created = Model::Create(model->spec.model(), model->input_shape, model->num_classes);
+  auto created = Model::Create(model->spec.model(), model->input_shape, model->num_classes, Device::kCpu,
+                               model->categorical_rows);
   if (!created.ok()) return created.status().WithContext(source->dir + "/MANIFEST");
   std::unique_ptr<Model> built = std::move(created).value();
   model->tensors = built->tensors();
@@ -131,6 +138,7 @@ StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportS
   onnx.probabilities = options.probabilities;
   onnx.fp16_weights = options.quantize == Quantization::kFp16;
   onnx.graph_name = spec.name();
+  onnx.categorical_rows = model.categorical_rows;
   const std::string input_text =
       model.data == nullptr
           ? "images as float [N, " + std::to_string(model.input_shape[0]) +

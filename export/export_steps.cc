@@ -33,7 +33,8 @@ int64_t CountWeights(const std::vector<TensorInfo>& tensors, const std::vector<f
 
 // model->tensors from its spec, after a step changed the model's shape.
 Status RebuildTensors(ExportedModel* model) {
-  ASSIGN_OR_RETURN(auto built, Model::Create(model->spec.model(), model->input_shape, model->num_classes));
+  ASSIGN_OR_RETURN(auto built, Model::Create(model->spec.model(), model->input_shape, model->num_classes,
+                                             Device::kCpu, model->categorical_rows));
   model->tensors = built->tensors();
   return OkStatus();
 }
@@ -154,8 +155,9 @@ StatusOr<int64_t> QuantizeInt8Layers(const ExportOptions& options, const ExportP
   int64_t count = static_cast<int64_t>(batches) * std::max(1, model->spec.batch_size());
   auto x = CalibrationExamples(*model, &count);
   if (!x.ok()) return x.status().WithContext("reading calibration examples");
-  ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizeInt8(model->spec.model(), model->input_shape,
-                                                          model->num_classes, model->params, *x, count));
+  ASSIGN_OR_RETURN(QuantizedModel quantized,
+                   QuantizeInt8(model->spec.model(), model->input_shape, model->num_classes, model->params, *x, count,
+                                Int8Options(), model->categorical_rows));
   *model->spec.mutable_model() = quantized.spec;
   model->params = std::move(quantized.params);
   RETURN_IF_ERROR(RebuildTensors(model));
@@ -275,7 +277,8 @@ std::vector<std::pair<std::string, std::optional<double>>> TestMetricFields(cons
 
 StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const ExportedModel& exported) {
   if (!options.evaluate) return Evaluation();
-  ASSIGN_OR_RETURN(auto model, Model::Create(exported.spec.model(), exported.input_shape, exported.num_classes));
+  ASSIGN_OR_RETURN(auto model, Model::Create(exported.spec.model(), exported.input_shape, exported.num_classes,
+                                             Device::kCpu, exported.categorical_rows));
   std::copy(exported.params.begin(), exported.params.end(), model->params());
   return EvaluateModel(exported, model.get());
 }
@@ -298,6 +301,12 @@ JsonObject& RecordStep(const std::string& name, const Evaluation& eval, Exported
 
 Status PruneAndFineTune(const ExportOptions& options, FineTuner* fine_tuner, const ExportProgress& progress,
                         ExportedModel* model) {
+  if (!model->categorical_rows.empty()) {
+    // Pruning walks the layers without the table's columns, and fine-tuning
+    // would plan the data (and its vocabularies) again.
+    return InvalidArgumentError("--prune-sparsity: pruning a model with categorical columns (a column_embedding "
+                                "first layer) is not supported yet; export it without pruning");
+  }
   if (options.fine_tune_epochs > 0) {
     // A spec the fine-tuning job cannot run (--workers 0, ...) fails now, before anything is printed.
     proto::JobSpec job = model->spec;

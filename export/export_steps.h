@@ -31,6 +31,9 @@ struct ExportedModel {
   // A table or image-folder job's data, read through training's readers;
   // null for IDX data, read through core/dataset.h.
   std::shared_ptr<const ExportData> data;
+  // A table's categorical columns' numbers of ids (Model::Create's
+  // categorical_rows, for a column_embedding); empty for other data.
+  std::vector<int64_t> categorical_rows;
   std::vector<float> params;
   std::vector<TensorInfo> tensors;
   std::vector<ExportStepResult> steps;
@@ -65,7 +68,8 @@ JsonObject& RecordStep(const std::string& name, const Evaluation& eval, Exported
 
 // Prunes as options say (REQUIRES: options.prune_sparsity > 0), then
 // fine-tunes through *fine_tuner when options.fine_tune_epochs > 0. Reports
-// what was pruned through `progress`. The first error: a spec the fine-tuner
+// what was pruned through `progress`. The first error: InvalidArgument for a
+// model with categorical columns (not supported yet), a spec the fine-tuner
 // cannot run, a pruning or evaluation error, the fine-tuning's.
 Status PruneAndFineTune(const ExportOptions& options, FineTuner* fine_tuner, const ExportProgress& progress,
                         ExportedModel* model);

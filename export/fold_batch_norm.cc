@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include "models/model.h"
+
 namespace tessera {
 namespace {
 
@@ -21,7 +23,7 @@ int64_t ParamCount(const Layer& layer) {
 }  // namespace
 
 StatusOr<FoldedModel> FoldBatchNorms(const proto::ModelSpec& spec, const Shape& input_shape,
-                                     const std::vector<float>& params) {
+                                     const std::vector<float>& params, const std::vector<int64_t>& categorical_rows) {
   FoldedModel out;
   out.spec = spec;
   out.spec.clear_layer();
@@ -29,7 +31,7 @@ StatusOr<FoldedModel> FoldBatchNorms(const proto::ModelSpec& spec, const Shape& 
   size_t offset = 0;  // of the current layer's parameters in params
   for (int i = 0; i < spec.layer_size(); ++i) {
     const std::string where = "model.layer[" + std::to_string(i) + "]";
-    auto created = CreateLayer(spec.layer(i), shape);
+    auto created = CreateModelLayer(spec.layer(i), shape, categorical_rows);
     if (!created.ok()) return created.status().WithContext(where);
     std::unique_ptr<Layer> layer = std::move(created).value();
     const int64_t count = ParamCount(*layer);

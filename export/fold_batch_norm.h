@@ -25,11 +25,13 @@ struct FoldedModel {
   int folded = 0;             // BatchNorms folded away
 };
 
-// `params` in `spec`'s key order for inputs of `input_shape`. Other layers
-// (int8 ones included) and other BatchNorms are kept as they are.
-// InvalidArgument when the spec does not build or params do not fit it.
+// `params` in `spec`'s key order for inputs of `input_shape` (with
+// `categorical_rows` as Model::Create takes them, for a column_embedding).
+// Other layers (int8 ones included) and other BatchNorms are kept as they
+// are. InvalidArgument when the spec does not build or params do not fit it.
 StatusOr<FoldedModel> FoldBatchNorms(const proto::ModelSpec& spec, const Shape& input_shape,
-                                     const std::vector<float>& params);
+                                     const std::vector<float>& params,
+                                     const std::vector<int64_t>& categorical_rows = {});
 
 }  // namespace tessera
 

@@ -5,7 +5,10 @@
 // evaluation gave it:
 //   - a table field: parsed as training parses it (ParseFloatField: text to
 //     float32 directly), an empty one replaced by the column's fill value,
-//     then (v - shift) * scale in float32, as ReadTableBlock does;
+//     then (v - shift) * scale in float32, as ReadTableBlock does; a
+//     categorical field (its bytes as they are) its id by the column's
+//     hashing or vocabulary, training's own CategoricalIds (an empty field
+//     0), as ReadTableBlock does;
 //   - an image: decoded by DecodeImage with default options and made into
 //     [C, H, W] floats by WriteImageExample without augmentation, as
 //     ImageFolderExampleReader's test split does.
@@ -27,6 +30,12 @@ namespace tessera {
 // the model's input. Inline so that predict and serve share one expression.
 inline float TableFeature(const TableColumn& column, std::optional<float> v) {
   return (v.value_or(column.fill_value) - column.shift) * column.scale;
+}
+
+// One categorical feature of a table model: `field`'s id, as a float (ids
+// are below 2^24, exact). REQUIRES: column.is_categorical().
+inline float CategoricalFeature(const TableColumn& column, std::string_view field) {
+  return static_cast<float>(column.ids->Id(field));
 }
 
 // Where a file's header has the model's columns.

@@ -17,16 +17,19 @@ constexpr int kMaxImageSidePixels = 4096;
 constexpr size_t kMaxColumns = 1 << 20;
 constexpr size_t kMaxClasses = 1 << 16;
 
+JsonObject ColumnJson(const TableColumn& c) {
+  JsonObject column = JsonObject().Add("name", c.name).Add("kind", c.kind);
+  if (!c.is_categorical()) {
+    return column.AddFloat32("fill_value", c.fill_value).AddFloat32("shift", c.shift).AddFloat32("scale", c.scale);
+  }
+  if (c.categorical.hash_buckets() > 0) return column.Add("hash_buckets", c.categorical.hash_buckets());
+  return column.Add("vocabulary",
+                    std::vector<std::string>(c.categorical.vocabulary().begin(), c.categorical.vocabulary().end()));
+}
+
 JsonObject TableJson(const TablePreprocessing& t) {
   JsonArray columns;
-  for (const TableColumn& c : t.columns) {
-    columns.Add(JsonObject()
-                    .Add("name", c.name)
-                    .Add("kind", c.kind)
-                    .AddFloat32("fill_value", c.fill_value)
-                    .AddFloat32("shift", c.shift)
-                    .AddFloat32("scale", c.scale));
-  }
+  for (const TableColumn& c : t.columns) columns.Add(ColumnJson(c));
   return JsonObject()
       .Add("kind", "table")
       .Add("format", t.format)
@@ -35,6 +38,8 @@ JsonObject TableJson(const TablePreprocessing& t) {
       .Add("scaling", t.scaling)
       .Add("scaling_computed_from", "the training records, read again at export as the scheduler read them")
       .Add("formula", "x = (v - shift) * scale in float32, v the field parsed as a float32 or fill_value when empty")
+      .Add("categorical_formula", "x = the field's id: 0 when empty; 1 + FNV-1a-64(field bytes) mod hash_buckets, or "
+                                  "k + 1 for vocabulary[k] and 0 for a value not in it")
       .Add("columns", columns);
 }
 
@@ -101,16 +106,46 @@ StatusOr<std::vector<float>> FloatArray(const json& object, const std::string& k
   return out;
 }
 
+// A categorical column's "hash_buckets" or "vocabulary" (exactly one), checked
+// as a stored vocabulary is (ValidateCategoricalColumn).
+StatusOr<TableColumn> ParseCategoricalColumn(const json& c, const std::string& name, const std::string& where) {
+  proto::CategoricalColumn column;
+  const bool hashed = c.contains("hash_buckets"), listed = c.contains("vocabulary");
+  if (hashed == listed) return InvalidArgumentError(where + ": needs exactly one of 'hash_buckets' and 'vocabulary'");
+  if (hashed) {
+    ASSIGN_OR_RETURN(const int buckets,
+                     IntField(c, "hash_buckets", 1, static_cast<int>(kMaxCategoricalIds - 1), where));
+    column.set_hash_buckets(buckets);
+  } else {
+    ASSIGN_OR_RETURN(const json* vocabulary, Field(c, "vocabulary", &json::is_array, "an array", where));
+    if (vocabulary->empty() || static_cast<int64_t>(vocabulary->size()) > kMaxCategoricalIds - 1) {
+      return InvalidArgumentError(where + ": 'vocabulary' must hold 1 to " + std::to_string(kMaxCategoricalIds - 1) +
+                                  " values");
+    }
+    for (size_t k = 0; k < vocabulary->size(); ++k) {
+      if (!(*vocabulary)[k].is_string()) {
+        return InvalidArgumentError(where + ": vocabulary[" + std::to_string(k) + "] must be a string");
+      }
+      column.add_vocabulary((*vocabulary)[k].get<std::string>());
+    }
+  }
+  auto made = MakeCategoricalTableColumn(name, column);
+  if (!made.ok()) return InvalidArgumentError(where + ": " + made.status().message());
+  return made;
+}
+
 StatusOr<TableColumn> ParseColumn(const json& c, const std::string& where) {
   if (!c.is_object()) return InvalidArgumentError(where + " must be an object");
-  TableColumn column;
-  ASSIGN_OR_RETURN(column.name, StringField(c, "name", where));
-  if (column.name.empty()) return InvalidArgumentError(where + ": 'name' must not be empty");
-  ASSIGN_OR_RETURN(column.kind, StringField(c, "kind", where));
-  if (column.kind != "numeric") {
-    return InvalidArgumentError(where + ": kind \"" + column.kind.substr(0, 40) +
-                                "\" is not supported by this version of Tessera (numeric only)");
+  ASSIGN_OR_RETURN(const std::string name, StringField(c, "name", where));
+  if (name.empty()) return InvalidArgumentError(where + ": 'name' must not be empty");
+  ASSIGN_OR_RETURN(const std::string kind, StringField(c, "kind", where));
+  if (kind == kCategoricalColumn) return ParseCategoricalColumn(c, name, where);
+  if (kind != kNumericColumn) {
+    return InvalidArgumentError(where + ": kind \"" + kind.substr(0, 40) +
+                                "\" is not supported by this version of Tessera (numeric or categorical)");
   }
+  TableColumn column;
+  column.name = name;
   ASSIGN_OR_RETURN(column.fill_value, FloatField(c, "fill_value", where));
   ASSIGN_OR_RETURN(column.shift, FloatField(c, "shift", where));
   ASSIGN_OR_RETURN(column.scale, FloatField(c, "scale", where));
@@ -131,10 +166,16 @@ StatusOr<TablePreprocessing> ParseTable(const json& p, const std::string& where)
   }
   std::set<std::string> names;
   for (size_t i = 0; i < columns->size(); ++i) {
-    ASSIGN_OR_RETURN(TableColumn c, ParseColumn((*columns)[i], where + " columns[" + std::to_string(i) + "]"));
+    const std::string column_where = where + " columns[" + std::to_string(i) + "]";
+    ASSIGN_OR_RETURN(TableColumn c, ParseColumn((*columns)[i], column_where));
     if (!names.insert(c.name).second || c.name == t.label_column) {
       return InvalidArgumentError(where + ": column '" + c.name.substr(0, 60) +
                                   "' is named twice, or is the label column");
+    }
+    // The model's input is the numeric features, then the ids (ReadTableBlock's order).
+    if (!c.is_categorical() && !t.columns.empty() && t.columns.back().is_categorical()) {
+      return InvalidArgumentError(column_where + ": a numeric column after a categorical one (the categorical "
+                                  "columns come last)");
     }
     t.columns.push_back(std::move(c));
   }
@@ -176,6 +217,18 @@ StatusOr<std::vector<std::string>> ParseClassNames(const json& manifest, const s
 }
 
 }  // namespace
+
+StatusOr<TableColumn> MakeCategoricalTableColumn(const std::string& name, const proto::CategoricalColumn& column) {
+  TableColumn c;
+  c.name = name;
+  c.kind = kCategoricalColumn;
+  c.categorical.set_name(name);
+  c.categorical.set_hash_buckets(column.hash_buckets());
+  *c.categorical.mutable_vocabulary() = column.vocabulary();
+  RETURN_IF_ERROR(ValidateCategoricalColumn(c.categorical));  // CategoricalIds' precondition
+  c.ids = std::make_shared<const CategoricalIds>(c.categorical);
+  return c;
+}
 
 proto::ImageSpec ImagePreprocessing::ToImageSpec() const {
   proto::ImageSpec spec;
@@ -235,8 +288,35 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text,
   return p;
 }
 
+namespace {
+
+// The table's categorical columns (the last ones) against the model's
+// column_embedding tables: as many, each making as many ids.
+Status CheckCategoricalFitsModel(const TablePreprocessing& t, const std::vector<int64_t>& categorical_rows,
+                                 const std::string& path) {
+  std::vector<const TableColumn*> categorical;
+  for (const TableColumn& c : t.columns) {
+    if (c.is_categorical()) categorical.push_back(&c);
+  }
+  if (categorical.size() != categorical_rows.size()) {
+    return InvalidArgumentError(path + ": preprocessing lists " + std::to_string(categorical.size()) +
+                                " categorical columns, the model reads " + std::to_string(categorical_rows.size()));
+  }
+  for (size_t c = 0; c < categorical.size(); ++c) {
+    if (categorical[c]->ids->rows() != categorical_rows[c]) {
+      return InvalidArgumentError(path + ": categorical column '" + categorical[c]->name.substr(0, 60) + "' makes " +
+                                  std::to_string(categorical[c]->ids->rows()) + " ids, the model's table for it has " +
+                                  std::to_string(categorical_rows[c]) + " rows");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
-                                   int num_classes, const std::string& path) {
+                                   int num_classes, const std::vector<int64_t>& categorical_rows,
+                                   const std::string& path) {
   if (p.task != Task::kMultiClass && num_classes != 1) {
     return InvalidArgumentError(path + ": a " + ManifestTaskName(p.task) + " model has one output per example, " +
                                 "this one has " + std::to_string(num_classes));
@@ -251,6 +331,7 @@ Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vecto
     return InvalidArgumentError(path + ": preprocessing lists " + std::to_string(p.table.columns.size()) +
                                 " columns, the model does not take that many features");
   }
+  if (p.kind == InputKind::kTable) RETURN_IF_ERROR(CheckCategoricalFitsModel(p.table, categorical_rows, path));
   if (p.kind == InputKind::kImage &&
       input_shape != std::vector<int64_t>{p.image.channels, p.image.height, p.image.width}) {
     return InvalidArgumentError(path + ": preprocessing makes images of " + std::to_string(p.image.channels) + "x" +

@@ -6,10 +6,12 @@
 //   - IDX (and every manifest written before these fields): the input is
 //     the model's own tensor; bytes are normalized with the manifest's
 //     top-level "normalization" (export/model_repository_layout.h).
-//   - table (CSV/TSV): the feature columns in the model's input order, each
-//     with its kind (only "numeric" so far), its fill value (what an empty
-//     field becomes) and its scaling x = (v - shift) * scale, float32
-//     arithmetic as training's ReadTableBlock does it.
+//   - table (CSV/TSV): the feature columns in the model's input order, the
+//     numeric ones first: a "numeric" column with its fill value (what an
+//     empty field becomes) and its scaling x = (v - shift) * scale, float32
+//     arithmetic as training's ReadTableBlock does it; then a "categorical"
+//     column (data.table.categorical_columns) with its hash_buckets or its
+//     vocabulary, the field -> id mapping training used (core/categorical.h).
 //   - image (image folders): width, height, channels (1: gray, 3: RGB in
 //     channel order R, G, B), each channel's mean and std, and the resize
 //     rule (the centered crop of the target's aspect ratio, resized:
@@ -22,25 +24,45 @@
 #define TESSERA_EXPORT_MODEL_PREPROCESSING_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/categorical.h"
 #include "core/json.h"
 #include "core/status.h"
 #include "core/task.h"
 #include "proto/job.pb.h"
+#include "proto/wire.pb.h"
 
 namespace tessera {
 
 enum class InputKind { kIdx, kTable, kImage };
 
+inline constexpr char kNumericColumn[] = "numeric";
+inline constexpr char kCategoricalColumn[] = "categorical";
+
 // One feature column of a table model, in the model's input order.
 struct TableColumn {
-  std::string name;               // the header's name; unique, not empty
-  std::string kind = "numeric";   // the only kind so far; room for "categorical"
-  float fill_value = 0;           // an empty field's value, before scaling
-  float shift = 0, scale = 1;     // x = (v - shift) * scale; finite
+  std::string name;                   // the header's name; unique, not empty
+  std::string kind = kNumericColumn;  // or kCategoricalColumn
+  // kind "numeric" only:
+  float fill_value = 0;        // an empty field's value, before scaling
+  float shift = 0, scale = 1;  // x = (v - shift) * scale; finite
+  // kind "categorical" only: its hash_buckets (> 0) or its vocabulary (id
+  // k + 1 for vocabulary[k]), as the run stored them (the column index
+  // unused), and the field -> id mapping they make, training's own
+  // (CategoricalIds; shared, never null for a categorical column).
+  proto::CategoricalColumn categorical;
+  std::shared_ptr<const CategoricalIds> ids;
+
+  bool is_categorical() const { return kind == kCategoricalColumn; }
 };
+
+// A categorical column of the model named `name`, mapping fields as
+// `column` (hash_buckets or a vocabulary) does. DataLoss as
+// ValidateCategoricalColumn gives it for a column it refuses.
+StatusOr<TableColumn> MakeCategoricalTableColumn(const std::string& name, const proto::CategoricalColumn& column);
 
 struct TablePreprocessing {
   std::string format = "csv";  // "csv" or "tsv": the training files' delimiter
@@ -88,17 +110,23 @@ JsonObject PreprocessingJson(const ModelPreprocessing& p);
 // written before it existed) is an IDX model's, task classification, no
 // class names. InvalidArgument, naming the field, for a value of the wrong
 // type or out of range: an unknown task or kind, a column without a name or
-// named twice, a non-finite fill, shift or scale, an image size outside
+// named twice, a non-finite fill, shift or scale, a categorical column
+// before a numeric one, without exactly one of hash_buckets (in [1, 2^24 - 1])
+// and a vocabulary (non-empty, distinct strings), an image size outside
 // [1, 4096], channels not 1 or 3, mean/std not one per channel or std <= 0.
 StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& json, const std::string& path);
 
 // OK when `p` fits a model of `input_shape` with `num_classes` outputs (its
-// logits or value per example): a table's columns are its [F] features, an
-// image's [C, H, W] its shape, the class names (when given) one per class
-// (a binary model: two, for its one logit; a regression: none).
+// logits or value per example): a table's columns are its [F] features, its
+// categorical columns the last ones, one per entry of `categorical_rows`
+// (the model's column_embedding tables' rows; empty for a model without),
+// each making as many ids (hash_buckets + 1, or the vocabulary's size + 1);
+// an image's [C, H, W] its shape, the class names (when given) one per
+// class (a binary model: two, for its one logit; a regression: none).
 // InvalidArgument naming `path`.
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
-                                   int num_classes, const std::string& path);
+                                   int num_classes, const std::vector<int64_t>& categorical_rows,
+                                   const std::string& path);
 
 }  // namespace tessera
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cmath>
 #include <exception>
 #include <google/protobuf/io/coded_stream.h>
@@ -12,6 +13,8 @@
 
 #include "core/task.h"
 #include "export/task_outputs.h"
+#include "models/column_embedding.h"
+#include "models/model.h"
 
 namespace tessera {
 namespace {
@@ -96,9 +99,66 @@ class GraphBuilder {
     t->set_raw_data(std::move(raw));
   }
 
+  // An INT64 initializer holding `values`, of dims [values.size()].
+  void AddInt64Initializer(const std::string& name, const std::vector<int64_t>& values) {
+    onnx::TensorProto* t = graph_->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(values.size()));
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(int64_t)));
+  }
+
  private:
   onnx::GraphProto* graph_;
 };
+
+// A Slice of `input`'s values [begin, end) along axis 1, its starts, ends
+// and axes the initializers NAME.starts, NAME.ends and NAME.axes.
+onnx::NodeProto* AddColumnSlice(GraphBuilder* builder, const std::string& name, const std::string& input,
+                                int64_t begin, int64_t end) {
+  builder->AddInt64Initializer(name + ".starts", {begin});
+  builder->AddInt64Initializer(name + ".ends", {end});
+  builder->AddInt64Initializer(name + ".axes", {1});
+  return builder->AddNode("Slice", name, {input, name + ".starts", name + ".ends", name + ".axes"});
+}
+
+// A ColumnEmbedding (models/column_embedding.h) named `name`, reading the
+// float input [N, numeric + columns] and the weight [rows, dim]: the graph
+// computes exactly its Forward for valid ids (serve and predict refuse any
+// other before a pass). Node by node:
+//   NAME.numeric    Slice [0, numeric) (left out without numeric features)
+//   NAME.id_values  Slice [numeric, features): the ids, as floats
+//   NAME.round      Round (half to even, as Tessera's nearest id)
+//   NAME.ids        Cast to int64
+//   NAME.rows       Add NAME.row_offsets (int64 [columns]): column c's ids
+//                   are rows from its table's first row of the one weight
+//   NAME.gather     Gather(weight, rows, axis 0): [N, columns, dim]
+//   NAME.embedded   Flatten (axis 1): [N, columns * dim], column by column
+//   NAME            Concat(numeric, embedded, axis 1): the layer's output
+// Without numeric features the Flatten is the last node, named NAME.
+void AddColumnEmbedding(const ColumnEmbedding& layer, const std::string& name, const std::string& input,
+                        const std::string& weight, GraphBuilder* builder) {
+  const IdLayout& ids = layer.layout();
+  const int64_t numeric = ids.numeric(), features = ids.features();
+  std::string numeric_part;
+  if (numeric > 0) numeric_part = AddColumnSlice(builder, name + ".numeric", input, 0, numeric)->output(0);
+  onnx::NodeProto* id_values = AddColumnSlice(builder, name + ".id_values", input, numeric, features);
+  onnx::NodeProto* round = builder->AddNode("Round", name + ".round", {id_values->output(0)});
+  onnx::NodeProto* cast = builder->AddNode("Cast", name + ".ids", {round->output(0)});
+  AddIntAttribute(cast, "to", onnx::TensorProto::INT64);
+  // Each column's first row: offsets() without its last entry (the total).
+  builder->AddInt64Initializer(name + ".row_offsets",
+                               std::vector<int64_t>(ids.offsets().begin(), ids.offsets().end() - 1));
+  onnx::NodeProto* rows = builder->AddNode("Add", name + ".rows", {cast->output(0), name + ".row_offsets"});
+  onnx::NodeProto* gather = builder->AddNode("Gather", name + ".gather", {weight, rows->output(0)});
+  AddIntAttribute(gather, "axis", 0);
+  onnx::NodeProto* flatten =
+      builder->AddNode("Flatten", numeric > 0 ? name + ".embedded" : name, {gather->output(0)});
+  AddIntAttribute(flatten, "axis", 1);
+  if (numeric == 0) return;
+  onnx::NodeProto* concat = builder->AddNode("Concat", name, {numeric_part, flatten->output(0)});
+  AddIntAttribute(concat, "axis", 1);
+}
 
 }  // namespace
 
@@ -128,7 +188,7 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
   uint64_t offset = 0;
   for (int i = 0; i < spec.layer_size(); ++i) {
     const std::string where = "model.layer[" + std::to_string(i) + "]";
-    auto created = CreateLayer(spec.layer(i), shape);
+    auto created = CreateModelLayer(spec.layer(i), shape, options.categorical_rows);
     if (!created.ok()) return created.status().WithContext(where);
     const Layer& layer = **created;
     const std::string name = "layer" + std::to_string(i) + "." + layer.type();
@@ -260,7 +320,9 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         break;
       }
       case proto::LayerSpec::kColumnEmbedding:
-        return InvalidArgumentError(where + ": a column_embedding (categorical columns) cannot be exported yet");
+        if (i != 0) return InvalidArgumentError(where + ": a column_embedding must be the first layer");
+        AddColumnEmbedding(static_cast<const ColumnEmbedding&>(layer), name, inputs[0], inputs[1], &builder);
+        break;
       case proto::LayerSpec::kSparseLinear:
         return InvalidArgumentError(where + ": a sparse_linear (libsvm data) cannot be exported yet");
       case proto::LayerSpec::kSparseEmbedding:
@@ -310,6 +372,20 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
 
 namespace {
 
+// `text` with each run of whitespace (the checker's messages span lines) one space, trimmed.
+std::string OneLine(const std::string& text) {
+  std::string line;
+  for (const char c : text) {
+    if (!std::isspace(static_cast<unsigned char>(c))) {
+      line += c;
+    } else if (!line.empty() && line.back() != ' ') {
+      line += ' ';
+    }
+  }
+  if (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
 // ONNX's shape inference divides by these without checking them.
 Status CheckPositiveSizes(const onnx::GraphProto& graph) {
   for (int i = 0; i < graph.node_size(); ++i) {
@@ -337,7 +413,7 @@ Status CheckOnnxModel(const onnx::ModelProto& model) {
     onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(),
                                        onnx::ShapeInferenceOptions(/*check_type=*/true, /*strict_mode=*/1));
   } catch (const std::exception& e) {
-    return InvalidArgumentError(std::string("the ONNX checker refuses the model: ") + e.what());
+    return InvalidArgumentError("the ONNX checker refuses the model: " + OneLine(e.what()));
   }
   return OkStatus();
 }

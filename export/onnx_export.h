@@ -15,8 +15,12 @@
 // Flatten (axis 1), Gemm (transB = 1; a Flatten first when its input is not
 // [N, F]), BatchNormalization (inference form, running statistics), and for
 // an embedding (the first layer) Round, Cast to int64 and Gather (axis 0):
-// ids rounded half to even, as Tessera rounds them; Dropout is the identity
-// at inference and is left out. Weights are initializers
+// ids rounded half to even, as Tessera rounds them; for a column_embedding
+// (the first layer, over [N, numeric + columns]): Slice the numeric
+// features, Slice the ids, Round, Cast to int64, Add each column's first row
+// of the one weight (an int64 initializer "row_offsets" [columns]), Gather
+// (axis 0), Flatten (axis 1) to [N, columns * dim], Concat (axis 1) after
+// the numeric features. Dropout is the identity at inference and is left out. Weights are initializers
 // named as the model's tensors ("layer0.conv2d.weight"), PyTorch layouts.
 //
 // An int8 layer (Int8Spec) is written in ONNX's QDQ form: its input goes
@@ -60,6 +64,10 @@ struct OnnxExportOptions {
   // Stores every float parameter as float16, each read through a Cast back
   // to float32 (half the bytes; the graph still computes in float32).
   bool fp16_weights = false;
+  // A table's categorical columns' numbers of ids (Model::Create's
+  // categorical_rows), which a column_embedding first layer needs; empty
+  // for other models.
+  std::vector<int64_t> categorical_rows;
 };
 
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or
@@ -72,7 +80,7 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
 
 // onnx::checker::check_model, then ONNX's shape inference in strict mode
 // (every node's shapes must infer and agree with the declared outputs).
-// InvalidArgument with the checker's message when the model fails.
+// InvalidArgument with the checker's message, on one line, when the model fails.
 Status CheckOnnxModel(const onnx::ModelProto& model);
 
 // The model's bytes (protobuf wire format, deterministic: the same model

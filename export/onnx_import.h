@@ -2,7 +2,9 @@
 // inverse of onnx_export.h). The graph must be a chain of the ops Tessera
 // exports (Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, an
 // optional final Softmax or, for a binary model, Sigmoid, Identity; an embedding first layer's Round, Cast to
-// int64 and Gather(weight, ids, axis 0); an int8 layer's QuantizeLinear and
+// int64 and Gather(weight, ids, axis 0); a column_embedding first layer's
+// Slices, Round, Cast, Add of row offsets, Gather, Flatten and Concat
+// (onnx_export.h); an int8 layer's QuantizeLinear and
 // DequantizeLinear pairs and weight DequantizeLinear; float16 weights' Casts)
 // with the attributes Tessera's layers
 // support; anything else (another op, a branch, an attribute value Tessera
@@ -35,6 +37,9 @@ struct ImportedModel {
   Shape input_shape;          // one example: [C, H, W] or [F]
   int num_classes = 0;        // logits per example (a regression: 1 value)
   std::vector<float> params;  // key order, as Model::Create lays them out
+  // A column_embedding first layer's tables' rows (Model::Create's
+  // categorical_rows, from the graph's row offsets); empty otherwise.
+  std::vector<int64_t> categorical_rows;
   // The graph also outputs "probabilities" (binary: "probability").
   bool has_probabilities = false;
   // By the graph's head: a Sigmoid is binary, a "value" output regression

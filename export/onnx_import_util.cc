@@ -148,6 +148,33 @@ StatusOr<std::vector<float>> TensorFloats(const onnx::TensorProto& t, std::initi
   return values;
 }
 
+StatusOr<std::vector<int64_t>> TensorInt64s(const onnx::TensorProto& t) {
+  const std::string where = "initializer '" + t.name() + "'";
+  if (t.data_type() != onnx::TensorProto::INT64 || t.dims_size() != 1 || t.dims(0) < 0 ||
+      t.dims(0) > kMaxVectorElements) {
+    return InvalidArgumentError(where + " must be int64 [n]");
+  }
+  if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0 || t.has_segment()) {
+    return InvalidArgumentError(where + " keeps its data elsewhere or in segments (not supported)");
+  }
+  const int64_t n = t.dims(0);
+  std::vector<int64_t> values(n);
+  if (t.has_raw_data()) {
+    if (t.raw_data().size() != static_cast<uint64_t>(n) * sizeof(int64_t)) {
+      return InvalidArgumentError(where + " holds " + std::to_string(t.raw_data().size()) + " bytes, its dims want " +
+                                  std::to_string(n * sizeof(int64_t)));
+    }
+    if (n > 0) std::memcpy(values.data(), t.raw_data().data(), n * sizeof(int64_t));  // little-endian, as written
+  } else {
+    if (t.int64_data_size() != n) {
+      return InvalidArgumentError(where + " holds " + std::to_string(t.int64_data_size()) + " values, its dims want " +
+                                  std::to_string(n));
+    }
+    values.assign(t.int64_data().begin(), t.int64_data().end());
+  }
+  return values;
+}
+
 const onnx::TensorProto& GraphConstants::Values(const std::string& name) const {
   auto d = derived.find(name);
   return d != derived.end() ? *d->second.values : *initializers.at(name);

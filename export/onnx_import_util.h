@@ -55,6 +55,11 @@ StatusOr<int32_t> Square(const std::vector<int64_t>& v, size_t count, const std:
 StatusOr<std::vector<float>> TensorFloats(const onnx::TensorProto& t,
                                           std::initializer_list<int> want = {onnx::TensorProto::FLOAT});
 
+// An INT64 initializer of rank 1 (dims [n], n <= kMaxVectorElements; raw_data
+// or int64_data), checked against its dims.
+inline constexpr int64_t kMaxVectorElements = int64_t{1} << 24;
+StatusOr<std::vector<int64_t>> TensorInt64s(const onnx::TensorProto& t);
+
 // A weight computed from initializers alone by a node outside the chain:
 // a float16 initializer Cast to float, or an int8 one through DequantizeLinear.
 struct DerivedWeight {

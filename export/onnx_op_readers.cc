@@ -3,10 +3,9 @@
 #include <cmath>
 #include <limits>
 #include <map>
-
 #include "export/onnx_export.h"
-
 #include "export/task_outputs.h"
+#include "models/model.h"
 
 namespace tessera {
 namespace onnx_import {
@@ -34,38 +33,6 @@ Status TakeInt8(ChainNode* node, ChainState* state, proto::Int8Spec* spec) {
   state->pending_int8.reset();
   node->params.push_back(int8_weight->scale->name());
   state->any_int8 = true;
-  return OkStatus();
-}
-
-// Appends `layer` to the spec, checked against the node's parameters. A
-// layer number in the node name ("layer4.relu") fills Tessera's dropout
-// layers (no node) back in where numbers skip.
-Status AddLayer(const ChainNode& node, const proto::LayerSpec& layer, ChainState* state) {
-  proto::ModelSpec& spec = state->out->spec;
-  const int64_t number = LayerNumber(node.node->name());
-  while (number > spec.layer_size() && number < 100000) {
-    spec.add_layer()->mutable_dropout();
-    state->layer_params.emplace_back();
-  }
-  auto created = CreateLayer(layer, state->shape);
-  if (!created.ok()) return created.status().WithContext(node.where);
-  const std::vector<ParamShape> wants = (*created)->param_shapes();
-  if (wants.size() != node.params.size()) {
-    return InvalidArgumentError(node.where + ": has " + std::to_string(node.params.size()) +
-                                " parameter inputs, the layer wants " + std::to_string(wants.size()));
-  }
-  for (size_t k = 0; k < wants.size(); ++k) {
-    const Shape dims = state->constants->Dims(node.params[k]);
-    if (dims != wants[k].shape) {
-      return InvalidArgumentError(node.where + ": initializer '" + node.params[k] + "' has shape " + ShapeText(dims) +
-                                  ", the layer wants " + ShapeText(wants[k].shape) + " (" + wants[k].name + ")");
-    }
-  }
-  *spec.add_layer() = layer;
-  state->layer_params.push_back(node.params);
-  state->shape = (*created)->out_shape();
-  state->logits_value = node.node->output(0);
-  state->current = node.node->output(0);
   return OkStatus();
 }
 
@@ -355,6 +322,38 @@ Status ReadSigmoid(ChainNode* node, ChainState* state) {
 
 }  // namespace
 
+// Appends `layer` to the spec, checked against the node's parameters. A
+// layer number in the node name ("layer4.relu") fills Tessera's dropout
+// layers (no node) back in where numbers skip.
+Status AddLayer(const ChainNode& node, const proto::LayerSpec& layer, ChainState* state) {
+  proto::ModelSpec& spec = state->out->spec;
+  const int64_t number = LayerNumber(node.node->name());
+  while (number > spec.layer_size() && number < 100000) {
+    spec.add_layer()->mutable_dropout();
+    state->layer_params.emplace_back();
+  }
+  auto created = CreateModelLayer(layer, state->shape, state->out->categorical_rows);
+  if (!created.ok()) return created.status().WithContext(node.where);
+  const std::vector<ParamShape> wants = (*created)->param_shapes();
+  if (wants.size() != node.params.size()) {
+    return InvalidArgumentError(node.where + ": has " + std::to_string(node.params.size()) +
+                                " parameter inputs, the layer wants " + std::to_string(wants.size()));
+  }
+  for (size_t k = 0; k < wants.size(); ++k) {
+    const Shape dims = state->constants->Dims(node.params[k]);
+    if (dims != wants[k].shape) {
+      return InvalidArgumentError(node.where + ": initializer '" + node.params[k] + "' has shape " + ShapeText(dims) +
+                                  ", the layer wants " + ShapeText(wants[k].shape) + " (" + wants[k].name + ")");
+    }
+  }
+  *spec.add_layer() = layer;
+  state->layer_params.push_back(node.params);
+  state->shape = (*created)->out_shape();
+  state->logits_value = node.node->output(0);
+  state->current = node.node->output(0);
+  return OkStatus();
+}
+
 OpReader FindOpReader(const std::string& op) {
   static const std::map<std::string, OpReader> kReaders = {
       {"Relu", ReadRelu},
@@ -366,6 +365,7 @@ OpReader FindOpReader(const std::string& op) {
       {"QuantizeLinear", ReadQuantizeLinear},
       {"Round", ReadRound},
       {"Gather", ReadGather},
+      {"Slice", ReadColumnEmbedding},
       {"Cast", ReadCast},
       {"Identity", ReadIdentity},
       {"Softmax", ReadSoftmax},

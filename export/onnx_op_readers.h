@@ -63,6 +63,19 @@ using OpReader = Status (*)(ChainNode* node, ChainState* state);
 // The reader for nodes of op type `op`; null for an op Tessera does not read.
 OpReader FindOpReader(const std::string& op);
 
+// Appends `layer` (read from `node`, whose params are its parameters) to the
+// spec, checked against the node's parameters' shapes; the chain then reads
+// the node's output. A layer number in the node name ("layer4.relu") fills
+// Tessera's dropout layers (no node) back in where numbers skip.
+// InvalidArgument naming the node when the layer does not build or a
+// parameter's shape is not the layer's.
+Status AddLayer(const ChainNode& node, const proto::LayerSpec& layer, ChainState* state);
+
+// The reader of a column_embedding first layer, from its first Slice
+// (export/onnx_column_embedding_reader.cc): the whole pattern of nodes, the
+// tables' rows into state->out->categorical_rows.
+Status ReadColumnEmbedding(ChainNode* node, ChainState* state);
+
 }  // namespace onnx_import
 }  // namespace tessera
 

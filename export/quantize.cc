@@ -44,24 +44,28 @@ void ForEachLayerInput(Model& model, const proto::ModelSpec& spec, const std::ve
 
 StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& unfolded_spec, const Shape& input_shape,
                                       int num_classes, const std::vector<float>& unfolded_params,
-                                      const std::vector<float>& x, int64_t examples, const Int8Options& options) {
+                                      const std::vector<float>& x, int64_t examples, const Int8Options& options,
+                                      const std::vector<int64_t>& categorical_rows) {
   for (int i = 0; i < unfolded_spec.layer_size(); ++i) {
     const proto::LayerSpec& l = unfolded_spec.layer(i);
     if ((l.has_conv2d() && l.conv2d().has_int8()) || (l.has_linear() && l.linear().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "] is int8 already");
     }
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> unfolded, Model::Create(unfolded_spec, input_shape, num_classes));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> unfolded,
+                   Model::Create(unfolded_spec, input_shape, num_classes, Device::kCpu, categorical_rows));
   if (unfolded_params.size() != unfolded->num_keys()) {
     return InvalidArgumentError("the model has " + std::to_string(unfolded->num_keys()) + " parameters, not the " +
                                 std::to_string(unfolded_params.size()) + " given");
   }
   // Batch norms after a Conv2d or Linear go into its int8 weights and bias,
   // so the int8 layer computes both (and fuses the ReLU and pooling after).
-  ASSIGN_OR_RETURN(FoldedModel folded, FoldBatchNorms(unfolded_spec, input_shape, unfolded_params));
+  ASSIGN_OR_RETURN(FoldedModel folded,
+                   FoldBatchNorms(unfolded_spec, input_shape, unfolded_params, categorical_rows));
   const proto::ModelSpec& spec = folded.spec;
   const std::vector<float>& params = folded.params;
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(spec, input_shape, num_classes));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   Model::Create(spec, input_shape, num_classes, Device::kCpu, categorical_rows));
   if (examples < 1 || x.size() < static_cast<size_t>(examples * model->input_features())) {
     return InvalidArgumentError("int8 calibration needs at least one example");
   }
@@ -163,7 +167,8 @@ StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& unfolded_spec, con
     out.params.insert(out.params.end(), scales.begin(), scales.end());
   }
   // The result must be what Model::Create lays out for the int8 spec.
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> check, Model::Create(out.spec, input_shape, num_classes));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> check,
+                   Model::Create(out.spec, input_shape, num_classes, Device::kCpu, categorical_rows));
   if (check->num_keys() != out.params.size()) {
     return InternalError("int8 quantization laid out " + std::to_string(out.params.size()) + " parameters, the int8 "
                          "model has " + std::to_string(check->num_keys()));

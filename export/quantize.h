@@ -51,10 +51,13 @@ struct QuantizedModel {
 // Quantizes `spec` with float `params` (key order), calibrating on x
 // [examples, input features] (normalized as in training). InvalidArgument
 // when the spec does not build, params do not fit it, a layer is int8
-// already, or there are no calibration examples.
+// already, or there are no calibration examples. `categorical_rows` as
+// Model::Create takes them (a column_embedding first layer, which stays
+// float: its rows are copied, not multiplied).
 StatusOr<QuantizedModel> QuantizeInt8(const proto::ModelSpec& spec, const Shape& input_shape, int num_classes,
                                       const std::vector<float>& params, const std::vector<float>& x,
-                                      int64_t examples, const Int8Options& options = {});
+                                      int64_t examples, const Int8Options& options = {},
+                                      const std::vector<int64_t>& categorical_rows = {});
 
 }  // namespace tessera
 

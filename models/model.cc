@@ -199,6 +199,13 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
   return model;
 }
 
+StatusOr<std::unique_ptr<Layer>> CreateModelLayer(const proto::LayerSpec& spec, const Shape& in_shape,
+                                                  const std::vector<int64_t>& categorical_rows) {
+  // A column_embedding needs the table's categorical columns, which CreateLayer does not know.
+  return spec.has_column_embedding() ? CreateColumnEmbedding(spec.column_embedding(), in_shape, categorical_rows)
+                                     : CreateLayer(spec, in_shape);
+}
+
 StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape,
                                  const std::vector<int64_t>& categorical_rows, int64_t sparse_features) {
   if (spec.layer_size() == 0) return InvalidArgumentError("model needs at least one layer");

@@ -240,6 +240,13 @@ class Model {
 StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape,
                                  const std::vector<int64_t>& categorical_rows = {}, int64_t sparse_features = 0);
 
+// One layer of a model on the CPU, as Model::Create makes it: a
+// column_embedding over `categorical_rows` (Model::Create's), any other
+// layer by CreateLayer (a sparse_linear is not made here). For the export's
+// and import's walks over a model's layers. InvalidArgument as those give.
+StatusOr<std::unique_ptr<Layer>> CreateModelLayer(const proto::LayerSpec& spec, const Shape& in_shape,
+                                                  const std::vector<int64_t>& categorical_rows);
+
 // OK when every layer of `spec` runs on `device`: on CUDA, int8 layers,
 // sparse_linear and sparse_embedding run on the CPU only (InvalidArgument
 // naming the first).

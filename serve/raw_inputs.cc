@@ -88,6 +88,36 @@ StatusOr<std::optional<float>> TableValue(const RawInput& in, int64_t row) {
   return std::optional<float>(static_cast<float>(d));
 }
 
+// One categorical field: a BYTES element's string as it is, an INT32 or
+// INT64 element's decimal text (what a training file holding that integer
+// has: "42", "-7"), null a missing value (the empty field, id 0).
+StatusOr<std::string> CategoricalField(const RawInput& in, int64_t row) {
+  const json& v = Element(in, row);
+  if (v.is_null()) return std::string();
+  const std::string where = "input '" + in.name + "' element " + std::to_string(row);
+  if (in.datatype == "BYTES") {
+    if (!v.is_string()) return InvalidArgumentError(where + ": expected a string (BYTES) or null, found " + Shown(v));
+    return v.get<std::string>();
+  }
+  if (!v.is_number_integer()) {
+    return InvalidArgumentError(where + ": expected an integer (" + in.datatype + ") or null, found " + Shown(v));
+  }
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return InvalidArgumentError(where + ": " + Shown(v) + " is not an INT64");
+  }
+  const int64_t i = v.get<int64_t>();
+  if (in.datatype == "INT32" && (i < std::numeric_limits<int32_t>::min() || i > std::numeric_limits<int32_t>::max())) {
+    return InvalidArgumentError(where + ": " + Shown(v) + " is not an INT32");
+  }
+  return std::to_string(i);
+}
+
+// The datatypes a column's input may have.
+bool TakesDatatype(const TableColumn& column, const std::string& datatype) {
+  if (column.is_categorical()) return datatype == "BYTES" || datatype == "INT32" || datatype == "INT64";
+  return datatype == "FP32" || datatype == "FP64" || datatype == "INT32" || datatype == "INT64";
+}
+
 std::string ColumnList(const TablePreprocessing& t) {
   std::string list;
   for (size_t i = 0; i < t.columns.size() && i < 10; ++i) list += (i ? ", " : "") + t.columns[i].name;
@@ -107,9 +137,12 @@ Status ParseTableInputs(const json& inputs, const TablePreprocessing& t, std::ve
                                   ColumnList(t) + " (or its preprocessed tensor 'input')");
     }
     if (by_column[it->second].has_value()) return InvalidArgumentError("input '" + in.name + "' is given twice");
-    if (in.datatype != "FP32" && in.datatype != "FP64" && in.datatype != "INT32" && in.datatype != "INT64") {
-      return InvalidArgumentError("input '" + in.name + "': expected datatype FP32, FP64, INT32 or INT64, found " +
-                                  in.datatype.substr(0, 40));
+    if (!TakesDatatype(t.columns[it->second], in.datatype)) {
+      return InvalidArgumentError("input '" + in.name + "': expected datatype " +
+                                  (t.columns[it->second].is_categorical() ? "BYTES, INT32 or INT64 (a categorical "
+                                                                            "column)"
+                                                                          : "FP32, FP64, INT32 or INT64") +
+                                  ", found " + in.datatype.substr(0, 40));
     }
     by_column[it->second] = std::move(in);
   }
@@ -127,9 +160,15 @@ Status ParseTableInputs(const json& inputs, const TablePreprocessing& t, std::ve
   const size_t features = t.columns.size();
   x->assign(static_cast<size_t>(*batch) * features, 0.0f);
   for (size_t c = 0; c < features; ++c) {
+    const TableColumn& column = t.columns[c];
     for (int64_t r = 0; r < *batch; ++r) {
+      if (column.is_categorical()) {
+        ASSIGN_OR_RETURN(const std::string field, CategoricalField(*by_column[c], r));
+        (*x)[r * features + c] = CategoricalFeature(column, field);
+        continue;
+      }
       ASSIGN_OR_RETURN(const std::optional<float> v, TableValue(*by_column[c], r));
-      (*x)[r * features + c] = TableFeature(t.columns[c], v);
+      (*x)[r * features + c] = TableFeature(column, v);
     }
   }
   return OkStatus();
@@ -196,7 +235,9 @@ std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p) {
     inputs.push_back(InputJson(kImageInputName, "BYTES"));
     return inputs;
   }
-  for (const TableColumn& c : p.table.columns) inputs.push_back(InputJson(c.name, "FP32"));
+  for (const TableColumn& c : p.table.columns) {
+    inputs.push_back(InputJson(c.name, c.is_categorical() ? "BYTES" : "FP32"));
+  }
   return inputs;
 }
 

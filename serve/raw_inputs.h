@@ -6,8 +6,12 @@
 //     shape [N] or [N, 1], datatype FP32, FP64, INT32 or INT64 (converted to
 //     float32; FP64 and JSON numbers are rounded once from the double the
 //     JSON parser gives), data flat or nested as the shape; a null element
-//     is a missing value (the column's fill value). Every column must come,
-//     each once, all with the same N;
+//     is a missing value (the column's fill value). A categorical column's
+//     input is BYTES (each element a string, the field as a training file
+//     holds it), or INT32 or INT64 for integer categories (each made into
+//     its decimal text, as a training file holds it), null a missing value
+//     (id 0); mapped to its id by the recorded hashing or vocabulary. Every
+//     column must come, each once, all with the same N;
 //   - an image model: one input "image", datatype BYTES, shape [N] or
 //     [N, 1], each element an encoded PNG or JPEG file as base64
 //     (serve/base64.h), of at most kServeMaxImagePixels pixels.

@@ -2,7 +2,8 @@
 // 15): a label that only a string column tells learns with a
 // column_embedding and not without it; the vocabulary is stored in the run
 // directory, a resume reads it and ends bitwise where an uninterrupted run
-// does, and without it a resume is one line and exit 2.
+// does, and without it a resume is one line and exit 2; an export records
+// the stored vocabulary.
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include "core/checkpoint_manifest.h"
 #include "core/file_util.h"
@@ -174,14 +177,36 @@ TEST_F(CategoricalTrainingTest, AResumeUsesTheStoredIdsNotANewCount) {
   EXPECT_NE(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
-TEST_F(CategoricalTrainingTest, ExportRefusesCategoricalColumns) {
-  const CommandResult r =
-      RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/categorical", "--noevaluate"});
+// The export records the vocabulary the run stored when it started (the ids
+// its parameters were trained with), not one counted again from the files:
+// with two values swapped in the stored file, the manifest has them swapped.
+// Without the file the export is one line and exit 2, and writes nothing.
+TEST_F(CategoricalTrainingTest, ExportRecordsTheVocabularyTheRunStored) {
+  const std::string copy = *dir_ + "/export-copy";
+  fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
+  auto bytes = ReadFileToString(copy + "/table_vocabulary.pb");
+  ASSERT_TRUE(bytes.ok());
+  proto::TableVocabularies stored;
+  ASSERT_TRUE(stored.ParseFromString(*bytes));
+  stored.mutable_columns(0)->mutable_vocabulary()->SwapElements(0, 1);
+  WriteText(copy + "/table_vocabulary.pb", stored.SerializeAsString());
+  CommandResult r = RunTessera({"export", copy, "--out", *dir_ + "/models/categorical", "--noevaluate"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json manifest = nlohmann::json::parse(FileText(*dir_ + "/models/categorical/1/manifest.json"));
+  const nlohmann::json& columns = manifest["preprocessing"]["columns"];
+  ASSERT_EQ(columns.size(), 4u) << manifest.dump();
+  EXPECT_EQ(columns[2]["name"], "city");
+  EXPECT_EQ(columns[2]["vocabulary"], nlohmann::json(std::vector<std::string>(stored.columns(0).vocabulary().begin(),
+                                                                             stored.columns(0).vocabulary().end())));
+  EXPECT_EQ(columns[3]["hash_buckets"], 64);
+
+  fs::remove(copy + "/table_vocabulary.pb");
+  r = RunTessera({"export", copy, "--out", *dir_ + "/models/no-vocabulary", "--noevaluate"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("this model reads categorical columns (data.table.categorical_columns), and exporting such "
-                          "a model is not supported yet"),
+  EXPECT_NE(r.output.find("reading the categorical columns' vocabularies: " + copy + "/table_vocabulary.pb is missing"),
             std::string::npos)
       << r.output;
+  EXPECT_FALSE(fs::exists(*dir_ + "/models/no-vocabulary/1"));
 }
 
 // A mistake about a categorical column is one line and exit 2 before any process starts.

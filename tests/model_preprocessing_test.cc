@@ -26,13 +26,33 @@ namespace {
 
 using nlohmann::json;
 
+TableColumn NumericColumn(const std::string& name, float fill_value, float shift, float scale) {
+  TableColumn c;
+  c.name = name;
+  c.fill_value = fill_value;
+  c.shift = shift;
+  c.scale = scale;
+  return c;
+}
+
 ModelPreprocessing TablePreprocessingExample() {
   ModelPreprocessing p;
   p.kind = InputKind::kTable;
   p.class_names = {"cat", "dog, big", "bird"};
   p.table.format = "tsv";
   p.table.label_column = "label";
-  p.table.columns = {{"a", "numeric", 0.5f, 1.25f, 0.1f}, {"b c", "numeric", -1.0f, 0.0f, 3.0f}};
+  p.table.columns = {NumericColumn("a", 0.5f, 1.25f, 0.1f), NumericColumn("b c", -1.0f, 0.0f, 3.0f)};
+  return p;
+}
+
+// The example's two numeric columns, then a hashed and a vocabulary column.
+ModelPreprocessing CategoricalPreprocessingExample() {
+  ModelPreprocessing p = TablePreprocessingExample();
+  proto::CategoricalColumn hashed, listed;
+  hashed.set_hash_buckets(8);
+  for (const char* city : {"Oslo", "Lima", "Z\u00fcrich"}) listed.add_vocabulary(city);
+  p.table.columns.push_back(MakeCategoricalTableColumn("code", hashed).value());
+  p.table.columns.push_back(MakeCategoricalTableColumn("city", listed).value());
   return p;
 }
 
@@ -73,9 +93,9 @@ TEST(ModelPreprocessingTest, ATableManifestRoundTrips) {
     EXPECT_EQ(read->table.columns[c].shift, p.table.columns[c].shift);
     EXPECT_EQ(read->table.columns[c].scale, p.table.columns[c].scale);
   }
-  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 3, "manifest.json"));
-  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {3}, 3, "manifest.json").ok());
-  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 4, "manifest.json").ok());
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 3, {}, "manifest.json"));
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {3}, 3, {}, "manifest.json").ok());
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 4, {}, "manifest.json").ok());
 }
 
 TEST(ModelPreprocessingTest, AnImageManifestRoundTrips) {
@@ -88,8 +108,8 @@ TEST(ModelPreprocessingTest, AnImageManifestRoundTrips) {
   EXPECT_EQ(read->image.channels, 3);
   EXPECT_EQ(read->image.mean, p.image.mean);
   EXPECT_EQ(read->image.std, p.image.std);
-  EXPECT_OK(CheckPreprocessingFitsModel(*read, {3, 6, 8}, 2, "manifest.json"));
-  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {3, 8, 6}, 2, "manifest.json").ok());
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {3, 6, 8}, 2, {}, "manifest.json"));
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {3, 8, 6}, 2, {}, "manifest.json").ok());
 }
 
 TEST(ModelPreprocessingTest, AManifestWithoutPreprocessingIsAnIdxModels) {
@@ -99,7 +119,7 @@ TEST(ModelPreprocessingTest, AManifestWithoutPreprocessingIsAnIdxModels) {
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->kind, InputKind::kIdx);
   EXPECT_TRUE(read->class_names.empty());
-  EXPECT_OK(CheckPreprocessingFitsModel(*read, {1, 28, 28}, 10, "manifest.json"));
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {1, 28, 28}, 10, {}, "manifest.json"));
 }
 
 TEST(ModelPreprocessingTest, BinaryAndRegressionTasksRoundTripAndFitOneOutput) {
@@ -109,22 +129,89 @@ TEST(ModelPreprocessingTest, BinaryAndRegressionTasksRoundTripAndFitOneOutput) {
   auto read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->task, Task::kBinary);
-  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json"));  // one logit, two classes
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, {}, "manifest.json"));  // one logit, two classes
   EXPECT_TRUE(NamesClasses(*read, 1));
-  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 2, "manifest.json").ok());
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 2, {}, "manifest.json").ok());
   p.class_names = {"a", "b", "c"};
   read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
-  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json").ok());  // a binary model has two
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {2}, 1, {}, "manifest.json").ok());  // a binary model has two
 
   p.task = Task::kRegression;
   p.class_names.clear();
   read = ParseManifestPreprocessing(ManifestWith(p), "manifest.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->task, Task::kRegression);
-  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, "manifest.json"));
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {2}, 1, {}, "manifest.json"));
   p.class_names = {"x"};  // a regression has no classes, whatever a manifest says
   EXPECT_FALSE(NamesClasses(p, 1));
+}
+
+// A categorical column's hashing or vocabulary is recorded, and read back
+// maps every field to the id training's own mapping (core/categorical.h)
+// gives it; the check against the model compares each column's ids with
+// the rows of its table.
+TEST(ModelPreprocessingTest, CategoricalColumnsRoundTripWithTrainingsIds) {
+  const ModelPreprocessing p = CategoricalPreprocessingExample();
+  const json written = json::parse(ManifestWith(p));
+  const json& columns = written["preprocessing"]["columns"];
+  EXPECT_EQ(columns[2], json::parse(R"({"name": "code", "kind": "categorical", "hash_buckets": 8})"));
+  EXPECT_EQ(columns[3],
+            json::parse(R"({"name": "city", "kind": "categorical", "vocabulary": ["Oslo", "Lima", "Z\u00fcrich"]})"));
+  auto read = ParseManifestPreprocessing(written.dump(), "manifest.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->table.columns.size(), 4u);
+  const TableColumn& code = read->table.columns[2];
+  const TableColumn& city = read->table.columns[3];
+  ASSERT_TRUE(code.is_categorical() && city.is_categorical());
+  EXPECT_FALSE(read->table.columns[1].is_categorical());
+  proto::CategoricalColumn hashed;
+  hashed.set_hash_buckets(8);
+  const CategoricalIds training(hashed);
+  for (const char* field : {"", "17", "-3", "abc", "Oslo"}) {
+    EXPECT_EQ(CategoricalFeature(code, field), static_cast<float>(training.Id(field))) << field;
+  }
+  EXPECT_EQ(CategoricalFeature(code, ""), 0.0f);
+  EXPECT_EQ(CategoricalFeature(city, "Oslo"), 1.0f);
+  EXPECT_EQ(CategoricalFeature(city, "Z\u00fcrich"), 3.0f);
+  EXPECT_EQ(CategoricalFeature(city, "Paris"), 0.0f);  // out of the vocabulary
+  EXPECT_EQ(CategoricalFeature(city, ""), 0.0f);
+  EXPECT_EQ(CategoricalFeature(city, "oslo"), 0.0f);   // bytes as they are
+
+  EXPECT_OK(CheckPreprocessingFitsModel(*read, {4}, 3, {9, 4}, "manifest.json"));
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {4}, 3, {}, "manifest.json").ok());  // no column_embedding
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {4}, 3, {9}, "manifest.json").ok());
+  const Status s = CheckPreprocessingFitsModel(*read, {4}, 3, {9, 5}, "manifest.json");
+  EXPECT_EQ(s.message(), "manifest.json: categorical column 'city' makes 4 ids, the model's table for it has 5 rows");
+  EXPECT_FALSE(CheckPreprocessingFitsModel(*read, {5}, 3, {9, 4}, "manifest.json").ok());
+}
+
+TEST(ModelPreprocessingTest, EachBadCategoricalFieldIsNamed) {
+  const std::vector<std::pair<std::function<void(json*)>, std::string>> cases = {
+      {[](json* c) { (*c)[2]["hash_buckets"] = 0; }, "columns[2]: 'hash_buckets' must be in [1, 16777215], got 0"},
+      {[](json* c) { (*c)[2]["hash_buckets"] = "8"; }, "columns[2]: 'hash_buckets' must be an integer"},
+      {[](json* c) { (*c)[2]["vocabulary"] = json::array({"a"}); },
+       "columns[2]: needs exactly one of 'hash_buckets' and 'vocabulary'"},
+      {[](json* c) { (*c)[3].erase("vocabulary"); },
+       "columns[3]: needs exactly one of 'hash_buckets' and 'vocabulary'"},
+      {[](json* c) { (*c)[3]["vocabulary"] = json::array(); },
+       "columns[3]: 'vocabulary' must hold 1 to 16777215 values"},
+      {[](json* c) { (*c)[3]["vocabulary"][1] = 5; }, "columns[3]: vocabulary[1] must be a string"},
+      {[](json* c) { (*c)[3]["vocabulary"][1] = "Oslo"; }, "columns[3]: categorical column 'city': its vocabulary "
+                                                          "holds an empty or a repeated value"},
+      {[](json* c) { (*c)[3]["vocabulary"][0] = ""; }, "its vocabulary holds an empty or a repeated value"},
+      {[](json* c) { c->push_back((*c)[0]); (*c)[4]["name"] = "late"; },
+       "columns[4]: a numeric column after a categorical one"},
+  };
+  for (const auto& [spoil, needle] : cases) {
+    json m = json::parse(ManifestWith(CategoricalPreprocessingExample()));
+    spoil(&m["preprocessing"]["columns"]);
+    auto read = ParseManifestPreprocessing(m.dump(), "v/manifest.json");
+    ASSERT_FALSE(read.ok()) << needle;
+    EXPECT_EQ(read.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(read.status().message().find("v/manifest.json"), std::string::npos) << read.status().message();
+    EXPECT_NE(read.status().message().find(needle), std::string::npos) << read.status().message();
+  }
 }
 
 // Each bad field of a manifest: InvalidArgument, one line naming it.
@@ -140,8 +227,8 @@ TEST(ModelPreprocessingTest, EachBadFieldIsNamed) {
       {[](json* m) { (*m)["preprocessing"]["columns"] = json::array(); }, "'columns' must hold 1 to"},
       {[](json* m) { (*m)["preprocessing"]["columns"][0]["name"] = ""; }, "columns[0]: 'name' must not be empty"},
       {[](json* m) { (*m)["preprocessing"]["columns"][1]["name"] = "a"; }, "column 'a' is named twice"},
-      {[](json* m) { (*m)["preprocessing"]["columns"][0]["kind"] = "categorical"; },
-       "kind \"categorical\" is not supported"},
+      {[](json* m) { (*m)["preprocessing"]["columns"][0]["kind"] = "ordinal"; },
+       "kind \"ordinal\" is not supported by this version of Tessera (numeric or categorical)"},
       {[](json* m) { (*m)["preprocessing"]["columns"][0]["scale"] = "1"; }, "columns[0]: 'scale' must be a number"},
       {[](json* m) { (*m)["preprocessing"]["columns"][1]["shift"] = 1e300; },
        "columns[1]: 'shift' must be a finite float32"},
@@ -176,7 +263,7 @@ TEST(ModelPreprocessingTest, EachBadFieldIsNamed) {
 // ------------------------------------------------------------ applying it
 
 TEST(InputTransformTest, TableFeaturesAreFilledThenScaledInFloat) {
-  const TableColumn c{"a", "numeric", 0.5f, 1.25f, 0.1f};
+  const TableColumn c = NumericColumn("a", 0.5f, 1.25f, 0.1f);
   EXPECT_EQ(TableFeature(c, 3.0f), (3.0f - 1.25f) * 0.1f);
   EXPECT_EQ(TableFeature(c, std::nullopt), (0.5f - 1.25f) * 0.1f);
 }
@@ -280,6 +367,57 @@ TEST(RawInputsTest, EachBadTableInputIsNamed) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << text;
     EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
   }
+}
+
+// A categorical column's input: BYTES strings as they are, INT32/INT64
+// integers as the decimal text a training file holds, null a missing value.
+TEST(RawInputsTest, CategoricalColumnsTakeStringsOrIntegersAsTrainingReadThem) {
+  const ModelPreprocessing p = CategoricalPreprocessingExample();
+  const json inputs = json::parse(R"([
+      {"name": "a", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
+      {"name": "b c", "datatype": "FP32", "shape": [3], "data": [4, 5, 6]},
+      {"name": "code", "datatype": "INT64", "shape": [3, 1], "data": [[17], [-3], [null]]},
+      {"name": "city", "datatype": "BYTES", "shape": [3], "data": ["Lima", "Paris", null]}])");
+  std::vector<float> x;
+  int64_t batch = 0;
+  ASSERT_OK(ParseRawInputs(inputs, p, &x, &batch));
+  ASSERT_EQ(batch, 3);
+  ASSERT_EQ(x.size(), 12u);
+  const TableColumn& code = p.table.columns[2];
+  const TableColumn& city = p.table.columns[3];
+  EXPECT_EQ(x[2], CategoricalFeature(code, "17"));
+  EXPECT_EQ(x[3], 2.0f);  // Lima
+  EXPECT_EQ(x[6], CategoricalFeature(code, "-3"));
+  EXPECT_EQ(x[7], 0.0f);  // Paris: out of the vocabulary
+  EXPECT_EQ(x[10], 0.0f);  // null: missing
+  EXPECT_EQ(x[11], CategoricalFeature(city, ""));
+  // The same codes as strings give the same ids.
+  json as_bytes = inputs;
+  as_bytes[2] = json::parse(R"({"name": "code", "datatype": "BYTES", "shape": [3], "data": ["17", "-3", ""]})");
+  std::vector<float> y;
+  ASSERT_OK(ParseRawInputs(as_bytes, p, &y, &batch));
+  EXPECT_EQ(x, y);
+
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"name": "city", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]})",
+       "input 'city': expected datatype BYTES, INT32 or INT64 (a categorical column), found FP32"},
+      {R"({"name": "city", "datatype": "BYTES", "shape": [3], "data": ["a", 5, "b"]})",
+       "input 'city' element 1: expected a string (BYTES) or null, found 5"},
+      {R"({"name": "city", "datatype": "INT32", "shape": [3], "data": [1, 3000000000, 2]})",
+       "input 'city' element 1: 3000000000 is not an INT32"},
+      {R"({"name": "city", "datatype": "INT64", "shape": [3], "data": [1, "2", 2]})",
+       "input 'city' element 1: expected an integer (INT64) or null, found \"2\""},
+  };
+  for (const auto& [city_input, needle] : cases) {
+    json bad = inputs;
+    bad[3] = json::parse(city_input);
+    const Status s = ParseRawInputs(bad, p, &x, &batch);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << city_input;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+  }
+  const std::vector<JsonObject> metadata = RawInputsMetadata(p);
+  ASSERT_EQ(metadata.size(), 4u);
+  EXPECT_EQ(metadata[3].ToCompactString(), R"({"name":"city","datatype":"BYTES","shape":[-1]})");
 }
 
 TEST(RawInputsTest, ImagesAreDecodedAsPredictDecodesThem) {

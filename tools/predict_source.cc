@@ -126,8 +126,13 @@ StatusOr<bool> TableSource::ParseNext(float* out, float* label) {
   ASSIGN_OR_RETURN(const bool more, reader_->Next(&record_));
   if (!more) return false;
   for (size_t f = 0; f < table_.columns.size(); ++f) {
+    const TableColumn& column = table_.columns[f];
+    if (column.is_categorical()) {
+      out[f] = CategoricalFeature(column, record_.fields[map_.features[f]]);
+      continue;
+    }
     ASSIGN_OR_RETURN(const std::optional<float> v, reader_->ParseFloat(record_, map_.features[f]));
-    out[f] = TableFeature(table_.columns[f], v);
+    out[f] = TableFeature(column, v);
   }
   if (map_.label >= 0) {
     auto parsed = ParseLabel(record_.fields[map_.label], task_, classes_);

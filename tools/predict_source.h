@@ -4,7 +4,8 @@
 //     normalized with the manifest's normalization;
 //   - a CSV or TSV file with a header for a table model: its columns found
 //     by name (extra ones ignored), an empty field the column's fill value,
-//     then the recorded scaling; the label column, when the file has it,
+//     then the recorded scaling; a categorical column's field its id by the
+//     recorded hashing or vocabulary (an empty field: 0); the label column, when the file has it,
 //     gives each row's label (for the summary's accuracy, AUC or RMSE).
 //     The delimiter is a tab for a name ending in .tsv or .tsv.gz, a comma
 //     for .csv or .csv.gz, and otherwise the model's training format's.

@@ -60,7 +60,15 @@ struct OnnxExportOptions {
   // Stores every float parameter as float16, each read through a Cast back
   // to float32 (half the bytes; the graph still computes in float32).
   bool fp16_weights = false;
+  // For a model whose first layer is a sparse_linear: its number of features
+  // (the weight's rows; LibsvmData.num_features). Default 0: no such layer.
+  int64_t sparse_features = 0;
 };
+
+// The graph input's per-example dims for a model of `spec` over examples of
+// `input_shape`: input_shape, except a sparse_linear model's [K, 2] pairs,
+// which the graph takes flat, [2K] (the same floats, as a batch holds them).
+Shape OnnxInputDims(const proto::ModelSpec& spec, const Shape& input_shape);
 
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or
 // [F]) with num_classes outputs (one for spec.loss binary or regression), its weights taken from `params` (num_keys

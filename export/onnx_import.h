@@ -2,7 +2,9 @@
 // inverse of onnx_export.h). The graph must be a chain of the ops Tessera
 // exports (Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, an
 // optional final Softmax or, for a binary model, Sigmoid, Identity; an embedding first layer's Round, Cast to
-// int64 and Gather(weight, ids, axis 0); an int8 layer's QuantizeLinear and
+// int64 and Gather(weight, ids, axis 0); a sparse_linear first layer's
+// Reshape and the twelve nodes after it (onnx_export.cc's AddSparseLinear);
+// an int8 layer's QuantizeLinear and
 // DequantizeLinear pairs and weight DequantizeLinear; float16 weights' Casts)
 // with the attributes Tessera's layers
 // support; anything else (another op, a branch, an attribute value Tessera
@@ -45,6 +47,9 @@ struct ImportedModel {
   // "fp32"; "fp16" when parameters are stored as float16; "int8" when
   // layers compute in int8 (Int8Spec, from QDQ nodes).
   std::string precision = "fp32";
+  // A sparse_linear first layer's features (its weight's rows); 0 without
+  // one. Such a model's input_shape is the graph's [2K], its layer's [K, 2].
+  int64_t sparse_features = 0;
 };
 
 // Maps a parsed ModelProto to a ModelSpec and its parameters, checking it

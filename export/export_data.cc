@@ -2,6 +2,7 @@
 
 #include "core/csv_reader.h"
 #include "core/image_folder_data.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "core/task.h"
 #include "scheduler/job_shape.h"
@@ -44,9 +45,22 @@ ImagePreprocessing DescribeImagePreprocessing(const proto::ImageSpec& image) {
   return i;
 }
 
+// What training's libsvm reader makes of a line: the planned features and
+// pairs, the spec's index base and labels.
+LibsvmPreprocessing DescribeLibsvmPreprocessing(const proto::LibsvmSpec& spec, const proto::LibsvmData& libsvm) {
+  LibsvmPreprocessing l;
+  l.num_features = libsvm.num_features();
+  l.index_base = spec.index_base();
+  l.pairs = libsvm.max_nonzeros();
+  l.signed_binary = spec.labels() == proto::LibsvmSpec::SIGNED_BINARY;
+  return l;
+}
+
 }  // namespace
 
-bool IsExportDataFormat(const proto::DataSpec& data) { return IsTableFormat(data) || IsImageFolderFormat(data); }
+bool IsExportDataFormat(const proto::DataSpec& data) {
+  return IsTableFormat(data) || IsImageFolderFormat(data) || IsLibsvmFormat(data);
+}
 
 StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples) {
   auto shape = PlanJob(spec);
@@ -71,6 +85,11 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
     out.preprocessing.kind = InputKind::kTable;
     ASSIGN_OR_RETURN(out.preprocessing.table, DescribeTablePreprocessing(data, out.map.table_data()));
     out.input_shape = {static_cast<int64_t>(out.preprocessing.table.columns.size())};
+  } else if (IsLibsvmFormat(data)) {
+    out.preprocessing.kind = InputKind::kLibsvm;
+    out.preprocessing.libsvm = DescribeLibsvmPreprocessing(data.libsvm(), out.map.libsvm_data());
+    out.input_shape = LibsvmExampleShape(out.map.libsvm_data());
+    out.sparse_features = out.map.libsvm_data().num_features();
   } else {
     out.preprocessing.kind = InputKind::kImage;
     out.preprocessing.image = DescribeImagePreprocessing(data.image());

@@ -11,8 +11,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "core/task.h"
-#include "models/sparse_linear.h"
 #include "export/task_outputs.h"
+#include "models/sparse_linear.h"
 
 namespace tessera {
 namespace {
@@ -218,7 +218,6 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
     RETURN_IF_ERROR(AddSparseLinear(spec.layer(0), input_shape, params, num_keys, options, &builder, &current,
                                     &shape, &offset));
   }
-
   for (int i = first_layer; i < spec.layer_size(); ++i) {
     const std::string where = "model.layer[" + std::to_string(i) + "]";
     auto created = CreateLayer(spec.layer(i), shape);

@@ -71,7 +71,8 @@ struct OnnxExportOptions {
 Shape OnnxInputDims(const proto::ModelSpec& spec, const Shape& input_shape);
 
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or
-// [F]) with num_classes outputs (one for spec.loss binary or regression), its weights taken from `params` (num_keys
+// [F]; [K, 2] pairs for a sparse_linear first layer, whose features
+// options.sparse_features gives, and whose graph input is [N, 2K]) with num_classes outputs (one for spec.loss binary or regression), its weights taken from `params` (num_keys
 // float32 in key order, as a checkpoint holds them). InvalidArgument naming
 // the problem when the spec does not build (Model::Create's checks) or
 // num_keys is not the model's.

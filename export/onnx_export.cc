@@ -11,6 +11,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "core/task.h"
+#include "export/onnx_tensor_sizes.h"
 #include "export/task_outputs.h"
 #include "models/sparse_linear.h"
 
@@ -421,6 +422,7 @@ Status CheckPositiveSizes(const onnx::GraphProto& graph) {
 
 Status CheckOnnxModel(const onnx::ModelProto& model) {
   RETURN_IF_ERROR(CheckPositiveSizes(model.graph()));
+  RETURN_IF_ERROR(CheckTensorSizes(model.graph()));  // shape inference reads constants by their dims
   try {
     onnx::checker::check_model(model);
     onnx::ModelProto inferred = model;

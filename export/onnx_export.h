@@ -80,8 +80,11 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
                                           const float* params, uint64_t num_keys, const OnnxExportOptions& options);
 
 // onnx::checker::check_model, then ONNX's shape inference in strict mode
-// (every node's shapes must infer and agree with the declared outputs).
-// InvalidArgument with the checker's message when the model fails.
+// (every node's shapes must infer and agree with the declared outputs);
+// first the checks ONNX leaves out and crashed without: positive strides
+// and kernels, and every constant tensor's byte count against its dims
+// (export/onnx_tensor_sizes.h). InvalidArgument with the checker's message
+// when the model fails.
 Status CheckOnnxModel(const onnx::ModelProto& model);
 
 // The model's bytes (protobuf wire format, deterministic: the same model

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -257,6 +258,35 @@ TEST(SparseLinearOnnxTest, AGraphOtherThanTheExportedPatternIsRefusedNamingTheNo
     EXPECT_EQ(imported.status().code(), StatusCode::kInvalidArgument) << c.what;
     EXPECT_NE(imported.status().message().find(c.expected), std::string::npos)
         << c.what << ": " << imported.status().message();
+  }
+}
+
+// Every truncation of the file is refused, and so are constants with the
+// wrong type or byte count; nothing crashes.
+TEST(SparseLinearOnnxTest, TruncatedFilesAndBadConstantsAreRefused) {
+  const Fixture f = MakeModel("layer { sparse_linear { out_features: 4 } }");
+  const onnx::ModelProto good = Export(f);
+  const std::string bytes = *SerializeOnnxModel(good);
+  for (size_t cut = 1; cut < bytes.size(); cut += std::max<size_t>(1, bytes.size() / 211)) {
+    EXPECT_FALSE(ImportOnnxBytes(bytes.substr(0, cut)).ok()) << "truncated at " << cut;
+  }
+  const std::string p = "layer0.sparse_linear";
+  for (const std::string& name : {p + ".pairs_shape", p + ".value_axes", p + ".first_row", p + ".padding_value"}) {
+    onnx::ModelProto short_bytes = good;
+    FindInitializer(&short_bytes, name)->mutable_raw_data()->resize(3);
+    auto r = ImportOnnxModel(short_bytes);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(r.status().message().find("initializer '" + name + "' holds 3 bytes"), std::string::npos)
+        << r.status().message();
+    onnx::ModelProto as_int64_data = good;  // the same values, another encoding: still read
+    onnx::TensorProto* t = FindInitializer(&as_int64_data, name);
+    if (t->data_type() != onnx::TensorProto::INT64) continue;
+    std::vector<int64_t> values(t->raw_data().size() / 8);
+    std::memcpy(values.data(), t->raw_data().data(), t->raw_data().size());
+    t->clear_raw_data();
+    for (int64_t v : values) t->add_int64_data(v);
+    EXPECT_TRUE(ImportOnnxModel(as_int64_data).ok()) << name;
   }
 }
 

@@ -108,11 +108,12 @@ class LibsvmExportSkewTest : public ::testing::Test {
 
   // `tessera predict` of NAME over FILE (one batch, one thread): its rows.
   static std::vector<std::vector<std::string>> Predict(const std::string& name, const std::string& file,
-                                                      std::string* output) {
+                                                      std::string* output, int batch_size = kTestLines,
+                                                      int workers = 1) {
     const std::string out = *dir_ + "/" + name + "-predictions.csv";
     CommandResult r = RunTessera({"predict", *dir_ + "/repo/" + name, file, "--out", out, "--batch-size",
-                                  std::to_string(kTestLines), "--threads", "1", "--progress", "none", "--device",
-                                  "cpu"});
+                                  std::to_string(batch_size), "--threads", "1", "--progress", "none", "--device",
+                                  "cpu", "--workers", std::to_string(workers)});
     EXPECT_EQ(r.exit_code, 0) << r.output;
     *output = r.output;
     return ReadCsv(out);
@@ -189,6 +190,16 @@ TEST_F(LibsvmExportSkewTest, TestLinesGiveTheTrainingAccuracyAndTheSameOutputsTh
       EXPECT_EQ(served, ParseFloat(rows[r + 1][2 + k])) << "row " << r << " class " << k;
     }
   }
+  // Worker processes, each reading its own lines of the file, write the same bytes as one process.
+  const std::string csv = *dir_ + "/svm-predictions.csv";
+  std::string workers_output;
+  Predict("svm", *dir_ + "/svm-test.svm.gz", &workers_output, /*batch_size=*/8, /*workers=*/3);
+  EXPECT_NE(workers_output.find("(" + correct + " of "), std::string::npos) << workers_output;
+  EXPECT_NE(workers_output.find("(3 workers"), std::string::npos) << workers_output;
+  const std::string by_workers = FileText(csv);
+  Predict("svm", *dir_ + "/svm-test.svm.gz", &output, /*batch_size=*/8, /*workers=*/1);
+  EXPECT_EQ(FileText(csv), by_workers);
+
   // The model's own tensor: the pairs flat, features 0-based.
   json own = json::array();
   for (int k = 0; k < 6; ++k) {

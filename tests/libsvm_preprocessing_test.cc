@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,34 @@ TEST(LibsvmRawInputsTest, EachBadInputIsNamed) {
   Status s = ParseRawInputs(many, LibsvmExample(), &x, &batch, /*max_image_input_bytes=*/24 * 50);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("send at most 50 per request"), std::string::npos) << s.message();
+}
+
+// Every truncation of a request's inputs and random changes to it are
+// refused or parsed, never a crash.
+TEST(LibsvmRawInputsTest, RandomAndTruncatedInputsNeverCrash) {
+  const std::string valid = R"([{"name": "indices", "datatype": "INT64", "shape": [2, 3], "data": [[1, 4, -1], [2, 3, 10]]},
+      {"name": "values", "datatype": "FP32", "shape": [2, 3], "data": [0.5, 1e3, 0, -2, 3.25, 7]}])";
+  std::vector<float> x;
+  int64_t batch = 0;
+  ASSERT_OK(ParseRawInputs(json::parse(valid), LibsvmExample(), &x, &batch));
+  int parsed = 0;
+  for (size_t cut = 0; cut < valid.size(); ++cut) {
+    const json j = json::parse(valid.substr(0, cut), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) continue;
+    ++parsed;
+    (void)ParseRawInputs(j, LibsvmExample(), &x, &batch);
+  }
+  std::mt19937 rng(3);
+  const std::string alphabet = "0123456789-.e,[]{}\" :abxnul";
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string text = valid;
+    for (int k = 0; k < 3; ++k) text[rng() % text.size()] = alphabet[rng() % alphabet.size()];
+    const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) continue;
+    ++parsed;
+    (void)ParseRawInputs(j, LibsvmExample(), &x, &batch);
+  }
+  EXPECT_GT(parsed, 100);  // the changes reached the parser, not only the JSON reader
 }
 
 }  // namespace

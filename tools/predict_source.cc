@@ -234,7 +234,7 @@ StatusOr<bool> LibsvmSource::ParseNext(float* out, int* label) {
 Status LibsvmSource::ParseKnown(float* out) {
   int label = 0;
   ASSIGN_OR_RETURN(const bool more, ParseNext(out, &label));
-  if (!more) return DataLossError(path_ + " ends before line " + std::to_string(next_) + ", which it held when checked");
+  if (!more) return DataLossError(path_ + " ends before record " + std::to_string(next_) + ", which it held when checked");
   return OkStatus();
 }
 

@@ -114,6 +114,7 @@ TEST(SparseLinearOnnxTest, TheRuntimeComputesTheTrainingLogitsBitwise) {
                               "layer { linear { out_features: 4 } }");
   auto imported = ImportOnnxModel(Export(f));
   ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+  EXPECT_EQ(RuntimeDevice(*imported, Device::kCuda), Device::kCpu);  // sparse_linear has no CUDA twin
   auto runtime = BuildRuntimeModel(*imported, Device::kCpu);
   ASSERT_TRUE(runtime.ok()) << runtime.status().ToString();
   const int64_t batch = 9;

@@ -5,6 +5,10 @@
 // InvalidArgument naming the node.
 #include <cstring>
 #include <limits>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "export/onnx_op_readers.h"
 #include "models/sparse_linear.h"

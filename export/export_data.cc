@@ -7,6 +7,7 @@
 #include "core/csv_reader.h"
 #include "core/image_folder_data.h"
 #include "core/json.h"
+#include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "core/task.h"
 #include "scheduler/job_shape.h"
@@ -69,9 +70,22 @@ ImagePreprocessing DescribeImagePreprocessing(const proto::ImageSpec& image) {
   return i;
 }
 
+// What training's libsvm reader makes of a line: the planned features and
+// pairs, the spec's index base and labels.
+LibsvmPreprocessing DescribeLibsvmPreprocessing(const proto::LibsvmSpec& spec, const proto::LibsvmData& libsvm) {
+  LibsvmPreprocessing l;
+  l.num_features = libsvm.num_features();
+  l.index_base = spec.index_base();
+  l.pairs = libsvm.max_nonzeros();
+  l.signed_binary = spec.labels() == proto::LibsvmSpec::SIGNED_BINARY;
+  return l;
+}
+
 }  // namespace
 
-bool IsExportDataFormat(const proto::DataSpec& data) { return IsTableFormat(data) || IsImageFolderFormat(data); }
+bool IsExportDataFormat(const proto::DataSpec& data) {
+  return IsTableFormat(data) || IsImageFolderFormat(data) || IsLibsvmFormat(data);
+}
 
 StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_examples,
                                     const proto::TableVocabularies* stored) {
@@ -100,6 +114,11 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
     for (const proto::CategoricalColumn& c : out.map.table_data().categorical_columns()) {
       out.categorical_rows.push_back(CategoricalRows(c));
     }
+  } else if (IsLibsvmFormat(data)) {
+    out.preprocessing.kind = InputKind::kLibsvm;
+    out.preprocessing.libsvm = DescribeLibsvmPreprocessing(data.libsvm(), out.map.libsvm_data());
+    out.input_shape = LibsvmExampleShape(out.map.libsvm_data());
+    out.sparse_features = out.map.libsvm_data().num_features();
   } else {
     out.preprocessing.kind = InputKind::kImage;
     out.preprocessing.image = DescribeImagePreprocessing(data.image());

@@ -1,4 +1,4 @@
-// The data of a table (CSV/TSV) or image-folder job being exported, as its
+// The data of a table (CSV/TSV), image-folder or libsvm job being exported, as its
 // workers saw it: the job planned again from its spec exactly as the
 // scheduler plans it (scheduler/job_shape.h's PlanJob: the table read whole
 // for its blocks, classes and each feature's scaling, which the checkpoint
@@ -28,17 +28,18 @@ namespace tessera {
 
 struct ExportData {
   proto::ClusterMap map;  // what a worker gets: the spec, counts, table blocks or folder digests
-  Shape input_shape;      // one example's
+  Shape input_shape;      // one example's ([K, 2] pairs for libsvm data)
   // A table's categorical columns' numbers of ids (Model::Create's
   // categorical_rows); empty for other data.
   std::vector<int64_t> categorical_rows;
+  int64_t sparse_features = 0;  // libsvm data's features (Model::Create's sparse_features); else 0
   int num_classes = 0;    // the data's classes (2 for a binary task)
   // The job's loss as the scheduler resolved it (never AUTO): its task.
   proto::Loss loss = proto::SOFTMAX_CROSS_ENTROPY;
-  ModelPreprocessing preprocessing;  // kind kTable or kImage, with the task and class names
+  ModelPreprocessing preprocessing;  // kind kTable, kImage or kLibsvm, with the task and class names
 };
 
-// True for the formats PlanExportData handles (CSV, TSV, IMAGE_FOLDER).
+// True for the formats PlanExportData handles (CSV, TSV, IMAGE_FOLDER, LIBSVM).
 bool IsExportDataFormat(const proto::DataSpec& data);
 
 // Plans `spec`'s data as the scheduler does and describes its preprocessing.

@@ -60,12 +60,6 @@ StatusOr<InputFormat> ReadIdxInputFormat(const ExportOptions& options, const pro
 // overridden spec names (--data-dir).
 StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const ExportSource& source, ExportedModel* model) {
   const proto::DataSpec& data = model->spec.data();
-  if (IsLibsvmFormat(data)) {
-    // Serving it would need sparse inputs ((feature, value) pairs), which the ONNX graph and serve do not take yet.
-    return InvalidArgumentError("this model was trained on libsvm data (data.format LIBSVM, a sparse_linear first "
-                                "layer), and exporting such a model is not supported yet: serving would need "
-                                "sparse (feature, value) inputs");
-  }
   if (!IsExportDataFormat(data)) {
     ASSIGN_OR_RETURN(const InputFormat format, ReadIdxInputFormat(options, data));
     model->input_shape = format.shape;
@@ -86,6 +80,7 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const Export
   format.shape = planned.input_shape;
   format.scale = 1.0f;
   model->input_shape = planned.input_shape;
+  model->sparse_features = planned.sparse_features;
   model->num_classes = planned.num_classes;
   model->categorical_rows = planned.categorical_rows;
   model->task = TaskOfLoss(planned.loss);
@@ -100,7 +95,7 @@ StatusOr<InputFormat> ReadInputFormat(const ExportOptions& options, const Export
 // model declares. Evaluates it and records the "source" step.
 Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedModel* model) {
   auto created = Model::Create(model->spec.model(), model->input_shape, model->num_classes, Device::kCpu,
-                               model->categorical_rows);
+                               model->categorical_rows, model->sparse_features);
   if (!created.ok()) return created.status().WithContext(source->dir + "/MANIFEST");
   std::unique_ptr<Model> built = std::move(created).value();
   model->tensors = built->tensors();
@@ -128,6 +123,21 @@ Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedMo
   return OkStatus();
 }
 
+// A sparse_linear model (libsvm data) is exported as it is or with float16
+// weights: int8 layers and pruning know only Conv2d and Linear weights.
+Status CheckSparseExportSteps(const ExportOptions& options, const ExportedModel& model) {
+  if (model.sparse_features == 0) return OkStatus();
+  if (options.quantize == Quantization::kInt8) {
+    return InvalidArgumentError("--quantize int8: this model's first layer is a sparse_linear (libsvm data), which "
+                                "has no int8 form; export it as fp32 or fp16");
+  }
+  if (options.prune_sparsity > 0) {
+    return InvalidArgumentError("--prune-sparsity: this model's first layer is a sparse_linear (libsvm data), which "
+                                "pruning does not handle; export it without pruning");
+  }
+  return OkStatus();
+}
+
 // The exported model as ONNX, its weights and metadata (docs/FORMATS.md).
 StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportSource& source,
                                      const ExportedModel& model, const InputFormat& input,
@@ -139,12 +149,13 @@ StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportS
   onnx.fp16_weights = options.quantize == Quantization::kFp16;
   onnx.graph_name = spec.name();
   onnx.categorical_rows = model.categorical_rows;
+  onnx.sparse_features = model.sparse_features;
   const std::string input_text =
       model.data == nullptr
           ? "images as float [N, " + std::to_string(model.input_shape[0]) +
                 ", H, W], each value normalized as (value * scale - mean) / std with the metadata's "
                 "tessera.input_scale, tessera.input_mean and tessera.input_std"
-          : "float examples of shape " + ShapeText(model.input_shape) +
+          : "float examples of shape " + ShapeText(OnnxInputDims(spec.model(), model.input_shape)) +
                 " (batched), preprocessed as manifest.json's \"preprocessing\" says";
   const std::string output_text = model.task == Task::kBinary       ? "logits [N, 1] and probability [N, 1] of class 1"
                                   : model.task == Task::kRegression ? "value [N, 1]"
@@ -189,7 +200,7 @@ ModelManifest MakeManifest(const ExportOptions& options, const ExportSource& sou
   m.sparsity = weights > 0 ? static_cast<double>(zeros) / weights : 0.0;
   m.num_parameters = model.params.size();
   m.params_sha256 = params_sha256;
-  m.input_shape = model.input_shape;
+  m.input_shape = OnnxInputDims(model.spec.model(), model.input_shape);  // the graph's: libsvm pairs flat
   m.num_classes = TaskOutputs(model.task, model.num_classes);
   m.probabilities = options.probabilities && model.task != Task::kRegression;
   m.scale = input.scale;
@@ -238,6 +249,7 @@ Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineT
   ExportedModel model;
   model.spec = source.spec;
   ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, source, &model));
+  RETURN_IF_ERROR(CheckSparseExportSteps(options, model));
   RETURN_IF_ERROR(LoadSource(options, &source, &model));
   // The exported parameters' digest: the checkpoint's until a step changes them.
   std::string params_sha256 = source.params_sha256;

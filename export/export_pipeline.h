@@ -1,6 +1,6 @@
 // The export pipeline behind `tessera export`: a verified checkpoint's model
 // into the next version of a model repository (export/model_repository_layout.h).
-// In order: for a table or image-folder job, plan its data again as the
+// In order: for a table, image-folder or libsvm job, plan its data again as the
 // scheduler did (export/export_data.h: its classes and preprocessing, and
 // training's readers for evaluation and calibration); check the checkpoint
 // holds its spec's model, evaluate it on the test set, prune
@@ -9,8 +9,9 @@
 // ONNX model (export/onnx_export.h), and write model.onnx with its manifest,
 // every step's test accuracy (a binary model's AUC and log loss, a
 // regression's RMSE and R²) and the preprocessing included
-// (export/model_preprocessing.h). tools/cmd_export.cc parses the flags into
-// ExportOptions and prints the result.
+// (export/model_preprocessing.h). A sparse_linear model (libsvm data) is
+// refused int8 quantization and pruning (InvalidArgument, before any work).
+// tools/cmd_export.cc parses the flags into ExportOptions and prints the result.
 #ifndef TESSERA_EXPORT_EXPORT_PIPELINE_H_
 #define TESSERA_EXPORT_EXPORT_PIPELINE_H_
 

@@ -34,7 +34,7 @@ int64_t CountWeights(const std::vector<TensorInfo>& tensors, const std::vector<f
 // model->tensors from its spec, after a step changed the model's shape.
 Status RebuildTensors(ExportedModel* model) {
   ASSIGN_OR_RETURN(auto built, Model::Create(model->spec.model(), model->input_shape, model->num_classes,
-                                             Device::kCpu, model->categorical_rows));
+                                             Device::kCpu, model->categorical_rows, model->sparse_features));
   model->tensors = built->tensors();
   return OkStatus();
 }
@@ -278,7 +278,7 @@ std::vector<std::pair<std::string, std::optional<double>>> TestMetricFields(cons
 StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const ExportedModel& exported) {
   if (!options.evaluate) return Evaluation();
   ASSIGN_OR_RETURN(auto model, Model::Create(exported.spec.model(), exported.input_shape, exported.num_classes,
-                                             Device::kCpu, exported.categorical_rows));
+                                             Device::kCpu, exported.categorical_rows, exported.sparse_features));
   std::copy(exported.params.begin(), exported.params.end(), model->params());
   return EvaluateModel(exported, model.get());
 }

@@ -25,10 +25,11 @@ namespace tessera {
 // The model on its way through the steps.
 struct ExportedModel {
   proto::JobSpec spec;  // its model() is the exported model's
-  Shape input_shape;    // one example's
+  Shape input_shape;    // one example's ([K, 2] pairs for libsvm data)
+  int64_t sparse_features = 0;  // libsvm data's features (Model::Create's sparse_features); else 0
   int num_classes = kImageDatasetClasses;
   Task task = Task::kMultiClass;  // its spec's model.loss's (set from the planned data)
-  // A table or image-folder job's data, read through training's readers;
+  // A table, image-folder or libsvm job's data, read through training's readers;
   // null for IDX data, read through core/dataset.h.
   std::shared_ptr<const ExportData> data;
   // A table's categorical columns' numbers of ids (Model::Create's

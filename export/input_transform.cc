@@ -1,5 +1,7 @@
 #include "export/input_transform.h"
 
+#include <cmath>
+
 #include "core/image_decode.h"
 #include "core/image_folder_data.h"
 
@@ -38,6 +40,47 @@ StatusOr<TableHeaderMap> MapTableHeader(const TablePreprocessing& table, const s
   }
   map.label = find(table.label_column);
   return map;
+}
+
+Status LibsvmFeaturesToExample(const LibsvmPreprocessing& libsvm, const std::vector<LibsvmFeature>& features,
+                               const std::string& where, float* out) {
+  if (features.size() > static_cast<size_t>(libsvm.pairs)) {
+    return InvalidArgumentError(where + ": " + std::to_string(features.size()) + " features: expected at most " +
+                                std::to_string(libsvm.pairs) + " (the model's pairs per example)");
+  }
+  const uint64_t base = static_cast<uint64_t>(libsvm.index_base);
+  const uint64_t end = base + static_cast<uint64_t>(libsvm.num_features);
+  for (size_t k = 0; k < features.size(); ++k) {
+    const uint64_t index = features[k].index;
+    if (index < base || index >= end) {
+      return InvalidArgumentError(where + ": feature index " + std::to_string(index) + ": expected in [" +
+                                  std::to_string(base) + ", " + std::to_string(end) + ") (the model's " +
+                                  std::to_string(libsvm.num_features) + " features, index_base " +
+                                  std::to_string(base) + ")");
+    }
+    if (k > 0 && index <= features[k - 1].index) {
+      return InvalidArgumentError(where + ": feature index " + std::to_string(index) + " after " +
+                                  std::to_string(features[k - 1].index) + ": expected indexes that strictly increase");
+    }
+    out[2 * k] = static_cast<float>(index - base);  // exact: below 2^24
+    out[2 * k + 1] = features[k].value;
+  }
+  for (int64_t k = static_cast<int64_t>(features.size()); k < libsvm.pairs; ++k) {
+    out[2 * k] = -1.0f;  // padding, as LibsvmBlock::WriteExample
+    out[2 * k + 1] = 0.0f;
+  }
+  return OkStatus();
+}
+
+StatusOr<int> LibsvmLabelClass(const LibsvmPreprocessing& libsvm, float label, int classes, const std::string& where) {
+  if (libsvm.signed_binary) {
+    if (label == -1.0f || label == 1.0f) return label > 0 ? 1 : 0;
+    return InvalidArgumentError(where + ": label " + std::to_string(label) + ": expected -1 or +1 (the model's labels are "
+                                "signed_binary)");
+  }
+  if (label >= 0 && label < static_cast<float>(classes) && std::floor(label) == label) return static_cast<int>(label);
+  return InvalidArgumentError(where + ": label " + std::to_string(label) + ": expected a class id, an integer in [0, " +
+                              std::to_string(classes) + ")");
 }
 
 int64_t ImageExampleValues(const ImagePreprocessing& image) {

@@ -11,7 +11,10 @@
 //     0), as ReadTableBlock does;
 //   - an image: decoded by DecodeImage with default options and made into
 //     [C, H, W] floats by WriteImageExample without augmentation, as
-//     ImageFolderExampleReader's test split does.
+//     ImageFolderExampleReader's test split does;
+//   - a libsvm line's features: (index - index_base, value) float32 pairs
+//     in file order, then (-1, 0) padding pairs, as ReadLibsvmBlock and
+//     LibsvmBlock::WriteExample make them.
 // Functions without state: thread-safe.
 #ifndef TESSERA_EXPORT_INPUT_TRANSFORM_H_
 #define TESSERA_EXPORT_INPUT_TRANSFORM_H_
@@ -21,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/libsvm_reader.h"
 #include "core/status.h"
 #include "export/model_preprocessing.h"
 
@@ -59,6 +63,20 @@ StatusOr<TableHeaderMap> MapTableHeader(const TablePreprocessing& table, const s
 // decodes to the same bits whatever the limit.
 Status ImageBytesToExample(const ImagePreprocessing& image, std::string_view name, std::string_view bytes, float* out,
                            int64_t max_pixels = int64_t{1} << 26);
+
+// Writes a libsvm line's `features` as the model's 2 * libsvm.pairs input
+// floats at `out`. InvalidArgument starting with `where` (predict: FILE:LINE)
+// for more than libsvm.pairs features, an index below index_base or at
+// index_base + num_features or beyond, or indexes that do not strictly
+// increase (LibsvmReader guarantees that of a file's lines); training
+// refuses such a line too.
+Status LibsvmFeaturesToExample(const LibsvmPreprocessing& libsvm, const std::vector<LibsvmFeature>& features,
+                               const std::string& where, float* out);
+
+// A libsvm line's label as training reads it (data.libsvm.labels): an
+// integer class id in [0, classes), or -1 (class 0) and +1 (class 1) for
+// signed_binary. InvalidArgument starting with `where` otherwise.
+StatusOr<int> LibsvmLabelClass(const LibsvmPreprocessing& libsvm, float label, int classes, const std::string& where);
 
 // The values of one example: channels * height * width.
 int64_t ImageExampleValues(const ImagePreprocessing& image);

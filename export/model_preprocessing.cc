@@ -6,6 +6,7 @@
 #include <limits>
 #include <set>
 
+#include "core/libsvm_data.h"
 #include "export/task_outputs.h"
 
 namespace tessera {
@@ -57,6 +58,19 @@ JsonObject ImageJson(const ImagePreprocessing& i) {
       .Add("formula", "x = (sample / 255 - mean[c]) / std[c]")
       .AddFloat32s("mean", i.mean)
       .AddFloat32s("std", i.std);
+}
+
+JsonObject LibsvmJson(const LibsvmPreprocessing& l) {
+  return JsonObject()
+      .Add("kind", "libsvm")
+      .Add("num_features", l.num_features)
+      .Add("index_base", l.index_base)
+      .Add("pairs", static_cast<int64_t>(l.pairs))
+      .Add("labels", l.signed_binary ? "signed_binary" : "class_ids")
+      .Add("formula", "a line's features in file order as float32 pairs (index - index_base, value), values as "
+                      "written, then (-1, 0) padding pairs up to pairs; the input is the pairs flat, [2 * pairs]")
+      .Add("refused", "an index below index_base or at index_base + num_features or beyond, or more than pairs "
+                      "features on a line");
 }
 
 // The field `key` of `object` as the type `check` accepts; InvalidArgument
@@ -201,6 +215,21 @@ StatusOr<ImagePreprocessing> ParseImage(const json& p, const std::string& where)
   return i;
 }
 
+StatusOr<LibsvmPreprocessing> ParseLibsvm(const json& p, const std::string& where) {
+  LibsvmPreprocessing l;
+  ASSIGN_OR_RETURN(const int features, IntField(p, "num_features", 1, static_cast<int>(kMaxLibsvmFeatures), where));
+  l.num_features = features;
+  ASSIGN_OR_RETURN(l.index_base, IntField(p, "index_base", 0, 1, where));
+  ASSIGN_OR_RETURN(l.pairs, IntField(p, "pairs", 1, kMaxLibsvmNonzeros, where));
+  ASSIGN_OR_RETURN(const std::string labels, StringField(p, "labels", where));
+  if (labels != "class_ids" && labels != "signed_binary") {
+    return InvalidArgumentError(where + ": 'labels' must be \"class_ids\" or \"signed_binary\", got \"" +
+                                labels.substr(0, 40) + "\"");
+  }
+  l.signed_binary = labels == "signed_binary";
+  return l;
+}
+
 StatusOr<std::vector<std::string>> ParseClassNames(const json& manifest, const std::string& path) {
   std::vector<std::string> names;
   auto it = manifest.find("class_names");
@@ -214,6 +243,30 @@ StatusOr<std::vector<std::string>> ParseClassNames(const json& manifest, const s
     names.push_back(name.get<std::string>());
   }
   return names;
+}
+
+// A sparse_linear model takes libsvm preprocessing, and only such a model does.
+Status CheckLibsvmFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
+                            const std::string& path, int64_t sparse_features) {
+  if ((p.kind == InputKind::kLibsvm) != (sparse_features > 0)) {
+    return InvalidArgumentError(path + (sparse_features > 0
+                                            ? ": the model's first layer is a sparse_linear, whose inputs are libsvm "
+                                              "pairs, and preprocessing's kind is \"" +
+                                                  std::string(InputKindName(p.kind)) + "\", not \"libsvm\""
+                                            : ": preprocessing's kind is \"libsvm\", and the model has no "
+                                              "sparse_linear first layer"));
+  }
+  if (p.kind != InputKind::kLibsvm) return OkStatus();
+  if (input_shape != std::vector<int64_t>{2 * static_cast<int64_t>(p.libsvm.pairs)}) {
+    return InvalidArgumentError(path + ": preprocessing makes " + std::to_string(p.libsvm.pairs) +
+                                " pairs per example, not the model's input shape");
+  }
+  if (p.libsvm.num_features != sparse_features) {
+    return InvalidArgumentError(path + ": preprocessing has " + std::to_string(p.libsvm.num_features) +
+                                " features, the model's sparse_linear weight " + std::to_string(sparse_features) +
+                                " rows");
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -244,6 +297,7 @@ const char* InputKindName(InputKind kind) {
   switch (kind) {
     case InputKind::kTable: return "table";
     case InputKind::kImage: return "image";
+    case InputKind::kLibsvm: return "libsvm";
     case InputKind::kIdx: break;
   }
   return "idx";
@@ -258,6 +312,7 @@ bool NamesClasses(const ModelPreprocessing& p, int num_outputs) {
 JsonObject PreprocessingJson(const ModelPreprocessing& p) {
   if (p.kind == InputKind::kTable) return TableJson(p.table);
   if (p.kind == InputKind::kImage) return ImageJson(p.image);
+  if (p.kind == InputKind::kLibsvm) return LibsvmJson(p.libsvm);
   return JsonObject().Add("kind", "idx").Add("formula", "x = (pixel * scale - mean) / std, the manifest's normalization");
 }
 
@@ -281,9 +336,12 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text,
   } else if (kind == "image") {
     p.kind = InputKind::kImage;
     ASSIGN_OR_RETURN(p.image, ParseImage(*pre, where));
+  } else if (kind == "libsvm") {
+    p.kind = InputKind::kLibsvm;
+    ASSIGN_OR_RETURN(p.libsvm, ParseLibsvm(*pre, where));
   } else if (kind != "idx") {
-    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\" or \"image\", got \"" + kind.substr(0, 40) +
-                                "\"");
+    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\", \"image\" or \"libsvm\", got \"" +
+                                kind.substr(0, 40) + "\"");
   }
   return p;
 }
@@ -316,7 +374,7 @@ Status CheckCategoricalFitsModel(const TablePreprocessing& t, const std::vector<
 
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
                                    int num_classes, const std::vector<int64_t>& categorical_rows,
-                                   const std::string& path) {
+                                   const std::string& path, int64_t sparse_features) {
   if (p.task != Task::kMultiClass && num_classes != 1) {
     return InvalidArgumentError(path + ": a " + ManifestTaskName(p.task) + " model has one output per example, " +
                                 "this one has " + std::to_string(num_classes));
@@ -338,7 +396,7 @@ Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vecto
                                 std::to_string(p.image.height) + "x" + std::to_string(p.image.width) +
                                 ", not the model's input shape");
   }
-  return OkStatus();
+  return CheckLibsvmFitsModel(p, input_shape, path, sparse_features);
 }
 
 }  // namespace tessera

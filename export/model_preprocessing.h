@@ -16,6 +16,10 @@
 //     channel order R, G, B), each channel's mean and std, and the resize
 //     rule (the centered crop of the target's aspect ratio, resized:
 //     core/image_decode.h's ResizeTo), as training's evaluation does it.
+//   - libsvm (data.format LIBSVM, a sparse_linear first layer): the features'
+//     index range (index_base, num_features), the pairs per example and how
+//     labels read, so a line becomes the pairs training's ReadLibsvmBlock
+//     and LibsvmBlock::WriteExample make of it.
 //
 // This file owns the fields and their JSON (written and parsed, every value
 // of an untrusted file checked); export/input_transform.h applies them.
@@ -37,7 +41,7 @@
 
 namespace tessera {
 
-enum class InputKind { kIdx, kTable, kImage };
+enum class InputKind { kIdx, kTable, kImage, kLibsvm };
 
 inline constexpr char kNumericColumn[] = "numeric";
 inline constexpr char kCategoricalColumn[] = "categorical";
@@ -80,6 +84,18 @@ struct ImagePreprocessing {
   proto::ImageSpec ToImageSpec() const;
 };
 
+// A libsvm model's input (core/libsvm_data.h's arithmetic): a line's
+// features in file order as (index - index_base, value) float32 pairs, then
+// (-1, 0) padding pairs up to `pairs`; values as written.
+struct LibsvmPreprocessing {
+  int64_t num_features = 1;  // features are [0, num_features); in [1, 2^24]
+  int index_base = 1;        // 0 or 1: the file's index of feature 0
+  int32_t pairs = 1;         // K of an example's [K, 2]; in [1, kMaxLibsvmNonzeros]
+  // How a line's label is read: an integer class id ("class_ids") or -1/+1
+  // for classes 0/1 ("signed_binary"), as data.libsvm.labels.
+  bool signed_binary = false;
+};
+
 struct ModelPreprocessing {
   InputKind kind = InputKind::kIdx;
   // The manifest's "task" (export/task_outputs.h names it): multi-class
@@ -91,6 +107,7 @@ struct ModelPreprocessing {
   std::vector<std::string> class_names;
   TablePreprocessing table;  // kind kTable only
   ImagePreprocessing image;  // kind kImage only
+  LibsvmPreprocessing libsvm;  // kind kLibsvm only
 };
 
 // True when p.class_names names the classes of a model of `num_outputs`
@@ -99,7 +116,7 @@ struct ModelPreprocessing {
 // and serve's class_name output need.
 bool NamesClasses(const ModelPreprocessing& p, int num_outputs);
 
-// "idx", "table" or "image".
+// "idx", "table", "image" or "libsvm".
 const char* InputKindName(InputKind kind);
 
 // The manifest's "preprocessing" object of `p`.
@@ -113,7 +130,8 @@ JsonObject PreprocessingJson(const ModelPreprocessing& p);
 // named twice, a non-finite fill, shift or scale, a categorical column
 // before a numeric one, without exactly one of hash_buckets (in [1, 2^24 - 1])
 // and a vocabulary (non-empty, distinct strings), an image size outside
-// [1, 4096], channels not 1 or 3, mean/std not one per channel or std <= 0.
+// [1, 4096], channels not 1 or 3, mean/std not one per channel or std <= 0,
+// a libsvm index_base not 0 or 1, num_features or pairs out of range.
 StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& json, const std::string& path);
 
 // OK when `p` fits a model of `input_shape` with `num_classes` outputs (its
@@ -121,12 +139,15 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& json,
 // categorical columns the last ones, one per entry of `categorical_rows`
 // (the model's column_embedding tables' rows; empty for a model without),
 // each making as many ids (hash_buckets + 1, or the vocabulary's size + 1);
-// an image's [C, H, W] its shape, the class names (when given) one per
-// class (a binary model: two, for its one logit; a regression: none).
-// InvalidArgument naming `path`.
+// an image's [C, H, W] its shape; libsvm's pairs its [2 * pairs] input (the
+// ONNX graph's, flat) and num_features the rows of its sparse_linear first
+// layer (`sparse_features`; 0 for a model without one, which libsvm
+// preprocessing does not fit, nor other kinds such a model); the class
+// names (when given) one per class (a binary model: two, for its one logit;
+// a regression: none). InvalidArgument naming `path`.
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
                                    int num_classes, const std::vector<int64_t>& categorical_rows,
-                                   const std::string& path);
+                                   const std::string& path, int64_t sparse_features = 0);
 
 }  // namespace tessera
 

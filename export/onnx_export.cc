@@ -12,9 +12,11 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "core/task.h"
+#include "export/onnx_tensor_sizes.h"
 #include "export/task_outputs.h"
 #include "models/column_embedding.h"
 #include "models/model.h"
+#include "models/sparse_linear.h"
 
 namespace tessera {
 namespace {
@@ -99,12 +101,17 @@ class GraphBuilder {
     t->set_raw_data(std::move(raw));
   }
 
-  // An INT64 initializer holding `values`, of dims [values.size()].
+  // An int64 initializer (a shape, axes, an index) of `values`, of dims
+  // [values.size()] or `dims`.
   void AddInt64Initializer(const std::string& name, const std::vector<int64_t>& values) {
+    AddInt64Initializer(name, {static_cast<int64_t>(values.size())}, values);
+  }
+  void AddInt64Initializer(const std::string& name, const std::vector<int64_t>& dims,
+                           const std::vector<int64_t>& values) {
     onnx::TensorProto* t = graph_->add_initializer();
     t->set_name(name);
     t->set_data_type(onnx::TensorProto::INT64);
-    t->add_dims(static_cast<int64_t>(values.size()));
+    for (int64_t d : dims) t->add_dims(d);
     t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(int64_t)));
   }
 
@@ -160,7 +167,82 @@ void AddColumnEmbedding(const ColumnEmbedding& layer, const std::string& name, c
   AddIntAttribute(concat, "axis", 1);
 }
 
+// A parameter tensor as an initializer named `name`: float32, or with
+// options.fp16_weights a float16 initializer `name`_fp16 Cast to float32
+// under `name`, as the layers' parameters in BuildOnnxModel.
+void AddParameter(const std::string& name, const std::vector<int64_t>& dims, const float* values,
+                  const OnnxExportOptions& options, GraphBuilder* builder) {
+  if (!options.fp16_weights) {
+    builder->AddInitializer(name, dims, values);
+    return;
+  }
+  builder->AddInitializer(name + "_fp16", dims, values, onnx::TensorProto::FLOAT16);
+  onnx::NodeProto* cast = builder->AddNode("Cast", name, {name + "_fp16"});
+  AddIntAttribute(cast, "to", onnx::TensorProto::FLOAT);
+}
+
+// Tessera's sparse_linear first layer (models/sparse_linear.h) over the
+// graph input: [N, 2K] floats, K (index, value) pairs per example, index -1
+// a padding pair. Reshape to [N, K, 2]; Gather (axis 2) the indexes and the
+// values; the indexes Round (half to even, as Tessera's std::nearbyint) and
+// Cast to int64; a padding pair (id < 0: Less) reads row 0 (Max with 0) with
+// its value replaced by 0 (Where), so it adds 0 * weight, nothing, as
+// Tessera passes over it; Gather (axis 0) the weight rows [N, K, out], Mul
+// by the values (Unsqueeze to [N, K, 1]), ReduceSum over the pairs (axis 1),
+// Add the bias. Tessera adds the pairs to the bias one by one in pair order;
+// ONNX's sum may add in another order (float32 rounding differs by a few
+// ulps of the sum of |terms|). Inputs that are neither -1 nor a feature are
+// refused before a pass (serve, predict), as for an embedding. Sets
+// *current, *shape and *offset past the layer.
+Status AddSparseLinear(const proto::LayerSpec& spec, const Shape& input_shape, const float* params, uint64_t num_keys,
+                       const OnnxExportOptions& options, GraphBuilder* builder, std::string* current, Shape* shape,
+                       uint64_t* offset) {
+  auto created = CreateSparseLinear(spec.sparse_linear(), input_shape, options.sparse_features);
+  if (!created.ok()) return created.status().WithContext("model.layer[0]");
+  const int64_t pairs = input_shape[0], features = options.sparse_features, out = (*created)->out_features();
+  if (static_cast<uint64_t>(features * out + out) > num_keys) {
+    return InvalidArgumentError("model.layer[0]: the model has more than the " + std::to_string(num_keys) +
+                                " parameters given");
+  }
+  const std::string name = "layer0.sparse_linear";
+  AddParameter(name + ".weight", {features, out}, params, options, builder);
+  AddParameter(name + ".bias", {out}, params + features * out, options, builder);
+  builder->AddInt64Initializer(name + ".pairs_shape", {3}, {0, pairs, 2});
+  builder->AddNode("Reshape", name + ".pairs", {*current, name + ".pairs_shape"});
+  builder->AddInt64Initializer(name + ".index_slot", {}, {0});
+  builder->AddInt64Initializer(name + ".value_slot", {}, {1});
+  AddIntAttribute(builder->AddNode("Gather", name + ".index", {name + ".pairs", name + ".index_slot"}), "axis", 2);
+  AddIntAttribute(builder->AddNode("Gather", name + ".value", {name + ".pairs", name + ".value_slot"}), "axis", 2);
+  builder->AddNode("Round", name + ".round", {name + ".index"});
+  AddIntAttribute(builder->AddNode("Cast", name + ".ids", {name + ".round"}), "to", onnx::TensorProto::INT64);
+  builder->AddInt64Initializer(name + ".padding_below", {}, {0});
+  builder->AddNode("Less", name + ".is_padding", {name + ".ids", name + ".padding_below"});
+  builder->AddInt64Initializer(name + ".first_row", {}, {0});
+  builder->AddNode("Max", name + ".rows", {name + ".ids", name + ".first_row"});
+  const float zero = 0.0f;
+  builder->AddInitializer(name + ".padding_value", {}, &zero);
+  builder->AddNode("Where", name + ".pair_values", {name + ".is_padding", name + ".padding_value", name + ".value"});
+  builder->AddInt64Initializer(name + ".value_axes", {1}, {2});
+  builder->AddNode("Unsqueeze", name + ".pair_columns", {name + ".pair_values", name + ".value_axes"});
+  AddIntAttribute(builder->AddNode("Gather", name + ".gather", {name + ".weight", name + ".rows"}), "axis", 0);
+  builder->AddNode("Mul", name + ".terms", {name + ".gather", name + ".pair_columns"});
+  builder->AddInt64Initializer(name + ".sum_axes", {1}, {1});
+  AddIntAttribute(builder->AddNode("ReduceSum", name + ".sum", {name + ".terms", name + ".sum_axes"}), "keepdims", 0);
+  builder->AddNode("Add", name, {name + ".sum", name + ".bias"});
+  *current = name;
+  *shape = (*created)->out_shape();
+  *offset = static_cast<uint64_t>(features * out + out);
+  return OkStatus();
+}
+
 }  // namespace
+
+Shape OnnxInputDims(const proto::ModelSpec& spec, const Shape& input_shape) {
+  if (spec.layer_size() > 0 && spec.layer(0).has_sparse_linear() && input_shape.size() == 2) {
+    return {input_shape[0] * input_shape[1]};
+  }
+  return input_shape;
+}
 
 StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Shape& input_shape, int num_classes,
                                           const float* params, uint64_t num_keys, const OnnxExportOptions& options) {
@@ -180,13 +262,19 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
   }
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name(options.graph_name);
-  SetBatchedFloatType(graph->add_input(), kOnnxInputName, input_shape);
+  SetBatchedFloatType(graph->add_input(), kOnnxInputName, OnnxInputDims(spec, input_shape));
   GraphBuilder builder(graph);
 
   std::string current = kOnnxInputName;  // the value the next layer reads
   Shape shape = input_shape;              // its per-example shape
   uint64_t offset = 0;
-  for (int i = 0; i < spec.layer_size(); ++i) {
+  // A sparse_linear layer 0 needs the number of features, which CreateLayer does not know.
+  const int first_layer = spec.layer(0).has_sparse_linear() ? 1 : 0;
+  if (first_layer == 1) {
+    RETURN_IF_ERROR(AddSparseLinear(spec.layer(0), input_shape, params, num_keys, options, &builder, &current,
+                                    &shape, &offset));
+  }
+  for (int i = first_layer; i < spec.layer_size(); ++i) {
     const std::string where = "model.layer[" + std::to_string(i) + "]";
     auto created = CreateModelLayer(spec.layer(i), shape, options.categorical_rows);
     if (!created.ok()) return created.status().WithContext(where);
@@ -323,8 +411,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         if (i != 0) return InvalidArgumentError(where + ": a column_embedding must be the first layer");
         AddColumnEmbedding(static_cast<const ColumnEmbedding&>(layer), name, inputs[0], inputs[1], &builder);
         break;
-      case proto::LayerSpec::kSparseLinear:
-        return InvalidArgumentError(where + ": a sparse_linear (libsvm data) cannot be exported yet");
+      case proto::LayerSpec::kSparseLinear:  // layer 0 is built before this loop
+        return InvalidArgumentError(where + ": a sparse_linear must be the first layer");
       case proto::LayerSpec::kSparseEmbedding:
         return InvalidArgumentError(where + ": a sparse_embedding (its rows are a sparse table) cannot be exported yet");
       case proto::LayerSpec::KIND_NOT_SET:
@@ -407,6 +495,7 @@ Status CheckPositiveSizes(const onnx::GraphProto& graph) {
 
 Status CheckOnnxModel(const onnx::ModelProto& model) {
   RETURN_IF_ERROR(CheckPositiveSizes(model.graph()));
+  RETURN_IF_ERROR(CheckTensorSizes(model.graph()));  // shape inference reads constants by their dims
   try {
     onnx::checker::check_model(model);
     onnx::ModelProto inferred = model;

@@ -68,10 +68,19 @@ struct OnnxExportOptions {
   // categorical_rows), which a column_embedding first layer needs; empty
   // for other models.
   std::vector<int64_t> categorical_rows;
+  // For a model whose first layer is a sparse_linear: its number of features
+  // (the weight's rows; LibsvmData.num_features). Default 0: no such layer.
+  int64_t sparse_features = 0;
 };
 
+// The graph input's per-example dims for a model of `spec` over examples of
+// `input_shape`: input_shape, except a sparse_linear model's [K, 2] pairs,
+// which the graph takes flat, [2K] (the same floats, as a batch holds them).
+Shape OnnxInputDims(const proto::ModelSpec& spec, const Shape& input_shape);
+
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or
-// [F]) with num_classes outputs (one for spec.loss binary or regression), its weights taken from `params` (num_keys
+// [F]; [K, 2] pairs for a sparse_linear first layer, whose features
+// options.sparse_features gives, and whose graph input is [N, 2K]) with num_classes outputs (one for spec.loss binary or regression), its weights taken from `params` (num_keys
 // float32 in key order, as a checkpoint holds them). InvalidArgument naming
 // the problem when the spec does not build (Model::Create's checks) or
 // num_keys is not the model's.
@@ -79,8 +88,11 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
                                           const float* params, uint64_t num_keys, const OnnxExportOptions& options);
 
 // onnx::checker::check_model, then ONNX's shape inference in strict mode
-// (every node's shapes must infer and agree with the declared outputs).
-// InvalidArgument with the checker's message, on one line, when the model fails.
+// (every node's shapes must infer and agree with the declared outputs);
+// first the checks ONNX leaves out and crashed without: positive strides
+// and kernels, and every constant tensor's byte count against its dims
+// (export/onnx_tensor_sizes.h). InvalidArgument with the checker's message,
+// on one line, when the model fails.
 Status CheckOnnxModel(const onnx::ModelProto& model);
 
 // The model's bytes (protobuf wire format, deterministic: the same model

@@ -183,8 +183,8 @@ Status ReadChain(const std::vector<bool>& weight_node, ChainState* state) {
     if (read == nullptr) {
       return InvalidArgumentError(node.where + ": op " + node.node->op_type() + " is not supported (Tessera reads "
                                   "Conv, Relu, MaxPool, Flatten, Gemm, BatchNormalization, Softmax, Identity, and "
-                                  "Round, Cast, Gather, Slice, Add, Concat, QuantizeLinear and DequantizeLinear in the "
-                                  "forms it exports)");
+                                  "Round, Cast, Gather, Slice, Add, Concat, Reshape, QuantizeLinear and DequantizeLinear "
+                                  "in the forms it exports)");
     }
     RETURN_IF_ERROR(read(&node, state));
   }
@@ -348,7 +348,7 @@ StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
                                 " model's");
   }
   RETURN_IF_ERROR(CheckPreprocessingFitsModel(files.preprocessing, files.model.input_shape, files.model.num_classes,
-                                              files.model.categorical_rows, manifest_path));
+                                              files.model.categorical_rows, manifest_path, files.model.sparse_features));
   files.name = manifest.name;
   files.version = manifest.version;
   return files;

@@ -4,7 +4,9 @@
 // optional final Softmax or, for a binary model, Sigmoid, Identity; an embedding first layer's Round, Cast to
 // int64 and Gather(weight, ids, axis 0); a column_embedding first layer's
 // Slices, Round, Cast, Add of row offsets, Gather, Flatten and Concat
-// (onnx_export.h); an int8 layer's QuantizeLinear and
+// (onnx_export.h); a sparse_linear first layer's Reshape and the twelve
+// nodes after it (onnx_export.cc's AddSparseLinear); an int8 layer's
+// QuantizeLinear and
 // DequantizeLinear pairs and weight DequantizeLinear; float16 weights' Casts)
 // with the attributes Tessera's layers
 // support; anything else (another op, a branch, an attribute value Tessera
@@ -50,6 +52,9 @@ struct ImportedModel {
   // "fp32"; "fp16" when parameters are stored as float16; "int8" when
   // layers compute in int8 (Int8Spec, from QDQ nodes).
   std::string precision = "fp32";
+  // A sparse_linear first layer's features (its weight's rows); 0 without
+  // one. Such a model's input_shape is the graph's [2K], its layer's [K, 2].
+  int64_t sparse_features = 0;
 };
 
 // Maps a parsed ModelProto to a ModelSpec and its parameters, checking it

@@ -370,6 +370,7 @@ OpReader FindOpReader(const std::string& op) {
       {"Identity", ReadIdentity},
       {"Softmax", ReadSoftmax},
       {"Sigmoid", ReadSigmoid},
+      {"Reshape", ReadSparseLinear},
   };
   auto it = kReaders.find(op);
   return it == kReaders.end() ? nullptr : it->second;

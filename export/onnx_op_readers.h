@@ -60,6 +60,11 @@ struct ChainNode {
 // not in a form Tessera reads.
 using OpReader = Status (*)(ChainNode* node, ChainState* state);
 
+// A sparse_linear first layer: the Reshape of the input and the twelve
+// nodes after it that export/onnx_export.cc writes, exactly
+// (export/onnx_sparse_linear_reader.cc). Sets out->sparse_features.
+Status ReadSparseLinear(ChainNode* node, ChainState* state);
+
 // The reader for nodes of op type `op`; null for an op Tessera does not read.
 OpReader FindOpReader(const std::string& op);
 

@@ -19,8 +19,10 @@ namespace tessera {
 // inference (Model::PrepareForInference): batch norms after a Conv2d or
 // Linear folded into it (export/fold_batch_norm.h), and on the CPU, int8
 // layers compute in int8 and convolutions run fused with their ReLU and
-// pooling. int8 models
-// run on the CPU whatever `device` says (RuntimeDevice).
+// pooling. A sparse_linear model (imported.sparse_features > 0) is built
+// as training builds it, on its [K, 2] pairs, with no batch norm folded,
+// so it computes the training evaluation's bits. int8 and sparse_linear
+// models run on the CPU whatever `device` says (RuntimeDevice).
 // Model::ValidateInputValues of the result says which inputs it takes (an
 // embedding model's: ids in [0, num_embeddings)); serve and predict check
 // every input with it before running it. InvalidArgument when

@@ -120,6 +120,8 @@ Status ParseModelInput(const json& input, const ServedModel& model, InferRequest
                                             "preprocessed) or its raw inputs: ") +
                                 (model.files().preprocessing.kind == InputKind::kImage
                                      ? "'image' (BYTES, base64 PNG or JPEG)"
+                                 : model.files().preprocessing.kind == InputKind::kLibsvm
+                                     ? "'indices' (INT64) and 'values' (FP32), [N, K] each"
                                      : "one input per column"));
   }
   // Shape: [N] + the model's example shape.

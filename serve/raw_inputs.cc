@@ -210,8 +210,146 @@ Status ParseImageInputs(const json& inputs, const ImagePreprocessing& image, int
   return OkStatus();
 }
 
-JsonObject InputJson(const std::string& name, const char* datatype) {
-  return JsonObject().Add("name", name).Add("datatype", datatype).Add("shape", std::vector<int64_t>{-1});
+// One [N, K] input of a libsvm model: its header and its N * K elements,
+// row after row (data flat, or nested as the shape).
+struct MatrixInput {
+  std::string name, datatype;
+  int64_t rows = 0, cols = 0;
+  std::vector<const json*> elements;
+};
+
+StatusOr<MatrixInput> ParseMatrixInput(const json& input, size_t index) {
+  const std::string where = "inputs[" + std::to_string(index) + "]";
+  if (!input.is_object()) return InvalidArgumentError(where + " must be an object");
+  for (const auto& [key, value] : input.items()) {
+    if (key != "name" && key != "shape" && key != "datatype" && key != "data" && key != "parameters") {
+      return InvalidArgumentError("unknown field '" + key.substr(0, 40) + "' in " + where);
+    }
+  }
+  MatrixInput out;
+  if (!input.contains("name") || !input["name"].is_string()) return InvalidArgumentError(where + ".name must be a string");
+  out.name = input["name"].get<std::string>();
+  const std::string named = "input '" + out.name.substr(0, 60) + "'";
+  if (!input.contains("datatype") || !input["datatype"].is_string()) {
+    return InvalidArgumentError(named + ": datatype must be a string");
+  }
+  out.datatype = input["datatype"].get<std::string>();
+  std::vector<int64_t> shape;
+  if (input.contains("shape") && input["shape"].is_array()) {
+    for (const json& d : input["shape"]) shape.push_back(d.is_number_integer() ? d.get<int64_t>() : -1);
+  }
+  if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1 || shape[0] > (int64_t{1} << 24) ||
+      shape[1] > (int64_t{1} << 24)) {
+    return InvalidArgumentError(named + ": expected shape [N, K] with N >= 1 and K >= 1, found " +
+                                (input.contains("shape") ? input["shape"].dump().substr(0, 40) : std::string("none")));
+  }
+  out.rows = shape[0];
+  out.cols = shape[1];
+  if (!input.contains("data") || !input["data"].is_array()) return InvalidArgumentError(named + ": data must be an array");
+  const json& data = input["data"];
+  const bool nested = !data.empty() && data[0].is_array();
+  if (static_cast<int64_t>(data.size()) != (nested ? out.rows : out.rows * out.cols)) {
+    return InvalidArgumentError(named + ": data holds " + std::to_string(data.size()) + (nested ? " rows" : " elements") +
+                                ", the shape says " + std::to_string(nested ? out.rows : out.rows * out.cols));
+  }
+  for (const json& row : data) {
+    if (!nested) {
+      out.elements.push_back(&row);
+      continue;
+    }
+    if (!row.is_array() || static_cast<int64_t>(row.size()) != out.cols) {
+      return InvalidArgumentError(named + ": each row of data must hold " + std::to_string(out.cols) + " elements");
+    }
+    for (const json& v : row) out.elements.push_back(&v);
+  }
+  return out;
+}
+
+// A row's pairs as a libsvm line's features: indexes as the file's (with
+// the model's index_base), -1 a padding pair (value 0) after the features.
+StatusOr<std::vector<LibsvmFeature>> LibsvmRow(const MatrixInput& indices, const MatrixInput& values, int64_t row) {
+  std::vector<LibsvmFeature> features;
+  bool padding = false;
+  for (int64_t k = 0; k < indices.cols; ++k) {
+    const json& i = *indices.elements[row * indices.cols + k];
+    const json& v = *values.elements[row * values.cols + k];
+    const std::string where = "row " + std::to_string(row) + " element " + std::to_string(k);
+    if (!i.is_number_integer() || (i.is_number_unsigned() && i.get<uint64_t>() > (uint64_t{1} << 62)) ||
+        i.get<int64_t>() < -1) {
+      return InvalidArgumentError("input 'indices' " + where + ": expected a feature index (INT64) or -1 (padding), "
+                                  "found " + Shown(i));
+    }
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || std::fabs(v.get<double>()) > std::numeric_limits<float>::max()) {
+      return InvalidArgumentError("input 'values' " + where + ": expected a finite FP32 number, found " + Shown(v));
+    }
+    const int64_t index = i.get<int64_t>();
+    if (index == -1 || padding) {
+      if (index != -1 || v.get<double>() != 0) {
+        return InvalidArgumentError("input 'indices' " + where + ": a padding pair (-1, 0) may only be followed by "
+                                    "padding pairs, and its value must be 0");
+      }
+      padding = true;
+      continue;
+    }
+    features.push_back({static_cast<uint64_t>(index), static_cast<float>(v.get<double>())});
+  }
+  return features;
+}
+
+Status ParseLibsvmInputs(const json& inputs, const LibsvmPreprocessing& l, int64_t max_bytes, std::vector<float>* x,
+                         int64_t* batch) {
+  std::optional<MatrixInput> indices, values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSIGN_OR_RETURN(MatrixInput in, ParseMatrixInput(inputs[i], i));
+    const bool is_indices = in.name == kLibsvmIndicesName, is_values = in.name == kLibsvmValuesName;
+    if (!is_indices && !is_values) {
+      return InvalidArgumentError("unknown input '" + in.name.substr(0, 60) + "': the model's inputs are '" +
+                                  kLibsvmIndicesName + "' (INT64 [N, K]) and '" + kLibsvmValuesName +
+                                  "' (FP32 [N, K]), or its preprocessed tensor 'input'");
+    }
+    std::optional<MatrixInput>& slot = is_indices ? indices : values;
+    if (slot.has_value()) return InvalidArgumentError("input '" + in.name + "' is given twice");
+    const char* want = is_indices ? "INT64" : "FP32";
+    if (in.datatype != want) {
+      return InvalidArgumentError("input '" + in.name + "': expected datatype " + want + ", found " +
+                                  in.datatype.substr(0, 40));
+    }
+    slot = std::move(in);
+  }
+  if (!indices.has_value() || !values.has_value()) {
+    return InvalidArgumentError(std::string("missing input '") + (indices.has_value() ? kLibsvmValuesName : kLibsvmIndicesName) +
+                                "': a libsvm model takes '" + kLibsvmIndicesName + "' and '" + kLibsvmValuesName + "'");
+  }
+  if (indices->rows != values->rows || indices->cols != values->cols) {
+    return InvalidArgumentError("inputs 'indices' and 'values' must have the same shape, found [" +
+                                std::to_string(indices->rows) + "," + std::to_string(indices->cols) + "] and [" +
+                                std::to_string(values->rows) + "," + std::to_string(values->cols) + "]");
+  }
+  if (indices->cols > l.pairs) {
+    return InvalidArgumentError("inputs 'indices' and 'values' have " + std::to_string(indices->cols) +
+                                " pairs per row, the model takes at most " + std::to_string(l.pairs));
+  }
+  *batch = indices->rows;
+  const int64_t size = 2 * static_cast<int64_t>(l.pairs);
+  const int64_t bytes_per_row = size * static_cast<int64_t>(sizeof(float));
+  if (*batch > max_bytes / bytes_per_row) {  // few pairs sent can make many padded ones
+    return InvalidArgumentError("inputs 'indices' and 'values': " + std::to_string(*batch) + " rows make " +
+                                std::to_string(*batch) + " x " + std::to_string(bytes_per_row) +
+                                " bytes of model input, more than the " + std::to_string(max_bytes) +
+                                " a request may: send at most " + std::to_string(max_bytes / bytes_per_row) +
+                                " per request");
+  }
+  x->resize(static_cast<size_t>(*batch * size));
+  for (int64_t r = 0; r < *batch; ++r) {
+    ASSIGN_OR_RETURN(const std::vector<LibsvmFeature> features, LibsvmRow(*indices, *values, r));
+    RETURN_IF_ERROR(LibsvmFeaturesToExample(l, features, "inputs 'indices' and 'values' row " + std::to_string(r),
+                                            x->data() + r * size));
+  }
+  return OkStatus();
+}
+
+JsonObject InputJson(const std::string& name, const char* datatype, std::vector<int64_t> shape = {-1}) {
+  return JsonObject().Add("name", name).Add("datatype", datatype).Add("shape", shape);
 }
 
 }  // namespace
@@ -226,6 +364,7 @@ bool UsesRawInputs(const json& inputs, const ModelPreprocessing& p, const std::s
 Status ParseRawInputs(const json& inputs, const ModelPreprocessing& p, std::vector<float>* x, int64_t* batch,
                       int64_t max_image_input_bytes) {
   if (p.kind == InputKind::kTable) return ParseTableInputs(inputs, p.table, x, batch);
+  if (p.kind == InputKind::kLibsvm) return ParseLibsvmInputs(inputs, p.libsvm, max_image_input_bytes, x, batch);
   return ParseImageInputs(inputs, p.image, max_image_input_bytes, x, batch);
 }
 
@@ -233,6 +372,11 @@ std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p) {
   std::vector<JsonObject> inputs;
   if (p.kind == InputKind::kImage) {
     inputs.push_back(InputJson(kImageInputName, "BYTES"));
+    return inputs;
+  }
+  if (p.kind == InputKind::kLibsvm) {
+    inputs.push_back(InputJson(kLibsvmIndicesName, "INT64", {-1, -1}));
+    inputs.push_back(InputJson(kLibsvmValuesName, "FP32", {-1, -1}));
     return inputs;
   }
   for (const TableColumn& c : p.table.columns) {

@@ -14,7 +14,16 @@
 //     column must come, each once, all with the same N;
 //   - an image model: one input "image", datatype BYTES, shape [N] or
 //     [N, 1], each element an encoded PNG or JPEG file as base64
-//     (serve/base64.h), of at most kServeMaxImagePixels pixels.
+//     (serve/base64.h), of at most kServeMaxImagePixels pixels;
+//   - a libsvm model: two inputs, "indices" (INT64) and "values" (FP32), both
+//     [N, K] with 1 <= K <= the model's pairs, data flat or nested: row r's
+//     pairs are a libsvm line's features (indexes as in the file, so with
+//     the manifest's index_base; strictly increasing), then any padding
+//     pairs (-1, 0). Made into the model's pairs as `tessera predict` makes
+//     a line (LibsvmFeaturesToExample): an index outside the model's
+//     features is refused. Values are rounded once from the JSON parser's
+//     double to float32. At most kServeMaxImageInputBytes of model input
+//     (rows x 2 x pairs floats) a request, as for images.
 // Also the metadata's list of these inputs. Functions only: thread-safe.
 #ifndef TESSERA_SERVE_RAW_INPUTS_H_
 #define TESSERA_SERVE_RAW_INPUTS_H_
@@ -32,6 +41,9 @@ namespace tessera {
 
 // The name of an image model's BYTES input.
 inline constexpr char kImageInputName[] = "image";
+// The names of a libsvm model's two inputs.
+inline constexpr char kLibsvmIndicesName[] = "indices";
+inline constexpr char kLibsvmValuesName[] = "values";
 
 // The most pixels an image sent to serve may have (4096 x 4096: 48 MiB as
 // RGB bytes while decoded), checked from its header before decoding, so that
@@ -47,7 +59,7 @@ inline constexpr int64_t kServeMaxImageInputBytes = int64_t{256} << 20;
 
 // True when `inputs` (a request's "inputs" array) addresses the raw inputs
 // of a model preprocessed as `p`, rather than its own tensor named
-// `model_input`: p is a table or image and the inputs are not exactly one
+// `model_input`: p is a table, image or libsvm and the inputs are not exactly one
 // tensor named model_input.
 bool UsesRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, const std::string& model_input);
 
@@ -57,11 +69,12 @@ bool UsesRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, co
 // repeated or missing input, a wrong datatype or shape, an element that is
 // not a number of its datatype, bad base64, an image that does not
 // decode, or images that would make more than `max_image_input_bytes` of
-// model input. REQUIRES: p.kind is kTable or kImage.
+// model input; for a libsvm model also pairs the model does not take (above).
+// REQUIRES: p.kind is kTable, kImage or kLibsvm.
 Status ParseRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, std::vector<float>* x,
                       int64_t* batch, int64_t max_image_input_bytes = kServeMaxImageInputBytes);
 
-// The metadata's "inputs" for the raw inputs of `p` (table or image).
+// The metadata's "inputs" for the raw inputs of `p` (table, image or libsvm).
 std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p);
 
 }  // namespace tessera

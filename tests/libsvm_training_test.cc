@@ -2,7 +2,8 @@
 // nonzero pixels as `label index:value` lines (written here from the IDX
 // files, as scripts/make_fmnist_libsvm.py does) train through a
 // sparse_linear first layer as well as the dense MLP on the IDX files,
-// resume exactly from a cut inside an epoch, export refuses such a model,
+// resume exactly from a cut inside an epoch, export and predict give the
+// training evaluation's accuracy,
 // and a mistake is one line and exit 2 before any process starts.
 #include <cstdio>
 #include <filesystem>
@@ -124,12 +125,21 @@ TEST_F(LibsvmTrainingTest, ResumeFromACutInsideAnEpochIsExact) {
   EXPECT_EQ(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
-// Serving would need sparse inputs: export refuses such a model for now.
-TEST_F(LibsvmTrainingTest, ExportRefusesASparseModel) {
-  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/svm", "--noevaluate"});
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("trained on libsvm data"), std::string::npos) << r.output;
-  EXPECT_FALSE(FileExists(*dir_ + "/models/svm/1/model.onnx"));
+// examples/fmnist-libsvm.pbtxt's model exports (its evaluation is
+// training's), and `tessera predict` over the gzip'd test file gives the
+// training evaluation's accuracy.
+TEST_F(LibsvmTrainingTest, ExportAndPredictGiveTheTrainingAccuracy) {
+  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", *dir_ + "/models/svm"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string manifest = FileText(*dir_ + "/models/svm/1/manifest.json");
+  const double accuracy = JsonNumber(Summary(*dir_ + "/run"), "test_accuracy");
+  EXPECT_EQ(JsonNumber(manifest, "test_accuracy"), accuracy) << manifest;
+  r = RunTessera({"predict", *dir_ + "/models/svm", *dir_ + "/fashion-mnist_test.svm.gz", "--out",
+                  *dir_ + "/predictions.csv", "--progress", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string correct = std::to_string(static_cast<int>(accuracy * kTestExamples + 0.5));
+  EXPECT_NE(r.output.find("(" + correct + " of " + std::to_string(kTestExamples) + ")"), std::string::npos)
+      << r.output << " (training: " << accuracy << ")";
 }
 
 // The data is read whole before any process starts: a bad line is one line

@@ -12,6 +12,7 @@
 #include "core/file_util.h"
 #include "core/image_folder.h"
 #include "core/image_folder_data.h"
+#include "core/libsvm_reader.h"
 #include "export/input_transform.h"
 
 namespace tessera {
@@ -190,6 +191,91 @@ StatusOr<std::unique_ptr<PredictSource>> TableSource::Open(const std::string& pa
   return std::unique_ptr<PredictSource>(std::move(source));
 }
 
+// A libsvm/svmlight file (plain or gzip), checked whole when opened (every
+// line's features and label), then read again line by line as batches ask
+// for them, as TableSource.
+class LibsvmSource : public PredictSource {
+ public:
+  static StatusOr<std::unique_ptr<PredictSource>> Open(const std::string& path, const PredictModel& model,
+                                                       int64_t checked_rows);
+  int64_t count() const override { return count_; }
+  Status Read(int64_t first, int64_t n, std::vector<float>* x) override;
+
+ private:
+  LibsvmSource(std::string path, LibsvmPreprocessing libsvm, int classes)
+      : path_(std::move(path)), libsvm_(libsvm), classes_(classes) {}
+  Status Rewind();
+  // The next line's pairs into out[2 * pairs] and its class into *label;
+  // false at the end of the file.
+  StatusOr<bool> ParseNext(float* out, int* label);
+  // ParseNext for a line the check found: DataLoss when the file ends first.
+  Status ParseKnown(float* out);
+
+  const std::string path_;
+  const LibsvmPreprocessing libsvm_;
+  const int classes_;  // of the labels: 2 for a binary model
+  std::unique_ptr<LibsvmReader> reader_;
+  LibsvmRecord record_;
+  int64_t next_ = 0;  // the line reader_ reads next, counting records only
+  int64_t count_ = 0;
+};
+
+Status LibsvmSource::Rewind() {
+  ASSIGN_OR_RETURN(reader_, LibsvmReader::Open(path_));
+  next_ = 0;
+  return OkStatus();
+}
+
+StatusOr<bool> LibsvmSource::ParseNext(float* out, int* label) {
+  ASSIGN_OR_RETURN(const bool more, reader_->Next(&record_));
+  if (!more) return false;
+  const std::string where = reader_->Where(record_);
+  RETURN_IF_ERROR(LibsvmFeaturesToExample(libsvm_, record_.features, where, out));
+  ASSIGN_OR_RETURN(*label, LibsvmLabelClass(libsvm_, record_.label, classes_, where));
+  ++next_;
+  return true;
+}
+
+Status LibsvmSource::ParseKnown(float* out) {
+  int label = 0;
+  ASSIGN_OR_RETURN(const bool more, ParseNext(out, &label));
+  if (!more) return DataLossError(path_ + " ends before record " + std::to_string(next_) + ", which it held when checked");
+  return OkStatus();
+}
+
+Status LibsvmSource::Read(int64_t first, int64_t n, std::vector<float>* x) {
+  const int64_t size = 2 * static_cast<int64_t>(libsvm_.pairs);
+  if (first < next_) RETURN_IF_ERROR(Rewind());  // batches go forward; anything else starts again
+  std::vector<float> passed_over(size);           // the lines before `first`, read and dropped
+  while (next_ < first) RETURN_IF_ERROR(ParseKnown(passed_over.data()));
+  x->resize(static_cast<size_t>(n * size));
+  for (int64_t r = 0; r < n; ++r) RETURN_IF_ERROR(ParseKnown(x->data() + r * size));
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<PredictSource>> LibsvmSource::Open(const std::string& path, const PredictModel& model,
+                                                            int64_t checked_rows) {
+  const ModelPreprocessing& p = model.files.preprocessing;
+  std::unique_ptr<LibsvmSource> source(
+      new LibsvmSource(path, p.libsvm, p.task == Task::kBinary ? 2 : model.model->num_classes()));
+  RETURN_IF_ERROR(source->Rewind());
+  if (checked_rows > 0) {
+    source->count_ = checked_rows;
+    return std::unique_ptr<PredictSource>(std::move(source));
+  }
+  std::vector<float> pairs(2 * static_cast<size_t>(p.libsvm.pairs));
+  int label = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool more, source->ParseNext(pairs.data(), &label));
+    if (!more) break;
+    source->labels_.push_back(static_cast<float>(label));
+    ++source->count_;
+  }
+  if (source->count_ == 0) return InvalidArgumentError(path + " holds no libsvm lines");
+  RETURN_IF_ERROR(source->Rewind());
+  return std::unique_ptr<PredictSource>(std::move(source));
+}
+
 // Image files, decoded when read.
 class ImageSource : public PredictSource {
  public:
@@ -304,6 +390,7 @@ StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& pa
   switch (model.files.preprocessing.kind) {
     case InputKind::kTable: return TableSource::Open(path, model, checked_rows);
     case InputKind::kImage: return OpenImageSource(path, model);
+    case InputKind::kLibsvm: return LibsvmSource::Open(path, model, checked_rows);
     case InputKind::kIdx: break;
   }
   ASSIGN_OR_RETURN(PredictInput input, LoadPredictInput(path, model.files.model.input_shape));

@@ -18,6 +18,13 @@
 //     images directly in DIR; either way sorted bytewise, names starting
 //     with '.' skipped, other files ignored. Images are decoded when a batch
 //     reads them.
+//   - a libsvm/svmlight file (plain or gzip; core/libsvm_reader.h) for a
+//     libsvm model: each line's features made into the model's pairs as
+//     training made them, its label (a class, or -1/+1 for signed_binary
+//     labels) giving the summary's accuracy or AUC. Checked whole when
+//     opened (an index outside the model's features or more features than
+//     its pairs is one line naming FILE:LINE), then read again a batch at a
+//     time.
 // Example i is the same whichever process opens the input, so --workers
 // children each read their own range of it.
 // A source is used from one thread at a time.

@@ -111,6 +111,12 @@ Status Server::Run() {
   RETURN_IF_ERROR(FinishWrites(/*wait=*/true));
   if (!shutdown_reason_.empty()) return AbortedError("scheduler ended the job: " + shutdown_reason_);
   LOG(INFO) << "server " << rank_ << " shutting down at version " << (shard_ ? shard_->version() : 0);
+  for (int t = 0; tables_ != nullptr && t < tables_->size(); ++t) {
+    const SparseRowStoreCounts c = tables_->table(t).counts();
+    LOG(INFO) << "sparse table '" << tables_->table(t).name() << "': " << c.rows << " rows (" << c.rows_in_memory
+              << " in memory), " << c.evictions << " evictions, " << c.reloads << " reloads, " << c.rows_expired
+              << " expired, " << c.sightings_filtered << " sightings not admitted";
+  }
   return OkStatus();
 }
 

@@ -92,12 +92,14 @@ void Count(const ParsedRecord& record, TableScan* scan) {
 }
 
 // Counts the values of every vocabulary column (training records only).
-void CountValues(const proto::TableSpec& table, const CsvRecord& record, TableScan* scan) {
+// Fails when a counter cannot spill its counts to disk.
+Status CountValues(const proto::TableSpec& table, const CsvRecord& record, TableScan* scan) {
   const size_t first = scan->columns.size() - scan->vocabulary_counts.size();
   for (int c = 0; c < table.categorical_columns_size(); ++c) {
     if (!table.categorical_columns(c).has_vocabulary()) continue;
-    scan->vocabulary_counts[c].Add(record.fields[scan->columns[first + c]]);
+    RETURN_IF_ERROR(scan->vocabulary_counts[c].Add(record.fields[scan->columns[first + c]]));
   }
+  return OkStatus();
 }
 
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
@@ -132,7 +134,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     }
     scan->blocks.back().set_records(scan->blocks.back().records() + 1);
     Count(parsed, scan);
-    if (count_values) CountValues(data.table(), record, scan);
+    if (count_values) RETURN_IF_ERROR(CountValues(data.table(), record, scan));
     ++in_file;
     ++scan->records;
   }

@@ -102,6 +102,18 @@ Status CountValues(const proto::TableSpec& table, const CsvRecord& record, Table
   return OkStatus();
 }
 
+// One counter per categorical column (only vocabulary columns count). They
+// share kVocabularyValuesInMemory, so the scan's memory does not grow with
+// the number of columns.
+void MakeVocabularyCounters(const proto::TableSpec& table, TableScan* scan) {
+  int64_t vocabularies = 0;
+  for (const proto::CategoricalColumnSpec& c : table.categorical_columns()) vocabularies += c.has_vocabulary();
+  VocabularyCounterOptions options;
+  options.max_distinct_in_memory = kVocabularyValuesInMemory / std::max<int64_t>(vocabularies, 1);
+  scan->vocabulary_counts.clear();
+  for (int c = 0; c < table.categorical_columns_size(); ++c) scan->vocabulary_counts.emplace_back(options);
+}
+
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
                 bool count_values, proto::TableLabels::Kind kind, TableScan* scan,
                 std::vector<std::string>* header) {
@@ -112,7 +124,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     ASSIGN_OR_RETURN(scan->columns, ResolveColumns(data, *reader));
     for (size_t f = 1; f < scan->columns.size(); ++f) scan->feature_names.push_back(reader->Columns()[scan->columns[f]]);
     const size_t features = scan->columns.size() - 1 - data.table().categorical_columns_size();
-    scan->vocabulary_counts.resize(data.table().categorical_columns_size());
+    MakeVocabularyCounters(data.table(), scan);
     scan->present.assign(features, 0);
     scan->mean.assign(features, 0);
     scan->squares.assign(features, 0);

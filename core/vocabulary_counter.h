@@ -24,8 +24,8 @@
 
 namespace tessera {
 
-// Distinct values a counter holds in memory before it spills them: about
-// 100 MB of short values.
+// Distinct values counted in memory before they are spilled: about 100 MB
+// of short values. A table's vocabulary columns share it (table_data.cc).
 inline constexpr int64_t kVocabularyValuesInMemory = int64_t{1} << 20;
 
 struct VocabularyCounterOptions {

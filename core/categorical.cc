@@ -4,14 +4,15 @@
 
 namespace tessera {
 
-uint64_t Fnv1a64(std::string_view bytes) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
+uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes) {
   for (unsigned char c : bytes) {
     hash ^= c;
     hash *= 0x100000001b3ULL;
   }
   return hash;
 }
+
+uint64_t Fnv1a64(std::string_view bytes) { return Fnv1a64Extend(kFnv1a64OffsetBasis, bytes); }
 
 CategoricalIds::CategoricalIds(const proto::CategoricalColumn& column)
     : buckets_(column.hash_buckets()), rows_(CategoricalRows(column)) {

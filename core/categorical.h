@@ -43,7 +43,11 @@ inline constexpr int64_t kMaxCategoricalIds = int64_t{1} << 24;
 
 // 64-bit FNV-1a over `bytes`: offset basis 0xcbf29ce484222325, prime
 // 0x100000001b3, one byte at a time (xor, then multiply mod 2^64).
+inline constexpr uint64_t kFnv1a64OffsetBasis = 0xcbf29ce484222325ULL;
 uint64_t Fnv1a64(std::string_view bytes);
+// The same hash carried on over more bytes: Fnv1a64(a + b) is
+// Fnv1a64Extend(Fnv1a64(a), b), without building a + b.
+uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes);
 
 // One column's field -> id mapping, from its TableData entry.
 // REQUIRES: `column` passed ValidateCategoricalColumn.

@@ -1,8 +1,11 @@
 #include "core/criteo_format.h"
 
 #include <charconv>
+#include <cmath>
 
 #include "core/byte_source.h"
+#include "core/categorical.h"
+#include "core/sparse_id.h"
 
 namespace tessera {
 namespace {
@@ -68,6 +71,18 @@ Status ParseCriteoRecord(const CsvReader& reader, const CsvRecord& record, Crite
     example->categorical[c] = record.fields[1 + kCriteoIntegerFields + c];
   }
   return OkStatus();
+}
+
+float CriteoNumeric(std::optional<int64_t> x) {
+  if (!x.has_value() || *x <= 0) return 0.0f;
+  return static_cast<float>(std::log1p(static_cast<double>(*x)));
+}
+
+uint64_t CriteoId(int number, std::string_view value) {
+  if (value.empty()) return kNoSparseId;
+  const char field = static_cast<char>(number);
+  const uint64_t id = Fnv1a64Extend(Fnv1a64Extend(kFnv1a64OffsetBasis, std::string_view(&field, 1)), value);
+  return id == kNoSparseId ? kNoSparseId - 1 : id;
 }
 
 }  // namespace tessera

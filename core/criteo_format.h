@@ -58,6 +58,20 @@ struct CriteoExample {
 // range. (A wrong field count is the reader's error already.)
 Status ParseCriteoRecord(const CsvReader& reader, const CsvRecord& record, CriteoExample* example);
 
+// What training makes of a record (docs/FORMATS.md, "Criteo click logs"):
+
+// An integer field's feature, DLRM's transform: log(1 + x) for x > 0,
+// computed in double and rounded to float; 0 for x <= 0 and for a missing
+// value.
+float CriteoNumeric(std::optional<int64_t> x);
+
+// The 64-bit id of categorical field C<number> (number in [1, 26]) holding
+// `value` (not empty): 64-bit FNV-1a over one byte, `number`, then the
+// value's bytes (Fnv1a64Extend), so equal values of two fields get
+// unrelated ids. The one hash that equals kNoSparseId becomes
+// kNoSparseId - 1. An empty field is no id: kNoSparseId.
+uint64_t CriteoId(int number, std::string_view value);
+
 }  // namespace tessera
 
 #endif  // TESSERA_CORE_CRITEO_FORMAT_H_

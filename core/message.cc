@@ -8,6 +8,52 @@
 
 namespace tessera {
 
+namespace {
+
+bool IsSparseTableOp(proto::Op op) {
+  return op == proto::SPARSE_PUSH || op == proto::SPARSE_PULL || op == proto::SPARSE_ROWS;
+}
+
+// A sparse table message: no key ranges, a sparse_rows body, and frames of
+// exactly the sizes it states (SPARSE_PUSH: ids and rows; SPARSE_PULL: ids;
+// SPARSE_ROWS: rows). Checked with the counts as integers, so a header
+// claiming 2^63 ids makes no large number of bytes.
+Status ValidateSparseRows(const proto::Header& header, const std::vector<zmq::message_t>& frames) {
+  const std::string op = proto::Op_Name(header.op());
+  if (header.ranges_size() != 0) return InvalidArgumentError("a " + op + " names key ranges");
+  if (!header.has_sparse_rows()) return InvalidArgumentError("a " + op + " without sparse_rows");
+  const proto::SparseRows& rows = header.sparse_rows();
+  if (rows.table() < 0) return InvalidArgumentError("sparse table " + std::to_string(rows.table()));
+  if (rows.dim() < 1 || rows.dim() > kMaxSparseDim) {
+    return InvalidArgumentError("sparse rows of " + std::to_string(rows.dim()) + " floats, expected 1 to " +
+                                std::to_string(kMaxSparseDim));
+  }
+  if (rows.count() > kMaxFrameBytes / (sizeof(float) * static_cast<uint64_t>(rows.dim()))) {
+    return InvalidArgumentError(std::to_string(rows.count()) + " sparse rows, more than a message may hold");
+  }
+  if (header.op() == proto::SPARSE_PUSH && header.examples() < 0) {
+    return InvalidArgumentError("a SPARSE_PUSH of " + std::to_string(header.examples()) + " examples");
+  }
+  const uint64_t id_bytes = rows.count() * sizeof(uint64_t);
+  const uint64_t row_bytes = rows.count() * static_cast<uint64_t>(rows.dim()) * sizeof(float);
+  std::vector<uint64_t> expected;
+  if (header.op() != proto::SPARSE_ROWS) expected.push_back(id_bytes);
+  if (header.op() != proto::SPARSE_PULL) expected.push_back(row_bytes);
+  if (frames.size() != expected.size()) {
+    return DataLossError("a " + op + " of " + std::to_string(frames.size()) + " frames, expected " +
+                         std::to_string(expected.size()));
+  }
+  for (size_t i = 0; i < frames.size(); ++i) {
+    if (frames[i].size() != expected[i]) {
+      return DataLossError("frame " + std::to_string(i + 1) + " of a " + op + " holds " +
+                           std::to_string(frames[i].size()) + " bytes, expected " + std::to_string(expected[i]));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames) {
   if (header.version() != proto::WIRE_VERSION_CURRENT) {
     return InvalidArgumentError("wire version " + std::to_string(header.version()) + ", expected " +
@@ -16,6 +62,8 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
   if (!proto::Op_IsValid(header.op()) || header.op() == proto::OP_UNSPECIFIED) {
     return InvalidArgumentError("unknown op " + std::to_string(header.op()));
   }
+  if (IsSparseTableOp(header.op())) return ValidateSparseRows(header, frames);
+  if (header.has_sparse_rows()) return InvalidArgumentError("sparse_rows in a " + proto::Op_Name(header.op()));
   if (static_cast<size_t>(header.ranges_size()) != frames.size()) {
     return DataLossError("header names " + std::to_string(header.ranges_size()) + " key ranges but " +
                          std::to_string(frames.size()) + " tensor frames came");
@@ -86,6 +134,12 @@ const float* FrameFloats(const zmq::message_t& frame, std::vector<float>* scratc
   scratch->resize(frame.size() / sizeof(float));
   std::memcpy(scratch->data(), frame.data(), scratch->size() * sizeof(float));
   return scratch->data();
+}
+
+std::vector<uint64_t> FrameIds(const zmq::message_t& frame) {
+  std::vector<uint64_t> ids(frame.size() / sizeof(uint64_t));
+  if (!ids.empty()) std::memcpy(ids.data(), frame.data(), ids.size() * sizeof(uint64_t));
+  return ids;
 }
 
 std::vector<KeyRange> RangesOf(const proto::Header& header) {

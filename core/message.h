@@ -33,10 +33,16 @@ struct Message {
   std::vector<zmq::message_t> frames;
 };
 
+// The most floats a sparse table's row may have (SparseTableSpec.dim).
+inline constexpr int kMaxSparseDim = 1024;
+
 // Validates a decoded header against its tensor frames: known op, wire
 // version, one frame per range, each frame (end-begin)*4 bytes (or, for a
 // sparse range of a PUSH, PULL or PARAMS, no larger than a frame may be),
-// ranges non-empty and sorted. Returns InvalidArgument/DataLoss naming the
+// ranges non-empty and sorted; for SPARSE_PUSH, SPARSE_PULL and SPARSE_ROWS
+// no ranges, a sparse_rows body with a dim in [1, kMaxSparseDim], and frames
+// of exactly the ids and rows it states (the ids' order is the receiver's to
+// check). Returns InvalidArgument/DataLoss naming the
 // problem.
 Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames);
 
@@ -50,6 +56,10 @@ StatusOr<Message> DecodeMessage(std::vector<zmq::message_t>&& parts, bool has_id
 // small messages inside a shared receive buffer), so this returns the frame's
 // own memory when it is aligned and copies into *scratch when it is not.
 const float* FrameFloats(const zmq::message_t& frame, std::vector<float>* scratch);
+
+// A frame of uint64 ids (a SPARSE_PUSH's or SPARSE_PULL's first), copied
+// (frames may be unaligned).
+std::vector<uint64_t> FrameIds(const zmq::message_t& frame);
 
 std::vector<KeyRange> RangesOf(const proto::Header& header);
 // Per range of the header: whether it is marked sparse.

@@ -11,6 +11,7 @@
 #include "core/categorical.h"
 #include "core/file_util.h"
 #include "core/image_folder_data.h"
+#include "core/sparse_table_spec.h"
 
 namespace tessera {
 namespace {
@@ -240,6 +241,30 @@ Status ValidateLibsvmFormat(const proto::JobSpec& spec) {
   return RequireSparseLinearFirst(spec);
 }
 
+// Criteo click logs name their files; their columns are Criteo's, and
+// their 26 categorical fields are ids for a sparse_embedding of 26 bags of
+// one id each.
+Status ValidateCriteoFormat(const proto::JobSpec& spec) {
+  const proto::DataSpec& d = spec.data();
+  RETURN_IF_ERROR(Require(!HasImageFields(d), "data.train_dir, data.test_dir and data.image are for data.format "
+                                              "IMAGE_FOLDER; this spec's format is CRITEO"));
+  RETURN_IF_ERROR(Require(d.table().label_column().empty() && d.table().feature_columns_size() == 0 &&
+                              d.table().categorical_columns_size() == 0,
+                          "data.table's columns are for data.format CSV or TSV; this spec's format is CRITEO (its "
+                          "columns are fixed: a label, I1-I13, C1-C26; its settings are data.criteo)"));
+  RETURN_IF_ERROR(Require(d.train_files_size() >= 1 && d.test_files_size() >= 1,
+                          "data.format CRITEO needs data.train_files and data.test_files (one or more each)"));
+  const proto::ModelSpec& m = spec.model();
+  RETURN_IF_ERROR(Require(m.layer_size() > 0 && m.layer(0).has_sparse_embedding(),
+                          "data.format CRITEO gives 26 categorical fields as 64-bit ids: the model's first layer "
+                          "must be a sparse_embedding (e.g. layer { sparse_embedding { table: \"ids\" fields: 26 } })"));
+  const proto::SparseEmbeddingSpec& e = m.layer(0).sparse_embedding();
+  return Require(e.fields() == 26 && e.values_per_field() == 1,
+                 "data.format CRITEO gives 26 bags of one id each: model.layer[0].sparse_embedding needs fields: 26 "
+                 "and values_per_field: 1, got " + std::to_string(e.fields()) + " and " +
+                     std::to_string(e.values_per_field()));
+}
+
 // Image folders name their two folders and the images' size.
 Status ValidateImageFolderFormat(const proto::JobSpec& spec) {
   const proto::DataSpec& d = spec.data();
@@ -273,6 +298,8 @@ Status ValidateDataFormat(const proto::JobSpec& spec) {
       return ValidateImageFolderFormat(spec);
     case proto::DataSpec::LIBSVM:
       return ValidateLibsvmFormat(spec);
+    case proto::DataSpec::CRITEO:
+      return ValidateCriteoFormat(spec);
   }
   return InvalidArgumentError("data.format " + std::to_string(d.format()) + " is unknown");
 }
@@ -281,13 +308,13 @@ Status ValidateDataFormat(const proto::JobSpec& spec) {
 Status ValidateValidation(const proto::JobSpec& spec) {
   const proto::DataSpec& d = spec.data();
   const bool table = d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV ||
-                     d.format() == proto::DataSpec::LIBSVM;
+                     d.format() == proto::DataSpec::LIBSVM || d.format() == proto::DataSpec::CRITEO;
   const float fraction = d.validation_fraction();
   RETURN_IF_ERROR(
       Require(fraction >= 0 && fraction < 0.5, "data.validation_fraction must be in [0, 0.5)" + Got(fraction)));
   RETURN_IF_ERROR(Require(table || d.validation_files_size() == 0,
-                          "data.validation_files are for data.format CSV, TSV or LIBSVM; IDX and IMAGE_FOLDER data hold out "
-                          "data.validation_fraction of its training examples"));
+                          "data.validation_files are for data.format CSV, TSV, LIBSVM or CRITEO; IDX and "
+                          "IMAGE_FOLDER data hold out data.validation_fraction of its training examples"));
   RETURN_IF_ERROR(Require(fraction == 0 || d.validation_files_size() == 0,
                           "data.validation_fraction and data.validation_files both give a validation set: set one"));
   RETURN_IF_ERROR(Require(d.max_validation_examples() >= 0,
@@ -349,6 +376,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
 
   const proto::ModelSpec& m = spec.model();
   RETURN_IF_ERROR(Require(m.layer_size() >= 1, "model needs at least one layer"));
+  RETURN_IF_ERROR(ValidateSparseTables(m));
   for (int i = 0; i < m.layer_size(); ++i) {
     const proto::LayerSpec& l = m.layer(i);
     const std::string where = "model.layer[" + std::to_string(i) + "]";
@@ -395,9 +423,16 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
                                 where + ".sparse_linear.out_features must be in [1, 16777216]" +
                                     Got(l.sparse_linear().out_features())));
         break;
+      case proto::LayerSpec::kSparseEmbedding:
+        RETURN_IF_ERROR(ValidateSparseEmbeddingLayer(m, i));
+        RETURN_IF_ERROR(Require(spec.data().format() == proto::DataSpec::CRITEO,
+                                where + " is a sparse_embedding: it needs data whose examples carry 64-bit ids "
+                                        "(data.format CRITEO)"));
+        break;
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, "
-                                            "batch_norm, embedding, column_embedding, sparse_linear)");
+                                            "batch_norm, embedding, column_embedding, sparse_linear, "
+                                            "sparse_embedding)");
     }
   }
   return OkStatus();

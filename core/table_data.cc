@@ -4,6 +4,8 @@
 #include <cmath>
 #include <memory>
 
+#include "core/criteo_format.h"
+#include "core/sparse_id.h"
 #include "core/spec.h"
 #include "core/table_records.h"
 
@@ -156,10 +158,34 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
 }  // namespace
 
 bool IsTableFormat(const proto::DataSpec& data) {
-  return data.format() == proto::DataSpec::CSV || data.format() == proto::DataSpec::TSV;
+  return data.format() == proto::DataSpec::CSV || data.format() == proto::DataSpec::TSV ||
+         data.format() == proto::DataSpec::CRITEO;
+}
+
+proto::DataSpec TableDataSpec(const proto::DataSpec& data) {
+  if (data.format() != proto::DataSpec::CRITEO) return data;
+  proto::DataSpec view = data;
+  proto::TableSpec* table = view.mutable_table();
+  table->Clear();
+  const std::vector<std::string>& names = CriteoColumnNames();
+  table->set_label_column(names[0]);
+  for (int i = 1; i <= kCriteoIntegerFields; ++i) table->add_feature_columns(names[i]);
+  for (int c = 0; c < kCriteoCategoricalFields; ++c) {
+    proto::CategoricalColumnSpec* column = table->add_categorical_columns();
+    column->set_name(names[1 + kCriteoIntegerFields + c]);
+    column->set_hash_buckets(1);  // unused: ReadTableBlock gives CriteoId's 64-bit ids instead
+  }
+  table->set_scaling(proto::TableSpec::NONE);  // the features are CriteoNumeric's already
+  table->set_skip_bad_records(data.criteo().skip_bad_records());
+  return view;
+}
+
+int64_t TableIdsPerExample(const proto::DataSpec& data) {
+  return data.format() == proto::DataSpec::CRITEO ? kCriteoCategoricalFields : 0;
 }
 
 CsvOptions TableCsvOptions(const proto::DataSpec& data) {
+  if (data.format() == proto::DataSpec::CRITEO) return CriteoCsvOptions();
   CsvOptions options;
   options.delimiter = data.format() == proto::DataSpec::TSV ? '\t' : ',';
   return options;
@@ -178,7 +204,8 @@ int64_t TableBlockRecords(int features) {
   return std::clamp<int64_t>(kTableBlockValues / std::max(1, features), 1, kTableBlockRecords);
 }
 
-StatusOr<int> TableFeatureCount(const proto::DataSpec& data) {
+StatusOr<int> TableFeatureCount(const proto::DataSpec& spec_data) {
+  const proto::DataSpec data = TableDataSpec(spec_data);
   const std::vector<std::string> files = TableFiles(data, Split::kTraining);
   if (files.empty()) return InvalidArgumentError("data.train_files is empty");
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, files[0], 0, nullptr));
@@ -186,8 +213,9 @@ StatusOr<int> TableFeatureCount(const proto::DataSpec& data) {
   return static_cast<int>(columns.size()) - 1;
 }
 
-StatusOr<TableScan> ScanTable(const proto::DataSpec& data, Split split, int64_t max_records,
+StatusOr<TableScan> ScanTable(const proto::DataSpec& spec_data, Split split, int64_t max_records,
                               proto::TableLabels::Kind kind) {
+  const proto::DataSpec data = TableDataSpec(spec_data);
   TableScan scan;
   std::vector<std::string> header;
   const std::vector<std::string> files = TableFiles(data, split);
@@ -271,8 +299,9 @@ Status DescribeCategorical(const proto::TableSpec& spec, const TableScan& train,
 
 }  // namespace
 
-StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad,
+StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& spec_data, BadRecords* bad,
                                          const proto::TableVocabularies* stored, proto::TableLabels::Kind kind) {
+  const proto::DataSpec data = TableDataSpec(spec_data);
   ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples(), kind));
   ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples(), kind));
   const int found = train.max_label + 1;
@@ -334,13 +363,28 @@ std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table) {
 }
 
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
-                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels) {
-  return ReadTableBlock(data, split, table, MakeCategoricalIds(table), block, x, labels);
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels,
+                      std::vector<uint64_t>* sparse_ids) {
+  return ReadTableBlock(data, split, table, MakeCategoricalIds(table), block, x, labels, sparse_ids);
 }
 
-Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
+namespace {
+
+// A CRITEO record's id slots: x gets -1 (no row yet: the worker writes each
+// slot's row of the batch, worker/sparse_batch.h), *sparse_ids the ids.
+void WriteCriteoIds(const CsvRecord& record, const std::vector<int>& id_columns, float* x, uint64_t* sparse_ids) {
+  for (size_t c = 0; c < id_columns.size(); ++c) {
+    x[c] = -1.0f;
+    sparse_ids[c] = CriteoId(static_cast<int>(c) + 1, record.fields[id_columns[c]]);
+  }
+}
+
+}  // namespace
+
+Status ReadTableBlock(const proto::DataSpec& spec_data, Split split, const proto::TableData& table,
                       const std::vector<CategoricalIds>& ids, const proto::TableBlock& block, std::vector<float>* x,
-                      std::vector<float>* labels) {
+                      std::vector<float>* labels, std::vector<uint64_t>* sparse_ids) {
+  const proto::DataSpec data = TableDataSpec(spec_data);
   const std::vector<std::string> files = TableFiles(data, split);
   const std::string& path = files[block.file()];
   ASSIGN_OR_RETURN(std::unique_ptr<CsvReader> reader, OpenTableFile(data, path, block.offset(), nullptr));
@@ -371,6 +415,11 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   const size_t values = TableExampleValues(table);
   x->resize(block.records() * values);
   labels->resize(block.records());
+  const int64_t ids_per_record = TableIdsPerExample(data);
+  const std::vector<int> id_columns(columns.end() - ids_per_record, columns.end());
+  std::vector<uint64_t> ignored_ids;
+  if (sparse_ids == nullptr) sparse_ids = &ignored_ids;
+  sparse_ids->resize(block.records() * ids_per_record);
   for (int64_t r = 0; r < block.records(); ++r) {
     RETURN_IF_ERROR(next());
     if (kind == proto::TableLabels::CLASS_ID && parsed.label >= table.num_classes()) {
@@ -380,6 +429,10 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
     (*labels)[r] = parsed.label;
     float* out = x->data() + r * values;
     for (size_t f = 0; f < features; ++f) out[f] = (parsed.values[f] - table.shift(f)) * table.scale(f);
+    if (ids_per_record > 0) {
+      WriteCriteoIds(record, id_columns, out + features, sparse_ids->data() + r * ids_per_record);
+      continue;
+    }
     // Ids are below 2^24, so exact as floats.
     for (size_t c = 0; c < ids.size(); ++c) {
       out[features + c] = static_cast<float>(ids[c].Id(record.fields[columns[1 + features + c]]));
@@ -388,8 +441,9 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
   return OkStatus();
 }
 
-Status ValidateTableData(const proto::DataSpec& data, const proto::TableData& table, int64_t train_records,
+Status ValidateTableData(const proto::DataSpec& spec_data, const proto::TableData& table, int64_t train_records,
                          int64_t test_records, int64_t validation_file_records) {
+  const proto::DataSpec data = TableDataSpec(spec_data);
   const int features = table.feature_columns_size();
   if (features + table.categorical_columns_size() < 1 || table.shift_size() != features ||
       table.scale_size() != features) {

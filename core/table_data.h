@@ -1,6 +1,7 @@
-// CSV and TSV data sets (DataSpec format CSV or TSV): which columns are the
-// label and the features, one pass over a split that checks every record and
-// cuts the split into blocks, and reading one block back.
+// CSV and TSV data sets (DataSpec format CSV or TSV), and Criteo click logs
+// (CRITEO) read as such a table: which columns are the label and the
+// features, one pass over a split that checks every record and cuts the
+// split into blocks, and reading one block back.
 //
 // A table's examples are its records: the feature columns as numbers, in
 // the spec's order, scaled by x = (v - shift) * scale, and a label: a class
@@ -36,10 +37,25 @@ inline constexpr int64_t kTableBlockRecords = 4096;
 inline constexpr int64_t kTableBlockValues = int64_t{4} << 20;  // 16 MiB of floats
 inline constexpr int kMaxTableClasses = 256;
 
-// True for the CSV and TSV formats.
+// True for the CSV and TSV formats, and CRITEO: Criteo's click logs are
+// read as a table of given column names (CriteoColumnNames) whose 26
+// categorical columns become 64-bit ids (CriteoId), which travel beside the
+// example's floats (ReadTableBlock's sparse_ids).
 bool IsTableFormat(const proto::DataSpec& data);
 
-// The reader options of data.format: ',' or '\t' between fields.
+// The spec the table functions read: `data` itself, or for CRITEO `data`
+// with data.table describing Criteo's layout (label "label", features
+// I1-I13 unscaled, categorical columns C1-C26, data.criteo's
+// skip_bad_records). Every function below takes the user's spec and applies
+// this itself.
+proto::DataSpec TableDataSpec(const proto::DataSpec& data);
+
+// The 64-bit ids of one example (CRITEO: 26, one per categorical field); 0
+// for CSV and TSV, whose ids are small and travel as floats.
+int64_t TableIdsPerExample(const proto::DataSpec& data);
+
+// The reader options of data.format: ',' or '\t' between fields; CRITEO:
+// CriteoCsvOptions().
 CsvOptions TableCsvOptions(const proto::DataSpec& data);
 
 // The paths of a split's files (data.train_files, data.validation_files or
@@ -128,16 +144,21 @@ std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table);
 // Reads block `block` of split `split`'s files: x[records * values]
 // (TableExampleValues: the numeric features scaled, then each categorical
 // column's id as a float) and labels[records] (by the rule
-// table.labels().kind; class ids exact as floats). DataLoss when the file no
+// table.labels().kind; class ids exact as floats). CRITEO: each categorical
+// column's place in x holds -1 (a placeholder the worker overwrites with
+// the id's row of its batch) and *sparse_ids[records * 26] gets the ids
+// (CriteoId; kNoSparseId for an empty field); with sparse_ids null they are
+// not kept. Other formats leave *sparse_ids empty. DataLoss when the file no
 // longer holds what the scheduler found there (fewer records, another
 // header); the record's errors as in ScanTable otherwise. REQUIRES: `table`
 // passed ValidateTableData; `ids` is MakeCategoricalIds(table).
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
                       const std::vector<CategoricalIds>& ids, const proto::TableBlock& block, std::vector<float>* x,
-                      std::vector<float>* labels);
+                      std::vector<float>* labels, std::vector<uint64_t>* sparse_ids = nullptr);
 // The same, making the ids for this one call.
 Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::TableData& table,
-                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels);
+                      const proto::TableBlock& block, std::vector<float>* x, std::vector<float>* labels,
+                      std::vector<uint64_t>* sparse_ids = nullptr);
 
 // Checks a TableData from the wire against the spec and the records of
 // each split's files (training: those a validation_fraction holds out

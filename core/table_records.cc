@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "core/byte_source.h"
+#include "core/criteo_format.h"
 
 namespace tessera {
 namespace {
@@ -76,7 +77,27 @@ StatusOr<bool> GoodRecords::Next(CsvRecord* record, ParsedRecord* parsed) {
   }
 }
 
+namespace {
+
+// A Criteo line by its own rules (ParseCriteoRecord: the label 0 or 1, each
+// integer field an integer or empty), its features made CriteoNumeric's.
+Status ParseCriteoTableRecord(const CsvReader& reader, const CsvRecord& record, ParsedRecord* out) {
+  CriteoExample example;
+  RETURN_IF_ERROR(ParseCriteoRecord(reader, record, &example));
+  out->label = static_cast<float>(example.label);
+  out->values.resize(kCriteoIntegerFields);
+  out->present.resize(kCriteoIntegerFields);
+  for (int i = 0; i < kCriteoIntegerFields; ++i) {
+    out->present[i] = example.integers[i].has_value();
+    out->values[i] = CriteoNumeric(example.integers[i]);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status GoodRecords::Check(const CsvRecord& record, ParsedRecord* parsed) {
+  if (data_.format() == proto::DataSpec::CRITEO) return ParseCriteoTableRecord(*reader_, record, parsed);
   RETURN_IF_ERROR(ParseRecord(*reader_, record, columns_, numeric_, data_.table().fill_value(), kind_, parsed));
   const int num_classes = data_.table().num_classes();
   if (kind_ == proto::TableLabels::CLASS_ID && num_classes > 0 && parsed->label >= num_classes) {

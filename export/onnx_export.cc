@@ -263,6 +263,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         return InvalidArgumentError(where + ": a column_embedding (categorical columns) cannot be exported yet");
       case proto::LayerSpec::kSparseLinear:
         return InvalidArgumentError(where + ": a sparse_linear (libsvm data) cannot be exported yet");
+      case proto::LayerSpec::kSparseEmbedding:
+        return InvalidArgumentError(where + ": a sparse_embedding (its rows are a sparse table) cannot be exported yet");
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + ": layer sets no kind");
     }

@@ -17,6 +17,7 @@
 #include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
 #include "models/softmax_cross_entropy.h"
+#include "models/sparse_embedding.h"
 #include "models/sparse_linear.h"
 
 #ifdef TESSERA_WITH_CUDA
@@ -46,9 +47,10 @@ Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
     if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
     }
-    if (l.has_sparse_linear()) {
-      return InvalidArgumentError("model.layer[" + std::to_string(i) +
-                                  "]: sparse_linear runs on the CPU only for now (use --device cpu)");
+    if (l.has_sparse_linear() || l.has_sparse_embedding()) {
+      return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: " +
+                                  (l.has_sparse_linear() ? "sparse_linear" : "sparse_embedding") +
+                                  " runs on the CPU only for now (use --device cpu)");
     }
   }
   return OkStatus();
@@ -56,15 +58,17 @@ Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
 
 namespace {
 
-// Where an embedding, column_embedding or sparse_linear must be: first.
+// Where an embedding, column_embedding, sparse_linear or sparse_embedding must be: first.
 Status CheckIdLayerFirst(const proto::LayerSpec& spec, int i) {
-  if (i == 0 || (!spec.has_embedding() && !spec.has_column_embedding() && !spec.has_sparse_linear())) {
+  if (i == 0 || (!spec.has_embedding() && !spec.has_column_embedding() && !spec.has_sparse_linear() &&
+                 !spec.has_sparse_embedding())) {
     return OkStatus();
   }
   return InvalidArgumentError("model.layer[" + std::to_string(i) + "] is " +
                               (spec.has_embedding()          ? "an embedding"
                                : spec.has_column_embedding() ? "a column_embedding"
-                                                             : "a sparse_linear") +
+                               : spec.has_sparse_linear()    ? "a sparse_linear"
+                                                             : "a sparse_embedding") +
                               ": it must be the first layer (its inputs are the data's values, as ids)");
 }
 
@@ -124,6 +128,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     RETURN_IF_ERROR(CheckIdLayerFirst(spec.layer(i), i));
     auto layer = spec.layer(i).has_sparse_linear()
                      ? CreateSparseLinear(spec.layer(i).sparse_linear(), shape, sparse_features)
+                 : spec.layer(i).has_sparse_embedding()
+                     ? CreateSparseEmbedding(spec, spec.layer(i).sparse_embedding(), shape)
                      : create_layer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
@@ -157,6 +163,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
       model->ids_ = static_cast<const SparseLinear&>(**layer).layout();
       model->id_row_size_ = spec.layer(i).sparse_linear().out_features();
       sparse = spec.layer(i).sparse_linear().sparse_gradients();
+    } else if (spec.layer(i).has_sparse_embedding()) {
+      model->sparse_embedding_ = static_cast<SparseEmbedding*>(layer->get());
     }
     if (sparse) {  // the id layer's first tensor: its weight, one row per id
       const TensorInfo& weight = model->tensors_[first_tensor];
@@ -197,9 +205,10 @@ StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& inpu
   Shape shape = input_shape;
   for (int i = 0; i < spec.layer_size(); ++i) {
     const proto::LayerSpec& l = spec.layer(i);
-    auto layer = l.has_column_embedding() ? CreateColumnEmbedding(l.column_embedding(), shape, categorical_rows)
-                 : l.has_sparse_linear()  ? CreateSparseLinear(l.sparse_linear(), shape, sparse_features)
-                                          : CreateLayer(l, shape);
+    auto layer = l.has_column_embedding()  ? CreateColumnEmbedding(l.column_embedding(), shape, categorical_rows)
+                 : l.has_sparse_linear()    ? CreateSparseLinear(l.sparse_linear(), shape, sparse_features)
+                 : l.has_sparse_embedding() ? CreateSparseEmbedding(spec, l.sparse_embedding(), shape)
+                                            : CreateLayer(l, shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     shape = (*layer)->out_shape();
   }
@@ -378,8 +387,16 @@ std::vector<KeyRange> Model::SparseRowsOf(const float* x, int64_t batch) const {
   return runs;
 }
 
+int64_t Model::sparse_row_dim() const { return sparse_embedding_ != nullptr ? sparse_embedding_->dim() : 0; }
+
+void Model::BindSparseRows(const float* rows, float* row_grads, int64_t n_rows) {
+  CHECK(sparse_embedding_ != nullptr) << "BindSparseRows on a model without a sparse_embedding";
+  sparse_embedding_->BindRows(rows, row_grads, n_rows);
+}
+
 Status Model::ValidateInputValues(const float* values, int64_t n) const {
   if (ids_.has_value()) return ids_->Validate(values, n);
+  if (sparse_embedding_ != nullptr) return sparse_embedding_->ValidateInput(values, n);
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(values[i])) return InvalidArgumentError("input value " + std::to_string(values[i]) + " is not finite");
   }

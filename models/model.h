@@ -28,6 +28,8 @@ namespace cuda {
 class CudaModel;
 }  // namespace cuda
 
+class SparseEmbedding;
+
 // Seconds spent in one layer since profiling was turned on.
 struct LayerProfile {
   std::string layer;  // "layer3.conv2d"
@@ -56,8 +58,10 @@ class Model {
   // them), which a column_embedding first layer needs; empty for other data.
   // sparse_features: for libsvm data, its number of features (LibsvmData),
   // which a sparse_linear first layer needs (and such data needs one:
-  // InvalidArgument otherwise); 0 for other data. On CUDA, sparse_linear is
-  // refused too (CPU only for now).
+  // InvalidArgument otherwise); 0 for other data. On CUDA, sparse_linear and
+  // sparse_embedding are refused too (CPU only for now). A sparse_embedding
+  // must be the first layer and name a model.sparse_table, whose dim it
+  // takes (InvalidArgument otherwise).
   static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
                                                   int num_classes, Device device = Device::kCpu,
                                                   const std::vector<int64_t>& categorical_rows = {},
@@ -80,9 +84,23 @@ class Model {
 
   // Checks n input values (e.g. every value the data can produce): an
   // embedding first layer takes only ids in [0, num_embeddings), a
-  // column_embedding only ids of each column's table in the ids' places;
-  // every value must be finite. InvalidArgument naming the first bad one.
+  // column_embedding only ids of each column's table in the ids' places, a
+  // sparse_embedding only -1 or rows of those BindSparseRows bound in its
+  // id slots; every value must be finite. InvalidArgument naming the first
+  // bad one.
   Status ValidateInputValues(const float* values, int64_t n) const;
+
+  // A sparse_embedding first layer's table (issue 16): its rows are not
+  // among params(). sparse_row_dim() is the table's dim, 0 for a model
+  // without one.
+  int64_t sparse_row_dim() const;
+  // The rows of the next TrainBatch/EvaluateBatch/Infer: rows[n_rows,
+  // sparse_row_dim()] for the batch's distinct ids (worker/sparse_batch.h),
+  // and row_grads[n_rows, sparse_row_dim()], which TrainBatch's backward
+  // fills whole with each row's gradient (summed over the batch, as grads());
+  // null for passes that only infer. Both are borrowed until that pass ends.
+  // REQUIRES: sparse_row_dim() > 0; the CPU (CUDA refuses the layer).
+  void BindSparseRows(const float* rows, float* row_grads, int64_t n_rows);
 
   // The tensors whose gradients are sparse (an embedding's,
   // column_embedding's or sparse_linear's weight with sparse_gradients), in key order; empty
@@ -189,6 +207,8 @@ class Model {
   // of which rows of its weight, and the floats in a row.
   std::optional<IdLayout> ids_;
   int64_t id_row_size_ = 0;
+  // A sparse_embedding first layer (one of layers_), or null.
+  SparseEmbedding* sparse_embedding_ = nullptr;
   uint64_t num_keys_ = 0;
   Shape input_shape_;
   int num_classes_ = 0;
@@ -220,8 +240,8 @@ class Model {
 StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& input_shape,
                                  const std::vector<int64_t>& categorical_rows = {}, int64_t sparse_features = 0);
 
-// OK when every layer of `spec` runs on `device`: on CUDA, int8 layers and
-// sparse_linear run on the CPU only (InvalidArgument
+// OK when every layer of `spec` runs on `device`: on CUDA, int8 layers,
+// sparse_linear and sparse_embedding run on the CPU only (InvalidArgument
 // naming the first).
 Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device);
 

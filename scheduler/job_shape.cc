@@ -145,6 +145,7 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabul
                                 " and " + std::to_string(shape.test_examples));
   }
 
+  RETURN_IF_ERROR(CheckSparseTablesServed(spec));
   shape.num_classes = data.num_classes;
   shape.class_names = ClassNames(spec.data(), data);
   ASSIGN_OR_RETURN(auto model, Model::Create(WithTask(spec, shape.task).model(), data.example_shape, data.num_classes,
@@ -213,6 +214,12 @@ proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& sha
     }
   }
   return map;
+}
+
+Status CheckSparseTablesServed(const proto::JobSpec& spec) {
+  if (spec.model().sparse_table_size() == 0) return OkStatus();
+  return FailedPreconditionError("model.sparse_table: the servers do not hold sparse tables yet (issue 16), so this "
+                                 "job cannot train; its data and model are valid");
 }
 
 }  // namespace tessera

@@ -106,6 +106,13 @@ std::vector<std::string> ClassNames(const proto::DataSpec& data, const DataShape
 // categorical columns come from `stored` when it is not null (a resumed job).
 StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabularies* stored = nullptr);
 
+// FailedPrecondition for a model with a model.sparse_table: its rows live
+// on the servers, which do not hold such tables yet (issue 16), so a job
+// would train without them. PlanJob and CheckSpecRunnable call it, after
+// their checks of the spec and the data; the wiring of the servers'
+// tables removes it.
+Status CheckSparseTablesServed(const proto::JobSpec& spec);
+
 // OK when checkpoint `m` (read from `dir`) holds the model of `shape`: the
 // same tensors, shapes and key offsets. InvalidArgument naming the first
 // difference otherwise.

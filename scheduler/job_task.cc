@@ -55,7 +55,7 @@ Status CheckNumClasses(const proto::JobSpec& spec, Task task) {
 
 // AUTO on a table: the task from its labels and the model's outputs.
 StatusOr<JobTask> InferTableTask(const proto::JobSpec& spec, const proto::TableLabels& labels, int num_classes) {
-  const std::string column = "the label column '" + spec.data().table().label_column() + "'";
+  const std::string column = "the label column '" + TableDataSpec(spec.data()).table().label_column() + "'";
   JobTask task;
   if (labels.kind() == proto::TableLabels::CLASS_ID) {
     task.loss = proto::SOFTMAX_CROSS_ENTROPY;

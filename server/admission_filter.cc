@@ -72,4 +72,8 @@ StatusOr<AdmissionFilter> AdmissionFilter::Parse(std::string_view bytes) {
   return filter;
 }
 
+void AdmissionFilter::MergeMax(const AdmissionFilter& other) {
+  for (size_t i = 0; i < counters_.size(); ++i) counters_[i] = std::max(counters_[i], other.counters_[i]);
+}
+
 }  // namespace tessera

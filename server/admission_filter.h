@@ -37,6 +37,12 @@ class AdmissionFilter {
 
   int log2_width() const { return log2_width_; }
 
+  // Each counter becomes the larger of its and `other`'s: for the filters of
+  // servers that counted disjoint ids (a checkpoint restored onto another
+  // number of servers), a count never below any id's true count.
+  // REQUIRES: other.log2_width() == log2_width().
+  void MergeMax(const AdmissionFilter& other);
+
   // Layout (little-endian): 'A', version 1, uint8 log2_width, then the
   // counters row by row as uint16. Parse checks the size against the width
   // and returns InvalidArgument for anything else.

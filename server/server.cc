@@ -35,6 +35,26 @@ Status ValidateTensors(const proto::ClusterMap& map) {
   return OkStatus();
 }
 
+// Writes each table's snapshot into the part's directory `dir` (beside its
+// RocksDB) and lists the files, with their checksums, in *result.
+Status WriteTableFiles(const std::string& dir, const std::vector<SparseTableSnapshot>& tables,
+                       StoreWriteResult* result) {
+  for (const SparseTableSnapshot& table : tables) {
+    const std::string name = SparseTableFileName(table.table);
+    RETURN_IF_ERROR(WriteSparseTableFile(dir + "/" + name, table).status());
+    uint64_t size = 0;
+    ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(dir + "/" + name, &size));
+    proto::FileChecksum file;
+    file.set_name(name);
+    file.set_size(size);
+    file.set_sha256(sha256);
+    result->files.push_back(file);
+    result->bytes += static_cast<int64_t>(size);
+  }
+  if (!tables.empty()) RETURN_IF_ERROR(SyncDirectory(dir));
+  return OkStatus();
+}
+
 }  // namespace
 
 Status Server::Run() {
@@ -49,6 +69,10 @@ Status Server::Run() {
   std::vector<Socket*> sockets = {scheduler_.get(), workers_.get()};
   while (!shutdown_) {
     if (stop_->load()) return AbortedError("stopped by signal");
+    if (!fatal_.ok()) {
+      RETURN_IF_ERROR(FinishWrites(/*wait=*/true));
+      return fatal_;
+    }
     if (heartbeat_ != nullptr && heartbeat_->lost()) {
       RETURN_IF_ERROR(FinishWrites(/*wait=*/true).WithContext("finishing checkpoint writes"));
       return UnavailableError("lost the scheduler at " + scheduler_endpoint_ + ": no answer to heartbeats");
@@ -110,6 +134,7 @@ Status Server::RollBack(const std::string& reason) {
   if (spares_.valid()) spares_.get();  // made for the shard about to go
   heartbeat_.reset();
   shard_.reset();
+  tables_.reset();
   optimizer_.reset();
   waiting_.clear();
   armed_.reset();
@@ -157,6 +182,9 @@ Status Server::HandleScheduler(Message m) {
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
                                          map.spec().consistency(), map.num_workers(),
                                          map.spec().optimizer().freeze_zero_weights());
+      ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
+                                                     options_.spill_dir));
+      asp_ = map.spec().consistency() != proto::BSP;
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       if (map.spec().checkpoint().enabled()) {
         // The first step after the first snapshot would fault them in.
@@ -256,9 +284,49 @@ void Server::HandleWorker(Message m) {
       AnswerWaiting();
       return;
     }
+    case proto::SPARSE_PUSH:
+    case proto::SPARSE_PULL:
+      HandleSparse(std::move(m));
+      return;
     default:
       drops_.Drop("dropped op " + proto::Op_Name(h.op()) + " on the data port");
   }
+}
+
+void Server::HandleSparse(Message m) {
+  const std::string peer = m.peer;
+  const proto::Op op = m.header.op();
+  auto reply = [this](const std::string& to, const proto::Header& header, std::vector<OutFrame> frames) {
+    SendToWorker(to, header, std::move(frames));
+  };
+  Status done = OkStatus();
+  bool applied = false;
+  if (op == proto::SPARSE_PUSH) {
+    auto pushed = tables_->Push(m);
+    done = pushed.status();
+    applied = pushed.ok() && *pushed;
+  } else {
+    done = tables_->Pull(std::move(m), reply);
+  }
+  if (done.code() == StatusCode::kInvalidArgument) {
+    drops_.Drop("dropped a " + proto::Op_Name(op) + ": " + done.ToString());
+    ReplyError(peer, done.message());
+    return;
+  }
+  if (done.ok() && applied) {
+    done = tables_->Capture();  // the step may have brought a table to an armed cut
+    if (done.ok()) MaybeStartWrite();
+    if (done.ok()) done = tables_->AnswerWaiting(reply);
+  }
+  if (!done.ok()) fatal_ = done.WithContext("sparse tables");
+}
+
+void Server::SendToWorker(const std::string& peer, proto::Header header, std::vector<OutFrame> frames) {
+  header.set_job_id(job_id_);
+  header.set_sender_role(proto::SERVER);
+  header.set_sender_rank(rank_);
+  Status s = workers_->Send(header, frames, peer);
+  if (!s.ok()) LOG(WARNING) << "could not answer a worker: " << s.ToString();
 }
 
 Status Server::ChangeMembership(const proto::Membership& membership) {
@@ -278,6 +346,8 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     LOG(WARNING) << "ignoring a membership: " << applied.status().ToString();
     return OkStatus();
   }
+  ASSIGN_OR_RETURN(const bool sparse_applied, tables_->SetActive(ranks));
+  RETURN_IF_ERROR(tables_->Capture());
   proto::Header ack;
   ack.set_op(proto::MEMBERSHIP_ACK);
   ack.set_job_id(job_id_);
@@ -299,11 +369,18 @@ Status Server::ChangeMembership(const proto::Membership& membership) {
     auto moved = shard_->AdvanceTo(membership.advance_to_step());
     if (!moved.ok()) return moved.status();
     if (*moved) LOG(INFO) << "slices below version " << membership.advance_to_step() << " move up to it";
+    RETURN_IF_ERROR(tables_->AdvanceTo(membership.advance_to_step()));
     *applied = *applied || *moved;
   }
-  if (*applied) {
+  if (*applied || sparse_applied) {
     MaybeStartWrite();  // a step applied now may complete an armed cut
     AnswerWaiting();
+  }
+  if (*applied || sparse_applied || membership.has_advance_to_step()) {
+    RETURN_IF_ERROR(tables_->AnswerWaiting([this](const std::string& to, const proto::Header& header,
+                                                  std::vector<OutFrame> frames) {
+      SendToWorker(to, header, std::move(frames));
+    }));
   }
   return scheduler_->Send(ack);
 }
@@ -329,6 +406,7 @@ Status Server::RestoreFrom(const proto::Restore& restore) {
     }
   }
   RETURN_IF_ERROR(shard_->Restore(records, restore.step()).WithContext("restoring from " + restore.dir()));
+  RETURN_IF_ERROR(tables_->Restore(restore).WithContext("restoring the sparse tables from " + restore.dir()));
   LOG(INFO) << "server " << rank_ << " restored " << shard_->num_keys() << " keys at step " << restore.step()
             << " from " << restore.dir();
   return OkStatus();
@@ -351,12 +429,16 @@ void Server::StartCheckpoint(const proto::Checkpoint& request) {
   if (request.dir().empty() || request.dir()[0] != '/') return refuse("the checkpoint directory must be absolute");
   // Arming replaces a cut the scheduler gave up on (it moved the step).
   if (Status armed = shard_->ArmSnapshot(request.step()); !armed.ok()) return refuse(armed.message());
+  if (Status armed = tables_->ArmCut(request.step(), asp_); !armed.ok()) {
+    if (armed.code() != StatusCode::kFailedPrecondition) fatal_ = armed;  // a row store failed
+    return refuse(armed.message());
+  }
   armed_ = request;
   MaybeStartWrite();
 }
 
 void Server::MaybeStartWrite() {
-  if (!armed_.has_value() || !shard_->SnapshotReady()) return;
+  if (!armed_.has_value() || !shard_->SnapshotReady() || !tables_->CutReady()) return;
   PendingWrite w;
   w.step = armed_->step();
   w.dir_name = "server-" + std::to_string(rank_);
@@ -366,10 +448,14 @@ void Server::MaybeStartWrite() {
   // The parameters are shared with the shard (copy-on-write keeps them as
   // they were); the write runs beside training.
   w.result = std::async(std::launch::async, [dir, per, delay = options_.checkpoint_report_delay,
-                                             snapshot = shard_->TakeSnapshot()]() {
+                                             snapshot = shard_->TakeSnapshot(), tables = tables_->TakeCut()]() {
     Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
     if (!made.ok()) return StatusOr<StoreWriteResult>(made);
     StatusOr<StoreWriteResult> written = WriteSliceStore(dir, snapshot, per);
+    if (written.ok()) {
+      Status tables_written = WriteTableFiles(dir, tables, &*written);
+      if (!tables_written.ok()) written = tables_written;
+    }
     std::this_thread::sleep_for(delay);
     return written;
   });

@@ -22,6 +22,7 @@
 #include "server/kv_shard.h"
 #include "server/optimizer.h"
 #include "server/slice_store.h"
+#include "server/sparse_tables.h"
 
 namespace tessera {
 
@@ -30,6 +31,10 @@ struct ServerOptions {
   std::string scheduler;
   // The cluster's secret, sent in REGISTER (the scheduler's --cluster_token_file). Default none.
   std::string cluster_token;
+  // Where sparse tables with a memory budget keep the rows beyond it (the
+  // server's own disk). Default: a new directory under $TMPDIR, removed at
+  // exit.
+  std::string spill_dir;
   // Address to bind and advertise to workers. Default 127.0.0.1.
   std::string host = "127.0.0.1";
   // Port to bind; 0 lets the OS pick. Default 0.
@@ -64,6 +69,10 @@ class Server {
   // PARAMS for a request whose slices have reached its version.
   void ReplyParams(const Waiting& w);
   void ReplyError(const std::string& peer, const std::string& message);
+  // SPARSE_PUSH and SPARSE_PULL (server/sparse_tables.h).
+  void HandleSparse(Message m);
+  // Sends a sparse table's reply to a worker, from this server.
+  void SendToWorker(const std::string& peer, proto::Header header, std::vector<OutFrame> frames);
   void AnswerWaiting();
   // MEMBERSHIP: the workers taking part change; answers MEMBERSHIP_ACK.
   Status ChangeMembership(const proto::Membership& membership);
@@ -89,6 +98,12 @@ class Server {
   uint64_t job_id_ = 0;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<KvShard> shard_;
+  // This server's rows of the job's sparse tables (none: empty).
+  std::unique_ptr<SparseTables> tables_;
+  bool asp_ = false;  // the job's consistency is not BSP
+  // A failure that ends Run(): a sparse table's row store could not read or
+  // write its rows (the step would be half applied).
+  Status fatal_ = OkStatus();
   // Spare buffers being made on another thread for the steps after a
   // snapshot (KvShard::MakeSpares), when the job checkpoints.
   std::future<KvShard::Spares> spares_;

@@ -116,7 +116,7 @@ Status SparseRowStore::OpenSpill() {
   }
   rocksdb::DB* db = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, options_.spill_dir, &db), "cannot open " + options_.spill_dir));
-  spill_.reset(db);
+  spill_ = std::shared_ptr<rocksdb::DB>(db);
   return OkStatus();
 }
 
@@ -300,8 +300,8 @@ StatusOr<bool> SparseRowStore::ReadBack(uint64_t id, std::vector<float>* row, in
   return true;
 }
 
-Status SparseRowStore::ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const {
-  for (const auto& [id, slot] : slot_of_) RETURN_IF_ERROR(visit(id, SlotRow(slot)));
+Status SparseRowStore::ForEachRow(const RowVisitor& visit) const {
+  for (const auto& [id, slot] : slot_of_) RETURN_IF_ERROR(visit(id, SlotRow(slot), last_step_[slot]));
   if (spill_ == nullptr) return OkStatus();
   std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(rocksdb::ReadOptions()));
   std::vector<float> row(row_floats_);
@@ -311,10 +311,97 @@ Status SparseRowStore::ForEachRow(const std::function<Status(uint64_t id, const 
     }
     const uint64_t id = KeyId(it->key());
     if (slot_of_.count(id) > 0) continue;  // in memory, newer than its copy here
-    std::memcpy(row.data(), it->value().data(), it->value().size());
-    RETURN_IF_ERROR(visit(id, row.data()));
+    std::memcpy(row.data(), it->value().data(), sizeof(float) * row_floats_);
+    int64_t last_step = 0;
+    std::memcpy(&last_step, it->value().data() + sizeof(float) * row_floats_, sizeof(last_step));
+    RETURN_IF_ERROR(visit(id, row.data(), last_step));
   }
   return FromRocks(it->status(), "cannot read the rows of " + options_.spill_dir);
+}
+
+Status SparseRowStore::PutRow(uint64_t id, const float* row, int64_t last_step) {
+  // (A row already moved to disk is not looked for: a checkpoint's rows are
+  // read once each, in increasing order within a file, and each id is in
+  // one file.)
+  if (slot_of_.count(id) > 0) return InvalidArgumentError("row " + std::to_string(id) + " restored twice");
+  ASSIGN_OR_RETURN(const int64_t slot, TakeSlot());
+  std::memcpy(SlotRow(slot), row, sizeof(float) * row_floats_);
+  changed_[slot] = true;
+  last_step_[slot] = last_step;
+  latest_step_ = std::max(latest_step_, last_step);
+  used_since_hand_[slot] = true;
+  slot_id_[slot] = id;
+  slot_of_.emplace(id, slot);
+  ++counts_.rows_created;
+  ++counts_.rows;
+  return OkStatus();
+}
+
+Status SparseRowStore::RestoreAdmission(AdmissionFilter filter) {
+  if (admission_ == nullptr || filter.log2_width() != admission_->log2_width()) {
+    return InvalidArgumentError("the admission filter restored does not fit this table's");
+  }
+  *admission_ = std::move(filter);
+  return OkStatus();
+}
+
+std::shared_ptr<const SparseRowSnapshot> SparseRowStore::Snapshot() const {
+  std::shared_ptr<SparseRowSnapshot> snapshot(new SparseRowSnapshot());
+  snapshot->row_floats_ = row_floats_;
+  std::vector<std::pair<uint64_t, int64_t>> in_memory(slot_of_.begin(), slot_of_.end());
+  std::sort(in_memory.begin(), in_memory.end());
+  snapshot->ids_.reserve(in_memory.size());
+  snapshot->last_steps_.reserve(in_memory.size());
+  snapshot->rows_.resize(in_memory.size() * static_cast<size_t>(row_floats_));
+  for (size_t i = 0; i < in_memory.size(); ++i) {
+    const int64_t slot = in_memory[i].second;
+    snapshot->ids_.push_back(in_memory[i].first);
+    snapshot->last_steps_.push_back(last_step_[slot]);
+    std::memcpy(snapshot->rows_.data() + i * row_floats_, SlotRow(slot), sizeof(float) * row_floats_);
+  }
+  if (spill_ != nullptr) {
+    snapshot->spill_ = spill_;
+    snapshot->spill_snapshot_ = spill_->GetSnapshot();
+    snapshot->spill_dir_ = options_.spill_dir;
+  }
+  return snapshot;
+}
+
+SparseRowSnapshot::~SparseRowSnapshot() {
+  if (spill_ != nullptr && spill_snapshot_ != nullptr) spill_->ReleaseSnapshot(spill_snapshot_);
+}
+
+Status SparseRowSnapshot::ForEachRow(
+    const std::function<Status(uint64_t id, const float* row, int64_t last_step)>& visit) const {
+  // A merge of the rows in memory and those on disk, both by id; an id in
+  // memory is newer than its copy on disk, which is skipped.
+  size_t next = 0;
+  auto visit_memory_below = [&](uint64_t bound, bool all) -> Status {
+    for (; next < ids_.size() && (all || ids_[next] < bound); ++next) {
+      RETURN_IF_ERROR(visit(ids_[next], rows_.data() + next * row_floats_, last_steps_[next]));
+    }
+    return OkStatus();
+  };
+  if (spill_ != nullptr) {
+    rocksdb::ReadOptions read;
+    read.snapshot = spill_snapshot_;
+    std::unique_ptr<rocksdb::Iterator> it(spill_->NewIterator(read));
+    std::vector<float> row(row_floats_);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() != 8 || it->value().size() != sizeof(float) * row_floats_ + sizeof(int64_t)) {
+        return DataLossError(spill_dir_ + ": a row of the wrong size");
+      }
+      const uint64_t id = KeyId(it->key());
+      RETURN_IF_ERROR(visit_memory_below(id, false));
+      if (next < ids_.size() && ids_[next] == id) continue;  // in memory: visited next
+      std::memcpy(row.data(), it->value().data(), sizeof(float) * row_floats_);
+      int64_t last_step = 0;
+      std::memcpy(&last_step, it->value().data() + sizeof(float) * row_floats_, sizeof(last_step));
+      RETURN_IF_ERROR(visit(id, row.data(), last_step));
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the rows of " + spill_dir_));
+  }
+  return visit_memory_below(0, true);
 }
 
 }  // namespace tessera

@@ -35,6 +35,7 @@
 
 namespace rocksdb {
 class DB;
+class Snapshot;
 }  // namespace rocksdb
 
 namespace tessera {
@@ -86,6 +87,36 @@ struct SparseRowStoreCounts {
   int64_t reloads = 0;         // rows read back from disk
 };
 
+// Every row of a store at one moment (SparseRowStore::Snapshot), read later
+// while the store goes on changing: the rows that were in memory are copied
+// (at most the budget's bytes), the rest are read from the spill database
+// through a RocksDB snapshot of that moment. Read from one thread at a time;
+// holds the database open until it goes.
+class SparseRowSnapshot {
+ public:
+  ~SparseRowSnapshot();
+  SparseRowSnapshot(const SparseRowSnapshot&) = delete;
+  SparseRowSnapshot& operator=(const SparseRowSnapshot&) = delete;
+
+  int row_floats() const { return row_floats_; }
+  // Calls visit(id, row, last_step) for every row, in increasing id order;
+  // stops at the first error (visit's, or DataLoss / Unavailable reading
+  // the spill database).
+  Status ForEachRow(const std::function<Status(uint64_t id, const float* row, int64_t last_step)>& visit) const;
+
+ private:
+  friend class SparseRowStore;
+  SparseRowSnapshot() = default;
+
+  int row_floats_ = 0;
+  std::vector<uint64_t> ids_;  // the rows in memory, sorted
+  std::vector<int64_t> last_steps_;
+  std::vector<float> rows_;
+  std::shared_ptr<rocksdb::DB> spill_;  // null without a budget
+  const rocksdb::Snapshot* spill_snapshot_ = nullptr;
+  std::string spill_dir_;
+};
+
 class SparseRowStore {
  public:
   // What the budget counts per row besides its floats: the index entry and
@@ -122,10 +153,25 @@ class SparseRowStore {
   // admission.
   const AdmissionFilter* admission() const { return admission_.get(); }
 
-  // Calls visit(id, row) for every row, in memory or on disk, once each, in
-  // no particular order; stops at the first error visit returns (or a read
-  // error: DataLoss, Unavailable). The rows must not change meanwhile.
-  Status ForEachRow(const std::function<Status(uint64_t id, const float* row)>& visit) const;
+  // Calls visit(id, row, last_step) for every row, in memory or on disk,
+  // once each, in no particular order (last_step: the step of its last
+  // update); stops at the first error visit returns (or a read error:
+  // DataLoss, Unavailable). The rows must not change meanwhile.
+  using RowVisitor = std::function<Status(uint64_t id, const float* row, int64_t last_step)>;
+  Status ForEachRow(const RowVisitor& visit) const;
+
+  // Every row as it is now, to write out on another thread while training
+  // goes on (a checkpoint). Copies the rows in memory only.
+  std::shared_ptr<const SparseRowSnapshot> Snapshot() const;
+
+  // Restoring a checkpoint: the row of `id` becomes row[row_floats()], last
+  // updated at `last_step`, as if it had always been here (counted as made,
+  // no sighting counted). InvalidArgument when `id` has a row in memory
+  // (one moved to disk is not looked for).
+  Status PutRow(uint64_t id, const float* row, int64_t last_step);
+  // Restoring a checkpoint: the sightings counted so far. InvalidArgument
+  // without admission or for a filter of another width.
+  Status RestoreAdmission(AdmissionFilter filter);
 
   SparseRowStoreCounts counts() const {
     SparseRowStoreCounts counts = counts_;
@@ -174,7 +220,7 @@ class SparseRowStore {
   std::unique_ptr<AdmissionFilter> admission_;
   int64_t hand_ = 0;
   std::unordered_map<uint64_t, int64_t> slot_of_;  // the ids in memory
-  std::unique_ptr<rocksdb::DB> spill_;
+  std::shared_ptr<rocksdb::DB> spill_;  // shared with snapshots being written
   SparseRowStoreCounts counts_;
 };
 

@@ -190,8 +190,9 @@ TEST(MessageTest, RejectsHugeRangeBeforeTouchingFrames) {
 }
 
 TEST(MessageTest, RejectsBadWireVersion) {
-  // 0: unset; 1: before sparse pushes; 2: before sparse pulls; 4: a newer peer.
-  for (int version : {0, 1, 2, 4}) {
+  // 0: unset; 1: before sparse pushes; 2: before sparse pulls; 3: before
+  // sparse tables; 5: a newer peer.
+  for (int version : {0, 1, 2, 3, 5}) {
     proto::Header h = PushHeader(kRanges);
     h.clear_version();
     std::string bytes = h.SerializeAsString();
@@ -311,6 +312,68 @@ TEST(MessageTest, RandomRangesAndFrameSizesNeverCrash) {
   // The generator reaches both outcomes, so the checks above ran.
   EXPECT_GT(accepted, 0);
   EXPECT_GT(rejected, 0);
+}
+
+proto::Header SparseHeader(proto::Op op, uint64_t count, int dim) {
+  proto::Header h;
+  h.set_op(op);
+  h.set_version(proto::WIRE_VERSION_CURRENT);
+  h.set_sender_rank(0);
+  h.set_step(3);
+  h.set_examples(2);
+  h.mutable_sparse_rows()->set_table(0);
+  h.mutable_sparse_rows()->set_count(count);
+  h.mutable_sparse_rows()->set_dim(dim);
+  return h;
+}
+
+std::vector<zmq::message_t> SparseParts(const proto::Header& h, std::vector<size_t> frame_bytes) {
+  std::vector<zmq::message_t> parts;
+  parts.push_back(StringFrame(h.SerializeAsString()));
+  for (size_t bytes : frame_bytes) parts.push_back(StringFrame(std::string(bytes, '\1')));
+  return parts;
+}
+
+TEST(MessageTest, SparseTableMessagesCarryExactlyTheIdsAndRowsTheyState) {
+  // 3 ids of 4 floats: 24 bytes of ids, 48 of rows.
+  EXPECT_TRUE(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PUSH, 3, 4), {24, 48}), false).ok());
+  EXPECT_TRUE(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PULL, 3, 4), {24}), false).ok());
+  EXPECT_TRUE(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_ROWS, 3, 4), {48}), false).ok());
+  EXPECT_TRUE(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PUSH, 0, 4), {0, 0}), false).ok());
+
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PUSH, 3, 4), {24}), false).status()));
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PUSH, 3, 4), {24, 47}), false).status()));
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PULL, 3, 4), {23}), false).status()));
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_ROWS, 3, 4), {24, 48}), false).status()));
+  // A count whose bytes would overflow, a dim out of range, a negative table,
+  // key ranges, a missing body, and sparse_rows where it does not belong.
+  EXPECT_TRUE(IsDecodeError(
+      DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PULL, uint64_t{1} << 62, 4), {0}), false).status()));
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PULL, 1, 0), {8}), false).status()));
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(SparseHeader(proto::SPARSE_PULL, 1, 1025), {8}), false).status()));
+  proto::Header negative = SparseHeader(proto::SPARSE_PULL, 1, 4);
+  negative.mutable_sparse_rows()->set_table(-1);
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(negative, {8}), false).status()));
+  proto::Header ranged = SparseHeader(proto::SPARSE_PULL, 1, 4);
+  SetRanges({{0, 2}}, &ranged);
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(ranged, {8}), false).status()));
+  proto::Header bodiless = SparseHeader(proto::SPARSE_PULL, 1, 4);
+  bodiless.clear_sparse_rows();
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(bodiless, {8}), false).status()));
+  proto::Header push = PushHeader({});
+  push.mutable_sparse_rows()->set_dim(1);
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(push, {}), false).status()));
+  proto::Header negative_examples = SparseHeader(proto::SPARSE_PUSH, 0, 4);
+  negative_examples.set_examples(-2);
+  EXPECT_TRUE(IsDecodeError(DecodeMessage(SparseParts(negative_examples, {0, 0}), false).status()));
+}
+
+TEST(MessageTest, FrameIdsCopiesUnalignedIds) {
+  std::string bytes(17, '\0');
+  const uint64_t ids[2] = {5, uint64_t{1} << 63};
+  std::memcpy(bytes.data() + 1, ids, sizeof(ids));
+  zmq::message_t frame(bytes.data() + 1, 16);
+  EXPECT_EQ(FrameIds(frame), (std::vector<uint64_t>{5, uint64_t{1} << 63}));
 }
 
 TEST(MessageTest, SetRangesAndRangesOfRoundTrip) {

@@ -42,7 +42,7 @@ std::vector<float> RowOf(SparseRowStore& store, uint64_t id) {
 // Every row the store holds, by id.
 std::map<uint64_t, std::vector<float>> AllRows(const SparseRowStore& store) {
   std::map<uint64_t, std::vector<float>> rows;
-  EXPECT_OK(store.ForEachRow([&](uint64_t id, const float* row) {
+  EXPECT_OK(store.ForEachRow([&](uint64_t id, const float* row, int64_t) {
     EXPECT_TRUE(rows.emplace(id, std::vector<float>(row, row + store.row_floats())).second) << "twice: " << id;
     return OkStatus();
   }));
@@ -240,6 +240,37 @@ TEST(SparseRowStoreTest, RowsUntouchedForTheirStepsExpire) {
     ASSERT_OK(none.status());
     EXPECT_EQ(*none, 0);
   }
+}
+
+// A snapshot is the rows of its moment, in id order, whatever the store
+// does afterwards: rows stepped, moved to disk over their old copies, read
+// back, made.
+TEST(SparseRowStoreTest, ASnapshotKeepsItsMomentWhileTheStoreGoesOn) {
+  SparseRowStoreOptions options = Options();
+  options.memory_budget_bytes = 10 * (kDim * 4 + SparseRowStore::kRowOverheadBytes);  // 10 rows
+  options.spill_dir = MakeTempDir("sparse_row_snapshot") + "/spill";
+  auto store = OpenStore(options);
+  for (uint64_t id = 0; id < 50; ++id) RowOf(*store, id * 1000003);
+  const std::map<uint64_t, std::vector<float>> before = AllRows(*store);
+  auto snapshot = store->Snapshot();
+  for (int step = 1; step <= 3; ++step) {
+    for (uint64_t id = 0; id < 60; ++id) {
+      auto row = store->Row(id * 1000003, step);
+      ASSERT_OK(row.status());
+      (*row)[0] += 1.0f;
+    }
+  }
+  std::map<uint64_t, std::vector<float>> seen;
+  uint64_t previous = 0;
+  ASSERT_OK(snapshot->ForEachRow([&](uint64_t id, const float* row, int64_t last_step) {
+    EXPECT_TRUE(seen.empty() || id > previous) << "out of order at " << id;
+    previous = id;
+    EXPECT_EQ(last_step, 0);
+    seen.emplace(id, std::vector<float>(row, row + snapshot->row_floats()));
+    return OkStatus();
+  }));
+  EXPECT_EQ(seen, before);
+  EXPECT_NE(AllRows(*store), before);
 }
 
 TEST(SparseRowStoreTest, BadOptionsAreNamed) {

@@ -156,8 +156,8 @@ TEST(SpecTest, ValidationSplitAndEarlyStoppingMistakes) {
               }),
               HasSubstr("data.validation_fraction must be in [0, 0.5)"));
   EXPECT_EQ(message([](proto::JobSpec* s) { s->mutable_data()->add_validation_files("valid.csv"); }),
-            "data.validation_files are for data.format CSV, TSV or LIBSVM; IDX and IMAGE_FOLDER data hold out "
-            "data.validation_fraction of its training examples");
+            "data.validation_files are for data.format CSV, TSV, LIBSVM or CRITEO; IDX and IMAGE_FOLDER data hold "
+            "out data.validation_fraction of its training examples");
   const auto table = [](proto::JobSpec* s) {
     proto::DataSpec* d = s->mutable_data();
     d->set_format(proto::DataSpec::CSV);

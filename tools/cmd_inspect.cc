@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/sha256.h"
 #include "models/model.h"
+#include "server/sparse_table_file.h"
 #include "tools/checkpoint_params.h"
 #include "tools/command.h"
 #include "tools/role_flags.h"
@@ -56,6 +57,36 @@ void PrintCutInsideEpoch(const proto::CheckpointManifest& m) {
   std::printf("\n");
 }
 
+// A sparse table's rows over every server part of a checkpoint.
+struct SparseTableSummary {
+  std::string name;
+  int dim = 0;
+  int64_t rows = 0;
+};
+
+// Reads every part's file of every sparse table of the checkpoint's job,
+// each row checked (docs/FORMATS.md, "Sparse table files"). DataLoss naming
+// the file for a missing or bad one, or one of another table or step.
+StatusOr<std::vector<SparseTableSummary>> ReadSparseTables(const std::string& dir, const proto::CheckpointManifest& m) {
+  std::vector<SparseTableSummary> tables;
+  const auto& specs = m.spec().model().sparse_table();
+  for (int t = 0; t < specs.size(); ++t) {
+    SparseTableSummary summary{specs[t].name(), specs[t].dim(), 0};
+    for (const proto::ServerPart& part : m.servers()) {
+      const std::string path = dir + "/" + part.dir() + "/" + SparseTableFileName(t);
+      auto header = ReadSparseTableFile(path, [](uint64_t, const float*, int64_t) { return OkStatus(); });
+      if (!header.ok()) return DataLossError(header.status().message());
+      if (header->name != summary.name || header->dim != summary.dim || header->step != m.step()) {
+        return DataLossError(path + ": holds table '" + header->name + "' at step " + std::to_string(header->step) +
+                             ", not '" + summary.name + "' at step " + std::to_string(m.step()));
+      }
+      summary.rows += static_cast<int64_t>(header->count);
+    }
+    tables.push_back(summary);
+  }
+  return tables;
+}
+
 }  // namespace
 
 int RunInspect(const ParsedArgs& args) {
@@ -69,6 +100,8 @@ int RunInspect(const ParsedArgs& args) {
   const std::vector<float>& state = loaded->state;
   const int64_t slices = loaded->slices;
   const std::string& digest = loaded->params_sha256;
+  auto sparse_tables = ReadSparseTables(*dir, *m);
+  if (!sparse_tables.ok()) return UsageError(self, sparse_tables.status().message());
   int64_t file_bytes = 0, files = 0;
   for (const proto::ServerPart& part : m->servers()) {
     for (const proto::FileChecksum& f : part.files()) {
@@ -86,6 +119,12 @@ int RunInspect(const ParsedArgs& args) {
           .Add("bytes", static_cast<int64_t>(t.size() * 4))
           .Add("sha256", Sha256Hex(params.data() + t.offset(), t.size() * sizeof(float)));
       tensors.push_back(o);
+    }
+    std::vector<JsonObject> tables;
+    for (const SparseTableSummary& t : *sparse_tables) {
+      JsonObject o;
+      o.Add("name", t.name).Add("dim", t.dim).Add("rows", t.rows);
+      tables.push_back(o);
     }
     JsonObject out;
     if (m->cursor().steps_into_epoch() > 0 && m->has_partial_epoch_loss()) {
@@ -108,7 +147,8 @@ int RunInspect(const ParsedArgs& args) {
         .Add("files", files)
         .Add("file_bytes", file_bytes)
         .Add("params_sha256", digest)
-        .Add("tensors", tensors);
+        .Add("tensors", tensors)
+        .Add("sparse_tables", tables);
     std::cout << out.ToString() << std::endl;
     return kExitOk;
   }
@@ -127,6 +167,10 @@ int RunInspect(const ParsedArgs& args) {
     std::printf("%-28s %-12s %12llu  %s\n", t.name().c_str(), ShapeText(t).c_str(),
                 static_cast<unsigned long long>(t.size() * 4),
                 Sha256Hex(params.data() + t.offset(), t.size() * sizeof(float)).c_str());
+  }
+  if (!sparse_tables->empty()) std::printf("\n%-28s %-12s %12s\n", "sparse table", "dim", "rows");
+  for (const SparseTableSummary& t : *sparse_tables) {
+    std::printf("%-28s %-12d %12lld\n", t.name.c_str(), t.dim, static_cast<long long>(t.rows));
   }
   return kExitOk;
 }

@@ -105,8 +105,9 @@ StatusOr<DataAndTask> CheckTable(const proto::JobSpec& spec) {
                 static_cast<long long>(shape.test_examples),
                 static_cast<unsigned long long>(megabytes), seconds);
   std::cerr << line << std::endl;
-  PrintBadRecords(shape.bad_records,
-                  IsLibsvmFormat(data) ? "data.libsvm.skip_bad_records" : "data.table.skip_bad_records");
+  PrintBadRecords(shape.bad_records, IsLibsvmFormat(data)                          ? "data.libsvm.skip_bad_records"
+                                     : data.format() == proto::DataSpec::CRITEO ? "data.criteo.skip_bad_records"
+                                                                                : "data.table.skip_bad_records");
   std::cerr << checked.task.description << std::endl;
   return checked;
 }
@@ -133,9 +134,11 @@ Status CheckSpecRunnable(const proto::JobSpec& spec, const std::string& source) 
   if (IsTableFormat(d) || IsLibsvmFormat(d)) {
     // Every record is read and checked here, as the scheduler will again to plan the job.
     ASSIGN_OR_RETURN(const DataAndTask checked, CheckTable(spec));
-    return Model::Create(WithTask(spec, checked.task).model(), checked.data.example_shape, checked.data.num_classes,
-                         Device::kCpu, checked.data.categorical_rows, checked.data.sparse_features)
-        .status();
+    RETURN_IF_ERROR(Model::Create(WithTask(spec, checked.task).model(), checked.data.example_shape,
+                                  checked.data.num_classes, Device::kCpu, checked.data.categorical_rows,
+                                  checked.data.sparse_features)
+                        .status());
+    return CheckSparseTablesServed(spec);
   }
   // data.class_names against the classes, and a loss the data can take (IDX labels are classes).
   DataLayout layout;

@@ -24,10 +24,11 @@ void BatchPrefetcher::Loop() {
     std::vector<int64_t> examples = next_.examples;
     lock.unlock();
     Batch batch;
-    batch.status = reader_->Read(examples, &batch.x, &batch.labels);
+    batch.status = reader_->ReadWithIds(examples, &batch.x, &batch.labels, &batch.ids);
     lock.lock();
     next_.x = std::move(batch.x);
     next_.labels = std::move(batch.labels);
+    next_.ids = std::move(batch.ids);
     next_.status = std::move(batch.status);
     next_.read = true;
     pending_ = false;
@@ -36,7 +37,7 @@ void BatchPrefetcher::Loop() {
 }
 
 Status BatchPrefetcher::Read(const ExampleOrder& order, int64_t begin, int64_t count, int64_t limit,
-                             std::vector<float>* x, std::vector<float>* labels) {
+                             std::vector<float>* x, std::vector<float>* labels, std::vector<uint64_t>* ids) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !pending_; });
   bool hit = next_.read && static_cast<int64_t>(next_.examples.size()) == count;
@@ -45,12 +46,13 @@ Status BatchPrefetcher::Read(const ExampleOrder& order, int64_t begin, int64_t c
   if (hit) {
     x->swap(next_.x);
     labels->swap(next_.labels);
+    if (ids != nullptr) ids->swap(next_.ids);
     status = next_.status;
     ++hits_;
   } else {
     std::vector<int64_t> examples(count);
     for (int64_t i = 0; i < count; ++i) examples[i] = order.At(begin + i);
-    status = reader_->Read(examples, x, labels);
+    status = reader_->ReadWithIds(examples, x, labels, ids);
     ++misses_;
   }
   // Guess the next batch of this shard.
@@ -59,6 +61,7 @@ Status BatchPrefetcher::Read(const ExampleOrder& order, int64_t begin, int64_t c
   next_.examples.clear();
   next_.x.clear();
   next_.labels.clear();
+  next_.ids.clear();
   next_.read = false;
   if (status.ok() && count > 0 && next_end > next_begin) {
     for (int64_t p = next_begin; p < next_end; ++p) next_.examples.push_back(order.At(p));

@@ -31,10 +31,12 @@ class BatchPrefetcher {
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
 
   // Fills x and labels with the examples at positions [begin, begin+count)
-  // of `order`; `limit` is where the current shard ends, so the guess stays
-  // inside it. The reader's error, if reading them failed.
+  // of `order`, and *ids, when not null, with their 64-bit ids
+  // (ExampleReader::ReadWithIds); `limit` is where the current shard ends,
+  // so the guess stays inside it. The reader's error, if reading them
+  // failed.
   Status Read(const ExampleOrder& order, int64_t begin, int64_t count, int64_t limit, std::vector<float>* x,
-              std::vector<float>* labels);
+              std::vector<float>* labels, std::vector<uint64_t>* ids = nullptr);
 
   // Requests served from a prefetched batch, and read on the spot.
   int64_t hits() const { return hits_; }
@@ -45,6 +47,7 @@ class BatchPrefetcher {
     std::vector<int64_t> examples;
     std::vector<float> x;
     std::vector<float> labels;
+    std::vector<uint64_t> ids;  // ids_per_example() per example; empty for most data
     Status status;
     bool read = false;
   };

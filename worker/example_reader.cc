@@ -82,8 +82,8 @@ StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t r
   Block& slot = cache_[next_slot_];
   next_slot_ = 1 - next_slot_;
   slot.index = -1;  // until read whole
-  RETURN_IF_ERROR(
-      ReadTableBlock(data_, files_, table_, *ids_, blocks().Get(static_cast<int>(index)), &slot.x, &slot.labels));
+  RETURN_IF_ERROR(ReadTableBlock(data_, files_, table_, *ids_, blocks().Get(static_cast<int>(index)), &slot.x,
+                                 &slot.labels, &slot.ids));
   slot.index = index;
   ++blocks_read_;
   return &slot;
@@ -91,15 +91,25 @@ StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t r
 
 Status TableExampleReader::Read(const std::vector<int64_t>& examples, std::vector<float>* x,
                                 std::vector<float>* labels) {
+  return ReadWithIds(examples, x, labels, nullptr);
+}
+
+Status TableExampleReader::ReadWithIds(const std::vector<int64_t>& examples, std::vector<float>* x,
+                                       std::vector<float>* labels, std::vector<uint64_t>* ids) {
   const int64_t features = TableExampleValues(table_);
+  const int64_t ids_per_example = ids != nullptr ? this->ids_per_example() : 0;
   x->resize(examples.size() * features);
   labels->resize(examples.size());
+  if (ids != nullptr) ids->resize(examples.size() * ids_per_example);
   for (size_t i = 0; i < examples.size(); ++i) {
     const int64_t record = first_ + examples[i];
     ASSIGN_OR_RETURN(const Block* block, BlockOf(record));
     const int64_t row = record - block_first_[block->index];
     std::copy_n(block->x.data() + row * features, features, x->data() + i * features);
     (*labels)[i] = block->labels[row];
+    if (ids != nullptr) {
+      std::copy_n(block->ids.data() + row * ids_per_example, ids_per_example, ids->data() + i * ids_per_example);
+    }
   }
   return OkStatus();
 }

@@ -64,6 +64,18 @@ class ExampleReader {
   // with `examples` (indexes in [0, count())), normalized for the model.
   // Labels are floats: class ids (exact), 0 or 1, or a regression's targets.
   virtual Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels) = 0;
+  // 64-bit ids per example, which travel beside x (CRITEO: 26, one per
+  // categorical field; docs/FORMATS.md, "Sparse tables"); 0 for other data.
+  virtual int64_t ids_per_example() const { return 0; }
+  // Read, and *ids (when not null) gets the examples' ids,
+  // [examples.size() * ids_per_example()], kNoSparseId for an empty slot
+  // (core/sparse_id.h); x's values at the id slots are placeholders (-1)
+  // that the worker overwrites with rows of its batch (worker/sparse_batch.h).
+  virtual Status ReadWithIds(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels,
+                             std::vector<uint64_t>* ids) {
+    if (ids != nullptr) ids->clear();
+    return Read(examples, x, labels);
+  }
   // The training epoch the next reads belong to. A reader that augments its
   // examples (image folders) draws each one's augmentation from the job's
   // seed, the epoch and the example's index, so it does not depend on which
@@ -110,6 +122,9 @@ class TableExampleReader : public ExampleReader {
   const std::shared_ptr<const std::vector<CategoricalIds>>& ids() const { return ids_; }
   int num_classes() const override { return table_.num_classes(); }
   Status Read(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels) override;
+  int64_t ids_per_example() const override { return TableIdsPerExample(data_); }
+  Status ReadWithIds(const std::vector<int64_t>& examples, std::vector<float>* x, std::vector<float>* labels,
+                     std::vector<uint64_t>* ids) override;
 
   // Each block's records among [first, end), in file order (for BlockedOrder).
   std::vector<int64_t> BlockSizes() const;
@@ -121,6 +136,7 @@ class TableExampleReader : public ExampleReader {
     int64_t index = -1;
     std::vector<float> x;
     std::vector<float> labels;
+    std::vector<uint64_t> ids;  // ids_per_example() per record
   };
   const google::protobuf::RepeatedPtrField<proto::TableBlock>& blocks() const;
   // The cached block holding `record`, read when neither cached one does.

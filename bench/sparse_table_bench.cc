@@ -1,0 +1,128 @@
+// sparse_table_bench: a server's time per push of a sparse table, for the
+// same batch, as the table grows (issue 16: work per push proportional to
+// the rows touched, not to the table). In one run, for each table size:
+//
+//   1. a SparseTableShard (dim --dim, AdaGrad, one worker, no memory limit)
+//      is filled with N distinct ids, pushed in batches of 65536;
+//   2. the same batch of --batch ids (fixed, drawn once from the first
+//      --hot ids, which every table holds) is pushed --pushes times, and
+//      the mean seconds per push (AddPush: checks, sums, optimizer steps)
+//      and per pull (ReadRows of the batch) are printed.
+//
+//   build/bench/sparse_table_bench --sizes 100000,10000000 [--dim 16] [--batch 4096]
+//
+// Prints one line per size and the ratio of the largest size's push time to
+// the smallest's (the target: under 1.2 for 100x the rows). Memory: about
+// N * (2 * dim * 4 + 48) bytes (1.3 GB for 10^7 rows of 16).
+#include <gflags/gflags.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "server/sparse_table_shard.h"
+
+DEFINE_string(sizes, "100000,10000000", "table sizes (distinct ids), comma-separated");
+DEFINE_int32(dim, 16, "floats per row");
+DEFINE_int32(batch, 4096, "distinct ids per timed push");
+DEFINE_int32(hot, 100000, "the timed batch's ids are drawn from the first this many");
+DEFINE_int32(pushes, 200, "timed pushes per size");
+
+namespace tessera {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Id k of a table: spread over 64 bits, as hashed feature ids are.
+uint64_t IdOf(uint64_t k) {
+  uint64_t z = k + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+struct Timing {
+  double push_s = 0, pull_s = 0;
+};
+
+StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
+  SparseTableShardOptions o;
+  o.spec.set_name("bench");
+  o.spec.set_dim(FLAGS_dim);
+  o.spec.mutable_optimizer()->set_type(proto::SparseOptimizerSpec::ADAGRAD);
+  o.spec.mutable_optimizer()->set_learning_rate(0.01f);
+  o.workers = 1;
+  ASSIGN_OR_RETURN(std::unique_ptr<SparseTableShard> shard, SparseTableShard::Create(o));
+  int64_t step = 0;
+  constexpr int64_t kFill = 65536;
+  std::vector<float> grads(static_cast<size_t>(kFill) * FLAGS_dim, 0.5f);
+  for (int64_t first = 0; first < size; first += kFill) {
+    std::vector<uint64_t> ids;
+    for (int64_t k = first; k < std::min(size, first + kFill); ++k) ids.push_back(IdOf(static_cast<uint64_t>(k)));
+    std::sort(ids.begin(), ids.end());
+    RETURN_IF_ERROR(shard->AddPush(0, step++, 1, ids, std::span<const float>(grads.data(), ids.size() * FLAGS_dim))
+                        .status());
+  }
+  const std::vector<float> batch_grads(batch.size() * FLAGS_dim, 0.25f);
+  Timing t;
+  for (int i = 0; i < FLAGS_pushes; ++i) {
+    auto start = Clock::now();
+    RETURN_IF_ERROR(shard->AddPush(0, step++, 64, batch, batch_grads).status());
+    t.push_s += std::chrono::duration<double>(Clock::now() - start).count();
+    start = Clock::now();
+    RETURN_IF_ERROR(shard->ReadRows(batch).status());
+    t.pull_s += std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  t.push_s /= FLAGS_pushes;
+  t.pull_s /= FLAGS_pushes;
+  return t;
+}
+
+int Main() {
+  std::vector<int64_t> sizes;
+  std::stringstream list(FLAGS_sizes);
+  for (std::string item; std::getline(list, item, ',');) sizes.push_back(std::stoll(item));
+  if (sizes.empty() || FLAGS_batch < 1 || FLAGS_hot < FLAGS_batch ||
+      *std::min_element(sizes.begin(), sizes.end()) < FLAGS_hot) {
+    std::fprintf(stderr, "sparse_table_bench: --sizes must each be >= --hot >= --batch >= 1\n");
+    return 2;
+  }
+  std::mt19937_64 random(1);
+  std::vector<uint64_t> batch;
+  std::vector<bool> taken(FLAGS_hot, false);
+  while (static_cast<int>(batch.size()) < FLAGS_batch) {
+    const uint64_t k = random() % static_cast<uint64_t>(FLAGS_hot);
+    if (taken[k]) continue;
+    taken[k] = true;
+    batch.push_back(IdOf(k));
+  }
+  std::sort(batch.begin(), batch.end());
+  std::vector<Timing> timings;
+  for (int64_t size : sizes) {
+    auto t = Measure(size, batch);
+    if (!t.ok()) {
+      std::fprintf(stderr, "sparse_table_bench: %s\n", t.status().ToString().c_str());
+      return 1;
+    }
+    timings.push_back(*t);
+    std::printf("rows %12lld  push %8.1f us  pull %8.1f us  (%d ids of %d floats)\n", static_cast<long long>(size),
+                t->push_s * 1e6, t->pull_s * 1e6, FLAGS_batch, FLAGS_dim);
+    std::fflush(stdout);
+  }
+  std::printf("push time, %lldx the rows: %.3fx; pull: %.3fx\n",
+              static_cast<long long>(sizes.back() / sizes.front()), timings.back().push_s / timings.front().push_s,
+              timings.back().pull_s / timings.front().pull_s);
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  return tessera::Main();
+}

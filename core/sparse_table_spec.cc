@@ -1,0 +1,99 @@
+#include "core/sparse_table_spec.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace tessera {
+namespace {
+
+Status Require(bool ok, const std::string& message) { return ok ? OkStatus() : InvalidArgumentError(message); }
+
+std::string Got(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.7g", v);
+  return std::string(", got ") + buf;
+}
+
+bool IsTableNameChar(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
+
+Status ValidateTableName(const proto::ModelSpec& model, int t) {
+  const std::string& name = model.sparse_table(t).name();
+  const std::string where = "model.sparse_table[" + std::to_string(t) + "].name";
+  RETURN_IF_ERROR(Require(!name.empty() && name.size() <= kMaxSparseTableNameLength,
+                          where + " must hold 1 to " + std::to_string(kMaxSparseTableNameLength) + " characters, got " +
+                              std::to_string(name.size())));
+  for (const char c : name) {
+    RETURN_IF_ERROR(Require(IsTableNameChar(c), where + " may hold only a-z, 0-9 and '_', got '" + name + "'"));
+  }
+  for (int other = 0; other < t; ++other) {
+    RETURN_IF_ERROR(Require(model.sparse_table(other).name() != name,
+                            where + " '" + name + "' is also model.sparse_table[" + std::to_string(other) + "]'s"));
+  }
+  return OkStatus();
+}
+
+// Written so that NaN fails every check.
+Status ValidateSparseOptimizer(const proto::SparseOptimizerSpec& o, const std::string& where) {
+  if (!proto::SparseOptimizerSpec::Type_IsValid(o.type())) {
+    return InvalidArgumentError(where + ".type " + std::to_string(o.type()) + " is unknown");
+  }
+  RETURN_IF_ERROR(Require(o.learning_rate() > 0 && std::isfinite(o.learning_rate()),
+                          where + ".learning_rate must be > 0" + Got(o.learning_rate())));
+  const std::pair<const char*, float> non_negative[] = {{"adagrad_epsilon", o.adagrad_epsilon()},
+                                                        {"initial_accumulator", o.initial_accumulator()},
+                                                        {"ftrl_beta", o.ftrl_beta()},
+                                                        {"ftrl_l1", o.ftrl_l1()},
+                                                        {"ftrl_l2", o.ftrl_l2()}};
+  for (const auto& [name, value] : non_negative) {
+    RETURN_IF_ERROR(Require(value >= 0 && std::isfinite(value), where + "." + name + " must be >= 0" + Got(value)));
+  }
+  RETURN_IF_ERROR(Require(o.beta1() >= 0 && o.beta1() < 1, where + ".beta1 must be in [0, 1)" + Got(o.beta1())));
+  RETURN_IF_ERROR(Require(o.beta2() >= 0 && o.beta2() < 1, where + ".beta2 must be in [0, 1)" + Got(o.beta2())));
+  return Require(o.epsilon() > 0 && std::isfinite(o.epsilon()), where + ".epsilon must be > 0" + Got(o.epsilon()));
+}
+
+Status ValidateSparseTable(const proto::ModelSpec& model, int t) {
+  RETURN_IF_ERROR(ValidateTableName(model, t));
+  const proto::SparseTableSpec& table = model.sparse_table(t);
+  const std::string where = "model.sparse_table[" + std::to_string(t) + "] '" + table.name() + "'";
+  RETURN_IF_ERROR(
+      Require(table.dim() >= 1 && table.dim() <= kMaxSparseTableDim,
+              where + ": dim must be in [1, " + std::to_string(kMaxSparseTableDim) + "]" + Got(table.dim())));
+  RETURN_IF_ERROR(Require(table.init_bound() >= 0 && std::isfinite(table.init_bound()),
+                          where + ": init_bound must be a finite number >= 0" + Got(table.init_bound())));
+  RETURN_IF_ERROR(Require(table.memory_budget_mb() >= 0, where + ": memory_budget_mb must be >= 0" +
+                                                             Got(static_cast<double>(table.memory_budget_mb()))));
+  RETURN_IF_ERROR(Require(table.admit_after() >= 1 && table.admit_after() <= 255,
+                          where + ": admit_after must be in [1, 255]" + Got(table.admit_after())));
+  RETURN_IF_ERROR(Require(table.expire_after_steps() >= 0, where + ": expire_after_steps must be >= 0" +
+                                                               Got(static_cast<double>(table.expire_after_steps()))));
+  return ValidateSparseOptimizer(table.optimizer(), where + ": optimizer");
+}
+
+}  // namespace
+
+Status ValidateSparseTables(const proto::ModelSpec& model) {
+  for (int t = 0; t < model.sparse_table_size(); ++t) RETURN_IF_ERROR(ValidateSparseTable(model, t));
+  return OkStatus();
+}
+
+Status ValidateSparseEmbeddingLayer(const proto::ModelSpec& model, int index) {
+  const std::string where = "model.layer[" + std::to_string(index) + "]";
+  const proto::SparseEmbeddingSpec& e = model.layer(index).sparse_embedding();
+  RETURN_IF_ERROR(Require(index == 0, where + " is a sparse_embedding: it must be the first layer (its inputs are "
+                                              "the data's numeric features and id slots)"));
+  RETURN_IF_ERROR(Require(FindSparseTable(model, e.table()) != nullptr,
+                          where + ".sparse_embedding.table '" + e.table() + "' is no model.sparse_table's name"));
+  RETURN_IF_ERROR(Require(e.fields() >= 1, where + ".sparse_embedding.fields must be >= 1" + Got(e.fields())));
+  return Require(e.values_per_field() >= 1,
+                 where + ".sparse_embedding.values_per_field must be >= 1" + Got(e.values_per_field()));
+}
+
+const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name) {
+  for (const proto::SparseTableSpec& table : model.sparse_table()) {
+    if (table.name() == name) return &table;
+  }
+  return nullptr;
+}
+
+}  // namespace tessera

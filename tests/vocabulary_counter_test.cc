@@ -244,7 +244,9 @@ TEST(VocabularyRunTest, RandomBytesNeverCrash) {
     for (int i = 0; i < flips; ++i) changed[rng() % changed.size()] = static_cast<char>(rng() % 256);
     WriteText(dir.File("random"), changed);
     const Status s = ReadAll(dir.File("random"));
-    if (!s.ok()) EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+    if (!s.ok()) {
+      EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+    }
   }
 }
 

@@ -56,7 +56,8 @@ class VocabularyRunReader {
   int64_t count() const { return count_; }
 
  private:
-  VocabularyRunReader(std::string path, std::FILE* file, uint64_t size) : path_(std::move(path)), file_(file), size_(size) {}
+  VocabularyRunReader(std::string path, std::FILE* file, uint64_t size)
+      : path_(std::move(path)), file_(file), size_(size) {}
   // Reads exactly `n` bytes into `out`, or DataLoss saying what was cut short.
   Status ReadExact(void* out, uint64_t n, const char* what);
   Status ReadU32(uint32_t* v, const char* what);

@@ -308,8 +308,8 @@ std::string ResumeSpec(const std::string& dir) {
 // a bright spot the image's own (so crops and flips change the input).
 void WriteResumeImage(const std::string& dir, int label, int i) {
   const Image image = testing_images::MakeImage(kResumeSide, kResumeSide, 1, [&](int y, int x, int) {
-    const int spot = (x - i % 10 * 2) * (x - i % 10 * 2) + (y - i / 10 % 10 * 2) *
-                                                                          (y - i / 10 % 10 * 2);
+    const int dx = x - i % 10 * 2, dy = y - i / 10 % 10 * 2;
+    const int spot = dx * dx + dy * dy;
     return (label % 2 == 0 ? x : y) * 7 + (label / 2) * 40 + (spot < 9 ? 60 : 0);
   });
   const std::string folder = dir + "/class" + std::to_string(label);

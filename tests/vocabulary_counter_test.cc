@@ -36,7 +36,8 @@ proto::VocabularySpec Vocabulary(int max_size, int64_t min_count) {
 
 // The vocabulary by the rule itself: every value counted in one map, sorted
 // by descending count then bytewise, cut to max_size.
-std::vector<std::string> ReferenceVocabulary(const std::vector<std::string>& fields, const proto::VocabularySpec& spec) {
+std::vector<std::string> ReferenceVocabulary(const std::vector<std::string>& fields,
+                                             const proto::VocabularySpec& spec) {
   std::map<std::string, int64_t> counts;
   for (const std::string& f : fields) {
     if (!f.empty()) ++counts[f];
@@ -45,8 +46,9 @@ std::vector<std::string> ReferenceVocabulary(const std::vector<std::string>& fie
   for (const auto& [value, count] : counts) {
     if (count >= spec.min_count()) kept.emplace_back(value, count);
   }
-  std::sort(kept.begin(), kept.end(),
-            [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
   if (spec.max_size() > 0 && static_cast<int64_t>(kept.size()) > spec.max_size()) kept.resize(spec.max_size());
   std::vector<std::string> values;
   for (const auto& [value, count] : kept) values.push_back(value);

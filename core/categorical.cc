@@ -1,6 +1,5 @@
 #include "core/categorical.h"
 
-#include <algorithm>
 #include <unordered_set>
 
 namespace tessera {
@@ -14,39 +13,6 @@ uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes) {
 }
 
 uint64_t Fnv1a64(std::string_view bytes) { return Fnv1a64Extend(kFnv1a64OffsetBasis, bytes); }
-
-void VocabularyCounter::Add(std::string_view field) {
-  if (field.empty()) return;
-  auto it = counts_.find(field);
-  if (it == counts_.end()) {
-    counts_.emplace(std::string(field), 1);
-  } else {
-    ++it->second;
-  }
-}
-
-StatusOr<std::vector<std::string>> VocabularyCounter::Build(const proto::VocabularySpec& spec,
-                                                            const std::string& column) const {
-  std::vector<std::pair<const std::string*, int64_t>> kept;
-  for (const auto& [value, count] : counts_) {
-    if (count >= spec.min_count()) kept.emplace_back(&value, count);
-  }
-  std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : *a.first < *b.first;
-  });
-  if (spec.max_size() > 0 && static_cast<int64_t>(kept.size()) > spec.max_size()) kept.resize(spec.max_size());
-  if (static_cast<int64_t>(kept.size()) > kMaxCategoricalIds - 1) {
-    return InvalidArgumentError("data.table.categorical_columns '" + column + "': the vocabulary holds " +
-                                std::to_string(kept.size()) + " values seen at least " +
-                                std::to_string(spec.min_count()) + " times, more than the " +
-                                std::to_string(kMaxCategoricalIds - 1) +
-                                " ids can hold (set vocabulary.max_size, raise min_count, or use hash_buckets)");
-  }
-  std::vector<std::string> vocabulary;
-  vocabulary.reserve(kept.size());
-  for (const auto& [value, count] : kept) vocabulary.push_back(*value);
-  return vocabulary;
-}
 
 CategoricalIds::CategoricalIds(const proto::CategoricalColumn& column)
     : buckets_(column.hash_buckets()), rows_(CategoricalRows(column)) {

@@ -1,7 +1,8 @@
 // Categorical columns of a CSV/TSV table (data.table.categorical_columns):
-// the stable hash of a field's bytes, the vocabulary a first pass over the
-// training records builds, and a column's field -> id mapping
-// (CategoricalIds). docs/FORMATS.md, "Categorical columns", is the contract.
+// the stable hash of a field's bytes and a column's field -> id mapping
+// (CategoricalIds); core/vocabulary_counter.h builds a vocabulary in a
+// first pass over the training records. docs/FORMATS.md, "Categorical
+// columns", is the contract.
 //
 // Ids are small integers, exact as float32 (below 2^24): id 0 is a missing
 // value (an empty field) and, with a vocabulary, every value out of it.
@@ -47,24 +48,6 @@ uint64_t Fnv1a64(std::string_view bytes);
 // The same hash carried on over more bytes: Fnv1a64(a + b) is
 // Fnv1a64Extend(Fnv1a64(a), b), without building a + b.
 uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes);
-
-// Counts a column's present values over the training records, then makes
-// its vocabulary. Not thread-safe.
-class VocabularyCounter {
- public:
-  // Counts one field; an empty one (missing) is not a value.
-  void Add(std::string_view field);
-  int64_t distinct() const { return static_cast<int64_t>(counts_.size()); }
-
-  // The values counted at least spec.min_count times, by descending count,
-  // ties in bytewise order, cut to spec.max_size when that is > 0.
-  // InvalidArgument naming `column` when more than kMaxCategoricalIds - 1
-  // are left.
-  StatusOr<std::vector<std::string>> Build(const proto::VocabularySpec& spec, const std::string& column) const;
-
- private:
-  StringMap counts_;
-};
 
 // One column's field -> id mapping, from its TableData entry.
 // REQUIRES: `column` passed ValidateCategoricalColumn.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -67,6 +68,20 @@ Status WriteFileAtomic(const std::string& path, const std::string& contents) {
 Status MakeDirs(const std::string& path) { return LocalFileSystem()->MakeDirs(path); }
 
 Status SyncDirectory(const std::string& dir) { return LocalFileSystem()->SyncDirectory(dir); }
+
+StatusOr<std::unique_ptr<TempDirectory>> TempDirectory::Make(const std::string& parent, const std::string& prefix) {
+  std::error_code error;
+  const std::string base = parent.empty() ? std::filesystem::temp_directory_path(error).string() : parent;
+  if (error) return UnavailableError("no temp directory for " + prefix + ": " + error.message());
+  std::string name = base + "/" + prefix + "XXXXXX";
+  if (mkdtemp(name.data()) == nullptr) return UnavailableError("cannot make a temp directory " + name + ": " + Errno());
+  return std::unique_ptr<TempDirectory>(new TempDirectory(name));
+}
+
+TempDirectory::~TempDirectory() {
+  std::error_code error;
+  std::filesystem::remove_all(path_, error);  // best effort: what is left is only temp files
+}
 
 bool FileExists(const std::string& path) {
   struct stat st;

@@ -3,7 +3,9 @@
 #ifndef TESSERA_CORE_FILE_UTIL_H_
 #define TESSERA_CORE_FILE_UTIL_H_
 
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "core/status.h"
 
@@ -29,6 +31,27 @@ bool FileExists(const std::string& path);
 // fsyncs a directory, so renames and new files in it survive a crash.
 // Unavailable on failure.
 Status SyncDirectory(const std::string& dir);
+
+// A directory of temporary files that lives as long as this object: made
+// fresh (mkdtemp) and removed with everything in it by the destructor, on
+// success and on error alike. A process killed outright leaves it behind.
+// Not thread-safe.
+class TempDirectory {
+ public:
+  // Makes PARENT/PREFIXXXXXXX; `parent` "" is the system's temp directory
+  // (TMPDIR, else /tmp). Unavailable naming the directory on failure.
+  static StatusOr<std::unique_ptr<TempDirectory>> Make(const std::string& parent, const std::string& prefix);
+
+  TempDirectory(const TempDirectory&) = delete;
+  TempDirectory& operator=(const TempDirectory&) = delete;
+  ~TempDirectory();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDirectory(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
 
 }  // namespace tessera
 

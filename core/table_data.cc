@@ -94,12 +94,26 @@ void Count(const ParsedRecord& record, TableScan* scan) {
 }
 
 // Counts the values of every vocabulary column (training records only).
-void CountValues(const proto::TableSpec& table, const CsvRecord& record, TableScan* scan) {
+// Fails when a counter cannot spill its counts to disk.
+Status CountValues(const proto::TableSpec& table, const CsvRecord& record, TableScan* scan) {
   const size_t first = scan->columns.size() - scan->vocabulary_counts.size();
   for (int c = 0; c < table.categorical_columns_size(); ++c) {
     if (!table.categorical_columns(c).has_vocabulary()) continue;
-    scan->vocabulary_counts[c].Add(record.fields[scan->columns[first + c]]);
+    RETURN_IF_ERROR(scan->vocabulary_counts[c].Add(record.fields[scan->columns[first + c]]));
   }
+  return OkStatus();
+}
+
+// One counter per categorical column (only vocabulary columns count). They
+// share kVocabularyValuesInMemory, so the scan's memory does not grow with
+// the number of columns.
+void MakeVocabularyCounters(const proto::TableSpec& table, TableScan* scan) {
+  int64_t vocabularies = 0;
+  for (const proto::CategoricalColumnSpec& c : table.categorical_columns()) vocabularies += c.has_vocabulary();
+  VocabularyCounterOptions options;
+  options.max_distinct_in_memory = kVocabularyValuesInMemory / std::max<int64_t>(vocabularies, 1);
+  scan->vocabulary_counts.clear();
+  for (int c = 0; c < table.categorical_columns_size(); ++c) scan->vocabulary_counts.emplace_back(options);
 }
 
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
@@ -112,7 +126,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     ASSIGN_OR_RETURN(scan->columns, ResolveColumns(data, *reader));
     for (size_t f = 1; f < scan->columns.size(); ++f) scan->feature_names.push_back(reader->Columns()[scan->columns[f]]);
     const size_t features = scan->columns.size() - 1 - data.table().categorical_columns_size();
-    scan->vocabulary_counts.resize(data.table().categorical_columns_size());
+    MakeVocabularyCounters(data.table(), scan);
     scan->present.assign(features, 0);
     scan->mean.assign(features, 0);
     scan->squares.assign(features, 0);
@@ -134,7 +148,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     }
     scan->blocks.back().set_records(scan->blocks.back().records() + 1);
     Count(parsed, scan);
-    if (count_values) CountValues(data.table(), record, scan);
+    if (count_values) RETURN_IF_ERROR(CountValues(data.table(), record, scan));
     ++in_file;
     ++scan->records;
   }

@@ -26,6 +26,7 @@
 #include "core/csv_reader.h"
 #include "core/spec.h"
 #include "core/status.h"
+#include "core/vocabulary_counter.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
 #include "proto/wire.pb.h"

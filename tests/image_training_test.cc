@@ -2,7 +2,8 @@
 // Fashion-MNIST written here as PNG folders named by class trains well above
 // chance, its metrics name the classes by their folders, a run with
 // augmentation computes exactly what single-process SGD over the same
-// augmented examples does and resumes exactly, the export records its
+// augmented examples does and resumes exactly (at an epoch's end, and from a
+// cut inside an epoch on generated images), the export records its
 // preprocessing and predict applies it, and a bad folder or image is one line and exit 2 before any
 // process starts.
 #include <algorithm>
@@ -224,11 +225,8 @@ TEST_F(ImageTrainingTest, ClusterEqualsSingleProcessSgdOnTheAugmentedImages) {
 
 // A job resumed at the end of its first epoch trains the second exactly as
 // the uninterrupted run did: the new workers list the same folders and
-// augment by the epoch the scheduler starts. (A cut inside an epoch needs
-// epochs longer than the cut's lead, about 0.8 s of steps, which an epoch
-// of these 3000 images is not; a resumed epoch passes over the steps before
-// the cut without reading them, so for every format the rest reads as in
-// the reference above.)
+// augment by the epoch the scheduler starts. (An epoch of these 3000 images
+// is too short for a cut inside it: ImageFolderResumeTest below has one.)
 TEST_F(ImageTrainingTest, ResumeFromTheFirstEpochsEndIsExact) {
   const std::string copy = *dir_ + "/copy";
   fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
@@ -265,6 +263,92 @@ TEST_F(ImageTrainingTest, ExportRecordsTheImageAndPredictGetsItsAccuracy) {
   EXPECT_NE(r.output.find("(" + std::to_string(correct) + " of " + std::to_string(examples) + ")"),
             std::string::npos)
       << r.output << " export: " << accuracy;
+}
+
+// ------------------------------------------------------- resume inside an epoch
+
+// An image-folder job resumed from a checkpoint cut inside an epoch ends
+// with the parameters of the run that never stopped, as IDX and CSV jobs do
+// (MidEpochTest, TableTrainingTest): the resumed workers pass over the
+// steps before the cut unread and augment the rest from (seed, epoch,
+// index), so they see the same crops and flips. Small generated images and
+// model, but batches of one image so that an epoch is many steps: a cut
+// lands inside an epoch only when the epoch outlasts the scheduler's first
+// progress report (0.5 s) and the cut's lead after it (4 steps, then 0.8 s of
+// steps): kResumeImages make 6000 steps an epoch, 2.5 s on a loaded 2-core
+// machine, so several cuts land inside epochs.
+constexpr int kResumeClasses = 4;
+constexpr int kResumeImages = 12000;
+constexpr int kResumeSide = 20;
+
+std::string ResumeSpec(const std::string& dir) {
+  return R"pb(
+    name: "image-resume"
+    model {
+      layer { linear { out_features: 32 } }
+      layer { relu {} }
+      layer { linear { out_features: 4 } }
+    }
+    data {
+      format: IMAGE_FOLDER
+      dir: ")pb" + dir + R"pb("
+      train_dir: "train"
+      test_dir: "test"
+      image { width: 16 height: 16 random_crop: true min_crop_scale: 0.6 horizontal_flip: true }
+    }
+    cluster { servers: 2 workers: 2 }
+    optimizer { type: SGD learning_rate: 0.01 momentum: 0.9 }
+    batch_size: 1
+    epochs: 2
+    checkpoint { every_steps: 200 keep_last: 100 }
+  )pb";
+}
+
+// Image `i` of class `label`: a gradient whose direction is the class, with
+// a bright spot the image's own (so crops and flips change the input).
+void WriteResumeImage(const std::string& dir, int label, int i) {
+  const Image image = testing_images::MakeImage(kResumeSide, kResumeSide, 1, [&](int y, int x, int) {
+    const int dx = x - i % 10 * 2, dy = y - i / 10 % 10 * 2;
+    const int spot = dx * dx + dy * dy;
+    return (label % 2 == 0 ? x : y) * 7 + (label / 2) * 40 + (spot < 9 ? 60 : 0);
+  });
+  const std::string folder = dir + "/class" + std::to_string(label);
+  fs::create_directories(folder);
+  testing_images::WriteBytes(folder + "/" + std::to_string(i) + ".png", testing_images::EncodePng(image));
+}
+
+class ImageFolderResumeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(MakeTempDir("image-resume"));
+    for (int i = 0; i < kResumeImages; ++i) WriteResumeImage(*dir_ + "/train", i % kResumeClasses, i);
+    for (int i = 0; i < 8 * kResumeClasses; ++i) WriteResumeImage(*dir_ + "/test", i % kResumeClasses, i);
+    std::ofstream(*dir_ + "/spec.pbtxt") << ResumeSpec(*dir_);
+    // On the CPU, as the resumed run: a GPU's sums are not bitwise the CPU's.
+    CommandResult r = RunTessera({"train", *dir_ + "/spec.pbtxt", "--run-dir", *dir_ + "/run", "--threads", "1",
+                                  "--progress", "none", "--device", "cpu"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static std::string* dir_;
+};
+std::string* ImageFolderResumeTest::dir_ = nullptr;
+
+TEST_F(ImageFolderResumeTest, ResumeFromACutInsideAnEpochIsExact) {
+  const std::string copy = *dir_ + "/copy";
+  fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
+  std::string checkpoint;
+  for (const auto& e : fs::directory_iterator(copy + "/checkpoints")) {
+    auto m = ReadManifest(e.path().string());
+    if (m.ok() && m->cursor().steps_into_epoch() > 0) checkpoint = e.path().string();
+  }
+  ASSERT_FALSE(checkpoint.empty()) << "no checkpoint was cut inside an epoch";
+  CommandResult r = RunTessera({"resume", checkpoint, "--progress", "none", "--threads", "1", "--device", "cpu"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto manifest = ReadManifest(checkpoint);
+  ASSERT_OK(manifest.status());
+  EXPECT_EQ(JsonNumber(Summary(copy), "resumed_from_step"), manifest->step());
+  EXPECT_EQ(JsonNumber(Summary(copy), "examples_per_epoch"), kResumeImages);
+  EXPECT_EQ(JsonString(Summary(copy), "params_sha256"), JsonString(Summary(*dir_ + "/run"), "params_sha256"));
 }
 
 // ------------------------------------------------------------------ mistakes

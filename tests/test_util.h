@@ -30,7 +30,9 @@ namespace tessera {
 inline std::string TesseraBinary() { return TESSERA_BINARY; }
 inline std::string SourceDir() { return TESSERA_SOURCE_DIR; }
 
-// A fresh empty directory under the test temp dir.
+// A fresh empty directory under the test temp dir, removed with everything
+// in it when the test program ends with every test passed (kept after a
+// failure, and always with TESSERA_KEEP_TEST_DIRS=1).
 std::string MakeTempDir(const std::string& prefix);
 
 // A fresh directory named after the current test, removed with everything in it on destruction.

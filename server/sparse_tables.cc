@@ -7,6 +7,7 @@
 
 #include <glog/logging.h>
 
+#include "core/file_util.h"
 #include "server/admission_filter.h"
 
 namespace tessera {
@@ -38,6 +39,8 @@ StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::Cluste
       tables->made_spill_dir_ = dir;
     }
   }
+  if (!dir.empty()) RETURN_IF_ERROR(MakeDirs(dir).WithContext("the spill directory"));
+  tables->spill_dir_ = dir;
   for (int t = 0; t < specs.size(); ++t) {
     SparseTableShardOptions o;
     o.spec = specs[t];
@@ -49,6 +52,7 @@ StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::Cluste
     o.workers = map.num_workers();
     if (specs[t].memory_budget_mb() > 0) {
       o.spill_dir = dir + "/server-" + std::to_string(server_rank) + "-" + specs[t].name();
+      tables->spill_dirs_.push_back(o.spill_dir);
     }
     o.first_version = first_version;
     ASSIGN_OR_RETURN(std::unique_ptr<SparseTableShard> shard, SparseTableShard::Create(o));
@@ -59,10 +63,11 @@ StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::Cluste
 
 SparseTables::~SparseTables() {
   tables_.clear();  // closes the spill databases first
-  if (!made_spill_dir_.empty()) {
-    std::error_code ignored;
-    std::filesystem::remove_all(made_spill_dir_, ignored);
-  }
+  // The spilled rows are a cache of this run, worthless once it ends.
+  std::error_code ignored;
+  for (const std::string& dir : spill_dirs_) std::filesystem::remove_all(dir, ignored);
+  if (!made_spill_dir_.empty()) std::filesystem::remove_all(made_spill_dir_, ignored);
+  if (!spill_dir_.empty()) std::filesystem::remove(spill_dir_, ignored);  // only when nothing else is in it
 }
 
 StatusOr<int> SparseTables::TableOf(const proto::Header& h) const {

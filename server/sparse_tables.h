@@ -5,8 +5,9 @@
 // until then, as the dense PULL is). docs/PROTOCOL.md, "Sparse tables".
 //
 // Tables with a memory budget spill rows into a directory of their own
-// under the server's spill directory (made under $TMPDIR when none is
-// given, and removed when this object goes).
+// under the server's spill directory (`tessera server --spill-dir`; local
+// mode gives RUN/spill/server-N; made under $TMPDIR when none is given),
+// removed when this object goes.
 //
 // Not thread-safe: the server's event-loop thread owns it.
 #ifndef TESSERA_SERVER_SPARSE_TABLES_H_
@@ -93,7 +94,9 @@ class SparseTables {
   std::vector<std::optional<SparseTableSnapshot>> cut_;  // by table, while armed
   int server_rank_ = 0;
   int servers_ = 1;
-  std::string made_spill_dir_;  // removed when this goes; empty when given
+  std::vector<std::string> spill_dirs_;  // the tables' spill databases, removed when this goes
+  std::string made_spill_dir_;           // removed too; empty when the server was given one
+  std::string spill_dir_;                // the server's, removed when empty
 };
 
 }  // namespace tessera

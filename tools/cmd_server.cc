@@ -24,6 +24,7 @@ int RunServer(const ParsedArgs& args) {
   if (!port.ok()) return UsageError(self, port.status().message());
   options.port = *port;
   options.register_timeout_s = FLAGS_register_timeout;
+  options.spill_dir = FLAGS_spill_dir;
   auto cluster_token = ReadTokenFlag("--cluster-token-file", FLAGS_cluster_token_file);
   if (!cluster_token.ok()) return UsageError(self, cluster_token.status().message());
   options.cluster_token = *cluster_token;

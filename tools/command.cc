@@ -265,8 +265,8 @@ const std::vector<Command>& Commands() {
        "part of every checkpoint. It tells workers to connect to --host (default 127.0.0.1: give an\n"
        "address they can reach when they run on other machines). A server that registers when the job\n"
        "has all its servers waits as a spare (up to --register-timeout) and may take part after a\n"
-       "rollback.",
-       {"scheduler", "host", "port", "register_timeout", "cluster_token_file"},
+       "rollback. Sparse tables with a memory budget keep the rows beyond it under --spill-dir.",
+       {"scheduler", "host", "port", "register_timeout", "cluster_token_file", "spill_dir"},
        RunServer,
        {},
        /*hidden=*/false,

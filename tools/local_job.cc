@@ -404,8 +404,10 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   ExitNotifier exits(scheduler_address, token);
   int server_labels = 0;
   auto start_server = [&](bool replacement) {
+    // Rows of sparse tables beyond their memory budget go to the run's disk, not $TMPDIR's.
     std::vector<std::string> args = {*self_exe, "server", "--scheduler", scheduler_address, "--host", "127.0.0.1",
-                                     "--cluster_token_file", cluster_token_file};
+                                     "--cluster_token_file", cluster_token_file, "--spill_dir",
+                                     run_dir + "/spill/server-" + std::to_string(server_labels)};
     if (FLAGS_test_checkpoint_write_delay_ms > 0) {
       args.push_back("--test_checkpoint_write_delay_ms=" + std::to_string(FLAGS_test_checkpoint_write_delay_ms));
     }

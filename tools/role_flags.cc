@@ -15,6 +15,7 @@ DEFINE_string(port_file, "", "scheduler: write the bound port to this file once 
 DEFINE_string(run_dir, "", "run directory: metrics.jsonl, summary.json and checkpoints/ (train/resume also logs/; train default: runs/NAME-TIMESTAMP; a scheduler without one takes no checkpoints)");
 DEFINE_int32(register_timeout, 120, "seconds to wait for the cluster to form, for a spare server or standby worker to be given a place, and for a worker after every one was lost, before giving up");
 DEFINE_string(scheduler, "", "scheduler address HOST:PORT");
+DEFINE_string(spill_dir, "", "server: where sparse tables with a memory_budget_mb keep the rows beyond it, on this machine's disk (each table in a directory of its own, removed when the server exits; default: a new directory under $TMPDIR)");
 DEFINE_int32(threads, 0, "compute threads per worker (0: worker: as many as the cores allow; train/resume/export: the cores divided among the workers)");
 DEFINE_bool(overlap_push, true,
             "workers push each layer's gradients as soon as backward has made them (false: all after backward)");

@@ -14,6 +14,7 @@ DECLARE_string(launcher_token_file);
 DECLARE_string(cluster_token_file);
 DECLARE_int32(test_checkpoint_write_delay_ms);
 DECLARE_string(host);
+DECLARE_string(spill_dir);
 DECLARE_int32(port);
 DECLARE_string(port_file);
 DECLARE_string(run_dir);

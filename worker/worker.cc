@@ -460,7 +460,8 @@ Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
                                               MixSeed(map_.spec().seed(), rank_, t->step), push_layer);
   if (options_.overlap_push) pusher.Flush();
   Status pushed = pusher.status();
-  if (sparse_ != nullptr && pushed.ok()) pushed = sparse_->Push(t->step, count);
+  // The sparse table's gradient rows, while the dense ones may still be on their way.
+  const Status sparse_pushed = sparse_ != nullptr ? sparse_->Push(t->step, count) : OkStatus();
   double step_push_seconds = pusher.seconds();
   auto computed = SteadyClock::now();
   t->compute_seconds += std::chrono::duration<double>(computed - t->step_start).count() - step_push_seconds;
@@ -472,6 +473,7 @@ Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
   }
   t->push_seconds += step_push_seconds;
   RETURN_IF_ERROR(pushed);
+  RETURN_IF_ERROR(sparse_pushed);
   t->pushed_step = {true, count, stats, computed};
   return OkStatus();
 }

@@ -65,14 +65,16 @@ const google::protobuf::RepeatedPtrField<proto::TableBlock>& TableExampleReader:
   return table_.test_blocks();
 }
 
-std::vector<int64_t> TableExampleReader::BlockSizes() const {
+std::vector<int64_t> BlockSizesBetween(const std::vector<int64_t>& block_first, int64_t first, int64_t end) {
   std::vector<int64_t> sizes;
-  for (size_t b = 0; b + 1 < block_first_.size(); ++b) {
-    const int64_t size = std::min(block_first_[b + 1], end_) - std::max(block_first_[b], first_);
+  for (size_t b = 0; b + 1 < block_first.size(); ++b) {
+    const int64_t size = std::min(block_first[b + 1], end) - std::max(block_first[b], first);
     if (size > 0) sizes.push_back(size);
   }
   return sizes;
 }
+
+std::vector<int64_t> TableExampleReader::BlockSizes() const { return BlockSizesBetween(block_first_, first_, end_); }
 
 StatusOr<const TableExampleReader::Block*> TableExampleReader::BlockOf(int64_t record) {
   const int64_t index = std::upper_bound(block_first_.begin(), block_first_.end(), record) - block_first_.begin() - 1;

@@ -85,6 +85,12 @@ class ExampleReader {
   virtual void set_epoch(int /*epoch*/) {}
 };
 
+// The records of each block among [first, end), in file order, leaving out
+// blocks with none: for BlockedOrder over a reader's range of a streamed
+// split. block_first[b] is block b's first record; its last entry, the
+// split's record count.
+std::vector<int64_t> BlockSizesBetween(const std::vector<int64_t>& block_first, int64_t first, int64_t end);
+
 // An IDX split in memory, read through BatchReader.
 class ImageExampleReader : public ExampleReader {
  public:

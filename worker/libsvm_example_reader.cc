@@ -23,14 +23,7 @@ const google::protobuf::RepeatedPtrField<proto::TableBlock>& LibsvmExampleReader
   return libsvm_.test_blocks();
 }
 
-std::vector<int64_t> LibsvmExampleReader::BlockSizes() const {
-  std::vector<int64_t> sizes;
-  for (size_t b = 0; b + 1 < block_first_.size(); ++b) {
-    const int64_t size = std::min(block_first_[b + 1], end_) - std::max(block_first_[b], first_);
-    if (size > 0) sizes.push_back(size);
-  }
-  return sizes;
-}
+std::vector<int64_t> LibsvmExampleReader::BlockSizes() const { return BlockSizesBetween(block_first_, first_, end_); }
 
 int64_t LibsvmExampleReader::cached_floats() const {
   int64_t floats = 0;

@@ -2,23 +2,30 @@
 // same batch, as the table grows (issue 16: work per push proportional to
 // the rows touched, not to the table). In one run, for each table size:
 //
-//   1. a SparseTableShard (dim --dim, AdaGrad, one worker, no memory limit)
-//      is filled with N distinct ids, pushed in batches of 65536;
-//   2. the same batch of --batch ids (fixed, drawn once from the first
+//   1. a SparseTableShard (dim --dim, AdaGrad, one worker; no memory limit,
+//      or --memory_budget_mb with the rest spilled under --spill_dir) is
+//      filled with N distinct ids, pushed in batches of 65536;
+//   2. the batch is pushed --warmup times untimed (with a budget, its rows
+//      come back from disk into memory, where they then stay: they are hot);
+//   3. the same batch of --batch ids (fixed, drawn once from the first
 //      --hot ids, which every table holds) is pushed --pushes times, and
 //      the mean seconds per push (AddPush: checks, sums, optimizer steps)
 //      and per pull (ReadRows of the batch) are printed.
 //
 //   build/bench/sparse_table_bench --sizes 100000,10000000 [--dim 16] [--batch 4096]
+//   build/bench/sparse_table_bench --sizes 1000000,100000000 --memory_budget_mb 2048 \
+//       --spill_dir /var/tmp/spill   # 10^8 rows: about 13 GB of disk
 //
 // Prints one line per size and the ratio of the largest size's push time to
 // the smallest's (the target: under 1.2 for 100x the rows). Memory: about
-// N * (2 * dim * 4 + 48) bytes (1.3 GB for 10^7 rows of 16).
+// N * (2 * dim * 4 + 48) bytes (1.3 GB for 10^7 rows of 16) without a
+// budget; with one, the budget in memory and the rest on disk.
 #include <gflags/gflags.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <sstream>
 #include <string>
@@ -31,6 +38,9 @@ DEFINE_int32(dim, 16, "floats per row");
 DEFINE_int32(batch, 4096, "distinct ids per timed push");
 DEFINE_int32(hot, 100000, "the timed batch's ids are drawn from the first this many");
 DEFINE_int32(pushes, 200, "timed pushes per size");
+DEFINE_int32(warmup, 5, "untimed pushes of the batch before the timed ones");
+DEFINE_int64(memory_budget_mb, 0, "the table's memory budget (0: no limit)");
+DEFINE_string(spill_dir, "", "where rows beyond the budget go (required with a budget; emptied per size)");
 
 namespace tessera {
 namespace {
@@ -56,8 +66,14 @@ StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
   o.spec.mutable_optimizer()->set_type(proto::SparseOptimizerSpec::ADAGRAD);
   o.spec.mutable_optimizer()->set_learning_rate(0.01f);
   o.workers = 1;
+  o.spec.set_memory_budget_mb(FLAGS_memory_budget_mb);
+  if (FLAGS_memory_budget_mb > 0) {
+    o.spill_dir = FLAGS_spill_dir + "/size-" + std::to_string(size);
+    std::filesystem::create_directories(o.spill_dir);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<SparseTableShard> shard, SparseTableShard::Create(o));
   int64_t step = 0;
+  const auto fill_start = Clock::now();
   constexpr int64_t kFill = 65536;
   std::vector<float> grads(static_cast<size_t>(kFill) * FLAGS_dim, 0.5f);
   for (int64_t first = 0; first < size; first += kFill) {
@@ -67,7 +83,10 @@ StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
     RETURN_IF_ERROR(shard->AddPush(0, step++, 1, ids, std::span<const float>(grads.data(), ids.size() * FLAGS_dim))
                         .status());
   }
+  const double fill_s = std::chrono::duration<double>(Clock::now() - fill_start).count();
   const std::vector<float> batch_grads(batch.size() * FLAGS_dim, 0.25f);
+  for (int i = 0; i < FLAGS_warmup; ++i) RETURN_IF_ERROR(shard->AddPush(0, step++, 64, batch, batch_grads).status());
+  const SparseRowStoreCounts before = shard->counts();
   Timing t;
   for (int i = 0; i < FLAGS_pushes; ++i) {
     auto start = Clock::now();
@@ -79,6 +98,13 @@ StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
   }
   t.push_s /= FLAGS_pushes;
   t.pull_s /= FLAGS_pushes;
+  const SparseRowStoreCounts after = shard->counts();
+  std::printf("rows %12lld  filled in %.0f s; %lld rows in memory; timed pushes: %lld reloads, %lld evictions\n",
+              static_cast<long long>(size), fill_s, static_cast<long long>(after.rows_in_memory),
+              static_cast<long long>(after.reloads - before.reloads),
+              static_cast<long long>(after.evictions - before.evictions));
+  shard.reset();  // closes the spill database before its directory goes
+  if (!o.spill_dir.empty()) std::filesystem::remove_all(o.spill_dir);
   return t;
 }
 
@@ -89,6 +115,10 @@ int Main() {
   if (sizes.empty() || FLAGS_batch < 1 || FLAGS_hot < FLAGS_batch ||
       *std::min_element(sizes.begin(), sizes.end()) < FLAGS_hot) {
     std::fprintf(stderr, "sparse_table_bench: --sizes must each be >= --hot >= --batch >= 1\n");
+    return 2;
+  }
+  if (FLAGS_memory_budget_mb < 0 || (FLAGS_memory_budget_mb > 0 && FLAGS_spill_dir.empty())) {
+    std::fprintf(stderr, "sparse_table_bench: --memory_budget_mb must be >= 0, and a budget needs --spill_dir\n");
     return 2;
   }
   std::mt19937_64 random(1);

@@ -8,17 +8,19 @@
 //   2. the batch is pushed --warmup times untimed (with a budget, its rows
 //      come back from disk into memory, where they then stay: they are hot);
 //   3. the same batch of --batch ids (fixed, drawn once from the first
-//      --hot ids, which every table holds) is pushed --pushes times, and
-//      the mean seconds per push (AddPush: checks, sums, optimizer steps)
-//      and per pull (ReadRows of the batch) are printed.
+//      --hot ids, which every table holds) is pushed --pushes times to each
+//      table, the tables taking turns (so every size is timed under the same
+//      load on a busy machine), and the mean seconds per push (AddPush:
+//      checks, sums, optimizer steps) and per pull (ReadRows of the batch)
+//      are printed.
 //
 //   build/bench/sparse_table_bench --sizes 100000,10000000 [--dim 16] [--batch 4096]
-//   build/bench/sparse_table_bench --sizes 1000000,100000000 --memory_budget_mb 2048 \
-//       --spill_dir /var/tmp/spill   # 10^8 rows: about 13 GB of disk
+//   build/bench/sparse_table_bench --sizes 1000000,100000000 --memory_budget_mb 2048 --spill_dir /var/tmp/spill
+// (10^8 rows: about 13 GB of disk under --spill_dir)
 //
 // Prints one line per size and the ratio of the largest size's push time to
-// the smallest's (the target: under 1.2 for 100x the rows). Memory: about
-// N * (2 * dim * 4 + 48) bytes (1.3 GB for 10^7 rows of 16) without a
+// the smallest's (the target: under 1.2 for 100x the rows). Memory: all the
+// tables at once, each about N * (2 * dim * 4 + 48) bytes (1.3 GB for 10^7 rows of 16) without a
 // budget; with one, the budget in memory and the rest on disk.
 #include <gflags/gflags.h>
 
@@ -59,7 +61,19 @@ struct Timing {
   double push_s = 0, pull_s = 0;
 };
 
-StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
+// One table of the run, filled and kept until the end, so that every size's
+// pushes are timed in turn under the same load.
+struct Table {
+  int64_t size = 0;
+  std::unique_ptr<SparseTableShard> shard;
+  int64_t step = 0;
+  std::string spill_dir;
+  double fill_s = 0;
+  SparseRowStoreCounts before_timing;
+  Timing timing;
+};
+
+StatusOr<Table> Fill(int64_t size) {
   SparseTableShardOptions o;
   o.spec.set_name("bench");
   o.spec.set_dim(FLAGS_dim);
@@ -71,8 +85,10 @@ StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
     o.spill_dir = FLAGS_spill_dir + "/size-" + std::to_string(size);
     std::filesystem::create_directories(o.spill_dir);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<SparseTableShard> shard, SparseTableShard::Create(o));
-  int64_t step = 0;
+  Table table;
+  table.size = size;
+  table.spill_dir = o.spill_dir;
+  ASSIGN_OR_RETURN(table.shard, SparseTableShard::Create(o));
   const auto fill_start = Clock::now();
   constexpr int64_t kFill = 65536;
   std::vector<float> grads(static_cast<size_t>(kFill) * FLAGS_dim, 0.5f);
@@ -80,32 +96,62 @@ StatusOr<Timing> Measure(int64_t size, const std::vector<uint64_t>& batch) {
     std::vector<uint64_t> ids;
     for (int64_t k = first; k < std::min(size, first + kFill); ++k) ids.push_back(IdOf(static_cast<uint64_t>(k)));
     std::sort(ids.begin(), ids.end());
-    RETURN_IF_ERROR(shard->AddPush(0, step++, 1, ids, std::span<const float>(grads.data(), ids.size() * FLAGS_dim))
-                        .status());
+    RETURN_IF_ERROR(
+        table.shard->AddPush(0, table.step++, 1, ids, std::span<const float>(grads.data(), ids.size() * FLAGS_dim))
+            .status());
   }
-  const double fill_s = std::chrono::duration<double>(Clock::now() - fill_start).count();
-  const std::vector<float> batch_grads(batch.size() * FLAGS_dim, 0.25f);
-  for (int i = 0; i < FLAGS_warmup; ++i) RETURN_IF_ERROR(shard->AddPush(0, step++, 64, batch, batch_grads).status());
-  const SparseRowStoreCounts before = shard->counts();
-  Timing t;
+  table.fill_s = std::chrono::duration<double>(Clock::now() - fill_start).count();
+  std::printf("rows %12lld  filled in %.0f s, %lld rows in memory\n", static_cast<long long>(size), table.fill_s,
+              static_cast<long long>(table.shard->counts().rows_in_memory));
+  std::fflush(stdout);
+  return table;
+}
+
+// One push of `batch` and one pull of its rows, timed.
+Status TimeOnePush(Table* table, const std::vector<uint64_t>& batch, const std::vector<float>& grads) {
+  auto start = Clock::now();
+  RETURN_IF_ERROR(table->shard->AddPush(0, table->step++, 64, batch, grads).status());
+  table->timing.push_s += std::chrono::duration<double>(Clock::now() - start).count();
+  start = Clock::now();
+  RETURN_IF_ERROR(table->shard->ReadRows(batch).status());
+  table->timing.pull_s += std::chrono::duration<double>(Clock::now() - start).count();
+  return OkStatus();
+}
+
+Status Run(const std::vector<int64_t>& sizes, const std::vector<uint64_t>& batch) {
+  std::vector<Table> tables;
+  for (int64_t size : sizes) {
+    ASSIGN_OR_RETURN(Table table, Fill(size));
+    tables.push_back(std::move(table));
+  }
+  const std::vector<float> grads(batch.size() * FLAGS_dim, 0.25f);
+  for (Table& table : tables) {
+    for (int i = 0; i < FLAGS_warmup; ++i) {
+      RETURN_IF_ERROR(table.shard->AddPush(0, table.step++, 64, batch, grads).status());
+    }
+    table.before_timing = table.shard->counts();
+  }
+  // Round-robin: each size's i-th push right after the other sizes' i-th.
   for (int i = 0; i < FLAGS_pushes; ++i) {
-    auto start = Clock::now();
-    RETURN_IF_ERROR(shard->AddPush(0, step++, 64, batch, batch_grads).status());
-    t.push_s += std::chrono::duration<double>(Clock::now() - start).count();
-    start = Clock::now();
-    RETURN_IF_ERROR(shard->ReadRows(batch).status());
-    t.pull_s += std::chrono::duration<double>(Clock::now() - start).count();
+    for (Table& table : tables) RETURN_IF_ERROR(TimeOnePush(&table, batch, grads));
   }
-  t.push_s /= FLAGS_pushes;
-  t.pull_s /= FLAGS_pushes;
-  const SparseRowStoreCounts after = shard->counts();
-  std::printf("rows %12lld  filled in %.0f s; %lld rows in memory; timed pushes: %lld reloads, %lld evictions\n",
-              static_cast<long long>(size), fill_s, static_cast<long long>(after.rows_in_memory),
-              static_cast<long long>(after.reloads - before.reloads),
-              static_cast<long long>(after.evictions - before.evictions));
-  shard.reset();  // closes the spill database before its directory goes
-  if (!o.spill_dir.empty()) std::filesystem::remove_all(o.spill_dir);
-  return t;
+  for (Table& table : tables) {
+    const SparseRowStoreCounts after = table.shard->counts();
+    std::printf("rows %12lld  push %8.1f us  pull %8.1f us  (%d ids of %d floats; %lld reloads, %lld evictions)\n",
+                static_cast<long long>(table.size), table.timing.push_s / FLAGS_pushes * 1e6,
+                table.timing.pull_s / FLAGS_pushes * 1e6, FLAGS_batch, FLAGS_dim,
+                static_cast<long long>(after.reloads - table.before_timing.reloads),
+                static_cast<long long>(after.evictions - table.before_timing.evictions));
+  }
+  std::printf("push time, %lldx the rows: %.3fx; pull: %.3fx\n",
+              static_cast<long long>(sizes.back() / sizes.front()),
+              tables.back().timing.push_s / tables.front().timing.push_s,
+              tables.back().timing.pull_s / tables.front().timing.pull_s);
+  for (Table& table : tables) {
+    table.shard.reset();  // closes the spill database before its directory goes
+    if (!table.spill_dir.empty()) std::filesystem::remove_all(table.spill_dir);
+  }
+  return OkStatus();
 }
 
 int Main() {
@@ -131,21 +177,11 @@ int Main() {
     batch.push_back(IdOf(k));
   }
   std::sort(batch.begin(), batch.end());
-  std::vector<Timing> timings;
-  for (int64_t size : sizes) {
-    auto t = Measure(size, batch);
-    if (!t.ok()) {
-      std::fprintf(stderr, "sparse_table_bench: %s\n", t.status().ToString().c_str());
-      return 1;
-    }
-    timings.push_back(*t);
-    std::printf("rows %12lld  push %8.1f us  pull %8.1f us  (%d ids of %d floats)\n", static_cast<long long>(size),
-                t->push_s * 1e6, t->pull_s * 1e6, FLAGS_batch, FLAGS_dim);
-    std::fflush(stdout);
+  const Status status = Run(sizes, batch);
+  if (!status.ok()) {
+    std::fprintf(stderr, "sparse_table_bench: %s\n", status.ToString().c_str());
+    return 1;
   }
-  std::printf("push time, %lldx the rows: %.3fx; pull: %.3fx\n",
-              static_cast<long long>(sizes.back() / sizes.front()), timings.back().push_s / timings.front().push_s,
-              timings.back().pull_s / timings.front().pull_s);
   return 0;
 }
 

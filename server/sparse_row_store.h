@@ -23,7 +23,6 @@
 #ifndef TESSERA_SERVER_SPARSE_ROW_STORE_H_
 #define TESSERA_SERVER_SPARSE_ROW_STORE_H_
 
-#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -155,11 +154,10 @@ class SparseRowStore {
   // incremental checkpoint's tombstones).
   std::vector<uint64_t> TakeExpiredIds();
 
-  // A checkpoint is cut (or restored) at table version `version`: a row made
-  // from now on by a read, not an update, counts as last updated at
-  // `version` at least, so that the next incremental checkpoint (the rows
-  // updated at or after `version`) holds it.
-  void MarkCut(int64_t version) { latest_step_ = std::max(latest_step_, version); }
+  // The largest step Row was given (or a restored row's): a row updated or
+  // made from now on gets a last step at or after it (an incremental
+  // checkpoint's rows are those at or after the previous cut's).
+  int64_t latest_step() const { return latest_step_; }
 
   // The sightings counted (to checkpoint with the rows); nullptr without
   // admission.
@@ -228,7 +226,7 @@ class SparseRowStore {
   std::vector<int64_t> free_slots_;    // slots of expired rows
   std::vector<float> zeros_;           // what ReadRow gives for an id not admitted
   std::vector<float> read_buffer_;     // a spilled row read back, before it has a slot
-  int64_t latest_step_ = 0;            // the largest step Row (or MarkCut) was given
+  int64_t latest_step_ = 0;            // the largest step Row was given
   std::vector<uint64_t> expired_ids_;  // dropped since TakeExpiredIds
   std::unique_ptr<AdmissionFilter> admission_;
   int64_t hand_ = 0;

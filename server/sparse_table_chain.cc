@@ -49,7 +49,7 @@ StatusOr<std::vector<std::unique_ptr<SparseTableFileReader>>> OpenChain(const st
       return base.status();
     }
     const SparseTableFileHeader& b = (*base)->header();
-    if (!SameTable(b, h) || b.step != h.base_step || b.step >= h.step || b.version > h.version ||
+    if (!SameTable(b, h) || b.step != h.base_step || b.step >= h.step || b.latest_step > h.latest_step ||
         b.chain_length + 1 != h.chain_length) {
       return DataLossError(base_path + ": holds table '" + b.name + "' at step " + std::to_string(b.step) +
                            " in a chain of " + std::to_string(b.chain_length) + ", not the base " + path +
@@ -91,7 +91,7 @@ StatusOr<SparseTableFileBase> LinkPreviousChain(const std::string& part_dir, con
   const SparseTableFileHeader& previous = chain.front();
   if (previous.chain_length >= static_cast<uint32_t>(full_every)) return FailedPreconditionError("a full file is due");
   if (previous.name != s.name || previous.dim != s.dim || previous.state_floats != s.state_floats ||
-      previous.optimizer_type != s.optimizer_type || previous.step >= s.step || previous.version > s.version) {
+      previous.optimizer_type != s.optimizer_type || previous.step >= s.step || previous.latest_step > s.latest_step) {
     return FailedPreconditionError(previous_part_dir + " holds another table or a later cut");
   }
   std::vector<SparseTableFileWritten> links;
@@ -108,7 +108,7 @@ StatusOr<SparseTableFileBase> LinkPreviousChain(const std::string& part_dir, con
   written->insert(written->end(), links.begin(), links.end());
   SparseTableFileBase base;
   base.step = previous.step;
-  base.version = previous.version;
+  base.latest_step = previous.latest_step;
   base.chain_length = previous.chain_length;
   base.file = SparseChainFileName(s.table, previous.step);
   base.checkpoint = CheckpointName(previous_part_dir);

@@ -68,7 +68,7 @@ std::string HeaderBytes(const SparseTableSnapshot& s, const SparseTableFileBase*
   Append(&header, static_cast<int32_t>(s.state_floats));
   Append(&header, static_cast<int32_t>(s.optimizer_type));
   Append(&header, static_cast<int64_t>(s.step));
-  Append(&header, static_cast<int64_t>(s.version));
+  Append(&header, static_cast<int64_t>(s.latest_step));
   Append(&header, base == nullptr ? kFull : kIncremental);
   Append(&header, base == nullptr ? uint32_t{1} : base->chain_length + 1);
   Append(&header, base == nullptr ? int64_t{0} : base->step);
@@ -110,9 +110,10 @@ StatusOr<int64_t> WriteSparseTableFile(const std::string& path, const SparseTabl
     if (!first && id <= previous) return InvalidArgumentError(path + ": rows not in increasing id order");
     first = false;
     previous = id;
-    // `>=`: a row made by a read at the base's version, after its cut, has
-    // that version as its last step.
-    if (base != nullptr && last_step < base->version) return OkStatus();
+    // `>=`: a row made by a read after the base's cut has the latest step
+    // of that moment as its last step (written again: rows updated at that
+    // step, which the base holds already).
+    if (base != nullptr && last_step < base->latest_step) return OkStatus();
     record.clear();
     Append(&record, id);
     Append(&record, last_step);
@@ -162,11 +163,11 @@ Status SparseTableFileReader::ReadHeader(long file_size) {
   int32_t dim = 0, state = 0, type = 0;
   uint32_t kind = 0;
   if (!ReadValue(f, &dim) || !ReadValue(f, &state) || !ReadValue(f, &type) || !ReadValue(f, &h.step) ||
-      !ReadValue(f, &h.version) || !ReadValue(f, &kind) || !ReadValue(f, &h.chain_length) ||
+      !ReadValue(f, &h.latest_step) || !ReadValue(f, &kind) || !ReadValue(f, &h.chain_length) ||
       !ReadValue(f, &h.base_step)) {
     return bad("truncated");
   }
-  if (dim < 1 || state < 0 || dim + state > kMaxRowFloats || type < 0 || h.step < 0 || h.version < 0) {
+  if (dim < 1 || state < 0 || dim + state > kMaxRowFloats || type < 0 || h.step < 0 || h.latest_step < 0) {
     return bad("rows of " + std::to_string(dim) + " values and " + std::to_string(state) + " state floats, step " +
                std::to_string(h.step));
   }

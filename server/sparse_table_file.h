@@ -7,7 +7,7 @@
 //   "TSPT", uint32 version (2)
 //   uint32 name bytes, the table's name
 //   int32 dim, int32 state floats per row, int32 optimizer type (SparseOptimizerSpec.Type)
-//   int64 step: the cut's; int64 version: the table's at the cut
+//   int64 step: the cut's; int64 latest step: of any row's update at the cut
 //   uint32 kind (0 full, 1 incremental), uint32 chain length (full: 1; else the base's + 1)
 //   int64 base step; uint32 bytes, the base's file name; uint32 bytes, the
 //     base's checkpoint directory (all three empty / 0 in a full file)
@@ -51,9 +51,10 @@ struct SparseTableSnapshot {
   int state_floats = 0;
   int optimizer_type = 0;
   int64_t step = 0;
-  // The table's version when the rows were taken: every update of a step up
-  // to it is in them, every later one has a later last_step.
-  int64_t version = 0;
+  // The largest step any row had been updated at when the rows were taken
+  // (SparseRowStore::latest_step): a row updated or made after them has a
+  // last_step at or after it.
+  int64_t latest_step = 0;
   std::string admission;  // AdmissionFilter::Serialize(), or empty
   // The ids whose rows expired since the previous snapshot, increasing (an
   // incremental file's tombstones).
@@ -69,7 +70,7 @@ struct SparseTableSnapshot {
 // What an incremental file is written against: its base's header fields.
 struct SparseTableFileBase {
   int64_t step = 0;     // the base's cut
-  int64_t version = 0;  // rows last updated at or after it are written
+  int64_t latest_step = 0;  // rows last updated at or after it are written
   uint32_t chain_length = 1;
   std::string file;        // SparseChainFileName(table, step)
   std::string checkpoint;  // the base's checkpoint directory's name, for people
@@ -83,7 +84,7 @@ std::string SparseChainFileName(int table, int64_t step);
 
 // Writes `snapshot` to `path` (a new file), its rows streamed (memory holds
 // one), synced; returns the rows written. Without `base` a full file; with
-// one an incremental file of the rows whose last_step >= base->version and
+// one an incremental file of the rows whose last_step >= base->latest_step and
 // the snapshot's expired ids as tombstones. Unavailable on an I/O error
 // (disk full included); InvalidArgument when the rows do not come in
 // increasing id order.
@@ -93,7 +94,7 @@ StatusOr<int64_t> WriteSparseTableFile(const std::string& path, const SparseTabl
 struct SparseTableFileHeader {
   std::string name;
   int dim = 0, state_floats = 0, optimizer_type = 0;
-  int64_t step = 0, version = 0;
+  int64_t step = 0, latest_step = 0;
   bool incremental = false;
   uint32_t chain_length = 1;
   int64_t base_step = 0;

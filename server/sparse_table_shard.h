@@ -104,15 +104,13 @@ class SparseTableShard {
   // the table's version, or under ASP the cut it is taken for), with the
   // admission sightings. Copies the rows in memory (at most the budget); the
   // rest are read from disk as they were (SparseRowStore::Snapshot). The
-  // snapshot carries the table's version and the ids expired since the last
-  // one (an incremental file's tombstones).
+  // snapshot carries the store's latest step and the ids expired since the
+  // last one (an incremental file's tombstones).
   StatusOr<SparseTableSnapshot> Snapshot(int64_t step);
   // Restoring: one row of a checkpoint's file, kept when this server holds
   // its id (returns whether it did); and the sightings.
   StatusOr<bool> RestoreRow(uint64_t id, const float* row, int64_t last_step);
   Status RestoreAdmission(const std::string& bytes);
-  // Restoring: every row is in, the table is at `step` (SparseRowStore::MarkCut).
-  void RestoredAt(int64_t step) { store_->MarkCut(step); }
   int state_floats() const { return optimizer_->state_per_value() * dim(); }
   int optimizer_type() const { return static_cast<int>(options_.spec.optimizer().type()); }
   int table_index() const { return options_.table; }

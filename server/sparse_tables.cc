@@ -245,7 +245,6 @@ Status SparseTables::Restore(const proto::Restore& restore) {
       }
     }
     if (merged.has_value()) RETURN_IF_ERROR(table->RestoreAdmission(merged->Serialize()));
-    table->RestoredAt(restore.step());
     LOG(INFO) << "sparse table '" << table->name() << "': " << kept << " rows restored at step " << restore.step();
   }
   return OkStatus();

@@ -164,7 +164,7 @@ SparseTableSnapshot TableSnapshot(const Table& table, int64_t step, std::vector<
   s.name = "ids";
   s.dim = 1;
   s.step = step;
-  s.version = step;
+  s.latest_step = step;
   s.expired = std::move(expired);
   s.for_each_row = [table](const SparseRowVisitor& visit) -> Status {
     for (const auto& [id, row] : table) RETURN_IF_ERROR(visit(id, &row.first, row.second));
@@ -226,7 +226,7 @@ TEST_F(SparseTableChainTest, IncrementalCutsHoldTheChangedRowsAndTombstonesAndAs
   EXPECT_EQ((*chain)[0].base_file, "sparse-0.step-10.rows");
   EXPECT_EQ((*chain)[0].base_checkpoint, "ckpt-10");
   EXPECT_EQ((*chain)[0].tombstones, 1u);
-  // 5 (15), 12 (10, the base's version) and 20 (10); not 1 (0).
+  // 5 (15), 12 (10, the base's latest step) and 20 (10); not 1 (0).
   EXPECT_EQ((*chain)[0].count, 3u);
   EXPECT_FALSE((*chain)[1].incremental);
   auto read = ReadTable(PartDir(20));

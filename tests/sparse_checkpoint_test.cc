@@ -32,8 +32,11 @@ void MakeCriteo(const std::string& path, int rows, int rows_seed) {
   ASSERT_EQ((*child)->Wait(120 * 1000), std::optional<int>(0)) << FileText(path + ".log");
 }
 
-// 12800 training rows: 200 steps an epoch; `table_options` go into the
-// sparse table's block (admission, expiry).
+// 48000 training rows in batches of 8: 3000 steps an epoch, so that the
+// epoch holds several cuts (due every 40 steps, each landing ahead of the
+// workers: a few hundred steps apart here) and each covers a part of the
+// data; `table_options` go into the sparse table's block (admission,
+// expiry).
 std::string Spec(const std::string& dir, int epochs, const std::string& table_options) {
   return R"pb(
     name: "ctr"
@@ -52,7 +55,7 @@ std::string Spec(const std::string& dir, int epochs, const std::string& table_op
     }
     cluster { servers: 2 workers: 2 }
     optimizer { type: ADAM learning_rate: 0.002 }
-    batch_size: 32
+    batch_size: 8
     epochs: )pb" + std::to_string(epochs) + R"pb(
     seed: 3
     checkpoint { every_steps: 40 keep_last: 50 sparse_full_every: 3 }
@@ -89,9 +92,9 @@ class SparseCheckpointTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(MakeTempDir("sparse-checkpoint"));
-    MakeCriteo(*dir_ + "/train.tsv.gz", 12800, 0);
+    MakeCriteo(*dir_ + "/train.tsv.gz", 48000, 0);
     MakeCriteo(*dir_ + "/test.tsv.gz", 2000, 1);
-    std::ofstream(*dir_ + "/ctr.pbtxt") << Spec(*dir_, 2, "");
+    std::ofstream(*dir_ + "/ctr.pbtxt") << Spec(*dir_, 1, "");
     CommandResult r = RunTessera({"train", *dir_ + "/ctr.pbtxt", "--run-dir", *dir_ + "/run", "--threads", "1",
                                   "--progress", "none"});
     ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -101,14 +104,13 @@ class SparseCheckpointTest : public ::testing::Test {
     dir_ = nullptr;
   }
   // A copy of the run, and in it the first cut inside an epoch whose table
-  // files are incremental on a chain of at least 3 (two older checkpoints
-  // hold its bases).
+  // files are incremental (an older checkpoint holds its base).
   static std::string CopyWithIncrementalCut(const std::string& name, std::string* checkpoint) {
     const std::string copy = *dir_ + "/" + name;
     fs::copy(*dir_ + "/run", copy, fs::copy_options::recursive);
     for (const auto& [step, dir] : Checkpoints(copy)) {
       auto m = ReadManifest(dir);
-      if (m.ok() && m->cursor().steps_into_epoch() > 0 && Newest(dir).chain_length >= 3) {
+      if (m.ok() && m->cursor().steps_into_epoch() > 0 && Newest(dir).incremental) {
         *checkpoint = dir;
         break;
       }
@@ -147,8 +149,8 @@ TEST_F(SparseCheckpointTest, LaterCutsWriteOnlyTheRowsChangedAndInspectSaysSo) {
     EXPECT_EQ(JsonString(inspected.output, "kind"), "incremental") << inspected.output;
     EXPECT_EQ(JsonNumber(inspected.output, "rows"), static_cast<double>(rows)) << inspected.output;
   }
-  EXPECT_GE(full, 2);
-  EXPECT_GE(incremental, 3);
+  EXPECT_GE(full, 1);
+  EXPECT_GE(incremental, 2);
   CommandResult listed = RunTessera({"inspect", *dir_ + "/run"});
   ASSERT_EQ(listed.exit_code, 0) << listed.output;
   EXPECT_NE(listed.output.find("sparse table"), std::string::npos) << listed.output;

@@ -100,7 +100,8 @@ StatusOr<SparseTableFileBase> LinkPreviousChain(const std::string& part_dir, con
     const std::string name = SparseChainFileName(s.table, chain[i].step);
     Status linked = Link(from, part_dir + "/" + name);
     if (!linked.ok()) {
-      for (const SparseTableFileWritten& made : links) unlink((part_dir + "/" + made.name).c_str());
+      // Best effort: a link left behind is a file the manifest does not list.
+      for (const SparseTableFileWritten& made : links) (void)unlink((part_dir + "/" + made.name).c_str());
       return linked;
     }
     links.push_back({name, from});

@@ -371,6 +371,8 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   const proto::CheckpointSpec& k = spec.checkpoint();
   RETURN_IF_ERROR(Require(k.every_epochs() >= 0, "checkpoint.every_epochs must be >= 0" + Got(k.every_epochs())));
   RETURN_IF_ERROR(Require(k.keep_last() >= 1, "checkpoint.keep_last must be >= 1" + Got(k.keep_last())));
+  RETURN_IF_ERROR(Require(k.sparse_full_every() >= 1 && k.sparse_full_every() <= 1000,
+                          "checkpoint.sparse_full_every must be in [1, 1000]" + Got(k.sparse_full_every())));
   RETURN_IF_ERROR(Require(k.every_steps() >= 0, "checkpoint.every_steps must be >= 0" + Got(k.every_steps())));
   RETURN_IF_ERROR(Require(k.every_seconds() >= 0, "checkpoint.every_seconds must be >= 0" + Got(k.every_seconds())));
 

@@ -151,6 +151,11 @@ void JobResults::AddWorkerReport(const proto::PhaseDone& report, bool training) 
   }
 }
 
+void JobResults::AddSparseTableCounts(int server_rank, const proto::Header& h) {
+  if (h.sparse_table_counts_size() == 0) return;
+  sparse_table_counts[server_rank].assign(h.sparse_table_counts().begin(), h.sparse_table_counts().end());
+}
+
 double JobResults::SteadySamplesPerSec() const {
   // Past the first epoch when there is more than one; a one-epoch job has only its first.
   if (epochs_timed > 1 && train_seconds > first_epoch_seconds) {
@@ -182,6 +187,31 @@ void AddBestEpoch(const JobShape& shape, const JobResults& r, const SummaryFacts
   } else {
     s->AddNull("stopped_at_epoch");
   }
+}
+
+// Each sparse table's admission and expiry counts summed over the servers:
+// {"NAME": {"ids_refused": ..., "rows_admitted": ..., "rows_expired": ...}}.
+JsonObject SparseTableCountsJson(const proto::JobSpec& spec, const JobResults& r) {
+  const int tables = spec.model().sparse_table_size();
+  std::vector<proto::SparseTableCounts> sums(tables);
+  for (const auto& [rank, counts] : r.sparse_table_counts) {
+    for (const proto::SparseTableCounts& c : counts) {
+      if (c.table() < 0 || c.table() >= tables) continue;
+      proto::SparseTableCounts& sum = sums[c.table()];
+      sum.set_refused(sum.refused() + c.refused());
+      sum.set_admitted(sum.admitted() + c.admitted());
+      sum.set_expired(sum.expired() + c.expired());
+    }
+  }
+  JsonObject json;
+  for (int t = 0; t < tables; ++t) {
+    JsonObject table;
+    table.Add("ids_refused", sums[t].refused())
+        .Add("rows_admitted", sums[t].admitted())
+        .Add("rows_expired", sums[t].expired());
+    json.Add(spec.model().sparse_table(t).name(), table);
+  }
+  return json;
 }
 
 }  // namespace
@@ -222,6 +252,7 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
   if (shape.validation_examples > 0) AddBestEpoch(shape, r, facts, &s);
+  if (spec.model().sparse_table_size() > 0) s.Add("sparse_tables", SparseTableCountsJson(spec, r));
   if (spec.data().table().skip_bad_records() && shape.layout.table.has_value()) {
     JsonObject bad;
     bad.Add("train", shape.layout.table->train_bad_records());

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,11 +74,16 @@ struct JobResults {
   std::optional<BestSoFar> best;
   std::string best_metric;
   int stopped_early_after_epoch = 0;
+  // Each server rank's newest admission and expiry counts of the sparse
+  // tables (from its CHECKPOINT_DONE), by rank.
+  std::map<int, std::vector<proto::SparseTableCounts>> sparse_table_counts;
 
   // One training epoch ended after `seconds`, having trained `examples`.
   void AddEpoch(double seconds, int64_t examples);
   // A worker's report of a phase part (`training`: not an evaluation).
   void AddWorkerReport(const proto::PhaseDone& report, bool training);
+  // A server's counts, in the CHECKPOINT_DONE `h` it sent (none: kept as they were).
+  void AddSparseTableCounts(int server_rank, const proto::Header& h);
   // Training examples per second, the first epoch left out when there are more.
   double SteadySamplesPerSec() const;
 };

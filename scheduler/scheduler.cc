@@ -207,6 +207,7 @@ Status Scheduler::Handle(Message m) {
       return Apply(checkpoints_.Snapshot(node.rank, h.checkpoint_done(), Here(), Now()));
     case proto::CHECKPOINT_DONE:
       if (node.role != proto::SERVER) break;
+      results_.AddSparseTableCounts(node.rank, h);
       return Apply(checkpoints_.PartWritten(node.rank, h.checkpoint_done(), Here(), Now()));
     case proto::MEMBERSHIP_ACK:
       if (node.role != proto::SERVER) break;

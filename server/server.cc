@@ -35,23 +35,37 @@ Status ValidateTensors(const proto::ClusterMap& map) {
   return OkStatus();
 }
 
-// Writes each table's snapshot into the part's directory `dir` (beside its
-// RocksDB) and lists the files, with their checksums, in *result.
+// Writes each table's files into the part's directory `dir` (beside its
+// RocksDB): incremental against `previous` (the part before, written by
+// this server, when its write succeeded) when due; lists the files with
+// their checksums in *result (a linked file's checksum is the one known for
+// it, not read again) and in *written. result->bytes counts the bytes
+// written, not the files linked.
 Status WriteTableFiles(const std::string& dir, const std::vector<SparseTableSnapshot>& tables,
-                       StoreWriteResult* result) {
+                       const std::string& previous_dir, const CheckpointTableFiles& previous, int full_every,
+                       StoreWriteResult* result, CheckpointTableFiles* written) {
   for (const SparseTableSnapshot& table : tables) {
-    const std::string name = SparseTableFileName(table.table);
-    RETURN_IF_ERROR(WriteSparseTableFile(dir + "/" + name, table).status());
-    uint64_t size = 0;
-    ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(dir + "/" + name, &size));
-    proto::FileChecksum file;
-    file.set_name(name);
-    file.set_size(size);
-    file.set_sha256(sha256);
-    result->files.push_back(file);
-    result->bytes += static_cast<int64_t>(size);
+    ASSIGN_OR_RETURN(std::vector<SparseTableFileWritten> files,
+                     WriteCheckpointSparseTable(dir, table, previous.ok ? previous_dir : "", full_every));
+    for (const SparseTableFileWritten& f : files) {
+      proto::FileChecksum file;
+      const auto known = previous.by_path.find(f.linked_from);
+      if (!f.linked_from.empty() && known != previous.by_path.end()) {
+        file = known->second;
+      } else {
+        uint64_t size = 0;
+        ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(dir + "/" + f.name, &size));
+        file.set_size(size);
+        file.set_sha256(sha256);
+      }
+      file.set_name(f.name);
+      result->files.push_back(file);
+      if (f.linked_from.empty()) result->bytes += static_cast<int64_t>(file.size());
+      written->by_path[dir + "/" + f.name] = file;
+    }
   }
   if (!tables.empty()) RETURN_IF_ERROR(SyncDirectory(dir));
+  written->ok = true;
   return OkStatus();
 }
 
@@ -191,6 +205,8 @@ Status Server::HandleScheduler(Message m) {
       ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
                                                      options_.spill_dir));
       asp_ = map.spec().consistency() != proto::BSP;
+      sparse_full_every_ = map.spec().checkpoint().sparse_full_every();
+      previous_table_files_ = PreviousTableFiles();  // a fresh start's first files are full
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       if (map.spec().checkpoint().enabled()) {
         // The first step after the first snapshot would fault them in.
@@ -453,15 +469,23 @@ void Server::MaybeStartWrite() {
   const int per = optimizer_->state_per_param();
   // The parameters are shared with the shard (copy-on-write keeps them as
   // they were); the write runs beside training.
+  // The table files go after the previous part's (their chain links to
+  // them); this part's are the next one's base.
+  auto tables_written = std::make_shared<std::promise<CheckpointTableFiles>>();
+  PreviousTableFiles previous = std::exchange(previous_table_files_, {dir, tables_written->get_future().share()});
   w.result = std::async(std::launch::async, [dir, per, delay = options_.checkpoint_report_delay,
-                                             snapshot = shard_->TakeSnapshot(), tables = tables_->TakeCut()]() {
-    Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
-    if (!made.ok()) return StatusOr<StoreWriteResult>(made);
-    StatusOr<StoreWriteResult> written = WriteSliceStore(dir, snapshot, per);
+                                             snapshot = shard_->TakeSnapshot(), tables = tables_->TakeCut(),
+                                             previous, tables_written, full_every = sparse_full_every_]() {
+    CheckpointTableFiles files;  // ok stays false unless every table file is written
+    const Status made = MakeDirs(dir.substr(0, dir.rfind('/')));
+    StatusOr<StoreWriteResult> written =
+        made.ok() ? WriteSliceStore(dir, snapshot, per) : StatusOr<StoreWriteResult>(made);
     if (written.ok()) {
-      Status tables_written = WriteTableFiles(dir, tables, &*written);
-      if (!tables_written.ok()) written = tables_written;
+      const CheckpointTableFiles before = previous.written.valid() ? previous.written.get() : CheckpointTableFiles();
+      Status tables_done = WriteTableFiles(dir, tables, previous.part_dir, before, full_every, &*written, &files);
+      if (!tables_done.ok()) written = tables_done;
     }
+    tables_written->set_value(std::move(files));
     std::this_thread::sleep_for(delay);
     return written;
   });
@@ -494,6 +518,14 @@ Status Server::FinishWrites(bool wait) {
     done->set_dir(w.dir_name);
     done->set_state_per_param(optimizer_->state_per_param());
     done->set_write_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count());
+    for (int t = 0; tables_ != nullptr && t < tables_->size(); ++t) {
+      const SparseRowStoreCounts c = tables_->table(t).counts();
+      proto::SparseTableCounts* counts = h.add_sparse_table_counts();
+      counts->set_table(t);
+      counts->set_refused(c.sightings_filtered);
+      counts->set_admitted(c.rows_created - c.rows_restored);
+      counts->set_expired(c.rows_expired);
+    }
     if (written.ok()) {
       for (const proto::FileChecksum& f : written->files) *done->add_files() = f;
       done->set_bytes(written->bytes);

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <optional>
 #include <memory>
 #include <string>
@@ -46,6 +47,12 @@ struct ServerOptions {
   // `tessera server` sets it from its hidden flag
   // --test-checkpoint-write-delay-ms (tests only). Default 0.
   std::chrono::milliseconds checkpoint_report_delay{0};
+};
+
+// A checkpoint part's sparse table files (Server's, and its writes').
+struct CheckpointTableFiles {
+  bool ok = false;                                     // every one was written
+  std::map<std::string, proto::FileChecksum> by_path;  // each file's, by its path
 };
 
 class Server {
@@ -128,6 +135,14 @@ class Server {
     std::future<StatusOr<StoreWriteResult>> result;
   };
   std::vector<PendingWrite> writes_;
+  // The sparse table files of the newest part this server wrote or is
+  // writing: the next part's incremental files link their chain to them.
+  struct PreviousTableFiles {
+    std::string part_dir;  // empty: none (the next part's files are full)
+    std::shared_future<CheckpointTableFiles> written;
+  };
+  PreviousTableFiles previous_table_files_;
+  int sparse_full_every_ = 1;  // checkpoint.sparse_full_every
   bool shutdown_ = false;
   std::string shutdown_reason_;
   std::chrono::steady_clock::time_point map_deadline_;

@@ -198,6 +198,7 @@ StatusOr<int64_t> SparseRowStore::ExpireRows(int64_t step) {
   for (const uint64_t id : gone) {
     const int64_t slot = slot_of_[id];
     RETURN_IF_ERROR(DropSlot(slot));
+    expired_ids_.push_back(id);
     ++expired;
   }
   if (spill_ != nullptr) {
@@ -212,6 +213,7 @@ StatusOr<int64_t> SparseRowStore::ExpireRows(int64_t step) {
       std::memcpy(&last_step, it->value().data() + sizeof(float) * row_floats_, sizeof(last_step));
       if (!Expired(last_step, step)) continue;
       batch.Delete(it->key());
+      expired_ids_.push_back(id);
       ++expired;
     }
     RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the rows of " + options_.spill_dir));
@@ -222,6 +224,13 @@ StatusOr<int64_t> SparseRowStore::ExpireRows(int64_t step) {
   counts_.rows -= expired;
   counts_.rows_expired += expired;
   return expired;
+}
+
+std::vector<uint64_t> SparseRowStore::TakeExpiredIds() {
+  std::vector<uint64_t> ids = std::move(expired_ids_);
+  expired_ids_.clear();
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 // An expired row's slot made free, and its copy on disk, if any, deleted.
@@ -333,6 +342,7 @@ Status SparseRowStore::PutRow(uint64_t id, const float* row, int64_t last_step) 
   slot_id_[slot] = id;
   slot_of_.emplace(id, slot);
   ++counts_.rows_created;
+  ++counts_.rows_restored;
   ++counts_.rows;
   return OkStatus();
 }

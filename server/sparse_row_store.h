@@ -78,7 +78,8 @@ struct SparseRowStoreOptions {
 // What the store has done, for summary.json and the benchmarks.
 struct SparseRowStoreCounts {
   int64_t rows = 0;            // rows held now (created less expired)
-  int64_t rows_created = 0;    // rows made for ids (again after expiring)
+  int64_t rows_created = 0;    // rows made for ids (again after expiring), restored ones included
+  int64_t rows_restored = 0;   // of them, put back from a checkpoint (PutRow)
   int64_t rows_expired = 0;    // rows dropped by ExpireRows
   int64_t sightings_filtered = 0;  // Row calls for ids not yet admitted
   int64_t rows_in_memory = 0;  // rows in memory now (the ids indexed)
@@ -147,7 +148,16 @@ class SparseRowStore {
   // Drops every row, in memory or on disk, whose last update was more than
   // expire_after_steps before `step` (none when that is 0); returns how
   // many. Reads the whole spill database: call it when a checkpoint does.
+  // The ids dropped are kept for TakeExpiredIds.
   StatusOr<int64_t> ExpireRows(int64_t step);
+  // The ids ExpireRows dropped since the last call, increasing (an
+  // incremental checkpoint's tombstones).
+  std::vector<uint64_t> TakeExpiredIds();
+
+  // The largest step Row was given (or a restored row's): a row updated or
+  // made from now on gets a last step at or after it (an incremental
+  // checkpoint's rows are those at or after the previous cut's).
+  int64_t latest_step() const { return latest_step_; }
 
   // The sightings counted (to checkpoint with the rows); nullptr without
   // admission.
@@ -217,6 +227,7 @@ class SparseRowStore {
   std::vector<float> zeros_;           // what ReadRow gives for an id not admitted
   std::vector<float> read_buffer_;     // a spilled row read back, before it has a slot
   int64_t latest_step_ = 0;            // the largest step Row was given
+  std::vector<uint64_t> expired_ids_;  // dropped since TakeExpiredIds
   std::unique_ptr<AdmissionFilter> admission_;
   int64_t hand_ = 0;
   std::unordered_map<uint64_t, int64_t> slot_of_;  // the ids in memory

@@ -248,6 +248,8 @@ StatusOr<SparseTableSnapshot> SparseTableShard::Snapshot(int64_t step) {
   snapshot.state_floats = state_floats();
   snapshot.optimizer_type = optimizer_type();
   snapshot.step = step;
+  snapshot.latest_step = store_->latest_step();
+  snapshot.expired = store_->TakeExpiredIds();
   if (store_->admission() != nullptr) snapshot.admission = store_->admission()->Serialize();
   std::shared_ptr<const SparseRowSnapshot> rows = store_->Snapshot();
   snapshot.for_each_row = [rows](const SparseRowVisitor& visit) { return rows->ForEachRow(visit); };

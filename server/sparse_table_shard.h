@@ -103,7 +103,9 @@ class SparseTableShard {
   // on another thread while training goes on, labelled `step` (the cut's:
   // the table's version, or under ASP the cut it is taken for), with the
   // admission sightings. Copies the rows in memory (at most the budget); the
-  // rest are read from disk as they were (SparseRowStore::Snapshot).
+  // rest are read from disk as they were (SparseRowStore::Snapshot). The
+  // snapshot carries the store's latest step and the ids expired since the
+  // last one (an incremental file's tombstones).
   StatusOr<SparseTableSnapshot> Snapshot(int64_t step);
   // Restoring: one row of a checkpoint's file, kept when this server holds
   // its id (returns whether it did); and the sightings.

@@ -158,6 +158,9 @@ Status SparseTables::ArmCut(int64_t step, bool asp) {
                                      std::to_string(table->version()) + ", past the cut's " + std::to_string(step));
     }
   }
+  // A snapshot taken for a cut given up on carried expired ids no file
+  // will hold: the next files must not be incremental.
+  for (const auto& c : cut_) lost_tombstones_ = lost_tombstones_ || c.has_value();
   armed_step_ = step;
   cut_.assign(tables_.size(), std::nullopt);
   if (asp) {
@@ -187,7 +190,11 @@ bool SparseTables::CutReady() const {
 
 std::vector<SparseTableSnapshot> SparseTables::TakeCut() {
   std::vector<SparseTableSnapshot> cut;
-  for (auto& c : cut_) cut.push_back(std::move(*c));
+  for (auto& c : cut_) {
+    c->must_be_full = c->must_be_full || lost_tombstones_;
+    cut.push_back(std::move(*c));
+  }
+  lost_tombstones_ = false;
   cut_.clear();
   armed_step_.reset();
   return cut;
@@ -200,12 +207,14 @@ Status SparseTables::Restore(const proto::Restore& restore) {
     std::optional<AdmissionFilter> merged;
     int64_t kept = 0;
     for (const proto::RestorePart& part : restore.parts()) {
-      const std::string path = restore.dir() + "/" + part.dir() + "/" + SparseTableFileName(table->table_index());
-      auto header = ReadSparseTableFile(path, [&](uint64_t id, const float* row, int64_t last_step) -> Status {
-        ASSIGN_OR_RETURN(const bool held, table->RestoreRow(id, row, last_step));
-        kept += held ? 1 : 0;
-        return OkStatus();
-      });
+      const std::string part_dir = restore.dir() + "/" + part.dir();
+      const std::string path = part_dir + "/" + SparseTableFileName(table->table_index());
+      auto header = ReadCheckpointSparseTable(
+          part_dir, table->table_index(), [&](uint64_t id, const float* row, int64_t last_step) -> Status {
+            ASSIGN_OR_RETURN(const bool held, table->RestoreRow(id, row, last_step));
+            kept += held ? 1 : 0;
+            return OkStatus();
+          });
       if (!header.ok()) {
         if (header.status().code() == StatusCode::kNotFound) {
           return DataLossError(path + ": the checkpoint has no rows of sparse table '" + table->name() + "'");

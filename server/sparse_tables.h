@@ -62,14 +62,15 @@ class SparseTables {
   // armed one; FailedPrecondition when a table is past `step`); each table
   // is captured the moment it reaches `step` (call Capture after every
   // applied step; under ASP every table is captured at once); CutReady once
-  // all are; TakeCut hands the snapshots over and disarms.
+  // all are; TakeCut hands the snapshots over and disarms (marked
+  // must_be_full when an earlier cut's snapshots were dropped unwritten).
   Status ArmCut(int64_t step, bool asp);
   Status Capture();
   bool CutReady() const;
   std::vector<SparseTableSnapshot> TakeCut();
 
   // Loads every table's rows from the checkpoint `restore` names: each
-  // part's file of each table is read, and the rows whose ids this server
+  // part's chain of each table is read (ReadCheckpointSparseTable), and the rows whose ids this server
   // holds (of `servers` now: the parts may be of another number) are kept.
   // The admission sightings: this server's part's when the checkpoint had as
   // many servers, else the larger count of every part's. DataLoss naming the
@@ -92,6 +93,7 @@ class SparseTables {
   std::vector<Waiting> waiting_;
   std::optional<int64_t> armed_step_;
   std::vector<std::optional<SparseTableSnapshot>> cut_;  // by table, while armed
+  bool lost_tombstones_ = false;  // a cut's snapshots were dropped since the last TakeCut
   int server_rank_ = 0;
   int servers_ = 1;
   std::vector<std::string> spill_dirs_;  // the tables' spill databases, removed when this goes

@@ -104,6 +104,38 @@ TEST(JobMetricsTest, TheSummaryGivesPerWorkerAndPerStepFigures) {
   EXPECT_EQ(JsonString(json, "consistency"), "BSP");
 }
 
+// Each server's newest CHECKPOINT_DONE counts, summed per table by name.
+TEST(JobMetricsTest, TheSummarySumsEachServersNewestSparseTableCounts) {
+  proto::JobSpec spec;
+  spec.mutable_cluster()->set_workers(1);
+  spec.mutable_model()->add_sparse_table()->set_name("ids");
+  spec.mutable_model()->add_sparse_table()->set_name("ads");
+  auto done = [](int64_t refused, int64_t admitted, int64_t expired) {
+    proto::Header h;
+    proto::SparseTableCounts* c = h.add_sparse_table_counts();
+    c->set_table(1);
+    c->set_refused(refused);
+    c->set_admitted(admitted);
+    c->set_expired(expired);
+    return h;
+  };
+  JobResults r;
+  r.AddSparseTableCounts(0, done(1, 2, 3));
+  r.AddSparseTableCounts(0, done(10, 20, 30));  // newer: replaces the one before
+  r.AddSparseTableCounts(1, done(5, 6, 7));
+  r.AddSparseTableCounts(1, proto::Header());    // no counts: kept as they were
+  const std::string json = SummaryJson(spec, JobShape(), r, SummaryFacts());
+  EXPECT_NE(json.find("\"ids\": {\"ids_refused\": 0, \"rows_admitted\": 0, \"rows_expired\": 0}"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"ads\": {\"ids_refused\": 15, \"rows_admitted\": 26, \"rows_expired\": 37}"),
+            std::string::npos)
+      << json;
+  // A job without sparse tables says nothing of them.
+  proto::JobSpec plain;
+  plain.mutable_cluster()->set_workers(1);
+  EXPECT_EQ(SummaryJson(plain, JobShape(), r, SummaryFacts()).find("sparse_tables"), std::string::npos);
+}
+
 TEST(JobMetricsTest, ProgressLinesComeEveryHalfSecondWithTheRateOfTheWindow) {
   ManualClock clock;
   EpochProgress progress;

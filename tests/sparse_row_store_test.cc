@@ -232,6 +232,10 @@ TEST(SparseRowStoreTest, RowsUntouchedForTheirStepsExpire) {
     EXPECT_EQ(store->counts().rows_expired, 2);
     EXPECT_EQ(AllRows(*store).size(), 1u) << spill;
     EXPECT_EQ(AllRows(*store).count(3), 1u) << spill;
+    // The ids dropped, for an incremental checkpoint's tombstones; once.
+    EXPECT_EQ(store->TakeExpiredIds(), (std::vector<uint64_t>{1, 2})) << spill;
+    EXPECT_TRUE(store->TakeExpiredIds().empty());
+    EXPECT_EQ(store->latest_step(), 20);
     auto back = store->Row(1, 21);
     ASSERT_OK(back.status());
     EXPECT_EQ(std::vector<float>(*back, *back + kDim), fresh) << spill;

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -126,7 +128,7 @@ TEST_F(SparseTableFileTest, BadFilesAreDataLossAndHandOutNoRowWhenTheirSizesAreW
   magic[0] = 'X';
   EXPECT_EQ(ReadBytes(magic).status.code(), StatusCode::kDataLoss);
   std::string version = bytes_;
-  version[4] = 2;
+  version[4] = 1;  // the first version, before chains
   EXPECT_EQ(ReadBytes(version).status.code(), StatusCode::kDataLoss);
   // The second and third ids swapped: refused at the row out of order.
   const size_t header_bytes = bytes_.size() - 3 * (16 + 6 * 4);
@@ -150,6 +152,169 @@ TEST_F(SparseTableFileTest, RandomDamageNeverCrashes) {
     std::string damaged = bytes_;
     for (int k = 0; k < 1 + i % 4; ++k) damaged[random() % damaged.size()] = static_cast<char>(random());
     ReadBytes(damaged.substr(0, random() % (damaged.size() + 1)));  // any status; no crash
+  }
+}
+
+// A table of rows with one value and no state: id -> (value, last step).
+using Table = std::map<uint64_t, std::pair<float, int64_t>>;
+
+SparseTableSnapshot TableSnapshot(const Table& table, int64_t step, std::vector<uint64_t> expired = {}) {
+  SparseTableSnapshot s;
+  s.table = 0;
+  s.name = "ids";
+  s.dim = 1;
+  s.step = step;
+  s.latest_step = step;
+  s.expired = std::move(expired);
+  s.for_each_row = [table](const SparseRowVisitor& visit) -> Status {
+    for (const auto& [id, row] : table) RETURN_IF_ERROR(visit(id, &row.first, row.second));
+    return OkStatus();
+  };
+  return s;
+}
+
+// The table a part's chain gives (ReadCheckpointSparseTable).
+StatusOr<Table> ReadTable(const std::string& part_dir) {
+  Table table;
+  auto header = ReadCheckpointSparseTable(part_dir, 0, [&](uint64_t id, const float* row, int64_t last_step) {
+    table[id] = {row[0], last_step};
+    return OkStatus();
+  });
+  if (!header.ok()) return header.status();
+  if (header->count != table.size()) return InternalError("the header's count is not the rows visited");
+  return table;
+}
+
+// Cuts of a table as a server makes them, one part directory each.
+class SparseTableChainTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = MakeTempDir("sparse_table_chain"); }
+  // Writes the cut at `step` into checkpoint `ckpt-STEP/server-0`, after the
+  // previous cut's part; returns the names in the part.
+  std::vector<std::string> Cut(const Table& table, int64_t step, std::vector<uint64_t> expired = {},
+                               int full_every = 3) {
+    const std::string part = PartDir(step);
+    EXPECT_OK(MakeDirs(part));
+    auto written = WriteCheckpointSparseTable(part, TableSnapshot(table, step, std::move(expired)), previous_,
+                                              full_every);
+    EXPECT_OK(written.status());
+    previous_ = part;
+    std::vector<std::string> names;
+    if (written.ok()) {
+      for (const SparseTableFileWritten& f : *written) names.push_back(f.name);
+    }
+    return names;
+  }
+  std::string PartDir(int64_t step) const { return dir_ + "/ckpt-" + std::to_string(step) + "/server-0"; }
+
+  std::string dir_, previous_;
+};
+
+TEST_F(SparseTableChainTest, IncrementalCutsHoldTheChangedRowsAndTombstonesAndAssembleExactly) {
+  Table table = {{1, {0.5f, 0}}, {5, {1.5f, 3}}, {9, {2.5f, 10}}, {12, {3.5f, 10}}};
+  EXPECT_EQ(Cut(table, 10), std::vector<std::string>{"sparse-0.rows"});
+  // Step 20: 5 changes, 9 expired, 20 is new (made by a read at 10: kept).
+  table[5] = {-1.0f, 15};
+  table.erase(9);
+  table[20] = {7.0f, 10};
+  EXPECT_EQ(Cut(table, 20, {9}), (std::vector<std::string>{"sparse-0.step-10.rows", "sparse-0.rows"}));
+  auto chain = ReadSparseTableChain(PartDir(20), 0);
+  ASSERT_OK(chain.status());
+  ASSERT_EQ(chain->size(), 2u);
+  EXPECT_TRUE((*chain)[0].incremental);
+  EXPECT_EQ((*chain)[0].chain_length, 2u);
+  EXPECT_EQ((*chain)[0].base_file, "sparse-0.step-10.rows");
+  EXPECT_EQ((*chain)[0].base_checkpoint, "ckpt-10");
+  EXPECT_EQ((*chain)[0].tombstones, 1u);
+  // 5 (15), 12 (10, the base's latest step) and 20 (10); not 1 (0).
+  EXPECT_EQ((*chain)[0].count, 3u);
+  EXPECT_FALSE((*chain)[1].incremental);
+  auto read = ReadTable(PartDir(20));
+  ASSERT_OK(read.status());
+  EXPECT_EQ(*read, table);
+
+  // Step 30: 9 comes back (a new row), 1 expires; then the third cut since
+  // the full one is full again (full_every 3).
+  table[9] = {4.0f, 25};
+  table.erase(1);
+  EXPECT_EQ(Cut(table, 30, {1}).size(), 3u);
+  read = ReadTable(PartDir(30));
+  ASSERT_OK(read.status());
+  EXPECT_EQ(*read, table);
+  EXPECT_EQ(Cut(table, 40), std::vector<std::string>{"sparse-0.rows"});
+  read = ReadTable(PartDir(40));
+  ASSERT_OK(read.status());
+  EXPECT_EQ(*read, table);
+
+  // Deleting the older checkpoints breaks no newer one: the chain was linked.
+  std::filesystem::remove_all(dir_ + "/ckpt-10");
+  std::filesystem::remove_all(dir_ + "/ckpt-20");
+  read = ReadTable(PartDir(30));
+  ASSERT_OK(read.status());
+  EXPECT_EQ(read->size(), table.size());
+}
+
+TEST_F(SparseTableChainTest, AMissingOrBadBaseIsDataLossNamingIt) {
+  const Table table = {{1, {0.5f, 0}}, {5, {1.5f, 3}}};
+  Cut(table, 10);
+  Cut(table, 20);
+  const std::string base = PartDir(20) + "/sparse-0.step-10.rows";
+  auto bytes = ReadFileToString(base);
+  ASSERT_OK(bytes.status());
+  std::filesystem::remove(base);
+  auto missing = ReadTable(PartDir(20));
+  EXPECT_EQ(missing.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(missing.status().message().find("sparse-0.step-10.rows"), std::string::npos) << missing.status().ToString();
+  EXPECT_NE(missing.status().message().find("missing"), std::string::npos) << missing.status().ToString();
+  // A base of another step than the one named (a file put in its place).
+  auto other = ReadFileToString(PartDir(20) + "/sparse-0.rows");
+  ASSERT_OK(other.status());
+  std::ofstream(base, std::ios::binary) << *other;
+  auto wrong = ReadTable(PartDir(20));
+  EXPECT_EQ(wrong.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(wrong.status().message().find("sparse-0.step-10.rows"), std::string::npos) << wrong.status().ToString();
+  // A truncated base.
+  std::filesystem::remove(base);
+  std::ofstream(base, std::ios::binary) << bytes->substr(0, bytes->size() - 1);
+  auto truncated = ReadTable(PartDir(20));
+  EXPECT_EQ(truncated.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(truncated.status().message().find("sparse-0.step-10.rows"), std::string::npos);
+  // With the base broken, the next cut falls back to a full file.
+  EXPECT_EQ(Cut(table, 30), std::vector<std::string>{"sparse-0.rows"});
+  auto read = ReadTable(PartDir(30));
+  ASSERT_OK(read.status());
+  EXPECT_EQ(*read, table);
+}
+
+TEST_F(SparseTableChainTest, ASnapshotThatMustBeFullOrFullEveryOneWritesFullFiles) {
+  const Table table = {{1, {0.5f, 0}}};
+  Cut(table, 10, {}, /*full_every=*/1);
+  EXPECT_EQ(Cut(table, 20, {}, /*full_every=*/1), std::vector<std::string>{"sparse-0.rows"});
+  const std::string part = PartDir(30);
+  ASSERT_OK(MakeDirs(part));
+  SparseTableSnapshot s = TableSnapshot(table, 30);
+  s.must_be_full = true;
+  auto written = WriteCheckpointSparseTable(part, s, previous_, 8);
+  ASSERT_OK(written.status());
+  EXPECT_EQ(written->size(), 1u);
+}
+
+TEST_F(SparseTableChainTest, DamagedChainsNeverCrash) {
+  Table table;
+  for (uint64_t id = 1; id < 40; ++id) table[id] = {static_cast<float>(id), static_cast<int64_t>(id)};
+  Cut(table, 10);
+  for (uint64_t id = 1; id < 40; id += 3) table[id] = {-1.0f, 15};
+  Cut(table, 20, {2, 5});
+  const std::string newest = PartDir(20) + "/sparse-0.rows";
+  auto bytes = ReadFileToString(newest);
+  ASSERT_OK(bytes.status());
+  std::mt19937 random(7);
+  for (int i = 0; i < 300; ++i) {
+    std::string damaged = *bytes;
+    for (int k = 0; k < 1 + i % 4; ++k) damaged[random() % damaged.size()] = static_cast<char>(random());
+    std::filesystem::remove(newest);
+    std::ofstream(newest, std::ios::binary) << damaged.substr(0, random() % (damaged.size() + 1));
+    ReadTable(PartDir(20)).status().IgnoreError();  // any status; no crash
   }
 }
 

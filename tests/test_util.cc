@@ -18,8 +18,11 @@
 #include <sstream>
 #include <thread>
 
+#include "core/checkpoint_manifest.h"
 #include "core/dataset.h"
 #include "core/file_util.h"
+#include "core/sha256.h"
+#include "server/sparse_table_file.h"
 #include "core/spec.h"
 #include "models/model.h"
 
@@ -147,6 +150,33 @@ std::vector<int> AllPids() {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> SparseTableDigests(const std::string& checkpoint_dir) {
+  auto manifest = ReadManifest(checkpoint_dir);
+  EXPECT_TRUE(manifest.ok()) << manifest.status().ToString();
+  if (!manifest.ok()) return {};
+  std::map<std::string, std::string> digests;
+  for (const proto::ServerPart& part : manifest->servers()) {
+    const std::string part_dir = checkpoint_dir + "/" + part.dir();
+    for (int t = 0; t < manifest->spec().model().sparse_table_size(); ++t) {
+      auto chain = ReadSparseTableChain(part_dir, t);  // for the rows' size
+      EXPECT_TRUE(chain.ok()) << chain.status().ToString();
+      if (!chain.ok()) return {};
+      const size_t row_bytes = sizeof(float) * (chain->front().dim + chain->front().state_floats);
+      Sha256 sha;
+      auto header = ReadCheckpointSparseTable(part_dir, t, [&](uint64_t id, const float* row, int64_t last_step) {
+        sha.Update(&id, sizeof(id));
+        sha.Update(&last_step, sizeof(last_step));
+        sha.Update(row, row_bytes);
+        return OkStatus();
+      });
+      EXPECT_TRUE(header.ok()) << header.status().ToString();
+      if (!header.ok()) return {};
+      digests[part.dir() + "/sparse-" + std::to_string(t)] = sha.HexDigest();
+    }
+  }
+  return digests;
+}
 
 std::vector<int> ChildrenOf(int parent) {
   std::vector<int> children;

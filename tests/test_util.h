@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,12 @@ struct CommandResult {
 
 // Runs `tessera ARGS...` to completion, with a timeout (killed after it).
 CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s = 600);
+
+// Each sparse table of each server part of the checkpoint `checkpoint_dir`,
+// its chain applied (ReadCheckpointSparseTable): "server-R/sparse-T" -> the
+// SHA-256 of its rows (id, last step, values and state) in id order. A test
+// failure (and an empty map) when the manifest or a table does not read.
+std::map<std::string, std::string> SparseTableDigests(const std::string& checkpoint_dir);
 
 // PIDs of the running children of `pid`.
 std::vector<int> ChildrenOf(int pid);

@@ -57,30 +57,44 @@ void PrintCutInsideEpoch(const proto::CheckpointManifest& m) {
   std::printf("\n");
 }
 
-// A sparse table's rows over every server part of a checkpoint.
+// A sparse table's rows over every server part of a checkpoint, and how
+// its parts' files were cut: full, or incremental on a chain of files.
 struct SparseTableSummary {
   std::string name;
   int dim = 0;
   int64_t rows = 0;
+  int full_parts = 0, incremental_parts = 0;
+  int64_t chain_files = 0;  // every part's files of the table
+
+  std::string Kind() const {
+    if (incremental_parts == 0) return "full";
+    return full_parts == 0 ? "incremental" : "mixed";
+  }
 };
 
-// Reads every part's file of every sparse table of the checkpoint's job,
-// each row checked (docs/FORMATS.md, "Sparse table files"). DataLoss naming
-// the file for a missing or bad one, or one of another table or step.
+// Reads every part's chain of every sparse table of the checkpoint's job,
+// chain applied and each row checked (docs/FORMATS.md, "Sparse table
+// files"). DataLoss naming the file for a missing or bad one (a base
+// included), or one of another table or step.
 StatusOr<std::vector<SparseTableSummary>> ReadSparseTables(const std::string& dir, const proto::CheckpointManifest& m) {
   std::vector<SparseTableSummary> tables;
   const auto& specs = m.spec().model().sparse_table();
   for (int t = 0; t < specs.size(); ++t) {
-    SparseTableSummary summary{specs[t].name(), specs[t].dim(), 0};
+    SparseTableSummary summary;
+    summary.name = specs[t].name();
+    summary.dim = specs[t].dim();
     for (const proto::ServerPart& part : m.servers()) {
-      const std::string path = dir + "/" + part.dir() + "/" + SparseTableFileName(t);
-      auto header = ReadSparseTableFile(path, [](uint64_t, const float*, int64_t) { return OkStatus(); });
+      const std::string part_dir = dir + "/" + part.dir();
+      const std::string path = part_dir + "/" + SparseTableFileName(t);
+      auto header = ReadCheckpointSparseTable(part_dir, t, [](uint64_t, const float*, int64_t) { return OkStatus(); });
       if (!header.ok()) return DataLossError(header.status().message());
       if (header->name != summary.name || header->dim != summary.dim || header->step != m.step()) {
         return DataLossError(path + ": holds table '" + header->name + "' at step " + std::to_string(header->step) +
                              ", not '" + summary.name + "' at step " + std::to_string(m.step()));
       }
       summary.rows += static_cast<int64_t>(header->count);
+      (header->incremental ? summary.incremental_parts : summary.full_parts) += 1;
+      summary.chain_files += header->chain_length;
     }
     tables.push_back(summary);
   }
@@ -123,7 +137,13 @@ int RunInspect(const ParsedArgs& args) {
     std::vector<JsonObject> tables;
     for (const SparseTableSummary& t : *sparse_tables) {
       JsonObject o;
-      o.Add("name", t.name).Add("dim", t.dim).Add("rows", t.rows);
+      o.Add("name", t.name)
+          .Add("dim", t.dim)
+          .Add("rows", t.rows)
+          .Add("kind", t.Kind())
+          .Add("full_parts", t.full_parts)
+          .Add("incremental_parts", t.incremental_parts)
+          .Add("chain_files", t.chain_files);
       tables.push_back(o);
     }
     JsonObject out;
@@ -168,9 +188,13 @@ int RunInspect(const ParsedArgs& args) {
                 static_cast<unsigned long long>(t.size() * 4),
                 Sha256Hex(params.data() + t.offset(), t.size() * sizeof(float)).c_str());
   }
-  if (!sparse_tables->empty()) std::printf("\n%-28s %-12s %12s\n", "sparse table", "dim", "rows");
+  if (!sparse_tables->empty()) {
+    std::printf("\n%-28s %-12s %12s  %s\n", "sparse table", "dim", "rows", "files (parts: full, incremental)");
+  }
   for (const SparseTableSummary& t : *sparse_tables) {
-    std::printf("%-28s %-12d %12lld\n", t.name.c_str(), t.dim, static_cast<long long>(t.rows));
+    std::printf("%-28s %-12d %12lld  %s: %lld files (%d full, %d incremental)\n", t.name.c_str(), t.dim,
+                static_cast<long long>(t.rows), t.Kind().c_str(), static_cast<long long>(t.chain_files),
+                t.full_parts, t.incremental_parts);
   }
   return kExitOk;
 }

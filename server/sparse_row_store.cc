@@ -101,6 +101,7 @@ SparseRowStore::SparseRowStore(SparseRowStoreOptions options, int64_t capacity)
       row_floats_(options_.dim + options_.state_floats),
       capacity_(capacity),
       zeros_(row_floats_, 0.0f),
+      new_row_(row_floats_, 0.0f),
       read_buffer_(row_floats_) {
   if (options_.admit_after > 1) admission_ = std::make_unique<AdmissionFilter>(options_.admission_log2_width);
 }
@@ -143,8 +144,13 @@ StatusOr<float*> SparseRowStore::Row(uint64_t id, int64_t step) {
 
 StatusOr<const float*> SparseRowStore::ReadRow(uint64_t id) {
   ASSIGN_OR_RETURN(const int64_t slot, SlotOf(id, /*sighting=*/false));
-  if (slot < 0) return zeros_.data();
-  return SlotRow(slot);
+  if (slot >= 0) return SlotRow(slot);
+  if (admission_ != nullptr) return zeros_.data();
+  // An id no step has updated reads as the row it will start from, without
+  // getting one: only updates make rows, so a pull (an evaluation's of ids
+  // training never saw, too) adds nothing to the table or its checkpoints.
+  InitRow(id, new_row_.data());
+  return new_row_.data();
 }
 
 StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id, bool sighting) {
@@ -159,8 +165,8 @@ StatusOr<int64_t> SparseRowStore::SlotOf(uint64_t id, bool sighting) {
   if (spill_ != nullptr) {
     ASSIGN_OR_RETURN(on_disk, ReadBack(id, &read_buffer_, &last_step));
   }
+  if (!on_disk && !sighting) return -1;  // reading makes no row
   if (!on_disk && admission_ != nullptr) {
-    if (!sighting) return -1;
     if (admission_->See(id) < options_.admit_after) {
       ++counts_.sightings_filtered;
       return -1;

@@ -1,6 +1,6 @@
 // The rows of one sparse table on one server (issue 16): 64-bit ids to rows
 // of `dim` values followed by their optimizer state, created when an id is
-// first touched, with values drawn from (seed, table, id) alone — so a row
+// first updated (a pull makes none), with values drawn from (seed, table, id) alone — so a row
 // starts the same whichever server holds it and whenever it is first seen —
 // and kept in memory up to a byte budget. Beyond the budget, the rows used
 // least recently (CLOCK: a second chance for a row used since the hand last
@@ -140,9 +140,11 @@ class SparseRowStore {
   // cannot be moved to disk.
   StatusOr<float*> Row(uint64_t id, int64_t step);
 
-  // Row, to read only (a pull): it neither counts a sighting nor makes the
-  // row of an id not admitted yet (a row of zeros then); a row read back
-  // from disk and only read is not written again when it leaves memory.
+  // Row, to read only (a pull): it never makes a row. An id without one
+  // reads as the row it would start from (its values from (seed, table,
+  // id), its state as new), or as zeros while admission has not admitted
+  // it; a row read back from disk and only read is not written again when
+  // it leaves memory.
   StatusOr<const float*> ReadRow(uint64_t id);
 
   // Drops every row, in memory or on disk, whose last update was more than
@@ -225,6 +227,7 @@ class SparseRowStore {
   std::vector<int64_t> last_step_;     // the step of the row's last update
   std::vector<int64_t> free_slots_;    // slots of expired rows
   std::vector<float> zeros_;           // what ReadRow gives for an id not admitted
+  std::vector<float> new_row_;         // what ReadRow gives for an id without a row (no admission)
   std::vector<float> read_buffer_;     // a spilled row read back, before it has a slot
   int64_t latest_step_ = 0;            // the largest step Row was given
   std::vector<uint64_t> expired_ids_;  // dropped since TakeExpiredIds

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -133,16 +134,32 @@ TEST(SparseRowStoreTest, ARowReadBackIsWrittenAgainOnlyWhenItMayHaveChanged) {
   options.memory_budget_bytes = 2 * (4 * kDim + SparseRowStore::kRowOverheadBytes);
   options.spill_dir = dir.File("spill");
   auto store = OpenStore(options);
-  for (uint64_t id : {1, 2, 3, 1, 2, 3}) ASSERT_OK(store->ReadRow(id).status());
+  for (uint64_t id : {1, 2, 3}) ASSERT_OK(store->Row(id, 0).status());  // made: changed
+  for (uint64_t id : {1, 2, 3}) ASSERT_OK(store->ReadRow(id).status());
   EXPECT_EQ(store->counts().rows, 3);
   EXPECT_EQ(store->counts().reloads, 3);
   EXPECT_EQ(store->counts().evictions, 4);
   EXPECT_EQ(store->counts().spill_writes, 3);  // each new row once; rows read back stay clean
   ASSERT_OK(store->Row(1, 0).status());           // read back to change: 2 goes out, clean
   ASSERT_OK(store->ReadRow(2).status());       // 3 goes out, clean
-  ASSERT_OK(store->ReadRow(4).status());       // 1 goes out, changed
+  ASSERT_OK(store->Row(4, 0).status());        // 1 goes out, changed
   EXPECT_EQ(store->counts().evictions, 7);
   EXPECT_EQ(store->counts().spill_writes, 4);
+}
+
+// Only updates make rows: a read of an id without one gives the row an
+// update would start from, and the table stays as it was.
+TEST(SparseRowStoreTest, AReadMakesNoRowAndGivesTheRowAnUpdateStartsFrom) {
+  auto store = OpenStore(Options());
+  auto read = store->ReadRow(7);
+  ASSERT_OK(read.status());
+  const std::vector<float> seen(*read, *read + store->row_floats());
+  EXPECT_EQ(store->counts().rows, 0);
+  EXPECT_EQ(store->counts().rows_in_memory, 0);
+  auto made = store->Row(7, 0);
+  ASSERT_OK(made.status());
+  EXPECT_EQ(std::memcmp(seen.data(), *made, sizeof(float) * seen.size()), 0);
+  EXPECT_EQ(store->counts().rows, 1);
 }
 
 TEST(SparseRowStoreTest, AnEarlierRunsSpilledRowsAreNotReadBack) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,9 @@ struct JobResults {
   // evaluation), in bytes; 0 when none did.
   uint64_t worker_peak_rss_bytes = 0;
   int workers_lost = 0, workers_joined = 0;
+  // SSP: steps_by_staleness[k], the training steps (all workers, all
+  // phases) that trained on parameters k steps old; empty otherwise.
+  std::vector<int64_t> steps_by_staleness;
   // The newest evaluation's figures per class, when every worker sent its
   // counts (multi-class), or its binary or regression metrics likewise.
   std::optional<ClassificationResult> classification;
@@ -78,6 +82,10 @@ struct JobResults {
   void AddEpoch(double seconds, int64_t examples);
   // A worker's report of a phase part (`training`: not an evaluation).
   void AddWorkerReport(const proto::PhaseDone& report, bool training);
+  // A worker's SSP counts of steps by staleness (Header.staleness_steps).
+  void AddStaleness(std::span<const int64_t> steps_by_staleness);
+  // The largest staleness any step trained with (0 when none was counted).
+  int64_t MaxStaleness() const;
   // Training examples per second, the first epoch left out when there are more.
   double SteadySamplesPerSec() const;
 };

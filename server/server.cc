@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
 
 #include "models/model.h"
+#include "core/consistency.h"
 #include "core/file_util.h"
 #include "core/sparse_frame.h"
 #include "core/spec.h"
@@ -187,10 +189,12 @@ Status Server::HandleScheduler(Message m) {
       }
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
                                          map.spec().consistency(), map.num_workers(),
-                                         map.spec().optimizer().freeze_zero_weights());
+                                         map.spec().optimizer().freeze_zero_weights(),
+                                         static_cast<int>(StalenessBound(map.spec())));
       ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
                                                      options_.spill_dir));
-      asp_ = map.spec().consistency() != proto::BSP;
+      asp_ = !IsSynchronous(map.spec());
+      staleness_ = StalenessBound(map.spec());
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       if (map.spec().checkpoint().enabled()) {
         // The first step after the first snapshot would fault them in.
@@ -252,7 +256,10 @@ void Server::HandleWorker(Message m) {
         return;
       }
       if (h.want_params()) {
-        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), h.step() + 1, {}});
+        // The worker's next step, h.step() + 1, may train on parameters
+        // staleness_ steps older (SSP; BSP: none older).
+        const int64_t version = std::max<int64_t>(0, h.step() + 1 - staleness_);
+        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), version, {}});
       } else {
         proto::Header ack;
         ack.set_op(proto::PUSH_ACK);

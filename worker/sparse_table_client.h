@@ -56,7 +56,10 @@ class SparseTableClient {
   // holding some of the ids. DeadlineExceeded after timeout_ms without an
   // answer; Aborted when a server answers ERROR (a refused push or pull) or
   // on stop; malformed or foreign replies are logged and dropped.
-  Status PullRows(int table, int64_t version, std::span<const uint64_t> ids, float* rows, int timeout_ms);
+  // *got_version (when not null): the lowest version a server answered
+  // with, INT64_MAX when no server was asked (no ids).
+  Status PullRows(int table, int64_t version, std::span<const uint64_t> ids, float* rows, int timeout_ms,
+                  int64_t* got_version = nullptr);
 
   // Worker's gradient rows grads[ids.size() * dim] of `table` for `step`,
   // summed over `examples` examples: each server gets its ids' rows, every

@@ -83,7 +83,7 @@ Status SparseTableClient::PullRows(int table, int64_t version, std::span<const u
   std::vector<bool> owed(sockets_.size(), false);
   int64_t lowest = INT64_MAX;  // of the replies
   for (size_t s = 0; s < sockets_.size(); ++s) {
-    if (positions[s].empty()) continue;
+    if (positions[s].empty() && !pull_every_server_) continue;
     std::vector<char> id_bytes(positions[s].size() * sizeof(uint64_t));
     for (size_t k = 0; k < positions[s].size(); ++k) {
       std::memcpy(id_bytes.data() + k * sizeof(uint64_t), &ids[positions[s][k]], sizeof(uint64_t));

@@ -40,6 +40,12 @@ class SparseTableClient {
   // When set, waits end with Aborted once *stop is true. It must outlive this.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
 
+  // With `on`, PullRows asks every server, those holding none of the ids
+  // with an empty pull, so that the worker knows every server's table is at
+  // the version before it pushes its next step there: SSP's servers refuse
+  // a push more than `staleness` steps ahead of their table. Default off.
+  void set_pull_every_server(bool on) { pull_every_server_ = on; }
+
   // When set, a wait also watches *socket (a worker's scheduler connection)
   // and calls on_message whenever it is readable; the wait ends with Aborted
   // when on_message returns true (a SHUTDOWN or ROLLBACK), as KvClient's.
@@ -81,6 +87,7 @@ class SparseTableClient {
   std::vector<std::unique_ptr<Socket>> sockets_;
   uint64_t pushed_bytes_ = 0, pulled_bytes_ = 0;
   const std::atomic<bool>* stop_ = nullptr;
+  bool pull_every_server_ = false;
   Socket* interrupt_ = nullptr;
   std::function<bool()> on_interrupt_;
   DropLog drops_{SystemClock()};

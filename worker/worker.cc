@@ -185,6 +185,8 @@ Status Worker::Setup(const proto::Header& map_message) {
   if (sparse_ != nullptr) {
     sparse_->set_stop(stop_);
     sparse_->set_interrupt(scheduler_.get(), [this]() { return OnSchedulerMessage(); });
+    // SSP: a step is pushed to every server's table, so every one must be known to be at most staleness behind.
+    sparse_->set_pull_every_server(map_.spec().consistency() == proto::SSP);
     RETURN_IF_ERROR(sparse_->Connect());
   }
   kv_->set_sparse(model_->sparse_tensors(), &model_->touched_runs());

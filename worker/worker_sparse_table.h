@@ -46,6 +46,8 @@ class WorkerSparseTable {
   }
 
   Status Connect() { return client_->Connect(); }
+  // SparseTableClient::set_pull_every_server (SSP).
+  void set_pull_every_server(bool on) { client_->set_pull_every_server(on); }
 
   // The batch of `count` examples x[count, values_per_example] whose id
   // slots hold slot_ids: its distinct ids, and x's slots rewritten as rows.

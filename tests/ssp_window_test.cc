@@ -164,7 +164,7 @@ std::unique_ptr<SparseTableShard> MakeTable(proto::Consistency consistency, int 
 
 // Rank r's rows for step t: ids that overlap between ranks and steps.
 std::vector<uint64_t> RowIds(int rank, int64_t step) {
-  return {static_cast<uint64_t>(1 + step), static_cast<uint64_t>(3 + rank), 9};
+  return {static_cast<uint64_t>(1 + step), static_cast<uint64_t>(5 + rank), 9};
 }
 std::vector<float> RowGrads(int rank, int64_t step) {
   std::vector<float> g(3 * kDim);
@@ -182,7 +182,7 @@ void ApplyHeld(SparseTableShard* table) {
 }
 
 std::vector<float> Rows(SparseTableShard* table) {
-  auto rows = table->ReadRows(std::vector<uint64_t>{1, 2, 3, 4, 5, 9});
+  auto rows = table->ReadRows(std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 9});
   EXPECT_OK(rows.status());
   return rows.ok() ? *rows : std::vector<float>();
 }

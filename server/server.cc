@@ -259,7 +259,14 @@ void Server::HandleWorker(Message m) {
         // The worker's next step, h.step() + 1, may train on parameters
         // staleness_ steps older (SSP; BSP: none older).
         const int64_t version = std::max<int64_t>(0, h.step() + 1 - staleness_);
-        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), version, {}});
+        Waiting w{m.peer, shard_->FindSlices(ranges).value(), version, {}};
+        if (!*done && shard_->MinVersion(w.slices) >= version) {
+          // SSP: a push held ahead of its slices' version, which is recent
+          // enough already (a push that applied a step is answered below).
+          ReplyParams(w);
+        } else {
+          waiting_.push_back(std::move(w));
+        }
       } else {
         proto::Header ack;
         ack.set_op(proto::PUSH_ACK);

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/consistency.h"
 #include "core/key_range.h"
 #include "core/sparse_frame.h"
 
@@ -52,6 +53,26 @@ Status ValidateSparseRows(const proto::Header& header, const std::vector<zmq::me
   return OkStatus();
 }
 
+// SSP's counts of steps by staleness: only in a PHASE_DONE, at most one per
+// staleness the spec allows, none negative.
+Status ValidateStalenessSteps(const proto::Header& header) {
+  if (header.staleness_steps_size() == 0) return OkStatus();
+  if (header.op() != proto::PHASE_DONE) {
+    return InvalidArgumentError("staleness_steps in a " + proto::Op_Name(header.op()));
+  }
+  if (header.staleness_steps_size() > kMaxStaleness + 1) {
+    return InvalidArgumentError("staleness_steps holds " + std::to_string(header.staleness_steps_size()) +
+                                " counts, at most " + std::to_string(kMaxStaleness + 1) + " expected");
+  }
+  for (int k = 0; k < header.staleness_steps_size(); ++k) {
+    if (header.staleness_steps(k) < 0) {
+      return InvalidArgumentError("staleness_steps[" + std::to_string(k) + "] is " +
+                                  std::to_string(header.staleness_steps(k)) + ", expected >= 0");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ValidateMessage(const proto::Header& header, const std::vector<zmq::message_t>& frames) {
@@ -64,6 +85,7 @@ Status ValidateMessage(const proto::Header& header, const std::vector<zmq::messa
   }
   if (IsSparseTableOp(header.op())) return ValidateSparseRows(header, frames);
   if (header.has_sparse_rows()) return InvalidArgumentError("sparse_rows in a " + proto::Op_Name(header.op()));
+  RETURN_IF_ERROR(ValidateStalenessSteps(header));
   if (static_cast<size_t>(header.ranges_size()) != frames.size()) {
     return DataLossError("header names " + std::to_string(header.ranges_size()) + " key ranges but " +
                          std::to_string(frames.size()) + " tensor frames came");

@@ -9,6 +9,7 @@
 #include <google/protobuf/text_format.h>
 
 #include "core/categorical.h"
+#include "core/consistency.h"
 #include "core/file_util.h"
 #include "core/image_folder_data.h"
 #include "core/sparse_table_spec.h"
@@ -346,6 +347,11 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(Require(spec.batch_size() <= 65536, "batch_size must be <= 65536" + Got(spec.batch_size())));
   RETURN_IF_ERROR(Require(spec.epochs() >= 1, "epochs must be >= 1" + Got(spec.epochs())));
   RETURN_IF_ERROR(Require(spec.epochs() <= 100000, "epochs must be <= 100000" + Got(spec.epochs())));
+  RETURN_IF_ERROR(Require(spec.staleness() >= 0, "staleness must be >= 0" + Got(spec.staleness())));
+  RETURN_IF_ERROR(Require(spec.staleness() <= kMaxStaleness,
+                          "staleness must be <= " + std::to_string(kMaxStaleness) + Got(spec.staleness())));
+  RETURN_IF_ERROR(Require(spec.staleness() == 0 || spec.consistency() == proto::SSP,
+                          "staleness needs consistency: SSP" + Got(spec.staleness())));
 
   const proto::ClusterSpec& c = spec.cluster();
   RETURN_IF_ERROR(Require(c.servers() >= 1, "cluster.servers must be >= 1" + Got(c.servers())));

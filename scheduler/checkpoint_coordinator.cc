@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/checkpoint_manifest.h"
+#include "core/consistency.h"
 #include "core/file_util.h"
 
 namespace tessera {
@@ -82,7 +83,7 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Progressed(const
                                                                            Clock::TimePoint now) {
   Actions out;
   const proto::CheckpointSpec& k = spec_.checkpoint();
-  if (pending_.has_value() || !can_cut || !k.enabled() || run_dir_.empty() || spec_.consistency() != proto::BSP) {
+  if (pending_.has_value() || !can_cut || !k.enabled() || run_dir_.empty() || !IsSynchronous(spec_)) {
     return out;
   }
   int64_t step = -1, due = -1;
@@ -122,7 +123,7 @@ StatusOr<CheckpointCoordinator::Actions> CheckpointCoordinator::Stop(const Posit
   }
   // (Not in an epoch that lost a worker: its cursor would not resume.)
   const proto::CheckpointSpec& k = spec_.checkpoint();
-  if (!can_cut || !k.enabled() || run_dir_.empty() || spec_.consistency() != proto::BSP) return out;
+  if (!can_cut || !k.enabled() || run_dir_.empty() || !IsSynchronous(spec_)) return out;
   // Cut a little ahead of the workers, at the latest at this epoch's end.
   const int64_t step = std::min(at.latest_step + CutLead(at), at.epoch_end_step);
   LOG(INFO) << "stop requested: final checkpoint at step " << step;
@@ -153,7 +154,7 @@ Status CheckpointCoordinator::Cut(int64_t step, int cursor_epoch, int64_t steps_
   p.steps_into_epoch = steps_into_epoch;
   // The reporting worker gives the digest at epoch ends only.
   p.params_sha256 =
-      spec_.consistency() == proto::BSP && steps_into_epoch == 0 && step == at.global_step ? at.digest : "";
+      IsSynchronous(spec_) && steps_into_epoch == 0 && step == at.global_step ? at.digest : "";
   p.then = then;
   p.epoch = at.epoch;
   p.epoch_first_step = at.epoch_first_step;

@@ -156,6 +156,18 @@ void JobResults::AddSparseTableCounts(int server_rank, const proto::Header& h) {
   sparse_table_counts[server_rank].assign(h.sparse_table_counts().begin(), h.sparse_table_counts().end());
 }
 
+void JobResults::AddStaleness(std::span<const int64_t> counts) {
+  if (steps_by_staleness.size() < counts.size()) steps_by_staleness.resize(counts.size(), 0);
+  for (size_t k = 0; k < counts.size(); ++k) steps_by_staleness[k] += counts[k];
+}
+
+int64_t JobResults::MaxStaleness() const {
+  for (size_t k = steps_by_staleness.size(); k > 0; --k) {
+    if (steps_by_staleness[k - 1] > 0) return static_cast<int64_t>(k - 1);
+  }
+  return 0;
+}
+
 double JobResults::SteadySamplesPerSec() const {
   // Past the first epoch when there is more than one; a one-epoch job has only its first.
   if (epochs_timed > 1 && train_seconds > first_epoch_seconds) {
@@ -251,6 +263,11 @@ std::string SummaryJson(const proto::JobSpec& spec, const JobShape& shape, const
       .Add("workers_lost", r.workers_lost)
       .Add("workers_joined", r.workers_joined)
       .Add("server_rollbacks", facts.server_rollbacks);
+  if (spec.consistency() == proto::SSP) {
+    s.Add("staleness", spec.staleness())
+        .Add("max_staleness", r.MaxStaleness())
+        .Add("steps_by_staleness", r.steps_by_staleness);
+  }
   if (shape.validation_examples > 0) AddBestEpoch(shape, r, facts, &s);
   if (spec.model().sparse_table_size() > 0) s.Add("sparse_tables", SparseTableCountsJson(spec, r));
   if (spec.data().table().skip_bad_records() && shape.layout.table.has_value()) {

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,9 @@ struct JobResults {
   // evaluation), in bytes; 0 when none did.
   uint64_t worker_peak_rss_bytes = 0;
   int workers_lost = 0, workers_joined = 0;
+  // SSP: steps_by_staleness[k], the training steps (all workers, all
+  // phases) that trained on parameters k steps old; empty otherwise.
+  std::vector<int64_t> steps_by_staleness;
   // The newest evaluation's figures per class, when every worker sent its
   // counts (multi-class), or its binary or regression metrics likewise.
   std::optional<ClassificationResult> classification;
@@ -84,6 +88,10 @@ struct JobResults {
   void AddWorkerReport(const proto::PhaseDone& report, bool training);
   // A server's counts, in the CHECKPOINT_DONE `h` it sent (none: kept as they were).
   void AddSparseTableCounts(int server_rank, const proto::Header& h);
+  // A worker's SSP counts of steps by staleness (Header.staleness_steps).
+  void AddStaleness(std::span<const int64_t> steps_by_staleness);
+  // The largest staleness any step trained with (0 when none was counted).
+  int64_t MaxStaleness() const;
   // Training examples per second, the first epoch left out when there are more.
   double SteadySamplesPerSec() const;
 };

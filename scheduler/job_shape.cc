@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/consistency.h"
 #include "core/data_plan.h"
 #include "core/dataset.h"
 #include "core/idx_reader.h"
@@ -194,7 +195,7 @@ proto::ClusterMap MakeClusterMap(const proto::JobSpec& spec, const JobShape& sha
   map.set_validation_examples(shape.validation_examples);
   LeaseBook plan;  // servers' learning-rate schedules count epochs in these steps (ASP: pushes)
   plan.StartTraining(0, shape.train_examples, spec.data().shards_per_worker() * map.num_workers(), map.num_workers(),
-                     spec.consistency() == proto::BSP);
+                     IsSynchronous(spec));
   map.set_steps_per_epoch(plan.StepsPerWorker(spec.batch_size()));
   const int64_t epoch_began = start.step - start.skip_steps;
   map.set_schedule_step_offset(start.epoch * map.steps_per_epoch() - epoch_began);

@@ -4,6 +4,7 @@
 
 #include <glog/logging.h>
 
+#include "core/consistency.h"
 #include "core/spec.h"
 
 namespace tessera {
@@ -50,7 +51,7 @@ PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, c
                                                 Clock::TimePoint now) {
   const int workers = spec_.cluster().workers();
   leases_.StartTraining(epoch, shape_->train_examples, spec_.data().shards_per_worker() * workers, live,
-                        spec_.consistency() == proto::BSP);
+                        IsSynchronous(spec_));
   epoch_ = epoch;
   test_ = validation_ = false;
   loss_ = correct_ = 0;
@@ -66,7 +67,7 @@ PhaseRunner::Actions PhaseRunner::BeginTraining(int epoch, int64_t skip_steps, c
   resumed_loss_.clear();
   std::vector<LossSums> start = epoch_resumed_loss_;
   start.resize(workers);
-  if (spec_.consistency() == proto::BSP) {
+  if (IsSynchronous(spec_)) {
     losses_.Begin(epoch, global_step_, std::move(start));
   } else {
     losses_.Stop();  // no cut inside an ASP epoch
@@ -80,7 +81,7 @@ PhaseRunner::Actions PhaseRunner::BeginEvaluation(int epoch, bool validation, co
   const int workers = spec_.cluster().workers();
   // Under BSP each worker evaluates fixed shards, so the summed test loss is reproducible.
   leases_.StartTest(epoch, validation ? shape_->validation_examples : shape_->test_examples,
-                    std::max(1, workers * spec_.data().shards_per_worker()), live, spec_.consistency() == proto::BSP);
+                    std::max(1, workers * spec_.data().shards_per_worker()), live, IsSynchronous(spec_));
   epoch_ = epoch;
   test_ = true;
   validation_ = validation;
@@ -126,7 +127,7 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
     phase.set_validation(validation_);
     phase.set_final(final_eval_);
   } else {
-    steps_ = spec_.consistency() == proto::BSP ? leases_.StepsPerWorker(spec_.batch_size()) : 0;
+    steps_ = IsSynchronous(spec_) ? leases_.StepsPerWorker(spec_.batch_size()) : 0;
     skip_steps_ = skip_steps;
     first_step_ = first_step;
     phase.set_steps(steps_);
@@ -138,7 +139,7 @@ PhaseRunner::Actions PhaseRunner::BeginPart(int index, int64_t first_step, int64
     const char* what = test_ ? (validation_ ? "validation" : "evaluation") : "epoch";
     LOG(INFO) << what << " " << epoch_ + 1 << ", part " << index + 1 << ": "
               << live.size() << " workers take the positions lost workers left"
-              << (test_ || spec_.consistency() != proto::BSP
+              << (test_ || !IsSynchronous(spec_)
                       ? ""
                       : ", " + std::to_string(steps_) + " steps from step " + std::to_string(first_step));
   }
@@ -266,7 +267,7 @@ StatusOr<PhaseRunner::Actions> PhaseRunner::FinishPart(Part part, int live_worke
 }
 
 int64_t PhaseRunner::PartEndStep(const Part& part) {
-  if (spec_.consistency() != proto::BSP) return global_step_ + part_worker_steps_;
+  if (!IsSynchronous(spec_)) return global_step_ + part_worker_steps_;
   const bool anyone_reported =
       std::any_of(part.reports.begin(), part.reports.end(), [](const auto& r) { return r.has_value(); });
   if (anyone_reported) return first_step_ + steps_;  // the workers left ran every step

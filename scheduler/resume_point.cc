@@ -6,6 +6,7 @@
 #include <glog/logging.h>
 
 #include "core/checkpoint_manifest.h"
+#include "core/consistency.h"
 #include "core/spec.h"
 
 namespace tessera {
@@ -51,7 +52,7 @@ StatusOr<ResumePoint> LoadResumePoint(const std::string& checkpoint, const proto
                                 "(data.validation_fraction, data.validation_files) than the spec's");
   }
   if (m.cursor().steps_into_epoch() != 0 &&
-      (spec.consistency() != proto::BSP || m.spec().cluster().workers() != spec.cluster().workers() ||
+      (!IsSynchronous(spec) || m.spec().cluster().workers() != spec.cluster().workers() ||
        m.spec().batch_size() != spec.batch_size())) {
     // The rest of that epoch is defined by the BSP data plan of the same workers and batch.
     return InvalidArgumentError("checkpoint " + dir + " was cut inside epoch " +

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/checkpoint_manifest.h"
+#include "core/consistency.h"
 #include "core/file_util.h"
 #include "core/json.h"
 #include "scheduler/table_vocabulary.h"
@@ -201,6 +202,7 @@ Status Scheduler::Handle(Message m) {
       return HandleProgress(node, h.progress());
     case proto::PHASE_DONE:
       if (node.role != proto::WORKER) break;
+      results_.AddStaleness({h.staleness_steps().data(), static_cast<size_t>(h.staleness_steps_size())});
       return HandlePhaseDone(node, h.phase_done());
     case proto::CHECKPOINT_SNAPSHOT:
       if (node.role != proto::SERVER) break;
@@ -272,7 +274,7 @@ void Scheduler::WantScheduleOffset() {
   const NextPhase& next = phases_.next();
   const int64_t steps_per_epoch = server_membership_.steps_per_epoch();
   if (phases_.stage() != Stage::kWaiting || next.kind != NextPhase::Kind::kTraining ||
-      options_.spec.consistency() != proto::BSP || steps_per_epoch == 0) {
+      !IsSynchronous(options_.spec) || steps_per_epoch == 0) {
     return;
   }
   // Under BSP the schedule counts epochs in steps_per_epoch steps; an epoch

@@ -9,13 +9,16 @@
 namespace tessera {
 
 KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& tensors, uint64_t seed,
-                 const Optimizer* optimizer, proto::Consistency consistency, int workers, bool freeze_zero_weights)
+                 const Optimizer* optimizer, proto::Consistency consistency, int workers, bool freeze_zero_weights,
+                 int staleness)
     : slices_(std::move(slices)),
       optimizer_(optimizer),
       consistency_(consistency),
       workers_(workers),
-      freeze_zero_weights_(freeze_zero_weights) {
+      freeze_zero_weights_(freeze_zero_weights),
+      staleness_(staleness) {
   CHECK_GE(workers_, 1);
+  CHECK_GE(staleness_, 0);
   active_.assign(workers_, true);
   uint64_t total = 0;
   for (const TensorInfo& t : tensors) total = std::max(total, t.offset + t.size);
@@ -29,8 +32,11 @@ KvShard::KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& te
     s.range = slices_[i];
     s.params = std::make_shared<std::vector<float>>(full.begin() + s.range.begin, full.begin() + s.range.end);
     s.state = std::make_shared<std::vector<float>>(s.range.size() * optimizer_->state_per_param(), 0.0f);
-    s.pending.resize(workers_);
-    s.pending_examples.assign(workers_, 0);
+    s.window.resize(consistency_ == proto::ASP ? 1 : staleness_ + 1);
+    for (StepPushes& step : s.window) {
+      step.by_rank.resize(workers_);
+      step.examples.assign(workers_, 0);
+    }
     s.last_push.assign(workers_, -1);
     for (const TensorInfo& t : tensors) {
       if (t.offset <= s.range.begin && s.range.begin < t.offset + t.size) {
@@ -109,20 +115,7 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
                                   " bytes, expected " + std::to_string(ranges[i].size() * sizeof(float)));
     }
   }
-  if (consistency_ == proto::BSP) {
-    for (int index : indices) {
-      const Slice& s = state_[index];
-      if (step != s.version) {
-        return InvalidArgumentError("push for step " + std::to_string(step) + " from worker " + std::to_string(rank) +
-                                    ", the server is at step " + std::to_string(s.version) + " for " +
-                                    ToString(s.range));
-      }
-      if (s.pending[rank].has_value()) {
-        return InvalidArgumentError("second push from worker " + std::to_string(rank) + " for step " +
-                                    std::to_string(step) + " of " + ToString(s.range));
-      }
-    }
-  }
+  if (consistency_ != proto::ASP) RETURN_IF_ERROR(CheckWindow(rank, step, indices));
 
   bool applied = false;
   for (size_t i = 0; i < indices.size(); ++i) {
@@ -132,24 +125,56 @@ StatusOr<bool> KvShard::AddPush(int rank, int64_t step, int64_t examples, const 
     if (consistency_ == proto::ASP) {
       if (examples > 0) {
         // Held only for this call: ASP applies each push at once.
-        Hold(s, std::move(frames[i]), view, &s.pending[rank]);
-        const float* g = Gradient(s.pending[rank], 0);
+        Held& held = s.window[0].by_rank[rank];
+        Hold(s, std::move(frames[i]), view, &held);
+        const float* g = Gradient(held, 0);
         ApplySlice(&s, {&g, 1}, examples);
-        s.pending[rank].reset();
+        held.reset();
       }
       ++s.version;
       MaybeCapture(indices[i]);
       applied = true;
       continue;
     }
-    Hold(s, std::move(frames[i]), view, &s.pending[rank]);
-    s.pending_examples[rank] = examples;
-    ++s.pending_count;
-    if (Complete(s)) {
-      ApplyPending(&s);
-      MaybeCapture(indices[i]);
-      applied = true;
+    StepPushes& pushes = PushesOf(&s, step);
+    Hold(s, std::move(frames[i]), view, &pushes.by_rank[rank]);
+    pushes.examples[rank] = examples;
+    ++pushes.count;
+    // A push ahead of the slice's version waits in the window for the steps before it.
+    if (ApplyCompleteSteps(indices[i])) applied = true;
+  }
+  return applied;
+}
+
+Status KvShard::CheckWindow(int rank, int64_t step, const std::vector<int>& indices) const {
+  for (int index : indices) {
+    const Slice& s = state_[index];
+    if (step < s.version || (step > s.version && consistency_ == proto::BSP)) {
+      return InvalidArgumentError("push for step " + std::to_string(step) + " from worker " + std::to_string(rank) +
+                                  ", the server is at step " + std::to_string(s.version) + " for " +
+                                  ToString(s.range));
     }
+    if (step > s.version + staleness_) {
+      return InvalidArgumentError("push for step " + std::to_string(step) + " from worker " + std::to_string(rank) +
+                                  ", more than the staleness bound " + std::to_string(staleness_) +
+                                  " steps ahead of the server's step " + std::to_string(s.version) + " for " +
+                                  ToString(s.range));
+    }
+    if (PushesOf(s, step).by_rank[rank].has_value()) {
+      return InvalidArgumentError("second push from worker " + std::to_string(rank) + " for step " +
+                                  std::to_string(step) + " of " + ToString(s.range));
+    }
+  }
+  return OkStatus();
+}
+
+bool KvShard::ApplyCompleteSteps(size_t index) {
+  Slice& s = state_[index];
+  bool applied = false;
+  while (Complete(s)) {
+    ApplyPending(&s);
+    MaybeCapture(index);  // each step in turn: a cut may be armed at any of them
+    applied = true;
   }
   return applied;
 }
@@ -175,9 +200,10 @@ void KvShard::Hold(const Slice& slice, zmq::message_t&& frame, const SparseFrame
 }
 
 bool KvShard::Complete(const Slice& slice) const {
-  if (slice.pending_count == 0) return false;
+  const StepPushes& pushes = PushesOf(slice, slice.version);
+  if (pushes.count == 0) return false;
   for (int r = 0; r < workers_; ++r) {
-    if (active_[r] && !slice.pending[r].has_value()) return false;
+    if (active_[r] && !pushes.by_rank[r].has_value()) return false;
   }
   return true;
 }
@@ -204,21 +230,22 @@ StatusOr<bool> KvShard::SetActive(const std::vector<int>& ranks, std::vector<Rea
   }
   active_ = std::move(active);
   bool applied = false;
-  if (consistency_ != proto::BSP) return applied;
+  if (consistency_ == proto::ASP) return applied;
   for (size_t i = 0; i < state_.size(); ++i) {
-    if (!Complete(state_[i])) continue;
-    ApplyPending(&state_[i]);
-    MaybeCapture(i);
-    applied = true;
+    if (ApplyCompleteSteps(i)) applied = true;
   }
   return applied;
 }
 
 StatusOr<bool> KvShard::AdvanceTo(int64_t version) {
   for (const Slice& s : state_) {
-    if (s.version < version && s.pending_count > 0) {
+    // The window's steps below `version` must hold nothing; those at or past
+    // it stay where they are (a ring by step).
+    const int64_t last = std::min<int64_t>(version, s.version + static_cast<int64_t>(s.window.size()));
+    for (int64_t step = s.version; step < last; ++step) {
+      if (PushesOf(s, step).count == 0) continue;
       return FailedPreconditionError("slice [" + std::to_string(s.range.begin) + ", " + std::to_string(s.range.end) +
-                                     ") holds pushes of step " + std::to_string(s.version) +
+                                     ") holds pushes of step " + std::to_string(step) +
                                      ", below the version " + std::to_string(version) + " to advance to");
     }
   }
@@ -233,20 +260,21 @@ StatusOr<bool> KvShard::AdvanceTo(int64_t version) {
 }
 
 void KvShard::ApplyPending(Slice* slice) {
+  StepPushes& pushes = PushesOf(slice, slice->version);
   int64_t examples = 0;
   std::vector<const float*> gradients;
   // Rank order, so the float sum is the same in every run.
   for (int r = 0; r < workers_; ++r) {
-    if (!slice->pending[r].has_value() || slice->pending_examples[r] == 0) continue;
-    examples += slice->pending_examples[r];
-    gradients.push_back(Gradient(slice->pending[r], gradients.size()));
+    if (!pushes.by_rank[r].has_value() || pushes.examples[r] == 0) continue;
+    examples += pushes.examples[r];
+    gradients.push_back(Gradient(pushes.by_rank[r], gradients.size()));
   }
   if (examples > 0) ApplySlice(slice, gradients, examples);
   for (int r = 0; r < workers_; ++r) {
-    slice->pending[r].reset();
-    slice->pending_examples[r] = 0;
+    pushes.by_rank[r].reset();
+    pushes.examples[r] = 0;
   }
-  slice->pending_count = 0;
+  pushes.count = 0;
   ++slice->version;
 }
 
@@ -452,9 +480,11 @@ Status KvShard::Restore(const std::vector<SliceRecord>& records, int64_t step) {
     s.spare_params.reset();
     s.spare_state.reset();
     s.version = step;
-    for (auto& p : s.pending) p.reset();
-    std::fill(s.pending_examples.begin(), s.pending_examples.end(), 0);
-    s.pending_count = 0;
+    for (StepPushes& pushes : s.window) {
+      for (Held& held : pushes.by_rank) held.reset();
+      std::fill(pushes.examples.begin(), pushes.examples.end(), 0);
+      pushes.count = 0;
+    }
     std::fill(s.last_push.begin(), s.last_push.end(), -1);
     FreezeZeros(&s);
   }

@@ -9,7 +9,10 @@
 // BSP: a slice's pushes for its current version are held until every
 // taking-part worker's has come (SetActive changes who takes part), summed in worker-rank order (never arrival order, so runs
 // are bitwise reproducible), divided by the step's example count, and applied
-// once. ASP: each push is applied on arrival.
+// once. SSP with staleness s: the same, but a slice also holds the pushes of
+// the s steps after its version (a window of s + 1 steps), and applies each
+// step, in order, once it is complete and every step before it is applied;
+// s = 0 is BSP. ASP: each push is applied on arrival.
 //
 // Not thread-safe: the server's single event-loop thread owns it.
 #ifndef TESSERA_SERVER_KV_SHARD_H_
@@ -38,9 +41,11 @@ class KvShard {
   // every weight (trainable, rank >= 2: tensors need their shapes) that is
   // exactly 0 once the slices are loaded (here, and by Restore) stays 0: it
   // and its optimizer state are reset after every update (fine-tuning a
-  // pruned model). REQUIRES: workers >= 1.
+  // pruned model). `staleness`: SSP's bound s (JobSpec.staleness; 0 for BSP
+  // and ASP). REQUIRES: workers >= 1, staleness >= 0.
   KvShard(std::vector<KeyRange> slices, const std::vector<TensorInfo>& tensors, uint64_t seed,
-          const Optimizer* optimizer, proto::Consistency consistency, int workers, bool freeze_zero_weights = false);
+          const Optimizer* optimizer, proto::Consistency consistency, int workers, bool freeze_zero_weights = false,
+          int staleness = 0);
 
   // The owned slices, in key order.
   const std::vector<KeyRange>& ranges() const { return slices_; }
@@ -62,8 +67,9 @@ class KvShard {
   // least one slice (BSP: it was the last worker's; ASP: always) and that
   // step was applied. InvalidArgument, with nothing changed, for unknown
   // ranges, wrong frame sizes, malformed sparse frames, a rank out of range,
-  // or under BSP a step other than a slice's version or a second push from
-  // one rank for one slice and step.
+  // or under BSP a step other than a slice's version (SSP: outside version ..
+  // version + staleness) or a second push from one rank for one slice and
+  // step.
   StatusOr<bool> AddPush(int rank, int64_t step, int64_t examples, const std::vector<KeyRange>& ranges,
                          std::vector<zmq::message_t>&& frames, const std::vector<bool>& sparse = {});
 
@@ -125,8 +131,8 @@ class KvShard {
   StatusOr<bool> SetActive(const std::vector<int>& ranks, std::vector<Reach>* left);
   // BSP: every slice below `version` moves up to it with its parameters
   // unchanged (steps no push reached); returns whether any moved.
-  // FailedPrecondition, nothing changed, while a slice below it holds
-  // pushes: they belong to a step that is still to be applied.
+  // FailedPrecondition, nothing changed, while a slice holds pushes of a
+  // step below it: they belong to a step that is still to be applied.
   StatusOr<bool> AdvanceTo(int64_t version);
   bool active(int rank) const { return rank >= 0 && rank < workers_ && active_[rank]; }
 
@@ -151,6 +157,13 @@ class KvShard {
     }
   };
 
+  // One step's pushes of a slice: by rank, with their example counts.
+  struct StepPushes {
+    std::vector<Held> by_rank;
+    std::vector<int64_t> examples;
+    int count = 0;
+  };
+
   struct Slice {
     KeyRange range;
     int64_t version = 0;
@@ -161,10 +174,11 @@ class KvShard {
     // PARAMS reply held them; reused once nothing else does, so a step after
     // a snapshot writes into memory that is already mapped. Empty until then.
     std::shared_ptr<std::vector<float>> spare_params, spare_state;
-    // BSP: this version's pushes by rank, and their example counts.
-    std::vector<Held> pending;
-    std::vector<int64_t> pending_examples;
-    int pending_count = 0;
+    // BSP and SSP: the pushes held for steps version .. version + staleness,
+    // step t's at window[t % window.size()] (a ring, so a step's buffers are
+    // reused by the step staleness + 1 later). ASP: window[0] holds a push
+    // during its own AddPush only.
+    std::vector<StepPushes> window;
     // Per rank: the step of its last push of this slice, -1 before any.
     std::vector<int64_t> last_push;
     // False inside a non-trainable tensor: pushes carry values, not gradients.
@@ -185,9 +199,22 @@ class KvShard {
   // that is held too or missing, a new buffer) without copying; the old one
   // becomes the spare, and the step reads it.
   static void SwapInSpare(std::shared_ptr<std::vector<float>>* buffer, std::shared_ptr<std::vector<float>>* spare);
+  // The held pushes of `step` (within the window).
+  StepPushes& PushesOf(Slice* slice, int64_t step) { return slice->window[step % slice->window.size()]; }
+  const StepPushes& PushesOf(const Slice& slice, int64_t step) const {
+    return slice.window[step % slice.window.size()];
+  }
+  // Applies the slice's step at its version from the held pushes.
   void ApplyPending(Slice* slice);
-  // BSP: some push is held and every taking-part rank's is in.
+  // Applies slice `index`'s complete steps in order, capturing an armed cut
+  // on the way; returns whether any was applied.
+  bool ApplyCompleteSteps(size_t index);
+  // BSP/SSP: some push of the step at the slice's version is held and every
+  // taking-part rank's is in.
   bool Complete(const Slice& slice) const;
+  // Synchronous: InvalidArgument unless rank's push of `step` fits every
+  // slice of `indices`' window and is its first for that step.
+  Status CheckWindow(int rank, int64_t step, const std::vector<int>& indices) const;
   // With freeze_zero_weights: finds the slice's zero weights and zeroes their state.
   void FreezeZeros(Slice* slice) const;
   // The frame's floats, copied into a scratch buffer when unaligned.
@@ -205,6 +232,7 @@ class KvShard {
   proto::Consistency consistency_;
   int workers_;
   bool freeze_zero_weights_;
+  int staleness_;
   std::vector<bool> active_;  // by rank: taking part
   std::vector<std::vector<float>> scratch_;  // for unaligned frames
   // The armed cut: its step and the slices captured so far.

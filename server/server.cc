@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
 
 #include "models/model.h"
+#include "core/consistency.h"
 #include "core/file_util.h"
 #include "core/sparse_frame.h"
 #include "core/spec.h"
@@ -201,10 +203,12 @@ Status Server::HandleScheduler(Message m) {
       }
       shard_ = std::make_unique<KvShard>(std::move(ranges), tensors, map.spec().seed(), optimizer_.get(),
                                          map.spec().consistency(), map.num_workers(),
-                                         map.spec().optimizer().freeze_zero_weights());
+                                         map.spec().optimizer().freeze_zero_weights(),
+                                         static_cast<int>(StalenessBound(map.spec())));
       ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
                                                      options_.spill_dir));
-      asp_ = map.spec().consistency() != proto::BSP;
+      asp_ = !IsSynchronous(map.spec());
+      staleness_ = StalenessBound(map.spec());
       sparse_full_every_ = map.spec().checkpoint().sparse_full_every();
       previous_table_files_ = PreviousTableFiles();  // a fresh start's first files are full
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
@@ -268,7 +272,17 @@ void Server::HandleWorker(Message m) {
         return;
       }
       if (h.want_params()) {
-        waiting_.push_back({m.peer, shard_->FindSlices(ranges).value(), h.step() + 1, {}});
+        // The worker's next step, h.step() + 1, may train on parameters
+        // staleness_ steps older (SSP; BSP: none older).
+        const int64_t version = std::max<int64_t>(0, h.step() + 1 - staleness_);
+        Waiting w{m.peer, shard_->FindSlices(ranges).value(), version, {}};
+        if (!*done && shard_->MinVersion(w.slices) >= version) {
+          // SSP: a push held ahead of its slices' version, which is recent
+          // enough already (a push that applied a step is answered below).
+          ReplyParams(w);
+        } else {
+          waiting_.push_back(std::move(w));
+        }
       } else {
         proto::Header ack;
         ack.set_op(proto::PUSH_ACK);

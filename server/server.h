@@ -107,7 +107,8 @@ class Server {
   std::unique_ptr<KvShard> shard_;
   // This server's rows of the job's sparse tables (none: empty).
   std::unique_ptr<SparseTables> tables_;
-  bool asp_ = false;  // the job's consistency is not BSP
+  bool asp_ = false;  // the job's consistency is ASP
+  int64_t staleness_ = 0;  // SSP's bound (JobSpec.staleness); 0 otherwise
   // A failure that ends Run(): a sparse table's row store could not read or
   // write its rows (the step would be half applied).
   Status fatal_ = OkStatus();

@@ -78,7 +78,8 @@ SparseTableShard::SparseTableShard(SparseTableShardOptions options, std::unique_
       store_(std::move(store)),
       version_(options_.first_version),
       active_(options_.workers, true),
-      pending_(options_.workers) {}
+      window_(options_.consistency == proto::ASP ? 1 : options_.staleness + 1,
+              std::vector<Pending>(options_.workers)) {}
 
 Status SparseTableShard::CheckIds(std::span<const uint64_t> ids) const {
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -109,40 +110,52 @@ StatusOr<bool> SparseTableShard::AddPush(int rank, int64_t step, int64_t example
   for (float g : grads) {
     if (!std::isfinite(g)) return InvalidArgumentError(where + "a non-finite gradient");
   }
-  if (options_.consistency != proto::BSP) {
+  if (options_.consistency == proto::ASP) {
     // ASP: this push is a step of its own.
     if (examples > 0) RETURN_IF_ERROR(ApplyRows(ids, grads, 1.0f / static_cast<float>(examples)));
     ++version_;
     return true;
   }
-  if (step != version_) {
+  if (step < version_ || (step > version_ && options_.consistency == proto::BSP)) {
     return InvalidArgumentError(where + "a push for step " + std::to_string(step) + ", the table is at " +
                                 std::to_string(version_));
   }
-  Pending& p = pending_[rank];
+  if (step > version_ + options_.staleness) {
+    return InvalidArgumentError(where + "a push for step " + std::to_string(step) + " from worker " +
+                                std::to_string(rank) + ", more than the staleness bound " +
+                                std::to_string(options_.staleness) + " steps ahead of the table's step " +
+                                std::to_string(version_));
+  }
+  Pending& p = PendingOf(step)[rank];
   if (p.in) return InvalidArgumentError(where + "a second push from worker " + std::to_string(rank));
   p.in = true;
   p.examples = examples;
   p.ids.assign(ids.begin(), ids.end());
   p.grads.assign(grads.begin(), grads.end());
-  if (!Complete()) return false;
+  return ApplyNextStep();
+}
+
+StatusOr<bool> SparseTableShard::ApplyNextStep() {
+  if (options_.consistency == proto::ASP || !Complete()) return false;
   RETURN_IF_ERROR(ApplyPending());
   return true;
 }
 
 bool SparseTableShard::Complete() const {
+  const std::vector<Pending>& pending = PendingOf(version_);
   bool any = false;
   for (int r = 0; r < options_.workers; ++r) {
-    if (active_[r] && !pending_[r].in) return false;
-    any = any || pending_[r].in;
+    if (active_[r] && !pending[r].in) return false;
+    any = any || pending[r].in;
   }
   return any;
 }
 
 Status SparseTableShard::ApplyPending() {
+  std::vector<Pending>& pending = PendingOf(version_);
   int64_t examples = 0;
   std::vector<const Pending*> in;
-  for (const Pending& p : pending_) {
+  for (const Pending& p : pending) {
     if (!p.in) continue;
     examples += p.examples;
     in.push_back(&p);
@@ -175,7 +188,7 @@ Status SparseTableShard::ApplyPending() {
       RETURN_IF_ERROR(StepRow(id, sum.data(), scale));
     }
   }
-  for (Pending& p : pending_) {
+  for (Pending& p : pending) {
     p.in = false;
     p.ids.clear();
     p.grads.clear();
@@ -223,16 +236,19 @@ StatusOr<bool> SparseTableShard::SetActive(const std::vector<int>& ranks) {
     active[r] = true;
   }
   active_ = std::move(active);
-  if (options_.consistency != proto::BSP || !Complete()) return false;
-  RETURN_IF_ERROR(ApplyPending());
-  return true;
+  return ApplyNextStep();
 }
 
 Status SparseTableShard::AdvanceTo(int64_t version) {
-  for (const Pending& p : pending_) {
-    if (p.in) {
-      return FailedPreconditionError("sparse table '" + name() + "' holds pushes for step " +
-                                     std::to_string(version_));
+  // The window's steps below `version` must hold nothing; those at or past
+  // it stay where they are (a ring by step).
+  const int64_t last = std::min<int64_t>(version, version_ + static_cast<int64_t>(window_.size()));
+  for (int64_t step = version_; step < last; ++step) {
+    for (const Pending& p : PendingOf(step)) {
+      if (p.in) {
+        return FailedPreconditionError("sparse table '" + name() + "' holds pushes for step " +
+                                       std::to_string(step));
+      }
     }
   }
   if (version > version_) version_ = version;

@@ -15,7 +15,11 @@
 // rank order (never arrival order: runs are bitwise reproducible), scaled
 // by 1 / (the step's examples) — as KvShard does a dense slice — and the row
 // is stepped once by the table's SparseOptimizer. Rows no push touched keep
-// their values and state exactly. ASP: each push is stepped on arrival.
+// their values and state exactly. SSP with staleness s: the same steps, but
+// the pushes of the s steps after the version are held too (a window of
+// s + 1 steps), and each step is applied, in order, once it is complete and
+// the steps before it are; s = 0 is BSP. ASP: each push is stepped on
+// arrival.
 //
 // The rows live in a SparseRowStore (memory up to a budget, then the
 // server's own RocksDB), created on first touch from (seed, table, id).
@@ -46,6 +50,8 @@ struct SparseTableShardOptions {
   int servers = 1;
   proto::Consistency consistency = proto::BSP;
   int workers = 1;
+  // SSP's bound s (JobSpec.staleness); 0 for BSP and ASP.
+  int staleness = 0;
   // Where the rows beyond spec.memory_budget_mb go (a directory this table
   // alone uses); required with a budget.
   std::string spill_dir;
@@ -71,14 +77,21 @@ class SparseTableShard {
   // Worker `rank`'s push for `step`: `ids` (strictly increasing, each one
   // this server holds) and grads[ids.size() * dim]. Returns true when a step
   // was applied (BSP: this was the last taking-part rank's push; ASP:
-  // always). InvalidArgument, nothing changed, for a rank out of range or
-  // not taking part, ids out of order or of another server, a grads size
-  // that does not match, a non-finite gradient, under BSP a step other than
-  // version() or a second push of one rank for one step. Errors of the row
-  // store (DataLoss, Unavailable) leave the step half applied: the server
-  // must stop.
+  // always). It applies at most the one step at version(): under SSP the
+  // held steps after it may be complete too, and ApplyNextStep applies them
+  // one by one (a checkpoint cut is captured between steps). InvalidArgument,
+  // nothing changed, for a rank out of range or not taking part, ids out of
+  // order or of another server, a grads size that does not match, a
+  // non-finite gradient, under BSP a step other than version() (SSP: outside
+  // version() .. version() + staleness) or a second push of one rank for one
+  // step. Errors of the row store (DataLoss, Unavailable) leave the step half
+  // applied: the server must stop.
   StatusOr<bool> AddPush(int rank, int64_t step, int64_t examples, std::span<const uint64_t> ids,
                          std::span<const float> grads);
+
+  // BSP/SSP: applies the held step at version() when it is complete; returns
+  // whether it did. Errors as AddPush's of the row store.
+  StatusOr<bool> ApplyNextStep();
 
   // OK when `ids` are strictly increasing and each one this server's.
   Status CheckIds(std::span<const uint64_t> ids) const;
@@ -91,12 +104,12 @@ class SparseTableShard {
 
   // The worker ranks taking part from now on. Pushes from other ranks are
   // refused; a rank that leaves keeps the push that already arrived. When
-  // the held step waited only for ranks that left it is applied now;
-  // returns whether it was. InvalidArgument for a rank outside [0, workers).
+  // the held step waited only for ranks that left it is applied now (only
+  // that one, as AddPush); returns whether it was. InvalidArgument for a rank outside [0, workers).
   StatusOr<bool> SetActive(const std::vector<int>& ranks);
 
   // BSP: the version moves up to `version` without a step (steps no push
-  // reached). FailedPrecondition while pushes are held.
+  // reached). FailedPrecondition while pushes of a step below it are held.
   Status AdvanceTo(int64_t version);
 
   // Checkpoints. Snapshot: every row (expired ones dropped first), to write
@@ -128,8 +141,12 @@ class SparseTableShard {
 
   SparseTableShard(SparseTableShardOptions options, std::unique_ptr<SparseOptimizer> optimizer,
                    std::unique_ptr<SparseRowStore> store);
+  // The held pushes of `step` by rank. REQUIRES: step in the window.
+  std::vector<Pending>& PendingOf(int64_t step) { return window_[step % window_.size()]; }
+  const std::vector<Pending>& PendingOf(int64_t step) const { return window_[step % window_.size()]; }
+  // The step at version() is held from some rank and from every taking-part one.
   bool Complete() const;
-  // Steps every id the held pushes touched, merging them in rank order.
+  // Steps every id the held pushes of the step at version() touched, merging them in rank order.
   Status ApplyPending();
   // Steps each row of ids by grads * scale.
   Status ApplyRows(std::span<const uint64_t> ids, std::span<const float> grads, float scale);
@@ -141,7 +158,9 @@ class SparseTableShard {
   std::unique_ptr<SparseRowStore> store_;
   int64_t version_ = 0;
   std::vector<bool> active_;
-  std::vector<Pending> pending_;  // BSP: by rank
+  // BSP/SSP: the pushes held for steps version_ .. version_ + staleness by
+  // rank, step t's at window_[t % window_.size()].
+  std::vector<std::vector<Pending>> window_;
   std::vector<float> mean_;       // StepRow's mean gradient
 };
 

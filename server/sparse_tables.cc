@@ -7,6 +7,7 @@
 
 #include <glog/logging.h>
 
+#include "core/consistency.h"
 #include "core/file_util.h"
 #include "server/admission_filter.h"
 
@@ -50,6 +51,7 @@ StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::Cluste
     o.servers = map.servers_size();
     o.consistency = map.spec().consistency();
     o.workers = map.num_workers();
+    o.staleness = static_cast<int>(StalenessBound(map.spec()));
     if (specs[t].memory_budget_mb() > 0) {
       o.spill_dir = dir + "/server-" + std::to_string(server_rank) + "-" + specs[t].name();
       tables->spill_dirs_.push_back(o.spill_dir);
@@ -88,8 +90,22 @@ StatusOr<bool> SparseTables::Push(const Message& m) {
   const std::vector<uint64_t> ids = FrameIds(m.frames[0]);
   std::vector<float> scratch;
   const float* grads = FrameFloats(m.frames[1], &scratch);
-  return tables_[t]->AddPush(m.header.sender_rank(), m.header.step(), m.header.examples(), ids,
-                             std::span<const float>(grads, m.frames[1].size() / sizeof(float)));
+  ASSIGN_OR_RETURN(const bool applied,
+                   tables_[t]->AddPush(m.header.sender_rank(), m.header.step(), m.header.examples(), ids,
+                                       std::span<const float>(grads, m.frames[1].size() / sizeof(float))));
+  if (!applied) return false;
+  RETURN_IF_ERROR(ApplyHeldSteps(t));
+  return true;
+}
+
+Status SparseTables::ApplyHeldSteps(int t) {
+  // Under SSP the push may have completed the steps held after it as well:
+  // one at a time, so an armed cut sees the table at its step.
+  while (true) {
+    RETURN_IF_ERROR(Capture());
+    ASSIGN_OR_RETURN(const bool applied, tables_[t]->ApplyNextStep());
+    if (!applied) return OkStatus();
+  }
 }
 
 Status SparseTables::Pull(Message m, const Reply& reply) {
@@ -132,8 +148,9 @@ Status SparseTables::Answer(const Waiting& w, const Reply& reply) {
 
 StatusOr<bool> SparseTables::SetActive(const std::vector<int>& ranks) {
   bool applied = false;
-  for (auto& table : tables_) {
-    ASSIGN_OR_RETURN(const bool a, table->SetActive(ranks));
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    ASSIGN_OR_RETURN(const bool a, tables_[t]->SetActive(ranks));
+    if (a) RETURN_IF_ERROR(ApplyHeldSteps(static_cast<int>(t)));
     applied = applied || a;
   }
   return applied;

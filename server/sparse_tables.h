@@ -88,6 +88,9 @@ class SparseTables {
   SparseTables() = default;
   StatusOr<int> TableOf(const proto::Header& h) const;
   Status Answer(const Waiting& w, const Reply& reply);
+  // After a step of table t was applied: captures an armed cut, then applies
+  // the table's held steps that are complete (SSP), capturing after each.
+  Status ApplyHeldSteps(int t);
 
   std::vector<std::unique_ptr<SparseTableShard>> tables_;
   std::vector<Waiting> waiting_;

@@ -117,7 +117,7 @@ TEST(CliTest, MissingDataFile) {
   ExpectUsageError({"train", Example(), "--data-dir", "/nonexistent-data"}, "/nonexistent-data/train-images-idx3-ubyte.gz");
 }
 
-TEST(CliTest, BadConsistency) { ExpectUsageError({"train", Example(), "--consistency", "sync"}, "bsp or asp"); }
+TEST(CliTest, BadConsistency) { ExpectUsageError({"train", Example(), "--consistency", "sync"}, "bsp, asp or ssp"); }
 
 TEST(CliTest, RoleCommandsCheckTheirFlags) {
   ExpectUsageError({"server"}, "--scheduler HOST:PORT is required");

@@ -1,6 +1,8 @@
 // `tessera worker`: a worker role of a cluster.
 #include <glog/logging.h>
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 
 #include "core/zmq_transport.h"
@@ -34,6 +36,8 @@ int RunWorker(const ParsedArgs& args) {
   options.cluster_token = *cluster_token;
   options.reply_timeout_s = FLAGS_reply_timeout;
   options.params_out = FLAGS_params_out;
+  options.test_step_delay = std::chrono::milliseconds(std::max(0, FLAGS_test_step_delay_ms));
+  options.test_step_delay_rank = FLAGS_test_step_delay_rank;
   const std::atomic<bool>* stop = InstallStopSignals();
   ZmqTransport transport;
   Worker worker(&transport, options, stop);

@@ -131,7 +131,7 @@ const std::vector<Command>& Commands() {
        RunTrain,
        {},
        /*hidden=*/false,
-       {"test_checkpoint_write_delay_ms"}},
+       {"test_checkpoint_write_delay_ms", "test_step_delay_ms", "test_step_delay_rank"}},
       {"resume", "continue a job from its newest intact checkpoint (or a given one)",
        "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
        "Continues the job in local mode, in the same run directory, exactly where the checkpoint\n"
@@ -278,7 +278,10 @@ const std::vector<Command>& Commands() {
        "to --register-timeout) and takes the rank of a lost worker from the next phase on.",
        {"scheduler", "threads", "overlap_push", "overlap_pull", "device", "register_timeout", "reply_timeout", "params_out",
         "cluster_token_file"},
-       RunWorker},
+       RunWorker,
+       {},
+       /*hidden=*/false,
+       {"test_step_delay_ms", "test_step_delay_rank"}},
   };
   return kCommands;
 }

@@ -418,14 +418,17 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   }
   int worker_labels = 0;
   auto start_worker = [&](bool replacement) {
-    return cluster.Start("worker-" + std::to_string(worker_labels++),
-                         {*self_exe, "worker", "--scheduler", scheduler_address, "--cluster_token_file",
-                          cluster_token_file, "--threads", std::to_string(threads),
-                          "--params_out", run_dir + "/params.bin",
-                          std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false"),
-                          std::string("--overlap_pull=") + (FLAGS_overlap_pull ? "true" : "false"), "--device",
-                          FLAGS_device},
-                         replacement);
+    std::vector<std::string> args = {*self_exe, "worker", "--scheduler", scheduler_address, "--cluster_token_file",
+                                     cluster_token_file, "--threads", std::to_string(threads),
+                                     "--params_out", run_dir + "/params.bin",
+                                     std::string("--overlap_push=") + (FLAGS_overlap_push ? "true" : "false"),
+                                     std::string("--overlap_pull=") + (FLAGS_overlap_pull ? "true" : "false"),
+                                     "--device", FLAGS_device};
+    if (FLAGS_test_step_delay_ms > 0) {
+      args.push_back("--test_step_delay_ms=" + std::to_string(FLAGS_test_step_delay_ms));
+      args.push_back("--test_step_delay_rank=" + std::to_string(FLAGS_test_step_delay_rank));
+    }
+    return cluster.Start("worker-" + std::to_string(worker_labels++), args, replacement);
   };
   for (int i = 0; i < workers; ++i) {
     if (Status s = start_worker(false); !s.ok()) return fail(s.message());

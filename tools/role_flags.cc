@@ -41,6 +41,10 @@ DEFINE_int32(max_restarts, 3,
 DEFINE_int32(test_checkpoint_write_delay_ms, 0,
              "tests only (left out of the help): a server holds each checkpoint part this long after its files are "
              "written before it reports it; train passes it to its servers");
+DEFINE_int32(test_step_delay_ms, 0,
+             "tests only (left out of the help): the worker of rank --test_step_delay_rank sleeps this long before "
+             "each training step, so it lags the others; train passes both to its workers");
+DEFINE_int32(test_step_delay_rank, 0, "tests only (left out of the help): the rank --test_step_delay_ms slows");
 DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 DEFINE_bool(force, false,

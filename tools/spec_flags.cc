@@ -24,7 +24,7 @@ DEFINE_int32(epochs, 0, "passes over the training set; overrides epochs");
 DEFINE_uint64(seed, 0, "random seed; overrides seed");
 DEFINE_int32(batch_size, 0, "examples per worker per step; overrides batch_size");
 DEFINE_double(learning_rate, 0, "overrides optimizer.learning_rate");
-DEFINE_string(consistency, "", "bsp or asp; overrides consistency");
+DEFINE_string(consistency, "", "bsp, asp or ssp; overrides consistency (ssp with the spec's staleness)");
 DEFINE_string(data_dir, "", "directory of the IDX files; overrides data.dir");
 DEFINE_int64(max_train_examples, 0, "use only the first N training examples (0: all); overrides data.max_train_examples");
 DEFINE_int64(max_test_examples, 0, "use only the first N test examples (0: all); overrides data.max_test_examples");
@@ -53,8 +53,10 @@ Status ApplySpecOverrides(const ParsedArgs& args, proto::JobSpec* spec_out) {
       spec.set_consistency(proto::BSP);
     } else if (FLAGS_consistency == "asp" || FLAGS_consistency == "ASP") {
       spec.set_consistency(proto::ASP);
+    } else if (FLAGS_consistency == "ssp" || FLAGS_consistency == "SSP") {
+      spec.set_consistency(proto::SSP);  // the spec's staleness is its bound
     } else {
-      return InvalidArgumentError("--consistency must be bsp or asp, got '" + FLAGS_consistency + "'");
+      return InvalidArgumentError("--consistency must be bsp, asp or ssp, got '" + FLAGS_consistency + "'");
     }
   }
   if (given("data_dir")) spec.mutable_data()->set_dir(FLAGS_data_dir);

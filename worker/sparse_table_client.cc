@@ -1,6 +1,8 @@
 #include "worker/sparse_table_client.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 
 #include "core/id_partition.h"
@@ -72,15 +74,16 @@ Status SparseTableClient::PushRows(int table, int64_t step, int64_t examples, st
 }
 
 Status SparseTableClient::PullRows(int table, int64_t version, std::span<const uint64_t> ids, float* rows,
-                                   int timeout_ms) {
+                                   int timeout_ms, int64_t* got_version) {
   if (table < 0 || table >= static_cast<int>(dims_.size())) {
     return InvalidArgumentError("sparse table " + std::to_string(table) + " of " + std::to_string(dims_.size()));
   }
   const size_t dim = static_cast<size_t>(dims_[table]);
   const std::vector<std::vector<size_t>> positions = SplitByServer(table, ids);
   std::vector<bool> owed(sockets_.size(), false);
+  int64_t lowest = INT64_MAX;  // of the replies
   for (size_t s = 0; s < sockets_.size(); ++s) {
-    if (positions[s].empty()) continue;
+    if (positions[s].empty() && !pull_every_server_) continue;
     std::vector<char> id_bytes(positions[s].size() * sizeof(uint64_t));
     for (size_t k = 0; k < positions[s].size(); ++k) {
       std::memcpy(id_bytes.data() + k * sizeof(uint64_t), &ids[positions[s][k]], sizeof(uint64_t));
@@ -102,7 +105,10 @@ Status SparseTableClient::PullRows(int table, int64_t version, std::span<const u
       pending.push_back(sockets_[s].get());
       index.push_back(s);
     }
-    if (pending.empty()) return OkStatus();
+    if (pending.empty()) {
+      if (got_version != nullptr) *got_version = lowest;
+      return OkStatus();
+    }
     if (stop_ != nullptr && stop_->load()) return AbortedError("stopped by signal");
     if (interrupt_ != nullptr) pending.push_back(interrupt_);
     std::vector<bool> ready = transport_->Poll(pending, std::min(kSliceMs, timeout_ms));
@@ -140,6 +146,7 @@ Status SparseTableClient::PullRows(int table, int64_t version, std::span<const u
         std::memcpy(rows + positions[s][k] * dim, values + k * dim, dim * sizeof(float));
       }
       pulled_bytes_ += m->frames[0].size();
+      lowest = std::min(lowest, h.step());
       owed[s] = false;
       last_progress = std::chrono::steady_clock::now();
     }

@@ -40,6 +40,12 @@ class SparseTableClient {
   // When set, waits end with Aborted once *stop is true. It must outlive this.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
 
+  // With `on`, PullRows asks every server, those holding none of the ids
+  // with an empty pull, so that the worker knows every server's table is at
+  // the version before it pushes its next step there: SSP's servers refuse
+  // a push more than `staleness` steps ahead of their table. Default off.
+  void set_pull_every_server(bool on) { pull_every_server_ = on; }
+
   // When set, a wait also watches *socket (a worker's scheduler connection)
   // and calls on_message whenever it is readable; the wait ends with Aborted
   // when on_message returns true (a SHUTDOWN or ROLLBACK), as KvClient's.
@@ -56,7 +62,10 @@ class SparseTableClient {
   // holding some of the ids. DeadlineExceeded after timeout_ms without an
   // answer; Aborted when a server answers ERROR (a refused push or pull) or
   // on stop; malformed or foreign replies are logged and dropped.
-  Status PullRows(int table, int64_t version, std::span<const uint64_t> ids, float* rows, int timeout_ms);
+  // *got_version (when not null): the lowest version a server answered
+  // with, INT64_MAX when no server was asked (no ids).
+  Status PullRows(int table, int64_t version, std::span<const uint64_t> ids, float* rows, int timeout_ms,
+                  int64_t* got_version = nullptr);
 
   // Worker's gradient rows grads[ids.size() * dim] of `table` for `step`,
   // summed over `examples` examples: each server gets its ids' rows, every
@@ -78,6 +87,7 @@ class SparseTableClient {
   std::vector<std::unique_ptr<Socket>> sockets_;
   uint64_t pushed_bytes_ = 0, pulled_bytes_ = 0;
   const std::atomic<bool>* stop_ = nullptr;
+  bool pull_every_server_ = false;
   Socket* interrupt_ = nullptr;
   std::function<bool()> on_interrupt_;
   DropLog drops_{SystemClock()};

@@ -4,8 +4,11 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
+#include "core/consistency.h"
 #include "core/data_plan.h"
 #include "core/file_util.h"
 #include "core/process_memory.h"
@@ -182,6 +185,8 @@ Status Worker::Setup(const proto::Header& map_message) {
   if (sparse_ != nullptr) {
     sparse_->set_stop(stop_);
     sparse_->set_interrupt(scheduler_.get(), [this]() { return OnSchedulerMessage(); });
+    // SSP: a step is pushed to every server's table, so every one must be known to be at most staleness behind.
+    sparse_->set_pull_every_server(map_.spec().consistency() == proto::SSP);
     RETURN_IF_ERROR(sparse_->Connect());
   }
   kv_->set_sparse(model_->sparse_tensors(), &model_->touched_runs());
@@ -217,11 +222,12 @@ struct Worker::TrainingPhase {
                 uint64_t pulled_bytes)
       : phase(phase),
         batch(spec.batch_size()),
-        bsp(spec.consistency() == proto::BSP),
+        synchronous(IsSynchronous(spec)),
+        staleness(StalenessBound(spec)),
         order(TrainingOrder(spec.seed(), phase.epoch(), *train)),
         reader(train),
         step(phase.first_step()),
-        to_skip(bsp ? phase.skip_steps() : 0),
+        to_skip(synchronous ? phase.skip_steps() : 0),
         pushed_bytes_at_start(pushed_bytes),
         pulled_bytes_at_start(pulled_bytes) {
     lease.set_shard(-2);  // none requested yet
@@ -229,7 +235,8 @@ struct Worker::TrainingPhase {
 
   const proto::Phase& phase;
   const int batch;
-  const bool bsp;
+  const bool synchronous;  // BSP or SSP: the phase has `steps` steps, each summed over all workers
+  const int64_t staleness;  // SSP's bound; 0 under BSP
   const ExampleOrder order;  // the epoch's order of the training set
   BatchPrefetcher reader;
   std::vector<float> x;  // the batch read last
@@ -242,6 +249,10 @@ struct Worker::TrainingPhase {
   int64_t step;            // the global step the next push is
   int64_t to_skip;         // resumed inside this epoch: steps done before, passed over
   int64_t skipped_examples = 0;
+
+  // steps_by_staleness[k]: the steps trained on parameters k steps old (BSP,
+  // SSP), for PHASE_DONE and the log.
+  std::vector<int64_t> steps_by_staleness;
 
   // Since the last PROGRESS; under BSP also step by step, for a checkpoint
   // cut inside the epoch (the scheduler keeps the sums up to it).
@@ -274,6 +285,22 @@ struct Worker::TrainingPhase {
 namespace {
 
 double SecondsSince(SteadyClock::time_point start) { return std::chrono::duration<double>(SteadyClock::now() - start).count(); }
+
+// Counts a step trained on parameters `staleness` steps old into *counts (by staleness).
+void CountStaleness(int64_t staleness, std::vector<int64_t>* counts) {
+  const size_t k = static_cast<size_t>(std::max<int64_t>(0, staleness));
+  if (counts->size() <= k) counts->resize(k + 1, 0);
+  ++(*counts)[k];
+}
+
+// "steps by staleness: 0: 90, 1: 8, 2: 2; max staleness 2", for the log.
+std::string StalenessLine(const std::vector<int64_t>& counts) {
+  std::string line = "steps by staleness:";
+  for (size_t k = 0; k < counts.size(); ++k) {
+    line += (k == 0 ? " " : ", ") + std::to_string(k) + ": " + std::to_string(counts[k]);
+  }
+  return line + "; max staleness " + std::to_string(counts.empty() ? 0 : counts.size() - 1);
+}
 
 // Pushes one step's gradients while backward makes them (--overlap-push).
 // Layers come last first, so their key ranges join into one; it is sent once
@@ -336,9 +363,9 @@ Status Worker::RunTraining(const proto::Phase& phase) {
   while (true) {
     RETURN_IF_ERROR(CheckStop());
     const auto read_start = SteadyClock::now();
-    if (t.bsp && t.steps_done + (t.pushed_step.due ? 1 : 0) >= phase.steps()) break;
+    if (t.synchronous && t.steps_done + (t.pushed_step.due ? 1 : 0) >= phase.steps()) break;
     RETURN_IF_ERROR(LeaseShardIfDone(&t));
-    if (!t.data_left && !t.bsp) break;
+    if (!t.data_left && !t.synchronous) break;
     if (t.to_skip > 0) {  // only before the phase's first push
       SkipStep(&t);
       continue;
@@ -353,7 +380,7 @@ Status Worker::RunTraining(const proto::Phase& phase) {
 }
 
 Status Worker::PullParamsForPhaseStart(const proto::Phase& phase) {
-  if (map_.spec().consistency() != proto::BSP) return OkStatus();
+  if (!IsSynchronous(map_.spec())) return OkStatus();
   // Resumed inside this epoch, the phase starts after the steps done before.
   const int64_t version = phase.first_step() + phase.skip_steps();
   if (params_version_ == version) return OkStatus();
@@ -412,7 +439,10 @@ Status Worker::AwaitParamsForBatch(TrainingPhase* t, int64_t count, SteadyClock:
 }
 
 Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_rows, double read_seconds) {
-  const int64_t version = t->bsp ? t->step + 1 : 0;  // BSP: the reply must be this step's parameters
+  // BSP: the reply must be the parameters after this step; SSP: they may be
+  // up to `staleness` steps older.
+  const int64_t applied = t->step + 1;
+  const int64_t version = t->synchronous ? std::max<int64_t>(0, applied - t->staleness) : 0;
   if (kv_->sparse_pulls()) RETURN_IF_ERROR(kv_->PullRows(version, next_rows ? *next_rows : model_->sparse_tensors()));
   // Mid-phase, with --overlap-pull, each layer goes on to the device (CUDA)
   // as soon as its slices are in, while the rest still comes; the next
@@ -422,6 +452,12 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
   if (options_.overlap_pull && next_rows != nullptr) on_slice = [this](KeyRange keys) { model_->ParamsArrived(keys); };
   RETURN_IF_ERROR(
       kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, version, on_slice));
+  if (next_rows == nullptr && t->synchronous && params_version_ < applied) {
+    // SSP's phase end: the parameters with every step applied, as under BSP
+    // (the phase's digest, the evaluation and the next phase start from them).
+    RETURN_IF_ERROR(kv_->Pull(applied));
+    RETURN_IF_ERROR(kv_->WaitParams(model_->params(), options_.reply_timeout_s * 1000, &params_version_, applied));
+  }
   const auto communicated = SteadyClock::now();
   t->wait_seconds += std::chrono::duration<double>(communicated - t->pushed_step.pushed).count() - read_seconds;
   t->compute_seconds += read_seconds;
@@ -434,7 +470,7 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
   t->examples += t->pushed_step.count;
   t->epoch_loss += t->pushed_step.stats.loss_sum;
   t->epoch_examples += t->pushed_step.count;
-  if (t->bsp) {
+  if (t->synchronous) {
     t->step_loss_sums.push_back(t->pushed_step.stats.loss_sum);
     t->step_examples.push_back(t->pushed_step.count);
   }
@@ -442,17 +478,26 @@ Status Worker::AwaitParams(TrainingPhase* t, const std::vector<KeyRange>* next_r
 }
 
 Status Worker::ComputeAndPush(TrainingPhase* t, int64_t count) {
+  if (options_.test_step_delay.count() > 0 && rank_ == options_.test_step_delay_rank) {
+    std::this_thread::sleep_for(options_.test_step_delay);  // tests only: a slow worker
+  }
+  int64_t trained_version = params_version_;  // the lowest version of the parameters this step reads
   // Gradients go out as soon as backward has made them, overlapping the
   // layers before them (OverlapPusher), or all at once after it.
   if (sparse_ != nullptr) {
     // The batch's rows of the sparse table as of this step (BSP: once every
-    // worker's push of the step before is applied).
+    // worker's push of the step before is applied; SSP: up to `staleness` steps before).
     const auto asked = SteadyClock::now();
-    RETURN_IF_ERROR(sparse_->PullAndBind(t->bsp ? t->step : 0, model_.get(), options_.reply_timeout_s * 1000));
+    const int64_t version = t->synchronous ? std::max<int64_t>(0, t->step - t->staleness) : 0;
+    int64_t rows_version = INT64_MAX;
+    RETURN_IF_ERROR(
+        sparse_->PullAndBind(version, model_.get(), options_.reply_timeout_s * 1000, &rows_version));
+    trained_version = std::min(trained_version, rows_version);
     const double waited = SecondsSince(asked);
     t->wait_seconds += waited;
     t->compute_seconds -= waited;
   }
+  if (t->synchronous) CountStaleness(t->step - trained_version, &t->steps_by_staleness);
   OverlapPusher pusher(kv_.get(), model_.get(), t->step, count);
   Model::GradsReady push_layer = nullptr;
   if (options_.overlap_push) push_layer = [&pusher](KeyRange keys) { pusher.LayerReady(keys); };
@@ -515,6 +560,12 @@ Status Worker::SendTrainingDone(const TrainingPhase& t) {
   d->set_pushed_steps(t.pushed_steps);
   d->set_communication_seconds(t.wait_seconds);
   AddPeakMemory(d);
+  if (t.synchronous) {
+    LOG(INFO) << "epoch " << t.phase.epoch() + 1 << ": " << StalenessLine(t.steps_by_staleness);
+  }
+  if (map_.spec().consistency() == proto::SSP) {
+    done.mutable_staleness_steps()->Add(t.steps_by_staleness.begin(), t.steps_by_staleness.end());
+  }
   return SendToScheduler(done);
 }
 
@@ -549,7 +600,7 @@ Status Worker::RunEvaluation(const proto::Phase& phase) {
       if (sparse_ != nullptr) {
         // The table as of the parameters pulled above: every step of the epoch applied.
         RETURN_IF_ERROR(sparse_->Prepare(ids, count, x.data()));
-        const int64_t version = map_.spec().consistency() == proto::BSP ? params_version_ : 0;
+        const int64_t version = IsSynchronous(map_.spec()) ? params_version_ : 0;
         RETURN_IF_ERROR(sparse_->PullAndBind(version, model_.get(), options_.reply_timeout_s * 1000));
       }
       outputs.resize(count * model_->num_outputs());

@@ -56,6 +56,11 @@ struct WorkerOptions {
   // When set, worker rank 0 writes the final parameters here at the end
   // (raw little-endian float32 in key order; docs/FORMATS.md). Default none.
   std::string params_out;
+  // Tests only: the worker of rank test_step_delay_rank sleeps this long
+  // before each training step, so that under SSP the others run ahead of it
+  // (`tessera worker --test_step_delay_ms`, hidden). Default 0: none.
+  std::chrono::milliseconds test_step_delay{0};
+  int test_step_delay_rank = 0;
 };
 
 class Worker {

@@ -37,11 +37,11 @@ Status WorkerSparseTable::Prepare(const std::vector<uint64_t>& slot_ids, int64_t
   return OkStatus();
 }
 
-Status WorkerSparseTable::PullAndBind(int64_t version, Model* model, int timeout_ms) {
+Status WorkerSparseTable::PullAndBind(int64_t version, Model* model, int timeout_ms, int64_t* got_version) {
   const size_t floats = batch_.ids.size() * static_cast<size_t>(dim_);
   rows_.resize(floats);
   row_grads_.resize(floats);
-  RETURN_IF_ERROR(client_->PullRows(table_, version, batch_.ids, rows_.data(), timeout_ms));
+  RETURN_IF_ERROR(client_->PullRows(table_, version, batch_.ids, rows_.data(), timeout_ms, got_version));
   model->BindSparseRows(rows_.data(), row_grads_.data(), rows());
   return OkStatus();
 }

@@ -46,13 +46,16 @@ class WorkerSparseTable {
   }
 
   Status Connect() { return client_->Connect(); }
+  // SparseTableClient::set_pull_every_server (SSP).
+  void set_pull_every_server(bool on) { client_->set_pull_every_server(on); }
 
   // The batch of `count` examples x[count, values_per_example] whose id
   // slots hold slot_ids: its distinct ids, and x's slots rewritten as rows.
   Status Prepare(const std::vector<uint64_t>& slot_ids, int64_t count, float* x);
   // The prepared batch's rows, at table version >= `version`, bound to the
-  // model with a gradient buffer.
-  Status PullAndBind(int64_t version, Model* model, int timeout_ms);
+  // model with a gradient buffer. *got_version (when not null): the lowest
+  // version a server answered with (INT64_MAX when the batch has no rows).
+  Status PullAndBind(int64_t version, Model* model, int timeout_ms, int64_t* got_version = nullptr);
   // The gradient rows backward wrote, for `step`, summed over `examples`.
   Status Push(int64_t step, int64_t examples);
 

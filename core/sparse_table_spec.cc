@@ -73,7 +73,7 @@ Status ValidateSparseTable(const proto::ModelSpec& model, int t) {
 // The wide part of sparse_embedding `e` (at `where`): a table of dim 1
 // other than the bags', one id per field, crosses of 2+ distinct fields.
 Status ValidateWidePart(const proto::ModelSpec& model, const proto::SparseEmbeddingSpec& e, const std::string& where) {
-  if (!e.has_wide_table()) {
+  if (e.wide_table().empty()) {  // a spec written back (JobSpecToText) holds "" for none
     return Require(e.wide_cross_size() == 0, where + ".wide_cross needs a wide_table (the crosses' weights)");
   }
   const proto::SparseTableSpec* wide = FindSparseTable(model, e.wide_table());

@@ -50,7 +50,7 @@ Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
     if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
     }
-    const bool wide = l.has_sparse_embedding() && l.sparse_embedding().has_wide_table();
+    const bool wide = l.has_sparse_embedding() && !l.sparse_embedding().wide_table().empty();
     if (l.has_sparse_linear() || wide || l.has_dot_interaction()) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: " +
                                   (l.has_sparse_linear() ? "sparse_linear"
@@ -427,7 +427,7 @@ void Model::BindSparseRows(const float* rows, float* row_grads, int64_t n_rows) 
 }
 
 Status Model::CreateWidePart(const proto::SparseEmbeddingSpec& spec) {
-  if (!spec.has_wide_table()) return OkStatus();
+  if (spec.wide_table().empty()) return OkStatus();  // the saved spec writes "" for none
   if (num_outputs_ != 1) {
     return InvalidArgumentError("model.layer[0].sparse_embedding.wide_table: the wide part adds to one logit, but "
                                 "the model gives " + std::to_string(num_outputs_) + " outputs (use a loss of one "

@@ -13,6 +13,7 @@
 #include "core/checkpoint_manifest.h"
 #include "tests/test_util.h"
 #include "tools/child_process.h"
+#include "tools/progress_view.h"
 
 namespace tessera {
 namespace {

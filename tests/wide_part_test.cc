@@ -124,9 +124,9 @@ TEST(WidePartTest, AModelsGradientsMatchCentralDifferences) {
   for (size_t k = 0; k < weights.size(); ++k) {
     ExpectGradNear(weight_grads[k], Numeric(&weights[k], loss), "wide weight " + std::to_string(k));
   }
-  // Each example reads its 3 field ids (one empty) and one cross (none
-  // where a field is empty): wide weights of 8 distinct ids.
-  EXPECT_EQ(wide->ids.size(), 8u);
+  // The field ids 7, 8, 9, 10, 11 and the crosses (7, 8) and (11, 8);
+  // example 1's cross has an empty field: no id.
+  EXPECT_EQ(wide->ids.size(), 7u);
 }
 
 TEST(WidePartTest, EachMistakeIsOneLineNamingTheField) {
@@ -141,6 +141,8 @@ TEST(WidePartTest, EachMistakeIsOneLineNamingTheField) {
   };
   const std::string at = "model.layer[0].sparse_embedding.";
   EXPECT_EQ(error(R"(wide_table: "wide")", 1), "");
+  // As the run directory's spec.pbtxt writes it: no wide part.
+  EXPECT_EQ(error(R"(wide_table: "")", 1), "");
   EXPECT_EQ(error(R"(wide_table: "nope")", 1), at + "wide_table 'nope' is no model.sparse_table's name");
   EXPECT_THAT(error(R"(wide_table: "wide")", 4), HasSubstr(at + "wide_table 'wide' must have dim 1 (a weight per feature), got 4"));
   EXPECT_THAT(error(R"(wide_table: "ids")", 1), HasSubstr(at + "wide_table 'ids' is the bags' table too"));

@@ -20,10 +20,10 @@ StatusOr<std::unique_ptr<WorkerSparseTable>> WorkerSparseTable::Create(Transport
   for (int t = 0; t < spec.sparse_table_size(); ++t) {
     dims.push_back(spec.sparse_table(t).dim());
     if (spec.sparse_table(t).name() == name) table = t;
-    if (layer.has_wide_table() && spec.sparse_table(t).name() == layer.wide_table()) wide_table = t;
+    if (!layer.wide_table().empty() && spec.sparse_table(t).name() == layer.wide_table()) wide_table = t;
   }
   if (table < 0) return InvalidArgumentError("the sparse_embedding reads table '" + name + "', which the job lacks");
-  if (layer.has_wide_table() &&
+  if (!layer.wide_table().empty() &&
       (wide_table < 0 || model.wide_slots() != WideSlots(layer) || ids_per_example != layer.fields())) {
     return InvalidArgumentError("the sparse_embedding's wide_table '" + layer.wide_table() +
                                 "' needs the job's table, the model's wide part and one id slot per field");

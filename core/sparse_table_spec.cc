@@ -125,6 +125,25 @@ Status ValidateSparseEmbeddingLayer(const proto::ModelSpec& model, int index) {
   return ValidateWidePart(model, e, where + ".sparse_embedding");
 }
 
+Status ValidateDotInteractionLayer(const proto::ModelSpec& model, int index) {
+  const std::string where = "model.layer[" + std::to_string(index) + "]";
+  RETURN_IF_ERROR(Require(index == 1 && model.layer(0).has_sparse_embedding(),
+                          where + " is a dot_interaction: it must come right after a sparse_embedding first layer "
+                                  "(model.layer[1]; its inputs are the numeric features and the bags)"));
+  const auto& bottom = model.layer(index).dot_interaction().bottom_features();
+  for (int k = 0; k < bottom.size(); ++k) {
+    RETURN_IF_ERROR(Require(bottom[k] >= 1 && bottom[k] <= (1 << 24), where + ".dot_interaction.bottom_features[" +
+                                                                          std::to_string(k) +
+                                                                          "] must be in [1, 16777216]" + Got(bottom[k])));
+  }
+  // Without a bottom the numeric features are the vector: their count is the data's, checked by Model::Create.
+  const proto::SparseTableSpec* table = FindSparseTable(model, model.layer(0).sparse_embedding().table());
+  if (bottom.empty() || table == nullptr) return OkStatus();
+  return Require(bottom[bottom.size() - 1] == table->dim(),
+                 where + ".dot_interaction.bottom_features ends at " + std::to_string(bottom[bottom.size() - 1]) +
+                     ": the vector dotted with the bags needs the table's dim, " + std::to_string(table->dim()));
+}
+
 const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name) {
   for (const proto::SparseTableSpec& table : model.sparse_table()) {
     if (table.name() == name) return &table;

@@ -32,6 +32,11 @@ Status ValidateSparseTables(const proto::ModelSpec& model);
 // the field otherwise.
 Status ValidateSparseEmbeddingLayer(const proto::ModelSpec& model, int index);
 
+// Layer `index` (a dot_interaction): right after a sparse_embedding first
+// layer, each bottom_features in [1, 2^24], the last the table's dim.
+// InvalidArgument naming the field otherwise.
+Status ValidateDotInteractionLayer(const proto::ModelSpec& model, int index);
+
 // The table of model.sparse_table named `name`; nullptr when there is none.
 const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name);
 

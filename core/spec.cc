@@ -430,10 +430,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
                                         "(data.format CRITEO)"));
         break;
       case proto::LayerSpec::kDotInteraction:
-        // The bottom's widths against the table's dim: Model::Create checks them.
-        RETURN_IF_ERROR(Require(i == 1 && m.layer(0).has_sparse_embedding(),
-                                where + " is a dot_interaction: it must come right after a sparse_embedding first "
-                                        "layer (model.layer[1]; its inputs are the numeric features and the bags)"));
+        RETURN_IF_ERROR(ValidateDotInteractionLayer(m, i));
         break;
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, "

@@ -138,6 +138,12 @@ TEST(DotInteractionTest, EachMistakeIsOneLineNamingIt) {
   Status misplaced = ValidateJobSpec(late);
   EXPECT_THAT(misplaced.message(), HasSubstr("model.layer[3] is a dot_interaction: it must come right after a "
                                              "sparse_embedding first layer"));
+  // The spec's check names the same fields before any data is read.
+  EXPECT_EQ(ValidateJobSpec(DlrmSpec("layer { dot_interaction { bottom_features: 8 } }")).message(),
+            "model.layer[1].dot_interaction.bottom_features ends at 8: the vector dotted with the bags needs the "
+            "table's dim, 4");
+  EXPECT_EQ(ValidateJobSpec(DlrmSpec("layer { dot_interaction { bottom_features: 4 bottom_features: -1 } }")).message(),
+            "model.layer[1].dot_interaction.bottom_features[1] must be in [1, 16777216], got -1");
   for (const std::string& text : {misplaced.message(), std::string(wrong_end.status().message())}) {
     EXPECT_EQ(text.find('\n'), std::string::npos) << text;
   }

@@ -25,7 +25,10 @@ void AddScaled(float* acc, float scale, const float* v, int64_t n) {
 
 DotInteraction::DotInteraction(int64_t numeric, int64_t fields, int64_t dim,
                                const std::vector<int64_t>& bottom_features)
-    : Layer(Shape{numeric + fields * dim}, Shape{OutputsOf(fields, dim)}), numeric_(numeric), fields_(fields), dim_(dim) {
+    : Layer(Shape{numeric + fields * dim}, Shape{OutputsOf(fields, dim)}),
+      numeric_(numeric),
+      fields_(fields),
+      dim_(dim) {
   Shape shape{numeric};
   for (const int64_t width : bottom_features) {
     bottom_.push_back(std::make_unique<Linear>(shape, width, /*bias=*/true));
@@ -76,9 +79,7 @@ void DotInteraction::GatherNumeric(const float* x, int64_t batch) {
   }
 }
 
-const float* DotInteraction::BottomOutput() const {
-  return bottom_.empty() ? numeric_in_.data() : acts_.back().data();
-}
+const float* DotInteraction::BottomOutput() const { return bottom_.empty() ? numeric_in_.data() : acts_.back().data(); }
 
 void DotInteraction::Forward(const float* x, int64_t batch, float* y, const Pass& pass) {
   EnsureBuffers(batch);
@@ -136,16 +137,20 @@ void DotInteraction::Backward(const float* x, const float* /*y*/, const float* d
   }
 }
 
-StatusOr<std::unique_ptr<Layer>> CreateDotInteraction(const proto::ModelSpec& model, int index,
-                                                      const Shape& in_shape) {
+StatusOr<std::unique_ptr<Layer>> CreateDotInteraction(const proto::ModelSpec& model, int index, const Shape& in_shape) {
   const std::string where = "dot_interaction";
   if (index != 1 || !model.layer(0).has_sparse_embedding()) {
-    return InvalidArgumentError(where + " must come right after a sparse_embedding first layer (model.layer[1]), "
-                                        "got model.layer[" + std::to_string(index) + "]");
+    return InvalidArgumentError(where +
+                                " must come right after a sparse_embedding first layer (model.layer[1]), "
+                                "got model.layer[" +
+                                std::to_string(index) + "]");
   }
   const proto::SparseEmbeddingSpec& bags = model.layer(0).sparse_embedding();
   const proto::SparseTableSpec* table = FindSparseTable(model, bags.table());
-  if (table == nullptr) return InvalidArgumentError(where + ": the sparse_embedding's table '" + bags.table() + "' is no model.sparse_table's name");
+  if (table == nullptr) {
+    return InvalidArgumentError(where + ": the sparse_embedding's table '" + bags.table() +
+                                "' is no model.sparse_table's name");
+  }
   const int64_t dim = table->dim();
   const int64_t fields = bags.fields();
   const int64_t numeric = in_shape.size() == 1 ? in_shape[0] - fields * dim : -1;
@@ -165,8 +170,9 @@ StatusOr<std::unique_ptr<Layer>> CreateDotInteraction(const proto::ModelSpec& mo
   const int64_t b = widths.empty() ? numeric : widths.back();
   if (b != dim) {
     return InvalidArgumentError(
-        where + (widths.empty() ? " without bottom_features takes the " + std::to_string(numeric) + " numeric features"
-                                : ".bottom_features ends at " + std::to_string(b)) +
+        where +
+        (widths.empty() ? " without bottom_features takes the " + std::to_string(numeric) + " numeric features"
+                        : ".bottom_features ends at " + std::to_string(b)) +
         " as the vector dotted with the bags, which needs the table's dim, " + std::to_string(dim));
   }
   return std::unique_ptr<Layer>(new DotInteraction(numeric, fields, dim, widths));

@@ -48,9 +48,9 @@ class DotInteraction : public Layer {
 
   const int64_t numeric_, fields_, dim_;
   std::vector<std::unique_ptr<Layer>> bottom_;  // Linear, Relu, Linear, Relu, ...
-  std::vector<float> numeric_in_;                // [batch, numeric]
+  std::vector<float> numeric_in_;               // [batch, numeric]
   std::vector<std::vector<float>> acts_, grad_acts_;
-  std::vector<float> d_bottom_in_;               // [batch, numeric]: dL/d numeric (for dx)
+  std::vector<float> d_bottom_in_;  // [batch, numeric]: dL/d numeric (for dx)
   int64_t buffer_batch_ = 0;
 };
 
@@ -58,8 +58,7 @@ class DotInteraction : public Layer {
 // `in_shape`: it must come right after the model's sparse_embedding (layer
 // 0), and the bottom MLP must end at the table's dim. InvalidArgument
 // naming the field otherwise.
-StatusOr<std::unique_ptr<Layer>> CreateDotInteraction(const proto::ModelSpec& model, int index,
-                                                      const Shape& in_shape);
+StatusOr<std::unique_ptr<Layer>> CreateDotInteraction(const proto::ModelSpec& model, int index, const Shape& in_shape);
 
 }  // namespace tessera
 

@@ -44,7 +44,8 @@ TEST(WidePartTest, AddsTheWeightsReadAndSumsTheirGradients) {
 proto::SparseEmbeddingSpec WideLayer(const std::string& text) {
   const proto::ModelSpec model = ParseModel(R"(sparse_table { name: "ids" dim: 2 }
       sparse_table { name: "wide" dim: 1 }
-      layer { sparse_embedding { table: "ids" fields: 3 wide_table: "wide" )" + text + R"( } }
+      layer { sparse_embedding { table: "ids" fields: 3 wide_table: "wide" )" +
+                                            text + R"( } }
       layer { linear { out_features: 1 } })");
   return model.layer(0).sparse_embedding();
 }
@@ -61,9 +62,10 @@ TEST(FeatureCrossTest, CrossIdsDependOnTheFieldsTheirOrderAndTheCross) {
 }
 
 TEST(FeatureCrossTest, WideIdsAreTheFieldsThenTheCrosses) {
-  const proto::SparseEmbeddingSpec layer = WideLayer("wide_cross { field: 1 field: 3 } wide_cross { field: 2 field: 1 }");
+  const proto::SparseEmbeddingSpec layer =
+      WideLayer("wide_cross { field: 1 field: 3 } wide_cross { field: 2 field: 1 }");
   EXPECT_EQ(WideSlots(layer), 3 + 2);
-  const std::vector<uint64_t> ids = {1, 2, 3,  //
+  const std::vector<uint64_t> ids = {1, 2,           3,  //
                                      4, kNoSparseId, 6};
   const std::vector<uint64_t> wide = WideIds(layer, ids, 2);
   const std::vector<uint64_t> c13 = {1, 3}, c21 = {2, 1}, c46 = {4, 6};
@@ -96,12 +98,10 @@ TEST(WidePartTest, AModelsGradientsMatchCentralDifferences) {
   std::mt19937 rng(11);
   for (uint64_t k = 0; k < model.num_keys(); ++k) model.params()[k] = RandomVector(rng, 1, -0.7f, 0.7f)[0];
   // Three examples of 2 numeric features and 3 fields; the worker's way to rows.
-  const std::vector<uint64_t> field_ids = {7, 8, 9,  //
-                                           7, kNoSparseId, 10,
-                                           11, 8, 9};
+  const std::vector<uint64_t> field_ids = {7, 8,           9,  //
+                                           7, kNoSparseId, 10, 11, 8, 9};
   std::vector<float> x = {0.5f, -1.0f, 0, 0, 0,  //
-                          1.5f, 0.25f, 0, 0, 0,
-                          -0.5f, 2.0f, 0, 0, 0};
+                          1.5f, 0.25f, 0, 0, 0, -0.5f, 2.0f, 0, 0, 0};
   auto bags = MakeSparseBatch(field_ids, 3, 2, 3, x.data());
   ASSERT_OK(bags.status());
   proto::SparseEmbeddingSpec layer = ParseModel(kWideAndDeepDlrm).layer(0).sparse_embedding();
@@ -120,7 +120,8 @@ TEST(WidePartTest, AModelsGradientsMatchCentralDifferences) {
   for (uint64_t k = 0; k < model.num_keys(); ++k) {
     ExpectGradNear(grads[k], Numeric(model.params() + k, loss), "param " + std::to_string(k));
   }
-  for (size_t k = 0; k < rows.size(); ++k) ExpectGradNear(row_grads[k], Numeric(&rows[k], loss), "row value " + std::to_string(k));
+  for (size_t k = 0; k < rows.size(); ++k)
+    ExpectGradNear(row_grads[k], Numeric(&rows[k], loss), "row value " + std::to_string(k));
   for (size_t k = 0; k < weights.size(); ++k) {
     ExpectGradNear(weight_grads[k], Numeric(&weights[k], loss), "wide weight " + std::to_string(k));
   }
@@ -132,8 +133,10 @@ TEST(WidePartTest, AModelsGradientsMatchCentralDifferences) {
 TEST(WidePartTest, EachMistakeIsOneLineNamingTheField) {
   const auto error = [](const std::string& wide, int dim) {
     const proto::ModelSpec model = ParseModel(R"(sparse_table { name: "ids" dim: 2 }
-        sparse_table { name: "wide" dim: )" + std::to_string(dim) + R"( }
-        layer { sparse_embedding { table: "ids" fields: 3 )" + wide + R"( } }
+        sparse_table { name: "wide" dim: )" + std::to_string(dim) +
+                                              R"( }
+        layer { sparse_embedding { table: "ids" fields: 3 )" +
+                                              wide + R"( } }
         layer { linear { out_features: 1 } })");
     const std::string message(ValidateSparseEmbeddingLayer(model, 0).message());
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
@@ -144,9 +147,11 @@ TEST(WidePartTest, EachMistakeIsOneLineNamingTheField) {
   // As the run directory's spec.pbtxt writes it: no wide part.
   EXPECT_EQ(error(R"(wide_table: "")", 1), "");
   EXPECT_EQ(error(R"(wide_table: "nope")", 1), at + "wide_table 'nope' is no model.sparse_table's name");
-  EXPECT_THAT(error(R"(wide_table: "wide")", 4), HasSubstr(at + "wide_table 'wide' must have dim 1 (a weight per feature), got 4"));
+  EXPECT_THAT(error(R"(wide_table: "wide")", 4),
+              HasSubstr(at + "wide_table 'wide' must have dim 1 (a weight per feature), got 4"));
   EXPECT_THAT(error(R"(wide_table: "ids")", 1), HasSubstr(at + "wide_table 'ids' is the bags' table too"));
-  EXPECT_THAT(error(R"(wide_table: "wide" values_per_field: 2)", 1), HasSubstr(at + "wide_table needs values_per_field 1"));
+  EXPECT_THAT(error(R"(wide_table: "wide" values_per_field: 2)", 1),
+              HasSubstr(at + "wide_table needs values_per_field 1"));
   EXPECT_THAT(error(R"(wide_table: "wide" wide_fields: false)", 1), HasSubstr("needs at least one wide_cross"));
   EXPECT_THAT(error(R"(wide_cross { field: 1 field: 2 })", 1), HasSubstr(at + "wide_cross needs a wide_table"));
   EXPECT_THAT(error(R"(wide_table: "wide" wide_cross { field: 1 })", 1),

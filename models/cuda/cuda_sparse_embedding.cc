@@ -24,7 +24,8 @@ class CudaSparseEmbedding : public SparseEmbedding {
     const size_t row_bytes = bound_rows() * dim() * sizeof(float);
     rows_.Reserve(std::max<size_t>(row_bytes, sizeof(float)));
     // From the caller's (pageable) buffer: done before the call returns, so it may change afterwards.
-    if (row_bytes > 0) TESSERA_CUDA_CHECK(cudaMemcpyAsync(rows_.get(), rows(), row_bytes, cudaMemcpyHostToDevice, stream));
+    if (row_bytes > 0)
+      TESSERA_CUDA_CHECK(cudaMemcpyAsync(rows_.get(), rows(), row_bytes, cudaMemcpyHostToDevice, stream));
     TESSERA_CUDA_CHECK(LaunchSparseEmbeddingForward(x, batch, numeric(), fields(), values_per_field(), rows_.f(),
                                                     bound_rows(), dim(), mean(), y, stream));
   }
@@ -35,8 +36,8 @@ class CudaSparseEmbedding : public SparseEmbedding {
     if (dx != nullptr && batch > 0) {
       TESSERA_CUDA_CHECK(cudaMemsetAsync(dx, 0, batch * in * sizeof(float), stream));
       if (numeric() > 0) {
-        TESSERA_CUDA_CHECK(cudaMemcpy2DAsync(dx, in * sizeof(float), dy, out * sizeof(float),
-                                             numeric() * sizeof(float), batch, cudaMemcpyDeviceToDevice, stream));
+        TESSERA_CUDA_CHECK(cudaMemcpy2DAsync(dx, in * sizeof(float), dy, out * sizeof(float), numeric() * sizeof(float),
+                                             batch, cudaMemcpyDeviceToDevice, stream));
       }
     }
     if (row_grads() == nullptr) return;
@@ -104,12 +105,13 @@ class CudaSparseEmbedding : public SparseEmbedding {
     }
     starts[count] = used;
     cudaStream_t stream = context_->stream();
-    TESSERA_CUDA_CHECK(cudaMemcpyAsync(csr_.get(), rows, (2 * count + 1 + used) * sizeof(int64_t),
-                                       cudaMemcpyHostToDevice, stream));
-    TESSERA_CUDA_CHECK(cudaMemcpyAsync(divisors_.get(), divisors, used * sizeof(float), cudaMemcpyHostToDevice, stream));
+    TESSERA_CUDA_CHECK(
+        cudaMemcpyAsync(csr_.get(), rows, (2 * count + 1 + used) * sizeof(int64_t), cudaMemcpyHostToDevice, stream));
+    TESSERA_CUDA_CHECK(
+        cudaMemcpyAsync(divisors_.get(), divisors, used * sizeof(float), cudaMemcpyHostToDevice, stream));
     const int64_t* device = csr_.as<int64_t>();
-    TESSERA_CUDA_CHECK(LaunchSparseEmbeddingBackward(dy, device, device + count, device + 2 * count + 1,
-                                                     divisors_.f(), count, dim(), row_grad_.f(), stream));
+    TESSERA_CUDA_CHECK(LaunchSparseEmbeddingBackward(dy, device, device + count, device + 2 * count + 1, divisors_.f(),
+                                                     count, dim(), row_grad_.f(), stream));
   }
 
   std::shared_ptr<CudaContext> context_;

@@ -95,11 +95,11 @@ TEST(DotInteractionTest, TheSamePassGivesTheSameBits) {
 
 proto::JobSpec DlrmSpec(const std::string& dot) {
   const std::string text = R"pb(
-                             data { format: CRITEO dir: "/tmp" train_files: "a" test_files: "b" }
-                             model { sparse_table { name: "ids" dim: 4 }
-                                     layer { sparse_embedding { table: "ids" fields: 26 } }
-                           )pb" +
-                           dot + R"pb(
+    data { format: CRITEO dir: "/tmp" train_files: "a" test_files: "b" }
+    model {
+      sparse_table { name: "ids" dim: 4 }
+      layer { sparse_embedding { table: "ids" fields: 26 } }
+      )pb" + dot + R"pb(
       layer { linear { out_features: 1 } }
       loss: SIGMOID_BINARY_CROSS_ENTROPY
     }
@@ -120,8 +120,8 @@ TEST(DotInteractionTest, ModelTakesItAfterTheSparseEmbedding) {
 
 TEST(DotInteractionTest, EachMistakeIsOneLineNamingIt) {
   // The bottom MLP must end at the table's dim.
-  auto wrong_end =
-      Model::Create(DlrmSpec("layer { dot_interaction { bottom_features: 8 } }").model(), Shape{13 + 26}, 2);
+  auto wrong_end = Model::Create(DlrmSpec("layer { dot_interaction { bottom_features: 8 } }").model(),
+                                 Shape{13 + 26}, 2);
   ASSERT_FALSE(wrong_end.ok());
   EXPECT_THAT(wrong_end.status().message(), HasSubstr("model.layer[1]: dot_interaction.bottom_features ends at 8"));
   EXPECT_THAT(wrong_end.status().message(), HasSubstr("the table's dim, 4"));
@@ -148,9 +148,9 @@ TEST(DotInteractionTest, EachMistakeIsOneLineNamingIt) {
     EXPECT_EQ(text.find('\n'), std::string::npos) << text;
   }
   // CUDA has no twin yet: refused by name.
-  EXPECT_THAT(
-      CheckDeviceLayers(DlrmSpec("layer { dot_interaction { bottom_features: 4 } }").model(), Device::kCuda).message(),
-      HasSubstr("model.layer[1]: dot_interaction runs on the CPU only"));
+  EXPECT_THAT(CheckDeviceLayers(DlrmSpec("layer { dot_interaction { bottom_features: 4 } }").model(), Device::kCuda)
+                  .message(),
+              HasSubstr("model.layer[1]: dot_interaction runs on the CPU only"));
 }
 
 }  // namespace

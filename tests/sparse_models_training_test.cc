@@ -37,20 +37,14 @@ void MakeCriteo(const std::string& path, int rows, int rows_seed) {
 // evaluation pulls: the rows differ from run to run, not the values).
 std::string Spec(const std::string& dir, const std::string& model) {
   return R"pb(
-           name: "models"
-           data { format: CRITEO dir: ")pb" +
-         dir + R"pb(" train_files: " train.tsv.gz " test_files: " test.tsv.gz " }
-                    model { sparse_table {
-                      name: "ids"
-                      dim: 8
-                      optimizer { type: ADAGRAD learning_rate: 0.05 }
-                      admit_after: 2
-                    }
-         )pb" +
-         model + R"pb(
+    name: "models"
+    data { format: CRITEO dir: ")pb" + dir + R"pb(" train_files: "train.tsv.gz" test_files: "test.tsv.gz" }
+    model {
+      sparse_table { name: "ids" dim: 8 optimizer { type: ADAGRAD learning_rate: 0.05 } admit_after: 2 }
+      )pb" + model + R"pb(
       loss: SIGMOID_BINARY_CROSS_ENTROPY
     }
-          cluster { servers: 2 workers: 2 }
+    cluster { servers: 2 workers: 2 }
     optimizer { type: ADAM learning_rate: 0.002 }
     batch_size: 32
     epochs: 1
@@ -63,21 +57,13 @@ std::string Spec(const std::string& dir, const std::string& model) {
 // Crosses the generator plants (bench/make_criteo.cc), weighed by FTRL.
 const char kWideAndDeep[] = R"pb(
   sparse_table {
-    name: "wide"
-    dim: 1
-    optimizer { type: FTRL learning_rate: 0.05 ftrl_l2: 1 }
-    init_bound: 0
-    admit_after: 2
+    name: "wide" dim: 1 optimizer { type: FTRL learning_rate: 0.05 ftrl_l2: 1 } init_bound: 0 admit_after: 2
   }
   layer {
     sparse_embedding {
-      table: "ids"
-      fields: 26
-      wide_table: "wide"
-      wide_cross { field: 1 field: 2 }
-      wide_cross { field: 3 field: 9 }
-      wide_cross { field: 5 field: 14 }
-      wide_cross { field: 7 field: 20 }
+      table: "ids" fields: 26 wide_table: "wide"
+      wide_cross { field: 1 field: 2 } wide_cross { field: 3 field: 9 }
+      wide_cross { field: 5 field: 14 } wide_cross { field: 7 field: 20 }
     }
   }
   layer { linear { out_features: 16 } }
@@ -130,8 +116,8 @@ class SparseModelsTrainingTest : public ::testing::Test {
   static void TrainAndResume(const std::string& name, const std::string& model) {
     const std::string run = *dir_ + "/run-" + name;
     std::ofstream(*dir_ + "/" + name + ".pbtxt") << Spec(*dir_, model);
-    CommandResult r =
-        RunTessera({"train", *dir_ + "/" + name + ".pbtxt", "--run-dir", run, "--threads", "1", "--progress", "none"});
+    CommandResult r = RunTessera({"train", *dir_ + "/" + name + ".pbtxt", "--run-dir", run, "--threads", "1",
+                                  "--progress", "none"});
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const std::string copy = *dir_ + "/resumed-" + name;
     fs::copy(run, copy, fs::copy_options::recursive);

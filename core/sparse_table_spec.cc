@@ -70,6 +70,41 @@ Status ValidateSparseTable(const proto::ModelSpec& model, int t) {
   return ValidateSparseOptimizer(table.optimizer(), where + ": optimizer");
 }
 
+// The wide part of sparse_embedding `e` (at `where`): a table of dim 1
+// other than the bags', one id per field, crosses of 2+ distinct fields.
+Status ValidateWidePart(const proto::ModelSpec& model, const proto::SparseEmbeddingSpec& e, const std::string& where) {
+  if (e.wide_table().empty()) {  // a spec written back (JobSpecToText) holds "" for none
+    return Require(e.wide_cross_size() == 0, where + ".wide_cross needs a wide_table (the crosses' weights)");
+  }
+  const proto::SparseTableSpec* wide = FindSparseTable(model, e.wide_table());
+  RETURN_IF_ERROR(
+      Require(wide != nullptr, where + ".wide_table '" + e.wide_table() + "' is no model.sparse_table's name"));
+  RETURN_IF_ERROR(Require(e.wide_table() != e.table(),
+                          where + ".wide_table '" + e.wide_table() + "' is the bags' table too: give it a table of its own"));
+  RETURN_IF_ERROR(Require(wide->dim() == 1, where + ".wide_table '" + e.wide_table() +
+                                                "' must have dim 1 (a weight per feature)" + Got(wide->dim())));
+  RETURN_IF_ERROR(Require(e.values_per_field() == 1,
+                          where + ".wide_table needs values_per_field 1 (one id per field)" + Got(e.values_per_field())));
+  RETURN_IF_ERROR(Require(e.wide_fields() || e.wide_cross_size() > 0,
+                          where + ".wide_table with wide_fields false needs at least one wide_cross"));
+  for (int c = 0; c < e.wide_cross_size(); ++c) {
+    const auto& fields = e.wide_cross(c).field();
+    const std::string cross = where + ".wide_cross[" + std::to_string(c) + "]";
+    RETURN_IF_ERROR(Require(fields.size() >= 2, cross + " must cross 2 or more fields" + Got(fields.size())));
+    for (int k = 0; k < fields.size(); ++k) {
+      const std::string field = cross + ".field[" + std::to_string(k) + "]";
+      RETURN_IF_ERROR(Require(fields[k] >= 1 && fields[k] <= e.fields(),
+                              field + " must be in [1, " + std::to_string(e.fields()) + "] (fields count from 1)" +
+                                  Got(fields[k])));
+      for (int before = 0; before < k; ++before) {
+        RETURN_IF_ERROR(Require(fields[before] != fields[k], field + ", " + std::to_string(fields[k]) +
+                                                                 ", is also field[" + std::to_string(before) + "]"));
+      }
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ValidateSparseTables(const proto::ModelSpec& model) {
@@ -85,8 +120,28 @@ Status ValidateSparseEmbeddingLayer(const proto::ModelSpec& model, int index) {
   RETURN_IF_ERROR(Require(FindSparseTable(model, e.table()) != nullptr,
                           where + ".sparse_embedding.table '" + e.table() + "' is no model.sparse_table's name"));
   RETURN_IF_ERROR(Require(e.fields() >= 1, where + ".sparse_embedding.fields must be >= 1" + Got(e.fields())));
-  return Require(e.values_per_field() >= 1,
-                 where + ".sparse_embedding.values_per_field must be >= 1" + Got(e.values_per_field()));
+  RETURN_IF_ERROR(Require(e.values_per_field() >= 1,
+                          where + ".sparse_embedding.values_per_field must be >= 1" + Got(e.values_per_field())));
+  return ValidateWidePart(model, e, where + ".sparse_embedding");
+}
+
+Status ValidateDotInteractionLayer(const proto::ModelSpec& model, int index) {
+  const std::string where = "model.layer[" + std::to_string(index) + "]";
+  RETURN_IF_ERROR(Require(index == 1 && model.layer(0).has_sparse_embedding(),
+                          where + " is a dot_interaction: it must come right after a sparse_embedding first layer "
+                                  "(model.layer[1]; its inputs are the numeric features and the bags)"));
+  const auto& bottom = model.layer(index).dot_interaction().bottom_features();
+  for (int k = 0; k < bottom.size(); ++k) {
+    RETURN_IF_ERROR(Require(bottom[k] >= 1 && bottom[k] <= (1 << 24), where + ".dot_interaction.bottom_features[" +
+                                                                          std::to_string(k) +
+                                                                          "] must be in [1, 16777216]" + Got(bottom[k])));
+  }
+  // Without a bottom the numeric features are the vector: their count is the data's, checked by Model::Create.
+  const proto::SparseTableSpec* table = FindSparseTable(model, model.layer(0).sparse_embedding().table());
+  if (bottom.empty() || table == nullptr) return OkStatus();
+  return Require(bottom[bottom.size() - 1] == table->dim(),
+                 where + ".dot_interaction.bottom_features ends at " + std::to_string(bottom[bottom.size() - 1]) +
+                     ": the vector dotted with the bags needs the table's dim, " + std::to_string(table->dim()));
 }
 
 const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name) {

@@ -25,9 +25,17 @@ inline constexpr int kMaxSparseTableNameLength = 64;
 Status ValidateSparseTables(const proto::ModelSpec& model);
 
 // Layer `index` (a sparse_embedding): the first layer, reading a table of
-// model.sparse_table, with fields >= 1 and values_per_field >= 1.
-// InvalidArgument naming the field otherwise.
+// model.sparse_table, with fields >= 1 and values_per_field >= 1; with a
+// wide_table: a table of dim 1 other than `table`, values_per_field 1,
+// wide_fields or a wide_cross, and each wide_cross of 2 or more distinct
+// fields in [1, fields] (none without a wide_table). InvalidArgument naming
+// the field otherwise.
 Status ValidateSparseEmbeddingLayer(const proto::ModelSpec& model, int index);
+
+// Layer `index` (a dot_interaction): right after a sparse_embedding first
+// layer, each bottom_features in [1, 2^24], the last the table's dim.
+// InvalidArgument naming the field otherwise.
+Status ValidateDotInteractionLayer(const proto::ModelSpec& model, int index);
 
 // The table of model.sparse_table named `name`; nullptr when there is none.
 const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name);

@@ -437,10 +437,13 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
                                 where + " is a sparse_embedding: it needs data whose examples carry 64-bit ids "
                                         "(data.format CRITEO)"));
         break;
+      case proto::LayerSpec::kDotInteraction:
+        RETURN_IF_ERROR(ValidateDotInteractionLayer(m, i));
+        break;
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + " sets no layer kind (linear, relu, conv2d, max_pool2d, flatten, dropout, "
                                             "batch_norm, embedding, column_embedding, sparse_linear, "
-                                            "sparse_embedding)");
+                                            "sparse_embedding, dot_interaction)");
     }
   }
   return OkStatus();

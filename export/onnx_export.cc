@@ -415,6 +415,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         return InvalidArgumentError(where + ": a sparse_linear must be the first layer");
       case proto::LayerSpec::kSparseEmbedding:
         return InvalidArgumentError(where + ": a sparse_embedding (its rows are a sparse table) cannot be exported yet");
+      case proto::LayerSpec::kDotInteraction:
+        return InvalidArgumentError(where + ": a dot_interaction cannot be exported yet");
       case proto::LayerSpec::KIND_NOT_SET:
         return InvalidArgumentError(where + ": layer sets no kind");
     }

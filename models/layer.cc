@@ -147,6 +147,9 @@ StatusOr<std::unique_ptr<Layer>> CreateLayer(const proto::LayerSpec& spec, const
     case proto::LayerSpec::kSparseEmbedding:
       // It needs the job's sparse table, which Model::Create gives it.
       return InvalidArgumentError("sparse_embedding must be the first layer of a model over a sparse table");
+    case proto::LayerSpec::kDotInteraction:
+      // It needs the sparse_embedding before it, which Model::Create gives CreateDotInteraction.
+      return InvalidArgumentError("dot_interaction must come right after a sparse_embedding first layer");
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

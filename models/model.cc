@@ -9,10 +9,12 @@
 #include <cstring>
 #include <span>
 
+#include "core/feature_cross.h"
 #include "core/random.h"
 #include "core/sha256.h"
 #include "core/task_metrics.h"
 #include "models/column_embedding.h"
+#include "models/dot_interaction.h"
 #include "models/embedding.h"
 #include "models/inference_conv2d.h"
 #include "models/int8_layers.h"
@@ -25,6 +27,7 @@
 #include "models/cuda/cuda_context.h"
 #include "models/cuda/cuda_layers.h"
 #include "models/cuda/cuda_model.h"
+#include "models/cuda/cuda_sparse_embedding.h"
 #endif
 
 namespace tessera {
@@ -47,9 +50,12 @@ Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device) {
     if ((l.has_linear() && l.linear().has_int8()) || (l.has_conv2d() && l.conv2d().has_int8())) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: int8 layers run on the CPU only");
     }
-    if (l.has_sparse_linear() || l.has_sparse_embedding()) {
+    const bool wide = l.has_sparse_embedding() && !l.sparse_embedding().wide_table().empty();
+    if (l.has_sparse_linear() || wide || l.has_dot_interaction()) {
       return InvalidArgumentError("model.layer[" + std::to_string(i) + "]: " +
-                                  (l.has_sparse_linear() ? "sparse_linear" : "sparse_embedding") +
+                                  (l.has_sparse_linear() ? "sparse_linear"
+                                   : wide                ? "a sparse_embedding's wide part (wide_table)"
+                                                         : "dot_interaction") +
                                   " runs on the CPU only for now (use --device cpu)");
     }
   }
@@ -109,6 +115,12 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     }
     return device == Device::kCuda ? cuda::CreateCudaLayer(layer_spec, in, context) : CreateLayer(layer_spec, in);
   };
+  auto create_sparse_embedding = [&](const proto::SparseEmbeddingSpec& layer_spec,
+                                     const Shape& in) -> StatusOr<std::unique_ptr<Layer>> {
+    ASSIGN_OR_RETURN(std::unique_ptr<Layer> cpu, CreateSparseEmbedding(spec, layer_spec, in));
+    if (device != Device::kCuda) return cpu;
+    return cuda::CreateCudaSparseEmbedding(static_cast<const SparseEmbedding&>(*cpu), context);
+  };
 #else
   if (device == Device::kCuda) {
     std::string why;
@@ -121,6 +133,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
                ? CreateColumnEmbedding(layer_spec.column_embedding(), in, categorical_rows)
                : CreateLayer(layer_spec, in);
   };
+  auto create_sparse_embedding = [&](const proto::SparseEmbeddingSpec& layer_spec, const Shape& in) {
+    return CreateSparseEmbedding(spec, layer_spec, in);
+  };
 #endif
   Shape shape = input_shape;
   uint64_t offset = 0;
@@ -129,8 +144,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
     auto layer = spec.layer(i).has_sparse_linear()
                      ? CreateSparseLinear(spec.layer(i).sparse_linear(), shape, sparse_features)
                  : spec.layer(i).has_sparse_embedding()
-                     ? CreateSparseEmbedding(spec, spec.layer(i).sparse_embedding(), shape)
-                     : create_layer(spec.layer(i), shape);
+                     ? create_sparse_embedding(spec.layer(i).sparse_embedding(), shape)
+                 : spec.layer(i).has_dot_interaction() ? CreateDotInteraction(spec, i, shape)
+                                                       : create_layer(spec.layer(i), shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     model->layer_offsets_.push_back(offset);
     const size_t first_tensor = model->tensors_.size();
@@ -164,7 +180,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const proto::ModelSpec& spec, con
       model->id_row_size_ = spec.layer(i).sparse_linear().out_features();
       sparse = spec.layer(i).sparse_linear().sparse_gradients();
     } else if (spec.layer(i).has_sparse_embedding()) {
+      // On CUDA its twin, a subclass: the rows are bound on the host either way.
       model->sparse_embedding_ = static_cast<SparseEmbedding*>(layer->get());
+      RETURN_IF_ERROR(model->CreateWidePart(spec.layer(i).sparse_embedding()));
     }
     if (sparse) {  // the id layer's first tensor: its weight, one row per id
       const TensorInfo& weight = model->tensors_[first_tensor];
@@ -215,6 +233,7 @@ StatusOr<Shape> ModelOutputShape(const proto::ModelSpec& spec, const Shape& inpu
     auto layer = l.has_column_embedding()  ? CreateColumnEmbedding(l.column_embedding(), shape, categorical_rows)
                  : l.has_sparse_linear()    ? CreateSparseLinear(l.sparse_linear(), shape, sparse_features)
                  : l.has_sparse_embedding() ? CreateSparseEmbedding(spec, l.sparse_embedding(), shape)
+                 : l.has_dot_interaction()  ? CreateDotInteraction(spec, i, shape)
                                             : CreateLayer(l, shape);
     if (!layer.ok()) return layer.status().WithContext("model.layer[" + std::to_string(i) + "]");
     shape = (*layer)->out_shape();
@@ -297,6 +316,7 @@ void Model::EnsureActivations(int64_t batch) {
     acts_[i].resize(batch * layers_[i]->out_features());
     grad_acts_[i].resize(batch * layers_[i]->out_features());
   }
+  if (wide_ != nullptr) logits_.resize(batch);
   activation_batch_ = batch;
 }
 
@@ -326,7 +346,10 @@ const float* Model::Forward(const float* x, int64_t batch, const Pass& pass) {
     if (!profile_.empty()) profile_[i].forward_seconds += SecondsSince(start);
     in = acts_[i].data();
   }
-  return in;
+  if (wide_ == nullptr) return in;
+  // The deep output stays as the last layer gave it (its backward may read it).
+  wide_->AddTo(in, batch, logits_.data());
+  return logits_.data();
 }
 
 LossResult Model::ComputeLoss(const float* logits, const float* labels, int64_t batch, float* dlogits) const {
@@ -364,6 +387,8 @@ BatchStats Model::TrainBatch(const float* x, const float* labels, int64_t batch,
   LossResult loss = ComputeLoss(logits, labels, batch, grad_acts_[last].data());
   stats.loss_sum = loss.loss_sum;
   stats.correct = loss.correct;
+  // logit = deep + wide: both halves get dL/dlogit.
+  if (wide_ != nullptr) wide_->Backward(grad_acts_[last].data(), batch);
   for (size_t i = layers_.size(); i-- > 0;) {
     const float* in = i == 0 ? x : acts_[i - 1].data();
     float* dx = i == 0 ? nullptr : grad_acts_[i - 1].data();
@@ -399,6 +424,26 @@ int64_t Model::sparse_row_dim() const { return sparse_embedding_ != nullptr ? sp
 void Model::BindSparseRows(const float* rows, float* row_grads, int64_t n_rows) {
   CHECK(sparse_embedding_ != nullptr) << "BindSparseRows on a model without a sparse_embedding";
   sparse_embedding_->BindRows(rows, row_grads, n_rows);
+}
+
+Status Model::CreateWidePart(const proto::SparseEmbeddingSpec& spec) {
+  if (spec.wide_table().empty()) return OkStatus();  // the saved spec writes "" for none
+  if (num_outputs_ != 1) {
+    return InvalidArgumentError("model.layer[0].sparse_embedding.wide_table: the wide part adds to one logit, but "
+                                "the model gives " + std::to_string(num_outputs_) + " outputs (use a loss of one "
+                                "output: SIGMOID_BINARY_CROSS_ENTROPY or MEAN_SQUARED_ERROR)");
+  }
+  const int64_t slots = WideSlots(spec);
+  if (slots < 1) return InvalidArgumentError("model.layer[0].sparse_embedding.wide_table: no wide features");
+  wide_ = std::make_unique<WidePart>(slots);
+  return OkStatus();
+}
+
+int64_t Model::wide_slots() const { return wide_ != nullptr ? wide_->slots() : 0; }
+
+void Model::BindWideRows(const float* rows, float* row_grads, int64_t n_rows, const float* slot_rows) {
+  CHECK(wide_ != nullptr) << "BindWideRows on a model without a wide part";
+  wide_->BindRows(rows, row_grads, n_rows, slot_rows);
 }
 
 Status Model::ValidateInputValues(const float* values, int64_t n) const {

@@ -20,6 +20,7 @@
 #include "models/id_layout.h"
 #include "models/layer.h"
 #include "models/softmax_cross_entropy.h"
+#include "models/wide_part.h"
 #include "proto/job.pb.h"
 
 namespace tessera {
@@ -58,8 +59,9 @@ class Model {
   // them), which a column_embedding first layer needs; empty for other data.
   // sparse_features: for libsvm data, its number of features (LibsvmData),
   // which a sparse_linear first layer needs (and such data needs one:
-  // InvalidArgument otherwise); 0 for other data. On CUDA, sparse_linear and
-  // sparse_embedding are refused too (CPU only for now). A sparse_embedding
+  // InvalidArgument otherwise); 0 for other data. On CUDA, sparse_linear,
+  // dot_interaction and a sparse_embedding's wide part are refused too (CPU
+  // only for now). A sparse_embedding
   // must be the first layer and name a model.sparse_table, whose dim it
   // takes (InvalidArgument otherwise).
   static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelSpec& spec, const Shape& input_shape,
@@ -99,8 +101,20 @@ class Model {
   // and row_grads[n_rows, sparse_row_dim()], which TrainBatch's backward
   // fills whole with each row's gradient (summed over the batch, as grads());
   // null for passes that only infer. Both are borrowed until that pass ends.
-  // REQUIRES: sparse_row_dim() > 0; the CPU (CUDA refuses the layer).
+  // REQUIRES: sparse_row_dim() > 0. On CUDA too: the rows are uploaded
+  // each pass, and TrainBatch returns with row_grads written.
   void BindSparseRows(const float* rows, float* row_grads, int64_t n_rows);
+
+  // The wide part (SparseEmbeddingSpec.wide_table; models/wide_part.h): the
+  // wide features per example (core/feature_cross.h's WideSlots), 0 for a
+  // model without one. BindWideRows binds, as BindSparseRows, the wide
+  // table's rows[n_rows] of the next pass, row_grads[n_rows] (null when it
+  // only infers) and each example's wide slots, slot_rows[batch *
+  // wide_slots()]: the row each reads as a float, or -1 (none). The final
+  // logit is the last layer's output plus the weights read. REQUIRES:
+  // wide_slots() > 0.
+  int64_t wide_slots() const;
+  void BindWideRows(const float* rows, float* row_grads, int64_t n_rows, const float* slot_rows);
 
   // The tensors whose gradients are sparse (an embedding's,
   // column_embedding's or sparse_linear's weight with sparse_gradients), in key order; empty
@@ -198,6 +212,9 @@ class Model {
   const float* Forward(const float* x, int64_t batch, const Pass& pass);
   // touched_runs_ for a batch x of `batch` examples.
   void FindTouchedRuns(const float* x, int64_t batch);
+  // wide_ for a sparse_embedding with a wide_table; InvalidArgument when the
+  // model does not give one output.
+  Status CreateWidePart(const proto::SparseEmbeddingSpec& spec);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<uint64_t> layer_offsets_;  // first key of each layer's parameters
@@ -209,6 +226,9 @@ class Model {
   int64_t id_row_size_ = 0;
   // A sparse_embedding first layer (one of layers_), or null.
   SparseEmbedding* sparse_embedding_ = nullptr;
+  // Its wide part (or null), and the logits it gives: deep output + wide.
+  std::unique_ptr<WidePart> wide_;
+  std::vector<float> logits_;
   uint64_t num_keys_ = 0;
   Shape input_shape_;
   int num_classes_ = 0;
@@ -248,8 +268,8 @@ StatusOr<std::unique_ptr<Layer>> CreateModelLayer(const proto::LayerSpec& spec, 
                                                   const std::vector<int64_t>& categorical_rows);
 
 // OK when every layer of `spec` runs on `device`: on CUDA, int8 layers,
-// sparse_linear and sparse_embedding run on the CPU only (InvalidArgument
-// naming the first).
+// sparse_linear, dot_interaction and a sparse_embedding's wide part run on
+// the CPU only (InvalidArgument naming the first).
 Status CheckDeviceLayers(const proto::ModelSpec& spec, Device device);
 
 // One example's shape for a dataset whose IDX images file has `dims`

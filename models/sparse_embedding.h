@@ -10,7 +10,9 @@
 // The table is not among the model's parameters (param_shapes() is empty):
 // for each batch the caller binds the rows it pulled, rows[n_rows, dim], and
 // a buffer row_grads[n_rows, dim] that Backward fills whole with each row's
-// gradient (a row no slot read gets zeros). Not thread-safe, as every layer.
+// gradient (a row no slot read gets zeros). Its CUDA twin
+// (models/cuda/cuda_sparse_embedding.h) is a subclass: the binding and the
+// input checks stay on the host. Not thread-safe, as every layer.
 #ifndef TESSERA_MODELS_SPARSE_EMBEDDING_H_
 #define TESSERA_MODELS_SPARSE_EMBEDDING_H_
 
@@ -52,11 +54,18 @@ class SparseEmbedding : public Layer {
 
   int64_t numeric() const { return numeric_; }
   int64_t dim() const { return dim_; }
+  int64_t fields() const { return fields_; }
+  int64_t values_per_field() const { return values_per_field_; }
+  bool mean() const { return mean_; }
+  // What BindRows bound (the CUDA twin uploads the rows and fills row_grads).
+  const float* rows() const { return rows_; }
+  float* row_grads() const { return row_grads_; }
 
- private:
+ protected:
   // The row slot value v reads, or -1 for none.
   int64_t RowOf(float v) const;
 
+ private:
   const int64_t numeric_, fields_, values_per_field_, dim_;
   const bool mean_;
   const float* rows_ = nullptr;  // [n_rows_, dim_], borrowed

@@ -10,6 +10,8 @@ BUILD=${1:?usage: gpu_bundle.sh BUILD_DIR OUT_DIR}
 DEST=${2:?usage: gpu_bundle.sh BUILD_DIR OUT_DIR}
 mkdir -p "$DEST/lib" "$DEST/data"
 cp "$BUILD/tests/cuda_layers_test" "$BUILD/bench/cuda_model_bench" "$BUILD/tessera" "$DEST/"
+# Click logs for the sparse_embedding on CUDA (gpu_session.sh writes them there).
+cp "$BUILD/bench/make_criteo" "$DEST/"
 # The tests run `tessera` from the path it was built at.
 realpath "$BUILD/tessera" > "$DEST/tessera_path"
 strip "$DEST/cuda_layers_test" "$DEST/cuda_model_bench" "$DEST/tessera"

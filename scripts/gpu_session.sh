@@ -6,7 +6,8 @@
 #   bash scripts/gpu_session.sh OUT_DIR BIN_DIR
 #
 # BIN_DIR: a folder made by scripts/gpu_bundle.sh (binaries, lib.tar.xz,
-# data/). Steps: the CUDA tests; the CNN training step on CPU and GPU
+# data/). Steps: the CUDA tests; the sparse_embedding's twin (its tests,
+# and the Criteo example on cuda against cpu); the CNN training step on CPU and GPU
 # (cuda_model_bench) and, where PyTorch with CUDA is installed, PyTorch's
 # on the same GPU; a 1-epoch `tessera train --device cuda`, its export,
 # `predict --device cuda` against `--device cpu`, and `serve --device cuda`
@@ -43,6 +44,22 @@ timeout 150 "$BIN/cuda_layers_test" > "$OUT/cuda_layers_test.log" 2>&1
 note "exit $?"
 grep -E "^\[ *(FAILED|PASSED|SKIPPED) *\]|tests? ran|Failure|Expected|Which is|Value of|Actual" "$OUT/cuda_layers_test.log" |
   head -60 | tee -a "$S"
+
+note "== the sparse_embedding on CUDA: its tests, and examples/criteo-ctr.pbtxt on cuda and cpu ($(elapsed))"
+grep -E "SparseEmbedding" "$OUT/cuda_layers_test.log" | grep -E "^\[ *(OK|FAILED|SKIPPED) *\]" | tee -a "$S"
+if [ -x "$BIN/make_criteo" ]; then
+  mkdir -p /tmp/criteo
+  "$BIN/make_criteo" --rows 40000 --seed 1 --out /tmp/criteo/train.tsv.gz > /dev/null 2>&1
+  "$BIN/make_criteo" --rows 5000 --seed 1 --rows_seed 1 --out /tmp/criteo/test.tsv.gz > /dev/null 2>&1
+  for device in cuda cpu; do
+    rm -rf /tmp/run-ctr-$device
+    timeout 120 "$BIN/tessera" train examples/criteo-ctr.pbtxt --device $device --data_dir /tmp/criteo \
+      --progress none --run_dir /tmp/run-ctr-$device > "$OUT/ctr-$device.log" 2>&1
+    note "criteo-ctr --device $device: exit $? $(grep -ohE '"(auc|samples_per_sec)": [0-9.]+' /tmp/run-ctr-$device/summary.json 2>/dev/null | tr '\n' ' ')"
+  done
+else
+  note "no make_criteo in $BIN: skipped"
+fi
 
 note "== cuda_model_bench, 1 CPU thread ($(elapsed))"
 for spec in examples/fmnist-cnn.pbtxt examples/fmnist-cnn-bn.pbtxt; do

@@ -22,6 +22,7 @@
 #include "models/layer.h"
 #include "models/model.h"
 #include "models/softmax_cross_entropy.h"
+#include "models/sparse_embedding.h"
 #include "tests/gradient_check.h"
 #include "tests/test_util.h"
 
@@ -29,6 +30,7 @@
 #include "models/cuda/cuda_column_embedding.h"
 #include "models/cuda/cuda_context.h"
 #include "models/cuda/cuda_layers.h"
+#include "models/cuda/cuda_sparse_embedding.h"
 #endif
 
 namespace tessera {
@@ -1044,9 +1046,103 @@ TEST(CudaModelTest, InferGivesTheCpuLogits) {
   }
 }
 
+// Slots of a sparse_embedding of `fields` bags of `per_field` slots over
+// n_rows bound rows: repeats, empty slots, and values no row has (a
+// fraction, one past the rows, NaN), which read nothing on either device.
+std::vector<float> SparseEmbeddingInputs(std::mt19937& rng, int64_t batch, int64_t numeric, int64_t slots,
+                                         int64_t n_rows) {
+  std::vector<float> x = RandomVector(rng, batch * (numeric + slots));
+  const float odd[] = {-1.0f, 0.5f, static_cast<float>(n_rows), std::nanf("")};
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t s = 0; s < slots; ++s) {
+      const uint32_t pick = rng() % 8;
+      x[b * (numeric + slots) + numeric + s] = pick < 4 ? odd[pick] : static_cast<float>(rng() % n_rows);
+    }
+  }
+  return x;
+}
+
+// SparseEmbedding's twin, SUM and MEAN: the bags, dx and the bound rows'
+// gradients (written into the host buffer) are bitwise the CPU layer's.
+TEST(CudaLayersTest, SparseEmbeddingMatchesTheCpuBitwise) {
+  REQUIRE_CUDA();
+  const int64_t numeric = 2, fields = 3, per_field = 3, dim = 5, n_rows = 6;
+  for (const auto combiner : {proto::SparseEmbeddingSpec::SUM, proto::SparseEmbeddingSpec::MEAN}) {
+    SCOPED_TRACE(proto::SparseEmbeddingSpec::Combiner_Name(combiner));
+    SparseEmbedding cpu(numeric, fields, per_field, dim, combiner);
+    CudaRunner gpu([&](std::shared_ptr<cuda::CudaContext> context) {
+      return cuda::CreateCudaSparseEmbedding(cpu, std::move(context));
+    });
+    auto& twin = static_cast<SparseEmbedding&>(gpu.layer());
+    ASSERT_EQ(twin.out_shape(), cpu.out_shape());
+    std::mt19937 rng(43);
+    const std::vector<float> rows = RandomVector(rng, n_rows * dim);
+    for (int64_t batch : {7, 1, 0, 40}) {
+      SCOPED_TRACE("batch " + std::to_string(batch));
+      std::vector<float> cpu_grads(n_rows * dim, 1e6f), gpu_grads(n_rows * dim, -1e6f);
+      cpu.BindRows(rows.data(), cpu_grads.data(), n_rows);
+      twin.BindRows(rows.data(), gpu_grads.data(), n_rows);
+      const std::vector<float> x = SparseEmbeddingInputs(rng, batch, numeric, fields * per_field, n_rows);
+      const int64_t ny = batch * cpu.out_features();
+      std::vector<float> cpu_y(ny, 1e6f);
+      cpu.Forward(x.data(), batch, cpu_y.data(), Pass{});
+      EXPECT_EQ(gpu.Forward({}, x, batch, Pass{}), cpu_y);
+      const std::vector<float> dy = RandomVector(rng, ny);
+      std::vector<float> cpu_dx(x.size(), 1e6f);
+      cpu.Backward(x.data(), cpu_y.data(), dy.data(), batch, cpu_dx.data());
+      std::vector<float> no_params, gpu_dx;
+      gpu.Backward(dy, &no_params, &gpu_dx);
+      EXPECT_EQ(gpu_grads, cpu_grads);
+      EXPECT_EQ(gpu_dx, cpu_dx);
+    }
+  }
+}
+
+// A sparse_embedding model on CUDA trains as on the CPU: the same loss and
+// dense gradients within float rounding (cuBLAS against oneDNN), the rows'
+// gradients in the bound host buffer when TrainBatch returns.
+TEST(CudaModelTest, SparseEmbeddingModelTrainsAsOnTheCpu) {
+  REQUIRE_CUDA();
+  const proto::ModelSpec spec = ParseModel(R"(sparse_table { name: "ids" dim: 4 }
+      layer { sparse_embedding { table: "ids" fields: 3 values_per_field: 2 combiner: MEAN } }
+      layer { linear { out_features: 8 } } layer { relu {} } layer { linear { out_features: 1 } }
+      loss: SIGMOID_BINARY_CROSS_ENTROPY)");
+  auto cpu = Model::Create(spec, Shape{2 + 6}, 2, Device::kCpu);
+  auto gpu = Model::Create(spec, Shape{2 + 6}, 2, Device::kCuda);
+  ASSERT_OK(cpu.status());
+  ASSERT_OK(gpu.status());
+  Model& c = **cpu;
+  Model& g = **gpu;
+  InitializeParameters(c.tensors(), 17, c.params());
+  InitializeParameters(g.tensors(), 17, g.params());
+  std::mt19937 rng(18);
+  const int64_t n_rows = 10;
+  const std::vector<float> rows = RandomVector(rng, n_rows * 4);
+  for (int64_t batch : {8, 3, 33}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    std::vector<float> x = SparseEmbeddingInputs(rng, batch, 2, 6, n_rows);
+    for (float& v : x) {
+      if (std::isnan(v) || v == 0.5f || v == static_cast<float>(n_rows)) v = -1.0f;  // what ValidateInputValues takes
+    }
+    std::vector<float> labels(batch);
+    for (auto& l : labels) l = static_cast<float>(rng() % 2);
+    std::vector<float> cpu_rows(rows.size(), 1e6f), gpu_rows(rows.size(), -1e6f);
+    c.BindSparseRows(rows.data(), cpu_rows.data(), n_rows);
+    g.BindSparseRows(rows.data(), gpu_rows.data(), n_rows);
+    ASSERT_OK(g.ValidateInputValues(x.data(), x.size()));
+    const BatchStats cs = c.TrainBatch(x.data(), labels.data(), batch, 1);
+    const BatchStats gs = g.TrainBatch(x.data(), labels.data(), batch, 1);
+    EXPECT_NEAR(gs.loss_sum, cs.loss_sum, 1e-5 * (1 + cs.loss_sum));
+    ExpectTensorsClose(c, *c.grads(), *g.grads(), 1e-5, "dense gradients");
+    ExpectClose(cpu_rows, gpu_rows, 1e-5, "the rows' gradients");
+  }
+}
+
 #else  // !TESSERA_WITH_CUDA
 
 TEST(CudaLayersTest, OutputsAndGradientsMatchTheCpu) { REQUIRE_CUDA(); }
+TEST(CudaLayersTest, SparseEmbeddingMatchesTheCpuBitwise) { REQUIRE_CUDA(); }
+TEST(CudaModelTest, SparseEmbeddingModelTrainsAsOnTheCpu) { REQUIRE_CUDA(); }
 
 #endif  // TESSERA_WITH_CUDA
 

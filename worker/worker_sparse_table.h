@@ -9,6 +9,11 @@
 //             forward and backward (Model::BindSparseRows);
 //   Push      after backward, a gradient row per distinct id.
 //
+// A model with a wide part (SparseEmbeddingSpec.wide_table) has a second
+// table, of one-float rows: each step Prepare makes the batch's wide ids
+// from its field ids (core/feature_cross.h), and the wide table's rows are
+// pulled, bound (Model::BindWideRows) and pushed beside the first's.
+//
 // Not thread-safe: the worker's thread. *transport and *model must outlive it.
 #ifndef TESSERA_WORKER_WORKER_SPARSE_TABLE_H_
 #define TESSERA_WORKER_WORKER_SPARSE_TABLE_H_
@@ -30,7 +35,8 @@ namespace tessera {
 
 class WorkerSparseTable {
  public:
-  // The table `model` reads (its sparse_embedding's, in map's job spec),
+  // The table `model` reads (its sparse_embedding's, in map's job spec, and
+  // its wide_table),
   // for examples of `values_per_example` floats of which the last
   // `ids_per_example` are id slots. Null (and OK) when the model reads none.
   // InvalidArgument when the layer's table is not in the spec or the slots
@@ -60,12 +66,20 @@ class WorkerSparseTable {
   Status Push(int64_t step, int64_t examples);
 
   int64_t rows() const { return static_cast<int64_t>(batch_.ids.size()); }
+  int64_t wide_rows() const { return static_cast<int64_t>(wide_batch_.ids.size()); }
   uint64_t pushed_bytes() const { return client_->pushed_bytes(); }
   uint64_t pulled_bytes() const { return client_->pulled_bytes(); }
 
  private:
-  WorkerSparseTable(std::unique_ptr<SparseTableClient> client, int table, int dim, int64_t numeric, int64_t slots)
-      : client_(std::move(client)), table_(table), dim_(dim), numeric_(numeric), slots_(slots) {}
+  WorkerSparseTable(std::unique_ptr<SparseTableClient> client, int table, int dim, int64_t numeric, int64_t slots,
+                    const proto::SparseEmbeddingSpec& layer, int wide_table)
+      : client_(std::move(client)),
+        table_(table),
+        dim_(dim),
+        numeric_(numeric),
+        slots_(slots),
+        layer_(layer),
+        wide_table_(wide_table) {}
 
   std::unique_ptr<SparseTableClient> client_;
   const int table_;
@@ -73,6 +87,12 @@ class WorkerSparseTable {
   const int64_t numeric_, slots_;  // an example's values: numeric_ features, then slots_ id slots
   SparseBatch batch_;
   std::vector<float> rows_, row_grads_;
+  // The wide part: its table (-1: none), and the batch's wide ids, each
+  // example's wide slots as rows of them, and their rows and gradients.
+  const proto::SparseEmbeddingSpec layer_;
+  const int wide_table_;
+  SparseBatch wide_batch_;
+  std::vector<float> wide_slots_, wide_rows_, wide_grads_;
 };
 
 }  // namespace tessera

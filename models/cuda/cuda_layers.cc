@@ -597,6 +597,7 @@ StatusOr<std::unique_ptr<Layer>> CreateCudaLayer(const proto::LayerSpec& spec, c
     case proto::LayerSpec::kColumnEmbedding:  // CreateLayer refused it: CreateCudaColumnEmbedding makes it
     case proto::LayerSpec::kSparseLinear:     // CPU only: Model::Create refuses it on CUDA
     case proto::LayerSpec::kSparseEmbedding:  // CPU only: Model::Create refuses it on CUDA
+    case proto::LayerSpec::kDotInteraction:   // CPU only: Model::Create refuses it on CUDA
     case proto::LayerSpec::KIND_NOT_SET:
       break;
   }

@@ -131,7 +131,75 @@ __global__ void ColumnEmbeddingForwardKernel(const float* x, int64_t batch, int6
   }
 }
 
+// SparseEmbedding::RowOf on the device: NaN, fractions and values outside
+// [0, n_rows) read no row.
+__device__ int64_t DeviceSparseRow(float value, float n_rows_f) {
+  if (!(value >= 0.0f && value < n_rows_f) || value != floorf(value)) return -1;
+  return static_cast<int64_t>(value);
+}
+
+// One thread per output element; each loops over its bag's slots in order.
+__global__ void SparseEmbeddingForwardKernel(const float* x, int64_t batch, int64_t numeric, int64_t fields,
+                                             int64_t values_per_field, const float* rows, int64_t n_rows,
+                                             float n_rows_f, int64_t dim, bool mean, float* y) {
+  const int64_t in = numeric + fields * values_per_field, out = numeric + fields * dim;
+  const int64_t total = batch * out;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = e / out, o = e - b * out;
+    if (o < numeric) {
+      y[e] = x[b * in + o];
+      continue;
+    }
+    const int64_t f = (o - numeric) / dim, k = (o - numeric) - f * dim;
+    const float* slots = x + b * in + numeric + f * values_per_field;
+    float sum = 0.0f;
+    int64_t count = 0;
+    for (int64_t v = 0; v < values_per_field; ++v) {
+      const int64_t row = DeviceSparseRow(slots[v], n_rows_f);
+      if (row < 0 || row >= n_rows) continue;
+      // The first row copied, as the CPU's memcpy (-0.0 stays -0.0).
+      sum = count == 0 ? rows[row * dim + k] : sum + rows[row * dim + k];
+      ++count;
+    }
+    y[e] = count == 0 ? 0.0f : mean ? sum / static_cast<float>(count) : sum;
+  }
+}
+
+// As EmbeddingBackwardKernel, each use's dy divided by its divisor.
+__global__ void SparseEmbeddingBackwardKernel(const float* dy, const int64_t* rows, const int64_t* starts,
+                                              const int64_t* positions, const float* divisors, int64_t count,
+                                              int64_t dim, float* row_grad) {
+  const int64_t total = count * dim;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = e / dim, k = e - j * dim;
+    float sum = 0.0f;
+    for (int64_t p = starts[j]; p < starts[j + 1]; ++p) sum += dy[positions[p] + k] / divisors[p];
+    row_grad[rows[j] * dim + k] = sum;
+  }
+}
+
 }  // namespace
+
+cudaError_t LaunchSparseEmbeddingForward(const float* x, int64_t batch, int64_t numeric, int64_t fields,
+                                         int64_t values_per_field, const float* rows, int64_t n_rows, int64_t dim,
+                                         bool mean, float* y, cudaStream_t stream) {
+  const int64_t n = batch * (numeric + fields * dim);
+  if (n == 0) return cudaSuccess;
+  SparseEmbeddingForwardKernel<<<Blocks(n), kThreads, 0, stream>>>(
+      x, batch, numeric, fields, values_per_field, rows, n_rows, static_cast<float>(n_rows), dim, mean, y);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSparseEmbeddingBackward(const float* dy, const int64_t* rows, const int64_t* starts,
+                                          const int64_t* positions, const float* divisors, int64_t count, int64_t dim,
+                                          float* row_grad, cudaStream_t stream) {
+  if (count * dim == 0) return cudaSuccess;
+  SparseEmbeddingBackwardKernel<<<Blocks(count * dim), kThreads, 0, stream>>>(dy, rows, starts, positions, divisors,
+                                                                             count, dim, row_grad);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchDropout(const float* x, float* y, int64_t n, uint64_t seed, float p, float keep, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;

@@ -61,6 +61,24 @@ cudaError_t LaunchColumnEmbeddingForward(const float* x, int64_t batch, int64_t 
                                          const int64_t* offsets, const float* weight, int64_t dim, float* y,
                                          cudaStream_t stream);
 
+// SparseEmbedding's forward (models/sparse_embedding.h) over x[batch, in],
+// in = numeric + fields * values_per_field: y[b] is x[b]'s numeric values,
+// then each bag's rows added in slot order (the first copied), divided by
+// their count when `mean`; zeros for an empty bag. A slot reads row v when
+// it holds an integer v in [0, n_rows) (else none, as the CPU's RowOf).
+// rows [n_rows, dim] in device memory.
+cudaError_t LaunchSparseEmbeddingForward(const float* x, int64_t batch, int64_t numeric, int64_t fields,
+                                         int64_t values_per_field, const float* rows, int64_t n_rows, int64_t dim,
+                                         bool mean, float* y, cudaStream_t stream);
+
+// LaunchEmbeddingBackward with a divisor per use: row_grad[rows[j] * dim +
+// k] = the sum of dy[positions[p] + k] / divisors[p] for p in [starts[j],
+// starts[j + 1]), added from 0 in that order (a divisor of 1 leaves dy's
+// bits as they are: a SUM bag's use).
+cudaError_t LaunchSparseEmbeddingBackward(const float* dy, const int64_t* rows, const int64_t* starts,
+                                          const int64_t* positions, const float* divisors, int64_t count, int64_t dim,
+                                          float* row_grad, cudaStream_t stream);
+
 }  // namespace tessera::cuda
 
 #endif  // TESSERA_MODELS_CUDA_KERNELS_H_

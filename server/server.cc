@@ -189,7 +189,7 @@ Status Server::HandleScheduler(Message m) {
                                          map.spec().consistency(), map.num_workers(),
                                          map.spec().optimizer().freeze_zero_weights());
       ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
-                                                     options_.spill_dir));
+                                                     options_.spill_dir, options_.test_spill_writes_before_full));
       asp_ = map.spec().consistency() != proto::BSP;
       if (map.has_restore()) RETURN_IF_ERROR(RestoreFrom(map.restore()));
       if (map.spec().checkpoint().enabled()) {

@@ -374,7 +374,8 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
                                              run_dir, "--resume_from", resume_from, "--max_restarts",
                                              std::to_string(restarts_left), "--launcher_token_file", token_file,
-                                             "--cluster_token_file", cluster_token_file});
+                                             "--cluster_token_file", cluster_token_file, "--test_spill_free_bytes",
+                                             std::to_string(FLAGS_test_spill_free_bytes)});
       !s.ok()) {
     return fail(s.message());
   }
@@ -410,6 +411,9 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
                                      run_dir + "/spill/server-" + std::to_string(server_labels)};
     if (FLAGS_test_checkpoint_write_delay_ms > 0) {
       args.push_back("--test_checkpoint_write_delay_ms=" + std::to_string(FLAGS_test_checkpoint_write_delay_ms));
+    }
+    if (FLAGS_test_spill_writes_before_full >= 0) {
+      args.push_back("--test_spill_writes_before_full=" + std::to_string(FLAGS_test_spill_writes_before_full));
     }
     return cluster.Start("server-" + std::to_string(server_labels++), args, replacement);
   };

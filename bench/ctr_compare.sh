@@ -11,6 +11,10 @@
 #   --data DIR    where the files are (default /tmp/tessera-ctr-N); files
 #                 already there are reused
 #   --epochs N    default 1
+#   --gzip        Tessera reads the gzip'd files too (default: plain copies,
+#                 made once beside them: a worker reaches a block of a gzip'd
+#                 file by reading the file from its start, so gzip'd files
+#                 cost Tessera a pass from the start per block)
 #   --keep        keep the scratch directory (Tessera's run dir, logs, JSON)
 #
 # Both sides take examples/criteo-ctr.pbtxt's batch: Tessera's batch_size per
@@ -28,12 +32,13 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exi
 
 BUILD=build
 if [[ $# -gt 0 && $1 != --* ]]; then BUILD=$1; shift; fi
-ROWS=200000 DATA= EPOCHS=1 KEEP=0
+ROWS=200000 DATA= EPOCHS=1 KEEP=0 GZIP=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rows) ROWS=$2; shift ;;
     --data) DATA=$2; shift ;;
     --epochs) EPOCHS=$2; shift ;;
+    --gzip) GZIP=1 ;;
     --keep) KEEP=1 ;;
     -h|--help) usage ;;
     *) echo "unknown flag: $1" >&2; usage ;;
@@ -56,8 +61,16 @@ OUT=$(mktemp -d /tmp/ctr_compare.XXXXXX)
 [[ $KEEP == 1 ]] && echo "scratch: $OUT" >&2 || trap 'rm -rf "$OUT"' EXIT
 
 BATCH=$(sed -n 's/^batch_size: *\([0-9]*\).*/\1/p' "$SPEC")
-echo "running tessera train (2 workers + 2 servers, batch $BATCH per worker) ..." >&2
-"$BUILD/tessera" train "$SPEC" --data-dir "$DATA" --workers 2 --servers 2 --threads 1 --epochs "$EPOCHS" \
+TESSERA_SPEC=$SPEC
+if [[ $GZIP == 0 ]]; then
+  for split in train test; do
+    [[ -f $DATA/$split.tsv ]] || gzip -dc "$DATA/$split.tsv.gz" > "$DATA/$split.tsv" || exit 1
+  done
+  TESSERA_SPEC=$OUT/criteo-ctr.pbtxt
+  sed 's/"train.tsv.gz"/"train.tsv"/; s/"test.tsv.gz"/"test.tsv"/' "$SPEC" > "$TESSERA_SPEC"
+fi
+echo "running tessera train (2 workers + 2 servers, batch $BATCH per worker, $([[ $GZIP == 1 ]] && echo gzip\'d || echo plain) files) ..." >&2
+"$BUILD/tessera" train "$TESSERA_SPEC" --data-dir "$DATA" --workers 2 --servers 2 --threads 1 --epochs "$EPOCHS" \
     --max-restarts 0 --progress none --run-dir "$OUT/tessera" > "$OUT/tessera.log" 2>&1
 rc=$?
 if [[ $rc != 0 || ! -f $OUT/tessera/summary.json ]]; then

@@ -14,6 +14,7 @@
 #ifndef TESSERA_CORE_DISTINCT_COUNTER_H_
 #define TESSERA_CORE_DISTINCT_COUNTER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -36,8 +36,9 @@ int64_t SpillBytesNeeded(const proto::ModelSpec& model, double distinct_ids) {
 }
 
 StatusOr<int64_t> FreeDiskBytes(const std::string& dir) {
-  std::filesystem::path path = std::filesystem::absolute(dir);
   std::error_code ec;
+  std::filesystem::path path = std::filesystem::absolute(dir, ec);
+  if (ec) path = dir;
   while (!std::filesystem::exists(path, ec) && path.has_parent_path() && path != path.parent_path()) {
     path = path.parent_path();
   }

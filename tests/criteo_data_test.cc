@@ -90,7 +90,7 @@ TEST(CriteoIdTest, NumericFeaturesAreLogOnePlusX) {
 
 TEST(CriteoDataTest, ATableOfCriteosColumnsWithIdsBesideTheFloats) {
   ScopedTestDir dir;
-  WriteText(dir.File("train.tsv"), Line("1", {"0", "", "1000", "-2"}, {"68fd1e64", "", "x"}) + NumberedLine(3));
+  WriteText(dir.File("train.tsv"), Line("1", {"0", "", "1000", "-2"}, {"68fd1e64", "", "f"}) + NumberedLine(3));
   WriteText(dir.File("test.tsv"), NumberedLine(4));
   const proto::JobSpec spec = CriteoSpec(dir.path());
   ASSERT_OK(ValidateJobSpec(spec));
@@ -113,7 +113,7 @@ TEST(CriteoDataTest, ATableOfCriteosColumnsWithIdsBesideTheFloats) {
   for (int c = 0; c < 26; ++c) EXPECT_EQ(x[13 + c], -1.0f) << c;  // placeholders
   EXPECT_EQ(ids[0], CriteoId(1, "68fd1e64"));
   EXPECT_EQ(ids[1], kNoSparseId);
-  EXPECT_EQ(ids[2], CriteoId(3, "x"));
+  EXPECT_EQ(ids[2], CriteoId(3, "f"));
   EXPECT_EQ(ids[26 + 0], CriteoId(1, "a3"));
   EXPECT_EQ(ids[26 + 25], CriteoId(26, "b3"));
   // CSV and TSV tables keep their ids in x.

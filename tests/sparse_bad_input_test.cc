@@ -45,7 +45,9 @@ std::string CriteoLines(int rows, int vocab, uint64_t seed, int bad_line = 0, in
   return text;
 }
 
-std::string Spec(const std::string& dir, int budget_mb, int batch_size) {
+// `schedule`: the epochs and the checkpoints.
+std::string Spec(const std::string& dir, int budget_mb, int batch_size,
+                 const std::string& schedule = "epochs: 1 checkpoint { every_steps: 10 keep_last: 5 }") {
   return R"pb(
     name: "bad-sparse"
     data { format: CRITEO dir: ")pb" + dir + R"pb(" train_files: "train.tsv" test_files: "test.tsv" }
@@ -57,10 +59,7 @@ std::string Spec(const std::string& dir, int budget_mb, int batch_size) {
       layer { linear { out_features: 1 } }
     }
     cluster { servers: 2 workers: 2 }
-    batch_size: )pb" + std::to_string(batch_size) + R"pb(
-    epochs: 1
-    checkpoint { every_steps: 10 keep_last: 5 }
-  )pb";
+    batch_size: )pb" + std::to_string(batch_size) + "\n" + schedule;
 }
 
 // Runs `tessera train` on dir/spec.pbtxt into dir/run with `flags`.
@@ -120,24 +119,26 @@ TEST(SparseBadInputTest, ATableTooLargeForTheDiskIsRefusedBeforeTraining) {
                               "model.sparse_table 'ids' may spill more than the disk holds: about ");
 }
 
-// Each server's 1 MiB holds 5957 rows; the table (about 100,000 ids) is
-// some 8x that on each server, so rows spill from about step 8 on (a step
-// brings each server about 2 x 32 x 26 / 2 = 832 new ids), and the disk
-// "fills" at a server's 8000th row written, near step 17: after the
-// checkpoint of step 10.
+// Each server's 1 MiB holds 5957 rows of a table of some 50,000 rows a
+// server, so rows spill from the first steps on: about 46,000 written on a
+// server in the first epoch. The disk "fills" at a server's 60,000th row
+// written: in the second epoch, after the first epoch's checkpoint, which
+// the job waits for at the epoch's end.
 TEST(SparseBadInputTest, AFullDiskWhileSpillingEndsTheJobWithTheNewestCheckpointIntact) {
-  ScopedTestDir dir;
-  WriteText(dir.File("train.tsv"), CriteoLines(4000, 100000, 1));
-  WriteText(dir.File("test.tsv"), CriteoLines(50, 50, 2));
-  std::ofstream(dir.File("spec.pbtxt")) << Spec(dir.path(), 1, 32);
-  const CommandResult r = Train(dir.path(), {"--test_spill_writes_before_full=8000"});
+  // Kept after a failure (MakeTempDir), to read the servers' logs.
+  const std::string dir = MakeTempDir("full-disk");
+  WriteText(dir + "/train.tsv", CriteoLines(4000, 100000, 1));
+  WriteText(dir + "/test.tsv", CriteoLines(50, 50, 2));
+  std::ofstream(dir + "/spec.pbtxt") << Spec(dir, 1, 32, "epochs: 2 checkpoint { every_epochs: 1 }");
+  const CommandResult r = Train(dir, {"--test_spill_writes_before_full=60000"});
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("cannot move a row to"));
   EXPECT_THAT(r.output, HasSubstr("No space"));
-  EXPECT_TRUE(ProcessesMatching(dir.File("run")).empty()) << "processes of the job are still running";
-  const CommandResult inspected = RunTessera({"inspect", dir.File("run")});
+  EXPECT_TRUE(ProcessesMatching(dir + "/run").empty()) << "processes of the job are still running";
+  const CommandResult inspected = RunTessera({"inspect", dir + "/run"});
   EXPECT_EQ(inspected.exit_code, 0) << inspected.output;
   EXPECT_THAT(inspected.output, HasSubstr("sparse table"));
+  EXPECT_THAT(inspected.output, HasSubstr("1 of 2 epochs done"));  // the first epoch's checkpoint
 }
 
 }  // namespace

@@ -389,8 +389,11 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       return kExitInterrupted;
     }
     if (auto code = cluster.scheduler()->Poll(); code.has_value()) {
-      return fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
-                  LastLines(cluster.scheduler()->log_path(), 5));
+      fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
+           LastLines(cluster.scheduler()->log_path(), 5));
+      // Planning found a mistake in the spec or the data (e.g. a sparse
+      // table's spill beyond the disk): the user's, so the job's exit is 2.
+      return *code == kExitUsage ? kExitUsage : kExitFailure;
     }
     if (Clock::now() > port_deadline) {
       return fail("the scheduler did not start listening within " + std::to_string(port_timeout_ms / 1000) + " s");

@@ -151,8 +151,10 @@ TEST_F(SparseTableCsvTest, TheTsvJobLearnsFromItsCategoricalColumns) {
 
 TEST_F(SparseTableCsvTest, TheSameRowsAsCriteoLogsTrainTheSameBits) {
   const std::string a = Summary(*dir_ + "/criteo"), b = Summary(*dir_ + "/tsv");
+  ASSERT_FALSE(JsonString(a, "params_sha256").empty()) << a;
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
+  ASSERT_FALSE(TableFiles(*dir_ + "/criteo").empty());
   EXPECT_EQ(TableFiles(*dir_ + "/criteo"), TableFiles(*dir_ + "/tsv"));
 }
 

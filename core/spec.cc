@@ -148,6 +148,11 @@ Status ValidateCategoricalColumnSpec(const proto::TableSpec& t, int c) {
   return InvalidArgumentError(named + " needs hash_buckets or a vocabulary");
 }
 
+// A CSV or TSV table whose categorical columns are 64-bit ids.
+bool HasSparseIdTable(const proto::DataSpec& d) {
+  return (d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV) && d.table().sparse_ids();
+}
+
 // With data.table.sparse_ids the categorical columns are the bags of a
 // sparse_embedding first layer, one id each: as many fields as columns.
 Status ValidateSparseIdColumns(const proto::JobSpec& spec) {
@@ -455,9 +460,7 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
       case proto::LayerSpec::kSparseEmbedding:
         RETURN_IF_ERROR(ValidateSparseEmbeddingLayer(m, i));
         RETURN_IF_ERROR(CheckBudgetHoldsABatch(m, i, spec.batch_size()));
-        RETURN_IF_ERROR(Require(spec.data().format() == proto::DataSpec::CRITEO ||
-                                    ((spec.data().format() == proto::DataSpec::CSV || spec.data().format() == proto::DataSpec::TSV) &&
-                                     spec.data().table().sparse_ids()),
+        RETURN_IF_ERROR(Require(spec.data().format() == proto::DataSpec::CRITEO || HasSparseIdTable(spec.data()),
                                 where + " is a sparse_embedding: it needs data whose examples carry 64-bit ids "
                                         "(data.format CRITEO, or a CSV/TSV table with data.table.sparse_ids)"));
         break;

@@ -370,13 +370,15 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   // The scheduler rolls the job back when a server is lost, as often as the
   // budget left allows; this launcher starts the replacement servers.
   const int restarts_left = std::max(0, options.max_restarts - *recoveries);
-  if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
+  std::vector<std::string> scheduler_args = {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
                                              run_dir, "--resume_from", resume_from, "--max_restarts",
                                              std::to_string(restarts_left), "--launcher_token_file", token_file,
-                                             "--cluster_token_file", cluster_token_file, "--test_spill_free_bytes",
-                                             std::to_string(FLAGS_test_spill_free_bytes)});
-      !s.ok()) {
+                                             "--cluster_token_file", cluster_token_file};
+  if (FLAGS_test_spill_free_bytes >= 0) {
+    scheduler_args.push_back("--test_spill_free_bytes=" + std::to_string(FLAGS_test_spill_free_bytes));
+  }
+  if (Status s = cluster.Start("scheduler", scheduler_args); !s.ok()) {
     return fail(s.message());
   }
   // The scheduler writes its OS-chosen port once it listens.

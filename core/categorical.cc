@@ -2,6 +2,8 @@
 
 #include <unordered_set>
 
+#include "core/sparse_id.h"
+
 namespace tessera {
 
 uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes) {
@@ -13,6 +15,13 @@ uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes) {
 }
 
 uint64_t Fnv1a64(std::string_view bytes) { return Fnv1a64Extend(kFnv1a64OffsetBasis, bytes); }
+
+uint64_t SparseColumnId(int number, std::string_view value) {
+  if (value.empty()) return kNoSparseId;
+  const char salt = static_cast<char>(number);
+  const uint64_t id = Fnv1a64Extend(Fnv1a64Extend(kFnv1a64OffsetBasis, std::string_view(&salt, 1)), value);
+  return id == kNoSparseId ? kNoSparseId - 1 : id;
+}
 
 CategoricalIds::CategoricalIds(const proto::CategoricalColumn& column)
     : buckets_(column.hash_buckets()), rows_(CategoricalRows(column)) {

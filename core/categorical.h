@@ -6,8 +6,8 @@
 //
 // Ids are small integers, exact as float32 (below 2^24): id 0 is a missing
 // value (an empty field) and, with a vocabulary, every value out of it.
-// Issue 16's 64-bit hashed ids can keep Fnv1a64 (it is the full 64-bit key)
-// and replace only the `mod hash_buckets` step.
+// Issue 16's sparse tables take 64-bit ids instead (SparseColumnId), which
+// travel beside the example's floats.
 //
 // Everything here is a value type without shared state; a const object may
 // be used from several threads.
@@ -48,6 +48,14 @@ uint64_t Fnv1a64(std::string_view bytes);
 // The same hash carried on over more bytes: Fnv1a64(a + b) is
 // Fnv1a64Extend(Fnv1a64(a), b), without building a + b.
 uint64_t Fnv1a64Extend(uint64_t hash, std::string_view bytes);
+
+// A sparse table's 64-bit id of `value` in categorical column `number`
+// (Criteo's field Ck, data.table.sparse_ids' k-th column; k in [1, 255]):
+// 64-bit FNV-1a over one byte, `number`, then the value's bytes, so equal
+// values of two columns get unrelated ids. The one hash that equals
+// kNoSparseId becomes kNoSparseId - 1. An empty value is no id: kNoSparseId.
+inline constexpr int kMaxSparseIdColumns = 255;
+uint64_t SparseColumnId(int number, std::string_view value);
 
 // One column's field -> id mapping, from its TableData entry.
 // REQUIRES: `column` passed ValidateCategoricalColumn.

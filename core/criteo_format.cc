@@ -1,11 +1,11 @@
 #include "core/criteo_format.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
 #include "core/byte_source.h"
 #include "core/categorical.h"
-#include "core/sparse_id.h"
 
 namespace tessera {
 namespace {
@@ -30,6 +30,16 @@ std::optional<int64_t> ParseInteger(std::string_view field) {
   const auto [stop, error] = std::from_chars(field.data(), end, value);
   if (error != std::errc() || stop != end) return std::nullopt;
   return value;
+}
+
+// Criteo's categorical values are hashes written as hex digits; anything
+// else means the file is not in the layout (a shifted column, a header).
+bool IsHexValue(std::string_view field) {
+  if (field.size() > kCriteoMaxHexDigits) return false;
+  for (const char c : field) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -68,7 +78,12 @@ Status ParseCriteoRecord(const CsvReader& reader, const CsvRecord& record, Crite
     }
   }
   for (int c = 0; c < kCriteoCategoricalFields; ++c) {
-    example->categorical[c] = record.fields[1 + kCriteoIntegerFields + c];
+    const int column = 1 + kCriteoIntegerFields + c;
+    if (!IsHexValue(record.fields[column])) {
+      return FieldError(reader, record, column,
+                        "up to " + std::to_string(kCriteoMaxHexDigits) + " hex digits (or nothing, for a missing value)");
+    }
+    example->categorical[c] = record.fields[column];
   }
   return OkStatus();
 }
@@ -78,11 +93,6 @@ float CriteoNumeric(std::optional<int64_t> x) {
   return static_cast<float>(std::log1p(static_cast<double>(*x)));
 }
 
-uint64_t CriteoId(int number, std::string_view value) {
-  if (value.empty()) return kNoSparseId;
-  const char field = static_cast<char>(number);
-  const uint64_t id = Fnv1a64Extend(Fnv1a64Extend(kFnv1a64OffsetBasis, std::string_view(&field, 1)), value);
-  return id == kNoSparseId ? kNoSparseId - 1 : id;
-}
+uint64_t CriteoId(int number, std::string_view value) { return SparseColumnId(number, value); }
 
 }  // namespace tessera

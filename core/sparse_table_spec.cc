@@ -144,6 +144,41 @@ Status ValidateDotInteractionLayer(const proto::ModelSpec& model, int index) {
                      ": the vector dotted with the bags needs the table's dim, " + std::to_string(table->dim()));
 }
 
+int SparseStatePerValue(proto::SparseOptimizerSpec::Type type) {
+  switch (type) {
+    case proto::SparseOptimizerSpec::SGD:
+      return 0;
+    case proto::SparseOptimizerSpec::ADAGRAD:
+      return 1;
+    case proto::SparseOptimizerSpec::FTRL:
+    case proto::SparseOptimizerSpec::ADAM:
+      return 2;
+  }
+  return 2;  // unreachable for a validated spec; the most any rule keeps
+}
+
+int64_t SparseRowBytes(const proto::SparseTableSpec& table) {
+  const int64_t floats = int64_t{table.dim()} * (1 + SparseStatePerValue(table.optimizer().type()));
+  return 4 * floats + kSparseRowOverheadBytes;
+}
+
+Status CheckBudgetHoldsABatch(const proto::ModelSpec& model, int index, int batch_size) {
+  const proto::SparseEmbeddingSpec& e = model.layer(index).sparse_embedding();
+  const proto::SparseTableSpec& table = *FindSparseTable(model, e.table());
+  if (table.memory_budget_mb() == 0) return OkStatus();
+  const int64_t row_bytes = SparseRowBytes(table);
+  const int64_t rows = (table.memory_budget_mb() << 20) / row_bytes;
+  const int64_t batch_ids = int64_t{batch_size} * e.fields() * e.values_per_field();
+  return Require(rows >= batch_ids,
+                 "model.sparse_table '" + table.name() + "': memory_budget_mb " +
+                     std::to_string(table.memory_budget_mb()) + " holds " + std::to_string(rows) + " rows of " +
+                     std::to_string(row_bytes) + " bytes, fewer than one batch's " + std::to_string(batch_ids) +
+                     " ids (batch_size " + std::to_string(batch_size) + " x fields " + std::to_string(e.fields()) +
+                     " x values_per_field " + std::to_string(e.values_per_field()) +
+                     "): raise memory_budget_mb to at least " +
+                     std::to_string((batch_ids * row_bytes + (1 << 20) - 1) >> 20));
+}
+
 const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name) {
   for (const proto::SparseTableSpec& table : model.sparse_table()) {
     if (table.name() == name) return &table;

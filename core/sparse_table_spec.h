@@ -6,6 +6,7 @@
 #ifndef TESSERA_CORE_SPARSE_TABLE_SPEC_H_
 #define TESSERA_CORE_SPARSE_TABLE_SPEC_H_
 
+#include <cstdint>
 #include <string>
 
 #include "core/status.h"
@@ -36,6 +37,28 @@ Status ValidateSparseEmbeddingLayer(const proto::ModelSpec& model, int index);
 // layer, each bottom_features in [1, 2^24], the last the table's dim.
 // InvalidArgument naming the field otherwise.
 Status ValidateDotInteractionLayer(const proto::ModelSpec& model, int index);
+
+// What a server's memory budget counts for one row of a table besides its
+// floats: the index entry and the slot's bookkeeping, about what they take
+// (server/sparse_row_store.h).
+inline constexpr int64_t kSparseRowOverheadBytes = 48;
+
+// The floats of optimizer state a row keeps per value: SGD 0, ADAGRAD 1
+// (the sum of squares), FTRL 2 (z, n), ADAM 2 (the two moments).
+int SparseStatePerValue(proto::SparseOptimizerSpec::Type type);
+
+// The bytes one row of `table` takes in memory_budget_mb and in the spill
+// database: dim values and their state, 4 bytes each, plus
+// kSparseRowOverheadBytes. REQUIRES: `table` passed ValidateSparseTables.
+int64_t SparseRowBytes(const proto::SparseTableSpec& table);
+
+// A table with a memory budget must hold one batch's rows in it: at least
+// batch_size * fields * values_per_field rows (the ids one worker's step
+// may touch, each on one server) of SparseRowBytes, for the table that
+// layer `index` (a sparse_embedding) reads. InvalidArgument naming the
+// table and the numbers otherwise. REQUIRES: the layer passed
+// ValidateSparseEmbeddingLayer.
+Status CheckBudgetHoldsABatch(const proto::ModelSpec& model, int index, int batch_size);
 
 // The table of model.sparse_table named `name`; nullptr when there is none.
 const proto::SparseTableSpec* FindSparseTable(const proto::ModelSpec& model, const std::string& name);

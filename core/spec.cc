@@ -127,6 +127,11 @@ Status ValidateCategoricalColumnSpec(const proto::TableSpec& t, int c) {
   for (int other = 0; other < c; ++other) {
     RETURN_IF_ERROR(Require(t.categorical_columns(other).name() != column.name(), named + " is listed twice"));
   }
+  if (t.sparse_ids()) {
+    return Require(column.ids_case() == proto::CategoricalColumnSpec::IDS_NOT_SET,
+                   named + ": hash_buckets and vocabulary are for a column_embedding's small ids; with "
+                           "data.table.sparse_ids every value is hashed to a 64-bit id (set neither)");
+  }
   switch (column.ids_case()) {
     case proto::CategoricalColumnSpec::kHashBuckets:
       return Require(column.hash_buckets() >= 1 && column.hash_buckets() <= max_ids,
@@ -144,10 +149,39 @@ Status ValidateCategoricalColumnSpec(const proto::TableSpec& t, int c) {
   return InvalidArgumentError(named + " needs hash_buckets or a vocabulary");
 }
 
-// Categorical columns need a column_embedding first layer, which turns their ids into vectors.
+// A CSV or TSV table whose categorical columns are 64-bit ids.
+bool HasSparseIdTable(const proto::DataSpec& d) {
+  return (d.format() == proto::DataSpec::CSV || d.format() == proto::DataSpec::TSV) && d.table().sparse_ids();
+}
+
+// With data.table.sparse_ids the categorical columns are the bags of a
+// sparse_embedding first layer, one id each: as many fields as columns.
+Status ValidateSparseIdColumns(const proto::JobSpec& spec) {
+  const proto::TableSpec& t = spec.data().table();
+  const int columns = t.categorical_columns_size();
+  RETURN_IF_ERROR(Require(columns >= 1 && columns <= kMaxSparseIdColumns,
+                          "data.table.sparse_ids needs 1 to " + std::to_string(kMaxSparseIdColumns) +
+                              " data.table.categorical_columns (each column's number salts its ids' hash)" +
+                              Got(columns)));
+  const proto::ModelSpec& m = spec.model();
+  RETURN_IF_ERROR(Require(m.layer_size() > 0 && m.layer(0).has_sparse_embedding(),
+                          "data.table.sparse_ids gives each categorical column a 64-bit id: the model's first layer "
+                          "must be a sparse_embedding (e.g. layer { sparse_embedding { table: \"ids\" fields: " +
+                              std::to_string(columns) + " } })"));
+  const proto::SparseEmbeddingSpec& e = m.layer(0).sparse_embedding();
+  return Require(e.fields() == columns && e.values_per_field() == 1,
+                 "data.table.sparse_ids gives " + std::to_string(columns) +
+                     " bags of one id each (one per categorical column): model.layer[0].sparse_embedding needs "
+                     "fields: " + std::to_string(columns) + " and values_per_field: 1, got " +
+                     std::to_string(e.fields()) + " and " + std::to_string(e.values_per_field()));
+}
+
+// Categorical columns need a column_embedding first layer, which turns their
+// ids into vectors (with data.table.sparse_ids, a sparse_embedding).
 Status ValidateCategoricalColumns(const proto::JobSpec& spec) {
   const proto::TableSpec& t = spec.data().table();
   for (int c = 0; c < t.categorical_columns_size(); ++c) RETURN_IF_ERROR(ValidateCategoricalColumnSpec(t, c));
+  if (t.sparse_ids()) return ValidateSparseIdColumns(spec);
   const bool column_embedding = spec.model().layer_size() > 0 && spec.model().layer(0).has_column_embedding();
   if (t.categorical_columns_size() > 0) {
     return Require(column_embedding, "data.table.categorical_columns give ids: the model's first layer must be a "
@@ -433,9 +467,10 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
         break;
       case proto::LayerSpec::kSparseEmbedding:
         RETURN_IF_ERROR(ValidateSparseEmbeddingLayer(m, i));
-        RETURN_IF_ERROR(Require(spec.data().format() == proto::DataSpec::CRITEO,
+        RETURN_IF_ERROR(CheckBudgetHoldsABatch(m, i, spec.batch_size()));
+        RETURN_IF_ERROR(Require(spec.data().format() == proto::DataSpec::CRITEO || HasSparseIdTable(spec.data()),
                                 where + " is a sparse_embedding: it needs data whose examples carry 64-bit ids "
-                                        "(data.format CRITEO)"));
+                                        "(data.format CRITEO, or a CSV/TSV table with data.table.sparse_ids)"));
         break;
       case proto::LayerSpec::kDotInteraction:
         RETURN_IF_ERROR(ValidateDotInteractionLayer(m, i));

@@ -116,6 +116,17 @@ void MakeVocabularyCounters(const proto::TableSpec& table, TableScan* scan) {
   for (int c = 0; c < table.categorical_columns_size(); ++c) scan->vocabulary_counts.emplace_back(options);
 }
 
+// Adds the record's 64-bit ids (CRITEO, data.table.sparse_ids) to the
+// estimate of how many rows training creates (TableScan::sparse_ids).
+void CountSparseIds(const proto::DataSpec& data, const CsvRecord& record, TableScan* scan) {
+  const int64_t ids = TableIdsPerExample(data);
+  const size_t first = scan->columns.size() - ids;
+  for (int64_t c = 0; c < ids; ++c) {
+    const uint64_t id = SparseColumnId(static_cast<int>(c) + 1, record.fields[scan->columns[first + c]]);
+    if (id != kNoSparseId) scan->sparse_ids.Add(id);
+  }
+}
+
 Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_index, int64_t max_records,
                 bool count_values, proto::TableLabels::Kind kind, TableScan* scan,
                 std::vector<std::string>* header) {
@@ -149,6 +160,7 @@ Status ScanFile(const proto::DataSpec& data, const std::string& path, int file_i
     scan->blocks.back().set_records(scan->blocks.back().records() + 1);
     Count(parsed, scan);
     if (count_values) RETURN_IF_ERROR(CountValues(data.table(), record, scan));
+    if (count_values) CountSparseIds(data, record, scan);
     ++in_file;
     ++scan->records;
   }
@@ -163,6 +175,13 @@ bool IsTableFormat(const proto::DataSpec& data) {
 }
 
 proto::DataSpec TableDataSpec(const proto::DataSpec& data) {
+  if (data.table().sparse_ids() && data.format() != proto::DataSpec::CRITEO) {
+    proto::DataSpec view = data;
+    for (proto::CategoricalColumnSpec& column : *view.mutable_table()->mutable_categorical_columns()) {
+      column.set_hash_buckets(1);  // unused: ReadTableBlock gives SparseColumnId's 64-bit ids instead
+    }
+    return view;
+  }
   if (data.format() != proto::DataSpec::CRITEO) return data;
   proto::DataSpec view = data;
   proto::TableSpec* table = view.mutable_table();
@@ -181,7 +200,8 @@ proto::DataSpec TableDataSpec(const proto::DataSpec& data) {
 }
 
 int64_t TableIdsPerExample(const proto::DataSpec& data) {
-  return data.format() == proto::DataSpec::CRITEO ? kCriteoCategoricalFields : 0;
+  if (data.format() == proto::DataSpec::CRITEO) return kCriteoCategoricalFields;
+  return data.table().sparse_ids() ? data.table().categorical_columns_size() : 0;
 }
 
 CsvOptions TableCsvOptions(const proto::DataSpec& data) {
@@ -300,7 +320,8 @@ Status DescribeCategorical(const proto::TableSpec& spec, const TableScan& train,
 }  // namespace
 
 StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& spec_data, BadRecords* bad,
-                                         const proto::TableVocabularies* stored, proto::TableLabels::Kind kind) {
+                                         const proto::TableVocabularies* stored, proto::TableLabels::Kind kind,
+                                         double* distinct_sparse_ids) {
   const proto::DataSpec data = TableDataSpec(spec_data);
   ASSIGN_OR_RETURN(TableScan train, ScanTable(data, Split::kTraining, data.max_train_examples(), kind));
   ASSIGN_OR_RETURN(TableScan test, ScanTable(data, Split::kTest, data.max_test_examples(), kind));
@@ -340,6 +361,7 @@ StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& spec_data, BadRe
   RETURN_IF_ERROR(DescribeCategorical(data.table(), train, stored, &table));
   table.set_train_bad_records(train.bad.count);
   table.set_test_bad_records(test.bad.count);
+  if (distinct_sparse_ids != nullptr) *distinct_sparse_ids = train.sparse_ids.Estimate();
   if (bad != nullptr) {
     bad->count = train.bad.count + validation_bad.count + test.bad.count;
     bad->first = train.bad.first;
@@ -370,12 +392,13 @@ Status ReadTableBlock(const proto::DataSpec& data, Split split, const proto::Tab
 
 namespace {
 
-// A CRITEO record's id slots: x gets -1 (no row yet: the worker writes each
-// slot's row of the batch, worker/sparse_batch.h), *sparse_ids the ids.
-void WriteCriteoIds(const CsvRecord& record, const std::vector<int>& id_columns, float* x, uint64_t* sparse_ids) {
+// The id slots of a record with 64-bit ids (CRITEO, data.table.sparse_ids):
+// x gets -1 (no row yet: the worker writes each slot's row of the batch,
+// worker/sparse_batch.h), *sparse_ids the ids, column k's salted by k.
+void WriteSparseIds(const CsvRecord& record, const std::vector<int>& id_columns, float* x, uint64_t* sparse_ids) {
   for (size_t c = 0; c < id_columns.size(); ++c) {
     x[c] = -1.0f;
-    sparse_ids[c] = CriteoId(static_cast<int>(c) + 1, record.fields[id_columns[c]]);
+    sparse_ids[c] = SparseColumnId(static_cast<int>(c) + 1, record.fields[id_columns[c]]);
   }
 }
 
@@ -430,7 +453,7 @@ Status ReadTableBlock(const proto::DataSpec& spec_data, Split split, const proto
     float* out = x->data() + r * values;
     for (size_t f = 0; f < features; ++f) out[f] = (parsed.values[f] - table.shift(f)) * table.scale(f);
     if (ids_per_record > 0) {
-      WriteCriteoIds(record, id_columns, out + features, sparse_ids->data() + r * ids_per_record);
+      WriteSparseIds(record, id_columns, out + features, sparse_ids->data() + r * ids_per_record);
       continue;
     }
     // Ids are below 2^24, so exact as floats.

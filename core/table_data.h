@@ -24,6 +24,7 @@
 
 #include "core/categorical.h"
 #include "core/csv_reader.h"
+#include "core/distinct_counter.h"
 #include "core/spec.h"
 #include "core/status.h"
 #include "core/vocabulary_counter.h"
@@ -46,12 +47,15 @@ bool IsTableFormat(const proto::DataSpec& data);
 // The spec the table functions read: `data` itself, or for CRITEO `data`
 // with data.table describing Criteo's layout (label "label", features
 // I1-I13 unscaled, categorical columns C1-C26, data.criteo's
-// skip_bad_records). Every function below takes the user's spec and applies
-// this itself.
+// skip_bad_records); for a CSV/TSV table with data.table.sparse_ids,
+// `data` with each categorical column marked hashed (hash_buckets 1,
+// unused: its ids are 64-bit). Every function below takes the user's spec
+// and applies this itself.
 proto::DataSpec TableDataSpec(const proto::DataSpec& data);
 
-// The 64-bit ids of one example (CRITEO: 26, one per categorical field); 0
-// for CSV and TSV, whose ids are small and travel as floats.
+// The 64-bit ids of one example (CRITEO: 26, one per categorical field;
+// CSV and TSV with data.table.sparse_ids: one per categorical column); 0
+// for other CSV and TSV tables, whose ids are small and travel as floats.
 int64_t TableIdsPerExample(const proto::DataSpec& data);
 
 // The reader options of data.format: ',' or '\t' between fields; CRITEO:
@@ -92,6 +96,9 @@ struct TableScan {
   // Per categorical column: its values' counts (vocabulary columns of the
   // training split only; empty otherwise).
   std::vector<VocabularyCounter> vocabulary_counts;
+  // The training split's distinct 64-bit ids (TableIdsPerExample > 0): the
+  // rows training may create in the sparse tables.
+  DistinctCounter sparse_ids;
   BadRecords bad;
 };
 
@@ -129,10 +136,13 @@ StatusOr<int> TableFeatureCount(const proto::DataSpec& data);
 // read by the rule `kind` (ScanTable), which TableData.labels records with
 // what the training labels were; num_classes is 2 for BINARY, and for
 // NUMBER one more than the largest label in [0, 256) (unused: a regression
-// has none).
+// has none). `distinct_sparse_ids`, when not null, gets the estimated number
+// of distinct 64-bit ids in the training files (TableScan::sparse_ids; 0
+// when examples carry none).
 StatusOr<proto::TableData> DescribeTable(const proto::DataSpec& data, BadRecords* bad = nullptr,
                                          const proto::TableVocabularies* stored = nullptr,
-                                         proto::TableLabels::Kind kind = proto::TableLabels::CLASS_ID);
+                                         proto::TableLabels::Kind kind = proto::TableLabels::CLASS_ID,
+                                         double* distinct_sparse_ids = nullptr);
 
 // The values of one example of `table`: its numeric features, then one id
 // per categorical column.
@@ -144,11 +154,12 @@ std::vector<CategoricalIds> MakeCategoricalIds(const proto::TableData& table);
 // Reads block `block` of split `split`'s files: x[records * values]
 // (TableExampleValues: the numeric features scaled, then each categorical
 // column's id as a float) and labels[records] (by the rule
-// table.labels().kind; class ids exact as floats). CRITEO: each categorical
-// column's place in x holds -1 (a placeholder the worker overwrites with
-// the id's row of its batch) and *sparse_ids[records * 26] gets the ids
-// (CriteoId; kNoSparseId for an empty field); with sparse_ids null they are
-// not kept. Other formats leave *sparse_ids empty. DataLoss when the file no
+// table.labels().kind; class ids exact as floats). CRITEO and
+// data.table.sparse_ids: each categorical column's place in x holds -1 (a
+// placeholder the worker overwrites with the id's row of its batch) and
+// *sparse_ids[records * TableIdsPerExample] gets the ids (SparseColumnId of
+// the column's number; kNoSparseId for an empty field); with sparse_ids null
+// they are not kept. Other tables leave *sparse_ids empty. DataLoss when the file no
 // longer holds what the scheduler found there (fewer records, another
 // header); the record's errors as in ScanTable otherwise. REQUIRES: `table`
 // passed ValidateTableData; `ids` is MakeCategoricalIds(table).

@@ -33,7 +33,8 @@ Status CheckClassNamesCount(const proto::DataSpec& data, int num_classes) {
 StatusOr<DataShape> ReadTableShape(const proto::DataSpec& data, DataLayout* layout,
                                    const proto::TableVocabularies* stored, proto::TableLabels::Kind labels) {
   DataShape shape;
-  ASSIGN_OR_RETURN(proto::TableData table, DescribeTable(data, &shape.bad_records, stored, labels));
+  ASSIGN_OR_RETURN(proto::TableData table,
+                   DescribeTable(data, &shape.bad_records, stored, labels, &shape.distinct_sparse_ids));
   for (const proto::TableBlock& b : table.train_blocks()) shape.train_examples += b.records();
   for (const proto::TableBlock& b : table.validation_blocks()) shape.validation_examples += b.records();
   for (const proto::TableBlock& b : table.test_blocks()) shape.test_examples += b.records();
@@ -147,6 +148,7 @@ StatusOr<JobShape> PlanJob(const proto::JobSpec& spec, const proto::TableVocabul
   }
 
   shape.num_classes = data.num_classes;
+  shape.distinct_sparse_ids = data.distinct_sparse_ids;
   shape.class_names = ClassNames(spec.data(), data);
   ASSIGN_OR_RETURN(auto model, Model::Create(WithTask(spec, shape.task).model(), data.example_shape, data.num_classes,
                                              Device::kCpu, data.categorical_rows, data.sparse_features));

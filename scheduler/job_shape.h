@@ -45,6 +45,9 @@ struct JobShape {
   // or "0", "1", ...), one per class.
   std::vector<std::string> class_names;
   int num_classes = 0;
+  // The training files' estimated distinct sparse ids (DataShape's): about
+  // the rows training creates in the model's sparse tables.
+  double distinct_sparse_ids = 0;
   // The loss the job trains with (model.loss, or what AUTO resolved to) and
   // the line that says so.
   JobTask task;
@@ -61,6 +64,9 @@ struct DataShape {
   std::vector<int64_t> categorical_rows;
   // libsvm data's number of features (Model::Create's sparse_features); 0 for other data.
   int64_t sparse_features = 0;
+  // A table's estimated distinct 64-bit ids in its training files
+  // (DescribeTable); 0 for other data.
+  double distinct_sparse_ids = 0;
   int num_classes = 0;
   BadRecords bad_records;  // a table's or libsvm data's, passed over (skip_bad_records)
   // The names the data gives its classes (an image folder's class folders,

@@ -206,7 +206,7 @@ Status Server::HandleScheduler(Message m) {
                                          map.spec().optimizer().freeze_zero_weights(),
                                          static_cast<int>(StalenessBound(map.spec())));
       ASSIGN_OR_RETURN(tables_, SparseTables::Create(map, rank_, map.has_restore() ? map.restore().step() : 0,
-                                                     options_.spill_dir));
+                                                     options_.spill_dir, options_.test_spill_writes_before_full));
       asp_ = !IsSynchronous(map.spec());
       staleness_ = StalenessBound(map.spec());
       sparse_full_every_ = map.spec().checkpoint().sparse_full_every();

@@ -47,6 +47,11 @@ struct ServerOptions {
   // `tessera server` sets it from its hidden flag
   // --test-checkpoint-write-delay-ms (tests only). Default 0.
   std::chrono::milliseconds checkpoint_report_delay{0};
+  // After this many rows spilled, a table's spill writes fail as on a full
+  // disk, so a test can fill a disk it does not have. `tessera server` sets
+  // it from its hidden flag --test-spill-writes-before-full (tests only).
+  // Default -1: never.
+  int64_t test_spill_writes_before_full = -1;
 };
 
 // A checkpoint part's sparse table files (Server's, and its writes').

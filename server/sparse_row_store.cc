@@ -291,7 +291,11 @@ Status SparseRowStore::Evict(int64_t slot) {
     write.disableWAL = true;  // a cache of this run: a crash resumes from a checkpoint
     std::string bytes(reinterpret_cast<const char*>(SlotRow(slot)), sizeof(float) * row_floats_);
     bytes.append(reinterpret_cast<const char*>(&last_step_[slot]), sizeof(int64_t));
-    RETURN_IF_ERROR(FromRocks(spill_->Put(write, IdKey(id), bytes), "cannot move a row to " + options_.spill_dir));
+    const bool full = options_.test_spill_writes_before_full >= 0 &&
+                      counts_.spill_writes >= options_.test_spill_writes_before_full;
+    const rocksdb::Status put = full ? rocksdb::Status::NoSpace("test_spill_writes_before_full")
+                                     : spill_->Put(write, IdKey(id), bytes);
+    RETURN_IF_ERROR(FromRocks(put, "cannot move a row to " + options_.spill_dir));
     ++counts_.spill_writes;
   }
   slot_of_.erase(id);

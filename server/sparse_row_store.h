@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/sparse_table_spec.h"
 #include "core/status.h"
 #include "server/admission_filter.h"
 
@@ -73,6 +74,10 @@ struct SparseRowStoreOptions {
   // is more than this many steps before `step`; an id seen again starts
   // afresh. Default 0: rows never expire.
   int64_t expire_after_steps = 0;
+  // Tests only: after this many rows written to the spill database, every
+  // further write fails as on a full disk (ResourceExhausted), so that a
+  // test can fill a disk it does not have. Default -1: never.
+  int64_t test_spill_writes_before_full = -1;
 };
 
 // What the store has done, for summary.json and the benchmarks.
@@ -122,7 +127,7 @@ class SparseRowStore {
  public:
   // What the budget counts per row besides its floats: the index entry and
   // the slot's bookkeeping, about what they take.
-  static constexpr int64_t kRowOverheadBytes = 48;
+  static constexpr int64_t kRowOverheadBytes = kSparseRowOverheadBytes;
 
   // InvalidArgument for bad options (a budget without spill_dir, or too
   // small for one row); Unavailable when the spill database cannot be made.

@@ -65,6 +65,7 @@ StatusOr<std::unique_ptr<SparseTableShard>> SparseTableShard::Create(const Spars
   store.spill_dir = options.spill_dir;
   store.admit_after = spec.admit_after();
   store.expire_after_steps = spec.expire_after_steps();
+  store.test_spill_writes_before_full = options.test_spill_writes_before_full;
   auto opened = SparseRowStore::Open(std::move(store));
   if (!opened.ok()) return opened.status().WithContext("sparse table '" + spec.name() + "'");
   return std::unique_ptr<SparseTableShard>(

@@ -57,6 +57,8 @@ struct SparseTableShardOptions {
   std::string spill_dir;
   // The table's version at the start (a resumed job's step).
   int64_t first_version = 0;
+  // Tests only: SparseRowStoreOptions::test_spill_writes_before_full.
+  int64_t test_spill_writes_before_full = -1;
 };
 
 // The optimizer a SparseOptimizerSpec names. InvalidArgument for a

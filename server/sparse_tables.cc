@@ -28,7 +28,8 @@ StatusOr<std::string> MakeSpillDir() {
 }  // namespace
 
 StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::ClusterMap& map, int server_rank,
-                                                             int64_t first_version, const std::string& spill_dir) {
+                                                             int64_t first_version, const std::string& spill_dir,
+                                                             int64_t test_spill_writes_before_full) {
   std::unique_ptr<SparseTables> tables(new SparseTables());
   tables->server_rank_ = server_rank;
   tables->servers_ = map.servers_size();
@@ -57,6 +58,7 @@ StatusOr<std::unique_ptr<SparseTables>> SparseTables::Create(const proto::Cluste
       tables->spill_dirs_.push_back(o.spill_dir);
     }
     o.first_version = first_version;
+    o.test_spill_writes_before_full = test_spill_writes_before_full;
     ASSIGN_OR_RETURN(std::unique_ptr<SparseTableShard> shard, SparseTableShard::Create(o));
     tables->tables_.push_back(std::move(shard));
   }

@@ -34,10 +34,12 @@ class SparseTables {
 
   // This server's part of each of map.spec().model().sparse_table(), at
   // version `first_version`. `spill_dir`: where budgeted tables spill (empty:
-  // a new directory under $TMPDIR). InvalidArgument for a bad table spec;
+  // a new directory under $TMPDIR). `test_spill_writes_before_full`: tests
+  // only (SparseRowStoreOptions'). InvalidArgument for a bad table spec;
   // Unavailable when a spill directory cannot be made.
   static StatusOr<std::unique_ptr<SparseTables>> Create(const proto::ClusterMap& map, int server_rank,
-                                                        int64_t first_version, const std::string& spill_dir);
+                                                        int64_t first_version, const std::string& spill_dir,
+                                                        int64_t test_spill_writes_before_full = -1);
   ~SparseTables();
 
   bool empty() const { return tables_.empty(); }

@@ -41,15 +41,15 @@ std::string Line(const std::string& label, const std::vector<std::string>& integ
   return line + "\n";
 }
 
-// The value `prefix` then the digits of n. (Not "v" + std::to_string(n),
+// The value `prefix` then the digits of n. (Not "a" + std::to_string(n),
 // which GCC 12 warns about wrongly, -Wrestrict.)
 std::string Value(const std::string& prefix, int n) { return prefix + std::to_string(n); }
 
-// Line r of a generated file: label r % 2, I1 = r, C1 = "v<r % 7>", C26 = "w<r>".
+// Line r of a generated file: label r % 2, I1 = r, C1 = "a<r % 7>", C26 = "b<r>" (hex digits).
 std::string NumberedLine(int r) {
   std::vector<std::string> categorical(kCriteoCategoricalFields);
-  categorical[0] = Value("v", r % 7);
-  categorical[25] = Value("w", r);
+  categorical[0] = Value("a", r % 7);
+  categorical[25] = Value("b", r);
   return Line(std::to_string(r % 2), {std::to_string(r)}, categorical);
 }
 
@@ -90,7 +90,7 @@ TEST(CriteoIdTest, NumericFeaturesAreLogOnePlusX) {
 
 TEST(CriteoDataTest, ATableOfCriteosColumnsWithIdsBesideTheFloats) {
   ScopedTestDir dir;
-  WriteText(dir.File("train.tsv"), Line("1", {"0", "", "1000", "-2"}, {"68fd1e64", "", "x"}) + NumberedLine(3));
+  WriteText(dir.File("train.tsv"), Line("1", {"0", "", "1000", "-2"}, {"68fd1e64", "", "f"}) + NumberedLine(3));
   WriteText(dir.File("test.tsv"), NumberedLine(4));
   const proto::JobSpec spec = CriteoSpec(dir.path());
   ASSERT_OK(ValidateJobSpec(spec));
@@ -113,9 +113,9 @@ TEST(CriteoDataTest, ATableOfCriteosColumnsWithIdsBesideTheFloats) {
   for (int c = 0; c < 26; ++c) EXPECT_EQ(x[13 + c], -1.0f) << c;  // placeholders
   EXPECT_EQ(ids[0], CriteoId(1, "68fd1e64"));
   EXPECT_EQ(ids[1], kNoSparseId);
-  EXPECT_EQ(ids[2], CriteoId(3, "x"));
-  EXPECT_EQ(ids[26 + 0], CriteoId(1, "v3"));
-  EXPECT_EQ(ids[26 + 25], CriteoId(26, "w3"));
+  EXPECT_EQ(ids[2], CriteoId(3, "f"));
+  EXPECT_EQ(ids[26 + 0], CriteoId(1, "a3"));
+  EXPECT_EQ(ids[26 + 25], CriteoId(26, "b3"));
   // CSV and TSV tables keep their ids in x.
   EXPECT_EQ(TableIdsPerExample(proto::DataSpec()), 0);
 }
@@ -149,9 +149,9 @@ TEST(CriteoDataTest, ExactBlockReadsThroughTheReaderAndThePrefetcher) {
     const int r = static_cast<int>(examples[i]);
     EXPECT_EQ(labels[i], static_cast<float>(r % 2)) << r;
     EXPECT_EQ(x[i * 39], CriteoNumeric(r)) << r;
-    EXPECT_EQ(ids[i * 26], CriteoId(1, Value("v", r % 7))) << r;
+    EXPECT_EQ(ids[i * 26], CriteoId(1, Value("a", r % 7))) << r;
     EXPECT_EQ(ids[i * 26 + 1], kNoSparseId) << r;
-    EXPECT_EQ(ids[i * 26 + 25], CriteoId(26, Value("w", r))) << r;
+    EXPECT_EQ(ids[i * 26 + 25], CriteoId(26, Value("b", r))) << r;
   }
   // The prefetcher: the batch asked for, then the one it guessed, ids and all.
   BatchPrefetcher prefetcher(reader->get());

@@ -57,7 +57,7 @@ TEST(CriteoFormatTest, ColumnNamesAreTheChallengesOnes) {
 
 TEST(CriteoFormatTest, ReadsLabelsIntegersAndCategoricalValuesWithMissingOnes) {
   ScopedTestDir dir;
-  const std::string text = Line("1", {"5", "-1", "", "12"}, {"68fd1e64", "", "a\"b"}) + Line("0", {}, {});
+  const std::string text = Line("1", {"5", "-1", "", "12"}, {"68fd1e64", "", "05DB9164"}) + Line("0", {}, {});
   for (const bool gzip : {false, true}) {
     const std::string path = dir.File(gzip ? "day.tsv.gz" : "day.tsv");
     gzip ? WriteGzText(path, text) : WriteText(path, text);
@@ -73,7 +73,7 @@ TEST(CriteoFormatTest, ReadsLabelsIntegersAndCategoricalValuesWithMissingOnes) {
     EXPECT_EQ(first.integers[3], std::optional<int64_t>(12));
     EXPECT_EQ(strings[0], "68fd1e64");
     EXPECT_EQ(strings[1], "");      // missing
-    EXPECT_EQ(strings[2], "a\"b");  // a quote is a byte like any other
+    EXPECT_EQ(strings[2], "05DB9164");  // kept as it is: the case is part of the value
     EXPECT_EQ((*examples)[1].label, 0);
     for (const auto& x : (*examples)[1].integers) EXPECT_FALSE(x.has_value());
   }
@@ -90,6 +90,17 @@ TEST(CriteoFormatTest, BadFieldsAreOneLineNamingTheLineAndTheColumn) {
             path + ":1: column \"I3\": expected an integer (or nothing, for a missing value), got \"3.5\"");
   WriteText(path, Line("0", {"99999999999999999999"}, {}));
   EXPECT_EQ(ReadExamples(path, &strings).status().code(), StatusCode::kInvalidArgument);
+  // A categorical value is hex digits: a word, a sign or a 17th digit is not.
+  WriteText(path, Line("0", {}, {"68fd1e64", "cafe babe"}));
+  EXPECT_EQ(ReadExamples(path, &strings).status().message(),
+            path + ":1: column \"C2\": expected up to 16 hex digits (or nothing, for a missing value), got "
+                   "\"cafe babe\"");
+  WriteText(path, Line("0", {}, {"-1"}));
+  EXPECT_EQ(ReadExamples(path, &strings).status().code(), StatusCode::kInvalidArgument);
+  WriteText(path, Line("0", {}, {"0123456789abcdef0"}));
+  EXPECT_EQ(ReadExamples(path, &strings).status().code(), StatusCode::kInvalidArgument);
+  WriteText(path, Line("0", {}, {"0123456789ABCDEF"}));
+  EXPECT_OK(ReadExamples(path, &strings).status());
   WriteText(path, "1\t2\t3\n");
   EXPECT_EQ(ReadExamples(path, &strings).status().message(), path + ":1: 3 fields, expected 40 (one per column)");
 }

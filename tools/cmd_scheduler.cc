@@ -14,10 +14,29 @@
 #include "core/spec.h"
 #include "core/table_data.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/spill_space.h"
 #include "tools/spec_flags.h"
 
 namespace tessera {
 namespace {
+
+// A local job's servers spill their sparse tables under RUN/spill
+// (tools/local_job.cc): its rows must fit there (scheduler/spill_space.h).
+// A hand-started cluster's servers spill on their own machines' disks,
+// which the scheduler cannot see: those are not checked.
+Status CheckLocalSpillSpace(const SchedulerOptions& options) {
+  if (options.launcher_token.empty() || options.run_dir.empty()) return OkStatus();
+  const proto::ModelSpec& model = options.spec.model();
+  if (SpillBytesNeeded(model, options.shape->distinct_sparse_ids) == 0) return OkStatus();
+  const std::string dir = options.run_dir + "/spill";
+  StatusOr<int64_t> free_bytes = FLAGS_test_spill_free_bytes;  // tests only: a small disk
+  if (*free_bytes < 0) free_bytes = FreeDiskBytes(dir);
+  if (!free_bytes.ok()) {  // no answer from the filesystem is no reason to refuse the job
+    LOG(WARNING) << "not checking the disk for the sparse tables' spill: " << free_bytes.status().ToString();
+    return OkStatus();
+  }
+  return CheckSpillSpace(model, options.shape->distinct_sparse_ids, dir, *free_bytes);
+}
 
 // Checks options->spec can run and plans the job once, before the socket
 // binds (a resumed job with the vocabularies its run stored); every rollback
@@ -35,7 +54,7 @@ Status PlanBeforeBinding(const std::string& spec_path, SchedulerOptions* options
   const auto start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(options->shape, PlanSchedulerJob(*options));
   options->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return OkStatus();
+  return CheckLocalSpillSpace(*options);
 }
 
 }  // namespace

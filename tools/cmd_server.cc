@@ -30,6 +30,8 @@ int RunServer(const ParsedArgs& args) {
   options.cluster_token = *cluster_token;
   // Tests only (tests/checkpoint_write_test.cc): hold each checkpoint part before reporting it.
   options.checkpoint_report_delay = std::chrono::milliseconds(std::max(0, FLAGS_test_checkpoint_write_delay_ms));
+  // Tests only (tests/sparse_bad_input_test.cc): a full disk under the spill database.
+  options.test_spill_writes_before_full = FLAGS_test_spill_writes_before_full;
   const std::atomic<bool>* stop = InstallStopSignals();
   ZmqTransport transport;
   Server server(&transport, options, stop);

@@ -131,7 +131,8 @@ const std::vector<Command>& Commands() {
        RunTrain,
        {},
        /*hidden=*/false,
-       {"test_checkpoint_write_delay_ms", "test_step_delay_ms", "test_step_delay_rank"}},
+       {"test_checkpoint_write_delay_ms", "test_step_delay_ms", "test_step_delay_rank", "test_spill_writes_before_full",
+        "test_spill_free_bytes"}},
       {"resume", "continue a job from its newest intact checkpoint (or a given one)",
        "tessera resume RUN_DIR_OR_CHECKPOINT [flags]\n\n"
        "Continues the job in local mode, in the same run directory, exactly where the checkpoint\n"
@@ -258,7 +259,10 @@ const std::vector<Command>& Commands() {
         "launcher_token_file", "cluster_token_file", "name", "servers",
         "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
-       RunScheduler},
+       RunScheduler,
+       {},
+       /*hidden=*/false,
+       {"test_spill_free_bytes"}},
       {"server", "run a parameter server of a cluster",
        "tessera server --scheduler HOST:PORT [flags]\n\n"
        "Holds the key ranges the scheduler assigns, applies the optimizer, serves workers, and writes its\n"
@@ -270,7 +274,7 @@ const std::vector<Command>& Commands() {
        RunServer,
        {},
        /*hidden=*/false,
-       {"test_checkpoint_write_delay_ms"}},
+       {"test_checkpoint_write_delay_ms", "test_spill_writes_before_full"}},
       {"worker", "run a worker of a cluster",
        "tessera worker --scheduler HOST:PORT [flags]\n\n"
        "Trains on the shards the scheduler leases, pushing gradients to and pulling parameters from\n"

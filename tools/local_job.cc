@@ -370,12 +370,15 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   // The scheduler rolls the job back when a server is lost, as often as the
   // budget left allows; this launcher starts the replacement servers.
   const int restarts_left = std::max(0, options.max_restarts - *recoveries);
-  if (Status s = cluster.Start("scheduler", {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
+  std::vector<std::string> scheduler_args = {*self_exe, "scheduler", "--spec", run_dir + "/spec.pbtxt", "--host",
                                              "127.0.0.1", "--port", "0", "--port_file", port_file, "--run_dir",
                                              run_dir, "--resume_from", resume_from, "--max_restarts",
                                              std::to_string(restarts_left), "--launcher_token_file", token_file,
-                                             "--cluster_token_file", cluster_token_file});
-      !s.ok()) {
+                                             "--cluster_token_file", cluster_token_file};
+  if (FLAGS_test_spill_free_bytes >= 0) {
+    scheduler_args.push_back("--test_spill_free_bytes=" + std::to_string(FLAGS_test_spill_free_bytes));
+  }
+  if (Status s = cluster.Start("scheduler", scheduler_args); !s.ok()) {
     return fail(s.message());
   }
   // The scheduler writes its OS-chosen port once it listens.
@@ -388,8 +391,11 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       return kExitInterrupted;
     }
     if (auto code = cluster.scheduler()->Poll(); code.has_value()) {
-      return fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
-                  LastLines(cluster.scheduler()->log_path(), 5));
+      fail("the scheduler exited with code " + std::to_string(*code) + ":\n" +
+           LastLines(cluster.scheduler()->log_path(), 5));
+      // Planning found a mistake in the spec or the data (e.g. a sparse
+      // table's spill beyond the disk): the user's, so the job's exit is 2.
+      return *code == kExitUsage ? kExitUsage : kExitFailure;
     }
     if (Clock::now() > port_deadline) {
       return fail("the scheduler did not start listening within " + std::to_string(port_timeout_ms / 1000) + " s");
@@ -410,6 +416,9 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
                                      run_dir + "/spill/server-" + std::to_string(server_labels)};
     if (FLAGS_test_checkpoint_write_delay_ms > 0) {
       args.push_back("--test_checkpoint_write_delay_ms=" + std::to_string(FLAGS_test_checkpoint_write_delay_ms));
+    }
+    if (FLAGS_test_spill_writes_before_full >= 0) {
+      args.push_back("--test_spill_writes_before_full=" + std::to_string(FLAGS_test_spill_writes_before_full));
     }
     return cluster.Start("server-" + std::to_string(server_labels++), args, replacement);
   };

@@ -45,6 +45,12 @@ DEFINE_int32(test_step_delay_ms, 0,
              "tests only (left out of the help): the worker of rank --test_step_delay_rank sleeps this long before "
              "each training step, so it lags the others; train passes both to its workers");
 DEFINE_int32(test_step_delay_rank, 0, "tests only (left out of the help): the rank --test_step_delay_ms slows");
+DEFINE_int64(test_spill_writes_before_full, -1,
+             "tests only (left out of the help): after this many rows written to a sparse table's spill database, a "
+             "server's further spill writes fail as on a full disk; train passes it to its servers");
+DEFINE_int64(test_spill_free_bytes, -1,
+             "tests only (left out of the help): the scheduler of a local job takes this for the free space of the "
+             "run directory's disk, where its servers spill; train passes it to its scheduler");
 DEFINE_bool(json, false, "print JSON instead of text");
 DEFINE_int32(reply_timeout, 120, "seconds a worker waits for a server or the scheduler before giving up");
 DEFINE_bool(force, false,

@@ -15,6 +15,8 @@ DECLARE_string(cluster_token_file);
 DECLARE_int32(test_checkpoint_write_delay_ms);
 DECLARE_int32(test_step_delay_ms);
 DECLARE_int32(test_step_delay_rank);
+DECLARE_int64(test_spill_writes_before_full);
+DECLARE_int64(test_spill_free_bytes);
 DECLARE_string(host);
 DECLARE_string(spill_dir);
 DECLARE_int32(port);

@@ -160,4 +160,9 @@ StatusOr<SparseTableFileHeader> ReadSparseTableFile(const std::string& path, con
   return h;
 }
 
+StatusOr<SparseTableFileHeader> ReadCheckpointSparseTable(const std::string& part_dir, int table,
+                                                          const SparseRowVisitor& visit) {
+  return ReadSparseTableFile(part_dir + "/" + SparseTableFileName(table), visit);
+}
+
 }  // namespace tessera

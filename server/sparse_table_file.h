@@ -69,6 +69,14 @@ struct SparseTableFileHeader {
 };
 StatusOr<SparseTableFileHeader> ReadSparseTableFile(const std::string& path, const SparseRowVisitor& visit);
 
+// The rows of table `table` in the checkpoint part directory `part_dir` (a
+// `server-R` directory) as of that cut, chain applied, in increasing id
+// order. Readers of a checkpoint's tables (tessera export) call only this,
+// never the file itself, so that how a part stores its rows may change.
+// Errors as ReadSparseTableFile's.
+StatusOr<SparseTableFileHeader> ReadCheckpointSparseTable(const std::string& part_dir, int table,
+                                                          const SparseRowVisitor& visit);
+
 }  // namespace tessera
 
 #endif  // TESSERA_SERVER_SPARSE_TABLE_FILE_H_

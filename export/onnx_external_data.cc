@@ -221,7 +221,7 @@ Status LoadExternalData(onnx::ModelProto* model, const std::string& model_dir) {
     std::string bytes;
     RETURN_IF_ERROR(ReadPlace(place, where, &bytes));
     t->clear_external_data();
-    t->set_data_location(onnx::TensorProto::DEFAULT);
+    t->clear_data_location();
     t->set_raw_data(std::move(bytes));
   }
   return OkStatus();

@@ -17,6 +17,7 @@
 
 #include "core/checkpoint_manifest.h"
 #include "core/criteo_format.h"
+#include "core/csv_reader.h"
 #include "core/file_util.h"
 #include "core/sparse_id.h"
 #include "core/task_metrics.h"
@@ -26,6 +27,7 @@
 #include "export/runtime_model.h"
 #include "export/sparse_table_rows.h"
 #include "server/sparse_table_file.h"
+#include "tests/skew_test_util.h"
 #include "tests/test_util.h"
 #include "tools/child_process.h"
 #include "tools/progress_view.h"
@@ -352,8 +354,19 @@ class SparseExportCliTest : public ::testing::Test {
     dir_ = new std::string(MakeTempDir("sparse-export-cli"));
     MakeCriteo(*dir_ + "/train.tsv.gz", 6000, 0);
     MakeCriteo(*dir_ + "/test.tsv.gz", 1500, 1);
-    // A few hand-written lines: unseen values, empty fields, an empty line's worth of fields.
-    std::string few = "1";
+    // A few lines: three of the training file's (ids the table holds), then
+    // unseen values with empty fields, then every field empty.
+    std::string few;
+    auto reader = CsvReader::Open(*dir_ + "/train.tsv.gz", CriteoCsvOptions());
+    ASSERT_OK(reader.status());
+    CsvRecord record;
+    for (int line = 0; line < 3; ++line) {
+      auto more = (*reader)->Next(&record);
+      ASSERT_TRUE(more.ok() && *more);
+      for (size_t f = 0; f < record.fields.size(); ++f) few += (f ? "\t" : "") + std::string(record.fields[f]);
+      few += "\n";
+    }
+    few += "1";
     for (int i = 0; i < 13; ++i) few += "\t" + std::to_string(i * 3);
     for (int c = 0; c < 26; ++c) few += c % 3 == 0 ? "\t" : "\tneverseen" + std::to_string(c);
     few += "\n0";
@@ -394,7 +407,7 @@ TEST_F(SparseExportCliTest, ExportAndPredictGiveTrainingsTestAucAndLogLoss) {
   CommandResult few = RunTessera({"predict", repo + "/ctr/1", *dir_ + "/few.tsv", "--out", *dir_ + "/few.csv"});
   ASSERT_EQ(few.exit_code, 0) << few.output;
   const std::string rows = FileText(*dir_ + "/few.csv");
-  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 3) << rows;  // the header and two rows
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 6) << rows;  // the header and five rows
 }
 
 TEST_F(SparseExportCliTest, ExternalDataPastATinyThresholdPredictsTheSame) {
@@ -426,6 +439,71 @@ TEST_F(SparseExportCliTest, Int8AndPruningAreRefusedInOneLine) {
     EXPECT_NE(r.output.find("sparse_embedding (a sparse table)"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(*dir_ + "/repo-refused/ctr/1"));
   }
+}
+
+// The KServe inputs of few.tsv's lines: I1-I13 as INT64 (null: missing),
+// C1-C26 as BYTES (null: missing), [N] each.
+nlohmann::json FewInputs(const std::string& path) {
+  auto reader = CsvReader::Open(path, CriteoCsvOptions());
+  EXPECT_OK(reader.status());
+  std::vector<nlohmann::json> data(kCriteoFields - 1, nlohmann::json::array());
+  CsvRecord record;
+  int64_t rows = 0;
+  while (reader.ok()) {
+    auto more = (*reader)->Next(&record);
+    if (!more.ok() || !*more) break;
+    ++rows;
+    for (int f = 1; f < kCriteoFields; ++f) {
+      const std::string field(record.fields[f]);
+      if (field.empty()) {
+        data[f - 1].push_back(nullptr);
+      } else if (f <= kCriteoIntegerFields) {
+        data[f - 1].push_back(std::stoll(field));
+      } else {
+        data[f - 1].push_back(field);
+      }
+    }
+  }
+  nlohmann::json inputs = nlohmann::json::array();
+  for (int f = 1; f < kCriteoFields; ++f) {
+    inputs.push_back({{"name", CriteoColumnNames()[f]},
+                      {"datatype", f <= kCriteoIntegerFields ? "INT64" : "BYTES"},
+                      {"shape", {rows}},
+                      {"data", data[f - 1]}});
+  }
+  return inputs;
+}
+
+TEST_F(SparseExportCliTest, ServeGivesPredictsProbabilitiesBitForBit) {
+  const std::string repo = *dir_ + "/repo-serve";
+  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", repo + "/ctr", "--noevaluate"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CommandResult p = RunTessera({"predict", repo + "/ctr/1", *dir_ + "/few.tsv", "--out", *dir_ + "/few-serve.csv"});
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  const auto rows = ReadCsv(*dir_ + "/few-serve.csv");
+  ASSERT_EQ(rows.size(), 6u);
+  const size_t column = std::find(rows[0].begin(), rows[0].end(), "probability") - rows[0].begin();
+  ASSERT_LT(column, rows[0].size());
+
+  ServeProcess serve = StartServe({"--model-repo", repo, "--device", "cpu"});
+  ASSERT_GT(serve.port, 0);
+  const nlohmann::json response = Infer(serve, "ctr", {{"inputs", FewInputs(*dir_ + "/few.tsv")}});
+  nlohmann::json probability;
+  for (const nlohmann::json& o : response["outputs"]) {
+    if (o["name"] == "probability") probability = o["data"];
+  }
+  ASSERT_EQ(probability.size(), 5u) << response.dump();
+  for (size_t row = 0; row < 5; ++row) {
+    EXPECT_EQ(static_cast<float>(probability[row].get<double>()), ParseFloat(rows[row + 1][column])) << "row " << row;
+  }
+  // A categorical field sent as a number is refused in one line.
+  nlohmann::json bad = FewInputs(*dir_ + "/few.tsv");
+  bad[20]["data"][0] = 1.5;
+  httplib::Client client("127.0.0.1", serve.port);
+  auto res = client.Post("/v2/models/ctr/infer", nlohmann::json({{"inputs", bad}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+  EXPECT_NE(res->body.find("input 'C8' element 0"), std::string::npos) << res->body;
 }
 
 }  // namespace

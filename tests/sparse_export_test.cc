@@ -243,7 +243,9 @@ TEST(SparseExportTest, RandomExternalEntriesNeverCrash) {
       SetEntry(t, "length", std::to_string(length));
       fs::resize_file(dir + "/" + kExternalDataFileName, rng() % 20000);
     });
-    if (!s.ok()) EXPECT_EQ(s.message().find('\n'), std::string::npos);
+    if (!s.ok()) {
+      EXPECT_EQ(s.message().find('\n'), std::string::npos);
+    }
   }
 }
 

@@ -402,10 +402,12 @@ TEST_F(SparseExportCliTest, ExportAndPredictGiveTrainingsTestAucAndLogLoss) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string manifest = FileText(repo + "/ctr/1/manifest.json");
   EXPECT_GT(JsonNumber(summary, "auc"), 0.6) << summary;
-  // summary.json gives 9 digits: equal to those (a row read otherwise moves the 5th or 6th).
+  // summary.json gives 9 digits: the AUC equals those (a row read otherwise
+  // moves the 5th or 6th). Its log loss is the mean loss of the logits, the
+  // manifest's that of the float32 probabilities: a few 1e-9 apart.
   const double auc = JsonNumber(manifest, "test_auc", -1), log_loss = JsonNumber(manifest, "test_log_loss", -1);
   EXPECT_NEAR(auc, JsonNumber(summary, "auc", -2), 1e-9) << manifest;
-  EXPECT_NEAR(log_loss, JsonNumber(summary, "log_loss", -2), 1e-9) << manifest;
+  EXPECT_NEAR(log_loss, JsonNumber(summary, "log_loss", -2), 1e-7) << manifest;
   EXPECT_NE(manifest.find("\"kind\": \"criteo\""), std::string::npos) << manifest;
   EXPECT_FALSE(FileExists(repo + "/ctr/1/model.onnx.data"));  // far below 2 GiB
 

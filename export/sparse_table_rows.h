@@ -26,7 +26,8 @@ struct SparseTableRows {
 
   int64_t count() const { return static_cast<int64_t>(ids.size()); }
   // The row of `id`, or -1 when the table has none (an id training never
-  // admitted, or never saw: it reads as zeros, as training reads it).
+  // admitted, or never saw: it reads as zeros, as training reads an
+  // unadmitted id; docs/FORMATS.md says why a never-pushed one does too).
   int64_t RowOf(uint64_t id) const;
 };
 

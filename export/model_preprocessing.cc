@@ -359,7 +359,8 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text,
   } else if (kind == "criteo") {
     p.kind = InputKind::kCriteo;
   } else if (kind != "idx") {
-    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\", \"image\", \"libsvm\" or \"criteo\", got \"" +
+    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\", \"image\", \"libsvm\" or \"criteo\", " +
+                                "got \"" +
                                 kind.substr(0, 40) + "\"");
   }
   return p;

@@ -286,7 +286,8 @@ Status AddSparseEmbedding(const proto::ModelSpec& spec, const Shape& input_shape
   ids->set_name(name + ".ids");
   ids->set_data_type(onnx::TensorProto::UINT64);
   ids->add_dims(table->count());
-  ids->set_raw_data(std::string(reinterpret_cast<const char*>(table->ids.data()), table->ids.size() * sizeof(uint64_t)));
+  ids->set_raw_data(
+      std::string(reinterpret_cast<const char*>(table->ids.data()), table->ids.size() * sizeof(uint64_t)));
 
   AddIntAttribute(builder->AddNode("Gather", name + ".gather", {name + ".table", kOnnxSparseRowsName}), "axis", 0);
   AddIntAttribute(builder->AddNode("Flatten", name + ".embedded", {name + ".gather"}), "axis", 1);

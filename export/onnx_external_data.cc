@@ -145,7 +145,8 @@ StatusOr<ExternalPlace> PlaceOf(const onnx::TensorProto& t, const std::string& m
   if (ec) return InvalidArgumentError(where + ": cannot read the size of " + place.path);
   if (place.offset > file_bytes || place.length > file_bytes - place.offset) {
     return InvalidArgumentError(where + ": external data bytes [" + std::to_string(place.offset) + ", " +
-                                std::to_string(place.offset) + " + " + std::to_string(place.length) + ") lie past the end of " +
+                                std::to_string(place.offset) + " + " + std::to_string(place.length) +
+                                ") lie past the end of " +
                                 place.path + " (" + std::to_string(file_bytes) + " bytes; truncated?)");
   }
   return place;

@@ -320,7 +320,9 @@ namespace {
 // read from `version_dir`.
 StatusOr<ImportedModel> ImportVersionModel(const std::string& bytes, const std::string& version_dir) {
   onnx::ModelProto model;
-  if (bytes.empty() || !model.ParseFromString(bytes)) return InvalidArgumentError("not an ONNX model (protobuf parse failed)");
+  if (bytes.empty() || !model.ParseFromString(bytes)) {
+    return InvalidArgumentError("not an ONNX model (protobuf parse failed)");
+  }
   RETURN_IF_ERROR(LoadExternalData(&model, version_dir));
   return ImportOnnxModel(model);
 }

@@ -59,8 +59,9 @@ StatusOr<const onnx::TensorProto*> TakeRawInitializer(GraphConstants* constants,
   const onnx::TensorProto& t = *it->second;
   if (t.data_type() != type || t.dims_size() != rank || t.data_location() == onnx::TensorProto::EXTERNAL ||
       t.external_data_size() > 0 || t.has_segment() || !t.has_raw_data()) {
-    return InvalidArgumentError("initializer '" + name + "' must be a " + (type == onnx::TensorProto::FLOAT ? "float" : "uint64") +
-                                " tensor of rank " + std::to_string(rank) + " in raw data (external data loaded)");
+    const std::string type_name = type == onnx::TensorProto::FLOAT ? "float" : "uint64";
+    return InvalidArgumentError("initializer '" + name + "' must be a " + type_name + " tensor of rank " +
+                                std::to_string(rank) + " in raw data (external data loaded)");
   }
   if (!constants->used.insert(name).second) return InvalidArgumentError("initializer '" + name + "' is used twice");
   return &t;

@@ -365,8 +365,8 @@ StatusOr<std::optional<int64_t>> CriteoInteger(const RawInput& in, int64_t row) 
     int64_t value = 0;
     const auto [stop, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (error != std::errc() || stop != text.data() + text.size()) {
-      return InvalidArgumentError(where + ": expected an integer of int64 range (or \"\", for a missing value), found " +
-                                  Shown(v));
+      return InvalidArgumentError(where + ": expected an integer of int64 range (or \"\", for a missing value), " +
+                                  "found " + Shown(v));
     }
     return std::optional<int64_t>(value);
   }

@@ -377,7 +377,10 @@ class SparseExportCliTest : public ::testing::Test {
     }
     few += "1";
     for (int i = 0; i < 13; ++i) few.append("\t").append(std::to_string(i * 3));
-    for (int c = 0; c < 26; ++c) few.append(c % 3 == 0 ? "\t" : "\tneverseen").append(c % 3 == 0 ? "" : std::to_string(c));
+    for (int c = 0; c < 26; ++c) {
+      few += '\t';
+      if (c % 3 != 0) few.append("neverseen").append(std::to_string(c));  // every third field empty
+    }
     few += "\n0";
     for (int i = 0; i < 13; ++i) few += "\t";
     for (int c = 0; c < 26; ++c) few += "\t";

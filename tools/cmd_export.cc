@@ -162,7 +162,9 @@ void PrintResult(const std::string& note, const std::string& model_dir, const Ex
                           std::to_string(result.eval.examples) + " examples)"
                         : ", " + EvaluationText(result.eval) + " (" + std::to_string(result.eval.examples) + " examples)";
   const std::string external =
-      result.external_data_bytes > 0 ? " and model.onnx.data (" + DoubleText(std::round(result.external_data_bytes / 1e4) / 100) + " MB)" : "";
+      result.external_data_bytes > 0
+          ? " and model.onnx.data (" + DoubleText(std::round(result.external_data_bytes / 1e4) / 100) + " MB)"
+          : "";
   const std::string rows =
       result.sparse_rows > 0 ? " and " + std::to_string(result.sparse_rows) + " sparse table rows" : "";
   std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s)%s, %zu parameters%s%s\n", model_dir.c_str(),

@@ -5,9 +5,11 @@
 // processes, a trained CTR model exported and predicted with exactly
 // training's test AUC and log loss.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -520,6 +522,29 @@ TEST_F(SparseExportCliTest, ServeGivesPredictsProbabilitiesBitForBit) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400) << res->body;
   EXPECT_NE(res->body.find("input 'C8' element 0"), std::string::npos) << res->body;
+}
+
+// onnxruntime (onnxruntime-node) runs the exported graph on inputs made
+// from the model alone (scripts/onnxruntime_criteo_check.js: hashing, the
+// sorted ids it carries) and gives predict's probabilities within 1e-5.
+// Skipped without it.
+TEST_F(SparseExportCliTest, OnnxRuntimeGivesPredictsProbabilities) {
+  const char* env = std::getenv("TESSERA_ONNXRUNTIME_NODE");
+  const std::string ort = env != nullptr ? env : "/tmp/node_modules/onnxruntime-node";
+  if (!FileExists(ort + "/package.json") || !FileExists("/usr/bin/node")) {
+    GTEST_SKIP() << "onnxruntime-node not installed (npm install onnxruntime-node)";
+  }
+  const std::string repo = *dir_ + "/repo-ort";
+  CommandResult r = RunTessera({"export", *dir_ + "/run", "--out", repo + "/ctr", "--noevaluate"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CommandResult p = RunTessera({"predict", repo + "/ctr/1", *dir_ + "/few.tsv", "--out", *dir_ + "/few-ort.csv"});
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  const std::string command = "NODE_PATH=" + fs::path(ort).parent_path().string() + " /usr/bin/node " +
+                              std::string(TESSERA_SOURCE_DIR) + "/scripts/onnxruntime_criteo_check.js " + repo +
+                              "/ctr/1 " + *dir_ + "/few.tsv " + *dir_ + "/few-ort.csv > " + *dir_ + "/ort.log 2>&1";
+  const int status = std::system(command.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << FileText(*dir_ + "/ort.log");
+  EXPECT_NE(FileText(*dir_ + "/ort.log").find("5 rows"), std::string::npos) << FileText(*dir_ + "/ort.log");
 }
 
 }  // namespace

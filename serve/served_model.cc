@@ -139,31 +139,37 @@ void ServedModel::RunSparse(const std::vector<Job*>& jobs, int64_t total) {
   }
 }
 
-void ServedModel::Run(const std::vector<Job*>& jobs, int64_t total) {
+void ServedModel::RunDense(const std::vector<Job*>& jobs, int64_t total) {
   const int64_t features = input_features(), classes = num_classes();
+  const float* x = jobs[0]->x;
+  if (jobs.size() > 1) {
+    batch_x_.resize(total * features);
+    int64_t row = 0;
+    for (const Job* job : jobs) {
+      std::memcpy(batch_x_.data() + row * features, job->x, job->n * features * sizeof(float));
+      row += job->n;
+    }
+    x = batch_x_.data();
+  }
+  // A request larger than max_batch_size runs in pieces of it.
+  for (int64_t begin = 0; begin < total; begin += options_.max_batch_size) {
+    const int64_t n = std::min(options_.max_batch_size, total - begin);
+    const float* logits = model_->Infer(x + begin * features, n);
+    if (logits == nullptr) throw std::runtime_error("the model gave no logits");
+    std::memcpy(batch_logits_.data() + begin * classes, logits, n * classes * sizeof(float));
+    if (options_.on_batch) options_.on_batch(n);
+  }
+}
+
+void ServedModel::Run(const std::vector<Job*>& jobs, int64_t total) {
+  const int64_t classes = num_classes();
   Status status;
   try {
-    const float* x = jobs[0]->x;
     batch_logits_.resize(total * classes);
     if (files_.model.sparse_table != nullptr) {
       RunSparse(jobs, total);
-      x = nullptr;
-    } else if (jobs.size() > 1) {
-      batch_x_.resize(total * features);
-      int64_t row = 0;
-      for (const Job* job : jobs) {
-        std::memcpy(batch_x_.data() + row * features, job->x, job->n * features * sizeof(float));
-        row += job->n;
-      }
-      x = batch_x_.data();
-    }
-    // A request larger than max_batch_size runs in pieces of it.
-    for (int64_t begin = 0; x != nullptr && begin < total; begin += options_.max_batch_size) {
-      const int64_t n = std::min(options_.max_batch_size, total - begin);
-      const float* logits = model_->Infer(x + begin * features, n);
-      if (logits == nullptr) throw std::runtime_error("the model gave no logits");
-      std::memcpy(batch_logits_.data() + begin * classes, logits, n * classes * sizeof(float));
-      if (options_.on_batch) options_.on_batch(n);
+    } else {
+      RunDense(jobs, total);
     }
   } catch (const std::exception& e) {
     status = InternalError(std::string("inference failed: ") + e.what());

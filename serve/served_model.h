@@ -72,8 +72,11 @@ class ServedModel {
   ServedModel() = default;
   void Loop();
   void Run(const std::vector<Job*>& jobs, int64_t total);
-  // Run's work for a model over a sparse table: each piece's rows bound
-  // first. Throws std::runtime_error when a piece cannot be made.
+  // Run's work: the jobs' examples in pieces of max_batch_size, their
+  // logits into batch_logits_ (sized by Run); for a model over a sparse
+  // table each piece's rows bound first. Throw std::runtime_error when the
+  // model fails.
+  void RunDense(const std::vector<Job*>& jobs, int64_t total);
   void RunSparse(const std::vector<Job*>& jobs, int64_t total);
 
   std::string name_;

@@ -4,6 +4,7 @@
 
 #include "core/byte_source.h"
 #include "core/categorical.h"
+#include "core/criteo_format.h"
 #include "core/csv_reader.h"
 #include "core/image_folder_data.h"
 #include "core/json.h"
@@ -107,7 +108,11 @@ StatusOr<ExportData> PlanExportData(const proto::JobSpec& spec, int64_t trained_
   // A regression's labels are values: it has no classes to name.
   if (out.preprocessing.task != Task::kRegression) out.preprocessing.class_names = shape->class_names;
   const proto::DataSpec& data = spec.data();
-  if (IsTableFormat(data)) {
+  if (data.format() == proto::DataSpec::CRITEO) {
+    // Criteo's layout and hash are fixed: nothing to describe but the kind.
+    out.preprocessing.kind = InputKind::kCriteo;
+    out.input_shape = {kCriteoIntegerFields + kCriteoCategoricalFields};
+  } else if (IsTableFormat(data)) {
     out.preprocessing.kind = InputKind::kTable;
     ASSIGN_OR_RETURN(out.preprocessing.table, DescribeTablePreprocessing(data, out.map.table_data()));
     out.input_shape = {static_cast<int64_t>(out.preprocessing.table.columns.size())};

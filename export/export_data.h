@@ -36,10 +36,11 @@ struct ExportData {
   int num_classes = 0;    // the data's classes (2 for a binary task)
   // The job's loss as the scheduler resolved it (never AUTO): its task.
   proto::Loss loss = proto::SOFTMAX_CROSS_ENTROPY;
-  ModelPreprocessing preprocessing;  // kind kTable, kImage or kLibsvm, with the task and class names
+  ModelPreprocessing preprocessing;  // kind kTable, kImage, kLibsvm or kCriteo, with the task and class names
 };
 
-// True for the formats PlanExportData handles (CSV, TSV, IMAGE_FOLDER, LIBSVM).
+// True for the formats PlanExportData handles (CSV, TSV, IMAGE_FOLDER, LIBSVM,
+// CRITEO).
 bool IsExportDataFormat(const proto::DataSpec& data);
 
 // Plans `spec`'s data as the scheduler does and describes its preprocessing.

@@ -123,9 +123,50 @@ Status LoadSource(const ExportOptions& options, ExportSource* source, ExportedMo
   return OkStatus();
 }
 
+// The first layer of a model over a sparse table, or null.
+const proto::SparseEmbeddingSpec* SparseEmbeddingOf(const proto::ModelSpec& spec) {
+  return spec.layer_size() > 0 && spec.layer(0).has_sparse_embedding() ? &spec.layer(0).sparse_embedding() : nullptr;
+}
+
+// A sparse_embedding model is exported as it is or with float16 dense
+// weights (its table stays float32): int8 layers and pruning know neither
+// the table nor the layer.
+Status CheckSparseTableExportSteps(const ExportOptions& options, const ExportedModel& model) {
+  if (SparseEmbeddingOf(model.spec.model()) == nullptr) return OkStatus();
+  if (options.quantize == Quantization::kInt8) {
+    return InvalidArgumentError("--quantize int8: this model's first layer is a sparse_embedding (a sparse table), "
+                                "which has no int8 form; export it as fp32 or fp16");
+  }
+  if (options.prune_sparsity > 0) {
+    return InvalidArgumentError("--prune-sparsity: this model's first layer is a sparse_embedding (a sparse table), "
+                                "which pruning does not handle; export it without pruning");
+  }
+  return OkStatus();
+}
+
+// A sparse_embedding model's table, read from every server part of the
+// checkpoint into model->sparse_table. Only Criteo data feeds sparse tables
+// today, and only its preprocessing is recorded.
+Status LoadSparseTable(const ExportSource& source, ExportedModel* model) {
+  const proto::SparseEmbeddingSpec* layer = SparseEmbeddingOf(model->spec.model());
+  if (layer == nullptr) return OkStatus();
+  if (model->data == nullptr || model->data->preprocessing.kind != InputKind::kCriteo) {
+    return InvalidArgumentError("a sparse_embedding model exports only over data.format CRITEO for now");
+  }
+  const auto& tables = source.manifest.spec().model().sparse_table();
+  for (int t = 0; t < tables.size(); ++t) {
+    if (tables[t].name() != layer->table()) continue;
+    ASSIGN_OR_RETURN(SparseTableRows rows, ReadCheckpointTableRows(source.dir, source.manifest, t));
+    model->sparse_table = std::make_shared<const SparseTableRows>(std::move(rows));
+    return OkStatus();
+  }
+  return InvalidArgumentError(source.dir + "/MANIFEST: the job has no sparse table '" + layer->table() + "'");
+}
+
 // A sparse_linear model (libsvm data) is exported as it is or with float16
 // weights: int8 layers and pruning know only Conv2d and Linear weights.
 Status CheckSparseExportSteps(const ExportOptions& options, const ExportedModel& model) {
+  RETURN_IF_ERROR(CheckSparseTableExportSteps(options, model));
   if (model.sparse_features == 0) return OkStatus();
   if (options.quantize == Quantization::kInt8) {
     return InvalidArgumentError("--quantize int8: this model's first layer is a sparse_linear (libsvm data), which "
@@ -150,8 +191,14 @@ StatusOr<onnx::ModelProto> BuildOnnx(const ExportOptions& options, const ExportS
   onnx.graph_name = spec.name();
   onnx.categorical_rows = model.categorical_rows;
   onnx.sparse_features = model.sparse_features;
+  onnx.sparse_table = model.sparse_table.get();
   const std::string input_text =
-      model.data == nullptr
+      model.sparse_table != nullptr
+          ? "float numeric features [N, " + std::to_string(OnnxInputDims(spec.model(), model.input_shape)[0]) +
+                "] and int64 rows [N, fields] of the table (1 + the index of the field's id in "
+                "layer0.sparse_embedding.ids; 0: no id, or one the table does not hold), made as "
+                "manifest.json's \"preprocessing\" says"
+      : model.data == nullptr
           ? "images as float [N, " + std::to_string(model.input_shape[0]) +
                 ", H, W], each value normalized as (value * scale - mean) / std with the metadata's "
                 "tessera.input_scale, tessera.input_mean and tessera.input_std"
@@ -250,6 +297,7 @@ Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineT
   model.spec = source.spec;
   ASSIGN_OR_RETURN(const InputFormat input, ReadInputFormat(options, source, &model));
   RETURN_IF_ERROR(CheckSparseExportSteps(options, model));
+  RETURN_IF_ERROR(LoadSparseTable(source, &model));
   RETURN_IF_ERROR(LoadSource(options, &source, &model));
   // The exported parameters' digest: the checkpoint's until a step changes them.
   std::string params_sha256 = source.params_sha256;
@@ -262,20 +310,33 @@ Status ExportCheckpoint(const ExportOptions& options, ExportSource source, FineT
     params_sha256 = ParamsSha256(model.params.data(), model.params.size());
   }
 
-  ASSIGN_OR_RETURN(const onnx::ModelProto onnx, BuildOnnx(options, source, model, input, params_sha256));
+  ASSIGN_OR_RETURN(onnx::ModelProto onnx, BuildOnnx(options, source, model, input, params_sha256));
   if (Status s = CheckOnnxModel(onnx); !s.ok()) {
     result->onnx_check_failed = true;
     return s;
   }
+  // The checker saw the whole model; now the largest tensors may leave it.
+  std::vector<std::string> external;
+  const uint64_t external_bytes = MoveInitializersToExternalData(&onnx, options.external_data_threshold, &external);
   ASSIGN_OR_RETURN(const std::string bytes, SerializeOnnxModel(onnx));
   ModelManifest manifest = MakeManifest(options, source, model, input, params_sha256);
   manifest.file_bytes = bytes.size();
   manifest.sha256 = Sha256Hex(bytes.data(), bytes.size());
-  ASSIGN_OR_RETURN(result->version, WriteNextVersion(options.model_dir, bytes, [&](int64_t version) {
-                     manifest.version = version;
-                     return ManifestJson(manifest);
-                   }));
+  manifest.external_data_bytes = external_bytes;
+  ASSIGN_OR_RETURN(result->version, WriteNextVersion(
+                                        options.model_dir, bytes,
+                                        [&](int64_t version) {
+                                          manifest.version = version;
+                                          return ManifestJson(manifest);
+                                        },
+                                        [&](const std::string& version_dir) -> Status {
+                                          if (external.empty()) return OkStatus();
+                                          return WriteExternalDataFile(version_dir + "/" + kExternalDataFileName,
+                                                                       external);
+                                        }));
   result->model_bytes = bytes.size();
+  result->external_data_bytes = external_bytes;
+  result->sparse_rows = model.sparse_table != nullptr ? model.sparse_table->count() : 0;
   result->model_sha256 = manifest.sha256;
   result->num_parameters = model.params.size();
   result->eval = model.steps.back().eval;

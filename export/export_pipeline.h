@@ -9,8 +9,13 @@
 // ONNX model (export/onnx_export.h), and write model.onnx with its manifest,
 // every step's test accuracy (a binary model's AUC and log loss, a
 // regression's RMSE and R²) and the preprocessing included
-// (export/model_preprocessing.h). A sparse_linear model (libsvm data) is
-// refused int8 quantization and pruning (InvalidArgument, before any work).
+// (export/model_preprocessing.h). A sparse_linear model (libsvm data) and a
+// sparse_embedding model (a sparse table, Criteo data) are refused int8
+// quantization and pruning (InvalidArgument, before any work). A sparse
+// table's rows come from every server part of the checkpoint
+// (export/sparse_table_rows.h) into the ONNX model; a model whose tensors
+// pass a threshold keeps the largest in ONNX external data
+// (export/onnx_external_data.h), model.onnx.data beside model.onnx.
 // tools/cmd_export.cc parses the flags into ExportOptions and prints the result.
 #ifndef TESSERA_EXPORT_EXPORT_PIPELINE_H_
 #define TESSERA_EXPORT_EXPORT_PIPELINE_H_
@@ -23,6 +28,7 @@
 #include "core/status.h"
 #include "core/task.h"
 #include "core/task_metrics.h"
+#include "export/onnx_external_data.h"
 #include "models/model.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job.pb.h"
@@ -55,6 +61,10 @@ struct ExportOptions {
   // Measure the test accuracy after every step; default true (needs the
   // test set).
   bool evaluate = true;
+  // When the model's tensors hold more than this many bytes, the largest go
+  // to external data (model.onnx.data). Default: a little under 2 GiB,
+  // protobuf's limit; tests lower it.
+  uint64_t external_data_threshold = kDefaultExternalDataThreshold;
 };
 
 // The checkpoint being exported, read and verified by the caller
@@ -113,6 +123,8 @@ struct ExportStepResult {
 struct ExportResult {
   int64_t version = 0;      // the version written
   uint64_t model_bytes = 0;  // of model.onnx
+  uint64_t external_data_bytes = 0;  // of model.onnx.data; 0 when there is none
+  int64_t sparse_rows = 0;  // a sparse table's rows carried (ids the checkpoint holds); 0 without one
   std::string model_sha256;
   uint64_t num_parameters = 0;
   Evaluation eval;  // the exported model's

@@ -12,6 +12,7 @@
 #include "export/quantize.h"
 #include "export/task_outputs.h"
 #include "worker/batch_reader.h"
+#include "worker/sparse_batch.h"
 
 namespace tessera {
 namespace {
@@ -203,9 +204,26 @@ Status AddTaskExamples(Task task, const float* labels, const float* outputs, int
   return OkStatus();
 }
 
+// Reads examples `batch` of `reader` into *x and *labels; for a model over a
+// sparse table, each id slot's place in x gets its row among the batch's
+// rows, which `table` gives (zeros for an id it does not hold, as training
+// reads an id it never admitted) and the model is bound to (*rows).
+Status ReadBatch(ExampleReader* reader, const std::vector<int64_t>& batch, const SparseTableRows* table, Model* model,
+                 std::vector<float>* x, std::vector<float>* labels, std::vector<float>* rows) {
+  if (table == nullptr) return reader->Read(batch, x, labels);
+  std::vector<uint64_t> ids;
+  RETURN_IF_ERROR(reader->ReadWithIds(batch, x, labels, &ids));
+  const int64_t n = static_cast<int64_t>(batch.size()), slots = reader->ids_per_example();
+  const int64_t numeric = model->input_features() - slots;
+  ASSIGN_OR_RETURN(const SparseBatch sparse, MakeSparseBatch(ids, n, numeric, slots, x->data()));
+  GatherBatchRows(*table, sparse.ids, rows);
+  model->BindSparseRows(rows->data(), /*row_grads=*/nullptr, static_cast<int64_t>(sparse.ids.size()));
+  return OkStatus();
+}
+
 // `model` over every example of `reader`, in batches of 256.
-StatusOr<Evaluation> EvaluateReader(ExampleReader* reader, Model* model) {
-  std::vector<float> x, labels, outputs;
+StatusOr<Evaluation> EvaluateReader(ExampleReader* reader, Model* model, const SparseTableRows* table) {
+  std::vector<float> x, labels, outputs, rows;
   std::vector<int64_t> batch;
   int64_t correct = 0;
   double loss = 0;
@@ -218,7 +236,7 @@ StatusOr<Evaluation> EvaluateReader(ExampleReader* reader, Model* model) {
     const int64_t n = std::min(kBatch, count - begin);
     batch.resize(n);
     for (int64_t i = 0; i < n; ++i) batch[i] = begin + i;
-    RETURN_IF_ERROR(reader->Read(batch, &x, &labels));
+    RETURN_IF_ERROR(ReadBatch(reader, batch, table, model, &x, &labels, &rows));
     outputs.resize(n * model->num_outputs());
     const BatchStats stats = model->EvaluateBatch(x.data(), labels.data(), n, /*predicted=*/nullptr,
                                                   task == Task::kMultiClass ? nullptr : outputs.data());
@@ -256,7 +274,7 @@ StatusOr<Evaluation> EvaluateModel(const ExportedModel& exported, Model* model) 
     }
     reader = std::make_unique<ImageExampleReader>(std::move(test), d.mean(), d.std());
   }
-  return EvaluateReader(reader.get(), model);
+  return EvaluateReader(reader.get(), model, exported.sparse_table.get());
 }
 
 std::vector<std::pair<std::string, std::optional<double>>> TestMetricFields(const Evaluation& eval, Task task) {

@@ -17,6 +17,7 @@
 #include "core/status.h"
 #include "export/export_data.h"
 #include "export/export_pipeline.h"
+#include "export/sparse_table_rows.h"
 #include "models/model.h"
 #include "proto/job.pb.h"
 
@@ -35,6 +36,9 @@ struct ExportedModel {
   // A table's categorical columns' numbers of ids (Model::Create's
   // categorical_rows, for a column_embedding); empty for other data.
   std::vector<int64_t> categorical_rows;
+  // A sparse_embedding first layer's table, as the checkpoint holds it
+  // (ReadCheckpointTableRows); null for other models.
+  std::shared_ptr<const SparseTableRows> sparse_table;
   std::vector<float> params;
   std::vector<TensorInfo> tensors;
   std::vector<ExportStepResult> steps;
@@ -49,7 +53,8 @@ std::string FloatText(float v);
 
 // The model of `exported` (its spec's layers, its params) evaluated on the
 // spec's test set, inputs made as the workers make them (IDX: BatchReader;
-// tables and image folders: OpenExampleReader's test reader); not done
+// tables and image folders: OpenExampleReader's test reader; a sparse table's
+// ids each read their row of exported.sparse_table, or zeros); not done
 // (done = false) when !options.evaluate. The data's errors otherwise.
 StatusOr<Evaluation> EvaluateParams(const ExportOptions& options, const ExportedModel& exported);
 // `model` (built for `exported`'s spec) evaluated the same way.

@@ -6,6 +6,7 @@
 #include <limits>
 #include <set>
 
+#include "core/criteo_format.h"
 #include "core/libsvm_data.h"
 #include "export/task_outputs.h"
 
@@ -245,6 +246,20 @@ StatusOr<std::vector<std::string>> ParseClassNames(const json& manifest, const s
   return names;
 }
 
+// What a reader needs to turn a Criteo line into the model's inputs: the
+// layout, the numeric transform and the id hash are fixed
+// (core/criteo_format.h); the manifest states them.
+JsonObject CriteoJson() {
+  return JsonObject()
+      .Add("kind", "criteo")
+      .Add("integer_fields", kCriteoIntegerFields)
+      .Add("categorical_fields", kCriteoCategoricalFields)
+      .Add("numeric", "log(1 + x) in double, rounded to float, for x > 0; 0 for x <= 0 and an empty field")
+      .Add("id", "64-bit FNV-1a over one byte, the field's number (1 to 26), then the value's bytes; "
+                 "an empty field has no id")
+      .Add("rows", "an id's row of the table, zeros when the table does not hold it");
+}
+
 // A sparse_linear model takes libsvm preprocessing, and only such a model does.
 Status CheckLibsvmFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,
                             const std::string& path, int64_t sparse_features) {
@@ -298,6 +313,7 @@ const char* InputKindName(InputKind kind) {
     case InputKind::kTable: return "table";
     case InputKind::kImage: return "image";
     case InputKind::kLibsvm: return "libsvm";
+    case InputKind::kCriteo: return "criteo";
     case InputKind::kIdx: break;
   }
   return "idx";
@@ -313,6 +329,7 @@ JsonObject PreprocessingJson(const ModelPreprocessing& p) {
   if (p.kind == InputKind::kTable) return TableJson(p.table);
   if (p.kind == InputKind::kImage) return ImageJson(p.image);
   if (p.kind == InputKind::kLibsvm) return LibsvmJson(p.libsvm);
+  if (p.kind == InputKind::kCriteo) return CriteoJson();
   return JsonObject().Add("kind", "idx").Add("formula", "x = (pixel * scale - mean) / std, the manifest's normalization");
 }
 
@@ -339,8 +356,11 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& text,
   } else if (kind == "libsvm") {
     p.kind = InputKind::kLibsvm;
     ASSIGN_OR_RETURN(p.libsvm, ParseLibsvm(*pre, where));
+  } else if (kind == "criteo") {
+    p.kind = InputKind::kCriteo;
   } else if (kind != "idx") {
-    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\", \"image\" or \"libsvm\", got \"" +
+    return InvalidArgumentError(where + ": kind must be \"idx\", \"table\", \"image\", \"libsvm\" or \"criteo\", " +
+                                "got \"" +
                                 kind.substr(0, 40) + "\"");
   }
   return p;
@@ -395,6 +415,12 @@ Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vecto
     return InvalidArgumentError(path + ": preprocessing makes images of " + std::to_string(p.image.channels) + "x" +
                                 std::to_string(p.image.height) + "x" + std::to_string(p.image.width) +
                                 ", not the model's input shape");
+  }
+  if (p.kind == InputKind::kCriteo &&
+      input_shape != std::vector<int64_t>{kCriteoIntegerFields + kCriteoCategoricalFields}) {
+    return InvalidArgumentError(path + ": preprocessing \"criteo\" makes " +
+                                std::to_string(kCriteoIntegerFields + kCriteoCategoricalFields) +
+                                " features (13 numeric, 26 ids), not the model's input shape");
   }
   return CheckLibsvmFitsModel(p, input_shape, path, sparse_features);
 }

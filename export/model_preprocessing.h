@@ -20,6 +20,13 @@
 //     index range (index_base, num_features), the pairs per example and how
 //     labels read, so a line becomes the pairs training's ReadLibsvmBlock
 //     and LibsvmBlock::WriteExample make of it.
+//   - criteo (data.format CRITEO, a sparse_embedding first layer over a
+//     sparse table): a line of Criteo's layout becomes the 13 integer
+//     fields' CriteoNumeric and the 26 categorical fields' CriteoId
+//     (core/criteo_format.h); each id reads its row of the model's table,
+//     zeros when the table holds none. Nothing to record beyond the kind:
+//     the layout and the hash are fixed (the manifest states them for
+//     readers).
 //
 // This file owns the fields and their JSON (written and parsed, every value
 // of an untrusted file checked); export/input_transform.h applies them.
@@ -41,7 +48,7 @@
 
 namespace tessera {
 
-enum class InputKind { kIdx, kTable, kImage, kLibsvm };
+enum class InputKind { kIdx, kTable, kImage, kLibsvm, kCriteo };
 
 inline constexpr char kNumericColumn[] = "numeric";
 inline constexpr char kCategoricalColumn[] = "categorical";
@@ -108,6 +115,7 @@ struct ModelPreprocessing {
   TablePreprocessing table;  // kind kTable only
   ImagePreprocessing image;  // kind kImage only
   LibsvmPreprocessing libsvm;  // kind kLibsvm only
+  // kind kCriteo has no fields: Criteo's layout and CriteoId are fixed.
 };
 
 // True when p.class_names names the classes of a model of `num_outputs`
@@ -116,7 +124,7 @@ struct ModelPreprocessing {
 // and serve's class_name output need.
 bool NamesClasses(const ModelPreprocessing& p, int num_outputs);
 
-// "idx", "table", "image" or "libsvm".
+// "idx", "table", "image", "libsvm" or "criteo".
 const char* InputKindName(InputKind kind);
 
 // The manifest's "preprocessing" object of `p`.
@@ -142,7 +150,9 @@ StatusOr<ModelPreprocessing> ParseManifestPreprocessing(const std::string& json,
 // an image's [C, H, W] its shape; libsvm's pairs its [2 * pairs] input (the
 // ONNX graph's, flat) and num_features the rows of its sparse_linear first
 // layer (`sparse_features`; 0 for a model without one, which libsvm
-// preprocessing does not fit, nor other kinds such a model); the class
+// preprocessing does not fit, nor other kinds such a model); criteo's
+// [13 + 26] the input (whether the model has a sparse table the caller
+// checks); the class
 // names (when given) one per class (a binary model: two, for its one logit;
 // a regression: none). InvalidArgument naming `path`.
 Status CheckPreprocessingFitsModel(const ModelPreprocessing& p, const std::vector<int64_t>& input_shape,

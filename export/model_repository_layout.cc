@@ -17,6 +17,7 @@
 
 #include "core/file_util.h"
 #include "export/onnx_export.h"
+#include "export/onnx_external_data.h"
 #include "export/task_outputs.h"
 
 namespace tessera {
@@ -127,7 +128,8 @@ int64_t HighestVersion(const std::string& model_dir) {
 }
 
 StatusOr<int64_t> WriteNextVersion(const std::string& model_dir, const std::string& model_bytes,
-                                   const std::function<std::string(int64_t version)>& manifest) {
+                                   const std::function<std::string(int64_t version)>& manifest,
+                                   const std::function<Status(const std::string& dir)>& write_more) {
   const std::string created = FirstMissing(model_dir);
   std::string tmp;
   auto cleanup = [&](Status s) -> Status {
@@ -142,6 +144,9 @@ StatusOr<int64_t> WriteNextVersion(const std::string& model_dir, const std::stri
   if (!made.ok()) return cleanup(made.status());
   tmp = *made;
   if (Status s = WriteFileAtomic(ModelFilePath(tmp), model_bytes); !s.ok()) return cleanup(s);
+  if (write_more) {
+    if (Status s = write_more(tmp); !s.ok()) return cleanup(s);
+  }
   for (int attempt = 0; attempt < 100; ++attempt) {
     const int64_t version = HighestVersion(model_dir) + 1;
     if (Status s = WriteFileAtomic(ManifestPath(tmp), manifest(version)); !s.ok()) return cleanup(s);
@@ -176,6 +181,11 @@ std::string ManifestJson(const ModelManifest& m) {
   j.Add("format", "tessera-model").Add("format_version", 1).Add("name", m.name).Add("version", m.version);
   j.Add("created_unix_seconds", m.created_unix_seconds);
   j.Add("file", kModelFileName).Add("file_bytes", static_cast<int64_t>(m.file_bytes)).Add("sha256", m.sha256);
+  if (m.external_data_bytes > 0) {
+    j.Add("external_data", JsonObject()
+                               .Add("file", kExternalDataFileName)
+                               .Add("bytes", static_cast<int64_t>(m.external_data_bytes)));
+  }
   j.Add("format_of_file", "onnx").Add("onnx_opset", kOnnxOpset).Add("onnx_ir_version", kOnnxIrVersion);
   j.Add("precision", m.precision);
   if (m.quantization.has_value()) {

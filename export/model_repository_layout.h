@@ -3,6 +3,7 @@
 //
 //   MODEL_REPO/NAME/VERSION/model.onnx
 //   MODEL_REPO/NAME/VERSION/manifest.json
+//   MODEL_REPO/NAME/VERSION/model.onnx.data   (only a model with external data)
 //
 // NAME is a model name (ValidModelName), VERSION a positive decimal without a
 // leading zero (ParseVersion). `tessera export` writes versions
@@ -63,8 +64,12 @@ int64_t HighestVersion(const std::string& model_dir);
 // when model_dir is not a directory, Unavailable when a write or the rename
 // fails (or no free version was found in 100 attempts), and MakeDirs's and
 // WriteFileAtomic's errors.
+// `write_more` (when given) writes the version's other files (external
+// data) into the temporary directory it is given, before the manifest;
+// its error fails the write as the others do.
 StatusOr<int64_t> WriteNextVersion(const std::string& model_dir, const std::string& model_bytes,
-                                   const std::function<std::string(int64_t version)>& manifest);
+                                   const std::function<std::string(int64_t version)>& manifest,
+                                   const std::function<Status(const std::string& dir)>& write_more = nullptr);
 
 // What manifest.json says of a version (docs/FORMATS.md, "manifest.json"),
 // as `tessera export` writes it.
@@ -74,6 +79,9 @@ struct ModelManifest {
   int64_t created_unix_seconds = 0;
   uint64_t file_bytes = 0;  // of model.onnx
   std::string sha256;       // of model.onnx, hex
+  // Of model.onnx.data, the tensors kept as ONNX external data; 0 when
+  // there is none (export/onnx_external_data.h).
+  uint64_t external_data_bytes = 0;
   std::string precision = "fp32";  // fp32, fp16, int8
   std::optional<JsonObject> quantization;  // how it was quantized; none when not
   std::string pruning = "none";            // none, unstructured, structured

@@ -16,6 +16,7 @@
 #include "export/task_outputs.h"
 #include "models/column_embedding.h"
 #include "models/model.h"
+#include "models/sparse_embedding.h"
 #include "models/sparse_linear.h"
 
 namespace tessera {
@@ -235,11 +236,75 @@ Status AddSparseLinear(const proto::LayerSpec& spec, const Shape& input_shape, c
   return OkStatus();
 }
 
+
+// Tessera's sparse_embedding first layer (models/sparse_embedding.h) with
+// its table's rows (onnx_export.h gives the graph). The table is stored
+// float32 whatever options.fp16_weights says: it holds what the servers
+// trained, and serve and predict read exactly those rows. Sets *current,
+// *shape (and nothing of *offset: the table is not among the parameters).
+Status AddSparseEmbedding(const proto::ModelSpec& spec, const Shape& input_shape, const OnnxExportOptions& options,
+                          GraphBuilder* builder, onnx::ModelProto* model, std::string* current, Shape* shape) {
+  onnx::GraphProto* graph = model->mutable_graph();
+  const proto::SparseEmbeddingSpec& layer_spec = spec.layer(0).sparse_embedding();
+  auto created = CreateSparseEmbedding(spec, layer_spec, input_shape);
+  if (!created.ok()) return created.status().WithContext("model.layer[0]");
+  const auto& layer = static_cast<const SparseEmbedding&>(**created);
+  const SparseTableRows* table = options.sparse_table;
+  if (table == nullptr || table->name != layer_spec.table() || table->dim != layer.dim()) {
+    return InvalidArgumentError("model.layer[0]: the rows of sparse table '" + layer_spec.table() + "' are not given");
+  }
+  if (layer_spec.values_per_field() != 1) {
+    return InvalidArgumentError("model.layer[0]: a sparse_embedding of values_per_field " +
+                                std::to_string(layer_spec.values_per_field()) +
+                                " cannot be exported yet (only 1, Criteo's fields)");
+  }
+  if (layer.numeric() < 1) {
+    return InvalidArgumentError("model.layer[0]: a sparse_embedding without numeric features cannot be exported yet");
+  }
+  const int64_t fields = layer_spec.fields(), dim = layer.dim(), rows = table->count() + 1;
+  onnx::StringStringEntryProto* named = model->add_metadata_props();
+  named->set_key(kOnnxSparseTableKey);
+  named->set_value(table->name);
+  const std::string name = "layer0.sparse_embedding";
+  onnx::ValueInfoProto* rows_input = graph->add_input();
+  rows_input->set_name(kOnnxSparseRowsName);
+  auto* tensor_type = rows_input->mutable_type()->mutable_tensor_type();
+  tensor_type->set_elem_type(onnx::TensorProto::INT64);
+  tensor_type->mutable_shape()->add_dim()->set_dim_param(kOnnxBatchDim);
+  tensor_type->mutable_shape()->add_dim()->set_dim_value(fields);
+
+  onnx::TensorProto* values = graph->add_initializer();
+  values->set_name(name + ".table");
+  values->set_data_type(onnx::TensorProto::FLOAT);
+  values->add_dims(rows);
+  values->add_dims(dim);
+  std::string* raw = values->mutable_raw_data();
+  raw->reserve(static_cast<size_t>(rows * dim) * sizeof(float));
+  raw->assign(static_cast<size_t>(dim) * sizeof(float), '\0');  // row 0: zeros
+  raw->append(reinterpret_cast<const char*>(table->values.data()), table->values.size() * sizeof(float));
+  onnx::TensorProto* ids = graph->add_initializer();
+  ids->set_name(name + ".ids");
+  ids->set_data_type(onnx::TensorProto::UINT64);
+  ids->add_dims(table->count());
+  ids->set_raw_data(
+      std::string(reinterpret_cast<const char*>(table->ids.data()), table->ids.size() * sizeof(uint64_t)));
+
+  AddIntAttribute(builder->AddNode("Gather", name + ".gather", {name + ".table", kOnnxSparseRowsName}), "axis", 0);
+  AddIntAttribute(builder->AddNode("Flatten", name + ".embedded", {name + ".gather"}), "axis", 1);
+  AddIntAttribute(builder->AddNode("Concat", name, {*current, name + ".embedded"}), "axis", 1);
+  *current = name;
+  *shape = layer.out_shape();
+  return OkStatus();
+}
+
 }  // namespace
 
 Shape OnnxInputDims(const proto::ModelSpec& spec, const Shape& input_shape) {
   if (spec.layer_size() > 0 && spec.layer(0).has_sparse_linear() && input_shape.size() == 2) {
     return {input_shape[0] * input_shape[1]};
+  }
+  if (spec.layer_size() > 0 && spec.layer(0).has_sparse_embedding() && input_shape.size() == 1) {
+    return {input_shape[0] - spec.layer(0).sparse_embedding().fields()};
   }
   return input_shape;
 }
@@ -268,11 +333,15 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
   std::string current = kOnnxInputName;  // the value the next layer reads
   Shape shape = input_shape;              // its per-example shape
   uint64_t offset = 0;
-  // A sparse_linear layer 0 needs the number of features, which CreateLayer does not know.
-  const int first_layer = spec.layer(0).has_sparse_linear() ? 1 : 0;
-  if (first_layer == 1) {
+  // A sparse_linear layer 0 needs the number of features, which CreateLayer does not know,
+  // and a sparse_embedding its table's rows.
+  const int first_layer = spec.layer(0).has_sparse_linear() || spec.layer(0).has_sparse_embedding() ? 1 : 0;
+  if (spec.layer(0).has_sparse_linear()) {
     RETURN_IF_ERROR(AddSparseLinear(spec.layer(0), input_shape, params, num_keys, options, &builder, &current,
                                     &shape, &offset));
+  }
+  if (spec.layer(0).has_sparse_embedding()) {
+    RETURN_IF_ERROR(AddSparseEmbedding(spec, input_shape, options, &builder, &model, &current, &shape));
   }
   for (int i = first_layer; i < spec.layer_size(); ++i) {
     const std::string where = "model.layer[" + std::to_string(i) + "]";
@@ -413,8 +482,8 @@ StatusOr<onnx::ModelProto> BuildOnnxModel(const proto::ModelSpec& spec, const Sh
         break;
       case proto::LayerSpec::kSparseLinear:  // layer 0 is built before this loop
         return InvalidArgumentError(where + ": a sparse_linear must be the first layer");
-      case proto::LayerSpec::kSparseEmbedding:
-        return InvalidArgumentError(where + ": a sparse_embedding (its rows are a sparse table) cannot be exported yet");
+      case proto::LayerSpec::kSparseEmbedding:  // layer 0 is built before this loop
+        return InvalidArgumentError(where + ": a sparse_embedding must be the first layer");
       case proto::LayerSpec::kDotInteraction:
         return InvalidArgumentError(where + ": a dot_interaction cannot be exported yet");
       case proto::LayerSpec::KIND_NOT_SET:

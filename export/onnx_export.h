@@ -8,6 +8,17 @@
 //                   (pixel / 255 - mean) / std
 //   output "logits" float [N, num_classes]
 //   output "probabilities" float [N, num_classes] (Softmax over axis 1), optional
+// A sparse_embedding first layer (over a sparse table, issue 16) takes two
+// inputs: "input" float [N, numeric] (the numeric features) and "rows"
+// int64 [N, fields], each field's row of the table: 1 + the index of its id
+// in the sorted uint64 initializer "layer0.sparse_embedding.ids", or 0 for an
+// empty field and an id the table does not hold. Row 0 of the float
+// initializer "layer0.sparse_embedding.table" [ids + 1, dim] is zeros, so
+// those read zeros, as training reads an id it never admitted. Nodes:
+// Gather(table, rows, axis 0), Flatten (axis 1), Concat(input, that, axis 1).
+// The ids are there for the caller's lookup, not read by a node: ONNX has no
+// sorted search, so the caller (serve, predict, the onnxruntime check)
+// binary-searches them. Only values_per_field 1 (Criteo's fields) exports.
 // A binary model (spec.loss SIGMOID_BINARY_CROSS_ENTROPY) outputs "logits"
 // [N, 1] and, optional, "probability" [N, 1] (Sigmoid); a regression
 // (MEAN_SQUARED_ERROR) only "value" [N, 1] (export/task_outputs.h).
@@ -40,12 +51,17 @@
 #include <vector>
 
 #include "core/status.h"
+#include "export/sparse_table_rows.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 
 namespace tessera {
 
 inline constexpr char kOnnxInputName[] = "input";
+// A sparse_embedding model's second input: each field's row of the table.
+inline constexpr char kOnnxSparseRowsName[] = "rows";
+// The metadata_props key naming a sparse_embedding model's table.
+inline constexpr char kOnnxSparseTableKey[] = "tessera.sparse_table";
 inline constexpr char kOnnxLogitsName[] = "logits";
 inline constexpr char kOnnxProbabilitiesName[] = "probabilities";
 inline constexpr char kOnnxBatchDim[] = "N";
@@ -71,11 +87,16 @@ struct OnnxExportOptions {
   // For a model whose first layer is a sparse_linear: its number of features
   // (the weight's rows; LibsvmData.num_features). Default 0: no such layer.
   int64_t sparse_features = 0;
+  // For a model whose first layer is a sparse_embedding: its table's rows
+  // (borrowed; must outlive the call). Default null: no such layer.
+  const SparseTableRows* sparse_table = nullptr;
 };
 
 // The graph input's per-example dims for a model of `spec` over examples of
 // `input_shape`: input_shape, except a sparse_linear model's [K, 2] pairs,
-// which the graph takes flat, [2K] (the same floats, as a batch holds them).
+// which the graph takes flat, [2K] (the same floats, as a batch holds them),
+// and a sparse_embedding model's [numeric + fields], whose "input" is the
+// numeric features only, [numeric] (the fields are the second input, "rows").
 Shape OnnxInputDims(const proto::ModelSpec& spec, const Shape& input_shape);
 
 // Builds the ONNX model of `spec` for examples of `input_shape` ([C, H, W] or

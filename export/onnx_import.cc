@@ -7,6 +7,7 @@
 #include "core/file_util.h"
 #include "core/sha256.h"
 #include "export/onnx_export.h"
+#include "export/onnx_external_data.h"
 #include "export/onnx_import_util.h"
 #include "export/onnx_op_readers.h"
 #include "export/task_outputs.h"
@@ -65,11 +66,18 @@ Status CollectInitializers(const onnx::GraphProto& graph, GraphConstants* consta
   return OkStatus();
 }
 
-// The one real input (graph inputs may also list initializers).
-StatusOr<const onnx::ValueInfoProto*> FindInput(const onnx::GraphProto& graph, const GraphConstants& constants) {
+// The one real input (graph inputs may also list initializers), besides a
+// sparse_embedding model's "rows" (into *rows; null without one).
+StatusOr<const onnx::ValueInfoProto*> FindInput(const onnx::GraphProto& graph, const GraphConstants& constants,
+                                                const onnx::ValueInfoProto** rows) {
   const onnx::ValueInfoProto* input = nullptr;
+  *rows = nullptr;
   for (const onnx::ValueInfoProto& v : graph.input()) {
     if (constants.initializers.count(v.name())) continue;
+    if (v.name() == kOnnxSparseRowsName && *rows == nullptr) {
+      *rows = &v;
+      continue;
+    }
     if (input != nullptr) {
       return InvalidArgumentError("the graph has more than one input ('" + input->name() + "', '" + v.name() + "')");
     }
@@ -263,7 +271,8 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
   const onnx::GraphProto& graph = model.graph();
   GraphConstants constants;
   RETURN_IF_ERROR(CollectInitializers(graph, &constants));
-  ASSIGN_OR_RETURN(const onnx::ValueInfoProto* input, FindInput(graph, constants));
+  const onnx::ValueInfoProto* rows = nullptr;
+  ASSIGN_OR_RETURN(const onnx::ValueInfoProto* input, FindInput(graph, constants, &rows));
   ASSIGN_OR_RETURN(out.input_shape, BatchedShape(*input));
   if (out.input_shape.size() != 1 && out.input_shape.size() != 3) {
     return InvalidArgumentError("the input must be [N, F] or [N, C, H, W], got " +
@@ -278,6 +287,10 @@ StatusOr<ImportedModel> ImportOnnxModel(const onnx::ModelProto& model) {
   state.out = &out;
   state.current = input->name();
   state.shape = out.input_shape;
+  if (rows != nullptr) {
+    if (out.input_shape.size() != 1) return InvalidArgumentError("a sparse_embedding model's input must be [N, F]");
+    RETURN_IF_ERROR(onnx_import::ReadSparseEmbedding(*rows, &state));
+  }
   RETURN_IF_ERROR(ReadChain(weight_node, &state));
   RETURN_IF_ERROR(CheckChainEnd(state));
   out.num_classes = static_cast<int>(state.shape[0]);
@@ -302,6 +315,17 @@ StatusOr<ImportedModel> ImportOnnxBytes(const std::string& bytes) {
 }
 
 namespace {
+
+// The model of model.onnx's `bytes`, its external data (when it has any)
+// read from `version_dir`.
+StatusOr<ImportedModel> ImportVersionModel(const std::string& bytes, const std::string& version_dir) {
+  onnx::ModelProto model;
+  if (bytes.empty() || !model.ParseFromString(bytes)) {
+    return InvalidArgumentError("not an ONNX model (protobuf parse failed)");
+  }
+  RETURN_IF_ERROR(LoadExternalData(&model, version_dir));
+  return ImportOnnxModel(model);
+}
 
 // The model's own copy of the normalization (metadata_props) must agree with
 // the manifest's, as float32: how it was written.
@@ -336,7 +360,7 @@ StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
   }
   files.sha256 = Sha256Hex(bytes.data(), bytes.size());
   if (files.sha256 != manifest.sha256) return InvalidArgumentError(model_path + " does not match the manifest's sha256");
-  auto model = ImportOnnxBytes(bytes);
+  auto model = ImportVersionModel(bytes, version_dir);
   if (!model.ok()) return model.status().WithContext(model_path);
   files.model = std::move(model).value();
   ASSIGN_OR_RETURN(files.normalization, ParseManifestNormalization(files.manifest_json, manifest_path));
@@ -349,6 +373,11 @@ StatusOr<ModelVersionFiles> ReadModelVersion(const std::string& version_dir) {
   }
   RETURN_IF_ERROR(CheckPreprocessingFitsModel(files.preprocessing, files.model.input_shape, files.model.num_classes,
                                               files.model.categorical_rows, manifest_path, files.model.sparse_features));
+  if ((files.preprocessing.kind == InputKind::kCriteo) != (files.model.sparse_table != nullptr)) {
+    return InvalidArgumentError(manifest_path + ": preprocessing \"" + InputKindName(files.preprocessing.kind) +
+                                "\" does not fit the model: \"criteo\" goes with a sparse_embedding first layer, "
+                                "and only it");
+  }
   files.name = manifest.name;
   files.version = manifest.version;
   return files;

@@ -23,12 +23,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
 #include "core/task.h"
 #include "export/model_repository_layout.h"
+#include "export/sparse_table_rows.h"
 #include "models/layer.h"
 #include "proto/job.pb.h"
 
@@ -55,6 +57,11 @@ struct ImportedModel {
   // A sparse_linear first layer's features (its weight's rows); 0 without
   // one. Such a model's input_shape is the graph's [2K], its layer's [K, 2].
   int64_t sparse_features = 0;
+  // A sparse_embedding first layer's table (its sorted ids and their rows,
+  // the graph's "layer0.sparse_embedding.*"); null without one. Such a
+  // model's input_shape is the layer's [numeric + fields]: the graph's
+  // "input" [numeric] and "rows" [fields] side by side.
+  std::shared_ptr<const SparseTableRows> sparse_table;
 };
 
 // Maps a parsed ModelProto to a ModelSpec and its parameters, checking it
@@ -77,7 +84,8 @@ struct ModelVersionFiles {
   std::string manifest_json;
 };
 
-// Reads VERSION_DIR/manifest.json and VERSION_DIR/model.onnx: the manifest
+// Reads VERSION_DIR/manifest.json and VERSION_DIR/model.onnx (with its
+// external data, export/onnx_external_data.h, read and checked): the manifest
 // must be a tessera-model JSON object whose file_bytes and sha256 match
 // model.onnx (so a version being copied in is refused until complete), and
 // whose normalization agrees with the model's metadata_props when the model

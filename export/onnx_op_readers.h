@@ -65,6 +65,13 @@ using OpReader = Status (*)(ChainNode* node, ChainState* state);
 // (export/onnx_sparse_linear_reader.cc). Sets out->sparse_features.
 Status ReadSparseLinear(ChainNode* node, ChainState* state);
 
+// A sparse_embedding first layer: the graph's "rows" input `rows_input` and
+// the three nodes export/onnx_export.cc's AddSparseEmbedding writes first,
+// exactly (export/onnx_sparse_embedding_reader.cc). Sets out->sparse_table,
+// the layer and its table in out->spec, and out->input_shape
+// [numeric + fields]; the walk goes on after the Concat.
+Status ReadSparseEmbedding(const onnx::ValueInfoProto& rows_input, ChainState* state);
+
 // The reader for nodes of op type `op`; null for an op Tessera does not read.
 OpReader FindOpReader(const std::string& op);
 

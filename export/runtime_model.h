@@ -21,8 +21,10 @@ namespace tessera {
 // layers compute in int8 and convolutions run fused with their ReLU and
 // pooling. A sparse_linear model (imported.sparse_features > 0) is built
 // as training builds it, on its [K, 2] pairs, with no batch norm folded,
-// so it computes the training evaluation's bits. int8 and sparse_linear
-// models run on the CPU whatever `device` says (RuntimeDevice).
+// so it computes the training evaluation's bits; so is a sparse_embedding
+// model (imported.sparse_table), whose caller binds each batch's rows
+// (Model::BindSparseRows) before running it. int8, sparse_linear and
+// sparse_embedding models run on the CPU whatever `device` says (RuntimeDevice).
 // Model::ValidateInputValues of the result says which inputs it takes (an
 // embedding model's: ids in [0, num_embeddings)); serve and predict check
 // every input with it before running it. InvalidArgument when

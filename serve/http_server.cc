@@ -143,7 +143,8 @@ KServeHttpServer::KServeHttpServer(ModelRepository* repository, ServeMetrics* me
     if (!served.ok()) return finish(HttpStatus(served.status()), ErrorJson(served.status().message()));
     auto request = ParseInferRequest(req.body, **served);
     if (!request.ok()) return finish(400, ErrorJson(request.status().message()));
-    auto logits = (*served)->Infer(request->x.data(), request->batch);
+    auto logits = (*served)->Infer(request->x.data(), request->batch,
+                                   request->sparse_ids.empty() ? nullptr : request->sparse_ids.data());
     if (!logits.ok()) return finish(HttpStatus(logits.status()), ErrorJson(logits.status().message()));
     finish(200, InferResponseJson(*request, **served, *logits));
   });

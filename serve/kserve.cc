@@ -215,7 +215,8 @@ StatusOr<InferRequest> ParseInferRequest(const std::string& body, const ServedMo
   const json* inputs = request.contains("inputs") ? &request["inputs"] : nullptr;
   const ModelPreprocessing& preprocessing = model.files().preprocessing;
   if (inputs != nullptr && UsesRawInputs(*inputs, preprocessing, model.input_name())) {
-    RETURN_IF_ERROR(ParseRawInputs(*inputs, preprocessing, &out.x, &out.batch));
+    RETURN_IF_ERROR(ParseRawInputs(*inputs, preprocessing, &out.x, &out.batch, kServeMaxImageInputBytes,
+                                   &out.sparse_ids));
     if (Status valid = model.ValidateInput(out.x.data(), static_cast<int64_t>(out.x.size())); !valid.ok()) {
       return InvalidArgumentError(valid.message());
     }

@@ -29,6 +29,9 @@ struct InferRequest {
   std::string id;
   int64_t batch = 0;
   std::vector<float> x;  // batch * input_features, normalized
+  // A model over a sparse table (Criteo): each example's ids, [batch * 26]
+  // (kNoSparseId for an empty field); empty for other models.
+  std::vector<uint64_t> sparse_ids;
   bool want_logits = true;         // "logits" (a regression: "value")
   bool want_probabilities = true;  // "probabilities" (binary: "probability"), only when the model has them
   bool want_class = true;          // binary models only: "class"

@@ -1,10 +1,13 @@
 #include "serve/raw_inputs.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <optional>
 
+#include "core/criteo_format.h"
 #include "export/input_transform.h"
 #include "serve/base64.h"
 
@@ -348,6 +351,89 @@ Status ParseLibsvmInputs(const json& inputs, const LibsvmPreprocessing& l, int64
   return OkStatus();
 }
 
+// One integer field of a Criteo model: an INT32 or INT64 element, or a
+// BYTES element holding its decimal text as a Criteo file does; null or ""
+// a missing value.
+StatusOr<std::optional<int64_t>> CriteoInteger(const RawInput& in, int64_t row) {
+  const json& v = Element(in, row);
+  if (v.is_null()) return std::optional<int64_t>();
+  const std::string where = "input '" + in.name + "' element " + std::to_string(row);
+  if (in.datatype == "BYTES") {
+    if (!v.is_string()) return InvalidArgumentError(where + ": expected a string (BYTES) or null, found " + Shown(v));
+    const std::string text = v.get<std::string>();
+    if (text.empty()) return std::optional<int64_t>();
+    int64_t value = 0;
+    const auto [stop, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || stop != text.data() + text.size()) {
+      return InvalidArgumentError(where + ": expected an integer of int64 range (or \"\", for a missing value), " +
+                                  "found " + Shown(v));
+    }
+    return std::optional<int64_t>(value);
+  }
+  if (!v.is_number_integer() ||
+      (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+    return InvalidArgumentError(where + ": expected an integer (" + in.datatype + ") or null, found " + Shown(v));
+  }
+  const int64_t i = v.get<int64_t>();
+  if (in.datatype == "INT32" && (i < std::numeric_limits<int32_t>::min() || i > std::numeric_limits<int32_t>::max())) {
+    return InvalidArgumentError(where + ": " + Shown(v) + " is not an INT32");
+  }
+  return std::optional<int64_t>(i);
+}
+
+// A Criteo model's inputs: every one of I1-I13 and C1-C26 once, all with
+// the same N (RawInputs' rules for each).
+StatusOr<std::vector<RawInput>> CriteoFieldInputs(const json& inputs, int64_t* batch) {
+  const std::vector<std::string>& names = CriteoColumnNames();  // "label", then the fields
+  std::vector<std::optional<RawInput>> by_field(kCriteoFields - 1);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSIGN_OR_RETURN(RawInput in, ParseRawInput(inputs[i], i));
+    auto it = std::find(names.begin() + 1, names.end(), in.name);
+    if (it == names.end()) {
+      return InvalidArgumentError("unknown input '" + in.name.substr(0, 40) +
+                                  "': a Criteo model takes I1-I13 and C1-C26");
+    }
+    const size_t field = static_cast<size_t>(it - names.begin() - 1);
+    const bool integer = field < static_cast<size_t>(kCriteoIntegerFields);
+    if (in.datatype != "BYTES" && in.datatype != "INT32" && in.datatype != "INT64") {
+      return InvalidArgumentError("input '" + in.name + "': datatype must be BYTES, INT32 or INT64" +
+                                  (integer ? "" : " (the field as a Criteo file holds it)") + ", got " +
+                                  in.datatype.substr(0, 20));
+    }
+    if (by_field[field].has_value()) return InvalidArgumentError("input '" + in.name + "' appears twice");
+    if (i > 0 && in.rows != *batch) {
+      return InvalidArgumentError("input '" + in.name + "' has " + std::to_string(in.rows) + " rows, the others " +
+                                  std::to_string(*batch));
+    }
+    *batch = in.rows;
+    by_field[field] = std::move(in);
+  }
+  std::vector<RawInput> fields;
+  for (size_t f = 0; f < by_field.size(); ++f) {
+    if (!by_field[f].has_value()) return InvalidArgumentError("missing input '" + names[f + 1] + "'");
+    fields.push_back(*by_field[f]);
+  }
+  return fields;
+}
+
+Status ParseCriteoInputs(const json& inputs, std::vector<float>* x, std::vector<uint64_t>* ids, int64_t* batch) {
+  ASSIGN_OR_RETURN(const std::vector<RawInput> fields, CriteoFieldInputs(inputs, batch));
+  const int64_t values = kCriteoIntegerFields + kCriteoCategoricalFields;
+  x->assign(static_cast<size_t>(*batch * values), -1.0f);  // -1: an id slot, its row set when the batch runs
+  ids->resize(static_cast<size_t>(*batch * kCriteoCategoricalFields));
+  for (int64_t r = 0; r < *batch; ++r) {
+    for (int i = 0; i < kCriteoIntegerFields; ++i) {
+      ASSIGN_OR_RETURN(const std::optional<int64_t> v, CriteoInteger(fields[i], r));
+      (*x)[r * values + i] = CriteoNumeric(v);
+    }
+    for (int c = 0; c < kCriteoCategoricalFields; ++c) {
+      ASSIGN_OR_RETURN(const std::string field, CategoricalField(fields[kCriteoIntegerFields + c], r));
+      (*ids)[r * kCriteoCategoricalFields + c] = CriteoId(c + 1, field);  // "": kNoSparseId
+    }
+  }
+  return OkStatus();
+}
+
 JsonObject InputJson(const std::string& name, const char* datatype, std::vector<int64_t> shape = {-1}) {
   return JsonObject().Add("name", name).Add("datatype", datatype).Add("shape", shape);
 }
@@ -356,14 +442,19 @@ JsonObject InputJson(const std::string& name, const char* datatype, std::vector<
 
 bool UsesRawInputs(const json& inputs, const ModelPreprocessing& p, const std::string& model_input) {
   if (p.kind == InputKind::kIdx || !inputs.is_array()) return false;
+  if (p.kind == InputKind::kCriteo) return true;  // its ids cannot travel in a float tensor
   const bool own_tensor = inputs.size() == 1 && inputs[0].is_object() && inputs[0].contains("name") &&
                           inputs[0]["name"].is_string() && inputs[0]["name"].get<std::string>() == model_input;
   return !own_tensor;
 }
 
 Status ParseRawInputs(const json& inputs, const ModelPreprocessing& p, std::vector<float>* x, int64_t* batch,
-                      int64_t max_image_input_bytes) {
+                      int64_t max_image_input_bytes, std::vector<uint64_t>* sparse_ids) {
   if (p.kind == InputKind::kTable) return ParseTableInputs(inputs, p.table, x, batch);
+  if (p.kind == InputKind::kCriteo) {
+    if (sparse_ids == nullptr) return InvalidArgumentError("a Criteo model's ids have nowhere to go");
+    return ParseCriteoInputs(inputs, x, sparse_ids, batch);
+  }
   if (p.kind == InputKind::kLibsvm) return ParseLibsvmInputs(inputs, p.libsvm, max_image_input_bytes, x, batch);
   return ParseImageInputs(inputs, p.image, max_image_input_bytes, x, batch);
 }
@@ -372,6 +463,13 @@ std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p) {
   std::vector<JsonObject> inputs;
   if (p.kind == InputKind::kImage) {
     inputs.push_back(InputJson(kImageInputName, "BYTES"));
+    return inputs;
+  }
+  if (p.kind == InputKind::kCriteo) {
+    const std::vector<std::string>& names = CriteoColumnNames();
+    for (size_t f = 1; f < names.size(); ++f) {
+      inputs.push_back(InputJson(names[f], f <= static_cast<size_t>(kCriteoIntegerFields) ? "INT64" : "BYTES"));
+    }
     return inputs;
   }
   if (p.kind == InputKind::kLibsvm) {

@@ -23,7 +23,13 @@
 //     a line (LibsvmFeaturesToExample): an index outside the model's
 //     features is refused. Values are rounded once from the JSON parser's
 //     double to float32. At most kServeMaxImageInputBytes of model input
-//     (rows x 2 x pairs floats) a request, as for images.
+//     (rows x 2 x pairs floats) a request, as for images;
+//   - a Criteo model (a sparse table): one input per field, named as
+//     Criteo's columns, "I1" to "I13" and "C1" to "C26", shape [N] or
+//     [N, 1]: an integer field INT32 or INT64 (or BYTES, its decimal text),
+//     a categorical field BYTES (or INT32, INT64: its decimal text), null
+//     or "" a missing value; made into CriteoNumeric and CriteoId as
+//     training does (core/criteo_format.h). Its ids come out beside x.
 // Also the metadata's list of these inputs. Functions only: thread-safe.
 #ifndef TESSERA_SERVE_RAW_INPUTS_H_
 #define TESSERA_SERVE_RAW_INPUTS_H_
@@ -60,7 +66,7 @@ inline constexpr int64_t kServeMaxImageInputBytes = int64_t{256} << 20;
 // True when `inputs` (a request's "inputs" array) addresses the raw inputs
 // of a model preprocessed as `p`, rather than its own tensor named
 // `model_input`: p is a table, image or libsvm and the inputs are not exactly one
-// tensor named model_input.
+// tensor named model_input; always for a Criteo model.
 bool UsesRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, const std::string& model_input);
 
 // Parses `inputs` as the raw inputs of a model preprocessed as `p` into
@@ -70,9 +76,12 @@ bool UsesRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, co
 // not a number of its datatype, bad base64, an image that does not
 // decode, or images that would make more than `max_image_input_bytes` of
 // model input; for a libsvm model also pairs the model does not take (above).
-// REQUIRES: p.kind is kTable, kImage or kLibsvm.
+// A Criteo model's x holds the numeric features and -1 at each id slot,
+// and *sparse_ids (required for it) the ids, [batch * 26], kNoSparseId for
+// an empty field. REQUIRES: p.kind is not kIdx.
 Status ParseRawInputs(const nlohmann::json& inputs, const ModelPreprocessing& p, std::vector<float>* x,
-                      int64_t* batch, int64_t max_image_input_bytes = kServeMaxImageInputBytes);
+                      int64_t* batch, int64_t max_image_input_bytes = kServeMaxImageInputBytes,
+                      std::vector<uint64_t>* sparse_ids = nullptr);
 
 // The metadata's "inputs" for the raw inputs of `p` (table, image or libsvm).
 std::vector<JsonObject> RawInputsMetadata(const ModelPreprocessing& p);

@@ -6,13 +6,17 @@
 #include <cstring>
 #include <exception>
 #include <future>
+#include <stdexcept>
 
 #include "export/runtime_model.h"
+#include "export/sparse_table_rows.h"
+#include "worker/sparse_batch.h"
 
 namespace tessera {
 
 struct ServedModel::Job {
   const float* x = nullptr;
+  const uint64_t* ids = nullptr;  // a sparse table's ids, [n * id slots]
   int64_t n = 0;
   std::chrono::steady_clock::time_point queued;
   std::vector<float> logits;
@@ -62,10 +66,15 @@ ServedModel::~ServedModel() {
 
 Status ServedModel::ValidateInput(const float* x, int64_t n) const { return model_->ValidateInputValues(x, n); }
 
-StatusOr<std::vector<float>> ServedModel::Infer(const float* x, int64_t n) {
+StatusOr<std::vector<float>> ServedModel::Infer(const float* x, int64_t n, const uint64_t* ids) {
   if (n <= 0) return InvalidArgumentError("no examples");
+  if ((ids != nullptr) != (files_.model.sparse_table != nullptr)) {
+    return InvalidArgumentError(ids != nullptr ? "ids for a model without a sparse table"
+                                               : "a model over a sparse table needs its examples' ids");
+  }
   Job job;
   job.x = x;
+  job.ids = ids;
   job.n = n;
   job.queued = std::chrono::steady_clock::now();
   std::future<void> done = job.done.get_future();
@@ -105,28 +114,62 @@ void ServedModel::Loop() {
   }
 }
 
-void ServedModel::Run(const std::vector<Job*>& jobs, int64_t total) {
+void ServedModel::RunSparse(const std::vector<Job*>& jobs, int64_t total) {
   const int64_t features = input_features(), classes = num_classes();
+  const int64_t slots = files_.model.spec.layer(0).sparse_embedding().fields();
+  std::vector<uint64_t> ids;
+  batch_x_.clear();
+  for (const Job* job : jobs) {
+    batch_x_.insert(batch_x_.end(), job->x, job->x + job->n * features);
+    ids.insert(ids.end(), job->ids, job->ids + job->n * slots);
+  }
+  for (int64_t begin = 0; begin < total; begin += options_.max_batch_size) {
+    const int64_t n = std::min(options_.max_batch_size, total - begin);
+    float* x = batch_x_.data() + begin * features;
+    // Each slot its row among the piece's rows, as training binds a batch's.
+    auto batch = MakeSparseBatch(std::vector<uint64_t>(ids.begin() + begin * slots, ids.begin() + (begin + n) * slots),
+                                 n, features - slots, slots, x);
+    if (!batch.ok()) throw std::runtime_error(batch.status().message());
+    GatherBatchRows(*files_.model.sparse_table, batch->ids, &batch_rows_);
+    model_->BindSparseRows(batch_rows_.data(), /*row_grads=*/nullptr, static_cast<int64_t>(batch->ids.size()));
+    const float* logits = model_->Infer(x, n);
+    if (logits == nullptr) throw std::runtime_error("the model gave no logits");
+    std::memcpy(batch_logits_.data() + begin * classes, logits, n * classes * sizeof(float));
+    if (options_.on_batch) options_.on_batch(n);
+  }
+}
+
+void ServedModel::RunDense(const std::vector<Job*>& jobs, int64_t total) {
+  const int64_t features = input_features(), classes = num_classes();
+  const float* x = jobs[0]->x;
+  if (jobs.size() > 1) {
+    batch_x_.resize(total * features);
+    int64_t row = 0;
+    for (const Job* job : jobs) {
+      std::memcpy(batch_x_.data() + row * features, job->x, job->n * features * sizeof(float));
+      row += job->n;
+    }
+    x = batch_x_.data();
+  }
+  // A request larger than max_batch_size runs in pieces of it.
+  for (int64_t begin = 0; begin < total; begin += options_.max_batch_size) {
+    const int64_t n = std::min(options_.max_batch_size, total - begin);
+    const float* logits = model_->Infer(x + begin * features, n);
+    if (logits == nullptr) throw std::runtime_error("the model gave no logits");
+    std::memcpy(batch_logits_.data() + begin * classes, logits, n * classes * sizeof(float));
+    if (options_.on_batch) options_.on_batch(n);
+  }
+}
+
+void ServedModel::Run(const std::vector<Job*>& jobs, int64_t total) {
+  const int64_t classes = num_classes();
   Status status;
   try {
-    const float* x = jobs[0]->x;
-    if (jobs.size() > 1) {
-      batch_x_.resize(total * features);
-      int64_t row = 0;
-      for (const Job* job : jobs) {
-        std::memcpy(batch_x_.data() + row * features, job->x, job->n * features * sizeof(float));
-        row += job->n;
-      }
-      x = batch_x_.data();
-    }
     batch_logits_.resize(total * classes);
-    // A request larger than max_batch_size runs in pieces of it.
-    for (int64_t begin = 0; begin < total; begin += options_.max_batch_size) {
-      const int64_t n = std::min(options_.max_batch_size, total - begin);
-      const float* logits = model_->Infer(x + begin * features, n);
-      if (logits == nullptr) throw std::runtime_error("the model gave no logits");
-      std::memcpy(batch_logits_.data() + begin * classes, logits, n * classes * sizeof(float));
-      if (options_.on_batch) options_.on_batch(n);
+    if (files_.model.sparse_table != nullptr) {
+      RunSparse(jobs, total);
+    } else {
+      RunDense(jobs, total);
     }
   } catch (const std::exception& e) {
     status = InternalError(std::string("inference failed: ") + e.what());

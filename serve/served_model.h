@@ -59,15 +59,25 @@ class ServedModel {
   Status ValidateInput(const float* x, int64_t n) const;
 
   // Runs x (n examples of input_features, normalized) with whatever else is
-  // queued, blocking until done: n * num_classes logits. Internal when the
+  // queued, blocking until done: n * num_classes logits. A model over a
+  // sparse table also takes each example's ids, [n * its id slots]
+  // (kNoSparseId: an empty slot), whose rows of the table (zeros for an id
+  // it does not hold) are bound when the batch runs; null for other models
+  // (InvalidArgument when that does not match the model). Internal when the
   // model fails.
-  StatusOr<std::vector<float>> Infer(const float* x, int64_t n);
+  StatusOr<std::vector<float>> Infer(const float* x, int64_t n, const uint64_t* ids = nullptr);
 
  private:
   struct Job;
   ServedModel() = default;
   void Loop();
   void Run(const std::vector<Job*>& jobs, int64_t total);
+  // Run's work: the jobs' examples in pieces of max_batch_size, their
+  // logits into batch_logits_ (sized by Run); for a model over a sparse
+  // table each piece's rows bound first. Throw std::runtime_error when the
+  // model fails.
+  void RunDense(const std::vector<Job*>& jobs, int64_t total);
+  void RunSparse(const std::vector<Job*>& jobs, int64_t total);
 
   std::string name_;
   int64_t version_ = 0;
@@ -75,6 +85,7 @@ class ServedModel {
   BatchOptions options_;
   std::unique_ptr<Model> model_;  // used by the batching thread only
   std::vector<float> batch_x_, batch_logits_;
+  std::vector<float> batch_rows_;  // a sparse table's rows of the running piece
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -156,7 +156,8 @@ StatusOr<SparseTableFileHeader> ReadSparseTableFile(const std::string& path, con
 // tombstone for it decides. Returns the newest file's header, `count` the
 // rows visited. DataLoss naming the file for a missing base (or any file of
 // the chain that is bad, or does not match the one after it); NotFound when
-// the part has no file of the table.
+// the part has no file of the table. Readers of a checkpoint's tables
+// (tessera export, restore) call only this, never a file itself.
 StatusOr<SparseTableFileHeader> ReadCheckpointSparseTable(const std::string& part_dir, int table,
                                                           const SparseRowVisitor& visit);
 

@@ -222,7 +222,8 @@ TEST(ModelPreprocessingTest, EachBadFieldIsNamed) {
   };
   const std::vector<Case> table_cases = {
       {[](json* m) { (*m)["task"] = "ranking"; }, "task \"ranking\" is not supported"},
-      {[](json* m) { (*m)["preprocessing"]["kind"] = "audio"; }, "kind must be \"idx\", \"table\", \"image\" or \"libsvm\""},
+      {[](json* m) { (*m)["preprocessing"]["kind"] = "audio"; },
+       "kind must be \"idx\", \"table\", \"image\", \"libsvm\" or \"criteo\""},
       {[](json* m) { (*m)["preprocessing"]["format"] = "xlsx"; }, "'format' must be \"csv\" or \"tsv\""},
       {[](json* m) { (*m)["preprocessing"]["columns"] = json::array(); }, "'columns' must hold 1 to"},
       {[](json* m) { (*m)["preprocessing"]["columns"][0]["name"] = ""; }, "columns[0]: 'name' must not be empty"},

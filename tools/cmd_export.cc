@@ -45,6 +45,10 @@ DEFINE_bool(probabilities, true, "export: add the output 'probabilities' (softma
 DEFINE_bool(best, false, "export: the run's best checkpoint instead of its newest: the one summary.json names as "
                          "best_checkpoint (cut at the end of the epoch with the best validation metric); the "
                          "argument must be a finished run's directory");
+DEFINE_uint64(external_data_threshold_bytes, tessera::kDefaultExternalDataThreshold,
+              "export: when the model's tensors hold more than this many bytes, the largest (a sparse table's "
+              "rows and ids first) go to ONNX external data, model.onnx.data beside model.onnx; default a "
+              "little under 2 GiB, protobuf's limit");
 DEFINE_bool(evaluate, true, "export: measure the exported model's test accuracy (binary: AUC and log loss; "
                             "regression: RMSE and R²) on the spec's test set (needs the "
                             "data; --noevaluate skips it; a table or image-folder model needs its training data "
@@ -103,6 +107,7 @@ ExportOptions OptionsFromFlags(const std::string& model_dir) {
   options.calibration_batches = FLAGS_calibration_batches;
   options.probabilities = FLAGS_probabilities;
   options.evaluate = FLAGS_evaluate;
+  options.external_data_threshold = FLAGS_external_data_threshold_bytes;
   return options;
 }
 
@@ -156,9 +161,15 @@ void PrintResult(const std::string& note, const std::string& model_dir, const Ex
       : multi_class     ? ", test accuracy " + AccuracyText(result.eval.accuracy) + " (" +
                           std::to_string(result.eval.examples) + " examples)"
                         : ", " + EvaluationText(result.eval) + " (" + std::to_string(result.eval.examples) + " examples)";
-  std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s), %zu parameters%s\n", model_dir.c_str(),
+  const std::string external =
+      result.external_data_bytes > 0
+          ? " and model.onnx.data (" + DoubleText(std::round(result.external_data_bytes / 1e4) / 100) + " MB)"
+          : "";
+  const std::string rows =
+      result.sparse_rows > 0 ? " and " + std::to_string(result.sparse_rows) + " sparse table rows" : "";
+  std::printf("exported %s/%lld: model.onnx (%.2f MB, sha256 %s)%s, %zu parameters%s%s\n", model_dir.c_str(),
               static_cast<long long>(result.version), result.model_bytes / 1e6, result.model_sha256.c_str(),
-              static_cast<size_t>(result.num_parameters), accuracy.c_str());
+              external.c_str(), static_cast<size_t>(result.num_parameters), rows.c_str(), accuracy.c_str());
   if (result.steps.size() > 1 && result.eval.done) {
     std::string line;
     for (const ExportStepResult& step : result.steps) {

@@ -177,8 +177,12 @@ const std::vector<Command>& Commands() {
        "an int8 layer: weights per output channel, inputs calibrated on --calibration-batches batches\n"
        "of training examples, written as ONNX QuantizeLinear/DequantizeLinear, which tessera serve and\n"
        "predict compute in int8 on the CPU. The manifest gives the test accuracy after each step.\n"
+       "A model over a sparse table (Criteo data) carries the table's rows, gathered from every\n"
+       "server part of the checkpoint; past --external-data-threshold-bytes (a little under 2 GiB)\n"
+       "its largest tensors go to ONNX external data, model.onnx.data beside model.onnx.\n"
        "docs/FORMATS.md describes the files.",
        {"out", "best", "probabilities", "evaluate", "data_dir", "max_test_examples", "quantize", "prune_sparsity",
+        "external_data_threshold_bytes",
         "prune_mode", "fine_tune_epochs", "calibration_batches", "servers", "workers", "batch_size",
         "learning_rate", "max_train_examples", "threads", "device", "progress", "max_restarts", "force"},
        RunExport},

@@ -14,6 +14,7 @@
 #include "core/image_folder_data.h"
 #include "core/libsvm_reader.h"
 #include "export/input_transform.h"
+#include "tools/predict_criteo_source.h"
 
 namespace tessera {
 namespace {
@@ -391,6 +392,7 @@ StatusOr<std::unique_ptr<PredictSource>> OpenPredictSource(const std::string& pa
     case InputKind::kTable: return TableSource::Open(path, model, checked_rows);
     case InputKind::kImage: return OpenImageSource(path, model);
     case InputKind::kLibsvm: return LibsvmSource::Open(path, model, checked_rows);
+    case InputKind::kCriteo: return OpenCriteoSource(path, model);
     case InputKind::kIdx: break;
   }
   ASSIGN_OR_RETURN(PredictInput input, LoadPredictInput(path, model.files.model.input_shape));

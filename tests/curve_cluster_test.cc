@@ -48,11 +48,11 @@ TEST(KeygenTest, WritesAPairItsRolesRead) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string secret = FileText(dir.File("keys/worker-3.secret"));
   const std::string pub = FileText(dir.File("keys/worker-3.pub"));
-  EXPECT_THAT(secret, ::testing::MatchesRegex("curve-secret-key [0-9a-zA-Z.:+=^!/*?&<>()@%$#{}\\[\\]-]{40}\n"));
-  EXPECT_THAT(pub, ::testing::MatchesRegex("curve-public-key [0-9a-zA-Z.:+=^!/*?&<>()@%$#{}\\[\\]-]{40} worker-3\n"));
   EXPECT_EQ(ModeOf(dir.File("keys/worker-3.secret")), 0600);
+  // One line each; the reader checks the key is 40 Z85 characters.
   auto pair = ReadCurveSecretKey(dir.File("keys/worker-3.secret"));
   ASSERT_OK(pair.status());
+  EXPECT_EQ(secret, "curve-secret-key " + pair->secret_key + "\n");
   EXPECT_EQ(pub, "curve-public-key " + pair->public_key + " worker-3\n");
   EXPECT_THAT(r.output, HasSubstr(pair->public_key));
 }

@@ -123,6 +123,17 @@ StatusOr<std::unique_ptr<Socket>> ZmqTransport::Bind(SocketKind kind, const std:
     }
     s.bind(to_bind);
     std::string resolved = s.get(zmq::sockopt::last_endpoint);
+    if (curve_) {
+      // Handshakes that fail before ZAP is asked (a peer without CURVE) are logged from the monitor.
+      const std::string monitor = "inproc://tessera-handshakes-" + std::to_string(next_socket_id_.fetch_add(1));
+      if (zmq_socket_monitor(s.handle(), monitor.c_str(),
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        zmq::socket_t events(context_, zmq::socket_type::pair);
+        events.set(zmq::sockopt::linger, 0);
+        events.connect(monitor);
+        zap_->WatchHandshakes(std::move(events));
+      }
+    }
     std::unique_ptr<Socket> socket = std::make_unique<ZmqSocket>(std::move(s), kind, resolved);
     return socket;
   } catch (const zmq::error_t& e) {

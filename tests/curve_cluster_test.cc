@@ -243,6 +243,8 @@ TEST_F(CurveJobTest, NodesWithoutAnAdmittedKeyCannotRegisterOrPush) {
   ASSERT_TRUE(keyless.ok());
   const std::string refused = "refused a node at 127.0.0.1 with public key " + stranger_keys->public_key;
   EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log", refused, 60));
+  EXPECT_TRUE(WaitForText(run + "/logs/scheduler.log",
+                          "refused a connection on tcp://" + scheduler + ": ", 60));
 
   // The stranger's key pushes straight to a server: refused there too.
   const std::string listening = "server listening on ";

@@ -20,7 +20,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-
 #include <vector>
 
 #include <zmq.hpp>
@@ -36,14 +35,14 @@ class ZapHandler {
   // the log; refusal lines go to `sink` (null: LOG(WARNING)).
   ZapHandler(zmq::context_t* context, std::map<std::string, std::string> allowed, DropLog::Sink sink = nullptr);
   ~ZapHandler();  // stops the thread (within its 100 ms poll) and closes the sockets
+  ZapHandler(const ZapHandler&) = delete;
+  ZapHandler& operator=(const ZapHandler&) = delete;
 
   // Logs the failed handshakes a socket's monitor (zmq_socket_monitor with
   // ZMQ_EVENT_HANDSHAKE_FAILED_*) reports. `monitor` is a PAIR of the same
   // context already connected to it (so no event is lost before the thread
   // takes it over; libzmq drops events nobody is connected to). Thread-safe.
   void WatchHandshakes(zmq::socket_t monitor);
-  ZapHandler(const ZapHandler&) = delete;
-  ZapHandler& operator=(const ZapHandler&) = delete;
 
  private:
   void Run();
@@ -62,9 +61,8 @@ class ZapHandler {
 
 // The reply to one ZAP request's frames: admitted (200) or refused (400),
 // with `*refusal` set to the log line of a refusal ("" when admitted). A
-// malformed request (too few frames, not version 1.0) is refused (500)
-// without a reply's request id being trusted for anything else.
-// Exposed for tests.
+// malformed request (too few frames, not version 1.0) gets 500. Exposed
+// for tests.
 std::vector<std::string> AnswerZapRequest(const std::vector<std::string>& request,
                                           const std::map<std::string, std::string>& allowed, std::string* refusal);
 

@@ -5,11 +5,6 @@
 #include "core/file_util.h"
 
 namespace tessera {
-namespace {
-
-constexpr const char* kAdmitted[] = {"server", "worker", "launcher"};
-
-}  // namespace
 
 std::vector<std::string> LocalCurveKeys::SchedulerFlags() const {
   return {"--curve_secret_key", dir + "/scheduler.secret", "--curve_allow_keys", dir + "/allowed.keys"};
@@ -31,14 +26,15 @@ StatusOr<LocalCurveKeys> MakeLocalCurveKeys(const std::string& run_dir) {
   std::filesystem::remove_all(keys.dir, ec);  // an earlier launch's keys
   if (ec) return UnavailableError("cannot remove " + keys.dir + ": " + ec.message());
   std::string allowed;
-  for (const char* name : {"scheduler", "server", "worker", "launcher"}) {
+  for (const std::string name : {"scheduler", "server", "worker", "launcher"}) {
     ASSIGN_OR_RETURN(CurveKeyPair pair, GenerateCurveKeyPair());
     RETURN_IF_ERROR(WriteCurveKeyPair(pair, keys.dir, name));
-    if (std::string(name) == "scheduler") keys.scheduler_public_key = pair.public_key;
-    if (std::string(name) == "launcher") keys.launcher = pair;
-    for (const char* admitted : kAdmitted) {
-      if (std::string(name) == admitted) allowed += "curve-public-key " + pair.public_key + " " + name + "\n";
+    if (name == "scheduler") {
+      keys.scheduler_public_key = pair.public_key;
+    } else {  // every other node connects to the scheduler (and the workers to the servers)
+      allowed += "curve-public-key " + pair.public_key + " " + name + "\n";
     }
+    if (name == "launcher") keys.launcher = pair;
   }
   RETURN_IF_ERROR(WriteFileAtomic(keys.dir + "/allowed.keys", allowed));
   return keys;

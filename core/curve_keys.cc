@@ -98,14 +98,16 @@ Status CheckZ85Key(const std::string& path, const KeyLine& line) {
 // Checks the line is "`tag` KEY ..." and its key is valid.
 Status CheckKeyLine(const std::string& path, const KeyLine& line, const std::string& tag) {
   const std::string& got = line.words[0];
-  if (got != tag) {
-    const bool other_kind = got == kSecretTag || got == kPublicTag;
-    return InvalidArgumentError(Where(path, line, 0) + "expected " + tag + ", got " + got +
-                                (other_kind ? (tag == kSecretTag ? " (a public key where a secret key is needed)"
-                                                                 : " (a secret key where a public key is needed)")
-                                            : ""));
+  if (got == tag) return CheckZ85Key(path, line);
+  const std::string where = Where(path, line, 0) + "expected " + tag + ", got ";
+  if (got == kSecretTag || got == kPublicTag) {
+    return InvalidArgumentError(where + got +
+                                (tag == kSecretTag ? " (a public key where a secret key is needed)"
+                                                   : " (a secret key where a public key is needed)"));
   }
-  return CheckZ85Key(path, line);
+  // A long word may be a bare secret key: never echo it into a log.
+  if (got.size() > 20) return InvalidArgumentError(where + "a word of " + std::to_string(got.size()) + " characters");
+  return InvalidArgumentError(where + "'" + got + "'");
 }
 
 // The one key line of a single-key file.

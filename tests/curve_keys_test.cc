@@ -16,6 +16,7 @@ namespace tessera {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class CurveKeysTest : public ::testing::Test {
  protected:
@@ -120,7 +121,11 @@ TEST_F(CurveKeysTest, AnEmptyOrUnknownFileIsNamed) {
   EXPECT_THAT(ReadCurveSecretKey(Write("empty", "# nothing\n")).status().message(),
               HasSubstr("empty:1:1: expected curve-secret-key KEY, the file has no key"));
   EXPECT_THAT(ReadCurveSecretKey(Write("raw", pair_.secret_key + "\n")).status().message(),
-              HasSubstr("raw:1:1: expected curve-secret-key, got " + pair_.secret_key));
+              HasSubstr("raw:1:1: expected curve-secret-key, got a word of 40 characters"));
+  EXPECT_THAT(ReadCurveSecretKey(Write("raw", pair_.secret_key + "\n")).status().message(),
+              Not(HasSubstr(pair_.secret_key)));
+  EXPECT_THAT(ReadCurveSecretKey(Write("other", "secret " + pair_.secret_key + "\n")).status().message(),
+              HasSubstr("other:1:1: expected curve-secret-key, got 'secret'"));
   EXPECT_THAT(ReadCurveSecretKey(Write("two", "curve-secret-key " + pair_.secret_key + "\ncurve-secret-key " +
                                                   pair_.secret_key + "\n"))
                   .status()

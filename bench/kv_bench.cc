@@ -37,13 +37,18 @@
 // CLUSTER_MAP (a one-tensor "model" of the value size, sliced with
 // PlanServerSlices as the scheduler slices a job), waits for SERVER_READY, and sends SHUTDOWN at the end.
 //
+// --curve runs the Tessera side with CurveZMQ (core/zmq_transport.h: the
+// servers as CURVE servers admitting the worker's key, the worker and the
+// fake scheduler with their own pair) on keys made for the run; the raw
+// baseline stays plain. Compare its 1 MiB push+params with a run without it.
+//
 // Every figure is the median of 3 repetitions, each running until both
 // --seconds have passed and a minimum number of round trips completed, after a
 // warm-up. GB/s counts bytes moved both ways (2 x value size per round trip)
 // in units of 1e9 bytes per second.
 //
 // Usage: kv_bench [--quick] [--json[=PATH]] [--seconds=S] [--inflight=K]
-//                 [--servers=1,2] [--sizes=4K,64K,1M,16M]
+//                 [--servers=1,2] [--sizes=4K,64K,1M,16M] [--curve]
 //   --json        JSON lines on stdout (the table then goes to stderr);
 //   --json=PATH   JSON lines into PATH.
 #include <algorithm>
@@ -54,6 +59,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,6 +68,7 @@
 #include <glog/logging.h>
 #include <zmq.hpp>
 
+#include "core/curve_keys.h"
 #include "core/key_range.h"
 #include "core/message.h"
 #include "core/status.h"
@@ -89,7 +96,25 @@ struct BenchOptions {
   std::vector<size_t> sizes = {4 << 10, 64 << 10, 1 << 20, 16 << 20};
   bool json = false;
   std::string json_path;  // empty: stdout
+  bool curve = false;
 };
+
+// The run's CURVE keys: one pair for the worker and fake scheduler (one
+// transport), one the servers share; each side admits the other's.
+struct BenchKeys {
+  CurveKeyPair bench;
+  CurveKeyPair server;
+
+  CurveSettings BenchSide() const { return {bench, {{server.public_key, "server"}}, nullptr}; }
+  CurveSettings ServerSide() const { return {server, {{bench.public_key, "bench"}}, nullptr}; }
+};
+
+StatusOr<BenchKeys> MakeBenchKeys() {
+  BenchKeys keys;
+  ASSIGN_OR_RETURN(keys.bench, GenerateCurveKeyPair());
+  ASSIGN_OR_RETURN(keys.server, GenerateCurveKeyPair());
+  return keys;
+}
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -215,19 +240,26 @@ class RawPipeline : public Pipeline {
 class BenchCluster {
  public:
   // Starts `servers` servers for a one-tensor model of `keys` float32 keys.
-  // *transport (the bench's own) carries the scheduler socket.
+  // *transport (the bench's own) carries the scheduler socket; `curve`:
+  // the run's keys, or null for plain TCP.
   static StatusOr<std::unique_ptr<BenchCluster>> Start(Transport* transport, int servers, uint64_t keys,
-                                                       proto::Consistency consistency) {
+                                                       proto::Consistency consistency, const BenchKeys* curve) {
     std::unique_ptr<BenchCluster> c(new BenchCluster());
     ASSIGN_OR_RETURN(c->scheduler_, transport->Bind(SocketKind::kRouter, "tcp://127.0.0.1:0"));
     c->results_.resize(servers);
     for (int i = 0; i < servers; ++i) {
-      c->threads_.emplace_back([cluster = c.get(), i] {
-        ZmqTransport own;  // one ZeroMQ context (own I/O thread) per server, as in separate processes
+      c->threads_.emplace_back([cluster = c.get(), i, curve] {
+        // One ZeroMQ context (own I/O thread) per server, as in separate processes.
+        auto own =
+            curve == nullptr ? std::make_unique<ZmqTransport>() : std::make_unique<ZmqTransport>(curve->ServerSide());
         ServerOptions options;
         options.scheduler = cluster->scheduler_->endpoint();
         options.register_timeout_s = 30;
-        Server server(&own, options, &cluster->stop_);
+        if (curve != nullptr) {
+          options.scheduler_public_key = curve->bench.public_key;
+          options.curve_public_key = curve->server.public_key;
+        }
+        Server server(own.get(), options, &cluster->stop_);
         cluster->results_[i] = server.Run();
       });
     }
@@ -263,12 +295,13 @@ class BenchCluster {
 
   Status Configure(int servers, uint64_t keys, proto::Consistency consistency) {
     // The addresses servers advertise, in REGISTER arrival order (= rank).
-    std::vector<std::string> addresses;
+    std::vector<std::string> addresses, public_keys;
     while (static_cast<int>(peers_.size()) < servers) {
       ASSIGN_OR_RETURN(Message m, scheduler_->Receive(kReplyTimeoutMs));
       if (m.header.op() != proto::REGISTER) continue;
       peers_.push_back(m.peer);
       addresses.push_back(m.header.register_().address());
+      public_keys.push_back(m.header.register_().curve_public_key());
     }
 
     TensorInfo tensor;
@@ -308,7 +341,8 @@ class BenchCluster {
         kr->set_begin(range.begin);
         kr->set_end(range.end);
       }
-      endpoints_.push_back({addresses[r], owned[r]});
+      info->set_curve_public_key(public_keys[r]);
+      endpoints_.push_back({addresses[r], owned[r], public_keys[r]});
     }
     for (int r = 0; r < servers; ++r) {
       map.set_rank(r);
@@ -492,7 +526,9 @@ Status ParseArgs(int argc, char** argv, BenchOptions* o) {
     auto value_of = [&](const std::string& name) -> const char* {
       return arg.rfind(name + "=", 0) == 0 ? arg.c_str() + name.size() + 1 : nullptr;
     };
-    if (arg == "--quick") {
+    if (arg == "--curve") {
+      o->curve = true;
+    } else if (arg == "--quick") {
       o->seconds = 0.05;
       o->warmup_seconds = 0.02;
       o->min_round_trips = 3;
@@ -526,7 +562,7 @@ Status ParseArgs(int argc, char** argv, BenchOptions* o) {
     } else if (arg == "--help" || arg == "-h") {
       return InvalidArgumentError(
           "usage: kv_bench [--quick] [--json[=PATH]] [--seconds=S] [--inflight=K] [--servers=1,2] "
-          "[--sizes=4K,64K,1M,16M]");
+          "[--sizes=4K,64K,1M,16M] [--curve]");
     } else {
       return InvalidArgumentError("unknown argument '" + arg + "' (try --help)");
     }
@@ -565,8 +601,8 @@ Status RunCases(const BenchOptions& options, std::vector<Case>* cases) {
 
 // Builds the cases of one (size, window): raw first, then Tessera for each
 // server count (and, with one request in flight, each variant).
-Status BuildCases(Transport* transport, zmq::socket_t* raw_socket, const BenchOptions& options, size_t bytes,
-                  int window, std::vector<Case>* cases) {
+Status BuildCases(Transport* transport, const BenchKeys* curve, zmq::socket_t* raw_socket, const BenchOptions& options,
+                  size_t bytes, int window, std::vector<Case>* cases) {
   Case raw;
   raw.pipeline = std::make_unique<RawPipeline>(raw_socket, bytes, window);
   cases->push_back(std::move(raw));
@@ -585,7 +621,7 @@ Status BuildCases(Transport* transport, zmq::socket_t* raw_socket, const BenchOp
       c.row.variant = VariantName(variant);
       c.row.variant_key = VariantKey(variant);
       c.row.consistency = proto::Consistency_Name(consistency);
-      ASSIGN_OR_RETURN(c.cluster, BenchCluster::Start(transport, servers, keys, consistency));
+      ASSIGN_OR_RETURN(c.cluster, BenchCluster::Start(transport, servers, keys, consistency, curve));
       // Pushed before the pipeline is made, so a failure below still shuts the cluster down.
       cases->push_back(std::move(c));
       ASSIGN_OR_RETURN(cases->back().pipeline,
@@ -623,9 +659,9 @@ Status RunBench(const BenchOptions& options) {
   }
   Reporter reporter(table, json);
   std::fprintf(table,
-               "kv_bench: one worker, loopback TCP; GB/s = 2 x value size per round trip / time (1e9 B/s); "
+               "kv_bench: one worker, loopback TCP%s; GB/s = 2 x value size per round trip / time (1e9 B/s); "
                "median of %d x %.2g s, raw and Tessera interleaved\n",
-               kRepetitions, options.seconds);
+               options.curve ? " (Tessera with CURVE, raw plain)" : "", kRepetitions, options.seconds);
   reporter.Header();
 
   RawEcho echo;
@@ -634,14 +670,21 @@ Status RunBench(const BenchOptions& options) {
   raw_socket.set(zmq::sockopt::linger, 0);
   raw_socket.connect(echo.endpoint());
 
-  ZmqTransport transport;  // the worker's (and the fake scheduler's) ZeroMQ context
+  std::optional<BenchKeys> curve;
+  if (options.curve) {
+    ASSIGN_OR_RETURN(curve, MakeBenchKeys());
+  }
+  // The worker's (and the fake scheduler's) ZeroMQ context.
+  auto transport =
+      curve.has_value() ? std::make_unique<ZmqTransport>(curve->BenchSide()) : std::make_unique<ZmqTransport>();
   Status status;
   for (size_t bytes : options.sizes) {
     std::vector<int> windows = {1};
     if (options.inflight > 1) windows.push_back(options.inflight);
     for (int window : windows) {
       std::vector<Case> cases;
-      status = BuildCases(&transport, &raw_socket, options, bytes, window, &cases);
+      status = BuildCases(transport.get(), curve.has_value() ? &*curve : nullptr, &raw_socket, options, bytes, window,
+                          &cases);
       if (status.ok()) status = RunCases(options, &cases);
       if (status.ok()) {
         const double raw_s = Median(cases[0].reps);

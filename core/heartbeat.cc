@@ -4,10 +4,11 @@
 
 namespace tessera {
 
-HeartbeatSender::HeartbeatSender(Transport* transport, std::string endpoint, proto::Role role, int rank,
-                                 uint64_t job_id, int interval_ms, int timeout_ms)
+HeartbeatSender::HeartbeatSender(Transport* transport, std::string endpoint, std::string endpoint_key, proto::Role role,
+                                 int rank, uint64_t job_id, int interval_ms, int timeout_ms)
     : transport_(transport),
       endpoint_(std::move(endpoint)),
+      endpoint_key_(std::move(endpoint_key)),
       role_(role),
       rank_(rank),
       job_id_(job_id),
@@ -23,7 +24,8 @@ HeartbeatSender::~HeartbeatSender() {
 void HeartbeatSender::Run() {
   using Clock = std::chrono::steady_clock;
   // A beat left unsent at close is worthless: do not hold up the exit for it.
-  auto socket = transport_->Connect(SocketKind::kDealer, endpoint_, {.drop_unsent_at_close = true});
+  auto socket = transport_->Connect(SocketKind::kDealer, endpoint_,
+                                    {.drop_unsent_at_close = true, .server_public_key = endpoint_key_});
   if (!socket.ok()) {
     LOG(ERROR) << "heartbeat: " << socket.status().ToString();
     lost_.store(true);

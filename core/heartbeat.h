@@ -19,9 +19,10 @@ namespace tessera {
 
 class HeartbeatSender {
  public:
-  // Starts beating for node (role, rank) of job `job_id` to `endpoint`.
-  HeartbeatSender(Transport* transport, std::string endpoint, proto::Role role, int rank, uint64_t job_id,
-                  int interval_ms, int timeout_ms);
+  // Starts beating for node (role, rank) of job `job_id` to `endpoint`
+  // (with CURVE, the scheduler's public key `endpoint_key`; else "").
+  HeartbeatSender(Transport* transport, std::string endpoint, std::string endpoint_key, proto::Role role, int rank,
+                  uint64_t job_id, int interval_ms, int timeout_ms);
   ~HeartbeatSender();  // stops the thread
   HeartbeatSender(const HeartbeatSender&) = delete;
   HeartbeatSender& operator=(const HeartbeatSender&) = delete;
@@ -35,6 +36,7 @@ class HeartbeatSender {
 
   Transport* transport_;
   std::string endpoint_;
+  std::string endpoint_key_;
   proto::Role role_;
   int rank_;
   uint64_t job_id_;

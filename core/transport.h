@@ -65,6 +65,10 @@ struct ConnectOptions {
   // them up to 2 s to leave (which SHUTDOWN and final reports need). For
   // sockets whose messages are worthless late, like heartbeats. Default false.
   bool drop_unsent_at_close = false;
+  // The public key (Z85) of the node bound at the endpoint, which a
+  // transport with CURVE needs to connect (ZmqTransport); ignored without
+  // CURVE. Default "".
+  std::string server_public_key;
 };
 
 // Makes sockets. Thread-safe: threads of one process share one transport.

@@ -98,12 +98,24 @@ ZmqTransport::ZmqTransport() : context_(1) {
   std::random_device rd;
   nonce_ = std::to_string(rd());
 }
+
+ZmqTransport::ZmqTransport(CurveSettings curve) : ZmqTransport() {
+  curve_ = std::move(curve);
+  if (!curve_->allowed.empty()) zap_ = std::make_unique<ZapHandler>(&context_, curve_->allowed, curve_->refusal_sink);
+}
 ZmqTransport::~ZmqTransport() = default;
 
 StatusOr<std::unique_ptr<Socket>> ZmqTransport::Bind(SocketKind kind, const std::string& endpoint) {
   try {
     zmq::socket_t s(context_, TypeOf(kind));
     ConfigureSocket(s, kind);
+    if (curve_) {
+      if (zap_ == nullptr)
+        return FailedPreconditionError("cannot bind " + endpoint + " with CURVE: no allow-list of public keys");
+      s.set(zmq::sockopt::curve_server, 1);
+      s.set(zmq::sockopt::curve_secretkey, curve_->keys.secret_key);
+      s.set(zmq::sockopt::zap_domain, "tessera");  // every handshake goes through zap_
+    }
     std::string to_bind = endpoint;
     // ZeroMQ spells "any port" as '*'; accept the conventional 0 too.
     if (to_bind.size() > 2 && to_bind.compare(to_bind.size() - 2, 2, ":0") == 0) {
@@ -111,6 +123,17 @@ StatusOr<std::unique_ptr<Socket>> ZmqTransport::Bind(SocketKind kind, const std:
     }
     s.bind(to_bind);
     std::string resolved = s.get(zmq::sockopt::last_endpoint);
+    if (curve_) {
+      // Handshakes that fail before ZAP is asked (a peer without CURVE) are logged from the monitor.
+      const std::string monitor = "inproc://tessera-handshakes-" + std::to_string(next_socket_id_.fetch_add(1));
+      if (zmq_socket_monitor(s.handle(), monitor.c_str(),
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        zmq::socket_t events(context_, zmq::socket_type::pair);
+        events.set(zmq::sockopt::linger, 0);
+        events.connect(monitor);
+        zap_->WatchHandshakes(std::move(events));
+      }
+    }
     std::unique_ptr<Socket> socket = std::make_unique<ZmqSocket>(std::move(s), kind, resolved);
     return socket;
   } catch (const zmq::error_t& e) {
@@ -124,6 +147,14 @@ StatusOr<std::unique_ptr<Socket>> ZmqTransport::DoConnect(SocketKind kind, const
     zmq::socket_t s(context_, TypeOf(kind));
     ConfigureSocket(s, kind);
     if (options.drop_unsent_at_close) s.set(zmq::sockopt::linger, 0);
+    if (curve_) {
+      if (options.server_public_key.empty()) {
+        return FailedPreconditionError("cannot connect to " + endpoint + " with CURVE: its public key is not known");
+      }
+      s.set(zmq::sockopt::curve_serverkey, options.server_public_key);
+      s.set(zmq::sockopt::curve_publickey, curve_->keys.public_key);
+      s.set(zmq::sockopt::curve_secretkey, curve_->keys.secret_key);
+    }
     // A stable identity: after a TCP reconnect the peer's ROUTER still knows
     // who this is (ZeroMQ would otherwise make up a new one).
     s.set(zmq::sockopt::routing_id, "tessera-" + std::to_string(getpid()) + "-" +

@@ -19,6 +19,7 @@ Membership::Admission Membership::Register(const std::string& peer, const proto:
   node.role = r.role();
   node.pid = r.pid();
   node.address = r.address();
+  node.curve_public_key = r.curve_public_key();
   node.last_heartbeat = now;
   std::vector<std::string>& ranked = r.role() == proto::SERVER ? server_peers_ : worker_peers_;
   const int count = r.role() == proto::SERVER ? servers_ : workers_;

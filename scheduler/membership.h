@@ -23,6 +23,7 @@ class Membership {
     proto::Role role = proto::ROLE_UNSPECIFIED;
     int rank = -1;        // -1 for a spare server or a standby worker
     std::string address;  // a server's, for the workers to connect to
+    std::string curve_public_key;  // a server's, with CURVE (Register.curve_public_key)
     int pid = 0;
     bool ready = false;     // a server that has set up its slices (SERVER_READY)
     bool released = false;  // told to shut down: its silence is expected

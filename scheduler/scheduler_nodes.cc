@@ -233,6 +233,10 @@ Status Scheduler::SendMap(const Node& node) {
   proto::ClusterMap* map = h.mutable_cluster_map();
   *map = MakeClusterMap(options_.spec, shape_, addresses, start);
   map->set_rank(node.rank);
+  for (int s = 0; s < map->servers_size(); ++s) {
+    const std::string& key = members_.nodes().at(members_.server_peers()[s]).curve_public_key;
+    map->mutable_servers(s)->set_curve_public_key(key);
+  }
   if (node.role == proto::SERVER && resume_.has_value()) *map->mutable_restore() = resume_->restore;
   // The first map sets the schedule; a later one (a joining worker's) must not undo a re-anchoring.
   if (server_membership_.steps_per_epoch() == 0) {

@@ -78,7 +78,8 @@ Status Server::Run() {
   scheduler_endpoint_ = scheduler_endpoint;
   ASSIGN_OR_RETURN(workers_, transport_->Bind(SocketKind::kRouter,
                                               "tcp://" + options_.host + ":" + std::to_string(options_.port)));
-  ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, scheduler_endpoint));
+  ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, scheduler_endpoint,
+                                                   {.server_public_key = options_.scheduler_public_key}));
   LOG(INFO) << "server listening on " << workers_->endpoint() << ", scheduler " << scheduler_endpoint;
 
   RETURN_IF_ERROR(Register());
@@ -144,6 +145,7 @@ Status Server::Register() {
   reg.mutable_register_()->set_address(workers_->endpoint());
   reg.mutable_register_()->set_pid(getpid());
   if (!options_.cluster_token.empty()) reg.mutable_register_()->set_token(options_.cluster_token);
+  if (!options_.curve_public_key.empty()) reg.mutable_register_()->set_curve_public_key(options_.curve_public_key);
   map_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(options_.register_timeout_s);
   return scheduler_->Send(reg);
 }
@@ -218,9 +220,9 @@ Status Server::HandleScheduler(Message m) {
       }
       LOG(INFO) << "server rank " << rank_ << " owns " << shard_->ranges().size() << " key ranges, "
                 << shard_->num_keys() << " keys (" << shard_->num_keys() * 4 / 1024 << " KiB)";
-      heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::SERVER, rank_, job_id_,
-                                                     map.spec().cluster().heartbeat_interval_ms(),
-                                                     map.spec().cluster().heartbeat_timeout_ms());
+      heartbeat_ = std::make_unique<HeartbeatSender>(
+          transport_, scheduler_endpoint_, options_.scheduler_public_key, proto::SERVER, rank_, job_id_,
+          map.spec().cluster().heartbeat_interval_ms(), map.spec().cluster().heartbeat_timeout_ms());
       proto::Header ready;
       ready.set_op(proto::SERVER_READY);
       ready.set_job_id(job_id_);

@@ -32,6 +32,10 @@ struct ServerOptions {
   std::string scheduler;
   // The cluster's secret, sent in REGISTER (the scheduler's --cluster_token_file). Default none.
   std::string cluster_token;
+  // With CURVE: the scheduler's public key, to connect to it, and this
+  // server's own, which workers get in the cluster map. Default none.
+  std::string scheduler_public_key;
+  std::string curve_public_key;
   // Where sparse tables with a memory budget keep the rows beyond it (the
   // server's own disk). Default: a new directory under $TMPDIR, removed at
   // exit.

@@ -79,6 +79,7 @@ int RunResume(const ParsedArgs& args) {
   options.resume_from = absolute;
   options.threads = FLAGS_threads;
   options.max_restarts = FLAGS_max_restarts;
+  options.curve = FLAGS_curve;
   options.progress = *mode;
   return RunLocalJob(self, spec, options);
 }

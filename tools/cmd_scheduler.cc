@@ -67,7 +67,12 @@ int RunScheduler(const ParsedArgs& args) {
   if (!spec.ok()) return UsageError(self, spec.status().message());
   SchedulerOptions options;
   options.spec = *spec;
-  options.host = FLAGS_host.empty() ? "0.0.0.0" : FLAGS_host;
+  std::string no_scheduler_key;
+  auto curve = CurveFlags(/*binds=*/true, /*connects=*/false, &no_scheduler_key);
+  if (!curve.ok()) return UsageError(self, curve.status().message());
+  // Without keys only this machine may reach the scheduler.
+  options.host = !FLAGS_host.empty() ? FLAGS_host : curve->has_value() ? "0.0.0.0" : "127.0.0.1";
+  if (Status s = CheckBindHost(options.host, curve->has_value()); !s.ok()) return UsageError(self, s.message());
   auto port = PortFlag(args, /*default_port=*/7000);
   if (!port.ok()) return UsageError(self, port.status().message());
   options.port = *port;
@@ -97,10 +102,10 @@ int RunScheduler(const ParsedArgs& args) {
   options.max_rollbacks = FLAGS_max_restarts;
   if (Status s = PlanBeforeBinding(FLAGS_spec, &options); !s.ok()) return UsageError(self, s.message());
   const std::atomic<bool>* stop = InstallStopSignals();
-  ZmqTransport transport;
+  std::unique_ptr<ZmqTransport> transport = MakeTransport(std::move(*curve));
   std::unique_ptr<Socket> socket;  // kept across rollbacks: the nodes know its address
   while (true) {
-    Scheduler scheduler(&transport, options, stop, std::move(socket));
+    Scheduler scheduler(transport.get(), options, stop, std::move(socket));
     Status ran = scheduler.Run();
     if (!scheduler.rolled_back()) return FinishRole("scheduler", ran);
     socket = scheduler.TakeSocket();

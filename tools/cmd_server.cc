@@ -19,7 +19,11 @@ int RunServer(const ParsedArgs& args) {
   if (auto e = NormalizeEndpoint(FLAGS_scheduler); !e.ok()) return UsageError(self, e.status().message());
   ServerOptions options;
   options.scheduler = FLAGS_scheduler;
+  auto curve = CurveFlags(/*binds=*/true, /*connects=*/true, &options.scheduler_public_key);
+  if (!curve.ok()) return UsageError(self, curve.status().message());
+  if (curve->has_value()) options.curve_public_key = (*curve)->keys.public_key;
   options.host = FLAGS_host.empty() ? "127.0.0.1" : FLAGS_host;
+  if (Status s = CheckBindHost(options.host, curve->has_value()); !s.ok()) return UsageError(self, s.message());
   auto port = PortFlag(args, /*default_port=*/0);
   if (!port.ok()) return UsageError(self, port.status().message());
   options.port = *port;
@@ -33,8 +37,8 @@ int RunServer(const ParsedArgs& args) {
   // Tests only (tests/sparse_bad_input_test.cc): a full disk under the spill database.
   options.test_spill_writes_before_full = FLAGS_test_spill_writes_before_full;
   const std::atomic<bool>* stop = InstallStopSignals();
-  ZmqTransport transport;
-  Server server(&transport, options, stop);
+  std::unique_ptr<ZmqTransport> transport = MakeTransport(std::move(*curve));
+  Server server(transport.get(), options, stop);
   return FinishRole("server", server.Run());
 }
 

@@ -54,6 +54,7 @@ int RunTrain(const ParsedArgs& args) {
   options.run_dir = run_dir;
   options.threads = FLAGS_threads;
   options.max_restarts = FLAGS_max_restarts;
+  options.curve = FLAGS_curve;
   options.progress = *mode;
   return RunLocalJob(self, *spec, options);
 }

@@ -20,6 +20,9 @@ int RunWorker(const ParsedArgs& args) {
   if (FLAGS_scheduler.empty()) return UsageError(self, "--scheduler HOST:PORT is required");
   if (auto e = NormalizeEndpoint(FLAGS_scheduler); !e.ok()) return UsageError(self, e.status().message());
   if (FLAGS_threads < 0) return UsageError(self, "--threads must be >= 0, got " + std::to_string(FLAGS_threads));
+  std::string scheduler_key;
+  auto curve = CurveFlags(/*binds=*/false, /*connects=*/true, &scheduler_key);
+  if (!curve.ok()) return UsageError(self, curve.status().message());
   auto device = ResolveDevice(FLAGS_device);
   if (!device.ok()) return UsageError(self, device.status().message());
   LOG(INFO) << "computing on " << DeviceName(*device) << " (--device=" << FLAGS_device << ")";
@@ -35,12 +38,13 @@ int RunWorker(const ParsedArgs& args) {
   if (!cluster_token.ok()) return UsageError(self, cluster_token.status().message());
   options.cluster_token = *cluster_token;
   options.reply_timeout_s = FLAGS_reply_timeout;
+  options.scheduler_public_key = scheduler_key;
   options.params_out = FLAGS_params_out;
   options.test_step_delay = std::chrono::milliseconds(std::max(0, FLAGS_test_step_delay_ms));
   options.test_step_delay_rank = FLAGS_test_step_delay_rank;
   const std::atomic<bool>* stop = InstallStopSignals();
-  ZmqTransport transport;
-  Worker worker(&transport, options, stop);
+  std::unique_ptr<ZmqTransport> transport = MakeTransport(std::move(*curve));
+  Worker worker(transport.get(), options, stop);
   return FinishRole("worker", worker.Run());
 }
 

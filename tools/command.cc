@@ -127,7 +127,7 @@ const std::vector<Command>& Commands() {
        "--max-restarts times). Ctrl-C once: a final checkpoint (BSP), then exit 130; twice: stop now.",
        {"run_dir", "name", "servers", "workers", "epochs", "seed", "batch_size", "learning_rate", "consistency",
         "data_dir", "max_train_examples", "max_test_examples", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts",
-        "force"},
+        "force", "curve"},
        RunTrain,
        {},
        /*hidden=*/false,
@@ -141,7 +141,7 @@ const std::vector<Command>& Commands() {
        "The servers may change in number (they re-split the keys on load), and so may the workers\n"
        "when the checkpoint was cut at an epoch's end; --epochs may grow. Failures, Ctrl-C,\n"
        "--threads 0 and the limit on workers (--force) work as in 'tessera train'.",
-       {"epochs", "servers", "workers", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts",
+       {"epochs", "servers", "workers", "threads", "overlap_push", "overlap_pull", "device", "progress", "max_restarts", "curve",
         "force"},
        RunResume},
       {"inspect", "show what a checkpoint holds, verifying every checksum",
@@ -253,14 +253,16 @@ const std::vector<Command>& Commands() {
        "Listens for servers and workers, hands out key ranges and shards, and coordinates the job.\n"
        "--run-dir gets metrics.jsonl, summary.json and the checkpoints (without it none are taken);\n"
        "servers write their parts there, so on several machines it must be shared storage at the same\n"
-       "path. A server or worker beyond the job's count waits: a server as a spare for a rollback, a\n"
+       "path. Without CURVE keys it binds 127.0.0.1 (another address needs --insecure); with\n"
+       "--curve-secret-key and --curve-allow-keys it binds 0.0.0.0 and admits only the listed keys.\n"
+       "A server or worker beyond the job's count waits: a server as a spare for a rollback, a\n"
        "worker as a standby for the rank of a lost one. A lost worker's data not yet trained goes to\n"
        "the workers left. When a server is lost, the job rolls back to its newest checkpoint (or where\n"
        "it began, when there is none) and goes on once a replacement server registers (start one with\n"
        "`tessera server --scheduler HOST:PORT`) and the workers are back to their full count, at most\n"
        "--max-restarts times; after that a lost server ends the job.",
        {"spec", "host", "port", "port_file", "run_dir", "register_timeout", "resume_from", "max_restarts",
-        "launcher_token_file", "cluster_token_file", "name", "servers",
+        "launcher_token_file", "cluster_token_file", "curve_secret_key", "curve_allow_keys", "insecure", "name", "servers",
         "workers", "epochs",
         "seed", "batch_size", "learning_rate", "consistency", "data_dir", "max_train_examples", "max_test_examples"},
        RunScheduler,
@@ -273,8 +275,11 @@ const std::vector<Command>& Commands() {
        "part of every checkpoint. It tells workers to connect to --host (default 127.0.0.1: give an\n"
        "address they can reach when they run on other machines). A server that registers when the job\n"
        "has all its servers waits as a spare (up to --register-timeout) and may take part after a\n"
-       "rollback. Sparse tables with a memory budget keep the rows beyond it under --spill-dir.",
-       {"scheduler", "host", "port", "register_timeout", "cluster_token_file", "spill_dir"},
+       "rollback. Sparse tables with a memory budget keep the rows beyond it under --spill-dir.\n"
+       "An address beyond loopback needs CURVE keys (--curve-secret-key, --curve-allow-keys: the\n"
+       "workers' public keys, --scheduler-public-key) or --insecure.",
+       {"scheduler", "host", "port", "register_timeout", "cluster_token_file", "spill_dir", "curve_secret_key",
+        "curve_allow_keys", "scheduler_public_key", "insecure"},
        RunServer,
        {},
        /*hidden=*/false,
@@ -285,11 +290,21 @@ const std::vector<Command>& Commands() {
        "the servers. A worker that registers when the job has all its workers waits as a standby (up\n"
        "to --register-timeout) and takes the rank of a lost worker from the next phase on.",
        {"scheduler", "threads", "overlap_push", "overlap_pull", "device", "register_timeout", "reply_timeout", "params_out",
-        "cluster_token_file"},
+        "cluster_token_file", "curve_secret_key", "scheduler_public_key"},
        RunWorker,
        {},
        /*hidden=*/false,
        {"test_step_delay_ms", "test_step_delay_rank"}},
+      {"keygen", "write a CurveZMQ key pair for a node of a cluster",
+       "tessera keygen --out DIR [--name NAME]\n\n"
+       "Writes DIR/NAME.secret (the secret key, mode 0600: give it to that node only, with\n"
+       "--curve-secret-key) and DIR/NAME.pub (its public key: put it in the allow-list of the\n"
+       "scheduler and servers, `cat DIR/*.pub > allowed.keys`, and give the scheduler's to every node\n"
+       "with --scheduler-public-key). Never overwrites a key.",
+       {"out", "name"},
+       RunKeygen,
+       {{"out", "the directory to write the key pair into, made when missing (required)"},
+        {"name", "the key files' name, [A-Za-z0-9._-]+ (default: node)"}}},
   };
   return kCommands;
 }

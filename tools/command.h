@@ -75,6 +75,7 @@ int RunExport(const ParsedArgs& args);
 int RunServe(const ParsedArgs& args);
 int RunPredict(const ParsedArgs& args);
 int RunPredictWorker(const ParsedArgs& args);
+int RunKeygen(const ParsedArgs& args);
 
 }  // namespace tessera
 

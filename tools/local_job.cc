@@ -29,6 +29,7 @@
 #include "core/libsvm_data.h"
 #include "core/table_data.h"
 #include "core/zmq_transport.h"
+#include "tools/local_curve_keys.h"
 #include "models/device.h"
 #include "models/model.h"
 #include "tools/child_process.h"
@@ -71,11 +72,17 @@ Status WritePrivateFile(const std::string& path, const std::string& contents) {
 
 class ExitNotifier {
  public:
-  // `token`: the secret the scheduler was given (--launcher_token_file).
-  ExitNotifier(const std::string& scheduler_address, std::string token) : token_(std::move(token)) {
+  // `token`: the secret the scheduler was given (--launcher_token_file);
+  // `keys`: the launch's CURVE keys, or null for plain TCP.
+  ExitNotifier(const std::string& scheduler_address, std::string token, const LocalCurveKeys* keys)
+      : token_(std::move(token)),
+        transport_(keys == nullptr ? std::make_unique<ZmqTransport>()
+                                   : std::make_unique<ZmqTransport>(CurveSettings{keys->launcher, {}, nullptr})) {
     auto endpoint = NormalizeEndpoint(scheduler_address);
     if (endpoint.ok()) {
-      auto socket = transport_.Connect(SocketKind::kDealer, *endpoint);
+      ConnectOptions options;
+      if (keys != nullptr) options.server_public_key = keys->scheduler_public_key;
+      auto socket = transport_->Connect(SocketKind::kDealer, *endpoint, options);
       if (socket.ok()) socket_ = std::move(socket).value();
     }
   }
@@ -92,7 +99,7 @@ class ExitNotifier {
 
  private:
   std::string token_;
-  ZmqTransport transport_;
+  std::unique_ptr<ZmqTransport> transport_;
   std::unique_ptr<Socket> socket_;
 };
 
@@ -367,6 +374,21 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   if (Status s = WritePrivateFile(token_file, token); !s.ok()) return fail(s.message());
   const std::string cluster_token_file = run_dir + "/cluster.token";
   if (Status s = WritePrivateFile(cluster_token_file, RandomToken()); !s.ok()) return fail(s.message());
+  // With --curve, keys for this launch and each role's flags for them.
+  std::optional<LocalCurveKeys> keys;
+  std::vector<std::string> scheduler_keys, server_keys, worker_keys;
+  if (options.curve) {
+    auto made = MakeLocalCurveKeys(run_dir);
+    if (!made.ok()) return fail(made.status().message());
+    keys = *made;
+    scheduler_keys = keys->SchedulerFlags();
+    server_keys = keys->ServerFlags();
+    worker_keys = keys->WorkerFlags();
+  }
+  const auto with = [](std::vector<std::string> args, const std::vector<std::string>& more) {
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
   // The scheduler rolls the job back when a server is lost, as often as the
   // budget left allows; this launcher starts the replacement servers.
   const int restarts_left = std::max(0, options.max_restarts - *recoveries);
@@ -378,7 +400,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
   if (FLAGS_test_spill_free_bytes >= 0) {
     scheduler_args.push_back("--test_spill_free_bytes=" + std::to_string(FLAGS_test_spill_free_bytes));
   }
-  if (Status s = cluster.Start("scheduler", scheduler_args); !s.ok()) {
+  if (Status s = cluster.Start("scheduler", with(scheduler_args, scheduler_keys)); !s.ok()) {
     return fail(s.message());
   }
   // The scheduler writes its OS-chosen port once it listens.
@@ -407,7 +429,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     }
   }
   const std::string scheduler_address = "127.0.0.1:" + port;
-  ExitNotifier exits(scheduler_address, token);
+  ExitNotifier exits(scheduler_address, token, keys.has_value() ? &*keys : nullptr);
   int server_labels = 0;
   auto start_server = [&](bool replacement) {
     // Rows of sparse tables beyond their memory budget go to the run's disk, not $TMPDIR's.
@@ -420,7 +442,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
     if (FLAGS_test_spill_writes_before_full >= 0) {
       args.push_back("--test_spill_writes_before_full=" + std::to_string(FLAGS_test_spill_writes_before_full));
     }
-    return cluster.Start("server-" + std::to_string(server_labels++), args, replacement);
+    return cluster.Start("server-" + std::to_string(server_labels++), with(args, server_keys), replacement);
   };
   for (int i = 0; i < servers; ++i) {
     if (Status s = start_server(false); !s.ok()) return fail(s.message());
@@ -437,7 +459,7 @@ int RunAttempt(const Command& self, const proto::JobSpec& spec, const LocalJobOp
       args.push_back("--test_step_delay_ms=" + std::to_string(FLAGS_test_step_delay_ms));
       args.push_back("--test_step_delay_rank=" + std::to_string(FLAGS_test_step_delay_rank));
     }
-    return cluster.Start("worker-" + std::to_string(worker_labels++), args, replacement);
+    return cluster.Start("worker-" + std::to_string(worker_labels++), with(args, worker_keys), replacement);
   };
   for (int i = 0; i < workers; ++i) {
     if (Status s = start_worker(false); !s.ok()) return fail(s.message());

@@ -29,6 +29,10 @@ struct LocalJobOptions {
   // from these, each launch starts at most this many replacement workers.
   // Default 3.
   int max_restarts = 3;
+  // Every role with CURVE, on keys made for the launch in RUN/keys
+  // (tools/local_curve_keys.h), instead of plain TCP. Both stay on
+  // 127.0.0.1. Default false.
+  bool curve = false;
 };
 
 // Runs the job and returns the command's exit code (0, 1 on a failed role,

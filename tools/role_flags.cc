@@ -9,7 +9,9 @@
 #include "tools/signals.h"
 
 DEFINE_string(spec, "", "job spec file (protobuf text format)");
-DEFINE_string(host, "", "address to bind (scheduler default 0.0.0.0; server default 127.0.0.1, also advertised to workers; serve default 127.0.0.1)");
+DEFINE_string(host, "",
+              "address to bind (scheduler default 127.0.0.1, 0.0.0.0 with CURVE keys; server default 127.0.0.1, also "
+              "advertised to workers; serve default 127.0.0.1)");
 DEFINE_int32(port, -1, "port to bind; 0 lets the OS pick (scheduler default 7000, server default 0, serve default 8500)");
 DEFINE_string(port_file, "", "scheduler: write the bound port to this file once listening");
 DEFINE_string(run_dir, "", "run directory: metrics.jsonl, summary.json and checkpoints/ (train/resume also logs/; train default: runs/NAME-TIMESTAMP; a scheduler without one takes no checkpoints)");
@@ -57,6 +59,21 @@ DEFINE_bool(force, false,
             "start the workers even when they are more than this machine can run (without it, a local job may have "
             "at most 4 workers per core, and only as many as the available memory holds, each loading the data set)");
 
+DEFINE_string(curve_secret_key, "",
+              "this node's CURVE secret key (a NAME.secret file from tessera keygen): every socket of the role is "
+              "then authenticated and encrypted with CurveZMQ (default: none, plain TCP on loopback only)");
+DEFINE_string(curve_allow_keys, "",
+              "scheduler, server with --curve-secret-key: the public keys they admit, NAME.pub files concatenated "
+              "(every other node is refused and logged)");
+DEFINE_string(scheduler_public_key, "",
+              "server, worker with --curve-secret-key: the scheduler's public key (its NAME.pub file)");
+DEFINE_bool(curve, false,
+            "train/resume: authenticate and encrypt every socket of the local cluster with CurveZMQ, on keys made "
+            "for the launch in RUN/keys (default false: plain TCP; both stay on 127.0.0.1)");
+DEFINE_bool(insecure, false,
+            "scheduler, server: allow binding an address beyond loopback without CURVE keys (anyone who reaches "
+            "the port may join; a warning is logged)");
+
 namespace tessera {
 
 int FinishRole(const char* role, const Status& status) {
@@ -78,6 +95,57 @@ StatusOr<std::string> ReadTokenFlag(const std::string& flag, const std::string& 
   auto token = ReadFileToString(path);
   if (!token.ok() || token->empty()) return InvalidArgumentError(flag + ": cannot read a token from " + path);
   return *token;
+}
+
+StatusOr<std::optional<CurveSettings>> CurveFlags(bool binds, bool connects, std::string* scheduler_key) {
+  const auto needs = [](const char* flag) {
+    return InvalidArgumentError(std::string(flag) + " is required with --curve-secret-key");
+  };
+  if (FLAGS_curve_secret_key.empty()) {
+    if (!FLAGS_curve_allow_keys.empty()) return InvalidArgumentError("--curve-allow-keys needs --curve-secret-key");
+    if (!FLAGS_scheduler_public_key.empty()) {
+      return InvalidArgumentError("--scheduler-public-key needs --curve-secret-key");
+    }
+    return std::optional<CurveSettings>();
+  }
+  if (!CurveAvailable()) return InvalidArgumentError("--curve-secret-key: this libzmq was built without CURVE");
+  CurveSettings curve;
+  auto keys = ReadCurveSecretKey(FLAGS_curve_secret_key);
+  if (!keys.ok()) return keys.status().WithContext("--curve-secret-key");
+  curve.keys = *keys;
+  if (binds) {
+    if (FLAGS_curve_allow_keys.empty()) return needs("--curve-allow-keys");
+    auto allowed = ReadCurveAllowList(FLAGS_curve_allow_keys);
+    if (!allowed.ok()) return allowed.status().WithContext("--curve-allow-keys");
+    curve.allowed = *allowed;
+  }
+  if (connects) {
+    if (FLAGS_scheduler_public_key.empty()) return needs("--scheduler-public-key");
+    auto key = ReadCurvePublicKey(FLAGS_scheduler_public_key);
+    if (!key.ok()) return key.status().WithContext("--scheduler-public-key");
+    *scheduler_key = *key;
+  }
+  return std::optional<CurveSettings>(std::move(curve));
+}
+
+Status CheckBindHost(const std::string& host, bool curve) {
+  const bool loopback = host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (loopback || curve) return OkStatus();
+  if (!FLAGS_insecure) {
+    return InvalidArgumentError("--host " + host +
+                                " is beyond loopback: give CURVE keys (--curve-secret-key, see tessera keygen), or "
+                                "--insecure to accept any node that reaches the port");
+  }
+  LOG(WARNING) << "INSECURE: listening on " << host
+               << " without CURVE: any process that reaches the port can join the cluster and read its traffic";
+  return OkStatus();
+}
+
+std::unique_ptr<ZmqTransport> MakeTransport(std::optional<CurveSettings> curve) {
+  if (!curve.has_value()) return std::make_unique<ZmqTransport>();
+  LOG(INFO) << "CURVE on: public key " << curve->keys.public_key << ", " << curve->allowed.size()
+            << " public keys admitted";
+  return std::make_unique<ZmqTransport>(std::move(*curve));
 }
 
 StatusOr<int> PortFlag(const ParsedArgs& args, int default_port) {

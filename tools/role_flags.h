@@ -4,9 +4,12 @@
 
 #include <gflags/gflags.h>
 
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "core/status.h"
+#include "core/zmq_transport.h"
 #include "tools/command.h"
 
 DECLARE_string(spec);
@@ -35,6 +38,11 @@ DECLARE_bool(json);
 DECLARE_int32(max_restarts);
 DECLARE_int32(reply_timeout);
 DECLARE_bool(force);
+DECLARE_string(curve_secret_key);
+DECLARE_string(curve_allow_keys);
+DECLARE_string(scheduler_public_key);
+DECLARE_bool(insecure);
+DECLARE_bool(curve);
 
 namespace tessera {
 
@@ -51,6 +59,21 @@ StatusOr<int> PortFlag(const ParsedArgs& args, int default_port);
 // or "" when `path` is empty. InvalidArgument naming the flag when the file
 // cannot be read or is empty.
 StatusOr<std::string> ReadTokenFlag(const std::string& flag, const std::string& path);
+
+// What the CURVE flags give a role: nullopt without --curve-secret-key,
+// else its key pair, the allow-list (`binds`: the scheduler, a server) and
+// the scheduler's public key through *scheduler_key (`connects`: a server,
+// a worker). InvalidArgument naming the flag and the file's line and column
+// for a missing or bad key file, or a flag that CURVE needs and lacks.
+StatusOr<std::optional<CurveSettings>> CurveFlags(bool binds, bool connects, std::string* scheduler_key);
+
+// Checks a role may bind `host`: any address with CURVE, else only a
+// loopback one unless --insecure was given (then it logs a warning).
+// InvalidArgument saying so otherwise.
+Status CheckBindHost(const std::string& host, bool curve);
+
+// The role's transport: CURVE when `curve` holds settings, else plain TCP.
+std::unique_ptr<ZmqTransport> MakeTransport(std::optional<CurveSettings> curve);
 
 }  // namespace tessera
 

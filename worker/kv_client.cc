@@ -10,7 +10,8 @@ namespace tessera {
 
 Status KvClient::Connect() {
   for (const ServerEndpoint& s : servers_) {
-    ASSIGN_OR_RETURN(auto socket, transport_->Connect(SocketKind::kDealer, s.address));
+    ASSIGN_OR_RETURN(auto socket,
+                     transport_->Connect(SocketKind::kDealer, s.address, {.server_public_key = s.public_key}));
     sockets_.push_back(std::move(socket));
     // Consecutive slices grouped into parts of about kPartBytes: one message each.
     parts_.push_back(GroupSlices(s.ranges, KeyRange{0, UINT64_MAX}));

@@ -23,6 +23,7 @@ namespace tessera {
 struct ServerEndpoint {
   std::string address;
   std::vector<KeyRange> ranges;
+  std::string public_key;  // CURVE (Z85); empty without it
 };
 
 class KvClient {

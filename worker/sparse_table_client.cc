@@ -34,8 +34,10 @@ OutFrame CopiedFrame(std::vector<char> bytes) {
 }  // namespace
 
 Status SparseTableClient::Connect() {
-  for (const std::string& address : addresses_) {
-    ASSIGN_OR_RETURN(auto socket, transport_->Connect(SocketKind::kDealer, address));
+  for (size_t s = 0; s < addresses_.size(); ++s) {
+    ConnectOptions options;
+    if (s < public_keys_.size()) options.server_public_key = public_keys_[s];
+    ASSIGN_OR_RETURN(auto socket, transport_->Connect(SocketKind::kDealer, addresses_[s], options));
     sockets_.push_back(std::move(socket));
   }
   return OkStatus();

@@ -37,6 +37,11 @@ class SparseTableClient {
       : transport_(transport), addresses_(std::move(server_addresses)), dims_(std::move(dims)), rank_(rank),
         job_id_(job_id) {}
 
+  // The servers' CURVE public keys, in the order of the addresses (the
+  // cluster map's); needed before Connect when the transport uses CURVE.
+  // Default none.
+  void set_server_public_keys(std::vector<std::string> keys) { public_keys_ = std::move(keys); }
+
   // When set, waits end with Aborted once *stop is true. It must outlive this.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
 
@@ -81,6 +86,7 @@ class SparseTableClient {
 
   Transport* transport_;
   std::vector<std::string> addresses_;
+  std::vector<std::string> public_keys_;  // empty, or one per address
   std::vector<int> dims_;
   int rank_;
   uint64_t job_id_;

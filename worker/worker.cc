@@ -44,7 +44,8 @@ Status Worker::Run() {
   }
   ASSIGN_OR_RETURN(std::string endpoint, NormalizeEndpoint(options_.scheduler));
   scheduler_endpoint_ = endpoint;
-  ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, endpoint));
+  ASSIGN_OR_RETURN(scheduler_, transport_->Connect(SocketKind::kDealer, endpoint,
+                                                   {.server_public_key = options_.scheduler_public_key}));
   // One pass per cluster the worker joins: the first, and one after each
   // rollback (a server was lost; the job goes back to its newest checkpoint).
   while (true) {
@@ -130,9 +131,9 @@ Status Worker::Setup(const proto::Header& map_message) {
   rank_ = map_.rank();
   RETURN_IF_ERROR(ValidateJobSpec(map_.spec()));
   // Beat from now on: loading the data can take a while.
-  heartbeat_ = std::make_unique<HeartbeatSender>(transport_, scheduler_endpoint_, proto::WORKER, rank_, job_id_,
-                                                 map_.spec().cluster().heartbeat_interval_ms(),
-                                                 map_.spec().cluster().heartbeat_timeout_ms());
+  heartbeat_ = std::make_unique<HeartbeatSender>(
+      transport_, scheduler_endpoint_, options_.scheduler_public_key, proto::WORKER, rank_, job_id_,
+      map_.spec().cluster().heartbeat_interval_ms(), map_.spec().cluster().heartbeat_timeout_ms());
 
   const proto::DataSpec& data = map_.spec().data();
   if (train_ == nullptr) RETURN_IF_ERROR(LoadData(data));
@@ -170,6 +171,7 @@ Status Worker::Setup(const proto::Header& map_message) {
   for (const proto::ServerInfo& s : map_.servers()) {
     ServerEndpoint e;
     e.address = s.address();
+    e.public_key = s.curve_public_key();
     for (const proto::KeyRange& r : s.ranges()) e.ranges.push_back({r.begin(), r.end()});
     RETURN_IF_ERROR(ValidateRanges(e.ranges, map_.num_keys()));
     servers.push_back(std::move(e));

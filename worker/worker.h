@@ -34,6 +34,8 @@ struct WorkerOptions {
   std::string scheduler;
   // The cluster's secret, sent in REGISTER (the scheduler's --cluster_token_file). Default none.
   std::string cluster_token;
+  // With CURVE: the scheduler's public key, to connect to it. Default none.
+  std::string scheduler_public_key;
   // OpenBLAS threads; 0 = what the cores allow. Default 0.
   int threads = 0;
   // Where the model computes (ResolveDevice gives it from --device). Default the CPU.

@@ -32,10 +32,14 @@ StatusOr<std::unique_ptr<WorkerSparseTable>> WorkerSparseTable::Create(Transport
     return InvalidArgumentError("examples of " + std::to_string(values_per_example) + " values with " +
                                 std::to_string(ids_per_example) + " id slots");
   }
-  std::vector<std::string> addresses;
-  for (const proto::ServerInfo& s : map.servers()) addresses.push_back(s.address());
+  std::vector<std::string> addresses, public_keys;
+  for (const proto::ServerInfo& s : map.servers()) {
+    addresses.push_back(s.address());
+    public_keys.push_back(s.curve_public_key());
+  }
   auto client = std::make_unique<SparseTableClient>(transport, std::move(addresses), std::move(dims), map.rank(),
                                                     job_id);
+  client->set_server_public_keys(std::move(public_keys));
   return std::unique_ptr<WorkerSparseTable>(new WorkerSparseTable(
       std::move(client), table, static_cast<int>(model.sparse_row_dim()), values_per_example - ids_per_example,
       ids_per_example, layer, wide_table));

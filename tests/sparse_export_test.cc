@@ -381,7 +381,8 @@ class SparseExportCliTest : public ::testing::Test {
     for (int i = 0; i < 13; ++i) few.append("\t").append(std::to_string(i * 3));
     for (int c = 0; c < 26; ++c) {
       few += '\t';
-      if (c % 3 != 0) few.append("neverseen").append(std::to_string(c));  // every third field empty
+      // Hex values no training line has (make_criteo writes 8 digits); every third field empty.
+      if (c % 3 != 0) few.append("abc").append(std::to_string(100 + c));
     }
     few += "\n0";
     for (int i = 0; i < 13; ++i) few += "\t";

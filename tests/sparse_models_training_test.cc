@@ -81,22 +81,15 @@ const char kDlrm[] = R"pb(
 
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
-// The sparse table files of a run's newest checkpoint: their SHA-256 by part and name.
-std::map<std::string, std::string> TableFiles(const std::string& run) {
+// The sparse tables of a run's newest checkpoint, by part and table, chains
+// applied: the SHA-256 of their rows (a checkpoint's files themselves depend
+// on which earlier cuts were full).
+std::map<std::string, std::string> TableRows(const std::string& run) {
   std::string note;
   auto checkpoint = ResolveCheckpoint(run, &note);
   EXPECT_OK(checkpoint.status());
-  std::map<std::string, std::string> files;
-  if (!checkpoint.ok()) return files;
-  auto manifest = ReadManifest(*checkpoint);
-  EXPECT_OK(manifest.status());
-  if (!manifest.ok()) return files;
-  for (const proto::ServerPart& part : manifest->servers()) {
-    for (const proto::FileChecksum& f : part.files()) {
-      if (f.name().rfind("sparse-", 0) == 0) files[part.dir() + "/" + f.name()] = f.sha256();
-    }
-  }
-  return files;
+  if (!checkpoint.ok()) return {};
+  return SparseTableDigests(*checkpoint);
 }
 
 class SparseModelsTrainingTest : public ::testing::Test {
@@ -143,9 +136,9 @@ class SparseModelsTrainingTest : public ::testing::Test {
     EXPECT_GT(JsonNumber(a, "auc"), 0.68) << a;
     EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
     EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-    const std::map<std::string, std::string> files = TableFiles(run);
-    EXPECT_EQ(files.size(), 2u * tables);  // each table's file on each of 2 servers
-    EXPECT_EQ(files, TableFiles(copy));
+    const std::map<std::string, std::string> files = TableRows(run);
+    EXPECT_EQ(files.size(), 2u * tables);  // each table on each of 2 servers
+    EXPECT_EQ(files, TableRows(copy));
   }
 
   static std::string* dir_;

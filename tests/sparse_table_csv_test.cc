@@ -103,22 +103,15 @@ std::string Spec(const std::string& dir, bool tsv) {
 
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
-// The sparse table files of a run's newest checkpoint: part/name -> SHA-256.
-std::map<std::string, std::string> TableFiles(const std::string& run) {
+// The sparse tables of a run's newest checkpoint, by part and table, chains
+// applied: the SHA-256 of their rows (a checkpoint's files themselves depend
+// on which earlier cuts were full).
+std::map<std::string, std::string> TableRows(const std::string& run) {
   std::string note;
   auto checkpoint = ResolveCheckpoint(run, &note);
-  std::map<std::string, std::string> files;
   EXPECT_OK(checkpoint.status());
-  if (!checkpoint.ok()) return files;
-  auto manifest = ReadManifest(*checkpoint);
-  EXPECT_OK(manifest.status());
-  if (!manifest.ok()) return files;
-  for (const proto::ServerPart& part : manifest->servers()) {
-    for (const proto::FileChecksum& f : part.files()) {
-      if (f.name().rfind("sparse-", 0) == 0) files[part.dir() + "/" + f.name()] = f.sha256();
-    }
-  }
-  return files;
+  if (!checkpoint.ok()) return {};
+  return SparseTableDigests(*checkpoint);
 }
 
 class SparseTableCsvTest : public ::testing::Test {
@@ -147,7 +140,7 @@ TEST_F(SparseTableCsvTest, TheTsvJobLearnsFromItsCategoricalColumns) {
   const std::string summary = Summary(*dir_ + "/tsv");
   // C1 and C2's values carry the signal; the numeric columns none.
   EXPECT_GT(JsonNumber(summary, "auc"), 0.7) << summary;
-  EXPECT_FALSE(TableFiles(*dir_ + "/tsv").empty());
+  EXPECT_FALSE(TableRows(*dir_ + "/tsv").empty());
 }
 
 TEST_F(SparseTableCsvTest, TheSameRowsAsCriteoLogsTrainTheSameBits) {
@@ -155,8 +148,8 @@ TEST_F(SparseTableCsvTest, TheSameRowsAsCriteoLogsTrainTheSameBits) {
   ASSERT_FALSE(JsonString(a, "params_sha256").empty()) << a;
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-  ASSERT_FALSE(TableFiles(*dir_ + "/criteo").empty());
-  EXPECT_EQ(TableFiles(*dir_ + "/criteo"), TableFiles(*dir_ + "/tsv"));
+  ASSERT_FALSE(TableRows(*dir_ + "/criteo").empty());
+  EXPECT_EQ(TableRows(*dir_ + "/criteo"), TableRows(*dir_ + "/tsv"));
 }
 
 // From the job's first cut: one inside an epoch when the scheduler cut one
@@ -180,7 +173,7 @@ TEST_F(SparseTableCsvTest, ResumeFromTheFirstCutIsExact) {
   const std::string a = Summary(*dir_ + "/tsv"), b = Summary(copy);
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-  EXPECT_EQ(TableFiles(*dir_ + "/tsv"), TableFiles(copy));
+  EXPECT_EQ(TableRows(*dir_ + "/tsv"), TableRows(copy));
 }
 
 }  // namespace

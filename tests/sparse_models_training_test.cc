@@ -81,17 +81,6 @@ const char kDlrm[] = R"pb(
 
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
-// The sparse tables of a run's newest checkpoint, by part and table, chains
-// applied: the SHA-256 of their rows (a checkpoint's files themselves depend
-// on which earlier cuts were full).
-std::map<std::string, std::string> TableRows(const std::string& run) {
-  std::string note;
-  auto checkpoint = ResolveCheckpoint(run, &note);
-  EXPECT_OK(checkpoint.status());
-  if (!checkpoint.ok()) return {};
-  return SparseTableDigests(*checkpoint);
-}
-
 class SparseModelsTrainingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -136,9 +125,9 @@ class SparseModelsTrainingTest : public ::testing::Test {
     EXPECT_GT(JsonNumber(a, "auc"), 0.68) << a;
     EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
     EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-    const std::map<std::string, std::string> files = TableRows(run);
+    const std::map<std::string, std::string> files = NewestCheckpointTableRows(run);
     EXPECT_EQ(files.size(), 2u * tables);  // each table on each of 2 servers
-    EXPECT_EQ(files, TableRows(copy));
+    EXPECT_EQ(files, NewestCheckpointTableRows(copy));
   }
 
   static std::string* dir_;

@@ -103,17 +103,6 @@ std::string Spec(const std::string& dir, bool tsv) {
 
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
-// The sparse tables of a run's newest checkpoint, by part and table, chains
-// applied: the SHA-256 of their rows (a checkpoint's files themselves depend
-// on which earlier cuts were full).
-std::map<std::string, std::string> TableRows(const std::string& run) {
-  std::string note;
-  auto checkpoint = ResolveCheckpoint(run, &note);
-  EXPECT_OK(checkpoint.status());
-  if (!checkpoint.ok()) return {};
-  return SparseTableDigests(*checkpoint);
-}
-
 class SparseTableCsvTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -140,7 +129,7 @@ TEST_F(SparseTableCsvTest, TheTsvJobLearnsFromItsCategoricalColumns) {
   const std::string summary = Summary(*dir_ + "/tsv");
   // C1 and C2's values carry the signal; the numeric columns none.
   EXPECT_GT(JsonNumber(summary, "auc"), 0.7) << summary;
-  EXPECT_FALSE(TableRows(*dir_ + "/tsv").empty());
+  EXPECT_FALSE(NewestCheckpointTableRows(*dir_ + "/tsv").empty());
 }
 
 TEST_F(SparseTableCsvTest, TheSameRowsAsCriteoLogsTrainTheSameBits) {
@@ -148,8 +137,8 @@ TEST_F(SparseTableCsvTest, TheSameRowsAsCriteoLogsTrainTheSameBits) {
   ASSERT_FALSE(JsonString(a, "params_sha256").empty()) << a;
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-  ASSERT_FALSE(TableRows(*dir_ + "/criteo").empty());
-  EXPECT_EQ(TableRows(*dir_ + "/criteo"), TableRows(*dir_ + "/tsv"));
+  ASSERT_FALSE(NewestCheckpointTableRows(*dir_ + "/criteo").empty());
+  EXPECT_EQ(NewestCheckpointTableRows(*dir_ + "/criteo"), NewestCheckpointTableRows(*dir_ + "/tsv"));
 }
 
 // From the job's first cut: one inside an epoch when the scheduler cut one
@@ -173,7 +162,7 @@ TEST_F(SparseTableCsvTest, ResumeFromTheFirstCutIsExact) {
   const std::string a = Summary(*dir_ + "/tsv"), b = Summary(copy);
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-  EXPECT_EQ(TableRows(*dir_ + "/tsv"), TableRows(copy));
+  EXPECT_EQ(NewestCheckpointTableRows(*dir_ + "/tsv"), NewestCheckpointTableRows(copy));
 }
 
 }  // namespace

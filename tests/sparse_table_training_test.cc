@@ -59,16 +59,6 @@ std::string Spec(const std::string& dir, int budget_mb) {
 
 std::string Summary(const std::string& run) { return FileText(run + "/summary.json"); }
 
-// The sparse tables of a run's newest checkpoint, by part, chains applied:
-// their rows' SHA-256.
-std::map<std::string, std::string> TableRows(const std::string& run) {
-  std::string note;
-  auto checkpoint = ResolveCheckpoint(run, &note);
-  EXPECT_OK(checkpoint.status());
-  if (!checkpoint.ok()) return {};
-  return SparseTableDigests(*checkpoint);
-}
-
 class SparseTableTrainingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -113,7 +103,7 @@ TEST_F(SparseTableTrainingTest, TheJobLearnsThePlantedModel) {
   // The planted model reaches about 0.86 on these rows; the embedding rows
   // are what carries the signal (numeric features alone give far less).
   EXPECT_GT(JsonNumber(summary, "auc"), 0.68) << summary;
-  EXPECT_FALSE(TableRows(*dir_ + "/run").empty());
+  EXPECT_FALSE(NewestCheckpointTableRows(*dir_ + "/run").empty());
 }
 
 TEST_F(SparseTableTrainingTest, ResumeFromACutInsideAnEpochIsExact) {
@@ -122,7 +112,7 @@ TEST_F(SparseTableTrainingTest, ResumeFromACutInsideAnEpochIsExact) {
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
   // The rows themselves, file by file: the same ids on the same servers.
-  EXPECT_EQ(TableRows(*dir_ + "/run"), TableRows(copy));
+  EXPECT_EQ(NewestCheckpointTableRows(*dir_ + "/run"), NewestCheckpointTableRows(copy));
 }
 
 TEST_F(SparseTableTrainingTest, AResumeOntoThreeServersRepartitionsTheRowsExactly) {
@@ -130,7 +120,7 @@ TEST_F(SparseTableTrainingTest, AResumeOntoThreeServersRepartitionsTheRowsExactl
   const std::string a = Summary(*dir_ + "/run"), b = Summary(copy);
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss")) << "the rows' values differ";
-  EXPECT_EQ(TableRows(copy).size(), 3u);
+  EXPECT_EQ(NewestCheckpointTableRows(copy).size(), 3u);
 }
 
 // Each server holds at most 1 MiB of rows in memory; the table (rows of 16
@@ -148,7 +138,7 @@ TEST_F(SparseTableTrainingTest, ABudgetFarBelowTheTableTrainsTheSameBits) {
   const std::string a = Summary(*dir_ + "/run"), b = Summary(*dir_ + "/budget-run");
   EXPECT_EQ(JsonString(a, "params_sha256"), JsonString(b, "params_sha256"));
   EXPECT_EQ(JsonNumber(a, "test_loss"), JsonNumber(b, "test_loss"));
-  EXPECT_EQ(TableRows(*dir_ + "/run"), TableRows(*dir_ + "/budget-run"));
+  EXPECT_EQ(NewestCheckpointTableRows(*dir_ + "/run"), NewestCheckpointTableRows(*dir_ + "/budget-run"));
   // Rows did go to disk and come back (the server's last line on its table).
   const std::string log = FileText(*dir_ + "/budget-run/logs/server-0.log");
   const size_t at = log.find("sparse table 'ids': ");

@@ -178,6 +178,14 @@ std::map<std::string, std::string> SparseTableDigests(const std::string& checkpo
   return digests;
 }
 
+std::map<std::string, std::string> NewestCheckpointTableRows(const std::string& run) {
+  std::string note;
+  auto checkpoint = ResolveCheckpoint(run, &note);
+  EXPECT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+  if (!checkpoint.ok()) return {};
+  return SparseTableDigests(*checkpoint);
+}
+
 std::vector<int> ChildrenOf(int parent) {
   std::vector<int> children;
   for (int pid : AllPids()) {

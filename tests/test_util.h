@@ -68,6 +68,12 @@ CommandResult RunTessera(const std::vector<std::string>& args, int timeout_s = 6
 // failure (and an empty map) when the manifest or a table does not read.
 std::map<std::string, std::string> SparseTableDigests(const std::string& checkpoint_dir);
 
+// SparseTableDigests of the newest intact checkpoint of the run directory
+// `run` (a checkpoint's files themselves depend on which earlier cuts were
+// full, so runs are compared by their rows). A test failure (and an empty
+// map) when there is none.
+std::map<std::string, std::string> NewestCheckpointTableRows(const std::string& run);
+
 // PIDs of the running children of `pid`.
 std::vector<int> ChildrenOf(int pid);
 
